@@ -1,0 +1,72 @@
+"""Settings: defaults, then ``CODEYARD_*`` environment variables, then command-line flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CODEYARD_HOME", "~/.codeyard")).expanduser()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CODEYARD_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8420
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    admin_token: str | None = None
+    max_concurrent_runs: int = Field(default=4, ge=1, le=256)
+    bash_timeout_seconds: float = Field(default=600.0, gt=0)
+    event_batch_max: int = Field(default=5000, ge=1)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'codeyard.db'}"
+
+    @property
+    def worktree_root(self) -> Path:
+        return self.data_dir / "worktrees"
+
+    @property
+    def repos_root(self) -> Path:
+        """Where repositories registered by URL are cloned."""
+        return self.data_dir / "repos"
+
+    @property
+    def logs_root(self) -> Path:
+        return self.data_dir / "logs"
+
+    def prepare_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for sub in (self.worktree_root, self.repos_root, self.logs_root):
+            sub.mkdir(exist_ok=True)
+
+    def ensure_admin_token(self) -> str:
+        """The configured token, else the one in ``admin.token``, else a new one written 0600."""
+        if self.admin_token:
+            return self.admin_token
+        path = self.data_dir / "admin.token"
+        if path.exists():
+            token = path.read_text().strip()
+            if token:
+                return token
+        token = "cy_" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token
+
+    def write_server_file(self, url: str) -> None:
+        """Tell the CLI where the running server is (``server.json`` in the data dir)."""
+        path = self.data_dir / "server.json"
+        path.write_text(json.dumps({"url": url, "pid": os.getpid()}))

@@ -1,0 +1,81 @@
+"""Event types and the stored event record (API.md, "Events").
+
+Events are numbered twice: ``id`` is global and increasing (the SSE id), ``seq`` counts within a
+run. The JSON of ``data`` is serialized once, when the event is made, and reused by the log, the
+hub and every stream.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "run.created", "run.status", "turn.started", "turn.completed", "agent.session",
+        "agent.message", "agent.delta", "agent.thinking", "tool.call", "tool.result",
+        "file.changed", "task.updated", "usage", "approval.requested", "approval.resolved",
+        "policy.decision", "user.message", "checkpoint.created", "git.committed", "git.merged",
+        "git.pushed", "pr.created", "error", "log",
+    }
+)  # fmt: skip
+
+
+def utc_now() -> str:
+    """Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event before it has been numbered and stored."""
+
+    type: str
+    data: dict[str, Any]
+    data_json: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.data_json:
+            self.data_json = dumps(self.data)
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    id: int
+    run_id: str
+    project_id: str
+    seq: int
+    type: str
+    ts: str
+    data_json: str
+    _json: str | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.data_json)
+        return result
+
+    @property
+    def json(self) -> str:
+        """The event as the API shows it, built from already-serialized parts."""
+        if self._json is None:
+            self._json = (
+                f'{{"id":{self.id},"run_id":"{self.run_id}","seq":{self.seq},'
+                f'"type":"{self.type}","ts":"{self.ts}","data":{self.data_json}}}'
+            )
+        return self._json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "run_id": self.run_id, "seq": self.seq,
+            "type": self.type, "ts": self.ts, "data": self.data,
+        }  # fmt: skip
+
+    def sse_frame(self) -> str:
+        return f"id: {self.id}\nevent: {self.type}\ndata: {self.json}\n\n"

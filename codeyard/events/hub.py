@@ -1,0 +1,109 @@
+"""In-process fan-out of committed events to subscribers.
+
+Publishing never waits: each subscriber has a bounded buffer, and one that falls behind is
+dropped (``dropped`` is set and its reader wakes). Streams recover from a drop by replaying from
+the database, so a slow client costs only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from codeyard.domain.events import StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    run_id: str | None = None
+    project_id: str | None = None
+    types: frozenset[str] | None = None
+
+    def matches(self, event: StoredEvent) -> bool:
+        if self.run_id is not None and event.run_id != self.run_id:
+            return False
+        if self.project_id is not None and event.project_id != self.project_id:
+            return False
+        return self.types is None or event.type in self.types
+
+
+class SubscriberDropped(Exception):
+    """The subscriber's buffer overflowed; replay from the last id it saw."""
+
+
+class Subscription:
+    def __init__(self, hub: Hub, flt: EventFilter, max_pending: int) -> None:
+        self.filter = flt
+        self._hub = hub
+        self._max = max_pending
+        self._pending: list[StoredEvent] = []
+        self._ready = asyncio.Event()
+        self.dropped = False
+
+    def _offer(self, events: Iterable[StoredEvent]) -> None:
+        if self.dropped:
+            return
+        self._pending.extend(events)
+        if len(self._pending) > self._max:
+            self.dropped = True
+            self._pending = []
+            self._hub.dropped_total += 1
+            self._hub.unsubscribe(self)
+        self._ready.set()
+
+    async def next_batch(self) -> list[StoredEvent]:
+        """Wait for events; returns every event that arrived since the last call."""
+        while not self._pending:
+            if self.dropped:
+                raise SubscriberDropped
+            self._ready.clear()
+            await self._ready.wait()
+        batch, self._pending = self._pending, []
+        return batch
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class Hub:
+    def __init__(self, max_pending: int = 10_000) -> None:
+        self._max_pending = max_pending
+        self._by_run: dict[str, set[Subscription]] = {}
+        self._global: set[Subscription] = set()
+        self.dropped_total = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._global) + sum(len(s) for s in self._by_run.values())
+
+    def subscribe(self, flt: EventFilter, max_pending: int | None = None) -> Subscription:
+        sub = Subscription(self, flt, max_pending or self._max_pending)
+        if flt.run_id is not None:
+            self._by_run.setdefault(flt.run_id, set()).add(sub)
+        else:
+            self._global.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        run_id = sub.filter.run_id
+        if run_id is None:
+            self._global.discard(sub)
+            return
+        subs = self._by_run.get(run_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_run[run_id]
+
+    def publish(self, events: list[StoredEvent]) -> None:
+        """Hand committed events to every matching subscriber, in order, without waiting."""
+        by_run: dict[str, list[StoredEvent]] = {}
+        for event in events:
+            by_run.setdefault(event.run_id, []).append(event)
+        for run_id, run_events in by_run.items():
+            for sub in list(self._by_run.get(run_id, ())):
+                types = sub.filter.types
+                sub._offer(run_events if types is None else [e for e in run_events if e.type in types])
+        for sub in list(self._global):
+            sub._offer([e for e in events if sub.filter.matches(e)])

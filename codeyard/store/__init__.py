@@ -1,0 +1,1 @@
+"""Storage: tables, migrations, the serialized writer, and queries."""

@@ -1,0 +1,51 @@
+"""Reading the event log (replay, paging, folding into transcripts)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.events import StoredEvent
+from codeyard.store import schema
+
+E = schema.events
+
+
+async def read(
+    conn: AsyncConnection,
+    *,
+    run_id: str | None = None,
+    project_id: str | None = None,
+    types: frozenset[str] | None = None,
+    after: int = 0,
+    limit: int = 1000,
+) -> list[StoredEvent]:
+    """Events with ``id > after``, ascending, at most ``limit``."""
+    stmt = (
+        select(E.c.id, E.c.run_id, E.c.project_id, E.c.seq, E.c.type, E.c.ts, E.c.data)
+        .where(E.c.id > after)
+        .order_by(E.c.id)
+        .limit(limit)
+    )
+    if run_id is not None:
+        stmt = stmt.where(E.c.run_id == run_id)
+    if project_id is not None:
+        stmt = stmt.where(E.c.project_id == project_id)
+    if types:
+        stmt = stmt.where(E.c.type.in_(sorted(types)))
+    rows = (await conn.execute(stmt)).all()
+    return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+
+async def read_all(
+    conn: AsyncConnection, run_id: str, types: frozenset[str] | None = None
+) -> list[StoredEvent]:
+    """Every event of one run (for folding into transcripts, timelines…)."""
+    out: list[StoredEvent] = []
+    after = 0
+    while True:
+        chunk = await read(conn, run_id=run_id, types=types, after=after, limit=5000)
+        out.extend(chunk)
+        if len(chunk) < 5000:
+            return out
+        after = chunk[-1].id

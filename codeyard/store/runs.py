@@ -1,0 +1,161 @@
+"""Run rows: reading, inserting, and the one door that changes a run's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.errors import NotFound
+from codeyard.domain.events import utc_now
+from codeyard.domain.status import ACTIVE, RunStatus, check_transition
+from codeyard.store import schema
+from codeyard.store.pages import decode_cursor, page
+from codeyard.store.writer import Tx
+
+R = schema.runs
+
+#: Columns the API shows; the rest (worktrees, agent_state, pending_messages…) are internal.
+PUBLIC_FIELDS = (
+    "id", "number", "title", "prompt", "project_id", "repo_ids", "agent_id", "provider", "model",
+    "status", "status_reason", "resolution", "source_ref", "base_commits", "branch",
+    "parent_run_id", "session_id", "turns", "usage", "budget_usd", "pending_approvals",
+    "diff_stats", "pull_request", "archived", "labels", "created_at", "started_at",
+    "finished_at", "updated_at",
+)  # fmt: skip
+
+EMPTY_USAGE = {
+    "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+    "cost_usd": 0.0,
+}  # fmt: skip
+
+
+def public(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: run[k] for k in PUBLIC_FIELDS}
+
+
+def _as_dict(row: Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+async def next_run_number(tx: Tx) -> int:
+    result = await tx.conn.execute(
+        update(schema.counters)
+        .where(schema.counters.c.name == "run_number")
+        .values(value=schema.counters.c.value + 1)
+        .returning(schema.counters.c.value)
+    )
+    return int(result.scalar_one())
+
+
+async def insert(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(R.insert().values(**values))
+    tx.register_run(values["id"], values["project_id"])
+
+
+async def find(conn: AsyncConnection, ref: str | int) -> dict[str, Any] | None:
+    """A run by id (``run_…``) or by number."""
+    ref_s = str(ref)
+    cond = R.c.number == int(ref_s) if ref_s.isdigit() else R.c.id == ref_s
+    row = (await conn.execute(select(R).where(cond))).first()
+    return _as_dict(row) if row else None
+
+
+async def get(conn: AsyncConnection, ref: str | int) -> dict[str, Any]:
+    run = await find(conn, ref)
+    if run is None:
+        raise NotFound(f"No run '{ref}'. List runs with GET /api/runs.")
+    return run
+
+
+async def list_page(
+    conn: AsyncConnection,
+    *,
+    status: list[str] | None = None,
+    project_id: str | None = None,
+    provider: str | None = None,
+    archived: bool | None = False,
+    q: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = select(R).order_by(R.c.number.desc()).limit(limit + 1)
+    if status:
+        stmt = stmt.where(R.c.status.in_(status))
+    if project_id:
+        stmt = stmt.where(R.c.project_id == project_id)
+    if provider:
+        stmt = stmt.where(R.c.provider == provider)
+    if archived is not None:
+        stmt = stmt.where(R.c.archived == archived)
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(or_(func.lower(R.c.title).like(like), func.lower(R.c.prompt).like(like)))
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(R.c.number < int(after))
+    rows = [_as_dict(r) for r in (await conn.execute(stmt)).all()]
+    return page(rows, limit, key=lambda r: r["number"])
+
+
+async def ids_in(conn: AsyncConnection, statuses: frozenset[RunStatus]) -> list[str]:
+    """Run ids in the given statuses, oldest first (FIFO order for the queue)."""
+    stmt = (
+        select(R.c.id)
+        .where(R.c.status.in_([str(s) for s in statuses]))
+        .order_by(R.c.queued_at, R.c.number)
+    )
+    return [r.id for r in (await conn.execute(stmt)).all()]
+
+
+async def lock(tx: Tx, run_id: str) -> dict[str, Any]:
+    """Read a run inside a write job (the writer is serialized, so this is a consistent read)."""
+    row = (await tx.conn.execute(select(R).where(R.c.id == run_id))).first()
+    if row is None:
+        raise NotFound(f"No run '{run_id}'.")
+    return _as_dict(row)
+
+
+async def set_status(
+    tx: Tx,
+    run_id: str,
+    to: RunStatus,
+    reason: str | None = None,
+    **values: Any,
+) -> dict[str, Any]:
+    """The one door for run status: check the table, write the row, append ``run.status``.
+
+    Extra ``values`` are written with the status (e.g. ``turns``), in the same transaction.
+    Returns the run as it is after the change.
+    """
+    run = await lock(tx, run_id)
+    current = RunStatus(run["status"])
+    check_transition(current, to)
+    now = utc_now()
+    changes: dict[str, Any] = {"status": str(to), "status_reason": reason, **values}
+    if to == RunStatus.QUEUED:
+        changes["queued_at"] = now
+    if to == RunStatus.RUNNING and run["started_at"] is None:
+        changes["started_at"] = now
+    if to in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.REVIEW):
+        changes["finished_at"] = now
+    elif to in ACTIVE:
+        changes["finished_at"] = None
+    await tx.conn.execute(update(R).where(R.c.id == run_id).values(updated_at=now, **changes))
+    await tx.emit_one(run_id, "run.status", {"from": str(current), "to": str(to), "reason": reason})
+    run.update(changes, updated_at=now)
+    return run
+
+
+async def update_fields(tx: Tx, run_id: str, **values: Any) -> None:
+    """Write non-status columns. ``status`` is refused here: use :func:`set_status`."""
+    if "status" in values:
+        raise ValueError("Run status changes go through set_status().")
+    await tx.conn.execute(update(R).where(R.c.id == run_id).values(updated_at=utc_now(), **values))
+
+
+async def remove(tx: Tx, run_id: str) -> None:
+    await tx.conn.execute(delete(schema.events).where(schema.events.c.run_id == run_id))
+    await tx.conn.execute(delete(R).where(R.c.id == run_id))
+    tx.forget_run(run_id)

@@ -1,0 +1,127 @@
+"""Tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("slug", String(100), nullable=False, unique=True),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+repos = Table(
+    "repos",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(40), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("url", Text),
+    Column("default_branch", String(200)),
+    Column("setup_script", Text),
+    Column("cleanup_script", Text),
+    Column("copy_files", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200)),
+    Column("instructions", Text),
+    Column("allowed_tools", JSON, nullable=False),
+    Column("disallowed_tools", JSON, nullable=False),
+    Column("max_turns", Integer),
+    Column("permission_mode", String(20), nullable=False),
+    Column("policy_set_ids", JSON, nullable=False),
+    Column("env_set_ids", JSON, nullable=False),
+    Column("provider_config", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("number", Integer, nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("project_id", String(40), nullable=False, index=True),
+    Column("repo_ids", JSON, nullable=False),
+    Column("agent_id", String(40)),
+    Column("provider", String(40), nullable=False),
+    Column("model", String(200)),
+    Column("agent_options", JSON, nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("status_reason", Text),
+    Column("resolution", String(20)),
+    Column("source_ref", String(200), nullable=False),
+    Column("base_commits", JSON, nullable=False),
+    Column("branch", String(250)),
+    Column("worktrees", JSON, nullable=False),
+    Column("parent_run_id", String(40)),
+    Column("session_id", Text),
+    Column("agent_state", JSON, nullable=False),
+    Column("turns", Integer, nullable=False),
+    Column("usage", JSON, nullable=False),
+    Column("budget_usd", Float),
+    Column("pending_approvals", Integer, nullable=False),
+    Column("pending_messages", JSON, nullable=False),
+    Column("diff_stats", JSON, nullable=False),
+    Column("pull_request", JSON),
+    Column("archived", Boolean, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("queued_at", String(32)),
+    Column("created_at", String(32), nullable=False),
+    Column("started_at", String(32)),
+    Column("finished_at", String(32)),
+    Column("updated_at", String(32), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("run_id", String(40), nullable=False),
+    Column("project_id", String(40), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_events_run_seq", "run_id", "seq", unique=True),
+    Index("ix_events_project_id", "project_id", "id"),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -1,0 +1,277 @@
+"""The one serialized writer, with group commit.
+
+Every write to the database is a *job* handed to :meth:`Writer.run`. One task takes the jobs
+in arrival order and runs as many as are waiting in a single transaction (each in its own
+savepoint, so one failing job rolls back alone). Events emitted by jobs are numbered here — a
+global ``id`` and a per-run ``seq`` — inserted with one ``executemany`` per batch, and handed to
+``on_commit`` (the hub) only after the commit. This is why token deltas cost microseconds, and why
+a client can never see an event that a crash could take back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from codeyard.domain.errors import NotFound
+from codeyard.domain.events import NewEvent, StoredEvent, utc_now
+from codeyard.store import schema
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _insert_events_sql(paramstyle: str) -> str:
+    """The raw INSERT for ``executemany``, in the driver's own placeholder style."""
+    marks = {
+        "qmark": ["?"] * 7,
+        "numeric_dollar": [f"${i}" for i in range(1, 8)],
+    }.get(paramstyle, ["%s"] * 7)
+    return (
+        "INSERT INTO events (id, run_id, project_id, seq, type, ts, data) "
+        f"VALUES ({', '.join(marks)})"
+    )
+
+
+@dataclass(slots=True)
+class _RunCursor:
+    last_seq: int
+    project_id: str
+
+
+class Tx:
+    """What a job sees: the open connection, and ``emit`` to add numbered events."""
+
+    def __init__(self, conn: AsyncConnection, writer: Writer, next_id: int) -> None:
+        self.conn = conn
+        self._writer = writer
+        self.next_id = next_id
+        self.cursors: dict[str, _RunCursor] = {}
+        self.events: list[StoredEvent] = []
+        self.run_values: dict[str, dict[str, Any]] = {}
+        self.forgotten: set[str] = set()
+
+    async def _cursor(self, run_id: str) -> _RunCursor:
+        cur = self.cursors.get(run_id) or self._writer._cursor_for(run_id)
+        if cur is None:
+            row = (
+                await self.conn.execute(
+                    select(schema.runs.c.last_seq, schema.runs.c.project_id).where(
+                        schema.runs.c.id == run_id
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"Run {run_id} does not exist.")
+            cur = _RunCursor(row.last_seq, row.project_id)
+        else:
+            cur = _RunCursor(cur.last_seq, cur.project_id)
+        self.cursors[run_id] = cur
+        return cur
+
+    def register_run(self, run_id: str, project_id: str) -> None:
+        """A run inserted by this job: numbering starts at 1 without a look-up."""
+        self.cursors[run_id] = _RunCursor(0, project_id)
+
+    def forget_run(self, run_id: str) -> None:
+        """A run deleted by this job: drop its staged events and numbering."""
+        self.cursors.pop(run_id, None)
+        self.run_values.pop(run_id, None)
+        self.events = [e for e in self.events if e.run_id != run_id]
+        self.forgotten.add(run_id)
+
+    async def emit(self, run_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        cur = await self._cursor(run_id)
+        ts = utc_now()
+        out = []
+        for ev in events:
+            cur.last_seq += 1
+            out.append(
+                StoredEvent(self.next_id, run_id, cur.project_id, cur.last_seq, ev.type, ts,
+                            ev.data_json)
+            )  # fmt: skip
+            self.next_id += 1
+        self.events.extend(out)
+        self.run_values.setdefault(run_id, {})
+        return out
+
+    async def emit_one(self, run_id: str, type: str, data: dict[str, Any]) -> StoredEvent:
+        return (await self.emit(run_id, [NewEvent(type, data)]))[0]
+
+    def set_run_values(self, run_id: str, values: dict[str, Any]) -> None:
+        """Columns written to the run row with this batch's events (one UPDATE per run)."""
+        self.run_values.setdefault(run_id, {}).update(values)
+
+
+Job = Callable[[Tx], Awaitable[Any]]
+
+
+def _new_future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclass(slots=True)
+class _Pending:
+    fn: Job
+    savepoint: bool
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Writer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        on_commit: Callable[[list[StoredEvent]], None],
+        batch_max: int = 5000,
+    ) -> None:
+        self._engine = engine
+        self._on_commit = on_commit
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._cursors: dict[str, _RunCursor] = {}
+        self._next_id = 1
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    def _cursor_for(self, run_id: str) -> _RunCursor | None:
+        return self._cursors.get(run_id)
+
+    async def start(self) -> None:
+        async with self._engine.connect() as conn:
+            max_id = (await conn.execute(text("SELECT MAX(id) FROM events"))).scalar()
+        self._next_id = int(max_id or 0) + 1
+        self._task = asyncio.create_task(self._loop(), name="codeyard-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def run(self, fn: Callable[[Tx], Awaitable[T]], *, savepoint: bool = True) -> T:
+        """Run ``fn`` inside the next batch's transaction; returns its result after commit.
+
+        ``savepoint=False`` is for jobs that only emit events and set run values (no SQL of
+        their own): they need no rollback point, which keeps event appends cheap.
+        """
+        if self._task is None:
+            raise RuntimeError("The writer is not running.")
+        pending = _Pending(fn, savepoint)
+        await self._queue.put(pending)
+        result: T = await pending.future
+        return result
+
+    async def append(
+        self, run_id: str, events: Sequence[NewEvent], run_values: dict[str, Any] | None = None
+    ) -> list[StoredEvent]:
+        """Append events to a run's log (and optionally set run columns) in the next batch."""
+
+        async def job(tx: Tx) -> list[StoredEvent]:
+            stored = await tx.emit(run_id, events)
+            if run_values:
+                tx.set_run_values(run_id, run_values)
+            return stored
+
+        return await self.run(job, savepoint=False)
+
+    async def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        outcomes: list[tuple[_Pending, bool, Any]] = []
+        staged: list[StoredEvent] = []
+        cursors: dict[str, _RunCursor] = {}
+        run_values: dict[str, dict[str, Any]] = {}
+        next_id = self._next_id
+        try:
+            async with self._engine.begin() as conn:
+                for pending in batch:
+                    tx = Tx(conn, self, next_id)
+                    tx.cursors = {
+                        k: _RunCursor(v.last_seq, v.project_id) for k, v in cursors.items()
+                    }
+                    try:
+                        if pending.savepoint:
+                            async with conn.begin_nested():
+                                result = await pending.fn(tx)
+                        else:
+                            result = await pending.fn(tx)
+                    except Exception as exc:  # the job's own failure: reported to its caller
+                        outcomes.append((pending, False, exc))
+                        continue
+                    for run_id in tx.forgotten:
+                        staged = [e for e in staged if e.run_id != run_id]
+                        run_values.pop(run_id, None)
+                        cursors.pop(run_id, None)
+                        self._cursors.pop(run_id, None)
+                    next_id = tx.next_id
+                    cursors.update(tx.cursors)
+                    staged.extend(tx.events)
+                    for run_id, values in tx.run_values.items():
+                        run_values.setdefault(run_id, {}).update(values)
+                    outcomes.append((pending, True, result))
+                await self._flush(conn, staged, cursors, run_values)
+        except Exception as exc:  # the commit failed: nothing of this batch happened
+            log.exception("write batch of %d jobs failed", len(batch))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        self._next_id = next_id
+        self._cursors.update(cursors)
+        self.batches += 1
+        if staged:
+            try:
+                self._on_commit(staged)
+            except Exception:  # a broken subscriber must not lose the writer
+                log.exception("publishing %d events failed", len(staged))
+        for pending, ok, value in outcomes:
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+
+    async def _flush(
+        self,
+        conn: AsyncConnection,
+        staged: list[StoredEvent],
+        cursors: dict[str, _RunCursor],
+        run_values: dict[str, dict[str, Any]],
+    ) -> None:
+        if staged:
+            await conn.exec_driver_sql(
+                _insert_events_sql(conn.dialect.paramstyle),
+                [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged],
+            )
+        now = utc_now()
+        for run_id, values in run_values.items():
+            cur = cursors.get(run_id)
+            if cur is None:
+                continue
+            await conn.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id)
+                .values(last_seq=cur.last_seq, updated_at=now, **values)
+            )
