@@ -8,7 +8,6 @@ the database, so a slow client costs only itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from codeyard.domain.events import StoredEvent
@@ -41,8 +40,8 @@ class Subscription:
         self._ready = asyncio.Event()
         self.dropped = False
 
-    def _offer(self, events: Iterable[StoredEvent]) -> None:
-        if self.dropped:
+    def _offer(self, events: list[StoredEvent]) -> None:
+        if self.dropped or not events:
             return
         self._pending.extend(events)
         if len(self._pending) > self._max:
@@ -59,6 +58,13 @@ class Subscription:
                 raise SubscriberDropped
             self._ready.clear()
             await self._ready.wait()
+        batch, self._pending = self._pending, []
+        return batch
+
+    def drain(self) -> list[StoredEvent]:
+        """Whatever has arrived, without waiting."""
+        if self.dropped:
+            raise SubscriberDropped
         batch, self._pending = self._pending, []
         return batch
 
@@ -104,6 +110,8 @@ class Hub:
         for run_id, run_events in by_run.items():
             for sub in list(self._by_run.get(run_id, ())):
                 types = sub.filter.types
-                sub._offer(run_events if types is None else [e for e in run_events if e.type in types])
+                sub._offer(
+                    run_events if types is None else [e for e in run_events if e.type in types]
+                )
         for sub in list(self._global):
             sub._offer([e for e in events if sub.filter.matches(e)])

@@ -49,3 +49,15 @@ async def read_all(
         if len(chunk) < 5000:
             return out
         after = chunk[-1].id
+
+
+async def read_tail(conn: AsyncConnection, run_id: str, count: int) -> list[StoredEvent]:
+    """The last ``count`` events of a run, ascending."""
+    stmt = (
+        select(E.c.id, E.c.run_id, E.c.project_id, E.c.seq, E.c.type, E.c.ts, E.c.data)
+        .where(E.c.run_id == run_id)
+        .order_by(E.c.seq.desc())
+        .limit(count)
+    )
+    rows = (await conn.execute(stmt)).all()
+    return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in reversed(rows)]

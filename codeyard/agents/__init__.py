@@ -1,0 +1,1 @@
+"""Agent adapters: each provider starts its agent and yields normalized events (never persists)."""

@@ -1,0 +1,100 @@
+"""The adapter protocol every provider implements, and the items adapters yield.
+
+An adapter translates; it never writes to the database. It yields :class:`NewEvent` (already in
+the API's event vocabulary) plus a few control items the executor acts on. Permission requests and
+questions to the operator are awaited callbacks on the :class:`TurnContext`, so every provider's
+tool calls pass the same decision function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from codeyard.domain.events import NewEvent
+from codeyard.domain.tools import Decision, ToolRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do, as data, so the API can say so up front."""
+
+    approvals: bool
+    resume: bool
+    interrupt: bool
+    mid_turn_input: bool
+    usage: bool
+    cost: bool
+
+    def as_dict(self) -> dict[str, bool]:
+        return {
+            "approvals": self.approvals, "resume": self.resume, "interrupt": self.interrupt,
+            "mid_turn_input": self.mid_turn_input, "usage": self.usage, "cost": self.cost,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """The agent's resumable state changed: persist it with the events that precede it."""
+
+    session_id: str | None
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RawOutput:
+    """Raw agent output for ``GET /runs/{id}/logs`` (kept outside the event log)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnd:
+    stop_reason: str
+    result: str | None = None
+
+
+class AgentFailure(Exception):
+    """The agent failed the turn; ``str(exc)`` becomes the run's ``status_reason``."""
+
+
+AdapterItem = NewEvent | SessionUpdate | RawOutput | TurnEnd
+
+
+@dataclass(slots=True)
+class TurnContext:
+    """Everything one turn of one run needs, handed to the adapter by the executor."""
+
+    run_id: str
+    turn: int
+    prompt: str
+    source: str
+    worktree: Path
+    model: str | None
+    options: dict[str, Any]
+    session_id: str | None
+    resume_state: dict[str, Any]
+    decide: Callable[[ToolRequest], Awaitable[Decision]]
+    ask_operator: Callable[[str], Awaitable[str]]
+    bash_timeout: float = 600.0
+
+
+class Provider(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def version(self) -> str | None: ...
+
+    def problem(self) -> str | None:
+        """Why this provider cannot run here, with the fix; ``None`` when it can."""
+        ...
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        """Raise ``ValidationFailed`` for options this provider cannot run with."""
+        ...
+
+    def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+        """Run one turn; cancellation of the iterating task stops the agent."""
+        ...

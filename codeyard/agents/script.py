@@ -1,0 +1,254 @@
+"""The ``script`` provider: a scripted agent for tests and demos (API.md, "The script provider").
+
+It goes through exactly the pipeline real agents use: its ``write``/``edit``/``bash`` steps are
+tool calls decided by the same function, ``bash`` runs for real in the worktree, and its progress
+is resumable (``state.step``), so a run interrupted by a crash continues from its next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from codeyard.agents.base import (
+    AdapterItem,
+    AgentFailure,
+    Capabilities,
+    RawOutput,
+    SessionUpdate,
+    TurnContext,
+    TurnEnd,
+)
+from codeyard.domain.errors import ValidationFailed
+from codeyard.domain.events import NewEvent
+from codeyard.domain.tools import ToolRequest
+
+STEP_KINDS = ("say", "think", "write", "edit", "bash", "sleep", "usage", "tasks", "ask", "fail")
+OUTPUT_LIMIT = 8000
+
+
+def _step_error(index: int, msg: str) -> dict[str, Any]:
+    return {"loc": ["agent_options", "scenario", "steps", index], "msg": msg}
+
+
+def validate_steps(steps: Any, where: str = "scenario") -> list[dict[str, Any]]:
+    """Every problem with a step list, as validation errors (empty when valid)."""
+    if not isinstance(steps, list):
+        return [{"loc": ["agent_options", where, "steps"], "msg": "must be a list of steps"}]
+    errors = []
+    for i, step in enumerate(steps):
+        kinds = [k for k in STEP_KINDS if isinstance(step, dict) and k in step]
+        if len(kinds) != 1:
+            errors.append(
+                _step_error(i, f"each step needs exactly one of: {', '.join(STEP_KINDS)}")
+            )
+            continue
+        kind, value = kinds[0], step[kinds[0]]
+        if kind == "write" and not (
+            isinstance(value, dict) and {"path", "content"} <= value.keys()
+        ):
+            errors.append(_step_error(i, "write needs {path, content}"))
+        elif kind == "edit" and not (
+            isinstance(value, dict) and {"path", "old", "new"} <= value.keys()
+        ):
+            errors.append(_step_error(i, "edit needs {path, old, new}"))
+        elif kind == "sleep" and not isinstance(value, int | float):
+            errors.append(_step_error(i, "sleep needs a number of seconds"))
+        elif kind == "tasks" and not isinstance(value, list):
+            errors.append(_step_error(i, "tasks needs a list"))
+        elif kind == "usage" and not isinstance(value, dict):
+            errors.append(_step_error(i, "usage needs an object"))
+        elif kind in ("say", "think", "bash", "ask", "fail") and not isinstance(value, str):
+            errors.append(_step_error(i, f"{kind} needs a string"))
+    return errors
+
+
+def _resolve_inside(worktree: Path, rel: str) -> Path:
+    root = worktree.resolve()
+    target = (root / rel).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"path '{rel}' is outside the worktree")
+    return target
+
+
+def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+async def _run_bash(command: str, cwd: Path, timeout: float) -> tuple[int | None, str, bool]:
+    """Run ``command`` in its own process group; returns (exit code, output, timed_out)."""
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/bash", "-c", command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        return proc.returncode, out.decode(errors="replace"), False
+    except TimeoutError:
+        _kill_group(proc.pid)
+        out, _ = await proc.communicate()
+        return None, out.decode(errors="replace"), True
+    except asyncio.CancelledError:
+        _kill_group(proc.pid)
+        await proc.wait()
+        raise
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class ScriptProvider:
+    name = "script"
+    capabilities = Capabilities(
+        approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=True, cost=True
+    )
+
+    def version(self) -> str | None:
+        return "1"
+
+    def problem(self) -> str | None:
+        return None
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        scenario = options.get("scenario")
+        errors: list[dict[str, Any]] = []
+        if scenario is not None:
+            if not isinstance(scenario, dict):
+                errors.append({"loc": ["agent_options", "scenario"], "msg": "must be an object"})
+            else:
+                errors += validate_steps(scenario.get("steps", []))
+        if "on_message" in options:
+            errors += validate_steps(options["on_message"], "on_message")
+        if errors:
+            raise ValidationFailed(
+                "The script scenario is not valid: " + "; ".join(e["msg"] for e in errors),
+                errors=errors,
+            )
+
+    def _steps_for(self, ctx: TurnContext) -> tuple[str, list[dict[str, Any]]]:
+        if ctx.source == "resume" and ctx.resume_state.get("phase"):
+            return ctx.resume_state["phase"], ctx.resume_state.get("steps", [])
+        if ctx.source == "create":
+            return "scenario", list((ctx.options.get("scenario") or {}).get("steps", []))
+        on_message = ctx.options.get("on_message")
+        if on_message is not None:
+            return "message", list(on_message)
+        return "message", [{"say": f"You said: {ctx.prompt}"}]
+
+    async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+        phase, steps = self._steps_for(ctx)
+        start = int(ctx.resume_state.get("step", 0)) if ctx.source == "resume" else 0
+        session_id = ctx.session_id or f"script-{ctx.run_id}"
+        if ctx.session_id is None:
+            yield NewEvent("agent.session", {"session_id": session_id, "provider": self.name,
+                                             "cli_version": self.version(), "model": ctx.model,
+                                             "tools": ["write", "edit", "bash"]})  # fmt: skip
+        last = ""
+        for index in range(start, len(steps)):
+            step = steps[index]
+            if "fail" in step:
+                # A failed run resumed later continues after the failing step, not into it again.
+                yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": index + 1})
+            async for item in self._step(ctx, index, step):
+                if isinstance(item, NewEvent) and item.type == "agent.message":
+                    last = item.data["text"]
+                yield item
+            yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": index + 1})
+        yield SessionUpdate(session_id, {})
+        yield TurnEnd("end_turn", last or None)
+
+    async def _step(
+        self, ctx: TurnContext, index: int, step: dict[str, Any]
+    ) -> AsyncIterator[AdapterItem]:
+        kind = next(k for k in STEP_KINDS if k in step)
+        value = step[kind]
+        ident = f"{ctx.turn}_{index}"
+        if kind == "say":
+            yield NewEvent("agent.message", {"message_id": f"msg_{ident}", "text": value})
+        elif kind == "think":
+            yield NewEvent("agent.thinking", {"text": value})
+        elif kind == "sleep":
+            await asyncio.sleep(float(value))
+        elif kind == "usage":
+            yield NewEvent("usage", {
+                "input_tokens": int(value.get("input_tokens", 0)),
+                "output_tokens": int(value.get("output_tokens", 0)),
+                "cache_read_tokens": int(value.get("cache_read_tokens", 0)),
+                "cache_write_tokens": int(value.get("cache_write_tokens", 0)),
+                "cost_usd": float(value.get("cost_usd", 0.0)),
+            })  # fmt: skip
+        elif kind == "tasks":
+            tasks = [
+                t if isinstance(t, dict) else {"content": str(t), "status": "pending"}
+                for t in value
+            ]
+            yield NewEvent("task.updated", {"tasks": tasks})
+        elif kind == "ask":
+            yield NewEvent("agent.message", {"message_id": f"msg_{ident}", "text": value})
+            answer = await ctx.ask_operator(value)
+            yield NewEvent(
+                "agent.message", {"message_id": f"msg_{ident}_ack", "text": f"Thanks: {answer}"}
+            )
+        elif kind == "fail":
+            raise AgentFailure(value)
+        else:
+            async for item in self._tool(ctx, f"call_{ident}", kind, value, step):
+                yield item
+
+    async def _tool(
+        self, ctx: TurnContext, call_id: str, kind: str, value: Any, step: dict[str, Any]
+    ) -> AsyncIterator[AdapterItem]:
+        tool_input = {"command": value} if kind == "bash" else dict(value)
+        title = f"$ {value}" if kind == "bash" else f"{kind} {value['path']}"
+        tool = {"bash": "Bash", "write": "Write", "edit": "Edit"}[kind]
+        hints = {"deny": True} if step.get("deny") else {}
+        request = ToolRequest(call_id, tool, "bash" if kind == "bash" else kind, tool_input, hints)  # type: ignore[arg-type]
+        yield NewEvent("tool.call", {"call_id": call_id, "tool": tool, "kind": request.kind,
+                                     "title": title, "input": tool_input})  # fmt: skip
+        decision = await ctx.decide(request)
+        started = time.monotonic()
+        if not decision.allow:
+            yield NewEvent("tool.result", {"call_id": call_id, "ok": False, "output": "",
+                                           "error": f"Denied: {decision.reason or 'not allowed'}",
+                                           "duration_ms": 0})  # fmt: skip
+            return
+        result: dict[str, Any] = {"call_id": call_id}
+        if kind == "bash":
+            timeout = float(step.get("timeout", ctx.bash_timeout))
+            code, output, timed_out = await _run_bash(value, ctx.worktree, timeout)
+            yield RawOutput(f"$ {value}\n{output}")
+            error = f"timed out after {timeout:g}s" if timed_out else (
+                None if code == 0 else f"exit code {code}")  # fmt: skip
+            result.update(ok=code == 0, output=_tail(output), error=error, exit_code=code)
+        else:
+            try:
+                change = self._apply_file_step(ctx.worktree, kind, value)
+            except (ValueError, OSError) as exc:
+                result.update(ok=False, output="", error=str(exc))
+            else:
+                result.update(ok=True, output=f"{change} {value['path']}", error=None)
+                yield NewEvent("file.changed", {"path": value["path"], "change": change})
+        result["duration_ms"] = int((time.monotonic() - started) * 1000)
+        yield NewEvent("tool.result", result)
+
+    @staticmethod
+    def _apply_file_step(worktree: Path, kind: str, value: dict[str, Any]) -> str:
+        target = _resolve_inside(worktree, value["path"])
+        if kind == "write":
+            change = "modified" if target.exists() else "added"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(value["content"])
+            return change
+        text = target.read_text()
+        if value["old"] not in text:
+            raise ValueError(f"text to replace not found in {value['path']}")
+        target.write_text(text.replace(value["old"], value["new"], 1))
+        return "modified"

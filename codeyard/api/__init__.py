@@ -1,0 +1,1 @@
+"""HTTP API: thin routers over services, one problem table, one auth dependency."""

@@ -1,0 +1,103 @@
+"""Runs: create, list, read, control. Each route is one service call."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from codeyard.api.deps import Cursor, Limit, Svc, listing
+from codeyard.api.schemas import FollowUpBody, MessageBody, ResumeBody, RunCreate
+from codeyard.services import runs as run_service
+from codeyard.store import runs
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+
+@router.post("", status_code=201)
+async def create_run(body: RunCreate, svc: Svc) -> dict[str, Any]:
+    """Create a run; it is queued at once unless ``draft`` is true."""
+    return await run_service.create(svc, body.data())
+
+
+@router.get("")
+async def list_runs(
+    svc: Svc,
+    status: Annotated[str | None, Query(description="Comma-separated statuses.")] = None,
+    project_id: str | None = None,
+    provider: str | None = None,
+    archived: bool = False,
+    q: Annotated[str | None, Query(description="Search in titles and prompts.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Runs, newest first."""
+    async with svc.engine.connect() as conn:
+        rows, next_cursor = await runs.list_page(
+            conn, status=status.split(",") if status else None, project_id=project_id,
+            provider=provider, archived=archived, q=q, limit=limit, cursor=cursor,
+        )  # fmt: skip
+    return listing([runs.public(r) for r in rows], next_cursor)
+
+
+@router.get("/{run_ref}")
+async def get_run(run_ref: str, svc: Svc) -> dict[str, Any]:
+    """A run by id (``run_…``) or number."""
+    return runs.public(await run_service.get(svc, run_ref))
+
+
+@router.delete("/{run_ref}", status_code=204)
+async def delete_run(run_ref: str, svc: Svc) -> Response:
+    """Delete an idle run with its worktrees, branch and events (409 while active)."""
+    await run_service.delete(svc, run_ref)
+    return Response(status_code=204)
+
+
+@router.post("/{run_ref}/start")
+async def start_run(run_ref: str, svc: Svc) -> dict[str, Any]:
+    """Queue a draft run."""
+    return await run_service.start(svc, run_ref)
+
+
+@router.post("/{run_ref}/cancel")
+async def cancel_run(run_ref: str, svc: Svc) -> dict[str, Any]:
+    return await run_service.cancel(svc, run_ref)
+
+
+@router.post("/{run_ref}/pause")
+async def pause_run(run_ref: str, svc: Svc) -> dict[str, Any]:
+    """Stop the agent, keeping its session and worktree; ``resume`` continues."""
+    return await run_service.pause(svc, run_ref)
+
+
+@router.post("/{run_ref}/resume")
+async def resume_run(run_ref: str, svc: Svc, body: ResumeBody | None = None) -> dict[str, Any]:
+    return await run_service.resume(svc, run_ref, body.message if body else None)
+
+
+@router.post("/{run_ref}/messages", status_code=202)
+async def send_message(run_ref: str, body: MessageBody, svc: Svc) -> dict[str, Any]:
+    """An operator message: answers a waiting agent, is queued mid-turn, or starts a new turn."""
+    return await run_service.message(svc, run_ref, body.text)
+
+
+@router.post("/{run_ref}/follow-up", status_code=201)
+async def follow_up(run_ref: str, body: FollowUpBody, svc: Svc) -> dict[str, Any]:
+    """A new run whose source is this run's branch."""
+    return await run_service.follow_up(svc, run_ref, body.data())
+
+
+@router.post("/{run_ref}/retry", status_code=201)
+async def retry(run_ref: str, svc: Svc) -> dict[str, Any]:
+    """A new run with the same prompt and agent from the original source."""
+    return await run_service.retry(svc, run_ref)
+
+
+@router.post("/{run_ref}/archive")
+async def archive(run_ref: str, svc: Svc) -> dict[str, Any]:
+    return await run_service.set_archived(svc, run_ref, True)
+
+
+@router.post("/{run_ref}/unarchive")
+async def unarchive(run_ref: str, svc: Svc) -> dict[str, Any]:
+    return await run_service.set_archived(svc, run_ref, False)

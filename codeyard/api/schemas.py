@@ -1,0 +1,102 @@
+"""Request bodies. Unknown fields are refused (422), so a typo never silently does nothing."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def data(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class RepoSpec(Body):
+    path: str | None = None
+    url: str | None = None
+    name: str | None = Field(default=None, max_length=200)
+    default_branch: str | None = None
+
+
+class ProjectCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+    slug: str | None = Field(default=None, max_length=100)
+    repos: list[RepoSpec] = Field(default_factory=list)
+
+
+class ProjectUpdate(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RepoUpdate(Body):
+    default_branch: str | None = None
+    setup_script: str | None = None
+    cleanup_script: str | None = None
+    copy_files: list[str] | None = None
+
+
+PermissionMode = Literal["default", "plan", "auto"]
+
+
+class AgentCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+    provider: str
+    model: str | None = None
+    instructions: str | None = None
+    allowed_tools: list[str] = Field(default_factory=list)
+    disallowed_tools: list[str] = Field(default_factory=list)
+    max_turns: int | None = Field(default=None, ge=1)
+    permission_mode: PermissionMode = "default"
+    policy_set_ids: list[str] = Field(default_factory=list)
+    env_set_ids: list[str] = Field(default_factory=list)
+    provider_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentUpdate(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    provider: str | None = None
+    model: str | None = None
+    instructions: str | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+    max_turns: int | None = Field(default=None, ge=1)
+    permission_mode: PermissionMode | None = None
+    policy_set_ids: list[str] | None = None
+    env_set_ids: list[str] | None = None
+    provider_config: dict[str, Any] | None = None
+
+
+class RunCreate(Body):
+    prompt: str = Field(min_length=1, max_length=200_000)
+    title: str | None = Field(default=None, max_length=300)
+    project_id: str | None = None
+    repo_path: str | None = None
+    repo_ids: list[str] | None = None
+    agent_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    agent_options: dict[str, Any] = Field(default_factory=dict)
+    source_ref: str = Field(default="HEAD", min_length=1, max_length=250)
+    draft: bool = False
+    budget_usd: float | None = Field(default=None, ge=0)
+    labels: list[str] = Field(default_factory=list)
+    parent_run_id: str | None = None
+
+
+class ResumeBody(Body):
+    message: str | None = None
+
+
+class MessageBody(Body):
+    text: str = Field(min_length=1, max_length=200_000)
+
+
+class FollowUpBody(Body):
+    prompt: str = Field(min_length=1, max_length=200_000)
+    agent_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    agent_options: dict[str, Any] | None = None

@@ -1,0 +1,70 @@
+"""The ``codeyard`` Typer application: global options and the command table."""
+
+from __future__ import annotations
+
+import typer
+
+from codeyard import __version__
+from codeyard.cli import doctor, runs, serve
+from codeyard.cli.state import CodeyardGroup, get_state
+
+app = typer.Typer(
+    name="codeyard",
+    cls=CodeyardGroup,
+    help="Codeyard: run AI coding agents in isolated git worktrees, follow them, land the result.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals would include the bearer token
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"codeyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        envvar="CODEYARD_SERVER",
+        show_default=False,
+        help="Server URL. Default: the url in <data dir>/server.json, else http://127.0.0.1:8420.",
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="CODEYARD_TOKEN",
+        show_default=False,
+        help="API token. Default: CODEYARD_ADMIN_TOKEN, else <data dir>/admin.token.",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    state = get_state(ctx)
+    if server:
+        state.server = server
+    if token:
+        state.token = token
+
+
+app.command()(serve.serve)
+app.command()(runs.run)
+app.command("ls")(runs.ls)
+app.command()(runs.show)
+app.command()(runs.logs)
+app.command()(runs.msg)
+app.command()(runs.start)
+app.command()(runs.cancel)
+app.command()(runs.pause)
+app.command()(runs.resume)
+app.command()(doctor.doctor)
+
+
+def main() -> None:
+    """The ``codeyard`` console script."""
+    app()

@@ -1,0 +1,253 @@
+"""The CLI's only way to the server: an ``httpx`` client, server discovery, problem → exception.
+
+Discovery order: ``--server`` / ``CODEYARD_SERVER``, else the ``url`` in ``<data_dir>/server.json``
+(written by ``codeyard serve``), else ``http://127.0.0.1:8420``. The token: ``--token`` /
+``CODEYARD_TOKEN``, else ``CODEYARD_ADMIN_TOKEN``, else ``<data_dir>/admin.token``.
+
+Tests inject an ``httpx.BaseTransport`` (``httpx.MockTransport`` in unit tests); everything else
+goes over the network to a real server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from codeyard import __version__
+from codeyard.config import Settings
+
+DEFAULT_URL = "http://127.0.0.1:8420"
+#: Plain requests; streams use a longer read timeout (the server pings every 15 s).
+REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
+
+
+class CliError(Exception):
+    """An error the CLI reports as ``Error: <message>`` and exit code 1, never as a traceback."""
+
+    def __init__(self, message: str, *, notes: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.notes = notes or []
+
+
+class Unreachable(CliError):
+    """The server does not answer at all (refused, DNS, timeout)."""
+
+    def __init__(self, url: str, reason: str | None = None) -> None:
+        message = f"Cannot reach Codeyard at {url} — is `codeyard serve` running?"
+        super().__init__(message, notes=[reason] if reason else None)
+        self.url = url
+
+
+class ApiError(CliError):
+    """An error status from the server; ``problem`` is its RFC 7807 body (or a stand-in)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        detail = problem.get("detail")
+        if not isinstance(detail, str) or not detail:
+            detail = str(problem.get("title") or f"HTTP {status}")
+        super().__init__(detail, notes=_problem_notes(status, problem))
+
+    @property
+    def current_status(self) -> str | None:
+        value = self.problem.get("current_status")
+        return str(value) if value is not None else None
+
+
+def _problem_notes(status: int, problem: dict[str, Any]) -> list[str]:
+    notes: list[str] = []
+    if problem.get("current_status") is not None:
+        notes.append(f"current status: {problem['current_status']}")
+    errors = problem.get("errors")
+    if errors is None and isinstance(problem.get("detail"), list):
+        errors = problem["detail"]  # FastAPI's own validation body: {"detail": [...]}
+    if isinstance(errors, list):
+        notes.extend(f"- {_format_validation_error(item)}" for item in errors)
+    conflicts = problem.get("conflicts")
+    if isinstance(conflicts, list) and conflicts:
+        notes.append("conflicts: " + ", ".join(str(c) for c in conflicts))
+    if status == 401:
+        notes.append(
+            "Check --token / CODEYARD_TOKEN, or the admin.token file in the data directory."
+        )
+    if status == 429 and problem.get("retry_after") is not None:
+        notes.append(f"retry after {problem['retry_after']} s")
+    return notes
+
+
+def _format_validation_error(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    loc = item.get("loc") or item.get("field") or item.get("path")
+    message = item.get("msg") or item.get("message") or item.get("detail") or ""
+    if isinstance(loc, list | tuple):
+        parts = [str(p) for p in loc]
+        if parts and parts[0] in ("body", "query", "path"):
+            parts = parts[1:]
+        loc = ".".join(parts)
+    return f"{loc}: {message}" if loc else str(message)
+
+
+def problem_from_response(response: httpx.Response) -> ApiError:
+    """The problem JSON of an error response; a readable stand-in when the body is not JSON."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        text = response.text.strip().splitlines()
+        body = {
+            "title": response.reason_phrase,
+            "status": response.status_code,
+            "detail": f"HTTP {response.status_code} {response.reason_phrase}"
+            + (f": {text[0][:200]}" if text else ""),
+        }
+    return ApiError(response.status_code, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the server is, how we know, and the token to send."""
+
+    url: str
+    token: str | None
+    source: str  # "--server", "server.json" or "default"
+
+
+def read_server_file(data_dir: Path) -> dict[str, Any] | None:
+    """``server.json`` as written by ``codeyard serve``, or None when absent or unreadable."""
+    try:
+        value = json.loads((data_dir / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_token_file(data_dir: Path) -> str | None:
+    try:
+        token = (data_dir / "admin.token").read_text().strip()
+    except OSError:
+        return None
+    return token or None
+
+
+def discover(settings: Settings, *, server: str | None, token: str | None) -> Target:
+    if server:
+        url, source = server, "--server"
+    else:
+        info = read_server_file(settings.data_dir)
+        if info and isinstance(info.get("url"), str) and info["url"]:
+            url, source = info["url"], "server.json"
+        else:
+            url, source = DEFAULT_URL, "default"
+    token = token or settings.admin_token or read_token_file(settings.data_dir)
+    return Target(url=url.rstrip("/"), token=token, source=source)
+
+
+def run_path(run: str, *parts: str) -> str:
+    """``/api/runs/<run>/…`` for a run number (``7`` or ``#7``) or id."""
+    ident = quote(run.strip().lstrip("#"), safe="")
+    return "/".join([f"/api/runs/{ident}", *parts])
+
+
+class ApiClient:
+    """A thin, synchronous client: JSON in, JSON out, errors as :class:`CliError`."""
+
+    def __init__(self, target: Target, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.target = target
+        headers = {"User-Agent": f"codeyard-cli/{__version__}", "Accept": "application/json"}
+        if target.token:
+            headers["Authorization"] = f"Bearer {target.token}"
+        self._http = httpx.Client(
+            base_url=target.url, headers=headers, timeout=REQUEST_TIMEOUT, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        return self.target.url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Send one request; the decoded JSON body (None when empty), or raise."""
+        try:
+            response = self._http.request(method, path, json=json_body, params=_clean(params))
+        except httpx.TimeoutException as exc:
+            raise CliError(f"Codeyard at {self.url} did not answer in time ({exc}).") from exc
+        except httpx.TransportError as exc:
+            raise Unreachable(self.url, str(exc) or type(exc).__name__) from exc
+        if response.status_code >= 400:
+            raise problem_from_response(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return response.text
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json_body=body)
+
+    @contextmanager
+    def stream(
+        self, path: str, *, params: dict[str, Any] | None = None, headers: dict[str, str]
+    ) -> Iterator[httpx.Response]:
+        """A streaming GET; error statuses raise :class:`ApiError` before the body is read.
+
+        Transport errors (refused, dropped, timed out) propagate as ``httpx`` exceptions so that
+        the caller can decide to reconnect.
+        """
+        request_headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **headers}
+        with self._http.stream(
+            "GET", path, params=_clean(params), headers=request_headers, timeout=STREAM_TIMEOUT
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise problem_from_response(response)
+            yield response
+
+    def pages(self, path: str, *, limit: int, **params: Any) -> Iterator[dict[str, Any]]:
+        """Items of a cursor-paged list (``{"data", "next_cursor"}``), at most ``limit``."""
+        cursor: str | None = None
+        remaining = limit
+        while remaining > 0:
+            body = self.get(path, limit=min(remaining, 500), cursor=cursor, **params)
+            items = body.get("data", []) if isinstance(body, dict) else []
+            yield from items[:remaining]
+            remaining -= len(items)
+            cursor = body.get("next_cursor") if isinstance(body, dict) else None
+            if not items or not cursor:
+                return
+
+
+def _clean(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {k: v for k, v in params.items() if v is not None}

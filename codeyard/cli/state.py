@@ -1,0 +1,81 @@
+"""Per-invocation state (global options, consoles, the client) and the one place errors print.
+
+Tests pass a ``CliState`` as ``obj`` to ``CliRunner.invoke`` to inject an ``httpx`` transport
+and an instant ``sleep``; ``codeyard.cli.testing.invoke`` does that for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from typer.core import TyperGroup
+
+from codeyard.cli.client import ApiClient, CliError, Target, discover
+from codeyard.cli.sse import DEFAULT_RETRIES
+from codeyard.cli.views import error_lines
+from codeyard.config import Settings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """``Settings`` from ``CODEYARD_*`` and ``overrides``; a bad value is a :class:`CliError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        notes = [
+            f"- CODEYARD_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise CliError("Invalid Codeyard settings.", notes=notes) from None
+
+
+@dataclass
+class CliState:
+    server: str | None = None
+    token: str | None = None
+    transport: httpx.BaseTransport | None = None
+    retries: int = DEFAULT_RETRIES
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+    @cached_property
+    def out(self) -> Console:
+        return Console(highlight=False)
+
+    @cached_property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False)
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings()
+
+    @cached_property
+    def target(self) -> Target:
+        return discover(self.settings, server=self.server, token=self.token)
+
+    def client(self) -> ApiClient:
+        return ApiClient(self.target, transport=self.transport)
+
+
+def get_state(ctx: typer.Context) -> CliState:
+    return ctx.ensure_object(CliState)
+
+
+class CodeyardGroup(TyperGroup):
+    """Prints a :class:`CliError` as ``Error: …`` (red, stderr) and exits 1: no traceback."""
+
+    # ``ctx`` is typer's vendored click ``Context``, which has no public name to annotate with.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            state = ctx.find_object(CliState) or CliState()
+            state.err.print(error_lines(exc))
+            raise typer.Exit(1) from None

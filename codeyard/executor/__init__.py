@@ -1,0 +1,1 @@
+"""Run supervision: the queue, concurrency slots, turns, and recovery after a restart."""

@@ -1,0 +1,124 @@
+"""The local executor: a FIFO queue of runs and ``max_concurrent_runs`` asyncio workers.
+
+Control (cancel, pause, operator answers) reaches a live run through its :class:`RunHandle`;
+runs that are not live are changed directly by the service through the one status door.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.domain.status import RunStatus
+from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.executor.handle import RunHandle
+from codeyard.executor.turns import TurnDriver
+from codeyard.store import runs
+from codeyard.store.writer import Tx, Writer
+
+log = logging.getLogger(__name__)
+S = RunStatus
+WORKING = frozenset({S.PREPARING, S.RUNNING, S.WAITING})
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writer: Writer,
+        decide: Callable[[ToolRequest], Decision],
+        *,
+        max_concurrent_runs: int,
+        worktree_root: Path,
+        logs_root: Path,
+        bash_timeout: float,
+    ) -> None:
+        self._engine = engine
+        self._writer = writer
+        self._driver = TurnDriver(engine, writer, decide, worktree_root, logs_root, bash_timeout)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._max = max_concurrent_runs
+        self._workers: list[asyncio.Task[None]] = []
+        self.handles: dict[str, RunHandle] = {}
+
+    async def start(self) -> None:
+        """Recover from the last stop, then start the workers."""
+        async with self._engine.connect() as conn:
+            stranded = await runs.ids_in(conn, WORKING)
+            queued = await runs.ids_in(conn, frozenset({S.QUEUED}))
+        for run_id in stranded:
+            await self._writer.run(_interrupt(run_id))
+        for run_id in queued:
+            self._queue.put_nowait(run_id)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"codeyard-executor-{i}")
+            for i in range(self._max)
+        ]
+
+    async def stop(self) -> None:
+        """Stop the workers; live runs land in ``interrupted`` and resume after the restart."""
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        live = [h.task for h in self.handles.values() if h.task is not None]
+        await asyncio.gather(*live, return_exceptions=True)
+
+    def submit(self, run_id: str) -> None:
+        """Queue a run that is in ``queued`` (FIFO)."""
+        self._queue.put_nowait(run_id)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def _work(self) -> None:
+        while True:
+            run_id = await self._queue.get()
+            handle = RunHandle(run_id)
+            self.handles[run_id] = handle
+            handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
+            try:
+                await asyncio.shield(handle.task)
+            except asyncio.CancelledError:
+                if not handle.task.done():  # the executor is stopping: stop the run with it
+                    handle.task.cancel()
+                    await asyncio.gather(handle.task, return_exceptions=True)
+                    raise
+            except Exception:  # a bug in one run must not stop the worker
+                log.exception("run %s crashed", run_id)
+            finally:
+                self.handles.pop(run_id, None)
+
+    def stop_run(self, run_id: str, status: RunStatus, reason: str | None) -> bool:
+        """Stop a live run so it lands in ``status``; False when it is not live."""
+        handle = self.handles.get(run_id)
+        return handle is not None and handle.stop(status, reason)
+
+    async def wait_stopped(self, run_id: str) -> None:
+        handle = self.handles.get(run_id)
+        if handle is not None and handle.task is not None:
+            await asyncio.gather(handle.task, return_exceptions=True)
+
+    def answer(self, run_id: str, text: str) -> bool:
+        """Deliver an operator's answer to an agent waiting for one; False if none waits."""
+        handle = self.handles.get(run_id)
+        if handle is None or handle.answer is None or handle.answer.done():
+            return False
+        handle.answer.set_result(text)
+        return True
+
+    def is_waiting_for_answer(self, run_id: str) -> bool:
+        handle = self.handles.get(run_id)
+        return handle is not None and handle.answer is not None and not handle.answer.done()
+
+
+def _interrupt(run_id: str) -> Callable[[Tx], Awaitable[object]]:
+    async def job(tx: Tx) -> object:
+        return await runs.set_status(tx, run_id, S.INTERRUPTED, "server restarted")
+
+    return job

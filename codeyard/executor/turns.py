@@ -1,0 +1,221 @@
+"""Driving a run's turns: from ``queued`` through the agent's events to ``review``.
+
+The adapter yields items; this module appends them to the event log, keeps the run row in step
+(usage, session, state) and changes status only through ``store.runs.set_status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.agents import registry
+from codeyard.agents.base import AgentFailure, RawOutput, SessionUpdate, TurnContext, TurnEnd
+from codeyard.domain.events import NewEvent
+from codeyard.domain.status import RunStatus
+from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.executor.handle import RunHandle
+from codeyard.executor.prepare import prepare_worktrees
+from codeyard.store import runs
+from codeyard.store.writer import Tx, Writer
+
+log = logging.getLogger(__name__)
+LOG_LIMIT_BYTES = 20 * 1024 * 1024
+USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+@dataclass(slots=True)
+class _Turn:
+    number: int
+    prompt: str
+    source: str
+
+
+def _add_usage(total: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: int(total.get(k, 0)) + int(delta.get(k, 0)) for k in USAGE_KEYS}
+    out["cost_usd"] = round(
+        float(total.get("cost_usd", 0.0)) + float(delta.get("cost_usd", 0.0)), 6
+    )
+    return out
+
+
+class TurnDriver:
+    """Runs one queued run until it rests (review, failed, paused, cancelled, interrupted)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writer: Writer,
+        decide: Callable[[ToolRequest], Decision],
+        worktree_root: Path,
+        logs_root: Path,
+        bash_timeout: float,
+    ) -> None:
+        self._engine = engine
+        self._writer = writer
+        self._decide = decide
+        self._worktree_root = worktree_root
+        self._logs_root = logs_root
+        self._bash_timeout = bash_timeout
+
+    async def drive(self, handle: RunHandle) -> None:
+        run_id = handle.run_id
+        try:
+            async with self._engine.connect() as conn:
+                run = await runs.get(conn, run_id)
+            if run["status"] != RunStatus.QUEUED:
+                return  # cancelled or paused while it waited for a slot
+            if not run["worktrees"] and not await self._prepare(run):
+                return
+            turn: _Turn | None = await self._writer.run(lambda tx: self._begin_turn(tx, run_id))
+            while turn is not None:
+                turn = await self._run_turn(handle, run_id, turn)
+        except asyncio.CancelledError:
+            await self._land_stopped(handle)
+            raise
+
+    async def _prepare(self, run: dict[str, Any]) -> bool:
+        """Create the worktrees (``preparing``); a failure fails the run and returns False."""
+        run_id = run["id"]
+        await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
+        try:
+            branch, worktrees = await prepare_worktrees(self._engine, run, self._worktree_root)
+        except Exception as exc:  # reported on the run, which fails
+            log.warning("preparing run %s failed: %s", run_id, exc)
+            reason = f"Could not prepare the workspace: {exc}"
+            await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
+            return False
+        await self._writer.run(
+            lambda tx: runs.update_fields(tx, run_id, branch=branch, worktrees=worktrees)
+        )
+        return True
+
+    async def _begin_turn(self, tx: Tx, run_id: str) -> _Turn:
+        run = await runs.lock(tx, run_id)
+        if run["turns"] == 0:
+            source, prompt = "create", run["prompt"]
+        elif run["agent_state"].get("phase") or not run["pending_messages"]:
+            source, prompt = "resume", ""
+        else:
+            source, prompt = "message", "\n\n".join(run["pending_messages"])
+        turn = _Turn(run["turns"] + 1, prompt, source)
+        extra: dict[str, Any] = {"pending_messages": []} if source == "message" else {}
+        await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
+        await tx.emit_one(
+            run_id, "turn.started", {"turn": turn.number, "prompt": prompt, "source": source}
+        )
+        return turn
+
+    async def _end_turn(self, tx: Tx, run_id: str, end: TurnEnd, duration_ms: int) -> _Turn | None:
+        """Record the turn's end; start the next one at once if messages arrived meanwhile."""
+        run = await runs.lock(tx, run_id)
+        await tx.emit_one(run_id, "turn.completed", {
+            "turn": run["turns"], "stop_reason": end.stop_reason, "result": end.result,
+            "usage": run["usage"], "cost_usd": run["usage"].get("cost_usd", 0.0),
+            "duration_ms": duration_ms,
+        })  # fmt: skip
+        if run["pending_messages"]:
+            prompt = "\n\n".join(run["pending_messages"])
+            turn = _Turn(run["turns"] + 1, prompt, "message")
+            await runs.update_fields(tx, run_id, pending_messages=[], turns=turn.number)
+            await tx.emit_one(
+                run_id, "turn.started", {"turn": turn.number, "prompt": prompt, "source": "message"}
+            )
+            return turn
+        await runs.set_status(tx, run_id, RunStatus.REVIEW, end.stop_reason)
+        return None
+
+    async def _fail(self, tx: Tx, run_id: str, reason: str) -> None:
+        await tx.emit_one(run_id, "error", {"message": reason, "detail": None})
+        await runs.set_status(tx, run_id, RunStatus.FAILED, reason)
+
+    async def _run_turn(self, handle: RunHandle, run_id: str, turn: _Turn) -> _Turn | None:
+        async with self._engine.connect() as conn:
+            run = await runs.get(conn, run_id)
+        provider = registry.get(run["provider"])
+        usage = dict(run["usage"])
+        ctx = TurnContext(
+            run_id=run_id, turn=turn.number, prompt=turn.prompt, source=turn.source,
+            worktree=Path(next(iter(run["worktrees"].values()))), model=run["model"],
+            options=run["agent_options"], session_id=run["session_id"],
+            resume_state=run["agent_state"], decide=lambda req: self._decide_call(run_id, req),
+            ask_operator=lambda q: self._ask(handle, q), bash_timeout=self._bash_timeout,
+        )  # fmt: skip
+        started = asyncio.get_running_loop().time()
+        end = TurnEnd("end_turn")
+        try:
+            async for item in provider.run_turn(ctx):
+                handle.touch()
+                if isinstance(item, NewEvent):
+                    values: dict[str, Any] = {}
+                    if item.type == "usage":
+                        usage = _add_usage(usage, item.data)
+                        values["usage"] = usage
+                    await self._writer.append(run_id, [item], values)
+                elif isinstance(item, SessionUpdate):
+                    state = {"session_id": item.session_id, "agent_state": item.state}
+                    await self._writer.append(run_id, [], state)
+                elif isinstance(item, RawOutput):
+                    self._write_log(run_id, item.text)
+                elif isinstance(item, TurnEnd):
+                    end = item
+        except AgentFailure as exc:
+            await self._writer.run(lambda tx: self._fail(tx, run_id, str(exc)))
+            return None
+        except Exception as exc:  # an adapter bug must fail the run, not the server
+            log.exception("run %s: the agent adapter failed", run_id)
+            reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
+            await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
+            return None
+        duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
+        return await self._writer.run(lambda tx: self._end_turn(tx, run_id, end, duration_ms))
+
+    async def _decide_call(self, run_id: str, request: ToolRequest) -> Decision:
+        decision = self._decide(request)
+        await self._writer.append(run_id, [NewEvent("policy.decision", {
+            "call_id": request.call_id, "tool": request.tool, "decision": decision.label,
+            "rule": decision.rule, "reason": decision.reason,
+        })])  # fmt: skip
+        return decision
+
+    async def _ask(self, handle: RunHandle, question: str) -> str:
+        """Wait for an operator message; the run shows ``waiting`` (reason ``question``)."""
+        run_id = handle.run_id
+        handle.answer = asyncio.get_running_loop().create_future()
+        try:
+            await self._writer.run(
+                lambda tx: runs.set_status(tx, run_id, RunStatus.WAITING, "question")
+            )
+            answer = await handle.answer
+        finally:
+            handle.answer = None
+        await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.RUNNING, None))
+        return answer
+
+    async def _land_stopped(self, handle: RunHandle) -> None:
+        """The task was cancelled: record where the run lands (paused, cancelled, interrupted)."""
+        status = handle.stop_as or RunStatus.INTERRUPTED
+        reason = handle.stop_reason if handle.stop_as else "server stopped"
+        run_id = handle.run_id
+
+        async def land(tx: Tx) -> None:
+            run = await runs.lock(tx, run_id)
+            if run["status"] != status and RunStatus(run["status"]) not in (
+                RunStatus.REVIEW, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPLETED,
+            ):  # fmt: skip
+                await runs.set_status(tx, run_id, status, reason)
+
+        await asyncio.shield(self._writer.run(land))
+
+    def _write_log(self, run_id: str, text: str) -> None:
+        path = self._logs_root / f"{run_id}.log"
+        if path.exists() and path.stat().st_size > LOG_LIMIT_BYTES:
+            return
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")

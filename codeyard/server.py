@@ -1,0 +1,29 @@
+"""``codeyard serve``: run the app under Uvicorn and tell the CLI where it is."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from codeyard.app import create_app
+from codeyard.config import Settings
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until interrupted. Writes ``server.json`` so the CLI finds this server."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings.prepare_data_dir()
+    token = settings.ensure_admin_token()
+    app = create_app(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    settings.write_server_file(url)
+    print(
+        f"Codeyard {url}  (data: {settings.data_dir}, admin token: {settings.data_dir / 'admin.token'})"
+    )
+    print(
+        f"API docs: {url}/api/docs   Try: curl -H 'Authorization: Bearer {token[:6]}…' {url}/api/runs"
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)

@@ -1,0 +1,25 @@
+"""The few collaborators every use case needs, wired once by ``app.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.config import Settings
+from codeyard.events.hub import Hub
+from codeyard.executor.local import LocalExecutor
+from codeyard.store.writer import Writer
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    writer: Writer
+    hub: Hub
+    executor: LocalExecutor
+
+    @property
+    def database(self) -> str:
+        return self.engine.dialect.name

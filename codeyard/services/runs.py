@@ -1,0 +1,278 @@
+"""Run use cases: create, control (start/cancel/pause/resume), messages, delete, follow-ups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from codeyard.agents import registry
+from codeyard.domain.errors import BadRequest, InvalidTransition, ValidationFailed
+from codeyard.domain.events import utc_now
+from codeyard.domain.ids import new_id, slugify, title_from_prompt
+from codeyard.domain.status import RunStatus, check_action
+from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.services import projects as project_service
+from codeyard.services.context import Services
+from codeyard.store import projects, runs
+from codeyard.store.writer import Tx
+from codeyard.workspace import git
+
+S = RunStatus
+
+
+async def _resolve_agent(
+    svc: Services, body: dict[str, Any]
+) -> tuple[str, str | None, dict[str, Any], str | None]:
+    """(provider, model, merged options, agent_id) from ``agent_id`` or ``provider``."""
+    options = dict(body.get("agent_options") or {})
+    model = body.get("model")
+    if body.get("agent_id"):
+        async with svc.engine.connect() as conn:
+            agent = await projects.get_agent(conn, body["agent_id"])
+        provider_name = body.get("provider") or agent["provider"]
+        options = {**agent["provider_config"], **options}
+        return provider_name, model or agent["model"], options, agent["id"]
+    if not body.get("provider"):
+        raise ValidationFailed(
+            f"Give either 'agent_id' or 'provider' (one of: {', '.join(registry.names())}).",
+            errors=[{"loc": ["provider"], "msg": "agent_id or provider required"}],
+        )
+    return body["provider"], model, options, None
+
+
+async def _resolve_repos(
+    svc: Services, body: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None, list[dict[str, Any]]]:
+    """(new project row to insert or None, existing project id, repo rows) for a new run."""
+    if body.get("project_id"):
+        project = await project_service.get_project(svc, body["project_id"])
+        repos = project["repos"]
+        if body.get("repo_ids"):
+            by_id = {r["id"]: r for r in repos}
+            missing = [r for r in body["repo_ids"] if r not in by_id]
+            if missing:
+                raise BadRequest(
+                    f"Repositories {missing} are not part of project '{project['slug']}'."
+                )
+            repos = [by_id[r] for r in body["repo_ids"]]
+        if not repos:
+            raise BadRequest(f"Project '{project['slug']}' has no repositories; add one first.")
+        return None, project["id"], repos
+    if body.get("repo_path"):
+        top, branch = await project_service.inspect_local_repo(body["repo_path"])
+        async with svc.engine.connect() as conn:
+            repo = await projects.find_repo_by_path(conn, str(top))
+        if repo is not None:
+            return None, repo["project_id"], [repo]
+        project = project_service.project_values(top.name, slugify(top.name))
+        now = utc_now()
+        repo = {
+            "id": new_id("repo"), "project_id": project["id"], "name": top.name, "path": str(top),
+            "url": None, "default_branch": branch, "setup_script": None, "cleanup_script": None,
+            "copy_files": [], "created_at": now, "updated_at": now,
+        }  # fmt: skip
+        return project, project["id"], [repo]
+    raise ValidationFailed(
+        "Say where to work: 'repo_path' (a local git work tree) or 'project_id'.",
+        errors=[{"loc": ["repo_path"], "msg": "repo_path or project_id required"}],
+    )
+
+
+async def create(
+    svc: Services, body: dict[str, Any], parent_run_id: str | None = None
+) -> dict[str, Any]:
+    """Validate everything first, then write the run (and any new project) in one job."""
+    prompt = (body.get("prompt") or "").strip()
+    if not prompt:
+        raise ValidationFailed(
+            "The prompt is empty: say what the agent should do.",
+            errors=[{"loc": ["body", "prompt"], "msg": "must not be empty"}],
+        )
+    provider_name, model, options, agent_id = await _resolve_agent(svc, body)
+    registry.get(provider_name).validate_options(options)
+    new_project, project_id, repos = await _resolve_repos(svc, body)
+    source_ref = body.get("source_ref") or "HEAD"
+    base_commits: dict[str, str] = {}
+    for repo in repos:
+        sha = await git.resolve_commit(Path(repo["path"]), source_ref)
+        if sha is None:
+            raise BadRequest(
+                f"source_ref '{source_ref}' does not name a commit in repository '{repo['name']}' "
+                f"({repo['path']}). Use a branch, tag or commit that exists there.",
+                source_ref=source_ref,
+            )
+        base_commits[repo["id"]] = sha
+    draft = bool(body.get("draft"))
+    now = utc_now()
+    values: dict[str, Any] = {
+        "id": new_id("run"), "title": body.get("title") or title_from_prompt(prompt),
+        "prompt": prompt, "project_id": project_id, "repo_ids": [r["id"] for r in repos],
+        "agent_id": agent_id, "provider": provider_name, "model": model, "agent_options": options,
+        "status": str(S.DRAFT if draft else S.QUEUED), "status_reason": None, "resolution": None,
+        "source_ref": source_ref, "base_commits": base_commits, "branch": None, "worktrees": {},
+        "parent_run_id": parent_run_id, "session_id": None, "agent_state": {}, "turns": 0,
+        "usage": dict(runs.EMPTY_USAGE), "budget_usd": body.get("budget_usd"),
+        "pending_approvals": 0, "pending_messages": [],
+        "diff_stats": {"files": 0, "insertions": 0, "deletions": 0}, "pull_request": None,
+        "archived": False, "labels": list(body.get("labels") or []), "last_seq": 0,
+        "queued_at": None if draft else now, "created_at": now, "started_at": None,
+        "finished_at": None, "updated_at": now,
+    }  # fmt: skip
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        if new_project is not None:
+            new_project["slug"] = await project_service.unique_slug(tx, new_project["slug"])
+            await projects.insert_project(tx, new_project)
+            await projects.insert_repo(tx, repos[0])
+        values["number"] = await runs.next_run_number(tx)
+        await runs.insert(tx, values)
+        run = runs.public(values)
+        await tx.emit_one(values["id"], "run.created", {"run": run})
+        return run
+
+    run = await svc.writer.run(job)
+    if not draft:
+        svc.executor.submit(run["id"])
+    return run
+
+
+async def get(svc: Services, ref: str) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        return await runs.get(conn, ref)
+
+
+async def _transition(
+    svc: Services, run_id: str, to: RunStatus, reason: str | None, **values: Any
+) -> dict[str, Any]:
+    async def job(tx: Tx) -> dict[str, Any]:
+        return await runs.set_status(tx, run_id, to, reason, **values)
+
+    return await svc.writer.run(job)
+
+
+async def start(svc: Services, ref: str) -> dict[str, Any]:
+    run = await get(svc, ref)
+    check_action("start", S(run["status"]))
+    run = await _transition(svc, run["id"], S.QUEUED, "started")
+    svc.executor.submit(run["id"])
+    return runs.public(run)
+
+
+async def _stop(svc: Services, ref: str, action: str, to: RunStatus, reason: str) -> dict[str, Any]:
+    run = await get(svc, ref)
+    check_action(action, S(run["status"]))
+    if svc.executor.stop_run(run["id"], to, reason):
+        await svc.executor.wait_stopped(run["id"])
+    else:
+        await _transition(svc, run["id"], to, reason)
+    return runs.public(await get(svc, run["id"]))
+
+
+async def cancel(svc: Services, ref: str) -> dict[str, Any]:
+    return await _stop(svc, ref, "cancel", S.CANCELLED, "cancelled by operator")
+
+
+async def pause(svc: Services, ref: str) -> dict[str, Any]:
+    return await _stop(svc, ref, "pause", S.PAUSED, "paused by operator")
+
+
+async def resume(svc: Services, ref: str, message: str | None) -> dict[str, Any]:
+    run = await get(svc, ref)
+    check_action("resume", S(run["status"]))
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        current = await runs.lock(tx, run["id"])
+        pending = list(current["pending_messages"])
+        if message:
+            pending.append(message)
+            await tx.emit_one(run["id"], "user.message", {"text": message, "author": "operator"})
+        return await runs.set_status(tx, run["id"], S.QUEUED, "resumed", pending_messages=pending)
+
+    updated = await svc.writer.run(job)
+    svc.executor.submit(run["id"])
+    return runs.public(updated)
+
+
+async def message(svc: Services, ref: str, text: str, author: str = "operator") -> dict[str, Any]:
+    """Deliver an operator message: answer a waiting agent, queue it mid-turn, or start a turn."""
+    text = text.strip()
+    if not text:
+        raise ValidationFailed(
+            "The message is empty.", errors=[{"loc": ["body", "text"], "msg": "must not be empty"}]
+        )
+    run = await get(svc, ref)
+    check_action("message", S(run["status"]))
+    run_id = run["id"]
+    event = {"text": text, "author": author}
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        current = await runs.lock(tx, run_id)
+        status = S(current["status"])
+        await tx.emit_one(run_id, "user.message", event)
+        if status in (S.RUNNING, S.WAITING):
+            if not svc.executor.is_waiting_for_answer(run_id):
+                pending = [*current["pending_messages"], text]
+                await runs.update_fields(tx, run_id, pending_messages=pending)
+                current["pending_messages"] = pending
+            return current
+        if status in (S.REVIEW, S.FAILED, S.CANCELLED):
+            return await runs.set_status(tx, run_id, S.QUEUED, "message", pending_messages=[text])
+        raise InvalidTransition(
+            f"Cannot message a run in status '{status}'.", current_status=str(status)
+        )
+
+    updated = await svc.writer.run(job)
+    if S(updated["status"]) == S.QUEUED:
+        svc.executor.submit(run_id)
+    else:
+        svc.executor.answer(run_id, text)
+    return runs.public(updated)
+
+
+async def delete(svc: Services, ref: str) -> None:
+    run = await get(svc, ref)
+    check_action("delete", S(run["status"]))
+    await remove_run_worktrees(svc.engine, run)
+    await svc.writer.run(lambda tx: runs.remove(tx, run["id"]))
+    (svc.settings.logs_root / f"{run['id']}.log").unlink(missing_ok=True)
+
+
+async def set_archived(svc: Services, ref: str, archived: bool) -> dict[str, Any]:
+    run = await get(svc, ref)
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        await runs.update_fields(tx, run["id"], archived=archived)
+        return await runs.lock(tx, run["id"])
+
+    return runs.public(await svc.writer.run(job))
+
+
+async def follow_up(svc: Services, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A new run that starts from this run's branch."""
+    parent = await get(svc, ref)
+    if not parent["branch"]:
+        raise InvalidTransition(
+            "This run has no branch yet (it never started); start it or use retry.",
+            current_status=parent["status"],
+        )
+    new_body = {
+        "prompt": body.get("prompt"), "project_id": parent["project_id"],
+        "repo_ids": parent["repo_ids"], "source_ref": parent["branch"],
+        "agent_id": body.get("agent_id") or (None if body.get("provider") else parent["agent_id"]),
+        "provider": body.get("provider") or (None if body.get("agent_id") else parent["provider"]),
+        "model": body.get("model") or parent["model"], "agent_options": body.get("agent_options", parent["agent_options"]),
+    }  # fmt: skip
+    return await create(svc, new_body, parent_run_id=parent["id"])
+
+
+async def retry(svc: Services, ref: str) -> dict[str, Any]:
+    """A new run with the same prompt, agent and original source commits."""
+    run = await get(svc, ref)
+    body = {
+        "prompt": run["prompt"], "title": run["title"], "project_id": run["project_id"],
+        "repo_ids": run["repo_ids"], "agent_id": run["agent_id"], "provider": run["provider"],
+        "model": run["model"], "agent_options": run["agent_options"],
+        "source_ref": next(iter(run["base_commits"].values())) if len(run["base_commits"]) == 1 else run["source_ref"],
+        "budget_usd": run["budget_usd"], "labels": run["labels"],
+    }  # fmt: skip
+    return await create(svc, body, parent_run_id=run["id"])

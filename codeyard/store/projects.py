@@ -1,0 +1,125 @@
+"""Projects, their repositories, and agent profiles: plain rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.errors import NotFound
+from codeyard.domain.events import utc_now
+from codeyard.store import schema
+from codeyard.store.pages import decode_cursor, page
+from codeyard.store.writer import Tx
+
+P, RP, A = schema.projects, schema.repos, schema.agents
+
+
+def _d(row: Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+async def get_project(conn: AsyncConnection, ref: str) -> dict[str, Any]:
+    row = (await conn.execute(select(P).where((P.c.id == ref) | (P.c.slug == ref)))).first()
+    if row is None:
+        raise NotFound(f"No project '{ref}'. List projects with GET /api/projects.")
+    return _d(row)
+
+
+async def find_project_by_slug(conn: AsyncConnection, slug: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(P).where(P.c.slug == slug))).first()
+    return _d(row) if row else None
+
+
+async def list_projects(
+    conn: AsyncConnection, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = select(P).order_by(P.c.created_at.desc(), P.c.id.desc()).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(
+            (P.c.created_at < after[0]) | ((P.c.created_at == after[0]) & (P.c.id < after[1]))
+        )
+    rows = [_d(r) for r in (await conn.execute(stmt)).all()]
+    return page(rows, limit, key=lambda r: [r["created_at"], r["id"]])
+
+
+async def repos_of(conn: AsyncConnection, project_id: str) -> list[dict[str, Any]]:
+    stmt = select(RP).where(RP.c.project_id == project_id).order_by(RP.c.created_at, RP.c.id)
+    return [_d(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def get_repo(conn: AsyncConnection, repo_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(RP).where(RP.c.id == repo_id))).first()
+    if row is None:
+        raise NotFound(f"No repository '{repo_id}'.")
+    return _d(row)
+
+
+async def find_repo_by_path(conn: AsyncConnection, path: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(RP).where(RP.c.path == path).limit(1))).first()
+    return _d(row) if row else None
+
+
+async def insert_project(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(P.insert().values(**values))
+
+
+async def insert_repo(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(RP.insert().values(**values))
+
+
+async def update_project(tx: Tx, project_id: str, values: dict[str, Any]) -> None:
+    await tx.conn.execute(
+        update(P).where(P.c.id == project_id).values(updated_at=utc_now(), **values)
+    )
+
+
+async def update_repo(tx: Tx, repo_id: str, values: dict[str, Any]) -> None:
+    await tx.conn.execute(
+        update(RP).where(RP.c.id == repo_id).values(updated_at=utc_now(), **values)
+    )
+
+
+async def delete_repo(tx: Tx, repo_id: str) -> None:
+    await tx.conn.execute(delete(RP).where(RP.c.id == repo_id))
+
+
+async def delete_project(tx: Tx, project_id: str) -> None:
+    await tx.conn.execute(delete(RP).where(RP.c.project_id == project_id))
+    await tx.conn.execute(delete(P).where(P.c.id == project_id))
+
+
+async def get_agent(conn: AsyncConnection, agent_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(A).where(A.c.id == agent_id))).first()
+    if row is None:
+        raise NotFound(f"No agent profile '{agent_id}'. List them with GET /api/agents.")
+    return _d(row)
+
+
+async def list_agents(
+    conn: AsyncConnection, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = select(A).order_by(A.c.created_at.desc(), A.c.id.desc()).limit(limit + 1)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(
+            (A.c.created_at < after[0]) | ((A.c.created_at == after[0]) & (A.c.id < after[1]))
+        )
+    rows = [_d(r) for r in (await conn.execute(stmt)).all()]
+    return page(rows, limit, key=lambda r: [r["created_at"], r["id"]])
+
+
+async def insert_agent(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(A.insert().values(**values))
+
+
+async def update_agent(tx: Tx, agent_id: str, values: dict[str, Any]) -> None:
+    await tx.conn.execute(
+        update(A).where(A.c.id == agent_id).values(updated_at=utc_now(), **values)
+    )
+
+
+async def delete_agent(tx: Tx, agent_id: str) -> None:
+    await tx.conn.execute(delete(A).where(A.c.id == agent_id))

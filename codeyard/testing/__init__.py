@@ -1,0 +1,1 @@
+"""Helpers for tests: throw-away services such as a private PostgreSQL cluster."""

@@ -1,0 +1,1 @@
+"""Git workspaces for runs: the git CLI runner and run worktrees."""

@@ -1,0 +1,229 @@
+"""Async runner for the git CLI and small read-only queries built on it.
+
+Git is always run as ``git <args>`` through ``asyncio.create_subprocess_exec`` (never a shell),
+with prompts disabled so a missing credential fails instead of hanging a worker, and with the C
+locale so error messages are stable enough to show and to match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from codeyard.domain.errors import CodeyardError
+
+__all__ = [
+    "GitError",
+    "GitResult",
+    "GitTimeout",
+    "clone",
+    "current_branch",
+    "default_branch",
+    "git",
+    "is_work_tree",
+    "resolve_commit",
+    "toplevel",
+]
+
+# Inherited variables that would point git at another repository than ``cwd`` (they are set,
+# for example, when Codeyard's tests run inside a git hook). Callers may still pass them in ``env``.
+_REPO_LOCATING_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+_MAX_STDERR_IN_DETAIL = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class GitResult:
+    """Output of one git command, decoded as UTF-8, without the trailing newline."""
+
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+class GitError(CodeyardError):
+    """A git command failed; ``detail`` names the command and quotes git's stderr."""
+
+    title = "Git command failed"
+
+    def __init__(
+        self, detail: str, *, command: tuple[str, ...], returncode: int | None, stderr: str
+    ) -> None:
+        super().__init__(detail)
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class GitTimeout(GitError):
+    """A git command ran longer than its timeout and was killed."""
+
+    title = "Git command timed out"
+
+
+def _command_text(args: tuple[str, ...]) -> str:
+    return shlex.join(("git", *args))
+
+
+def _child_env(env: dict[str, str] | None) -> dict[str, str]:
+    merged = {k: v for k, v in os.environ.items() if k not in _REPO_LOCATING_VARS}
+    if env:
+        merged.update(env)
+    merged["GIT_TERMINAL_PROMPT"] = "0"
+    merged["LC_ALL"] = "C"
+    return merged
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """Kill git and whatever it started (aliases, hooks, ssh): they share its process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _failure(args: tuple[str, ...], cwd: Path, result: GitResult) -> GitError:
+    stderr = result.stderr.strip()
+    if len(stderr) > _MAX_STDERR_IN_DETAIL:
+        stderr = stderr[:_MAX_STDERR_IN_DETAIL] + "…"
+    return GitError(
+        f"`{_command_text(args)}` in {cwd} failed (exit {result.returncode}): "
+        f"{stderr or 'no error output'}",
+        command=args,
+        returncode=result.returncode,
+        stderr=result.stderr,
+    )
+
+
+async def git(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    check: bool = True,
+) -> GitResult:
+    """Run ``git *args`` in ``cwd``; ``env`` adds to (and overrides) the inherited environment.
+
+    Raises ``GitError`` when git exits non-zero and ``check`` is true, when it cannot be started,
+    and ``GitTimeout`` (after killing its process group) when it outlives ``timeout`` seconds.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            *args,
+            cwd=cwd,
+            env=_child_env(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        cwd_missing = not await asyncio.to_thread(cwd.is_dir)
+        reason = f"directory {cwd} does not exist" if cwd_missing else str(exc)
+        raise GitError(
+            f"could not run `{_command_text(args)}`: {reason}",
+            command=args,
+            returncode=None,
+            stderr="",
+        ) from exc
+
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        raise GitTimeout(
+            f"`{_command_text(args)}` in {cwd} did not finish within {timeout:g}s and was killed",
+            command=args,
+            returncode=None,
+            stderr="",
+        ) from None
+    finally:
+        if proc.returncode is None:  # timed out or cancelled: leave no process behind
+            _kill_group(proc)
+            await proc.communicate()
+
+    result = GitResult(
+        stdout=out.decode("utf-8", errors="replace").rstrip("\n"),
+        stderr=err.decode("utf-8", errors="replace").rstrip("\n"),
+        returncode=await proc.wait(),  # already exited: communicate() waited for it
+    )
+    if check and result.returncode != 0:
+        raise _failure(args, cwd, result)
+    return result
+
+
+async def is_work_tree(path: Path) -> bool:
+    """True if ``path`` is inside a git working tree; False for missing dirs, non-repos, bare."""
+    if not await asyncio.to_thread(path.is_dir):
+        return False
+    result = await git("rev-parse", "--is-inside-work-tree", cwd=path, check=False)
+    return result.returncode == 0 and result.stdout == "true"
+
+
+async def toplevel(path: Path) -> Path:
+    """The root of the working tree that contains ``path``."""
+    result = await git("rev-parse", "--show-toplevel", cwd=path)
+    return Path(result.stdout)
+
+
+async def resolve_commit(repo: Path, ref: str) -> str | None:
+    """The full commit id ``ref`` names in ``repo``, or None if it names no commit.
+
+    A ref starting with ``-`` is refused (None) so that user input can never become an option.
+    """
+    if not ref or ref.startswith("-"):
+        return None
+    args = ("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    result = await git(*args, cwd=repo, check=False)
+    if result.returncode == 0:
+        return result.stdout
+    if result.returncode == 1:  # --quiet: unknown ref, exit 1 without a message
+        return None
+    raise _failure(args, repo, result)  # not a repository, corrupt objects: a real failure
+
+
+async def current_branch(repo: Path) -> str | None:
+    """The branch checked out in ``repo`` (short name), or None when HEAD is detached."""
+    args = ("symbolic-ref", "--quiet", "--short", "HEAD")
+    result = await git(*args, cwd=repo, check=False)
+    if result.returncode == 0:
+        return result.stdout
+    if result.returncode == 1:  # detached HEAD
+        return None
+    raise _failure(args, repo, result)
+
+
+async def default_branch(repo: Path) -> str:
+    """The branch of the repository's main checkout (even when ``repo`` is a linked worktree).
+
+    Falls back to ``main`` when that checkout's HEAD is detached.
+    """
+    common = await git("rev-parse", "--git-common-dir", cwd=repo)  # relative to cwd, or absolute
+    result = await git(
+        f"--git-dir={common.stdout}",
+        "symbolic-ref",
+        "--quiet",
+        "--short",
+        "HEAD",
+        cwd=repo,
+        check=False,
+    )
+    return result.stdout if result.returncode == 0 and result.stdout else "main"
+
+
+async def clone(url: str, dest: Path, *, timeout: float = 600) -> None:
+    """Clone ``url`` (any git URL, ``file://`` included) into the new directory ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    await git("clone", "--quiet", "--", url, str(dest), cwd=dest.parent, timeout=timeout)

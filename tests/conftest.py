@@ -1,0 +1,135 @@
+"""Shared fixtures: real git repositories, real databases (SQLite and PostgreSQL), the app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from codeyard.app import create_app
+from codeyard.config import Settings
+from codeyard.testing.postgres import PostgresCluster, require_postgres
+
+TOKEN = "cy_test_token"
+os.environ.setdefault("GIT_AUTHOR_NAME", "Codeyard Tests")
+os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@codeyard.invalid")
+os.environ.setdefault("GIT_COMMITTER_NAME", "Codeyard Tests")
+os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@codeyard.invalid")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A real git repository on ``main`` with one commit."""
+    path.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(["git", *a], cwd=path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q", "-b", "main")
+    run("config", "commit.gpgsign", "false")
+    for name, content in (files or {"README.md": "# demo\n"}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(content)
+    run("add", "-A")
+    run("commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    require_postgres()
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that uses this runs on SQLite and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'codeyard.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", database_url=database_url, admin_token=TOKEN,
+        max_concurrent_runs=4, bash_timeout_seconds=30,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", admin_token=TOKEN, bash_timeout_seconds=30)
+
+
+class Api:
+    """The app over httpx's ASGI transport, with its lifespan running."""
+
+    def __init__(self, client: httpx.AsyncClient, app: Any) -> None:
+        self.client = client
+        self.app = app
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+    async def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.request(method, path, **kw)
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.get(path, **kw)
+
+    async def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
+        return await self.client.post(path, json=json, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.delete(path, **kw)
+
+    async def wait_status(self, run: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+        """Poll until the run is in one of ``statuses``; fail with its last state otherwise."""
+        import anyio
+
+        body: dict[str, Any] = {}
+        with anyio.move_on_after(timeout):
+            while True:
+                body = (await self.get(f"/api/runs/{run}")).json()
+                if body.get("status") in statuses:
+                    return body
+                await anyio.sleep(0.02)
+        raise AssertionError(f"run {run} never reached {statuses}: {body}")
+
+
+async def open_api(settings: Settings) -> AsyncIterator[Api]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://codeyard", headers=headers) as client:
+            yield Api(client, app)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    """The API on SQLite and on PostgreSQL (parametrized through ``database_url``)."""
+    async for a in open_api(settings):
+        yield a
+
+
+@pytest.fixture
+async def sqlite_api(sqlite_settings: Settings) -> AsyncIterator[Api]:
+    """The API on SQLite only, for tests about behaviour that does not depend on the database."""
+    async for a in open_api(sqlite_settings):
+        yield a
