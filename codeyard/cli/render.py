@@ -82,6 +82,7 @@ class Transcript:
 
     def __init__(self) -> None:
         self._titles: dict[str, str] = {}
+        self._last_call: str | None = None
         self._deltas: dict[str, list[str]] = {}
 
     def render(self, event: dict[str, Any]) -> RenderableType | None:
@@ -93,13 +94,18 @@ class Transcript:
         if kind == "agent.message":
             self._deltas.pop(str(data.get("message_id")), None)
             return self._with_pending(_agent_message(str(data.get("text") or "")))
+        if kind == "tool.call":
+            self._last_call = str(data.get("call_id"))
+            self._titles[self._last_call] = tool_title(data)
+            return _tool_call(data)
+        if kind == "tool.result":
+            call_id = str(data.get("call_id"))
+            title = self._titles.pop(call_id, None)
+            # Right after its call the title would only repeat the line above.
+            return _tool_result(data, None if call_id == self._last_call else title)
         handler = _HANDLERS.get(kind)
         if handler is None:
             return self._with_pending(_unknown(kind, data))
-        if kind == "tool.call":
-            self._titles[str(data.get("call_id"))] = tool_title(data)
-        if kind == "tool.result":
-            data = {**data, "_title": self._titles.pop(str(data.get("call_id")), None)}
         rendered = handler(data)
         if kind in ("turn.completed", "run.status", "error"):
             return self._with_pending(rendered)
@@ -183,9 +189,8 @@ def _tool_call(data: dict[str, Any]) -> Text:
     return out
 
 
-def _tool_result(data: dict[str, Any]) -> Group:
+def _tool_result(data: dict[str, Any], title: str | None) -> Group:
     ok = bool(data.get("ok"))
-    title = data.get("_title")
     head = Text("  ✓ " if ok else "  ✗ ", style="green" if ok else "bold red")
     head.append("ok" if ok else "failed", style="green" if ok else "red")
     details = [str(title)] if title else []
@@ -312,8 +317,6 @@ _HANDLERS: dict[str, Callable[[dict[str, Any]], RenderableType | None]] = {
     "turn.completed": _turn_completed,
     "agent.session": _session,
     "agent.thinking": _thinking,
-    "tool.call": _tool_call,
-    "tool.result": _tool_result,
     "file.changed": _file_changed,
     "task.updated": _tasks,
     "usage": _usage,

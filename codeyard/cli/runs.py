@@ -61,7 +61,7 @@ def run(
 ) -> None:
     """Start a run: an agent works on PROMPT in its own worktree and branch.
 
-    With --follow the exit code is 0 when the run ends in review or completed, 1 otherwise;
+    With --follow, the exit code is 0 when the run ends in review or completed and 1 otherwise.
     Ctrl-C stops following (exit 130) and leaves the run going.
     """
     state = get_state(ctx)
@@ -100,7 +100,9 @@ def run(
 
 def ls(
     ctx: typer.Context,
-    status: str | None = typer.Option(None, "--status", "-s", help="Only runs in this status."),
+    status: str | None = typer.Option(
+        None, "--status", "-s", help="Only runs in this status (comma-separated for several)."
+    ),
     all_: bool = typer.Option(False, "--all", "-a", help="Include archived runs."),
     limit: int = typer.Option(30, "--limit", "-n", min=1, help="How many runs to show."),
 ) -> None:

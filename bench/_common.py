@@ -1,0 +1,137 @@
+"""Helpers shared by the benchmarks: machine facts, ports, repos, percentiles, health polling."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"  # scratch space (git-ignored)
+PY = sys.executable
+TOKEN = "cy_bench_token"
+HOST = "127.0.0.1"
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    return {
+        "date": subprocess.run(["date"], capture_output=True, text=True).stdout.strip(),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_dir(name: str) -> Path:
+    import shutil
+
+    path = OUT / name
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def make_repo(path: Path) -> Path:
+    """A real git repository on ``main`` with one commit (as the tests build them)."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@codeyard.invalid",
+        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@codeyard.invalid",
+    }  # fmt: skip
+    path.mkdir(parents=True, exist_ok=True)
+    for args in (["init", "-q", "-b", "main"], ["config", "commit.gpgsign", "false"]):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, env=env)
+    (path / "README.md").write_text("# bench\n")
+    subprocess.run(["git", "add", "-A"], cwd=path, check=True, capture_output=True, env=env)
+    subprocess.run(
+        ["git", "commit", "-q", "-m", "initial"], cwd=path, check=True, capture_output=True, env=env
+    )
+    return path
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """A minimal blocking HTTP/1.1 GET (no client library start-up cost in the measurement)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head else 0
+    return status, body
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[Any] | None, deadline_s: float) -> float:
+    """Poll ``/api/health`` every ~2 ms until 200; returns the monotonic time it answered."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            status, _ = http_get(port, "/api/health", timeout=1.0)
+            if status == 200:
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise TimeoutError(f"server on port {port} not healthy within {deadline_s}s")
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGINT (graceful uvicorn shutdown), then SIGKILL if it lingers — only our own child."""
+    if proc.poll() is not None:
+        return
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2))

@@ -1,0 +1,183 @@
+"""Event ingest: events/s through ``Writer.append`` versus raw ``sqlite3.executemany``.
+
+Both sides insert the same rows ``(id, run_id, project_id, seq, type, ts, data)`` into a fresh
+WAL-mode SQLite file whose schema (and so indexes) comes from the project's own migrations, with
+the project's pragmas (``journal_mode=WAL``, ``synchronous=NORMAL``).
+
+* baseline: stdlib ``sqlite3``, one ``executemany`` in one transaction;
+* ours: ``Writer.append(run_id, events)`` on a fresh database (the real app path: aiosqlite,
+  SQLAlchemy, group commit, run-row update, hand-off to a real ``Hub``), in three shapes:
+
+  - ``100/call``: one producer awaiting appends of 100 events each;
+  - ``1/call x1``: one producer awaiting each single-event append (a commit per event);
+  - ``1/call x1000``: single-event appends with 1,000 in flight (many producers; group commit).
+
+Event payloads (``data`` JSON text) are built before the clock starts on both sides.
+
+    .venv/bin/python bench/ingest.py [--events 100000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import OUT, fresh_dir, machine, write_json  # noqa: E402
+from codeyard.domain.events import NewEvent, dumps, utc_now  # noqa: E402
+from codeyard.events.hub import Hub  # noqa: E402
+from codeyard.store import projects, runs  # noqa: E402
+from codeyard.store.db import create_engine, migrate  # noqa: E402
+from codeyard.store.writer import Tx, Writer  # noqa: E402
+
+RUN_ID = "run_bench000000000000000000"
+PROJECT_ID = "prj_bench000000000000000000"
+TYPE = "agent.delta"
+
+
+def payloads(n: int) -> list[str]:
+    """Realistic coalesced-delta payloads (~120 bytes of JSON each)."""
+    return [
+        dumps({"message_id": "msg_0001", "text": f"token {i} of a streamed reply, some words. "})
+        for i in range(n)
+    ]
+
+
+def run_values() -> dict[str, Any]:
+    now = utc_now()
+    return {
+        "id": RUN_ID, "number": 1, "title": "bench", "prompt": "bench", "project_id": PROJECT_ID,
+        "repo_ids": [], "agent_id": None, "provider": "script", "model": None,
+        "agent_options": {}, "status": "draft", "status_reason": None, "resolution": None,
+        "source_ref": "HEAD", "base_commits": {}, "branch": None, "worktrees": {},
+        "parent_run_id": None, "session_id": None, "agent_state": {}, "turns": 0,
+        "usage": dict(runs.EMPTY_USAGE), "budget_usd": None, "pending_approvals": 0,
+        "pending_messages": [], "diff_stats": {"files": 0, "insertions": 0, "deletions": 0},
+        "pull_request": None, "archived": False, "labels": [], "last_seq": 0, "queued_at": None,
+        "created_at": now, "started_at": None, "finished_at": None, "updated_at": now,
+    }  # fmt: skip
+
+
+async def _fresh_db(path: Path, with_run: bool) -> None:
+    """Schema from the migrations (same indexes as the app), plus a project and run row."""
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    if with_run:
+        writer = Writer(engine, lambda _e: None)
+        await writer.start()
+
+        async def job(tx: Tx) -> None:
+            now = utc_now()
+            await projects.insert_project(
+                tx, {"id": PROJECT_ID, "name": "bench", "slug": "bench",
+                     "created_at": now, "updated_at": now}
+            )  # fmt: skip
+            await runs.insert(tx, run_values())
+
+        await writer.run(job)
+        await writer.stop()
+    await engine.dispose()
+
+
+def baseline(path: Path, datas: list[str]) -> float:
+    """Raw sqlite3: the same rows in one ``executemany``, one transaction. Returns seconds."""
+    asyncio.run(_fresh_db(path, with_run=True))
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    start = time.perf_counter()
+    ts = utc_now()
+    rows = [(i + 1, RUN_ID, PROJECT_ID, i + 1, TYPE, ts, d) for i, d in enumerate(datas)]
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO events (id, run_id, project_id, seq, type, ts, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    (count,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+    conn.close()
+    assert count == len(datas), count
+    return elapsed
+
+
+async def ours(path: Path, datas: list[str], per_call: int, in_flight: int) -> dict[str, Any]:
+    await _fresh_db(path, with_run=True)
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    hub = Hub()
+    writer = Writer(engine, hub.publish)
+    await writer.start()
+    # Payloads are pre-serialized, as NewEvent does once when an event is made.
+    evs = [NewEvent(TYPE, {}, d) for d in datas]
+    calls = [evs[i : i + per_call] for i in range(0, len(evs), per_call)]
+    batches0 = writer.batches
+    start = time.perf_counter()
+    if in_flight <= 1:
+        for chunk in calls:
+            await writer.append(RUN_ID, chunk)
+    else:
+        sem = asyncio.Semaphore(in_flight)
+
+        async def one(chunk: list[NewEvent]) -> None:
+            async with sem:
+                await writer.append(RUN_ID, chunk)
+
+        await asyncio.gather(*(one(c) for c in calls))
+    elapsed = time.perf_counter() - start
+    batches = writer.batches - batches0
+    await writer.stop()
+    async with engine.connect() as conn:
+        from sqlalchemy import text
+
+        count = (await conn.execute(text("SELECT COUNT(*) FROM events"))).scalar()
+        last = (await conn.execute(text(f"SELECT last_seq FROM runs WHERE id='{RUN_ID}'"))).scalar()
+    await engine.dispose()
+    assert count == len(datas) and last == len(datas), (count, last)
+    return {"seconds": elapsed, "batches": batches}
+
+
+def measure(n: int, per_call: int, in_flight: int, label: str) -> dict[str, Any]:
+    datas = payloads(n)
+    d = fresh_dir(f"ingest-{label.replace('/', '_').replace(' ', '')}")
+    base_s = baseline(d / "raw.db", datas)
+    res = asyncio.run(ours(d / "ours.db", datas, per_call, in_flight))
+    raw_rate = n / base_s
+    our_rate = n / res["seconds"]
+    return {
+        "label": label, "events": n, "per_call": per_call, "in_flight": in_flight,
+        "raw_seconds": round(base_s, 4), "raw_events_per_s": round(raw_rate),
+        "ours_seconds": round(res["seconds"], 4), "ours_events_per_s": round(our_rate),
+        "batches": res["batches"], "ratio": round(our_rate / raw_rate, 3),
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--single-events", type=int, default=10_000,
+                    help="events for the one-commit-per-event case (it is slow by design)")  # fmt: skip
+    ap.add_argument("--json", type=Path, default=OUT / "ingest.json")
+    args = ap.parse_args()
+    cases = [
+        measure(args.events, 100, 1, "100/call"),
+        measure(args.events, 1, 1000, "1/call x1000 in flight"),
+        measure(args.single_events, 1, 1, "1/call x1 (awaited)"),
+    ]
+    for c in cases:
+        print(
+            f"{c['label']:>24}: {c['events']:>7} events  raw {c['raw_events_per_s']:>9,}/s  "
+            f"ours {c['ours_events_per_s']:>9,}/s  ratio {c['ratio']:.2f}  "
+            f"({c['batches']} commits)"
+        )
+    write_json(args.json, {"machine": machine(), "cases": cases})
+
+
+if __name__ == "__main__":
+    main()
