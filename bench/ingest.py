@@ -123,13 +123,14 @@ async def ours(path: Path, datas: list[str], per_call: int, in_flight: int) -> d
         for chunk in calls:
             await writer.append(RUN_ID, chunk)
     else:
-        sem = asyncio.Semaphore(in_flight)
+        # ``in_flight`` producers, each awaiting its own appends one after another.
+        todo = iter(calls)
 
-        async def one(chunk: list[NewEvent]) -> None:
-            async with sem:
+        async def producer() -> None:
+            for chunk in todo:
                 await writer.append(RUN_ID, chunk)
 
-        await asyncio.gather(*(one(c) for c in calls))
+        await asyncio.gather(*(producer() for _ in range(in_flight)))
     elapsed = time.perf_counter() - start
     batches = writer.batches - batches0
     await writer.stop()

@@ -76,6 +76,8 @@ class TurnContext:
     options: dict[str, Any]
     session_id: str | None
     resume_state: dict[str, Any]
+    #: For ``source == "resume"``: how the interrupted turn had started.
+    resumed_source: str | None
     decide: Callable[[ToolRequest], Awaitable[Decision]]
     ask_operator: Callable[[str], Awaitable[str]]
     bash_timeout: float = 600.0

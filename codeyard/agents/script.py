@@ -136,7 +136,9 @@ class ScriptProvider:
     def _steps_for(self, ctx: TurnContext) -> tuple[str, list[dict[str, Any]]]:
         if ctx.source == "resume" and ctx.resume_state.get("phase"):
             return ctx.resume_state["phase"], ctx.resume_state.get("steps", [])
-        if ctx.source == "create":
+        # A turn interrupted before its first step finished starts over as it began.
+        source = ctx.resumed_source if ctx.source == "resume" else ctx.source
+        if source == "create":
             return "scenario", list((ctx.options.get("scenario") or {}).get("steps", []))
         on_message = ctx.options.get("on_message")
         if on_message is not None:

@@ -85,6 +85,7 @@ async def websocket(ws: WebSocket) -> None:
     try:
         authenticate(ws)
     except CodeyardError:
+        await ws.accept()  # close codes need an open socket; before accept ASGI answers HTTP 403
         await ws.close(code=4401, reason="authentication required")
         return
     await ws.accept()

@@ -201,8 +201,9 @@ def _tool_result(data: dict[str, Any], title: str | None) -> Group:
     if details:
         head.append(" · " + " · ".join(details), style="dim")
     lines = [head, *_output_tail(data.get("output"))]
-    if not ok and data.get("error"):
-        lines.extend(_output_tail(data["error"], style="red"))
+    error = data.get("error")
+    if not ok and error and error != f"exit code {data.get('exit_code')}":
+        lines.extend(_output_tail(error, style="red"))
     return Group(*lines)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from codeyard.cli.client import ApiClient, ApiError, CliError, Unreachable, run_path
+from codeyard.cli.format import as_dict
 from codeyard.domain.status import IDLE
 
 #: Consecutive failed connections before following gives up.
@@ -144,11 +145,9 @@ def follow_run(
                 continue
             if progress.idle or (not progress.resync and _run_is_idle(api, run)):
                 return
-            problem = (
-                "the server asked to resync"
-                if progress.resync
-                else ("the stream ended while the run is still active")
-            )
+            problem = "the stream ended while the run is still active"
+            if progress.resync:
+                problem = "the server asked to resync"
         failures = 1 if progress.received else failures + 1
         if failures > retries:
             if refused:
@@ -183,8 +182,7 @@ def _stream_once(api: ApiClient, path: str, progress: _Progress) -> Iterator[dic
                 progress.last_id = event_id
             progress.received = True
             if event.get("type") == "run.status":
-                data = event.get("data") or {}
-                progress.idle = str(data.get("to")) in IDLE_STATUSES
+                progress.idle = str(as_dict(event.get("data")).get("to")) in IDLE_STATUSES
             yield event
 
 

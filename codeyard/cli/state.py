@@ -50,7 +50,8 @@ class CliState:
 
     @cached_property
     def err(self) -> Console:
-        return Console(stderr=True, highlight=False)
+        # Errors and hints stay whole lines (commands in them must survive copy and paste).
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
     @cached_property
     def settings(self) -> Settings:

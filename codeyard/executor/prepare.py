@@ -43,3 +43,13 @@ async def remove_run_worktrees(engine: AsyncEngine, run: dict[str, Any]) -> None
         repo = repos.get(repo_id)
         if repo is not None:
             await remove_worktree(Path(repo["path"]), Path(path), run["branch"])
+        _remove_empty_parents(Path(path), levels=2)
+
+
+def _remove_empty_parents(path: Path, levels: int) -> None:
+    """Drop the run's and the project's directories once nothing is left in them."""
+    for parent in list(path.parents)[:levels]:
+        try:
+            parent.rmdir()
+        except OSError:
+            return

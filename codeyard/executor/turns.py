@@ -22,7 +22,7 @@ from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
-from codeyard.store import runs
+from codeyard.store import events, runs
 from codeyard.store.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class _Turn:
     number: int
     prompt: str
     source: str
+    #: For a resumed turn: how the interrupted turn had started ("create" or "message").
+    resumed_source: str | None = None
 
 
 def _add_usage(total: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
@@ -98,26 +100,34 @@ class TurnDriver:
 
     async def _begin_turn(self, tx: Tx, run_id: str) -> _Turn:
         run = await runs.lock(tx, run_id)
+        resumed: str | None = None
         if run["turns"] == 0:
             source, prompt = "create", run["prompt"]
         elif run["agent_state"].get("phase") or not run["pending_messages"]:
-            source, prompt = "resume", ""
+            # Resume the unfinished turn with the prompt it started with.
+            last = await events.last_of_type(tx.conn, run_id, "turn.started")
+            source, prompt = "resume", (last or {}).get("prompt") or run["prompt"]
+            resumed = (last or {}).get("source") or "create"
+            if resumed == "resume":  # resumed more than once: keep the original source
+                resumed = (last or {}).get("resumed_source") or "create"
         else:
             source, prompt = "message", "\n\n".join(run["pending_messages"])
-        turn = _Turn(run["turns"] + 1, prompt, source)
+        turn = _Turn(run["turns"] + 1, prompt, source, resumed)
         extra: dict[str, Any] = {"pending_messages": []} if source == "message" else {}
         await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
-        await tx.emit_one(
-            run_id, "turn.started", {"turn": turn.number, "prompt": prompt, "source": source}
-        )
+        shown = "" if source == "resume" else prompt
+        await tx.emit_one(run_id, "turn.started", {"turn": turn.number, "prompt": shown, "source": source,
+                                                   "resumed_source": resumed})  # fmt: skip
         return turn
 
-    async def _end_turn(self, tx: Tx, run_id: str, end: TurnEnd, duration_ms: int) -> _Turn | None:
+    async def _end_turn(
+        self, tx: Tx, run_id: str, end: TurnEnd, duration_ms: int, turn_usage: dict[str, Any]
+    ) -> _Turn | None:
         """Record the turn's end; start the next one at once if messages arrived meanwhile."""
         run = await runs.lock(tx, run_id)
         await tx.emit_one(run_id, "turn.completed", {
             "turn": run["turns"], "stop_reason": end.stop_reason, "result": end.result,
-            "usage": run["usage"], "cost_usd": run["usage"].get("cost_usd", 0.0),
+            "usage": turn_usage, "cost_usd": turn_usage["cost_usd"],
             "duration_ms": duration_ms,
         })  # fmt: skip
         if run["pending_messages"]:
@@ -140,8 +150,10 @@ class TurnDriver:
             run = await runs.get(conn, run_id)
         provider = registry.get(run["provider"])
         usage = dict(run["usage"])
+        turn_usage = _add_usage({}, {})
         ctx = TurnContext(
             run_id=run_id, turn=turn.number, prompt=turn.prompt, source=turn.source,
+            resumed_source=turn.resumed_source,
             worktree=Path(next(iter(run["worktrees"].values()))), model=run["model"],
             options=run["agent_options"], session_id=run["session_id"],
             resume_state=run["agent_state"], decide=lambda req: self._decide_call(run_id, req),
@@ -156,6 +168,7 @@ class TurnDriver:
                     values: dict[str, Any] = {}
                     if item.type == "usage":
                         usage = _add_usage(usage, item.data)
+                        turn_usage = _add_usage(turn_usage, item.data)
                         values["usage"] = usage
                     await self._writer.append(run_id, [item], values)
                 elif isinstance(item, SessionUpdate):
@@ -174,7 +187,9 @@ class TurnDriver:
             await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
             return None
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-        return await self._writer.run(lambda tx: self._end_turn(tx, run_id, end, duration_ms))
+        return await self._writer.run(
+            lambda tx: self._end_turn(tx, run_id, end, duration_ms, turn_usage)
+        )
 
     async def _decide_call(self, run_id: str, request: ToolRequest) -> Decision:
         decision = self._decide(request)

@@ -10,6 +10,7 @@ from codeyard.domain.errors import BadRequest, Conflict, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify
 from codeyard.domain.status import ACTIVE
+from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services.context import Services
 from codeyard.store import projects, runs
 from codeyard.store.writer import Tx
@@ -123,7 +124,17 @@ async def delete_project(svc: Services, project_ref: str) -> None:
             f"Project '{project['slug']}' has active runs (e.g. run {active[0]['number']}); "
             "cancel them first."
         )
-    await svc.writer.run(lambda tx: projects.delete_project(tx, project["id"]))
+    async with svc.engine.connect() as conn:
+        idle = await runs.all_of_project(conn, project["id"])
+    for run in idle:
+        await remove_run_worktrees(svc.engine, run)
+
+    async def job(tx: Tx) -> None:
+        for run in idle:
+            await runs.remove(tx, run["id"])
+        await projects.delete_project(tx, project["id"])
+
+    await svc.writer.run(job)
 
 
 async def get_repo(svc: Services, repo_id: str) -> dict[str, Any]:

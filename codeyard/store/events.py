@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,3 +64,15 @@ async def read_tail(conn: AsyncConnection, run_id: str, count: int) -> list[Stor
     )
     rows = (await conn.execute(stmt)).all()
     return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in reversed(rows)]
+
+
+async def last_of_type(conn: AsyncConnection, run_id: str, type_: str) -> dict[str, Any] | None:
+    """The data of a run's most recent event of one type."""
+    stmt = (
+        select(E.c.data)
+        .where(E.c.run_id == run_id, E.c.type == type_)
+        .order_by(E.c.seq.desc())
+        .limit(1)
+    )
+    raw = (await conn.execute(stmt)).scalar()
+    return json.loads(raw) if raw is not None else None

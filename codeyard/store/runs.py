@@ -99,6 +99,11 @@ async def list_page(
     return page(rows, limit, key=lambda r: r["number"])
 
 
+async def all_of_project(conn: AsyncConnection, project_id: str) -> list[dict[str, Any]]:
+    rows = (await conn.execute(select(R).where(R.c.project_id == project_id))).all()
+    return [_as_dict(r) for r in rows]
+
+
 async def ids_in(conn: AsyncConnection, statuses: frozenset[RunStatus]) -> list[str]:
     """Run ids in the given statuses, oldest first (FIFO order for the queue)."""
     stmt = (

@@ -11,6 +11,7 @@ a client can never see an event that a crash could take back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ def _insert_events_sql(paramstyle: str) -> str:
     )
 
 
+#: The run-row UPDATE of a batch that only appended events (SQLite fast path, see ``_flush``).
+_SQLITE_TOUCH_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?"
+
+
 @dataclass(slots=True)
 class _RunCursor:
     last_seq: int
@@ -48,11 +53,17 @@ class _RunCursor:
 class Tx:
     """What a job sees: the open connection, and ``emit`` to add numbered events."""
 
-    def __init__(self, conn: AsyncConnection, writer: Writer, next_id: int) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        writer: Writer,
+        next_id: int,
+        cursors: dict[str, _RunCursor] | None = None,
+    ) -> None:
         self.conn = conn
         self._writer = writer
         self.next_id = next_id
-        self.cursors: dict[str, _RunCursor] = {}
+        self.cursors: dict[str, _RunCursor] = cursors if cursors is not None else {}
         self.events: list[StoredEvent] = []
         self.run_values: dict[str, dict[str, Any]] = {}
         self.forgotten: set[str] = set()
@@ -139,6 +150,9 @@ class Writer:
         self._cursors: dict[str, _RunCursor] = {}
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
+        # One connection kept for the writer's whole life: checking one out of the pool for
+        # every batch (and resetting it on return) costs more than a small batch's inserts.
+        self._conn: AsyncConnection | None = None
         self.batches = 0
 
     def _cursor_for(self, run_id: str) -> _RunCursor | None:
@@ -152,9 +166,22 @@ class Writer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            await self._queue.put(None)
+            self._queue.put_nowait(None)
             await self._task
             self._task = None
+        await self._drop_connection()
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        """Close the writer's connection (after a failed batch it may be unusable)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def run(self, fn: Callable[[Tx], Awaitable[T]], *, savepoint: bool = True) -> T:
         """Run ``fn`` inside the next batch's transaction; returns its result after commit.
@@ -165,7 +192,7 @@ class Writer:
         if self._task is None:
             raise RuntimeError("The writer is not running.")
         pending = _Pending(fn, savepoint)
-        await self._queue.put(pending)
+        self._queue.put_nowait(pending)  # unbounded: never waits
         result: T = await pending.future
         return result
 
@@ -204,12 +231,11 @@ class Writer:
         run_values: dict[str, dict[str, Any]] = {}
         next_id = self._next_id
         try:
-            async with self._engine.begin() as conn:
+            conn = await self._connection()
+            async with conn.begin():
                 for pending in batch:
-                    tx = Tx(conn, self, next_id)
-                    tx.cursors = {
-                        k: _RunCursor(v.last_seq, v.project_id) for k, v in cursors.items()
-                    }
+                    copies = {k: _RunCursor(v.last_seq, v.project_id) for k, v in cursors.items()}
+                    tx = Tx(conn, self, next_id, copies)
                     try:
                         if pending.savepoint:
                             async with conn.begin_nested():
@@ -233,6 +259,7 @@ class Writer:
                 await self._flush(conn, staged, cursors, run_values)
         except Exception as exc:  # the commit failed: nothing of this batch happened
             log.exception("write batch of %d jobs failed", len(batch))
+            await self._drop_connection()
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
@@ -260,15 +287,25 @@ class Writer:
         cursors: dict[str, _RunCursor],
         run_values: dict[str, dict[str, Any]],
     ) -> None:
-        if staged:
-            await conn.exec_driver_sql(
-                _insert_events_sql(conn.dialect.paramstyle),
-                [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged],
-            )
+        # SQLite (aiosqlite): each statement through SQLAlchemy costs three hops to the driver's
+        # thread (cursor, execute, close); the driver's own ``executemany``/``execute`` cost one.
+        # They run on the same connection, inside the transaction SQLAlchemy began.
+        driver = None
+        if conn.dialect.driver == "aiosqlite":
+            driver = (await conn.get_raw_connection()).driver_connection
+        rows = [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
+        if rows:
+            if driver is not None:
+                await driver.executemany(_insert_events_sql("qmark"), rows)
+            else:
+                await conn.exec_driver_sql(_insert_events_sql(conn.dialect.paramstyle), rows)
         now = utc_now()
         for run_id, values in run_values.items():
             cur = cursors.get(run_id)
             if cur is None:
+                continue
+            if driver is not None and not values:  # only events: no column needs conversion
+                await driver.execute(_SQLITE_TOUCH_RUN, (cur.last_seq, now, run_id))
                 continue
             await conn.execute(
                 update(schema.runs)

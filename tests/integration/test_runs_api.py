@@ -127,6 +127,20 @@ async def test_message_in_review_starts_next_turn_in_same_worktree(api: Api, git
     assert cmds[-1]["exit_code"] == 0 and "still-here" in cmds[-1]["output_tail"]
 
 
+async def test_turn_completed_reports_that_turns_usage(api: Api, git_repo: Path) -> None:
+    options = {**scenario({"usage": {"input_tokens": 10, "output_tokens": 1, "cost_usd": 0.5}}),
+               "on_message": [{"usage": {"input_tokens": 7, "output_tokens": 2, "cost_usd": 0.25}}]}  # fmt: skip
+    run = (await api.post("/api/runs", json={"prompt": "p", "repo_path": str(git_repo),
+                                             "provider": "script", "agent_options": options})).json()  # fmt: skip
+    await api.wait_status(run["id"], "review")
+    await api.post(f"/api/runs/{run['id']}/messages", json={"text": "again"})
+    done = await api.wait_status(run["id"], "review")
+    ends = (await api.get(f"/api/runs/{run['id']}/events?types=turn.completed")).json()["data"]
+    assert [e["data"]["usage"]["input_tokens"] for e in ends] == [10, 7]
+    assert [e["data"]["cost_usd"] for e in ends] == [0.5, 0.25]
+    assert done["usage"]["input_tokens"] == 17 and done["usage"]["cost_usd"] == pytest.approx(0.75)
+
+
 async def test_pause_resume_and_cancel(api: Api, git_repo: Path) -> None:
     run = await create(api, git_repo, {"say": "start"}, {"sleep": 30}, {"say": "end"})
     await api.wait_status(run["id"], "running")

@@ -7,6 +7,7 @@ tests run the same commands against a real server.
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +33,11 @@ RUN: dict[str, Any] = {
 
 
 def text_of(*renderables: RenderableType | None) -> str:
-    console = Console(record=True, width=120, color_system=None, file=open("/dev/null", "w"))  # noqa: SIM115
-    with console.file:
-        for renderable in renderables:
-            if renderable is not None:
-                console.print(renderable)
-        return console.export_text()
+    console = Console(record=True, width=120, color_system=None, file=io.StringIO())
+    for renderable in renderables:
+        if renderable is not None:
+            console.print(renderable)
+    return console.export_text()
 
 
 def render(kind: str, **data: Any) -> str:
@@ -58,10 +58,16 @@ def test_status_turns_and_session() -> None:
     assert status == "◆ status running → review (end_turn)\n"
     assert render("turn.started", turn=2, source="message") == "▶ turn 2 (message)\n"
     done = render(
-        "turn.completed", turn=1, stop_reason="end_turn", duration_ms=12300, cost_usd=0.0123,
+        "turn.completed",
+        turn=1,
+        stop_reason="end_turn",
+        duration_ms=12300,
+        cost_usd=0.0123,
         usage={"input_tokens": 1234, "output_tokens": 567, "cache_read_tokens": 100},
-    )  # fmt: skip
-    assert done == "■ turn 1 finished · end_turn · 12.3s · 1,234 in / 567 out · 100 cached · $0.0123\n"
+    )
+    assert (
+        done == "■ turn 1 finished · end_turn · 12.3s · 1,234 in / 567 out · 100 cached · $0.0123\n"
+    )
     session = render("agent.session", provider="claude-code", cli_version="2.1", model="sonnet")
     assert session == "session claude-code · 2.1 · sonnet\n"
     created = render("run.created", run={"number": 7, "provider": "script", "branch": "b"})
@@ -90,8 +96,14 @@ def test_tool_calls_and_results() -> None:
     t = Transcript()
     call = {"call_id": "c1", "tool": "Bash", "kind": "bash", "input": {"command": "pytest -q"}}
     output = "\n".join(f"line {i}" for i in range(1, 8))
-    result = {"call_id": "c1", "ok": False, "output": output, "error": "exit code 1",
-              "exit_code": 1, "duration_ms": 1500}  # fmt: skip
+    result = {
+        "call_id": "c1",
+        "ok": False,
+        "output": output,
+        "error": "exit code 1",  # says no more than exit_code: not repeated
+        "exit_code": 1,
+        "duration_ms": 1500,
+    }
     text = text_of(
         t.render({"type": "tool.call", "data": call}),
         t.render({"type": "tool.result", "data": result}),
@@ -100,16 +112,16 @@ def test_tool_calls_and_results() -> None:
         "→ $ pytest -q",
         "  ✗ failed · exit 1 · 1.5s",  # right after its call, the title is not repeated
         "    … 3 more lines",
-        "    line 4", "    line 5", "    line 6", "    line 7",
-        "    exit code 1",
-    ]  # fmt: skip
+        "    line 4",
+        "    line 5",
+        "    line 6",
+        "    line 7",
+    ]
 
 
 def test_a_result_after_other_calls_names_its_call() -> None:
     t = Transcript()
-    calls = [
-        {"call_id": c, "kind": "write", "input": {"path": f"{c}.txt"}} for c in ("c1", "c2")
-    ]
+    calls = [{"call_id": c, "kind": "write", "input": {"path": f"{c}.txt"}} for c in ("c1", "c2")]
     rendered = [t.render({"type": "tool.call", "data": c}) for c in calls]
     rendered.append(
         t.render({"type": "tool.result", "data": {"call_id": "c1", "ok": True, "output": ""}})
@@ -117,14 +129,22 @@ def test_a_result_after_other_calls_names_its_call() -> None:
     assert text_of(*rendered).splitlines()[-1] == "  ✓ ok · write c1.txt"
 
 
+def test_a_failed_result_shows_its_error() -> None:
+    denied = {"call_id": "c9", "ok": False, "output": "", "error": "Denied: rm is not allowed"}
+    assert render("tool.result", **denied) == "  ✗ failed\n    Denied: rm is not allowed\n"
+
+
 def test_files_tasks_and_checkpoints() -> None:
     assert render("file.changed", path="a.py", change="added") == "  + added a.py\n"
     assert render("file.changed", path="b.py", change="deleted") == "  - deleted b.py\n"
     tasks = render(
         "task.updated",
-        tasks=[{"content": "write", "status": "completed"},
-               {"content": "test", "status": "in_progress"}, {"content": "ship"}],
-    )  # fmt: skip
+        tasks=[
+            {"content": "write", "status": "completed"},
+            {"content": "test", "status": "in_progress"},
+            {"content": "ship"},
+        ],
+    )
     assert tasks == "☰ tasks\n  ✓ write\n  ▸ test\n  ○ ship\n"
     checkpoint = render("checkpoint.created", checkpoint={"id": "chk_1", "description": "turn 1"})
     assert checkpoint == "⚑ checkpoint chk_1 turn 1\n"
@@ -148,7 +168,9 @@ def test_git_events_and_errors() -> None:
         "⎇ merged into main (squash) abc\n"
     )
     assert render("git.pushed", branch="b", remote="origin") == "⎇ pushed b → origin\n"
-    assert render("pr.created", url="https://x/pr/3", number=3) == "⎇ pull request #3 https://x/pr/3\n"
+    assert (
+        render("pr.created", url="https://x/pr/3", number=3) == "⎇ pull request #3 https://x/pr/3\n"
+    )
     error = render("error", message="agent crashed", detail="Traceback\nBoom")
     assert error == "✗ error: agent crashed\n    Traceback\n    Boom\n"
 
@@ -177,7 +199,9 @@ def test_deltas_without_a_full_message_are_flushed() -> None:
 
 def test_run_table_and_panel() -> None:
     now = datetime(2026, 11, 22, 8, 10, tzinfo=UTC)
-    table = text_of(run_table([RUN, {**RUN, "number": 6, "status": "failed", "usage": {}}], now=now))
+    table = text_of(
+        run_table([RUN, {**RUN, "number": 6, "status": "failed", "usage": {}}], now=now)
+    )
     lines = table.splitlines()
     assert lines[0].split() == ["#", "status", "provider", "title", "branch", "cost", "updated"]
     assert lines[1].split()[:3] == ["7", "review", "script"]
@@ -185,8 +209,13 @@ def test_run_table_and_panel() -> None:
     assert lines[1].endswith("5m ago")
     assert lines[2].split()[:2] == ["6", "failed"]
     panel = text_of(run_panel(RUN))
-    for expected in ("Run #7 · Add input validation", "review — end_turn", "2 files +10 -3",
-                     "1,200 in / 340 out · $0.0123", "Validate input"):  # fmt: skip
+    for expected in (
+        "Run #7 · Add input validation",
+        "review — end_turn",
+        "2 files +10 -3",
+        "1,200 in / 340 out · $0.0123",
+        "Validate input",
+    ):
         assert expected in panel
 
 
@@ -203,8 +232,14 @@ def server(routes: Routes, seen: list[httpx.Request] | None = None) -> httpx.Moc
             seen.append(request)
         answer = routes.get((request.method, request.url.path))
         if answer is None:
-            return httpx.Response(404, json={"title": "Not Found", "status": 404,
-                                             "detail": f"no route {request.url.path}"})  # fmt: skip
+            return httpx.Response(
+                404,
+                json={
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": f"no route {request.url.path}",
+                },
+            )
         if isinstance(answer, Exception):
             raise answer
         return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
@@ -217,17 +252,28 @@ def cli(args: list[str], routes: Routes, seen: list[httpx.Request] | None = None
 
 
 def test_a_409_problem_prints_detail_and_current_status() -> None:
-    problem = {"type": "about:blank", "title": "Conflict", "status": 409,
-               "detail": "Cannot pause a run in status 'review'.", "current_status": "review"}  # fmt: skip
+    problem = {
+        "type": "about:blank",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "Cannot pause a run in status 'review'.",
+        "current_status": "review",
+    }
     result = cli(["pause", "7"], {("POST", "/api/runs/7/pause"): httpx.Response(409, json=problem)})
     assert result.exit_code == 1
-    assert result.stderr == "Error: Cannot pause a run in status 'review'.\n  current status: review\n"
+    assert (
+        result.stderr == "Error: Cannot pause a run in status 'review'.\n  current status: review\n"
+    )
     assert "Traceback" not in result.output
 
 
 def test_a_422_problem_lists_the_errors(tmp_path: Path) -> None:
-    problem = {"title": "Unprocessable", "status": 422, "detail": "The request is not valid.",
-               "errors": [{"loc": ["body", "budget_usd"], "msg": "must be >= 0"}, "plain"]}  # fmt: skip
+    problem = {
+        "title": "Unprocessable",
+        "status": 422,
+        "detail": "The request is not valid.",
+        "errors": [{"loc": ["body", "budget_usd"], "msg": "must be >= 0"}, "plain"],
+    }
     seen: list[httpx.Request] = []
     result = cli(
         ["run", "do it", "--repo", str(tmp_path), "--provider", "script", "--budget", "1.5"],
@@ -236,11 +282,17 @@ def test_a_422_problem_lists_the_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "Error: The request is not valid.", "  - budget_usd: must be >= 0", "  - plain"
-    ]  # fmt: skip
+        "Error: The request is not valid.",
+        "  - budget_usd: must be >= 0",
+        "  - plain",
+    ]
     body = json.loads(seen[0].content)
-    assert body == {"prompt": "do it", "repo_path": str(tmp_path.resolve()),
-                    "provider": "script", "budget_usd": 1.5}  # fmt: skip
+    assert body == {
+        "prompt": "do it",
+        "repo_path": str(tmp_path.resolve()),
+        "provider": "script",
+        "budget_usd": 1.5,
+    }
     assert seen[0].headers["authorization"] == "Bearer tok"
 
 
@@ -261,7 +313,9 @@ def test_connection_refused() -> None:
 
 
 def stream_of(*events: dict[str, Any]) -> httpx.Response:
-    frames = "".join(f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+    frames = "".join(
+        f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events
+    )
     return httpx.Response(200, text=": ping\n\n" + frames)
 
 
@@ -280,7 +334,9 @@ def test_run_follow_exit_code(tmp_path: Path, final: str, code: int) -> None:
         ("GET", "/api/runs/run_abc/events/stream"): stream_of(*events),
         ("GET", "/api/runs/run_abc"): {**RUN, "status": final},
     }
-    result = cli(["run", "hi", "--repo", str(tmp_path), "--scenario", str(scenario), "-f"], routes, seen)
+    result = cli(
+        ["run", "hi", "--repo", str(tmp_path), "--scenario", str(scenario), "-f"], routes, seen
+    )
     assert result.exit_code == code, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "Created run #7 · run_abc · codeyard/7-add-input-validation · queued"
@@ -318,8 +374,13 @@ def test_discovery_reads_server_json_and_admin_token(tmp_path: Path) -> None:
     (tmp_path / "admin.token").write_text("cy_secret\n")
     seen: list[httpx.Request] = []
     transport = server({("GET", "/api/runs"): {"data": [], "next_cursor": None}}, seen)
-    env = {"CODEYARD_HOME": str(tmp_path), "CODEYARD_DATA_DIR": None, "CODEYARD_SERVER": None,
-           "CODEYARD_TOKEN": None, "CODEYARD_ADMIN_TOKEN": None}  # fmt: skip
+    env = {
+        "CODEYARD_HOME": str(tmp_path),
+        "CODEYARD_DATA_DIR": None,
+        "CODEYARD_SERVER": None,
+        "CODEYARD_TOKEN": None,
+        "CODEYARD_ADMIN_TOKEN": None,
+    }
     result = invoke(["ls"], transport=transport, env=env)
     assert result.exit_code == 0
     assert result.stdout.startswith("No runs yet.")
@@ -328,8 +389,7 @@ def test_discovery_reads_server_json_and_admin_token(tmp_path: Path) -> None:
 
 
 def test_doctor_reports_a_stopped_server(tmp_path: Path) -> None:
-    env = {"CODEYARD_HOME": str(tmp_path), "CODEYARD_DATA_DIR": None,
-           "CODEYARD_DATABASE_URL": None}  # fmt: skip
+    env = {"CODEYARD_HOME": str(tmp_path), "CODEYARD_DATA_DIR": None, "CODEYARD_DATABASE_URL": None}
     refused = httpx.ConnectError("[Errno 111] Connection refused")
     transport = server({("GET", "/api/health"): refused})
     result = invoke(["doctor"], server="http://cy.test", transport=transport, env=env)
@@ -340,13 +400,22 @@ def test_doctor_reports_a_stopped_server(tmp_path: Path) -> None:
     assert "1 problem found." in result.stdout
 
 
-def test_doctor_lists_providers() -> None:
-    providers = [{"name": "script", "available": True, "version": "1"},
-                 {"name": "codex", "available": False, "problem": "codex not found: npm i -g …"}]  # fmt: skip
+def test_doctor_lists_providers(tmp_path: Path) -> None:
+    providers = [
+        {"name": "script", "available": True, "version": "1"},
+        {"name": "codex", "available": False, "problem": "codex not found: npm i -g …"},
+    ]
     routes: Routes = {
         ("GET", "/api/health"): {"status": "ok", "version": "0.1.0", "database": "sqlite"},
         ("GET", "/api/providers"): {"data": providers, "next_cursor": None},
     }
-    result = cli(["doctor"], routes)
+    result = invoke(
+        ["doctor"],
+        server="http://cy.test",
+        token="tok",
+        transport=server(routes),
+        env={"CODEYARD_HOME": str(tmp_path), "CODEYARD_DATA_DIR": None},
+    )
+    assert result.exit_code == 0, result.output
     assert "✓ providers 1 available: script" in result.stdout
     assert "codex   no         —        codex not found: npm i -g …" in result.stdout
