@@ -8,7 +8,8 @@ the project's pragmas (``journal_mode=WAL``, ``synchronous=NORMAL``).
 * ours: ``Writer.append(run_id, events)`` on a fresh database (the real app path: aiosqlite,
   SQLAlchemy, group commit, run-row update, hand-off to a real ``Hub``), in three shapes:
 
-  - ``100/call``: one producer awaiting appends of 100 events each;
+  - ``100/call x1``: one producer awaiting appends of 100 events each (a commit per call);
+  - ``100/call x10``: ten such producers at once (group commit merges their calls);
   - ``1/call x1``: one producer awaiting each single-event append (a commit per event);
   - ``1/call x1000``: single-event appends with 1,000 in flight (many producers; group commit).
 
@@ -162,12 +163,13 @@ def measure(n: int, per_call: int, in_flight: int, label: str) -> dict[str, Any]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--single-events", type=int, default=10_000,
+    ap.add_argument("--single-events", type=int, default=5_000,
                     help="events for the one-commit-per-event case (it is slow by design)")  # fmt: skip
     ap.add_argument("--json", type=Path, default=OUT / "ingest.json")
     args = ap.parse_args()
     cases = [
-        measure(args.events, 100, 1, "100/call"),
+        measure(args.events, 100, 1, "100/call x1 (awaited)"),
+        measure(args.events, 100, 10, "100/call x10 in flight"),
         measure(args.events, 1, 1000, "1/call x1000 in flight"),
         measure(args.single_events, 1, 1, "1/call x1 (awaited)"),
     ]

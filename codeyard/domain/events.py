@@ -8,6 +8,7 @@ hub and every stream.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,9 +24,21 @@ EVENT_TYPES: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second seen, formatted
+
+
 def utc_now() -> str:
-    """Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """Timestamps are ISO-8601 UTC with millisecond precision and a ``Z``.
+
+    Called for every appended event, so the seconds part is formatted once per second.
+    """
+    global _second
+    now = time.time()
+    sec = int(now)
+    cached = _second  # one read of an immutable pair: safe from any thread
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{int((now - sec) * 1000):03d}Z"
 
 
 def dumps(value: Any) -> str:

@@ -24,6 +24,8 @@ from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
 from codeyard.store import events, runs
 from codeyard.store.writer import Tx, Writer
+from codeyard.workspace.diff import diff_stats
+from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
 LOG_LIMIT_BYTES = 20 * 1024 * 1024
@@ -187,9 +189,22 @@ class TurnDriver:
             await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
             return None
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
+        await self._refresh_diff_stats(run)
         return await self._writer.run(
             lambda tx: self._end_turn(tx, run_id, end, duration_ms, turn_usage)
         )
+
+    async def _refresh_diff_stats(self, run: dict[str, Any]) -> None:
+        """Keep ``diff_stats`` on the run current at every turn end (summed over its repos)."""
+        total = {"files": 0, "insertions": 0, "deletions": 0}
+        try:
+            for repo_id, path in run["worktrees"].items():
+                stats = await diff_stats(Path(path), run["base_commits"][repo_id])
+                total = {k: total[k] + stats[k] for k in total}
+        except GitError as exc:  # stats are informative; a git hiccup must not fail the turn
+            log.warning("diff stats for run %s failed: %s", run["id"], exc)
+            return
+        await self._writer.append(run["id"], [], {"diff_stats": total})
 
     async def _decide_call(self, run_id: str, request: ToolRequest) -> Decision:
         decision = self._decide(request)

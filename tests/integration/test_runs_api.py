@@ -39,6 +39,7 @@ async def test_run_goes_from_queued_to_review_with_real_work(api: Api, git_repo:
     done = await api.wait_status(run["id"], "review")
     assert done["branch"] == f"codeyard/{run['number']}-add-a-greeting"
     assert done["turns"] == 1
+    assert done["diff_stats"] == {"files": 1, "insertions": 1, "deletions": 0}
     assert done["usage"]["input_tokens"] == 100 and done["usage"]["cost_usd"] == pytest.approx(0.01)
     # The work happened in the worktree on the run branch, not in the user's checkout.
     assert not (git_repo / "hello.txt").exists()

@@ -1,0 +1,48 @@
+"""The hub never waits for a subscriber: a slow one is dropped, the others carry on."""
+
+from __future__ import annotations
+
+import pytest
+
+from codeyard.domain.events import StoredEvent
+from codeyard.events.hub import EventFilter, Hub, SubscriberDropped
+
+pytestmark = pytest.mark.anyio
+
+
+def ev(i: int, run: str = "run_a", type_: str = "agent.message", project: str = "prj_a") -> StoredEvent:
+    return StoredEvent(i, run, project, i, type_, "2026-11-22T00:00:00.000Z", "{}")
+
+
+async def test_fan_out_by_run_project_and_type() -> None:
+    hub = Hub()
+    by_run = hub.subscribe(EventFilter(run_id="run_a"))
+    by_type = hub.subscribe(EventFilter(types=frozenset({"run.status"})))
+    by_project = hub.subscribe(EventFilter(project_id="prj_b"))
+    hub.publish([ev(1), ev(2, "run_b", "run.status", "prj_b"), ev(3)])
+    assert [e.id for e in await by_run.next_batch()] == [1, 3]
+    assert [e.id for e in await by_type.next_batch()] == [2]
+    assert [e.id for e in await by_project.next_batch()] == [2]
+
+
+async def test_slow_subscriber_is_dropped_without_affecting_others() -> None:
+    hub = Hub(max_pending=5)
+    slow = hub.subscribe(EventFilter(run_id="run_a"))
+    fast = hub.subscribe(EventFilter(run_id="run_a"))
+    for i in range(1, 4):
+        hub.publish([ev(i)])
+        assert [e.id for e in await fast.next_batch()] == [i]
+    hub.publish([ev(i) for i in range(4, 8)])  # slow now holds 7 > 5
+    assert slow.dropped and hub.dropped_total == 1
+    with pytest.raises(SubscriberDropped):
+        await slow.next_batch()
+    assert [e.id for e in await fast.next_batch()] == [4, 5, 6, 7]
+    assert hub.subscriber_count == 1
+
+
+async def test_unsubscribe_stops_delivery() -> None:
+    hub = Hub()
+    sub = hub.subscribe(EventFilter())
+    sub.close()
+    hub.publish([ev(1)])
+    assert hub.subscriber_count == 0 and sub.drain() == []
