@@ -34,10 +34,14 @@ async def _running(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
     writer = Writer(engine, hub.publish, batch_max=settings.event_batch_max)
     await writer.start()
     executor = LocalExecutor(
-        engine, writer, decide, max_concurrent_runs=settings.max_concurrent_runs,
-        worktree_root=settings.worktree_root, logs_root=settings.logs_root,
+        engine,
+        writer,
+        decide,
+        max_concurrent_runs=settings.max_concurrent_runs,
+        worktree_root=settings.worktree_root,
+        logs_root=settings.logs_root,
         bash_timeout=settings.bash_timeout_seconds,
-    )  # fmt: skip
+    )
     services = Services(settings, engine, writer, hub, executor)
     app.state.services = services
     await executor.start()
@@ -58,9 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(
-        title="Codeyard", version=__version__, lifespan=lifespan,
-        openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
-    )  # fmt: skip
+        title="Codeyard",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
     problems.install(app)
     app.include_router(meta.public, prefix="/api")
     authed = [Depends(require_principal)]

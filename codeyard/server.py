@@ -16,14 +16,11 @@ def run_server(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings.prepare_data_dir()
-    token = settings.ensure_admin_token()
+    settings.ensure_admin_token()
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}"
     settings.write_server_file(url)
-    print(
-        f"Codeyard {url}  (data: {settings.data_dir}, admin token: {settings.data_dir / 'admin.token'})"
-    )
-    print(
-        f"API docs: {url}/api/docs   Try: curl -H 'Authorization: Bearer {token[:6]}…' {url}/api/runs"
-    )
+    print(f"Codeyard is serving {url}  (data: {settings.data_dir})", flush=True)
+    where = "CODEYARD_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin.token"
+    print(f"API docs: {url}/api/docs · admin token: {where}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)

@@ -65,9 +65,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
-        data_dir=tmp_path / "data", database_url=database_url, admin_token=TOKEN,
-        max_concurrent_runs=4, bash_timeout_seconds=30,
-    )  # fmt: skip
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        admin_token=TOKEN,
+        max_concurrent_runs=4,
+        bash_timeout_seconds=30,
+    )
 
 
 @pytest.fixture
@@ -117,7 +120,9 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://codeyard", headers=headers) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://codeyard", headers=headers
+        ) as client:
             yield Api(client, app)
 
 

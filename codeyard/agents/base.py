@@ -30,9 +30,13 @@ class Capabilities:
 
     def as_dict(self) -> dict[str, bool]:
         return {
-            "approvals": self.approvals, "resume": self.resume, "interrupt": self.interrupt,
-            "mid_turn_input": self.mid_turn_input, "usage": self.usage, "cost": self.cost,
-        }  # fmt: skip
+            "approvals": self.approvals,
+            "resume": self.resume,
+            "interrupt": self.interrupt,
+            "mid_turn_input": self.mid_turn_input,
+            "usage": self.usage,
+            "cost": self.cost,
+        }
 
 
 @dataclass(frozen=True, slots=True)

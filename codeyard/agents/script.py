@@ -84,9 +84,15 @@ def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
 async def _run_bash(command: str, cwd: Path, timeout: float) -> tuple[int | None, str, bool]:
     """Run ``command`` in its own process group; returns (exit code, output, timed_out)."""
     proc = await asyncio.create_subprocess_exec(
-        "/bin/bash", "-c", command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        "/bin/bash",
+        "-c",
+        command,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         return proc.returncode, out.decode(errors="replace"), False
@@ -150,9 +156,16 @@ class ScriptProvider:
         start = int(ctx.resume_state.get("step", 0)) if ctx.source == "resume" else 0
         session_id = ctx.session_id or f"script-{ctx.run_id}"
         if ctx.session_id is None:
-            yield NewEvent("agent.session", {"session_id": session_id, "provider": self.name,
-                                             "cli_version": self.version(), "model": ctx.model,
-                                             "tools": ["write", "edit", "bash"]})  # fmt: skip
+            yield NewEvent(
+                "agent.session",
+                {
+                    "session_id": session_id,
+                    "provider": self.name,
+                    "cli_version": self.version(),
+                    "model": ctx.model,
+                    "tools": ["write", "edit", "bash"],
+                },
+            )
         last = ""
         for index in range(start, len(steps)):
             step = steps[index]
@@ -180,13 +193,16 @@ class ScriptProvider:
         elif kind == "sleep":
             await asyncio.sleep(float(value))
         elif kind == "usage":
-            yield NewEvent("usage", {
-                "input_tokens": int(value.get("input_tokens", 0)),
-                "output_tokens": int(value.get("output_tokens", 0)),
-                "cache_read_tokens": int(value.get("cache_read_tokens", 0)),
-                "cache_write_tokens": int(value.get("cache_write_tokens", 0)),
-                "cost_usd": float(value.get("cost_usd", 0.0)),
-            })  # fmt: skip
+            yield NewEvent(
+                "usage",
+                {
+                    "input_tokens": int(value.get("input_tokens", 0)),
+                    "output_tokens": int(value.get("output_tokens", 0)),
+                    "cache_read_tokens": int(value.get("cache_read_tokens", 0)),
+                    "cache_write_tokens": int(value.get("cache_write_tokens", 0)),
+                    "cost_usd": float(value.get("cost_usd", 0.0)),
+                },
+            )
         elif kind == "tasks":
             tasks = [
                 t if isinstance(t, dict) else {"content": str(t), "status": "pending"}
@@ -213,22 +229,40 @@ class ScriptProvider:
         tool = {"bash": "Bash", "write": "Write", "edit": "Edit"}[kind]
         hints = {"deny": True} if step.get("deny") else {}
         request = ToolRequest(call_id, tool, "bash" if kind == "bash" else kind, tool_input, hints)  # type: ignore[arg-type]
-        yield NewEvent("tool.call", {"call_id": call_id, "tool": tool, "kind": request.kind,
-                                     "title": title, "input": tool_input})  # fmt: skip
+        yield NewEvent(
+            "tool.call",
+            {
+                "call_id": call_id,
+                "tool": tool,
+                "kind": request.kind,
+                "title": title,
+                "input": tool_input,
+            },
+        )
         decision = await ctx.decide(request)
         started = time.monotonic()
         if not decision.allow:
-            yield NewEvent("tool.result", {"call_id": call_id, "ok": False, "output": "",
-                                           "error": f"Denied: {decision.reason or 'not allowed'}",
-                                           "duration_ms": 0})  # fmt: skip
+            yield NewEvent(
+                "tool.result",
+                {
+                    "call_id": call_id,
+                    "ok": False,
+                    "output": "",
+                    "error": f"Denied: {decision.reason or 'not allowed'}",
+                    "duration_ms": 0,
+                },
+            )
             return
         result: dict[str, Any] = {"call_id": call_id}
         if kind == "bash":
             timeout = float(step.get("timeout", ctx.bash_timeout))
             code, output, timed_out = await _run_bash(value, ctx.worktree, timeout)
             yield RawOutput(f"$ {value}\n{output}")
-            error = f"timed out after {timeout:g}s" if timed_out else (
-                None if code == 0 else f"exit code {code}")  # fmt: skip
+            error = (
+                f"timed out after {timeout:g}s"
+                if timed_out
+                else (None if code == 0 else f"exit code {code}")
+            )
             result.update(ok=code == 0, output=_tail(output), error=error, exit_code=code)
         else:
             try:

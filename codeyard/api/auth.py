@@ -34,8 +34,10 @@ def authenticate(conn: HTTPConnection) -> Principal:
     token = _presented_token(conn)
     expected: str = conn.app.state.admin_token
     if token is None:
-        raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>' "
-                           "(the admin token is in <data-dir>/admin.token).")  # fmt: skip
+        raise Unauthorized(
+            "Authentication required: send 'Authorization: Bearer <token>' "
+            "(the admin token is in <data-dir>/admin.token)."
+        )
     if not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthorized(
             "The token is not valid. Use the admin token from <data-dir>/admin.token."

@@ -28,13 +28,28 @@ STATUS: dict[type[CodeyardError], int] = {
     Conflict: 409,
     ValidationFailed: 422,
 }
-TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 409: "Conflict", 413: "Payload too large",
-          422: "Validation failed", 429: "Too many requests", 500: "Internal error"}  # fmt: skip
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Validation failed",
+    429: "Too many requests",
+    500: "Internal error",
+}
 
 
-def problem(status: int, detail: str, request: Request | None = None, title: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:  # fmt: skip
+def problem(
+    status: int,
+    detail: str,
+    request: Request | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": f"https://codeyard.dev/problems/{status}",
         "title": title or TITLES.get(status, "Error"),
@@ -69,8 +84,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     if any(e["type"] == "json_invalid" for e in errors):
-        return problem(400, "The request body is not valid JSON. Send a JSON object with "
-                       "Content-Type: application/json.", request, "Malformed JSON")  # fmt: skip
+        return problem(
+            400,
+            "The request body is not valid JSON. Send a JSON object with "
+            "Content-Type: application/json.",
+            request,
+            "Malformed JSON",
+        )
     summary = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors
     )

@@ -82,7 +82,7 @@ async def tasks(run_ref: str, svc: Svc) -> dict[str, Any]:
 
 @router.get("/{run_ref}/commands")
 async def commands(run_ref: str, svc: Svc) -> dict[str, Any]:
-    run, evs = await _all(svc, run_ref)
+    _, evs = await _all(svc, run_ref)
     return {"data": fold.commands(evs), "next_cursor": None}
 
 

@@ -34,9 +34,15 @@ async def list_runs(
     """Runs, newest first."""
     async with svc.engine.connect() as conn:
         rows, next_cursor = await runs.list_page(
-            conn, status=status.split(",") if status else None, project_id=project_id,
-            provider=provider, archived=archived, q=q, limit=limit, cursor=cursor,
-        )  # fmt: skip
+            conn,
+            status=status.split(",") if status else None,
+            project_id=project_id,
+            provider=provider,
+            archived=archived,
+            q=q,
+            limit=limit,
+            cursor=cursor,
+        )
     return listing([runs.public(r) for r in rows], next_cursor)
 
 

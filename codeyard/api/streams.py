@@ -100,8 +100,11 @@ async def websocket(ws: WebSocket) -> None:
                 continue
             if pump is not None:
                 pump.cancel()
-            flt = EventFilter(run_id=spec.get("run_id"), project_id=spec.get("project_id"),
-                              types=frozenset(spec["types"]) if spec.get("types") else None)  # fmt: skip
+            flt = EventFilter(
+                run_id=spec.get("run_id"),
+                project_id=spec.get("project_id"),
+                types=frozenset(spec["types"]) if spec.get("types") else None,
+            )
             pump = asyncio.create_task(_pump(ws, svc, flt, int(spec.get("after") or 0)))
     except (WebSocketDisconnect, json.JSONDecodeError):
         pass

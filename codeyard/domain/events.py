@@ -15,13 +15,32 @@ from typing import Any
 
 EVENT_TYPES: frozenset[str] = frozenset(
     {
-        "run.created", "run.status", "turn.started", "turn.completed", "agent.session",
-        "agent.message", "agent.delta", "agent.thinking", "tool.call", "tool.result",
-        "file.changed", "task.updated", "usage", "approval.requested", "approval.resolved",
-        "policy.decision", "user.message", "checkpoint.created", "git.committed", "git.merged",
-        "git.pushed", "pr.created", "error", "log",
+        "run.created",
+        "run.status",
+        "turn.started",
+        "turn.completed",
+        "agent.session",
+        "agent.message",
+        "agent.delta",
+        "agent.thinking",
+        "tool.call",
+        "tool.result",
+        "file.changed",
+        "task.updated",
+        "usage",
+        "approval.requested",
+        "approval.resolved",
+        "policy.decision",
+        "user.message",
+        "checkpoint.created",
+        "git.committed",
+        "git.merged",
+        "git.pushed",
+        "pr.created",
+        "error",
+        "log",
     }
-)  # fmt: skip
+)
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second seen, formatted
@@ -86,9 +105,13 @@ class StoredEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "run_id": self.run_id, "seq": self.seq,
-            "type": self.type, "ts": self.ts, "data": self.data,
-        }  # fmt: skip
+            "id": self.id,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "type": self.type,
+            "ts": self.ts,
+            "data": self.data,
+        }
 
     def sse_frame(self) -> str:
         return f"id: {self.id}\nevent: {self.type}\ndata: {self.json}\n\n"

@@ -124,11 +124,22 @@ class _Transcript:
 
     def tool_call(self, data: dict[str, Any], ts: str | None) -> None:
         item = self._add(
-            {"kind": "tool", "call_id": data.get("call_id"), "tool": data.get("tool"),
-             "tool_kind": data.get("kind"), "title": data.get("title"), "input": data.get("input"),
-             "ok": None, "output": None, "error": None, "exit_code": None, "duration_ms": None,
-             "status": "running", "ts": ts}
-        )  # fmt: skip
+            {
+                "kind": "tool",
+                "call_id": data.get("call_id"),
+                "tool": data.get("tool"),
+                "tool_kind": data.get("kind"),
+                "title": data.get("title"),
+                "input": data.get("input"),
+                "ok": None,
+                "output": None,
+                "error": None,
+                "exit_code": None,
+                "duration_ms": None,
+                "status": "running",
+                "ts": ts,
+            }
+        )
         if (call_id := _key(data.get("call_id"))) is not None:
             self.tools[call_id] = item
 
@@ -137,19 +148,30 @@ class _Transcript:
         if item is not None:
             ok = _ok(data)
             item.update(
-                ok=ok, output=data.get("output"), error=data.get("error"),
-                exit_code=data.get("exit_code"), duration_ms=data.get("duration_ms"),
+                ok=ok,
+                output=data.get("output"),
+                error=data.get("error"),
+                exit_code=data.get("exit_code"),
+                duration_ms=data.get("duration_ms"),
                 status="done" if ok else "failed",
-            )  # fmt: skip
+            )
 
     def approval_requested(self, data: dict[str, Any], ts: str | None) -> None:
         approval = _dict(data.get("approval"))
         item = self._add(
-            {"kind": "approval", "approval_id": approval.get("id"), "tool": approval.get("tool"),
-             "approval_kind": approval.get("kind"), "title": approval.get("title"),
-             "input": approval.get("input"), "status": approval.get("status") or "pending",
-             "decided_by": None, "reason": None, "ts": ts}
-        )  # fmt: skip
+            {
+                "kind": "approval",
+                "approval_id": approval.get("id"),
+                "tool": approval.get("tool"),
+                "approval_kind": approval.get("kind"),
+                "title": approval.get("title"),
+                "input": approval.get("input"),
+                "status": approval.get("status") or "pending",
+                "decided_by": None,
+                "reason": None,
+                "ts": ts,
+            }
+        )
         if (approval_id := _key(approval.get("id"))) is not None:
             self.approvals[approval_id] = item
 
@@ -158,14 +180,20 @@ class _Transcript:
         if item is not None:
             item.update(
                 status=data.get("decision") or "resolved",
-                decided_by=data.get("decided_by"), reason=data.get("reason"),
-            )  # fmt: skip
+                decided_by=data.get("decided_by"),
+                reason=data.get("reason"),
+            )
 
     def turn_completed(self, data: dict[str, Any], ts: str | None) -> None:
         self._add(
-            {"kind": "turn", "turn": data.get("turn"), "stop_reason": data.get("stop_reason"),
-             "result": data.get("result"), "ts": ts}
-        )  # fmt: skip
+            {
+                "kind": "turn",
+                "turn": data.get("turn"),
+                "stop_reason": data.get("stop_reason"),
+                "result": data.get("result"),
+                "ts": ts,
+            }
+        )
 
     def error(self, data: dict[str, Any], ts: str | None) -> None:
         self._add({"kind": "error", "message": _text(data.get("message")), "ts": ts})
@@ -230,9 +258,14 @@ def timeline(events: Sequence[Event]) -> list[Item]:
     for type_, data, ts in _entries(events):
         if type_ == "run.status":
             entries.append(
-                {"ts": ts, "type": "status", "from": data.get("from"), "to": data.get("to"),
-                 "reason": data.get("reason")}
-            )  # fmt: skip
+                {
+                    "ts": ts,
+                    "type": "status",
+                    "from": data.get("from"),
+                    "to": data.get("to"),
+                    "reason": data.get("reason"),
+                }
+            )
         elif describe := _MILESTONES.get(type_):
             summary = describe(data)[:SUMMARY_CHARS]
             entries.append({"ts": ts, "type": type_, "summary": summary})
@@ -267,11 +300,15 @@ def commands(events: Sequence[Event]) -> list[Item]:
         if result is not None:
             tail = (_text(result.get("output")) or _text(result.get("error")))[-OUTPUT_TAIL_CHARS:]
         found.append(
-            {"call_id": data.get("call_id"), "command": _command(data.get("input")),
-             "exit_code": result.get("exit_code") if result else None,
-             "duration_ms": result.get("duration_ms") if result else None,
-             "output_tail": tail, "ts": ts}
-        )  # fmt: skip
+            {
+                "call_id": data.get("call_id"),
+                "command": _command(data.get("input")),
+                "exit_code": result.get("exit_code") if result else None,
+                "duration_ms": result.get("duration_ms") if result else None,
+                "output_tail": tail,
+                "ts": ts,
+            }
+        )
     return found
 
 

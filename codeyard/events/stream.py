@@ -41,8 +41,14 @@ async def follow(
         try:
             while True:
                 async with engine.connect() as conn:
-                    page = await events.read(conn, run_id=flt.run_id, project_id=flt.project_id,
-                                             types=flt.types, after=last, limit=REPLAY_PAGE)  # fmt: skip
+                    page = await events.read(
+                        conn,
+                        run_id=flt.run_id,
+                        project_id=flt.project_id,
+                        types=flt.types,
+                        after=last,
+                        limit=REPLAY_PAGE,
+                    )
                 if page:
                     last = page[-1].id
                     yield page

@@ -24,8 +24,9 @@ async def prepare_worktrees(
     try:
         for repo_id in run["repo_ids"]:
             repo = repos[repo_id]
-            dest = worktree_dir(worktree_root, project["slug"], run["number"],
-                                slugify(run["title"]), repo["name"])  # fmt: skip
+            dest = worktree_dir(
+                worktree_root, project["slug"], run["number"], slugify(run["title"]), repo["name"]
+            )
             await create_worktree(Path(repo["path"]), dest, branch, run["base_commits"][repo_id])
             made[repo_id] = str(dest)
     except BaseException:

@@ -118,8 +118,11 @@ class TurnDriver:
         extra: dict[str, Any] = {"pending_messages": []} if source == "message" else {}
         await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
         shown = "" if source == "resume" else prompt
-        await tx.emit_one(run_id, "turn.started", {"turn": turn.number, "prompt": shown, "source": source,
-                                                   "resumed_source": resumed})  # fmt: skip
+        await tx.emit_one(
+            run_id,
+            "turn.started",
+            {"turn": turn.number, "prompt": shown, "source": source, "resumed_source": resumed},
+        )
         return turn
 
     async def _end_turn(
@@ -127,11 +130,18 @@ class TurnDriver:
     ) -> _Turn | None:
         """Record the turn's end; start the next one at once if messages arrived meanwhile."""
         run = await runs.lock(tx, run_id)
-        await tx.emit_one(run_id, "turn.completed", {
-            "turn": run["turns"], "stop_reason": end.stop_reason, "result": end.result,
-            "usage": turn_usage, "cost_usd": turn_usage["cost_usd"],
-            "duration_ms": duration_ms,
-        })  # fmt: skip
+        await tx.emit_one(
+            run_id,
+            "turn.completed",
+            {
+                "turn": run["turns"],
+                "stop_reason": end.stop_reason,
+                "result": end.result,
+                "usage": turn_usage,
+                "cost_usd": turn_usage["cost_usd"],
+                "duration_ms": duration_ms,
+            },
+        )
         if run["pending_messages"]:
             prompt = "\n\n".join(run["pending_messages"])
             turn = _Turn(run["turns"] + 1, prompt, "message")
@@ -154,13 +164,20 @@ class TurnDriver:
         usage = dict(run["usage"])
         turn_usage = _add_usage({}, {})
         ctx = TurnContext(
-            run_id=run_id, turn=turn.number, prompt=turn.prompt, source=turn.source,
+            run_id=run_id,
+            turn=turn.number,
+            prompt=turn.prompt,
+            source=turn.source,
             resumed_source=turn.resumed_source,
-            worktree=Path(next(iter(run["worktrees"].values()))), model=run["model"],
-            options=run["agent_options"], session_id=run["session_id"],
-            resume_state=run["agent_state"], decide=lambda req: self._decide_call(run_id, req),
-            ask_operator=lambda q: self._ask(handle, q), bash_timeout=self._bash_timeout,
-        )  # fmt: skip
+            worktree=Path(next(iter(run["worktrees"].values()))),
+            model=run["model"],
+            options=run["agent_options"],
+            session_id=run["session_id"],
+            resume_state=run["agent_state"],
+            decide=lambda req: self._decide_call(run_id, req),
+            ask_operator=lambda q: self._ask(handle, q),
+            bash_timeout=self._bash_timeout,
+        )
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
         try:
@@ -181,7 +198,8 @@ class TurnDriver:
                 elif isinstance(item, TurnEnd):
                     end = item
         except AgentFailure as exc:
-            await self._writer.run(lambda tx: self._fail(tx, run_id, str(exc)))
+            failure = str(exc)
+            await self._writer.run(lambda tx: self._fail(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
             log.exception("run %s: the agent adapter failed", run_id)
@@ -208,10 +226,21 @@ class TurnDriver:
 
     async def _decide_call(self, run_id: str, request: ToolRequest) -> Decision:
         decision = self._decide(request)
-        await self._writer.append(run_id, [NewEvent("policy.decision", {
-            "call_id": request.call_id, "tool": request.tool, "decision": decision.label,
-            "rule": decision.rule, "reason": decision.reason,
-        })])  # fmt: skip
+        await self._writer.append(
+            run_id,
+            [
+                NewEvent(
+                    "policy.decision",
+                    {
+                        "call_id": request.call_id,
+                        "tool": request.tool,
+                        "decision": decision.label,
+                        "rule": decision.rule,
+                        "reason": decision.reason,
+                    },
+                )
+            ],
+        )
         return decision
 
     async def _ask(self, handle: RunHandle, question: str) -> str:
@@ -237,8 +266,11 @@ class TurnDriver:
         async def land(tx: Tx) -> None:
             run = await runs.lock(tx, run_id)
             if run["status"] != status and RunStatus(run["status"]) not in (
-                RunStatus.REVIEW, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPLETED,
-            ):  # fmt: skip
+                RunStatus.REVIEW,
+                RunStatus.FAILED,
+                RunStatus.CANCELLED,
+                RunStatus.COMPLETED,
+            ):
                 await runs.set_status(tx, run_id, status, reason)
 
         await asyncio.shield(self._writer.run(land))

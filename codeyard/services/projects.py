@@ -56,11 +56,18 @@ async def _repo_values(svc: Services, spec: dict[str, Any], project_id: str) -> 
             errors=[{"loc": ["repos"], "msg": "path or url required"}],
         )
     return {
-        "id": new_id("repo"), "project_id": project_id, "name": spec.get("name") or path.name,
-        "path": str(path), "url": url, "default_branch": spec.get("default_branch") or branch,
-        "setup_script": None, "cleanup_script": None, "copy_files": [], "created_at": now,
+        "id": new_id("repo"),
+        "project_id": project_id,
+        "name": spec.get("name") or path.name,
+        "path": str(path),
+        "url": url,
+        "default_branch": spec.get("default_branch") or branch,
+        "setup_script": None,
+        "cleanup_script": None,
+        "copy_files": [],
+        "created_at": now,
         "updated_at": now,
-    }  # fmt: skip
+    }
 
 
 async def unique_slug(tx: Tx, wanted: str) -> str:
@@ -117,8 +124,9 @@ async def add_repo(svc: Services, project_ref: str, spec: dict[str, Any]) -> dic
 async def delete_project(svc: Services, project_ref: str) -> None:
     project = await get_project(svc, project_ref)
     async with svc.engine.connect() as conn:
-        active, _ = await runs.list_page(conn, project_id=project["id"], archived=None,
-                                         status=[str(s) for s in ACTIVE], limit=1)  # fmt: skip
+        active, _ = await runs.list_page(
+            conn, project_id=project["id"], archived=None, status=[str(s) for s in ACTIVE], limit=1
+        )
     if active:
         raise Conflict(
             f"Project '{project['slug']}' has active runs (e.g. run {active[0]['number']}); "

@@ -67,10 +67,18 @@ async def _resolve_repos(
         project = project_service.project_values(top.name, slugify(top.name))
         now = utc_now()
         repo = {
-            "id": new_id("repo"), "project_id": project["id"], "name": top.name, "path": str(top),
-            "url": None, "default_branch": branch, "setup_script": None, "cleanup_script": None,
-            "copy_files": [], "created_at": now, "updated_at": now,
-        }  # fmt: skip
+            "id": new_id("repo"),
+            "project_id": project["id"],
+            "name": top.name,
+            "path": str(top),
+            "url": None,
+            "default_branch": branch,
+            "setup_script": None,
+            "cleanup_script": None,
+            "copy_files": [],
+            "created_at": now,
+            "updated_at": now,
+        }
         return project, project["id"], [repo]
     raise ValidationFailed(
         "Say where to work: 'repo_path' (a local git work tree) or 'project_id'.",
@@ -105,19 +113,41 @@ async def create(
     draft = bool(body.get("draft"))
     now = utc_now()
     values: dict[str, Any] = {
-        "id": new_id("run"), "title": body.get("title") or title_from_prompt(prompt),
-        "prompt": prompt, "project_id": project_id, "repo_ids": [r["id"] for r in repos],
-        "agent_id": agent_id, "provider": provider_name, "model": model, "agent_options": options,
-        "status": str(S.DRAFT if draft else S.QUEUED), "status_reason": None, "resolution": None,
-        "source_ref": source_ref, "base_commits": base_commits, "branch": None, "worktrees": {},
-        "parent_run_id": parent_run_id, "session_id": None, "agent_state": {}, "turns": 0,
-        "usage": dict(runs.EMPTY_USAGE), "budget_usd": body.get("budget_usd"),
-        "pending_approvals": 0, "pending_messages": [],
-        "diff_stats": {"files": 0, "insertions": 0, "deletions": 0}, "pull_request": None,
-        "archived": False, "labels": list(body.get("labels") or []), "last_seq": 0,
-        "queued_at": None if draft else now, "created_at": now, "started_at": None,
-        "finished_at": None, "updated_at": now,
-    }  # fmt: skip
+        "id": new_id("run"),
+        "title": body.get("title") or title_from_prompt(prompt),
+        "prompt": prompt,
+        "project_id": project_id,
+        "repo_ids": [r["id"] for r in repos],
+        "agent_id": agent_id,
+        "provider": provider_name,
+        "model": model,
+        "agent_options": options,
+        "status": str(S.DRAFT if draft else S.QUEUED),
+        "status_reason": None,
+        "resolution": None,
+        "source_ref": source_ref,
+        "base_commits": base_commits,
+        "branch": None,
+        "worktrees": {},
+        "parent_run_id": parent_run_id,
+        "session_id": None,
+        "agent_state": {},
+        "turns": 0,
+        "usage": dict(runs.EMPTY_USAGE),
+        "budget_usd": body.get("budget_usd"),
+        "pending_approvals": 0,
+        "pending_messages": [],
+        "diff_stats": {"files": 0, "insertions": 0, "deletions": 0},
+        "pull_request": None,
+        "archived": False,
+        "labels": list(body.get("labels") or []),
+        "last_seq": 0,
+        "queued_at": None if draft else now,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": now,
+    }
 
     async def job(tx: Tx) -> dict[str, Any]:
         if new_project is not None:
@@ -256,12 +286,15 @@ async def follow_up(svc: Services, ref: str, body: dict[str, Any]) -> dict[str, 
             current_status=parent["status"],
         )
     new_body = {
-        "prompt": body.get("prompt"), "project_id": parent["project_id"],
-        "repo_ids": parent["repo_ids"], "source_ref": parent["branch"],
+        "prompt": body.get("prompt"),
+        "project_id": parent["project_id"],
+        "repo_ids": parent["repo_ids"],
+        "source_ref": parent["branch"],
         "agent_id": body.get("agent_id") or (None if body.get("provider") else parent["agent_id"]),
         "provider": body.get("provider") or (None if body.get("agent_id") else parent["provider"]),
-        "model": body.get("model") or parent["model"], "agent_options": body.get("agent_options", parent["agent_options"]),
-    }  # fmt: skip
+        "model": body.get("model") or parent["model"],
+        "agent_options": body.get("agent_options", parent["agent_options"]),
+    }
     return await create(svc, new_body, parent_run_id=parent["id"])
 
 
@@ -269,10 +302,18 @@ async def retry(svc: Services, ref: str) -> dict[str, Any]:
     """A new run with the same prompt, agent and original source commits."""
     run = await get(svc, ref)
     body = {
-        "prompt": run["prompt"], "title": run["title"], "project_id": run["project_id"],
-        "repo_ids": run["repo_ids"], "agent_id": run["agent_id"], "provider": run["provider"],
-        "model": run["model"], "agent_options": run["agent_options"],
-        "source_ref": next(iter(run["base_commits"].values())) if len(run["base_commits"]) == 1 else run["source_ref"],
-        "budget_usd": run["budget_usd"], "labels": run["labels"],
-    }  # fmt: skip
+        "prompt": run["prompt"],
+        "title": run["title"],
+        "project_id": run["project_id"],
+        "repo_ids": run["repo_ids"],
+        "agent_id": run["agent_id"],
+        "provider": run["provider"],
+        "model": run["model"],
+        "agent_options": run["agent_options"],
+        "source_ref": next(iter(run["base_commits"].values()))
+        if len(run["base_commits"]) == 1
+        else run["source_ref"],
+        "budget_usd": run["budget_usd"],
+        "labels": run["labels"],
+    }
     return await create(svc, body, parent_run_id=run["id"])

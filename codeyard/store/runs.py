@@ -18,17 +18,44 @@ R = schema.runs
 
 #: Columns the API shows; the rest (worktrees, agent_state, pending_messages…) are internal.
 PUBLIC_FIELDS = (
-    "id", "number", "title", "prompt", "project_id", "repo_ids", "agent_id", "provider", "model",
-    "status", "status_reason", "resolution", "source_ref", "base_commits", "branch",
-    "parent_run_id", "session_id", "turns", "usage", "budget_usd", "pending_approvals",
-    "diff_stats", "pull_request", "archived", "labels", "created_at", "started_at",
-    "finished_at", "updated_at",
-)  # fmt: skip
+    "id",
+    "number",
+    "title",
+    "prompt",
+    "project_id",
+    "repo_ids",
+    "agent_id",
+    "provider",
+    "model",
+    "status",
+    "status_reason",
+    "resolution",
+    "source_ref",
+    "base_commits",
+    "branch",
+    "parent_run_id",
+    "session_id",
+    "turns",
+    "usage",
+    "budget_usd",
+    "pending_approvals",
+    "diff_stats",
+    "pull_request",
+    "archived",
+    "labels",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+)
 
 EMPTY_USAGE = {
-    "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
     "cost_usd": 0.0,
-}  # fmt: skip
+}
 
 
 def public(run: dict[str, Any]) -> dict[str, Any]:

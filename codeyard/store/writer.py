@@ -104,9 +104,10 @@ class Tx:
         for ev in events:
             cur.last_seq += 1
             out.append(
-                StoredEvent(self.next_id, run_id, cur.project_id, cur.last_seq, ev.type, ts,
-                            ev.data_json)
-            )  # fmt: skip
+                StoredEvent(
+                    self.next_id, run_id, cur.project_id, cur.last_seq, ev.type, ts, ev.data_json
+                )
+            )
             self.next_id += 1
         self.events.extend(out)
         self.run_values.setdefault(run_id, {})

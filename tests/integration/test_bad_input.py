@@ -16,8 +16,12 @@ pytestmark = pytest.mark.anyio
 
 
 def branches(repo: Path) -> list[str]:
-    out = subprocess.run(["git", "-C", str(repo), "branch", "--format=%(refname:short)"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["git", "-C", str(repo), "branch", "--format=%(refname:short)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()
 
 
@@ -76,15 +80,23 @@ async def test_unknown_source_ref_is_named(api: Api, git_repo: Path) -> None:
 
 
 async def test_malformed_json(api: Api, git_repo: Path) -> None:
-    resp = await api.request("POST", "/api/runs", content=b'{"prompt": "x",',
-                             headers={"content-type": "application/json"})  # fmt: skip
+    resp = await api.request(
+        "POST",
+        "/api/runs",
+        content=b'{"prompt": "x",',
+        headers={"content-type": "application/json"},
+    )
     assert_problem(resp, 400, "not valid JSON")
     await assert_nothing_created(api, git_repo)
 
 
 async def test_invalid_scenario_is_422_with_the_step(api: Api, git_repo: Path) -> None:
-    resp = await api.post("/api/runs", json=run_body(
-        git_repo, agent_options={"scenario": {"steps": [{"say": "ok"}, {"dance": 1}]}}))  # fmt: skip
+    resp = await api.post(
+        "/api/runs",
+        json=run_body(
+            git_repo, agent_options={"scenario": {"steps": [{"say": "ok"}, {"dance": 1}]}}
+        ),
+    )
     body = assert_problem(resp, 422, "scenario")
     assert body["errors"][0]["loc"][-1] == 1
     await assert_nothing_created(api, git_repo)
@@ -143,11 +155,17 @@ async def test_every_api_route_but_health_needs_the_token(api: Api) -> None:
     assert ok.status_code == 200
 
 
-async def test_project_with_bad_repo_leaves_nothing(api: Api, git_repo: Path, tmp_path: Path) -> None:
-    resp = await api.post("/api/projects", json={"name": "P", "repos": [
-        {"path": str(git_repo)}, {"path": str(tmp_path / "missing")}]})  # fmt: skip
+async def test_project_with_bad_repo_leaves_nothing(
+    api: Api, git_repo: Path, tmp_path: Path
+) -> None:
+    resp = await api.post(
+        "/api/projects",
+        json={"name": "P", "repos": [{"path": str(git_repo)}, {"path": str(tmp_path / "missing")}]},
+    )
     assert_problem(resp, 400, "not a git work tree")
     assert (await api.get("/api/projects")).json()["data"] == []
-    resp = await api.post("/api/projects", json={"name": "P", "repos": [{"url": f"file://{tmp_path}/nope"}]})
+    resp = await api.post(
+        "/api/projects", json={"name": "P", "repos": [{"url": f"file://{tmp_path}/nope"}]}
+    )
     assert_problem(resp, 400, "Could not clone")
     assert not any(Path(api.services.settings.repos_root).iterdir())

@@ -16,21 +16,31 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def one_slot_api(tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, max_concurrent_runs=1,
-                        bash_timeout_seconds=0.5)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        admin_token=TOKEN,
+        max_concurrent_runs=1,
+        bash_timeout_seconds=0.5,
+    )
     async for api in open_api(settings):
         yield api
 
 
 async def create(api: Api, repo: Path, steps: list[dict[str, Any]], title: str) -> dict[str, Any]:
-    body = {"prompt": title, "repo_path": str(repo), "provider": "script",
-            "agent_options": {"scenario": {"steps": steps}}}  # fmt: skip
+    body = {
+        "prompt": title,
+        "repo_path": str(repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": steps}},
+    }
     resp = await api.post("/api/runs", json=body)
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
-async def test_runs_wait_for_a_slot_and_start_in_fifo_order(one_slot_api: Api, git_repo: Path) -> None:
+async def test_runs_wait_for_a_slot_and_start_in_fifo_order(
+    one_slot_api: Api, git_repo: Path
+) -> None:
     api = one_slot_api
     first = await create(api, git_repo, [{"sleep": 30}], "first")
     await api.wait_status(first["id"], "running")
@@ -57,24 +67,41 @@ async def test_cancel_of_a_queued_run_skips_it(one_slot_api: Api, git_repo: Path
     assert after["branch"] is None and after["turns"] == 0
 
 
-async def test_bash_timeout_kills_the_command_and_reports_it(one_slot_api: Api, git_repo: Path) -> None:
+async def test_bash_timeout_kills_the_command_and_reports_it(
+    one_slot_api: Api, git_repo: Path
+) -> None:
     api = one_slot_api
     run = await create(api, git_repo, [{"bash": "sleep 20; echo never"}, {"say": "after"}], "slow")
     done = await api.wait_status(run["id"], "review", timeout=15)
-    result = next(e["data"] for e in (await api.get(f"/api/runs/{run['id']}/events")).json()["data"]
-                  if e["type"] == "tool.result")  # fmt: skip
+    result = next(
+        e["data"]
+        for e in (await api.get(f"/api/runs/{run['id']}/events")).json()["data"]
+        if e["type"] == "tool.result"
+    )
     assert result["ok"] is False and "timed out" in result["error"]
     assert result["duration_ms"] < 5000 and done["status"] == "review"
 
 
-async def test_paths_outside_the_worktree_are_refused(one_slot_api: Api, git_repo: Path, tmp_path: Path) -> None:
+async def test_paths_outside_the_worktree_are_refused(
+    one_slot_api: Api, git_repo: Path, tmp_path: Path
+) -> None:
     api = one_slot_api
     outside = tmp_path / "escaped.txt"
-    run = await create(api, git_repo, [{"write": {"path": "../../../../escaped.txt", "content": "x"}},
-                                       {"write": {"path": str(outside), "content": "x"}}], "escape")  # fmt: skip
+    run = await create(
+        api,
+        git_repo,
+        [
+            {"write": {"path": "../../../../escaped.txt", "content": "x"}},
+            {"write": {"path": str(outside), "content": "x"}},
+        ],
+        "escape",
+    )
     await api.wait_status(run["id"], "review")
-    results = [e["data"] for e in (await api.get(f"/api/runs/{run['id']}/events")).json()["data"]
-               if e["type"] == "tool.result"]  # fmt: skip
+    results = [
+        e["data"]
+        for e in (await api.get(f"/api/runs/{run['id']}/events")).json()["data"]
+        if e["type"] == "tool.result"
+    ]
     assert [r["ok"] for r in results] == [False, False]
     assert all("outside the worktree" in r["error"] for r in results)
     assert not outside.exists() and not list(tmp_path.rglob("escaped.txt"))

@@ -26,10 +26,17 @@ async def test_providers_lists_script_with_capabilities(api: Api) -> None:
     assert script["capabilities"]["resume"] is True
 
 
-async def test_project_from_path_and_from_file_url(api: Api, git_repo: Path, tmp_path: Path) -> None:
+async def test_project_from_path_and_from_file_url(
+    api: Api, git_repo: Path, tmp_path: Path
+) -> None:
     upstream = make_repo(tmp_path / "upstream", {"lib.py": "x = 1\n"})
-    resp = await api.post("/api/projects", json={"name": "My App", "repos": [
-        {"path": str(git_repo / ".")}, {"url": f"file://{upstream}", "name": "lib"}]})  # fmt: skip
+    resp = await api.post(
+        "/api/projects",
+        json={
+            "name": "My App",
+            "repos": [{"path": str(git_repo / ".")}, {"url": f"file://{upstream}", "name": "lib"}],
+        },
+    )
     assert resp.status_code == 201, resp.text
     project = resp.json()
     assert project["slug"] == "my-app" and project["id"].startswith("prj_")
@@ -40,21 +47,38 @@ async def test_project_from_path_and_from_file_url(api: Api, git_repo: Path, tmp
     assert Path(cloned["path"]).is_relative_to(api.services.settings.repos_root)
     assert (await api.get("/api/projects/my-app")).json()["id"] == project["id"]
 
-    patched = (await api.request("PATCH", f"/api/projects/{project['id']}", json={"name": "Renamed"})).json()
+    patched = (
+        await api.request("PATCH", f"/api/projects/{project['id']}", json={"name": "Renamed"})
+    ).json()
     assert patched["name"] == "Renamed"
-    repo = (await api.request("PATCH", f"/api/repos/{local['id']}",
-                              json={"copy_files": [".env"], "setup_script": "make"})).json()  # fmt: skip
+    repo = (
+        await api.request(
+            "PATCH",
+            f"/api/repos/{local['id']}",
+            json={"copy_files": [".env"], "setup_script": "make"},
+        )
+    ).json()
     assert repo["copy_files"] == [".env"] and repo["setup_script"] == "make"
-    assert (await api.delete(f"/api/projects/{project['id']}/repos/{cloned['id']}")).status_code == 204
+    assert (
+        await api.delete(f"/api/projects/{project['id']}/repos/{cloned['id']}")
+    ).status_code == 204
     assert len((await api.get(f"/api/projects/{project['id']}")).json()["repos"]) == 1
 
 
-async def test_run_on_a_multi_repo_project_gets_a_worktree_per_repo(api: Api, tmp_path: Path) -> None:
+async def test_run_on_a_multi_repo_project_gets_a_worktree_per_repo(
+    api: Api, tmp_path: Path
+) -> None:
     a, b = make_repo(tmp_path / "a"), make_repo(tmp_path / "b")
-    project = (await api.post("/api/projects", json={"name": "Two", "repos": [
-        {"path": str(a)}, {"path": str(b)}]})).json()  # fmt: skip
-    run = (await api.post("/api/runs", json={"prompt": "Both", "project_id": project["id"],
-                                             "provider": "script"})).json()  # fmt: skip
+    project = (
+        await api.post(
+            "/api/projects", json={"name": "Two", "repos": [{"path": str(a)}, {"path": str(b)}]}
+        )
+    ).json()
+    run = (
+        await api.post(
+            "/api/runs", json={"prompt": "Both", "project_id": project["id"], "provider": "script"}
+        )
+    ).json()
     assert len(run["repo_ids"]) == 2 and set(run["base_commits"]) == set(run["repo_ids"])
     done = await api.wait_status(run["id"], "review")
     roots = {p.parent.name for p in Path(api.services.settings.worktree_root).rglob("README.md")}
@@ -66,7 +90,13 @@ async def test_projects_list_pages_and_slug_collisions(api: Api, tmp_path: Path)
     ids = []
     for i in range(3):
         repo = make_repo(tmp_path / f"r{i}")
-        ids.append((await api.post("/api/projects", json={"name": "Same", "repos": [{"path": str(repo)}]})).json())
+        ids.append(
+            (
+                await api.post(
+                    "/api/projects", json={"name": "Same", "repos": [{"path": str(repo)}]}
+                )
+            ).json()
+        )
     assert [p["slug"] for p in ids] == ["same", "same-2", "same-3"]
     first = (await api.get("/api/projects?limit=2")).json()
     second = (await api.get(f"/api/projects?limit=2&cursor={first['next_cursor']}")).json()
@@ -85,8 +115,17 @@ async def test_repo_path_reuses_its_project(api: Api, git_repo: Path) -> None:
 
 
 async def test_delete_project_refused_while_a_run_is_active(api: Api, git_repo: Path) -> None:
-    run = (await api.post("/api/runs", json={"prompt": "wait", "repo_path": str(git_repo), "provider": "script",
-                                             "agent_options": {"scenario": {"steps": [{"sleep": 30}]}}})).json()  # fmt: skip
+    run = (
+        await api.post(
+            "/api/runs",
+            json={
+                "prompt": "wait",
+                "repo_path": str(git_repo),
+                "provider": "script",
+                "agent_options": {"scenario": {"steps": [{"sleep": 30}]}},
+            },
+        )
+    ).json()
     await api.wait_status(run["id"], "running")
     resp = await api.delete(f"/api/projects/{run['project_id']}")
     assert resp.status_code == 409 and "active runs" in resp.json()["detail"]
@@ -98,20 +137,32 @@ async def test_delete_project_refused_while_a_run_is_active(api: Api, git_repo: 
 
 async def test_agent_profiles_crud_and_runs_use_their_config(api: Api, git_repo: Path) -> None:
     scenario = {"steps": [{"say": "from the profile"}]}
-    resp = await api.post("/api/agents", json={"name": "Demo", "provider": "script", "model": "m-1",
-                                               "provider_config": {"scenario": scenario}})  # fmt: skip
+    resp = await api.post(
+        "/api/agents",
+        json={
+            "name": "Demo",
+            "provider": "script",
+            "model": "m-1",
+            "provider_config": {"scenario": scenario},
+        },
+    )
     assert resp.status_code == 201
     agent = resp.json()
     assert agent["id"].startswith("agt_") and agent["permission_mode"] == "default"
     bad = await api.post("/api/agents", json={"name": "X", "provider": "nope"})
     assert bad.status_code == 422 and "script" in bad.json()["detail"]
-    run = (await api.post("/api/runs", json={"prompt": "go", "repo_path": str(git_repo),
-                                             "agent_id": agent["id"]})).json()  # fmt: skip
+    run = (
+        await api.post(
+            "/api/runs", json={"prompt": "go", "repo_path": str(git_repo), "agent_id": agent["id"]}
+        )
+    ).json()
     assert run["agent_id"] == agent["id"] and run["provider"] == "script" and run["model"] == "m-1"
     await api.wait_status(run["id"], "review")
     items = (await api.get(f"/api/runs/{run['id']}/transcript")).json()["items"]
     assert [i["text"] for i in items if i["kind"] == "assistant"] == ["from the profile"]
-    patched = (await api.request("PATCH", f"/api/agents/{agent['id']}", json={"model": "m-2"})).json()
+    patched = (
+        await api.request("PATCH", f"/api/agents/{agent['id']}", json={"model": "m-2"})
+    ).json()
     assert patched["model"] == "m-2" and patched["name"] == "Demo"
     assert [a["id"] for a in (await api.get("/api/agents")).json()["data"]] == [agent["id"]]
     assert (await api.delete(f"/api/agents/{agent['id']}")).status_code == 204

@@ -35,8 +35,9 @@ BASH_A1 = {"bash": "echo a1 >> a1.txt"}
 @pytest.fixture
 def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
     """One executor slot, so a second run waits in ``queued``; SQLite and PostgreSQL."""
-    srv = ServerProcess(tmp_path / "data", database_url=database_url,
-                        env={"CODEYARD_MAX_CONCURRENT_RUNS": "1"})  # fmt: skip
+    srv = ServerProcess(
+        tmp_path / "data", database_url=database_url, env={"CODEYARD_MAX_CONCURRENT_RUNS": "1"}
+    )
     try:
         srv.start()
         yield srv
@@ -47,10 +48,15 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
 async def create_run(
     client: httpx.AsyncClient, repo: Path, *steps: dict[str, Any]
 ) -> dict[str, Any]:
-    resp = await client.post("/api/runs", json={
-        "prompt": "Survive a crash", "repo_path": str(repo), "provider": "script",
-        "agent_options": {"scenario": {"steps": list(steps)}},
-    })  # fmt: skip
+    resp = await client.post(
+        "/api/runs",
+        json={
+            "prompt": "Survive a crash",
+            "repo_path": str(repo),
+            "provider": "script",
+            "agent_options": {"scenario": {"steps": list(steps)}},
+        },
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -82,10 +88,15 @@ async def test_kill_9_interrupts_active_runs_and_resume_continues_them(
                 return event["type"] == "run.status" and event["data"]["to"] == "review"
 
             async with anyio.create_task_group() as tg:
-                tg.start_soon(lambda: follow_with_reconnects(
-                    client, f"/api/runs/{a['id']}/events/stream", stop=stop,
-                    pause=lambda: 0.1, result=follower,
-                ))  # fmt: skip
+                tg.start_soon(
+                    lambda: follow_with_reconnects(
+                        client,
+                        f"/api/runs/{a['id']}/events/stream",
+                        stop=stop,
+                        pause=lambda: 0.1,
+                        result=follower,
+                    )
+                )
 
                 # A is in its sleep step once its bash step's result is out; B waits for the slot.
                 await wait_for_event(client, a["id"], is_bash_result)
@@ -109,8 +120,10 @@ async def test_kill_9_interrupts_active_runs_and_resume_continues_them(
                 # The queued run was not interrupted: it starts on its own and finishes.
                 await wait_status(client, b["id"], "review")
                 assert statuses(await event_log(client, b["id"])) == [
-                    ("queued", "preparing"), ("preparing", "running"), ("running", "review"),
-                ]  # fmt: skip
+                    ("queued", "preparing"),
+                    ("preparing", "running"),
+                    ("running", "review"),
+                ]
                 assert (await client.get(f"/api/runs/{a['id']}")).json()["status"] == "interrupted"
 
                 resp = await client.post(f"/api/runs/{a['id']}/resume", json={})
@@ -132,11 +145,18 @@ async def test_kill_9_interrupts_active_runs_and_resume_continues_them(
             ids = [e["id"] for e in log_a]
             assert ids == sorted(set(ids))
             assert statuses(log_a) == [
-                ("queued", "preparing"), ("preparing", "running"), ("running", "interrupted"),
-                ("interrupted", "queued"), ("queued", "running"), ("running", "review"),
-            ]  # fmt: skip
-            turns = [(e["data"]["turn"], e["data"]["source"]) for e in log_a
-                     if e["type"] == "turn.started"]  # fmt: skip
+                ("queued", "preparing"),
+                ("preparing", "running"),
+                ("running", "interrupted"),
+                ("interrupted", "queued"),
+                ("queued", "running"),
+                ("running", "review"),
+            ]
+            turns = [
+                (e["data"]["turn"], e["data"]["source"])
+                for e in log_a
+                if e["type"] == "turn.started"
+            ]
             assert turns == [(1, "create"), (2, "resume")]
             said = [e["data"]["text"] for e in log_a if e["type"] == "agent.message"]
             assert said == ["a1", "a2"]

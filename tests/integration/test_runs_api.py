@@ -18,8 +18,13 @@ def scenario(*steps: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create(api: Api, repo: Path, *steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    body = {"prompt": "Add a greeting", "repo_path": str(repo), "provider": "script",
-            "agent_options": scenario(*steps), **extra}  # fmt: skip
+    body = {
+        "prompt": "Add a greeting",
+        "repo_path": str(repo),
+        "provider": "script",
+        "agent_options": scenario(*steps),
+        **extra,
+    }
     resp = await api.post("/api/runs", json=body)
     assert resp.status_code == 201, resp.text
     return resp.json()
@@ -27,14 +32,16 @@ async def create(api: Api, repo: Path, *steps: dict[str, Any], **extra: Any) -> 
 
 async def test_run_goes_from_queued_to_review_with_real_work(api: Api, git_repo: Path) -> None:
     run = await create(
-        api, git_repo,
-        {"think": "planning"}, {"say": "Writing the file"},
+        api,
+        git_repo,
+        {"think": "planning"},
+        {"say": "Writing the file"},
         {"write": {"path": "hello.txt", "content": "hi\n"}},
         {"edit": {"path": "hello.txt", "old": "hi", "new": "hello"}},
         {"bash": "cat hello.txt && echo done"},
         {"tasks": [{"content": "write file", "status": "completed"}]},
         {"usage": {"input_tokens": 100, "output_tokens": 20, "cost_usd": 0.01}},
-    )  # fmt: skip
+    )
     assert run["status"] == "queued" and run["number"] >= 1
     done = await api.wait_status(run["id"], "review")
     assert done["branch"] == f"codeyard/{run['number']}-add-a-greeting"
@@ -46,8 +53,12 @@ async def test_run_goes_from_queued_to_review_with_real_work(api: Api, git_repo:
     worktree = Path(api.services.settings.worktree_root)
     files = list(worktree.rglob("hello.txt"))
     assert len(files) == 1 and files[0].read_text() == "hello\n"
-    branch = subprocess.run(["git", "-C", str(files[0].parent), "branch", "--show-current"],
-                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    branch = subprocess.run(
+        ["git", "-C", str(files[0].parent), "branch", "--show-current"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert branch == done["branch"]
 
     events = (await api.get(f"/api/runs/{run['id']}/events?limit=500")).json()["data"]
@@ -61,7 +72,9 @@ async def test_run_goes_from_queued_to_review_with_real_work(api: Api, git_repo:
     cmds = (await api.get(f"/api/runs/{run['number']}/commands")).json()["data"]
     assert cmds[0]["command"] == "cat hello.txt && echo done" and cmds[0]["exit_code"] == 0
     assert "done" in cmds[0]["output_tail"]
-    assert (await api.get(f"/api/runs/{run['id']}/tasks")).json()["tasks"][0]["status"] == "completed"
+    assert (await api.get(f"/api/runs/{run['id']}/tasks")).json()["tasks"][0][
+        "status"
+    ] == "completed"
     logs = (await api.get(f"/api/runs/{run['id']}/logs")).text
     assert "$ cat hello.txt && echo done" in logs and "hello" in logs
     transcript = (await api.get(f"/api/runs/{run['id']}/transcript")).json()["items"]
@@ -75,10 +88,16 @@ async def test_run_goes_from_queued_to_review_with_real_work(api: Api, git_repo:
 
 
 async def test_denied_step_and_failing_command_are_reported(api: Api, git_repo: Path) -> None:
-    run = await create(api, git_repo, {"write": {"path": "x.txt", "content": "x"}, "deny": True},
-                       {"bash": "exit 3"})  # fmt: skip
+    run = await create(
+        api,
+        git_repo,
+        {"write": {"path": "x.txt", "content": "x"}, "deny": True},
+        {"bash": "exit 3"},
+    )
     await api.wait_status(run["id"], "review")
-    events = (await api.get(f"/api/runs/{run['id']}/events?types=tool.result,policy.decision")).json()["data"]
+    events = (
+        await api.get(f"/api/runs/{run['id']}/events?types=tool.result,policy.decision")
+    ).json()["data"]
     decisions = [e["data"]["decision"] for e in events if e["type"] == "policy.decision"]
     assert decisions == ["deny", "allow"]
     results = [e["data"] for e in events if e["type"] == "tool.result"]
@@ -106,16 +125,30 @@ async def test_ask_waits_for_an_operator_message(api: Api, git_repo: Path) -> No
     resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Ada"})
     assert resp.status_code == 202
     await api.wait_status(run["id"], "review")
-    said = [i["text"] for i in (await api.get(f"/api/runs/{run['id']}/transcript")).json()["items"]
-            if i["kind"] == "assistant"]  # fmt: skip
+    said = [
+        i["text"]
+        for i in (await api.get(f"/api/runs/{run['id']}/transcript")).json()["items"]
+        if i["kind"] == "assistant"
+    ]
     assert said == ["Which name?", "Thanks: Ada", "ok"]
 
 
-async def test_message_in_review_starts_next_turn_in_same_worktree(api: Api, git_repo: Path) -> None:
-    options = {**scenario({"write": {"path": "a.txt", "content": "1"}}),
-               "on_message": [{"bash": "test -f a.txt && echo still-here"}]}  # fmt: skip
-    resp = await api.post("/api/runs", json={"prompt": "Add a greeting", "repo_path": str(git_repo),
-                                             "provider": "script", "agent_options": options})  # fmt: skip
+async def test_message_in_review_starts_next_turn_in_same_worktree(
+    api: Api, git_repo: Path
+) -> None:
+    options = {
+        **scenario({"write": {"path": "a.txt", "content": "1"}}),
+        "on_message": [{"bash": "test -f a.txt && echo still-here"}],
+    }
+    resp = await api.post(
+        "/api/runs",
+        json={
+            "prompt": "Add a greeting",
+            "repo_path": str(git_repo),
+            "provider": "script",
+            "agent_options": options,
+        },
+    )
     run = resp.json()
     first = await api.wait_status(run["id"], "review")
     resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Now check it"})
@@ -129,10 +162,21 @@ async def test_message_in_review_starts_next_turn_in_same_worktree(api: Api, git
 
 
 async def test_turn_completed_reports_that_turns_usage(api: Api, git_repo: Path) -> None:
-    options = {**scenario({"usage": {"input_tokens": 10, "output_tokens": 1, "cost_usd": 0.5}}),
-               "on_message": [{"usage": {"input_tokens": 7, "output_tokens": 2, "cost_usd": 0.25}}]}  # fmt: skip
-    run = (await api.post("/api/runs", json={"prompt": "p", "repo_path": str(git_repo),
-                                             "provider": "script", "agent_options": options})).json()  # fmt: skip
+    options = {
+        **scenario({"usage": {"input_tokens": 10, "output_tokens": 1, "cost_usd": 0.5}}),
+        "on_message": [{"usage": {"input_tokens": 7, "output_tokens": 2, "cost_usd": 0.25}}],
+    }
+    run = (
+        await api.post(
+            "/api/runs",
+            json={
+                "prompt": "p",
+                "repo_path": str(git_repo),
+                "provider": "script",
+                "agent_options": options,
+            },
+        )
+    ).json()
     await api.wait_status(run["id"], "review")
     await api.post(f"/api/runs/{run['id']}/messages", json={"text": "again"})
     done = await api.wait_status(run["id"], "review")
@@ -157,12 +201,17 @@ async def test_pause_resume_and_cancel(api: Api, git_repo: Path) -> None:
 
 
 async def test_draft_start_list_filters_archive_and_cursor(api: Api, git_repo: Path) -> None:
-    drafts = [await create(api, git_repo, {"say": str(i)}, draft=True, title=f"draft {i}") for i in range(3)]
+    drafts = [
+        await create(api, git_repo, {"say": str(i)}, draft=True, title=f"draft {i}")
+        for i in range(3)
+    ]
     assert all(d["status"] == "draft" for d in drafts)
     page1 = (await api.get("/api/runs?limit=2")).json()
     assert [r["number"] for r in page1["data"]] == [drafts[2]["number"], drafts[1]["number"]]
     page2 = (await api.get(f"/api/runs?limit=2&cursor={page1['next_cursor']}")).json()
-    assert [r["number"] for r in page2["data"]] == [drafts[0]["number"]] and page2["next_cursor"] is None
+    assert [r["number"] for r in page2["data"]] == [drafts[0]["number"]] and page2[
+        "next_cursor"
+    ] is None
     assert (await api.post(f"/api/runs/{drafts[0]['id']}/start")).json()["status"] == "queued"
     await api.wait_status(drafts[0]["id"], "review")
     only_drafts = (await api.get("/api/runs?status=draft")).json()["data"]
@@ -181,18 +230,32 @@ async def test_delete_removes_worktree_branch_and_events(api: Api, git_repo: Pat
     done = await api.wait_status(run["id"], "review")
     assert (await api.delete(f"/api/runs/{run['id']}")).status_code == 204
     assert (await api.get(f"/api/runs/{run['id']}")).status_code == 404
-    branches = subprocess.run(["git", "-C", str(git_repo), "branch", "--list", done["branch"]],
-                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+    branches = subprocess.run(
+        ["git", "-C", str(git_repo), "branch", "--list", done["branch"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert branches.strip() == ""
     assert not list(Path(api.services.settings.worktree_root).rglob("f.txt"))
 
 
-async def test_follow_up_starts_from_parent_branch_and_retry_from_source(api: Api, git_repo: Path) -> None:
-    run = await create(api, git_repo, {"write": {"path": "p.txt", "content": "parent"}},
-                       {"bash": "git add -A && git commit -qm parent-work"})  # fmt: skip
+async def test_follow_up_starts_from_parent_branch_and_retry_from_source(
+    api: Api, git_repo: Path
+) -> None:
+    run = await create(
+        api,
+        git_repo,
+        {"write": {"path": "p.txt", "content": "parent"}},
+        {"bash": "git add -A && git commit -qm parent-work"},
+    )
     await api.wait_status(run["id"], "review")
-    child = (await api.post(f"/api/runs/{run['id']}/follow-up",
-                            json={"prompt": "Continue", "agent_options": scenario({"bash": "cat p.txt"})})).json()  # fmt: skip
+    child = (
+        await api.post(
+            f"/api/runs/{run['id']}/follow-up",
+            json={"prompt": "Continue", "agent_options": scenario({"bash": "cat p.txt"})},
+        )
+    ).json()
     assert child["parent_run_id"] == run["id"]
     await api.wait_status(child["id"], "review")
     cmds = (await api.get(f"/api/runs/{child['id']}/commands")).json()["data"]

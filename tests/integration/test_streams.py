@@ -57,8 +57,12 @@ def repo(tmp_path: Path) -> Path:
 async def create_run(
     client: httpx.AsyncClient, *steps: dict[str, Any], **body: Any
 ) -> dict[str, Any]:
-    payload = {"prompt": "Stream things", "provider": "script",
-               "agent_options": {"scenario": {"steps": list(steps)}}, **body}  # fmt: skip
+    payload = {
+        "prompt": "Stream things",
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": list(steps)}},
+        **body,
+    }
     resp = await client.post("/api/runs", json=payload)
     assert resp.status_code == 201, resp.text
     return resp.json()
@@ -73,8 +77,11 @@ async def create_project(client: httpx.AsyncClient, repo: Path, name: str) -> di
 def to_review(run_id: str) -> Any:
     def match(frame: Frame) -> bool:
         event = frame.json()
-        return (event["run_id"] == run_id and event["type"] == "run.status"
-                and event["data"]["to"] == "review")  # fmt: skip
+        return (
+            event["run_id"] == run_id
+            and event["type"] == "run.status"
+            and event["data"]["to"] == "review"
+        )
 
     return match
 
@@ -83,10 +90,14 @@ async def test_sse_frames_live_until_idle_and_replay_after_last_event_id(
     client: httpx.AsyncClient, repo: Path
 ) -> None:
     run = await create_run(
-        client, {"say": "hello"}, {"sleep": 0.3}, {"bash": "echo hi"},
-        {"tasks": [{"content": "x", "status": "completed"}]}, {"say": "bye"},
+        client,
+        {"say": "hello"},
+        {"sleep": 0.3},
+        {"bash": "echo hi"},
+        {"tasks": [{"content": "x", "status": "completed"}]},
+        {"say": "bye"},
         repo_path=str(repo),
-    )  # fmt: skip
+    )
     path = f"/api/runs/{run['id']}/events/stream"
     # Connected while the run is queued: replay, then live, then the stream ends at review.
     frames = await read_frames(client, path, params={"until_idle": 1})
@@ -94,8 +105,11 @@ async def test_sse_frames_live_until_idle_and_replay_after_last_event_id(
     log = await event_log(client, run["id"])
     assert [f.json() for f in frames] == log
     for frame, event in zip(frames, log, strict=True):
-        assert frame.lines == (f"id: {event['id']}", f"event: {event['type']}",
-                               f"data: {json.dumps(event, separators=(',', ':'))}")  # fmt: skip
+        assert frame.lines == (
+            f"id: {event['id']}",
+            f"event: {event['type']}",
+            f"data: {json.dumps(event, separators=(',', ':'))}",
+        )
         assert frame.event == event["type"] and frame.event_id == event["id"]
     assert frames[-1].json()["data"]["to"] == "review"
     assert log[0]["type"] == "run.created"
@@ -114,8 +128,12 @@ async def test_sse_frames_live_until_idle_and_replay_after_last_event_id(
     assert [f.json() for f in both] == after_middle
     assert await read_frames(client, path, last_event_id=log[-1]["id"], params=idle) == []
     # The run number works as well as the id.
-    by_number = await read_frames(client, f"/api/runs/{run['number']}/events/stream",
-                                  last_event_id=middle, params={"until_idle": "1"})  # fmt: skip
+    by_number = await read_frames(
+        client,
+        f"/api/runs/{run['number']}/events/stream",
+        last_event_id=middle,
+        params={"until_idle": "1"},
+    )
     assert [f.json() for f in by_number] == after_middle
 
     # Without until_idle the stream stays open after the replay (live), until the client leaves.
@@ -125,8 +143,9 @@ async def test_sse_frames_live_until_idle_and_replay_after_last_event_id(
 
 
 async def test_run_stream_types_filter(client: httpx.AsyncClient, repo: Path) -> None:
-    run = await create_run(client, {"say": "one"}, {"bash": "true"}, {"say": "two"},
-                           repo_path=str(repo))  # fmt: skip
+    run = await create_run(
+        client, {"say": "one"}, {"bash": "true"}, {"say": "two"}, repo_path=str(repo)
+    )
     path = f"/api/runs/{run['id']}/events/stream"
     frames = await read_frames(
         client, path, params={"types": "agent.message,run.status", "until_idle": 1}
@@ -137,10 +156,11 @@ async def test_run_stream_types_filter(client: httpx.AsyncClient, repo: Path) ->
 
 
 @pytest.mark.xfail(
-    strict=True, raises=TimeoutError,
+    strict=True,
+    raises=TimeoutError,
     reason="bug: follow() only sees the filtered events, so with ?types= lacking run.status the "
     "until_idle stream never ends (codeyard/events/stream.py)",
-)  # fmt: skip
+)
 async def test_until_idle_ends_even_when_types_exclude_run_status(
     client: httpx.AsyncClient, repo: Path
 ) -> None:
@@ -168,10 +188,12 @@ async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(
     async def reader(seed: int) -> None:
         rng = random.Random(seed)
         got = await follow_with_reconnects(
-            client, path, params={"until_idle": 1},
+            client,
+            path,
+            params={"until_idle": 1},
             per_connection=lambda: rng.choice([0, 1, rng.randint(1, 40), rng.randint(1, 40)]),
             pause=lambda: rng.uniform(0, 0.03),
-        )  # fmt: skip
+        )
         results.append((seed, got))
 
     with anyio.fail_after(60):
@@ -203,8 +225,9 @@ async def test_global_stream_filters_by_project_types_and_run(
 
     async def watch(name: str, params: dict[str, Any], stop: str) -> None:
         await ready.wait()
-        streams[name] = await read_frames(client, "/api/events/stream", params=params,
-                                          until=to_review(runs[stop]["id"]))  # fmt: skip
+        streams[name] = await read_frames(
+            client, "/api/events/stream", params=params, until=to_review(runs[stop]["id"])
+        )
 
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
@@ -223,19 +246,25 @@ async def test_global_stream_filters_by_project_types_and_run(
     assert {f.event for f in streams["p1_types"]} == {"run.status", "agent.message"}
 
     # run_id filter, replayed from the database.
-    frames = await read_frames(client, "/api/events/stream", params={"run_id": b},
-                               count=len(log_b))  # fmt: skip
+    frames = await read_frames(client, "/api/events/stream", params={"run_id": b}, count=len(log_b))
     assert [f.json() for f in frames] == log_b
     replay_types = await read_frames(
-        client, "/api/events/stream", params={"run_id": a, "types": types},
+        client,
+        "/api/events/stream",
+        params={"run_id": a, "types": types},
         count=len(streams["p1_types"]),
-    )  # fmt: skip
+    )
     assert replay_types == streams["p1_types"]
 
     # run_id filter, live: a new turn on run A is not shown on run B's stream.
     async def live_b() -> list[Frame]:
-        return await read_frames(client, "/api/events/stream", params={"run_id": b},
-                                 last_event_id=log_b[-1]["id"], until=to_review(b))  # fmt: skip
+        return await read_frames(
+            client,
+            "/api/events/stream",
+            params={"run_id": b},
+            last_event_id=log_b[-1]["id"],
+            until=to_review(b),
+        )
 
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
@@ -281,8 +310,14 @@ async def test_streams_require_credentials(
 async def test_websocket_carries_the_same_events(
     server: ServerProcess, client: httpx.AsyncClient, repo: Path
 ) -> None:
-    run = await create_run(client, {"say": "one"}, {"sleep": 0.3}, {"bash": "echo two"},
-                           {"say": "three"}, repo_path=str(repo))  # fmt: skip
+    run = await create_run(
+        client,
+        {"say": "one"},
+        {"sleep": 0.3},
+        {"bash": "echo two"},
+        {"say": "three"},
+        repo_path=str(repo),
+    )
     received: list[dict[str, Any]] = []
     url = f"{server.ws_url}/api/ws?access_token={server.token}"
     with anyio.fail_after(20):
@@ -290,8 +325,9 @@ async def test_websocket_carries_the_same_events(
             await ws.send(json.dumps({"bogus": 1}))
             assert "error" in json.loads(await ws.recv())
             await ws.send(json.dumps({"subscribe": {"run_id": run["id"], "after": 0}}))
-            while not received or not (received[-1]["type"] == "run.status"
-                                        and received[-1]["data"]["to"] == "review"):  # fmt: skip
+            while not received or not (
+                received[-1]["type"] == "run.status" and received[-1]["data"]["to"] == "review"
+            ):
                 received.append(json.loads(await ws.recv()))
             log = await event_log(client, run["id"])
             assert received == log
@@ -317,7 +353,8 @@ async def test_websocket_without_token_is_closed_with_4401(server: ServerProcess
             except ConnectionClosed as exc:
                 assert exc.rcvd is not None and exc.rcvd.code == 4401, exc
             except InvalidStatus as exc:  # rejected at the handshake instead of closed
-                pytest.fail(f"expected close code 4401, the handshake got HTTP "
-                            f"{exc.response.status_code}")  # fmt: skip
+                pytest.fail(
+                    f"expected close code 4401, the handshake got HTTP {exc.response.status_code}"
+                )
             else:
                 pytest.fail("the connection was not closed")

@@ -34,8 +34,6 @@ from codeyard.workspace.worktrees import (
 pytestmark = pytest.mark.anyio
 
 
-
-
 def run_git(cwd: Path, *args: str) -> str:
     """Plain synchronous git for arranging fixtures, independent of the code under test."""
     env = {**os.environ, "LC_ALL": "C"}

@@ -89,9 +89,12 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("CODEYARD_")}
         self._env.update(
-            CODEYARD_DATA_DIR=str(data_dir), CODEYARD_HOST="127.0.0.1",
-            CODEYARD_PORT=str(self.port), CODEYARD_ADMIN_TOKEN=token, PYTHONUNBUFFERED="1",
-        )  # fmt: skip
+            CODEYARD_DATA_DIR=str(data_dir),
+            CODEYARD_HOST="127.0.0.1",
+            CODEYARD_PORT=str(self.port),
+            CODEYARD_ADMIN_TOKEN=token,
+            PYTHONUNBUFFERED="1",
+        )
         if database_url:
             self._env["CODEYARD_DATABASE_URL"] = database_url
         self._env.update(env or {})
@@ -117,9 +120,13 @@ class ServerProcess:
             log.write(f"--- start {time.strftime('%H:%M:%S')} ---\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVER_CODE], cwd=ROOT, env=self._env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [sys.executable, "-c", SERVER_CODE],
+                cwd=ROOT,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -188,8 +195,9 @@ async def event_log(client: httpx.AsyncClient, run: str, **params: Any) -> list[
     out: list[dict[str, Any]] = []
     after = 0
     while True:
-        resp = await client.get(f"/api/runs/{run}/events",
-                                params={**params, "after": after, "limit": 100})  # fmt: skip
+        resp = await client.get(
+            f"/api/runs/{run}/events", params={**params, "after": after, "limit": 100}
+        )
         assert resp.status_code == 200, resp.text
         body = resp.json()
         out.extend(body["data"])
@@ -263,9 +271,11 @@ class SseStream:
                 if "data" in fields:
                     ids = fields.get("id")
                     yield Frame(
-                        ids[-1] if ids else None, fields.get("event", ["message"])[-1],
-                        "\n".join(fields["data"]), tuple(lines),
-                    )  # fmt: skip
+                        ids[-1] if ids else None,
+                        fields.get("event", ["message"])[-1],
+                        "\n".join(fields["data"]),
+                        tuple(lines),
+                    )
                 fields, lines = {}, []
                 continue
             if line.startswith(":"):

@@ -22,14 +22,30 @@ from codeyard.cli.testing import invoke
 from codeyard.cli.views import run_panel, run_table
 
 RUN: dict[str, Any] = {
-    "id": "run_abc", "number": 7, "title": "Add input validation", "prompt": "Validate input",
-    "provider": "script", "model": None, "status": "review", "status_reason": "end_turn",
-    "branch": "codeyard/7-add-input-validation", "turns": 1, "pending_approvals": 0,
-    "usage": {"input_tokens": 1200, "output_tokens": 340, "cache_read_tokens": 0,
-              "cache_write_tokens": 0, "cost_usd": 0.0123},
-    "diff_stats": {"files": 2, "insertions": 10, "deletions": 3}, "archived": False,
-    "labels": [], "created_at": "2026-11-22T08:00:00Z", "updated_at": "2026-11-22T08:05:00Z",
-}  # fmt: skip
+    "id": "run_abc",
+    "number": 7,
+    "title": "Add input validation",
+    "prompt": "Validate input",
+    "provider": "script",
+    "model": None,
+    "status": "review",
+    "status_reason": "end_turn",
+    "branch": "codeyard/7-add-input-validation",
+    "turns": 1,
+    "pending_approvals": 0,
+    "usage": {
+        "input_tokens": 1200,
+        "output_tokens": 340,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "cost_usd": 0.0123,
+    },
+    "diff_stats": {"files": 2, "insertions": 10, "deletions": 3},
+    "archived": False,
+    "labels": [],
+    "created_at": "2026-11-22T08:00:00Z",
+    "updated_at": "2026-11-22T08:05:00Z",
+}
 
 
 def text_of(*renderables: RenderableType | None) -> str:

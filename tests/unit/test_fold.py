@@ -119,10 +119,19 @@ def test_transcript_messages(events: list[dict[str, Any]], expected: list[dict[s
 
 def tool_item(**changes: Any) -> dict[str, Any]:
     base = {
-        "kind": "tool", "call_id": "c1", "tool": "Bash", "tool_kind": "bash", "title": "Bash",
-        "input": {"command": "ls"}, "ok": None, "output": None, "error": None,
-        "exit_code": None, "duration_ms": None, "status": "running",
-    }  # fmt: skip
+        "kind": "tool",
+        "call_id": "c1",
+        "tool": "Bash",
+        "tool_kind": "bash",
+        "title": "Bash",
+        "input": {"command": "ls"},
+        "ok": None,
+        "output": None,
+        "error": None,
+        "exit_code": None,
+        "duration_ms": None,
+        "status": "running",
+    }
     return base | changes
 
 
@@ -164,22 +173,49 @@ def test_transcript_tool_item_keeps_its_place_and_call_ts() -> None:
 
 
 def test_transcript_approval_updated_by_id() -> None:
-    approval = {"id": "apr_1", "tool": "Bash", "kind": "tool", "input": {"command": "rm"},
-                "title": "Run rm", "status": "pending"}  # fmt: skip
+    approval = {
+        "id": "apr_1",
+        "tool": "Bash",
+        "kind": "tool",
+        "input": {"command": "rm"},
+        "title": "Run rm",
+        "status": "pending",
+    }
     events = [
         ev("approval.requested", approval=approval),
         ev("approval.requested", approval=approval | {"id": "apr_2"}),
-        ev("approval.resolved", approval_id="apr_1", decision="rejected", decided_by="ann",
-           reason="no"),
-    ]  # fmt: skip
+        ev(
+            "approval.resolved",
+            approval_id="apr_1",
+            decision="rejected",
+            decided_by="ann",
+            reason="no",
+        ),
+    ]
     assert strip_ts(fold.transcript(events)) == [
-        {"kind": "approval", "approval_id": "apr_1", "tool": "Bash", "approval_kind": "tool",
-         "title": "Run rm", "input": {"command": "rm"}, "status": "rejected",
-         "decided_by": "ann", "reason": "no"},
-        {"kind": "approval", "approval_id": "apr_2", "tool": "Bash", "approval_kind": "tool",
-         "title": "Run rm", "input": {"command": "rm"}, "status": "pending",
-         "decided_by": None, "reason": None},
-    ]  # fmt: skip
+        {
+            "kind": "approval",
+            "approval_id": "apr_1",
+            "tool": "Bash",
+            "approval_kind": "tool",
+            "title": "Run rm",
+            "input": {"command": "rm"},
+            "status": "rejected",
+            "decided_by": "ann",
+            "reason": "no",
+        },
+        {
+            "kind": "approval",
+            "approval_id": "apr_2",
+            "tool": "Bash",
+            "approval_kind": "tool",
+            "title": "Run rm",
+            "input": {"command": "rm"},
+            "status": "pending",
+            "decided_by": None,
+            "reason": None,
+        },
+    ]
 
 
 # --- timeline -----------------------------------------------------------------------------
@@ -288,13 +324,28 @@ def test_commands_pair_calls_with_results() -> None:
         call("c3", command="sleep 100"),
     ]
     assert strip_ts(fold.commands(events)) == [
-        {"call_id": "c1", "command": "pytest -q", "exit_code": 0, "duration_ms": 900,
-         "output_tail": "1 passed"},
-        {"call_id": "c2", "command": "false", "exit_code": 1, "duration_ms": 3,
-         "output_tail": "exit 1"},
-        {"call_id": "c3", "command": "sleep 100", "exit_code": None, "duration_ms": None,
-         "output_tail": None},
-    ]  # fmt: skip
+        {
+            "call_id": "c1",
+            "command": "pytest -q",
+            "exit_code": 0,
+            "duration_ms": 900,
+            "output_tail": "1 passed",
+        },
+        {
+            "call_id": "c2",
+            "command": "false",
+            "exit_code": 1,
+            "duration_ms": 3,
+            "output_tail": "exit 1",
+        },
+        {
+            "call_id": "c3",
+            "command": "sleep 100",
+            "exit_code": None,
+            "duration_ms": None,
+            "output_tail": None,
+        },
+    ]
 
 
 def test_commands_output_tail_keeps_the_last_2000_chars() -> None:
@@ -313,11 +364,21 @@ def test_commands_tolerate_odd_input() -> None:
         ev("tool.result", output="orphan"),
     ]
     assert strip_ts(fold.commands(events)) == [
-        {"call_id": "c1", "command": "echo hi", "exit_code": None, "duration_ms": None,
-         "output_tail": None},
-        {"call_id": None, "command": "", "exit_code": None, "duration_ms": None,
-         "output_tail": None},
-    ]  # fmt: skip
+        {
+            "call_id": "c1",
+            "command": "echo hi",
+            "exit_code": None,
+            "duration_ms": None,
+            "output_tail": None,
+        },
+        {
+            "call_id": None,
+            "command": "",
+            "exit_code": None,
+            "duration_ms": None,
+            "output_tail": None,
+        },
+    ]
 
 
 # --- telemetry ----------------------------------------------------------------------------
@@ -339,26 +400,43 @@ def test_telemetry_sums_usage_turns_and_tools() -> None:
         ev("turn.completed", turn=2, duration_ms=500),
     ]
     assert fold.telemetry(events) == {
-        "usage": {"input_tokens": 150, "output_tokens": 50, "cache_read_tokens": 5,
-                  "cache_write_tokens": 7, "cost_usd": 0.3},
+        "usage": {
+            "input_tokens": 150,
+            "output_tokens": 50,
+            "cache_read_tokens": 5,
+            "cache_write_tokens": 7,
+            "cost_usd": 0.3,
+        },
         "turns": 2,
         "tool_calls": 3,
-        "tools": {"Bash": {"calls": 2, "failures": 1, "duration_ms": 15},
-                  "Read": {"calls": 1, "failures": 0, "duration_ms": 0}},
+        "tools": {
+            "Bash": {"calls": 2, "failures": 1, "duration_ms": 15},
+            "Read": {"calls": 1, "failures": 0, "duration_ms": 0},
+        },
         "duration_ms": 2000,
         "messages": 1,
         "first_event_at": events[0]["ts"],
         "last_event_at": events[-1]["ts"],
-    }  # fmt: skip
+    }
 
 
 def test_telemetry_of_no_events() -> None:
     assert fold.telemetry([]) == {
-        "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
-                  "cache_write_tokens": 0, "cost_usd": 0.0},
-        "turns": 0, "tool_calls": 0, "tools": {}, "duration_ms": 0, "messages": 0,
-        "first_event_at": None, "last_event_at": None,
-    }  # fmt: skip
+        "usage": {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "cost_usd": 0.0,
+        },
+        "turns": 0,
+        "tool_calls": 0,
+        "tools": {},
+        "duration_ms": 0,
+        "messages": 0,
+        "first_event_at": None,
+        "last_event_at": None,
+    }
 
 
 # --- summary ------------------------------------------------------------------------------
@@ -392,9 +470,20 @@ def test_summary() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["pytest", "python -m pytest -x", "npm test", "yarn test", "go test ./...", "cargo test",
-     "make test", "make check", "./gradlew test", "npx vitest run", "tox -e py311"],
-)  # fmt: skip
+    [
+        "pytest",
+        "python -m pytest -x",
+        "npm test",
+        "yarn test",
+        "go test ./...",
+        "cargo test",
+        "make test",
+        "make check",
+        "./gradlew test",
+        "npx vitest run",
+        "tox -e py311",
+    ],
+)
 def test_summary_recognizes_test_commands(command: str) -> None:
     assert fold.summary([call("c1", command=command)])["tests_run"] == [command]
 
@@ -406,5 +495,9 @@ def test_summary_ignores_other_commands(command: str) -> None:
 
 def test_summary_of_no_events() -> None:
     assert fold.summary([]) == {
-        "changed_files": [], "commands": [], "tests_run": [], "final_message": None, "turns": 0,
-    }  # fmt: skip
+        "changed_files": [],
+        "commands": [],
+        "tests_run": [],
+        "final_message": None,
+        "turns": 0,
+    }

@@ -10,7 +10,9 @@ from codeyard.events.hub import EventFilter, Hub, SubscriberDropped
 pytestmark = pytest.mark.anyio
 
 
-def ev(i: int, run: str = "run_a", type_: str = "agent.message", project: str = "prj_a") -> StoredEvent:
+def ev(
+    i: int, run: str = "run_a", type_: str = "agent.message", project: str = "prj_a"
+) -> StoredEvent:
     return StoredEvent(i, run, project, i, type_, "2026-11-22T00:00:00.000Z", "{}")
 
 
