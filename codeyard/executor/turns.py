@@ -16,20 +16,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import registry
-from codeyard.agents.base import AgentFailure, RawOutput, SessionUpdate, TurnContext, TurnEnd
+from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
 from codeyard.domain.events import NewEvent
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
+from codeyard.executor.sink import TurnSink
 from codeyard.store import events, runs
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.diff import diff_stats
 from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
-LOG_LIMIT_BYTES = 20 * 1024 * 1024
-USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
 @dataclass(slots=True)
@@ -39,14 +38,6 @@ class _Turn:
     source: str
     #: For a resumed turn: how the interrupted turn had started ("create" or "message").
     resumed_source: str | None = None
-
-
-def _add_usage(total: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: int(total.get(k, 0)) + int(delta.get(k, 0)) for k in USAGE_KEYS}
-    out["cost_usd"] = round(
-        float(total.get("cost_usd", 0.0)) + float(delta.get("cost_usd", 0.0)), 6
-    )
-    return out
 
 
 class TurnDriver:
@@ -161,8 +152,6 @@ class TurnDriver:
         async with self._engine.connect() as conn:
             run = await runs.get(conn, run_id)
         provider = registry.get(run["provider"])
-        usage = dict(run["usage"])
-        turn_usage = _add_usage({}, {})
         ctx = TurnContext(
             run_id=run_id,
             turn=turn.number,
@@ -180,23 +169,15 @@ class TurnDriver:
         )
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
+        sink = TurnSink(self._writer, run_id, run["usage"], self._logs_root / f"{run_id}.log")
         try:
-            async for item in provider.run_turn(ctx):
-                handle.touch()
-                if isinstance(item, NewEvent):
-                    values: dict[str, Any] = {}
-                    if item.type == "usage":
-                        usage = _add_usage(usage, item.data)
-                        turn_usage = _add_usage(turn_usage, item.data)
-                        values["usage"] = usage
-                    await self._writer.append(run_id, [item], values)
-                elif isinstance(item, SessionUpdate):
-                    state = {"session_id": item.session_id, "agent_state": item.state}
-                    await self._writer.append(run_id, [], state)
-                elif isinstance(item, RawOutput):
-                    self._write_log(run_id, item.text)
-                elif isinstance(item, TurnEnd):
-                    end = item
+            async with sink:
+                async for item in provider.run_turn(ctx):
+                    handle.touch()
+                    if isinstance(item, TurnEnd):
+                        end = item
+                    else:
+                        await sink.put(item)
         except AgentFailure as exc:
             failure = str(exc)
             await self._writer.run(lambda tx: self._fail(tx, run_id, failure))
@@ -209,7 +190,7 @@ class TurnDriver:
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
         await self._refresh_diff_stats(run)
         return await self._writer.run(
-            lambda tx: self._end_turn(tx, run_id, end, duration_ms, turn_usage)
+            lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
         )
 
     async def _refresh_diff_stats(self, run: dict[str, Any]) -> None:
@@ -274,10 +255,3 @@ class TurnDriver:
                 await runs.set_status(tx, run_id, status, reason)
 
         await asyncio.shield(self._writer.run(land))
-
-    def _write_log(self, run_id: str, text: str) -> None:
-        path = self._logs_root / f"{run_id}.log"
-        if path.exists() and path.stat().st_size > LOG_LIMIT_BYTES:
-            return
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")

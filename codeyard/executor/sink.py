@@ -1,0 +1,85 @@
+"""Where one turn's adapter items go: the event log (deltas coalesced), the run row, the raw log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from codeyard.agents.base import AdapterItem, RawOutput, SessionUpdate
+from codeyard.domain.coalesce import DeltaCoalescer
+from codeyard.domain.events import NewEvent
+from codeyard.store.writer import Writer
+
+USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+LOG_LIMIT_BYTES = 20 * 1024 * 1024
+
+
+def add_usage(total: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: int(total.get(k, 0)) + int(delta.get(k, 0)) for k in USAGE_KEYS}
+    out["cost_usd"] = round(
+        float(total.get("cost_usd", 0.0)) + float(delta.get("cost_usd", 0.0)), 6
+    )
+    return out
+
+
+class TurnSink:
+    """Appends a turn's events in order; keeps run usage and session state in the same batches."""
+
+    def __init__(
+        self, writer: Writer, run_id: str, run_usage: dict[str, Any], log_path: Path
+    ) -> None:
+        self._writer = writer
+        self._run_id = run_id
+        self.run_usage = dict(run_usage)
+        self.turn_usage = add_usage({}, {})
+        self._log_path = log_path
+        self._deltas = DeltaCoalescer()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TurnSink:
+        self._flusher = asyncio.create_task(self._flush_periodically())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
+
+    async def put(self, item: AdapterItem) -> None:
+        loop = asyncio.get_running_loop()
+        if isinstance(item, NewEvent):
+            values: dict[str, Any] = {}
+            if item.type == "usage":
+                self.run_usage = add_usage(self.run_usage, item.data)
+                self.turn_usage = add_usage(self.turn_usage, item.data)
+                values["usage"] = self.run_usage
+            ready = self._deltas.push(item, loop.time())
+            if ready or values:
+                await self._writer.append(self._run_id, ready, values)
+        elif isinstance(item, SessionUpdate):
+            # Buffered deltas go first, so the state never runs ahead of the events it follows.
+            state = {"session_id": item.session_id, "agent_state": item.state}
+            await self._writer.append(self._run_id, self._deltas.take(), state)
+        elif isinstance(item, RawOutput):
+            self._write_log(item.text)
+
+    async def flush(self) -> None:
+        pending = self._deltas.take()
+        if pending:
+            await self._writer.append(self._run_id, pending)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._deltas.window)
+            await self.flush()
+
+    def _write_log(self, text: str) -> None:
+        path = self._log_path
+        if path.exists() and path.stat().st_size > LOG_LIMIT_BYTES:
+            return
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
