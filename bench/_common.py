@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import socket
@@ -45,6 +46,36 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields), idle
+
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Fraction of all CPUs busy over ``seconds`` (everything on the machine, not just us)."""
+    total0, idle0 = _cpu_times()
+    time.sleep(seconds)
+    total1, idle1 = _cpu_times()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_quiet(threshold: float = 0.2, max_wait: float = 90) -> dict[str, float]:
+    """The machine is shared: wait (bounded) until other work leaves it mostly idle.
+
+    Returns what was seen, to be reported next to the numbers.
+    """
+    start = time.monotonic()
+    busy = cpu_busy()
+    while busy > threshold and time.monotonic() - start < max_wait:
+        busy = cpu_busy()
+    return {
+        "busy_before": round(busy, 2),
+        "waited_s": round(time.monotonic() - start, 1),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -65,9 +96,11 @@ def make_repo(path: Path) -> Path:
     """A real git repository on ``main`` with one commit (as the tests build them)."""
     env = {
         **os.environ,
-        "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@codeyard.invalid",
-        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@codeyard.invalid",
-    }  # fmt: skip
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@codeyard.invalid",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@codeyard.invalid",
+    }
     path.mkdir(parents=True, exist_ok=True)
     for args in (["init", "-q", "-b", "main"], ["config", "commit.gpgsign", "false"]):
         subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, env=env)
@@ -83,7 +116,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     if not sorted_values:
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100 * len(sorted_values)) - 1))
     return sorted_values[k]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,12 +31,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import OUT, fresh_dir, machine, write_json  # noqa: E402
-from codeyard.domain.events import NewEvent, dumps, utc_now  # noqa: E402
-from codeyard.events.hub import Hub  # noqa: E402
-from codeyard.store import projects, runs  # noqa: E402
-from codeyard.store.db import create_engine, migrate  # noqa: E402
-from codeyard.store.writer import Tx, Writer  # noqa: E402
+from bench._common import OUT, fresh_dir, machine, wait_quiet, write_json
+from codeyard.domain.events import NewEvent, dumps, utc_now
+from codeyard.events.hub import Hub
+from codeyard.store import projects, runs
+from codeyard.store.db import create_engine, migrate
+from codeyard.store.writer import Tx, Writer
 
 RUN_ID = "run_bench000000000000000000"
 PROJECT_ID = "prj_bench000000000000000000"
@@ -53,16 +54,42 @@ def payloads(n: int) -> list[str]:
 def run_values() -> dict[str, Any]:
     now = utc_now()
     return {
-        "id": RUN_ID, "number": 1, "title": "bench", "prompt": "bench", "project_id": PROJECT_ID,
-        "repo_ids": [], "agent_id": None, "provider": "script", "model": None,
-        "agent_options": {}, "status": "draft", "status_reason": None, "resolution": None,
-        "source_ref": "HEAD", "base_commits": {}, "branch": None, "worktrees": {},
-        "parent_run_id": None, "session_id": None, "agent_state": {}, "turns": 0,
-        "usage": dict(runs.EMPTY_USAGE), "budget_usd": None, "pending_approvals": 0,
-        "pending_messages": [], "diff_stats": {"files": 0, "insertions": 0, "deletions": 0},
-        "pull_request": None, "archived": False, "labels": [], "last_seq": 0, "queued_at": None,
-        "created_at": now, "started_at": None, "finished_at": None, "updated_at": now,
-    }  # fmt: skip
+        "id": RUN_ID,
+        "number": 1,
+        "title": "bench",
+        "prompt": "bench",
+        "project_id": PROJECT_ID,
+        "repo_ids": [],
+        "agent_id": None,
+        "provider": "script",
+        "model": None,
+        "agent_options": {},
+        "status": "draft",
+        "status_reason": None,
+        "resolution": None,
+        "source_ref": "HEAD",
+        "base_commits": {},
+        "branch": None,
+        "worktrees": {},
+        "parent_run_id": None,
+        "session_id": None,
+        "agent_state": {},
+        "turns": 0,
+        "usage": dict(runs.EMPTY_USAGE),
+        "budget_usd": None,
+        "pending_approvals": 0,
+        "pending_messages": [],
+        "diff_stats": {"files": 0, "insertions": 0, "deletions": 0},
+        "pull_request": None,
+        "archived": False,
+        "labels": [],
+        "last_seq": 0,
+        "queued_at": None,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": now,
+    }
 
 
 async def _fresh_db(path: Path, with_run: bool) -> None:
@@ -76,9 +103,15 @@ async def _fresh_db(path: Path, with_run: bool) -> None:
         async def job(tx: Tx) -> None:
             now = utc_now()
             await projects.insert_project(
-                tx, {"id": PROJECT_ID, "name": "bench", "slug": "bench",
-                     "created_at": now, "updated_at": now}
-            )  # fmt: skip
+                tx,
+                {
+                    "id": PROJECT_ID,
+                    "name": "bench",
+                    "slug": "bench",
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
             await runs.insert(tx, run_values())
 
         await writer.run(job)
@@ -145,39 +178,63 @@ async def ours(path: Path, datas: list[str], per_call: int, in_flight: int) -> d
     return {"seconds": elapsed, "batches": batches}
 
 
-def measure(n: int, per_call: int, in_flight: int, label: str) -> dict[str, Any]:
+def measure(n: int, per_call: int, in_flight: int, label: str, repeat: int) -> dict[str, Any]:
+    """``repeat`` alternating pairs (raw, ours), each on fresh files; medians are reported."""
     datas = payloads(n)
-    d = fresh_dir(f"ingest-{label.replace('/', '_').replace(' ', '')}")
-    base_s = baseline(d / "raw.db", datas)
-    res = asyncio.run(ours(d / "ours.db", datas, per_call, in_flight))
-    raw_rate = n / base_s
-    our_rate = n / res["seconds"]
+    quiet = wait_quiet()
+    raw_s: list[float] = []
+    ours_s: list[float] = []
+    batches = 0
+    for k in range(repeat):
+        d = fresh_dir(f"ingest-{label.split()[0].replace('/', '_')}-{in_flight}-{k}")
+        raw_s.append(baseline(d / "raw.db", datas))
+        res = asyncio.run(ours(d / "ours.db", datas, per_call, in_flight))
+        ours_s.append(res["seconds"])
+        batches = res["batches"]
+    raw_rate = n / statistics.median(raw_s)
+    our_rate = n / statistics.median(ours_s)
     return {
-        "label": label, "events": n, "per_call": per_call, "in_flight": in_flight,
-        "raw_seconds": round(base_s, 4), "raw_events_per_s": round(raw_rate),
-        "ours_seconds": round(res["seconds"], 4), "ours_events_per_s": round(our_rate),
-        "batches": res["batches"], "ratio": round(our_rate / raw_rate, 3),
-    }  # fmt: skip
+        "label": label,
+        "events": n,
+        "per_call": per_call,
+        "in_flight": in_flight,
+        "repeat": repeat,
+        "raw_seconds": [round(x, 4) for x in raw_s],
+        "raw_events_per_s": round(raw_rate),
+        "ours_seconds": [round(x, 4) for x in ours_s],
+        "ours_events_per_s": round(our_rate),
+        "commits": batches,
+        "ratio": round(our_rate / raw_rate, 3),
+        "ratios": [round(r / o, 3) for r, o in zip(raw_s, ours_s, strict=True)],
+        **quiet,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--single-events", type=int, default=5_000,
-                    help="events for the one-commit-per-event case (it is slow by design)")  # fmt: skip
+    ap.add_argument(
+        "--single-events",
+        type=int,
+        default=5_000,
+        help="events for the one-commit-per-event case (it is slow by design)",
+    )
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=OUT / "ingest.json")
     args = ap.parse_args()
+    r = args.repeat
     cases = [
-        measure(args.events, 100, 1, "100/call x1 (awaited)"),
-        measure(args.events, 100, 10, "100/call x10 in flight"),
-        measure(args.events, 1, 1000, "1/call x1000 in flight"),
-        measure(args.single_events, 1, 1, "1/call x1 (awaited)"),
+        measure(args.events, 100, 1, "100/call x1 (awaited)", r),
+        measure(args.events, 100, 10, "100/call x10 in flight", r),
+        measure(args.events, 1, 1000, "1/call x1000 in flight", r),
+        measure(args.single_events, 1, 1, "1/call x1 (awaited)", r),
     ]
     for c in cases:
         print(
             f"{c['label']:>24}: {c['events']:>7} events  raw {c['raw_events_per_s']:>9,}/s  "
             f"ours {c['ours_events_per_s']:>9,}/s  ratio {c['ratio']:.2f}  "
-            f"({c['batches']} commits)"
+            f"(pairs {c['ratios']}; {c['commits']} commits; machine busy before "
+            f"{c['busy_before']:.0%})"
         )
     write_json(args.json, {"machine": machine(), "cases": cases})
 

@@ -23,13 +23,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import uvicorn  # noqa: E402
-from fastapi import FastAPI, Request  # noqa: E402
+import uvicorn
+from fastapi import FastAPI, Request
 
-from bench._common import HOST, TOKEN  # noqa: E402
-from codeyard.app import create_app  # noqa: E402
-from codeyard.config import Settings  # noqa: E402
-from codeyard.domain.events import NewEvent  # noqa: E402
+from bench._common import HOST, TOKEN
+from codeyard.app import create_app
+from codeyard.config import Settings
+from codeyard.domain.events import NewEvent
 
 TEXT = "a streamed reply, coalesced over ~50 ms: some words of text. " * 2
 

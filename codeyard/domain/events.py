@@ -87,6 +87,7 @@ class StoredEvent:
     ts: str
     data_json: str
     _json: str | None = None
+    _frame: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -115,3 +116,10 @@ class StoredEvent:
 
     def sse_frame(self) -> str:
         return f"id: {self.id}\nevent: {self.type}\ndata: {self.json}\n\n"
+
+    @property
+    def sse_bytes(self) -> bytes:
+        """``sse_frame()`` encoded, made once and shared by every stream sending this event."""
+        if self._frame is None:
+            self._frame = self.sse_frame().encode()
+        return self._frame

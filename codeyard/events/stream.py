@@ -9,14 +9,78 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.events import StoredEvent
 from codeyard.domain.status import IDLE, RunStatus
 from codeyard.events.hub import EventFilter, Hub, SubscriberDropped
-from codeyard.store import events, runs
+from codeyard.store import events, runs, schema
 
 REPLAY_PAGE = 5000
+E = schema.events
+
+
+async def _seq_after(conn: AsyncConnection, run_id: str, after: int) -> int:
+    """The run's last ``seq`` whose event id is at most ``after`` (0 if none)."""
+    if after <= 0:
+        return 0
+    seq = (
+        await conn.execute(select(E.c.seq).where(E.c.id == after, E.c.run_id == run_id))
+    ).scalar()
+    if seq is None:  # not an id of this run (e.g. from the global stream): look it up
+        seq = (
+            await conn.execute(
+                select(E.c.seq)
+                .where(E.c.run_id == run_id, E.c.id <= after)
+                .order_by(E.c.seq.desc())
+                .limit(1)
+            )
+        ).scalar()
+    return int(seq or 0)
+
+
+async def _run_page(
+    conn: AsyncConnection, flt: EventFilter, after: int, after_seq: int
+) -> list[StoredEvent]:
+    """One replay page of a run, walked by ``seq`` on the ``(run_id, seq)`` index.
+
+    Within a run ``seq`` and ``id`` grow together (the writer numbers both at once), so this is
+    the same page as ``id > after ORDER BY id``; asked that way, SQLite reads the whole run
+    through the index and sorts it for every page (a 100,000-event replay took ~1.2 s of it).
+    """
+    stmt = (
+        select(E.c.id, E.c.run_id, E.c.project_id, E.c.seq, E.c.type, E.c.ts, E.c.data)
+        .where(E.c.run_id == flt.run_id, E.c.seq > after_seq, E.c.id > after)
+        .order_by(E.c.seq)
+        .limit(REPLAY_PAGE)
+    )
+    if flt.project_id is not None:
+        stmt = stmt.where(E.c.project_id == flt.project_id)
+    if flt.types:
+        stmt = stmt.where(E.c.type.in_(sorted(flt.types)))
+    rows = (await conn.execute(stmt)).all()
+    return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+
+async def _replay_page(
+    engine: AsyncEngine, flt: EventFilter, after: int, after_seq: int | None
+) -> tuple[list[StoredEvent], int | None]:
+    """The next page after ``after`` and, for a run, the ``seq`` to continue from."""
+    async with engine.connect() as conn:
+        if flt.run_id is None:
+            page = await events.read(
+                conn,
+                project_id=flt.project_id,
+                types=flt.types,
+                after=after,
+                limit=REPLAY_PAGE,
+            )
+            return page, None
+        if after_seq is None:
+            after_seq = await _seq_after(conn, flt.run_id, after)
+        page = await _run_page(conn, flt, after, after_seq)
+        return page, page[-1].seq if page else after_seq
 
 
 def _ends_stream(event: StoredEvent) -> bool:
@@ -39,16 +103,9 @@ async def follow(
     while not ended:
         sub = hub.subscribe(flt)
         try:
+            last_seq: int | None = None  # found from ``last`` on the first page
             while True:
-                async with engine.connect() as conn:
-                    page = await events.read(
-                        conn,
-                        run_id=flt.run_id,
-                        project_id=flt.project_id,
-                        types=flt.types,
-                        after=last,
-                        limit=REPLAY_PAGE,
-                    )
+                page, last_seq = await _replay_page(engine, flt, last, last_seq)
                 if page:
                     last = page[-1].id
                     yield page

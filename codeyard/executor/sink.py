@@ -25,7 +25,11 @@ def add_usage(total: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
 
 
 class TurnSink:
-    """Appends a turn's events in order; keeps run usage and session state in the same batches."""
+    """Appends a turn's events in order; keeps run usage and session state in the same batches.
+
+    Each event is held back until the next item (or the 50 ms flush tick), so that an event
+    followed at once by a :class:`SessionUpdate` is committed in the same transaction as it.
+    """
 
     def __init__(
         self, writer: Writer, run_id: str, run_usage: dict[str, Any], log_path: Path
@@ -36,6 +40,9 @@ class TurnSink:
         self.turn_usage = add_usage({}, {})
         self._log_path = log_path
         self._deltas = DeltaCoalescer()
+        #: Events held back until the next item, to commit with a following SessionUpdate.
+        self._held: list[NewEvent] = []
+        self._held_values: dict[str, Any] = {}
         self._flusher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> TurnSink:
@@ -50,24 +57,35 @@ class TurnSink:
         await self.flush()
 
     async def put(self, item: AdapterItem) -> None:
-        loop = asyncio.get_running_loop()
         if isinstance(item, NewEvent):
             values: dict[str, Any] = {}
             if item.type == "usage":
                 self.run_usage = add_usage(self.run_usage, item.data)
                 self.turn_usage = add_usage(self.turn_usage, item.data)
                 values["usage"] = self.run_usage
-            ready = self._deltas.push(item, loop.time())
-            if ready or values:
-                await self._writer.append(self._run_id, ready, values)
+            ready = self._deltas.push(item, asyncio.get_running_loop().time())
+            await self._release()
+            self._held, self._held_values = ready, values
         elif isinstance(item, SessionUpdate):
-            # Buffered deltas go first, so the state never runs ahead of the events it follows.
+            # The step's last events and the progress that follows them commit together, so a
+            # crash can never record a finished step as unfinished (and run it twice).
             state = {"session_id": item.session_id, "agent_state": item.state}
-            await self._writer.append(self._run_id, self._deltas.take(), state)
+            events = [*self._held, *self._deltas.take()]
+            values = {**self._held_values, **state}
+            self._held, self._held_values = [], {}
+            await self._writer.append(self._run_id, events, values)
         elif isinstance(item, RawOutput):
             self._write_log(item.text)
 
+    async def _release(self) -> None:
+        """Append what is held back (taken and enqueued without yielding, so order holds)."""
+        events, values = self._held, self._held_values
+        self._held, self._held_values = [], {}
+        if events or values:
+            await self._writer.append(self._run_id, events, values)
+
     async def flush(self) -> None:
+        await self._release()
         pending = self._deltas.take()
         if pending:
             await self._writer.append(self._run_id, pending)

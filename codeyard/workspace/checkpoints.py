@@ -1,0 +1,99 @@
+"""Checkpoints: commits of a worktree's full state kept on refs outside the run branch.
+
+A checkpoint is made from a throw-away index (see ``snapshot_index``) with ``git commit-tree``
+and stored with ``git update-ref`` on a ref the caller picks (``refs/codeyard/<run-id>/<n>``), so
+taking one never moves HEAD, the run branch or the worktree's index, whatever agent is running.
+The ref keeps the commit, and so every file of that state, safe from ``git gc``.
+
+Files ignored by ``.gitignore`` are not part of a checkpoint: restoring one leaves them alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from codeyard.workspace.diff import snapshot_index, snapshot_tree
+from codeyard.workspace.git import git
+
+__all__ = [
+    "create_checkpoint",
+    "delete_checkpoint_refs",
+    "list_checkpoint_refs",
+    "restore_checkpoint",
+]
+
+# Checkpoint commits never leave the machine: a fixed identity means a repository without
+# user.name/user.email can still be checkpointed, and the commits are easy to recognise.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Codeyard",
+    "GIT_AUTHOR_EMAIL": "checkpoints@codeyard.invalid",
+    "GIT_COMMITTER_NAME": "Codeyard",
+    "GIT_COMMITTER_EMAIL": "checkpoints@codeyard.invalid",
+}
+
+
+def _check_ref(ref: str, what: str = "ref") -> None:
+    # Refs are passed where git would also take options: insist on a full refs/ name, no globs.
+    if not ref.startswith("refs/") or any(c in ref for c in "*?[\\"):
+        raise ValueError(f"{ref!r} is not a usable checkpoint {what} (want refs/...)")
+
+
+async def create_checkpoint(worktree: Path, ref: str, message: str) -> str:
+    """Commit the worktree's full state (parent: its HEAD) to ``ref``; return the commit id.
+
+    An existing ``ref`` is overwritten, so a retried checkpoint cannot get stuck on its own ref.
+    """
+    _check_ref(ref)
+    head = (await git("rev-parse", "--verify", "HEAD^{commit}", cwd=worktree)).stdout
+    tree = await snapshot_tree(worktree)
+    args = ("commit-tree", "--no-gpg-sign", "-p", head, "-m", message, tree)
+    commit = (await git(*args, cwd=worktree, env=_IDENTITY)).stdout
+    await git("update-ref", "-m", "codeyard: checkpoint", ref, commit, cwd=worktree)
+    return commit
+
+
+async def restore_checkpoint(worktree: Path, commit: str) -> None:
+    """Make the worktree's files exactly the checkpoint's, leaving HEAD and the branch alone.
+
+    How: a throw-away index is filled with the worktree's current state (untracked files
+    included), then ``read-tree --reset -u <checkpoint>`` on it does what ``reset --hard`` does,
+    but against that index: files that differ are rewritten, files the checkpoint lacks are
+    deleted, missing ones come back, and unchanged files keep their mtime (no needless rebuilds).
+    Ignored untracked files are not in that index and so are untouched, unless they stand where
+    the checkpoint has a file (same path, or a directory in its way): the checkpoint wins.
+    Finally the worktree's own index is reset to HEAD (stat data kept where valid), so the
+    restored state shows as unstaged changes and untracked files relative to the unchanged
+    branch; anything staged before is unstaged.
+    """
+    if not commit or commit.startswith("-"):
+        raise ValueError(f"{commit!r} is not a usable checkpoint commit")
+    tree = (await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=worktree)).stdout
+    async with snapshot_index(worktree) as env:
+        await git("read-tree", "--reset", "-u", tree, cwd=worktree, env=env)
+    await git("read-tree", "--reset", "HEAD", cwd=worktree)
+
+
+async def list_checkpoint_refs(repo: Path, prefix: str) -> list[tuple[str, str]]:
+    """``(ref, commit)`` for every ref at or under ``prefix``, in version order (2 before 10).
+
+    ``prefix`` matches whole path components: ``refs/codeyard/run_1`` does not list
+    ``refs/codeyard/run_10/1``. Works from the main checkout or any of its worktrees.
+    """
+    _check_ref(prefix, "prefix")
+    fmt = "--format=%(refname) %(objectname)"
+    args = ("for-each-ref", "--sort=version:refname", fmt, prefix.rstrip("/"))
+    out = (await git(*args, cwd=repo)).stdout
+    pairs = (line.split(" ") for line in out.splitlines() if line)
+    return [(ref, sha) for ref, sha in pairs]
+
+
+async def delete_checkpoint_refs(repo: Path, prefix: str) -> int:
+    """Delete every ref at or under ``prefix``; returns how many there were.
+
+    One ``update-ref -d`` per ref (the git runner has no stdin for ``update-ref --stdin``);
+    run ends and retention delete tens of refs, not thousands.
+    """
+    refs = await list_checkpoint_refs(repo, prefix)
+    for ref, sha in refs:
+        await git("update-ref", "-m", "codeyard: checkpoint deleted", "-d", ref, sha, cwd=repo)
+    return len(refs)
