@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -124,4 +125,19 @@ counters = Table(
     metadata,
     Column("name", String(40), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("turn", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("description", Text),
+    Column("commits", JSON, nullable=False),
+    Column("diff_stats", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    UniqueConstraint("run_id", "number", name="uq_checkpoints_run_number"),
 )
