@@ -10,12 +10,25 @@ from fastapi import Depends, FastAPI
 from codeyard import __version__
 from codeyard.agents import registry
 from codeyard.agents.script import ScriptProvider
-from codeyard.api import meta, problems, projects, run_data, runs, streams
+from codeyard.api import (
+    disk,
+    meta,
+    problems,
+    projects,
+    review,
+    run_data,
+    runs,
+    streams,
+    workspace,
+)
+from codeyard.api import settings as settings_api
 from codeyard.api.auth import require_principal
 from codeyard.config import Settings
 from codeyard.domain.permissions import decide
 from codeyard.events.hub import Hub
 from codeyard.executor.local import LocalExecutor
+from codeyard.services import retention
+from codeyard.services import settings as settings_service
 from codeyard.services.context import Services
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
@@ -37,7 +50,9 @@ async def _running(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
         engine,
         writer,
         decide,
-        max_concurrent_runs=settings.max_concurrent_runs,
+        max_concurrent_runs=(await settings_service.effective(engine, settings))[
+            "max_concurrent_runs"
+        ],
         worktree_root=settings.worktree_root,
         logs_root=settings.logs_root,
         bash_timeout=settings.bash_timeout_seconds,
@@ -45,9 +60,12 @@ async def _running(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
     services = Services(settings, engine, writer, hub, executor)
     app.state.services = services
     await executor.start()
+    daily_gc = retention.DailyGc(services)
+    daily_gc.start()
     try:
         yield services
     finally:
+        await daily_gc.stop()
         await executor.stop()
         await writer.stop()
         await engine.dispose()
@@ -72,7 +90,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(meta.public, prefix="/api")
     authed = [Depends(require_principal)]
-    for router in (meta.router, projects.router, runs.router, run_data.router, streams.router):
+    for router in (
+        meta.router,
+        projects.router,
+        runs.router,
+        run_data.router,
+        review.router,
+        streams.router,
+        settings_api.router,
+        disk.router,
+        workspace.router,
+    ):
         app.include_router(router, prefix="/api", dependencies=authed)
     app.include_router(streams.ws_router, prefix="/api")
     return app

@@ -271,7 +271,6 @@ class ScriptProvider:
                 result.update(ok=False, output="", error=str(exc))
             else:
                 result.update(ok=True, output=f"{change} {value['path']}", error=None)
-                yield NewEvent("file.changed", {"path": value["path"], "change": change})
         result["duration_ms"] = int((time.monotonic() - started) * 1000)
         yield NewEvent("tool.result", result)
 

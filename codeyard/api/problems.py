@@ -15,6 +15,7 @@ from codeyard.domain.errors import (
     CodeyardError,
     Conflict,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
     ValidationFailed,
 )
@@ -26,6 +27,7 @@ STATUS: dict[type[CodeyardError], int] = {
     Unauthorized: 401,
     NotFound: 404,
     Conflict: 409,
+    PayloadTooLarge: 413,
     ValidationFailed: 422,
 }
 TITLES = {
@@ -40,6 +42,9 @@ TITLES = {
     429: "Too many requests",
     500: "Internal error",
 }
+
+
+STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
 
 
 def problem(
@@ -74,7 +79,9 @@ async def _codeyard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CodeyardError)
     status = _status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return problem(status, exc.detail, request, exc.title, headers, **exc.extra)
+    # Extra members add to the problem; they never replace its standard members.
+    extra = {k: v for k, v in exc.extra.items() if k not in STANDARD_MEMBERS}
+    return problem(status, exc.detail, request, exc.title, headers, **extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

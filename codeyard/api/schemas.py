@@ -100,3 +100,32 @@ class FollowUpBody(Body):
     provider: str | None = None
     model: str | None = None
     agent_options: dict[str, Any] | None = None
+
+
+class CheckpointCreate(Body):
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ResolveBody(Body):
+    action: Literal["merge", "squash", "rebase", "create_pr", "discard", "agent_merge"]
+    target_branch: str | None = Field(default=None, min_length=1, max_length=250)
+    message: str | None = Field(default=None, max_length=20_000)
+    title: str | None = Field(default=None, max_length=300)
+    body: str | None = Field(default=None, max_length=60_000)
+    draft: bool = False
+
+
+class CommitBody(Body):
+    message: str | None = Field(default=None, max_length=20_000)
+
+
+class PushBody(Body):
+    force: bool = False
+
+
+class RebaseBody(Body):
+    onto: str | None = Field(default=None, min_length=1, max_length=250)
+
+
+class RenameBranchBody(Body):
+    name: str = Field(min_length=1, max_length=250)

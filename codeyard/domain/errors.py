@@ -34,6 +34,12 @@ class Conflict(CodeyardError):
     title = "Conflict"
 
 
+class PayloadTooLarge(CodeyardError):
+    """Something asked for (a file, a blob) is bigger than the API will send."""
+
+    title = "Payload too large"
+
+
 class InvalidTransition(Conflict):
     """An action that the run's current status does not allow (carries ``current_status``)."""
 

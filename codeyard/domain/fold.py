@@ -96,7 +96,7 @@ class _Transcript:
 
     def turn_started(self, data: dict[str, Any], ts: str | None) -> None:
         # A message turn's prompt is already in the transcript as the user.message it came from.
-        if data.get("source") == "message":
+        if data.get("source") in ("message", "agent_merge"):
             return
         if prompt := _text(data.get("prompt")):
             self._add({"kind": "user", "text": prompt, "author": "operator", "ts": ts})

@@ -56,6 +56,7 @@ ACTION_FROM: dict[str, frozenset[RunStatus]] = {
     "resume": frozenset({S.PAUSED, S.INTERRUPTED, S.FAILED}),
     "message": frozenset({S.RUNNING, S.WAITING, S.REVIEW, S.FAILED, S.CANCELLED}),
     "delete": IDLE,
+    "resolve": frozenset({S.REVIEW, S.FAILED, S.CANCELLED}),
 }
 
 

@@ -1,50 +1,363 @@
-"""Preparing a run's workspace: one worktree per repository on the run's branch."""
+"""A run's workspace: made before its first turn, taken down on delete, discard and retention.
+
+Preparing makes one worktree per repository on the run's branch, copies the repository's
+``copy_files`` in from its main checkout and runs its ``setup_script``; it is all or nothing.
+Removing runs each ``cleanup_script`` first and never lets a failing one block the removal.
+Git worktree operations on one repository are serialized (``git worktree add`` and ``prune``
+race on the repository's metadata) and retried while git reports somebody else's lock file.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import re
+import shutil
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from codeyard.domain.ids import slugify
+from codeyard.domain.errors import Conflict, NotFound
+from codeyard.domain.events import NewEvent
+from codeyard.domain.ids import new_id, slugify
 from codeyard.store import projects
+from codeyard.store.writer import Writer
+from codeyard.workspace.branches import is_ancestor
+from codeyard.workspace.git import GitError, default_branch, git, resolve_commit
+from codeyard.workspace.repo_setup import ScriptResult, copy_matching, run_script
 from codeyard.workspace.worktrees import branch_name, create_worktree, remove_worktree, worktree_dir
+
+__all__ = [
+    "DEFAULT_SCRIPT_TIMEOUT",
+    "SetupFailed",
+    "prepare_worktrees",
+    "remove_run_worktrees",
+    "repo_lock",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_SCRIPT_TIMEOUT = 600.0
+REASON_TAIL = 1500
+_LOCK_RETRIES = 5
+_LOCK_BACKOFF = 0.1
+_LOCK_FILE = re.compile(r"Unable to create '[^']*\.lock'|index\.lock|\.lock': File exists")
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class SetupFailed(Exception):
+    """A repository's setup script failed; the message is the run's ``status_reason``."""
+
+
+def repo_lock(repo: Path) -> asyncio.Lock:
+    """The lock that serializes worktree operations on one repository (per event loop)."""
+    per_loop = _locks.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault(os.path.realpath(repo), asyncio.Lock())
+
+
+async def _retrying(op: Callable[[], Awaitable[T]]) -> T:
+    """Run a git operation again, with a short backoff, while another git holds a lock file."""
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            return await op()
+        except GitError as exc:
+            if attempt == _LOCK_RETRIES - 1 or not _LOCK_FILE.search(exc.stderr or exc.detail):
+                raise
+            log.info("git lock busy, retrying (%d): %s", attempt + 1, exc.detail)
+            await asyncio.sleep(_LOCK_BACKOFF * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class _Reporter:
+    """Appends a run's events; quiet without a writer, or once the run has been deleted."""
+
+    def __init__(self, writer: Writer | None, run_id: str) -> None:
+        self._writer = writer
+        self._run_id = run_id
+
+    async def emit(self, *events: NewEvent) -> None:
+        if self._writer is None:
+            return
+        try:
+            await self._writer.append(self._run_id, list(events))
+        except NotFound:
+            log.debug("run %s is gone; not recording %d events", self._run_id, len(events))
+
+    async def script(
+        self, tool: str, label: str, command: str, cwd: Path, env: dict[str, str], timeout: float
+    ) -> ScriptResult:
+        """Run a repository script, reported as a ``tool.call`` and its ``tool.result``."""
+        call_id = new_id("call")
+        await self.emit(
+            NewEvent(
+                "tool.call",
+                {
+                    "call_id": call_id,
+                    "tool": tool,
+                    "kind": "bash",
+                    "title": f"{label}: {command}",
+                    "input": {"command": command},
+                },
+            )
+        )
+        result = await run_script(command, cwd, env, timeout)
+        await self.emit(NewEvent("tool.result", {"call_id": call_id, **result.as_event()}))
+        return result
+
+
+@dataclass(slots=True)
+class _Made:
+    repo: dict[str, Any]
+    dest: Path
+    created_branch: bool
+
+    @property
+    def repo_path(self) -> Path:
+        return Path(self.repo["path"])
+
+
+def _script_env(run: dict[str, Any], repo: dict[str, Any], dest: Path) -> dict[str, str]:
+    """The server's environment (minus git's repository overrides) and where the script runs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+    env["CODEYARD_RUN_ID"] = run["id"]
+    env["CODEYARD_WORKTREE"] = str(dest)
+    env["CODEYARD_REPO_PATH"] = str(repo["path"])
+    if run.get("branch"):
+        env["CODEYARD_BRANCH"] = run["branch"]
+    return env
 
 
 async def prepare_worktrees(
-    engine: AsyncEngine, run: dict[str, Any], worktree_root: Path
+    engine: AsyncEngine,
+    run: dict[str, Any],
+    worktree_root: Path,
+    writer: Writer | None = None,
+    script_timeout: float = DEFAULT_SCRIPT_TIMEOUT,
 ) -> tuple[str, dict[str, str]]:
-    """Create the run's worktrees; returns (branch, {repo_id: path}). All or nothing."""
+    """Create the run's worktrees, copy files in, run setup; returns (branch, {repo_id: path}).
+
+    All or nothing: on any failure (``SetupFailed`` included) every worktree made here and every
+    branch created here is removed again. A run whose worktrees were reclaimed by retention while
+    its branch was kept gets a worktree on that branch again.
+    """
     async with engine.connect() as conn:
         project = await projects.get_project(conn, run["project_id"])
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
-    branch = branch_name(run["number"], run["title"])
-    made: dict[str, str] = {}
+    branch = run["branch"] or branch_name(run["number"], run["title"])
+    report = _Reporter(writer, run["id"])
+    made: list[_Made] = []
+    set_up: list[_Made] = []
     try:
         for repo_id in run["repo_ids"]:
             repo = repos[repo_id]
             dest = worktree_dir(
                 worktree_root, project["slug"], run["number"], slugify(run["title"]), repo["name"]
             )
-            await create_worktree(Path(repo["path"]), dest, branch, run["base_commits"][repo_id])
-            made[repo_id] = str(dest)
-    except BaseException:
-        for repo_id, path in made.items():
-            await remove_worktree(Path(repos[repo_id]["path"]), Path(path), branch)
+            reuse = run["branch"] is not None
+            created = await _add_worktree(
+                Path(repo["path"]), dest, branch, run["base_commits"][repo_id], reuse
+            )
+            made.append(_Made(repo, dest, created))
+        for item in made:
+            await _copy_files(item)
+        for item in made:
+            if item.repo["setup_script"]:
+                set_up.append(item)
+                await _setup(report, {**run, "branch": branch}, item, script_timeout)
+    except Exception:
+        await _undo({**run, "branch": branch}, made, set_up, report, script_timeout)
         raise
-    return branch, made
+    except BaseException:  # cancelled: take everything down without running scripts
+        await _undo({**run, "branch": branch}, made, [], report, script_timeout)
+        raise
+    return branch, {item.repo["id"]: str(item.dest) for item in made}
 
 
-async def remove_run_worktrees(engine: AsyncEngine, run: dict[str, Any]) -> None:
-    """Remove every worktree and the branch of a run (idempotent)."""
+async def _add_worktree(repo: Path, dest: Path, branch: str, base: str, reuse: bool) -> bool:
+    """Add one worktree; True when its branch was created here (so undo may delete it)."""
+    async with repo_lock(repo):
+        if reuse and await resolve_commit(repo, f"refs/heads/{branch}") is not None:
+            await _retrying(lambda: _attach(repo, dest, branch))
+            return False
+        await _retrying(lambda: create_worktree(repo, dest, branch, base))
+        return True
+
+
+async def _attach(repo: Path, dest: Path, branch: str) -> None:
+    """A worktree on an existing branch (one kept when retention removed the worktree)."""
+    if await asyncio.to_thread(lambda: dest.exists() or dest.is_symlink()):
+        raise Conflict(f"the worktree directory {dest} already exists; remove it or pick another")
+    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+    try:
+        await git("worktree", "add", "--quiet", "--", str(dest), branch, cwd=repo)
+    except BaseException:
+        await remove_worktree(repo, dest, branch, delete_branch=False)
+        raise
+
+
+async def _copy_files(item: _Made) -> None:
+    """Copy ``copy_files`` matches in and keep them out of commits (they are often secrets)."""
+    patterns = [p for p in item.repo["copy_files"] or [] if isinstance(p, str)]
+    if not patterns:
+        return
+    copied = await asyncio.to_thread(copy_matching, item.repo_path, item.dest, patterns)
+    if copied:
+        async with repo_lock(item.repo_path):
+            await _exclude(item.dest, copied)
+
+
+async def _exclude(worktree: Path, paths: list[str]) -> None:
+    """Add copied files that git would not ignore to the repository's ``info/exclude``."""
+    result = await git("check-ignore", "--", *paths, cwd=worktree, check=False)
+    if result.returncode not in (0, 1):
+        raise GitError(
+            f"`git check-ignore` in {worktree} failed: {result.stderr}",
+            command=("check-ignore",),
+            returncode=result.returncode,
+            stderr=result.stderr,
+        )
+    ignored = set(result.stdout.splitlines())
+    wanted = [p for p in paths if p not in ignored]
+    if not wanted:
+        return
+    where = await git("rev-parse", "--git-path", "info/exclude", cwd=worktree)
+    exclude = worktree / where.stdout  # relative to the worktree unless absolute
+    lines = ["/" + re.sub(r"([*?\[\]\\!#])", r"\\\1", p) for p in wanted]
+
+    def append() -> None:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        existing = exclude.read_text().splitlines() if exclude.exists() else []
+        new = [line for line in lines if line not in existing]
+        if new:
+            with exclude.open("a") as fh:
+                if existing and existing[-1] != "":
+                    fh.write("\n")
+                fh.write("# copied into Codeyard worktrees (copy_files)\n")
+                fh.write("\n".join(new) + "\n")
+
+    await asyncio.to_thread(append)
+
+
+async def _setup(report: _Reporter, run: dict[str, Any], item: _Made, timeout: float) -> None:
+    script = item.repo["setup_script"]
+    env = _script_env(run, item.repo, item.dest)
+    result = await report.script("setup_script", "setup", script, item.dest, env, timeout)
+    if result.ok:
+        return
+    tail = result.output.strip()[-REASON_TAIL:] or "no output"
+    if result.timed_out:
+        raise SetupFailed(f"Setup script timed out after {timeout:g}s: {tail}")
+    raise SetupFailed(f"Setup script failed (exit {result.exit_code}): {tail}")
+
+
+async def _undo(
+    run: dict[str, Any], made: list[_Made], set_up: list[_Made], report: _Reporter, timeout: float
+) -> None:
+    """Remove what a failed prepare made; repositories whose setup started get their cleanup."""
+    for item in made:
+        if item in set_up and item.repo["cleanup_script"]:
+            await _cleanup(report, run, item.repo, item.dest, timeout)
+        try:
+            await _remove_one(item.repo_path, item.dest, run["branch"], item.created_branch)
+        except (GitError, OSError) as exc:  # keep the original error, which says why
+            log.warning("could not remove worktree %s after a failed prepare: %s", item.dest, exc)
+        _remove_empty_parents(item.dest, levels=2)
+
+
+async def _cleanup(
+    report: _Reporter, run: dict[str, Any], repo: dict[str, Any], dest: Path, timeout: float
+) -> None:
+    """Run the cleanup script; a failure is reported (``error`` event) and otherwise ignored."""
+    script = repo["cleanup_script"]
+    try:
+        env = _script_env(run, repo, dest)
+        result = await report.script("cleanup_script", "cleanup", script, dest, env, timeout)
+    except OSError as exc:
+        log.warning("cleanup script in %s could not start: %s", dest, exc)
+        await report.emit(
+            NewEvent("error", {"message": "Cleanup script could not start.", "detail": str(exc)})
+        )
+        return
+    if not result.ok:
+        what = "timed out" if result.timed_out else f"failed (exit {result.exit_code})"
+        log.warning("cleanup script in %s %s", dest, what)
+        await report.emit(
+            NewEvent(
+                "error",
+                {"message": f"Cleanup script {what}.", "detail": result.output[-REASON_TAIL:]},
+            )
+        )
+
+
+async def _remove_one(repo: Path, dest: Path, branch: str | None, delete_branch: bool) -> None:
+    async with repo_lock(repo):
+        await _retrying(lambda: remove_worktree(repo, dest, branch, delete_branch=delete_branch))
+
+
+async def _is_merged(repo: dict[str, Any], branch: str) -> bool:
+    """True when ``branch`` is gone or contained in the repository's default branch."""
+    path = Path(repo["path"])
+    if not await asyncio.to_thread(path.is_dir):
+        return False
+    head = await resolve_commit(path, f"refs/heads/{branch}")
+    if head is None:
+        return True
+    target_name = repo["default_branch"] or await default_branch(path)
+    target = await resolve_commit(path, f"refs/heads/{target_name}")
+    return target is not None and await is_ancestor(path, head, target)
+
+
+async def remove_run_worktrees(
+    engine: AsyncEngine,
+    run: dict[str, Any],
+    writer: Writer | None = None,
+    script_timeout: float = DEFAULT_SCRIPT_TIMEOUT,
+    *,
+    keep_unmerged_branch: bool = False,
+) -> list[dict[str, Any]]:
+    """Remove every worktree of a run (cleanup scripts first) and its branch; idempotent.
+
+    With ``keep_unmerged_branch`` the branch is deleted only where it is merged into the
+    repository's default branch (retention keeps unfinished work). Cleanup output is recorded
+    on the run when a ``writer`` is given and the run still exists. Returns one record per
+    worktree: ``{repo_id, path, branch, branch_deleted}``.
+    """
     async with engine.connect() as conn:
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
+    report = _Reporter(writer, run["id"])
+    branch: str | None = run["branch"]
+    removed: list[dict[str, Any]] = []
     for repo_id, path in (run["worktrees"] or {}).items():
-        repo = repos.get(repo_id)
-        if repo is not None:
-            await remove_worktree(Path(repo["path"]), Path(path), run["branch"])
-        _remove_empty_parents(Path(path), levels=2)
+        dest, repo = Path(path), repos.get(repo_id)
+        deleted = False
+        if repo is None:  # the repository was taken out of the project: drop the files only
+            await asyncio.to_thread(_delete_orphan, dest)
+        else:
+            if repo["cleanup_script"] and await asyncio.to_thread(dest.is_dir):
+                await _cleanup(report, run, repo, dest, script_timeout)
+            deleted = branch is not None and (
+                not keep_unmerged_branch or await _is_merged(repo, branch)
+            )
+            await _remove_one(Path(repo["path"]), dest, branch, deleted)
+        _remove_empty_parents(dest, levels=2)
+        removed.append(
+            {"repo_id": repo_id, "path": path, "branch": branch, "branch_deleted": deleted}
+        )
+    return removed
+
+
+def _delete_orphan(dest: Path) -> None:
+    """Delete a worktree directory whose repository is unknown (only if it is a worktree)."""
+    if (dest / ".git").is_file() and not dest.is_symlink():
+        shutil.rmtree(dest)
 
 
 def _remove_empty_parents(path: Path, levels: int) -> None:

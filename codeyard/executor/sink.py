@@ -10,6 +10,7 @@ from typing import Any
 from codeyard.agents.base import AdapterItem, RawOutput, SessionUpdate
 from codeyard.domain.coalesce import DeltaCoalescer
 from codeyard.domain.events import NewEvent
+from codeyard.executor.changes import WRITING_KINDS, ChangeTracker
 from codeyard.store.writer import Writer
 
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
@@ -32,8 +33,15 @@ class TurnSink:
     """
 
     def __init__(
-        self, writer: Writer, run_id: str, run_usage: dict[str, Any], log_path: Path
+        self,
+        writer: Writer,
+        run_id: str,
+        run_usage: dict[str, Any],
+        log_path: Path,
+        changes: ChangeTracker,
     ) -> None:
+        self._changes = changes
+        self._call_kinds: dict[str, str] = {}
         self._writer = writer
         self._run_id = run_id
         self.run_usage = dict(run_usage)
@@ -46,6 +54,7 @@ class TurnSink:
         self._flusher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> TurnSink:
+        await self._changes.start()
         self._flusher = asyncio.create_task(self._flush_periodically())
         return self
 
@@ -66,6 +75,12 @@ class TurnSink:
             ready = self._deltas.push(item, asyncio.get_running_loop().time())
             await self._release()
             self._held, self._held_values = ready, values
+            if item.type == "tool.call":
+                self._call_kinds[item.data.get("call_id", "")] = item.data.get("kind", "other")
+            elif item.type == "tool.result":
+                kind = self._call_kinds.pop(item.data.get("call_id", ""), "other")
+                if kind in WRITING_KINDS:
+                    await self._note_changes()
         elif isinstance(item, SessionUpdate):
             # The step's last events and the progress that follows them commit together, so a
             # crash can never record a finished step as unfinished (and run it twice).
@@ -76,6 +91,13 @@ class TurnSink:
             await self._writer.append(self._run_id, events, values)
         elif isinstance(item, RawOutput):
             self._write_log(item.text)
+
+    async def _note_changes(self) -> None:
+        """Hold ``file.changed`` events and fresh diff stats with the tool result."""
+        events, stats = await self._changes.after_tool()
+        self._held.extend(events)
+        if stats is not None:
+            self._held_values["diff_stats"] = stats
 
     async def _release(self) -> None:
         """Append what is held back (taken and enqueued without yielding, so order holds)."""

@@ -20,12 +20,13 @@ from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
 from codeyard.domain.events import NewEvent
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.executor.changes import ChangeTracker
+from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
 from codeyard.executor.sink import TurnSink
 from codeyard.store import events, runs
 from codeyard.store.writer import Tx, Writer
-from codeyard.workspace.diff import diff_stats
 from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ class _Turn:
     source: str
     #: For a resumed turn: how the interrupted turn had started ("create" or "message").
     resumed_source: str | None = None
+
+
+def _from_messages(pending: list[Any]) -> tuple[str, str]:
+    """(source, prompt) of a turn made of queued messages (text, or {text, source})."""
+    texts = [m["text"] if isinstance(m, dict) else str(m) for m in pending]
+    sources = {m.get("source") for m in pending if isinstance(m, dict)}
+    return ("agent_merge" if "agent_merge" in sources else "message"), "\n\n".join(texts)
 
 
 class TurnDriver:
@@ -80,7 +88,9 @@ class TurnDriver:
         run_id = run["id"]
         await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
         try:
-            branch, worktrees = await prepare_worktrees(self._engine, run, self._worktree_root)
+            branch, worktrees = await prepare_worktrees(
+                self._engine, run, self._worktree_root, self._writer, self._bash_timeout
+            )
         except Exception as exc:  # reported on the run, which fails
             log.warning("preparing run %s failed: %s", run_id, exc)
             reason = f"Could not prepare the workspace: {exc}"
@@ -104,7 +114,7 @@ class TurnDriver:
             if resumed == "resume":  # resumed more than once: keep the original source
                 resumed = (last or {}).get("resumed_source") or "create"
         else:
-            source, prompt = "message", "\n\n".join(run["pending_messages"])
+            source, prompt = _from_messages(run["pending_messages"])
         turn = _Turn(run["turns"] + 1, prompt, source, resumed)
         extra: dict[str, Any] = {"pending_messages": []} if source == "message" else {}
         await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
@@ -134,11 +144,11 @@ class TurnDriver:
             },
         )
         if run["pending_messages"]:
-            prompt = "\n\n".join(run["pending_messages"])
-            turn = _Turn(run["turns"] + 1, prompt, "message")
+            source, prompt = _from_messages(run["pending_messages"])
+            turn = _Turn(run["turns"] + 1, prompt, source)
             await runs.update_fields(tx, run_id, pending_messages=[], turns=turn.number)
             await tx.emit_one(
-                run_id, "turn.started", {"turn": turn.number, "prompt": prompt, "source": "message"}
+                run_id, "turn.started", {"turn": turn.number, "prompt": prompt, "source": source}
             )
             return turn
         await runs.set_status(tx, run_id, RunStatus.REVIEW, end.stop_reason)
@@ -169,7 +179,9 @@ class TurnDriver:
         )
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
-        sink = TurnSink(self._writer, run_id, run["usage"], self._logs_root / f"{run_id}.log")
+        tracker = ChangeTracker(run["worktrees"], run["base_commits"])
+        log_path = self._logs_root / f"{run_id}.log"
+        sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker)
         try:
             async with sink:
                 async for item in provider.run_turn(ctx):
@@ -180,30 +192,38 @@ class TurnDriver:
                         await sink.put(item)
         except AgentFailure as exc:
             failure = str(exc)
+            await self._settle(run, tracker)
             await self._writer.run(lambda tx: self._fail(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
+            await self._settle(run, tracker)
             await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
             return None
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-        await self._refresh_diff_stats(run)
+        await self._settle(run, tracker)
         return await self._writer.run(
             lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
         )
 
-    async def _refresh_diff_stats(self, run: dict[str, Any]) -> None:
-        """Keep ``diff_stats`` on the run current at every turn end (summed over its repos)."""
-        total = {"files": 0, "insertions": 0, "deletions": 0}
+    async def _settle(self, run: dict[str, Any], tracker: ChangeTracker) -> None:
+        """At a turn's end: fresh diff stats on the run and an automatic checkpoint."""
         try:
-            for repo_id, path in run["worktrees"].items():
-                stats = await diff_stats(Path(path), run["base_commits"][repo_id])
-                total = {k: total[k] + stats[k] for k in total}
-        except GitError as exc:  # stats are informative; a git hiccup must not fail the turn
-            log.warning("diff stats for run %s failed: %s", run["id"], exc)
-            return
-        await self._writer.append(run["id"], [], {"diff_stats": total})
+            stats = await tracker.stats()
+            await self._writer.append(run["id"], [], {"diff_stats": stats})
+            await take_checkpoint(self._engine, self._writer, run, "turn", None)
+        except GitError as exc:  # informative only: a git hiccup must not fail the turn
+            log.warning("turn-end checkpoint of run %s failed: %s", run["id"], exc)
+            await self._writer.append(
+                run["id"],
+                [
+                    NewEvent(
+                        "error",
+                        {"message": "Could not take the turn-end checkpoint.", "detail": str(exc)},
+                    )
+                ],
+            )
 
     async def _decide_call(self, run_id: str, request: ToolRequest) -> Decision:
         decision = self._decide(request)

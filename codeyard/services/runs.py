@@ -10,6 +10,7 @@ from codeyard.domain.errors import BadRequest, InvalidTransition, ValidationFail
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify, title_from_prompt
 from codeyard.domain.status import RunStatus, check_action
+from codeyard.executor.checkpointing import delete_run_refs
 from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
@@ -223,7 +224,9 @@ async def resume(svc: Services, ref: str, message: str | None) -> dict[str, Any]
     return runs.public(updated)
 
 
-async def message(svc: Services, ref: str, text: str, author: str = "operator") -> dict[str, Any]:
+async def message(
+    svc: Services, ref: str, text: str, author: str = "operator", source: str = "message"
+) -> dict[str, Any]:
     """Deliver an operator message: answer a waiting agent, queue it mid-turn, or start a turn."""
     text = text.strip()
     if not text:
@@ -246,7 +249,10 @@ async def message(svc: Services, ref: str, text: str, author: str = "operator") 
                 current["pending_messages"] = pending
             return current
         if status in (S.REVIEW, S.FAILED, S.CANCELLED):
-            return await runs.set_status(tx, run_id, S.QUEUED, "message", pending_messages=[text])
+            entry: str | dict[str, str] = (
+                text if source == "message" else {"text": text, "source": source}
+            )
+            return await runs.set_status(tx, run_id, S.QUEUED, source, pending_messages=[entry])
         raise InvalidTransition(
             f"Cannot message a run in status '{status}'.", current_status=str(status)
         )
@@ -263,6 +269,7 @@ async def delete(svc: Services, ref: str) -> None:
     run = await get(svc, ref)
     check_action("delete", S(run["status"]))
     await remove_run_worktrees(svc.engine, run)
+    await delete_run_refs(svc.engine, run)
     await svc.writer.run(lambda tx: runs.remove(tx, run["id"]))
     (svc.settings.logs_root / f"{run['id']}.log").unlink(missing_ok=True)
 

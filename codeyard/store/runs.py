@@ -189,5 +189,6 @@ async def update_fields(tx: Tx, run_id: str, **values: Any) -> None:
 
 async def remove(tx: Tx, run_id: str) -> None:
     await tx.conn.execute(delete(schema.events).where(schema.events.c.run_id == run_id))
+    await tx.conn.execute(delete(schema.checkpoints).where(schema.checkpoints.c.run_id == run_id))
     await tx.conn.execute(delete(R).where(R.c.id == run_id))
     tx.forget_run(run_id)

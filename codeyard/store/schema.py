@@ -141,3 +141,11 @@ checkpoints = Table(
     Column("created_at", String(32), nullable=False),
     UniqueConstraint("run_id", "number", name="uq_checkpoints_run_number"),
 )
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", JSON),
+    Column("updated_at", String(32), nullable=False),
+)

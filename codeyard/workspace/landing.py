@@ -171,7 +171,7 @@ async def plan_landing(
     target = await branch_head(repo, target_branch, "target branch")
     source_commit = await _commit(repo, source)
     if await is_ancestor(repo, source_commit, target):
-        raise NothingToLand(f"'{target_branch}' already contains '{source}'; nothing to land")
+        raise NothingToLand(f"No changes to land: '{target_branch}' already contains '{source}'.")
     env = await identity_env(repo, author)
     fast_forward = await is_ancestor(repo, target, source_commit)
     if strategy == "rebase":
@@ -186,7 +186,9 @@ async def plan_landing(
                 conflicts=conflicts,
             )
         if tree == await _tree(repo, target):
-            raise NothingToLand(f"'{source}' brings no changes to '{target_branch}'")
+            raise NothingToLand(
+                f"No changes to land: '{source}' changes nothing in '{target_branch}'."
+            )
         fast_forward = fast_forward and strategy == "merge"
         if fast_forward:
             new = source_commit
@@ -199,7 +201,7 @@ async def plan_landing(
     else:
         raise BadRequest(f"unknown landing strategy {strategy!r}; use merge, squash or rebase")
     if new == target:
-        raise NothingToLand(f"'{source}' brings no changes to '{target_branch}'")
+        raise NothingToLand(f"No changes to land: '{source}' changes nothing in '{target_branch}'.")
     return LandingPlan(repo, target_branch, target, new, source_commit, strategy, fast_forward)
 
 
@@ -308,7 +310,7 @@ async def land_all(requests: Sequence[LandingRequest]) -> list[LandingPlan | Non
         raise _combined(failed)
     todo = [plan for plan in plans if plan is not None]
     if not todo:
-        raise NothingToLand("none of the repositories has changes to land")
+        raise NothingToLand("No changes to land: the run changed nothing in any repository.")
     for plan in todo:
         await ensure_checkouts_ready(
             plan.repo, plan.target_branch, plan.old_commit, plan.new_commit

@@ -187,7 +187,7 @@ async def test_nothing_to_land_and_unknown_target(repo: Path, run_wt: Path) -> N
     commit(run_wt, {"x.txt": "x\n"}, "remove", "--allow-empty")
     run_git(run_wt, "rm", "-q", "x.txt")
     run_git(run_wt, "commit", "-q", "-m", "undo")
-    with pytest.raises(NothingToLand, match="no changes"):
+    with pytest.raises(NothingToLand, match="No changes"):
         await plan_landing(repo, "main", RUN, "squash")
     with pytest.raises(BadRequest, match="'release' does not exist"):
         await plan_landing(repo, "release", RUN, "merge")

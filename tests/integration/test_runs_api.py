@@ -237,6 +237,13 @@ async def test_delete_removes_worktree_branch_and_events(api: Api, git_repo: Pat
         check=True,
     ).stdout
     assert branches.strip() == ""
+    refs = subprocess.run(
+        ["git", "-C", str(git_repo), "for-each-ref", "refs/codeyard/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert refs == ""
     assert not list(Path(api.services.settings.worktree_root).rglob("f.txt"))
 
 

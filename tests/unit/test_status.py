@@ -76,6 +76,7 @@ ACTIONS = {
     "cancel": set(ACTIVE) | {S.DRAFT, S.PAUSED, S.INTERRUPTED},
     "message": {S.RUNNING, S.WAITING, S.REVIEW, S.FAILED, S.CANCELLED},
     "delete": {S.DRAFT, S.PAUSED, S.REVIEW, S.COMPLETED, S.FAILED, S.CANCELLED, S.INTERRUPTED},
+    "resolve": {S.REVIEW, S.FAILED, S.CANCELLED},
 }
 
 
@@ -90,7 +91,8 @@ def test_actions(action: str, current: RunStatus) -> None:
 
 
 def test_every_action_lands_in_an_allowed_transition() -> None:
-    landing = {"start": S.QUEUED, "pause": S.PAUSED, "resume": S.QUEUED, "cancel": S.CANCELLED}
+    landing = {"start": S.QUEUED, "pause": S.PAUSED, "resume": S.QUEUED, "cancel": S.CANCELLED,
+               "resolve": S.COMPLETED}
     for action, to in landing.items():
         for current in ACTION_FROM[action]:
             check_transition(current, to)

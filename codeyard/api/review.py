@@ -1,0 +1,122 @@
+"""Diff, checkpoints and landing: thin routes over ``services.review`` and ``.resolution``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, Response
+
+from codeyard.api.deps import Svc
+from codeyard.api.schemas import (
+    CheckpointCreate,
+    CommitBody,
+    PushBody,
+    RebaseBody,
+    RenameBranchBody,
+    ResolveBody,
+)
+from codeyard.services import resolution, review
+
+router = APIRouter(tags=["review"])
+Format = Annotated[Literal["text", "json"], Query(description="Unified text, or per-file JSON.")]
+
+
+def _paths(path: list[str] | None) -> list[str] | None:
+    return [p for p in path if p] if path else None
+
+
+@router.get("/runs/{run_ref}/diff", response_model=None)
+async def run_diff(
+    run_ref: str,
+    svc: Svc,
+    format: Format = "text",
+    path: Annotated[list[str] | None, Query(description="Only these files or directories.")] = None,
+    repo_id: str | None = None,
+) -> Response | dict[str, Any]:
+    """The worktree (committed, uncommitted and untracked) against the run's base commit."""
+    result = await review.diff(svc, run_ref, format, _paths(path), repo_id)
+    if isinstance(result, str):
+        return PlainTextResponse(result, media_type="text/x-diff")
+    return {"data": result, "next_cursor": None}
+
+
+@router.get("/runs/{run_ref}/diff/stats")
+async def run_diff_stats(run_ref: str, svc: Svc) -> dict[str, int]:
+    return await review.stats(svc, run_ref)
+
+
+@router.get("/runs/{run_ref}/checkpoints")
+async def list_checkpoints(run_ref: str, svc: Svc) -> dict[str, Any]:
+    """One per turn (automatic) plus manual ones, oldest first."""
+    return {"data": await review.list_checkpoints(svc, run_ref), "next_cursor": None}
+
+
+@router.post("/runs/{run_ref}/checkpoints", status_code=201)
+async def create_checkpoint(
+    run_ref: str, svc: Svc, body: CheckpointCreate | None = None
+) -> dict[str, Any]:
+    return await review.create_checkpoint(svc, run_ref, body.description if body else None)
+
+
+@router.post("/checkpoints/{checkpoint_id}/restore")
+async def restore_checkpoint(checkpoint_id: str, svc: Svc) -> dict[str, Any]:
+    """Worktree back to the checkpoint; the state before is checkpointed first (undo)."""
+    return await review.restore(svc, checkpoint_id)
+
+
+@router.get("/checkpoints/{checkpoint_id}/diff", response_model=None)
+async def checkpoint_diff(
+    checkpoint_id: str,
+    svc: Svc,
+    against: Annotated[str, Query(description="current, base, or a checkpoint id.")] = "current",
+    format: Format = "text",
+) -> Response | dict[str, Any]:
+    """From ``against`` to the checkpoint (against ``current``: what a restore would change)."""
+    result = await review.compare(svc, checkpoint_id, against, format)
+    if isinstance(result, str):
+        return PlainTextResponse(result, media_type="text/x-diff")
+    return {"data": result, "next_cursor": None}
+
+
+@router.post("/runs/{run_ref}/resolve")
+async def resolve(run_ref: str, body: ResolveBody, svc: Svc) -> dict[str, Any]:
+    """Land the run: merge, squash, rebase, create_pr, discard or agent_merge.
+
+    Conflicts answer 409 with ``conflicts`` and change nothing.
+    """
+    return await resolution.resolve(svc, run_ref, body.data() | {"action": body.action})
+
+
+@router.get("/runs/{run_ref}/pull-request")
+async def pull_request(run_ref: str, svc: Svc) -> dict[str, Any]:
+    """The run's pull request as the host reports it now: state, checks, review state."""
+    return await resolution.pull_request(svc, run_ref)
+
+
+@router.post("/runs/{run_ref}/commit")
+async def commit(run_ref: str, svc: Svc, body: CommitBody | None = None) -> dict[str, Any]:
+    return await resolution.commit(svc, run_ref, body.message if body else None)
+
+
+@router.post("/runs/{run_ref}/push")
+async def push(run_ref: str, svc: Svc, body: PushBody | None = None) -> dict[str, Any]:
+    """Push the run branch to the repository's remote (``--force-with-lease`` when forced)."""
+    return await resolution.push(svc, run_ref, body.force if body else False)
+
+
+@router.post("/runs/{run_ref}/rebase")
+async def rebase(run_ref: str, svc: Svc, body: RebaseBody | None = None) -> dict[str, Any]:
+    """Rebase the run branch onto the latest target; conflicts → 409, branch restored."""
+    return await resolution.rebase(svc, run_ref, body.onto if body else None)
+
+
+@router.post("/runs/{run_ref}/rename-branch")
+async def rename_branch(run_ref: str, body: RenameBranchBody, svc: Svc) -> dict[str, Any]:
+    return await resolution.rename_branch(svc, run_ref, body.name)
+
+
+@router.get("/projects/{project_ref}/branches")
+async def project_branches(project_ref: str, svc: Svc) -> dict[str, Any]:
+    """Every branch of every repository, with ahead/behind and the run it belongs to."""
+    return {"data": await resolution.project_branches(svc, project_ref), "next_cursor": None}

@@ -1,0 +1,93 @@
+"""Server settings: ``GET/PUT /api/settings``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from codeyard.api.auth import Principal, require_principal
+from codeyard.api.deps import Svc
+from codeyard.services import settings as settings_service
+
+router = APIRouter(tags=["settings"])
+
+
+def requires(scope: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that lets through principals holding ``scope`` (or ``admin``), else 403."""
+
+    async def check(request: Request) -> Principal:
+        principal = await require_principal(request)
+        if scope not in principal.scopes and "admin" not in principal.scopes:
+            raise HTTPException(403, f"This needs the '{scope}' scope.")
+        return principal
+
+    return check
+
+
+class Budgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    daily_usd: float | None = Field(default=None, ge=0, description="Daily spending cap (USD).")
+    monthly_usd: float | None = Field(default=None, ge=0, description="Monthly cap (USD).")
+
+
+class SettingsView(BaseModel):
+    max_concurrent_runs: int = Field(
+        description="Runs worked on at once. Read when the server starts: a change applies at "
+        "the next start."
+    )
+    worktree_root: str = Field(description="Where worktrees live (read-only, from the config).")
+    retention_days: int | None = Field(
+        description="Remove worktrees of runs finished this many days ago (null: keep forever)."
+    )
+    default_agent_id: str | None
+    approval_timeout_hours: float
+    budgets: Budgets
+    auto_resume: bool
+
+
+_NOT_NULL = ("max_concurrent_runs", "approval_timeout_hours", "auto_resume", "budgets")
+
+
+class SettingsUpdate(BaseModel):
+    """Fields left out keep their value; ``worktree_root`` may be sent back unchanged only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrent_runs: int | None = Field(default=None, ge=1, le=256)
+    worktree_root: str | None = None
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
+    default_agent_id: str | None = None
+    approval_timeout_hours: float | None = Field(default=None, gt=0, le=24 * 365)
+    budgets: Budgets | None = None
+    auto_resume: bool | None = None
+
+    @field_validator(*_NOT_NULL, mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+
+@router.get(
+    "/settings", response_model=SettingsView, dependencies=[Depends(requires("settings:read"))]
+)
+async def get_settings(svc: Svc) -> dict[str, Any]:
+    """Current settings: stored values over the configured defaults."""
+    return await settings_service.current(svc)
+
+
+@router.put(
+    "/settings", response_model=SettingsView, dependencies=[Depends(requires("settings:write"))]
+)
+async def put_settings(body: SettingsUpdate, svc: Svc) -> dict[str, Any]:
+    """Change settings (422 when a value is not acceptable); returns them all.
+
+    ``retention_days``, budgets, the approval timeout and ``auto_resume`` take effect at once;
+    ``max_concurrent_runs`` is stored now and applies when the server next starts.
+    """
+    return await settings_service.update(svc, body.model_dump(exclude_unset=True))

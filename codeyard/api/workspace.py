@@ -1,0 +1,95 @@
+"""Browsing: a run's worktree on disk, and any commit of a registered repository.
+
+Every path is resolved inside the worktree (or the commit's tree) or refused with 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from codeyard.api.deps import Svc
+from codeyard.domain.errors import BadRequest, Conflict
+from codeyard.services import projects as project_service
+from codeyard.services import runs as run_service
+from codeyard.workspace import browse
+
+router = APIRouter(tags=["workspace"])
+
+PathQ = Annotated[str, Query(max_length=4096, description="Relative to the root; '' for it.")]
+RepoQ = Annotated[str | None, Query(description="Which repository (default: the run's first).")]
+TruncateQ = Annotated[
+    bool, Query(description=f"Send the first {browse.MAX_FILE_BYTES} bytes of a bigger file.")
+]
+RefQ = Annotated[str | None, Query(max_length=250, description="Default: the default branch.")]
+
+
+async def _worktree(
+    svc: Svc, run_ref: str, repo_id: str | None
+) -> tuple[dict[str, Any], str, Path]:
+    """(run, repo id, worktree path); 409 when the run has no worktree (yet, or any more)."""
+    run = await run_service.get(svc, run_ref)
+    if repo_id is not None and repo_id not in run["repo_ids"]:
+        raise BadRequest(
+            f"Repository '{repo_id}' is not part of run {run['number']}; its repositories: "
+            f"{', '.join(run['repo_ids'])}.",
+            repo_id=repo_id,
+        )
+    chosen = repo_id or next((r for r in run["repo_ids"] if r in run["worktrees"]), None)
+    path = run["worktrees"].get(chosen) if chosen else None
+    if path is None or not await asyncio.to_thread(Path(path).is_dir):
+        raise Conflict(
+            f"Run {run['number']} has no worktree to browse: it has not been prepared yet, or "
+            "its worktree was removed (discard, delete or retention).",
+            current_status=run["status"],
+        )
+    return run, str(chosen), Path(path)
+
+
+@router.get("/runs/{run_ref}/workspace")
+async def list_workspace(
+    run_ref: str,
+    svc: Svc,
+    path: PathQ = "",
+    depth: Annotated[int, Query(ge=1, le=browse.MAX_DEPTH)] = 1,
+    repo_id: RepoQ = None,
+) -> dict[str, Any]:
+    """Files and directories of the run's worktree, ``depth`` levels below ``path``."""
+    run, chosen, root = await _worktree(svc, run_ref, repo_id)
+    listing = await asyncio.to_thread(browse.list_tree, root, path, depth)
+    return {"run_id": run["id"], "repo_id": chosen, **listing}
+
+
+@router.get("/runs/{run_ref}/workspace/file")
+async def read_workspace_file(
+    run_ref: str, svc: Svc, path: PathQ, repo_id: RepoQ = None, truncate: TruncateQ = False
+) -> dict[str, Any]:
+    """One file of the run's worktree; text as UTF-8, binary as base64; 413 beyond 1 MiB."""
+    run, chosen, root = await _worktree(svc, run_ref, repo_id)
+    content = await asyncio.to_thread(browse.read_file, root, path, truncate=truncate)
+    return {"run_id": run["id"], "repo_id": chosen, **content}
+
+
+async def _repo(svc: Svc, repo_id: str, ref: str | None) -> tuple[dict[str, Any], Path, str]:
+    repo = await project_service.get_repo(svc, repo_id)
+    return repo, Path(repo["path"]), ref or repo["default_branch"] or "HEAD"
+
+
+@router.get("/repos/{repo_id}/tree")
+async def repo_tree(repo_id: str, svc: Svc, path: PathQ = "", ref: RefQ = None) -> dict[str, Any]:
+    """One directory of a commit (400 naming ``ref`` when it names no commit)."""
+    repo, where, rev = await _repo(svc, repo_id, ref)
+    return {"repo_id": repo["id"], **await browse.repo_tree(where, repo["name"], rev, path)}
+
+
+@router.get("/repos/{repo_id}/blob")
+async def repo_blob(
+    repo_id: str, svc: Svc, path: PathQ, ref: RefQ = None, truncate: TruncateQ = False
+) -> dict[str, Any]:
+    """One file of a commit, shaped like ``workspace/file``."""
+    repo, where, rev = await _repo(svc, repo_id, ref)
+    blob = await browse.repo_blob(where, repo["name"], rev, path, truncate=truncate)
+    return {"repo_id": repo["id"], **blob}

@@ -1,0 +1,92 @@
+"""Taking checkpoints of a run's worktrees: automatic at each turn end, manual by API.
+
+The commits are made by ``workspace.checkpoints`` on hidden refs; this module numbers them,
+stores the row and announces ``checkpoint.created`` — for every provider alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.domain.events import utc_now
+from codeyard.domain.ids import new_id
+from codeyard.store import checkpoints, projects
+from codeyard.store.writer import Tx, Writer
+from codeyard.workspace.checkpoints import create_checkpoint, delete_checkpoint_refs
+from codeyard.workspace.diff import diff_stats
+
+_locks: dict[str, asyncio.Lock] = {}
+
+
+def checkpoint_ref(run_id: str, number: int) -> str:
+    return f"refs/codeyard/{run_id}/{number}"
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "run_id": row["run_id"],
+        "number": row["number"],
+        "turn": row["turn"],
+        "kind": row["kind"],
+        "description": row["description"],
+        "commits": row["commits"],
+        "diff_stats": row["diff_stats"],
+        "created_at": row["created_at"],
+    }
+
+
+async def take_checkpoint(
+    engine: AsyncEngine, writer: Writer, run: dict[str, Any], kind: str, description: str | None
+) -> dict[str, Any]:
+    """Checkpoint every worktree of ``run``; one row, one ``checkpoint.created`` event."""
+    run_id = run["id"]
+    async with _locks.setdefault(run_id, asyncio.Lock()):
+        async with engine.connect() as conn:
+            number = await checkpoints.next_number(conn, run_id)
+        message = f"Codeyard checkpoint {number} of run {run['number']} ({kind})"
+        if description:
+            message += f"\n\n{description}"
+        commits: dict[str, str] = {}
+        total = {"files": 0, "insertions": 0, "deletions": 0}
+        for repo_id, path in run["worktrees"].items():
+            sha = await create_checkpoint(Path(path), checkpoint_ref(run_id, number), message)
+            commits[repo_id] = sha
+            stats = await diff_stats(Path(path), run["base_commits"][repo_id])
+            total = {k: total[k] + stats[k] for k in total}
+        row = {
+            "id": new_id("chk"),
+            "run_id": run_id,
+            "number": number,
+            "turn": run["turns"],
+            "kind": kind,
+            "description": description,
+            "commits": commits,
+            "diff_stats": total,
+            "created_at": utc_now(),
+        }
+
+        async def job(tx: Tx) -> None:
+            await checkpoints.insert(tx, row)
+            await tx.emit_one(run_id, "checkpoint.created", {"checkpoint": public(row)})
+
+        await writer.run(job)
+        return public(row)
+
+
+def forget(run_id: str) -> None:
+    _locks.pop(run_id, None)
+
+
+async def delete_run_refs(engine: AsyncEngine, run: dict[str, Any]) -> None:
+    """Drop a run's checkpoint refs in every repository (so git can collect their objects)."""
+    async with engine.connect() as conn:
+        repos = await projects.repos_of(conn, run["project_id"])
+    for repo in repos:
+        if repo["id"] in run["repo_ids"] and Path(repo["path"]).exists():
+            await delete_checkpoint_refs(Path(repo["path"]), f"refs/codeyard/{run['id']}/")
+    forget(run["id"])

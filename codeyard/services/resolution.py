@@ -1,0 +1,354 @@
+"""Landing a run's work: merge, squash, rebase, pull request, discard, agent merge; and the
+git actions around it (commit, push, rebase onto the target, rename the branch, branches).
+
+Landing works from a snapshot commit of each worktree, checks every repository before changing
+any, and lands all repositories or none; a refused landing changes nothing, not even the run
+branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from codeyard.domain import fold
+from codeyard.domain.errors import BadRequest, InvalidTransition, NotFound
+from codeyard.domain.status import RunStatus, check_action
+from codeyard.executor.checkpointing import delete_run_refs
+from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.prs import registry as pr_registry
+from codeyard.prs.base import PrConfig
+from codeyard.services import runs as run_service
+from codeyard.services.context import Services
+from codeyard.store import events, projects, runs
+from codeyard.store.writer import Tx
+from codeyard.workspace import branches, landing
+from codeyard.workspace.git import git
+from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
+
+S = RunStatus
+LAND: dict[str, landing.Strategy] = {"merge": "merge", "squash": "squash", "rebase": "rebase"}
+
+
+async def _load(svc: Services, ref: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, ref)
+        repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
+    return run, repos
+
+
+def _need_worktrees(run: dict[str, Any]) -> None:
+    if not run["worktrees"]:
+        raise InvalidTransition(
+            f"Run {run['number']} has no worktree (never started, discarded or cleaned up): "
+            "there is nothing to land.",
+            current_status=run["status"],
+        )
+
+
+async def _final_message(svc: Services, run_id: str) -> str | None:
+    async with svc.engine.connect() as conn:
+        msgs = await events.read_all(conn, run_id, frozenset({"agent.message"}))
+    final: str | None = fold.summary([e.to_dict() for e in msgs])["final_message"]
+    return final
+
+
+async def _commit_message(svc: Services, run: dict[str, Any], message: str | None) -> str:
+    if message:
+        return message
+    summary = await _final_message(svc, run["id"])
+    body = f"\n\n{summary}" if summary else ""
+    return f"{run['title']}{body}\n\nCodeyard run #{run['number']} ({run['provider']})"
+
+
+async def resolve(svc: Services, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+    run, repos = await _load(svc, ref)
+    check_action("resolve", S(run["status"]))
+    action = body["action"]
+    if action in LAND:
+        return await _land(svc, run, repos, action, body)
+    if action == "discard":
+        return await _discard(svc, run)
+    if action == "create_pr":
+        return await _create_pr(svc, run, repos, body)
+    return await _agent_merge(svc, run, repos, body)
+
+
+async def _land(
+    svc: Services,
+    run: dict[str, Any],
+    repos: dict[str, dict[str, Any]],
+    strategy: str,
+    body: dict[str, Any],
+) -> dict[str, Any]:
+    _need_worktrees(run)
+    message = await _commit_message(svc, run, body.get("message"))
+    snapshots: dict[str, tuple[str, str]] = {}
+    requests = []
+    for repo_id, path in run["worktrees"].items():
+        head, commit = await snapshot_commit(Path(path), message)
+        snapshots[repo_id] = (head, commit)
+        target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
+        requests.append(
+            landing.LandingRequest(
+                Path(repos[repo_id]["path"]),
+                target,
+                commit,
+                LAND[strategy],
+                body.get("message") or message,
+            )
+        )
+    plans = await landing.land_all(requests)
+    for repo_id, path in run["worktrees"].items():
+        head, commit = snapshots[repo_id]
+        await adopt_snapshot(Path(path), run["branch"], head, commit)
+    merged = [(rid, p) for rid, p in zip(run["worktrees"], plans, strict=True) if p is not None]
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        for repo_id, plan in merged:
+            await tx.emit_one(
+                run["id"],
+                "git.merged",
+                {
+                    "repo_id": repo_id,
+                    "target": plan.target_branch,
+                    "sha": plan.new_commit,
+                    "strategy": strategy,
+                    "fast_forward": plan.fast_forward,
+                },
+            )
+        targets = ", ".join(sorted({p.target_branch for _, p in merged}))
+        return await runs.set_status(
+            tx, run["id"], S.COMPLETED, f"{strategy} into {targets}", resolution="merged"
+        )
+
+    return runs.public(await svc.writer.run(job))
+
+
+async def _discard(svc: Services, run: dict[str, Any]) -> dict[str, Any]:
+    await remove_run_worktrees(svc.engine, run)
+    await delete_run_refs(svc.engine, run)
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        await runs.update_fields(tx, run["id"], worktrees={})
+        return await runs.set_status(
+            tx, run["id"], S.COMPLETED, "discarded", resolution="discarded"
+        )
+
+    return runs.public(await svc.writer.run(job))
+
+
+async def _create_pr(
+    svc: Services, run: dict[str, Any], repos: dict[str, dict[str, Any]], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Commit outstanding work, push the branch, open a pull request per repository."""
+    _need_worktrees(run)
+    config = PrConfig.from_env()
+    hosts = []
+    for repo_id in run["worktrees"]:
+        repo = Path(repos[repo_id]["path"])
+        remote = await git("remote", "get-url", "origin", cwd=repo, check=False)
+        if remote.returncode != 0:
+            raise BadRequest(
+                f"The repository {repo} has no 'origin' remote to open a pull request "
+                f"on; add one with `git -C {repo} remote add origin <url>`."
+            )
+        # Chosen before anything is pushed: a missing token fails with nothing changed.
+        hosts.append(
+            (repo_id, repo, remote.stdout, await pr_registry.host_for(remote.stdout, config))
+        )
+    message = await _commit_message(svc, run, body.get("message"))
+    for path in run["worktrees"].values():
+        head, commit_sha = await snapshot_commit(Path(path), message)
+        await adopt_snapshot(Path(path), run["branch"], head, commit_sha)
+    created = []
+    for repo_id, repo, remote_url, host in hosts:
+        await branches.push(repo, run["branch"])
+        target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
+        summary = await _final_message(svc, run["id"])
+        pr = await host.create(
+            remote_url,
+            run["branch"],
+            target,
+            body.get("title") or run["title"],
+            body.get("body") or summary or run["prompt"],
+            bool(body.get("draft")),
+        )
+        created.append((repo_id, {**pr.to_dict(), "host": host.name, "repo_id": repo_id}))
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        for repo_id, pr in created:
+            await tx.emit_one(
+                run["id"],
+                "git.pushed",
+                {"repo_id": repo_id, "branch": run["branch"], "remote": "origin", "force": False},
+            )
+            await tx.emit_one(
+                run["id"],
+                "pr.created",
+                {"repo_id": repo_id, "url": pr["url"], "number": pr["number"]},
+            )
+        first = dict(created[0][1])
+        if len(created) > 1:
+            first["others"] = [pr for _, pr in created[1:]]
+        return await runs.set_status(
+            tx,
+            run["id"],
+            S.COMPLETED,
+            f"pull request {first['url']}",
+            resolution="pr_created",
+            pull_request=first,
+        )
+
+    return runs.public(await svc.writer.run(job))
+
+
+async def pull_request(svc: Services, ref: str) -> dict[str, Any]:
+    """The run's pull request as the host reports it now (state, checks, review state)."""
+    run, repos = await _load(svc, ref)
+    stored = run["pull_request"]
+    if not stored:
+        raise NotFound(f"Run {run['number']} has no pull request; open one with resolve create_pr.")
+    repo = Path(repos[stored["repo_id"]]["path"])
+    remote_url = (await git("remote", "get-url", "origin", cwd=repo)).stdout
+    host = await pr_registry.host_for(remote_url, PrConfig.from_env())
+    return (await host.get(remote_url, int(stored["number"]))).to_dict()
+
+
+async def _agent_merge(
+    svc: Services, run: dict[str, Any], repos: dict[str, dict[str, Any]], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge the latest target into the run branch (markers stay) and let the agent finish."""
+    _need_worktrees(run)
+    conflicted: list[str] = []
+    targets = []
+    for repo_id, path in run["worktrees"].items():
+        target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
+        targets.append(target)
+        head, commit = await snapshot_commit(Path(path), await _commit_message(svc, run, None))
+        await adopt_snapshot(Path(path), run["branch"], head, commit)
+        result = await git("merge", "--no-ff", "--no-edit", target, cwd=Path(path), check=False)
+        if result.returncode != 0:
+            status = await git("diff", "--name-only", "--diff-filter=U", cwd=Path(path))
+            conflicted += status.stdout.splitlines()
+    where = ", ".join(sorted(set(targets)))
+    if conflicted:
+        prompt = (
+            f"The latest {where} was merged into this branch and these files have conflict "
+            f"markers: {', '.join(conflicted)}. Resolve every conflict, keep both sides' "
+            "intent, run the tests, then commit the merge."
+        )
+    else:
+        prompt = (
+            f"The latest {where} was merged into this branch without conflicts. "
+            "Check that it builds and that the tests pass."
+        )
+    return await run_service.message(
+        svc, run["id"], prompt, author="codeyard", source="agent_merge"
+    )
+
+
+async def commit(svc: Services, ref: str, message: str | None) -> dict[str, Any]:
+    run, _ = await _load(svc, ref)
+    _need_worktrees(run)
+    _not_while_working(run, "commit")
+    text = await _commit_message(svc, run, message)
+    made: dict[str, str] = {}
+    for repo_id, path in run["worktrees"].items():
+        sha = await branches.commit_all(Path(path), text)
+        if sha is not None:
+            made[repo_id] = sha
+    if not made:
+        raise InvalidTransition(
+            "There are no outstanding changes to commit.", current_status=run["status"]
+        )
+
+    async def job(tx: Tx) -> None:
+        for repo_id, sha in made.items():
+            await tx.emit_one(
+                run["id"], "git.committed", {"repo_id": repo_id, "sha": sha, "message": text}
+            )
+
+    await svc.writer.run(job)
+    return {"commits": made}
+
+
+def _not_while_working(run: dict[str, Any], what: str) -> None:
+    if S(run["status"]) in (S.QUEUED, S.PREPARING, S.RUNNING, S.WAITING):
+        raise InvalidTransition(
+            f"Cannot {what} while the agent is working; pause it first.",
+            current_status=run["status"],
+        )
+
+
+async def push(svc: Services, ref: str, force: bool) -> dict[str, Any]:
+    run, repos = await _load(svc, ref)
+    if not run["branch"]:
+        raise InvalidTransition("The run has no branch yet.", current_status=run["status"])
+    for repo_id in run["repo_ids"]:
+        await branches.push(Path(repos[repo_id]["path"]), run["branch"], force=force)
+
+    async def job(tx: Tx) -> None:
+        for repo_id in run["repo_ids"]:
+            await tx.emit_one(
+                run["id"],
+                "git.pushed",
+                {"repo_id": repo_id, "branch": run["branch"], "remote": "origin", "force": force},
+            )
+
+    await svc.writer.run(job)
+    return {"branch": run["branch"], "remote": "origin", "pushed": True}
+
+
+async def rebase(svc: Services, ref: str, onto: str | None) -> dict[str, Any]:
+    run, repos = await _load(svc, ref)
+    _need_worktrees(run)
+    _not_while_working(run, "rebase")
+    heads: dict[str, str] = {}
+    for repo_id, path in run["worktrees"].items():
+        target = onto or repos[repo_id]["default_branch"] or "main"
+        heads[repo_id] = await landing.rebase_branch(Path(path), target)
+    await svc.writer.run(
+        lambda tx: tx.emit_one(run["id"], "git.rebased", {"heads": heads, "onto": onto})
+    )
+    return {"heads": heads}
+
+
+async def rename_branch(svc: Services, ref: str, name: str) -> dict[str, Any]:
+    run, repos = await _load(svc, ref)
+    if not run["branch"]:
+        raise InvalidTransition("The run has no branch yet.", current_status=run["status"])
+    for repo_id in run["repo_ids"]:
+        await branches.rename_branch(Path(repos[repo_id]["path"]), run["branch"], name)
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        await runs.update_fields(tx, run["id"], branch=name)
+        await tx.emit_one(run["id"], "git.branch_renamed", {"from": run["branch"], "to": name})
+        return await runs.lock(tx, run["id"])
+
+    return runs.public(await svc.writer.run(job))
+
+
+async def project_branches(svc: Services, project_ref: str) -> list[dict[str, Any]]:
+    async with svc.engine.connect() as conn:
+        project = await projects.get_project(conn, project_ref)
+        repo_rows = await projects.repos_of(conn, project["id"])
+        by_branch = {
+            r["branch"]: r for r in await runs.all_of_project(conn, project["id"]) if r["branch"]
+        }
+    out = []
+    for repo in repo_rows:
+        for info in await branches.list_branches(
+            Path(repo["path"]), repo["default_branch"] or "main"
+        ):
+            owner = by_branch.get(info.name)
+            out.append(
+                {
+                    "repo_id": repo["id"],
+                    **asdict(info),
+                    "run_id": owner["id"] if owner else None,
+                    "pull_request": owner["pull_request"] if owner else None,
+                }
+            )
+    return out

@@ -1,0 +1,180 @@
+"""Reviewing a run's work: diffs, checkpoints (list, take, restore, compare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from codeyard.domain.errors import InvalidTransition, NotFound
+from codeyard.domain.status import RunStatus
+from codeyard.executor.checkpointing import public, take_checkpoint
+from codeyard.services.context import Services
+from codeyard.store import checkpoints, projects, runs
+from codeyard.store.writer import Tx
+from codeyard.workspace.checkpoints import restore_checkpoint
+from codeyard.workspace.diff import (
+    diff_between,
+    diff_files,
+    diff_stats,
+    snapshot_tree,
+    unified_diff,
+)
+
+S = RunStatus
+#: While the agent works, restoring would fight it; everything else may restore.
+NO_RESTORE = frozenset({S.QUEUED, S.PREPARING, S.RUNNING, S.WAITING})
+
+
+async def _run_with_worktrees(svc: Services, ref: str) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, ref)
+    if not run["worktrees"]:
+        raise InvalidTransition(
+            f"Run {run['number']} has no worktree (it has not started, or it was discarded or "
+            "cleaned up), so there is nothing to diff or checkpoint.",
+            current_status=run["status"],
+        )
+    return run
+
+
+def _repos(run: dict[str, Any], repo_id: str | None) -> list[tuple[str, Path]]:
+    items = [(rid, Path(p)) for rid, p in run["worktrees"].items()]
+    if repo_id is None:
+        return items
+    chosen = [(rid, p) for rid, p in items if rid == repo_id]
+    if not chosen:
+        raise NotFound(f"Repository '{repo_id}' is not part of run {run['number']}.")
+    return chosen
+
+
+async def diff(
+    svc: Services,
+    ref: str,
+    fmt: Literal["text", "json"],
+    paths: list[str] | None,
+    repo_id: str | None,
+) -> str | list[dict[str, Any]]:
+    """The worktree (committed + uncommitted + untracked) against the run's base commit."""
+    run = await _run_with_worktrees(svc, ref)
+    multi = len(run["worktrees"]) > 1
+    if fmt == "text":
+        parts = [
+            await unified_diff(p, run["base_commits"][rid], paths)
+            for rid, p in _repos(run, repo_id)
+        ]
+        return "".join(parts)
+    files: list[dict[str, Any]] = []
+    for rid, p in _repos(run, repo_id):
+        for item in await diff_files(p, run["base_commits"][rid], paths):
+            files.append({**item, "repo_id": rid} if multi else dict(item))
+    return files
+
+
+async def stats(svc: Services, ref: str) -> dict[str, int]:
+    run = await _run_with_worktrees(svc, ref)
+    total = {"files": 0, "insertions": 0, "deletions": 0}
+    for rid, p in _repos(run, None):
+        part = await diff_stats(p, run["base_commits"][rid])
+        total = {k: total[k] + part[k] for k in total}
+    return total
+
+
+async def list_checkpoints(svc: Services, ref: str) -> list[dict[str, Any]]:
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, ref)
+        return [public(r) for r in await checkpoints.of_run(conn, run["id"])]
+
+
+async def create_checkpoint(svc: Services, ref: str, description: str | None) -> dict[str, Any]:
+    run = await _run_with_worktrees(svc, ref)
+    return await take_checkpoint(svc.engine, svc.writer, run, "manual", description)
+
+
+async def _checkpoint_and_run(
+    svc: Services, checkpoint_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    async with svc.engine.connect() as conn:
+        checkpoint = await checkpoints.get(conn, checkpoint_id)
+        run = await runs.get(conn, checkpoint["run_id"])
+    return checkpoint, run
+
+
+async def restore(svc: Services, checkpoint_id: str) -> dict[str, Any]:
+    """Put the worktrees back to a checkpoint, after checkpointing the present (the undo)."""
+    checkpoint, run = await _checkpoint_and_run(svc, checkpoint_id)
+    if S(run["status"]) in NO_RESTORE:
+        raise InvalidTransition(
+            f"Run {run['number']} is {run['status']}: pause or cancel it before restoring "
+            "a checkpoint.",
+            current_status=run["status"],
+        )
+    if not run["worktrees"]:
+        raise InvalidTransition(
+            "The run's worktree is gone; nothing to restore into.", current_status=run["status"]
+        )
+    before = await take_checkpoint(
+        svc.engine,
+        svc.writer,
+        run,
+        "pre_restore",
+        f"Before restoring checkpoint {checkpoint['number']}",
+    )
+    for rid, path in _repos(run, None):
+        commit = checkpoint["commits"].get(rid)
+        if commit:
+            await restore_checkpoint(path, commit)
+    fresh = await stats(svc, run["id"])
+
+    async def job(tx: Tx) -> None:
+        await runs.update_fields(tx, run["id"], diff_stats=fresh)
+        await tx.emit_one(
+            run["id"],
+            "checkpoint.restored",
+            {
+                "checkpoint_id": checkpoint["id"],
+                "number": checkpoint["number"],
+                "undo_checkpoint_id": before["id"],
+            },
+        )
+
+    await svc.writer.run(job)
+    return {"restored": public(checkpoint), "undo_checkpoint": before, "diff_stats": fresh}
+
+
+async def compare(
+    svc: Services, checkpoint_id: str, against: str, fmt: Literal["text", "json"]
+) -> Any:
+    """A checkpoint against ``current`` (the worktree now), ``base``, or another checkpoint id."""
+    checkpoint, run = await _checkpoint_and_run(svc, checkpoint_id)
+    other: dict[str, str] = {}
+    if against == "base":
+        other = dict(run["base_commits"])
+    elif against == "current":
+        if not run["worktrees"]:
+            raise InvalidTransition(
+                "The run's worktree is gone; compare against 'base' or a checkpoint.",
+                current_status=run["status"],
+            )
+        other = {rid: await snapshot_tree(p) for rid, p in _repos(run, None)}
+    else:
+        async with svc.engine.connect() as conn:
+            second = await checkpoints.get(conn, against)
+        if second["run_id"] != run["id"]:
+            raise NotFound(f"Checkpoint '{against}' belongs to another run.")
+        other = dict(second["commits"])
+    repos_root = {rid: p for rid, p in _repos(run, None)} if run["worktrees"] else {}
+    out_text: list[str] = []
+    out_json: list[dict[str, Any]] = []
+    for rid, commit in checkpoint["commits"].items():
+        repo = repos_root.get(rid) or await _repo_path(svc, rid)
+        # From the other state to the checkpoint: against "current", what a restore would do.
+        if fmt == "text":
+            out_text.append(await diff_between(repo, other[rid], commit, "text"))
+        else:
+            out_json.extend(dict(f) for f in await diff_between(repo, other[rid], commit, "json"))
+    return "".join(out_text) if fmt == "text" else out_json
+
+
+async def _repo_path(svc: Services, repo_id: str) -> Path:
+    async with svc.engine.connect() as conn:
+        return Path((await projects.get_repo(conn, repo_id))["path"])

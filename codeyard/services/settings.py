@@ -1,0 +1,91 @@
+"""Server settings: configured defaults, overridden by what an operator stored through the API.
+
+``worktree_root`` comes from the configuration (the data directory) and cannot be changed here.
+``max_concurrent_runs`` is read when the executor starts, so a change applies at the next start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.config import Settings
+from codeyard.domain.errors import NotFound, ValidationFailed
+from codeyard.services.context import Services
+from codeyard.store import projects
+from codeyard.store import settings as store
+
+#: Settings that are stored; each key's default when nothing is stored.
+STORED_DEFAULTS: dict[str, Any] = {
+    "retention_days": None,
+    "default_agent_id": None,
+    "approval_timeout_hours": 10.0,
+    "budgets": {"daily_usd": None, "monthly_usd": None},
+    "auto_resume": False,
+}
+
+
+def defaults(config: Settings) -> dict[str, Any]:
+    """What the settings are when nothing is stored: the configuration, then built-in values."""
+    return {
+        "max_concurrent_runs": config.max_concurrent_runs,
+        **{k: (dict(v) if isinstance(v, dict) else v) for k, v in STORED_DEFAULTS.items()},
+    }
+
+
+async def effective(engine: AsyncEngine, config: Settings) -> dict[str, Any]:
+    """Defaults overridden by stored values, plus the read-only ``worktree_root``."""
+    async with engine.connect() as conn:
+        stored = await store.load(conn)
+    values = defaults(config)
+    for key, value in stored.items():
+        if key == "budgets" and isinstance(value, dict):
+            values["budgets"] = {**values["budgets"], **value}
+        elif key in values:
+            values[key] = value
+    values["worktree_root"] = str(config.worktree_root)
+    return values
+
+
+async def current(svc: Services) -> dict[str, Any]:
+    return await effective(svc.engine, svc.settings)
+
+
+async def retention_days(svc: Services) -> int | None:
+    value = (await current(svc))["retention_days"]
+    return int(value) if value is not None else None
+
+
+async def update(svc: Services, changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``changes`` against the current settings and store them; returns the result.
+
+    Fields left out keep their value, so a client may send back what ``GET`` returned.
+    """
+    now = await current(svc)
+    errors: list[dict[str, Any]] = []
+    root = changes.pop("worktree_root", None)
+    if root is not None and root != now["worktree_root"]:
+        errors.append(
+            {
+                "loc": ["body", "worktree_root"],
+                "msg": "read-only: worktrees live under the data directory (CODEYARD_DATA_DIR)",
+            }
+        )
+    agent_id = changes.get("default_agent_id")
+    if agent_id is not None:
+        try:
+            async with svc.engine.connect() as conn:
+                await projects.get_agent(conn, agent_id)
+        except NotFound:
+            errors.append(
+                {"loc": ["body", "default_agent_id"], "msg": f"no agent profile '{agent_id}'"}
+            )
+    if errors:
+        summary = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in errors)
+        raise ValidationFailed(f"The settings are not valid: {summary}", errors=errors)
+    if "budgets" in changes:
+        changes["budgets"] = {**now["budgets"], **(changes["budgets"] or {})}
+    if changes:
+        await svc.writer.run(lambda tx: store.save(tx, changes))
+    return await current(svc)

@@ -1,0 +1,200 @@
+"""What a repository's settings do to a new worktree: copy files in, run its scripts.
+
+``copy_matching`` copies the files matching ``copy_files`` globs from the main checkout: regular
+files only, relative paths kept, never following a symlink out of the checkout and never writing
+through one out of the worktree. ``run_script`` runs a setup or cleanup script with ``bash -c``
+in its own process group, killed whole when it outlives its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OUTPUT_TAIL", "ScriptResult", "copy_matching", "run_script"]
+
+log = logging.getLogger(__name__)
+
+#: Characters of a script's output kept in its ``tool.result`` event.
+OUTPUT_TAIL = 8000
+_MAGIC = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptResult:
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    timeout: float
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def as_event(self) -> dict[str, Any]:
+        """The ``tool.result`` fields (without ``call_id``)."""
+        if self.timed_out:
+            error: str | None = f"timed out after {self.timeout:g}s"
+        else:
+            error = None if self.exit_code == 0 else f"exit code {self.exit_code}"
+        tail = self.output if len(self.output) <= OUTPUT_TAIL else "…" + self.output[-OUTPUT_TAIL:]
+        return {
+            "ok": self.ok,
+            "output": tail,
+            "error": error,
+            "exit_code": self.exit_code,
+            "duration_ms": self.duration_ms,
+        }
+
+
+async def run_script(command: str, cwd: Path, env: dict[str, str], timeout: float) -> ScriptResult:
+    """Run ``command`` with ``bash -c`` in ``cwd``; stdout and stderr together, tail kept.
+
+    Output goes to an anonymous file rather than a pipe, so a background process the script
+    leaves running cannot hold the call open. On timeout or cancellation the process group is
+    killed.
+    """
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/bash",
+            "-c",
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+        except TimeoutError:
+            timed_out = True
+        finally:
+            if proc.returncode is None:  # timed out or cancelled
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        output = await asyncio.to_thread(_tail, out, OUTPUT_TAIL * 4)
+    return ScriptResult(
+        None if timed_out else proc.returncode,
+        output,
+        timed_out,
+        timeout,
+        int((time.monotonic() - started) * 1000),
+    )
+
+
+def _tail(fh: Any, limit: int) -> str:
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(max(0, size - limit))
+    return str(fh.read().decode("utf-8", errors="replace"))
+
+
+def _pattern_parts(pattern: str) -> list[str] | None:
+    """A glob split into components; None for one that could leave the checkout."""
+    text = pattern.strip().replace("\\", "/")
+    if not text or text.startswith("/") or "\0" in text:
+        return None
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or parts[0] == ".git":
+        return None
+    if parts[-1] == "**":
+        parts.append("*")
+    return parts
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return [e for e in it if e.name != ".git"]
+    except OSError:
+        return []
+
+
+def _match(root: Path, base: tuple[str, ...], parts: list[str]) -> Iterator[tuple[str, ...]]:
+    """Relative paths under ``root`` matching ``parts``; symlinked directories are not entered."""
+    head, rest = parts[0], parts[1:]
+    here = root.joinpath(*base)
+    if head == "**":
+        yield from _match(root, base, rest)
+        for entry in _entries(here):
+            if entry.is_dir(follow_symlinks=False):
+                yield from _match(root, (*base, entry.name), parts)
+        return
+    if _MAGIC.isdisjoint(head):
+        names = [head] if head != ".git" else []
+    else:
+        names = [e.name for e in _entries(here) if fnmatchcase(e.name, head)]
+    for name in names:
+        if rest:
+            if (here / name).is_dir() and not (here / name).is_symlink():
+                yield from _match(root, (*base, name), rest)
+        else:
+            yield (*base, name)
+
+
+def _source_file(root: Path, rel: tuple[str, ...]) -> Path | None:
+    """The regular file ``rel`` names, following a symlink only while it stays inside ``root``."""
+    real = Path(os.path.realpath(root.joinpath(*rel)))
+    if real != root and root not in real.parents:
+        log.warning("copy_files: %s points outside the repository; not copied", "/".join(rel))
+        return None
+    try:
+        return real if stat.S_ISREG(real.stat().st_mode) else None
+    except OSError:
+        return None
+
+
+def _safe_target(dest: Path, rel: tuple[str, ...]) -> Path | None:
+    """Where ``rel`` goes in ``dest``; None if it exists or a directory on the way is a link."""
+    current = dest
+    for part in rel[:-1]:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            return None
+    target = current / rel[-1]
+    return None if target.exists() or target.is_symlink() else target
+
+
+def copy_matching(source: Path, dest: Path, patterns: list[str]) -> list[str]:
+    """Copy files of the checkout ``source`` matching ``patterns`` into ``dest``.
+
+    Files already in ``dest`` (tracked ones) are left alone: the branch's version wins.
+    Returns the copied paths, relative and ``/``-separated.
+    """
+    root = Path(os.path.realpath(source))
+    copied: list[str] = []
+    for pattern in patterns:
+        parts = _pattern_parts(pattern)
+        if parts is None:
+            log.warning("copy_files: pattern %r is not inside the repository; ignored", pattern)
+            continue
+        for rel in _match(root, (), parts):
+            relpath = "/".join(rel)
+            if relpath in copied:
+                continue
+            file = _source_file(root, rel)
+            target = _safe_target(dest, rel) if file is not None else None
+            if file is None or target is None:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, target)
+            copied.append(relpath)
+    return copied

@@ -1,0 +1,317 @@
+"""A small, real HTTP server that answers like GitHub's REST API for the endpoints Codeyard uses.
+
+GitHub cannot be reached from where the tests run, so ``codeyard.prs.github`` talks to this
+instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implements only:
+
+* ``POST /repos/{owner}/{repo}/pulls`` (422 for a duplicate, a missing field, an unknown branch,
+  or no commits between the branches),
+* ``GET /repos/{owner}/{repo}/pulls/{number}``,
+* ``GET /repos/{owner}/{repo}/commits/{ref}/check-runs``,
+* ``GET /repos/{owner}/{repo}/pulls/{number}/reviews``,
+
+with GitHub's pagination (``per_page``/``page`` and a ``Link: rel="next"`` header), 401 "Bad
+credentials" unless ``Authorization: Bearer <token>`` matches, and 404 for unknown repositories.
+``api_prefix="/api/v3"`` makes it an Enterprise server: only paths under the prefix answer. A
+repository may be backed by a real bare git repository, so that branches must really have been
+pushed before a pull request can be opened from them. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+DOCS = "https://docs.github.com/rest"
+_ROUTES = [
+    ("POST", re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "create_pull"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)"), "get_pull"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs"), "check_runs"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews"), "reviews"),
+]
+
+
+@dataclass
+class Recorded:
+    """One request as the server saw it (header names lower-cased)."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    json: Any
+
+
+@dataclass
+class _Repo:
+    bare: Path | None
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _validation(*errors: dict[str, Any]) -> _Reply:
+    return _Reply(
+        422,
+        {"message": "Validation Failed", "errors": list(errors), "documentation_url": DOCS},
+    )
+
+
+class FakeGitHub:
+    """Use as ``with FakeGitHub(token) as fake:``; point ``github_api_url`` at ``fake.api_url``."""
+
+    def __init__(
+        self, token: str = "ghp_fake", *, api_prefix: str = "", web_url: str = "https://github.com"
+    ) -> None:
+        self.token = token
+        self.api_prefix = api_prefix.rstrip("/")
+        self.web_url = web_url.rstrip("/")
+        self.requests: list[Recorded] = []
+        self.delay = 0.0  # seconds to wait before answering, for timeout tests
+        self.errors: list[str] = []  # bugs in this fake, raised when it stops
+        self._repos: dict[str, _Repo] = {}
+        self._runs_by_sha: dict[str, list[dict[str, Any]]] = {}
+        self._next_number = 1
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> FakeGitHub:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server.block_on_close = True  # server_close() waits for requests being answered
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github"
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        assert not self.errors, f"the fake GitHub failed: {self.errors}"
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + self.api_prefix
+
+    # --- arranging state -----------------------------------------------------------------
+
+    def add_repo(self, full_name: str, bare: Path | None = None) -> None:
+        """Make ``owner/repo`` exist; with ``bare``, branches are looked up in that repository."""
+        with self._lock:
+            self._repos[full_name] = _Repo(bare)
+
+    def add_check_run(
+        self, sha: str, name: str, status: str, conclusion: str | None = None
+    ) -> None:
+        with self._lock:
+            runs = self._runs_by_sha.setdefault(sha, [])
+            run = {"name": name, "head_sha": sha, "status": status, "conclusion": conclusion}
+            runs.append({"id": len(runs) + 1, **run})
+
+    def add_review(self, full_name: str, number: int, user: str, state: str) -> None:
+        with self._lock:
+            reviews = self._repos[full_name].reviews.setdefault(number, [])
+            submitted = None if state == "PENDING" else f"2024-01-01T00:00:{len(reviews):02d}Z"
+            review = {"user": {"login": user}, "state": state, "submitted_at": submitted}
+            reviews.append({"id": len(reviews) + 1, **review})
+
+    def update_pull(self, full_name: str, number: int, **changes: Any) -> dict[str, Any]:
+        """Change a pull (``state="closed"``, ``merged=True``, ``requested_reviewers=[…]``)."""
+        with self._lock:
+            pull = self._repos[full_name].pulls[number]
+            if changes.pop("merged", False):
+                changes.update(state="closed", merged=True, merged_at="2024-01-02T00:00:00Z")
+            pull.update(changes)
+            return dict(pull)
+
+    def pull(self, full_name: str, number: int) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._repos[full_name].pulls[number])
+
+    # --- answering -----------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Reply:
+        parts = urlsplit(target)
+        query = parse_qs(parts.query)
+        body = json.loads(raw) if raw else None
+        with self._lock:
+            self.requests.append(Recorded(method, parts.path, query, headers, body))
+        if self.delay:
+            time.sleep(self.delay)
+        if not parts.path.startswith(self.api_prefix + "/"):
+            return _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        path = parts.path.removeprefix(self.api_prefix)
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return _Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
+        for route_method, pattern, name in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match and route_method == method:
+                answer = getattr(self, "_" + name)
+                try:
+                    with self._lock:
+                        reply: _Reply = answer(query, body, *match.groups())
+                except _Reply as refused:
+                    return refused
+                return reply
+        return _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+
+    def _repo(self, owner: str, name: str) -> _Repo:
+        repo = self._repos.get(f"{owner}/{name}")
+        if repo is None:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        return repo
+
+    def _create_pull(self, _q: Any, body: Any, owner: str, name: str) -> _Reply:
+        repo = self._repo(owner, name)
+        body = body if isinstance(body, dict) else {}
+        for key in ("title", "head", "base"):
+            if not body.get(key):
+                raise _validation(
+                    {"resource": "PullRequest", "field": key, "code": "missing_field"}
+                )
+        head, base = body["head"], body["base"]
+        head_sha, base_sha = self._sha(repo, head, "head"), self._sha(repo, base, "base")
+        if repo.bare is not None and _is_ancestor(repo.bare, head_sha, base_sha):
+            raise _validation(
+                {
+                    "resource": "PullRequest",
+                    "code": "custom",
+                    "message": f"No commits between {base} and {head}",
+                }
+            )
+        for pull in repo.pulls.values():
+            if (
+                pull["state"] == "open"
+                and pull["head"]["ref"] == head
+                and pull["base"]["ref"] == base
+            ):
+                raise _validation(
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"A pull request already exists for {owner}:{head}.",
+                    }
+                )
+        number, self._next_number = self._next_number, self._next_number + 1
+        repo.pulls[number] = {
+            "url": f"{self.api_url}/repos/{owner}/{name}/pulls/{number}",
+            "html_url": f"{self.web_url}/{owner}/{name}/pull/{number}",
+            "number": number,
+            "state": "open",
+            "draft": bool(body.get("draft", False)),
+            "title": body["title"],
+            "body": body.get("body"),
+            "merged": False,
+            "merged_at": None,
+            "user": {"login": "codeyard-bot"},
+            "head": {"ref": head, "sha": head_sha, "label": f"{owner}:{head}"},
+            "base": {"ref": base, "sha": base_sha, "label": f"{owner}:{base}"},
+            "requested_reviewers": [],
+            "requested_teams": [],
+        }
+        return _Reply(201, repo.pulls[number])
+
+    def _get_pull(self, _q: Any, _b: Any, owner: str, name: str, number: str) -> _Reply:
+        pull = self._repo(owner, name).pulls.get(int(number))
+        if pull is None:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        return _Reply(200, pull)
+
+    def _check_runs(self, query: Any, _b: Any, owner: str, name: str, ref: str) -> _Reply:
+        self._repo(owner, name)
+        runs = self._runs_by_sha.get(ref, [])
+        page, link = self._page(query, runs, f"/repos/{owner}/{name}/commits/{ref}/check-runs")
+        return _Reply(200, {"total_count": len(runs), "check_runs": page}, link)
+
+    def _reviews(self, query: Any, _b: Any, owner: str, name: str, number: str) -> _Reply:
+        reviews = self._repo(owner, name).reviews.get(int(number), [])
+        page, link = self._page(query, reviews, f"/repos/{owner}/{name}/pulls/{number}/reviews")
+        return _Reply(200, page, link)
+
+    def _page(
+        self, query: dict[str, list[str]], items: list[dict[str, Any]], path: str
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        per_page = min(int(query.get("per_page", ["30"])[0]), 100)
+        page = int(query.get("page", ["1"])[0])
+        chunk = items[(page - 1) * per_page : page * per_page]
+        if page * per_page >= len(items):
+            return chunk, {}
+        nxt = urlencode({"per_page": per_page, "page": page + 1})
+        return chunk, {"Link": f'<{self.api_url}{path}?{nxt}>; rel="next"'}
+
+    def _sha(self, repo: _Repo, branch: str, field_name: str) -> str:
+        if repo.bare is None:
+            return hashlib.sha1(branch.encode()).hexdigest()
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+            cwd=repo.bare,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise _validation({"resource": "PullRequest", "field": field_name, "code": "invalid"})
+        return done.stdout.strip()
+
+
+def _is_ancestor(bare: Path, ancestor: str, descendant: str) -> bool:
+    args = ["git", "merge-base", "--is-ancestor", ancestor, descendant]
+    return subprocess.run(args, cwd=bare, capture_output=True).returncode == 0
+
+
+def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                reply = fake.handle(self.command, self.path, headers, raw)
+            except Exception as exc:  # a bug in the fake: answer 500, fail the test at exit
+                fake.errors.append(f"{self.command} {self.path}: {exc!r}")
+                reply = _Reply(500, {"message": "fake GitHub failed"})
+            data = json.dumps(reply.body).encode()
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-GitHub-Api-Version-Selected", "2022-11-28")
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up waiting (timeout tests)
+
+        do_GET = do_POST = do_PATCH = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the recorded requests say enough
+
+    return Handler
