@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -25,6 +26,7 @@ projects = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("slug", String(100), nullable=False, unique=True),
+    Column("policy_set_ids", JSON),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
 )
@@ -97,6 +99,8 @@ runs = Table(
     Column("archived", Boolean, nullable=False),
     Column("labels", JSON, nullable=False),
     Column("last_seq", Integer, nullable=False),
+    Column("trusted", Boolean, nullable=False, server_default=false()),
+    Column("policy_set_ids", JSON),
     Column("queued_at", String(32)),
     Column("created_at", String(32), nullable=False),
     Column("started_at", String(32)),
@@ -148,4 +152,62 @@ settings = Table(
     Column("key", String(100), primary_key=True),
     Column("value", JSON),
     Column("updated_at", String(32), nullable=False),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("rules", JSON, nullable=False),
+    #: Set for the rules an approval's ``remember: "run"`` adds: they apply to that run only.
+    Column("scope_run_id", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+policy_sets = Table(
+    "policy_sets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("policy_ids", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("call_id", String(200), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("rule", String(200)),
+    Column("status", String(20), nullable=False, index=True),
+    Column("decided_by", String(200)),
+    Column("reason", Text),
+    Column("remember", String(20)),
+    Column("created_at", String(32), nullable=False),
+    Column("resolved_at", String(32)),
+    Column("expires_at", String(32), nullable=False),
+)
+
+policy_decisions = Table(
+    "policy_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("decision", String(10), nullable=False),
+    Column("rule", String(200)),
+    Column("reason", Text),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_policy_decisions_run_id", "run_id", "id"),
 )

@@ -1,0 +1,169 @@
+"""Policies, policy sets, approvals and the decision audit log: plain rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.errors import NotFound
+from codeyard.domain.events import utc_now
+from codeyard.store import schema
+from codeyard.store.pages import decode_cursor, page
+from codeyard.store.writer import Tx
+
+PO, PS, AP, PD = schema.policies, schema.policy_sets, schema.approvals, schema.policy_decisions
+
+
+def _d(row: Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+async def list_policies(
+    conn: AsyncConnection, *, include_run_scoped: bool = False
+) -> list[dict[str, Any]]:
+    stmt = select(PO).order_by(PO.c.priority.desc(), PO.c.created_at, PO.c.id)
+    if not include_run_scoped:
+        stmt = stmt.where(PO.c.scope_run_id.is_(None))
+    return [_d(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def policies_by_ids(conn: AsyncConnection, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    rows = (await conn.execute(select(PO).where(PO.c.id.in_(ids)))).all()
+    return [_d(r) for r in rows]
+
+
+async def run_scoped_policies(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
+    rows = (await conn.execute(select(PO).where(PO.c.scope_run_id == run_id))).all()
+    return [_d(r) for r in rows]
+
+
+async def get_policy(conn: AsyncConnection, policy_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(PO).where(PO.c.id == policy_id))).first()
+    if row is None:
+        raise NotFound(f"No policy '{policy_id}'. List them with GET /api/policies.")
+    return _d(row)
+
+
+async def insert_policy(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(PO.insert().values(**values))
+
+
+async def update_policy(tx: Tx, policy_id: str, values: dict[str, Any]) -> None:
+    await tx.conn.execute(
+        update(PO).where(PO.c.id == policy_id).values(updated_at=utc_now(), **values)
+    )
+
+
+async def delete_policy(tx: Tx, policy_id: str) -> None:
+    await tx.conn.execute(delete(PO).where(PO.c.id == policy_id))
+
+
+# --- policy sets ----------------------------------------------------------------------------
+
+
+async def list_sets(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return [
+        _d(r) for r in (await conn.execute(select(PS).order_by(PS.c.created_at, PS.c.id))).all()
+    ]
+
+
+async def sets_by_ids(conn: AsyncConnection, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    by_id = {r.id: _d(r) for r in (await conn.execute(select(PS).where(PS.c.id.in_(ids)))).all()}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def get_set(conn: AsyncConnection, set_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(PS).where(PS.c.id == set_id))).first()
+    if row is None:
+        raise NotFound(f"No policy set '{set_id}'. List them with GET /api/policy-sets.")
+    return _d(row)
+
+
+async def insert_set(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(PS.insert().values(**values))
+
+
+async def update_set(tx: Tx, set_id: str, values: dict[str, Any]) -> None:
+    await tx.conn.execute(
+        update(PS).where(PS.c.id == set_id).values(updated_at=utc_now(), **values)
+    )
+
+
+async def delete_set(tx: Tx, set_id: str) -> None:
+    await tx.conn.execute(delete(PS).where(PS.c.id == set_id))
+
+
+# --- approvals ------------------------------------------------------------------------------
+
+
+async def insert_approval(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(AP.insert().values(**values))
+
+
+async def get_approval(conn: AsyncConnection, approval_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(AP).where(AP.c.id == approval_id))).first()
+    if row is None:
+        raise NotFound(f"No approval '{approval_id}'. List pending ones with GET /api/approvals.")
+    return _d(row)
+
+
+async def update_approval(tx: Tx, approval_id: str, values: dict[str, Any]) -> None:
+    await tx.conn.execute(update(AP).where(AP.c.id == approval_id).values(**values))
+
+
+async def list_approvals(
+    conn: AsyncConnection, *, status: str | None, run_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = select(AP).order_by(AP.c.created_at.desc(), AP.c.id.desc()).limit(limit + 1)
+    if status:
+        stmt = stmt.where(AP.c.status == status)
+    if run_id:
+        stmt = stmt.where(AP.c.run_id == run_id)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(
+            (AP.c.created_at < after[0]) | ((AP.c.created_at == after[0]) & (AP.c.id < after[1]))
+        )
+    rows = [_d(r) for r in (await conn.execute(stmt)).all()]
+    return page(rows, limit, key=lambda r: [r["created_at"], r["id"]])
+
+
+async def pending_of_run(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
+    stmt = (
+        select(AP).where(AP.c.run_id == run_id, AP.c.status == "pending").order_by(AP.c.created_at)
+    )
+    return [_d(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def all_pending(conn: AsyncConnection) -> list[dict[str, Any]]:
+    stmt = select(AP).where(AP.c.status == "pending").order_by(AP.c.created_at)
+    return [_d(r) for r in (await conn.execute(stmt)).all()]
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+async def insert_decision(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(PD.insert().values(**values))
+
+
+async def list_decisions(
+    conn: AsyncConnection, *, run_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = select(PD).order_by(PD.c.id.desc()).limit(limit + 1)
+    if run_id:
+        stmt = stmt.where(PD.c.run_id == run_id)
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(PD.c.id < int(after))
+    rows = [_d(r) for r in (await conn.execute(stmt)).all()]
+    return page(rows, limit, key=lambda r: r["id"])
