@@ -60,7 +60,7 @@ def cpu_busy(seconds: float = 1.0) -> float:
     return 1 - (idle1 - idle0) / max(1, total1 - total0)
 
 
-def wait_quiet(threshold: float = 0.2, max_wait: float = 90) -> dict[str, float]:
+def wait_quiet(threshold: float = 0.2, max_wait: float = 45) -> dict[str, float]:
     """The machine is shared: wait (bounded) until other work leaves it mostly idle.
 
     Returns what was seen, to be reported next to the numbers.

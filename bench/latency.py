@@ -200,6 +200,8 @@ def main() -> None:
     ap.add_argument(
         "--impl", default="httpx", help="clients, comma-separated: httpx, httpx+uvloop, raw"
     )
+    ap.add_argument("--trials", type=int, default=3, help="repeats for 10 to 999 clients")
+    ap.add_argument("--big-trials", type=int, default=1, help="repeats at 1,000+ clients")
     ap.add_argument("--json", type=Path, default=OUT / "latency.json")
     args = ap.parse_args()
     raise_nofile(8192)
@@ -208,18 +210,21 @@ def main() -> None:
     try:
         for impl in args.impl.split(","):
             for n in (int(x) for x in args.clients.split(",")):
-                procs = max(1, -(-n // args.per_process))
-                name, _, loop = impl.partition("+")
-                r = measure(srv, n, procs, args.rate, args.count, name, loop == "uvloop")
-                results.append(r)
-                print(
-                    f"{r['client']:>16} {n:>5} clients: p50 {r['p50_ms']} ms  "
-                    f"p99 {r['p99_ms']} ms  max {r['max_ms']} ms"
-                    f"  receipts {r['receipts']}/{r['expected_receipts']}  complete "
-                    f"{r['complete_clients']}/{n}  hub dropped {r['hub_dropped']}  "
-                    f"errors {r['errors'][:2]}",
-                    flush=True,
-                )
+                trials = 1 if n < 10 else args.trials if n < 1000 else args.big_trials
+                for trial in range(trials):
+                    procs = max(1, -(-n // args.per_process))
+                    name, _, loop = impl.partition("+")
+                    r = measure(srv, n, procs, args.rate, args.count, name, loop == "uvloop")
+                    r["trial"] = trial
+                    results.append(r)
+                    print(
+                        f"{r['client']:>16} {n:>5} clients #{trial}: p50 {r['p50_ms']} ms  "
+                        f"p99 {r['p99_ms']} ms  max {r['max_ms']} ms"
+                        f"  receipts {r['receipts']}/{r['expected_receipts']}  complete "
+                        f"{r['complete_clients']}/{n}  hub dropped {r['hub_dropped']}  "
+                        f"errors {r['errors'][:2]}",
+                        flush=True,
+                    )
     finally:
         srv.close()
     write_json(args.json, {"machine": machine(), "results": results})

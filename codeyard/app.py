@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from codeyard import __version__
 from codeyard.agents import registry
+from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.script import ScriptProvider
 from codeyard.api import (
     disk,
@@ -24,7 +25,6 @@ from codeyard.api import (
 from codeyard.api import settings as settings_api
 from codeyard.api.auth import require_principal
 from codeyard.config import Settings
-from codeyard.domain.permissions import decide
 from codeyard.events.hub import Hub
 from codeyard.executor.local import LocalExecutor
 from codeyard.services import retention
@@ -34,6 +34,7 @@ from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
 
 registry.register(ScriptProvider())
+registry.register(ClaudeCodeProvider())
 
 
 @asynccontextmanager
@@ -49,7 +50,7 @@ async def _running(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
     executor = LocalExecutor(
         engine,
         writer,
-        decide,
+        default_permission_mode=settings.default_permission_mode,
         max_concurrent_runs=(await settings_service.effective(engine, settings))[
             "max_concurrent_runs"
         ],

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,9 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(default=4, ge=1, le=256)
     bash_timeout_seconds: float = Field(default=600.0, gt=0)
     event_batch_max: int = Field(default=5000, ge=1)
+    #: Permission mode for runs without an agent profile: default (ask for writes and
+    #: commands), plan (deny writes) or auto (allow; hard gates still ask).
+    default_permission_mode: Literal["default", "plan", "auto"] = "default"
 
     @property
     def resolved_database_url(self) -> str:

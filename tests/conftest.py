@@ -16,6 +16,9 @@ from codeyard.config import Settings
 from codeyard.testing.postgres import PostgresCluster, require_postgres
 
 TOKEN = "cy_test_token"
+# Runs without an agent profile allow tool calls in tests unless a test asks for another mode;
+# the approval tests set `permission_mode` (or this setting) explicitly.
+os.environ.setdefault("CODEYARD_DEFAULT_PERMISSION_MODE", "auto")
 os.environ.setdefault("GIT_AUTHOR_NAME", "Codeyard Tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@codeyard.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "Codeyard Tests")

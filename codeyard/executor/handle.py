@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from codeyard.domain.status import RunStatus
 
@@ -20,6 +21,8 @@ class RunHandle:
     stop_reason: str | None = None
     #: Set while the agent waits for an operator's answer (the script's ``ask`` step).
     answer: asyncio.Future[str] | None = None
+    #: Approvals this run's agent is waiting on, by approval id.
+    approvals: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
 
     def touch(self) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.domain.status import RunStatus
-from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.executor.approvals import ApprovalGate, expire_pending_of_run
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.turns import TurnDriver
 from codeyard.store import runs
@@ -30,8 +30,8 @@ class LocalExecutor:
         self,
         engine: AsyncEngine,
         writer: Writer,
-        decide: Callable[[ToolRequest], Decision],
         *,
+        default_permission_mode: str,
         max_concurrent_runs: int,
         worktree_root: Path,
         logs_root: Path,
@@ -39,7 +39,8 @@ class LocalExecutor:
     ) -> None:
         self._engine = engine
         self._writer = writer
-        self._driver = TurnDriver(engine, writer, decide, worktree_root, logs_root, bash_timeout)
+        gate = ApprovalGate(engine, writer, default_permission_mode)
+        self._driver = TurnDriver(engine, writer, gate, worktree_root, logs_root, bash_timeout)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._max = max_concurrent_runs
         self._workers: list[asyncio.Task[None]] = []
@@ -112,6 +113,19 @@ class LocalExecutor:
         handle.answer.set_result(text)
         return True
 
+    def approval_answered(self, run_id: str, approval_id: str, answer: dict[str, object]) -> bool:
+        """Wake the agent waiting on an approval; False when none waits (e.g. after a restart)."""
+        handle = self.handles.get(run_id)
+        future = handle.approvals.get(approval_id) if handle else None
+        if future is None or future.done():
+            return False
+        future.set_result(dict(answer))
+        return True
+
+    def waiting_approvals(self, run_id: str) -> list[str]:
+        handle = self.handles.get(run_id)
+        return list(handle.approvals) if handle else []
+
     def is_waiting_for_answer(self, run_id: str) -> bool:
         handle = self.handles.get(run_id)
         return handle is not None and handle.answer is not None and not handle.answer.done()
@@ -119,6 +133,7 @@ class LocalExecutor:
 
 def _interrupt(run_id: str) -> Callable[[Tx], Awaitable[object]]:
     async def job(tx: Tx) -> object:
+        await expire_pending_of_run(tx, run_id, "the server restarted; the agent will ask again")
         return await runs.set_status(tx, run_id, S.INTERRUPTED, "server restarted")
 
     return job

@@ -29,7 +29,12 @@ from codeyard.store import projects
 from codeyard.store.writer import Writer
 from codeyard.workspace.branches import is_ancestor
 from codeyard.workspace.git import GitError, default_branch, git, resolve_commit
-from codeyard.workspace.repo_setup import ScriptResult, copy_matching, run_script
+from codeyard.workspace.repo_setup import (
+    ScriptResult,
+    copy_matching,
+    exclude_from_git,
+    run_script,
+)
 from codeyard.workspace.worktrees import branch_name, create_worktree, remove_worktree, worktree_dir
 
 __all__ = [
@@ -48,6 +53,19 @@ REASON_TAIL = 1500
 _LOCK_RETRIES = 5
 _LOCK_BACKOFF = 0.1
 _LOCK_FILE = re.compile(r"Unable to create '[^']*\.lock'|index\.lock|\.lock': File exists")
+#: Inherited variables that would point a script's git at another repository than its worktree.
+_GIT_LOCATING = frozenset(
+    {
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_COMMON_DIR",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_NAMESPACE",
+        "GIT_PREFIX",
+    }
+)
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
@@ -126,7 +144,7 @@ class _Made:
 
 def _script_env(run: dict[str, Any], repo: dict[str, Any], dest: Path) -> dict[str, str]:
     """The server's environment (minus git's repository overrides) and where the script runs."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATING}
     env["CODEYARD_RUN_ID"] = run["id"]
     env["CODEYARD_WORKTREE"] = str(dest)
     env["CODEYARD_REPO_PATH"] = str(repo["path"])
@@ -211,39 +229,7 @@ async def _copy_files(item: _Made) -> None:
     copied = await asyncio.to_thread(copy_matching, item.repo_path, item.dest, patterns)
     if copied:
         async with repo_lock(item.repo_path):
-            await _exclude(item.dest, copied)
-
-
-async def _exclude(worktree: Path, paths: list[str]) -> None:
-    """Add copied files that git would not ignore to the repository's ``info/exclude``."""
-    result = await git("check-ignore", "--", *paths, cwd=worktree, check=False)
-    if result.returncode not in (0, 1):
-        raise GitError(
-            f"`git check-ignore` in {worktree} failed: {result.stderr}",
-            command=("check-ignore",),
-            returncode=result.returncode,
-            stderr=result.stderr,
-        )
-    ignored = set(result.stdout.splitlines())
-    wanted = [p for p in paths if p not in ignored]
-    if not wanted:
-        return
-    where = await git("rev-parse", "--git-path", "info/exclude", cwd=worktree)
-    exclude = worktree / where.stdout  # relative to the worktree unless absolute
-    lines = ["/" + re.sub(r"([*?\[\]\\!#])", r"\\\1", p) for p in wanted]
-
-    def append() -> None:
-        exclude.parent.mkdir(parents=True, exist_ok=True)
-        existing = exclude.read_text().splitlines() if exclude.exists() else []
-        new = [line for line in lines if line not in existing]
-        if new:
-            with exclude.open("a") as fh:
-                if existing and existing[-1] != "":
-                    fh.write("\n")
-                fh.write("# copied into Codeyard worktrees (copy_files)\n")
-                fh.write("\n".join(new) + "\n")
-
-    await asyncio.to_thread(append)
+            await exclude_from_git(item.dest, copied)
 
 
 async def _setup(report: _Reporter, run: dict[str, Any], item: _Made, timeout: float) -> None:
@@ -328,7 +314,8 @@ async def remove_run_worktrees(
     With ``keep_unmerged_branch`` the branch is deleted only where it is merged into the
     repository's default branch (retention keeps unfinished work). Cleanup output is recorded
     on the run when a ``writer`` is given and the run still exists. Returns one record per
-    worktree: ``{repo_id, path, branch, branch_deleted}``.
+    worktree: ``{repo_id, path, branch, branch_deleted}``. A branch whose worktree retention
+    already removed is deleted too, unless ``keep_unmerged_branch``.
     """
     async with engine.connect() as conn:
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
@@ -351,7 +338,20 @@ async def remove_run_worktrees(
         removed.append(
             {"repo_id": repo_id, "path": path, "branch": branch, "branch_deleted": deleted}
         )
+    if branch is not None and not keep_unmerged_branch:  # branches kept when retention ran
+        for repo_id in run.get("repo_ids") or []:
+            if repo_id not in (run["worktrees"] or {}) and repo_id in repos:
+                await _delete_branch(Path(repos[repo_id]["path"]), branch)
     return removed
+
+
+async def _delete_branch(repo: Path, branch: str) -> None:
+    """Delete ``branch`` of a repository that has no worktree of the run any more."""
+    if not await asyncio.to_thread(repo.is_dir):
+        return
+    async with repo_lock(repo):
+        if await resolve_commit(repo, f"refs/heads/{branch}") is not None:
+            await _retrying(lambda: git("branch", "-D", "--", branch, cwd=repo))
 
 
 def _delete_orphan(dest: Path) -> None:

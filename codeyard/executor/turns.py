@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
 from codeyard.domain.events import NewEvent
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.executor.approvals import ApprovalExpired, ApprovalGate, expire_pending_of_run
 from codeyard.executor.changes import ChangeTracker
 from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
@@ -55,14 +55,14 @@ class TurnDriver:
         self,
         engine: AsyncEngine,
         writer: Writer,
-        decide: Callable[[ToolRequest], Decision],
+        gate: ApprovalGate,
         worktree_root: Path,
         logs_root: Path,
         bash_timeout: float,
     ) -> None:
         self._engine = engine
         self._writer = writer
-        self._decide = decide
+        self._gate = gate
         self._worktree_root = worktree_root
         self._logs_root = logs_root
         self._bash_timeout = bash_timeout
@@ -173,7 +173,7 @@ class TurnDriver:
             options=run["agent_options"],
             session_id=run["session_id"],
             resume_state=run["agent_state"],
-            decide=lambda req: self._decide_call(run_id, req),
+            decide=lambda req: self._decide_call(handle, req),
             ask_operator=lambda q: self._ask(handle, q),
             bash_timeout=self._bash_timeout,
         )
@@ -225,24 +225,15 @@ class TurnDriver:
                 ],
             )
 
-    async def _decide_call(self, run_id: str, request: ToolRequest) -> Decision:
-        decision = self._decide(request)
-        await self._writer.append(
-            run_id,
-            [
-                NewEvent(
-                    "policy.decision",
-                    {
-                        "call_id": request.call_id,
-                        "tool": request.tool,
-                        "decision": decision.label,
-                        "rule": decision.rule,
-                        "reason": decision.reason,
-                    },
-                )
-            ],
-        )
-        return decision
+    async def _decide_call(self, handle: RunHandle, request: ToolRequest) -> Decision:
+        """Every tool call's one decision path (policies, approvals), and expiry's way out."""
+        try:
+            return await self._gate.decide(handle, request)
+        except ApprovalExpired as exc:
+            # Interrupt the turn rather than deny: the agent would only retry or loop.
+            handle.stop(RunStatus.INTERRUPTED, str(exc))
+            await asyncio.sleep(0)  # the cancellation lands here, and unwinds the adapter
+            raise
 
     async def _ask(self, handle: RunHandle, question: str) -> str:
         """Wait for an operator message; the run shows ``waiting`` (reason ``question``)."""
@@ -273,5 +264,6 @@ class TurnDriver:
                 RunStatus.COMPLETED,
             ):
                 await runs.set_status(tx, run_id, status, reason)
+            await expire_pending_of_run(tx, run_id, f"the turn stopped ({reason})")
 
         await asyncio.shield(self._writer.run(land))

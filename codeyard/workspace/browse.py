@@ -41,14 +41,13 @@ _GIT_TYPES = {"tree": "dir", "blob": "file", "commit": "submodule"}
 
 def clean_relative(user_path: str, where: str = "the worktree") -> str:
     """``user_path`` normalized (``/``-separated, no ``.``); refuses absolute paths and escapes."""
-    text = user_path.replace("\\", "/")
-    if "\0" in text:
+    if "\0" in user_path:
         raise BadRequest("The path contains a NUL byte.", path=user_path)
-    if text.startswith("/"):
+    if user_path.startswith("/"):
         raise BadRequest(
             f"Path '{user_path}' is absolute; give a path relative to {where}.", path=user_path
         )
-    norm = posixpath.normpath(text) if text else "."
+    norm = posixpath.normpath(user_path) if user_path else "."
     if norm == ".." or norm.startswith("../"):
         raise BadRequest(f"Path '{user_path}' leads outside {where} ('..').", path=user_path)
     return "" if norm == "." else norm
@@ -57,11 +56,12 @@ def clean_relative(user_path: str, where: str = "the worktree") -> str:
 def resolve_inside(root: Path, user_path: str) -> tuple[Path, str]:
     """The real path ``user_path`` names inside ``root`` and its canonical relative form.
 
-    Symlinks are resolved; one that leads outside ``root`` is refused like ``..`` is.
+    Symlinks are resolved component by component, as the OS would (so ``link/..`` means the
+    link target's parent); a path that ends up outside ``root`` is refused like ``..`` is.
     """
-    rel = clean_relative(user_path)
+    clean_relative(user_path)
     real_root = Path(os.path.realpath(root))
-    real = Path(os.path.realpath(real_root / rel))
+    real = Path(os.path.realpath(real_root / user_path)) if user_path else real_root
     if real != real_root and real_root not in real.parents:
         raise BadRequest(
             f"Path '{user_path}' resolves through a symlink to outside the worktree; "

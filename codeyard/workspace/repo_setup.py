@@ -2,8 +2,9 @@
 
 ``copy_matching`` copies the files matching ``copy_files`` globs from the main checkout: regular
 files only, relative paths kept, never following a symlink out of the checkout and never writing
-through one out of the worktree. ``run_script`` runs a setup or cleanup script with ``bash -c``
-in its own process group, killed whole when it outlives its timeout.
+through one out of the worktree; ``exclude_from_git`` keeps the copies out of commits.
+``run_script`` runs a setup or cleanup script with ``bash -c`` in its own process group, killed
+whole when it outlives its timeout.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import stat
@@ -23,7 +25,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUTPUT_TAIL", "ScriptResult", "copy_matching", "run_script"]
+from codeyard.workspace.git import GitError, git
+
+__all__ = ["OUTPUT_TAIL", "ScriptResult", "copy_matching", "exclude_from_git", "run_script"]
 
 log = logging.getLogger(__name__)
 
@@ -198,3 +202,39 @@ def copy_matching(source: Path, dest: Path, patterns: list[str]) -> list[str]:
             shutil.copy2(file, target)
             copied.append(relpath)
     return copied
+
+
+async def exclude_from_git(worktree: Path, paths: list[str]) -> None:
+    """Add ``paths`` that git would not ignore to the repository's ``info/exclude``.
+
+    Copied files are often secrets (``.env``): an agent's ``git add -A`` must not commit them.
+    The exclude file is shared by the main checkout and its worktrees.
+    """
+    result = await git("check-ignore", "--", *paths, cwd=worktree, check=False)
+    if result.returncode not in (0, 1):
+        raise GitError(
+            f"`git check-ignore` in {worktree} failed: {result.stderr}",
+            command=("check-ignore",),
+            returncode=result.returncode,
+            stderr=result.stderr,
+        )
+    ignored = set(result.stdout.splitlines())
+    wanted = [p for p in paths if p not in ignored]
+    if not wanted:
+        return
+    where = await git("rev-parse", "--git-path", "info/exclude", cwd=worktree)
+    exclude = worktree / where.stdout  # relative to the worktree unless absolute
+    lines = ["/" + re.sub(r"([*?\[\]\\!#])", r"\\\1", p) for p in wanted]
+
+    def append() -> None:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        existing = exclude.read_text().splitlines() if exclude.exists() else []
+        new = [line for line in lines if line not in existing]
+        if new:
+            with exclude.open("a") as fh:
+                if existing and existing[-1] != "":
+                    fh.write("\n")
+                fh.write("# copied into Codeyard worktrees (copy_files)\n")
+                fh.write("\n".join(new) + "\n")
+
+    await asyncio.to_thread(append)

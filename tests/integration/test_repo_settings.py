@@ -62,9 +62,7 @@ def worktree_of(api: Api, number: int) -> Path:
     return matches[0]
 
 
-async def test_copy_files_reach_the_worktree_but_never_a_commit(
-    api: Api, tmp_path: Path
-) -> None:
+async def test_copy_files_reach_the_worktree_but_never_a_commit(api: Api, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "app", {"README.md": "# app\n", "config/base.json": "{}\n"})
     (repo / ".env").write_text("SECRET=hunter2\n")
     (repo / ".env.local").write_text("LOCAL=1\n")
@@ -114,9 +112,7 @@ def test_copy_matching_refuses_paths_out_of_either_tree(tmp_path: Path) -> None:
     assert copy_matching(source, dest, ["deep/**"]) == ["deep/er/x.env"]
 
 
-async def test_setup_script_runs_in_the_worktree_and_is_reported(
-    api: Api, tmp_path: Path
-) -> None:
+async def test_setup_script_runs_in_the_worktree_and_is_reported(api: Api, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "svc")
     (repo / ".env").write_text("A=1\n")
     script = "echo setting up $CODEYARD_RUN_ID; cat .env; echo warn >&2; touch .ready"

@@ -93,6 +93,9 @@ class ServerProcess:
             CODEYARD_HOST="127.0.0.1",
             CODEYARD_PORT=str(self.port),
             CODEYARD_ADMIN_TOKEN=token,
+            CODEYARD_DEFAULT_PERMISSION_MODE=os.environ.get(
+                "CODEYARD_DEFAULT_PERMISSION_MODE", "auto"
+            ),
             PYTHONUNBUFFERED="1",
         )
         if database_url:

@@ -1,0 +1,291 @@
+"""Claude Code stream-json messages → Codeyard events (API.md, "Events"). Pure: no I/O.
+
+``normalize(message, state)`` maps one typed message to the items an adapter yields. The only
+memory it needs between messages (tool names by call id, the session's cumulative cost) lives in
+an explicit :class:`NormalizeState`, so recorded transcripts replay through it in unit tests.
+
+Cost: ``total_cost_usd`` is cumulative per CLI process, and a resumed session starts from the
+total it had. Newer CLIs also report ``model_usage_since_last_result`` (per-model tokens and
+``costUSD`` since the previous result, side calls included), which is used when present; else the
+turn's cost is the difference from the last total seen.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from codeyard.agents.base import SessionUpdate, TurnEnd
+from codeyard.agents.claude.stream_json import (
+    AssistantMessage,
+    ResultMessage,
+    StreamMessage,
+    SystemInit,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    UserMessage,
+)
+from codeyard.domain.events import NewEvent
+from codeyard.domain.tools import ToolKind
+
+__all__ = [
+    "OUTPUT_LIMIT",
+    "PROVIDER",
+    "Failed",
+    "NormalizeState",
+    "NormalizedItem",
+    "normalize",
+    "tool_kind",
+    "tool_title",
+]
+
+PROVIDER = "claude-code"
+OUTPUT_LIMIT = 8000
+_KINDS: dict[str, ToolKind] = {
+    "Bash": "bash",
+    "BashOutput": "bash",
+    "KillShell": "bash",
+    "Write": "write",
+    "Edit": "edit",
+    "MultiEdit": "edit",
+    "NotebookEdit": "edit",
+    "Read": "read",
+    "NotebookRead": "read",
+    "LS": "read",
+    "Glob": "search",
+    "Grep": "search",
+    "ToolSearch": "search",
+    "WebFetch": "fetch",
+    "WebSearch": "fetch",
+    "Task": "task",
+    "Agent": "task",
+    "TodoWrite": "task",
+    "TaskCreate": "task",
+    "TaskUpdate": "task",
+    "TaskGet": "task",
+    "TaskList": "task",
+    "TaskStop": "task",
+    "TaskOutput": "task",
+}
+_EXIT_CODE = re.compile(r"^Exit code (\d+)")
+_TODO_STATUSES = frozenset({"pending", "in_progress", "completed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The turn failed; the adapter raises ``AgentFailure(reason)`` after the items before it."""
+
+    reason: str
+
+
+NormalizedItem = NewEvent | SessionUpdate | TurnEnd | Failed
+
+
+@dataclass(slots=True)
+class NormalizeState:
+    """What normalizing needs to remember across the messages of one turn."""
+
+    session_id: str | None = None
+    #: The session's cumulative ``total_cost_usd`` as last reported (persisted across turns).
+    cost_total: float = 0.0
+    #: Whether this process resumed a session (its cost counter then starts at ``cost_total``).
+    resumed: bool = False
+    #: Set by the adapter when it interrupted the turn itself (cancel, pause).
+    interrupting: bool = False
+    calls: dict[str, str] = field(default_factory=dict)
+    results: int = 0
+
+    def persisted(self) -> dict[str, Any]:
+        """The part of the state saved with the run (``agent_state``) for the next turn."""
+        return {"cost_total": self.cost_total}
+
+
+def tool_kind(name: str) -> ToolKind:
+    if name.startswith("mcp__"):
+        return "mcp"
+    return _KINDS.get(name, "other")
+
+
+def tool_title(name: str, tool_input: dict[str, Any]) -> str:
+    """A one-line summary a person can scan: ``$ make test``, ``Edit src/app.py``…"""
+    if name == "Bash" and isinstance(tool_input.get("command"), str):
+        return f"$ {tool_input['command']}"
+    for key in ("file_path", "notebook_path", "path", "pattern", "url", "query", "description"):
+        value = tool_input.get(key)
+        if isinstance(value, str) and value:
+            return f"{name} {value}"
+    return name
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [b.get("text", "") for b in content if isinstance(b, dict)]
+        return "\n".join(p for p in parts if isinstance(p, str))
+    return "" if content is None else str(content)
+
+
+def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _todo_event(tool_input: dict[str, Any]) -> NewEvent | None:
+    todos = tool_input.get("todos")
+    if not isinstance(todos, list):
+        return None
+    tasks = [
+        {
+            "content": str(t.get("content", "")),
+            "status": t.get("status") if t.get("status") in _TODO_STATUSES else "pending",
+        }
+        for t in todos
+        if isinstance(t, dict)
+    ]
+    return NewEvent("task.updated", {"tasks": tasks})
+
+
+def _assistant(message: AssistantMessage, state: NormalizeState) -> list[NormalizedItem]:
+    items: list[NormalizedItem] = []
+    for index, block in enumerate(message.blocks):
+        if isinstance(block, TextBlock) and block.text:
+            ident = message.uuid or f"{message.message_id}_{index}"
+            items.append(NewEvent("agent.message", {"message_id": ident, "text": block.text}))
+        elif isinstance(block, ThinkingBlock) and block.thinking:
+            items.append(NewEvent("agent.thinking", {"text": block.thinking}))
+        elif isinstance(block, ToolUseBlock):
+            state.calls[block.id] = block.name
+            data = {
+                "call_id": block.id,
+                "tool": block.name,
+                "kind": tool_kind(block.name),
+                "title": tool_title(block.name, block.input),
+                "input": block.input,
+            }
+            items.append(NewEvent("tool.call", data))
+            todo = _todo_event(block.input) if block.name == "TodoWrite" else None
+            if todo is not None:
+                items.append(todo)
+    return items
+
+
+def _tool_result(block: ToolResultBlock, structured: Any, state: NormalizeState) -> NewEvent:
+    name = state.calls.pop(block.tool_use_id, None)
+    text = _text_of(block.content)
+    data: dict[str, Any] = {"call_id": block.tool_use_id, "ok": not block.is_error}
+    if block.is_error:
+        data.update(output="", error=_tail(text))
+        match = _EXIT_CODE.match(text)
+        if match:
+            data["exit_code"] = int(match.group(1))
+    else:
+        if name == "Bash" and isinstance(structured, dict):
+            out = "\n".join(s for s in (structured.get("stdout"), structured.get("stderr")) if s)
+            text = out if isinstance(out, str) and out else text
+            data["exit_code"] = 0
+        data.update(output=_tail(text), error=None)
+    data["duration_ms"] = 0  # the CLI does not report per-tool durations in stream-json
+    return NewEvent("tool.result", data)
+
+
+def _user(message: UserMessage, state: NormalizeState) -> list[NormalizedItem]:
+    results = [b for b in message.blocks if isinstance(b, ToolResultBlock)]
+    # The structured result belongs to the message's (single) tool result.
+    structured = message.tool_use_result if len(results) == 1 else None
+    return [_tool_result(b, structured, state) for b in results]
+
+
+def _usage_since_last(result: ResultMessage) -> tuple[dict[str, int], float] | None:
+    since = result.model_usage_since_last_result
+    if since is None:
+        return None
+    tokens = dict.fromkeys(
+        ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"), 0
+    )
+    cost = 0.0
+    for per_model in since.values():
+        if not isinstance(per_model, dict):
+            continue
+        tokens["input_tokens"] += int(per_model.get("inputTokens") or 0)
+        tokens["output_tokens"] += int(per_model.get("outputTokens") or 0)
+        tokens["cache_read_tokens"] += int(per_model.get("cacheReadInputTokens") or 0)
+        tokens["cache_write_tokens"] += int(per_model.get("cacheCreationInputTokens") or 0)
+        cost += float(per_model.get("costUSD") or 0.0)
+    return tokens, cost
+
+
+def _cost_by_difference(result: ResultMessage, state: NormalizeState) -> float:
+    total = result.total_cost_usd
+    if total is None:
+        return 0.0
+    first = state.results == 0
+    # A fresh process counts from zero unless it resumed a session and restored that total.
+    baseline = (
+        state.cost_total if (not first or (state.resumed and total >= state.cost_total)) else 0.0
+    )
+    return max(0.0, total - baseline)
+
+
+def _usage_event(result: ResultMessage, state: NormalizeState) -> NewEvent:
+    since = _usage_since_last(result)
+    if since is not None:
+        tokens, cost = since
+    else:
+        u = result.usage
+        tokens = {
+            "input_tokens": int(u.get("input_tokens") or 0),
+            "output_tokens": int(u.get("output_tokens") or 0),
+            "cache_read_tokens": int(u.get("cache_read_input_tokens") or 0),
+            "cache_write_tokens": int(u.get("cache_creation_input_tokens") or 0),
+        }
+        cost = _cost_by_difference(result, state)
+    return NewEvent("usage", {**tokens, "cost_usd": round(cost, 8)})
+
+
+def _result(result: ResultMessage, state: NormalizeState) -> list[NormalizedItem]:
+    usage = _usage_event(result, state)
+    state.results += 1
+    if result.total_cost_usd is not None:
+        state.cost_total = result.total_cost_usd
+    session_id = result.session_id or state.session_id
+    state.session_id = session_id
+    items: list[NormalizedItem] = [usage, SessionUpdate(session_id, state.persisted())]
+    if not result.is_error:
+        items.append(TurnEnd(result.stop_reason or "end_turn", result.result))
+    elif result.subtype == "error_max_turns":
+        items.append(TurnEnd("max_turns", result.result))
+    elif result.subtype == "error_max_budget_usd":
+        items.append(TurnEnd("max_budget", result.result))
+    elif state.interrupting:
+        items.append(TurnEnd("interrupted", result.result))
+    else:
+        detail = result.result or "; ".join(result.errors) or result.subtype or "unknown error"
+        items.append(Failed(f"Claude Code failed the turn: {detail}"))
+    return items
+
+
+def normalize(message: StreamMessage, state: NormalizeState) -> list[NormalizedItem]:
+    """The Codeyard items for one Claude Code message (often none)."""
+    if isinstance(message, SystemInit):
+        state.session_id = message.session_id
+        session = {
+            "session_id": message.session_id,
+            "provider": PROVIDER,
+            "cli_version": message.cli_version,
+            "model": message.model,
+            "tools": message.tools,
+        }
+        return [
+            NewEvent("agent.session", session),
+            SessionUpdate(message.session_id, state.persisted()),
+        ]
+    if isinstance(message, AssistantMessage):
+        return _assistant(message, state)
+    if isinstance(message, UserMessage):
+        return _user(message, state)
+    if isinstance(message, ResultMessage):
+        return _result(result=message, state=state)
+    return []

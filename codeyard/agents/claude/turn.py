@@ -1,0 +1,237 @@
+"""One turn of Claude Code through ``claude-agent-sdk``: start, stream, decide, stop.
+
+Each turn is one CLI process (resumed with ``--resume <session id>`` after the first), so a
+turn that follows a pause, a cancel, a failure or a server restart continues the same session.
+Tool permission requests arrive through the SDK's ``can_use_tool`` callback and go to Codeyard's
+decision function. Stopping is protocol first (the control ``interrupt``), then stdin is closed,
+then the process group gets SIGINT, SIGTERM and SIGKILL with short grace periods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from claude_agent_sdk import (
+    ClaudeAgentOptions,
+    ClaudeSDKClient,
+    ClaudeSDKError,
+    PermissionResult,
+    PermissionResultAllow,
+    PermissionResultDeny,
+    ToolPermissionContext,
+)
+
+from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, TurnContext, TurnEnd
+from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, tool_kind
+from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
+from codeyard.agents.claude.stream_json import parse
+from codeyard.domain.events import NewEvent
+from codeyard.domain.tools import ToolRequest
+
+__all__ = ["PROMPTS", "TurnSettings", "run_claude_turn"]
+
+log = logging.getLogger(__name__)
+PROMPTS: dict[str, str] = json.loads(
+    resources.files("codeyard.agents.claude").joinpath("prompts.json").read_text("utf-8")
+)
+#: Seconds: answer to the control ``interrupt``; a clean exit before signals; after result.
+INTERRUPT_TIMEOUT = 3.0
+STOP_GRACE = 2.0
+EXIT_GRACE = 5.0
+STDERR_LINES = 40
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    """What the provider resolved from the run's options (validated before the run started)."""
+
+    cli: Path
+    env: dict[str, str]
+    permission_mode: str | None
+    instructions: str | None
+    allowed_tools: list[str]
+    disallowed_tools: list[str]
+    max_turns: int | None
+    deny_tools: frozenset[str]
+
+
+class _Turn:
+    def __init__(self, ctx: TurnContext, settings: TurnSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.state = NormalizeState(
+            session_id=ctx.session_id,
+            cost_total=float(ctx.resume_state.get("cost_total", 0.0) or 0.0),
+            resumed=ctx.session_id is not None,
+        )
+        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self.tmp = Path(tempfile.mkdtemp(prefix="codeyard-claude-turn-"))
+        self.group: ProcessGroup | None = None
+        #: Tool calls already yielded, so a decision is logged after the call it decides.
+        self.yielded: dict[str, asyncio.Event] = {}
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def options(self) -> ClaudeAgentOptions:
+        s = self.settings
+        env = {**s.env, PID_FILE_ENV: str(self.tmp / "pid"), CLI_ENV: str(s.cli)}
+        if (
+            s.permission_mode == "bypassPermissions"
+            and hasattr(os, "geteuid")
+            and os.geteuid() == 0
+        ):
+            env.setdefault("IS_SANDBOX", "1")  # the CLI refuses bypass modes as root otherwise
+        system_prompt: Any = {"type": "preset", "preset": "claude_code"}
+        if s.instructions:
+            system_prompt["append"] = s.instructions
+        return ClaudeAgentOptions(
+            cwd=str(self.ctx.worktree),
+            cli_path=str(launcher()),
+            env=env,
+            model=self.ctx.model,
+            system_prompt=system_prompt,
+            permission_mode=s.permission_mode,  # type: ignore[arg-type]
+            allowed_tools=list(s.allowed_tools),
+            disallowed_tools=list(s.disallowed_tools),
+            max_turns=s.max_turns,
+            resume=self.ctx.session_id,
+            can_use_tool=self.can_use_tool,
+            stderr=self.stderr.append,
+        )
+
+    def prompt(self) -> str:
+        if self.ctx.source == "resume" and self.ctx.session_id:
+            return PROMPTS["resume"]
+        return self.ctx.prompt
+
+    def _find_group(self) -> ProcessGroup | None:
+        try:
+            return ProcessGroup(int((self.tmp / "pid").read_text().strip()))
+        except (OSError, ValueError):
+            log.warning("run %s: Claude Code's pid was not recorded", self.ctx.run_id)
+            return None
+
+    # --- permission requests -----------------------------------------------------------------
+
+    async def can_use_tool(
+        self, name: str, tool_input: dict[str, Any], context: ToolPermissionContext
+    ) -> PermissionResult:
+        call_id = context.tool_use_id or f"claude_{len(self.yielded)}"
+        seen = self.yielded.setdefault(call_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(seen.wait(), 2.0)
+        hints = {"deny": True} if name in self.settings.deny_tools else {}
+        request = ToolRequest(call_id, name, tool_kind(name), tool_input, hints)
+        decision = await self.ctx.decide(request)
+        if decision.allow:
+            return PermissionResultAllow(updated_input=tool_input)
+        reason = (decision.reason or "not allowed").rstrip(".")
+        return PermissionResultDeny(message=PROMPTS["deny"].format(reason=reason))
+
+    # --- the stream --------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[AdapterItem]:
+        client = ClaudeSDKClient(self.options())
+        try:
+            try:
+                await client.connect()
+            except ClaudeSDKError as exc:
+                raise AgentFailure(self._explain(f"Claude Code did not start: {exc}")) from exc
+            self.group = self._find_group()
+            await client.query(self.prompt())
+            async with contextlib.aclosing(self._items(client)) as items:
+                async for item in items:
+                    yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            self.state.interrupting = True
+            await self._stop(client, interrupt=True)
+            raise
+        except BaseException:
+            await self._stop(client, interrupt=False)
+            raise
+        else:
+            await self._stop(client, interrupt=False)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    async def _raw(self, client: ClaudeSDKClient) -> AsyncGenerator[dict[str, Any], None]:
+        """The CLI's messages as JSON objects (raw first: normalized here, logged as they came).
+
+        The SDK's public iterator returns its own parsed classes; the raw objects come from its
+        query object, the one private attribute this adapter relies on.
+        """
+        query = getattr(client, "_query", None)
+        if query is None or not hasattr(query, "receive_messages"):
+            raise AgentFailure("This claude-agent-sdk version is not supported by Codeyard.")
+        async with contextlib.aclosing(query.receive_messages()) as messages:
+            async for raw in messages:
+                if isinstance(raw, dict):
+                    yield raw
+
+    async def _items(self, client: ClaudeSDKClient) -> AsyncGenerator[AdapterItem, None]:
+        ended = False
+        try:
+            async with contextlib.aclosing(self._raw(client)) as stream:
+                async for raw in stream:
+                    yield RawOutput(json.dumps(raw, ensure_ascii=False))
+                    for item in normalize(parse(raw), self.state):
+                        if isinstance(item, Failed):
+                            raise AgentFailure(self._explain(item.reason))
+                        ended = ended or isinstance(item, TurnEnd)
+                        yield item
+                        if isinstance(item, NewEvent) and item.type == "tool.call":
+                            self.yielded.setdefault(item.data["call_id"], asyncio.Event()).set()
+                    if ended:
+                        return
+        except ClaudeSDKError as exc:
+            raise AgentFailure(self._explain(f"Claude Code failed: {exc}")) from exc
+        raise AgentFailure(self._explain("Claude Code exited before it finished the turn."))
+
+    def _explain(self, reason: str) -> str:
+        tail = [line for line in self.stderr if line.strip()][-5:]
+        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    async def _stop(self, client: ClaudeSDKClient, interrupt: bool) -> None:
+        """Stop the CLI and everything it started; a second cancellation kills at once."""
+        task = asyncio.ensure_future(self._stop_gently(client, interrupt))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self.group is not None:
+                self.group.kill()
+            raise
+
+    async def _stop_gently(self, client: ClaudeSDKClient, interrupt: bool) -> None:
+        if interrupt and self.group is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.interrupt(), INTERRUPT_TIMEOUT)
+        grace = STOP_GRACE if interrupt else EXIT_GRACE
+        stopper = asyncio.ensure_future(self.group.stop(grace)) if self.group is not None else None
+        try:
+            await asyncio.wait_for(client.disconnect(), 3 * grace + 10)  # closes stdin, reaps
+        except Exception as exc:  # the process is killed below whatever happened here
+            log.info("run %s: disconnecting from Claude Code: %s", self.ctx.run_id, exc)
+        if stopper is not None:
+            await stopper
+        if self.group is not None:
+            self.group.kill()  # anything that outlived the escalation
+
+
+async def run_claude_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:
+    """Run one turn; the caller's cancellation interrupts Claude and stops its processes."""
+    async for item in _Turn(ctx, settings).run():
+        yield item

@@ -1,0 +1,195 @@
+"""Where a tool call's paths really point, relative to the run's worktree.
+
+Why: a rule about ``src/**`` or the "writes outside the worktree" gate must judge the file that
+will be touched, not the spelling: ``link/../../etc/passwd`` or a symlink inside the worktree that
+points elsewhere resolve outside. Resolution uses ``os.path.realpath`` (it reads symlinks that
+exist, nothing else): the one piece of I/O the otherwise pure engine does, accepted because a
+path's meaning depends on it.
+
+Which input keys carry paths is decided here, once, for every provider: see ``PATH_KEYS``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "COMMAND_KEYS",
+    "CWD_KEYS",
+    "PATH_KEYS",
+    "Place",
+    "Root",
+    "command_line",
+    "input_paths",
+    "resolve",
+    "start_dir",
+]
+
+#: Keys whose value is one path (Claude ``file_path``/``notebook_path``, Gemini ``absolute_path``,
+#: OpenCode ``filePath``, Codex ``path``/``move_path``, the script provider's ``path``).
+PATH_KEYS = ("path", "file_path", "filePath", "notebook_path", "absolute_path", "target_file",
+             "move_path", "new_path", "destination")  # fmt: skip
+#: Keys whose value is a list of paths.
+PATH_LIST_KEYS = ("paths", "file_paths")
+#: Keys whose value lists entries carrying paths (Codex ``changes``, ACP ``locations``,
+#: ``edits``): a list of objects with a path key, or an object keyed by path.
+ENTRY_KEYS = ("changes", "locations", "edits")
+#: Keys whose value is a shell command: a string, or an argument vector (Codex sends a list).
+COMMAND_KEYS = ("command", "cmd")
+#: Keys naming the directory a tool runs in; relative paths are resolved against it.
+CWD_KEYS = ("cwd", "workdir", "working_directory")
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """The worktree: ``real`` with symlinks followed, ``lexical`` as given (both absolute)."""
+
+    real: str
+    lexical: str
+
+    @classmethod
+    def of(cls, worktree: str | os.PathLike[str]) -> Root:
+        lexical = os.path.normpath(os.path.abspath(worktree))
+        return cls(os.path.realpath(lexical), lexical)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """One path from a tool call. ``real`` is None when it cannot be known statically
+    (``$HOME/x``, ``~/x``, a relative path after ``cd "$dir"``)."""
+
+    raw: str
+    real: str | None
+    lexical: str | None
+    root: Root
+
+    @property
+    def inside(self) -> bool:
+        """Inside the worktree (or the worktree itself), after following symlinks."""
+        return self.real is not None and _within(self.real, self.root.real)
+
+    @property
+    def rel(self) -> str | None:
+        """Path relative to the worktree after following symlinks; None when outside."""
+        return _relative(self.real, self.root.real)
+
+    @property
+    def lexical_rel(self) -> str | None:
+        """Path relative to the worktree as spelled (symlinks not followed)."""
+        return _relative(self.lexical, self.root.lexical)
+
+
+def resolve(raw: str, base: str | None, root: Root, *, known: bool = True) -> Place:
+    """Resolve ``raw`` against ``base`` (an absolute directory; None when unknown)."""
+    if not known or "\x00" in raw or raw.startswith("~"):
+        return Place(raw, None, None, root)
+    if raw.startswith("/"):
+        joined = raw
+    elif base is None:
+        return Place(raw, None, None, root)
+    else:
+        joined = os.path.join(base, raw)
+    return Place(raw, _realpath(joined, root), os.path.normpath(joined), root)
+
+
+def _realpath(path: str, root: Root) -> str:
+    """``os.path.realpath``, with a short cut for paths under the (already resolved) worktree:
+    only the components below it are looked at. With ``..`` the full walk is needed:
+    ``link/..`` must follow ``link`` before going up."""
+    for prefix in (root.lexical, root.real):
+        if path == prefix:
+            return root.real
+        if not path.startswith(prefix + "/") or prefix == "/":
+            continue
+        parts = [p for p in path[len(prefix) + 1 :].split("/") if p and p != "."]
+        if ".." in parts:
+            break
+        current = root.real
+        for k, part in enumerate(parts):
+            step = f"{current}/{part}"
+            try:
+                mode = os.lstat(step).st_mode
+            except (OSError, ValueError):
+                return "/".join([step, *parts[k + 1 :]])  # missing: the rest is as spelled
+            if stat.S_ISLNK(mode):
+                return os.path.realpath(path)
+            current = step
+        return current
+    return os.path.realpath(path)
+
+
+def start_dir(tool_input: Mapping[str, Any], root: Root) -> str | None:
+    """The directory a tool runs in: its ``cwd`` input (None if unreadable), else the root."""
+    for key in CWD_KEYS:
+        if key in tool_input:
+            value = tool_input[key]
+            if not isinstance(value, str) or not value:
+                return None
+            place = resolve(value, root.lexical, root)
+            return place.real
+    return root.lexical
+
+
+def input_paths(tool_input: Mapping[str, Any], root: Root) -> list[Place]:
+    """Every path a (non-shell) tool call names. A value of the wrong type is an unknown path."""
+    base = start_dir(tool_input, root)
+    return [resolve(raw, base, root, known=known) for raw, known in _raw_paths(tool_input)]
+
+
+def command_line(tool_input: Mapping[str, Any]) -> str | None:
+    """The shell command of a tool call; ``""`` when present but unreadable, None when absent."""
+    for key in COMMAND_KEYS:
+        if key not in tool_input:
+            continue
+        value = tool_input[key]
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+            return shlex.join(value)
+        return ""
+    return None
+
+
+def _raw_paths(tool_input: Mapping[str, Any]) -> Iterator[tuple[str, bool]]:
+    for key in PATH_KEYS:
+        if key in tool_input:
+            yield from _values([tool_input[key]])
+    for key in PATH_LIST_KEYS:
+        if key in tool_input:
+            value = tool_input[key]
+            yield from _values(value if isinstance(value, list) else [value])
+    for key in ENTRY_KEYS:
+        value = tool_input.get(key)
+        if isinstance(value, Mapping):
+            yield from _values(list(value))
+        elif isinstance(value, list):
+            for entry in value:
+                if isinstance(entry, Mapping):
+                    yield from _raw_paths({k: v for k, v in entry.items() if k in PATH_KEYS})
+                else:
+                    yield from _values([entry])
+
+
+def _values(values: list[Any]) -> Iterator[tuple[str, bool]]:
+    for value in values:
+        if isinstance(value, str) and value:
+            yield value, True
+        else:
+            yield repr(value), False
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root if root.endswith("/") else root + "/")
+
+
+def _relative(path: str | None, root: str) -> str | None:
+    if path is None or not _within(path, root):
+        return None
+    if path == root:
+        return "."
+    return path[len(root) :].lstrip("/")

@@ -1,0 +1,279 @@
+"""The one decision path for every tool call of every provider, with durable approvals.
+
+``decide`` evaluates the policy engine, records the decision (event + audit row), and for an
+``ask`` creates a durable approval, moves the run to ``waiting`` and waits for the operator.
+The answer goes back to the adapter as a Decision, which each provider carries to its agent
+through its own channel. An approval that expires interrupts the turn instead of denying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.domain.events import utc_now
+from codeyard.domain.ids import new_id
+from codeyard.domain.policy import PolicyDecision, evaluate
+from codeyard.domain.status import RunStatus
+from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.executor import policy_context
+from codeyard.executor.handle import RunHandle
+from codeyard.store import policies, runs
+from codeyard.store import settings as settings_store
+from codeyard.store.writer import Tx, Writer
+
+S = RunStatus
+DEFAULT_TIMEOUT_HOURS = 10.0
+
+
+class ApprovalExpired(Exception):
+    """Nobody answered in time: the turn stops (the run becomes ``interrupted``)."""
+
+
+def summarize(request: ToolRequest, limit: int = 160) -> str:
+    """A one-line title a phone can show: the command, or the tool and its path."""
+    data = request.input
+    text = data.get("command") or data.get("cmd")
+    if not text:
+        path = data.get("path") or data.get("file_path") or data.get("notebook_path")
+        text = f"{request.tool} {path}" if path else request.tool
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def remembered_rule(request: ToolRequest) -> dict[str, Any]:
+    """The narrowest allow rule that covers this exact call next time."""
+    command = request.input.get("command") or request.input.get("cmd")
+    if command:
+        return {
+            "tool": request.tool,
+            "command": f"^{re.escape(str(command))}$",
+            "action": "allow",
+            "reason": "remembered approval",
+        }
+    path = request.input.get("path") or request.input.get("file_path")
+    rule: dict[str, Any] = {
+        "tool": request.tool,
+        "action": "allow",
+        "reason": "remembered approval",
+    }
+    if path:
+        rule["path"] = str(path)
+    return rule
+
+
+class ApprovalGate:
+    def __init__(self, engine: AsyncEngine, writer: Writer, default_mode: str) -> None:
+        self._engine = engine
+        self._writer = writer
+        self._default_mode = default_mode
+
+    async def _verdict(self, run_id: str, request: ToolRequest) -> PolicyDecision:
+        async with self._engine.connect() as conn:
+            run = await runs.get(conn, run_id)
+            ctx = await policy_context.build(conn, run, self._default_mode)
+        if request.hints.get("deny"):  # a script step marked "deny": true (tests and demos)
+            return PolicyDecision("deny", "scenario:deny", "the scenario marks this step as denied")
+        return evaluate(request, ctx)
+
+    async def decide(self, handle: RunHandle, request: ToolRequest) -> Decision:
+        run_id = handle.run_id
+        verdict = await self._verdict(run_id, request)
+        await self._record(run_id, request, verdict)
+        if verdict.action == "allow":
+            return Decision(True, verdict.reason, verdict.rule)
+        if verdict.action == "deny":
+            return Decision(False, verdict.reason, verdict.rule)
+        return await self._ask(handle, request, verdict)
+
+    async def _record(self, run_id: str, request: ToolRequest, verdict: PolicyDecision) -> None:
+        async def job(tx: Tx) -> None:
+            await policies.insert_decision(
+                tx,
+                {
+                    "run_id": run_id,
+                    "call_id": request.call_id,
+                    "tool": request.tool,
+                    "decision": verdict.action,
+                    "rule": verdict.rule,
+                    "reason": verdict.reason,
+                    "created_at": utc_now(),
+                },
+            )
+            await tx.emit_one(
+                run_id,
+                "policy.decision",
+                {
+                    "call_id": request.call_id,
+                    "tool": request.tool,
+                    "decision": verdict.action,
+                    "rule": verdict.rule,
+                    "reason": verdict.reason,
+                    "gate": verdict.gate,
+                },
+            )
+
+        await self._writer.run(job)
+
+    async def _timeout_seconds(self) -> float:
+        async with self._engine.connect() as conn:
+            stored = await settings_store.load(conn)
+        hours = stored.get("approval_timeout_hours") or DEFAULT_TIMEOUT_HOURS
+        return float(hours) * 3600
+
+    async def _ask(
+        self, handle: RunHandle, request: ToolRequest, verdict: PolicyDecision
+    ) -> Decision:
+        run_id = handle.run_id
+        timeout = await self._timeout_seconds()
+        expires = datetime.now(UTC) + timedelta(seconds=timeout)
+        approval_id = new_id("apr")
+        approval: dict[str, Any] = {
+            "id": approval_id,
+            "run_id": run_id,
+            "call_id": request.call_id,
+            "tool": request.tool,
+            "kind": request.kind,
+            "input": request.input,
+            "title": summarize(request),
+            "rule": verdict.rule,
+            "status": "pending",
+            "decided_by": None,
+            "reason": verdict.reason,
+            "remember": None,
+            "created_at": utc_now(),
+            "resolved_at": None,
+            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        }
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        handle.approvals[approval_id] = future
+
+        async def open_job(tx: Tx) -> None:
+            run = await runs.lock(tx, run_id)
+            await policies.insert_approval(tx, approval)
+            await tx.emit_one(
+                run_id,
+                "approval.requested",
+                {
+                    "approval": public(approval),
+                    "gate": verdict.gate,
+                    "run_title": run["title"],
+                    "run_number": run["number"],
+                },
+            )
+            pending = run["pending_approvals"] + 1
+            if run["status"] == S.RUNNING:
+                await runs.set_status(tx, run_id, S.WAITING, "approval", pending_approvals=pending)
+            else:
+                await runs.update_fields(tx, run_id, pending_approvals=pending)
+
+        try:
+            await self._writer.run(open_job)
+            # Trust given while this was being written applies at once.
+            async with self._engine.connect() as conn:
+                trusted = bool((await runs.get(conn, run_id)).get("trusted"))
+            if trusted and not verdict.gate and not future.done():
+                future.set_result(
+                    {"decision": "approved", "decided_by": "trust", "reason": "run is trusted"}
+                )
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                await self._writer.run(
+                    lambda tx: self.expire(tx, approval_id, run_id, "no answer in time")
+                )
+                raise ApprovalExpired(
+                    f"The approval for '{approval['title']}' expired without an answer."
+                ) from None
+        finally:
+            handle.approvals.pop(approval_id, None)
+        approved = answer["decision"] == "approved"
+        await self._writer.run(lambda tx: self._close(tx, run_id, approval_id, answer))
+        reason = answer.get("reason")
+        if approved:
+            return Decision(True, reason or "approved by the operator", verdict.rule)
+        return Decision(False, reason or "rejected by the operator", verdict.rule)
+
+    async def _close(self, tx: Tx, run_id: str, approval_id: str, answer: dict[str, Any]) -> None:
+        """Count the answered approval off; the run works again when none is pending."""
+        run = await runs.lock(tx, run_id)
+        pending = max(0, run["pending_approvals"] - 1)
+        row = await policies.get_approval(tx.conn, approval_id)
+        if row["status"] == "pending":  # answered by trust, not through the API
+            await policies.update_approval(
+                tx,
+                approval_id,
+                {
+                    "status": answer["decision"],
+                    "decided_by": answer.get("decided_by"),
+                    "reason": answer.get("reason"),
+                    "resolved_at": utc_now(),
+                },
+            )
+            await tx.emit_one(
+                run_id,
+                "approval.resolved",
+                {
+                    "approval_id": approval_id,
+                    "decision": answer["decision"],
+                    "decided_by": answer.get("decided_by"),
+                    "reason": answer.get("reason"),
+                },
+            )
+        if run["status"] == S.WAITING and run["status_reason"] == "approval" and pending == 0:
+            await runs.set_status(tx, run_id, S.RUNNING, None, pending_approvals=0)
+        else:
+            await runs.update_fields(tx, run_id, pending_approvals=pending)
+
+    @staticmethod
+    async def expire(tx: Tx, approval_id: str, run_id: str, why: str) -> None:
+        row = await policies.get_approval(tx.conn, approval_id)
+        if row["status"] != "pending":
+            return
+        await policies.update_approval(
+            tx, approval_id, {"status": "expired", "reason": why, "resolved_at": utc_now()}
+        )
+        await tx.emit_one(
+            run_id,
+            "approval.resolved",
+            {
+                "approval_id": approval_id,
+                "decision": "expired",
+                "decided_by": None,
+                "reason": why,
+            },
+        )
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "id",
+        "run_id",
+        "call_id",
+        "tool",
+        "kind",
+        "input",
+        "title",
+        "rule",
+        "status",
+        "decided_by",
+        "reason",
+        "remember",
+        "created_at",
+        "resolved_at",
+        "expires_at",
+    )
+    return {k: row.get(k) for k in keys}
+
+
+async def expire_pending_of_run(tx: Tx, run_id: str, why: str) -> None:
+    """The agent that asked is gone (pause, cancel, restart): its questions can't be answered."""
+    for row in await policies.pending_of_run(tx.conn, run_id):
+        await ApprovalGate.expire(tx, row["id"], run_id, why)
+    run = await runs.lock(tx, run_id)
+    if run["pending_approvals"]:
+        await runs.update_fields(tx, run_id, pending_approvals=0)

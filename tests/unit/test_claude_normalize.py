@@ -1,0 +1,239 @@
+"""Recorded Claude Code stream-json replayed through the typed parser and the pure normalizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeyard.agents.base import SessionUpdate, TurnEnd
+from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, tool_kind
+from codeyard.agents.claude.stream_json import (
+    AssistantMessage,
+    ResultMessage,
+    SystemInit,
+    Unknown,
+    UnknownBlock,
+    parse,
+)
+from codeyard.domain.events import NewEvent
+
+#: Claude Code 2.1.330 against the fake model server: thinking, Write, Bash, a denied Bash,
+#: a failing Bash, a final answer (paths replaced).
+RECORDED = Path(__file__).parent / "data" / "claude_stream_turn.jsonl"
+SESSION = "d9a8cb14-ac9a-4bd1-85d9-ae281fd3bd14"
+
+
+def replay(lines: list[Any], state: NormalizeState | None = None) -> list[Any]:
+    state = state or NormalizeState()
+    return [item for raw in lines for item in normalize(parse(raw), state)]
+
+
+def events(items: list[Any], kind: str) -> list[dict[str, Any]]:
+    return [i.data for i in items if isinstance(i, NewEvent) and i.type == kind]
+
+
+def recorded() -> list[Any]:
+    return [json.loads(line) for line in RECORDED.read_text().splitlines()]
+
+
+def test_recorded_turn_becomes_codeyard_events() -> None:
+    items = replay(recorded())
+    kinds = [i.type if isinstance(i, NewEvent) else type(i).__name__ for i in items]
+    assert kinds == [
+        "agent.session",
+        "SessionUpdate",
+        "agent.thinking",
+        "agent.message",
+        "tool.call",
+        "tool.result",
+        "tool.call",
+        "tool.result",
+        "tool.call",
+        "tool.result",
+        "tool.call",
+        "tool.result",
+        "agent.message",
+        "usage",
+        "SessionUpdate",
+        "TurnEnd",
+    ]
+    session = events(items, "agent.session")[0]
+    assert session["session_id"] == SESSION and session["cli_version"] == "2.1.330"
+    assert session["model"] == "claude-sonnet-4-5" and "Bash" in session["tools"]
+    assert events(items, "agent.thinking") == [{"text": "Plan: write then run."}]
+    calls = events(items, "tool.call")
+    assert [(c["tool"], c["kind"]) for c in calls] == [
+        ("Write", "write"),
+        ("Bash", "bash"),
+        ("Bash", "bash"),
+        ("Bash", "bash"),
+    ]
+    assert calls[0]["title"] == "Write /work/tree/hello.txt"
+    assert calls[1]["title"] == "$ echo out && echo err >&2"
+    results = events(items, "tool.result")
+    assert [r["call_id"] for r in results] == [c["call_id"] for c in calls]
+    assert results[0]["ok"] and "File created successfully" in results[0]["output"]
+    assert results[1] == {
+        "call_id": calls[1]["call_id"],
+        "ok": True,
+        "exit_code": 0,
+        "output": "out\nerr",
+        "error": None,
+        "duration_ms": 0,
+    }
+    assert not results[2]["ok"] and results[2]["error"].startswith("Codeyard policy denied")
+    assert not results[3]["ok"] and results[3]["exit_code"] == 3
+    # Usage and cost are the CLI's own figures since the last result (side calls included).
+    assert events(items, "usage") == [
+        {
+            "input_tokens": 700,
+            "output_tokens": 90,
+            "cache_read_tokens": 50,
+            "cache_write_tokens": 10,
+            "cost_usd": pytest.approx(0.0035025),
+        }
+    ]
+    updates = [i for i in items if isinstance(i, SessionUpdate)]
+    assert [u.session_id for u in updates] == [SESSION, SESSION]
+    assert updates[-1].state == {"cost_total": pytest.approx(0.0035025)}
+    assert items[-1] == TurnEnd("end_turn", "Done.")
+
+
+# Claude Code 2.1.197 (research notes §3.4): two results from one process, cost cumulative,
+# no per-result usage block.
+def _old_result(total: float, inp: int, out: int) -> dict[str, Any]:
+    return {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "num_turns": 1,
+        "result": "Tool said: done.",
+        "stop_reason": "end_turn",
+        "session_id": "07163e92",
+        "total_cost_usd": total,
+        "usage": {"input_tokens": inp, "output_tokens": out, "cache_read_input_tokens": 0},
+    }
+
+
+def test_cost_of_older_clis_is_the_difference_of_cumulative_totals() -> None:
+    state = NormalizeState()
+    first = replay([_old_result(0.0016, 200, 24)], state)
+    second = replay([_old_result(0.0024000000000000002, 100, 12)], state)
+    assert events(first, "usage")[0]["cost_usd"] == pytest.approx(0.0016)
+    usage = events(second, "usage")[0]
+    assert usage["cost_usd"] == pytest.approx(0.0008)
+    assert (usage["input_tokens"], usage["output_tokens"]) == (100, 12)
+
+
+def test_resumed_process_that_restored_its_total_is_not_billed_twice() -> None:
+    restored = NormalizeState(session_id="s", cost_total=0.0016, resumed=True)
+    assert events(replay([_old_result(0.0024, 100, 12)], restored), "usage")[0][
+        "cost_usd"
+    ] == pytest.approx(0.0008)
+    fresh_counter = NormalizeState(session_id="s", cost_total=0.0016, resumed=True)
+    assert events(replay([_old_result(0.0005, 100, 12)], fresh_counter), "usage")[0][
+        "cost_usd"
+    ] == pytest.approx(0.0005)
+
+
+def _error_result(subtype: str, result: str | None, errors: list[str] | None = None) -> Any:
+    return {
+        "type": "result",
+        "subtype": subtype,
+        "is_error": True,
+        "result": result,
+        "session_id": "s",
+        "total_cost_usd": 0,
+        "usage": {},
+        "errors": errors or [],
+    }
+
+
+def test_error_results() -> None:
+    api_error = replay([_error_result("success", "API Error: Unable to connect to API")])
+    assert api_error[-1] == Failed(
+        "Claude Code failed the turn: API Error: Unable to connect to API"
+    )
+    aborted = _error_result("error_during_execution", None, ["aborted_streaming"])
+    assert replay([aborted])[-1] == Failed("Claude Code failed the turn: aborted_streaming")
+    interrupted = replay([aborted], NormalizeState(interrupting=True))
+    assert interrupted[-1] == TurnEnd("interrupted", None)
+    assert replay([_error_result("error_max_turns", None)])[-1] == TurnEnd("max_turns", None)
+
+
+def test_todo_write_updates_the_task_list() -> None:
+    todo = {
+        "type": "assistant",
+        "message": {
+            "id": "msg_1",
+            "model": "m",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "TodoWrite",
+                    "input": {
+                        "todos": [
+                            {"content": "Write tests", "status": "completed", "activeForm": "x"},
+                            {"content": "Ship", "status": "weird"},
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    items = replay([todo])
+    assert events(items, "tool.call")[0]["kind"] == "task"
+    assert events(items, "task.updated") == [
+        {
+            "tasks": [
+                {"content": "Write tests", "status": "completed"},
+                {"content": "Ship", "status": "pending"},
+            ]
+        }
+    ]
+
+
+def test_unknown_and_malformed_lines_are_kept_raw_and_ignored() -> None:
+    for raw in (
+        {"type": "brand_new_kind", "x": 1},
+        {"type": "assistant"},
+        "not an object",
+        {"type": "result"} | {"is_error": "yes"},
+    ):
+        message = parse(raw)
+        assert isinstance(message, Unknown | ResultMessage)
+    assert replay([{"type": "brand_new_kind"}, {"type": "system", "subtype": "status"}]) == []
+    odd = parse(
+        {"type": "assistant", "message": {"id": "m", "content": [{"type": "server_thing"}]}}
+    )
+    assert isinstance(odd, AssistantMessage) and isinstance(odd.blocks[0], UnknownBlock)
+    init = parse({"type": "system", "subtype": "init", "session_id": "s", "tools": "nope"})
+    assert isinstance(init, SystemInit) and init.tools == []
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("Bash", "bash"),
+        ("Write", "write"),
+        ("Edit", "edit"),
+        ("MultiEdit", "edit"),
+        ("NotebookEdit", "edit"),
+        ("Read", "read"),
+        ("LS", "read"),
+        ("Glob", "search"),
+        ("Grep", "search"),
+        ("WebFetch", "fetch"),
+        ("WebSearch", "fetch"),
+        ("mcp__github__create_issue", "mcp"),
+        ("Task", "task"),
+        ("TodoWrite", "task"),
+        ("SomethingNew", "other"),
+    ],
+)
+def test_tool_kinds(name: str, kind: str) -> None:
+    assert tool_kind(name) == kind
