@@ -12,6 +12,7 @@ from codeyard.agents import registry
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.script import ScriptProvider
 from codeyard.api import (
+    approvals,
     disk,
     meta,
     problems,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     authed = [Depends(require_principal)]
     for router in (
         meta.router,
+        approvals.router,
         projects.router,
         runs.router,
         run_data.router,

@@ -29,6 +29,7 @@ class ProjectCreate(Body):
 
 class ProjectUpdate(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    policy_set_ids: list[str] | None = None
 
 
 class RepoUpdate(Body):
@@ -84,6 +85,7 @@ class RunCreate(Body):
     budget_usd: float | None = Field(default=None, ge=0)
     labels: list[str] = Field(default_factory=list)
     parent_run_id: str | None = None
+    policy_set_ids: list[str] = Field(default_factory=list)
 
 
 class ResumeBody(Body):
@@ -129,3 +131,21 @@ class RebaseBody(Body):
 
 class RenameBranchBody(Body):
     name: str = Field(min_length=1, max_length=250)
+
+
+class ApprovalResolve(Body):
+    decision: Literal["approved", "rejected"]
+    reason: str | None = Field(default=None, max_length=2000)
+    remember: Literal["run", "project"] | None = None
+
+
+class PolicyBody(Body):
+    name: str = Field(min_length=1, max_length=200)
+    enabled: bool = True
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    rules: list[dict[str, Any]] = Field(default_factory=list, max_length=5000)
+
+
+class PolicySetBody(Body):
+    name: str = Field(min_length=1, max_length=200)
+    policy_ids: list[str] = Field(default_factory=list)

@@ -36,6 +36,8 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "checkpoint.restored",
         "git.committed",
         "git.merged",
+        "run.trusted",
+        "workspace.removed",
         "git.rebased",
         "git.branch_renamed",
         "git.pushed",

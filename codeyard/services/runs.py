@@ -14,7 +14,7 @@ from codeyard.executor.checkpointing import delete_run_refs
 from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
-from codeyard.store import projects, runs
+from codeyard.store import policies, projects, runs
 from codeyard.store.writer import Tx
 from codeyard.workspace import git
 
@@ -111,6 +111,14 @@ async def create(
                 source_ref=source_ref,
             )
         base_commits[repo["id"]] = sha
+    set_ids = list(body.get("policy_set_ids") or [])
+    async with svc.engine.connect() as conn:
+        known = {s["id"] for s in await policies.sets_by_ids(conn, set_ids)}
+    if missing := [i for i in set_ids if i not in known]:
+        raise ValidationFailed(
+            f"Unknown policy sets: {', '.join(missing)}. List them with GET /api/policy-sets.",
+            errors=[{"loc": ["body", "policy_set_ids"], "msg": f"unknown: {missing}"}],
+        )
     draft = bool(body.get("draft"))
     now = utc_now()
     values: dict[str, Any] = {
@@ -142,6 +150,7 @@ async def create(
         "pull_request": None,
         "archived": False,
         "labels": list(body.get("labels") or []),
+        "policy_set_ids": set_ids,
         "last_seq": 0,
         "queued_at": None if draft else now,
         "created_at": now,

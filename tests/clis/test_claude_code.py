@@ -4,6 +4,7 @@ driven through the Codeyard API: tool calls, a denial, resume, pause and cancel,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ import anyio
 import pytest
 
 from codeyard.agents.claude import ClaudeCodeProvider
+from codeyard.config import Settings
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall, Usage
-from tests.conftest import Api
+from tests.conftest import Api, open_api
 
 pytestmark = pytest.mark.anyio
 
@@ -285,3 +287,27 @@ async def test_cancel_mid_turn_leaves_no_process(
         await api.wait_status(run["id"], "cancelled", timeout=30)
         await api.services.executor.wait_stopped(run["id"])
     assert processes_in(tree) == [], "no process of the cancelled turn may survive"
+
+
+async def test_server_restart_interrupts_and_resume_continues(
+    sqlite_settings: Settings, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    fake.script([Reply(text="too late", delay=600), Reply(text="Back after the restart.")])
+    async with contextlib.aclosing(open_api(sqlite_settings)) as first_server:
+        api = await anext(first_server)
+        run = await create(api, git_repo, options(fake, tmp_path / "home"), "Survive a restart")
+        await wait_model_calls(fake, 1)
+        tree = worktree(api, run)
+        assert processes_in(tree)
+    assert processes_in(tree) == [], "stopping the server must stop its agents"
+    async with contextlib.aclosing(open_api(sqlite_settings)) as second_server:
+        api = await anext(second_server)
+        stopped = (await api.get(f"/api/runs/{run['id']}")).json()
+        assert stopped["status"] == "interrupted" and stopped["session_id"]
+        resp = await api.post(f"/api/runs/{run['id']}/resume", json={})
+        assert resp.status_code == 200, resp.text
+        done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+        assert done["status"] == "review", done
+        assert done["session_id"] == stopped["session_id"]
+    sent = fake.model_calls("anthropic")[-1].text()
+    assert "Survive a restart" in sent and "Continue the task from where you left off" in sent

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from codeyard.config import Settings
@@ -85,23 +86,23 @@ async def test_bash_timeout_kills_the_command_and_reports_it(
 async def test_paths_outside_the_worktree_are_refused(
     one_slot_api: Api, git_repo: Path, tmp_path: Path
 ) -> None:
+    """Two locks on one door: the hard gate asks, and even when approved the write is refused."""
     api = one_slot_api
     outside = tmp_path / "escaped.txt"
-    run = await create(
-        api,
-        git_repo,
-        [
-            {"write": {"path": "../../../../escaped.txt", "content": "x"}},
-            {"write": {"path": str(outside), "content": "x"}},
-        ],
-        "escape",
-    )
-    await api.wait_status(run["id"], "review")
-    results = [
-        e["data"]
-        for e in (await api.get(f"/api/runs/{run['id']}/events")).json()["data"]
-        if e["type"] == "tool.result"
+    steps = [
+        {"write": {"path": "../../../../escaped.txt", "content": "x"}},
+        {"write": {"path": str(outside), "content": "x"}},
     ]
+    run = await create(api, git_repo, steps, "escape")
+    for _ in range(2):
+        with anyio.fail_after(20):
+            while not (rows := (await api.get("/api/approvals?status=pending")).json()["data"]):
+                await anyio.sleep(0.02)
+        assert rows[0]["rule"] == "gate:write-outside-worktree"
+        await api.post(f"/api/approvals/{rows[0]['id']}/resolve", json={"decision": "approved"})
+    await api.wait_status(run["id"], "review")
+    events = (await api.get(f"/api/runs/{run['id']}/events")).json()["data"]
+    results = [e["data"] for e in events if e["type"] == "tool.result"]
     assert [r["ok"] for r in results] == [False, False]
     assert all("outside the worktree" in r["error"] for r in results)
     assert not outside.exists() and not list(tmp_path.rglob("escaped.txt"))

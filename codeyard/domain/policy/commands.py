@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from codeyard.domain.policy.paths import Place, Root, resolve
+from codeyard.domain.policy.paths import Place, Resolver
 
 __all__ = ["Redirect", "SimpleCommand", "Unparseable", "Word", "command_places", "operands", "walk"]
 
@@ -77,7 +77,7 @@ def operands(argv: Sequence[Word]) -> tuple[list[str], list[Word]]:
 
 
 def walk(
-    commands: Sequence[SimpleCommand], start: str | None, root: Root
+    commands: Sequence[SimpleCommand], start: str | None, resolve: Resolver
 ) -> Iterator[tuple[SimpleCommand, str | None]]:
     """Each command with the directory it runs in (None: unknown).
 
@@ -93,14 +93,14 @@ def walk(
             if cmd.depth > 0 or cmd.name == "popd" or len(args) != 1 or args[0].text == "-":
                 cwd = None
             else:
-                cwd = resolve(args[0].text, cwd, root, known=not args[0].dynamic).real
+                cwd = resolve(args[0].text, cwd, known=not args[0].dynamic).real
 
 
-def command_places(cmd: SimpleCommand, cwd: str | None, root: Root) -> list[Place]:
+def command_places(cmd: SimpleCommand, cwd: str | None, resolve: Resolver) -> list[Place]:
     """The paths a simple command may touch, for ``path`` rules: every operand (and the value of
     ``--opt=value``) and every redirection target. Over-inclusive on purpose: an ``allow`` needs
     all of them to match, a ``deny`` any one."""
     flags, words = operands(cmd.argv)
     words += [Word(f.split("=", 1)[1]) for f in flags if f.startswith("--") and "=" in f]
     words += [r.target for r in cmd.redirects if not r.duplicates]
-    return [resolve(w.text, cwd, root, known=not w.dynamic) for w in words]
+    return [resolve(w.text, cwd, known=not w.dynamic) for w in words]

@@ -32,7 +32,7 @@ from codeyard.domain.policy.gates import (
     path_gates,
     scan_text,
 )
-from codeyard.domain.policy.paths import Place, Root, command_line, input_paths, start_dir
+from codeyard.domain.policy.paths import Place, Resolver, Root, command_line, input_paths, start_dir
 from codeyard.domain.policy.rules import Action, CompiledPolicies, CompiledRule
 from codeyard.domain.policy.shell import split
 from codeyard.domain.tools import ToolRequest
@@ -115,43 +115,48 @@ class _Subject:
 
 
 def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
-    root = ctx.root
+    resolve = Resolver(ctx.root)
     kind = request.kind
     line = command_line(request.input)
     shell = kind == "bash" or bool(line)
-    start = start_dir(request.input, root)
+    start = start_dir(request.input, ctx.root)
+    places: list[Place] = []
     commands: list[SimpleCommand] | None = None
+    # 1. Hard gates.
     if shell:
         line = line or ""
         commands = split(line) if line.strip() else None
-        hits = scan_text(line) if commands is None else command_gates(commands, start, root)
-        subjects = [
-            _Subject(c.text, command_places(c, cwd, root))
-            for c, cwd in walk(commands or [], start, root)
-        ]
+        hits = scan_text(line) if commands is None else command_gates(commands, start, resolve)
     else:
-        places = input_paths(request.input, root)
+        places = input_paths(request.input, ctx.root)
         hits = path_gates(places) if kind in WRITE_KINDS else []
-        subjects = [_Subject(None, places)]
     if hits:
         return _gate(hits, ctx.gates)
 
     rules = ctx.policies.for_tool(request.tool, kind)
-    if shell and commands is None:
+    if commands is None and shell:  # unreadable: only restrictive rules may speak
         found = rules.first(line, (), restrictive_only=True)
         if found is not None:
-            return _by_rule(found, f"`{_short(line or '')}`")
+            return _by_rule(found, f"`{_short(line)}`")
         return PolicyDecision(
             "ask",
             "shell:unparseable",
-            "the command line cannot be read safely, so no rule or "
-            f"mode may allow it: `{_short(line or '')}`",
+            f"the command line cannot be read safely, so no rule or mode may allow it: "
+            f"`{_short(line)}`",
         )
+    # 2. Run trust.
     if ctx.trusted:
         return PolicyDecision("allow", "trust", "the run is trusted")
-    if not subjects:
+    # 3. Rules, first match per subject.
+    if commands is None:
+        subjects = [_Subject(None, places)]
+    else:
+        subjects = [
+            _Subject(c.text, command_places(c, cwd, resolve) if rules.uses_paths else ())
+            for c, cwd in walk(commands, start, resolve)
+        ]
+    if not subjects:  # e.g. a line that is only a comment
         return mode_default(ctx.permission_mode, kind)
-
     matched = [(s, rules.first(s.text, s.places)) for s in subjects]
     for action in ("deny", "ask"):
         hit = [(s, r) for s, r in matched if r is not None and r.action == action]
@@ -163,12 +168,10 @@ def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
     if not unmatched:
         first = matched[0][1]
         assert first is not None
-        reason = (
-            first.reason
-            if len(allowed) == 1 and first.reason
-            else f"allowed by {', '.join(allowed)}"
-        )
-        return PolicyDecision("allow", first.id, reason, rules=allowed)
+        single = len(allowed) == 1 and first.reason
+        reason = first.reason if single else f"allowed by {', '.join(allowed)}"
+        return PolicyDecision("allow", first.id, reason or "", rules=allowed)
+    # 4. The permission mode, for what no rule decided.
     fallback = mode_default(ctx.permission_mode, kind)
     what = f" for `{_short(unmatched[0].text)}`" if unmatched[0].text is not None else ""
     return PolicyDecision(

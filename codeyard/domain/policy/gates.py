@@ -29,7 +29,7 @@ from typing import Any, Literal, cast
 
 from codeyard.domain.errors import ValidationFailed
 from codeyard.domain.policy.commands import SimpleCommand, Word, operands, walk
-from codeyard.domain.policy.paths import Place, Root, resolve
+from codeyard.domain.policy.paths import Place, Resolver
 
 __all__ = ["GATES", "GateAction", "GateHit", "GateId", "GateSettings", "command_gates",
            "path_gates", "scan_text"]  # fmt: skip
@@ -101,7 +101,7 @@ def path_gates(places: Iterable[Place]) -> list[GateHit]:
 
 
 def command_gates(
-    commands: Sequence[SimpleCommand], start: str | None, root: Root
+    commands: Sequence[SimpleCommand], start: str | None, resolve: Resolver
 ) -> list[GateHit]:
     """Gates tripped by the simple commands of one shell line, run from ``start``.
 
@@ -109,10 +109,10 @@ def command_gates(
     they are unknown, hence gated.
     """
     hits: list[GateHit] = []
-    for cmd, cwd in walk(commands, start, root):
+    for cmd, cwd in walk(commands, start, resolve):
         hits += _git(cmd)
-        hits += _rm(cmd, cwd, root)
-        hits += [_outside(p) for p in _write_targets(cmd, cwd, root) if not p.inside]
+        hits += _rm(cmd, cwd, resolve)
+        hits += [_outside(p) for p in _write_targets(cmd, cwd, resolve) if not p.inside]
     return hits
 
 
@@ -216,7 +216,7 @@ _WRITES_ALL = frozenset({"tee", "touch", "mkdir", "rm", "rmdir", "mv", "truncate
 _WRITES_LAST = frozenset({"cp", "install", "ln", "rsync"})
 
 
-def _rm(cmd: SimpleCommand, cwd: str | None, root: Root) -> list[GateHit]:
+def _rm(cmd: SimpleCommand, cwd: str | None, resolve: Resolver) -> list[GateHit]:
     if cmd.name != "rm":
         return []
     flags, targets = operands(cmd.argv)
@@ -224,14 +224,14 @@ def _rm(cmd: SimpleCommand, cwd: str | None, root: Root) -> list[GateHit]:
         return []
     hits = []
     for word in targets:
-        place = resolve(word.text, cwd, root, known=not word.dynamic)
+        place = resolve(word.text, cwd, known=not word.dynamic)
         if not place.inside or place.rel == ".":
             where = "the worktree itself" if place.inside else _where(place)
             hits.append(GateHit("rm-rf-outside-worktree", f"`{cmd.text}` removes {where}"))
     return hits
 
 
-def _write_targets(cmd: SimpleCommand, cwd: str | None, root: Root) -> list[Place]:
+def _write_targets(cmd: SimpleCommand, cwd: str | None, resolve: Resolver) -> list[Place]:
     words = [r.target for r in cmd.redirects if r.writes]
     if cmd.argv:
         flags, args = operands(cmd.argv)
@@ -250,7 +250,7 @@ def _write_targets(cmd: SimpleCommand, cwd: str | None, root: Root) -> list[Plac
     for word in words:
         if word.text in _DEVICES and not word.dynamic:
             continue
-        places.append(resolve(word.text, cwd, root, known=not word.dynamic))
+        places.append(resolve(word.text, cwd, known=not word.dynamic))
     return places
 
 

@@ -93,6 +93,8 @@ def _unwrap(name: str, args: Argv) -> Argv:
             break
         if name in ("env", "sudo") and _ASSIGNMENT.match(text):
             i += 1
+        elif name == "command" and text in ("-v", "-V"):
+            return ()  # `command -v git` only looks git up
         elif text.startswith("-") and len(text) > 1 and not args[i].dynamic:
             if name == "env" and text.split("=", 1)[0] in ("-S", "--split-string"):
                 # `env -S 'cmd args'` splits a string into a command: read it as a script.

@@ -9,7 +9,7 @@ runs. The result is the same as trying every rule in order.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,7 +57,7 @@ class CompiledRule:
 class RulePlan:
     """The rules that apply to one tool, in order, with their literals ready."""
 
-    __slots__ = ("_by_command", "_by_path", "_plain", "rules")
+    __slots__ = ("_by_command", "_by_path", "_plain", "rules", "uses_paths")
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.rules = tuple(rules)
@@ -68,6 +68,8 @@ class RulePlan:
             [(r.path.literal, r) for r in self.rules if r.command is None and r.path is not None]
         )
         self._plain = [r for r in self.rules if r.command is None and r.path is None]
+        #: Whether any rule looks at paths (if not, a decision need not resolve them).
+        self.uses_paths = any(r.path is not None for r in self.rules)
 
     def first(
         self, text: str | None, places: Sequence[Place], *, restrictive_only: bool = False
@@ -80,7 +82,7 @@ class RulePlan:
         if text is not None:
             maybe += self._by_command.candidates(text)
         if places:
-            maybe += self._by_path.candidates("\x00".join(_spellings(places)))
+            maybe += self._by_path.candidates(_spellings(places))
         maybe.sort(key=_order)
         for rule in maybe:
             if restrictive_only and rule.action == "allow":
@@ -91,18 +93,18 @@ class RulePlan:
 
 
 class _LiteralIndex:
-    """Rules keyed by the first three characters of their literal: a text then only needs one
-    dictionary look-up per position instead of one substring test per rule."""
+    """Rules keyed by the last three characters of their literal (the most distinctive end:
+    ``/opt/secret12``): a text then needs one look-up per position, or one substring test per
+    key when there are fewer keys than positions, instead of one test per rule."""
 
-    __slots__ = ("_always", "_by_trigram", "_count")
+    __slots__ = ("_always", "_by_trigram")
 
     def __init__(self, pairs: list[tuple[str, CompiledRule]]) -> None:
-        self._count = len(pairs)
         self._always = [r for lit, r in pairs if len(lit) < 3]
         self._by_trigram: dict[str, list[tuple[str, CompiledRule]]] = {}
         for lit, rule in pairs:
             if len(lit) >= 3:
-                self._by_trigram.setdefault(lit[:3], []).append((lit, rule))
+                self._by_trigram.setdefault(lit[-3:], []).append((lit, rule))
 
     def candidates(self, text: str) -> list[CompiledRule]:
         """Every rule whose literal occurs in ``text`` (plus those without a usable literal)."""
@@ -110,9 +112,10 @@ class _LiteralIndex:
         if not self._by_trigram:
             return found
         index = self._by_trigram
-        keys = {text[i : i + 3] for i in range(len(text) - 2)}
-        if len(keys) > len(index):
-            keys = {k for k in index if k in text}  # fewer rules than positions: scan the rules
+        if len(index) < len(text):
+            keys: Iterable[str] = [k for k in index if k in text]
+        else:
+            keys = {text[i : i + 3] for i in range(len(text) - 2)}
         for key in keys:
             for lit, rule in index.get(key, ()):
                 if lit in text:
@@ -124,13 +127,15 @@ def _order(rule: CompiledRule) -> int:
     return rule.order
 
 
-def _spellings(places: Sequence[Place]) -> list[str]:
-    out = []
-    for place in places:
-        for s in (place.raw, place.real, place.lexical, place.rel, place.lexical_rel):
-            if s is not None:
-                out.append(s)
-    return out
+def _spellings(places: Sequence[Place]) -> str:
+    """Every spelling of every path, NUL-separated (NUL cannot occur in a path)."""
+    out = dict.fromkeys(
+        s
+        for place in places
+        for s in (place.raw, place.real, place.lexical, place.rel, place.lexical_rel)
+        if s is not None
+    )
+    return "\x00".join(out)
 
 
 _INLINE_FLAGS = re.compile(r"\(\?[aiLmsux-]+[:)]")

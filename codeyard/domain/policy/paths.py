@@ -12,6 +12,7 @@ Which input keys carry paths is decided here, once, for every provider: see ``PA
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import stat
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ __all__ = [
     "CWD_KEYS",
     "PATH_KEYS",
     "Place",
+    "Resolver",
     "Root",
     "command_line",
     "input_paths",
@@ -93,8 +95,30 @@ def resolve(raw: str, base: str | None, root: Root, *, known: bool = True) -> Pl
     elif base is None:
         return Place(raw, None, None, root)
     else:
-        joined = os.path.join(base, raw)
-    return Place(raw, _realpath(joined, root), os.path.normpath(joined), root)
+        joined = f"{base}/{raw}" if base != "/" else f"/{raw}"
+    lexical = joined if _PLAIN_PATH.fullmatch(joined) else os.path.normpath(joined)
+    return Place(raw, _realpath(lexical if ".." not in joined else joined, root), lexical, root)
+
+
+#: An absolute path normpath would leave alone (no `.`/`..` parts, no doubled or trailing `/`).
+_PLAIN_PATH = re.compile(r"(/(?!\.\.?(/|$))[^/]+)+|/")
+
+
+class Resolver:
+    """``resolve`` with a memo for one decision: gates and rules look at the same words."""
+
+    __slots__ = ("_memo", "root")
+
+    def __init__(self, root: Root) -> None:
+        self.root = root
+        self._memo: dict[tuple[str, str | None, bool], Place] = {}
+
+    def __call__(self, raw: str, base: str | None, *, known: bool = True) -> Place:
+        key = (raw, base, known)
+        place = self._memo.get(key)
+        if place is None:
+            place = self._memo[key] = resolve(raw, base, self.root, known=known)
+        return place
 
 
 def _realpath(path: str, root: Root) -> str:

@@ -21,6 +21,7 @@ __all__ = ["Redirect", "SimpleCommand", "Word", "split"]
 _REDIRECT = re.compile(r"(\d*)(&>>|&>|>>|>&|>\||<<<|<<-|<<|<>|<&|>|<)")
 _CONTROL = re.compile(r"&&|\|\||\|&|;;&|;;|;&|[;&|]")
 _META = frozenset(" \t\n;&|()<>")
+_PLAIN = re.compile(r"[^ \t\n;&|()<>'\"\\$`]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9?#@*$!-]")
 _BRACES = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
@@ -114,7 +115,7 @@ class _Parser:
                 flush()
             else:
                 word = self._word(depth)
-                if not argv and not word.dynamic and _ASSIGNMENT.match(word.text):
+                if not argv and _ASSIGNMENT.match(word.text):
                     assigns.append(word)
                 else:
                     argv.append(word)
@@ -206,10 +207,12 @@ class _Parser:
                 text.append(part)
                 dynamic |= expands
             else:
+                m = _PLAIN.match(s, self.i)
+                assert m is not None  # `c` itself is plain
                 dynamic |= c == "~" and self.i == start
-                plain.append(c)
-                text.append(c)
-                self.i += 1
+                plain.append(m.group())
+                text.append(m.group())
+                self.i = m.end()
         if self.i == start:
             raise Unparseable(f"unexpected {s[self.i : self.i + 1]!r}")
         dynamic |= bool(_BRACES.search("".join(plain)))

@@ -1,0 +1,137 @@
+"""Answering approvals, trusting runs, and what an operator remembers from an answer."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from codeyard.domain.errors import Conflict
+from codeyard.domain.events import utc_now
+from codeyard.domain.ids import new_id
+from codeyard.domain.tools import ToolRequest
+from codeyard.executor.approvals import public, remembered_rule
+from codeyard.services.context import Services
+from codeyard.store import policies, projects, runs
+from codeyard.store.writer import Tx
+
+
+async def list_approvals(
+    svc: Services, *, status: str | None, run_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    async with svc.engine.connect() as conn:
+        if run_id:
+            run_id = (await runs.get(conn, run_id))["id"]
+        rows, next_cursor = await policies.list_approvals(
+            conn, status=status, run_id=run_id, limit=limit, cursor=cursor
+        )
+    return [public(r) for r in rows], next_cursor
+
+
+async def _remember(tx: Tx, approval: dict[str, Any], scope: str) -> str:
+    """Add an allow rule for this exact call, for the run or for the whole project."""
+    request = ToolRequest(
+        approval["call_id"], approval["tool"], approval["kind"], approval["input"]
+    )
+    rule = remembered_rule(request)
+    run = await runs.lock(tx, approval["run_id"])
+    now = utc_now()
+    policy_id = new_id("pol")
+    values = {
+        "id": policy_id,
+        "enabled": True,
+        "priority": 1000,
+        "rules": [rule],
+        "created_at": now,
+        "updated_at": now,
+        "name": f"Remembered for run {run['number']}: {approval['title']}"[:200],
+        "scope_run_id": run["id"] if scope == "run" else None,
+    }
+    if scope == "project":
+        values["name"] = f"Remembered for the project: {approval['title']}"[:200]
+    await policies.insert_policy(tx, values)
+    if scope == "project":
+        project = await projects.get_project(tx.conn, run["project_id"])
+        set_id = new_id("pset")
+        await policies.insert_set(
+            tx,
+            {
+                "id": set_id,
+                "name": f"Remembered for {project['name']}",
+                "policy_ids": [policy_id],
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        ids = [*(project.get("policy_set_ids") or []), set_id]
+        await projects.update_project(tx, project["id"], {"policy_set_ids": ids})
+    return policy_id
+
+
+async def resolve(
+    svc: Services,
+    approval_id: str,
+    decision: str,
+    reason: str | None,
+    remember: str | None,
+    decided_by: str = "operator",
+) -> dict[str, Any]:
+    """Record the answer (409 if already answered) and wake the agent that waits for it."""
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        row = await policies.get_approval(tx.conn, approval_id)
+        if row["status"] != "pending":
+            raise Conflict(
+                f"Approval {approval_id} is already {row['status']}.", current_status=row["status"]
+            )
+        changes = {
+            "status": decision,
+            "decided_by": decided_by,
+            "reason": reason,
+            "remember": remember,
+            "resolved_at": utc_now(),
+        }
+        await policies.update_approval(tx, approval_id, changes)
+        rule_id = (
+            await _remember(tx, row, remember) if remember and decision == "approved" else None
+        )
+        await tx.emit_one(
+            row["run_id"],
+            "approval.resolved",
+            {
+                "approval_id": approval_id,
+                "decision": decision,
+                "decided_by": decided_by,
+                "reason": reason,
+                "remembered_policy_id": rule_id,
+            },
+        )
+        return {**row, **changes}
+
+    row = await svc.writer.run(job)
+    svc.executor.approval_answered(
+        row["run_id"],
+        approval_id,
+        {"decision": decision, "reason": reason, "decided_by": decided_by},
+    )
+    return public(row)
+
+
+async def trust(svc: Services, ref: str) -> dict[str, Any]:
+    """Auto-approve this run's asks from now on, and the ones pending (hard gates still ask)."""
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, ref)
+        pending = await policies.pending_of_run(conn, run["id"])
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        await runs.update_fields(tx, run["id"], trusted=True)
+        await tx.emit_one(run["id"], "run.trusted", {"by": "operator"})
+        return await runs.lock(tx, run["id"])
+
+    updated = await svc.writer.run(job)
+    for row in pending:
+        if not (row.get("rule") or "").startswith("gate:"):
+            with contextlib.suppress(Conflict):  # answered meanwhile
+                await resolve(
+                    svc, row["id"], "approved", "run is trusted", None, decided_by="trust"
+                )
+    return runs.public(updated)

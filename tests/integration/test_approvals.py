@@ -1,0 +1,225 @@
+"""One decision path for every tool call: policies, asks that wait durably, trust, expiry.
+
+Uses the `script` provider, whose tool steps go through exactly the path real agents use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from codeyard.config import Settings
+from tests.conftest import TOKEN, Api, open_api
+
+pytestmark = pytest.mark.anyio
+
+
+async def start(
+    api: Api, repo: Path, *steps: dict[str, Any], mode: str = "default", **extra: Any
+) -> dict[str, Any]:
+    body = {
+        "prompt": "Work",
+        "repo_path": str(repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": list(steps)}, "permission_mode": mode},
+        **extra,
+    }
+    resp = await api.post("/api/runs", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+async def pending(api: Api, run_id: str, count: int = 1) -> list[dict[str, Any]]:
+    with anyio.fail_after(20):
+        while True:
+            rows = (await api.get(f"/api/approvals?status=pending&run_id={run_id}")).json()["data"]
+            if len(rows) >= count:
+                return rows
+            await anyio.sleep(0.02)
+
+
+async def results(api: Api, run_id: str) -> list[dict[str, Any]]:
+    evs = (await api.get(f"/api/runs/{run_id}/events?types=tool.result&limit=500")).json()["data"]
+    return [e["data"] for e in evs]
+
+
+async def policy_set(api: Api, *rules: dict[str, Any], priority: int = 0) -> str:
+    pol = await api.post(
+        "/api/policies", json={"name": "p", "priority": priority, "rules": list(rules)}
+    )
+    assert pol.status_code == 201, pol.text
+    pset = await api.post("/api/policy-sets", json={"name": "s", "policy_ids": [pol.json()["id"]]})
+    return str(pset.json()["id"])
+
+
+async def test_default_mode_asks_and_approve_lets_the_call_run(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    run = await start(api, git_repo, {"bash": "echo hi > hi.txt"}, {"say": "done"})
+    (approval,) = await pending(api, run["id"])
+    waiting = (await api.get(f"/api/runs/{run['id']}")).json()
+    assert waiting["status"] == "waiting" and waiting["status_reason"] == "approval"
+    assert waiting["pending_approvals"] == 1
+    assert approval["tool"] == "Bash" and approval["title"] == "echo hi > hi.txt"
+    assert approval["rule"] == "mode:default" and approval["expires_at"] > approval["created_at"]
+    requested = (await api.get(f"/api/runs/{run['id']}/events?types=approval.requested")).json()[
+        "data"
+    ]
+    assert requested[0]["data"]["run_title"] == "Work"  # what a phone needs to show it
+    resp = await api.post(f"/api/approvals/{approval['id']}/resolve", json={"decision": "approved"})
+    assert resp.status_code == 200 and resp.json()["status"] == "approved"
+    done = await api.wait_status(run["id"], "review")
+    assert done["pending_approvals"] == 0
+    assert (await results(api, run["id"]))[0]["ok"] is True
+    again = await api.post(
+        f"/api/approvals/{approval['id']}/resolve", json={"decision": "rejected"}
+    )
+    assert again.status_code == 409 and again.json()["current_status"] == "approved"
+
+
+async def test_reject_reaches_the_agent_as_a_denial_it_understands(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    run = await start(
+        api, git_repo, {"write": {"path": "x.txt", "content": "x"}}, {"say": "adapted"}
+    )
+    (approval,) = await pending(api, run["id"])
+    await api.post(
+        f"/api/approvals/{approval['id']}/resolve",
+        json={"decision": "rejected", "reason": "not that file"},
+    )
+    await api.wait_status(run["id"], "review")
+    (result,) = await results(api, run["id"])
+    assert result["ok"] is False and "not that file" in result["error"]
+    assert not list(Path(api.services.settings.worktree_root).rglob("x.txt"))
+
+
+async def test_policies_allow_and_deny_before_the_mode_default(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    set_id = await policy_set(
+        api,
+        {"tool": "Bash", "command": "^echo ", "action": "allow"},
+        {"tool": "Bash", "command": "curl", "action": "deny", "reason": "no network"},
+    )
+    run = await start(
+        api,
+        git_repo,
+        {"bash": "echo ok"},
+        {"bash": "echo a && curl http://x"},
+        policy_set_ids=[set_id],
+    )
+    await api.wait_status(run["id"], "review")
+    first, second = await results(api, run["id"])
+    assert first["ok"] is True
+    assert second["ok"] is False and "no network" in second["error"]
+    decisions = (await api.get(f"/api/policy-decisions?run_id={run['id']}")).json()["data"]
+    assert [d["decision"] for d in reversed(decisions)] == ["allow", "deny"]
+    assert decisions[0]["rule"].startswith("policy:")
+    effective = (await api.get(f"/api/runs/{run['id']}/effective-policies")).json()
+    assert [r["action"] for r in effective["rules"]] == ["allow", "deny"]
+
+
+async def test_remember_for_the_run_skips_the_next_identical_ask(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    run = await start(
+        api, git_repo, {"bash": "echo same"}, {"bash": "echo same"}, {"bash": "echo other"}
+    )
+    (first,) = await pending(api, run["id"])
+    await api.post(
+        f"/api/approvals/{first['id']}/resolve", json={"decision": "approved", "remember": "run"}
+    )
+    rows = await pending(api, run["id"])  # only the different command asks
+    assert [r["title"] for r in rows] == ["echo other"]
+    await api.post(f"/api/approvals/{rows[0]['id']}/resolve", json={"decision": "approved"})
+    await api.wait_status(run["id"], "review")
+    all_rows = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"]
+    assert len(all_rows) == 2
+
+
+async def test_trust_approves_pending_and_future_asks_but_not_gates(
+    sqlite_api: Api, git_repo: Path, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    outside = tmp_path / "outside.txt"
+    run = await start(
+        api,
+        git_repo,
+        {"bash": "echo one"},
+        {"bash": "echo two"},
+        {"write": {"path": str(outside), "content": "x"}},
+    )
+    await pending(api, run["id"])
+    trusted = await api.post(f"/api/runs/{run['id']}/trust")
+    assert trusted.status_code == 200
+    (gate,) = await pending(api, run["id"])  # the write outside the worktree still asks
+    assert gate["rule"].startswith("gate:") and gate["title"].endswith("outside.txt")
+    await api.post(f"/api/approvals/{gate['id']}/resolve", json={"decision": "rejected"})
+    await api.wait_status(run["id"], "review")
+    oks = [r["ok"] for r in await results(api, run["id"])]
+    assert oks == [True, True, False] and not outside.exists()
+    decided = {
+        r["decided_by"] for r in (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"]
+    }
+    assert "trust" in decided
+
+
+async def test_expiry_interrupts_and_resume_asks_again(sqlite_api: Api, git_repo: Path) -> None:
+    api = sqlite_api
+    resp = await api.request("PUT", "/api/settings", json={"approval_timeout_hours": 0.0003})
+    assert resp.status_code == 200, resp.text
+    run = await start(api, git_repo, {"bash": "echo late"})
+    (approval,) = await pending(api, run["id"])
+    stopped = await api.wait_status(run["id"], "interrupted", timeout=20)
+    assert "expired" in stopped["status_reason"]
+    row = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"][0]
+    assert row["id"] == approval["id"] and row["status"] == "expired"
+    await api.request("PUT", "/api/settings", json={"approval_timeout_hours": 10})
+    await api.post(f"/api/runs/{run['id']}/resume", json={})
+    rows = await pending(api, run["id"])
+    assert rows[0]["id"] != approval["id"] and rows[0]["title"] == "echo late"
+    await api.post(f"/api/approvals/{rows[0]['id']}/resolve", json={"decision": "approved"})
+    await api.wait_status(run["id"], "review")
+
+
+async def test_pending_approval_across_a_restart(tmp_path: Path, git_repo: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
+    async for api in open_api(settings):
+        run = await start(api, git_repo, {"bash": "echo after-restart"})
+        (approval,) = await pending(api, run["id"])
+    async for api in open_api(settings):
+        after = (await api.get(f"/api/runs/{run['id']}")).json()
+        assert after["status"] == "interrupted" and after["pending_approvals"] == 0
+        row = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"][0]
+        assert row["id"] == approval["id"] and row["status"] == "expired"
+        late = await api.post(
+            f"/api/approvals/{approval['id']}/resolve", json={"decision": "approved"}
+        )
+        assert late.status_code == 409
+        await api.post(f"/api/runs/{run['id']}/resume", json={})
+        (again,) = await pending(api, run["id"])
+        await api.post(f"/api/approvals/{again['id']}/resolve", json={"decision": "approved"})
+        await api.wait_status(run["id"], "review")
+        assert (await results(api, run["id"]))[-1]["ok"] is True
+
+
+async def test_invalid_rule_is_422_naming_it(sqlite_api: Api) -> None:
+    resp = await sqlite_api.post(
+        "/api/policies",
+        json={
+            "name": "broken",
+            "rules": [{"tool": "Bash", "action": "allow"}, {"command": "([", "action": "deny"}],
+        },
+    )
+    body = resp.json()
+    assert resp.status_code == 422 and "broken" in body["detail"]
+    assert any(1 in e["loc"] for e in body["errors"])
+    assert (await sqlite_api.get("/api/policies")).json()["data"] == []
