@@ -311,3 +311,69 @@ async def test_server_restart_interrupts_and_resume_continues(
         assert done["session_id"] == stopped["session_id"]
     sent = fake.model_calls("anthropic")[-1].text()
     assert "Survive a restart" in sent and "Continue the task from where you left off" in sent
+
+
+async def approvals(api: Api, run_id: str) -> list[dict[str, Any]]:
+    with anyio.fail_after(WAIT):
+        while True:  # an approval is a row to poll for: nothing to wait on instead
+            url = f"/api/approvals?status=pending&run_id={run_id}"
+            rows = list((await api.get(url)).json()["data"])
+            if rows:
+                return rows
+            await anyio.sleep(0.05)
+
+
+async def test_asked_calls_wait_for_approval_and_a_rejection_reaches_the_model(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    fake.script(
+        [
+            Reply(tool_calls=(ToolCall("Bash", {"command": "echo yes > approved.txt"}),)),
+            Reply(tool_calls=(ToolCall("Bash", {"command": "echo no > rejected.txt"}),)),
+            Reply(text="Done."),
+        ]
+    )
+    opts = options(fake, tmp_path / "home", permission_mode="default")
+    run = await create(api, git_repo, opts, "Ask first")
+    first = (await approvals(api, run["id"]))[0]
+    assert first["tool"] == "Bash" and first["kind"] == "bash"
+    assert (await api.get(f"/api/runs/{run['id']}")).json()["status"] == "waiting"
+    resp = await api.post(f"/api/approvals/{first['id']}/resolve", json={"decision": "approved"})
+    assert resp.status_code == 200, resp.text
+    second = (await approvals(api, run["id"]))[0]
+    assert second["id"] != first["id"]
+    resp = await api.post(
+        f"/api/approvals/{second['id']}/resolve",
+        json={"decision": "rejected", "reason": "not in this repository"},
+    )
+    assert resp.status_code == 200, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review", done
+    tree = worktree(api, run)
+    assert (tree / "approved.txt").read_text() == "yes\n"
+    assert not (tree / "rejected.txt").exists()
+    told = fake.model_calls("anthropic")[2].text()
+    assert "Codeyard policy denied this tool call" in told and "not in this repository" in told
+
+
+async def test_allowed_tools_and_max_turns_reach_the_cli(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    fake.script(
+        [
+            Reply(tool_calls=(ToolCall("Bash", {"command": "echo hi > allowed.txt"}),)),
+            Reply(text="never asked for: the turn limit stops first"),
+        ]
+    )
+    opts = options(
+        fake, tmp_path / "home", allowed_tools=["Bash"], max_turns=1, permission_mode="default"
+    )
+    run = await create(api, git_repo, opts, "One step only")
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review" and done["status_reason"] == "max_turns", done
+    assert (worktree(api, run) / "allowed.txt").read_text() == "hi\n"
+    # An allowed tool runs without asking Codeyard: no decision, no approval.
+    assert await events(api, run["id"], "policy.decision") == []
+    assert len(fake.model_calls("anthropic")) == 1

@@ -341,9 +341,20 @@ async def test_gh_is_used_without_a_token(fake_gh: Path) -> None:
     calls = [json.loads(line) for line in fake_gh.read_text().splitlines()]
     assert calls[0] == ["auth", "status", "--hostname", "github.com"]
     assert calls[1] == [
-        "pr", "create", "--repo", "github.com/octo/widgets", "--head", "feature",
-        "--base", "main", "--title", "Via gh", "--body", "Body", "--draft",
-    ]  # fmt: skip
+        "pr",
+        "create",
+        "--repo",
+        "github.com/octo/widgets",
+        "--head",
+        "feature",
+        "--base",
+        "main",
+        "--title",
+        "Via gh",
+        "--body",
+        "Body",
+        "--draft",
+    ]
     assert calls[2][:5] == ["pr", "view", "7", "--repo", "github.com/octo/widgets"]
     assert pr.to_dict() == {
         "url": "https://github.com/octo/widgets/pull/7",

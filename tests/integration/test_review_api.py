@@ -16,26 +16,32 @@ pytestmark = pytest.mark.anyio
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 async def run_to_review(
     api: Api, repo: Path, *steps: dict[str, Any], **options: Any
 ) -> dict[str, Any]:
-    body = {"prompt": "Improve greeting", "repo_path": str(repo), "provider": "script",
-            "agent_options": {"scenario": {"steps": list(steps)}, **options}}  # fmt: skip
+    body = {
+        "prompt": "Improve greeting",
+        "repo_path": str(repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": list(steps)}, **options},
+    }
     run = (await api.post("/api/runs", json=body)).json()
     return await api.wait_status(run["id"], "review")
 
 
 async def test_diff_shows_every_kind_of_change(api: Api, git_repo: Path) -> None:
     run = await run_to_review(
-        api, git_repo,
+        api,
+        git_repo,
         {"write": {"path": "new.txt", "content": "new\n"}},
-        {"bash": "printf '# demo\\nmore\\n' > README.md && git add README.md && git commit -qm edit"},
+        {"bash": "printf '# demo\\nmore\\n' > README.md && git commit -qam edit"},
         {"bash": "echo untracked > loose.txt"},
-    )  # fmt: skip
+    )
     text = (await api.get(f"/api/runs/{run['id']}/diff")).text
     assert "+++ b/new.txt" in text and "+more" in text and "+++ b/loose.txt" in text
     files = (await api.get(f"/api/runs/{run['id']}/diff?format=json")).json()["data"]
@@ -51,13 +57,22 @@ async def test_diff_shows_every_kind_of_change(api: Api, git_repo: Path) -> None
         for e in (await api.get(f"/api/runs/{run['id']}/events?types=file.changed")).json()["data"]
     ]
     assert {(c["path"], c["change"]) for c in changed} == {
-        ("new.txt", "added"), ("README.md", "modified"), ("loose.txt", "added")}  # fmt: skip
+        ("new.txt", "added"),
+        ("README.md", "modified"),
+        ("loose.txt", "added"),
+    }
 
 
 async def test_checkpoints_restore_and_compare(api: Api, git_repo: Path) -> None:
-    run = await run_to_review(api, git_repo, {"write": {"path": "a.txt", "content": "one\n"}},
-                              on_message=[{"write": {"path": "a.txt", "content": "two\n"}},
-                                          {"write": {"path": "b.txt", "content": "b\n"}}])  # fmt: skip
+    run = await run_to_review(
+        api,
+        git_repo,
+        {"write": {"path": "a.txt", "content": "one\n"}},
+        on_message=[
+            {"write": {"path": "a.txt", "content": "two\n"}},
+            {"write": {"path": "b.txt", "content": "b\n"}},
+        ],
+    )
     await api.post(f"/api/runs/{run['id']}/messages", json={"text": "change it"})
     await api.wait_status(run["id"], "review")
     points = (await api.get(f"/api/runs/{run['id']}/checkpoints")).json()["data"]
@@ -83,8 +98,12 @@ async def test_checkpoints_restore_and_compare(api: Api, git_repo: Path) -> None
 
 
 async def test_merge_fast_forwards_and_the_clean_checkout_follows(api: Api, git_repo: Path) -> None:
-    run = await run_to_review(api, git_repo, {"write": {"path": "feature.txt", "content": "f\n"}},
-                              {"say": "Added the feature"})  # fmt: skip
+    run = await run_to_review(
+        api,
+        git_repo,
+        {"write": {"path": "feature.txt", "content": "f\n"}},
+        {"say": "Added the feature"},
+    )
     resp = await api.post(f"/api/runs/{run['id']}/resolve", json={"action": "merge"})
     assert resp.status_code == 200, resp.text
     done = resp.json()
@@ -98,12 +117,19 @@ async def test_merge_fast_forwards_and_the_clean_checkout_follows(api: Api, git_
 
 
 async def test_squash_with_a_message(api: Api, git_repo: Path) -> None:
-    run = await run_to_review(api, git_repo, {"write": {"path": "s.txt", "content": "s\n"}},
-                              {"bash": "git add -A && git commit -qm wip1 && echo x >> s.txt"})  # fmt: skip
+    run = await run_to_review(
+        api,
+        git_repo,
+        {"write": {"path": "s.txt", "content": "s\n"}},
+        {"bash": "git add -A && git commit -qm wip1 && echo x >> s.txt"},
+    )
     git(git_repo, "commit", "-q", "--allow-empty", "-m", "moved on")
     before = git(git_repo, "rev-parse", "main")
-    done = (await api.post(f"/api/runs/{run['id']}/resolve",
-                           json={"action": "squash", "message": "Add s"})).json()  # fmt: skip
+    done = (
+        await api.post(
+            f"/api/runs/{run['id']}/resolve", json={"action": "squash", "message": "Add s"}
+        )
+    ).json()
     assert done["resolution"] == "merged"
     assert git(git_repo, "rev-parse", "main~1") == before
     assert git(git_repo, "log", "-1", "--format=%s", "main") == "Add s"
@@ -156,8 +182,12 @@ async def test_nothing_to_land_unknown_target_and_wrong_status(api: Api, git_rep
     assert unknown.status_code == 400 and "nope" in unknown.json()["detail"]
     bad = await api.post(f"/api/runs/{run2['id']}/resolve", json={"action": "teleport"})
     assert bad.status_code == 422
-    draft = (await api.post("/api/runs", json={"prompt": "d", "repo_path": str(git_repo),
-                                               "provider": "script", "draft": True})).json()  # fmt: skip
+    draft = (
+        await api.post(
+            "/api/runs",
+            json={"prompt": "d", "repo_path": str(git_repo), "provider": "script", "draft": True},
+        )
+    ).json()
     wrong = await api.post(f"/api/runs/{draft['id']}/resolve", json={"action": "merge"})
     assert wrong.status_code == 409 and wrong.json()["current_status"] == "draft"
 
@@ -208,8 +238,9 @@ async def test_create_pr_pushes_and_opens_it(
     git(git_repo, "remote", "add", "origin", url)
     git(git_repo, "config", f"url.{bare}.pushInsteadOf", url)
     git(git_repo, "push", "-q", "origin", "main")
-    run = await run_to_review(api, git_repo, {"write": {"path": "pr.txt", "content": "p"}},
-                              {"say": "Ready for review"})  # fmt: skip
+    run = await run_to_review(
+        api, git_repo, {"write": {"path": "pr.txt", "content": "p"}}, {"say": "Ready for review"}
+    )
     for var in ("CODEYARD_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     only_git = tmp_path / "only-git"
@@ -225,8 +256,10 @@ async def test_create_pr_pushes_and_opens_it(
         monkeypatch.setenv("CODEYARD_GITHUB_TOKEN", "ghp_test")
         monkeypatch.setenv("CODEYARD_GITHUB_API_URL", fake.api_url)
         monkeypatch.setenv("CODEYARD_GITHUB_WEB_URL", "https://github.com")
-        resp = await api.post(f"/api/runs/{run['id']}/resolve",
-                              json={"action": "create_pr", "title": "Add pr.txt", "draft": True})  # fmt: skip
+        resp = await api.post(
+            f"/api/runs/{run['id']}/resolve",
+            json={"action": "create_pr", "title": "Add pr.txt", "draft": True},
+        )
         assert resp.status_code == 200, resp.text
         done = resp.json()
         assert done["resolution"] == "pr_created" and done["pull_request"]["number"] == 1

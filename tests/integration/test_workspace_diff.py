@@ -101,15 +101,26 @@ async def test_json_covers_committed_uncommitted_untracked_and_deleted(
     files = by_path(await diff_files(wt, base))
 
     assert set(files) == {
-        "bin.dat", "mod.txt", "del.txt", "renamed.txt", "staged.txt", UNICODE, ODD,
+        "bin.dat",
+        "mod.txt",
+        "del.txt",
+        "renamed.txt",
+        "staged.txt",
+        UNICODE,
+        ODD,
         "new file.txt",
-    }  # fmt: skip
+    }
     status = {p: f["status"] for p, f in files.items()}
     assert status == {
-        "bin.dat": "added", "mod.txt": "modified", "del.txt": "deleted",
-        "renamed.txt": "renamed", "staged.txt": "modified", UNICODE: "modified",
-        ODD: "added", "new file.txt": "added",
-    }  # fmt: skip
+        "bin.dat": "added",
+        "mod.txt": "modified",
+        "del.txt": "deleted",
+        "renamed.txt": "renamed",
+        "staged.txt": "modified",
+        UNICODE: "modified",
+        ODD: "added",
+        "new file.txt": "added",
+    }
     assert files["renamed.txt"]["old_path"] == "ren.txt"
     assert files["renamed.txt"]["additions"] == 1 and files["renamed.txt"]["deletions"] == 0
     assert all(f["old_path"] is None for p, f in files.items() if p != "renamed.txt")
@@ -127,8 +138,11 @@ async def test_hunks_carry_line_numbers(changed: tuple[Path, str]) -> None:
     assert (mod["additions"], mod["deletions"]) == (3, 2)
     first, second = mod["hunks"]
     assert (first["old_start"], first["old_lines"], first["new_start"], first["new_lines"]) == (
-        1, 5, 1, 5,
-    )  # fmt: skip
+        1,
+        5,
+        1,
+        5,
+    )
     assert first["header"].startswith("@@ -1,5 +1,5 @@")
     assert first["lines"][:3] == [
         {"type": "context", "text": "1", "old_line": 1, "new_line": 1},
@@ -191,8 +205,10 @@ async def test_paths_filter(changed: tuple[Path, str]) -> None:
     assert "rename from ren.txt" in text and "mod.txt" not in text
     assert await unified_diff(wt, base, ["nope"]) == ""
     assert await diff_between(wt, base, "HEAD", "stats", ["mod.txt"]) == {
-        "files": 1, "insertions": 1, "deletions": 1,
-    }  # fmt: skip
+        "files": 1,
+        "insertions": 1,
+        "deletions": 1,
+    }
 
 
 async def test_type_change_mode_change_and_empty_file(repo: Path) -> None:
@@ -246,8 +262,10 @@ async def test_diff_between_commits_and_trees(repo: Path) -> None:
     tree = sh(repo, "rev-parse", "HEAD^{tree}").strip()
     assert await diff_between(repo, first, tree) == await diff_between(repo, first, "HEAD")
     assert await diff_between(repo, "HEAD", first, "stats") == {
-        "files": 1, "insertions": 1, "deletions": 1,
-    }  # fmt: skip
+        "files": 1,
+        "insertions": 1,
+        "deletions": 1,
+    }
     with pytest.raises(ValueError):
         await diff_between(repo, "--output=/tmp/x", "HEAD")
 

@@ -15,10 +15,12 @@ After every operation these hold:
 * every ``codeyard/*`` branch belongs to a live run, and ``git worktree list`` shows exactly the
   user's checkout and the live runs' worktrees;
 * the user's checkout (files, ``git status``, ``.git/index`` bytes, HEAD) is byte-for-byte
-  unchanged, except by the user's own actions and by a landing into ``main`` that succeeded,
-  after which the files equal the new ``main`` tree (untracked files kept) and the index matches
-  HEAD;
-* a refused landing (409) changes nothing: no branch moves, the run branch and worktree stay;
+  unchanged, except by the user's own actions and by a requested landing into ``main``, the
+  branch it has checked out: after a successful one the files equal the new ``main`` tree
+  (untracked files kept) and the index matches HEAD; a refused one may refresh the index's stat
+  data (``update-index --refresh``) but changes no file and nothing staged;
+* a refused landing (409) changes nothing else either: no branch moves, the run branch and
+  worktree stay as they were;
 * a landing of changes that do not overlap the target's own changes since the merge base must
   succeed (unless the checkout is dirty or has untracked files in the way), and the new target
   tree is the old one with exactly the run's changes applied.
@@ -402,8 +404,14 @@ class World:
         target_side = changed(ls_tree(repo, base), ls_tree(repo, old_target))
         touched = set(run_net)
         if op.action == "rebase":  # every replayed commit must apply on its own
-            log = git(repo, "log", "--no-merges", "--format=", "--name-only",
-                      f"{old_target}..refs/heads/{run.branch}")  # fmt: skip
+            log = git(
+                repo,
+                "log",
+                "--no-merges",
+                "--format=",
+                "--name-only",
+                f"{old_target}..refs/heads/{run.branch}",
+            )
             touched |= {line for line in log.splitlines() if line}
         tracked = ls_tree(repo, "HEAD")
         untracked = {p: d for p, d in before.files.items() if p not in tracked}
@@ -414,6 +422,7 @@ class World:
             into_checkout and (before.dirty() or touched & untracked.keys())
         )
 
+        staged_before = git(repo, "ls-files", "-s")
         resp = await self.api.post(url, json=body)
         note(f"{op} -> {resp.status_code} {resp.text[:300]}")
         import sys
@@ -438,7 +447,15 @@ class World:
             assert resp.status_code == 200, (resp.text, run_net, touched, target_side)
 
         if resp.status_code == 409:
-            assert Checkout.of(repo) == before, "a refused landing changed the user's checkout"
+            now = Checkout.of(repo)
+            if into_checkout:
+                # Checking the checkout refreshes its index (`update-index --refresh`): stat
+                # data may be rewritten, what is staged may not.
+                assert replace(now, index=b"") == replace(before, index=b""), "checkout changed"
+                assert git(repo, "ls-files", "-s") == staged_before
+                self.checkout = now
+            else:
+                assert now == before, "a refused landing changed the user's checkout"
             assert rev(repo, f"refs/heads/{target}") == old_target
             assert rev(repo, f"refs/heads/{run.branch}") == branch_before
             assert git(wt, "status", "--porcelain=v1", "-uall") == wt_status
@@ -584,8 +601,9 @@ class World:
             for path in self.root.glob("/".join("*" * depth)):
                 assert path in allowed, f"stray {path} under the worktree root"
         # Branches and checkpoint refs.
-        refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/codeyard",
-                   "refs/codeyard").splitlines()  # fmt: skip
+        refs = git(
+            repo, "for-each-ref", "--format=%(refname)", "refs/heads/codeyard", "refs/codeyard"
+        ).splitlines()
         heads = {r.removeprefix("refs/heads/") for r in refs if r.startswith("refs/heads/")}
         assert heads == {r.branch for r in live}, (heads, [(r.id, r.state) for r in self.runs])
         owners = {r.split("/")[2] for r in refs if r.startswith("refs/codeyard/")}

@@ -14,7 +14,10 @@ def test_deltas_of_one_message_merge_until_another_event() -> None:
     c = DeltaCoalescer(window=10)
     assert c.push(delta("Hel"), 0.0) == [] and c.push(delta("lo"), 0.01) == []
     out = c.push(NewEvent("tool.call", {"call_id": "c"}), 0.02)
-    assert [(e.type, e.data.get("text")) for e in out] == [("agent.delta", "Hello"), ("tool.call", None)]
+    assert [(e.type, e.data.get("text")) for e in out] == [
+        ("agent.delta", "Hello"),
+        ("tool.call", None),
+    ]
     assert c.take() == []
 
 

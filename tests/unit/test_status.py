@@ -91,8 +91,13 @@ def test_actions(action: str, current: RunStatus) -> None:
 
 
 def test_every_action_lands_in_an_allowed_transition() -> None:
-    landing = {"start": S.QUEUED, "pause": S.PAUSED, "resume": S.QUEUED, "cancel": S.CANCELLED,
-               "resolve": S.COMPLETED}
+    landing = {
+        "start": S.QUEUED,
+        "pause": S.PAUSED,
+        "resume": S.QUEUED,
+        "cancel": S.CANCELLED,
+        "resolve": S.COMPLETED,
+    }
     for action, to in landing.items():
         for current in ACTION_FROM[action]:
             check_transition(current, to)

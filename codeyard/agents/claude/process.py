@@ -69,9 +69,15 @@ def cli_version(cli: Path) -> tuple[str | None, str | None]:
     return (words[0] if words else None), None
 
 
-@functools.lru_cache(maxsize=1)
+_launcher: Path | None = None
+
+
 def launcher() -> Path:
-    """The launcher script (written once per process into a private temp directory)."""
+    """The launcher script, written once per process into a private temporary directory
+    (and again should a temp-file cleaner have removed it)."""
+    global _launcher
+    if _launcher is not None and _launcher.exists():
+        return _launcher
     folder = Path(tempfile.mkdtemp(prefix="codeyard-claude-"))
     script = folder / "claude-launcher"
     setsid = "import os,sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
@@ -83,6 +89,7 @@ def launcher() -> Path:
         f'"${CLI_ENV}" "$@"\n'
     )
     script.chmod(0o700)
+    _launcher = script
     return script
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import (
+    CanUseToolShadowedWarning,
     ClaudeAgentOptions,
     ClaudeSDKClient,
     ClaudeSDKError,
@@ -146,7 +148,11 @@ class _Turn:
         client = ClaudeSDKClient(self.options())
         try:
             try:
-                await client.connect()
+                with warnings.catch_warnings():
+                    # Allowed tools (or a bypass mode) skipping Codeyard's decision function
+                    # are the operator's explicit choice, not a mistake to warn about.
+                    warnings.simplefilter("ignore", CanUseToolShadowedWarning)
+                    await client.connect()
             except ClaudeSDKError as exc:
                 raise AgentFailure(self._explain(f"Claude Code did not start: {exc}")) from exc
             self.group = self._find_group()

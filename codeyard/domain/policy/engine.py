@@ -30,6 +30,7 @@ from codeyard.domain.policy.gates import (
     GateSettings,
     command_gates,
     path_gates,
+    rough_parts,
     scan_text,
 )
 from codeyard.domain.policy.paths import Place, Resolver, Root, command_line, input_paths, start_dir
@@ -117,16 +118,19 @@ class _Subject:
 def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
     resolve = Resolver(ctx.root)
     kind = request.kind
-    line = command_line(request.input)
+    line = command_line(request.input) or ""
     shell = kind == "bash" or bool(line)
     start = start_dir(request.input, ctx.root)
     places: list[Place] = []
     commands: list[SimpleCommand] | None = None
     # 1. Hard gates.
     if shell:
-        line = line or ""
         commands = split(line) if line.strip() else None
-        hits = scan_text(line) if commands is None else command_gates(commands, start, resolve)
+        hits = (
+            scan_text(line, start, resolve)
+            if commands is None
+            else command_gates(commands, start, resolve)
+        )
     else:
         places = input_paths(request.input, ctx.root)
         hits = path_gates(places) if kind in WRITE_KINDS else []
@@ -135,9 +139,12 @@ def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
 
     rules = ctx.policies.for_tool(request.tool, kind)
     if commands is None and shell:  # unreadable: only restrictive rules may speak
-        found = rules.first(line, (), restrictive_only=True)
-        if found is not None:
-            return _by_rule(found, f"`{_short(line)}`")
+        found = [
+            r for part in rough_parts(line) if (r := rules.first(part, (), restrictive_only=True))
+        ]
+        if found:
+            rule = min(found, key=lambda r: (r.action != "deny", r.order))
+            return _by_rule(rule, f"`{_short(line)}`")
         return PolicyDecision(
             "ask",
             "shell:unparseable",

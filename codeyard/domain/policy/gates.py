@@ -30,9 +30,18 @@ from typing import Any, Literal, cast
 from codeyard.domain.errors import ValidationFailed
 from codeyard.domain.policy.commands import SimpleCommand, Word, operands, walk
 from codeyard.domain.policy.paths import Place, Resolver
+from codeyard.domain.policy.shell import split
 
-__all__ = ["GATES", "GateAction", "GateHit", "GateId", "GateSettings", "command_gates",
-           "path_gates", "scan_text"]  # fmt: skip
+__all__ = [
+    "GATES",
+    "GateAction",
+    "GateHit",
+    "GateId",
+    "GateSettings",
+    "command_gates",
+    "path_gates",
+    "scan_text",
+]
 
 GateId = Literal[
     "write-outside-worktree",
@@ -120,11 +129,16 @@ _TOKEN = re.compile(r"[^\s;&|()<>`\"'$]+")
 _ABS_REDIRECT = re.compile(r">\s*['\"]?(?!/dev/(null|stdout|stderr)\b)[/~$]")
 
 
-def scan_text(line: str) -> list[GateHit]:
-    """Best-effort gates for a line the parser refused (``eval "git push -f"``)."""
+def scan_text(line: str, start: str | None, resolve: Resolver) -> list[GateHit]:
+    """Best-effort gates for a line the parser refused (``eval "git push -f"``): the gates of
+    every rough piece that does parse, plus a token scan for the worst cases."""
+    hits: list[GateHit] = []
+    for part in rough_parts(line):
+        commands = split(part)
+        if commands:
+            hits += command_gates(commands, start, resolve)
     tokens = {t.lower() for t in _TOKEN.findall(line)}
     why = "in a command line that cannot be read safely"
-    hits: list[GateHit] = []
     if "git" in tokens:
         if "push" in tokens and any(_push_forces(Word(t)) for t in tokens):
             hits.append(GateHit("git-push-force", f"git push --force {why}"))
@@ -146,10 +160,34 @@ def scan_text(line: str) -> list[GateHit]:
     return hits
 
 
+_ROUGH_SPLIT = re.compile(r"[;&|\n()`<>{}]|\$\(")
+
+
+def rough_parts(line: str, limit: int = 256) -> list[str]:
+    """Candidate commands of a line the parser refused, for gates and ``deny``/``ask`` rules
+    (never ``allow``): the whole line, and every word-suffix of every operator-separated piece,
+    quotes dropped (``eval 'curl x'`` yields ``curl x``). Over-inclusive on purpose."""
+    parts = [line]
+    for piece in _ROUGH_SPLIT.split(line):
+        words = piece.replace("'", " ").replace('"', " ").replace("\\", " ").split()
+        parts += [" ".join(words[i:]) for i in range(len(words))]
+    return list(dict.fromkeys(parts))[:limit]
+
+
 # -- git ---------------------------------------------------------------------------------------
 
-_GIT_GLOBAL_VALUE = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace",
-                               "--config-env", "--super-prefix", "--list-cmds"})  # fmt: skip
+_GIT_GLOBAL_VALUE = frozenset(
+    {
+        "-C",
+        "-c",
+        "--git-dir",
+        "--work-tree",
+        "--namespace",
+        "--config-env",
+        "--super-prefix",
+        "--list-cmds",
+    }
+)
 
 
 def _git(cmd: SimpleCommand) -> list[GateHit]:
@@ -211,8 +249,22 @@ def _has_flag(flags: Iterable[str], short: str, long: str) -> bool:
 # -- files -------------------------------------------------------------------------------------
 
 _DEVICES = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/zero"})
-_WRITES_ALL = frozenset({"tee", "touch", "mkdir", "rm", "rmdir", "mv", "truncate", "shred",
-                         "unlink", "chmod", "chown", "chgrp"})  # fmt: skip
+_WRITES_ALL = frozenset(
+    {
+        "tee",
+        "touch",
+        "mkdir",
+        "rm",
+        "rmdir",
+        "mv",
+        "truncate",
+        "shred",
+        "unlink",
+        "chmod",
+        "chown",
+        "chgrp",
+    }
+)
 _WRITES_LAST = frozenset({"cp", "install", "ln", "rsync"})
 
 

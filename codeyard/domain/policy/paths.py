@@ -34,8 +34,17 @@ __all__ = [
 
 #: Keys whose value is one path (Claude ``file_path``/``notebook_path``, Gemini ``absolute_path``,
 #: OpenCode ``filePath``, Codex ``path``/``move_path``, the script provider's ``path``).
-PATH_KEYS = ("path", "file_path", "filePath", "notebook_path", "absolute_path", "target_file",
-             "move_path", "new_path", "destination")  # fmt: skip
+PATH_KEYS = (
+    "path",
+    "file_path",
+    "filePath",
+    "notebook_path",
+    "absolute_path",
+    "target_file",
+    "move_path",
+    "new_path",
+    "destination",
+)
 #: Keys whose value is a list of paths.
 PATH_LIST_KEYS = ("paths", "file_paths")
 #: Keys whose value lists entries carrying paths (Codex ``changes``, ACP ``locations``,

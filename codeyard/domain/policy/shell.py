@@ -26,8 +26,25 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9?#@*$!-]")
 _BRACES = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 #: Reserved words that only introduce or close a compound command; the rest is still a command.
-_SKIP_KEYWORDS = frozenset({"if", "then", "else", "elif", "fi", "do", "done", "while", "until",
-                            "!", "{", "}", "esac", "time", "-p"})  # fmt: skip
+_SKIP_KEYWORDS = frozenset(
+    {
+        "if",
+        "then",
+        "else",
+        "elif",
+        "fi",
+        "do",
+        "done",
+        "while",
+        "until",
+        "!",
+        "{",
+        "}",
+        "esac",
+        "time",
+        "-p",
+    }
+)
 _REFUSE = frozenset({"case", "function", "coproc", "eval", "select", "trap"})
 
 
@@ -148,8 +165,9 @@ class _Parser:
                     raise Unparseable("heredoc body runs commands")
         self.heredocs.clear()
 
-    def _emit(self, argv: list[Word], assigns: list[Word], redirects: list[Redirect],
-              depth: int) -> None:  # fmt: skip
+    def _emit(
+        self, argv: list[Word], assigns: list[Word], redirects: list[Redirect], depth: int
+    ) -> None:
         words = list(argv)
         while words and not words[0].dynamic and words[0].text in _SKIP_KEYWORDS:
             words.pop(0)

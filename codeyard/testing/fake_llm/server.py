@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +30,7 @@ __all__ = ["FakeLLM", "build_app"]
 
 log = logging.getLogger("codeyard.fake_llm")
 HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 30.0
 
 
 def build_app(state: FakeState) -> Starlette:
@@ -127,15 +129,12 @@ class FakeLLM:
             target=server.run, kwargs={"sockets": [sock]}, name="codeyard-fake-llm", daemon=True
         )
         self._thread.start()
-        started = threading.Event()
-
-        def check() -> None:
-            while not server.started and self._thread is not None and self._thread.is_alive():
-                started.wait(0.01)
-
-        check()
-        if not server.started:
-            raise RuntimeError("the fake LLM server did not start; see the log above")
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not server.started:  # uvicorn offers no event to wait on
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the fake LLM server did not start; see the log above")
+            time.sleep(0.01)
         return self
 
     def stop(self) -> None:
