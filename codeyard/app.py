@@ -21,6 +21,7 @@ from codeyard.api import (
     run_data,
     runs,
     streams,
+    usage,
     workspace,
 )
 from codeyard.api import settings as settings_api
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     authed = [Depends(require_principal)]
     for router in (
         meta.router,
+        usage.router,
         approvals.router,
         projects.router,
         runs.router,

@@ -20,7 +20,7 @@ from codeyard.domain.ids import new_id
 from codeyard.domain.policy import PolicyDecision, evaluate
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
-from codeyard.executor import policy_context
+from codeyard.executor import budget, policy_context
 from codeyard.executor.handle import RunHandle
 from codeyard.store import policies, runs
 from codeyard.store import settings as settings_store
@@ -30,8 +30,16 @@ S = RunStatus
 DEFAULT_TIMEOUT_HOURS = 10.0
 
 
-class ApprovalExpired(Exception):
-    """Nobody answered in time: the turn stops (the run becomes ``interrupted``)."""
+class TurnStopped(Exception):
+    """The turn must stop here (the run becomes ``interrupted``), not deny and go on."""
+
+
+class ApprovalExpired(TurnStopped):
+    """Nobody answered in time: the agent would only retry, so the turn stops instead."""
+
+
+class BudgetRefused(TurnStopped):
+    """The operator chose not to raise a crossed spending cap."""
 
 
 def summarize(request: ToolRequest, limit: int = 160) -> str:
@@ -82,6 +90,7 @@ class ApprovalGate:
 
     async def decide(self, handle: RunHandle, request: ToolRequest) -> Decision:
         run_id = handle.run_id
+        await self._check_budget(handle, request)
         verdict = await self._verdict(run_id, request)
         await self._record(run_id, request, verdict)
         if verdict.action == "allow":
@@ -128,6 +137,56 @@ class ApprovalGate:
     async def _ask(
         self, handle: RunHandle, request: ToolRequest, verdict: PolicyDecision
     ) -> Decision:
+        fields = {
+            "call_id": request.call_id,
+            "tool": request.tool,
+            "kind": request.kind,
+            "input": request.input,
+            "title": summarize(request),
+            "rule": verdict.rule,
+            "reason": verdict.reason,
+        }
+        answer = await self._wait_for_answer(handle, fields, "approval", gate=verdict.gate)
+        reason = answer.get("reason")
+        if answer["decision"] == "approved":
+            return Decision(True, reason or "approved by the operator", verdict.rule)
+        return Decision(False, reason or "rejected by the operator", verdict.rule)
+
+    async def _check_budget(self, handle: RunHandle, request: ToolRequest) -> None:
+        """Stop at a crossed cap until the operator raises it; a refusal interrupts the turn."""
+        async with self._engine.connect() as conn:
+            run = await runs.get(conn, handle.run_id)
+            over = await budget.check(conn, run)
+        if over is None:
+            return
+        fields = {
+            "call_id": request.call_id,
+            "tool": "budget",
+            "kind": "budget",
+            "input": {
+                "cap": over.cap,
+                "limit_usd": over.limit,
+                "spent_usd": over.spent,
+                "period": over.period,
+            },
+            "title": over.title,
+            "rule": f"budget:{over.cap}",
+            "reason": f"{over.cap} budget reached",
+        }
+        answer = await self._wait_for_answer(handle, fields, "budget", gate=True)
+        if answer["decision"] != "approved":
+            raise BudgetRefused(f"Stopped at the {over.cap} budget of ${over.limit:.2f}.")
+
+        async def raise_cap(tx: Tx) -> None:
+            current = await runs.lock(tx, handle.run_id)
+            await runs.update_fields(tx, handle.run_id, **budget.raised(current, over))
+
+        await self._writer.run(raise_cap)
+
+    async def _wait_for_answer(
+        self, handle: RunHandle, fields: dict[str, Any], status_reason: str, *, gate: bool
+    ) -> dict[str, Any]:
+        """Open a durable approval, show the run as waiting, and wait for the answer."""
         run_id = handle.run_id
         timeout = await self._timeout_seconds()
         expires = datetime.now(UTC) + timedelta(seconds=timeout)
@@ -135,15 +194,9 @@ class ApprovalGate:
         approval: dict[str, Any] = {
             "id": approval_id,
             "run_id": run_id,
-            "call_id": request.call_id,
-            "tool": request.tool,
-            "kind": request.kind,
-            "input": request.input,
-            "title": summarize(request),
-            "rule": verdict.rule,
+            **fields,
             "status": "pending",
             "decided_by": None,
-            "reason": verdict.reason,
             "remember": None,
             "created_at": utc_now(),
             "resolved_at": None,
@@ -160,23 +213,25 @@ class ApprovalGate:
                 "approval.requested",
                 {
                     "approval": public(approval),
-                    "gate": verdict.gate,
+                    "gate": gate,
                     "run_title": run["title"],
                     "run_number": run["number"],
                 },
             )
             pending = run["pending_approvals"] + 1
             if run["status"] == S.RUNNING:
-                await runs.set_status(tx, run_id, S.WAITING, "approval", pending_approvals=pending)
+                await runs.set_status(
+                    tx, run_id, S.WAITING, status_reason, pending_approvals=pending
+                )
             else:
                 await runs.update_fields(tx, run_id, pending_approvals=pending)
 
         try:
             await self._writer.run(open_job)
-            # Trust given while this was being written applies at once.
+            # Trust given while this was being written applies at once (never to gates).
             async with self._engine.connect() as conn:
                 trusted = bool((await runs.get(conn, run_id)).get("trusted"))
-            if trusted and not verdict.gate and not future.done():
+            if trusted and not gate and not future.done():
                 future.set_result(
                     {"decision": "approved", "decided_by": "trust", "reason": "run is trusted"}
                 )
@@ -191,12 +246,8 @@ class ApprovalGate:
                 ) from None
         finally:
             handle.approvals.pop(approval_id, None)
-        approved = answer["decision"] == "approved"
         await self._writer.run(lambda tx: self._close(tx, run_id, approval_id, answer))
-        reason = answer.get("reason")
-        if approved:
-            return Decision(True, reason or "approved by the operator", verdict.rule)
-        return Decision(False, reason or "rejected by the operator", verdict.rule)
+        return answer
 
     async def _close(self, tx: Tx, run_id: str, approval_id: str, answer: dict[str, Any]) -> None:
         """Count the answered approval off; the run works again when none is pending."""
@@ -224,7 +275,8 @@ class ApprovalGate:
                     "reason": answer.get("reason"),
                 },
             )
-        if run["status"] == S.WAITING and run["status_reason"] == "approval" and pending == 0:
+        waiting = run["status"] == S.WAITING and run["status_reason"] in ("approval", "budget")
+        if waiting and pending == 0:
             await runs.set_status(tx, run_id, S.RUNNING, None, pending_approvals=0)
         else:
             await runs.update_fields(tx, run_id, pending_approvals=pending)

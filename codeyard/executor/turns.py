@@ -19,7 +19,7 @@ from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
 from codeyard.domain.events import NewEvent
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
-from codeyard.executor.approvals import ApprovalExpired, ApprovalGate, expire_pending_of_run
+from codeyard.executor.approvals import ApprovalGate, TurnStopped, expire_pending_of_run
 from codeyard.executor.changes import ChangeTracker
 from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
@@ -229,7 +229,7 @@ class TurnDriver:
         """Every tool call's one decision path (policies, approvals), and expiry's way out."""
         try:
             return await self._gate.decide(handle, request)
-        except ApprovalExpired as exc:
+        except TurnStopped as exc:
             # Interrupt the turn rather than deny: the agent would only retry or loop.
             handle.stop(RunStatus.INTERRUPTED, str(exc))
             await asyncio.sleep(0)  # the cancellation lands here, and unwinds the adapter

@@ -101,6 +101,9 @@ runs = Table(
     Column("last_seq", Integer, nullable=False),
     Column("trusted", Boolean, nullable=False, server_default=false()),
     Column("policy_set_ids", JSON),
+    #: Periods ("daily": "2026-11-22", "monthly": "2026-11") in which an operator let this run
+    #: go past the global cap.
+    Column("cap_waivers", JSON),
     Column("queued_at", String(32)),
     Column("created_at", String(32), nullable=False),
     Column("started_at", String(32)),
@@ -122,6 +125,7 @@ events = Table(
     Column("data", Text, nullable=False),
     Index("ix_events_run_seq", "run_id", "seq", unique=True),
     Index("ix_events_project_id", "project_id", "id"),
+    Index("ix_events_type_ts", "type", "ts"),
 )
 
 counters = Table(

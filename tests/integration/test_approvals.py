@@ -223,3 +223,50 @@ async def test_invalid_rule_is_422_naming_it(sqlite_api: Api) -> None:
     assert resp.status_code == 422 and "broken" in body["detail"]
     assert any(1 in e["loc"] for e in body["errors"])
     assert (await sqlite_api.get("/api/policies")).json()["data"] == []
+
+
+async def test_run_budget_stops_at_the_next_tool_call_and_continues_when_raised(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    run = await start(
+        api,
+        git_repo,
+        {"usage": {"input_tokens": 1000, "output_tokens": 100, "cost_usd": 0.6}},
+        {"bash": "echo first"},
+        {"usage": {"input_tokens": 1000, "output_tokens": 100, "cost_usd": 0.6}},
+        {"bash": "echo second"},
+        mode="auto",
+        budget_usd=1.0,
+    )
+    (stop,) = await pending(api, run["id"])
+    waiting = (await api.get(f"/api/runs/{run['id']}")).json()
+    assert waiting["status"] == "waiting" and waiting["status_reason"] == "budget"
+    assert stop["kind"] == "budget" and stop["input"]["cap"] == "run"
+    assert stop["input"]["spent_usd"] == pytest.approx(1.2) and "$1.00" in stop["title"]
+    assert [r["output"].strip() for r in await results(api, run["id"])] == ["first"]
+    await api.post(f"/api/approvals/{stop['id']}/resolve", json={"decision": "approved"})
+    done = await api.wait_status(run["id"], "review")
+    assert done["budget_usd"] == pytest.approx(2.2)
+    assert [r["output"].strip() for r in await results(api, run["id"])] == ["first", "second"]
+
+
+async def test_refusing_to_raise_a_daily_cap_interrupts_the_turn(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    caps = {"budgets": {"daily_usd": 0.5, "monthly_usd": None}}
+    assert (await api.request("PUT", "/api/settings", json=caps)).status_code == 200
+    run = await start(
+        api, git_repo, {"usage": {"cost_usd": 0.75}}, {"bash": "echo never"}, mode="auto"
+    )
+    (stop,) = await pending(api, run["id"])
+    assert stop["input"]["cap"] == "daily"
+    await api.post(f"/api/approvals/{stop['id']}/resolve", json={"decision": "rejected"})
+    stopped = await api.wait_status(run["id"], "interrupted")
+    assert "budget" in stopped["status_reason"] and await results(api, run["id"]) == []
+    today = (await api.get("/api/usage?period=day")).json()
+    assert today["total"]["cost_usd"] == pytest.approx(0.75) and today["cap_usd"] == 0.5
+    assert today["projects"][run["project_id"]]["cost_usd"] == pytest.approx(0.75)
+    month = (await api.get("/api/usage?period=month")).json()
+    assert month["total"]["cost_usd"] >= today["total"]["cost_usd"]
