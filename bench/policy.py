@@ -10,8 +10,8 @@ for first-match-wins.
 Measured calls (each timed one decision at a time with ``perf_counter_ns``):
 
 - ``bash simple``: ``ls -la src``;
-- ``bash compound``: ``cd src && git status --short | grep -v '^??' ; npm test 2>&1 | tee ../out.log``
-  (5 simple commands, a redirection, a ``cd``);
+- ``bash compound``: ``cd src && git status --short | grep -v '^??' ;
+  npm test 2>&1 | tee ../out.log`` (5 simple commands, a redirection, a ``cd``);
 - ``bash gated``: ``git fetch && git push --force origin HEAD`` (stopped by a hard gate);
 - ``edit``: ``Edit src/pkg/module_7.py`` (path globs, symlink resolution against a real worktree);
 - ``mcp``: ``mcp__github__create_issue``;
@@ -38,15 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import OUT, machine, percentile, wait_quiet, write_json
 from codeyard.domain.policy import (
+    ACTIONS,
     Policy,
     PolicyContext,
     Rule,
     compile_policies,
     evaluate,
 )
-from codeyard.domain.tools import ToolRequest
-
-ACTIONS = ("allow", "ask", "deny")
+from codeyard.domain.tools import ToolKind, ToolRequest
 
 
 def make_policies(seed: int = 7) -> list[Policy]:
@@ -59,9 +58,13 @@ def make_policies(seed: int = 7) -> list[Policy]:
             action = rnd.choice(ACTIONS)
             shape = r % 10
             if shape < 4:
-                rule = Rule(action, tool="Bash", command=rnd.choice(
-                    [rf"^tool{n}\b", rf"\bsub{n}\b", rf"^make target{n}$", rf"--flag-{n}(=|\s|$)"]
-                ))  # fmt: skip
+                patterns = [
+                    rf"^tool{n}\b",
+                    rf"\bsub{n}\b",
+                    rf"^make target{n}$",
+                    rf"--flag-{n}(=|\s|$)",
+                ]
+                rule = Rule(action, tool="Bash", command=rnd.choice(patterns))
             elif shape < 6:
                 rule = Rule(action, tool=f"mcp__server{n}__*")
             elif shape < 8:
@@ -77,7 +80,7 @@ def make_policies(seed: int = 7) -> list[Policy]:
     return policies
 
 
-CALLS: dict[str, tuple[str, str, dict[str, Any]]] = {
+CALLS: dict[str, tuple[str, ToolKind, dict[str, Any]]] = {
     "bash simple": ("Bash", "bash", {"command": "ls -la src"}),
     "bash compound": (
         "Bash",
@@ -146,7 +149,9 @@ def main() -> None:
             f" {r['max_us']:>8}"
         )
     print(f"worst p99: {worst} µs — target p99 < 1000 µs: {'met' if worst < 1000 else 'NOT met'}")
-    write_json(args.json, {"machine": machine(), **quiet, "results": results, "worst_p99_us": worst})
+    write_json(
+        args.json, {"machine": machine(), **quiet, "results": results, "worst_p99_us": worst}
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from codeyard import __version__
-from codeyard.cli import doctor, fake_llm, gc, runs, serve
+from codeyard.cli import approvals, doctor, fake_llm, gc, runs, serve
 from codeyard.cli.state import CodeyardGroup, get_state
 
 app = typer.Typer(
@@ -64,6 +64,10 @@ app.command()(runs.pause)
 app.command()(runs.resume)
 app.command()(doctor.doctor)
 app.command()(gc.gc)
+app.command()(approvals.approvals)
+app.command()(approvals.approve)
+app.command()(approvals.reject)
+app.command()(approvals.trust)
 app.command("fake-llm")(fake_llm.fake_llm)
 
 

@@ -230,7 +230,7 @@ def _approval_requested(data: dict[str, Any]) -> Text:
     out = Text("⏸ approval needed: ", style="bold yellow")
     out.append(_line(what), style="yellow")
     if approval.get("id"):
-        out.append(f"  [{approval['id']}] — approve or reject it in the web UI", style="dim")
+        out.append(f"  → codeyard approve {approval['id']}  (or reject)", style="dim")
     return out
 
 

@@ -58,6 +58,12 @@ def run(
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Stream the transcript until the run is idle."
     ),
+    permission_mode: str | None = typer.Option(
+        None,
+        "--permission-mode",
+        help="default (ask before writes and commands), plan (no writes) or auto (allow; hard "
+        "gates still ask). Default: the agent profile's, else the server's.",
+    ),
 ) -> None:
     """Start a run: an agent works on PROMPT in its own worktree and branch.
 
@@ -72,11 +78,18 @@ def run(
     repo_path = (repo or Path.cwd()).expanduser().resolve()
     if not repo_path.is_dir():
         raise CliError(f"{repo_path} is not a directory.")
+    if permission_mode not in (None, "default", "plan", "auto"):
+        raise CliError("--permission-mode takes default, plan or auto.")
     body: dict[str, Any] = {"prompt": prompt, "repo_path": str(repo_path)}
+    options: dict[str, Any] = {}
     if scenario is not None:
-        body["agent_options"] = {"scenario": _read_scenario(scenario)}
+        options["scenario"] = _read_scenario(scenario)
         if not provider and not agent:
             provider = "script"
+    if permission_mode:
+        options["permission_mode"] = permission_mode
+    if options:
+        body["agent_options"] = options
     optional = {
         "provider": provider,
         "agent_id": agent,

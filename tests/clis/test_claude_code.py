@@ -167,7 +167,7 @@ async def test_tool_calls_change_the_worktree_and_usage_is_priced(
     # Usage is what the model server reported, priced by the CLI, recorded once per turn.
     model_calls = fake.model_calls("anthropic")
     assert len(model_calls) == 3
-    side = [r for r in fake.requests if r.api == "anthropic" and not r.model_call]
+    side = [r for r in fake.requests if r.path == "/v1/messages" and not r.model_call]
     usage = done["usage"]
     tokens = [
         usage["input_tokens"] - 100 * len(side),

@@ -152,3 +152,37 @@ def test_help_lists_the_commands() -> None:
         "doctor",
     ):
         assert command in result.stdout
+
+
+def test_approve_from_the_terminal(server: ServerProcess, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    scenario = write_scenario(tmp_path / "s.json", {"bash": "echo approved-run"})
+    created = cli(
+        server,
+        "run",
+        "Ask first",
+        "--repo",
+        str(repo),
+        "--scenario",
+        str(scenario),
+        "--permission-mode",
+        "default",
+    )
+    assert created.returncode == 0, created.stderr
+    listed = None
+    for _ in range(100):
+        listed = cli(server, "approvals")
+        if "echo approved-run" in listed.stdout:
+            break
+    assert listed is not None and "echo approved-run" in listed.stdout, listed.stdout
+    approval_id = next(w for w in listed.stdout.split() if w.startswith("apr_"))
+    approved = cli(server, "approve", approval_id)
+    assert approved.returncode == 0 and "approved" in approved.stdout
+    twice = cli(server, "reject", approval_id)
+    assert twice.returncode == 1 and "already approved" in twice.stderr
+    number = created.stdout.split("#")[1].split()[0]
+    for _ in range(100):
+        if "review" in cli(server, "show", number).stdout:
+            break
+    logs = cli(server, "logs", number)
+    assert "approved-run" in logs.stdout

@@ -36,7 +36,7 @@ from codeyard.domain.policy.matching import RulePlan, required_literal
 from codeyard.domain.policy.paths import Root, resolve
 from codeyard.domain.tools import ToolRequest
 
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -341,8 +341,11 @@ def test_compound_commands_are_allowed_only_if_every_part_is(
 
     whole = action(line)
     each = [action(p) for p in parts]
-    expected = "deny" if "deny" in each else "ask" if "ask" in each else "allow"
-    assert whole == expected, (line, each)
+    if "allow" in whole:
+        assert each == ["allow"] * len(parts), (line, each)
+    if split(line) is not None:  # for readable lines, exactly:
+        expected = "deny" if "deny" in each else "ask" if "ask" in each else "allow"
+        assert whole == expected, (line, each)
 
 
 # -- the fast paths agree with the plain definition -----------------------------------------

@@ -20,7 +20,7 @@ Decision ``rule`` ids: ``gate:<gate id>``, ``shell:unparseable``, ``trust``,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -140,7 +140,9 @@ def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
     rules = ctx.policies.for_tool(request.tool, kind)
     if commands is None and shell:  # unreadable: only restrictive rules may speak
         found = [
-            r for part in rough_parts(line) if (r := rules.first(part, (), restrictive_only=True))
+            r
+            for text, places in _rough_subjects(line, start, resolve)
+            if (r := rules.first(text, places, restrictive_only=True))
         ]
         if found:
             rule = min(found, key=lambda r: (r.action != "deny", r.order))
@@ -187,6 +189,17 @@ def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
         f"no rule matches{what}; {fallback.reason}",
         rules=(*allowed, fallback.rule),
     )
+
+
+def _rough_subjects(
+    line: str, start: str | None, resolve: Resolver
+) -> Iterator[tuple[str, list[Place]]]:
+    """What ``deny``/``ask`` rules see of a line that cannot be read: each rough piece, and the
+    commands (with their paths) of the pieces that do parse."""
+    for part in rough_parts(line):
+        yield part, []
+        for cmd, cwd in walk(split(part) or [], start, resolve):
+            yield cmd.text, command_places(cmd, cwd, resolve)
 
 
 def _by_rule(rule: CompiledRule, what: str) -> PolicyDecision:
