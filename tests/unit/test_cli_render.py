@@ -168,7 +168,7 @@ def test_files_tasks_and_checkpoints() -> None:
 
 def test_approvals_and_policy() -> None:
     asked = render("approval.requested", approval={"id": "apr_1", "title": "$ rm -rf build"})
-    assert asked.startswith("⏸ approval needed: $ rm -rf build  [apr_1]")
+    assert asked.startswith("⏸ approval needed: $ rm -rf build  → codeyard approve apr_1")
     resolved = render("approval.resolved", decision="rejected", decided_by="admin", reason="no")
     assert resolved == "  approval rejected by admin (no)\n"
     denied = render("policy.decision", call_id="c", tool="Bash", decision="deny", rule="no rm")

@@ -18,8 +18,17 @@ from codeyard.domain.policy.launchers import MAX_DEPTH, launched
 __all__ = ["Redirect", "SimpleCommand", "Word", "split"]
 
 
-_REDIRECT = re.compile(r"(\d*)(&>>|&>|>>|>&|>\||<<<|<<-|<<|<>|<&|>|<)")
-_CONTROL = re.compile(r"&&|\|\||\|&|;;&|;;|;&|[;&|]")
+#: One token at list level (anything else starts a word). Order matters: `<(` before `<`.
+_TOKEN = re.compile(
+    r"(?P<blank>(?:[ \t]|\\\n)+)"
+    r"|(?P<newline>\n)"
+    r"|(?P<comment>\#[^\n]*)"
+    r"|(?P<procsub>[<>]\()"
+    r"|(?P<redirect>(?P<fd>\d*)(?P<op>&>>|&>|>>|>&|>\||<<<|<<-|<<|<>|<&|>|<))"
+    r"|(?P<control>&&|\|\||\|&|;;&|;;|;&|[;&|])"
+    r"|(?P<open>\()"
+    r"|(?P<close>\))"
+)
 _META = frozenset(" \t\n;&|()<>")
 _PLAIN = re.compile(r"[^ \t\n;&|()<>'\"\\$`]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9?#@*$!-]")
@@ -92,50 +101,42 @@ class _Parser:
             redirects.clear()
 
         while True:
-            c = s[self.i : self.i + 1]
-            if not c:
-                if close:
-                    raise Unparseable(f"missing '{close}'")
-                flush()
-                return
-            if c in " \t":
-                self.i += 1
-            elif s.startswith("\\\n", self.i):
-                self.i += 2
-            elif c == "\n":
-                flush()
-                self.i += 1
-                self._heredoc_bodies()
-            elif c == "#":
-                end = s.find("\n", self.i)
-                self.i = len(s) if end < 0 else end
-            elif c == ")":
-                if close != ")":
-                    raise Unparseable("unbalanced ')'")
-                flush()
-                self.i += 1
-                return
-            elif c == "(":
-                if argv or assigns:
-                    raise Unparseable("function definitions and extended globs are not read")
-                self.i += 1
-                self._list(")", depth + 1)
-            elif s.startswith(("<(", ">("), self.i):
-                raise Unparseable("process substitution")
-            elif m := _REDIRECT.match(s, self.i):
-                self.i = m.end()
-                redirects.append(self._redirect(m.group(1), m.group(2), depth))
-            elif m := _CONTROL.match(s, self.i):
-                if m.group() in (";;", ";&", ";;&"):
-                    raise Unparseable("case clauses are not read")
-                self.i = m.end()
-                flush()
-            else:
+            m = _TOKEN.match(s, self.i)
+            if m is None:
+                if self.i >= len(s):
+                    if close:
+                        raise Unparseable(f"missing '{close}'")
+                    flush()
+                    return
                 word = self._word(depth)
                 if not argv and _ASSIGNMENT.match(word.text):
                     assigns.append(word)
                 else:
                     argv.append(word)
+                continue
+            self.i = m.end()
+            kind = m.lastgroup
+            if kind == "newline":
+                flush()
+                self._heredoc_bodies()
+            elif kind == "close":
+                if close != ")":
+                    raise Unparseable("unbalanced ')'")
+                flush()
+                return
+            elif kind == "open":
+                if argv or assigns:
+                    raise Unparseable("function definitions and extended globs are not read")
+                self._list(")", depth + 1)
+            elif kind == "procsub":
+                raise Unparseable("process substitution")
+            elif kind == "redirect":
+                redirects.append(self._redirect(m.group("fd"), m.group("op"), depth))
+            elif kind == "control":
+                if m.group() in (";;", ";&", ";;&"):
+                    raise Unparseable("case clauses are not read")
+                flush()
+            # blanks, line continuations and comments: nothing to do
 
     def _redirect(self, fd: str, op: str, depth: int) -> Redirect:
         self._blanks()
@@ -199,10 +200,16 @@ class _Parser:
 
     def _word(self, depth: int) -> Word:
         s = self.s
+        start = self.i
+        fast = _PLAIN.match(s, start)
+        if fast and (fast.end() == len(s) or s[fast.end()] in _META):
+            self.i = fast.end()  # the common case: one unquoted run
+            text = fast.group()
+            dynamic = text.startswith("~") or ("{" in text and bool(_BRACES.search(text)))
+            return Word(text, dynamic)
         text: list[str] = []
         plain: list[str] = []  # unquoted literal characters, for brace expansion
         dynamic = False
-        start = self.i
         while self.i < len(s) and s[self.i] not in _META:
             c = s[self.i]
             if c == "'":
