@@ -8,6 +8,7 @@ slow, the stream quietly resubscribes and replays from the database again.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -100,8 +101,12 @@ async def follow(
     """Yield batches of events with ids above ``after``, replayed and then live."""
     last = after
     ended = False
+    # To notice the end, an until_idle stream also listens for status changes it does not show.
+    live_flt = flt
+    if until_idle and flt.types is not None:
+        live_flt = replace(flt, types=flt.types | {"run.status"})
     while not ended:
-        sub = hub.subscribe(flt)
+        sub = hub.subscribe(live_flt)
         try:
             last_seq: int | None = None  # found from ``last`` on the first page
             while True:
@@ -125,7 +130,9 @@ async def follow(
                 if not batch:
                     continue
                 last = batch[-1].id
-                yield batch
+                shown = batch if live_flt is flt else [e for e in batch if flt.matches(e)]
+                if shown:
+                    yield shown
                 if until_idle and any(_ends_stream(e) for e in batch):
                     ended = True
                     break

@@ -155,12 +155,6 @@ async def test_run_stream_types_filter(client: httpx.AsyncClient, repo: Path) ->
     assert [e["data"]["text"] for e in log if e["type"] == "agent.message"] == ["one", "two"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="bug: follow() only sees the filtered events, so with ?types= lacking run.status the "
-    "until_idle stream never ends (codeyard/events/stream.py)",
-)
 async def test_until_idle_ends_even_when_types_exclude_run_status(
     client: httpx.AsyncClient, repo: Path
 ) -> None:
