@@ -7,6 +7,7 @@ run. The engine then orders them by priority.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,8 +59,23 @@ def to_policy(row: dict[str, Any]) -> Policy:
     return Policy(row["id"], row["name"], rules, bool(row["enabled"]), int(row["priority"]))
 
 
+_compiled: OrderedDict[tuple[tuple[str, str], ...], CompiledPolicies] = OrderedDict()
+_CACHE_SIZE = 64
+
+
 async def compiled_for(conn: AsyncConnection, run: dict[str, Any]) -> CompiledPolicies:
-    return compile_policies(to_policy(r) for r in await policy_rows(conn, run))
+    """Compiled rules, cached by the policies' ids and versions (compiling 1,000 rules takes
+    ~0.1 s; deciding with them well under 1 ms)."""
+    rows = await policy_rows(conn, run)
+    key = tuple((r["id"], r["updated_at"]) for r in rows)
+    if key in _compiled:
+        _compiled.move_to_end(key)
+        return _compiled[key]
+    compiled = compile_policies(to_policy(r) for r in rows)
+    _compiled[key] = compiled
+    if len(_compiled) > _CACHE_SIZE:
+        _compiled.popitem(last=False)
+    return compiled
 
 
 def permission_mode(

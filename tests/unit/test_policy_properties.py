@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ from codeyard.domain.policy import (
 )
 from codeyard.domain.policy.globs import PathGlob
 from codeyard.domain.policy.matching import RulePlan, required_literal
-from codeyard.domain.policy.paths import Root, resolve
+from codeyard.domain.policy.paths import Root, _realpath, resolve
 from codeyard.domain.tools import ToolRequest
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -120,6 +121,7 @@ KIND_OF = {
 }
 INSIDE_PATHS = ["src/a.py", "README.md", "docs/x.md", "src/pkg/b.py", "inner/c.py", ".env"]
 
+PATH_GLOBS = ["src/**", "*.py", "README.md", "/etc/**", "**", ".env", "inner/*.py", "{src,docs}/**"]
 simple_commands = st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join)
 
 rules = st.builds(
@@ -128,7 +130,7 @@ rules = st.builds(
     tool=st.none()
     | st.sampled_from(["Bash", "bash", "Edit", "Read", "mcp__github__*", "*", "mcp"]),
     command=st.none() | st.sampled_from(["^ls", "cat", "^git status", "test$", "curl", ".*", "x"]),
-    path=st.none() | st.sampled_from(["src/**", "*.py", "README.md", "/etc/**", "**", ".env"]),
+    path=st.none() | st.sampled_from(PATH_GLOBS),
 )
 
 
@@ -437,3 +439,17 @@ def test_rule_plan_equals_trying_every_rule(
     plan = compiled.for_tool(tool, kind)
     assert isinstance(plan, RulePlan)
     assert plan.first(text, places, restrictive_only=restrictive) == expected
+
+
+@SETTINGS
+@given(
+    parts=st.lists(
+        st.sampled_from(["src", "pkg", "..", ".", "inner", "escape", "no", ""]), max_size=6
+    ),
+    base=st.sampled_from(["wt", "real", "/", "/tmp"]),
+)
+def test_fast_realpath_equals_os_realpath(wt: Path, parts: list[str], base: str) -> None:
+    root = Root.of(wt)
+    start = {"wt": str(wt), "real": root.real}.get(base, base)
+    path = start.rstrip("/") + "/" + "/".join(parts)
+    assert _realpath(path, root) == os.path.realpath(path)

@@ -10,8 +10,9 @@ each takes its own first matching rule, and the line is
 - denied if any command is denied, else asked if any is asked (the earliest such rule is named);
 - allowed only if every command is allowed, by rules or (when no rule matches some of them) by
   the permission mode;
-- never allowed when it cannot be parsed: only ``ask``/``deny`` rules apply (matched against the
-  whole line), then it is asked (``shell:unparseable``), whatever the trust or mode.
+- never allowed when it cannot be parsed: gates are looked for in its rough pieces, only
+  ``ask``/``deny`` rules apply (to the line, its rough pieces and the commands of those that
+  parse), and otherwise it is asked (``shell:unparseable``), whatever the trust or mode.
 
 Decision ``rule`` ids: ``gate:<gate id>``, ``shell:unparseable``, ``trust``,
 ``policy:<policy id>#<rule index>``, ``mode:<default|plan|auto>``, ``engine:error``.
@@ -141,8 +142,8 @@ def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
     if commands is None and shell:  # unreadable: only restrictive rules may speak
         found = [
             r
-            for text, places in _rough_subjects(line, start, resolve)
-            if (r := rules.first(text, places, restrictive_only=True))
+            for text, paths in _rough_subjects(line, start, resolve)
+            if (r := rules.first(text, paths, restrictive_only=True))
         ]
         if found:
             rule = min(found, key=lambda r: (r.action != "deny", r.order))

@@ -64,6 +64,9 @@ class PathGlob:
     regex: re.Pattern[str]
     #: Text every matching path contains (a cheap pre-check before the regex).
     literal: str
+    #: The first path component when it is plain text (``/opt/x/**`` → ``opt``), else None:
+    #: every matching path starts with it, which lets many rules be skipped at once.
+    head: str | None
 
     @classmethod
     def compile(cls, pattern: str) -> PathGlob:
@@ -82,7 +85,9 @@ class PathGlob:
         body = _translate(glob, segments=True)
         if not absolute and "/" not in glob:
             body = "(?:.*/)?" + body
-        return cls(pattern, absolute, _compile(body), _literal(glob))
+        first = glob.split("/")[1 if absolute else 0] if absolute or "/" in glob else ""
+        head = first if first not in ("", ".", "..") and not _SPECIAL.search(first) else None
+        return cls(pattern, absolute, _compile(body), _literal(glob), head)
 
     def matches(self, place: Place, strict: bool) -> bool:
         """Strict (for ``allow``): only the resolved path counts, and must be known.
@@ -97,6 +102,9 @@ class PathGlob:
         if not strict and place.real is None:
             candidates.append(place.raw)
         return any(c is not None and self.regex.fullmatch(c) for c in candidates)
+
+
+_SPECIAL = re.compile(r"[*?\[\]{}]")
 
 
 def _literal(glob: str) -> str:

@@ -32,6 +32,8 @@ class CompiledRule:
     tool: ToolGlob | None
     command: re.Pattern[str] | None
     path: PathGlob | None
+    #: ``required_literal`` of the command regex, worked out once.
+    command_literal: str = ""
 
     def describe(self) -> str:
         parts = [f"tool {self.tool.pattern!r}" if self.tool else ""]
@@ -57,16 +59,24 @@ class CompiledRule:
 class RulePlan:
     """The rules that apply to one tool, in order, with their literals ready."""
 
-    __slots__ = ("_by_command", "_by_path", "_plain", "rules", "uses_paths")
+    __slots__ = ("_by_command", "_by_head", "_by_path", "_plain", "rules", "uses_paths")
 
     def __init__(self, rules: Sequence[CompiledRule]) -> None:
         self.rules = tuple(rules)
         self._by_command = _LiteralIndex(
-            [(required_literal(r.command.pattern), r) for r in self.rules if r.command is not None]
+            [(r.command_literal, r) for r in self.rules if r.command is not None]
         )
-        self._by_path = _LiteralIndex(
-            [(r.path.literal, r) for r in self.rules if r.command is None and r.path is not None]
-        )
+        self._by_head: dict[tuple[bool, str], list[CompiledRule]] = {}
+        other: list[tuple[str, CompiledRule]] = []
+        for rule in self.rules:
+            glob = rule.path
+            if rule.command is not None or glob is None:
+                continue
+            if glob.head is not None:
+                self._by_head.setdefault((glob.absolute, glob.head), []).append(rule)
+            else:
+                other.append((glob.literal, rule))
+        self._by_path = _LiteralIndex(other)
         self._plain = [r for r in self.rules if r.command is None and r.path is None]
         #: Whether any rule looks at paths (if not, a decision need not resolve them).
         self.uses_paths = any(r.path is not None for r in self.rules)
@@ -82,7 +92,11 @@ class RulePlan:
         if text is not None:
             maybe += self._by_command.candidates(text)
         if places:
-            maybe += self._by_path.candidates(_spellings(places))
+            if self._by_head:
+                for key in _heads(places):
+                    maybe += self._by_head.get(key, ())
+            if self._by_path:
+                maybe += self._by_path.candidates(_spellings(places))
         maybe.sort(key=_order)
         for rule in maybe:
             if restrictive_only and rule.action == "allow":
@@ -106,6 +120,9 @@ class _LiteralIndex:
             if len(lit) >= 3:
                 self._by_trigram.setdefault(lit[-3:], []).append((lit, rule))
 
+    def __len__(self) -> int:
+        return len(self._always) + len(self._by_trigram)
+
     def candidates(self, text: str) -> list[CompiledRule]:
         """Every rule whose literal occurs in ``text`` (plus those without a usable literal)."""
         found = list(self._always)
@@ -125,6 +142,26 @@ class _LiteralIndex:
 
 def _order(rule: CompiledRule) -> int:
     return rule.order
+
+
+def _heads(places: Sequence[Place]) -> set[tuple[bool, str]]:
+    """``(absolute, first component)`` of every spelling (see ``PathGlob.head``)."""
+    keys = set()
+    for place in places:
+        for path in (place.real, place.lexical):
+            if path is not None:
+                keys.add((True, path.split("/", 2)[1]))
+        for rel in (place.rel, place.lexical_rel):
+            if rel is not None:
+                keys.add((False, rel.split("/", 1)[0]))
+        if place.real is None:
+            raw = place.raw
+            keys.add(
+                (True, raw.split("/", 2)[1])
+                if raw.startswith("/")
+                else (False, raw.split("/", 1)[0])
+            )
+    return keys
 
 
 def _spellings(places: Sequence[Place]) -> str:

@@ -106,7 +106,7 @@ def resolve(raw: str, base: str | None, root: Root, *, known: bool = True) -> Pl
     else:
         joined = f"{base}/{raw}" if base != "/" else f"/{raw}"
     lexical = joined if _PLAIN_PATH.fullmatch(joined) else os.path.normpath(joined)
-    return Place(raw, _realpath(lexical if ".." not in joined else joined, root), lexical, root)
+    return Place(raw, _realpath(joined, root), lexical, root)
 
 
 #: An absolute path normpath would leave alone (no `.`/`..` parts, no doubled or trailing `/`).
@@ -131,29 +131,32 @@ class Resolver:
 
 
 def _realpath(path: str, root: Root) -> str:
-    """``os.path.realpath``, with a short cut for paths under the (already resolved) worktree:
-    only the components below it are looked at. With ``..`` the full walk is needed:
-    ``link/..`` must follow ``link`` before going up."""
+    """``os.path.realpath`` (non-strict), cheaper: the worktree is already resolved, so only
+    the components below it are looked at; ``..`` steps up from a resolved directory. At the
+    first symlink the full ``os.path.realpath`` takes over."""
+    current, rest = "", path
     for prefix in (root.lexical, root.real):
         if path == prefix:
             return root.real
-        if not path.startswith(prefix + "/") or prefix == "/":
-            continue
-        parts = [p for p in path[len(prefix) + 1 :].split("/") if p and p != "."]
-        if ".." in parts:
+        if prefix != "/" and path.startswith(prefix + "/"):
+            current, rest = root.real, path[len(prefix) + 1 :]
             break
-        current = root.real
-        for k, part in enumerate(parts):
-            step = f"{current}/{part}"
-            try:
-                mode = os.lstat(step).st_mode
-            except (OSError, ValueError):
-                return "/".join([step, *parts[k + 1 :]])  # missing: the rest is as spelled
-            if stat.S_ISLNK(mode):
-                return os.path.realpath(path)
-            current = step
-        return current
-    return os.path.realpath(path)
+    for part in rest.split("/"):
+        if not part or part == ".":
+            continue
+        if part == "..":
+            current = current.rsplit("/", 1)[0]  # "" stands for "/"
+            continue
+        step = f"{current}/{part}"
+        try:
+            mode = os.lstat(step).st_mode
+        except (OSError, ValueError):
+            current = step  # missing (or not a directory): kept as spelled, like realpath
+            continue
+        if stat.S_ISLNK(mode):
+            return os.path.realpath(path)
+        current = step
+    return current or "/"
 
 
 def start_dir(tool_input: Mapping[str, Any], root: Root) -> str | None:

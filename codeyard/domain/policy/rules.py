@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from codeyard.domain.errors import ValidationFailed
 from codeyard.domain.policy.globs import GlobError, PathGlob, ToolGlob
-from codeyard.domain.policy.matching import Action, CompiledRule, RulePlan
+from codeyard.domain.policy.matching import Action, CompiledRule, RulePlan, required_literal
 
 __all__ = [
     "ACTIONS",
@@ -161,6 +161,7 @@ def _compile(rule: Rule, rule_id: str, order: int) -> CompiledRule:
         tool=ToolGlob.compile(rule.tool) if rule.tool is not None else None,
         command=re.compile(rule.command) if rule.command is not None else None,
         path=PathGlob.compile(rule.path) if rule.path is not None else None,
+        command_literal=required_literal(rule.command) if rule.command is not None else "",
     )
 
 
@@ -199,8 +200,11 @@ def _failure(policy: str, errors: list[dict[str, Any]]) -> ValidationFailed:
     for error in errors:
         error["policy"] = policy
     first = errors[0]
-    field = first["loc"][-1] if isinstance(first["loc"][-1], str) else None
-    where = f"rule {first.get('rule', '?')}" + (f" ({field})" if field else "")
+    if "rule" in first:
+        field = first["loc"][-1] if isinstance(first["loc"][-1], str) else None
+        where = f"rule {first['rule']}" + (f" ({field})" if field else "")
+    else:
+        where = "rules"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return ValidationFailed(
         f"Policy '{policy}' {where}: {first['msg']}{more}", errors=errors, policy=policy

@@ -204,9 +204,8 @@ class _Parser:
         fast = _PLAIN.match(s, start)
         if fast and (fast.end() == len(s) or s[fast.end()] in _META):
             self.i = fast.end()  # the common case: one unquoted run
-            text = fast.group()
-            dynamic = text.startswith("~") or ("{" in text and bool(_BRACES.search(text)))
-            return Word(text, dynamic)
+            run = fast.group()
+            return Word(run, run.startswith("~") or ("{" in run and bool(_BRACES.search(run))))
         text: list[str] = []
         plain: list[str] = []  # unquoted literal characters, for brace expansion
         dynamic = False
