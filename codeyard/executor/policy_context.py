@@ -7,6 +7,7 @@ run. The engine then orders them by priority.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, cast
@@ -59,15 +60,15 @@ def to_policy(row: dict[str, Any]) -> Policy:
     return Policy(row["id"], row["name"], rules, bool(row["enabled"]), int(row["priority"]))
 
 
-_compiled: OrderedDict[tuple[tuple[str, str], ...], CompiledPolicies] = OrderedDict()
+_compiled: OrderedDict[str, CompiledPolicies] = OrderedDict()
 _CACHE_SIZE = 64
 
 
 async def compiled_for(conn: AsyncConnection, run: dict[str, Any]) -> CompiledPolicies:
-    """Compiled rules, cached by the policies' ids and versions (compiling 1,000 rules takes
-    ~0.1 s; deciding with them well under 1 ms)."""
+    """Compiled rules, cached by their content (compiling 1,000 rules takes ~0.1 s; deciding
+    with them well under 1 ms)."""
     rows = await policy_rows(conn, run)
-    key = tuple((r["id"], r["updated_at"]) for r in rows)
+    key = json.dumps([[r["id"], r["enabled"], r["priority"], r["rules"]] for r in rows])
     if key in _compiled:
         _compiled.move_to_end(key)
         return _compiled[key]
