@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,24 @@ async def test_allowed_tools_and_max_turns_reach_the_cli(
     # An allowed tool runs without asking Codeyard: no decision, no approval.
     assert await events(api, run["id"], "policy.decision") == []
     assert len(fake.model_calls("anthropic")) == 1
+
+
+async def test_a_lost_session_starts_a_new_one_and_says_so(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    fake.script([Reply(text="First."), Reply(text="Fresh start.")])
+    home = tmp_path / "home"
+    run = await create(api, git_repo, options(fake, home), "Remember me")
+    first = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert first["status"] == "review", first
+    shutil.rmtree(home / ".claude" / "projects")  # Claude Code's session files are gone
+    resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Still there?"})
+    assert resp.status_code == 202, resp.text
+    await wait_model_calls(fake, 2)
+    second = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert second["status"] == "review", second
+    assert second["session_id"] and second["session_id"] != first["session_id"]
+    errors = [e["data"] for e in await events(api, run["id"], "error")]
+    assert errors and "new session" in errors[0]["message"]
+    assert errors[0]["detail"] == first["session_id"]

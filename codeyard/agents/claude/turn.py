@@ -53,6 +53,8 @@ INTERRUPT_TIMEOUT = 3.0
 STOP_GRACE = 2.0
 EXIT_GRACE = 5.0
 STDERR_LINES = 40
+#: What Claude Code answers to ``--resume`` with a session it does not have.
+LOST_SESSION = "No conversation found with session ID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,8 @@ class _Turn:
         self.group: ProcessGroup | None = None
         #: Tool calls already yielded, so a decision is logged after the call it decides.
         self.yielded: dict[str, asyncio.Event] = {}
+        #: The session to resume; dropped when Claude Code no longer has it.
+        self.resume = ctx.session_id
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -108,13 +112,13 @@ class _Turn:
             allowed_tools=list(s.allowed_tools),
             disallowed_tools=list(s.disallowed_tools),
             max_turns=s.max_turns,
-            resume=self.ctx.session_id,
+            resume=self.resume,
             can_use_tool=self.can_use_tool,
             stderr=self.stderr.append,
         )
 
     def prompt(self) -> str:
-        if self.ctx.source == "resume" and self.ctx.session_id:
+        if self.ctx.source == "resume" and self.resume:
             return PROMPTS["resume"]
         return self.ctx.prompt
 
@@ -144,17 +148,33 @@ class _Turn:
 
     # --- the stream --------------------------------------------------------------------------
 
-    async def run(self) -> AsyncIterator[AdapterItem]:
+    async def _connect(self) -> ClaudeSDKClient | None:
+        """A started client; None when the session to resume is gone (Claude Code says so)."""
         client = ClaudeSDKClient(self.options())
         try:
-            try:
-                with warnings.catch_warnings():
-                    # Allowed tools (or a bypass mode) skipping Codeyard's decision function
-                    # are the operator's explicit choice, not a mistake to warn about.
-                    warnings.simplefilter("ignore", CanUseToolShadowedWarning)
-                    await client.connect()
-            except ClaudeSDKError as exc:
-                raise AgentFailure(self._explain(f"Claude Code did not start: {exc}")) from exc
+            with warnings.catch_warnings():
+                # Allowed tools (or a bypass mode) skipping Codeyard's decision function
+                # are the operator's explicit choice, not a mistake to warn about.
+                warnings.simplefilter("ignore", CanUseToolShadowedWarning)
+                await client.connect()
+        except ClaudeSDKError as exc:
+            if self.resume and LOST_SESSION in str(exc):
+                return None
+            raise AgentFailure(self._explain(f"Claude Code did not start: {exc}")) from exc
+        return client
+
+    async def run(self) -> AsyncIterator[AdapterItem]:
+        client: ClaudeSDKClient | None = None
+        try:
+            client = await self._connect()
+            if client is None:
+                lost = self.resume
+                yield NewEvent("error", {"message": PROMPTS["lost_session"], "detail": lost})
+                self.resume, self.state.resumed = None, False
+                self.stderr.clear()
+                client = await self._connect()
+                if client is None:  # unreachable: without a session to resume there is no None
+                    raise AgentFailure("Claude Code could not start a new session.")
             self.group = self._find_group()
             await client.query(self.prompt())
             async with contextlib.aclosing(self._items(client)) as items:
@@ -206,12 +226,12 @@ class _Turn:
         raise AgentFailure(self._explain("Claude Code exited before it finished the turn."))
 
     def _explain(self, reason: str) -> str:
-        tail = [line for line in self.stderr if line.strip()][-5:]
+        tail = [line for line in self.stderr if line.strip() and line not in reason][-5:]
         return reason + (" Its last output: " + " | ".join(tail) if tail else "")
 
     # --- stopping ----------------------------------------------------------------------------
 
-    async def _stop(self, client: ClaudeSDKClient, interrupt: bool) -> None:
+    async def _stop(self, client: ClaudeSDKClient | None, interrupt: bool) -> None:
         """Stop the CLI and everything it started; a second cancellation kills at once."""
         task = asyncio.ensure_future(self._stop_gently(client, interrupt))
         try:
@@ -221,7 +241,9 @@ class _Turn:
                 self.group.kill()
             raise
 
-    async def _stop_gently(self, client: ClaudeSDKClient, interrupt: bool) -> None:
+    async def _stop_gently(self, client: ClaudeSDKClient | None, interrupt: bool) -> None:
+        if client is None:  # it never started, or its failed start cleaned up after itself
+            return
         if interrupt and self.group is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.interrupt(), INTERRUPT_TIMEOUT)
