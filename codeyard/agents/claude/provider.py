@@ -25,7 +25,7 @@ from typing import Any
 from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
 from codeyard.agents.claude.normalize import PROVIDER
 from codeyard.agents.claude.process import cli_version, find_cli
-from codeyard.agents.claude.turn import TurnSettings, run_claude_turn
+from codeyard.agents.claude.settings import TurnSettings
 from codeyard.domain.errors import ValidationFailed
 
 __all__ = ["CLAUDE_MODES", "ClaudeCodeProvider"]
@@ -128,5 +128,9 @@ class ClaudeCodeProvider:
         cli = self._cli(ctx.options)
         if cli is None or not cli.exists():
             raise AgentFailure(self.problem() or f"Claude Code was not found at {cli}.")
+        # Imported on first use: the SDK takes ~1 s to import, which `codeyard serve` would
+        # otherwise pay at every start whether or not anyone runs Claude Code.
+        from codeyard.agents.claude.turn import run_claude_turn
+
         async for item in run_claude_turn(ctx, settings_for(ctx.options, cli)):
             yield item

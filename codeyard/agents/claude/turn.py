@@ -19,7 +19,6 @@ import tempfile
 import warnings
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from claude_agent_sdk import (
 from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, TurnContext, TurnEnd
 from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, tool_kind
 from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
+from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
 from codeyard.domain.events import NewEvent
 from codeyard.domain.tools import ToolRequest
@@ -55,20 +55,6 @@ EXIT_GRACE = 5.0
 STDERR_LINES = 40
 #: What Claude Code answers to ``--resume`` with a session it does not have.
 LOST_SESSION = "No conversation found with session ID"
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSettings:
-    """What the provider resolved from the run's options (validated before the run started)."""
-
-    cli: Path
-    env: dict[str, str]
-    permission_mode: str | None
-    instructions: str | None
-    allowed_tools: list[str]
-    disallowed_tools: list[str]
-    max_turns: int | None
-    deny_tools: frozenset[str]
 
 
 class _Turn:

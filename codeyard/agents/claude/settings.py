@@ -1,0 +1,20 @@
+"""What a Claude Code turn runs with, resolved from the run's options (no SDK import here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    """What the provider resolved from the run's options (validated before the run started)."""
+
+    cli: Path
+    env: dict[str, str]
+    permission_mode: str | None
+    instructions: str | None
+    allowed_tools: list[str]
+    disallowed_tools: list[str]
+    max_turns: int | None
+    deny_tools: frozenset[str]
