@@ -19,6 +19,14 @@ from codeyard.store.writer import Tx
 from codeyard.workspace import git
 
 S = RunStatus
+#: Agent profile fields every provider reads from its options.
+PROFILE_OPTIONS = (
+    "instructions",
+    "allowed_tools",
+    "disallowed_tools",
+    "max_turns",
+    "permission_mode",
+)
 
 
 async def _resolve_agent(
@@ -31,7 +39,9 @@ async def _resolve_agent(
         async with svc.engine.connect() as conn:
             agent = await projects.get_agent(conn, body["agent_id"])
         provider_name = body.get("provider") or agent["provider"]
-        options = {**agent["provider_config"], **options}
+        # The profile's own fields reach the provider as options; the run's options win.
+        profile = {k: agent[k] for k in PROFILE_OPTIONS if agent.get(k) not in (None, [], "")}
+        options = {**profile, **agent["provider_config"], **options}
         return provider_name, model or agent["model"], options, agent["id"]
     if not body.get("provider"):
         raise ValidationFailed(

@@ -270,3 +270,33 @@ async def test_refusing_to_raise_a_daily_cap_interrupts_the_turn(
     assert today["projects"][run["project_id"]]["cost_usd"] == pytest.approx(0.75)
     month = (await api.get("/api/usage?period=month")).json()
     assert month["total"]["cost_usd"] >= today["total"]["cost_usd"]
+
+
+async def test_agent_profile_mode_and_policy_sets_apply(sqlite_api: Api, git_repo: Path) -> None:
+    """A profile's permission mode and policy sets apply (the tests' server default is auto)."""
+    api = sqlite_api
+    set_id = await policy_set(api, {"tool": "Write", "action": "allow"})
+    scenario = {"steps": [{"write": {"path": "w.txt", "content": "w"}}, {"bash": "echo asks"}]}
+    agent = (
+        await api.post(
+            "/api/agents",
+            json={
+                "name": "careful",
+                "provider": "script",
+                "permission_mode": "default",
+                "policy_set_ids": [set_id],
+                "provider_config": {"scenario": scenario},
+            },
+        )
+    ).json()
+    run = (
+        await api.post(
+            "/api/runs", json={"prompt": "p", "repo_path": str(git_repo), "agent_id": agent["id"]}
+        )
+    ).json()
+    (asked,) = await pending(api, run["id"])
+    assert asked["title"] == "echo asks" and asked["rule"] == "mode:default"
+    await api.post(f"/api/approvals/{asked['id']}/resolve", json={"decision": "approved"})
+    await api.wait_status(run["id"], "review")
+    decisions = (await api.get(f"/api/policy-decisions?run_id={run['id']}")).json()["data"]
+    assert [d["rule"].split(":")[0] for d in reversed(decisions)] == ["policy", "mode"]
