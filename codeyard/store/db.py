@@ -61,7 +61,7 @@ def _upgrade(connection: Connection) -> None:
 def _current_revision(connection: Connection) -> str | None:
     try:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except Exception:  # no table yet: a new database
+    except DBAPIError:  # no table yet: a new database
         return None
 
 
