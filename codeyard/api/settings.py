@@ -47,6 +47,9 @@ class SettingsView(BaseModel):
     approval_timeout_hours: float
     budgets: Budgets
     auto_resume: bool
+    gates: dict[str, str] = Field(
+        description="Hard gates set to 'deny' instead of the default 'ask', by gate id."
+    )
 
 
 _NOT_NULL = ("max_concurrent_runs", "approval_timeout_hours", "auto_resume", "budgets")
@@ -64,6 +67,7 @@ class SettingsUpdate(BaseModel):
     approval_timeout_hours: float | None = Field(default=None, gt=0, le=24 * 365)
     budgets: Budgets | None = None
     auto_resume: bool | None = None
+    gates: dict[str, str] | None = None
 
     @field_validator(*_NOT_NULL, mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.config import Settings
 from codeyard.domain.errors import NotFound, ValidationFailed
+from codeyard.domain.policy import GateSettings
 from codeyard.services.context import Services
 from codeyard.store import projects
 from codeyard.store import settings as store
@@ -23,6 +24,7 @@ STORED_DEFAULTS: dict[str, Any] = {
     "approval_timeout_hours": 10.0,
     "budgets": {"daily_usd": None, "monthly_usd": None},
     "auto_resume": False,
+    "gates": {},
 }
 
 
@@ -81,6 +83,8 @@ async def update(svc: Services, changes: dict[str, Any]) -> dict[str, Any]:
             errors.append(
                 {"loc": ["body", "default_agent_id"], "msg": f"no agent profile '{agent_id}'"}
             )
+    if changes.get("gates") is not None:
+        GateSettings.from_mapping(changes["gates"], loc=("body", "gates"))  # 422 when unknown
     if errors:
         summary = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in errors)
         raise ValidationFailed(f"The settings are not valid: {summary}", errors=errors)

@@ -300,3 +300,17 @@ async def test_agent_profile_mode_and_policy_sets_apply(sqlite_api: Api, git_rep
     await api.wait_status(run["id"], "review")
     decisions = (await api.get(f"/api/policy-decisions?run_id={run['id']}")).json()["data"]
     assert [d["rule"].split(":")[0] for d in reversed(decisions)] == ["policy", "mode"]
+
+
+async def test_a_gate_set_to_deny_denies_without_asking(sqlite_api: Api, git_repo: Path) -> None:
+    api = sqlite_api
+    bad = await api.request("PUT", "/api/settings", json={"gates": {"no-such-gate": "deny"}})
+    assert bad.status_code == 422 and "no-such-gate" in str(bad.json()["errors"])
+    ok = await api.request("PUT", "/api/settings", json={"gates": {"git-reset-hard": "deny"}})
+    assert ok.status_code == 200 and ok.json()["gates"] == {"git-reset-hard": "deny"}
+    run = await start(api, git_repo, {"bash": "git reset --hard HEAD"}, mode="auto")
+    await api.wait_status(run["id"], "review")
+    (result,) = await results(api, run["id"])
+    assert result["ok"] is False and "git reset --hard" in result["error"]
+    decision = (await api.get(f"/api/policy-decisions?run_id={run['id']}")).json()["data"][0]
+    assert decision["decision"] == "deny" and decision["rule"] == "gate:git-reset-hard"

@@ -47,6 +47,7 @@ async def test_settings_defaults_update_and_persistence(api: Api, settings: Sett
         "approval_timeout_hours": 10.0,
         "budgets": {"daily_usd": None, "monthly_usd": None},
         "auto_resume": False,
+        "gates": {},
     }
     agent = await api.post("/api/agents", json={"name": "bot", "provider": "script"})
     changed = await put(
