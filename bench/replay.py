@@ -22,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import HOST, OUT, TOKEN, machine, wait_quiet, write_json
+from bench._common import HOST, OUT, TOKEN, guarded, machine, write_json
 from bench.latency import Server
 
 
@@ -80,8 +80,8 @@ def main() -> None:
         expect = args.events + 1  # and the run's ``run.created``
         tries = []
         for _ in range(args.repeat):
-            quiet = wait_quiet()
-            tries.append({**read_all(srv.port, run_id, expect), **quiet})
+            t, seen = guarded(lambda: read_all(srv.port, run_id, expect))
+            tries.append({**t, **seen})
     finally:
         srv.close()
     for t in tries:
@@ -96,7 +96,7 @@ def main() -> None:
         "all_seconds": [round(s, 3) for s in secs],
         "first_byte_ms": [round(t["first_byte_s"] * 1000, 1) for t in tries],
         "events_per_s": round(expect / statistics.median(secs)),
-        "busy_before": [t["busy_before"] for t in tries],
+        "foreign_cpu": [t["foreign_cpu"] for t in tries],
     }
     print(
         f"replay of {expect} events: median {result['median_seconds']} s "

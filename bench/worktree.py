@@ -3,21 +3,21 @@
 A repository of ``--files`` files (default 20,000, ~200 MB: base64 text of random bytes, 2-18 KB
 per file, four directory levels) is generated and committed once, then packed as a cloned
 repository would be (``repack -a -d``, no delta search: the contents are random). After one
-unmeasured warm-up of each kind, ``--repeat`` rounds each time, in an order that alternates
-from round to round:
+unmeasured warm-up, ``--repeat`` rounds each time, in an order that alternates from round to
+round, the same creation two ways:
 
 * ``plain``: ``git worktree add -b plain-N <dir> HEAD``, a subprocess, wall clock;
-* ``create_worktree``: ``codeyard.workspace.worktrees.create_worktree`` (branch check,
-  directory check, ``git worktree add``), the bare creation;
-* ``ready``: what a run goes through before its agent's first step: ``prepare_worktrees`` (the
-  project and repository read from the database, the lock, ``git worktree add``, copy_files and
-  setup script, none configured here) and then ``ChangeTracker.start()``, the first snapshot of
-  the worktree that the turn takes before the agent runs (``prepare`` and ``tracker`` are also
-  reported on their own).
+* Codeyard: ``prepare_worktrees`` as the executor runs it before a run's first turn (project
+  and repository read from the database, the per-repository lock, ``create_worktree``,
+  copy_files and setup script, none configured here), then ``ChangeTracker.start()``, the first
+  snapshot of the worktree the turn takes before the agent acts. ``create_worktree`` (branch
+  check, directory check, ``git worktree add``) is timed from inside that same call.
 
-Every worktree (and its branch) is removed before the next is made. Ratios are the median
-Codeyard time over the median plain time, and the median of the per-round ratios. Target: the
-``create_worktree`` ratio at most 1.10.
+Reported: ``create_worktree`` (the bare creation), ``prepare_worktrees``, and ``ready``
+(``prepare_worktrees`` + ``ChangeTracker.start()``: ready for the agent). Every worktree (and
+its branch) is removed and the removal written back (``sync``) before the next is made. Ratios
+are the median Codeyard time over the median plain time, and the median of the per-round
+ratios. Target: at most 1.10.
 
     .venv/bin/python bench/worktree.py [--files 20000] [--mb 200] [--repeat 5] [--json out.json]
 """
@@ -45,9 +45,9 @@ import httpx
 from bench._common import OUT, TOKEN, fresh_dir, machine, wait_quiet, write_json
 from codeyard.app import create_app
 from codeyard.config import Settings
+from codeyard.executor import prepare
 from codeyard.executor.changes import ChangeTracker
-from codeyard.executor.prepare import prepare_worktrees, remove_run_worktrees
-from codeyard.workspace.worktrees import create_worktree, remove_worktree
+from codeyard.workspace.worktrees import create_worktree
 
 ENV = {
     **os.environ,
@@ -71,6 +71,8 @@ def generate(repo: Path, files: int, total_mb: float, seed: int = 7) -> dict[str
     repo.mkdir(parents=True)
     sh(repo, "init", "-q", "-b", "main")
     sh(repo, "config", "commit.gpgsign", "false")
+    sh(repo, "config", "gc.auto", "0")  # no background repack under the measurements
+    sh(repo, "config", "maintenance.auto", "false")
     started = time.perf_counter()
     written = 0
     for n, size in enumerate(sizes):
@@ -83,6 +85,7 @@ def generate(repo: Path, files: int, total_mb: float, seed: int = 7) -> dict[str
     sh(repo, "commit", "-q", "-m", "generated")
     sh(repo, "repack", "-a", "-d", "-q", "--window=0")
     sh(repo, "prune-packed")
+    os.sync()
     pack_bytes = sum(p.stat().st_size for p in (repo / ".git" / "objects" / "pack").iterdir())
     return {
         "files": files,
@@ -107,6 +110,7 @@ def plain_remove(repo: Path, dest: Path, n: int) -> None:
     shutil.rmtree(dest)
     sh(repo, "worktree", "prune")
     sh(repo, "branch", "-D", f"plain-{n}")
+    os.sync()  # the next measurement does not pay for this one's write-back
 
 
 async def timed(action: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
@@ -116,7 +120,11 @@ async def timed(action: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
 
 
 class Codeyard:
-    """The app's services (database with the project registered), as a run would use them."""
+    """The app's services (database with the project registered), as a run would use them.
+
+    ``prepare_worktrees`` is run as the executor runs it; its call of ``create_worktree`` is
+    timed from the inside, which gives the bare creation time of the very same worktree.
+    """
 
     def __init__(self, repo: Path, data_dir: Path) -> None:
         self.repo = repo
@@ -124,6 +132,7 @@ class Codeyard:
         self.app = create_app(self.settings)
         self.project: dict[str, Any] = {}
         self.head = sh(repo, "rev-parse", "HEAD")
+        self.create_s: list[float] = []
 
     async def register(self) -> None:
         transport = httpx.ASGITransport(app=self.app)
@@ -135,6 +144,12 @@ class Codeyard:
             resp = await client.post("/api/projects", json=body)
             resp.raise_for_status()
             self.project = resp.json()
+
+        async def timed_create(repo: Path, dest: Path, branch: str, base_commit: str) -> None:
+            seconds, _ = await timed(lambda: create_worktree(repo, dest, branch, base_commit))
+            self.create_s.append(seconds)
+
+        prepare.create_worktree = timed_create  # type: ignore[attr-defined]
 
     def run(self, n: int) -> dict[str, Any]:
         repo_id = self.project["repos"][0]["id"]
@@ -149,25 +164,21 @@ class Codeyard:
             "base_commits": {repo_id: self.head},
         }
 
-    async def create(self, dest: Path, n: int) -> float:
-        seconds, _ = await timed(lambda: create_worktree(self.repo, dest, f"cy-{n}", self.head))
-        return seconds
-
-    async def create_remove(self, dest: Path, n: int) -> None:
-        await remove_worktree(self.repo, dest, f"cy-{n}")
-
-    async def ready(self, n: int) -> tuple[float, float, dict[str, Any]]:
-        """(prepare seconds, first snapshot seconds, the run with its worktrees)."""
+    async def ready(self, n: int) -> tuple[float, float, float, dict[str, Any]]:
+        """(create_worktree s, prepare_worktrees s, first snapshot s, the prepared run)."""
         engine = self.app.state.services.engine
         root = self.settings.worktree_root
         run = self.run(n)
-        prep, (branch, worktrees) = await timed(lambda: prepare_worktrees(engine, run, root))
+        prep, (branch, worktrees) = await timed(
+            lambda: prepare.prepare_worktrees(engine, run, root)
+        )
         tracker = ChangeTracker(worktrees, run["base_commits"])
         track, _ = await timed(tracker.start)
-        return prep, track, {**run, "branch": branch, "worktrees": worktrees}
+        return self.create_s[-1], prep, track, {**run, "branch": branch, "worktrees": worktrees}
 
-    async def ready_remove(self, run: dict[str, Any]) -> None:
-        await remove_run_worktrees(self.app.state.services.engine, run)
+    async def remove(self, run: dict[str, Any]) -> None:
+        await prepare.remove_run_worktrees(self.app.state.services.engine, run)
+        os.sync()
 
 
 def median(values: list[float]) -> float:
@@ -176,41 +187,31 @@ def median(values: list[float]) -> float:
 
 async def measure(root: Path, repo: Path, repeat: int) -> dict[str, Any]:
     cy = Codeyard(repo, root / "data")
-    times: dict[str, list[float]] = {
-        "plain": [],
-        "create_worktree": [],
-        "prepare": [],
-        "tracker": [],
-    }
+    kinds = ("plain", "create_worktree", "prepare", "tracker")
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
     quiet: list[dict[str, float]] = []
     async with cy.app.router.lifespan_context(cy.app):
         await cy.register()
-        # Warm-up (not measured): the pack and git's binaries into the page cache.
+        # Warm-up, not measured: the pack and git itself into the page cache.
         plain(repo, root / "warm-plain", 0)
         plain_remove(repo, root / "warm-plain", 0)
-        _, _, warm = await cy.ready(1000)
-        await cy.ready_remove(warm)
         for i in range(1, repeat + 1):
             quiet.append(wait_quiet())
-            kinds = ["plain", "create_worktree", "ready"]
-            for kind in kinds[i % 3 :] + kinds[: i % 3]:  # rotate who goes first
+            for kind in ("plain", "codeyard") if i % 2 else ("codeyard", "plain"):
                 if kind == "plain":
                     dest = root / f"plain-{i}"
                     times["plain"].append(plain(repo, dest, i))
                     plain_remove(repo, dest, i)
-                elif kind == "create_worktree":
-                    dest = root / f"cy-{i}"
-                    times["create_worktree"].append(await cy.create(dest, i))
-                    await cy.create_remove(dest, i)
                 else:
-                    prep, track, run = await cy.ready(i)
+                    create, prep, track, run = await cy.ready(i)
+                    times["create_worktree"].append(create)
                     times["prepare"].append(prep)
                     times["tracker"].append(track)
-                    await cy.ready_remove(run)
+                    await cy.remove(run)
             print(
-                f"  round {i}: plain {times['plain'][-1]:.3f} s, create_worktree "
-                f"{times['create_worktree'][-1]:.3f} s, prepare {times['prepare'][-1]:.3f} s "
-                f"+ tracker {times['tracker'][-1]:.3f} s",
+                f"  round {i}: plain {times['plain'][-1]:.3f} s; codeyard create_worktree "
+                f"{times['create_worktree'][-1]:.3f} s, prepare_worktrees "
+                f"{times['prepare'][-1]:.3f} s, tracker {times['tracker'][-1]:.3f} s",
                 flush=True,
             )
     times["ready"] = [p + t for p, t in zip(times["prepare"], times["tracker"], strict=True)]
