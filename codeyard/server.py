@@ -15,6 +15,7 @@ def run_server(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings.prepare_data_dir()
     settings.ensure_admin_token()
     app = create_app(settings)

@@ -28,7 +28,8 @@ def approvals(
         state.out.print("Nothing is waiting for approval." if not all_statuses else "No approvals.")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("id", "run", "status", "tool", "what", "expires"):
+    table.add_column("id", no_wrap=True)  # ids are for copying: never cut them
+    for column in ("run", "status", "tool", "what", "expires"):
         table.add_column(column)
     for row in rows:
         table.add_row(

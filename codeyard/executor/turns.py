@@ -162,6 +162,9 @@ class TurnDriver:
         async with self._engine.connect() as conn:
             run = await runs.get(conn, run_id)
         provider = registry.get(run["provider"])
+        tracker = ChangeTracker(run["worktrees"], run["base_commits"])
+        log_path = self._logs_root / f"{run_id}.log"
+        sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker)
         ctx = TurnContext(
             run_id=run_id,
             turn=turn.number,
@@ -173,15 +176,12 @@ class TurnDriver:
             options=run["agent_options"],
             session_id=run["session_id"],
             resume_state=run["agent_state"],
-            decide=lambda req: self._decide_call(handle, req),
+            decide=lambda req: self._decide_call(handle, sink, req),
             ask_operator=lambda q: self._ask(handle, q),
             bash_timeout=self._bash_timeout,
         )
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
-        tracker = ChangeTracker(run["worktrees"], run["base_commits"])
-        log_path = self._logs_root / f"{run_id}.log"
-        sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker)
         try:
             async with sink:
                 async for item in provider.run_turn(ctx):
@@ -225,9 +225,12 @@ class TurnDriver:
                 ],
             )
 
-    async def _decide_call(self, handle: RunHandle, request: ToolRequest) -> Decision:
+    async def _decide_call(
+        self, handle: RunHandle, sink: TurnSink, request: ToolRequest
+    ) -> Decision:
         """Every tool call's one decision path (policies, approvals), and expiry's way out."""
         try:
+            await sink.flush()  # the tool call itself is stored before its decision
             return await self._gate.decide(handle, request)
         except TurnStopped as exc:
             # Interrupt the turn rather than deny: the agent would only retry or loop.

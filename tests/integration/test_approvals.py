@@ -70,6 +70,13 @@ async def test_default_mode_asks_and_approve_lets_the_call_run(
         "data"
     ]
     assert requested[0]["data"]["run_title"] == "Work"  # what a phone needs to show it
+    order = (await api.get(f"/api/runs/{run['id']}/events?limit=500")).json()["data"]
+    types = [e["type"] for e in order]
+    assert (
+        types.index("tool.call")
+        < types.index("policy.decision")
+        < types.index("approval.requested")
+    )
     resp = await api.post(f"/api/approvals/{approval['id']}/resolve", json={"decision": "approved"})
     assert resp.status_code == 200 and resp.json()["status"] == "approved"
     done = await api.wait_status(run["id"], "review")
