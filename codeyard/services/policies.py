@@ -10,7 +10,6 @@ from codeyard.domain.policy import compile_policies, parse_rules
 from codeyard.executor import policy_context
 from codeyard.services.context import Services
 from codeyard.store import policies, runs
-from codeyard.store.writer import Tx
 
 
 def _validated(body: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +100,3 @@ async def effective(svc: Services, ref: str) -> dict[str, Any]:
         "permission_mode": ctx.permission_mode,
         "rules": ordered,
     }
-
-
-async def set_run_policy_sets(tx: Tx, run_id: str, set_ids: list[str]) -> None:
-    await runs.update_fields(tx, run_id, policy_set_ids=set_ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
@@ -39,7 +39,3 @@ async def get(conn: AsyncConnection, checkpoint_id: str) -> dict[str, Any]:
             f"No checkpoint '{checkpoint_id}'. List them with GET /api/runs/{{id}}/checkpoints."
         )
     return _d(row)
-
-
-async def remove_of_run(tx: Tx, run_id: str) -> None:
-    await tx.conn.execute(delete(C).where(C.c.run_id == run_id))

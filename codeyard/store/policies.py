@@ -144,11 +144,6 @@ async def pending_of_run(conn: AsyncConnection, run_id: str) -> list[dict[str, A
     return [_d(r) for r in (await conn.execute(stmt)).all()]
 
 
-async def all_pending(conn: AsyncConnection) -> list[dict[str, Any]]:
-    stmt = select(AP).where(AP.c.status == "pending").order_by(AP.c.created_at)
-    return [_d(r) for r in (await conn.execute(stmt)).all()]
-
-
 # --- decisions ------------------------------------------------------------------------------
 
 
