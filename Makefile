@@ -2,15 +2,31 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+UI_SRC := $(shell find ui/src ui/index.html ui/vite.config.ts ui/package-lock.json 2>/dev/null)
 
-.PHONY: setup serve test lint bench
+.PHONY: setup serve test lint bench ui clis
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed ui
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# The web UI, built from its lock file into the Python package (served at /).
+ui: codeyard/web/index.html
+
+codeyard/web/index.html: $(UI_SRC)
+	@if [ -f ui/package.json ]; then \
+		cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
+	fi
+
+# Agent CLIs that only ship on npm (Gemini, Copilot, OpenCode), pinned by clis/package-lock.json.
+clis: clis/node_modules/.installed
+
+clis/node_modules/.installed: clis/package.json clis/package-lock.json
+	cd clis && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 serve: setup
@@ -21,8 +37,9 @@ lint: setup
 	$(BIN)/ruff format --check codeyard tests bench
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint clis
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 bench: setup

@@ -215,3 +215,14 @@ policy_decisions = Table(
     Column("created_at", String(32), nullable=False),
     Index("ix_policy_decisions_run_id", "run_id", "id"),
 )
+
+env_sets = Table(
+    "env_sets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("keys", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
