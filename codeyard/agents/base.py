@@ -85,6 +85,12 @@ class TurnContext:
     decide: Callable[[ToolRequest], Awaitable[Decision]]
     ask_operator: Callable[[str], Awaitable[str]]
     bash_timeout: float = 600.0
+    #: For providers with ``mid_turn_input``: waits for operator messages sent during the turn
+    #: that were not offered yet. They stay queued on the run until ``messages_taken``.
+    next_messages: Callable[[], Awaitable[list[str]]] | None = None
+    #: The agent took in the first ``count`` offered messages: they leave the run's queue
+    #: (messages never taken start the next turn instead, so none is lost or sent twice).
+    messages_taken: Callable[[int], Awaitable[None]] | None = None
 
 
 class Provider(Protocol):

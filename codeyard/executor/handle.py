@@ -24,6 +24,8 @@ class RunHandle:
     #: Approvals this run's agent is waiting on, by approval id.
     approvals: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
+    #: Set when an operator message is queued mid-turn, for providers that take them live.
+    inbox: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

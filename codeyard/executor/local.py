@@ -108,7 +108,10 @@ class LocalExecutor:
     def answer(self, run_id: str, text: str) -> bool:
         """Deliver an operator's answer to an agent waiting for one; False if none waits."""
         handle = self.handles.get(run_id)
-        if handle is None or handle.answer is None or handle.answer.done():
+        if handle is None:
+            return False
+        if handle.answer is None or handle.answer.done():
+            handle.inbox.set()  # a message queued mid-turn: a live agent may take it now
             return False
         handle.answer.set_result(text)
         return True

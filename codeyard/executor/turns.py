@@ -48,6 +48,40 @@ def _from_messages(pending: list[Any]) -> tuple[str, str]:
     return ("agent_merge" if "agent_merge" in sources else "message"), "\n\n".join(texts)
 
 
+class _LiveInbox:
+    """Operator messages offered to an agent while its turn runs (``mid_turn_input``).
+
+    Messages stay in the run's durable queue until the agent confirms it took them in, so a
+    crash or an early turn end leaves them for the next turn rather than losing them.
+    """
+
+    def __init__(self, engine: AsyncEngine, writer: Writer, handle: RunHandle) -> None:
+        self._engine, self._writer, self._handle = engine, writer, handle
+        self._offered = 0
+
+    async def next(self) -> list[str]:
+        while True:
+            await self._handle.inbox.wait()
+            self._handle.inbox.clear()
+            async with self._engine.connect() as conn:
+                run = await runs.get(conn, self._handle.run_id)
+            queued = [m if isinstance(m, str) else m["text"] for m in run["pending_messages"]]
+            fresh = queued[self._offered :]
+            if fresh:
+                self._offered += len(fresh)
+                return fresh
+
+    async def taken(self, count: int) -> None:
+        run_id = self._handle.run_id
+
+        async def job(tx: Tx) -> None:
+            run = await runs.lock(tx, run_id)
+            await runs.update_fields(tx, run_id, pending_messages=run["pending_messages"][count:])
+
+        await self._writer.run(job)
+        self._offered = max(0, self._offered - count)
+
+
 class TurnDriver:
     """Runs one queued run until it rests (review, failed, paused, cancelled, interrupted)."""
 
@@ -180,6 +214,11 @@ class TurnDriver:
             ask_operator=lambda q: self._ask(handle, q),
             bash_timeout=self._bash_timeout,
         )
+        if provider.capabilities.mid_turn_input:
+            inbox = _LiveInbox(self._engine, self._writer, handle)
+            ctx.next_messages, ctx.messages_taken = inbox.next, inbox.taken
+            if run["pending_messages"]:
+                handle.inbox.set()
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
         try:

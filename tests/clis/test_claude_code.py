@@ -244,6 +244,52 @@ async def test_message_in_review_resumes_the_same_session(
     assert second["usage"]["cost_usd"] == pytest.approx(sum(u["cost_usd"] for u in usages))
 
 
+async def test_message_mid_turn_reaches_the_running_agent(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """A message sent while a tool runs is folded into the same turn (no second turn)."""
+    api = sqlite_api
+    fake.script(
+        [
+            Reply(tool_calls=(ToolCall("Bash", {"command": "sleep 2 && echo slept"}),)),
+            Reply(text="Noted the extra request."),
+        ]
+    )
+    run = await create(api, git_repo, options(fake, tmp_path / "home"), "Take a nap")
+    await wait_model_calls(fake, 1)
+    await wait_for_process(worktree(api, run), "sleep 2")
+    resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Also: MIDTURN-42"})
+    assert resp.status_code == 202, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review" and done["turns"] == 1, done
+    calls = fake.model_calls("anthropic")
+    assert len(calls) == 2 and "MIDTURN-42" in calls[1].text()
+    assert len(await events(api, run["id"], "turn.completed")) == 1
+    async with api.services.engine.connect() as conn:
+        from codeyard.store import runs as run_store
+
+        assert (await run_store.get(conn, run["id"]))["pending_messages"] == []
+
+
+async def test_message_during_the_last_reply_is_answered_in_the_same_turn(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """Too late to ride along a tool result: the CLI answers it next, still one Codeyard turn."""
+    api = sqlite_api
+    fake.script([Reply(text="Slow answer.", delay=3.0), Reply(text="Answered LATE-7.")])
+    run = await create(api, git_repo, options(fake, tmp_path / "home"), "Answer slowly")
+    await wait_model_calls(fake, 1)
+    resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "And LATE-7?"})
+    assert resp.status_code == 202, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review" and done["turns"] == 1, done
+    calls = fake.model_calls("anthropic")
+    assert len(calls) == 2 and "And LATE-7?" in calls[1].text()
+    completed = [e["data"] for e in await events(api, run["id"], "turn.completed")]
+    assert [c["result"] for c in completed] == ["Answered LATE-7."]
+    assert len(await events(api, run["id"], "usage")) == 2
+
+
 async def test_pause_interrupts_and_resume_continues_the_session(
     sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
 ) -> None:

@@ -82,11 +82,12 @@ def settings_for(options: dict[str, Any], cli: Path) -> TurnSettings:
 
 
 class ClaudeCodeProvider:
-    """Claude Code: approvals via ``can_use_tool``, resume by session id, control interrupt."""
+    """Claude Code: approvals via ``can_use_tool``, resume by session id, control interrupt,
+    operator messages written to its stream-json input mid-turn."""
 
     name = PROVIDER
     capabilities = Capabilities(
-        approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=True, cost=True
+        approvals=True, resume=True, interrupt=True, mid_turn_input=True, usage=True, cost=True
     )
 
     def __init__(self, cli_path: str | None = None) -> None:

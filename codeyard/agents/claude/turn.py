@@ -73,6 +73,11 @@ class _Turn:
         self.yielded: dict[str, asyncio.Event] = {}
         #: The session to resume; dropped when Claude Code no longer has it.
         self.resume = ctx.session_id
+        #: Operator messages written to the CLI mid-turn, and user messages it replayed back
+        #: (the turn's prompt first): a message counts as taken in once it is replayed.
+        self.sent = 0
+        self.replayed = 0
+        self.closing = False
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -101,6 +106,8 @@ class _Turn:
             resume=self.resume,
             can_use_tool=self.can_use_tool,
             stderr=self.stderr.append,
+            # Replayed user messages tell when a message sent mid-turn reached the model.
+            extra_args={"replay-user-messages": None} if self.ctx.next_messages else {},
         )
 
     def prompt(self) -> str:
@@ -163,9 +170,16 @@ class _Turn:
                     raise AgentFailure("Claude Code could not start a new session.")
             self.group = self._find_group()
             await client.query(self.prompt())
-            async with contextlib.aclosing(self._items(client)) as items:
-                async for item in items:
-                    yield item
+            feeder = asyncio.ensure_future(self._feed(client)) if self.ctx.next_messages else None
+            try:
+                async with contextlib.aclosing(self._items(client)) as items:
+                    async for item in items:
+                        yield item
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await feeder
         except (asyncio.CancelledError, GeneratorExit):
             self.state.interrupting = True
             await self._stop(client, interrupt=True)
@@ -177,6 +191,22 @@ class _Turn:
             await self._stop(client, interrupt=False)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    async def _feed(self, client: ClaudeSDKClient) -> None:
+        """Write operator messages to the running CLI; it folds them into the running turn."""
+        assert self.ctx.next_messages is not None
+        while True:
+            texts = await self.ctx.next_messages()
+            if self.closing:
+                return  # the turn is ending: the messages stay queued for the next turn
+            for text in texts:
+                self.sent += 1
+                await client.query(text)
+
+    async def _on_replay(self) -> None:
+        self.replayed += 1
+        if self.replayed > 1 and self.ctx.messages_taken is not None:
+            await self.ctx.messages_taken(1)
 
     async def _raw(self, client: ClaudeSDKClient) -> AsyncGenerator[dict[str, Any], None]:
         """The CLI's messages as JSON objects (raw first: normalized here, logged as they came).
@@ -198,10 +228,16 @@ class _Turn:
             async with contextlib.aclosing(self._raw(client)) as stream:
                 async for raw in stream:
                     yield RawOutput(json.dumps(raw, ensure_ascii=False))
+                    if raw.get("type") == "user" and raw.get("isReplay"):
+                        await self._on_replay()
+                        continue
                     for item in normalize(parse(raw), self.state):
                         if isinstance(item, Failed):
                             raise AgentFailure(self._explain(item.reason))
-                        ended = ended or isinstance(item, TurnEnd)
+                        if isinstance(item, TurnEnd):
+                            if self.sent > self.replayed - 1:
+                                continue  # a message arrived too late: the CLI answers it next
+                            self.closing = ended = True
                         yield item
                         if isinstance(item, NewEvent) and item.type == "tool.call":
                             self.yielded.setdefault(item.data["call_id"], asyncio.Event()).set()
