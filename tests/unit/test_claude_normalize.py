@@ -98,7 +98,7 @@ def test_recorded_turn_becomes_codeyard_events() -> None:
     ]
     updates = [i for i in items if isinstance(i, SessionUpdate)]
     assert [u.session_id for u in updates] == [SESSION, SESSION]
-    assert updates[-1].state == {"cost_total": pytest.approx(0.0035025)}
+    assert updates[-1].state == {"cost_total": pytest.approx(0.0035025), "tasks": {}}
     assert items[-1] == TurnEnd("end_turn", "Done.")
 
 
@@ -237,3 +237,76 @@ def test_unknown_and_malformed_lines_are_kept_raw_and_ignored() -> None:
 )
 def test_tool_kinds(name: str, kind: str) -> None:
     assert tool_kind(name) == kind
+
+
+def _task_call(call_id: str, name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
+    block = {"type": "tool_use", "id": call_id, "name": name, "input": tool_input}
+    message = {"id": f"msg_{call_id}", "role": "assistant", "content": [block]}
+    return {"type": "assistant", "message": message, "session_id": SESSION}
+
+
+def _task_result(call_id: str, text: str, structured: dict[str, Any]) -> dict[str, Any]:
+    block = {"tool_use_id": call_id, "type": "tool_result", "content": text}
+    return {
+        "type": "user",
+        "message": {"role": "user", "content": [block]},
+        "session_id": SESSION,
+        "tool_use_result": structured,
+    }
+
+
+def test_task_tools_keep_the_whole_list_across_turns() -> None:
+    """Claude Code 2.1.330's TaskCreate/TaskUpdate results (recorded shapes) build the list."""
+    state = NormalizeState()
+    first = replay(
+        [
+            _task_call("t1", "TaskCreate", {"subject": "Write tests", "description": "unit"}),
+            _task_result(
+                "t1",
+                "Task #1 created successfully: Write tests",
+                {"task": {"id": "1", "subject": "Write tests", "description": "unit"}},
+            ),
+            _task_call("t2", "TaskCreate", {"subject": "Ship it", "description": "release"}),
+            _task_result("t2", "Task #2 created", {"task": {"id": "2", "subject": "Ship it"}}),
+            _task_call("t3", "TaskUpdate", {"taskId": "1", "status": "in_progress"}),
+            _task_result(
+                "t3",
+                "Updated task #1 status",
+                {
+                    "success": True,
+                    "taskId": "1",
+                    "updatedFields": ["status"],
+                    "statusChange": {"from": "pending", "to": "in_progress"},
+                },
+            ),
+        ],
+        state,
+    )
+    lists = events(first, "task.updated")
+    assert lists[-1]["tasks"] == [
+        {"content": "Write tests", "status": "in_progress"},
+        {"content": "Ship it", "status": "pending"},
+    ]
+    assert len(lists) == 3
+    # The next turn starts from the persisted list: one update still shows every task.
+    resumed = NormalizeState(tasks=state.persisted()["tasks"])
+    update = {"success": True, "taskId": "2", "statusChange": {"from": "pending", "to": "deleted"}}
+    later = replay(
+        [
+            _task_call("t4", "TaskUpdate", {"taskId": "2", "status": "deleted"}),
+            _task_result("t4", "Updated task #2 status", update),
+        ],
+        resumed,
+    )
+    assert events(later, "task.updated")[-1]["tasks"] == [
+        {"content": "Write tests", "status": "in_progress"}
+    ]
+
+
+def test_a_failed_task_tool_changes_nothing() -> None:
+    state = NormalizeState(tasks={"1": {"content": "Keep", "status": "pending"}})
+    failed = _task_result("t9", "No task found with ID 7", {})
+    failed["message"]["content"][0]["is_error"] = True
+    items = replay([_task_call("t9", "TaskUpdate", {"taskId": "7", "status": "completed"}), failed])
+    assert events(items, "task.updated") == []
+    assert state.tasks == {"1": {"content": "Keep", "status": "pending"}}

@@ -97,10 +97,15 @@ class NormalizeState:
     interrupting: bool = False
     calls: dict[str, str] = field(default_factory=dict)
     results: int = 0
+    #: The session's task list kept by ``TaskCreate``/``TaskUpdate`` (id → content, status),
+    #: persisted across turns because the tools only ever report one task at a time.
+    tasks: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Inputs of task tools in flight, to apply once their result confirms them.
+    task_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def persisted(self) -> dict[str, Any]:
         """The part of the state saved with the run (``agent_state``) for the next turn."""
-        return {"cost_total": self.cost_total}
+        return {"cost_total": self.cost_total, "tasks": self.tasks}
 
 
 def tool_kind(name: str) -> ToolKind:
@@ -169,7 +174,34 @@ def _assistant(message: AssistantMessage, state: NormalizeState) -> list[Normali
             todo = _todo_event(block.input) if block.name == "TodoWrite" else None
             if todo is not None:
                 items.append(todo)
+            if block.name in ("TaskCreate", "TaskUpdate"):
+                state.task_inputs[block.id] = block.input
     return items
+
+
+def _task_event(call_id: str, structured: Any, state: NormalizeState) -> NewEvent | None:
+    """Apply a confirmed ``TaskCreate``/``TaskUpdate`` to the task list; the whole list."""
+    tool_input = state.task_inputs.pop(call_id, None)
+    if tool_input is None or not isinstance(structured, dict):
+        return None
+    created = structured.get("task")
+    if isinstance(created, dict) and created.get("id") is not None:
+        content = str(created.get("subject") or tool_input.get("subject") or "")
+        state.tasks[str(created["id"])] = {"content": content, "status": "pending"}
+    elif structured.get("success") and structured.get("taskId") is not None:
+        task = state.tasks.setdefault(str(structured["taskId"]), {"content": "", "status": ""})
+        change = structured.get("statusChange")
+        status = change.get("to") if isinstance(change, dict) else tool_input.get("status")
+        if status == "deleted":
+            del state.tasks[str(structured["taskId"])]
+        elif status in _TODO_STATUSES:
+            task["status"] = status
+        if isinstance(tool_input.get("subject"), str) and tool_input["subject"]:
+            task["content"] = tool_input["subject"]
+        task["status"] = task["status"] or "pending"
+    else:
+        return None
+    return NewEvent("task.updated", {"tasks": [dict(t) for t in state.tasks.values()]})
 
 
 def _tool_result(block: ToolResultBlock, structured: Any, state: NormalizeState) -> NewEvent:
@@ -195,7 +227,14 @@ def _user(message: UserMessage, state: NormalizeState) -> list[NormalizedItem]:
     results = [b for b in message.blocks if isinstance(b, ToolResultBlock)]
     # The structured result belongs to the message's (single) tool result.
     structured = message.tool_use_result if len(results) == 1 else None
-    return [_tool_result(b, structured, state) for b in results]
+    items: list[NormalizedItem] = []
+    for block in results:
+        items.append(_tool_result(block, structured, state))
+        if block.tool_use_id in state.task_inputs and not block.is_error:
+            task = _task_event(block.tool_use_id, structured, state)
+            if task is not None:
+                items.append(task)
+    return items
 
 
 def _usage_since_last(result: ResultMessage) -> tuple[dict[str, int], float] | None:
@@ -217,10 +256,10 @@ def _usage_since_last(result: ResultMessage) -> tuple[dict[str, int], float] | N
     return tokens, cost
 
 
-def _cost_by_difference(result: ResultMessage, state: NormalizeState) -> float:
+def _cost_by_difference(result: ResultMessage, state: NormalizeState) -> float | None:
     total = result.total_cost_usd
     if total is None:
-        return 0.0
+        return None  # not reported: the executor prices the tokens
     first = state.results == 0
     # A fresh process counts from zero unless it resumed a session and restored that total.
     baseline = (
@@ -231,6 +270,7 @@ def _cost_by_difference(result: ResultMessage, state: NormalizeState) -> float:
 
 def _usage_event(result: ResultMessage, state: NormalizeState) -> NewEvent:
     since = _usage_since_last(result)
+    cost: float | None
     if since is not None:
         tokens, cost = since
     else:
@@ -242,7 +282,7 @@ def _usage_event(result: ResultMessage, state: NormalizeState) -> NewEvent:
             "cache_write_tokens": int(u.get("cache_creation_input_tokens") or 0),
         }
         cost = _cost_by_difference(result, state)
-    return NewEvent("usage", {**tokens, "cost_usd": round(cost, 8)})
+    return NewEvent("usage", {**tokens, "cost_usd": None if cost is None else round(cost, 8)})
 
 
 def _result(result: ResultMessage, state: NormalizeState) -> list[NormalizedItem]:

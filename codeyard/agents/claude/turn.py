@@ -64,6 +64,7 @@ class _Turn:
         self.state = NormalizeState(
             session_id=ctx.session_id,
             cost_total=float(ctx.resume_state.get("cost_total", 0.0) or 0.0),
+            tasks=dict(ctx.resume_state.get("tasks") or {}),
             resumed=ctx.session_id is not None,
         )
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
