@@ -161,6 +161,13 @@ async def test_tool_calls_change_the_worktree_and_usage_is_priced(
     assert [d["decision"] for d in by_type["policy.decision"]] == ["allow", "allow"]
     assert by_type["agent.thinking"][0]["text"] == "Now a command."
     assert by_type["agent.message"][-1]["text"] == "All done."
+    # Text streamed as deltas under the id of the completed message, shown once.
+    final = by_type["agent.message"][-1]
+    streamed = [d for d in by_type["agent.delta"] if d["message_id"] == final["message_id"]]
+    assert "".join(d["text"] for d in streamed) == "All done."
+    transcript = (await api.get(f"/api/runs/{run['id']}/transcript")).json()
+    said = [i for i in transcript["items"] if "All done." in json.dumps(i)]
+    assert len(said) == 2, said  # the assistant message and the turn's result, not the deltas
     completed = by_type["turn.completed"][0]
     assert completed["stop_reason"] == "end_turn" and completed["result"] == "All done."
     assert {e["type"] for e in evs} >= {"file.changed", "usage"}

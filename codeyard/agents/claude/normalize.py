@@ -20,6 +20,7 @@ from codeyard.agents.base import SessionUpdate, TurnEnd
 from codeyard.agents.claude.stream_json import (
     AssistantMessage,
     ResultMessage,
+    StreamEvent,
     StreamMessage,
     SystemInit,
     TextBlock,
@@ -102,6 +103,10 @@ class NormalizeState:
     tasks: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Inputs of task tools in flight, to apply once their result confirms them.
     task_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: With partial messages: the model message streaming now, and per model message the
+    #: ids of its streamed text blocks not yet completed (the final text takes the same id).
+    streaming: str | None = None
+    streamed_texts: dict[str, list[str]] = field(default_factory=dict)
 
     def persisted(self) -> dict[str, Any]:
         """The part of the state saved with the run (``agent_state``) for the next turn."""
@@ -157,7 +162,9 @@ def _assistant(message: AssistantMessage, state: NormalizeState) -> list[Normali
     items: list[NormalizedItem] = []
     for index, block in enumerate(message.blocks):
         if isinstance(block, TextBlock) and block.text:
-            ident = message.uuid or f"{message.message_id}_{index}"
+            streamed = state.streamed_texts.get(message.message_id or "")
+            fallback = message.uuid or f"{message.message_id}_{index}"
+            ident = streamed.pop(0) if streamed else fallback
             items.append(NewEvent("agent.message", {"message_id": ident, "text": block.text}))
         elif isinstance(block, ThinkingBlock) and block.thinking:
             items.append(NewEvent("agent.thinking", {"text": block.thinking}))
@@ -307,6 +314,37 @@ def _result(result: ResultMessage, state: NormalizeState) -> list[NormalizedItem
     return items
 
 
+def _stream_event(message: StreamEvent, state: NormalizeState) -> list[NormalizedItem]:
+    """Text as the model streams it (``--include-partial-messages``): ``agent.delta`` events
+    under the id the completed ``agent.message`` will carry. Sub-agents' streams are skipped."""
+    if message.parent_tool_use_id is not None:
+        return []
+    event = message.event
+    kind = event.get("type")
+    if kind == "message_start":
+        started = event.get("message")
+        state.streaming = started.get("id") if isinstance(started, dict) else None
+        return []
+    if state.streaming is None or not isinstance(event.get("index"), int):
+        return []
+    ident = f"{state.streaming}_b{event['index']}"
+    if kind == "content_block_start":
+        block = event.get("content_block")
+        if isinstance(block, dict) and block.get("type") == "text":
+            state.streamed_texts.setdefault(state.streaming, []).append(ident)
+        return []
+    delta = event.get("delta")
+    if (
+        kind == "content_block_delta"
+        and isinstance(delta, dict)
+        and delta.get("type") == ("text_delta")
+    ):
+        text = delta.get("text")
+        if isinstance(text, str) and text:
+            return [NewEvent("agent.delta", {"message_id": ident, "text": text})]
+    return []
+
+
 def normalize(message: StreamMessage, state: NormalizeState) -> list[NormalizedItem]:
     """The Codeyard items for one Claude Code message (often none)."""
     if isinstance(message, SystemInit):
@@ -328,4 +366,6 @@ def normalize(message: StreamMessage, state: NormalizeState) -> list[NormalizedI
         return _user(message, state)
     if isinstance(message, ResultMessage):
         return _result(result=message, state=state)
+    if isinstance(message, StreamEvent):
+        return _stream_event(message, state)
     return []

@@ -107,6 +107,7 @@ class _Turn:
             resume=self.resume,
             can_use_tool=self.can_use_tool,
             stderr=self.stderr.append,
+            include_partial_messages=True,  # text streams as agent.delta events
             # Replayed user messages tell when a message sent mid-turn reached the model.
             extra_args={"replay-user-messages": None} if self.ctx.next_messages else {},
         )
@@ -228,7 +229,8 @@ class _Turn:
         try:
             async with contextlib.aclosing(self._raw(client)) as stream:
                 async for raw in stream:
-                    yield RawOutput(json.dumps(raw, ensure_ascii=False))
+                    if raw.get("type") != "stream_event":  # deltas would only repeat the text
+                        yield RawOutput(json.dumps(raw, ensure_ascii=False))
                     if raw.get("type") == "user" and raw.get("isReplay"):
                         await self._on_replay()
                         continue
