@@ -297,9 +297,16 @@ async def _ensure_ready(worktree: Path, branch: str, old: str, new: str) -> None
             "there, then try again",
             worktree=str(worktree),
         )
-    await git("update-index", "-q", "--refresh", cwd=worktree, check=False)
+    # Read-only: status refreshes stat data in memory only (no optional index lock), so a
+    # refused landing leaves even the user's index file byte-for-byte as it was.
     status = await git(
-        "status", "--porcelain", "-z", "--untracked-files=no", cwd=worktree, check=True
+        "--no-optional-locks",
+        "status",
+        "--porcelain",
+        "-z",
+        "--untracked-files=no",
+        cwd=worktree,
+        check=True,
     )
     changed = _porcelain_paths(status.stdout)
     if changed:
