@@ -127,7 +127,7 @@ async def _land(
 
 
 async def _discard(svc: Services, run: dict[str, Any]) -> dict[str, Any]:
-    await remove_run_worktrees(svc.engine, run)
+    await remove_run_worktrees(svc.engine, run, svc.writer, svc.settings.bash_timeout_seconds)
     await delete_run_refs(svc.engine, run)
 
     async def job(tx: Tx) -> dict[str, Any]:

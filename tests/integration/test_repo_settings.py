@@ -233,3 +233,19 @@ async def test_removal_waits_out_a_git_lock_file(sqlite_api: Api, tmp_path: Path
     await releasing
     assert resp.status_code == 204, resp.text
     assert git_out(repo, "branch", "--format=%(refname:short)") == "main"
+
+
+async def test_discard_records_the_cleanup_script_on_the_run(api: Api, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "discarded")
+    await project_repo(api, repo, cleanup_script="echo tidied-up-$CODEYARD_RUN_ID")
+    run = await start_run(api, repo, {"write": {"path": "made.txt", "content": "x"}})
+    await api.wait_status(run["id"], "review")
+    resp = await api.post(f"/api/runs/{run['id']}/resolve", json={"action": "discard"})
+    assert resp.status_code == 200, resp.text
+    evs = (await api.get(f"/api/runs/{run['id']}/events?types=tool.call,tool.result")).json()
+    calls = [e["data"] for e in evs["data"] if e["type"] == "tool.call"]
+    results = [e["data"] for e in evs["data"] if e["type"] == "tool.result"]
+    cleanup = [c for c in calls if "tidied-up" in c["title"]]
+    assert len(cleanup) == 1, calls
+    done = [r for r in results if r["call_id"] == cleanup[0]["call_id"]]
+    assert done and f"tidied-up-{run['id']}" in done[0]["output"], results
