@@ -1,0 +1,148 @@
+"""The ``codex`` provider: OpenAI Codex driven through ``codex app-server`` (JSON-RPC, stdio).
+
+Options (``agent_options``, merged over the agent profile's ``provider_config``):
+
+* ``instructions`` — developer instructions added to Codex's own (``developerInstructions``);
+* ``base_instructions`` — replaces Codex's base instructions altogether;
+* ``sandbox`` — ``workspace-write`` (default: writes only inside the worktree) or ``read-only``;
+* ``approval_policy`` — ``untrusted`` (default: every command and every patch goes to
+  Codeyard's decision function, unless a rule of the user's own Codex exec policy allows it;
+  observed with Codex 0.163 for ``ls``, ``cat``, ``git status`` too), or Codex's own
+  ``on-request``, ``on-failure``, ``never``, which let Codex run more without asking;
+* ``effort`` — reasoning effort (``minimal``, ``low``, ``medium``, ``high``, ``xhigh``);
+* ``config`` — Codex configuration overrides, ``{"dotted.key": value}`` (``-c key=value``),
+  e.g. a ``model_providers.<name>`` table with ``base_url`` for a local model server;
+* ``env`` — extra environment, e.g. ``CODEX_HOME`` or the API key a model provider reads;
+* ``cli_path`` — another ``codex`` binary than the one the ``openai-codex`` SDK pins.
+
+Why not the SDK's client: it answers approval requests from a synchronous callback on its
+reader thread (a decision that waits for a person would stall every notification), its async
+client exposes no approval hook at all, and it starts Codex in Codeyard's own process group,
+which cancellation must not signal. Codeyard speaks the app-server protocol directly and uses the
+SDK's pinned binary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
+from codeyard.agents.codex.normalize import PROVIDER
+from codeyard.agents.codex.process import cli_version, find_cli
+from codeyard.agents.codex.settings import TurnSettings
+from codeyard.agents.codex.turn import run_codex_turn, toml_value
+from codeyard.domain.errors import ValidationFailed
+
+__all__ = ["CodexProvider", "settings_for"]
+
+SANDBOXES = ("workspace-write", "read-only")
+APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_STRING_OPTIONS = ("instructions", "base_instructions", "cli_path")
+
+
+def _errors(options: dict[str, Any]) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+
+    def bad(key: str, msg: str) -> None:
+        errors.append({"loc": ["agent_options", key], "msg": msg})
+
+    for key in _STRING_OPTIONS:
+        if options.get(key) is not None and not isinstance(options[key], str):
+            bad(key, "must be a string")
+    for key, allowed in (
+        ("sandbox", SANDBOXES),
+        ("approval_policy", APPROVAL_POLICIES),
+        ("effort", EFFORTS),
+    ):
+        if options.get(key) is not None and options[key] not in allowed:
+            bad(key, f"must be one of: {', '.join(allowed)}")
+    env = options.get("env")
+    if env is not None and not (
+        isinstance(env, dict) and all(isinstance(v, str | int | float) for v in env.values())
+    ):
+        bad("env", "must be an object of environment variables (string values)")
+    config = options.get("config")
+    if config is not None:
+        if not isinstance(config, dict):
+            bad("config", "must be an object of Codex configuration keys and values")
+        else:
+            for key, value in config.items():
+                try:
+                    toml_value(value)
+                except ValueError:
+                    bad("config", f"'{key}' has a value Codex configuration cannot hold")
+    return errors
+
+
+def settings_for(options: dict[str, Any], cli: Path) -> TurnSettings:
+    """The turn settings from validated options."""
+    return TurnSettings(
+        cli=cli,
+        env={str(k): str(v) for k, v in (options.get("env") or {}).items()},
+        config=dict(options.get("config") or {}),
+        instructions=options.get("instructions") or None,
+        base_instructions=options.get("base_instructions") or None,
+        sandbox=options.get("sandbox") or "workspace-write",
+        approval_policy=options.get("approval_policy") or "untrusted",
+        effort=options.get("effort") or None,
+    )
+
+
+class CodexProvider:
+    """Codex: command/patch approval requests, resume by thread id, ``turn/interrupt``."""
+
+    name = PROVIDER
+    #: No cost: Codex reports tokens only (Codeyard prices them centrally, by model).
+    capabilities = Capabilities(
+        approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=True, cost=False
+    )
+
+    def __init__(self, cli_path: str | None = None) -> None:
+        self._cli_path = cli_path
+
+    def _cli(self, options: dict[str, Any] | None = None) -> Path | None:
+        return find_cli((options or {}).get("cli_path") or self._cli_path)
+
+    def version(self) -> str | None:
+        cli = self._cli()
+        return cli_version(cli)[0] if cli is not None else None
+
+    def path(self) -> str | None:
+        """The Codex binary this provider runs (``GET /api/providers``)."""
+        cli = self._cli()
+        return None if cli is None else str(cli)
+
+    def problem(self) -> str | None:
+        cli = self._cli()
+        if cli is None:
+            return (
+                "Codex was not found. Install the SDK that pins it (pip install openai-codex), "
+                "or install Codex (npm install -g @openai/codex) and put it on PATH."
+            )
+        _, why = cli_version(cli)
+        if why is not None:
+            return (
+                f"Codex cannot run here: {why}. Reinstall openai-codex for this platform "
+                "(pip install --force-reinstall openai-codex), or set provider_config.cli_path "
+                "to a working codex binary."
+            )
+        return None
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        errors = _errors(options)
+        if errors:
+            raise ValidationFailed(
+                "The codex options are not valid: "
+                + "; ".join(f"{e['loc'][-1]} {e['msg']}" for e in errors),
+                errors=errors,
+            )
+
+    async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+        cli = self._cli(ctx.options)
+        if cli is None or not cli.exists():
+            raise AgentFailure(self.problem() or f"Codex was not found at {cli}.")
+        async for item in run_codex_turn(ctx, settings_for(ctx.options, cli)):
+            yield item

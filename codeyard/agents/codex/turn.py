@@ -1,0 +1,304 @@
+"""One turn of Codex through ``codex app-server``: start, stream, decide, stop.
+
+Each turn is one app-server process (a new session leader, so its process group holds every
+command it runs). The first turn starts a thread; later turns, and a turn after a pause, a
+cancel, a failure or a server restart, resume it by id (``thread/resume``), so the model sees
+the whole conversation. Command and patch approval requests go to Codeyard's decision function;
+a denial is answered ``decline`` and the reason is steered into the turn (``turn/steer``) in
+words that tell the model not to retry. Stopping is protocol first (``turn/interrupt``), then
+stdin is closed, then the group gets SIGINT, SIGTERM and SIGKILL with short grace periods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator
+from importlib import resources
+from typing import Any
+
+from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, TurnContext, TurnEnd
+from codeyard.agents.codex.normalize import (
+    Failed,
+    NormalizeState,
+    normalize,
+    session_items,
+    tool_request,
+)
+from codeyard.agents.codex.process import ProcessGroup, bundled_path_dir, cli_version
+from codeyard.agents.codex.protocol import ApprovalRequest, ServerRequest, TurnCompleted
+from codeyard.agents.codex.rpc import LINE_LIMIT, Closed, Connection, RpcError
+from codeyard.agents.codex.settings import TurnSettings
+from codeyard.domain.events import NewEvent
+
+__all__ = ["PROMPTS", "run_codex_turn", "toml_value"]
+
+log = logging.getLogger(__name__)
+PROMPTS: dict[str, str] = json.loads(
+    resources.files("codeyard.agents.codex").joinpath("prompts.json").read_text("utf-8")
+)
+#: Seconds: the start handshake; the answer to ``turn/interrupt``; a clean exit before signals.
+START_TIMEOUT = 60.0
+INTERRUPT_TIMEOUT = 3.0
+STOP_GRACE = 2.0
+CLIENT = {"name": "codeyard", "title": "Codeyard", "version": "1"}
+#: What the app-server answers to ``thread/resume`` of a thread it has no files for.
+LOST_THREAD = "no rollout found"
+
+
+def toml_value(value: Any) -> str:
+    """A JSON value written as a TOML value, for Codex's ``-c key=value`` overrides."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: the same escapes as JSON
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        parts = (f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(parts) + "}"
+    raise ValueError(f"cannot write {value!r} as a Codex configuration value")
+
+
+class _Turn:
+    def __init__(self, ctx: TurnContext, settings: TurnSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.state = NormalizeState.restore(ctx.session_id, ctx.resume_state)
+        self.resumed = False
+        self.conn: Connection | None = None
+        self.group: ProcessGroup | None = None
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def _args(self) -> list[str]:
+        args = [str(self.settings.cli)]
+        for key, value in self.settings.config.items():
+            args += ["-c", f"{key}={toml_value(value)}"]
+        return [*args, "app-server"]
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, **self.settings.env}
+        helpers = bundled_path_dir()
+        if helpers is not None:
+            env["PATH"] = os.pathsep.join([str(helpers), env.get("PATH", "")])
+        return env
+
+    async def _spawn(self) -> Connection:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._args(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=str(self.ctx.worktree),
+                env=self._env(),
+                start_new_session=True,
+                limit=LINE_LIMIT,
+            )
+        except OSError as exc:
+            raise AgentFailure(f"Codex did not start: {exc.strerror or exc}") from exc
+        self.group = ProcessGroup(proc.pid)
+        self.conn = Connection(proc)
+        return self.conn
+
+    def _thread_params(self) -> dict[str, Any]:
+        s = self.settings
+        params: dict[str, Any] = {
+            "cwd": str(self.ctx.worktree),
+            "approvalPolicy": s.approval_policy,
+            "sandbox": s.sandbox,
+        }
+        if self.ctx.model:
+            params["model"] = self.ctx.model
+        if s.instructions:
+            params["developerInstructions"] = s.instructions
+        if s.base_instructions:
+            params["baseInstructions"] = s.base_instructions
+        return params
+
+    async def _open_thread(self, conn: Connection) -> list[AdapterItem]:
+        """Resume the run's thread (or start one); the items announcing it."""
+        items: list[AdapterItem] = []
+        result: dict[str, Any] | None = None
+        if self.state.thread_id:
+            params = {**self._thread_params(), "threadId": self.state.thread_id}
+            try:
+                result = await conn.request("thread/resume", params)
+                self.resumed = True
+            except RpcError as exc:
+                if LOST_THREAD not in str(exc):
+                    raise
+                log.info("run %s: Codex cannot resume its thread: %s", self.ctx.run_id, exc)
+                lost = self.state.thread_id
+                items.append(
+                    NewEvent("error", {"message": PROMPTS["lost_session"], "detail": lost})
+                )
+                self.state.thread_id = None
+        if result is None:
+            result = await conn.request("thread/start", self._thread_params())
+        version = cli_version(self.settings.cli)[0]
+        items += session_items(result, self.state, version)
+        return items
+
+    def _prompt(self) -> str:
+        if self.ctx.source == "resume" and self.resumed:
+            return PROMPTS["resume"]
+        return self.ctx.prompt
+
+    async def _start(self) -> AsyncGenerator[AdapterItem, None]:
+        conn = await self._spawn()
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await conn.request("initialize", {"clientInfo": CLIENT})
+                await conn.notify("initialized")
+                for item in await self._open_thread(conn):
+                    yield item
+                params: dict[str, Any] = {
+                    "threadId": self.state.thread_id,
+                    "input": [{"type": "text", "text": self._prompt()}],
+                }
+                if self.settings.effort:
+                    params["effort"] = self.settings.effort
+                turn = await conn.request("turn/start", params)
+        except (RpcError, ConnectionError, TimeoutError) as exc:
+            raise AgentFailure(self._explain(f"Codex did not start the turn: {exc}")) from exc
+        self.state.turn_id = str((turn.get("turn") or {}).get("id") or "") or None
+
+    # --- the stream --------------------------------------------------------------------------
+
+    async def run(self) -> AsyncGenerator[AdapterItem, None]:
+        try:
+            async with contextlib.aclosing(self._start()) as starting:
+                async for item in starting:
+                    yield item
+            async with contextlib.aclosing(self._items()) as items:
+                async for item in items:
+                    yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            self.state.interrupting = True
+            await self._stop(interrupt=True)
+            raise
+        except BaseException:
+            await self._stop(interrupt=False)
+            raise
+        else:
+            await self._stop(interrupt=False)
+
+    async def _items(self) -> AsyncGenerator[AdapterItem, None]:
+        conn = self.conn
+        assert conn is not None
+        while True:
+            entry = await conn.inbox.get()
+            if isinstance(entry, Closed):
+                raise AgentFailure(self._explain("Codex exited before it finished the turn."))
+            raw, message = entry
+            yield RawOutput(raw)
+            if isinstance(message, ApprovalRequest):
+                async for item in self._decide(conn, message):
+                    yield item
+                continue
+            if isinstance(message, ServerRequest):
+                # Codex asks questions only in Plan mode, which Codeyard does not start.
+                await conn.refuse(message.id, f"Codeyard does not support {message.method}.")
+                continue
+            for normalized in normalize(message, self.state):
+                if isinstance(normalized, Failed):  # Codex's own words: the stderr adds noise
+                    raise AgentFailure(normalized.reason)
+                yield normalized
+                if isinstance(normalized, TurnEnd):
+                    return
+
+    async def _decide(
+        self, conn: Connection, message: ApprovalRequest
+    ) -> AsyncIterator[AdapterItem]:
+        request = tool_request(message, self.state)
+        if message.item_id not in self.state.calls:  # announce a call before its decision
+            data = {
+                "call_id": request.call_id,
+                "tool": request.tool,
+                "kind": request.kind,
+                "title": request.tool,
+                "input": request.input,
+            }
+            yield NewEvent("tool.call", data)
+        decision = await self.ctx.decide(request)
+        if decision.allow:
+            await conn.answer(message.id, {"decision": "accept"})
+            return
+        reason = (decision.reason or "not allowed").rstrip(".")
+        told = PROMPTS["deny"].format(reason=reason)
+        self.state.denied[message.item_id] = told
+        # "decline" carries no reason: the model reads it in a message steered into the same
+        # turn, sent first so that it is pending before Codex asks the model again.
+        steer = {
+            "threadId": self.state.thread_id,
+            "input": [{"type": "text", "text": told}],
+            "expectedTurnId": self.state.turn_id,
+        }
+        try:
+            await conn.request("turn/steer", steer)
+        except RpcError as exc:  # the turn ended meanwhile: nothing left to steer
+            log.info("run %s: could not tell Codex why: %s", self.ctx.run_id, exc)
+        await conn.answer(message.id, {"decision": "decline"})
+
+    def _explain(self, reason: str) -> str:
+        lines = self.conn.stderr if self.conn is not None else ()
+        tail = [line for line in lines if line.strip() and line not in reason][-5:]
+        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    async def _stop(self, interrupt: bool) -> None:
+        """Stop Codex and everything it started; a second cancellation kills at once."""
+        task = asyncio.ensure_future(self._stop_gently(interrupt))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self.group is not None:
+                self.group.kill()
+            raise
+
+    async def _until_turn_completed(self, conn: Connection) -> None:
+        """Drain the inbox until Codex reports this turn over (it saves the thread first)."""
+        while True:
+            entry = await conn.inbox.get()
+            if isinstance(entry, Closed):
+                return
+            message = entry[1]
+            if isinstance(message, TurnCompleted) and message.turn_id == self.state.turn_id:
+                log.info("run %s: Codex ended the turn: %s", self.ctx.run_id, message.status)
+                return
+
+    async def _stop_gently(self, interrupt: bool) -> None:
+        conn, group = self.conn, self.group
+        if conn is None or group is None:
+            return
+        # Note every process of the tree now: commands run under Codex's sandbox helper, which
+        # starts its own session, and are found only through their parent while it lives.
+        group.members()
+        if interrupt and self.state.turn_id and conn.proc.returncode is None:
+            params = {"threadId": self.state.thread_id, "turnId": self.state.turn_id}
+            try:
+                async with asyncio.timeout(INTERRUPT_TIMEOUT):
+                    await conn.request("turn/interrupt", params)
+                    await self._until_turn_completed(conn)
+            except (RpcError, ConnectionError, TimeoutError) as exc:  # signals follow
+                log.info("run %s: Codex did not interrupt the turn: %s", self.ctx.run_id, exc)
+        conn.close_stdin()  # the app-server exits when its input ends
+        await group.stop(STOP_GRACE)
+        group.kill()  # anything that outlived the escalation
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.proc.wait(), STOP_GRACE)
+        await conn.aclose()
+
+
+async def run_codex_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:
+    """Run one turn; the caller's cancellation interrupts Codex and stops its processes."""
+    async for item in _Turn(ctx, settings).run():
+        yield item
