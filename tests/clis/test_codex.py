@@ -1,10 +1,12 @@
 """The real Codex binary (pinned by the openai-codex SDK) against the fake model server, driven
 through the Codeyard API: tool calls and patches, approvals from a policy, pause and resume,
-a follow-up message on the same thread, model API errors, and cancel without orphans.
+messages during a turn and after it on the same thread, model API errors, and cancel without
+orphans.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -17,8 +19,11 @@ from typing import Any
 import anyio
 import pytest
 
+from codeyard.agents.base import TurnContext, TurnEnd
 from codeyard.agents.codex import CodexProvider
 from codeyard.config import Settings
+from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.store import runs as run_store
 from codeyard.testing.fake_llm import FakeLLM, HttpError, Reply, ToolCall, Usage
 from tests.conftest import Api, open_api
 
@@ -413,3 +418,206 @@ def _all_processes() -> list[tuple[int, str]]:
             if stat[stat.rfind(")") + 2] != "Z":
                 found.append((int(entry.name), cmd))
     return found
+
+
+async def pending_messages(api: Api, run_id: str) -> list[Any]:
+    async with api.services.engine.connect() as conn:
+        return list((await run_store.get(conn, run_id))["pending_messages"])
+
+
+async def test_message_mid_turn_is_steered_into_the_running_turn(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """A message sent while a command runs reaches the model with the command's output."""
+    api = sqlite_api
+    fake.script(
+        [
+            Reply(tool_calls=(shell("sleep 3 && echo slept"),)),
+            Reply(text="Noted the extra request."),
+        ]
+    )
+    run = await create(api, git_repo, options(fake, tmp_path / "home"), "Take a nap")
+    await wait_model_calls(fake, 1)
+    await wait_for_process(worktree(api, run), "sleep 3")
+    resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Also: MIDTURN-42"})
+    assert resp.status_code == 202, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review" and done["turns"] == 1, done
+    calls = fake.model_calls("openai-responses")
+    assert len(calls) == 2 and "MIDTURN-42" not in calls[0].text()
+    # Codex let the command finish, then sent its output and the message in the next call.
+    output, message = calls[1].body["input"][-2:]
+    assert output["type"] == "function_call_output" and "slept" in output["output"]
+    assert message["role"] == "user" and calls[1].text().count("MIDTURN-42") == 1
+    assert json.dumps(message).count("MIDTURN-42") == 1
+    completed = [e["data"] for e in await events(api, run["id"], "turn.completed")]
+    assert [c["result"] for c in completed] == ["Noted the extra request."]
+    assert await pending_messages(api, run["id"]) == []
+
+
+async def test_message_during_a_model_call_restarts_it_in_the_same_turn(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """Too late to ride along a tool result: Codex drops the model call still waiting for its
+    first output and asks again with the message, in the same turn."""
+    api = sqlite_api
+    fake.script([Reply(text="Slow answer.", delay=5.0), Reply(text="Answered LATE-7.")])
+    run = await create(api, git_repo, options(fake, tmp_path / "home"), "Answer slowly")
+    await wait_model_calls(fake, 1)
+    resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "And LATE-7?"})
+    assert resp.status_code == 202, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review" and done["turns"] == 1, done
+    calls = fake.model_calls("openai-responses")
+    assert len(calls) == 2 and "And LATE-7?" not in calls[0].text()
+    assert calls[1].text().count("And LATE-7?") == 1
+    assert calls[1].body["input"][-1]["role"] == "user"
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for e in await events(api, run["id"]):
+        by_type.setdefault(e["type"], []).append(e["data"])
+    assert [m["text"] for m in by_type["agent.message"]] == ["Answered LATE-7."]
+    assert [c["result"] for c in by_type["turn.completed"]] == ["Answered LATE-7."]
+    assert len(by_type["usage"]) == 1  # the dropped call reported nothing
+    assert await pending_messages(api, run["id"]) == []
+
+
+async def test_a_message_after_codex_ended_the_turn_is_refused_and_stays_queued(
+    git_repo: Path, fake: FakeLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Codex refuses a steer once its turn is over: the message is not taken in (it stays on
+    the run's queue, where the executor starts the next turn with it) and no model saw it."""
+    caplog.set_level(logging.INFO, "codeyard.agents.codex")
+    fake.script([Reply(text="Done already.")])
+    ended = asyncio.Event()
+    offered: list[str] = []
+    taken: list[int] = []
+
+    async def next_messages() -> list[str]:
+        if offered:
+            await asyncio.Event().wait()  # nothing more is sent this turn
+        await ended.wait()
+        offered.append("Too late: LATE-9")
+        return offered[:]
+
+    async def messages_taken(count: int) -> None:
+        taken.append(count)
+
+    async def decide(request: ToolRequest) -> Decision:
+        return Decision(True)
+
+    async def ask_operator(question: str) -> str:
+        raise AssertionError(question)
+
+    ctx = TurnContext(
+        run_id="r-late",
+        turn=1,
+        prompt="Finish fast",
+        source="create",
+        worktree=git_repo,
+        model=MODEL,
+        options=options(fake, tmp_path / "home"),
+        session_id=None,
+        resume_state={},
+        resumed_source=None,
+        decide=decide,
+        ask_operator=ask_operator,
+        next_messages=next_messages,
+        messages_taken=messages_taken,
+    )
+    ends: list[TurnEnd] = []
+    async with contextlib.aclosing(CodexProvider().run_turn(ctx)) as items:
+        async for item in items:
+            if isinstance(item, TurnEnd):  # Codex has reported the turn completed
+                ends.append(item)
+                ended.set()
+                with anyio.fail_after(WAIT):
+                    while "Codex took no message" not in caplog.text:
+                        await anyio.sleep(0.02)
+    assert [e.result for e in ends] == ["Done already."]
+    assert offered == ["Too late: LATE-9"] and taken == []
+    assert "turn/steer: no active turn to steer" in caplog.text
+    calls = fake.model_calls("openai-responses")
+    assert len(calls) == 1 and "LATE-9" not in calls[0].text()
+
+
+async def test_a_message_accepted_but_not_taken_in_before_a_pause_starts_the_next_turn(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Codex drops steered input it has not yet added to the turn when the turn is interrupted:
+    the message stays queued until Codex takes it in, so it starts the turn after the pause."""
+    api = sqlite_api
+    caplog.set_level(logging.INFO, "codeyard.agents.codex")
+    blocking = "sleep 123"
+    fake.script(
+        [
+            Reply(
+                tool_calls=(ToolCall("exec_command", {"cmd": blocking, "yield_time_ms": 60000}),)
+            ),
+            Reply(text="Answered PAUSED-3."),
+        ]
+    )
+    run = await create(api, git_repo, options(fake, tmp_path / "home"), "Nap long")
+    await wait_model_calls(fake, 1)
+    await wait_for_process(worktree(api, run), blocking)
+    resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Then PAUSED-3"})
+    assert resp.status_code == 202, resp.text
+    with anyio.fail_after(WAIT):  # the steer's answer is logged only: nothing to wait on instead
+        while "Codex accepted message" not in caplog.text:
+            await anyio.sleep(0.02)
+    resp = await api.post(f"/api/runs/{run['id']}/pause")
+    assert resp.status_code == 200, resp.text
+    await api.wait_status(run["id"], "paused", timeout=WAIT)
+    await api.services.executor.wait_stopped(run["id"])
+    assert await pending_messages(api, run["id"]) == ["Then PAUSED-3"]
+    assert len(fake.model_calls("openai-responses")) == 1
+    resp = await api.post(f"/api/runs/{run['id']}/resume", json={})
+    assert resp.status_code == 200, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review" and done["turns"] == 2, done
+    started = [e["data"] for e in await events(api, run["id"], "turn.started")]
+    assert [(t["source"], t["prompt"]) for t in started] == [
+        ("create", "Nap long"),
+        ("message", "Then PAUSED-3"),
+    ]
+    calls = fake.model_calls("openai-responses")
+    assert len(calls) == 2 and calls[1].text().count("Then PAUSED-3") == 1
+    assert await pending_messages(api, run["id"]) == []
+
+
+async def test_policy_rejected_patch_leaves_no_file_and_the_model_is_told(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    pol = await api.post(
+        "/api/policies",
+        json={"name": "ask-patches", "rules": [{"tool": "apply_patch", "action": "ask"}]},
+    )
+    assert pol.status_code == 201, pol.text
+    pset = await api.post("/api/policy-sets", json={"name": "s", "policy_ids": [pol.json()["id"]]})
+    fake.script([Reply(tool_calls=(patch_adding("nope.txt", "no"),)), Reply(text="Understood.")])
+    opts = options(fake, tmp_path / "home")
+    run = await create(api, git_repo, opts, "Write nope.txt", policy_set_ids=[pset.json()["id"]])
+    pending = (await approvals(api, run["id"]))[0]
+    assert pending["tool"] == "apply_patch" and pending["kind"] == "write"
+    resp = await api.post(
+        f"/api/approvals/{pending['id']}/resolve",
+        json={"decision": "rejected", "reason": "no new files today"},
+    )
+    assert resp.status_code == 200, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review", done
+    tree = worktree(api, run)
+    assert not (tree / "nope.txt").exists()
+    assert done["diff_stats"]["files"] == 0
+    calls = [e["data"] for e in await events(api, run["id"], "tool.call")]
+    assert [(c["tool"], c["kind"]) for c in calls] == [("apply_patch", "write")]
+    results = [e["data"] for e in await events(api, run["id"], "tool.result")]
+    assert len(results) == 1 and results[0]["ok"] is False
+    assert "no new files today" in results[0]["error"]
+    # The model got the declined call's output and, in the same call, the reason.
+    sent = fake.model_calls("openai-responses")
+    assert len(sent) == 2
+    output, told = sent[1].body["input"][-2:]
+    assert output["type"] == "function_call_output" and "rejected" in output["output"]
+    assert told["role"] == "user"
+    assert "Codeyard policy denied this tool call: no new files today" in json.dumps(told)

@@ -30,6 +30,7 @@ __all__ = [
     "ToolItem",
     "TurnCompleted",
     "Unknown",
+    "UserMessageItem",
     "parse",
 ]
 
@@ -97,12 +98,28 @@ class ReasoningItem:
 
 
 @dataclass(frozen=True, slots=True)
+class UserMessageItem:
+    """Input the turn took in: its prompt, or a ``turn/steer`` (``client_id`` as we sent it)."""
+
+    id: str
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class OtherItem:
     id: str
     type: str
 
 
-Item = CommandItem | FileChangeItem | ToolItem | MessageItem | ReasoningItem | OtherItem
+Item = (
+    CommandItem
+    | FileChangeItem
+    | ToolItem
+    | MessageItem
+    | ReasoningItem
+    | UserMessageItem
+    | OtherItem
+)
 
 
 def _change_kind(kind: Any) -> str:
@@ -161,6 +178,8 @@ def parse_item(raw: dict[str, Any]) -> Item:
         return MessageItem(ident, str(raw.get("text") or ""))
     if kind == "reasoning":
         return ReasoningItem(ident, _texts(raw.get("summary")) or _texts(raw.get("content")))
+    if kind == "userMessage":
+        return UserMessageItem(ident, _str(raw.get("clientId")))
     return OtherItem(ident, kind)
 
 

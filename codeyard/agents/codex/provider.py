@@ -92,12 +92,13 @@ def settings_for(options: dict[str, Any], cli: Path) -> TurnSettings:
 
 
 class CodexProvider:
-    """Codex: command/patch approval requests, resume by thread id, ``turn/interrupt``."""
+    """Codex: command/patch approval requests, resume by thread id, ``turn/interrupt``, operator
+    messages steered into the running turn (``turn/steer``)."""
 
     name = PROVIDER
     #: No cost: Codex reports tokens only (Codeyard prices them centrally, by model).
     capabilities = Capabilities(
-        approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=True, cost=False
+        approvals=True, resume=True, interrupt=True, mid_turn_input=True, usage=True, cost=False
     )
 
     def __init__(self, cli_path: str | None = None) -> None:

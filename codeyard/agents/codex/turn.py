@@ -5,8 +5,11 @@ command it runs). The first turn starts a thread; later turns, and a turn after 
 cancel, a failure or a server restart, resume it by id (``thread/resume``), so the model sees
 the whole conversation. Command and patch approval requests go to Codeyard's decision function;
 a denial is answered ``decline`` and the reason is steered into the turn (``turn/steer``) in
-words that tell the model not to retry. Stopping is protocol first (``turn/interrupt``), then
-stdin is closed, then the group gets SIGINT, SIGTERM and SIGKILL with short grace periods.
+words that tell the model not to retry. Operator messages sent during the turn are steered into
+it too; one leaves the run's queue once Codex adds it to the turn (its ``userMessage`` item), so
+a message Codex refuses, because the turn has just ended, starts the next turn instead.
+Stopping is protocol first (``turn/interrupt``), then stdin is closed, then the group gets
+SIGINT, SIGTERM and SIGKILL with short grace periods.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from codeyard.agents.codex.normalize import (
     tool_request,
 )
 from codeyard.agents.codex.process import ProcessGroup, bundled_path_dir, cli_version
-from codeyard.agents.codex.protocol import ApprovalRequest, ServerRequest, TurnCompleted
+from codeyard.agents.codex.protocol import (
+    ApprovalRequest,
+    ItemStarted,
+    ServerRequest,
+    TurnCompleted,
+    UserMessageItem,
+)
 from codeyard.agents.codex.rpc import LINE_LIMIT, Closed, Connection, RpcError
 from codeyard.agents.codex.settings import TurnSettings
 from codeyard.domain.events import NewEvent
@@ -73,6 +82,8 @@ class _Turn:
         self.resumed = False
         self.conn: Connection | None = None
         self.group: ProcessGroup | None = None
+        #: The ``clientUserMessageId`` of each operator message steered into the turn.
+        self.steered: set[str] = set()
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -177,9 +188,16 @@ class _Turn:
             async with contextlib.aclosing(self._start()) as starting:
                 async for item in starting:
                     yield item
-            async with contextlib.aclosing(self._items()) as items:
-                async for item in items:
-                    yield item
+            feeder = asyncio.ensure_future(self._feed()) if self.ctx.next_messages else None
+            try:
+                async with contextlib.aclosing(self._items()) as items:
+                    async for item in items:
+                        yield item
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await feeder
         except (asyncio.CancelledError, GeneratorExit):
             self.state.interrupting = True
             await self._stop(interrupt=True)
@@ -190,6 +208,29 @@ class _Turn:
         else:
             await self._stop(interrupt=False)
 
+    async def _feed(self) -> None:
+        """Steer operator messages into the running turn, in order, until Codex refuses one."""
+        conn, next_messages = self.conn, self.ctx.next_messages
+        assert conn is not None and next_messages is not None
+        while True:
+            for text in await next_messages():
+                ident = f"codeyard-{self.ctx.turn}-{len(self.steered) + 1}"
+                self.steered.add(ident)  # Codex may add it to the turn before it answers
+                steer = {
+                    "threadId": self.state.thread_id,
+                    "input": [{"type": "text", "text": text}],
+                    "expectedTurnId": self.state.turn_id,
+                    "clientUserMessageId": ident,
+                }
+                try:
+                    await conn.request("turn/steer", steer)
+                except (RpcError, ConnectionError) as exc:
+                    # The turn is over: this message and any after it stay queued, never taken
+                    # in, and start the next turn.
+                    log.info("run %s: Codex took no message: %s", self.ctx.run_id, exc)
+                    return
+                log.info("run %s: Codex accepted message %s", self.ctx.run_id, ident)
+
     async def _items(self) -> AsyncGenerator[AdapterItem, None]:
         conn = self.conn
         assert conn is not None
@@ -199,6 +240,15 @@ class _Turn:
                 raise AgentFailure(self._explain("Codex exited before it finished the turn."))
             raw, message = entry
             yield RawOutput(raw)
+            if (
+                isinstance(message, ItemStarted)
+                and isinstance(message.item, UserMessageItem)
+                and message.item.client_id in self.steered
+                and self.ctx.messages_taken is not None
+            ):
+                # Taken in now, not when Codex accepted the steer: input still pending when the
+                # turn is interrupted, or ends at that moment, never reaches the model.
+                await self.ctx.messages_taken(1)
             if isinstance(message, ApprovalRequest):
                 async for item in self._decide(conn, message):
                     yield item
