@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-UI_SRC := $(shell find ui/src ui/index.html ui/vite.config.ts ui/package-lock.json 2>/dev/null)
+UI_SRC := $(shell find ui -path ui/node_modules -prune -o -type f -print 2>/dev/null)
 
 .PHONY: setup serve test lint bench ui clis
 

@@ -1,0 +1,161 @@
+import { useQuery } from "@tanstack/react-query";
+import { lazy, Suspense, useEffect, useState } from "react";
+import { api } from "./api/client";
+import { Link, Spinner } from "./components/ui";
+import { match, navigate, useLocation } from "./lib/router";
+import { ApprovalsView } from "./views/Approvals";
+import { Login } from "./views/Login";
+import { NewRun } from "./views/NewRun";
+import { RunDetail } from "./views/RunDetail";
+import { RunsList } from "./views/RunsList";
+
+const SettingsView = lazy(() => import("./views/Settings"));
+
+export function usePendingCount(enabled: boolean): number {
+  const q = useQuery({
+    queryKey: ["approvals", "pending"],
+    queryFn: () => api.get("/api/approvals", { query: { status: "pending", limit: 500 } }),
+    refetchInterval: 3000,
+    enabled,
+  });
+  return q.data?.data.length ?? 0;
+}
+
+function Nav({ path, pending }: { path: string; pending: number }) {
+  const tab = (to: string, label: string, icon: string, active: boolean, extra?: React.ReactNode) => (
+    <Link to={to} className={`tab${active ? " active" : ""}`} testId={`nav-${label.toLowerCase()}`}>
+      <span className="tab-icon" aria-hidden="true">
+        {icon}
+      </span>
+      <span className="tab-label">{label}</span>
+      {extra}
+    </Link>
+  );
+  return (
+    <nav className="nav" aria-label="Main">
+      <span className="brand">Codeyard</span>
+      {tab("/", "Runs", "☰", path === "/" || (path.startsWith("/runs/") && path !== "/runs/new"))}
+      {tab("/runs/new", "New", "+", path === "/runs/new")}
+      {tab(
+        "/approvals",
+        "Approvals",
+        "✓",
+        path === "/approvals",
+        pending > 0 ? (
+          <span className="count" data-testid="pending-count" aria-label={`${pending} pending`}>
+            {pending}
+          </span>
+        ) : null,
+      )}
+      {tab("/settings", "Settings", "⚙", path.startsWith("/settings"))}
+    </nav>
+  );
+}
+
+const SHORTCUTS: [string, string][] = [
+  ["n", "New run"],
+  ["g r", "Runs"],
+  ["g a", "Approvals"],
+  ["g s", "Settings"],
+  ["/", "Search runs"],
+  ["?", "This help"],
+  ["Esc", "Close / leave a field"],
+];
+
+function useShortcuts(setHelp: (fn: (v: boolean) => boolean) => void) {
+  useEffect(() => {
+    let prefix = "";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onKey = (e: KeyboardEvent) => {
+      const target = e.target as HTMLElement | null;
+      if (e.key === "Escape") {
+        setHelp(() => false);
+        if (target && /INPUT|TEXTAREA|SELECT/.test(target.tagName)) target.blur();
+        return;
+      }
+      if (e.metaKey || e.ctrlKey || e.altKey) return;
+      if (target && (/INPUT|TEXTAREA|SELECT/.test(target.tagName) || target.isContentEditable)) return;
+      const key = prefix ? `${prefix} ${e.key}` : e.key;
+      prefix = "";
+      clearTimeout(timer);
+      const go: Record<string, string> = { n: "/runs/new", "g r": "/", "g a": "/approvals", "g s": "/settings" };
+      if (go[key]) {
+        e.preventDefault();
+        navigate(go[key]);
+      } else if (key === "g") {
+        prefix = "g";
+        timer = setTimeout(() => (prefix = ""), 1200);
+      } else if (key === "?") {
+        setHelp((v) => !v);
+      } else if (key === "/") {
+        const search = document.querySelector<HTMLInputElement>("[data-shortcut-search]");
+        if (search) {
+          e.preventDefault();
+          search.focus();
+        } else {
+          navigate("/?focus=search");
+        }
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [setHelp]);
+}
+
+export function App() {
+  const { path } = useLocation();
+  const [help, setHelp] = useState(false);
+  useShortcuts(setHelp);
+  const signedOut = path === "/login";
+  const pending = usePendingCount(!signedOut);
+
+  if (signedOut) return <Login />;
+
+  let page: React.ReactNode;
+  let params: Record<string, string> | null;
+  if (path === "/") page = <RunsList />;
+  else if (path === "/runs/new") page = <NewRun />;
+  else if ((params = match("/runs/:ref", path))) page = <RunDetail key={params.ref} runRef={params.ref!} tab="transcript" />;
+  else if ((params = match("/runs/:ref/review", path))) page = <RunDetail key={params.ref} runRef={params.ref!} tab="review" />;
+  else if (path === "/approvals") page = <ApprovalsView />;
+  else if (path === "/settings" || (params = match("/settings/:section", path)))
+    page = (
+      <Suspense fallback={<Spinner />}>
+        <SettingsView section={params?.section ?? "providers"} />
+      </Suspense>
+    );
+  else
+    page = (
+      <div className="pad">
+        <h1>Not found</h1>
+        <Link to="/">Back to runs</Link>
+      </div>
+    );
+
+  return (
+    <div className="app">
+      <Nav path={path} pending={pending} />
+      <main className="main">{page}</main>
+      {help && (
+        <div className="overlay" role="dialog" aria-label="Keyboard shortcuts" onClick={() => setHelp(false)}>
+          <div className="sheet" onClick={(e) => e.stopPropagation()}>
+            <h2>Keyboard shortcuts</h2>
+            <table className="shortcuts">
+              <tbody>
+                {SHORTCUTS.map(([k, v]) => (
+                  <tr key={k}>
+                    <td>
+                      <kbd>{k}</kbd>
+                    </td>
+                    <td>{v}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+            <p className="muted">On a run: a approve the first pending request, m write a message.</p>
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,269 @@
+// Response shapes from API.md (the schema types most responses as free-form objects).
+
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+export type RunStatus =
+  | "draft"
+  | "queued"
+  | "preparing"
+  | "running"
+  | "waiting"
+  | "paused"
+  | "review"
+  | "completed"
+  | "failed"
+  | "cancelled"
+  | "interrupted";
+
+export interface Usage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  cost_usd: number;
+}
+
+export interface DiffStats {
+  files: number;
+  insertions: number;
+  deletions: number;
+}
+
+export interface Run {
+  id: string;
+  number: number;
+  title: string;
+  prompt: string;
+  project_id: string;
+  repo_ids: string[];
+  agent_id: string | null;
+  provider: string;
+  model: string | null;
+  status: RunStatus;
+  status_reason: string | null;
+  resolution: string | null;
+  source_ref: string;
+  branch: string | null;
+  parent_run_id: string | null;
+  turns: number;
+  usage: Usage;
+  budget_usd: number | null;
+  pending_approvals: number;
+  diff_stats: DiffStats;
+  pull_request: { url: string; number: number } | null;
+  archived: boolean;
+  labels: string[];
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  updated_at: string;
+}
+
+export interface RunEvent {
+  id: number;
+  run_id: string;
+  seq: number;
+  type: string;
+  ts: string;
+  data: Record<string, unknown>;
+}
+
+export interface Approval {
+  id: string;
+  run_id: string;
+  call_id: string | null;
+  tool: string;
+  kind: string;
+  input: unknown;
+  title: string;
+  rule?: string | null;
+  status: "pending" | "approved" | "rejected" | "expired";
+  decided_by: string | null;
+  reason: string | null;
+  created_at: string;
+  resolved_at: string | null;
+  expires_at: string | null;
+  run_title?: string;
+}
+
+export interface Snapshot {
+  run: Run;
+  approvals: Approval[];
+  events: RunEvent[];
+  last_event_id: number;
+  diff_stats: DiffStats;
+  tasks: Task[];
+}
+
+export interface Task {
+  content: string;
+  status: string;
+}
+
+export interface DiffLine {
+  type: "context" | "add" | "del";
+  text: string;
+  old_line?: number;
+  new_line?: number;
+  no_newline?: boolean;
+}
+export interface DiffHunk {
+  old_start: number;
+  old_lines: number;
+  new_start: number;
+  new_lines: number;
+  header: string;
+  lines: DiffLine[];
+}
+export interface DiffFile {
+  path: string;
+  old_path: string | null;
+  status: string;
+  additions: number;
+  deletions: number;
+  binary: boolean;
+  hunks: DiffHunk[];
+  repo_id?: string;
+}
+
+export interface Checkpoint {
+  id: string;
+  run_id: string;
+  number: number;
+  turn: number | null;
+  kind: string;
+  description: string | null;
+  commits: Record<string, string>;
+  diff_stats: DiffStats;
+  created_at: string;
+}
+
+export interface Project {
+  id: string;
+  name: string;
+  slug: string;
+  repos: { id: string; name: string; path: string; default_branch: string }[];
+}
+
+export interface Agent {
+  id: string;
+  name: string;
+  provider: string;
+  model: string | null;
+  instructions: string | null;
+  permission_mode: "default" | "plan" | "auto";
+  policy_set_ids: string[];
+  env_set_ids: string[];
+  provider_config: Record<string, unknown>;
+  max_turns: number | null;
+}
+
+export interface Provider {
+  name: string;
+  available: boolean;
+  version: string | null;
+  path: string | null;
+  capabilities: Record<string, boolean>;
+  problem?: string | null;
+  fix?: string | null;
+  [key: string]: unknown;
+}
+
+export interface Rule {
+  [key: string]: unknown;
+  tool?: string;
+  command?: string;
+  path?: string;
+  action: "allow" | "ask" | "deny";
+  reason?: string;
+}
+export interface Policy {
+  id: string;
+  name: string;
+  enabled: boolean;
+  priority: number;
+  rules: Rule[];
+}
+export interface PolicySet {
+  id: string;
+  name: string;
+  policy_ids: string[];
+}
+
+export interface EnvSet {
+  id: string;
+  name: string;
+  variables: Record<string, string>;
+}
+
+export interface ApiToken {
+  id: string;
+  name: string;
+  scopes: string[];
+  expires_at: string | null;
+  created_at?: string;
+  last_used_at?: string | null;
+  token?: string;
+}
+
+export interface Settings {
+  max_concurrent_runs: number;
+  worktree_root: string | null;
+  retention_days: number | null;
+  default_agent_id: string | null;
+  approval_timeout_hours: number;
+  budgets: { daily_usd: number | null; monthly_usd: number | null };
+  auto_resume: boolean;
+  [key: string]: unknown;
+}
+
+export interface AuthStatus {
+  setup_required: boolean;
+  mfa_required?: boolean;
+  user?: { id: string; username: string; role: string } | null;
+}
+
+export interface BrowseEntry {
+  name: string;
+  path: string;
+  is_git_repo?: boolean;
+  is_git?: boolean;
+  [key: string]: unknown;
+}
+
+/** Response types by path, used by api.get / api.post. Keys must be paths in the schema. */
+export interface GetResponses {
+  "/api/runs": Page<Run>;
+  "/api/runs/{run_ref}": Run;
+  "/api/runs/{run_ref}/snapshot": Snapshot;
+  "/api/runs/{run_ref}/events": Page<RunEvent>;
+  "/api/runs/{run_ref}/approvals": Page<Approval>;
+  "/api/approvals": Page<Approval>;
+  "/api/runs/{run_ref}/diff": Page<DiffFile>;
+  "/api/runs/{run_ref}/diff/stats": DiffStats;
+  "/api/runs/{run_ref}/checkpoints": Page<Checkpoint>;
+  "/api/runs/{run_ref}/effective-policies": { data: (Rule & { policy?: string })[] };
+  "/api/projects": Page<Project>;
+  "/api/agents": Page<Agent>;
+  "/api/providers": { data: Provider[] } | Provider[];
+  "/api/policies": Page<Policy>;
+  "/api/policy-sets": Page<PolicySet>;
+  "/api/settings": Settings;
+}
+export interface PostResponses {
+  "/api/runs": Run;
+  "/api/runs/{run_ref}/start": Run;
+  "/api/runs/{run_ref}/cancel": Run;
+  "/api/runs/{run_ref}/pause": Run;
+  "/api/runs/{run_ref}/resume": Run;
+  "/api/runs/{run_ref}/messages": unknown;
+  "/api/approvals/{approval_id}/resolve": Approval;
+  "/api/checkpoints/{checkpoint_id}/restore": unknown;
+  "/api/runs/{run_ref}/checkpoints": Checkpoint;
+  "/api/runs/{run_ref}/resolve": Run;
+  "/api/agents": Agent;
+  "/api/policies": Policy;
+}

@@ -1,0 +1,133 @@
+import { useQuery } from "@tanstack/react-query";
+import { useEffect, useRef, useState } from "react";
+import { api, ApiError } from "../api/client";
+import type { AuthStatus } from "../api/types";
+import { ErrorNote } from "../components/ui";
+import { navigate, useLocation } from "../lib/router";
+
+function nextPath(search: URLSearchParams): string {
+  const next = search.get("next");
+  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+}
+
+/** Trade a token (the login URL's, or one pasted) for a session cookie. */
+async function tokenLogin(token: string): Promise<void> {
+  await api.raw("post", "/api/auth/token-login", { token });
+}
+
+export function Login() {
+  const { search } = useLocation();
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const [needCode, setNeedCode] = useState(false);
+  const tried = useRef(false);
+  const status = useQuery({
+    queryKey: ["auth-status"],
+    queryFn: () => api.raw<AuthStatus>("get", "/api/auth/status"),
+    retry: false,
+  });
+
+  const done = () => navigate(nextPath(search), { replace: true });
+
+  useEffect(() => {
+    if (tried.current) return;
+    tried.current = true;
+    const hash = new URLSearchParams(location.hash.slice(1));
+    const token = hash.get("token");
+    if (!token) return;
+    // Never leave the token in the address bar or the history.
+    history.replaceState(null, "", location.pathname + location.search);
+    setBusy(true);
+    tokenLogin(token)
+      .then(done)
+      .catch((e: unknown) => setError(e))
+      .finally(() => setBusy(false));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
+  const submit = async (e: React.FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const form = new FormData(e.currentTarget);
+    const get = (k: string) => String(form.get(k) ?? "").trim();
+    setBusy(true);
+    setError(null);
+    try {
+      if (status.data?.setup_required) {
+        await api.raw("post", "/api/auth/setup", {
+          setup_code: get("setup_code"),
+          username: get("username"),
+          password: String(form.get("password") ?? ""),
+        });
+      }
+      if (get("token")) await tokenLogin(get("token"));
+      else
+        await api.raw("post", "/api/auth/login", {
+          username: get("username"),
+          password: String(form.get("password") ?? ""),
+          totp_code: get("totp_code") || undefined,
+        });
+      done();
+    } catch (err) {
+      if (err instanceof ApiError && err.problem.mfa_required) {
+        setNeedCode(true);
+        setError(new Error("Enter the code from your authenticator app (or a recovery code)."));
+      } else {
+        setError(err);
+      }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const setup = status.data?.setup_required ?? false;
+  return (
+    <div className="login">
+      <form className="card login-card" onSubmit={submit} aria-label="Sign in">
+        <h1>Codeyard</h1>
+        <p className="muted">{setup ? "Create the first account." : "Sign in to watch and steer your agents."}</p>
+        {busy && <p role="status">Signing in…</p>}
+        <ErrorNote error={error} />
+        {setup && (
+          <label>
+            Setup code (printed by <code>codeyard serve</code>)
+            <input name="setup_code" autoComplete="one-time-code" required />
+          </label>
+        )}
+        <label>
+          Username
+          <input name="username" autoComplete="username" autoCapitalize="none" />
+        </label>
+        <label>
+          Password
+          <input name="password" type="password" autoComplete={setup ? "new-password" : "current-password"} />
+        </label>
+        {!setup && (
+          <label>
+            Authenticator code {!needCode && <span className="muted">(if two-factor is on)</span>}
+            <input
+              name="totp_code"
+              autoComplete="one-time-code"
+              autoCapitalize="none"
+              maxLength={40}
+              required={needCode}
+              autoFocus={needCode}
+            />
+          </label>
+        )}
+        <details>
+          <summary>Use an access token instead</summary>
+          <label>
+            Token
+            <input name="token" type="password" autoComplete="off" />
+          </label>
+        </details>
+        <button className="primary" type="submit" disabled={busy}>
+          {setup ? "Create account" : "Sign in"}
+        </button>
+        <p className="muted small">
+          Tip: open the login link <code>codeyard serve</code> prints to sign in with one tap.
+        </p>
+      </form>
+    </div>
+  );
+}

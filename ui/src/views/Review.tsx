@@ -1,0 +1,250 @@
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useEffect, useRef, useState } from "react";
+import { api, ApiError, type BodyOf } from "../api/client";
+import type { Checkpoint, Run } from "../api/types";
+import { DiffView } from "../components/DiffView";
+import { Empty, ErrorNote, Spinner } from "../components/ui";
+import { ago } from "../lib/format";
+
+function useWide(): boolean {
+  const query = "(min-width: 1000px)";
+  const [wide, setWide] = useState(() => window.matchMedia(query).matches);
+  useEffect(() => {
+    const m = window.matchMedia(query);
+    const on = () => setWide(m.matches);
+    m.addEventListener("change", on);
+    return () => m.removeEventListener("change", on);
+  }, []);
+  return wide;
+}
+
+const RESOLVED_OK = new Set(["completed"]);
+
+function Resolve({ run }: { run: Run }) {
+  const qc = useQueryClient();
+  const [action, setAction] = useState<BodyOf<"/api/runs/{run_ref}/resolve", "post">["action"]>("merge");
+  const [target, setTarget] = useState("");
+  const [message, setMessage] = useState("");
+  const resolve = useMutation({
+    mutationFn: () =>
+      api.post(
+        "/api/runs/{run_ref}/resolve",
+        {
+          action,
+          target_branch: target.trim() || undefined,
+          message: message.trim() || undefined,
+          title: action === "create_pr" ? message.trim() || undefined : undefined,
+        },
+        { path: { run_ref: run.id } },
+      ),
+    onSettled: () => {
+      void qc.invalidateQueries({ queryKey: ["run"] });
+      void qc.invalidateQueries({ queryKey: ["review"] });
+    },
+  });
+  const conflicts =
+    resolve.error instanceof ApiError && resolve.error.status === 409 ? (resolve.error.problem.conflicts ?? []) : [];
+  const outcome = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (resolve.error || resolve.isSuccess) outcome.current?.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  }, [resolve.error, resolve.isSuccess]);
+  if (RESOLVED_OK.has(run.status))
+    return (
+      <div className="card" data-testid="resolved">
+        Resolved: <strong>{run.resolution}</strong>
+        {run.pull_request && (
+          <>
+            {" "}
+            · <a href={run.pull_request.url}>PR #{run.pull_request.number}</a>
+          </>
+        )}
+      </div>
+    );
+  const labels: Record<string, string> = {
+    merge: "Merge",
+    squash: "Squash and merge",
+    rebase: "Rebase and merge",
+    create_pr: "Open a pull request",
+    discard: "Discard the changes",
+    agent_merge: "Let the agent resolve conflicts",
+  };
+  return (
+    <form
+      className="card stack resolve"
+      aria-label="Resolve"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (action === "discard" && !confirm("Discard this run's changes and branch?")) return;
+        resolve.mutate();
+      }}
+    >
+      <h3>Land the changes</h3>
+      <div className="segmented" role="radiogroup" aria-label="Action">
+        {Object.keys(labels).map((a) => (
+          <label key={a} className={action === a ? "on" : ""}>
+            <input type="radio" name="action" value={a} checked={action === a} onChange={() => setAction(a as typeof action)} />
+            {labels[a]}
+          </label>
+        ))}
+      </div>
+      {action !== "discard" && (
+        <label>
+          Target branch
+          <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="the repository's default branch" />
+        </label>
+      )}
+      {action !== "discard" && action !== "rebase" && action !== "agent_merge" && (
+        <label>
+          {action === "create_pr" ? "Title" : "Commit message"}
+          <input value={message} onChange={(e) => setMessage(e.target.value)} placeholder="generated from the run" />
+        </label>
+      )}
+      {conflicts.length > 0 && (
+        <div className="error" data-testid="conflicts">
+          Conflicts — nothing was changed:
+          <ul>
+            {conflicts.map((c) => (
+              <li key={c}>
+                <code>{c}</code>
+              </li>
+            ))}
+          </ul>
+          Rebase the branch, or choose "Let the agent resolve conflicts".
+        </div>
+      )}
+      {!conflicts.length && <ErrorNote error={resolve.error} />}
+      {resolve.isSuccess && <div className="ok-note">Done: {resolve.data.resolution ?? resolve.data.status}</div>}
+      <div ref={outcome} />
+      <button className={action === "discard" ? "danger big" : "primary big"} type="submit" disabled={resolve.isPending}>
+        {labels[action]}
+      </button>
+    </form>
+  );
+}
+
+function Checkpoints({ run }: { run: Run }) {
+  const qc = useQueryClient();
+  const list = useQuery({
+    queryKey: ["review", run.id, "checkpoints"],
+    queryFn: () => api.get("/api/runs/{run_ref}/checkpoints", { path: { run_ref: run.id } }),
+  });
+  const restore = useMutation({
+    mutationFn: (c: Checkpoint) =>
+      api.post("/api/checkpoints/{checkpoint_id}/restore", undefined, { path: { checkpoint_id: c.id } }),
+    onSettled: () => qc.invalidateQueries({ queryKey: ["review"] }),
+  });
+  const create = useMutation({
+    mutationFn: () => api.post("/api/runs/{run_ref}/checkpoints", {}, { path: { run_ref: run.id } }),
+    onSettled: () => qc.invalidateQueries({ queryKey: ["review"] }),
+  });
+  const items = list.data?.data ?? [];
+  const done = run.status === "completed";
+  return (
+    <div className="card stack" data-testid="checkpoints">
+      <div className="row">
+        <h3 className="grow">Checkpoints</h3>
+        {!done && (
+          <button type="button" onClick={() => create.mutate()} disabled={create.isPending}>
+            Save checkpoint
+          </button>
+        )}
+      </div>
+      <ErrorNote error={restore.error ?? create.error} />
+      {restore.isSuccess && <div className="ok-note">Restored. The state before was saved as a checkpoint.</div>}
+      {items.length === 0 ? (
+        <div className="muted">None yet: one is taken at the end of every turn.</div>
+      ) : (
+        <ul className="checkpoints">
+          {[...items].reverse().map((c) => (
+            <li key={c.id} data-testid="checkpoint" data-number={c.number}>
+              <div className="grow">
+                <strong>#{c.number}</strong> {c.description ?? c.kind}
+                {c.turn ? <span className="muted"> · turn {c.turn}</span> : null}
+                <div className="muted small">
+                  {c.diff_stats.files} files · +{c.diff_stats.insertions} −{c.diff_stats.deletions} · {ago(c.created_at)}
+                </div>
+              </div>
+              <button
+                type="button"
+                hidden={done}
+                disabled={restore.isPending}
+                onClick={() => {
+                  if (confirm(`Put the worktree back to checkpoint #${c.number}?`)) restore.mutate(c);
+                }}
+              >
+                Restore
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+export default function Review({ run }: { run: Run }) {
+  const wide = useWide();
+  const [split, setSplit] = useState<boolean | null>(null);
+  const [selected, setSelected] = useState<string | null>(null);
+  const diff = useQuery({
+    queryKey: ["review", run.id, "diff"],
+    queryFn: () => api.get("/api/runs/{run_ref}/diff", { path: { run_ref: run.id }, query: { format: "json" } }),
+    retry: false,
+  });
+  const files = diff.data?.data ?? [];
+  const shown = selected ? files.filter((f) => f.path === selected) : files;
+  const isSplit = split ?? wide;
+  return (
+    <div className="review">
+      <div className="review-files">
+        <div className="row">
+          <h3 className="grow">
+            {files.length} changed file{files.length === 1 ? "" : "s"}
+          </h3>
+          <button type="button" className="small" onClick={() => setSplit(!isSplit)} aria-pressed={isSplit}>
+            {isSplit ? "Unified" : "Split"}
+          </button>
+        </div>
+        <ul className="file-list" data-testid="file-list">
+          {files.length > 1 && (
+            <li>
+              <button type="button" className={`link${selected === null ? " on" : ""}`} onClick={() => setSelected(null)}>
+                All files
+              </button>
+            </li>
+          )}
+          {files.map((f) => (
+            <li key={`${f.repo_id ?? ""}${f.path}`}>
+              <button type="button" className={`link${selected === f.path ? " on" : ""}`} onClick={() => setSelected(f.path)}>
+                <span className={`fstatus ${f.status}`}>{f.status[0]?.toUpperCase()}</span> {f.path}
+              </button>
+              <span className="diffstat">
+                <span className="add">+{f.additions}</span> <span className="del">−{f.deletions}</span>
+              </span>
+            </li>
+          ))}
+        </ul>
+        <Checkpoints run={run} />
+        <Resolve run={run} />
+      </div>
+      <div className="review-diff">
+        <ErrorNote error={diff.error} />
+        {diff.isPending ? (
+          <Spinner />
+        ) : shown.length === 0 ? (
+          <Empty>No changes.</Empty>
+        ) : (
+          shown.map((f) => (
+            <section key={f.path} className="file-diff">
+              <h4 className="file-head">
+                {f.old_path && f.old_path !== f.path ? `${f.old_path} → ` : ""}
+                {f.path}
+              </h4>
+              <DiffView file={f} split={isSplit} />
+            </section>
+          ))
+        )}
+      </div>
+    </div>
+  );
+}

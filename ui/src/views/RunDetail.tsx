@@ -1,0 +1,232 @@
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { lazy, Suspense, useEffect, useRef, useState } from "react";
+import { api } from "../api/client";
+import type { Run } from "../api/types";
+import { Transcript } from "../components/Transcript";
+import { ErrorNote, Link, Spinner, StatusBadge } from "../components/ui";
+import { ACTIVE, money, tokens } from "../lib/format";
+import { useRunStream } from "../lib/useRunStream";
+
+const Review = lazy(() => import("./Review"));
+
+function Controls({ run }: { run: Run }) {
+  const qc = useQueryClient();
+  const act = useMutation({
+    mutationFn: (action: "start" | "pause" | "resume" | "cancel") =>
+      api.post(`/api/runs/{run_ref}/${action}` as "/api/runs/{run_ref}/pause", undefined, { path: { run_ref: run.id } }),
+    onSettled: () => qc.invalidateQueries({ queryKey: ["run"] }),
+  });
+  const trust = useMutation({
+    mutationFn: () => api.post("/api/runs/{run_ref}/trust", undefined, { path: { run_ref: run.id } }),
+    onSettled: () => {
+      void qc.invalidateQueries({ queryKey: ["run"] });
+      void qc.invalidateQueries({ queryKey: ["approvals"] });
+    },
+  });
+  const s = run.status;
+  return (
+    <div className="controls">
+      {s === "draft" && (
+        <button className="primary" onClick={() => act.mutate("start")}>
+          Start
+        </button>
+      )}
+      {(s === "running" || s === "waiting") && <button onClick={() => act.mutate("pause")}>Pause</button>}
+      {run.pending_approvals > 0 && (
+        <button
+          title="Approve this run's pending and future asks (hard gates still ask)"
+          onClick={() => {
+            if (confirm("Trust this run? Its asks are approved automatically; hard gates still ask.")) trust.mutate();
+          }}
+        >
+          Trust run
+        </button>
+      )}
+      {(s === "paused" || s === "interrupted" || s === "failed") && (
+        <button className="primary" onClick={() => act.mutate("resume")}>
+          Resume
+        </button>
+      )}
+      {(ACTIVE.has(s) || s === "paused") && (
+        <button
+          className="danger"
+          onClick={() => {
+            if (confirm(`Cancel run #${run.number}?`)) act.mutate("cancel");
+          }}
+        >
+          Cancel
+        </button>
+      )}
+      <ErrorNote error={act.error ?? trust.error} />
+    </div>
+  );
+}
+
+function Composer({ run }: { run: Run }) {
+  const qc = useQueryClient();
+  const [text, setText] = useState("");
+  const ref = useRef<HTMLTextAreaElement>(null);
+  const send = useMutation({
+    mutationFn: (message: string) =>
+      api.post("/api/runs/{run_ref}/messages", { text: message }, { path: { run_ref: run.id } }),
+    onSuccess: () => {
+      setText("");
+      void qc.invalidateQueries({ queryKey: ["run"] });
+    },
+  });
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement;
+      if (e.key === "m" && !/INPUT|TEXTAREA|SELECT/.test(t.tagName) && !e.metaKey && !e.ctrlKey) {
+        e.preventDefault();
+        ref.current?.focus();
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
+  const disabled = run.status === "completed" || run.status === "draft";
+  const hint =
+    run.status === "running" || run.status === "waiting"
+      ? "Steer the agent…"
+      : run.status === "review"
+        ? "Ask for changes (starts a new turn)…"
+        : "Message the agent…";
+  return (
+    <form
+      className="composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (text.trim()) send.mutate(text.trim());
+      }}
+    >
+      <ErrorNote error={send.error} />
+      <div className="composer-row">
+        <textarea
+          ref={ref}
+          rows={1}
+          value={text}
+          disabled={disabled}
+          placeholder={disabled ? "This run is finished." : hint}
+          aria-label="Message"
+          onChange={(e) => setText(e.target.value)}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey && window.matchMedia("(hover: hover)").matches) {
+              e.preventDefault();
+              if (text.trim()) send.mutate(text.trim());
+            }
+          }}
+        />
+        <button className="primary" type="submit" disabled={disabled || send.isPending || !text.trim()}>
+          Send
+        </button>
+      </div>
+    </form>
+  );
+}
+
+export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" | "review" }) {
+  const run = useQuery({
+    queryKey: ["run", runRef],
+    queryFn: () => api.get("/api/runs/{run_ref}", { path: { run_ref: runRef } }),
+    refetchInterval: (q) => (q.state.data && ACTIVE.has(q.state.data.status) ? 5000 : false),
+  });
+  const r = run.data;
+  const stream = useRunStream(runRef);
+  const approvals = useQuery({
+    queryKey: ["approvals", "run", r?.id],
+    queryFn: () => api.get("/api/approvals", { query: { status: "pending", run_id: r!.id } }),
+    enabled: !!r,
+    refetchInterval: 5000,
+  });
+  const pending = approvals.data?.data ?? [];
+  const [showTasks, setShowTasks] = useState(false);
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement;
+      if (e.key !== "a" || /INPUT|TEXTAREA|SELECT/.test(t.tagName) || e.metaKey || e.ctrlKey) return;
+      const button = document.querySelector<HTMLButtonElement>(".approval.pending [data-approve]");
+      if (button) {
+        e.preventDefault();
+        button.click();
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
+
+  if (run.error) return <ErrorNote error={run.error} />;
+  if (!r) return <Spinner />;
+  const files = r.diff_stats.files;
+  return (
+    <div className="run-page">
+      <header className="run-head">
+        <div className="run-head-top">
+          <Link to="/" className="back" title="All runs">
+            ‹
+          </Link>
+          <h1 className="grow ellipsis" title={r.title}>
+            <span className="muted">#{r.number}</span> {r.title}
+          </h1>
+          <StatusBadge status={r.status} reason={r.status_reason} />
+        </div>
+        <div className="run-head-meta muted small">
+          <span>
+            {r.provider}
+            {r.model ? ` · ${r.model}` : ""}
+          </span>
+          {r.branch && <code className="ellipsis">{r.branch}</code>}
+          <span data-testid="run-cost" title={`${r.usage.input_tokens} in / ${r.usage.output_tokens} out`}>
+            {money(r.usage.cost_usd)}
+            {r.budget_usd !== null ? ` of ${money(r.budget_usd)}` : ""} · {tokens(r.usage.input_tokens)} in ·{" "}
+            {tokens(r.usage.output_tokens)} out
+          </span>
+          <span className={`conn ${stream.connection}`} data-testid="connection">
+            {stream.connection === "open" ? "live" : stream.connection === "ended" ? "" : "reconnecting…"}
+          </span>
+        </div>
+        <div className="run-head-bar">
+          <div className="tabs" role="tablist">
+            <Link to={`/runs/${r.number}`} className={`tabbtn${tab === "transcript" ? " on" : ""}`}>
+              Transcript
+            </Link>
+            <Link to={`/runs/${r.number}/review`} className={`tabbtn${tab === "review" ? " on" : ""}`} testId="tab-review">
+              Changes{files ? ` (${files})` : ""}
+            </Link>
+            {stream.tasks.length > 0 && (
+              <button className={`tabbtn${showTasks ? " on" : ""}`} onClick={() => setShowTasks((v) => !v)}>
+                Tasks {stream.tasks.filter((t) => t.status === "completed").length}/{stream.tasks.length}
+              </button>
+            )}
+          </div>
+          <Controls run={r} />
+        </div>
+        {showTasks && (
+          <ul className="tasks panel">
+            {stream.tasks.map((t, i) => (
+              <li key={i} className={`task ${t.status}`}>
+                {t.status === "completed" ? "☑" : t.status === "in_progress" ? "◐" : "☐"} {t.content}
+              </li>
+            ))}
+          </ul>
+        )}
+      </header>
+      {tab === "transcript" ? (
+        <>
+          <Transcript items={stream.items} lastId={stream.lastId} count={stream.count} complete={stream.complete} />
+          {pending.length > 0 && (
+            <div className="pending-note small" data-testid="pending-note">
+              {pending.length} approval{pending.length > 1 ? "s" : ""} waiting
+            </div>
+          )}
+          <Composer run={r} />
+        </>
+      ) : (
+        <Suspense fallback={<Spinner />}>
+          <Review run={r} />
+        </Suspense>
+      )}
+    </div>
+  );
+}
