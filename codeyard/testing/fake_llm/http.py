@@ -63,4 +63,4 @@ async def error_response(reply: Reply, default_body: Any) -> Response:
     if reply.delay:
         await asyncio.sleep(reply.delay)
     body = reply.http_error.body if reply.http_error.body is not None else default_body
-    return JSONResponse(body, status_code=reply.http_error.status)
+    return JSONResponse(body, status_code=reply.http_error.status, headers=reply.http_error.headers)

@@ -31,6 +31,18 @@ def _declared(body: Any) -> list[str]:
     return names
 
 
+#: How OpenCode's session-title side call starts its system prompt.
+TITLE_PROMPT = "You are a title generator"
+
+
+def _title_call(body: dict[str, Any]) -> bool:
+    """OpenCode's title generation (no tools, its own system prompt): a side call."""
+    messages = body.get("messages")
+    first = messages[0] if isinstance(messages, list) and messages else None
+    content = first.get("content") if isinstance(first, dict) else None
+    return not body.get("tools") and isinstance(content, str) and content.startswith(TITLE_PROMPT)
+
+
 def _error_body(status: int) -> dict[str, Any]:
     return {"error": {"message": "scripted error", "type": "server_error", "code": status}}
 
@@ -251,7 +263,11 @@ def routes(state: FakeState) -> list[Route]:
     async def chat(request: Request) -> Response:
         entry = await record(state, request, "openai-chat")
         body = entry.body if isinstance(entry.body, dict) else {}
-        reply = state.prepare(state.take(entry), entry, _declared(body))
+        if _title_call(body):
+            entry.notes.append("title side call: answered without consuming the script")
+            reply = Reply(text="Fake title")
+        else:
+            reply = state.prepare(state.take(entry), entry, _declared(body))
         model = str(body.get("model") or "gpt-4.1")
         if reply.http_error is not None:
             return await error_response(reply, _error_body(reply.http_error.status))

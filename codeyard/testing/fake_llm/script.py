@@ -70,6 +70,8 @@ class HttpError:
     status: int
     #: JSON body; a provider-shaped error body is generated when absent.
     body: Any = None
+    #: Extra response headers (``retry-after-ms: 0`` makes retrying clients retry at once).
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,12 @@ def _http_error(raw: Any, where: str) -> HttpError:
         raise _fail(where, "'http_error' needs an integer 'status' (and an optional 'body')")
     if not 400 <= raw["status"] <= 599:
         raise _fail(where, "'http_error.status' must be between 400 and 599")
-    return HttpError(raw["status"], raw.get("body"))
+    headers = raw.get("headers")
+    if headers is not None and not (
+        isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    ):
+        raise _fail(where, "'http_error.headers' must be an object of strings")
+    return HttpError(raw["status"], raw.get("body"), headers)
 
 
 def parse_reply(raw: Any, where: str = "reply") -> Reply:

@@ -1,0 +1,21 @@
+"""Agents spoken to over the Agent Client Protocol: Gemini CLI, Copilot CLI, OpenCode, any other.
+
+Typed ACP messages (``wire``), one pure normalizer (``normalize``), one turn driver (``turn``)
+and the providers (``provider``).
+"""
+
+from codeyard.agents.acp.provider import (
+    AcpProvider,
+    CopilotProvider,
+    GeminiProvider,
+    GenericAcpProvider,
+    OpenCodeProvider,
+)
+
+__all__ = [
+    "AcpProvider",
+    "CopilotProvider",
+    "GeminiProvider",
+    "GenericAcpProvider",
+    "OpenCodeProvider",
+]

@@ -1,0 +1,461 @@
+"""One turn of an ACP agent: start it, open or load the session, prompt, decide, stop.
+
+Each turn is one agent process, started as the leader of a new session so one process group
+holds it and every tool process it starts. A later turn (a message, a resume after pause, cancel
+or restart) loads the saved session with ``session/load``. The JSON-RPC plumbing is the ACP
+SDK's :class:`acp.connection.Connection`; messages are read raw and typed in ``wire``.
+
+Permission requests are answered after Codeyard's decision function: the call is announced
+(``tool.call``) first, then decided, then the option of the matching ``kind`` is picked. Stopping
+is protocol first (``session/cancel``), then stdin is closed, then the process group gets SIGINT,
+SIGTERM and SIGKILL with short grace periods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from acp.connection import Connection, StreamDirection, StreamEvent
+from acp.exceptions import RequestError
+from acp.meta import PROTOCOL_VERSION
+
+from codeyard.agents.acp.normalize import (
+    Failed,
+    NormalizeState,
+    denied,
+    finish,
+    normalize,
+    permission,
+)
+from codeyard.agents.acp.wire import (
+    PermissionOption,
+    error_text,
+    parse_permission,
+    parse_prompt_result,
+    parse_update,
+)
+from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, SessionUpdate, TurnContext
+from codeyard.agents.process import ProcessGroup
+from codeyard.domain.events import NewEvent
+
+__all__ = ["PROMPTS", "Launch", "run_acp_turn"]
+
+log = logging.getLogger(__name__)
+PROMPTS: dict[str, str] = json.loads(
+    resources.files("codeyard.agents.acp").joinpath("prompts.json").read_text("utf-8")
+)
+#: Seconds: to start and open a session; for the prompt to end after ``session/cancel``;
+#: for a clean exit once stdin is closed (and between signals).
+START_TIMEOUT = 90.0
+INTERRUPT_TIMEOUT = 3.0
+STOP_GRACE = 2.0
+#: Seconds of silence that end a ``session/load`` history replay, and the longest wait for it.
+REPLAY_QUIET = 0.3
+REPLAY_LIMIT = 10.0
+STDERR_LINES = 40
+RAW_LIMIT = 20_000
+#: Line limit of the agent's stdout (OpenCode's ``session/new`` lists every model it knows).
+READ_LIMIT = 64 * 1024 * 1024
+_CANCELLED: dict[str, Any] = {"outcome": {"outcome": "cancelled"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start the agent for one turn (built by the provider)."""
+
+    provider: str
+    #: The agent's name in messages ("Gemini CLI").
+    label: str
+    argv: list[str]
+    env: dict[str, str]
+    cli_version: str | None = None
+    #: ``authenticate`` method to call after ``initialize`` (Gemini CLI with an API key).
+    auth_method: str | None = None
+    #: Folders made for this turn (generated config), removed when it ends.
+    scratch: list[Path] = field(default_factory=list)
+    #: How the agent's text starts when it reports a model failure as a message.
+    error_marker: str | None = None
+
+
+@dataclass(slots=True)
+class _Permission:
+    params: Any
+    answer: asyncio.Future[dict[str, Any]]
+
+
+#: What the connection's callbacks hand the turn: raw output, a permission request to decide,
+#: or ``("update", params)`` of a ``session/update``.
+_Queued = RawOutput | _Permission | tuple[str, Any]
+
+
+def _pick(options: list[PermissionOption], allow: bool) -> dict[str, Any]:
+    """The outcome selecting the option of the wanted kind (ids differ per agent)."""
+    kinds = ("allow_once", "allow_always") if allow else ("reject_once", "reject_always")
+    for kind in kinds:
+        for option in options:
+            if option.kind == kind:
+                return {"outcome": {"outcome": "selected", "optionId": option.option_id}}
+    return _CANCELLED
+
+
+def _model_of(result: Any) -> str | None:
+    """The session's model as ``session/new`` reports it (Gemini: ``models``, OpenCode:
+    a ``model`` config option)."""
+    if not isinstance(result, dict):
+        return None
+    models = result.get("models")
+    if isinstance(models, dict) and isinstance(models.get("currentModelId"), str):
+        return str(models["currentModelId"])
+    for option in result.get("configOptions") or []:
+        if isinstance(option, dict) and option.get("id") == "model":
+            value = option.get("currentValue")
+            return value if isinstance(value, str) else None
+    return None
+
+
+class _Turn:
+    def __init__(self, ctx: TurnContext, launch: Launch) -> None:
+        self.ctx = ctx
+        self.launch = launch
+        self.state = NormalizeState(
+            prefix=f"{ctx.run_id}-t{ctx.turn}", error_marker=launch.error_marker
+        )
+        self.queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.group: ProcessGroup | None = None
+        self.conn: Connection | None = None
+        self.session_id: str | None = None
+        self.prompt_task: asyncio.Future[Any] | None = None
+        self.exited: asyncio.Task[int] | None = None
+        self.stderr_task: asyncio.Task[None] | None = None
+        #: While ``session/load`` replays the history, its updates are not news.
+        self.loading = False
+        #: Set whenever the agent sends anything.
+        self.heard = asyncio.Event()
+
+    # --- the connection's callbacks ----------------------------------------------------------
+
+    async def handle(self, method: str, params: Any, is_notification: bool) -> Any:
+        """Requests and notifications from the agent (no await before queueing: keeps order)."""
+        if method == "session/update":
+            if not self.loading:
+                self.queue.put_nowait(("update", params))
+            return None
+        if method == "session/request_permission":
+            answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self.queue.put_nowait(_Permission(params, answer))
+            return await answer
+        if is_notification:
+            return None
+        raise RequestError.method_not_found(method)
+
+    def observe(self, event: StreamEvent) -> None:
+        if event.direction is StreamDirection.INCOMING:
+            self.heard.set()
+            text = json.dumps(event.message, ensure_ascii=False)
+            if len(text) > RAW_LIMIT:
+                text = text[:RAW_LIMIT] + "…"
+            self.queue.put_nowait(RawOutput(text))
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    async def _start(self) -> Connection:
+        env = {**os.environ, **self.launch.env}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.launch.argv,
+                cwd=self.ctx.worktree,
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                limit=READ_LIMIT,
+            )
+        except OSError as exc:
+            raise AgentFailure(
+                f"{self.launch.label} could not be started ({self.launch.argv[0]}): "
+                f"{exc.strerror or exc}"
+            ) from exc
+        self.proc = proc
+        self.group = ProcessGroup(proc.pid)
+        self.exited = asyncio.ensure_future(proc.wait())
+        self.stderr_task = asyncio.ensure_future(self._read_stderr(proc))
+        assert proc.stdin is not None and proc.stdout is not None
+        self.conn = Connection(self.handle, proc.stdin, proc.stdout, observers=[self.observe])
+        return self.conn
+
+    async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self.stderr.append(text)
+
+    async def _call(self, method: str, params: dict[str, Any], timeout: float | None) -> Any:
+        """A request; fails the turn with the agent's words when it errs, exits or hangs."""
+        assert self.conn is not None and self.exited is not None
+        request = asyncio.ensure_future(self.conn.send_request(method, params))
+        try:
+            done, _ = await asyncio.wait(
+                {request, self.exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:
+            request.cancel()
+            raise
+        if request in done:
+            try:
+                return request.result()
+            except RequestError as exc:
+                raise AgentFailure(self._explain(self._failed(method, exc))) from exc
+            except ConnectionError as exc:
+                raise AgentFailure(self._explain(self._gone(method))) from exc
+        request.cancel()
+        if self.exited in done:
+            raise AgentFailure(self._explain(self._gone(method)))
+        raise AgentFailure(self._explain(f"{self.launch.label} did not answer {method}."))
+
+    def _failed(self, method: str, exc: RequestError) -> str:
+        label = self.launch.label
+        detail = error_text(str(exc))
+        if method == "session/prompt":
+            return f"{label} failed the turn: {detail}"
+        return f"{label} refused {method}: {detail}"
+
+    def _gone(self, method: str) -> str:
+        code = self.proc.returncode if self.proc is not None else None
+        return f"{self.launch.label} exited (code {code}) before it answered {method}."
+
+    def _explain(self, reason: str) -> str:
+        tail = [line for line in self.stderr if line not in reason][-5:]
+        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+
+    async def _open_session(self, init: Any) -> AsyncGenerator[AdapterItem, None]:
+        """Load the run's session if there is one and the agent can, else start a new one."""
+        ctx, label = self.ctx, self.launch.label
+        caps = init.get("agentCapabilities") if isinstance(init, dict) else None
+        can_load = isinstance(caps, dict) and caps.get("loadSession") is True
+        where = {"cwd": str(ctx.worktree), "mcpServers": []}
+        result: Any = None
+        if ctx.session_id and can_load:
+            self.loading = True
+            try:
+                result = await self._call(
+                    "session/load", {"sessionId": ctx.session_id, **where}, START_TIMEOUT
+                )
+                self.session_id = ctx.session_id
+                await self._replayed()
+            except AgentFailure as exc:
+                if self.exited is not None and self.exited.done():
+                    raise
+                message = PROMPTS["lost_session"].format(agent=label)
+                yield NewEvent("error", {"message": message, "detail": str(exc)})
+            finally:
+                self.loading = False
+        elif ctx.session_id:
+            message = PROMPTS["no_load"].format(agent=label)
+            yield NewEvent("error", {"message": message, "detail": ctx.session_id})
+        if self.session_id is None:
+            result = await self._call("session/new", where, START_TIMEOUT)
+            session_id = result.get("sessionId") if isinstance(result, dict) else None
+            if not isinstance(session_id, str):
+                raise AgentFailure(f"{label} answered session/new without a session id.")
+            self.session_id = session_id
+        info = init.get("agentInfo") if isinstance(init, dict) else None
+        version = info.get("version") if isinstance(info, dict) else None
+        session: dict[str, Any] = {
+            "session_id": self.session_id,
+            "provider": self.launch.provider,
+            "cli_version": version if isinstance(version, str) else self.launch.cli_version,
+            "model": _model_of(result) or ctx.model,
+            "tools": [],
+        }
+        yield NewEvent("agent.session", session)
+        yield SessionUpdate(self.session_id, {})
+
+    async def _replayed(self) -> None:
+        """Wait out the history replay of ``session/load``: agents may stream it after their
+        answer (Gemini CLI does), and nothing new can come before the prompt is sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLAY_LIMIT
+        while loop.time() < deadline:
+            self.heard.clear()
+            try:
+                await asyncio.wait_for(self.heard.wait(), REPLAY_QUIET)
+            except TimeoutError:
+                return
+
+    # --- the turn ----------------------------------------------------------------------------
+
+    def _prompt_text(self) -> str:
+        # Agents may drop an interrupted turn from the session (Gemini CLI does): repeat it.
+        if self.ctx.source == "resume" and self.session_id == self.ctx.session_id:
+            return PROMPTS["resume"].format(prompt=self.ctx.prompt)
+        return self.ctx.prompt
+
+    async def run(self) -> AsyncIterator[AdapterItem]:
+        interrupted = False
+        try:
+            await self._start()
+            client_caps = {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False}
+            init = await self._call(
+                "initialize",
+                {"protocolVersion": PROTOCOL_VERSION, "clientCapabilities": client_caps},
+                START_TIMEOUT,
+            )
+            if self.launch.auth_method:
+                await self._call(
+                    "authenticate", {"methodId": self.launch.auth_method}, START_TIMEOUT
+                )
+            async with contextlib.aclosing(self._open_session(init)) as opening:
+                async for item in opening:
+                    yield item
+            async with contextlib.aclosing(self._prompt()) as prompting:
+                async for item in prompting:
+                    yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            interrupted = True
+            raise
+        finally:
+            await self._stop(interrupted)
+
+    async def _prompt(self) -> AsyncGenerator[AdapterItem, None]:
+        params = {
+            "sessionId": self.session_id,
+            "prompt": [{"type": "text", "text": self._prompt_text()}],
+        }
+        self.prompt_task = asyncio.ensure_future(self._call("session/prompt", params, None))
+        while True:
+            getter = asyncio.ensure_future(self.queue.get())
+            try:
+                await asyncio.wait({getter, self.prompt_task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                getter.cancel()
+            if getter.done() and not getter.cancelled():
+                async with contextlib.aclosing(self._consume(getter.result())) as items:
+                    async for item in items:
+                        yield item
+                continue
+            break
+        for _ in range(3):  # updates sent just before the answer are handled by queued tasks
+            await asyncio.sleep(0)
+        while not self.queue.empty():
+            async with contextlib.aclosing(self._consume(self.queue.get_nowait())) as items:
+                async for item in items:
+                    yield item
+        result = parse_prompt_result(self.prompt_task.result())
+        for end in finish(result, self.state):
+            if isinstance(end, Failed):
+                raise AgentFailure(
+                    self._explain(f"{self.launch.label} failed the turn: {end.reason}")
+                )
+            yield end
+
+    async def _consume(self, item: _Queued) -> AsyncGenerator[AdapterItem, None]:
+        if isinstance(item, _Permission):
+            async with contextlib.aclosing(self._decide(item)) as deciding:
+                async for out in deciding:
+                    yield out
+        elif isinstance(item, tuple):
+            for event in normalize(parse_update(item[1]), self.state):
+                yield event
+        else:
+            yield item
+
+    async def _decide(self, pending: _Permission) -> AsyncGenerator[AdapterItem, None]:
+        request = parse_permission(pending.params)
+        if request is None or self.prompt_task is None or self.prompt_task.done():
+            pending.answer.set_result(_CANCELLED)
+            return
+        events, tool_request = permission(request, self.state)
+        for event in events:
+            yield event
+        try:
+            decision = await self.ctx.decide(tool_request)
+        except BaseException:
+            if not pending.answer.done():
+                pending.answer.set_result(_CANCELLED)
+            raise
+        if not decision.allow:
+            reason = (decision.reason or "not allowed").rstrip(".")
+            denied(tool_request.call_id, PROMPTS["deny"].format(reason=reason), self.state)
+        if not pending.answer.done():
+            pending.answer.set_result(_pick(request.options, decision.allow))
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    async def _stop(self, interrupt: bool) -> None:
+        """Stop the agent and everything it started; a second cancellation kills at once."""
+        task = asyncio.ensure_future(self._stop_gently(interrupt))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self.group is not None:
+                self.group.kill()
+            raise
+        finally:
+            for folder in self.launch.scratch:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    async def _stop_gently(self, interrupt: bool) -> None:
+        conn, prompt = self.conn, self.prompt_task
+        if interrupt and conn is not None and prompt is not None and not prompt.done():
+            with contextlib.suppress(Exception):
+                await conn.send_notification("session/cancel", {"sessionId": self.session_id})
+                await asyncio.wait_for(asyncio.shield(prompt), INTERRUPT_TIMEOUT)
+        while not self.queue.empty():  # permission requests nobody will answer now
+            item = self.queue.get_nowait()
+            if isinstance(item, _Permission) and not item.answer.done():
+                item.answer.set_result(_CANCELLED)
+        if prompt is not None and not prompt.done():
+            prompt.cancel()
+            with contextlib.suppress(BaseException):
+                await prompt
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), STOP_GRACE)
+            except Exception as exc:  # the process is stopped below whatever happened here
+                log.info("run %s: closing the ACP connection: %s", self.ctx.run_id, exc)
+        if self.group is not None:
+            await self.group.stop(STOP_GRACE)
+            self.group.kill()  # anything that outlived the escalation
+        if self.exited is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.exited, STOP_GRACE)
+        await self._close_pipes()
+
+    async def _close_pipes(self) -> None:
+        """Read the pipes to their end so the subprocess transport closes (it warns if not)."""
+        proc = self.proc
+        if proc is not None and proc.stdout is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.stdout.read(), STOP_GRACE)
+        if self.stderr_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.stderr_task), STOP_GRACE)
+            self.stderr_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.stderr_task
+        transport = getattr(proc, "_transport", None)  # asyncio offers no public close
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+
+async def run_acp_turn(ctx: TurnContext, launch: Launch) -> AsyncIterator[AdapterItem]:
+    """Run one turn; the caller's cancellation cancels the prompt and stops the processes."""
+    async for item in _Turn(ctx, launch).run():
+        yield item

@@ -1,0 +1,166 @@
+"""What the ACP agents' CLI tests share: running them through the API, the process table, asks.
+
+Each test module points its CLI at the fake model server with an isolated ``HOME``; this module
+knows nothing about any one CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from codeyard.agents.base import Provider
+from codeyard.testing.fake_llm import FakeLLM
+from tests.conftest import Api
+
+WAIT = 60.0
+#: A command that runs until it is killed (some agents refuse a bare ``sleep``).
+BLOCKING = "tail -f /dev/null"
+
+
+def require(provider: Provider) -> None:
+    """Skip when the CLI cannot run here; in CI (``CI=true``) fail instead."""
+    problem = provider.problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{provider.name} must run in CI: {problem}")
+    pytest.skip(f"{provider.name} cannot run here: {problem}")
+
+
+async def create(
+    api: Api,
+    repo: Path,
+    provider: str,
+    model: str | None,
+    options: dict[str, Any],
+    prompt: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "prompt": prompt,
+        "repo_path": str(repo),
+        "provider": provider,
+        "model": model,
+        "agent_options": options,
+        **extra,
+    }
+    resp = await api.post("/api/runs", json=body)
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+async def events(api: Api, run_id: str, types: str | None = None) -> list[dict[str, Any]]:
+    query = f"?limit=500&types={types}" if types else "?limit=500"
+    return list((await api.get(f"/api/runs/{run_id}/events{query}")).json()["data"])
+
+
+async def by_type(api: Api, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for event in await events(api, run_id):
+        found.setdefault(event["type"], []).append(event["data"])
+    return found
+
+
+def worktree(api: Api, run: dict[str, Any]) -> Path:
+    roots = list(Path(api.services.settings.worktree_root).glob(f"*/{run['number']}-*/*"))
+    assert len(roots) == 1, roots
+    return roots[0]
+
+
+def processes_in(root: Path) -> list[tuple[int, str]]:
+    """Live processes whose working directory is inside ``root`` (pid, command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2] == "Z":
+            continue
+        if cwd == str(root) or cwd.startswith(str(root) + "/"):
+            found.append((int(entry.name), cmd))
+    return found
+
+
+async def wait_for_process(root: Path, needle: str) -> None:
+    """Poll the process table (nothing to wait on instead) until ``needle`` runs in ``root``."""
+    for _ in range(int(WAIT * 10)):
+        if any(needle in cmd for _, cmd in processes_in(root)):
+            return
+        await anyio.sleep(0.1)
+    raise AssertionError(f"'{needle}' never ran in {root}: {processes_in(root)}")
+
+
+async def wait_model_calls(fake: FakeLLM, count: int) -> None:
+    await anyio.to_thread.run_sync(fake.wait_for_model_calls, count, WAIT)
+
+
+async def policy_set(api: Api, *rules: dict[str, Any]) -> str:
+    policy = await api.post("/api/policies", json={"name": "acp test", "rules": list(rules)})
+    assert policy.status_code == 201, policy.text
+    body = {"name": "acp test", "policy_ids": [policy.json()["id"]]}
+    pset = await api.post("/api/policy-sets", json=body)
+    assert pset.status_code == 201, pset.text
+    return str(pset.json()["id"])
+
+
+async def pending_approval(api: Api, run_id: str, seen: set[str]) -> dict[str, Any]:
+    """The run's next pending approval not in ``seen`` (polled: an approval is a row)."""
+    with anyio.fail_after(WAIT):
+        while True:
+            url = f"/api/approvals?status=pending&run_id={run_id}"
+            rows = [r for r in (await api.get(url)).json()["data"] if r["id"] not in seen]
+            if rows:
+                seen.add(rows[0]["id"])
+                return dict(rows[0])
+            await anyio.sleep(0.05)
+
+
+async def resolve(api: Api, approval: dict[str, Any], decision: str, reason: str = "") -> None:
+    body = {"decision": decision, "reason": reason or None}
+    resp = await api.post(f"/api/approvals/{approval['id']}/resolve", json=body)
+    assert resp.status_code == 200, resp.text
+
+
+async def cancel_leaves_no_process(api: Api, run: dict[str, Any], fake: FakeLLM) -> None:
+    """Cancel a run whose agent is blocked in ``BLOCKING``; nothing may survive in its tree."""
+    await wait_model_calls(fake, 1)
+    tree = worktree(api, run)
+    await wait_for_process(tree, BLOCKING)
+    resp = await api.post(f"/api/runs/{run['id']}/cancel")
+    assert resp.status_code == 200, resp.text
+    with anyio.fail_after(30):
+        await api.wait_status(run["id"], "cancelled", timeout=30)
+        await api.services.executor.wait_stopped(run["id"])
+    assert processes_in(tree) == [], "no process of the cancelled turn may survive"
+
+
+async def pause_and_resume(
+    api: Api, run: dict[str, Any], fake: FakeLLM, calls: int
+) -> dict[str, Any]:
+    """Pause a run mid-turn (in its model call number ``calls``, which hangs), check its
+    processes are gone, resume it; return the run at rest after the resumed turn."""
+    await wait_model_calls(fake, calls)
+    tree = worktree(api, run)
+    assert processes_in(tree), "the agent should be running in the worktree"
+    resp = await api.post(f"/api/runs/{run['id']}/pause")
+    assert resp.status_code == 200, resp.text
+    paused = await api.wait_status(run["id"], "paused", timeout=WAIT)
+    assert paused["session_id"], "the session id is kept for resume"
+    await api.services.executor.wait_stopped(run["id"])
+    assert processes_in(tree) == []
+    resp = await api.post(f"/api/runs/{run['id']}/resume", json={})
+    assert resp.status_code == 200, resp.text
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review", done
+    assert done["session_id"] == paused["session_id"]
+    return done

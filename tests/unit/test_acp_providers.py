@@ -1,0 +1,181 @@
+"""The ACP providers' set-up: finding the CLI, options, and how each agent is started."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeyard.agents.acp import (
+    CopilotProvider,
+    GeminiProvider,
+    GenericAcpProvider,
+    OpenCodeProvider,
+)
+from codeyard.agents.acp.binaries import command_from_option, tool_version
+from codeyard.agents.acp.gemini_sessions import protect_saved_session
+from codeyard.agents.base import TurnContext
+from codeyard.domain.errors import ValidationFailed
+from codeyard.domain.tools import Decision, ToolRequest
+
+
+def fake_cli(folder: Path, name: str, version: str = "9.8.7") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!/bin/sh\necho '{name} {version}'\n")
+    path.chmod(0o755)
+    return path
+
+
+async def _decide(request: ToolRequest) -> Decision:
+    return Decision(True)
+
+
+async def _ask(question: str) -> str:
+    return ""
+
+
+def context(tmp_path: Path, model: str | None, **options: Any) -> TurnContext:
+    return TurnContext(
+        run_id="run_1",
+        turn=1,
+        prompt="Hi",
+        source="create",
+        worktree=tmp_path / "tree",
+        model=model,
+        options=options,
+        session_id=None,
+        resume_state={},
+        resumed_source=None,
+        decide=_decide,
+        ask_operator=_ask,
+    )
+
+
+def test_the_pinned_cli_is_found_before_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinned = fake_cli(tmp_path / "clis", "gemini", "0.61.0")
+    on_path = fake_cli(tmp_path / "bin", "gemini", "1.0.0")
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    provider = GeminiProvider(clis_bin=pinned.parent)
+    assert provider.path() == str(pinned) and provider.version() == "0.61.0"
+    assert provider.command() == [str(pinned), "--acp"]
+    assert provider.problem() is None
+    # Without the pinned copy, PATH; a configured command beats both.
+    assert GeminiProvider(clis_bin=tmp_path / "none").path() == str(on_path)
+    assert provider.command({"command": "my-gemini --acp --debug"}) == [
+        "my-gemini",
+        "--acp",
+        "--debug",
+    ]
+
+
+def test_a_missing_cli_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    problem = OpenCodeProvider(clis_bin=tmp_path).problem()
+    assert problem is not None
+    assert "run `make clis` (npm ci in clis/)" in problem and "opencode-ai" in problem
+    assert OpenCodeProvider(clis_bin=tmp_path).version() is None
+
+
+def test_a_cli_that_cannot_run_is_a_problem(tmp_path: Path) -> None:
+    broken = tmp_path / "copilot"
+    broken.write_text("#!/bin/sh\necho 'cannot start' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    problem = CopilotProvider(clis_bin=tmp_path).problem()
+    assert problem is not None and "exit 3" in problem and "cannot start" in problem
+    tool_version.cache_clear()
+
+
+def test_the_generic_provider_needs_a_command() -> None:
+    provider = GenericAcpProvider()
+    with pytest.raises(ValidationFailed) as missing:
+        provider.validate_options({})
+    assert "command is required" in str(missing.value)
+    assert "provider_config.command" in str(missing.value)
+    with pytest.raises(ValidationFailed):
+        provider.validate_options({"command": ["ok", ""]})
+    provider.validate_options({"command": "gemini --acp", "auth_method": "gemini-api-key"})
+    assert provider.problem() is None and provider.capabilities.resume is False
+
+
+@pytest.mark.parametrize(
+    ("options", "wrong"),
+    [
+        ({"env": {"A": ["x"]}}, "env"),
+        ({"permission_mode": "bypassPermissions"}, "permission_mode"),
+        ({"command": "   "}, "command"),
+        ({"auth_method": 3}, "auth_method"),
+    ],
+)
+def test_bad_options_are_named(options: dict[str, Any], wrong: str) -> None:
+    with pytest.raises(ValidationFailed) as failed:
+        GeminiProvider().validate_options(options)
+    assert [e["loc"][-1] for e in failed.value.extra["errors"]] == [wrong]
+
+
+def test_command_option_forms() -> None:
+    assert command_from_option("a 'b c'") == ["a", "b c"]
+    assert command_from_option(["a", "b"]) == ["a", "b"]
+    assert command_from_option("unbalanced 'quote") is None
+    assert command_from_option(3) is None
+
+
+def test_gemini_gets_its_model_trust_and_api_key_auth(tmp_path: Path) -> None:
+    cli = fake_cli(tmp_path / "clis", "gemini")
+    ctx = context(tmp_path, "gemini-2.5-pro", env={"GEMINI_API_KEY": "k"})
+    launch = GeminiProvider(clis_bin=cli.parent).launch(ctx)
+    assert launch.argv == [str(cli), "--acp", "-m", "gemini-2.5-pro"]
+    assert launch.env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"
+    assert launch.auth_method == "gemini-api-key" and launch.label == "Gemini CLI"
+
+
+def test_copilot_gets_its_model_and_reads_model_failures(tmp_path: Path) -> None:
+    cli = fake_cli(tmp_path / "clis", "copilot")
+    launch = CopilotProvider(clis_bin=cli.parent).launch(context(tmp_path, "gpt-4.1"))
+    assert launch.argv == [str(cli), "--acp", "--model", "gpt-4.1"]
+    assert launch.error_marker is not None and launch.auth_method is None
+
+
+def test_opencode_config_is_private_asks_codeyard_and_names_the_model(tmp_path: Path) -> None:
+    cli = fake_cli(tmp_path / "clis", "opencode")
+    provider = OpenCodeProvider(clis_bin=cli.parent)
+    ctx = context(tmp_path, "fake/m", config={"share": "disabled"})
+    launch = provider.launch(ctx)
+    assert launch.argv == [str(cli), "acp"]
+    config_path = Path(launch.env["OPENCODE_CONFIG"])
+    assert config_path.parent in launch.scratch
+    assert not config_path.is_relative_to(ctx.worktree)
+    assert oct(config_path.stat().st_mode & 0o777) == "0o600"
+    config = json.loads(config_path.read_text())
+    assert config == {
+        "share": "disabled",
+        "permission": {"bash": "ask", "edit": "ask", "webfetch": "ask"},
+        "model": "fake/m",
+    }
+    # The operator's own permission settings are kept.
+    own = provider.launch(context(tmp_path, None, config={"permission": {"bash": "allow"}}))
+    assert json.loads(Path(own.env["OPENCODE_CONFIG"]).read_text()) == {
+        "permission": {"bash": "allow"}
+    }
+
+
+def test_a_saved_gemini_session_is_renamed_out_of_the_clean_up_pattern(tmp_path: Path) -> None:
+    chats = tmp_path / ".gemini" / "tmp" / "repo" / "chats"
+    chats.mkdir(parents=True)
+    session = "0123abcd-1111-2222-3333-444455556666"
+    saved = chats / "session-2026-11-22T12-42-0123abcd.jsonl"
+    saved.write_text("{}\n")
+    other = chats / "session-2026-11-22T12-42-99999999.jsonl"
+    other.write_text("{}\n")
+    (moved,) = protect_saved_session(tmp_path, session)
+    assert moved.name == "session-2026-11-22T12-42-0123abcd.codeyard.jsonl"
+    assert moved.read_text() == "{}\n" and not saved.exists() and other.exists()
+    # Gemini CLI's clean-up matches "-<8 characters>.jsonl"; the new name does not.
+    assert not moved.name.endswith("-0123abcd.jsonl")
+    assert protect_saved_session(tmp_path, session) == []
