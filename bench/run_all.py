@@ -6,6 +6,7 @@ file, e.g. other benchmarks' sections, is kept as it is).
 
     .venv/bin/python bench/run_all.py                 # everything (~8 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --only replay   # one of: ingest latency replay startup
+                                                      # overhead claude_parse approvals
     .venv/bin/python bench/run_all.py --render-only   # re-render from the last JSON
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import agents_report
 from bench._common import BENCH, OUT, PY, machine
 
 RESULTS = BENCH / "RESULTS.md"
@@ -31,6 +33,8 @@ BENCHES: dict[str, list[str]] = {
     "latency": ["latency.py", "--impl", "httpx,raw"],  # ~2.5 minutes
     "replay": ["replay.py"],
     "startup": ["startup.py"],
+    # Issues 4 and 5 (agents): their own section, rendered by bench/agents_report.py.
+    **agents_report.BENCHES,
 }
 
 
@@ -307,7 +311,9 @@ def main() -> None:
     if not args.render_only:
         for name in args.only or list(BENCHES):
             run(name)
-    write_section(render())
+    if not args.only or set(args.only) - set(agents_report.BENCHES):
+        write_section(render())
+    agents_report.write((BENCH / "agents_notes.md").read_text())
     print(f"wrote {RESULTS}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from codeyard.agents.base import Provider
@@ -29,17 +30,32 @@ def get(name: str) -> Provider:
         ) from None
 
 
+def executable_path(provider: Provider) -> str | None:
+    """Where the provider's program is, for providers with an optional ``path()`` method.
+
+    ``path()`` is not part of :class:`Provider` so that providers written before it still fit;
+    built-in agents (``script``) have none.
+    """
+    path = getattr(provider, "path", None)
+    found = path() if callable(path) else None
+    return None if found is None else str(found)
+
+
 def describe(provider: Provider) -> dict[str, Any]:
     problem = provider.problem()
     return {
         "name": provider.name,
         "available": problem is None,
         "version": provider.version(),
-        "path": None,
+        "path": executable_path(provider),
         "capabilities": provider.capabilities.as_dict(),
         "problem": problem,
     }
 
 
 def describe_all() -> list[dict[str, Any]]:
-    return [describe(_providers[n]) for n in names()]
+    """Every provider described; their ``--version`` probes run side by side (blocking: call
+    from a thread in async code)."""
+    providers = [_providers[n] for n in names()]
+    with ThreadPoolExecutor(max_workers=max(1, len(providers))) as pool:
+        return list(pool.map(describe, providers))

@@ -81,13 +81,20 @@ def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-async def _run_bash(command: str, cwd: Path, timeout: float) -> tuple[int | None, str, bool]:
-    """Run ``command`` in its own process group; returns (exit code, output, timed_out)."""
+async def _run_bash(
+    command: str, cwd: Path, timeout: float, extra_env: dict[str, Any] | None = None
+) -> tuple[int | None, str, bool]:
+    """Run ``command`` in its own process group; returns (exit code, output, timed_out).
+
+    ``extra_env`` (the run's ``env`` option, env sets included) is added to the environment.
+    """
+    env = {**os.environ, **{str(k): str(v) for k, v in (extra_env or {}).items()}}
     proc = await asyncio.create_subprocess_exec(
         "/bin/bash",
         "-c",
         command,
         cwd=cwd,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -193,16 +200,18 @@ class ScriptProvider:
         elif kind == "sleep":
             await asyncio.sleep(float(value))
         elif kind == "usage":
-            yield NewEvent(
-                "usage",
-                {
-                    "input_tokens": int(value.get("input_tokens", 0)),
-                    "output_tokens": int(value.get("output_tokens", 0)),
-                    "cache_read_tokens": int(value.get("cache_read_tokens", 0)),
-                    "cache_write_tokens": int(value.get("cache_write_tokens", 0)),
-                    "cost_usd": float(value.get("cost_usd", 0.0)),
-                },
-            )
+            # Without ``cost_usd`` the executor prices the tokens (``model``, else the run's).
+            cost = value.get("cost_usd")
+            data: dict[str, Any] = {
+                "input_tokens": int(value.get("input_tokens", 0)),
+                "output_tokens": int(value.get("output_tokens", 0)),
+                "cache_read_tokens": int(value.get("cache_read_tokens", 0)),
+                "cache_write_tokens": int(value.get("cache_write_tokens", 0)),
+                "cost_usd": None if cost is None else float(cost),
+            }
+            if value.get("model"):
+                data["model"] = str(value["model"])
+            yield NewEvent("usage", data)
         elif kind == "tasks":
             tasks = [
                 t if isinstance(t, dict) else {"content": str(t), "status": "pending"}
@@ -256,7 +265,9 @@ class ScriptProvider:
         result: dict[str, Any] = {"call_id": call_id}
         if kind == "bash":
             timeout = float(step.get("timeout", ctx.bash_timeout))
-            code, output, timed_out = await _run_bash(value, ctx.worktree, timeout)
+            code, output, timed_out = await _run_bash(
+                value, ctx.worktree, timeout, ctx.options.get("env")
+            )
             yield RawOutput(f"$ {value}\n{output}")
             error = (
                 f"timed out after {timeout:g}s"

@@ -48,7 +48,9 @@ class Check:
 def doctor(ctx: typer.Context) -> None:
     """Check git, the data directory, the database, the server and the agent providers.
 
-    Prints a fix for each problem; the exit code is 1 when any check fails.
+    Prints every provider (available, version, path, and the fix when it cannot run) and a fix
+    for each problem; the exit code is 1 when any check fails, including when the default agent
+    profile's provider is unavailable.
     """
     state = get_state(ctx)
     checks = [check_git()]
@@ -184,7 +186,8 @@ def check_server(
         except CliError as exc:
             checks.append(Check("providers", "fail", exc.message))
             return checks, None
-    providers = body.get("data", []) if isinstance(body, dict) else body or []
+        providers = body.get("data", []) if isinstance(body, dict) else body or []
+        default = check_default_provider(api, providers)
     available = [p for p in providers if as_dict(p).get("available")]
     if not available:
         checks.append(
@@ -198,7 +201,42 @@ def check_server(
     else:
         names = ", ".join(str(p.get("name")) for p in available)
         checks.append(Check("providers", "ok", f"{len(available)} available: {names}"))
+    if default is not None:
+        checks.append(default)
     return checks, providers
+
+
+def check_default_provider(api: ApiClient, providers: list[dict[str, Any]]) -> Check | None:
+    """The provider of the default agent profile (settings) must be able to run here."""
+    try:
+        agent_id = as_dict(api.get("/api/settings")).get("default_agent_id")
+        if not agent_id:
+            return None
+        agent = as_dict(api.get(f"/api/agents/{agent_id}"))
+    except ApiError as exc:
+        if exc.status == 404:  # a server without settings, or the profile just went away
+            return None
+        return Check("default provider", "warn", f"could not read the settings: {exc.message}")
+    except CliError as exc:
+        return Check("default provider", "warn", f"could not read the settings: {exc.message}")
+    name = str(agent.get("provider") or "?")
+    label = f"{name} (default agent '{agent.get('name') or agent_id}')"
+    found = next((as_dict(p) for p in providers if as_dict(p).get("name") == name), None)
+    if found is None:
+        return Check(
+            "default provider",
+            "fail",
+            f"{label} is not a provider of this server",
+            "Pick another default agent (PUT /api/settings default_agent_id).",
+        )
+    if not found.get("available"):
+        return Check(
+            "default provider",
+            "fail",
+            f"{label} is not available",
+            str(found.get("problem") or "See the providers table."),
+        )
+    return Check("default provider", "ok", label)
 
 
 def _server_down(where: str, settings: Settings, exc: CliError) -> Check:
@@ -257,7 +295,7 @@ def _print(state: CliState, checks: list[Check], providers: list[dict[str, Any]]
 
 def provider_table(providers: list[dict[str, Any]]) -> Table:
     table = Table(title="providers", title_justify="left", box=None, header_style="bold")
-    for column in ("name", "available", "version", "problem"):
+    for column in ("name", "available", "version", "path", "problem / fix"):
         table.add_column(column)
     for provider in providers:
         ok = bool(provider.get("available"))
@@ -265,6 +303,7 @@ def provider_table(providers: list[dict[str, Any]]) -> Table:
             str(provider.get("name", "?")),
             Text("yes" if ok else "no", style="green" if ok else "yellow"),
             str(provider.get("version") or "—"),
+            str(provider.get("path") or "—"),
             Text(str(provider.get("problem") or ""), style="yellow"),
         )
     return table

@@ -65,8 +65,13 @@ def utc_now() -> str:
     return f"{cached[1]}.{int((now - sec) * 1000):03d}Z"
 
 
+#: One encoder for every event: ``json.dumps`` with options builds a new one per call, which
+#: was a third of the cost of encoding a typical event's data.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.domain.events import NewEvent
-from codeyard.workspace.diff import diff_stats, snapshot_tree
+from codeyard.workspace.diff import diff_between, diff_stats, snapshot_tree
 from codeyard.workspace.git import git
 
 #: Tool kinds after which the worktree may have changed.
@@ -59,7 +59,13 @@ class ChangeTracker:
                 events.append(NewEvent("file.changed", data))
         if not events:
             return [], None
-        return events, await self.stats()
+        # Stats of the trees just taken: a second snapshot would cost three more git processes
+        # between the agent's tool result and its storage (bench/approval_latency.py).
+        total = {"files": 0, "insertions": 0, "deletions": 0}
+        for repo_id, path in self._worktrees.items():
+            stats = await diff_between(path, self._base[repo_id], self._trees[repo_id], "stats")
+            total = {k: total[k] + stats[k] for k in total}
+        return events, total
 
     async def stats(self) -> dict[str, int]:
         total = {"files": 0, "insertions": 0, "deletions": 0}

@@ -17,7 +17,7 @@ from codeyard.domain.ids import new_id
 from codeyard.store import checkpoints, projects
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.checkpoints import create_checkpoint, delete_checkpoint_refs
-from codeyard.workspace.diff import diff_stats
+from codeyard.workspace.diff import diff_between
 
 _locks: dict[str, asyncio.Lock] = {}
 
@@ -56,7 +56,8 @@ async def take_checkpoint(
         for repo_id, path in run["worktrees"].items():
             sha = await create_checkpoint(Path(path), checkpoint_ref(run_id, number), message)
             commits[repo_id] = sha
-            stats = await diff_stats(Path(path), run["base_commits"][repo_id])
+            # The stats of the commit just made: the same state, without another snapshot.
+            stats = await diff_between(Path(path), run["base_commits"][repo_id], sha, "stats")
             total = {k: total[k] + stats[k] for k in total}
         row = {
             "id": new_id("chk"),

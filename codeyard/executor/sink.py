@@ -11,6 +11,7 @@ from codeyard.agents.base import AdapterItem, RawOutput, SessionUpdate
 from codeyard.domain.coalesce import DeltaCoalescer
 from codeyard.domain.events import NewEvent
 from codeyard.executor.changes import WRITING_KINDS, ChangeTracker
+from codeyard.pricing import price_usage
 from codeyard.store.writer import Writer
 
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
@@ -20,7 +21,7 @@ LOG_LIMIT_BYTES = 20 * 1024 * 1024
 def add_usage(total: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: int(total.get(k, 0)) + int(delta.get(k, 0)) for k in USAGE_KEYS}
     out["cost_usd"] = round(
-        float(total.get("cost_usd", 0.0)) + float(delta.get("cost_usd", 0.0)), 6
+        float(total.get("cost_usd") or 0.0) + float(delta.get("cost_usd") or 0.0), 6
     )
     return out
 
@@ -30,6 +31,10 @@ class TurnSink:
 
     Each event is held back until the next item (or the 50 ms flush tick), so that an event
     followed at once by a :class:`SessionUpdate` is committed in the same transaction as it.
+
+    Every ``usage`` event gets its dollars here, the one place for all providers: a cost the
+    agent reported is kept, a missing one is priced from the model map (the event's model, else
+    the one the agent's session reported, else the run's), see ``codeyard.pricing``.
     """
 
     def __init__(
@@ -39,7 +44,9 @@ class TurnSink:
         run_usage: dict[str, Any],
         log_path: Path,
         changes: ChangeTracker,
+        model: str | None = None,
     ) -> None:
+        self._model = model
         self._changes = changes
         self._call_kinds: dict[str, str] = {}
         self._writer = writer
@@ -68,7 +75,10 @@ class TurnSink:
     async def put(self, item: AdapterItem) -> None:
         if isinstance(item, NewEvent):
             values: dict[str, Any] = {}
-            if item.type == "usage":
+            if item.type == "agent.session" and item.data.get("model"):
+                self._model = str(item.data["model"])
+            elif item.type == "usage":
+                item = NewEvent("usage", price_usage(item.data, self._model))
                 self.run_usage = add_usage(self.run_usage, item.data)
                 self.turn_usage = add_usage(self.turn_usage, item.data)
                 values["usage"] = self.run_usage

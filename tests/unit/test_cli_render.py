@@ -434,4 +434,4 @@ def test_doctor_lists_providers(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "✓ providers 1 available: script" in result.stdout
-    assert "codex   no         —        codex not found: npm i -g …" in result.stdout
+    assert "codex   no         —        —     codex not found: npm i -g …" in result.stdout

@@ -100,6 +100,11 @@ class ClaudeCodeProvider:
         cli = self._cli()
         return cli_version(cli)[0] if cli is not None else None
 
+    def path(self) -> str | None:
+        """The Claude Code binary this provider runs (``GET /api/providers``)."""
+        cli = self._cli()
+        return None if cli is None else str(cli)
+
     def problem(self) -> str | None:
         cli = self._cli()
         if cli is None:

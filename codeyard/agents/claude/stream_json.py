@@ -3,6 +3,10 @@
 ``parse`` never raises: a line this module does not understand (a new message type, a field of
 the wrong shape) becomes :class:`Unknown` carrying the raw object, so a newer CLI degrades to
 "not shown" rather than failing the run. Field names follow the CLI's output (research §3.3).
+
+The classes are plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field
+through ``object.__setattr__``, which made constructing them a third of ``parse``'s time
+(``bench/claude_parse.py``). Treat them as read-only all the same.
 """
 
 from __future__ import annotations
@@ -29,24 +33,24 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextBlock:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ThinkingBlock:
     thinking: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolUseBlock:
     id: str
     name: str
     input: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolResultBlock:
     tool_use_id: str
     #: A string, or a list of content blocks (``{"type": "text", "text": …}``, images…).
@@ -54,7 +58,7 @@ class ToolResultBlock:
     is_error: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnknownBlock:
     raw: Any
 
@@ -62,7 +66,7 @@ class UnknownBlock:
 Block = TextBlock | ThinkingBlock | ToolUseBlock | ToolResultBlock | UnknownBlock
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SystemInit:
     """``system/init``: the first line of every process, carrying the (resumable) session id."""
 
@@ -74,7 +78,7 @@ class SystemInit:
     permission_mode: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SystemMessage:
     """Any other ``system`` line (hooks, status, compaction…): kept raw."""
 
@@ -82,7 +86,7 @@ class SystemMessage:
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AssistantMessage:
     """One content block of an assistant message (the CLI writes one line per block)."""
 
@@ -95,7 +99,7 @@ class AssistantMessage:
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserMessage:
     """Tool results (and echoed or synthetic user text) sent back to the model."""
 
@@ -105,7 +109,7 @@ class UserMessage:
     tool_use_result: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResultMessage:
     """The end of one turn: outcome, usage and (cumulative per process) cost."""
 
@@ -126,7 +130,7 @@ class ResultMessage:
     permission_denials: list[Any] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamEvent:
     """A raw Anthropic stream event (only with ``--include-partial-messages``)."""
 
@@ -134,7 +138,7 @@ class StreamEvent:
     parent_tool_use_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unknown:
     raw: Any
 

@@ -1,0 +1,377 @@
+"""Orchestration overhead: a Codeyard run against the same agent CLI invoked directly (target:
+ratio at most 1.15).
+
+Both sides run the same binary against the same scripted fake model server
+(``codeyard.testing.fake_llm``, in this process) with the same replies: the model asks for one
+``Bash`` call (``echo hi``) and then answers with text, so each turn makes two model calls and
+runs one tool. Alternating pairs (which side goes first alternates too), after one warm-up run
+of each side that is not counted.
+
+- **direct**: the CLI as a person would script it, in a git checkout, its events on stdout;
+  spawn to process exit.
+- **codeyard**: a real server process (``tests/support/server.py``), ``POST /api/runs`` to the
+  ``turn.completed`` frame on the run's SSE stream (opened right after the POST returns,
+  replaying from the start). This includes everything Codeyard adds: the worktree and its first
+  snapshot, the SDK and the launcher, the policy decision for the tool call, change tracking,
+  the event log, the turn-end checkpoint and diff stats.
+
+Variants are data (``VARIANTS``); ``claude-code`` runs the Claude Code binary bundled in
+claude-agent-sdk (``codeyard/agents/claude/process.py``), ``codex`` the Codex binary when that
+provider is registered and can run here.
+
+    .venv/bin/python bench/overhead.py [--pairs 12] [--only claude-code] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import Interference, fresh_dir, machine, make_repo, wait_quiet, write_json
+from codeyard.agents.claude.process import find_cli as find_claude
+from codeyard.agents.claude.provider import ClaudeCodeProvider
+from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
+from tests.support.server import ServerProcess, open_sse
+
+TARGET_RATIO = 1.15
+PROMPT = "Run echo hi and tell me what it printed."
+
+
+def replies(tool: ToolCall) -> list[Reply]:
+    return [Reply(tool_calls=(tool,)), Reply(text="It printed hi.")]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One agent CLI, measured both ways."""
+
+    provider: str
+    model: str
+    #: The model's tool call, in the CLI's own tool vocabulary.
+    tool: ToolCall
+    #: Why it cannot run here, or None.
+    problem: Callable[[], str | None]
+    #: The CLI's environment for a fake-model URL and a throw-away home.
+    env: Callable[[str, Path], dict[str, str]]
+    #: ``agent_options`` of the Codeyard run besides ``env``.
+    options: Callable[[str, Path], dict[str, Any]]
+    #: The direct command line for a fake-model URL (executed in the checkout).
+    argv: Callable[[str], list[str]]
+    #: True for the stdout line (JSON) that ends the turn.
+    final: Callable[[dict[str, Any]], bool]
+
+
+def _claude_env(url: str, home: Path) -> dict[str, str]:
+    return {
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "bench",
+        "HOME": str(home),
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+
+
+def _claude_argv(model: str) -> list[str]:
+    cli = find_claude()
+    assert cli is not None
+    # The tool is allowed up front: a person scripting the CLI has no one to ask, and
+    # Codeyard's own decision (policy engine, permission mode auto) allows it too.
+    return [
+        str(cli),
+        "-p",
+        PROMPT,
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--model",
+        model,
+        "--allowedTools",
+        "Bash",
+    ]
+
+
+def _codex_problem() -> str | None:
+    try:
+        from codeyard.agents.codex import CodexProvider
+    except ImportError as exc:
+        return f"the codex provider is not available: {exc}"
+    return CodexProvider().problem()
+
+
+def _codex_config(url: str) -> dict[str, Any]:
+    provider = {
+        "name": "Fake",
+        "base_url": f"{url}/v1",
+        "env_key": "FAKE_API_KEY",
+        "wire_api": "responses",
+        "request_max_retries": 0,
+        "stream_max_retries": 0,
+    }
+    return {"model_provider": "fake", "model_providers.fake": provider}
+
+
+def _codex_env(_url: str, home: Path) -> dict[str, str]:
+    (home / ".codex").mkdir(parents=True, exist_ok=True)
+    return {"CODEX_HOME": str(home / ".codex"), "HOME": str(home), "FAKE_API_KEY": "bench"}
+
+
+def _codex_argv(model: str, url: str) -> list[str]:
+    from codeyard.agents.codex.process import find_cli as find_codex
+    from codeyard.agents.codex.turn import toml_value
+
+    cli = find_codex()
+    assert cli is not None
+    args = [str(cli), "exec", "--json", "-s", "workspace-write", "-m", model]
+    for key, value in _codex_config(url).items():
+        args += ["-c", f"{key}={toml_value(value)}"]
+    return [*args, PROMPT]
+
+
+VARIANTS: dict[str, Variant] = {
+    "claude-code": Variant(
+        provider="claude-code",
+        model="claude-sonnet-4-5",
+        tool=ToolCall("Bash", {"command": "echo hi", "description": "Say hi"}),
+        problem=lambda: ClaudeCodeProvider().problem(),
+        env=_claude_env,
+        options=lambda _url, _home: {"permission_mode": "auto"},
+        argv=lambda _url: _claude_argv("claude-sonnet-4-5"),
+        final=lambda line: line.get("type") == "result",
+    ),
+    # Codex: ``codex exec --json`` directly; through Codeyard its app-server with the default
+    # approval policy (every command goes to Codeyard's decision, which allows it).
+    "codex": Variant(
+        provider="codex",
+        model="gpt-5-codex",
+        tool=ToolCall("exec_command", {"cmd": "echo hi"}),
+        problem=_codex_problem,
+        env=_codex_env,
+        options=lambda url, _home: {"config": _codex_config(url)},
+        argv=functools.partial(_codex_argv, "gpt-5-codex"),
+        final=lambda line: line.get("type") == "turn.completed",
+    ),
+}
+
+
+async def run_direct(v: Variant, fake: FakeLLM, checkout: Path, home: Path) -> dict[str, Any]:
+    fake.script(replies(v.tool))
+    calls = len(fake.model_calls())
+    env = {**os.environ, **v.env(fake.url, home)}
+    started = time.perf_counter()
+    init_at = None
+    proc = await asyncio.create_subprocess_exec(
+        *v.argv(fake.url),
+        cwd=checkout,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    final_at = None
+    async for raw in proc.stdout:
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if init_at is None:
+            init_at = time.perf_counter()
+        if final_at is None and isinstance(line, dict) and v.final(line):
+            final_at = time.perf_counter()
+    code = await proc.wait()
+    ended = time.perf_counter()
+    if code != 0 or final_at is None or init_at is None:
+        raise RuntimeError(f"direct {v.provider} run failed (exit {code})")
+    return {
+        "seconds": ended - started,
+        "final_line_s": final_at - started,
+        "phases_ms": {
+            "CLI start (to first line)": round((init_at - started) * 1000, 1),
+            "the turn (to final line)": round((final_at - init_at) * 1000, 1),
+            "CLI exit": round((ended - final_at) * 1000, 1),
+        },
+        "model_calls": len(fake.model_calls()) - calls,
+    }
+
+
+async def run_codeyard(
+    v: Variant, fake: FakeLLM, server: ServerProcess, repo: Path, home: Path
+) -> dict[str, Any]:
+    fake.script(replies(v.tool))
+    calls = len(fake.model_calls())
+    body = {
+        "prompt": PROMPT,
+        "repo_path": str(repo),
+        "provider": v.provider,
+        "model": v.model,
+        "agent_options": {"env": v.env(fake.url, home), **v.options(fake.url, home)},
+    }
+    async with server.client(timeout=120) as api:
+        wall = time.time()
+        started = time.perf_counter()
+        resp = await api.post("/api/runs", json=body)
+        assert resp.status_code == 201, resp.text
+        created = time.perf_counter()
+        run = resp.json()["id"]
+        path = f"/api/runs/{run}/events/stream"
+        async with open_sse(api, path, params={"after": 0}) as stream:
+            async for frame in stream.frames():
+                if frame.event == "turn.completed":
+                    break
+                if frame.event == "run.status" and frame.json()["data"]["to"] == "failed":
+                    raise RuntimeError(f"codeyard {v.provider} run failed: {frame.data}")
+        ended = time.perf_counter()
+        events = (await api.get(f"/api/runs/{run}/events", params={"limit": 500})).json()["data"]
+        await api.post(f"/api/runs/{run}/resolve", json={"action": "discard"})
+    return {
+        "seconds": ended - started,
+        "post_s": created - started,
+        "phases_ms": phases(events, wall, wall + (ended - started)),
+        "model_calls": len(fake.model_calls()) - calls,
+    }
+
+
+def phases(events: list[dict[str, Any]], start: float, end: float) -> dict[str, float]:
+    """Where a Codeyard run's time went, from its events' server timestamps (ms resolution)."""
+    marks: dict[str, float] = {}
+    for e in events:
+        kind = "running" if e["type"] == "run.status" and e["data"]["to"] == "running" else None
+        key = kind or e["type"]
+        if key not in marks:
+            marks[key] = datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
+    order = [
+        ("request to run.created", start, marks.get("run.created")),
+        ("worktree prepared (to running)", marks.get("run.created"), marks.get("running")),
+        ("CLI start (to agent.session)", marks.get("running"), marks.get("agent.session")),
+        ("the turn (to usage)", marks.get("agent.session"), marks.get("usage")),
+        (
+            "CLI exit, checkpoint (to turn.completed)",
+            marks.get("usage"),
+            marks.get("turn.completed"),
+        ),
+        ("SSE delivery of turn.completed", marks.get("turn.completed"), end),
+    ]
+    return {name: round((b - a) * 1000, 1) for name, a, b in order if a and b}
+
+
+async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
+    repo = make_repo(root / f"{v.provider}-repo")
+    checkout = make_repo(root / f"{v.provider}-checkout")
+    homes = {side: root / f"{v.provider}-home-{side}" for side in ("direct", "codeyard")}
+    for home in homes.values():
+        home.mkdir(parents=True, exist_ok=True)
+    server = ServerProcess(root / f"{v.provider}-data")
+    server.start()
+    rows: list[dict[str, Any]] = []
+    try:
+        with FakeLLM() as fake:
+            await run_direct(v, fake, checkout, homes["direct"])  # warm-up, not counted
+            await run_codeyard(v, fake, server, repo, homes["codeyard"])
+            quiet = wait_quiet(max_wait=20)
+            mon = Interference()
+            mon.start()
+            for i in range(pairs):
+                order = ("direct", "codeyard") if i % 2 == 0 else ("codeyard", "direct")
+                row: dict[str, Any] = {"first": order[0]}
+                for side in order:
+                    if side == "direct":
+                        row["direct"] = await run_direct(v, fake, checkout, homes["direct"])
+                    else:
+                        row["codeyard"] = await run_codeyard(
+                            v, fake, server, repo, homes["codeyard"]
+                        )
+                rows.append(row)
+                d, c = row["direct"]["seconds"], row["codeyard"]["seconds"]
+                print(f"  pair {i + 1}: direct {d:.3f} s, codeyard {c:.3f} s", flush=True)
+            foreign = mon.stop()
+    finally:
+        server.stop()
+    direct = [r["direct"]["seconds"] for r in rows]
+    ours = [r["codeyard"]["seconds"] for r in rows]
+    ratios = [c / d for c, d in zip(ours, direct, strict=True)]
+    overhead_ms = [(c - d) * 1000 for c, d in zip(ours, direct, strict=True)]
+    ratio = statistics.median(ours) / statistics.median(direct)
+    return {
+        "provider": v.provider,
+        "model": v.model,
+        "pairs": pairs,
+        "direct_median_s": round(statistics.median(direct), 3),
+        "codeyard_median_s": round(statistics.median(ours), 3),
+        "ratio_of_medians": round(ratio, 3),
+        "median_pair_ratio": round(statistics.median(ratios), 3),
+        "overhead_median_ms": round(statistics.median(overhead_ms), 1),
+        "overhead_ms_each": [round(x, 1) for x in overhead_ms],
+        "direct_s_each": [round(x, 3) for x in direct],
+        "codeyard_s_each": [round(x, 3) for x in ours],
+        "direct_final_line_median_s": round(
+            statistics.median(r["direct"]["final_line_s"] for r in rows), 3
+        ),
+        "post_median_ms": round(statistics.median(r["codeyard"]["post_s"] for r in rows) * 1000),
+        "model_calls": sorted({r[s]["model_calls"] for r in rows for s in ("direct", "codeyard")}),
+        "phases_median_ms": {
+            side: {
+                name: round(statistics.median(r[side]["phases_ms"][name] for r in rows), 1)
+                for name in rows[0][side]["phases_ms"]
+                if all(name in r[side]["phases_ms"] for r in rows)
+            }
+            for side in ("direct", "codeyard")
+        },
+        "foreign_cpu": round(foreign, 3),
+        "quiet": quiet,
+        "met": ratio <= TARGET_RATIO,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--only", action="append", choices=sorted(VARIANTS))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    os.environ.update(
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@codeyard.invalid",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@codeyard.invalid",
+    )
+    root = fresh_dir("overhead")
+    results, skipped = [], {}
+    for name in args.only or list(VARIANTS):
+        variant = VARIANTS[name]
+        why = variant.problem()
+        if why is not None:
+            skipped[name] = why
+            print(f"== {name}: skipped: {why}", flush=True)
+            continue
+        print(f"== {name}", flush=True)
+        result = asyncio.run(measure(variant, args.pairs, root))
+        print(json.dumps({k: v for k, v in result.items() if not k.endswith("each")}), flush=True)
+        results.append(result)
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "machine": machine(),
+                "target_ratio": TARGET_RATIO,
+                "results": results,
+                "skipped": skipped,
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()
