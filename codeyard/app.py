@@ -2,33 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from codeyard import __version__
 from codeyard.agents import registry
+from codeyard.agents.acp import (
+    CopilotProvider,
+    GeminiProvider,
+    GenericAcpProvider,
+    OpenCodeProvider,
+)
 from codeyard.agents.claude import ClaudeCodeProvider
+from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
 from codeyard.api import (
     approvals,
+    auth_routes,
+    browse_dirs,
     disk,
+    env_sets,
     meta,
     problems,
     projects,
     review,
     run_data,
     runs,
+    share,
     streams,
+    tokens,
     usage,
+    users,
+    webui,
     workspace,
 )
 from codeyard.api import settings as settings_api
 from codeyard.api.auth import require_principal
+from codeyard.api.limits import SlidingWindow, limit_run_creation
+from codeyard.api.middleware import (
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+    WebSocketOriginMiddleware,
+)
 from codeyard.config import Settings
+from codeyard.crypto import secret_box
 from codeyard.events.hub import Hub
 from codeyard.executor.local import LocalExecutor
+from codeyard.services import auth as auth_service
 from codeyard.services import retention
 from codeyard.services import settings as settings_service
 from codeyard.services.context import Services
@@ -37,13 +60,25 @@ from codeyard.store.writer import Writer
 
 registry.register(ScriptProvider())
 registry.register(ClaudeCodeProvider())
+registry.register(CodexProvider())
+registry.register(GeminiProvider())
+registry.register(CopilotProvider())
+registry.register(OpenCodeProvider())
+registry.register(GenericAcpProvider())
 
 
 @asynccontextmanager
-async def _running(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
+async def _running(
+    app: FastAPI, settings: Settings, announce: Callable[[str], None] | None
+) -> AsyncIterator[Services]:
     """Start storage, the writer and the executor; stop them in reverse order."""
     settings.prepare_data_dir()
     app.state.admin_token = settings.ensure_admin_token()
+    app.state.auth = auth_service.AuthState(
+        app.state.admin_token,
+        session_idle_seconds=settings.session_idle_minutes * 60,
+        session_max_seconds=settings.session_max_hours * 3600,
+    )
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
     hub = Hub()
@@ -59,9 +94,15 @@ async def _running(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
         worktree_root=settings.worktree_root,
         logs_root=settings.logs_root,
         bash_timeout=settings.bash_timeout_seconds,
+        secrets=secret_box(settings.secret_key_path),
     )
     services = Services(settings, engine, writer, hub, executor)
     app.state.services = services
+    if announce is not None and await auth_service.setup_required(services):
+        announce(
+            "No user exists yet: open the login URL and create the first admin with setup code "
+            f"{app.state.auth.setup_code}"
+        )
     await executor.start()
     daily_gc = retention.DailyGc(services)
     daily_gc.start()
@@ -74,12 +115,32 @@ async def _running(app: FastAPI, settings: Settings) -> AsyncIterator[Services]:
         await engine.dispose()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Body limit innermost, then the WebSocket origin check, CORS (only when origins are
+    configured), and security headers outermost so every answer carries them."""
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WebSocketOriginMiddleware, allowed_origins=settings.allowed_origins)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After", "Location"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+
+
+def create_app(
+    settings: Settings | None = None, announce: Callable[[str], None] | None = None
+) -> FastAPI:
+    """The app; ``announce`` prints start-up notices meant for the operator (the setup code)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _running(app, settings):
+        async with _running(app, settings, announce):
             yield
 
     app = FastAPI(
@@ -91,7 +152,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
-    app.include_router(meta.public, prefix="/api")
+    _install_middleware(app, settings)
+    app.state.run_rate = SlidingWindow(settings.run_create_per_minute)
+    for public in (meta.public, auth_routes.public, share.public):
+        app.include_router(public, prefix="/api")
     authed = [Depends(require_principal)]
     for router in (
         meta.router,
@@ -105,7 +169,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings_api.router,
         disk.router,
         workspace.router,
+        env_sets.router,
+        browse_dirs.router,
+        auth_routes.router,
+        users.router,
+        tokens.router,
+        share.router,
     ):
-        app.include_router(router, prefix="/api", dependencies=authed)
+        limit = [Depends(limit_run_creation)] if router is runs.router else []
+        app.include_router(router, prefix="/api", dependencies=[*authed, *limit])
     app.include_router(streams.ws_router, prefix="/api")
+    webui.install(app)  # the UI answers what no route matches
     return app

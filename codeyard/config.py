@@ -30,12 +30,37 @@ class Settings(BaseSettings):
     #: Permission mode for runs without an agent profile: default (ask for writes and
     #: commands), plan (deny writes) or auto (allow; hard gates still ask).
     default_permission_mode: Literal["default", "plan", "auto"] = "default"
+    #: A signed-in session ends after this many minutes without a request…
+    session_idle_minutes: float = Field(default=12 * 60, gt=0)
+    #: …and this many hours after sign-in, however active.
+    session_max_hours: float = Field(default=7 * 24, gt=0)
+    #: Browser origins allowed to call the API cross-origin (comma-separated); empty: CORS off.
+    cors_origins: str = ""
+    #: Largest request body accepted (bytes); bigger ones get 413.
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: Runs one principal may create per minute (429 with Retry-After beyond).
+    run_create_per_minute: int = Field(default=60, ge=1)
+    #: Serve HTTPS directly with this certificate and key (PEM files).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: TLS is terminated by a proxy in front: no warning when binding a public address.
+    behind_tls_proxy: bool = False
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'codeyard.db'}"
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """``cors_origins`` as a list (trailing slashes dropped)."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def secret_key_path(self) -> Path:
+        """The AES-GCM key that encrypts env sets (created 0600 on first use)."""
+        return self.data_dir / "secret.key"
 
     @property
     def worktree_root(self) -> Path:

@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import uvicorn
 
 from codeyard.app import create_app
 from codeyard.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to bind) only accepts local connections."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_files(settings: Settings) -> tuple[str, str] | None:
+    """(certificate, key) when HTTPS is configured; a clear error when only one is given."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise SystemExit("Give both --tls-cert and --tls-key (CODEYARD_TLS_CERT/_KEY), or neither.")
+    for path in (settings.tls_cert, settings.tls_key):
+        if not path.is_file():
+            raise SystemExit(f"TLS file {path} does not exist or is not a file.")
+    return str(settings.tls_cert), str(settings.tls_key)
+
+
+def exposure_warning(settings: Settings, tls: bool) -> str | None:
+    """The warning for a public bind without TLS in this process or a proxy in front."""
+    if is_loopback(settings.host) or tls or settings.behind_tls_proxy:
+        return None
+    return (
+        f"Codeyard is listening on {settings.host}, reachable from other machines, over plain "
+        "HTTP: tokens and session cookies travel unencrypted. Serve HTTPS with --tls-cert and "
+        "--tls-key, or put a TLS-terminating proxy in front and pass --behind-tls-proxy "
+        "(CODEYARD_BEHIND_TLS_PROXY=1) to silence this warning."
+    )
 
 
 def run_server(settings: Settings) -> None:
@@ -16,12 +53,26 @@ def run_server(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    tls = tls_files(settings)
     settings.prepare_data_dir()
     settings.ensure_admin_token()
-    app = create_app(settings)
-    url = f"http://{settings.host}:{settings.port}"
+    app = create_app(settings, announce=lambda notice: print(notice, flush=True))
+    if warning := exposure_warning(settings, tls is not None):
+        log.warning(warning)
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://{settings.host}:{settings.port}"
     settings.write_server_file(url)
     print(f"Codeyard is serving {url}  (data: {settings.data_dir})", flush=True)
     where = "CODEYARD_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin.token"
     print(f"API docs: {url}/api/docs · admin token: {where}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    # The admin token is in the fragment: browsers never send it to a server or a proxy log.
+    print(f"Sign in: {url}/login#token={settings.ensure_admin_token()}", flush=True)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+    )

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 
+from codeyard.api.auth import require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import ApprovalResolve, PolicyBody, PolicySetBody
 from codeyard.services import approvals, policies
@@ -16,7 +17,7 @@ router = APIRouter(tags=["approvals and policies"])
 Status = Literal["pending", "approved", "rejected", "expired"]
 
 
-@router.get("/approvals")
+@router.get("/approvals", dependencies=[require_scope("runs:read")])
 async def list_approvals(
     svc: Svc,
     status: Status | None = None,
@@ -31,7 +32,7 @@ async def list_approvals(
     return listing(list(rows), next_cursor)
 
 
-@router.get("/runs/{run_ref}/approvals")
+@router.get("/runs/{run_ref}/approvals", dependencies=[require_scope("runs:read")])
 async def run_approvals(
     run_ref: str, svc: Svc, status: Status | None = None, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -41,25 +42,25 @@ async def run_approvals(
     return listing(list(rows), next_cursor)
 
 
-@router.post("/approvals/{approval_id}/resolve")
+@router.post("/approvals/{approval_id}/resolve", dependencies=[require_scope("approvals:resolve")])
 async def resolve_approval(approval_id: str, body: ApprovalResolve, svc: Svc) -> dict[str, Any]:
     """Approve or reject; ``remember`` adds an allow rule for the run or the project. 409 twice."""
     return await approvals.resolve(svc, approval_id, body.decision, body.reason, body.remember)
 
 
-@router.post("/runs/{run_ref}/trust")
+@router.post("/runs/{run_ref}/trust", dependencies=[require_scope("approvals:resolve")])
 async def trust_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Auto-approve this run's pending and future asks (hard gates still ask)."""
     return await approvals.trust(svc, run_ref)
 
 
-@router.get("/runs/{run_ref}/effective-policies")
+@router.get("/runs/{run_ref}/effective-policies", dependencies=[require_scope("runs:read")])
 async def effective_policies(run_ref: str, svc: Svc) -> dict[str, Any]:
     """The merged rule list for a run, in the order the engine applies it."""
     return await policies.effective(svc, run_ref)
 
 
-@router.get("/policy-decisions")
+@router.get("/policy-decisions", dependencies=[require_scope("runs:read")])
 async def policy_decisions(
     svc: Svc, run_id: str | None = None, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -73,30 +74,32 @@ async def policy_decisions(
     return listing(list(rows), next_cursor)
 
 
-@router.get("/policies")
+@router.get("/policies", dependencies=[require_scope("settings:read")])
 async def list_policies(svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return listing(list(await store.list_policies(conn)), None)
 
 
-@router.post("/policies", status_code=201)
+@router.post("/policies", dependencies=[require_scope("settings:write")], status_code=201)
 async def create_policy(body: PolicyBody, svc: Svc) -> dict[str, Any]:
     """Rules: ``{tool?, command?, path?, action, reason?}``; invalid regex or glob → 422."""
     return await policies.create_policy(svc, body.model_dump())
 
 
-@router.get("/policies/{policy_id}")
+@router.get("/policies/{policy_id}", dependencies=[require_scope("settings:read")])
 async def get_policy(policy_id: str, svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await store.get_policy(conn, policy_id)
 
 
-@router.put("/policies/{policy_id}")
+@router.put("/policies/{policy_id}", dependencies=[require_scope("settings:write")])
 async def replace_policy(policy_id: str, body: PolicyBody, svc: Svc) -> dict[str, Any]:
     return await policies.replace_policy(svc, policy_id, body.model_dump())
 
 
-@router.delete("/policies/{policy_id}", status_code=204)
+@router.delete(
+    "/policies/{policy_id}", dependencies=[require_scope("settings:write")], status_code=204
+)
 async def delete_policy(policy_id: str, svc: Svc) -> Response:
     async with svc.engine.connect() as conn:
         await store.get_policy(conn, policy_id)
@@ -104,30 +107,32 @@ async def delete_policy(policy_id: str, svc: Svc) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/policy-sets")
+@router.get("/policy-sets", dependencies=[require_scope("settings:read")])
 async def list_sets(svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return listing(list(await store.list_sets(conn)), None)
 
 
-@router.post("/policy-sets", status_code=201)
+@router.post("/policy-sets", dependencies=[require_scope("settings:write")], status_code=201)
 async def create_set(body: PolicySetBody, svc: Svc) -> dict[str, Any]:
     """A named list of policies, assignable to agent profiles, projects and runs."""
     return await policies.create_set(svc, body.model_dump())
 
 
-@router.get("/policy-sets/{set_id}")
+@router.get("/policy-sets/{set_id}", dependencies=[require_scope("settings:read")])
 async def get_set(set_id: str, svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await store.get_set(conn, set_id)
 
 
-@router.put("/policy-sets/{set_id}")
+@router.put("/policy-sets/{set_id}", dependencies=[require_scope("settings:write")])
 async def replace_set(set_id: str, body: PolicySetBody, svc: Svc) -> dict[str, Any]:
     return await policies.replace_set(svc, set_id, body.model_dump())
 
 
-@router.delete("/policy-sets/{set_id}", status_code=204)
+@router.delete(
+    "/policy-sets/{set_id}", dependencies=[require_scope("settings:write")], status_code=204
+)
 async def delete_set(set_id: str, svc: Svc) -> Response:
     async with svc.engine.connect() as conn:
         await store.get_set(conn, set_id)

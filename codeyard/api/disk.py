@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
-from codeyard.api.settings import requires
 from codeyard.services import retention
 
 router = APIRouter(tags=["disk"])
@@ -26,13 +26,13 @@ class GcBody(BaseModel):
     dry_run: bool = Field(default=False, description="Only report what would be freed.")
 
 
-@router.get("/disk-usage", dependencies=[Depends(requires("settings:read"))])
+@router.get("/disk-usage", dependencies=[require_scope("settings:read")])
 async def disk_usage(svc: Svc) -> dict[str, Any]:
     """Bytes per project and run; ``reclaimable`` marks what the next retention pass frees."""
     return await retention.disk_usage(svc)
 
 
-@router.post("/gc", dependencies=[Depends(requires("admin"))])
+@router.post("/gc", dependencies=[require_scope("admin")])
 async def collect(svc: Svc, body: GcBody | None = None) -> dict[str, Any]:
     """Remove worktrees of long-finished runs now (unmerged branches are kept).
 

@@ -14,8 +14,10 @@ from codeyard.domain.errors import (
     BadRequest,
     CodeyardError,
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthorized,
     ValidationFailed,
 )
@@ -25,10 +27,12 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[CodeyardError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
     ValidationFailed: 422,
+    TooManyRequests: 429,
 }
 TITLES = {
     400: "Bad request",
@@ -79,6 +83,8 @@ async def _codeyard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CodeyardError)
     status = _status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429 and exc.extra.get("retry_after") is not None:
+        headers = {"Retry-After": str(exc.extra["retry_after"])}
     # Extra members add to the problem; they never replace its standard members.
     extra = {k: v for k, v in exc.extra.items() if k not in STANDARD_MEMBERS}
     return problem(status, exc.detail, request, exc.title, headers, **extra)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from codeyard.agents import registry
+from codeyard.api.auth import require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import (
     AgentCreate,
@@ -18,20 +19,21 @@ from codeyard.api.schemas import (
 )
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
+from codeyard.services import env_sets as env_set_service
 from codeyard.services import projects as project_service
 from codeyard.store import projects
 
 router = APIRouter(tags=["projects"])
 
 
-@router.post("/projects", status_code=201)
+@router.post("/projects", dependencies=[require_scope("settings:write")], status_code=201)
 async def create_project(body: ProjectCreate, svc: Svc) -> dict[str, Any]:
     """Register local work trees (``path``) or clone URLs (``url``) as one project."""
     specs = [r.data() for r in body.repos]
     return await project_service.create_project(svc, body.name, body.slug, specs)
 
 
-@router.get("/projects")
+@router.get("/projects", dependencies=[require_scope("settings:read")])
 async def list_projects(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         rows, next_cursor = await projects.list_projects(conn, limit, cursor)
@@ -40,31 +42,39 @@ async def list_projects(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> d
     return listing(list(rows), next_cursor)
 
 
-@router.get("/projects/{project_ref}")
+@router.get("/projects/{project_ref}", dependencies=[require_scope("settings:read")])
 async def get_project(project_ref: str, svc: Svc) -> dict[str, Any]:
     return await project_service.get_project(svc, project_ref)
 
 
-@router.patch("/projects/{project_ref}")
+@router.patch("/projects/{project_ref}", dependencies=[require_scope("settings:write")])
 async def update_project(project_ref: str, body: ProjectUpdate, svc: Svc) -> dict[str, Any]:
     project = await project_service.get_project(svc, project_ref)
     await svc.writer.run(lambda tx: projects.update_project(tx, project["id"], body.data()))
     return await project_service.get_project(svc, project["id"])
 
 
-@router.delete("/projects/{project_ref}", status_code=204)
+@router.delete(
+    "/projects/{project_ref}", dependencies=[require_scope("settings:write")], status_code=204
+)
 async def delete_project(project_ref: str, svc: Svc) -> Response:
     """Delete a project and its idle runs' worktrees (409 while a run is active)."""
     await project_service.delete_project(svc, project_ref)
     return Response(status_code=204)
 
 
-@router.post("/projects/{project_ref}/repos", status_code=201)
+@router.post(
+    "/projects/{project_ref}/repos", dependencies=[require_scope("settings:write")], status_code=201
+)
 async def add_repo(project_ref: str, body: RepoSpec, svc: Svc) -> dict[str, Any]:
     return await project_service.add_repo(svc, project_ref, body.data())
 
 
-@router.delete("/projects/{project_ref}/repos/{repo_id}", status_code=204)
+@router.delete(
+    "/projects/{project_ref}/repos/{repo_id}",
+    dependencies=[require_scope("settings:write")],
+    status_code=204,
+)
 async def remove_repo(project_ref: str, repo_id: str, svc: Svc) -> Response:
     project = await project_service.get_project(svc, project_ref)
     if repo_id not in {r["id"] for r in project["repos"]}:
@@ -73,50 +83,54 @@ async def remove_repo(project_ref: str, repo_id: str, svc: Svc) -> Response:
     return Response(status_code=204)
 
 
-@router.patch("/repos/{repo_id}")
+@router.patch("/repos/{repo_id}", dependencies=[require_scope("settings:write")])
 async def update_repo(repo_id: str, body: RepoUpdate, svc: Svc) -> dict[str, Any]:
     await project_service.get_repo(svc, repo_id)
     await svc.writer.run(lambda tx: projects.update_repo(tx, repo_id, body.data()))
     return await project_service.get_repo(svc, repo_id)
 
 
-@router.post("/agents", status_code=201)
+@router.post("/agents", dependencies=[require_scope("settings:write")], status_code=201)
 async def create_agent(body: AgentCreate, svc: Svc) -> dict[str, Any]:
     """An agent profile: a provider with its model, instructions, tools and options."""
     provider = registry.get(body.provider)
     provider.validate_options(body.provider_config)
+    await env_set_service.check_ids(svc, body.env_set_ids)
     now = utc_now()
     values = {"id": new_id("agt"), **body.model_dump(), "created_at": now, "updated_at": now}
     await svc.writer.run(lambda tx: projects.insert_agent(tx, values))
     return values
 
 
-@router.get("/agents")
+@router.get("/agents", dependencies=[require_scope("settings:read")])
 async def list_agents(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         rows, next_cursor = await projects.list_agents(conn, limit, cursor)
     return listing(list(rows), next_cursor)
 
 
-@router.get("/agents/{agent_id}")
+@router.get("/agents/{agent_id}", dependencies=[require_scope("settings:read")])
 async def get_agent(agent_id: str, svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await projects.get_agent(conn, agent_id)
 
 
-@router.patch("/agents/{agent_id}")
+@router.patch("/agents/{agent_id}", dependencies=[require_scope("settings:write")])
 async def update_agent(agent_id: str, body: AgentUpdate, svc: Svc) -> dict[str, Any]:
     changes = body.data()
     async with svc.engine.connect() as conn:
         current = await projects.get_agent(conn, agent_id)
     provider = registry.get(changes.get("provider") or current["provider"])
     provider.validate_options(changes.get("provider_config", current["provider_config"]))
+    await env_set_service.check_ids(svc, changes.get("env_set_ids") or [])
     await svc.writer.run(lambda tx: projects.update_agent(tx, agent_id, changes))
     async with svc.engine.connect() as conn:
         return await projects.get_agent(conn, agent_id)
 
 
-@router.delete("/agents/{agent_id}", status_code=204)
+@router.delete(
+    "/agents/{agent_id}", dependencies=[require_scope("settings:write")], status_code=204
+)
 async def delete_agent(agent_id: str, svc: Svc) -> Response:
     async with svc.engine.connect() as conn:
         await projects.get_agent(conn, agent_id)

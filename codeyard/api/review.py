@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
+from codeyard.api.auth import require_action_scope, require_scope
 from codeyard.api.deps import Svc
 from codeyard.api.schemas import (
     CheckpointCreate,
@@ -26,7 +27,7 @@ def _paths(path: list[str] | None) -> list[str] | None:
     return [p for p in path if p] if path else None
 
 
-@router.get("/runs/{run_ref}/diff", response_model=None)
+@router.get("/runs/{run_ref}/diff", dependencies=[require_scope("runs:read")], response_model=None)
 async def run_diff(
     run_ref: str,
     svc: Svc,
@@ -41,31 +42,37 @@ async def run_diff(
     return {"data": result, "next_cursor": None}
 
 
-@router.get("/runs/{run_ref}/diff/stats")
+@router.get("/runs/{run_ref}/diff/stats", dependencies=[require_scope("runs:read")])
 async def run_diff_stats(run_ref: str, svc: Svc) -> dict[str, int]:
     return await review.stats(svc, run_ref)
 
 
-@router.get("/runs/{run_ref}/checkpoints")
+@router.get("/runs/{run_ref}/checkpoints", dependencies=[require_scope("runs:read")])
 async def list_checkpoints(run_ref: str, svc: Svc) -> dict[str, Any]:
     """One per turn (automatic) plus manual ones, oldest first."""
     return {"data": await review.list_checkpoints(svc, run_ref), "next_cursor": None}
 
 
-@router.post("/runs/{run_ref}/checkpoints", status_code=201)
+@router.post(
+    "/runs/{run_ref}/checkpoints", dependencies=[require_scope("runs:write")], status_code=201
+)
 async def create_checkpoint(
     run_ref: str, svc: Svc, body: CheckpointCreate | None = None
 ) -> dict[str, Any]:
     return await review.create_checkpoint(svc, run_ref, body.description if body else None)
 
 
-@router.post("/checkpoints/{checkpoint_id}/restore")
+@router.post("/checkpoints/{checkpoint_id}/restore", dependencies=[require_scope("runs:control")])
 async def restore_checkpoint(checkpoint_id: str, svc: Svc) -> dict[str, Any]:
     """Worktree back to the checkpoint; the state before is checkpointed first (undo)."""
     return await review.restore(svc, checkpoint_id)
 
 
-@router.get("/checkpoints/{checkpoint_id}/diff", response_model=None)
+@router.get(
+    "/checkpoints/{checkpoint_id}/diff",
+    dependencies=[require_scope("runs:read")],
+    response_model=None,
+)
 async def checkpoint_diff(
     checkpoint_id: str,
     svc: Svc,
@@ -79,7 +86,10 @@ async def checkpoint_diff(
     return {"data": result, "next_cursor": None}
 
 
-@router.post("/runs/{run_ref}/resolve")
+@router.post(
+    "/runs/{run_ref}/resolve",
+    dependencies=[require_scope("git:merge"), require_action_scope({"create_pr": "git:push"})],
+)
 async def resolve(run_ref: str, body: ResolveBody, svc: Svc) -> dict[str, Any]:
     """Land the run: merge, squash, rebase, create_pr, discard or agent_merge.
 
@@ -88,35 +98,35 @@ async def resolve(run_ref: str, body: ResolveBody, svc: Svc) -> dict[str, Any]:
     return await resolution.resolve(svc, run_ref, body.data() | {"action": body.action})
 
 
-@router.get("/runs/{run_ref}/pull-request")
+@router.get("/runs/{run_ref}/pull-request", dependencies=[require_scope("runs:read")])
 async def pull_request(run_ref: str, svc: Svc) -> dict[str, Any]:
     """The run's pull request as the host reports it now: state, checks, review state."""
     return await resolution.pull_request(svc, run_ref)
 
 
-@router.post("/runs/{run_ref}/commit")
+@router.post("/runs/{run_ref}/commit", dependencies=[require_scope("git:merge")])
 async def commit(run_ref: str, svc: Svc, body: CommitBody | None = None) -> dict[str, Any]:
     return await resolution.commit(svc, run_ref, body.message if body else None)
 
 
-@router.post("/runs/{run_ref}/push")
+@router.post("/runs/{run_ref}/push", dependencies=[require_scope("git:push")])
 async def push(run_ref: str, svc: Svc, body: PushBody | None = None) -> dict[str, Any]:
     """Push the run branch to the repository's remote (``--force-with-lease`` when forced)."""
     return await resolution.push(svc, run_ref, body.force if body else False)
 
 
-@router.post("/runs/{run_ref}/rebase")
+@router.post("/runs/{run_ref}/rebase", dependencies=[require_scope("git:merge")])
 async def rebase(run_ref: str, svc: Svc, body: RebaseBody | None = None) -> dict[str, Any]:
     """Rebase the run branch onto the latest target; conflicts → 409, branch restored."""
     return await resolution.rebase(svc, run_ref, body.onto if body else None)
 
 
-@router.post("/runs/{run_ref}/rename-branch")
+@router.post("/runs/{run_ref}/rename-branch", dependencies=[require_scope("git:merge")])
 async def rename_branch(run_ref: str, body: RenameBranchBody, svc: Svc) -> dict[str, Any]:
     return await resolution.rename_branch(svc, run_ref, body.name)
 
 
-@router.get("/projects/{project_ref}/branches")
+@router.get("/projects/{project_ref}/branches", dependencies=[require_scope("runs:read")])
 async def project_branches(project_ref: str, svc: Svc) -> dict[str, Any]:
     """Every branch of every repository, with ahead/behind and the run it belongs to."""
     return {"data": await resolution.project_branches(svc, project_ref), "next_cursor": None}

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
+from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
 from codeyard.domain import fold
 from codeyard.domain.events import StoredEvent
@@ -27,11 +28,13 @@ def _types(types: str | None) -> frozenset[str] | None:
     return frozenset(t for t in types.split(",") if t) if types else None
 
 
-@router.get("/{run_ref}/events")
+@router.get("/{run_ref}/events", dependencies=[require_scope("runs:read")])
 async def list_events(
     run_ref: str,
     svc: Svc,
-    after: Annotated[int, Query(ge=0, description="Return events with id greater than this.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="Return events with id greater than this.")
+    ] = 0,
     types: Annotated[str | None, Query(description="Comma-separated event types.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -46,7 +49,7 @@ async def list_events(
     return {"data": [e.to_dict() for e in page], "next_cursor": str(page[-1].id) if more else None}
 
 
-@router.get("/{run_ref}/snapshot")
+@router.get("/{run_ref}/snapshot", dependencies=[require_scope("runs:read")])
 async def snapshot(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Everything a client needs to draw a run in one request; stream from ``last_event_id``."""
     async with svc.engine.connect() as conn:
@@ -62,43 +65,45 @@ async def snapshot(run_ref: str, svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.get("/{run_ref}/transcript")
+@router.get("/{run_ref}/transcript", dependencies=[require_scope("runs:read")])
 async def transcript(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], "items": fold.transcript(evs)}
 
 
-@router.get("/{run_ref}/timeline")
+@router.get("/{run_ref}/timeline", dependencies=[require_scope("runs:read")])
 async def timeline(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], "items": fold.timeline(evs)}
 
 
-@router.get("/{run_ref}/tasks")
+@router.get("/{run_ref}/tasks", dependencies=[require_scope("runs:read")])
 async def tasks(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], "tasks": fold.tasks(evs)}
 
 
-@router.get("/{run_ref}/commands")
+@router.get("/{run_ref}/commands", dependencies=[require_scope("runs:read")])
 async def commands(run_ref: str, svc: Svc) -> dict[str, Any]:
     _, evs = await _all(svc, run_ref)
     return {"data": fold.commands(evs), "next_cursor": None}
 
 
-@router.get("/{run_ref}/telemetry")
+@router.get("/{run_ref}/telemetry", dependencies=[require_scope("runs:read")])
 async def telemetry(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], **fold.telemetry(evs)}
 
 
-@router.get("/{run_ref}/summary")
+@router.get("/{run_ref}/summary", dependencies=[require_scope("runs:read")])
 async def summary(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], **fold.summary(evs)}
 
 
-@router.get("/{run_ref}/logs", response_class=PlainTextResponse)
+@router.get(
+    "/{run_ref}/logs", dependencies=[require_scope("runs:read")], response_class=PlainTextResponse
+)
 async def logs(
     run_ref: str,
     svc: Svc,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import FollowUpBody, MessageBody, ResumeBody, RunCreate
 from codeyard.services import runs as run_service
@@ -14,13 +15,13 @@ from codeyard.store import runs
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-@router.post("", status_code=201)
-async def create_run(body: RunCreate, svc: Svc) -> dict[str, Any]:
+@router.post("", dependencies=[require_scope("runs:write")], status_code=201)
+async def create_run(body: RunCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     """Create a run; it is queued at once unless ``draft`` is true."""
-    return await run_service.create(svc, body.data())
+    return await run_service.create(svc, body.data(), created_by=principal.user_id)
 
 
-@router.get("")
+@router.get("", dependencies=[require_scope("runs:read")])
 async def list_runs(
     svc: Svc,
     status: Annotated[str | None, Query(description="Comma-separated statuses.")] = None,
@@ -46,64 +47,66 @@ async def list_runs(
     return listing([runs.public(r) for r in rows], next_cursor)
 
 
-@router.get("/{run_ref}")
+@router.get("/{run_ref}", dependencies=[require_scope("runs:read")])
 async def get_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """A run by id (``run_…``) or number."""
     return runs.public(await run_service.get(svc, run_ref))
 
 
-@router.delete("/{run_ref}", status_code=204)
+@router.delete("/{run_ref}", dependencies=[require_scope("runs:control")], status_code=204)
 async def delete_run(run_ref: str, svc: Svc) -> Response:
     """Delete an idle run with its worktrees, branch and events (409 while active)."""
     await run_service.delete(svc, run_ref)
     return Response(status_code=204)
 
 
-@router.post("/{run_ref}/start")
+@router.post("/{run_ref}/start", dependencies=[require_scope("runs:control")])
 async def start_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Queue a draft run."""
     return await run_service.start(svc, run_ref)
 
 
-@router.post("/{run_ref}/cancel")
+@router.post("/{run_ref}/cancel", dependencies=[require_scope("runs:control")])
 async def cancel_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     return await run_service.cancel(svc, run_ref)
 
 
-@router.post("/{run_ref}/pause")
+@router.post("/{run_ref}/pause", dependencies=[require_scope("runs:control")])
 async def pause_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Stop the agent, keeping its session and worktree; ``resume`` continues."""
     return await run_service.pause(svc, run_ref)
 
 
-@router.post("/{run_ref}/resume")
+@router.post("/{run_ref}/resume", dependencies=[require_scope("runs:control")])
 async def resume_run(run_ref: str, svc: Svc, body: ResumeBody | None = None) -> dict[str, Any]:
     return await run_service.resume(svc, run_ref, body.message if body else None)
 
 
-@router.post("/{run_ref}/messages", status_code=202)
+@router.post("/{run_ref}/messages", dependencies=[require_scope("runs:write")], status_code=202)
 async def send_message(run_ref: str, body: MessageBody, svc: Svc) -> dict[str, Any]:
     """An operator message: answers a waiting agent, is queued mid-turn, or starts a new turn."""
     return await run_service.message(svc, run_ref, body.text)
 
 
-@router.post("/{run_ref}/follow-up", status_code=201)
-async def follow_up(run_ref: str, body: FollowUpBody, svc: Svc) -> dict[str, Any]:
+@router.post("/{run_ref}/follow-up", dependencies=[require_scope("runs:write")], status_code=201)
+async def follow_up(
+    run_ref: str, body: FollowUpBody, svc: Svc, principal: Caller
+) -> dict[str, Any]:
     """A new run whose source is this run's branch."""
-    return await run_service.follow_up(svc, run_ref, body.data())
+    return await run_service.follow_up(svc, run_ref, body.data(), principal.user_id)
 
 
-@router.post("/{run_ref}/retry", status_code=201)
-async def retry(run_ref: str, svc: Svc) -> dict[str, Any]:
+@router.post("/{run_ref}/retry", dependencies=[require_scope("runs:write")], status_code=201)
+async def retry(run_ref: str, svc: Svc, principal: Caller) -> dict[str, Any]:
     """A new run with the same prompt and agent from the original source."""
-    return await run_service.retry(svc, run_ref)
+    return await run_service.retry(svc, run_ref, principal.user_id)
 
 
-@router.post("/{run_ref}/archive")
+@router.post("/{run_ref}/archive", dependencies=[require_scope("runs:write")])
 async def archive(run_ref: str, svc: Svc) -> dict[str, Any]:
     return await run_service.set_archived(svc, run_ref, True)
 
 
-@router.post("/{run_ref}/unarchive")
+@router.post("/{run_ref}/unarchive", dependencies=[require_scope("runs:write")])
 async def unarchive(run_ref: str, svc: Svc) -> dict[str, Any]:
     return await run_service.set_archived(svc, run_ref, False)

@@ -86,6 +86,10 @@ class RunCreate(Body):
     labels: list[str] = Field(default_factory=list)
     parent_run_id: str | None = None
     policy_set_ids: list[str] = Field(default_factory=list)
+    env_set_ids: list[str] = Field(
+        default_factory=list,
+        description="Env sets for the agent's environment (after the agent profile's).",
+    )
 
 
 class ResumeBody(Body):

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from codeyard.api.auth import Principal, require_principal
+from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
 from codeyard.services import settings as settings_service
 
 router = APIRouter(tags=["settings"])
-
-
-def requires(scope: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency that lets through principals holding ``scope`` (or ``admin``), else 403."""
-
-    async def check(request: Request) -> Principal:
-        principal = await require_principal(request)
-        if scope not in principal.scopes and "admin" not in principal.scopes:
-            raise HTTPException(403, f"This needs the '{scope}' scope.")
-        return principal
-
-    return check
 
 
 class Budgets(BaseModel):
@@ -77,16 +64,14 @@ class SettingsUpdate(BaseModel):
         return value
 
 
-@router.get(
-    "/settings", response_model=SettingsView, dependencies=[Depends(requires("settings:read"))]
-)
+@router.get("/settings", response_model=SettingsView, dependencies=[require_scope("settings:read")])
 async def get_settings(svc: Svc) -> dict[str, Any]:
     """Current settings: stored values over the configured defaults."""
     return await settings_service.current(svc)
 
 
 @router.put(
-    "/settings", response_model=SettingsView, dependencies=[Depends(requires("settings:write"))]
+    "/settings", response_model=SettingsView, dependencies=[require_scope("settings:write")]
 )
 async def put_settings(body: SettingsUpdate, svc: Svc) -> dict[str, Any]:
     """Change settings (422 when a value is not acceptable); returns them all.

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from sse_starlette import EventSourceResponse
 from starlette.types import Message, Send
 
-from codeyard.api.auth import authenticate
+from codeyard.api.auth import authenticate, require_scope
 from codeyard.api.deps import Svc
 from codeyard.domain.errors import CodeyardError
 from codeyard.events.hub import EventFilter
@@ -32,8 +32,9 @@ def _types(types: str | None) -> frozenset[str] | None:
 
 def _after(last_event_id: str | None, after: int | None) -> int:
     for value in (last_event_id, after):
-        if value is not None and str(value).strip().isdigit():
-            return int(value)
+        text = str(value).strip() if value is not None else ""
+        if text.isascii() and text.isdigit() and len(text) <= 18:  # fits a BIGINT
+            return int(text)
     return 0
 
 
@@ -63,12 +64,19 @@ def _sse(svc: Services, flt: EventFilter, after: int, until_idle: bool) -> Event
     )
 
 
-@router.get("/runs/{run_ref}/events/stream")
+def event_stream(
+    svc: Services, run_id: str, last_event_id: str | None, after: int | None
+) -> EventSourceResponse:
+    """SSE of one run's events (replay after ``Last-Event-ID`` or ``after``, then live)."""
+    return _sse(svc, EventFilter(run_id=run_id), _after(last_event_id, after), False)
+
+
+@router.get("/runs/{run_ref}/events/stream", dependencies=[require_scope("runs:read")])
 async def run_stream(
     run_ref: str,
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     types: str | None = None,
     until_idle: bool = False,
 ) -> EventSourceResponse:
@@ -79,11 +87,11 @@ async def run_stream(
     return _sse(svc, flt, _after(last_event_id, after), until_idle)
 
 
-@router.get("/events/stream")
+@router.get("/events/stream", dependencies=[require_scope("runs:read")])
 async def global_stream(
     svc: Svc,
     last_event_id: Annotated[str | None, Header()] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     run_id: str | None = None,
     project_id: str | None = None,
     types: str | None = None,
@@ -95,10 +103,16 @@ async def global_stream(
 
 @ws_router.websocket("/ws")
 async def websocket(ws: WebSocket) -> None:
-    """Send ``{"subscribe": {run_id?, project_id?, types?, after?}}``; events arrive as JSON."""
+    """Send ``{"subscribe": {run_id?, project_id?, types?, after?}}``; events arrive as JSON.
+
+    Authenticates like HTTP routes (bearer token, ``?access_token=`` or the session cookie) and
+    needs ``runs:read``; otherwise the socket is closed with code 4401.
+    """
     try:
-        authenticate(ws)
+        principal = await authenticate(ws)
     except CodeyardError:
+        principal = None
+    if principal is None or "runs:read" not in principal.scopes:
         await ws.accept()  # close codes need an open socket; before accept ASGI answers HTTP 403
         await ws.close(code=4401, reason="authentication required")
         return

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 
+from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
 from codeyard.store import settings as settings_store
 from codeyard.store import usage
@@ -14,7 +15,7 @@ from codeyard.store import usage
 router = APIRouter(tags=["usage"])
 
 
-@router.get("/usage")
+@router.get("/usage", dependencies=[require_scope("runs:read")])
 async def usage_totals(svc: Svc, period: Literal["day", "month"] = "day") -> dict[str, Any]:
     """Recorded tokens and dollars since the start of the UTC day or month, with the cap."""
     now = datetime.now(UTC)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
 from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.services import projects as project_service
@@ -49,7 +50,7 @@ async def _worktree(
     return run, str(chosen), Path(path)
 
 
-@router.get("/runs/{run_ref}/workspace")
+@router.get("/runs/{run_ref}/workspace", dependencies=[require_scope("runs:read")])
 async def list_workspace(
     run_ref: str,
     svc: Svc,
@@ -63,7 +64,7 @@ async def list_workspace(
     return {"run_id": run["id"], "repo_id": chosen, **listing}
 
 
-@router.get("/runs/{run_ref}/workspace/file")
+@router.get("/runs/{run_ref}/workspace/file", dependencies=[require_scope("runs:read")])
 async def read_workspace_file(
     run_ref: str, svc: Svc, path: PathQ, repo_id: RepoQ = None, truncate: TruncateQ = False
 ) -> dict[str, Any]:
@@ -78,14 +79,14 @@ async def _repo(svc: Svc, repo_id: str, ref: str | None) -> tuple[dict[str, Any]
     return repo, Path(repo["path"]), ref or repo["default_branch"] or "HEAD"
 
 
-@router.get("/repos/{repo_id}/tree")
+@router.get("/repos/{repo_id}/tree", dependencies=[require_scope("runs:read")])
 async def repo_tree(repo_id: str, svc: Svc, path: PathQ = "", ref: RefQ = None) -> dict[str, Any]:
     """One directory of a commit (400 naming ``ref`` when it names no commit)."""
     repo, where, rev = await _repo(svc, repo_id, ref)
     return {"repo_id": repo["id"], **await browse.repo_tree(where, repo["name"], rev, path)}
 
 
-@router.get("/repos/{repo_id}/blob")
+@router.get("/repos/{repo_id}/blob", dependencies=[require_scope("runs:read")])
 async def repo_blob(
     repo_id: str, svc: Svc, path: PathQ, ref: RefQ = None, truncate: TruncateQ = False
 ) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from codeyard import __version__
-from codeyard.cli import approvals, doctor, fake_llm, gc, runs, serve
+from codeyard.cli import account, approvals, doctor, fake_llm, gc, runs, serve, users
 from codeyard.cli.state import CodeyardGroup, get_state
 
 app = typer.Typer(
@@ -69,6 +69,10 @@ app.command()(approvals.approve)
 app.command()(approvals.reject)
 app.command()(approvals.trust)
 app.command("fake-llm")(fake_llm.fake_llm)
+app.command()(account.login)
+app.command()(account.logout)
+app.add_typer(account.token_app, name="token")
+app.add_typer(users.users_app, name="users")
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 Discovery order: ``--server`` / ``CODEYARD_SERVER``, else the ``url`` in ``<data_dir>/server.json``
 (written by ``codeyard serve``), else ``http://127.0.0.1:8420``. The token: ``--token`` /
-``CODEYARD_TOKEN``, else ``CODEYARD_ADMIN_TOKEN``, else ``<data_dir>/admin.token``.
+``CODEYARD_TOKEN``, else the one ``codeyard login`` stored for that URL, else
+``CODEYARD_ADMIN_TOKEN``, else ``<data_dir>/admin.token``.
 
 Tests inject an ``httpx.BaseTransport`` (``httpx.MockTransport`` in unit tests); everything else
 goes over the network to a real server.
@@ -21,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from codeyard import __version__
+from codeyard.cli.credentials import stored_token
 from codeyard.config import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8420"
@@ -78,7 +80,8 @@ def _problem_notes(status: int, problem: dict[str, Any]) -> list[str]:
         notes.append("conflicts: " + ", ".join(str(c) for c in conflicts))
     if status == 401:
         notes.append(
-            "Check --token / CODEYARD_TOKEN, or the admin.token file in the data directory."
+            "Check --token / CODEYARD_TOKEN, sign in with `codeyard login`, or use the "
+            "admin.token file in the data directory."
         )
     if status == 429 and problem.get("retry_after") is not None:
         notes.append(f"retry after {problem['retry_after']} s")
@@ -150,8 +153,9 @@ def discover(settings: Settings, *, server: str | None, token: str | None) -> Ta
             url, source = info["url"], "server.json"
         else:
             url, source = DEFAULT_URL, "default"
-    token = token or settings.admin_token or read_token_file(settings.data_dir)
-    return Target(url=url.rstrip("/"), token=token, source=source)
+    url = url.rstrip("/")
+    token = token or stored_token(url) or settings.admin_token or read_token_file(settings.data_dir)
+    return Target(url=url, token=token, source=source)
 
 
 def run_path(run: str, *parts: str) -> str:
@@ -208,6 +212,10 @@ class ApiClient:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return response.text
+
+    def set_header(self, name: str, value: str) -> None:
+        """Send ``name: value`` with every later request (the CSRF header after a sign-in)."""
+        self._http.headers[name] = value
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

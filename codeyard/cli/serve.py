@@ -33,6 +33,27 @@ def serve(
         "(or CODEYARD_HOME / CODEYARD_DATA_DIR).",
         show_default=False,
     ),
+    tls_cert: Path | None = typer.Option(
+        None,
+        "--tls-cert",
+        dir_okay=False,
+        help="Serve HTTPS with this PEM certificate (with --tls-key). Or CODEYARD_TLS_CERT.",
+        show_default=False,
+    ),
+    tls_key: Path | None = typer.Option(
+        None,
+        "--tls-key",
+        dir_okay=False,
+        help="The certificate's PEM private key. Or CODEYARD_TLS_KEY.",
+        show_default=False,
+    ),
+    behind_tls_proxy: bool | None = typer.Option(
+        None,
+        "--behind-tls-proxy",
+        help="A proxy in front terminates TLS: no warning when --host is not loopback. "
+        "Or CODEYARD_BEHIND_TLS_PROXY=1.",
+        show_default=False,
+    ),
 ) -> None:
     """Run the Codeyard server (API, web UI and agent executor) until Ctrl-C.
 
@@ -40,7 +61,14 @@ def serve(
     """
     if data_dir is not None:
         data_dir = data_dir.expanduser()
-    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "behind_tls_proxy": behind_tls_proxy,
+    }
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     # Imported here, not at the top: the server stack (FastAPI, SQLAlchemy, uvicorn) takes about
     # a second to import, and every other command (`codeyard ls`, …) only needs httpx.

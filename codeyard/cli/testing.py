@@ -26,15 +26,22 @@ def invoke(
     retries: int = DEFAULT_RETRIES,
     sleep: Callable[[float], None] = lambda _seconds: None,
     catch_exceptions: bool = False,
+    input: str | None = None,
 ) -> Result:
     """``codeyard *args``; the result has ``exit_code``, ``stdout`` and ``stderr``.
 
     Output is 200 columns wide and uncoloured; reconnect back-off does not sleep by default.
     Unexpected exceptions propagate (``catch_exceptions=False``) so a traceback fails the test.
+    ``input`` is what the command reads from stdin (prompts included).
     """
     state = CliState(server=server, token=token, transport=transport, retries=retries, sleep=sleep)
     environment: dict[str, str | None] = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     environment.update(env or {})
     return CliRunner().invoke(
-        app, list(args), obj=state, env=environment, catch_exceptions=catch_exceptions
+        app,
+        list(args),
+        obj=state,
+        env=environment,
+        catch_exceptions=catch_exceptions,
+        input=input,
     )

@@ -48,3 +48,15 @@ class InvalidTransition(Conflict):
 
 class Unauthorized(CodeyardError):
     title = "Unauthorized"
+
+
+class Forbidden(CodeyardError):
+    """Authenticated, but not allowed: a missing scope, another user's run, a bad CSRF token."""
+
+    title = "Forbidden"
+
+
+class TooManyRequests(CodeyardError):
+    """Rate limited; ``retry_after`` (seconds) becomes the ``Retry-After`` header."""
+
+    title = "Too many requests"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from codeyard.crypto import SecretBox
 from codeyard.domain.status import RunStatus
 from codeyard.executor.approvals import ApprovalGate, expire_pending_of_run
 from codeyard.executor.handle import RunHandle
@@ -36,11 +37,14 @@ class LocalExecutor:
         worktree_root: Path,
         logs_root: Path,
         bash_timeout: float,
+        secrets: SecretBox,
     ) -> None:
         self._engine = engine
         self._writer = writer
         gate = ApprovalGate(engine, writer, default_permission_mode)
-        self._driver = TurnDriver(engine, writer, gate, worktree_root, logs_root, bash_timeout)
+        self._driver = TurnDriver(
+            engine, writer, gate, worktree_root, logs_root, bash_timeout, secrets
+        )
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._max = max_concurrent_runs
         self._workers: list[asyncio.Task[None]] = []
@@ -106,7 +110,8 @@ class LocalExecutor:
             await asyncio.gather(handle.task, return_exceptions=True)
 
     def answer(self, run_id: str, text: str) -> bool:
-        """Deliver an operator's answer to an agent waiting for one; False if none waits."""
+        """Deliver an operator's answer to an agent waiting for one; False if none waits
+        (the message was queued; an agent that takes messages mid-turn is told)."""
         handle = self.handles.get(run_id)
         if handle is None:
             return False

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import registry
 from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
+from codeyard.crypto import SecretBox, SecretsUnavailable
+from codeyard.domain.errors import CodeyardError
 from codeyard.domain.events import NewEvent
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
@@ -25,7 +27,7 @@ from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
 from codeyard.executor.sink import TurnSink
-from codeyard.store import events, runs
+from codeyard.store import env_sets, events, runs
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.git import GitError
 
@@ -93,8 +95,10 @@ class TurnDriver:
         worktree_root: Path,
         logs_root: Path,
         bash_timeout: float,
+        secrets: SecretBox,
     ) -> None:
         self._engine = engine
+        self._secrets = secrets
         self._writer = writer
         self._gate = gate
         self._worktree_root = worktree_root
@@ -198,7 +202,13 @@ class TurnDriver:
         provider = registry.get(run["provider"])
         tracker = ChangeTracker(run["worktrees"], run["base_commits"])
         log_path = self._logs_root / f"{run_id}.log"
-        sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker)
+        sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
+        try:
+            options = await self._with_env_sets(run["agent_options"])
+        except (CodeyardError, SecretsUnavailable) as exc:
+            reason = f"Could not load the run's env sets: {exc}"
+            await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
+            return None
         ctx = TurnContext(
             run_id=run_id,
             turn=turn.number,
@@ -207,7 +217,7 @@ class TurnDriver:
             resumed_source=turn.resumed_source,
             worktree=Path(next(iter(run["worktrees"].values()))),
             model=run["model"],
-            options=run["agent_options"],
+            options=options,
             session_id=run["session_id"],
             resume_state=run["agent_state"],
             decide=lambda req: self._decide_call(handle, sink, req),
@@ -245,6 +255,16 @@ class TurnDriver:
         return await self._writer.run(
             lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
         )
+
+    async def _with_env_sets(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options the adapter gets: env set variables decrypted into ``env`` (under the
+        run's own ``env``). Only this copy holds the values; nothing stores or logs it."""
+        ids = options.get("env_set_ids") or []
+        if not ids:
+            return options
+        async with self._engine.connect() as conn:
+            env = await env_sets.environment_for(conn, self._secrets, list(ids))
+        return {**options, "env": {**env, **(options.get("env") or {})}}
 
     async def _settle(self, run: dict[str, Any], tracker: ChangeTracker) -> None:
         """At a turn's end: fresh diff stats on the run and an automatic checkpoint."""

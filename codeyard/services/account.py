@@ -59,7 +59,8 @@ async def mfa_setup(svc: Services, principal: Principal) -> dict[str, Any]:
             "(POST /api/auth/mfa/disable) to enrol a new device."
         )
     secret = totp.new_secret()
-    await svc.writer.run(lambda tx: users.update_user(tx, user["id"], totp_pending=secret))
+    sealed = auth.seal_totp(svc, user["id"], secret)
+    await svc.writer.run(lambda tx: users.update_user(tx, user["id"], totp_pending=sealed))
     return {"secret": secret, "otpauth_uri": totp.provisioning_uri(secret, user["username"])}
 
 
@@ -68,7 +69,8 @@ async def mfa_verify(svc: Services, principal: Principal, code: str, now: float)
     user = await _user(svc, principal)
     if user["totp_pending"] is None:
         raise Conflict("No two-factor set-up is pending; start with POST /api/auth/mfa/setup.")
-    step = totp.accepted_step(user["totp_pending"], code, now, None)
+    pending = auth.open_totp(svc, user["id"], user["totp_pending"])
+    step = totp.accepted_step(pending, code, now, None)
     if step is None:
         raise BadRequest(
             "The code does not match the new secret; check the authenticator app's clock and "

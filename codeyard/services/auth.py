@@ -19,6 +19,7 @@ from codeyard.auth.principal import ADMIN, Principal
 from codeyard.auth.ratelimit import FailureLimiter
 from codeyard.auth.scopes import ALL, effective, expand, for_role
 from codeyard.auth.secrets import PAT_PREFIX, digest, matches, new_secret, same
+from codeyard.crypto import secret_box
 from codeyard.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from codeyard.domain.ids import new_id
 from codeyard.services.context import Services
@@ -218,11 +219,21 @@ async def open_session(
     return NewSession(secret, csrf, int(state.session_max_seconds), public)
 
 
+def seal_totp(svc: Services, user_id: str, secret: str) -> str:
+    """A TOTP secret as stored: AES-GCM with the data dir's key, bound to its user."""
+    return secret_box(svc.settings.secret_key_path).encrypt(secret.encode(), f"totp:{user_id}")
+
+
+def open_totp(svc: Services, user_id: str, sealed: str) -> str:
+    return secret_box(svc.settings.secret_key_path).decrypt(sealed, f"totp:{user_id}").decode()
+
+
 async def _check_second_factor(
     svc: Services, state: AuthState, user: dict[str, Any], code: str
 ) -> bool:
     """A TOTP code (not a replay) or an unused recovery code; records its use."""
-    step = totp.accepted_step(user["totp_secret"], code, state.now(), user["totp_last_step"])
+    secret = open_totp(svc, user["id"], user["totp_secret"])
+    step = totp.accepted_step(secret, code, state.now(), user["totp_last_step"])
     if step is not None:
 
         async def take_step(tx: Tx) -> bool:

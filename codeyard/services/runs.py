@@ -12,6 +12,7 @@ from codeyard.domain.ids import new_id, slugify, title_from_prompt
 from codeyard.domain.status import RunStatus, check_action
 from codeyard.executor.checkpointing import delete_run_refs
 from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.services import env_sets as env_set_service
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
 from codeyard.store import policies, projects, runs
@@ -19,6 +20,8 @@ from codeyard.store.writer import Tx
 from codeyard.workspace import git
 
 S = RunStatus
+#: Where a run keeps the ids of its env sets (values are decrypted only for the agent process).
+ENV_SET_IDS = "env_set_ids"
 #: Agent profile fields every provider reads from its options.
 PROFILE_OPTIONS = (
     "instructions",
@@ -42,6 +45,8 @@ async def _resolve_agent(
         # The profile's own fields reach the provider as options; the run's options win.
         profile = {k: agent[k] for k in PROFILE_OPTIONS if agent.get(k) not in (None, [], "")}
         options = {**profile, **agent["provider_config"], **options}
+        if agent.get("env_set_ids"):  # the profile's env sets, then the run's own
+            options[ENV_SET_IDS] = [*agent["env_set_ids"], *(options.get(ENV_SET_IDS) or [])]
         return provider_name, model or agent["model"], options, agent["id"]
     if not body.get("provider"):
         raise ValidationFailed(
@@ -49,6 +54,25 @@ async def _resolve_agent(
             errors=[{"loc": ["provider"], "msg": "agent_id or provider required"}],
         )
     return body["provider"], model, options, None
+
+
+async def _attach_env_sets(svc: Services, options: dict[str, Any], extra: list[str]) -> None:
+    """Record the run's env set ids (never their values) in its options; 422 for unknown ones.
+
+    The executor decrypts them into the agent's environment at each turn (``executor.turns``).
+    """
+    ids = options.get(ENV_SET_IDS) or []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValidationFailed(
+            "agent_options.env_set_ids must be a list of env set ids (env_…).",
+            errors=[{"loc": ["body", "agent_options", ENV_SET_IDS], "msg": "list of ids"}],
+        )
+    ids = list(dict.fromkeys([*ids, *extra]))
+    if ids:
+        await env_set_service.check_ids(svc, ids)
+        options[ENV_SET_IDS] = ids
+    else:
+        options.pop(ENV_SET_IDS, None)
 
 
 async def _resolve_repos(
@@ -98,7 +122,10 @@ async def _resolve_repos(
 
 
 async def create(
-    svc: Services, body: dict[str, Any], parent_run_id: str | None = None
+    svc: Services,
+    body: dict[str, Any],
+    parent_run_id: str | None = None,
+    created_by: str | None = None,
 ) -> dict[str, Any]:
     """Validate everything first, then write the run (and any new project) in one job."""
     prompt = (body.get("prompt") or "").strip()
@@ -108,6 +135,7 @@ async def create(
             errors=[{"loc": ["body", "prompt"], "msg": "must not be empty"}],
         )
     provider_name, model, options, agent_id = await _resolve_agent(svc, body)
+    await _attach_env_sets(svc, options, list(body.get("env_set_ids") or []))
     registry.get(provider_name).validate_options(options)
     new_project, project_id, repos = await _resolve_repos(svc, body)
     source_ref = body.get("source_ref") or "HEAD"
@@ -149,6 +177,7 @@ async def create(
         "branch": None,
         "worktrees": {},
         "parent_run_id": parent_run_id,
+        "created_by": created_by,
         "session_id": None,
         "agent_state": {},
         "turns": 0,
@@ -303,7 +332,9 @@ async def set_archived(svc: Services, ref: str, archived: bool) -> dict[str, Any
     return runs.public(await svc.writer.run(job))
 
 
-async def follow_up(svc: Services, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+async def follow_up(
+    svc: Services, ref: str, body: dict[str, Any], created_by: str | None = None
+) -> dict[str, Any]:
     """A new run that starts from this run's branch."""
     parent = await get(svc, ref)
     if not parent["branch"]:
@@ -321,10 +352,10 @@ async def follow_up(svc: Services, ref: str, body: dict[str, Any]) -> dict[str, 
         "model": body.get("model") or parent["model"],
         "agent_options": body.get("agent_options", parent["agent_options"]),
     }
-    return await create(svc, new_body, parent_run_id=parent["id"])
+    return await create(svc, new_body, parent_run_id=parent["id"], created_by=created_by)
 
 
-async def retry(svc: Services, ref: str) -> dict[str, Any]:
+async def retry(svc: Services, ref: str, created_by: str | None = None) -> dict[str, Any]:
     """A new run with the same prompt, agent and original source commits."""
     run = await get(svc, ref)
     body = {
@@ -342,4 +373,4 @@ async def retry(svc: Services, ref: str) -> dict[str, Any]:
         "budget_usd": run["budget_usd"],
         "labels": run["labels"],
     }
-    return await create(svc, body, parent_run_id=run["id"])
+    return await create(svc, body, parent_run_id=run["id"], created_by=created_by)

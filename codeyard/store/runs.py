@@ -43,6 +43,7 @@ PUBLIC_FIELDS = (
     "pull_request",
     "archived",
     "labels",
+    "created_by",
     "created_at",
     "started_at",
     "finished_at",
@@ -84,7 +85,9 @@ async def insert(tx: Tx, values: dict[str, Any]) -> None:
 async def find(conn: AsyncConnection, ref: str | int) -> dict[str, Any] | None:
     """A run by id (``run_…``) or by number."""
     ref_s = str(ref)
-    cond = R.c.number == int(ref_s) if ref_s.isdigit() else R.c.id == ref_s
+    # ASCII digits only ("¹".isdigit() is true), and few enough to fit the column.
+    numeric = ref_s.isascii() and ref_s.isdigit() and len(ref_s) <= 9
+    cond = R.c.number == int(ref_s) if numeric else R.c.id == ref_s
     row = (await conn.execute(select(R).where(cond))).first()
     return _as_dict(row) if row else None
 
@@ -190,5 +193,6 @@ async def update_fields(tx: Tx, run_id: str, **values: Any) -> None:
 async def remove(tx: Tx, run_id: str) -> None:
     await tx.conn.execute(delete(schema.events).where(schema.events.c.run_id == run_id))
     await tx.conn.execute(delete(schema.checkpoints).where(schema.checkpoints.c.run_id == run_id))
+    await tx.conn.execute(delete(schema.share_links).where(schema.share_links.c.run_id == run_id))
     await tx.conn.execute(delete(R).where(R.c.id == run_id))
     tx.forget_run(run_id)

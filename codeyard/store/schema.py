@@ -105,6 +105,8 @@ runs = Table(
     #: go past the global cap.
     Column("cap_waivers", JSON),
     Column("queued_at", String(32)),
+    #: The user who created the run; None for the admin token (and runs before users existed).
+    Column("created_by", String(40)),
     Column("created_at", String(32), nullable=False),
     Column("started_at", String(32)),
     Column("finished_at", String(32)),
@@ -225,4 +227,72 @@ env_sets = Table(
     Column("keys", JSON, nullable=False),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(20), nullable=False),
+    #: The TOTP secret once verified; ``totp_pending`` holds one being set up.
+    #: Both sealed with the data dir's key (``services.auth.seal_totp``), never stored plain.
+    Column("totp_secret", Text),
+    Column("totp_pending", Text),
+    #: The last TOTP time step accepted: a code of that step or an earlier one is a replay.
+    Column("totp_last_step", BigInteger),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    #: SHA-256 of the cookie value; the value itself is never stored.
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("csrf_hash", String(64), nullable=False),
+    #: None: a session opened with the admin token.
+    Column("user_id", String(40), index=True),
+    #: None: the user's role scopes; else the scopes of the token it was opened with.
+    Column("scopes", JSON),
+    Column("user_agent", String(300)),
+    Column("created_at", String(32), nullable=False),
+    Column("last_seen_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), index=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(20), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    Column("expires_at", String(32)),
+    Column("last_used_at", String(32)),
+    Column("created_at", String(32), nullable=False),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("used_at", String(32)),
+)
+
+share_links = Table(
+    "share_links",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(40)),
+    Column("expires_at", String(32), nullable=False),
+    Column("created_at", String(32), nullable=False),
 )

@@ -86,9 +86,15 @@ def list_tree(root: Path, user_path: str = "", depth: int = 1) -> dict[str, Any]
     ``.git`` is left out. At most ``MAX_ENTRIES`` entries (then ``truncated`` is true).
     """
     real, rel = resolve_inside(root, user_path)
-    if not real.exists():
+    try:
+        exists, is_dir = real.exists(), real.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise BadRequest(
+            f"'{user_path}' cannot be listed: {exc.strerror}.", path=user_path
+        ) from None
+    if not exists:
         raise NotFound(f"There is no '{user_path}' in the worktree.", path=user_path)
-    if not real.is_dir():
+    if not is_dir:
         raise BadRequest(
             f"'{user_path}' is a file; read it with workspace/file?path={user_path}.",
             path=user_path,

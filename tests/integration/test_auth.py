@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+import sqlalchemy as sa
 
 from codeyard.services.auth import AuthState
 from tests.conftest import TOKEN, Api
@@ -175,6 +176,11 @@ async def test_totp_codes_are_single_use_and_recovery_codes_too(api: Api) -> Non
         totp, codes = await _enable_totp(client, clock)
         assert len(codes) == 10 and len(set(codes)) == 10
         assert (await client.get("/api/auth/me")).json()["user"]["mfa_enabled"] is True
+    async with api.services.engine.connect() as conn:
+        stored = (
+            await conn.execute(sa.text("SELECT totp_secret FROM users WHERE username = 'fay'"))
+        ).scalar_one()
+    assert stored.startswith("v1:") and totp.secret not in stored  # sealed at rest
 
     login = {"username": "fay", "password": PASSWORD}
     async with anonymous(api) as client:

@@ -20,8 +20,8 @@ def upgrade() -> None:
         sa.Column("username", sa.String(100), nullable=False, unique=True),
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("role", sa.String(20), nullable=False),
-        sa.Column("totp_secret", sa.String(64)),
-        sa.Column("totp_pending", sa.String(64)),
+        sa.Column("totp_secret", sa.Text()),  # sealed (codeyard.crypto)
+        sa.Column("totp_pending", sa.Text()),
         sa.Column("totp_last_step", sa.BigInteger()),
         sa.Column("created_at", sa.String(32), nullable=False),
         sa.Column("updated_at", sa.String(32), nullable=False),

@@ -1,0 +1,207 @@
+"""Pure ASGI middleware: security headers, the request body limit, WebSocket origin checks.
+
+Pure ASGI (no ``BaseHTTPMiddleware``) so that streamed responses (SSE) pass through untouched:
+each middleware only edits the ``http.response.start`` message or wraps ``receive``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "DOCS_CSP",
+    "SPA_CSP",
+    "BodyLimitMiddleware",
+    "SecurityHeadersMiddleware",
+    "WebSocketOriginMiddleware",
+    "same_origin",
+]
+
+#: For the single-page UI served from ``/``: its own scripts only (no inline ones), inline
+#: styles (React sets ``style`` attributes), same-origin fetch/SSE/WebSocket, no framing.
+SPA_CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "manifest-src 'self'",
+        "worker-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+#: ``/api/docs`` is FastAPI's Swagger UI: an inline bootstrap script and assets from jsDelivr.
+DOCS_CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
+        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
+        "img-src 'self' data: https://fastapi.tiangolo.com",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+_BASE_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+
+
+class SecurityHeadersMiddleware:
+    """Adds CSP, nosniff, referrer and framing headers to every HTTP response."""
+
+    def __init__(self, app: ASGIApp, docs_path: str = "/api/docs") -> None:
+        self.app = app
+        self.docs_path = docs_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"].startswith(self.docs_path) else SPA_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in (*_BASE_HEADERS, (b"content-security-policy", csp.encode())):
+                    if name not in present:
+                        headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _problem(status: int, title: str, detail: str, path: str) -> bytes:
+    return json.dumps(
+        {
+            "type": f"https://codeyard.dev/problems/{status}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+        }
+    ).encode()
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` with 413: by ``Content-Length`` before the
+    app runs, and by counting for streamed (chunked) bodies while the app reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self) -> str:
+        return (
+            f"The request body is larger than the server's limit of {self.max_bytes} bytes. "
+            "Send less, or raise CODEYARD_MAX_BODY_BYTES."
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        valid = length is None or (length.isascii() and length.isdigit())
+        if length is not None and (not valid or int(length) > self.max_bytes):
+            if not valid:
+                await self._reply(send, scope, 400, "Bad request", "Content-Length is invalid.")
+            else:
+                await self._reply(send, scope, 413, "Payload too large", self._detail())
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, self._detail())
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except HTTPException as exc:
+            # Raised by counting_receive where no handler turned it into a response.
+            if exc.status_code != 413 or started:
+                raise
+            await self._reply(send, scope, 413, "Payload too large", self._detail())
+
+    @staticmethod
+    async def _reply(send: Send, scope: Scope, status: int, title: str, detail: str) -> None:
+        body = _problem(status, title, detail, scope["path"])
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def same_origin(origin: str, host: str | None, scheme: str) -> bool:
+    """Whether a browser ``Origin`` names the host (and port) the request was sent to."""
+    parts = urlsplit(origin)
+    if not parts.hostname or host is None:
+        return False
+    default = 443 if parts.scheme in ("https", "wss") else 80
+    origin_port = parts.port or default
+    want = urlsplit(f"{scheme}://{host}")
+    host_port = want.port or (443 if scheme in ("https", "wss") else 80)
+    return parts.hostname.lower() == (want.hostname or "").lower() and origin_port == host_port
+
+
+class WebSocketOriginMiddleware:
+    """Refuses (HTTP 403 at the handshake) a WebSocket whose ``Origin`` is another site.
+
+    Browsers always send ``Origin`` on WebSocket handshakes and do not apply CORS to them, so a
+    page on another site could otherwise open ``/api/ws`` with the user's cookie. Clients that
+    send no ``Origin`` (CLIs, scripts) are let through to authenticate as usual.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str] = ()) -> None:
+        self.app = app
+        self.allowed = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+            if origin is not None and not (
+                origin.rstrip("/").lower() in self.allowed
+                or same_origin(origin, headers.get("host"), scheme)
+            ):
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1008, "reason": "origin"})
+                return
+        await self.app(scope, receive, send)
