@@ -29,7 +29,7 @@ from typing import Any
 
 from codeyard.agents.acp.binaries import CLIS_BIN, command_from_option, find_binary, tool_version
 from codeyard.agents.acp.gemini_sessions import gemini_home, protect_saved_session
-from codeyard.agents.acp.turn import Launch, run_acp_turn
+from codeyard.agents.acp.launch import Launch
 from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
 from codeyard.domain.errors import ValidationFailed
 
@@ -157,6 +157,8 @@ class AcpProvider:
     async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
         launch = self.launch(ctx)
         self.prepare(ctx, launch)
+        from codeyard.agents.acp.turn import run_acp_turn  # imports the SDK: on first use
+
         async for item in run_acp_turn(ctx, launch):
             yield item
 

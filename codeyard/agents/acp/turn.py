@@ -21,15 +21,15 @@ import os
 import shutil
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from acp.connection import Connection, StreamDirection, StreamEvent
 from acp.exceptions import RequestError
 from acp.meta import PROTOCOL_VERSION
 
+from codeyard.agents.acp.launch import Launch
 from codeyard.agents.acp.normalize import (
     Failed,
     NormalizeState,
@@ -68,24 +68,6 @@ RAW_LIMIT = 20_000
 #: Line limit of the agent's stdout (OpenCode's ``session/new`` lists every model it knows).
 READ_LIMIT = 64 * 1024 * 1024
 _CANCELLED: dict[str, Any] = {"outcome": {"outcome": "cancelled"}}
-
-
-@dataclass(frozen=True, slots=True)
-class Launch:
-    """How to start the agent for one turn (built by the provider)."""
-
-    provider: str
-    #: The agent's name in messages ("Gemini CLI").
-    label: str
-    argv: list[str]
-    env: dict[str, str]
-    cli_version: str | None = None
-    #: ``authenticate`` method to call after ``initialize`` (Gemini CLI with an API key).
-    auth_method: str | None = None
-    #: Folders made for this turn (generated config), removed when it ends.
-    scratch: list[Path] = field(default_factory=list)
-    #: How the agent's text starts when it reports a model failure as a message.
-    error_marker: str | None = None
 
 
 @dataclass(slots=True)

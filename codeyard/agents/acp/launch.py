@@ -1,0 +1,27 @@
+"""How a provider asks for one ACP turn: kept apart from ``turn.py`` so that registering the
+providers does not import the ACP SDK (about a second at every server start)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Launch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start the agent for one turn (built by the provider)."""
+
+    provider: str
+    #: The agent's name in messages ("Gemini CLI").
+    label: str
+    argv: list[str]
+    env: dict[str, str]
+    cli_version: str | None = None
+    #: ``authenticate`` method to call after ``initialize`` (Gemini CLI with an API key).
+    auth_method: str | None = None
+    #: Folders made for this turn (generated config), removed when it ends.
+    scratch: list[Path] = field(default_factory=list)
+    #: How the agent's text starts when it reports a model failure as a message.
+    error_marker: str | None = None
