@@ -57,13 +57,16 @@ def options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
     return {"env": env, **extra}
 
 
-async def create(api: Api, repo: Path, opts: dict[str, Any], prompt: str) -> dict[str, Any]:
+async def create(
+    api: Api, repo: Path, opts: dict[str, Any], prompt: str, **extra: Any
+) -> dict[str, Any]:
     body = {
         "prompt": prompt,
         "repo_path": str(repo),
         "provider": "claude-code",
         "model": MODEL,
         "agent_options": opts,
+        **extra,
     }
     resp = await api.post("/api/runs", json=body)
     assert resp.status_code == 201, resp.text
@@ -383,13 +386,24 @@ async def test_asked_calls_wait_for_approval_and_a_rejection_reaches_the_model(
     api = sqlite_api
     fake.script(
         [
+            Reply(tool_calls=(ToolCall("Bash", {"command": "touch free.txt"}),)),
             Reply(tool_calls=(ToolCall("Bash", {"command": "echo yes > approved.txt"}),)),
             Reply(tool_calls=(ToolCall("Bash", {"command": "echo no > rejected.txt"}),)),
             Reply(text="Done."),
         ]
     )
-    opts = options(fake, tmp_path / "home", permission_mode="default")
-    run = await create(api, git_repo, opts, "Ask first")
+    # The mode lets everything through: only the policy's rule asks (a `touch` is not asked).
+    pol = await api.post(
+        "/api/policies",
+        json={
+            "name": "ask-marked",
+            "rules": [{"tool": "Bash", "command": "approved|rejected", "action": "ask"}],
+        },
+    )
+    assert pol.status_code == 201, pol.text
+    pset = await api.post("/api/policy-sets", json={"name": "s", "policy_ids": [pol.json()["id"]]})
+    opts = options(fake, tmp_path / "home", permission_mode="auto")
+    run = await create(api, git_repo, opts, "Ask first", policy_set_ids=[pset.json()["id"]])
     first = (await approvals(api, run["id"]))[0]
     assert first["tool"] == "Bash" and first["kind"] == "bash"
     assert (await api.get(f"/api/runs/{run['id']}")).json()["status"] == "waiting"
@@ -407,7 +421,11 @@ async def test_asked_calls_wait_for_approval_and_a_rejection_reaches_the_model(
     tree = worktree(api, run)
     assert (tree / "approved.txt").read_text() == "yes\n"
     assert not (tree / "rejected.txt").exists()
-    told = fake.model_calls("anthropic")[2].text()
+    assert (tree / "free.txt").exists()
+    decisions = [e["data"] for e in await events(api, run["id"], "policy.decision")]
+    assert [d["decision"] for d in decisions] == ["allow", "ask", "ask"]
+    assert decisions[1]["rule"].startswith("policy:") and decisions[0]["rule"] == "mode:auto"
+    told = fake.model_calls("anthropic")[3].text()
     assert "Codeyard policy denied this tool call" in told and "not in this repository" in told
 
 
