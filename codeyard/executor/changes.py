@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.domain.events import NewEvent
-from codeyard.workspace.diff import diff_between, diff_stats, snapshot_tree
-from codeyard.workspace.git import git
+from codeyard.workspace.diff import diff_between, snapshot_tree
+from codeyard.workspace.git import both, git
 
 #: Tool kinds after which the worktree may have changed.
 WRITING_KINDS = frozenset({"write", "edit", "bash", "other", "mcp", "task"})
@@ -46,13 +46,19 @@ class ChangeTracker:
     async def after_tool(self) -> tuple[list[NewEvent], dict[str, int] | None]:
         """Events for files changed since the last look, and fresh diff stats (None: no change)."""
         events: list[NewEvent] = []
+        stats_of: dict[str, dict[str, int]] = {}
         for repo_id, path in self._worktrees.items():
             tree = await snapshot_tree(path)
             previous = self._trees.get(repo_id)
             self._trees[repo_id] = tree
             if previous is None or previous == tree:
                 continue
-            for changed, change in await changed_paths(path, previous, tree):
+            # What changed and the stats at once: independent git processes.
+            found, stats_of[repo_id] = await both(
+                changed_paths(path, previous, tree),
+                diff_between(path, self._base[repo_id], tree, "stats"),
+            )
+            for changed, change in found:
                 data: dict[str, Any] = {"path": changed, "change": change}
                 if len(self._worktrees) > 1:
                     data["repo_id"] = repo_id
@@ -63,13 +69,9 @@ class ChangeTracker:
         # between the agent's tool result and its storage (bench/approval_latency.py).
         total = {"files": 0, "insertions": 0, "deletions": 0}
         for repo_id, path in self._worktrees.items():
-            stats = await diff_between(path, self._base[repo_id], self._trees[repo_id], "stats")
+            if repo_id in stats_of:
+                stats = stats_of[repo_id]
+            else:
+                stats = await diff_between(path, self._base[repo_id], self._trees[repo_id], "stats")
             total = {k: total[k] + stats[k] for k in total}
         return events, total
-
-    async def stats(self) -> dict[str, int]:
-        total = {"files": 0, "insertions": 0, "deletions": 0}
-        for repo_id, path in self._worktrees.items():
-            stats = await diff_stats(path, self._base[repo_id])
-            total = {k: total[k] + stats[k] for k in total}
-        return total

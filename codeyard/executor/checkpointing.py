@@ -16,8 +16,7 @@ from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.store import checkpoints, projects
 from codeyard.store.writer import Tx, Writer
-from codeyard.workspace.checkpoints import create_checkpoint, delete_checkpoint_refs
-from codeyard.workspace.diff import diff_between
+from codeyard.workspace.checkpoints import create_checkpoint_with_stats, delete_checkpoint_refs
 
 _locks: dict[str, asyncio.Lock] = {}
 
@@ -41,9 +40,19 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def take_checkpoint(
-    engine: AsyncEngine, writer: Writer, run: dict[str, Any], kind: str, description: str | None
+    engine: AsyncEngine,
+    writer: Writer,
+    run: dict[str, Any],
+    kind: str,
+    description: str | None,
+    *,
+    run_stats: bool = False,
 ) -> dict[str, Any]:
-    """Checkpoint every worktree of ``run``; one row, one ``checkpoint.created`` event."""
+    """Checkpoint every worktree of ``run``; one row, one ``checkpoint.created`` event.
+
+    ``run_stats``: the checkpoint's diff stats become the run's too (same transaction), so a
+    turn end needs no snapshot of its own for them.
+    """
     run_id = run["id"]
     async with _locks.setdefault(run_id, asyncio.Lock()):
         async with engine.connect() as conn:
@@ -54,10 +63,11 @@ async def take_checkpoint(
         commits: dict[str, str] = {}
         total = {"files": 0, "insertions": 0, "deletions": 0}
         for repo_id, path in run["worktrees"].items():
-            sha = await create_checkpoint(Path(path), checkpoint_ref(run_id, number), message)
+            # The stats of the state just committed: the same snapshot, no other.
+            sha, stats = await create_checkpoint_with_stats(
+                Path(path), checkpoint_ref(run_id, number), message, run["base_commits"][repo_id]
+            )
             commits[repo_id] = sha
-            # The stats of the commit just made: the same state, without another snapshot.
-            stats = await diff_between(Path(path), run["base_commits"][repo_id], sha, "stats")
             total = {k: total[k] + stats[k] for k in total}
         row = {
             "id": new_id("chk"),
@@ -72,6 +82,8 @@ async def take_checkpoint(
         }
 
         async def job(tx: Tx) -> None:
+            if run_stats:
+                tx.set_run_values(run_id, {"diff_stats": total})
             await checkpoints.insert(tx, row)
             await tx.emit_one(run_id, "checkpoint.created", {"checkpoint": public(row)})
 

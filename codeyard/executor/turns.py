@@ -241,17 +241,17 @@ class TurnDriver:
                         await sink.put(item)
         except AgentFailure as exc:
             failure = str(exc)
-            await self._settle(run, tracker)
+            await self._settle(run)
             await self._writer.run(lambda tx: self._fail(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
-            await self._settle(run, tracker)
+            await self._settle(run)
             await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
             return None
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-        await self._settle(run, tracker)
+        await self._settle(run)
         return await self._writer.run(
             lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
         )
@@ -266,12 +266,11 @@ class TurnDriver:
             env = await env_sets.environment_for(conn, self._secrets, list(ids))
         return {**options, "env": {**env, **(options.get("env") or {})}}
 
-    async def _settle(self, run: dict[str, Any], tracker: ChangeTracker) -> None:
-        """At a turn's end: fresh diff stats on the run and an automatic checkpoint."""
+    async def _settle(self, run: dict[str, Any]) -> None:
+        """At a turn's end: an automatic checkpoint, whose diff stats become the run's (one
+        snapshot of the worktree for both: a separate one cost four more git processes)."""
         try:
-            stats = await tracker.stats()
-            await self._writer.append(run["id"], [], {"diff_stats": stats})
-            await take_checkpoint(self._engine, self._writer, run, "turn", None)
+            await take_checkpoint(self._engine, self._writer, run, "turn", None, run_stats=True)
         except GitError as exc:  # informative only: a git hiccup must not fail the turn
             log.warning("turn-end checkpoint of run %s failed: %s", run["id"], exc)
             await self._writer.append(

@@ -17,17 +17,23 @@ from codeyard.store.writer import Tx
 from codeyard.workspace import git
 
 
-async def inspect_local_repo(path_text: str) -> tuple[Path, str]:
-    """Resolve a user-given path to its work tree top level and default branch, or refuse."""
+async def local_work_tree(path_text: str) -> Path:
+    """Resolve a user-given path to its work tree's top level, or refuse."""
     path = Path(path_text).expanduser()
     if not path.is_absolute():
         raise BadRequest(f"Repository path '{path_text}' must be absolute.")
-    if not await git.is_work_tree(path):
+    top = await git.work_tree_top(path)
+    if top is None:
         raise BadRequest(
             f"'{path_text}' is not a git work tree. Run `git init` there first, or pass the path "
             "of an existing repository."
         )
-    top = await git.toplevel(path)
+    return top
+
+
+async def inspect_local_repo(path_text: str) -> tuple[Path, str]:
+    """Resolve a user-given path to its work tree top level and default branch, or refuse."""
+    top = await local_work_tree(path_text)
     return top, await git.default_branch(top)
 
 

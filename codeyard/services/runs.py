@@ -94,11 +94,13 @@ async def _resolve_repos(
             raise BadRequest(f"Project '{project['slug']}' has no repositories; add one first.")
         return None, project["id"], repos
     if body.get("repo_path"):
-        top, branch = await project_service.inspect_local_repo(body["repo_path"])
+        # The default branch (two git processes) only for a repository seen for the first time.
+        top = await project_service.local_work_tree(body["repo_path"])
         async with svc.engine.connect() as conn:
             repo = await projects.find_repo_by_path(conn, str(top))
         if repo is not None:
             return None, repo["project_id"], [repo]
+        branch = await git.default_branch(top)
         project = project_service.project_values(top.name, slugify(top.name))
         now = utc_now()
         repo = {

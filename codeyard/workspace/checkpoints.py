@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codeyard.workspace.diff import snapshot_index, snapshot_tree
-from codeyard.workspace.git import git
+from codeyard.workspace.diff import diff_between, snapshot_index, snapshot_tree
+from codeyard.workspace.git import both, git
 
 __all__ = [
     "create_checkpoint",
+    "create_checkpoint_with_stats",
     "delete_checkpoint_refs",
     "list_checkpoint_refs",
     "restore_checkpoint",
@@ -43,9 +44,32 @@ async def create_checkpoint(worktree: Path, ref: str, message: str) -> str:
 
     An existing ``ref`` is overwritten, so a retried checkpoint cannot get stuck on its own ref.
     """
+    head, tree = await _head_and_tree(worktree, ref)
+    return await _commit(worktree, ref, message, head, tree)
+
+
+async def create_checkpoint_with_stats(
+    worktree: Path, ref: str, message: str, base: str
+) -> tuple[str, dict[str, int]]:
+    """``create_checkpoint``, and the diff stats of its state against ``base`` taken from the
+    same snapshot while the commit is written (a turn end waits on both; bench/overhead.py)."""
+    head, tree = await _head_and_tree(worktree, ref)
+    return await both(
+        _commit(worktree, ref, message, head, tree),
+        diff_between(worktree, base, tree, "stats"),
+    )
+
+
+async def _head_and_tree(worktree: Path, ref: str) -> tuple[str, str]:
     _check_ref(ref)
-    head = (await git("rev-parse", "--verify", "HEAD^{commit}", cwd=worktree)).stdout
-    tree = await snapshot_tree(worktree)
+    # HEAD and the worktree's state at once: independent git processes.
+    found, tree = await both(
+        git("rev-parse", "--verify", "HEAD^{commit}", cwd=worktree), snapshot_tree(worktree)
+    )
+    return found.stdout, tree
+
+
+async def _commit(worktree: Path, ref: str, message: str, head: str, tree: str) -> str:
     args = ("commit-tree", "--no-gpg-sign", "-p", head, "-m", message, tree)
     commit = (await git(*args, cwd=worktree, env=_IDENTITY)).stdout
     await git("update-ref", "-m", "codeyard: checkpoint", ref, commit, cwd=worktree)

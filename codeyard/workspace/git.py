@@ -12,8 +12,12 @@ import contextlib
 import os
 import shlex
 import signal
+import subprocess
+from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from codeyard.domain.errors import CodeyardError
 
@@ -21,6 +25,7 @@ __all__ = [
     "GitError",
     "GitResult",
     "GitTimeout",
+    "both",
     "clone",
     "current_branch",
     "default_branch",
@@ -28,6 +33,7 @@ __all__ = [
     "is_work_tree",
     "resolve_commit",
     "toplevel",
+    "work_tree_top",
 ]
 
 # Inherited variables that would point git at another repository than ``cwd`` (they are set,
@@ -43,6 +49,11 @@ _REPO_LOCATING_VARS = (
     "GIT_PREFIX",
 )
 _MAX_STDERR_IN_DETAIL = 2000
+#: Threads that wait for git processes: not the default executor, which slow network
+#: operations (clone, push) would otherwise fill for everything else.
+_WAITERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="codeyard-git")
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +98,7 @@ def _child_env(env: dict[str, str] | None) -> dict[str, str]:
     return merged
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill git and whatever it started (aliases, hooks, ssh): they share its process group."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -106,6 +117,25 @@ def _failure(args: tuple[str, ...], cwd: Path, result: GitResult) -> GitError:
     )
 
 
+def _spawn(args: tuple[str, ...], cwd: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    """Start git, on the event loop: ``subprocess.Popen`` uses vfork, ~1.5 ms here.
+
+    Not asyncio.create_subprocess_exec: under uvloop (the server's loop) that forks the whole
+    server process, 12-20 ms per git process on this project's 2-core machine, and a turn runs
+    about ten (bench/overhead.py). A thread then waits for it (asyncio's own loop also starts
+    subprocesses with Popen and waits for them from a watcher thread).
+    """
+    return subprocess.Popen(
+        ["git", *args],
+        cwd=cwd,
+        env=_child_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
 async def git(
     *args: str,
     cwd: Path,
@@ -119,16 +149,7 @@ async def git(
     and ``GitTimeout`` (after killing its process group) when it outlives ``timeout`` seconds.
     """
     try:
-        proc = await asyncio.create_subprocess_exec(
-            "git",
-            *args,
-            cwd=cwd,
-            env=_child_env(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = _spawn(args, cwd, env)
     except OSError as exc:
         cwd_missing = not await asyncio.to_thread(cwd.is_dir)
         reason = f"directory {cwd} does not exist" if cwd_missing else str(exc)
@@ -139,9 +160,11 @@ async def git(
             stderr="",
         ) from exc
 
+    # Shielded: the thread always reads the pipes to the end and reaps the process.
+    done = asyncio.wrap_future(_WAITERS.submit(proc.communicate))
     try:
         async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
+            out, err = await asyncio.shield(done)
     except TimeoutError:
         raise GitTimeout(
             f"`{_command_text(args)}` in {cwd} did not finish within {timeout:g}s and was killed",
@@ -150,18 +173,32 @@ async def git(
             stderr="",
         ) from None
     finally:
-        if proc.returncode is None:  # timed out or cancelled: leave no process behind
+        if not done.done():  # timed out or cancelled: leave no process behind
             _kill_group(proc)
-            await proc.communicate()
+            await asyncio.shield(done)
 
     result = GitResult(
         stdout=out.decode("utf-8", errors="replace").rstrip("\n"),
         stderr=err.decode("utf-8", errors="replace").rstrip("\n"),
-        returncode=await proc.wait(),  # already exited: communicate() waited for it
+        returncode=proc.returncode,  # communicate() waited for the exit
     )
     if check and result.returncode != 0:
         raise _failure(args, cwd, result)
     return result
+
+
+async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Await two independent git jobs concurrently (each git process costs ~15 ms of waiting).
+
+    Both always run to the end, so no git process is left behind; then the first one's error,
+    if any, is raised, else the second one's: the error a sequential caller would have seen.
+    """
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(a, BaseException):
+        raise a
+    if isinstance(b, BaseException):
+        raise b
+    return a, b
 
 
 async def is_work_tree(path: Path) -> bool:
@@ -170,6 +207,19 @@ async def is_work_tree(path: Path) -> bool:
         return False
     result = await git("rev-parse", "--is-inside-work-tree", cwd=path, check=False)
     return result.returncode == 0 and result.stdout == "true"
+
+
+async def work_tree_top(path: Path) -> Path | None:
+    """``toplevel(path)`` where ``is_work_tree(path)``, else None: one git process, not two."""
+    if not await asyncio.to_thread(path.is_dir):
+        return None
+    args = ("rev-parse", "--is-inside-work-tree", "--show-toplevel")
+    result = await git(*args, cwd=path, check=False)
+    inside, _, top = result.stdout.partition("\n")
+    # Outside a work tree (a bare repository, inside .git) git says "false" and fails.
+    if result.returncode != 0 or inside != "true" or not top:
+        return None
+    return Path(top)
 
 
 async def toplevel(path: Path) -> Path:

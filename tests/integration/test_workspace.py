@@ -22,6 +22,7 @@ from codeyard.workspace.git import (
     is_work_tree,
     resolve_commit,
     toplevel,
+    work_tree_top,
 )
 from codeyard.workspace.worktrees import (
     branch_name,
@@ -182,6 +183,20 @@ async def test_is_work_tree(repo: Path, tmp_path: Path) -> None:
     assert not await is_work_tree(tmp_path / "missing")
     assert not await is_work_tree(bare)
     assert not await is_work_tree(repo / ".git")
+
+
+async def test_work_tree_top_answers_both_questions(repo: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    bare = tmp_path / "bare.git"
+    run_git(tmp_path, "init", "--quiet", "--bare", str(bare))
+    (repo / "a" / "b").mkdir(parents=True)
+    top = run_git(repo, "rev-parse", "--show-toplevel")
+
+    assert str(await work_tree_top(repo)) == top
+    assert str(await work_tree_top(repo / "a" / "b")) == top
+    for outside in (plain, tmp_path / "missing", bare, repo / ".git"):
+        assert await work_tree_top(outside) is None, outside
 
 
 async def test_toplevel_from_a_subdirectory(repo: Path) -> None:

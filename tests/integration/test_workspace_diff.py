@@ -10,6 +10,7 @@ import pytest
 
 from codeyard.workspace.diff import (
     DiffFile,
+    _own_index,
     diff_between,
     diff_files,
     diff_stats,
@@ -226,6 +227,18 @@ async def test_type_change_mode_change_and_empty_file(repo: Path) -> None:
     assert files["mod.txt"]["status"] == "modified" and files["mod.txt"]["hunks"] == []
     assert files["empty"]["status"] == "added" and files["empty"]["hunks"] == []
     assert (await diff_stats(wt, base))["files"] == 3
+
+
+def test_own_index_is_where_git_keeps_it(repo: Path) -> None:
+    """The snapshot's shortcut to the worktree's index names the file git itself would use."""
+    wt = add_worktree(repo)
+    (repo / "sub").mkdir()
+    for where in (repo, wt):
+        found = _own_index(where)
+        assert found is not None
+        git_path = where / sh(where, "rev-parse", "--git-path", "index").strip()
+        assert found.resolve() == git_path.resolve() and found.is_file()
+    assert _own_index(repo / "sub") is None  # not a top level: git is asked instead
 
 
 async def test_no_changes(repo: Path) -> None:
