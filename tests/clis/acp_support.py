@@ -15,6 +15,12 @@ import pytest
 
 from codeyard.agents.base import Provider
 from codeyard.testing.fake_llm import FakeLLM
+from tests.clis.support import (
+    processes_in,
+    wait_for_process,
+    wait_model_calls,
+    worktree,
+)
 from tests.conftest import Api
 
 WAIT = 60.0
@@ -52,56 +58,6 @@ async def create(
     resp = await api.post("/api/runs", json=body)
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
-
-
-async def events(api: Api, run_id: str, types: str | None = None) -> list[dict[str, Any]]:
-    query = f"?limit=500&types={types}" if types else "?limit=500"
-    return list((await api.get(f"/api/runs/{run_id}/events{query}")).json()["data"])
-
-
-async def by_type(api: Api, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for event in await events(api, run_id):
-        found.setdefault(event["type"], []).append(event["data"])
-    return found
-
-
-def worktree(api: Api, run: dict[str, Any]) -> Path:
-    roots = list(Path(api.services.settings.worktree_root).glob(f"*/{run['number']}-*/*"))
-    assert len(roots) == 1, roots
-    return roots[0]
-
-
-def processes_in(root: Path) -> list[tuple[int, str]]:
-    """Live processes whose working directory is inside ``root`` (pid, command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] == "Z":
-            continue
-        if cwd == str(root) or cwd.startswith(str(root) + "/"):
-            found.append((int(entry.name), cmd))
-    return found
-
-
-async def wait_for_process(root: Path, needle: str) -> None:
-    """Poll the process table (nothing to wait on instead) until ``needle`` runs in ``root``."""
-    for _ in range(int(WAIT * 10)):
-        if any(needle in cmd for _, cmd in processes_in(root)):
-            return
-        await anyio.sleep(0.1)
-    raise AssertionError(f"'{needle}' never ran in {root}: {processes_in(root)}")
-
-
-async def wait_model_calls(fake: FakeLLM, count: int) -> None:
-    await anyio.to_thread.run_sync(fake.wait_for_model_calls, count, WAIT)
 
 
 async def policy_set(api: Api, *rules: dict[str, Any]) -> str:

@@ -18,6 +18,14 @@ import pytest
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.config import Settings
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall, Usage
+from tests.clis.support import (
+    approvals,
+    events,
+    processes_in,
+    wait_for_process,
+    wait_model_calls,
+    worktree,
+)
 from tests.conftest import Api, open_api
 
 pytestmark = pytest.mark.anyio
@@ -71,49 +79,6 @@ async def create(
     resp = await api.post("/api/runs", json=body)
     assert resp.status_code == 201, resp.text
     return resp.json()
-
-
-async def events(api: Api, run_id: str, types: str | None = None) -> list[dict[str, Any]]:
-    query = f"?limit=500&types={types}" if types else "?limit=500"
-    return list((await api.get(f"/api/runs/{run_id}/events{query}")).json()["data"])
-
-
-def worktree(api: Api, run: dict[str, Any]) -> Path:
-    roots = list(Path(api.services.settings.worktree_root).glob(f"*/{run['number']}-*/*"))
-    assert len(roots) == 1, roots
-    return roots[0]
-
-
-def processes_in(root: Path) -> list[tuple[int, str]]:
-    """Live processes whose working directory is inside ``root`` (pid, command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] == "Z":
-            continue
-        if cwd == str(root) or cwd.startswith(str(root) + "/"):
-            found.append((int(entry.name), cmd))
-    return found
-
-
-async def wait_for_process(root: Path, needle: str) -> None:
-    """Poll the process table (nothing to wait on instead) until ``needle`` runs in ``root``."""
-    for _ in range(int(WAIT * 10)):
-        if any(needle in cmd for _, cmd in processes_in(root)):
-            return
-        await anyio.sleep(0.1)
-    raise AssertionError(f"'{needle}' never ran in {root}: {processes_in(root)}")
-
-
-async def wait_model_calls(fake: FakeLLM, count: int) -> None:
-    await anyio.to_thread.run_sync(fake.wait_for_model_calls, count, WAIT)
 
 
 async def test_tool_calls_change_the_worktree_and_usage_is_priced(
@@ -368,16 +333,6 @@ async def test_server_restart_interrupts_and_resume_continues(
         assert done["session_id"] == stopped["session_id"]
     sent = fake.model_calls("anthropic")[-1].text()
     assert "Survive a restart" in sent and "Continue the task from where you left off" in sent
-
-
-async def approvals(api: Api, run_id: str) -> list[dict[str, Any]]:
-    with anyio.fail_after(WAIT):
-        while True:  # an approval is a row to poll for: nothing to wait on instead
-            url = f"/api/approvals?status=pending&run_id={run_id}"
-            rows = list((await api.get(url)).json()["data"])
-            if rows:
-                return rows
-            await anyio.sleep(0.05)
 
 
 async def test_asked_calls_wait_for_approval_and_a_rejection_reaches_the_model(

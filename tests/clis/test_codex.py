@@ -25,6 +25,14 @@ from codeyard.config import Settings
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.store import runs as run_store
 from codeyard.testing.fake_llm import FakeLLM, HttpError, Reply, ToolCall, Usage
+from tests.clis.support import (
+    approvals,
+    events,
+    processes_in,
+    wait_for_process,
+    wait_model_calls,
+    worktree,
+)
 from tests.conftest import Api, open_api
 
 pytestmark = pytest.mark.anyio
@@ -90,59 +98,6 @@ async def create(
     assert resp.status_code == 201, resp.text
     run: dict[str, Any] = resp.json()
     return run
-
-
-async def events(api: Api, run_id: str, types: str | None = None) -> list[dict[str, Any]]:
-    query = f"?limit=500&types={types}" if types else "?limit=500"
-    return list((await api.get(f"/api/runs/{run_id}/events{query}")).json()["data"])
-
-
-def worktree(api: Api, run: dict[str, Any]) -> Path:
-    roots = list(Path(api.services.settings.worktree_root).glob(f"*/{run['number']}-*/*"))
-    assert len(roots) == 1, roots
-    return roots[0]
-
-
-def processes_in(root: Path) -> list[tuple[int, str]]:
-    """Live processes whose working directory is inside ``root`` (pid, command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] == "Z":
-            continue
-        if cwd == str(root) or cwd.startswith(str(root) + "/"):
-            found.append((int(entry.name), cmd))
-    return found
-
-
-async def wait_for_process(root: Path, needle: str) -> None:
-    """Poll the process table (nothing to wait on instead) until ``needle`` runs in ``root``."""
-    for _ in range(int(WAIT * 10)):
-        if any(needle in cmd for _, cmd in processes_in(root)):
-            return
-        await anyio.sleep(0.1)
-    raise AssertionError(f"'{needle}' never ran in {root}: {processes_in(root)}")
-
-
-async def wait_model_calls(fake: FakeLLM, count: int) -> None:
-    await anyio.to_thread.run_sync(fake.wait_for_model_calls, count, WAIT)
-
-
-async def approvals(api: Api, run_id: str) -> list[dict[str, Any]]:
-    with anyio.fail_after(WAIT):
-        while True:  # an approval is a row to poll for: nothing to wait on instead
-            url = f"/api/approvals?status=pending&run_id={run_id}"
-            rows = list((await api.get(url)).json()["data"])
-            if rows:
-                return rows
-            await anyio.sleep(0.05)
 
 
 async def test_commands_and_patches_change_the_worktree_and_events_are_normalized(

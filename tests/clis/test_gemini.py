@@ -14,6 +14,7 @@ import pytest
 from codeyard.agents.acp import GeminiProvider
 from codeyard.testing.fake_llm import FakeLLM, HttpError, Reply, ToolCall, Usage
 from tests.clis import acp_support as acp
+from tests.clis import support
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
@@ -73,10 +74,10 @@ async def test_tool_call_events_and_a_message_resuming_the_session(
     run = await acp.create(api, git_repo, "gemini", MODEL, opts, "Mark the repo")
     done = await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
     assert done["status"] == "review", done
-    assert (acp.worktree(api, run) / "ran.txt").read_text() == "ran\n"
+    assert (support.worktree(api, run) / "ran.txt").read_text() == "ran\n"
     assert done["diff_stats"]["files"] == 1
 
-    seen = await acp.by_type(api, run["id"])
+    seen = await support.by_type(api, run["id"])
     (session,) = seen["agent.session"]
     assert session["provider"] == "gemini" and session["cli_version"] == "0.61.0"
     assert session["model"] == MODEL and done["session_id"] == session["session_id"]
@@ -99,13 +100,13 @@ async def test_tool_call_events_and_a_message_resuming_the_session(
     # An operator message starts a second turn in the same Gemini session (session/load).
     resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Now say BRAVO"})
     assert resp.status_code == 202, resp.text
-    await acp.wait_model_calls(fake, 3)
+    await support.wait_model_calls(fake, 3)
     second = await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
     assert second["status"] == "review" and second["turns"] == 2, second
     assert second["session_id"] == done["session_id"]
     sent = fake.model_calls("gemini")[-1].text()
     assert "Mark the repo" in sent and "All done ALPHA." in sent and "Now say BRAVO" in sent
-    messages = [m["text"] for m in (await acp.by_type(api, run["id"]))["agent.message"]]
+    messages = [m["text"] for m in (await support.by_type(api, run["id"]))["agent.message"]]
     assert messages[-1] == "Second answer.", "the replayed history is not news"
     assert messages.count("All done ALPHA.") == 1
 
@@ -136,10 +137,10 @@ async def test_asked_calls_wait_for_approval_and_a_rejection_reaches_the_model(
     await acp.resolve(api, second, "rejected", "not in this repository")
     done = await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
     assert done["status"] == "review", done
-    tree = acp.worktree(api, run)
+    tree = support.worktree(api, run)
     assert (tree / "approved.txt").read_text() == "yes\n"
     assert not (tree / "rejected.txt").exists()
-    results = [e["data"] for e in await acp.events(api, run["id"], "tool.result")]
+    results = [e["data"] for e in await support.events(api, run["id"], "tool.result")]
     assert [r["ok"] for r in results] == [True, False]
     assert "not in this repository" in results[1]["error"]
     # The model was told the call did not run.
@@ -171,9 +172,9 @@ async def test_pause_interrupts_and_resume_continues_the_session(
     sent = fake.model_calls("gemini")[-1].text()
     assert "First answer ALPHA." in sent and "Continue the task from where you left off" in sent
     assert "Work slowly" in sent
-    completed = [e["data"] for e in await acp.events(api, run["id"], "turn.completed")]
+    completed = [e["data"] for e in await support.events(api, run["id"], "turn.completed")]
     assert completed[-1]["result"] == "Resumed and finished."
-    assert await acp.events(api, run["id"], "error") == []
+    assert await support.events(api, run["id"], "error") == []
 
 
 async def test_a_model_api_error_fails_the_run_with_its_message(
@@ -187,7 +188,7 @@ async def test_a_model_api_error_fails_the_run_with_its_message(
     assert failed["status"] == "failed", failed
     assert "Gemini CLI failed the turn" in failed["status_reason"]
     assert "Backend exploded XYZ" in failed["status_reason"]
-    assert acp.processes_in(acp.worktree(api, run)) == []
+    assert support.processes_in(support.worktree(api, run)) == []
 
 
 async def test_cancel_mid_tool_leaves_no_process(

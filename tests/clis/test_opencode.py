@@ -13,6 +13,7 @@ import pytest
 from codeyard.agents.acp import OpenCodeProvider
 from codeyard.testing.fake_llm import FakeLLM, HttpError, Reply, ToolCall, Usage
 from tests.clis import acp_support as acp
+from tests.clis import support
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
@@ -100,10 +101,10 @@ async def test_tool_call_events_and_a_message_resuming_the_session(
     run = await acp.create(api, git_repo, "opencode", MODEL, opts, "Mark the repo")
     done = await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
     assert done["status"] == "review", done
-    assert (acp.worktree(api, run) / "ran.txt").read_text() == "ran\n"
+    assert (support.worktree(api, run) / "ran.txt").read_text() == "ran\n"
     assert done["diff_stats"]["files"] == 1
 
-    seen = await acp.by_type(api, run["id"])
+    seen = await support.by_type(api, run["id"])
     (session,) = seen["agent.session"]
     assert session["provider"] == "opencode" and session["cli_version"] == "1.18.33"
     assert session["model"] == MODEL and done["session_id"] == session["session_id"]
@@ -122,17 +123,17 @@ async def test_tool_call_events_and_a_message_resuming_the_session(
     assert completed["stop_reason"] == "end_turn" and completed["result"] == "All done ALPHA."
     assert "Mark the repo" in fake.model_calls("openai-chat")[0].text()
     # The configuration Codeyard wrote for the turn is gone, and never was in the worktree.
-    assert not (acp.worktree(api, run) / "opencode.json").exists()
+    assert not (support.worktree(api, run) / "opencode.json").exists()
 
     resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Now say BRAVO"})
     assert resp.status_code == 202, resp.text
-    await acp.wait_model_calls(fake, 3)
+    await support.wait_model_calls(fake, 3)
     second = await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
     assert second["status"] == "review" and second["turns"] == 2, second
     assert second["session_id"] == done["session_id"]
     sent = fake.model_calls("openai-chat")[-1].text()
     assert "Mark the repo" in sent and "All done ALPHA." in sent and "Now say BRAVO" in sent
-    messages = [m["text"] for m in (await acp.by_type(api, run["id"]))["agent.message"]]
+    messages = [m["text"] for m in (await support.by_type(api, run["id"]))["agent.message"]]
     assert messages[-1] == "Second answer." and messages.count("All done ALPHA.") == 1
 
 
@@ -162,16 +163,16 @@ async def test_asked_calls_wait_for_approval_and_a_rejection_reaches_the_model(
     await acp.resolve(api, second, "rejected", "not in this repository")
     done = await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
     assert done["status"] == "review", done
-    tree = acp.worktree(api, run)
+    tree = support.worktree(api, run)
     assert (tree / "approved.txt").read_text() == "yes\n"
     assert not (tree / "rejected.txt").exists()
-    results = [e["data"] for e in await acp.events(api, run["id"], "tool.result")]
+    results = [e["data"] for e in await support.events(api, run["id"], "tool.result")]
     assert [r["ok"] for r in results] == [True, False]
     assert "not in this repository" in results[1]["error"]
     # OpenCode ends the turn at a rejection; the model learns of it with the next message.
     resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Go on"})
     assert resp.status_code == 202, resp.text
-    await acp.wait_model_calls(fake, 3)
+    await support.wait_model_calls(fake, 3)
     assert "rejected permission" in tool_messages(fake, 2)[-1]
     await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
 
@@ -185,9 +186,9 @@ async def test_pause_interrupts_and_resume_continues_the_session(
     done = await acp.pause_and_resume(api, run, fake, calls=1)
     sent = fake.model_calls("openai-chat")[-1].text()
     assert "Work slowly" in sent and "Continue the task from where you left off" in sent
-    completed = [e["data"] for e in await acp.events(api, run["id"], "turn.completed")]
+    completed = [e["data"] for e in await support.events(api, run["id"], "turn.completed")]
     assert completed[-1]["result"] == "Resumed and finished."
-    assert done["turns"] == 2 and await acp.events(api, run["id"], "error") == []
+    assert done["turns"] == 2 and await support.events(api, run["id"], "error") == []
 
 
 async def test_a_model_api_error_fails_the_run_with_its_message(
@@ -202,7 +203,7 @@ async def test_a_model_api_error_fails_the_run_with_its_message(
     assert failed["status"] == "failed", failed
     assert "OpenCode failed the turn" in failed["status_reason"]
     assert "Backend exploded XYZ" in failed["status_reason"]
-    assert acp.processes_in(acp.worktree(api, run)) == []
+    assert support.processes_in(support.worktree(api, run)) == []
 
 
 async def test_cancel_mid_tool_leaves_no_process(
