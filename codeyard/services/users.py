@@ -8,7 +8,7 @@ from typing import Any
 
 from codeyard.auth import passwords
 from codeyard.auth.principal import Principal
-from codeyard.auth.scopes import expand, unknown
+from codeyard.auth.scopes import SCOPES, expand, unknown
 from codeyard.auth.secrets import PAT_PREFIX, digest, display_prefix, new_secret
 from codeyard.config import Settings
 from codeyard.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -134,7 +134,7 @@ async def create_token(
     """A token for the caller; it can never hold a scope the caller lacks. Secret shown once."""
     if bad := unknown(scopes):
         raise ValidationFailed(
-            f"Unknown scopes: {', '.join(bad)}.",
+            f"Unknown scopes: {', '.join(bad)}. Valid scopes: {', '.join(SCOPES)}.",
             errors=[{"loc": ["body", "scopes"], "msg": f"unknown: {bad}"}],
         )
     if not scopes:

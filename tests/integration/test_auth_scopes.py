@@ -180,7 +180,8 @@ async def test_expired_token_is_refused(api: Api) -> None:
         assert token["token"].startswith("cy_pat_")
         assert token["expires_at"] == "2099-01-01T00:00:00.000Z"
         unknown = {"name": "u", "scopes": ["runs:fly"]}
-        assert_problem(await client.post("/api/tokens", json=unknown), 422, "runs:fly")
+        body = assert_problem(await client.post("/api/tokens", json=unknown), 422, "runs:fly")
+        assert "Valid scopes: runs:read, runs:write" in body["detail"]
     api.app.state.auth.clock = lambda: 4_102_444_800.0 + 1  # 2100-01-01
     async with bearer(api, token["token"]) as client:
         assert_problem(await client.get("/api/runs"), 401, "expired")
