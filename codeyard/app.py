@@ -21,6 +21,7 @@ from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
 from codeyard.api import (
     approvals,
+    audit,
     auth_routes,
     browse_dirs,
     disk,
@@ -175,6 +176,7 @@ def create_app(
         users.router,
         tokens.router,
         share.router,
+        audit.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

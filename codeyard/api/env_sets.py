@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from codeyard.api.auth import require_scope
+from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc
 from codeyard.services import env_sets as service
 
@@ -35,6 +35,7 @@ class EnvSetView(BaseModel):
     name: str
     variables: dict[str, str] = Field(description=f"Every value shows as '{service.MASK}'.")
     keys: list[str]
+    owner_id: str | None = Field(description="The user who created it (None: the admin token).")
     created_at: str
     updated_at: str
 
@@ -45,30 +46,36 @@ class EnvSetPage(BaseModel):
 
 
 @router.get("/env-sets", response_model=EnvSetPage, dependencies=READ)
-async def list_env_sets(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    """Env sets, newest first; values masked."""
-    return await service.list_page(svc, limit, cursor)
+async def list_env_sets(
+    svc: Svc, principal: Caller, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    """The caller's env sets (an admin: all), newest first; values masked."""
+    return await service.list_page(svc, principal, limit, cursor)
 
 
 @router.post("/env-sets", status_code=201, response_model=EnvSetView, dependencies=WRITE)
-async def create_env_set(body: EnvSetBody, svc: Svc) -> dict[str, Any]:
-    """Store variables encrypted (422 naming a bad variable name, 409 for a taken name)."""
-    return await service.create(svc, body.name, body.variables)
+async def create_env_set(body: EnvSetBody, svc: Svc, principal: Caller) -> dict[str, Any]:
+    """Store variables encrypted, owned by the caller (422 naming a bad variable name, 409 for
+    a taken name)."""
+    return await service.create(svc, principal, body.name, body.variables)
 
 
 @router.get("/env-sets/{env_set_id}", response_model=EnvSetView, dependencies=READ)
-async def get_env_set(env_set_id: str, svc: Svc) -> dict[str, Any]:
-    return await service.get(svc, env_set_id)
+async def get_env_set(env_set_id: str, svc: Svc, principal: Caller) -> dict[str, Any]:
+    """One of the caller's env sets (403 for another user's), values masked."""
+    return await service.get(svc, principal, env_set_id)
 
 
 @router.put("/env-sets/{env_set_id}", response_model=EnvSetView, dependencies=WRITE)
-async def put_env_set(env_set_id: str, body: EnvSetBody, svc: Svc) -> dict[str, Any]:
-    """Replace the name and the variables (names left out are removed)."""
-    return await service.replace(svc, env_set_id, body.name, body.variables)
+async def put_env_set(
+    env_set_id: str, body: EnvSetBody, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    """Replace the name and the variables (names left out are removed); owner or admin only."""
+    return await service.replace(svc, principal, env_set_id, body.name, body.variables)
 
 
 @router.delete("/env-sets/{env_set_id}", status_code=204, dependencies=WRITE)
-async def delete_env_set(env_set_id: str, svc: Svc) -> Response:
-    """Delete an env set (409 while an agent profile uses it)."""
-    await service.delete(svc, env_set_id)
+async def delete_env_set(env_set_id: str, svc: Svc, principal: Caller) -> Response:
+    """Delete an env set (409 while an agent profile uses it); owner or admin only."""
+    await service.delete(svc, principal, env_set_id)
     return Response(status_code=204)

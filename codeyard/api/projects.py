@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from codeyard.agents import registry
-from codeyard.api.auth import require_scope
+from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import (
     AgentCreate,
@@ -27,10 +27,11 @@ router = APIRouter(tags=["projects"])
 
 
 @router.post("/projects", dependencies=[require_scope("settings:write")], status_code=201)
-async def create_project(body: ProjectCreate, svc: Svc) -> dict[str, Any]:
-    """Register local work trees (``path``) or clone URLs (``url``) as one project."""
+async def create_project(body: ProjectCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
+    """Register local work trees (``path``) or clone URLs (``url``) as one project, owned by
+    the caller."""
     specs = [r.data() for r in body.repos]
-    return await project_service.create_project(svc, body.name, body.slug, specs)
+    return await project_service.create_project(svc, principal, body.name, body.slug, specs)
 
 
 @router.get("/projects", dependencies=[require_scope("settings:read")])
@@ -48,26 +49,30 @@ async def get_project(project_ref: str, svc: Svc) -> dict[str, Any]:
 
 
 @router.patch("/projects/{project_ref}", dependencies=[require_scope("settings:write")])
-async def update_project(project_ref: str, body: ProjectUpdate, svc: Svc) -> dict[str, Any]:
-    project = await project_service.get_project(svc, project_ref)
-    await svc.writer.run(lambda tx: projects.update_project(tx, project["id"], body.data()))
-    return await project_service.get_project(svc, project["id"])
+async def update_project(
+    project_ref: str, body: ProjectUpdate, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    """Owner, members or an admin; only the owner or an admin changes ``member_ids``."""
+    return await project_service.update_project(svc, principal, project_ref, body.data())
 
 
 @router.delete(
     "/projects/{project_ref}", dependencies=[require_scope("settings:write")], status_code=204
 )
-async def delete_project(project_ref: str, svc: Svc) -> Response:
-    """Delete a project and its idle runs' worktrees (409 while a run is active)."""
-    await project_service.delete_project(svc, project_ref)
+async def delete_project(project_ref: str, svc: Svc, principal: Caller) -> Response:
+    """Delete a project and its idle runs' worktrees (409 while a run is active).
+
+    Owner or admin only; 409 for a non-admin while the project holds other users' runs.
+    """
+    await project_service.delete_project(svc, principal, project_ref)
     return Response(status_code=204)
 
 
 @router.post(
     "/projects/{project_ref}/repos", dependencies=[require_scope("settings:write")], status_code=201
 )
-async def add_repo(project_ref: str, body: RepoSpec, svc: Svc) -> dict[str, Any]:
-    return await project_service.add_repo(svc, project_ref, body.data())
+async def add_repo(project_ref: str, body: RepoSpec, svc: Svc, principal: Caller) -> dict[str, Any]:
+    return await project_service.add_repo(svc, principal, project_ref, body.data())
 
 
 @router.delete(
@@ -75,27 +80,26 @@ async def add_repo(project_ref: str, body: RepoSpec, svc: Svc) -> dict[str, Any]
     dependencies=[require_scope("settings:write")],
     status_code=204,
 )
-async def remove_repo(project_ref: str, repo_id: str, svc: Svc) -> Response:
-    project = await project_service.get_project(svc, project_ref)
-    if repo_id not in {r["id"] for r in project["repos"]}:
-        await project_service.get_repo(svc, repo_id)  # 404 when unknown
-    await svc.writer.run(lambda tx: projects.delete_repo(tx, repo_id))
+async def remove_repo(project_ref: str, repo_id: str, svc: Svc, principal: Caller) -> Response:
+    await project_service.remove_repo(svc, principal, project_ref, repo_id)
     return Response(status_code=204)
 
 
 @router.patch("/repos/{repo_id}", dependencies=[require_scope("settings:write")])
-async def update_repo(repo_id: str, body: RepoUpdate, svc: Svc) -> dict[str, Any]:
-    await project_service.get_repo(svc, repo_id)
-    await svc.writer.run(lambda tx: projects.update_repo(tx, repo_id, body.data()))
-    return await project_service.get_repo(svc, repo_id)
+async def update_repo(
+    repo_id: str, body: RepoUpdate, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    """Change a repository; ``setup_script``, ``cleanup_script`` and ``copy_files`` run in every
+    user's runs, so changing them needs ``admin`` and is recorded in the audit log."""
+    return await project_service.update_repo(svc, principal, repo_id, body.data())
 
 
 @router.post("/agents", dependencies=[require_scope("settings:write")], status_code=201)
-async def create_agent(body: AgentCreate, svc: Svc) -> dict[str, Any]:
+async def create_agent(body: AgentCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     """An agent profile: a provider with its model, instructions, tools and options."""
     provider = registry.get(body.provider)
     provider.validate_options(body.provider_config)
-    await env_set_service.check_ids(svc, body.env_set_ids)
+    await env_set_service.check_ids(svc, body.env_set_ids, principal)
     now = utc_now()
     values = {"id": new_id("agt"), **body.model_dump(), "created_at": now, "updated_at": now}
     await svc.writer.run(lambda tx: projects.insert_agent(tx, values))
@@ -116,13 +120,15 @@ async def get_agent(agent_id: str, svc: Svc) -> dict[str, Any]:
 
 
 @router.patch("/agents/{agent_id}", dependencies=[require_scope("settings:write")])
-async def update_agent(agent_id: str, body: AgentUpdate, svc: Svc) -> dict[str, Any]:
+async def update_agent(
+    agent_id: str, body: AgentUpdate, svc: Svc, principal: Caller
+) -> dict[str, Any]:
     changes = body.data()
     async with svc.engine.connect() as conn:
         current = await projects.get_agent(conn, agent_id)
     provider = registry.get(changes.get("provider") or current["provider"])
     provider.validate_options(changes.get("provider_config", current["provider_config"]))
-    await env_set_service.check_ids(svc, changes.get("env_set_ids") or [])
+    await env_set_service.check_ids(svc, changes.get("env_set_ids") or [], principal)
     await svc.writer.run(lambda tx: projects.update_agent(tx, agent_id, changes))
     async with svc.engine.connect() as conn:
         return await projects.get_agent(conn, agent_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
-from codeyard.api.auth import require_action_scope, require_scope
+from codeyard.api.auth import Caller, require_action_scope, require_scope
 from codeyard.api.deps import Svc
 from codeyard.api.schemas import (
     CheckpointCreate,
@@ -90,12 +90,14 @@ async def checkpoint_diff(
     "/runs/{run_ref}/resolve",
     dependencies=[require_scope("git:merge"), require_action_scope({"create_pr": "git:push"})],
 )
-async def resolve(run_ref: str, body: ResolveBody, svc: Svc) -> dict[str, Any]:
+async def resolve(run_ref: str, body: ResolveBody, svc: Svc, principal: Caller) -> dict[str, Any]:
     """Land the run: merge, squash, rebase, create_pr, discard or agent_merge.
 
-    Conflicts answer 409 with ``conflicts`` and change nothing.
+    Conflicts answer 409 with ``conflicts`` and change nothing. A ``target_branch`` that is
+    another user's run branch is refused (403) unless the caller is an admin.
     """
-    return await resolution.resolve(svc, run_ref, body.data() | {"action": body.action})
+    data = body.data() | {"action": body.action}
+    return await resolution.resolve(svc, run_ref, data, principal)
 
 
 @router.get("/runs/{run_ref}/pull-request", dependencies=[require_scope("runs:read")])

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 @router.post("", dependencies=[require_scope("runs:write")], status_code=201)
 async def create_run(body: RunCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     """Create a run; it is queued at once unless ``draft`` is true."""
-    return await run_service.create(svc, body.data(), created_by=principal.user_id)
+    return await run_service.create(svc, body.data(), principal)
 
 
 @router.get("", dependencies=[require_scope("runs:read")])
@@ -93,13 +93,13 @@ async def follow_up(
     run_ref: str, body: FollowUpBody, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
     """A new run whose source is this run's branch."""
-    return await run_service.follow_up(svc, run_ref, body.data(), principal.user_id)
+    return await run_service.follow_up(svc, run_ref, body.data(), principal)
 
 
 @router.post("/{run_ref}/retry", dependencies=[require_scope("runs:write")], status_code=201)
 async def retry(run_ref: str, svc: Svc, principal: Caller) -> dict[str, Any]:
     """A new run with the same prompt and agent from the original source."""
-    return await run_service.retry(svc, run_ref, principal.user_id)
+    return await run_service.retry(svc, run_ref, principal)
 
 
 @router.post("/{run_ref}/archive", dependencies=[require_scope("runs:write")])

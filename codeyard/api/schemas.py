@@ -30,6 +30,12 @@ class ProjectCreate(Body):
 class ProjectUpdate(Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     policy_set_ids: list[str] | None = None
+    member_ids: list[str] | None = Field(
+        default=None,
+        max_length=200,
+        description="Users (usr_…) who may change the project like its owner, not delete it. "
+        "Only the owner or an admin may set this.",
+    )
 
 
 class RepoUpdate(Body):

@@ -3,6 +3,9 @@
 Values are write-only: every read shows the names with :data:`MASK` for each value. A ``PUT``
 that sends :data:`MASK` as a value keeps the stored one, so a client can edit names and some
 values without ever having seen the others.
+
+Each env set has an owner (its creator): only the owner or an admin may list, read, change,
+delete or use it in a run or agent profile (``services.ownership``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from codeyard.auth.principal import Principal
 from codeyard.crypto import SecretBox, SecretsUnavailable, secret_box
-from codeyard.domain.errors import Conflict, ValidationFailed
+from codeyard.domain.errors import Conflict, Forbidden, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
+from codeyard.services import ownership
 from codeyard.services.context import Services
 from codeyard.store import env_sets, schema
 from codeyard.store.writer import Tx
@@ -47,6 +52,7 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
         "name": row["name"],
         "variables": dict.fromkeys(keys, MASK),
         "keys": keys,
+        "owner_id": row.get("owner_id"),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
@@ -85,7 +91,9 @@ async def _name_free(tx: Tx, name: str, own_id: str | None) -> None:
         )
 
 
-async def create(svc: Services, name: str, variables: dict[str, str]) -> dict[str, Any]:
+async def create(
+    svc: Services, principal: Principal, name: str, variables: dict[str, str]
+) -> dict[str, Any]:
     _check_variables(variables)
     if MASK in variables.values():
         raise ValidationFailed(
@@ -101,6 +109,7 @@ async def create(svc: Services, name: str, variables: dict[str, str]) -> dict[st
         "keys": sorted(variables),
         "created_at": now,
         "updated_at": now,
+        "owner_id": ownership.owner_of_new(principal),
     }
 
     async def job(tx: Tx) -> None:
@@ -111,19 +120,25 @@ async def create(svc: Services, name: str, variables: dict[str, str]) -> dict[st
     return public(values)
 
 
-async def get(svc: Services, env_set_id: str) -> dict[str, Any]:
+async def get(svc: Services, principal: Principal, env_set_id: str) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
-        return public(await env_sets.get(conn, env_set_id))
+        row = await env_sets.get(conn, env_set_id)
+    ownership.require_env_set_owner(principal, row)
+    return public(row)
 
 
-async def list_page(svc: Services, limit: int, cursor: str | None) -> dict[str, Any]:
+async def list_page(
+    svc: Services, principal: Principal, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """The caller's own env sets (every one for an admin)."""
+    only = None if principal.is_admin else (principal.user_id or "")
     async with svc.engine.connect() as conn:
-        rows, next_cursor = await env_sets.list_env_sets(conn, limit, cursor)
+        rows, next_cursor = await env_sets.list_env_sets(conn, limit, cursor, only)
     return {"data": [public(r) for r in rows], "next_cursor": next_cursor}
 
 
 async def replace(
-    svc: Services, env_set_id: str, name: str, variables: dict[str, str]
+    svc: Services, principal: Principal, env_set_id: str, name: str, variables: dict[str, str]
 ) -> dict[str, Any]:
     """Replace name and variables; a value equal to :data:`MASK` keeps the stored value."""
     _check_variables(variables)
@@ -131,6 +146,7 @@ async def replace(
 
     async def job(tx: Tx) -> dict[str, Any]:
         row = await env_sets.get(tx.conn, env_set_id)
+        ownership.require_env_set_owner(principal, row)
         await _name_free(tx, name, env_set_id)
         kept = [k for k, v in variables.items() if v == MASK]
         merged = dict(variables)
@@ -158,11 +174,11 @@ async def replace(
     return await svc.writer.run(job)
 
 
-async def delete(svc: Services, env_set_id: str) -> None:
+async def delete(svc: Services, principal: Principal, env_set_id: str) -> None:
     """Delete an env set; 409 while an agent profile still uses it."""
 
     async def job(tx: Tx) -> None:
-        await env_sets.get(tx.conn, env_set_id)
+        ownership.require_env_set_owner(principal, await env_sets.get(tx.conn, env_set_id))
         agents = schema.agents
         rows = (await tx.conn.execute(select(agents.c.id, agents.c.env_set_ids))).all()
         users = [r.id for r in rows if env_set_id in (r.env_set_ids or [])]
@@ -177,12 +193,22 @@ async def delete(svc: Services, env_set_id: str) -> None:
     await svc.writer.run(job)
 
 
-async def check_ids(svc: Services, ids: list[str], field: str = "env_set_ids") -> None:
-    """422 naming the env set ids that do not exist."""
+async def check_ids(
+    svc: Services, ids: list[str], principal: Principal, field: str = "env_set_ids"
+) -> None:
+    """422 naming the env set ids that do not exist; 403 naming those the caller may not use."""
     async with svc.engine.connect() as conn:
-        known = await env_sets.existing_ids(conn, ids)
-    if missing := [i for i in ids if i not in known]:
+        owners = await env_sets.owners_of(conn, ids)
+    if missing := [i for i in ids if i not in owners]:
         raise ValidationFailed(
             f"Unknown env sets: {', '.join(missing)}. List them with GET /api/env-sets.",
             errors=[{"loc": ["body", field], "msg": f"unknown: {missing}"}],
+        )
+    if principal.is_admin:
+        return
+    if others := [i for i in ids if principal.user_id is None or owners[i] != principal.user_id]:
+        raise Forbidden(
+            f"Env sets {', '.join(others)} belong to another user: only their owner or an admin "
+            "may use them. Create your own with POST /api/env-sets.",
+            env_set_ids=others,
         )

@@ -1,4 +1,9 @@
-"""Projects and repositories: registering a local work tree or cloning a URL."""
+"""Projects and repositories: registering a local work tree or cloning a URL.
+
+A project belongs to its creator; the owner may share it with members (who may change its
+repositories and settings, not delete it or change the members). Repository scripts and copied
+files run in every user's runs, so changing them is for admins and leaves an audit row.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from codeyard.domain.errors import BadRequest, Conflict, ValidationFailed
+from codeyard.auth.principal import Principal
+from codeyard.domain.errors import BadRequest, Conflict, Forbidden, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify
 from codeyard.domain.status import ACTIVE
 from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.services import ownership
 from codeyard.services.context import Services
-from codeyard.store import projects, runs
+from codeyard.store import audit, projects, runs, users
 from codeyard.store.writer import Tx
 from codeyard.workspace import git
 
@@ -84,15 +91,27 @@ async def unique_slug(tx: Tx, wanted: str) -> str:
     return slug
 
 
-def project_values(name: str, slug: str) -> dict[str, Any]:
+def project_values(name: str, slug: str, owner_id: str | None = None) -> dict[str, Any]:
     now = utc_now()
-    return {"id": new_id("prj"), "name": name, "slug": slug, "created_at": now, "updated_at": now}
+    return {
+        "id": new_id("prj"),
+        "name": name,
+        "slug": slug,
+        "owner_id": owner_id,
+        "member_ids": [],
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def create_project(
-    svc: Services, name: str, slug: str | None, repo_specs: list[dict[str, Any]]
+    svc: Services,
+    principal: Principal,
+    name: str,
+    slug: str | None,
+    repo_specs: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    values = project_values(name, slugify(slug or name))
+    values = project_values(name, slugify(slug or name), ownership.owner_of_new(principal))
     repo_rows = [await _repo_values(svc, spec, values["id"]) for spec in repo_specs]
 
     async def job(tx: Tx) -> None:
@@ -120,15 +139,93 @@ async def get_project(svc: Services, ref: str) -> dict[str, Any]:
     return project
 
 
-async def add_repo(svc: Services, project_ref: str, spec: dict[str, Any]) -> dict[str, Any]:
+async def add_repo(
+    svc: Services, principal: Principal, project_ref: str, spec: dict[str, Any]
+) -> dict[str, Any]:
     project = await get_project(svc, project_ref)
+    ownership.require_project_manager(principal, project, "add repositories")
     row = await _repo_values(svc, spec, project["id"])
     await svc.writer.run(lambda tx: projects.insert_repo(tx, row))
     return row
 
 
-async def delete_project(svc: Services, project_ref: str) -> None:
+async def update_project(
+    svc: Services, principal: Principal, project_ref: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Rename, set policy sets (owner, members, admins); change members (owner, admins)."""
     project = await get_project(svc, project_ref)
+    ownership.require_project_manager(principal, project, "change it")
+    if "member_ids" in changes:
+        ownership.require_project_owner(principal, project, "change its members")
+        wanted = list(dict.fromkeys(changes["member_ids"] or []))
+        async with svc.engine.connect() as conn:
+            missing = [u for u in wanted if await users.find(conn, u) is None]
+        if missing:
+            raise ValidationFailed(
+                f"Unknown users: {', '.join(missing)}. List them with GET /api/users.",
+                errors=[{"loc": ["body", "member_ids"], "msg": f"unknown: {missing}"}],
+            )
+        changes = {**changes, "member_ids": wanted}
+    await svc.writer.run(lambda tx: projects.update_project(tx, project["id"], changes))
+    return await get_project(svc, project["id"])
+
+
+async def remove_repo(svc: Services, principal: Principal, project_ref: str, repo_id: str) -> None:
+    project = await get_project(svc, project_ref)
+    ownership.require_project_manager(principal, project, "remove repositories")
+    if repo_id not in {r["id"] for r in project["repos"]}:
+        await get_repo(svc, repo_id)  # 404 when unknown
+    await svc.writer.run(lambda tx: projects.delete_repo(tx, repo_id))
+
+
+#: Repository fields whose changes run code or copy files in every user's runs.
+ADMIN_REPO_FIELDS = ("setup_script", "cleanup_script", "copy_files")
+
+
+async def update_repo(
+    svc: Services, principal: Principal, repo_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Change a repository; scripts and copied files need ``admin`` and are audited."""
+    repo = await get_repo(svc, repo_id)
+    async with svc.engine.connect() as conn:
+        project = await projects.get_project(conn, repo["project_id"])
+    ownership.require_project_manager(principal, project, "change its repositories")
+    guarded = {k: v for k, v in changes.items() if k in ADMIN_REPO_FIELDS and v != repo[k]}
+    if guarded and not principal.is_admin:
+        raise Forbidden(
+            f"Changing {', '.join(sorted(guarded))} needs the 'admin' scope: they run in every "
+            "user's runs of this repository. Ask an admin to change them.",
+            required_scope="admin",
+        )
+
+    async def job(tx: Tx) -> None:
+        await projects.update_repo(tx, repo_id, changes)
+        for field, new in guarded.items():
+            await audit.record(
+                tx,
+                principal.user_id or "admin",
+                f"repo.{field}",
+                repo_id,
+                {"old": repo[field], "new": new, "project_id": repo["project_id"]},
+            )
+
+    await svc.writer.run(job)
+    return await get_repo(svc, repo_id)
+
+
+async def delete_project(svc: Services, principal: Principal, project_ref: str) -> None:
+    """Owner or admin; a non-admin owner gets 409 while the project holds others' runs."""
+    project = await get_project(svc, project_ref)
+    ownership.require_project_owner(principal, project, "delete it")
+    if not principal.is_admin:
+        async with svc.engine.connect() as conn:
+            held = await runs.all_of_project(conn, project["id"])
+        if others := [r for r in held if not principal.owns(r["created_by"])]:
+            raise Conflict(
+                f"Project '{project['slug']}' holds {len(others)} run(s) of other users (e.g. "
+                f"run {others[0]['number']}); only an admin may delete it with them.",
+                run_numbers=[r["number"] for r in others[:20]],
+            )
     async with svc.engine.connect() as conn:
         active, _ = await runs.list_page(
             conn, project_id=project["id"], archived=None, status=[str(s) for s in ACTIVE], limit=1

@@ -12,6 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from codeyard.auth.principal import Principal
+from codeyard.domain import events as ev
 from codeyard.domain import fold
 from codeyard.domain.errors import BadRequest, InvalidTransition, NotFound
 from codeyard.domain.status import RunStatus, check_action
@@ -19,6 +21,7 @@ from codeyard.executor.checkpointing import delete_run_refs
 from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig
+from codeyard.services import ownership
 from codeyard.services import runs as run_service
 from codeyard.services.context import Services
 from codeyard.store import events, projects, runs
@@ -62,10 +65,16 @@ async def _commit_message(svc: Services, run: dict[str, Any], message: str | Non
     return f"{run['title']}{body}\n\nCodeyard run #{run['number']} ({run['provider']})"
 
 
-async def resolve(svc: Services, ref: str, body: dict[str, Any]) -> dict[str, Any]:
+async def resolve(
+    svc: Services, ref: str, body: dict[str, Any], principal: Principal
+) -> dict[str, Any]:
     run, repos = await _load(svc, ref)
     check_action("resolve", S(run["status"]))
     action = body["action"]
+    if body.get("target_branch") and action != "discard":
+        await ownership.check_target_branch(
+            svc, principal, run["project_id"], body["target_branch"]
+        )
     if action in LAND:
         return await _land(svc, run, repos, action, body)
     if action == "discard":
@@ -107,17 +116,14 @@ async def _land(
 
     async def job(tx: Tx) -> dict[str, Any]:
         for repo_id, plan in merged:
-            await tx.emit_one(
-                run["id"],
-                "git.merged",
-                {
-                    "repo_id": repo_id,
-                    "target": plan.target_branch,
-                    "sha": plan.new_commit,
-                    "strategy": strategy,
-                    "fast_forward": plan.fast_forward,
-                },
+            merged_event = ev.GitMerged(
+                repo_id=repo_id,
+                target=plan.target_branch,
+                sha=plan.new_commit,
+                strategy=strategy,
+                fast_forward=plan.fast_forward,
             )
+            await tx.emit_one(run["id"], merged_event)
         targets = ", ".join(sorted({p.target_branch for _, p in merged}))
         return await runs.set_status(
             tx, run["id"], S.COMPLETED, f"{strategy} into {targets}", resolution="merged"
@@ -179,16 +185,12 @@ async def _create_pr(
 
     async def job(tx: Tx) -> dict[str, Any]:
         for repo_id, pr in created:
-            await tx.emit_one(
-                run["id"],
-                "git.pushed",
-                {"repo_id": repo_id, "branch": run["branch"], "remote": "origin", "force": False},
+            pushed = ev.GitPushed(
+                repo_id=repo_id, branch=run["branch"], remote="origin", force=False
             )
-            await tx.emit_one(
-                run["id"],
-                "pr.created",
-                {"repo_id": repo_id, "url": pr["url"], "number": pr["number"]},
-            )
+            await tx.emit_one(run["id"], pushed)
+            opened = ev.PrCreated(repo_id=repo_id, url=pr["url"], number=pr["number"])
+            await tx.emit_one(run["id"], opened)
         first = dict(created[0][1])
         if len(created) > 1:
             first["others"] = [pr for _, pr in created[1:]]
@@ -266,9 +268,7 @@ async def commit(svc: Services, ref: str, message: str | None) -> dict[str, Any]
 
     async def job(tx: Tx) -> None:
         for repo_id, sha in made.items():
-            await tx.emit_one(
-                run["id"], "git.committed", {"repo_id": repo_id, "sha": sha, "message": text}
-            )
+            await tx.emit_one(run["id"], ev.GitCommitted(repo_id=repo_id, sha=sha, message=text))
 
     await svc.writer.run(job)
     return {"commits": made}
@@ -291,11 +291,10 @@ async def push(svc: Services, ref: str, force: bool) -> dict[str, Any]:
 
     async def job(tx: Tx) -> None:
         for repo_id in run["repo_ids"]:
-            await tx.emit_one(
-                run["id"],
-                "git.pushed",
-                {"repo_id": repo_id, "branch": run["branch"], "remote": "origin", "force": force},
+            pushed = ev.GitPushed(
+                repo_id=repo_id, branch=run["branch"], remote="origin", force=force
             )
+            await tx.emit_one(run["id"], pushed)
 
     await svc.writer.run(job)
     return {"branch": run["branch"], "remote": "origin", "pushed": True}
@@ -309,9 +308,7 @@ async def rebase(svc: Services, ref: str, onto: str | None) -> dict[str, Any]:
     for repo_id, path in run["worktrees"].items():
         target = onto or repos[repo_id]["default_branch"] or "main"
         heads[repo_id] = await landing.rebase_branch(Path(path), target)
-    await svc.writer.run(
-        lambda tx: tx.emit_one(run["id"], "git.rebased", {"heads": heads, "onto": onto})
-    )
+    await svc.writer.run(lambda tx: tx.emit_one(run["id"], ev.GitRebased(heads=heads, onto=onto)))
     return {"heads": heads}
 
 
@@ -324,7 +321,7 @@ async def rename_branch(svc: Services, ref: str, name: str) -> dict[str, Any]:
 
     async def job(tx: Tx) -> dict[str, Any]:
         await runs.update_fields(tx, run["id"], branch=name)
-        await tx.emit_one(run["id"], "git.branch_renamed", {"from": run["branch"], "to": name})
+        await tx.emit_one(run["id"], ev.GitBranchRenamed(from_=run["branch"], to=name))
         return await runs.lock(tx, run["id"])
 
     return runs.public(await svc.writer.run(job))

@@ -6,13 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.agents import registry
-from codeyard.domain.errors import BadRequest, InvalidTransition, ValidationFailed
+from codeyard.auth.principal import Principal
+from codeyard.domain import events as ev
+from codeyard.domain.errors import BadRequest, Forbidden, InvalidTransition, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify, title_from_prompt
 from codeyard.domain.status import RunStatus, check_action
 from codeyard.executor.checkpointing import delete_run_refs
 from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services import env_sets as env_set_service
+from codeyard.services import ownership
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
 from codeyard.store import policies, projects, runs
@@ -56,7 +59,9 @@ async def _resolve_agent(
     return body["provider"], model, options, None
 
 
-async def _attach_env_sets(svc: Services, options: dict[str, Any], extra: list[str]) -> None:
+async def _attach_env_sets(
+    svc: Services, principal: Principal, options: dict[str, Any], extra: list[str]
+) -> None:
     """Record the run's env set ids (never their values) in its options; 422 for unknown ones.
 
     The executor decrypts them into the agent's environment at each turn (``executor.turns``).
@@ -69,7 +74,7 @@ async def _attach_env_sets(svc: Services, options: dict[str, Any], extra: list[s
         )
     ids = list(dict.fromkeys([*ids, *extra]))
     if ids:
-        await env_set_service.check_ids(svc, ids)
+        await env_set_service.check_ids(svc, ids, principal)
         options[ENV_SET_IDS] = ids
     else:
         options.pop(ENV_SET_IDS, None)
@@ -123,13 +128,31 @@ async def _resolve_repos(
     )
 
 
+def _check_may_skip_approvals(principal: Principal, options: dict[str, Any]) -> None:
+    """``permission_mode: auto`` answers approvals without asking: it needs the scope that
+    answers them, so a token that cannot resolve approvals cannot skip them either."""
+    if options.get("permission_mode") == "auto" and "approvals:resolve" not in principal.scopes:
+        raise Forbidden(
+            "permission_mode 'auto' skips approvals, so it needs the 'approvals:resolve' "
+            "scope; use 'default' or 'plan', or a token that may resolve approvals.",
+            required_scope="approvals:resolve",
+        )
+
+
 async def create(
     svc: Services,
     body: dict[str, Any],
+    principal: Principal,
     parent_run_id: str | None = None,
-    created_by: str | None = None,
+    delegation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Validate everything first, then write the run (and any new project) in one job."""
+    """Validate everything first, then write the run (and any new project) in one job.
+
+    ``principal`` becomes the run's creator; env sets it names must be theirs, and a run that
+    registers a new repository (``repo_path``) needs ``settings:write`` like
+    ``POST /api/projects``.
+    """
+    created_by = principal.user_id
     prompt = (body.get("prompt") or "").strip()
     if not prompt:
         raise ValidationFailed(
@@ -137,9 +160,19 @@ async def create(
             errors=[{"loc": ["body", "prompt"], "msg": "must not be empty"}],
         )
     provider_name, model, options, agent_id = await _resolve_agent(svc, body)
-    await _attach_env_sets(svc, options, list(body.get("env_set_ids") or []))
+    _check_may_skip_approvals(principal, options)
+    await _attach_env_sets(svc, principal, options, list(body.get("env_set_ids") or []))
     registry.get(provider_name).validate_options(options)
     new_project, project_id, repos = await _resolve_repos(svc, body)
+    if new_project is not None:
+        if "settings:write" not in principal.scopes:
+            raise Forbidden(
+                f"'{body.get('repo_path')}' is not registered yet, and registering a repository "
+                "creates a project, which needs the 'settings:write' scope. Ask someone who "
+                "may to add it (POST /api/projects), then run in it with 'project_id'.",
+                required_scope="settings:write",
+            )
+        new_project["owner_id"] = ownership.owner_of_new(principal)
     source_ref = body.get("source_ref") or "HEAD"
     base_commits: dict[str, str] = {}
     for repo in repos:
@@ -179,6 +212,7 @@ async def create(
         "branch": None,
         "worktrees": {},
         "parent_run_id": parent_run_id,
+        "delegation": delegation,  # a sub-run an agent started through MCP (issue 22)
         "created_by": created_by,
         "session_id": None,
         "agent_state": {},
@@ -208,7 +242,7 @@ async def create(
         values["number"] = await runs.next_run_number(tx)
         await runs.insert(tx, values)
         run = runs.public(values)
-        await tx.emit_one(values["id"], "run.created", {"run": run})
+        await tx.emit_one(values["id"], ev.RunCreated(run=run))
         return run
 
     run = await svc.writer.run(job)
@@ -266,7 +300,7 @@ async def resume(svc: Services, ref: str, message: str | None) -> dict[str, Any]
         pending = list(current["pending_messages"])
         if message:
             pending.append(message)
-            await tx.emit_one(run["id"], "user.message", {"text": message, "author": "operator"})
+            await tx.emit_one(run["id"], ev.UserMessage(text=message, author="operator"))
         return await runs.set_status(tx, run["id"], S.QUEUED, "resumed", pending_messages=pending)
 
     updated = await svc.writer.run(job)
@@ -286,12 +320,12 @@ async def message(
     run = await get(svc, ref)
     check_action("message", S(run["status"]))
     run_id = run["id"]
-    event = {"text": text, "author": author}
+    event = ev.UserMessage(text=text, author=author)
 
     async def job(tx: Tx) -> dict[str, Any]:
         current = await runs.lock(tx, run_id)
         status = S(current["status"])
-        await tx.emit_one(run_id, "user.message", event)
+        await tx.emit_one(run_id, event)
         if status in (S.RUNNING, S.WAITING):
             if not svc.executor.is_waiting_for_answer(run_id):
                 pending = [*current["pending_messages"], text]
@@ -335,7 +369,7 @@ async def set_archived(svc: Services, ref: str, archived: bool) -> dict[str, Any
 
 
 async def follow_up(
-    svc: Services, ref: str, body: dict[str, Any], created_by: str | None = None
+    svc: Services, ref: str, body: dict[str, Any], principal: Principal
 ) -> dict[str, Any]:
     """A new run that starts from this run's branch."""
     parent = await get(svc, ref)
@@ -354,10 +388,10 @@ async def follow_up(
         "model": body.get("model") or parent["model"],
         "agent_options": body.get("agent_options", parent["agent_options"]),
     }
-    return await create(svc, new_body, parent_run_id=parent["id"], created_by=created_by)
+    return await create(svc, new_body, principal, parent_run_id=parent["id"])
 
 
-async def retry(svc: Services, ref: str, created_by: str | None = None) -> dict[str, Any]:
+async def retry(svc: Services, ref: str, principal: Principal) -> dict[str, Any]:
     """A new run with the same prompt, agent and original source commits."""
     run = await get(svc, ref)
     body = {
@@ -375,4 +409,4 @@ async def retry(svc: Services, ref: str, created_by: str | None = None) -> dict[
         "budget_usd": run["budget_usd"],
         "labels": run["labels"],
     }
-    return await create(svc, body, parent_run_id=run["id"], created_by=created_by)
+    return await create(svc, body, principal, parent_run_id=run["id"])

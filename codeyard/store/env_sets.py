@@ -22,11 +22,11 @@ from codeyard.store.writer import Tx
 __all__ = [
     "delete_env_set",
     "environment_for",
-    "existing_ids",
     "find_by_name",
     "get",
     "insert",
     "list_env_sets",
+    "owners_of",
     "seal",
     "update_env_set",
     "variables_of",
@@ -65,18 +65,21 @@ async def find_by_name(conn: AsyncConnection, name: str) -> dict[str, Any] | Non
     return _d(row) if row is not None else None
 
 
-async def existing_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
+async def owners_of(conn: AsyncConnection, ids: list[str]) -> dict[str, str | None]:
+    """id → ``owner_id`` of the env sets among ``ids`` that exist."""
     if not ids:
-        return set()
-    rows = (await conn.execute(select(E.c.id).where(E.c.id.in_(ids)))).all()
-    return {r.id for r in rows}
+        return {}
+    rows = (await conn.execute(select(E.c.id, E.c.owner_id).where(E.c.id.in_(ids)))).all()
+    return {r.id: r.owner_id for r in rows}
 
 
 async def list_env_sets(
-    conn: AsyncConnection, limit: int, cursor: str | None
+    conn: AsyncConnection, limit: int, cursor: str | None, only_owner: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, keyset-paged by (created_at, id)."""
+    """Newest first, keyset-paged by (created_at, id); ``only_owner``: that user's sets only."""
     stmt = select(E).order_by(E.c.created_at.desc(), E.c.id.desc()).limit(limit + 1)
+    if only_owner is not None:
+        stmt = stmt.where(E.c.owner_id == only_owner)
     after = decode_cursor(cursor)
     if after is not None:
         stmt = stmt.where(

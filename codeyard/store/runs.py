@@ -8,7 +8,7 @@ from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
-from codeyard.domain.events import utc_now
+from codeyard.domain.events import RunStatusChanged, utc_now
 from codeyard.domain.status import ACTIVE, RunStatus, check_transition
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
@@ -34,6 +34,7 @@ PUBLIC_FIELDS = (
     "base_commits",
     "branch",
     "parent_run_id",
+    "delegation",
     "session_id",
     "turns",
     "usage",
@@ -178,7 +179,8 @@ async def set_status(
     elif to in ACTIVE:
         changes["finished_at"] = None
     await tx.conn.execute(update(R).where(R.c.id == run_id).values(updated_at=now, **changes))
-    await tx.emit_one(run_id, "run.status", {"from": str(current), "to": str(to), "reason": reason})
+    changed = RunStatusChanged(from_=str(current), to=str(to), reason=reason)
+    await tx.emit_one(run_id, changed)
     run.update(changes, updated_at=now)
     return run
 
@@ -196,3 +198,9 @@ async def remove(tx: Tx, run_id: str) -> None:
     await tx.conn.execute(delete(schema.share_links).where(schema.share_links.c.run_id == run_id))
     await tx.conn.execute(delete(R).where(R.c.id == run_id))
     tx.forget_run(run_id)
+
+
+async def creators_of_branch(conn: AsyncConnection, project_id: str, branch: str) -> list[Any]:
+    """``created_by`` of every run of the project whose branch is ``branch``."""
+    stmt = select(R.c.created_by).where(R.c.project_id == project_id, R.c.branch == branch)
+    return [r.created_by for r in (await conn.execute(stmt)).all()]

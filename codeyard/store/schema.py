@@ -29,6 +29,10 @@ projects = Table(
     Column("policy_set_ids", JSON),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    #: Who created it (None: the admin token, or made before owners existed: admins only).
+    Column("owner_id", String(40)),
+    #: Users the owner shares it with: they may change it like the owner, not delete it.
+    Column("member_ids", JSON),
 )
 
 repos = Table(
@@ -227,6 +231,8 @@ env_sets = Table(
     Column("keys", JSON, nullable=False),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    #: Only the owner (or an admin) may use, read, change or delete it; None: admins only.
+    Column("owner_id", String(40)),
 )
 
 users = Table(
@@ -261,6 +267,8 @@ sessions = Table(
     Column("created_at", String(32), nullable=False),
     Column("last_seen_at", String(32), nullable=False),
     Column("expires_at", String(32), nullable=False),
+    #: The token a ``token-login`` session was opened with: revoking it ends the session.
+    Column("token_id", String(40), index=True),
 )
 
 api_tokens = Table(
@@ -275,6 +283,8 @@ api_tokens = Table(
     Column("expires_at", String(32)),
     Column("last_used_at", String(32)),
     Column("created_at", String(32), nullable=False),
+    #: The token that created this one (directly or through a token-login session).
+    Column("parent_id", String(40), index=True),
 )
 
 recovery_codes = Table(
@@ -294,5 +304,17 @@ share_links = Table(
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("created_by", String(40)),
     Column("expires_at", String(32), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+#: Changes to settings that run in every user's runs (repo scripts, copied files): who, what.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("object_id", String(40), nullable=False),
+    Column("details", JSON, nullable=False),
     Column("created_at", String(32), nullable=False),
 )
