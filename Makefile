@@ -29,8 +29,9 @@ clis/node_modules/.installed: clis/package.json clis/package-lock.json
 	cd clis && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# `make serve PORT=8421 DATA_DIR=/tmp/cy` when the defaults do not suit.
 serve: setup
-	$(BIN)/codeyard serve
+	$(BIN)/codeyard serve $(if $(PORT),--port $(PORT)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 lint: setup
 	$(BIN)/ruff check codeyard tests bench

@@ -25,6 +25,7 @@ from codeyard.api import (
     auth_routes,
     browse_dirs,
     disk,
+    docs,
     env_sets,
     meta,
     problems,
@@ -149,7 +150,7 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served by codeyard.api.docs with local assets
         redoc_url=None,
     )
     problems.install(app)
@@ -181,5 +182,6 @@ def create_app(
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])
     app.include_router(streams.ws_router, prefix="/api")
+    app.include_router(docs.router)  # public by design: the page and Swagger UI's assets
     webui.install(app)  # the UI answers what no route matches
     return app

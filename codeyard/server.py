@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import os
+import socket
 
 import uvicorn
 
+from codeyard import locator
 from codeyard.app import create_app
 from codeyard.config import Settings
 
@@ -47,6 +51,41 @@ def exposure_warning(settings: Settings, tls: bool) -> str | None:
     )
 
 
+def _bindable(host: str, port: int) -> OSError | None:
+    """Bind (host, port) the way Uvicorn will, then let go; the error when that fails."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return exc
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return exc
+    return None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on (host, port), with the command that would work.
+
+    Checked before anything is printed or started, so a busy port never shows a banner and a
+    setup code for a server that is not there. Under ``make`` (``MAKELEVEL`` is set) the hint
+    is the ``make serve PORT=…`` form.
+    """
+    error = _bindable(host, port)
+    if error is None:
+        return None
+    if error.errno != errno.EADDRINUSE:
+        return f"Cannot listen on {host}:{port}: {error.strerror or error}."
+    free = next((p for p in range(port + 1, min(port + 50, 65536)) if not _bindable(host, p)), None)
+    if free is None:
+        return f"Port {port} on {host} is in use, and so are the next 49: pass another --port."
+    hint = f"make serve PORT={free}" if os.environ.get("MAKELEVEL") else f"--port {free}"
+    return f"Port {port} on {host} is in use (another Codeyard?) — try `{hint}`."
+
+
 def run_server(settings: Settings) -> None:
     """Serve until interrupted. Writes ``server.json`` so the CLI finds this server."""
     logging.basicConfig(
@@ -54,6 +93,8 @@ def run_server(settings: Settings) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     tls = tls_files(settings)
+    if problem := port_problem(settings.host, settings.port):
+        raise SystemExit(problem)
     settings.prepare_data_dir()
     settings.ensure_admin_token()
     app = create_app(settings, announce=lambda notice: print(notice, flush=True))
@@ -62,17 +103,21 @@ def run_server(settings: Settings) -> None:
     scheme = "https" if tls else "http"
     url = f"{scheme}://{settings.host}:{settings.port}"
     settings.write_server_file(url)
+    locator.register(url, settings.data_dir)  # a CLI without this data dir still finds us
     print(f"Codeyard is serving {url}  (data: {settings.data_dir})", flush=True)
     where = "CODEYARD_ADMIN_TOKEN" if settings.admin_token else settings.data_dir / "admin.token"
     print(f"API docs: {url}/api/docs · admin token: {where}", flush=True)
     # The admin token is in the fragment: browsers never send it to a server or a proxy log.
     print(f"Sign in: {url}/login#token={settings.ensure_admin_token()}", flush=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        ssl_certfile=tls[0] if tls else None,
-        ssl_keyfile=tls[1] if tls else None,
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
+        )
+    finally:
+        locator.unregister()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ TOKEN = "cy_test_token"
 # Runs without an agent profile allow tool calls in tests unless a test asks for another mode;
 # the approval tests set `permission_mode` (or this setting) explicitly.
 os.environ.setdefault("CODEYARD_DEFAULT_PERMISSION_MODE", "auto")
+# Servers started by tests record themselves (codeyard.locator) and `codeyard login` stores
+# tokens under XDG_CONFIG_HOME: keep both out of the developer's own config.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="codeyard-tests-config-")
 os.environ.setdefault("GIT_AUTHOR_NAME", "Codeyard Tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@codeyard.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "Codeyard Tests")

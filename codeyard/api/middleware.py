@@ -41,15 +41,17 @@ SPA_CSP = "; ".join(
         "frame-ancestors 'none'",
     )
 )
-#: ``/api/docs`` is FastAPI's Swagger UI: an inline bootstrap script and assets from jsDelivr.
+#: ``/api/docs`` (``codeyard.api.docs``): Swagger UI's bundle and bootstrap from this origin;
+#: inline styles only, which Swagger UI sets on its elements.
 DOCS_CSP = "; ".join(
     (
         "default-src 'self'",
-        "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "img-src 'self' data: https://fastapi.tiangolo.com",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
         "connect-src 'self'",
         "object-src 'none'",
+        "base-uri 'self'",
         "frame-ancestors 'none'",
     )
 )

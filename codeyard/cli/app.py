@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from codeyard import __version__
@@ -32,7 +34,18 @@ def _options(
         "--server",
         envvar="CODEYARD_SERVER",
         show_default=False,
-        help="Server URL. Default: the url in <data dir>/server.json, else http://127.0.0.1:8420.",
+        help="Server URL. Default: the server of --data-dir (its server.json); without one, "
+        "the server in ~/.codeyard if it runs, else the newest running `codeyard serve` "
+        "(named on stderr), else http://127.0.0.1:8420.",
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        envvar="CODEYARD_DATA_DIR",
+        file_okay=False,
+        show_default=False,
+        help="Data dir of the server to talk to (as given to `codeyard serve --data-dir`): its "
+        "server.json and admin.token are used. Default: ~/.codeyard (or CODEYARD_HOME).",
     ),
     token: str | None = typer.Option(
         None,
@@ -50,6 +63,8 @@ def _options(
         state.server = server
     if token:
         state.token = token
+    if data_dir:
+        state.data_dir = data_dir
 
 
 app.command()(serve.serve)

@@ -1,7 +1,9 @@
 """The CLI's only way to the server: an ``httpx`` client, server discovery, problem → exception.
 
 Discovery order: ``--server`` / ``CODEYARD_SERVER``, else the ``url`` in ``<data_dir>/server.json``
-(written by ``codeyard serve``), else ``http://127.0.0.1:8420``. The token: ``--token`` /
+(written by ``codeyard serve``), else, when no data dir was named and that server is not running,
+the newest running server started with another ``--data-dir`` (said on stderr), else
+``http://127.0.0.1:8420``. The token: ``--token`` /
 ``CODEYARD_TOKEN``, else the one ``codeyard login`` stored for that URL, else
 ``CODEYARD_ADMIN_TOKEN``, else ``<data_dir>/admin.token``.
 
@@ -21,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from codeyard import __version__
+from codeyard import __version__, locator
 from codeyard.cli.credentials import stored_token
 from codeyard.config import Settings
 
@@ -124,7 +126,11 @@ class Target:
 
     url: str
     token: str | None
-    source: str  # "--server", "server.json" or "default"
+    source: str  # "--server", "server.json", "running server" or "default"
+    #: The data dir of the server when it was found through one (its admin.token, doctor).
+    data_dir: Path | None = None
+    #: Said once on stderr when the CLI picked a server the user did not name.
+    notice: str | None = None
 
 
 def read_server_file(data_dir: Path) -> dict[str, Any] | None:
@@ -144,18 +150,54 @@ def read_token_file(data_dir: Path) -> str | None:
     return token or None
 
 
-def discover(settings: Settings, *, server: str | None, token: str | None) -> Target:
+def _live(info: dict[str, Any] | None) -> bool:
+    pid = info.get("pid") if info else None
+    return isinstance(pid, int) and locator.pid_alive(pid)
+
+
+def discover(
+    settings: Settings, *, server: str | None, token: str | None, data_dir_given: bool = True
+) -> Target:
+    """The server this command talks to, and the token for it.
+
+    ``--server`` wins; then the data dir's ``server.json``. When no data dir was named
+    (``data_dir_given`` False) and the default one has no live server, a server started
+    elsewhere with ``--data-dir`` is used (the newest live one in ``locator``), with a notice.
+    """
+    data_dir: Path | None = settings.data_dir
+    notice: str | None = None
+    info = read_server_file(settings.data_dir)
     if server:
-        url, source = server, "--server"
+        url, source, data_dir = server, "--server", None
+    elif (
+        info
+        and isinstance(info.get("url"), str)
+        and info["url"]
+        and (data_dir_given or _live(info))
+    ):
+        url, source = info["url"], "server.json"
+    elif not data_dir_given and (live := locator.running()):
+        picked = live[0]
+        url, source, data_dir = picked.url, "running server", picked.data_dir
+        notice = (
+            f"Using the Codeyard at {picked.url} (data dir {picked.data_dir}, pid {picked.pid}); "
+            f"pass --data-dir or --server to choose."
+        )
+        if len(live) > 1:
+            others = ", ".join(f"{e.url} ({e.data_dir})" for e in live[1:])
+            notice += f" Also running: {others}."
+    elif info and isinstance(info.get("url"), str) and info["url"]:
+        url, source = info["url"], "server.json"
     else:
-        info = read_server_file(settings.data_dir)
-        if info and isinstance(info.get("url"), str) and info["url"]:
-            url, source = info["url"], "server.json"
-        else:
-            url, source = DEFAULT_URL, "default"
+        url, source = DEFAULT_URL, "default"
     url = url.rstrip("/")
-    token = token or stored_token(url) or settings.admin_token or read_token_file(settings.data_dir)
-    return Target(url=url, token=token, source=source)
+    token = (
+        token
+        or stored_token(url)
+        or settings.admin_token
+        or (read_token_file(data_dir) if data_dir else None)
+    )
+    return Target(url=url, token=token, source=source, data_dir=data_dir, notice=notice)
 
 
 def run_path(run: str, *parts: str) -> str:

@@ -67,6 +67,9 @@ def doctor(ctx: typer.Context) -> None:
         )
         _print(state, checks, None)
         raise typer.Exit(1) from None
+    found = state.target.data_dir
+    if found is not None and found != settings.data_dir:  # a server started with --data-dir
+        settings = settings.model_copy(update={"data_dir": found})
     checks += [check_data_dir(settings.data_dir), check_database(settings)]
     server_checks, providers = check_server(state, settings)
     checks += server_checks

@@ -6,10 +6,12 @@ and an instant ``sleep``; ``codeyard.cli.testing.invoke`` does that for them.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +42,7 @@ def load_settings(**overrides: Any) -> Settings:
 class CliState:
     server: str | None = None
     token: str | None = None
+    data_dir: Path | None = None
     transport: httpx.BaseTransport | None = None
     retries: int = DEFAULT_RETRIES
     sleep: Callable[[float], None] = field(default=time.sleep)
@@ -55,11 +58,27 @@ class CliState:
 
     @cached_property
     def settings(self) -> Settings:
+        if self.data_dir is not None:
+            return load_settings(data_dir=self.data_dir.expanduser())
         return load_settings()
+
+    @property
+    def data_dir_given(self) -> bool:
+        """Whether the user named a data dir (flag or environment), rather than the default."""
+        named = ("CODEYARD_DATA_DIR", "CODEYARD_HOME")
+        return self.data_dir is not None or any(os.environ.get(n) for n in named)
 
     @cached_property
     def target(self) -> Target:
-        return discover(self.settings, server=self.server, token=self.token)
+        found = discover(
+            self.settings,
+            server=self.server,
+            token=self.token,
+            data_dir_given=self.data_dir_given,
+        )
+        if found.notice:
+            self.err.print(found.notice, style="dim")
+        return found
 
     def client(self) -> ApiClient:
         return ApiClient(self.target, transport=self.transport)

@@ -64,7 +64,17 @@ async def test_every_kind_of_response_carries_the_security_headers(sqlite_api: A
     assert_security_headers(index.headers)
     docs = await api.get("/api/docs")
     assert docs.status_code == 200
-    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    csp = docs.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "http" not in csp  # nothing from a CDN, no inline JS
+    assert "<script>" not in docs.text
+    for src in ("/api/docs/assets/swagger-ui-bundle.js", "/api/docs/init.js"):
+        assert f'src="{src}"' in docs.text
+        asset = await api.client.get(src, headers={"Authorization": ""})  # public by design
+        assert asset.status_code == 200 and "javascript" in asset.headers["content-type"]
+    css = await api.client.get("/api/docs/assets/swagger-ui.css", headers={"Authorization": ""})
+    assert css.status_code == 200 and ".swagger-ui" in css.text
+    assert (await api.get("/api/docs/assets/..%2Fcore.py")).status_code == 404
+    assert (await api.get("/api/docs/assets/redoc.standalone.js")).status_code == 404
     assert docs.headers["x-frame-options"] == "DENY"
 
 
