@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from codeyard import __version__
 from codeyard.agents import registry
@@ -19,6 +21,7 @@ from codeyard.agents.acp import (
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
+from codeyard.api import analytics as analytics_api
 from codeyard.api import (
     approvals,
     audit,
@@ -35,12 +38,14 @@ from codeyard.api import (
     runs,
     share,
     streams,
+    terminals,
     tokens,
     usage,
     users,
     webui,
     workspace,
 )
+from codeyard.api import notifications as notifications_api
 from codeyard.api import settings as settings_api
 from codeyard.api.auth import require_principal
 from codeyard.api.limits import SlidingWindow, limit_run_creation
@@ -53,12 +58,18 @@ from codeyard.config import Settings
 from codeyard.crypto import secret_box
 from codeyard.events.hub import Hub
 from codeyard.executor.local import LocalExecutor
+from codeyard.mcp_server import http as mcp_http
+from codeyard.mcp_server import offer as mcp_offer
+from codeyard.mcp_server import server as mcp_server
 from codeyard.services import auth as auth_service
 from codeyard.services import retention
 from codeyard.services import settings as settings_service
+from codeyard.services import terminals as terminal_service
 from codeyard.services.context import Services
+from codeyard.services.subscribers import Subscribers
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
+from codeyard.terminals.manager import TerminalManager
 
 registry.register(ScriptProvider())
 registry.register(ClaudeCodeProvider())
@@ -105,16 +116,45 @@ async def _running(
             "No user exists yet: open the login URL and create the first admin with setup code "
             f"{app.state.auth.setup_code}"
         )
+    executor.add_option_hook(mcp_offer.hook(settings))  # profiles opting in get /mcp
     await executor.start()
     daily_gc = retention.DailyGc(services)
     daily_gc.start()
+    subscribers = Subscribers(services)
+    app.state.subscribers = subscribers
+    subscribers.start()
+    hands = await _start_terminals(app, services)
     try:
         yield services
     finally:
+        await _stop_terminals(app, hands)
+        await subscribers.stop()
         await daily_gc.stop()
         await executor.stop()
         await writer.stop()
         await engine.dispose()
+
+
+async def _start_terminals(app: FastAPI, services: Services) -> list[asyncio.Task[None]]:
+    """Terminals (issue 18), and the task that closes a run's terminals when it ends."""
+    settings = services.settings
+    manager = TerminalManager(
+        services.engine,
+        services.writer,
+        settings.data_dir / "terminals",
+        capacity=settings.terminal_scrollback_bytes,
+        idle_seconds=settings.terminal_idle_minutes * 60,
+    )
+    await manager.start()
+    app.state.terminals = manager
+    return [asyncio.create_task(terminal_service.follow_runs(services, manager))]
+
+
+async def _stop_terminals(app: FastAPI, tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await app.state.terminals.stop()
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
@@ -140,9 +180,11 @@ def create_app(
     """The app; ``announce`` prints start-up notices meant for the operator (the setup code)."""
     settings = settings or Settings()
 
+    mcp = mcp_http.McpEndpoint(mcp_server.build())
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _running(app, settings, announce):
+        async with _running(app, settings, announce), mcp.running():
             yield
 
     app = FastAPI(
@@ -156,7 +198,7 @@ def create_app(
     problems.install(app)
     _install_middleware(app, settings)
     app.state.run_rate = SlidingWindow(settings.run_create_per_minute)
-    for public in (meta.public, auth_routes.public, share.public):
+    for public in (meta.public, auth_routes.public, share.public, notifications_api.public):
         app.include_router(public, prefix="/api")
     authed = [Depends(require_principal)]
     for router in (
@@ -177,11 +219,17 @@ def create_app(
         users.router,
         tokens.router,
         share.router,
+        terminals.router,
+        analytics_api.router,
+        notifications_api.router,
         audit.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])
     app.include_router(streams.ws_router, prefix="/api")
+    app.include_router(terminals.ws_router, prefix="/api")
     app.include_router(docs.router)  # public by design: the page and Swagger UI's assets
+    # MCP over streamable HTTP (issue 22): authenticated by the endpoint itself, per tool scopes.
+    app.router.routes.append(Route(mcp_http.PATH, mcp, include_in_schema=False))
     webui.install(app)  # the UI answers what no route matches
     return app

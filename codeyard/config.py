@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     #: TLS is terminated by a proxy in front: no warning when binding a public address.
     behind_tls_proxy: bool = False
+    #: Terminals without viewers or output close after this many minutes (issue 18).
+    terminal_idle_minutes: float = Field(default=30.0, gt=0)
+    #: Output each terminal keeps in memory for replay; the last 512 KiB also on disk.
+    terminal_scrollback_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
+    #: Sub-runs agents start through Codeyard's MCP server (issue 22): how deep a chain of
+    #: delegated runs may go, how many sub-runs one run may start, and the largest share of the
+    #: parent's remaining budget one sub-run may take.
+    mcp_max_depth: int = Field(default=2, ge=1, le=10)
+    mcp_max_children: int = Field(default=4, ge=1, le=100)
+    mcp_budget_share: float = Field(default=0.5, gt=0, le=1)
+    #: Where agents reach this server's MCP endpoint; default ``http://<host>:<port>/mcp``.
+    mcp_url: str | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -115,6 +115,17 @@ runs = Table(
     Column("started_at", String(32)),
     Column("finished_at", String(32)),
     Column("updated_at", String(32), nullable=False),
+    #: The branch and worktree paths a prepare is about to create (set before creating them,
+    #: cleared once they exist): what cleanup must remove if the server dies while preparing.
+    Column("workspace_intent", JSON),
+    #: Times start-up resumed this run after a crash (``auto_resume`` gives up after 3).
+    Column("crash_resumes", Integer, nullable=False, server_default="0"),
+    #: Interrupted by the server going away (not by an operator): ``auto_resume`` may resume it.
+    Column("resume_at_start", Boolean, nullable=False, server_default=false()),
+    #: For a sub-run an agent started through Codeyard's MCP server: ``{"via": "mcp",
+    #: "depth": n, "budget_slice_usd": x}`` (issue 22); None for runs people started.
+    Column("delegation", JSON),
+    Index("ix_runs_parent_run_id", "parent_run_id"),
 )
 
 events = Table(
@@ -206,6 +217,11 @@ approvals = Table(
     Column("created_at", String(32), nullable=False),
     Column("resolved_at", String(32)),
     Column("expires_at", String(32), nullable=False),
+    #: Hash of the tool and its normalized input: a resumed agent's identical call binds here.
+    Column("fingerprint", String(64)),
+    #: When the answer was handed to an agent (an answer is used once).
+    Column("used_at", String(32)),
+    Index("ix_approvals_run_fingerprint", "run_id", "fingerprint"),
 )
 
 policy_decisions = Table(
@@ -316,5 +332,268 @@ audit_log = Table(
     Column("action", String(100), nullable=False),
     Column("object_id", String(40), nullable=False),
     Column("details", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+#: Process groups a run started (agents, scripts, shell steps), kept until they are gone, so a
+#: restart after ``kill -9`` stops what the dead server left running (issue 12).
+run_processes = Table(
+    "run_processes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("pgid", Integer, nullable=False),
+    #: The leader's start time in clock ticks after boot (``/proc/<pid>/stat`` field 22).
+    Column("start_ticks", BigInteger, nullable=False),
+    Column("boot_id", String(64), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+#: Browser terminals (issue 18). The scrollback tail is a file under ``<data>/terminals``; the
+#: row says where the output log ends, so a reconnect after a restart replays exactly.
+terminals = Table(
+    "terminals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), index=True),
+    Column("created_by", String(40)),
+    Column("cwd", Text, nullable=False),
+    Column("command", JSON, nullable=False),
+    Column("cols", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    #: live | exited | closed | lost (the server stopped while the process ran)
+    Column("status", String(20), nullable=False),
+    Column("exit_code", Integer),
+    Column("end_offset", BigInteger, nullable=False),
+    Column("close_reason", Text),
+    Column("created_at", String(32), nullable=False),
+    Column("closed_at", String(32)),
+)
+
+#: The block of ports a run owns (``PORT``, ``CODEYARD_PORT_0..n``): no collisions between runs.
+port_leases = Table(
+    "port_leases",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("base_port", Integer, nullable=False, unique=True),
+    Column("size", Integer, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+#: One row per utility-model call (names, NL → shell, …): what it cost.
+utility_calls = Table(
+    "utility_calls",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("purpose", String(60), nullable=False),
+    Column("run_id", String(40)),
+    Column("created_by", String(40)),
+    Column("backend", String(20), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost_usd", Float),
+    Column("ok", Boolean, nullable=False),
+    Column("created_at", String(32), nullable=False, index=True),
+)
+
+# --- Analytics rollups and notifications (issue 17; migration 0010) ---------------------------
+
+#: Where each event-log consumer (analytics rollup, notifier) has read up to: it advances in the
+#: same transaction as what the consumer derived, so a crash or a replay never counts twice.
+consumer_cursors = Table(
+    "consumer_cursors",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("last_event_id", BigInteger, nullable=False),
+)
+
+#: The dimensions every rollup row is keyed by ('' when unknown, so the unique key holds).
+_ROLLUP_DIMS = ("project_id", "repo_id", "provider", "model", "agent_id", "user_id")
+
+
+def _dims() -> list[Column[str]]:
+    return [Column(name, String(200), nullable=False) for name in _ROLLUP_DIMS]
+
+
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    #: The UTC hour, ``YYYY-MM-DDTHH``; time zones are applied when reading.
+    Column("hour", String(13), nullable=False),
+    *_dims(),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("computed_cost_usd", Float, nullable=False),
+    Column("reported_cost_usd", Float, nullable=False),
+    Column("usage_events", Integer, nullable=False),
+    Column("unpriced_events", Integer, nullable=False),
+    Column("reported_events", Integer, nullable=False),
+    Column("user_messages", Integer, nullable=False),
+    Column("agent_messages", Integer, nullable=False),
+    UniqueConstraint("hour", *_ROLLUP_DIMS, name="uq_usage_hourly_key"),
+)
+
+tool_hourly = Table(
+    "tool_hourly",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hour", String(13), nullable=False),
+    *_dims(),
+    Column("tool", String(200), nullable=False),
+    #: Upper bound of the duration bucket (ms); percentiles are read from these counts.
+    Column("le_ms", BigInteger, nullable=False),
+    Column("calls", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    UniqueConstraint("hour", *_ROLLUP_DIMS, "tool", "le_ms", name="uq_tool_hourly_key"),
+)
+
+run_usage = Table(
+    "run_usage",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("computed_cost_usd", Float, nullable=False),
+    Column("reported_cost_usd", Float, nullable=False),
+    Column("usage_events", Integer, nullable=False),
+    Column("unpriced_events", Integer, nullable=False),
+    Column("reported_events", Integer, nullable=False),
+    Column("tool_calls", Integer, nullable=False),
+    Column("tool_failures", Integer, nullable=False),
+    Column("messages", Integer, nullable=False),
+)
+
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    #: '' for the admin token.
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("endpoint", Text, nullable=False),
+    Column("endpoint_hash", String(64), nullable=False, unique=True),
+    Column("p256dh", Text, nullable=False),
+    Column("auth", Text, nullable=False),
+    Column("user_agent", String(300)),
+    Column("created_at", String(32), nullable=False),
+    Column("last_success_at", String(32)),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("platform", String(10), nullable=False),
+    #: The APNs/FCM token, sealed with the data dir's key; ``token_hash`` finds duplicates.
+    Column("token_sealed", Text, nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("created_at", String(32), nullable=False),
+    Column("last_success_at", String(32)),
+)
+
+notification_channels = Table(
+    "notification_channels",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    #: URL and signing secret, sealed: webhook URLs are credentials (Slack, Discord).
+    Column("config_sealed", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+notification_prefs = Table(
+    "notification_prefs",
+    metadata,
+    Column("user_id", String(40), primary_key=True),
+    Column("events", JSON, nullable=False),
+    Column("quiet_start", String(5)),
+    Column("quiet_end", String(5)),
+    Column("timezone", String(64), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+run_notify = Table(
+    "run_notify",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("notify", Boolean, nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("user_id", String(40), nullable=False),
+    #: ``webpush:<id>``, ``channel:<id>`` or ``device:<id>``.
+    Column("target", String(60), nullable=False),
+    Column("kind", String(40), nullable=False),
+    #: Same tag (web push ``Topic``) for an approval's alert and its later replacement.
+    Column("tag", String(80), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", String(32), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("sent_at", String(32)),
+    Column("last_error", Text),
+    UniqueConstraint("event_id", "target", "user_id", name="uq_outbox_event_target_user"),
+    Index("ix_outbox_status_due", "status", "next_attempt_at"),
+)
+
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer),
+    Column("user_id", String(40), nullable=False),
+    Column("target", String(60), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+    Column("at", String(32), nullable=False),
+    Index("ix_deliveries_target", "target", "id"),
+)
+
+action_tokens = Table(
+    "action_tokens",
+    metadata,
+    Column("nonce", String(40), primary_key=True),
+    Column("approval_id", String(40), nullable=False, index=True),
+    Column("user_id", String(40), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+    Column("used_at", String(32)),
+)
+
+#: Files a run produced or registered (issue 22): a path inside the run's worktree, with the
+#: content type and digest taken when it was registered.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("repo_id", String(40)),
+    Column("path", Text, nullable=False),
+    Column("name", String(250), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", String(20), nullable=False),
     Column("created_at", String(32), nullable=False),
 )

@@ -1,0 +1,1 @@
+"""Port previews: a block of ports per run, listener detection, and the proxy to them."""

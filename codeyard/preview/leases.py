@@ -1,0 +1,109 @@
+"""Each run leases a block of ports; its agent, scripts and terminals get them as ``PORT`` and
+``CODEYARD_PORT_0..n``, so parallel worktrees never fight over port 3000.
+
+Leases are rows (unique base port), allocated inside the serialized writer, so two runs
+starting at once cannot take the same block. A block in which something already listens is
+skipped. The lease ends when the run's worktree is removed (landing, discard, retention).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.errors import Conflict
+from codeyard.domain.events import utc_now
+from codeyard.store import schema
+from codeyard.store.writer import Tx, Writer
+
+L = schema.port_leases
+
+#: Ports handed out: blocks of ``BLOCK`` from ``FIRST_PORT`` (below the kernel's ephemeral range
+#: that starts at 32768 by default, so outgoing connections never sit inside a lease).
+FIRST_PORT = 20000
+BLOCK = 10
+BLOCKS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    run_id: str
+    base_port: int
+    size: int
+
+    @property
+    def ports(self) -> range:
+        return range(self.base_port, self.base_port + self.size)
+
+    def env(self) -> dict[str, str]:
+        """``PORT`` is the first port; ``CODEYARD_PORT_<i>`` each port of the block."""
+        out = {"PORT": str(self.base_port)}
+        out.update({f"CODEYARD_PORT_{i}": str(p) for i, p in enumerate(self.ports)})
+        return out
+
+    def public(self) -> dict[str, Any]:
+        return {"base_port": self.base_port, "size": self.size, "ports": list(self.ports)}
+
+
+def _lease(row: Any) -> Lease:
+    return Lease(row.run_id, row.base_port, row.size)
+
+
+def _block_free(base: int, size: int) -> bool:
+    """Nothing listens on any port of the block (checked by binding, the only honest test)."""
+    for port in range(base, base + size):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+async def find(conn: AsyncConnection, run_id: str) -> Lease | None:
+    row = (await conn.execute(select(L).where(L.c.run_id == run_id))).first()
+    return _lease(row) if row else None
+
+
+async def owner_of_port(conn: AsyncConnection, port: int) -> Lease | None:
+    """The lease whose block holds ``port``."""
+    q = select(L).where(L.c.base_port <= port).order_by(L.c.base_port.desc()).limit(1)
+    row = (await conn.execute(q)).first()
+    lease = _lease(row) if row else None
+    return lease if lease is not None and port in lease.ports else None
+
+
+async def all_leases(conn: AsyncConnection) -> list[Lease]:
+    return [_lease(r) for r in (await conn.execute(select(L))).all()]
+
+
+async def _allocate(tx: Tx, run_id: str) -> Lease:
+    row = (await tx.conn.execute(select(L).where(L.c.run_id == run_id))).first()
+    if row is not None:
+        return _lease(row)
+    used = {r.base_port for r in (await tx.conn.execute(select(L.c.base_port))).all()}
+    for i in range(BLOCKS):
+        base = FIRST_PORT + i * BLOCK
+        if base in used or not _block_free(base, BLOCK):
+            continue
+        await tx.conn.execute(
+            L.insert().values(run_id=run_id, base_port=base, size=BLOCK, created_at=utc_now())
+        )
+        return Lease(run_id, base, BLOCK)
+    raise Conflict(
+        f"Every preview port block ({FIRST_PORT} to {FIRST_PORT + BLOCKS * BLOCK - 1}) is leased "
+        "or busy; land or discard finished runs to free theirs."
+    )
+
+
+async def ensure(writer: Writer, run_id: str) -> Lease:
+    """The run's lease, allocated on first use."""
+    return await writer.run(lambda tx: _allocate(tx, run_id))
+
+
+async def release(tx: Tx, run_id: str) -> None:
+    await tx.conn.execute(delete(L).where(L.c.run_id == run_id))

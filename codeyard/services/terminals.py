@@ -1,0 +1,205 @@
+"""Terminals as a use case: who may open one where, with which environment, and cleanup.
+
+A run's terminal starts in the run's worktree with the run's environment (its ``env`` option,
+its env sets, its port lease); a terminal anywhere else is an admin's ephemeral shell. Every
+terminal is owned: its creator, the run's creator or an admin may use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from codeyard.auth.principal import Principal
+from codeyard.crypto import secret_box
+from codeyard.domain.errors import BadRequest, Conflict, Forbidden
+from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.preview import leases
+from codeyard.services.context import Services
+from codeyard.store import env_sets, runs
+from codeyard.store.writer import Tx
+from codeyard.terminals.manager import TerminalManager
+from codeyard.terminals.session import Terminal
+
+log = logging.getLogger(__name__)
+
+#: Variables that would point git at the server's repository instead of the worktree.
+_DROPPED = frozenset(
+    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"}
+)
+
+
+def _argv(command: str | list[str] | None) -> list[str]:
+    if command is None or command == "" or command == []:
+        shell = os.environ.get("SHELL") or "/bin/bash"
+        return [shell, "-i"] if Path(shell).name in ("bash", "zsh", "sh", "dash") else [shell]
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    return [str(part) for part in command]
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+    env.update(TERM="xterm-256color", COLORTERM="truecolor")
+    env.pop("CODEYARD_ADMIN_TOKEN", None)
+    return env
+
+
+async def run_environment(svc: Services, run: dict[str, Any]) -> dict[str, str]:
+    """What the run's agent sees: its env sets, its ``env`` option and its port lease."""
+    options = run["agent_options"] or {}
+    env = _base_env()
+    ids = list(options.get("env_set_ids") or [])
+    if ids:
+        async with svc.engine.connect() as conn:
+            env.update(
+                await env_sets.environment_for(conn, secret_box(svc.settings.secret_key_path), ids)
+            )
+    env.update({str(k): str(v) for k, v in (options.get("env") or {}).items()})
+    env.update((await leases.ensure(svc.writer, run["id"])).env())
+    env.update(CODEYARD_RUN_ID=run["id"], CODEYARD_RUN_NUMBER=str(run["number"]))
+    return env
+
+
+def may_use(principal: Principal, term: Terminal, run_owner: str | object | None) -> bool:
+    if principal.is_admin:
+        return True
+    if term.info.created_by is not None and principal.owns(term.info.created_by):
+        return True
+    return (
+        term.info.run_id is not None
+        and isinstance(run_owner, (str, type(None)))
+        and (principal.owns(run_owner))
+    )
+
+
+async def owned(
+    svc: Services, manager: TerminalManager, principal: Principal, term_id: str
+) -> Terminal:
+    """The terminal if ``principal`` may use it, else 404 (its existence is not revealed)."""
+    term = await manager.get(term_id)
+    owner: str | object | None = object()
+    if term.info.run_id is not None:
+        async with svc.engine.connect() as conn:
+            run = await runs.find(conn, term.info.run_id)
+        owner = run["created_by"] if run is not None else object()
+    if not may_use(principal, term, owner):
+        raise Forbidden(
+            "This terminal belongs to another user's run; only its owner or an admin may use it."
+        )
+    return term
+
+
+async def open_terminal(
+    svc: Services,
+    manager: TerminalManager,
+    principal: Principal,
+    *,
+    run_ref: str | None,
+    cwd: str | None,
+    cols: int,
+    rows: int,
+    command: str | list[str] | None,
+) -> Terminal:
+    if (run_ref is None) == (cwd is None):
+        raise BadRequest(
+            "Give either 'run_id' (a terminal in the run's worktree) or 'cwd' (admin only), "
+            "not both."
+        )
+    argv = _argv(command)
+    if run_ref is None:
+        if not principal.is_admin:
+            raise Forbidden(
+                "Terminals outside a run ('cwd') are for admins; open one on a run with 'run_id'."
+            )
+        where = Path(str(cwd)).expanduser()
+        if not where.is_absolute() or not await asyncio.to_thread(where.is_dir):
+            raise BadRequest(
+                f"'cwd' must be an existing absolute directory; '{cwd}' is not.", cwd=cwd
+            )
+        return await manager.create(
+            run_id=None,
+            created_by=principal.user_id,
+            argv=argv,
+            cwd=where,
+            env=_base_env(),
+            cols=cols,
+            rows=rows,
+        )
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, run_ref)
+    if not principal.is_admin and not principal.owns(run["created_by"]):
+        raise Forbidden(
+            "This run belongs to another user; only its creator or an admin may open a "
+            "terminal on it."
+        )
+    worktrees = run["worktrees"] or {}
+    path = next((Path(p) for p in worktrees.values()), None)
+    if path is None or not await asyncio.to_thread(path.is_dir):
+        raise Conflict(
+            f"Run {run['number']} has no worktree yet (or any more); a terminal opens in the "
+            "worktree.",
+            current_status=run["status"],
+        )
+    env = await run_environment(svc, run)
+    env["CODEYARD_WORKTREE"] = str(path)
+    return await manager.create(
+        run_id=run["id"],
+        created_by=principal.user_id,
+        argv=argv,
+        cwd=path,
+        env=env,
+        cols=cols,
+        rows=rows,
+    )
+
+
+async def runs_get(svc: Services, run_ref: str) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        return await runs.get(conn, run_ref)
+
+
+def describe(argv: list[str]) -> str:
+    return shlex.join(argv)
+
+
+async def _finished(svc: Services, manager: TerminalManager, run_id: str, reason: str) -> None:
+    await manager.close_for_run(run_id, reason)
+
+    async def release(tx: Tx) -> None:
+        await leases.release(tx, run_id)
+
+    await svc.writer.run(release)
+
+
+async def follow_runs(svc: Services, manager: TerminalManager) -> None:
+    """Close a run's terminals and end its port lease when its worktree goes away."""
+    while True:
+        sub = svc.hub.subscribe(EventFilter(types=frozenset({"run.status", "workspace.removed"})))
+        try:
+            while True:
+                for event in await sub.next_batch():
+                    data = event.data if isinstance(event.data, dict) else {}
+                    if event.type == "run.status" and data.get("to") != "completed":
+                        continue
+                    reason = (
+                        "the run was discarded"
+                        if data.get("reason") == "discarded"
+                        else "the run's worktree is gone"
+                        if event.type == "workspace.removed"
+                        else "the run was completed"
+                    )
+                    try:
+                        await _finished(svc, manager, event.run_id, reason)
+                    except Exception:  # the next run's cleanup must still happen
+                        log.exception("cleanup of run %s's terminals failed", event.run_id)
+        except SubscriberDropped:
+            continue
+        finally:
+            with contextlib.suppress(Exception):
+                svc.hub.unsubscribe(sub)
