@@ -1,0 +1,5 @@
+"""Analytics: hourly rollups derived from the event log, and the queries that read them.
+
+``fold`` turns events into additive increments (pure), ``rollup`` is the log consumer that
+writes them, ``queries`` answers the ``/api/analytics/*`` routes from the rollups.
+"""

@@ -1,0 +1,168 @@
+"""Durable readers of the event log: derive tables from events exactly once.
+
+A consumer keeps a cursor (the last event id it has applied) in ``consumer_cursors`` and moves
+it in the *same* writer transaction as the rows it derives, so a crash either keeps both or
+neither: after a restart it resumes from the cursor, and replaying an event it already applied
+is impossible. The hub only wakes it up; the rows themselves are always read back from the
+database, so a dropped subscription or a restart loses nothing.
+
+Analytics rollups and the notification outbox are built this way; neither touches the
+executor or the writer's code (they are subscribers, as STYLE.md §3 asks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from codeyard.domain.errors import Conflict
+from codeyard.events.hub import EventFilter, Hub, SubscriberDropped
+from codeyard.store import schema
+from codeyard.store.upsert import insert_ignore
+from codeyard.store.writer import Tx, Writer
+
+log = logging.getLogger(__name__)
+E = schema.events
+C = schema.consumer_cursors
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    id: int
+    run_id: str
+    project_id: str
+    type: str
+    ts: str
+    data: str
+
+
+async def read_cursor(conn: AsyncConnection, name: str) -> int:
+    value = (await conn.execute(select(C.c.last_event_id).where(C.c.name == name))).scalar()
+    return int(value or 0)
+
+
+async def move_cursor(tx: Tx, name: str, expected: int, to: int) -> None:
+    """Advance ``name`` from ``expected`` to ``to``; Conflict if someone else moved it."""
+    await insert_ignore(tx.conn, C, [{"name": name, "last_event_id": 0}], ["name"])
+    result = await tx.conn.execute(
+        C.update().where(C.c.name == name, C.c.last_event_id == expected).values(last_event_id=to)
+    )
+    if result.rowcount != 1:
+        raise Conflict(f"The {name} cursor moved under this consumer; it will re-read.")
+
+
+class LogConsumer:
+    """Follows the log for ``types``; subclasses implement :meth:`prepare` and :meth:`apply`.
+
+    ``prepare`` runs outside the writer (reads only) and returns what ``apply`` writes inside
+    the writer's transaction, together with the cursor move.
+    """
+
+    name = "consumer"
+    types: frozenset[str] = frozenset()
+    chunk = 2000
+    poll_seconds = 2.0
+
+    def __init__(self, engine: AsyncEngine, writer: Writer, hub: Hub) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.hub = hub
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.applied = 0
+
+    async def prepare(self, conn: AsyncConnection, events: Sequence[LoggedEvent]) -> Any:
+        raise NotImplementedError
+
+    async def apply(self, tx: Tx, prepared: Any) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"codeyard-{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def catch_up(self) -> int:
+        """Apply every committed event after the cursor; returns how many were read."""
+        total = 0
+        while True:
+            async with self.engine.connect() as conn:
+                cursor = await read_cursor(conn, self.name)
+                high = int((await conn.execute(select(func.max(E.c.id)))).scalar() or 0)
+                if high <= cursor:
+                    return total
+                rows = (
+                    await conn.execute(
+                        select(E.c.id, E.c.run_id, E.c.project_id, E.c.type, E.c.ts, E.c.data)
+                        .where(E.c.id > cursor, E.c.id <= high, E.c.type.in_(self.types))
+                        .order_by(E.c.id)
+                        .limit(self.chunk)
+                    )
+                ).all()
+                events = [LoggedEvent(*r) for r in rows]
+                # A full chunk may stop short of ``high``; otherwise every matching event up
+                # to ``high`` was read (ids are committed in order by the one writer).
+                upto = events[-1].id if len(events) == self.chunk else high
+                prepared = await self.prepare(conn, events) if events else None
+
+            async def job(
+                tx: Tx, cursor: int = cursor, upto: int = upto, p: Any = prepared
+            ) -> None:
+                await move_cursor(tx, self.name, cursor, upto)
+                if p is not None:
+                    await self.apply(tx, p)
+
+            await self.writer.run(job)
+            total += len(events)
+            self.applied += len(events)
+
+    async def _loop(self) -> None:
+        sub = self.hub.subscribe(EventFilter(types=self.types), max_pending=10_000)
+        try:
+            while True:
+                try:
+                    await self.catch_up()
+                except (Conflict, OSError) as exc:
+                    log.warning("%s: %s; retrying", self.name, exc)
+                except Exception:  # keep following the log; the cursor makes retrying safe
+                    log.exception("%s failed to apply events; retrying", self.name)
+                    await asyncio.sleep(1.0)
+                await self._idle(sub)
+                if sub.dropped:
+                    sub = self.hub.subscribe(EventFilter(types=self.types), max_pending=10_000)
+        finally:
+            sub.close()
+
+    async def _idle(self, sub: Any) -> None:
+        """Wait for matching events, a ``wake()``, or the poll interval."""
+        waiter = asyncio.ensure_future(sub.next_batch())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {waiter, woken}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            self._wake.clear()
+            for fut in (waiter, woken):
+                if not fut.done():
+                    fut.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, SubscriberDropped):
+                        await fut
+                else:
+                    with contextlib.suppress(SubscriberDropped):
+                        fut.result()

@@ -1,0 +1,44 @@
+"""Dialect-aware INSERT … ON CONFLICT helpers (SQLite and PostgreSQL speak the same clause)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def insert_ignore(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str]
+) -> int:
+    """Insert rows, skipping those whose ``key`` already exists; returns how many were new."""
+    if not rows:
+        return 0
+    stmt = _insert(conn, table).on_conflict_do_nothing(index_elements=list(key))
+    result = await conn.execute(stmt, list(rows))
+    return int(result.rowcount or 0)
+
+
+async def upsert_add(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    key: Sequence[str],
+    add: Sequence[str],
+) -> None:
+    """Insert rows; where ``key`` exists, add the ``add`` columns to the stored values."""
+    if not rows:
+        return
+    stmt = _insert(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: table.c[c] + stmt.excluded[c] for c in add}
+    )
+    await conn.execute(stmt, list(rows))
