@@ -31,6 +31,7 @@ from codeyard.api import (
     docs,
     env_sets,
     meta,
+    preview,
     problems,
     projects,
     review,
@@ -56,13 +57,16 @@ from codeyard.api.middleware import (
 )
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
+from codeyard.domain.events import parse_event
 from codeyard.events.hub import Hub
 from codeyard.executor.local import LocalExecutor
 from codeyard.mcp_server import http as mcp_http
 from codeyard.mcp_server import offer as mcp_offer
 from codeyard.mcp_server import server as mcp_server
+from codeyard.preview.detect import PortWatcher
 from codeyard.services import auth as auth_service
 from codeyard.services import retention
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 from codeyard.services import terminals as terminal_service
 from codeyard.services.context import Services
@@ -109,8 +113,13 @@ async def _running(
         bash_timeout=settings.bash_timeout_seconds,
         secrets=secret_box(settings.secret_key_path),
     )
+    executor.contain_with(sandbox_service.base(settings))
     services = Services(settings, engine, writer, hub, executor)
     app.state.services = services
+    if announce is not None:
+        state = await sandbox_service.status(services)
+        if state["warning"] or not state["available"]:
+            announce(state["warning"] or f"SANDBOX UNAVAILABLE: runs will fail: {state['problem']}")
     if announce is not None and await auth_service.setup_required(services):
         announce(
             "No user exists yet: open the login URL and create the first admin with setup code "
@@ -122,7 +131,7 @@ async def _running(
     daily_gc.start()
     subscribers = Subscribers(services)
     app.state.subscribers = subscribers
-    subscribers.start()
+    await subscribers.start()
     hands = await _start_terminals(app, services)
     try:
         yield services
@@ -136,7 +145,8 @@ async def _running(
 
 
 async def _start_terminals(app: FastAPI, services: Services) -> list[asyncio.Task[None]]:
-    """Terminals (issue 18), and the task that closes a run's terminals when it ends."""
+    """Terminals and previews (issue 18): the terminal manager, the task that closes a run's
+    terminals when it ends, and the watcher that reports listeners on leased ports."""
     settings = services.settings
     manager = TerminalManager(
         services.engine,
@@ -147,7 +157,16 @@ async def _start_terminals(app: FastAPI, services: Services) -> list[asyncio.Tas
     )
     await manager.start()
     app.state.terminals = manager
-    return [asyncio.create_task(terminal_service.follow_runs(services, manager))]
+    app.state.preview = preview.PreviewState(domain=settings.preview_domain)
+
+    async def report(run_id: str, type: str, data: dict[str, object]) -> None:
+        await services.writer.append(run_id, [parse_event(type, data)])
+
+    watcher = PortWatcher(services.engine, report)
+    return [
+        asyncio.create_task(terminal_service.follow_runs(services, manager)),
+        asyncio.create_task(watcher.run()),
+    ]
 
 
 async def _stop_terminals(app: FastAPI, tasks: list[asyncio.Task[None]]) -> None:
@@ -155,6 +174,7 @@ async def _stop_terminals(app: FastAPI, tasks: list[asyncio.Task[None]]) -> None
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await app.state.terminals.stop()
+    await app.state.preview.client.aclose()
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
@@ -172,6 +192,8 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             expose_headers=["Retry-After", "Location"],
         )
     app.add_middleware(SecurityHeadersMiddleware)
+    # Outermost: preview origins get the previewed app's headers, not Codeyard's.
+    app.add_middleware(preview.PreviewHostMiddleware, domain=settings.preview_domain)
 
 
 def create_app(
@@ -220,6 +242,7 @@ def create_app(
         tokens.router,
         share.router,
         terminals.router,
+        preview.router,
         analytics_api.router,
         notifications_api.router,
         audit.router,
@@ -228,6 +251,7 @@ def create_app(
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])
     app.include_router(streams.ws_router, prefix="/api")
     app.include_router(terminals.ws_router, prefix="/api")
+    app.include_router(preview.ws_router, prefix="/api")
     app.include_router(docs.router)  # public by design: the page and Swagger UI's assets
     # MCP over streamable HTTP (issue 22): authenticated by the endpoint itself, per tool scopes.
     app.router.routes.append(Route(mcp_http.PATH, mcp, include_in_schema=False))

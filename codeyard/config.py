@@ -45,10 +45,24 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     #: TLS is terminated by a proxy in front: no warning when binding a public address.
     behind_tls_proxy: bool = False
+    #: The bubblewrap binary that contains agents (default: ``bwrap`` on PATH).
+    bwrap_path: str | None = None
+    #: The address people reach this server at (links in notifications); default host:port.
+    public_url: str = ""
+    #: Seconds an approval alert waits before it is sent (skipped if answered meanwhile).
+    notify_grace_seconds: float = Field(default=3.0, ge=0, le=600)
+    #: VAPID ``sub`` claim for web push (a mailto: or https: contact for push services).
+    vapid_subject: str = "mailto:codeyard@localhost"
+    #: Where native-app pushes (APNs/FCM) are relayed; unset: devices are stored, not pushed.
+    push_relay_url: str = ""
+    push_relay_token: str = ""
     #: Terminals without viewers or output close after this many minutes (issue 18).
     terminal_idle_minutes: float = Field(default=30.0, gt=0)
     #: Output each terminal keeps in memory for replay; the last 512 KiB also on disk.
     terminal_scrollback_bytes: int = Field(default=2 * 1024 * 1024, ge=64 * 1024)
+    #: Host-mode previews are served on ``<run>-<n>.<preview_domain>`` (``*.localhost``
+    #: resolves to this machine in browsers; use a wildcard DNS name when serving remotely).
+    preview_domain: str = "preview.localhost"
     #: Sub-runs agents start through Codeyard's MCP server (issue 22): how deep a chain of
     #: delegated runs may go, how many sub-runs one run may start, and the largest share of the
     #: parent's remaining budget one sub-run may take.
