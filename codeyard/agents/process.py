@@ -1,17 +1,42 @@
-"""Agent CLIs as process groups: every agent runs as the leader of its own group, and stopping
-it reaches the group and every descendant (found through ``/proc``), so no process of a
-cancelled turn survives it — whichever provider started it.
+"""Agent CLIs and run scripts as supervised process groups.
+
+Every process a run starts (agent CLI, setup/cleanup script, the script agent's shell step) is
+spawned by :func:`spawn` as the leader of its own process group, with ``PR_SET_PDEATHSIG`` so the
+kernel kills it when the server dies, and is recorded (pgid, start time, boot id) through the
+:data:`recorder` of the run that started it, so a restart after ``kill -9`` can stop the whole
+group before the run is resumed. Stopping a group (:meth:`ProcessGroup.stop`) escalates from a
+grace period through SIGINT and SIGTERM to SIGKILL, logs each step and why, and reaches every
+descendant found through ``/proc`` — whichever provider started it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import shutil
 import signal
+from collections import deque
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-__all__ = ["ProcessGroup"]
+__all__ = [
+    "GroupRecord",
+    "GroupRecorder",
+    "ProcessGroup",
+    "StderrRing",
+    "boot_id",
+    "pdeathsig_prefix",
+    "recorder",
+    "spawn",
+    "stop_leftovers",
+]
+
+log = logging.getLogger(__name__)
 
 _PROC = Path("/proc")
 
@@ -59,13 +84,104 @@ def _all_stats() -> dict[int, Stat]:
     return stats
 
 
+def boot_id() -> str:
+    """This boot's id: start times (clock ticks since boot) only compare within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """What identifies a process group across a server's death: a pid can be reused, a pid
+    together with its start time in one boot cannot."""
+
+    pgid: int
+    start_ticks: int
+    boot_id: str
+    kind: str
+
+
+class GroupRecorder(Protocol):
+    """Where a run's process groups are recorded durably (the executor's run, per task)."""
+
+    async def started(self, record: GroupRecord) -> None: ...
+
+    async def ended(self, record: GroupRecord) -> None: ...
+
+
+#: The recorder of the run being worked on in this task (unset: nothing is recorded).
+recorder: ContextVar[GroupRecorder | None] = ContextVar("codeyard_process_recorder", default=None)
+
+_SETPRIV = shutil.which("setpriv")
+
+
+def pdeathsig_prefix() -> list[str]:
+    """``setpriv --pdeathsig KILL --``: the kernel kills the child when the server dies, even
+    by ``kill -9`` (the setting survives the exec into the real command). Empty where util-linux
+    ``setpriv`` is missing; the start-up sweep of recorded groups still applies then."""
+    return [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+
+
+class StderrRing:
+    """The last lines a process wrote to stderr, for failure messages (bounded)."""
+
+    def __init__(self, lines: int = 50) -> None:
+        self.lines: deque[str] = deque(maxlen=lines)
+
+    def append(self, text: str) -> None:
+        if text.strip():
+            self.lines.append(text.rstrip())
+
+    async def read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.append(line.decode("utf-8", "replace"))
+
+    def explain(self, reason: str, last: int = 5) -> str:
+        """``reason`` followed by the process's last few stderr lines not already in it."""
+        tail = [line for line in self.lines if line not in reason][-last:]
+        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+
+
+async def spawn(
+    argv: Iterable[str], *, kind: str, **kwargs: Any
+) -> tuple[asyncio.subprocess.Process, ProcessGroup]:
+    """Start ``argv`` as the leader of a new process group tied to the server's life, and
+    record the group on the current run. ``kwargs`` go to ``create_subprocess_exec``."""
+    args = [*pdeathsig_prefix(), *argv]
+    proc = await asyncio.create_subprocess_exec(*args, start_new_session=True, **kwargs)
+    group = ProcessGroup(proc.pid)
+    await group.track(kind)
+    return proc, group
+
+
 class ProcessGroup:
-    """The CLI's process group, led by ``pid``: stopped with escalating signals."""
+    """A process group led by ``pid``: recorded, watched and stopped with escalating signals."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         #: Every member seen, with its start time (so a recycled pid is never signalled).
         self._known: dict[int, int] = {}
+        self.record: GroupRecord | None = None
+        self._recorder: GroupRecorder | None = None
+
+    async def track(self, kind: str) -> None:
+        """Record this group on the current run (see :data:`recorder`) until :meth:`untrack`."""
+        target = recorder.get()
+        stat = _stat(self.pid)
+        if target is None or stat is None:
+            return
+        self.record = GroupRecord(self.pid, stat[3], boot_id(), kind)
+        self._recorder = target
+        await target.started(self.record)
+
+    async def untrack(self) -> None:
+        """The group is gone: drop its record (shielded, so a cancelled stop still does it)."""
+        record, target = self.record, self._recorder
+        self.record = self._recorder = None
+        if record is not None and target is not None:
+            await asyncio.shield(target.ended(record))
 
     def members(self) -> set[int]:
         """Live processes in the group or descending from it (Linux; elsewhere the leader).
@@ -114,16 +230,83 @@ class ProcessGroup:
                 if leader and not _alive(self.pid):
                     break
 
-    async def stop(self, grace: float = 2.0) -> None:
-        """Wait ``grace`` for a clean exit, then SIGINT, SIGTERM, SIGKILL (``grace`` each)."""
+    async def stop(self, grace: float = 2.0, why: str = "stopping") -> None:
+        """Wait ``grace`` for a clean exit, then SIGINT, SIGTERM, SIGKILL (``grace`` each);
+        every escalation is logged with ``why`` and what was still alive."""
         if await self._wait_gone(grace):
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
+            log.info(
+                "process group %d (%s): %s; still alive after %gs, sending %s to %s",
+                self.pid,
+                self._kind,
+                why,
+                grace,
+                sig.name,
+                sorted(self.members()),
+            )
             self._signal(sig)
             if await self._wait_gone(grace):
                 return
+        log.warning(
+            "process group %d (%s): %s; SIGTERM was ignored for %gs, killing %s",
+            self.pid,
+            self._kind,
+            why,
+            grace,
+            sorted(self.members()),
+        )
         self.kill()
+
+    @property
+    def _kind(self) -> str:
+        return self.record.kind if self.record is not None else "untracked"
 
     def kill(self) -> None:
         """SIGKILL the group and every live member (synchronous: safe while being cancelled)."""
         self._signal(signal.SIGKILL)
+
+
+def _leftovers(record: GroupRecord, stats: dict[int, Stat]) -> set[int]:
+    """Live processes of a recorded group: in the group and started no earlier than its
+    leader (a group id cannot be reused while any member lives)."""
+    if record.boot_id != boot_id():
+        return set()
+    found = set()
+    for pid, (state, _ppid, pgid, start) in stats.items():
+        if state in ("Z", "X"):
+            continue
+        if pgid == record.pgid and start >= record.start_ticks:
+            found.add(pid)
+    return found
+
+
+async def stop_leftovers(records: Iterable[GroupRecord], timeout: float = 2.0) -> list[int]:
+    """SIGKILL every live process of groups a dead server recorded, wait until they are gone
+    (up to ``timeout``), and return their pids. A process that left its group (``setsid``) and
+    outlived its parent cannot be told from a stranger and is not touched; the sandbox's
+    ``--die-with-parent`` and the pid namespace cover those."""
+    stats = _all_stats()
+    victims: set[int] = set()
+    for record in records:
+        found = _leftovers(record, stats)
+        if found:
+            log.warning(
+                "run process group %d (%s) outlived the last server: killing %s",
+                record.pgid,
+                record.kind,
+                sorted(found),
+            )
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(record.pgid, signal.SIGKILL)
+            for pid in found:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            victims |= found
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for _ in range(int(timeout / 0.02) + 1):
+        if not any(_alive(p) for p in victims) or loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.02)
+    return sorted(victims)

@@ -8,9 +8,6 @@ is resumable (``state.step``), so a run interrupted by a crash continues from it
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,12 +22,22 @@ from codeyard.agents.base import (
     TurnContext,
     TurnEnd,
 )
+from codeyard.agents.process import spawn
 from codeyard.domain.errors import ValidationFailed
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import (
+    AgentMessage,
+    AgentSession,
+    AgentThinking,
+    Task,
+    TaskUpdated,
+    ToolCall,
+    Usage,
+    tool_result,
+)
 from codeyard.domain.tools import ToolRequest
+from codeyard.sandbox import Sandbox, SandboxUnavailable, contain
 
 STEP_KINDS = ("say", "think", "write", "edit", "bash", "sleep", "usage", "tasks", "ask", "fail")
-OUTPUT_LIMIT = 8000
 
 
 def _step_error(index: int, msg: str) -> dict[str, Any]:
@@ -77,45 +84,46 @@ def _resolve_inside(worktree: Path, rel: str) -> Path:
     return target
 
 
-def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
 async def _run_bash(
-    command: str, cwd: Path, timeout: float, extra_env: dict[str, Any] | None = None
+    command: str,
+    cwd: Path,
+    timeout: float,
+    extra_env: dict[str, Any] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> tuple[int | None, str, bool]:
     """Run ``command`` in its own process group; returns (exit code, output, timed_out).
 
-    ``extra_env`` (the run's ``env`` option, env sets included) is added to the environment.
+    ``extra_env`` (the run's ``env`` option, env sets included) is added to the allowlisted
+    environment; the shell runs in the run's ``sandbox`` (on when none is given).
     """
-    env = {**os.environ, **{str(k): str(v) for k, v in (extra_env or {}).items()}}
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/bash",
-        "-c",
-        command,
+    env = {str(k): str(v) for k, v in (extra_env or {}).items()}
+    try:
+        jail = contain(sandbox or Sandbox(), "script", ["/bin/bash", "-c", command], env, cwd=cwd)
+    except SandboxUnavailable as exc:
+        raise AgentFailure(exc.detail) from exc
+    # A supervised group: tied to the server's life and recorded on the run (issue 12).
+    proc, group = await spawn(
+        jail.argv,
+        kind="script-bash",
         cwd=cwd,
-        env=env,
+        env=jail.env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)
         return proc.returncode, out.decode(errors="replace"), False
     except TimeoutError:
-        _kill_group(proc.pid)
+        group.kill()
         out, _ = await proc.communicate()
         return None, out.decode(errors="replace"), True
     except asyncio.CancelledError:
-        _kill_group(proc.pid)
+        group.kill()
         await proc.wait()
         raise
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    finally:
+        await group.untrack()
 
 
 class ScriptProvider:
@@ -163,15 +171,12 @@ class ScriptProvider:
         start = int(ctx.resume_state.get("step", 0)) if ctx.source == "resume" else 0
         session_id = ctx.session_id or f"script-{ctx.run_id}"
         if ctx.session_id is None:
-            yield NewEvent(
-                "agent.session",
-                {
-                    "session_id": session_id,
-                    "provider": self.name,
-                    "cli_version": self.version(),
-                    "model": ctx.model,
-                    "tools": ["write", "edit", "bash"],
-                },
+            yield AgentSession(
+                session_id=session_id,
+                provider=self.name,
+                cli_version=self.version(),
+                model=ctx.model,
+                tools=["write", "edit", "bash"],
             )
         last = ""
         for index in range(start, len(steps)):
@@ -180,8 +185,8 @@ class ScriptProvider:
                 # A failed run resumed later continues after the failing step, not into it again.
                 yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": index + 1})
             async for item in self._step(ctx, index, step):
-                if isinstance(item, NewEvent) and item.type == "agent.message":
-                    last = item.data["text"]
+                if isinstance(item, AgentMessage):
+                    last = item.text
                 yield item
             yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": index + 1})
         yield SessionUpdate(session_id, {})
@@ -194,36 +199,34 @@ class ScriptProvider:
         value = step[kind]
         ident = f"{ctx.turn}_{index}"
         if kind == "say":
-            yield NewEvent("agent.message", {"message_id": f"msg_{ident}", "text": value})
+            yield AgentMessage(message_id=f"msg_{ident}", text=value)
         elif kind == "think":
-            yield NewEvent("agent.thinking", {"text": value})
+            yield AgentThinking(text=value)
         elif kind == "sleep":
             await asyncio.sleep(float(value))
         elif kind == "usage":
             # Without ``cost_usd`` the executor prices the tokens (``model``, else the run's).
             cost = value.get("cost_usd")
-            data: dict[str, Any] = {
-                "input_tokens": int(value.get("input_tokens", 0)),
-                "output_tokens": int(value.get("output_tokens", 0)),
-                "cache_read_tokens": int(value.get("cache_read_tokens", 0)),
-                "cache_write_tokens": int(value.get("cache_write_tokens", 0)),
-                "cost_usd": None if cost is None else float(cost),
-            }
-            if value.get("model"):
-                data["model"] = str(value["model"])
-            yield NewEvent("usage", data)
+            yield Usage(
+                input_tokens=int(value.get("input_tokens", 0)),
+                output_tokens=int(value.get("output_tokens", 0)),
+                cache_read_tokens=int(value.get("cache_read_tokens", 0)),
+                cache_write_tokens=int(value.get("cache_write_tokens", 0)),
+                cost_usd=None if cost is None else float(cost),
+                model=str(value["model"]) if value.get("model") else None,
+            )
         elif kind == "tasks":
             tasks = [
-                t if isinstance(t, dict) else {"content": str(t), "status": "pending"}
+                Task(content=str(t.get("content", "")), status=str(t.get("status", "pending")))
+                if isinstance(t, dict)
+                else Task(content=str(t), status="pending")
                 for t in value
             ]
-            yield NewEvent("task.updated", {"tasks": tasks})
+            yield TaskUpdated(tasks=tasks)
         elif kind == "ask":
-            yield NewEvent("agent.message", {"message_id": f"msg_{ident}", "text": value})
+            yield AgentMessage(message_id=f"msg_{ident}", text=value)
             answer = await ctx.ask_operator(value)
-            yield NewEvent(
-                "agent.message", {"message_id": f"msg_{ident}_ack", "text": f"Thanks: {answer}"}
-            )
+            yield AgentMessage(message_id=f"msg_{ident}_ack", text=f"Thanks: {answer}")
         elif kind == "fail":
             raise AgentFailure(value)
         else:
@@ -238,35 +241,18 @@ class ScriptProvider:
         tool = {"bash": "Bash", "write": "Write", "edit": "Edit"}[kind]
         hints = {"deny": True} if step.get("deny") else {}
         request = ToolRequest(call_id, tool, "bash" if kind == "bash" else kind, tool_input, hints)  # type: ignore[arg-type]
-        yield NewEvent(
-            "tool.call",
-            {
-                "call_id": call_id,
-                "tool": tool,
-                "kind": request.kind,
-                "title": title,
-                "input": tool_input,
-            },
-        )
+        yield ToolCall(call_id=call_id, tool=tool, kind=request.kind, title=title, input=tool_input)
         decision = await ctx.decide(request)
         started = time.monotonic()
         if not decision.allow:
-            yield NewEvent(
-                "tool.result",
-                {
-                    "call_id": call_id,
-                    "ok": False,
-                    "output": "",
-                    "error": f"Denied: {decision.reason or 'not allowed'}",
-                    "duration_ms": 0,
-                },
+            yield tool_result(
+                call_id, ok=False, error=f"Denied: {decision.reason or 'not allowed'}"
             )
             return
-        result: dict[str, Any] = {"call_id": call_id}
         if kind == "bash":
             timeout = float(step.get("timeout", ctx.bash_timeout))
             code, output, timed_out = await _run_bash(
-                value, ctx.worktree, timeout, ctx.options.get("env")
+                value, ctx.worktree, timeout, ctx.options.get("env"), ctx.sandbox
             )
             yield RawOutput(f"$ {value}\n{output}")
             error = (
@@ -274,16 +260,23 @@ class ScriptProvider:
                 if timed_out
                 else (None if code == 0 else f"exit code {code}")
             )
-            result.update(ok=code == 0, output=_tail(output), error=error, exit_code=code)
+            ok, exit_code = code == 0, code
         else:
+            exit_code = None
             try:
                 change = self._apply_file_step(ctx.worktree, kind, value)
             except (ValueError, OSError) as exc:
-                result.update(ok=False, output="", error=str(exc))
+                ok, error, output = False, str(exc), ""
             else:
-                result.update(ok=True, output=f"{change} {value['path']}", error=None)
-        result["duration_ms"] = int((time.monotonic() - started) * 1000)
-        yield NewEvent("tool.result", result)
+                ok, error, output = True, None, f"{change} {value['path']}"
+        yield tool_result(
+            call_id,
+            ok=ok,
+            output=output,
+            error=error,
+            exit_code=exit_code,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
 
     @staticmethod
     def _apply_file_step(worktree: Path, kind: str, value: dict[str, Any]) -> str:

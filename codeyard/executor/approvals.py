@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from codeyard.domain import events as ev
+from codeyard.domain.approvals import fingerprint
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.domain.policy import PolicyDecision, evaluate
@@ -22,6 +25,7 @@ from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor import budget, policy_context
 from codeyard.executor.handle import RunHandle
+from codeyard.store import approvals as approval_door
 from codeyard.store import policies, runs
 from codeyard.store import settings as settings_store
 from codeyard.store.writer import Tx, Writer
@@ -79,11 +83,13 @@ class ApprovalGate:
         self._engine = engine
         self._writer = writer
         self._default_mode = default_mode
+        #: The data directory and worktree root: the read gate's roots (``contain_with``).
+        self.private: tuple[str, ...] = ()
 
     async def _verdict(self, run_id: str, request: ToolRequest) -> PolicyDecision:
         async with self._engine.connect() as conn:
             run = await runs.get(conn, run_id)
-            ctx = await policy_context.build(conn, run, self._default_mode)
+            ctx = await policy_context.build(conn, run, self._default_mode, self.private)
         if request.hints.get("deny"):  # a script step marked "deny": true (tests and demos)
             return PolicyDecision("deny", "scenario:deny", "the scenario marks this step as denied")
         return evaluate(request, ctx)
@@ -113,18 +119,15 @@ class ApprovalGate:
                     "created_at": utc_now(),
                 },
             )
-            await tx.emit_one(
-                run_id,
-                "policy.decision",
-                {
-                    "call_id": request.call_id,
-                    "tool": request.tool,
-                    "decision": verdict.action,
-                    "rule": verdict.rule,
-                    "reason": verdict.reason,
-                    "gate": verdict.gate,
-                },
+            decided = ev.PolicyDecision(
+                call_id=request.call_id,
+                tool=request.tool,
+                decision=verdict.action,
+                rule=verdict.rule,
+                reason=verdict.reason,
+                gate=verdict.gate,
             )
+            await tx.emit_one(run_id, decided)
 
         await self._writer.run(job)
 
@@ -186,48 +189,48 @@ class ApprovalGate:
     async def _wait_for_answer(
         self, handle: RunHandle, fields: dict[str, Any], status_reason: str, *, gate: bool
     ) -> dict[str, Any]:
-        """Open a durable approval, show the run as waiting, and wait for the answer."""
+        """Wait for the operator's answer to this call: bound to the approval the run already
+        has for the same call (asked before a restart: answered → at once, pending → wait on
+        it), or a new durable approval. The run shows ``waiting`` meanwhile."""
         run_id = handle.run_id
         timeout = await self._timeout_seconds()
-        expires = datetime.now(UTC) + timedelta(seconds=timeout)
-        approval_id = new_id("apr")
-        approval: dict[str, Any] = {
-            "id": approval_id,
-            "run_id": run_id,
-            **fields,
-            "status": "pending",
-            "decided_by": None,
-            "remember": None,
-            "created_at": utc_now(),
-            "resolved_at": None,
-            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-        }
+        fp = fingerprint(str(fields["tool"]), dict(fields["input"]))
+        async with self._engine.connect() as conn:
+            bound = await approval_door.bindable(conn, run_id, fp)
+        if bound is not None and bound["status"] != "pending":
+            await self._writer.run(lambda tx: approval_door.mark_used(tx, bound["id"]))
+            return {
+                "decision": bound["status"],
+                "reason": bound["reason"],
+                "decided_by": bound["decided_by"],
+            }
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        handle.approvals[approval_id] = future
-
-        async def open_job(tx: Tx) -> None:
-            run = await runs.lock(tx, run_id)
-            await policies.insert_approval(tx, approval)
-            await tx.emit_one(
-                run_id,
-                "approval.requested",
-                {
-                    "approval": public(approval),
-                    "gate": gate,
-                    "run_title": run["title"],
-                    "run_number": run["number"],
-                },
-            )
-            pending = run["pending_approvals"] + 1
-            if run["status"] == S.RUNNING:
-                await runs.set_status(
-                    tx, run_id, S.WAITING, status_reason, pending_approvals=pending
-                )
-            else:
-                await runs.update_fields(tx, run_id, pending_approvals=pending)
-
+        if bound is not None:
+            approval = bound
+            approval_id = bound["id"]
+            timeout = _seconds_left(bound["expires_at"], timeout)
+            handle.approvals[approval_id] = future
+            job = _hold_job(run_id, approval_id, status_reason)
+        else:
+            expires = datetime.now(UTC) + timedelta(seconds=timeout)
+            approval_id = new_id("apr")
+            approval = {
+                "id": approval_id,
+                "run_id": run_id,
+                **fields,
+                "status": "pending",
+                "decided_by": None,
+                "remember": None,
+                "created_at": utc_now(),
+                "resolved_at": None,
+                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "fingerprint": fp,
+                "used_at": None,
+            }
+            handle.approvals[approval_id] = future
+            job = _open_job(approval, gate, status_reason)
         try:
-            await self._writer.run(open_job)
+            await self._writer.run(job)
             # Trust given while this was being written applies at once (never to gates).
             async with self._engine.connect() as conn:
                 trusted = bool((await runs.get(conn, run_id)).get("trusted"))
@@ -246,86 +249,62 @@ class ApprovalGate:
                 ) from None
         finally:
             handle.approvals.pop(approval_id, None)
-        await self._writer.run(lambda tx: self._close(tx, run_id, approval_id, answer))
+        await self._writer.run(lambda tx: self._close(tx, approval_id, answer))
         return answer
 
-    async def _close(self, tx: Tx, run_id: str, approval_id: str, answer: dict[str, Any]) -> None:
-        """Count the answered approval off; the run works again when none is pending."""
-        run = await runs.lock(tx, run_id)
-        pending = max(0, run["pending_approvals"] - 1)
+    async def _close(self, tx: Tx, approval_id: str, answer: dict[str, Any]) -> None:
+        """The agent has its answer: record one given by trust (not through the API) through
+        the door, and mark the answer used so no other call takes it."""
         row = await policies.get_approval(tx.conn, approval_id)
-        if row["status"] == "pending":  # answered by trust, not through the API
-            await policies.update_approval(
+        if row["status"] == "pending":
+            await approval_door.resolve(
                 tx,
                 approval_id,
-                {
-                    "status": answer["decision"],
-                    "decided_by": answer.get("decided_by"),
-                    "reason": answer.get("reason"),
-                    "resolved_at": utc_now(),
-                },
+                answer["decision"],
+                decided_by=answer.get("decided_by"),
+                reason=answer.get("reason"),
             )
-            await tx.emit_one(
-                run_id,
-                "approval.resolved",
-                {
-                    "approval_id": approval_id,
-                    "decision": answer["decision"],
-                    "decided_by": answer.get("decided_by"),
-                    "reason": answer.get("reason"),
-                },
-            )
-        waiting = run["status"] == S.WAITING and run["status_reason"] in ("approval", "budget")
-        if waiting and pending == 0:
-            await runs.set_status(tx, run_id, S.RUNNING, None, pending_approvals=0)
-        else:
-            await runs.update_fields(tx, run_id, pending_approvals=pending)
+        await approval_door.mark_used(tx, approval_id)
 
     @staticmethod
     async def expire(tx: Tx, approval_id: str, run_id: str, why: str) -> None:
         row = await policies.get_approval(tx.conn, approval_id)
         if row["status"] != "pending":
             return
-        await policies.update_approval(
-            tx, approval_id, {"status": "expired", "reason": why, "resolved_at": utc_now()}
-        )
-        await tx.emit_one(
-            run_id,
-            "approval.resolved",
-            {
-                "approval_id": approval_id,
-                "decision": "expired",
-                "decided_by": None,
-                "reason": why,
-            },
-        )
+        await approval_door.resolve(tx, approval_id, "expired", decided_by=None, reason=why)
 
 
-def public(row: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "id",
-        "run_id",
-        "call_id",
-        "tool",
-        "kind",
-        "input",
-        "title",
-        "rule",
-        "status",
-        "decided_by",
-        "reason",
-        "remember",
-        "created_at",
-        "resolved_at",
-        "expires_at",
-    )
-    return {k: row.get(k) for k in keys}
+def _open_job(
+    approval: dict[str, Any], gate: bool, status_reason: str
+) -> Callable[[Tx], Awaitable[None]]:
+    async def job(tx: Tx) -> None:
+        await approval_door.open_approval(tx, approval, gate=gate, status_reason=status_reason)
+
+    return job
+
+
+def _hold_job(run_id: str, approval_id: str, status_reason: str) -> Callable[[Tx], Awaitable[None]]:
+    async def job(tx: Tx) -> None:
+        row = await policies.get_approval(tx.conn, approval_id)
+        if row["status"] == "pending":  # (answered meanwhile: the API already woke us)
+            await approval_door.hold(tx, run_id, status_reason)
+
+    return job
+
+
+def _seconds_left(expires_at: str, default: float) -> float:
+    """Seconds until an approval's ``expires_at`` (never below one: a bound approval that
+    expired while the server was down gets a moment to be answered, then expires)."""
+    try:
+        when = datetime.strptime(expires_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return default
+    return max(1.0, (when - datetime.now(UTC)).total_seconds())
+
+
+public = approval_door.public
 
 
 async def expire_pending_of_run(tx: Tx, run_id: str, why: str) -> None:
-    """The agent that asked is gone (pause, cancel, restart): its questions can't be answered."""
-    for row in await policies.pending_of_run(tx.conn, run_id):
-        await ApprovalGate.expire(tx, row["id"], run_id, why)
-    run = await runs.lock(tx, run_id)
-    if run["pending_approvals"]:
-        await runs.update_fields(tx, run_id, pending_approvals=0)
+    """The agent that asked is gone for good (pause, cancel): its questions can't be answered."""
+    await approval_door.expire_pending_of_run(tx, run_id, why)

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from codeyard.agents import process
 from codeyard.crypto import SecretBox
 from codeyard.domain.status import RunStatus
-from codeyard.executor.approvals import ApprovalGate, expire_pending_of_run
+from codeyard.executor.approvals import ApprovalGate
 from codeyard.executor.handle import RunHandle
-from codeyard.executor.turns import TurnDriver
+from codeyard.executor.recovery import Recovered, RunProcessRecorder, recover, requeue
+from codeyard.executor.turns import OptionHook, TurnDriver
+from codeyard.sandbox import Sandbox
 from codeyard.store import runs
-from codeyard.store.writer import Tx, Writer
+from codeyard.store.writer import Writer
 
 log = logging.getLogger(__name__)
 S = RunStatus
-WORKING = frozenset({S.PREPARING, S.RUNNING, S.WAITING})
 
 
 class LocalExecutor:
@@ -49,23 +50,46 @@ class LocalExecutor:
         self._max = max_concurrent_runs
         self._workers: list[asyncio.Task[None]] = []
         self.handles: dict[str, RunHandle] = {}
+        self._resumers: set[asyncio.Task[None]] = set()
+        #: What the last start-up recovered (leftover processes, interrupted and resumed runs).
+        self.recovered = Recovered()
+
+    def contain_with(self, sandbox: Sandbox) -> None:
+        """Every process of every run runs in ``sandbox`` (see ``TurnDriver.contain_with``)."""
+        self._driver.contain_with(sandbox)
+
+    def add_option_hook(self, hook: OptionHook) -> None:
+        """Let a capability add per-turn agent options (see ``turns.OptionHook``)."""
+        self._driver.option_hooks.append(hook)
 
     async def start(self) -> None:
-        """Recover from the last stop, then start the workers."""
+        """Recover from the last stop (see ``executor.recovery``), then start the workers."""
+        recovered = await recover(self._engine, self._writer)
+        self.recovered = recovered
         async with self._engine.connect() as conn:
-            stranded = await runs.ids_in(conn, WORKING)
             queued = await runs.ids_in(conn, frozenset({S.QUEUED}))
-        for run_id in stranded:
-            await self._writer.run(_interrupt(run_id))
         for run_id in queued:
             self._queue.put_nowait(run_id)
         self._workers = [
             asyncio.create_task(self._work(), name=f"codeyard-executor-{i}")
             for i in range(self._max)
         ]
+        for run_id, delay in recovered.resume:
+            task = asyncio.create_task(self._auto_resume(run_id, delay), name=f"resume-{run_id}")
+            self._resumers.add(task)
+            task.add_done_callback(self._resumers.discard)
+
+    async def _auto_resume(self, run_id: str, delay: float) -> None:
+        """``auto_resume``: queue an interrupted run again after its back-off."""
+        if delay:
+            await asyncio.sleep(delay)
+        if await self._writer.run(lambda tx: requeue(tx, run_id)):
+            self._queue.put_nowait(run_id)
 
     async def stop(self) -> None:
         """Stop the workers; live runs land in ``interrupted`` and resume after the restart."""
+        for resumer in list(self._resumers):
+            resumer.cancel()
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -86,7 +110,12 @@ class LocalExecutor:
             run_id = await self._queue.get()
             handle = RunHandle(run_id)
             self.handles[run_id] = handle
-            handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
+            # Every process group the run starts is recorded on it (the task copies the context).
+            token = process.recorder.set(RunProcessRecorder(self._writer, run_id))
+            try:
+                handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
+            finally:
+                process.recorder.reset(token)
             try:
                 await asyncio.shield(handle.task)
             except asyncio.CancelledError:
@@ -137,11 +166,3 @@ class LocalExecutor:
     def is_waiting_for_answer(self, run_id: str) -> bool:
         handle = self.handles.get(run_id)
         return handle is not None and handle.answer is not None and not handle.answer.done()
-
-
-def _interrupt(run_id: str) -> Callable[[Tx], Awaitable[object]]:
-    async def job(tx: Tx) -> object:
-        await expire_pending_of_run(tx, run_id, "the server restarted; the agent will ask again")
-        return await runs.set_status(tx, run_id, S.INTERRUPTED, "server restarted")
-
-    return job

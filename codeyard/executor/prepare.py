@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.domain.errors import Conflict, NotFound
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import ErrorEvent, NewEvent, ToolCall
 from codeyard.domain.ids import new_id, slugify
+from codeyard.sandbox import Sandbox, SandboxUnavailable
 from codeyard.store import projects
 from codeyard.store.writer import Writer
 from codeyard.workspace.branches import is_ancestor
@@ -53,19 +54,6 @@ REASON_TAIL = 1500
 _LOCK_RETRIES = 5
 _LOCK_BACKOFF = 0.1
 _LOCK_FILE = re.compile(r"Unable to create '[^']*\.lock'|index\.lock|\.lock': File exists")
-#: Inherited variables that would point a script's git at another repository than its worktree.
-_GIT_LOCATING = frozenset(
-    {
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_COMMON_DIR",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_NAMESPACE",
-        "GIT_PREFIX",
-    }
-)
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
@@ -97,9 +85,11 @@ async def _retrying(op: Callable[[], Awaitable[T]]) -> T:
 class _Reporter:
     """Appends a run's events; quiet without a writer, or once the run has been deleted."""
 
-    def __init__(self, writer: Writer | None, run_id: str) -> None:
+    def __init__(self, writer: Writer | None, run_id: str, sandbox: Sandbox | None) -> None:
         self._writer = writer
         self._run_id = run_id
+        #: Where the repository's scripts run (on, and hiding nothing more, when not given).
+        self._sandbox = sandbox or Sandbox()
 
     async def emit(self, *events: NewEvent) -> None:
         if self._writer is None:
@@ -114,20 +104,13 @@ class _Reporter:
     ) -> ScriptResult:
         """Run a repository script, reported as a ``tool.call`` and its ``tool.result``."""
         call_id = new_id("call")
-        await self.emit(
-            NewEvent(
-                "tool.call",
-                {
-                    "call_id": call_id,
-                    "tool": tool,
-                    "kind": "bash",
-                    "title": f"{label}: {command}",
-                    "input": {"command": command},
-                },
-            )
+        title = f"{label}: {command}"
+        call = ToolCall(
+            call_id=call_id, tool=tool, kind="bash", title=title, input={"command": command}
         )
-        result = await run_script(command, cwd, env, timeout)
-        await self.emit(NewEvent("tool.result", {"call_id": call_id, **result.as_event()}))
+        await self.emit(call)
+        result = await run_script(command, cwd, env, timeout, self._sandbox)
+        await self.emit(result.as_event(call_id))
         return result
 
 
@@ -143,8 +126,9 @@ class _Made:
 
 
 def _script_env(run: dict[str, Any], repo: dict[str, Any], dest: Path) -> dict[str, str]:
-    """The server's environment (minus git's repository overrides) and where the script runs."""
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATING}
+    """Where the script runs (over the sandbox's allowlisted environment, never the server's:
+    ``codeyard.sandbox.contain``)."""
+    env: dict[str, str] = {}
     env["CODEYARD_RUN_ID"] = run["id"]
     env["CODEYARD_WORKTREE"] = str(dest)
     env["CODEYARD_REPO_PATH"] = str(repo["path"])
@@ -153,37 +137,68 @@ def _script_env(run: dict[str, Any], repo: dict[str, Any], dest: Path) -> dict[s
     return env
 
 
+IntentRecorder = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
 async def prepare_worktrees(
     engine: AsyncEngine,
     run: dict[str, Any],
     worktree_root: Path,
     writer: Writer | None = None,
     script_timeout: float = DEFAULT_SCRIPT_TIMEOUT,
+    record_intent: IntentRecorder | None = None,
+    *,
+    sandbox: Sandbox | None = None,
 ) -> tuple[str, dict[str, str]]:
     """Create the run's worktrees, copy files in, run setup; returns (branch, {repo_id: path}).
 
-    All or nothing: on any failure (``SetupFailed`` included) every worktree made here and every
-    branch created here is removed again. A run whose worktrees were reclaimed by retention while
-    its branch was kept gets a worktree on that branch again.
+    Idempotent across a crash: ``record_intent(branch, intent)`` is awaited with the branch
+    and every worktree path (and whether the branch is new) *before* anything is created, and
+    what an earlier, interrupted prepare of this run left (``run["workspace_intent"]``) is
+    cleaned first. All or nothing: on any failure (``SetupFailed`` included) every worktree
+    made here and every branch created here is removed again. A run whose worktrees were
+    reclaimed by retention while its branch was kept gets a worktree on that branch again.
     """
     async with engine.connect() as conn:
         project = await projects.get_project(conn, run["project_id"])
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
     branch = run["branch"] or branch_name(run["number"], run["title"])
-    report = _Reporter(writer, run["id"])
+    report = _Reporter(writer, run["id"], sandbox)
+    prior: dict[str, Any] = (run.get("workspace_intent") or {}).get("repos") or {}
+    plan: list[_Made] = []
+    for repo_id in run["repo_ids"]:
+        repo = repos[repo_id]
+        dest = worktree_dir(
+            worktree_root, project["slug"], run["number"], slugify(run["title"]), repo["name"]
+        )
+        before = prior.get(repo_id)
+        if before is not None:  # an earlier prepare died here: take down what it made
+            await _remove_one(Path(repo["path"]), Path(before["path"]), branch, before["new"])
+        kept = run["branch"] is not None and not (before or {}).get("new", False)
+        exists = await resolve_commit(Path(repo["path"]), f"refs/heads/{branch}") is not None
+        plan.append(_Made(repo, dest, not (kept and exists)))
+    if record_intent is not None:
+        await record_intent(
+            branch,
+            {
+                "branch": branch,
+                "repos": {
+                    m.repo["id"]: {"path": str(m.dest), "new": m.created_branch} for m in plan
+                },
+            },
+        )
     made: list[_Made] = []
     set_up: list[_Made] = []
     try:
-        for repo_id in run["repo_ids"]:
-            repo = repos[repo_id]
-            dest = worktree_dir(
-                worktree_root, project["slug"], run["number"], slugify(run["title"]), repo["name"]
+        for item in plan:
+            await _add_worktree(
+                item.repo_path,
+                item.dest,
+                branch,
+                run["base_commits"][item.repo["id"]],
+                not item.created_branch,
             )
-            reuse = run["branch"] is not None
-            created = await _add_worktree(
-                Path(repo["path"]), dest, branch, run["base_commits"][repo_id], reuse
-            )
-            made.append(_Made(repo, dest, created))
+            made.append(item)
         for item in made:
             await _copy_files(item)
         for item in made:
@@ -199,14 +214,13 @@ async def prepare_worktrees(
     return branch, {item.repo["id"]: str(item.dest) for item in made}
 
 
-async def _add_worktree(repo: Path, dest: Path, branch: str, base: str, reuse: bool) -> bool:
-    """Add one worktree; True when its branch was created here (so undo may delete it)."""
+async def _add_worktree(repo: Path, dest: Path, branch: str, base: str, reuse: bool) -> None:
+    """Add one worktree: on the existing ``branch`` if ``reuse``, else on a new one."""
     async with repo_lock(repo):
-        if reuse and await resolve_commit(repo, f"refs/heads/{branch}") is not None:
+        if reuse:
             await _retrying(lambda: _attach(repo, dest, branch))
-            return False
+            return
         await _retrying(lambda: create_worktree(repo, dest, branch, base))
-        return True
 
 
 async def _attach(repo: Path, dest: Path, branch: str) -> None:
@@ -266,21 +280,15 @@ async def _cleanup(
     try:
         env = _script_env(run, repo, dest)
         result = await report.script("cleanup_script", "cleanup", script, dest, env, timeout)
-    except OSError as exc:
+    except (OSError, SandboxUnavailable) as exc:
         log.warning("cleanup script in %s could not start: %s", dest, exc)
-        await report.emit(
-            NewEvent("error", {"message": "Cleanup script could not start.", "detail": str(exc)})
-        )
+        await report.emit(ErrorEvent(message="Cleanup script could not start.", detail=str(exc)))
         return
     if not result.ok:
         what = "timed out" if result.timed_out else f"failed (exit {result.exit_code})"
         log.warning("cleanup script in %s %s", dest, what)
-        await report.emit(
-            NewEvent(
-                "error",
-                {"message": f"Cleanup script {what}.", "detail": result.output[-REASON_TAIL:]},
-            )
-        )
+        detail = result.output[-REASON_TAIL:]
+        await report.emit(ErrorEvent(message=f"Cleanup script {what}.", detail=detail))
 
 
 async def _remove_one(repo: Path, dest: Path, branch: str | None, delete_branch: bool) -> None:
@@ -308,6 +316,7 @@ async def remove_run_worktrees(
     script_timeout: float = DEFAULT_SCRIPT_TIMEOUT,
     *,
     keep_unmerged_branch: bool = False,
+    sandbox: Sandbox | None = None,
 ) -> list[dict[str, Any]]:
     """Remove every worktree of a run (cleanup scripts first) and its branch; idempotent.
 
@@ -319,10 +328,16 @@ async def remove_run_worktrees(
     """
     async with engine.connect() as conn:
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
-    report = _Reporter(writer, run["id"])
+    report = _Reporter(writer, run["id"], sandbox)
     branch: str | None = run["branch"]
     removed: list[dict[str, Any]] = []
-    for repo_id, path in (run["worktrees"] or {}).items():
+    intent = run.get("workspace_intent") or {}
+    branch = branch or intent.get("branch")
+    # Worktrees a prepare meant to make but the server died before it finished: removed too.
+    worktrees = dict(run["worktrees"] or {})
+    for repo_id, planned in (intent.get("repos") or {}).items():
+        worktrees.setdefault(repo_id, planned["path"])
+    for repo_id, path in worktrees.items():
         dest, repo = Path(path), repos.get(repo_id)
         deleted = False
         if repo is None:  # the repository was taken out of the project: drop the files only
@@ -340,7 +355,7 @@ async def remove_run_worktrees(
         )
     if branch is not None and not keep_unmerged_branch:  # branches kept when retention ran
         for repo_id in run.get("repo_ids") or []:
-            if repo_id not in (run["worktrees"] or {}) and repo_id in repos:
+            if repo_id not in worktrees and repo_id in repos:
                 await _delete_branch(Path(repos[repo_id]["path"]), branch)
     return removed
 

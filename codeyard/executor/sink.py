@@ -9,7 +9,7 @@ from typing import Any
 
 from codeyard.agents.base import AdapterItem, RawOutput, SessionUpdate
 from codeyard.domain.coalesce import DeltaCoalescer
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import AgentSession, NewEvent, ToolCall, ToolResult, Usage
 from codeyard.executor.changes import WRITING_KINDS, ChangeTracker
 from codeyard.pricing import price_usage
 from codeyard.store.writer import Writer
@@ -75,26 +75,28 @@ class TurnSink:
     async def put(self, item: AdapterItem) -> None:
         if isinstance(item, NewEvent):
             values: dict[str, Any] = {}
-            if item.type == "agent.session" and item.data.get("model"):
-                self._model = str(item.data["model"])
-            elif item.type == "usage":
-                item = NewEvent("usage", price_usage(item.data, self._model))
+            if isinstance(item, AgentSession) and item.model:
+                self._model = item.model
+            elif isinstance(item, Usage):
+                item = Usage.model_validate(price_usage(item.data, self._model))
                 self.run_usage = add_usage(self.run_usage, item.data)
                 self.turn_usage = add_usage(self.turn_usage, item.data)
                 values["usage"] = self.run_usage
             ready = self._deltas.push(item, asyncio.get_running_loop().time())
             await self._release()
             self._held, self._held_values = ready, values
-            if item.type == "tool.call":
-                self._call_kinds[item.data.get("call_id", "")] = item.data.get("kind", "other")
-            elif item.type == "tool.result":
-                kind = self._call_kinds.pop(item.data.get("call_id", ""), "other")
+            if isinstance(item, ToolCall):
+                self._call_kinds[item.call_id] = item.kind
+            elif isinstance(item, ToolResult):
+                kind = self._call_kinds.pop(item.call_id, "other")
                 if kind in WRITING_KINDS:
                     await self._note_changes()
         elif isinstance(item, SessionUpdate):
             # The step's last events and the progress that follows them commit together, so a
             # crash can never record a finished step as unfinished (and run it twice).
-            state = {"session_id": item.session_id, "agent_state": item.state}
+            # Progress also ends a run's streak of crash-resumes (``auto_resume`` gives up on
+            # a run only when it crashes the server again and again without moving on).
+            state = {"session_id": item.session_id, "agent_state": item.state, "crash_resumes": 0}
             events = [*self._held, *self._deltas.take()]
             values = {**self._held_values, **state}
             self._held, self._held_values = [], {}

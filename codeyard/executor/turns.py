@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from codeyard.agents import registry
 from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
 from codeyard.crypto import SecretBox, SecretsUnavailable
 from codeyard.domain.errors import CodeyardError
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import ErrorEvent, TurnCompleted, TurnStarted
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.approvals import ApprovalGate, TurnStopped, expire_pending_of_run
@@ -27,11 +28,17 @@ from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
 from codeyard.executor.sink import TurnSink
+from codeyard.sandbox import Sandbox
+from codeyard.sandbox import setting as sandbox_setting
+from codeyard.store import approvals as approval_door
 from codeyard.store import env_sets, events, runs
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
+#: Adds to the options an adapter gets for one turn, from the run row (e.g. the offer of
+#: Codeyard's own MCP server with a run token): never stored, so secrets stay out of the row.
+OptionHook = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -99,11 +106,27 @@ class TurnDriver:
     ) -> None:
         self._engine = engine
         self._secrets = secrets
+        self.option_hooks: list[OptionHook] = []
         self._writer = writer
         self._gate = gate
         self._worktree_root = worktree_root
         self._logs_root = logs_root
         self._bash_timeout = bash_timeout
+        #: The server's sandbox (``contain_with``); on/off is read from the settings per turn.
+        self.sandbox = Sandbox()
+
+    def contain_with(self, sandbox: Sandbox) -> None:
+        """Run every process of every run in ``sandbox``; tool calls may not read its private
+        places either (the policy engine's read gate), whether the sandbox is on or off."""
+        self.sandbox = sandbox
+        self._gate.private = tuple(str(p) for p in sandbox.private)
+
+    async def _sandbox(self, run: dict[str, Any]) -> Sandbox:
+        """The sandbox for ``run`` now: the stored mode, its worktrees, its ``network``."""
+        async with self._engine.connect() as conn:
+            current = await sandbox_setting.effective(conn, self.sandbox)
+        worktrees = [Path(p) for p in (run["worktrees"] or {}).values()]
+        return current.for_run(worktrees, (run["agent_options"] or {}).get("network"))
 
     async def drive(self, handle: RunHandle) -> None:
         run_id = handle.run_id
@@ -122,20 +145,42 @@ class TurnDriver:
             raise
 
     async def _prepare(self, run: dict[str, Any]) -> bool:
-        """Create the worktrees (``preparing``); a failure fails the run and returns False."""
+        """Create the worktrees (``preparing``); a failure fails the run and returns False.
+
+        The branch and worktree paths are on the run row before anything is made (so a crash
+        while preparing leaves nothing delete, discard or the next prepare cannot find)."""
         run_id = run["id"]
         await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
+
+        async def record_intent(branch: str, intent: dict[str, Any]) -> None:
+            await self._writer.run(
+                lambda tx: runs.update_fields(tx, run_id, branch=branch, workspace_intent=intent)
+            )
+
         try:
             branch, worktrees = await prepare_worktrees(
-                self._engine, run, self._worktree_root, self._writer, self._bash_timeout
+                self._engine,
+                run,
+                self._worktree_root,
+                self._writer,
+                self._bash_timeout,
+                record_intent,
+                sandbox=await self._sandbox(run),
             )
         except Exception as exc:  # reported on the run, which fails
             log.warning("preparing run %s failed: %s", run_id, exc)
             reason = f"Could not prepare the workspace: {exc}"
-            await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
+
+            async def fail(tx: Tx) -> None:  # everything made was taken down again
+                await runs.update_fields(tx, run_id, branch=run["branch"], workspace_intent=None)
+                await self._fail(tx, run_id, reason)
+
+            await self._writer.run(fail)
             return False
         await self._writer.run(
-            lambda tx: runs.update_fields(tx, run_id, branch=branch, worktrees=worktrees)
+            lambda tx: runs.update_fields(
+                tx, run_id, branch=branch, worktrees=worktrees, workspace_intent=None
+            )
         )
         return True
 
@@ -157,11 +202,8 @@ class TurnDriver:
         extra: dict[str, Any] = {"pending_messages": []} if source == "message" else {}
         await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
         shown = "" if source == "resume" else prompt
-        await tx.emit_one(
-            run_id,
-            "turn.started",
-            {"turn": turn.number, "prompt": shown, "source": source, "resumed_source": resumed},
-        )
+        started = TurnStarted(turn=turn.number, prompt=shown, source=source, resumed_source=resumed)
+        await tx.emit_one(run_id, started)
         return turn
 
     async def _end_turn(
@@ -169,31 +211,26 @@ class TurnDriver:
     ) -> _Turn | None:
         """Record the turn's end; start the next one at once if messages arrived meanwhile."""
         run = await runs.lock(tx, run_id)
-        await tx.emit_one(
-            run_id,
-            "turn.completed",
-            {
-                "turn": run["turns"],
-                "stop_reason": end.stop_reason,
-                "result": end.result,
-                "usage": turn_usage,
-                "cost_usd": turn_usage["cost_usd"],
-                "duration_ms": duration_ms,
-            },
+        completed = TurnCompleted(
+            turn=run["turns"],
+            stop_reason=end.stop_reason,
+            result=end.result,
+            usage=turn_usage,
+            cost_usd=turn_usage["cost_usd"],
+            duration_ms=duration_ms,
         )
+        await tx.emit_one(run_id, completed)
         if run["pending_messages"]:
             source, prompt = _from_messages(run["pending_messages"])
             turn = _Turn(run["turns"] + 1, prompt, source)
             await runs.update_fields(tx, run_id, pending_messages=[], turns=turn.number)
-            await tx.emit_one(
-                run_id, "turn.started", {"turn": turn.number, "prompt": prompt, "source": source}
-            )
+            await tx.emit_one(run_id, TurnStarted(turn=turn.number, prompt=prompt, source=source))
             return turn
-        await runs.set_status(tx, run_id, RunStatus.REVIEW, end.stop_reason)
+        await runs.set_status(tx, run_id, RunStatus.REVIEW, end.stop_reason, crash_resumes=0)
         return None
 
     async def _fail(self, tx: Tx, run_id: str, reason: str) -> None:
-        await tx.emit_one(run_id, "error", {"message": reason, "detail": None})
+        await tx.emit_one(run_id, ErrorEvent(message=reason, detail=None))
         await runs.set_status(tx, run_id, RunStatus.FAILED, reason)
 
     async def _run_turn(self, handle: RunHandle, run_id: str, turn: _Turn) -> _Turn | None:
@@ -205,6 +242,8 @@ class TurnDriver:
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
         try:
             options = await self._with_env_sets(run["agent_options"])
+            for hook in self.option_hooks:
+                options = hook(run, options)
         except (CodeyardError, SecretsUnavailable) as exc:
             reason = f"Could not load the run's env sets: {exc}"
             await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
@@ -223,6 +262,7 @@ class TurnDriver:
             decide=lambda req: self._decide_call(handle, sink, req),
             ask_operator=lambda q: self._ask(handle, q),
             bash_timeout=self._bash_timeout,
+            sandbox=await self._sandbox(run),
         )
         if provider.capabilities.mid_turn_input:
             inbox = _LiveInbox(self._engine, self._writer, handle)
@@ -273,15 +313,8 @@ class TurnDriver:
             await take_checkpoint(self._engine, self._writer, run, "turn", None, run_stats=True)
         except GitError as exc:  # informative only: a git hiccup must not fail the turn
             log.warning("turn-end checkpoint of run %s failed: %s", run["id"], exc)
-            await self._writer.append(
-                run["id"],
-                [
-                    NewEvent(
-                        "error",
-                        {"message": "Could not take the turn-end checkpoint.", "detail": str(exc)},
-                    )
-                ],
-            )
+            error = ErrorEvent(message="Could not take the turn-end checkpoint.", detail=str(exc))
+            await self._writer.append(run["id"], [error])
 
     async def _decide_call(
         self, handle: RunHandle, sink: TurnSink, request: ToolRequest
@@ -311,7 +344,12 @@ class TurnDriver:
         return answer
 
     async def _land_stopped(self, handle: RunHandle) -> None:
-        """The task was cancelled: record where the run lands (paused, cancelled, interrupted)."""
+        """The task was cancelled: record where the run lands (paused, cancelled, interrupted).
+
+        Stopped by the server going down (no ``stop_as``), the run's pending approvals stay
+        pending for the resumed agent; stopped by an operator or an expiry, they expire.
+        """
+        by_server = handle.stop_as is None
         status = handle.stop_as or RunStatus.INTERRUPTED
         reason = handle.stop_reason if handle.stop_as else "server stopped"
         run_id = handle.run_id
@@ -324,7 +362,11 @@ class TurnDriver:
                 RunStatus.CANCELLED,
                 RunStatus.COMPLETED,
             ):
-                await runs.set_status(tx, run_id, status, reason)
-            await expire_pending_of_run(tx, run_id, f"the turn stopped ({reason})")
+                extra = {"resume_at_start": True} if by_server else {}
+                await runs.set_status(tx, run_id, status, reason, **extra)
+            if by_server:
+                await approval_door.recount(tx, run_id)
+            else:
+                await expire_pending_of_run(tx, run_id, f"the turn stopped ({reason})")
 
         await asyncio.shield(self._writer.run(land))

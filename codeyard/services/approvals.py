@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from codeyard.domain import events as ev
+from codeyard.domain.approvals import check_transition
 from codeyard.domain.errors import Conflict
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.domain.tools import ToolRequest
 from codeyard.executor.approvals import public, remembered_rule
 from codeyard.services.context import Services
+from codeyard.store import approvals as approval_door
 from codeyard.store import policies, projects, runs
 from codeyard.store.writer import Tx
 
@@ -75,37 +78,25 @@ async def resolve(
     remember: str | None,
     decided_by: str = "operator",
 ) -> dict[str, Any]:
-    """Record the answer (409 if already answered) and wake the agent that waits for it."""
+    """Record the answer through the approvals door (409 if already answered) and wake the
+    agent that waits for it; with no agent waiting (the run is interrupted or not resumed
+    yet) the answer waits for the resumed agent's identical call."""
 
     async def job(tx: Tx) -> dict[str, Any]:
         row = await policies.get_approval(tx.conn, approval_id)
-        if row["status"] != "pending":
-            raise Conflict(
-                f"Approval {approval_id} is already {row['status']}.", current_status=row["status"]
-            )
-        changes = {
-            "status": decision,
-            "decided_by": decided_by,
-            "reason": reason,
-            "remember": remember,
-            "resolved_at": utc_now(),
-        }
-        await policies.update_approval(tx, approval_id, changes)
+        check_transition(approval_id, row["status"], decision)
         rule_id = (
             await _remember(tx, row, remember) if remember and decision == "approved" else None
         )
-        await tx.emit_one(
-            row["run_id"],
-            "approval.resolved",
-            {
-                "approval_id": approval_id,
-                "decision": decision,
-                "decided_by": decided_by,
-                "reason": reason,
-                "remembered_policy_id": rule_id,
-            },
+        return await approval_door.resolve(
+            tx,
+            approval_id,
+            decision,
+            decided_by=decided_by,
+            reason=reason,
+            remember=remember,
+            remembered_policy_id=rule_id,
         )
-        return {**row, **changes}
 
     row = await svc.writer.run(job)
     svc.executor.approval_answered(
@@ -124,7 +115,7 @@ async def trust(svc: Services, ref: str) -> dict[str, Any]:
 
     async def job(tx: Tx) -> dict[str, Any]:
         await runs.update_fields(tx, run["id"], trusted=True)
-        await tx.emit_one(run["id"], "run.trusted", {"by": "operator"})
+        await tx.emit_one(run["id"], ev.RunTrusted(by="operator"))
         return await runs.lock(tx, run["id"])
 
     updated = await svc.writer.run(job)

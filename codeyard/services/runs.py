@@ -17,6 +17,7 @@ from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services import env_sets as env_set_service
 from codeyard.services import ownership
 from codeyard.services import projects as project_service
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import policies, projects, runs
 from codeyard.store.writer import Tx
@@ -161,6 +162,10 @@ async def create(
         )
     provider_name, model, options, agent_id = await _resolve_agent(svc, body)
     _check_may_skip_approvals(principal, options)
+    # The run's own options (a profile's were checked when an admin or member saved it).
+    own_options = body.get("agent_options") or {}
+    sandbox_service.check_admin_options(principal, dict(own_options), "agent_options")
+    await sandbox_service.ensure_runnable(svc)
     await _attach_env_sets(svc, principal, options, list(body.get("env_set_ids") or []))
     registry.get(provider_name).validate_options(options)
     new_project, project_id, repos = await _resolve_repos(svc, body)
@@ -301,7 +306,9 @@ async def resume(svc: Services, ref: str, message: str | None) -> dict[str, Any]
         if message:
             pending.append(message)
             await tx.emit_one(run["id"], ev.UserMessage(text=message, author="operator"))
-        return await runs.set_status(tx, run["id"], S.QUEUED, "resumed", pending_messages=pending)
+        return await runs.set_status(
+            tx, run["id"], S.QUEUED, "resumed", pending_messages=pending, resume_at_start=False
+        )
 
     updated = await svc.writer.run(job)
     svc.executor.submit(run["id"])
@@ -352,7 +359,7 @@ async def message(
 async def delete(svc: Services, ref: str) -> None:
     run = await get(svc, ref)
     check_action("delete", S(run["status"]))
-    await remove_run_worktrees(svc.engine, run)
+    await remove_run_worktrees(svc.engine, run, sandbox=await sandbox_service.current(svc))
     await delete_run_refs(svc.engine, run)
     await svc.writer.run(lambda tx: runs.remove(tx, run["id"]))
     (svc.settings.logs_root / f"{run['id']}.log").unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import NotFound
-from codeyard.domain.events import NewEvent, StoredEvent, utc_now
+from codeyard.domain.events import NewEvent, StoredEvent, utc_now, validate_new
 from codeyard.store import schema
 
 log = logging.getLogger(__name__)
@@ -118,12 +118,26 @@ class Tx:
         self.run_values.setdefault(run_id, {})
         return out
 
-    async def emit_one(self, run_id: str, type: str, data: dict[str, Any]) -> StoredEvent:
-        return (await self.emit(run_id, [NewEvent(type, data)]))[0]
+    async def emit_one(
+        self, run_id: str, event: NewEvent | str, data: dict[str, Any] | None = None
+    ) -> StoredEvent:
+        """Emit one event: a model, or (for code not moved to the models yet) a type and its
+        data, validated here against that type's model, so an unknown type or a misspelt
+        field fails at the emitter either way."""
+        if isinstance(event, str):
+            event = validate_new(event, data or {})
+        return (await self.emit(run_id, [event]))[0]
 
     def set_run_values(self, run_id: str, values: dict[str, Any]) -> None:
-        """Columns written to the run row with this batch's events (one UPDATE per run)."""
+        """Columns written to the run row with this batch's events (one UPDATE per run).
+        ``status`` is refused: it changes only through ``store.runs.set_status``."""
+        _refuse_status(values)
         self.run_values.setdefault(run_id, {}).update(values)
+
+
+def _refuse_status(values: dict[str, Any] | None) -> None:
+    if values and "status" in values:
+        raise ValueError("Run status changes go through store.runs.set_status(), not run values.")
 
 
 Job = Callable[[Tx], Awaitable[Any]]
@@ -216,6 +230,7 @@ class Writer:
         numbered inline by the batch: with many small appends in flight, the per-job machinery
         cost more than the inserts.
         """
+        _refuse_status(run_values)
         stored: list[StoredEvent] = await self._submit(
             _Pending(_Append(run_id, events, run_values), False)
         )

@@ -10,12 +10,10 @@ whole when it outlives its timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
 import shutil
-import signal
 import stat
 import tempfile
 import time
@@ -25,6 +23,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from codeyard.agents.process import spawn
+from codeyard.domain.events import ToolResult, tool_result
+from codeyard.sandbox import Sandbox, contain
 from codeyard.workspace.git import GitError, git
 
 __all__ = ["OUTPUT_TAIL", "ScriptResult", "copy_matching", "exclude_from_git", "run_script"]
@@ -48,41 +49,50 @@ class ScriptResult:
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
 
-    def as_event(self) -> dict[str, Any]:
-        """The ``tool.result`` fields (without ``call_id``)."""
+    def as_event(self, call_id: str) -> ToolResult:
+        """The script's ``tool.result``."""
         if self.timed_out:
             error: str | None = f"timed out after {self.timeout:g}s"
         else:
             error = None if self.exit_code == 0 else f"exit code {self.exit_code}"
-        tail = self.output if len(self.output) <= OUTPUT_TAIL else "…" + self.output[-OUTPUT_TAIL:]
-        return {
-            "ok": self.ok,
-            "output": tail,
-            "error": error,
-            "exit_code": self.exit_code,
-            "duration_ms": self.duration_ms,
-        }
+        return tool_result(
+            call_id,
+            ok=self.ok,
+            output=self.output,
+            error=error,
+            exit_code=self.exit_code,
+            duration_ms=self.duration_ms,
+        )
 
 
-async def run_script(command: str, cwd: Path, env: dict[str, str], timeout: float) -> ScriptResult:
+async def run_script(
+    command: str, cwd: Path, env: dict[str, str], timeout: float, sandbox: Sandbox | None = None
+) -> ScriptResult:
     """Run ``command`` with ``bash -c`` in ``cwd``; stdout and stderr together, tail kept.
+
+    It runs in ``sandbox`` (on when not given; ``cwd`` writable when the sandbox names no
+    worktrees) with the allowlisted environment plus ``env``: ``SandboxUnavailable`` when the
+    sandbox is on and cannot run.
 
     Output goes to an anonymous file rather than a pipe, so a background process the script
     leaves running cannot hold the call open. On timeout or cancellation the process group is
     killed.
     """
+    sandbox = sandbox or Sandbox()
+    if not sandbox.worktrees:
+        sandbox = sandbox.for_run([cwd], sandbox.network)
+    jail = contain(sandbox, "repo-script", ["/bin/bash", "-c", command], env, cwd=cwd)
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/bash",
-            "-c",
-            command,
+        # A supervised group: tied to the server's life and recorded on the run (issue 12).
+        proc, group = await spawn(
+            jail.argv,
+            kind="repo-script",
             cwd=cwd,
-            env=env,
+            env=jail.env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
         )
         timed_out = False
         try:
@@ -92,9 +102,9 @@ async def run_script(command: str, cwd: Path, env: dict[str, str], timeout: floa
             timed_out = True
         finally:
             if proc.returncode is None:  # timed out or cancelled
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                group.kill()
                 await proc.wait()
+            await group.untrack()
         output = await asyncio.to_thread(_tail, out, OUTPUT_TAIL * 4)
     return ScriptResult(
         None if timed_out else proc.returncode,

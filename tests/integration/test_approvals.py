@@ -198,24 +198,27 @@ async def test_expiry_interrupts_and_resume_asks_again(sqlite_api: Api, git_repo
 
 
 async def test_pending_approval_across_a_restart(tmp_path: Path, git_repo: Path) -> None:
+    """The contract: pending approvals survive a restart; an answer given while the run is
+    interrupted is used by the resumed agent's identical call, which is not asked again."""
     settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
     async for api in open_api(settings):
         run = await start(api, git_repo, {"bash": "echo after-restart"})
         (approval,) = await pending(api, run["id"])
     async for api in open_api(settings):
         after = (await api.get(f"/api/runs/{run['id']}")).json()
-        assert after["status"] == "interrupted" and after["pending_approvals"] == 0
+        assert after["status"] == "interrupted" and after["pending_approvals"] == 1
         row = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"][0]
-        assert row["id"] == approval["id"] and row["status"] == "expired"
-        late = await api.post(
+        assert row["id"] == approval["id"] and row["status"] == "pending"
+        answered = await api.post(
             f"/api/approvals/{approval['id']}/resolve", json={"decision": "approved"}
         )
-        assert late.status_code == 409
+        assert answered.status_code == 200, answered.text
+        assert (await api.get(f"/api/runs/{run['id']}")).json()["pending_approvals"] == 0
         await api.post(f"/api/runs/{run['id']}/resume", json={})
-        (again,) = await pending(api, run["id"])
-        await api.post(f"/api/approvals/{again['id']}/resolve", json={"decision": "approved"})
         await api.wait_status(run["id"], "review")
         assert (await results(api, run["id"]))[-1]["ok"] is True
+        rows = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"]
+        assert [r["id"] for r in rows] == [approval["id"]]  # never asked twice
 
 
 async def test_invalid_rule_is_422_naming_it(sqlite_api: Api) -> None:

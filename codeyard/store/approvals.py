@@ -1,0 +1,163 @@
+"""The one door for approvals: opening one, answering or expiring it, and the run it holds.
+
+Every status change of an approval goes through :func:`resolve`: it checks the transition
+(``pending → approved | rejected | expired``), writes the row, appends the one
+``approval.resolved`` shape, recounts the run's ``pending_approvals`` from the table and moves a
+run that waited on approvals back to ``running`` when none is left. The executor only wakes the
+agent's future; nothing else writes an approval's status or the counter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from codeyard.domain.approvals import PENDING, check_transition
+from codeyard.domain.events import utc_now
+from codeyard.domain.status import RunStatus
+from codeyard.store import policies, runs, schema
+from codeyard.store.writer import Tx
+
+AP = schema.approvals
+#: The run's ``status_reason`` while its agent waits for an operator's message, not approvals.
+QUESTION = "question"
+
+PUBLIC_KEYS = (
+    "id",
+    "run_id",
+    "call_id",
+    "tool",
+    "kind",
+    "input",
+    "title",
+    "rule",
+    "status",
+    "decided_by",
+    "reason",
+    "remember",
+    "created_at",
+    "resolved_at",
+    "expires_at",
+)
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in PUBLIC_KEYS}
+
+
+async def recount(tx: Tx, run_id: str) -> dict[str, Any]:
+    """Write the run's ``pending_approvals`` from the table; ``waiting → running`` at zero."""
+    pending = int(
+        (
+            await tx.conn.execute(
+                select(func.count())
+                .select_from(AP)
+                .where(AP.c.run_id == run_id, AP.c.status == PENDING)
+            )
+        ).scalar_one()
+    )
+    run = await runs.lock(tx, run_id)
+    waiting = run["status"] == RunStatus.WAITING and run["status_reason"] != QUESTION
+    if waiting and pending == 0:
+        return await runs.set_status(tx, run_id, RunStatus.RUNNING, None, pending_approvals=0)
+    if run["pending_approvals"] != pending:
+        await runs.update_fields(tx, run_id, pending_approvals=pending)
+        run["pending_approvals"] = pending
+    return run
+
+
+async def open_approval(
+    tx: Tx, approval: dict[str, Any], *, gate: bool, status_reason: str
+) -> None:
+    """Insert a pending approval, announce it, and show its run as ``waiting``."""
+    run_id = approval["run_id"]
+    run = await runs.lock(tx, run_id)
+    await policies.insert_approval(tx, approval)
+    await tx.emit_one(
+        run_id,
+        "approval.requested",
+        {
+            "approval": public(approval),
+            "gate": gate,
+            "run_title": run["title"],
+            "run_number": run["number"],
+        },
+    )
+    await hold(tx, run_id, status_reason)
+
+
+async def hold(tx: Tx, run_id: str, status_reason: str) -> None:
+    """The agent waits on a pending approval: ``running → waiting`` and the count recounted."""
+    run = await recount(tx, run_id)
+    if run["status"] == RunStatus.RUNNING:
+        await runs.set_status(
+            tx, run_id, RunStatus.WAITING, status_reason, pending_approvals=run["pending_approvals"]
+        )
+
+
+async def resolve(
+    tx: Tx,
+    approval_id: str,
+    to: str,
+    *,
+    decided_by: str | None,
+    reason: str | None,
+    remember: str | None = None,
+    remembered_policy_id: str | None = None,
+) -> dict[str, Any]:
+    """The one door for an approval's status (see the module doc); returns the new row."""
+    row = await policies.get_approval(tx.conn, approval_id)
+    check_transition(approval_id, row["status"], to)
+    changes: dict[str, Any] = {
+        "status": to,
+        "decided_by": decided_by,
+        "reason": reason,
+        "resolved_at": utc_now(),
+    }
+    if remember is not None:
+        changes["remember"] = remember
+    await tx.conn.execute(update(AP).where(AP.c.id == approval_id).values(**changes))
+    await tx.emit_one(
+        row["run_id"],
+        "approval.resolved",
+        {
+            "approval_id": approval_id,
+            "decision": to,
+            "decided_by": decided_by,
+            "reason": reason,
+            "remembered_policy_id": remembered_policy_id,
+        },
+    )
+    await recount(tx, row["run_id"])
+    return {**row, **changes}
+
+
+async def bindable(conn: Any, run_id: str, fingerprint: str) -> dict[str, Any] | None:
+    """The oldest approval of this run for the same call whose answer no agent has used yet
+    (pending, or answered while no agent was there to hear it)."""
+    stmt = (
+        select(AP)
+        .where(
+            AP.c.run_id == run_id,
+            AP.c.fingerprint == fingerprint,
+            AP.c.used_at.is_(None),
+            AP.c.status.in_([PENDING, "approved", "rejected"]),
+        )
+        .order_by(AP.c.created_at, AP.c.id)
+        .limit(1)
+    )
+    row = (await conn.execute(stmt)).first()
+    return dict(row._mapping) if row else None
+
+
+async def mark_used(tx: Tx, approval_id: str) -> None:
+    """The answer reached an agent: it is not handed to another call."""
+    await tx.conn.execute(update(AP).where(AP.c.id == approval_id).values(used_at=utc_now()))
+
+
+async def expire_pending_of_run(tx: Tx, run_id: str, why: str) -> None:
+    """Expire what the run's agent asked (its agent is gone for good: cancel, pause)."""
+    for row in await policies.pending_of_run(tx.conn, run_id):
+        await resolve(tx, row["id"], "expired", decided_by=None, reason=why)
+    await recount(tx, run_id)

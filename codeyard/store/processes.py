@@ -1,0 +1,45 @@
+"""Process groups runs started, recorded until they are gone (issue 12: crash-proof runs)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.events import utc_now
+from codeyard.store import schema
+from codeyard.store.writer import Tx
+
+P = schema.run_processes
+
+
+async def add(tx: Tx, run_id: str, pgid: int, start_ticks: int, boot_id: str, kind: str) -> None:
+    await tx.conn.execute(
+        P.insert().values(
+            run_id=run_id,
+            pgid=pgid,
+            start_ticks=start_ticks,
+            boot_id=boot_id,
+            kind=kind,
+            created_at=utc_now(),
+        )
+    )
+
+
+async def remove(tx: Tx, run_id: str, pgid: int, start_ticks: int) -> None:
+    await tx.conn.execute(
+        delete(P).where(P.c.run_id == run_id, P.c.pgid == pgid, P.c.start_ticks == start_ticks)
+    )
+
+
+async def every(conn: AsyncConnection) -> list[dict[str, object]]:
+    """Every recorded group (after a crash: what the dead server may have left running)."""
+    return [dict(r._mapping) for r in (await conn.execute(select(P).order_by(P.c.id))).all()]
+
+
+async def forget(tx: Tx, ids: list[int]) -> None:
+    if ids:
+        await tx.conn.execute(delete(P).where(P.c.id.in_(ids)))
+
+
+async def forget_run(tx: Tx, run_id: str) -> None:
+    await tx.conn.execute(delete(P).where(P.c.run_id == run_id))
