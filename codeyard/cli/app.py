@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from codeyard import __version__
-from codeyard.cli import account, approvals, doctor, fake_llm, gc, runs, serve, users
+from codeyard.cli import account, approvals, doctor, fake_llm, gc, review, runs, serve, users
+from codeyard.cli import mcp as mcp_cli
 from codeyard.cli.state import CodeyardGroup, get_state
 
 app = typer.Typer(
@@ -16,6 +17,9 @@ app = typer.Typer(
     help="Codeyard: run AI coding agents in isolated git worktrees, follow them, land the result.",
     no_args_is_help=True,
     add_completion=False,
+    # Markdown: a docstring paragraph is re-flowed to the terminal's width instead of keeping
+    # the source's line breaks (which wrapped help mid-sentence on narrow terminals).
+    rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,  # locals would include the bearer token
 )
 
@@ -77,8 +81,14 @@ app.command()(runs.start)
 app.command()(runs.cancel)
 app.command()(runs.pause)
 app.command()(runs.resume)
+app.command()(review.diff)
+app.command()(review.land)
+app.command()(review.checkpoints)
+app.command()(review.restore)
+app.command()(review.share)
 app.command()(doctor.doctor)
 app.command()(gc.gc)
+app.command("mcp")(mcp_cli.mcp)
 app.command()(approvals.approvals)
 app.command()(approvals.approve)
 app.command()(approvals.reject)

@@ -12,6 +12,8 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
 * ``env`` — extra environment, e.g. ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_API_KEY`` (by
   default Claude Code uses the user's own login);
 * ``cli_path`` — another ``claude`` binary than the one the SDK wheel bundles;
+* ``mcp_servers`` — MCP servers for Claude Code (``{name: {"type": "http", "url": …}}``); with
+  ``codeyard_mcp: true`` Codeyard adds its own server with a run token (``mcp_server.offer``);
 * ``deny_tools`` — tool names Codeyard's decision function denies: a test and operations knob
   until the policy engine lands.
 """
@@ -58,6 +60,13 @@ def _errors(options: dict[str, Any]) -> list[dict[str, Any]]:
     mode = options.get("permission_mode")
     if mode is not None and mode not in _MODES:
         bad("permission_mode", f"must be one of: {', '.join(_MODES)}")
+    servers = options.get("mcp_servers")
+    if servers is not None and not (
+        isinstance(servers, dict) and all(isinstance(v, dict) for v in servers.values())
+    ):
+        bad("mcp_servers", "must be an object of MCP server configurations")
+    if options.get("codeyard_mcp") not in (None, True, False):
+        bad("codeyard_mcp", "must be true or false")
     env = options.get("env")
     if env is not None and not (
         isinstance(env, dict) and all(isinstance(v, str | int | float) for v in env.values())
@@ -78,6 +87,7 @@ def settings_for(options: dict[str, Any], cli: Path) -> TurnSettings:
         disallowed_tools=list(options.get("disallowed_tools") or []),
         max_turns=options.get("max_turns"),
         deny_tools=frozenset(options.get("deny_tools") or []),
+        mcp_servers=dict(options.get("mcp_servers") or {}),
     )
 
 

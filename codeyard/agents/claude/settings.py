@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +19,5 @@ class TurnSettings:
     disallowed_tools: list[str]
     max_turns: int | None
     deny_tools: frozenset[str]
+    #: MCP servers Claude Code may use (e.g. Codeyard's own, offered per profile).
+    mcp_servers: dict[str, Any] = field(default_factory=dict)

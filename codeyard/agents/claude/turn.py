@@ -39,8 +39,9 @@ from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, 
 from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.domain.tools import ToolRequest
+from codeyard.sandbox import SandboxUnavailable, contain
 
 __all__ = ["PROMPTS", "TurnSettings", "run_claude_turn"]
 
@@ -84,13 +85,14 @@ class _Turn:
 
     def options(self) -> ClaudeAgentOptions:
         s = self.settings
-        env = {**s.env, PID_FILE_ENV: str(self.tmp / "pid"), CLI_ENV: str(s.cli)}
+        env = dict(s.env)
         if (
             s.permission_mode == "bypassPermissions"
             and hasattr(os, "geteuid")
             and os.geteuid() == 0
         ):
             env.setdefault("IS_SANDBOX", "1")  # the CLI refuses bypass modes as root otherwise
+        env = {**env, PID_FILE_ENV: str(self.tmp / "pid"), CLI_ENV: self._contained_cli(env)}
         system_prompt: Any = {"type": "preset", "preset": "claude_code"}
         if s.instructions:
             system_prompt["append"] = s.instructions
@@ -106,11 +108,30 @@ class _Turn:
             max_turns=s.max_turns,
             resume=self.resume,
             can_use_tool=self.can_use_tool,
+            mcp_servers=dict(s.mcp_servers),
             stderr=self.stderr.append,
             include_partial_messages=True,  # text streams as agent.delta events
             # Replayed user messages tell when a message sent mid-turn reached the model.
             extra_args={"replay-user-messages": None} if self.ctx.next_messages else {},
         )
+
+    def _contained_cli(self, env: dict[str, str]) -> str:
+        """A script (private to the turn) that runs the CLI in the sandbox with the allowlisted
+        environment: the SDK spawns it with the server's environment merged in."""
+        try:
+            jail = contain(
+                self.ctx.sandbox,
+                "claude-code",
+                [str(self.settings.cli)],
+                env,
+                cwd=self.ctx.worktree,
+            )
+        except SandboxUnavailable as exc:
+            raise AgentFailure(exc.detail) from exc
+        script = self.tmp / "contained-claude"
+        script.write_text(jail.script([*os.environ, *env, PID_FILE_ENV, CLI_ENV]))
+        script.chmod(0o700)
+        return str(script)
 
     def prompt(self) -> str:
         if self.ctx.source == "resume" and self.resume:
@@ -164,7 +185,7 @@ class _Turn:
             client = await self._connect()
             if client is None:
                 lost = self.resume
-                yield NewEvent("error", {"message": PROMPTS["lost_session"], "detail": lost})
+                yield ErrorEvent(message=PROMPTS["lost_session"], detail=lost)
                 self.resume, self.state.resumed = None, False
                 self.stderr.clear()
                 client = await self._connect()
@@ -242,8 +263,8 @@ class _Turn:
                                 continue  # a message arrived too late: the CLI answers it next
                             self.closing = ended = True
                         yield item
-                        if isinstance(item, NewEvent) and item.type == "tool.call":
-                            self.yielded.setdefault(item.data["call_id"], asyncio.Event()).set()
+                        if isinstance(item, ToolCall):
+                            self.yielded.setdefault(item.call_id, asyncio.Event()).set()
                     if ended:
                         return
         except ClaudeSDKError as exc:

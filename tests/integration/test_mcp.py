@@ -1,0 +1,380 @@
+"""Codeyard's MCP server driven by the official SDK's own client: over streamable HTTP against
+a real server on a loopback port, over stdio through ``codeyard mcp``, and as an agent holding a
+run token (recursion-safe delegation: lineage, inherited policies, budget slices, depth and
+fan-out limits, who may decide which approval). Runs use the ``script`` provider, which goes
+through the same executor, policy and approval path as real agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
+
+from codeyard.app import create_app
+from codeyard.config import Settings
+from codeyard.crypto import secret_box
+from codeyard.services.delegation import mint_run_token
+from tests.conftest import TOKEN
+from tests.support.server import free_port
+
+pytestmark = pytest.mark.anyio
+TOOLS = {
+    "start_run",
+    "wait_run",
+    "send_message",
+    "get_run",
+    "list_runs",
+    "get_diff",
+    "decide_approval",
+    "land_run",
+}
+
+
+@dataclass
+class Live:
+    url: str
+    settings: Settings
+    app: Any
+
+    def rest(self, token: str = TOKEN) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def run_token(self, run_id: str) -> str:
+        return mint_run_token(secret_box(self.settings.secret_key_path), run_id)
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Live]:
+    """The real app under uvicorn on a free loopback port (streamable HTTP needs a real
+    server: responses stream while the request is still open)."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        assert server.started, "the server did not start"
+        yield Live(f"http://127.0.0.1:{settings.port}", settings, app)
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        admin_token=TOKEN,
+        port=free_port(),
+        bash_timeout_seconds=30,
+        mcp_max_children=2,
+        mcp_max_depth=2,
+    )
+    async with serve(settings) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(live: Live, token: str = TOKEN) -> AsyncIterator[Client]:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    async with http, Client(streamable_http_client(f"{live.url}/mcp", http_client=http)) as c:
+        yield c
+
+
+def out(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+def error_text(result: CallToolResult) -> str:
+    assert result.is_error, result.structured_content
+    first = result.content[0]
+    assert isinstance(first, TextContent)
+    return first.text
+
+
+async def script_profile(live: Live, steps: list[dict[str, Any]], mode: str = "auto") -> str:
+    async with live.rest() as rest:
+        resp = await rest.post(
+            "/api/agents",
+            json={
+                "name": "scripted",
+                "provider": "script",
+                "permission_mode": mode,
+                "provider_config": {"scenario": {"steps": steps}},
+            },
+        )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+async def test_http_tools_with_output_schemas_start_wait_diff_and_resume_by_cursor(
+    live: Live, git_repo: Path
+) -> None:
+    agent = await script_profile(
+        live, [{"write": {"path": "notes.txt", "content": "planted\n"}}, {"say": "wrote notes"}]
+    )
+    async with mcp_client(live) as client:
+        listed = await client.list_tools()
+        tools = {t.name: t for t in listed.tools}
+        assert set(tools) == TOOLS
+        assert all(t.output_schema is not None for t in tools.values())
+        assert "cursor" in tools["wait_run"].input_schema["properties"]
+
+        started = out(
+            await client.call_tool(
+                "start_run",
+                {"prompt": "Write notes", "agent_id": agent, "repo_path": str(git_repo)},
+            )
+        )
+        run_id = started["run"]["id"]
+        assert started["run"]["status"] == "queued" and started["reason"] == "started"
+
+        done = out(
+            await client.call_tool(
+                "wait_run",
+                {"run": run_id, "until": "completed", "cursor": started["cursor"], "timeout": 60},
+            )
+        )
+        assert done["reached"] and done["reason"] == "completed"
+        assert done["run"]["status"] == "review"
+        assert any(
+            e["type"] == "agent.message" and "wrote notes" in e["text"] for e in done["events"]
+        )
+        assert done["cursor"] > started["cursor"]
+
+        # Resuming from the returned cursor: nothing new has happened, so the wait times out
+        # with no events; from the start it replays the log at once.
+        again = out(
+            await client.call_tool(
+                "wait_run",
+                {"run": run_id, "until": "any", "cursor": done["cursor"], "timeout": 0.3},
+            )
+        )
+        assert again["reason"] == "timeout" and not again["reached"] and again["events"] == []
+        assert again["cursor"] == done["cursor"]
+        replay = out(
+            await client.call_tool("wait_run", {"run": run_id, "until": "any", "cursor": 0})
+        )
+        assert replay["reason"] == "event" and replay["events"][0]["type"] == "run.created"
+
+        diff = out(await client.call_tool("get_diff", {"run": run_id}))
+        assert [f["path"] for f in diff["files"]] == ["notes.txt"]
+        assert "+planted" in diff["patch"] and diff["stats"]["insertions"] == 1
+
+        runs = out(await client.call_tool("list_runs", {}))
+        assert [r["id"] for r in runs["runs"]] == [run_id]
+
+        resource = await client.read_resource(f"codeyard://runs/{run_id}/diff")
+        assert "+planted" in resource.contents[0].text  # type: ignore[union-attr]
+        transcript = await client.read_resource(f"codeyard://runs/{run_id}/transcript")
+        assert "wrote notes" in transcript.contents[0].text  # type: ignore[union-attr]
+
+        landed = out(await client.call_tool("land_run", {"run": run_id, "action": "merge"}))
+        assert landed["status"] == "completed"
+    assert (git_repo / "notes.txt").read_text() == "planted\n"
+
+
+async def test_http_needs_a_bearer_token_and_tools_check_scopes(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.url) as raw:
+        resp = await raw.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert resp.status_code == 401
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert "Bearer" in resp.json()["detail"]
+        forged = await raw.post(
+            "/mcp", json={}, headers={"Authorization": "Bearer cy_run_v1bm90LWEtdG9rZW4="}
+        )
+        assert forged.status_code == 401
+    async with live.rest() as rest:
+        made = await rest.post("/api/tokens", json={"name": "reader", "scopes": ["runs:read"]})
+        assert made.status_code == 201, made.text
+        reader = made.json()["token"]
+    async with mcp_client(live, reader) as client:
+        assert out(await client.call_tool("list_runs", {}))["runs"] == []
+        refused = await client.call_tool("start_run", {"prompt": "x", "provider": "script"})
+        assert "runs:write" in error_text(refused)
+        refused = await client.call_tool(
+            "decide_approval", {"approval_id": "apr_x", "decision": "approved"}
+        )
+        assert "approvals:resolve" in error_text(refused)
+
+
+async def test_stdio_relay_with_the_cli_token(live: Live, git_repo: Path) -> None:
+    async with live.rest() as rest:
+        created = await rest.post(
+            "/api/runs",
+            json={
+                "prompt": "Say hi",
+                "repo_path": str(git_repo),
+                "provider": "script",
+                "agent_options": {"scenario": {"steps": [{"say": "hi"}]}},
+            },
+        )
+        assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    cli = Path(sys.executable).with_name("codeyard")
+    env = {**os.environ, "CODEYARD_TOKEN": TOKEN, "CODEYARD_SERVER": live.url}
+    params = StdioServerParameters(command=str(cli), args=["mcp"], env=env)
+    async with Client(params) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        waited = out(
+            await client.call_tool("wait_run", {"run": run_id, "until": "completed", "timeout": 60})
+        )
+        assert waited["run"]["status"] == "review"
+        assert any(e["text"] == "hi" for e in waited["events"] if e["type"] == "agent.message")
+
+
+async def _pending_approval(rest: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    for _ in range(1000):
+        rows = (await rest.get(f"/api/approvals?status=pending&run_id={run_id}")).json()["data"]
+        if rows:
+            return dict(rows[0])
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"run {run_id} never asked for approval")
+
+
+async def test_agent_token_delegation_lineage_budget_limits_and_approvals(
+    live: Live, git_repo: Path
+) -> None:
+    async with live.rest() as rest:
+        pol = await rest.post(
+            "/api/policies",
+            json={
+                "name": "no curl",
+                "rules": [{"tool": "Bash", "command": "curl *", "action": "deny"}],
+            },
+        )
+        assert pol.status_code == 201, pol.text
+        pset = await rest.post(
+            "/api/policy-sets", json={"name": "base", "policy_ids": [pol.json()["id"]]}
+        )
+        set_id = pset.json()["id"]
+        # The parent asks before its bash step (default mode) and so stays active, waiting.
+        parent = await rest.post(
+            "/api/runs",
+            json={
+                "prompt": "Parent work",
+                "repo_path": str(git_repo),
+                "provider": "script",
+                "budget_usd": 1.0,
+                "policy_set_ids": [set_id],
+                "agent_options": {
+                    "scenario": {"steps": [{"bash": "echo step > step.txt"}, {"say": "ok"}]},
+                    "permission_mode": "default",
+                },
+            },
+        )
+        assert parent.status_code == 201, parent.text
+        parent_id = parent.json()["id"]
+        parent_approval = await _pending_approval(rest, parent_id)
+
+    async with mcp_client(live, live.run_token(parent_id)) as agent:
+        # The agent sees only its own run (and later its sub-runs).
+        assert [r["id"] for r in out(await agent.call_tool("list_runs", {}))["runs"]] == [parent_id]
+        too_much = await agent.call_tool("start_run", {"prompt": "Sub", "budget_usd": 0.9})
+        assert "at most $0.5000" in error_text(too_much)
+
+        child = out(await agent.call_tool("start_run", {"prompt": "Sub task"}))["run"]
+        assert child["parent_run_id"] == parent_id
+        assert child["delegation"]["depth"] == 1 and child["delegation"]["via"] == "mcp"
+        assert child["budget_usd"] == pytest.approx(0.5)  # half of what the parent has left
+        second = out(await agent.call_tool("start_run", {"prompt": "Sub 2"}))["run"]
+        assert second["budget_usd"] == pytest.approx(0.25)  # half of the 0.5 still free
+        third = await agent.call_tool("start_run", {"prompt": "Sub 3"})
+        assert "Fan-out limit" in error_text(third)
+
+        async with live.rest() as rest:
+            row = (await rest.get(f"/api/runs/{child['id']}")).json()
+            assert row["parent_run_id"] == parent_id and row["delegation"]["depth"] == 1
+            assert set_id in (await _run_row(live, child["id"]))["policy_set_ids"]
+            child_approval = await _pending_approval(rest, child["id"])
+
+        # Its own approval: never.
+        own = await agent.call_tool(
+            "decide_approval", {"approval_id": parent_approval["id"], "decision": "approved"}
+        )
+        assert "cannot decide its own" in error_text(own)
+        # Landing is for people.
+        land = await agent.call_tool("land_run", {"run": child["id"]})
+        assert "Agents cannot land" in error_text(land)
+
+        async with mcp_client(live, live.run_token(child["id"])) as grandchild_agent:
+            # A sub-run's agent cannot decide its ancestor's approval…
+            upward = await grandchild_agent.call_tool(
+                "decide_approval", {"approval_id": parent_approval["id"], "decision": "approved"}
+            )
+            assert "ancestor" in error_text(upward)
+            # …nor see its sibling; and it may go one level deeper, not two.
+            sibling = await grandchild_agent.call_tool("get_run", {"run": second["id"]})
+            assert "not a sub-run" in error_text(sibling)
+            deeper = out(await grandchild_agent.call_tool("start_run", {"prompt": "Deeper"}))["run"]
+            assert deeper["delegation"]["depth"] == 2
+            assert deeper["delegation"]["root_run_id"] == parent_id
+            async with mcp_client(live, live.run_token(deeper["id"])) as deepest:
+                refused = await deepest.call_tool("start_run", {"prompt": "Too deep"})
+                assert "depth limit" in error_text(refused)
+
+        # The parent's agent may answer its sub-run's approval.
+        decided = out(
+            await agent.call_tool(
+                "decide_approval", {"approval_id": child_approval["id"], "decision": "approved"}
+            )
+        )
+        assert decided["decided_by"] == f"run:{parent_id}"
+        assert decided["approval"]["status"] == "approved"
+        waited = out(
+            await agent.call_tool(
+                "wait_run", {"run": child["id"], "until": "completed", "timeout": 60}
+            )
+        )
+        assert waited["run"]["status"] == "review"
+
+    # Once the parent rests, its token stops working.
+    async with live.rest() as rest:
+        await rest.post(f"/api/runs/{parent_id}/cancel")
+    async with httpx.AsyncClient(base_url=live.url) as raw:
+        resp = await raw.post(
+            "/mcp", json={}, headers={"Authorization": f"Bearer {live.run_token(parent_id)}"}
+        )
+        assert resp.status_code == 401 and "only works while it runs" in resp.json()["detail"]
+
+
+async def _run_row(live: Live, run_id: str) -> dict[str, Any]:
+    from codeyard.store import runs
+
+    async with live.app.state.services.engine.connect() as conn:
+        return dict(await runs.get(conn, run_id))
+
+
+def test_tool_output_schemas_are_json_schema_objects() -> None:
+    from codeyard.mcp_server.server import build
+
+    server = build()
+    tools = asyncio.run(server.list_tools())
+    for tool in tools:
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+        json.dumps(tool.output_schema)
