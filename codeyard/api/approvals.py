@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 
-from codeyard.api.auth import require_scope
+from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import ApprovalResolve, PolicyBody, PolicySetBody
 from codeyard.services import approvals, policies
@@ -43,9 +43,16 @@ async def run_approvals(
 
 
 @router.post("/approvals/{approval_id}/resolve", dependencies=[require_scope("approvals:resolve")])
-async def resolve_approval(approval_id: str, body: ApprovalResolve, svc: Svc) -> dict[str, Any]:
-    """Approve or reject; ``remember`` adds an allow rule for the run or the project. 409 twice."""
-    return await approvals.resolve(svc, approval_id, body.decision, body.reason, body.remember)
+async def resolve_approval(
+    approval_id: str, body: ApprovalResolve, svc: Svc, principal: Caller
+) -> dict[str, Any]:
+    """Approve or reject; ``remember`` adds an allow rule for the run or the project. 409 twice.
+
+    ``decided_by`` records the deciding user's name (``admin`` for the admin token).
+    """
+    return await approvals.resolve(
+        svc, approval_id, body.decision, body.reason, body.remember, decided_by=principal.name
+    )
 
 
 @router.post("/runs/{run_ref}/trust", dependencies=[require_scope("approvals:resolve")])

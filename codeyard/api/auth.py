@@ -24,7 +24,9 @@ from codeyard.services import auth as auth_service
 from codeyard.services.auth import SESSION_COOKIE
 
 __all__ = [
+    "ACCOUNT",
     "ADMIN",
+    "PSEUDO_SCOPES",
     "SIGNED_IN",
     "Caller",
     "Principal",
@@ -36,17 +38,26 @@ __all__ = [
     "scope_check",
 ]
 
-#: Pseudo-scope for self-service routes (own profile, password, MFA, tokens, logout).
+#: Pseudo-scope for self-service routes (own profile, tokens, logout).
 SIGNED_IN = "signed_in"
+#: Pseudo-scope for account routes (password, MFA, sessions): a session opened with the
+#: password, or an ``admin``-scoped caller. A narrow token (or a session it opened with
+#: token-login) must not be able to take the account over.
+ACCOUNT = "account"
+PSEUDO_SCOPES = frozenset({SIGNED_IN, ACCOUNT})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
 
 
 def _presented_token(conn: HTTPConnection) -> str | None:
+    """The bearer token; ``?access_token=`` only on WebSockets (browsers cannot set headers
+    there), never on HTTP, where URLs end up in logs, history and Referer headers."""
     header = conn.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    if conn.scope.get("type") != "websocket":
+        return None
     return conn.query_params.get("access_token") or None
 
 
@@ -104,12 +115,21 @@ async def _check_run_ownership(request: Request, principal: Principal) -> None:
 
 def scope_check(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """The dependency function behind :func:`require_scope` (carries ``required_scope``)."""
-    if scope != SIGNED_IN and scope not in ALL:
+    if scope not in PSEUDO_SCOPES and scope not in ALL:
         raise ValueError(f"unknown scope {scope!r}")
 
     async def check(request: Request) -> Principal:
         principal = await authenticate(request)
-        if scope != SIGNED_IN and scope not in principal.scopes:
+        if scope == ACCOUNT:
+            if not (principal.is_admin or principal.password_session):
+                raise Forbidden(
+                    "Account settings (password, two-factor, sessions) need a session signed "
+                    "in with the password, or an admin-scoped token: sign in with "
+                    "POST /api/auth/login.",
+                    required_scope=ACCOUNT,
+                )
+            return principal
+        if scope not in PSEUDO_SCOPES and scope not in principal.scopes:
             raise Forbidden(
                 f"This needs the '{scope}' scope; the caller has: "
                 f"{', '.join(sorted(principal.scopes)) or 'none'}. Use a token or a user role "

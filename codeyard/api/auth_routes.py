@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from codeyard.api.auth import SIGNED_IN, Caller, authenticate, require_scope
+from codeyard.api.auth import ACCOUNT, SIGNED_IN, Caller, authenticate, require_scope
 from codeyard.api.deps import Svc
 from codeyard.auth.passwords import MAX_LENGTH, MIN_LENGTH
 from codeyard.domain.errors import CodeyardError
@@ -165,7 +165,7 @@ async def logout(principal: Caller, svc: Svc) -> Response:
     return response
 
 
-@router.delete("/sessions", status_code=204, dependencies=[require_scope(SIGNED_IN)])
+@router.delete("/sessions", status_code=204, dependencies=[require_scope(ACCOUNT)])
 async def revoke_my_sessions(principal: Caller, svc: Svc) -> Response:
     """Sign out everywhere: end every session of the caller (this one included)."""
     await service.revoke_sessions(svc, principal.user_id)
@@ -178,19 +178,24 @@ async def me(principal: Caller, svc: Svc) -> dict[str, Any]:
     return service.describe(principal, await service.user_of(svc, principal))
 
 
-@router.post("/password", dependencies=[require_scope(SIGNED_IN)])
-async def change_password(principal: Caller, body: PasswordBody, svc: Svc) -> dict[str, Any]:
-    """Change your password; your other sessions end."""
-    return await account.change_password(svc, principal, body.current_password, body.new_password)
+@router.post("/password", dependencies=[require_scope(ACCOUNT)])
+async def change_password(
+    request: Request, principal: Caller, body: PasswordBody, svc: Svc
+) -> dict[str, Any]:
+    """Change your password; your other sessions end. Needs a password session or an admin
+    token; wrong current passwords are limited per account (429)."""
+    return await account.change_password(
+        svc, _state(request), principal, body.current_password, body.new_password
+    )
 
 
-@router.post("/mfa/setup", dependencies=[require_scope(SIGNED_IN)])
+@router.post("/mfa/setup", dependencies=[require_scope(ACCOUNT)])
 async def mfa_setup(principal: Caller, svc: Svc) -> dict[str, Any]:
     """Start TOTP: a secret and its ``otpauth://`` URI; confirm with ``/mfa/verify``."""
     return await account.mfa_setup(svc, principal)
 
 
-@router.post("/mfa/verify", dependencies=[require_scope(SIGNED_IN)])
+@router.post("/mfa/verify", dependencies=[require_scope(ACCOUNT)])
 async def mfa_verify(
     request: Request, principal: Caller, body: CodeBody, svc: Svc
 ) -> dict[str, Any]:
@@ -198,7 +203,9 @@ async def mfa_verify(
     return await account.mfa_verify(svc, principal, body.code, _state(request).now())
 
 
-@router.post("/mfa/disable", dependencies=[require_scope(SIGNED_IN)])
-async def mfa_disable(principal: Caller, body: DisableBody, svc: Svc) -> dict[str, Any]:
+@router.post("/mfa/disable", dependencies=[require_scope(ACCOUNT)])
+async def mfa_disable(
+    request: Request, principal: Caller, body: DisableBody, svc: Svc
+) -> dict[str, Any]:
     """Turn TOTP off (needs the password). Lost device: `codeyard users reset-mfa NAME`."""
-    return await account.mfa_disable(svc, principal, body.password)
+    return await account.mfa_disable(svc, _state(request), principal, body.password)

@@ -13,7 +13,8 @@ class Principal:
 
     ``user_id`` is None for the admin token and for sessions it opened (token-login).
     ``scopes`` are expanded (see :mod:`codeyard.auth.scopes`). ``session_id`` is the session
-    row's public id when the caller came with the session cookie.
+    row's public id when the caller came with the session cookie. ``token_id`` is the personal
+    access token presented, or the one a token-login session was opened with.
     """
 
     kind: str
@@ -31,6 +32,11 @@ class Principal:
     @property
     def via_cookie(self) -> bool:
         return self.session_id is not None
+
+    @property
+    def password_session(self) -> bool:
+        """A browser session signed in with a password (not opened with a token)."""
+        return self.session_id is not None and self.token_id is None
 
     def owns(self, created_by: str | None) -> bool:
         """Whether a run created by ``created_by`` is this caller's (None: the admin token's)."""

@@ -24,17 +24,20 @@ async def _user(svc: Services, principal: Principal) -> dict[str, Any]:
     return user
 
 
-def _check_password(user: dict[str, Any], password: str) -> None:
+def _check_password(state: auth.AuthState, user: dict[str, Any], password: str) -> None:
+    """Limited per username like sign-in: a stolen session cannot guess the password."""
+    auth.guard_password_check(state, user["username"])
     if not passwords.verify_password(user["password_hash"], password):
+        auth.password_check_failed(state, user["username"])
         raise Forbidden("The current password is not right.")
 
 
 async def change_password(
-    svc: Services, principal: Principal, current: str, new: str
+    svc: Services, state: auth.AuthState, principal: Principal, current: str, new: str
 ) -> dict[str, Any]:
     """Change the caller's password; their other sessions end."""
     user = await _user(svc, principal)
-    _check_password(user, current)
+    _check_password(state, user, current)
     new_hash = passwords.hash_password(new)
 
     async def job(tx: Tx) -> None:
@@ -88,9 +91,11 @@ async def mfa_verify(svc: Services, principal: Principal, code: str, now: float)
     return {"mfa_enabled": True, "recovery_codes": codes}
 
 
-async def mfa_disable(svc: Services, principal: Principal, password: str) -> dict[str, Any]:
+async def mfa_disable(
+    svc: Services, state: auth.AuthState, principal: Principal, password: str
+) -> dict[str, Any]:
     user = await _user(svc, principal)
-    _check_password(user, password)
+    _check_password(state, user, password)
     await svc.writer.run(lambda tx: clear_mfa(tx, user["id"]))
     return {"mfa_enabled": False}
 

@@ -1,8 +1,10 @@
 """Authentication use cases: resolve a caller, sign in and out, first-run setup, sessions.
 
 Credentials: the admin token, personal access tokens (``cy_pat_…``) and session cookies. Every
-secret is stored as a digest and compared in constant time. Sign-in failures are counted per
-client address (``FailureLimiter``): the sixth within a minute answers 429.
+secret is stored as a digest and compared in constant time. Password failures are counted per
+client address *and* per username (``FailureLimiter``): the sixth within a minute on either
+answers 429. A success clears only its own username's count, never the address's, so signing
+in to one's own account between guesses does not reset the count for other accounts.
 """
 
 from __future__ import annotations
@@ -142,14 +144,22 @@ async def principal_for_session(
         raise Unauthorized("The session expired; sign in again.")
     if parse_stamp(row["last_seen_at"]) < now - TOUCH_SECONDS:
         await svc.writer.run(lambda tx: sessions.touch_session(tx, row["id"], stamp(now)))
+    token_id = row.get("token_id")
     if row["user_id"] is None:
         scopes = ALL if row["scopes"] is None else expand(row["scopes"])
-        return Principal("session", "admin", scopes, session_id=row["id"]), row["csrf_hash"]
+        principal = Principal("session", "admin", scopes, session_id=row["id"], token_id=token_id)
+        return principal, row["csrf_hash"]
     user = await _user_or_401(svc, row["user_id"])
     role = user["role"]
     scopes = for_role(role) if row["scopes"] is None else effective(row["scopes"], role)
     principal = Principal(
-        "session", user["username"], scopes, user_id=user["id"], role=role, session_id=row["id"]
+        "session",
+        user["username"],
+        scopes,
+        user_id=user["id"],
+        role=role,
+        session_id=row["id"],
+        token_id=token_id,
     )
     return principal, row["csrf_hash"]
 
@@ -179,13 +189,46 @@ async def run_owner(svc: Services, params: Mapping[str, Any]) -> Any:
 # --- signing in -------------------------------------------------------------------------------
 
 
-def _guard(state: AuthState, client: str) -> None:
-    wait = state.limiter.retry_after(client)
+def address_key(client: str) -> str:
+    return f"addr:{client}"
+
+
+def username_key(username: str) -> str:
+    return f"user:{username.strip().lower()}"
+
+
+def _guard(state: AuthState, client: str, username: str | None = None) -> None:
+    """429 while the address, or the username, has used up its failures."""
+    keys = [(address_key(client), "from this address")]
+    if username is not None:
+        keys.append((username_key(username), "for this username"))
+    for key, where in keys:
+        wait = state.limiter.retry_after(key)
+        if wait is not None:
+            raise TooManyRequests(
+                f"Too many failed sign-in attempts {where}; try again in {wait} s.",
+                retry_after=wait,
+            )
+
+
+def _failed(state: AuthState, client: str, username: str | None = None) -> None:
+    state.limiter.failed(address_key(client))
+    if username is not None:
+        state.limiter.failed(username_key(username))
+
+
+def guard_password_check(state: AuthState, username: str) -> None:
+    """For account routes that re-check the password: limited per username like sign-in."""
+    wait = state.limiter.retry_after(username_key(username))
     if wait is not None:
         raise TooManyRequests(
-            f"Too many failed sign-in attempts from this address; try again in {wait} s.",
+            f"Too many wrong passwords for this account; try again in {wait} s.",
             retry_after=wait,
         )
+
+
+def password_check_failed(state: AuthState, username: str) -> None:
+    state.limiter.failed(username_key(username))
 
 
 async def open_session(
@@ -194,9 +237,15 @@ async def open_session(
     user: dict[str, Any] | None,
     scopes: list[str] | None = None,
     user_agent: str | None = None,
+    token: dict[str, Any] | None = None,
 ) -> NewSession:
+    """A new session; one opened with a token (``token``) ends when the token expires and is
+    deleted when the token is revoked."""
     secret, csrf = new_secret(), new_secret()
     now = state.now()
+    expires = now + state.session_max_seconds
+    if token is not None and token["expires_at"] is not None:
+        expires = min(expires, parse_stamp(token["expires_at"]))
     values = {
         "id": new_id("ses"),
         "secret_hash": digest(secret),
@@ -206,7 +255,8 @@ async def open_session(
         "user_agent": (user_agent or "")[:300] or None,
         "created_at": stamp(now),
         "last_seen_at": stamp(now),
-        "expires_at": stamp(now + state.session_max_seconds),
+        "expires_at": stamp(expires),
+        "token_id": token["id"] if token is not None else None,
     }
 
     async def job(tx: Tx) -> None:
@@ -216,7 +266,7 @@ async def open_session(
 
     await svc.writer.run(job)
     public = users.public(user) if user else None
-    return NewSession(secret, csrf, int(state.session_max_seconds), public)
+    return NewSession(secret, csrf, max(1, int(expires - now)), public)
 
 
 def seal_totp(svc: Services, user_id: str, secret: str) -> str:
@@ -259,11 +309,11 @@ async def login(
     totp_code: str | None,
     user_agent: str | None,
 ) -> NewSession:
-    _guard(state, client)
+    _guard(state, client, username)
     async with svc.engine.connect() as conn:
         user = await users.find_by_name(conn, username.strip().lower())
     if not passwords.verify_password(user["password_hash"] if user else None, password):
-        state.limiter.failed(client)
+        _failed(state, client, username)
         raise Unauthorized("The username or password is not right.")
     assert user is not None
     if user["totp_secret"] is not None:
@@ -274,12 +324,12 @@ async def login(
                 mfa_required=True,
             )
         if not await _check_second_factor(svc, state, user, totp_code):
-            state.limiter.failed(client)
+            _failed(state, client, username)
             raise Unauthorized(
                 "The two-factor code is not valid, or was already used; wait for the next code.",
                 mfa_required=True,
             )
-    state.limiter.reset(client)
+    state.limiter.reset(username_key(username))
     return await open_session(svc, state, user, None, user_agent)
 
 
@@ -291,12 +341,15 @@ async def token_login(
     try:
         principal = await principal_for_token(svc, state, token)
     except Unauthorized:
-        state.limiter.failed(client)
+        _failed(state, client)
         raise
-    state.limiter.reset(client)
     user = await _user_or_401(svc, principal.user_id) if principal.user_id else None
     scopes = None if principal.kind == "admin_token" else sorted(principal.scopes)
-    return await open_session(svc, state, user, scopes, user_agent)
+    row = None
+    if principal.token_id is not None:
+        async with svc.engine.connect() as conn:
+            row = await sessions.get_token(conn, principal.token_id)
+    return await open_session(svc, state, user, scopes, user_agent, token=row)
 
 
 async def setup_required(svc: Services) -> bool:
@@ -319,11 +372,10 @@ async def setup(
     _guard(state, client)
     given = code.strip().upper().replace("-", "").replace(" ", "")
     if not same(given, state.setup_code.replace("-", "")):
-        state.limiter.failed(client)
+        _failed(state, client)
         raise Forbidden(
             "The setup code is not right: use the one `codeyard serve` printed at start."
         )
-    state.limiter.reset(client)
     values = new_user_values(username, password, "admin")
 
     async def job(tx: Tx) -> None:

@@ -131,7 +131,12 @@ async def create_token(
     scopes: list[str],
     expires_at: datetime | None,
 ) -> dict[str, Any]:
-    """A token for the caller; it can never hold a scope the caller lacks. Secret shown once."""
+    """A token for the caller; it can never hold a scope the caller lacks. Secret shown once.
+
+    A token created with a token (or a session opened from one with token-login) is that
+    token's child: it never expires later than its parent (no ``expires_at`` inherits the
+    parent's; a later one is refused) and revoking the parent revokes it.
+    """
     if bad := unknown(scopes):
         raise ValidationFailed(
             f"Unknown scopes: {', '.join(bad)}. Valid scopes: {', '.join(SCOPES)}.",
@@ -154,6 +159,20 @@ async def create_token(
             "expires_at is in the past.",
             errors=[{"loc": ["body", "expires_at"], "msg": "must be in the future"}],
         )
+    expires = expires_at.timestamp() if expires_at is not None else None
+    if principal.token_id is not None:
+        async with svc.engine.connect() as conn:
+            parent = await sessions.get_token(conn, principal.token_id)
+        if parent["expires_at"] is not None:
+            cap = auth.parse_stamp(parent["expires_at"])
+            if expires is not None and expires > cap:
+                raise ValidationFailed(
+                    f"expires_at is later than the expiry of the token this one is created "
+                    f"with ({parent['expires_at']}); a token cannot outlive its parent. Leave "
+                    "expires_at out to inherit it, or sign in with a password.",
+                    errors=[{"loc": ["body", "expires_at"], "msg": "after the parent's expiry"}],
+                )
+            expires = cap if expires is None else expires
     secret = new_secret(PAT_PREFIX)
     values = {
         "id": new_id("tok"),
@@ -162,9 +181,10 @@ async def create_token(
         "prefix": display_prefix(secret),
         "secret_hash": digest(secret),
         "scopes": sorted(set(scopes)),
-        "expires_at": auth.stamp(expires_at.timestamp()) if expires_at else None,
+        "expires_at": auth.stamp(expires) if expires is not None else None,
         "last_used_at": None,
         "created_at": auth.stamp(now),
+        "parent_id": principal.token_id,
     }
     await svc.writer.run(lambda tx: sessions.insert_token(tx, values))
     return {**sessions.public_token(values), "token": secret}
@@ -177,9 +197,14 @@ async def list_tokens(svc: Services, principal: Principal) -> list[dict[str, Any
 
 
 async def delete_token(svc: Services, principal: Principal, token_id: str) -> None:
-    """Revoke one of the caller's tokens (an admin may revoke anyone's)."""
+    """Revoke one of the caller's tokens (an admin may revoke anyone's), with the tokens
+    created from it and every session opened with any of them."""
     async with svc.engine.connect() as conn:
         row = await sessions.get_token(conn, token_id)
     if row["user_id"] != principal.user_id and not principal.is_admin:
         raise NotFound(f"No token '{token_id}'. List your tokens with GET /api/tokens.")
-    await svc.writer.run(lambda tx: sessions.delete_token(tx, token_id))
+
+    async def job(tx: Tx) -> None:
+        await sessions.revoke_tokens(tx, await sessions.token_lineage(tx.conn, token_id))
+
+    await svc.writer.run(job)

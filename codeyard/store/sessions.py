@@ -81,6 +81,22 @@ async def delete_token(tx: Tx, token_id: str) -> None:
     await tx.conn.execute(delete(T).where(T.c.id == token_id))
 
 
+async def token_lineage(conn: AsyncConnection, token_id: str) -> list[str]:
+    """``token_id`` and every token created from it, directly or through its descendants."""
+    found, frontier = [token_id], [token_id]
+    while frontier:
+        rows = (await conn.execute(select(T.c.id).where(T.c.parent_id.in_(frontier)))).all()
+        frontier = [r.id for r in rows if r.id not in found]
+        found.extend(frontier)
+    return found
+
+
+async def revoke_tokens(tx: Tx, token_ids: list[str]) -> None:
+    """Delete the tokens and every session opened with them (token-login)."""
+    await tx.conn.execute(delete(S).where(S.c.token_id.in_(token_ids)))
+    await tx.conn.execute(delete(T).where(T.c.id.in_(token_ids)))
+
+
 async def delete_tokens_of(tx: Tx, user_id: str) -> None:
     await tx.conn.execute(delete(T).where(T.c.user_id == user_id))
 

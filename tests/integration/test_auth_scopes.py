@@ -11,7 +11,7 @@ import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from codeyard.api.auth import SIGNED_IN
+from codeyard.api.auth import PSEUDO_SCOPES, SIGNED_IN
 from codeyard.auth.scopes import ALL, READ_SCOPES
 from tests.conftest import Api
 from tests.integration.test_approvals import pending
@@ -105,8 +105,8 @@ async def test_walk_each_route_needs_its_scope_and_only_it(api: Api) -> None:
         tokens[f"only:{scope}"] = await token_of(api, "root", [scope])
     tokens["all-but:admin"] = await token_of(api, "root", sorted(ALL - {"admin"}))
     for (method, path), scope in sorted(declared.items()):
-        if scope == SIGNED_IN:
-            continue
+        if scope in PSEUDO_SCOPES:
+            continue  # signed_in: any caller; account: tests/integration/test_ownership.py
         url = concrete(path)
         async with bearer(api, tokens[f"all-but:{scope}"]) as client:
             resp = await client.request(method, url, json={})
@@ -132,7 +132,7 @@ async def test_a_viewer_reads_and_does_nothing_else(api: Api, git_repo: Path) ->
         me = (await viewer.get("/api/auth/me")).json()
         assert sorted(me["scopes"]) == sorted(READ_SCOPES)
         for (method, path), scope in sorted(declared.items()):
-            if scope == SIGNED_IN or path.endswith("/stream"):
+            if scope in PSEUDO_SCOPES or path.endswith("/stream"):
                 continue
             url = path.replace("{run_ref}", run["id"])
             url = concrete(url)
@@ -150,6 +150,9 @@ async def test_a_viewer_reads_and_does_nothing_else(api: Api, git_repo: Path) ->
 async def test_token_scopes_shrink_with_the_users_role(api: Api, git_repo: Path) -> None:
     member = await add_user(api, "max", "member")
     token = await token_of(api, "max", ["runs:read", "runs:write"])
+    # Registered by the admin: a run that registers a repository needs settings:write.
+    project = {"name": "p", "repos": [{"path": str(git_repo)}]}
+    assert (await api.post("/api/projects", json=project)).status_code == 201
     body = {"prompt": "x", "repo_path": str(git_repo), "provider": "script", "draft": True}
     async with bearer(api, token) as client:
         created = await client.post("/api/runs", json=body)
@@ -190,8 +193,10 @@ async def test_expired_token_is_refused(api: Api) -> None:
 async def test_a_member_cannot_act_on_another_members_run(api: Api, git_repo: Path) -> None:
     await add_user(api, "ann", "member")
     await add_user(api, "ben", "member")
-    ann = await token_of(api, "ann", ["runs:read", "runs:write", "approvals:resolve", "git:merge"])
-    ben = await token_of(api, "ben", ["runs:read", "runs:write", "approvals:resolve", "git:merge"])
+    # Ann registers the repository with her first run, which needs settings:write (issue 11).
+    scopes = ["runs:read", "runs:write", "approvals:resolve", "git:merge"]
+    ann = await token_of(api, "ann", [*scopes, "settings:write"])
+    ben = await token_of(api, "ben", scopes)
     body: dict[str, Any] = {
         "prompt": "Work",
         "repo_path": str(git_repo),
