@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from codeyard.cli.client import ApiClient, CliError, run_path
 from codeyard.cli.format import as_dict
 from codeyard.cli.state import get_state
 
 ApprovalArg = typer.Argument(..., help="Approval id (apr_…).", show_default=False)
 Remember = typer.Option(
-    None, "--remember", help="Also allow this exact call from now on: 'run' or 'project'."
+    None,
+    "--remember",
+    help="Also allow this exact call from now on, in this run ('run') or in every run of the "
+    "project ('project'): the same command, or the same tool on the same file.",
 )
 
 
@@ -24,6 +30,7 @@ def approvals(
     query = "" if all_statuses else "?status=pending"
     with state.client() as api:
         rows = as_dict(api.get(f"/api/approvals{query}")).get("data") or []
+        numbers = _run_numbers(api, {str(r["run_id"]) for r in rows})
     if not rows:
         state.out.print("Nothing is waiting for approval." if not all_statuses else "No approvals.")
         return
@@ -34,7 +41,7 @@ def approvals(
     for row in rows:
         table.add_row(
             row["id"],
-            row["run_id"],
+            numbers.get(str(row["run_id"]), str(row["run_id"])),
             row["status"],
             row["tool"],
             row["title"],
@@ -56,6 +63,36 @@ def _answer(
         row = as_dict(api.post(f"/api/approvals/{approval_id}/resolve", body))
     style = "green" if decision == "approved" else "yellow"
     state.out.print(Text(f"{row.get('title') or approval_id}: {decision}.", style=style))
+    if remember and decision == "approved":
+        where = "this run" if remember == "run" else "every run of this project"
+        state.out.print(Text(f"Remembered for {where}: {remembered(row)}.", style=style))
+
+
+def remembered(row: dict[str, Any]) -> str:
+    """In words, what ``--remember`` allows from now on (``executor.approvals.remembered_rule``:
+    the same command exactly, else the same tool on the same path, else the tool)."""
+    tool = str(row.get("tool") or "this tool")
+    data = as_dict(row.get("input"))
+    command = data.get("command") or data.get("cmd")
+    if command:
+        return f"{tool} running exactly `{command}`"
+    path = data.get("path") or data.get("file_path")
+    if path:
+        return f"{tool} on {path}"
+    return f"every {tool} call"
+
+
+def _run_numbers(api: ApiClient, run_ids: set[str]) -> dict[str, str]:
+    """``#n`` for each run id (what people type), the id when the run cannot be read."""
+    out: dict[str, str] = {}
+    for run_id in run_ids:
+        try:
+            number = as_dict(api.get(run_path(run_id))).get("number")
+        except CliError:
+            continue
+        if number is not None:
+            out[run_id] = f"#{number}"
+    return out
 
 
 def approve(

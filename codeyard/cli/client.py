@@ -51,6 +51,27 @@ class Unreachable(CliError):
         self.url = url
 
 
+#: API routes that server messages point to, and the CLI command that does the same. A person
+#: at a terminal is told the command, not the HTTP request.
+CLI_EQUIVALENTS = (
+    ("GET /api/runs/{id}/checkpoints", "`codeyard checkpoints RUN`"),
+    ("GET /api/runs", "`codeyard ls`"),
+    ("GET /api/approvals", "`codeyard approvals`"),
+    ("GET /api/users", "`codeyard users list`"),
+    ("POST /api/users", "`codeyard users add`"),
+    ("GET /api/tokens", "`codeyard token list`"),
+    ("POST /api/tokens", "`codeyard token create`"),
+    ("POST /api/auth/login", "`codeyard login`"),
+)
+
+
+def in_cli_terms(message: str) -> str:
+    """``message`` with API routes replaced by the CLI commands that do the same."""
+    for route, command in CLI_EQUIVALENTS:
+        message = message.replace(route, command)
+    return message
+
+
 class ApiError(CliError):
     """An error status from the server; ``problem`` is its RFC 7807 body (or a stand-in)."""
 
@@ -60,7 +81,7 @@ class ApiError(CliError):
         detail = problem.get("detail")
         if not isinstance(detail, str) or not detail:
             detail = str(problem.get("title") or f"HTTP {status}")
-        super().__init__(detail, notes=_problem_notes(status, problem))
+        super().__init__(in_cli_terms(detail), notes=_problem_notes(status, problem))
 
     @property
     def current_status(self) -> str | None:

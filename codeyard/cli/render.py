@@ -84,6 +84,9 @@ class Transcript:
         self._titles: dict[str, str] = {}
         self._last_call: str | None = None
         self._deltas: dict[str, list[str]] = {}
+        #: The last tool result's output, so a ``file.changed`` that says the same is not
+        #: printed twice ("added README.md" from the tool, then from the change tracker).
+        self._last_output = ""
 
     def render(self, event: dict[str, Any]) -> RenderableType | None:
         kind = str(event.get("type", ""))
@@ -101,8 +104,13 @@ class Transcript:
         if kind == "tool.result":
             call_id = str(data.get("call_id"))
             title = self._titles.pop(call_id, None)
+            self._last_output = str(data.get("output") or "").strip()
             # Right after its call the title would only repeat the line above.
             return _tool_result(data, None if call_id == self._last_call else title)
+        if kind == "file.changed":
+            said = f"{data.get('change') or 'modified'} {data.get('path', '?')}"
+            if said in self._last_output.splitlines():
+                return None
         handler = _HANDLERS.get(kind)
         if handler is None:
             return self._with_pending(_unknown(kind, data))

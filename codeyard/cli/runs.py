@@ -39,8 +39,40 @@ def run(
         "-p",
         help="Agent provider: claude-code, codex, gemini, copilot, opencode, acp or script.",
     ),
-    agent: str | None = typer.Option(None, "--agent", help="Agent profile id (agt_…)."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model name for the provider."),
+    agent: str | None = typer.Option(
+        None, "--agent", "--profile", help="Agent profile: its name or id (agt_…)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model for the provider (see GET /api/models)."
+    ),
+    env: list[str] | None = typer.Option(
+        None,
+        "--env",
+        "-e",
+        help="KEY=VALUE for the agent's environment (repeatable; sent as agent_options.env).",
+        show_default=False,
+    ),
+    env_set: list[str] | None = typer.Option(
+        None,
+        "--env-set",
+        help="Env set to attach, by name or id (repeatable; its secrets stay on the server).",
+        show_default=False,
+    ),
+    option: list[str] | None = typer.Option(
+        None,
+        "--option",
+        "-o",
+        help="key=value agent option (repeatable). The value is read as JSON when it parses "
+        "(true, 3, {...}), else as text. Dotted keys nest: config.model_reasoning_effort=high.",
+        show_default=False,
+    ),
+    options_json: str | None = typer.Option(
+        None,
+        "--options-json",
+        help="All agent_options as one JSON object (what `codeyard fake-llm` prints); "
+        "--env, --option and --permission-mode are applied on top.",
+        show_default=False,
+    ),
     scenario: Path | None = typer.Option(
         None,
         "--scenario",
@@ -81,7 +113,7 @@ def run(
     if permission_mode not in (None, "default", "plan", "auto"):
         raise CliError("--permission-mode takes default, plan or auto.")
     body: dict[str, Any] = {"prompt": prompt, "repo_path": str(repo_path)}
-    options: dict[str, Any] = {}
+    options = agent_options(options_json, option or [], env or [])
     if scenario is not None:
         options["scenario"] = _read_scenario(scenario)
         if not provider and not agent:
@@ -100,6 +132,10 @@ def run(
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     with state.client() as api:
+        if env_set:
+            body["env_set_ids"] = [_env_set_id(api, name) for name in env_set]
+        if agent and not agent.startswith("agt_"):
+            body["agent_id"] = _profile_id(api, agent)
         created = as_dict(api.post("/api/runs", body))
         key = str(created.get("number") or created.get("id"))
         state.out.print(_created_line(created))
@@ -217,6 +253,60 @@ def resume(
 ) -> None:
     """Resume a paused, interrupted or failed run."""
     _action(ctx, run, "resume", {"message": message} if message else None)
+
+
+def agent_options(options_json: str | None, options: list[str], env: list[str]) -> dict[str, Any]:
+    """``agent_options`` from ``--options-json``, then ``--option key=value``, then ``--env``."""
+    merged: dict[str, Any] = {}
+    if options_json is not None:
+        try:
+            loaded = json.loads(options_json)
+        except ValueError as exc:
+            raise CliError(f"--options-json is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise CliError("--options-json must be a JSON object, like '{\"env\": {...}}'.")
+        merged = loaded
+    for item in options:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--option {item!r}: write it as key=value.")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        parts = [p for p in key.strip().split(".") if p]
+        node = merged
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = child = child if isinstance(child, dict) else {}
+            node = child
+        node[parts[-1]] = value
+    for item in env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"--env {item!r}: write it as KEY=VALUE.")
+        current = merged.get("env")
+        merged["env"] = {**(current if isinstance(current, dict) else {}), name: value}
+    return merged
+
+
+def _by_name(api: ApiClient, path: str, wanted: str, what: str, command: str) -> str:
+    rows = [as_dict(r) for r in api.pages(path, limit=1000)]
+    for row in rows:
+        if wanted in (row.get("id"), row.get("name")):
+            return str(row["id"])
+    names = ", ".join(sorted(str(r.get("name")) for r in rows)) or "none yet"
+    raise CliError(f"No {what} named {wanted!r} (there are: {names}).", notes=[command])
+
+
+def _env_set_id(api: ApiClient, wanted: str) -> str:
+    hint = "Env sets are made in the web UI's settings (or POST /api/env-sets)."
+    return _by_name(api, "/api/env-sets", wanted, "env set", hint)
+
+
+def _profile_id(api: ApiClient, wanted: str) -> str:
+    hint = "Agent profiles are made in the web UI's settings (or POST /api/agents)."
+    return _by_name(api, "/api/agents", wanted, "agent profile", hint)
 
 
 def _created_line(run: dict[str, Any]) -> Text:

@@ -42,7 +42,7 @@ def run_table(runs: list[dict[str, Any]], *, now: datetime | None = None) -> Tab
     table.add_column("status", no_wrap=True)
     table.add_column("provider", no_wrap=True)
     table.add_column("title", overflow="ellipsis", ratio=1)
-    table.add_column("branch", overflow="ellipsis", max_width=40)
+    table.add_column("branch", no_wrap=True)  # for copying: never cut
     table.add_column("cost", justify="right", no_wrap=True)
     table.add_column("updated", justify="right", no_wrap=True)
     for run in runs:
