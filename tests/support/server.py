@@ -158,6 +158,18 @@ class ServerProcess:
         _kill(children)
         self._stray.update(children)
 
+    def crash(self) -> list[int]:
+        """``kill -9`` the server process alone, like a real crash: what it started is left to
+        the kernel and the next start-up (returned, and checked gone by :meth:`stop`)."""
+        if self.proc is None:
+            return []
+        children = _descendants(self.proc.pid)
+        _kill([self.proc.pid])
+        self.proc.wait()
+        self.proc = None
+        self._stray.update(children)
+        return children
+
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM (graceful shutdown), SIGKILL after ``timeout``; then reap what is left."""
         if self.proc is not None:
