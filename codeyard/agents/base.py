@@ -9,12 +9,13 @@ tool calls pass the same decision function.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from codeyard.domain.events import NewEvent
 from codeyard.domain.tools import Decision, ToolRequest
+from codeyard.sandbox import Sandbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class TurnContext:
     #: The agent took in the first ``count`` offered messages: they leave the run's queue
     #: (messages never taken start the next turn instead, so none is lost or sent twice).
     messages_taken: Callable[[int], Awaitable[None]] | None = None
+    #: Where every process of the turn runs (``codeyard.sandbox.contain``); on by default.
+    sandbox: Sandbox = field(default_factory=Sandbox)
 
 
 class Provider(Protocol):

@@ -21,6 +21,7 @@ from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.services import env_sets as env_set_service
 from codeyard.services import projects as project_service
+from codeyard.services import sandbox as sandbox_service
 from codeyard.store import projects
 
 router = APIRouter(tags=["projects"])
@@ -99,6 +100,7 @@ async def create_agent(body: AgentCreate, svc: Svc, principal: Caller) -> dict[s
     """An agent profile: a provider with its model, instructions, tools and options."""
     provider = registry.get(body.provider)
     provider.validate_options(body.provider_config)
+    sandbox_service.check_admin_options(principal, body.provider_config, "provider_config")
     await env_set_service.check_ids(svc, body.env_set_ids, principal)
     now = utc_now()
     values = {"id": new_id("agt"), **body.model_dump(), "created_at": now, "updated_at": now}
@@ -128,6 +130,10 @@ async def update_agent(
         current = await projects.get_agent(conn, agent_id)
     provider = registry.get(changes.get("provider") or current["provider"])
     provider.validate_options(changes.get("provider_config", current["provider_config"]))
+    if changes.get("provider_config") is not None:
+        sandbox_service.check_admin_options(
+            principal, changes["provider_config"], "provider_config"
+        )
     await env_set_service.check_ids(svc, changes.get("env_set_ids") or [], principal)
     await svc.writer.run(lambda tx: projects.update_agent(tx, agent_id, changes))
     async with svc.engine.connect() as conn:

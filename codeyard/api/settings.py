@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from codeyard.api.auth import require_scope
+from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Svc
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 
 router = APIRouter(tags=["settings"])
+
+
+class SandboxStatus(BaseModel):
+    """Whether the sandbox works here, read-only."""
+
+    mode: Literal["on", "off"]
+    available: bool = Field(description="bubblewrap was found and can create a sandbox here.")
+    bwrap: str | None = Field(description="The bubblewrap binary used (CODEYARD_BWRAP_PATH).")
+    version: str | None
+    problem: str | None = Field(description="Why it cannot run, with the fix.")
+    warning: str | None = Field(description="Set while the sandbox is off: say so loudly.")
 
 
 class Budgets(BaseModel):
@@ -37,9 +49,14 @@ class SettingsView(BaseModel):
     gates: dict[str, str] = Field(
         description="Hard gates set to 'deny' instead of the default 'ask', by gate id."
     )
+    sandbox: Literal["on", "off"] = Field(
+        description="'on': every agent, setup/cleanup script and script-provider shell runs "
+        "in a bubblewrap sandbox with an allowlisted environment. Only an admin may set 'off'."
+    )
+    sandbox_status: SandboxStatus
 
 
-_NOT_NULL = ("max_concurrent_runs", "approval_timeout_hours", "auto_resume", "budgets")
+_NOT_NULL = ("max_concurrent_runs", "approval_timeout_hours", "auto_resume", "budgets", "sandbox")
 
 
 class SettingsUpdate(BaseModel):
@@ -55,6 +72,10 @@ class SettingsUpdate(BaseModel):
     budgets: Budgets | None = None
     auto_resume: bool | None = None
     gates: dict[str, str] | None = None
+    sandbox: Literal["on", "off"] | None = None
+    sandbox_status: dict[str, Any] | None = Field(
+        default=None, description="Read-only: ignored, so GET's answer may be sent back."
+    )
 
     @field_validator(*_NOT_NULL, mode="before")
     @classmethod
@@ -73,10 +94,16 @@ async def get_settings(svc: Svc) -> dict[str, Any]:
 @router.put(
     "/settings", response_model=SettingsView, dependencies=[require_scope("settings:write")]
 )
-async def put_settings(body: SettingsUpdate, svc: Svc) -> dict[str, Any]:
+async def put_settings(body: SettingsUpdate, svc: Svc, principal: Caller) -> dict[str, Any]:
     """Change settings (422 when a value is not acceptable); returns them all.
+
+    ``sandbox: "off"`` needs an admin (403 otherwise).
 
     ``retention_days``, budgets, the approval timeout and ``auto_resume`` take effect at once;
     ``max_concurrent_runs`` is stored now and applies when the server next starts.
     """
-    return await settings_service.update(svc, body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    changes.pop("sandbox_status", None)
+    if "sandbox" in changes:
+        sandbox_service.check_mode_change(principal, changes["sandbox"])
+    return await settings_service.update(svc, changes)

@@ -87,7 +87,10 @@ def permission_mode(
     return cast(PermissionMode, mode if mode in MODES else "default")
 
 
-async def build(conn: AsyncConnection, run: dict[str, Any], default_mode: str) -> PolicyContext:
+async def build(
+    conn: AsyncConnection, run: dict[str, Any], default_mode: str, private: tuple[str, ...] = ()
+) -> PolicyContext:
+    """The run's policy context; ``private``: the data directory (the read gate's roots)."""
     agent = None
     if run.get("agent_id"):
         try:
@@ -102,4 +105,6 @@ async def build(conn: AsyncConnection, run: dict[str, Any], default_mode: str) -
         trusted=bool(run.get("trusted")),
         permission_mode=permission_mode(run, agent, default_mode),
         gates=GateSettings.from_mapping(stored.get("gates")),
+        private=private,
+        own=tuple(str(p) for p in (run["worktrees"] or {}).values()),
     )

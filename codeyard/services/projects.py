@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.auth.principal import Principal
+from codeyard.domain.caps import caller_key
 from codeyard.domain.errors import BadRequest, Conflict, Forbidden, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify
 from codeyard.domain.status import ACTIVE
 from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services import ownership
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import audit, projects, runs, users
 from codeyard.store.writer import Tx
-from codeyard.workspace import git
+from codeyard.workspace import clone_urls, git
 
 
 async def local_work_tree(path_text: str) -> Path:
@@ -44,24 +46,46 @@ async def inspect_local_repo(path_text: str) -> tuple[Path, str]:
     return top, await git.default_branch(top)
 
 
-async def _repo_values(svc: Services, spec: dict[str, Any], project_id: str) -> dict[str, Any]:
+def check_clone_urls(specs: list[dict[str, Any]]) -> None:
+    """400 for a URL that is not a network remote, before anything is cloned."""
+    for spec in specs:
+        if spec.get("url"):
+            clone_urls.parse_clone_url(spec["url"])
+
+
+async def _clone(svc: Services, principal: Principal, given: str, dest: Path) -> str:
+    """Clone ``given`` into ``dest`` (one of the caller's clone slots, the clone timeout);
+    the URL to store, without credentials. Messages never quote the credentials."""
+    url = clone_urls.parse_clone_url(given)
+    settings = svc.settings
+    key = caller_key(principal.user_id, principal.name)
+    hint = "Wait for your other clones to finish."
+    with svc.caps.hold("clone", key, settings.max_clones_per_user, hint):
+        try:
+            await git.clone(
+                url.clone, dest, timeout=settings.clone_timeout_seconds, origin=url.stored
+            )
+        except git.GitError as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise BadRequest(
+                url.redact(f"Could not clone '{url.stored}': {exc.detail}"),
+            ) from None
+    return url.stored
+
+
+async def _repo_values(
+    svc: Services, principal: Principal, spec: dict[str, Any], project_id: str
+) -> dict[str, Any]:
     """Validate one repo spec (``path`` or ``url``) into a row; clones URLs into the data dir."""
     now = utc_now()
     if spec.get("path"):
         top, branch = await inspect_local_repo(spec["path"])
         path, url = top, None
     elif spec.get("url"):
-        url = spec["url"]
         repo_id_hint = new_id("repo")
-        path = (
-            svc.settings.repos_root
-            / f"{slugify(spec.get('name') or Path(url).stem)}-{repo_id_hint[-6:]}"
-        )
-        try:
-            await git.clone(url, path)
-        except git.GitError as exc:
-            shutil.rmtree(path, ignore_errors=True)
-            raise BadRequest(f"Could not clone '{url}': {exc.detail}") from exc
+        stem = Path(clone_urls.parse_clone_url(spec["url"]).stored.rstrip("/")).stem
+        path = svc.settings.repos_root / f"{slugify(spec.get('name') or stem)}-{repo_id_hint[-6:]}"
+        url = await _clone(svc, principal, spec["url"], path)
         branch = await git.default_branch(path)
     else:
         raise ValidationFailed(
@@ -112,7 +136,16 @@ async def create_project(
     repo_specs: list[dict[str, Any]],
 ) -> dict[str, Any]:
     values = project_values(name, slugify(slug or name), ownership.owner_of_new(principal))
-    repo_rows = [await _repo_values(svc, spec, values["id"]) for spec in repo_specs]
+    check_clone_urls(repo_specs)
+    repo_rows = []
+    try:
+        for spec in repo_specs:
+            repo_rows.append(await _repo_values(svc, principal, spec, values["id"]))
+    except BaseException:
+        for row in repo_rows:
+            if row["url"]:
+                shutil.rmtree(row["path"], ignore_errors=True)
+        raise
 
     async def job(tx: Tx) -> None:
         if slug and await projects.find_project_by_slug(tx.conn, values["slug"]):
@@ -144,7 +177,8 @@ async def add_repo(
 ) -> dict[str, Any]:
     project = await get_project(svc, project_ref)
     ownership.require_project_manager(principal, project, "add repositories")
-    row = await _repo_values(svc, spec, project["id"])
+    check_clone_urls([spec])
+    row = await _repo_values(svc, principal, spec, project["id"])
     await svc.writer.run(lambda tx: projects.insert_repo(tx, row))
     return row
 
@@ -238,7 +272,7 @@ async def delete_project(svc: Services, principal: Principal, project_ref: str) 
     async with svc.engine.connect() as conn:
         idle = await runs.all_of_project(conn, project["id"])
     for run in idle:
-        await remove_run_worktrees(svc.engine, run)
+        await remove_run_worktrees(svc.engine, run, sandbox=await sandbox_service.current(svc))
 
     async def job(tx: Tx) -> None:
         for run in idle:

@@ -23,6 +23,7 @@ from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig
 from codeyard.services import ownership
 from codeyard.services import runs as run_service
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import events, projects, runs
 from codeyard.store.writer import Tx
@@ -133,7 +134,13 @@ async def _land(
 
 
 async def _discard(svc: Services, run: dict[str, Any]) -> dict[str, Any]:
-    await remove_run_worktrees(svc.engine, run, svc.writer, svc.settings.bash_timeout_seconds)
+    await remove_run_worktrees(
+        svc.engine,
+        run,
+        svc.writer,
+        svc.settings.bash_timeout_seconds,
+        sandbox=await sandbox_service.current(svc),
+    )
     await delete_run_refs(svc.engine, run)
 
     async def job(tx: Tx) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import WorkspaceRemoved
 from codeyard.domain.status import RunStatus
 from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 from codeyard.services.context import Services
 from codeyard.store import projects, runs
@@ -185,7 +186,12 @@ async def _reclaim(
     timeout = svc.settings.bash_timeout_seconds
     try:
         removed = await remove_run_worktrees(
-            svc.engine, run, svc.writer, timeout, keep_unmerged_branch=True
+            svc.engine,
+            run,
+            svc.writer,
+            timeout,
+            keep_unmerged_branch=True,
+            sandbox=await sandbox_service.current(svc),
         )
     except BaseException:
         await svc.writer.run(lambda tx: _restore(tx, run_id, worktrees))
@@ -194,14 +200,14 @@ async def _reclaim(
         if item["branch"]:
             key = "branches_deleted" if item["branch_deleted"] else "branches_kept"
             entry[key].append({"repo_id": item["repo_id"], "branch": item["branch"]})
-    data = {
-        "reason": "retention",
-        "bytes": size,
-        "worktrees": list(worktrees.values()),
-        "branches_kept": entry["branches_kept"],
-        "branches_deleted": entry["branches_deleted"],
-    }
-    await svc.writer.append(run_id, [NewEvent("workspace.removed", data)])
+    event = WorkspaceRemoved(
+        reason="retention",
+        bytes=size,
+        worktrees=list(worktrees.values()),
+        branches_kept=entry["branches_kept"],
+        branches_deleted=entry["branches_deleted"],
+    )
+    await svc.writer.append(run_id, [event])
     return True
 
 

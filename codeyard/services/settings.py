@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from codeyard.config import Settings
 from codeyard.domain.errors import NotFound, ValidationFailed
 from codeyard.domain.policy import GateSettings
+from codeyard.sandbox import setting as sandbox_setting
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import projects
 from codeyard.store import settings as store
@@ -25,6 +27,8 @@ STORED_DEFAULTS: dict[str, Any] = {
     "budgets": {"daily_usd": None, "monthly_usd": None},
     "auto_resume": False,
     "gates": {},
+    #: Contain every process a run starts (``codeyard.sandbox``); only an admin may turn it off.
+    "sandbox": "on",
 }
 
 
@@ -47,11 +51,15 @@ async def effective(engine: AsyncEngine, config: Settings) -> dict[str, Any]:
         elif key in values:
             values[key] = value
     values["worktree_root"] = str(config.worktree_root)
+    values["sandbox"] = sandbox_setting.mode_of(stored)
     return values
 
 
 async def current(svc: Services) -> dict[str, Any]:
-    return await effective(svc.engine, svc.settings)
+    """The settings, with the sandbox's state (does bubblewrap work, the off warning)."""
+    values = await effective(svc.engine, svc.settings)
+    values["sandbox_status"] = await sandbox_service.status(svc)
+    return values
 
 
 async def retention_days(svc: Services) -> int | None:

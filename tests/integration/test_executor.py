@@ -90,7 +90,7 @@ async def test_paths_outside_the_worktree_are_refused(
     api = one_slot_api
     outside = tmp_path / "escaped.txt"
     steps = [
-        {"write": {"path": "../../../../escaped.txt", "content": "x"}},
+        {"write": {"path": "../../../../../escaped.txt", "content": "x"}},  # next to data/
         {"write": {"path": str(outside), "content": "x"}},
     ]
     run = await create(api, git_repo, steps, "escape")

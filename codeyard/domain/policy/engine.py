@@ -27,10 +27,12 @@ from typing import Literal, get_args
 
 from codeyard.domain.policy.commands import SimpleCommand, command_places, walk
 from codeyard.domain.policy.gates import (
+    ALWAYS_DENY,
     GateHit,
     GateSettings,
     command_gates,
     path_gates,
+    read_gates,
     rough_parts,
     scan_text,
 )
@@ -57,6 +59,10 @@ class PolicyContext:
     trusted: bool = False
     permission_mode: PermissionMode = "default"
     gates: GateSettings = field(default_factory=GateSettings)
+    #: Places no tool call may touch (the data directory), except the run's ``own`` worktrees
+    #: (all of them; ``worktree`` is the first).
+    private: tuple[str, ...] = ()
+    own: tuple[str, ...] = ()
     root: Root = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +130,11 @@ def _evaluate(request: ToolRequest, ctx: PolicyContext) -> PolicyDecision:
     start = start_dir(request.input, ctx.root)
     places: list[Place] = []
     commands: list[SimpleCommand] | None = None
+    # 0. Private places: denied whatever the settings, rules, trust or mode say.
+    own = ctx.own or (ctx.root.lexical,)
+    private = read_gates(request.input, start, ctx.private, own)
+    if private:
+        return _gate(private, ctx.gates)
     # 1. Hard gates.
     if shell:
         commands = split(line) if line.strip() else None
@@ -211,7 +222,7 @@ def _by_rule(rule: CompiledRule, what: str) -> PolicyDecision:
 
 
 def _gate(hits: list[GateHit], settings: GateSettings) -> PolicyDecision:
-    denying = [h for h in hits if settings.action(h.gate) == "deny"]
+    denying = [h for h in hits if h.gate in ALWAYS_DENY or settings.action(h.gate) == "deny"]
     hit = (denying or hits)[0]
     return PolicyDecision(
         "deny" if denying else "ask",

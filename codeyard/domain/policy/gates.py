@@ -18,12 +18,16 @@ Gate ids (rule ``gate:<id>`` in decisions):
 - ``git-reset-hard``: ``git reset --hard``.
 - ``git-clean``: ``git clean`` other than a dry run (``-n``).
 - ``git-landing``: ``git merge|rebase|pull|cherry-pick``.
+- ``read-private`` (always ``deny``, not a setting): any path in a tool call or shell line
+  that resolves into Codeyard's data directory or another run's worktree — ``admin.token``,
+  ``secret.key``, the database. The sandbox hides them too; this gate holds where it is off.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -40,6 +44,7 @@ __all__ = [
     "GateSettings",
     "command_gates",
     "path_gates",
+    "read_gates",
     "scan_text",
 ]
 
@@ -50,6 +55,7 @@ GateId = Literal[
     "git-reset-hard",
     "git-clean",
     "git-landing",
+    "read-private",
 ]
 GateAction = Literal["ask", "deny"]
 
@@ -65,6 +71,8 @@ GATES: dict[GateId, str] = {
     ),
 }
 _GIT_GATES: tuple[GateId, ...] = ("git-push-force", "git-reset-hard", "git-clean", "git-landing")
+#: Gates that deny whatever the settings say (they are not in :data:`GATES`, so not settable).
+ALWAYS_DENY: frozenset[str] = frozenset({"read-private"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +322,73 @@ def _where(place: Place) -> str:
     if place.real is None:
         return f"{place.raw!r}, which cannot be located before it runs"
     return f"{place.real!r}, outside the worktree"
+
+
+# -- private places ----------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\s;&|()<>`\"']+")
+_HOME_VAR = re.compile(r"^(~|\$HOME\b|\$\{HOME\})")
+_WORD_LIMIT = 512
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _candidates(values: Iterable[str]) -> Iterator[str]:
+    """Every word of ``values`` that could be a path, ``--opt=value`` values included."""
+    count = 0
+    for value in values:
+        for word in _WORD.findall(value):
+            for part in (word, *word.split("=")[1:]):
+                count += 1
+                if count > _WORD_LIMIT:
+                    return
+                yield part
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def read_gates(
+    tool_input: Mapping[str, Any],
+    start: str | None,
+    private: Sequence[str],
+    own: Sequence[str],
+    home: str | None = None,
+) -> list[GateHit]:
+    """Paths anywhere in a tool call's input (shell words included) that resolve inside a
+    ``private`` root (the data directory) but not inside one of the run's ``own`` worktrees.
+
+    Every string of the input is split into words; ``~`` and ``$HOME`` are expanded, relative
+    words resolve from ``start`` and symlinks are followed, so ``../../admin.token`` and a
+    link in the worktree are caught as well as the absolute path.
+    """
+    if not private:
+        return []
+    roots = [os.path.realpath(p) for p in private]
+    mine = [os.path.realpath(p) for p in own]
+    home = home or os.path.expanduser("~")
+    base = start or (mine[0] if mine else os.getcwd())
+    for word in _candidates(_strings(tool_input)):
+        expanded = _HOME_VAR.sub(lambda _: home, word, count=1)
+        if "$" in expanded:
+            continue  # another variable: unknown until it runs (the sandbox still hides it)
+        real = os.path.realpath(os.path.join(base, expanded))
+        if any(_inside(real, r) for r in roots) and not any(_inside(real, m) for m in mine):
+            return [
+                GateHit(
+                    "read-private",
+                    f"`{word}` is inside Codeyard's data directory or another run's worktree, "
+                    "which no agent may read",
+                )
+            ]
+    return []

@@ -1,0 +1,135 @@
+"""The one call each spawn site makes: (argv, environment, sandbox) → what to execute.
+
+Every process Codeyard starts for a run goes through :func:`contain`, so its environment is
+the allowlist (even with the sandbox off) and, with the sandbox on, it runs inside bubblewrap;
+if bubblewrap cannot run, :class:`SandboxUnavailable` is raised and nothing starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codeyard.sandbox import environment, homes
+from codeyard.sandbox.bwrap import SandboxSpec, bwrap_options
+from codeyard.sandbox.gitdirs import git_dirs
+from codeyard.sandbox.policy import Sandbox
+
+__all__ = ["Contained", "build_spec", "contain"]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Contained:
+    """What to execute: ``argv`` (bwrap first when contained) with exactly ``env``."""
+
+    argv: list[str]
+    env: dict[str, str]
+    #: The bubblewrap options (empty with the sandbox off), for an ``--args`` file.
+    options: list[str] = field(default_factory=list)
+    bwrap: str | None = None
+
+    @property
+    def contained(self) -> bool:
+        return self.bwrap is not None
+
+    def script(self, inherited: Iterable[str]) -> str:
+        """A ``/bin/sh`` script that runs ``argv`` (with the script's own arguments appended),
+        for a caller that cannot choose the environment (an SDK that spawns the CLI with
+        ``os.environ`` merged in): it exports the allowed values and unsets every other name
+        in ``inherited``. Values stay in the script file (keep it private), never on a
+        command line."""
+        lines = ["#!/bin/sh", "# Written by Codeyard: the agent's environment and sandbox."]
+        for name, value in self.env.items():
+            if _NAME.fullmatch(name):
+                lines.append(f"export {name}={shlex.quote(value)}")
+        unset = sorted(set(inherited) - set(self.env))
+        drop = " ".join(f"-u {shlex.quote(n)}" for n in unset)
+        command = " ".join(shlex.quote(a) for a in self.argv)
+        lines.append(f'exec /usr/bin/env {drop} {command} "$@"')
+        return "\n".join(lines) + "\n"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _safe_state(path: Path, real_home: Path, private: Sequence[Path]) -> bool:
+    """A state path may be mounted writable unless it would reveal the server's home or a
+    private place (``HOME=/`` or ``CODEX_HOME=<data dir>`` from a profile)."""
+    if path == Path("/") or _inside(real_home, path):
+        return False
+    return not any(_inside(path, p) or _inside(p, path) for p in private)
+
+
+def build_spec(
+    sandbox: Sandbox,
+    provider: str,
+    env: Mapping[str, str],
+    *,
+    writable: Sequence[Path] = (),
+    cwd: Path | None = None,
+    real_home: Path | None = None,
+) -> SandboxSpec:
+    """The spec for one process of ``provider`` in ``sandbox`` (reads the worktrees' ``.git``
+    files and creates missing state directories, so the mounts have sources)."""
+    real_home = real_home or Path.home()
+    home = Path(env.get("HOME") or real_home)
+    private = [p.resolve() for p in sandbox.private]
+    state = homes.state_paths(provider, home, env)
+    if home != real_home:
+        state.insert(0, home)  # the profile's own home for the CLI
+    state = [p for p in dict.fromkeys(state) if _safe_state(p.resolve(), real_home, private)]
+    for path in state:
+        if not path.exists() and path.suffix != ".json":
+            path.mkdir(parents=True, exist_ok=True)
+    secrets = homes.secret_paths(provider, real_home)
+    hidden = [*private, *secrets]
+    readable: list[Path] = []
+    rw: list[Path] = []
+    for worktree in sandbox.worktrees:
+        dirs = git_dirs(worktree)
+        hidden += dirs.hidden
+        readable += dirs.readable
+        rw += [worktree, *dirs.writable]
+    rw += list(writable)
+    hidden = [p for p in dict.fromkeys(hidden) if p.exists() or p.is_symlink()]
+    return SandboxSpec(
+        writable=tuple(p for p in dict.fromkeys(rw) if p.exists()),
+        readable=tuple(p for p in dict.fromkeys(readable) if p.exists()),
+        hidden_dirs=tuple(p for p in hidden if p.is_dir()),
+        hidden_files=tuple(p for p in hidden if not p.is_dir()),
+        state=tuple(p for p in state if p.exists()),
+        network=sandbox.network,
+        chdir=cwd,
+    )
+
+
+def contain(
+    sandbox: Sandbox,
+    provider: str,
+    argv: Sequence[str],
+    explicit_env: Mapping[str, str] | None = None,
+    *,
+    writable: Sequence[Path] = (),
+    cwd: Path | None = None,
+) -> Contained:
+    """``argv`` to run for ``provider`` with the allowlisted environment, inside bubblewrap
+    when the sandbox is on (``SandboxUnavailable`` when it is on and cannot run).
+
+    ``explicit_env``: what Codeyard and the run set (provider needs, env sets,
+    ``agent_options.env``); ``writable``: more places the process must write (a turn's
+    generated config).
+    """
+    env = environment.build(provider, explicit_env, os.environ)
+    if not sandbox.enabled:
+        return Contained(list(argv), env)
+    bwrap = sandbox.check()
+    spec = build_spec(sandbox, provider, env, writable=writable, cwd=cwd)
+    options = bwrap_options(spec)
+    return Contained([bwrap, *options, "--", *argv], env, options, bwrap)

@@ -1,0 +1,58 @@
+"""The sandbox setting of one server, narrowed to one run: on or off, bwrap, what is private.
+
+Why one object: every process Codeyard starts for a run (agent CLIs, the script provider's
+bash, setup and cleanup scripts) is contained through it, and the policy engine's read gate
+denies the same private places, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from codeyard.domain.errors import Conflict
+from codeyard.sandbox.bwrap import Network
+from codeyard.sandbox.probe import Probe, probe
+
+__all__ = ["MODES", "NETWORKS", "Mode", "Sandbox", "SandboxUnavailable"]
+
+Mode = Literal["on", "off"]
+MODES: tuple[Mode, ...] = ("on", "off")
+NETWORKS: tuple[Network, ...] = ("full", "none")
+
+
+class SandboxUnavailable(Conflict):
+    """The sandbox is on and bubblewrap cannot run: nothing starts unsandboxed instead."""
+
+    title = "Sandbox unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """``private``: the data directory and worktree root (hidden, and denied to reads);
+    ``worktrees``: the run's own (writable); ``bwrap_path``: configured, else PATH."""
+
+    enabled: bool = True
+    bwrap_path: str | None = None
+    private: tuple[Path, ...] = ()
+    worktrees: tuple[Path, ...] = ()
+    network: Network = "full"
+
+    def for_run(self, worktrees: list[Path] | tuple[Path, ...], network: str | None) -> Sandbox:
+        """This sandbox for one run's worktrees and its profile's ``network``."""
+        net: Network = "none" if network == "none" else "full"
+        return replace(self, worktrees=tuple(Path(w) for w in worktrees), network=net)
+
+    def probe(self) -> Probe:
+        return probe(self.bwrap_path)
+
+    def check(self) -> str:
+        """The bwrap binary to use; ``SandboxUnavailable`` (409) with the fix when it cannot."""
+        found = self.probe()
+        if not found.ok or found.path is None:
+            raise SandboxUnavailable(
+                f"The sandbox is on but cannot run: {found.problem} Runs do not start unsandboxed.",
+                fix="install bubblewrap, or ask an admin to turn the sandbox off",
+            )
+        return found.path

@@ -1,0 +1,90 @@
+"""Does bubblewrap work here? Found, its version, and a trial sandbox, or why not with the fix.
+
+Why a trial run and not only ``--version``: bwrap may be installed where user or pid namespaces
+are disabled (some containers, hardened kernels); then only running it tells.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["INSTALL_HINT", "Probe", "find_bwrap", "probe"]
+
+INSTALL_HINT = (
+    "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
+    "bubblewrap; or run scripts/ensure-bubblewrap.sh), or point CODEYARD_BWRAP_PATH at a "
+    "working bwrap binary"
+)
+_TRIAL = (
+    "--ro-bind",
+    "/",
+    "/",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    "--unshare-pid",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    "--",
+    "/bin/sh",
+    "-c",
+    "exit 0",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The result: ``ok`` with ``path`` and ``version``, or ``problem`` (a sentence with a fix)."""
+
+    ok: bool
+    path: str | None
+    version: str | None
+    problem: str | None
+
+
+def find_bwrap(configured: str | None) -> str | None:
+    """``configured`` (the ``bwrap_path`` setting) as given, else ``bwrap`` on PATH."""
+    if configured:
+        return configured
+    return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=8)
+def probe(configured: str | None = None) -> Probe:
+    """Probe once per configured path (cached: the answer does not change while we run)."""
+    path = find_bwrap(configured)
+    if path is None:
+        return Probe(False, None, None, f"bubblewrap (bwrap) is not installed. {INSTALL_HINT}.")
+    if not Path(path).is_file():
+        return Probe(False, path, None, f"bubblewrap was not found at {path}. {INSTALL_HINT}.")
+    try:
+        done = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+        version = done.stdout.split()[-1] if done.returncode == 0 and done.stdout.split() else None
+        trial = subprocess.run(
+            [path, *_TRIAL], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Probe(False, path, None, f"{path} cannot be run ({exc}). {INSTALL_HINT}.")
+    if trial.returncode != 0:
+        why = (trial.stderr or trial.stdout).strip().splitlines()[-1:] or ["no output"]
+        return Probe(
+            False,
+            path,
+            version,
+            f"bubblewrap at {path} cannot create a sandbox here: {why[0]}. Enable user and pid "
+            "namespaces (sysctl kernel.unprivileged_userns_clone=1, or run the server where "
+            "they are available), or — only if you accept agents reading the server's "
+            "secrets — an admin may set the sandbox setting to 'off'.",
+        )
+    return Probe(True, path, version, None)
