@@ -13,24 +13,20 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from codeyard.app import create_app
 from codeyard.config import Settings
-from codeyard.crypto import secret_box
-from codeyard.services.delegation import mint_run_token
 from tests.conftest import TOKEN
+from tests.support.live_app import Live, serve
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.anyio
@@ -44,43 +40,6 @@ TOOLS = {
     "decide_approval",
     "land_run",
 }
-
-
-@dataclass
-class Live:
-    url: str
-    settings: Settings
-    app: Any
-
-    def rest(self, token: str = TOKEN) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
-
-    def run_token(self, run_id: str) -> str:
-        return mint_run_token(secret_box(self.settings.secret_key_path), run_id)
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[Live]:
-    """The real app under uvicorn on a free loopback port (streamable HTTP needs a real
-    server: responses stream while the request is still open)."""
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
-        assert server.started, "the server did not start"
-        yield Live(f"http://127.0.0.1:{settings.port}", settings, app)
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
