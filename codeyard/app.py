@@ -43,6 +43,7 @@ from codeyard.api import (
     tokens,
     usage,
     users,
+    utility,
     webui,
     workspace,
 )
@@ -243,6 +244,7 @@ def create_app(
         share.router,
         terminals.router,
         preview.router,
+        utility.router,
         analytics_api.router,
         notifications_api.router,
         audit.router,
