@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     #: TLS is terminated by a proxy in front: no warning when binding a public address.
     behind_tls_proxy: bool = False
+    #: The address people reach this server at (links in notifications); default host:port.
+    public_url: str = ""
+    #: Seconds an approval alert waits before it is sent (skipped if answered meanwhile).
+    notify_grace_seconds: float = Field(default=3.0, ge=0, le=600)
+    #: VAPID ``sub`` claim for web push (a mailto: or https: contact for push services).
+    vapid_subject: str = "mailto:codeyard@localhost"
+    #: Where native-app pushes (APNs/FCM) are relayed; unset: devices are stored, not pushed.
+    push_relay_url: str = ""
+    push_relay_token: str = ""
     #: The bubblewrap binary that contains agents (default: ``bwrap`` on PATH).
     bwrap_path: str | None = None
     #: The address people reach this server at (links in notifications); default host:port.

@@ -76,6 +76,8 @@ class LogConsumer:
         self.hub = hub
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        #: One reader at a time (the loop, and callers such as tests and benchmarks).
+        self._reading = asyncio.Lock()
         self.applied = 0
 
     async def prepare(self, conn: AsyncConnection, events: Sequence[LoggedEvent]) -> Any:
@@ -97,8 +99,15 @@ class LogConsumer:
     def wake(self) -> None:
         self._wake.set()
 
+    def applied_hook(self) -> None:
+        """Called after each applied chunk (outside the transaction); default: nothing."""
+
     async def catch_up(self) -> int:
         """Apply every committed event after the cursor; returns how many were read."""
+        async with self._reading:
+            return await self._catch_up()
+
+    async def _catch_up(self) -> int:
         total = 0
         while True:
             async with self.engine.connect() as conn:
@@ -128,6 +137,8 @@ class LogConsumer:
                     await self.apply(tx, p)
 
             await self.writer.run(job)
+            if events:
+                self.applied_hook()
             total += len(events)
             self.applied += len(events)
 

@@ -151,9 +151,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text()),
         sa.UniqueConstraint("event_id", "target", "user_id", name="uq_outbox_event_target_user"),
     )
-    op.create_index(
-        "ix_outbox_status_due", "notification_outbox", ["status", "next_attempt_at"]
-    )
+    op.create_index("ix_outbox_status_due", "notification_outbox", ["status", "next_attempt_at"])
     op.create_table(
         "notification_deliveries",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),

@@ -1,0 +1,19 @@
+"""Registers the built-in channels through the public registry, as an outside package would."""
+
+from __future__ import annotations
+
+from py_vapid import Vapid02
+
+from codeyard.notifications import channels
+from codeyard.notifications.channels.chat import DiscordChannel, SlackChannel
+from codeyard.notifications.channels.devices import DeviceChannel, RelaySender
+from codeyard.notifications.channels.webhook import WebhookChannel
+from codeyard.notifications.channels.webpush import WebPushChannel
+
+
+def register_builtins(vapid: Vapid02, subject: str, relay_url: str, relay_token: str) -> None:
+    channels.register(WebPushChannel(vapid, subject))
+    channels.register(WebhookChannel())
+    channels.register(SlackChannel())
+    channels.register(DiscordChannel())
+    channels.register(DeviceChannel(RelaySender(relay_url, relay_token)))

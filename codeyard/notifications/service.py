@@ -1,0 +1,259 @@
+"""Notification use cases behind the routes, and the runtime (notifier + worker) they share."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from codeyard.auth.scopes import for_role
+from codeyard.crypto import secret_box
+from codeyard.domain.errors import BadRequest, Conflict, Forbidden, NotFound
+from codeyard.domain.events import utc_now
+from codeyard.domain.ids import new_id
+from codeyard.notifications import channels, store, tokens, vapid
+from codeyard.notifications.builtin import register_builtins
+from codeyard.notifications.channels import Outcome
+from codeyard.notifications.derive import Notifier
+from codeyard.notifications.messages import Notification
+from codeyard.notifications.worker import DeliveryWorker
+from codeyard.services import approvals
+from codeyard.services.context import Services
+from codeyard.store import policies, runs, schema
+from codeyard.store import users as users_store
+from codeyard.store.writer import Tx
+
+
+class Notifications:
+    """Keys, the notifier (log → outbox) and the delivery worker of one server."""
+
+    def __init__(self, services: Services) -> None:
+        s = services.settings
+        self.services = services
+        self.vapid = vapid.load_or_create(s.data_dir)
+        self.public_key = vapid.application_server_key(self.vapid)
+        self.token_key = tokens.load_key(s.data_dir)
+        self.box = secret_box(s.secret_key_path)
+        register_builtins(self.vapid, s.vapid_subject, s.push_relay_url, s.push_relay_token)
+        public_url = s.public_url or f"http://{s.host}:{s.port}"
+        self.worker = DeliveryWorker(
+            services.engine, services.writer, self.box, self.token_key, public_url
+        )
+        self.notifier = Notifier(
+            services.engine,
+            services.writer,
+            services.hub,
+            grace_seconds=s.notify_grace_seconds,
+            on_new=self.worker.wake,
+        )
+
+    async def start(self) -> None:
+        await self.worker.start()
+        self.notifier.start()
+
+    async def stop(self) -> None:
+        await self.notifier.stop()
+        await self.worker.stop()
+
+
+# --- targets -----------------------------------------------------------------------------
+
+
+async def subscribe(
+    svc: Services, user_id: str, endpoint: str, p256dh: str, auth: str, user_agent: str | None
+) -> dict[str, Any]:
+    """Store a browser's push subscription (re-subscribing the same endpoint replaces it)."""
+    if not endpoint.startswith(("https://", "http://")):
+        raise BadRequest("'endpoint' must be the https URL from PushSubscription.toJSON().")
+    sub_id = new_id("psub")
+    values = {
+        "id": sub_id,
+        "user_id": user_id,
+        "endpoint": endpoint,
+        "endpoint_hash": store.digest(endpoint),
+        "p256dh": p256dh,
+        "auth": auth,
+        "user_agent": (user_agent or "")[:300] or None,
+        "created_at": utc_now(),
+    }
+
+    async def job(tx: Tx) -> None:
+        await tx.conn.execute(
+            schema.push_subscriptions.delete().where(
+                schema.push_subscriptions.c.endpoint_hash == values["endpoint_hash"]
+            )
+        )
+        await tx.conn.execute(schema.push_subscriptions.insert().values(**values))
+
+    await svc.writer.run(job)
+    return public_subscription(values)
+
+
+def public_subscription(row: dict[str, Any]) -> dict[str, Any]:
+    parts = urlsplit(row["endpoint"])
+    return {
+        "id": row["id"],
+        "endpoint_origin": f"{parts.scheme}://{parts.netloc}",
+        "user_agent": row.get("user_agent"),
+        "created_at": row["created_at"],
+        "last_success_at": row.get("last_success_at"),
+    }
+
+
+async def unsubscribe(svc: Services, user_id: str, endpoint: str) -> None:
+    t = schema.push_subscriptions
+
+    async def job(tx: Tx) -> int:
+        result = await tx.conn.execute(
+            t.delete().where(t.c.endpoint_hash == store.digest(endpoint), t.c.user_id == user_id)
+        )
+        return int(result.rowcount or 0)
+
+    if not await svc.writer.run(job):
+        raise NotFound("No push subscription with that endpoint belongs to you.")
+
+
+async def add_channel(
+    svc: Services, rt: Notifications, user_id: str, kind: str, name: str, config: dict[str, Any]
+) -> dict[str, Any]:
+    channel = channels.get(kind)
+    if channel is None or not channel.user_configurable:
+        raise BadRequest(
+            f"Unknown channel kind {kind!r}; use one of: "
+            f"{', '.join(channels.kinds(user_configurable=True))}."
+        )
+    try:
+        clean = channel.validate(config)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    channel_id = new_id("nch")
+    row = {
+        "id": channel_id,
+        "user_id": user_id,
+        "kind": kind,
+        "name": name,
+        "config_sealed": rt.box.encrypt(json.dumps(clean).encode(), channel_id),
+        "created_at": utc_now(),
+    }
+    await svc.writer.run(
+        lambda tx: tx.conn.execute(schema.notification_channels.insert().values(**row))
+    )
+    out = public_channel(row)
+    if "secret" in clean:  # shown once, so the receiver can verify signatures
+        out["secret"] = clean["secret"]
+    return out
+
+
+def public_channel(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "kind", "name", "created_at")}
+
+
+async def add_device(
+    svc: Services, rt: Notifications, user_id: str, platform: str, token: str, name: str | None
+) -> dict[str, Any]:
+    device_id = new_id("dev")
+    row = {
+        "id": device_id,
+        "user_id": user_id,
+        "platform": platform,
+        "token_sealed": rt.box.encrypt(token.encode(), device_id),
+        "token_hash": store.digest(f"{platform}:{token}"),
+        "name": name,
+        "created_at": utc_now(),
+    }
+    t = schema.devices
+
+    async def job(tx: Tx) -> None:
+        await tx.conn.execute(t.delete().where(t.c.token_hash == row["token_hash"]))
+        await tx.conn.execute(t.insert().values(**row))
+
+    await svc.writer.run(job)
+    return public_device(row)
+
+
+def public_device(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "platform": row["platform"],
+        "name": row.get("name"),
+        "created_at": row["created_at"],
+        "last_success_at": row.get("last_success_at"),
+    }
+
+
+async def owned_target(svc: Services, user_id: str, target: str) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        row = await store.target_row(conn, target)
+    if row is None or row["user_id"] != user_id:
+        raise NotFound(f"No {target.partition(':')[0]} '{target.partition(':')[2]}' of yours.")
+    return row
+
+
+async def remove(svc: Services, user_id: str, target: str) -> None:
+    await owned_target(svc, user_id, target)
+    await svc.writer.run(lambda tx: store.remove_target(tx, target))
+
+
+async def send_test(
+    svc: Services, rt: Notifications, user_id: str, target: str
+) -> tuple[Outcome, int]:
+    row = await owned_target(svc, user_id, target)
+    msg = Notification(
+        kind="test",
+        title="Codeyard test notification",
+        body="Notifications reach this target.",
+        tag=f"test-{target}",
+        run_id="",
+        path="/settings",
+    )
+    return await rt.worker.send(target, row, msg, new_id("ntest"))
+
+
+# --- answering from a notification --------------------------------------------------------
+
+
+async def describe_token(svc: Services, rt: Notifications, token: str) -> dict[str, Any]:
+    """The approval a token answers (403 if the token is bad, expired or used)."""
+    claims = tokens.verify(rt.token_key, token)
+    async with svc.engine.connect() as conn:
+        if not await store.token_unused(conn, claims.nonce):
+            raise Forbidden("This approval link was already used.")
+        approval = await policies.get_approval(conn, claims.approval_id)
+        run = await runs.get(conn, approval["run_id"])
+    return {"approval": approval, "run": run, "claims": claims}
+
+
+async def answer_with_token(
+    svc: Services, rt: Notifications, token: str, decision: str
+) -> dict[str, Any]:
+    """Approve or reject through the same audited door as the app, as the token's user."""
+    if decision not in ("approved", "rejected"):
+        raise BadRequest("'decision' must be 'approved' or 'rejected'.")
+    info = await describe_token(svc, rt, token)
+    approval, run, claims = info["approval"], info["run"], info["claims"]
+    if (approval.get("rule") or "").startswith("gate:"):
+        raise Forbidden("This call is behind a hard gate: answer it in the Codeyard app.")
+    name = "admin"
+    if claims.user_id:
+        async with svc.engine.connect() as conn:
+            user = await users_store.find(conn, claims.user_id)
+        if user is None or "approvals:resolve" not in for_role(user["role"]):
+            raise Forbidden("Your account may no longer answer approvals.")
+        if user["role"] != "admin" and run.get("created_by") != claims.user_id:
+            raise Forbidden("This run belongs to another user.")
+        name = user["username"]
+    if approval["status"] != "pending":
+        raise Conflict(f"Approval {approval['id']} is already {approval['status']}.")
+    used = await svc.writer.run(
+        lambda tx: store.use_token(tx, claims.nonce, claims.approval_id, claims.user_id)
+    )
+    if not used:
+        raise Forbidden("This approval link was already used.")
+    return await approvals.resolve(
+        svc,
+        approval["id"],
+        decision,
+        "answered from a notification",
+        None,
+        decided_by=f"{name} via notification",
+    )

@@ -1,0 +1,190 @@
+"""SQL for notification tables. Writes take the writer's ``Tx``; reads take a connection."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.events import utc_now
+from codeyard.store import schema
+from codeyard.store.upsert import insert_ignore
+from codeyard.store.writer import Tx
+
+SUBS, DEV, CH = schema.push_subscriptions, schema.devices, schema.notification_channels
+PREFS, RN, OUT = schema.notification_prefs, schema.run_notify, schema.notification_outbox
+LOG, TOK = schema.notification_deliveries, schema.action_tokens
+DEFAULT_PREFS: dict[str, Any] = {
+    "events": ["approval", "budget", "run.finished", "run.failed"],
+    "quiet_start": None,
+    "quiet_end": None,
+    "timezone": "UTC",
+}
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def prefs(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
+    row = (await conn.execute(select(PREFS).where(PREFS.c.user_id == user_id))).first()
+    if row is None:
+        return dict(DEFAULT_PREFS)
+    return {k: row._mapping[k] for k in DEFAULT_PREFS}
+
+
+async def save_prefs(tx: Tx, user_id: str, values: dict[str, Any]) -> None:
+    await tx.conn.execute(delete(PREFS).where(PREFS.c.user_id == user_id))
+    await tx.conn.execute(PREFS.insert().values(user_id=user_id, updated_at=utc_now(), **values))
+
+
+async def run_notify(conn: AsyncConnection, run_id: str) -> bool | None:
+    return (await conn.execute(select(RN.c.notify).where(RN.c.run_id == run_id))).scalar()
+
+
+async def set_run_notify(tx: Tx, run_id: str, notify: bool) -> None:
+    await tx.conn.execute(delete(RN).where(RN.c.run_id == run_id))
+    await tx.conn.execute(RN.insert().values(run_id=run_id, notify=notify, updated_at=utc_now()))
+
+
+async def targets_of(conn: AsyncConnection, user_ids: list[str]) -> list[tuple[str, str]]:
+    """Every (user_id, target key) a notification for these users goes to."""
+    out: list[tuple[str, str]] = []
+    for table, prefix in ((SUBS, "webpush"), (DEV, "device"), (CH, "channel")):
+        rows = await conn.execute(
+            select(table.c.user_id, table.c.id).where(table.c.user_id.in_(user_ids))
+        )
+        out.extend((u, f"{prefix}:{i}") for u, i in rows.all())
+    return out
+
+
+async def add_outbox(tx: Tx, rows: list[dict[str, Any]]) -> None:
+    await insert_ignore(tx.conn, OUT, rows, ["event_id", "target", "user_id"])
+
+
+async def sent_alerts(conn: AsyncConnection, tag: str) -> list[dict[str, Any]]:
+    """Approval alerts already delivered under ``tag`` (to be replaced when it is answered)."""
+    rows = await conn.execute(
+        select(OUT.c.target, OUT.c.user_id).where(
+            OUT.c.tag == tag,
+            OUT.c.kind.in_(("approval", "budget")),
+            OUT.c.status.in_(("sent", "sending")),
+        )
+    )
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def due(conn: AsyncConnection, now: str, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(OUT)
+        .where(OUT.c.status == "pending", OUT.c.next_attempt_at <= now)
+        .order_by(OUT.c.next_attempt_at, OUT.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def next_due(conn: AsyncConnection) -> str | None:
+    stmt = select(OUT.c.next_attempt_at).where(OUT.c.status == "pending")
+    return (await conn.execute(stmt.order_by(OUT.c.next_attempt_at).limit(1))).scalar()
+
+
+async def claim(tx: Tx, outbox_id: int) -> bool:
+    """Mark a pending row as being sent (False if another worker or a restart got it)."""
+    result = await tx.conn.execute(
+        update(OUT)
+        .where(OUT.c.id == outbox_id, OUT.c.status == "pending")
+        .values(status="sending", attempts=OUT.c.attempts + 1)
+    )
+    return result.rowcount == 1
+
+
+async def finish(tx: Tx, outbox_id: int, **values: Any) -> None:
+    await tx.conn.execute(update(OUT).where(OUT.c.id == outbox_id).values(**values))
+
+
+async def release_unfinished(tx: Tx) -> int:
+    """At start: rows a crash left in ``sending`` go back to ``pending`` (sent again, same id)."""
+    result = await tx.conn.execute(
+        update(OUT).where(OUT.c.status == "sending").values(status="pending")
+    )
+    return int(result.rowcount or 0)
+
+
+async def log_delivery(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(LOG.insert().values(at=utc_now(), **values))
+
+
+async def deliveries(
+    conn: AsyncConnection, user_id: str, target: str | None, limit: int
+) -> list[dict[str, Any]]:
+    stmt = select(LOG).where(LOG.c.user_id == user_id)
+    if target:
+        stmt = stmt.where(LOG.c.target == target)
+    rows = await conn.execute(stmt.order_by(LOG.c.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def outbox_of(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(select(OUT).where(OUT.c.run_id == run_id).order_by(OUT.c.id))
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def target_row(conn: AsyncConnection, target: str) -> dict[str, Any] | None:
+    prefix, _, ident = target.partition(":")
+    table = {"webpush": SUBS, "device": DEV, "channel": CH}.get(prefix)
+    if table is None:
+        return None
+    row = (await conn.execute(select(table).where(table.c.id == ident))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def remove_target(tx: Tx, target: str) -> None:
+    prefix, _, ident = target.partition(":")
+    table = {"webpush": SUBS, "device": DEV, "channel": CH}[prefix]
+    await tx.conn.execute(delete(table).where(table.c.id == ident))
+
+
+async def touch_target(tx: Tx, target: str) -> None:
+    prefix, _, ident = target.partition(":")
+    table = {"webpush": SUBS, "device": DEV}.get(prefix)
+    if table is not None:
+        await tx.conn.execute(
+            update(table).where(table.c.id == ident).values(last_success_at=utc_now())
+        )
+
+
+async def list_rows(conn: AsyncConnection, table: Any, user_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(table).where(table.c.user_id == user_id).order_by(table.c.created_at)
+    )
+    return [dict(r._mapping) for r in rows.all()]
+
+
+async def record_token(tx: Tx, nonce: str, approval_id: str, user_id: str, expires: str) -> None:
+    await tx.conn.execute(
+        TOK.insert().values(
+            nonce=nonce, approval_id=approval_id, user_id=user_id, expires_at=expires
+        )
+    )
+
+
+async def use_token(tx: Tx, nonce: str, approval_id: str, user_id: str) -> bool:
+    result = await tx.conn.execute(
+        update(TOK)
+        .where(
+            TOK.c.nonce == nonce,
+            TOK.c.approval_id == approval_id,
+            TOK.c.user_id == user_id,
+            TOK.c.used_at.is_(None),
+        )
+        .values(used_at=utc_now())
+    )
+    return result.rowcount == 1
+
+
+async def token_unused(conn: AsyncConnection, nonce: str) -> bool:
+    row = (await conn.execute(select(TOK.c.used_at).where(TOK.c.nonce == nonce))).first()
+    return row is not None and row[0] is None
