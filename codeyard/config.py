@@ -11,6 +11,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Host names that always reach this machine: allowed by the Host check without configuring.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("CODEYARD_HOME", "~/.codeyard")).expanduser()
@@ -26,6 +29,9 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     max_concurrent_runs: int = Field(default=4, ge=1, le=256)
     bash_timeout_seconds: float = Field(default=600.0, gt=0)
+    #: An agent that keeps retrying an unreachable model this long fails its turn with the
+    #: CLI's own message (Codex would otherwise wait for the network for ever).
+    model_unreachable_seconds: float = Field(default=120.0, gt=0)
     event_batch_max: int = Field(default=5000, ge=1)
     #: Permission mode for runs without an agent profile: default (ask for writes and
     #: commands), plan (deny writes) or auto (allow; hard gates still ask).
@@ -43,17 +49,20 @@ class Settings(BaseSettings):
     #: Serve HTTPS directly with this certificate and key (PEM files).
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    #: TLS is terminated by a proxy in front: no warning when binding a public address.
+    #: TLS is terminated by a proxy in front: no warning when binding a public address, and
+    #: X-Forwarded-For/-Proto are trusted from ``forwarded_allow_ips`` (default: loopback).
     behind_tls_proxy: bool = False
-    #: The address people reach this server at (links in notifications); default host:port.
-    public_url: str = ""
-    #: Seconds an approval alert waits before it is sent (skipped if answered meanwhile).
-    notify_grace_seconds: float = Field(default=3.0, ge=0, le=600)
-    #: VAPID ``sub`` claim for web push (a mailto: or https: contact for push services).
-    vapid_subject: str = "mailto:codeyard@localhost"
-    #: Where native-app pushes (APNs/FCM) are relayed; unset: devices are stored, not pushed.
-    push_relay_url: str = ""
-    push_relay_token: str = ""
+    #: Proxy addresses whose X-Forwarded-* headers are trusted (comma-separated, or "*").
+    #: Empty and not ``behind_tls_proxy``: the headers are ignored.
+    forwarded_allow_ips: str = ""
+    #: Host header values accepted (comma-separated; "*" for any): a DNS-rebinding page
+    #: reaches the server under its own name and is refused. Loopback names are always allowed.
+    allowed_hosts: str = ""
+    #: Seconds a clone of a project's URL may take (waiting for a clone slot included).
+    clone_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: Clones one user may run at once, and event streams (SSE and WebSocket) one user may hold.
+    max_clones_per_user: int = Field(default=2, ge=1)
+    max_streams_per_user: int = Field(default=64, ge=1)
     #: The bubblewrap binary that contains agents (default: ``bwrap`` on PATH).
     bwrap_path: str | None = None
     #: The address people reach this server at (links in notifications); default host:port.
@@ -86,6 +95,23 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'codeyard.db'}"
+
+    @property
+    def external_url(self) -> str:
+        """Where people reach this server: ``public_url``, else the bound address. Links the
+        server hands out (share links) use it, never the request's Host header, which a
+        client or a DNS-rebinding page chooses."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert or self.behind_tls_proxy else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def allowed_host_names(self) -> list[str]:
+        """``allowed_hosts`` as lower-case names (ports stripped), plus the loopback names."""
+        names = [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
+        return [*LOOPBACK_NAMES, *names]
 
     @property
     def allowed_origins(self) -> list[str]:

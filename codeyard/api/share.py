@@ -34,11 +34,14 @@ def _state(request: Request) -> AuthState:
 async def create_share(
     request: Request, run_ref: str, principal: Caller, svc: Svc, body: ShareBody | None = None
 ) -> dict[str, Any]:
-    """A read-only link to this run: ``{id, token, url, expires_at}``; the token is shown once."""
+    """A read-only link to this run: ``{id, token, url, expires_at}``; the token is shown once.
+
+    The URL starts with the configured ``CODEYARD_PUBLIC_URL`` (else the server's address),
+    never with the request's Host header.
+    """
     ttl = (body or ShareBody()).ttl_hours
     link = await shares.create(svc, _state(request), principal, run_ref, ttl)
-    base = str(request.base_url).rstrip("/")
-    return {**link, "url": f"{base}/share/{link['token']}"}
+    return {**link, "url": f"{svc.settings.external_url}/share/{link['token']}"}
 
 
 @router.get("/runs/{run_ref}/shares", dependencies=[require_scope("runs:read")])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.config import Settings
+from codeyard.domain.caps import Caps
 from codeyard.events.hub import Hub
 from codeyard.executor.local import LocalExecutor
 from codeyard.store.writer import Writer
@@ -19,6 +20,8 @@ class Services:
     writer: Writer
     hub: Hub
     executor: LocalExecutor
+    #: Per-user caps on open event streams and clones (issue 11).
+    caps: Caps = field(default_factory=Caps)
 
     @property
     def database(self) -> str:

@@ -65,11 +65,16 @@ async def _clone(svc: Services, principal: Principal, given: str, dest: Path) ->
             await git.clone(
                 url.clone, dest, timeout=settings.clone_timeout_seconds, origin=url.stored
             )
-        except git.GitError as exc:
+        except git.GitTimeout:
             shutil.rmtree(dest, ignore_errors=True)
             raise BadRequest(
-                url.redact(f"Could not clone '{url.stored}': {exc.detail}"),
+                f"Could not clone '{url.stored}': the remote did not finish within "
+                f"{settings.clone_timeout_seconds:g}s (CODEYARD_CLONE_TIMEOUT_SECONDS).",
             ) from None
+        except git.GitError as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            why = exc.stderr.strip()[-1000:] or f"git exited with {exc.returncode}"
+            raise BadRequest(url.redact(f"Could not clone '{url.stored}': {why}")) from None
     return url.stored
 
 

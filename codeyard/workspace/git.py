@@ -142,11 +142,13 @@ async def git(
     env: dict[str, str] | None = None,
     timeout: float = 120,
     check: bool = True,
+    waiters: ThreadPoolExecutor = _WAITERS,
 ) -> GitResult:
     """Run ``git *args`` in ``cwd``; ``env`` adds to (and overrides) the inherited environment.
 
     Raises ``GitError`` when git exits non-zero and ``check`` is true, when it cannot be started,
     and ``GitTimeout`` (after killing its process group) when it outlives ``timeout`` seconds.
+    ``waiters`` is the thread pool that waits for the process (clones have their own).
     """
     try:
         proc = _spawn(args, cwd, env)
@@ -161,7 +163,7 @@ async def git(
         ) from exc
 
     # Shielded: the thread always reads the pipes to the end and reaps the process.
-    done = asyncio.wrap_future(_WAITERS.submit(proc.communicate))
+    done = asyncio.wrap_future(waiters.submit(proc.communicate))
     try:
         async with asyncio.timeout(timeout):
             out, err = await asyncio.shield(done)
@@ -273,7 +275,58 @@ async def default_branch(repo: Path) -> str:
     return result.stdout if result.returncode == 0 and result.stdout else "main"
 
 
-async def clone(url: str, dest: Path, *, timeout: float = 600) -> None:
-    """Clone ``url`` (any git URL, ``file://`` included) into the new directory ``dest``."""
+#: Clones wait on their own threads, at most this many at once: slow or hanging remotes can
+#: never take the threads (or the turn) of worktree, diff and landing git work.
+MAX_CLONES = 8
+_CLONE_WAITERS = ThreadPoolExecutor(max_workers=MAX_CLONES, thread_name_prefix="codeyard-clone")
+_CLONE_SLOTS: dict[int, asyncio.Semaphore] = {}
+#: Transports a clone may use even through redirects or submodule-like indirections.
+_CLONE_PROTOCOLS = (
+    "protocol.allow=never",
+    "protocol.https.allow=always",
+    "protocol.http.allow=always",
+    "protocol.ssh.allow=always",
+    "protocol.git.allow=always",
+)
+
+
+def _clone_slots() -> asyncio.Semaphore:
+    loop_id = id(asyncio.get_running_loop())
+    slots = _CLONE_SLOTS.get(loop_id)
+    if slots is None:
+        _CLONE_SLOTS.clear()  # one loop at a time (tests start a new one per test)
+        slots = _CLONE_SLOTS[loop_id] = asyncio.Semaphore(MAX_CLONES)
+    return slots
+
+
+async def clone(url: str, dest: Path, *, timeout: float = 60, origin: str | None = None) -> None:
+    """Clone the network URL ``url`` into the new directory ``dest`` within ``timeout`` seconds
+    (waiting for a clone slot included).
+
+    Only network transports are allowed (``-c protocol.*``; callers validate with
+    ``workspace.clone_urls``). ``origin``: the URL the clone keeps as its remote (the URL
+    without credentials), so no password stays in ``.git/config``.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    await git("clone", "--quiet", "--", url, str(dest), cwd=dest.parent, timeout=timeout)
+    protocols = [arg for p in _CLONE_PROTOCOLS for arg in ("-c", p)]
+    args = (*protocols, "clone", "--quiet", "--no-recurse-submodules", "--", url, str(dest))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    slots = _clone_slots()
+    try:
+        async with asyncio.timeout(timeout):
+            await slots.acquire()
+    except TimeoutError:
+        raise GitTimeout(
+            f"no clone could start within {timeout:g}s: {MAX_CLONES} clones are running",
+            command=args,
+            returncode=None,
+            stderr="",
+        ) from None
+    try:
+        left = max(0.1, deadline - loop.time())
+        await git(*args, cwd=dest.parent, timeout=left, waiters=_CLONE_WAITERS)
+    finally:
+        slots.release()
+    if origin is not None and origin != url:
+        await git("remote", "set-url", "origin", origin, cwd=dest)

@@ -26,11 +26,14 @@ async def finished_run(api: Api, repo: Path, prompt: str) -> dict[str, Any]:
 async def test_a_share_link_shows_one_run_read_only(api: Api, git_repo: Path) -> None:
     run = await finished_run(api, git_repo, "shared")
     other = await finished_run(api, git_repo, "private")
-    resp = await api.post(f"/api/runs/{run['id']}/share", json={"ttl_hours": 2})
+    # The link is built from the configured public URL, not the request's Host (issue 11).
+    api.services.settings.public_url = "https://cy.example.com/"
+    headers = {"Host": "attacker.example"}
+    resp = await api.post(f"/api/runs/{run['id']}/share", json={"ttl_hours": 2}, headers=headers)
     assert resp.status_code == 201, resp.text
     link = resp.json()
     token = link["token"]
-    assert link["url"] == f"http://codeyard/share/{token}"
+    assert link["url"] == f"https://cy.example.com/share/{token}"
     assert link["run_id"] == run["id"] and link["expires_at"] > link["created_at"]
 
     async with anonymous(api) as client:

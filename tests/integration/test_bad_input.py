@@ -181,7 +181,7 @@ async def test_project_with_bad_repo_leaves_nothing(
     assert_problem(resp, 400, "not a git work tree")
     assert (await api.get("/api/projects")).json()["data"] == []
     resp = await api.post(
-        "/api/projects", json={"name": "P", "repos": [{"url": f"file://{tmp_path}/nope"}]}
+        "/api/projects", json={"name": "P", "repos": [{"url": "http://127.0.0.1:9/nope.git"}]}
     )
     assert_problem(resp, 400, "Could not clone")
     assert not any(Path(api.services.settings.repos_root).iterdir())

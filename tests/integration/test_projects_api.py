@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Api, make_repo
+from tests.support.git_http import git_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -26,23 +27,24 @@ async def test_providers_lists_script_with_capabilities(api: Api) -> None:
     assert script["capabilities"]["resume"] is True
 
 
-async def test_project_from_path_and_from_file_url(
-    api: Api, git_repo: Path, tmp_path: Path
-) -> None:
+async def test_project_from_path_and_from_a_url(api: Api, git_repo: Path, tmp_path: Path) -> None:
+    # Cloned over real loopback HTTP: file:// and other local transports are refused (issue 11).
     upstream = make_repo(tmp_path / "upstream", {"lib.py": "x = 1\n"})
-    resp = await api.post(
-        "/api/projects",
-        json={
-            "name": "My App",
-            "repos": [{"path": str(git_repo / ".")}, {"url": f"file://{upstream}", "name": "lib"}],
-        },
-    )
+    with git_http_server(tmp_path / "served") as remote:
+        url = remote.publish(upstream, "lib")
+        resp = await api.post(
+            "/api/projects",
+            json={
+                "name": "My App",
+                "repos": [{"path": str(git_repo / ".")}, {"url": url, "name": "lib"}],
+            },
+        )
     assert resp.status_code == 201, resp.text
     project = resp.json()
     assert project["slug"] == "my-app" and project["id"].startswith("prj_")
     local, cloned = project["repos"]
     assert local["path"] == str(git_repo) and local["default_branch"] == "main"
-    assert cloned["name"] == "lib" and cloned["url"] == f"file://{upstream}"
+    assert cloned["name"] == "lib" and cloned["url"] == url
     assert (Path(cloned["path"]) / "lib.py").read_text() == "x = 1\n"
     assert Path(cloned["path"]).is_relative_to(api.services.settings.repos_root)
     assert (await api.get("/api/projects/my-app")).json()["id"] == project["id"]
