@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from codeyard.domain.errors import Conflict, NotFound
 from codeyard.domain.events import ErrorEvent, NewEvent, ToolCall
 from codeyard.domain.ids import new_id, slugify
+from codeyard.preview import leases
 from codeyard.sandbox import Sandbox, SandboxUnavailable
 from codeyard.store import projects
 from codeyard.store.writer import Writer
@@ -87,6 +88,7 @@ class _Reporter:
 
     def __init__(self, writer: Writer | None, run_id: str, sandbox: Sandbox | None) -> None:
         self._writer = writer
+        self.writer = writer
         self._run_id = run_id
         #: Where the repository's scripts run (on, and hiding nothing more, when not given).
         self._sandbox = sandbox or Sandbox()
@@ -249,6 +251,8 @@ async def _copy_files(item: _Made) -> None:
 async def _setup(report: _Reporter, run: dict[str, Any], item: _Made, timeout: float) -> None:
     script = item.repo["setup_script"]
     env = _script_env(run, item.repo, item.dest)
+    if report.writer is not None and script:  # the run's ports, for a dev server it starts
+        env.update((await leases.ensure(report.writer, run["id"])).env())
     result = await report.script("setup_script", "setup", script, item.dest, env, timeout)
     if result.ok:
         return

@@ -28,6 +28,7 @@ from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
 from codeyard.executor.sink import TurnSink
+from codeyard.preview import leases
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.store import approvals as approval_door
@@ -242,6 +243,7 @@ class TurnDriver:
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
         try:
             options = await self._with_env_sets(run["agent_options"])
+            options = await self._with_ports(run_id, options)
             for hook in self.option_hooks:
                 options = hook(run, options)
         except (CodeyardError, SecretsUnavailable) as exc:
@@ -295,6 +297,12 @@ class TurnDriver:
         return await self._writer.run(
             lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
         )
+
+    async def _with_ports(self, run_id: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The run's leased ports as ``PORT``/``CODEYARD_PORT_<i>`` (under the run's own
+        ``env``, which may pick another ``PORT``)."""
+        lease = await leases.ensure(self._writer, run_id)
+        return {**options, "env": {**lease.env(), **(options.get("env") or {})}}
 
     async def _with_env_sets(self, options: dict[str, Any]) -> dict[str, Any]:
         """The options the adapter gets: env set variables decrypted into ``env`` (under the

@@ -62,6 +62,8 @@ _OWN = re.compile(r"^CODEYARD_")
 #: Codeyard's own informational variables for repository scripts (not secrets; set explicitly).
 INFO_VARIABLES = frozenset(
     {"CODEYARD_RUN_ID", "CODEYARD_WORKTREE", "CODEYARD_REPO_PATH", "CODEYARD_BRANCH"}
+    # The run's leased ports (issue 18, ``codeyard.preview.leases``).
+    | {"CODEYARD_RUN_NUMBER", *(f"CODEYARD_PORT_{i}" for i in range(10))}
 )
 #: Explicit variables only an admin may set: they change what gets loaded or executed.
 _REFUSED = frozenset(

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,13 @@ from codeyard.crypto import secret_box
 from codeyard.domain.errors import BadRequest, Conflict, Forbidden
 from codeyard.events.hub import EventFilter, SubscriberDropped
 from codeyard.preview import leases
+from codeyard.sandbox import contain
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import env_sets, runs
 from codeyard.store.writer import Tx
 from codeyard.terminals.manager import TerminalManager
+from codeyard.terminals.pty_process import contained_shell
 from codeyard.terminals.session import Terminal
 
 log = logging.getLogger(__name__)
@@ -43,23 +45,24 @@ def _argv(command: str | list[str] | None) -> list[str]:
     return [str(part) for part in command]
 
 
-def _base_env() -> dict[str, str]:
+def _host_env() -> dict[str, str]:
+    """An admin's ephemeral shell: the server's environment without its own secrets."""
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+    env = {k: v for k, v in env.items() if not k.startswith("CODEYARD_")}
     env.update(TERM="xterm-256color", COLORTERM="truecolor")
-    env.pop("CODEYARD_ADMIN_TOKEN", None)
     return env
 
 
 async def run_environment(svc: Services, run: dict[str, Any]) -> dict[str, str]:
-    """What the run's agent sees: its env sets, its ``env`` option and its port lease."""
+    """What the run sets for its processes (its env sets, its ``env`` option, its port
+    lease); the sandbox adds its allowlisted base (``codeyard.sandbox.contain``)."""
     options = run["agent_options"] or {}
-    env = _base_env()
+    env = {"TERM": "xterm-256color", "COLORTERM": "truecolor"}
     ids = list(options.get("env_set_ids") or [])
     if ids:
+        box = secret_box(svc.settings.secret_key_path)
         async with svc.engine.connect() as conn:
-            env.update(
-                await env_sets.environment_for(conn, secret_box(svc.settings.secret_key_path), ids)
-            )
+            env.update(await env_sets.environment_for(conn, box, ids))
     env.update({str(k): str(v) for k, v in (options.get("env") or {}).items()})
     env.update((await leases.ensure(svc.writer, run["id"])).env())
     env.update(CODEYARD_RUN_ID=run["id"], CODEYARD_RUN_NUMBER=str(run["number"]))
@@ -127,7 +130,7 @@ async def open_terminal(
             created_by=principal.user_id,
             argv=argv,
             cwd=where,
-            env=_base_env(),
+            env=_host_env(),
             cols=cols,
             rows=rows,
         )
@@ -148,12 +151,19 @@ async def open_terminal(
         )
     env = await run_environment(svc, run)
     env["CODEYARD_WORKTREE"] = str(path)
+    sandbox = (await sandbox_service.current(svc)).for_run(
+        [Path(p) for p in worktrees.values()], (run["agent_options"] or {}).get("network")
+    )
+    inner = contained_shell(argv) if sandbox.enabled else argv
+    jail = await asyncio.to_thread(contain, sandbox, "terminal", inner, env, cwd=path)
     return await manager.create(
         run_id=run["id"],
         created_by=principal.user_id,
-        argv=argv,
+        argv=jail.argv,
         cwd=path,
-        env=env,
+        env=jail.env,
+        take_ctty=not jail.contained,
+        shown=argv,
         cols=cols,
         rows=rows,
     )
@@ -162,10 +172,6 @@ async def open_terminal(
 async def runs_get(svc: Services, run_ref: str) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await runs.get(conn, run_ref)
-
-
-def describe(argv: list[str]) -> str:
-    return shlex.join(argv)
 
 
 async def _finished(svc: Services, manager: TerminalManager, run_id: str, reason: str) -> None:

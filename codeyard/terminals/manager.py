@@ -95,13 +95,17 @@ class TerminalManager:
         env: dict[str, str],
         cols: int,
         rows: int,
+        take_ctty: bool = True,
+        shown: list[str] | None = None,
     ) -> Terminal:
+        """Start ``argv``; ``shown`` is the command as the user asked for it (``argv`` may be
+        wrapped in a sandbox)."""
         info = TerminalInfo(
             id=new_id("term"),
             run_id=run_id,
             created_by=created_by,
             cwd=str(cwd),
-            command=argv,
+            command=shown or argv,
             cols=cols,
             rows=rows,
             status="live",
@@ -113,7 +117,7 @@ class TerminalManager:
             "run_id": run_id,
             "created_by": created_by,
             "cwd": info.cwd,
-            "command": argv,
+            "command": info.command,
             "cols": cols,
             "rows": rows,
             "status": "live",
@@ -121,7 +125,9 @@ class TerminalManager:
             "created_at": info.created_at,
         }
         await self._writer.run(lambda tx: store.insert(tx, row))
-        process = PtyProcess(argv, cwd, env, cols, rows, term.output, term.process_exited)
+        process = PtyProcess(
+            argv, cwd, env, cols, rows, term.output, term.process_exited, take_ctty=take_ctty
+        )
         term.attach_process(process)
         self._live[info.id] = term
         return term

@@ -23,6 +23,14 @@ from pathlib import Path
 from codeyard.agents.process import ProcessGroup
 
 READ_CHUNK = 256 * 1024
+SETSID = shutil.which("setsid") or "/usr/bin/setsid"
+
+
+def contained_shell(argv: list[str]) -> list[str]:
+    """``argv`` for inside a sandbox that starts its own session (bubblewrap's
+    ``--new-session``): a new session there takes the PTY as its controlling terminal, and
+    ``--wait`` keeps the sandbox's command alive as long as the shell."""
+    return [SETSID, "--ctty", "--wait", *argv]
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:
@@ -42,7 +50,12 @@ class PtyProcess:
         rows: int,
         on_output: Callable[[bytes], None],
         on_exit: Callable[[int | None], None],
+        *,
+        take_ctty: bool = True,
     ) -> None:
+        """``take_ctty``: make the PTY the program's controlling terminal here; False when
+        ``argv`` does it itself (a sandbox starts a new session inside, see
+        :func:`contained_shell`)."""
         self._on_output = on_output
         self._on_exit = on_exit
         self._pending = bytearray()
@@ -50,9 +63,8 @@ class PtyProcess:
         master, slave = os.openpty()
         try:
             set_size(master, cols, rows)
-            launcher = shutil.which("setsid") or "/usr/bin/setsid"
             self._proc = subprocess.Popen(
-                [launcher, "--ctty", *argv],
+                [SETSID, "--ctty", *argv] if take_ctty else argv,
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,

@@ -74,6 +74,13 @@ async def test_a_run_terminal_is_a_shell_in_its_worktree_with_its_ports(
     first, last = (int(p) for p in ports.split("/"))
     assert last == first + 9 and first >= 1024
 
+    # Inside the run's sandbox: the data directory (the database, keys) is not there.
+    data_dir = api.services.settings.data_dir
+    probe = f"test -e {data_dir}/codeyard.db && echo DB=VISIBLE || echo DB=HIDDEN\r"
+    await api.post(f"/api/terminals/{term['id']}/text", json={"text": probe})
+    lines = await screen_until(api, term["id"], "DB=")
+    assert "DB=HIDDEN" in lines and (data_dir / "codeyard.db").exists()
+
     listed = (await api.get(f"/api/runs/{run['number']}/terminals")).json()["data"]
     assert [t["id"] for t in listed] == [term["id"]]
 
@@ -156,3 +163,38 @@ async def test_discarding_the_run_closes_its_terminals(sqlite_api: Api, repo: Pa
             break
         await asyncio.sleep(0.05)
     assert body["status"] == "closed" and body["close_reason"] == "the run was discarded"
+
+
+async def test_the_agent_and_setup_script_get_the_runs_ports(
+    sqlite_api: Api, tmp_path: Path
+) -> None:
+    """No collisions between parallel worktrees: each run's processes see its own block."""
+    api = sqlite_api
+    repo = make_repo(tmp_path / "svc", {"README.md": "# svc\n"})
+    project = await api.post("/api/projects", json={"name": "svc", "repos": [{"path": str(repo)}]})
+    repo_id = project.json()["repos"][0]["id"]
+    script = "echo $PORT $CODEYARD_PORT_3 > .setup-ports"
+    patched = await api.request("PATCH", f"/api/repos/{repo_id}", json={"setup_script": script})
+    assert patched.status_code == 200, patched.text
+    seen: list[list[int]] = []
+    for _ in range(2):
+        body = {
+            "prompt": "ports",
+            "repo_path": str(repo),
+            "provider": "script",
+            "agent_options": {
+                "scenario": {"steps": [{"bash": "echo $PORT $CODEYARD_PORT_9 > .agent-ports"}]}
+            },
+        }
+        run = (await api.post("/api/runs", json=body)).json()
+        done = await api.wait_status(run["id"], "review", "failed")
+        assert done["status"] == "review", done["status_reason"]
+        lease = (await api.get(f"/api/runs/{run['id']}/preview")).json()
+        terminal = await api.post("/api/terminals", json={"run_id": run["id"], "command": ["pwd"]})
+        worktree = Path(terminal.json()["cwd"])
+        setup = [int(p) for p in (worktree / ".setup-ports").read_text().split()]
+        agent = [int(p) for p in (worktree / ".agent-ports").read_text().split()]
+        assert setup == [lease["base_port"], lease["base_port"] + 3]
+        assert agent == [lease["base_port"], lease["base_port"] + 9]
+        seen.append(lease["ports"])
+    assert not set(seen[0]) & set(seen[1])
