@@ -40,7 +40,9 @@ DURATION_BUCKETS = (
     600_000,
     2**62,
 )
-TYPES = frozenset({"usage", "tool.call", "tool.result", "agent.message", "user.message"})
+TYPES = frozenset(
+    {"usage", "tool.call", "tool.result", "agent.message", "user.message", "agent.session"}
+)
 
 Dims = tuple[str, str, str, str, str, str]
 
@@ -114,21 +116,33 @@ class FoldInput:
 
 
 def fold(
-    events: Iterable[FoldInput], dims: Mapping[str, RunDims], call_tools: dict[str, str]
+    events: Iterable[FoldInput],
+    dims: Mapping[str, RunDims],
+    call_tools: dict[str, str],
+    session_models: dict[str, str] | None = None,
 ) -> Increments:
-    """Increments for ``events``; ``call_tools`` maps ``run_id/call_id`` → tool name and is
-    updated (calls added, finished ones removed) so a result in a later chunk finds its call."""
+    """Increments for ``events``.
+
+    ``call_tools`` maps ``run_id/call_id`` → tool name and is updated (calls added, finished
+    ones removed) so a result in a later chunk finds its call. ``session_models`` maps a run to
+    the model its agent session reported (``agent.session``): usage events without a model of
+    their own (Claude Code's) are priced and grouped by it, as the executor's sink does.
+    """
     inc = Increments()
+    models = session_models if session_models is not None else {}
     for ev in events:
         run_dims = dims.get(ev.run_id)
         if run_dims is None:  # the run was deleted before its events were rolled up
             continue
         data = json.loads(ev.data)
         hour = hour_of(ev.ts)
-        if ev.type == "usage":
-            model = data.get("model") or run_dims.model or None
+        if ev.type == "agent.session":
+            if data.get("model"):
+                models[ev.run_id] = str(data["model"])
+        elif ev.type == "usage":
+            model = data.get("model") or models.get(ev.run_id) or run_dims.model or None
             priced = price_event(data, model)
-            row = inc._usage(hour, run_dims.with_model(data.get("model")))
+            row = inc._usage(hour, run_dims.with_model(model))
             run = inc._run(ev.run_id)
             for key, value in priced.items():
                 row[key] += value

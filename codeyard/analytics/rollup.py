@@ -52,6 +52,7 @@ class Rollup(LogConsumer):
         super().__init__(*args, **kwargs)
         self._dims: dict[str, RunDims] = {}
         self._call_tools: dict[str, str] = {}
+        self._session_models: dict[str, str] = {}
 
     async def _load_dims(self, conn: AsyncConnection, run_ids: set[str]) -> None:
         missing = [r for r in run_ids if r not in self._dims]
@@ -95,11 +96,32 @@ class Rollup(LogConsumer):
                     f"{run_id}/{data.get('call_id')}", str(data.get("tool") or "?")
                 )
 
+    async def _load_models(self, conn: AsyncConnection, events: Sequence[LoggedEvent]) -> None:
+        """Session models of runs whose session started before a restart."""
+        seen = {e.run_id for e in events if e.type == "agent.session"}
+        need = {
+            e.run_id
+            for e in events
+            if e.type == "usage" and e.run_id not in seen and e.run_id not in self._session_models
+        }
+        for run_id in need:
+            rows = await conn.execute(
+                select(E.c.data)
+                .where(E.c.run_id == run_id, E.c.type == "agent.session")
+                .order_by(E.c.id.desc())
+            )
+            for (data_json,) in rows:
+                model = json.loads(data_json).get("model")
+                if model:
+                    self._session_models[run_id] = str(model)
+                    break
+
     async def prepare(self, conn: AsyncConnection, events: Sequence[LoggedEvent]) -> Increments:
         await self._load_dims(conn, {e.run_id for e in events})
         await self._load_calls(conn, events)
+        await self._load_models(conn, events)
         inputs = [FoldInput(e.run_id, e.type, e.ts, e.data) for e in events]
-        return fold(inputs, self._dims, self._call_tools)
+        return fold(inputs, self._dims, self._call_tools, self._session_models)
 
     async def apply(self, tx: Tx, inc: Increments) -> None:
         await apply_increments(tx.conn, inc)
