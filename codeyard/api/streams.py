@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 from starlette.types import Message, Send
 
-from codeyard.api.auth import authenticate, require_scope
+from codeyard.api.auth import Caller, Principal, authenticate, require_scope
 from codeyard.api.deps import Svc
-from codeyard.domain.errors import CodeyardError
+from codeyard.domain.caps import caller_key
+from codeyard.domain.errors import CodeyardError, TooManyRequests
 from codeyard.events.hub import EventFilter
 from codeyard.events.stream import follow
 from codeyard.services.context import Services
@@ -38,12 +40,29 @@ def _after(last_event_id: str | None, after: int | None) -> int:
     return 0
 
 
+#: What the per-user cap on open streams (``max_streams_per_user``) counts, SSE and WebSocket.
+STREAM = "event stream"
+
+
+def stream_slot(svc: Services, principal: Principal) -> Callable[[], None]:
+    """One of the caller's open-stream slots (429 beyond ``max_streams_per_user``)."""
+    return svc.caps.acquire(
+        STREAM,
+        caller_key(principal.user_id, principal.name),
+        svc.settings.max_streams_per_user,
+        "Close other tabs or streams (CODEYARD_MAX_STREAMS_PER_USER).",
+    )
+
+
 async def _frames(
-    svc: Services, flt: EventFilter, after: int, until_idle: bool
+    svc: Services, flt: EventFilter, after: int, until_idle: bool, release: Callable[[], None]
 ) -> AsyncIterator[bytes]:
-    async for batch in follow(svc.engine, svc.hub, flt, after, until_idle=until_idle):
-        # Frames are encoded once per event and shared by every client of a fan-out.
-        yield batch[0].sse_bytes if len(batch) == 1 else b"".join(e.sse_bytes for e in batch)
+    try:
+        async for batch in follow(svc.engine, svc.hub, flt, after, until_idle=until_idle):
+            # Frames are encoded once per event and shared by every client of a fan-out.
+            yield batch[0].sse_bytes if len(batch) == 1 else b"".join(e.sse_bytes for e in batch)
+    finally:
+        release()
 
 
 class _EventStream(EventSourceResponse):
@@ -58,9 +77,21 @@ class _EventStream(EventSourceResponse):
             await super()._send_with_timeout(send, message)
 
 
-def _sse(svc: Services, flt: EventFilter, after: int, until_idle: bool) -> EventSourceResponse:
+def _sse(
+    svc: Services,
+    flt: EventFilter,
+    after: int,
+    until_idle: bool,
+    principal: Principal | None = None,
+) -> EventSourceResponse:
+    """The stream, holding one of the caller's stream slots until it ends (``principal``
+    None: a share link, capped by its own route)."""
+    release = stream_slot(svc, principal) if principal is not None else (lambda: None)
     return _EventStream(
-        _frames(svc, flt, after, until_idle), ping=PING_SECONDS, headers={"X-Accel-Buffering": "no"}
+        _frames(svc, flt, after, until_idle, release),
+        ping=PING_SECONDS,
+        headers={"X-Accel-Buffering": "no"},
+        background=BackgroundTask(release),  # also when the body never started
     )
 
 
@@ -75,21 +106,24 @@ def event_stream(
 async def run_stream(
     run_ref: str,
     svc: Svc,
+    principal: Caller,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     types: str | None = None,
     until_idle: bool = False,
 ) -> EventSourceResponse:
-    """SSE: replay after ``Last-Event-ID`` (or ``?after=``), then live."""
+    """SSE: replay after ``Last-Event-ID`` (or ``?after=``), then live. At most
+    ``max_streams_per_user`` open streams per user (429)."""
     async with svc.engine.connect() as conn:
         run = await runs.get(conn, run_ref)
     flt = EventFilter(run_id=run["id"], types=_types(types))
-    return _sse(svc, flt, _after(last_event_id, after), until_idle)
+    return _sse(svc, flt, _after(last_event_id, after), until_idle, principal)
 
 
 @router.get("/events/stream", dependencies=[require_scope("runs:read")])
 async def global_stream(
     svc: Svc,
+    principal: Caller,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     run_id: str | None = None,
@@ -98,7 +132,42 @@ async def global_stream(
 ) -> EventSourceResponse:
     """SSE over every run (filter by ``run_id``, ``project_id``, ``types``)."""
     flt = EventFilter(run_id=run_id, project_id=project_id, types=_types(types))
-    return _sse(svc, flt, _after(last_event_id, after), False)
+    return _sse(svc, flt, _after(last_event_id, after), False, principal)
+
+
+class Subscription(BaseModel):
+    """What a WebSocket client follows: the same filter and replay point as the SSE routes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str | None = None
+    project_id: str | None = None
+    types: list[str] | None = None
+    after: int = Field(default=0, ge=0, le=2**63 - 1)
+
+
+class SubscribeMessage(BaseModel):
+    """The one message a client sends: ``{"subscribe": {...}}`` (each one replaces the last)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subscribe: Subscription
+
+
+#: Close code for a message that is not a valid subscription (4000-4999: the application's).
+BAD_MESSAGE = 4400
+#: Close code when the caller already holds ``max_streams_per_user`` open streams.
+TOO_MANY_STREAMS = 4429
+
+
+def _why(exc: ValidationError) -> str:
+    """The first problem, short enough for a close frame's reason (123 bytes)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "message"
+    text = (
+        f'{where}: {first["msg"]}; send {{"subscribe": {{run_id?, project_id?, types?, after?}}}}'
+    )
+    return text.encode()[:123].decode(errors="ignore")
 
 
 @ws_router.websocket("/ws")
@@ -106,7 +175,8 @@ async def websocket(ws: WebSocket) -> None:
     """Send ``{"subscribe": {run_id?, project_id?, types?, after?}}``; events arrive as JSON.
 
     Authenticates like HTTP routes (bearer token, ``?access_token=`` or the session cookie) and
-    needs ``runs:read``; otherwise the socket is closed with code 4401.
+    needs ``runs:read``; otherwise the socket is closed with code 4401. A message that is not a
+    valid subscription closes it with code 4400 and a reason naming the first problem.
     """
     try:
         principal = await authenticate(ws)
@@ -116,27 +186,41 @@ async def websocket(ws: WebSocket) -> None:
         await ws.accept()  # close codes need an open socket; before accept ASGI answers HTTP 403
         await ws.close(code=4401, reason="authentication required")
         return
-    await ws.accept()
     svc: Services = ws.app.state.services
+    try:
+        release = stream_slot(svc, principal)
+    except TooManyRequests as exc:
+        await ws.accept()
+        await ws.close(
+            code=TOO_MANY_STREAMS, reason=exc.detail.encode()[:123].decode("ascii", "ignore")
+        )
+        return
+    await ws.accept()
     pump: asyncio.Task[None] | None = None
     try:
         while True:
-            message: Any = await ws.receive_json()
-            spec = message.get("subscribe") if isinstance(message, dict) else None
-            if not isinstance(spec, dict):
-                await ws.send_json({"error": 'expected {"subscribe": {...}}'})
-                continue
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            try:
+                spec = SubscribeMessage.model_validate_json(
+                    frame.get("text") or frame.get("bytes") or b""
+                ).subscribe
+            except ValidationError as exc:
+                await ws.close(code=BAD_MESSAGE, reason=_why(exc))
+                break
             if pump is not None:
                 pump.cancel()
             flt = EventFilter(
-                run_id=spec.get("run_id"),
-                project_id=spec.get("project_id"),
-                types=frozenset(spec["types"]) if spec.get("types") else None,
+                run_id=spec.run_id,
+                project_id=spec.project_id,
+                types=frozenset(spec.types) if spec.types else None,
             )
-            pump = asyncio.create_task(_pump(ws, svc, flt, int(spec.get("after") or 0)))
-    except (WebSocketDisconnect, json.JSONDecodeError):
+            pump = asyncio.create_task(_pump(ws, svc, flt, spec.after))
+    except WebSocketDisconnect:
         pass
     finally:
+        release()
         if pump is not None:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

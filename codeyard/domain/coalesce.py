@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codeyard.domain.events import NewEvent
-
-DELTA = "agent.delta"
+from codeyard.domain.events import AgentDelta, NewEvent
 
 
 @dataclass(slots=True)
@@ -22,13 +20,13 @@ class DeltaCoalescer:
 
     def push(self, event: NewEvent, now: float) -> list[NewEvent]:
         """Take one event; return the events to store now, in order."""
-        if event.type != DELTA:
+        if not isinstance(event, AgentDelta):
             return [*self.take(), event]
-        message_id = event.data.get("message_id")
+        message_id = event.message_id
         out = self.take() if message_id != self._message_id else []
         if not self._parts:
             self._message_id, self._started = message_id, now
-        self._parts.append(str(event.data.get("text", "")))
+        self._parts.append(event.text)
         if now - self._started >= self.window:
             out.extend(self.take())
         return out
@@ -37,6 +35,6 @@ class DeltaCoalescer:
         """Whatever is buffered, as one delta event (or nothing)."""
         if not self._parts:
             return []
-        merged = NewEvent(DELTA, {"message_id": self._message_id, "text": "".join(self._parts)})
+        merged = AgentDelta(message_id=self._message_id, text="".join(self._parts))
         self._parts, self._message_id = [], None
         return [merged]

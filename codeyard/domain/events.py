@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -38,6 +39,7 @@ __all__ = [
     "CheckpointRestored",
     "ErrorEvent",
     "Event",
+    "FileChange",
     "FileChanged",
     "GitBranchRenamed",
     "GitCommitted",
@@ -51,6 +53,7 @@ __all__ = [
     "PreviewPortClosed",
     "PreviewPortOpened",
     "RunCreated",
+    "RunModelChanged",
     "RunStatusChanged",
     "RunTrusted",
     "StoredEvent",
@@ -185,10 +188,13 @@ class ToolResult(NewEvent):
     duration_ms: int
 
 
+FileChange = Literal["added", "modified", "deleted"]
+
+
 class FileChanged(NewEvent):
     type: Literal["file.changed"] = Field(default="file.changed", exclude=True)
     path: str
-    change: Literal["added", "modified", "deleted"]
+    change: FileChange
     #: Only for runs over several repositories.
     repo_id: str | None = None
 
@@ -220,6 +226,20 @@ class Usage(NewEvent):
     cost_source: Literal["reported", "price_map"] | None = None
     #: The model the tokens were spent on, when the agent says (else the session's).
     model: str | None = None
+
+    @classmethod
+    def of(
+        cls, counts: Mapping[str, int], *, cost_usd: float | None = None, model: str | None = None
+    ) -> Usage:
+        """From the four token counts by name (a missing one is 0)."""
+        return cls(
+            input_tokens=counts.get("input_tokens", 0),
+            output_tokens=counts.get("output_tokens", 0),
+            cache_read_tokens=counts.get("cache_read_tokens", 0),
+            cache_write_tokens=counts.get("cache_write_tokens", 0),
+            cost_usd=cost_usd,
+            model=model,
+        )
 
 
 class ApprovalRequested(NewEvent):
@@ -325,6 +345,14 @@ class RunTrusted(NewEvent):
     by: str
 
 
+class RunModelChanged(NewEvent):
+    """The run's model was switched (``PUT /api/runs/{id}/model``); the next turn uses it."""
+
+    type: Literal["run.model_changed"] = Field(default="run.model_changed", exclude=True)
+    from_: str | None = Field(alias="from")
+    to: str | None
+
+
 class PreviewPortOpened(NewEvent):
     """Something listens on a port of the run's lease (issue 18): the UI shows a link."""
 
@@ -345,7 +373,9 @@ class WorkspaceRemoved(NewEvent):
     #: ``retention`` (the daily pass) or what else removed it.
     reason: str
     bytes: int
-    worktrees: list[dict[str, Any]]
+    #: The worktree paths removed.
+    worktrees: list[str]
+    #: ``{repo_id, branch}`` of the run branches kept (unmerged work) and deleted.
     branches_kept: list[dict[str, Any]]
     branches_deleted: list[dict[str, Any]]
 
@@ -386,6 +416,7 @@ KnownEvent = Annotated[
     | PrCreated
     | RunTrusted
     | WorkspaceRemoved
+    | RunModelChanged
     | PreviewPortOpened
     | PreviewPortClosed
     | ErrorEvent,

@@ -3,15 +3,24 @@
 The event log is the only record of what an agent did; transcript, timeline, commands, tasks,
 telemetry and summary are all views computed from it. Keeping the folds pure means the routes,
 the snapshot and recorded-transcript tests share one definition of each view. Events are the
-API's dicts (``{id, run_id, seq, type, ts, data}``) in log order. Unknown types and missing or
-malformed keys are skipped, never raised: an old or partial log must still render.
+API's dicts (``{id, run_id, seq, type, ts, data}``) in log order.
+
+An old or partial log must still render, so a fold never raises: unknown types are left out and
+a missing or malformed key reads as absent. But it is not silent about it either: each public
+fold first checks every event against its type's model (``codeyard.domain.events``) and logs a
+warning naming the events that do not fit and why (see :func:`malformed`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+
+from codeyard.domain.events import try_parse_event
+
+log = logging.getLogger(__name__)
 
 Event = Mapping[str, Any]
 Item = dict[str, Any]
@@ -27,6 +36,36 @@ TEST_COMMAND = re.compile(
     r"|make\s+(test|check)|jest|vitest|mocha|rspec|phpunit|ctest"
     r"|mvn\s+test|gradlew?\s+test|dotnet\s+test|mix\s+test|deno\s+test)\b"
 )
+
+
+def malformed(events: Sequence[Event]) -> list[tuple[Any, str, str]]:
+    """``(id, type, why)`` of each event whose data does not fit its type's model."""
+    found = []
+    for event in events:
+        type_, data = str(event.get("type", "")), event.get("data")
+        if not isinstance(data, dict):
+            found.append((event.get("id"), type_, "data: not an object"))
+            continue
+        _, why = try_parse_event(type_, data)
+        if why is not None:
+            found.append((event.get("id"), type_, why))
+    return found
+
+
+def _report(events: Sequence[Event], view: str) -> None:
+    """Log what a fold is about to read around: malformed events are a bug to find, not hide."""
+    bad = malformed(events)
+    if bad:
+        run_id = events[0].get("run_id")
+        first = bad[0]
+        log.warning(
+            "%s of run %s: %d event(s) do not fit their type and are read leniently "
+            "(first: event %s %s: %s)",
+            view,
+            run_id,
+            len(bad),
+            *first,
+        )
 
 
 def _entries(events: Sequence[Event]) -> Iterator[tuple[str, dict[str, Any], str | None]]:
@@ -216,6 +255,7 @@ _TRANSCRIPT_HANDLERS: dict[str, Callable[[_Transcript, dict[str, Any], str | Non
 
 def transcript(events: Sequence[Event]) -> list[Item]:
     """Messages, thinking, tool calls, approvals and turn ends, as a chat view shows them."""
+    _report(events, "transcript")
     state = _Transcript()
     for type_, data, ts in _entries(events):
         if handler := _TRANSCRIPT_HANDLERS.get(type_):
@@ -254,6 +294,7 @@ _MILESTONES: dict[str, Callable[[Mapping[str, Any]], str]] = {
 
 def timeline(events: Sequence[Event]) -> list[Item]:
     """Status changes and milestones, the run's history at a glance."""
+    _report(events, "timeline")
     entries: list[Item] = []
     for type_, data, ts in _entries(events):
         if type_ == "run.status":
@@ -274,6 +315,7 @@ def timeline(events: Sequence[Event]) -> list[Item]:
 
 def tasks(events: Sequence[Event]) -> list[Item]:
     """The agent rewrites its whole todo list each time, so only the latest one counts."""
+    _report(events, "tasks")
     latest: list[Item] = []
     for data, _ in _of_type(events, "task.updated"):
         if isinstance(items := data.get("tasks"), list):
@@ -289,6 +331,11 @@ def _command(tool_input: Any) -> str:
 
 def commands(events: Sequence[Event]) -> list[Item]:
     """Shell commands with their outcome; result fields stay None while a command runs."""
+    _report(events, "commands")
+    return _commands(events)
+
+
+def _commands(events: Sequence[Event]) -> list[Item]:
     results = _results(events)
     found: list[Item] = []
     for data, ts in _of_type(events, "tool.call"):
@@ -314,6 +361,11 @@ def commands(events: Sequence[Event]) -> list[Item]:
 
 def usage_total(events: Sequence[Event]) -> dict[str, Any]:
     """Sum of the ``usage`` events; each one is an increment, not a running total."""
+    _report(events, "usage")
+    return _usage_total(events)
+
+
+def _usage_total(events: Sequence[Event]) -> dict[str, Any]:
     total: dict[str, Any] = dict.fromkeys(USAGE_TOKEN_KEYS, 0)
     cost = 0.0
     for data, _ in _of_type(events, "usage"):
@@ -341,11 +393,12 @@ def _tool_stats(events: Sequence[Event]) -> dict[str, Item]:
 
 def telemetry(events: Sequence[Event]) -> dict[str, Any]:
     """Usage, cost, durations and per-tool counts, for the run's stats panel."""
+    _report(events, "telemetry")
     turns = [data for data, _ in _of_type(events, "turn.completed")]
     stamps = [ts for _, _, ts in _entries(events) if ts]
     tools = _tool_stats(events)
     return {
-        "usage": usage_total(events),
+        "usage": _usage_total(events),
         "turns": len(turns),
         "tool_calls": sum(entry["calls"] for entry in tools.values()),
         "tools": tools,
@@ -366,7 +419,8 @@ def _changed_files(events: Sequence[Event]) -> list[Item]:
 
 def summary(events: Sequence[Event]) -> dict[str, Any]:
     """What a reviewer wants first: files touched, commands and tests run, the last word."""
-    ran = [entry["command"] for entry in commands(events) if entry["command"]]
+    _report(events, "summary")
+    ran = [entry["command"] for entry in _commands(events) if entry["command"]]
     final = [_text(data.get("text")) for data, _ in _of_type(events, "agent.message")]
     return {
         "changed_files": _changed_files(events),

@@ -197,8 +197,9 @@ class ApprovalGate:
         fp = fingerprint(str(fields["tool"]), dict(fields["input"]))
         async with self._engine.connect() as conn:
             bound = await approval_door.bindable(conn, run_id, fp)
+        call_id = str(fields["call_id"])
         if bound is not None and bound["status"] != "pending":
-            await self._writer.run(lambda tx: approval_door.mark_used(tx, bound["id"]))
+            await self._writer.run(lambda tx: approval_door.mark_used(tx, bound["id"], call_id))
             return {
                 "decision": bound["status"],
                 "reason": bound["reason"],
@@ -249,10 +250,10 @@ class ApprovalGate:
                 ) from None
         finally:
             handle.approvals.pop(approval_id, None)
-        await self._writer.run(lambda tx: self._close(tx, approval_id, answer))
+        await self._writer.run(lambda tx: self._close(tx, approval_id, call_id, answer))
         return answer
 
-    async def _close(self, tx: Tx, approval_id: str, answer: dict[str, Any]) -> None:
+    async def _close(self, tx: Tx, approval_id: str, call_id: str, answer: dict[str, Any]) -> None:
         """The agent has its answer: record one given by trust (not through the API) through
         the door, and mark the answer used so no other call takes it."""
         row = await policies.get_approval(tx.conn, approval_id)
@@ -264,7 +265,7 @@ class ApprovalGate:
                 decided_by=answer.get("decided_by"),
                 reason=answer.get("reason"),
             )
-        await approval_door.mark_used(tx, approval_id)
+        await approval_door.mark_used(tx, approval_id, call_id)
 
     @staticmethod
     async def expire(tx: Tx, approval_id: str, run_id: str, why: str) -> None:

@@ -7,18 +7,17 @@ index) and compared with the previous snapshot. Agents need not report their own
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import FileChange, FileChanged, NewEvent
 from codeyard.workspace.diff import diff_between, snapshot_tree
 from codeyard.workspace.git import both, git
 
 #: Tool kinds after which the worktree may have changed.
 WRITING_KINDS = frozenset({"write", "edit", "bash", "other", "mcp", "task"})
-_CHANGE = {"A": "added", "D": "deleted"}
+_CHANGE: dict[str, FileChange] = {"A": "added", "D": "deleted"}
 
 
-async def changed_paths(repo: Path, old_tree: str, new_tree: str) -> list[tuple[str, str]]:
+async def changed_paths(repo: Path, old_tree: str, new_tree: str) -> list[tuple[str, FileChange]]:
     """``(path, change)`` between two trees, cheaply (names only, no patches, no renames)."""
     out = (
         await git(
@@ -59,10 +58,11 @@ class ChangeTracker:
                 diff_between(path, self._base[repo_id], tree, "stats"),
             )
             for changed, change in found:
-                data: dict[str, Any] = {"path": changed, "change": change}
-                if len(self._worktrees) > 1:
-                    data["repo_id"] = repo_id
-                events.append(NewEvent("file.changed", data))
+                several = len(self._worktrees) > 1
+                event = FileChanged(
+                    path=changed, change=change, repo_id=repo_id if several else None
+                )
+                events.append(event)
         if not events:
             return [], None
         # Stats of the trees just taken: a second snapshot would cost three more git processes

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from codeyard.domain.events import utc_now
+from codeyard.domain.events import CheckpointCreated, utc_now
 from codeyard.domain.ids import new_id
 from codeyard.store import checkpoints, projects
 from codeyard.store.writer import Tx, Writer
@@ -85,7 +85,7 @@ async def take_checkpoint(
             if run_stats:
                 tx.set_run_values(run_id, {"diff_stats": total})
             await checkpoints.insert(tx, row)
-            await tx.emit_one(run_id, "checkpoint.created", {"checkpoint": public(row)})
+            await tx.emit_one(run_id, CheckpointCreated(checkpoint=public(row)))
 
         await writer.run(job)
         return public(row)

@@ -28,6 +28,7 @@ from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.prepare import prepare_worktrees
 from codeyard.executor.sink import TurnSink
+from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
@@ -115,6 +116,9 @@ class TurnDriver:
         self._bash_timeout = bash_timeout
         #: The server's sandbox (``contain_with``); on/off is read from the settings per turn.
         self.sandbox = Sandbox()
+        #: How long an agent may keep retrying an unreachable model before its turn fails
+        #: (``CODEYARD_MODEL_UNREACHABLE_SECONDS``; see ``codeyard.executor.watchdog``).
+        self.model_unreachable_seconds = 120.0
 
     def contain_with(self, sandbox: Sandbox) -> None:
         """Run every process of every run in ``sandbox``; tool calls may not read its private
@@ -274,14 +278,15 @@ class TurnDriver:
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
         try:
-            async with sink:
+            async with sink, ModelWatchdog(self.model_unreachable_seconds) as watchdog:
                 async for item in provider.run_turn(ctx):
                     handle.touch()
+                    watchdog.observe(item)
                     if isinstance(item, TurnEnd):
                         end = item
                     else:
                         await sink.put(item)
-        except AgentFailure as exc:
+        except (AgentFailure, ModelUnreachable) as exc:
             failure = str(exc)
             await self._settle(run)
             await self._writer.run(lambda tx: self._fail(tx, run_id, failure))
@@ -373,6 +378,7 @@ class TurnDriver:
                 extra = {"resume_at_start": True} if by_server else {}
                 await runs.set_status(tx, run_id, status, reason, **extra)
             if by_server:
+                await approval_door.release_unfinished(tx, run_id)
                 await approval_door.recount(tx, run_id)
             else:
                 await expire_pending_of_run(tx, run_id, f"the turn stopped ({reason})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from codeyard.domain import events as ev
 from codeyard.domain.errors import InvalidTransition, NotFound
 from codeyard.domain.status import RunStatus
 from codeyard.executor.checkpointing import public, take_checkpoint
@@ -127,15 +128,12 @@ async def restore(svc: Services, checkpoint_id: str) -> dict[str, Any]:
 
     async def job(tx: Tx) -> None:
         await runs.update_fields(tx, run["id"], diff_stats=fresh)
-        await tx.emit_one(
-            run["id"],
-            "checkpoint.restored",
-            {
-                "checkpoint_id": checkpoint["id"],
-                "number": checkpoint["number"],
-                "undo_checkpoint_id": before["id"],
-            },
+        restored = ev.CheckpointRestored(
+            checkpoint_id=checkpoint["id"],
+            number=checkpoint["number"],
+            undo_checkpoint_id=before["id"],
         )
+        await tx.emit_one(run["id"], restored)
 
     await svc.writer.run(job)
     return {"restored": public(checkpoint), "undo_checkpoint": before, "diff_stats": fresh}

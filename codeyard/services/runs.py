@@ -17,6 +17,7 @@ from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services import env_sets as env_set_service
 from codeyard.services import ownership
 from codeyard.services import projects as project_service
+from codeyard.services import providers as provider_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import policies, projects, runs
@@ -146,6 +147,7 @@ async def create(
     principal: Principal,
     parent_run_id: str | None = None,
     delegation: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Validate everything first, then write the run (and any new project) in one job.
 
@@ -167,7 +169,10 @@ async def create(
     sandbox_service.check_admin_options(principal, dict(own_options), "agent_options")
     await sandbox_service.ensure_runnable(svc)
     await _attach_env_sets(svc, principal, options, list(body.get("env_set_ids") or []))
+    if body.get("safe_mode"):
+        options["permission_mode"] = "plan"  # read-only: writes and commands are denied
     registry.get(provider_name).validate_options(options)
+    await provider_service.check_enabled(svc, provider_name)
     new_project, project_id, repos = await _resolve_repos(svc, body)
     if new_project is not None:
         if "settings:write" not in principal.scopes:
@@ -197,6 +202,19 @@ async def create(
             f"Unknown policy sets: {', '.join(missing)}. List them with GET /api/policy-sets.",
             errors=[{"loc": ["body", "policy_set_ids"], "msg": f"unknown: {missing}"}],
         )
+    if dry_run:  # POST /api/runs/validate: everything above was checked, nothing written
+        return {
+            "valid": True,
+            "provider": provider_name,
+            "model": model,
+            "agent_id": agent_id,
+            "project_id": project_id,
+            "registers_project": new_project is not None,
+            "repos": [{"id": r["id"], "name": r["name"], "path": r["path"]} for r in repos],
+            "base_commits": base_commits,
+            "policy_set_ids": set_ids,
+            "permission_mode": options.get("permission_mode"),
+        }
     draft = bool(body.get("draft"))
     now = utc_now()
     values: dict[str, Any] = {

@@ -94,6 +94,8 @@ def test_recorded_turn_becomes_codeyard_events() -> None:
             "cache_read_tokens": 50,
             "cache_write_tokens": 10,
             "cost_usd": pytest.approx(0.0035025),
+            "cost_source": None,  # filled by the executor's sink, which prices every usage
+            "model": None,
         }
     ]
     updates = [i for i in items if isinstance(i, SessionUpdate)]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from codeyard.domain.coalesce import DeltaCoalescer
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import AgentDelta, ToolCall
 
 
-def delta(text: str, message_id: str = "m1") -> NewEvent:
-    return NewEvent("agent.delta", {"message_id": message_id, "text": text})
+def delta(text: str, message_id: str = "m1") -> AgentDelta:
+    return AgentDelta(message_id=message_id, text=text)
 
 
 def test_deltas_of_one_message_merge_until_another_event() -> None:
     c = DeltaCoalescer(window=10)
     assert c.push(delta("Hel"), 0.0) == [] and c.push(delta("lo"), 0.01) == []
-    out = c.push(NewEvent("tool.call", {"call_id": "c"}), 0.02)
+    call = ToolCall(call_id="c", tool="Bash", kind="bash", title="$ ls", input={})
+    out = c.push(call, 0.02)
     assert [(e.type, e.data.get("text")) for e in out] == [
         ("agent.delta", "Hello"),
         ("tool.call", None),

@@ -30,7 +30,7 @@ from codeyard.agents.codex.protocol import (
 )
 from codeyard.agents.codex.turn import toml_value
 from codeyard.domain.errors import ValidationFailed
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import ErrorEvent, NewEvent
 from codeyard.domain.tools import ToolRequest
 
 #: Codex 0.163 app-server against the fake model server (paths replaced): ``tools`` runs a
@@ -158,6 +158,7 @@ def test_a_declined_call_reports_why_codeyard_denied_it() -> None:
         "ok": False,
         "output": "",
         "error": "Codeyard policy denied this tool call: no.",
+        "exit_code": None,
         "duration_ms": 0,
     }
     assert not state.denied  # used once
@@ -205,6 +206,7 @@ def test_usage_of_a_resumed_thread_counts_only_new_calls() -> None:
         "cache_read_tokens": 20,
         "cache_write_tokens": 0,
         "cost_usd": None,
+        "cost_source": None,
         "model": None,
     }
     # A count that went down started over (a new thread): all of it is new.
@@ -224,7 +226,7 @@ def test_failed_turn_without_error_text_uses_the_last_error_notice() -> None:
         }
     )
     assert normalize(retrying, state) == [
-        NewEvent("error", {"message": "Codex will retry: Reconnecting... 1/5", "detail": "other"})
+        ErrorEvent(message="Codex will retry: Reconnecting... 1/5", detail="other")
     ]
     notice = parse(
         {"method": "error", "params": {"error": {"message": "quota gone"}, "willRetry": False}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -501,3 +502,50 @@ def test_summary_of_no_events() -> None:
         "final_message": None,
         "turns": 0,
     }
+
+
+def test_malformed_events_are_folded_leniently_but_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = [
+        {
+            "id": 1,
+            "run_id": "run_x",
+            "type": "agent.message",
+            "data": {"message_id": "m", "text": 5},
+        },
+        {"id": 2, "run_id": "run_x", "type": "tool.result", "data": {"call_id": "c"}},
+        {"id": 3, "run_id": "run_x", "type": "future.thing", "data": {"anything": True}},
+        {"id": 4, "run_id": "run_x", "type": "agent.thinking", "data": {"text": "fine"}},
+    ]
+    assert [(e[0], e[1]) for e in fold.malformed(log)] == [
+        (1, "agent.message"),
+        (2, "tool.result"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="codeyard.domain.fold"):
+        items = fold.transcript(log)
+    assert [i["kind"] for i in items] == ["assistant", "thinking"]  # still renders
+    (record,) = caplog.records
+    assert "run_x" in record.getMessage() and "2 event(s)" in record.getMessage()
+    assert "event 1 agent.message: text" in record.getMessage()
+
+
+def test_a_well_formed_log_is_folded_without_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    log = [
+        {
+            "id": 1,
+            "run_id": "r",
+            "type": "agent.message",
+            "data": {"message_id": "m", "text": "hi"},
+        },
+        {
+            "id": 2,
+            "run_id": "r",
+            "type": "run.status",
+            "data": {"from": "a", "to": "b", "reason": None},
+        },
+    ]
+    with caplog.at_level(logging.WARNING, logger="codeyard.domain.fold"):
+        fold.telemetry(log)
+        fold.summary(log)
+    assert caplog.records == []

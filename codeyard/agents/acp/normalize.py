@@ -28,7 +28,19 @@ from codeyard.agents.acp.wire import (
     Update,
 )
 from codeyard.agents.base import TurnEnd
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import (
+    OUTPUT_LIMIT,
+    AgentDelta,
+    AgentMessage,
+    AgentThinking,
+    NewEvent,
+    Task,
+    TaskUpdated,
+    ToolCall,
+    Usage,
+    tail,
+    tool_result,
+)
 from codeyard.domain.tools import ToolKind, ToolRequest
 
 __all__ = [
@@ -43,7 +55,6 @@ __all__ = [
     "tool_kind",
 ]
 
-OUTPUT_LIMIT = 8000
 _KINDS: dict[str, ToolKind] = {
     "execute": "bash",
     "read": "read",
@@ -100,10 +111,6 @@ def tool_kind(acp_kind: str | None) -> ToolKind:
     return _KINDS.get(acp_kind or "", "other")
 
 
-def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
 def flush(state: NormalizeState) -> list[NewEvent]:
     """The message and thinking streamed so far, as complete events (the stream paused)."""
     events: list[NewEvent] = []
@@ -111,12 +118,12 @@ def flush(state: NormalizeState) -> list[NewEvent]:
         text = "".join(state.thought).strip()
         state.thought.clear()
         if text:
-            events.append(NewEvent("agent.thinking", {"text": text}))
+            events.append(AgentThinking(text=text))
     if state.message:
         text = "".join(state.message)
         state.message.clear()
         if text.strip():
-            events.append(NewEvent("agent.message", {"message_id": state.message_id, "text": text}))
+            events.append(AgentMessage(message_id=state.message_id, text=text))
             state.last_message = text
     state.message_id = None
     return events
@@ -138,7 +145,7 @@ def _chunk(chunk: Chunk, state: NormalizeState) -> list[NewEvent]:
     if marker and chunk.text.startswith(marker):
         state.error = chunk.text.removeprefix("Error:").strip()
     if chunk.text:
-        events.append(NewEvent("agent.delta", {"message_id": state.message_id, "text": chunk.text}))
+        events.append(AgentDelta(message_id=state.message_id, text=chunk.text))
     return events
 
 
@@ -172,14 +179,14 @@ def _announce(call_id: str, call: _Call) -> list[NewEvent]:
         return []
     call.announced = True
     tool_input = _input(call)
-    data = {
-        "call_id": call_id,
-        "tool": call.kind or "other",
-        "kind": tool_kind(call.kind),
-        "title": _title(call, tool_input),
-        "input": tool_input,
-    }
-    return [NewEvent("tool.call", data)]
+    announced = ToolCall(
+        call_id=call_id,
+        tool=call.kind or "other",
+        kind=tool_kind(call.kind),
+        title=_title(call, tool_input),
+        input=tool_input,
+    )
+    return [announced]
 
 
 def _exit_code(raw_output: Any) -> int | None:
@@ -223,30 +230,28 @@ def _tool(info: ToolCallInfo, state: NormalizeState) -> list[NewEvent]:
     if info.status in _ENDED and not call.ended:
         call.ended = True
         ok = info.status == "completed"
-        text = _tail(_output_text(info))
-        data: dict[str, Any] = {
-            "call_id": info.call_id,
-            "ok": ok,
-            "output": text if ok else "",
-            "error": None if ok else _failure(text, call.denied),
-        }
-        code = _exit_code(info.raw_output)
-        if code is not None:
-            data["exit_code"] = code
-        data["duration_ms"] = 0  # ACP reports no per-call durations
-        events.append(NewEvent("tool.result", data))
+        text = tail(_output_text(info))  # before the denial is put in front of it
+        # ACP reports no per-call durations: ``duration_ms`` stays 0.
+        result = tool_result(
+            info.call_id,
+            ok=ok,
+            output=text if ok else "",
+            error=None if ok else _failure(text, call.denied),
+            exit_code=_exit_code(info.raw_output),
+        )
+        events.append(result)
     return events
 
 
 def _plan(plan: Plan, state: NormalizeState) -> list[NewEvent]:
     tasks = [
-        {
-            "content": e["content"],
-            "status": e["status"] if e["status"] in _TASK_STATUSES else "pending",
-        }
+        Task(
+            content=e["content"],
+            status=e["status"] if e["status"] in _TASK_STATUSES else "pending",
+        )
         for e in plan.entries
     ]
-    return [*flush(state), NewEvent("task.updated", {"tasks": tasks})]
+    return [*flush(state), TaskUpdated(tasks=tasks)]
 
 
 def normalize(update: Update, state: NormalizeState) -> list[NewEvent]:
@@ -285,20 +290,10 @@ def finish(result: PromptResult, state: NormalizeState) -> list[NewEvent | TurnE
     for call_id, call in state.calls.items():
         if call.denied is not None and not call.ended:
             call.ended = True
-            data = {
-                "call_id": call_id,
-                "ok": False,
-                "output": "",
-                "error": call.denied,
-                "duration_ms": 0,
-            }
-            items.append(NewEvent("tool.result", data))
+            items.append(tool_result(call_id, ok=False, error=call.denied))
     if result.usage is not None:
         # No ACP agent reports a cost: Codeyard prices the tokens (the sink, by model).
-        usage: dict[str, Any] = dict(result.usage)
-        if result.model:
-            usage["model"] = result.model
-        items.append(NewEvent("usage", usage))
+        items.append(Usage.of(result.usage, model=result.model or None))
     elif state.error is not None and result.stop_reason == "end_turn":
         items.append(Failed(state.error))
         return items

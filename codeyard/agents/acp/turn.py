@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -46,8 +45,9 @@ from codeyard.agents.acp.wire import (
     parse_update,
 )
 from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, SessionUpdate, TurnContext
-from codeyard.agents.process import ProcessGroup
-from codeyard.domain.events import NewEvent
+from codeyard.agents.process import ProcessGroup, spawn
+from codeyard.domain.events import AgentSession, ErrorEvent
+from codeyard.sandbox import SandboxUnavailable, contain
 
 __all__ = ["PROMPTS", "Launch", "run_acp_turn"]
 
@@ -154,16 +154,26 @@ class _Turn:
     # --- set-up ------------------------------------------------------------------------------
 
     async def _start(self) -> Connection:
-        env = {**os.environ, **self.launch.env}
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.launch.argv,
+            jail = contain(
+                self.ctx.sandbox,
+                self.launch.provider,
+                self.launch.argv,
+                self.launch.env,
+                writable=self.launch.scratch,
                 cwd=self.ctx.worktree,
-                env=env,
+            )
+        except SandboxUnavailable as exc:
+            raise AgentFailure(exc.detail) from exc
+        try:
+            proc, group = await spawn(
+                jail.argv,
+                kind=self.launch.provider,
+                cwd=self.ctx.worktree,
+                env=jail.env,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
                 limit=READ_LIMIT,
             )
         except OSError as exc:
@@ -172,7 +182,7 @@ class _Turn:
                 f"{exc.strerror or exc}"
             ) from exc
         self.proc = proc
-        self.group = ProcessGroup(proc.pid)
+        self.group = group
         self.exited = asyncio.ensure_future(proc.wait())
         self.stderr_task = asyncio.ensure_future(self._read_stderr(proc))
         assert proc.stdin is not None and proc.stdout is not None
@@ -243,12 +253,12 @@ class _Turn:
                 if self.exited is not None and self.exited.done():
                     raise
                 message = PROMPTS["lost_session"].format(agent=label)
-                yield NewEvent("error", {"message": message, "detail": str(exc)})
+                yield ErrorEvent(message=message, detail=str(exc))
             finally:
                 self.loading = False
         elif ctx.session_id:
             message = PROMPTS["no_load"].format(agent=label)
-            yield NewEvent("error", {"message": message, "detail": ctx.session_id})
+            yield ErrorEvent(message=message, detail=ctx.session_id)
         if self.session_id is None:
             result = await self._call("session/new", where, START_TIMEOUT)
             session_id = result.get("sessionId") if isinstance(result, dict) else None
@@ -257,14 +267,13 @@ class _Turn:
             self.session_id = session_id
         info = init.get("agentInfo") if isinstance(init, dict) else None
         version = info.get("version") if isinstance(info, dict) else None
-        session: dict[str, Any] = {
-            "session_id": self.session_id,
-            "provider": self.launch.provider,
-            "cli_version": version if isinstance(version, str) else self.launch.cli_version,
-            "model": _model_of(result) or ctx.model,
-            "tools": [],
-        }
-        yield NewEvent("agent.session", session)
+        yield AgentSession(
+            session_id=self.session_id,
+            provider=self.launch.provider,
+            cli_version=version if isinstance(version, str) else self.launch.cli_version,
+            model=_model_of(result) or ctx.model,
+            tools=[],
+        )
         yield SessionUpdate(self.session_id, {})
 
     async def _replayed(self) -> None:
@@ -394,9 +403,11 @@ class _Turn:
     async def _stop_gently(self, interrupt: bool) -> None:
         conn, prompt = self.conn, self.prompt_task
         if interrupt and conn is not None and prompt is not None and not prompt.done():
-            with contextlib.suppress(Exception):
+            try:
                 await conn.send_notification("session/cancel", {"sessionId": self.session_id})
                 await asyncio.wait_for(asyncio.shield(prompt), INTERRUPT_TIMEOUT)
+            except Exception as exc:  # signals follow: say why the protocol did not do
+                log.info("run %s: session/cancel did not end the turn: %r", self.ctx.run_id, exc)
         while not self.queue.empty():  # permission requests nobody will answer now
             item = self.queue.get_nowait()
             if isinstance(item, _Permission) and not item.answer.done():
@@ -413,12 +424,17 @@ class _Turn:
             except Exception as exc:  # the process is stopped below whatever happened here
                 log.info("run %s: closing the ACP connection: %s", self.ctx.run_id, exc)
         if self.group is not None:
-            await self.group.stop(STOP_GRACE)
+            why = "the turn was interrupted" if interrupt else "the turn ended"
+            await self.group.stop(STOP_GRACE, why)
             self.group.kill()  # anything that outlived the escalation
         if self.exited is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self.exited, STOP_GRACE)
+            except TimeoutError:
+                log.warning("run %s: the agent was not reaped after SIGKILL", self.ctx.run_id)
         await self._close_pipes()
+        if self.group is not None:
+            await self.group.untrack()
 
     async def _close_pipes(self) -> None:
         """Read the pipes to their end so the subprocess transport closes (it warns if not)."""

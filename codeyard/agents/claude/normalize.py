@@ -29,7 +29,20 @@ from codeyard.agents.claude.stream_json import (
     ToolUseBlock,
     UserMessage,
 )
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import (
+    OUTPUT_LIMIT,
+    AgentDelta,
+    AgentMessage,
+    AgentSession,
+    AgentThinking,
+    NewEvent,
+    Task,
+    TaskUpdated,
+    ToolCall,
+    ToolResult,
+    Usage,
+    tool_result,
+)
 from codeyard.domain.tools import ToolKind
 
 __all__ = [
@@ -44,7 +57,6 @@ __all__ = [
 ]
 
 PROVIDER = "claude-code"
-OUTPUT_LIMIT = 8000
 _KINDS: dict[str, ToolKind] = {
     "Bash": "bash",
     "BashOutput": "bash",
@@ -139,23 +151,19 @@ def _text_of(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
-def _todo_event(tool_input: dict[str, Any]) -> NewEvent | None:
+def _todo_event(tool_input: dict[str, Any]) -> TaskUpdated | None:
     todos = tool_input.get("todos")
     if not isinstance(todos, list):
         return None
     tasks = [
-        {
-            "content": str(t.get("content", "")),
-            "status": t.get("status") if t.get("status") in _TODO_STATUSES else "pending",
-        }
+        Task(
+            content=str(t.get("content", "")),
+            status=t["status"] if t.get("status") in _TODO_STATUSES else "pending",
+        )
         for t in todos
         if isinstance(t, dict)
     ]
-    return NewEvent("task.updated", {"tasks": tasks})
+    return TaskUpdated(tasks=tasks)
 
 
 def _assistant(message: AssistantMessage, state: NormalizeState) -> list[NormalizedItem]:
@@ -165,19 +173,19 @@ def _assistant(message: AssistantMessage, state: NormalizeState) -> list[Normali
             streamed = state.streamed_texts.get(message.message_id or "")
             fallback = message.uuid or f"{message.message_id}_{index}"
             ident = streamed.pop(0) if streamed else fallback
-            items.append(NewEvent("agent.message", {"message_id": ident, "text": block.text}))
+            items.append(AgentMessage(message_id=ident, text=block.text))
         elif isinstance(block, ThinkingBlock) and block.thinking:
-            items.append(NewEvent("agent.thinking", {"text": block.thinking}))
+            items.append(AgentThinking(text=block.thinking))
         elif isinstance(block, ToolUseBlock):
             state.calls[block.id] = block.name
-            data = {
-                "call_id": block.id,
-                "tool": block.name,
-                "kind": tool_kind(block.name),
-                "title": tool_title(block.name, block.input),
-                "input": block.input,
-            }
-            items.append(NewEvent("tool.call", data))
+            call = ToolCall(
+                call_id=block.id,
+                tool=block.name,
+                kind=tool_kind(block.name),
+                title=tool_title(block.name, block.input),
+                input=block.input,
+            )
+            items.append(call)
             todo = _todo_event(block.input) if block.name == "TodoWrite" else None
             if todo is not None:
                 items.append(todo)
@@ -186,7 +194,7 @@ def _assistant(message: AssistantMessage, state: NormalizeState) -> list[Normali
     return items
 
 
-def _task_event(call_id: str, structured: Any, state: NormalizeState) -> NewEvent | None:
+def _task_event(call_id: str, structured: Any, state: NormalizeState) -> TaskUpdated | None:
     """Apply a confirmed ``TaskCreate``/``TaskUpdate`` to the task list; the whole list."""
     tool_input = state.task_inputs.pop(call_id, None)
     if tool_input is None or not isinstance(structured, dict):
@@ -208,26 +216,22 @@ def _task_event(call_id: str, structured: Any, state: NormalizeState) -> NewEven
         task["status"] = task["status"] or "pending"
     else:
         return None
-    return NewEvent("task.updated", {"tasks": [dict(t) for t in state.tasks.values()]})
+    return TaskUpdated(tasks=[Task(**t) for t in state.tasks.values()])
 
 
-def _tool_result(block: ToolResultBlock, structured: Any, state: NormalizeState) -> NewEvent:
+def _tool_result(block: ToolResultBlock, structured: Any, state: NormalizeState) -> ToolResult:
+    # The CLI reports no per-tool durations in stream-json: ``duration_ms`` stays 0.
     name = state.calls.pop(block.tool_use_id, None)
     text = _text_of(block.content)
-    data: dict[str, Any] = {"call_id": block.tool_use_id, "ok": not block.is_error}
     if block.is_error:
-        data.update(output="", error=_tail(text))
         match = _EXIT_CODE.match(text)
-        if match:
-            data["exit_code"] = int(match.group(1))
-    else:
-        if name == "Bash" and isinstance(structured, dict):
-            out = "\n".join(s for s in (structured.get("stdout"), structured.get("stderr")) if s)
-            text = out if isinstance(out, str) and out else text
-            data["exit_code"] = 0
-        data.update(output=_tail(text), error=None)
-    data["duration_ms"] = 0  # the CLI does not report per-tool durations in stream-json
-    return NewEvent("tool.result", data)
+        code = int(match.group(1)) if match else None
+        return tool_result(block.tool_use_id, ok=False, error=text, exit_code=code)
+    if name == "Bash" and isinstance(structured, dict):
+        out = "\n".join(s for s in (structured.get("stdout"), structured.get("stderr")) if s)
+        text = out if isinstance(out, str) and out else text
+        return tool_result(block.tool_use_id, ok=True, output=text, exit_code=0)
+    return tool_result(block.tool_use_id, ok=True, output=text)
 
 
 def _user(message: UserMessage, state: NormalizeState) -> list[NormalizedItem]:
@@ -275,7 +279,7 @@ def _cost_by_difference(result: ResultMessage, state: NormalizeState) -> float |
     return max(0.0, total - baseline)
 
 
-def _usage_event(result: ResultMessage, state: NormalizeState) -> NewEvent:
+def _usage_event(result: ResultMessage, state: NormalizeState) -> Usage:
     since = _usage_since_last(result)
     cost: float | None
     if since is not None:
@@ -289,7 +293,7 @@ def _usage_event(result: ResultMessage, state: NormalizeState) -> NewEvent:
             "cache_write_tokens": int(u.get("cache_creation_input_tokens") or 0),
         }
         cost = _cost_by_difference(result, state)
-    return NewEvent("usage", {**tokens, "cost_usd": None if cost is None else round(cost, 8)})
+    return Usage.of(tokens, cost_usd=None if cost is None else round(cost, 8))
 
 
 def _result(result: ResultMessage, state: NormalizeState) -> list[NormalizedItem]:
@@ -341,7 +345,7 @@ def _stream_event(message: StreamEvent, state: NormalizeState) -> list[Normalize
     ):
         text = delta.get("text")
         if isinstance(text, str) and text:
-            return [NewEvent("agent.delta", {"message_id": ident, "text": text})]
+            return [AgentDelta(message_id=ident, text=text)]
     return []
 
 
@@ -349,15 +353,15 @@ def normalize(message: StreamMessage, state: NormalizeState) -> list[NormalizedI
     """The Codeyard items for one Claude Code message (often none)."""
     if isinstance(message, SystemInit):
         state.session_id = message.session_id
-        session = {
-            "session_id": message.session_id,
-            "provider": PROVIDER,
-            "cli_version": message.cli_version,
-            "model": message.model,
-            "tools": message.tools,
-        }
+        session = AgentSession(
+            session_id=message.session_id,
+            provider=PROVIDER,
+            cli_version=message.cli_version,
+            model=message.model,
+            tools=message.tools,
+        )
         return [
-            NewEvent("agent.session", session),
+            session,
             SessionUpdate(message.session_id, state.persisted()),
         ]
     if isinstance(message, AssistantMessage):

@@ -192,6 +192,8 @@ class _Turn:
                 if client is None:  # unreachable: without a session to resume there is no None
                     raise AgentFailure("Claude Code could not start a new session.")
             self.group = self._find_group()
+            if self.group is not None:
+                await self.group.track("claude-code")
             await client.query(self.prompt())
             feeder = asyncio.ensure_future(self._feed(client)) if self.ctx.next_messages else None
             try:
@@ -291,10 +293,15 @@ class _Turn:
         if client is None:  # it never started, or its failed start cleaned up after itself
             return
         if interrupt and self.group is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(client.interrupt(), INTERRUPT_TIMEOUT)
+            except Exception as exc:  # signals follow: say why the protocol did not do
+                log.info("run %s: Claude Code did not take the interrupt: %r", self.ctx.run_id, exc)
         grace = STOP_GRACE if interrupt else EXIT_GRACE
-        stopper = asyncio.ensure_future(self.group.stop(grace)) if self.group is not None else None
+        why = "the turn was interrupted" if interrupt else "the turn ended"
+        stopper = (
+            asyncio.ensure_future(self.group.stop(grace, why)) if self.group is not None else None
+        )
         try:
             await asyncio.wait_for(client.disconnect(), 3 * grace + 10)  # closes stdin, reaps
         except Exception as exc:  # the process is killed below whatever happened here
@@ -303,6 +310,7 @@ class _Turn:
             await stopper
         if self.group is not None:
             self.group.kill()  # anything that outlived the escalation
+            await self.group.untrack()
 
 
 async def run_claude_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:

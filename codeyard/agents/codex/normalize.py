@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from codeyard.agents.base import SessionUpdate, TurnEnd
+from codeyard.agents.base import ModelRetrying, SessionUpdate, TurnEnd
 from codeyard.agents.codex.protocol import (
     AgentMessageDelta,
     ApprovalRequest,
@@ -37,7 +37,18 @@ from codeyard.agents.codex.protocol import (
     ToolItem,
     TurnCompleted,
 )
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import (
+    OUTPUT_LIMIT,
+    AgentDelta,
+    AgentMessage,
+    AgentSession,
+    AgentThinking,
+    NewEvent,
+    ToolCall,
+    ToolResult,
+    Usage,
+    tool_result,
+)
 from codeyard.domain.tools import ToolKind, ToolRequest
 
 __all__ = [
@@ -53,7 +64,6 @@ __all__ = [
 ]
 
 PROVIDER = "codex"
-OUTPUT_LIMIT = 8000
 SHELL_TOOL = "shell"
 PATCH_TOOL = "apply_patch"
 _SHELLS = frozenset({"bash", "sh", "zsh", "dash"})
@@ -112,10 +122,6 @@ def unwrap_shell(command: str) -> str:
     return command
 
 
-def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
 def _call(item: Item) -> tuple[str, ToolKind, dict[str, Any], str] | None:
     """(tool, kind, input, title) of a tool-call item; None for other items."""
     if isinstance(item, CommandItem):
@@ -143,46 +149,46 @@ def _tool_call(item: Item, state: NormalizeState) -> list[NormalizedItem]:
         return []
     state.calls[item.id] = item
     tool, kind, tool_input, title = call
-    data = {"call_id": item.id, "tool": tool, "kind": kind, "title": title, "input": tool_input}
-    return [NewEvent("tool.call", data)]
+    return [ToolCall(call_id=item.id, tool=tool, kind=kind, title=title, input=tool_input)]
 
 
-def _result_of(item: Item, state: NormalizeState) -> dict[str, Any]:
+def _result_of(item: Item, state: NormalizeState) -> ToolResult:
     status = getattr(item, "status", "")
-    data: dict[str, Any] = {"call_id": item.id}
     if status == "declined":
         why = state.denied.pop(item.id, None) or "The call was declined."
-        return {**data, "ok": False, "output": "", "error": why, "duration_ms": 0}
+        return tool_result(item.id, ok=False, error=why)
     if isinstance(item, CommandItem):
-        output = _tail(item.output or "")
+        output = item.output or ""
         ok = status == "completed" and item.exit_code in (0, None)
-        data.update(ok=ok, output=output if ok else "", error=None if ok else output or status)
-        if item.exit_code is not None:
-            data["exit_code"] = item.exit_code
-        data["duration_ms"] = item.duration_ms or 0
-        return data
+        return tool_result(
+            item.id,
+            ok=ok,
+            output=output if ok else "",
+            error=None if ok else output or status,
+            exit_code=item.exit_code,
+            duration_ms=item.duration_ms or 0,
+        )
     if isinstance(item, FileChangeItem):
         ok = status == "completed"
         summary = "\n".join(f"{kind} {path}" for path, kind in item.changes)
-        data.update(ok=ok, output=summary if ok else "", error=None if ok else f"patch {status}")
-        return {**data, "duration_ms": 0}
+        error = None if ok else f"patch {status}"
+        return tool_result(item.id, ok=ok, output=summary if ok else "", error=error)
     assert isinstance(item, ToolItem)
     ok = status == "completed" and item.error is None
-    data.update(ok=ok, output=_tail(item.output or ""), error=item.error)
-    return {**data, "duration_ms": 0}
+    return tool_result(item.id, ok=ok, output=item.output or "", error=item.error)
 
 
 def _completed(item: Item, state: NormalizeState) -> list[NormalizedItem]:
     if isinstance(item, MessageItem):
         state.last_text = item.text
-        return [NewEvent("agent.message", {"message_id": item.id, "text": item.text})]
+        return [AgentMessage(message_id=item.id, text=item.text)]
     if isinstance(item, ReasoningItem):
-        return [NewEvent("agent.thinking", {"text": item.text})] if item.text else []
+        return [AgentThinking(text=item.text)] if item.text else []
     if _call(item) is None:
         return []
     items = _tool_call(item, state)  # a call Codex only reported when it finished
     state.calls.pop(item.id, None)
-    return [*items, NewEvent("tool.result", _result_of(item, state))]
+    return [*items, _result_of(item, state)]
 
 
 def _usage(message: TokenUsage, state: NormalizeState) -> list[NormalizedItem]:
@@ -199,17 +205,17 @@ def _usage(message: TokenUsage, state: NormalizeState) -> list[NormalizedItem]:
     if not any(delta.values()):
         return []
     cached = delta["cached_input_tokens"] + delta["cache_write_input_tokens"]
-    data = {
+    usage = Usage(
         # Codex (like OpenAI's API) counts cached tokens inside its input count; Codeyard's
         # four counts are disjoint.
-        "input_tokens": max(0, delta["input_tokens"] - cached),
-        "output_tokens": delta["output_tokens"],
-        "cache_read_tokens": delta["cached_input_tokens"],
-        "cache_write_tokens": delta["cache_write_input_tokens"],
-        "cost_usd": None,
-        "model": state.model,
-    }
-    return [NewEvent("usage", data), SessionUpdate(state.thread_id, state.persisted())]
+        input_tokens=max(0, delta["input_tokens"] - cached),
+        output_tokens=delta["output_tokens"],
+        cache_read_tokens=delta["cached_input_tokens"],
+        cache_write_tokens=delta["cache_write_input_tokens"],
+        cost_usd=None,
+        model=state.model,
+    )
+    return [usage, SessionUpdate(state.thread_id, state.persisted())]
 
 
 def _api_message(text: str | None) -> str | None:
@@ -246,13 +252,14 @@ def normalize(message: ServerMessage, state: NormalizeState) -> list[NormalizedI
     if isinstance(message, AgentMessageDelta):
         if not message.delta:
             return []
-        return [NewEvent("agent.delta", {"message_id": message.item_id, "text": message.delta})]
+        return [AgentDelta(message_id=message.item_id, text=message.delta)]
     if isinstance(message, TokenUsage):
         return _usage(message, state)
     if isinstance(message, ErrorNotice):
         if message.will_retry:  # shown, so a turn that keeps retrying says why it is slow
-            data = {"message": f"Codex will retry: {message.message}", "detail": message.info}
-            return [NewEvent("error", data)]
+            return [
+                ModelRetrying(message=f"Codex will retry: {message.message}", detail=message.info)
+            ]
         state.error = message.message
         return []
     if isinstance(message, TurnCompleted):
@@ -271,14 +278,14 @@ def session_items(
     model = result.get("model") or thread.get("model")
     state.thread_id = thread_id
     state.model = model if isinstance(model, str) else state.model
-    session = {
-        "session_id": thread_id,
-        "provider": PROVIDER,
-        "cli_version": thread.get("cliVersion") or cli_version,
-        "model": state.model,
-        "tools": [SHELL_TOOL, PATCH_TOOL],
-    }
-    return [NewEvent("agent.session", session), SessionUpdate(thread_id, state.persisted())]
+    session = AgentSession(
+        session_id=thread_id,
+        provider=PROVIDER,
+        cli_version=thread.get("cliVersion") or cli_version,
+        model=state.model,
+        tools=[SHELL_TOOL, PATCH_TOOL],
+    )
+    return [session, SessionUpdate(thread_id, state.persisted())]
 
 
 def tool_request(request: ApprovalRequest, state: NormalizeState) -> ToolRequest:

@@ -41,7 +41,9 @@ from codeyard.agents.codex.protocol import (
 )
 from codeyard.agents.codex.rpc import LINE_LIMIT, Closed, Connection, RpcError
 from codeyard.agents.codex.settings import TurnSettings
-from codeyard.domain.events import NewEvent
+from codeyard.agents.process import spawn
+from codeyard.domain.events import ErrorEvent, ToolCall
+from codeyard.sandbox import SandboxUnavailable, contain
 
 __all__ = ["PROMPTS", "run_codex_turn", "toml_value"]
 
@@ -94,27 +96,35 @@ class _Turn:
         return [*args, "app-server"]
 
     def _env(self) -> dict[str, str]:
-        env = {**os.environ, **self.settings.env}
+        """What Codex needs besides the allowlist (``codeyard.sandbox``): its options' env and
+        the bundled helpers on PATH."""
+        env = dict(self.settings.env)
         helpers = bundled_path_dir()
         if helpers is not None:
-            env["PATH"] = os.pathsep.join([str(helpers), env.get("PATH", "")])
+            path = env.get("PATH") or os.environ.get("PATH", "")
+            env["PATH"] = os.pathsep.join([str(helpers), path])
         return env
 
     async def _spawn(self) -> Connection:
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._args(),
+            jail = contain(
+                self.ctx.sandbox, "codex", self._args(), self._env(), cwd=self.ctx.worktree
+            )
+        except SandboxUnavailable as exc:
+            raise AgentFailure(exc.detail) from exc
+        try:
+            proc, self.group = await spawn(
+                jail.argv,
+                kind="codex",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=str(self.ctx.worktree),
-                env=self._env(),
-                start_new_session=True,
+                env=jail.env,
                 limit=LINE_LIMIT,
             )
         except OSError as exc:
             raise AgentFailure(f"Codex did not start: {exc.strerror or exc}") from exc
-        self.group = ProcessGroup(proc.pid)
         self.conn = Connection(proc)
         return self.conn
 
@@ -147,9 +157,7 @@ class _Turn:
                     raise
                 log.info("run %s: Codex cannot resume its thread: %s", self.ctx.run_id, exc)
                 lost = self.state.thread_id
-                items.append(
-                    NewEvent("error", {"message": PROMPTS["lost_session"], "detail": lost})
-                )
+                items.append(ErrorEvent(message=PROMPTS["lost_session"], detail=lost))
                 self.state.thread_id = None
         if result is None:
             result = await conn.request("thread/start", self._thread_params())
@@ -269,14 +277,13 @@ class _Turn:
     ) -> AsyncIterator[AdapterItem]:
         request = tool_request(message, self.state)
         if message.item_id not in self.state.calls:  # announce a call before its decision
-            data = {
-                "call_id": request.call_id,
-                "tool": request.tool,
-                "kind": request.kind,
-                "title": request.tool,
-                "input": request.input,
-            }
-            yield NewEvent("tool.call", data)
+            yield ToolCall(
+                call_id=request.call_id,
+                tool=request.tool,
+                kind=request.kind,
+                title=request.tool,
+                input=request.input,
+            )
         decision = await self.ctx.decide(request)
         if decision.allow:
             await conn.answer(message.id, {"decision": "accept"})
@@ -341,11 +348,13 @@ class _Turn:
             except (RpcError, ConnectionError, TimeoutError) as exc:  # signals follow
                 log.info("run %s: Codex did not interrupt the turn: %s", self.ctx.run_id, exc)
         conn.close_stdin()  # the app-server exits when its input ends
-        await group.stop(STOP_GRACE)
+        why = "the turn was interrupted" if interrupt else "the turn ended"
+        await group.stop(STOP_GRACE, why)
         group.kill()  # anything that outlived the escalation
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(conn.proc.wait(), STOP_GRACE)
         await conn.aclose()
+        await group.untrack()
 
 
 async def run_codex_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:
