@@ -1,0 +1,83 @@
+"""Switching a run's model: the next turn is priced (and run) with the new one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeyard.pricing.prices import cost_usd
+from tests.conftest import Api, make_repo
+
+pytestmark = pytest.mark.anyio
+MILLION_IN = {"input_tokens": 1_000_000, "output_tokens": 0}
+
+
+async def usage_events(api: Api, run_id: str) -> list[dict[str, Any]]:
+    events = (await api.get(f"/api/runs/{run_id}/events", params={"limit": 500})).json()["data"]
+    return [e for e in events if e["type"] in ("usage", "run.model_changed")]
+
+
+async def test_the_next_turn_uses_the_switched_model(sqlite_api: Api, tmp_path: Path) -> None:
+    api = sqlite_api
+    repo = make_repo(tmp_path / "r")
+    body = {
+        "prompt": "go",
+        "repo_path": str(repo),
+        "provider": "script",
+        "model": "gpt-4.1-mini",
+        "agent_options": {
+            "scenario": {"steps": [{"usage": MILLION_IN}]},
+            "on_message": [{"usage": MILLION_IN}],
+        },
+    }
+    created = await api.post("/api/runs", json=body)
+    assert created.status_code == 201, created.text
+    run = created.json()
+    await api.wait_status(run["id"], "review")
+    assert (await api.get(f"/api/runs/{run['id']}/model")).json() == {
+        "run_id": run["id"],
+        "provider": "script",
+        "model": "gpt-4.1-mini",
+        "applies": "now",
+    }
+
+    switched = await api.client.put(
+        f"/api/runs/{run['number']}/model", json={"model": "claude-sonnet-4-5"}
+    )
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["model"] == "claude-sonnet-4-5"
+    sent = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "again"})
+    assert sent.status_code == 202, sent.text
+    for _ in range(200):
+        events = await usage_events(api, run["id"])
+        if len([e for e in events if e["type"] == "usage"]) == 2:
+            break
+        await asyncio.sleep(0.05)
+    first, changed, second = events
+    assert changed["type"] == "run.model_changed"
+    assert changed["data"] == {"from": "gpt-4.1-mini", "to": "claude-sonnet-4-5"}
+    assert first["data"]["cost_usd"] == pytest.approx(cost_usd("gpt-4.1-mini", MILLION_IN))
+    assert second["data"]["cost_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", MILLION_IN))
+    assert first["data"]["cost_usd"] != second["data"]["cost_usd"]
+
+
+async def test_bad_model_names_are_refused(sqlite_api: Api, tmp_path: Path) -> None:
+    api = sqlite_api
+    repo = make_repo(tmp_path / "r")
+    body = {
+        "prompt": "go",
+        "repo_path": str(repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": []}},
+    }
+    run = (await api.post("/api/runs", json=body)).json()
+    for bad in ("", "x" * 201, "--dangerously-skip", "a b"):
+        resp = await api.client.put(f"/api/runs/{run['id']}/model", json={"model": bad})
+        assert resp.status_code == 422, (bad, resp.text)
+    cleared = await api.client.put(f"/api/runs/{run['id']}/model", json={"model": None})
+    assert cleared.status_code == 200 and cleared.json()["model"] is None
+    missing = await api.client.put("/api/runs/run_nope/model", json={"model": "m"})
+    assert missing.status_code == 404
