@@ -10,6 +10,7 @@ import { RunDetail } from "./views/RunDetail";
 import { RunsList } from "./views/RunsList";
 
 const SettingsView = lazy(() => import("./views/Settings"));
+const TerminalView = lazy(() => import("./views/Terminal"));
 
 export function usePendingCount(enabled: boolean): number {
   const q = useQuery({
@@ -117,6 +118,12 @@ export function App() {
   else if (path === "/runs/new") page = <NewRun />;
   else if ((params = match("/runs/:ref", path))) page = <RunDetail key={params.ref} runRef={params.ref!} tab="transcript" />;
   else if ((params = match("/runs/:ref/review", path))) page = <RunDetail key={params.ref} runRef={params.ref!} tab="review" />;
+  else if ((params = match("/runs/:ref/terminal", path)))
+    page = (
+      <Suspense fallback={<Spinner />}>
+        <TerminalView key={params.ref} runRef={params.ref!} />
+      </Suspense>
+    );
   else if (path === "/approvals") page = <ApprovalsView />;
   else if (path === "/settings" || (params = match("/settings/:section", path)))
     page = (

@@ -194,6 +194,9 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
             <Link to={`/runs/${r.number}/review`} className={`tabbtn${tab === "review" ? " on" : ""}`} testId="tab-review">
               Changes{files ? ` (${files})` : ""}
             </Link>
+            <Link to={`/runs/${r.number}/terminal`} className="tabbtn" testId="tab-terminal">
+              Terminal
+            </Link>
             {stream.tasks.length > 0 && (
               <button className={`tabbtn${showTasks ? " on" : ""}`} onClick={() => setShowTasks((v) => !v)}>
                 Tasks {stream.tasks.filter((t) => t.status === "completed").length}/{stream.tasks.length}
