@@ -116,6 +116,7 @@ async def _running(
         secrets=secret_box(settings.secret_key_path),
     )
     executor.contain_with(sandbox_service.base(settings))
+    executor.fail_unreachable_models_after(settings.model_unreachable_seconds)
     services = Services(settings, engine, writer, hub, executor)
     app.state.services = services
     if announce is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import ErrorEvent, NewEvent
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.sandbox import Sandbox
 
@@ -63,6 +63,12 @@ class TurnEnd:
 
 class AgentFailure(Exception):
     """The agent failed the turn; ``str(exc)`` becomes the run's ``status_reason``."""
+
+
+class ModelRetrying(ErrorEvent):
+    """An ``error`` event saying the CLI cannot reach its model and retries by itself (stored
+    like any ``error``). The executor fails the turn when these go on, with no progress, for
+    ``model_unreachable_seconds`` (``codeyard.executor.watchdog``)."""
 
 
 AdapterItem = NewEvent | SessionUpdate | RawOutput | TurnEnd

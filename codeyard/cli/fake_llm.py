@@ -46,11 +46,12 @@ def fake_llm(
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     home: Path = typer.Option(
-        Path("~/.codeyard/fake-llm-home"),
+        Path("~/.cache/codeyard-fake-llm"),
         "--home",
         file_okay=False,
         help="Where the agent CLIs keep their state while they talk to this server (one "
-        "folder per CLI, created here), away from your own CLI logins.",
+        "folder per CLI, created here), away from your own CLI logins. Not inside a Codeyard "
+        "data dir: the sandbox hides those from agents.",
     ),
 ) -> None:
     """Serve a scripted fake model API (Anthropic, OpenAI, Gemini) for testing agents offline.

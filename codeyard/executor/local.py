@@ -54,6 +54,10 @@ class LocalExecutor:
         #: What the last start-up recovered (leftover processes, interrupted and resumed runs).
         self.recovered = Recovered()
 
+    def fail_unreachable_models_after(self, seconds: float) -> None:
+        """An agent that keeps retrying its model this long fails its turn (``watchdog``)."""
+        self._driver.model_unreachable_seconds = seconds
+
     def contain_with(self, sandbox: Sandbox) -> None:
         """Every process of every run runs in ``sandbox`` (see ``TurnDriver.contain_with``)."""
         self._driver.contain_with(sandbox)
