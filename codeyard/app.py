@@ -51,6 +51,7 @@ from codeyard.api import (
 from codeyard.api import notifications as notifications_api
 from codeyard.api import settings as settings_api
 from codeyard.api.auth import require_principal
+from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
 from codeyard.api.limits import SlidingWindow, limit_run_creation
 from codeyard.api.middleware import (
     BodyLimitMiddleware,
@@ -194,6 +195,8 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             allow_headers=["*"],
             expose_headers=["Retry-After", "Location"],
         )
+    # The Host allowlist (DNS rebinding) inside the headers, so its refusals carry them too.
+    app.add_middleware(HostAllowlistMiddleware, allowed=allowed_hosts(settings))
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: preview origins get the previewed app's headers, not Codeyard's.
     app.add_middleware(preview.PreviewHostMiddleware, domain=settings.preview_domain)

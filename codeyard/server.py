@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import socket
+from typing import Any
 
 import uvicorn
 
@@ -86,6 +87,17 @@ def port_problem(host: str, port: int) -> str | None:
     return f"Port {port} on {host} is in use (another Codeyard?) — try `{hint}`."
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's proxy-header options. Uvicorn trusts X-Forwarded-For from 127.0.0.1 by
+    default, so any local process could pick its client address (and dodge the sign-in
+    limit); Codeyard trusts the headers only when told a proxy is in front."""
+    if settings.forwarded_allow_ips.strip():
+        return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+    if settings.behind_tls_proxy:
+        return {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1,::1"}
+    return {"proxy_headers": False}
+
+
 def run_server(settings: Settings) -> None:
     """Serve until interrupted. Writes ``server.json`` so the CLI finds this server."""
     logging.basicConfig(
@@ -118,6 +130,7 @@ def run_server(settings: Settings) -> None:
             access_log=False,
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
+            **proxy_options(settings),
         )
     finally:
         locator.unregister()

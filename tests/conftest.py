@@ -128,7 +128,7 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://codeyard", headers=headers
+            transport=transport, base_url="http://localhost", headers=headers
         ) as client:
             yield Api(client, app)
 

@@ -50,8 +50,17 @@ def serve(
     behind_tls_proxy: bool | None = typer.Option(
         None,
         "--behind-tls-proxy",
-        help="A proxy in front terminates TLS: no warning when --host is not loopback. "
+        help="A proxy in front terminates TLS: no warning when --host is not loopback, and its "
+        "X-Forwarded-For/-Proto headers are trusted from loopback (see --forwarded-allow-ips). "
         "Or CODEYARD_BEHIND_TLS_PROXY=1.",
+        show_default=False,
+    ),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted (client "
+        "address for sign-in limits, https for cookies). Without this or --behind-tls-proxy "
+        "the headers are ignored. Or CODEYARD_FORWARDED_ALLOW_IPS.",
         show_default=False,
     ),
 ) -> None:
@@ -68,6 +77,7 @@ def serve(
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "behind_tls_proxy": behind_tls_proxy,
+        "forwarded_allow_ips": forwarded_allow_ips,
     }
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     # Imported here, not at the top: the server stack (FastAPI, SQLAlchemy, uvicorn) takes about

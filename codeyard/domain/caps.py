@@ -6,7 +6,7 @@ on this server at once, so one user (or one leaked token) cannot exhaust it for 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from codeyard.domain.errors import TooManyRequests
@@ -23,9 +23,9 @@ class Caps:
     def held(self, kind: str, key: str) -> int:
         return self._held.get((kind, key), 0)
 
-    @contextmanager
-    def hold(self, kind: str, key: str, limit: int, hint: str) -> Iterator[None]:
-        """Hold one of ``key``'s ``limit`` slots of ``kind`` for the ``with`` block."""
+    def acquire(self, kind: str, key: str, limit: int, hint: str) -> Callable[[], None]:
+        """Take one of ``key``'s ``limit`` slots of ``kind`` (429 when none is free); returns
+        the function that gives it back (safe to call more than once)."""
         slot = (kind, key)
         if self._held.get(slot, 0) >= limit:
             raise TooManyRequests(
@@ -33,14 +33,29 @@ class Caps:
                 retry_after=1,
             )
         self._held[slot] = self._held.get(slot, 0) + 1
-        try:
-            yield
-        finally:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
             left = self._held[slot] - 1
             if left:
                 self._held[slot] = left
             else:
                 del self._held[slot]
+
+        return release
+
+    @contextmanager
+    def hold(self, kind: str, key: str, limit: int, hint: str) -> Iterator[None]:
+        """Hold one of ``key``'s ``limit`` slots of ``kind`` for the ``with`` block."""
+        release = self.acquire(kind, key, limit, hint)
+        try:
+            yield
+        finally:
+            release()
 
 
 def caller_key(user_id: str | None, name: str) -> str:

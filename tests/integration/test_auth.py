@@ -101,7 +101,7 @@ async def test_login_cookies_csrf_and_logout(api: Api) -> None:
 async def test_session_cookie_is_secure_over_https(api: Api) -> None:
     await add_user(api, "sec", "viewer")
     transport = httpx.ASGITransport(app=api.app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://codeyard") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="https://localhost") as client:
         resp = await client.post("/api/auth/login", json={"username": "sec", "password": PASSWORD})
         assert resp.status_code == 200
         assert "secure" in set_cookie_headers(resp)["codeyard_session"].lower()

@@ -306,7 +306,7 @@ async def test_account_routes_need_a_password_session_or_admin(api: Api) -> None
 
 async def _login(api: Api, address: str, username: str, password: str) -> httpx.Response:
     transport = httpx.ASGITransport(app=api.app, client=(address, 5000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://codeyard") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         body = {"username": username, "password": password}
         return await client.post("/api/auth/login", json=body)
 

@@ -141,7 +141,7 @@ async def test_models_of_an_unknown_provider_is_a_422_naming_the_valid_ones(
 
 async def test_models_and_providers_need_credentials(sqlite_api: Api) -> None:
     transport = httpx.ASGITransport(app=sqlite_api.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://codeyard") as anon:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as anon:
         assert (await anon.get("/api/models")).status_code == 401
         assert (await anon.get("/api/providers")).status_code == 401
 

@@ -1,0 +1,101 @@
+"""Against ``codeyard serve`` in a subprocess (issue 11 §2): proxy headers trusted only when
+configured, the Host allowlist against DNS rebinding, and the per-user cap on open event
+streams (httpx's ASGI transport cannot hold a stream open, so these need a real server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.server import ServerProcess
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    env = {"CODEYARD_MAX_STREAMS_PER_USER": "2"}
+    srv = ServerProcess(tmp_path_factory.mktemp("limits") / "data", env=env)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+
+
+async def _guesses(url: str, count: int) -> list[int]:
+    """``count`` wrong sign-ins, each claiming another client address and username."""
+    codes = []
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for n in range(count):
+            resp = await client.post(
+                "/api/auth/login",
+                json={"username": f"nobody{n}", "password": "wrong"},
+                headers={"X-Forwarded-For": f"203.0.113.{n}"},
+            )
+            codes.append(resp.status_code)
+    return codes
+
+
+async def test_forwarded_for_is_ignored_unless_a_proxy_is_configured(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    assert await _guesses(server.url, 6) == [401] * 5 + [429]
+    proxied = ServerProcess(tmp_path / "data", env={"CODEYARD_FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    proxied.start()
+    try:
+        # Behind a configured proxy each forwarded address is its own client.
+        assert await _guesses(proxied.url, 6) == [401] * 6
+    finally:
+        proxied.stop()
+
+
+async def test_unknown_host_names_are_refused(server: ServerProcess) -> None:
+    auth = {"Authorization": f"Bearer {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers=auth) as client:
+        resp = await client.get("/api/runs", headers={"Host": "rebind.attacker.example"})
+        assert resp.status_code == 421
+        problem = resp.json()
+        assert "CODEYARD_ALLOWED_HOSTS" in problem["detail"]
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "localhost"):
+            assert (await client.get("/api/runs", headers={"Host": host})).status_code == 200
+        assert (await client.get("/", headers={"Host": "evil.example"})).status_code == 421
+        # A WebSocket handshake under a foreign name is refused before it is accepted.
+        upgrade = {
+            "Host": "evil.example",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        resp = await client.get("/api/ws", headers=upgrade)
+        assert resp.status_code == 403
+        upgrade["Host"] = f"127.0.0.1:{server.port}"
+        assert (await client.get("/api/ws", headers=upgrade)).status_code == 101
+
+
+async def test_open_event_streams_are_capped_per_user(server: ServerProcess) -> None:
+    auth = {"Authorization": f"Bearer {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers=auth) as client:
+        async with (
+            client.stream("GET", "/api/events/stream") as first,
+            client.stream("GET", "/api/events/stream") as second,
+        ):
+            assert first.status_code == second.status_code == 200
+            third = await client.get("/api/events/stream")
+            assert third.status_code == 429
+            assert "at most 2 per user" in third.json()["detail"]
+            url = f"{server.ws_url}/api/ws?access_token={server.token}"
+            async with ws_connect(url) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+        # Closing the streams gives the slots back.
+        async with client.stream("GET", "/api/events/stream") as again:
+            assert again.status_code == 200
