@@ -24,6 +24,7 @@ from codeyard.agents.script import ScriptProvider
 from codeyard.api import analytics as analytics_api
 from codeyard.api import (
     approvals,
+    artifacts,
     audit,
     auth_routes,
     browse_dirs,
@@ -33,10 +34,15 @@ from codeyard.api import (
     meta,
     preview,
     problems,
+    project_sync,
     projects,
+    provider_settings,
     review,
     run_data,
+    run_files,
     run_model,
+    run_policy,
+    run_validate,
     runs,
     share,
     streams,
@@ -45,6 +51,7 @@ from codeyard.api import (
     usage,
     users,
     utility,
+    voice,
     webui,
     workspace,
 )
@@ -77,6 +84,7 @@ from codeyard.services.subscribers import Subscribers
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
+from codeyard.voice.config import MAX_AUDIO_BYTES
 
 registry.register(ScriptProvider())
 registry.register(ClaudeCodeProvider())
@@ -184,7 +192,11 @@ async def _stop_terminals(app: FastAPI, tasks: list[asyncio.Task[None]]) -> None
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Body limit innermost, then the WebSocket origin check, CORS (only when origins are
     configured), and security headers outermost so every answer carries them."""
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger={"/api/voice/transcribe": MAX_AUDIO_BYTES + 64 * 1024},
+    )
     app.add_middleware(WebSocketOriginMiddleware, allowed_origins=settings.allowed_origins)
     if settings.allowed_origins:
         app.add_middleware(
@@ -226,7 +238,13 @@ def create_app(
     problems.install(app)
     _install_middleware(app, settings)
     app.state.run_rate = SlidingWindow(settings.run_create_per_minute)
-    for public in (meta.public, auth_routes.public, share.public, notifications_api.public):
+    for public in (
+        meta.public,
+        auth_routes.public,
+        share.public,
+        notifications_api.public,
+        run_files.public,
+    ):
         app.include_router(public, prefix="/api")
     authed = [Depends(require_principal)]
     for router in (
@@ -251,9 +269,17 @@ def create_app(
         preview.router,
         utility.router,
         run_model.router,
+        voice.router,
         analytics_api.router,
         notifications_api.router,
         audit.router,
+        # Seed parity (issue 22):
+        artifacts.router,
+        run_files.router,
+        run_policy.router,
+        run_validate.router,
+        provider_settings.router,
+        project_sync.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

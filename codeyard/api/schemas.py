@@ -92,6 +92,11 @@ class RunCreate(Body):
     labels: list[str] = Field(default_factory=list)
     parent_run_id: str | None = None
     policy_set_ids: list[str] = Field(default_factory=list)
+    safe_mode: bool = Field(
+        default=False,
+        description="Read-only run: file writes and edits are denied and every command asks a "
+        "person first (permission mode 'plan', whatever the profile or options say).",
+    )
     env_set_ids: list[str] = Field(
         default_factory=list,
         description="Env sets for the agent's environment (after the agent profile's).",

@@ -150,6 +150,8 @@ PUBLIC_ROUTES = {
     # A notification's one-tap link: the signed single-use token is the permission.
     ("GET", "/api/notifications/actions/{token}"),
     ("POST", "/api/notifications/actions/{token}"),
+    # A command's output download link: the sealed, expiring token is the permission.
+    ("GET", "/api/command-output/{token}"),
 }
 
 

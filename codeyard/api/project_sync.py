@@ -1,0 +1,70 @@
+"""A project's repositories pulled from their remotes, and its runs' checkpoints in one list
+(the Laravel seed's ``POST /projects/{p}/pull`` and ``GET /projects/{p}/snapshots``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from codeyard.api.auth import require_scope
+from codeyard.api.deps import Limit, Svc
+from codeyard.services import project_sync
+
+router = APIRouter(tags=["projects"])
+
+
+class RepoPull(BaseModel):
+    repo_id: str
+    name: str
+    branch: str
+    status: str = Field(description="updated, up_to_date or skipped")
+    reason: str | None = None
+    remote: str | None = None
+    before: str | None = None
+    after: str | None = None
+
+
+class PullResult(BaseModel):
+    project_id: str
+    repos: list[RepoPull]
+
+
+class ProjectCheckpoint(BaseModel):
+    id: str
+    run_id: str
+    run_number: int
+    run_title: str
+    number: int
+    turn: int
+    kind: str
+    description: str | None
+    commits: dict[str, Any]
+    diff_stats: dict[str, Any]
+    created_at: str
+
+
+class ProjectCheckpoints(BaseModel):
+    project_id: str
+    data: list[ProjectCheckpoint]
+
+
+@router.post(
+    "/projects/{project_ref}/pull",
+    dependencies=[require_scope("settings:write")],
+    response_model=PullResult,
+)
+async def pull_project(project_ref: str, svc: Svc) -> PullResult:
+    """Fetch each repository's remote and fast-forward its default branch (never rewrites)."""
+    return PullResult(**await project_sync.pull(svc, project_ref))
+
+
+@router.get(
+    "/projects/{project_ref}/checkpoints",
+    dependencies=[require_scope("runs:read")],
+    response_model=ProjectCheckpoints,
+)
+async def project_checkpoints(project_ref: str, svc: Svc, limit: Limit = 100) -> ProjectCheckpoints:
+    """Checkpoints of all the project's runs, newest first."""
+    return ProjectCheckpoints(**await project_sync.checkpoints(svc, project_ref, limit))
