@@ -41,6 +41,8 @@ lint: setup
 test: setup lint clis
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-bubblewrap.sh
+	bash scripts/ensure-espeak.sh
 	$(BIN)/pytest
 
 bench: setup

@@ -26,6 +26,7 @@ from codeyard.cli.client import (
 from codeyard.cli.format import as_dict
 from codeyard.cli.state import CliState, get_state
 from codeyard.config import Settings
+from codeyard.sandbox import probe
 
 Level = Literal["ok", "warn", "fail"]
 MARKS: dict[Level, tuple[str, str]] = {
@@ -70,7 +71,11 @@ def doctor(ctx: typer.Context) -> None:
     found = state.target.data_dir
     if found is not None and found != settings.data_dir:  # a server started with --data-dir
         settings = settings.model_copy(update={"data_dir": found})
-    checks += [check_data_dir(settings.data_dir), check_database(settings)]
+    checks += [
+        check_data_dir(settings.data_dir),
+        check_database(settings),
+        check_sandbox(settings),
+    ]
     server_checks, providers = check_server(state, settings)
     checks += server_checks
     _print(state, checks, providers)
@@ -140,6 +145,44 @@ def check_data_dir(path: Path) -> Check:
     )
 
 
+def check_sandbox(settings: Settings) -> Check:
+    """Can bubblewrap contain agents on this machine (with this ``bwrap_path``)?"""
+    found = probe(settings.bwrap_path)
+    if found.ok:
+        return Check("sandbox", "ok", f"bubblewrap {found.version or '?'} ({found.path}) works")
+    return Check(
+        "sandbox",
+        "fail",
+        "agents cannot be sandboxed here: runs will fail while the sandbox setting is on",
+        found.problem,
+    )
+
+
+def check_server_sandbox(api: ApiClient) -> Check:
+    """The server's ``sandbox`` setting: off is said loudly, on-but-broken fails."""
+    try:
+        status = as_dict(as_dict(api.get("/api/settings")).get("sandbox_status"))
+    except CliError as exc:
+        return Check("sandbox setting", "warn", f"could not read the settings: {exc.message}")
+    if not status:
+        return Check("sandbox setting", "warn", "this server does not report its sandbox")
+    if status.get("mode") == "off":
+        return Check(
+            "sandbox setting",
+            "warn",
+            str(status.get("warning") or "SANDBOX OFF"),
+            'An admin can turn it on: PUT /api/settings {"sandbox": "on"}.',
+        )
+    if not status.get("available"):
+        return Check(
+            "sandbox setting",
+            "fail",
+            "on, but the server cannot run bubblewrap: every run fails",
+            str(status.get("problem") or ""),
+        )
+    return Check("sandbox setting", "ok", f"on ({status.get('bwrap')})")
+
+
 def check_database(settings: Settings) -> Check:
     url = settings.database_url
     if url:
@@ -191,6 +234,7 @@ def check_server(
             return checks, None
         providers = body.get("data", []) if isinstance(body, dict) else body or []
         default = check_default_provider(api, providers)
+        checks.append(check_server_sandbox(api))
     available = [p for p in providers if as_dict(p).get("available")]
     if not available:
         checks.append(
