@@ -105,27 +105,32 @@ class BodyLimitMiddleware:
     """Refuses request bodies over ``max_bytes`` with 413: by ``Content-Length`` before the
     app runs, and by counting for streamed (chunked) bodies while the app reads them."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        #: Paths with their own, larger limit (voice recordings: 25 MB).
+        self.larger = dict(larger or {})
 
-    def _detail(self) -> str:
+    def _detail(self, limit: int | None = None) -> str:
         return (
-            f"The request body is larger than the server's limit of {self.max_bytes} bytes. "
-            "Send less, or raise CODEYARD_MAX_BODY_BYTES."
+            f"The request body is larger than the server's limit of {limit or self.max_bytes} "
+            "bytes. Send less, or raise CODEYARD_MAX_BODY_BYTES."
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = max(self.max_bytes, self.larger.get(scope["path"], 0))
         length = Headers(scope=scope).get("content-length")
         valid = length is None or (length.isascii() and length.isdigit())
-        if length is not None and (not valid or int(length) > self.max_bytes):
+        if length is not None and (not valid or int(length) > limit):
             if not valid:
                 await self._reply(send, scope, 400, "Bad request", "Content-Length is invalid.")
             else:
-                await self._reply(send, scope, 413, "Payload too large", self._detail())
+                await self._reply(send, scope, 413, "Payload too large", self._detail(limit))
             return
         seen = 0
         started = False
@@ -135,8 +140,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, self._detail())
+                if seen > limit:
+                    raise HTTPException(413, self._detail(limit))
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -151,7 +156,7 @@ class BodyLimitMiddleware:
             # Raised by counting_receive where no handler turned it into a response.
             if exc.status_code != 413 or started:
                 raise
-            await self._reply(send, scope, 413, "Payload too large", self._detail())
+            await self._reply(send, scope, 413, "Payload too large", self._detail(limit))
 
     @staticmethod
     async def _reply(send: Send, scope: Scope, status: int, title: str, detail: str) -> None:

@@ -6,6 +6,7 @@ import { Transcript } from "../components/Transcript";
 import { ErrorNote, Link, Spinner, StatusBadge } from "../components/ui";
 import { ACTIVE, money, tokens } from "../lib/format";
 import { useRunStream } from "../lib/useRunStream";
+import { MicButton } from "../components/MicButton";
 
 const Review = lazy(() => import("./Review"));
 
@@ -117,6 +118,7 @@ function Composer({ run }: { run: Run }) {
             }
           }}
         />
+        {!disabled && <MicButton runId={run.id} onText={(t) => setText((v) => (v ? `${v} ${t}` : t))} />}
         <button className="primary" type="submit" disabled={disabled || send.isPending || !text.trim()}>
           Send
         </button>

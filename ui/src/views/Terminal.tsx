@@ -7,6 +7,7 @@ import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import { useEffect, useRef, useState } from "react";
 import { api, ApiError } from "../api/client";
+import { MicButton } from "../components/MicButton";
 import { Link } from "../components/ui";
 
 interface TerminalInfo {
@@ -194,6 +195,7 @@ function AskBox({ terminalId }: { terminalId: string }) {
         aria-label="Ask for a shell command"
         data-testid="ask-input"
       />
+      <MicButton onText={(t) => setText((v) => (v ? `${v} ${t}` : t))} />
       <button type="submit" disabled={busy}>
         Ask
       </button>
