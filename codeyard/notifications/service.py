@@ -35,9 +35,8 @@ class Notifications:
         self.token_key = tokens.load_key(s.data_dir)
         self.box = secret_box(s.secret_key_path)
         register_builtins(self.vapid, s.vapid_subject, s.push_relay_url, s.push_relay_token)
-        public_url = s.public_url or f"http://{s.host}:{s.port}"
         self.worker = DeliveryWorker(
-            services.engine, services.writer, self.box, self.token_key, public_url
+            services.engine, services.writer, self.box, self.token_key, s.external_url
         )
         self.notifier = Notifier(
             services.engine,

@@ -42,6 +42,8 @@ class Received:
     #: Decrypted web push payload (JSON), when the path is a push endpoint.
     message: dict[str, Any] | None = None
     vapid_claims: dict[str, Any] | None = None
+    #: Wall-clock receipt time (benchmarks compare it with event timestamps).
+    wall: float = field(default_factory=time.time)
 
     def json(self) -> Any:
         return json.loads(self.body)

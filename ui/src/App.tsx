@@ -11,6 +11,7 @@ import { RunsList } from "./views/RunsList";
 
 const SettingsView = lazy(() => import("./views/Settings"));
 const TerminalView = lazy(() => import("./views/Terminal"));
+const AnalyticsView = lazy(() => import("./views/Analytics"));
 
 export function usePendingCount(enabled: boolean): number {
   const q = useQuery({
@@ -48,6 +49,7 @@ function Nav({ path, pending }: { path: string; pending: number }) {
           </span>
         ) : null,
       )}
+      {tab("/analytics", "Analytics", "$", path === "/analytics")}
       {tab("/settings", "Settings", "⚙", path.startsWith("/settings"))}
     </nav>
   );
@@ -125,6 +127,12 @@ export function App() {
       </Suspense>
     );
   else if (path === "/approvals") page = <ApprovalsView />;
+  else if (path === "/analytics")
+    page = (
+      <Suspense fallback={<Spinner />}>
+        <AnalyticsView />
+      </Suspense>
+    );
   else if (path === "/settings" || (params = match("/settings/:section", path)))
     page = (
       <Suspense fallback={<Spinner />}>

@@ -23,6 +23,13 @@ setUnauthorizedHandler(() => {
   }
 });
 
+// The service worker makes Codeyard an installable PWA and shows push notifications.
+if ("serviceWorker" in navigator) {
+  window.addEventListener("load", () => {
+    void navigator.serviceWorker.register("/sw.js").catch(() => undefined);
+  });
+}
+
 createRoot(document.getElementById("root")!).render(
   <StrictMode>
     <QueryClientProvider client={queryClient}>

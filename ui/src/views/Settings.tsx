@@ -8,6 +8,7 @@ import { useProviders } from "./NewRun";
 import Account from "./settings/Account";
 import { NotAvailable } from "./settings/NotAvailable";
 import Policies from "./settings/Policies";
+import Notifications from "./settings/Notifications";
 
 const SECTIONS: [string, string][] = [
   ["providers", "Providers"],
@@ -16,6 +17,7 @@ const SECTIONS: [string, string][] = [
   ["policies", "Policies"],
   ["env", "Env sets"],
   ["tokens", "Tokens"],
+  ["notifications", "Notifications"],
   ["general", "General"],
 ];
 
@@ -311,6 +313,7 @@ export default function SettingsView({ section }: { section: string }) {
     policies: <Policies />,
     env: <EnvSets />,
     tokens: <Tokens />,
+    notifications: <Notifications />,
     general: <General />,
   };
   return (
