@@ -69,8 +69,9 @@ class Rollup(LogConsumer):
             ).where(R.c.id.in_(part))
             for row in (await conn.execute(stmt)).all():
                 self._dims[row.id] = run_dims(row)
-        if len(self._dims) > 50_000:  # a bounded cache: dims are re-read when needed
+        if len(self._dims) > 50_000:  # bounded caches: both are re-read when needed
             self._dims = {k: self._dims[k] for k in run_ids if k in self._dims}
+            self._session_models = {k: v for k, v in self._session_models.items() if k in run_ids}
 
     async def _load_calls(self, conn: AsyncConnection, events: Sequence[LoggedEvent]) -> None:
         """Tool names of calls made before a restart, for results read after it."""

@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.crypto import SecretBox
+from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.notifications import channels, store, tokens
 from codeyard.notifications.channels import Delivery, Outcome
@@ -137,7 +138,10 @@ class DeliveryWorker:
         self, conn: AsyncConnection, row: dict[str, Any], msg: Notification
     ) -> str | None:
         if msg.kind in ANSWERABLE and msg.approval_id:
-            approval = await policies.get_approval(conn, msg.approval_id)
+            try:
+                approval = await policies.get_approval(conn, msg.approval_id)
+            except NotFound:
+                return "the approval no longer exists (its run was deleted)"
             if approval["status"] != "pending":
                 return f"answered before the alert was due ({approval['status']})"
         prefs = await store.prefs(conn, row["user_id"])
@@ -156,6 +160,18 @@ class DeliveryWorker:
         outbox_id = int(row["id"])
         if not await self.writer.run(lambda tx: store.claim(tx, outbox_id)):
             return
+        try:
+            await self._deliver_claimed(row, outbox_id)
+        except Exception as exc:  # never leave a claimed row behind: back to pending, later
+            log.exception("delivering notification %d failed", outbox_id)
+            error = str(exc)
+            await self.writer.run(
+                lambda tx: store.finish(
+                    tx, outbox_id, status="pending", next_attempt_at=later(30), last_error=error
+                )
+            )
+
+    async def _deliver_claimed(self, row: dict[str, Any], outbox_id: int) -> None:
         msg = Notification.from_dict(row["payload"])
         async with self.engine.connect() as conn:
             skip = await self._skip_reason(conn, row, msg)
