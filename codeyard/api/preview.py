@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from codeyard.api.auth import Caller, authenticate, require_scope
 from codeyard.api.deps import Svc
 from codeyard.domain.errors import CodeyardError
-from codeyard.preview.access import COOKIE, COOKIE_SECONDS, PreviewGrants
+from codeyard.preview.access import COOKIE, COOKIE_SECONDS, PreviewGrants, Recent
 from codeyard.preview.proxy import Target, forward_http, forward_websocket
 from codeyard.services import previews as service
 from codeyard.services.context import Services
@@ -42,6 +42,7 @@ class PreviewState:
 
     domain: str
     grants: PreviewGrants = field(default_factory=PreviewGrants)
+    recent: Recent = field(default_factory=Recent)
     client: httpx.AsyncClient = field(
         default_factory=lambda: httpx.AsyncClient(
             follow_redirects=False,
@@ -98,9 +99,13 @@ async def preview_path(
     port: Port, path: str, request: Request, caller: Caller, svc: Svc
 ) -> Response:
     """Forward to ``127.0.0.1:<port>/<path>``: a port of a run the caller may read."""
-    await service.authorize_port(svc, caller, port)
+    state = state_of(request.app)
+    key = ("port", caller.kind, caller.user_id, caller.token_id, port)
+    if state.recent.get(key) is None:
+        await service.authorize_port(svc, caller, port)
+        state.recent.put(key, True)
     target = Target(port, "/" + path, request.url.query, f"127.0.0.1:{port}", own_origin=False)
-    return _Forward(state_of(request.app).client, target)
+    return _Forward(state.client, target)
 
 
 @ws_router.websocket("/preview/{port}/{path:path}")
@@ -211,7 +216,11 @@ async def _host_mode(
     app = scope["app"]
     svc: Services = app.state.services
     state = state_of(app)
-    found = await service.host_lease(svc, number)
+    found: Any = state.recent.get(("host", number))
+    if found is None:
+        found = await service.host_lease(svc, number)
+        if found is not None:
+            state.recent.put(("host", number), found)
     is_ws = scope["type"] == "websocket"
     if found is None or index >= found[1].size:
         if is_ws:

@@ -63,3 +63,25 @@ class PreviewGrants:
         for table in (self._tokens, self._cookies):
             for key in [k for k, g in table.items() if g.run_id == run_id]:
                 del table[key]
+
+
+class Recent:
+    """Positive answers remembered for ``seconds`` (who may reach which port, which run a
+    preview host names): a page load is dozens of requests, each otherwise two queries.
+    A revoked lease or ownership takes effect within ``seconds``."""
+
+    def __init__(self, seconds: float = 2.0, size: int = 4096) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._until: dict[object, tuple[float, object]] = {}
+
+    def get(self, key: object) -> object | None:
+        hit = self._until.get(key)
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: object, value: object) -> None:
+        if len(self._until) >= self.size:
+            self._until.clear()
+        self._until[key] = (time.monotonic() + self.seconds, value)

@@ -2,7 +2,8 @@
 
 Offsets count every byte the terminal ever produced, so a client that saw up to offset ``n``
 reconnects with ``since=n`` and gets exactly what it missed — the same promise the event log
-makes with ``Last-Event-ID``. Only the newest ``capacity`` bytes are kept.
+makes with ``Last-Event-ID``. At least the newest ``capacity`` bytes are kept (up to a quarter
+more between trims).
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ class RingBuffer:
         return self.end - len(self._buf)
 
     def write(self, data: bytes) -> None:
+        """Append; the oldest bytes go in batches (a PTY delivers ~4 KiB per read, and moving
+        the whole buffer for each read would cost more than everything else together)."""
         self._buf += data
         self.end += len(data)
         excess = len(self._buf) - self.capacity
-        if excess > 0:
+        if excess > self.capacity // 4:
             del self._buf[:excess]
 
     def since(self, offset: int | None) -> Replay:

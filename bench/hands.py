@@ -1,0 +1,300 @@
+"""Terminal and preview-proxy benchmarks (issue 18), against a real ``codeyard serve``.
+
+* keystroke echo: a terminal running ``cat`` (the TTY echoes each byte); one byte sent over the
+  terminal WebSocket, the time until its echo frame arrives; 1,000 keystrokes;
+* ``cat`` of a 100 MB text file through the terminal to one WebSocket client: MB/s of
+  terminal output received, and the server's RSS before, at its peak and after;
+* preview proxy: a Starlette app on the run's leased port serving 100 MB and a tiny answer;
+  throughput and sequential small-GET latency, direct vs through ``/api/preview/{port}/``.
+
+    .venv/bin/python bench/hands.py          # writes bench/out/hands.json, prints the table
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+import psutil
+from websockets.asyncio.client import connect
+
+from bench._common import (
+    HOST,
+    OUT,
+    PY,
+    ROOT,
+    TOKEN,
+    free_port,
+    fresh_dir,
+    machine,
+    make_repo,
+    percentile,
+    stop,
+    wait_healthy,
+    write_json,
+)
+
+SERVER = (
+    "from codeyard.config import Settings; from codeyard.server import run_server; "
+    "run_server(Settings())"
+)
+UPSTREAM = textwrap.dedent(
+    """
+    import sys, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, StreamingResponse
+    from starlette.routing import Route
+    CHUNK = b"x" * 65536
+    async def big(request):
+        async def body():
+            for _ in range(1600):  # 100 MiB
+                yield CHUNK
+        return StreamingResponse(body(), media_type="application/octet-stream")
+    async def small(request):
+        return PlainTextResponse("ok")
+    app = Starlette(routes=[Route("/big", big), Route("/small", small)])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    """
+)
+MB = 1024 * 1024
+
+
+def start_server(data: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEYARD_")}
+    env.update(
+        CODEYARD_DATA_DIR=str(data),
+        CODEYARD_HOST=HOST,
+        CODEYARD_PORT=str(port),
+        CODEYARD_ADMIN_TOKEN=TOKEN,
+        CODEYARD_DEFAULT_PERMISSION_MODE="auto",
+    )
+    log = (data.parent / "server.log").open("ab")
+    proc = subprocess.Popen([PY, "-c", SERVER], cwd=ROOT, env=env, stdout=log, stderr=log)
+    wait_healthy(port, proc, 60)
+    return proc, port
+
+
+class Sampler:
+    """The server's RSS every 50 ms (peak kept)."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        return int(self.proc.memory_info().rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.05)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def echo(port: int, http: httpx.AsyncClient, cwd: Path, n: int = 1000) -> dict[str, Any]:
+    term = (await http.post("/api/terminals", json={"cwd": str(cwd), "command": ["cat"]})).json()
+    url = f"ws://{HOST}:{port}/api/terminals/{term['id']}/ws?access_token={TOKEN}"
+    times: list[float] = []
+    async with connect(url, max_size=None) as ws:
+        json.loads(await ws.recv())  # hello
+        await asyncio.sleep(0.3)
+        for i in range(n):
+            key = bytes([97 + i % 26])
+            t0 = time.perf_counter()
+            await ws.send(key)
+            while True:
+                frame = await ws.recv()
+                if isinstance(frame, bytes) and key in frame:
+                    break
+            times.append((time.perf_counter() - t0) * 1000)
+            if i % 50 == 49:
+                await ws.send(b"\r")  # keep cat's line short
+                await asyncio.sleep(0.01)
+    await http.delete(f"/api/terminals/{term['id']}")
+    times.sort()
+    return {
+        "n": n,
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "max_ms": round(times[-1], 3),
+    }
+
+
+async def throughput(
+    port: int, http: httpx.AsyncClient, cwd: Path, pid: int, size_mb: int = 100
+) -> dict[str, Any]:
+    big = cwd / "big.txt"
+    line = ("0123456789abcdef" * 6)[:95] + "\n"
+    with big.open("w") as fh:
+        for _ in range(size_mb * MB // len(line)):
+            fh.write(line)
+    expected = big.stat().st_size
+    command = ["sh", "-c", f"sleep 1; cat {big}"]
+    body = {"cwd": str(cwd), "command": command, "cols": 200, "rows": 50}
+    sampler = Sampler(pid)
+    before = sampler.rss()
+    term = (await http.post("/api/terminals", json=body)).json()
+    url = f"ws://{HOST}:{port}/api/terminals/{term['id']}/ws?access_token={TOKEN}"
+    received = 0
+    reconnects = 0
+    gaps = 0
+    offset: int | None = None
+    first = last = 0.0
+    with sampler:
+        done = False
+        while not done:
+            since = f"&since={offset}" if offset is not None else ""
+            async with connect(url + since, max_size=None) as ws:
+                hello = json.loads(await ws.recv())
+                gaps += int(hello.get("gap", False))
+                offset = hello["start"]
+                async for frame in ws:
+                    if isinstance(frame, bytes):
+                        if not first:
+                            first = time.perf_counter()
+                        received += len(frame)
+                        offset = (offset or 0) + len(frame)
+                        last = time.perf_counter()
+                        continue
+                    msg = json.loads(frame)
+                    if msg["type"] == "exit":
+                        done = True
+                        break
+                    if msg["type"] == "resync":
+                        reconnects += 1
+                        break
+        after_peak = sampler.peak
+    await asyncio.sleep(1.0)
+    after = sampler.rss()
+    big.unlink()
+    seconds = last - first
+    return {
+        "file_bytes": expected,
+        "received_bytes": received,  # the PTY turns \n into \r\n
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(received / MB / seconds, 1),
+        "reconnects": reconnects,
+        "gaps": gaps,
+        "rss_before_mb": round(before / MB, 1),
+        "rss_peak_mb": round(after_peak / MB, 1),
+        "rss_after_mb": round(after / MB, 1),
+    }
+
+
+async def _download(client: httpx.AsyncClient, url: str) -> float:
+    t0 = time.perf_counter()
+    got = 0
+    async with client.stream("GET", url) as resp:
+        async for chunk in resp.aiter_raw():
+            got += len(chunk)
+    assert got == 1600 * 65536, got
+    return got / MB / (time.perf_counter() - t0)
+
+
+async def _latencies(client: httpx.AsyncClient, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        resp = await client.get(url)
+        assert resp.status_code == 200 and resp.text == "ok", resp.status_code
+        out.append((time.perf_counter() - t0) * 1000)
+    return sorted(out)
+
+
+async def proxy(port: int, http: httpx.AsyncClient, repo: Path) -> dict[str, Any]:
+    run = (
+        await http.post(
+            "/api/runs",
+            json={
+                "prompt": "bench",
+                "repo_path": str(repo),
+                "provider": "script",
+                "agent_options": {"scenario": {"steps": []}},
+            },
+        )
+    ).json()
+    lease = (await http.get(f"/api/runs/{run['id']}/preview")).json()
+    target = lease["base_port"]
+    upstream = await asyncio.create_subprocess_exec(PY, "-c", UPSTREAM, str(target))
+    direct = httpx.AsyncClient(base_url=f"http://{HOST}:{target}", timeout=60)
+    try:
+        for _ in range(200):
+            try:
+                if (await direct.get("/small")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+        via = f"/api/preview/{target}"
+        rates: dict[str, list[float]] = {"direct": [], "proxy": []}
+        for _ in range(3):
+            rates["direct"].append(await _download(direct, "/big"))
+            rates["proxy"].append(await _download(http, f"{via}/big"))
+        await _latencies(direct, "/small", 50)  # warm both paths
+        await _latencies(http, f"{via}/small", 50)
+        lat_direct = await _latencies(direct, "/small", 1000)
+        lat_proxy = await _latencies(http, f"{via}/small", 1000)
+    finally:
+        await direct.aclose()
+        upstream.terminate()
+        await upstream.wait()
+    d, p = statistics.median(rates["direct"]), statistics.median(rates["proxy"])
+    return {
+        "direct_mb_s": round(d, 1),
+        "proxy_mb_s": round(p, 1),
+        "ratio": round(p / d, 2),
+        "direct_p50_ms": round(percentile(lat_direct, 50), 3),
+        "direct_p99_ms": round(percentile(lat_direct, 99), 3),
+        "proxy_p50_ms": round(percentile(lat_proxy, 50), 3),
+        "proxy_p99_ms": round(percentile(lat_proxy, 99), 3),
+        "added_p50_ms": round(percentile(lat_proxy, 50) - percentile(lat_direct, 50), 3),
+        "added_p99_ms": round(percentile(lat_proxy, 99) - percentile(lat_direct, 99), 3),
+    }
+
+
+async def main() -> dict[str, Any]:
+    base = fresh_dir("hands")
+    repo = make_repo(base / "repo")
+    work = base / "work"
+    work.mkdir()
+    proc, port = start_server(base / "data")
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(
+            base_url=f"http://{HOST}:{port}", headers=headers, timeout=120
+        ) as http:
+            result = {
+                "machine": machine(),
+                "echo": await echo(port, http, work),
+                "cat": await throughput(port, http, work, proc.pid),
+                "proxy": await proxy(port, http, repo),
+            }
+    finally:
+        stop(proc)
+    write_json(OUT / "hands.json", result)
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main()), indent=2))
