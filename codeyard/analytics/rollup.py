@@ -103,9 +103,13 @@ class Rollup(LogConsumer):
         need = {
             e.run_id
             for e in events
-            if e.type == "usage" and e.run_id not in seen and e.run_id not in self._session_models
+            if e.type == "usage"
+            and e.run_id not in seen
+            and e.run_id not in self._session_models
+            and not json.loads(e.data).get("model")
         }
         for run_id in need:
+            self._session_models[run_id] = ""  # looked up once, even when there is none
             rows = await conn.execute(
                 select(E.c.data)
                 .where(E.c.run_id == run_id, E.c.type == "agent.session")
