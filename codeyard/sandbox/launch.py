@@ -130,6 +130,8 @@ def contain(
     if not sandbox.enabled:
         return Contained(list(argv), env)
     bwrap = sandbox.check()
+    if not sandbox.worktrees and cwd is not None:  # no run named: the directory it works in
+        sandbox = sandbox.for_run([cwd], sandbox.network)
     spec = build_spec(sandbox, provider, env, writable=writable, cwd=cwd)
     options = bwrap_options(spec)
     return Contained([bwrap, *options, "--", *argv], env, options, bwrap)
