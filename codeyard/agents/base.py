@@ -28,9 +28,12 @@ class Capabilities:
     mid_turn_input: bool
     usage: bool
     cost: bool
+    #: Operator messages may carry images (``POST /api/runs/{id}/messages`` ``images``).
+    images: bool = False
 
     def as_dict(self) -> dict[str, bool]:
         return {
+            "images": self.images,
             "approvals": self.approvals,
             "resume": self.resume,
             "interrupt": self.interrupt,
@@ -100,6 +103,9 @@ class TurnContext:
     messages_taken: Callable[[int], Awaitable[None]] | None = None
     #: Where every process of the turn runs (``codeyard.sandbox.contain``); on by default.
     sandbox: Sandbox = field(default_factory=Sandbox)
+    #: Images the operator attached to the turn's messages (files Codeyard stored), for
+    #: providers with the ``images`` capability.
+    images: tuple[Path, ...] = ()
 
 
 class Provider(Protocol):

@@ -85,7 +85,7 @@ async def resume_run(run_ref: str, svc: Svc, body: ResumeBody | None = None) -> 
 @router.post("/{run_ref}/messages", dependencies=[require_scope("runs:write")], status_code=202)
 async def send_message(run_ref: str, body: MessageBody, svc: Svc) -> dict[str, Any]:
     """An operator message: answers a waiting agent, is queued mid-turn, or starts a new turn."""
-    return await run_service.message(svc, run_ref, body.text)
+    return await run_service.message(svc, run_ref, body.text, images=body.images)
 
 
 @router.post("/{run_ref}/follow-up", dependencies=[require_scope("runs:write")], status_code=201)

@@ -109,6 +109,12 @@ class ResumeBody(Body):
 
 class MessageBody(Body):
     text: str = Field(min_length=1, max_length=200_000)
+    images: list[str] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Data URLs (data:image/png;base64,…) of PNG, JPEG, GIF or WebP images, "
+        "5 MB each, for providers that take images (Claude Code, Codex); a new turn only.",
+    )
 
 
 class FollowUpBody(Body):

@@ -50,6 +50,8 @@ class _Turn:
     source: str
     #: For a resumed turn: how the interrupted turn had started ("create" or "message").
     resumed_source: str | None = None
+    #: Images attached to the turn's messages (stored files).
+    images: tuple[Path, ...] = ()
 
 
 def _from_messages(pending: list[Any]) -> tuple[str, str]:
@@ -57,6 +59,11 @@ def _from_messages(pending: list[Any]) -> tuple[str, str]:
     texts = [m["text"] if isinstance(m, dict) else str(m) for m in pending]
     sources = {m.get("source") for m in pending if isinstance(m, dict)}
     return ("agent_merge" if "agent_merge" in sources else "message"), "\n\n".join(texts)
+
+
+def _images(pending: list[Any]) -> tuple[Path, ...]:
+    """The images attached to queued messages ({text, source, images: [path…]})."""
+    return tuple(Path(p) for m in pending if isinstance(m, dict) for p in m.get("images") or [])
 
 
 class _LiveInbox:
@@ -204,6 +211,8 @@ class TurnDriver:
         else:
             source, prompt = _from_messages(run["pending_messages"])
         turn = _Turn(run["turns"] + 1, prompt, source, resumed)
+        if source == "message":
+            turn.images = _images(run["pending_messages"])
         extra: dict[str, Any] = {"pending_messages": []} if source == "message" else {}
         await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
         shown = "" if source == "resume" else prompt
@@ -227,7 +236,7 @@ class TurnDriver:
         await tx.emit_one(run_id, completed)
         if run["pending_messages"]:
             source, prompt = _from_messages(run["pending_messages"])
-            turn = _Turn(run["turns"] + 1, prompt, source)
+            turn = _Turn(run["turns"] + 1, prompt, source, images=_images(run["pending_messages"]))
             await runs.update_fields(tx, run_id, pending_messages=[], turns=turn.number)
             await tx.emit_one(run_id, TurnStarted(turn=turn.number, prompt=prompt, source=source))
             return turn
@@ -265,6 +274,7 @@ class TurnDriver:
             options=options,
             session_id=run["session_id"],
             resume_state=run["agent_state"],
+            images=turn.images,
             decide=lambda req: self._decide_call(handle, sink, req),
             ask_operator=lambda q: self._ask(handle, q),
             bash_timeout=self._bash_timeout,

@@ -15,7 +15,7 @@ from codeyard.domain.status import RunStatus, check_action
 from codeyard.executor.checkpointing import delete_run_refs
 from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.services import env_sets as env_set_service
-from codeyard.services import ownership
+from codeyard.services import message_images, ownership
 from codeyard.services import projects as project_service
 from codeyard.services import providers as provider_service
 from codeyard.services import sandbox as sandbox_service
@@ -189,8 +189,8 @@ async def create(
         sha = await git.resolve_commit(Path(repo["path"]), source_ref)
         if sha is None:
             raise BadRequest(
-                f"source_ref '{source_ref}' does not name a commit in repository '{repo['name']}' "
-                f"({repo['path']}). Use a branch, tag or commit that exists there.",
+                f"source_ref '{source_ref}' does not name a commit in repository '{repo['name']}'. "
+                "Use a branch, tag or commit that exists there.",
                 source_ref=source_ref,
             )
         base_commits[repo["id"]] = sha
@@ -334,7 +334,12 @@ async def resume(svc: Services, ref: str, message: str | None) -> dict[str, Any]
 
 
 async def message(
-    svc: Services, ref: str, text: str, author: str = "operator", source: str = "message"
+    svc: Services,
+    ref: str,
+    text: str,
+    author: str = "operator",
+    source: str = "message",
+    images: list[str] | None = None,
 ) -> dict[str, Any]:
     """Deliver an operator message: answer a waiting agent, queue it mid-turn, or start a turn."""
     text = text.strip()
@@ -345,6 +350,7 @@ async def message(
     run = await get(svc, ref)
     check_action("message", S(run["status"]))
     run_id = run["id"]
+    attached = await message_images.attach(svc, run, images or [])
     event = ev.UserMessage(text=text, author=author)
 
     async def job(tx: Tx) -> dict[str, Any]:
@@ -358,9 +364,11 @@ async def message(
                 current["pending_messages"] = pending
             return current
         if status in (S.REVIEW, S.FAILED, S.CANCELLED):
-            entry: str | dict[str, str] = (
+            entry: str | dict[str, Any] = (
                 text if source == "message" else {"text": text, "source": source}
             )
+            if attached:
+                entry = {"text": text, "source": source, "images": attached}
             return await runs.set_status(tx, run_id, S.QUEUED, source, pending_messages=[entry])
         raise InvalidTransition(
             f"Cannot message a run in status '{status}'.", current_status=str(status)

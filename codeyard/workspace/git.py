@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -49,6 +50,14 @@ _REPO_LOCATING_VARS = (
     "GIT_PREFIX",
 )
 _MAX_STDERR_IN_DETAIL = 2000
+#: What ``rev-parse`` says (exit 128) about a ref it cannot evaluate, as opposed to a broken
+#: repository.
+_REF_ERROR = re.compile(
+    r"no upstream|no such branch|log for .* only|only has \d+ entries|ambiguous argument|"
+    r"needed a single revision|bad revision|invalid|not a valid|unknown|no push|"
+    r"does not have any commits|Log for|only goes back|cannot|is not a branch",
+    re.IGNORECASE,
+)
 #: Threads that wait for git processes: not the default executor, which slow network
 #: operations (clone, push) would otherwise fill for everything else.
 _WAITERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="codeyard-git")
@@ -233,15 +242,20 @@ async def toplevel(path: Path) -> Path:
 async def resolve_commit(repo: Path, ref: str) -> str | None:
     """The full commit id ``ref`` names in ``repo``, or None if it names no commit.
 
-    A ref starting with ``-`` is refused (None) so that user input can never become an option.
+    A ref starting with ``-`` is refused (None) so that user input can never become an option,
+    and so is one with control characters (a NUL cannot even be passed to a process). A ref
+    git cannot evaluate (``main@{upstream}`` without an upstream, a bad reflog date) names no
+    commit either: malformed client input is a 400 for the caller, never a 500.
     """
-    if not ref or ref.startswith("-"):
+    if not ref or ref.startswith("-") or any(ord(c) < 32 or c == "\x7f" for c in ref):
         return None
     args = ("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     result = await git(*args, cwd=repo, check=False)
     if result.returncode == 0:
         return result.stdout
     if result.returncode == 1:  # --quiet: unknown ref, exit 1 without a message
+        return None
+    if result.returncode == 128 and _REF_ERROR.search(result.stderr):
         return None
     raise _failure(args, repo, result)  # not a repository, corrupt objects: a real failure
 

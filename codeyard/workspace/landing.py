@@ -91,7 +91,7 @@ class _Commit:
 async def _commit(repo: Path, ref: str) -> str:
     commit = await resolve_commit(repo, ref)
     if commit is None:
-        raise BadRequest(f"'{ref}' names no commit in {repo}", ref=ref)
+        raise BadRequest(f"'{ref}' names no commit in repository '{repo.name}'", ref=ref)
     return commit
 
 

@@ -384,3 +384,49 @@ async def test_access_token_in_the_query_is_for_websockets_only(api: Api) -> Non
         assert_problem(resp, 401)
         resp = await client.get("/api/runs", params={"access_token": TOKEN})
         assert_problem(resp, 401, "Authentication required")
+
+
+MALFORMED_REFS = [
+    "main@{upstream}",
+    "HEAD\x00",
+    "HEAD\n--output=/tmp/x",
+    "--output=/tmp/x",
+    "a..b",
+    "HEAD:missing",
+    ":/no such message",
+    "HEAD~99999999999999999999999",
+    "x" * 250,
+]
+
+
+async def test_a_malformed_ref_is_400_and_names_no_host_path(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    project = await register(api, git_repo)
+    repo_id = project["repos"][0]["id"]
+    run = await run_to_review(api, api.client, project["id"], "a.txt")
+    data_dir = str(api.services.settings.data_dir)
+    for ref in MALFORMED_REFS:
+        calls = [
+            ("GET", f"/api/repos/{repo_id}/tree", {"params": {"ref": ref}}),
+            ("GET", f"/api/repos/{repo_id}/blob", {"params": {"ref": ref, "path": "README.md"}}),
+            ("POST", f"/api/runs/{run['id']}/rebase", {"json": {"onto": ref}}),
+            (
+                "POST",
+                "/api/runs",
+                {
+                    "json": {
+                        "prompt": "x",
+                        "project_id": project["id"],
+                        "provider": "script",
+                        "draft": True,
+                        "source_ref": ref,
+                    }
+                },
+            ),
+        ]
+        for method, url, kw in calls:
+            resp = await api.request(method, url, **kw)
+            assert resp.status_code in (400, 422), (method, url, repr(ref), resp.text)
+            assert data_dir not in resp.text and str(git_repo) not in resp.text, resp.text

@@ -215,6 +215,9 @@ async def test_resolve_commit(repo: Path, tmp_path: Path) -> None:
     assert await resolve_commit(repo, "HEAD^{tree}") is None  # a tree is not a commit
     assert await resolve_commit(repo, "--all") is None  # never an option
     assert await resolve_commit(repo, "") is None
+    # Malformed input names no commit (a 400 upstream), never an error (a 500).
+    assert await resolve_commit(repo, "main@{upstream}") is None  # no upstream configured
+    assert await resolve_commit(repo, "HEAD\x00") is None  # cannot even reach git
     plain = tmp_path / "plain"
     plain.mkdir()
     with pytest.raises(GitError):

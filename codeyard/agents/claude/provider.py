@@ -97,7 +97,13 @@ class ClaudeCodeProvider:
 
     name = PROVIDER
     capabilities = Capabilities(
-        approvals=True, resume=True, interrupt=True, mid_turn_input=True, usage=True, cost=True
+        approvals=True,
+        resume=True,
+        interrupt=True,
+        mid_turn_input=True,
+        usage=True,
+        cost=True,
+        images=True,
     )
 
     def __init__(self, cli_path: str | None = None) -> None:

@@ -39,6 +39,7 @@ from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, 
 from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
+from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.domain.tools import ToolRequest
 from codeyard.sandbox import SandboxUnavailable, contain
@@ -138,6 +139,22 @@ class _Turn:
             return PROMPTS["resume"]
         return self.ctx.prompt
 
+    def _query(self) -> str | AsyncIterator[dict[str, Any]]:
+        """The prompt; with images, one user message of text and image content blocks."""
+        images = load_paths(list(self.ctx.images))
+        if not images:
+            return self.prompt()
+        content: list[dict[str, Any]] = [{"type": "text", "text": self.prompt()}]
+        for image in images:
+            source = {"type": "base64", "media_type": image.media_type, "data": image.base64}
+            content.append({"type": "image", "source": source})
+        message = {"role": "user", "content": content}
+
+        async def one() -> AsyncIterator[dict[str, Any]]:
+            yield {"type": "user", "message": message, "parent_tool_use_id": None}
+
+        return one()
+
     def _find_group(self) -> ProcessGroup | None:
         try:
             return ProcessGroup(int((self.tmp / "pid").read_text().strip()))
@@ -194,7 +211,7 @@ class _Turn:
             self.group = self._find_group()
             if self.group is not None:
                 await self.group.track("claude-code")
-            await client.query(self.prompt())
+            await client.query(self._query())
             feeder = asyncio.ensure_future(self._feed(client)) if self.ctx.next_messages else None
             try:
                 async with contextlib.aclosing(self._items(client)) as items:

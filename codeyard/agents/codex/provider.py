@@ -98,7 +98,13 @@ class CodexProvider:
     name = PROVIDER
     #: No cost: Codex reports tokens only (Codeyard prices them centrally, by model).
     capabilities = Capabilities(
-        approvals=True, resume=True, interrupt=True, mid_turn_input=True, usage=True, cost=False
+        approvals=True,
+        resume=True,
+        interrupt=True,
+        mid_turn_input=True,
+        usage=True,
+        cost=False,
+        images=True,
     )
 
     def __init__(self, cli_path: str | None = None) -> None:

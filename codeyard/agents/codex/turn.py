@@ -42,6 +42,7 @@ from codeyard.agents.codex.protocol import (
 from codeyard.agents.codex.rpc import LINE_LIMIT, Closed, Connection, RpcError
 from codeyard.agents.codex.settings import TurnSettings
 from codeyard.agents.process import spawn
+from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.sandbox import SandboxUnavailable, contain
 
@@ -180,7 +181,13 @@ class _Turn:
                     yield item
                 params: dict[str, Any] = {
                     "threadId": self.state.thread_id,
-                    "input": [{"type": "text", "text": self._prompt()}],
+                    "input": [
+                        {"type": "text", "text": self._prompt()},
+                        *(
+                            {"type": "image", "url": image.data_url}
+                            for image in load_paths(list(self.ctx.images))
+                        ),
+                    ],
                 }
                 if self.settings.effort:
                     params["effort"] = self.settings.effort
