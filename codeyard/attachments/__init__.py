@@ -1,0 +1,1 @@
+"""Files attached to operator messages (images, for agents that read them)."""
