@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, make_repo
+from codeyard.config import Settings
+from tests.conftest import TOKEN, Api, make_repo, open_api
 from tests.support.auth import add_user, bearer, token_of
 
 pytestmark = pytest.mark.anyio
@@ -198,3 +199,27 @@ async def test_the_agent_and_setup_script_get_the_runs_ports(
         assert agent == [lease["base_port"], lease["base_port"] + 9]
         seen.append(lease["ports"])
     assert not set(seen[0]) & set(seen[1])
+
+
+async def test_idle_terminals_close_but_watched_ones_stay(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", admin_token=TOKEN, terminal_idle_minutes=0.6 / 60
+    )
+    async for api in open_api(settings):
+        idle = await api.post("/api/terminals", json={"cwd": str(tmp_path), "command": BASH})
+        busy = await api.post(
+            "/api/terminals",
+            json={
+                "cwd": str(tmp_path),
+                "command": ["sh", "-c", "while :; do echo tick; sleep 0.1; done"],
+            },
+        )
+        idle_id, busy_id = idle.json()["id"], busy.json()["id"]
+        for _ in range(100):
+            body = (await api.get(f"/api/terminals/{idle_id}")).json()
+            if body["status"] != "live":
+                break
+            await asyncio.sleep(0.05)
+        assert body["status"] == "closed" and "without viewers or output" in body["close_reason"]
+        assert (await api.get(f"/api/terminals/{busy_id}")).json()["status"] == "live"
+        await api.delete(f"/api/terminals/{busy_id}")
