@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import ApprovalResolve, PolicyBody, PolicySetBody
+from codeyard.api.views import ApprovalView, Page
 from codeyard.services import approvals, policies
 from codeyard.store import policies as store
 from codeyard.store import runs
@@ -17,7 +18,9 @@ router = APIRouter(tags=["approvals and policies"])
 Status = Literal["pending", "approved", "rejected", "expired"]
 
 
-@router.get("/approvals", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/approvals", dependencies=[require_scope("runs:read")], response_model=Page[ApprovalView]
+)
 async def list_approvals(
     svc: Svc,
     status: Status | None = None,
@@ -32,7 +35,11 @@ async def list_approvals(
     return listing(list(rows), next_cursor)
 
 
-@router.get("/runs/{run_ref}/approvals", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/approvals",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[ApprovalView],
+)
 async def run_approvals(
     run_ref: str, svc: Svc, status: Status | None = None, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -42,7 +49,11 @@ async def run_approvals(
     return listing(list(rows), next_cursor)
 
 
-@router.post("/approvals/{approval_id}/resolve", dependencies=[require_scope("approvals:resolve")])
+@router.post(
+    "/approvals/{approval_id}/resolve",
+    dependencies=[require_scope("approvals:resolve")],
+    response_model=ApprovalView,
+)
 async def resolve_approval(
     approval_id: str, body: ApprovalResolve, svc: Svc, principal: Caller
 ) -> dict[str, Any]:

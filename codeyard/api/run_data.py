@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
+from codeyard.api.views import EventView, Page, SnapshotView
 from codeyard.domain import fold
 from codeyard.domain.events import StoredEvent
 from codeyard.services import runs as run_service
@@ -28,7 +29,9 @@ def _types(types: str | None) -> frozenset[str] | None:
     return frozenset(t for t in types.split(",") if t) if types else None
 
 
-@router.get("/{run_ref}/events", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/{run_ref}/events", dependencies=[require_scope("runs:read")], response_model=Page[EventView]
+)
 async def list_events(
     run_ref: str,
     svc: Svc,
@@ -49,7 +52,9 @@ async def list_events(
     return {"data": [e.to_dict() for e in page], "next_cursor": str(page[-1].id) if more else None}
 
 
-@router.get("/{run_ref}/snapshot", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/{run_ref}/snapshot", dependencies=[require_scope("runs:read")], response_model=SnapshotView
+)
 async def snapshot(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Everything a client needs to draw a run in one request; stream from ``last_event_id``."""
     async with svc.engine.connect() as conn:

@@ -9,19 +9,22 @@ from fastapi import APIRouter, Query, Response
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import FollowUpBody, MessageBody, ResumeBody, RunCreate
+from codeyard.api.views import Page, RunView
 from codeyard.services import runs as run_service
 from codeyard.store import runs
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-@router.post("", dependencies=[require_scope("runs:write")], status_code=201)
+@router.post(
+    "", dependencies=[require_scope("runs:write")], status_code=201, response_model=RunView
+)
 async def create_run(body: RunCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     """Create a run; it is queued at once unless ``draft`` is true."""
     return await run_service.create(svc, body.data(), principal)
 
 
-@router.get("", dependencies=[require_scope("runs:read")])
+@router.get("", dependencies=[require_scope("runs:read")], response_model=Page[RunView])
 async def list_runs(
     svc: Svc,
     status: Annotated[str | None, Query(description="Comma-separated statuses.")] = None,
@@ -47,7 +50,7 @@ async def list_runs(
     return listing([runs.public(r) for r in rows], next_cursor)
 
 
-@router.get("/{run_ref}", dependencies=[require_scope("runs:read")])
+@router.get("/{run_ref}", dependencies=[require_scope("runs:read")], response_model=RunView)
 async def get_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """A run by id (``run_…``) or number."""
     return runs.public(await run_service.get(svc, run_ref))
@@ -60,35 +63,53 @@ async def delete_run(run_ref: str, svc: Svc) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{run_ref}/start", dependencies=[require_scope("runs:control")])
+@router.post(
+    "/{run_ref}/start", dependencies=[require_scope("runs:control")], response_model=RunView
+)
 async def start_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Queue a draft run."""
     return await run_service.start(svc, run_ref)
 
 
-@router.post("/{run_ref}/cancel", dependencies=[require_scope("runs:control")])
+@router.post(
+    "/{run_ref}/cancel", dependencies=[require_scope("runs:control")], response_model=RunView
+)
 async def cancel_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     return await run_service.cancel(svc, run_ref)
 
 
-@router.post("/{run_ref}/pause", dependencies=[require_scope("runs:control")])
+@router.post(
+    "/{run_ref}/pause", dependencies=[require_scope("runs:control")], response_model=RunView
+)
 async def pause_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Stop the agent, keeping its session and worktree; ``resume`` continues."""
     return await run_service.pause(svc, run_ref)
 
 
-@router.post("/{run_ref}/resume", dependencies=[require_scope("runs:control")])
+@router.post(
+    "/{run_ref}/resume", dependencies=[require_scope("runs:control")], response_model=RunView
+)
 async def resume_run(run_ref: str, svc: Svc, body: ResumeBody | None = None) -> dict[str, Any]:
     return await run_service.resume(svc, run_ref, body.message if body else None)
 
 
-@router.post("/{run_ref}/messages", dependencies=[require_scope("runs:write")], status_code=202)
+@router.post(
+    "/{run_ref}/messages",
+    dependencies=[require_scope("runs:write")],
+    status_code=202,
+    response_model=RunView,
+)
 async def send_message(run_ref: str, body: MessageBody, svc: Svc) -> dict[str, Any]:
     """An operator message: answers a waiting agent, is queued mid-turn, or starts a new turn."""
     return await run_service.message(svc, run_ref, body.text, images=body.images)
 
 
-@router.post("/{run_ref}/follow-up", dependencies=[require_scope("runs:write")], status_code=201)
+@router.post(
+    "/{run_ref}/follow-up",
+    dependencies=[require_scope("runs:write")],
+    status_code=201,
+    response_model=RunView,
+)
 async def follow_up(
     run_ref: str, body: FollowUpBody, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
@@ -96,17 +117,26 @@ async def follow_up(
     return await run_service.follow_up(svc, run_ref, body.data(), principal)
 
 
-@router.post("/{run_ref}/retry", dependencies=[require_scope("runs:write")], status_code=201)
+@router.post(
+    "/{run_ref}/retry",
+    dependencies=[require_scope("runs:write")],
+    status_code=201,
+    response_model=RunView,
+)
 async def retry(run_ref: str, svc: Svc, principal: Caller) -> dict[str, Any]:
     """A new run with the same prompt and agent from the original source."""
     return await run_service.retry(svc, run_ref, principal)
 
 
-@router.post("/{run_ref}/archive", dependencies=[require_scope("runs:write")])
+@router.post(
+    "/{run_ref}/archive", dependencies=[require_scope("runs:write")], response_model=RunView
+)
 async def archive(run_ref: str, svc: Svc) -> dict[str, Any]:
     return await run_service.set_archived(svc, run_ref, True)
 
 
-@router.post("/{run_ref}/unarchive", dependencies=[require_scope("runs:write")])
+@router.post(
+    "/{run_ref}/unarchive", dependencies=[require_scope("runs:write")], response_model=RunView
+)
 async def unarchive(run_ref: str, svc: Svc) -> dict[str, Any]:
     return await run_service.set_archived(svc, run_ref, False)

@@ -1,102 +1,23 @@
-// Response shapes from API.md (the schema types most responses as free-form objects).
+// Response shapes. Runs, events, approvals and snapshots are the generated schema types;
+// the rest are still written by hand until their routes declare response models.
+import type { components } from "./schema";
 
 export interface Page<T> {
   data: T[];
   next_cursor: string | null;
 }
 
-export type RunStatus =
-  | "draft"
-  | "queued"
-  | "preparing"
-  | "running"
-  | "waiting"
-  | "paused"
-  | "review"
-  | "completed"
-  | "failed"
-  | "cancelled"
-  | "interrupted";
+type Schemas = components["schemas"];
 
-export interface Usage {
-  input_tokens: number;
-  output_tokens: number;
-  cache_read_tokens: number;
-  cache_write_tokens: number;
-  cost_usd: number;
-}
-
-export interface DiffStats {
-  files: number;
-  insertions: number;
-  deletions: number;
-}
-
-export interface Run {
-  id: string;
-  number: number;
-  title: string;
-  prompt: string;
-  project_id: string;
-  repo_ids: string[];
-  agent_id: string | null;
-  provider: string;
-  model: string | null;
-  status: RunStatus;
-  status_reason: string | null;
-  resolution: string | null;
-  source_ref: string;
-  branch: string | null;
-  parent_run_id: string | null;
-  turns: number;
-  usage: Usage;
-  budget_usd: number | null;
-  pending_approvals: number;
-  diff_stats: DiffStats;
-  pull_request: { url: string; number: number } | null;
-  archived: boolean;
-  labels: string[];
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  updated_at: string;
-}
-
-export interface RunEvent {
-  id: number;
-  run_id: string;
-  seq: number;
-  type: string;
-  ts: string;
-  data: Record<string, unknown>;
-}
-
-export interface Approval {
-  id: string;
-  run_id: string;
-  call_id: string | null;
-  tool: string;
-  kind: string;
-  input: unknown;
-  title: string;
-  rule?: string | null;
-  status: "pending" | "approved" | "rejected" | "expired";
-  decided_by: string | null;
-  reason: string | null;
-  created_at: string;
-  resolved_at: string | null;
-  expires_at: string | null;
-  run_title?: string;
-}
-
-export interface Snapshot {
-  run: Run;
-  approvals: Approval[];
-  events: RunEvent[];
-  last_event_id: number;
-  diff_stats: DiffStats;
-  tasks: Task[];
-}
+// The core resources come from the server's OpenAPI schema (generated into schema.d.ts; the
+// staleness test keeps it in step): a field the server adds or renames reaches the compiler.
+export type RunStatus = Schemas["RunView"]["status"];
+export type Usage = Schemas["UsageView"];
+export type DiffStats = Schemas["DiffStatsView"];
+export type Run = Schemas["RunView"];
+export type RunEvent = Schemas["EventView"];
+export type Approval = Schemas["ApprovalView"] & { run_title?: string };
+export type Snapshot = Schemas["SnapshotView"];
 
 export interface Task {
   content: string;
@@ -217,7 +138,19 @@ export interface Settings {
   approval_timeout_hours: number;
   budgets: { daily_usd: number | null; monthly_usd: number | null };
   auto_resume: boolean;
+  sandbox?: "on" | "off";
+  sandbox_status?: SandboxStatus;
   [key: string]: unknown;
+}
+
+/** Read-only state of the agent sandbox (bubblewrap), from GET /api/settings. */
+export interface SandboxStatus {
+  mode: "on" | "off";
+  available: boolean;
+  bwrap: string | null;
+  version: string | null;
+  problem: string | null;
+  warning: string | null;
 }
 
 export interface AuthStatus {

@@ -1,0 +1,144 @@
+"""Response models of the core resources: runs, their events, approvals, and pages of them.
+
+Declared as ``response_model`` on the routes, they put every field of these answers in the
+OpenAPI schema, from which the web UI's types are generated (``ui/src/api/schema.d.ts``).
+``tests/unit/test_views.py`` keeps them in step with what the store returns (a field added to
+``store.runs.PUBLIC_FIELDS`` but not here would otherwise be dropped from the answer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from codeyard.domain.status import RunStatus
+
+T = TypeVar("T")
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Page(View, Generic[T]):
+    """A page of a list, newest first unless the route says otherwise."""
+
+    data: list[T]
+    #: Pass as ``?cursor=`` (events: ``?after=``) for the next page; ``null`` on the last one.
+    next_cursor: str | None
+
+
+class UsageView(View):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+
+
+class DiffStatsView(View):
+    files: int
+    insertions: int
+    deletions: int
+
+
+class PullRequestRef(View):
+    """The pull request a run was landed as (``GET /api/runs/{id}/pull-request`` has its state
+    now); other members (``state``, ``checks``, ``host``, ``others``…) are kept as recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    url: str
+    number: int
+    repo_id: str | None = None
+
+
+class RunView(View):
+    id: str
+    number: int
+    title: str
+    prompt: str
+    project_id: str
+    repo_ids: list[str]
+    agent_id: str | None
+    provider: str
+    model: str | None
+    status: RunStatus
+    status_reason: str | None
+    #: ``merged``, ``pr_created`` or ``discarded`` once completed.
+    resolution: str | None
+    source_ref: str
+    #: The commit each repository's worktree started from, by repository id.
+    base_commits: dict[str, str]
+    branch: str | None
+    #: Where the run's files are, by repository id (empty once discarded or collected).
+    worktrees: dict[str, str]
+    parent_run_id: str | None
+    #: For a sub-run started through the MCP server: who delegated it and within what limits.
+    delegation: dict[str, Any] | None
+    session_id: str | None
+    turns: int
+    usage: UsageView
+    budget_usd: float | None
+    pending_approvals: int
+    diff_stats: DiffStatsView
+    pull_request: PullRequestRef | None
+    archived: bool
+    labels: list[str]
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+
+
+class EventView(View):
+    """A stored event; ``data`` is the type's payload (docs/api.md, "Events")."""
+
+    id: int
+    run_id: str
+    seq: int
+    type: str
+    ts: str
+    data: dict[str, Any]
+
+
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
+
+
+class ApprovalView(View):
+    id: str
+    run_id: str
+    call_id: str
+    tool: str
+    kind: str
+    input: dict[str, Any]
+    title: str
+    #: The policy rule that asked (``gate:…`` for a hard gate).
+    rule: str | None
+    status: ApprovalStatus
+    decided_by: str | None
+    reason: str | None
+    #: ``run`` or ``project`` when the answer was remembered as an allow rule.
+    remember: str | None
+    created_at: str
+    resolved_at: str | None
+    expires_at: str
+
+
+class TaskView(View):
+    content: str = ""
+    status: str = "pending"
+
+
+class SnapshotView(View):
+    """Everything a client needs to draw a run; stream from ``last_event_id``."""
+
+    run: RunView
+    approvals: list[ApprovalView]
+    #: The last 200 events, ascending.
+    events: list[EventView]
+    last_event_id: int
+    diff_stats: DiffStatsView
+    tasks: list[TaskView]
