@@ -71,13 +71,23 @@ class RunDims:
 class Increments:
     usage: dict[tuple[str, Dims], dict[str, float]] = field(default_factory=dict)
     tools: dict[tuple[str, Dims, str, int], list[int]] = field(default_factory=dict)
-    runs: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Per run and model (a run may switch models): what ``run_usage`` adds up.
+    runs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
     def _usage(self, hour: str, dims: Dims) -> dict[str, float]:
         return self.usage.setdefault((hour, dims), dict.fromkeys(USAGE_MEASURES, 0))
 
-    def _run(self, run_id: str) -> dict[str, float]:
-        return self.runs.setdefault(run_id, dict.fromkeys(RUN_MEASURES, 0))
+    def _run(self, run_id: str, model: str) -> dict[str, float]:
+        return self.runs.setdefault((run_id, model), dict.fromkeys(RUN_MEASURES, 0))
+
+    def run_totals(self, run_id: str) -> dict[str, float]:
+        """One run's measures over all its models."""
+        out = dict.fromkeys(RUN_MEASURES, 0.0)
+        for (rid, _model), values in self.runs.items():
+            if rid == run_id:
+                for key, value in values.items():
+                    out[key] += value
+        return out
 
 
 def hour_of(ts: str) -> str:
@@ -136,31 +146,32 @@ def fold(
             continue
         data = json.loads(ev.data)
         hour = hour_of(ev.ts)
+        current = models.get(ev.run_id) or run_dims.model
         if ev.type == "agent.session":
             if data.get("model"):
                 models[ev.run_id] = str(data["model"])
         elif ev.type == "usage":
-            model = data.get("model") or models.get(ev.run_id) or run_dims.model or None
+            model = data.get("model") or current or None
             priced = price_event(data, model)
             row = inc._usage(hour, run_dims.with_model(model))
-            run = inc._run(ev.run_id)
+            run = inc._run(ev.run_id, model or "")
             for key, value in priced.items():
                 row[key] += value
                 run[key] += value
         elif ev.type in ("agent.message", "user.message"):
             key = "agent_messages" if ev.type == "agent.message" else "user_messages"
-            inc._usage(hour, run_dims.with_model(None))[key] += 1
-            inc._run(ev.run_id)["messages"] += 1
+            inc._usage(hour, run_dims.with_model(current))[key] += 1
+            inc._run(ev.run_id, current)["messages"] += 1
         elif ev.type == "tool.call":
             call_tools[f"{ev.run_id}/{data.get('call_id')}"] = str(data.get("tool") or "?")
         elif ev.type == "tool.result":
             tool = call_tools.pop(f"{ev.run_id}/{data.get('call_id')}", "?")
             failed = data.get("ok") is False
             le = bucket_of(float(data.get("duration_ms") or 0))
-            cell = inc.tools.setdefault((hour, run_dims.with_model(None), tool, le), [0, 0])
+            cell = inc.tools.setdefault((hour, run_dims.with_model(current), tool, le), [0, 0])
             cell[0] += 1
             cell[1] += int(failed)
-            run = inc._run(ev.run_id)
+            run = inc._run(ev.run_id, current)
             run["tool_calls"] += 1
             run["tool_failures"] += int(failed)
     return inc

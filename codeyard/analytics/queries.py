@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import TIMESTAMP, Select, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.analytics.fold import RUN_MEASURES, USAGE_MEASURES, percentile
@@ -197,10 +197,73 @@ async def tool_stats(conn: AsyncConnection, flt: Filters, top: int) -> list[dict
     return out[:top]
 
 
+FINISHED = ("review", "completed", "failed", "cancelled")
+SUCCEEDED = ("review", "completed")
+
+
+def _count_if(cond: Any) -> Any:
+    return func.sum(case((cond, 1), else_=0))
+
+
+def _minutes_sql(conn: AsyncConnection) -> Any:
+    """Run minutes (finished minus started) in the database's own date arithmetic."""
+    if conn.dialect.name == "postgresql":
+        seconds = func.extract(
+            "epoch",
+            func.cast(R.c.finished_at, TIMESTAMP) - func.cast(R.c.started_at, TIMESTAMP),
+        )
+        return seconds / 60.0
+    return (func.julianday(R.c.finished_at) - func.julianday(R.c.started_at)) * 1440.0
+
+
 async def run_stats(
     conn: AsyncConnection, flt: Filters, group: Any | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Runs, active runs, successes, resolutions, turns and minutes (per ``group`` column)."""
+    """Runs, active runs, successes, resolutions, turns and minutes (per ``group`` column).
+
+    Summed in SQL; only a ``repo`` filter (repo ids are a JSON list on the run) is applied
+    row by row."""
+    if flt.repo is not None:
+        return await _run_stats_rows(conn, flt, group)
+    key_col = (group if group is not None else literal("")).label("key")
+    stmt = select(
+        key_col,
+        func.count().label("runs"),
+        _count_if(R.c.status.in_([str(x) for x in ACTIVE])).label("active_runs"),
+        _count_if(R.c.status.in_(FINISHED)).label("finished_runs"),
+        _count_if(R.c.status.in_(SUCCEEDED)).label("succeeded"),
+        _count_if(and_(R.c.resolution.is_not(None), R.c.resolution != "discard")).label("resolved"),
+        func.coalesce(func.sum(R.c.turns), 0).label("turns"),
+        func.coalesce(
+            func.sum(
+                case(
+                    (
+                        and_(R.c.started_at.is_not(None), R.c.finished_at.is_not(None)),
+                        _minutes_sql(conn),
+                    ),
+                    else_=0.0,
+                )
+            ),
+            0.0,
+        ).label("minutes"),
+    ).where(*_run_where(flt))
+    if group is not None:
+        stmt = stmt.group_by(group)
+    out: dict[str, dict[str, Any]] = {}
+    for row in (await conn.execute(stmt)).all():
+        values = dict(row._mapping)
+        key = str(values.pop("key") or "")
+        if not values["runs"]:
+            continue
+        out[key] = {
+            k: (float(v or 0) if k == "minutes" else int(v or 0)) for k, v in values.items()
+        }
+    return out
+
+
+async def _run_stats_rows(
+    conn: AsyncConnection, flt: Filters, group: Any | None = None
+) -> dict[str, dict[str, Any]]:
     cols = [
         R.c.status,
         R.c.resolution,
@@ -233,9 +296,9 @@ async def run_stats(
         agg["turns"] += int(row.turns or 0)
         if row.status in active:
             agg["active_runs"] += 1
-        if row.status in ("review", "completed", "failed", "cancelled"):
+        if row.status in FINISHED:
             agg["finished_runs"] += 1
-            agg["succeeded"] += int(row.status in ("review", "completed"))
+            agg["succeeded"] += int(row.status in SUCCEEDED)
         agg["resolved"] += int(row.resolution is not None and row.resolution != "discard")
         if row.started_at and row.finished_at:
             agg["minutes"] += _minutes(row.started_at, row.finished_at)
@@ -258,11 +321,35 @@ def flag_cost(computed: float, reported: float, reported_events: int) -> bool:
     return gap > 0.01 and gap > COST_TOLERANCE * max(computed, reported)
 
 
-SORTS = {
-    "newest": (R.c.created_at.desc(), R.c.id.desc()),
-    "cost": (RU.c.cost_usd.desc(), R.c.id.desc()),
-    "tokens": ((RU.c.input_tokens + RU.c.output_tokens).desc(), R.c.id.desc()),
-}
+SORTS = ("newest", "cost", "tokens")
+
+
+def _per_run() -> Any:
+    """``run_usage`` summed over each run's models."""
+    return (
+        select(RU.c.run_id, *[func.sum(RU.c[m]).label(m) for m in RUN_MEASURES])
+        .group_by(RU.c.run_id)
+        .subquery("ru")
+    )
+
+
+async def model_run_stats(conn: AsyncConnection, flt: Filters) -> dict[str, dict[str, Any]]:
+    """Per model: the runs that used it, and their turns and minutes."""
+    stmt = (
+        select(RU.c.model, R.c.repo_ids, R.c.turns, R.c.started_at, R.c.finished_at)
+        .select_from(RU.join(R, R.c.id == RU.c.run_id))
+        .where(*_run_where(flt))
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in (await conn.execute(stmt)).all():
+        if not _in_repo(row, flt.repo):
+            continue
+        agg = out.setdefault(row.model or "", {"runs": 0, "turns": 0, "minutes": 0.0})
+        agg["runs"] += 1
+        agg["turns"] += int(row.turns or 0)
+        if row.started_at and row.finished_at:
+            agg["minutes"] += _minutes(row.started_at, row.finished_at)
+    return out
 
 
 async def run_telemetry(
@@ -278,6 +365,15 @@ async def run_telemetry(
     conds = _run_where(flt)
     if status is not None:
         conds.append(R.c.status == status)
+    ru = _per_run()
+    order = {
+        "newest": (R.c.created_at.desc(), R.c.id.desc()),
+        "cost": (func.coalesce(ru.c.cost_usd, 0).desc(), R.c.id.desc()),
+        "tokens": (
+            func.coalesce(ru.c.input_tokens + ru.c.output_tokens, 0).desc(),
+            R.c.id.desc(),
+        ),
+    }[sort]
     stmt: Select[Any] = (
         select(
             R.c.id,
@@ -292,11 +388,11 @@ async def run_telemetry(
             R.c.created_at,
             R.c.started_at,
             R.c.finished_at,
-            *[RU.c[m] for m in RUN_MEASURES],
+            *[ru.c[m] for m in RUN_MEASURES],
         )
-        .select_from(R.outerjoin(RU, and_(RU.c.run_id == R.c.id)))
+        .select_from(R.outerjoin(ru, ru.c.run_id == R.c.id))
         .where(*conds)
-        .order_by(*SORTS[sort])
+        .order_by(*order)
     )
     rows = []
     scanned = 0

@@ -156,5 +156,7 @@ async def apply_increments(conn: AsyncConnection, inc: Increments) -> None:
         ["hour", *DIMS, "tool", "le_ms"],
         ["calls", "failures"],
     )
-    run_rows = [{"run_id": run_id, **values} for run_id, values in inc.runs.items()]
-    await upsert_add(conn, schema.run_usage, run_rows, ["run_id"], list(RUN_MEASURES))
+    run_rows = [
+        {"run_id": run_id, "model": model, **values} for (run_id, model), values in inc.runs.items()
+    ]
+    await upsert_add(conn, schema.run_usage, run_rows, ["run_id", "model"], list(RUN_MEASURES))

@@ -159,7 +159,7 @@ async def by_model(svc: Svc, flt: Flt, request: Request) -> Any:
     """Cost, tokens and runs per model, with cost per run, per turn and per minute."""
     async with svc.engine.connect() as conn:
         usage = await q.usage_by(conn, flt, "model")
-        runs = await q.run_stats(conn, flt, group=q.R.c.model)
+        runs = await q.model_run_stats(conn, flt)
     rows = []
     for model in sorted(set(usage) | set(runs)):
         u = usage.get(model) or dict.fromkeys(Usage.model_fields, 0)

@@ -457,6 +457,8 @@ run_usage = Table(
     "run_usage",
     metadata,
     Column("run_id", String(40), primary_key=True),
+    #: The model the usage was priced for ('' when unknown): a run may use several.
+    Column("model", String(200), primary_key=True),
     Column("input_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
     Column("cache_read_tokens", BigInteger, nullable=False),

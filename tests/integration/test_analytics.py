@@ -75,10 +75,22 @@ async def test_totals_reconcile_with_the_events_and_flag_a_cost_gap(
     assert ov["reported_cost_usd"] == pytest.approx(honest * 11, rel=1e-6)
     assert ov["cache_hit_rate"] == pytest.approx(15000 / 18000, abs=1e-4)
     assert ov["agent_messages"] >= 1
+    assert ov["finished_runs"] == 2 and ov["success_rate"] == 1.0  # both in review
+    # The repo filter (repo ids are a JSON list on the run) takes another path: same answer.
+    repo_id = (await api.get(f"/api/runs/{first}")).json()["repo_ids"][0]
+    by_repo = (await api.get(f"/api/analytics/overview?range=today&repo={repo_id}")).json()
+    assert {k: by_repo[k] for k in ("runs", "finished_runs", "input_tokens")} == {
+        "runs": 2,
+        "finished_runs": 2,
+        "input_tokens": 3000,
+    }
+    assert (await api.get("/api/analytics/overview?range=today&repo=nope")).json()["runs"] == 0
 
     models = (await api.get("/api/analytics/models?range=today")).json()["data"]
     (sonnet,) = [m for m in models if m["model"] == SONNET]
     assert sonnet["usage_events"] == 3 and sonnet["cost_usd"] == pytest.approx(honest * 12)
+    assert sonnet["runs"] == 2 and sonnet["minutes"] > 0
+    assert sonnet["cost_per_run"] == pytest.approx(honest * 6, rel=1e-4)
 
     runs = {r["id"]: r for r in (await api.get("/api/analytics/runs")).json()["data"]}
     assert runs[planted]["cost_mismatch"] is True

@@ -42,7 +42,7 @@ def rollup(items: list[Any], model: str | None) -> dict[str, float]:
             data = price_usage(data, session_model)  # what the executor's sink stores
         events.append(FoldInput("r", item.type, "2026-12-03T09:00:00.000Z", json.dumps(data)))
     dims = {"r": RunDims("p", "repo", "cli", model or "", "", "")}
-    return fold(events, dims, {}).runs["r"]
+    return fold(events, dims, {}).run_totals("r")
 
 
 def tokens(totals: dict[str, float]) -> tuple[int, int, int, int]:

@@ -73,6 +73,7 @@ def upgrade() -> None:
     op.create_table(
         "run_usage",
         sa.Column("run_id", sa.String(40), primary_key=True),
+        sa.Column("model", sa.String(200), primary_key=True),
         *_tokens(),
         *_counts(
             "usage_events",
