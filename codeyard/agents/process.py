@@ -144,15 +144,48 @@ class StderrRing:
         return reason + (" Its last output: " + " | ".join(tail) if tail else "")
 
 
+#: Holds the command until the parent says go (a byte on the inherited fd), then becomes it
+#: (same pid, ``exec``): the group is on record before the command can do anything.
+_GATE = (
+    'read -r -u "$CODEYARD_GATE_FD" _; exec {CODEYARD_GATE_FD}<&-; '
+    'unset CODEYARD_GATE_FD; exec "$@"'
+)
+
+
 async def spawn(
     argv: Iterable[str], *, kind: str, **kwargs: Any
 ) -> tuple[asyncio.subprocess.Process, ProcessGroup]:
     """Start ``argv`` as the leader of a new process group tied to the server's life, and
-    record the group on the current run. ``kwargs`` go to ``create_subprocess_exec``."""
-    args = [*pdeathsig_prefix(), *argv]
-    proc = await asyncio.create_subprocess_exec(*args, start_new_session=True, **kwargs)
+    record the group on the current run before the command starts: it waits at a gate until
+    the record is committed, so a crash at any moment leaves no unrecorded group behind.
+    ``kwargs`` go to ``create_subprocess_exec``."""
+    if recorder.get() is None:  # nothing to record: no gate needed
+        proc = await asyncio.create_subprocess_exec(
+            *pdeathsig_prefix(), *argv, start_new_session=True, **kwargs
+        )
+        return proc, ProcessGroup(proc.pid)
+    gate_r, gate_w = os.pipe()
+    try:
+        env = dict(kwargs.pop("env", None) or os.environ)
+        env["CODEYARD_GATE_FD"] = str(gate_r)
+        gated = [*pdeathsig_prefix(), "/bin/bash", "-c", _GATE, "codeyard-gate", *argv]
+        proc = await asyncio.create_subprocess_exec(
+            *gated, start_new_session=True, pass_fds=(gate_r,), env=env, **kwargs
+        )
+    except BaseException:
+        os.close(gate_w)
+        raise
+    finally:
+        os.close(gate_r)
     group = ProcessGroup(proc.pid)
-    await group.track(kind)
+    try:
+        await group.track(kind)
+    except BaseException:
+        group.kill()  # never let an unrecorded group run
+        raise
+    finally:
+        os.write(gate_w, b"\n")
+        os.close(gate_w)
     return proc, group
 
 

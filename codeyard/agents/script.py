@@ -189,7 +189,9 @@ class ScriptProvider:
                     last = item.text
                 yield item
             yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": index + 1})
-        yield SessionUpdate(session_id, {})
+        # Every step done, and kept so until the turn is recorded as ended (the executor drops
+        # ``phase`` then): a crash before that resumes into no steps, never into all of them.
+        yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": len(steps)})
         yield TurnEnd("end_turn", last or None)
 
     async def _step(

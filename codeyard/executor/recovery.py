@@ -125,6 +125,7 @@ async def _interrupt(tx: Tx, run_id: str, auto: bool) -> float | None:
     """Mark a run the dead server was working on ``interrupted``; pending approvals stay
     pending. Returns the back-off before resuming it, or None when auto-resume gives up."""
     run = await runs.lock(tx, run_id)
+    await approval_door.release_unfinished(tx, run_id)
     crashes = int(run["crash_resumes"] or 0)
     if auto and crashes >= MAX_CRASH_RESUMES:
         await runs.set_status(tx, run_id, S.INTERRUPTED, GAVE_UP, resume_at_start=False)

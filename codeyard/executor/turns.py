@@ -33,7 +33,7 @@ from codeyard.preview import leases
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.store import approvals as approval_door
-from codeyard.store import env_sets, events, runs
+from codeyard.store import env_sets, events, projects, runs
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.git import GitError
 
@@ -191,7 +191,12 @@ class TurnDriver:
             return False
         await self._writer.run(
             lambda tx: runs.update_fields(
-                tx, run_id, branch=branch, worktrees=worktrees, workspace_intent=None
+                tx,
+                run_id,
+                branch=branch,
+                worktrees=worktrees,
+                workspace_intent=None,
+                crash_resumes=0,  # progress: a prepared run is not stuck
             )
         )
         return True
@@ -223,8 +228,15 @@ class TurnDriver:
     async def _end_turn(
         self, tx: Tx, run_id: str, end: TurnEnd, duration_ms: int, turn_usage: dict[str, Any]
     ) -> _Turn | None:
-        """Record the turn's end; start the next one at once if messages arrived meanwhile."""
+        """Record the turn's end; start the next one at once if messages arrived meanwhile.
+
+        The agent's ``phase`` (its marker of an unfinished turn) is dropped in the same
+        transaction: a crash just before this resumes the finished turn (as nothing), one just
+        after starts the next turn as what it is."""
         run = await runs.lock(tx, run_id)
+        if "phase" in run["agent_state"]:
+            state = {k: v for k, v in run["agent_state"].items() if k != "phase"}
+            await runs.update_fields(tx, run_id, agent_state=state)
         completed = TurnCompleted(
             turn=run["turns"],
             stop_reason=end.stop_reason,
@@ -323,10 +335,12 @@ class TurnDriver:
         """The options the adapter gets: env set variables decrypted into ``env`` (under the
         run's own ``env``). Only this copy holds the values; nothing stores or logs it."""
         ids = options.get("env_set_ids") or []
-        if not ids:
+        profile = options.get(projects.AGENT_ENV)
+        if not ids and not profile:
             return options
         async with self._engine.connect() as conn:
-            env = await env_sets.environment_for(conn, self._secrets, list(ids))
+            env = await projects.profile_env_of(conn, self._secrets, profile) if profile else {}
+            env.update(await env_sets.environment_for(conn, self._secrets, list(ids)))
         return {**options, "env": {**env, **(options.get("env") or {})}}
 
     async def _settle(self, run: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from codeyard.domain.approvals import PENDING, check_transition
 from codeyard.domain.events import utc_now
 from codeyard.domain.status import RunStatus
-from codeyard.store import policies, runs, schema
+from codeyard.store import events, policies, runs, schema
 from codeyard.store.writer import Tx
 
 AP = schema.approvals
@@ -151,9 +151,32 @@ async def bindable(conn: Any, run_id: str, fingerprint: str) -> dict[str, Any] |
     return dict(row._mapping) if row else None
 
 
-async def mark_used(tx: Tx, approval_id: str) -> None:
-    """The answer reached an agent: it is not handed to another call."""
-    await tx.conn.execute(update(AP).where(AP.c.id == approval_id).values(used_at=utc_now()))
+async def mark_used(tx: Tx, approval_id: str, call_id: str) -> None:
+    """The answer reached the agent's call ``call_id``: it is not handed to another call."""
+    await tx.conn.execute(
+        update(AP).where(AP.c.id == approval_id).values(used_at=utc_now(), used_by=call_id)
+    )
+
+
+async def release_unfinished(tx: Tx, run_id: str) -> int:
+    """After the server went away: answers handed to calls that never got a result (the call
+    was cut off) are handed out again to the resumed agent's identical call, not asked twice."""
+    used = (
+        await tx.conn.execute(
+            select(AP.c.id, AP.c.used_by).where(
+                AP.c.run_id == run_id, AP.c.used_at.is_not(None), AP.c.used_by.is_not(None)
+            )
+        )
+    ).all()
+    if not used:
+        return 0
+    finished = await events.result_call_ids(tx.conn, run_id)
+    again = [row.id for row in used if row.used_by not in finished]
+    if again:
+        await tx.conn.execute(
+            update(AP).where(AP.c.id.in_(again)).values(used_at=None, used_by=None)
+        )
+    return len(again)
 
 
 async def expire_pending_of_run(tx: Tx, run_id: str, why: str) -> None:

@@ -76,3 +76,14 @@ async def last_of_type(conn: AsyncConnection, run_id: str, type_: str) -> dict[s
     )
     raw = (await conn.execute(stmt)).scalar()
     return json.loads(raw) if raw is not None else None
+
+
+async def result_call_ids(conn: AsyncConnection, run_id: str) -> set[str]:
+    """The call ids of a run's ``tool.result`` events (which calls finished)."""
+    stmt = select(E.c.data).where(E.c.run_id == run_id, E.c.type == "tool.result")
+    out: set[str] = set()
+    for (raw,) in (await conn.execute(stmt)).all():
+        call_id = json.loads(raw).get("call_id")
+        if isinstance(call_id, str):
+            out.add(call_id)
+    return out

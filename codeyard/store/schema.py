@@ -68,6 +68,9 @@ agents = Table(
     Column("provider_config", JSON, nullable=False),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    #: ``provider_config.env`` values, sealed (``store.projects.seal_profile_env``); the
+    #: stored ``provider_config.env`` shows each name with a mask.
+    Column("env_sealed", Text),
 )
 
 runs = Table(
@@ -219,8 +222,10 @@ approvals = Table(
     Column("expires_at", String(32), nullable=False),
     #: Hash of the tool and its normalized input: a resumed agent's identical call binds here.
     Column("fingerprint", String(64)),
-    #: When the answer was handed to an agent (an answer is used once).
+    #: When the answer was handed to an agent, and the call id it answered (an answer is used
+    #: once; a call cut off by a crash before its result gets the same answer again).
     Column("used_at", String(32)),
+    Column("used_by", String(200)),
     Index("ix_approvals_run_fingerprint", "run_id", "fingerprint"),
 )
 

@@ -18,7 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from codeyard.agents.process import ProcessGroup  # shared by every provider; re-exported
+from codeyard.agents.process import (  # shared by every provider; re-exported
+    ProcessGroup,
+    pdeathsig_prefix,
+)
 
 __all__ = ["ProcessGroup", "bundled_cli", "cli_version", "find_cli", "launcher"]
 
@@ -81,11 +84,14 @@ def launcher() -> Path:
     # util-linux/BusyBox ``setsid`` where there is one: a Python start-up costs ~15 ms per
     # turn (more under load). It forks instead of exec'ing when its caller leads a process
     # group (the pid recorded above would then be wrong), so only when /proc says it does not.
+    # ``setpriv --pdeathsig KILL`` (same pid, kept through the exec): the CLI dies with the
+    # server even on ``kill -9`` (issue 12).
+    tied = " ".join(shlex.quote(a) for a in pdeathsig_prefix())
     fast = ""
     if (found := shutil.which("setsid")) is not None:
         fast = (
             'read -r _ _ _ _ pgrp _ 2>/dev/null < /proc/$$/stat && [ "$pgrp" != $$ ] && '
-            f'exec {shlex.quote(found)} -- "${CLI_ENV}" "$@"\n'
+            f'exec {shlex.quote(found)} -- {tied} "${CLI_ENV}" "$@"\n'
         )
     script.write_text(
         "#!/bin/sh\n"
@@ -93,7 +99,7 @@ def launcher() -> Path:
         f'[ -n "${PID_FILE_ENV}" ] && echo $$ > "${PID_FILE_ENV}"\n'
         f"{fast}"
         f"exec {shlex.quote(sys.executable)} -I -S -c {shlex.quote(setsid)} "
-        f'"${CLI_ENV}" "$@"\n'
+        f'{tied} "${CLI_ENV}" "$@"\n'
     )
     script.chmod(0o700)
     _launcher = script

@@ -6,7 +6,8 @@ restart can stop what a killed server left running before it marks runs interrup
 crash while preparing leaves nothing that delete, discard or a second prepare cannot find.
 ``runs.crash_resumes`` bounds ``auto_resume``; ``runs.resume_at_start`` marks runs the server
 (not an operator) interrupted. ``approvals.fingerprint`` (tool + normalized input) binds a
-resumed agent's identical call to its existing approval; ``used_at`` marks an answer delivered.
+resumed agent's identical call to its existing approval; ``used_at``/``used_by`` mark an answer
+delivered (and to which call: one whose call never finished is handed out again after a crash).
 
 Revision ID: 0009
 Revises: 0008
@@ -44,12 +45,14 @@ def upgrade() -> None:
     with op.batch_alter_table("approvals") as batch:
         batch.add_column(sa.Column("fingerprint", sa.String(64), nullable=True))
         batch.add_column(sa.Column("used_at", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("used_by", sa.String(200), nullable=True))
     op.create_index("ix_approvals_run_fingerprint", "approvals", ["run_id", "fingerprint"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_approvals_run_fingerprint", "approvals")
     with op.batch_alter_table("approvals") as batch:
+        batch.drop_column("used_by")
         batch.drop_column("used_at")
         batch.drop_column("fingerprint")
     with op.batch_alter_table("runs") as batch:
