@@ -1,9 +1,10 @@
 """What an event means to a person: the notification's kind, text, tag and actions. Pure.
 
 Kinds (also the names of per-user preferences): ``approval`` (a tool call waits),
-``budget`` (a budget stop waits), ``run.finished`` (the run needs review or input) and
-``run.failed``. ``approval.resolved`` is not a preference: it replaces an approval alert that
-was already shown (same tag / web push ``Topic``) so a phone never keeps a stale prompt.
+``budget`` (a budget stop waits), ``run.input`` (the agent asked a question and waits),
+``run.finished`` (the turn ended: the run awaits review) and ``run.failed``.
+``approval.resolved`` is not a preference: it replaces an approval alert that was already
+shown (same tag / web push ``Topic``) so a phone never keeps a stale prompt.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("approval", "budget", "run.finished", "run.failed")
+KINDS = ("approval", "budget", "run.input", "run.finished", "run.failed")
 TYPES = frozenset({"approval.requested", "approval.resolved", "run.status"})
 
 
@@ -79,6 +80,16 @@ def from_event(event_type: str, data: dict[str, Any], run: dict[str, Any]) -> No
         )
     if event_type == "run.status":
         to = data.get("to")
+        if to == "waiting" and data.get("reason") == "question":
+            return Notification(
+                kind="run.input",
+                title=f"Run #{number} is asking you something",
+                body=title,
+                tag=f"run-{run['id']}",
+                run_id=run["id"],
+                path=path,
+                urgent=True,
+            )
         if to == "review":
             return Notification(
                 kind="run.finished",

@@ -334,3 +334,27 @@ async def test_bad_input_names_the_fix(napi: Api) -> None:
     assert (
         await api.get("/api/notifications/channels", headers={"Authorization": ""})
     ).status_code == 401
+
+
+async def test_a_question_and_the_end_of_a_turn_are_notified(
+    napi: Api, receivers: Receivers, git_repo: Path
+) -> None:
+    api = napi
+    await add_channel(api, "discord", f"{receivers.base}/discord")
+    body = {
+        "prompt": "Work",
+        "repo_path": str(git_repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": [{"ask": "Which greeting?"}, {"say": "ok"}]}},
+    }
+    run_id = (await api.post("/api/runs", json=body)).json()["id"]
+    (asked,) = await receivers.wait_for("/discord")
+    assert "is asking you something" in asked.json()["content"]
+    await api.wait_status(run_id, "waiting")
+    assert (
+        await api.post(f"/api/runs/{run_id}/messages", json={"text": "Hello"})
+    ).status_code < 300
+    got = await receivers.wait_for("/discord", 2)
+    assert "ready for review" in got[1].json()["content"]
+    kinds = [r["kind"] for r in await outbox(api, run_id)]
+    assert kinds == ["run.input", "run.finished"]

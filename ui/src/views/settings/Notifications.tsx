@@ -50,6 +50,7 @@ type List<T> = { data: T[] };
 const KINDS: [string, string][] = [
   ["approval", "Approvals"],
   ["budget", "Budget stops"],
+  ["run.input", "Agent asks a question"],
   ["run.finished", "Run ready for review"],
   ["run.failed", "Run failed"],
 ];
