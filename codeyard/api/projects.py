@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from codeyard.agents import registry
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import (
@@ -17,11 +16,8 @@ from codeyard.api.schemas import (
     RepoSpec,
     RepoUpdate,
 )
-from codeyard.domain.events import utc_now
-from codeyard.domain.ids import new_id
-from codeyard.services import env_sets as env_set_service
+from codeyard.services import agent_profiles
 from codeyard.services import projects as project_service
-from codeyard.services import sandbox as sandbox_service
 from codeyard.store import projects
 
 router = APIRouter(tags=["projects"])
@@ -97,47 +93,29 @@ async def update_repo(
 
 @router.post("/agents", dependencies=[require_scope("settings:write")], status_code=201)
 async def create_agent(body: AgentCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
-    """An agent profile: a provider with its model, instructions, tools and options."""
-    provider = registry.get(body.provider)
-    provider.validate_options(body.provider_config)
-    sandbox_service.check_admin_options(principal, body.provider_config, "provider_config")
-    await env_set_service.check_ids(svc, body.env_set_ids, principal)
-    now = utc_now()
-    values = {"id": new_id("agt"), **body.model_dump(), "created_at": now, "updated_at": now}
-    await svc.writer.run(lambda tx: projects.insert_agent(tx, values))
-    return values
+    """An agent profile: a provider with its model, instructions, tools and options.
+
+    ``provider_config.env`` values are write-only: stored sealed, shown masked (like env sets).
+    """
+    return await agent_profiles.create(svc, principal, body.model_dump())
 
 
 @router.get("/agents", dependencies=[require_scope("settings:read")])
 async def list_agents(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    async with svc.engine.connect() as conn:
-        rows, next_cursor = await projects.list_agents(conn, limit, cursor)
-    return listing(list(rows), next_cursor)
+    return await agent_profiles.list_page(svc, limit, cursor)
 
 
 @router.get("/agents/{agent_id}", dependencies=[require_scope("settings:read")])
 async def get_agent(agent_id: str, svc: Svc) -> dict[str, Any]:
-    async with svc.engine.connect() as conn:
-        return await projects.get_agent(conn, agent_id)
+    return await agent_profiles.get(svc, agent_id)
 
 
 @router.patch("/agents/{agent_id}", dependencies=[require_scope("settings:write")])
 async def update_agent(
     agent_id: str, body: AgentUpdate, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
-    changes = body.data()
-    async with svc.engine.connect() as conn:
-        current = await projects.get_agent(conn, agent_id)
-    provider = registry.get(changes.get("provider") or current["provider"])
-    provider.validate_options(changes.get("provider_config", current["provider_config"]))
-    if changes.get("provider_config") is not None:
-        sandbox_service.check_admin_options(
-            principal, changes["provider_config"], "provider_config"
-        )
-    await env_set_service.check_ids(svc, changes.get("env_set_ids") or [], principal)
-    await svc.writer.run(lambda tx: projects.update_agent(tx, agent_id, changes))
-    async with svc.engine.connect() as conn:
-        return await projects.get_agent(conn, agent_id)
+    """Change a profile; in ``provider_config.env`` a masked value keeps the stored one."""
+    return await agent_profiles.update(svc, principal, agent_id, body.data())
 
 
 @router.delete(

@@ -42,6 +42,7 @@ async def _resolve_agent(
 ) -> tuple[str, str | None, dict[str, Any], str | None]:
     """(provider, model, merged options, agent_id) from ``agent_id`` or ``provider``."""
     options = dict(body.get("agent_options") or {})
+    options.pop(projects.AGENT_ENV, None)  # only a profile names whose sealed env to add
     model = body.get("model")
     if body.get("agent_id"):
         async with svc.engine.connect() as conn:
@@ -49,7 +50,11 @@ async def _resolve_agent(
         provider_name = body.get("provider") or agent["provider"]
         # The profile's own fields reach the provider as options; the run's options win.
         profile = {k: agent[k] for k in PROFILE_OPTIONS if agent.get(k) not in (None, [], "")}
-        options = {**profile, **agent["provider_config"], **options}
+        config = dict(agent["provider_config"])
+        if agent.get("env_sealed"):  # masked here; the executor decrypts it at each turn
+            config.pop("env", None)
+            profile[projects.AGENT_ENV] = agent["id"]
+        options = {**profile, **config, **options}
         if agent.get("env_set_ids"):  # the profile's env sets, then the run's own
             options[ENV_SET_IDS] = [*agent["env_set_ids"], *(options.get(ENV_SET_IDS) or [])]
         return provider_name, model or agent["model"], options, agent["id"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from codeyard.crypto import SecretBox
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
@@ -123,3 +125,26 @@ async def update_agent(tx: Tx, agent_id: str, values: dict[str, Any]) -> None:
 
 async def delete_agent(tx: Tx, agent_id: str) -> None:
     await tx.conn.execute(delete(A).where(A.c.id == agent_id))
+
+
+#: The run option naming the agent profile whose sealed ``env`` the executor adds at each turn.
+AGENT_ENV = "agent_env_id"
+
+
+def seal_profile_env(box: SecretBox, agent_id: str, env: dict[str, str]) -> str:
+    """The ``env_sealed`` value for a profile's ``provider_config.env`` (bound to the profile)."""
+    return box.encrypt(json.dumps(env, sort_keys=True).encode(), f"agent-env:{agent_id}")
+
+
+def profile_env(box: SecretBox, row: dict[str, Any]) -> dict[str, str]:
+    """A profile's decrypted ``provider_config.env`` ({} when it has none sealed)."""
+    if not row.get("env_sealed"):
+        return {}
+    data: dict[str, str] = json.loads(box.decrypt(row["env_sealed"], f"agent-env:{row['id']}"))
+    return data
+
+
+async def profile_env_of(conn: AsyncConnection, box: SecretBox, agent_id: str) -> dict[str, str]:
+    """The decrypted env of profile ``agent_id`` ({} when the profile is gone)."""
+    row = (await conn.execute(select(A).where(A.c.id == agent_id))).first()
+    return profile_env(box, _d(row)) if row is not None else {}

@@ -3,12 +3,14 @@ members (ann, ben), a viewer (val) and narrow tokens. Each test fails on the cod
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import TOKEN, Api, make_repo
 from tests.integration.test_approvals import pending
@@ -430,3 +432,52 @@ async def test_a_malformed_ref_is_400_and_names_no_host_path(
             resp = await api.request(method, url, **kw)
             assert resp.status_code in (400, 422), (method, url, repr(ref), resp.text)
             assert data_dir not in resp.text and str(git_repo) not in resp.text, resp.text
+
+
+async def test_profile_env_secrets_are_write_only(api: Api, git_repo: Path) -> None:
+    secret = "sk-profile-secret-4711"
+    config = {"env": {"API_KEY": secret, "REGION": "eu-1"}}
+    created = await api.post(
+        "/api/agents",
+        json={
+            "name": "bot",
+            "provider": "script",
+            "permission_mode": "auto",
+            "provider_config": config,
+        },
+    )
+    assert created.status_code == 201, created.text
+    agent = created.json()
+    masked = {"API_KEY": "••••", "REGION": "••••"}
+    assert agent["provider_config"]["env"] == masked and "env_sealed" not in agent
+    assert (await api.get(f"/api/agents/{agent['id']}")).json()["provider_config"]["env"] == masked
+    assert secret not in (await api.get("/api/agents")).text
+    async with api.services.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT * FROM agents"))).all()
+    assert secret not in str(rows)  # sealed at rest
+    # A masked value keeps the stored one; a new name needs a value.
+    url = f"/api/agents/{agent['id']}"
+    keep = {"provider_config": {"env": {"API_KEY": "••••", "EXTRA": "1"}}}
+    resp = await api.request("PATCH", url, json=keep)
+    assert resp.json()["provider_config"]["env"] == {"API_KEY": "••••", "EXTRA": "••••"}
+    bad = {"provider_config": {"env": {"NEW": "••••"}}}
+    assert_problem(await api.request("PATCH", url, json=bad), 422, "NEW")
+    # The agent still gets the real value (compared by digest, never printed), and a run
+    # cannot name another profile's sealed env itself (agent_env_id is dropped).
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    check = f'test "$(printf %s "$API_KEY" | sha256sum)" = "{digest}  -" && touch proof'
+    project = await register(api, git_repo)
+    body = {
+        "prompt": "prove it",
+        "project_id": project["id"],
+        "agent_id": agent["id"],
+        "agent_options": {"scenario": {"steps": [{"bash": check}]}, "agent_env_id": "agt_x"},
+    }
+    run = (await api.post("/api/runs", json=body)).json()
+    done = await api.wait_status(run["id"], "review", "failed")
+    assert done["status"] == "review", done
+    events = (await api.get(f"/api/runs/{run['id']}/events?limit=500")).text
+    assert secret not in events
+    url = f"/api/runs/{run['id']}/events?types=tool.result&limit=50"
+    results = (await api.get(url)).json()["data"]
+    assert results and all(r["data"]["ok"] for r in results), results

@@ -1,4 +1,5 @@
-"""Owners for projects and env sets; token lineage; the settings audit log (issue 11).
+"""Owners for projects and env sets; token lineage; the settings audit log; sealed agent
+profile env (issue 11).
 
 Projects and env sets made before this revision have no owner (``owner_id`` NULL): only admins
 may change them, as for any object whose owner is unknown. ``api_tokens.parent_id`` is the token
@@ -24,6 +25,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("member_ids", sa.JSON()))
     with op.batch_alter_table("env_sets") as batch:
         batch.add_column(sa.Column("owner_id", sa.String(40)))
+    with op.batch_alter_table("agents") as batch:
+        batch.add_column(sa.Column("env_sealed", sa.Text()))
     with op.batch_alter_table("api_tokens") as batch:
         batch.add_column(sa.Column("parent_id", sa.String(40)))
     with op.batch_alter_table("sessions") as batch:
@@ -49,6 +52,8 @@ def downgrade() -> None:
         batch.drop_column("token_id")
     with op.batch_alter_table("api_tokens") as batch:
         batch.drop_column("parent_id")
+    with op.batch_alter_table("agents") as batch:
+        batch.drop_column("env_sealed")
     with op.batch_alter_table("env_sets") as batch:
         batch.drop_column("owner_id")
     with op.batch_alter_table("projects") as batch:
