@@ -242,6 +242,7 @@ def create_app(
         meta.public,
         auth_routes.public,
         share.public,
+        terminals.shared,
         notifications_api.public,
         run_files.public,
     ):

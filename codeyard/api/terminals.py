@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from codeyard.api.auth import Caller, authenticate, require_scope
 from codeyard.api.deps import Svc
 from codeyard.domain.errors import CodeyardError, Conflict
+from codeyard.services import shares as share_service
 from codeyard.services import terminals as service
 from codeyard.services.context import Services
 from codeyard.terminals import keys
@@ -401,3 +402,35 @@ async def _pump(ws: WebSocket, term: Terminal, viewer: Viewer) -> None:
             "end": term.log.end,
         }
     )
+
+
+# --- share links: read-only viewers ---------------------------------------------------------
+
+shared = APIRouter(prefix="/share", tags=["share links"])
+
+
+@shared.get("/{token}/terminals", response_model=TerminalList)
+async def shared_terminals(token: str, request: Request, svc: Svc) -> TerminalList:
+    """Public by design (the link is the credential): the shared run's terminals."""
+    run = await share_service.shared_run(svc, request.app.state.auth, token)
+    rows = await manager(request).listing(run_id=run["id"])
+    return TerminalList(data=[TerminalOut.model_validate(r) for r in rows])
+
+
+@ws_router.websocket("/share/{token}/terminals/{terminal_id}/ws")
+async def shared_attach(
+    ws: WebSocket, token: str, terminal_id: str, since: int | None = Query(default=None, ge=0)
+) -> None:
+    """A share link's read-only view of one of the run's terminals (input is ignored, and the
+    viewer's size never resizes the terminal)."""
+    svc: Services = ws.app.state.services
+    try:
+        run = await share_service.shared_run(svc, ws.app.state.auth, token)
+        term = await manager(ws).get(terminal_id)
+        if term.info.run_id != run["id"]:
+            raise PermissionError
+    except (CodeyardError, PermissionError):
+        await _refuse(ws, 4404, "no such shared terminal")
+        return
+    await ws.accept()
+    await _serve(ws, term, since, owner=False, read_only=True)

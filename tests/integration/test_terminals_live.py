@@ -127,3 +127,46 @@ async def test_the_websocket_refuses_strangers(server: ServerProcess, tmp_path: 
     assert "4401" in str(closed.value)
     async with server.client() as http:
         await http.delete(f"/api/terminals/{term_id}")
+
+
+async def test_a_share_link_watches_read_only(server: ServerProcess, tmp_path: Path) -> None:
+    from tests.conftest import make_repo
+
+    repo = make_repo(tmp_path / "site")
+    async with server.client() as http:
+        body = {
+            "prompt": "x",
+            "repo_path": str(repo),
+            "provider": "script",
+            "agent_options": {"scenario": {"steps": []}},
+        }
+        run = (await http.post("/api/runs", json=body)).json()
+        for _ in range(200):
+            if (await http.get(f"/api/runs/{run['id']}")).json()["status"] == "review":
+                break
+            await asyncio.sleep(0.05)
+        term = (
+            await http.post("/api/terminals", json={"run_id": run["id"], "command": BASH})
+        ).json()
+        share = (await http.post(f"/api/runs/{run['id']}/share", json={})).json()
+        listed = await http.get(
+            f"/api/share/{share['token']}/terminals", headers={"authorization": ""}
+        )
+        assert [t["id"] for t in listed.json()["data"]] == [term["id"]]
+        await http.post(f"/api/terminals/{term['id']}/text", json={"text": "echo SHOWN-$((2+3))\r"})
+        url = f"{server.ws_url}/api/share/{share['token']}/terminals/{term['id']}/ws"
+        async with connect(url) as ws:
+            hello = json.loads(await ws.recv())
+            assert hello["read_only"] is True
+            viewer = Viewer(ws, hello)
+            await viewer.read_until(b"SHOWN-5")
+            await ws.send(b"touch SHOULD-NOT-EXIST\r")
+            await ws.send(json.dumps({"type": "resize", "cols": 20, "rows": 5}))
+            await asyncio.sleep(0.5)
+        shown = (await http.get(f"/api/terminals/{term['id']}")).json()
+        assert (shown["cols"], shown["rows"]) == (80, 24)
+        assert not (Path(shown["cwd"]) / "SHOULD-NOT-EXIST").exists()
+        bad = await connect(f"{server.ws_url}/api/share/cy_share_nope/terminals/{term['id']}/ws")
+        with pytest.raises(Exception, match="4404"):
+            await bad.recv()
+        await http.delete(f"/api/terminals/{term['id']}")
