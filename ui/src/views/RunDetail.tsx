@@ -66,15 +66,31 @@ function Controls({ run }: { run: Run }) {
 function Composer({ run }: { run: Run }) {
   const qc = useQueryClient();
   const [text, setText] = useState("");
+  const [images, setImages] = useState<string[]>([]);
   const ref = useRef<HTMLTextAreaElement>(null);
   const send = useMutation({
     mutationFn: (message: string) =>
-      api.post("/api/runs/{run_ref}/messages", { text: message }, { path: { run_ref: run.id } }),
+      api.post(
+        "/api/runs/{run_ref}/messages",
+        // `images` (data URLs) is newer than the generated schema types.
+        { text: message, ...(images.length ? { images } : {}) } as { text: string },
+        { path: { run_ref: run.id } },
+      ),
     onSuccess: () => {
       setText("");
+      setImages([]);
       void qc.invalidateQueries({ queryKey: ["run"] });
     },
   });
+  // Pasted or dropped images ride along with the next message (providers that take them).
+  const addFiles = (files: Iterable<File>) => {
+    for (const file of files) {
+      if (!file.type.startsWith("image/")) continue;
+      const reader = new FileReader();
+      reader.onload = () => setImages((list) => [...list, String(reader.result)].slice(0, 5));
+      reader.readAsDataURL(file);
+    }
+  };
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       const t = e.target as HTMLElement;
@@ -102,6 +118,15 @@ function Composer({ run }: { run: Run }) {
       }}
     >
       <ErrorNote error={send.error} />
+      {images.length > 0 && (
+        <div className="attached" data-testid="attached-images">
+          {images.map((src, i) => (
+            <button type="button" key={i} title="Remove" onClick={() => setImages((l) => l.filter((_, j) => j !== i))}>
+              <img src={src} alt={`attached image ${i + 1}`} height={40} />
+            </button>
+          ))}
+        </div>
+      )}
       <div className="composer-row">
         <textarea
           ref={ref}
@@ -111,6 +136,13 @@ function Composer({ run }: { run: Run }) {
           placeholder={disabled ? "This run is finished." : hint}
           aria-label="Message"
           onChange={(e) => setText(e.target.value)}
+          onPaste={(e) => addFiles(Array.from(e.clipboardData.files))}
+          onDrop={(e) => {
+            if (e.dataTransfer.files.length) {
+              e.preventDefault();
+              addFiles(Array.from(e.dataTransfer.files));
+            }
+          }}
           onKeyDown={(e) => {
             if (e.key === "Enter" && !e.shiftKey && window.matchMedia("(hover: hover)").matches) {
               e.preventDefault();
