@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from codeyard.pricing import cost_usd
+from codeyard.pricing import price_for
 
 TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 COSTS = ("cost_usd", "computed_cost_usd", "reported_cost_usd")
@@ -102,10 +103,15 @@ def bucket_of(duration_ms: float) -> int:
     return DURATION_BUCKETS[-1]
 
 
+#: Name resolution tries several spellings with regexes; a log has a handful of model names.
+_price = lru_cache(maxsize=512)(price_for)
+
+
 def price_event(data: Mapping[str, Any], model: str | None) -> dict[str, float]:
     """One usage event's tokens and its three costs (effective, computed, CLI-reported)."""
     out: dict[str, float] = {k: int(data.get(k) or 0) for k in TOKENS}
-    computed = cost_usd(model, data)
+    price = _price(model) if model else None
+    computed = None if price is None else price.cost(data)
     cost = data.get("cost_usd")
     out["cost_usd"] = float(cost) if cost is not None else (computed or 0.0)
     out["computed_cost_usd"] = computed or 0.0
