@@ -1,6 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { lazy, Suspense, useEffect, useState } from "react";
 import { api } from "./api/client";
+import { SandboxBanner } from "./components/SandboxBanner";
 import { Link, Spinner } from "./components/ui";
 import { match, navigate, useLocation } from "./lib/router";
 import { ApprovalsView } from "./views/Approvals";
@@ -110,9 +111,25 @@ export function App() {
   const [help, setHelp] = useState(false);
   useShortcuts(setHelp);
   const signedOut = path === "/login";
-  const pending = usePendingCount(!signedOut);
+  // One public check before any page asks for data: signed out, go to the sign-in page at once
+  // (instead of three 401s from the pages' first requests, each redirecting).
+  const session = useQuery({
+    queryKey: ["auth-status"],
+    queryFn: () => api.raw<{ authenticated?: boolean; setup_required?: boolean }>("get", "/api/auth/status"),
+    enabled: !signedOut,
+    retry: false,
+    staleTime: 60_000,
+  });
+  const signedIn = !signedOut && session.data?.authenticated !== false && !session.isPending;
+  const pending = usePendingCount(signedIn);
+  useEffect(() => {
+    if (!signedOut && session.data?.authenticated === false) {
+      navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, { replace: true });
+    }
+  }, [signedOut, session.data]);
 
   if (signedOut) return <Login />;
+  if (!signedIn) return <Spinner />;
 
   let page: React.ReactNode;
   let params: Record<string, string> | null;
@@ -150,7 +167,11 @@ export function App() {
   return (
     <div className="app">
       <Nav path={path} pending={pending} />
-      <main className="main">{page}</main>
+      <main className="main">
+        {session.data?.setup_required && <SetupBanner />}
+        <SandboxBanner />
+        {page}
+      </main>
       {help && (
         <div className="overlay" role="dialog" aria-label="Keyboard shortcuts" onClick={() => setHelp(false)}>
           <div className="sheet" onClick={(e) => e.stopPropagation()}>
@@ -171,6 +192,32 @@ export function App() {
           </div>
         </div>
       )}
+    </div>
+  );
+}
+
+/** Signed in with the login URL (the admin token) while no user exists: say what is missing. */
+function SetupBanner() {
+  const [hidden, setHidden] = useState(() => sessionStorage.getItem("setup-banner") === "hidden");
+  if (hidden) return null;
+  return (
+    <div className="banner" role="status" data-testid="setup-banner">
+      <span className="grow">
+        Signed in with the admin token. No user account exists yet: create the first admin to sign in with a
+        password.
+      </span>
+      <Link to="/login?setup=1">Create admin</Link>
+      <button
+        type="button"
+        className="link"
+        aria-label="Hide"
+        onClick={() => {
+          sessionStorage.setItem("setup-banner", "hidden");
+          setHidden(true);
+        }}
+      >
+        ✕
+      </button>
     </div>
   );
 }

@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 import { api } from "../api/client";
 import type { ApiToken, EnvSet, Settings } from "../api/types";
 import { Empty, ErrorNote, Link, Spinner } from "../components/ui";
+import { inline } from "../lib/markdown";
 import { navigate } from "../lib/router";
 import { useProviders } from "./NewRun";
 import Account from "./settings/Account";
@@ -31,13 +32,23 @@ function Providers() {
         <div key={p.name} className="card" data-testid="provider">
           <div className="row gap">
             <strong className="grow">{p.name}</strong>
-            <span className={`badge ${p.available ? "ok" : "bad"}`}>{p.available ? "ready" : "not ready"}</span>
+            {p.name === "acp" ? (
+              // Nothing to check until a run names its agent: say so instead of "ready".
+              <span className="badge">needs a command per run</span>
+            ) : (
+              <span className={`badge ${p.available ? "ok" : "bad"}`}>{p.available ? "ready" : "not ready"}</span>
+            )}
           </div>
           {p.version && <div className="muted small">version {p.version}</div>}
+          {p.name === "acp" && (
+            <div className="muted small">
+              {inline("Any ACP agent: give its command in the run's or profile's options, e.g. `{\"command\": [\"goose\", \"acp\"]}`.")}
+            </div>
+          )}
           {p.problem && <div className="warn-text">{p.problem}</div>}
           {typeof p.fix === "string" && p.fix && (
             <div>
-              Fix: <code className="pre-wrap">{p.fix}</code>
+              Fix: <span className="pre-wrap">{inline(p.fix)}</span>
             </div>
           )}
           <div className="muted small">
@@ -297,6 +308,15 @@ function General() {
       <label className="check">
         <input type="checkbox" checked={draft.auto_resume} onChange={(e) => setDraft({ ...draft, auto_resume: e.target.checked })} /> Resume interrupted runs at start
       </label>
+      <label>
+        Agent sandbox
+        <select value={draft.sandbox ?? "on"} onChange={(e) => setDraft({ ...draft, sandbox: e.target.value as "on" | "off" })}>
+          <option value="on">On: agents and scripts see only their worktree (bubblewrap)</option>
+          <option value="off">Off: agents can read the server's secrets (admins only)</option>
+        </select>
+      </label>
+      {draft.sandbox_status?.mode === "off" && <div className="warn-text" role="alert">{draft.sandbox_status.warning}</div>}
+      {draft.sandbox_status && !draft.sandbox_status.available && <div className="warn-text">{draft.sandbox_status.problem}</div>}
       <ErrorNote error={save.error} />
       {save.isSuccess && <div className="ok-note">Saved.</div>}
       <button className="primary">Save settings</button>
