@@ -72,8 +72,7 @@ function Composer({ run }: { run: Run }) {
     mutationFn: (message: string) =>
       api.post(
         "/api/runs/{run_ref}/messages",
-        // `images` (data URLs) is newer than the generated schema types.
-        { text: message, ...(images.length ? { images } : {}) } as { text: string },
+        { text: message, ...(images.length ? { images } : {}) },
         { path: { run_ref: run.id } },
       ),
     onSuccess: () => {
