@@ -8,6 +8,7 @@ interrupted, so a resumed run never shares its worktree with a copy of its own l
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -65,9 +66,12 @@ class Recovered:
     #: (run id, seconds to wait first) for runs to resume now.
     resume: list[tuple[str, float]] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 async def recover(engine: AsyncEngine, writer: Writer) -> Recovered:
+    started, cpu = time.perf_counter(), time.process_time()
     out = Recovered()
     async with engine.connect() as conn:
         recorded = await processes.every(conn)
@@ -102,10 +106,14 @@ async def recover(engine: AsyncEngine, writer: Writer) -> Recovered:
             out.resume.append((run_id, verdict))
     if auto:  # stopped cleanly last time (no crash): resumed without counting
         out.resume += [(row.id, 0.0) for row in stopped]
+    out.seconds = time.perf_counter() - started
+    out.cpu_seconds = time.process_time() - cpu
     if out.killed or out.interrupted:
         log.warning(
-            "recovered from an unclean stop: killed %d leftover processes, interrupted %d runs, "
-            "resuming %d, gave up on %d",
+            "recovered from an unclean stop in %.3f s (%.3f s CPU): killed %d leftover "
+            "processes, interrupted %d runs, resuming %d, gave up on %d",
+            out.seconds,
+            out.cpu_seconds,
             len(out.killed),
             len(out.interrupted),
             len(out.resume),

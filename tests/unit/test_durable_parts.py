@@ -1,0 +1,144 @@
+"""The parts crash-proof runs stand on (issue 12): the approval transition table, a tool call's
+identity across a restart, the spawn gate that records a group before it runs, and the
+start-up sweep that stops recorded groups (real processes, real ``/proc``)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from codeyard.agents import process
+from codeyard.agents.process import GroupRecord, boot_id, spawn, stop_leftovers
+from codeyard.domain.approvals import check_transition, fingerprint
+from codeyard.domain.errors import Conflict
+
+pytestmark = pytest.mark.anyio
+# (plain ``subprocess.Popen`` below on purpose: the processes stand for what a dead server left)
+
+
+def test_an_approval_is_answered_or_expires_once() -> None:
+    for to in ("approved", "rejected", "expired"):
+        check_transition("apr_1", "pending", to)
+    for current in ("approved", "rejected", "expired"):
+        with pytest.raises(Conflict, match=f"already {current}"):
+            check_transition("apr_1", current, "approved")
+    with pytest.raises(Conflict):
+        check_transition("apr_1", "pending", "pending")
+
+
+def test_the_same_call_has_the_same_fingerprint_whatever_its_call_id_or_key_order() -> None:
+    a = fingerprint("Bash", {"command": "npm test ", "timeout": 5})
+    b = fingerprint("Bash", {"timeout": 5, "command": "npm test"})
+    assert a == b
+    assert a != fingerprint("Bash", {"command": "npm test -- --watch", "timeout": 5})
+    assert a != fingerprint("Write", {"command": "npm test", "timeout": 5})
+
+
+class _SlowRecorder:
+    """Records like the executor does, slowly (a busy database)."""
+
+    def __init__(self) -> None:
+        self.recorded_at: float | None = None
+        self.ends: list[GroupRecord] = []
+
+    async def started(self, record: GroupRecord) -> None:
+        await asyncio.sleep(0.3)
+        self.recorded_at = time.time()
+
+    async def ended(self, record: GroupRecord) -> None:
+        self.ends.append(record)
+
+
+async def test_a_spawned_command_starts_only_once_its_group_is_on_record(tmp_path: Path) -> None:
+    recorder = _SlowRecorder()
+    token = process.recorder.set(recorder)
+    try:
+        out = tmp_path / "started"
+        proc, group = await spawn(
+            ["/bin/sh", "-c", f'date +%s.%N > {out}; echo "$CODEYARD_GATE_FD"'],
+            kind="test",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        stdout, _ = await proc.communicate()
+        await group.untrack()
+    finally:
+        process.recorder.reset(token)
+    assert recorder.recorded_at is not None
+    assert float(out.read_text()) >= recorder.recorded_at  # it waited at the gate
+    assert stdout.strip() == b""  # the gate's variable does not leak into the command
+    assert group.pid == proc.pid and len(recorder.ends) == 1
+    assert recorder.ends[0].pgid == proc.pid and recorder.ends[0].kind == "test"
+
+
+def _record_of(pid: int, kind: str = "test") -> GroupRecord:
+    start = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    return GroupRecord(pid, start, boot_id(), kind)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+async def test_the_start_up_sweep_stops_a_recorded_group_and_its_children() -> None:
+    # A group whose leader has already exited, leaving a grandchild running (as after kill -9).
+    leader = subprocess.Popen(  # noqa: ASYNC220
+        ["/bin/sh", "-c", "sleep 30 & echo $!"], stdout=subprocess.PIPE, start_new_session=True
+    )
+    record = _record_of(leader.pid)
+    assert leader.stdout is not None
+    child = int(leader.stdout.readline())
+    leader.stdout.close()
+    leader.wait()
+    assert _alive(child)
+    killed = await stop_leftovers([record])
+    assert child in killed and not _alive(child)
+
+
+async def test_the_sweep_leaves_groups_of_another_boot_and_reused_pids_alone() -> None:
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)  # noqa: ASYNC220
+    try:
+        record = _record_of(proc.pid)
+        other_boot = GroupRecord(record.pgid, record.start_ticks, "another-boot", "test")
+        later_pid = GroupRecord(record.pgid, record.start_ticks + 10_000_000, boot_id(), "test")
+        assert await stop_leftovers([other_boot, later_pid]) == []
+        assert _alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_spawned_processes_die_with_the_server() -> None:
+    """PR_SET_PDEATHSIG through ``setpriv``: a parent killed with SIGKILL takes its child."""
+    code = (
+        "import asyncio, sys\n"
+        "from codeyard.agents.process import spawn\n"
+        "async def main():\n"
+        "    proc, _ = await spawn(['sleep', '30'], kind='t')\n"
+        "    print(proc.pid, flush=True)\n"
+        "    await asyncio.sleep(30)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.stdout.close()
+    assert _alive(child)
+    parent.kill()
+    parent.wait()
+    for _ in range(100):
+        if not _alive(child):
+            break
+        await asyncio.sleep(0.02)
+    assert not _alive(child)
