@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from codeyard.api.auth import require_scope
+from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Limit, Svc
-from codeyard.services import project_sync
+from codeyard.services import ownership, project_sync
+from codeyard.services import projects as project_service
 
 router = APIRouter(tags=["projects"])
 
@@ -55,8 +56,11 @@ class ProjectCheckpoints(BaseModel):
     dependencies=[require_scope("settings:write")],
     response_model=PullResult,
 )
-async def pull_project(project_ref: str, svc: Svc) -> PullResult:
-    """Fetch each repository's remote and fast-forward its default branch (never rewrites)."""
+async def pull_project(project_ref: str, svc: Svc, principal: Caller) -> PullResult:
+    """Fetch each repository's remote and fast-forward its default branch (never rewrites).
+    The project's owner, members or an admin only: it moves the shared checkouts."""
+    project = await project_service.get_project(svc, project_ref)
+    ownership.require_project_manager(principal, project, "pull its repositories")
     return PullResult(**await project_sync.pull(svc, project_ref))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from tests.conftest import TOKEN, Api, make_repo
 from tests.integration.test_approvals import pending
+from tests.integration.test_auth_scopes import openapi_routes
 from tests.integration.test_bad_input import assert_problem
 from tests.support.auth import PASSWORD, add_user, anonymous, bearer, sign_in, token_of
 
@@ -481,3 +483,82 @@ async def test_profile_env_secrets_are_write_only(api: Api, git_repo: Path) -> N
     url = f"/api/runs/{run['id']}/events?types=tool.result&limit=50"
     results = (await api.get(url)).json()["data"]
     assert results and all(r["data"]["ok"] for r in results), results
+
+
+#: Routes on a shared object another member may not use: (method, path) → the object.
+OWNED = {
+    ("PATCH", "/api/projects/{project_ref}"): "project",
+    ("DELETE", "/api/projects/{project_ref}"): "project",
+    ("POST", "/api/projects/{project_ref}/repos"): "project",
+    ("DELETE", "/api/projects/{project_ref}/repos/{repo_id}"): "project",
+    ("POST", "/api/projects/{project_ref}/pull"): "project",
+    ("PATCH", "/api/repos/{repo_id}"): "project",
+    ("GET", "/api/env-sets/{env_set_id}"): "env set",
+    ("PUT", "/api/env-sets/{env_set_id}"): "env set",
+    ("DELETE", "/api/env-sets/{env_set_id}"): "env set",
+}
+#: Shared objects every member may use: reading a project, its files and branches, indexing,
+#: and agent profiles (which have no owner; changing them needs settings:write).
+SHARED_PARAMS = ("{project_ref}", "{repo_id}", "{env_set_id}")
+
+
+async def test_walk_routes_on_shared_objects_check_their_owner(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    """Every route naming a project, repository or env set: ben (a member with every member
+    scope) gets 403 on ann's object where the table says it is hers, and is let through
+    elsewhere; ann is let through everywhere. A new route on a shared object must be listed."""
+    api = sqlite_api
+    await add_user(api, "ann", "member")
+    await add_user(api, "ben", "member")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a duplicate operation id is not this test's concern
+        routes = openapi_routes(api)
+    walked = {
+        route
+        for route in routes
+        if any(p in route[1] for p in SHARED_PARAMS) and not route[1].endswith("/stream")
+    }
+    assert set(OWNED) <= walked, set(OWNED) - walked
+    async with (
+        bearer(api, await token_of(api, "ann", MEMBER)) as ann,
+        bearer(api, await token_of(api, "ben", MEMBER)) as ben,
+    ):
+
+        async def fresh_objects() -> dict[str, str]:
+            project = await ann.post(
+                "/api/projects", json={"name": "a", "repos": [{"path": str(git_repo)}]}
+            )
+            assert project.status_code == 201, project.text
+            env = await ann.post("/api/env-sets", json={"name": "e", "variables": {"K": "v"}})
+            return {
+                "{project_ref}": project.json()["id"],
+                "{repo_id}": project.json()["repos"][0]["id"],
+                "{env_set_id}": env.json()["id"],
+            }
+
+        async def clean(ids: dict[str, str]) -> None:
+            await api.delete(f"/api/projects/{ids['{project_ref}']}")
+            await api.delete(f"/api/env-sets/{ids['{env_set_id}']}")
+
+        bodies: dict[tuple[str, str], dict[str, Any]] = {
+            ("PUT", "/api/env-sets/{env_set_id}"): {"name": "e", "variables": {"K": "w"}},
+            ("POST", "/api/projects/{project_ref}/repos"): {"path": str(git_repo)},
+            ("PATCH", "/api/repos/{repo_id}"): {"default_branch": "main"},
+            ("PATCH", "/api/projects/{project_ref}"): {"name": "renamed"},
+        }
+        for method, path in sorted(walked):
+            ids = await fresh_objects()
+            url = path
+            for param, value in ids.items():
+                url = url.replace(param, value)
+            body = bodies.get((method, path), {})
+            resp = await ben.request(method, url, json=body)
+            if (method, path) in OWNED:
+                problem = assert_problem(resp, 403)
+                assert "another user" in problem["detail"] or "owner" in problem["detail"]
+            else:
+                assert resp.status_code != 403, (method, path, resp.text)
+            resp = await ann.request(method, url, json=body)
+            assert resp.status_code not in (401, 403), (method, path, resp.text)
+            await clean(ids)
