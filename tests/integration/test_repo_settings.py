@@ -14,6 +14,7 @@ import pytest
 from codeyard.config import Settings
 from codeyard.workspace.repo_setup import copy_matching
 from tests.conftest import TOKEN, Api, make_repo, open_api
+from tests.support.waits import eventually, processes_mentioning
 
 pytestmark = pytest.mark.anyio
 
@@ -181,14 +182,20 @@ async def quick_api(tmp_path: Path) -> AsyncIterator[Api]:
 
 
 async def test_setup_that_outlives_its_timeout_is_killed(quick_api: Api, tmp_path: Path) -> None:
+    """The script's whole process group dies at the timeout: its shell is gone from the process
+    table, so the marker it would write after its ``sleep`` is never written. (Checking only
+    for the marker shortly after the timeout could not fail: a surviving ``sleep 5`` writes it
+    four seconds later.)"""
     repo = make_repo(tmp_path / "slow")
     marker = tmp_path / "survived"
-    await project_repo(quick_api, repo, setup_script=f"echo starting; sleep 5; touch {marker}")
+    await project_repo(quick_api, repo, setup_script=f"echo starting; sleep 2; touch {marker}")
     run = await start_run(quick_api, repo, {"say": "never"})
     failed = await quick_api.wait_status(run["id"], "failed")
     assert "Setup script timed out after 1s: starting" in failed["status_reason"]
-    await asyncio.sleep(0.3)
-    assert not marker.exists()  # the whole process group was killed
+    # A survivor would live until it writes the marker (about a second from now), then exit.
+    gone = await eventually(lambda: not processes_mentioning(str(marker)), timeout=5)
+    assert gone, processes_mentioning(str(marker))
+    assert not marker.exists()  # the whole process group was killed before its sleep ended
     assert not any(Path(quick_api.services.settings.worktree_root).iterdir())
 
 

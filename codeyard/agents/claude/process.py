@@ -10,20 +10,19 @@ too, so no process of a cancelled turn survives it.
 
 from __future__ import annotations
 
-import functools
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from codeyard.agents.binary import CliBinary
 from codeyard.agents.process import (  # shared by every provider; re-exported
     ProcessGroup,
     pdeathsig_prefix,
 )
 
-__all__ = ["ProcessGroup", "bundled_cli", "cli_version", "find_cli", "launcher"]
+__all__ = ["CLAUDE", "ProcessGroup", "bundled_cli", "cli_version", "find_cli", "launcher"]
 
 PID_FILE_ENV = "CODEYARD_PID_FILE"
 CLI_ENV = "CODEYARD_CLAUDE_CLI"
@@ -40,33 +39,20 @@ def bundled_cli() -> Path | None:
     return path if path.is_file() else None
 
 
-def find_cli(configured: str | None = None) -> Path | None:
-    """``configured`` (an option), else the SDK's bundled binary, else ``claude`` on PATH."""
-    if configured:
-        return Path(configured)
-    found = bundled_cli()
-    if found is not None:
-        return found
-    on_path = shutil.which("claude")
-    return Path(on_path) if on_path else None
-
-
-@functools.lru_cache(maxsize=8)
-def cli_version(cli: Path) -> tuple[str | None, str | None]:
-    """(version, None) from ``claude --version``, or (None, why it cannot run). Cached."""
-    try:
-        done = subprocess.run(
-            [str(cli), "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except OSError as exc:
-        return None, f"{cli} cannot be run: {exc.strerror or exc}"
-    except subprocess.TimeoutExpired:
-        return None, f"{cli} --version did not answer within 30 s"
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        return None, f"{cli} --version failed (exit {done.returncode}): {detail[0]}"
-    words = done.stdout.split()
-    return (words[0] if words else None), None
+#: The Claude Code binary: configured, else bundled with the SDK, else ``claude`` on PATH.
+CLAUDE = CliBinary(
+    label="Claude Code",
+    command="claude",
+    bundled=bundled_cli,
+    version_word=0,  # "2.1.3 (Claude Code)"
+    install_fix="Reinstall the SDK that bundles it (pip install --force-reinstall "
+    "claude-agent-sdk), or install Claude Code (npm install -g @anthropic-ai/claude-code) and "
+    "put it on PATH.",
+    repair_fix="Reinstall claude-agent-sdk for this platform, or set provider_config.cli_path "
+    "to a working claude binary.",
+)
+find_cli = CLAUDE.find
+cli_version = CLAUDE.version
 
 
 _launcher: Path | None = None

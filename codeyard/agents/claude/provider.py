@@ -26,7 +26,7 @@ from typing import Any
 
 from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
 from codeyard.agents.claude.normalize import PROVIDER
-from codeyard.agents.claude.process import cli_version, find_cli
+from codeyard.agents.claude.process import CLAUDE, find_cli
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.domain.errors import ValidationFailed
 
@@ -113,29 +113,14 @@ class ClaudeCodeProvider:
         return find_cli((options or {}).get("cli_path") or self._cli_path)
 
     def version(self) -> str | None:
-        cli = self._cli()
-        return cli_version(cli)[0] if cli is not None else None
+        return CLAUDE.version_of(self._cli_path)
 
     def path(self) -> str | None:
-        """The Claude Code binary this provider runs (``GET /api/providers``)."""
-        cli = self._cli()
-        return None if cli is None else str(cli)
+        """The binary this provider runs (``GET /api/providers``)."""
+        return CLAUDE.path(self._cli_path)
 
     def problem(self) -> str | None:
-        cli = self._cli()
-        if cli is None:
-            return (
-                "Claude Code was not found. Reinstall the SDK that bundles it "
-                "(pip install --force-reinstall claude-agent-sdk), or install Claude Code "
-                "(npm install -g @anthropic-ai/claude-code) and put it on PATH."
-            )
-        _, why = cli_version(cli)
-        if why is not None:
-            return (
-                f"Claude Code cannot run here: {why}. Reinstall claude-agent-sdk for this "
-                "platform, or set provider_config.cli_path to a working claude binary."
-            )
-        return None
+        return CLAUDE.problem(self._cli_path)
 
     def validate_options(self, options: dict[str, Any]) -> None:
         errors = _errors(options)

@@ -8,15 +8,13 @@ command it runs.
 
 from __future__ import annotations
 
-import functools
 import importlib
-import shutil
-import subprocess
 from pathlib import Path
 
+from codeyard.agents.binary import CliBinary
 from codeyard.agents.process import ProcessGroup
 
-__all__ = ["ProcessGroup", "bundled_cli", "bundled_path_dir", "cli_version", "find_cli"]
+__all__ = ["CODEX", "ProcessGroup", "bundled_cli", "bundled_path_dir", "cli_version", "find_cli"]
 
 
 def _bin_package(attribute: str) -> Path | None:
@@ -39,30 +37,16 @@ def bundled_path_dir() -> Path | None:
     return _bin_package("bundled_path_dir")
 
 
-def find_cli(configured: str | None = None) -> Path | None:
-    """``configured`` (an option), else the SDK's bundled binary, else ``codex`` on PATH."""
-    if configured:
-        return Path(configured)
-    found = bundled_cli()
-    if found is not None:
-        return found
-    on_path = shutil.which("codex")
-    return Path(on_path) if on_path else None
-
-
-@functools.lru_cache(maxsize=8)
-def cli_version(cli: Path) -> tuple[str | None, str | None]:
-    """(version, None) from ``codex --version``, or (None, why it cannot run). Cached."""
-    try:
-        done = subprocess.run(
-            [str(cli), "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except OSError as exc:
-        return None, f"{cli} cannot be run: {exc.strerror or exc}"
-    except subprocess.TimeoutExpired:
-        return None, f"{cli} --version did not answer within 30 s"
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        return None, f"{cli} --version failed (exit {done.returncode}): {detail[0]}"
-    words = done.stdout.split()  # "codex-cli 0.163.0"
-    return (words[-1] if words else None), None
+#: The Codex binary: configured, else pinned by the SDK's wheel, else ``codex`` on PATH.
+CODEX = CliBinary(
+    label="Codex",
+    command="codex",
+    bundled=bundled_cli,
+    version_word=-1,  # "codex-cli 0.163.0"
+    install_fix="Install the SDK that pins it (pip install openai-codex), or install Codex "
+    "(npm install -g @openai/codex) and put it on PATH.",
+    repair_fix="Reinstall openai-codex for this platform (pip install --force-reinstall "
+    "openai-codex), or set provider_config.cli_path to a working codex binary.",
+)
+find_cli = CODEX.find
+cli_version = CODEX.version

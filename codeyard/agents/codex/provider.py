@@ -30,7 +30,7 @@ from typing import Any
 
 from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
 from codeyard.agents.codex.normalize import PROVIDER
-from codeyard.agents.codex.process import cli_version, find_cli
+from codeyard.agents.codex.process import CODEX, find_cli
 from codeyard.agents.codex.settings import TurnSettings
 from codeyard.agents.codex.turn import run_codex_turn, toml_value
 from codeyard.domain.errors import ValidationFailed
@@ -114,29 +114,14 @@ class CodexProvider:
         return find_cli((options or {}).get("cli_path") or self._cli_path)
 
     def version(self) -> str | None:
-        cli = self._cli()
-        return cli_version(cli)[0] if cli is not None else None
+        return CODEX.version_of(self._cli_path)
 
     def path(self) -> str | None:
-        """The Codex binary this provider runs (``GET /api/providers``)."""
-        cli = self._cli()
-        return None if cli is None else str(cli)
+        """The binary this provider runs (``GET /api/providers``)."""
+        return CODEX.path(self._cli_path)
 
     def problem(self) -> str | None:
-        cli = self._cli()
-        if cli is None:
-            return (
-                "Codex was not found. Install the SDK that pins it (pip install openai-codex), "
-                "or install Codex (npm install -g @openai/codex) and put it on PATH."
-            )
-        _, why = cli_version(cli)
-        if why is not None:
-            return (
-                f"Codex cannot run here: {why}. Reinstall openai-codex for this platform "
-                "(pip install --force-reinstall openai-codex), or set provider_config.cli_path "
-                "to a working codex binary."
-            )
-        return None
+        return CODEX.problem(self._cli_path)
 
     def validate_options(self, options: dict[str, Any]) -> None:
         errors = _errors(options)
