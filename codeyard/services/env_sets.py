@@ -21,6 +21,7 @@ from codeyard.domain.errors import Conflict, Forbidden, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.services import ownership
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import env_sets, schema
 from codeyard.store.writer import Tx
@@ -95,6 +96,7 @@ async def create(
     svc: Services, principal: Principal, name: str, variables: dict[str, str]
 ) -> dict[str, Any]:
     _check_variables(variables)
+    sandbox_service.check_admin_env(principal, list(variables), "an env set")
     if MASK in variables.values():
         raise ValidationFailed(
             f"'{MASK}' stands for a value kept from before; a new env set needs real values.",
@@ -142,6 +144,7 @@ async def replace(
 ) -> dict[str, Any]:
     """Replace name and variables; a value equal to :data:`MASK` keeps the stored value."""
     _check_variables(variables)
+    sandbox_service.check_admin_env(principal, list(variables), "an env set")
     box = _box(svc)
 
     async def job(tx: Tx) -> dict[str, Any]:

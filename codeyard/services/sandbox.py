@@ -20,6 +20,7 @@ from codeyard.services.context import Services
 __all__ = [
     "OFF_WARNING",
     "base",
+    "check_admin_env",
     "check_admin_options",
     "check_mode_change",
     "current",
@@ -106,10 +107,16 @@ def check_admin_options(principal: Principal, options: dict[str, Any], where: st
         )
     env = options.get("env")
     names = [str(k) for k in env] if isinstance(env, dict) else []
-    refused = environment.refused(names)
+    check_admin_env(principal, names, f"{where}.env")
+
+
+def check_admin_env(principal: Principal, names: list[str], where: str) -> None:
+    """403 when a non-admin sets ``PATH``, ``LD_*``, ``PYTHONPATH``, ``NODE_OPTIONS``,
+    ``GIT_*`` or ``CODEYARD_*`` (in ``where``: ``agent_options.env``, an env set…)."""
+    refused = [] if principal.is_admin else environment.refused(names)
     if refused:
         raise Forbidden(
-            f"Only an admin may set {', '.join(refused)} in {where}.env: these variables "
+            f"Only an admin may set {', '.join(refused)} in {where}: these variables "
             "change what programs load or run. Remove them, or ask an admin.",
             required_scope="admin",
             refused=refused,

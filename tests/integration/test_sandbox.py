@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from codeyard.app import create_app
 from codeyard.config import Settings
 from codeyard.sandbox import probe
 from tests.conftest import TOKEN, Api, make_repo, open_api
@@ -148,6 +149,8 @@ async def test_binaries_and_loader_variables_are_for_admins(
             assert_problem(resp, 403, word)
         profile = {"name": "mine", "provider": "gemini", "provider_config": {"command": "sh"}}
         assert_problem(await max_.post("/api/agents", json=profile), 403, "command")
+        env_set = {"name": "mine", "variables": {"LD_PRELOAD": "/tmp/x.so"}}
+        assert_problem(await max_.post("/api/env-sets", json=env_set), 403, "LD_PRELOAD")
         resp = await max_.post("/api/runs", json=script_run(git_repo, network="model-only"))
         assert_problem(resp, 422, "network")
         resp = await max_.post("/api/runs", json=script_run(git_repo, env={"FOO": "1"}))
@@ -180,3 +183,20 @@ async def test_runs_fail_with_a_problem_when_bubblewrap_is_missing(
     resp = await api.post("/api/runs", json=script_run(git_repo, {"bash": "echo unsandboxed"}))
     assert resp.status_code == 201, resp.text  # an admin's explicit choice
     await api.wait_status(resp.json()["id"], "review")
+
+
+async def test_serve_announces_an_unavailable_or_switched_off_sandbox(tmp_path: Path) -> None:
+    notices: list[str] = []
+    missing = Settings(data_dir=tmp_path / "a", admin_token=TOKEN, bwrap_path="/no/bwrap")
+    app = create_app(missing, announce=notices.append)
+    async with app.router.lifespan_context(app):
+        pass
+    assert any("SANDBOX UNAVAILABLE" in n and "bubblewrap" in n for n in notices), notices
+    settings = Settings(data_dir=tmp_path / "b", admin_token=TOKEN)
+    async for api in open_api(settings):
+        await api.request("PUT", "/api/settings", json={"sandbox": "off"})
+    notices.clear()
+    app = create_app(settings, announce=notices.append)
+    async with app.router.lifespan_context(app):
+        pass
+    assert any("SANDBOX OFF" in n for n in notices), notices
