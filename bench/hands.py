@@ -43,6 +43,7 @@ from bench._common import (
     percentile,
     stop,
     wait_healthy,
+    wait_quiet,
     write_json,
 )
 
@@ -284,12 +285,14 @@ async def main() -> dict[str, Any]:
         async with httpx.AsyncClient(
             base_url=f"http://{HOST}:{port}", headers=headers, timeout=120
         ) as http:
-            result = {
-                "machine": machine(),
-                "echo": await echo(port, http, work),
-                "cat": await throughput(port, http, work, proc.pid),
-                "proxy": await proxy(port, http, repo),
-            }
+            result: dict[str, Any] = {"machine": machine(), "quiet": {}}
+            for name, bench in (
+                ("echo", lambda: echo(port, http, work)),
+                ("cat", lambda: throughput(port, http, work, proc.pid)),
+                ("proxy", lambda: proxy(port, http, repo)),
+            ):
+                result["quiet"][name] = await asyncio.to_thread(wait_quiet)
+                result[name] = await bench()
     finally:
         stop(proc)
     write_json(OUT / "hands.json", result)
