@@ -82,6 +82,7 @@ def run_panel(run: dict[str, Any]) -> Panel:
         ("agent", run.get("agent_id")),
         ("branch", Text(str(run["branch"]), style="cyan") if run.get("branch") else None),
         ("source", run.get("source_ref")),
+        ("worktree", _worktrees(run.get("worktrees"))),
         ("parent", run.get("parent_run_id")),
         ("turns", str(run["turns"]) if run.get("turns") is not None else None),
         ("changes", diff_summary(run)),
@@ -152,3 +153,9 @@ def _pull_request(value: Any) -> str | None:
     number = f"#{pr['number']} " if pr.get("number") is not None else ""
     state = f" ({pr['state']})" if pr.get("state") else ""
     return f"{number}{pr.get('url', '')}{state}".strip() or None
+
+
+def _worktrees(value: Any) -> str | None:
+    """Where the run's files are (one path per repository), for `cd` and your editor."""
+    paths = [str(p) for p in as_dict(value).values() if p]
+    return "\n".join(paths) or None

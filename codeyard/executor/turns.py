@@ -218,7 +218,10 @@ class TurnDriver:
         turn = _Turn(run["turns"] + 1, prompt, source, resumed)
         if source == "message":
             turn.images = _images(run["pending_messages"])
-        extra: dict[str, Any] = {"pending_messages": []} if source == "message" else {}
+        # The messages become this turn's prompt: taken off the queue, or the turn's end would
+        # start them again (an agent_merge ran twice from one click).
+        taken = source in ("message", "agent_merge")
+        extra: dict[str, Any] = {"pending_messages": []} if taken else {}
         await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
         shown = "" if source == "resume" else prompt
         started = TurnStarted(turn=turn.number, prompt=shown, source=source, resumed_source=resumed)

@@ -85,6 +85,34 @@ async def resolve(
     return await _agent_merge(svc, run, repos, body)
 
 
+async def _unfinished_merge(path: Path) -> list[str] | None:
+    """Paths still in conflict when the worktree is in the middle of a merge, else None."""
+    head = await git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=path, check=False)
+    if head.returncode != 0:
+        return None
+    unmerged = await git("diff", "--name-only", "--diff-filter=U", cwd=path, check=False)
+    return unmerged.stdout.split()
+
+
+async def _refuse_unfinished_merge(run: dict[str, Any]) -> None:
+    """A worktree left mid-merge (an agent_merge turn that did not finish) is not landed: its
+    conflict markers would be committed. Said as it is, not as a conflict check that changed
+    nothing."""
+    for path in run["worktrees"].values():
+        unmerged = await _unfinished_merge(Path(path))
+        if unmerged is None:
+            continue
+        files = f" with conflicts in {', '.join(unmerged)}" if unmerged else ""
+        raise InvalidTransition(
+            f"Run {run['number']}'s worktree {path} is in the middle of a merge{files}. "
+            f'Ask the agent to finish it (`codeyard msg {run["number"]} "Finish the merge"`) '
+            "or resolve and commit it there, then land again.",
+            current_status=run["status"],
+            conflicts=unmerged,
+            unfinished_merge=True,
+        )
+
+
 async def _land(
     svc: Services,
     run: dict[str, Any],
@@ -93,6 +121,7 @@ async def _land(
     body: dict[str, Any],
 ) -> dict[str, Any]:
     _need_worktrees(run)
+    await _refuse_unfinished_merge(run)
     message = await _commit_message(svc, run, body.get("message"))
     snapshots: dict[str, tuple[str, str]] = {}
     requests = []
@@ -230,6 +259,7 @@ async def _agent_merge(
 ) -> dict[str, Any]:
     """Merge the latest target into the run branch (markers stay) and let the agent finish."""
     _need_worktrees(run)
+    await _refuse_unfinished_merge(run)
     conflicted: list[str] = []
     targets = []
     for repo_id, path in run["worktrees"].items():

@@ -33,6 +33,7 @@ PUBLIC_FIELDS = (
     "source_ref",
     "base_commits",
     "branch",
+    "worktrees",
     "parent_run_id",
     "delegation",
     "session_id",

@@ -242,6 +242,7 @@ def test_inbox_approval_and_merge_conflicts(
         page.get_by_test_id("nav-new").click()
         page.get_by_label("Registered project").select_option("path")
         page.get_by_label("Repository path").fill(str(repo))
+        page.get_by_label("Agent", exact=True).select_option("provider:script")
         page.get_by_label("Prompt").fill("Rewrite the README")
         page.get_by_text("More options").click()
         page.get_by_label("Agent options (JSON)").fill(json.dumps(options))

@@ -72,6 +72,7 @@ def test_server_restart_mid_run(
         page.get_by_test_id("nav-new").click()
         page.get_by_label("Registered project").select_option("path")
         page.get_by_label("Repository path").fill(str(repo))
+        page.get_by_label("Agent", exact=True).select_option("provider:script")
         page.get_by_label("Prompt").fill("Count slowly")
         page.get_by_text("More options").click()
         page.get_by_label("Agent options (JSON)").fill(json.dumps({"scenario": {"steps": STEPS}}))

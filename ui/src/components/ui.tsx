@@ -11,10 +11,25 @@ export function Link(props: { to: string; className?: string; children: ReactNod
   );
 }
 
-export function StatusBadge({ status, reason }: { status: RunStatus | string; reason?: string | null }) {
+export function StatusBadge({
+  status,
+  reason,
+  resolution,
+}: {
+  status: RunStatus | string;
+  reason?: string | null;
+  resolution?: string | null;
+}) {
+  // A discarded run is "completed" to the state machine; to a person it is discarded.
+  const shown = status === "completed" && resolution === "discarded" ? "discarded" : status;
   return (
-    <span className={`badge status-${status}`} data-testid="run-status" data-status={status} title={reason ?? undefined}>
-      {status}
+    <span
+      className={`badge status-${shown === "discarded" ? "cancelled" : status}`}
+      data-testid="run-status"
+      data-status={status}
+      title={reason ?? undefined}
+    >
+      {shown}
       {reason && status === "waiting" ? ` · ${reason}` : ""}
     </span>
   );
@@ -28,7 +43,8 @@ export function ErrorNote({ error }: { error: unknown }) {
       : error instanceof Error
         ? error.message
         : String(error);
-  const errors = error instanceof ApiError ? error.problem.errors : undefined;
+  // Items the message already says are not listed again (a one-field problem said it twice).
+  const errors = (error instanceof ApiError ? error.problem.errors : undefined)?.filter((e) => !text.includes(e.msg));
   return (
     <div className="error" role="alert">
       {text}
@@ -36,7 +52,7 @@ export function ErrorNote({ error }: { error: unknown }) {
         <ul>
           {errors.map((e, i) => (
             <li key={i}>
-              {(e.loc ?? []).join(".")}: {e.msg}
+              {(e.loc ?? []).filter((part, n) => !(n === 0 && (part === "body" || part === "query"))).join(".")}: {e.msg}
             </li>
           ))}
         </ul>

@@ -1,4 +1,4 @@
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { api, ApiError } from "../api/client";
 import type { AuthStatus } from "../api/types";
@@ -21,13 +21,19 @@ export function Login() {
   const [busy, setBusy] = useState(false);
   const [needCode, setNeedCode] = useState(false);
   const tried = useRef(false);
+  const qc = useQueryClient();
+  // Signed in with the admin token while no user exists (the app's banner links here).
+  const tokenOnly = search.get("setup") === "1";
   const status = useQuery({
     queryKey: ["auth-status"],
     queryFn: () => api.raw<AuthStatus>("get", "/api/auth/status"),
     retry: false,
   });
 
-  const done = () => navigate(nextPath(search), { replace: true });
+  const done = () => {
+    qc.removeQueries({ queryKey: ["auth-status"] }); // the app re-checks the new session
+    navigate(nextPath(search), { replace: true });
+  };
 
   useEffect(() => {
     if (tried.current) return;
@@ -59,6 +65,10 @@ export function Login() {
           password: String(form.get("password") ?? ""),
         });
       }
+      if (tokenOnly) {
+        done();
+        return;
+      }
       if (get("token")) await tokenLogin(get("token"));
       else
         await api.raw("post", "/api/auth/login", {
@@ -80,6 +90,63 @@ export function Login() {
   };
 
   const setup = status.data?.setup_required ?? false;
+  if (tokenOnly)
+    return (
+      <div className="login">
+        <form className="card login-card" onSubmit={submit} aria-label="Create the first admin">
+          <h1>Codeyard</h1>
+          <p className="ok-note" role="status">You are signed in with the admin token.</p>
+          <p>
+            No user account exists yet. Create the first admin so that you (and the people you invite) can sign in
+            with a password and two-factor codes instead of the token.
+          </p>
+          <ErrorNote error={error} />
+          <label>
+            <span>
+              Setup code <span className="muted">(printed by <code>codeyard serve</code>)</span>
+            </span>
+            <input name="setup_code" autoComplete="one-time-code" required />
+          </label>
+          <label>
+            Username
+            <input name="username" autoComplete="username" autoCapitalize="none" required />
+          </label>
+          <label>
+            <span>
+              Password <span className="muted">(at least 8 characters)</span>
+            </span>
+            <input name="password" type="password" autoComplete="new-password" minLength={8} required />
+          </label>
+          <button
+            className="primary"
+            type="submit"
+            disabled={busy}
+            onClick={(e) => {
+              e.preventDefault();
+              const form = e.currentTarget.form!;
+              if (!form.reportValidity()) return;
+              const data = new FormData(form);
+              setBusy(true);
+              setError(null);
+              api
+                .raw("post", "/api/auth/setup", {
+                  setup_code: String(data.get("setup_code") ?? "").trim(),
+                  username: String(data.get("username") ?? "").trim(),
+                  password: String(data.get("password") ?? ""),
+                })
+                .then(done)
+                .catch((err: unknown) => setError(err))
+                .finally(() => setBusy(false));
+            }}
+          >
+            Create admin account
+          </button>
+          <button type="submit" className="link">
+            Skip for now: keep using the token
+          </button>
+        </form>
+      </div>
+    );
   return (
     <div className="login">
       <form className="card login-card" onSubmit={submit} aria-label="Sign in">
@@ -89,7 +156,10 @@ export function Login() {
         <ErrorNote error={error} />
         {setup && (
           <label>
-            Setup code (printed by <code>codeyard serve</code>)
+            {/* One span: the label is a flex column, so loose text and <code> became three lines. */}
+            <span>
+              Setup code <span className="muted">(printed by <code>codeyard serve</code>)</span>
+            </span>
             <input name="setup_code" autoComplete="one-time-code" required />
           </label>
         )}
@@ -99,7 +169,13 @@ export function Login() {
         </label>
         <label>
           Password
-          <input name="password" type="password" autoComplete={setup ? "new-password" : "current-password"} />
+          <input
+            name="password"
+            type="password"
+            autoComplete={setup ? "new-password" : "current-password"}
+            minLength={setup ? 8 : undefined}
+            placeholder={setup ? "At least 8 characters" : undefined}
+          />
         </label>
         {!setup && (
           <label>

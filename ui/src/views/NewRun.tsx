@@ -1,7 +1,8 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { api, type BodyOf } from "../api/client";
 import type { BrowseEntry, Provider } from "../api/types";
+import { AgentOptionsForm, buildOptions, emptyOptions, type AgentOptionsValue } from "../components/AgentOptionsForm";
 import { ErrorNote } from "../components/ui";
 import { navigate } from "../lib/router";
 import { useProjects } from "./RunsList";
@@ -66,6 +67,8 @@ function Browser({ start, onPick }: { start: string; onPick: (path: string) => v
   );
 }
 
+const PREFERRED = ["claude-code", "codex", "gemini", "copilot", "opencode"];
+
 export function NewRun() {
   const qc = useQueryClient();
   const projects = useProjects();
@@ -76,8 +79,20 @@ export function NewRun() {
   });
   const [repo, setRepo] = useState("");
   const [browsing, setBrowsing] = useState(false);
-  const [agent, setAgent] = useState("provider:script");
+  const [agent, setAgent] = useState("");
+  const [options, setOptions] = useState<AgentOptionsValue>(emptyOptions);
   const [optionsError, setOptionsError] = useState<string | null>(null);
+  // The default pick is a real agent: the first installed one in this order. Not `acp` (it needs
+  // a command) nor the `script` demo (it needs a scenario).
+  useEffect(() => {
+    if (agent || !providers.data) return;
+    const installed = new Set(providers.data.filter((p) => p.available).map((p) => p.name));
+    const real = PREFERRED.find((name) => installed.has(name));
+    setAgent(`provider:${real ?? "script"}`);
+  }, [agent, providers.data]);
+  const providerName = agent.startsWith("provider:")
+    ? agent.slice(9)
+    : ((agents.data?.data ?? []).find((a) => `agent:${a.id}` === agent)?.provider ?? null);
 
   const create = useMutation({
     mutationFn: (body: BodyOf<"/api/runs", "post">) => api.post("/api/runs", body),
@@ -92,15 +107,10 @@ export function NewRun() {
     e.preventDefault();
     const form = new FormData(e.currentTarget);
     const get = (k: string) => String(form.get(k) ?? "").trim();
-    let agentOptions: Record<string, unknown> = {};
-    const rawOptions = get("agent_options");
-    if (rawOptions) {
-      try {
-        agentOptions = JSON.parse(rawOptions) as Record<string, unknown>;
-      } catch {
-        setOptionsError("Agent options must be a JSON object.");
-        return;
-      }
+    const built = buildOptions(providerName, options);
+    if (typeof built === "string") {
+      setOptionsError(built);
+      return;
     }
     setOptionsError(null);
     const body: BodyOf<"/api/runs", "post"> = { prompt: get("prompt"), draft: form.get("draft") === "on" };
@@ -109,9 +119,10 @@ export function NewRun() {
     if (agent.startsWith("agent:")) body.agent_id = agent.slice(6);
     else body.provider = agent.slice(9);
     if (get("title")) body.title = get("title");
-    if (get("model")) body.model = get("model");
-    if (get("budget")) body.budget_usd = Number(get("budget"));
-    if (Object.keys(agentOptions).length) body.agent_options = agentOptions;
+    if (built.model) body.model = built.model;
+    if (built.budget_usd != null) body.budget_usd = built.budget_usd;
+    if (built.env_set_ids) body.env_set_ids = built.env_set_ids;
+    if (Object.keys(built.agent_options).length) body.agent_options = built.agent_options;
     create.mutate(body);
   };
 
@@ -176,13 +187,19 @@ export function NewRun() {
                 ))}
               </optgroup>
             )}
-            <optgroup label="Providers">
-              {(providers.data ?? [{ name: "script", available: true } as Provider]).map((p) => (
-                <option key={p.name} value={`provider:${p.name}`} disabled={!p.available}>
-                  {p.name}
-                  {p.available ? "" : " (not installed)"}
-                </option>
-              ))}
+            {!agent && <option value="">Loading…</option>}
+            <optgroup label="Agents">
+              {(providers.data ?? [])
+                .filter((p) => p.name !== "script")
+                .map((p) => (
+                  <option key={p.name} value={`provider:${p.name}`} disabled={!p.available}>
+                    {p.name}
+                    {p.available ? "" : " (not installed)"}
+                  </option>
+                ))}
+            </optgroup>
+            <optgroup label="Demo">
+              <option value="provider:script">script (scripted steps, no model)</option>
             </optgroup>
           </select>
         </label>
@@ -191,24 +208,18 @@ export function NewRun() {
           <textarea name="prompt" rows={6} required placeholder="What should the agent do?" />
         </label>
         <details>
-          <summary>More options</summary>
+          <summary>
+            More options{" "}
+            <span className="muted small">
+              {providerName === "script" ? "(the scenario, permissions…)" : "(model, permissions, env sets, budget…)"}
+            </span>
+          </summary>
           <div className="stack">
             <label>
               Title
               <input name="title" maxLength={300} />
             </label>
-            <label>
-              Model
-              <input name="model" placeholder="provider default" />
-            </label>
-            <label>
-              Budget (USD)
-              <input name="budget" type="number" min="0" step="0.01" inputMode="decimal" />
-            </label>
-            <label>
-              Agent options (JSON)
-              <textarea name="agent_options" rows={4} placeholder='{"permission_mode": "default"}' spellCheck={false} />
-            </label>
+            <AgentOptionsForm provider={providerName} value={options} onChange={setOptions} />
             <label className="check">
               <input type="checkbox" name="draft" /> Save as draft (start later)
             </label>

@@ -20,6 +20,32 @@ function useWide(): boolean {
 
 const RESOLVED_OK = new Set(["completed"]);
 
+interface MergedEvent {
+  data: { sha: string; target: string; strategy: string };
+}
+
+/** Where the run landed: the commit on its target branch (from the run's git.merged events). */
+function Landed({ run }: { run: Run }) {
+  const merged = useQuery({
+    queryKey: ["review", run.id, "landed"],
+    queryFn: () =>
+      api.raw<{ data: MergedEvent[] }>("get", `/api/runs/${encodeURIComponent(run.id)}/events`, undefined, {
+        types: "git.merged",
+      }),
+    enabled: run.resolution === "merged",
+  });
+  return (
+    <>
+      {(merged.data?.data ?? []).map((e) => (
+        <div key={e.data.sha} className="small" data-testid="landed-commit">
+          <code>{e.data.sha.slice(0, 10)}</code> on <code>{e.data.target}</code>{" "}
+          <span className="muted">({e.data.strategy})</span>
+        </div>
+      ))}
+    </>
+  );
+}
+
 function Resolve({ run }: { run: Run }) {
   const qc = useQueryClient();
   const [action, setAction] = useState<BodyOf<"/api/runs/{run_ref}/resolve", "post">["action"]>("merge");
@@ -42,8 +68,12 @@ function Resolve({ run }: { run: Run }) {
       void qc.invalidateQueries({ queryKey: ["review"] });
     },
   });
+  // A merge-tree conflict changed nothing; a worktree left mid-merge is said by the server's
+  // own message (ErrorNote), never as "nothing was changed".
   const conflicts =
-    resolve.error instanceof ApiError && resolve.error.status === 409 ? (resolve.error.problem.conflicts ?? []) : [];
+    resolve.error instanceof ApiError && resolve.error.status === 409 && !resolve.error.problem.unfinished_merge
+      ? (resolve.error.problem.conflicts ?? [])
+      : [];
   const outcome = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (resolve.error || resolve.isSuccess) outcome.current?.scrollIntoView({ block: "nearest", behavior: "smooth" });
@@ -52,6 +82,7 @@ function Resolve({ run }: { run: Run }) {
     return (
       <div className="card" data-testid="resolved">
         Resolved: <strong>{run.resolution}</strong>
+        <Landed run={run} />
         {run.pull_request && (
           <>
             {" "}
@@ -158,10 +189,10 @@ function Checkpoints({ run }: { run: Run }) {
           {[...items].reverse().map((c) => (
             <li key={c.id} data-testid="checkpoint" data-number={c.number}>
               <div className="grow">
-                <strong>#{c.number}</strong> {c.description ?? c.kind}
-                {c.turn ? <span className="muted"> · turn {c.turn}</span> : null}
+                <strong>#{c.number}</strong> {checkpointLabel(c)}
                 <div className="muted small">
-                  {c.diff_stats.files} files · +{c.diff_stats.insertions} −{c.diff_stats.deletions} · {ago(c.created_at)}
+                  {c.diff_stats.files} file{c.diff_stats.files === 1 ? "" : "s"} · +{c.diff_stats.insertions} −
+                  {c.diff_stats.deletions} · {ago(c.created_at)}
                 </div>
               </div>
               <button
@@ -186,17 +217,41 @@ export default function Review({ run }: { run: Run }) {
   const wide = useWide();
   const [split, setSplit] = useState<boolean | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
+  // Discarded: the worktree and branch are gone, so there is nothing to ask the server for.
+  const discarded = run.resolution === "discarded";
   const diff = useQuery({
     queryKey: ["review", run.id, "diff"],
     queryFn: () => api.get("/api/runs/{run_ref}/diff", { path: { run_ref: run.id }, query: { format: "json" } }),
     retry: false,
+    enabled: !discarded,
   });
   const files = diff.data?.data ?? [];
   const shown = selected ? files.filter((f) => f.path === selected) : files;
   const isSplit = split ?? wide;
+  if (discarded)
+    return (
+      <div className="review pad">
+        <div className="card" data-testid="discarded">
+          <strong>Discarded.</strong> The worktree and the branch were removed; there are no changes or checkpoints
+          left to review. {run.status_reason ? <span className="muted">({run.status_reason})</span> : null}
+        </div>
+      </div>
+    );
+  // On a phone the diff comes first, then checkpoints, then the landing form.
+  const landing = (
+    <>
+      <Checkpoints run={run} />
+      <Resolve run={run} />
+    </>
+  );
   return (
     <div className="review">
       <div className="review-files">
+        {Object.values((run as Run & { worktrees?: Record<string, string> }).worktrees ?? {}).map((path) => (
+          <div key={path} className="muted small ellipsis" data-testid="worktree-path" title={path}>
+            Worktree: <code>{path}</code>
+          </div>
+        ))}
         <div className="row">
           <h3 className="grow">
             {files.length} changed file{files.length === 1 ? "" : "s"}
@@ -224,8 +279,7 @@ export default function Review({ run }: { run: Run }) {
             </li>
           ))}
         </ul>
-        <Checkpoints run={run} />
-        <Resolve run={run} />
+        {wide && landing}
       </div>
       <div className="review-diff">
         <ErrorNote error={diff.error} />
@@ -245,6 +299,14 @@ export default function Review({ run }: { run: Run }) {
           ))
         )}
       </div>
+      {!wide && <div className="review-files">{landing}</div>}
     </div>
   );
+}
+
+/** "End of turn 2", "Before restoring checkpoint 1", or a manual description (never "turn · turn 1"). */
+function checkpointLabel(c: { kind: string; turn?: number | null; description?: string | null }): string {
+  if (c.description) return c.turn ? `${c.description} (turn ${c.turn})` : c.description;
+  if (c.kind === "turn") return c.turn ? `End of turn ${c.turn}` : "End of a turn";
+  return c.kind === "manual" ? "Saved by hand" : c.kind.replace(/_/g, " ");
 }

@@ -202,7 +202,7 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
           <h1 className="grow ellipsis" title={r.title}>
             <span className="muted">#{r.number}</span> {r.title}
           </h1>
-          <StatusBadge status={r.status} reason={r.status_reason} />
+          <StatusBadge status={r.status} reason={r.status_reason} resolution={r.resolution} />
         </div>
         <div className="run-head-meta muted small">
           <span>
@@ -231,8 +231,16 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
               Terminal
             </Link>
             {stream.tasks.length > 0 && (
-              <button className={`tabbtn${showTasks ? " on" : ""}`} onClick={() => setShowTasks((v) => !v)}>
-                Tasks {stream.tasks.filter((t) => t.status === "completed").length}/{stream.tasks.length}
+              // A toggle for the task panel, not a tab: it looks like a chip and says it expands.
+              <button
+                type="button"
+                className={`chip tasks-chip${showTasks ? " on" : ""}`}
+                aria-expanded={showTasks}
+                data-testid="tasks-toggle"
+                onClick={() => setShowTasks((v) => !v)}
+              >
+                {stream.tasks.filter((t) => t.status === "completed").length}/{stream.tasks.length} tasks{" "}
+                {showTasks ? "▴" : "▾"}
               </button>
             )}
           </div>

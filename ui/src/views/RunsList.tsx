@@ -127,7 +127,7 @@ export function RunsList() {
                   </span>
                 </div>
                 <div className="run-side">
-                  <StatusBadge status={run.status} reason={run.status_reason} />
+                  <StatusBadge status={run.status} reason={run.status_reason} resolution={run.resolution} />
                   <span className="run-numbers">
                     {run.pending_approvals > 0 && (
                       <span className="count warn" title="Pending approvals">

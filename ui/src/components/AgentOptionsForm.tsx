@@ -1,0 +1,214 @@
+// Real-agent options as a form: model (picked from /api/models), permission mode, env sets,
+// instructions and budget. The raw JSON stays as an "advanced" field; form values win over it.
+import { useQuery } from "@tanstack/react-query";
+import { api } from "../api/client";
+
+export interface AgentOptionsValue {
+  model: string;
+  permissionMode: string;
+  envSetIds: string[];
+  instructions: string;
+  budget: string;
+  advanced: string;
+  scenario: string;
+}
+
+export const emptyOptions: AgentOptionsValue = {
+  model: "",
+  permissionMode: "",
+  envSetIds: [],
+  instructions: "",
+  budget: "",
+  advanced: "",
+  scenario: "",
+};
+
+interface ModelRow {
+  id: string;
+  input_cost_per_token: number | null;
+  output_cost_per_token: number | null;
+}
+
+interface EnvSetRow {
+  id: string;
+  name: string;
+  keys: string[];
+}
+
+const PERMISSION_MODES: [string, string][] = [
+  ["", "Server default"],
+  ["default", "Ask before writes and commands"],
+  ["plan", "Plan only: no writes"],
+  ["auto", "Allow (hard gates still ask)"],
+];
+
+function perMillion(cost: number | null): string {
+  return cost == null ? "?" : `$${(cost * 1e6).toFixed(cost * 1e6 < 1 ? 2 : 0)}`;
+}
+
+/** The request parts the form produces, or an error message naming the field to fix. */
+export function buildOptions(
+  provider: string | null,
+  v: AgentOptionsValue,
+): { agent_options: Record<string, unknown>; model?: string; budget_usd?: number; env_set_ids?: string[] } | string {
+  let options: Record<string, unknown> = {};
+  if (v.advanced.trim()) {
+    try {
+      const parsed: unknown = JSON.parse(v.advanced);
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return "Advanced options must be a JSON object.";
+      options = parsed as Record<string, unknown>;
+    } catch {
+      return "Advanced options must be a JSON object.";
+    }
+  }
+  if (provider === "script") {
+    if (!v.scenario.trim() && !options.scenario) return "The script agent needs a scenario: paste its steps.";
+    if (v.scenario.trim()) {
+      try {
+        const steps: unknown = JSON.parse(v.scenario);
+        options.scenario = Array.isArray(steps) ? { steps } : steps;
+      } catch {
+        return "The scenario must be JSON: a list of steps or {\"steps\": [...]}.";
+      }
+    }
+  }
+  if (v.permissionMode) options.permission_mode = v.permissionMode;
+  if (v.instructions.trim()) options.instructions = v.instructions.trim();
+  const out: ReturnType<typeof buildOptions> = { agent_options: options };
+  if (v.model.trim()) out.model = v.model.trim();
+  if (v.budget.trim()) out.budget_usd = Number(v.budget);
+  if (v.envSetIds.length) out.env_set_ids = v.envSetIds;
+  return out;
+}
+
+export function AgentOptionsForm({
+  provider,
+  value,
+  onChange,
+}: {
+  provider: string | null;
+  value: AgentOptionsValue;
+  onChange: (v: AgentOptionsValue) => void;
+}) {
+  const set = (patch: Partial<AgentOptionsValue>) => onChange({ ...value, ...patch });
+  const models = useQuery({
+    queryKey: ["models", provider],
+    queryFn: () =>
+      api.raw<{ data: ModelRow[] }>("get", "/api/models", undefined, {
+        provider: provider && provider !== "script" ? provider : undefined,
+      }),
+    enabled: provider !== "script",
+    staleTime: 300_000,
+    retry: false,
+  });
+  const envSets = useQuery({
+    queryKey: ["env-sets"],
+    queryFn: () => api.raw<{ data: EnvSetRow[] }>("get", "/api/env-sets", undefined, { limit: 200 }),
+    staleTime: 60_000,
+    retry: false,
+  });
+  const modelRows = models.data?.data ?? [];
+  const sets = envSets.data?.data ?? [];
+  return (
+    <div className="stack" data-testid="agent-options">
+      {provider === "script" ? (
+        <label>
+          Scenario (the script agent's steps, JSON)
+          <textarea
+            name="scenario"
+            rows={5}
+            spellCheck={false}
+            value={value.scenario}
+            onChange={(e) => set({ scenario: e.target.value })}
+            placeholder='[{"say": "hi"}, {"write": {"path": "a.txt", "content": "a"}}]'
+          />
+        </label>
+      ) : (
+        <label>
+          Model
+          <input
+            name="model"
+            list="model-choices"
+            value={value.model}
+            onChange={(e) => set({ model: e.target.value })}
+            placeholder="The agent's default"
+            autoComplete="off"
+          />
+          <datalist id="model-choices">
+            {modelRows.map((m) => (
+              <option key={m.id} value={m.id}>
+                {`${perMillion(m.input_cost_per_token)} in / ${perMillion(m.output_cost_per_token)} out per million tokens`}
+              </option>
+            ))}
+          </datalist>
+        </label>
+      )}
+      <label>
+        Permission mode
+        <select value={value.permissionMode} onChange={(e) => set({ permissionMode: e.target.value })} aria-label="Permission mode">
+          {PERMISSION_MODES.map(([mode, label]) => (
+            <option key={mode} value={mode}>
+              {label}
+            </option>
+          ))}
+        </select>
+      </label>
+      <fieldset className="env-sets">
+        <legend>Env sets</legend>
+        {sets.length === 0 ? (
+          <span className="muted small">None yet (Settings → Env sets).</span>
+        ) : (
+          sets.map((s) => (
+            <label key={s.id} className="check">
+              <input
+                type="checkbox"
+                checked={value.envSetIds.includes(s.id)}
+                onChange={(e) =>
+                  set({
+                    envSetIds: e.target.checked ? [...value.envSetIds, s.id] : value.envSetIds.filter((id) => id !== s.id),
+                  })
+                }
+              />{" "}
+              {s.name} <span className="muted small">{s.keys.join(", ")}</span>
+            </label>
+          ))
+        )}
+      </fieldset>
+      <label>
+        Instructions
+        <textarea
+          name="instructions"
+          rows={3}
+          value={value.instructions}
+          onChange={(e) => set({ instructions: e.target.value })}
+          placeholder="Extra guidance for every turn"
+        />
+      </label>
+      <label>
+        Budget (USD)
+        <input
+          name="budget"
+          type="number"
+          min="0"
+          step="0.01"
+          inputMode="decimal"
+          value={value.budget}
+          onChange={(e) => set({ budget: e.target.value })}
+        />
+      </label>
+      <label>
+        Advanced: agent options (JSON)
+        <textarea
+          name="agent_options"
+          aria-label="Agent options (JSON)"
+          rows={3}
+          spellCheck={false}
+          value={value.advanced}
+          onChange={(e) => set({ advanced: e.target.value })}
+          placeholder='{"env": {"KEY": "value"}}'
+        />
+        <span className="muted small">The fields above are applied on top of it.</span>
+      </label>
+    </div>
+  );
+}
