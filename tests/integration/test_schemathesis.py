@@ -1,4 +1,5 @@
-"""schemathesis over the whole OpenAPI schema, against a real server, as the admin.
+"""schemathesis over the whole OpenAPI schema, against a real server, as the admin and as a
+member signed in with a browser session (cookie + CSRF header).
 
 Every operation gets generated requests (coverage and fuzzing phases, a few examples each),
 then the stateful phase follows the links schemathesis infers between operations (an id a
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.server import TOKEN, ServerProcess
@@ -33,13 +35,46 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def test_the_api_survives_schemathesis(server: ServerProcess, tmp_path: Path) -> None:
+    _schemathesis(server, tmp_path, ["--header", f"Authorization: Bearer {TOKEN}"])
+
+
+def test_the_api_survives_schemathesis_as_a_member_session(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A member's own session: ownership checks (403s), CSRF and scopes on every operation.
+    Routes that would end the session or change its password are left out."""
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        user = {"username": "mia", "password": "correct horse battery", "role": "member"}
+        assert client.post("/api/users", json=user, headers=admin).status_code == 201
+        resp = client.post("/api/auth/login", json={k: user[k] for k in ("username", "password")})
+        assert resp.status_code == 200, resp.text
+        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        csrf = resp.json()["csrf_token"]
+    _schemathesis(
+        server,
+        tmp_path,
+        [
+            "--header",
+            f"Cookie: {cookies}",
+            "--header",
+            f"X-CSRF-Token: {csrf}",
+            "--exclude-path-regex",
+            "^/api/auth/(logout|sessions|password|mfa/.*)$",
+        ],
+    )
+    with httpx.Client(base_url=server.url, timeout=10) as client:  # it fuzzed signed in
+        me = client.get("/api/auth/me", headers={"Cookie": cookies})
+        assert me.status_code == 200 and me.json()["name"] == "mia"
+
+
+def _schemathesis(server: ServerProcess, tmp_path: Path, auth: list[str]) -> None:
     done = subprocess.run(
         [
             str(SCHEMATHESIS),
             "run",
             f"{server.url}/api/openapi.json",
-            "--header",
-            f"Authorization: Bearer {TOKEN}",
+            *auth,
             "--checks",
             "not_a_server_error,response_schema_conformance",
             "--max-examples",
