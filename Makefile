@@ -38,12 +38,17 @@ lint: setup
 	$(BIN)/ruff format --check codeyard tests bench
 	$(BIN)/mypy
 
+# The coverage floor: what the suite reached when it was set (68% on a subset of it, without
+# PostgreSQL, browsers or real CLIs; the whole suite reaches more), a little below. Raise it as
+# coverage rises; never lower it.
+COVERAGE_FLOOR := 65
+
 test: setup lint clis
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
 	bash scripts/ensure-espeak.sh
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 
 bench: setup
 	$(BIN)/python bench/run_all.py

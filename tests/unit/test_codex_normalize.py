@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from codeyard.agents.base import SessionUpdate, TurnEnd
+from codeyard.agents.base import ModelRetrying, SessionUpdate, TurnEnd
 from codeyard.agents.codex import CodexProvider
 from codeyard.agents.codex.normalize import (
     Failed,
@@ -30,7 +30,7 @@ from codeyard.agents.codex.protocol import (
 )
 from codeyard.agents.codex.turn import toml_value
 from codeyard.domain.errors import ValidationFailed
-from codeyard.domain.events import ErrorEvent, NewEvent
+from codeyard.domain.events import NewEvent
 from codeyard.domain.tools import ToolRequest
 
 #: Codex 0.163 app-server against the fake model server (paths replaced): ``tools`` runs a
@@ -226,7 +226,7 @@ def test_failed_turn_without_error_text_uses_the_last_error_notice() -> None:
         }
     )
     assert normalize(retrying, state) == [
-        ErrorEvent(message="Codex will retry: Reconnecting... 1/5", detail="other")
+        ModelRetrying(message="Codex will retry: Reconnecting... 1/5", detail="other")
     ]
     notice = parse(
         {"method": "error", "params": {"error": {"message": "quota gone"}, "willRetry": False}}
