@@ -90,18 +90,29 @@ class PtyProcess:
         return not self._closed
 
     def _readable(self) -> None:
-        try:
-            data = os.read(self.fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # EIO: every slave side is closed, the program is gone
-            if exc.errno != errno.EIO:
-                raise
-            data = b""
-        if data:
-            self._on_output(data)
-            return
-        self._finish()
+        """Drain what the PTY holds (a read returns at most ~4 KiB): one delivery per wake-up
+        instead of one per read keeps a fast producer (``cat`` of a large file) cheap."""
+        chunks: list[bytes] = []
+        size = 0
+        ended = False
+        while size < READ_CHUNK:
+            try:
+                data = os.read(self.fd, READ_CHUNK - size)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # EIO: every slave side is closed, the program is gone
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                ended = True
+                break
+            chunks.append(data)
+            size += len(data)
+        if chunks:
+            self._on_output(b"".join(chunks))
+        if ended:
+            self._finish()
 
     def _finish(self) -> None:
         if self._closed:
