@@ -145,7 +145,7 @@ async def test_failing_setup_fails_the_run_and_leaves_nothing(api: Api, tmp_path
         api,
         repo,
         setup_script="echo installing; echo 'missing dependency: libfoo' >&2; exit 3",
-        cleanup_script=f"echo cleaned > {tmp_path / 'cleanup-ran'}",
+        cleanup_script="echo cleaned",  # sandboxed: it can write only the worktree
     )
     run = await start_run(api, repo, {"say": "never"})
     failed = await api.wait_status(run["id"], "failed")
@@ -156,7 +156,13 @@ async def test_failing_setup_fails_the_run_and_leaves_nothing(api: Api, tmp_path
     result = next(e["data"] for e in events if e["type"] == "tool.result")
     assert result["ok"] is False and result["exit_code"] == 3 and result["error"] == "exit code 3"
     assert not [e for e in events if e["type"] == "agent.message"]
-    assert (tmp_path / "cleanup-ran").read_text() == "cleaned\n"  # setup began: cleanup ran
+    calls = {e["data"]["call_id"]: e["data"]["tool"] for e in events if e["type"] == "tool.call"}
+    cleanup = [
+        e["data"]
+        for e in events
+        if e["type"] == "tool.result" and calls.get(e["data"]["call_id"]) == "cleanup_script"
+    ]
+    assert [r["output"].strip() for r in cleanup] == ["cleaned"]  # setup began: cleanup ran
     # Nothing half-made: no worktree directory, no branch, no registered worktree.
     assert not any(Path(api.services.settings.worktree_root).iterdir())
     assert git_out(repo, "branch", "--format=%(refname:short)") == "main"
@@ -203,16 +209,16 @@ async def test_cleanup_script_runs_before_delete_and_never_blocks_it(
     api: Api, tmp_path: Path
 ) -> None:
     repo = make_repo(tmp_path / "tidy")
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    repo_id = await project_repo(
-        api, repo, cleanup_script=f"ls > {marks}/$CODEYARD_RUN_ID; echo bye"
-    )
+    # Sandboxed, it writes only the worktree (deleted next) and git's objects and refs: a tag
+    # carrying what it saw outlives the worktree.
+    script = 'git tag -a "seen-$CODEYARD_RUN_ID" -m "$(ls | tr "\\n" " ")"; echo bye'
+    repo_id = await project_repo(api, repo, cleanup_script=script)
     run = await start_run(api, repo, {"write": {"path": "made.txt", "content": "x"}})
     await api.wait_status(run["id"], "review")
     tree = worktree_of(api, run["number"])
     assert (await api.delete(f"/api/runs/{run['id']}")).status_code == 204
-    assert "made.txt" in (marks / run["id"]).read_text()  # it ran inside the worktree
+    seen = git_out(repo, "for-each-ref", "--format=%(contents)", f"refs/tags/seen-{run['id']}")
+    assert "made.txt" in seen  # it ran inside the worktree
     assert not tree.exists()
     assert git_out(repo, "branch", "--format=%(refname:short)") == "main"
 
