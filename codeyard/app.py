@@ -28,6 +28,7 @@ from codeyard.api import (
     audit,
     auth_routes,
     browse_dirs,
+    code_index,
     disk,
     docs,
     env_sets,
@@ -75,6 +76,7 @@ from codeyard.mcp_server import offer as mcp_offer
 from codeyard.mcp_server import server as mcp_server
 from codeyard.preview.detect import PortWatcher
 from codeyard.services import auth as auth_service
+from codeyard.services import code_index as code_index_service
 from codeyard.services import retention
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
@@ -145,9 +147,13 @@ async def _running(
     app.state.subscribers = subscribers
     await subscribers.start()
     hands = await _start_terminals(app, services)
+    # Code indexes follow landed runs (issue 22).
+    indexer = asyncio.create_task(code_index_service.follow_landings(services))
     try:
         yield services
     finally:
+        indexer.cancel()
+        await asyncio.gather(indexer, return_exceptions=True)
         await _stop_terminals(app, hands)
         await subscribers.stop()
         await daily_gc.stop()
@@ -281,6 +287,7 @@ def create_app(
         run_validate.router,
         provider_settings.router,
         project_sync.router,
+        code_index.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

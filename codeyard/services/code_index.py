@@ -1,0 +1,154 @@
+"""The code index and project map of a project's repositories (Laravel seed: ``index-rag``,
+``map``), and keeping the index current as runs land.
+
+Each repository's index is built at its default branch's head; ``follow_landings`` updates the
+indexes that exist whenever a run is merged (``git.merged``), incrementally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from codeyard.codeindex import CodeIndex
+from codeyard.codeindex import projectmap as pm
+from codeyard.domain.errors import Conflict
+from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.services import projects as project_service
+from codeyard.services.context import Services
+from codeyard.store import runs
+from codeyard.workspace import git
+
+log = logging.getLogger(__name__)
+_MANIFESTS = ("pyproject.toml", "requirements.txt", "package.json", "go.mod")
+
+
+def index_of(svc: Services, repo_id: str) -> CodeIndex:
+    return CodeIndex(svc.settings.data_dir / "index" / f"{repo_id}.sqlite")
+
+
+async def _head(repo: dict[str, Any]) -> str:
+    path = Path(repo["path"])
+    branch = repo["default_branch"] or "HEAD"
+    commit = await git.resolve_commit(path, branch) or await git.resolve_commit(path, "HEAD")
+    if commit is None:
+        raise Conflict(f"Repository '{repo['name']}' has no commit to index yet.")
+    return commit
+
+
+async def update_repo(svc: Services, repo: dict[str, Any]) -> dict[str, Any]:
+    commit = await _head(repo)
+    index = index_of(svc, repo["id"])
+    stats = await anyio.to_thread.run_sync(index.update, Path(repo["path"]), commit)
+    return {
+        "repo_id": repo["id"],
+        "name": repo["name"],
+        "commit": stats.commit,
+        "files": stats.files,
+        "indexed": stats.indexed,
+        "added": stats.added,
+        "changed": stats.changed,
+        "removed": stats.removed,
+        "seconds": round(stats.seconds, 4),
+    }
+
+
+async def build(svc: Services, project_ref: str) -> dict[str, Any]:
+    project = await project_service.get_project(svc, project_ref)
+    return {
+        "project_id": project["id"],
+        "repos": [await update_repo(svc, r) for r in project["repos"]],
+    }
+
+
+async def search(svc: Services, project_ref: str, query: str, limit: int) -> dict[str, Any]:
+    """The best files for ``query`` across the project's indexed repositories."""
+    project = await project_service.get_project(svc, project_ref)
+    hits: list[dict[str, Any]] = []
+    for repo in project["repos"]:
+        index = index_of(svc, repo["id"])
+        found = await anyio.to_thread.run_sync(index.search, query, limit)
+        hits += [
+            {
+                "repo_id": repo["id"],
+                "path": h.path,
+                "score": h.score,
+                "line": h.line,
+                "snippet": h.snippet,
+            }
+            for h in found
+        ]
+    hits.sort(key=lambda h: -float(h["score"]))
+    return {"project_id": project["id"], "query": query, "data": hits[:limit]}
+
+
+async def _repo_map(svc: Services, repo: dict[str, Any]) -> dict[str, Any]:
+    index = index_of(svc, repo["id"])
+    if not index.exists():
+        await update_repo(svc, repo)
+    commit = await anyio.to_thread.run_sync(index.commit)
+    files = await anyio.to_thread.run_sync(index.files)
+    manifests: dict[str, str | None] = {}
+    for name in _MANIFESTS:
+        shown = await git.git("show", f"{commit}:{name}", cwd=Path(repo["path"]), check=False)
+        manifests[name] = shown.stdout if shown.returncode == 0 else None
+    deps, scripts = pm.dependencies(manifests.get)
+    mods = pm.modules(files)
+    edges = pm.import_edges(await anyio.to_thread.run_sync(index.texts, ".py"))
+    return {
+        "repo_id": repo["id"],
+        "name": repo["name"],
+        "commit": commit,
+        "files": len(files),
+        "lines": sum(f[2] for f in files),
+        "languages": pm.languages(files),
+        "modules": mods,
+        "entry_points": pm.entry_points((f[0] for f in files), scripts),
+        "dependencies": deps,
+        "imports": [{"from": a, "to": b} for a, b in edges],
+        "mermaid": pm.mermaid(mods, edges),
+    }
+
+
+async def project_map(svc: Services, project_ref: str) -> dict[str, Any]:
+    project = await project_service.get_project(svc, project_ref)
+    return {
+        "project_id": project["id"],
+        "repos": [await _repo_map(svc, r) for r in project["repos"]],
+    }
+
+
+async def follow_landings(svc: Services) -> None:
+    """Update existing indexes of a project's repositories each time one of its runs merges."""
+    sub = svc.hub.subscribe(EventFilter(types=frozenset({"git.merged"})))
+    try:
+        while True:
+            try:
+                batch = await sub.next_batch()
+            except SubscriberDropped:
+                sub = svc.hub.subscribe(EventFilter(types=frozenset({"git.merged"})))
+                continue
+            for event in batch:
+                try:
+                    await _after_landing(svc, event.run_id)
+                except Exception:  # an index is a cache: a failed update must not stop this
+                    log.warning(
+                        "code index update after run %s failed", event.run_id, exc_info=True
+                    )
+    except asyncio.CancelledError:
+        sub.close()
+        raise
+
+
+async def _after_landing(svc: Services, run_id: str) -> None:
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, run_id)
+    project = await project_service.get_project(svc, run["project_id"])
+    for repo in project["repos"]:
+        if repo["id"] in run["repo_ids"] and index_of(svc, repo["id"]).exists():
+            stats = await update_repo(svc, repo)
+            log.info("code index of %s updated after run %s: %s", repo["name"], run_id, stats)
