@@ -205,6 +205,11 @@ def _count_if(cond: Any) -> Any:
     return func.sum(case((cond, 1), else_=0))
 
 
+def _minutes_or_zero(conn: AsyncConnection) -> Any:
+    started = and_(R.c.started_at.is_not(None), R.c.finished_at.is_not(None))
+    return case((started, _minutes_sql(conn)), else_=0.0)
+
+
 def _minutes_sql(conn: AsyncConnection) -> Any:
     """Run minutes (finished minus started) in the database's own date arithmetic."""
     if conn.dialect.name == "postgresql":
@@ -234,18 +239,7 @@ async def run_stats(
         _count_if(R.c.status.in_(SUCCEEDED)).label("succeeded"),
         _count_if(and_(R.c.resolution.is_not(None), R.c.resolution != "discard")).label("resolved"),
         func.coalesce(func.sum(R.c.turns), 0).label("turns"),
-        func.coalesce(
-            func.sum(
-                case(
-                    (
-                        and_(R.c.started_at.is_not(None), R.c.finished_at.is_not(None)),
-                        _minutes_sql(conn),
-                    ),
-                    else_=0.0,
-                )
-            ),
-            0.0,
-        ).label("minutes"),
+        func.coalesce(func.sum(_minutes_or_zero(conn)), 0.0).label("minutes"),
     ).where(*_run_where(flt))
     if group is not None:
         stmt = stmt.group_by(group)
@@ -334,7 +328,28 @@ def _per_run() -> Any:
 
 
 async def model_run_stats(conn: AsyncConnection, flt: Filters) -> dict[str, dict[str, Any]]:
-    """Per model: the runs that used it, and their turns and minutes."""
+    """Per model: the runs that used it, and their turns and minutes (summed in SQL unless a
+    repo filter needs each run's repo list)."""
+    if flt.repo is None:
+        stmt = (
+            select(
+                RU.c.model,
+                func.count().label("runs"),
+                func.coalesce(func.sum(R.c.turns), 0).label("turns"),
+                func.coalesce(func.sum(_minutes_or_zero(conn)), 0.0).label("minutes"),
+            )
+            .select_from(RU.join(R, R.c.id == RU.c.run_id))
+            .where(*_run_where(flt))
+            .group_by(RU.c.model)
+        )
+        return {
+            str(r.model or ""): {
+                "runs": int(r.runs),
+                "turns": int(r.turns or 0),
+                "minutes": float(r.minutes or 0),
+            }
+            for r in (await conn.execute(stmt)).all()
+        }
     stmt = (
         select(RU.c.model, R.c.repo_ids, R.c.turns, R.c.started_at, R.c.finished_at)
         .select_from(RU.join(R, R.c.id == RU.c.run_id))
