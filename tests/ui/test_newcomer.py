@@ -188,3 +188,62 @@ def test_one_field_problems_are_said_once(browser: Browser, server: ServerProces
         assert alert.inner_text().count("at least 8 characters") == 1, alert.inner_text()
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+def test_approval_cards_show_the_change_and_what_always_covers(
+    browser: Browser, server: ServerProcess, tmp_path: Path, screenshots: Path, viewport: str
+) -> None:
+    width, height = VIEWPORTS[viewport]
+    repo = make_repo(tmp_path / "repo")
+    steps = [
+        {"write": {"path": "notes/a.txt", "content": "first line\nsecond line\n"}},
+        {"write": {"path": "notes/a.txt", "content": "rewritten\n"}},
+        {"bash": "echo done > done.txt"},
+    ]
+    run = api(
+        server,
+        "POST",
+        "/api/runs",
+        json={
+            "prompt": "Write notes",
+            "repo_path": str(repo),
+            "provider": "script",
+            "agent_options": {"scenario": {"steps": steps}, "permission_mode": "default"},
+        },
+    )
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/login#token={server.token}")
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        page.goto(f"{server.url}/runs/{run['number']}")
+        card = page.locator('[data-testid="approval-card"][data-status="pending"]').first
+        expect(card).to_be_visible(timeout=20_000)
+        # The change itself, with the path relative to the worktree, and the rule in words.
+        expect(card.get_by_test_id("approval-diff")).to_contain_text("+first line")
+        expect(card.get_by_test_id("approval-diff")).to_contain_text("+second line")
+        expect(card).to_contain_text("Write notes/a.txt")
+        assert "/worktrees/" not in card.inner_text()
+        expect(card.get_by_test_id("approval-rule")).to_have_text(
+            "Why: asks before writes and commands — default mode"
+        )
+        remember = card.get_by_label("Remember")
+        options = remember.locator("option").all_inner_texts()
+        assert "Always in this run: Write on notes/a.txt" in options, options
+        page.screenshot(path=str(screenshots / f"{viewport}-newcomer-10-approval-write.png"))
+        remember.select_option("run")
+        card.get_by_role("button", name="Approve").click()
+        # "Always" did exactly that: the second write to the same file did not ask; the
+        # command is a new question, shown as a command.
+        bash = page.locator('[data-testid="approval-card"][data-status="pending"]').first
+        expect(bash.get_by_test_id("approval-command")).to_have_text(
+            "$ echo done > done.txt", timeout=20_000
+        )
+        options = bash.get_by_label("Remember").locator("option").all_inner_texts()
+        assert "Always in this run: exactly `echo done > done.txt`" in options, options
+        page.screenshot(path=str(screenshots / f"{viewport}-newcomer-11-approval-command.png"))
+        answered = api(server, "GET", f"/api/approvals?run_id={run['id']}")["data"]
+        assert [a["tool"] for a in answered].count("Write") == 1  # type: ignore[union-attr]
+    finally:
+        context.close()
