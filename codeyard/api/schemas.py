@@ -92,6 +92,11 @@ class RunCreate(Body):
     labels: list[str] = Field(default_factory=list)
     parent_run_id: str | None = None
     policy_set_ids: list[str] = Field(default_factory=list)
+    rag_enabled: bool = Field(
+        default=False,
+        description="Add the code index's most relevant snippets for the prompt to the agent's "
+        "instructions (POST /api/projects/{id}/index-rag first); recorded as 'context.added'.",
+    )
     safe_mode: bool = Field(
         default=False,
         description="Read-only run: file writes and edits are denied and every command asks a "

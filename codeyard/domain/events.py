@@ -368,6 +368,19 @@ class PreviewPortClosed(NewEvent):
     port: int
 
 
+class ContextAdded(NewEvent):
+    """``rag_enabled``: what the code index added to the agent's instructions (issue 22)."""
+
+    type: Literal["context.added"] = Field(default="context.added", exclude=True)
+    #: ``code_index``.
+    source: str
+    query: str
+    #: ``{repo_id, path, line, score}`` of each snippet added, best first.
+    items: list[dict[str, Any]]
+    #: Characters added to the instructions.
+    chars: int
+
+
 class WorkspaceRemoved(NewEvent):
     type: Literal["workspace.removed"] = Field(default="workspace.removed", exclude=True)
     #: ``retention`` (the daily pass) or what else removed it.
@@ -415,6 +428,7 @@ KnownEvent = Annotated[
     | GitBranchRenamed
     | PrCreated
     | RunTrusted
+    | ContextAdded
     | WorkspaceRemoved
     | RunModelChanged
     | PreviewPortOpened

@@ -152,3 +152,49 @@ async def _after_landing(svc: Services, run_id: str) -> None:
         if repo["id"] in run["repo_ids"] and index_of(svc, repo["id"]).exists():
             stats = await update_repo(svc, repo)
             log.info("code index of %s updated after run %s: %s", repo["name"], run_id, stats)
+
+
+#: ``rag_enabled``: snippets added to the agent's instructions, and their total size at most.
+RAG_HITS = 5
+RAG_CHARS = 6000
+RAG_HEADER = (
+    "Relevant code found by Codeyard's index of this repository for your task (a starting "
+    "point; read the files themselves before changing them):"
+)
+
+
+async def context_for(
+    svc: Services, repos: list[dict[str, Any]], prompt: str
+) -> tuple[str, dict[str, Any]] | None:
+    """(text for the instructions, ``context.added`` data) from the repositories' indexes, or
+    None when none is indexed or nothing matches."""
+    found: list[tuple[dict[str, Any], Any]] = []
+    for repo in repos:
+        index = index_of(svc, repo["id"])
+        if index.exists():
+            hits = await anyio.to_thread.run_sync(index.search, prompt, RAG_HITS)
+            found += [(repo, h) for h in hits]
+    found.sort(key=lambda pair: -pair[1].score)
+    blocks: list[str] = []
+    items: list[dict[str, Any]] = []
+    size = len(RAG_HEADER)
+    for repo, hit in found[:RAG_HITS]:
+        where = f"{repo['name']}/{hit.path}" if len(repos) > 1 else hit.path
+        block = f"\n\n--- {where} (line {hit.line}) ---\n{hit.snippet}"
+        if size + len(block) > RAG_CHARS:
+            break
+        blocks.append(block)
+        size += len(block)
+        items.append(
+            {
+                "repo_id": repo["id"],
+                "path": hit.path,
+                "line": hit.line,
+                "score": round(hit.score, 4),
+            }
+        )
+    if not items:
+        return None
+    text = RAG_HEADER + "".join(blocks)
+    data = {"source": "code_index", "query": prompt[:500], "items": items, "chars": len(text)}
+    return text, data

@@ -14,8 +14,8 @@ from codeyard.domain.ids import new_id, slugify, title_from_prompt
 from codeyard.domain.status import RunStatus, check_action
 from codeyard.executor.checkpointing import delete_run_refs
 from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.services import code_index, message_images, ownership
 from codeyard.services import env_sets as env_set_service
-from codeyard.services import message_images, ownership
 from codeyard.services import projects as project_service
 from codeyard.services import providers as provider_service
 from codeyard.services import sandbox as sandbox_service
@@ -207,6 +207,10 @@ async def create(
             f"Unknown policy sets: {', '.join(missing)}. List them with GET /api/policy-sets.",
             errors=[{"loc": ["body", "policy_set_ids"], "msg": f"unknown: {missing}"}],
         )
+    rag = await code_index.context_for(svc, repos, prompt) if body.get("rag_enabled") else None
+    if rag is not None:  # the code index's snippets join the agent's instructions
+        own = options.get("instructions")
+        options["instructions"] = f"{own}\n\n{rag[0]}" if own else rag[0]
     if dry_run:  # POST /api/runs/validate: everything above was checked, nothing written
         return {
             "valid": True,
@@ -271,6 +275,8 @@ async def create(
         await runs.insert(tx, values)
         run = runs.public(values)
         await tx.emit_one(values["id"], ev.RunCreated(run=run))
+        if rag is not None:
+            await tx.emit_one(values["id"], ev.ContextAdded(**rag[1]))
         return run
 
     run = await svc.writer.run(job)

@@ -149,3 +149,44 @@ async def test_claude_code_starts_a_sub_run_through_codeyard_mcp(
     assert [e["data"]["text"] for e in evs if e["type"] == "agent.message"][-1] == "Delegated."
     # The run token is never stored: not in the run row nor in any event.
     assert "cy_run_" not in json.dumps(evs) and "cy_run_" not in json.dumps(parent)
+
+
+async def test_rag_enabled_snippets_reach_claude_codes_system_prompt(
+    live: Live, fake: FakeLLM, tmp_path: Path
+) -> None:
+    from tests.conftest import make_repo
+
+    repo = make_repo(
+        tmp_path / "repo",
+        {"billing/invoice.py": "def computeInvoiceTotal(lines):\n    return 0  # PLANTED-7731\n"},
+    )
+    fake.script([Reply(text="Looked.")])
+    env = {
+        "ANTHROPIC_BASE_URL": fake.url,
+        "ANTHROPIC_API_KEY": "test",
+        "HOME": str(tmp_path / "home"),
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    async with live.rest() as rest:
+        project = (
+            await rest.post("/api/projects", json={"name": "b", "repos": [{"path": str(repo)}]})
+        ).json()
+        await rest.post(f"/api/projects/{project['id']}/index-rag")
+        created = await rest.post(
+            "/api/runs",
+            json={
+                "prompt": "Fix the invoice total",
+                "project_id": project["id"],
+                "provider": "claude-code",
+                "model": MODEL,
+                "rag_enabled": True,
+                "agent_options": {"env": env},
+            },
+        )
+        assert created.status_code == 201, created.text
+    done = await _wait_status(live, created.json()["id"], "review", "failed")
+    assert done["status"] == "review", done
+    system = json.dumps(fake.model_calls("anthropic")[0].body["system"])
+    assert "Relevant code found by Codeyard" in system and "PLANTED-7731" in system

@@ -172,3 +172,45 @@ def test_indexing_speed_and_query_latency(tmp_path: Path) -> None:
     )
     assert stats.files_per_second > 1000  # target 2,000/s (measured ~4,000/s)
     assert p99 < 0.2  # target 50 ms on an idle machine
+
+
+async def test_rag_enabled_adds_snippets_to_the_instructions_and_records_them(
+    sqlite_api: Api, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    repo = make_repo(tmp_path / "repo", {**PLANTED, **filler(50)})
+    project = await project_of(api, repo)
+    await api.post(f"/api/projects/{project['id']}/index-rag")
+    created = await api.post(
+        "/api/runs",
+        json={
+            "prompt": "Round the invoice total to cents",
+            "project_id": project["id"],
+            "provider": "script",
+            "rag_enabled": True,
+            "agent_options": {"instructions": "Be brief.", "scenario": {"steps": []}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    evs = (await api.get(f"/api/runs/{run_id}/events?types=context.added")).json()["data"]
+    (added,) = [e["data"] for e in evs]
+    assert added["source"] == "code_index" and added["items"][0]["path"] == "billing/invoice.py"
+    assert added["items"][0]["line"] == 4 and added["chars"] > 0
+    from codeyard.store import runs
+
+    async with api.services.engine.connect() as conn:
+        options = (await runs.get(conn, run_id))["agent_options"]
+    assert options["instructions"].startswith("Be brief.\n\nRelevant code found by Codeyard")
+    assert "computeInvoiceTotal" in options["instructions"]
+    # Without an index, or without the flag, nothing is added.
+    plain = await api.post(
+        "/api/runs",
+        json={
+            "prompt": "Round the invoice total",
+            "project_id": project["id"],
+            "provider": "script",
+        },
+    )
+    none = (await api.get(f"/api/runs/{plain.json()['id']}/events?types=context.added")).json()
+    assert none["data"] == []
