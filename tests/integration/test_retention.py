@@ -39,7 +39,9 @@ async def put(api: Api, body: dict[str, Any]) -> httpx.Response:
 async def test_settings_defaults_update_and_persistence(api: Api, settings: Settings) -> None:
     resp = await api.get("/api/settings")
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {
+    body = resp.json()
+    assert body.pop("sandbox_status")["mode"] == "on"  # read-only (tests/integration/test_sandbox)
+    assert body == {
         "max_concurrent_runs": 4,
         "worktree_root": str(settings.worktree_root),
         "retention_days": None,
@@ -48,6 +50,7 @@ async def test_settings_defaults_update_and_persistence(api: Api, settings: Sett
         "budgets": {"daily_usd": None, "monthly_usd": None},
         "auto_resume": False,
         "gates": {},
+        "sandbox": "on",
     }
     agent = await api.post("/api/agents", json={"name": "bot", "provider": "script"})
     changed = await put(
