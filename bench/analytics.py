@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -29,7 +30,7 @@ import httpx
 from sqlalchemy import func, select
 
 from bench._common import OUT as BENCH_OUT
-from bench._common import fresh_dir, machine, percentile
+from bench._common import Interference, fresh_dir, machine, percentile
 from bench._common import write_json as save_json
 from codeyard.app import create_app
 from codeyard.config import Settings
@@ -137,16 +138,21 @@ async def fill(app: Any, events: int, per_run: int) -> dict[str, float]:
 async def time_route(client: httpx.AsyncClient, path: str, n: int) -> dict[str, Any]:
     for _ in range(5):  # warm-up
         assert (await client.get(path)).status_code == 200
+    meter = Interference()
+    meter.start()
     samples = []
     for _ in range(n):
         t0 = time.perf_counter()
         resp = await client.get(path)
         samples.append((time.perf_counter() - t0) * 1000)
         assert resp.status_code == 200, resp.text
+    foreign = meter.stop()
     s = sorted(samples)
     return {
         "path": path,
         "n": n,
+        "foreign_cpu": round(foreign, 2),
+        "loadavg_1m": round(os.getloadavg()[0], 1),
         "p50_ms": round(percentile(s, 50), 2),
         "p99_ms": round(percentile(s, 99), 2),
         "max_ms": round(s[-1], 2),
