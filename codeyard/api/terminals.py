@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codeyard.api.auth import Caller, authenticate, require_scope
 from codeyard.api.deps import Svc
-from codeyard.domain.errors import CodeyardError, Conflict
+from codeyard.domain.errors import CodeyardError, Conflict, Forbidden, NotFound
 from codeyard.services import shares as share_service
 from codeyard.services import terminals as service
 from codeyard.services.context import Services
@@ -254,6 +254,15 @@ async def screen(terminal_id: str, caller: Caller, request: Request, svc: Svc) -
 # --- WebSocket ------------------------------------------------------------------------------
 
 
+def _close_code(exc: Exception) -> int:
+    """WebSocket close codes mirroring HTTP: 4404 unknown, 4403 not yours, 4401 credentials."""
+    if isinstance(exc, NotFound):
+        return 4404
+    if isinstance(exc, Forbidden):
+        return 4403
+    return 4401
+
+
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
     await ws.accept()  # a close code needs an open socket
     await ws.close(code=code, reason=reason[:120])
@@ -271,14 +280,7 @@ async def attach(
             raise PermissionError
         term = await service.owned(svc, manager(ws), caller, terminal_id)
     except (CodeyardError, PermissionError) as exc:
-        code = (
-            4404
-            if "No terminal" in str(exc)
-            else 4403
-            if isinstance(exc, CodeyardError) and "belongs" in str(exc)
-            else 4401
-        )
-        await _refuse(ws, code, str(exc) or "not allowed")
+        await _refuse(ws, _close_code(exc), str(exc) or "not allowed")
         return
     await ws.accept()
     read_only = "runs:control" not in caller.scopes
