@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from codeyard.api.auth import require_scope
@@ -99,3 +100,49 @@ async def project_map(project_ref: str, svc: Svc) -> ProjectMap:
     """Modules with sizes, entry points, languages, dependencies and a Mermaid import graph,
     computed from the code (indexing first when needed)."""
     return ProjectMap(**await code_index.project_map(svc, project_ref))
+
+
+class Column(BaseModel):
+    name: str
+    type: str
+
+
+class Table(BaseModel):
+    name: str
+    source: str = Field(description="The file the table was found in.")
+    columns: list[Column]
+
+
+class RepoSchema(BaseModel):
+    repo_id: str
+    name: str
+    tables: list[Table]
+    mermaid: str = Field(description="The tables as a Mermaid erDiagram.")
+
+
+class ProjectSchema(BaseModel):
+    project_id: str
+    repos: list[RepoSchema]
+
+
+@router.get(
+    "/projects/{project_ref}/schema",
+    dependencies=[require_scope("runs:read")],
+    response_model=ProjectSchema,
+)
+async def project_schema(project_ref: str, svc: Svc) -> ProjectSchema:
+    """Database tables the code declares: SQL files, SQLAlchemy/Alembic, Django models and
+    Laravel migrations (pattern-based; names the file of each table)."""
+    return ProjectSchema(**await code_index.schema(svc, project_ref))
+
+
+@router.get(
+    "/projects/{project_ref}/diagrams",
+    dependencies=[require_scope("runs:read")],
+    response_class=PlainTextResponse,
+)
+async def project_diagrams(project_ref: str, svc: Svc) -> PlainTextResponse:
+    """Markdown with Mermaid diagrams (modules and imports, database schema) per repository."""
+    return PlainTextResponse(
+        await code_index.diagrams(svc, project_ref), media_type="text/markdown"
+    )

@@ -214,3 +214,30 @@ async def test_rag_enabled_adds_snippets_to_the_instructions_and_records_them(
     )
     none = (await api.get(f"/api/runs/{plain.json()['id']}/events?types=context.added")).json()
     assert none["data"] == []
+
+
+async def test_schema_and_diagrams_from_the_code(sqlite_api: Api, tmp_path: Path) -> None:
+    api = sqlite_api
+    files = {
+        **PLANTED,
+        "db/schema.sql": "CREATE TABLE invoices (\n  id INTEGER,\n  total NUMERIC(10, 2)\n);\n",
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    project = await project_of(api, repo)
+    body = (await api.get(f"/api/projects/{project['id']}/schema")).json()
+    (tables,) = [r["tables"] for r in body["repos"]]
+    assert tables == [
+        {
+            "name": "invoices",
+            "source": "db/schema.sql",
+            "columns": [
+                {"name": "id", "type": "INTEGER"},
+                {"name": "total", "type": "NUMERIC(10,2)"},
+            ],
+        }
+    ]
+    diagrams = await api.get(f"/api/projects/{project['id']}/diagrams")
+    assert diagrams.headers["content-type"].startswith("text/markdown")
+    text = diagrams.text
+    assert text.count("```mermaid") == 2 and "erDiagram" in text and "flowchart LR" in text
+    assert "INTEGER id" in text

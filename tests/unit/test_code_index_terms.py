@@ -56,3 +56,46 @@ def test_modules_entry_points_dependencies_and_import_graph() -> None:
     assert edges == [("app/api", "app/db")]
     chart = pm.mermaid(pm.modules(files), edges)
     assert "-->" in chart and '"app/api (2 files)"' in chart
+
+
+def test_schema_from_sql_sqlalchemy_django_and_laravel() -> None:
+    from codeyard.codeindex import dbschema
+
+    found = dbschema.tables(
+        [
+            (
+                "db/init.sql",
+                "CREATE TABLE IF NOT EXISTS invoices (\n  id INTEGER PRIMARY KEY,\n"
+                "  total NUMERIC(10, 2) NOT NULL,\n  PRIMARY KEY (id)\n);",
+            ),
+            (
+                "app/schema.py",
+                'users = Table("users", metadata, Column("id", String(40)), Column("name", Text))\n'
+                'op.create_table("orders", sa.Column("id", sa.Integer()))\n',
+            ),
+            (
+                "shop/models.py",
+                "class Product(models.Model):\n    title = models.CharField(max_length=9)\n",
+            ),
+            (
+                "database/migrations/x.php",
+                "Schema::create('posts', function (Blueprint $table) {\n"
+                "    $table->string('title');\n    $table->text('body');\n});",
+            ),
+            ("README.md", "CREATE TABLE nope (a int);"),
+        ]
+    )
+    by_name = {t["name"]: t for t in found}
+    assert set(by_name) == {"invoices", "users", "orders", "product", "posts"}
+    assert by_name["invoices"]["columns"] == [
+        {"name": "id", "type": "INTEGER"},
+        {"name": "total", "type": "NUMERIC(10,2)"},
+    ]
+    assert by_name["invoices"]["source"] == "db/init.sql"
+    assert [c["name"] for c in by_name["users"]["columns"]] == ["id", "name"]
+    assert by_name["posts"]["columns"] == [
+        {"name": "title", "type": "string"},
+        {"name": "body", "type": "text"},
+    ]
+    assert by_name["product"]["columns"] == [{"name": "title", "type": "CharField"}]
+    assert dbschema.mermaid_er(found).startswith("erDiagram\n")
