@@ -87,6 +87,20 @@ def port_problem(host: str, port: int) -> str | None:
     return f"Port {port} on {host} is in use (another Codeyard?) — try `{hint}`."
 
 
+def host_allowlist_notice(settings: Settings) -> str | None:
+    """A bind on every address accepts only loopback names until told the others: say so,
+    rather than let the first visitor from the network meet a 421."""
+    if settings.host.strip("[]") not in ("0.0.0.0", "::"):
+        return None
+    if settings.allowed_hosts.strip() or settings.public_url:
+        return None
+    return (
+        f"Listening on {settings.host}, but only loopback host names are accepted (DNS-rebinding "
+        "defence): set CODEYARD_ALLOWED_HOSTS to the names or addresses people use to reach "
+        "this server (or CODEYARD_PUBLIC_URL), or '*' to accept any."
+    )
+
+
 def proxy_options(settings: Settings) -> dict[str, Any]:
     """Uvicorn's proxy-header options. Uvicorn trusts X-Forwarded-For from 127.0.0.1 by
     default, so any local process could pick its client address (and dodge the sign-in
@@ -112,6 +126,8 @@ def run_server(settings: Settings) -> None:
     app = create_app(settings, announce=lambda notice: print(notice, flush=True))
     if warning := exposure_warning(settings, tls is not None):
         log.warning(warning)
+    if notice := host_allowlist_notice(settings):
+        log.warning(notice)
     scheme = "https" if tls else "http"
     url = f"{scheme}://{settings.host}:{settings.port}"
     settings.write_server_file(url)
