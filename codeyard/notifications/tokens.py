@@ -54,7 +54,8 @@ class Claims:
 def issue(
     key: bytes, approval_id: str, user_id: str, ttl: float = TTL_SECONDS
 ) -> tuple[str, Claims]:
-    claims = Claims(approval_id, user_id, secrets.token_urlsafe(16), time.time() + ttl)
+    expires = float(int(time.time() + ttl))  # whole seconds, as the token carries them
+    claims = Claims(approval_id, user_id, secrets.token_urlsafe(16), expires)
     body = _b64(
         json.dumps(
             {
