@@ -1,0 +1,200 @@
+"""The ACP providers as the contract suite (``test_acp_contract.py``) drives them: one
+:class:`AgentCase` per CLI — its wire names, how it is pointed at the fake model server, how it
+tells the model about a rejection, and its quirks. Adding an ACP provider is adding a case.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codeyard.agents.acp import CopilotProvider, GeminiProvider, OpenCodeProvider
+from codeyard.agents.base import Provider
+from codeyard.testing.fake_llm import FakeLLM, ToolCall
+
+
+def gemini_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    settings = {
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"maxAttempts": 1},  # a model error fails at once, without backoff
+    }
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
+    env = {"GEMINI_API_KEY": "dummy", "GOOGLE_GEMINI_BASE_URL": fake.url, "HOME": str(home)}
+    return {"env": env, **extra}
+
+
+def copilot_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    env = {
+        "COPILOT_PROVIDER_BASE_URL": f"{fake.url}/v1",
+        "COPILOT_PROVIDER_API_KEY": "dummy",
+        "COPILOT_OFFLINE": "true",  # no GitHub login, telemetry or update checks
+        "COPILOT_HOME": str(home / ".copilot"),
+        "HOME": str(home),
+    }
+    return {"env": env, **extra}
+
+
+def opencode_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    config = {
+        "provider": {
+            "fake": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Fake local",
+                "options": {"baseURL": f"{fake.url}/v1", "apiKey": "dummy"},
+                "models": {"fake-model": {"name": "Fake model"}},
+            }
+        },
+        "autoupdate": False,
+        "share": "disabled",
+    }
+    env = {"HOME": str(home)}
+    # Offline and lean: no models.dev fetch, plugin installs, LSP downloads, update checks,
+    # nor skills looked for in other tools' folders.
+    for flag in (
+        "MODELS_FETCH",
+        "DEFAULT_PLUGINS",
+        "LSP_DOWNLOAD",
+        "AUTOUPDATE",
+        "SHARE",
+        "CLAUDE_CODE",
+        "EXTERNAL_SKILLS",
+    ):
+        env[f"OPENCODE_DISABLE_{flag}"] = "1"
+    for name, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_STATE_HOME", ".local/state"),
+    ):
+        env[name] = str(home / sub)
+    return {"env": env, "config": config, **extra}
+
+
+def gemini_rejection(fake: FakeLLM) -> str:
+    """The error of the last ``functionResponse`` Gemini CLI sent in model call 2."""
+    body = fake.model_calls("gemini")[2].body
+    parts = [p for c in body["contents"] for p in c.get("parts", [])]
+    told = [p["functionResponse"] for p in parts if "functionResponse" in p][-1]
+    assert told["name"] == "run_shell_command"
+    return str(told["response"]["error"])
+
+
+def chat_rejection(fake: FakeLLM) -> str:
+    """What the CLI told the model about the last tool result in model call 2 (chat API)."""
+    body = fake.model_calls("openai-chat")[2].body
+    return [str(m.get("content")) for m in body["messages"] if m.get("role") == "tool"][-1]
+
+
+@dataclass(frozen=True)
+class AgentCase:
+    """One ACP provider as the contract suite drives it."""
+
+    #: The wire name (``provider`` of a run, of ``agent.session``).
+    name: str
+    provider: Callable[[], Provider]
+    cli_version: str
+    model: str
+    #: The CLI's shell tool, as the model calls it.
+    shell: str
+    #: The fake server's API the CLI speaks (``gemini``, ``openai-chat``).
+    api: str
+    options: Callable[..., dict[str, Any]]
+    #: How the turn's failure is worded (``<label> failed the turn``).
+    label: str
+    #: What the model is told about a rejected call, and how to read it from the fake server.
+    rejection_phrase: str
+    rejection_told: Callable[[FakeLLM], str]
+    #: The CLI ends the turn at a rejection: the model learns of it with the next message.
+    rejection_ends_turn: bool
+    #: The failing model reply's body and headers (retries, if any, at once).
+    error_body: dict[str, Any]
+    error_headers: dict[str, str] | None
+    #: How many failing replies to script (enough for the CLI's own retries).
+    error_replies: int
+    #: Reports the exit code and output of a shell call in its ``tool.result``.
+    reports_exit_code: bool
+    #: Its ACP usage counts only the turn's last model call (OpenCode, research §7.3).
+    usage_of_last_call_only: bool
+    #: Streams thinking and text the fake server sends (checked event by event).
+    streams_thinking: bool
+    #: Drops an interrupted turn from its session (Gemini CLI): the resumed turn repeats it.
+    drops_interrupted_turn: bool
+    #: Writes its configuration for the turn (OpenCode's ``opencode.json``), never in the tree.
+    turn_config_file: str | None = None
+    #: A HOME kept for the module (OpenCode's first start in a fresh one is slow).
+    shared_home: bool = False
+
+    def call(self, command: str) -> ToolCall:
+        return ToolCall(self.shell, {"command": command, "description": "Run it"})
+
+
+GEMINI = AgentCase(
+    name="gemini",
+    provider=GeminiProvider,
+    cli_version="0.61.0",
+    model="gemini-2.5-pro",  # a fixed model: no router side calls
+    shell="run_shell_command",
+    api="gemini",
+    options=gemini_options,
+    label="Gemini CLI",
+    rejection_phrase="canceled by the user",
+    rejection_told=gemini_rejection,
+    rejection_ends_turn=False,
+    error_body={"error": {"code": 500, "message": "Backend exploded XYZ", "status": "INTERNAL"}},
+    error_headers=None,
+    error_replies=3,
+    reports_exit_code=False,
+    usage_of_last_call_only=False,
+    streams_thinking=True,
+    drops_interrupted_turn=True,
+)
+COPILOT = AgentCase(
+    name="copilot",
+    provider=CopilotProvider,
+    cli_version="1.0.102",
+    model="gpt-4.1",
+    shell="bash",
+    api="openai-chat",
+    options=copilot_options,
+    label="Copilot CLI",
+    rejection_phrase="rejected this tool call",
+    rejection_told=chat_rejection,
+    rejection_ends_turn=True,
+    error_body={"error": {"message": "Backend exploded XYZ", "type": "server_error", "code": 500}},
+    error_headers={"retry-after-ms": "0", "retry-after": "0"},
+    error_replies=12,
+    reports_exit_code=True,
+    usage_of_last_call_only=False,
+    streams_thinking=False,
+    drops_interrupted_turn=False,
+)
+OPENCODE = AgentCase(
+    name="opencode",
+    provider=OpenCodeProvider,
+    cli_version="1.18.33",
+    model="fake/fake-model",
+    shell="bash",
+    api="openai-chat",
+    options=opencode_options,
+    label="OpenCode",
+    rejection_phrase="rejected permission",
+    rejection_told=chat_rejection,
+    rejection_ends_turn=True,
+    error_body={"error": {"message": "Backend exploded XYZ", "type": "server_error", "code": 500}},
+    error_headers={"retry-after-ms": "0"},  # OpenCode retries server errors: at once
+    error_replies=12,
+    reports_exit_code=True,
+    usage_of_last_call_only=True,
+    streams_thinking=False,
+    drops_interrupted_turn=False,
+    turn_config_file="opencode.json",
+    shared_home=True,
+)
+
+CASES = [GEMINI, COPILOT, OPENCODE]
