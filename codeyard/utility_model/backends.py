@@ -1,8 +1,8 @@
 """One model call per backend, each returning the reply's JSON text and its token counts.
 
 Structured output is asked for in each API's own way: a JSON-schema ``response_format`` for
-OpenAI-compatible servers, a forced tool whose input is the schema for Anthropic, and the
-schema in the prompt for the Claude Code CLI (whose ``--output-format json`` wraps the reply).
+OpenAI-compatible servers, a forced tool whose input is the schema for Anthropic, and
+``--json-schema`` for the Claude Code CLI (its ``structured_output``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import claude_agent_sdk
 import httpx
 
+from codeyard.sandbox import environment
 from codeyard.utility_model.config import UtilityModelConfig
 
 
@@ -117,26 +119,26 @@ def claude_binary() -> str:
 async def claude_cli(
     cfg: UtilityModelConfig, env: dict[str, str], system: str, user: str, schema: dict[str, Any]
 ) -> Raw:
-    prompt = (
-        f"{system}\n\nAnswer with one JSON object matching this JSON schema, and nothing "
-        f"else:\n{json.dumps(schema)}\n\n{user}"
-    )
-    argv = [claude_binary(), "-p", prompt, "--output-format", "json", "--model", cfg.model]
-    argv += ["--max-turns", "1", "--tools", ""]
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-        cwd=str(Path.home()),
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), cfg.timeout_seconds)
-    except TimeoutError as exc:
-        proc.kill()
-        await proc.wait()
-        raise BackendError(f"claude -p did not answer in {cfg.timeout_seconds:g} s") from exc
+    """``claude -p`` with ``--json-schema`` (its StructuredOutput tool), no other tools, in an
+    empty directory, with the sandbox's allowlisted environment plus the env set's variables
+    (the user's own login, or ``ANTHROPIC_*`` for an endpoint)."""
+    argv = [claude_binary(), "-p", f"{system}\n\n{user}", "--output-format", "json"]
+    argv += ["--model", cfg.model, "--tools", "", "--json-schema", json.dumps(schema)]
+    with tempfile.TemporaryDirectory(prefix="codeyard-utility-") as where:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environment.build("claude-code", env, os.environ),
+            cwd=where,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), cfg.timeout_seconds)
+        except TimeoutError as exc:
+            proc.kill()
+            await proc.wait()
+            raise BackendError(f"claude -p did not answer in {cfg.timeout_seconds:g} s") from exc
     try:
         data = json.loads(out.decode())
     except ValueError as exc:
@@ -144,8 +146,10 @@ async def claude_cli(
     if data.get("is_error"):
         raise BackendError(f"claude -p failed: {str(data.get('result'))[:300]}")
     usage = data.get("usage") or {}
+    structured = data.get("structured_output")
+    text = json.dumps(structured) if structured is not None else str(data.get("result") or "")
     return Raw(
-        str(data.get("result") or ""),
+        text,
         cfg.model,
         int(usage.get("input_tokens") or 0),
         int(usage.get("output_tokens") or 0),
