@@ -30,6 +30,7 @@ __all__ = [
     "ProcessGroup",
     "StderrRing",
     "boot_id",
+    "explain",
     "pdeathsig_prefix",
     "recorder",
     "spawn",
@@ -138,10 +139,19 @@ class StderrRing:
         while line := await stream.readline():
             self.append(line.decode("utf-8", "replace"))
 
+    def clear(self) -> None:
+        self.lines.clear()
+
     def explain(self, reason: str, last: int = 5) -> str:
         """``reason`` followed by the process's last few stderr lines not already in it."""
-        tail = [line for line in self.lines if line not in reason][-last:]
-        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+        return explain(reason, self.lines, last)
+
+
+def explain(reason: str, lines: Iterable[str], last: int = 5) -> str:
+    """A failure ``reason`` followed by the agent's last few stderr ``lines`` not already in it
+    (what every provider tells the operator when its CLI fails)."""
+    tail = [line for line in lines if line.strip() and line not in reason][-last:]
+    return reason + (" Its last output: " + " | ".join(tail) if tail else "")
 
 
 #: Holds the command until the parent says go (a byte on the inherited fd), then becomes it
@@ -184,8 +194,12 @@ async def spawn(
         group.kill()  # never let an unrecorded group run
         raise
     finally:
-        os.write(gate_w, b"\n")
-        os.close(gate_w)
+        try:
+            os.write(gate_w, b"\n")
+        except BrokenPipeError:  # it died at the gate (killed): its exit is seen as usual
+            log.info("process group %d (%s) was gone before it was released", proc.pid, kind)
+        finally:
+            os.close(gate_w)
     return proc, group
 
 

@@ -86,9 +86,8 @@ class ApprovalGate:
         #: The data directory and worktree root: the read gate's roots (``contain_with``).
         self.private: tuple[str, ...] = ()
 
-    async def _verdict(self, run_id: str, request: ToolRequest) -> PolicyDecision:
+    async def _verdict(self, run: dict[str, Any], request: ToolRequest) -> PolicyDecision:
         async with self._engine.connect() as conn:
-            run = await runs.get(conn, run_id)
             ctx = await policy_context.build(conn, run, self._default_mode, self.private)
         if request.hints.get("deny"):  # a script step marked "deny": true (tests and demos)
             return PolicyDecision("deny", "scenario:deny", "the scenario marks this step as denied")
@@ -96,8 +95,11 @@ class ApprovalGate:
 
     async def decide(self, handle: RunHandle, request: ToolRequest) -> Decision:
         run_id = handle.run_id
-        await self._check_budget(handle, request)
-        verdict = await self._verdict(run_id, request)
+        # One read of the run per decision, kept on the handle for the questions below.
+        async with self._engine.connect() as conn:
+            run = dict(handle.observe(await runs.get(conn, run_id)).row)
+        await self._check_budget(handle, run, request)
+        verdict = await self._verdict(run, request)
         await self._record(run_id, request, verdict)
         if verdict.action == "allow":
             return Decision(True, verdict.reason, verdict.rule)
@@ -155,10 +157,11 @@ class ApprovalGate:
             return Decision(True, reason or "approved by the operator", verdict.rule)
         return Decision(False, reason or "rejected by the operator", verdict.rule)
 
-    async def _check_budget(self, handle: RunHandle, request: ToolRequest) -> None:
+    async def _check_budget(
+        self, handle: RunHandle, run: dict[str, Any], request: ToolRequest
+    ) -> None:
         """Stop at a crossed cap until the operator raises it; a refusal interrupts the turn."""
         async with self._engine.connect() as conn:
-            run = await runs.get(conn, handle.run_id)
             over = await budget.check(conn, run)
         if over is None:
             return

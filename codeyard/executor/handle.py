@@ -4,10 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from codeyard.domain.status import RunStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    """The run row as the executor last read or wrote it, typed where the control path looks.
+
+    Replaced whole (never mutated) each time the driver reads the row or a status change
+    returns it, so a tool call's decision reads the run once rather than once per question.
+    ``row`` is the full row for code that takes one (policy context, budget check).
+    """
+
+    id: str
+    status: RunStatus
+    status_reason: str | None
+    turns: int
+    trusted: bool
+    pending_approvals: int
+    budget_usd: float | None
+    session_id: str | None
+    worktrees: Mapping[str, str]
+    row: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> RunSnapshot:
+        return cls(
+            id=str(row["id"]),
+            status=RunStatus(row["status"]),
+            status_reason=row.get("status_reason"),
+            turns=int(row.get("turns") or 0),
+            trusted=bool(row.get("trusted")),
+            pending_approvals=int(row.get("pending_approvals") or 0),
+            budget_usd=row.get("budget_usd"),
+            session_id=row.get("session_id"),
+            worktrees=dict(row.get("worktrees") or {}),
+            row=dict(row),
+        )
 
 
 @dataclass(slots=True)
@@ -16,6 +53,8 @@ class RunHandle:
 
     run_id: str
     task: asyncio.Task[None] | None = None
+    #: The run as last read or written by the executor (see :class:`RunSnapshot`).
+    run: RunSnapshot | None = None
     #: Set by pause/cancel before the task is cancelled: the status the run lands in.
     stop_as: RunStatus | None = None
     stop_reason: str | None = None
@@ -29,6 +68,11 @@ class RunHandle:
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
+
+    def observe(self, row: Mapping[str, Any]) -> RunSnapshot:
+        """Keep ``row`` (just read, or returned by ``set_status``) as the run's snapshot."""
+        self.run = RunSnapshot.of(row)
+        return self.run
 
     def stop(self, status: RunStatus, reason: str | None) -> bool:
         """Ask the running task to stop and land in ``status``; False if nothing is running."""

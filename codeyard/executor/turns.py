@@ -149,7 +149,7 @@ class TurnDriver:
                 return  # cancelled or paused while it waited for a slot
             if not run["worktrees"] and not await self._prepare(run):
                 return
-            turn: _Turn | None = await self._writer.run(lambda tx: self._begin_turn(tx, run_id))
+            turn: _Turn | None = await self._writer.run(lambda tx: self._begin_turn(tx, handle))
             while turn is not None:
                 turn = await self._run_turn(handle, run_id, turn)
         except asyncio.CancelledError:
@@ -201,7 +201,8 @@ class TurnDriver:
         )
         return True
 
-    async def _begin_turn(self, tx: Tx, run_id: str) -> _Turn:
+    async def _begin_turn(self, tx: Tx, handle: RunHandle) -> _Turn:
+        run_id = handle.run_id
         run = await runs.lock(tx, run_id)
         resumed: str | None = None
         if run["turns"] == 0:
@@ -222,7 +223,9 @@ class TurnDriver:
         # start them again (an agent_merge ran twice from one click).
         taken = source in ("message", "agent_merge")
         extra: dict[str, Any] = {"pending_messages": []} if taken else {}
-        await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
+        handle.observe(
+            await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
+        )
         shown = "" if source == "resume" else prompt
         started = TurnStarted(turn=turn.number, prompt=shown, source=source, resumed_source=resumed)
         await tx.emit_one(run_id, started)
@@ -263,8 +266,12 @@ class TurnDriver:
         await runs.set_status(tx, run_id, RunStatus.FAILED, reason)
 
     async def _run_turn(self, handle: RunHandle, run_id: str, turn: _Turn) -> _Turn | None:
-        async with self._engine.connect() as conn:
-            run = await runs.get(conn, run_id)
+        snapshot = handle.run
+        if snapshot is not None and snapshot.turns == turn.number:
+            run = dict(snapshot.row)  # as the turn's start wrote it
+        else:  # a turn started at the previous one's end (queued messages)
+            async with self._engine.connect() as conn:
+                run = dict(handle.observe(await runs.get(conn, run_id)).row)
         provider = registry.get(run["provider"])
         tracker = ChangeTracker(run["worktrees"], run["base_commits"])
         log_path = self._logs_root / f"{run_id}.log"
@@ -374,13 +381,17 @@ class TurnDriver:
         run_id = handle.run_id
         handle.answer = asyncio.get_running_loop().create_future()
         try:
-            await self._writer.run(
-                lambda tx: runs.set_status(tx, run_id, RunStatus.WAITING, "question")
+            handle.observe(
+                await self._writer.run(
+                    lambda tx: runs.set_status(tx, run_id, RunStatus.WAITING, "question")
+                )
             )
             answer = await handle.answer
         finally:
             handle.answer = None
-        await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.RUNNING, None))
+        handle.observe(
+            await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.RUNNING, None))
+        )
         return answer
 
     async def _land_stopped(self, handle: RunHandle) -> None:

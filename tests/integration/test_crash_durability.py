@@ -85,7 +85,7 @@ SETUP = {"alpha": "sleep 1.5; echo ok > setup.txt", "gamma": "echo ok > setup.tx
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path / "data", env={"CODEYARD_MAX_CONCURRENT_RUNS": "6"})
     try:
-        srv.start()
+        srv.start(timeout=120)
         yield srv
     finally:
         srv.stop()
@@ -177,7 +177,7 @@ async def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing(
                 crash_times.append(time.time())
                 figures["kills"] += 1
                 started = time.monotonic()
-                await server.start_async()
+                await server.start_async(timeout=120)
                 figures["healthy_s"].append(round(time.monotonic() - started, 2))
                 t0 = time.monotonic()
                 assert await gone_within(left, 2.0) == [], f"{label}: leftovers survived"

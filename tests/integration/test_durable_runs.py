@@ -32,7 +32,7 @@ SLOW_SETUP = 'if [ -f "$CODEYARD_REPO_PATH/.slow" ]; then sleep 30; fi; echo rea
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path / "data", env={"CODEYARD_MAX_CONCURRENT_RUNS": "4"})
     try:
-        srv.start()
+        srv.start(timeout=120)
         yield srv
     finally:
         srv.stop()
@@ -102,7 +102,7 @@ async def test_crash_while_preparing_leaves_a_resumable_run_and_delete_removes_e
     they are made; a second prepare cleans what the first left; delete removes it all; the
     setup script of the killed server does not outlive the restart."""
     kept, deleted = make_repo(tmp_path / "kept"), make_repo(tmp_path / "deleted")
-    with anyio.fail_after(90):
+    with anyio.fail_after(150):
         async with server.client() as client:
             for repo in (kept, deleted):
                 (repo / ".slow").write_text("")
@@ -113,7 +113,7 @@ async def test_crash_while_preparing_leaves_a_resumable_run_and_delete_removes_e
                 await wait_for_event(client, run["id"], is_call("sleep 30"))
             left = server.crash()
             assert left, "the setup scripts were not running"
-            await server.start_async()
+            await server.start_async(timeout=120)
             assert await gone_within(left, 2.0) == []
 
             for run, repo in ((a, kept), (b, deleted)):
@@ -142,7 +142,7 @@ async def test_shell_steps_of_a_killed_server_are_stopped_before_the_run_is_inte
     """Finding 2: a script ``bash`` step (its own session) dies with the server or is stopped
     at start-up; it never writes into the worktree after the crash."""
     step = {"bash": "sleep 20; echo late >> late.txt"}
-    with anyio.fail_after(60):
+    with anyio.fail_after(100):
         async with server.client() as client:
             run = await create_run(client, git_repo, step)
             await wait_for_event(client, run["id"], is_call("sleep 20"))
@@ -150,7 +150,7 @@ async def test_shell_steps_of_a_killed_server_are_stopped_before_the_run_is_inte
             left = server.crash()
             assert len(left) >= 2, left  # bash and its sleep
             started = time.monotonic()
-            await server.start_async()
+            await server.start_async(timeout=120)
             assert await gone_within(left, 2.0) == []
             healthy = time.monotonic() - started
             await wait_status(client, run["id"], "interrupted", timeout=5)
@@ -165,7 +165,7 @@ async def test_auto_resume_resumes_crashed_runs_and_gives_up_after_three(
     """Finding 4: ``auto_resume`` resumes runs a crash interrupted; a run that crashes the
     server at every start (no progress in between) stays interrupted after 3 crash-resumes."""
     other = make_repo(tmp_path / "other")
-    with anyio.fail_after(120):
+    with anyio.fail_after(170):
         async with server.client() as client:
             resp = await client.put("/api/settings", json={"auto_resume": True})
             assert resp.status_code == 200, resp.text
@@ -186,7 +186,7 @@ async def test_auto_resume_resumes_crashed_runs_and_gives_up_after_three(
                     ),
                 )
                 server.crash()
-                await server.start_async()
+                await server.start_async(timeout=120)
                 if attempt == 1:
                     done = await wait_status(client, quick["id"], "review", timeout=20)
                     said = [

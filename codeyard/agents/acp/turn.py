@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import shutil
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
@@ -45,7 +44,7 @@ from codeyard.agents.acp.wire import (
     parse_update,
 )
 from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, SessionUpdate, TurnContext
-from codeyard.agents.process import ProcessGroup, spawn
+from codeyard.agents.process import ProcessGroup, StderrRing, spawn
 from codeyard.domain.events import AgentSession, ErrorEvent
 from codeyard.sandbox import SandboxUnavailable, contain
 
@@ -114,7 +113,7 @@ class _Turn:
             prefix=f"{ctx.run_id}-t{ctx.turn}", error_marker=launch.error_marker
         )
         self.queue: asyncio.Queue[_Queued] = asyncio.Queue()
-        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self.stderr = StderrRing(STDERR_LINES)
         self.proc: asyncio.subprocess.Process | None = None
         self.group: ProcessGroup | None = None
         self.conn: Connection | None = None
@@ -191,10 +190,7 @@ class _Turn:
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                self.stderr.append(text)
+        await self.stderr.read(proc.stderr)
 
     async def _call(self, method: str, params: dict[str, Any], timeout: float | None) -> Any:
         """A request; fails the turn with the agent's words when it errs, exits or hangs."""
@@ -231,8 +227,7 @@ class _Turn:
         return f"{self.launch.label} exited (code {code}) before it answered {method}."
 
     def _explain(self, reason: str) -> str:
-        tail = [line for line in self.stderr if line not in reason][-5:]
-        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+        return self.stderr.explain(reason)
 
     async def _open_session(self, init: Any) -> AsyncGenerator[AdapterItem, None]:
         """Load the run's session if there is one and the agent can, else start a new one."""

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -39,6 +38,7 @@ from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, 
 from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
+from codeyard.agents.process import StderrRing
 from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.domain.tools import ToolRequest
@@ -69,7 +69,7 @@ class _Turn:
             tasks=dict(ctx.resume_state.get("tasks") or {}),
             resumed=ctx.session_id is not None,
         )
-        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self.stderr = StderrRing(STDERR_LINES)
         self.tmp = Path(tempfile.mkdtemp(prefix="codeyard-claude-turn-"))
         self.group: ProcessGroup | None = None
         #: Tool calls already yielded, so a decision is logged after the call it decides.
@@ -291,8 +291,7 @@ class _Turn:
         raise AgentFailure(self._explain("Claude Code exited before it finished the turn."))
 
     def _explain(self, reason: str) -> str:
-        tail = [line for line in self.stderr if line.strip() and line not in reason][-5:]
-        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+        return self.stderr.explain(reason)
 
     # --- stopping ----------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from codeyard.agents.codex.protocol import (
 )
 from codeyard.agents.codex.rpc import LINE_LIMIT, Closed, Connection, RpcError
 from codeyard.agents.codex.settings import TurnSettings
-from codeyard.agents.process import spawn
+from codeyard.agents.process import explain, spawn
 from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.sandbox import SandboxUnavailable, contain
@@ -312,9 +312,7 @@ class _Turn:
         await conn.answer(message.id, {"decision": "decline"})
 
     def _explain(self, reason: str) -> str:
-        lines = self.conn.stderr if self.conn is not None else ()
-        tail = [line for line in lines if line.strip() and line not in reason][-5:]
-        return reason + (" Its last output: " + " | ".join(tail) if tail else "")
+        return explain(reason, self.conn.stderr if self.conn is not None else ())
 
     # --- stopping ----------------------------------------------------------------------------
 
