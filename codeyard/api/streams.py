@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.types import Message, Send
 
-from codeyard.api.auth import Caller, Principal, authenticate, require_scope
+from codeyard.api.auth import Caller, authenticate, require_scope
 from codeyard.api.deps import Svc
 from codeyard.domain.caps import caller_key
 from codeyard.domain.errors import CodeyardError, TooManyRequests
@@ -44,11 +44,12 @@ def _after(last_event_id: str | None, after: int | None) -> int:
 STREAM = "event stream"
 
 
-def stream_slot(svc: Services, principal: Principal) -> Callable[[], None]:
-    """One of the caller's open-stream slots (429 beyond ``max_streams_per_user``)."""
+def stream_slot(svc: Services, key: str) -> Callable[[], None]:
+    """One of ``key``'s open-stream slots (429 beyond ``max_streams_per_user``); ``key``: the
+    caller (``caller_key``), or ``share:<run>`` for the anonymous viewers of a share link."""
     return svc.caps.acquire(
         STREAM,
-        caller_key(principal.user_id, principal.name),
+        key,
         svc.settings.max_streams_per_user,
         "Close other tabs or streams (CODEYARD_MAX_STREAMS_PER_USER).",
     )
@@ -82,11 +83,10 @@ def _sse(
     flt: EventFilter,
     after: int,
     until_idle: bool,
-    principal: Principal | None = None,
+    cap_key: str,
 ) -> EventSourceResponse:
-    """The stream, holding one of the caller's stream slots until it ends (``principal``
-    None: a share link, capped by its own route)."""
-    release = stream_slot(svc, principal) if principal is not None else (lambda: None)
+    """The stream, holding one of ``cap_key``'s stream slots until it ends."""
+    release = stream_slot(svc, cap_key)
     return _EventStream(
         _frames(svc, flt, after, until_idle, release),
         ping=PING_SECONDS,
@@ -98,8 +98,10 @@ def _sse(
 def event_stream(
     svc: Services, run_id: str, last_event_id: str | None, after: int | None
 ) -> EventSourceResponse:
-    """SSE of one run's events (replay after ``Last-Event-ID`` or ``after``, then live)."""
-    return _sse(svc, EventFilter(run_id=run_id), _after(last_event_id, after), False)
+    """SSE of one run's events for a share link's viewers (replay after ``Last-Event-ID`` or
+    ``after``, then live); all of one run's share-link streams share one cap."""
+    flt = EventFilter(run_id=run_id)
+    return _sse(svc, flt, _after(last_event_id, after), False, f"share:{run_id}")
 
 
 @router.get("/runs/{run_ref}/events/stream", dependencies=[require_scope("runs:read")])
@@ -117,7 +119,8 @@ async def run_stream(
     async with svc.engine.connect() as conn:
         run = await runs.get(conn, run_ref)
     flt = EventFilter(run_id=run["id"], types=_types(types))
-    return _sse(svc, flt, _after(last_event_id, after), until_idle, principal)
+    key = caller_key(principal.user_id, principal.name)
+    return _sse(svc, flt, _after(last_event_id, after), until_idle, key)
 
 
 @router.get("/events/stream", dependencies=[require_scope("runs:read")])
@@ -132,7 +135,8 @@ async def global_stream(
 ) -> EventSourceResponse:
     """SSE over every run (filter by ``run_id``, ``project_id``, ``types``)."""
     flt = EventFilter(run_id=run_id, project_id=project_id, types=_types(types))
-    return _sse(svc, flt, _after(last_event_id, after), False, principal)
+    key = caller_key(principal.user_id, principal.name)
+    return _sse(svc, flt, _after(last_event_id, after), False, key)
 
 
 class Subscription(BaseModel):
@@ -188,7 +192,7 @@ async def websocket(ws: WebSocket) -> None:
         return
     svc: Services = ws.app.state.services
     try:
-        release = stream_slot(svc, principal)
+        release = stream_slot(svc, caller_key(principal.user_id, principal.name))
     except TooManyRequests as exc:
         await ws.accept()
         await ws.close(
