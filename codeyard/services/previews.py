@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from codeyard.auth.principal import Principal
-from codeyard.domain.errors import BadRequest, Forbidden, NotFound
+from codeyard.domain.errors import BadRequest, Conflict, Forbidden, NotFound
 from codeyard.preview import leases
 from codeyard.preview.access import PreviewGrants
 from codeyard.preview.leases import Lease
@@ -45,6 +45,12 @@ async def run_lease(
     if not _may_read(principal, run):
         raise Forbidden(
             "This run belongs to another user; only its creator or an admin may preview it."
+        )
+    if run["status"] == "completed":
+        raise Conflict(
+            f"Run {run['number']} is completed ({run.get('resolution') or 'resolved'}): its "
+            "ports were released. Start a follow-up run to preview its branch.",
+            current_status=run["status"],
         )
     return run, await leases.ensure(svc.writer, run["id"])
 

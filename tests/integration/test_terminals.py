@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from codeyard.config import Settings
+from codeyard.preview import leases
 from tests.conftest import TOKEN, Api, make_repo, open_api
 from tests.support.auth import add_user, bearer, token_of
 
@@ -164,6 +165,16 @@ async def test_discarding_the_run_closes_its_terminals(sqlite_api: Api, repo: Pa
             break
         await asyncio.sleep(0.05)
     assert body["status"] == "closed" and body["close_reason"] == "the run was discarded"
+    # …and its port block is released (not leased again for a finished run)
+    released = await api.get(f"/api/runs/{run['id']}/preview")
+    assert released.status_code == 409 and "released" in released.json()["detail"]
+    for _ in range(100):
+        async with api.services.engine.connect() as conn:
+            lease = await leases.find(conn, run["id"])
+        if lease is None:
+            break
+        await asyncio.sleep(0.05)
+    assert lease is None
 
 
 async def test_the_agent_and_setup_script_get_the_runs_ports(
