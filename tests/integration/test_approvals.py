@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from codeyard.config import Settings
+from codeyard.store import runs
 from tests.conftest import TOKEN, Api, open_api
 
 pytestmark = pytest.mark.anyio
@@ -219,6 +220,37 @@ async def test_pending_approval_across_a_restart(tmp_path: Path, git_repo: Path)
         assert (await results(api, run["id"]))[-1]["ok"] is True
         rows = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"]
         assert [r["id"] for r in rows] == [approval["id"]]  # never asked twice
+
+
+async def test_one_door_recounts_pending_approvals_and_refuses_status_on_the_side(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    """The approvals door recomputes ``pending_approvals`` from the table (a drifted counter
+    cannot keep a run waiting), checks the transition, and emits one ``approval.resolved``
+    shape; run status never travels in free-form run values."""
+    api = sqlite_api
+    run = await start(api, git_repo, {"bash": "echo one"}, {"bash": "echo two"})
+    (first,) = await pending(api, run["id"])
+    with pytest.raises(ValueError, match="set_status"):
+        await api.services.writer.append(run["id"], [], {"status": "running"})
+    # A counter kept by hand would now say 6 after the answer, and the run would stay waiting.
+    await api.services.writer.run(lambda tx: runs.update_fields(tx, run["id"], pending_approvals=7))
+    resp = await api.post(f"/api/approvals/{first['id']}/resolve", json={"decision": "approved"})
+    assert resp.status_code == 200, resp.text
+    with anyio.fail_after(20):
+        while not (rows := [a for a in await pending(api, run["id"]) if a["id"] != first["id"]]):
+            await anyio.sleep(0.02)
+    waiting = (await api.get(f"/api/runs/{run['id']}")).json()
+    assert waiting["status"] == "waiting" and waiting["pending_approvals"] == 1
+    resp = await api.post(f"/api/approvals/{rows[0]['id']}/resolve", json={"decision": "rejected"})
+    assert resp.status_code == 200, resp.text
+    again = await api.post(f"/api/approvals/{rows[0]['id']}/resolve", json={"decision": "approved"})
+    assert again.status_code == 409 and again.json()["current_status"] == "rejected"
+    done = await api.wait_status(run["id"], "review")
+    assert done["pending_approvals"] == 0
+    resolved = (await api.get(f"/api/runs/{run['id']}/events?types=approval.resolved")).json()
+    shapes = {tuple(sorted(e["data"])) for e in resolved["data"]}
+    assert shapes == {("approval_id", "decided_by", "decision", "reason", "remembered_policy_id")}
 
 
 async def test_invalid_rule_is_422_naming_it(sqlite_api: Api) -> None:

@@ -409,8 +409,7 @@ class _Turn:
                 item.answer.set_result(_CANCELLED)
         if prompt is not None and not prompt.done():
             prompt.cancel()
-            with contextlib.suppress(BaseException):
-                await prompt
+            await asyncio.gather(prompt, return_exceptions=True)  # its outcome is moot now
         if self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
         if conn is not None:
@@ -435,14 +434,17 @@ class _Turn:
         """Read the pipes to their end so the subprocess transport closes (it warns if not)."""
         proc = self.proc
         if proc is not None and proc.stdout is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(proc.stdout.read(), STOP_GRACE)
+            except (TimeoutError, OSError) as exc:
+                log.info("run %s: the agent's output did not end: %r", self.ctx.run_id, exc)
         if self.stderr_task is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(asyncio.shield(self.stderr_task), STOP_GRACE)
+            except Exception as exc:  # the tail is only for messages: note why it is short
+                log.info("run %s: reading the agent's stderr: %r", self.ctx.run_id, exc)
             self.stderr_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.stderr_task
+            await asyncio.gather(self.stderr_task, return_exceptions=True)
         transport = getattr(proc, "_transport", None)  # asyncio offers no public close
         if transport is not None and not transport.is_closing():
             transport.close()
