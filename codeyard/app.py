@@ -32,6 +32,7 @@ from codeyard.api import (
     disk,
     docs,
     env_sets,
+    managed_docs,
     meta,
     preview,
     problems,
@@ -76,7 +77,7 @@ from codeyard.mcp_server import offer as mcp_offer
 from codeyard.mcp_server import server as mcp_server
 from codeyard.preview.detect import PortWatcher
 from codeyard.services import auth as auth_service
-from codeyard.services import code_index as code_index_service
+from codeyard.services import managed_docs as managed_docs_service
 from codeyard.services import retention
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
@@ -147,8 +148,8 @@ async def _running(
     app.state.subscribers = subscribers
     await subscribers.start()
     hands = await _start_terminals(app, services)
-    # Code indexes follow landed runs (issue 22).
-    indexer = asyncio.create_task(code_index_service.follow_landings(services))
+    # Changelog entries and code indexes follow landed runs (issue 22).
+    indexer = asyncio.create_task(managed_docs_service.follow_landings(services))
     try:
         yield services
     finally:
@@ -288,6 +289,7 @@ def create_app(
         provider_settings.router,
         project_sync.router,
         code_index.router,
+        managed_docs.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

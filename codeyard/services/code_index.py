@@ -1,13 +1,12 @@
 """The code index and project map of a project's repositories (Laravel seed: ``index-rag``,
 ``map``), and keeping the index current as runs land.
 
-Each repository's index is built at its default branch's head; ``follow_landings`` updates the
-indexes that exist whenever a run is merged (``git.merged``), incrementally.
+Each repository's index is built at its default branch's head; ``after_landing`` updates the
+indexes that exist when a run is merged (called by ``managed_docs.follow_landings``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import anyio
 from codeyard.codeindex import CodeIndex, dbschema
 from codeyard.codeindex import projectmap as pm
 from codeyard.domain.errors import Conflict
-from codeyard.events.hub import EventFilter, SubscriberDropped
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
 from codeyard.store import runs
@@ -120,29 +118,8 @@ async def project_map(svc: Services, project_ref: str) -> dict[str, Any]:
     }
 
 
-async def follow_landings(svc: Services) -> None:
-    """Update existing indexes of a project's repositories each time one of its runs merges."""
-    sub = svc.hub.subscribe(EventFilter(types=frozenset({"git.merged"})))
-    try:
-        while True:
-            try:
-                batch = await sub.next_batch()
-            except SubscriberDropped:
-                sub = svc.hub.subscribe(EventFilter(types=frozenset({"git.merged"})))
-                continue
-            for event in batch:
-                try:
-                    await _after_landing(svc, event.run_id)
-                except Exception:  # an index is a cache: a failed update must not stop this
-                    log.warning(
-                        "code index update after run %s failed", event.run_id, exc_info=True
-                    )
-    except asyncio.CancelledError:
-        sub.close()
-        raise
-
-
-async def _after_landing(svc: Services, run_id: str) -> None:
+async def after_landing(svc: Services, run_id: str) -> None:
+    """Update the existing indexes of the repositories a landed run changed."""
     async with svc.engine.connect() as conn:
         run = await runs.get(conn, run_id)
     project = await project_service.get_project(svc, run["project_id"])

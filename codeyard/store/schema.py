@@ -604,3 +604,30 @@ artifacts = Table(
     Column("source", String(20), nullable=False),
     Column("created_at", String(32), nullable=False),
 )
+
+#: A project's managed documents (issue 22): generated blocks between markers, human text around.
+project_docs = Table(
+    "project_docs",
+    metadata,
+    Column("project_id", String(40), primary_key=True),
+    Column("slug", String(100), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("generated_at", String(32)),
+    Column("updated_at", String(32), nullable=False),
+    Column("updated_by", String(40)),
+)
+
+#: One entry per landed run of a project (issue 22's AI changelog).
+changelog_entries = Table(
+    "changelog_entries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(40), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_changelog_project", "project_id", "created_at"),
+)

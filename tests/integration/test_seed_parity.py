@@ -142,6 +142,7 @@ async def _world(api: Api, repo: Path) -> dict[str, str]:
         "env_set_id": env["id"],
         "user_id": user["id"],
         "key": "script",
+        "slug": "project-map",
         "path": "notes.txt",
         "terminal_id": "term_none",
         "device_id": "dev_none",
