@@ -6,28 +6,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from codeyard.agents.base import Provider
-from codeyard.domain.errors import ValidationFailed
+from codeyard.domain.registry import Registry
 
-_providers: dict[str, Provider] = {}
+#: Providers by name (sorted in lists); the same registry shape as PR hosts'.
+PROVIDERS: Registry[Provider] = Registry("provider", sort=True)
 
 
 def register(provider: Provider) -> None:
-    _providers[provider.name] = provider
+    """Add a provider under its own ``name`` (a plug-in does exactly this)."""
+    PROVIDERS.register(provider.name, provider)
 
 
 def names() -> list[str]:
-    return sorted(_providers)
+    return PROVIDERS.names()
 
 
 def get(name: str) -> Provider:
-    try:
-        return _providers[name]
-    except KeyError:
-        raise ValidationFailed(
-            f"Unknown provider '{name}'. Available providers: {', '.join(names())}.",
-            errors=[{"loc": ["provider"], "msg": f"unknown provider '{name}'"}],
-            available=names(),
-        ) from None
+    """The provider, or a 422 naming the available ones."""
+    return PROVIDERS.get(name)
 
 
 def executable_path(provider: Provider) -> str | None:
@@ -56,6 +52,6 @@ def describe(provider: Provider) -> dict[str, Any]:
 def describe_all() -> list[dict[str, Any]]:
     """Every provider described; their ``--version`` probes run side by side (blocking: call
     from a thread in async code)."""
-    providers = [_providers[n] for n in names()]
+    providers = PROVIDERS.entries()
     with ThreadPoolExecutor(max_workers=max(1, len(providers))) as pool:
         return list(pool.map(describe, providers))

@@ -16,27 +16,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from codeyard.domain.errors import BadRequest
+from codeyard.domain.registry import Registry
 from codeyard.prs.base import PrConfig, PullRequestHost, parse_remote, redact_remote
 
-__all__ = ["HostFactory", "host_for", "names", "register", "unregister"]
+__all__ = ["HOSTS", "HostFactory", "host_for", "names", "register", "unregister"]
 
 HostFactory = Callable[[PrConfig], PullRequestHost]
 
-_factories: dict[str, HostFactory] = {}
+#: Host kinds by name, in preference order; the same registry shape as agent providers'.
+HOSTS: Registry[HostFactory] = Registry("pull request host")
 
 
 def register(name: str, factory: HostFactory) -> None:
     """Add a host kind (or replace the one of that name, keeping its place in the order)."""
-    _factories[name] = factory
+    HOSTS.register(name, factory)
 
 
 def unregister(name: str) -> None:
-    _factories.pop(name, None)
+    HOSTS.unregister(name)
 
 
 def names() -> list[str]:
     """Registered host kinds in preference order."""
-    return list(_factories)
+    return HOSTS.names()
 
 
 async def host_for(remote_url: str, config: PrConfig) -> PullRequestHost:
@@ -46,7 +48,7 @@ async def host_for(remote_url: str, config: PrConfig) -> PullRequestHost:
     do cannot be used (saying what to configure: the token setting, or ``gh auth login``).
     """
     shown = redact_remote(remote_url)
-    hosts = [factory(config) for factory in _factories.values()]
+    hosts = [factory(config) for factory in HOSTS.entries()]
     matching = [host for host in hosts if host.matches(remote_url)]
     if not matching:
         remote = parse_remote(remote_url)
