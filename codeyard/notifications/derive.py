@@ -37,6 +37,7 @@ def shift(ts: str, seconds: float) -> str:
 class Notifier(LogConsumer):
     name = "notifier"
     types = TYPES
+    start_at_end = True
 
     def __init__(self, *args: Any, grace_seconds: float, on_new: Callable[[], None]) -> None:
         super().__init__(*args)

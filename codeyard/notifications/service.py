@@ -47,6 +47,7 @@ class Notifications:
         )
 
     async def start(self) -> None:
+        await self.notifier.catch_up()  # places a new database's cursor before any run starts
         await self.worker.start()
         self.notifier.start()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,14 +43,15 @@ class LoggedEvent:
     data: str
 
 
-async def read_cursor(conn: AsyncConnection, name: str) -> int:
+async def read_cursor(conn: AsyncConnection, name: str) -> int | None:
+    """The last event id ``name`` applied; None before its first run."""
     value = (await conn.execute(select(C.c.last_event_id).where(C.c.name == name))).scalar()
-    return int(value or 0)
+    return None if value is None else int(value)
 
 
 async def move_cursor(tx: Tx, name: str, expected: int, to: int) -> None:
     """Advance ``name`` from ``expected`` to ``to``; Conflict if someone else moved it."""
-    await insert_ignore(tx.conn, C, [{"name": name, "last_event_id": 0}], ["name"])
+    await insert_ignore(tx.conn, C, [{"name": name, "last_event_id": expected}], ["name"])
     result = await tx.conn.execute(
         C.update().where(C.c.name == name, C.c.last_event_id == expected).values(last_event_id=to)
     )
@@ -67,6 +68,9 @@ class LogConsumer:
 
     name = "consumer"
     types: frozenset[str] = frozenset()
+    #: On its very first run, start after the events already in the log instead of reading
+    #: them all (a notifier added to an old database must not announce the past).
+    start_at_end = False
     chunk = 2000
     poll_seconds = 2.0
 
@@ -85,6 +89,12 @@ class LogConsumer:
 
     async def apply(self, tx: Tx, prepared: Any) -> None:
         raise NotImplementedError
+
+    def _start_job(self, high: int) -> Callable[[Tx], Awaitable[None]]:
+        async def job(tx: Tx) -> None:
+            await move_cursor(tx, self.name, high, high)
+
+        return job
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"codeyard-{self.name}")
@@ -111,8 +121,12 @@ class LogConsumer:
         total = 0
         while True:
             async with self.engine.connect() as conn:
-                cursor = await read_cursor(conn, self.name)
+                stored = await read_cursor(conn, self.name)
                 high = int((await conn.execute(select(func.max(E.c.id)))).scalar() or 0)
+                if stored is None and self.start_at_end:
+                    await self.writer.run(self._start_job(high))
+                    return total
+                cursor = stored or 0
                 if high <= cursor:
                     return total
                 rows = (

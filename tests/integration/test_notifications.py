@@ -18,6 +18,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from codeyard.config import Settings
+from codeyard.store import schema
 from tests.conftest import TOKEN, Api, open_api
 from tests.support.fake_receivers import Receivers, start_receivers
 
@@ -358,3 +359,25 @@ async def test_a_question_and_the_end_of_a_turn_are_notified(
     assert "ready for review" in got[1].json()["content"]
     kinds = [r["kind"] for r in await outbox(api, run_id)]
     assert kinds == ["run.input", "run.finished"]
+
+
+async def test_a_database_from_before_notifications_does_not_announce_its_past(
+    tmp_path: Path, receivers: Receivers, git_repo: Path
+) -> None:
+    settings = notify_settings(tmp_path)
+    async for api in open_api(settings):
+        await add_channel(api, "slack", f"{receivers.base}/slack")
+        await api.app.state.subscribers.notifications.notifier.stop()
+
+        async def forget(tx: Any) -> None:  # as if the notifier had never run on this database
+            await tx.conn.execute(schema.consumer_cursors.delete())
+
+        await api.services.writer.run(forget)
+        old = await ask_run(api, git_repo)
+        await pending_approval(api, old)
+    async for api in open_api(settings):
+        new = await ask_run(api, git_repo)
+        await pending_approval(api, new)
+        await wait_outbox(api, new, lambda rs: rs and rs[0]["status"] == "sent")
+        assert await outbox(api, old) == []
+        assert len(receivers.at("/slack")) == 1
