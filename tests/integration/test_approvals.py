@@ -198,10 +198,13 @@ async def test_expiry_interrupts_and_resume_asks_again(sqlite_api: Api, git_repo
     await api.wait_status(run["id"], "review")
 
 
-async def test_pending_approval_across_a_restart(tmp_path: Path, git_repo: Path) -> None:
+@pytest.mark.postgres
+async def test_pending_approval_across_a_restart(
+    tmp_path: Path, git_repo: Path, database_url: str
+) -> None:
     """The contract: pending approvals survive a restart; an answer given while the run is
     interrupted is used by the resumed agent's identical call, which is not asked again."""
-    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, database_url=database_url)
     async for api in open_api(settings):
         run = await start(api, git_repo, {"bash": "echo after-restart"})
         (approval,) = await pending(api, run["id"])
@@ -220,6 +223,29 @@ async def test_pending_approval_across_a_restart(tmp_path: Path, git_repo: Path)
         assert (await results(api, run["id"]))[-1]["ok"] is True
         rows = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"]
         assert [r["id"] for r in rows] == [approval["id"]]  # never asked twice
+
+
+async def test_an_approval_still_pending_at_resume_is_the_one_the_agent_waits_on(
+    tmp_path: Path, git_repo: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
+    async for api in open_api(settings):
+        run = await start(api, git_repo, {"bash": "echo bound"})
+        (approval,) = await pending(api, run["id"])
+    async for api in open_api(settings):
+        await api.post(f"/api/runs/{run['id']}/resume", json={})
+        waiting = await api.wait_status(run["id"], "waiting")
+        assert waiting["pending_approvals"] == 1
+        (again,) = await pending(api, run["id"])
+        assert again["id"] == approval["id"]  # bound, not asked anew
+        resp = await api.post(
+            f"/api/approvals/{approval['id']}/resolve", json={"decision": "approved"}
+        )
+        assert resp.status_code == 200, resp.text
+        await api.wait_status(run["id"], "review")
+        assert (await results(api, run["id"]))[-1]["ok"] is True
+        rows = (await api.get(f"/api/runs/{run['id']}/approvals")).json()["data"]
+        assert [r["id"] for r in rows] == [approval["id"]]
 
 
 async def test_one_door_recounts_pending_approvals_and_refuses_status_on_the_side(
