@@ -1,5 +1,5 @@
 """Managed project documents regenerate only between their markers, so edits by hand survive;
-the changelog gets an entry per landed run. Real git, real SQLite, the script agent."""
+the changelog gets an entry per landed run. Real git, SQLite and PostgreSQL, the script agent."""
 
 from __future__ import annotations
 
@@ -24,10 +24,7 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
-async def test_regenerate_keeps_hand_edits_outside_the_markers(
-    sqlite_api: Api, tmp_path: Path
-) -> None:
-    api = sqlite_api
+async def test_regenerate_keeps_hand_edits_outside_the_markers(api: Api, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", FILES)
     project = (
         await api.post("/api/projects", json={"name": "d", "repos": [{"path": str(repo)}]})
@@ -64,8 +61,7 @@ async def test_regenerate_keeps_hand_edits_outside_the_markers(
     assert bad.status_code == 422
 
 
-async def test_changelog_entry_per_landed_run(sqlite_api: Api, tmp_path: Path) -> None:
-    api = sqlite_api
+async def test_changelog_entry_per_landed_run(api: Api, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", FILES)
     project = (
         await api.post("/api/projects", json={"name": "d", "repos": [{"path": str(repo)}]})
