@@ -36,7 +36,9 @@ from tests.integration.test_durable_runs import (
 )
 from tests.support.server import ServerProcess, event_log, wait_for_event, wait_status
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+# Under 3 minutes on this 2-core machine when it is not shared (87-103 s measured at load 10-12);
+# the limits leave room for a machine busy with other work (each restart then takes longer).
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(420)]
 
 SEED = 12
 RANDOM_KILLS = 2
@@ -134,7 +136,7 @@ async def pending_ids(client: httpx.AsyncClient) -> set[str]:
 
 
 async def past_preparing(client: httpx.AsyncClient, ids: list[str]) -> None:
-    with anyio.fail_after(40):
+    with anyio.fail_after(120):
         while True:
             states = [(await client.get(f"/api/runs/{i}")).json()["status"] for i in ids]
             if not {"queued", "preparing", "interrupted"} & set(states):
@@ -156,7 +158,7 @@ async def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing(
     }
     began = time.monotonic()
     crash_times: list[float] = []
-    with anyio.fail_after(170):
+    with anyio.fail_after(400):
         async with server.client() as client:
             resp = await client.put("/api/settings", json={"auto_resume": True})
             assert resp.status_code == 200, resp.text
@@ -218,7 +220,9 @@ async def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing(
                     await past_preparing(client, ids)
                     await anyio.sleep(rng.uniform(0.3, 2.0))
                     await crash_and_restart(f"random kill {i + 1}")
-                finals = [await wait_status(client, run_id, "review", timeout=60) for run_id in ids]
+                finals = [
+                    await wait_status(client, run_id, "review", timeout=120) for run_id in ids
+                ]
                 tg.cancel_scope.cancel()
 
             # No call asked twice: one approval per (run, tool, input).

@@ -21,7 +21,7 @@ from codeyard.executor.recovery import GAVE_UP, MAX_CRASH_RESUMES
 from tests.conftest import make_repo
 from tests.support.server import ServerProcess, _alive, event_log, wait_for_event, wait_status
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: A setup script that is slow only while the main checkout holds ``.slow`` (the test removes
 #: it after the crash, so the resumed prepare is quick).
