@@ -36,8 +36,8 @@ from tests.integration.test_durable_runs import (
 )
 from tests.support.server import ServerProcess, event_log, wait_for_event, wait_status
 
-# Under 3 minutes on this 2-core machine when it is not shared (87-103 s measured at load 10-12);
-# the limits leave room for a machine busy with other work (each restart then takes longer).
+# Under 3 minutes: 87-103 s measured on this 2-core machine at load 10-12; the limits leave
+# room for a machine even busier with other work (each restart then takes longer).
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(420)]
 
 SEED = 12
