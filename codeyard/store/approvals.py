@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.approvals import PENDING, check_transition
 from codeyard.domain.events import utc_now
@@ -133,7 +134,7 @@ async def resolve(
     return {**row, **changes}
 
 
-async def bindable(conn: Any, run_id: str, fingerprint: str) -> dict[str, Any] | None:
+async def bindable(conn: AsyncConnection, run_id: str, fingerprint: str) -> dict[str, Any] | None:
     """The oldest approval of this run for the same call whose answer no agent has used yet
     (pending, or answered while no agent was there to hear it)."""
     stmt = (
