@@ -138,7 +138,7 @@ class Codeyard:
         transport = httpx.ASGITransport(app=self.app)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://bench", headers=headers
+            transport=transport, base_url="http://localhost", headers=headers
         ) as client:
             body = {"name": "bench", "repos": [{"path": str(self.repo)}]}
             resp = await client.post("/api/projects", json=body)
