@@ -188,3 +188,17 @@ async def use_token(tx: Tx, nonce: str, approval_id: str, user_id: str) -> bool:
 async def token_unused(conn: AsyncConnection, nonce: str) -> bool:
     row = (await conn.execute(select(TOK.c.used_at).where(TOK.c.nonce == nonce))).first()
     return row is not None and row[0] is None
+
+
+async def prune(tx: Tx, before: str) -> int:
+    """Forget finished outbox rows, delivery log entries and action tokens older than
+    ``before`` (pending rows stay whatever their age)."""
+    done = ("sent", "skipped", "failed")
+    removed = 0
+    for stmt in (
+        delete(OUT).where(OUT.c.status.in_(done), OUT.c.created_at < before),
+        delete(LOG).where(LOG.c.at < before),
+        delete(TOK).where(TOK.c.expires_at < before),
+    ):
+        removed += int((await tx.conn.execute(stmt)).rowcount or 0)
+    return removed

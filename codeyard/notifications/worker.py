@@ -33,6 +33,9 @@ from codeyard.store.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
+#: Finished outbox rows, delivery log entries and used tokens are kept this long.
+KEEP_DAYS = 30
+PRUNE_EVERY_S = 3600.0
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 600.0
 ANSWERABLE = ("approval", "budget")
@@ -113,8 +116,19 @@ class DeliveryWorker:
         async with self._sem:
             await self.deliver(row)
 
+    async def prune(self) -> int:
+        cutoff = (datetime.now(UTC) - timedelta(days=KEEP_DAYS)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return await self.writer.run(lambda tx: store.prune(tx, cutoff))
+
     async def _loop(self) -> None:
+        pruned_at = 0.0
         while True:
+            if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                pruned_at = time.monotonic()
+                try:
+                    await self.prune()
+                except Exception:  # retried at the next interval
+                    log.exception("pruning old notifications failed")
             try:
                 while await self.run_once():
                     pass

@@ -381,3 +381,39 @@ async def test_a_database_from_before_notifications_does_not_announce_its_past(
         await wait_outbox(api, new, lambda rs: rs and rs[0]["status"] == "sent")
         assert await outbox(api, old) == []
         assert len(receivers.at("/slack")) == 1
+
+
+async def test_old_finished_rows_are_pruned_and_pending_ones_kept(napi: Api) -> None:
+    api = napi
+    out = schema.notification_outbox
+    base = {
+        "run_id": "run_x",
+        "user_id": "",
+        "target": "channel:x",
+        "kind": "approval",
+        "tag": "t",
+        "payload": {},
+        "attempts": 1,
+        "next_attempt_at": "2999-01-01T00:00:00.000Z",  # not due: the worker leaves it alone
+    }
+
+    async def seed(tx: Any) -> None:
+        await tx.conn.execute(
+            out.insert(),
+            [
+                {**base, "event_id": 1, "status": "sent", "created_at": "2020-01-01T00:00:00.000Z"},
+                {
+                    **base,
+                    "event_id": 2,
+                    "status": "pending",
+                    "created_at": "2020-01-01T00:00:00.000Z",
+                },
+                {**base, "event_id": 3, "status": "sent", "created_at": "2999-01-01T00:00:00.000Z"},
+            ],
+        )
+
+    await api.services.writer.run(seed)
+    assert await api.app.state.subscribers.notifications.worker.prune() == 1
+    async with api.services.engine.connect() as conn:
+        left = sorted(r.event_id for r in (await conn.execute(out.select())).all())
+    assert left == [2, 3]
