@@ -131,9 +131,11 @@ def test_journey(
         # The second ask (a bash command) is rejected.
         bash = pending_card(page, "rm -rf")
         bash.get_by_role("button", name="Reject").click()
-        expect(
-            page.locator('[data-testid="approval-card"][data-status="rejected"]')
-        ).to_be_visible()
+        # Answered, the card folds into its tool card as a badge (issue 14).
+        expect(transcript.get_by_test_id("tool-answer").filter(has_text="rejected")).to_be_visible()
+        expect(page.locator('[data-testid="approval-card"][data-status="rejected"]')).to_have_count(
+            0
+        )
 
         # The agent asks a question: answer it from the message box.
         expect(transcript.get_by_text("Which greeting should I use?")).to_be_visible()

@@ -234,6 +234,11 @@ def test_approval_cards_show_the_change_and_what_always_covers(
         page.screenshot(path=str(screenshots / f"{viewport}-newcomer-10-approval-write.png"))
         remember.select_option("run")
         card.get_by_role("button", name="Approve").click()
+        # Answered, the card folds into its tool card as a badge.
+        transcript = page.get_by_test_id("transcript")
+        expect(transcript.get_by_test_id("tool-answer").first).to_have_text(
+            re.compile("^approved"), timeout=20_000
+        )
         # "Always" did exactly that: the second write to the same file did not ask; the
         # command is a new question, shown as a command.
         bash = page.locator('[data-testid="approval-card"][data-status="pending"]').first
@@ -247,3 +252,35 @@ def test_approval_cards_show_the_change_and_what_always_covers(
         assert [a["tool"] for a in answered].count("Write") == 1  # type: ignore[union-attr]
     finally:
         context.close()
+
+
+def test_a_long_step_shows_a_working_indicator_and_cli_durations(
+    browser: Browser, server: ServerProcess, tmp_path: Path, screenshots: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    steps = [{"say": "Starting a long step."}, {"sleep": 15}, {"say": "Finished."}]
+    run = api(
+        server,
+        "POST",
+        "/api/runs",
+        json={
+            "prompt": "Take your time",
+            "repo_path": str(repo),
+            "provider": "script",
+            "agent_options": {"scenario": {"steps": steps}},
+        },
+    )
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        page.goto(f"{server.url}/login#token={server.token}")
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        page.goto(f"{server.url}/runs/{run['number']}")
+        working = page.get_by_test_id("working")
+        expect(working).to_contain_text("since the last step", timeout=15_000)
+        page.screenshot(path=str(screenshots / "phone-newcomer-12-working.png"))
+        expect(page.get_by_test_id("run-status")).to_have_text("review", timeout=30_000)
+        expect(working).to_have_count(0)
+        ended = page.locator(".turn-end").first
+        expect(ended).to_have_text(re.compile(r"· [0-9]+\.[0-9]s$"))  # 15.1s, as the CLI says
+    finally:
+        page.close()

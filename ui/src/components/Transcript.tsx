@@ -1,7 +1,7 @@
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { memo, useEffect, useLayoutEffect, useRef, useState } from "react";
 import { type Item } from "../lib/fold";
-import { short } from "../lib/format";
+import { duration, short } from "../lib/format";
 import { Markdown } from "../lib/markdown";
 import { ApprovalCard } from "./ApprovalCard";
 
@@ -15,6 +15,16 @@ function ToolItem({ item }: { item: Extract<Item, { kind: "tool" }> }) {
       <summary>
         <span className="tool-name">{item.tool}</span>
         <span className="tool-title">{command ? <code>$ {command}</code> : item.title}</span>
+        {item.answer && (
+          <span
+            className={`badge ${item.answer.status === "approved" ? "ok" : "bad"}`}
+            data-testid="tool-answer"
+            title={item.answer.reason ?? undefined}
+          >
+            {item.answer.status}
+            {item.answer.by ? ` by ${item.answer.by}` : ""}
+          </span>
+        )}
         {r === undefined ? (
           <span className="badge">{item.decision === "ask" ? "waiting" : "running"}</span>
         ) : r.exit_code !== undefined && r.exit_code !== null ? (
@@ -35,7 +45,7 @@ function ToolItem({ item }: { item: Extract<Item, { kind: "tool" }> }) {
         {r && (
           <>
             <div className="label">
-              Output{r.duration_ms !== undefined ? ` · ${r.duration_ms} ms` : ""}
+              Output{r.duration_ms !== undefined ? ` · ${duration(r.duration_ms)}` : ""}
             </div>
             <pre className="code">{short(r.error || r.output || "(no output)")}</pre>
           </>
@@ -106,11 +116,11 @@ const Row = memo(function Row({ item }: { item: Item }) {
         <div className="note turn-end">
           Turn {item.turn} ended{item.stop ? ` · ${item.stop}` : ""}
           {item.cost !== null ? ` · $${item.cost.toFixed(4)}` : ""}
-          {item.duration !== null ? ` · ${(item.duration / 1000).toFixed(1)} s` : ""}
+          {item.duration !== null ? ` · ${duration(item.duration)}` : ""}
         </div>
       );
     case "note":
-      return <div className={`note ${item.tone}`}>{item.text}</div>;
+      return item.text ? <div className={`note ${item.tone}`}>{item.text}</div> : null;
   }
 });
 

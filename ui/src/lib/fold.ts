@@ -18,6 +18,8 @@ export type Item =
       result?: { ok: boolean; output: unknown; error: unknown; exit_code?: number | null; duration_ms?: number };
       decision?: string;
       approvalId?: string;
+      /** The operator's answer, once its approval card has folded into this tool card. */
+      answer?: { status: string; by: string; reason: string | null };
     }
   | { key: string; kind: "approval"; approval: Approval }
   | { key: string; kind: "tasks"; tasks: Task[] }
@@ -136,10 +138,16 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
           const status = (
             decision === "approved" || decision === "rejected" ? decision : decision || "expired"
           ) as Approval["status"];
-          replace(at!, {
-            ...prev,
-            approval: { ...prev.approval, status, decided_by: str(d.decided_by), reason: str(d.reason) || null },
-          });
+          const answered = { ...prev.approval, status, decided_by: str(d.decided_by), reason: str(d.reason) || null };
+          const toolAt = index.get(`c:${str(prev.approval.call_id)}`);
+          const tool = toolAt === undefined ? undefined : items[toolAt];
+          if (tool && tool.kind === "tool") {
+            // Answered: the card folds into its tool card (a badge there), leaving no row behind.
+            replace(toolAt!, { ...tool, answer: { status, by: answered.decided_by ?? "", reason: answered.reason ?? null } });
+            replace(at!, { key: prev.key, kind: "note", text: "", tone: "info" });
+          } else {
+            replace(at!, { ...prev, approval: answered });
+          }
         }
         break;
       }

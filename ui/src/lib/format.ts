@@ -12,6 +12,17 @@ export function tokens(n: number | undefined): string {
   return String(n);
 }
 
+/** Like the CLI: 4.2s, 19m30s, 2h05m. */
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "?";
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const total = Math.floor(seconds);
+  const minutes = Math.floor(total / 60);
+  if (minutes < 60) return `${minutes}m${String(total % 60).padStart(2, "0")}s`;
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, "0")}m`;
+}
+
 export function ago(iso: string | null | undefined): string {
   if (!iso) return "";
   const s = (Date.now() - new Date(iso).getTime()) / 1000;

@@ -4,7 +4,7 @@ import { api } from "../api/client";
 import type { Run } from "../api/types";
 import { Transcript } from "../components/Transcript";
 import { ErrorNote, Link, Spinner, StatusBadge } from "../components/ui";
-import { ACTIVE, money, tokens } from "../lib/format";
+import { ACTIVE, duration, money, tokens } from "../lib/format";
 import { useRunStream } from "../lib/useRunStream";
 import { MicButton } from "../components/MicButton";
 
@@ -215,6 +215,7 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
             {r.budget_usd !== null ? ` of ${money(r.budget_usd)}` : ""} · {tokens(r.usage.input_tokens)} in ·{" "}
             {tokens(r.usage.output_tokens)} out
           </span>
+          {(r.status === "running" || r.status === "preparing") && <Working count={stream.count} />}
           <span className={`conn ${stream.connection}`} data-testid="connection">
             {stream.connection === "open" ? "live" : stream.connection === "ended" ? "" : "reconnecting…"}
           </span>
@@ -272,5 +273,23 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
         </Suspense>
       )}
     </div>
+  );
+}
+
+/** While the agent works: a pulse and the time since its last event (a long step shows). */
+function Working({ count }: { count: number }) {
+  const [since, setSince] = useState(() => Date.now());
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => setSince(Date.now()), [count]);
+  useEffect(() => {
+    const timer = window.setInterval(() => setNow(Date.now()), 1000);
+    return () => window.clearInterval(timer);
+  }, []);
+  const quiet = Math.max(0, now - since);
+  return (
+    <span className="working" data-testid="working" role="status">
+      <span className="pulse" aria-hidden="true" /> working
+      {quiet >= 5000 ? ` · ${duration(quiet)} since the last step` : ""}
+    </span>
   );
 }
