@@ -32,6 +32,7 @@ from codeyard.api import (
     disk,
     docs,
     env_sets,
+    hooks,
     managed_docs,
     meta,
     preview,
@@ -290,6 +291,7 @@ def create_app(
         project_sync.router,
         code_index.router,
         managed_docs.router,
+        hooks.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])
