@@ -101,7 +101,8 @@ async def test_kill_9_interrupts_active_runs_and_resume_continues_them(
                 # A is in its sleep step once its bash step's result is out; B waits for the slot.
                 await wait_for_event(client, a["id"], is_bash_result)
                 await seen_bash.wait()
-                await anyio.sleep(0.3)  # let the step's progress (agent_state) commit too
+                # No wait for the step's progress (agent_state): the sink commits a step's last
+                # event with the progress that follows it, so a visible result means both are in.
                 assert (await client.get(f"/api/runs/{a['id']}")).json()["status"] == "running"
                 assert (await client.get(f"/api/runs/{b['id']}")).json()["status"] == "queued"
                 seen_before_kill = list(follower.ids)

@@ -25,6 +25,7 @@ from tests.support.server import (
     ServerProcess,
     event_log,
     follow_with_reconnects,
+    open_sse,
     read_frames,
     wait_status,
 )
@@ -251,14 +252,20 @@ async def test_global_stream_filters_by_project_types_and_run(
     assert replay_types == streams["p1_types"]
 
     # run_id filter, live: a new turn on run A is not shown on run B's stream.
+    opened = anyio.Event()
+
     async def live_b() -> list[Frame]:
-        return await read_frames(
-            client,
-            "/api/events/stream",
-            params={"run_id": b},
-            last_event_id=log_b[-1]["id"],
-            until=to_review(b),
-        )
+        frames: list[Frame] = []
+        params = {"run_id": b}
+        async with open_sse(
+            client, "/api/events/stream", params=params, last_event_id=log_b[-1]["id"]
+        ) as stream:
+            opened.set()
+            async for frame in stream.frames():
+                frames.append(frame)
+                if to_review(b)(frame):
+                    break
+        return frames
 
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
@@ -268,7 +275,7 @@ async def test_global_stream_filters_by_project_types_and_run(
                 result.append(await live_b())
 
             tg.start_soon(collect)
-            await anyio.sleep(0.3)
+            await opened.wait()  # the stream is open (and replays from Last-Event-ID anyway)
             resp = await client.post(f"/api/runs/{a}/messages", json={"text": "hi"})
             assert resp.status_code == 202
             await wait_status(client, a, "review")
