@@ -34,6 +34,7 @@ __all__ = [
     "pdeathsig_prefix",
     "recorder",
     "spawn",
+    "still_running",
     "stop_leftovers",
 ]
 
@@ -316,9 +317,13 @@ class ProcessGroup:
 
 def _leftovers(record: GroupRecord, stats: dict[int, Stat]) -> set[int]:
     """Live processes of a recorded group: in the group and started no earlier than its
-    leader (a group id cannot be reused while any member lives)."""
+    leader (a group id cannot be reused while any member lives); nothing when the group's id
+    now belongs to a newer process."""
     if record.boot_id != boot_id():
         return set()
+    leader = stats.get(record.pgid)
+    if leader is not None and leader[3] != record.start_ticks:
+        return set()  # the id now leads another process: the recorded group is long gone
     found = set()
     for pid, (state, _ppid, pgid, start) in stats.items():
         if state in ("Z", "X"):
@@ -326,6 +331,12 @@ def _leftovers(record: GroupRecord, stats: dict[int, Stat]) -> set[int]:
         if pgid == record.pgid and start >= record.start_ticks:
             found.add(pid)
     return found
+
+
+def still_running(records: Iterable[GroupRecord]) -> list[GroupRecord]:
+    """The recorded groups that still have a live member."""
+    stats = _all_stats()
+    return [r for r in records if _leftovers(r, stats)]
 
 
 async def stop_leftovers(records: Iterable[GroupRecord], timeout: float = 2.0) -> list[int]:

@@ -17,7 +17,13 @@ from codeyard.crypto import SecretBox
 from codeyard.domain.status import RunStatus
 from codeyard.executor.approvals import ApprovalGate
 from codeyard.executor.handle import RunHandle
-from codeyard.executor.recovery import Recovered, RunProcessRecorder, recover, requeue
+from codeyard.executor.recovery import (
+    Recovered,
+    RunProcessRecorder,
+    forget_finished,
+    recover,
+    requeue,
+)
 from codeyard.executor.turns import OptionHook, TurnDriver
 from codeyard.sandbox import Sandbox
 from codeyard.store import runs
@@ -131,6 +137,10 @@ class LocalExecutor:
                 log.exception("run %s crashed", run_id)
             finally:
                 self.handles.pop(run_id, None)
+            try:
+                await forget_finished(self._engine, self._writer, run_id)
+            except Exception:  # bookkeeping only: the next start-up sweep covers it
+                log.exception("run %s: could not drop its finished process records", run_id)
 
     def stop_run(self, run_id: str, status: RunStatus, reason: str | None) -> bool:
         """Stop a live run so it lands in ``status``; False when it is not live."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from codeyard.agents.process import GroupRecord, stop_leftovers
+from codeyard.agents.process import GroupRecord, still_running, stop_leftovers
 from codeyard.domain.status import RunStatus
 from codeyard.store import approvals as approval_door
 from codeyard.store import processes, runs, schema
@@ -70,17 +70,30 @@ class Recovered:
     cpu_seconds: float = 0.0
 
 
+def _record(row: dict[str, object]) -> GroupRecord:
+    return GroupRecord(
+        int(str(row["pgid"])), int(str(row["start_ticks"])), str(row["boot_id"]), str(row["kind"])
+    )
+
+
+async def forget_finished(engine: AsyncEngine, writer: Writer, run_id: str) -> None:
+    """After a run's task ends: drop records of its groups that are gone (a group stopped on a
+    path that could not await its own ``untrack``), so stale rows never outlive their ids."""
+    async with engine.connect() as conn:
+        rows = await processes.of_run(conn, run_id)
+    if not rows:
+        return
+    alive = set(still_running([_record(r) for r in rows]))
+    gone = [int(str(r["id"])) for r in rows if _record(r) not in alive]
+    await writer.run(lambda tx: processes.forget(tx, gone))
+
+
 async def recover(engine: AsyncEngine, writer: Writer) -> Recovered:
     started, cpu = time.perf_counter(), time.process_time()
     out = Recovered()
     async with engine.connect() as conn:
         recorded = await processes.every(conn)
-    records = [
-        GroupRecord(
-            int(str(r["pgid"])), int(str(r["start_ticks"])), str(r["boot_id"]), str(r["kind"])
-        )
-        for r in recorded
-    ]
+    records = [_record(r) for r in recorded]
     out.killed = await stop_leftovers(records)
     await writer.run(lambda tx: processes.forget(tx, [int(str(r["id"])) for r in recorded]))
 

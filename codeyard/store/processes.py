@@ -36,6 +36,11 @@ async def every(conn: AsyncConnection) -> list[dict[str, object]]:
     return [dict(r._mapping) for r in (await conn.execute(select(P).order_by(P.c.id))).all()]
 
 
+async def of_run(conn: AsyncConnection, run_id: str) -> list[dict[str, object]]:
+    stmt = select(P).where(P.c.run_id == run_id).order_by(P.c.id)
+    return [dict(r._mapping) for r in (await conn.execute(stmt)).all()]
+
+
 async def forget(tx: Tx, ids: list[int]) -> None:
     if ids:
         await tx.conn.execute(delete(P).where(P.c.id.in_(ids)))

@@ -109,7 +109,9 @@ async def test_the_sweep_leaves_groups_of_another_boot_and_reused_pids_alone() -
         record = _record_of(proc.pid)
         other_boot = GroupRecord(record.pgid, record.start_ticks, "another-boot", "test")
         later_pid = GroupRecord(record.pgid, record.start_ticks + 10_000_000, boot_id(), "test")
-        assert await stop_leftovers([other_boot, later_pid]) == []
+        # A record older than the process now leading that group id: the id was reused.
+        reused = GroupRecord(record.pgid, record.start_ticks - 1, boot_id(), "test")
+        assert await stop_leftovers([other_boot, later_pid, reused]) == []
         assert _alive(proc.pid)
     finally:
         proc.kill()
