@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -371,14 +373,17 @@ async def test_token_lineage_expiry_and_revocation(api: Api) -> None:
 
 async def test_a_token_login_session_ends_when_its_token_expires(api: Api) -> None:
     await add_user(api, "ann", "member")
+    in_an_hour = datetime.now(UTC) + timedelta(hours=1)
     async with sign_in(api, "ann") as ann:
-        body = {"name": "t", "scopes": ["runs:read"], "expires_at": "2090-01-01T00:00:00Z"}
+        body = {"name": "t", "scopes": ["runs:read"], "expires_at": in_an_hour.isoformat()}
         token = (await ann.post("/api/tokens", json=body)).json()
     async with anonymous(api) as session:
         resp = await session.post("/api/auth/token-login", json={"token": token["token"]})
         assert resp.status_code == 200
+        assert resp.json()["expires_in"] <= 3600
         assert (await session.get("/api/runs")).status_code == 200
-        api.app.state.auth.clock = lambda: 3_786_912_000.0 + 60  # 2090-01-01 plus a minute
+        # Two hours on: well within a session's own lifetime, past the token's.
+        api.app.state.auth.clock = lambda: time.time() + 2 * 3600
         assert_problem(await session.get("/api/runs"), 401, "expired")
 
 
