@@ -35,6 +35,7 @@ from codeyard.api import (
     hooks,
     managed_docs,
     meta,
+    policy_members,
     preview,
     problems,
     project_sync,
@@ -292,6 +293,7 @@ def create_app(
         code_index.router,
         managed_docs.router,
         hooks.router,
+        policy_members.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

@@ -254,3 +254,22 @@ async def test_project_pull_fast_forwards_and_project_checkpoints(
 async def test_version(sqlite_api: Api) -> None:
     body = (await sqlite_api.get("/api/version")).json()
     assert body["version"] and body["database"] == "sqlite" and body["python"].startswith("3.")
+
+
+async def test_policy_set_membership_and_settings_defaults(sqlite_api: Api) -> None:
+    api = sqlite_api
+    a = (await api.post("/api/policies", json={"name": "a", "rules": []})).json()["id"]
+    b = (await api.post("/api/policies", json={"name": "b", "rules": []})).json()["id"]
+    pset = (await api.post("/api/policy-sets", json={"name": "s", "policy_ids": [a]})).json()
+    added = await api.post(f"/api/policy-sets/{pset['id']}/policies", json={"policy_id": b})
+    assert added.status_code == 200 and added.json()["policy_ids"] == [a, b]
+    again = await api.post(f"/api/policy-sets/{pset['id']}/policies", json={"policy_id": a})
+    assert again.json()["policy_ids"] == [a, b]  # already a member: unchanged
+    unknown = await api.post(f"/api/policy-sets/{pset['id']}/policies", json={"policy_id": "x"})
+    assert unknown.status_code == 404
+    removed = await api.delete(f"/api/policy-sets/{pset['id']}/policies/{a}")
+    assert removed.status_code == 200 and removed.json()["policy_ids"] == [b]
+    assert (await api.get(f"/api/policies/{a}")).status_code == 200  # the policy stays
+    await api.request("PUT", "/api/settings", json={"approval_timeout_hours": 2})
+    defaults = (await api.get("/api/settings/defaults")).json()
+    assert defaults["approval_timeout_hours"] == 10.0 and defaults["sandbox"] == "on"
