@@ -55,6 +55,7 @@ class TerminalManager:
         self._live: dict[str, Terminal] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
+        self._saving = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -79,7 +80,7 @@ class TerminalManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for term in list(self._live.values()):
-            await asyncio.to_thread(self._persist, term.info.id, *self._tail(term))
+            await self._save(term)
         # The rows stay 'live' here on purpose: start-up marks them lost in one statement,
         # which also covers a server that died without reaching this point.
 
@@ -200,7 +201,7 @@ class TerminalManager:
         if self._live.pop(term.info.id, None) is None:
             return
         term.info.closed_at = term.info.closed_at or utc_now()
-        await asyncio.to_thread(self._persist, term.info.id, *self._tail(term))
+        await self._save(term)
         values = {
             "status": term.info.status,
             "exit_code": term.info.exit_code,
@@ -221,6 +222,11 @@ class TerminalManager:
     def _tail(self, term: Terminal) -> tuple[int, int, bytes, dict[int, bool]]:
         replay = term.log.since(max(term.log.start, term.log.end - self.persist_bytes))
         return replay.start, replay.end, replay.data, dict(term.modes.modes)
+
+    async def _save(self, term: Terminal) -> None:
+        """One writer at a time: the flush loop and a closing terminal may both save it."""
+        async with self._saving:
+            await asyncio.to_thread(self._persist, term.info.id, *self._tail(term))
 
     def _persist(
         self, terminal_id: str, start: int, end: int, tail: bytes, modes: dict[int, bool]
@@ -250,7 +256,7 @@ class TerminalManager:
                 if term is None:
                     continue
                 try:
-                    await asyncio.to_thread(self._persist, terminal_id, *self._tail(term))
+                    await self._save(term)
                 except OSError as exc:
                     log.warning("terminal %s: scrollback not saved: %s", terminal_id, exc)
                 if term.exited.is_set():
