@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from codeyard.auth.principal import Principal
 from codeyard.crypto import secret_box
-from codeyard.domain.errors import BadRequest, Conflict, ValidationFailed
+from codeyard.domain.errors import BadRequest, Conflict, Forbidden, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.domain.policy.engine import PolicyContext, evaluate
@@ -155,7 +155,9 @@ async def ask_shell(
     else:
         run = await terminal_service.runs_get(svc, str(run_ref))
         if not principal.is_admin and not principal.owns(run["created_by"]):
-            raise Conflict("This run belongs to another user.")
+            raise Forbidden(
+                "This run belongs to another user; only its creator or an admin may ask here."
+            )
         cwd = next(iter((run["worktrees"] or {}).values()), os.getcwd())
         screen = []
     recent = "\n".join(line for line in screen if line.strip())

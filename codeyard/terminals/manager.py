@@ -125,12 +125,18 @@ class TerminalManager:
             "end_offset": 0,
             "created_at": info.created_at,
         }
-        await self._writer.run(lambda tx: store.insert(tx, row))
+        # Start first: a program that cannot start leaves no 'live' row behind.
         process = PtyProcess(
             argv, cwd, env, cols, rows, term.output, term.process_exited, take_ctty=take_ctty
         )
         term.attach_process(process)
+        try:
+            await self._writer.run(lambda tx: store.insert(tx, row))
+        except BaseException:
+            process.kill_now()
+            raise
         self._live[info.id] = term
+        self._changed(term)  # output (or an exit) that came before it was listed
         return term
 
     async def get(self, terminal_id: str) -> Terminal:
