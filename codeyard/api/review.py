@@ -17,6 +17,7 @@ from codeyard.api.schemas import (
     RenameBranchBody,
     ResolveBody,
 )
+from codeyard.api.views import CheckpointView, DiffStatsView, Page
 from codeyard.services import resolution, review
 
 router = APIRouter(tags=["review"])
@@ -42,19 +43,30 @@ async def run_diff(
     return {"data": result, "next_cursor": None}
 
 
-@router.get("/runs/{run_ref}/diff/stats", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/diff/stats",
+    dependencies=[require_scope("runs:read")],
+    response_model=DiffStatsView,
+)
 async def run_diff_stats(run_ref: str, svc: Svc) -> dict[str, int]:
     return await review.stats(svc, run_ref)
 
 
-@router.get("/runs/{run_ref}/checkpoints", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/checkpoints",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[CheckpointView],
+)
 async def list_checkpoints(run_ref: str, svc: Svc) -> dict[str, Any]:
     """One per turn (automatic) plus manual ones, oldest first."""
     return {"data": await review.list_checkpoints(svc, run_ref), "next_cursor": None}
 
 
 @router.post(
-    "/runs/{run_ref}/checkpoints", dependencies=[require_scope("runs:write")], status_code=201
+    "/runs/{run_ref}/checkpoints",
+    dependencies=[require_scope("runs:write")],
+    status_code=201,
+    response_model=CheckpointView,
 )
 async def create_checkpoint(
     run_ref: str, svc: Svc, body: CheckpointCreate | None = None

@@ -127,6 +127,22 @@ class ApprovalView(View):
     expires_at: str
 
 
+class CheckpointView(View):
+    """A snapshot of a run's worktrees on hidden refs (one per turn, plus manual ones)."""
+
+    id: str
+    run_id: str
+    number: int
+    turn: int
+    #: ``turn`` (automatic), ``manual`` or ``pre_restore`` (taken before a restore: undo).
+    kind: str
+    description: str | None
+    #: The checkpoint commit per repository id.
+    commits: dict[str, str]
+    diff_stats: DiffStatsView
+    created_at: str
+
+
 class TaskView(View):
     content: str = ""
     status: str = "pending"

@@ -1,4 +1,4 @@
-// Response shapes. Runs, events, approvals and snapshots are the generated schema types;
+// Response shapes. Runs, events, approvals, snapshots and checkpoints are generated schema types;
 // the rest are still written by hand until their routes declare response models.
 import type { components } from "./schema";
 
@@ -50,17 +50,7 @@ export interface DiffFile {
   repo_id?: string;
 }
 
-export interface Checkpoint {
-  id: string;
-  run_id: string;
-  number: number;
-  turn: number | null;
-  kind: string;
-  description: string | null;
-  commits: Record<string, string>;
-  diff_stats: DiffStats;
-  created_at: string;
-}
+export type Checkpoint = Schemas["CheckpointView"];
 
 export interface Project {
   id: string;
