@@ -131,9 +131,7 @@ def missing(text: str) -> dict[str, list[str]]:
             if name != "type" and not re.search(rf"\b{re.escape(key)}\b", row):
                 events.append(f"{type_}.{key}")
     return {
-        "routes": sorted(
-            shown for key, shown in served_routes().items() if key not in documented
-        ),
+        "routes": sorted(shown for key, shown in served_routes().items() if key not in documented),
         "settings (CODEYARD_*)": [s for s in settings_names() if s not in ticked],
         "stored settings (/api/settings)": [s for s in stored_settings() if s not in ticked],
         "event types and fields": events,
