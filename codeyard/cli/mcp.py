@@ -28,4 +28,6 @@ def mcp(ctx: typer.Context) -> None:
         raise CliError(
             f"No token for {target.url}: run `codeyard login`, or pass --token / CODEYARD_TOKEN."
         )
+    with state.client() as api:
+        api.get("/api/health")  # unreachable: a clear error now, not a broken MCP session
     anyio.run(relay, target.url, target.token)
