@@ -188,57 +188,61 @@ def main() -> None:
     stop(baseline.proc)
 
     server = Server(base / "data", log)
-    server.start()
-    with server.client() as client:
-        assert client.put("/api/settings", json={"auto_resume": True}).status_code == 200
-        runs = []
-        for i in range(args.runs):
-            resp = client.post(
-                "/api/runs",
-                json={
-                    "prompt": f"bench {i}",
-                    "repo_path": str(repo),
-                    "provider": "script",
-                    "agent_options": {"scenario": {"steps": steps(i, args.approvals_per_run)}},
-                },
-            )
-            assert resp.status_code == 201, resp.text
-            runs.append(resp.json())
-        wait_all(client, {"waiting"}, args.runs, 600)
-    server.crash()
-    extra = add_approvals(base / "data" / "codeyard.db", runs, args.approvals_per_run)
-
-    restarts = []
-    for n in range(args.restarts):
-        t0, healthy_s, cpu = server.start()
+    try:
+        server.start()
         with server.client() as client:
-            t_all = wait_all(client, {"waiting"}, args.runs, 600)
-            count = 0
-            cursor = None
-            while True:
-                params: dict[str, Any] = {"status": "pending", "limit": 200}
-                if cursor:
-                    params["cursor"] = cursor
-                body = client.get("/api/approvals", params=params).json()
-                count += len(body["data"])
-                cursor = body.get("next_cursor")
-                if not cursor:
-                    break
-        found = RECOVERED.findall(log.read_text())
-        wall, cpu_rec = (float(found[-1][0]), float(found[-1][1])) if found else (None, None)
-        restarts.append(
-            {
-                "recovery_s": wall,
-                "recovery_cpu_s": cpu_rec,
-                "restart": n + 1,
-                "healthy_s": round(healthy_s, 3),
-                "server_cpu_to_healthy_s": round(cpu, 3),
-                "all_running_again_s": round(t_all - t0, 3),
-                "pending_approvals_after": count,
-            }
-        )
-        print(json.dumps(restarts[-1]))
+            assert client.put("/api/settings", json={"auto_resume": True}).status_code == 200
+            runs = []
+            for i in range(args.runs):
+                resp = client.post(
+                    "/api/runs",
+                    json={
+                        "prompt": f"bench {i}",
+                        "repo_path": str(repo),
+                        "provider": "script",
+                        "agent_options": {"scenario": {"steps": steps(i, args.approvals_per_run)}},
+                    },
+                )
+                assert resp.status_code == 201, resp.text
+                runs.append(resp.json())
+            wait_all(client, {"waiting"}, args.runs, 600)
         server.crash()
+        extra = add_approvals(base / "data" / "codeyard.db", runs, args.approvals_per_run)
+
+        restarts = []
+        for n in range(args.restarts):
+            t0, healthy_s, cpu = server.start()
+            with server.client() as client:
+                t_all = wait_all(client, {"waiting"}, args.runs, 600)
+                count = 0
+                cursor = None
+                while True:
+                    params: dict[str, Any] = {"status": "pending", "limit": 200}
+                    if cursor:
+                        params["cursor"] = cursor
+                    body = client.get("/api/approvals", params=params).json()
+                    count += len(body["data"])
+                    cursor = body.get("next_cursor")
+                    if not cursor:
+                        break
+            found = RECOVERED.findall(log.read_text())
+            wall, cpu_rec = (float(found[-1][0]), float(found[-1][1])) if found else (None, None)
+            restarts.append(
+                {
+                    "recovery_s": wall,
+                    "recovery_cpu_s": cpu_rec,
+                    "restart": n + 1,
+                    "healthy_s": round(healthy_s, 3),
+                    "server_cpu_to_healthy_s": round(cpu, 3),
+                    "all_running_again_s": round(t_all - t0, 3),
+                    "pending_approvals_after": count,
+                }
+            )
+            print(json.dumps(restarts[-1]))
+            server.crash()
+    finally:  # never leave a server behind when something above fails
+        if server.proc is not None and server.proc.poll() is None:
+            stop(server.proc)
     result = {
         "machine": machine(),
         "runs": args.runs,
