@@ -168,14 +168,14 @@ async def create(
             errors=[{"loc": ["body", "prompt"], "msg": "must not be empty"}],
         )
     provider_name, model, options, agent_id = await _resolve_agent(svc, body)
+    if body.get("safe_mode"):  # read-only: writes denied, commands ask (before the auto check)
+        options["permission_mode"] = "plan"
     _check_may_skip_approvals(principal, options)
     # The run's own options (a profile's were checked when an admin or member saved it).
     own_options = body.get("agent_options") or {}
     sandbox_service.check_admin_options(principal, dict(own_options), "agent_options")
     await sandbox_service.ensure_runnable(svc)
     await _attach_env_sets(svc, principal, options, list(body.get("env_set_ids") or []))
-    if body.get("safe_mode"):
-        options["permission_mode"] = "plan"  # read-only: writes and commands are denied
     registry.get(provider_name).validate_options(options)
     await provider_service.check_enabled(svc, provider_name)
     new_project, project_id, repos = await _resolve_repos(svc, body)
