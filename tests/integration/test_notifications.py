@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from codeyard.config import Settings
 from codeyard.store import schema
 from tests.conftest import TOKEN, Api, open_api
+from tests.support.auth import add_user, anonymous, bearer, token_of
 from tests.support.fake_receivers import Receivers, start_receivers
 
 pytestmark = pytest.mark.anyio
@@ -417,3 +418,58 @@ async def test_old_finished_rows_are_pruned_and_pending_ones_kept(napi: Api) -> 
     async with api.services.engine.connect() as conn:
         left = sorted(r.event_id for r in (await conn.execute(out.select())).all())
     assert left == [2, 3]
+
+
+async def test_each_user_hears_about_their_own_runs_and_answers_as_themselves(
+    napi: Api, receivers: Receivers, git_repo: Path
+) -> None:
+    api = napi
+    admin = await add_user(api, "ada", "admin")
+    await add_user(api, "max", "member")
+    await add_user(api, "eve", "member")
+    scopes = ["runs:read", "runs:write", "runs:control", "approvals:resolve"]
+    clients = {}
+    for name in ("ada", "max", "eve"):
+        client = bearer(api, await token_of(api, name, scopes if name != "ada" else ["admin"]))
+        clients[name] = client
+        sub = receivers.browser_subscription(name)
+        assert (await client.post("/api/notifications/subscribe", json=sub)).status_code == 201
+    try:
+        project = await api.post(
+            "/api/projects", json={"name": "P", "repos": [{"path": str(git_repo)}]}
+        )
+        assert project.status_code == 201, project.text
+        body = {
+            "prompt": "Work",
+            "project_id": project.json()["id"],
+            "provider": "script",
+            "agent_options": {
+                "scenario": {"steps": [{"write": {"path": "m.txt", "content": "m"}}]},
+                "permission_mode": "default",
+            },
+        }
+        resp = await clients["max"].post("/api/runs", json=body)
+        assert resp.status_code == 201, resp.text
+        run_id = resp.json()["id"]
+        (to_max,) = await receivers.wait_for("/push/max")
+        (to_ada,) = await receivers.wait_for("/push/ada")  # admins hear about every run
+        await anyio.sleep(0.3)
+        assert receivers.at("/push/eve") == []  # another member's run: nothing
+        assert to_ada.message["approval_id"] == to_max.message["approval_id"]  # type: ignore[index]
+        rows = await outbox(api, run_id)
+        users = {r["user_id"] for r in rows if r["kind"] == "approval"}
+        assert admin["id"] in users and len(users) == 2  # max and ada; not eve
+        answered = await anonymous(api).post(
+            to_max.message["action_url"].replace("http://codeyard", ""),  # type: ignore[index]
+            json={"decision": "approved"},
+        )
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["decided_by"] == "max via notification"
+        late = await anonymous(api).post(
+            to_ada.message["action_url"].replace("http://codeyard", ""),  # type: ignore[index]
+            json={"decision": "rejected"},
+        )
+        assert late.status_code == 409  # first answer wins, whatever the channel
+    finally:
+        for client in clients.values():
+            await client.aclose()
