@@ -40,7 +40,7 @@ async def test_settings_defaults_update_and_persistence(api: Api, settings: Sett
     resp = await api.get("/api/settings")
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert body.pop("sandbox_status")["mode"] == "on"  # read-only (tests/integration/test_sandbox)
+    assert body.pop("sandbox_status")["mode"] == "on"  # read-only (test_sandbox_api.py)
     assert body == {
         "max_concurrent_runs": 4,
         "worktree_root": str(settings.worktree_root),
