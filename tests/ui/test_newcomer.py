@@ -284,3 +284,33 @@ def test_a_long_step_shows_a_working_indicator_and_cli_durations(
         expect(ended).to_have_text(re.compile(r"· [0-9]+\.[0-9]s$"))  # 15.1s, as the CLI says
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+def test_agent_profiles_take_the_same_fields(
+    browser: Browser, server: ServerProcess, screenshots: Path, viewport: str
+) -> None:
+    width, height = VIEWPORTS[viewport]
+    env_set = api(server, "POST", "/api/env-sets", json={"name": "keys", "variables": {"K": "v"}})
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(f"{server.url}/login#token={server.token}")
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        page.goto(f"{server.url}/settings/agents")
+        form = page.get_by_role("form", name="New agent profile")
+        form.get_by_label("Name").fill("Reviewer")
+        form.get_by_label("Provider", exact=True).select_option("codex", timeout=30_000)
+        form.get_by_label("Model").fill("gpt-5-codex")
+        form.get_by_label("Permission mode").select_option("plan")
+        form.get_by_label("keys").check()
+        form.get_by_label("Instructions").fill("Review only.")
+        page.screenshot(
+            path=str(screenshots / f"{viewport}-newcomer-13-agent-profile.png"), full_page=True
+        )
+        form.get_by_role("button", name="Create profile").click()
+        expect(page.get_by_text("Reviewer")).to_be_visible()
+        (agent,) = api(server, "GET", "/api/agents")["data"]  # type: ignore[misc]
+        assert agent["provider"] == "codex" and agent["model"] == "gpt-5-codex"
+        assert agent["permission_mode"] == "plan" and agent["env_set_ids"] == [env_set["id"]]
+    finally:
+        page.close()

@@ -81,16 +81,18 @@ export function buildOptions(
   return out;
 }
 
-export function AgentOptionsForm({
+/** A model name with suggestions (and prices) from ``/api/models`` for the provider. */
+export function ModelField({
   provider,
   value,
   onChange,
+  name = "model",
 }: {
   provider: string | null;
-  value: AgentOptionsValue;
-  onChange: (v: AgentOptionsValue) => void;
+  value: string;
+  onChange: (v: string) => void;
+  name?: string;
 }) {
-  const set = (patch: Partial<AgentOptionsValue>) => onChange({ ...value, ...patch });
   const models = useQuery({
     queryKey: ["models", provider],
     queryFn: () =>
@@ -101,14 +103,69 @@ export function AgentOptionsForm({
     staleTime: 300_000,
     retry: false,
   });
+  const listId = `model-choices-${name}`;
+  return (
+    <label>
+      Model
+      <input
+        name={name}
+        list={listId}
+        value={value}
+        onChange={(e) => onChange(e.target.value)}
+        placeholder="The agent's default"
+        autoComplete="off"
+      />
+      <datalist id={listId}>
+        {(models.data?.data ?? []).map((m) => (
+          <option key={m.id} value={m.id}>
+            {`${perMillion(m.input_cost_per_token)} in / ${perMillion(m.output_cost_per_token)} out per million tokens`}
+          </option>
+        ))}
+      </datalist>
+    </label>
+  );
+}
+
+/** Env sets to attach, by name (their values stay on the server). */
+export function EnvSetField({ value, onChange }: { value: string[]; onChange: (ids: string[]) => void }) {
   const envSets = useQuery({
     queryKey: ["env-sets"],
     queryFn: () => api.raw<{ data: EnvSetRow[] }>("get", "/api/env-sets", undefined, { limit: 200 }),
     staleTime: 60_000,
     retry: false,
   });
-  const modelRows = models.data?.data ?? [];
   const sets = envSets.data?.data ?? [];
+  return (
+    <fieldset className="env-sets">
+      <legend>Env sets</legend>
+      {sets.length === 0 ? (
+        <span className="muted small">None yet (Settings → Env sets).</span>
+      ) : (
+        sets.map((s) => (
+          <label key={s.id} className="check">
+            <input
+              type="checkbox"
+              checked={value.includes(s.id)}
+              onChange={(e) => onChange(e.target.checked ? [...value, s.id] : value.filter((id) => id !== s.id))}
+            />{" "}
+            {s.name} <span className="muted small">{s.keys.join(", ")}</span>
+          </label>
+        ))
+      )}
+    </fieldset>
+  );
+}
+
+export function AgentOptionsForm({
+  provider,
+  value,
+  onChange,
+}: {
+  provider: string | null;
+  value: AgentOptionsValue;
+  onChange: (v: AgentOptionsValue) => void;
+}) {
+  const set = (patch: Partial<AgentOptionsValue>) => onChange({ ...value, ...patch });
   return (
     <div className="stack" data-testid="agent-options">
       {provider === "script" ? (
@@ -124,24 +181,7 @@ export function AgentOptionsForm({
           />
         </label>
       ) : (
-        <label>
-          Model
-          <input
-            name="model"
-            list="model-choices"
-            value={value.model}
-            onChange={(e) => set({ model: e.target.value })}
-            placeholder="The agent's default"
-            autoComplete="off"
-          />
-          <datalist id="model-choices">
-            {modelRows.map((m) => (
-              <option key={m.id} value={m.id}>
-                {`${perMillion(m.input_cost_per_token)} in / ${perMillion(m.output_cost_per_token)} out per million tokens`}
-              </option>
-            ))}
-          </datalist>
-        </label>
+        <ModelField provider={provider} value={value.model} onChange={(model) => set({ model })} />
       )}
       <label>
         Permission mode
@@ -153,27 +193,7 @@ export function AgentOptionsForm({
           ))}
         </select>
       </label>
-      <fieldset className="env-sets">
-        <legend>Env sets</legend>
-        {sets.length === 0 ? (
-          <span className="muted small">None yet (Settings → Env sets).</span>
-        ) : (
-          sets.map((s) => (
-            <label key={s.id} className="check">
-              <input
-                type="checkbox"
-                checked={value.envSetIds.includes(s.id)}
-                onChange={(e) =>
-                  set({
-                    envSetIds: e.target.checked ? [...value.envSetIds, s.id] : value.envSetIds.filter((id) => id !== s.id),
-                  })
-                }
-              />{" "}
-              {s.name} <span className="muted small">{s.keys.join(", ")}</span>
-            </label>
-          ))
-        )}
-      </fieldset>
+      <EnvSetField value={value.envSetIds} onChange={(envSetIds) => set({ envSetIds })} />
       <label>
         Instructions
         <textarea

@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { api } from "../api/client";
 import type { ApiToken, EnvSet, Settings } from "../api/types";
+import { EnvSetField, ModelField } from "../components/AgentOptionsForm";
 import { Empty, ErrorNote, Link, Spinner } from "../components/ui";
 import { inline } from "../lib/markdown";
 import { navigate } from "../lib/router";
@@ -66,6 +67,12 @@ function Providers() {
 function Agents() {
   const qc = useQueryClient();
   const providers = useProviders();
+  // Controlled so the model suggestions follow the provider; env sets and raw config as fields.
+  const [provider, setProvider] = useState("");
+  const [model, setModel] = useState("");
+  const [envSetIds, setEnvSetIds] = useState<string[]>([]);
+  const [configError, setConfigError] = useState<string | null>(null);
+  const chosen = provider || (providers.data ?? []).find((p) => p.name !== "acp" && p.name !== "script")?.name || "";
   const q = useQuery({ queryKey: ["agents"], queryFn: () => api.get("/api/agents", { query: { limit: 500 } }) });
   const create = useMutation({
     mutationFn: (body: Parameters<typeof api.post<"/api/agents">>[1]) => api.post("/api/agents", body),
@@ -99,14 +106,28 @@ function Agents() {
           e.preventDefault();
           const f = new FormData(e.currentTarget);
           const g = (k: string) => String(f.get(k) ?? "").trim();
+          let providerConfig: Record<string, unknown> = {};
+          if (g("provider_config")) {
+            try {
+              providerConfig = JSON.parse(g("provider_config")) as Record<string, unknown>;
+            } catch {
+              setConfigError("Advanced options must be a JSON object.");
+              return;
+            }
+          }
+          setConfigError(null);
           create.mutate({
             name: g("name"),
-            provider: g("provider"),
-            model: g("model") || undefined,
+            provider: chosen,
+            model: model.trim() || undefined,
             instructions: g("instructions") || undefined,
             permission_mode: g("permission_mode") as "default",
+            env_set_ids: envSetIds,
+            provider_config: providerConfig,
           });
           e.currentTarget.reset();
+          setModel("");
+          setEnvSetIds([]);
         }}
       >
         <h3>New profile</h3>
@@ -116,16 +137,13 @@ function Agents() {
         </label>
         <label>
           Provider
-          <select name="provider">
+          <select name="provider" value={chosen} onChange={(e) => setProvider(e.target.value)}>
             {(providers.data ?? []).map((p) => (
               <option key={p.name}>{p.name}</option>
             ))}
           </select>
         </label>
-        <label>
-          Model
-          <input name="model" placeholder="provider default" />
-        </label>
+        <ModelField provider={chosen} value={model} onChange={setModel} name="profile-model" />
         <label>
           Permission mode
           <select name="permission_mode" defaultValue="default">
@@ -138,6 +156,17 @@ function Agents() {
           Instructions
           <textarea name="instructions" rows={3} />
         </label>
+        <EnvSetField value={envSetIds} onChange={setEnvSetIds} />
+        <label>
+          Advanced: provider options (JSON)
+          <textarea
+            name="provider_config"
+            rows={2}
+            spellCheck={false}
+            placeholder='{"command": ["goose", "acp"]}'
+          />
+        </label>
+        {configError && <div className="error">{configError}</div>}
         <ErrorNote error={create.error} />
         <button className="primary">Create profile</button>
       </form>
