@@ -88,13 +88,6 @@ class _Forward(Response):
         await forward_http(self.client, scope, receive, send, self.target)
 
 
-@router.api_route(
-    "/preview/{port}/{path:path}",
-    methods=METHODS,
-    dependencies=[require_scope("runs:read")],
-    response_class=Response,
-    responses={200: {"description": "Whatever the previewed program answers."}},
-)
 async def preview_path(
     port: Port, path: str, request: Request, caller: Caller, svc: Svc
 ) -> Response:
@@ -106,6 +99,19 @@ async def preview_path(
         state.recent.put(key, True)
     target = Target(port, "/" + path, request.url.query, f"127.0.0.1:{port}", own_origin=False)
     return _Forward(state.client, target)
+
+
+# One route per method: each needs its own OpenAPI operation id.
+for _method in METHODS:
+    router.add_api_route(
+        "/preview/{port}/{path:path}",
+        preview_path,
+        methods=[_method],
+        operation_id=f"preview_{_method.lower()}",
+        dependencies=[require_scope("runs:read")],
+        response_class=Response,
+        responses={200: {"description": "Whatever the previewed program answers."}},
+    )
 
 
 @ws_router.websocket("/preview/{port}/{path:path}")

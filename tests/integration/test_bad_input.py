@@ -147,6 +147,7 @@ PUBLIC_ROUTES = {
     ("GET", "/api/share/{token}/run"),
     ("GET", "/api/share/{token}/events"),
     ("GET", "/api/share/{token}/events/stream"),
+    ("GET", "/api/share/{token}/terminals"),
     # A notification's one-tap link: the signed single-use token is the permission.
     ("GET", "/api/notifications/actions/{token}"),
     ("POST", "/api/notifications/actions/{token}"),
