@@ -27,6 +27,7 @@ from codeyard.api import (
     artifacts,
     audit,
     auth_routes,
+    auth_sessions,
     browse_dirs,
     code_index,
     disk,
@@ -294,6 +295,7 @@ def create_app(
         managed_docs.router,
         hooks.router,
         policy_members.router,
+        auth_sessions.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

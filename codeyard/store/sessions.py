@@ -51,6 +51,18 @@ async def delete_expired_sessions(tx: Tx, now: str, idle_before: str) -> None:
     )
 
 
+async def sessions_of(conn: AsyncConnection, user_id: str | None) -> list[dict[str, Any]]:
+    """A user's sessions (None: the admin token's), newest first, without their hashes."""
+    S = schema.sessions
+    owner = S.c.user_id.is_(None) if user_id is None else S.c.user_id == user_id
+    stmt = (
+        select(S.c.id, S.c.user_agent, S.c.created_at, S.c.last_seen_at, S.c.expires_at)
+        .where(owner)
+        .order_by(S.c.created_at.desc())
+    )
+    return [dict(r._mapping) for r in (await conn.execute(stmt)).all()]
+
+
 async def find_token(conn: AsyncConnection, secret_hash: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(T).where(T.c.secret_hash == secret_hash))).first()
     return _d(row) if row else None

@@ -273,3 +273,18 @@ async def test_policy_set_membership_and_settings_defaults(sqlite_api: Api) -> N
     await api.request("PUT", "/api/settings", json={"approval_timeout_hours": 2})
     defaults = (await api.get("/api/settings/defaults")).json()
     assert defaults["approval_timeout_hours"] == 10.0 and defaults["sandbox"] == "on"
+
+
+async def test_auth_sessions_lists_the_callers_sessions(sqlite_api: Api) -> None:
+    from tests.support.auth import add_user, sign_in
+
+    await add_user(sqlite_api, "ana", "member")
+    async with sign_in(sqlite_api, "ana") as first, sign_in(sqlite_api, "ana") as second:
+        listed = (await second.get("/api/auth/sessions")).json()["data"]
+        assert len(listed) == 2 and [s["current"] for s in listed].count(True) == 1
+        assert not {"secret_hash", "csrf_hash"} & set(listed[0])
+        assert (await second.delete("/api/auth/sessions")).status_code == 204  # revoke all
+        assert (await first.get("/api/auth/sessions")).status_code == 401
+        assert (await second.get("/api/auth/sessions")).status_code == 401
+    admin = (await sqlite_api.get("/api/auth/sessions")).json()["data"]
+    assert admin == []  # the admin token has no sessions; ana's are not listed
