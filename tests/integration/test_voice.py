@@ -81,6 +81,7 @@ async def test_transcription_with_the_runs_vocabulary(
         assert resp.json()["text"] == "run the tests for the billing module"
         got = fake.requests[-1]
         assert got.audio == speech and got.seconds > 1.0  # the real recording, whole
+        assert got.filename == "dictation.wav"
         assert got.authorization == "Bearer sk-stt" and got.fields["model"] == "whisper-1"
         prompt = got.fields["prompt"]
         assert "compute_invoice_total" in prompt and "invoice.py" in prompt

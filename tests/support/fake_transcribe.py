@@ -46,9 +46,7 @@ class FakeTranscriber:
             (block,) = struct.unpack("<H", audio[32:34])
             seconds = (len(audio) - 44) / (rate * block)
             self.requests.append(
-                Received(
-                    fields, upload.filename, audio, request.headers.get("authorization"), seconds
-                )
+                Received(fields, filename, audio, request.headers.get("authorization"), seconds)
             )
             return JSONResponse({"text": f" {self.answer} "})
 
