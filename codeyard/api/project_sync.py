@@ -32,6 +32,19 @@ class PullResult(BaseModel):
     repos: list[RepoPull]
 
 
+class RepoClone(BaseModel):
+    repo_id: str
+    name: str
+    path: str
+    status: str = Field(description="cloned, present or skipped")
+    reason: str | None
+
+
+class CloneResult(BaseModel):
+    project_id: str
+    repos: list[RepoClone]
+
+
 class ProjectCheckpoint(BaseModel):
     id: str
     run_id: str
@@ -72,3 +85,13 @@ async def pull_project(project_ref: str, svc: Svc, principal: Caller) -> PullRes
 async def project_checkpoints(project_ref: str, svc: Svc, limit: Limit = 100) -> ProjectCheckpoints:
     """Checkpoints of all the project's runs, newest first."""
     return ProjectCheckpoints(**await project_sync.checkpoints(svc, project_ref, limit))
+
+
+@router.post(
+    "/projects/{project_ref}/clone",
+    dependencies=[require_scope("settings:write")],
+    response_model=CloneResult,
+)
+async def reclone_project(project_ref: str, svc: Svc) -> CloneResult:
+    """Clone again each repository that came from a URL and whose clone is gone or broken."""
+    return CloneResult(**await project_sync.reclone(svc, project_ref))

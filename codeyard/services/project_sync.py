@@ -9,16 +9,17 @@ Repositories without a remote are reported as skipped.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from codeyard.domain.errors import Conflict
+from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
 from codeyard.store import schema
-from codeyard.workspace import git
+from codeyard.workspace import clone_urls, git
 from codeyard.workspace.git import GitError
 
 C = schema.checkpoints
@@ -75,3 +76,33 @@ async def checkpoints(svc: Services, project_ref: str, limit: int) -> dict[str, 
     async with svc.engine.connect() as conn:
         rows = [dict(r._mapping) for r in (await conn.execute(stmt)).all()]
     return {"project_id": project["id"], "data": rows}
+
+
+async def _reclone_one(svc: Services, repo: dict[str, Any]) -> dict[str, Any]:
+    path = Path(repo["path"])
+    out: dict[str, Any] = {"repo_id": repo["id"], "name": repo["name"], "path": str(path)}
+    if not repo["url"]:
+        return {**out, "status": "skipped", "reason": "a local repository: nothing to clone from"}
+    if await git.is_work_tree(path):
+        return {**out, "status": "present", "reason": None}
+    url = clone_urls.parse_clone_url(repo["url"])
+    shutil.rmtree(path, ignore_errors=True)  # what is left of a broken clone
+    try:
+        await git.clone(
+            url.clone, path, timeout=svc.settings.clone_timeout_seconds, origin=url.stored
+        )
+    except GitError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        why = exc.stderr.strip()[-1000:] or f"git exited with {exc.returncode}"
+        raise BadRequest(url.redact(f"Could not clone '{url.stored}' again: {why}")) from None
+    return {**out, "status": "cloned", "reason": None}
+
+
+async def reclone(svc: Services, project_ref: str) -> dict[str, Any]:
+    """Clone again the repositories that came from a URL and whose clone is gone or broken
+    (the Laravel seed's ``POST /projects/{p}/clone``); intact clones are left alone."""
+    project = await project_service.get_project(svc, project_ref)
+    return {
+        "project_id": project["id"],
+        "repos": [await _reclone_one(svc, r) for r in project["repos"]],
+    }

@@ -288,3 +288,28 @@ async def test_auth_sessions_lists_the_callers_sessions(sqlite_api: Api) -> None
         assert (await second.get("/api/auth/sessions")).status_code == 401
     admin = (await sqlite_api.get("/api/auth/sessions")).json()["data"]
     assert admin == []  # the admin token has no sessions; ana's are not listed
+
+
+async def test_project_clone_again_restores_a_lost_clone(sqlite_api: Api, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.support.git_http import git_http_server
+
+    api = sqlite_api
+    upstream = make_repo(tmp_path / "upstream", {"lib.py": "x = 1\n"})
+    local = make_repo(tmp_path / "local")
+    with git_http_server(tmp_path / "served") as remote:
+        url = remote.publish(upstream, "lib")
+        made = await api.post(
+            "/api/projects",
+            json={"name": "c", "repos": [{"url": url, "name": "lib"}, {"path": str(local)}]},
+        )
+        assert made.status_code == 201, made.text
+        project = made.json()
+        cloned = Path(project["repos"][0]["path"])
+        present = (await api.post(f"/api/projects/{project['id']}/clone")).json()["repos"]
+        assert [r["status"] for r in present] == ["present", "skipped"]
+        shutil.rmtree(cloned)
+        again = (await api.post(f"/api/projects/{project['id']}/clone")).json()["repos"]
+        assert [r["status"] for r in again] == ["cloned", "skipped"]
+    assert (cloned / "lib.py").read_text() == "x = 1\n"
