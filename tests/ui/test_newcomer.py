@@ -314,3 +314,44 @@ def test_agent_profiles_take_the_same_fields(
         assert agent["permission_mode"] == "plan" and agent["env_set_ids"] == [env_set["id"]]
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+def test_admins_manage_users(
+    browser: Browser, server: ServerProcess, screenshots: Path, viewport: str
+) -> None:
+    width, height = VIEWPORTS[viewport]
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.on(
+        "dialog", lambda d: d.accept("another long password") if d.type == "prompt" else d.accept()
+    )
+    try:
+        page.goto(f"{server.url}/login#token={server.token}")
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        page.goto(f"{server.url}/settings/users")
+        form = page.get_by_role("form", name="Add a user")
+        form.get_by_label("Username").fill("grace")
+        form.get_by_label("First password").fill("a first password")
+        form.get_by_label("Role").select_option("viewer")
+        form.get_by_role("button", name="Add user").click()
+        card = page.get_by_test_id("user").filter(has_text="grace")
+        expect(card).to_be_visible()
+        expect(page.get_by_test_id("setup-banner")).to_have_count(0)  # a user exists now
+        card.get_by_label("Role of grace").select_option("member")
+        expect(page.get_by_test_id("users").get_by_role("status")).to_contain_text(
+            "grace is now member"
+        )
+        card.get_by_role("button", name="Reset password").click()
+        expect(page.get_by_test_id("users").get_by_role("status")).to_contain_text(
+            "New password set for grace"
+        )
+        page.screenshot(path=str(screenshots / f"{viewport}-newcomer-14-users.png"), full_page=True)
+        (user,) = api(server, "GET", "/api/users")["data"]  # type: ignore[misc]
+        assert user["username"] == "grace" and user["role"] == "member"
+        signed_in = httpx.post(
+            f"{server.url}/api/auth/login",
+            json={"username": "grace", "password": "another long password"},
+        )
+        assert signed_in.status_code == 200, signed_in.text  # the reset password works
+    finally:
+        page.close()

@@ -11,6 +11,7 @@ import Account from "./settings/Account";
 import { NotAvailable } from "./settings/NotAvailable";
 import Policies from "./settings/Policies";
 import Notifications from "./settings/Notifications";
+import Users from "./settings/Users";
 
 const SECTIONS: [string, string][] = [
   ["providers", "Providers"],
@@ -19,6 +20,7 @@ const SECTIONS: [string, string][] = [
   ["policies", "Policies"],
   ["env", "Env sets"],
   ["tokens", "Tokens"],
+  ["users", "Users"],
   ["notifications", "Notifications"],
   ["general", "General"],
 ];
@@ -362,6 +364,7 @@ export default function SettingsView({ section }: { section: string }) {
     policies: <Policies />,
     env: <EnvSets />,
     tokens: <Tokens />,
+    users: <Users />,
     notifications: <Notifications />,
     general: <General />,
   };

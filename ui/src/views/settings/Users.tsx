@@ -1,0 +1,148 @@
+// Admins manage people here: invite (a user with a first password), change roles, set a new
+// password (which ends that user's sessions), sign them out everywhere, remove them.
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
+import { api } from "../../api/client";
+import { ErrorNote, Spinner } from "../../components/ui";
+import { ago } from "../../lib/format";
+
+interface UserRow {
+  id: string;
+  username: string;
+  role: "admin" | "member" | "viewer";
+  mfa_enabled: boolean;
+  created_at: string;
+}
+
+const ROLES: [UserRow["role"], string][] = [
+  ["admin", "admin — everything, including users and settings"],
+  ["member", "member — runs, approvals, landing"],
+  ["viewer", "viewer — read only"],
+];
+
+export default function Users() {
+  const qc = useQueryClient();
+  const [note, setNote] = useState<string | null>(null);
+  const users = useQuery({
+    queryKey: ["users"],
+    queryFn: () => api.raw<{ data: UserRow[] }>("get", "/api/users", undefined, { limit: 500 }),
+    retry: false,
+  });
+  const done = (text: string) => {
+    setNote(text);
+    void qc.invalidateQueries({ queryKey: ["users"] });
+    void qc.invalidateQueries({ queryKey: ["auth-status"] }); // the first user ends the set-up banner
+  };
+  const invite = useMutation({
+    mutationFn: (body: { username: string; password: string; role: string }) => api.raw<UserRow>("post", "/api/users", body),
+    onSuccess: (u) => done(`Added ${u.username}. Give them the password; they can change it in Settings → Account.`),
+  });
+  const update = useMutation({
+    mutationFn: ({ id, body }: { id: string; body: { role?: string; password?: string } }) =>
+      api.raw<UserRow>("patch", `/api/users/${encodeURIComponent(id)}`, body),
+    onSuccess: (u, vars) => done(vars.body.password ? `New password set for ${u.username}; their sessions ended.` : `${u.username} is now ${u.role}.`),
+  });
+  const signOut = useMutation({
+    mutationFn: (u: UserRow) => api.raw("delete", `/api/users/${encodeURIComponent(u.id)}/sessions`),
+    onSuccess: (_r, u) => done(`${u.username} is signed out everywhere.`),
+  });
+  const remove = useMutation({
+    mutationFn: (u: UserRow) => api.raw("delete", `/api/users/${encodeURIComponent(u.id)}`),
+    onSuccess: (_r, u) => done(`Removed ${u.username}.`),
+  });
+  if (users.isPending) return <Spinner />;
+  return (
+    <div className="stack" data-testid="users">
+      <ErrorNote error={users.error ?? invite.error ?? update.error ?? signOut.error ?? remove.error} />
+      {note && (
+        <div className="ok-note" role="status">
+          {note}
+        </div>
+      )}
+      {(users.data?.data ?? []).map((u) => (
+        <div key={u.id} className="card stack" data-testid="user">
+          <div className="row gap">
+            <strong className="grow">{u.username}</strong>
+            <span className={`badge ${u.mfa_enabled ? "ok" : ""}`}>{u.mfa_enabled ? "two-factor on" : "password only"}</span>
+          </div>
+          <div className="muted small">added {ago(u.created_at)}</div>
+          <label>
+            Role
+            <select
+              value={u.role}
+              aria-label={`Role of ${u.username}`}
+              onChange={(e) => update.mutate({ id: u.id, body: { role: e.target.value } })}
+            >
+              {ROLES.map(([role, label]) => (
+                <option key={role} value={role}>
+                  {label}
+                </option>
+              ))}
+            </select>
+          </label>
+          <div className="row gap wrap">
+            <button
+              type="button"
+              onClick={() => {
+                const password = prompt(`New password for ${u.username} (at least 8 characters):`);
+                if (password) update.mutate({ id: u.id, body: { password } });
+              }}
+            >
+              Reset password
+            </button>
+            <button type="button" onClick={() => signOut.mutate(u)}>
+              Sign out everywhere
+            </button>
+            <button type="button" className="danger" onClick={() => confirm(`Remove ${u.username}?`) && remove.mutate(u)}>
+              Remove
+            </button>
+          </div>
+          {u.mfa_enabled && (
+            <div className="muted small">
+              Lost their authenticator? On the server: <code>codeyard users reset-mfa {u.username}</code>
+            </div>
+          )}
+        </div>
+      ))}
+      <form
+        className="card stack"
+        aria-label="Add a user"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const f = new FormData(e.currentTarget);
+          invite.mutate({
+            username: String(f.get("username") ?? "").trim(),
+            password: String(f.get("password") ?? ""),
+            role: String(f.get("role") ?? "member"),
+          });
+          e.currentTarget.reset();
+        }}
+      >
+        <h3>Add a user</h3>
+        <label>
+          Username
+          <input name="username" required autoCapitalize="none" autoComplete="off" />
+        </label>
+        <label>
+          <span>
+            First password <span className="muted">(at least 8 characters; they can change it)</span>
+          </span>
+          <input name="password" type="password" minLength={8} required autoComplete="new-password" />
+        </label>
+        <label>
+          Role
+          <select name="role" defaultValue="member">
+            {ROLES.map(([role, label]) => (
+              <option key={role} value={role}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button className="primary" disabled={invite.isPending}>
+          Add user
+        </button>
+      </form>
+    </div>
+  );
+}
