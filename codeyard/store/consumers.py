@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import Conflict
-from codeyard.events.hub import EventFilter, Hub, SubscriberDropped
+from codeyard.events.hub import EventFilter, Hub, SubscriberDropped, Subscription
 from codeyard.store import schema
 from codeyard.store.upsert import insert_ignore
 from codeyard.store.writer import Tx, Writer
@@ -79,7 +79,6 @@ class LogConsumer:
         self.writer = writer
         self.hub = hub
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         #: One reader at a time (the loop, and callers such as tests and benchmarks).
         self._reading = asyncio.Lock()
         self.applied = 0
@@ -105,9 +104,6 @@ class LogConsumer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def applied_hook(self) -> None:
         """Called after each applied chunk (outside the transaction); default: nothing."""
@@ -173,21 +169,10 @@ class LogConsumer:
         finally:
             sub.close()
 
-    async def _idle(self, sub: Any) -> None:
-        """Wait for matching events, a ``wake()``, or the poll interval."""
-        waiter = asyncio.ensure_future(sub.next_batch())
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait(
-                {waiter, woken}, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            self._wake.clear()
-            for fut in (waiter, woken):
-                if not fut.done():
-                    fut.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, SubscriberDropped):
-                        await fut
-                else:
-                    with contextlib.suppress(SubscriberDropped):
-                        fut.result()
+    async def _idle(self, sub: Subscription) -> None:
+        """Wait for matching events or the poll interval.
+
+        ``wait_for`` owns the inner wait, so a ``stop()`` arriving at any moment cancels this
+        task (an inner future awaited under ``suppress(CancelledError)`` could swallow it)."""
+        with contextlib.suppress(TimeoutError, SubscriberDropped):
+            await asyncio.wait_for(sub.next_batch(), timeout=self.poll_seconds)
