@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -131,6 +132,11 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
             transport=transport, base_url="http://localhost", headers=headers
         ) as client:
             yield Api(client, app)
+
+
+#: ``open_api`` as a context manager. Closing the generator with ``aclose()`` instead would throw
+#: GeneratorExit into the app's lifespan, through the MCP session manager's task group.
+running_api = contextlib.asynccontextmanager(open_api)
 
 
 @pytest.fixture

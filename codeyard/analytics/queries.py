@@ -6,13 +6,14 @@ and daily series are bucketed by the viewer's local day.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import TIMESTAMP, Select, and_, case, func, literal, select
+from sqlalchemy import TIMESTAMP, Select, Text, and_, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.analytics.fold import RUN_MEASURES, USAGE_MEASURES, percentile
@@ -457,15 +458,19 @@ async def policy_decisions(conn: AsyncConnection, flt: Filters) -> list[dict[str
     conds = _run_where(flt, by_created=False)
     if flt.since_ts is not None:
         conds.append(PD.c.created_at >= flt.since_ts)
+    # PostgreSQL cannot group by a JSON value: group by its text and read it back.
+    repos_text = cast(R.c.repo_ids, Text)
     stmt = (
-        select(PD.c.rule, PD.c.tool, PD.c.decision, R.c.repo_ids, func.count().label("n"))
+        select(
+            PD.c.rule, PD.c.tool, PD.c.decision, repos_text.label("repos"), func.count().label("n")
+        )
         .select_from(PD.join(R, R.c.id == PD.c.run_id))
         .where(*conds)
-        .group_by(PD.c.rule, PD.c.tool, PD.c.decision, R.c.repo_ids)
+        .group_by(PD.c.rule, PD.c.tool, PD.c.decision, repos_text)
     )
     agg: dict[tuple[str, str], dict[str, Any]] = {}
     for row in (await conn.execute(stmt)).all():
-        if not _in_repo(row, flt.repo):
+        if flt.repo is not None and flt.repo not in json.loads(row.repos or "[]"):
             continue
         cell = agg.setdefault(
             (row.rule or "", row.tool),

@@ -105,9 +105,7 @@ class BodyLimitMiddleware:
     """Refuses request bodies over ``max_bytes`` with 413: by ``Content-Length`` before the
     app runs, and by counting for streamed (chunked) bodies while the app reads them."""
 
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         #: Paths with their own, larger limit (voice recordings: 25 MB).

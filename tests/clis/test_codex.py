@@ -33,7 +33,7 @@ from tests.clis.support import (
     wait_model_calls,
     worktree,
 )
-from tests.conftest import Api, open_api
+from tests.conftest import Api, running_api
 
 pytestmark = pytest.mark.anyio
 
@@ -269,15 +269,13 @@ async def test_server_restart_interrupts_and_resume_continues(
     sqlite_settings: Settings, git_repo: Path, fake: FakeLLM, tmp_path: Path
 ) -> None:
     fake.script([Reply(text="too late", delay=600), Reply(text="Back after the restart.")])
-    async with contextlib.aclosing(open_api(sqlite_settings)) as first_server:
-        api = await anext(first_server)
+    async with running_api(sqlite_settings) as api:
         run = await create(api, git_repo, options(fake, tmp_path / "home"), "Survive a restart")
         await wait_model_calls(fake, 1)
         tree = worktree(api, run)
         assert processes_in(tree)
     assert processes_in(tree) == [], "stopping the server must stop its agents"
-    async with contextlib.aclosing(open_api(sqlite_settings)) as second_server:
-        api = await anext(second_server)
+    async with running_api(sqlite_settings) as api:
         stopped = (await api.get(f"/api/runs/{run['id']}")).json()
         assert stopped["status"] == "interrupted" and stopped["session_id"]
         resp = await api.post(f"/api/runs/{run['id']}/resume", json={})

@@ -15,7 +15,7 @@ import pytest
 
 from codeyard.config import Settings
 from codeyard.pricing import cost_usd
-from tests.conftest import Api, open_api
+from tests.conftest import Api, make_repo, open_api
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +142,26 @@ async def test_a_restart_and_a_replay_never_count_twice(
         await run_script(api, git_repo, {"usage": {"input_tokens": 5, "model": SONNET}})
         await settle(api)
         assert (await api.get("/api/analytics/overview?range=all")).json()["input_tokens"] == 12
+
+
+async def test_policy_decisions_by_repo(api: Api, git_repo: Path, tmp_path: Path) -> None:
+    """Decisions are counted per rule and tool, and a repo filter keeps only that repo's runs
+    (on PostgreSQL too, where the runs' JSON repo list cannot be grouped by directly)."""
+    other = make_repo(tmp_path / "other", {"README.md": "other\n"})
+    first = await run_script(api, git_repo, {"write": {"path": "a.txt", "content": "a"}})
+    await run_script(
+        api,
+        other,
+        {"write": {"path": "b.txt", "content": "b"}},
+        {"write": {"path": "c.txt", "content": "c"}},
+    )
+    repo_id = (await api.get(f"/api/runs/{first}")).json()["repo_ids"][0]
+
+    def writes(rows: list[dict[str, Any]]) -> int:
+        return sum(r["allow"] + r["ask"] + r["deny"] for r in rows if r["tool"] == "Write")
+
+    everything = (await api.get("/api/analytics/policy-decisions?range=all")).json()["data"]
+    assert writes(everything) == 3
+    one_repo = await api.get(f"/api/analytics/policy-decisions?range=all&repo={repo_id}")
+    assert one_repo.status_code == 200, one_repo.text
+    assert writes(one_repo.json()["data"]) == 1

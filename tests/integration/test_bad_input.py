@@ -153,6 +153,10 @@ PUBLIC_ROUTES = {
     ("POST", "/api/notifications/actions/{token}"),
     # A command's output download link: the sealed, expiring token is the permission.
     ("GET", "/api/command-output/{token}"),
+    # The API reference page and its bundled assets (the schema it reads is public too).
+    ("GET", "/api/docs"),
+    ("GET", "/api/docs/init.js"),
+    ("GET", "/api/docs/assets/{name}"),
 }
 
 

@@ -31,6 +31,7 @@ from codeyard.workspace.worktrees import (
     remove_worktree,
     worktree_dir,
 )
+from tests.support.git_http import git_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -241,18 +242,29 @@ async def test_current_and_default_branch(repo: Path, tmp_path: Path) -> None:
     assert await default_branch(trunk) == "trunk"
 
 
-async def test_clone_a_file_url(repo: Path, tmp_path: Path) -> None:
+async def test_clone_over_http(repo: Path, tmp_path: Path) -> None:
     dest = tmp_path / "clones" / "copy"
-    await clone(repo.as_uri(), dest)
+    with git_http_server(tmp_path / "served") as remote:
+        await clone(remote.publish(repo, "demo"), dest)
     assert await is_work_tree(dest)
     assert await resolve_commit(dest, "HEAD") == run_git(repo, "rev-parse", "HEAD")
     assert (dest / "README.md").read_text() == "hello\n"
 
 
+async def test_clone_refuses_the_file_transport_even_unvalidated(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Callers validate URLs first; git itself is told to refuse local transports as well."""
+    dest = tmp_path / "clones" / "copy"
+    with pytest.raises(GitError):
+        await clone(repo.as_uri(), dest)
+    assert not dest.exists()
+
+
 async def test_clone_of_a_missing_repository_fails_and_leaves_nothing(tmp_path: Path) -> None:
     dest = tmp_path / "copy"
-    with pytest.raises(GitError, match="git clone"):
-        await clone((tmp_path / "nothing-here").as_uri(), dest)
+    with git_http_server(tmp_path / "served") as remote, pytest.raises(GitError):
+        await clone(f"{remote.base}/nothing-here.git", dest)
     assert not dest.exists()
 
 

@@ -37,17 +37,16 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, example, given, note, settings
 from hypothesis import strategies as st
 
 from codeyard.config import Settings
-from tests.conftest import TOKEN, Api, make_repo, open_api
+from tests.conftest import TOKEN, Api, make_repo, running_api
 
 # CI runs a fixed, derandomized set. For a longer hunt with fresh random examples:
 #   CODEYARD_PROPERTY_EXAMPLES=500 .venv/bin/pytest tests/integration/test_workspace_properties.py
@@ -641,9 +640,7 @@ async def exercise(program: list[Op]) -> None:
         git(repo, "branch", "release")
         config = Settings(data_dir=tmp / "data", admin_token=TOKEN, bash_timeout_seconds=30)
         world: World | None = None
-        apps = cast(AsyncGenerator[Api, None], open_api(config))
-        try:
-            api = await anext(apps)
+        async with running_api(config) as api:
             world = World(api, repo, config.worktree_root.resolve())
             world.rebaseline()
             event(f"operations: {len(program)}")
@@ -652,8 +649,6 @@ async def exercise(program: list[Op]) -> None:
                 await world.apply(op)
                 await world.check()
             await world.tear_down()
-        finally:
-            await apps.aclose()
         # Shutting the app down leaves the repository alone as well.
         assert world is not None and Checkout.of(repo) == world.checkout
         assert git(repo, "for-each-ref", "refs/heads/codeyard", "refs/codeyard") == ""

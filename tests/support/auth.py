@@ -15,7 +15,9 @@ PASSWORD = "correct horse battery"
 
 def anonymous(api: Api) -> httpx.AsyncClient:
     """A client of the same app with no credentials (it keeps the cookies it is given)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://localhost")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api.app), base_url="http://localhost"
+    )
 
 
 def bearer(api: Api, token: str) -> httpx.AsyncClient:
