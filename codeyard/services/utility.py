@@ -14,16 +14,16 @@ from pydantic import BaseModel, Field
 
 from codeyard.auth.principal import Principal
 from codeyard.crypto import secret_box
-from codeyard.domain.errors import BadRequest, Conflict, Forbidden, ValidationFailed
+from codeyard.domain.errors import BadRequest, Conflict, Forbidden
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.domain.policy.engine import PolicyContext, evaluate
 from codeyard.domain.tools import ToolRequest
 from codeyard.executor import policy_context
+from codeyard.services import endpoint_settings
 from codeyard.services import terminals as terminal_service
 from codeyard.services.context import Services
 from codeyard.store import env_sets, runs, utility_calls
-from codeyard.store import settings as settings_store
 from codeyard.terminals.manager import TerminalManager
 from codeyard.utility_model import Answer, UtilityModelConfig, UtilityModelError, structured
 from codeyard.utility_model.backends import Raw
@@ -45,26 +45,12 @@ class NameSuggestion(BaseModel):
 
 
 async def get_config(svc: Services) -> UtilityModelConfig | None:
-    async with svc.engine.connect() as conn:
-        stored = (await settings_store.load(conn)).get(KEY)
-    return UtilityModelConfig.model_validate(stored) if stored else None
+    return await endpoint_settings.load(svc, KEY, UtilityModelConfig)
 
 
 async def set_config(svc: Services, cfg: UtilityModelConfig | None) -> UtilityModelConfig | None:
-    if cfg is not None and cfg.env_set_id is not None:
-        async with svc.engine.connect() as conn:
-            try:
-                await env_sets.environment_for(
-                    conn, secret_box(svc.settings.secret_key_path), [cfg.env_set_id]
-                )
-            except ValidationFailed as exc:
-                raise ValidationFailed(
-                    f"No env set '{cfg.env_set_id}': create it first (POST /api/env-sets).",
-                    errors=[{"loc": ["body", "env_set_id"], "msg": "unknown env set"}],
-                ) from exc
-    value = cfg.model_dump() if cfg is not None else None
-    await svc.writer.run(lambda tx: settings_store.save(tx, {KEY: value}))
-    return cfg
+    env_set_id = cfg.env_set_id if cfg is not None else None
+    return await endpoint_settings.save(svc, KEY, cfg, env_set_id)
 
 
 async def usage(svc: Services) -> dict[str, Any]:

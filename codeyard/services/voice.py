@@ -16,11 +16,10 @@ from codeyard.domain.errors import (
     Conflict,
     Forbidden,
     PayloadTooLarge,
-    ValidationFailed,
 )
+from codeyard.services import endpoint_settings
 from codeyard.services.context import Services
 from codeyard.store import env_sets, runs
-from codeyard.store import settings as settings_store
 from codeyard.voice import OpenAICompatible, TranscriptionError, VoiceConfig
 from codeyard.voice.config import MAX_AUDIO_BYTES
 from codeyard.workspace.git import GitError, git
@@ -36,26 +35,12 @@ _SOURCE = (".py", ".ts", ".tsx", ".js", ".jsx", ".go", ".rs", ".java", ".kt", ".
 
 
 async def get_config(svc: Services) -> VoiceConfig | None:
-    async with svc.engine.connect() as conn:
-        stored = (await settings_store.load(conn)).get(KEY)
-    return VoiceConfig.model_validate(stored) if stored else None
+    return await endpoint_settings.load(svc, KEY, VoiceConfig)
 
 
 async def set_config(svc: Services, cfg: VoiceConfig | None) -> VoiceConfig | None:
-    if cfg is not None and cfg.env_set_id is not None:
-        async with svc.engine.connect() as conn:
-            try:
-                await env_sets.environment_for(
-                    conn, secret_box(svc.settings.secret_key_path), [cfg.env_set_id]
-                )
-            except ValidationFailed as exc:
-                raise ValidationFailed(
-                    f"No env set '{cfg.env_set_id}': create it first (POST /api/env-sets).",
-                    errors=[{"loc": ["body", "env_set_id"], "msg": "unknown env set"}],
-                ) from exc
-    value = cfg.model_dump() if cfg is not None else None
-    await svc.writer.run(lambda tx: settings_store.save(tx, {KEY: value}))
-    return cfg
+    env_set_id = cfg.env_set_id if cfg is not None else None
+    return await endpoint_settings.save(svc, KEY, cfg, env_set_id)
 
 
 def _symbols(root: Path, files: list[str], budget: int = 200_000) -> list[str]:
