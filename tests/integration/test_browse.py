@@ -32,7 +32,6 @@ async def ready_run(api: Api, repo: Path) -> dict[str, Any]:
                 "steps": [
                     {"write": {"path": "src/app.py", "content": "print('hi')\n"}},
                     {"write": {"path": "notes.txt", "content": "héllo\n"}},
-                    {"bash": SETUP},
                 ]
             }
         },
@@ -41,6 +40,10 @@ async def ready_run(api: Api, repo: Path) -> dict[str, Any]:
     assert resp.status_code == 201, resp.text
     done = await api.wait_status(resp.json()["id"], "review", "failed")
     assert done["status"] == "review", done["status_reason"]
+    # Escaping links and odd files are made here, not by the agent: the policy's read gate
+    # (rightly) refuses an agent command whose paths reach into the data dir.
+    (worktree,) = done["worktrees"].values()
+    subprocess.run(["bash", "-c", SETUP], cwd=worktree, check=True)
     return done
 
 
