@@ -23,9 +23,10 @@ from tests.support.server import ServerProcess, _alive, event_log, wait_for_even
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(300)]
 
-#: A setup script that is slow only while the main checkout holds ``.slow`` (the test removes
-#: it after the crash, so the resumed prepare is quick).
-SLOW_SETUP = 'if [ -f "$CODEYARD_REPO_PATH/.slow" ]; then sleep 30; fi; echo ready > ready.txt'
+#: A setup script that is slow only while the worktree holds ``.slow``, copied in from the main
+#: checkout by ``copy_files`` (the sandbox hides the checkout itself from setup scripts). The
+#: test removes it after the crash, so the resumed prepare is quick.
+SLOW_SETUP = "if [ -f .slow ]; then sleep 30; fi; echo ready > ready.txt"
 
 
 @pytest.fixture
@@ -106,7 +107,7 @@ async def test_crash_while_preparing_leaves_a_resumable_run_and_delete_removes_e
         async with server.client() as client:
             for repo in (kept, deleted):
                 (repo / ".slow").write_text("")
-                await project_repo(client, repo, setup_script=SLOW_SETUP)
+                await project_repo(client, repo, setup_script=SLOW_SETUP, copy_files=[".slow"])
             a = await create_run(client, kept, {"say": "done"})
             b = await create_run(client, deleted, {"say": "done"})
             for run in (a, b):
@@ -121,6 +122,8 @@ async def test_crash_while_preparing_leaves_a_resumable_run_and_delete_removes_e
                 assert after["branch"] and after["branch"].startswith("codeyard/")
                 assert codeyard_branches(repo) == [after["branch"]]  # the half-made work
                 (repo / ".slow").unlink()
+                for tree in registered_worktrees(repo):
+                    (Path(tree) / ".slow").unlink(missing_ok=True)
 
             resumed = await client.post(f"/api/runs/{a['id']}/resume", json={})
             assert resumed.status_code == 200, resumed.text
