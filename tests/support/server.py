@@ -52,22 +52,44 @@ def _descendants(pid: int) -> list[int]:
                 for child in children.read_text().split():
                     out.append(int(child))
                     todo.append(int(child))
+                    _STARTED.setdefault(int(child), _start_time(int(child)))
     return out
 
 
 def _kill(pids: list[int]) -> None:
     for pid in pids:
+        if not _alive(pid):  # gone, or its pid now names another test's process
+            continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
 
 
+#: Start time (clock ticks since boot) of each process seen by :func:`_descendants`. Pids wrap
+#: around quickly here (pid_max 32768, a suite starts tens of thousands of processes, several
+#: test workers at once), so a pid alone could name another test's new process.
+_STARTED: dict[int, str | None] = {}
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
 def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
+    """True while the process seen as ``pid`` exists and is not a zombie (a new process that
+    reused the pid does not count)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return False
+    seen = _STARTED.get(pid)
+    return seen is None or seen == fields[19]
 
 
 class ServerProcess:
