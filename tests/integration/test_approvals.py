@@ -199,6 +199,7 @@ async def test_expiry_interrupts_and_resume_asks_again(sqlite_api: Api, git_repo
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 async def test_pending_approval_across_a_restart(
     tmp_path: Path, git_repo: Path, database_url: str
 ) -> None:
@@ -225,6 +226,7 @@ async def test_pending_approval_across_a_restart(
         assert [r["id"] for r in rows] == [approval["id"]]  # never asked twice
 
 
+@pytest.mark.slow
 async def test_an_approval_still_pending_at_resume_is_the_one_the_agent_waits_on(
     tmp_path: Path, git_repo: Path
 ) -> None:
