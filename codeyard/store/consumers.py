@@ -12,6 +12,7 @@ executor or the writer's code (they are subscribers, as STYLE.md §3 asks).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -59,7 +60,7 @@ async def move_cursor(tx: Tx, name: str, expected: int, to: int) -> None:
         raise Conflict(f"The {name} cursor moved under this consumer; it will re-read.")
 
 
-class LogConsumer:
+class LogConsumer(abc.ABC):
     """Follows the log for ``types``; subclasses implement :meth:`prepare` and :meth:`apply`.
 
     ``prepare`` runs outside the writer (reads only) and returns what ``apply`` writes inside
@@ -83,11 +84,13 @@ class LogConsumer:
         self._reading = asyncio.Lock()
         self.applied = 0
 
+    @abc.abstractmethod
     async def prepare(self, conn: AsyncConnection, events: Sequence[LoggedEvent]) -> Any:
-        raise NotImplementedError
+        """Read what ``apply`` needs for ``events`` (outside the write transaction)."""
 
+    @abc.abstractmethod
     async def apply(self, tx: Tx, prepared: Any) -> None:
-        raise NotImplementedError
+        """Write the result in the same transaction that moves the cursor."""
 
     def _start_job(self, high: int) -> Callable[[Tx], Awaitable[None]]:
         async def job(tx: Tx) -> None:
@@ -107,6 +110,7 @@ class LogConsumer:
 
     def applied_hook(self) -> None:
         """Called after each applied chunk (outside the transaction); default: nothing."""
+        return None
 
     async def catch_up(self) -> int:
         """Apply every committed event after the cursor; returns how many were read."""
