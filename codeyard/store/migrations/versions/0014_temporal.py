@@ -1,4 +1,4 @@
-"""Reserved for the contracts issue (13).
+"""Reserved for the scale-out issue (16), part 2: Temporal executor.
 
 Revision ID: 0014
 Revises: 0013

@@ -1,4 +1,4 @@
-"""Reserved for the first-hour issue (14).
+"""Reserved for the scale-out issue (16), part 1: executor interface, fencing, workers.
 
 Revision ID: 0013
 Revises: 0012
