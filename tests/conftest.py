@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,32 @@ os.environ.setdefault("GIT_AUTHOR_NAME", "Codeyard Tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@codeyard.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "Codeyard Tests")
 os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@codeyard.invalid")
+
+
+# pytest-timeout fails a test after 180 s, once: a teardown that then blocks (a task group that
+# never ends, a process never reaped) would hold the suite until CI's own limit kills it with no
+# name attached. This second, harder limit prints every thread's stack and ends the process, so
+# xdist reports which test its worker died in and the rest of the suite goes on.
+HARD_TEST_LIMIT_SECONDS = 420
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    faulthandler.dump_traceback_later(HARD_TEST_LIMIT_SECONDS, exit=True, file=2)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None]:
+    # Session fixtures (PostgreSQL clusters, fake servers) are torn down here, outside any test.
+    faulthandler.dump_traceback_later(HARD_TEST_LIMIT_SECONDS, exit=True, file=2)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
