@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
+    "SPAWN_WINDOW_ENV",
     "GroupRecord",
     "GroupRecorder",
     "ProcessGroup",
@@ -156,11 +157,35 @@ def explain(reason: str, lines: Iterable[str], last: int = 5) -> str:
 
 
 #: Holds the command until the parent says go (a byte on the inherited fd), then becomes it
-#: (same pid, ``exec``): the group is on record before the command can do anything.
+#: (same pid, ``exec``): the group is on record before the command can do anything. It refuses
+#: (exit 125, the command never starts) when the server is gone: its parent is no longer the
+#: server (the server died before ``setpriv`` set ``PR_SET_PDEATHSIG``, so the kernel would
+#: never kill it; ``$PPID`` is read when this shell starts, after ``setpriv``), or the pipe
+#: ends without the go byte (the server died, or gave up, before the record was committed).
 _GATE = (
-    'read -r -u "$CODEYARD_GATE_FD" _; exec {CODEYARD_GATE_FD}<&-; '
-    'unset CODEYARD_GATE_FD; exec "$@"'
+    '[ "$PPID" = "$CODEYARD_GATE_PARENT" ] || exit 125; '
+    'read -r -u "$CODEYARD_GATE_FD" _ || exit 125; exec {CODEYARD_GATE_FD}<&-; '
+    'unset CODEYARD_GATE_FD CODEYARD_GATE_PARENT; exec "$@"'
 )
+
+#: Test hook (issue 12's spawn window): a directory. With it set, :func:`spawn` writes the
+#: child's pid to ``<dir>/window`` and pauses before the group is recorded, and the child
+#: itself waits for ``<dir>/go`` before ``setpriv`` runs (a child the scheduler had not yet run
+#: when the server died), so a test can ``kill -9`` the server at exactly that moment.
+SPAWN_WINDOW_ENV = "CODEYARD_TEST_SPAWN_WINDOW"
+
+
+def _late_start(window: Path) -> list[str]:
+    """The test hook's prefix: wait (at most 30 s) for ``<window>/go``, then go on."""
+    wait = 'i=0; while [ ! -e "$0" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done; '
+    return ["/bin/sh", "-c", wait + 'exec "$@"', str(window / "go")]
+
+
+async def _pause_in_window(window: Path, pid: int) -> None:
+    """The test hook's pause: say where we are, then wait (at most 60 s) to be killed."""
+    (window / "window").write_text(str(pid))
+    log.warning("test hook %s: pausing in the spawn window of pid %d", SPAWN_WINDOW_ENV, pid)
+    await asyncio.sleep(60)
 
 
 async def spawn(
@@ -175,11 +200,14 @@ async def spawn(
             *pdeathsig_prefix(), *argv, start_new_session=True, **kwargs
         )
         return proc, ProcessGroup(proc.pid)
+    window = Path(os.environ[SPAWN_WINDOW_ENV]) if os.environ.get(SPAWN_WINDOW_ENV) else None
     gate_r, gate_w = os.pipe()
     try:
         env = dict(kwargs.pop("env", None) or os.environ)
         env["CODEYARD_GATE_FD"] = str(gate_r)
-        gated = [*pdeathsig_prefix(), "/bin/bash", "-c", _GATE, "codeyard-gate", *argv]
+        env["CODEYARD_GATE_PARENT"] = str(os.getpid())
+        late = _late_start(window) if window is not None else []
+        gated = [*late, *pdeathsig_prefix(), "/bin/bash", "-c", _GATE, "codeyard-gate", *argv]
         proc = await asyncio.create_subprocess_exec(
             *gated, start_new_session=True, pass_fds=(gate_r,), env=env, **kwargs
         )
@@ -190,6 +218,8 @@ async def spawn(
         os.close(gate_r)
     group = ProcessGroup(proc.pid)
     try:
+        if window is not None:
+            await _pause_in_window(window, proc.pid)
         await group.track(kind)
     except BaseException:
         group.kill()  # never let an unrecorded group run

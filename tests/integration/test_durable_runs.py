@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 
+from codeyard.agents.process import SPAWN_WINDOW_ENV
 from codeyard.executor.recovery import GAVE_UP, MAX_CRASH_RESUMES
 from tests.conftest import make_repo
 from tests.support.server import (
@@ -210,8 +211,8 @@ async def test_auto_resume_resumes_crashed_runs_and_gives_up_after_three(
                         e["type"] == "tool.call" and e["data"]["call_id"] == f"call_{n}_0"
                     ),
                 )
-                # Crash once the step's process runs: a kill inside the spawn window can leave
-                # an orphan (an open finding of issue 12, see the closing note).
+                # Crash once the step's process runs (this test is about resumption; a kill
+                # inside the spawn window has its own test below).
                 await step_process_running(server, "sleep 60")
                 server.crash()
                 await server.start_async(timeout=120)
@@ -238,3 +239,35 @@ async def test_auto_resume_resumes_crashed_runs_and_gives_up_after_three(
             resp = await client.post(f"/api/runs/{stuck['id']}/resume", json={})
             assert resp.status_code == 200, resp.text
             await client.post(f"/api/runs/{stuck['id']}/cancel")
+
+
+async def test_a_kill_in_the_spawn_window_leaves_no_process_behind(
+    tmp_path: Path, git_repo: Path
+) -> None:
+    """The spawn window: ``kill -9`` after the step's ``tool.call`` event and its fork, before
+    its process group is recorded and before the child was tied to the server (it had not yet
+    reached ``setpriv``). The server's test hook pauses there and holds the child; once the
+    server is dead the child goes on, finds its server gone and refuses to start the step."""
+    window = tmp_path / "window"
+    window.mkdir()
+    server = ServerProcess(tmp_path / "data", env={SPAWN_WINDOW_ENV: str(window)})
+    try:
+        server.start(timeout=120)
+        with anyio.fail_after(100):
+            async with server.client() as client:
+                run = await create_run(client, git_repo, {"bash": "touch ran.txt; sleep 30"})
+                with anyio.fail_after(20):
+                    while not (window / "window").exists() or not (window / "window").read_text():
+                        await anyio.sleep(0.02)
+                child = int((window / "window").read_text())
+                assert await wait_for_event(client, run["id"], is_call("sleep 30"))
+                left = server.crash()
+                assert child in left
+                (window / "go").touch()
+                assert await gone_within([child], 2.0) == [], "the step outlived its server"
+                await server.start_async(timeout=120)
+                assert await gone_within(left, 2.0) == []
+                await wait_status(client, run["id"], "interrupted", timeout=5)
+                assert not list((server.data_dir / "worktrees").rglob("ran.txt"))
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@ start-up sweep that stops recorded groups (real processes, real ``/proc``)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -144,3 +145,52 @@ async def test_spawned_processes_die_with_the_server() -> None:
             break
         await asyncio.sleep(0.02)
     assert not _alive(child)
+
+
+_IN_THE_WINDOW = (
+    "import asyncio\n"
+    "from codeyard.agents import process\n"
+    "class Recorder:\n"
+    "    async def started(self, record): pass\n"
+    "    async def ended(self, record): pass\n"
+    "async def main():\n"
+    "    process.recorder.set(Recorder())\n"
+    "    await process.spawn(['/bin/sh', '-c', 'touch ran; exec sleep 30'], kind='t')\n"
+    "asyncio.run(main())\n"
+)
+
+
+async def test_a_server_killed_in_the_spawn_window_leaves_no_process(tmp_path: Path) -> None:
+    """Issue 12: ``kill -9`` after the child is forked but before its group is recorded, and
+    before the child got to ``setpriv`` (the kernel never ties it to a dead parent). The gate
+    sees its parent is gone and refuses: the command never runs, nothing is left behind.
+    The test hook pauses the parent in that window and holds the child before ``setpriv``."""
+    window = tmp_path / "window"
+    window.mkdir()
+    parent = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-c", _IN_THE_WINDOW],
+        cwd=tmp_path,
+        env={**os.environ, process.SPAWN_WINDOW_ENV: str(window)},
+    )
+    child = 0
+    try:
+        for _ in range(500):
+            if (window / "window").exists() and (window / "window").read_text():
+                break
+            await asyncio.sleep(0.02)
+        child = int((window / "window").read_text())
+        assert _alive(child)
+        parent.kill()
+        parent.wait(5)
+        (window / "go").touch()  # the child runs on, its server gone
+        for _ in range(150):
+            if not _alive(child):
+                break
+            await asyncio.sleep(0.02)
+        assert not _alive(child), "the spawned process outlived the server"
+        assert not (tmp_path / "ran").exists(), "the command ran after the server died"
+    finally:
+        parent.kill()
+        parent.wait(5)
+        if child and _alive(child):
+            os.kill(child, 9)
