@@ -52,6 +52,7 @@ from codeyard.api import (
     share,
     streams,
     terminals,
+    tickets,
     tokens,
     usage,
     users,
@@ -296,6 +297,8 @@ def create_app(
         hooks.router,
         policy_members.router,
         auth_sessions.router,
+        # Tickets, reviews and work queues (issue 19):
+        tickets.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

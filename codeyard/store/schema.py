@@ -631,3 +631,81 @@ changelog_entries = Table(
     Column("created_at", String(32), nullable=False),
     Index("ix_changelog_project", "project_id", "created_at"),
 )
+
+#: Tickets of a project (issue 19), numbered per project. Search: ``tickets_fts`` (SQLite FTS5)
+#: or a GIN ``tsvector`` index (PostgreSQL), both made by migration 0015.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(40), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("labels", JSON, nullable=False),
+    #: ``parent`` and ``blocked_by`` are ticket numbers of the same project.
+    Column("parent", Integer),
+    Column("blocked_by", JSON, nullable=False),
+    Column("assignee_user_id", String(40)),
+    Column("assignee_agent_id", String(40)),
+    #: Every run that worked the ticket, oldest first; ``current_run_id`` is the newest.
+    Column("run_ids", JSON, nullable=False),
+    Column("current_run_id", String(40)),
+    Column("created_by", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    UniqueConstraint("project_id", "number", name="uq_tickets_project_number"),
+    Index("ix_tickets_project_status", "project_id", "status", "number"),
+    Index("ix_tickets_current_run", "current_run_id"),
+)
+
+ticket_comments = Table(
+    "ticket_comments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("ticket_id", String(40), nullable=False),
+    Column("author_id", String(40)),
+    Column("body", Text, nullable=False),
+    Column("mentions", JSON, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_ticket_comments_ticket", "ticket_id", "created_at"),
+)
+
+#: Reviews of a run's work (approved / changes_requested / commented), with diff-line comments.
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False),
+    Column("ticket_id", String(40)),
+    Column("verdict", String(20), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("comments", JSON, nullable=False),
+    Column("author_id", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_reviews_run", "run_id", "created_at"),
+    Index("ix_reviews_ticket", "ticket_id", "created_at"),
+)
+
+#: Work queues: tickets run in order, each from the previous one's landed result.
+work_queues = Table(
+    "work_queues",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("ticket_ids", JSON, nullable=False),
+    #: Per ticket id: ``{"state": pending|running|done|failed|skipped, "run_id", "reason"}``.
+    Column("items", JSON, nullable=False),
+    Column("max_parallel", Integer, nullable=False),
+    Column("land", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("paused_reason", Text),
+    Column("created_by", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Index("ix_work_queues_project", "project_id", "created_at"),
+)

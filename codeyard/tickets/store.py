@@ -1,0 +1,209 @@
+"""Ticket, comment, review and queue rows (plain dicts), and ranked full-text search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.domain.errors import NotFound
+from codeyard.domain.events import utc_now
+from codeyard.store import schema
+from codeyard.store.pages import decode_cursor, page
+from codeyard.store.writer import Tx
+from codeyard.tickets.domain import fts5_match
+
+TK, CM, RV, WQ = schema.tickets, schema.ticket_comments, schema.reviews, schema.work_queues
+
+#: The PostgreSQL search document: the same expression as the GIN index of migration 0015.
+PG_DOCUMENT = (
+    "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
+    "setweight(to_tsvector('english', coalesce(body, '')), 'B')"
+)
+
+
+def _d(row: Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+# --- tickets ----------------------------------------------------------------------------------
+
+
+async def get_ticket(conn: AsyncConnection, project: dict[str, Any], number: int) -> dict[str, Any]:
+    stmt = select(TK).where((TK.c.project_id == project["id"]) & (TK.c.number == number))
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        raise NotFound(
+            f"No ticket #{number} in project '{project['slug']}'. List them with "
+            f"GET /api/projects/{project['slug']}/tickets."
+        )
+    return _d(row)
+
+
+async def tickets_by_ids(conn: AsyncConnection, ids: list[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    rows = (await conn.execute(select(TK).where(TK.c.id.in_(ids)))).all()
+    return [_d(r) for r in rows]
+
+
+async def ticket_of_run(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(TK).where(TK.c.current_run_id == run_id))).first()
+    return _d(row) if row else None
+
+
+async def list_tickets(
+    conn: AsyncConnection,
+    project_id: str,
+    statuses: list[str] | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest number first; ``cursor`` is the last number seen."""
+    stmt = select(TK).where(TK.c.project_id == project_id)
+    if statuses:
+        stmt = stmt.where(TK.c.status.in_(statuses))
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(TK.c.number < int(after))
+    stmt = stmt.order_by(TK.c.number.desc()).limit(limit + 1)
+    rows = [_d(r) for r in (await conn.execute(stmt)).all()]
+    return page(rows, limit, key=lambda r: r["number"])
+
+
+async def next_number(tx: Tx, project_id: str) -> int:
+    stmt = select(func.max(TK.c.number)).where(TK.c.project_id == project_id)
+    return int((await tx.conn.execute(stmt)).scalar() or 0) + 1
+
+
+async def insert_ticket(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(TK.insert().values(**values))
+
+
+async def update_ticket(tx: Tx, ticket_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    await tx.conn.execute(
+        update(TK).where(TK.c.id == ticket_id).values(updated_at=utc_now(), **values)
+    )
+    row = (await tx.conn.execute(select(TK).where(TK.c.id == ticket_id))).first()
+    assert row is not None
+    return _d(row)
+
+
+async def search(
+    conn: AsyncConnection, project_id: str, terms: list[str], limit: int
+) -> list[tuple[dict[str, Any], float]]:
+    """Tickets matching every term (prefixes), best first, with a score where higher is better.
+
+    SQLite ranks with FTS5's bm25 (title weighted 10 times); PostgreSQL with ``ts_rank`` over the
+    weighted document (title A, body B). Both use their full-text index, not a scan.
+    """
+    if not terms:
+        return []
+    if conn.dialect.name == "sqlite":
+        sql = text(
+            "SELECT t.id AS id, bm25(tickets_fts, 10.0, 1.0) AS rank FROM tickets_fts "
+            "JOIN tickets t ON t.rowid = tickets_fts.rowid "
+            "WHERE tickets_fts MATCH :q AND t.project_id = :p ORDER BY rank LIMIT :n"
+        )
+        found = [
+            (r.id, -float(r.rank))
+            for r in await conn.execute(sql, {"q": fts5_match(terms), "p": project_id, "n": limit})
+        ]
+    else:
+        query = " & ".join(f"{t}:*" for t in terms)
+        sql = text(
+            f"SELECT id, ts_rank({PG_DOCUMENT}, q) AS rank "
+            "FROM tickets, to_tsquery('english', :q) AS q "
+            f"WHERE project_id = :p AND ({PG_DOCUMENT}) @@ q ORDER BY rank DESC, number DESC "
+            "LIMIT :n"
+        )
+        found = [
+            (r.id, float(r.rank))
+            for r in await conn.execute(sql, {"q": query, "p": project_id, "n": limit})
+        ]
+    by_id = {t["id"]: t for t in await tickets_by_ids(conn, [i for i, _ in found])}
+    return [(by_id[i], score) for i, score in found if i in by_id]
+
+
+# --- comments ---------------------------------------------------------------------------------
+
+
+async def comments_of(conn: AsyncConnection, ticket_id: str) -> list[dict[str, Any]]:
+    stmt = select(CM).where(CM.c.ticket_id == ticket_id).order_by(CM.c.created_at, CM.c.id)
+    return [_d(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def insert_comment(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(CM.insert().values(**values))
+
+
+# --- reviews ----------------------------------------------------------------------------------
+
+
+async def reviews_of(
+    conn: AsyncConnection, *, run_id: str | None = None, ticket_id: str | None = None
+) -> list[dict[str, Any]]:
+    stmt = select(RV).order_by(RV.c.created_at, RV.c.id)
+    if run_id is not None:
+        stmt = stmt.where(RV.c.run_id == run_id)
+    if ticket_id is not None:
+        stmt = stmt.where(RV.c.ticket_id == ticket_id)
+    return [_d(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def insert_review(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(RV.insert().values(**values))
+
+
+# --- work queues ------------------------------------------------------------------------------
+
+
+async def get_queue(
+    conn: AsyncConnection, project: dict[str, Any], queue_id: str
+) -> dict[str, Any]:
+    stmt = select(WQ).where((WQ.c.id == queue_id) & (WQ.c.project_id == project["id"]))
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        raise NotFound(
+            f"No work queue '{queue_id}' in project '{project['slug']}'. List them with "
+            f"GET /api/projects/{project['slug']}/discover/queues."
+        )
+    return _d(row)
+
+
+async def find_queue(conn: AsyncConnection, queue_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(WQ).where(WQ.c.id == queue_id))).first()
+    return _d(row) if row else None
+
+
+async def queues_of(conn: AsyncConnection, project_id: str) -> list[dict[str, Any]]:
+    stmt = select(WQ).where(WQ.c.project_id == project_id).order_by(WQ.c.created_at, WQ.c.id)
+    return [_d(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def running_queues(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return [_d(r) for r in (await conn.execute(select(WQ).where(WQ.c.status == "running"))).all()]
+
+
+async def insert_queue(tx: Tx, values: dict[str, Any]) -> None:
+    await tx.conn.execute(WQ.insert().values(**values))
+
+
+async def update_queue(tx: Tx, queue_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    await tx.conn.execute(
+        update(WQ).where(WQ.c.id == queue_id).values(updated_at=utc_now(), **values)
+    )
+    row = (await tx.conn.execute(select(WQ).where(WQ.c.id == queue_id))).first()
+    assert row is not None
+    return _d(row)
+
+
+async def delete_queue(tx: Tx, queue_id: str) -> None:
+    await tx.conn.execute(WQ.delete().where(WQ.c.id == queue_id))
+
+
+async def link_graph(conn: AsyncConnection, project_id: str) -> list[tuple[int, list[int]]]:
+    """Every ticket number of a project with its blockers (for existence and cycle checks)."""
+    stmt = select(TK.c.number, TK.c.blocked_by).where(TK.c.project_id == project_id)
+    return [(r.number, list(r.blocked_by or [])) for r in (await conn.execute(stmt)).all()]
