@@ -1,0 +1,254 @@
+"""Executes workflow executions: the DAG of top-level steps, each step at most once.
+
+Every step's progress is an event in the execution's log, written before the step's effect is
+relied on; a resumed execution folds that log (:mod:`.state`) and skips every step that
+completed, re-attaching to the run a run step had already started. Run steps go through the
+run service — the same door as ``POST /api/runs`` — and are observed through their rows
+(:mod:`.watch`), never through executor internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from codeyard.auth.principal import Principal
+from codeyard.domain.errors import Conflict
+from codeyard.services.context import Services
+from codeyard.store.writer import Tx
+from codeyard.workflows import expressions as ex
+from codeyard.workflows import graph as graphs
+from codeyard.workflows import model, steps, store
+from codeyard.workflows.state import Folded, fold
+from codeyard.workflows.steps import StepFailed
+from codeyard.workflows.watch import RunWatcher
+
+log = logging.getLogger(__name__)
+RESTART_REASON = (
+    "server restarted; resume it with POST /api/workflows/executions/{id}/resume "
+    "(completed steps are not run again)"
+)
+
+
+class WorkflowEngine:
+    """One per server: the executions in progress, the run watcher, pending approvals."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.watcher = RunWatcher(svc.engine)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._live: dict[str, Execution] = {}
+        self._stopping = False
+
+    async def start(self) -> None:
+        """After a crash, executions that were running are marked ``interrupted``: they are
+        resumed only by an explicit ``POST …/executions/{id}/resume`` (never guessed)."""
+        self.watcher.start()
+        async with self.svc.engine.connect() as conn:
+            stranded = await store.ids_in(conn, store.ACTIVE)
+        for execution_id in stranded:
+            await self._mark(execution_id, "interrupted", RESTART_REASON, "interrupted")
+
+    async def stop(self) -> None:
+        """Shutdown is not cancel: runs are left to the executor (interrupted, resumable)."""
+        self._stopping = True
+        for ex_ in self._live.values():
+            ex_.shutting_down = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.watcher.stop()
+
+    async def _mark(self, execution_id: str, status: str, reason: str, event: str) -> None:
+        async def job(tx: Tx) -> None:
+            await store.set_status(tx, execution_id, status, reason)
+            await store.emit(tx, execution_id, f"workflow.execution.{event}", {"reason": reason})
+
+        await self.svc.writer.run(job)
+
+    def is_live(self, execution_id: str) -> bool:
+        return execution_id in self._tasks
+
+    def launch(self, row: dict[str, Any]) -> None:
+        if self._stopping:
+            return
+        execution = Execution(self, row)
+        self._live[row["id"]] = execution
+        task = asyncio.create_task(execution.run())
+        self._tasks[row["id"]] = task
+        task.add_done_callback(lambda _t: self._forget(row["id"]))
+
+    def _forget(self, execution_id: str) -> None:
+        self._tasks.pop(execution_id, None)
+        self._live.pop(execution_id, None)
+
+    async def cancel(self, execution_id: str, reason: str) -> None:
+        """Stop every running step (their runs are cancelled), then mark the execution."""
+        task = self._tasks.get(execution_id)
+        if task is not None:
+            self._live[execution_id].cancel_reason = reason
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            await self._mark(execution_id, "cancelled", reason, "cancelled")
+
+    def wake(self, execution_id: str) -> None:
+        """A decision arrived: the execution re-reads its log."""
+        live = self._live.get(execution_id)
+        if live is not None:
+            live.decided.set()
+
+    async def wait_finished(self, execution_id: str, timeout: float) -> None:
+        task = self._tasks.get(execution_id)
+        if task is not None:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+
+class Execution:
+    """One execution in progress: its snapshot, folded state and the values steps have made."""
+
+    def __init__(self, eng: WorkflowEngine, row: dict[str, Any]) -> None:
+        self.eng = eng
+        self.svc = eng.svc
+        self.id: str = row["id"]
+        self.row = row
+        self.defn = model.load(row["definition"])
+        self.graph = graphs.resolve(self.defn)
+        p = row["principal"]
+        self.principal = Principal(
+            p["kind"], p["name"], frozenset(p["scopes"]), p.get("user_id"), p.get("role", "admin")
+        )
+        self.scope: dict[str, Any] = {"inputs": row["inputs"], "steps": {}, "vars": {}}
+        self.state = Folded()
+        self.decided = asyncio.Event()
+        self.shutting_down = False
+        self.cancel_reason: str | None = None
+        self.background: list[asyncio.Task[Any]] = []
+        self.run_ids: set[str] = set()
+
+    # -- the log ---------------------------------------------------------------------------
+    async def emit(self, type_: str, data: dict[str, Any]) -> None:
+        async def job(tx: Tx) -> None:
+            await store.emit(tx, self.id, type_, data)
+
+        await self.svc.writer.run(job)
+
+    async def refold(self) -> Folded:
+        async with self.svc.engine.connect() as conn:
+            events = await store.read_events(conn, self.id)
+        self.state = fold((e["type"], e["data"]) for e in events)
+        return self.state
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.refold()
+        self.run_ids = {d["run_id"] for d in self.state.runs.values() if d.get("run_id")}
+        try:
+            await self._run_dag()
+            if self.background:
+                await asyncio.gather(*self.background)
+            outputs = {
+                name: ex.render_value(tmpl, self.scope) for name, tmpl in self.defn.outputs.items()
+            }
+        except asyncio.CancelledError:
+            await self._cancelled()
+            raise
+        except (StepFailed, ex.TemplateError, Conflict) as exc:
+            await self._finish("failed", str(exc), "failed", {"error": str(exc)})
+            return
+        except Exception as exc:  # a bug or an infrastructure error: recorded, not swallowed
+            log.exception("workflow execution %s failed", self.id)
+            await self._finish("failed", f"internal error: {exc}", "failed", {"error": str(exc)})
+            return
+        await self._finish("completed", None, "completed", {"outputs": outputs}, outputs=outputs)
+
+    async def _cancelled(self) -> None:
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        if self.shutting_down:
+            reason = "server stopped; resume it with POST …/executions/{id}/resume"
+            await asyncio.shield(self._finish("interrupted", reason, "interrupted", {}))
+        else:
+            reason = self.cancel_reason or "cancelled"
+            await asyncio.shield(self._finish("cancelled", reason, "cancelled", {"reason": reason}))
+
+    async def _finish(
+        self, status: str, reason: str | None, event: str, data: dict[str, Any], **values: Any
+    ) -> None:
+        spent = await steps.spent(self)
+
+        async def job(tx: Tx) -> None:
+            await store.set_status(tx, self.id, status, reason, spent_usd=spent, **values)
+            await store.emit(tx, self.id, f"workflow.execution.{event}", data)
+
+        await self.svc.writer.run(job)
+
+    async def _run_dag(self) -> None:
+        """Top-level steps as their dependencies end; the first failure cancels the rest."""
+        pending = dict(self.graph.deps)
+        running: dict[asyncio.Task[dict[str, Any]], str] = {}
+        finished: set[str] = set()
+        try:
+            while pending or running:
+                ready = [s for s, deps in pending.items() if set(deps) <= finished]
+                for sid in sorted(ready):
+                    del pending[sid]
+                    step = self.graph.steps[sid]
+                    running[asyncio.create_task(self.run_step(step, sid, self.scope))] = sid
+                if not running:
+                    raise StepFailed("the workflow's graph is stuck (a dependency never ended)")
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    sid = running.pop(task)
+                    task.result()  # raises the step's failure
+                    finished.add(sid)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def run_step(self, step: model.Step, key: str, scope: dict[str, Any]) -> dict[str, Any]:
+        """Run ``step`` as ``key`` unless the log says it already ended; record its output."""
+        if key in self.state.done:
+            output = self.state.done[key]
+            self._publish(step, output, scope)
+            return output
+        skip = self._skip_reason(step, scope)
+        if skip is not None:
+            output = {"skipped": True, "reason": skip}
+            await self.emit("workflow.step.skipped", {"key": key, "reason": skip})
+            self.state.done[key] = output
+            self._publish(step, output, scope)
+            return output
+        if self.state.status.get(key) is None:
+            await self.emit(
+                "workflow.step.started", {"key": key, "step": step.id, "type": step.type}
+            )
+        try:
+            output = await steps.execute(self, step, key, scope)
+        except (StepFailed, ex.TemplateError) as exc:
+            await self.emit("workflow.step.failed", {"key": key, "error": str(exc)})
+            raise StepFailed(f"step '{key}' failed: {exc}") from exc
+        await self.emit("workflow.step.completed", {"key": key, "output": output})
+        self.state.done[key] = output
+        self._publish(step, output, scope)
+        return output
+
+    def _publish(self, step: model.Step, output: dict[str, Any], scope: dict[str, Any]) -> None:
+        scope["steps"][step.id] = output
+        if isinstance(step, model.ExtractStep) and "value" in output:
+            scope["vars"][step.into] = output["value"]
+            self.scope["vars"][step.into] = output["value"]
+
+    def _skip_reason(self, step: model.Step, scope: dict[str, Any]) -> str | None:
+        branch = self.graph.branch_of.get(step.id)
+        if branch is not None:
+            decided = scope["steps"].get(branch[0]) or {}
+            if decided.get("branch") != branch[1]:
+                return f"'{branch[0]}' took the {decided.get('branch')} branch"
+        if step.when is not None and not ex.evaluate(step.when, scope):
+            return f"condition {step.when!r} is false"
+        return None

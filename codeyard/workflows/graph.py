@@ -1,0 +1,245 @@
+"""The resolved graph: explicit ``depends_on`` plus what steps read (``${steps.x…}``, ``from``,
+``in``, ``step``, ``candidates``, an ``if``'s branches), checked for unknown names and cycles
+with the standard library's ``graphlib``."""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from codeyard.domain.errors import ValidationFailed
+from codeyard.workflows import expressions as ex
+from codeyard.workflows.model import (
+    ApprovalStep,
+    CompareStep,
+    ExtractStep,
+    ForeachStep,
+    IfStep,
+    LandStep,
+    LoopStep,
+    ParallelStep,
+    RunStep,
+    ShellStep,
+    Step,
+    WaitStep,
+    WorkflowDefinition,
+)
+
+CONTAINERS = (ParallelStep, ForeachStep, LoopStep)
+
+
+def children(step: Step) -> list[Step]:
+    if isinstance(step, ParallelStep | LoopStep):
+        return list(step.steps)
+    if isinstance(step, ForeachStep):
+        return [step.step]
+    return []
+
+
+def walk(steps: list[Step], parent: str | None = None) -> Iterator[tuple[Step, str | None]]:
+    for step in steps:
+        yield step, parent
+        yield from walk(children(step), step.id)
+
+
+def reads(step: Step) -> set[str]:
+    """Step ids this step needs (before its own children run)."""
+    out = set(step.depends_on)
+    texts: list[str] = [step.when or ""]
+    if isinstance(step, RunStep):
+        texts += [step.prompt, step.title or "", str(step.agent_options)]
+        if step.from_:
+            out.add(step.from_)
+    elif isinstance(step, ShellStep):
+        texts.append(step.command)
+        out.add(step.in_)
+    elif isinstance(step, ExtractStep):
+        texts.append(step.source)
+    elif isinstance(step, IfStep):
+        texts.append(step.condition)
+    elif isinstance(step, WaitStep | LandStep) and step.step:
+        out.add(step.step)
+    elif isinstance(step, ForeachStep) and isinstance(step.items, str):
+        texts.append(step.items)
+    elif isinstance(step, LoopStep):
+        texts.append(step.until)
+        out.add(step.in_)
+    elif isinstance(step, CompareStep):
+        out |= set(step.candidates)
+        texts.append(step.check or "")
+    elif isinstance(step, ApprovalStep):
+        texts.append(step.message)
+        if step.on_reject:
+            out.add(step.on_reject.step)
+    for text in texts:
+        out |= ex.step_refs(text)
+    return out
+
+
+@dataclass(slots=True)
+class Graph:
+    steps: dict[str, Step]
+    parent: dict[str, str | None]
+    #: Top-level step id → the top-level steps it waits for.
+    deps: dict[str, list[str]]
+    #: Top-level ids in waves that may run together (for display and the dry run).
+    waves: list[list[str]]
+    #: Step id → (if step id, "then"|"else") for steps an ``if`` may skip.
+    branch_of: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def top(self, step_id: str) -> str:
+        current: str = step_id
+        up = self.parent.get(current)
+        while up is not None:
+            current = up
+            up = self.parent.get(current)
+        return current
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "nodes": [
+                {"id": sid, "type": s.type, "parent": self.parent[sid]}
+                for sid, s in self.steps.items()
+            ],
+            "edges": [{"from": d, "to": sid} for sid, ds in self.deps.items() for d in ds],
+            "waves": self.waves,
+        }
+
+
+def _problem(errors: list[dict[str, Any]], sid: str, msg: str) -> None:
+    errors.append({"loc": ["definition", "steps", sid], "msg": msg})
+
+
+def _check_step(
+    step: Step, known: dict[str, Step], parent: dict[str, str | None], errors: list[dict[str, Any]]
+) -> None:
+    sid = step.id
+    for ref in sorted(reads(step)):
+        if ref not in known:
+            _problem(errors, sid, f"refers to step '{ref}', which does not exist")
+        elif ref == sid:
+            _problem(errors, sid, "refers to itself")
+    named: list[tuple[str, str | None]] = [
+        ("from", getattr(step, "from_", None)),
+        ("in", getattr(step, "in_", None)),
+        ("step", step.step if isinstance(step, LandStep | WaitStep) else None),
+    ]
+    for name, named_id in named:
+        if named_id and named_id in known and not isinstance(known[named_id], RunStep):
+            kind = known[named_id].type
+            _problem(errors, sid, f"'{name}' must name a run step; '{named_id}' is a {kind}")
+    if isinstance(step, RunStep):
+        if step.worktree != "new" and not step.from_:
+            _problem(errors, sid, f"worktree '{step.worktree}' needs 'from' (a run step)")
+        if step.worktree != "shared" and not step.agent_id and not step.provider:
+            _problem(errors, sid, "give 'agent_id' (a profile) or 'provider'")
+    if isinstance(step, ExtractStep):
+        if (step.regex is None) == (step.jsonpath is None):
+            _problem(errors, sid, "give exactly one of 'regex' or 'jsonpath'")
+        if step.regex and (msg := ex.check_regex(step.regex)):
+            _problem(errors, sid, f"regex: {msg}")
+        if step.jsonpath and (msg := ex.check_jsonpath(step.jsonpath)):
+            _problem(errors, sid, f"jsonpath: {msg}")
+    for cond in (step.when, step.condition if isinstance(step, IfStep) else None):
+        if cond and (msg := ex.check_condition(ex.render_condition(cond))):
+            _problem(errors, sid, f"condition {cond!r}: {msg}")
+    if isinstance(step, IfStep):
+        for ref in [*step.then, *step.else_]:
+            if ref not in known or parent.get(ref) is not None:
+                _problem(errors, sid, f"branch step '{ref}' must be a top-level step")
+    if isinstance(step, ApprovalStep) and step.on_reject:
+        target = known.get(step.on_reject.step)
+        if target is not None and not isinstance(target, RunStep):
+            _problem(errors, sid, "on_reject.step must name a run step")
+    if isinstance(step, ParallelStep | ForeachStep):
+        inner = {c.id for c, _ in walk(children(step))}
+        for child in children(step):
+            if reads(child) & inner:
+                _problem(errors, child.id, "steps of one parallel group cannot wait for each other")
+
+
+def resolve(defn: WorkflowDefinition) -> Graph:
+    """The graph, or 422 listing every problem (unknown names, wrong kinds, cycles)."""
+    errors: list[dict[str, Any]] = []
+    known: dict[str, Step] = {}
+    parent: dict[str, str | None] = {}
+    for step, up in walk(list(defn.steps)):
+        if step.id in known:
+            _problem(errors, step.id, "step ids must be unique in the whole workflow")
+        known[step.id] = step
+        parent[step.id] = up
+    for step in known.values():
+        _check_step(step, known, parent, errors)
+    graph = Graph(known, parent, {}, [])
+
+    def lift(ids: set[str], own: str) -> set[str]:
+        return {graph.top(i) for i in ids if i in known} - {own}
+
+    for step in defn.steps:
+        needs: set[str] = set()
+        for inner, _ in walk([step]):
+            needs |= lift(reads(inner), step.id)
+        graph.deps[step.id] = sorted(needs)
+    for step in defn.steps:
+        if isinstance(step, IfStep):
+            for branch, ids in (("then", step.then), ("else", step.else_)):
+                for ref in ids:
+                    if ref in graph.deps and step.id not in graph.deps[ref]:
+                        graph.deps[ref] = sorted([*graph.deps[ref], step.id])
+                    graph.branch_of[ref] = (step.id, branch)
+    if not errors:
+        sorter = graphlib.TopologicalSorter(graph.deps)
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            cycle = " → ".join(exc.args[1])
+            errors.append({"loc": ["definition", "steps"], "msg": f"steps form a cycle: {cycle}"})
+        else:
+            while sorter.is_active():
+                wave = sorted(sorter.get_ready())
+                graph.waves.append(wave)
+                sorter.done(*wave)
+    if errors:
+        raise ValidationFailed(
+            f"The workflow cannot run: {errors[0]['loc'][-1]}: {errors[0]['msg']}"
+            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+            errors=errors,
+        )
+    return graph
+
+
+def check_inputs(defn: WorkflowDefinition, given: dict[str, Any]) -> dict[str, Any]:
+    """The execution's inputs: defaults filled in; 422 for missing, unknown or mistyped ones."""
+    errors: list[dict[str, Any]] = []
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "string": str,
+        "number": (int, float),
+        "integer": int,
+        "boolean": bool,
+        "object": dict,
+        "array": list,
+    }
+    out: dict[str, Any] = {}
+    for name in given:
+        if name not in defn.inputs:
+            errors.append({"loc": ["body", "variables", name], "msg": "not an input"})
+    for name, spec in defn.inputs.items():
+        if name in given:
+            value = given[name]
+            wrong = isinstance(value, bool) and spec.type in ("number", "integer")
+            if wrong or not isinstance(value, kinds[spec.type]):
+                errors.append({"loc": ["body", "variables", name], "msg": f"must be {spec.type}"})
+            out[name] = value
+        elif spec.required:
+            errors.append({"loc": ["body", "variables", name], "msg": "required"})
+        else:
+            out[name] = spec.default
+    if errors:
+        raise ValidationFailed(
+            "The variables do not match the workflow's inputs: "
+            + "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in errors),
+            errors=errors,
+        )
+    return out

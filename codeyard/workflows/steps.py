@@ -1,0 +1,507 @@
+"""What each step type does. Every handler is re-entrant: called again for a key after a
+restart, it picks up what the log recorded (the run it created, the turn it sent, the decision
+it waited for) instead of doing it twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from codeyard.domain.errors import CodeyardError
+from codeyard.domain.status import ACTIVE, RunStatus
+from codeyard.services import resolution
+from codeyard.services import runs as run_service
+from codeyard.services import sandbox as sandbox_service
+from codeyard.store import events as event_store
+from codeyard.store import schema
+from codeyard.workflows import expressions as ex
+from codeyard.workflows import model as m
+from codeyard.workflows import shell
+
+if TYPE_CHECKING:
+    from codeyard.workflows.engine import Execution
+
+S = RunStatus
+#: A run has ended its turn (or for good): nothing more happens without someone.
+SETTLED = frozenset(str(s) for s in (S.REVIEW, S.COMPLETED, S.FAILED, S.CANCELLED, S.PAUSED))
+GOOD = frozenset({str(S.REVIEW), str(S.COMPLETED)})
+
+
+class StepFailed(Exception):
+    """A step could not complete; the message is the step's error."""
+
+
+def label(execution_id: str, key: str) -> str:
+    """Put on every run a step creates: a resume finds a run created just before a crash."""
+    return f"workflow:{execution_id}:{key}"
+
+
+async def execute(x: Execution, step: m.Step, key: str, scope: dict[str, Any]) -> dict[str, Any]:
+    handler = HANDLERS[type(step)]
+    output: dict[str, Any] = await handler(x, step, key, scope)
+    return output
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+async def spent(x: Execution) -> float:
+    """Dollars the execution's runs have cost so far."""
+    if not x.run_ids:
+        return 0.0
+    R = schema.runs
+    async with x.svc.engine.connect() as conn:
+        rows = (await conn.execute(select(R.c.usage).where(R.c.id.in_(x.run_ids)))).all()
+    return float(sum(float((r.usage or {}).get("cost_usd") or 0) for r in rows))
+
+
+async def _budget(x: Execution, own: float | None) -> float | None:
+    total = x.row.get("budget_usd")
+    if total is None:
+        return own
+    left = float(total) - await spent(x)
+    if left <= 0:
+        raise StepFailed(f"the execution's budget (${total:.2f}) is spent")
+    return min(left, own) if own is not None else left
+
+
+async def _find_labelled(x: Execution, key: str) -> str | None:
+    R = schema.runs
+    async with x.svc.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(R.c.id, R.c.labels).where(R.c.created_at >= x.row["created_at"])
+            )
+        ).all()
+    tag = label(x.id, key)
+    return next((r.id for r in rows if tag in (r.labels or [])), None)
+
+
+async def _settle(x: Execution, run_id: str, turns_before: int | None = None) -> dict[str, Any]:
+    """Wait for the run to end its turn; an interrupted run (server restart) is resumed."""
+    cancelling = False
+    try:
+        while True:
+            row = await x.eng.watcher.until(
+                run_id,
+                lambda r: (
+                    r["status"] == str(S.INTERRUPTED)
+                    or (
+                        r["status"] in SETTLED
+                        and (turns_before is None or int(r["turns"] or 0) > turns_before)
+                    )
+                    or (r["status"] in (str(S.FAILED), str(S.CANCELLED)))
+                ),
+            )
+            if row["status"] != str(S.INTERRUPTED):
+                return row
+            await run_service.resume(x.svc, run_id, None)
+    except asyncio.CancelledError:
+        cancelling = not x.shutting_down
+        raise
+    finally:
+        if cancelling:
+            await asyncio.shield(_cancel_run(x, run_id))
+
+
+async def _cancel_run(x: Execution, run_id: str) -> None:
+    try:
+        row = await x.eng.watcher.read(run_id)
+        if S(row["status"]) in ACTIVE | {S.PAUSED, S.INTERRUPTED}:
+            await run_service.cancel(x.svc, run_id)
+    except (CodeyardError, LookupError):
+        pass  # it ended meanwhile: nothing to stop
+
+
+async def _run_output(x: Execution, row: dict[str, Any]) -> dict[str, Any]:
+    async with x.svc.engine.connect() as conn:
+        last = await event_store.last_of_type(conn, row["id"], "agent.message")
+    worktrees = row["worktrees"] or {}
+    return {
+        "run_id": row["id"],
+        "number": row["number"],
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "branch": row["branch"],
+        "worktree": next(iter(worktrees.values()), None),
+        "diff_stats": row["diff_stats"],
+        "cost_usd": float((row["usage"] or {}).get("cost_usd") or 0),
+        "turns": row["turns"],
+        "message": (last or {}).get("text"),
+    }
+
+
+def _check_good(row: dict[str, Any]) -> None:
+    if row["status"] not in GOOD:
+        raise StepFailed(
+            f"run #{row['number']} ended '{row['status']}': {row['status_reason'] or 'no reason'}"
+        )
+
+
+async def _continue_run(
+    x: Execution,
+    key: str,
+    run_id: str,
+    prompt: str,
+    record: str,
+    extra: dict[str, Any],
+    known: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A new turn in an existing run (``shared`` worktree, or rework after a rejection);
+    ``known``: the event that recorded the turn before a restart (the turn is not sent again)."""
+    x.run_ids.add(run_id)
+    if known is None:
+        row = await x.eng.watcher.read(run_id)
+        turns = int(row["turns"] or 0)
+        await x.emit(record, {"key": key, "run_id": run_id, "turns_before": turns, **extra})
+        await run_service.message(x.svc, run_id, prompt, author="workflow", source="workflow")
+    else:
+        turns = int(known["turns_before"])
+    row = await _settle(x, run_id, turns)
+    _check_good(row)
+    return await _run_output(x, row)
+
+
+async def run_step(
+    x: Execution, step: m.RunStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    prompt = ex.render(step.prompt, scope)
+    if step.worktree == "shared":
+        source = _step_output(scope, step.from_ or "", "run_id")
+        known = x.state.runs.get(key)
+        return await _continue_run(x, key, source["run_id"], prompt, "workflow.step.run", {}, known)
+    recorded = x.state.runs.get(key)
+    run_id = recorded["run_id"] if recorded else await _find_labelled(x, key)
+    if run_id is None:
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "title": ex.render(step.title, scope) if step.title else None,
+            "agent_id": step.agent_id,
+            "provider": step.provider,
+            "model": step.model,
+            "agent_options": ex.render_data(step.agent_options, scope),
+            "budget_usd": await _budget(x, step.budget_usd),
+            "labels": [label(x.id, key)],
+        }
+        if step.worktree == "inherit":
+            source = _step_output(scope, step.from_ or "", "run_id")
+            parent = await run_service.get(x.svc, source["run_id"])
+            body |= {
+                "project_id": parent["project_id"],
+                "repo_ids": parent["repo_ids"],
+                "source_ref": parent["branch"],
+            }
+        else:
+            body |= x.row["target"]
+        try:
+            run = await run_service.create(x.svc, body, x.principal)
+        except CodeyardError as exc:
+            raise StepFailed(exc.detail) from exc
+        run_id = run["id"]
+    x.run_ids.add(run_id)
+    if recorded is None:
+        await x.emit("workflow.step.run", {"key": key, "run_id": run_id, "turns_before": 0})
+    row = await _settle(x, run_id)
+    _check_good(row)
+    return await _run_output(x, row)
+
+
+def _step_output(scope: dict[str, Any], step_id: str, need: str) -> dict[str, Any]:
+    output = scope["steps"].get(step_id)
+    if not output or output.get("skipped") or need not in output:
+        raise StepFailed(f"step '{step_id}' has no {need} (skipped or not a run step)")
+    return dict(output)
+
+
+# -- shell, wait, extract, if ----------------------------------------------------------------
+
+
+async def _shell(
+    x: Execution, command: str, run_step_id: str, scope: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    source = _step_output(scope, run_step_id, "worktree")
+    return await _shell_in(x, command, source["worktree"], run_step_id, timeout)
+
+
+async def _shell_in(
+    x: Execution, command: str, worktree: str | None, owner: str, timeout: float
+) -> dict[str, Any]:
+    if not worktree:
+        raise StepFailed(f"the run of step '{owner}' has no worktree (landed or discarded)")
+    sandbox = await sandbox_service.current(x.svc)
+    result = await shell.run(command, Path(worktree), sandbox, timeout)
+    return result.as_output()
+
+
+async def shell_step(
+    x: Execution, step: m.ShellStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    command = ex.render(step.command, scope)
+    output = await _shell(x, command, step.in_, scope, step.timeout_seconds)
+    if output["exit_code"] != 0 and not step.allow_failure:
+        why = "timed out" if output["timed_out"] else f"exited {output['exit_code']}"
+        raise StepFailed(f"`{command}` {why}: {str(output['stdout'])[-500:]}")
+    return output
+
+
+async def wait_step(
+    x: Execution, step: m.WaitStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    if step.step is None:
+        await asyncio.sleep(step.timeout_seconds or 0)
+        return {"waited": step.timeout_seconds}
+    run_id = _step_output(scope, step.step, "run_id")["run_id"]
+    wanted = set(step.status)
+    try:
+        row = await asyncio.wait_for(
+            x.eng.watcher.until(run_id, lambda r: r["status"] in wanted), step.timeout_seconds
+        )
+    except TimeoutError as exc:
+        raise StepFailed(
+            f"run of step '{step.step}' did not reach {sorted(wanted)} "
+            f"within {step.timeout_seconds} s"
+        ) from exc
+    return {"run_id": run_id, "status": row["status"]}
+
+
+async def extract_step(
+    x: Execution, step: m.ExtractStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    text = ex.render(step.source, scope)
+    return {"value": ex.extract(text, step.regex, step.jsonpath), "into": step.into}
+
+
+async def if_step(x: Execution, step: m.IfStep, key: str, scope: dict[str, Any]) -> dict[str, Any]:
+    value = ex.evaluate(step.condition, scope)
+    return {"value": value, "branch": "then" if value else "else"}
+
+
+# -- approval -------------------------------------------------------------------------------
+
+
+async def _decision(x: Execution, key: str, attempt: int, message: str) -> dict[str, Any]:
+    if (key, attempt) not in x.state.requested:
+        await x.emit(
+            "workflow.approval.requested", {"key": key, "attempt": attempt, "message": message}
+        )
+        x.state.requested.add((key, attempt))
+    while (key, attempt) not in x.state.decisions:
+        x.decided.clear()
+        await x.refold()
+        if (key, attempt) in x.state.decisions:
+            break
+        await x.decided.wait()
+    return x.state.decisions[(key, attempt)]
+
+
+async def approval_step(
+    x: Execution, step: m.ApprovalStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    message = ex.render(step.message, scope)
+    limit = step.on_reject.max_attempts if step.on_reject else 0
+    attempt = 0
+    while True:
+        decision = await _decision(x, key, attempt, message)
+        if decision["approved"]:
+            return {"approved": True, "attempts": attempt + 1, "reason": decision.get("reason")}
+        reason = decision.get("reason") or "no reason given"
+        if step.on_reject is None or attempt >= limit:
+            raise StepFailed(f"rejected by {decision.get('by')}: {reason}")
+        target = step.on_reject.step
+        output = x.state.reworked.get((key, attempt))
+        if output is None:
+            run_id = _step_output(scope, target, "run_id")["run_id"]
+            known = x.state.rework.get((key, attempt))
+            prompt = f"A reviewer sent this work back (attempt {attempt + 1}): {reason}"
+            extra = {"target": target, "attempt": attempt}
+            output = await _continue_run(
+                x, key, run_id, prompt, "workflow.step.rework", extra, known
+            )
+            await x.emit(
+                "workflow.step.reworked",
+                {"key": key, "target": target, "attempt": attempt, "output": output},
+            )
+        scope["steps"][target] = output
+        attempt += 1
+
+
+# -- groups: parallel, foreach, loop ---------------------------------------------------------
+
+
+async def _group(
+    x: Execution,
+    items: list[tuple[m.Step, str, dict[str, Any]]],
+    wait: str,
+    limit: int | None,
+) -> dict[str, dict[str, Any]]:
+    gate = asyncio.Semaphore(limit or len(items) or 1)
+
+    async def one(step: m.Step, key: str, scope: dict[str, Any]) -> dict[str, Any]:
+        async with gate:
+            return await x.run_step(step, key, scope)
+
+    tasks = {asyncio.create_task(one(*item)): item[1] for item in items}
+    if wait == "none":
+        x.background.extend(tasks)
+        return {}
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                results[tasks[task]] = task.result()
+            if wait == "any" and results:
+                return results
+        return results
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def parallel_step(
+    x: Execution, step: m.ParallelStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    items = [(child, f"{key}/{child.id}", scope) for child in step.steps]
+    results = await _group(x, items, step.wait, step.max_concurrency)
+    return {"wait": step.wait, "children": results, "first": next(iter(results), None)}
+
+
+async def foreach_step(
+    x: Execution, step: m.ForeachStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    values = step.items if isinstance(step.items, list) else ex.render_value(step.items, scope)
+    if isinstance(values, str):
+        try:
+            values = json.loads(values)
+        except ValueError as exc:
+            raise StepFailed(f"items did not resolve to a JSON list: {values[:200]!r}") from exc
+    if not isinstance(values, list):
+        raise StepFailed(f"items must resolve to a list, not {type(values).__name__}")
+    items = []
+    for index, item in enumerate(values):
+        inner = {**scope, "steps": dict(scope["steps"]), "item": item, "index": index}
+        items.append((step.step, f"{key}/{step.step.id}[{index}]", inner))
+    results = await _group(x, items, step.wait, step.max_concurrency)
+    return {"wait": step.wait, "children": results, "count": len(values)}
+
+
+async def loop_step(
+    x: Execution, step: m.LoopStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    until = ex.render(step.until, scope)
+    for i in range(step.max_iterations):
+        for child in step.steps:
+            await x.run_step(child, f"{key}#{i}/{child.id}", scope)
+        check_key = f"{key}#{i}/until"
+        check = x.state.done.get(check_key)
+        if check is None:
+            check = await _shell(x, until, step.in_, scope, 3600)
+            await x.emit("workflow.step.completed", {"key": check_key, "output": check})
+            x.state.done[check_key] = check
+        if check["exit_code"] == 0:
+            return {"iterations": i + 1, "passed": True, "stdout": check["stdout"]}
+    raise StepFailed(f"`{until}` still fails after {step.max_iterations} iterations")
+
+
+# -- land, compare ---------------------------------------------------------------------------
+
+
+async def _land(x: Execution, run_id: str, action: str, target: str | None) -> dict[str, Any]:
+    run = await run_service.get(x.svc, run_id)
+    if run["status"] == str(S.COMPLETED):  # landed before a restart: not twice
+        return {"run_id": run_id, "action": action, "resolution": run["resolution"]}
+    body: dict[str, Any] = {"action": action}
+    if target:
+        body["target_branch"] = target
+    try:
+        landed = await resolution.resolve(x.svc, run_id, body, x.principal)
+    except CodeyardError as exc:
+        raise StepFailed(f"landing run #{run['number']} ({action}): {exc.detail}") from exc
+    return {"run_id": run_id, "action": action, "resolution": landed.get("resolution")}
+
+
+async def land_step(
+    x: Execution, step: m.LandStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    run_id = _step_output(scope, step.step, "run_id")["run_id"]
+    return await _land(x, run_id, step.action, step.target_branch)
+
+
+def _candidates(
+    x: Execution, step: m.CompareStep, scope: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name in step.candidates:
+        output = scope["steps"].get(name) or {}
+        if "run_id" in output:
+            out.append((name, output))
+        for child, result in (output.get("children") or {}).items():
+            if "run_id" in result:
+                out.append((child, result))
+    if not out:
+        raise StepFailed("no candidate produced a run to compare")
+    return out
+
+
+async def compare_step(
+    x: Execution, step: m.CompareStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    scores = []
+    for name, output in _candidates(x, step, scope):
+        passed = True
+        if step.check:
+            check_key = f"{key}/check/{name}"
+            result = x.state.done.get(check_key)
+            if result is None:
+                command = ex.render(step.check, scope)
+                result = await _shell_in(x, command, output.get("worktree"), name, 3600)
+                await x.emit("workflow.step.completed", {"key": check_key, "output": result})
+                x.state.done[check_key] = result
+            passed = result["exit_code"] == 0
+        stats = output.get("diff_stats") or {}
+        size = int(stats.get("insertions") or 0) + int(stats.get("deletions") or 0)
+        scores.append(
+            {
+                "candidate": name,
+                "run_id": output["run_id"],
+                "passed": passed,
+                "diff_size": size,
+                "cost_usd": output.get("cost_usd") or 0.0,
+            }
+        )
+    ranked = sorted(scores, key=lambda s: (not s["passed"], s["diff_size"], s["cost_usd"]))
+    winner = ranked[0]
+    if step.check and not winner["passed"]:
+        raise StepFailed("no candidate passed the check")
+    landed = None
+    if step.land:
+        landed = await _land(x, winner["run_id"], step.land, None)
+        for other in ranked[1:]:
+            await _land(x, other["run_id"], "discard", None)
+    return {
+        "winner": winner["candidate"],
+        "run_id": winner["run_id"],
+        "scores": ranked,
+        "landed": landed,
+    }
+
+
+HANDLERS: dict[type, Any] = {
+    m.RunStep: run_step,
+    m.ShellStep: shell_step,
+    m.ApprovalStep: approval_step,
+    m.WaitStep: wait_step,
+    m.ExtractStep: extract_step,
+    m.IfStep: if_step,
+    m.ParallelStep: parallel_step,
+    m.ForeachStep: foreach_step,
+    m.LoopStep: loop_step,
+    m.LandStep: land_step,
+    m.CompareStep: compare_step,
+}
