@@ -63,6 +63,7 @@ from codeyard.api import (
 )
 from codeyard.api import notifications as notifications_api
 from codeyard.api import settings as settings_api
+from codeyard.api import workflows as workflows_api
 from codeyard.api.auth import require_principal
 from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
 from codeyard.api.limits import SlidingWindow, limit_run_creation
@@ -92,6 +93,7 @@ from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
 from codeyard.voice.config import MAX_AUDIO_BYTES
+from codeyard.workflows.engine import WorkflowEngine
 
 registry.register(ScriptProvider())
 registry.register(ClaudeCodeProvider())
@@ -154,9 +156,13 @@ async def _running(
     hands = await _start_terminals(app, services)
     # Changelog entries and code indexes follow landed runs (issue 22).
     indexer = asyncio.create_task(managed_docs_service.follow_landings(services))
+    # Workflow executions (issue 20): interrupted ones wait for an explicit resume.
+    app.state.workflows = WorkflowEngine(services)
+    await app.state.workflows.start()
     try:
         yield services
     finally:
+        await app.state.workflows.stop()  # before the executor: shutdown is not cancel
         indexer.cancel()
         await asyncio.gather(indexer, return_exceptions=True)
         await _stop_terminals(app, hands)
@@ -297,6 +303,7 @@ def create_app(
         hooks.router,
         policy_members.router,
         auth_sessions.router,
+        workflows_api.router,  # issue 20
         # Tickets, reviews and work queues (issue 19):
         tickets.router,
     ):

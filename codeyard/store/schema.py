@@ -709,3 +709,73 @@ work_queues = Table(
     Column("updated_at", String(32), nullable=False),
     Index("ix_work_queues_project", "project_id", "created_at"),
 )
+
+#: Workflow definitions (issue 20); every saved version is kept in ``workflow_versions``.
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text),
+    Column("version", Integer, nullable=False),
+    Column("definition", JSON, nullable=False),
+    #: The text as written (YAML or JSON), shown in the editor.
+    Column("source", Text, nullable=False),
+    #: Where it was loaded from (``<repo path>:.codeyard/workflows/x.yaml``), None when posted.
+    Column("origin", Text),
+    Column("owner_id", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Index("ix_workflows_name", "name"),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("workflow_id", String(40), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("definition", JSON, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+#: One execution of a workflow: the resolved definition and inputs are a snapshot taken at start.
+workflow_executions = Table(
+    "workflow_executions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workflow_id", String(40), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("status_reason", Text),
+    Column("definition", JSON, nullable=False),
+    Column("definition_hash", String(64), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    #: Where run steps work: ``{"project_id"}`` or ``{"repo_path"}``.
+    Column("target", JSON, nullable=False),
+    Column("budget_usd", Float),
+    Column("spent_usd", Float, nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("created_by", String(40)),
+    #: The starter's name, kind and scopes: run steps act with exactly these.
+    Column("principal", JSON, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Index("ix_workflow_executions_workflow", "workflow_id", "created_at"),
+    Index("ix_workflow_executions_status", "status"),
+)
+
+#: An execution's append-only log of ``workflow.*`` events; step state is folded from it.
+workflow_events = Table(
+    "workflow_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("execution_id", String(40), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_workflow_events_execution_seq", "execution_id", "seq", unique=True),
+)
