@@ -45,8 +45,8 @@ import httpx
 from bench._common import OUT, TOKEN, fresh_dir, machine, wait_quiet, write_json
 from codeyard.app import create_app
 from codeyard.config import Settings
-from codeyard.executor import prepare
 from codeyard.executor.changes import ChangeTracker
+from codeyard.run_workspace import prepare
 from codeyard.workspace.worktrees import create_worktree
 
 ENV = {

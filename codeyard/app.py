@@ -168,7 +168,7 @@ async def _running(
         await _stop_terminals(app, hands)
         await subscribers.stop()
         await daily_gc.stop()
-        await executor.stop()
+        await executor.shutdown()
         await writer.stop()
         await engine.dispose()
 

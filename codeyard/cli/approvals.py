@@ -69,7 +69,7 @@ def _answer(
 
 
 def remembered(row: dict[str, Any]) -> str:
-    """In words, what ``--remember`` allows from now on (``executor.approvals.remembered_rule``:
+    """In words, what ``--remember`` allows from now on (``domain.approvals.remembered_rule``:
     the same command exactly, else the same tool on the same path, else the tool)."""
     tool = str(row.get("tool") or "this tool")
     data = as_dict(row.get("input"))

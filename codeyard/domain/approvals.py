@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from codeyard.domain.errors import Conflict
+from codeyard.domain.tools import ToolRequest
 
 PENDING = "pending"
 #: The only moves an approval makes: it is answered or it expires, once.
@@ -38,3 +40,24 @@ def fingerprint(tool: str, tool_input: dict[str, Any]) -> str:
     agent asking for the same call again is bound to the approval it already has."""
     text = json.dumps([tool, _normalized(tool_input)], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def remembered_rule(request: ToolRequest) -> dict[str, Any]:
+    """The narrowest allow rule that covers this exact call next time."""
+    command = request.input.get("command") or request.input.get("cmd")
+    if command:
+        return {
+            "tool": request.tool,
+            "command": f"^{re.escape(str(command))}$",
+            "action": "allow",
+            "reason": "remembered approval",
+        }
+    path = request.input.get("path") or request.input.get("file_path")
+    rule: dict[str, Any] = {
+        "tool": request.tool,
+        "action": "allow",
+        "reason": "remembered approval",
+    }
+    if path:
+        rule["path"] = str(path)
+    return rule

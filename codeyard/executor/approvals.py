@@ -9,7 +9,6 @@ through its own channel. An approval that expires interrupts the turn instead of
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +22,9 @@ from codeyard.domain.ids import new_id
 from codeyard.domain.policy import PolicyDecision, evaluate
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
-from codeyard.executor import budget, policy_context
 from codeyard.executor.handle import RunHandle
+from codeyard.policy import budget
+from codeyard.policy import context as policy_context
 from codeyard.store import approvals as approval_door
 from codeyard.store import policies, runs
 from codeyard.store import settings as settings_store
@@ -55,27 +55,6 @@ def summarize(request: ToolRequest, limit: int = 160) -> str:
         text = f"{request.tool} {path}" if path else request.tool
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def remembered_rule(request: ToolRequest) -> dict[str, Any]:
-    """The narrowest allow rule that covers this exact call next time."""
-    command = request.input.get("command") or request.input.get("cmd")
-    if command:
-        return {
-            "tool": request.tool,
-            "command": f"^{re.escape(str(command))}$",
-            "action": "allow",
-            "reason": "remembered approval",
-        }
-    path = request.input.get("path") or request.input.get("file_path")
-    rule: dict[str, Any] = {
-        "tool": request.tool,
-        "action": "allow",
-        "reason": "remembered approval",
-    }
-    if path:
-        rule["path"] = str(path)
-    return rule
 
 
 class ApprovalGate:

@@ -1,7 +1,8 @@
 """The local executor: a FIFO queue of runs and ``max_concurrent_runs`` asyncio workers.
 
-Control (cancel, pause, operator answers) reaches a live run through its :class:`RunHandle`;
-runs that are not live are changed directly by the service through the one status door.
+Implements :class:`executor.interface.Executor`. Control (cancel, pause, operator answers)
+reaches a live run through its :class:`RunHandle`; runs that are not live are changed directly by
+the service through the one status door.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from codeyard.crypto import SecretBox
 from codeyard.domain.status import RunStatus
 from codeyard.executor.approvals import ApprovalGate
 from codeyard.executor.handle import RunHandle
+from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, Signal
 from codeyard.executor.recovery import (
     Recovered,
     RunProcessRecorder,
@@ -96,7 +98,7 @@ class LocalExecutor:
         if await self._writer.run(lambda tx: requeue(tx, run_id)):
             self._queue.put_nowait(run_id)
 
-    async def stop(self) -> None:
+    async def shutdown(self) -> None:
         """Stop the workers; live runs land in ``interrupted`` and resume after the restart."""
         for resumer in list(self._resumers):
             resumer.cancel()
@@ -107,9 +109,24 @@ class LocalExecutor:
         live = [h.task for h in self.handles.values() if h.task is not None]
         await asyncio.gather(*live, return_exceptions=True)
 
-    def submit(self, run_id: str) -> None:
+    async def submit(self, run_id: str) -> None:
         """Queue a run that is in ``queued`` (FIFO)."""
         self._queue.put_nowait(run_id)
+
+    async def signal(self, run_id: str, signal: Signal) -> bool:
+        """See :meth:`Executor.signal`: a stop cancels the run's task and waits for it."""
+        if isinstance(signal, Message):
+            return self._answer(run_id, signal.text) if signal.answer else self._offer(run_id)
+        if isinstance(signal, ApprovalAnswer):
+            return self._approval_answered(run_id, signal.approval_id, signal.answer)
+        if not self._stop_run(run_id, RunStatus(STOPS[signal.kind]), signal.reason):
+            return False
+        await self.wait_stopped(run_id)
+        return True
+
+    def is_live(self, run_id: str) -> bool:
+        handle = self.handles.get(run_id)
+        return handle is not None and handle.task is not None and not handle.task.done()
 
     @property
     def queue_depth(self) -> int:
@@ -142,7 +159,7 @@ class LocalExecutor:
             except Exception:  # bookkeeping only: the next start-up sweep covers it
                 log.exception("run %s: could not drop its finished process records", run_id)
 
-    def stop_run(self, run_id: str, status: RunStatus, reason: str | None) -> bool:
+    def _stop_run(self, run_id: str, status: RunStatus, reason: str | None) -> bool:
         """Stop a live run so it lands in ``status``; False when it is not live."""
         handle = self.handles.get(run_id)
         return handle is not None and handle.stop(status, reason)
@@ -152,19 +169,23 @@ class LocalExecutor:
         if handle is not None and handle.task is not None:
             await asyncio.gather(handle.task, return_exceptions=True)
 
-    def answer(self, run_id: str, text: str) -> bool:
-        """Deliver an operator's answer to an agent waiting for one; False if none waits
-        (the message was queued; an agent that takes messages mid-turn is told)."""
+    def _answer(self, run_id: str, text: str) -> bool:
+        """Deliver an operator's answer to an agent waiting for one; False if none waits."""
         handle = self.handles.get(run_id)
-        if handle is None:
-            return False
-        if handle.answer is None or handle.answer.done():
-            handle.inbox.set()  # a message queued mid-turn: a live agent may take it now
+        if handle is None or handle.answer is None or handle.answer.done():
             return False
         handle.answer.set_result(text)
         return True
 
-    def approval_answered(self, run_id: str, approval_id: str, answer: dict[str, object]) -> bool:
+    def _offer(self, run_id: str) -> bool:
+        """A message was queued mid-turn: a live agent that takes messages now may take it."""
+        handle = self.handles.get(run_id)
+        if handle is None:
+            return False
+        handle.inbox.set()
+        return True
+
+    def _approval_answered(self, run_id: str, approval_id: str, answer: dict[str, object]) -> bool:
         """Wake the agent waiting on an approval; False when none waits (e.g. after a restart)."""
         handle = self.handles.get(run_id)
         future = handle.approvals.get(approval_id) if handle else None
@@ -172,11 +193,3 @@ class LocalExecutor:
             return False
         future.set_result(dict(answer))
         return True
-
-    def waiting_approvals(self, run_id: str) -> list[str]:
-        handle = self.handles.get(run_id)
-        return list(handle.approvals) if handle else []
-
-    def is_waiting_for_answer(self, run_id: str) -> bool:
-        handle = self.handles.get(run_id)
-        return handle is not None and handle.answer is not None and not handle.answer.done()

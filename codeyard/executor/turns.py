@@ -24,12 +24,12 @@ from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.approvals import ApprovalGate, TurnStopped, expire_pending_of_run
 from codeyard.executor.changes import ChangeTracker
-from codeyard.executor.checkpointing import take_checkpoint
 from codeyard.executor.handle import RunHandle
-from codeyard.executor.prepare import prepare_worktrees
 from codeyard.executor.sink import TurnSink
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
+from codeyard.run_workspace.checkpointing import take_checkpoint
+from codeyard.run_workspace.prepare import prepare_worktrees
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.store import approvals as approval_door

@@ -6,12 +6,12 @@ import contextlib
 from typing import Any
 
 from codeyard.domain import events as ev
-from codeyard.domain.approvals import check_transition
+from codeyard.domain.approvals import check_transition, remembered_rule
 from codeyard.domain.errors import Conflict
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.domain.tools import ToolRequest
-from codeyard.executor.approvals import public, remembered_rule
+from codeyard.executor.interface import ApprovalAnswer
 from codeyard.services.context import Services
 from codeyard.store import approvals as approval_door
 from codeyard.store import policies, projects, runs
@@ -27,7 +27,7 @@ async def list_approvals(
         rows, next_cursor = await policies.list_approvals(
             conn, status=status, run_id=run_id, limit=limit, cursor=cursor
         )
-    return [public(r) for r in rows], next_cursor
+    return [approval_door.public(r) for r in rows], next_cursor
 
 
 async def _remember(tx: Tx, approval: dict[str, Any], scope: str) -> str:
@@ -99,12 +99,9 @@ async def resolve(
         )
 
     row = await svc.writer.run(job)
-    svc.executor.approval_answered(
-        row["run_id"],
-        approval_id,
-        {"decision": decision, "reason": reason, "decided_by": decided_by},
-    )
-    return public(row)
+    answer = {"decision": decision, "reason": reason, "decided_by": decided_by}
+    await svc.executor.signal(row["run_id"], ApprovalAnswer(approval_id=approval_id, answer=answer))
+    return approval_door.public(row)
 
 
 async def trust(svc: Services, ref: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from codeyard.config import Settings
 from codeyard.domain.caps import Caps
 from codeyard.events.hub import Hub
-from codeyard.executor.local import LocalExecutor
+from codeyard.executor.interface import Executor
 from codeyard.store.writer import Writer
 
 
@@ -19,7 +19,8 @@ class Services:
     engine: AsyncEngine
     writer: Writer
     hub: Hub
-    executor: LocalExecutor
+    #: The only executor surface services see (``executor.interface``).
+    executor: Executor
     #: Per-user caps on open event streams and clones (issue 11).
     caps: Caps = field(default_factory=Caps)
 

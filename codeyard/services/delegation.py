@@ -23,7 +23,7 @@ from codeyard.crypto import SecretBox, SecretsUnavailable, secret_box
 from codeyard.domain import delegation as rules
 from codeyard.domain.errors import Forbidden, Unauthorized
 from codeyard.domain.status import ACTIVE, RunStatus
-from codeyard.executor import policy_context
+from codeyard.policy import context as policy_context
 from codeyard.services import runs as run_service
 from codeyard.services.context import Services
 from codeyard.store import lineage, policies, runs, users

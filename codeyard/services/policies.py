@@ -7,7 +7,7 @@ from typing import Any
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.domain.policy import compile_policies, parse_rules
-from codeyard.executor import policy_context
+from codeyard.policy import context as policy_context
 from codeyard.services.context import Services
 from codeyard.store import policies, runs
 

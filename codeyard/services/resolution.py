@@ -17,10 +17,10 @@ from codeyard.domain import events as ev
 from codeyard.domain import fold
 from codeyard.domain.errors import BadRequest, InvalidTransition, NotFound
 from codeyard.domain.status import RunStatus, check_action
-from codeyard.executor.checkpointing import delete_run_refs
-from codeyard.executor.prepare import remove_run_worktrees
 from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig
+from codeyard.run_workspace.checkpointing import delete_run_refs
+from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import ownership
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service

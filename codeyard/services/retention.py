@@ -17,7 +17,7 @@ from typing import Any
 
 from codeyard.domain.events import WorkspaceRemoved
 from codeyard.domain.status import RunStatus
-from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 from codeyard.services.context import Services

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from codeyard.domain import events as ev
 from codeyard.domain.errors import InvalidTransition, NotFound
 from codeyard.domain.status import RunStatus
-from codeyard.executor.checkpointing import public, take_checkpoint
+from codeyard.run_workspace.checkpointing import public, take_checkpoint
 from codeyard.services.context import Services
 from codeyard.store import checkpoints, projects, runs
 from codeyard.store.writer import Tx

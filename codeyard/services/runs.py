@@ -12,8 +12,9 @@ from codeyard.domain.errors import BadRequest, Forbidden, InvalidTransition, Val
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify, title_from_prompt
 from codeyard.domain.status import RunStatus, check_action
-from codeyard.executor.checkpointing import delete_run_refs
-from codeyard.executor.prepare import remove_run_worktrees
+from codeyard.executor.interface import Cancel, Message, Pause
+from codeyard.run_workspace.checkpointing import delete_run_refs
+from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import code_index, message_images, ownership
 from codeyard.services import env_sets as env_set_service
 from codeyard.services import projects as project_service
@@ -281,7 +282,7 @@ async def create(
 
     run = await svc.writer.run(job)
     if not draft:
-        svc.executor.submit(run["id"])
+        await svc.executor.submit(run["id"])
     return run
 
 
@@ -303,26 +304,26 @@ async def start(svc: Services, ref: str) -> dict[str, Any]:
     run = await get(svc, ref)
     check_action("start", S(run["status"]))
     run = await _transition(svc, run["id"], S.QUEUED, "started")
-    svc.executor.submit(run["id"])
+    await svc.executor.submit(run["id"])
     return runs.public(run)
 
 
-async def _stop(svc: Services, ref: str, action: str, to: RunStatus, reason: str) -> dict[str, Any]:
+async def _stop(svc: Services, ref: str, signal: Cancel | Pause, to: RunStatus) -> dict[str, Any]:
+    """Stop the live attempt through the executor, or (none live) move the row through the door."""
+    action, reason = signal.kind, signal.reason
     run = await get(svc, ref)
     check_action(action, S(run["status"]))
-    if svc.executor.stop_run(run["id"], to, reason):
-        await svc.executor.wait_stopped(run["id"])
-    else:
+    if not await svc.executor.signal(run["id"], signal):
         await _transition(svc, run["id"], to, reason)
     return runs.public(await get(svc, run["id"]))
 
 
 async def cancel(svc: Services, ref: str) -> dict[str, Any]:
-    return await _stop(svc, ref, "cancel", S.CANCELLED, "cancelled by operator")
+    return await _stop(svc, ref, Cancel(), S.CANCELLED)
 
 
 async def pause(svc: Services, ref: str) -> dict[str, Any]:
-    return await _stop(svc, ref, "pause", S.PAUSED, "paused by operator")
+    return await _stop(svc, ref, Pause(), S.PAUSED)
 
 
 async def resume(svc: Services, ref: str, message: str | None) -> dict[str, Any]:
@@ -340,7 +341,7 @@ async def resume(svc: Services, ref: str, message: str | None) -> dict[str, Any]
         )
 
     updated = await svc.writer.run(job)
-    svc.executor.submit(run["id"])
+    await svc.executor.submit(run["id"])
     return runs.public(updated)
 
 
@@ -369,7 +370,9 @@ async def message(
         status = S(current["status"])
         await tx.emit_one(run_id, event)
         if status in (S.RUNNING, S.WAITING):
-            if not svc.executor.is_waiting_for_answer(run_id):
+            # The row says whether the agent asked a question (``waiting``/``question``): then
+            # the message is its answer; otherwise it waits in the run's durable queue.
+            if not _asked(current):
                 pending = [*current["pending_messages"], text]
                 await runs.update_fields(tx, run_id, pending_messages=pending)
                 current["pending_messages"] = pending
@@ -387,10 +390,27 @@ async def message(
 
     updated = await svc.writer.run(job)
     if S(updated["status"]) == S.QUEUED:
-        svc.executor.submit(run_id)
-    else:
-        svc.executor.answer(run_id, text)
+        await svc.executor.submit(run_id)
+    elif not _asked(updated):
+        await svc.executor.signal(run_id, Message(text=text))
+    elif not await svc.executor.signal(run_id, Message(text=text, answer=True)):
+        # The question was answered or abandoned meanwhile: keep the message for the agent.
+        updated = await svc.writer.run(lambda tx: _queue_message(tx, run_id, text))
+        await svc.executor.signal(run_id, Message(text=text))
     return runs.public(updated)
+
+
+def _asked(run: dict[str, Any]) -> bool:
+    """The run's agent waits for an operator's answer to its question (durable, on the row)."""
+    return S(run["status"]) == S.WAITING and run.get("status_reason") == "question"
+
+
+async def _queue_message(tx: Tx, run_id: str, text: str) -> dict[str, Any]:
+    current = await runs.lock(tx, run_id)
+    pending = [*current["pending_messages"], text]
+    await runs.update_fields(tx, run_id, pending_messages=pending)
+    current["pending_messages"] = pending
+    return current
 
 
 async def delete(svc: Services, ref: str) -> None:

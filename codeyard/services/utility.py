@@ -19,7 +19,7 @@ from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.domain.policy.engine import PolicyContext, evaluate
 from codeyard.domain.tools import ToolRequest
-from codeyard.executor import policy_context
+from codeyard.policy import context as policy_context
 from codeyard.services import endpoint_settings
 from codeyard.services import terminals as terminal_service
 from codeyard.services.context import Services
