@@ -17,6 +17,7 @@ from codeyard.agents.acp import (
     GeminiProvider,
     GenericAcpProvider,
     OpenCodeProvider,
+    QwenProvider,
 )
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
@@ -29,11 +30,13 @@ from codeyard.api import (
     auth_routes,
     auth_sessions,
     browse_dirs,
+    checks,
     code_index,
     disk,
     docs,
     env_sets,
     hooks,
+    land_check,
     managed_docs,
     meta,
     policy_members,
@@ -42,6 +45,7 @@ from codeyard.api import (
     project_sync,
     projects,
     provider_settings,
+    queues,
     review,
     run_data,
     run_files,
@@ -52,6 +56,7 @@ from codeyard.api import (
     share,
     streams,
     terminals,
+    ticket_work,
     tickets,
     tokens,
     usage,
@@ -76,12 +81,13 @@ from codeyard.config import Settings
 from codeyard.crypto import secret_box
 from codeyard.domain.events import parse_event
 from codeyard.events.hub import Hub
+from codeyard.executor.interface import Executor
 from codeyard.executor.local import LocalExecutor
-from codeyard.mcp_server import http as mcp_http
+from codeyard.mcp_server import mount as mcp_mount
 from codeyard.mcp_server import offer as mcp_offer
-from codeyard.mcp_server import server as mcp_server
 from codeyard.preview.detect import PortWatcher
 from codeyard.services import auth as auth_service
+from codeyard.services import checks as checks_service
 from codeyard.services import managed_docs as managed_docs_service
 from codeyard.services import retention
 from codeyard.services import sandbox as sandbox_service
@@ -92,6 +98,7 @@ from codeyard.services.subscribers import Subscribers
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
+from codeyard.tickets import follower as ticket_follower
 from codeyard.voice.config import MAX_AUDIO_BYTES
 from codeyard.workflows.engine import WorkflowEngine
 
@@ -101,6 +108,7 @@ registry.register(CodexProvider())
 registry.register(GeminiProvider())
 registry.register(CopilotProvider())
 registry.register(OpenCodeProvider())
+registry.register(QwenProvider())
 registry.register(GenericAcpProvider())
 
 
@@ -135,7 +143,8 @@ async def _running(
     )
     executor.contain_with(sandbox_service.base(settings))
     executor.fail_unreachable_models_after(settings.model_unreachable_seconds)
-    services = Services(settings, engine, writer, hub, executor)
+    chosen = _chosen_executor(settings, executor)
+    services = Services(settings, engine, writer, hub, chosen)
     app.state.services = services
     if announce is not None:
         state = await sandbox_service.status(services)
@@ -147,7 +156,7 @@ async def _running(
             f"{app.state.auth.setup_code}"
         )
     executor.add_option_hook(mcp_offer.hook(settings))  # profiles opting in get /mcp
-    await executor.start()
+    await chosen.start()
     daily_gc = retention.DailyGc(services)
     daily_gc.start()
     subscribers = Subscribers(services)
@@ -156,22 +165,38 @@ async def _running(
     hands = await _start_terminals(app, services)
     # Changelog entries and code indexes follow landed runs (issue 22).
     indexer = asyncio.create_task(managed_docs_service.follow_landings(services))
+    # Tickets follow their runs, and work queues advance on them (issue 19).
+    ticket_runs = asyncio.create_task(ticket_follower.follow_runs(services))
     # Workflow executions (issue 20): interrupted ones wait for an explicit resume.
     app.state.workflows = WorkflowEngine(services)
     await app.state.workflows.start()
+    # Local checks after each turn, and their fix loop (issue 21).
+    checker = asyncio.create_task(checks_service.follow_turns(services))
     try:
         yield services
     finally:
         await app.state.workflows.stop()  # before the executor: shutdown is not cancel
         indexer.cancel()
-        await asyncio.gather(indexer, return_exceptions=True)
+        ticket_runs.cancel()
+        await asyncio.gather(ticket_runs, return_exceptions=True)
+        checker.cancel()
+        await asyncio.gather(indexer, checker, return_exceptions=True)
         await _stop_terminals(app, hands)
         await subscribers.stop()
         await daily_gc.stop()
-        await executor.shutdown()
+        await chosen.shutdown()
         await writer.stop()
         await engine.dispose()
 
+
+
+def _chosen_executor(settings: Settings, local: LocalExecutor) -> Executor:
+    """``executor = temporal``: runs go to worker hosts (issue 16); the local one stays idle."""
+    if settings.executor != "temporal":
+        return local
+    from codeyard.temporal.executor import TemporalExecutor  # imported only when used
+
+    return TemporalExecutor(settings.temporal_address, settings.temporal_namespace)
 
 async def _start_terminals(app: FastAPI, services: Services) -> list[asyncio.Task[None]]:
     """Terminals and previews (issue 18): the terminal manager, the task that closes a run's
@@ -237,7 +262,7 @@ def create_app(
     """The app; ``announce`` prints start-up notices meant for the operator (the setup code)."""
     settings = settings or Settings()
 
-    mcp = mcp_http.McpEndpoint(mcp_server.build())
+    mcp = mcp_mount.McpMount()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -273,6 +298,7 @@ def create_app(
         runs.router,
         run_data.router,
         review.router,
+        land_check.router,  # issue 14
         streams.router,
         settings_api.router,
         disk.router,
@@ -300,12 +326,15 @@ def create_app(
         project_sync.router,
         code_index.router,
         managed_docs.router,
+        checks.router,
         hooks.router,
         policy_members.router,
         auth_sessions.router,
         workflows_api.router,  # issue 20
         # Tickets, reviews and work queues (issue 19):
         tickets.router,
+        ticket_work.router,
+        queues.router,
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])
@@ -314,6 +343,6 @@ def create_app(
     app.include_router(preview.ws_router, prefix="/api")
     app.include_router(docs.router)  # public by design: the page and Swagger UI's assets
     # MCP over streamable HTTP (issue 22): authenticated by the endpoint itself, per tool scopes.
-    app.router.routes.append(Route(mcp_http.PATH, mcp, include_in_schema=False))
+    app.router.routes.append(Route(mcp_mount.PATH, mcp, include_in_schema=False))
     webui.install(app)  # the UI answers what no route matches
     return app

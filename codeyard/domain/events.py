@@ -35,10 +35,15 @@ __all__ = [
     "AgentThinking",
     "ApprovalRequested",
     "ApprovalResolved",
+    "CheckCompleted",
+    "CheckStarted",
+    "CheckSuiteCompleted",
     "CheckpointCreated",
     "CheckpointRestored",
     "ErrorEvent",
     "Event",
+    "FeedbackExhausted",
+    "FeedbackSent",
     "FileChange",
     "FileChanged",
     "GitBranchRenamed",
@@ -52,6 +57,9 @@ __all__ = [
     "PrCreated",
     "PreviewPortClosed",
     "PreviewPortOpened",
+    "QueueAdvanced",
+    "QueuePaused",
+    "ReviewSubmitted",
     "RunCreated",
     "RunModelChanged",
     "RunStatusChanged",
@@ -340,6 +348,33 @@ class PrCreated(NewEvent):
     number: int
 
 
+class ReviewSubmitted(NewEvent):
+    """A person reviewed the run's work (issue 19); ``ticket`` is the number it works, if any."""
+
+    type: Literal["review.submitted"] = Field(default="review.submitted", exclude=True)
+    review_id: str
+    verdict: str
+    ticket: int | None
+    comments: int
+
+
+class QueueAdvanced(NewEvent):
+    """A work queue started this run for its next ticket."""
+
+    type: Literal["queue.advanced"] = Field(default="queue.advanced", exclude=True)
+    queue_id: str
+    ticket: int
+
+
+class QueuePaused(NewEvent):
+    """A work queue stopped at this run's ticket; ``reason`` says why and what to do."""
+
+    type: Literal["queue.paused"] = Field(default="queue.paused", exclude=True)
+    queue_id: str
+    ticket: int
+    reason: str
+
+
 class RunTrusted(NewEvent):
     type: Literal["run.trusted"] = Field(default="run.trusted", exclude=True)
     by: str
@@ -393,6 +428,65 @@ class WorkspaceRemoved(NewEvent):
     branches_deleted: list[dict[str, Any]]
 
 
+class CheckStarted(NewEvent):
+    """A local check command started in the run's worktree (issue 21)."""
+
+    type: Literal["check.started"] = Field(default="check.started", exclude=True)
+    repo_id: str
+    name: str
+    command: str
+    #: ``turn`` (a turn ended) or ``manual`` (``POST /api/runs/{id}/checks``).
+    trigger: str
+
+
+class CheckCompleted(NewEvent):
+    """One local check's result, with the end of its output (where failures are)."""
+
+    type: Literal["check.completed"] = Field(default="check.completed", exclude=True)
+    repo_id: str
+    name: str
+    command: str
+    ok: bool
+    exit_code: int | None
+    timed_out: bool
+    duration_ms: int
+    log_tail: str
+
+
+class CheckSuiteCompleted(NewEvent):
+    """Every check of the run's repositories ran; ``trees`` is the worktree state they saw
+    (landing with ``required`` checks needs a passing suite on the current state)."""
+
+    type: Literal["check.suite_completed"] = Field(default="check.suite_completed", exclude=True)
+    trigger: str
+    passed: bool
+    #: ``repo_id:name`` of each check that failed.
+    failed: list[str]
+    #: The tree id of each worktree's state when the checks ran, by repository id.
+    trees: dict[str, str]
+
+
+class FeedbackSent(NewEvent):
+    """A failure was handed back to the agent as its next turn (fix loop, issue 21)."""
+
+    type: Literal["feedback.sent"] = Field(default="feedback.sent", exclude=True)
+    #: ``checks`` (local checks), ``ci`` (a failed check run on the PR) or ``review``.
+    source: str
+    #: What this failure is remembered by (it is handed back once).
+    key: str
+    attempt: int
+    limit: int
+
+
+class FeedbackExhausted(NewEvent):
+    """The fix loop gave up: the run needs a person's attention."""
+
+    type: Literal["feedback.exhausted"] = Field(default="feedback.exhausted", exclude=True)
+    source: str
+    attempts: int
+    reason: str
+
+
 class ErrorEvent(NewEvent):
     type: Literal["error"] = Field(default="error", exclude=True)
     message: str
@@ -427,12 +521,20 @@ KnownEvent = Annotated[
     | GitRebased
     | GitBranchRenamed
     | PrCreated
+    | ReviewSubmitted
+    | QueueAdvanced
+    | QueuePaused
     | RunTrusted
     | ContextAdded
     | WorkspaceRemoved
     | RunModelChanged
     | PreviewPortOpened
     | PreviewPortClosed
+    | CheckStarted
+    | CheckCompleted
+    | CheckSuiteCompleted
+    | FeedbackSent
+    | FeedbackExhausted
     | ErrorEvent,
     Field(discriminator="type"),
 ]

@@ -21,12 +21,14 @@ from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig
 from codeyard.run_workspace.checkpointing import delete_run_refs
 from codeyard.run_workspace.prepare import remove_run_worktrees
+from codeyard.services import checks as check_service
 from codeyard.services import ownership
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import events, projects, runs
 from codeyard.store.writer import Tx
+from codeyard.tickets import gate as review_gate
 from codeyard.workspace import branches, landing
 from codeyard.workspace.git import git
 from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
@@ -76,6 +78,8 @@ async def resolve(
         await ownership.check_target_branch(
             svc, principal, run["project_id"], body["target_branch"]
         )
+    if action in LAND or action == "create_pr":
+        await review_gate.check_approved(svc, run)  # the require_review_to_merge setting
     if action in LAND:
         return await _land(svc, run, repos, action, body)
     if action == "discard":
@@ -122,6 +126,7 @@ async def _land(
 ) -> dict[str, Any]:
     _need_worktrees(run)
     await _refuse_unfinished_merge(run)
+    await check_service.require_passing(svc, run)
     message = await _commit_message(svc, run, body.get("message"))
     snapshots: dict[str, tuple[str, str]] = {}
     requests = []
@@ -186,6 +191,7 @@ async def _create_pr(
 ) -> dict[str, Any]:
     """Commit outstanding work, push the branch, open a pull request per repository."""
     _need_worktrees(run)
+    await check_service.require_passing(svc, run)
     config = PrConfig.from_env()
     hosts = []
     for repo_id in run["worktrees"]:

@@ -128,6 +128,9 @@ runs = Table(
     #: For a sub-run an agent started through Codeyard's MCP server: ``{"via": "mcp",
     #: "depth": n, "budget_slice_usd": x}`` (issue 22); None for runs people started.
     Column("delegation", JSON),
+    #: How many times an executor took the run (issue 16): writes of an older attempt are
+    #: refused (``store.fencing``), so a worker that lost the run cannot write into it.
+    Column("attempt", Integer, nullable=False, server_default="0"),
     Index("ix_runs_parent_run_id", "parent_run_id"),
 )
 
@@ -146,6 +149,21 @@ events = Table(
     Index("ix_events_run_seq", "run_id", "seq", unique=True),
     Index("ix_events_project_id", "project_id", "id"),
     Index("ix_events_type_ts", "type", "ts"),
+)
+
+#: Hosts that execute runs (issue 16): what each can serve, and its last heartbeat.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("kind", String(20), nullable=False),
+    #: ``{"providers": {name: {"available", "version"}}, "repos_cached": n, ...}``
+    Column("capabilities", JSON, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("free_slots", Integer, nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("heartbeat_at", String(32), nullable=False),
 )
 
 counters = Table(
@@ -697,8 +715,10 @@ work_queues = Table(
     Column("id", String(40), primary_key=True),
     Column("project_id", String(40), nullable=False),
     Column("name", String(200), nullable=False),
-    Column("ticket_ids", JSON, nullable=False),
-    #: Per ticket id: ``{"state": pending|running|done|failed|skipped, "run_id", "reason"}``.
+    #: Ticket numbers in queue order.
+    Column("tickets", JSON, nullable=False),
+    #: Per ticket number (as text): ``{"state": pending|running|done|failed|skipped, "run_id",
+    #: "reason"}``.
     Column("items", JSON, nullable=False),
     Column("max_parallel", Integer, nullable=False),
     Column("land", String(20), nullable=False),
@@ -708,6 +728,56 @@ work_queues = Table(
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     Index("ix_work_queues_project", "project_id", "created_at"),
+)
+
+#: Each repository's local checks (issue 21): named commands and what they gate.
+repo_checks = Table(
+    "repo_checks",
+    metadata,
+    Column("repo_id", String(40), primary_key=True),
+    #: ``[{name, command, timeout_seconds}]`` in the order they run.
+    Column("checks", JSON, nullable=False),
+    #: Passing checks on the worktree's current state are required to land.
+    Column("required", Boolean, nullable=False),
+    #: Run them whenever a turn ends (else only on demand).
+    Column("after_turn", Boolean, nullable=False),
+    #: Hand a failure back to the agent as its next turn (at most 3 per run).
+    Column("fix_loop", Boolean, nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+#: The GitHub webhook inbox (issue 21): unique on ``X-GitHub-Delivery``, processed later.
+github_deliveries = Table(
+    "github_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(80), nullable=False, unique=True),
+    Column("event", String(60), nullable=False),
+    Column("action", String(60)),
+    Column("payload", Text, nullable=False),
+    Column("received_at", String(32), nullable=False),
+    Column("processed_at", String(32)),
+    #: What processing did (or why it did nothing).
+    Column("outcome", Text),
+    #: ``webhook`` (GitHub called us) or ``redelivery`` (the sweeper fetched it).
+    Column("source", String(20), nullable=False),
+    Index("ix_github_deliveries_processed_at", "processed_at"),
+)
+
+#: Failures already handed back to an agent (issue 21's fix loops): one row per failure key.
+feedback_marks = Table(
+    "feedback_marks",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    #: What the cap counts over: ``run:<id>`` or ``pr:<repo>#<number>``.
+    Column("scope", String(300), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    #: ``checks`` (local), ``ci`` or ``review``.
+    Column("source", String(20), nullable=False),
+    #: False once a human comment reset the cap.
+    Column("counted", Boolean, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_feedback_marks_scope", "scope"),
 )
 
 #: Workflow definitions (issue 20); every saved version is kept in ``workflow_versions``.
