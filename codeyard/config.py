@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     mcp_budget_share: float = Field(default=0.5, gt=0, le=1)
     #: Where agents reach this server's MCP endpoint; default ``http://<host>:<port>/mcp``.
     mcp_url: str | None = None
+    #: Who executes runs: ``local`` (this process) or ``temporal`` (worker hosts started with
+    #: ``codeyard worker``; this server then keeps no run state: docs/scale-out.md).
+    executor: Literal["local", "temporal"] = "local"
+    #: The Temporal frontend (host:port) and namespace of ``executor = temporal``.
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
 
     @property
     def resolved_database_url(self) -> str:

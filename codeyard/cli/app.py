@@ -9,6 +9,7 @@ import typer
 from codeyard import __version__
 from codeyard.cli import account, approvals, doctor, fake_llm, gc, review, runs, serve, users
 from codeyard.cli import mcp as mcp_cli
+from codeyard.cli import worker as worker_cli
 from codeyard.cli.state import CodeyardGroup, get_state
 
 app = typer.Typer(
@@ -72,6 +73,7 @@ def _options(
 
 
 app.command()(serve.serve)
+app.command()(worker_cli.worker)
 app.command()(runs.run)
 app.command("ls")(runs.ls)
 app.command()(runs.show)

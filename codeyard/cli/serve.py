@@ -63,6 +63,21 @@ def serve(
         "the headers are ignored. Or CODEYARD_FORWARDED_ALLOW_IPS.",
         show_default=False,
     ),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help="Who runs the agents: 'local' (this process, the default) or 'temporal' (worker "
+        "hosts started with `codeyard worker`; this server keeps no run state, so any number "
+        "can serve one PostgreSQL database). Or CODEYARD_EXECUTOR.",
+        show_default=False,
+    ),
+    temporal: str | None = typer.Option(
+        None,
+        "--temporal",
+        help="Temporal frontend host:port for --executor temporal. Default: 127.0.0.1:7233 "
+        "(or CODEYARD_TEMPORAL_ADDRESS). See docs/scale-out.md.",
+        show_default=False,
+    ),
 ) -> None:
     """Run the Codeyard server (API, web UI and agent executor) until Ctrl-C.
 
@@ -78,6 +93,8 @@ def serve(
         "tls_key": tls_key,
         "behind_tls_proxy": behind_tls_proxy,
         "forwarded_allow_ips": forwarded_allow_ips,
+        "executor": executor,
+        "temporal_address": temporal,
     }
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     # Imported here, not at the top: the server stack (FastAPI, SQLAlchemy, uvicorn) takes about

@@ -1,0 +1,69 @@
+"""What API servers, the workflow and worker hosts agree on: queue names, payloads, timeouts.
+
+Pure data (no I/O, no Codeyard imports), so the workflow sandbox can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+#: Every worker polls this queue: workflows, and the placement of runs that hold no worktree yet.
+SHARED_QUEUE = "codeyard-runs"
+WORKFLOW_NAME = "CodeyardRun"
+#: How long a worker may stay silent before Temporal declares its drive lost (then failover).
+#: The host's heartbeat task beats every ``HEARTBEAT_EVERY`` seconds; the SDK throttles the
+#: beats it sends to 0.8 x this timeout, so the failover delay is between 0.2 and 1 x of it.
+HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+HEARTBEAT_EVERY = 1.0
+#: A drive scheduled on a host that does not pick it up in this time is moved elsewhere.
+HOST_PICKUP_TIMEOUT = timedelta(seconds=30)
+#: A run's workflow ends after this long without work (the next submit starts it again).
+IDLE_TIMEOUT = timedelta(hours=1)
+#: Short control activities (placement, deliveries, kills) on a host.
+CONTROL_TIMEOUT = timedelta(seconds=30)
+#: How many times a run moves to another host after losing one before it is failed.
+MAX_FAILOVERS = 3
+
+
+def host_queue(host: str) -> str:
+    """The task queue only ``host`` polls: turns and control of runs whose worktree it holds."""
+    return f"codeyard-host-{host}"
+
+
+def workflow_id(run_id: str) -> str:
+    return f"codeyard-run-{run_id}"
+
+
+@dataclass(slots=True)
+class DriveInput:
+    """One drive of a run on a host: from ``queued`` until the run rests."""
+
+    run_id: str
+    #: Increases by one every time the run is driven (a new attempt fences the older ones).
+    attempt: int
+    #: The host the run's worktree was on when that host was lost (empty on a normal drive):
+    #: the new host restores the worktree from the last pushed checkpoint.
+    lost_host: str = ""
+
+
+@dataclass(slots=True)
+class DriveResult:
+    run_id: str
+    host: str
+    status: str
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Something an operator sent to a live run, delivered on the run's host."""
+
+    run_id: str
+    #: "answer" (the operator's answer to the agent's question), "offer" (a message was queued
+    #: mid-turn), "approval" (an approval's answer), "stop" (cancel, pause, interrupt).
+    kind: str
+    approval_id: str = ""
+    text: str = ""
+    status: str = ""
+    reason: str = ""
+    answer: dict[str, str | None] = field(default_factory=dict)

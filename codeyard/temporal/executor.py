@@ -1,0 +1,90 @@
+"""``TemporalExecutor``: the executor of a stateless API server (``serve --executor temporal``).
+
+It holds nothing about runs: a submit is a signal-with-start of the run's workflow, every other
+control an update whose result says whether the run's host took it. Any number of API servers
+can do this for the same run; the workflow orders what they send.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, Signal
+from codeyard.temporal.contracts import SHARED_QUEUE, WORKFLOW_NAME, Delivery, workflow_id
+
+log = logging.getLogger(__name__)
+
+
+def delivery_of(run_id: str, signal: Signal) -> Delivery:
+    """The wire form of an executor signal."""
+    if isinstance(signal, Message):
+        return Delivery(run_id, "answer" if signal.answer else "offer", text=signal.text)
+    if isinstance(signal, ApprovalAnswer):
+        answer = {k: None if v is None else str(v) for k, v in signal.answer.items()}
+        return Delivery(run_id, "approval", approval_id=signal.approval_id, answer=answer)
+    return Delivery(run_id, "stop", status=STOPS[signal.kind], reason=signal.reason)
+
+
+class TemporalExecutor:
+    """Implements ``executor.interface.Executor`` on a Temporal cluster."""
+
+    def __init__(self, address: str, namespace: str = "default") -> None:
+        self._address = address
+        self._namespace = namespace
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("The Temporal executor is not started.")
+        return self._client
+
+    async def start(self) -> None:
+        """Connect; recovery is Temporal's (workflows and their timers are durable)."""
+        self._client = await Client.connect(self._address, namespace=self._namespace)
+
+    async def shutdown(self) -> None:
+        """Nothing runs here: runs keep going on the workers."""
+        self._client = None
+
+    async def submit(self, run_id: str) -> None:
+        await self.client.start_workflow(
+            WORKFLOW_NAME,
+            run_id,
+            id=workflow_id(run_id),
+            task_queue=SHARED_QUEUE,
+            start_signal="submit",
+        )
+
+    async def signal(self, run_id: str, signal: Signal) -> bool:
+        handle = self.client.get_workflow_handle(workflow_id(run_id))
+        try:
+            delivered: bool = await handle.execute_update(
+                "deliver", delivery_of(run_id, signal), result_type=bool
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:  # no workflow: nothing live anywhere
+                return False
+            raise
+        except WorkflowUpdateFailedError as exc:  # the host went away while delivering
+            log.warning("run %s: %s was not delivered: %s", run_id, signal.kind, exc)
+            return False
+        return delivered
+
+    def is_live(self, run_id: str) -> bool:
+        """Not known here without a round trip; the run row's status is the truth."""
+        return False
+
+    async def wait_stopped(self, run_id: str) -> None:
+        """A delivered stop returns after the run landed; nothing else to wait for."""
+
+    async def finish(self, run_id: str) -> None:
+        """End the run's workflow early (deleted or resolved)."""
+        try:
+            await self.client.get_workflow_handle(workflow_id(run_id)).signal("finish")
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise

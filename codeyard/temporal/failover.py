@@ -1,0 +1,79 @@
+"""Checkpoints that outlive their host: pushed to a shared bare repository at every turn end,
+restored into a new worktree on the host that takes a run over after its host was lost.
+
+One shared bare repository holds the checkpoints of every project's repositories; refs are
+namespaced by repository id and run id (``refs/codeyard-shared/<repo-id>/<run-id>/<n>``), so
+repositories that are unrelated never share a ref. A checkpoint commit's parent is the run
+branch's HEAD when it was taken, so restoring needs nothing else: the new worktree's branch
+starts at that parent and its files are the checkpoint's tree (uncommitted changes included).
+Files ignored by ``.gitignore`` are not in checkpoints and do not travel.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from codeyard.workspace.git import GitError, git
+
+log = logging.getLogger(__name__)
+
+
+def shared_ref(repo_id: str, run_id: str, number: int) -> str:
+    return f"refs/codeyard-shared/{repo_id}/{run_id}/{number}"
+
+
+async def ensure_remote(remote: Path) -> None:
+    """Create the shared bare repository if it does not exist yet (idempotent)."""
+    if (remote / "HEAD").exists():
+        return
+    remote.mkdir(parents=True, exist_ok=True)
+    await git("init", "--bare", "--quiet", str(remote), cwd=remote)
+
+
+async def push_checkpoint(
+    remote: Path, worktree: Path, repo_id: str, run_id: str, number: int, commit: str
+) -> None:
+    """Push one checkpoint commit of one repository to the shared remote."""
+    await git(
+        "push", "--quiet", "--no-verify", str(remote),
+        f"+{commit}:{shared_ref(repo_id, run_id, number)}",
+        cwd=worktree,
+    )  # fmt: skip
+
+
+async def fetch_checkpoint(
+    remote: Path, repo: Path, repo_id: str, run_id: str, number: int
+) -> str | None:
+    """Fetch a pushed checkpoint into ``repo``; its commit id, or None if it was never pushed."""
+    ref = shared_ref(repo_id, run_id, number)
+    local = f"refs/codeyard/{run_id}/{number}"
+    try:
+        await git("fetch", "--quiet", "--no-tags", str(remote), f"+{ref}:{local}", cwd=repo)
+    except GitError as exc:
+        log.info("checkpoint %s of run %s is not on the shared remote: %s", number, run_id, exc)
+        return None
+    return (await git("rev-parse", "--verify", f"{local}^{{commit}}", cwd=repo)).stdout.strip()
+
+
+async def restore_worktree(
+    repo: Path, dest: Path, branch: str, start: str, tree: str | None
+) -> None:
+    """Make ``dest`` a worktree of ``repo`` on ``branch`` at ``start``, holding ``tree``'s files.
+
+    ``start`` is the branch's commit (the checkpoint's parent, or the run's base commit when no
+    checkpoint was pushed); ``tree`` the checkpoint commit whose state the files take (None:
+    the files of ``start``). The index stays at ``start``: the restored changes show as the
+    uncommitted changes they were. ``--force``: the lost host's worktree may still be
+    registered on the same branch (shared storage); it is stale and pruned by git later.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    await git("worktree", "prune", cwd=repo, check=False)
+    await git("worktree", "add", "--quiet", "--force", "-B", branch, str(dest), start, cwd=repo)
+    if tree is not None and tree != start:
+        await git("read-tree", "-m", "-u", "HEAD", tree, cwd=dest)
+        await git("reset", "--quiet", "--mixed", "HEAD", cwd=dest)
+
+
+async def parent_of(repo: Path, commit: str) -> str:
+    return (await git("rev-parse", "--verify", f"{commit}^", cwd=repo)).stdout.strip()

@@ -1,0 +1,276 @@
+"""A worker host's run machinery, on its own thread and event loop.
+
+Drives, deliveries and checkpoint pushes run here, with the same ``TurnDriver`` the local
+executor uses (database writes, git, agent processes). The Temporal activities run on the
+worker's main loop and only hand work over (``HostRuntime.call``), so the activity heartbeats
+on that loop never wait behind git, disk or database work of a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.agents import process
+from codeyard.domain.events import StoredEvent
+from codeyard.domain.status import RunStatus
+from codeyard.executor.approvals import ApprovalGate
+from codeyard.executor.handle import RunHandle
+from codeyard.executor.recovery import RunProcessRecorder, forget_finished
+from codeyard.executor.turns import TurnDriver
+from codeyard.sandbox import Sandbox
+from codeyard.store import approvals as approval_door
+from codeyard.store import checkpoints, projects, runs
+from codeyard.store.db import create_engine
+from codeyard.store.writer import Tx, Writer
+from codeyard.temporal import failover
+from codeyard.temporal.contracts import Delivery, DriveInput, DriveResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+S = RunStatus
+_WORKING = frozenset({S.PREPARING, S.RUNNING, S.WAITING})
+_STOPS = {"cancelled": S.CANCELLED, "paused": S.PAUSED, "interrupted": S.INTERRUPTED}
+
+
+class NotLiveHere(Exception):
+    """A delivery for a run this host is not driving (yet): the workflow retries it."""
+
+
+@dataclass(slots=True)
+class HostConfig:
+    host: str
+    database_url: str
+    worktree_root: Path
+    logs_root: Path
+    secrets_key: Path
+    shared_remote: Path
+    default_permission_mode: str = "default"
+    bash_timeout: float = 600.0
+    sandbox: Sandbox | None = None
+
+
+class HostRuntime:
+    """Owns the engine, writer and turn driver of one worker host, on a dedicated thread."""
+
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        self.handles: dict[str, RunHandle] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"codeyard-host-{config.host}", daemon=True
+        )
+        self._engine: AsyncEngine | None = None
+        self._writer: Writer | None = None
+        self._driver: TurnDriver | None = None
+        #: Pushes of checkpoints to the shared remote not finished yet, per run.
+        self._pushes: dict[str, set[asyncio.Task[None]]] = {}
+
+    # -- life cycle (called from the worker's main loop) --------------------------------------
+
+    async def start(self) -> None:
+        self._thread.start()
+        await self.call(self._open())
+
+    async def stop(self) -> None:
+        try:
+            await self.call(self._close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Run ``coro`` on the host loop; awaiting the result from another loop, cancellable."""
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return asyncio.wrap_future(fut)
+
+    async def _open(self) -> None:
+        from codeyard.crypto import secret_box
+
+        cfg = self.config
+        for path in (cfg.worktree_root, cfg.logs_root):
+            path.mkdir(parents=True, exist_ok=True)
+        await failover.ensure_remote(cfg.shared_remote)
+        self._engine = create_engine(cfg.database_url)
+        self._writer = Writer(self._engine, self._committed)
+        await self._writer.start()
+        gate = ApprovalGate(self._engine, self._writer, cfg.default_permission_mode)
+        self._driver = TurnDriver(
+            self._engine,
+            self._writer,
+            gate,
+            cfg.worktree_root,
+            cfg.logs_root,
+            cfg.bash_timeout,
+            secret_box(cfg.secrets_key),
+        )
+        if cfg.sandbox is not None:
+            self._driver.contain_with(cfg.sandbox)
+
+    async def _close(self) -> None:
+        live = [h.task for h in self.handles.values() if h.task is not None]
+        for task in live:
+            task.cancel()
+        await asyncio.gather(*live, return_exceptions=True)
+        if self._writer is not None:
+            await self._writer.stop()
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "the host runtime is not started"
+        return self._engine
+
+    @property
+    def writer(self) -> Writer:
+        assert self._writer is not None, "the host runtime is not started"
+        return self._writer
+
+    # -- drives ---------------------------------------------------------------------------------
+
+    async def drive(self, job: DriveInput) -> DriveResult:
+        """Drive a run from ``queued`` until it rests; take it over first if its host was lost."""
+        assert self._driver is not None
+        run_id = job.run_id
+        if job.lost_host:
+            await self._take_over(run_id, job.lost_host)
+        handle = RunHandle(run_id)
+        self.handles[run_id] = handle
+        token = process.recorder.set(RunProcessRecorder(self.writer, run_id))
+        try:
+            handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
+        finally:
+            process.recorder.reset(token)
+        try:
+            await asyncio.shield(handle.task)
+        except asyncio.CancelledError:
+            if not handle.task.done():  # the activity was cancelled: stop the run with it
+                handle.task.cancel()
+                await asyncio.gather(handle.task, return_exceptions=True)
+            raise
+        finally:
+            self.handles.pop(run_id, None)
+        await self.pushed(run_id)
+        try:
+            await forget_finished(self.engine, self.writer, run_id)
+        except Exception:  # bookkeeping only
+            log.exception("run %s: could not drop its finished process records", run_id)
+        async with self.engine.connect() as conn:
+            run = await runs.get(conn, run_id)
+        return DriveResult(run_id, self.config.host, str(run["status"]))
+
+    async def _take_over(self, run_id: str, lost_host: str) -> None:
+        """The run's host was lost mid-drive: restore its worktrees here from the last pushed
+        checkpoint and queue it again, marked interrupted first (the resumed turn is told)."""
+        async with self.engine.connect() as conn:
+            run = await runs.get(conn, run_id)
+            repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
+            done = await checkpoints.of_run(conn, run_id)
+        worktrees: dict[str, str] = {}
+        for repo_id, old in (run["worktrees"] or {}).items():
+            repo = Path(repos[repo_id]["path"])
+            dest = self.config.worktree_root.joinpath(*Path(old).parts[-3:])
+            start, tree = run["base_commits"][repo_id], None
+            for row in sorted(done, key=lambda r: int(r["number"]), reverse=True):
+                if repo_id not in row["commits"]:
+                    continue
+                got = await failover.fetch_checkpoint(
+                    self.config.shared_remote, repo, repo_id, run_id, int(row["number"])
+                )
+                if got is not None:
+                    tree, start = got, await failover.parent_of(repo, got)
+                    break
+            await failover.restore_worktree(repo, dest, run["branch"], start, tree)
+            worktrees[repo_id] = str(dest)
+        reason = f"worker {lost_host} was lost; continued on {self.config.host}"
+
+        async def job(tx: Tx) -> None:
+            current = await runs.lock(tx, run_id)
+            if worktrees:
+                await runs.update_fields(tx, run_id, worktrees=worktrees)
+            status = S(current["status"])
+            if status in _WORKING:
+                await approval_door.release_unfinished(tx, run_id)
+                await runs.set_status(tx, run_id, S.INTERRUPTED, reason)
+                await approval_door.recount(tx, run_id)
+                status = S.INTERRUPTED
+            if status == S.INTERRUPTED:
+                await runs.set_status(tx, run_id, S.QUEUED, reason, resume_at_start=False)
+
+        await self.writer.run(job)
+        log.warning("run %s: %s", run_id, reason)
+
+    # -- deliveries -------------------------------------------------------------------------------
+
+    async def deliver(self, item: Delivery) -> bool:
+        """Hand an operator's answer, an approval's answer or a stop to the live run here."""
+        handle = self.handles.get(item.run_id)
+        if handle is None or handle.task is None:
+            raise NotLiveHere(f"run {item.run_id} is not being driven on {self.config.host}")
+        if item.kind == "stop":
+            if not handle.stop(_STOPS[item.status], item.reason or None):
+                return False
+            await asyncio.gather(handle.task, return_exceptions=True)
+            return True
+        if item.kind == "approval":
+            future = handle.approvals.get(item.approval_id)
+            if future is None or future.done():
+                return False
+            future.set_result(dict(item.answer))
+            return True
+        if item.kind == "answer":
+            if handle.answer is None or handle.answer.done():
+                return False
+            handle.answer.set_result(item.text)
+            return True
+        if item.kind == "offer":  # queued mid-turn: a live agent may take it now
+            handle.inbox.set()
+            return True
+        raise ValueError(f"unknown delivery kind {item.kind!r}")
+
+    # -- checkpoints to the shared remote ---------------------------------------------------------
+
+    def _committed(self, events: list[StoredEvent]) -> None:
+        """Writer hook: every committed ``checkpoint.created`` is pushed to the shared remote."""
+        for event in events:
+            if event.type != "checkpoint.created":
+                continue
+            chk = event.data["checkpoint"]
+            task = asyncio.get_running_loop().create_task(
+                self._push(event.run_id, int(chk["number"]), dict(chk["commits"]))
+            )
+            pending = self._pushes.setdefault(event.run_id, set())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def _push(self, run_id: str, number: int, commits: dict[str, str]) -> None:
+        handle = self.handles.get(run_id)
+        worktrees = dict(handle.run.worktrees) if handle and handle.run else {}
+        if not worktrees:
+            async with self.engine.connect() as conn:
+                worktrees = dict((await runs.get(conn, run_id))["worktrees"] or {})
+        for repo_id, sha in commits.items():
+            path = worktrees.get(repo_id)
+            if path is None:
+                continue
+            try:
+                await failover.push_checkpoint(
+                    self.config.shared_remote, Path(path), repo_id, run_id, number, sha
+                )
+            except Exception:  # the next turn end pushes again; a failover restores older
+                log.exception("run %s: pushing checkpoint %d failed", run_id, number)
+
+    async def pushed(self, run_id: str) -> None:
+        """Wait for the run's checkpoint pushes in flight."""
+        pending = list(self._pushes.get(run_id, ()))
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,58 @@
+"""``codeyard worker``: one host. Polls the shared queue (workflows, placement) and its own
+queue (drives and deliveries of the runs whose worktrees it holds)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from codeyard.temporal.activities import HostActivities
+from codeyard.temporal.contracts import SHARED_QUEUE, host_queue
+from codeyard.temporal.host import HostConfig, HostRuntime
+from codeyard.temporal.workflow import RunWorkflow
+
+log = logging.getLogger(__name__)
+
+
+async def serve_host(
+    config: HostConfig,
+    address: str,
+    namespace: str = "default",
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run a worker host until SIGTERM/SIGINT (or cancellation)."""
+    runtime = HostRuntime(config)
+    await runtime.start()
+    try:
+        client = await Client.connect(address, namespace=namespace)
+        acts = HostActivities(runtime)
+        shared = Worker(
+            client,
+            task_queue=SHARED_QUEUE,
+            workflows=[RunWorkflow],
+            activities=[acts.place],
+        )
+        own = Worker(
+            client,
+            task_queue=host_queue(config.host),
+            activities=[acts.drive, acts.deliver],
+            max_concurrent_activities=200,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        async with shared, own:
+            log.warning("worker %s polling %s and %s", config.host, SHARED_QUEUE, own.task_queue)
+            if ready is not None:
+                ready.set()
+            print(f"codeyard worker {config.host} ready", flush=True)
+            await stop.wait()
+    finally:
+        await runtime.stop()
