@@ -240,8 +240,8 @@ class Execution:
     def _publish(self, step: model.Step, output: dict[str, Any], scope: dict[str, Any]) -> None:
         scope["steps"][step.id] = output
         if isinstance(step, model.ExtractStep) and "value" in output:
-            scope["vars"][step.into] = output["value"]
-            self.scope["vars"][step.into] = output["value"]
+            scope["vars"][step.variable] = output["value"]
+            self.scope["vars"][step.variable] = output["value"]
 
     def _skip_reason(self, step: model.Step, scope: dict[str, Any]) -> str | None:
         branch = self.graph.branch_of.get(step.id)

@@ -38,6 +38,11 @@ def step_refs(text: str) -> set[str]:
     return found
 
 
+def var_refs(text: str) -> set[str]:
+    """Variable names a template or condition reads (``vars.<name>``)."""
+    return set(re.findall(r"\bvars\.([A-Za-z_][A-Za-z0-9_\-]*)", text))
+
+
 def lookup(path: str, scope: Mapping[str, Any]) -> Any:
     """``steps.build.run_id`` or ``inputs.items[0]`` against the scope."""
     value: Any = scope

@@ -44,8 +44,8 @@ def walk(steps: list[Step], parent: str | None = None) -> Iterator[tuple[Step, s
         yield from walk(children(step), step.id)
 
 
-def reads(step: Step) -> set[str]:
-    """Step ids this step needs (before its own children run)."""
+def _texts(step: Step) -> tuple[set[str], list[str]]:
+    """(step ids named by fields, texts that may hold references) of one step."""
     out = set(step.depends_on)
     texts: list[str] = [step.when or ""]
     if isinstance(step, RunStep):
@@ -73,9 +73,20 @@ def reads(step: Step) -> set[str]:
         texts.append(step.message)
         if step.on_reject:
             out.add(step.on_reject.step)
+    return out, texts
+
+
+def reads(step: Step) -> set[str]:
+    """Step ids this step needs (before its own children run)."""
+    out, texts = _texts(step)
     for text in texts:
         out |= ex.step_refs(text)
     return out
+
+
+def var_reads(step: Step) -> set[str]:
+    """Variables (``vars.x``) this step reads: made by extract steps it must wait for."""
+    return {v for text in _texts(step)[1] for v in ex.var_refs(text)}
 
 
 @dataclass(slots=True)
@@ -170,8 +181,11 @@ def resolve(defn: WorkflowDefinition) -> Graph:
             _problem(errors, step.id, "step ids must be unique in the whole workflow")
         known[step.id] = step
         parent[step.id] = up
+    producers = {s.variable: s.id for s in known.values() if isinstance(s, ExtractStep)}
     for step in known.values():
         _check_step(step, known, parent, errors)
+        for name in sorted(var_reads(step) - set(producers)):
+            _problem(errors, step.id, f"reads vars.{name}, which no extract step makes")
     graph = Graph(known, parent, {}, [])
 
     def lift(ids: set[str], own: str) -> set[str]:
@@ -180,7 +194,8 @@ def resolve(defn: WorkflowDefinition) -> Graph:
     for step in defn.steps:
         needs: set[str] = set()
         for inner, _ in walk([step]):
-            needs |= lift(reads(inner), step.id)
+            made = {producers[v] for v in var_reads(inner) if v in producers}
+            needs |= lift(reads(inner) | made, step.id)
         graph.deps[step.id] = sorted(needs)
     for step in defn.steps:
         if isinstance(step, IfStep):

@@ -87,7 +87,11 @@ class ExtractStep(_Step):
     source: str = Field(description="Template resolving to the text to search.")
     regex: str | None = None
     jsonpath: str | None = None
-    into: str = Field(pattern=STEP_ID)
+    into: str | None = Field(None, pattern=STEP_ID, description="Defaults to the step id.")
+
+    @property
+    def variable(self) -> str:
+        return self.into or self.id
 
 
 class IfStep(_Step):

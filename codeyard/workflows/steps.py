@@ -272,7 +272,7 @@ async def extract_step(
     x: Execution, step: m.ExtractStep, key: str, scope: dict[str, Any]
 ) -> dict[str, Any]:
     text = ex.render(step.source, scope)
-    return {"value": ex.extract(text, step.regex, step.jsonpath), "into": step.into}
+    return {"value": ex.extract(text, step.regex, step.jsonpath), "into": step.variable}
 
 
 async def if_step(x: Execution, step: m.IfStep, key: str, scope: dict[str, Any]) -> dict[str, Any]:

@@ -109,7 +109,7 @@ async def test_dag_fan_out_of_three_and_a_loop_until_a_check_passes(
     wf = await save(api, definition)
     execution = await execute(api, wf, git_repo, variables={"greeting": "hi there"})
     body = await wait_execution(api, execution, "completed", "failed")
-    assert body["status"] == "completed", body
+    assert body["status"] == "completed", (body["status_reason"], body["steps"])
     out = outputs(body)
     assert out["fan"]["children"].keys() == {"fan/check0", "fan/check1", "fan/check2"}
     assert out["fix"]["iterations"] == 2
@@ -117,3 +117,242 @@ async def test_dag_fan_out_of_three_and_a_loop_until_a_check_passes(
     run = (await api.get(f"/api/runs/{out['impl']['run_id']}")).json()
     assert run["turns"] == 3  # the first turn and one per loop iteration
     assert Path(out["impl"]["worktree"], "fixes.txt").read_text().count("fixed") == 2
+
+
+async def test_approval_rejected_once_sends_the_run_back_with_the_reason_then_lands(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    wf = await save(
+        api,
+        {
+            "name": "gated",
+            "steps": [
+                {
+                    "id": "impl",
+                    "type": "run",
+                    "provider": "script",
+                    "prompt": "Add a greeting",
+                    "agent_options": script(
+                        {"write": {"path": "greeting.txt", "content": "hello\n"}},
+                        on_message=[{"bash": "echo 'with tests' >> greeting.txt"}],
+                    ),
+                },
+                {
+                    "id": "review",
+                    "type": "approval",
+                    "message": "Diff of run #${steps.impl.number}",
+                    "on_reject": {"step": "impl", "max_attempts": 2},
+                },
+                {"id": "ship", "type": "land", "step": "impl", "depends_on": ["review"]},
+            ],
+        },
+    )
+    execution = await execute(api, wf, git_repo)
+
+    async def pending(attempt: int) -> None:
+        with anyio.fail_after(20):
+            while True:
+                body = (await api.get(f"/api/workflows/executions/{execution}")).json()
+                if {"key": "review", "attempt": attempt} in body["pending_approvals"]:
+                    return
+                assert body["status"] == "running", body
+                await anyio.sleep(0.05)
+
+    await pending(0)
+    bad = await api.post(
+        f"/api/workflows/executions/{execution}/steps/impl/decide", json={"decision": "approve"}
+    )
+    assert bad.status_code == 409 and "review" in bad.json()["detail"]
+    resp = await api.post(
+        f"/api/workflows/executions/{execution}/steps/review/decide",
+        json={"decision": "reject", "reason": "add tests"},
+    )
+    assert resp.status_code == 200, resp.text
+    await pending(1)
+    await api.post(
+        f"/api/workflows/executions/{execution}/steps/review/decide", json={"decision": "approve"}
+    )
+    body = await wait_execution(api, execution, "completed", "failed")
+    assert body["status"] == "completed", (body["status_reason"], body["steps"])
+    out = outputs(body)
+    assert out["review"] == {"approved": True, "attempts": 2, "reason": None}
+    run_id = out["impl"]["run_id"]
+    events = (await api.get(f"/api/runs/{run_id}/events")).json()["data"]
+    said = [e["data"]["text"] for e in events if e["type"] == "user.message"]
+    assert said == ["A reviewer sent this work back (attempt 1): add tests"]
+    assert (await api.get(f"/api/runs/{run_id}")).json()["status"] == "completed"
+    show = await anyio.run_process(["git", "show", "main:greeting.txt"], cwd=git_repo)
+    assert show.stdout.decode() == "hello\nwith tests\n"
+
+
+async def test_each_small_step_type_extract_if_wait_foreach(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    wf = await save(
+        api,
+        {
+            "name": "kinds",
+            "steps": [
+                {
+                    "id": "impl",
+                    "type": "run",
+                    "provider": "script",
+                    "prompt": "p",
+                    "agent_options": script({"say": "version: 2.5.1 done"}),
+                },
+                {"id": "seen", "type": "wait", "step": "impl", "status": ["review"]},
+                {
+                    "id": "ver",
+                    "type": "extract",
+                    "source": "${steps.impl.message}",
+                    "regex": r"version: (\S+)",
+                },
+                {
+                    "id": "meta",
+                    "type": "shell",
+                    "in": "impl",
+                    "command": 'echo \'{"files": ["a", "b", "c"]}\'',
+                },
+                {
+                    "id": "files",
+                    "type": "extract",
+                    "source": "${steps.meta.stdout}",
+                    "jsonpath": "$.files",
+                },
+                {
+                    "id": "big",
+                    "type": "if",
+                    "condition": "len(vars.files) > 2 and vars.ver == '2.5.1'",
+                    "then": ["each"],
+                    "else": ["never"],
+                },
+                {
+                    "id": "each",
+                    "type": "foreach",
+                    "items": "${vars.files}",
+                    "max_concurrency": 2,
+                    "step": {
+                        "id": "touch",
+                        "type": "shell",
+                        "in": "impl",
+                        "command": "echo ${index}-${item} >> seen.txt",
+                    },
+                },
+                {"id": "never", "type": "shell", "in": "impl", "command": "touch never.txt"},
+            ],
+        },
+    )
+    execution = await execute(api, wf, git_repo)
+    body = await wait_execution(api, execution, "completed", "failed")
+    assert body["status"] == "completed", (body["status_reason"], body["steps"])
+    out = outputs(body)
+    assert out["seen"]["status"] == "review"
+    assert out["ver"]["value"] == "2.5.1"
+    assert out["files"]["value"] == ["a", "b", "c"]
+    assert out["big"] == {"value": True, "branch": "then"}
+    assert out["never"]["skipped"] is True
+    worktree = Path(out["impl"]["worktree"])
+    assert sorted(worktree.joinpath("seen.txt").read_text().split()) == ["0-a", "1-b", "2-c"]
+    assert not worktree.joinpath("never.txt").exists()
+    events = (await api.get(f"/api/workflows/executions/{execution}/events")).json()["data"]
+    types = [e["type"] for e in events]
+    assert types[0] == "workflow.execution.started" and types[-1] == "workflow.execution.completed"
+    assert types.count("workflow.step.skipped") == 1
+
+
+async def test_best_of_three_compare_lands_the_passing_smallest_and_discards_the_rest(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    variants = {
+        "a": [{"write": {"path": "ok.txt", "content": "1\n2\n3\n4\n"}}],
+        "b": [{"write": {"path": "ok.txt", "content": "1\n"}}],
+        "c": [{"write": {"path": "bad.txt", "content": "x\n"}}],
+    }
+    wf = await save(
+        api,
+        {
+            "name": "best-of-3",
+            "steps": [
+                {
+                    "id": "try",
+                    "type": "parallel",
+                    "steps": [
+                        {
+                            "id": f"try_{k}",
+                            "type": "run",
+                            "provider": "script",
+                            "prompt": "p",
+                            "agent_options": script(*v),
+                        }
+                        for k, v in variants.items()
+                    ],
+                },
+                {
+                    "id": "pick",
+                    "type": "compare",
+                    "candidates": ["try"],
+                    "check": "test -f ok.txt",
+                    "land": "merge",
+                },
+            ],
+        },
+    )
+    execution = await execute(api, wf, git_repo)
+    body = await wait_execution(api, execution, "completed", "failed")
+    assert body["status"] == "completed", (body["status_reason"], body["steps"])
+    pick = outputs(body)["pick"]
+    assert pick["winner"] == "try/try_b"
+    assert [s["passed"] for s in pick["scores"]] == [True, True, False]
+    runs = {k: outputs(body)[f"try/try_{k}"]["run_id"] for k in variants}
+    statuses = {k: (await api.get(f"/api/runs/{r}")).json() for k, r in runs.items()}
+    assert statuses["b"]["resolution"] == "merged"
+    assert statuses["a"]["resolution"] == statuses["c"]["resolution"] == "discarded"
+    show = await anyio.run_process(["git", "show", "main:ok.txt"], cwd=git_repo)
+    assert show.stdout.decode() == "1\n"
+
+
+async def test_cancel_stops_every_running_step(sqlite_api: Api, git_repo: Path) -> None:
+    api = sqlite_api
+    wf = await save(
+        api,
+        {
+            "name": "slow",
+            "steps": [
+                {
+                    "id": "fan",
+                    "type": "parallel",
+                    "steps": [
+                        {
+                            "id": f"s{i}",
+                            "type": "run",
+                            "provider": "script",
+                            "prompt": "p",
+                            "agent_options": script({"sleep": 60}),
+                        }
+                        for i in range(3)
+                    ],
+                },
+            ],
+        },
+    )
+    execution = await execute(api, wf, git_repo)
+    with anyio.fail_after(20):
+        while True:
+            body = (await api.get(f"/api/workflows/executions/{execution}")).json()
+            run_ids = [s["run_id"] for s in body["steps"] if s["run_id"]]
+            if len(run_ids) == 3:
+                states = [(await api.get(f"/api/runs/{r}")).json()["status"] for r in run_ids]
+                if all(s == "running" for s in states):
+                    break
+            await anyio.sleep(0.05)
+    with anyio.fail_after(20):
+        resp = await api.post(f"/api/workflows/executions/{execution}/cancel")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "cancelled"
+    for run_id in run_ids:
+        assert (await api.get(f"/api/runs/{run_id}")).json()["status"] == "cancelled"
+    again = await api.post(f"/api/workflows/{body['workflow_id']}/executions/{execution}/cancel")
+    assert again.status_code == 409
