@@ -81,6 +81,7 @@ from codeyard.config import Settings
 from codeyard.crypto import secret_box
 from codeyard.domain.events import parse_event
 from codeyard.events.hub import Hub
+from codeyard.events.pg_fanout import PgFanout
 from codeyard.executor.interface import Executor
 from codeyard.executor.local import LocalExecutor
 from codeyard.mcp_server import mount as mcp_mount
@@ -129,6 +130,11 @@ async def _running(
     hub = Hub()
     writer = Writer(engine, hub.publish, batch_max=settings.event_batch_max)
     await writer.start()
+    # PostgreSQL: events other processes write reach this process's hub too (issue 16).
+    fanout = PgFanout(engine, hub, writer.token) if engine.dialect.name == "postgresql" else None
+    if fanout is not None:
+        await fanout.start()
+    app.state.fanout = fanout
     executor = LocalExecutor(
         engine,
         writer,
@@ -185,6 +191,8 @@ async def _running(
         await subscribers.stop()
         await daily_gc.stop()
         await chosen.shutdown()
+        if fanout is not None:
+            await fanout.stop()
         await writer.stop()
         await engine.dispose()
 

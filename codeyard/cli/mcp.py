@@ -7,7 +7,6 @@ import typer
 
 from codeyard.cli.client import CliError
 from codeyard.cli.state import get_state
-from codeyard.mcp_server.stdio import relay
 
 
 def mcp(ctx: typer.Context) -> None:
@@ -30,4 +29,6 @@ def mcp(ctx: typer.Context) -> None:
         )
     with state.client() as api:
         api.get("/api/health")  # unreachable: a clear error now, not a broken MCP session
+    from codeyard.mcp_server.stdio import relay  # the MCP SDK: loaded only for this command
+
     anyio.run(relay, target.url, target.token)

@@ -14,7 +14,7 @@ from typing import Any
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
 from codeyard.executor.turns import OptionHook
-from codeyard.mcp_server.http import PATH
+from codeyard.mcp_server.mount import PATH
 from codeyard.services.delegation import OPT_IN, mint_run_token
 
 SERVER_NAME = "codeyard"

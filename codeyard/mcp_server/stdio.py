@@ -16,7 +16,7 @@ import httpx2
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.stdio import stdio_server
 
-from codeyard.mcp_server.http import PATH
+from codeyard.mcp_server.mount import PATH
 
 log = logging.getLogger(__name__)
 #: Waits may last minutes: the read timeout is longer than wait_run's longest wait (300 s).
