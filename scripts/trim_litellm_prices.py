@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/trim_litellm_prices.py <model_prices_and_context_window.json>
 
-Keeps the chat models of the three vendors whose CLIs Codeyard drives (Anthropic Claude, OpenAI
-GPT / o-series / codex, Google Gemini via AI Studio) and, of each, only the fields pricing needs.
+Keeps the chat models of the vendors whose CLIs Codeyard drives (Anthropic Claude, OpenAI
+GPT / o-series / codex, Google Gemini via AI Studio, Alibaba Qwen via DashScope) and, of each,
+only the fields pricing needs. A model priced only in tiers keeps its first (base) tier.
 Update ``codeyard/pricing/LITELLM_PRICES.md`` (source, version, date) with the data.
 """
 
@@ -31,6 +32,14 @@ OPENAI_SKIP = re.compile(r"audio|realtime|search|transcribe|tts|image|chat-lates
 GEMINI_SKIP = re.compile(r"image|tts|live|embedding|exp|learnlm|gemma")
 
 
+def base_tier(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry with its first ``tiered_pricing`` tier as its prices, when it has no others."""
+    tiers = entry.get("tiered_pricing")
+    if "input_cost_per_token" in entry or not isinstance(tiers, list) or not tiers:
+        return entry
+    return {**tiers[0], **entry}
+
+
 def keep(key: str, entry: dict[str, Any]) -> bool:
     provider, mode = entry.get("litellm_provider"), entry.get("mode")
     if "input_cost_per_token" not in entry or "output_cost_per_token" not in entry:
@@ -41,6 +50,8 @@ def keep(key: str, entry: dict[str, Any]) -> bool:
         return mode in ("chat", "responses") and bool(
             OPENAI.match(key) and not OPENAI_SKIP.search(key)
         )
+    if provider == "dashscope":
+        return mode == "chat" and key.startswith("dashscope/qwen")
     if provider == "gemini":
         return mode == "chat" and key.startswith("gemini/gemini-") and not GEMINI_SKIP.search(key)
     return False
@@ -48,10 +59,11 @@ def keep(key: str, entry: dict[str, Any]) -> bool:
 
 def main() -> None:
     full = json.loads(Path(sys.argv[1]).read_text())
+    entries = {k: base_tier(e) for k, e in sorted(full.items()) if isinstance(e, dict)}
     trimmed = {
         key: {f: entry[f] for f in FIELDS if entry.get(f) is not None}
-        for key, entry in sorted(full.items())
-        if isinstance(entry, dict) and keep(key, entry)
+        for key, entry in entries.items()
+        if keep(key, entry)
     }
     OUT.write_text(json.dumps(trimmed, indent=1, sort_keys=True) + "\n")
     print(f"{len(trimmed)} models -> {OUT}")

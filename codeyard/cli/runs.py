@@ -37,7 +37,7 @@ def run(
         None,
         "--provider",
         "-p",
-        help="Agent provider: claude-code, codex, gemini, copilot, opencode, acp or script.",
+        help="Agent provider: claude-code, codex, gemini, copilot, opencode, qwen, acp or script.",
     ),
     agent: str | None = typer.Option(
         None, "--agent", "--profile", help="Agent profile: its name or id (agt_…)."

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 #: Prefixes callers put before a model name (LiteLLM, OpenRouter-style, Gemini API resources).
-_PREFIX = re.compile(r"^(anthropic|openai|gemini|google|models)/")
+_PREFIX = re.compile(r"^(anthropic|openai|gemini|google|dashscope|models)/")
 #: ``claude-opus-4-8[1m]``: Claude Code's context-window suffix.
 _BRACKET = re.compile(r"\[[^\]]*\]$")
 #: ``-20250929``, ``-2025-08-07``, ``@20250929`` (Vertex), ``-v1:0`` (Bedrock).
@@ -31,7 +31,7 @@ _GEMINI_SUFFIX = re.compile(r"(-preview(-\d{2}-\d{2})?|-\d{3}|-latest)$")
 _DOTTED_CLAUDE = re.compile(r"^(claude-[a-z]+-)(\d+)\.(\d+)")
 
 
-_ALL = ("anthropic", "openai", "gemini")
+_ALL = ("anthropic", "openai", "gemini", "dashscope")
 #: Codeyard providers (and the map's own provider names) → the map's providers whose models they
 #: run. Copilot, OpenCode and ACP agents can be pointed at any vendor.
 VENDORS: dict[str, tuple[str, ...]] = {
@@ -40,6 +40,7 @@ VENDORS: dict[str, tuple[str, ...]] = {
     "gemini": ("gemini",),
     "copilot": _ALL,
     "opencode": _ALL,
+    "qwen": _ALL,  # Qwen Code speaks to any OpenAI-compatible endpoint
     "acp": _ALL,
     "script": _ALL,
     "anthropic": ("anthropic",),
@@ -52,7 +53,7 @@ class ModelPrice:
     """One model of the map. Costs are US dollars per token."""
 
     id: str
-    provider: str  # LiteLLM's provider: anthropic | openai | gemini
+    provider: str  # LiteLLM's provider: anthropic | openai | gemini | dashscope
     input_cost_per_token: float
     output_cost_per_token: float
     cache_read_input_token_cost: float | None

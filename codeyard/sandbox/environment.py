@@ -50,6 +50,7 @@ PROVIDER_PREFIXES: dict[str, tuple[str, ...]] = {
     "gemini": ("GEMINI_", "GOOGLE_"),
     "copilot": ("COPILOT_",),
     "opencode": ("OPENCODE_", "ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_"),
+    "qwen": ("QWEN_", "OPENAI_", "DASHSCOPE_"),
     "acp": (),
     "script": (),
     "repo-script": (),

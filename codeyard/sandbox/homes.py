@@ -45,6 +45,7 @@ STATE_ENTRIES: dict[str, tuple[tuple[str | None, str], ...]] = {
         (None, ".local/state/opencode"),
         (None, ".npm"),
     ),
+    "qwen": (("QWEN_HOME", ".qwen"), (None, ".npm")),
 }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codeyard.agents.acp import CopilotProvider, GeminiProvider, OpenCodeProvider
+from codeyard.agents.acp import CopilotProvider, GeminiProvider, OpenCodeProvider, QwenProvider
 from codeyard.agents.base import Provider
 from codeyard.testing.fake_llm import FakeLLM, ToolCall
 
@@ -76,6 +76,18 @@ def opencode_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
     return {"env": env, "config": config, **extra}
 
 
+def qwen_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    settings = {
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"disableAutoUpdate": True},
+    }
+    (home / ".qwen").mkdir(parents=True, exist_ok=True)
+    (home / ".qwen" / "settings.json").write_text(json.dumps(settings))
+    env = {"OPENAI_API_KEY": "dummy", "OPENAI_BASE_URL": f"{fake.url}/v1", "HOME": str(home)}
+    return {"env": env, **extra}
+
+
 def gemini_rejection(fake: FakeLLM) -> str:
     """The error of the last ``functionResponse`` Gemini CLI sent in model call 2."""
     body = fake.model_calls("gemini")[2].body
@@ -129,6 +141,13 @@ class AgentCase:
     turn_config_file: str | None = None
     #: A HOME kept for the module (OpenCode's first start in a fresh one is slow).
     shared_home: bool = False
+    #: The failing reply's HTTP status: a client error where the CLI's own retries of server
+    #: errors cannot be shortened (Qwen Code backs off seven times from 1.5 s).
+    error_status: int = 500
+    #: A loaded session holds the agent's own earlier replies. Qwen Code 0.15.10 in ACP mode
+    #: records only the user's messages in its session file (observed), so a loaded session
+    #: holds the earlier prompts but not the answers.
+    session_keeps_replies: bool = True
 
     def call(self, command: str) -> ToolCall:
         return ToolCall(self.shell, {"command": command, "description": "Run it"})
@@ -197,4 +216,27 @@ OPENCODE = AgentCase(
     shared_home=True,
 )
 
-CASES = [GEMINI, COPILOT, OPENCODE]
+QWEN = AgentCase(
+    name="qwen",
+    provider=QwenProvider,
+    cli_version="0.15.10",
+    model="qwen3-coder-plus",
+    shell="run_shell_command",
+    api="openai-chat",
+    options=qwen_options,
+    label="Qwen Code",
+    rejection_phrase="canceled by the user",
+    rejection_told=chat_rejection,
+    rejection_ends_turn=False,
+    error_body={"error": {"message": "Backend exploded XYZ", "type": "server_error", "code": 500}},
+    error_headers={"retry-after-ms": "0", "retry-after": "0"},
+    error_replies=12,
+    reports_exit_code=False,
+    usage_of_last_call_only=False,
+    streams_thinking=True,
+    drops_interrupted_turn=True,
+    error_status=400,
+    session_keeps_replies=False,
+)
+
+CASES = [GEMINI, COPILOT, OPENCODE, QWEN]

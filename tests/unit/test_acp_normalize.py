@@ -230,3 +230,28 @@ def test_error_text_unwraps_api_error_bodies() -> None:
         "Internal error: Backend exploded XYZ"
     )
     assert error_text('{"unexpected": 1}') == '{"unexpected": 1}'
+
+
+def test_qwen_usage_comes_on_empty_chunks_and_is_summed_over_the_turn() -> None:
+    """Qwen Code reports each model call's tokens as ``_meta.usage`` on an empty message chunk
+    (its ``session/prompt`` answer has none): summed, and no empty message is made of them."""
+    state = NormalizeState(prefix="t1")
+
+    def chunk(text: str, **meta: Any) -> dict[str, Any]:
+        update = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+        return {"sessionId": "s", "update": {**update, **({"_meta": meta} if meta else {})}}
+
+    counts = {"inputTokens": 100, "outputTokens": 12, "totalTokens": 112}
+    items: list[Item] = []
+    for params in (
+        chunk("Running."),
+        chunk("", usage=counts),
+        chunk("Done."),
+        chunk("", usage=counts),
+    ):
+        items += normalize(parse_update(params), state)
+    items += finish(parse_prompt_result({"stopReason": "end_turn"}), state)
+    assert [m["text"] for m in of(items, "agent.message")] == ["Running.Done."]
+    (usage,) = of(items, "usage")
+    assert (usage["input_tokens"], usage["output_tokens"]) == (200, 24)
+    assert isinstance(items[-1], TurnEnd) and items[-1].result == "Running.Done."

@@ -13,9 +13,11 @@ from codeyard.agents.acp import (
     GeminiProvider,
     GenericAcpProvider,
     OpenCodeProvider,
+    QwenProvider,
 )
 from codeyard.agents.acp.binaries import command_from_option, tool_version
 from codeyard.agents.acp.gemini_sessions import protect_saved_session
+from codeyard.agents.acp.turn import _plain_model
 from codeyard.agents.base import TurnContext
 from codeyard.domain.errors import ValidationFailed
 from codeyard.domain.tools import Decision, ToolRequest
@@ -179,3 +181,25 @@ def test_a_saved_gemini_session_is_renamed_out_of_the_clean_up_pattern(tmp_path:
     # Gemini CLI's clean-up matches "-<8 characters>.jsonl"; the new name does not.
     assert not moved.name.endswith("-0123abcd.jsonl")
     assert protect_saved_session(tmp_path, session) == []
+
+
+def test_qwen_gets_its_model_and_the_openai_api_when_given_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cli = fake_cli(tmp_path / "clis", "qwen")
+    provider = QwenProvider(clis_bin=cli.parent)
+    with_key = provider.launch(context(tmp_path, "qwen3-coder-plus", env={"OPENAI_API_KEY": "k"}))
+    assert with_key.argv == [str(cli), "--acp", "-m", "qwen3-coder-plus", "--auth-type", "openai"]
+    assert with_key.label == "Qwen Code" and with_key.auth_method is None
+    # Without a key (none in the server's environment either) it keeps the user's own login.
+    own_login = provider.launch(context(tmp_path, None))
+    assert own_login.argv == [str(cli), "--acp"]
+    assert "run `make clis`" in str(QwenProvider(clis_bin=tmp_path / "none").problem())
+
+
+def test_qualified_model_ids_are_plain_model_names() -> None:
+    assert _plain_model("$runtime|openai|qwen3-coder-plus(openai)") == "qwen3-coder-plus"
+    assert _plain_model("qwen3-coder-plus(openai)") == "qwen3-coder-plus"
+    assert _plain_model("gemini-2.5-pro") == "gemini-2.5-pro"
+    assert _plain_model("fake/fake-model") == "fake/fake-model"

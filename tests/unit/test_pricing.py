@@ -78,17 +78,22 @@ def test_cache_writes_without_a_price_cost_as_input() -> None:
     assert cost == pytest.approx(1_000 * 1.25e-6 + 1_000 * 1.25e-7)
 
 
-def test_the_snapshot_keeps_only_the_three_vendors_and_their_prices() -> None:
+def test_the_snapshot_keeps_only_the_agents_vendors_and_their_prices() -> None:
     raw = json.loads(
         resources.files("codeyard.pricing").joinpath("litellm_prices.json").read_text()
     )
-    assert {e["litellm_provider"] for e in raw.values()} == {"anthropic", "openai", "gemini"}
+    vendors = {"anthropic", "openai", "gemini", "dashscope"}
+    assert {e["litellm_provider"] for e in raw.values()} == vendors
     for key, entry in raw.items():
         assert entry["input_cost_per_token"] > 0, key
         assert entry["output_cost_per_token"] >= entry["input_cost_per_token"], key
     every = pricing.models()
     assert len(every) == len(raw)
     assert {m.provider for m in pricing.models("gemini")} == {"gemini"}
+    # Qwen Code's models: DashScope's, priced at their first tier when priced in tiers only.
+    qwen = pricing.price_for("dashscope/qwen3-coder-plus")
+    assert qwen is not None and qwen.id == "qwen3-coder-plus" and qwen.provider == "dashscope"
+    assert (qwen.input_cost_per_token, qwen.output_cost_per_token) == (1e-06, 5e-06)
     assert [m.id for m in every] == sorted(m.id for m in every)
 
 

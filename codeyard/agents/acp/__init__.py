@@ -10,6 +10,7 @@ from codeyard.agents.acp.provider import (
     GeminiProvider,
     GenericAcpProvider,
     OpenCodeProvider,
+    QwenProvider,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "GeminiProvider",
     "GenericAcpProvider",
     "OpenCodeProvider",
+    "QwenProvider",
 ]

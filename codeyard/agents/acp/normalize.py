@@ -105,6 +105,8 @@ class NormalizeState:
     #: The text of the last complete message: the turn's result.
     last_message: str | None = None
     calls: dict[str, _Call] = field(default_factory=dict)
+    #: Tokens summed over the turn's model calls, from chunks that report them (Qwen Code).
+    chunk_usage: dict[str, int] | None = None
 
 
 def tool_kind(acp_kind: str | None) -> ToolKind:
@@ -129,7 +131,16 @@ def flush(state: NormalizeState) -> list[NewEvent]:
     return events
 
 
+def _add_usage(usage: dict[str, int], state: NormalizeState) -> None:
+    total = state.chunk_usage or {}
+    state.chunk_usage = {k: total.get(k, 0) + usage.get(k, 0) for k in {*total, *usage}}
+
+
 def _chunk(chunk: Chunk, state: NormalizeState) -> list[NewEvent]:
+    if chunk.usage is not None:
+        _add_usage(chunk.usage, state)
+        if not chunk.text:
+            return []  # a usage report, not a message
     if chunk.thought:
         events = flush(state) if state.message else []
         state.thought.append(chunk.text)
@@ -291,9 +302,10 @@ def finish(result: PromptResult, state: NormalizeState) -> list[NewEvent | TurnE
         if call.denied is not None and not call.ended:
             call.ended = True
             items.append(tool_result(call_id, ok=False, error=call.denied))
-    if result.usage is not None:
+    usage = result.usage if result.usage is not None else state.chunk_usage
+    if usage is not None:
         # No ACP agent reports a cost: Codeyard prices the tokens (the sink, by model).
-        items.append(Usage.of(result.usage, model=result.model or None))
+        items.append(Usage.of(usage, model=result.model or None))
     elif state.error is not None and result.stop_reason == "end_turn":
         items.append(Failed(state.error))
         return items

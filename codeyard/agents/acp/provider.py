@@ -39,6 +39,7 @@ __all__ = [
     "GeminiProvider",
     "GenericAcpProvider",
     "OpenCodeProvider",
+    "QwenProvider",
 ]
 
 _MODES = ("default", "plan", "auto")
@@ -259,3 +260,27 @@ class OpenCodeProvider(AcpProvider):
         path.chmod(0o600)  # it may hold API keys
         env = {**base.env, "OPENCODE_CONFIG": str(path)}
         return replace(base, env=env, scratch=[folder])
+
+
+class QwenProvider(AcpProvider):
+    """Qwen Code (a Gemini CLI fork): ``qwen --acp``, any OpenAI-compatible endpoint.
+
+    With ``OPENAI_API_KEY`` in its environment it is told to use the OpenAI-compatible API
+    (``--auth-type openai``; ``OPENAI_BASE_URL`` points it at a local model), otherwise it uses
+    the user's own Qwen login.
+    """
+
+    name = "qwen"
+    label = "Qwen Code"
+    binary = "qwen"
+    acp_args = ("--acp",)
+    package = "@qwen-code/qwen-code"
+    capabilities = _PRICED
+
+    def launch(self, ctx: TurnContext) -> Launch:
+        base = super().launch(ctx)
+        argv = [*base.argv, "-m", ctx.model] if ctx.model else list(base.argv)
+        env = base.env
+        if env.get("OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY"):
+            argv += ["--auth-type", "openai"]
+        return replace(base, argv=argv, env=env)

@@ -90,14 +90,23 @@ def _pick(options: list[PermissionOption], allow: bool) -> dict[str, Any]:
     return _CANCELLED
 
 
+def _plain_model(model_id: str) -> str:
+    """A model id without the routing Qwen Code wraps it in: ``$runtime|openai|qwen3(openai)``
+    → ``qwen3`` (the last ``|`` part, less an ``(auth type)`` suffix)."""
+    plain = model_id.rsplit("|", 1)[-1]
+    if plain.endswith(")") and "(" in plain:
+        plain = plain[: plain.rindex("(")]
+    return plain or model_id
+
+
 def _model_of(result: Any) -> str | None:
-    """The session's model as ``session/new`` reports it (Gemini: ``models``, OpenCode:
-    a ``model`` config option)."""
+    """The session's model as ``session/new`` reports it (Gemini, Qwen Code: ``models``,
+    OpenCode: a ``model`` config option)."""
     if not isinstance(result, dict):
         return None
     models = result.get("models")
     if isinstance(models, dict) and isinstance(models.get("currentModelId"), str):
-        return str(models["currentModelId"])
+        return _plain_model(str(models["currentModelId"]))
     for option in result.get("configOptions") or []:
         if isinstance(option, dict) and option.get("id") == "model":
             value = option.get("currentValue")
@@ -218,6 +227,11 @@ class _Turn:
     def _failed(self, method: str, exc: RequestError) -> str:
         label = self.launch.label
         detail = error_text(str(exc))
+        data = exc.data
+        # Qwen Code: ``Internal error`` with the model API's words in ``data.details``.
+        details = data.get("details") if isinstance(data, dict) else None
+        if isinstance(details, str) and details and details not in detail:
+            detail = f"{detail}: {error_text(details)}"
         if method == "session/prompt":
             return f"{label} failed the turn: {detail}"
         return f"{label} refused {method}: {detail}"

@@ -37,6 +37,9 @@ class Chunk:
     thought: bool
     text: str
     message_id: str | None = None
+    #: Tokens of one model call, when the agent reports them on a chunk's ``_meta.usage``
+    #: (Qwen Code, whose ``session/prompt`` answer carries none).
+    usage: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,13 @@ def parse_update(params: Any) -> Update:
         content = update.get("content")
         text = content.get("text") if isinstance(content, dict) else None
         if isinstance(text, str):
-            return Chunk(kind == "agent_thought_chunk", text, _str(update.get("messageId")))
+            meta = update.get("_meta")
+            return Chunk(
+                kind == "agent_thought_chunk",
+                text,
+                _str(update.get("messageId")),
+                _usage(meta) if isinstance(meta, dict) else None,
+            )
     elif kind in ("tool_call", "tool_call_update") and update.get("toolCallId"):
         return _tool_call(update, new=kind == "tool_call")
     elif kind == "plan":
