@@ -54,9 +54,20 @@ class SettingsView(BaseModel):
         "in a bubblewrap sandbox with an allowlisted environment. Only an admin may set 'off'."
     )
     sandbox_status: SandboxStatus
+    require_review_to_merge: bool = Field(
+        description="Landing a run (merge, squash, rebase, pull request) needs an approving "
+        "review (POST /api/runs/{id}/approve, or a ticket review); 409 otherwise."
+    )
 
 
-_NOT_NULL = ("max_concurrent_runs", "approval_timeout_hours", "auto_resume", "budgets", "sandbox")
+_NOT_NULL = (
+    "max_concurrent_runs",
+    "approval_timeout_hours",
+    "auto_resume",
+    "budgets",
+    "sandbox",
+    "require_review_to_merge",
+)
 
 
 class SettingsUpdate(BaseModel):
@@ -73,6 +84,7 @@ class SettingsUpdate(BaseModel):
     auto_resume: bool | None = None
     gates: dict[str, str] | None = None
     sandbox: Literal["on", "off"] | None = None
+    require_review_to_merge: bool | None = None
     sandbox_status: dict[str, Any] | None = Field(
         default=None, description="Read-only: ignored, so GET's answer may be sent back."
     )

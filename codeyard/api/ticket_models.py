@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from codeyard.api.schemas import Body
-from codeyard.api.views import View
+from codeyard.api.views import RunView, View
 
 Status = Literal["inbox", "backlog", "in_progress", "in_review", "done", "cancelled"]
 Kind = Literal["bug", "feature", "task", "chore"]
@@ -91,3 +91,122 @@ class CommentView(View):
     body: str
     mentions: list[str]
     created_at: str
+
+
+class AgentStartBody(Body):
+    """Everything optional: the ticket's assigned agent profile (else the default) works it."""
+
+    agent_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    agent_options: dict[str, Any] | None = None
+    source_ref: str | None = Field(default=None, min_length=1, max_length=250)
+    budget_usd: float | None = Field(default=None, ge=0)
+
+
+class TicketMessageBody(Body):
+    text: str = Field(min_length=1, max_length=200_000)
+
+
+class MergeBody(Body):
+    strategy: Literal["merge", "squash", "rebase"] = "merge"
+    target_branch: str | None = Field(default=None, min_length=1, max_length=250)
+    message: str | None = Field(default=None, max_length=20_000)
+
+
+class PullRequestBody(Body):
+    title: str | None = Field(default=None, max_length=300)
+    body: str | None = Field(default=None, max_length=60_000)
+    target_branch: str | None = Field(default=None, min_length=1, max_length=250)
+    draft: bool = False
+
+
+class AgentStatusView(View):
+    ticket: int
+    #: True while the current run is queued, preparing, running or waiting.
+    working: bool
+    run: RunView | None
+    run_ids: list[str]
+
+
+class ReviewComment(Body):
+    """A comment anchored to a line of the diff: the file, the line in the new (``right``) or
+    old (``left``) version, and the text."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    line: int | None = Field(default=None, ge=1)
+    side: Literal["left", "right"] = "right"
+    body: str = Field(min_length=1, max_length=20_000)
+
+
+class ReviewCreate(Body):
+    verdict: Verdict
+    body: str = Field(default="", max_length=50_000)
+    comments: list[ReviewComment] = Field(default_factory=list, max_length=200)
+
+
+class RunReviewBody(Body):
+    notes: str = Field(default="", max_length=50_000)
+
+
+class ReviewCommentView(View):
+    path: str
+    line: int | None
+    side: Literal["left", "right"]
+    body: str
+
+
+class ReviewView(View):
+    id: str
+    run_id: str
+    ticket_id: str | None
+    verdict: Verdict
+    body: str
+    comments: list[ReviewCommentView]
+    author_id: str | None
+    created_at: str
+
+
+class ReviewResult(ReviewView):
+    #: ``changes_requested``: the review became the agent's next turn.
+    sent_to_agent: bool
+
+
+class QueueCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+    tickets: list[int] = Field(
+        min_length=1, max_length=500, description="Ticket numbers, in the order to run them."
+    )
+    max_parallel: int = Field(default=1, ge=1, le=16, description="1: one after another.")
+    land: Literal["merge", "squash", "rebase"] = "merge"
+
+
+class QueueUpdate(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    tickets: list[int] | None = Field(default=None, min_length=1, max_length=500)
+    max_parallel: int | None = Field(default=None, ge=1, le=16)
+    land: Literal["merge", "squash", "rebase"] | None = None
+
+
+class QueueItemView(View):
+    ticket: int
+    state: Literal["pending", "running", "done", "failed", "skipped"]
+    run_id: str | None
+    reason: str | None
+
+
+class QueueView(View):
+    id: str
+    project_id: str
+    name: str
+    tickets: list[int]
+    items: list[QueueItemView]
+    max_parallel: int
+    land: Literal["merge", "squash", "rebase"]
+    #: ``idle``, ``running``, ``paused`` (see ``paused_reason``), ``done`` or ``cancelled``.
+    status: Literal["idle", "running", "paused", "done", "cancelled"]
+    paused_reason: str | None
+    #: Who started it last: its runs are this user's.
+    created_by: str | None
+    created_at: str
+    updated_at: str

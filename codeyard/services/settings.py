@@ -29,6 +29,8 @@ STORED_DEFAULTS: dict[str, Any] = {
     "gates": {},
     #: Contain every process a run starts (``codeyard.sandbox``); only an admin may turn it off.
     "sandbox": "on",
+    #: Landing a run (merge, squash, rebase, pull request) needs an approving review (issue 19).
+    "require_review_to_merge": False,
 }
 
 

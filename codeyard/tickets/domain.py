@@ -80,6 +80,17 @@ def review_message(body: str, comments: Sequence[Mapping[str, Any]]) -> str:
     return head + ("\n\nOn the diff:\n" + "\n".join(lines) if lines else "")
 
 
+def status_for_run(run_status: str, resolution: str | None) -> TicketStatus | None:
+    """The ticket status a run's status implies (None: leave the ticket as it is)."""
+    if run_status == "review":
+        return T.IN_REVIEW
+    if run_status == "completed" and resolution in ("merged", "pr_created"):
+        return T.DONE if resolution == "merged" else T.IN_REVIEW
+    if run_status == "completed" and resolution == "discarded":
+        return T.BACKLOG
+    return None
+
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

@@ -78,7 +78,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("project_id", sa.String(40), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
-        sa.Column("ticket_ids", sa.JSON(), nullable=False),
+        sa.Column("tickets", sa.JSON(), nullable=False),
         sa.Column("items", sa.JSON(), nullable=False),
         sa.Column("max_parallel", sa.Integer(), nullable=False),
         sa.Column("land", sa.String(20), nullable=False),

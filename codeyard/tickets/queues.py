@@ -1,0 +1,354 @@
+"""Work queues: tickets run one after another (or ``max_parallel`` at a time), each landed
+before the next starts, so the next ticket's run starts from the previous one's merged result.
+
+A failed, cancelled, interrupted or budget-stopped run, or a landing that conflicts, pauses the
+queue with the reason (``queue.paused`` on that run). ``start`` resumes; ``retry`` and ``skip``
+settle the failed ticket and resume. The follower (``follower.py``) feeds run status changes in;
+the queue's rows are the state, so a restart picks up where it was (``reconcile``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from codeyard.auth.principal import Principal
+from codeyard.auth.scopes import ALL, for_role
+from codeyard.domain import events as ev
+from codeyard.domain.errors import CodeyardError, Conflict, ValidationFailed
+from codeyard.domain.events import utc_now
+from codeyard.domain.ids import new_id
+from codeyard.domain.status import ACTIVE, RunStatus
+from codeyard.services import ownership, resolution
+from codeyard.services import runs as run_service
+from codeyard.services.context import Services
+from codeyard.store import projects, runs, users
+from codeyard.store.writer import Tx
+from codeyard.tickets import agent, domain
+from codeyard.tickets import service as tickets
+from codeyard.tickets import store as ts
+from codeyard.tickets.domain import DONE, FAILED, PENDING, RUNNING, SKIPPED
+
+log = logging.getLogger(__name__)
+#: One advance at a time per queue (the follower and the routes both advance).
+_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+#: Run statuses that stop a queue's ticket short of landing.
+STOPPED = frozenset({"failed", "cancelled", "interrupted", "paused"})
+
+
+def public(queue: dict[str, Any]) -> dict[str, Any]:
+    """The queue with its items in order: ``{ticket, state, run_id, reason}``."""
+    items = [
+        {
+            "ticket": n,
+            "state": queue["items"].get(str(n), {}).get("state", PENDING),
+            "run_id": queue["items"].get(str(n), {}).get("run_id"),
+            "reason": queue["items"].get(str(n), {}).get("reason"),
+        }
+        for n in queue["tickets"]
+    ]
+    return {**{k: v for k, v in queue.items() if k != "items"}, "items": items}
+
+
+async def _check_tickets(svc: Services, project: dict[str, Any], numbers: list[int]) -> None:
+    async with svc.engine.connect() as conn:
+        known = {n for n, _ in await ts.link_graph(conn, project["id"])}
+    if missing := [n for n in numbers if n not in known]:
+        raise ValidationFailed(
+            f"No ticket {', '.join(f'#{n}' for n in missing)} in project '{project['slug']}'.",
+            errors=[{"loc": ["body", "tickets"], "msg": f"unknown: {missing}"}],
+        )
+
+
+async def create(
+    svc: Services, principal: Principal, project_ref: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    project = await tickets.managed_project(svc, principal, project_ref, "add work queues")
+    numbers = list(dict.fromkeys(body.get("tickets") or []))
+    await _check_tickets(svc, project, numbers)
+    now = utc_now()
+    values = {
+        "id": new_id("wq"),
+        "project_id": project["id"],
+        "name": body["name"],
+        "tickets": numbers,
+        "items": {},
+        "max_parallel": body.get("max_parallel") or 1,
+        "land": body.get("land") or "merge",
+        "status": "idle",
+        "paused_reason": None,
+        "created_by": principal.user_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await svc.writer.run(lambda tx: ts.insert_queue(tx, values))
+    return public(values)
+
+
+async def _load(
+    svc: Services, project_ref: str, queue_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    project = await tickets.project_of(svc, project_ref)
+    async with svc.engine.connect() as conn:
+        return project, await ts.get_queue(conn, project, queue_id)
+
+
+async def list_all(svc: Services, project_ref: str) -> list[dict[str, Any]]:
+    project = await tickets.project_of(svc, project_ref)
+    async with svc.engine.connect() as conn:
+        return [public(q) for q in await ts.queues_of(conn, project["id"])]
+
+
+async def get(svc: Services, project_ref: str, queue_id: str) -> dict[str, Any]:
+    return public((await _load(svc, project_ref, queue_id))[1])
+
+
+async def _managed(
+    svc: Services, principal: Principal, project_ref: str, queue_id: str, what: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The project and queue, when the caller manages the project (owner, members, admins)."""
+    project, queue = await _load(svc, project_ref, queue_id)
+    ownership.require_project_manager(principal, project, what)
+    return project, queue
+
+
+async def update(
+    svc: Services, principal: Principal, project_ref: str, queue_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Rename, reorder or change ``max_parallel``/``land``; the ticket list only while the
+    queue is not running."""
+    project, queue = await _managed(svc, principal, project_ref, queue_id, "change its queues")
+    if "tickets" in changes:
+        if queue["status"] == "running":
+            raise Conflict(
+                "The queue is running: cancel it (or wait for a pause) before changing its "
+                "tickets.",
+                current_status=queue["status"],
+            )
+        changes["tickets"] = list(dict.fromkeys(changes["tickets"] or []))
+        await _check_tickets(svc, project, changes["tickets"])
+    updated = await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, changes))
+    return public(updated)
+
+
+async def delete(svc: Services, principal: Principal, project_ref: str, queue_id: str) -> None:
+    _, queue = await _managed(svc, principal, project_ref, queue_id, "delete its queues")
+    if queue["status"] == "running":
+        raise Conflict(
+            "The queue is running: cancel it first (POST …/queues/{id}/cancel).",
+            current_status="running",
+        )
+    await svc.writer.run(lambda tx: ts.delete_queue(tx, queue_id))
+
+
+async def start(
+    svc: Services, principal: Principal, project_ref: str, queue_id: str
+) -> dict[str, Any]:
+    """Start, or resume a paused queue (the failed ticket stays failed: retry or skip it)."""
+    _, queue = await _managed(svc, principal, project_ref, queue_id, "start its queues")
+    if queue["status"] == "done":
+        raise Conflict(
+            "Every ticket of this queue is settled; release it (POST …/release) to run it again.",
+            current_status="done",
+        )
+    changes = {"status": "running", "paused_reason": None, "created_by": queue["created_by"]}
+    if principal.user_id is not None:
+        changes["created_by"] = principal.user_id  # runs are the starter's
+    await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, changes))
+    await advance(svc, queue_id)
+    return await get(svc, project_ref, queue_id)
+
+
+async def cancel(
+    svc: Services, principal: Principal, project_ref: str, queue_id: str
+) -> dict[str, Any]:
+    """Stop the queue and cancel the runs it has working."""
+    _, queue = await _managed(svc, principal, project_ref, queue_id, "cancel its queues")
+    async with _locks[queue_id]:
+        await svc.writer.run(
+            lambda tx: ts.update_queue(tx, queue_id, {"status": "cancelled", "paused_reason": None})
+        )
+    for item in queue["items"].values():
+        if item.get("state") == RUNNING and item.get("run_id"):
+            run = await run_service.get(svc, item["run_id"])
+            if RunStatus(run["status"]) in ACTIVE:
+                await run_service.cancel(svc, run["id"])
+    return await get(svc, project_ref, queue_id)
+
+
+async def release(
+    svc: Services, principal: Principal, project_ref: str, queue_id: str
+) -> dict[str, Any]:
+    """Reset every item to pending (not while running)."""
+    _, queue = await _managed(svc, principal, project_ref, queue_id, "release its queues")
+    if queue["status"] == "running":
+        raise Conflict("The queue is running: cancel it first.", current_status="running")
+    values: dict[str, Any] = {"status": "idle", "items": {}, "paused_reason": None}
+    await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, values))
+    return await get(svc, project_ref, queue_id)
+
+
+async def settle_item(
+    svc: Services, principal: Principal, project_ref: str, queue_id: str, number: int, how: str
+) -> dict[str, Any]:
+    """``retry`` (the ticket runs again) or ``skip`` (its dependents go on) a failed ticket;
+    then the queue resumes."""
+    _, queue = await _managed(svc, principal, project_ref, queue_id, f"{how} its queue items")
+    item = queue["items"].get(str(number))
+    if number not in queue["tickets"] or item is None or item.get("state") != FAILED:
+        raise Conflict(
+            f"Ticket #{number} has not failed in this queue; only a failed ticket can be "
+            f"{'retried' if how == 'retry' else 'skipped'}.",
+        )
+    items = dict(queue["items"])
+    items[str(number)] = {**item, "state": PENDING if how == "retry" else SKIPPED}
+    values = {"items": items, "status": "running", "paused_reason": None}
+    await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, values))
+    await advance(svc, queue_id)
+    return await get(svc, project_ref, queue_id)
+
+
+# --- driving ----------------------------------------------------------------------------------
+
+
+async def _runner(svc: Services, queue: dict[str, Any]) -> Principal:
+    """Who the queue's runs belong to: the user who started it (the admin token: admin)."""
+    user_id = queue["created_by"]
+    if user_id is None:
+        return Principal(kind="queue", name=f"queue {queue['id']}", scopes=ALL)
+    async with svc.engine.connect() as conn:
+        user = await users.find(conn, user_id)
+    role = user["role"] if user else "viewer"
+    return Principal(
+        kind="queue", name=f"queue {queue['id']}", scopes=for_role(role), user_id=user_id, role=role
+    )
+
+
+async def _source_ref(svc: Services, project_id: str) -> str:
+    """The repositories' default branch (where the previous ticket landed), else ``HEAD``."""
+    async with svc.engine.connect() as conn:
+        branches = {r["default_branch"] for r in await projects.repos_of(conn, project_id)}
+    return branches.pop() if len(branches) == 1 and None not in branches else "HEAD"
+
+
+async def _set_item(svc: Services, queue_id: str, number: int, **item: Any) -> dict[str, Any]:
+    async def job(tx: Tx) -> dict[str, Any]:
+        queue = await ts.find_queue(tx.conn, queue_id)
+        assert queue is not None
+        items = dict(queue["items"])
+        items[str(number)] = {**items.get(str(number), {}), **item}
+        return await ts.update_queue(tx, queue_id, {"items": items})
+
+    return await svc.writer.run(job)
+
+
+async def _pause(
+    svc: Services, queue_id: str, number: int, run_id: str | None, reason: str
+) -> None:
+    async def job(tx: Tx) -> None:
+        await ts.update_queue(tx, queue_id, {"status": "paused", "paused_reason": reason})
+        if run_id is not None:
+            await tx.emit_one(
+                run_id, ev.QueuePaused(queue_id=queue_id, ticket=number, reason=reason)
+            )
+
+    await svc.writer.run(job)
+
+
+async def advance(svc: Services, queue_id: str) -> None:
+    """Start every eligible ticket the queue has room for, or mark the queue done."""
+    async with _locks[queue_id]:
+        async with svc.engine.connect() as conn:
+            queue = await ts.find_queue(conn, queue_id)
+            if queue is None or queue["status"] != "running":
+                return
+            project = await projects.get_project(conn, queue["project_id"])
+            rows = {t["number"]: t for t in await _tickets_of(conn, project, queue["tickets"])}
+        blockers = {str(n): [str(b) for b in t["blocked_by"]] for n, t in rows.items()}
+        status = {str(n): t["status"] for n, t in rows.items()}
+        order = [str(n) for n in queue["tickets"]]
+        step = domain.next_step(order, queue["items"], blockers, status, queue["max_parallel"])
+        if step.finished:
+            await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, {"status": "done"}))
+            return
+        principal = await _runner(svc, queue)
+        source_ref = await _source_ref(svc, project["id"])
+        for key in step.start:
+            ticket = rows[int(key)]
+            try:
+                run = await agent.start_run(
+                    svc, principal, project, ticket, {"source_ref": source_ref}, queue_id=queue_id
+                )
+            except CodeyardError as exc:
+                await _set_item(svc, queue_id, int(key), state=FAILED, reason=exc.detail)
+                why = f"ticket #{key} could not start: {exc.detail}"
+                await _pause(svc, queue_id, int(key), ticket["current_run_id"], why)
+                return
+            await _set_item(svc, queue_id, int(key), state=RUNNING, run_id=run["id"], reason=None)
+
+
+async def _tickets_of(
+    conn: Any, project: dict[str, Any], numbers: list[int]
+) -> list[dict[str, Any]]:
+    return [await ts.get_ticket(conn, project, n) for n in numbers]
+
+
+async def on_run_changed(svc: Services, run: dict[str, Any]) -> None:
+    """A run of a queue item changed status: land it, or pause the queue with the reason."""
+    async with svc.engine.connect() as conn:
+        candidates = [
+            q for q in await ts.running_queues(conn) if q["project_id"] == run["project_id"]
+        ]
+    for queue in candidates:
+        hit = [
+            int(k)
+            for k, item in queue["items"].items()
+            if item.get("run_id") == run["id"] and item.get("state") == RUNNING
+        ]
+        if not hit:
+            continue
+        number, status = hit[0], run["status"]
+        label = f"ticket #{number} (run {run['number']})"
+        if status == "review":
+            try:
+                landed = await resolution.resolve(
+                    svc, run["id"], {"action": queue["land"]}, await _runner(svc, queue)
+                )
+            except CodeyardError as exc:
+                await _set_item(svc, queue["id"], number, state=FAILED, reason=exc.detail)
+                await _pause(
+                    svc, queue["id"], number, run["id"], f"landing {label} failed: {exc.detail}"
+                )
+                continue
+            await agent.sync_ticket(svc, landed)
+            await _set_item(svc, queue["id"], number, state=DONE)
+            await advance(svc, queue["id"])
+        elif status == "completed":
+            if run.get("resolution") == "merged":
+                await _set_item(svc, queue["id"], number, state=DONE)
+                await advance(svc, queue["id"])
+            else:
+                why = f"{label} was {run.get('resolution') or 'closed'} instead of landed"
+                await _set_item(svc, queue["id"], number, state=FAILED, reason=why)
+                await _pause(svc, queue["id"], number, run["id"], why)
+        elif status in STOPPED:
+            detail = run.get("status_reason") or "no reason given"
+            why = f"{label} is '{status}': {detail}. Retry or skip the ticket to go on."
+            await _set_item(svc, queue["id"], number, state=FAILED, reason=why)
+            await _pause(svc, queue["id"], number, run["id"], why)
+
+
+async def reconcile(svc: Services) -> None:
+    """After a restart: feed each running item's current run status in, then advance."""
+    async with svc.engine.connect() as conn:
+        queues = await ts.running_queues(conn)
+    for queue in queues:
+        for item in queue["items"].values():
+            if item.get("state") == RUNNING and item.get("run_id"):
+                async with svc.engine.connect() as conn:
+                    run = await runs.find(conn, item["run_id"])
+                if run is not None and RunStatus(run["status"]) not in ACTIVE:
+                    await on_run_changed(svc, run)
+        await advance(svc, queue["id"])
