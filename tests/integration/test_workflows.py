@@ -356,3 +356,84 @@ async def test_cancel_stops_every_running_step(sqlite_api: Api, git_repo: Path) 
         assert (await api.get(f"/api/runs/{run_id}")).json()["status"] == "cancelled"
     again = await api.post(f"/api/workflows/{body['workflow_id']}/executions/{execution}/cancel")
     assert again.status_code == 409
+
+
+async def test_definitions_are_versioned_validated_and_loaded_from_the_repo(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    schema = (await api.get("/api/workflows/schema")).json()
+    assert schema["title"] == "Codeyard workflow" and "RunStep" in schema["$defs"]
+
+    bad = await api.post("/api/workflows", json={"source": "name: x\nsteps: [{id: a, type: run}]"})
+    assert bad.status_code == 422
+    assert ["definition", "steps", 0, "run", "prompt"] in [e["loc"] for e in bad.json()["errors"]]
+    assert (await api.get("/api/workflows")).json()["data"] == []
+
+    first = {
+        "name": "one",
+        "inputs": {"who": {"type": "string", "required": True}},
+        "steps": [
+            {
+                "id": "a",
+                "type": "run",
+                "provider": "script",
+                "prompt": "hi ${inputs.who}",
+                "agent_options": script(
+                    {"usage": {"input_tokens": 1, "output_tokens": 1, "cost_usd": 0.25}}
+                ),
+            }
+        ],
+    }
+    wf = await save(api, first)
+    dup = await api.post("/api/workflows", json={"definition": first})
+    assert dup.status_code == 409
+
+    missing = await api.post(f"/api/workflows/{wf}/execute", json={"repo_path": str(git_repo)})
+    assert missing.status_code == 422 and "who: required" in missing.json()["detail"]
+    assert (await api.get(f"/api/workflows/{wf}/executions")).json()["data"] == []
+
+    execution = await execute(api, wf, git_repo, variables={"who": "v1"})
+    changed = {**first, "steps": [{**first["steps"][0], "prompt": "bye ${inputs.who}"}]}
+    resp = await api.request("PUT", f"/api/workflows/{wf}", json={"definition": changed})
+    assert resp.status_code == 200 and resp.json()["version"] == 2
+    body = await wait_execution(api, execution, "completed", "failed")
+    assert body["workflow_version"] == 1 and body["spent_usd"] == 0.25
+    run = (await api.get(f"/api/runs/{outputs(body)['a']['run_id']}")).json()
+    assert run["prompt"] == "hi v1"  # the snapshot, not the new version
+    listed = await api.get(f"/api/workflows/{wf}/executions", params={"status": "completed"})
+    assert [e["id"] for e in listed.json()["data"]] == [execution]
+    nested = await api.get(f"/api/workflows/{wf}/executions/{execution}")
+    assert nested.status_code == 200 and nested.json()["id"] == execution
+    versions = (await api.get(f"/api/workflows/{wf}")).json()["versions"]
+    assert [v["version"] for v in versions] == [1, 2]
+
+    dry = await api.post(
+        f"/api/workflows/{wf}/validate", json={"variables": {}, "repo_path": str(git_repo)}
+    )
+    assert dry.status_code == 200, dry.text
+    report = dry.json()
+    assert report["valid"] is False and report["problems"][0]["msg"] == "required"
+    assert report["estimate"]["usd"] == 0.25 and report["run_steps"][0]["provider"] == "script"
+    assert report["graph"]["waves"] == [["a"]]
+
+    folder = git_repo / ".codeyard" / "workflows"
+    folder.mkdir(parents=True)
+    (folder / "lint.yaml").write_text(
+        "name: lint\nsteps:\n  - {id: a, type: run, provider: script, prompt: lint}\n"
+    )
+    (folder / "one.yaml").write_text(yaml.safe_dump({**first, "description": "from the repo"}))
+    loaded = await api.post("/api/workflows/load", json={"repo_path": str(git_repo)})
+    assert loaded.status_code == 200, loaded.text
+    by_name = {w["name"]: w for w in loaded.json()["data"]}
+    assert by_name["lint"]["version"] == 1 and by_name["lint"]["origin"].endswith("lint.yaml")
+    assert by_name["one"]["version"] == 3 and by_name["one"]["id"] == wf
+
+    gone = await api.post(
+        "/api/workflows/executions/wfx_nope/steps/a/decide", json={"decision": "approve"}
+    )
+    assert gone.status_code == 404
+    assert (await api.delete(f"/api/workflows/{wf}")).status_code == 204
+    assert (await api.get(f"/api/workflows/{wf}")).status_code == 404
+    # The execution keeps its snapshot and log.
+    assert (await api.get(f"/api/workflows/executions/{execution}")).status_code == 200
