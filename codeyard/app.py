@@ -68,6 +68,7 @@ from codeyard.api import (
 )
 from codeyard.api import notifications as notifications_api
 from codeyard.api import settings as settings_api
+from codeyard.api import workers as workers_api
 from codeyard.api import workflows as workflows_api
 from codeyard.api.auth import require_principal
 from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
@@ -101,6 +102,7 @@ from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
 from codeyard.tickets import follower as ticket_follower
 from codeyard.voice.config import MAX_AUDIO_BYTES
+from codeyard.workers.registry import Heartbeat
 from codeyard.workflows.engine import WorkflowEngine
 
 registry.register(ScriptProvider())
@@ -128,13 +130,19 @@ async def _running(
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
     hub = Hub()
-    writer = Writer(engine, hub.publish, batch_max=settings.event_batch_max)
-    await writer.start()
-    # PostgreSQL: events other processes write reach this process's hub too (issue 16).
-    fanout = PgFanout(engine, hub, writer.token) if engine.dialect.name == "postgresql" else None
+    # PostgreSQL: events reach the hub in commit order through LISTEN/NOTIFY, the ones other
+    # processes write included (issue 16); SQLite: the writer publishes to the hub directly.
+    fanout = PgFanout(engine, hub) if engine.dialect.name == "postgresql" else None
+    app.state.fanout = fanout
     if fanout is not None:
         await fanout.start()
-    app.state.fanout = fanout
+    writer = Writer(
+        engine,
+        fanout.committed if fanout is not None else hub.publish,
+        batch_max=settings.event_batch_max,
+        token=fanout.token if fanout is not None else None,
+    )
+    await writer.start()
     executor = LocalExecutor(
         engine,
         writer,
@@ -163,6 +171,15 @@ async def _running(
         )
     executor.add_option_hook(mcp_offer.hook(settings))  # profiles opting in get /mcp
     await chosen.start()
+    # The local executor is one worker in the registry (issue 16); a distributed executor's
+    # hosts register themselves.
+    heartbeat = None
+    if chosen is executor:
+        heartbeat = Heartbeat(
+            engine, writer, kind="local", slots=executor.slots, free_slots=executor.free_slots
+        )
+        await heartbeat.start()
+    app.state.heartbeat = heartbeat
     daily_gc = retention.DailyGc(services)
     daily_gc.start()
     subscribers = Subscribers(services)
@@ -191,6 +208,8 @@ async def _running(
         await subscribers.stop()
         await daily_gc.stop()
         await chosen.shutdown()
+        if heartbeat is not None:
+            await heartbeat.stop()
         if fanout is not None:
             await fanout.stop()
         await writer.stop()
@@ -343,6 +362,7 @@ def create_app(
         tickets.router,
         ticket_work.router,
         queues.router,
+        workers_api.router,  # issue 16
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []
         app.include_router(router, prefix="/api", dependencies=[*authed, *limit])

@@ -120,11 +120,15 @@ async def follow(
                 on_replay_done()
                 on_replay_done = None
             if until_idle and flt.run_id is not None and await _is_idle(engine, flt.run_id):
-                # Idle now: what committed after the replay query is already in our buffer.
-                rest = [e for e in sub.drain() if e.id > last]
-                if rest:
-                    yield rest
-                return
+                # Idle now: read what committed after the replay query from the database (on
+                # PostgreSQL the hub hears of commits a moment later, through NOTIFY).
+                while True:
+                    page, last_seq = await _replay_page(engine, flt, last, last_seq)
+                    if page:
+                        last = page[-1].id
+                        yield page
+                    if len(page) < REPLAY_PAGE:
+                        return
             while True:
                 batch = [e for e in await sub.next_batch() if e.id > last]
                 if not batch:

@@ -8,6 +8,7 @@ the service through the one status door.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from codeyard.executor.recovery import (
 )
 from codeyard.executor.turns import OptionHook, TurnDriver
 from codeyard.sandbox import Sandbox
-from codeyard.store import runs
+from codeyard.store import fencing, runs
 from codeyard.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -132,16 +133,34 @@ class LocalExecutor:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def slots(self) -> int:
+        """How many runs this executor works on at once (``max_concurrent_runs``)."""
+        return self._max
+
+    def free_slots(self) -> int:
+        """Slots not taken by a live run (reported in this worker's heartbeat)."""
+        return max(0, self._max - sum(1 for run_id in self.handles if self.is_live(run_id)))
+
     async def _work(self) -> None:
         while True:
             run_id = await self._queue.get()
+            # A new attempt: writes of any earlier one are refused from now on. None: the run
+            # was cancelled, paused or deleted while it waited for a slot, or taken already.
+            take = functools.partial(runs.begin_attempt, run_id=run_id, only_in=S.QUEUED)
+            attempt = await self._writer.run(take)
+            if attempt is None:
+                continue
             handle = RunHandle(run_id)
             self.handles[run_id] = handle
-            # Every process group the run starts is recorded on it (the task copies the context).
+            # Every process group the run starts is recorded on it, and every write it makes
+            # carries its attempt (the task copies the context).
             token = process.recorder.set(RunProcessRecorder(self._writer, run_id))
+            fence = fencing.current.set(fencing.Fence(run_id, attempt))
             try:
                 handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
             finally:
+                fencing.current.reset(fence)
                 process.recorder.reset(token)
             try:
                 await asyncio.shield(handle.task)
@@ -150,6 +169,8 @@ class LocalExecutor:
                     handle.task.cancel()
                     await asyncio.gather(handle.task, return_exceptions=True)
                     raise
+            except fencing.StaleAttempt as exc:  # another attempt took the run: it owns it now
+                log.warning("run %s: attempt %s stopped: %s", run_id, attempt, exc)
             except Exception:  # a bug in one run must not stop the worker
                 log.exception("run %s crashed", run_id)
             finally:

@@ -87,3 +87,14 @@ async def result_call_ids(conn: AsyncConnection, run_id: str) -> set[str]:
         if isinstance(call_id, str):
             out.add(call_id)
     return out
+
+
+async def read_ids(conn: AsyncConnection, ids: list[int]) -> list[StoredEvent]:
+    """The events with these ids, ascending (what another process's NOTIFY announced)."""
+    stmt = (
+        select(E.c.id, E.c.run_id, E.c.project_id, E.c.seq, E.c.type, E.c.ts, E.c.data)
+        .where(E.c.id.in_(ids))
+        .order_by(E.c.id)
+    )
+    rows = (await conn.execute(stmt)).all()
+    return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]

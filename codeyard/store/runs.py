@@ -166,6 +166,7 @@ async def set_status(
     Extra ``values`` are written with the status (e.g. ``turns``), in the same transaction.
     Returns the run as it is after the change.
     """
+    await tx.check_fence(run_id)
     run = await lock(tx, run_id)
     current = RunStatus(run["status"])
     check_transition(current, to)
@@ -190,7 +191,23 @@ async def update_fields(tx: Tx, run_id: str, **values: Any) -> None:
     """Write non-status columns. ``status`` is refused here: use :func:`set_status`."""
     if "status" in values:
         raise ValueError("Run status changes go through set_status().")
+    await tx.check_fence(run_id)
     await tx.conn.execute(update(R).where(R.c.id == run_id).values(updated_at=utc_now(), **values))
+
+
+async def begin_attempt(tx: Tx, run_id: str, *, only_in: RunStatus | None = None) -> int | None:
+    """An executor takes the run: its attempt number goes up, and every write of an older
+    attempt is refused from now on (``store.fencing``). Returns the new attempt, or None when
+    the run is gone or (``only_in``) not in that status, so two takers cannot both win."""
+    stmt = update(R).where(R.c.id == run_id)
+    if only_in is not None:
+        stmt = stmt.where(R.c.status == str(only_in))
+    result = await tx.conn.execute(stmt.values(attempt=R.c.attempt + 1).returning(R.c.attempt))
+    attempt = result.scalar()
+    if attempt is None:
+        return None
+    await tx.note_attempt(run_id, int(attempt))
+    return int(attempt)
 
 
 async def remove(tx: Tx, run_id: str) -> None:

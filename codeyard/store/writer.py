@@ -6,6 +6,12 @@ savepoint, so one failing job rolls back alone). Events emitted by jobs are numb
 global ``id`` and a per-run ``seq`` — inserted with one ``executemany`` per batch, and handed to
 ``on_commit`` (the hub) only after the commit. This is why token deltas cost microseconds, and why
 a client can never see an event that a crash could take back.
+
+On PostgreSQL several processes may write (API servers, workers; issue 16): event ids then come
+from the ``events_id_seq`` sequence, a run's numbering is read under a row lock in every batch
+(never from this process's memory), and each commit announces its event ids with ``NOTIFY``
+(``events.pg_fanout`` turns them into hub events in the other processes). Writes made for a run
+attempt are fenced (``store.fencing``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import NewEvent, StoredEvent, utc_now, validate_new
-from codeyard.store import schema
+from codeyard.store import fencing, schema
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,24 +51,64 @@ def _insert_events_sql(paramstyle: str) -> str:
 _SQLITE_TOUCH_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?"
 
 
+#: The PostgreSQL channel that carries committed event ids between processes.
+NOTIFY_CHANNEL = "codeyard_events"
+#: NOTIFY payloads must stay under 8000 bytes: ids are sent in chunks below that.
+_NOTIFY_CHUNK = 7000
+
+
 @dataclass(slots=True)
 class _RunCursor:
     last_seq: int
     project_id: str
+    attempt: int = 0
+
+
+def _shared(conn: AsyncConnection) -> bool:
+    """PostgreSQL: other processes may write the same tables at the same time."""
+    return conn.dialect.name == "postgresql"
 
 
 async def _read_cursor(conn: AsyncConnection, run_id: str) -> _RunCursor:
-    """A run's numbering as stored (for a run this writer has not numbered yet)."""
-    row = (
-        await conn.execute(
-            select(schema.runs.c.last_seq, schema.runs.c.project_id).where(
-                schema.runs.c.id == run_id
-            )
-        )
-    ).first()
+    """A run's numbering and attempt as stored; on PostgreSQL the row stays locked until the
+    batch commits, so two writer processes number one run's events one after the other."""
+    stmt = select(schema.runs.c.last_seq, schema.runs.c.project_id, schema.runs.c.attempt).where(
+        schema.runs.c.id == run_id
+    )
+    if _shared(conn):
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
     if row is None:
         raise NotFound(f"Run {run_id} does not exist.")
-    return _RunCursor(row.last_seq, row.project_id)
+    return _RunCursor(row.last_seq, row.project_id, row.attempt)
+
+
+async def _event_ids(conn: AsyncConnection, count: int, next_id: int) -> list[int]:
+    """Ids for ``count`` new events: from the database sequence on PostgreSQL (several writer
+    processes), else from this writer's counter (SQLite has one writer)."""
+    if not _shared(conn):
+        return list(range(next_id, next_id + count))
+    result = await conn.execute(
+        text("SELECT nextval('events_id_seq') FROM generate_series(1, :n)"), {"n": count}
+    )
+    return sorted(int(v) for v in result.scalars())
+
+
+def notify_payloads(token: str, ids: Sequence[int]) -> list[str]:
+    """``token:id,id,…`` chunks (the token lets the writing process skip its own)."""
+    out: list[str] = []
+    chunk: list[str] = []
+    size = len(token) + 1
+    for event_id in ids:
+        part = str(event_id)
+        if chunk and size + len(part) + 1 > _NOTIFY_CHUNK:
+            out.append(f"{token}:{','.join(chunk)}")
+            chunk, size = [], len(token) + 1
+        chunk.append(part)
+        size += len(part) + 1
+    if chunk:
+        out.append(f"{token}:{','.join(chunk)}")
+    return out
 
 
 class Tx:
@@ -73,10 +120,13 @@ class Tx:
         writer: Writer,
         next_id: int,
         cursors: dict[str, _RunCursor] | None = None,
+        fence: fencing.Fence | None = None,
     ) -> None:
         self.conn = conn
         self._writer = writer
         self.next_id = next_id
+        #: The run attempt the job writes for (``store.fencing``); None: not fenced.
+        self.fence = fence
         self.cursors: dict[str, _RunCursor] = cursors if cursors is not None else {}
         self.events: list[StoredEvent] = []
         self.run_values: dict[str, dict[str, Any]] = {}
@@ -87,9 +137,18 @@ class Tx:
         if cur is None:
             cur = await _read_cursor(self.conn, run_id)
         else:
-            cur = _RunCursor(cur.last_seq, cur.project_id)
+            cur = _RunCursor(cur.last_seq, cur.project_id, cur.attempt)
         self.cursors[run_id] = cur
         return cur
+
+    async def check_fence(self, run_id: str) -> None:
+        """Refuse this job's write to ``run_id`` if it is for an attempt the run moved past."""
+        if self.fence is not None and self.fence.run_id == run_id:
+            fencing.check(self.fence, run_id, (await self._cursor(run_id)).attempt)
+
+    async def note_attempt(self, run_id: str, attempt: int) -> None:
+        """The job moved the run to ``attempt`` (``store.runs.begin_attempt``)."""
+        (await self._cursor(run_id)).attempt = attempt
 
     def register_run(self, run_id: str, project_id: str) -> None:
         """A run inserted by this job: numbering starts at 1 without a look-up."""
@@ -104,16 +163,19 @@ class Tx:
 
     async def emit(self, run_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
         cur = await self._cursor(run_id)
+        fencing.check(self.fence, run_id, cur.attempt)
         ts = utc_now()
         out = []
-        for ev in events:
+        ids = await _event_ids(self.conn, len(events), self.next_id)
+        for ev, event_id in zip(events, ids, strict=True):
             cur.last_seq += 1
             out.append(
                 StoredEvent(
-                    self.next_id, run_id, cur.project_id, cur.last_seq, ev.type, ts, ev.data_json
+                    event_id, run_id, cur.project_id, cur.last_seq, ev.type, ts, ev.data_json
                 )
             )
-            self.next_id += 1
+        if not _shared(self.conn):
+            self.next_id += len(out)
         self.events.extend(out)
         self.run_values.setdefault(run_id, {})
         return out
@@ -160,6 +222,8 @@ class _Append:
 class _Pending:
     fn: Job | _Append
     savepoint: bool
+    #: The attempt the caller writes for, taken from its context when it submitted.
+    fence: fencing.Fence | None = field(default_factory=fencing.current.get)
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -171,6 +235,8 @@ class Writer:
         engine: AsyncEngine,
         on_commit: Callable[[list[StoredEvent]], None],
         batch_max: int = 5000,
+        *,
+        token: str | None = None,
     ) -> None:
         self._engine = engine
         self._on_commit = on_commit
@@ -183,8 +249,13 @@ class Writer:
         # every batch (and resetting it on return) costs more than a small batch's inserts.
         self._conn: AsyncConnection | None = None
         self.batches = 0
+        #: Names this process in its NOTIFY payloads (PostgreSQL), so it skips its own events.
+        self.token = token or uuid.uuid4().hex[:12]
 
     def _cursor_for(self, run_id: str) -> _RunCursor | None:
+        """This writer's numbering of a run; never on PostgreSQL, where others write too."""
+        if self._conn is not None and _shared(self._conn):
+            return None
         return self._cursors.get(run_id)
 
     async def start(self) -> None:
@@ -269,19 +340,25 @@ class Writer:
                 for pending in batch:
                     if isinstance(pending.fn, _Append):
                         try:
-                            stored = await self._number(conn, pending.fn, cursors, next_id)
-                        except Exception as exc:  # no such run
+                            stored = await self._number(
+                                conn, pending.fn, cursors, next_id, pending.fence
+                            )
+                        except Exception as exc:  # no such run, or a stale attempt
                             outcomes.append((pending, False, exc))
                             continue
-                        next_id += len(stored)
+                        if not _shared(conn):
+                            next_id += len(stored)
                         staged.extend(stored)
                         values = run_values.setdefault(pending.fn.run_id, {})
                         if pending.fn.run_values:
                             values.update(pending.fn.run_values)
                         outcomes.append((pending, True, stored))
                         continue
-                    copies = {k: _RunCursor(v.last_seq, v.project_id) for k, v in cursors.items()}
-                    tx = Tx(conn, self, next_id, copies)
+                    copies = {
+                        k: _RunCursor(v.last_seq, v.project_id, v.attempt)
+                        for k, v in cursors.items()
+                    }
+                    tx = Tx(conn, self, next_id, copies, pending.fence)
                     try:
                         if pending.savepoint:
                             async with conn.begin_nested():
@@ -327,21 +404,28 @@ class Writer:
                 pending.future.set_exception(value)
 
     async def _number(
-        self, conn: AsyncConnection, a: _Append, cursors: dict[str, _RunCursor], next_id: int
+        self,
+        conn: AsyncConnection,
+        a: _Append,
+        cursors: dict[str, _RunCursor],
+        next_id: int,
+        fence: fencing.Fence | None,
     ) -> list[StoredEvent]:
         """Number an append's events (what ``Tx.emit`` does, without a ``Tx``)."""
         cur = cursors.get(a.run_id)
         if cur is None:  # first use in this batch: a copy, kept only if the batch commits
-            known = self._cursors.get(a.run_id)
+            known = self._cursor_for(a.run_id)
             if known is None:
                 cur = await _read_cursor(conn, a.run_id)
             else:
-                cur = _RunCursor(known.last_seq, known.project_id)
+                cur = _RunCursor(known.last_seq, known.project_id, known.attempt)
             cursors[a.run_id] = cur
+        fencing.check(fence, a.run_id, cur.attempt)
         ts = utc_now()
         seq, project_id, run_id = cur.last_seq, cur.project_id, a.run_id
+        ids = await _event_ids(conn, len(a.events), next_id)
         stored = [
-            StoredEvent(next_id + k, run_id, project_id, seq + k + 1, e.type, ts, e.data_json)
+            StoredEvent(ids[k], run_id, project_id, seq + k + 1, e.type, ts, e.data_json)
             for k, e in enumerate(a.events)
         ]
         cur.last_seq += len(stored)
@@ -366,6 +450,12 @@ class Writer:
                 await driver.executemany(_insert_events_sql("qmark"), rows)
             else:
                 await conn.exec_driver_sql(_insert_events_sql(conn.dialect.paramstyle), rows)
+            if _shared(conn):  # delivered by PostgreSQL at commit, in commit order
+                for payload in notify_payloads(self.token, [e.id for e in staged]):
+                    await conn.execute(
+                        text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": NOTIFY_CHANNEL, "payload": payload},
+                    )
         now = utc_now()
         for run_id, values in run_values.items():
             cur = cursors.get(run_id)

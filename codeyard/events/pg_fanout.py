@@ -1,0 +1,119 @@
+"""Live fan-out across processes on PostgreSQL: ``LISTEN`` for other writers' event ids.
+
+Each writer process announces the ids it committed with ``NOTIFY`` in the same transaction
+(``store.writer``); PostgreSQL delivers notifications at commit, in commit order. This listener
+reads those rows and hands them to the local hub, so an SSE client on API server A follows
+events written by API server B or by a worker.
+
+The process's own events go the same way, in the order PostgreSQL delivers the announcements
+(the writer hands them to :meth:`PgFanout.committed` instead of the hub, and they are published
+from memory when their announcement comes): published at once, they could overtake another
+process's events committed just before them, and a stream that skips ids it has passed would
+lose those. Within one run, events are numbered under the run row's lock, so their ids grow in
+commit order.
+
+SQLite has one writer process and needs none of this: the hub alone fans out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from codeyard.domain.events import StoredEvent
+from codeyard.events.hub import Hub
+from codeyard.store import events
+from codeyard.store.writer import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+#: Own events kept waiting for their announcement at most (a bound if announcements stop).
+_MINE_MAX = 100_000
+
+
+def parse_payload(payload: str) -> tuple[str, list[int]]:
+    """``token:id,id,…`` → (token, ids); a malformed payload yields no ids."""
+    token, _, rest = payload.partition(":")
+    try:
+        return token, [int(part) for part in rest.split(",") if part]
+    except ValueError:
+        return token, []
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn`` (``add_listener`` is asyncpg's own API)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    if raw is None:
+        raise RuntimeError("The PostgreSQL connection is closed.")
+    return raw
+
+
+class PgFanout:
+    """One ``LISTEN`` connection per process, and one task that publishes what it hears."""
+
+    def __init__(self, engine: AsyncEngine, hub: Hub) -> None:
+        self._engine = engine
+        self._hub = hub
+        #: Names this process in its writer's announcements (``Writer(token=…)``).
+        self.token = uuid.uuid4().hex[:12]
+        self._queue: asyncio.Queue[tuple[bool, list[int]]] = asyncio.Queue()
+        #: Events this process committed, by id, until their announcement comes back.
+        self._mine: dict[int, StoredEvent] = {}
+        #: Kept out of the pool for the process's life: its asyncpg connection listens.
+        self._conn: AsyncConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: Events published from other processes (tests and diagnostics).
+        self.received = 0
+
+    def committed(self, stored: list[StoredEvent]) -> None:
+        """The writer's ``on_commit``: keep our events until PostgreSQL announces them."""
+        if len(self._mine) > _MINE_MAX:  # announcements stopped coming (a lost connection)
+            log.warning("dropping %d unannounced events (read again on replay)", len(self._mine))
+            self._mine.clear()
+        for event in stored:
+            self._mine[event.id] = event
+
+    async def start(self) -> None:
+        self._conn = await self._engine.connect()
+        await (await _driver(self._conn)).add_listener(NOTIFY_CHANNEL, self._heard)
+        self._task = asyncio.create_task(self._publish(), name="codeyard-pg-fanout")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                listening = await _driver(conn)
+                await asyncio.wait_for(listening.remove_listener(NOTIFY_CHANNEL, self._heard), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        token, ids = parse_payload(payload)
+        if ids:
+            self._queue.put_nowait((token == self.token, ids))
+
+    async def _publish(self) -> None:
+        """Read each announced batch and publish it, one batch at a time (commit order)."""
+        while True:
+            own, ids = await self._queue.get()
+            kept = [self._mine.pop(i) for i in ids if i in self._mine] if own else []
+            if len(kept) == len(ids):
+                self._hub.publish(kept)
+                continue
+            try:
+                async with self._engine.connect() as conn:
+                    stored = await events.read_ids(conn, ids)
+            except Exception:  # a lost read: streams catch up on their next replay
+                log.exception("could not read %d announced events", len(ids))
+                continue
+            if not own:
+                self.received += len(stored)
+            self._hub.publish(stored)
