@@ -13,6 +13,7 @@ from starlette.routing import Route
 from codeyard import __version__
 from codeyard.agents import registry
 from codeyard.agents.acp import (
+    CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
     GenericAcpProvider,
@@ -35,6 +36,7 @@ from codeyard.api import (
     disk,
     docs,
     env_sets,
+    github,
     hooks,
     land_check,
     managed_docs,
@@ -90,6 +92,7 @@ from codeyard.mcp_server import offer as mcp_offer
 from codeyard.preview.detect import PortWatcher
 from codeyard.services import auth as auth_service
 from codeyard.services import checks as checks_service
+from codeyard.services import github as github_service
 from codeyard.services import managed_docs as managed_docs_service
 from codeyard.services import retention
 from codeyard.services import sandbox as sandbox_service
@@ -112,6 +115,7 @@ registry.register(GeminiProvider())
 registry.register(CopilotProvider())
 registry.register(OpenCodeProvider())
 registry.register(QwenProvider())
+registry.register(CodexAcpProvider())
 registry.register(GenericAcpProvider())
 
 
@@ -195,6 +199,10 @@ async def _running(
     await app.state.workflows.start()
     # Local checks after each turn, and their fix loop (issue 21).
     checker = asyncio.create_task(checks_service.follow_turns(services))
+    inbox, sweeper = github_service.Inbox(services), github_service.Sweeper(services)
+    app.state.github_inbox = inbox
+    inbox.start()
+    sweeper.start()
     try:
         yield services
     finally:
@@ -203,6 +211,8 @@ async def _running(
         ticket_runs.cancel()
         await asyncio.gather(ticket_runs, return_exceptions=True)
         checker.cancel()
+        await sweeper.stop()
+        await inbox.stop()
         await asyncio.gather(indexer, checker, return_exceptions=True)
         await _stop_terminals(app, hands)
         await subscribers.stop()
@@ -216,7 +226,6 @@ async def _running(
         await engine.dispose()
 
 
-
 def _chosen_executor(settings: Settings, local: LocalExecutor) -> Executor:
     """``executor = temporal``: runs go to worker hosts (issue 16); the local one stays idle."""
     if settings.executor != "temporal":
@@ -224,6 +233,7 @@ def _chosen_executor(settings: Settings, local: LocalExecutor) -> Executor:
     from codeyard.temporal.executor import TemporalExecutor  # imported only when used
 
     return TemporalExecutor(settings.temporal_address, settings.temporal_namespace)
+
 
 async def _start_terminals(app: FastAPI, services: Services) -> list[asyncio.Task[None]]:
     """Terminals and previews (issue 18): the terminal manager, the task that closes a run's
@@ -314,6 +324,7 @@ def create_app(
         terminals.shared,
         notifications_api.public,
         run_files.public,
+        github.public,  # GitHub's deliveries: the HMAC signature is the permission
     ):
         app.include_router(public, prefix="/api")
     authed = [Depends(require_principal)]
@@ -354,6 +365,7 @@ def create_app(
         code_index.router,
         managed_docs.router,
         checks.router,
+        github.router,
         hooks.router,
         policy_members.router,
         auth_sessions.router,

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     #: The Temporal frontend (host:port) and namespace of ``executor = temporal``.
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    #: The secret GitHub signs webhook deliveries with (``X-Hub-Signature-256``); empty: the
+    #: webhook route refuses every delivery (issue 21).
+    github_webhook_secret: str = Field(default="", repr=False)
+    #: How often the sweeper asks GitHub for deliveries that never arrived and redelivers them.
+    github_sweep_seconds: float = Field(default=300.0, ge=1)
 
     @property
     def resolved_database_url(self) -> str:

@@ -55,6 +55,7 @@ __all__ = [
     "NewEvent",
     "PolicyDecision",
     "PrCreated",
+    "PrUpdated",
     "PreviewPortClosed",
     "PreviewPortOpened",
     "QueueAdvanced",
@@ -487,6 +488,21 @@ class FeedbackExhausted(NewEvent):
     reason: str
 
 
+class PrUpdated(NewEvent):
+    """GitHub said something about the run's pull request (a webhook delivery, issue 21)."""
+
+    type: Literal["pr.updated"] = Field(default="pr.updated", exclude=True)
+    repo: str
+    number: int
+    #: The webhook event (``pull_request``, ``check_run``, ``pull_request_review``…) and action.
+    event: str
+    action: str | None
+    delivery_id: str
+    #: One line a person can read: "check run build completed: failure".
+    summary: str
+    head_sha: str | None = None
+
+
 class ErrorEvent(NewEvent):
     type: Literal["error"] = Field(default="error", exclude=True)
     message: str
@@ -535,6 +551,7 @@ KnownEvent = Annotated[
     | CheckSuiteCompleted
     | FeedbackSent
     | FeedbackExhausted
+    | PrUpdated
     | ErrorEvent,
     Field(discriminator="type"),
 ]

@@ -131,7 +131,11 @@ runs = Table(
     #: How many times an executor took the run (issue 16): writes of an older attempt are
     #: refused (``store.fencing``), so a worker that lost the run cannot write into it.
     Column("attempt", Integer, nullable=False, server_default="0"),
+    #: The worker host holding the run's worktrees (Temporal executor, issue 16); None for the
+    #: local executor. Placement counts active runs per host; a takeover replaces it.
+    Column("worker_host", String(200)),
     Index("ix_runs_parent_run_id", "parent_run_id"),
+    Index("ix_runs_worker_host", "worker_host", "status"),
 )
 
 events = Table(
@@ -759,9 +763,25 @@ github_deliveries = Table(
     Column("processed_at", String(32)),
     #: What processing did (or why it did nothing).
     Column("outcome", Text),
-    #: ``webhook`` (GitHub called us) or ``redelivery`` (the sweeper fetched it).
+    #: ``webhook`` (GitHub called us) or ``redelivery`` (the sweeper asked GitHub for it).
     Column("source", String(20), nullable=False),
+    #: ``X-GitHub-Hook-ID`` and the repository's ``owner/name`` (None for app-wide events).
+    Column("hook_id", String(40)),
+    Column("repo", String(200)),
     Index("ix_github_deliveries_processed_at", "processed_at"),
+)
+
+#: Webhooks deliveries arrived from (learnt from their headers): what the sweeper checks.
+github_hooks = Table(
+    "github_hooks",
+    metadata,
+    Column("hook_id", String(40), primary_key=True),
+    #: ``repository`` or ``integration`` (a GitHub App's hook), from the delivery's headers.
+    Column("target", String(40), nullable=False),
+    Column("repo", String(200)),
+    #: When the sweeper last listed its deliveries.
+    Column("swept_at", String(32)),
+    Column("created_at", String(32), nullable=False),
 )
 
 #: Failures already handed back to an agent (issue 21's fix loops): one row per failure key.

@@ -157,6 +157,8 @@ PUBLIC_ROUTES = {
     ("GET", "/api/docs"),
     ("GET", "/api/docs/init.js"),
     ("GET", "/api/docs/assets/{name}"),
+    # GitHub's webhook deliveries: the HMAC signature over the raw body is the permission.
+    ("POST", "/api/github/webhooks"),
 }
 
 
@@ -192,3 +194,24 @@ async def test_project_with_bad_repo_leaves_nothing(
     )
     assert_problem(resp, 400, "Could not clone")
     assert not any(Path(api.services.settings.repos_root).iterdir())
+
+
+async def test_a_script_run_without_a_scenario_is_refused(api: Api, git_repo: Path) -> None:
+    """Issue 14: it would end at once with no changes and still offer a merge. The API refuses
+    it (not only the UI), naming the fix; a draft may wait for one and is checked at start."""
+    body = assert_problem(
+        await api.post("/api/runs", json=run_body(git_repo)), 422, "agent_options.scenario"
+    )
+    assert body["errors"][0]["loc"] == ["body", "agent_options", "scenario"]
+    assert "--scenario" in body["detail"] and "claude-code" in body["detail"]
+    await assert_nothing_created(api, git_repo)
+    checked = await api.post("/api/runs/validate", json=run_body(git_repo))
+    assert_problem(checked, 422, "needs a scenario")
+    draft = (await api.post("/api/runs", json=run_body(git_repo, draft=True))).json()
+    assert_problem(await api.post(f"/api/runs/{draft['id']}/start"), 422, "needs a scenario")
+    assert (await api.get(f"/api/runs/{draft['id']}")).json()["status"] == "draft"
+    # An explicit (even empty) scenario is a choice, and runs.
+    empty = {"scenario": {"steps": []}}
+    run = await api.post("/api/runs", json=run_body(git_repo, agent_options=empty))
+    assert run.status_code == 201, run.text
+    await api.wait_status(run.json()["id"], "review")

@@ -8,6 +8,14 @@ instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implement
 * ``GET /repos/{owner}/{repo}/pulls/{number}``,
 * ``GET /repos/{owner}/{repo}/commits/{ref}/check-runs``,
 * ``GET /repos/{owner}/{repo}/pulls/{number}/reviews``,
+* ``GET /repos/{owner}/{repo}/hooks/{id}/deliveries`` (cursor-paged, newest first) and
+  ``POST …/deliveries/{delivery_id}/attempts`` (redeliver: same ``guid``, a new attempt),
+
+and it *sends* webhooks: :meth:`FakeGitHub.add_hook` registers a repository hook (a URL and a
+secret; GitHub pings it at once) and :meth:`FakeGitHub.deliver` posts a signed delivery to every
+hook of the repository over real HTTP, recording the attempt as GitHub does (status code 0 when
+the receiver could not be reached). Call ``deliver`` from a thread (``asyncio.to_thread``) when
+the receiver runs in the test's event loop.
 
 with GitHub's pagination (``per_page``/``page`` and a ``Link: rel="next"`` header), 401 "Bad
 credentials" unless ``Authorization: Bearer <token>`` matches, and 404 for unknown repositories.
@@ -19,11 +27,15 @@ pushed before a pull request can be opened from them. Every request is recorded.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +48,12 @@ _ROUTES = [
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)"), "get_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs"), "check_runs"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews"), "reviews"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries"), "hook_deliveries"),
+    (
+        "POST",
+        re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries/(\d+)/attempts"),
+        "redeliver",
+    ),
 ]
 
 
@@ -48,6 +66,14 @@ class Recorded:
     query: dict[str, list[str]]
     headers: dict[str, str]
     json: Any
+
+
+@dataclass
+class _Hook:
+    id: int
+    repo: str
+    url: str
+    secret: str
 
 
 @dataclass
@@ -85,6 +111,8 @@ class FakeGitHub:
         self._repos: dict[str, _Repo] = {}
         self._runs_by_sha: dict[str, list[dict[str, Any]]] = {}
         self._next_number = 1
+        self.hooks: dict[int, _Hook] = {}
+        self.deliveries: list[dict[str, Any]] = []  # every attempt, oldest first
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -148,6 +176,76 @@ class FakeGitHub:
             pull.update(changes)
             return dict(pull)
 
+    def add_hook(self, full_name: str, url: str, secret: str) -> int:
+        """A repository webhook to ``url`` signed with ``secret``; GitHub pings it at once."""
+        with self._lock:
+            hook_id = 1000 + len(self.hooks) + 1
+            self.hooks[hook_id] = _Hook(hook_id, full_name, url, secret)
+        self.deliver(full_name, "ping", {"zen": "Keep it logically awesome.", "hook_id": hook_id})
+        return hook_id
+
+    def deliver(self, full_name: str, event: str, payload: dict[str, Any]) -> list[int]:
+        """Send ``event`` to every hook of the repository; the attempts' status codes."""
+        body = {**payload, "repository": {"full_name": full_name, "id": 1}}
+        codes = []
+        for hook in [h for h in self.hooks.values() if h.repo == full_name]:
+            guid = str(uuid.uuid4())
+            codes.append(self._attempt(hook, guid, event, json.dumps(body).encode(), False))
+        return codes
+
+    def resend(self, delivery_id: int) -> int:
+        """Send a recorded delivery again at once (same ``guid``), as "Redeliver" does."""
+        with self._lock:
+            original = next(d for d in self.deliveries if d["id"] == delivery_id)
+            hook = self.hooks[original["hook_id"]]
+        return self._attempt(hook, original["guid"], original["event"], original["payload"], True)
+
+    def _attempt(self, hook: _Hook, guid: str, event: str, raw: bytes, redelivery: bool) -> int:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/fake",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": guid,
+            "X-GitHub-Hook-ID": str(hook.id),
+            "X-GitHub-Hook-Installation-Target-Type": "repository",
+            "X-GitHub-Hook-Installation-Target-ID": "1",
+            "X-Hub-Signature-256": "sha256="
+            + hmac.new(hook.secret.encode(), raw, hashlib.sha256).hexdigest(),
+        }
+        started = time.monotonic()
+        request = urllib.request.Request(hook.url, data=raw, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                code = int(answer.status)
+        except urllib.error.HTTPError as refused:
+            code = refused.code
+        except (urllib.error.URLError, OSError):
+            code = 0  # GitHub: "failed to connect to host"
+        action = json.loads(raw).get("action")
+        with self._lock:
+            self.deliveries.append(
+                {
+                    "id": 50_000 + len(self.deliveries) + 1,
+                    "guid": guid,
+                    "delivered_at": "2026-12-03T12:00:00Z",
+                    "redelivery": redelivery,
+                    "duration": round(time.monotonic() - started, 3),
+                    "status": "OK"
+                    if 200 <= code < 300
+                    else "failed to connect"
+                    if not code
+                    else "Invalid HTTP Response: " + str(code),
+                    "status_code": code,
+                    "event": event,
+                    "action": action,
+                    "installation_id": None,
+                    "repository_id": 1,
+                    "hook_id": hook.id,
+                    "payload": raw,
+                }
+            )
+        return code
+
     def pull(self, full_name: str, number: int) -> dict[str, Any]:
         with self._lock:
             return dict(self._repos[full_name].pulls[number])
@@ -165,7 +263,7 @@ class FakeGitHub:
         if not parts.path.startswith(self.api_prefix + "/"):
             return _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         path = parts.path.removeprefix(self.api_prefix)
-        if headers.get("authorization") != f"Bearer {self.token}":
+        if headers.get("authorization") not in (f"Bearer {self.token}", f"token {self.token}"):
             return _Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
         for route_method, pattern, name in _ROUTES:
             match = pattern.fullmatch(path)
@@ -251,6 +349,38 @@ class FakeGitHub:
         reviews = self._repo(owner, name).reviews.get(int(number), [])
         page, link = self._page(query, reviews, f"/repos/{owner}/{name}/pulls/{number}/reviews")
         return _Reply(200, page, link)
+
+    def _hook_deliveries(self, query: Any, _b: Any, owner: str, name: str, hook_id: str) -> _Reply:
+        self._repo(owner, name)
+        hook = self.hooks.get(int(hook_id))
+        if hook is None or hook.repo != f"{owner}/{name}":
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        mine = [d for d in reversed(self.deliveries) if d["hook_id"] == hook.id]
+        per_page = min(int(query.get("per_page", ["30"])[0]), 100)
+        start = int(query.get("cursor", ["0"])[0] or 0)
+        chunk = mine[start : start + per_page]
+        shown = [{k: v for k, v in d.items() if k not in ("hook_id", "payload")} for d in chunk]
+        if start + per_page >= len(mine):
+            return _Reply(200, shown)
+        path = f"/repos/{owner}/{name}/hooks/{hook_id}/deliveries"
+        nxt = urlencode({"per_page": per_page, "cursor": start + per_page})
+        return _Reply(200, shown, {"Link": f'<{self.api_url}{path}?{nxt}>; rel="next"'})
+
+    def _redeliver(
+        self, _q: Any, _b: Any, owner: str, name: str, hook_id: str, delivery_id: str
+    ) -> _Reply:
+        hook = self.hooks.get(int(hook_id))
+        found = [d for d in self.deliveries if d["id"] == int(delivery_id)]
+        if hook is None or not found:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        # Sent after answering, like GitHub (and outside the lock the handler holds).
+        original = found[0]
+        threading.Thread(
+            target=self._attempt,
+            args=(hook, original["guid"], original["event"], original["payload"], True),
+            daemon=True,
+        ).start()
+        return _Reply(202, {})
 
     def _page(
         self, query: dict[str, list[str]], items: list[dict[str, Any]], path: str

@@ -3,7 +3,8 @@
 ``repo_checks`` holds each repository's named check commands and what they gate (required to
 land, run after every turn, hand failures back to the agent). ``github_deliveries`` is the
 webhook inbox: one row per ``X-GitHub-Delivery`` (unique, so a redelivered duplicate is acked
-and ignored), processed asynchronously and marked when done. ``feedback_marks`` remembers each
+and ignored), processed asynchronously and marked when done; ``github_hooks`` the hooks
+deliveries came from, which the sweeper asks for failed deliveries to redeliver. ``feedback_marks`` remembers each
 failure already handed back to an agent (one row per key such as run + tree + failed checks, or
 PR + head SHA + suite), so a failure is fed back once and the attempts per run or PR can be
 capped.
@@ -42,6 +43,16 @@ def upgrade() -> None:
         sa.Column("processed_at", sa.String(32), nullable=True),
         sa.Column("outcome", sa.Text(), nullable=True),
         sa.Column("source", sa.String(20), nullable=False),
+        sa.Column("hook_id", sa.String(40), nullable=True),
+        sa.Column("repo", sa.String(200), nullable=True),
+    )
+    op.create_table(
+        "github_hooks",
+        sa.Column("hook_id", sa.String(40), primary_key=True),
+        sa.Column("target", sa.String(40), nullable=False),
+        sa.Column("repo", sa.String(200), nullable=True),
+        sa.Column("swept_at", sa.String(32), nullable=True),
+        sa.Column("created_at", sa.String(32), nullable=False),
     )
     op.create_index("ix_github_deliveries_processed_at", "github_deliveries", ["processed_at"])
     op.create_table(
@@ -60,5 +71,6 @@ def downgrade() -> None:
     op.drop_index("ix_feedback_marks_scope", "feedback_marks")
     op.drop_table("feedback_marks")
     op.drop_index("ix_github_deliveries_processed_at", "github_deliveries")
+    op.drop_table("github_hooks")
     op.drop_table("github_deliveries")
     op.drop_table("repo_checks")

@@ -1,0 +1,283 @@
+"""GitHub webhooks (issue 21): receive, store once, process asynchronously, sweep for misses.
+
+``receive`` is the whole synchronous part: verify ``X-Hub-Signature-256`` on the raw body
+(403 and nothing stored otherwise), insert the delivery into the inbox keyed on
+``X-GitHub-Delivery`` (a duplicate is acknowledged and ignored), remember the hook it came from,
+and wake the :class:`Inbox`. The inbox turns each delivery about a run's pull request into a
+``pr.updated`` event on that run, in the same transaction that marks the delivery processed, so
+a crash can neither lose nor repeat one. GitHub does not redeliver failed deliveries by itself:
+the :class:`Sweeper` lists each known hook's recent deliveries and asks GitHub to redeliver
+those that failed and never reached the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from codeyard.domain import events as ev
+from codeyard.domain.errors import BadRequest, CodeyardError, Forbidden
+from codeyard.github.client import GitHubClient
+from codeyard.github.signature import valid
+from codeyard.prs.base import PrConfig
+from codeyard.services.context import Services
+from codeyard.store import github as store
+from codeyard.store.writer import Tx
+
+__all__ = ["Inbox", "Sweeper", "deliveries", "receive", "sweep"]
+
+log = logging.getLogger(__name__)
+#: Redeliveries asked for per sweep at most (each is one API request).
+MAX_REDELIVER = 50
+
+
+async def receive(
+    svc: Services, headers: Mapping[str, str], raw: bytes, inbox: Inbox | None
+) -> dict[str, Any]:
+    """Store a delivery if its signature is right; ``duplicate`` when it was stored before."""
+    secret = svc.settings.github_webhook_secret
+    if not valid(secret, raw, headers.get("x-hub-signature-256")):
+        why = (
+            "no webhook secret is configured (set CODEYARD_GITHUB_WEBHOOK_SECRET to the hook's "
+            "secret)"
+            if not secret
+            else "X-Hub-Signature-256 is missing or does not match the configured secret"
+        )
+        raise Forbidden(f"Webhook delivery refused: {why}. Nothing was stored.")
+    delivery_id = headers.get("x-github-delivery", "").strip()
+    event = headers.get("x-github-event", "").strip()
+    if not delivery_id or not event or len(delivery_id) > 80 or len(event) > 60:
+        raise BadRequest("A GitHub delivery needs X-GitHub-Delivery and X-GitHub-Event headers.")
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"The delivery is not JSON ({exc}); send content type json.") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("The delivery's JSON is not an object.")
+    repo = (payload.get("repository") or {}).get("full_name")
+    hook_id = headers.get("x-github-hook-id", "").strip() or None
+    target = headers.get("x-github-hook-installation-target-type", "").strip() or "repository"
+    row = {
+        "delivery_id": delivery_id,
+        "event": event,
+        "action": str(payload["action"])[:60] if payload.get("action") else None,
+        "payload": raw.decode("utf-8", errors="replace"),
+        "source": "webhook",
+        "hook_id": hook_id,
+        "repo": repo if isinstance(repo, str) else None,
+    }
+
+    async def job(tx: Tx) -> bool:
+        stored = await store.add_delivery(tx, row)
+        if stored and hook_id:
+            await store.remember_hook(tx, hook_id, target[:40], row["repo"])
+        return stored
+
+    stored = await svc.writer.run(job)
+    if stored and inbox is not None:
+        inbox.wake()
+    return {"delivery_id": delivery_id, "duplicate": not stored}
+
+
+async def deliveries(
+    svc: Services, limit: int, before: int | None, event: str | None
+) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        rows = await store.list_deliveries(conn, limit=limit, before=before, event=event)
+    cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return {"data": rows, "next_cursor": cursor}
+
+
+def _pull_repo(pull_request: Mapping[str, Any]) -> str | None:
+    """``owner/name`` of a stored pull request's web URL (``…/owner/name/pull/3``)."""
+    parts = urlsplit(str(pull_request.get("url") or "")).path.strip("/").split("/")
+    return "/".join(parts[-4:-2]) if len(parts) >= 4 and parts[-2] == "pull" else None
+
+
+def describe(event: str, payload: Mapping[str, Any]) -> tuple[list[int], str | None, str]:
+    """Which pull request numbers a delivery is about, the head SHA, and a one-line summary."""
+    action = payload.get("action")
+    if event == "pull_request":
+        pr = payload.get("pull_request") or {}
+        state = "merged" if pr.get("merged") else pr.get("state")
+        head = (pr.get("head") or {}).get("sha")
+        return (
+            [int(pr.get("number") or payload.get("number") or 0)],
+            head,
+            f"pull request {action} ({state})",
+        )
+    if event in ("check_run", "check_suite"):
+        item = payload.get(event) or {}
+        numbers = [int(p["number"]) for p in item.get("pull_requests") or [] if p.get("number")]
+        name = item.get("name") or (item.get("app") or {}).get("name") or event
+        outcome = item.get("conclusion") or item.get("status")
+        label = "check run" if event == "check_run" else "check suite"
+        return numbers, item.get("head_sha"), f"{label} {name} {action}: {outcome}"
+    if event in ("pull_request_review", "pull_request_review_comment"):
+        pr = payload.get("pull_request") or {}
+        item = payload.get("review") or payload.get("comment") or {}
+        who = (item.get("user") or {}).get("login", "someone")
+        what = (
+            f"review {str(item.get('state', '')).lower()}"
+            if event == "pull_request_review"
+            else "review comment"
+        )
+        return [int(pr.get("number") or 0)], (pr.get("head") or {}).get("sha"), f"{what} by {who}"
+    if event == "issue_comment" and (payload.get("issue") or {}).get("pull_request"):
+        who = ((payload.get("comment") or {}).get("user") or {}).get("login", "someone")
+        return [int(payload["issue"]["number"])], None, f"comment by {who}"
+    return [], None, f"{event} {action or ''}".strip()
+
+
+async def _process(svc: Services, row: dict[str, Any]) -> None:
+    """One delivery → ``pr.updated`` on each run whose pull request it is about; marked done
+    in the same transaction."""
+    try:
+        payload = json.loads(row["payload"])
+        numbers, head, summary = describe(row["event"], payload)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        numbers, head, summary = [], None, f"not understood: {exc}"
+    targets: list[tuple[str, int]] = []
+    if numbers and row["repo"]:
+        async with svc.engine.connect() as conn:
+            for run in await store.runs_with_pull_requests(conn):
+                pulls = [run["pull_request"], *(run["pull_request"].get("others") or [])]
+                for pull in pulls:
+                    if _pull_repo(pull) == row["repo"] and int(pull["number"]) in numbers:
+                        targets.append((run["id"], int(pull["number"])))
+
+    async def job(tx: Tx) -> None:
+        for run_id, number in targets:
+            event = ev.PrUpdated(
+                repo=row["repo"],
+                number=number,
+                event=row["event"],
+                action=row["action"],
+                delivery_id=row["delivery_id"],
+                summary=summary,
+                head_sha=head,
+            )
+            await tx.emit_one(run_id, event)
+        where = ", ".join(sorted({r for r, _ in targets})) or "no run has this pull request"
+        await store.mark_processed(tx, row["id"], f"{summary} → {where}")
+
+    await svc.writer.run(job)
+
+
+class Inbox:
+    """The asynchronous half of webhooks: processes stored deliveries in arrival order."""
+
+    def __init__(self, svc: Services, poll_seconds: float = 5.0) -> None:
+        self.svc = svc
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="codeyard-github-inbox")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def drain(self) -> int:
+        """Process every stored, unprocessed delivery; how many."""
+        done = 0
+        while True:
+            async with self.svc.engine.connect() as conn:
+                rows = await store.unprocessed(conn)
+            if not rows:
+                return done
+            for row in rows:
+                await _process(self.svc, row)
+                done += 1
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.drain()
+            except Exception:  # the rows stay unprocessed: retried on the next wake
+                log.exception("processing GitHub deliveries failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+
+
+async def sweep(svc: Services) -> dict[str, Any]:
+    """Ask GitHub to redeliver every recent delivery of a known repository hook that failed
+    and never reached the inbox (GitHub keeps deliveries for 3 days, never retries itself)."""
+    async with svc.engine.connect() as conn:
+        hooks = [h for h in await store.hooks(conn) if h["target"] == "repository" and h["repo"]]
+    if not hooks:
+        return {"hooks": 0, "listed": 0, "redelivered": 0, "problems": []}
+    client = GitHubClient(PrConfig.from_env())
+    listed = redelivered = 0
+    problems: list[str] = []
+    for hook in hooks:
+        try:
+            found = await client.hook_deliveries(hook["repo"], int(hook["hook_id"]))
+            listed += len(found)
+            by_guid: dict[str, list[Any]] = {}
+            for delivery in found:
+                by_guid.setdefault(delivery.guid, []).append(delivery)
+            async with svc.engine.connect() as conn:
+                known = await store.known_ids(conn, list(by_guid))
+            lost = [
+                attempts[0]  # newest first: the latest attempt
+                for guid, attempts in by_guid.items()
+                if guid not in known and not any(a.ok for a in attempts)
+            ]
+            for delivery in lost[: MAX_REDELIVER - redelivered]:
+                await client.redeliver(hook["repo"], int(hook["hook_id"]), delivery.id)
+                redelivered += 1
+            await svc.writer.run(_swept(hook["hook_id"]))
+        except CodeyardError as exc:
+            problems.append(f"hook {hook['hook_id']} of {hook['repo']}: {exc.detail}")
+    return {"hooks": len(hooks), "listed": listed, "redelivered": redelivered, "problems": problems}
+
+
+def _swept(hook_id: str) -> Callable[[Tx], Awaitable[None]]:
+    async def job(tx: Tx) -> None:
+        await store.mark_swept(tx, hook_id)
+
+    return job
+
+
+class Sweeper:
+    """Runs :func:`sweep` every ``github_sweep_seconds``."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="codeyard-github-sweeper")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.svc.settings.github_sweep_seconds)
+            try:
+                result = await sweep(self.svc)
+            except Exception:  # the next sweep tries again
+                log.exception("sweeping GitHub deliveries failed")
+                continue
+            for problem in result["problems"]:
+                log.warning("GitHub sweep: %s", problem)
