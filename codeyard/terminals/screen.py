@@ -7,13 +7,13 @@ does not pay for emulation it never shows. When the log lost bytes the model had
 
 from __future__ import annotations
 
-import pyte
-
 from codeyard.terminals.buffer import RingBuffer
 
 
 class ScreenModel:
     def __init__(self, cols: int, rows: int) -> None:
+        import pyte  # the terminal emulator loads with the first terminal, not at start-up
+
         self._screen = pyte.Screen(cols, rows)
         self._stream = pyte.ByteStream(self._screen)
         self._seen = 0

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import claude_agent_sdk
 import httpx
 
 from codeyard.sandbox import environment
@@ -113,6 +112,8 @@ def claude_binary() -> str:
     found = shutil.which("claude")
     if found:
         return found
+    import claude_agent_sdk  # only when no claude is on PATH: the SDK (and MCP) cost start-up
+
     return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
 
 

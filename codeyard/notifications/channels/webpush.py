@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from py_vapid import Vapid02
-from pywebpush import WebPusher
 
 from codeyard.notifications.channels.base import Delivery, Outcome, post
 
@@ -65,6 +64,8 @@ class WebPushChannel:
     async def deliver(self, client: httpx.AsyncClient, delivery: Delivery) -> Outcome:
         sub = delivery.config
         info = {"endpoint": sub["endpoint"], "keys": {"p256dh": sub["p256dh"], "auth": sub["auth"]}}
+        from pywebpush import WebPusher  # with aiohttp and requests: loaded on first push
+
         try:
             encoded = WebPusher(info).encode(payload_of(delivery), "aes128gcm")
         except Exception as exc:  # malformed subscription keys: never deliverable
