@@ -7,11 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from temporalio import activity
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from codeyard.temporal.contracts import HEARTBEAT_EVERY, Delivery, DriveInput, DriveResult
+from codeyard.temporal.contracts import (
+    HEARTBEAT_EVERY,
+    LIVE_POLLER_SECONDS,
+    SHARED_QUEUE,
+    Delivery,
+    DriveInput,
+    DriveResult,
+    PlaceInput,
+)
 from codeyard.temporal.host import HostRuntime, NotLiveHere
 
 
@@ -24,10 +37,13 @@ class HostActivities:
         return self.runtime.config.host
 
     @activity.defn(name="place")
-    async def place(self, run_id: str) -> str:
-        """Take a run that holds no worktree yet (or lost its host): it will live here."""
-        activity.logger.info("run %s placed on %s", run_id, self.host)
-        return self.host
+    async def place(self, job: PlaceInput) -> str:
+        """Choose the host for a run that holds no worktree yet (or lost its host)."""
+        live = await live_hosts(activity.client())
+        candidates = [h for h in live if h not in job.exclude] or [self.host]
+        host = await self.runtime.call(self.runtime.place(job.run_id, candidates))
+        activity.logger.info("run %s placed on %s (of %s)", job.run_id, host, candidates)
+        return host
 
     @activity.defn(name="drive")
     async def drive(self, job: DriveInput) -> DriveResult:
@@ -52,3 +68,21 @@ async def _heartbeat(attempt: int) -> None:
     while True:
         activity.heartbeat(attempt)
         await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+async def live_hosts(client: Client) -> list[str]:
+    """Hosts polling the shared queue's activities lately (a worker's identity is its host)."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=SHARED_QUEUE),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    )
+    response = await client.workflow_service.describe_task_queue(request)
+    now = time.time()
+    return sorted(
+        {
+            p.identity
+            for p in response.pollers
+            if now - p.last_access_time.ToSeconds() < LIVE_POLLER_SECONDS
+        }
+    )

@@ -22,6 +22,8 @@ HOST_PICKUP_TIMEOUT = timedelta(seconds=30)
 IDLE_TIMEOUT = timedelta(hours=1)
 #: Short control activities (placement, deliveries, kills) on a host.
 CONTROL_TIMEOUT = timedelta(seconds=30)
+#: A host counts as live when it polled the shared queue this recently (long polls last ~60 s).
+LIVE_POLLER_SECONDS = 75.0
 #: How many times a run moves to another host after losing one before it is failed.
 MAX_FAILOVERS = 3
 
@@ -33,6 +35,13 @@ def host_queue(host: str) -> str:
 
 def workflow_id(run_id: str) -> str:
     return f"codeyard-run-{run_id}"
+
+
+@dataclass(slots=True)
+class PlaceInput:
+    run_id: str
+    #: Hosts not to place on (the one just lost: Temporal lists its pollers for a while).
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

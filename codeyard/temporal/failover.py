@@ -64,12 +64,13 @@ async def restore_worktree(
     ``start`` is the branch's commit (the checkpoint's parent, or the run's base commit when no
     checkpoint was pushed); ``tree`` the checkpoint commit whose state the files take (None:
     the files of ``start``). The index stays at ``start``: the restored changes show as the
-    uncommitted changes they were. ``--force``: the lost host's worktree may still be
-    registered on the same branch (shared storage); it is stale and pruned by git later.
+    uncommitted changes they were. The lost host's worktree may still be registered on the
+    same branch (shared storage): it is stale, and git is told to ignore it.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     await git("worktree", "prune", cwd=repo, check=False)
-    await git("worktree", "add", "--quiet", "--force", "-B", branch, str(dest), start, cwd=repo)
+    await git("worktree", "add", "--quiet", "--force", "--detach", str(dest), start, cwd=repo)
+    await git("checkout", "--quiet", "--ignore-other-worktrees", "-B", branch, start, cwd=dest)
     if tree is not None and tree != start:
         await git("read-tree", "-m", "-u", "HEAD", tree, cwd=dest)
         await git("reset", "--quiet", "--mixed", "HEAD", cwd=dest)

@@ -9,6 +9,8 @@ on that loop never wait behind git, disk or database work of a turn.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import threading
 from collections.abc import Coroutine
@@ -17,18 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import process
 from codeyard.domain.events import StoredEvent
-from codeyard.domain.status import RunStatus
+from codeyard.domain.status import ACTIVE, RunStatus
 from codeyard.executor.approvals import ApprovalGate
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.recovery import RunProcessRecorder, forget_finished
 from codeyard.executor.turns import TurnDriver
 from codeyard.sandbox import Sandbox
 from codeyard.store import approvals as approval_door
-from codeyard.store import checkpoints, projects, runs
+from codeyard.store import checkpoints, fencing, projects, runs, schema
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
 from codeyard.temporal import failover
@@ -135,20 +138,86 @@ class HostRuntime:
         assert self._writer is not None, "the host runtime is not started"
         return self._writer
 
+    # -- placement --------------------------------------------------------------------------------
+
+    async def place(self, run_id: str, candidates: list[str]) -> str:
+        """The least-loaded of ``candidates`` (active runs held), recorded on the run row.
+
+        Ties go to the host that ranks first for this run id (rendezvous hashing), so runs
+        spread over idle hosts instead of all landing on whichever worker polled first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(schema.runs.c.worker_host, func.count())
+                .where(
+                    schema.runs.c.worker_host.in_(candidates),
+                    schema.runs.c.status.in_([str(s) for s in ACTIVE]),
+                    schema.runs.c.id != run_id,
+                )
+                .group_by(schema.runs.c.worker_host)
+            )
+            load = {str(host): int(n) for host, n in rows}
+
+        def rank(host: str) -> tuple[int, str]:
+            return load.get(host, 0), hashlib.sha256(f"{run_id}/{host}".encode()).hexdigest()
+
+        host = min(candidates, key=rank)
+        await self.writer.run(lambda tx: runs.update_fields(tx, run_id, worker_host=host))
+        return host
+
     # -- drives ---------------------------------------------------------------------------------
 
     async def drive(self, job: DriveInput) -> DriveResult:
         """Drive a run from ``queued`` until it rests; take it over first if its host was lost."""
-        assert self._driver is not None
         run_id = job.run_id
         if job.lost_host:
-            await self._take_over(run_id, job.lost_host)
+            try:
+                await self._take_over(run_id, job.lost_host)
+            except Exception as exc:  # the run must not stay "running" with nobody driving it
+                log.exception("run %s: taking it over failed", run_id)
+                await self._fail_take_over(run_id, job.lost_host, exc)
+                return await self._result(run_id)
+        # A new attempt: from now on every write of an older one (the lost host, should it come
+        # back) is refused. None: the run was stopped or taken before this drive began.
+        take = functools.partial(runs.begin_attempt, run_id=run_id, only_in=S.QUEUED)
+        attempt = await self.writer.run(take)
+        if attempt is not None:
+            await self._drive_attempt(run_id, attempt)
+        await self.pushed(run_id)
+        try:
+            await forget_finished(self.engine, self.writer, run_id)
+        except Exception:  # bookkeeping only
+            log.exception("run %s: could not drop its finished process records", run_id)
+        return await self._result(run_id)
+
+    async def _result(self, run_id: str) -> DriveResult:
+        async with self.engine.connect() as conn:
+            run = await runs.get(conn, run_id)
+        return DriveResult(run_id, self.config.host, str(run["status"]))
+
+    async def _fail_take_over(self, run_id: str, lost_host: str, exc: Exception) -> None:
+        reason = f"worker {lost_host} was lost and {self.config.host} could not take over: {exc}"
+
+        async def job(tx: Tx) -> None:
+            current = await runs.lock(tx, run_id)
+            if S(current["status"]) in _WORKING | {S.QUEUED}:
+                await approval_door.release_unfinished(tx, run_id)
+                await runs.set_status(tx, run_id, S.FAILED, reason[:2000])
+                await approval_door.recount(tx, run_id)
+
+        await self.writer.run(job)
+
+    async def _drive_attempt(self, run_id: str, attempt: int) -> None:
+        assert self._driver is not None
         handle = RunHandle(run_id)
         self.handles[run_id] = handle
+        # Every process group the run starts is recorded on it, and every write it makes
+        # carries its attempt (the task copies the context).
         token = process.recorder.set(RunProcessRecorder(self.writer, run_id))
+        fence = fencing.current.set(fencing.Fence(run_id, attempt))
         try:
             handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
         finally:
+            fencing.current.reset(fence)
             process.recorder.reset(token)
         try:
             await asyncio.shield(handle.task)
@@ -157,16 +226,10 @@ class HostRuntime:
                 handle.task.cancel()
                 await asyncio.gather(handle.task, return_exceptions=True)
             raise
+        except fencing.StaleAttempt as exc:  # another attempt owns the run now
+            log.warning("run %s: attempt %s stopped: %s", run_id, attempt, exc)
         finally:
             self.handles.pop(run_id, None)
-        await self.pushed(run_id)
-        try:
-            await forget_finished(self.engine, self.writer, run_id)
-        except Exception:  # bookkeeping only
-            log.exception("run %s: could not drop its finished process records", run_id)
-        async with self.engine.connect() as conn:
-            run = await runs.get(conn, run_id)
-        return DriveResult(run_id, self.config.host, str(run["status"]))
 
     async def _take_over(self, run_id: str, lost_host: str) -> None:
         """The run's host was lost mid-drive: restore its worktrees here from the last pushed
@@ -195,8 +258,12 @@ class HostRuntime:
 
         async def job(tx: Tx) -> None:
             current = await runs.lock(tx, run_id)
-            if worktrees:
-                await runs.update_fields(tx, run_id, worktrees=worktrees)
+            await runs.update_fields(
+                tx,
+                run_id,
+                worker_host=self.config.host,
+                **({"worktrees": worktrees} if worktrees else {}),
+            )
             status = S(current["status"])
             if status in _WORKING:
                 await approval_door.release_unfinished(tx, run_id)

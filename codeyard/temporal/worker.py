@@ -36,11 +36,13 @@ async def serve_host(
             task_queue=SHARED_QUEUE,
             workflows=[RunWorkflow],
             activities=[acts.place],
+            identity=config.host,
         )
         own = Worker(
             client,
             task_queue=host_queue(config.host),
             activities=[acts.drive, acts.deliver],
+            identity=config.host,
             max_concurrent_activities=200,
         )
         stop = asyncio.Event()

