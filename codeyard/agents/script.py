@@ -37,6 +37,9 @@ from codeyard.domain.events import (
 from codeyard.domain.tools import ToolRequest
 from codeyard.sandbox import Sandbox, SandboxUnavailable, contain
 
+#: The provider's registered name.
+NAME = "script"
+
 STEP_KINDS = ("say", "think", "write", "edit", "bash", "sleep", "usage", "tasks", "ask", "fail")
 
 
@@ -126,8 +129,24 @@ async def _run_bash(
         await group.untrack()
 
 
+def require_scenario(options: dict[str, Any]) -> None:
+    """Refuse to start a script run without a scenario: the script agent does only what its
+    steps say, so without them the run would end at once with no changes and still offer a
+    merge (issue 14). An explicit ``{"steps": []}`` (or ``on_message``) is a choice; drafts
+    may wait for one, and are checked when started."""
+    if "scenario" in options or "on_message" in options:
+        return
+    raise ValidationFailed(
+        "The script agent needs a scenario: it does only what its steps say, so this run would "
+        'do nothing. Give agent_options.scenario = {"steps": [{"say": "…"}, {"write": '
+        '{"path": "…", "content": "…"}}, {"bash": "…"}]} (`codeyard run --scenario FILE`), '
+        "or pick an agent that reads the prompt (claude-code, codex, …).",
+        errors=[{"loc": ["body", "agent_options", "scenario"], "msg": "required for script"}],
+    )
+
+
 class ScriptProvider:
-    name = "script"
+    name = NAME
     capabilities = Capabilities(
         approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=True, cost=True
     )

@@ -139,12 +139,19 @@ def land(
     title: str | None = typer.Option(None, "--title", help="Pull request title (--pr)."),
     body: str | None = typer.Option(None, "--body", help="Pull request description (--pr)."),
     draft: bool = typer.Option(False, "--draft", help="Open the pull request as a draft (--pr)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --discard."),
+    yes: bool = typer.Option(
+        False,
+        "--yes",
+        "-y",
+        help="Do not ask before --discard, nor before landing into a branch that is checked "
+        "out in one of your worktrees.",
+    ),
 ) -> None:
     """Land a run in review: exactly one of --merge, --squash, --rebase, --pr, --discard.
 
     Conflicts are checked first: when there are any, nothing changes and the paths are listed
-    (`--agent-merge` hands them to the agent).
+    (`--agent-merge` hands them to the agent). Landing into a branch checked out in your own
+    worktree moves its files, so you are asked first (unless --yes).
     """
     state = get_state(ctx)
     chosen = [
@@ -173,6 +180,11 @@ def land(
     if draft:
         request["draft"] = True
     with state.client() as api:
+        if action in ("merge", "squash", "rebase") and not yes:
+            params = {"target_branch": target} if target else {}
+            check = as_dict(api.get(run_path(run, "land-check"), **params))
+            if check.get("confirm"):
+                typer.confirm(str(check["confirm"]), abort=True)
         answer = as_dict(api.post(run_path(run, "resolve"), request))
         shas = _landed_commits(api, str(answer.get("id") or run)) if action != "discard" else []
     label = run_label(answer) if answer.get("number") is not None else run

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from codeyard.agents import registry
+from codeyard.agents import registry, script
 from codeyard.auth.principal import Principal
 from codeyard.domain import events as ev
 from codeyard.domain.errors import BadRequest, Forbidden, InvalidTransition, ValidationFailed
@@ -212,6 +212,10 @@ async def create(
     if rag is not None:  # the code index's snippets join the agent's instructions
         own = options.get("instructions")
         options["instructions"] = f"{own}\n\n{rag[0]}" if own else rag[0]
+    # Last, so a wrong repository or ref is named first. Not for drafts (checked at start) nor
+    # an agent's sub-run (MCP has no way to give a scenario; it inherits its parent's).
+    if provider_name == script.NAME and not body.get("draft") and delegation is None:
+        script.require_scenario(options)
     if dry_run:  # POST /api/runs/validate: everything above was checked, nothing written
         return {
             "valid": True,
@@ -303,6 +307,8 @@ async def _transition(
 async def start(svc: Services, ref: str) -> dict[str, Any]:
     run = await get(svc, ref)
     check_action("start", S(run["status"]))
+    if run["provider"] == script.NAME:
+        script.require_scenario(run["agent_options"] or {})
     run = await _transition(svc, run["id"], S.QUEUED, "started")
     await svc.executor.submit(run["id"])
     return runs.public(run)

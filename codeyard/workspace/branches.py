@@ -22,6 +22,7 @@ __all__ = [
     "BranchInfo",
     "Moved",
     "branch_head",
+    "checkouts",
     "commit_all",
     "ensure_checkouts_ready",
     "git_error",
@@ -335,6 +336,12 @@ def _porcelain_paths(out: str) -> list[str]:
             if entry[0] in "RC":
                 next(entries, None)
     return paths
+
+
+async def checkouts(repo: Path, branch: str) -> list[Path]:
+    """Worktrees that have ``branch`` checked out (or are rebasing it): landing on ``branch``
+    moves their files too, which a person should confirm first (issue 14)."""
+    return await _checkouts(repo, branch)
 
 
 async def ensure_checkouts_ready(repo: Path, branch: str, old: str, new: str) -> list[Path]:

@@ -134,7 +134,13 @@ async def test_walk_each_route_needs_its_scope_and_only_it(api: Api) -> None:
 async def test_a_viewer_reads_and_does_nothing_else(api: Api, git_repo: Path) -> None:
     run = (
         await api.post(
-            "/api/runs", json={"prompt": "x", "repo_path": str(git_repo), "provider": "script"}
+            "/api/runs",
+            json={
+                "prompt": "x",
+                "repo_path": str(git_repo),
+                "provider": "script",
+                "agent_options": {"scenario": {"steps": []}},
+            },
         )
     ).json()
     await api.wait_status(run["id"], "review")

@@ -137,7 +137,23 @@ def test_diff_checkpoints_restore_and_land_squash(server: ServerProcess, tmp_pat
     both = cli(server, "land", number, "--merge", "--squash")
     assert both.returncode == 1 and "Choose one way to land" in both.stderr
 
-    landed = ok(cli(server, "land", number, "--squash", "-m", "Add notes"))
+    # main is checked out in the person's repository: they are asked first.
+    asked = subprocess.run(
+        [CLI, "land", number, "--squash"],
+        input="n\n",
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CODEYARD_")},
+            "CODEYARD_DATA_DIR": str(server.data_dir),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "'main' is checked out in" in asked.stdout and "Land anyway?" in asked.stdout
+    assert asked.returncode == 1 and "Aborted" in asked.stdout + asked.stderr
+    assert api(server, "GET", f"/api/runs/{number}")["status"] == "review"
+    assert git(repo, "log", "-1", "--format=%s", "main").strip() == "initial"
+    landed = ok(cli(server, "land", number, "--squash", "--yes", "-m", "Add notes"))
     assert f"Run #{number} is completed" in landed and "squash into main" in landed
     sha = git(repo, "rev-parse", "main").strip()
     shown = landed.split("\n  ", 1)[1].split()  # "<sha> on main": the commit and its branch

@@ -210,6 +210,7 @@ async def test_rag_enabled_adds_snippets_to_the_instructions_and_records_them(
             "prompt": "Round the invoice total",
             "project_id": project["id"],
             "provider": "script",
+            "agent_options": {"scenario": {"steps": []}},
         },
     )
     none = (await api.get(f"/api/runs/{plain.json()['id']}/events?types=context.added")).json()

@@ -197,7 +197,12 @@ async def test_sse_still_streams_through_the_middleware(
         assert_security_headers(stream.headers)
         resp = await client.post(
             "/api/runs",
-            json={"prompt": "hello", "repo_path": str(git_repo), "provider": "script"},
+            json={
+                "prompt": "hello",
+                "repo_path": str(git_repo),
+                "provider": "script",
+                "agent_options": {"scenario": {"steps": []}},
+            },
         )
         assert resp.status_code == 201, resp.text
         with anyio.fail_after(20):

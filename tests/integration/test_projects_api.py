@@ -78,7 +78,13 @@ async def test_run_on_a_multi_repo_project_gets_a_worktree_per_repo(
     ).json()
     run = (
         await api.post(
-            "/api/runs", json={"prompt": "Both", "project_id": project["id"], "provider": "script"}
+            "/api/runs",
+            json={
+                "prompt": "Both",
+                "project_id": project["id"],
+                "provider": "script",
+                "agent_options": {"scenario": {"steps": []}},
+            },
         )
     ).json()
     assert len(run["repo_ids"]) == 2 and set(run["base_commits"]) == set(run["repo_ids"])

@@ -166,7 +166,12 @@ async def test_validate_writes_nothing_and_names_the_problem(
     sqlite_api: Api, git_repo: Path
 ) -> None:
     api = sqlite_api
-    body = {"prompt": "p", "repo_path": str(git_repo), "provider": "script"}
+    body = {
+        "prompt": "p",
+        "repo_path": str(git_repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": []}},
+    }
     ok = await api.post("/api/runs/validate", json=body)
     assert ok.status_code == 200, ok.text
     assert ok.json()["valid"] and ok.json()["registers_project"]
@@ -187,7 +192,12 @@ async def test_provider_disable_refuses_new_runs_until_enabled(
     assert off.status_code == 200 and off.json()["enabled"] is False
     listed = {p["name"]: p for p in (await api.get("/api/settings/providers")).json()["data"]}
     assert listed["script"]["enabled"] is False and listed["claude-code"]["enabled"] is True
-    body = {"prompt": "p", "repo_path": str(git_repo), "provider": "script"}
+    body = {
+        "prompt": "p",
+        "repo_path": str(git_repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": []}},
+    }
     refused = await api.post("/api/runs", json=body)
     assert refused.status_code == 409 and "PUT /api/settings/providers/script" in refused.text
     assert (await api.get("/api/runs")).json()["data"] == []
