@@ -3,10 +3,13 @@ is one call into :mod:`codeyard.services.workflows`."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Svc
@@ -207,6 +210,32 @@ async def execution_events(
     """The execution's ``workflow.*`` events after ``after`` (poll with the last ``seq``)."""
     data = await service.events(svc, execution_id, after, limit)
     return {"data": data, "last_seq": data[-1]["seq"] if data else after}
+
+
+async def _frames(
+    eng: WorkflowEngine, execution_id: str, after: int
+) -> AsyncIterator[dict[str, Any]]:
+    async for event in eng.follow(execution_id, after):
+        yield {"id": str(event["seq"]), "event": event["type"], "data": json.dumps(event)}
+
+
+@router.get(
+    "/executions/{execution_id}/events/stream",
+    dependencies=[READ],
+    response_class=EventSourceResponse,
+)
+async def execution_stream(
+    execution_id: str,
+    svc: Svc,
+    eng: Engine,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> EventSourceResponse:
+    """SSE of the execution's ``workflow.*`` events: replay after ``Last-Event-ID`` (or
+    ``?after=``, a ``seq``), then live; the stream ends after the execution has ended."""
+    await service.events(svc, execution_id, 0, 1)  # 404 for an unknown execution
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    return EventSourceResponse(_frames(eng, execution_id, start), ping=15)
 
 
 @router.post(

@@ -10,7 +10,9 @@ run service — the same door as ``POST /api/runs`` — and are observed through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from codeyard.auth.principal import Principal
@@ -25,6 +27,7 @@ from codeyard.workflows.steps import StepFailed
 from codeyard.workflows.watch import RunWatcher
 
 log = logging.getLogger(__name__)
+PURE = (model.IfStep, model.ExtractStep)
 RESTART_REASON = (
     "server restarted; resume it with POST /api/workflows/executions/{id}/resume "
     "(completed steps are not run again)"
@@ -40,6 +43,17 @@ class WorkflowEngine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._live: dict[str, Execution] = {}
         self._stopping = False
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        """Something was appended to an execution's log: streams read it now."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed(self, timeout: float) -> None:
+        """Until the next append anywhere, or ``timeout`` (streams then re-check the log)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def start(self) -> None:
         """After a crash, executions that were running are marked ``interrupted``: they are
@@ -67,6 +81,7 @@ class WorkflowEngine:
             await store.emit(tx, execution_id, f"workflow.execution.{event}", {"reason": reason})
 
         await self.svc.writer.run(job)
+        self.notify()
 
     def is_live(self, execution_id: str) -> bool:
         return execution_id in self._tasks
@@ -96,14 +111,24 @@ class WorkflowEngine:
 
     def wake(self, execution_id: str) -> None:
         """A decision arrived: the execution re-reads its log."""
+        self.notify()
         live = self._live.get(execution_id)
         if live is not None:
             live.decided.set()
 
-    async def wait_finished(self, execution_id: str, timeout: float) -> None:
-        task = self._tasks.get(execution_id)
-        if task is not None:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+    async def follow(self, execution_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+        """An execution's events after ``after``, then each new one as it is written; ends
+        after the execution's last event once it has ended."""
+        while True:
+            async with self.svc.engine.connect() as conn:
+                row = await store.get_execution(conn, execution_id)
+                events = await store.read_events(conn, execution_id, after)
+            for event in events:
+                after = event["seq"]
+                yield event
+            if row["status"] in (*store.FINISHED, "interrupted") and not events:
+                return
+            await self.changed(1.0)
 
 
 class Execution:
@@ -134,6 +159,7 @@ class Execution:
             await store.emit(tx, self.id, type_, data)
 
         await self.svc.writer.run(job)
+        self.eng.notify()
 
     async def refold(self) -> Folded:
         async with self.svc.engine.connect() as conn:
@@ -185,6 +211,7 @@ class Execution:
             await store.emit(tx, self.id, f"workflow.execution.{event}", data)
 
         await self.svc.writer.run(job)
+        self.eng.notify()
 
     async def _run_dag(self) -> None:
         """Top-level steps as their dependencies end; the first failure cancels the rest."""
@@ -223,7 +250,8 @@ class Execution:
             self.state.done[key] = output
             self._publish(step, output, scope)
             return output
-        if self.state.status.get(key) is None:
+        # Pure steps (no effect outside the log) are recorded once, when they complete.
+        if self.state.status.get(key) is None and not isinstance(step, PURE):
             await self.emit(
                 "workflow.step.started", {"key": key, "step": step.id, "type": step.type}
             )

@@ -34,7 +34,7 @@ COLUMNS = (
 
 
 class RunWatcher:
-    def __init__(self, engine: AsyncEngine, interval: float = 0.05) -> None:
+    def __init__(self, engine: AsyncEngine, interval: float = 0.02) -> None:
         self._engine = engine
         self._interval = interval
         self._waiting: dict[str, list[tuple[Predicate, asyncio.Future[dict[str, Any]]]]] = {}
