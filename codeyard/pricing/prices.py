@@ -37,6 +37,7 @@ _ALL = ("anthropic", "openai", "gemini", "dashscope")
 VENDORS: dict[str, tuple[str, ...]] = {
     "claude-code": ("anthropic",),
     "codex": ("openai",),
+    "codex-acp": ("openai",),
     "gemini": ("gemini",),
     "copilot": _ALL,
     "opencode": _ALL,

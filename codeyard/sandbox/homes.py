@@ -46,6 +46,7 @@ STATE_ENTRIES: dict[str, tuple[tuple[str | None, str], ...]] = {
         (None, ".npm"),
     ),
     "qwen": (("QWEN_HOME", ".qwen"), (None, ".npm")),
+    "codex-acp": (("CODEX_HOME", ".codex"),),
 }
 
 

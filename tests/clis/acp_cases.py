@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codeyard.agents.acp import CopilotProvider, GeminiProvider, OpenCodeProvider, QwenProvider
+from codeyard.agents.acp import (
+    CodexAcpProvider,
+    CopilotProvider,
+    GeminiProvider,
+    OpenCodeProvider,
+    QwenProvider,
+)
 from codeyard.agents.base import Provider
 from codeyard.testing.fake_llm import FakeLLM, ToolCall
 
@@ -88,6 +94,22 @@ def qwen_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
     return {"env": env, **extra}
 
 
+def codex_acp_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    """Codex's own configuration (as the ``codex`` tests give it), through ``config``."""
+    (home / ".codex").mkdir(parents=True, exist_ok=True)
+    provider = {
+        "name": "Fake",
+        "base_url": f"{fake.url}/v1",
+        "env_key": "FAKE_API_KEY",
+        "wire_api": "responses",
+        "request_max_retries": 0,
+        "stream_max_retries": 0,
+    }
+    env = {"CODEX_HOME": str(home / ".codex"), "HOME": str(home), "FAKE_API_KEY": "test"}
+    config = {"model_provider": "fake", "model_providers.fake": provider}
+    return {"env": env, "config": config, **extra}
+
+
 def gemini_rejection(fake: FakeLLM) -> str:
     """The error of the last ``functionResponse`` Gemini CLI sent in model call 2."""
     body = fake.model_calls("gemini")[2].body
@@ -95,6 +117,13 @@ def gemini_rejection(fake: FakeLLM) -> str:
     told = [p["functionResponse"] for p in parts if "functionResponse" in p][-1]
     assert told["name"] == "run_shell_command"
     return str(told["response"]["error"])
+
+
+def responses_rejection(fake: FakeLLM) -> str:
+    """The output of the last ``function_call_output`` in model call 2 (Responses API)."""
+    body = fake.model_calls("openai-responses")[2].body
+    outputs = [i for i in body["input"] if i.get("type") == "function_call_output"]
+    return str(outputs[-1]["output"])
 
 
 def chat_rejection(fake: FakeLLM) -> str:
@@ -148,8 +177,14 @@ class AgentCase:
     #: records only the user's messages in its session file (observed), so a loaded session
     #: holds the earlier prompts but not the answers.
     session_keeps_replies: bool = True
+    #: Reports the tokens a turn spent (its capabilities say ``usage``).
+    reports_usage: bool = True
+    #: The shell tool's argument holding the command (Codex: ``cmd``).
+    shell_arg: str = "command"
 
     def call(self, command: str) -> ToolCall:
+        if self.shell_arg != "command":
+            return ToolCall(self.shell, {self.shell_arg: command})
         return ToolCall(self.shell, {"command": command, "description": "Run it"})
 
 
@@ -239,4 +274,30 @@ QWEN = AgentCase(
     session_keeps_replies=False,
 )
 
-CASES = [GEMINI, COPILOT, OPENCODE, QWEN]
+CODEX_ACP = AgentCase(
+    name="codex-acp",
+    provider=CodexAcpProvider,
+    cli_version="0.16.0",
+    model="gpt-5.4",  # a model Codex has metadata for (else it warns in the reply)
+    shell="exec_command",
+    shell_arg="cmd",
+    api="openai-responses",
+    options=codex_acp_options,
+    label="Codex (ACP)",
+    # The adapter offers approve or abort (no decline): a rejection aborts the turn, and the
+    # model learns only that the user aborted the call, not Codeyard's reason.
+    rejection_phrase="aborted by user",
+    rejection_told=responses_rejection,
+    rejection_ends_turn=True,
+    error_body={"error": {"message": "Backend exploded XYZ", "type": "server_error", "code": 500}},
+    error_headers=None,
+    error_replies=1,
+    reports_exit_code=True,
+    usage_of_last_call_only=False,
+    streams_thinking=True,
+    drops_interrupted_turn=False,
+    reports_usage=False,
+    error_status=400,  # Codex words every 5xx as "high demand", dropping the API's message
+)
+
+CASES = [GEMINI, COPILOT, OPENCODE, QWEN, CODEX_ACP]

@@ -255,3 +255,14 @@ def test_qwen_usage_comes_on_empty_chunks_and_is_summed_over_the_turn() -> None:
     (usage,) = of(items, "usage")
     assert (usage["input_tokens"], usage["output_tokens"]) == (200, 24)
     assert isinstance(items[-1], TurnEnd) and items[-1].result == "Running.Done."
+
+
+def test_codex_adapter_exit_code_and_output_come_from_its_raw_output() -> None:
+    state = NormalizeState(prefix="t1")
+    raw = {"stdout": "ok\n", "stderr": "", "aggregated_output": "ok\n", "exit_code": 0}
+    start = {"sessionUpdate": "tool_call", "toolCallId": "c1", "kind": "execute", "title": "x"}
+    done = {"sessionUpdate": "tool_call_update", "toolCallId": "c1", "status": "completed"}
+    normalize(parse_update({"sessionId": "s", "update": start}), state)
+    items = normalize(parse_update({"sessionId": "s", "update": {**done, "rawOutput": raw}}), state)
+    (result,) = of(list(items), "tool.result")
+    assert result["ok"] is True and result["output"] == "ok\n" and result["exit_code"] == 0

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from codeyard.agents.acp import (
+    CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
     GenericAcpProvider,
@@ -203,3 +204,34 @@ def test_qualified_model_ids_are_plain_model_names() -> None:
     assert _plain_model("qwen3-coder-plus(openai)") == "qwen3-coder-plus"
     assert _plain_model("gemini-2.5-pro") == "gemini-2.5-pro"
     assert _plain_model("fake/fake-model") == "fake/fake-model"
+
+
+def test_codex_acp_passes_codex_config_and_asks_by_default(tmp_path: Path) -> None:
+    cli = fake_cli(tmp_path / "clis" / ".bin", "codex-acp")
+    provider = CodexAcpProvider(clis_bin=cli.parent)
+    config = {"model_provider": "fake", "model_providers.fake": {"base_url": "http://x/v1"}}
+    launch = provider.launch(context(tmp_path, "gpt-5.4", config=config))
+    pairs = [launch.argv[i + 1] for i, word in enumerate(launch.argv) if word == "-c"]
+    assert pairs == [
+        'approval_policy="untrusted"',
+        'sandbox_mode="workspace-write"',
+        'model_provider="fake"',
+        'model_providers.fake={"base_url" = "http://x/v1"}',
+        'model="gpt-5.4"',
+    ]
+    with pytest.raises(ValidationFailed, match="config"):
+        provider.validate_options({"config": "approval_policy=never"})
+    assert provider.capabilities.usage is False  # context-window use only, no spent tokens
+
+
+def test_an_adapter_without_version_flag_reads_its_package_manifest(tmp_path: Path) -> None:
+    """``codex-acp --version`` starts ACP mode: the version comes from ``package.json``."""
+    bin_dir = tmp_path / "node_modules" / ".bin"
+    cli = fake_cli(bin_dir, "codex-acp")
+    manifest = tmp_path / "node_modules" / "@zed-industries" / "codex-acp" / "package.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"name": "@zed-industries/codex-acp", "version": "0.16.0"}))
+    provider = CodexAcpProvider(clis_bin=bin_dir)
+    assert provider.version() == "0.16.0" and provider.problem() is None
+    cli.chmod(0o644)
+    assert "not executable" in str(provider.problem())

@@ -6,6 +6,7 @@ and the providers (``provider``).
 
 from codeyard.agents.acp.provider import (
     AcpProvider,
+    CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
     GenericAcpProvider,
@@ -15,6 +16,7 @@ from codeyard.agents.acp.provider import (
 
 __all__ = [
     "AcpProvider",
+    "CodexAcpProvider",
     "CopilotProvider",
     "GeminiProvider",
     "GenericAcpProvider",

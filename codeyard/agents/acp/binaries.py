@@ -7,6 +7,8 @@ CLIs pinned in Codeyard's ``clis/`` folder (``make clis`` runs ``npm ci`` there)
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 import shlex
 import shutil
@@ -14,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIS_BIN", "command_from_option", "find_binary", "tool_version"]
+__all__ = ["CLIS_BIN", "command_from_option", "find_binary", "package_version", "tool_version"]
 
 #: ``clis/node_modules/.bin`` of this source tree (absent in a wheel install).
 CLIS_BIN = Path(__file__).resolve().parents[3] / "clis" / "node_modules" / ".bin"
@@ -64,3 +66,20 @@ def tool_version(executable: str) -> tuple[str | None, str | None]:
         return None, f"{executable} --version failed (exit {done.returncode}): {detail[0]}"
     match = _VERSION.search(done.stdout)
     return (match.group(0) if match else done.stdout.strip() or None), None
+
+
+def package_version(executable: str, package: str) -> tuple[str | None, str | None]:
+    """(version, None) of an npm ``package`` whose program has no ``--version`` (the Zed ACP
+    adapters start ACP on any argument), read from its ``package.json`` next to the
+    ``node_modules/.bin`` entry it was found by; or (None, why it cannot run)."""
+    path = Path(executable)
+    if not path.exists():
+        return None, f"{executable} does not exist"
+    if not os.access(path, os.X_OK):
+        return None, f"{executable} cannot be run: it is not executable"
+    manifest = path.parent.parent / package / "package.json"
+    try:
+        version = json.loads(manifest.read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError):
+        return None, None  # on PATH, outside an npm tree: it runs, its version is unknown
+    return (version if isinstance(version, str) else None), None

@@ -201,9 +201,11 @@ def _announce(call_id: str, call: _Call) -> list[NewEvent]:
 
 
 def _exit_code(raw_output: Any) -> int | None:
-    """The exit code in ``rawOutput`` where agents put one (OpenCode, Copilot)."""
+    """The exit code in ``rawOutput`` where agents put one (OpenCode, Copilot, Codex)."""
     if not isinstance(raw_output, dict):
         return None
+    if isinstance(raw_output.get("exit_code"), int):
+        return int(raw_output["exit_code"])
     metadata = raw_output.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("exit"), int):
         return int(metadata["exit"])
@@ -220,7 +222,7 @@ def _output_text(info: ToolCallInfo) -> str:
     if isinstance(raw, str):
         return raw
     if isinstance(raw, dict):
-        for key in ("output", "content", "error", "message"):
+        for key in ("output", "aggregated_output", "content", "error", "message"):
             if isinstance(raw.get(key), str):
                 return str(raw[key])
     return ""

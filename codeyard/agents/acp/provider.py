@@ -27,7 +27,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from codeyard.agents.acp.binaries import CLIS_BIN, command_from_option, find_binary, tool_version
+from codeyard.agents.acp.binaries import (
+    CLIS_BIN,
+    command_from_option,
+    find_binary,
+    package_version,
+    tool_version,
+)
 from codeyard.agents.acp.gemini_sessions import gemini_home, protect_saved_session
 from codeyard.agents.acp.launch import Launch
 from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
@@ -35,6 +41,7 @@ from codeyard.domain.errors import ValidationFailed
 
 __all__ = [
     "AcpProvider",
+    "CodexAcpProvider",
     "CopilotProvider",
     "GeminiProvider",
     "GenericAcpProvider",
@@ -61,6 +68,8 @@ class AcpProvider:
     acp_args: tuple[str, ...] = ()
     #: npm package (for the fix in ``problem()``).
     package: str | None = None
+    #: The program has no ``--version``: its version is read from the package's manifest.
+    version_in_package: bool = False
     capabilities = Capabilities(
         approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=True, cost=False
     )
@@ -83,9 +92,15 @@ class AcpProvider:
         command = self.command()
         return command[0] if command else None
 
+    def probe(self, executable: str) -> tuple[str | None, str | None]:
+        """(version, None), or (None, why the program cannot run)."""
+        if self.version_in_package and self.package:
+            return package_version(executable, self.package)
+        return tool_version(executable)
+
     def version(self) -> str | None:
         path = self.path()
-        return tool_version(path)[0] if path else None
+        return self.probe(path)[0] if path else None
 
     def problem(self) -> str | None:
         path = self.path()
@@ -95,7 +110,7 @@ class AcpProvider:
                 f"{self.label} was not found: {_FIX}{install if self.package else ''}, "
                 "or set provider_config.command."
             )
-        _, why = tool_version(path)
+        _, why = self.probe(path)
         if why is not None:
             return f"{self.label} cannot run here: {why}. Reinstall it: {_FIX}."
         return None
@@ -148,7 +163,7 @@ class AcpProvider:
             label=self.label,
             argv=command,
             env=self._env(ctx.options),
-            cli_version=tool_version(command[0])[0],
+            cli_version=self.probe(command[0])[0],
             auth_method=method if isinstance(method, str) else None,
         )
 
@@ -284,3 +299,49 @@ class QwenProvider(AcpProvider):
         if env.get("OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY"):
             argv += ["--auth-type", "openai"]
         return replace(base, argv=argv, env=env)
+
+
+class CodexAcpProvider(AcpProvider):
+    """Codex through Zed's ACP adapter (``codex-acp``): the same agent as ``codex`` (which
+    drives Codex's own app-server), reached over ACP like the others — to compare, or where
+    only the adapter is installed.
+
+    ``config`` holds Codex configuration overrides (``{"dotted.key": value}``, passed as
+    ``-c key=value``), e.g. a ``model_providers.<name>`` table for a local model server.
+    Unless it says otherwise, Codex asks before anything it does not consider safe
+    (``approval_policy = "untrusted"``) and writes only inside the worktree.
+    """
+
+    name = "codex-acp"
+    label = "Codex (ACP)"
+    binary = "codex-acp"
+    package = "@zed-industries/codex-acp"
+    version_in_package = True
+    #: The adapter reports context-window use, not the tokens a turn spent.
+    capabilities = Capabilities(
+        approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=False, cost=False
+    )
+
+    def _errors(self, options: dict[str, Any]) -> list[dict[str, Any]]:
+        errors = super()._errors(options)
+        if options.get("config") is not None and not isinstance(options["config"], dict):
+            errors.append(
+                {"loc": ["agent_options", "config"], "msg": 'must be an object ({"key": value})'}
+            )
+        return errors
+
+    def launch(self, ctx: TurnContext) -> Launch:
+        from codeyard.agents.codex.turn import toml_value  # Codex's -c syntax
+
+        base = super().launch(ctx)
+        config: dict[str, Any] = {
+            "approval_policy": "untrusted",
+            "sandbox_mode": "workspace-write",
+            **(ctx.options.get("config") or {}),
+        }
+        if ctx.model:
+            config["model"] = ctx.model
+        argv = list(base.argv)
+        for key, value in config.items():
+            argv += ["-c", f"{key}={toml_value(value)}"]
+        return replace(base, argv=argv)

@@ -227,11 +227,14 @@ class _Turn:
     def _failed(self, method: str, exc: RequestError) -> str:
         label = self.launch.label
         detail = error_text(str(exc))
-        data = exc.data
-        # Qwen Code: ``Internal error`` with the model API's words in ``data.details``.
-        details = data.get("details") if isinstance(data, dict) else None
-        if isinstance(details, str) and details and details not in detail:
-            detail = f"{detail}: {error_text(details)}"
+        data = exc.data if isinstance(exc.data, dict) else {}
+        # ``Internal error`` with the model API's words in ``data``: ``details`` (Qwen Code),
+        # ``message`` (Codex's ACP adapter, the API's JSON error body).
+        for key in ("details", "message"):
+            words = data.get(key)
+            if isinstance(words, str) and words and words not in detail:
+                detail = f"{detail}: {error_text(words)}"
+                break
         if method == "session/prompt":
             return f"{label} failed the turn: {detail}"
         return f"{label} refused {method}: {detail}"
@@ -411,6 +414,10 @@ class _Turn:
 
     async def _stop_gently(self, interrupt: bool) -> None:
         conn, prompt = self.conn, self.prompt_task
+        if self.group is not None:
+            # Note every process of the tree now: Codex runs commands in sessions of their
+            # own, found only through their parent while it lives.
+            self.group.members()
         if interrupt and conn is not None and prompt is not None and not prompt.done():
             try:
                 await conn.send_notification("session/cancel", {"sessionId": self.session_id})
