@@ -13,6 +13,7 @@ import { RunsList } from "./views/RunsList";
 const SettingsView = lazy(() => import("./views/Settings"));
 const TerminalView = lazy(() => import("./views/Terminal"));
 const AnalyticsView = lazy(() => import("./views/Analytics"));
+const WorkflowsView = lazy(() => import("./views/Workflows"));
 
 export function usePendingCount(enabled: boolean): number {
   const q = useQuery({
@@ -50,6 +51,7 @@ function Nav({ path, pending }: { path: string; pending: number }) {
           </span>
         ) : null,
       )}
+      {tab("/workflows", "Workflows", "⇶", path.startsWith("/workflows"))}
       {tab("/analytics", "Analytics", "$", path === "/analytics")}
       {tab("/settings", "Settings", "⚙", path.startsWith("/settings"))}
     </nav>
@@ -144,6 +146,12 @@ export function App() {
       </Suspense>
     );
   else if (path === "/approvals") page = <ApprovalsView />;
+  else if (path === "/workflows" || (params = match("/workflows/:id", path)) || (params = match("/workflows/executions/:execution", path)))
+    page = (
+      <Suspense fallback={<Spinner />}>
+        <WorkflowsView key={path} id={params?.id} executionId={params?.execution} />
+      </Suspense>
+    );
   else if (path === "/analytics")
     page = (
       <Suspense fallback={<Spinner />}>
