@@ -79,5 +79,6 @@ def worker(
         default_permission_mode=settings.default_permission_mode,
         bash_timeout=settings.bash_timeout_seconds,
         sandbox=sandbox_service.base(settings),
+        slots=settings.max_concurrent_runs,
     )
     asyncio.run(serve_host(config, temporal, namespace))

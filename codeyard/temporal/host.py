@@ -16,6 +16,7 @@ import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,16 +33,41 @@ from codeyard.executor.turns import TurnDriver
 from codeyard.sandbox import Sandbox
 from codeyard.store import approvals as approval_door
 from codeyard.store import checkpoints, fencing, projects, runs, schema
+from codeyard.store import workers as worker_rows
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
 from codeyard.temporal import failover
 from codeyard.temporal.contracts import Delivery, DriveInput, DriveResult
+from codeyard.workers.registry import STALE_AFTER, Heartbeat, age
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 S = RunStatus
 _WORKING = frozenset({S.PREPARING, S.RUNNING, S.WAITING})
 _STOPS = {"cancelled": S.CANCELLED, "paused": S.PAUSED, "interrupted": S.INTERRUPTED}
+
+
+def able_hosts(
+    rows: list[dict[str, Any]], live: list[str], provider: str, now: datetime
+) -> list[str]:
+    """Of the ``live`` hosts, those whose fresh ``workers`` row offers ``provider`` (pure).
+
+    A live host with no row yet (still registering) is not excluded on that ground alone
+    when no host has a row: placement must not stall while workers start."""
+    fresh = {
+        str(r["host"]): r
+        for r in rows
+        if str(r["host"]) in live and age(str(r["heartbeat_at"]), now) <= STALE_AFTER
+    }
+    if not fresh:
+        return list(live)
+    return sorted(
+        host
+        for host, row in fresh.items()
+        if ((row.get("capabilities") or {}).get("providers") or {})
+        .get(provider, {})
+        .get("available")
+    )
 
 
 class NotLiveHere(Exception):
@@ -59,6 +85,8 @@ class HostConfig:
     default_permission_mode: str = "default"
     bash_timeout: float = 600.0
     sandbox: Sandbox | None = None
+    #: Runs this host drives at once (its ``workers`` row's slots; placement prefers free ones).
+    slots: int = 4
 
 
 class HostRuntime:
@@ -74,6 +102,7 @@ class HostRuntime:
         self._engine: AsyncEngine | None = None
         self._writer: Writer | None = None
         self._driver: TurnDriver | None = None
+        self._heartbeat: Heartbeat | None = None
         #: Pushes of checkpoints to the shared remote not finished yet, per run.
         self._pushes: dict[str, set[asyncio.Task[None]]] = {}
 
@@ -117,8 +146,21 @@ class HostRuntime:
         )
         if cfg.sandbox is not None:
             self._driver.contain_with(cfg.sandbox)
+        # The host's row in ``workers`` (capabilities, free slots, heartbeat): placement only
+        # picks hosts that can serve the run, and ``GET /api/workers`` lists them with health.
+        self._heartbeat = Heartbeat(
+            self._engine,
+            self._writer,
+            kind="temporal",
+            slots=cfg.slots,
+            free_slots=lambda: max(0, cfg.slots - len(self.handles)),
+            host=cfg.host,
+        )
+        await self._heartbeat.start()  # registers in the background (probing CLIs takes s)
 
     async def _close(self) -> None:
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
         live = [h.task for h in self.handles.values() if h.task is not None]
         for task in live:
             task.cancel()
@@ -140,22 +182,40 @@ class HostRuntime:
 
     # -- placement --------------------------------------------------------------------------------
 
-    async def place(self, run_id: str, candidates: list[str]) -> str:
-        """The least-loaded of ``candidates`` (active runs held), recorded on the run row.
+    async def place(self, run_id: str, live: list[str]) -> str:
+        """The least-loaded host of ``live`` that can serve the run, recorded on the run row;
+        "" (and the run failed, saying why) when no live host can.
 
-        Ties go to the host that ranks first for this run id (rendezvous hashing), so runs
-        spread over idle hosts instead of all landing on whichever worker polled first."""
+        A host can serve a run when its ``workers`` row is fresh and says the run's provider
+        is available there. Ties go to the host that ranks first for this run id (rendezvous
+        hashing), so runs spread over idle hosts instead of piling on the first poller."""
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
+            run = await runs.get(conn, run_id)
+            rows = [r for r in await worker_rows.list_all(conn) if r["kind"] == "temporal"]
+            counted = await conn.execute(
                 select(schema.runs.c.worker_host, func.count())
                 .where(
-                    schema.runs.c.worker_host.in_(candidates),
+                    schema.runs.c.worker_host.in_(live),
                     schema.runs.c.status.in_([str(s) for s in ACTIVE]),
                     schema.runs.c.id != run_id,
                 )
                 .group_by(schema.runs.c.worker_host)
             )
-            load = {str(host): int(n) for host, n in rows}
+            load = {str(host): int(n) for host, n in counted}
+        candidates = able_hosts(rows, live, str(run["provider"]), datetime.now(UTC))
+        if not candidates:
+            reason = (
+                f"No live worker can run provider '{run['provider']}' "
+                f"(live workers: {', '.join(live) or 'none'}); install it on a worker host."
+            )
+
+            async def fail(tx: Tx) -> None:
+                current = await runs.lock(tx, run_id)
+                if S(current["status"]) == S.QUEUED:
+                    await runs.set_status(tx, run_id, S.FAILED, reason)
+
+            await self.writer.run(fail)
+            return ""
 
         def rank(host: str) -> tuple[int, str]:
             return load.get(host, 0), hashlib.sha256(f"{run_id}/{host}".encode()).hexdigest()

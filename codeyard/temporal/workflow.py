@@ -136,6 +136,8 @@ class RunWorkflow:
         for _ in range(MAX_FAILOVERS + 1):
             if not self._host:
                 self._host = await self._place(run_id, lost)
+                if not self._host:  # no live host can serve it: the run was failed, saying why
+                    return
             self._attempt += 1
             self._driving = True
             try:

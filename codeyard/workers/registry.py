@@ -78,11 +78,13 @@ class Heartbeat:
         slots: int,
         free_slots: Callable[[], int],
         every: float = HEARTBEAT_EVERY,
+        host: str | None = None,
     ) -> None:
         self._engine, self._writer = engine, writer
         self._kind, self._slots, self._free = kind, slots, free_slots
         self._every = every
-        host = socket.gethostname()
+        #: The machine's name, or the name a worker host was given (``codeyard worker --name``).
+        host = host or socket.gethostname()
         self.worker_id = f"{host}:{os.getpid()}:{kind}"
         self._host = host
         self._task: asyncio.Task[None] | None = None
