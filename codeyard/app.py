@@ -13,6 +13,7 @@ from starlette.routing import Route
 from codeyard import __version__
 from codeyard.agents import registry
 from codeyard.agents.acp import (
+    ClaudeAcpProvider,
     CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
@@ -116,6 +117,7 @@ registry.register(CopilotProvider())
 registry.register(OpenCodeProvider())
 registry.register(QwenProvider())
 registry.register(CodexAcpProvider())
+registry.register(ClaudeAcpProvider())
 registry.register(GenericAcpProvider())
 
 

@@ -8,8 +8,14 @@ from fastapi import APIRouter, Response
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
+from codeyard.api.project_views import (
+    DecisionView,
+    EffectivePoliciesView,
+    PolicySetView,
+    PolicyView,
+)
 from codeyard.api.schemas import ApprovalResolve, PolicyBody, PolicySetBody
-from codeyard.api.views import ApprovalView, Page
+from codeyard.api.views import ApprovalView, Page, RunView
 from codeyard.services import approvals, policies
 from codeyard.store import policies as store
 from codeyard.store import runs
@@ -66,19 +72,31 @@ async def resolve_approval(
     )
 
 
-@router.post("/runs/{run_ref}/trust", dependencies=[require_scope("approvals:resolve")])
+@router.post(
+    "/runs/{run_ref}/trust",
+    dependencies=[require_scope("approvals:resolve")],
+    response_model=RunView,
+)
 async def trust_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """Auto-approve this run's pending and future asks (hard gates still ask)."""
     return await approvals.trust(svc, run_ref)
 
 
-@router.get("/runs/{run_ref}/effective-policies", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/effective-policies",
+    dependencies=[require_scope("runs:read")],
+    response_model=EffectivePoliciesView,
+)
 async def effective_policies(run_ref: str, svc: Svc) -> dict[str, Any]:
     """The merged rule list for a run, in the order the engine applies it."""
     return await policies.effective(svc, run_ref)
 
 
-@router.get("/policy-decisions", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/policy-decisions",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[DecisionView],
+)
 async def policy_decisions(
     svc: Svc, run_id: str | None = None, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -92,25 +110,40 @@ async def policy_decisions(
     return listing(list(rows), next_cursor)
 
 
-@router.get("/policies", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/policies", dependencies=[require_scope("settings:read")], response_model=Page[PolicyView]
+)
 async def list_policies(svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return listing(list(await store.list_policies(conn)), None)
 
 
-@router.post("/policies", dependencies=[require_scope("settings:write")], status_code=201)
+@router.post(
+    "/policies",
+    dependencies=[require_scope("settings:write")],
+    status_code=201,
+    response_model=PolicyView,
+)
 async def create_policy(body: PolicyBody, svc: Svc) -> dict[str, Any]:
     """Rules: ``{tool?, command?, path?, action, reason?}``; invalid regex or glob → 422."""
     return await policies.create_policy(svc, body.model_dump())
 
 
-@router.get("/policies/{policy_id}", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/policies/{policy_id}",
+    dependencies=[require_scope("settings:read")],
+    response_model=PolicyView,
+)
 async def get_policy(policy_id: str, svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await store.get_policy(conn, policy_id)
 
 
-@router.put("/policies/{policy_id}", dependencies=[require_scope("settings:write")])
+@router.put(
+    "/policies/{policy_id}",
+    dependencies=[require_scope("settings:write")],
+    response_model=PolicyView,
+)
 async def replace_policy(policy_id: str, body: PolicyBody, svc: Svc) -> dict[str, Any]:
     return await policies.replace_policy(svc, policy_id, body.model_dump())
 
@@ -125,25 +158,42 @@ async def delete_policy(policy_id: str, svc: Svc) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/policy-sets", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/policy-sets",
+    dependencies=[require_scope("settings:read")],
+    response_model=Page[PolicySetView],
+)
 async def list_sets(svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return listing(list(await store.list_sets(conn)), None)
 
 
-@router.post("/policy-sets", dependencies=[require_scope("settings:write")], status_code=201)
+@router.post(
+    "/policy-sets",
+    dependencies=[require_scope("settings:write")],
+    status_code=201,
+    response_model=PolicySetView,
+)
 async def create_set(body: PolicySetBody, svc: Svc) -> dict[str, Any]:
     """A named list of policies, assignable to agent profiles, projects and runs."""
     return await policies.create_set(svc, body.model_dump())
 
 
-@router.get("/policy-sets/{set_id}", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/policy-sets/{set_id}",
+    dependencies=[require_scope("settings:read")],
+    response_model=PolicySetView,
+)
 async def get_set(set_id: str, svc: Svc) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await store.get_set(conn, set_id)
 
 
-@router.put("/policy-sets/{set_id}", dependencies=[require_scope("settings:write")])
+@router.put(
+    "/policy-sets/{set_id}",
+    dependencies=[require_scope("settings:write")],
+    response_model=PolicySetView,
+)
 async def replace_set(set_id: str, body: PolicySetBody, svc: Svc) -> dict[str, Any]:
     return await policies.replace_set(svc, set_id, body.model_dump())
 

@@ -12,6 +12,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeyard.api.account_views import (
+    AuthStatusView,
+    MeView,
+    MfaOffView,
+    MfaOnView,
+    MfaSetupView,
+    SignedInView,
+    UserView,
+)
 from codeyard.api.auth import ACCOUNT, SIGNED_IN, Caller, authenticate, require_scope
 from codeyard.api.deps import Svc
 from codeyard.auth.passwords import MAX_LENGTH, MIN_LENGTH
@@ -95,7 +104,7 @@ def _signed_in(request: Request, response: Response, session: NewSession) -> dic
     return {"user": session.user, "csrf_token": session.csrf, "expires_in": session.max_age}
 
 
-@public.get("/status")
+@public.get("/status", response_model=AuthStatusView)
 async def auth_status(request: Request, svc: Svc) -> dict[str, Any]:
     """Public: whether first-run setup is pending, and who the caller is (if anyone)."""
     try:
@@ -110,7 +119,7 @@ async def auth_status(request: Request, svc: Svc) -> dict[str, Any]:
     }
 
 
-@public.post("/setup", status_code=201)
+@public.post("/setup", status_code=201, response_model=SignedInView)
 async def setup(request: Request, response: Response, body: SetupBody, svc: Svc) -> dict[str, Any]:
     """Public, first run only: the first admin chooses a username and password (409 after)."""
     session = await service.setup(
@@ -125,7 +134,7 @@ async def setup(request: Request, response: Response, body: SetupBody, svc: Svc)
     return _signed_in(request, response, session)
 
 
-@public.post("/login")
+@public.post("/login", response_model=SignedInView)
 async def login(request: Request, response: Response, body: LoginBody, svc: Svc) -> dict[str, Any]:
     """Public: password sign-in (plus ``totp_code`` when two-factor is on) → session cookie.
 
@@ -144,7 +153,7 @@ async def login(request: Request, response: Response, body: LoginBody, svc: Svc)
     return _signed_in(request, response, session)
 
 
-@public.post("/token-login")
+@public.post("/token-login", response_model=SignedInView)
 async def token_login(
     request: Request, response: Response, body: TokenLoginBody, svc: Svc
 ) -> dict[str, Any]:
@@ -172,13 +181,13 @@ async def revoke_my_sessions(principal: Caller, svc: Svc) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me", dependencies=[require_scope(SIGNED_IN)])
+@router.get("/me", dependencies=[require_scope(SIGNED_IN)], response_model=MeView)
 async def me(principal: Caller, svc: Svc) -> dict[str, Any]:
     """The caller: kind of credential, user, role and effective scopes."""
     return service.describe(principal, await service.user_of(svc, principal))
 
 
-@router.post("/password", dependencies=[require_scope(ACCOUNT)])
+@router.post("/password", dependencies=[require_scope(ACCOUNT)], response_model=UserView)
 async def change_password(
     request: Request, principal: Caller, body: PasswordBody, svc: Svc
 ) -> dict[str, Any]:
@@ -189,13 +198,13 @@ async def change_password(
     )
 
 
-@router.post("/mfa/setup", dependencies=[require_scope(ACCOUNT)])
+@router.post("/mfa/setup", dependencies=[require_scope(ACCOUNT)], response_model=MfaSetupView)
 async def mfa_setup(principal: Caller, svc: Svc) -> dict[str, Any]:
     """Start TOTP: a secret and its ``otpauth://`` URI; confirm with ``/mfa/verify``."""
     return await account.mfa_setup(svc, principal)
 
 
-@router.post("/mfa/verify", dependencies=[require_scope(ACCOUNT)])
+@router.post("/mfa/verify", dependencies=[require_scope(ACCOUNT)], response_model=MfaOnView)
 async def mfa_verify(
     request: Request, principal: Caller, body: CodeBody, svc: Svc
 ) -> dict[str, Any]:
@@ -203,7 +212,7 @@ async def mfa_verify(
     return await account.mfa_verify(svc, principal, body.code, _state(request).now())
 
 
-@router.post("/mfa/disable", dependencies=[require_scope(ACCOUNT)])
+@router.post("/mfa/disable", dependencies=[require_scope(ACCOUNT)], response_model=MfaOffView)
 async def mfa_disable(
     request: Request, principal: Caller, body: DisableBody, svc: Svc
 ) -> dict[str, Any]:

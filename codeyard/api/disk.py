@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
+from codeyard.api.meta_views import DiskUsageView, GcView
 from codeyard.services import retention
 
 router = APIRouter(tags=["disk"])
@@ -26,13 +27,15 @@ class GcBody(BaseModel):
     dry_run: bool = Field(default=False, description="Only report what would be freed.")
 
 
-@router.get("/disk-usage", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/disk-usage", dependencies=[require_scope("settings:read")], response_model=DiskUsageView
+)
 async def disk_usage(svc: Svc) -> dict[str, Any]:
     """Bytes per project and run; ``reclaimable`` marks what the next retention pass frees."""
     return await retention.disk_usage(svc)
 
 
-@router.post("/gc", dependencies=[require_scope("admin")])
+@router.post("/gc", dependencies=[require_scope("admin")], response_model=GcView)
 async def collect(svc: Svc, body: GcBody | None = None) -> dict[str, Any]:
     """Remove worktrees of long-finished runs now (unmerged branches are kept).
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
+from codeyard.api.project_views import SettingsDefaultsView
 from codeyard.api.schemas import Body
 from codeyard.services import policies
 from codeyard.services import settings as settings_service
@@ -70,7 +71,7 @@ async def remove_member(set_id: str, policy_id: str, svc: Svc) -> PolicySet:
     "/settings/defaults",
     tags=["settings"],
     dependencies=[require_scope("settings:read")],
-    response_model=dict[str, Any],
+    response_model=SettingsDefaultsView,
 )
 async def settings_defaults(svc: Svc) -> dict[str, Any]:
     """What each stored setting is when nobody changed it (``PUT /api/settings`` overrides)."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
+from codeyard.api.project_views import AgentView, ProjectView, RepoView
 from codeyard.api.schemas import (
     AgentCreate,
     AgentUpdate,
@@ -16,6 +17,7 @@ from codeyard.api.schemas import (
     RepoSpec,
     RepoUpdate,
 )
+from codeyard.api.views import Page
 from codeyard.services import agent_profiles
 from codeyard.services import projects as project_service
 from codeyard.store import projects
@@ -23,7 +25,12 @@ from codeyard.store import projects
 router = APIRouter(tags=["projects"])
 
 
-@router.post("/projects", dependencies=[require_scope("settings:write")], status_code=201)
+@router.post(
+    "/projects",
+    dependencies=[require_scope("settings:write")],
+    status_code=201,
+    response_model=ProjectView,
+)
 async def create_project(body: ProjectCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     """Register local work trees (``path``) or clone URLs (``url``) as one project, owned by
     the caller."""
@@ -31,7 +38,9 @@ async def create_project(body: ProjectCreate, svc: Svc, principal: Caller) -> di
     return await project_service.create_project(svc, principal, body.name, body.slug, specs)
 
 
-@router.get("/projects", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/projects", dependencies=[require_scope("settings:read")], response_model=Page[ProjectView]
+)
 async def list_projects(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         rows, next_cursor = await projects.list_projects(conn, limit, cursor)
@@ -40,12 +49,20 @@ async def list_projects(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> d
     return listing(list(rows), next_cursor)
 
 
-@router.get("/projects/{project_ref}", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/projects/{project_ref}",
+    dependencies=[require_scope("settings:read")],
+    response_model=ProjectView,
+)
 async def get_project(project_ref: str, svc: Svc) -> dict[str, Any]:
     return await project_service.get_project(svc, project_ref)
 
 
-@router.patch("/projects/{project_ref}", dependencies=[require_scope("settings:write")])
+@router.patch(
+    "/projects/{project_ref}",
+    dependencies=[require_scope("settings:write")],
+    response_model=ProjectView,
+)
 async def update_project(
     project_ref: str, body: ProjectUpdate, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
@@ -66,7 +83,10 @@ async def delete_project(project_ref: str, svc: Svc, principal: Caller) -> Respo
 
 
 @router.post(
-    "/projects/{project_ref}/repos", dependencies=[require_scope("settings:write")], status_code=201
+    "/projects/{project_ref}/repos",
+    dependencies=[require_scope("settings:write")],
+    status_code=201,
+    response_model=RepoView,
 )
 async def add_repo(project_ref: str, body: RepoSpec, svc: Svc, principal: Caller) -> dict[str, Any]:
     return await project_service.add_repo(svc, principal, project_ref, body.data())
@@ -82,7 +102,9 @@ async def remove_repo(project_ref: str, repo_id: str, svc: Svc, principal: Calle
     return Response(status_code=204)
 
 
-@router.patch("/repos/{repo_id}", dependencies=[require_scope("settings:write")])
+@router.patch(
+    "/repos/{repo_id}", dependencies=[require_scope("settings:write")], response_model=RepoView
+)
 async def update_repo(
     repo_id: str, body: RepoUpdate, svc: Svc, principal: Caller
 ) -> dict[str, Any]:
@@ -91,7 +113,12 @@ async def update_repo(
     return await project_service.update_repo(svc, principal, repo_id, body.data())
 
 
-@router.post("/agents", dependencies=[require_scope("settings:write")], status_code=201)
+@router.post(
+    "/agents",
+    dependencies=[require_scope("settings:write")],
+    status_code=201,
+    response_model=AgentView,
+)
 async def create_agent(body: AgentCreate, svc: Svc, principal: Caller) -> dict[str, Any]:
     """An agent profile: a provider with its model, instructions, tools and options.
 
@@ -100,17 +127,25 @@ async def create_agent(body: AgentCreate, svc: Svc, principal: Caller) -> dict[s
     return await agent_profiles.create(svc, principal, body.model_dump())
 
 
-@router.get("/agents", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/agents", dependencies=[require_scope("settings:read")], response_model=Page[AgentView]
+)
 async def list_agents(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return await agent_profiles.list_page(svc, limit, cursor)
 
 
-@router.get("/agents/{agent_id}", dependencies=[require_scope("settings:read")])
+@router.get(
+    "/agents/{agent_id}", dependencies=[require_scope("settings:read")], response_model=AgentView
+)
 async def get_agent(agent_id: str, svc: Svc) -> dict[str, Any]:
     return await agent_profiles.get(svc, agent_id)
 
 
-@router.patch("/agents/{agent_id}", dependencies=[require_scope("settings:write")])
+@router.patch(
+    "/agents/{agent_id}",
+    dependencies=[require_scope("settings:write")],
+    response_model=AgentView,
+)
 async def update_agent(
     agent_id: str, body: AgentUpdate, svc: Svc, principal: Caller
 ) -> dict[str, Any]:

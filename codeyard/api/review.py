@@ -9,6 +9,16 @@ from fastapi.responses import PlainTextResponse, Response
 
 from codeyard.api.auth import Caller, require_action_scope, require_scope
 from codeyard.api.deps import Svc
+from codeyard.api.review_views import (
+    DIFF_RESPONSES,
+    BranchView,
+    CommitsView,
+    DiffFileView,
+    PullRequestView,
+    PushedView,
+    RebasedView,
+    RestoredView,
+)
 from codeyard.api.schemas import (
     CheckpointCreate,
     CommitBody,
@@ -17,7 +27,7 @@ from codeyard.api.schemas import (
     RenameBranchBody,
     ResolveBody,
 )
-from codeyard.api.views import CheckpointView, DiffStatsView, Page
+from codeyard.api.views import CheckpointView, DiffStatsView, Page, RunView
 from codeyard.services import resolution, review
 
 router = APIRouter(tags=["review"])
@@ -28,7 +38,12 @@ def _paths(path: list[str] | None) -> list[str] | None:
     return [p for p in path if p] if path else None
 
 
-@router.get("/runs/{run_ref}/diff", dependencies=[require_scope("runs:read")], response_model=None)
+@router.get(
+    "/runs/{run_ref}/diff",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[DiffFileView],
+    responses=DIFF_RESPONSES,
+)
 async def run_diff(
     run_ref: str,
     svc: Svc,
@@ -74,7 +89,11 @@ async def create_checkpoint(
     return await review.create_checkpoint(svc, run_ref, body.description if body else None)
 
 
-@router.post("/checkpoints/{checkpoint_id}/restore", dependencies=[require_scope("runs:control")])
+@router.post(
+    "/checkpoints/{checkpoint_id}/restore",
+    dependencies=[require_scope("runs:control")],
+    response_model=RestoredView,
+)
 async def restore_checkpoint(checkpoint_id: str, svc: Svc) -> dict[str, Any]:
     """Worktree back to the checkpoint; the state before is checkpointed first (undo)."""
     return await review.restore(svc, checkpoint_id)
@@ -83,7 +102,8 @@ async def restore_checkpoint(checkpoint_id: str, svc: Svc) -> dict[str, Any]:
 @router.get(
     "/checkpoints/{checkpoint_id}/diff",
     dependencies=[require_scope("runs:read")],
-    response_model=None,
+    response_model=Page[DiffFileView],
+    responses=DIFF_RESPONSES,
 )
 async def checkpoint_diff(
     checkpoint_id: str,
@@ -101,6 +121,7 @@ async def checkpoint_diff(
 @router.post(
     "/runs/{run_ref}/resolve",
     dependencies=[require_scope("git:merge"), require_action_scope({"create_pr": "git:push"})],
+    response_model=RunView,
 )
 async def resolve(run_ref: str, body: ResolveBody, svc: Svc, principal: Caller) -> dict[str, Any]:
     """Land the run: merge, squash, rebase, create_pr, discard or agent_merge.
@@ -112,35 +133,53 @@ async def resolve(run_ref: str, body: ResolveBody, svc: Svc, principal: Caller) 
     return await resolution.resolve(svc, run_ref, data, principal)
 
 
-@router.get("/runs/{run_ref}/pull-request", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/pull-request",
+    dependencies=[require_scope("runs:read")],
+    response_model=PullRequestView,
+)
 async def pull_request(run_ref: str, svc: Svc) -> dict[str, Any]:
     """The run's pull request as the host reports it now: state, checks, review state."""
     return await resolution.pull_request(svc, run_ref)
 
 
-@router.post("/runs/{run_ref}/commit", dependencies=[require_scope("git:merge")])
+@router.post(
+    "/runs/{run_ref}/commit", dependencies=[require_scope("git:merge")], response_model=CommitsView
+)
 async def commit(run_ref: str, svc: Svc, body: CommitBody | None = None) -> dict[str, Any]:
     return await resolution.commit(svc, run_ref, body.message if body else None)
 
 
-@router.post("/runs/{run_ref}/push", dependencies=[require_scope("git:push")])
+@router.post(
+    "/runs/{run_ref}/push", dependencies=[require_scope("git:push")], response_model=PushedView
+)
 async def push(run_ref: str, svc: Svc, body: PushBody | None = None) -> dict[str, Any]:
     """Push the run branch to the repository's remote (``--force-with-lease`` when forced)."""
     return await resolution.push(svc, run_ref, body.force if body else False)
 
 
-@router.post("/runs/{run_ref}/rebase", dependencies=[require_scope("git:merge")])
+@router.post(
+    "/runs/{run_ref}/rebase", dependencies=[require_scope("git:merge")], response_model=RebasedView
+)
 async def rebase(run_ref: str, svc: Svc, body: RebaseBody | None = None) -> dict[str, Any]:
     """Rebase the run branch onto the latest target; conflicts → 409, branch restored."""
     return await resolution.rebase(svc, run_ref, body.onto if body else None)
 
 
-@router.post("/runs/{run_ref}/rename-branch", dependencies=[require_scope("git:merge")])
+@router.post(
+    "/runs/{run_ref}/rename-branch",
+    dependencies=[require_scope("git:merge")],
+    response_model=RunView,
+)
 async def rename_branch(run_ref: str, body: RenameBranchBody, svc: Svc) -> dict[str, Any]:
     return await resolution.rename_branch(svc, run_ref, body.name)
 
 
-@router.get("/projects/{project_ref}/branches", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/projects/{project_ref}/branches",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[BranchView],
+)
 async def project_branches(project_ref: str, svc: Svc) -> dict[str, Any]:
     """Every branch of every repository, with ahead/behind and the run it belongs to."""
     return {"data": await resolution.project_branches(svc, project_ref), "next_cursor": None}

@@ -9,6 +9,14 @@ from fastapi.responses import PlainTextResponse
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
+from codeyard.api.run_data_views import (
+    CommandView,
+    SummaryView,
+    TasksView,
+    TelemetryView,
+    TimelineView,
+    TranscriptView,
+)
 from codeyard.api.views import EventView, Page, SnapshotView
 from codeyard.domain import fold
 from codeyard.domain.events import StoredEvent
@@ -70,37 +78,51 @@ async def snapshot(run_ref: str, svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.get("/{run_ref}/transcript", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/{run_ref}/transcript",
+    dependencies=[require_scope("runs:read")],
+    response_model=TranscriptView,
+)
 async def transcript(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], "items": fold.transcript(evs)}
 
 
-@router.get("/{run_ref}/timeline", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/{run_ref}/timeline", dependencies=[require_scope("runs:read")], response_model=TimelineView
+)
 async def timeline(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], "items": fold.timeline(evs)}
 
 
-@router.get("/{run_ref}/tasks", dependencies=[require_scope("runs:read")])
+@router.get("/{run_ref}/tasks", dependencies=[require_scope("runs:read")], response_model=TasksView)
 async def tasks(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], "tasks": fold.tasks(evs)}
 
 
-@router.get("/{run_ref}/commands", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/{run_ref}/commands",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[CommandView],
+)
 async def commands(run_ref: str, svc: Svc) -> dict[str, Any]:
     _, evs = await _all(svc, run_ref)
     return {"data": fold.commands(evs), "next_cursor": None}
 
 
-@router.get("/{run_ref}/telemetry", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/{run_ref}/telemetry", dependencies=[require_scope("runs:read")], response_model=TelemetryView
+)
 async def telemetry(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], **fold.telemetry(evs)}
 
 
-@router.get("/{run_ref}/summary", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/{run_ref}/summary", dependencies=[require_scope("runs:read")], response_model=SummaryView
+)
 async def summary(run_ref: str, svc: Svc) -> dict[str, Any]:
     run, evs = await _all(svc, run_ref)
     return {"run_id": run["id"], **fold.summary(evs)}

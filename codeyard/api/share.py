@@ -8,9 +8,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
+from codeyard.api.account_views import NewShareView, ShareView
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Limit, Svc, listing
 from codeyard.api.streams import event_stream
+from codeyard.api.views import EventView, Page, RunView
 from codeyard.services import shares
 from codeyard.services.auth import AuthState
 from codeyard.store import events, runs
@@ -30,7 +32,12 @@ def _state(request: Request) -> AuthState:
     return state
 
 
-@router.post("/runs/{run_ref}/share", status_code=201, dependencies=[require_scope("runs:write")])
+@router.post(
+    "/runs/{run_ref}/share",
+    status_code=201,
+    dependencies=[require_scope("runs:write")],
+    response_model=NewShareView,
+)
 async def create_share(
     request: Request, run_ref: str, principal: Caller, svc: Svc, body: ShareBody | None = None
 ) -> dict[str, Any]:
@@ -44,7 +51,11 @@ async def create_share(
     return {**link, "url": f"{svc.settings.external_url}/share/{link['token']}"}
 
 
-@router.get("/runs/{run_ref}/shares", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/shares",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[ShareView],
+)
 async def list_shares(run_ref: str, svc: Svc) -> dict[str, Any]:
     """The run's live and expired links (never their tokens)."""
     return listing(list(await shares.list_for_run(svc, run_ref)), None)
@@ -60,13 +71,13 @@ async def revoke_share(run_ref: str, share_id: str, svc: Svc) -> Response:
     return Response(status_code=204)
 
 
-@public.get("/{token}/run")
+@public.get("/{token}/run", response_model=RunView)
 async def shared_run(request: Request, token: str, svc: Svc) -> dict[str, Any]:
     """Public: the shared run (unknown, expired or revoked link → 404)."""
     return runs.public(await shares.shared_run(svc, _state(request), token))
 
 
-@public.get("/{token}/events")
+@public.get("/{token}/events", response_model=Page[EventView])
 async def shared_events(
     request: Request,
     token: str,
@@ -83,7 +94,7 @@ async def shared_events(
     return listing([e.to_dict() for e in page], next_cursor)
 
 
-@public.get("/{token}/events/stream")
+@public.get("/{token}/events/stream", response_class=EventSourceResponse)
 async def shared_stream(
     request: Request,
     token: str,

@@ -104,7 +104,11 @@ def event_stream(
     return _sse(svc, flt, _after(last_event_id, after), False, f"share:{run_id}")
 
 
-@router.get("/runs/{run_ref}/events/stream", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/events/stream",
+    dependencies=[require_scope("runs:read")],
+    response_class=EventSourceResponse,
+)
 async def run_stream(
     run_ref: str,
     svc: Svc,
@@ -123,7 +127,9 @@ async def run_stream(
     return _sse(svc, flt, _after(last_event_id, after), until_idle, key)
 
 
-@router.get("/events/stream", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/events/stream", dependencies=[require_scope("runs:read")], response_class=EventSourceResponse
+)
 async def global_stream(
     svc: Svc,
     principal: Caller,

@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from codeyard.api.account_views import NewTokenView, TokenView
 from codeyard.api.auth import SIGNED_IN, Caller, require_scope
 from codeyard.api.deps import Svc, listing
+from codeyard.api.views import Page
 from codeyard.services import users as service
 
 router = APIRouter(prefix="/tokens", tags=["users"], dependencies=[require_scope(SIGNED_IN)])
@@ -28,13 +30,13 @@ class TokenCreate(BaseModel):
     expires_at: datetime | None = Field(default=None, description="ISO-8601; UTC if no zone.")
 
 
-@router.get("")
+@router.get("", response_model=Page[TokenView])
 async def list_tokens(principal: Caller, svc: Svc) -> dict[str, Any]:
     """The caller's tokens (prefix only; the secret is never shown again)."""
     return listing(list(await service.list_tokens(svc, principal)), None)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=NewTokenView)
 async def create_token(principal: Caller, body: TokenCreate, svc: Svc) -> dict[str, Any]:
     """A token for scripts and the CLI; ``token`` in the answer is the only copy."""
     return await service.create_token(svc, principal, body.name, body.scopes, body.expires_at)

@@ -9,13 +9,14 @@ from fastapi import APIRouter
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
+from codeyard.api.meta_views import UsageTotalsView
 from codeyard.store import settings as settings_store
 from codeyard.store import usage
 
 router = APIRouter(tags=["usage"])
 
 
-@router.get("/usage", dependencies=[require_scope("runs:read")])
+@router.get("/usage", dependencies=[require_scope("runs:read")], response_model=UsageTotalsView)
 async def usage_totals(svc: Svc, period: Literal["day", "month"] = "day") -> dict[str, Any]:
     """Recorded tokens and dollars since the start of the UTC day or month, with the cap."""
     now = datetime.now(UTC)

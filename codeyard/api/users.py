@@ -7,9 +7,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict
 
+from codeyard.api.account_views import UserView
 from codeyard.api.auth import require_scope
 from codeyard.api.auth_routes import Password, Username
 from codeyard.api.deps import Cursor, Limit, Svc, listing
+from codeyard.api.views import Page
 from codeyard.services import auth
 from codeyard.services import users as service
 from codeyard.store.users import public
@@ -33,25 +35,25 @@ class UserUpdate(BaseModel):
     password: Password | None = None
 
 
-@router.get("")
+@router.get("", response_model=Page[UserView])
 async def list_users(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     rows, next_cursor = await service.list_users(svc, limit, cursor)
     return listing(list(rows), next_cursor)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=UserView)
 async def create_user(body: UserCreate, svc: Svc) -> dict[str, Any]:
     """A user with a first password (they can change it with POST /api/auth/password)."""
     return await service.create_user(svc, body.username, body.password, body.role)
 
 
-@router.get("/{user_id}")
+@router.get("/{user_id}", response_model=UserView)
 async def get_user(user_id: str, svc: Svc) -> dict[str, Any]:
     """A user by id or username."""
     return public(await service.find_user(svc, user_id))
 
 
-@router.patch("/{user_id}")
+@router.patch("/{user_id}", response_model=UserView)
 async def update_user(user_id: str, body: UserUpdate, svc: Svc) -> dict[str, Any]:
     """Change the role, or set a new password (which ends the user's sessions)."""
     return await service.update_user(svc, user_id, body.model_dump(exclude_unset=True))

@@ -13,6 +13,12 @@ from fastapi import APIRouter, Query
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
+from codeyard.api.meta_views import (
+    RepoBlobView,
+    RepoTreeView,
+    WorkspaceFileView,
+    WorkspaceListingView,
+)
 from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.services import projects as project_service
 from codeyard.services import runs as run_service
@@ -50,7 +56,11 @@ async def _worktree(
     return run, str(chosen), Path(path)
 
 
-@router.get("/runs/{run_ref}/workspace", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/workspace",
+    dependencies=[require_scope("runs:read")],
+    response_model=WorkspaceListingView,
+)
 async def list_workspace(
     run_ref: str,
     svc: Svc,
@@ -64,7 +74,11 @@ async def list_workspace(
     return {"run_id": run["id"], "repo_id": chosen, **listing}
 
 
-@router.get("/runs/{run_ref}/workspace/file", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/runs/{run_ref}/workspace/file",
+    dependencies=[require_scope("runs:read")],
+    response_model=WorkspaceFileView,
+)
 async def read_workspace_file(
     run_ref: str, svc: Svc, path: PathQ, repo_id: RepoQ = None, truncate: TruncateQ = False
 ) -> dict[str, Any]:
@@ -79,14 +93,18 @@ async def _repo(svc: Svc, repo_id: str, ref: str | None) -> tuple[dict[str, Any]
     return repo, Path(repo["path"]), ref or repo["default_branch"] or "HEAD"
 
 
-@router.get("/repos/{repo_id}/tree", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/repos/{repo_id}/tree", dependencies=[require_scope("runs:read")], response_model=RepoTreeView
+)
 async def repo_tree(repo_id: str, svc: Svc, path: PathQ = "", ref: RefQ = None) -> dict[str, Any]:
     """One directory of a commit (400 naming ``ref`` when it names no commit)."""
     repo, where, rev = await _repo(svc, repo_id, ref)
     return {"repo_id": repo["id"], **await browse.repo_tree(where, repo["name"], rev, path)}
 
 
-@router.get("/repos/{repo_id}/blob", dependencies=[require_scope("runs:read")])
+@router.get(
+    "/repos/{repo_id}/blob", dependencies=[require_scope("runs:read")], response_model=RepoBlobView
+)
 async def repo_blob(
     repo_id: str, svc: Svc, path: PathQ, ref: RefQ = None, truncate: TruncateQ = False
 ) -> dict[str, Any]:
