@@ -106,8 +106,14 @@ class WorkflowEngine:
             self._live[execution_id].cancel_reason = reason
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        else:
-            await self._mark(execution_id, "cancelled", reason, "cancelled")
+            return
+        # Not running here (interrupted by a restart): its runs may still wait to be resumed.
+        async with self.svc.engine.connect() as conn:
+            events = await store.read_events(conn, execution_id)
+        folded = fold((e["type"], e["data"]) for e in events)
+        for run_id in {d["run_id"] for d in folded.runs.values() if d.get("run_id")}:
+            await steps.cancel_run(self.svc, self.watcher, run_id)
+        await self._mark(execution_id, "cancelled", reason, "cancelled")
 
     def wake(self, execution_id: str) -> None:
         """A decision arrived: the execution re-reads its log."""

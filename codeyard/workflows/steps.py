@@ -16,11 +16,13 @@ from codeyard.domain.status import ACTIVE, RunStatus
 from codeyard.services import resolution
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
+from codeyard.services.context import Services
 from codeyard.store import events as event_store
 from codeyard.store import schema
 from codeyard.workflows import expressions as ex
 from codeyard.workflows import model as m
 from codeyard.workflows import shell
+from codeyard.workflows.watch import RunWatcher
 
 if TYPE_CHECKING:
     from codeyard.workflows.engine import Execution
@@ -109,10 +111,15 @@ async def _settle(x: Execution, run_id: str, turns_before: int | None = None) ->
 
 
 async def _cancel_run(x: Execution, run_id: str) -> None:
+    await cancel_run(x.svc, x.eng.watcher, run_id)
+
+
+async def cancel_run(svc: Services, watcher: RunWatcher, run_id: str) -> None:
+    """Cancel a step's run if it is still working or waiting to be resumed."""
     try:
-        row = await x.eng.watcher.read(run_id)
+        row = await watcher.read(run_id)
         if S(row["status"]) in ACTIVE | {S.PAUSED, S.INTERRUPTED}:
-            await run_service.cancel(x.svc, run_id)
+            await run_service.cancel(svc, run_id)
     except (CodeyardError, LookupError):
         pass  # it ended meanwhile: nothing to stop
 

@@ -7,14 +7,17 @@ run service and observes their rows, so it works the same on either.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.store import schema
 
+log = logging.getLogger(__name__)
 R = schema.runs
 Predicate = Callable[[dict[str, Any]], bool]
 COLUMNS = (
@@ -77,8 +80,13 @@ class RunWatcher:
                 self._wake.clear()
                 await self._wake.wait()
             ids = list(self._waiting)
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(select(*COLUMNS).where(R.c.id.in_(ids)))).all()
+            try:
+                async with self._engine.connect() as conn:
+                    rows = (await conn.execute(select(*COLUMNS).where(R.c.id.in_(ids)))).all()
+            except SQLAlchemyError:  # a busy or restarting database: the next tick retries
+                log.warning("reading %d watched runs failed; retrying", len(ids), exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
             found = {r.id: dict(r._mapping) for r in rows}
             for run_id in ids:
                 row = found.get(run_id)

@@ -441,3 +441,50 @@ async def test_definitions_are_versioned_validated_and_loaded_from_the_repo(
     assert (await api.get(f"/api/workflows/{wf}")).status_code == 404
     # The execution keeps its snapshot and log.
     assert (await api.get(f"/api/workflows/executions/{execution}")).status_code == 200
+
+
+async def test_run_steps_draw_on_the_execution_budget_and_when_skips(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    costly = script({"usage": {"input_tokens": 1, "output_tokens": 1, "cost_usd": 0.25}})
+    wf = await save(
+        api,
+        {
+            "name": "budgeted",
+            "budget_usd": 0.25,
+            "steps": [
+                {
+                    "id": "a",
+                    "type": "run",
+                    "provider": "script",
+                    "prompt": "p",
+                    "agent_options": costly,
+                },
+                {
+                    "id": "quiet",
+                    "type": "shell",
+                    "in": "a",
+                    "command": "true",
+                    "when": "steps.a.cost_usd > 1",
+                },
+                {
+                    "id": "b",
+                    "type": "run",
+                    "provider": "script",
+                    "prompt": "p",
+                    "agent_options": costly,
+                    "depends_on": ["quiet"],
+                },
+            ],
+        },
+    )
+    execution = await execute(api, wf, git_repo)
+    body = await wait_execution(api, execution, "completed", "failed")
+    assert body["status"] == "failed"
+    assert "step 'b' failed: the execution's budget ($0.25) is spent" in body["status_reason"]
+    assert body["spent_usd"] == 0.25
+    out = outputs(body)
+    assert out["quiet"]["skipped"] is True and "is false" in out["quiet"]["reason"]
+    runs = (await api.get("/api/runs")).json()["data"]
+    assert len(runs) == 1 and runs[0]["budget_usd"] == 0.25

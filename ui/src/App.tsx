@@ -117,7 +117,7 @@ export function App() {
   // (instead of three 401s from the pages' first requests, each redirecting).
   const session = useQuery({
     queryKey: ["auth-status"],
-    queryFn: () => api.raw<{ authenticated?: boolean; setup_required?: boolean }>("get", "/api/auth/status"),
+    queryFn: () => api.get("/api/auth/status"),
     enabled: !signedOut,
     retry: false,
     staleTime: 60_000,

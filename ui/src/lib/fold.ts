@@ -1,6 +1,6 @@
 // Folds a run's events (ascending, unique ids) into transcript items. Pure and incremental:
 // `apply` takes the state and new events with ids above every id already folded.
-import type { Approval, RunEvent, Task } from "../api/types";
+import type { Approval, RunEvent, Task } from "../api/models";
 
 export type Item =
   | { key: string; kind: "prompt"; text: string; turn: number; source: string }

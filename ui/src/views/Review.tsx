@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { api, ApiError, type BodyOf } from "../api/client";
-import type { Checkpoint, Run } from "../api/types";
+import type { Checkpoint, Run } from "../api/models";
 import { DiffView } from "../components/DiffView";
 import { Empty, ErrorNote, Spinner } from "../components/ui";
 import { ago } from "../lib/format";

@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { lazy, Suspense, useEffect, useRef, useState } from "react";
 import { api } from "../api/client";
-import type { Run } from "../api/types";
+import type { Run } from "../api/models";
 import { Transcript } from "../components/Transcript";
 import { ErrorNote, Link, Spinner, StatusBadge } from "../components/ui";
 import { ACTIVE, duration, money, tokens } from "../lib/format";
