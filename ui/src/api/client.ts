@@ -1,8 +1,7 @@
-// A typed client for the Codeyard API. Paths, path/query parameters and request bodies are
-// checked against the generated OpenAPI types (schema.d.ts); responses are typed in types.ts
-// because most routes return free-form objects in the schema.
+// A typed client for the Codeyard API. Paths, path/query parameters, request bodies and
+// responses are all checked against the generated OpenAPI types (schema.d.ts): every route
+// declares its response model, so nothing here is written by hand.
 import type { paths } from "./schema";
-import type { GetResponses, PostResponses } from "./types";
 
 type Method = "get" | "post" | "put" | "patch" | "delete";
 type Defined<T> = Exclude<T, undefined>;
@@ -29,8 +28,16 @@ type JsonBody<O> = O extends { requestBody?: { content: { "application/json": in
 
 export type Options<P extends keyof paths, M extends Method> = PathParams<Op<P, M>> &
   QueryParams<Op<P, M>> & { signal?: AbortSignal; headers?: Record<string, string> };
-/** The response type a path maps to in types.ts (unknown when not listed). */
-type Resp<Map, P> = P extends keyof Map ? Map[P] : unknown;
+/** The JSON a successful call answers (200, else 201), from the schema. */
+type Json<R> = R extends { content: { "application/json": infer J } } ? J : unknown;
+type Success<O> = O extends { responses: infer R }
+  ? R extends { 200: infer OK }
+    ? Json<OK>
+    : R extends { 201: infer Created }
+      ? Json<Created>
+      : unknown
+  : unknown;
+export type Resp<P extends keyof paths, M extends Method> = Success<Op<P, M>>;
 
 export type BodyOf<P extends keyof paths, M extends Method> = JsonBody<Op<P, M>>;
 
@@ -144,19 +151,19 @@ async function send<T>(
 
 export const api = {
   get<P extends PathFor<"get">>(path: P, opts?: Options<P, "get">) {
-    return send<Resp<GetResponses, P>>("get", path, opts as object | undefined);
+    return send<Resp<P, "get">>("get", path, opts as object | undefined);
   },
   text<P extends PathFor<"get">>(path: P, opts?: Options<P, "get">) {
     return send<string>("get", path, opts as object | undefined, undefined, "text/plain, */*");
   },
   post<P extends PathFor<"post">>(path: P, body?: BodyOf<P, "post">, opts?: Options<P, "post">) {
-    return send<Resp<PostResponses, P>>("post", path, opts as object | undefined, body ?? {});
+    return send<Resp<P, "post">>("post", path, opts as object | undefined, body ?? {});
   },
   put<P extends PathFor<"put">>(path: P, body: BodyOf<P, "put">, opts?: Options<P, "put">) {
-    return send<unknown>("put", path, opts as object | undefined, body);
+    return send<Resp<P, "put">>("put", path, opts as object | undefined, body);
   },
   patch<P extends PathFor<"patch">>(path: P, body: BodyOf<P, "patch">, opts?: Options<P, "patch">) {
-    return send<unknown>("patch", path, opts as object | undefined, body);
+    return send<Resp<P, "patch">>("patch", path, opts as object | undefined, body);
   },
   delete<P extends PathFor<"delete">>(path: P, opts?: Options<P, "delete">) {
     return send<void>("delete", path, opts as object | undefined);

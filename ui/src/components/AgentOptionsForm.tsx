@@ -23,18 +23,6 @@ export const emptyOptions: AgentOptionsValue = {
   scenario: "",
 };
 
-interface ModelRow {
-  id: string;
-  input_cost_per_token: number | null;
-  output_cost_per_token: number | null;
-}
-
-interface EnvSetRow {
-  id: string;
-  name: string;
-  keys: string[];
-}
-
 const PERMISSION_MODES: [string, string][] = [
   ["", "Server default"],
   ["default", "Ask before writes and commands"],
@@ -96,8 +84,8 @@ export function ModelField({
   const models = useQuery({
     queryKey: ["models", provider],
     queryFn: () =>
-      api.raw<{ data: ModelRow[] }>("get", "/api/models", undefined, {
-        provider: provider && provider !== "script" ? provider : undefined,
+      api.get("/api/models", {
+        query: { provider: provider && provider !== "script" ? provider : undefined },
       }),
     enabled: provider !== "script",
     staleTime: 300_000,
@@ -130,7 +118,7 @@ export function ModelField({
 export function EnvSetField({ value, onChange }: { value: string[]; onChange: (ids: string[]) => void }) {
   const envSets = useQuery({
     queryKey: ["env-sets"],
-    queryFn: () => api.raw<{ data: EnvSetRow[] }>("get", "/api/env-sets", undefined, { limit: 200 }),
+    queryFn: () => api.get("/api/env-sets", { query: { limit: 200 } }),
     staleTime: 60_000,
     retry: false,
   });

@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { api } from "../api/client";
-import type { Approval } from "../api/types";
+import type { Approval } from "../api/models";
 import { short } from "../lib/format";
 import { ErrorNote, Link } from "./ui";
 
@@ -42,7 +42,7 @@ export function ApprovalCard({ approval, showRun = false }: { approval: Approval
         <strong>{approval.tool}</strong>
         {showRun && (
           <Link to={`/runs/${run.data?.number ?? approval.run_id}`} className="small ellipsis">
-            {run.data ? `#${run.data.number} ${run.data.title}` : (approval.run_title ?? approval.run_id)}
+            {run.data ? `#${run.data.number} ${run.data.title}` : approval.run_id}
           </Link>
         )}
       </div>

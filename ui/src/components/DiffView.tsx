@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "react";
-import type { DiffFile, DiffLine } from "../api/types";
+import type { DiffFile, DiffLine } from "../api/models";
 
 type Highlighter = typeof import("../lib/highlight");
 let loaded: Highlighter | null = null;

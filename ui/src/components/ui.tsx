@@ -1,6 +1,6 @@
 import type { ReactNode } from "react";
 import { ApiError } from "../api/client";
-import type { RunStatus } from "../api/types";
+import type { RunStatus } from "../api/models";
 import { linkHandler } from "../lib/router";
 
 export function Link(props: { to: string; className?: string; children: ReactNode; title?: string; testId?: string }) {

@@ -3,7 +3,7 @@
 // a server restart — with Last-Event-ID set to the last id received, so nothing is lost; the
 // consumer deduplicates by event id, so nothing is shown twice.
 import { authHeaders, unauthorized } from "../api/client";
-import type { RunEvent } from "../api/types";
+import type { RunEvent } from "../api/models";
 
 export interface StreamHandle {
   close(): void;

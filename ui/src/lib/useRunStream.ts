@@ -6,7 +6,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { api } from "../api/client";
 import type { RunEvent } from "../api/models";
-import { apply, emptyFold, type FoldState, type Item, type LiveUsage, type StatusStep } from "./fold";
+import { apply, emptyFold, type FoldState, type Item } from "./fold";
 import { openStream } from "./sse";
 
 export type Connection = "connecting" | "open" | "retrying" | "ended";

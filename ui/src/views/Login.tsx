@@ -1,7 +1,6 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { api, ApiError } from "../api/client";
-import type { AuthStatus } from "../api/types";
 import { ErrorNote } from "../components/ui";
 import { navigate, useLocation } from "../lib/router";
 
@@ -12,7 +11,7 @@ function nextPath(search: URLSearchParams): string {
 
 /** Trade a token (the login URL's, or one pasted) for a session cookie. */
 async function tokenLogin(token: string): Promise<void> {
-  await api.raw("post", "/api/auth/token-login", { token });
+  await api.post("/api/auth/token-login", { token });
 }
 
 export function Login() {
@@ -26,7 +25,7 @@ export function Login() {
   const tokenOnly = search.get("setup") === "1";
   const status = useQuery({
     queryKey: ["auth-status"],
-    queryFn: () => api.raw<AuthStatus>("get", "/api/auth/status"),
+    queryFn: () => api.get("/api/auth/status"),
     retry: false,
   });
 
@@ -59,7 +58,7 @@ export function Login() {
     setError(null);
     try {
       if (status.data?.setup_required) {
-        await api.raw("post", "/api/auth/setup", {
+        await api.post("/api/auth/setup", {
           setup_code: get("setup_code"),
           username: get("username"),
           password: String(form.get("password") ?? ""),
@@ -71,7 +70,7 @@ export function Login() {
       }
       if (get("token")) await tokenLogin(get("token"));
       else
-        await api.raw("post", "/api/auth/login", {
+        await api.post("/api/auth/login", {
           username: get("username"),
           password: String(form.get("password") ?? ""),
           totp_code: get("totp_code") || undefined,

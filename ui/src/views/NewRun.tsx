@@ -1,7 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { api, type BodyOf } from "../api/client";
-import type { BrowseEntry, Provider } from "../api/types";
 import { AgentOptionsForm, buildOptions, emptyOptions, type AgentOptionsValue } from "../components/AgentOptionsForm";
 import { ErrorNote } from "../components/ui";
 import { navigate } from "../lib/router";
@@ -11,29 +10,20 @@ export function useProviders() {
   return useQuery({
     queryKey: ["providers"],
     queryFn: async () => {
-      const body = await api.get("/api/providers");
-      return (Array.isArray(body) ? body : body.data) as Provider[];
+      return (await api.get("/api/providers")).data;
     },
     staleTime: 60_000,
   });
-}
-
-interface BrowseResult {
-  path: string;
-  parent?: string | null;
-  entries?: BrowseEntry[];
-  data?: BrowseEntry[];
-  is_git?: boolean;
 }
 
 function Browser({ start, onPick }: { start: string; onPick: (path: string) => void }) {
   const [path, setPath] = useState(start);
   const q = useQuery({
     queryKey: ["browse", path],
-    queryFn: () => api.raw<BrowseResult>("get", "/api/settings/browse", undefined, { path: path || undefined }),
+    queryFn: () => api.get("/api/settings/browse", { query: { path: path || undefined } }),
     retry: false,
   });
-  const entries = q.data?.entries ?? q.data?.data ?? [];
+  const entries = q.data?.entries ?? [];
   const here = q.data?.path ?? path;
   return (
     <div className="browser" data-testid="repo-browser">
@@ -55,7 +45,7 @@ function Browser({ start, onPick }: { start: string; onPick: (path: string) => v
             <button type="button" className="link" onClick={() => setPath(e.path)}>
               📁 {e.name}
             </button>
-            {(e.is_git_repo || e.is_git) && (
+            {e.is_git_repo && (
               <button type="button" className="small" onClick={() => onPick(e.path)}>
                 git repo · pick
               </button>

@@ -1,7 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useMemo, useRef, useState } from "react";
 import { api } from "../api/client";
-import type { Project, Run } from "../api/types";
+import type { Project, Run } from "../api/models";
 import { Empty, ErrorNote, Link, Spinner, StatusBadge } from "../components/ui";
 import { ago, money } from "../lib/format";
 import { useLocation } from "../lib/router";

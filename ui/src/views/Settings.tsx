@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { api } from "../api/client";
-import type { ApiToken, EnvSet, Settings } from "../api/types";
+import type { Settings } from "../api/models";
 import { EnvSetField, ModelField } from "../components/AgentOptionsForm";
 import { Empty, ErrorNote, Link, Spinner } from "../components/ui";
 import { inline } from "../lib/markdown";
@@ -49,11 +49,6 @@ function Providers() {
             </div>
           )}
           {p.problem && <div className="warn-text">{p.problem}</div>}
-          {typeof p.fix === "string" && p.fix && (
-            <div>
-              Fix: <span className="pre-wrap">{inline(p.fix)}</span>
-            </div>
-          )}
           <div className="muted small">
             {Object.entries(p.capabilities ?? {})
               .filter(([, v]) => v)
@@ -178,7 +173,7 @@ function Agents() {
 
 function EnvSets() {
   const qc = useQueryClient();
-  const q = useQuery({ queryKey: ["env-sets"], queryFn: () => api.raw<{ data: EnvSet[] }>("get", "/api/env-sets"), retry: false });
+  const q = useQuery({ queryKey: ["env-sets"], queryFn: () => api.get("/api/env-sets"), retry: false });
   const [vars, setVars] = useState("");
   const create = useMutation({
     mutationFn: (body: { name: string; variables: Record<string, string> }) => api.raw("post", "/api/env-sets", body),
@@ -236,10 +231,10 @@ const SCOPES = ["runs:read", "runs:write", "runs:control", "approvals:resolve", 
 
 function Tokens() {
   const qc = useQueryClient();
-  const q = useQuery({ queryKey: ["tokens"], queryFn: () => api.raw<{ data: ApiToken[] }>("get", "/api/tokens"), retry: false });
+  const q = useQuery({ queryKey: ["tokens"], queryFn: () => api.get("/api/tokens"), retry: false });
   const [secret, setSecret] = useState<string | null>(null);
   const create = useMutation({
-    mutationFn: (body: { name: string; scopes: string[] }) => api.raw<ApiToken>("post", "/api/tokens", body),
+    mutationFn: (body: { name: string; scopes: string[] }) => api.post("/api/tokens", body),
     onSuccess: (t) => {
       setSecret(t.token ?? null);
       void qc.invalidateQueries({ queryKey: ["tokens"] });

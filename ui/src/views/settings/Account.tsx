@@ -1,31 +1,24 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { api } from "../../api/client";
+import type { MfaSetup } from "../../api/models";
 import { ErrorNote, Spinner } from "../../components/ui";
 import { NotAvailable } from "./NotAvailable";
 
-interface Me {
-  kind: string;
-  name: string;
-  role: string;
-  scopes: string[];
-  user: { username: string; mfa_enabled?: boolean; [k: string]: unknown } | null;
-}
-
 export default function Account() {
   const qc = useQueryClient();
-  const me = useQuery({ queryKey: ["me"], queryFn: () => api.raw<Me>("get", "/api/auth/me"), retry: false });
-  const [enrol, setEnrol] = useState<{ secret: string; otpauth_uri: string } | null>(null);
+  const me = useQuery({ queryKey: ["me"], queryFn: () => api.get("/api/auth/me"), retry: false });
+  const [enrol, setEnrol] = useState<MfaSetup | null>(null);
   const [codes, setCodes] = useState<string[] | null>(null);
   const password = useMutation({
-    mutationFn: (b: { current_password: string; new_password: string }) => api.raw("post", "/api/auth/password", b),
+    mutationFn: (b: { current_password: string; new_password: string }) => api.post("/api/auth/password", b),
   });
   const start = useMutation({
-    mutationFn: () => api.raw<{ secret: string; otpauth_uri: string }>("post", "/api/auth/mfa/setup"),
+    mutationFn: () => api.post("/api/auth/mfa/setup"),
     onSuccess: setEnrol,
   });
   const verify = useMutation({
-    mutationFn: (code: string) => api.raw<{ recovery_codes: string[] }>("post", "/api/auth/mfa/verify", { code }),
+    mutationFn: (code: string) => api.post("/api/auth/mfa/verify", { code }),
     onSuccess: (r) => {
       setEnrol(null);
       setCodes(r.recovery_codes);
@@ -33,7 +26,7 @@ export default function Account() {
     },
   });
   const disable = useMutation({
-    mutationFn: (pw: string) => api.raw("post", "/api/auth/mfa/disable", { password: pw }),
+    mutationFn: (pw: string) => api.post("/api/auth/mfa/disable", { password: pw }),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["me"] }),
   });
   if (me.error) return <NotAvailable error={me.error} />;

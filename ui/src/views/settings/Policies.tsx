@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { api } from "../../api/client";
-import type { Policy, Rule } from "../../api/types";
+import type { Policy, Rule } from "../../api/models";
 import { ErrorNote } from "../../components/ui";
 
 function effectiveOrder(policies: Policy[]): (Rule & { policy: string })[] {

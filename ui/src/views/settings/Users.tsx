@@ -2,19 +2,15 @@
 // password (which ends that user's sessions), sign them out everywhere, remove them.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
-import { api } from "../../api/client";
+import { api, type BodyOf } from "../../api/client";
+import type { User } from "../../api/models";
 import { ErrorNote, Spinner } from "../../components/ui";
 import { ago } from "../../lib/format";
 
-interface UserRow {
-  id: string;
-  username: string;
-  role: "admin" | "member" | "viewer";
-  mfa_enabled: boolean;
-  created_at: string;
-}
+type UserRow = User;
+type Role = NonNullable<BodyOf<"/api/users", "post">["role"]>;
 
-const ROLES: [UserRow["role"], string][] = [
+const ROLES: [Role, string][] = [
   ["admin", "admin — everything, including users and settings"],
   ["member", "member — runs, approvals, landing"],
   ["viewer", "viewer — read only"],
@@ -25,7 +21,7 @@ export default function Users() {
   const [note, setNote] = useState<string | null>(null);
   const users = useQuery({
     queryKey: ["users"],
-    queryFn: () => api.raw<{ data: UserRow[] }>("get", "/api/users", undefined, { limit: 500 }),
+    queryFn: () => api.get("/api/users", { query: { limit: 500 } }),
     retry: false,
   });
   const done = (text: string) => {
@@ -34,12 +30,12 @@ export default function Users() {
     void qc.invalidateQueries({ queryKey: ["auth-status"] }); // the first user ends the set-up banner
   };
   const invite = useMutation({
-    mutationFn: (body: { username: string; password: string; role: string }) => api.raw<UserRow>("post", "/api/users", body),
+    mutationFn: (body: { username: string; password: string; role: Role }) => api.post("/api/users", body),
     onSuccess: (u) => done(`Added ${u.username}. Give them the password; they can change it in Settings → Account.`),
   });
   const update = useMutation({
-    mutationFn: ({ id, body }: { id: string; body: { role?: string; password?: string } }) =>
-      api.raw<UserRow>("patch", `/api/users/${encodeURIComponent(id)}`, body),
+    mutationFn: ({ id, body }: { id: string; body: { role?: Role; password?: string } }) =>
+      api.patch("/api/users/{user_id}", body, { path: { user_id: id } }),
     onSuccess: (u, vars) => done(vars.body.password ? `New password set for ${u.username}; their sessions ended.` : `${u.username} is now ${u.role}.`),
   });
   const signOut = useMutation({
@@ -71,7 +67,7 @@ export default function Users() {
             <select
               value={u.role}
               aria-label={`Role of ${u.username}`}
-              onChange={(e) => update.mutate({ id: u.id, body: { role: e.target.value } })}
+              onChange={(e) => update.mutate({ id: u.id, body: { role: e.target.value as Role } })}
             >
               {ROLES.map(([role, label]) => (
                 <option key={role} value={role}>
@@ -113,7 +109,7 @@ export default function Users() {
           invite.mutate({
             username: String(f.get("username") ?? "").trim(),
             password: String(f.get("password") ?? ""),
-            role: String(f.get("role") ?? "member"),
+            role: String(f.get("role") ?? "member") as Role,
           });
           e.currentTarget.reset();
         }}
