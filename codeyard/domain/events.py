@@ -55,6 +55,7 @@ __all__ = [
     "NewEvent",
     "PolicyDecision",
     "PrCreated",
+    "PrMerged",
     "PrUpdated",
     "PreviewPortClosed",
     "PreviewPortOpened",
@@ -503,6 +504,16 @@ class PrUpdated(NewEvent):
     head_sha: str | None = None
 
 
+class PrMerged(NewEvent):
+    """The run's pull request was merged on the forge through Codeyard."""
+
+    type: Literal["pr.merged"] = Field(default="pr.merged", exclude=True)
+    repo_id: str
+    number: int
+    method: str
+    head_sha: str | None
+
+
 class ErrorEvent(NewEvent):
     type: Literal["error"] = Field(default="error", exclude=True)
     message: str
@@ -552,6 +563,7 @@ KnownEvent = Annotated[
     | FeedbackSent
     | FeedbackExhausted
     | PrUpdated
+    | PrMerged
     | ErrorEvent,
     Field(discriminator="type"),
 ]

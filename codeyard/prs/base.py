@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "TOKEN_VARIABLES",
     "Check",
+    "MergeMethod",
     "PrConfig",
     "PrState",
     "PullRequest",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 PrState = Literal["open", "closed", "merged"]
+MergeMethod = Literal["merge", "squash", "rebase"]
 ReviewState = Literal["approved", "changes_requested", "commented", "pending"]
 
 #: Environment variables a GitHub token is read from, first set wins.
@@ -65,6 +67,9 @@ class PullRequest:
     base: str
     checks: list[Check] = field(default_factory=list)
     review_state: ReviewState | None = None
+    #: The head commit the checks ran on; whether GitHub can merge it (None: not computed yet).
+    head_sha: str | None = None
+    mergeable: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +82,8 @@ class PullRequest:
             "base": self.base,
             "checks": [c.to_dict() for c in self.checks],
             "review_state": self.review_state,
+            "head_sha": self.head_sha,
+            "mergeable": self.mergeable,
         }
 
 
@@ -230,4 +237,11 @@ class PullRequestHost(Protocol):
 
     async def get(self, remote_url: str, number: int) -> PullRequest:
         """The pull request's current state, checks and review state."""
+        ...
+
+    async def merge(
+        self, remote_url: str, number: int, method: MergeMethod, sha: str | None
+    ) -> None:
+        """Merge it on the forge; with ``sha``, only if the head is still that commit
+        (``Conflict`` when it moved or the forge refuses to merge)."""
         ...

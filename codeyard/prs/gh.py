@@ -19,6 +19,7 @@ from typing import Any
 from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.prs.base import (
     Check,
+    MergeMethod,
     PrConfig,
     PullRequest,
     fold_reviews,
@@ -30,7 +31,7 @@ __all__ = ["GhCli"]
 
 _VIEW_FIELDS = (
     "url,number,state,isDraft,title,headRefName,baseRefName,statusCheckRollup,reviews,"
-    "reviewRequests,reviewDecision"
+    "reviewRequests,reviewDecision,headRefOid,mergeable"
 )
 _PR_NUMBER = re.compile(r"/pull/(\d+)\b")
 _STATUS_CONTEXT = {  # legacy commit statuses, as (status, conclusion)
@@ -104,6 +105,19 @@ class GhCli:
                 f"`gh pr view {number}` printed what was not understood: {exc}"
             ) from exc
 
+    async def merge(
+        self, remote_url: str, number: int, method: MergeMethod, sha: str | None
+    ) -> None:
+        repo = self._repo(remote_url)
+        args = ["pr", "merge", str(number), "--repo", repo, f"--{method}"]
+        args += ["--match-head-commit", sha] if sha else []
+        code, out, err = await self._run(*args)
+        if code != 0:
+            raise Conflict(
+                f"`gh pr merge {number}` for {repo} failed (exit {code}): "
+                f"{_first_line(err or out)}"
+            )
+
     def _repo(self, remote_url: str) -> str:
         remote = parse_remote(remote_url)
         if remote is None or len(remote.segments) != 2:
@@ -160,6 +174,8 @@ def _pull(data: dict[str, Any]) -> PullRequest:
         base=str(data["baseRefName"]),
         checks=checks,
         review_state=review_state,
+        head_sha=data.get("headRefOid"),
+        mergeable={"MERGEABLE": True, "CONFLICTING": False}.get(str(data.get("mergeable"))),
     )
 
 

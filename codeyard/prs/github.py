@@ -15,6 +15,7 @@ import httpx
 from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.prs.base import (
     Check,
+    MergeMethod,
     PrConfig,
     PullRequest,
     fold_reviews,
@@ -90,6 +91,36 @@ class GitHubRest:
         except (KeyError, TypeError, AttributeError) as exc:
             raise _not_understood(doing, exc) from exc
         return self._pull(pull, checks, doing=doing, reviews=pairs)
+
+    async def merge(
+        self, remote_url: str, number: int, method: MergeMethod, sha: str | None
+    ) -> None:
+        repo = self._repo(remote_url)
+        doing = f"merging pull request #{number} of {repo}"
+        payload: dict[str, Any] = {"merge_method": method, **({"sha": sha} if sha else {})}
+        async with self._client() as client:
+            try:
+                response = await client.put(f"/repos/{repo}/pulls/{number}/merge", json=payload)
+            except httpx.TransportError as exc:
+                raise BadRequest(
+                    f"GitHub at {self.api_url} could not be reached while {doing} ({exc})"
+                ) from exc
+        if response.is_success:
+            return
+        said = _message(response)
+        if response.status_code == 405:
+            raise Conflict(
+                f"GitHub will not merge pull request #{number} ({said}): wait for required "
+                "checks and reviews, or resolve its conflicts (rebase the run and push)",
+                status=405,
+            )
+        if response.status_code == 409:
+            raise Conflict(
+                f"Pull request #{number}'s head moved ({said}): read it again and merge the "
+                "commit you reviewed",
+                status=409,
+            )
+        raise self._error(response, doing, f"pull request #{number} in {repo}", {})
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -238,6 +269,8 @@ class GitHubRest:
                 base=str(data["base"]["ref"]),
                 checks=checks,
                 review_state=fold_reviews(reviews or [], reviewers_requested=requested),
+                head_sha=(data.get("head") or {}).get("sha"),
+                mergeable=data.get("mergeable"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _not_understood(doing, exc) from exc
@@ -250,6 +283,14 @@ def _field(data: Any, doing: str, *keys: str) -> Any:
     except (KeyError, TypeError) as exc:
         raise _not_understood(doing, exc) from exc
     return data
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase
+    return str(body.get("message") if isinstance(body, dict) else body)
 
 
 def _describe(error: Any) -> str:

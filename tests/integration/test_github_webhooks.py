@@ -89,7 +89,7 @@ async def test_a_bad_signature_is_403_and_nothing_is_stored(tmp_path: Path) -> N
 
 
 async def _run_with_pull_request(
-    live: Live, fake: FakeGitHub, tmp_path: Path, client: httpx.AsyncClient
+    fake: FakeGitHub, tmp_path: Path, client: httpx.AsyncClient
 ) -> dict[str, Any]:
     """A run landed as a pull request: pushed to a real bare repository, opened on the fake."""
     bare = tmp_path / "origin.git"
@@ -129,7 +129,7 @@ async def test_deliveries_reach_the_run_once_and_the_sweeper_recovers_a_lost_one
     live: Live, fake: FakeGitHub, tmp_path: Path
 ) -> None:
     async with live.rest() as client:
-        run = await _run_with_pull_request(live, fake, tmp_path, client)
+        run = await _run_with_pull_request(fake, tmp_path, client)
         number = run["pull_request"]["number"]
         hook_id = await asyncio.to_thread(
             fake.add_hook, REPO, f"{live.url}/api/github/webhooks", SECRET
@@ -178,3 +178,38 @@ async def test_deliveries_reach_the_run_once_and_the_sweeper_recovers_a_lost_one
 
 async def _count(client: httpx.AsyncClient, run_id: str, n: int) -> bool:
     return len(await _pr_events(client, run_id)) == n
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="runs need the sandbox")
+async def test_merge_on_github_and_the_projects_pull_requests(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN)
+    async with running_api(settings) as api:
+        run = await _run_with_pull_request(fake, tmp_path, api.client)
+        number = run["pull_request"]["number"]
+        listed = (await api.get(f"/api/projects/{run['project_id']}/pull-requests")).json()
+        assert [(p["run_id"], p["number"]) for p in listed] == [(run["id"], number)]
+        status = (await api.get(f"/api/runs/{run['id']}/pull-request")).json()
+        assert status["mergeable"] is True and len(status["head_sha"]) == 40
+
+        fake.update_pull(REPO, number, mergeable=False)
+        refused = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={})
+        assert refused.status_code == 409 and "will not merge" in refused.json()["detail"]
+        fake.update_pull(REPO, number, mergeable=True)
+        moved = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={"sha": "0" * 40})
+        assert moved.status_code == 409 and "head moved" in moved.json()["detail"]
+        assert fake.pull(REPO, number)["state"] == "open"  # nothing merged by the refusals
+
+        merged = await api.post(
+            f"/api/runs/{run['id']}/pull-request/merge", json={"method": "squash"}
+        )
+        assert merged.status_code == 200, merged.text
+        assert merged.json()["state"] == "merged"
+        assert fake.pull(REPO, number)["merge_method"] == "squash"
+        again = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={})
+        assert again.status_code == 409 and "is merged" in again.json()["detail"]
+        events = (
+            await api.get(f"/api/runs/{run['id']}/events", params={"types": "pr.merged"})
+        ).json()["data"]
+        assert [e["data"]["method"] for e in events] == ["squash"]

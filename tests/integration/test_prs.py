@@ -138,6 +138,8 @@ async def test_create_sends_the_fields_and_the_token(fake: FakeGitHub, config: P
         "base": "main",
         "checks": [],
         "review_state": None,
+        "head_sha": fake.pull("octo/widgets", 1)["head"]["sha"],
+        "mergeable": True,
     }
 
 
@@ -314,6 +316,7 @@ elif args[:2] == ["pr", "view"]:
         ],
         "reviews": [{{"author": {{"login": "ann"}}, "state": "APPROVED"}}],
         "reviewRequests": [], "reviewDecision": "APPROVED",
+        "headRefOid": "0123456789abcdef0123456789abcdef01234567", "mergeable": "CONFLICTING",
     }}))
 else:
     sys.exit("unexpected: " + " ".join(args))
@@ -369,6 +372,8 @@ async def test_gh_is_used_without_a_token(fake_gh: Path) -> None:
             {"name": "ci/legacy", "status": "in_progress", "conclusion": None},
         ],
         "review_state": "approved",
+        "head_sha": "0123456789abcdef0123456789abcdef01234567",
+        "mergeable": False,
     }
 
 

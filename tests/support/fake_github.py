@@ -8,6 +8,8 @@ instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implement
 * ``GET /repos/{owner}/{repo}/pulls/{number}``,
 * ``GET /repos/{owner}/{repo}/commits/{ref}/check-runs``,
 * ``GET /repos/{owner}/{repo}/pulls/{number}/reviews``,
+* ``PUT /repos/{owner}/{repo}/pulls/{number}/merge`` (405 when not mergeable, 409 when ``sha``
+  is not the head),
 * ``GET /repos/{owner}/{repo}/hooks/{id}/deliveries`` (cursor-paged, newest first) and
   ``POST …/deliveries/{delivery_id}/attempts`` (redeliver: same ``guid``, a new attempt),
 
@@ -48,6 +50,7 @@ _ROUTES = [
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)"), "get_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs"), "check_runs"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews"), "reviews"),
+    ("PUT", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/merge"), "merge_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries"), "hook_deliveries"),
     (
         "POST",
@@ -330,6 +333,7 @@ class FakeGitHub:
             "base": {"ref": base, "sha": base_sha, "label": f"{owner}:{base}"},
             "requested_reviewers": [],
             "requested_teams": [],
+            "mergeable": True,
         }
         return _Reply(201, repo.pulls[number])
 
@@ -349,6 +353,24 @@ class FakeGitHub:
         reviews = self._repo(owner, name).reviews.get(int(number), [])
         page, link = self._page(query, reviews, f"/repos/{owner}/{name}/pulls/{number}/reviews")
         return _Reply(200, page, link)
+
+    def _merge_pull(self, _q: Any, body: Any, owner: str, name: str, number: str) -> _Reply:
+        pull = self._repo(owner, name).pulls.get(int(number))
+        if pull is None:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        body = body if isinstance(body, dict) else {}
+        if pull["state"] != "open" or not pull.get("mergeable", True):
+            raise _Reply(405, {"message": "Pull Request is not mergeable"})
+        if body.get("sha") and body["sha"] != pull["head"]["sha"]:
+            raise _Reply(
+                409, {"message": "Head branch was modified. Review and try the merge again."}
+            )
+        sha = hashlib.sha1(f"merge {number} {body.get('merge_method')}".encode()).hexdigest()
+        pull.update(state="closed", merged=True, merged_at="2024-01-02T00:00:00Z")
+        pull["merge_method"] = body.get("merge_method", "merge")  # what the test checks
+        return _Reply(
+            200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
+        )
 
     def _hook_deliveries(self, query: Any, _b: Any, owner: str, name: str, hook_id: str) -> _Reply:
         self._repo(owner, name)
@@ -439,7 +461,7 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client gave up waiting (timeout tests)
 
-        do_GET = do_POST = do_PATCH = _serve
+        do_GET = do_POST = do_PATCH = do_PUT = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the recorded requests say enough
