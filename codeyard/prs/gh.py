@@ -114,8 +114,7 @@ class GhCli:
         code, out, err = await self._run(*args)
         if code != 0:
             raise Conflict(
-                f"`gh pr merge {number}` for {repo} failed (exit {code}): "
-                f"{_first_line(err or out)}"
+                f"`gh pr merge {number}` for {repo} failed (exit {code}): {_first_line(err or out)}"
             )
 
     def _repo(self, remote_url: str) -> str:
