@@ -37,7 +37,8 @@ def run(
         None,
         "--provider",
         "-p",
-        help="Agent provider: claude-code, codex, gemini, copilot, opencode, qwen, acp or script.",
+        help="Agent provider: claude-code, codex, gemini, copilot, opencode, qwen, codex-acp, "
+        "claude-acp, acp or script (`codeyard doctor` says which run here).",
     ),
     agent: str | None = typer.Option(
         None, "--agent", "--profile", help="Agent profile: its name or id (agt_…)."

@@ -38,6 +38,7 @@ VENDORS: dict[str, tuple[str, ...]] = {
     "claude-code": ("anthropic",),
     "codex": ("openai",),
     "codex-acp": ("openai",),
+    "claude-acp": ("anthropic",),
     "gemini": ("gemini",),
     "copilot": _ALL,
     "opencode": _ALL,

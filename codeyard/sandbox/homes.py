@@ -47,6 +47,7 @@ STATE_ENTRIES: dict[str, tuple[tuple[str | None, str], ...]] = {
     ),
     "qwen": (("QWEN_HOME", ".qwen"), (None, ".npm")),
     "codex-acp": (("CODEX_HOME", ".codex"),),
+    "claude-acp": (("CLAUDE_CONFIG_DIR", ".claude"), (None, ".claude.json")),
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.agents.acp import (
+    ClaudeAcpProvider,
     CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
@@ -108,6 +109,33 @@ def codex_acp_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]
     env = {"CODEX_HOME": str(home / ".codex"), "HOME": str(home), "FAKE_API_KEY": "test"}
     config = {"model_provider": "fake", "model_providers.fake": provider}
     return {"env": env, "config": config, **extra}
+
+
+def claude_acp_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    """As the ``claude-code`` tests point Claude Code at the fake server."""
+    env = {
+        "ANTHROPIC_BASE_URL": fake.url,
+        "ANTHROPIC_API_KEY": "test",
+        "HOME": str(home),  # sessions and settings stay in the test's directory
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    return {"env": env, **extra}
+
+
+def anthropic_rejection(fake: FakeLLM) -> str:
+    """The last ``tool_result`` Claude Code sent in model call 2 (Messages API)."""
+    body = fake.model_calls("anthropic")[2].body
+    blocks = [
+        b
+        for m in body["messages"]
+        if isinstance(m.get("content"), list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
+    content = blocks[-1]["content"]
+    return content if isinstance(content, str) else json.dumps(content)
 
 
 def gemini_rejection(fake: FakeLLM) -> str:
@@ -300,4 +328,25 @@ CODEX_ACP = AgentCase(
     error_status=400,  # Codex words every 5xx as "high demand", dropping the API's message
 )
 
-CASES = [GEMINI, COPILOT, OPENCODE, QWEN, CODEX_ACP]
+CLAUDE_ACP = AgentCase(
+    name="claude-acp",
+    provider=ClaudeAcpProvider,
+    cli_version="0.23.1",
+    model="claude-sonnet-4-5",
+    shell="Bash",
+    api="anthropic",
+    options=claude_acp_options,
+    label="Claude Code (ACP)",
+    rejection_phrase="User refused permission",
+    rejection_told=anthropic_rejection,
+    rejection_ends_turn=False,
+    error_body={"type": "error", "error": {"type": "api_error", "message": "Backend exploded XYZ"}},
+    error_headers=None,
+    error_replies=1,
+    reports_exit_code=False,
+    usage_of_last_call_only=False,
+    streams_thinking=True,
+    drops_interrupted_turn=False,
+)
+
+CASES = [GEMINI, COPILOT, OPENCODE, QWEN, CODEX_ACP, CLAUDE_ACP]

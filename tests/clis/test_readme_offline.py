@@ -23,7 +23,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codeyard.agents.acp import CopilotProvider, GeminiProvider, OpenCodeProvider
+from codeyard.agents.acp import (
+    ClaudeAcpProvider,
+    CodexAcpProvider,
+    CopilotProvider,
+    GeminiProvider,
+    OpenCodeProvider,
+    QwenProvider,
+)
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.cli.fake_llm import recipe_lines
@@ -40,6 +47,9 @@ PROVIDERS = {
     "gemini": GeminiProvider(),
     "copilot": CopilotProvider(),
     "opencode": OpenCodeProvider(),
+    "qwen": QwenProvider(),
+    "codex-acp": CodexAcpProvider(),
+    "claude-acp": ClaudeAcpProvider(),
 }
 
 

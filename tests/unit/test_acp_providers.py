@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from codeyard.agents.acp import (
+    ClaudeAcpProvider,
     CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
@@ -235,3 +237,11 @@ def test_an_adapter_without_version_flag_reads_its_package_manifest(tmp_path: Pa
     assert provider.version() == "0.16.0" and provider.problem() is None
     cli.chmod(0o644)
     assert "not executable" in str(provider.problem())
+
+
+def test_claude_acp_chooses_the_model_over_acp_and_is_sandboxed_as_root(tmp_path: Path) -> None:
+    cli = fake_cli(tmp_path / "clis", "claude-agent-acp")
+    launch = ClaudeAcpProvider(clis_bin=cli.parent).launch(context(tmp_path, "claude-opus-4-5"))
+    assert launch.argv == [str(cli)] and launch.set_model == "claude-opus-4-5"
+    assert ("IS_SANDBOX" in launch.env) is (os.geteuid() == 0)
+    assert ClaudeAcpProvider(clis_bin=cli.parent).launch(context(tmp_path, None)).set_model is None

@@ -6,6 +6,7 @@ and the providers (``provider``).
 
 from codeyard.agents.acp.provider import (
     AcpProvider,
+    ClaudeAcpProvider,
     CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
@@ -16,6 +17,7 @@ from codeyard.agents.acp.provider import (
 
 __all__ = [
     "AcpProvider",
+    "ClaudeAcpProvider",
     "CodexAcpProvider",
     "CopilotProvider",
     "GeminiProvider",

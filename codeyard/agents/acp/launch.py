@@ -25,3 +25,6 @@ class Launch:
     scratch: list[Path] = field(default_factory=list)
     #: How the agent's text starts when it reports a model failure as a message.
     error_marker: str | None = None
+    #: A model to choose with ``session/set_model`` once the session is open (Claude Code's
+    #: adapter takes no model on its command line and maps its settings to aliases).
+    set_model: str | None = None

@@ -345,3 +345,28 @@ class CodexAcpProvider(AcpProvider):
         for key, value in config.items():
             argv += ["-c", f"{key}={toml_value(value)}"]
         return replace(base, argv=argv)
+
+
+class ClaudeAcpProvider(AcpProvider):
+    """Claude Code through Zed's ACP adapter (``claude-agent-acp``, which runs the Claude Code
+    of its ``claude-agent-sdk``): the same agent as ``claude-code``, reached over ACP.
+
+    The model is chosen with ``session/set_model`` (the adapter maps any other setting to its
+    aliases, ``default`` being its own choice). As root, the adapter's Claude Code refuses to
+    start unless told it is sandboxed (``IS_SANDBOX=1``): Codeyard contains it, and every tool
+    call still comes to Codeyard's decision through ``session/request_permission``.
+    """
+
+    name = "claude-acp"
+    label = "Claude Code (ACP)"
+    binary = "claude-agent-acp"
+    package = "@zed-industries/claude-agent-acp"
+    version_in_package = True
+    capabilities = _PRICED
+
+    def launch(self, ctx: TurnContext) -> Launch:
+        base = super().launch(ctx)
+        env = dict(base.env)
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            env.setdefault("IS_SANDBOX", "1")
+        return replace(base, env=env, set_model=ctx.model)

@@ -277,13 +277,18 @@ class _Turn:
             if not isinstance(session_id, str):
                 raise AgentFailure(f"{label} answered session/new without a session id.")
             self.session_id = session_id
+        model = _model_of(result) or ctx.model
+        if self.launch.set_model:
+            params = {"sessionId": self.session_id, "modelId": self.launch.set_model}
+            await self._call("session/set_model", params, START_TIMEOUT)
+            model = self.launch.set_model
         info = init.get("agentInfo") if isinstance(init, dict) else None
         version = info.get("version") if isinstance(info, dict) else None
         yield AgentSession(
             session_id=self.session_id,
             provider=self.launch.provider,
             cli_version=version if isinstance(version, str) else self.launch.cli_version,
-            model=_model_of(result) or ctx.model,
+            model=model,
             tools=[],
         )
         yield SessionUpdate(self.session_id, {})

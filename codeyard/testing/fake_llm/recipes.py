@@ -33,6 +33,9 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("gemini", "gemini-2.5-pro", "run_shell_command", "command", "Gemini generateContent"),
     Recipe("copilot", "gpt-4.1", "bash", "command", "OpenAI Chat Completions"),
     Recipe("opencode", "fake/fake-model", "bash", "command", "OpenAI Chat Completions"),
+    Recipe("qwen", "qwen3-coder-plus", "run_shell_command", "command", "OpenAI Chat Completions"),
+    Recipe("codex-acp", "gpt-5.4", "exec_command", "cmd", "OpenAI Responses"),
+    Recipe("claude-acp", "claude-sonnet-4-5", "Bash", "command", "Anthropic Messages"),
 )
 
 _OPENCODE_OFF = (
@@ -49,9 +52,25 @@ _OPENCODE_OFF = (
 def prepare(home: Path) -> Path:
     """Create the per-CLI state directories under ``home``; returns ``home`` resolved."""
     home = home.expanduser().resolve()
-    for sub in ("claude", "codex", "gemini", "copilot", "opencode"):
+    for sub in ("claude", "codex", "gemini", "copilot", "opencode", "qwen", "codex-acp"):
         (home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     return home
+
+
+def _codex_config(url: str) -> dict[str, Any]:
+    # OPENAI_BASE_URL alone left Codex reconnecting to the network (issue 14): it takes a
+    # model provider of its own, selected by name, with the key read from `env_key`.
+    return {
+        "model_provider": "fake",
+        "model_providers.fake": {
+            "name": "Fake",
+            "base_url": f"{url}/v1",
+            "env_key": "FAKE_API_KEY",
+            "wire_api": "responses",
+            "request_max_retries": 0,
+            "stream_max_retries": 0,
+        },
+    }
 
 
 def options_for(provider: str, url: str, home: Path) -> dict[str, Any]:
@@ -61,7 +80,7 @@ def options_for(provider: str, url: str, home: Path) -> dict[str, Any]:
     and retries are off, so a script's HTTP error fails the turn at once.
     """
     url = url.rstrip("/")
-    if provider == "claude-code":
+    if provider in ("claude-code", "claude-acp"):
         return {
             "env": {
                 "ANTHROPIC_BASE_URL": url,
@@ -73,21 +92,24 @@ def options_for(provider: str, url: str, home: Path) -> dict[str, Any]:
             }
         }
     if provider == "codex":
-        # OPENAI_BASE_URL alone left Codex reconnecting to the network (issue 14): it takes a
-        # model provider of its own, selected by name, with the key read from `env_key`.
         return {
             "env": {"CODEX_HOME": str(home / "codex"), "FAKE_API_KEY": "fake"},
-            "config": {
-                "model_provider": "fake",
-                "model_providers.fake": {
-                    "name": "Fake",
-                    "base_url": f"{url}/v1",
-                    "env_key": "FAKE_API_KEY",
-                    "wire_api": "responses",
-                    "request_max_retries": 0,
-                    "stream_max_retries": 0,
-                },
-            },
+            "config": _codex_config(url),
+        }
+    if provider == "codex-acp":
+        # Codex's own home, apart from the app-server's: the two keep different session files.
+        return {
+            "env": {"CODEX_HOME": str(home / "codex-acp"), "FAKE_API_KEY": "fake"},
+            "config": _codex_config(url),
+        }
+    if provider == "qwen":
+        # Qwen Code retries a server error seven times with back-off; nothing turns it off.
+        return {
+            "env": {
+                "OPENAI_BASE_URL": f"{url}/v1",
+                "OPENAI_API_KEY": "fake",
+                "HOME": str(home / "qwen"),
+            }
         }
     if provider == "gemini":
         return {
