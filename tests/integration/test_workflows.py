@@ -362,10 +362,10 @@ async def test_cancel_stops_every_running_step(sqlite_api: Api, git_repo: Path) 
     assert again.status_code == 409
 
 
+@pytest.mark.postgres
 async def test_definitions_are_versioned_validated_and_loaded_from_the_repo(
-    sqlite_api: Api, git_repo: Path
+    api: Api, git_repo: Path
 ) -> None:
-    api = sqlite_api
     schema = (await api.get("/api/workflows/schema")).json()
     assert schema["title"] == "Codeyard workflow" and "RunStep" in schema["$defs"]
 
