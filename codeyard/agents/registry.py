@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -10,6 +11,7 @@ from codeyard.domain.registry import Registry
 
 #: Providers by name (sorted in lists); the same registry shape as PR hosts'.
 PROVIDERS: Registry[Provider] = Registry("provider", sort=True)
+_PROBING = threading.Lock()
 
 
 def register(provider: Provider) -> None:
@@ -53,5 +55,7 @@ def describe_all() -> list[dict[str, Any]]:
     """Every provider described; their ``--version`` probes run side by side (blocking: call
     from a thread in async code)."""
     providers = PROVIDERS.entries()
-    with ThreadPoolExecutor(max_workers=max(1, len(providers))) as pool:
+    # One probe at a time (the API's listings, a worker's registration): the probes import
+    # agent SDKs lazily, and two threads importing the same package can see it half-made.
+    with _PROBING, ThreadPoolExecutor(max_workers=max(1, len(providers))) as pool:
         return list(pool.map(describe, providers))

@@ -94,6 +94,51 @@ async def _event_ids(conn: AsyncConnection, count: int, next_id: int) -> list[in
     return sorted(int(v) for v in result.scalars())
 
 
+async def _lock_runs(
+    conn: AsyncConnection, batch: list[_Pending], cursors: dict[str, _RunCursor]
+) -> None:
+    """Lock the rows of the runs this batch appends to, in id order, before anything else:
+    two writer processes whose batches touch the same runs then queue instead of deadlocking.
+    (A job's own runs are locked when it first touches them.)"""
+    ids = sorted({p.fn.run_id for p in batch if isinstance(p.fn, _Append)})
+    if not ids:
+        return
+    stmt = (
+        select(schema.runs.c.id, schema.runs.c.last_seq, schema.runs.c.project_id)
+        .add_columns(schema.runs.c.attempt)
+        .where(schema.runs.c.id.in_(ids))
+        .order_by(schema.runs.c.id)
+        .with_for_update()
+    )
+    for row in (await conn.execute(stmt)).all():
+        cursors[row.id] = _RunCursor(row.last_seq, row.project_id, row.attempt)
+
+
+class _IdPool:
+    """Event ids of one batch, handed out in ascending order in the order events are
+    numbered, so a run's ids grow with its ``seq`` (streams rely on it). SQLite: the writer's
+    counter. PostgreSQL: drawn from ``events_id_seq`` (one query for the batch's appends);
+    when the pool runs short, what is left is dropped (a gap) and larger ids are drawn."""
+
+    def __init__(self, conn: AsyncConnection, next_id: int) -> None:
+        self._conn = conn
+        self.next_id = next_id
+        self._drawn: list[int] = []  # reversed: ``pop`` gives the smallest
+
+    async def fill(self, count: int) -> None:
+        if _shared(self._conn) and count:
+            self._drawn = (await _event_ids(self._conn, count, 0))[::-1]
+
+    async def take(self, count: int) -> list[int]:
+        if not _shared(self._conn):
+            ids = list(range(self.next_id, self.next_id + count))
+            self.next_id += count
+            return ids
+        if len(self._drawn) < count:
+            await self.fill(count)
+        return [self._drawn.pop() for _ in range(count)]
+
+
 def notify_payloads(token: str, ids: Sequence[int]) -> list[str]:
     """``token:id,id,…`` chunks (the token lets the writing process skip its own)."""
     out: list[str] = []
@@ -121,10 +166,12 @@ class Tx:
         next_id: int,
         cursors: dict[str, _RunCursor] | None = None,
         fence: fencing.Fence | None = None,
+        pool: _IdPool | None = None,
     ) -> None:
         self.conn = conn
         self._writer = writer
         self.next_id = next_id
+        self._pool = pool or _IdPool(conn, next_id)
         #: The run attempt the job writes for (``store.fencing``); None: not fenced.
         self.fence = fence
         self.cursors: dict[str, _RunCursor] = cursors if cursors is not None else {}
@@ -166,7 +213,7 @@ class Tx:
         fencing.check(self.fence, run_id, cur.attempt)
         ts = utc_now()
         out = []
-        ids = await _event_ids(self.conn, len(events), self.next_id)
+        ids = await self._pool.take(len(events))
         for ev, event_id in zip(events, ids, strict=True):
             cur.last_seq += 1
             out.append(
@@ -174,8 +221,7 @@ class Tx:
                     event_id, run_id, cur.project_id, cur.last_seq, ev.type, ts, ev.data_json
                 )
             )
-        if not _shared(self.conn):
-            self.next_id += len(out)
+        self.next_id = self._pool.next_id
         self.events.extend(out)
         self.run_values.setdefault(run_id, {})
         return out
@@ -333,21 +379,24 @@ class Writer:
         staged: list[StoredEvent] = []
         cursors: dict[str, _RunCursor] = {}
         run_values: dict[str, dict[str, Any]] = {}
-        next_id = self._next_id
         try:
             conn = await self._connection()
             async with conn.begin():
+                # PostgreSQL: the appends' rows locked and their ids drawn, once per batch.
+                pool = _IdPool(conn, self._next_id)
+                if _shared(conn):
+                    await _lock_runs(conn, batch, cursors)
+                    appends = [p.fn for p in batch if isinstance(p.fn, _Append)]
+                    await pool.fill(sum(len(a.events) for a in appends))
                 for pending in batch:
                     if isinstance(pending.fn, _Append):
                         try:
                             stored = await self._number(
-                                conn, pending.fn, cursors, next_id, pending.fence
+                                conn, pending.fn, cursors, pool, pending.fence
                             )
                         except Exception as exc:  # no such run, or a stale attempt
                             outcomes.append((pending, False, exc))
                             continue
-                        if not _shared(conn):
-                            next_id += len(stored)
                         staged.extend(stored)
                         values = run_values.setdefault(pending.fn.run_id, {})
                         if pending.fn.run_values:
@@ -358,7 +407,7 @@ class Writer:
                         k: _RunCursor(v.last_seq, v.project_id, v.attempt)
                         for k, v in cursors.items()
                     }
-                    tx = Tx(conn, self, next_id, copies, pending.fence)
+                    tx = Tx(conn, self, pool.next_id, copies, pending.fence, pool)
                     try:
                         if pending.savepoint:
                             async with conn.begin_nested():
@@ -373,7 +422,6 @@ class Writer:
                         run_values.pop(run_id, None)
                         cursors.pop(run_id, None)
                         self._cursors.pop(run_id, None)
-                    next_id = tx.next_id
                     cursors.update(tx.cursors)
                     staged.extend(tx.events)
                     for run_id, values in tx.run_values.items():
@@ -387,7 +435,7 @@ class Writer:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
-        self._next_id = next_id
+        self._next_id = pool.next_id
         self._cursors.update(cursors)
         self.batches += 1
         if staged:
@@ -408,7 +456,7 @@ class Writer:
         conn: AsyncConnection,
         a: _Append,
         cursors: dict[str, _RunCursor],
-        next_id: int,
+        pool: _IdPool,
         fence: fencing.Fence | None,
     ) -> list[StoredEvent]:
         """Number an append's events (what ``Tx.emit`` does, without a ``Tx``)."""
@@ -423,7 +471,7 @@ class Writer:
         fencing.check(fence, a.run_id, cur.attempt)
         ts = utc_now()
         seq, project_id, run_id = cur.last_seq, cur.project_id, a.run_id
-        ids = await _event_ids(conn, len(a.events), next_id)
+        ids = await pool.take(len(a.events))
         stored = [
             StoredEvent(ids[k], run_id, project_id, seq + k + 1, e.type, ts, e.data_json)
             for k, e in enumerate(a.events)

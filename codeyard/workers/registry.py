@@ -93,19 +93,22 @@ class Heartbeat:
         self.registered = asyncio.Event()
 
     async def start(self) -> None:
-        """Register and beat in the background: probing the agent CLIs' versions takes seconds
-        (one process each), which the server's start-up must not wait for."""
+        """Register one beat after start-up, then beat: probing the agent CLIs (one process
+        each, seconds in all) must not delay the server's start, and the probe's imports run in
+        threads, which must not race the start-up's own imports of the same packages."""
         self._task = asyncio.create_task(self._run(), name="codeyard-worker-heartbeat")
 
     async def _run(self) -> None:
+        await asyncio.sleep(self._every)
         try:
-            await self._register()
+            await self.register()
         except Exception:  # shows as a missing worker; the server itself is fine
             log.exception("worker registration failed")
             return
         await self._beat(self.row)
 
-    async def _register(self) -> None:
+    async def register(self) -> None:
+        """Probe this host's capabilities and write the worker row (again)."""
         caps = await capabilities(self._engine)
         now = utc_now()
         row = {
