@@ -22,7 +22,8 @@ codeyard/web/index.html: $(UI_SRC)
 		cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
 	fi
 
-# Agent CLIs that only ship on npm (Gemini, Copilot, OpenCode), pinned by clis/package-lock.json.
+# Agent CLIs that only ship on npm (Gemini, Copilot, OpenCode, Qwen Code, Zed's ACP adapters for
+# Codex and Claude Code), pinned by clis/package-lock.json.
 clis: clis/node_modules/.installed
 
 clis/node_modules/.installed: clis/package.json clis/package-lock.json
