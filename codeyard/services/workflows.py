@@ -208,6 +208,31 @@ async def _target(svc: Services, body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def check_scopes(graph: graphs.Graph, principal: Principal) -> None:
+    """Steps act with the starter's scopes: landing needs what ``POST …/resolve`` needs, so a
+    token that may not merge cannot start a workflow that merges (403 before anything runs)."""
+    needed: set[str] = set()
+    for step in graph.steps.values():
+        action = (
+            step.action
+            if isinstance(step, model.LandStep)
+            else step.land
+            if isinstance(step, model.CompareStep)
+            else None
+        )
+        if action is not None:
+            needed.add("git:merge")
+            if action == "create_pr":
+                needed.add("git:push")
+    missing = sorted(needed - principal.scopes)
+    if missing:
+        raise Forbidden(
+            f"This workflow lands runs, which needs the {', '.join(missing)} scope(s); use a "
+            "token that has them, or remove its land steps.",
+            required_scope=missing[0],
+        )
+
+
 def execution_public(row: dict[str, Any]) -> dict[str, Any]:
     keys = (
         "id",
@@ -241,7 +266,7 @@ async def execute(
     async with svc.engine.connect() as conn:
         row = await store.get_workflow(conn, workflow_id)
     defn = model.load(row["definition"])
-    graphs.resolve(defn)
+    check_scopes(graphs.resolve(defn), principal)
     inputs = graphs.check_inputs(defn, dict(body.get("variables") or {}))
     target = await _target(svc, body)
     budget = body.get("budget_usd") or defn.budget_usd

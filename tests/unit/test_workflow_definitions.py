@@ -7,7 +7,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from codeyard.domain.errors import ValidationFailed
+from codeyard.auth.principal import Principal
+from codeyard.domain.errors import Forbidden, ValidationFailed
+from codeyard.services import workflows as workflow_service
 from codeyard.workflows import expressions as ex
 from codeyard.workflows import graph, model
 from codeyard.workflows.state import fold, step_view
@@ -148,3 +150,20 @@ def test_folded_log_knows_what_not_to_redo() -> None:
     assert folded.done["z"]["skipped"] is True
     view = {s["key"]: s["status"] for s in step_view(folded)}
     assert view == {"a": "completed", "ok": "waiting", "z": "skipped"}
+
+
+def test_a_workflow_that_lands_needs_the_scopes_landing_needs() -> None:
+    g = graph.resolve(
+        defn(
+            run("a"),
+            run("b"),
+            {"id": "pick", "type": "compare", "candidates": ["a", "b"], "land": "create_pr"},
+        )
+    )
+    writer = Principal("token", "w", frozenset({"runs:read", "runs:write"}), "usr_1", "member")
+    with pytest.raises(Forbidden) as err:
+        workflow_service.check_scopes(g, writer)
+    assert "git:merge, git:push" in err.value.detail
+    merger = Principal("token", "m", frozenset({"runs:write", "git:merge", "git:push"}), "usr_2")
+    workflow_service.check_scopes(g, merger)
+    workflow_service.check_scopes(graph.resolve(defn(run("a"))), writer)
