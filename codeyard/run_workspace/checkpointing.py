@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.domain.events import CheckpointCreated, utc_now
 from codeyard.domain.ids import new_id
-from codeyard.store import checkpoints, projects
+from codeyard.store import checkpoints, fencing, projects, runs
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.checkpoints import create_checkpoint_with_stats, delete_checkpoint_refs
+from codeyard.workspace.git import git
 
 _locks: dict[str, asyncio.Lock] = {}
 
@@ -54,9 +55,12 @@ async def take_checkpoint(
     turn end needs no snapshot of its own for them.
     """
     run_id = run["id"]
+    fence = fencing.current.get()
     async with _locks.setdefault(run_id, asyncio.Lock()):
         async with engine.connect() as conn:
             number = await checkpoints.next_number(conn, run_id)
+            if fence is not None and fence.run_id == run_id:  # no git work for a lost attempt
+                fencing.check(fence, run_id, (await runs.get(conn, run_id))["attempt"])
         message = f"Codeyard checkpoint {number} of run {run['number']} ({kind})"
         if description:
             message += f"\n\n{description}"
@@ -87,7 +91,13 @@ async def take_checkpoint(
             await checkpoints.insert(tx, row)
             await tx.emit_one(run_id, CheckpointCreated(checkpoint=public(row)))
 
-        await writer.run(job)
+        try:
+            await writer.run(job)
+        except fencing.StaleAttempt:  # the run moved on meanwhile: leave no ref behind
+            for path in run["worktrees"].values():
+                ref = checkpoint_ref(run_id, number)
+                await git("update-ref", "-d", ref, cwd=Path(path), check=False)
+            raise
         return public(row)
 
 

@@ -7,6 +7,7 @@ attempt moves on as when another worker takes the run over, and the old attempt'
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 
 from codeyard.domain import events as ev
 from codeyard.domain.status import RunStatus
+from codeyard.run_workspace.checkpointing import take_checkpoint
 from codeyard.store import fencing, runs, schema
 from codeyard.store.writer import Tx
 from tests.conftest import Api
@@ -134,3 +136,40 @@ async def test_the_local_executor_runs_each_take_as_a_new_attempt(
     row = await _row(api, run_id)
     assert row["attempt"] == 2
     assert row["turns"] == 2
+
+
+async def test_a_stale_attempt_takes_no_checkpoint(sqlite_api: Api, git_repo: Path) -> None:
+    """Neither the checkpoint's git ref nor its row: the lost attempt is refused before git."""
+    api = sqlite_api
+    body = {
+        "prompt": "cp",
+        "repo_path": str(git_repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": [{"write": {"path": "a.txt", "content": "a"}}]}},
+    }
+    resp = await api.post("/api/runs", json=body)
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["id"]
+    await api.wait_status(run_id, "review")
+    engine, writer = api.services.engine, api.services.writer
+    async with engine.connect() as conn:
+        run = await runs.get(conn, run_id)
+    current = fencing.Fence(run_id, run["attempt"])
+    made = await _as(current, take_checkpoint(engine, writer, run, "manual", None))
+
+    await writer.run(lambda tx: runs.begin_attempt(tx, run_id))  # another worker took it
+    with pytest.raises(fencing.StaleAttempt):
+        await _as(current, take_checkpoint(engine, writer, run, "manual", None))
+
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", f"refs/codeyard/{run_id}/"],
+        cwd=git_repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert f"refs/codeyard/{run_id}/{made['number']}" in refs
+    assert f"refs/codeyard/{run_id}/{made['number'] + 1}" not in refs
+    listed = (await api.get(f"/api/runs/{run_id}/checkpoints")).json()
+    numbers = [c["number"] for c in listed.get("data", listed)]
+    assert made["number"] in numbers and made["number"] + 1 not in numbers
