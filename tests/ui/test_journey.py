@@ -153,7 +153,11 @@ def test_journey(
         status(page, "review")
 
         # The diff shows both files.
-        page.get_by_test_id("tab-review").click()
+        if viewport == "phone":  # the phone's header: tabs are in the run menu
+            page.get_by_test_id("run-menu").click()
+            page.get_by_test_id("menu-diff").click()
+        else:
+            page.get_by_test_id("tab-review").click()
         files = page.get_by_test_id("file-list")
         expect(files).to_contain_text("feature.txt")
         expect(files).to_contain_text("extra.txt")
@@ -170,8 +174,11 @@ def test_journey(
         expect(files).to_contain_text("feature.txt")
         shot("06-restored")
 
-        # Merge.
+        # Merge: main is checked out in the repository, so the page asks first.
         page.get_by_role("button", name="Merge", exact=True).click()
+        ask = page.get_by_test_id("confirm-land")
+        expect(ask).to_contain_text("'main' is checked out in")
+        ask.get_by_role("button", name="Yes, merge").click()
         expect(page.get_by_test_id("resolved")).to_contain_text("merged", timeout=20_000)
         status(page, "completed")
         shot("07-merged")

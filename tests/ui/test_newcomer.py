@@ -148,7 +148,11 @@ def test_newcomer_screens(
         chip.click()
         assert chip.get_attribute("aria-expanded") == "true"
         shot("06-run-tasks")
-        page.get_by_test_id("tab-review").click()
+        if viewport == "phone":  # the phone's header: tabs are in the run menu
+            page.get_by_test_id("run-menu").click()
+            page.get_by_test_id("menu-diff").click()
+        else:
+            page.get_by_test_id("tab-review").click()
         checkpoint = page.get_by_test_id("checkpoint").first
         expect(checkpoint).to_contain_text("End of turn 1")
         expect(checkpoint).to_contain_text("1 file ·")

@@ -27,6 +27,20 @@ export type Item =
   | { key: string; kind: "turn"; turn: number; cost: number | null; duration: number | null; stop: string | null }
   | { key: string; kind: "note"; text: string; tone: "info" | "error" | "git" };
 
+/** One step of the run's status timeline: the status entered, when, and why. */
+export interface StatusStep {
+  to: string;
+  ts: string;
+  reason: string | null;
+}
+
+/** Tokens and dollars summed from the `usage` events (increments) as they stream in. */
+export interface LiveUsage {
+  input: number;
+  output: number;
+  cost: number | null;
+}
+
 export interface FoldState {
   items: Item[];
   /** index into items by message id / call id / approval id */
@@ -34,10 +48,21 @@ export interface FoldState {
   tasks: Task[];
   lastId: number;
   count: number;
+  /** created → preparing → running → … with times (from `run.created` and `run.status`) */
+  statuses: StatusStep[];
+  usage: LiveUsage;
 }
 
 export function emptyFold(): FoldState {
-  return { items: [], index: new Map(), tasks: [], lastId: 0, count: 0 };
+  return {
+    items: [],
+    index: new Map(),
+    tasks: [],
+    lastId: 0,
+    count: 0,
+    statuses: [],
+    usage: { input: 0, output: 0, cost: null },
+  };
 }
 
 function str(v: unknown): string {
@@ -157,7 +182,21 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
         break;
       case "run.status":
         items.push({ key, kind: "status", from: str(d.from), to: str(d.to), reason: (d.reason as string) ?? null });
+        state.statuses = [...state.statuses, { to: str(d.to), ts: e.ts, reason: (d.reason as string) ?? null }];
         break;
+      case "run.created":
+        state.statuses = [{ to: "created", ts: e.ts, reason: null }, ...state.statuses];
+        break;
+      case "usage": {
+        const u = state.usage;
+        const cost = typeof d.cost_usd === "number" ? d.cost_usd : null;
+        state.usage = {
+          input: u.input + Number(d.input_tokens ?? 0),
+          output: u.output + Number(d.output_tokens ?? 0),
+          cost: cost === null ? u.cost : (u.cost ?? 0) + cost,
+        };
+        break;
+      }
       case "turn.completed":
         items.push({
           key,
@@ -192,7 +231,7 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
         items.push({ key, kind: "note", tone: "error", text: `${str(d.message)}${d.detail ? `: ${str(d.detail)}` : ""}` });
         break;
       default:
-        break; // usage, agent.session, run.created: shown elsewhere
+        break; // agent.session and the rest: shown elsewhere
     }
   }
   return state;

@@ -6,7 +6,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { api } from "../api/client";
 import type { RunEvent } from "../api/models";
-import { apply, emptyFold, type FoldState, type Item } from "./fold";
+import { apply, emptyFold, type FoldState, type Item, type LiveUsage, type StatusStep } from "./fold";
 import { openStream } from "./sse";
 
 export type Connection = "connecting" | "open" | "retrying" | "ended";
@@ -33,6 +33,10 @@ export interface RunStream {
   connection: Connection;
   /** false while the snapshot's tail stands in for a replay still under way */
   complete: boolean;
+  /** the status timeline, from the event log (complete once the replay has caught up) */
+  statuses: StatusStep[];
+  /** tokens and cost summed from `usage` events as they arrive (during a turn, too) */
+  usage: LiveUsage;
 }
 
 /** `runRef`: the run's id or number (the stream and snapshot routes take either). */
@@ -47,6 +51,8 @@ export function useRunStream(runRef: string): RunStream {
     lastId: 0,
     connection: "connecting",
     complete: false,
+    statuses: [],
+    usage: emptyFold().usage,
   });
 
   useEffect(() => {
@@ -74,6 +80,8 @@ export function useRunStream(runRef: string): RunStream {
         lastId: f.lastId,
         connection,
         complete: f === fold.current,
+        statuses: fold.current.statuses,
+        usage: fold.current.usage,
       });
     };
     const schedule = () => {

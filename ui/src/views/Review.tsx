@@ -5,6 +5,7 @@ import type { Checkpoint, Run } from "../api/models";
 import { DiffView } from "../components/DiffView";
 import { Empty, ErrorNote, Spinner } from "../components/ui";
 import { ago } from "../lib/format";
+import { useLocation } from "../lib/router";
 
 function useWide(): boolean {
   const query = "(min-width: 1000px)";
@@ -19,6 +20,7 @@ function useWide(): boolean {
 }
 
 const RESOLVED_OK = new Set(["completed"]);
+const ACTIONS = new Set(["merge", "squash", "rebase", "create_pr", "discard", "agent_merge"]);
 
 interface MergedEvent {
   data: { sha: string; target: string; strategy: string };
@@ -48,9 +50,21 @@ function Landed({ run }: { run: Run }) {
 
 function Resolve({ run }: { run: Run }) {
   const qc = useQueryClient();
-  const [action, setAction] = useState<BodyOf<"/api/runs/{run_ref}/resolve", "post">["action"]>("merge");
+  type Action = BodyOf<"/api/runs/{run_ref}/resolve", "post">["action"];
+  // `?action=` from the run menu (the phone's merge / pull request / discard): chosen, in view.
+  const wanted = useLocation().search.get("action");
+  const [action, setAction] = useState<Action>(() => (wanted && ACTIONS.has(wanted) ? (wanted as Action) : "merge"));
+  const form = useRef<HTMLFormElement>(null);
+  useEffect(() => {
+    if (wanted) form.current?.scrollIntoView({ block: "start" });
+  }, [wanted]);
   const [target, setTarget] = useState("");
   const [message, setMessage] = useState("");
+  // The server's question before landing into a branch checked out in the user's own worktree
+  // (GET land-check); the landing waits for a second, explicit click.
+  const [ask, setAsk] = useState<string | null>(null);
+  const [checking, setChecking] = useState(false);
+  const [checkError, setCheckError] = useState<unknown>(null);
   const resolve = useMutation({
     mutationFn: () =>
       api.post(
@@ -101,19 +115,40 @@ function Resolve({ run }: { run: Run }) {
   };
   return (
     <form
+      ref={form}
       className="card stack resolve"
       aria-label="Resolve"
       onSubmit={(e) => {
         e.preventDefault();
         if (action === "discard" && !confirm("Discard this run's changes and branch?")) return;
-        resolve.mutate();
+        if (action !== "merge" && action !== "squash" && action !== "rebase") return resolve.mutate();
+        setChecking(true);
+        setCheckError(null);
+        api
+          .get("/api/runs/{run_ref}/land-check", {
+            path: { run_ref: run.id },
+            query: { target_branch: target.trim() || undefined },
+          })
+          // Conflicts first: the server's 409 lists them and changes nothing; no question then.
+          .then((check) => (check.confirm && !check.conflicts ? setAsk(check.confirm) : resolve.mutate()))
+          .catch(setCheckError)
+          .finally(() => setChecking(false));
       }}
     >
       <h3>Land the changes</h3>
       <div className="segmented" role="radiogroup" aria-label="Action">
         {Object.keys(labels).map((a) => (
           <label key={a} className={action === a ? "on" : ""}>
-            <input type="radio" name="action" value={a} checked={action === a} onChange={() => setAction(a as typeof action)} />
+            <input
+              type="radio"
+              name="action"
+              value={a}
+              checked={action === a}
+              onChange={() => {
+                setAction(a as typeof action);
+                setAsk(null);
+              }}
+            />
             {labels[a]}
           </label>
         ))}
@@ -121,7 +156,14 @@ function Resolve({ run }: { run: Run }) {
       {action !== "discard" && (
         <label>
           Target branch
-          <input value={target} onChange={(e) => setTarget(e.target.value)} placeholder="the repository's default branch" />
+          <input
+            value={target}
+            onChange={(e) => {
+              setTarget(e.target.value);
+              setAsk(null);
+            }}
+            placeholder="the repository's default branch"
+          />
         </label>
       )}
       {action !== "discard" && action !== "rebase" && action !== "agent_merge" && (
@@ -143,10 +185,34 @@ function Resolve({ run }: { run: Run }) {
           Rebase the branch, or choose "Let the agent resolve conflicts".
         </div>
       )}
-      {!conflicts.length && <ErrorNote error={resolve.error} />}
+      {!conflicts.length && <ErrorNote error={resolve.error ?? checkError} />}
+      {ask && (
+        <div className="warn-note stack" role="alertdialog" aria-label="Confirm landing" data-testid="confirm-land">
+          <span>{ask}</span>
+          <div className="row">
+            <button
+              type="button"
+              className="primary"
+              onClick={() => {
+                setAsk(null);
+                resolve.mutate();
+              }}
+            >
+              Yes, {(labels[action] ?? action).toLowerCase()}
+            </button>
+            <button type="button" onClick={() => setAsk(null)}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      )}
       {resolve.isSuccess && <div className="ok-note">Done: {resolve.data.resolution ?? resolve.data.status}</div>}
       <div ref={outcome} />
-      <button className={action === "discard" ? "danger big" : "primary big"} type="submit" disabled={resolve.isPending}>
+      <button
+        className={action === "discard" ? "danger big" : "primary big"}
+        type="submit"
+        disabled={resolve.isPending || checking || ask !== null}
+      >
         {labels[action]}
       </button>
     </form>

@@ -7,6 +7,7 @@ import { ErrorNote, Link, Spinner, StatusBadge } from "../components/ui";
 import { ACTIVE, duration, money, tokens } from "../lib/format";
 import { useRunStream } from "../lib/useRunStream";
 import { MicButton } from "../components/MicButton";
+import { RunMenu } from "../components/RunMenu";
 
 const Review = lazy(() => import("./Review"));
 
@@ -192,6 +193,27 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
   if (run.error) return <ErrorNote error={run.error} />;
   if (!r) return <Spinner />;
   const files = r.diff_stats.files;
+  // Live: summed from the usage events as they stream in (mid-turn too), once the replay has
+  // caught up; until then the run's own totals.
+  const live = stream.complete && stream.count > 0;
+  const used = {
+    input: live ? stream.usage.input : r.usage.input_tokens,
+    output: live ? stream.usage.output : r.usage.output_tokens,
+    cost: live && stream.usage.cost !== null ? stream.usage.cost : r.usage.cost_usd,
+  };
+  const tasksToggle =
+    stream.tasks.length > 0 ? (
+      // A toggle for the task panel, not a tab: it looks like a chip and says it expands.
+      <button
+        type="button"
+        className={`chip tasks-chip${showTasks ? " on" : ""}`}
+        aria-expanded={showTasks}
+        data-testid="tasks-toggle"
+        onClick={() => setShowTasks((v) => !v)}
+      >
+        {stream.tasks.filter((t) => t.status === "completed").length}/{stream.tasks.length} tasks {showTasks ? "▴" : "▾"}
+      </button>
+    ) : null;
   return (
     <div className="run-page">
       <header className="run-head">
@@ -203,17 +225,22 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
             <span className="muted">#{r.number}</span> {r.title}
           </h1>
           <StatusBadge status={r.status} reason={r.status_reason} resolution={r.resolution} />
+          <RunMenu
+            run={r}
+            tab={tab}
+            statuses={stream.statuses}
+            controls={<Controls run={r} />}
+          />
         </div>
         <div className="run-head-meta muted small">
-          <span>
+          <span className="wide-only">
             {r.provider}
             {r.model ? ` · ${r.model}` : ""}
           </span>
-          {r.branch && <code className="ellipsis">{r.branch}</code>}
-          <span data-testid="run-cost" title={`${r.usage.input_tokens} in / ${r.usage.output_tokens} out`}>
-            {money(r.usage.cost_usd)}
-            {r.budget_usd !== null ? ` of ${money(r.budget_usd)}` : ""} · {tokens(r.usage.input_tokens)} in ·{" "}
-            {tokens(r.usage.output_tokens)} out
+          {r.branch && <code className="ellipsis wide-only">{r.branch}</code>}
+          <span data-testid="run-cost" title={`${used.input} in / ${used.output} out`} aria-live="polite">
+            {money(used.cost)}
+            {r.budget_usd !== null ? ` of ${money(r.budget_usd)}` : ""} · {tokens(used.input)} in · {tokens(used.output)} out
           </span>
           {(r.status === "running" || r.status === "preparing") && <Working count={stream.count} />}
           <span className={`conn ${stream.connection}`} data-testid="connection">
@@ -231,19 +258,7 @@ export function RunDetail({ runRef, tab }: { runRef: string; tab: "transcript" |
             <Link to={`/runs/${r.number}/terminal`} className="tabbtn" testId="tab-terminal">
               Terminal
             </Link>
-            {stream.tasks.length > 0 && (
-              // A toggle for the task panel, not a tab: it looks like a chip and says it expands.
-              <button
-                type="button"
-                className={`chip tasks-chip${showTasks ? " on" : ""}`}
-                aria-expanded={showTasks}
-                data-testid="tasks-toggle"
-                onClick={() => setShowTasks((v) => !v)}
-              >
-                {stream.tasks.filter((t) => t.status === "completed").length}/{stream.tasks.length} tasks{" "}
-                {showTasks ? "▴" : "▾"}
-              </button>
-            )}
+            {tasksToggle}
           </div>
           <Controls run={r} />
         </div>
