@@ -206,6 +206,9 @@ async def _running(
     app.state.github_inbox = inbox
     inbox.start()
     sweeper.start()
+    poll = github_service.PollLoop(services)
+    if github_service.should_poll(settings):  # no webhooks: one poller for every PR
+        poll.start()
     try:
         yield services
     finally:
@@ -214,6 +217,7 @@ async def _running(
         ticket_runs.cancel()
         await asyncio.gather(ticket_runs, return_exceptions=True)
         checker.cancel()
+        await poll.stop()
         await sweeper.stop()
         await inbox.stop()
         await asyncio.gather(indexer, checker, return_exceptions=True)

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     github_webhook_secret: str = Field(default="", repr=False)
     #: How often the sweeper asks GitHub for deliveries that never arrived and redelivers them.
     github_sweep_seconds: float = Field(default=300.0, ge=1)
+    #: Without a webhook secret, one poller follows every run's pull request within this many
+    #: GitHub API requests per hour (0: no polling); the rest of the quota stays the user's.
+    github_poll_budget_per_hour: int = Field(default=1000, ge=0, le=5000)
 
     @property
     def resolved_database_url(self) -> str:

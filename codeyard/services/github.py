@@ -20,16 +20,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
+from codeyard.config import Settings
 from codeyard.domain import events as ev
 from codeyard.domain.errors import BadRequest, CodeyardError, Forbidden
 from codeyard.github.client import GitHubClient
+from codeyard.github.poller import Budget, Poller, PrRef, PrSnapshot
 from codeyard.github.signature import valid
 from codeyard.prs.base import PrConfig
 from codeyard.services.context import Services
 from codeyard.store import github as store
 from codeyard.store.writer import Tx
 
-__all__ = ["Inbox", "Sweeper", "deliveries", "receive", "sweep"]
+__all__ = ["Inbox", "PollLoop", "Sweeper", "deliveries", "receive", "should_poll", "sweep"]
 
 log = logging.getLogger(__name__)
 #: Redeliveries asked for per sweep at most (each is one API request).
@@ -281,3 +285,86 @@ class Sweeper:
                 continue
             for problem in result["problems"]:
                 log.warning("GitHub sweep: %s", problem)
+
+
+def should_poll(settings: Settings) -> bool:
+    """Poll only without webhooks, with a budget, and with a token to poll with."""
+    has_token = PrConfig.from_env().github_token is not None
+    return (
+        settings.github_poll_budget_per_hour > 0
+        and not settings.github_webhook_secret
+        and has_token
+    )
+
+
+class PollLoop:
+    """Without webhooks: the one :class:`~codeyard.github.poller.Poller` for every run's pull
+    request, its changes recorded as ``pr.updated`` (``event: poll``) on the run."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.budget = Budget(per_hour=svc.settings.github_poll_budget_per_hour)
+        self._task: asyncio.Task[None] | None = None
+        self._done: set[tuple[str, int]] = set()  # merged or closed: not polled again
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="codeyard-github-poller")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def refs(self) -> list[PrRef]:
+        async with self.svc.engine.connect() as conn:
+            held = await store.runs_with_pull_requests(conn)
+        out = []
+        for run in held:
+            for pull in [run["pull_request"], *(run["pull_request"].get("others") or [])]:
+                repo = _pull_repo(pull)
+                if repo and (repo, int(pull["number"])) not in self._done:
+                    out.append(PrRef(run["id"], repo, int(pull["number"])))
+        return out
+
+    async def report(self, ref: PrRef, snap: PrSnapshot) -> None:
+        if snap.state in ("MERGED", "CLOSED"):
+            self._done.add((ref.repo, ref.number))
+        event = ev.PrUpdated(
+            repo=ref.repo,
+            number=ref.number,
+            event="poll",
+            action=None,
+            delivery_id="poll",
+            summary=snap.summary(),
+            head_sha=snap.head_sha,
+        )
+        await self.svc.writer.append(ref.run_id, [event])
+
+    async def _loop(self) -> None:
+        config = PrConfig.from_env()
+        headers = {
+            "Authorization": f"Bearer {config.github_token}",
+            "Accept": "application/vnd.github+json",
+            "User-Agent": "codeyard",
+        }
+        async with httpx.AsyncClient(
+            base_url=config.github_api_url.rstrip("/"), headers=headers, timeout=30
+        ) as client:
+            graphql = graphql_url(config.github_api_url)
+            poller = Poller(client, self.budget, self.report, graphql_url=graphql)
+            while True:
+                refs = await self.refs()
+                try:
+                    await poller.cycle(refs)
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    log.warning("polling GitHub pull requests failed: %s", exc)
+                await asyncio.sleep(poller.interval(refs))
+
+
+def graphql_url(api_url: str) -> str:
+    """github.com: ``https://api.github.com/graphql``; Enterprise: ``https://HOST/api/graphql``
+    (next to the REST base ``https://HOST/api/v3``)."""
+    base = api_url.rstrip("/")
+    return base.removesuffix("/v3") + "/graphql" if base.endswith("/api/v3") else base + "/graphql"

@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from codeyard.config import Settings
+from codeyard.github.poller import Poller, PrRef
 from codeyard.github.signature import sign_body
+from codeyard.services.github import PollLoop, graphql_url
 from tests.conftest import TOKEN, make_repo, running_api
 from tests.support.fake_github import FakeGitHub
 from tests.support.live_app import Live, serve
@@ -193,6 +195,21 @@ async def test_merge_on_github_and_the_projects_pull_requests(
         status = (await api.get(f"/api/runs/{run['id']}/pull-request")).json()
         assert status["mergeable"] is True and len(status["head_sha"]) == 40
 
+        # Without webhooks the one poller records what changed on the run's timeline.
+        loop = PollLoop(api.services)
+        refs = await loop.refs()
+        assert refs == [PrRef(run["id"], REPO, number)]
+        fake.add_check_run(status["head_sha"], "build", "completed", "failure")
+        async with httpx.AsyncClient(
+            base_url=fake.api_url, headers={"Authorization": "Bearer ghp_hooks"}
+        ) as client:
+            assert await Poller(client, loop.budget, loop.report).cycle(refs) == 1
+        polled = (
+            await api.get(f"/api/runs/{run['id']}/events", params={"types": "pr.updated"})
+        ).json()["data"]
+        assert [e["data"]["event"] for e in polled] == ["poll"]
+        assert "failing: build" in polled[0]["data"]["summary"]
+
         fake.update_pull(REPO, number, mergeable=False)
         refused = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={})
         assert refused.status_code == 409 and "will not merge" in refused.json()["detail"]
@@ -213,3 +230,8 @@ async def test_merge_on_github_and_the_projects_pull_requests(
             await api.get(f"/api/runs/{run['id']}/events", params={"types": "pr.merged"})
         ).json()["data"]
         assert [e["data"]["method"] for e in events] == ["squash"]
+
+
+def test_graphql_lives_next_to_the_rest_api() -> None:
+    assert graphql_url("https://api.github.com") == "https://api.github.com/graphql"
+    assert graphql_url("https://ghe.example.com/api/v3/") == "https://ghe.example.com/api/graphql"

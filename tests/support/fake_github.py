@@ -6,6 +6,10 @@ instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implement
 * ``POST /repos/{owner}/{repo}/pulls`` (422 for a duplicate, a missing field, an unknown branch,
   or no commits between the branches),
 * ``GET /repos/{owner}/{repo}/pulls/{number}``,
+* ``GET /repos/{owner}/{repo}/pulls?state=open`` with an ``ETag`` (``If-None-Match`` → 304),
+* ``POST /graphql`` for the one query shape ``codeyard.github.poller`` sends (aliased
+  ``repository``/``pullRequest`` blocks with the head commit's check rollup),
+* rate-limit headers from :attr:`FakeGitHub.rate` on every answer,
 * ``GET /repos/{owner}/{repo}/commits/{ref}/check-runs``,
 * ``GET /repos/{owner}/{repo}/pulls/{number}/reviews``,
 * ``PUT /repos/{owner}/{repo}/pulls/{number}/merge`` (405 when not mergeable, 409 when ``sha``
@@ -45,8 +49,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 DOCS = "https://docs.github.com/rest"
+_GQL_REPO = re.compile(r'(r\d+): repository\(owner: "([^"]+)", name: "([^"]+)"\)')
+_GQL_PULL = re.compile(r"(p\d+): pullRequest\(number: (\d+)\)")
 _ROUTES = [
     ("POST", re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "create_pull"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls"), "list_pulls"),
+    ("POST", re.compile(r"/graphql"), "graphql"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)"), "get_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs"), "check_runs"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews"), "reviews"),
@@ -114,7 +122,10 @@ class FakeGitHub:
         self._repos: dict[str, _Repo] = {}
         self._runs_by_sha: dict[str, list[dict[str, Any]]] = {}
         self._next_number = 1
+        self._if_none_match: str | None = None
         self.hooks: dict[int, _Hook] = {}
+        #: ``X-RateLimit-*`` headers sent with every answer (tests lower ``remaining``).
+        self.rate = {"limit": 5000, "remaining": 4999, "reset": int(time.time()) + 3600}
         self.deliveries: list[dict[str, Any]] = []  # every attempt, oldest first
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -274,6 +285,7 @@ class FakeGitHub:
                 answer = getattr(self, "_" + name)
                 try:
                     with self._lock:
+                        self._if_none_match = headers.get("if-none-match")
                         reply: _Reply = answer(query, body, *match.groups())
                 except _Reply as refused:
                     return refused
@@ -372,6 +384,71 @@ class FakeGitHub:
             200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
         )
 
+    def _list_pulls(self, query: Any, _b: Any, owner: str, name: str) -> _Reply:
+        repo = self._repo(owner, name)
+        listing = [
+            {k: p[k] for k in ("number", "state", "head", "updated_at") if k in p}
+            for p in repo.pulls.values()
+            if p["state"] == "open"
+        ]
+        etag = '"' + hashlib.sha1(json.dumps(listing, sort_keys=True).encode()).hexdigest() + '"'
+        if self._if_none_match == etag:
+            return _Reply(304, None, {"ETag": etag})
+        return _Reply(200, listing, {"ETag": etag})
+
+    def _graphql(self, _q: Any, body: Any) -> _Reply:
+        text = str((body or {}).get("query", ""))
+        blocks = list(_GQL_REPO.finditer(text))
+        data: dict[str, Any] = {}
+        for i, block in enumerate(blocks):
+            alias, owner, name = block.groups()
+            end = blocks[i + 1].start() if i + 1 < len(blocks) else len(text)
+            repo = self._repos.get(f"{owner}/{name}")
+            if repo is None:
+                data[alias] = None
+                continue
+            node: dict[str, Any] = {}
+            for pull_alias, number in _GQL_PULL.findall(text[block.end() : end]):
+                pull = repo.pulls.get(int(number))
+                node[pull_alias] = None if pull is None else self._pull_node(pull)
+            data[alias] = node
+        return _Reply(200, {"data": data})
+
+    def _pull_node(self, pull: dict[str, Any]) -> dict[str, Any]:
+        runs = self._runs_by_sha.get(pull["head"]["sha"], [])
+        if not runs:
+            rollup = None
+        else:
+            conclusions = [r["conclusion"] for r in runs]
+            state = (
+                "FAILURE"
+                if any(c in ("failure", "timed_out", "cancelled") for c in conclusions)
+                else "PENDING"
+                if any(r["status"] != "completed" for r in runs)
+                else "SUCCESS"
+            )
+            nodes = [
+                {
+                    "__typename": "CheckRun",
+                    "name": r["name"],
+                    "status": r["status"].upper(),
+                    "conclusion": (r["conclusion"] or "").upper() or None,
+                    "detailsUrl": None,
+                }
+                for r in runs
+            ]
+            rollup = {"state": state, "contexts": {"nodes": nodes}}
+        state = "MERGED" if pull.get("merged") else str(pull["state"]).upper()
+        return {
+            "number": pull["number"],
+            "state": state,
+            "isDraft": pull["draft"],
+            "mergeable": "MERGEABLE" if pull.get("mergeable", True) else "CONFLICTING",
+            "reviewDecision": None,
+            "headRefOid": pull["head"]["sha"],
+            "commits": {"nodes": [{"commit": {"statusCheckRollup": rollup}}]},
+        }
+
     def _hook_deliveries(self, query: Any, _b: Any, owner: str, name: str, hook_id: str) -> _Reply:
         self._repo(owner, name)
         hook = self.hooks.get(int(hook_id))
@@ -448,8 +525,10 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # a bug in the fake: answer 500, fail the test at exit
                 fake.errors.append(f"{self.command} {self.path}: {exc!r}")
                 reply = _Reply(500, {"message": "fake GitHub failed"})
-            data = json.dumps(reply.body).encode()
+            data = b"" if reply.status == 304 else json.dumps(reply.body).encode()
             self.send_response(reply.status)
+            for key, value in fake.rate.items():
+                self.send_header(f"X-RateLimit-{key.capitalize()}", str(value))
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("X-GitHub-Api-Version-Selected", "2022-11-28")
