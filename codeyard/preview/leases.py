@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import Conflict
@@ -64,6 +65,10 @@ def _block_free(base: int, size: int) -> bool:
     return True
 
 
+#: Allocations retried when another process took the same block at the same moment.
+_ALLOCATE_TRIES = 5
+
+
 async def find(conn: AsyncConnection, run_id: str) -> Lease | None:
     row = (await conn.execute(select(L).where(L.c.run_id == run_id))).first()
     return _lease(row) if row else None
@@ -101,8 +106,17 @@ async def _allocate(tx: Tx, run_id: str) -> Lease:
 
 
 async def ensure(writer: Writer, run_id: str) -> Lease:
-    """The run's lease, allocated on first use."""
-    return await writer.run(lambda tx: _allocate(tx, run_id))
+    """The run's lease, allocated on first use.
+
+    Several processes may allocate at once (worker hosts on one database, issue 16): a block
+    another one took meanwhile fails the insert (unique base port) and is skipped next time."""
+    for attempt in range(_ALLOCATE_TRIES):
+        try:
+            return await writer.run(lambda tx: _allocate(tx, run_id))
+        except IntegrityError:
+            if attempt == _ALLOCATE_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def release(tx: Tx, run_id: str) -> None:

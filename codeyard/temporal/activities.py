@@ -14,7 +14,6 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from codeyard.temporal.contracts import (
     HEARTBEAT_EVERY,
@@ -25,7 +24,7 @@ from codeyard.temporal.contracts import (
     DriveResult,
     PlaceInput,
 )
-from codeyard.temporal.host import HostRuntime, NotLiveHere
+from codeyard.temporal.host import HostRuntime
 
 
 class HostActivities:
@@ -58,10 +57,7 @@ class HostActivities:
 
     @activity.defn(name="deliver")
     async def deliver(self, item: Delivery) -> bool:
-        try:
-            return await self.runtime.call(self.runtime.deliver(item))
-        except NotLiveHere as exc:  # retryable: the drive may be starting on this host
-            raise ApplicationError(str(exc), type="NotLiveHere") from exc
+        return await self.runtime.call(self.runtime.deliver(item))
 
 
 async def _heartbeat(attempt: int) -> None:

@@ -14,7 +14,9 @@ WORKFLOW_NAME = "CodeyardRun"
 #: How long a worker may stay silent before Temporal declares its drive lost (then failover).
 #: The host's heartbeat task beats every ``HEARTBEAT_EVERY`` seconds; the SDK throttles the
 #: beats it sends to 0.8 x this timeout, so the failover delay is between 0.2 and 1 x of it.
-HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+#: 5 s moved live runs off hosts of a machine loaded 20x its cores (beats arrived late; the
+#: fenced old attempt then stopped): 10 s, Temporal's usual choice, bounds failover near 11 s.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 HEARTBEAT_EVERY = 1.0
 #: A drive scheduled on a host that does not pick it up in this time is moved elsewhere.
 HOST_PICKUP_TIMEOUT = timedelta(seconds=30)

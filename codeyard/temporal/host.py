@@ -47,6 +47,15 @@ _WORKING = frozenset({S.PREPARING, S.RUNNING, S.WAITING})
 _STOPS = {"cancelled": S.CANCELLED, "paused": S.PAUSED, "interrupted": S.INTERRUPTED}
 
 
+async def _fail_if_working(tx: Tx, run_id: str, reason: str) -> None:
+    """Fail a run that is still queued or working (its pending approvals expire unanswered)."""
+    current = await runs.lock(tx, run_id)
+    if S(current["status"]) in _WORKING | {S.QUEUED}:
+        await approval_door.release_unfinished(tx, run_id)
+        await runs.set_status(tx, run_id, S.FAILED, reason)
+        await approval_door.recount(tx, run_id)
+
+
 def able_hosts(
     rows: list[dict[str, Any]], live: list[str], provider: str, now: datetime
 ) -> list[str]:
@@ -68,10 +77,6 @@ def able_hosts(
         .get(provider, {})
         .get("available")
     )
-
-
-class NotLiveHere(Exception):
-    """A delivery for a run this host is not driving (yet): the workflow retries it."""
 
 
 @dataclass(slots=True)
@@ -256,15 +261,7 @@ class HostRuntime:
 
     async def _fail_take_over(self, run_id: str, lost_host: str, exc: Exception) -> None:
         reason = f"worker {lost_host} was lost and {self.config.host} could not take over: {exc}"
-
-        async def job(tx: Tx) -> None:
-            current = await runs.lock(tx, run_id)
-            if S(current["status"]) in _WORKING | {S.QUEUED}:
-                await approval_door.release_unfinished(tx, run_id)
-                await runs.set_status(tx, run_id, S.FAILED, reason[:2000])
-                await approval_door.recount(tx, run_id)
-
-        await self.writer.run(job)
+        await self.writer.run(lambda tx: _fail_if_working(tx, run_id, reason[:2000]))
 
     async def _drive_attempt(self, run_id: str, attempt: int) -> None:
         assert self._driver is not None
@@ -288,6 +285,16 @@ class HostRuntime:
             raise
         except fencing.StaleAttempt as exc:  # another attempt owns the run now
             log.warning("run %s: attempt %s stopped: %s", run_id, attempt, exc)
+        except Exception as exc:  # a crash must not leave the run "running" with nobody on it
+            log.exception("run %s crashed on %s", run_id, self.config.host)
+            reason = f"The run crashed on worker {self.config.host}: {type(exc).__name__}: {exc}"
+            fence = fencing.current.set(fencing.Fence(run_id, attempt))
+            try:
+                await self.writer.run(lambda tx: _fail_if_working(tx, run_id, reason[:2000]))
+            except fencing.StaleAttempt:
+                pass
+            finally:
+                fencing.current.reset(fence)
         finally:
             self.handles.pop(run_id, None)
 
@@ -341,8 +348,10 @@ class HostRuntime:
     async def deliver(self, item: Delivery) -> bool:
         """Hand an operator's answer, an approval's answer or a stop to the live run here."""
         handle = self.handles.get(item.run_id)
-        if handle is None or handle.task is None:
-            raise NotLiveHere(f"run {item.run_id} is not being driven on {self.config.host}")
+        if handle is None or handle.task is None or handle.task.done():
+            # Not live here (the drive ended, or has not taken its attempt yet): everything a
+            # delivery carries is durable already, so the caller changes the run itself.
+            return False
         if item.kind == "stop":
             if not handle.stop(_STOPS[item.status], item.reason or None):
                 return False

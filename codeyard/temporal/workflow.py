@@ -36,11 +36,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _ONCE = RetryPolicy(maximum_attempts=1)
-#: Deliveries retry briefly: "no live run on this host (yet)" clears when the drive starts.
+#: Deliveries retry briefly (a host busy or restarting its poller); a dead host is the
+#: drive's heartbeat timeout's business, and the caller falls back to the durable state.
 _DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=2),
-    maximum_attempts=20,
+    maximum_attempts=5,
 )
 
 

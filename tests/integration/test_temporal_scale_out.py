@@ -14,6 +14,7 @@ import base64
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,22 +171,22 @@ def _types(frames: list[Frame]) -> list[str]:
     return [f.event for f in frames]
 
 
-async def test_an_approval_answered_on_one_server_reaches_the_agent_on_its_host(
+async def test_an_answer_and_an_approval_sent_to_one_server_reach_the_agent_on_its_host(
     cluster: Cluster,
 ) -> None:
+    """The agent asks a question, then a command needs approval; both answers go through the
+    server the run was not created on, and reach the agent on its worker host."""
     one, two = cluster.api
     async with one.client() as c1, two.client() as c2:
-        with anyio.fail_after(60):
+        with anyio.fail_after(90):
             run = await create_run(
-                c1,
-                cluster.repo,
-                {"bash": "echo approved > ok.txt"},
-                {"say": "after"},
-                mode="default",
-            )
-            asked = await wait_for_event(
-                c2, run["id"], lambda e: e["type"] == "approval.requested", timeout=40
-            )
+                c1, cluster.repo, {"ask": "Which colour?"},
+                {"bash": "echo approved > ok.txt"}, {"say": "after"}, mode="default",
+            )  # fmt: skip
+            await wait_status(c2, run["id"], "waiting", timeout=40)
+            resp = await c2.post(f"/api/runs/{run['id']}/messages", json={"text": "green"})
+            assert resp.status_code in (200, 201, 202), resp.text
+            asked = await wait_for_event(c2, run["id"], _type("approval.requested"), timeout=30)
             approval = asked["data"]["approval"]["id"]
             resp = await c2.post(
                 f"/api/approvals/{approval}/resolve", json={"decision": "approved"}
@@ -196,7 +197,39 @@ async def test_an_approval_answered_on_one_server_reaches_the_agent_on_its_host(
     assert done["status"] == "review", done
     path = Path(next(iter(done["worktrees"].values())))
     assert (path / "ok.txt").read_text() == "approved\n"
-    assert "after" in [e["data"].get("text") for e in events if e["type"] == "agent.message"]
+    said = [e["data"]["text"] for e in events if e["type"] == "agent.message"]
+    assert said == ["Which colour?", "Thanks: green", "after"], said
+    assert done["turns"] == 1  # the answer was the agent's answer, not a new turn
+    assert_gapless(events)
+
+
+def _type(name: str) -> Any:
+    return lambda e: e["type"] == name
+
+
+async def test_cancel_on_the_other_server_kills_the_agent_on_its_host_at_once(
+    cluster: Cluster,
+) -> None:
+    """Cancel is an explicit kill delivered on the run's host queue: the request returns with
+    the run landed in ``cancelled``, without waiting for a heartbeat to carry it."""
+    one, two = cluster.api
+    async with one.client() as c1, two.client() as c2:
+        with anyio.fail_after(60):
+            run = await create_run(
+                c1, cluster.repo, {"say": "start"}, {"sleep": 30}, {"say": "end"}
+            )
+            await wait_for_event(c1, run["id"], _said("start"), timeout=40)
+            started = time.monotonic()
+            resp = await c2.post(f"/api/runs/{run['id']}/cancel")
+            took = time.monotonic() - started
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["status"] == "cancelled"
+            await anyio.sleep(1)
+            events = await event_log(c1, run["id"])
+    assert took < 8, f"cancel took {took:.1f} s"
+    said = [e["data"]["text"] for e in events if e["type"] == "agent.message"]
+    assert said == ["start"]
+    assert [e["data"]["to"] for e in events if e["type"] == "run.status"][-1] == "cancelled"
     assert_gapless(events)
 
 
