@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Host names that always reach this machine: allowed by the Host check without configuring.
@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     #: Without a webhook secret, one poller follows every run's pull request within this many
     #: GitHub API requests per hour (0: no polling); the rest of the quota stays the user's.
     github_poll_budget_per_hour: int = Field(default=1000, ge=0, le=5000)
+
+    @model_validator(mode="after")
+    def _temporal_needs_postgresql(self) -> Settings:
+        """Worker hosts write the same database as the API servers: SQLite cannot be shared."""
+        if self.executor == "temporal" and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError(
+                "executor 'temporal' needs PostgreSQL: set CODEYARD_DATABASE_URL="
+                "postgresql+asyncpg://… (worker hosts write the same database; docs/scale-out.md)"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

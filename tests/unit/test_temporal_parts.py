@@ -113,3 +113,14 @@ async def test_restoring_beside_a_stale_worktree_of_the_same_branch(tmp_path: Pa
     fresh = tmp_path / "fresh"
     await failover.restore_worktree(repo, fresh, "codeyard/2-y", head, None)
     assert _git(fresh, "rev-parse", "--abbrev-ref", "HEAD") == "codeyard/2-y"
+
+
+def test_the_temporal_executor_refuses_sqlite(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from codeyard.config import Settings
+
+    with pytest.raises(ValidationError, match="needs PostgreSQL"):
+        Settings(data_dir=tmp_path, executor="temporal")
+    url = "postgresql+asyncpg://codeyard@db/codeyard"
+    assert Settings(data_dir=tmp_path, executor="temporal", database_url=url).executor == "temporal"
