@@ -182,7 +182,9 @@ async def run_step(
         known = x.state.runs.get(key)
         return await _continue_run(x, key, source["run_id"], prompt, "workflow.step.run", {}, known)
     recorded = x.state.runs.get(key)
-    run_id = recorded["run_id"] if recorded else await _find_labelled(x, key)
+    run_id = recorded["run_id"] if recorded else None
+    if run_id is None and x.state.status.get(key) is not None:  # started before a restart
+        run_id = await _find_labelled(x, key)
     if run_id is None:
         body: dict[str, Any] = {
             "prompt": prompt,
