@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
+    "GATE_PARENT_ENV",
     "SPAWN_WINDOW_ENV",
     "GroupRecord",
     "GroupRecorder",
@@ -37,6 +38,7 @@ __all__ = [
     "spawn",
     "still_running",
     "stop_leftovers",
+    "tied_prefix",
 ]
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,24 @@ def pdeathsig_prefix() -> list[str]:
     return [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
 
 
+#: The environment variable that names the server to a child being tied to it.
+GATE_PARENT_ENV = "CODEYARD_GATE_PARENT"
+
+_TIED = (
+    f'[ -z "${GATE_PARENT_ENV}" ] || [ "$PPID" = "${GATE_PARENT_ENV}" ] || exit 125; '
+    f'unset {GATE_PARENT_ENV}; exec "$@"'
+)
+
+
+def tied_prefix() -> list[str]:
+    """:func:`pdeathsig_prefix` and then a check that the parent is still the server named by
+    ``CODEYARD_GATE_PARENT``: a server that died before ``setpriv`` set the death signal never
+    signals, so the command must not start (for launchers that do not go through
+    :func:`spawn`'s gate, such as Claude Code's). Empty without ``setpriv``."""
+    prefix = pdeathsig_prefix()
+    return [*prefix, "/bin/sh", "-c", _TIED, "codeyard-tied"] if prefix else []
+
+
 class StderrRing:
     """The last lines a process wrote to stderr, for failure messages (bounded)."""
 
@@ -205,7 +225,7 @@ async def spawn(
     try:
         env = dict(kwargs.pop("env", None) or os.environ)
         env["CODEYARD_GATE_FD"] = str(gate_r)
-        env["CODEYARD_GATE_PARENT"] = str(os.getpid())
+        env[GATE_PARENT_ENV] = str(os.getpid())
         late = _late_start(window) if window is not None else []
         gated = [*late, *pdeathsig_prefix(), "/bin/bash", "-c", _GATE, "codeyard-gate", *argv]
         proc = await asyncio.create_subprocess_exec(

@@ -19,7 +19,7 @@ from pathlib import Path
 from codeyard.agents.binary import CliBinary
 from codeyard.agents.process import (  # shared by every provider; re-exported
     ProcessGroup,
-    pdeathsig_prefix,
+    tied_prefix,
 )
 
 __all__ = ["CLAUDE", "ProcessGroup", "bundled_cli", "cli_version", "find_cli", "launcher"]
@@ -71,8 +71,10 @@ def launcher() -> Path:
     # turn (more under load). It forks instead of exec'ing when its caller leads a process
     # group (the pid recorded above would then be wrong), so only when /proc says it does not.
     # ``setpriv --pdeathsig KILL`` (same pid, kept through the exec): the CLI dies with the
-    # server even on ``kill -9`` (issue 12).
-    tied = " ".join(shlex.quote(a) for a in pdeathsig_prefix())
+    # server even on ``kill -9`` (issue 12); then the CLI starts only if its parent is still
+    # the server (``CODEYARD_GATE_PARENT``): one that died before the signal was set never
+    # sends it.
+    tied = " ".join(shlex.quote(a) for a in tied_prefix())
     fast = ""
     if (found := shutil.which("setsid")) is not None:
         fast = (

@@ -38,7 +38,7 @@ from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, 
 from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
-from codeyard.agents.process import StderrRing
+from codeyard.agents.process import GATE_PARENT_ENV, StderrRing
 from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.domain.tools import ToolRequest
@@ -94,6 +94,7 @@ class _Turn:
         ):
             env.setdefault("IS_SANDBOX", "1")  # the CLI refuses bypass modes as root otherwise
         env = {**env, PID_FILE_ENV: str(self.tmp / "pid"), CLI_ENV: self._contained_cli(env)}
+        env[GATE_PARENT_ENV] = str(os.getpid())  # the launcher's check that we still live
         system_prompt: Any = {"type": "preset", "preset": "claude_code"}
         if s.instructions:
             system_prompt["append"] = s.instructions
