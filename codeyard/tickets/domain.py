@@ -54,7 +54,8 @@ def check_move(number: int, current: str, wanted: str) -> None:
 def mentions(text: str) -> list[str]:
     """``@name`` mentions in Markdown text, in order, without repeats (not inside code spans)."""
     plain = re.sub(r"`[^`]*`", "", text)
-    found = re.findall(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_.-]{0,62})", plain)
+    # A name ends with a letter, digit or underscore: "@ana." at the end of a sentence is "ana".
+    found = re.findall(r"(?<![\w@])@([A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9_])?)", plain)
     return list(dict.fromkeys(found))
 
 

@@ -22,6 +22,7 @@ def test_open_tickets_move_anywhere_closed_ones_reopen_first() -> None:
 def test_mentions_skip_code_spans_emails_and_repeats() -> None:
     text = "@ana see `@notme` and mail a@b.c, cc @bo-2 and @ana again"
     assert domain.mentions(text) == ["ana", "bo-2"]
+    assert domain.mentions("Thanks @ana. And @j.doe, @x_!") == ["ana", "j.doe", "x_"]
 
 
 def test_prompt_carries_ticket_and_discussion() -> None:

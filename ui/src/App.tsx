@@ -14,6 +14,9 @@ const SettingsView = lazy(() => import("./views/Settings"));
 const TerminalView = lazy(() => import("./views/Terminal"));
 const AnalyticsView = lazy(() => import("./views/Analytics"));
 const WorkflowsView = lazy(() => import("./views/Workflows"));
+const BoardView = lazy(() => import("./views/Board").then((m) => ({ default: m.Board })));
+const ProjectPickerView = lazy(() => import("./views/Board").then((m) => ({ default: m.ProjectPicker })));
+const TicketPage = lazy(() => import("./views/Ticket").then((m) => ({ default: m.TicketView })));
 
 export function usePendingCount(enabled: boolean): number {
   const q = useQuery({
@@ -51,6 +54,7 @@ function Nav({ path, pending }: { path: string; pending: number }) {
           </span>
         ) : null,
       )}
+      {tab("/board", "Board", "▦", path === "/board" || path.startsWith("/projects/"))}
       {tab("/workflows", "Workflows", "⇶", path.startsWith("/workflows"))}
       {tab("/analytics", "Analytics", "$", path === "/analytics")}
       {tab("/settings", "Settings", "⚙", path.startsWith("/settings"))}
@@ -146,6 +150,24 @@ export function App() {
       </Suspense>
     );
   else if (path === "/approvals") page = <ApprovalsView />;
+  else if (path === "/board")
+    page = (
+      <Suspense fallback={<Spinner />}>
+        <ProjectPickerView />
+      </Suspense>
+    );
+  else if ((params = match("/projects/:slug/board", path)))
+    page = (
+      <Suspense fallback={<Spinner />}>
+        <BoardView key={params.slug} slug={params.slug!} />
+      </Suspense>
+    );
+  else if ((params = match("/projects/:slug/tickets/:number", path)))
+    page = (
+      <Suspense fallback={<Spinner />}>
+        <TicketPage key={`${params.slug}/${params.number}`} slug={params.slug!} number={Number(params.number)} />
+      </Suspense>
+    );
   else if (path === "/workflows" || (params = match("/workflows/:id", path)) || (params = match("/workflows/executions/:execution", path)))
     page = (
       <Suspense fallback={<Spinner />}>

@@ -1,0 +1,191 @@
+// A project's tickets as a board: one column per status. A card moves by dragging it to another
+// column (mouse), or with its "Move to" menu (touch, keyboard, screen readers): both send
+// PATCH …/tickets/{n}/status, and the board shows the server's answer (a refused move says why).
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useState } from "react";
+import { api } from "../api/client";
+import type { Ticket, TicketStatus } from "../api/models";
+import { Empty, ErrorNote, Link, Spinner } from "../components/ui";
+import { useProjects } from "./RunsList";
+
+export const COLUMNS: { status: TicketStatus; label: string }[] = [
+  { status: "inbox", label: "Inbox" },
+  { status: "backlog", label: "Backlog" },
+  { status: "in_progress", label: "In progress" },
+  { status: "in_review", label: "In review" },
+  { status: "done", label: "Done" },
+  { status: "cancelled", label: "Cancelled" },
+];
+
+/** `/board`: pick a project. */
+export function ProjectPicker() {
+  const projects = useProjects();
+  if (projects.isPending) return <Spinner />;
+  if (projects.error) return <ErrorNote error={projects.error} />;
+  const list = projects.data?.data ?? [];
+  return (
+    <div className="pad">
+      <h1>Boards</h1>
+      {list.length === 0 ? (
+        <Empty>No projects yet: register a repository in Settings, or start a run.</Empty>
+      ) : (
+        <ul className="plain-list">
+          {list.map((p) => (
+            <li key={p.id}>
+              <Link to={`/projects/${encodeURIComponent(p.slug)}/board`} testId="board-project">
+                {p.name} <span className="muted">{p.slug}</span>
+              </Link>
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+export function Board({ slug }: { slug: string }) {
+  const client = useQueryClient();
+  const key = ["tickets", slug];
+  const tickets = useQuery({
+    queryKey: key,
+    queryFn: () => api.get("/api/projects/{project_ref}/tickets", { path: { project_ref: slug }, query: { limit: 500 } }),
+    refetchInterval: 4000,
+  });
+  const [title, setTitle] = useState("");
+  const [dragging, setDragging] = useState<number | null>(null);
+  const create = useMutation({
+    mutationFn: (t: string) => api.post("/api/projects/{project_ref}/tickets", { title: t }, { path: { project_ref: slug } }),
+    onSuccess: () => {
+      setTitle("");
+      void client.invalidateQueries({ queryKey: key });
+    },
+  });
+  const move = useMutation({
+    mutationFn: ({ number, status }: { number: number; status: TicketStatus }) =>
+      api.patch("/api/projects/{project_ref}/tickets/{number}/status", { status }, { path: { project_ref: slug, number } }),
+    onSuccess: (moved) => {
+      client.setQueryData(key, (old: typeof tickets.data) =>
+        old ? { ...old, data: old.data.map((t) => (t.number === moved.number ? moved : t)) } : old,
+      );
+    },
+  });
+
+  if (tickets.isPending) return <Spinner />;
+  if (tickets.error) return <ErrorNote error={tickets.error} />;
+  const all = tickets.data?.data ?? [];
+  return (
+    <div className="board-page">
+      <div className="board-head pad">
+        <h1>
+          <Link to="/board">Boards</Link> / {slug}
+        </h1>
+        <form
+          className="row"
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (title.trim()) create.mutate(title.trim());
+          }}
+        >
+          <input
+            aria-label="New ticket title"
+            placeholder="New ticket…"
+            value={title}
+            onChange={(e) => setTitle(e.target.value)}
+            data-testid="new-ticket-title"
+          />
+          <button type="submit" disabled={!title.trim() || create.isPending} data-testid="new-ticket-add">
+            Add
+          </button>
+        </form>
+        <ErrorNote error={create.error ?? move.error} />
+      </div>
+      <div className="board" data-testid="board">
+        {COLUMNS.map((col) => {
+          const cards = all.filter((t) => t.status === col.status).sort((a, b) => a.number - b.number);
+          return (
+            <section
+              key={col.status}
+              className={`board-col${dragging !== null ? " droppable" : ""}`}
+              aria-label={col.label}
+              data-testid={`column-${col.status}`}
+              onDragOver={(e) => e.preventDefault()}
+              onDrop={(e) => {
+                e.preventDefault();
+                const number = Number(e.dataTransfer.getData("text/plain"));
+                setDragging(null);
+                const card = all.find((t) => t.number === number);
+                if (card && card.status !== col.status) move.mutate({ number, status: col.status });
+              }}
+            >
+              <h2>
+                {col.label} <span className="count-muted">{cards.length}</span>
+              </h2>
+              {cards.map((t) => (
+                <Card
+                  key={t.id}
+                  slug={slug}
+                  ticket={t}
+                  onMove={(status) => move.mutate({ number: t.number, status })}
+                  onDrag={setDragging}
+                />
+              ))}
+            </section>
+          );
+        })}
+      </div>
+    </div>
+  );
+}
+
+function Card({
+  slug,
+  ticket,
+  onMove,
+  onDrag,
+}: {
+  slug: string;
+  ticket: Ticket;
+  onMove: (s: TicketStatus) => void;
+  onDrag: (n: number | null) => void;
+}) {
+  return (
+    <article
+      className="ticket-card"
+      draggable
+      data-testid={`ticket-${ticket.number}`}
+      onDragStart={(e) => {
+        e.dataTransfer.setData("text/plain", String(ticket.number));
+        onDrag(ticket.number);
+      }}
+      onDragEnd={() => onDrag(null)}
+    >
+      <Link to={`/projects/${encodeURIComponent(slug)}/tickets/${ticket.number}`} className="ticket-title">
+        <span className="muted">#{ticket.number}</span> {ticket.title}
+      </Link>
+      <div className="ticket-meta">
+        <span className={`badge kind-${ticket.kind}`}>{ticket.kind}</span>
+        {ticket.priority !== "none" && <span className={`badge prio-${ticket.priority}`}>{ticket.priority}</span>}
+        {ticket.blocked_by.length > 0 && (
+          <span className="muted" title="Blocked by">
+            ⛓ {ticket.blocked_by.map((n) => `#${n}`).join(" ")}
+          </span>
+        )}
+      </div>
+      <label className="move">
+        <span className="sr-only">Move #{ticket.number} to</span>
+        <select
+          value={ticket.status}
+          onChange={(e) => onMove(e.target.value as TicketStatus)}
+          data-testid={`move-${ticket.number}`}
+          aria-label={`Move #${ticket.number} to`}
+        >
+          {COLUMNS.map((c) => (
+            <option key={c.status} value={c.status}>
+              {c.label}
+            </option>
+          ))}
+        </select>
+      </label>
+    </article>
+  );
+}
