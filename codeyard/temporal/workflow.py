@@ -76,7 +76,7 @@ class RunWorkflow:
         False when nothing is being driven: the caller then changes the run durably itself."""
         if item.kind == "stop":
             self._submits = 0  # a stop also drops a drive that was asked for but not begun
-        if not self._driving:
+        if not self._driving or not self._host:
             return False
         delivered: bool = await workflow.execute_activity(
             "deliver",

@@ -85,6 +85,8 @@ def cluster(
         yield Cluster(temporal, api, workers, root / "shared.git", repo)
     finally:
         for w in workers.values():
+            w.terminate()
+        for w in workers.values():
             w.stop()
         for srv in api:
             srv.stop()
