@@ -60,6 +60,7 @@ from codeyard.api import (
     share,
     streams,
     terminals,
+    ticket_events,
     ticket_work,
     tickets,
     tokens,
@@ -382,6 +383,7 @@ def create_app(
         tickets.router,
         ticket_work.router,
         queues.router,
+        ticket_events.router,
         workers_api.router,  # issue 16
     ):
         limit = [Depends(limit_run_creation)] if router is runs.router else []

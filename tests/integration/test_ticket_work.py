@@ -3,6 +3,7 @@ script provider in real git repositories on SQLite."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import TOKEN, Api, make_repo
 from tests.integration.test_tickets import make_project, ticket
 
 pytestmark = pytest.mark.anyio
@@ -196,3 +197,91 @@ async def test_queue_runs_dependent_tickets_from_each_merge_and_pauses_on_failur
     settled = await wait_for(api, base3, "status", "done", "paused", timeout=30)
     assert [i["state"] for i in settled["items"]] == ["skipped", "done"], settled
     assert show(git_repo, "main:e.txt") == "five\n"
+
+
+async def read_sse(api: Api, query: str, until: str, timeout: float = 20) -> list[dict[str, Any]]:
+    """SSE messages of ``GET /api/events?{query}`` up to the first ``until`` event, read by
+    calling the ASGI app directly (httpx's ASGI transport does not stream)."""
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/events",
+        "raw_path": b"/api/events",
+        "query_string": query.encode(),
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode()), (b"host", b"localhost")],
+        "client": ("127.0.0.1", 1),
+        "server": ("localhost", 80),
+        "root_path": "",
+    }
+    buffer, messages, done = "", [], anyio.Event()
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal buffer
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        if message["type"] != "http.response.body":
+            return
+        buffer += message.get("body", b"").decode()
+        while "\r\n\r\n" in buffer or "\n\n" in buffer:
+            sep = "\r\n\r\n" if "\r\n\r\n" in buffer else "\n\n"
+            block, buffer = buffer.split(sep, 1)
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "data" in fields:
+                messages.append({"event": fields.get("event"), **json.loads(fields["data"])})
+                if fields.get("event") == until:
+                    done.set()
+
+    with anyio.fail_after(timeout):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(api.app, scope, receive, send)
+            await done.wait()
+            tg.cancel_scope.cancel()
+    assert status == [200]
+    return messages
+
+
+async def test_channel_stream_carries_a_tickets_runs_with_seed_names(
+    sqlite_api: Api, git_repo: Path, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    await make_project(api, git_repo)
+    other = make_repo(tmp_path / "other")
+    await api.post(
+        "/api/projects", json={"name": "Other", "slug": "other", "repos": [{"path": str(other)}]}
+    )
+    writer = await profile(
+        api, "writer", {"say": "On it."}, {"write": {"path": "n.txt", "content": "n\n"}}
+    )
+    made = await ticket(api, "shop", title="Notes")
+    await ticket(api, "other", title="Elsewhere")
+    await assign(api, 1, writer)
+    run = (await api.post("/api/projects/shop/tickets/1/agent/start")).json()
+    noise = await api.post(
+        "/api/runs",
+        json={
+            "prompt": "noise",
+            "project_id": "other",
+            "provider": "script",
+            "agent_options": {"scenario": {"steps": [{"say": "x"}]}},
+        },
+    )
+    assert noise.status_code == 201, noise.text
+    await api.wait_status(run["id"], "review")
+    await api.wait_status(noise.json()["id"], "review")
+
+    frames = await read_sse(api, f"channel=ticket:{made['id']}&after=0", until="agent:stopped")
+    names = [f["event"] for f in frames]
+    assert {"agent:started", "agent:tool_call", "agent:tool_result", "ticket:updated"} <= set(names)
+    assert {f["run_id"] for f in frames} == {run["id"]}
+    assert {f["ticket_id"] for f in frames} == {made["id"]}
+    project = await read_sse(api, "channel=project:other&after=0", until="agent:stopped")
+    assert {f["run_id"] for f in project} == {noise.json()["id"]}
+    bad = await api.get("/api/events", params={"channel": "team:1"})
+    assert bad.status_code == 400 and "ticket:" in bad.json()["detail"]
