@@ -99,6 +99,8 @@ def test_run_header_menu_live_usage_timeline_and_merge_confirmation(
             # Title, status, menu and one line of figures: the transcript gets the screen.
             assert head["height"] < 0.12 * height, head
             expect(tabs).to_be_hidden()
+            # The composer stays on screen above the tab bar (no banner pushes it down).
+            expect(page.get_by_label("Message")).to_be_in_viewport()
         else:
             expect(tabs).to_be_visible()
         expect(cost).to_contain_text("$0.75", timeout=20_000)
