@@ -38,7 +38,7 @@ async def list_approvals(
     rows, next_cursor = await approvals.list_approvals(
         svc, status=status, run_id=run_id, limit=limit, cursor=cursor
     )
-    return listing(list(rows), next_cursor)
+    return listing([r.public() for r in rows], next_cursor)
 
 
 @router.get(
@@ -52,7 +52,7 @@ async def run_approvals(
     rows, next_cursor = await approvals.list_approvals(
         svc, status=status, run_id=run_ref, limit=limit, cursor=cursor
     )
-    return listing(list(rows), next_cursor)
+    return listing([r.public() for r in rows], next_cursor)
 
 
 @router.post(

@@ -37,7 +37,7 @@ async def list_runs(
 ) -> dict[str, Any]:
     """Runs, newest first."""
     async with svc.engine.connect() as conn:
-        rows, next_cursor = await runs.list_page(
+        rows, next_cursor = await runs.list_records(
             conn,
             status=status.split(",") if status else None,
             project_id=project_id,
@@ -47,13 +47,13 @@ async def list_runs(
             limit=limit,
             cursor=cursor,
         )
-    return listing([runs.public(r) for r in rows], next_cursor)
+    return listing([r.model_dump() for r in rows], next_cursor)
 
 
 @router.get("/{run_ref}", dependencies=[require_scope("runs:read")], response_model=RunView)
 async def get_run(run_ref: str, svc: Svc) -> dict[str, Any]:
     """A run by id (``run_…``) or number."""
-    return runs.public(await run_service.get(svc, run_ref))
+    return (await run_service.get_record(svc, run_ref)).model_dump()
 
 
 @router.delete("/{run_ref}", dependencies=[require_scope("runs:control")], status_code=204)

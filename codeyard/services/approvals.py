@@ -15,19 +15,19 @@ from codeyard.executor.interface import ApprovalAnswer
 from codeyard.services.context import Services
 from codeyard.store import approvals as approval_door
 from codeyard.store import policies, projects, runs
+from codeyard.store.records import ApprovalRecord
 from codeyard.store.writer import Tx
 
 
 async def list_approvals(
     svc: Services, *, status: str | None, run_id: str | None, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[ApprovalRecord], str | None]:
     async with svc.engine.connect() as conn:
         if run_id:
-            run_id = (await runs.get(conn, run_id))["id"]
-        rows, next_cursor = await policies.list_approvals(
+            run_id = (await runs.get_record(conn, run_id)).id
+        return await policies.list_approvals(
             conn, status=status, run_id=run_id, limit=limit, cursor=cursor
         )
-    return [approval_door.public(r) for r in rows], next_cursor
 
 
 async def _remember(tx: Tx, approval: dict[str, Any], scope: str) -> str:

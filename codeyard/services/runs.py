@@ -22,6 +22,7 @@ from codeyard.services import providers as provider_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import policies, projects, runs
+from codeyard.store.records import RunRecord
 from codeyard.store.writer import Tx
 from codeyard.workspace import git
 
@@ -293,6 +294,12 @@ async def create(
 async def get(svc: Services, ref: str) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await runs.get(conn, ref)
+
+
+async def get_record(svc: Services, ref: str) -> RunRecord:
+    """A run by id or number, typed, for read paths that only show it."""
+    async with svc.engine.connect() as conn:
+        return await runs.get_record(conn, ref)
 
 
 async def _transition(

@@ -11,6 +11,7 @@ from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
+from codeyard.store.records import ApprovalRecord
 from codeyard.store.writer import Tx
 
 PO, PS, AP, PD = schema.policies, schema.policy_sets, schema.approvals, schema.policy_decisions
@@ -122,7 +123,7 @@ async def update_approval(tx: Tx, approval_id: str, values: dict[str, Any]) -> N
 
 async def list_approvals(
     conn: AsyncConnection, *, status: str | None, run_id: str | None, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[ApprovalRecord], str | None]:
     stmt = select(AP).order_by(AP.c.created_at.desc(), AP.c.id.desc()).limit(limit + 1)
     if status:
         stmt = stmt.where(AP.c.status == status)
@@ -133,8 +134,13 @@ async def list_approvals(
         stmt = stmt.where(
             (AP.c.created_at < after[0]) | ((AP.c.created_at == after[0]) & (AP.c.id < after[1]))
         )
-    rows = [_d(r) for r in (await conn.execute(stmt)).all()]
-    return page(rows, limit, key=lambda r: [r["created_at"], r["id"]])
+    rows = [ApprovalRecord.of(_d(r)) for r in (await conn.execute(stmt)).all()]
+    return page(rows, limit, key=lambda r: [r.created_at, r.id])
+
+
+async def get_approval_record(conn: AsyncConnection, approval_id: str) -> ApprovalRecord:
+    """:func:`get_approval`, typed."""
+    return ApprovalRecord.of(await get_approval(conn, approval_id))
 
 
 async def pending_of_run(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:

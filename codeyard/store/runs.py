@@ -12,6 +12,7 @@ from codeyard.domain.events import RunStatusChanged, utc_now
 from codeyard.domain.status import ACTIVE, RunStatus, check_transition
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
+from codeyard.store.records import RunRecord
 from codeyard.store.writer import Tx
 
 R = schema.runs
@@ -129,6 +130,36 @@ async def list_page(
         stmt = stmt.where(R.c.number < int(after))
     rows = [_as_dict(r) for r in (await conn.execute(stmt)).all()]
     return page(rows, limit, key=lambda r: r["number"])
+
+
+async def get_record(conn: AsyncConnection, ref: str | int) -> RunRecord:
+    """:func:`get`, typed: for read paths that only show the run."""
+    return RunRecord.of(await get(conn, ref))
+
+
+async def list_records(
+    conn: AsyncConnection,
+    *,
+    status: list[str] | None = None,
+    project_id: str | None = None,
+    provider: str | None = None,
+    archived: bool | None = False,
+    q: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[RunRecord], str | None]:
+    """:func:`list_page`, typed (newest first)."""
+    rows, next_cursor = await list_page(
+        conn,
+        status=status,
+        project_id=project_id,
+        provider=provider,
+        archived=archived,
+        q=q,
+        limit=limit,
+        cursor=cursor,
+    )
+    return [RunRecord.of(r) for r in rows], next_cursor
 
 
 async def all_of_project(conn: AsyncConnection, project_id: str) -> list[dict[str, Any]]:
