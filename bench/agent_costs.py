@@ -6,8 +6,9 @@ builds for a run, pointed at ``codeyard.testing.fake_llm`` with the contract sui
 and the model answers one prompt with text, so the numbers are the CLI's own cost.
 
 - **bare**: the command spoken to over ACP by a minimal client in this process:
-  spawn → ``initialize`` answered (start-up), then ``session/new`` and one ``session/prompt``
-  (turn); peak memory = the largest sum of RSS over the CLI's process tree, sampled every 20 ms.
+  spawn → ``initialize`` and ``session/new`` answered (start-up, as Codeyard's
+  ``agent.session`` marks it), then one ``session/prompt``; peak memory = the largest sum
+  of RSS over the CLI's process tree, sampled every 20 ms.
 - **codeyard**: a real server process (``tests/support/server.py``), ``POST /api/runs`` to the
   ``turn.completed`` frame on its SSE stream; start-up = ``running`` → ``agent.session`` (the
   CLI's start plus ``initialize`` and ``session/new``); peak memory = the largest RSS sum over
@@ -55,23 +56,30 @@ class PeakRss:
 
     def __init__(self, root: int, include_root: bool = True) -> None:
         self.root, self.include_root, self.peak = root, include_root, 0
+        #: RSS by process name at the peak (what the memory was).
+        self.at_peak: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, dict[str, int]]:
         try:
             top = psutil.Process(self.root)
             procs = top.children(recursive=True) + ([top] if self.include_root else [])
         except psutil.Error:
-            return 0
-        total = 0
+            return 0, {}
+        by_name: dict[str, int] = {}
         for proc in procs:
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
+                if "--version" in proc.cmdline():
+                    continue  # the server probing its providers (/api/providers), not the run
+                name = proc.name()
+                by_name[name] = by_name.get(name, 0) + proc.memory_info().rss
+        return sum(by_name.values()), by_name
 
     async def _loop(self) -> None:
         while True:
-            self.peak = max(self.peak, self._sample())
+            total, by_name = self._sample()
+            if total > self.peak:
+                self.peak, self.at_peak = total, by_name
             await asyncio.sleep(SAMPLE_S)
 
     async def __aenter__(self) -> PeakRss:
@@ -167,10 +175,13 @@ async def run_bare(case: AgentCase, fake: FakeLLM, home: Path, tree: Path) -> di
             client = _Client(proc)
             caps = {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False}
             await client.call("initialize", {"protocolVersion": 1, "clientCapabilities": caps})
-            ready = time.perf_counter()
             if case.name == "gemini":
                 await client.call("authenticate", {"methodId": "gemini-api-key"})
             session = await client.call("session/new", {"cwd": str(tree), "mcpServers": []})
+            if launch_model := (case.model if case.name == "claude-acp" else None):
+                params = {"sessionId": session["sessionId"], "modelId": launch_model}
+                await client.call("session/set_model", params)
+            ready = time.perf_counter()  # what Codeyard's agent.session marks
             prompt = [{"type": "text", "text": PROMPT}]
             await client.call(
                 "session/prompt", {"sessionId": session["sessionId"], "prompt": prompt}
@@ -182,7 +193,12 @@ async def run_bare(case: AgentCase, fake: FakeLLM, home: Path, tree: Path) -> di
         await proc.wait()
         for folder in scratch:
             shutil.rmtree(folder, ignore_errors=True)
+    print(f"    bare peak by process: {_mb(rss.at_peak)}", flush=True)
     return {"startup_s": ready - started, "total_s": done - started, "peak_mb": rss.peak / 2**20}
+
+
+def _mb(by_name: dict[str, int]) -> dict[str, int]:
+    return {name: round(rss / 2**20) for name, rss in sorted(by_name.items())}
 
 
 def _ts(event: dict[str, Any]) -> float:
@@ -215,6 +231,7 @@ async def run_codeyard(
         done = time.perf_counter()
         events = (await api.get(f"/api/runs/{run}/events", params={"limit": 500})).json()["data"]
         await api.post(f"/api/runs/{run}/resolve", json={"action": "discard"})
+    print(f"    codeyard peak by process: {_mb(rss.at_peak)}", flush=True)
     running = next(e for e in events if e["type"] == "run.status" and e["data"]["to"] == "running")
     session = next(e for e in events if e["type"] == "agent.session")
     return {
@@ -231,7 +248,7 @@ async def measure(case: AgentCase, runs: int, root: Path) -> dict[str, Any]:
     for home in homes.values():
         home.mkdir(parents=True, exist_ok=True)
     server = ServerProcess(root / f"{case.name}-data")
-    server.start()
+    server.start(timeout=180)  # a loaded machine starts it slowly
     rows: list[dict[str, dict[str, float]]] = []
     try:
         with FakeLLM() as fake:
