@@ -128,7 +128,7 @@ async def test_subscription(sub_id: str, svc: Svc, caller: Caller, request: Requ
     return await _test(svc, request, caller, f"webpush:{sub_id}")
 
 
-Kind = Literal["approval", "budget", "run.input", "run.finished", "run.failed"]
+Kind = Literal["approval", "budget", "run.input", "run.finished", "run.failed", "run.attention"]
 
 
 class Preferences(BaseModel):

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 KINDS = ("approval", "budget", "run.input", "run.finished", "run.failed")
-TYPES = frozenset({"approval.requested", "approval.resolved", "run.status"})
+TYPES = frozenset({"approval.requested", "approval.resolved", "run.status", "feedback.exhausted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,16 @@ def from_event(event_type: str, data: dict[str, Any], run: dict[str, Any]) -> No
             run_id=run["id"],
             path=path,
             approval_id=data.get("approval_id"),
+        )
+    if event_type == "feedback.exhausted":  # a fix loop gave up (issue 21)
+        return Notification(
+            kind="run.attention",
+            title=f"Run #{number} needs your attention",
+            body=_clip(data.get("reason") or title),
+            tag=f"run-{run['id']}",
+            run_id=run["id"],
+            path=path,
+            urgent=True,
         )
     if event_type == "run.status":
         to = data.get("to")

@@ -17,7 +17,7 @@ SUBS, DEV, CH = schema.push_subscriptions, schema.devices, schema.notification_c
 PREFS, RN, OUT = schema.notification_prefs, schema.run_notify, schema.notification_outbox
 LOG, TOK = schema.notification_deliveries, schema.action_tokens
 DEFAULT_PREFS: dict[str, Any] = {
-    "events": ["approval", "budget", "run.input", "run.finished", "run.failed"],
+    "events": ["approval", "budget", "run.input", "run.finished", "run.failed", "run.attention"],
     "quiet_start": None,
     "quiet_end": None,
     "timezone": "UTC",

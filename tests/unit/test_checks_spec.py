@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from codeyard.checks import CheckResult, ci_prompt, local_failure_key, local_prompt, trim_log
 from codeyard.checks.spec import review_prompt
+from codeyard.notifications.messages import TYPES, from_event
 
 
 def test_trim_log_drops_colour_timestamps_and_groups_and_keeps_the_end() -> None:
@@ -48,3 +49,11 @@ def test_prompts_carry_the_log_the_attempt_and_the_anchors() -> None:
         comments=[{"path": "src/a.py", "line": 10, "body": "call it total"}],
     )
     assert "alice" in review and "src/a.py:10: call it total" in review
+
+
+def test_an_exhausted_fix_loop_notifies_that_the_run_needs_attention() -> None:
+    assert "feedback.exhausted" in TYPES
+    data = {"source": "checks", "attempts": 3, "reason": "local checks still fail"}
+    note = from_event("feedback.exhausted", data, {"id": "run_1", "number": 4, "title": "Fix"})
+    assert note is not None and note.kind == "run.attention" and note.urgent
+    assert note.title == "Run #4 needs your attention" and "still fail" in note.body
