@@ -45,10 +45,15 @@ class Subscription:
             return
         self._pending.extend(events)
         if len(self._pending) > self._max:
-            self.dropped = True
-            self._pending = []
-            self._hub.dropped_total += 1
-            self._hub.unsubscribe(self)
+            self._drop()
+        self._ready.set()
+
+    def _drop(self) -> None:
+        """Stop feeding this subscriber; its reader gets ``SubscriberDropped`` and replays."""
+        self.dropped = True
+        self._pending = []
+        self._hub.dropped_total += 1
+        self._hub.unsubscribe(self)
         self._ready.set()
 
     async def next_batch(self) -> list[StoredEvent]:
@@ -101,6 +106,12 @@ class Hub:
             subs.discard(sub)
             if not subs:
                 del self._by_run[run_id]
+
+    def drop_all(self) -> None:
+        """Every subscriber catches up from the database: the live feed may have a gap (on
+        PostgreSQL, after the ``LISTEN`` connection was lost and made again)."""
+        for sub in [*self._global, *(s for subs in self._by_run.values() for s in subs)]:
+            sub._drop()
 
     def publish(self, events: list[StoredEvent]) -> None:
         """Hand committed events to every matching subscriber, in order, without waiting."""

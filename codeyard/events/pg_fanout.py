@@ -66,8 +66,12 @@ class PgFanout:
         #: Kept out of the pool for the process's life: its asyncpg connection listens.
         self._conn: AsyncConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        #: Events published from other processes (tests and diagnostics).
+        self._keeper: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        #: Events published from other processes, and times the connection was made again
+        #: (tests and diagnostics).
         self.received = 0
+        self.reconnects = 0
 
     def committed(self, stored: list[StoredEvent]) -> None:
         """The writer's ``on_commit``: keep our events until PostgreSQL announces them."""
@@ -78,15 +82,49 @@ class PgFanout:
             self._mine[event.id] = event
 
     async def start(self) -> None:
-        self._conn = await self._engine.connect()
-        await (await _driver(self._conn)).add_listener(NOTIFY_CHANNEL, self._heard)
+        await self._listen()
         self._task = asyncio.create_task(self._publish(), name="codeyard-pg-fanout")
+        self._keeper = asyncio.create_task(self._keep_listening(), name="codeyard-pg-listen")
+
+    async def _listen(self) -> None:
+        self._lost.clear()
+        self._conn = await self._engine.connect()
+        raw = await _driver(self._conn)
+        await raw.add_listener(NOTIFY_CHANNEL, self._heard)
+        raw.add_termination_listener(self._terminated)
+
+    def _terminated(self, _conn: Any) -> None:
+        self._lost.set()
+
+    async def _keep_listening(self) -> None:
+        """A lost ``LISTEN`` connection is made again; what was announced meanwhile is not
+        heard, so every subscriber is dropped and replays from the database (no gap)."""
+        while True:
+            await self._lost.wait()
+            log.warning("the LISTEN connection was lost; listening again")
+            lost, self._conn = self._conn, None
+            if lost is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(lost.invalidate(), 5)
+            delay = 0.2
+            while True:
+                try:
+                    await self._listen()
+                    break
+                except Exception:  # the database is away: keep trying, with a bound wait
+                    log.exception("LISTEN failed; retrying in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(5.0, delay * 2)
+            self._mine.clear()
+            self.reconnects += 1
+            self._hub.drop_all()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._keeper, self._task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._keeper = self._task = None
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

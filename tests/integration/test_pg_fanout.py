@@ -93,3 +93,41 @@ async def test_events_written_through_b_stream_on_a(
     for who in ("a", "b"):  # each writer's own order kept
         mine = [t for t in texts if t.startswith(who + " ")]
         assert mine == [f"{who} {b}.{k}" for b in range(BATCHES) for k in range(PER_BATCH)]
+
+
+async def test_a_lost_listen_connection_loses_no_event(
+    pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
+) -> None:
+    """The LISTEN connection of A is killed on the server: A listens again and its stream
+    replays what was announced meanwhile, so B's events still arrive once each, in order."""
+    url = pg_cluster.create_database()
+    body = {"prompt": "lost", "repo_path": str(git_repo), "provider": "script", "draft": True}
+    async with (
+        running_api(_settings(tmp_path, "a", url)) as a,
+        running_api(_settings(tmp_path, "b", url)) as b,
+    ):
+        resp = await a.post("/api/runs", json=body)
+        assert resp.status_code == 201, resp.text
+        run_id = resp.json()["id"]
+        started = asyncio.Event()
+        reader = asyncio.create_task(_collect(a, run_id, 0, 20, started))
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+            fanout = a.app.state.fanout
+            listening = await fanout._conn.get_raw_connection()
+            pid = listening.driver_connection.get_server_pid()
+            async with b.services.engine.connect() as conn:
+                await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            for k in range(10):  # while A is listening again, or not yet
+                await b.services.writer.append(run_id, [ev.ErrorEvent(message=f"x {k}")])
+            for _ in range(200):
+                if fanout.reconnects:
+                    break
+                await asyncio.sleep(0.05)
+            assert fanout.reconnects == 1
+            for k in range(10, 20):
+                await b.services.writer.append(run_id, [ev.ErrorEvent(message=f"x {k}")])
+            got = await asyncio.wait_for(reader, 30)
+        finally:
+            reader.cancel()
+    assert [e.data["message"] for e in got] == [f"x {k}" for k in range(20)]
