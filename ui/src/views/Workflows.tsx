@@ -191,8 +191,11 @@ function ExecutionPage({ executionId }: { executionId: string }) {
     queryKey: ["workflow-execution", executionId],
     queryFn: () => api.get("/api/workflows/executions/{execution_id}", { path: { execution_id: executionId } }),
   });
-  // Live: each workflow.* event refreshes the view (the stream ends with the execution).
+  // Live: each workflow.* event refreshes the view. The server ends the stream with the
+  // execution; an ended one opens none (EventSource would reconnect to it again and again).
+  const ended = ["completed", "failed", "cancelled", "interrupted"].includes(q.data?.status ?? "");
   useEffect(() => {
+    if (ended) return;
     const source = new EventSource(`/api/workflows/executions/${encodeURIComponent(executionId)}/events/stream`);
     const refresh = () => void qc.invalidateQueries({ queryKey: ["workflow-execution", executionId] });
     source.onmessage = refresh;
@@ -201,7 +204,7 @@ function ExecutionPage({ executionId }: { executionId: string }) {
     types.push(...["completed", "failed", "cancelled", "interrupted", "resumed"].map((t) => `workflow.execution.${t}`));
     types.forEach((t) => source.addEventListener(t, refresh));
     return () => source.close();
-  }, [executionId, qc]);
+  }, [executionId, qc, ended]);
   const act = useMutation({
     mutationFn: async (what: { kind: "cancel" | "resume" } | { kind: "decide"; key: string; approve: boolean; reason?: string }) => {
       const path = { execution_id: executionId };
