@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Cursor, Limit, Svc
+from codeyard.api.schemas import Body
 from codeyard.domain.errors import BadRequest
 from codeyard.services import github as github_service
 
@@ -90,3 +91,49 @@ async def sweep_deliveries(svc: Svc) -> dict[str, Any]:
     """Now rather than at the next interval: ask GitHub for each known hook's failed
     deliveries that never arrived, and have them redelivered."""
     return await github_service.sweep(svc)
+
+
+class PlatformStatus(BaseModel):
+    platform: str
+    web_host: str
+    api_url: str
+    connected_via: str | None = Field(description="`github` (token) or `gh`; null: not usable.")
+    problems: list[str] = Field(description="What to do to connect, per way of connecting.")
+    webhook_secret_configured: bool
+    last_delivery_at: str | None
+    polling: bool
+    poll_budget_per_hour: int
+
+
+class DetectRemoteBody(Body):
+    path: str = Field(min_length=1, max_length=4096, description="A repository on the server.")
+
+
+class DetectedRemote(BaseModel):
+    remote: str = Field(description="origin's URL without credentials.")
+    host: str | None
+    repository: str | None
+    platform: str | None
+    pull_requests_via: str | None
+    problem: str | None
+
+
+@router.get(
+    "/platforms/status",
+    dependencies=[require_scope("settings:read")],
+    response_model=list[PlatformStatus],
+)
+async def platform_status(svc: Svc) -> list[dict[str, Any]]:
+    """How Codeyard reaches each hosting platform: token or ``gh``, webhooks, polling."""
+    return await github_service.platforms(svc)
+
+
+@router.post(
+    "/github/detect-remote",
+    dependencies=[require_scope("settings:write")],
+    response_model=DetectedRemote,
+)
+async def detect_remote(body: DetectRemoteBody) -> dict[str, Any]:
+    """A local repository's ``origin``: which platform, and whether pull requests can be opened
+    there now (or what to fix)."""
+    return await github_service.detect_remote(body.path)

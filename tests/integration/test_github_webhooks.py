@@ -235,3 +235,34 @@ async def test_merge_on_github_and_the_projects_pull_requests(
 def test_graphql_lives_next_to_the_rest_api() -> None:
     assert graphql_url("https://api.github.com") == "https://api.github.com/graphql"
     assert graphql_url("https://ghe.example.com/api/v3/") == "https://ghe.example.com/api/graphql"
+
+
+async def test_platform_status_and_detect_remote(fake: FakeGitHub, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, github_webhook_secret=SECRET)
+    async with running_api(settings) as api:
+        (status,) = (await api.get("/api/platforms/status")).json()
+        assert status["platform"] == "github" and status["connected_via"] == "github"
+        assert status["webhook_secret_configured"] is True and status["polling"] is False
+        assert status["api_url"] == fake.api_url
+
+        repo = make_repo(tmp_path / "app")
+        git(repo, "remote", "add", "origin", "https://octo:s3cret@github.com/acme/demo.git")
+        found = (await api.post("/api/github/detect-remote", json={"path": str(repo)})).json()
+        assert found == {
+            "remote": "https://github.com/acme/demo.git",
+            "host": "github.com",
+            "repository": "acme/demo",
+            "platform": "github",
+            "pull_requests_via": "github",
+            "problem": None,
+        }
+        other = make_repo(tmp_path / "other")
+        git(other, "remote", "add", "origin", "git@gitlab.example.com:team/tool.git")
+        elsewhere = (await api.post("/api/github/detect-remote", json={"path": str(other)})).json()
+        assert elsewhere["platform"] is None and "Only GitHub" in elsewhere["problem"]
+        missing = await api.post("/api/github/detect-remote", json={"path": str(tmp_path / "no")})
+        assert missing.status_code == 400 and "not a directory" in missing.json()["detail"]
+        no_origin = await api.post(
+            "/api/github/detect-remote", json={"path": str(make_repo(tmp_path / "bare"))}
+        )
+        assert no_origin.status_code == 400 and "remote add origin" in no_origin.json()["detail"]
