@@ -7,14 +7,15 @@ Unauthenticated requests get an RFC 7807 problem and never reach a session.
 
 Importing the SDK and building the server cost about a third of ``codeyard serve``'s start-up
 (issue 15), for an endpoint most servers seldom or never serve. The mount owns a task group for
-the app's lifespan; shortly after start-up a worker thread imports the SDK (the event loop keeps
-serving meanwhile), then the server is built and its session manager runs in that group. A request
-that comes earlier does the same itself; every later request goes straight to the server.
+the app's lifespan; half a second after start-up (the server already answers) it imports the SDK,
+builds the server and runs its session manager in that group. A request that comes earlier does
+the same itself; every later request goes straight to the server. The import stays on the event
+loop's thread: importing the SDK in a worker thread while a turn imports the Claude Agent SDK
+(which imports ``mcp`` too) raced into "partially initialized module" errors.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,9 +38,8 @@ PATH = "/mcp"
 log = logging.getLogger(__name__)
 
 
-def _import_sdk() -> None:
-    importlib.import_module("codeyard.mcp_server.server")
-    importlib.import_module("codeyard.mcp_server.http")
+#: Start-up first: the SDK loads this long after the app starts.
+WARM_AFTER_SECONDS = 0.5
 
 
 async def _serve(endpoint: McpEndpoint, *, task_status: TaskStatus[None]) -> None:
@@ -96,9 +96,9 @@ class McpMount:
                 group.cancel_scope.cancel()
 
     async def _warm(self) -> None:
-        """Load the SDK off the event loop once the server is up, so no request waits for it."""
+        """Load the SDK once the server is up, so no request waits for it."""
+        await anyio.sleep(WARM_AFTER_SECONDS)
         try:
-            await anyio.to_thread.run_sync(_import_sdk, abandon_on_cancel=True)
             await self._started()
         except Exception:  # the first request will meet the same error, with its own reply
             log.exception("Loading Codeyard's MCP server failed")
