@@ -222,8 +222,8 @@ async def require_passing(svc: Services, run: dict[str, Any]) -> None:
     async with svc.engine.connect() as conn:
         last = await event_store.last_of_type(conn, run["id"], "check.suite_completed")
     fix = (
-        f"run them with POST /api/runs/{run['number']}/checks (`codeyard checks "
-        f"{run['number']}`), fix what fails, and land again"
+        f"run them with POST /api/runs/{run['number']}/checks, fix what fails (or message the "
+        "agent with the failure), and land again"
     )
     if last is None:
         raise Conflict(
