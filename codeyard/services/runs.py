@@ -148,6 +148,20 @@ def _check_may_skip_approvals(principal: Principal, options: dict[str, Any]) -> 
         )
 
 
+def _check_budget_measurable(provider_name: str, budget: Any) -> None:
+    """A run budget needs token counts: refused for a provider that reports none (the
+    ``codex-acp`` adapter, the generic ``acp``) rather than kept as a budget never enforced."""
+    if budget is None or registry.get(provider_name).capabilities.usage:
+        return
+    takers = [n for n in registry.names() if registry.get(n).capabilities.usage]
+    raise ValidationFailed(
+        f"A budget cannot be kept on a '{provider_name}' run: that agent reports no token "
+        "usage, so Codeyard cannot tell what the run spends. Drop budget_usd, or use a "
+        f"provider that reports usage ({', '.join(takers)}).",
+        errors=[{"loc": ["body", "budget_usd"], "msg": f"'{provider_name}' reports no usage"}],
+    )
+
+
 async def create(
     svc: Services,
     body: dict[str, Any],
@@ -179,6 +193,7 @@ async def create(
     await sandbox_service.ensure_runnable(svc)
     await _attach_env_sets(svc, principal, options, list(body.get("env_set_ids") or []))
     registry.get(provider_name).validate_options(options)
+    _check_budget_measurable(provider_name, body.get("budget_usd"))
     await provider_service.check_enabled(svc, provider_name)
     new_project, project_id, repos = await _resolve_repos(svc, body)
     if new_project is not None:

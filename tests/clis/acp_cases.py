@@ -201,9 +201,9 @@ class AgentCase:
     #: The failing reply's HTTP status: a client error where the CLI's own retries of server
     #: errors cannot be shortened (Qwen Code backs off seven times from 1.5 s).
     error_status: int = 500
-    #: A loaded session holds the agent's own earlier replies. Qwen Code 0.15.10 in ACP mode
-    #: records only the user's messages in its session file (observed), so a loaded session
-    #: holds the earlier prompts but not the answers.
+    #: A loaded session always holds the agent's own earlier replies. Qwen Code 0.15.10 in ACP
+    #: mode may not: its session file sometimes lacks a reply when the turn's process is
+    #: stopped right after the answer (observed both ways), so only the prompts are certain.
     session_keeps_replies: bool = True
     #: Reports the tokens a turn spent (its capabilities say ``usage``).
     reports_usage: bool = True

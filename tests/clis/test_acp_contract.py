@@ -108,7 +108,8 @@ async def test_tool_call_events_and_a_message_resuming_the_session(
     assert second["session_id"] == done["session_id"]
     sent = fake.model_calls(case.api)[-1].text()
     assert "Mark the repo" in sent and "Now say BRAVO" in sent
-    assert ("All done ALPHA." in sent) is case.session_keeps_replies
+    if case.session_keeps_replies:
+        assert "All done ALPHA." in sent
     messages = [m["text"] for m in (await support.by_type(api, run["id"]))["agent.message"]]
     assert messages[-1] == "Second answer.", "the replayed history is not news"
     assert messages.count("All done ALPHA.") == 1
@@ -180,7 +181,8 @@ async def test_pause_interrupts_and_resume_continues_the_session(
         assert done["session_id"] == first["session_id"] and done["turns"] == 3
         sent = fake.model_calls(case.api)[-1].text()
         assert "Say alpha" in sent
-        assert ("First answer ALPHA." in sent) is case.session_keeps_replies
+        if case.session_keeps_replies:
+            assert "First answer ALPHA." in sent
     else:
         fake.script([Reply(text="too late", delay=600), Reply(text="Resumed and finished.")])
         opts = case.options(fake, home)
