@@ -171,24 +171,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 workers[name].spawn()
             for w in workers.values():
                 w.wait_ready(timeout=240)
-            repo = make_repo(root / "repo")
+            # One repository per server: both number their runs from 1 (same branch names).
+            repo_l, repo_t = make_repo(root / "repo-local"), make_repo(root / "repo-temporal")
             per: dict[str, list[float]] = {"local": [], "temporal": []}
             async with local.client(timeout=60) as cl, api.client(timeout=60) as ct:
-                for c in (cl, ct):
+                for c, repo in ((cl, repo_l), (ct, repo_t)):
                     body = {"name": "bench", "repos": [{"path": str(repo)}]}
                     (await c.post("/api/projects", json=body)).raise_for_status()
-                await scripted_run(cl, repo, 2)  # warm both paths once
-                await scripted_run(ct, repo, 2)
+                await scripted_run(cl, repo_l, 2)  # warm both paths once
+                await scripted_run(ct, repo_t, 2)
                 for _ in range(args.runs):  # alternate, so load changes hit both alike
-                    per["local"] += await scripted_run(cl, repo, args.turns)
-                    per["temporal"] += await scripted_run(ct, repo, args.turns)
+                    per["local"] += await scripted_run(cl, repo_l, args.turns)
+                    per["temporal"] += await scripted_run(ct, repo_t, args.turns)
                 result["turn"] = {k: summary(v) for k, v in per.items()}
                 local_ms = result["turn"]["local"]["median_ms"]
                 temporal_ms = result["turn"]["temporal"]["median_ms"]
                 result["overhead_ms_per_turn"] = round(temporal_ms - local_ms, 1)
                 result["ratio"] = round(temporal_ms / local_ms, 2)
                 result["failover"] = [
-                    await failover_once(ct, repo, workers) for _ in range(args.failovers)
+                    await failover_once(ct, repo_t, workers) for _ in range(args.failovers)
                 ]
         finally:
             for w in workers.values():
