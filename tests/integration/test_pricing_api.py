@@ -88,7 +88,7 @@ async def test_models_lists_prices_and_aliases(sqlite_api: Api) -> None:
     body = (await sqlite_api.get("/api/models")).json()
     assert body["next_cursor"] is None
     by_id = {m["id"]: m for m in body["data"]}
-    assert {m["provider"] for m in body["data"]} == {"anthropic", "openai", "gemini"}
+    assert {m["provider"] for m in body["data"]} == {"anthropic", "openai", "gemini", "dashscope"}
     sonnet = by_id["claude-sonnet-4-5"]
     assert sonnet == {
         "id": "claude-sonnet-4-5",
@@ -111,8 +111,11 @@ async def test_models_lists_prices_and_aliases(sqlite_api: Api) -> None:
         ("claude-code", {"anthropic"}),
         ("codex", {"openai"}),
         ("gemini", {"gemini"}),
-        ("copilot", {"anthropic", "openai", "gemini"}),
-        ("opencode", {"anthropic", "openai", "gemini"}),
+        ("copilot", {"anthropic", "openai", "gemini", "dashscope"}),
+        ("opencode", {"anthropic", "openai", "gemini", "dashscope"}),
+        ("qwen", {"anthropic", "openai", "gemini", "dashscope"}),
+        ("codex-acp", {"openai"}),
+        ("claude-acp", {"anthropic"}),
     ],
 )
 async def test_models_of_a_provider(sqlite_api: Api, provider: str, vendors: set[str]) -> None:
