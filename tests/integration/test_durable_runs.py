@@ -102,14 +102,16 @@ async def gone_within(pids: list[int], seconds: float) -> list[int]:
 
 
 async def step_process_running(server: ServerProcess, command: str, timeout: float = 10) -> None:
-    """Wait until a process of the server runs ``command`` (read from ``/proc``)."""
+    """Wait until a process of the server runs ``command`` itself (its argv starts with the
+    command's words, read from ``/proc``): not a shell or gate that only names it."""
+    words = command.encode().split()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert server.proc is not None
         for pid in _descendants(server.proc.pid):
             with contextlib.suppress(OSError):
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if command.encode() in b" ".join(argv):
+                if argv[: len(words)] == words:
                     return
         await anyio.sleep(0.02)
     raise AssertionError(f"no process of the server ran {command!r} within {timeout}s")
@@ -172,7 +174,8 @@ async def test_shell_steps_of_a_killed_server_are_stopped_before_the_run_is_inte
         async with server.client() as client:
             run = await create_run(client, git_repo, step)
             await wait_for_event(client, run["id"], is_call("sleep 20"))
-            await anyio.sleep(0.3)  # bash has started its sleep
+            # bash has started its sleep (waited for, not guessed: a loaded machine is slow)
+            await step_process_running(server, "sleep 20", timeout=20)
             left = server.crash()
             assert len(left) >= 2, left  # bash and its sleep
             started = time.monotonic()
