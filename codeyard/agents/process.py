@@ -303,6 +303,11 @@ class ProcessGroup:
         self._known.update({p: live[p][3] for p in found})
         return found
 
+    def interrupt(self) -> None:
+        """SIGINT to the group and every member now: for agents that do not exit when their
+        input ends (Codex's ACP adapter), so a turn's end need not wait out ``stop``'s grace."""
+        self._signal(signal.SIGINT)
+
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)

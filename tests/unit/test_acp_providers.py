@@ -224,6 +224,7 @@ def test_codex_acp_passes_codex_config_and_asks_by_default(tmp_path: Path) -> No
     with pytest.raises(ValidationFailed, match="config"):
         provider.validate_options({"config": "approval_policy=never"})
     assert provider.capabilities.usage is False  # context-window use only, no spent tokens
+    assert launch.exits_on_eof is False  # interrupted at a turn's end, not waited for
 
 
 def test_an_adapter_without_version_flag_reads_its_package_manifest(tmp_path: Path) -> None:

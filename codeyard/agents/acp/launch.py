@@ -28,3 +28,5 @@ class Launch:
     #: A model to choose with ``session/set_model`` once the session is open (Claude Code's
     #: adapter takes no model on its command line and maps its settings to aliases).
     set_model: str | None = None
+    #: The agent exits when its input ends; if not, it is sent SIGINT at once at a turn's end.
+    exits_on_eof: bool = True

@@ -344,7 +344,8 @@ class CodexAcpProvider(AcpProvider):
         argv = list(base.argv)
         for key, value in config.items():
             argv += ["-c", f"{key}={toml_value(value)}"]
-        return replace(base, argv=argv)
+        # The adapter outlives its closed input: it would cost every turn the stop's grace.
+        return replace(base, argv=argv, exits_on_eof=False)
 
 
 class ClaudeAcpProvider(AcpProvider):

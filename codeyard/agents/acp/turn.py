@@ -438,6 +438,8 @@ class _Turn:
             await asyncio.gather(prompt, return_exceptions=True)  # its outcome is moot now
         if self.proc is not None and self.proc.stdin is not None:
             self.proc.stdin.close()
+        if not self.launch.exits_on_eof and self.group is not None:
+            self.group.interrupt()
         if conn is not None:
             try:
                 await asyncio.wait_for(conn.close(), STOP_GRACE)
