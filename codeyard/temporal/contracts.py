@@ -18,6 +18,10 @@ WORKFLOW_NAME = "CodeyardRun"
 #: fenced old attempt then stopped): 10 s, Temporal's usual choice, bounds failover near 11 s.
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 HEARTBEAT_EVERY = 1.0
+#: How long a workflow task waits on the sticky queue of the worker that ran the workflow's last
+#: task before any worker may take it (SDK default 10 s): after a worker dies, this adds to the
+#: heartbeat timeout before the run moves.
+STICKY_TIMEOUT = timedelta(seconds=2)
 #: A drive scheduled on a host that does not pick it up in this time is moved elsewhere.
 HOST_PICKUP_TIMEOUT = timedelta(seconds=30)
 #: A run's workflow ends after this long without work (the next submit starts it again).

@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from codeyard.temporal.activities import HostActivities
-from codeyard.temporal.contracts import SHARED_QUEUE, host_queue
+from codeyard.temporal.contracts import SHARED_QUEUE, STICKY_TIMEOUT, host_queue
 from codeyard.temporal.host import HostConfig, HostRuntime
 from codeyard.temporal.workflow import RunWorkflow
 
@@ -37,6 +37,9 @@ async def serve_host(
             workflows=[RunWorkflow],
             activities=[acts.place],
             identity=config.host,
+            # A workflow's next task goes to the worker that ran its last one first; when that
+            # worker died, this is how long it waits there before any worker may take it.
+            sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         )
         own = Worker(
             client,
