@@ -28,7 +28,10 @@ async def ticket(api: Api, slug: str, **body: Any) -> dict[str, Any]:
     return created
 
 
-async def test_tickets_are_numbered_moved_linked_and_listed(api: Api, git_repo: Path) -> None:
+async def test_tickets_are_numbered_moved_linked_and_listed(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
     await make_project(api, git_repo)
     first = await ticket(api, "shop", title="Cart total is wrong", kind="bug", priority="high")
     second = await ticket(api, "shop", title="Add coupons", blocked_by=[1], labels=["money"])
