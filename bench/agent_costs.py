@@ -12,7 +12,8 @@ and the model answers one prompt with text, so the numbers are the CLI's own cos
 - **codeyard**: a real server process (``tests/support/server.py``), ``POST /api/runs`` to the
   ``turn.completed`` frame on its SSE stream; start-up = ``running`` → ``agent.session`` (the
   CLI's start plus ``initialize`` and ``session/new``); peak memory = the largest RSS sum over
-  the server's descendants (the agent, its launcher and the sandbox), the server itself apart.
+  the server's descendants (the agent, its launcher and the sandbox), the server itself and
+  its own Python helpers apart.
 
 Runs alternate sides after one uncounted warm-up of each; medians are reported.
 
@@ -72,6 +73,8 @@ class PeakRss:
                 if "--version" in proc.cmdline():
                     continue  # the server probing its providers (/api/providers), not the run
                 name = proc.name()
+                if not self.include_root and name.startswith("python"):
+                    continue  # the server's own Python helpers, not the agent
                 by_name[name] = by_name.get(name, 0) + proc.memory_info().rss
         return sum(by_name.values()), by_name
 
