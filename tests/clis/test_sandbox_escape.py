@@ -27,6 +27,7 @@ from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
 from codeyard.sandbox import probe
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
+from tests.clis import acp_cases
 from tests.clis.support import WAIT, events
 from tests.conftest import Api
 
@@ -151,6 +152,11 @@ CASES = {
         _opencode,
         lambda c: ToolCall("bash", {"command": c, "description": "Look"}),
     ),
+    # The agents of issue 23, set up as their contract cases are.
+    **{
+        c.name: Case(c.provider(), c.model, c.options, c.call)
+        for c in (acp_cases.QWEN, acp_cases.CODEX_ACP, acp_cases.CLAUDE_ACP)
+    },
 }
 
 
