@@ -26,8 +26,11 @@ codeyard/web/index.html: $(UI_SRC)
 # Codex and Claude Code), pinned by clis/package-lock.json.
 clis: clis/node_modules/.installed
 
+# `npm install` from the lock, not `npm ci`: Qwen Code's optional clipboard module lists binaries
+# for other platforms that were never published (404), so no lock can hold them and `npm ci` calls
+# the lock out of sync; `npm install` installs the same pinned tree and leaves the lock unchanged.
 clis/node_modules/.installed: clis/package.json clis/package-lock.json
-	cd clis && npm ci --no-audit --no-fund --loglevel=error
+	cd clis && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # `make serve PORT=8421 DATA_DIR=/tmp/cy` when the defaults do not suit.
