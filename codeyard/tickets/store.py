@@ -16,12 +16,6 @@ from codeyard.tickets.domain import fts5_match
 
 TK, CM, RV, WQ = schema.tickets, schema.ticket_comments, schema.reviews, schema.work_queues
 
-#: The PostgreSQL search document: the same expression as the GIN index of migration 0015.
-PG_DOCUMENT = (
-    "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
-    "setweight(to_tsvector('english', coalesce(body, '')), 'B')"
-)
-
 
 def _d(row: Row[Any]) -> dict[str, Any]:
     return dict(row._mapping)
@@ -96,7 +90,7 @@ async def search(
     """Tickets matching every term (prefixes), best first, with a score where higher is better.
 
     SQLite ranks with FTS5's bm25 (title weighted 10 times); PostgreSQL with ``ts_rank`` over the
-    weighted document (title A, body B). Both use their full-text index, not a scan.
+    stored weighted ``search`` column (title A, body B); both use their full-text index.
     """
     if not terms:
         return []
@@ -113,10 +107,8 @@ async def search(
     else:
         query = " & ".join(f"{t}:*" for t in terms)
         sql = text(
-            f"SELECT id, ts_rank({PG_DOCUMENT}, q) AS rank "
-            "FROM tickets, to_tsquery('english', :q) AS q "
-            f"WHERE project_id = :p AND ({PG_DOCUMENT}) @@ q ORDER BY rank DESC, number DESC "
-            "LIMIT :n"
+            "SELECT id, ts_rank(search, q) AS rank FROM tickets, to_tsquery('english', :q) AS q "
+            "WHERE project_id = :p AND search @@ q ORDER BY rank DESC, number DESC LIMIT :n"
         )
         found = [
             (r.id, float(r.rank))
