@@ -4,10 +4,10 @@
 land, run after every turn, hand failures back to the agent). ``github_deliveries`` is the
 webhook inbox: one row per ``X-GitHub-Delivery`` (unique, so a redelivered duplicate is acked
 and ignored), processed asynchronously and marked when done; ``github_hooks`` the hooks
-deliveries came from, which the sweeper asks for failed deliveries to redeliver. ``feedback_marks`` remembers each
-failure already handed back to an agent (one row per key such as run + tree + failed checks, or
-PR + head SHA + suite), so a failure is fed back once and the attempts per run or PR can be
-capped.
+deliveries came from, which the sweeper asks for failed deliveries to redeliver.
+``feedback_marks`` remembers each failure already handed back to an agent (one row per key such
+as run + tree + failed checks, or PR + head SHA + suite), so a failure is fed back once and the
+attempts per run or PR can be capped.
 
 Revision ID: 0017
 Revises: 0016
