@@ -26,7 +26,6 @@ import httpx
 from codeyard.config import Settings
 from codeyard.domain import events as ev
 from codeyard.domain.errors import BadRequest, CodeyardError, Forbidden
-from codeyard.github.client import GitHubClient
 from codeyard.github.poller import Budget, Poller, PrRef, PrSnapshot
 from codeyard.github.signature import valid
 from codeyard.prs import registry as pr_registry
@@ -238,6 +237,8 @@ async def sweep(svc: Services) -> dict[str, Any]:
         hooks = [h for h in await store.hooks(conn) if h["target"] == "repository" and h["repo"]]
     if not hooks:
         return {"hooks": 0, "listed": 0, "redelivered": 0, "problems": []}
+    from codeyard.github.client import GitHubClient  # githubkit loads with the first sweep
+
     client = GitHubClient(PrConfig.from_env())
     listed = redelivered = 0
     problems: list[str] = []
