@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Svc, listing
+from codeyard.api.review_views import DIFF_RESPONSES, DiffFileView
 from codeyard.api.ticket_models import (
     AgentStartBody,
     AgentStatusView,
@@ -69,7 +70,12 @@ async def agent_status(project_ref: str, number: N, svc: Svc) -> dict[str, Any]:
     return await agent.status(svc, project_ref, number)
 
 
-@router.get(f"{T}/diff", dependencies=[require_scope("runs:read")], response_model=None)
+@router.get(
+    f"{T}/diff",
+    dependencies=[require_scope("runs:read")],
+    response_model=Page[DiffFileView],
+    responses=DIFF_RESPONSES,
+)
 async def ticket_diff(
     project_ref: str,
     number: N,
