@@ -32,29 +32,60 @@ os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@codeyard.invalid")
 
 
 # pytest-timeout fails a test after 180 s, once: a teardown that then blocks (a task group that
-# never ends, a process never reaped) would hold the suite until CI's own limit kills it with no
-# name attached. This second, harder limit prints every thread's stack and ends the process, so
-# xdist reports which test its worker died in and the rest of the suite goes on.
-HARD_TEST_LIMIT_SECONDS = 420
+# never ends, a stream never closed) would hold the suite until CI's own limit kills it with no
+# name attached. This second, harder limit writes every thread's stack to a file and ends the
+# process: xdist reports the test its worker died in and goes on, and the summary prints the
+# stacks (pytest captures fd 2 during a test, so they cannot go there).
+HARD_TEST_LIMIT_SECONDS = int(os.environ.get("CODEYARD_TEST_HARD_LIMIT", "300"))
+HANGS = Path(tempfile.gettempdir()) / f"codeyard-test-hangs-{os.getuid()}"
+_hang_files: list[Any] = []
+
+
+def _arm(what: str) -> None:
+    HANGS.mkdir(exist_ok=True)
+    out = (HANGS / f"{os.getpid()}.txt").open("w")
+    out.write(f"Still running after {HARD_TEST_LIMIT_SECONDS} s: {what}\n")
+    out.flush()
+    _hang_files.append(out)  # kept open: the watchdog thread writes to it
+    faulthandler.dump_traceback_later(HARD_TEST_LIMIT_SECONDS, exit=True, file=out)
+
+
+def _disarm() -> None:
+    faulthandler.cancel_dump_traceback_later()
+    while _hang_files:
+        _hang_files.pop().close()
+    (HANGS / f"{os.getpid()}.txt").unlink(missing_ok=True)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller: forget earlier sessions
+        for old in HANGS.glob("*.txt"):
+            old.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
-    faulthandler.dump_traceback_later(HARD_TEST_LIMIT_SECONDS, exit=True, file=2)
+    _arm(item.nodeid)
     try:
         yield
     finally:
-        faulthandler.cancel_dump_traceback_later()
+        _disarm()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None]:
     # Session fixtures (PostgreSQL clusters, fake servers) are torn down here, outside any test.
-    faulthandler.dump_traceback_later(HARD_TEST_LIMIT_SECONDS, exit=True, file=2)
+    _arm("the session's teardown")
     try:
         yield
     finally:
-        faulthandler.cancel_dump_traceback_later()
+        _disarm()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for found in sorted(HANGS.glob("*.txt")):
+        terminalreporter.write_sep("=", f"hung test process {found.stem}")
+        terminalreporter.write_line(found.read_text())
 
 
 @pytest.fixture

@@ -154,8 +154,8 @@ async def test_a_viewer_reads_and_does_nothing_else(api: Api, git_repo: Path) ->
         me = (await viewer.get("/api/auth/me")).json()
         assert sorted(me["scopes"]) == sorted(READ_SCOPES)
         for (method, path), scope in sorted(declared.items()):
-            if scope in PSEUDO_SCOPES or path.endswith("/stream"):
-                continue
+            if scope in PSEUDO_SCOPES or path.endswith("/stream") or path in STREAMS:
+                continue  # a stream the viewer may read would not end
             url = path.replace("{run_ref}", run["id"])
             url = concrete(url)
             resp = await viewer.request(method, url, json={})
