@@ -419,7 +419,11 @@ async def detect_remote(path: str) -> dict[str, Any]:
     """What a local repository's ``origin`` is, and whether Codeyard can open pull requests
     there (the remote's credentials are never shown)."""
     folder = Path(path).expanduser()
-    if not await asyncio.to_thread(folder.is_dir):
+    try:
+        is_dir = await asyncio.to_thread(folder.is_dir)
+    except OSError:  # a name too long for the file system, a loop of links: not a directory
+        is_dir = False
+    if not is_dir:
         raise BadRequest(f"'{path}' is not a directory on the server; give a repository's path.")
     found = await git("remote", "get-url", "origin", cwd=folder, check=False)
     if found.returncode != 0:

@@ -29,6 +29,7 @@ MEMBER = [
     "runs:control",
     "approvals:resolve",
     "git:merge",
+    "git:push",
     "settings:read",
     "settings:write",
 ]
@@ -498,6 +499,7 @@ OWNED = {
     ("DELETE", "/api/projects/{project_ref}/repos/{repo_id}"): "project",
     ("POST", "/api/projects/{project_ref}/pull"): "project",
     ("PATCH", "/api/repos/{repo_id}"): "project",
+    ("PUT", "/api/repos/{repo_id}/checks"): "project",
     ("GET", "/api/env-sets/{env_set_id}"): "env set",
     ("PUT", "/api/env-sets/{env_set_id}"): "env set",
     ("DELETE", "/api/env-sets/{env_set_id}"): "env set",

@@ -51,6 +51,7 @@ async def test_settings_defaults_update_and_persistence(api: Api, settings: Sett
         "auto_resume": False,
         "gates": {},
         "sandbox": "on",
+        "require_review_to_merge": False,
     }
     agent = await api.post("/api/agents", json={"name": "bot", "provider": "script"})
     changed = await put(
