@@ -336,7 +336,10 @@ class PollLoop:
             held = await store.runs_with_pull_requests(conn)
         out = []
         for run in held:
-            for pull in [run["pull_request"], *(run["pull_request"].get("others") or [])]:
+            first = run["pull_request"]
+            if not isinstance(first, dict):  # a JSON null is stored as 'null', not SQL NULL
+                continue
+            for pull in [first, *(first.get("others") or [])]:
                 repo = _pull_repo(pull)
                 if repo and (repo, int(pull["number"])) not in self._done:
                     out.append(PrRef(run["id"], repo, int(pull["number"])))
@@ -369,11 +372,14 @@ class PollLoop:
             graphql = graphql_url(config.github_api_url)
             poller = Poller(client, self.budget, self.report, graphql_url=graphql)
             while True:
-                refs = await self.refs()
+                refs: list[PrRef] = []
                 try:
+                    refs = await self.refs()
                     await poller.cycle(refs)
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
                     log.warning("polling GitHub pull requests failed: %s", exc)
+                except Exception:  # a background loop: one bad row must not end polling
+                    log.exception("polling GitHub pull requests failed")
                 await asyncio.sleep(poller.interval(refs))
 
 
