@@ -12,6 +12,7 @@ those that failed and never reached the inbox.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -185,20 +186,14 @@ async def _process(svc: Services, row: dict[str, Any]) -> None:
     await svc.writer.run(job)
 
 
-class Inbox:
-    """The asynchronous half of webhooks: processes stored deliveries in arrival order."""
+class _Background(abc.ABC):
+    """One background task per object: ``start`` runs :meth:`_loop`, ``stop`` cancels it."""
 
-    def __init__(self, svc: Services, poll_seconds: float = 5.0) -> None:
-        self.svc = svc
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
+    name = "codeyard-github"
+    _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="codeyard-github-inbox")
+        self._task = asyncio.create_task(self._loop(), name=self.name)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -206,6 +201,23 @@ class Inbox:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    @abc.abstractmethod
+    async def _loop(self) -> None: ...
+
+
+class Inbox(_Background):
+    """The asynchronous half of webhooks: processes stored deliveries in arrival order."""
+
+    name = "codeyard-github-inbox"
+
+    def __init__(self, svc: Services, poll_seconds: float = 5.0) -> None:
+        self.svc = svc
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
 
     async def drain(self) -> int:
         """Process every stored, unprocessed delivery; how many."""
@@ -272,22 +284,13 @@ def _swept(hook_id: str) -> Callable[[Tx], Awaitable[None]]:
     return job
 
 
-class Sweeper:
+class Sweeper(_Background):
     """Runs :func:`sweep` every ``github_sweep_seconds``."""
+
+    name = "codeyard-github-sweeper"
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="codeyard-github-sweeper")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _loop(self) -> None:
         while True:
@@ -311,25 +314,16 @@ def should_poll(settings: Settings) -> bool:
     )
 
 
-class PollLoop:
+class PollLoop(_Background):
     """Without webhooks: the one :class:`~codeyard.github.poller.Poller` for every run's pull
     request, its changes recorded as ``pr.updated`` (``event: poll``) on the run."""
+
+    name = "codeyard-github-poller"
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.budget = Budget(per_hour=svc.settings.github_poll_budget_per_hour)
-        self._task: asyncio.Task[None] | None = None
         self._done: set[tuple[str, int]] = set()  # merged or closed: not polled again
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="codeyard-github-poller")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def refs(self) -> list[PrRef]:
         async with self.svc.engine.connect() as conn:
