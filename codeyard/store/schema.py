@@ -293,6 +293,10 @@ users = Table(
     Column("totp_last_step", BigInteger),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    #: The identity commits of this user's runs carry (agents' and Codeyard's own); None: the
+    #: default made from the username (migration 0018).
+    Column("git_name", String(200)),
+    Column("git_email", String(320)),
 )
 
 sessions = Table(
@@ -732,6 +736,32 @@ work_queues = Table(
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     Index("ix_work_queues_project", "project_id", "created_at"),
+)
+
+#: Plans (issue 19): a goal, the utility model's proposed tickets (editable), and once accepted
+#: the ticket number each proposal's ``ref`` became (migration 0018).
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(40), nullable=False),
+    Column("goal", Text, nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("summary", Text, nullable=False),
+    #: ``[{ref, title, body, kind, priority, blocked_by: [ref], blocked_by_tickets: [number]}]``
+    Column("tickets", JSON, nullable=False),
+    #: draft | accepted
+    Column("status", String(20), nullable=False),
+    #: ``{ref: ticket number}`` once accepted.
+    Column("ticket_numbers", JSON),
+    Column("attempts", Integer, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost_usd", Float),
+    Column("created_by", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Index("ix_plans_project", "project_id", "created_at"),
 )
 
 #: Each repository's local checks (issue 21): named commands and what they gate.

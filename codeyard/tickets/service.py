@@ -77,15 +77,13 @@ async def _check_links(
             stack.extend(graph.get(n, []))
 
 
-async def create(
-    svc: Services, principal: Principal, project_ref: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    project = await managed_project(svc, principal, project_ref, "add tickets")
+def new_row(project_id: str, created_by: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    """A ticket row from a create body (defaults filled in), without its number: plans make
+    tickets with the same defaults."""
     now = utc_now()
-    blocked_by = list(dict.fromkeys(body.get("blocked_by") or []))
-    values: dict[str, Any] = {
+    return {
         "id": new_id("tkt"),
-        "project_id": project["id"],
+        "project_id": project_id,
         "title": body["title"].strip(),
         "body": body.get("body") or "",
         "kind": body.get("kind") or "task",
@@ -93,15 +91,23 @@ async def create(
         "status": body.get("status") or "inbox",
         "labels": list(dict.fromkeys(body.get("labels") or [])),
         "parent": body.get("parent"),
-        "blocked_by": blocked_by,
+        "blocked_by": list(dict.fromkeys(body.get("blocked_by") or [])),
         "assignee_user_id": None,
         "assignee_agent_id": None,
         "run_ids": [],
         "current_run_id": None,
-        "created_by": principal.user_id,
+        "created_by": created_by,
         "created_at": now,
         "updated_at": now,
     }
+
+
+async def create(
+    svc: Services, principal: Principal, project_ref: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    project = await managed_project(svc, principal, project_ref, "add tickets")
+    values = new_row(project["id"], principal.user_id, body)
+    blocked_by = values["blocked_by"]
     if not values["title"]:
         raise _invalid("title", "The title is empty: say what the ticket is about.")
 
