@@ -56,7 +56,8 @@ def fake_llm(
 ) -> None:
     """Serve a scripted fake model API (Anthropic, OpenAI, Gemini) for testing agents offline.
 
-    Prints, for each agent CLI (claude-code, codex, gemini, copilot, opencode), the exact
+    Prints, for each agent CLI (claude-code, codex, gemini, copilot, opencode, qwen, codex-acp,
+    claude-acp, kilo), the exact
     `codeyard run … --options-json '…'` that runs it against this server.
     """
     # Imported here: the server stack is only needed by this command, not by every CLI call.

@@ -38,7 +38,7 @@ def run(
         "--provider",
         "-p",
         help="Agent provider: claude-code, codex, gemini, copilot, opencode, qwen, codex-acp, "
-        "claude-acp, acp or script (`codeyard doctor` says which run here).",
+        "claude-acp, kilo, aider, acp or script (`codeyard doctor` says which run here).",
     ),
     agent: str | None = typer.Option(
         None, "--agent", "--profile", help="Agent profile: its name or id (agt_…)."

@@ -43,6 +43,7 @@ VENDORS: dict[str, tuple[str, ...]] = {
     "copilot": _ALL,
     "opencode": _ALL,
     "qwen": _ALL,  # Qwen Code speaks to any OpenAI-compatible endpoint
+    "kilo": _ALL,
     "acp": _ALL,
     "script": _ALL,
     "anthropic": ("anthropic",),
@@ -191,7 +192,8 @@ def price_usage(data: Mapping[str, Any], model: str | None) -> dict[str, Any]:
 
     A cost the agent reported is kept (``"reported"``); a missing one is computed from the price
     map (``"price_map"``) for the event's own ``model`` or else ``model``; when neither is priced
-    the cost stays ``null`` with ``cost_source: null``.
+    the cost stays ``null`` with ``cost_source: null``. An ``estimate`` (a live count the agent
+    settles at the turn's end) is priced from the map and stays an ``estimate``.
     """
     out = dict(data)
     if out.get("cost_usd") is not None:
@@ -199,5 +201,6 @@ def price_usage(data: Mapping[str, Any], model: str | None) -> dict[str, Any]:
         return out
     computed = cost_usd(out.get("model") or model, out)
     out["cost_usd"] = computed
-    out["cost_source"] = None if computed is None else "price_map"
+    kind = "estimate" if out.get("cost_source") == "estimate" else "price_map"
+    out["cost_source"] = None if computed is None else kind
     return out

@@ -51,6 +51,7 @@ PROVIDER_PREFIXES: dict[str, tuple[str, ...]] = {
     "copilot": ("COPILOT_",),
     "opencode": ("OPENCODE_", "ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_"),
     "qwen": ("QWEN_", "OPENAI_", "DASHSCOPE_"),
+    "kilo": ("KILO_", "ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_"),
     "codex-acp": ("OPENAI_", "CODEX_"),
     "claude-acp": ("ANTHROPIC_", "CLAUDE_", "DISABLE_", "MCP_"),
     "acp": (),

@@ -46,6 +46,14 @@ STATE_ENTRIES: dict[str, tuple[tuple[str | None, str], ...]] = {
         (None, ".npm"),
     ),
     "qwen": (("QWEN_HOME", ".qwen"), (None, ".npm")),
+    "kilo": (
+        (None, ".local/share/kilo"),
+        (None, ".config/kilo"),
+        (None, ".cache/kilo"),
+        (None, ".local/state/kilo"),
+        (None, ".local/state/kilo-sandbox-policy"),
+        (None, ".npm"),
+    ),
     "codex-acp": (("CODEX_HOME", ".codex"),),
     "claude-acp": (("CLAUDE_CONFIG_DIR", ".claude"), (None, ".claude.json")),
 }

@@ -28,6 +28,7 @@ from codeyard.agents.acp import (
     CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
+    KiloProvider,
     OpenCodeProvider,
     QwenProvider,
 )
@@ -50,6 +51,7 @@ PROVIDERS = {
     "qwen": QwenProvider(),
     "codex-acp": CodexAcpProvider(),
     "claude-acp": ClaudeAcpProvider(),
+    "kilo": KiloProvider(),
 }
 
 

@@ -15,6 +15,7 @@ from codeyard.agents.acp import (
     CopilotProvider,
     GeminiProvider,
     GenericAcpProvider,
+    KiloProvider,
     OpenCodeProvider,
     QwenProvider,
 )
@@ -168,6 +169,27 @@ def test_opencode_config_is_private_asks_codeyard_and_names_the_model(tmp_path: 
     assert json.loads(Path(own.env["OPENCODE_CONFIG"]).read_text()) == {
         "permission": {"bash": "allow"}
     }
+
+
+def test_kilo_reads_its_private_config_from_its_own_variable(tmp_path: Path) -> None:
+    """Kilo CLI ignores ``OPENCODE_CONFIG``: its config must be named by ``KILO_CONFIG``."""
+    cli = fake_cli(tmp_path / "clis", "kilo")
+    provider = KiloProvider(clis_bin=cli.parent)
+    ctx = context(tmp_path, "fake/m", config={"share": "disabled"})
+    launch = provider.launch(ctx)
+    assert launch.argv == [str(cli), "acp"] and launch.label == "Kilo CLI"
+    assert "OPENCODE_CONFIG" not in launch.env
+    config_path = Path(launch.env["KILO_CONFIG"])
+    assert config_path.name == "kilo.json" and config_path.parent in launch.scratch
+    assert not config_path.is_relative_to(ctx.worktree)
+    assert oct(config_path.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(config_path.read_text())["permission"] == {
+        "bash": "ask",
+        "edit": "ask",
+        "webfetch": "ask",
+    }
+    problem = KiloProvider(clis_bin=tmp_path / "none").problem()
+    assert problem is not None and "@kilocode/cli" in problem
 
 
 def test_a_saved_gemini_session_is_renamed_out_of_the_clean_up_pattern(tmp_path: Path) -> None:

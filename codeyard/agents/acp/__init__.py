@@ -11,6 +11,7 @@ from codeyard.agents.acp.provider import (
     CopilotProvider,
     GeminiProvider,
     GenericAcpProvider,
+    KiloProvider,
     OpenCodeProvider,
     QwenProvider,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "CopilotProvider",
     "GeminiProvider",
     "GenericAcpProvider",
+    "KiloProvider",
     "OpenCodeProvider",
     "QwenProvider",
 ]

@@ -1,4 +1,5 @@
-"""The ACP providers: ``gemini``, ``copilot``, ``opencode`` and ``acp`` (any ACP command).
+"""The ACP providers: ``gemini``, ``copilot``, ``opencode``, ``qwen``, ``kilo``, ``codex-acp``,
+``claude-acp`` and ``acp`` (any ACP command).
 
 Options (``agent_options``, merged over the agent profile's ``provider_config``):
 
@@ -9,8 +10,8 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
 * ``permission_mode`` — Codeyard's decision default (``default``, ``plan``, ``auto``);
 * ``auth_method`` (``gemini``, ``acp``) — the ACP ``authenticate`` method to call; Gemini CLI
   uses ``gemini-api-key`` by itself when ``GEMINI_API_KEY`` is set;
-* ``config`` (``opencode``) — OpenCode configuration (providers, models…), written to a private
-  file for the turn, never into the worktree.
+* ``config`` (``opencode``, ``kilo``) — OpenCode configuration (providers, models…), written
+  to a private file for the turn, never into the worktree.
 
 Tool calls an agent asks about reach Codeyard's decision function; what it runs without asking
 (Gemini CLI and OpenCode read-only tools, for example) does not. OpenCode asks for nothing by
@@ -45,6 +46,7 @@ __all__ = [
     "CopilotProvider",
     "GeminiProvider",
     "GenericAcpProvider",
+    "KiloProvider",
     "OpenCodeProvider",
     "QwenProvider",
 ]
@@ -256,6 +258,9 @@ class OpenCodeProvider(AcpProvider):
     binary = "opencode"
     acp_args = ("acp",)
     package = "opencode-ai"
+    #: The variable naming the turn's configuration file, and the file's name.
+    config_variable = "OPENCODE_CONFIG"
+    config_name = "opencode.json"
 
     def _errors(self, options: dict[str, Any]) -> list[dict[str, Any]]:
         errors = super()._errors(options)
@@ -269,12 +274,30 @@ class OpenCodeProvider(AcpProvider):
         config.setdefault("permission", _OPENCODE_ASK)
         if ctx.model:
             config["model"] = ctx.model
-        folder = Path(tempfile.mkdtemp(prefix="codeyard-opencode-"))
-        path = folder / "opencode.json"
+        folder = Path(tempfile.mkdtemp(prefix=f"codeyard-{self.name}-"))
+        path = folder / self.config_name
         path.write_text(json.dumps(config, indent=2), encoding="utf-8")
         path.chmod(0o600)  # it may hold API keys
-        env = {**base.env, "OPENCODE_CONFIG": str(path)}
+        env = {**base.env, self.config_variable: str(path)}
         return replace(base, env=env, scratch=[folder])
+
+
+class KiloProvider(OpenCodeProvider):
+    """Kilo CLI (``@kilocode/cli``, an OpenCode fork): ``kilo acp``, any OpenAI-compatible or
+    Anthropic endpoint through an OpenCode-style ``config`` (providers, models, permissions).
+
+    Its configuration file is named by ``KILO_CONFIG`` (OpenCode's ``OPENCODE_CONFIG`` is not
+    read); as for OpenCode, Codeyard writes it privately for the turn and makes the agent ask
+    before shell commands, edits and fetches.
+    """
+
+    name = "kilo"
+    label = "Kilo CLI"
+    binary = "kilo"
+    acp_args = ("acp",)
+    package = "@kilocode/cli"
+    config_variable = "KILO_CONFIG"
+    config_name = "kilo.json"
 
 
 class QwenProvider(AcpProvider):

@@ -36,6 +36,7 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("qwen", "qwen3-coder-plus", "run_shell_command", "command", "OpenAI Chat Completions"),
     Recipe("codex-acp", "gpt-5.4", "exec_command", "cmd", "OpenAI Responses"),
     Recipe("claude-acp", "claude-sonnet-4-5", "Bash", "command", "Anthropic Messages"),
+    Recipe("kilo", "fake/fake-model", "bash", "command", "OpenAI Chat Completions"),
 )
 
 _OPENCODE_OFF = (
@@ -52,7 +53,7 @@ _OPENCODE_OFF = (
 def prepare(home: Path) -> Path:
     """Create the per-CLI state directories under ``home``; returns ``home`` resolved."""
     home = home.expanduser().resolve()
-    for sub in ("claude", "codex", "gemini", "copilot", "opencode", "qwen", "codex-acp"):
+    for sub in ("claude", "codex", "gemini", "copilot", "opencode", "qwen", "codex-acp", "kilo"):
         (home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     return home
 
@@ -129,9 +130,11 @@ def options_for(provider: str, url: str, home: Path) -> dict[str, Any]:
                 "HOME": str(home / "copilot"),
             }
         }
-    if provider == "opencode":
-        base = home / "opencode"
-        env = {"HOME": str(base), **{f"OPENCODE_DISABLE_{f}": "1" for f in _OPENCODE_OFF}}
+    if provider in ("opencode", "kilo"):
+        # Kilo CLI is OpenCode's fork: the same configuration, its own KILO_DISABLE_* switches.
+        base = home / provider
+        prefix = "OPENCODE" if provider == "opencode" else "KILO"
+        env = {"HOME": str(base), **{f"{prefix}_DISABLE_{f}": "1" for f in _OPENCODE_OFF}}
         for name, sub in (
             ("XDG_CONFIG_HOME", ".config"),
             ("XDG_DATA_HOME", ".local/share"),
