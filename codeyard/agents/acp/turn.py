@@ -7,8 +7,8 @@ SDK's :class:`acp.connection.Connection`; messages are read raw and typed in ``w
 
 Permission requests are answered after Codeyard's decision function: the call is announced
 (``tool.call``) first, then decided, then the option of the matching ``kind`` is picked. Stopping
-is protocol first (``session/cancel``), then stdin is closed, then the process group gets SIGINT,
-SIGTERM and SIGKILL with short grace periods.
+is the one sequence of ``agents.stopping``: ``session/cancel``, then stdin is closed, then the
+process group gets SIGINT, SIGTERM and SIGKILL.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from codeyard.agents.acp.wire import (
 )
 from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, SessionUpdate, TurnContext
 from codeyard.agents.process import ProcessGroup, StderrRing, spawn
+from codeyard.agents.stopping import STOP_GRACE, TurnStop, stop_turn
 from codeyard.domain.events import AgentSession, ErrorEvent
 from codeyard.sandbox import SandboxUnavailable, contain
 
@@ -54,11 +55,8 @@ log = logging.getLogger(__name__)
 PROMPTS: dict[str, str] = json.loads(
     resources.files("codeyard.agents.acp").joinpath("prompts.json").read_text("utf-8")
 )
-#: Seconds: to start and open a session; for the prompt to end after ``session/cancel``;
-#: for a clean exit once stdin is closed (and between signals).
+#: Seconds: to start and open a session.
 START_TIMEOUT = 90.0
-INTERRUPT_TIMEOUT = 3.0
-STOP_GRACE = 2.0
 #: Seconds of silence that end a ``session/load`` history replay, and the longest wait for it.
 REPLAY_QUIET = 0.3
 REPLAY_LIMIT = 10.0
@@ -405,58 +403,51 @@ class _Turn:
     # --- stopping ----------------------------------------------------------------------------
 
     async def _stop(self, interrupt: bool) -> None:
-        """Stop the agent and everything it started; a second cancellation kills at once."""
-        task = asyncio.ensure_future(self._stop_gently(interrupt))
+        """Stop the agent and everything it started: the one stop sequence (``stopping``)."""
+        conn, prompt = self.conn, self.prompt_task
+
+        async def cancel_prompt() -> None:
+            assert conn is not None and prompt is not None
+            await conn.send_notification("session/cancel", {"sessionId": self.session_id})
+            await asyncio.shield(prompt)
+
+        async def release() -> None:
+            while not self.queue.empty():  # permission requests nobody will answer now
+                item = self.queue.get_nowait()
+                if isinstance(item, _Permission) and not item.answer.done():
+                    item.answer.set_result(_CANCELLED)
+            if prompt is not None and not prompt.done():
+                prompt.cancel()
+                await asyncio.gather(prompt, return_exceptions=True)  # its outcome is moot now
+            if self.proc is not None and self.proc.stdin is not None:
+                self.proc.stdin.close()
+            if not self.launch.exits_on_eof and self.group is not None:
+                self.group.interrupt()
+            if conn is not None:
+                await conn.close()
+
+        async def reap() -> None:
+            if self.exited is not None:
+                try:
+                    await asyncio.wait_for(self.exited, STOP_GRACE)
+                except TimeoutError:
+                    log.warning("run %s: the agent was not reaped after SIGKILL", self.ctx.run_id)
+            await self._close_pipes()
+
+        live = conn is not None and prompt is not None and not prompt.done()
+        stop = TurnStop(
+            self.ctx.run_id,
+            self.launch.label,
+            self.group,
+            interrupt=cancel_prompt if live else None,
+            release=release,
+            reap=reap,
+        )
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if self.group is not None:
-                self.group.kill()
-            raise
+            await stop_turn(stop, interrupted=interrupt)
         finally:
             for folder in self.launch.scratch:
                 shutil.rmtree(folder, ignore_errors=True)
-
-    async def _stop_gently(self, interrupt: bool) -> None:
-        conn, prompt = self.conn, self.prompt_task
-        if self.group is not None:
-            # Note every process of the tree now: Codex runs commands in sessions of their
-            # own, found only through their parent while it lives.
-            self.group.members()
-        if interrupt and conn is not None and prompt is not None and not prompt.done():
-            try:
-                await conn.send_notification("session/cancel", {"sessionId": self.session_id})
-                await asyncio.wait_for(asyncio.shield(prompt), INTERRUPT_TIMEOUT)
-            except Exception as exc:  # signals follow: say why the protocol did not do
-                log.info("run %s: session/cancel did not end the turn: %r", self.ctx.run_id, exc)
-        while not self.queue.empty():  # permission requests nobody will answer now
-            item = self.queue.get_nowait()
-            if isinstance(item, _Permission) and not item.answer.done():
-                item.answer.set_result(_CANCELLED)
-        if prompt is not None and not prompt.done():
-            prompt.cancel()
-            await asyncio.gather(prompt, return_exceptions=True)  # its outcome is moot now
-        if self.proc is not None and self.proc.stdin is not None:
-            self.proc.stdin.close()
-        if not self.launch.exits_on_eof and self.group is not None:
-            self.group.interrupt()
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.close(), STOP_GRACE)
-            except Exception as exc:  # the process is stopped below whatever happened here
-                log.info("run %s: closing the ACP connection: %s", self.ctx.run_id, exc)
-        if self.group is not None:
-            why = "the turn was interrupted" if interrupt else "the turn ended"
-            await self.group.stop(STOP_GRACE, why)
-            self.group.kill()  # anything that outlived the escalation
-        if self.exited is not None:
-            try:
-                await asyncio.wait_for(self.exited, STOP_GRACE)
-            except TimeoutError:
-                log.warning("run %s: the agent was not reaped after SIGKILL", self.ctx.run_id)
-        await self._close_pipes()
-        if self.group is not None:
-            await self.group.untrack()
 
     async def _close_pipes(self) -> None:
         """Read the pipes to their end so the subprocess transport closes (it warns if not)."""
@@ -466,16 +457,18 @@ class _Turn:
                 await asyncio.wait_for(proc.stdout.read(), STOP_GRACE)
             except (TimeoutError, OSError) as exc:
                 log.info("run %s: the agent's output did not end: %r", self.ctx.run_id, exc)
-        if self.stderr_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self.stderr_task), STOP_GRACE)
-            except Exception as exc:  # the tail is only for messages: note why it is short
-                log.info("run %s: reading the agent's stderr: %r", self.ctx.run_id, exc)
-            self.stderr_task.cancel()
-            await asyncio.gather(self.stderr_task, return_exceptions=True)
-        transport = getattr(proc, "_transport", None)  # asyncio offers no public close
-        if transport is not None and not transport.is_closing():
-            transport.close()
+        try:
+            if self.stderr_task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.stderr_task), STOP_GRACE)
+                except Exception as exc:  # the tail is only for messages: note why it is short
+                    log.info("run %s: reading the agent's stderr: %r", self.ctx.run_id, exc)
+                self.stderr_task.cancel()
+                await asyncio.gather(self.stderr_task, return_exceptions=True)
+        finally:  # even when the reap's time is up: a transport left open warns
+            transport = getattr(proc, "_transport", None)  # asyncio offers no public close
+            if transport is not None and not transport.is_closing():
+                transport.close()
 
 
 async def run_acp_turn(ctx: TurnContext, launch: Launch) -> AsyncIterator[AdapterItem]:

@@ -3,8 +3,8 @@
 Each turn is one CLI process (resumed with ``--resume <session id>`` after the first), so a
 turn that follows a pause, a cancel, a failure or a server restart continues the same session.
 Tool permission requests arrive through the SDK's ``can_use_tool`` callback and go to Codeyard's
-decision function. Stopping is protocol first (the control ``interrupt``), then stdin is closed,
-then the process group gets SIGINT, SIGTERM and SIGKILL with short grace periods.
+decision function. Stopping is the one sequence of ``agents.stopping``: the control
+``interrupt``, then stdin is closed, then the process group gets SIGINT, SIGTERM and SIGKILL.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, 
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
 from codeyard.agents.process import GATE_PARENT_ENV, StderrRing
+from codeyard.agents.stopping import TurnStop, stop_turn
 from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.domain.tools import ToolRequest
@@ -50,10 +51,6 @@ log = logging.getLogger(__name__)
 PROMPTS: dict[str, str] = json.loads(
     resources.files("codeyard.agents.claude").joinpath("prompts.json").read_text("utf-8")
 )
-#: Seconds: answer to the control ``interrupt``; a clean exit before signals; after result.
-INTERRUPT_TIMEOUT = 3.0
-STOP_GRACE = 2.0
-EXIT_GRACE = 5.0
 STDERR_LINES = 40
 #: What Claude Code answers to ``--resume`` with a session it does not have.
 LOST_SESSION = "No conversation found with session ID"
@@ -297,37 +294,24 @@ class _Turn:
     # --- stopping ----------------------------------------------------------------------------
 
     async def _stop(self, client: ClaudeSDKClient | None, interrupt: bool) -> None:
-        """Stop the CLI and everything it started; a second cancellation kills at once."""
-        task = asyncio.ensure_future(self._stop_gently(client, interrupt))
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if self.group is not None:
-                self.group.kill()
-            raise
-
-    async def _stop_gently(self, client: ClaudeSDKClient | None, interrupt: bool) -> None:
+        """Stop the CLI and everything it started: the one stop sequence (``stopping``)."""
         if client is None:  # it never started, or its failed start cleaned up after itself
             return
-        if interrupt and self.group is not None:
-            try:
-                await asyncio.wait_for(client.interrupt(), INTERRUPT_TIMEOUT)
-            except Exception as exc:  # signals follow: say why the protocol did not do
-                log.info("run %s: Claude Code did not take the interrupt: %r", self.ctx.run_id, exc)
-        grace = STOP_GRACE if interrupt else EXIT_GRACE
-        why = "the turn was interrupted" if interrupt else "the turn ended"
-        stopper = (
-            asyncio.ensure_future(self.group.stop(grace, why)) if self.group is not None else None
+
+        async def interrupt_cli() -> None:
+            await client.interrupt()
+
+        async def release() -> None:
+            await client.disconnect()  # closes stdin, reaps
+
+        stop = TurnStop(
+            self.ctx.run_id,
+            "Claude Code",
+            self.group,
+            interrupt=interrupt_cli if self.group is not None else None,
+            release=release,
         )
-        try:
-            await asyncio.wait_for(client.disconnect(), 3 * grace + 10)  # closes stdin, reaps
-        except Exception as exc:  # the process is killed below whatever happened here
-            log.info("run %s: disconnecting from Claude Code: %s", self.ctx.run_id, exc)
-        if stopper is not None:
-            await stopper
-        if self.group is not None:
-            self.group.kill()  # anything that outlived the escalation
-            await self.group.untrack()
+        await stop_turn(stop, interrupted=interrupt)
 
 
 async def run_claude_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:

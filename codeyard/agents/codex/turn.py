@@ -8,8 +8,8 @@ a denial is answered ``decline`` and the reason is steered into the turn (``turn
 words that tell the model not to retry. Operator messages sent during the turn are steered into
 it too; one leaves the run's queue once Codex adds it to the turn (its ``userMessage`` item), so
 a message Codex refuses, because the turn has just ended, starts the next turn instead.
-Stopping is protocol first (``turn/interrupt``), then stdin is closed, then the group gets
-SIGINT, SIGTERM and SIGKILL with short grace periods.
+Stopping is the one sequence of ``agents.stopping``: ``turn/interrupt``, then stdin is closed,
+then the group gets SIGINT, SIGTERM and SIGKILL.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from codeyard.agents.codex.protocol import (
 from codeyard.agents.codex.rpc import LINE_LIMIT, Closed, Connection, RpcError
 from codeyard.agents.codex.settings import TurnSettings
 from codeyard.agents.process import explain, spawn
+from codeyard.agents.stopping import STOP_GRACE, TurnStop, stop_turn
 from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
 from codeyard.sandbox import SandboxUnavailable, contain
@@ -52,10 +53,8 @@ log = logging.getLogger(__name__)
 PROMPTS: dict[str, str] = json.loads(
     resources.files("codeyard.agents.codex").joinpath("prompts.json").read_text("utf-8")
 )
-#: Seconds: the start handshake; the answer to ``turn/interrupt``; a clean exit before signals.
+#: Seconds: the start handshake.
 START_TIMEOUT = 60.0
-INTERRUPT_TIMEOUT = 3.0
-STOP_GRACE = 2.0
 CLIENT = {"name": "codeyard", "title": "Codeyard", "version": "1"}
 #: What the app-server answers to ``thread/resume`` of a thread it has no files for.
 LOST_THREAD = "no rollout found"
@@ -316,16 +315,6 @@ class _Turn:
 
     # --- stopping ----------------------------------------------------------------------------
 
-    async def _stop(self, interrupt: bool) -> None:
-        """Stop Codex and everything it started; a second cancellation kills at once."""
-        task = asyncio.ensure_future(self._stop_gently(interrupt))
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if self.group is not None:
-                self.group.kill()
-            raise
-
     async def _until_turn_completed(self, conn: Connection) -> None:
         """Drain the inbox until Codex reports this turn over (it saves the thread first)."""
         while True:
@@ -337,29 +326,35 @@ class _Turn:
                 log.info("run %s: Codex ended the turn: %s", self.ctx.run_id, message.status)
                 return
 
-    async def _stop_gently(self, interrupt: bool) -> None:
+    async def _stop(self, interrupt: bool) -> None:
+        """Stop Codex and everything it started: the one stop sequence (``stopping``)."""
         conn, group = self.conn, self.group
         if conn is None or group is None:
             return
-        # Note every process of the tree now: commands run under Codex's sandbox helper, which
-        # starts its own session, and are found only through their parent while it lives.
-        group.members()
-        if interrupt and self.state.turn_id and conn.proc.returncode is None:
+
+        async def interrupt_turn() -> None:
             params = {"threadId": self.state.thread_id, "turnId": self.state.turn_id}
-            try:
-                async with asyncio.timeout(INTERRUPT_TIMEOUT):
-                    await conn.request("turn/interrupt", params)
-                    await self._until_turn_completed(conn)
-            except (RpcError, ConnectionError, TimeoutError) as exc:  # signals follow
-                log.info("run %s: Codex did not interrupt the turn: %s", self.ctx.run_id, exc)
-        conn.close_stdin()  # the app-server exits when its input ends
-        why = "the turn was interrupted" if interrupt else "the turn ended"
-        await group.stop(STOP_GRACE, why)
-        group.kill()  # anything that outlived the escalation
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(conn.proc.wait(), STOP_GRACE)
-        await conn.aclose()
-        await group.untrack()
+            await conn.request("turn/interrupt", params)
+            await self._until_turn_completed(conn)
+
+        async def release() -> None:
+            conn.close_stdin()  # the app-server exits when its input ends
+
+        async def reap() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.proc.wait(), STOP_GRACE)
+            await conn.aclose()
+
+        live = self.state.turn_id is not None and conn.proc.returncode is None
+        stop = TurnStop(
+            self.ctx.run_id,
+            "Codex",
+            group,
+            interrupt=interrupt_turn if live else None,
+            release=release,
+            reap=reap,
+        )
+        await stop_turn(stop, interrupted=interrupt)
 
 
 async def run_codex_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:
