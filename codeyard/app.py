@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -18,63 +19,14 @@ from codeyard.agents.acp import (
     CopilotProvider,
     GeminiProvider,
     GenericAcpProvider,
+    KiloProvider,
     OpenCodeProvider,
     QwenProvider,
 )
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
-from codeyard.api import analytics as analytics_api
-from codeyard.api import (
-    approvals,
-    artifacts,
-    audit,
-    auth_routes,
-    auth_sessions,
-    browse_dirs,
-    checks,
-    code_index,
-    disk,
-    docs,
-    env_sets,
-    github,
-    hooks,
-    land_check,
-    managed_docs,
-    meta,
-    policy_members,
-    preview,
-    problems,
-    project_sync,
-    projects,
-    provider_settings,
-    pull_requests,
-    queues,
-    review,
-    run_data,
-    run_files,
-    run_model,
-    run_policy,
-    run_validate,
-    runs,
-    share,
-    streams,
-    terminals,
-    ticket_events,
-    ticket_work,
-    tickets,
-    tokens,
-    usage,
-    users,
-    utility,
-    voice,
-    webui,
-    workspace,
-)
-from codeyard.api import notifications as notifications_api
-from codeyard.api import settings as settings_api
-from codeyard.api import workers as workers_api
-from codeyard.api import workflows as workflows_api
+from codeyard.api import lazy, preview, problems, webui
 from codeyard.api.auth import require_principal
 from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
 from codeyard.api.limits import SlidingWindow, limit_run_creation
@@ -97,6 +49,7 @@ from codeyard.services import auth as auth_service
 from codeyard.services import checks as checks_service
 from codeyard.services import github as github_service
 from codeyard.services import managed_docs as managed_docs_service
+from codeyard.services import pr_loop as pr_loop_service
 from codeyard.services import retention
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
@@ -118,6 +71,7 @@ registry.register(GeminiProvider())
 registry.register(CopilotProvider())
 registry.register(OpenCodeProvider())
 registry.register(QwenProvider())
+registry.register(KiloProvider())
 registry.register(CodexAcpProvider())
 registry.register(ClaudeAcpProvider())
 registry.register(GenericAcpProvider())
@@ -203,6 +157,8 @@ async def _running(
     await app.state.workflows.start()
     # Local checks after each turn, and their fix loop (issue 21).
     checker = asyncio.create_task(checks_service.follow_turns(services))
+    # A run whose pull request is open: pushed to it after each turn (issue 21).
+    pr_pusher = asyncio.create_task(pr_loop_service.follow_turns(services))
     inbox, sweeper = github_service.Inbox(services), github_service.Sweeper(services)
     app.state.github_inbox = inbox
     inbox.start()
@@ -218,10 +174,11 @@ async def _running(
         ticket_runs.cancel()
         await asyncio.gather(ticket_runs, return_exceptions=True)
         checker.cancel()
+        pr_pusher.cancel()
         await poll.stop()
         await sweeper.stop()
         await inbox.stop()
-        await asyncio.gather(indexer, checker, return_exceptions=True)
+        await asyncio.gather(indexer, checker, pr_pusher, return_exceptions=True)
         await _stop_terminals(app, hands)
         await subscribers.stop()
         await daily_gc.stop()
@@ -301,6 +258,95 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(preview.PreviewHostMiddleware, domain=settings.preview_domain)
 
 
+#: Every router, in the order their routes are tried, with the first path segments under /api
+#: each serves: a router's module loads on the first request under one of them (issue 15,
+#: ``codeyard/api/lazy.py``); ``tests/unit/test_lazy_routes.py`` checks the segments.
+PUBLIC_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("meta:public", ("health",)),
+    ("auth_routes:public", ("auth",)),
+    ("share:public", ("share",)),
+    ("terminals:shared", ("share",)),
+    ("notifications:public", ("notifications",)),
+    ("run_files:public", ("command-output",)),
+    ("github:public", ("github",)),  # GitHub's deliveries: the HMAC signature is the permission
+)
+AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("meta:router", ("models", "providers")),
+    ("usage:router", ("usage",)),
+    ("approvals:router", ("approvals", "policies", "policy-decisions", "policy-sets", "runs")),
+    ("projects:router", ("agents", "projects", "repos")),
+    ("runs:router", ("runs",)),
+    ("run_data:router", ("runs",)),
+    ("review:router", ("checkpoints", "projects", "runs")),
+    ("land_check:router", ("runs",)),  # issue 14
+    ("streams:router", ("events", "runs")),
+    ("settings:router", ("settings",)),
+    ("disk:router", ("disk-usage", "gc")),
+    ("workspace:router", ("repos", "runs")),
+    ("env_sets:router", ("env-sets",)),
+    ("browse_dirs:router", ("settings",)),
+    ("auth_routes:router", ("auth",)),
+    ("users:router", ("users",)),
+    ("tokens:router", ("tokens",)),
+    ("share:router", ("runs",)),
+    ("terminals:router", ("runs", "terminals")),
+    ("preview:router", ("preview", "runs")),
+    ("utility:router", ("runs", "settings", "terminals")),
+    ("run_model:router", ("runs",)),
+    ("voice:router", ("settings", "voice")),
+    ("analytics:router", ("analytics",)),
+    ("notifications:router", ("devices", "notifications", "runs")),
+    ("audit:router", ("audit-log",)),
+    # Seed parity (issue 22):
+    ("artifacts:router", ("artifacts", "runs")),
+    ("run_files:router", ("runs",)),
+    ("run_policy:router", ("runs",)),
+    ("run_validate:router", ("runs", "version")),
+    ("provider_settings:router", ("settings",)),
+    ("project_sync:router", ("projects",)),
+    ("code_index:router", ("projects",)),
+    ("managed_docs:router", ("projects",)),
+    ("checks:router", ("repos", "runs")),
+    ("github:router", ("github", "platforms")),
+    ("pull_requests:router", ("projects", "runs")),
+    ("hooks:router", ("hooks", "runs")),
+    ("policy_members:router", ("policy-sets", "settings")),
+    ("auth_sessions:router", ("auth",)),
+    ("git_identity:router", ("me",)),  # issue 19
+    ("workflows:router", ("workflows",)),  # issue 20
+    # Tickets, reviews and work queues (issue 19):
+    ("tickets:router", ("projects",)),
+    ("ticket_work:router", ("projects", "runs")),
+    ("queues:router", ("projects",)),
+    ("plans:router", ("projects",)),
+    ("ticket_events:router", ("events",)),
+    ("workers:router", ("workers",)),  # issue 16
+)
+#: WebSockets authenticate in their handlers (a browser cannot send headers on them).
+WS_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("streams:ws_router", ("ws",)),
+    ("terminals:ws_router", ("share", "terminal", "terminals")),
+    ("preview:ws_router", ("preview",)),
+)
+
+
+def _routers() -> list[lazy.LazyRouter]:
+    """The routers of the tables above; run creation is rate limited on top of authentication."""
+    authed = (Depends(require_principal),)
+    limited = (*authed, Depends(limit_run_creation))
+
+    def spec(target: str, segments: tuple[str, ...], deps: tuple[Any, ...] = ()) -> lazy.LazyRouter:
+        return lazy.LazyRouter(f"codeyard.api.{target}", segments, deps)
+
+    return [
+        *(spec(t, s) for t, s in PUBLIC_ROUTERS),
+        *(spec(t, s, limited if t == "runs:router" else authed) for t, s in AUTHED_ROUTERS),
+        *(spec(t, s) for t, s in WS_ROUTERS),
+        # Public by design: the page and Swagger UI's assets (paths spelled out in full).
+        lazy.LazyRouter("codeyard.api.docs:router", ("docs",), prefix=""),
+    ]
+
+
 def create_app(
     settings: Settings | None = None, announce: Callable[[str], None] | None = None
 ) -> FastAPI:
@@ -312,7 +358,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with _running(app, settings, announce), mcp.running():
-            yield
+            # Routers not asked for yet load in the background once the server is up.
+            warm = asyncio.create_task(lazy.warm_up(app, after=lazy.WARM_AFTER_SECONDS))
+            try:
+                yield
+            finally:
+                warm.cancel()
+                await asyncio.gather(warm, return_exceptions=True)
 
     app = FastAPI(
         title="Codeyard",
@@ -325,73 +377,8 @@ def create_app(
     problems.install(app)
     _install_middleware(app, settings)
     app.state.run_rate = SlidingWindow(settings.run_create_per_minute)
-    for public in (
-        meta.public,
-        auth_routes.public,
-        share.public,
-        terminals.shared,
-        notifications_api.public,
-        run_files.public,
-        github.public,  # GitHub's deliveries: the HMAC signature is the permission
-    ):
-        app.include_router(public, prefix="/api")
-    authed = [Depends(require_principal)]
-    for router in (
-        meta.router,
-        usage.router,
-        approvals.router,
-        projects.router,
-        runs.router,
-        run_data.router,
-        review.router,
-        land_check.router,  # issue 14
-        streams.router,
-        settings_api.router,
-        disk.router,
-        workspace.router,
-        env_sets.router,
-        browse_dirs.router,
-        auth_routes.router,
-        users.router,
-        tokens.router,
-        share.router,
-        terminals.router,
-        preview.router,
-        utility.router,
-        run_model.router,
-        voice.router,
-        analytics_api.router,
-        notifications_api.router,
-        audit.router,
-        # Seed parity (issue 22):
-        artifacts.router,
-        run_files.router,
-        run_policy.router,
-        run_validate.router,
-        provider_settings.router,
-        project_sync.router,
-        code_index.router,
-        managed_docs.router,
-        checks.router,
-        github.router,
-        pull_requests.router,
-        hooks.router,
-        policy_members.router,
-        auth_sessions.router,
-        workflows_api.router,  # issue 20
-        # Tickets, reviews and work queues (issue 19):
-        tickets.router,
-        ticket_work.router,
-        queues.router,
-        ticket_events.router,
-        workers_api.router,  # issue 16
-    ):
-        limit = [Depends(limit_run_creation)] if router is runs.router else []
-        app.include_router(router, prefix="/api", dependencies=[*authed, *limit])
-    app.include_router(streams.ws_router, prefix="/api")
-    app.include_router(terminals.ws_router, prefix="/api")
-    app.include_router(preview.ws_router, prefix="/api")
-    app.include_router(docs.router)  # public by design: the page and Swagger UI's assets
+    lazy.include(app, _routers())
+    lazy.install(app)  # the OpenAPI schema loads every router first
     # MCP over streamable HTTP (issue 22): authenticated by the endpoint itself, per tool scopes.
     app.router.routes.append(Route(mcp_mount.PATH, mcp, include_in_schema=False))
     webui.install(app)  # the UI answers what no route matches

@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 #: Loaded on first use: the MCP SDK (first /mcp request, or a warm-up thread after start-up),
 #: the Claude Agent SDK (a turn, a utility-model call), web push (a push), the GitHub client
 #: (a GitHub request), Temporal (the temporal executor), the terminal emulator (a terminal).
@@ -25,16 +27,38 @@ LAZY = (
     "pyte",
 )
 
+#: The API modules the app itself needs before any request: authentication, middleware, the
+#: problem handlers, the lazy-router machinery, and the preview proxy (its middleware answers
+#: preview origins). Every router module loads on the first request under its paths
+#: (``codeyard/api/lazy.py``).
+API_AT_START = {
+    "codeyard.api",
+    "codeyard.api.auth",
+    "codeyard.api.deps",
+    "codeyard.api.hosts",
+    "codeyard.api.lazy",
+    "codeyard.api.limits",
+    "codeyard.api.middleware",
+    "codeyard.api.preview",
+    "codeyard.api.problems",
+    "codeyard.api.webui",
+}
+
 PROBE = """
 import json, sys
 import codeyard.server
 from codeyard.app import create_app
 create_app()
-print(json.dumps(sorted(m for m in {lazy!r} if m in sys.modules)))
+print(json.dumps({{
+    "lazy": sorted(m for m in {lazy!r} if m in sys.modules),
+    "api": sorted(m for m in sys.modules if m == "codeyard.api" or m.startswith("codeyard.api.")),
+}}))
 """
 
 
-def test_creating_the_app_imports_no_lazy_library() -> None:
+@pytest.fixture(scope="module")
+def at_start() -> dict[str, list[str]]:
+    """What a fresh interpreter holds once the serve path is imported and the app created."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(lazy=LAZY)],
         capture_output=True,
@@ -42,7 +66,21 @@ def test_creating_the_app_imports_no_lazy_library() -> None:
         check=True,
         timeout=120,
     )
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    found: dict[str, list[str]] = json.loads(out.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_creating_the_app_imports_no_router_module(at_start: dict[str, list[str]]) -> None:
+    extra = sorted(set(at_start["api"]) - API_AT_START)
+    assert extra == [], (
+        f"{extra} imported while the app is created: routers are registered by name in "
+        "codeyard/app.py and load on their first request; import what the app needs at "
+        "start-up from a module below codeyard.api, not from a router module"
+    )
+
+
+def test_creating_the_app_imports_no_lazy_library(at_start: dict[str, list[str]]) -> None:
+    loaded = at_start["lazy"]
     assert loaded == [], (
         f"{loaded} imported while the app is created: import it inside the function that "
         "uses it (see codeyard/mcp_server/mount.py for a feature loaded after start-up)"
