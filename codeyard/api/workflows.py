@@ -94,6 +94,7 @@ class StepStateView(_View):
     run_id: str | None
     output: dict[str, Any] | None
     error: str | None
+    attempts: int = Field(1, description="Attempts made (more than 1 after a retry).")
 
 
 class PendingApprovalView(_View):

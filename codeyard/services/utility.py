@@ -102,6 +102,20 @@ async def _call(
         raise Conflict(str(exc)) from exc
 
 
+async def ask(
+    svc: Services,
+    principal: Principal,
+    purpose: str,
+    run_id: str | None,
+    system: str,
+    user: str,
+    schema: type[M],
+) -> Answer[M]:
+    """A validated answer of the configured model for another feature (workflow extraction
+    and judging), recorded like every call; 409 when none is configured or it fails."""
+    return await _call(svc, principal, purpose, run_id, system, user, schema)
+
+
 async def _policy(svc: Services, run: dict[str, Any] | None, cwd: str) -> PolicyContext:
     if run is None:  # an admin's ephemeral terminal: the server's default mode, no rule sets
         return PolicyContext(

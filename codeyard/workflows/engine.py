@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,12 +23,11 @@ from codeyard.store.writer import Tx
 from codeyard.workflows import expressions as ex
 from codeyard.workflows import graph as graphs
 from codeyard.workflows import model, steps, store
-from codeyard.workflows.state import Folded, fold
+from codeyard.workflows.state import Folded, attempt_key, fold
 from codeyard.workflows.steps import StepFailed
 from codeyard.workflows.watch import RunWatcher
 
 log = logging.getLogger(__name__)
-PURE = (model.IfStep, model.ExtractStep)
 RESTART_REASON = (
     "server restarted; resume it with POST /api/workflows/executions/{id}/resume "
     "(completed steps are not run again)"
@@ -257,19 +257,57 @@ class Execution:
             self._publish(step, output, scope)
             return output
         # Pure steps (no effect outside the log) are recorded once, when they complete.
-        if self.state.status.get(key) is None and not isinstance(step, PURE):
+        if self.state.status.get(key) is None and not steps.is_pure(step):
             await self.emit(
                 "workflow.step.started", {"key": key, "step": step.id, "type": step.type}
             )
-        try:
-            output = await steps.execute(self, step, key, scope)
-        except (StepFailed, ex.TemplateError) as exc:
-            await self.emit("workflow.step.failed", {"key": key, "error": str(exc)})
-            raise StepFailed(f"step '{key}' failed: {exc}") from exc
-        await self.emit("workflow.step.completed", {"key": key, "output": output})
+        output, attempts = await self._attempts(step, key, scope)
+        await self.emit(
+            "workflow.step.completed", {"key": key, "output": output, "attempts": attempts}
+        )
         self.state.done[key] = output
         self._publish(step, output, scope)
         return output
+
+    async def _attempts(
+        self, step: model.Step, key: str, scope: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        """The step's handler, tried again after a retryable failure when the step says so.
+        Attempt ``n`` works under its own key (a new run, new checks); the ``retry`` event is
+        written before the wait, so a restart neither repeats a failed attempt nor the wait."""
+        attempt = self.state.attempts.get(key, 0)
+        while True:
+            delay = self.state.not_before.get(key, 0.0) - time.time()
+            if attempt and delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                output = await steps.execute(self, step, attempt_key(key, attempt), scope)
+                return output, attempt + 1
+            except (StepFailed, ex.TemplateError) as exc:
+                kind = exc.kind if isinstance(exc, StepFailed) else "template"
+                retry = step.retry
+                if retry is None or kind not in retry.on or attempt >= retry.max:
+                    await self.emit(
+                        "workflow.step.failed",
+                        {"key": key, "error": str(exc), "kind": kind, "attempts": attempt + 1},
+                    )
+                    raise StepFailed(f"step '{key}' failed: {exc}", kind) from exc
+                wait = retry.delay(attempt)
+                attempt += 1
+                not_before = time.time() + wait
+                await self.emit(
+                    "workflow.step.retry",
+                    {
+                        "key": key,
+                        "attempt": attempt,
+                        "error": str(exc),
+                        "kind": kind,
+                        "delay_seconds": wait,
+                        "not_before": not_before,
+                    },
+                )
+                self.state.attempts[key] = attempt
+                self.state.not_before[key] = not_before
 
     def _publish(self, step: model.Step, output: dict[str, Any], scope: dict[str, Any]) -> None:
         scope["steps"][step.id] = output

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from jsonschema import Draft202012Validator, SchemaError
+
 from codeyard.domain.errors import ValidationFailed
 from codeyard.workflows import expressions as ex
 from codeyard.workflows.model import (
@@ -28,6 +30,9 @@ from codeyard.workflows.model import (
 )
 
 CONTAINERS = (ParallelStep, ForeachStep, LoopStep)
+#: Steps that cannot take ``retry``: a group re-running its finished children, a condition or a
+#: person's decision would not fail differently the second time.
+NO_RETRY = (ParallelStep, ForeachStep, LoopStep, IfStep, ApprovalStep)
 
 
 def children(step: Step) -> list[Step]:
@@ -56,10 +61,14 @@ def _texts(step: Step) -> tuple[set[str], list[str]]:
         texts.append(step.command)
         out.add(step.in_)
     elif isinstance(step, ExtractStep):
-        texts.append(step.source)
+        texts += [step.source, step.instructions or ""]
     elif isinstance(step, IfStep):
         texts.append(step.condition)
-    elif isinstance(step, WaitStep | LandStep) and step.step:
+    elif isinstance(step, WaitStep):
+        texts += [step.run or "", str(step.where)]
+        if step.step:
+            out.add(step.step)
+    elif isinstance(step, LandStep):
         out.add(step.step)
     elif isinstance(step, ForeachStep) and isinstance(step.items, str):
         texts.append(step.items)
@@ -68,7 +77,7 @@ def _texts(step: Step) -> tuple[set[str], list[str]]:
         out.add(step.in_)
     elif isinstance(step, CompareStep):
         out |= set(step.candidates)
-        texts.append(step.check or "")
+        texts += [step.check or "", step.judge or ""]
     elif isinstance(step, ApprovalStep):
         texts.append(step.message)
         if step.on_reject:
@@ -146,13 +155,20 @@ def _check_step(
             _problem(errors, sid, f"worktree '{step.worktree}' needs 'from' (a run step)")
         if step.worktree != "shared" and not step.agent_id and not step.provider:
             _problem(errors, sid, "give 'agent_id' (a profile) or 'provider'")
+    if step.retry is not None and isinstance(step, NO_RETRY):
+        _problem(errors, sid, f"a {step.type} step cannot retry: put 'retry' on its steps")
     if isinstance(step, ExtractStep):
-        if (step.regex is None) == (step.jsonpath is None):
-            _problem(errors, sid, "give exactly one of 'regex' or 'jsonpath'")
+        given = [step.regex, step.jsonpath, step.output_schema]
+        if sum(g is not None for g in given) != 1:
+            _problem(errors, sid, "give exactly one of 'regex', 'jsonpath' or 'schema'")
         if step.regex and (msg := ex.check_regex(step.regex)):
             _problem(errors, sid, f"regex: {msg}")
         if step.jsonpath and (msg := ex.check_jsonpath(step.jsonpath)):
             _problem(errors, sid, f"jsonpath: {msg}")
+        if step.output_schema is not None and (msg := check_schema(step.output_schema)):
+            _problem(errors, sid, f"schema: {msg}")
+    if isinstance(step, WaitStep):
+        _check_wait(step, errors)
     for cond in (step.when, step.condition if isinstance(step, IfStep) else None):
         if cond and (msg := ex.check_condition(ex.render_condition(cond))):
             _problem(errors, sid, f"condition {cond!r}: {msg}")
@@ -169,6 +185,32 @@ def _check_step(
         for child in children(step):
             if reads(child) & inner:
                 _problem(errors, child.id, "steps of one parallel group cannot wait for each other")
+
+
+def check_schema(schema: dict[str, Any]) -> str | None:
+    """A problem with an extraction's JSON Schema, or None. The top level must be an object:
+    every backend's structured output (a response format, a forced tool) takes only objects."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"not a valid JSON Schema: {exc.message}"
+    if schema.get("type") != "object":
+        return "the top level must be {type: object} (wrap a single value in a property)"
+    return None
+
+
+def _check_wait(step: WaitStep, errors: list[dict[str, Any]]) -> None:
+    sid = step.id
+    if step.event and step.check:
+        _problem(errors, sid, "give 'event' or 'check', not both")
+    if step.step and step.run:
+        _problem(errors, sid, "give 'step' (a run step) or 'run' (a run id), not both")
+    if (step.event or step.check) and not (step.step or step.run):
+        _problem(errors, sid, "say whose log to watch: 'step' (a run step) or 'run' (a run id)")
+    if step.run and not (step.event or step.check):
+        _problem(errors, sid, "'run' is for waiting on an 'event' or a 'check'")
+    if (step.where or step.since != "any") and not (step.event or step.check):
+        _problem(errors, sid, "'where' and 'since' apply to 'event' and 'check' waits")
 
 
 def resolve(defn: WorkflowDefinition) -> Graph:

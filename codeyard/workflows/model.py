@@ -15,10 +15,35 @@ from codeyard.domain.errors import ValidationFailed
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
 WaitFor = Literal["all", "any", "none"]
 LandAction = Literal["merge", "squash", "rebase", "discard", "create_pr"]
+#: Failures that may go away when tried again. Others (a template naming nothing, a spent
+#: budget, a person's rejection, a landing conflict) fail the same way every time: never retried.
+RetryOn = Literal["run_failed", "exit_code", "timeout", "utility_model"]
+RETRYABLE: tuple[RetryOn, ...] = ("run_failed", "exit_code", "timeout", "utility_model")
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Retry(_Model):
+    """Try a failed step again: a run step gets a new run, a shell step runs its command again."""
+
+    max: int = Field(ge=1, le=10, description="Attempts after the first.")
+    backoff: float = Field(
+        1.0, ge=0, le=3600, description="Seconds before the first retry; times `factor` after."
+    )
+    factor: float = Field(2.0, ge=1, le=10)
+    max_delay: float = Field(300, ge=0, le=86400, description="Cap on one wait, in seconds.")
+    on: list[RetryOn] = Field(
+        default_factory=lambda: list(RETRYABLE),
+        min_length=1,
+        description="Which failures retry: run_failed (the run ended failed or cancelled), "
+        "exit_code (a command exited non-zero), timeout, utility_model (no valid answer).",
+    )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after attempt ``attempt`` (0-based) failed."""
+        return float(min(self.backoff * self.factor**attempt, self.max_delay))
 
 
 class _Step(_Model):
@@ -26,6 +51,9 @@ class _Step(_Model):
     depends_on: list[str] = Field(default_factory=list, description="Steps that must end first.")
     when: str | None = Field(
         None, description="A condition (safe expression); when false the step is skipped."
+    )
+    retry: Retry | None = Field(
+        None, description="Retry on error (run, shell, wait, extract, compare and land steps)."
     )
 
 
@@ -72,21 +100,50 @@ class ApprovalStep(_Step):
 
 
 class WaitStep(_Step):
-    """Wait for a run step's run to reach a status, or just for a while."""
+    """Wait for a run step's run to reach a status, for an event in a run's log (``event``),
+    for a check's result (``check``), or just for a while (``timeout_seconds`` alone)."""
 
     type: Literal["wait"]
-    step: str | None = None
+    step: str | None = Field(None, description="The run step whose run is watched.")
+    run: str | None = Field(
+        None, description="Or a template resolving to a run id, e.g. ${steps.build.run_id}."
+    )
     status: list[str] = Field(default_factory=lambda: ["review"])
+    event: str | None = Field(
+        None,
+        description="An event type of the run's log (e.g. check.suite_completed); also "
+        "check.passed / check.failed (a check suite that passed / failed).",
+    )
+    where: dict[str, Any] = Field(
+        default_factory=dict, description="Members the event's data must equal."
+    )
+    check: str | None = Field(
+        None, description="A check's name: its next result; the step fails if the check failed."
+    )
+    since: Literal["any", "now"] = Field(
+        "any",
+        description="any: an event already in the run's log counts; now: only one written "
+        "after the step began waiting.",
+    )
     timeout_seconds: float | None = Field(None, gt=0)
 
 
 class ExtractStep(_Step):
-    """Pull a value out of text (regex, first group) or JSON (JSONPath) into ``vars.<into>``."""
+    """Pull a value out of text (regex, first group), JSON (JSONPath), or prose (an object
+    matching a JSON schema, through the utility model) into ``vars.<into>``."""
 
     type: Literal["extract"]
     source: str = Field(description="Template resolving to the text to search.")
     regex: str | None = None
     jsonpath: str | None = None
+    output_schema: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="A JSON Schema (type: object) the utility model fills from the source.",
+    )
+    instructions: str | None = Field(
+        None, description="What to extract (template), for a schema extraction."
+    )
     into: str | None = Field(None, pattern=STEP_ID, description="Defaults to the step id.")
 
     @property
@@ -128,6 +185,11 @@ class LoopStep(_Step):
     until: str = Field(min_length=1, description="A shell command; exit 0 ends the loop.")
     in_: str = Field(alias="in")
     max_iterations: int = Field(5, ge=1, le=100)
+    max_cost_usd: float | None = Field(
+        None,
+        gt=0,
+        description="Stop (the step fails) once the loop's runs and model calls have cost more.",
+    )
 
 
 class LandStep(_Step):
@@ -147,6 +209,11 @@ class CompareStep(_Step):
         min_length=1, description="Run steps, or a parallel/foreach step (its run children)."
     )
     check: str | None = Field(None, description="Shell command run in each worktree (exit 0).")
+    judge: str | None = Field(
+        None,
+        description="Criteria (template) for the utility model, which picks the winner among "
+        "the candidates that passed the check, from their diffs and final messages.",
+    )
     land: LandAction | None = Field(None, description="Land the winner; the rest are discarded.")
 
 

@@ -6,7 +6,14 @@ Event types (``data`` members):
   ``.failed`` {error} · ``.cancelled`` {reason} · ``.interrupted`` {reason}
 - ``workflow.step.started`` {key, step, type} · ``workflow.step.run`` {key, run_id,
   turns_before} (the run a run step created or continued) · ``workflow.step.completed`` {key,
-  output} · ``workflow.step.failed`` {key, error} · ``workflow.step.skipped`` {key, reason}
+  output, attempts} · ``workflow.step.failed`` {key, error, kind, attempts} ·
+  ``workflow.step.skipped`` {key, reason}
+- ``workflow.step.retry`` {key, attempt, error, kind, delay_seconds, not_before}: attempt
+  ``attempt - 1`` failed with a retryable error; ``attempt`` starts at ``not_before`` (epoch s)
+- ``workflow.step.waiting`` {key, run_id, after, deadline}: a wait step watches the run's log
+  after event id ``after`` until ``deadline`` (epoch s, or null)
+- ``workflow.loop.capped`` {key, iterations, cost_usd, max_cost_usd}: a loop stopped because
+  its runs and model calls cost more than its cap (the step then fails)
 - ``workflow.approval.requested`` {key, attempt, message} · ``workflow.approval.decided`` {key,
   attempt, approved, reason, by}
 - ``workflow.step.rework`` {key, target, attempt, run_id, turns_before} ·
@@ -37,8 +44,22 @@ STEP_TYPES = (
     "workflow.approval.decided",
     "workflow.step.rework",
     "workflow.step.reworked",
+    "workflow.step.retry",
+    "workflow.step.waiting",
+    "workflow.loop.capped",
 )
 EVENT_TYPES = EXECUTION_TYPES + STEP_TYPES
+#: Attempt ``n > 0`` of step ``key`` keeps its own state (its run, its checks) under this key.
+ATTEMPT_MARK = "~"
+
+
+def attempt_key(key: str, attempt: int) -> str:
+    return key if attempt == 0 else f"{key}{ATTEMPT_MARK}{attempt}"
+
+
+def base_key(key: str) -> str:
+    """The step's key of an attempt's key (step ids cannot hold ``~``)."""
+    return key.split(ATTEMPT_MARK, 1)[0]
 
 
 @dataclass(slots=True)
@@ -56,6 +77,11 @@ class Folded:
     rework: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     reworked: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: key → the attempt in progress (0 unless a retry was recorded) and when it may start.
+    attempts: dict[str, int] = field(default_factory=dict)
+    not_before: dict[str, float] = field(default_factory=dict)
+    #: key → the wait step's cursor (``run_id``, ``after``, ``deadline``).
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def pending_approvals(self) -> list[tuple[str, int]]:
         return sorted(k for k in self.requested if k not in self.decisions)
@@ -88,6 +114,13 @@ def fold(events: Iterable[tuple[str, dict[str, Any]]]) -> Folded:
             out.rework[(key, int(data["attempt"]))] = data
         elif type_ == "workflow.step.reworked":
             out.reworked[(key, int(data["attempt"]))] = data.get("output") or {}
+        elif type_ == "workflow.step.retry":
+            out.attempts[key] = int(data["attempt"])
+            out.not_before[key] = float(data.get("not_before") or 0)
+            out.status[key] = "retrying"
+        elif type_ == "workflow.step.waiting":
+            out.waiting[key] = data
+            out.status[key] = "waiting"
     return out
 
 
@@ -102,6 +135,7 @@ def step_view(folded: Folded) -> list[dict[str, Any]]:
             or (folded.done.get(key) or {}).get("run_id"),
             "output": folded.done.get(key),
             "error": folded.errors.get(key),
+            "attempts": folded.attempts.get(key, 0) + 1,
         }
         for key in keys
     ]

@@ -6,22 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from codeyard.domain.errors import CodeyardError
 from codeyard.domain.status import ACTIVE, RunStatus
-from codeyard.services import resolution
+from codeyard.services import resolution, review
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import events as event_store
 from codeyard.store import schema
 from codeyard.workflows import expressions as ex
+from codeyard.workflows import judging, shell
 from codeyard.workflows import model as m
-from codeyard.workflows import shell
+from codeyard.workflows.state import base_key
 from codeyard.workflows.watch import RunWatcher
 
 if TYPE_CHECKING:
@@ -34,7 +36,19 @@ GOOD = frozenset({str(S.REVIEW), str(S.COMPLETED)})
 
 
 class StepFailed(Exception):
-    """A step could not complete; the message is the step's error."""
+    """A step could not complete; the message is the step's error, ``kind`` what failed
+    (one of :data:`model.RETRYABLE` when trying again may help, else ``error``)."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def is_pure(step: m.Step) -> bool:
+    """No effect outside the execution's log: recorded only once it completed."""
+    if isinstance(step, m.ExtractStep):
+        return step.output_schema is None
+    return isinstance(step, m.IfStep)
 
 
 def label(execution_id: str, key: str) -> str:
@@ -51,14 +65,20 @@ async def execute(x: Execution, step: m.Step, key: str, scope: dict[str, Any]) -
 # -- run ------------------------------------------------------------------------------------
 
 
+def model_cost(outputs: Any) -> float:
+    """What the utility model cost in these step outputs."""
+    return float(sum(float(o.get("model_cost_usd") or 0) for o in outputs if isinstance(o, dict)))
+
+
 async def spent(x: Execution) -> float:
-    """Dollars the execution's runs have cost so far."""
+    """Dollars the execution's runs and utility-model calls have cost so far."""
+    models = model_cost(x.state.done.values())
     if not x.run_ids:
-        return 0.0
+        return models
     R = schema.runs
     async with x.svc.engine.connect() as conn:
         rows = (await conn.execute(select(R.c.usage).where(R.c.id.in_(x.run_ids)))).all()
-    return float(sum(float((r.usage or {}).get("cost_usd") or 0) for r in rows))
+    return models + float(sum(float((r.usage or {}).get("cost_usd") or 0) for r in rows))
 
 
 async def _budget(x: Execution, own: float | None) -> float | None:
@@ -145,7 +165,8 @@ async def _run_output(x: Execution, row: dict[str, Any]) -> dict[str, Any]:
 def _check_good(row: dict[str, Any]) -> None:
     if row["status"] not in GOOD:
         raise StepFailed(
-            f"run #{row['number']} ended '{row['status']}': {row['status_reason'] or 'no reason'}"
+            f"run #{row['number']} ended '{row['status']}': {row['status_reason'] or 'no reason'}",
+            "run_failed",
         )
 
 
@@ -164,13 +185,23 @@ async def _continue_run(
     if known is None:
         row = await x.eng.watcher.read(run_id)
         turns = int(row["turns"] or 0)
-        await x.emit(record, {"key": key, "run_id": run_id, "turns_before": turns, **extra})
+        before = _cost(row)
+        await x.emit(
+            record,
+            {"key": key, "run_id": run_id, "turns_before": turns, "cost_before": before, **extra},
+        )
         await run_service.message(x.svc, run_id, prompt, author="workflow", source="workflow")
     else:
         turns = int(known["turns_before"])
+        before = float(known.get("cost_before") or 0)
     row = await _settle(x, run_id, turns)
     _check_good(row)
-    return await _run_output(x, row)
+    output = await _run_output(x, row)
+    return {**output, "turn_cost_usd": round(output["cost_usd"] - before, 10)}
+
+
+def _cost(row: dict[str, Any]) -> float:
+    return float((row["usage"] or {}).get("cost_usd") or 0)
 
 
 async def run_step(
@@ -183,7 +214,7 @@ async def run_step(
         return await _continue_run(x, key, source["run_id"], prompt, "workflow.step.run", {}, known)
     recorded = x.state.runs.get(key)
     run_id = recorded["run_id"] if recorded else None
-    if run_id is None and x.state.status.get(key) is not None:  # started before a restart
+    if run_id is None and x.state.status.get(base_key(key)) is not None:  # before a restart
         run_id = await _find_labelled(x, key)
     if run_id is None:
         body: dict[str, Any] = {
@@ -216,7 +247,8 @@ async def run_step(
         await x.emit("workflow.step.run", {"key": key, "run_id": run_id, "turns_before": 0})
     row = await _settle(x, run_id)
     _check_good(row)
-    return await _run_output(x, row)
+    output = await _run_output(x, row)
+    return {**output, "turn_cost_usd": output["cost_usd"]}
 
 
 def _step_output(scope: dict[str, Any], step_id: str, need: str) -> dict[str, Any]:
@@ -253,13 +285,96 @@ async def shell_step(
     output = await _shell(x, command, step.in_, scope, step.timeout_seconds)
     if output["exit_code"] != 0 and not step.allow_failure:
         why = "timed out" if output["timed_out"] else f"exited {output['exit_code']}"
-        raise StepFailed(f"`{command}` {why}: {str(output['stdout'])[-500:]}")
+        kind = "timeout" if output["timed_out"] else "exit_code"
+        raise StepFailed(f"`{command}` {why}: {str(output['stdout'])[-500:]}", kind)
+    return output
+
+
+#: Derived event names a wait may use: a check suite's overall result.
+SUITE = "check.suite_completed"
+DERIVED = {"check.passed": (SUITE, {"passed": True}), "check.failed": (SUITE, {"passed": False})}
+EVENT_POLL_SECONDS = 0.1
+
+
+async def _last_event_id(x: Execution, run_id: str) -> int:
+    E = schema.events
+    async with x.svc.engine.connect() as conn:
+        found = await conn.scalar(select(func.max(E.c.id)).where(E.c.run_id == run_id))
+    return int(found or 0)
+
+
+async def _next_event(
+    x: Execution, run_id: str, type_: str, where: dict[str, Any], after: int
+) -> dict[str, Any]:
+    """The first event of ``type_`` in the run's log after id ``after`` whose data holds
+    ``where``; read from the database (as any client would), so it works on every executor."""
+    while True:
+        async with x.svc.engine.connect() as conn:
+            found = await event_store.read(
+                conn, run_id=run_id, types=frozenset({type_}), after=after, limit=200
+            )
+        for event in found:
+            after = event.id
+            data = event.data or {}
+            if all(data.get(k) == v for k, v in where.items()):
+                return {"id": event.id, "type": event.type, "ts": event.ts, "data": data}
+        if len(found) < 200:
+            await asyncio.sleep(EVENT_POLL_SECONDS)
+
+
+async def _wait_event(
+    x: Execution, step: m.WaitStep, key: str, scope: dict[str, Any]
+) -> dict[str, Any]:
+    if step.step is not None:
+        run_id = str(_step_output(scope, step.step, "run_id")["run_id"])
+    else:
+        run_id = ex.render(step.run or "", scope).strip()
+    where = ex.render_data(step.where, scope)
+    if step.check is not None:
+        type_, where = "check.completed", {**where, "name": step.check}
+    else:
+        type_, derived = DERIVED.get(str(step.event), (str(step.event), {}))
+        where = {**where, **derived}
+    cursor = x.state.waiting.get(key)
+    if cursor is None:  # recorded, so a restart keeps the same starting point and deadline
+        try:
+            await x.eng.watcher.read(run_id)
+        except LookupError as exc:
+            raise StepFailed(f"there is no run {run_id!r} to watch") from exc
+        after = await _last_event_id(x, run_id) if step.since == "now" else 0
+        deadline = time.time() + step.timeout_seconds if step.timeout_seconds else None
+        cursor = {"key": key, "run_id": run_id, "after": after, "deadline": deadline}
+        await x.emit("workflow.step.waiting", cursor)
+        x.state.waiting[key] = cursor
+    left = None if cursor["deadline"] is None else max(0.0, cursor["deadline"] - time.time())
+    what = f"check {step.check!r}" if step.check else f"event {step.event!r}"
+    try:
+        event = await asyncio.wait_for(
+            _next_event(x, run_id, type_, where, int(cursor["after"])), left
+        )
+    except TimeoutError as exc:
+        raise StepFailed(
+            f"no {what} in run {run_id} within {step.timeout_seconds} s", "timeout"
+        ) from exc
+    output: dict[str, Any] = {"run_id": run_id, "event": event}
+    if step.check is not None:
+        data = event["data"]
+        output |= {
+            "check": step.check,
+            "ok": bool(data.get("ok")),
+            "exit_code": data.get("exit_code"),
+        }
+        if not data.get("ok"):
+            tail = str(data.get("log_tail") or "")[-500:]
+            raise StepFailed(f"check {step.check!r} failed in run {run_id}: {tail}", "check_failed")
     return output
 
 
 async def wait_step(
     x: Execution, step: m.WaitStep, key: str, scope: dict[str, Any]
 ) -> dict[str, Any]:
+    if step.event is not None or step.check is not None:
+        return await _wait_event(x, step, key, scope)
     if step.step is None:
         await asyncio.sleep(step.timeout_seconds or 0)
         return {"waited": step.timeout_seconds}
@@ -272,7 +387,8 @@ async def wait_step(
     except TimeoutError as exc:
         raise StepFailed(
             f"run of step '{step.step}' did not reach {sorted(wanted)} "
-            f"within {step.timeout_seconds} s"
+            f"within {step.timeout_seconds} s",
+            "timeout",
         ) from exc
     return {"run_id": run_id, "status": row["status"]}
 
@@ -281,7 +397,16 @@ async def extract_step(
     x: Execution, step: m.ExtractStep, key: str, scope: dict[str, Any]
 ) -> dict[str, Any]:
     text = ex.render(step.source, scope)
-    return {"value": ex.extract(text, step.regex, step.jsonpath), "into": step.variable}
+    if step.output_schema is None:
+        return {"value": ex.extract(text, step.regex, step.jsonpath), "into": step.variable}
+    instructions = ex.render(step.instructions, scope) if step.instructions else None
+    try:
+        value, cost = await judging.extract(
+            x.svc, x.principal, step.output_schema, instructions, text
+        )
+    except judging.ModelFailed as exc:
+        raise StepFailed(str(exc), "utility_model" if exc.retryable else "error") from exc
+    return {"value": value, "into": step.variable, "model_cost_usd": cost}
 
 
 async def if_step(x: Execution, step: m.IfStep, key: str, scope: dict[str, Any]) -> dict[str, Any]:
@@ -400,12 +525,40 @@ async def foreach_step(
     return {"wait": step.wait, "children": results, "count": len(values)}
 
 
+def loop_cost(x: Execution, key: str) -> float:
+    """What the loop's steps have cost so far: each run turn they made (a ``shared`` turn
+    counts only its own cost) and their utility-model calls."""
+    prefix = f"{key}#"
+    outputs = [o for k, o in x.state.done.items() if k.startswith(prefix)]
+    turns = sum(float(o.get("turn_cost_usd") or 0) for o in outputs)
+    return round(turns + model_cost(outputs), 10)
+
+
+async def _check_cap(x: Execution, step: m.LoopStep, key: str, iterations: int) -> None:
+    """Before more work: stop once the loop has cost more than ``max_cost_usd``."""
+    if step.max_cost_usd is None:
+        return
+    cost = loop_cost(x, key)
+    if cost <= step.max_cost_usd:
+        return
+    await x.emit(
+        "workflow.loop.capped",
+        {"key": key, "iterations": iterations, "cost_usd": cost, "max_cost_usd": step.max_cost_usd},
+    )
+    raise StepFailed(
+        f"the loop cost ${cost:.4f}, more than its max_cost_usd ${step.max_cost_usd:.4f}, "
+        f"after {iterations} iteration(s); raise the cap or change the steps",
+        "cost_cap",
+    )
+
+
 async def loop_step(
     x: Execution, step: m.LoopStep, key: str, scope: dict[str, Any]
 ) -> dict[str, Any]:
     until = ex.render(step.until, scope)
     for i in range(step.max_iterations):
         for child in step.steps:
+            await _check_cap(x, step, key, i)
             await x.run_step(child, f"{key}#{i}/{child.id}", scope)
         check_key = f"{key}#{i}/until"
         check = x.state.done.get(check_key)
@@ -414,7 +567,12 @@ async def loop_step(
             await x.emit("workflow.step.completed", {"key": check_key, "output": check})
             x.state.done[check_key] = check
         if check["exit_code"] == 0:
-            return {"iterations": i + 1, "passed": True, "stdout": check["stdout"]}
+            return {
+                "iterations": i + 1,
+                "passed": True,
+                "stdout": check["stdout"],
+                "cost_usd": loop_cost(x, key),
+            }
     raise StepFailed(f"`{until}` still fails after {step.max_iterations} iterations")
 
 
@@ -488,17 +646,56 @@ async def compare_step(
     winner = ranked[0]
     if step.check and not winner["passed"]:
         raise StepFailed("no candidate passed the check")
+    judgement = None
+    if step.judge:
+        judgement = await _judgement(x, step, key, scope, ranked)
+        winner = next(s for s in ranked if s["candidate"] == judgement["winner"])
     landed = None
     if step.land:
         landed = await _land(x, winner["run_id"], step.land, None)
-        for other in ranked[1:]:
-            await _land(x, other["run_id"], "discard", None)
+        for other in ranked:
+            if other is not winner:
+                await _land(x, other["run_id"], "discard", None)
     return {
         "winner": winner["candidate"],
         "run_id": winner["run_id"],
         "scores": ranked,
         "landed": landed,
+        "judgement": judgement,
+        "model_cost_usd": (judgement or {}).get("cost_usd", 0.0),
     }
+
+
+async def _judgement(
+    x: Execution, step: m.CompareStep, key: str, scope: dict[str, Any], ranked: list[Any]
+) -> dict[str, Any]:
+    """The utility model's pick among the candidates that passed, recorded before anything is
+    landed: a restart lands the same winner instead of asking again."""
+    judge_key = f"{key}/judge"
+    recorded = x.state.done.get(judge_key)
+    if recorded is not None:
+        return recorded
+    pool = [dict(s) for s in ranked if s["passed"]]
+    if len(pool) == 1:
+        verdict = {"winner": pool[0]["candidate"], "reason": "the only candidate that passed"}
+        cost = 0.0
+    else:
+        outputs = {name: out for name, out in _candidates(x, step, scope)}
+        for cand in pool:
+            cand["message"] = outputs[cand["candidate"]].get("message")
+            try:
+                cand["diff"] = await review.diff(x.svc, cand["run_id"], "text", None, None)
+            except CodeyardError as exc:
+                cand["diff"] = f"(diff unavailable: {exc.detail})"
+        criteria = ex.render(step.judge or "", scope)
+        try:
+            verdict, cost = await judging.judge(x.svc, x.principal, criteria, pool)
+        except judging.ModelFailed as exc:
+            raise StepFailed(str(exc), "utility_model" if exc.retryable else "error") from exc
+    result = {**verdict, "cost_usd": cost}  # counted once: in the compare step's output
+    await x.emit("workflow.step.completed", {"key": judge_key, "output": result})
+    x.state.done[judge_key] = result
+    return result
 
 
 HANDLERS: dict[type, Any] = {

@@ -81,7 +81,7 @@ def test_graph_refuses_cycles_unknown_names_and_wrong_kinds() -> None:
     msgs = " | ".join(e["msg"] for e in err.value.extra["errors"])
     assert "'nope', which does not exist" in msgs
     assert "'in' must name a run step; 's' is a shell" in msgs
-    assert "exactly one of 'regex' or 'jsonpath'" in msgs
+    assert "exactly one of 'regex', 'jsonpath' or 'schema'" in msgs
     assert "vars.missing, which no extract step makes" in msgs
     assert "worktree 'shared' needs 'from'" in msgs
 
