@@ -56,6 +56,7 @@ __all__ = [
     "PolicyDecision",
     "PrCreated",
     "PrMerged",
+    "PrReviewComment",
     "PrUpdated",
     "PreviewPortClosed",
     "PreviewPortOpened",
@@ -232,8 +233,10 @@ class Usage(NewEvent):
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float | None = None
-    #: ``reported`` by the agent, computed from the ``price_map``, or ``null`` (unpriced).
-    cost_source: Literal["reported", "price_map"] | None = None
+    #: ``reported`` by the agent, computed from the ``price_map``, or ``null`` (unpriced);
+    #: ``estimate``: priced from the map as the turn streams, until the agent's own total at
+    #: the turn's end settles it (its ``reported`` event then holds the difference).
+    cost_source: Literal["reported", "price_map", "estimate"] | None = None
     #: The model the tokens were spent on, when the agent says (else the session's).
     model: str | None = None
 
@@ -504,6 +507,25 @@ class PrUpdated(NewEvent):
     head_sha: str | None = None
 
 
+class PrReviewComment(NewEvent):
+    """One comment of a review on the run's pull request, synced from GitHub (issue 21): its own
+    event so the run view shows each at its file and line, and the agent's turn can cite it."""
+
+    type: Literal["pr.review_comment"] = Field(default="pr.review_comment", exclude=True)
+    repo: str
+    number: int
+    review_id: int
+    #: None for the review's own body (its summary); else the inline comment's id.
+    comment_id: int | None
+    user: str
+    #: The reviewer's verdict: ``changes_requested``, ``commented`` or ``approved``.
+    state: str
+    path: str | None
+    line: int | None
+    body: str
+    url: str | None = None
+
+
 class PrMerged(NewEvent):
     """The run's pull request was merged on the forge through Codeyard."""
 
@@ -563,6 +585,7 @@ KnownEvent = Annotated[
     | FeedbackSent
     | FeedbackExhausted
     | PrUpdated
+    | PrReviewComment
     | PrMerged
     | ErrorEvent,
     Field(discriminator="type"),

@@ -20,17 +20,19 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from codeyard.config import Settings
 from codeyard.domain import events as ev
 from codeyard.domain.errors import BadRequest, CodeyardError, Forbidden
+from codeyard.github.feedback import Signal, classify, is_bot, pull_repo
 from codeyard.github.poller import Budget, Poller, PrRef, PrSnapshot
+from codeyard.github.pr_api import PrFeedbackApi
 from codeyard.github.signature import valid
 from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig, parse_remote, redact_remote
+from codeyard.services import pr_loop
 from codeyard.services.context import Services
 from codeyard.store import github as store
 from codeyard.store.writer import Tx
@@ -110,10 +112,7 @@ async def deliveries(
     return {"data": rows, "next_cursor": cursor}
 
 
-def _pull_repo(pull_request: Mapping[str, Any]) -> str | None:
-    """``owner/name`` of a stored pull request's web URL (``…/owner/name/pull/3``)."""
-    parts = urlsplit(str(pull_request.get("url") or "")).path.strip("/").split("/")
-    return "/".join(parts[-4:-2]) if len(parts) >= 4 and parts[-2] == "pull" else None
+_pull_repo = pull_repo
 
 
 def describe(event: str, payload: Mapping[str, Any]) -> tuple[list[int], str | None, str]:
@@ -145,6 +144,9 @@ def describe(event: str, payload: Mapping[str, Any]) -> tuple[list[int], str | N
             else "review comment"
         )
         return [int(pr.get("number") or 0)], (pr.get("head") or {}).get("sha"), f"{what} by {who}"
+    if event == "status":  # commit statuses name no pull request: matched by head SHA
+        sha = payload.get("sha")
+        return [], sha, f"status {payload.get('context')}: {payload.get('state')}"
     if event == "issue_comment" and (payload.get("issue") or {}).get("pull_request"):
         who = ((payload.get("comment") or {}).get("user") or {}).get("login", "someone")
         return [int(payload["issue"]["number"])], None, f"comment by {who}"
@@ -153,19 +155,25 @@ def describe(event: str, payload: Mapping[str, Any]) -> tuple[list[int], str | N
 
 async def _process(svc: Services, row: dict[str, Any]) -> None:
     """One delivery → ``pr.updated`` on each run whose pull request it is about; marked done
-    in the same transaction."""
+    in the same transaction; then what it means for the pull-request loop (a fix turn)."""
+    payload: Any = None
     try:
         payload = json.loads(row["payload"])
         numbers, head, summary = describe(row["event"], payload)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         numbers, head, summary = [], None, f"not understood: {exc}"
     targets: list[tuple[str, int]] = []
-    if numbers and row["repo"]:
+    by_sha = not numbers and row["event"] == "status" and head
+    if (numbers or by_sha) and row["repo"]:
         async with svc.engine.connect() as conn:
             for run in await store.runs_with_pull_requests(conn):
+                if not isinstance(run["pull_request"], dict):
+                    continue
                 pulls = [run["pull_request"], *(run["pull_request"].get("others") or [])]
                 for pull in pulls:
-                    if _pull_repo(pull) == row["repo"] and int(pull["number"]) in numbers:
+                    if _pull_repo(pull) != row["repo"]:
+                        continue
+                    if int(pull["number"]) in numbers or (by_sha and pull.get("head_sha") == head):
                         targets.append((run["id"], int(pull["number"])))
 
     async def job(tx: Tx) -> None:
@@ -184,6 +192,17 @@ async def _process(svc: Services, row: dict[str, Any]) -> None:
         await store.mark_processed(tx, row["id"], f"{summary} → {where}")
 
     await svc.writer.run(job)
+    signal = _signal(row["event"], payload) if targets else None
+    for run_id, number in targets if signal else []:
+        assert signal is not None
+        await pr_loop.handle(svc, run_id, row["repo"], number, signal)
+
+
+def _signal(event: str, payload: Any) -> Signal | None:
+    try:
+        return classify(event, payload) if isinstance(payload, dict) else None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 class _Background(abc.ABC):
@@ -352,6 +371,22 @@ class PollLoop(_Background):
             head_sha=snap.head_sha,
         )
         await self.svc.writer.append(ref.run_id, [event])
+        for signal in await self._signals(ref, snap):
+            await pr_loop.handle(self.svc, ref.run_id, ref.repo, ref.number, signal)
+
+    async def _signals(self, ref: PrRef, snap: PrSnapshot) -> list[Signal]:
+        """What a changed snapshot means for the pull-request loop (as webhooks would say)."""
+        if snap.state in ("MERGED", "CLOSED"):
+            return [Signal("pr_state", state=snap.state.lower())]
+        out = []
+        if snap.head_sha and snap.rollup in ("FAILURE", "ERROR"):
+            out.append(Signal("ci_failed", sha=snap.head_sha))
+        if snap.review_decision == "CHANGES_REQUESTED":
+            config = PrConfig.from_env()
+            review = await PrFeedbackApi(config).latest_change_request(ref.repo, ref.number)
+            if review is not None and not is_bot(review.get("user")):
+                out.append(Signal("changes_requested", review=review))
+        return out
 
     async def _loop(self) -> None:
         config = PrConfig.from_env()

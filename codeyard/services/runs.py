@@ -11,7 +11,7 @@ from codeyard.domain import events as ev
 from codeyard.domain.errors import BadRequest, Forbidden, InvalidTransition, ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify, title_from_prompt
-from codeyard.domain.status import RunStatus, check_action
+from codeyard.domain.status import RunStatus, check_action, pull_request_open
 from codeyard.executor.interface import Cancel, Message, Pause
 from codeyard.run_workspace.checkpointing import delete_run_refs
 from codeyard.run_workspace.prepare import remove_run_worktrees
@@ -388,7 +388,7 @@ async def message(
             "The message is empty.", errors=[{"loc": ["body", "text"], "msg": "must not be empty"}]
         )
     run = await get(svc, ref)
-    check_action("message", S(run["status"]))
+    check_action("message", S(run["status"]), pr_open=pull_request_open(run["pull_request"]))
     run_id = run["id"]
     attached = await message_images.attach(svc, run, images or [])
     event = ev.UserMessage(text=text, author=author)
@@ -405,7 +405,8 @@ async def message(
                 await runs.update_fields(tx, run_id, pending_messages=pending)
                 current["pending_messages"] = pending
             return current
-        if status in (S.REVIEW, S.FAILED, S.CANCELLED):
+        reopen = status == S.COMPLETED and pull_request_open(current["pull_request"])
+        if status in (S.REVIEW, S.FAILED, S.CANCELLED) or reopen:
             entry: str | dict[str, Any] = (
                 text if source == "message" else {"text": text, "source": source}
             )

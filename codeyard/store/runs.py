@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import RunStatusChanged, utc_now
-from codeyard.domain.status import ACTIVE, RunStatus, check_transition
+from codeyard.domain.status import ACTIVE, RunStatus, check_transition, pull_request_open
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
 from codeyard.store.records import RunRecord
@@ -200,7 +200,7 @@ async def set_status(
     await tx.check_fence(run_id)
     run = await lock(tx, run_id)
     current = RunStatus(run["status"])
-    check_transition(current, to)
+    check_transition(current, to, pr_open=pull_request_open(run.get("pull_request")))
     now = utc_now()
     changes: dict[str, Any] = {"status": str(to), "status_reason": reason, **values}
     if to == RunStatus.QUEUED:

@@ -14,6 +14,10 @@ instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implement
 * ``GET /repos/{owner}/{repo}/pulls/{number}/reviews``,
 * ``PUT /repos/{owner}/{repo}/pulls/{number}/merge`` (405 when not mergeable, 409 when ``sha``
   is not the head),
+* ``GET /repos/{owner}/{repo}/actions/jobs/{id}/logs`` (a 302 to the log file, served without
+  the token as GitHub's log storage does), ``GET …/check-runs/{id}/annotations``,
+  ``GET …/commits/{ref}/status`` (combined commit statuses),
+  ``GET …/pulls/{number}/reviews/{id}/comments`` (a review's inline comments),
 * ``GET /repos/{owner}/{repo}/hooks/{id}/deliveries`` (cursor-paged, newest first) and
   ``POST …/deliveries/{delivery_id}/attempts`` (redeliver: same ``guid``, a new attempt),
 
@@ -58,6 +62,18 @@ _ROUTES = [
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)"), "get_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/check-runs"), "check_runs"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews"), "reviews"),
+    (
+        "GET",
+        re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/reviews/(\d+)/comments"),
+        "review_comments",
+    ),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/commits/([^/]+)/status"), "combined_status"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/actions/jobs/(\d+)/logs"), "job_log"),
+    (
+        "GET",
+        re.compile(r"/repos/([^/]+)/([^/]+)/check-runs/(\d+)/annotations"),
+        "annotations_of",
+    ),
     ("PUT", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/merge"), "merge_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries"), "hook_deliveries"),
     (
@@ -92,6 +108,7 @@ class _Repo:
     bare: Path | None
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class _Reply(Exception):
@@ -121,6 +138,10 @@ class FakeGitHub:
         self.errors: list[str] = []  # bugs in this fake, raised when it stops
         self._repos: dict[str, _Repo] = {}
         self._runs_by_sha: dict[str, list[dict[str, Any]]] = {}
+        self._statuses_by_sha: dict[str, list[dict[str, Any]]] = {}
+        self._logs: dict[int, bytes] = {}  # check run id → its Actions job log
+        self._annotations: dict[int, list[dict[str, Any]]] = {}
+        self._next_id = 1
         self._next_number = 1
         self._if_none_match: str | None = None
         self.hooks: dict[int, _Hook] = {}
@@ -166,20 +187,94 @@ class FakeGitHub:
         with self._lock:
             self._repos[full_name] = _Repo(bare)
 
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
     def add_check_run(
-        self, sha: str, name: str, status: str, conclusion: str | None = None
-    ) -> None:
+        self,
+        sha: str,
+        name: str,
+        status: str,
+        conclusion: str | None = None,
+        *,
+        log: str | None = None,
+        output: dict[str, Any] | None = None,
+        annotations: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A check run on ``sha``; with ``log`` it is an Actions job whose log can be fetched."""
         with self._lock:
             runs = self._runs_by_sha.setdefault(sha, [])
-            run = {"name": name, "head_sha": sha, "status": status, "conclusion": conclusion}
-            runs.append({"id": len(runs) + 1, **run})
+            run_id = self._new_id()
+            out = {"title": None, "summary": None, "text": None, **(output or {})}
+            out["annotations_count"] = len(annotations or [])
+            run = {
+                "id": run_id,
+                "name": name,
+                "head_sha": sha,
+                "status": status,
+                "conclusion": conclusion,
+                "details_url": f"https://github.com/checks/{run_id}",
+                "html_url": f"https://github.com/checks/{run_id}",
+                "output": out,
+            }
+            runs.append(run)
+            if log is not None:
+                self._logs[run_id] = log.encode()
+            self._annotations[run_id] = list(annotations or [])
+            return dict(run)
 
-    def add_review(self, full_name: str, number: int, user: str, state: str) -> None:
+    def add_status(
+        self, sha: str, context: str, state: str, description: str = "", target_url: str = ""
+    ) -> None:
+        """A commit status (the older statuses API external CI services use)."""
         with self._lock:
-            reviews = self._repos[full_name].reviews.setdefault(number, [])
+            self._statuses_by_sha.setdefault(sha, []).append(
+                {
+                    "id": self._new_id(),
+                    "context": context,
+                    "state": state,
+                    "description": description,
+                    "target_url": target_url,
+                }
+            )
+
+    def add_review(
+        self,
+        full_name: str,
+        number: int,
+        user: str,
+        state: str,
+        *,
+        body: str = "",
+        comments: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A review; ``comments`` (``path``, ``line``, ``body``) are its inline comments."""
+        with self._lock:
+            repo = self._repos[full_name]
+            reviews = repo.reviews.setdefault(number, [])
             submitted = None if state == "PENDING" else f"2024-01-01T00:00:{len(reviews):02d}Z"
-            review = {"user": {"login": user}, "state": state, "submitted_at": submitted}
-            reviews.append({"id": len(reviews) + 1, **review})
+            review_id = self._new_id()
+            review = {
+                "id": review_id,
+                "user": {"login": user, "type": "Bot" if user.endswith("[bot]") else "User"},
+                "state": state,
+                "body": body,
+                "submitted_at": submitted,
+                "html_url": f"{self.web_url}/{full_name}/pull/{number}#review-{review_id}",
+            }
+            reviews.append(review)
+            repo.review_comments[review_id] = [
+                {
+                    "id": self._new_id(),
+                    "pull_request_review_id": review_id,
+                    "user": review["user"],
+                    "html_url": f"{self.web_url}/{full_name}/pull/{number}#discussion",
+                    **c,
+                }
+                for c in comments or []
+            ]
+            return dict(review)
 
     def update_pull(self, full_name: str, number: int, **changes: Any) -> dict[str, Any]:
         """Change a pull (``state="closed"``, ``merged=True``, ``requested_reviewers=[…]``)."""
@@ -274,6 +369,9 @@ class FakeGitHub:
             self.requests.append(Recorded(method, parts.path, query, headers, body))
         if self.delay:
             time.sleep(self.delay)
+        if parts.path.startswith("/_logs/"):  # log storage: a signed URL, no token
+            log = self._logs.get(int(parts.path.rsplit("/", 1)[1]))
+            return _Reply(404, {"message": "Not Found"}) if log is None else _Reply(200, log)
         if not parts.path.startswith(self.api_prefix + "/"):
             return _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         path = parts.path.removeprefix(self.api_prefix)
@@ -350,10 +448,24 @@ class FakeGitHub:
         return _Reply(201, repo.pulls[number])
 
     def _get_pull(self, _q: Any, _b: Any, owner: str, name: str, number: str) -> _Reply:
-        pull = self._repo(owner, name).pulls.get(int(number))
+        repo = self._repo(owner, name)
+        pull = repo.pulls.get(int(number))
         if pull is None:
             raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        self._follow_head(repo, pull)
         return _Reply(200, pull)
+
+    def _follow_head(self, repo: _Repo, pull: dict[str, Any]) -> None:
+        """A push to the head branch moves the pull request's head, as on GitHub."""
+        if repo.bare is not None and pull["state"] == "open":
+            done = subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{pull['head']['ref']}"],
+                cwd=repo.bare,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode == 0:
+                pull["head"]["sha"] = done.stdout.strip()
 
     def _check_runs(self, query: Any, _b: Any, owner: str, name: str, ref: str) -> _Reply:
         self._repo(owner, name)
@@ -364,6 +476,42 @@ class FakeGitHub:
     def _reviews(self, query: Any, _b: Any, owner: str, name: str, number: str) -> _Reply:
         reviews = self._repo(owner, name).reviews.get(int(number), [])
         page, link = self._page(query, reviews, f"/repos/{owner}/{name}/pulls/{number}/reviews")
+        return _Reply(200, page, link)
+
+    def _review_comments(
+        self, query: Any, _b: Any, owner: str, name: str, number: str, review_id: str
+    ) -> _Reply:
+        comments = self._repo(owner, name).review_comments.get(int(review_id))
+        if comments is None:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        path = f"/repos/{owner}/{name}/pulls/{number}/reviews/{review_id}/comments"
+        page, link = self._page(query, comments, path)
+        return _Reply(200, page, link)
+
+    def _combined_status(self, _q: Any, _b: Any, owner: str, name: str, ref: str) -> _Reply:
+        self._repo(owner, name)
+        statuses = self._statuses_by_sha.get(ref, [])
+        states = {s["state"] for s in statuses}
+        state = (
+            "failure"
+            if states & {"failure", "error"}
+            else "pending"
+            if "pending" in states or not statuses
+            else "success"
+        )
+        body = {"state": state, "sha": ref, "total_count": len(statuses), "statuses": statuses}
+        return _Reply(200, body)
+
+    def _job_log(self, _q: Any, _b: Any, owner: str, name: str, job_id: str) -> _Reply:
+        self._repo(owner, name)
+        if int(job_id) not in self._logs:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        return _Reply(302, None, {"Location": f"{self.url}/_logs/{job_id}"})
+
+    def _annotations_of(self, query: Any, _b: Any, owner: str, name: str, run_id: str) -> _Reply:
+        notes = self._annotations.get(int(run_id), [])
+        path = f"/repos/{owner}/{name}/check-runs/{run_id}/annotations"
+        page, link = self._page(query, notes, path)
         return _Reply(200, page, link)
 
     def _merge_pull(self, _q: Any, body: Any, owner: str, name: str, number: str) -> _Reply:
@@ -410,6 +558,8 @@ class FakeGitHub:
             node: dict[str, Any] = {}
             for pull_alias, number in _GQL_PULL.findall(text[block.end() : end]):
                 pull = repo.pulls.get(int(number))
+                if pull is not None:
+                    self._follow_head(repo, pull)
                 node[pull_alias] = None if pull is None else self._pull_node(pull)
             data[alias] = node
         return _Reply(200, {"data": data})
@@ -525,11 +675,19 @@ def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # a bug in the fake: answer 500, fail the test at exit
                 fake.errors.append(f"{self.command} {self.path}: {exc!r}")
                 reply = _Reply(500, {"message": "fake GitHub failed"})
-            data = b"" if reply.status == 304 else json.dumps(reply.body).encode()
+            raw_text = isinstance(reply.body, bytes)
+            data = (
+                b""
+                if reply.status == 304 or (reply.status == 302 and reply.body is None)
+                else reply.body
+                if isinstance(reply.body, bytes)
+                else json.dumps(reply.body).encode()
+            )
             self.send_response(reply.status)
             for key, value in fake.rate.items():
                 self.send_header(f"X-RateLimit-{key.capitalize()}", str(value))
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            kind = "text/plain" if raw_text else "application/json"
+            self.send_header("Content-Type", f"{kind}; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("X-GitHub-Api-Version-Selected", "2022-11-28")
             for key, value in reply.headers.items():

@@ -227,6 +227,18 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
       case "pr.created":
         items.push({ key, kind: "note", tone: "git", text: `Pull request #${str(d.number)} ${str(d.url)}` });
         break;
+      case "pr.review_comment": {
+        // A reviewer's comment synced from GitHub, at its file and line when it has one.
+        const where = d.path ? ` on ${str(d.path)}${d.line ? `:${str(d.line)}` : ""}` : "";
+        items.push({ key, kind: "note", tone: "info", text: `Review comment by ${str(d.user)}${where}: ${str(d.body)}` });
+        break;
+      }
+      case "feedback.sent": {
+        const what = d.source === "ci" ? "CI failure" : d.source === "review" ? "Requested changes" : "Failing checks";
+        const of = Number(d.limit) > 0 ? ` (attempt ${str(d.attempt)} of ${str(d.limit)})` : "";
+        items.push({ key, kind: "note", tone: "info", text: `${what} handed to the agent${of}` });
+        break;
+      }
       case "error":
         items.push({ key, kind: "note", tone: "error", text: `${str(d.message)}${d.detail ? `: ${str(d.detail)}` : ""}` });
         break;
