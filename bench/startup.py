@@ -7,7 +7,13 @@ Between tries the server is stopped with SIGINT and waited for. The server's own
 (user + system) up to that first 200 is recorded too: unlike wall time, it does not grow when
 other work shares the machine.
 
-    .venv/bin/python bench/startup.py [--repeat 5]
+In the same run, the import floor (issue 15's target: start-up at most 1.3x of it): alternating
+fresh interpreters that each report their own CPU time (user + system, interpreter start
+included) after importing either the framework alone (``FLOOR``) or the serve path
+(``SERVE_PATH``: what ``codeyard serve`` imports, and the app created). Both are printed side
+by side with their ratio, and the serve process's CPU to its first 200 against the same floor.
+
+    .venv/bin/python bench/startup.py [--repeat 5] [--import-pairs 7]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     OUT,
     TOKEN,
+    Interference,
     free_port,
     fresh_dir,
     guarded,
@@ -38,6 +45,51 @@ from bench._common import (
 )
 
 CODEYARD = Path(sys.executable).parent / "codeyard"
+TARGET_RATIO = 1.3
+
+FLOOR = (
+    "import fastapi, uvicorn, sqlalchemy.ext.asyncio, aiosqlite, pydantic_settings, sse_starlette"
+)
+SERVE_PATH = (
+    "import codeyard.cli.app, codeyard.server\nfrom codeyard.app import create_app\ncreate_app()"
+)
+_REPORT = (
+    "\nimport resource as _r\n_u = _r.getrusage(_r.RUSAGE_SELF)\nprint(_u.ru_utime + _u.ru_stime)"
+)
+
+
+def import_cpu(code: str) -> float:
+    """CPU seconds of a fresh interpreter running ``code`` (start-up included)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code + _REPORT],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def import_pairs(pairs: int) -> dict[str, Any]:
+    """Floor and serve-path import CPU in alternating pairs (which goes first alternates)."""
+    floor: list[float] = []
+    ours: list[float] = []
+    import_cpu(FLOOR)  # warm the page cache
+    import_cpu(SERVE_PATH)
+    for k in range(pairs):
+        order = ((floor, FLOOR), (ours, SERVE_PATH))
+        for into, code in order if k % 2 == 0 else reversed(order):
+            into.append(import_cpu(code))
+    f, o = statistics.median(floor), statistics.median(ours)
+    return {
+        "floor_cpu_median_s": round(f, 3),
+        "floor_cpu_all_s": [round(x, 3) for x in floor],
+        "serve_path_cpu_median_s": round(o, 3),
+        "serve_path_cpu_all_s": [round(x, 3) for x in ours],
+        "import_ratio": round(o / f, 2),
+        "import_pair_ratios": [round(b / a, 2) for a, b in zip(floor, ours, strict=True)],
+    }
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -69,8 +121,13 @@ def once(data_dir: Path, log: Path) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--import-pairs", type=int, default=7)
     ap.add_argument("--json", type=Path, default=OUT / "startup.json")
     args = ap.parse_args()
+    interference = Interference()
+    interference.start()
+    imports = import_pairs(args.import_pairs)
+    imports["import_foreign_cpu"] = round(interference.stop(), 3)
     base = fresh_dir("startup")
     log = base / "server.log"
     once(base / "warmup", log)  # warm the OS page cache for the interpreter and libraries
@@ -96,11 +153,23 @@ def main() -> None:
         result[f"{name}_all_s"] = [round(w, 3) for w, _ in tries]
         result[f"{name}_cpu_median_s"] = round(statistics.median(c for _, c in tries), 3)
     result["foreign_cpu"] = foreign
+    result.update(imports)
+    floor = imports["floor_cpu_median_s"]
+    for name in ("fresh", "existing"):
+        result[f"{name}_cpu_ratio"] = round(result[f"{name}_cpu_median_s"] / floor, 2)
+    result["target_ratio"] = TARGET_RATIO
+    result["import_met"] = imports["import_ratio"] <= TARGET_RATIO
     print(
         f"codeyard serve to healthy: fresh data dir median {result['fresh_median_s']} s "
         f"{result['fresh_all_s']}; existing median {result['existing_median_s']} s "
         f"{result['existing_all_s']}; server CPU to healthy median "
         f"{result['fresh_cpu_median_s']} s / {result['existing_cpu_median_s']} s"
+    )
+    print(
+        f"import CPU: framework floor {floor} s, serve path {imports['serve_path_cpu_median_s']} s "
+        f"= {imports['import_ratio']}x the floor (target {TARGET_RATIO}x); serve CPU to the "
+        f"first 200 {result['fresh_cpu_ratio']}x (fresh) / {result['existing_cpu_ratio']}x "
+        f"(existing) the floor"
     )
     write_json(args.json, {"machine": machine(), **result})
 
