@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from codeyard.domain.events import ErrorEvent, NewEvent
+from codeyard.domain.events import ErrorEvent, NewEvent, Usage
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.sandbox import Sandbox
 
@@ -59,6 +59,19 @@ class RawOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageTotal:
+    """What the agent says it used since its previous total (or the turn's start).
+
+    For agents that report usage twice: partly as each model call streams (so the run's figures
+    grow during a turn) and exactly at the turn's end. The executor records only what its
+    ``usage`` events since the previous total have not, so the run's total is the agent's own
+    and nothing is counted twice.
+    """
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
 class TurnEnd:
     stop_reason: str
     result: str | None = None
@@ -74,7 +87,7 @@ class ModelRetrying(ErrorEvent):
     ``model_unreachable_seconds`` (``codeyard.executor.watchdog``)."""
 
 
-AdapterItem = NewEvent | SessionUpdate | RawOutput | TurnEnd
+AdapterItem = NewEvent | SessionUpdate | RawOutput | TurnEnd | UsageTotal
 
 
 @dataclass(slots=True)

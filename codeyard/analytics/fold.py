@@ -116,7 +116,10 @@ def price_event(data: Mapping[str, Any], model: str | None) -> dict[str, float]:
     out["cost_usd"] = float(cost) if cost is not None else (computed or 0.0)
     out["computed_cost_usd"] = computed or 0.0
     reported = data.get("cost_source") == "reported" and cost is not None
-    out["reported_cost_usd"] = float(cost) if reported and cost is not None else 0.0
+    # A live estimate is part of the agent's own total: its settling ``reported`` event holds
+    # only the difference.
+    settled = reported or (data.get("cost_source") == "estimate" and cost is not None)
+    out["reported_cost_usd"] = float(cost) if settled and cost is not None else 0.0
     out["usage_events"] = 1
     out["unpriced_events"] = 1 if computed is None else 0
     out["reported_events"] = 1 if reported else 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from codeyard.agents.base import AdapterItem, RawOutput, SessionUpdate
+from codeyard.agents.base import AdapterItem, RawOutput, SessionUpdate, UsageTotal
 from codeyard.domain.coalesce import DeltaCoalescer
 from codeyard.domain.events import AgentSession, NewEvent, ToolCall, ToolResult, Usage
 from codeyard.executor.changes import WRITING_KINDS, ChangeTracker
@@ -18,12 +19,32 @@ USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write
 LOG_LIMIT_BYTES = 20 * 1024 * 1024
 
 
-def add_usage(total: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+def add_usage(
+    total: dict[str, Any], delta: dict[str, Any], *, digits: int | None = 6
+) -> dict[str, Any]:
+    """The sum of two usages; the cost rounded to ``digits`` (``None``: exact, for sums that
+    are compared with an agent's own total)."""
     out: dict[str, Any] = {k: int(total.get(k, 0)) + int(delta.get(k, 0)) for k in USAGE_KEYS}
-    out["cost_usd"] = round(
-        float(total.get("cost_usd") or 0.0) + float(delta.get("cost_usd") or 0.0), 6
-    )
+    cost = float(total.get("cost_usd") or 0.0) + float(delta.get("cost_usd") or 0.0)
+    out["cost_usd"] = cost if digits is None else round(cost, digits)
     return out
+
+
+def usage_remainder(total: Usage, recorded: Mapping[str, Any]) -> Usage | None:
+    """The part of an agent's total that the ``usage`` events since its previous total (their
+    sum: ``recorded``, priced) do not hold yet; ``None`` when they hold all of it.
+
+    A reported total cost settles the estimate priced from the map while the turn streamed; an
+    unreported one leaves the remaining tokens to be priced like any other usage event. A
+    negative part is kept: it corrects a live count the agent's own total does not confirm.
+    """
+    counts = {k: int(getattr(total, k)) - int(recorded.get(k, 0)) for k in USAGE_KEYS}
+    cost = None
+    if total.cost_usd is not None:
+        cost = round(total.cost_usd - float(recorded.get("cost_usd") or 0.0), 8) + 0.0
+    if not any(counts.values()) and not cost:
+        return None
+    return Usage.of(counts, cost_usd=cost, model=total.model)
 
 
 class TurnSink:
@@ -34,7 +55,8 @@ class TurnSink:
 
     Every ``usage`` event gets its dollars here, the one place for all providers: a cost the
     agent reported is kept, a missing one is priced from the model map (the event's model, else
-    the one the agent's session reported, else the run's), see ``codeyard.pricing``.
+    the one the agent's session reported, else the run's), see ``codeyard.pricing``. A
+    :class:`UsageTotal` becomes the ``usage`` event of what the events before it left out.
     """
 
     def __init__(
@@ -53,6 +75,8 @@ class TurnSink:
         self._run_id = run_id
         self.run_usage = dict(run_usage)
         self.turn_usage = add_usage({}, {})
+        #: What the ``usage`` events since the agent's last :class:`UsageTotal` added up to.
+        self._since_total = add_usage({}, {})
         self._log_path = log_path
         self._deltas = DeltaCoalescer()
         #: Events held back until the next item, to commit with a following SessionUpdate.
@@ -73,6 +97,12 @@ class TurnSink:
         await self.flush()
 
     async def put(self, item: AdapterItem) -> None:
+        if isinstance(item, UsageTotal):
+            rest = usage_remainder(item.usage, self._since_total)
+            if rest is not None:
+                await self.put(rest)
+            self._since_total = add_usage({}, {})
+            return
         if isinstance(item, NewEvent):
             values: dict[str, Any] = {}
             if isinstance(item, AgentSession) and item.model:
@@ -81,6 +111,7 @@ class TurnSink:
                 item = Usage.model_validate(price_usage(item.data, self._model))
                 self.run_usage = add_usage(self.run_usage, item.data)
                 self.turn_usage = add_usage(self.turn_usage, item.data)
+                self._since_total = add_usage(self._since_total, item.data, digits=None)
                 values["usage"] = self.run_usage
             ready = self._deltas.push(item, asyncio.get_running_loop().time())
             await self._release()

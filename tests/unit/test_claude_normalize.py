@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from codeyard.agents.base import SessionUpdate, TurnEnd
+from codeyard.agents.base import SessionUpdate, TurnEnd, UsageTotal
 from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, tool_kind
 from codeyard.agents.claude.stream_json import (
     AssistantMessage,
@@ -35,6 +35,11 @@ def events(items: list[Any], kind: str) -> list[dict[str, Any]]:
     return [i.data for i in items if isinstance(i, NewEvent) and i.type == kind]
 
 
+def totals(items: list[Any]) -> list[dict[str, Any]]:
+    """The turn totals the CLI reported (``UsageTotal``), as usage event data."""
+    return [i.usage.data for i in items if isinstance(i, UsageTotal)]
+
+
 def recorded() -> list[Any]:
     return [json.loads(line) for line in RECORDED.read_text().splitlines()]
 
@@ -45,18 +50,23 @@ def test_recorded_turn_becomes_codeyard_events() -> None:
     assert kinds == [
         "agent.session",
         "SessionUpdate",
+        "usage",  # model message 1 (thinking, text, Write) counted once
         "agent.thinking",
         "agent.message",
         "tool.call",
         "tool.result",
-        "tool.call",
-        "tool.result",
-        "tool.call",
-        "tool.result",
-        "tool.call",
-        "tool.result",
-        "agent.message",
         "usage",
+        "tool.call",
+        "tool.result",
+        "usage",
+        "tool.call",
+        "tool.result",
+        "usage",
+        "tool.call",
+        "tool.result",
+        "usage",
+        "agent.message",
+        "UsageTotal",
         "SessionUpdate",
         "TurnEnd",
     ]
@@ -86,8 +96,14 @@ def test_recorded_turn_becomes_codeyard_events() -> None:
     }
     assert not results[2]["ok"] and results[2]["error"].startswith("Codeyard policy denied")
     assert not results[3]["ok"] and results[3]["exit_code"] == 3
-    # Usage and cost are the CLI's own figures since the last result (side calls included).
-    assert events(items, "usage") == [
+    # Live: each model message's counts as the CLI wrote them (output as of the message's
+    # start: one token), priced by the executor until the result settles them.
+    live = events(items, "usage")
+    assert [(u["input_tokens"], u["output_tokens"]) for u in live] == [(100, 1)] * 4 + [(200, 1)]
+    assert (live[-1]["cache_read_tokens"], live[-1]["cache_write_tokens"]) == (50, 10)
+    assert {(u["cost_usd"], u["cost_source"]) for u in live} == {(None, "estimate")}
+    # The turn's total is the CLI's own figures since the last result (side calls included).
+    assert totals(items) == [
         {
             "input_tokens": 700,
             "output_tokens": 90,
@@ -124,21 +140,62 @@ def test_cost_of_older_clis_is_the_difference_of_cumulative_totals() -> None:
     state = NormalizeState()
     first = replay([_old_result(0.0016, 200, 24)], state)
     second = replay([_old_result(0.0024000000000000002, 100, 12)], state)
-    assert events(first, "usage")[0]["cost_usd"] == pytest.approx(0.0016)
-    usage = events(second, "usage")[0]
+    assert totals(first)[0]["cost_usd"] == pytest.approx(0.0016)
+    usage = totals(second)[0]
     assert usage["cost_usd"] == pytest.approx(0.0008)
     assert (usage["input_tokens"], usage["output_tokens"]) == (100, 12)
 
 
 def test_resumed_process_that_restored_its_total_is_not_billed_twice() -> None:
     restored = NormalizeState(session_id="s", cost_total=0.0016, resumed=True)
-    assert events(replay([_old_result(0.0024, 100, 12)], restored), "usage")[0][
-        "cost_usd"
-    ] == pytest.approx(0.0008)
+    assert totals(replay([_old_result(0.0024, 100, 12)], restored))[0]["cost_usd"] == pytest.approx(
+        0.0008
+    )
     fresh_counter = NormalizeState(session_id="s", cost_total=0.0016, resumed=True)
-    assert events(replay([_old_result(0.0005, 100, 12)], fresh_counter), "usage")[0][
+    assert totals(replay([_old_result(0.0005, 100, 12)], fresh_counter))[0][
         "cost_usd"
     ] == pytest.approx(0.0005)
+
+
+def _stream(event: dict[str, Any], parent: str | None = None) -> dict[str, Any]:
+    return {"type": "stream_event", "event": event, "parent_tool_use_id": parent}
+
+
+def _block_line(msg_id: str, block: dict[str, Any], parent: str | None = None) -> dict[str, Any]:
+    usage = {"input_tokens": 100, "cache_read_input_tokens": 5, "output_tokens": 1}
+    message = {"id": msg_id, "model": "m", "content": [block], "usage": usage}
+    return {"type": "assistant", "message": message, "parent_tool_use_id": parent}
+
+
+def test_live_usage_counts_each_model_message_once_as_it_grows() -> None:
+    """The order Claude Code 2.1 writes with partial messages (seen against the fake model
+    server): the message's start, one line per block repeating the start's usage (output: 1),
+    then ``message_delta`` with the output so far."""
+    start_usage = {"input_tokens": 100, "cache_read_input_tokens": 5, "output_tokens": 1}
+    message = {"id": "msg_a", "model": "m", "content": [], "usage": start_usage}
+    lines = [
+        _stream({"type": "message_start", "message": message}),
+        _block_line("msg_a", {"type": "text", "text": "Let me look."}),
+        _block_line("msg_a", {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}),
+        _stream({"type": "message_delta", "delta": {}, "usage": {"output_tokens": 40}}),
+        # A sub-agent's message: its tokens reach the run with the turn's total.
+        _block_line("msg_sub", {"type": "text", "text": "sub"}, parent="toolu_1"),
+        _stream({"type": "message_start", "message": {**message, "id": "msg_s"}}, "toolu_1"),
+        _block_line("msg_b", {"type": "text", "text": "Done."}),  # no partial messages
+    ]
+    items = replay(lines)
+    live = [
+        (u["input_tokens"], u["output_tokens"], u["cache_read_tokens"])
+        for u in events(items, "usage")
+    ]
+    assert live == [(100, 1, 5), (0, 39, 0), (100, 1, 5)]
+    state = NormalizeState()
+    replay(lines, state)
+    assert state.counted["msg_a"]["output_tokens"] == 40
+    result = {**_old_result(0.01, 400, 90), "usage": {"input_tokens": 400, "output_tokens": 90}}
+    ended = replay([result], state)
+    assert [type(i).__name__ for i in ended][:1] == ["UsageTotal"] and not events(ended, "usage")
+    assert state.counted == {}  # the next turn's messages start from nothing
 
 
 def _error_result(subtype: str, result: str | None, errors: list[str] | None = None) -> Any:

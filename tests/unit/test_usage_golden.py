@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from codeyard.agents.base import UsageTotal
 from codeyard.analytics.fold import FoldInput, RunDims, fold
 from codeyard.analytics.queries import flag_cost
 from codeyard.domain.events import NewEvent
+from codeyard.executor.sink import add_usage, usage_remainder
 from codeyard.pricing import cost_usd, price_usage
 from tests.unit import test_acp_normalize as acp
 from tests.unit import test_claude_normalize as claude
@@ -32,7 +34,16 @@ def rollup(items: list[Any], model: str | None) -> dict[str, float]:
     ``model`` is the run's model (None: the CLI's default, known from its session event)."""
     events = []
     session_model = model
+    since_total = add_usage({}, {})
     for item in items:
+        if isinstance(item, UsageTotal):  # the sink records what the live counts left out
+            rest = usage_remainder(item.usage, since_total)
+            since_total = add_usage({}, {})
+            if rest is None:
+                continue
+            data = json.dumps(price_usage(rest.data, session_model))
+            events.append(FoldInput("r", "usage", "2026-12-03T09:00:00.000Z", data))
+            continue
         if not isinstance(item, NewEvent) or item.type not in ("usage", "agent.session"):
             continue
         data = item.data
@@ -40,6 +51,7 @@ def rollup(items: list[Any], model: str | None) -> dict[str, float]:
             session_model = data.get("model") or session_model
         else:
             data = price_usage(data, session_model)  # what the executor's sink stores
+            since_total = add_usage(since_total, data, digits=None)
         events.append(FoldInput("r", item.type, "2026-12-03T09:00:00.000Z", json.dumps(data)))
     dims = {"r": RunDims("p", "repo", "cli", model or "", "", "")}
     return fold(events, dims, {}).run_totals("r")

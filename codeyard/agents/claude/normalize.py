@@ -4,6 +4,12 @@
 memory it needs between messages (tool names by call id, the session's cumulative cost) lives in
 an explicit :class:`NormalizeState`, so recorded transcripts replay through it in unit tests.
 
+Usage as it streams: each model message (one id, often several content blocks) is counted once
+as its counts grow — its start (input, cache, one output token) and, with partial messages, its
+``message_delta`` (the output so far) — so the run's figures move during a turn; sub-agents' calls
+and side calls are not seen here. The result's figures are the CLI's own for the turn: they become
+a :class:`UsageTotal`, of which the executor records only what the live counts left out.
+
 Cost: ``total_cost_usd`` is cumulative per CLI process, and a resumed session starts from the
 total it had. Newer CLIs also report ``model_usage_since_last_result`` (per-model tokens and
 ``costUSD`` since the previous result, side calls included), which is used when present; else the
@@ -16,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from codeyard.agents.base import SessionUpdate, TurnEnd
+from codeyard.agents.base import SessionUpdate, TurnEnd, UsageTotal
 from codeyard.agents.claude.stream_json import (
     AssistantMessage,
     ResultMessage,
@@ -94,7 +100,13 @@ class Failed:
     reason: str
 
 
-NormalizedItem = NewEvent | SessionUpdate | TurnEnd | Failed
+NormalizedItem = NewEvent | SessionUpdate | TurnEnd | UsageTotal | Failed
+_COUNTS = (
+    ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("cache_read_tokens", "cache_read_input_tokens"),
+    ("cache_write_tokens", "cache_creation_input_tokens"),
+)
 
 
 @dataclass(slots=True)
@@ -119,6 +131,8 @@ class NormalizeState:
     #: ids of its streamed text blocks not yet completed (the final text takes the same id).
     streaming: str | None = None
     streamed_texts: dict[str, list[str]] = field(default_factory=dict)
+    #: Per model message of this turn: the highest counts seen for it, already yielded.
+    counted: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def persisted(self) -> dict[str, Any]:
         """The part of the state saved with the run (``agent_state``) for the next turn."""
@@ -140,6 +154,10 @@ def tool_title(name: str, tool_input: dict[str, Any]) -> str:
         if isinstance(value, str) and value:
             return f"{name} {value}"
     return name
+
+
+def _dict_of(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _text_of(content: Any) -> str:
@@ -166,8 +184,40 @@ def _todo_event(tool_input: dict[str, Any]) -> TaskUpdated | None:
     return TaskUpdated(tasks=tasks)
 
 
+def _counts(usage: dict[str, Any]) -> dict[str, int]:
+    """Anthropic's usage fields as Codeyard's four counts (a missing or odd one is 0)."""
+    out: dict[str, int] = {}
+    for ours, theirs in _COUNTS:
+        value = usage.get(theirs)
+        out[ours] = value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return out
+
+
+def _live_usage(message_id: str | None, usage: Any, state: NormalizeState) -> list[NormalizedItem]:
+    """A ``usage`` event of what one model message's counts grew by since last seen.
+
+    Every block of a message repeats the message's usage and ``message_delta`` restates its
+    output so far, so each count is kept at its highest per message id and only growth is
+    yielded: a message is never counted twice. The cost is estimated from the price map until
+    the turn's result settles it.
+    """
+    if not message_id or not isinstance(usage, dict):
+        return []
+    seen = state.counted.setdefault(message_id, dict.fromkeys((k for k, _ in _COUNTS), 0))
+    now = _counts(usage)
+    grown = {k: max(0, now[k] - seen[k]) for k in now}
+    if not any(grown.values()):
+        return []
+    for key, value in grown.items():
+        seen[key] += value
+    # Priced from the map by the executor until the result settles it.
+    return [Usage.of(grown).model_copy(update={"cost_source": "estimate"})]
+
+
 def _assistant(message: AssistantMessage, state: NormalizeState) -> list[NormalizedItem]:
     items: list[NormalizedItem] = []
+    if message.parent_tool_use_id is None and message.error is None:
+        items += _live_usage(message.message_id, message.usage, state)
     for index, block in enumerate(message.blocks):
         if isinstance(block, TextBlock) and block.text:
             streamed = state.streamed_texts.get(message.message_id or "")
@@ -285,19 +335,14 @@ def _usage_event(result: ResultMessage, state: NormalizeState) -> Usage:
     if since is not None:
         tokens, cost = since
     else:
-        u = result.usage
-        tokens = {
-            "input_tokens": int(u.get("input_tokens") or 0),
-            "output_tokens": int(u.get("output_tokens") or 0),
-            "cache_read_tokens": int(u.get("cache_read_input_tokens") or 0),
-            "cache_write_tokens": int(u.get("cache_creation_input_tokens") or 0),
-        }
+        tokens = _counts(result.usage)
         cost = _cost_by_difference(result, state)
     return Usage.of(tokens, cost_usd=None if cost is None else round(cost, 8))
 
 
 def _result(result: ResultMessage, state: NormalizeState) -> list[NormalizedItem]:
-    usage = _usage_event(result, state)
+    usage = UsageTotal(_usage_event(result, state))
+    state.counted.clear()
     state.results += 1
     if result.total_cost_usd is not None:
         state.cost_total = result.total_cost_usd
@@ -328,7 +373,9 @@ def _stream_event(message: StreamEvent, state: NormalizeState) -> list[Normalize
     if kind == "message_start":
         started = event.get("message")
         state.streaming = started.get("id") if isinstance(started, dict) else None
-        return []
+        return _live_usage(state.streaming, _dict_of(started).get("usage"), state)
+    if kind == "message_delta":
+        return _live_usage(state.streaming, event.get("usage"), state)
     if state.streaming is None or not isinstance(event.get("index"), int):
         return []
     ident = f"{state.streaming}_b{event['index']}"

@@ -97,6 +97,9 @@ class AssistantMessage:
     parent_tool_use_id: str | None
     #: Set on synthetic messages the CLI writes for API failures (``"server_error"``…).
     error: str | None
+    #: The model message's usage as the CLI knew it when it wrote this block (the same for
+    #: every block of one message; its output count is the one of the message's start).
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -249,6 +252,7 @@ def parse(raw: Any) -> StreamMessage:
             blocks=_content(message.get("content")),
             parent_tool_use_id=parent,
             error=_str(raw.get("error")),
+            usage=_dict(message.get("usage")),
         )
     if kind == "user" and message:
         return UserMessage(_content(message.get("content")), parent, raw.get("tool_use_result"))
