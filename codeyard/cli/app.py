@@ -10,6 +10,7 @@ from codeyard import __version__
 from codeyard.cli import account, approvals, doctor, fake_llm, gc, review, runs, serve, users
 from codeyard.cli import mcp as mcp_cli
 from codeyard.cli import worker as worker_cli
+from codeyard.cli import workflows as workflows_cli
 from codeyard.cli.state import CodeyardGroup, get_state
 
 app = typer.Typer(
@@ -100,6 +101,7 @@ app.command()(account.login)
 app.command()(account.logout)
 app.add_typer(account.token_app, name="token")
 app.add_typer(users.users_app, name="users")
+app.add_typer(workflows_cli.workflow_app, name="workflow")
 
 
 def main() -> None:
