@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UI_SRC := $(shell find ui -path ui/node_modules -prune -o -type f -print 2>/dev/null)
 
-.PHONY: setup serve test lint bench ui clis
+.PHONY: setup serve test lint bench ui clis aider
 
 setup: $(VENV)/.installed ui
 
@@ -33,6 +33,16 @@ clis/node_modules/.installed: clis/package.json clis/package-lock.json
 	cd clis && npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Aider ships on PyPI only and pins ~100 packages of its own (openai, pydantic, numpy...): it gets
+# a venv of its own, clis/py/aider, from exact pins, never Codeyard's .venv.
+aider: clis/py/aider/.installed
+
+clis/py/aider/.installed: clis/py/aider-requirements.txt
+	@test -x clis/py/aider/bin/python || $(PYTHON) -m venv clis/py/aider
+	clis/py/aider/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r clis/py/aider-requirements.txt
+	@touch $@
+
 # `make serve PORT=8421 DATA_DIR=/tmp/cy` when the defaults do not suit.
 serve: setup
 	$(BIN)/codeyard serve $(if $(PORT),--port $(PORT)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
@@ -51,15 +61,23 @@ COVERAGE_FLOOR := 89
 # marked slow (real server processes killed and restarted, timing of crash recovery) run
 # afterwards on their own: under three workers' load their restarts outran their time limits.
 TEST_WORKERS ?= 3
+# Each phase has a ceiling well inside CI's 90 minutes (the ordinary tests take ~13 min here):
+# past it pytest gets Ctrl-C and prints what failed so far and the slowest tests, and the target
+# fails with a reason instead of being killed silently from outside.
+PHASE_LIMIT := timeout --signal=INT --kill-after=120
 
-test: setup lint clis
+test: setup lint clis aider
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-bubblewrap.sh
 	bash scripts/ensure-espeak.sh
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" --cov --cov-report=
-	$(BIN)/pytest -m slow --cov --cov-append --cov-report=term:skip-covered \
-		--cov-fail-under=$(COVERAGE_FLOOR)
+	@date -u +"%T ordinary tests start"
+	$(PHASE_LIMIT) 45m $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" \
+		--cov --cov-report= --durations=15
+	@date -u +"%T slow tests start"
+	$(PHASE_LIMIT) 25m $(BIN)/pytest -m slow --durations=10 --cov --cov-append \
+		--cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	@date -u +"%T done"
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -82,10 +82,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
         _disarm()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """After the hard limit ends a worker, the released xdist would deadlock ``--dist loadfile``."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.support.xdist_recovery import RecoveringLoadFileScheduling
+
+    return RecoveringLoadFileScheduling(config, log)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for found in sorted(HANGS.glob("*.txt")):
+        text = found.read_text()
+        if "Thread 0x" not in text:  # armed by a process still running a test, not a dump
+            continue
         terminalreporter.write_sep("=", f"hung test process {found.stem}")
-        terminalreporter.write_line(found.read_text())
+        terminalreporter.write_line(text)
 
 
 @pytest.fixture
