@@ -2,7 +2,8 @@
 CLI's own message, instead of leaving the run ``running`` for ever (issue 14: Codex pointed at
 a base URL that answers nothing kept saying "Reconnecting... waiting for network").
 
-The real Codex binary; its model address is a closed loopback port, so nothing is mocked.
+The real Codex and Claude Code binaries; their model address is a closed loopback port, so
+nothing is mocked.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.config import Settings
 from tests.clis.support import events
@@ -25,13 +27,15 @@ pytestmark = pytest.mark.anyio
 _PROBLEM = CodexProvider().problem()
 
 
-@pytest.fixture(autouse=True)
-def _needs_codex() -> None:
-    if _PROBLEM is None:
+_CLAUDE_PROBLEM = ClaudeCodeProvider().problem()
+
+
+def _needs(label: str, problem: str | None) -> None:
+    if problem is None:
         return
     if os.environ.get("CI") == "true":
-        pytest.fail(f"Codex must run in CI: {_PROBLEM}")
-    pytest.skip(f"Codex cannot run here: {_PROBLEM}")
+        pytest.fail(f"{label} must run in CI: {problem}")
+    pytest.skip(f"{label} cannot run here: {problem}")
 
 
 def closed_port() -> int:
@@ -51,6 +55,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 async def test_codex_that_cannot_reach_its_model_fails_the_turn(
     api: Api, tmp_path: Path, git_repo: Path
 ) -> None:
+    _needs("Codex", _PROBLEM)
     home = tmp_path / "codex-home"
     home.mkdir()
     # The obvious first attempt from the issue, with the retries Codex would do anyway.
@@ -83,3 +88,41 @@ async def test_codex_that_cannot_reach_its_model_fails_the_turn(
     assert elapsed >= 4
     retries = [e for e in await events(api, run["id"]) if e["type"] == "error"]
     assert any("Codex will retry" in e["data"]["message"] for e in retries)
+
+
+async def test_claude_code_that_cannot_reach_its_model_fails_the_turn(
+    api: Api, tmp_path: Path, git_repo: Path
+) -> None:
+    """Claude Code retries ten times, backing off to minutes (``system/api_retry`` lines)."""
+    _needs("Claude Code", _CLAUDE_PROBLEM)
+    options: dict[str, Any] = {
+        "env": {
+            "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{closed_port()}",
+            "ANTHROPIC_API_KEY": "fake",
+            "HOME": str(tmp_path / "claude-home"),
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+    }
+    resp = await api.post(
+        "/api/runs",
+        json={
+            "prompt": "Say hi",
+            "repo_path": str(git_repo),
+            "provider": "claude-code",
+            "model": "claude-sonnet-4-5",
+            "agent_options": options,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    run = resp.json()
+    started = time.monotonic()
+    done = await api.wait_status(run["id"], "failed", "review", timeout=90)
+    elapsed = time.monotonic() - started
+    assert done["status"] == "failed", done
+    reason = done["status_reason"]
+    assert reason.startswith("The model could not be reached for 4 s; the agent said: ")
+    assert "Claude Code could not reach its model API (attempt " in reason
+    assert elapsed >= 4
+    retries = [e["data"] for e in await events(api, run["id"]) if e["type"] == "error"]
+    assert retries and all("attempt" in e["message"] for e in retries)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from codeyard.agents.base import SessionUpdate, TurnEnd, UsageTotal
+from codeyard.agents.base import ModelRetrying, SessionUpdate, TurnEnd, UsageTotal
 from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, tool_kind
 from codeyard.agents.claude.stream_json import (
     AssistantMessage,
@@ -369,3 +369,25 @@ def test_a_failed_task_tool_changes_nothing() -> None:
     items = replay([_task_call("t9", "TaskUpdate", {"taskId": "7", "status": "completed"}), failed])
     assert events(items, "task.updated") == []
     assert state.tasks == {"1": {"content": "Keep", "status": "pending"}}
+
+
+def test_api_retries_are_shown_as_retrying_the_model() -> None:
+    """Claude Code 2.1 against a closed port: one ``system/api_retry`` line per attempt (it
+    retries ten times, backing off to minutes), which the executor's watchdog counts."""
+    line = {
+        "type": "system",
+        "subtype": "api_retry",
+        "attempt": 3,
+        "max_retries": 10,
+        "retry_delay_ms": 2423,
+        "error_status": None,
+        "error": "unknown",
+        "session_id": "s",
+    }
+    (item,) = replay([line])
+    assert isinstance(item, ModelRetrying)
+    assert item.message == "Claude Code could not reach its model API (attempt 3 of 10): unknown"
+    assert item.detail == "next try in 2.4 s"
+    overloaded = replay([{**line, "error": "overloaded_error", "error_status": 529}])[0]
+    assert overloaded.message.endswith("overloaded_error (HTTP 529)")
+    assert replay([{**line, "subtype": "status"}]) == []

@@ -22,13 +22,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from codeyard.agents.base import SessionUpdate, TurnEnd, UsageTotal
+from codeyard.agents.base import ModelRetrying, SessionUpdate, TurnEnd, UsageTotal
 from codeyard.agents.claude.stream_json import (
     AssistantMessage,
     ResultMessage,
     StreamEvent,
     StreamMessage,
     SystemInit,
+    SystemMessage,
     TextBlock,
     ThinkingBlock,
     ToolResultBlock,
@@ -396,6 +397,22 @@ def _stream_event(message: StreamEvent, state: NormalizeState) -> list[Normalize
     return []
 
 
+def _retrying(raw: dict[str, Any]) -> ModelRetrying:
+    """``system/api_retry``: the CLI could not get an answer from its model API and tries again
+    by itself (ten times, backing off to minutes). Shown, so a silent turn says why; the
+    executor fails the turn when these go on (``model_unreachable_seconds``)."""
+    error = raw.get("error") or "no answer"
+    status = raw.get("error_status")
+    said = f"{error} (HTTP {status})" if status else str(error)
+    attempt, most = raw.get("attempt"), raw.get("max_retries")
+    tries = f"attempt {attempt} of {most}" if attempt and most else "retrying"
+    delay = raw.get("retry_delay_ms")
+    detail = f"next try in {delay / 1000:.1f} s" if isinstance(delay, int | float) else None
+    return ModelRetrying(
+        message=f"Claude Code could not reach its model API ({tries}): {said}", detail=detail
+    )
+
+
 def normalize(message: StreamMessage, state: NormalizeState) -> list[NormalizedItem]:
     """The Codeyard items for one Claude Code message (often none)."""
     if isinstance(message, SystemInit):
@@ -419,4 +436,6 @@ def normalize(message: StreamMessage, state: NormalizeState) -> list[NormalizedI
         return _result(result=message, state=state)
     if isinstance(message, StreamEvent):
         return _stream_event(message, state)
+    if isinstance(message, SystemMessage) and message.subtype == "api_retry":
+        return [_retrying(message.raw)]
     return []
