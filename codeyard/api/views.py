@@ -8,10 +8,14 @@ OpenAPI schema, from which the web UI's types are generated (``ui/src/api/schema
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, create_model
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from codeyard.domain.events import EVENT_MODELS, NewEvent
 from codeyard.domain.status import RunStatus
 
 T = TypeVar("T")
@@ -94,7 +98,14 @@ class RunView(View):
 
 
 class EventView(View):
-    """A stored event; ``data`` is the type's payload (docs/api.md, "Events")."""
+    """A stored event; ``data`` is the type's payload (docs/api.md, "Events").
+
+    The OpenAPI schema describes it as the union of every known type, each with its payload
+    model from ``codeyard.domain.events``, so the UI's generated types narrow ``data`` by
+    ``type`` and a payload field renamed on the server breaks the UI's build. At run time
+    ``data`` stays the stored mapping: an event of a type this version does not know (stored
+    by a newer one) is passed on as it is, not refused.
+    """
 
     id: int
     run_id: str
@@ -102,6 +113,36 @@ class EventView(View):
     type: str
     ts: str
     data: dict[str, Any]
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        variants = [handler(_typed_event_view(m).__pydantic_core_schema__) for m in _models()]
+        return {"oneOf": variants, "title": "EventView", "description": cls.__doc__}
+
+
+def _models() -> list[type[NewEvent]]:
+    return [EVENT_MODELS[name] for name in sorted(EVENT_MODELS)]
+
+
+@cache
+def _typed_event_view(model: type[NewEvent]) -> type[View]:
+    """``EventView`` for one event type: ``type`` its literal name, ``data`` its model. Used for
+    the schema only (built when the schema is), never to validate an answer."""
+    name = model.model_fields["type"].default
+    view: type[View] = create_model(
+        f"{model.__name__}EventView",
+        __base__=View,
+        __doc__=f"A stored ``{name}`` event.",
+        id=(int, ...),
+        run_id=(str, ...),
+        seq=(int, ...),
+        type=(Literal[name], ...),  # type: ignore[arg-type]
+        ts=(str, ...),
+        data=(model, ...),
+    )
+    return view
 
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]

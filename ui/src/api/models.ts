@@ -37,3 +37,6 @@ export type Ticket = Schemas["TicketView"];
 export type TicketStatus = Schemas["TicketView"]["status"];
 export type TicketComment = Schemas["CommentView"];
 export type Review = Schemas["ReviewView"];
+export type TokenDay = Schemas["TokenDay"];
+export type Preferences = Schemas["Preferences"];
+export type TestResult = Schemas["TestResult"];

@@ -79,9 +79,11 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
     if (e.id <= state.lastId) continue;
     state.lastId = e.id;
     state.count++;
-    const d = e.data;
+    // Destructured together, `type` narrows `d` to that event type's payload (generated from
+    // the server's event models).
+    const { type, data: d } = e;
     const key = `e${e.id}`;
-    switch (e.type) {
+    switch (type) {
       case "turn.started":
         items.push({
           key,
@@ -99,12 +101,12 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
         if (prev && prev.kind === "assistant") {
           replace(at!, {
             ...prev,
-            text: e.type === "agent.message" ? str(d.text) : prev.text + str(d.text),
-            streaming: e.type === "agent.delta",
+            text: type === "agent.message" ? str(d.text) : prev.text + str(d.text),
+            streaming: type === "agent.delta",
           });
         } else {
           index.set(mid, items.length);
-          items.push({ key, kind: "assistant", text: str(d.text), streaming: e.type === "agent.delta" });
+          items.push({ key, kind: "assistant", text: str(d.text), streaming: type === "agent.delta" });
         }
         break;
       }
@@ -135,8 +137,8 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
           ok: Boolean(d.ok),
           output: d.output,
           error: d.error,
-          exit_code: d.exit_code as number | null | undefined,
-          duration_ms: d.duration_ms as number | undefined,
+          exit_code: d.exit_code,
+          duration_ms: d.duration_ms,
         };
         if (prev && prev.kind === "tool") replace(at!, { ...prev, result });
         else
@@ -177,22 +179,22 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
         break;
       }
       case "task.updated":
-        state.tasks = (d.tasks as Task[]) ?? [];
+        state.tasks = d.tasks ?? [];
         items.push({ key, kind: "tasks", tasks: state.tasks });
         break;
       case "run.status":
-        items.push({ key, kind: "status", from: str(d.from), to: str(d.to), reason: (d.reason as string) ?? null });
-        state.statuses = [...state.statuses, { to: str(d.to), ts: e.ts, reason: (d.reason as string) ?? null }];
+        items.push({ key, kind: "status", from: d.from, to: d.to, reason: d.reason ?? null });
+        state.statuses = [...state.statuses, { to: d.to, ts: e.ts, reason: d.reason ?? null }];
         break;
       case "run.created":
         state.statuses = [{ to: "created", ts: e.ts, reason: null }, ...state.statuses];
         break;
       case "usage": {
         const u = state.usage;
-        const cost = typeof d.cost_usd === "number" ? d.cost_usd : null;
+        const cost = d.cost_usd ?? null;
         state.usage = {
-          input: u.input + Number(d.input_tokens ?? 0),
-          output: u.output + Number(d.output_tokens ?? 0),
+          input: u.input + (d.input_tokens ?? 0),
+          output: u.output + (d.output_tokens ?? 0),
           cost: cost === null ? u.cost : (u.cost ?? 0) + cost,
         };
         break;
@@ -201,10 +203,10 @@ export function apply(state: FoldState, events: RunEvent[]): FoldState {
         items.push({
           key,
           kind: "turn",
-          turn: Number(d.turn ?? 0),
-          cost: (d.cost_usd as number) ?? null,
-          duration: (d.duration_ms as number) ?? null,
-          stop: (d.stop_reason as string) ?? null,
+          turn: d.turn ?? 0,
+          cost: d.cost_usd ?? null,
+          duration: d.duration_ms ?? null,
+          stop: d.stop_reason ?? null,
         });
         break;
       case "file.changed":

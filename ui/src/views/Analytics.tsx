@@ -1,6 +1,8 @@
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useRef, useState } from "react";
 import { api } from "../api/client";
+import type { Options } from "../api/client";
+import type { TokenDay } from "../api/models";
 import { ErrorNote, Spinner } from "../components/ui";
 
 // The Analytics page (loaded on demand, with its chart library): spend over time, by model and
@@ -8,64 +10,18 @@ import { ErrorNote, Spinner } from "../components/ui";
 // numbers come from the hourly rollups; computed and CLI-reported cost are shown side by side.
 
 type Range = "today" | "7d" | "30d" | "all";
-interface Overview {
-  runs: number;
-  active_runs: number;
-  success_rate: number | null;
-  resolution_rate: number | null;
-  input_tokens: number;
-  output_tokens: number;
-  cache_read_tokens: number;
-  cache_write_tokens: number;
-  cache_hit_rate: number | null;
-  cost_usd: number;
-  computed_cost_usd: number;
-  reported_cost_usd: number;
-  messages: number;
-}
-interface Row {
-  cost_usd: number;
-  input_tokens: number;
-  output_tokens: number;
-}
-interface ModelRow extends Row {
-  model: string;
-  runs: number;
-  cost_per_run: number | null;
-}
-interface GroupRow extends Row {
-  key: string;
-  runs: number;
-}
-interface ToolRow {
-  tool: string;
-  count: number;
-  failure_rate: number;
-  p50_ms: number | null;
-  p95_ms: number | null;
-}
-interface Day {
-  date: string;
-  cost_usd: number;
-  input_tokens: number;
-  output_tokens: number;
-}
-interface Spend {
-  cap_usd: number | null;
-  total: { cost_usd: number };
-}
-type List<T> = { data: T[] };
+type AnalyticsGet = "/api/analytics/overview" | "/api/analytics/token-usage" | "/api/analytics/models" | "/api/analytics/repos" | "/api/analytics/tools";
 
 const usd = (v: number | null | undefined) => (v == null ? "–" : `$${v < 10 ? v.toFixed(3) : v.toFixed(2)}`);
 const pct = (v: number | null | undefined) => (v == null ? "–" : `${Math.round(v * 100)}%`);
 const num = (v: number) => (v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)}k` : String(v));
 const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
-function useAnalytics<T>(path: string, range: Range, extra: Record<string, string | number> = {}) {
-  return useQuery({
-    queryKey: ["analytics", path, range, extra],
-    queryFn: () => api.raw<T>("get", `/api/analytics/${path}`, undefined, { range, tz, ...extra }),
-  });
+function useAnalytics<P extends AnalyticsGet>(path: P, range: Range, extra: { top?: number } = {}) {
+  // Every analytics read takes the same range and time zone (the generic path hides that from
+  // the compiler, hence the one cast); the answer is typed from the schema.
+  const opts = { query: { range, tz, ...extra } } as Options<P, "get">;
+  return useQuery({ queryKey: ["analytics", path, range, extra], queryFn: () => api.get(path, opts) });
 }
 
 async function downloadCsv(path: string, range: Range): Promise<void> {
@@ -82,7 +38,7 @@ async function downloadCsv(path: string, range: Range): Promise<void> {
 }
 
 /** Cost per day as bars (uPlot, imported with this page only). */
-function CostChart({ days }: { days: Day[] }) {
+function CostChart({ days }: { days: TokenDay[] }) {
   const ref = useRef<HTMLDivElement>(null);
   useEffect(() => {
     let chart: { destroy(): void } | undefined;
@@ -142,7 +98,7 @@ function Bars({ rows, label }: { rows: { key: string; value: number; note?: stri
 }
 
 function Burn({ period, label }: { period: "day" | "month"; label: string }) {
-  const q = useQuery({ queryKey: ["usage", period], queryFn: () => api.raw<Spend>("get", "/api/usage", undefined, { period }) });
+  const q = useQuery({ queryKey: ["usage", period], queryFn: () => api.get("/api/usage", { query: { period } }) });
   if (!q.data) return null;
   const spent = q.data.total.cost_usd;
   const cap = q.data.cap_usd;
@@ -164,11 +120,11 @@ function Burn({ period, label }: { period: "day" | "month"; label: string }) {
 
 export default function AnalyticsView() {
   const [range, setRange] = useState<Range>("7d");
-  const ov = useAnalytics<Overview>("overview", range);
-  const days = useAnalytics<List<Day>>("token-usage", range);
-  const models = useAnalytics<List<ModelRow>>("models", range);
-  const repos = useAnalytics<List<GroupRow>>("repos", range);
-  const tools = useAnalytics<List<ToolRow>>("tools", range, { top: 10 });
+  const ov = useAnalytics("/api/analytics/overview", range);
+  const days = useAnalytics("/api/analytics/token-usage", range);
+  const models = useAnalytics("/api/analytics/models", range);
+  const repos = useAnalytics("/api/analytics/repos", range);
+  const tools = useAnalytics("/api/analytics/tools", range, { top: 10 });
   const o = ov.data;
   return (
     <div className="page" data-testid="analytics">

@@ -22,28 +22,23 @@ function useWide(): boolean {
 const RESOLVED_OK = new Set(["completed"]);
 const ACTIONS = new Set(["merge", "squash", "rebase", "create_pr", "discard", "agent_merge"]);
 
-interface MergedEvent {
-  data: { sha: string; target: string; strategy: string };
-}
-
 /** Where the run landed: the commit on its target branch (from the run's git.merged events). */
 function Landed({ run }: { run: Run }) {
   const merged = useQuery({
     queryKey: ["review", run.id, "landed"],
-    queryFn: () =>
-      api.raw<{ data: MergedEvent[] }>("get", `/api/runs/${encodeURIComponent(run.id)}/events`, undefined, {
-        types: "git.merged",
-      }),
+    queryFn: () => api.get("/api/runs/{run_ref}/events", { path: { run_ref: run.id }, query: { types: "git.merged" } }),
     enabled: run.resolution === "merged",
   });
   return (
     <>
-      {(merged.data?.data ?? []).map((e) => (
-        <div key={e.data.sha} className="small" data-testid="landed-commit">
-          <code>{e.data.sha.slice(0, 10)}</code> on <code>{e.data.target}</code>{" "}
-          <span className="muted">({e.data.strategy})</span>
-        </div>
-      ))}
+      {(merged.data?.data ?? []).map((e) =>
+        e.type === "git.merged" ? (
+          <div key={e.data.sha} className="small" data-testid="landed-commit">
+            <code>{e.data.sha.slice(0, 10)}</code> on <code>{e.data.target}</code>{" "}
+            <span className="muted">({e.data.strategy})</span>
+          </div>
+        ) : null,
+      )}
     </>
   );
 }

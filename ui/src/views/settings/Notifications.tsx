@@ -1,53 +1,15 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { api } from "../../api/client";
+import type { Preferences, TestResult } from "../../api/models";
 import { Empty, ErrorNote, Spinner } from "../../components/ui";
 
 // Notification settings: web push on this device, preferences and quiet hours, chat/webhook
 // channels, native devices, and the delivery log. Every target has a "Send test".
 
-interface Prefs {
-  events: string[];
-  quiet_start: string | null;
-  quiet_end: string | null;
-  timezone: string;
-}
-interface Channel {
-  id: string;
-  kind: string;
-  name: string;
-  created_at: string;
-  secret?: string | null;
-}
-interface Sub {
-  id: string;
-  endpoint_origin: string;
-  user_agent: string | null;
-  last_success_at: string | null;
-}
-interface Device {
-  id: string;
-  platform: string;
-  name: string | null;
-  last_success_at: string | null;
-}
-interface Delivery {
-  id: number;
-  target: string;
-  attempt: number;
-  ok: boolean;
-  status_code: number | null;
-  error: string | null;
-  at: string;
-}
-interface TestResult {
-  ok: boolean;
-  status_code: number | null;
-  error: string | null;
-}
-type List<T> = { data: T[] };
+type NotifyKind = NonNullable<Preferences["events"]>[number];
 
-const KINDS: [string, string][] = [
+const KINDS: [NotifyKind, string][] = [
   ["approval", "Approvals"],
   ["budget", "Budget stops"],
   ["run.input", "Agent asks a question"],
@@ -71,21 +33,26 @@ async function enablePush(): Promise<void> {
   if (permission !== "granted") throw new Error("Notifications are blocked for this site.");
   const reg = await navigator.serviceWorker.register("/sw.js");
   await navigator.serviceWorker.ready;
-  const { public_key } = await api.raw<{ public_key: string }>("get", "/api/notifications/vapid-key");
+  const { public_key } = await api.get("/api/notifications/vapid-key");
   const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64ToBytes(public_key) });
-  await api.raw("post", "/api/notifications/subscribe", sub.toJSON());
+  const keys = sub.toJSON().keys ?? {};
+  await api.post("/api/notifications/subscribe", {
+    endpoint: sub.endpoint,
+    keys: { p256dh: keys.p256dh ?? "", auth: keys.auth ?? "" },
+  });
 }
 
 async function disablePush(): Promise<void> {
   const reg = await navigator.serviceWorker?.getRegistration();
   const sub = await reg?.pushManager.getSubscription();
   if (!sub) return;
-  await api.raw("post", "/api/notifications/unsubscribe", { endpoint: sub.endpoint });
+  await api.post("/api/notifications/unsubscribe", { endpoint: sub.endpoint });
   await sub.unsubscribe();
 }
 
-function TestButton({ path }: { path: string }) {
-  const test = useMutation({ mutationFn: () => api.raw<TestResult>("post", path) });
+/** "Send test" for one target: ``send`` posts to that target's own test route. */
+function TestButton({ send }: { send: () => Promise<TestResult> }) {
+  const test = useMutation({ mutationFn: send });
   return (
     <>
       <button className="small" onClick={() => test.mutate()} disabled={test.isPending}>
@@ -103,7 +70,7 @@ function TestButton({ path }: { path: string }) {
 
 function PushSection() {
   const qc = useQueryClient();
-  const subs = useQuery({ queryKey: ["push-subs"], queryFn: () => api.raw<List<Sub>>("get", "/api/notifications/subscriptions") });
+  const subs = useQuery({ queryKey: ["push-subs"], queryFn: () => api.get("/api/notifications/subscriptions") });
   const refresh = () => qc.invalidateQueries({ queryKey: ["push-subs"] });
   const on = useMutation({ mutationFn: enablePush, onSuccess: refresh });
   const off = useMutation({ mutationFn: disablePush, onSuccess: refresh });
@@ -125,7 +92,7 @@ function PushSection() {
         <div key={s.id} className="row">
           <span>{s.user_agent?.split(" ").slice(-1)[0] ?? "Browser"}</span>
           <span className="muted small">{s.endpoint_origin}</span>
-          <TestButton path={`/api/notifications/subscriptions/${s.id}/test`} />
+          <TestButton send={() => api.post("/api/notifications/subscriptions/{sub_id}/test", undefined, { path: { sub_id: s.id } })} />
         </div>
       ))}
     </div>
@@ -134,9 +101,9 @@ function PushSection() {
 
 function PrefsSection() {
   const qc = useQueryClient();
-  const prefs = useQuery({ queryKey: ["notify-prefs"], queryFn: () => api.raw<Prefs>("get", "/api/notifications/preferences") });
+  const prefs = useQuery({ queryKey: ["notify-prefs"], queryFn: () => api.get("/api/notifications/preferences") });
   const save = useMutation({
-    mutationFn: (p: Prefs) => api.raw<Prefs>("put", "/api/notifications/preferences", p),
+    mutationFn: (p: Preferences) => api.put("/api/notifications/preferences", p),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["notify-prefs"] }),
   });
   if (!prefs.data) return <Spinner />;
@@ -161,7 +128,7 @@ function PrefsSection() {
       <h3>What to send</h3>
       {KINDS.map(([k, label]) => (
         <label key={k} className="row">
-          <input type="checkbox" name={k} defaultChecked={p.events.includes(k)} /> {label}
+          <input type="checkbox" name={k} defaultChecked={p.events?.includes(k)} /> {label}
         </label>
       ))}
       <div className="row">
@@ -186,18 +153,17 @@ function PrefsSection() {
 function ChannelsSection() {
   const qc = useQueryClient();
   const [secret, setSecret] = useState<string | null>(null);
-  const list = useQuery({ queryKey: ["channels"], queryFn: () => api.raw<List<Channel>>("get", "/api/notifications/channels") });
+  const list = useQuery({ queryKey: ["channels"], queryFn: () => api.get("/api/notifications/channels") });
   const refresh = () => qc.invalidateQueries({ queryKey: ["channels"] });
   const add = useMutation({
-    mutationFn: (b: { kind: string; name: string; config: { url: string } }) =>
-      api.raw<Channel>("post", "/api/notifications/channels", b),
+    mutationFn: (b: { kind: string; name: string; config: { url: string } }) => api.post("/api/notifications/channels", b),
     onSuccess: (c) => {
       setSecret(c.secret ?? null);
       void refresh();
     },
   });
   const del = useMutation({
-    mutationFn: (id: string) => api.raw("delete", `/api/notifications/channels/${id}`),
+    mutationFn: (id: string) => api.delete("/api/notifications/channels/{channel_id}", { path: { channel_id: id } }),
     onSuccess: refresh,
   });
   return (
@@ -207,7 +173,7 @@ function ChannelsSection() {
         <div key={c.id} className="row">
           <strong>{c.name}</strong>
           <span className="muted small">{c.kind}</span>
-          <TestButton path={`/api/notifications/channels/${c.id}/test`} />
+          <TestButton send={() => api.post("/api/notifications/channels/{channel_id}/test", undefined, { path: { channel_id: c.id } })} />
           <button className="small danger" onClick={() => del.mutate(c.id)}>
             Remove
           </button>
@@ -246,9 +212,9 @@ function ChannelsSection() {
 
 function DevicesSection() {
   const qc = useQueryClient();
-  const list = useQuery({ queryKey: ["devices"], queryFn: () => api.raw<List<Device>>("get", "/api/devices") });
+  const list = useQuery({ queryKey: ["devices"], queryFn: () => api.get("/api/devices") });
   const del = useMutation({
-    mutationFn: (id: string) => api.raw("delete", `/api/devices/${id}`),
+    mutationFn: (id: string) => api.delete("/api/devices/{device_id}", { path: { device_id: id } }),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["devices"] }),
   });
   if (!list.data?.data.length) return null;
@@ -259,7 +225,7 @@ function DevicesSection() {
         <div key={d.id} className="row">
           <strong>{d.name ?? d.platform}</strong>
           <span className="muted small">{d.platform}</span>
-          <TestButton path={`/api/devices/${d.id}/test`} />
+          <TestButton send={() => api.post("/api/devices/{device_id}/test", undefined, { path: { device_id: d.id } })} />
           <button className="small danger" onClick={() => del.mutate(d.id)}>
             Remove
           </button>
@@ -272,7 +238,7 @@ function DevicesSection() {
 function DeliveriesSection() {
   const log = useQuery({
     queryKey: ["deliveries"],
-    queryFn: () => api.raw<List<Delivery>>("get", "/api/notifications/deliveries", undefined, { limit: 20 }),
+    queryFn: () => api.get("/api/notifications/deliveries", { query: { limit: 20 } }),
     refetchInterval: 5000,
   });
   if (!log.data?.data.length) return null;
