@@ -111,7 +111,7 @@ def once(data_dir: Path, log: Path) -> tuple[float, float]:
             env=env,
         )
         try:
-            t1 = wait_healthy(port, proc, 30)
+            t1 = wait_healthy(port, proc, 120)  # generous: a loaded machine
             cpu = _cpu_seconds(proc.pid)
         finally:
             stop(proc)
