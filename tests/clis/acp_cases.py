@@ -1,13 +1,12 @@
 """The ACP providers as the contract suite (``test_acp_contract.py``) drives them: one
-:class:`AgentCase` per CLI — its wire names, how it is pointed at the fake model server, how it
-tells the model about a rejection, and its quirks. Adding an ACP provider is adding a case.
+:class:`~tests.clis.agent_cases.AgentCase` per CLI — its wire names, how it is pointed at the fake
+model server, how it tells the model about a rejection, and its quirks. Adding an ACP provider is
+adding a case here (Claude Code's and Codex's are in ``agent_cases.py``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,20 @@ from codeyard.agents.acp import (
     CodexAcpProvider,
     CopilotProvider,
     GeminiProvider,
+    KiloProvider,
     OpenCodeProvider,
     QwenProvider,
 )
-from codeyard.agents.base import Provider
-from codeyard.testing.fake_llm import FakeLLM, ToolCall
+from codeyard.testing.fake_llm import FakeLLM
+from tests.clis.agent_cases import (
+    AgentCase,
+    anthropic_rejection,
+    chat_rejection,
+    claude_options,
+    codex_options,
+    gemini_rejection,
+    responses_rejection,
+)
 
 
 def gemini_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
@@ -83,6 +91,17 @@ def opencode_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
     return {"env": env, "config": config, **extra}
 
 
+def kilo_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    """OpenCode's configuration (Kilo CLI is its fork), its ``KILO_*`` switches and folders."""
+    options = opencode_options(fake, home, **extra)
+    env = {k: v for k, v in options["env"].items() if not k.startswith("OPENCODE_")}
+    for flag in ("MODELS_FETCH", "DEFAULT_PLUGINS", "LSP_DOWNLOAD", "AUTOUPDATE", "SHARE"):
+        env[f"KILO_DISABLE_{flag}"] = "1"
+    for flag in ("CLAUDE_CODE", "EXTERNAL_SKILLS", "SESSION_INGEST"):
+        env[f"KILO_DISABLE_{flag}"] = "1"
+    return {**options, "env": env}
+
+
 def qwen_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
     settings = {
         "privacy": {"usageStatisticsEnabled": False},
@@ -95,125 +114,9 @@ def qwen_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
     return {"env": env, **extra}
 
 
-def codex_acp_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
-    """Codex's own configuration (as the ``codex`` tests give it), through ``config``."""
-    (home / ".codex").mkdir(parents=True, exist_ok=True)
-    provider = {
-        "name": "Fake",
-        "base_url": f"{fake.url}/v1",
-        "env_key": "FAKE_API_KEY",
-        "wire_api": "responses",
-        "request_max_retries": 0,
-        "stream_max_retries": 0,
-    }
-    env = {"CODEX_HOME": str(home / ".codex"), "HOME": str(home), "FAKE_API_KEY": "test"}
-    config = {"model_provider": "fake", "model_providers.fake": provider}
-    return {"env": env, "config": config, **extra}
-
-
-def claude_acp_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
-    """As the ``claude-code`` tests point Claude Code at the fake server."""
-    env = {
-        "ANTHROPIC_BASE_URL": fake.url,
-        "ANTHROPIC_API_KEY": "test",
-        "HOME": str(home),  # sessions and settings stay in the test's directory
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    }
-    return {"env": env, **extra}
-
-
-def anthropic_rejection(fake: FakeLLM) -> str:
-    """The last ``tool_result`` Claude Code sent in model call 2 (Messages API)."""
-    body = fake.model_calls("anthropic")[2].body
-    blocks = [
-        b
-        for m in body["messages"]
-        if isinstance(m.get("content"), list)
-        for b in m["content"]
-        if b.get("type") == "tool_result"
-    ]
-    content = blocks[-1]["content"]
-    return content if isinstance(content, str) else json.dumps(content)
-
-
-def gemini_rejection(fake: FakeLLM) -> str:
-    """The error of the last ``functionResponse`` Gemini CLI sent in model call 2."""
-    body = fake.model_calls("gemini")[2].body
-    parts = [p for c in body["contents"] for p in c.get("parts", [])]
-    told = [p["functionResponse"] for p in parts if "functionResponse" in p][-1]
-    assert told["name"] == "run_shell_command"
-    return str(told["response"]["error"])
-
-
-def responses_rejection(fake: FakeLLM) -> str:
-    """The output of the last ``function_call_output`` in model call 2 (Responses API)."""
-    body = fake.model_calls("openai-responses")[2].body
-    outputs = [i for i in body["input"] if i.get("type") == "function_call_output"]
-    return str(outputs[-1]["output"])
-
-
-def chat_rejection(fake: FakeLLM) -> str:
-    """What the CLI told the model about the last tool result in model call 2 (chat API)."""
-    body = fake.model_calls("openai-chat")[2].body
-    return [str(m.get("content")) for m in body["messages"] if m.get("role") == "tool"][-1]
-
-
-@dataclass(frozen=True)
-class AgentCase:
-    """One ACP provider as the contract suite drives it."""
-
-    #: The wire name (``provider`` of a run, of ``agent.session``).
-    name: str
-    provider: Callable[[], Provider]
-    cli_version: str
-    model: str
-    #: The CLI's shell tool, as the model calls it.
-    shell: str
-    #: The fake server's API the CLI speaks (``gemini``, ``openai-chat``).
-    api: str
-    options: Callable[..., dict[str, Any]]
-    #: How the turn's failure is worded (``<label> failed the turn``).
-    label: str
-    #: What the model is told about a rejected call, and how to read it from the fake server.
-    rejection_phrase: str
-    rejection_told: Callable[[FakeLLM], str]
-    #: The CLI ends the turn at a rejection: the model learns of it with the next message.
-    rejection_ends_turn: bool
-    #: The failing model reply's body and headers (retries, if any, at once).
-    error_body: dict[str, Any]
-    error_headers: dict[str, str] | None
-    #: How many failing replies to script (enough for the CLI's own retries).
-    error_replies: int
-    #: Reports the exit code and output of a shell call in its ``tool.result``.
-    reports_exit_code: bool
-    #: Its ACP usage counts only the turn's last model call (OpenCode, research §7.3).
-    usage_of_last_call_only: bool
-    #: Streams thinking and text the fake server sends (checked event by event).
-    streams_thinking: bool
-    #: Drops an interrupted turn from its session (Gemini CLI): the resumed turn repeats it.
-    drops_interrupted_turn: bool
-    #: Writes its configuration for the turn (OpenCode's ``opencode.json``), never in the tree.
-    turn_config_file: str | None = None
-    #: A HOME kept for the module (OpenCode's first start in a fresh one is slow).
-    shared_home: bool = False
-    #: The failing reply's HTTP status: a client error where the CLI's own retries of server
-    #: errors cannot be shortened (Qwen Code backs off seven times from 1.5 s).
-    error_status: int = 500
-    #: A loaded session always holds the agent's own earlier replies. Qwen Code 0.15.10 in ACP
-    #: mode may not: its session file sometimes lacks a reply when the turn's process is
-    #: stopped right after the answer (observed both ways), so only the prompts are certain.
-    session_keeps_replies: bool = True
-    #: Reports the tokens a turn spent (its capabilities say ``usage``).
-    reports_usage: bool = True
-    #: The shell tool's argument holding the command (Codex: ``cmd``).
-    shell_arg: str = "command"
-
-    def call(self, command: str) -> ToolCall:
-        if self.shell_arg != "command":
-            return ToolCall(self.shell, {self.shell_arg: command})
-        return ToolCall(self.shell, {"command": command, "description": "Run it"})
+#: Zed's adapters start the same CLIs, pointed at the fake server the same way.
+codex_acp_options = codex_options
+claude_acp_options = claude_options
 
 
 GEMINI = AgentCase(
@@ -276,6 +179,29 @@ OPENCODE = AgentCase(
     streams_thinking=False,
     drops_interrupted_turn=False,
     turn_config_file="opencode.json",
+    shared_home=True,
+)
+
+KILO = AgentCase(
+    name="kilo",
+    provider=KiloProvider,
+    cli_version="7.7.7",
+    model="fake/fake-model",
+    shell="bash",
+    api="openai-chat",
+    options=kilo_options,
+    label="Kilo CLI",
+    rejection_phrase="rejected permission",
+    rejection_told=chat_rejection,
+    rejection_ends_turn=True,
+    error_body={"error": {"message": "Backend exploded XYZ", "type": "server_error", "code": 500}},
+    error_headers={"retry-after-ms": "0"},
+    error_replies=12,
+    reports_exit_code=True,
+    usage_of_last_call_only=True,
+    streams_thinking=False,
+    drops_interrupted_turn=False,
+    turn_config_file="kilo.json",
     shared_home=True,
 )
 
@@ -349,4 +275,4 @@ CLAUDE_ACP = AgentCase(
     drops_interrupted_turn=False,
 )
 
-CASES = [GEMINI, COPILOT, OPENCODE, QWEN, CODEX_ACP, CLAUDE_ACP]
+CASES = [GEMINI, COPILOT, OPENCODE, QWEN, CODEX_ACP, CLAUDE_ACP, KILO]

@@ -1,7 +1,8 @@
-"""What the ACP agents' CLI tests share: running them through the API, the process table, asks.
+"""What the agent contract suite and the per-CLI tests share: running an agent through the API,
+the process table, asks, pause and resume, cancel.
 
-Each test module points its CLI at the fake model server with an isolated ``HOME``; this module
-knows nothing about any one CLI.
+Each test points its CLI at the fake model server with an isolated ``HOME``; this module knows
+nothing about any one CLI.
 """
 
 from __future__ import annotations
@@ -92,19 +93,31 @@ async def cancel_leaves_no_process(api: Api, run: dict[str, Any], fake: FakeLLM)
     await wait_model_calls(fake, 1)
     tree = worktree(api, run)
     await wait_for_process(tree, BLOCKING)
+    blocked = [pid for pid, cmd in processes_in(tree) if BLOCKING in cmd]
     resp = await api.post(f"/api/runs/{run['id']}/cancel")
     assert resp.status_code == 200, resp.text
     with anyio.fail_after(30):
         await api.wait_status(run["id"], "cancelled", timeout=30)
         await api.services.executor.wait_stopped(run["id"])
     assert processes_in(tree) == [], "no process of the cancelled turn may survive"
+    # Not even one that left the worktree: the blocked command itself is gone (or a zombie).
+    assert [pid for pid in blocked if _alive(pid)] == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
 
 
 async def pause_and_resume(
-    api: Api, run: dict[str, Any], fake: FakeLLM, calls: int
+    api: Api, run: dict[str, Any], fake: FakeLLM, calls: int, gone_when_paused: bool = False
 ) -> dict[str, Any]:
     """Pause a run mid-turn (in its model call number ``calls``, which hangs), check its
-    processes are gone, resume it; return the run at rest after the resumed turn."""
+    processes are gone (already when it reads ``paused`` if ``gone_when_paused``), resume it;
+    return the run at rest after the resumed turn."""
     await wait_model_calls(fake, calls)
     tree = worktree(api, run)
     assert processes_in(tree), "the agent should be running in the worktree"
@@ -112,6 +125,8 @@ async def pause_and_resume(
     assert resp.status_code == 200, resp.text
     paused = await api.wait_status(run["id"], "paused", timeout=WAIT)
     assert paused["session_id"], "the session id is kept for resume"
+    if gone_when_paused:
+        assert processes_in(tree) == []
     await api.services.executor.wait_stopped(run["id"])
     assert processes_in(tree) == []
     resp = await api.post(f"/api/runs/{run['id']}/resume", json={})
