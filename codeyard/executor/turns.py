@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import registry
 from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
 from codeyard.crypto import SecretBox, SecretsUnavailable
+from codeyard.domain import git_identity
 from codeyard.domain.errors import CodeyardError
 from codeyard.domain.events import ErrorEvent, TurnCompleted, TurnStarted
 from codeyard.domain.status import RunStatus
@@ -28,16 +29,17 @@ from codeyard.executor.handle import RunHandle
 from codeyard.executor.sink import TurnSink
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
-from codeyard.run_workspace.checkpointing import take_checkpoint
+from codeyard.run_workspace.checkpointing import checkpoint_then
 from codeyard.run_workspace.prepare import prepare_worktrees
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.store import approvals as approval_door
-from codeyard.store import env_sets, events, projects, runs
+from codeyard.store import env_sets, events, projects, runs, users
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 #: Adds to the options an adapter gets for one turn, from the run row (e.g. the offer of
 #: Codeyard's own MCP server with a run token): never stored, so secrets stay out of the row.
 OptionHook = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -278,6 +280,7 @@ class TurnDriver:
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
         try:
             options = await self._with_env_sets(run["agent_options"])
+            options = await self._with_git_identity(run, options)
             options = await self._with_ports(run_id, options)
             for hook in self.option_hooks:
                 options = hook(run, options)
@@ -320,19 +323,16 @@ class TurnDriver:
                         await sink.put(item)
         except (AgentFailure, ModelUnreachable) as exc:
             failure = str(exc)
-            await self._settle(run)
-            await self._writer.run(lambda tx: self._fail(tx, run_id, failure))
+            await self._settle(run, lambda tx: self._fail(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
-            await self._settle(run)
-            await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
+            await self._settle(run, lambda tx: self._fail(tx, run_id, reason))
             return None
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-        await self._settle(run)
-        return await self._writer.run(
-            lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
+        return await self._settle(
+            run, lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
         )
 
     async def _with_ports(self, run_id: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -340,6 +340,15 @@ class TurnDriver:
         ``env``, which may pick another ``PORT``)."""
         lease = await leases.ensure(self._writer, run_id)
         return {**options, "env": {**lease.env(), **(options.get("env") or {})}}
+
+    async def _with_git_identity(
+        self, run: dict[str, Any], options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The run's owner's git identity as ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``, under the
+        run's own ``env``: the agent's commits are the user's, whatever ``~/.gitconfig`` says."""
+        async with self._engine.connect() as conn:
+            who = await users.git_identity(conn, run["created_by"])
+        return {**options, "env": {**git_identity.env(who), **(options.get("env") or {})}}
 
     async def _with_env_sets(self, options: dict[str, Any]) -> dict[str, Any]:
         """The options the adapter gets: env set variables decrypted into ``env`` (under the
@@ -353,15 +362,22 @@ class TurnDriver:
             env.update(await env_sets.environment_for(conn, self._secrets, list(ids)))
         return {**options, "env": {**env, **(options.get("env") or {})}}
 
-    async def _settle(self, run: dict[str, Any]) -> None:
+    async def _settle(self, run: dict[str, Any], end: Callable[[Tx], Awaitable[T]]) -> T:
         """At a turn's end: an automatic checkpoint, whose diff stats become the run's (one
-        snapshot of the worktree for both: a separate one cost four more git processes)."""
+        snapshot of the worktree for both: a separate one cost four more git processes), and
+        ``end`` (the turn's end or failure) in the same transaction as its row: a crash
+        between the two can neither leave a turn ended without its checkpoint nor make a
+        resumed turn take a second one (``checkpoint_then``)."""
         try:
-            await take_checkpoint(self._engine, self._writer, run, "turn", None, run_stats=True)
+            _, ended = await checkpoint_then(
+                self._engine, self._writer, run, "turn", None, end, run_stats=True
+            )
+            return ended
         except GitError as exc:  # informative only: a git hiccup must not fail the turn
             log.warning("turn-end checkpoint of run %s failed: %s", run["id"], exc)
             error = ErrorEvent(message="Could not take the turn-end checkpoint.", detail=str(exc))
             await self._writer.append(run["id"], [error])
+        return await self._writer.run(end)
 
     async def _decide_call(
         self, handle: RunHandle, sink: TurnSink, request: ToolRequest

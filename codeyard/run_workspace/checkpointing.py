@@ -7,11 +7,13 @@ stores the row and announces ``checkpoint.created`` — for every provider alike
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from codeyard import crashpoints
 from codeyard.domain.events import CheckpointCreated, utc_now
 from codeyard.domain.ids import new_id
 from codeyard.store import checkpoints, fencing, projects, runs
@@ -19,6 +21,7 @@ from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.checkpoints import create_checkpoint_with_stats, delete_checkpoint_refs
 from codeyard.workspace.git import git
 
+T = TypeVar("T")
 _locks: dict[str, asyncio.Lock] = {}
 
 
@@ -54,6 +57,32 @@ async def take_checkpoint(
     ``run_stats``: the checkpoint's diff stats become the run's too (same transaction), so a
     turn end needs no snapshot of its own for them.
     """
+    row, _ = await checkpoint_then(engine, writer, run, kind, description, run_stats=run_stats)
+    return row
+
+
+async def _nothing(tx: Tx) -> None:
+    return None
+
+
+async def checkpoint_then(
+    engine: AsyncEngine,
+    writer: Writer,
+    run: dict[str, Any],
+    kind: str,
+    description: str | None,
+    then: Callable[[Tx], Awaitable[T]] = _nothing,  # type: ignore[assignment]
+    *,
+    run_stats: bool = False,
+) -> tuple[dict[str, Any], T]:
+    """:func:`take_checkpoint`, and ``then`` in the same transaction as its row (a turn's end).
+
+    Exactly once across a crash: the commits go on the refs of the next free number first,
+    then one transaction stores the row, its event and whatever ``then`` records. A crash in
+    between leaves a ref but no row; the retried step takes the same number again and moves
+    that ref to its own commit, so there is never a second checkpoint for one step, and never
+    a step recorded as done without its checkpoint.
+    """
     run_id = run["id"]
     fence = fencing.current.get()
     async with _locks.setdefault(run_id, asyncio.Lock()):
@@ -85,20 +114,22 @@ async def take_checkpoint(
             "created_at": utc_now(),
         }
 
-        async def job(tx: Tx) -> None:
+        async def job(tx: Tx) -> T:
             if run_stats:
                 tx.set_run_values(run_id, {"diff_stats": total})
             await checkpoints.insert(tx, row)
             await tx.emit_one(run_id, CheckpointCreated(checkpoint=public(row)))
+            return await then(tx)
 
+        crashpoints.reached("checkpoint:ref-written")
         try:
-            await writer.run(job)
+            result = await writer.run(job)
         except fencing.StaleAttempt:  # the run moved on meanwhile: leave no ref behind
             for path in run["worktrees"].values():
                 ref = checkpoint_ref(run_id, number)
                 await git("update-ref", "-d", ref, cwd=Path(path), check=False)
             raise
-        return public(row)
+        return public(row), result
 
 
 def forget(run_id: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from codeyard import crashpoints
 from codeyard.domain.errors import Conflict, NotFound
 from codeyard.domain.events import ErrorEvent, NewEvent, ToolCall
 from codeyard.domain.ids import new_id, slugify
@@ -157,9 +158,13 @@ async def prepare_worktrees(
     Idempotent across a crash: ``record_intent(branch, intent)`` is awaited with the branch
     and every worktree path (and whether the branch is new) *before* anything is created, and
     what an earlier, interrupted prepare of this run left (``run["workspace_intent"]``) is
-    cleaned first. All or nothing: on any failure (``SetupFailed`` included) every worktree
-    made here and every branch created here is removed again. A run whose worktrees were
-    reclaimed by retention while its branch was kept gets a worktree on that branch again.
+    cleaned first — except worktrees it recorded as set up (``ready``, written right after
+    their setup script succeeded), which are kept as they are, so a setup script runs once
+    even when the server dies after it. All or nothing: on any failure (``SetupFailed``
+    included) every worktree made here and every branch created here is removed again; a
+    cancellation (the server stopping) keeps the ones set up, for the resume. A run whose
+    worktrees were reclaimed by retention while its branch was kept gets a worktree on that
+    branch again.
     """
     async with engine.connect() as conn:
         project = await projects.get_project(conn, run["project_id"])
@@ -168,29 +173,39 @@ async def prepare_worktrees(
     report = _Reporter(writer, run["id"], sandbox)
     prior: dict[str, Any] = (run.get("workspace_intent") or {}).get("repos") or {}
     plan: list[_Made] = []
+    ready: list[_Made] = []  # set up completely by an earlier prepare: kept, not made again
     for repo_id in run["repo_ids"]:
         repo = repos[repo_id]
         dest = worktree_dir(
             worktree_root, project["slug"], run["number"], slugify(run["title"]), repo["name"]
         )
         before = prior.get(repo_id)
+        reusable = before is not None and before.get("ready") and Path(before["path"]) == dest
+        if reusable and await _on_branch(dest, branch):
+            ready.append(_Made(repo, dest, bool((before or {})["new"])))
+            continue
         if before is not None:  # an earlier prepare died here: take down what it made
             await _remove_one(Path(repo["path"]), Path(before["path"]), branch, before["new"])
         kept = run["branch"] is not None and not (before or {}).get("new", False)
         exists = await resolve_commit(Path(repo["path"]), f"refs/heads/{branch}") is not None
         plan.append(_Made(repo, dest, not (kept and exists)))
-    if record_intent is not None:
-        await record_intent(
-            branch,
+
+    async def record(done: list[_Made]) -> None:
+        """The intent: every path and whether its branch is new, and which are set up."""
+        if record_intent is None:
+            return
+        items = {m.repo["id"]: {"path": str(m.dest), "new": m.created_branch} for m in plan}
+        items.update(
             {
-                "branch": branch,
-                "repos": {
-                    m.repo["id"]: {"path": str(m.dest), "new": m.created_branch} for m in plan
-                },
-            },
+                m.repo["id"]: {"path": str(m.dest), "new": m.created_branch, "ready": True}
+                for m in done
+            }
         )
-    made: list[_Made] = []
-    set_up: list[_Made] = []
+        await record_intent(branch, {"branch": branch, "repos": items})
+
+    await record(ready)
+    made: list[_Made] = list(ready)
+    set_up: list[_Made] = [m for m in ready if m.repo["setup_script"]]
     try:
         for item in plan:
             await _add_worktree(
@@ -201,19 +216,34 @@ async def prepare_worktrees(
                 not item.created_branch,
             )
             made.append(item)
-        for item in made:
+        for item in plan:
             await _copy_files(item)
-        for item in made:
+        for item in plan:
             if item.repo["setup_script"]:
                 set_up.append(item)
                 await _setup(report, {**run, "branch": branch}, item, script_timeout)
+                # Set up: a crash from here on keeps this worktree rather than setting it up
+                # again (its setup script ran exactly once).
+                ready.append(item)
+                await record(ready)
+        crashpoints.reached("prepare:set-up")
     except Exception:
         await _undo({**run, "branch": branch}, made, set_up, report, script_timeout)
         raise
-    except BaseException:  # cancelled: take everything down without running scripts
-        await _undo({**run, "branch": branch}, made, [], report, script_timeout)
+    except BaseException:  # cancelled (the server stops): keep what is set up for the resume
+        unfinished = [item for item in made if item not in ready]
+        await _undo({**run, "branch": branch}, unfinished, [], report, script_timeout)
         raise
-    return branch, {item.repo["id"]: str(item.dest) for item in made}
+    by_repo = {item.repo["id"]: str(item.dest) for item in made}
+    return branch, {repo_id: by_repo[repo_id] for repo_id in run["repo_ids"]}
+
+
+async def _on_branch(dest: Path, branch: str) -> bool:
+    """True when ``dest`` is a worktree with ``branch`` checked out (what a prepare made)."""
+    if not await asyncio.to_thread(lambda: (dest / ".git").is_file()):
+        return False
+    head = await git("symbolic-ref", "-q", "HEAD", cwd=dest, check=False)
+    return head.returncode == 0 and head.stdout.strip() == f"refs/heads/{branch}"
 
 
 async def _add_worktree(repo: Path, dest: Path, branch: str, base: str, reuse: bool) -> None:
