@@ -58,7 +58,7 @@ def _options(
         "--token",
         envvar="CODEYARD_TOKEN",
         show_default=False,
-        help="API token. Default: CODEYARD_ADMIN_TOKEN, else <data dir>/admin.token.",
+        help="API token. Default: CODEYARD_ADMIN_TOKEN, else `<data dir>/admin.token`.",
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."

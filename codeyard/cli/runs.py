@@ -64,7 +64,8 @@ def run(
         "--option",
         "-o",
         help="key=value agent option (repeatable). The value is read as JSON when it parses "
-        "(true, 3, {...}), else as text. Dotted keys nest: config.model_reasoning_effort=high.",
+        "(true, 3, {...}), else as text. Dotted keys nest: -o env.LOG=debug sets "
+        "agent_options.env.LOG.",
         show_default=False,
     ),
     options_json: str | None = typer.Option(

@@ -21,8 +21,8 @@ def worker(
     database: str = typer.Option(
         ...,
         "--database",
-        help="The database the API servers use (a PostgreSQL URL, "
-        "postgresql+asyncpg://user:pass@db:5432/codeyard).",
+        help="The database the API servers use (a PostgreSQL URL such as "
+        "postgresql+asyncpg://db/codeyard).",
     ),
     shared_remote: Path = typer.Option(
         ...,
