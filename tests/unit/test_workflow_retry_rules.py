@@ -94,13 +94,21 @@ def test_attempts_are_folded_so_a_restart_continues_with_the_next_one() -> None:
             ("workflow.step.retry", {"key": "a", "attempt": 1, "not_before": 5.0}),
             ("workflow.step.retry", {"key": "a", "attempt": 2, "not_before": 9.5}),
             ("workflow.step.waiting", {"key": "w", "run_id": "r", "after": 7, "deadline": None}),
+            ("workflow.step.started", {"key": "b", "step": "b", "type": "run"}),
+            ("workflow.step.run", {"key": "b", "run_id": "run_1", "turns_before": 0}),
+            ("workflow.step.retry", {"key": "b", "attempt": 1, "not_before": 1.0}),
+            ("workflow.step.run", {"key": "b~1", "run_id": "run_2", "turns_before": 0}),
+            ("workflow.step.waiting", {"key": "w~1", "run_id": "r", "after": 9}),
         ]
     )
-    assert folded.attempts == {"a": 2} and folded.not_before == {"a": 9.5}
+    assert folded.attempts == {"a": 2, "b": 1} and folded.not_before["a"] == 9.5
     assert folded.waiting["w"]["after"] == 7
     view = {s["key"]: s for s in step_view(folded)}
     assert view["a"]["status"] == "retrying" and view["a"]["attempts"] == 3
     assert view["w"]["status"] == "waiting"
+    assert view["b"]["run_id"] == "run_2" and view["b"]["attempts"] == 2
+    assert folded.runs["b"]["run_id"] == "run_1"  # each attempt re-attaches to its own run
+    assert "w~1" not in view and "b~1" not in view  # attempts are not steps of their own
 
 
 def test_a_schema_answer_is_validated_by_the_json_schema_itself() -> None:
