@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from codeyard import crashpoints
 from codeyard.auth.principal import Principal
 from codeyard.domain import events as ev
 from codeyard.domain import fold
@@ -20,13 +21,14 @@ from codeyard.domain.status import RunStatus, check_action
 from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig
 from codeyard.run_workspace.checkpointing import delete_run_refs
+from codeyard.run_workspace.landing_once import land_once
 from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import checks as check_service
 from codeyard.services import ownership
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
-from codeyard.store import events, projects, runs
+from codeyard.store import events, projects, runs, users
 from codeyard.store.writer import Tx
 from codeyard.tickets import gate as review_gate
 from codeyard.workspace import branches, landing
@@ -58,6 +60,13 @@ async def _final_message(svc: Services, run_id: str) -> str | None:
         msgs = await events.read_all(conn, run_id, frozenset({"agent.message"}))
     final: str | None = fold.summary([e.to_dict() for e in msgs])["final_message"]
     return final
+
+
+async def _author(svc: Services, run: dict[str, Any]) -> branches.Author:
+    """The run's owner's git identity: author and committer of every commit made for the run."""
+    async with svc.engine.connect() as conn:
+        who = await users.git_identity(conn, run["created_by"])
+    return branches.Author(who.name, who.email)
 
 
 async def _commit_message(svc: Services, run: dict[str, Any], message: str | None) -> str:
@@ -128,10 +137,11 @@ async def _land(
     await _refuse_unfinished_merge(run)
     await check_service.require_passing(svc, run)
     message = await _commit_message(svc, run, body.get("message"))
+    author = await _author(svc, run)
     snapshots: dict[str, tuple[str, str]] = {}
     requests = []
     for repo_id, path in run["worktrees"].items():
-        head, commit = await snapshot_commit(Path(path), message)
+        head, commit = await snapshot_commit(Path(path), message, author)
         snapshots[repo_id] = (head, commit)
         target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
         requests.append(
@@ -141,9 +151,11 @@ async def _land(
                 commit,
                 LAND[strategy],
                 body.get("message") or message,
+                author,
             )
         )
-    plans = await landing.land_all(requests)
+    # Exactly once across a crash: the intent is on the run before any target moves.
+    plans = await land_once(svc.writer, run, list(run["worktrees"]), requests, strategy)
     for repo_id, path in run["worktrees"].items():
         head, commit = snapshots[repo_id]
         await adopt_snapshot(Path(path), run["branch"], head, commit)
@@ -161,7 +173,12 @@ async def _land(
             await tx.emit_one(run["id"], merged_event)
         targets = ", ".join(sorted({p.target_branch for _, p in merged}))
         return await runs.set_status(
-            tx, run["id"], S.COMPLETED, f"{strategy} into {targets}", resolution="merged"
+            tx,
+            run["id"],
+            S.COMPLETED,
+            f"{strategy} into {targets}",
+            resolution="merged",
+            workspace_intent=None,
         )
 
     return runs.public(await svc.writer.run(job))
@@ -176,6 +193,7 @@ async def _discard(svc: Services, run: dict[str, Any]) -> dict[str, Any]:
         sandbox=await sandbox_service.current(svc),
     )
     await delete_run_refs(svc.engine, run)
+    crashpoints.reached("discard:removed")
 
     async def job(tx: Tx) -> dict[str, Any]:
         await runs.update_fields(tx, run["id"], worktrees={})
@@ -207,8 +225,9 @@ async def _create_pr(
             (repo_id, repo, remote.stdout, await pr_registry.host_for(remote.stdout, config))
         )
     message = await _commit_message(svc, run, body.get("message"))
+    author = await _author(svc, run)
     for path in run["worktrees"].values():
-        head, commit_sha = await snapshot_commit(Path(path), message)
+        head, commit_sha = await snapshot_commit(Path(path), message, author)
         await adopt_snapshot(Path(path), run["branch"], head, commit_sha)
     created = []
     for repo_id, repo, remote_url, host in hosts:
@@ -268,12 +287,17 @@ async def _agent_merge(
     await _refuse_unfinished_merge(run)
     conflicted: list[str] = []
     targets = []
+    author = await _author(svc, run)
+    identity = await branches.identity_env(Path(next(iter(run["worktrees"].values()))), author)
     for repo_id, path in run["worktrees"].items():
         target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
         targets.append(target)
-        head, commit = await snapshot_commit(Path(path), await _commit_message(svc, run, None))
+        message = await _commit_message(svc, run, None)
+        head, commit = await snapshot_commit(Path(path), message, author)
         await adopt_snapshot(Path(path), run["branch"], head, commit)
-        result = await git("merge", "--no-ff", "--no-edit", target, cwd=Path(path), check=False)
+        result = await git(
+            "merge", "--no-ff", "--no-edit", target, cwd=Path(path), check=False, env=identity
+        )
         if result.returncode != 0:
             status = await git("diff", "--name-only", "--diff-filter=U", cwd=Path(path))
             conflicted += status.stdout.splitlines()
@@ -299,9 +323,10 @@ async def commit(svc: Services, ref: str, message: str | None) -> dict[str, Any]
     _need_worktrees(run)
     _not_while_working(run, "commit")
     text = await _commit_message(svc, run, message)
+    author = await _author(svc, run)
     made: dict[str, str] = {}
     for repo_id, path in run["worktrees"].items():
-        sha = await branches.commit_all(Path(path), text)
+        sha = await branches.commit_all(Path(path), text, author)
         if sha is not None:
             made[repo_id] = sha
     if not made:
@@ -348,9 +373,10 @@ async def rebase(svc: Services, ref: str, onto: str | None) -> dict[str, Any]:
     _need_worktrees(run)
     _not_while_working(run, "rebase")
     heads: dict[str, str] = {}
+    author = await _author(svc, run)
     for repo_id, path in run["worktrees"].items():
         target = onto or repos[repo_id]["default_branch"] or "main"
-        heads[repo_id] = await landing.rebase_branch(Path(path), target)
+        heads[repo_id] = await landing.rebase_branch(Path(path), target, author)
     await svc.writer.run(lambda tx: tx.emit_one(run["id"], ev.GitRebased(heads=heads, onto=onto)))
     return {"heads": heads}
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
+from codeyard.domain.git_identity import GitIdentity, for_user
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
 from codeyard.store.writer import Tx
@@ -45,6 +46,12 @@ async def count_admins(conn: AsyncConnection) -> int:
 async def find(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(U).where(U.c.id == user_id))).first()
     return _d(row) if row else None
+
+
+async def git_identity(conn: AsyncConnection, user_id: str | None) -> GitIdentity:
+    """The identity the commits of ``user_id``'s runs carry (Codeyard's for runs of no user,
+    or of a user removed since)."""
+    return for_user(await find(conn, user_id) if user_id else None)
 
 
 async def get(conn: AsyncConnection, user_id: str) -> dict[str, Any]:

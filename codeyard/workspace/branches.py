@@ -89,13 +89,16 @@ def git_error(args: tuple[str, ...], cwd: Path, result: GitResult) -> GitError:
 async def identity_env(repo: Path, author: Author | None) -> dict[str, str]:
     """Environment for commands that create commits.
 
-    The author is set when given. When git has no usable committer identity (a service account
-    without ``user.email``), the author, or else "Codeyard", commits instead of every resolution
-    failing with "please tell me who you are".
+    A given author (a run's owner's git identity) is author and committer: the commit never
+    depends on the server account's git config. Without one, when git has no usable committer
+    identity (a service account without ``user.email``), "Codeyard" commits instead of every
+    resolution failing with "please tell me who you are".
     """
     env: dict[str, str] = {}
     if author is not None:
         env.update(GIT_AUTHOR_NAME=author.name, GIT_AUTHOR_EMAIL=author.email)
+        env.update(GIT_COMMITTER_NAME=author.name, GIT_COMMITTER_EMAIL=author.email)
+        return env
     probe = await git("var", "GIT_COMMITTER_IDENT", cwd=repo, check=False)
     if probe.returncode != 0:
         who = author or _FALLBACK_IDENTITY

@@ -342,8 +342,10 @@ def _combined(failed: list[tuple[Path, Conflict]]) -> Conflict:
     )
 
 
-async def rebase_branch(worktree: Path, onto: str) -> str:
+async def rebase_branch(worktree: Path, onto: str, committer: Author | None = None) -> str:
     """Rebase the branch checked out in ``worktree`` onto ``onto``; returns its new head.
+
+    Replayed commits keep their authors; ``committer`` (the run's owner) commits them.
 
     The result is computed first (see ``_replay``), so on a conflict the branch, index and files
     are exactly as before and ``Conflict`` lists the paths. The worktree must be clean of tracked
@@ -354,7 +356,7 @@ async def rebase_branch(worktree: Path, onto: str) -> str:
         raise BadRequest(f"{worktree} has no branch checked out (detached HEAD); cannot rebase")
     head = await branch_head(worktree, branch)
     onto_commit = await _commit(worktree, onto)
-    new = await _replay(worktree, onto_commit, head, await identity_env(worktree, None))
+    new = await _replay(worktree, onto_commit, head, await identity_env(worktree, committer))
     if new != head:
         await move_branch(worktree, branch, head, new, reason=f"codeyard: rebase onto {onto}")
     return new
