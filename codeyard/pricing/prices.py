@@ -44,6 +44,7 @@ VENDORS: dict[str, tuple[str, ...]] = {
     "opencode": _ALL,
     "qwen": _ALL,  # Qwen Code speaks to any OpenAI-compatible endpoint
     "kilo": _ALL,
+    "aider": _ALL,  # any model LiteLLM reaches
     "acp": _ALL,
     "script": _ALL,
     "anthropic": ("anthropic",),

@@ -52,6 +52,7 @@ PROVIDER_PREFIXES: dict[str, tuple[str, ...]] = {
     "opencode": ("OPENCODE_", "ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_"),
     "qwen": ("QWEN_", "OPENAI_", "DASHSCOPE_"),
     "kilo": ("KILO_", "ANTHROPIC_", "OPENAI_", "GEMINI_", "GOOGLE_"),
+    "aider": ("AIDER_", "OPENAI_", "ANTHROPIC_", "GEMINI_", "OPENROUTER_", "LITELLM_"),
     "codex-acp": ("OPENAI_", "CODEX_"),
     "claude-acp": ("ANTHROPIC_", "CLAUDE_", "DISABLE_", "MCP_"),
     "acp": (),

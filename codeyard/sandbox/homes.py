@@ -54,6 +54,7 @@ STATE_ENTRIES: dict[str, tuple[tuple[str | None, str], ...]] = {
         (None, ".local/state/kilo-sandbox-policy"),
         (None, ".npm"),
     ),
+    "aider": ((None, ".aider"),),
     "codex-acp": (("CODEX_HOME", ".codex"),),
     "claude-acp": (("CLAUDE_CONFIG_DIR", ".claude"), (None, ".claude.json")),
 }
