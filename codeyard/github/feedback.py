@@ -1,11 +1,12 @@
 """What a GitHub delivery or poll means for the pull-request loop (issue 21): pure, no I/O.
 
 A delivery about a run's pull request is one of a few signals: CI failed on a head commit, a
-reviewer requested changes, a person commented (which resets the fix loop's cap), or the pull
-request was merged or closed (the run is then done for good). Everything else only goes on the
-run's timeline as ``pr.updated``. The keys below are what the feedback ledger remembers a
-failure by, so each is handed to the agent once: one CI turn per (pull request, head SHA), one
-review turn per review.
+reviewer requested changes, a person commented (which resets the fix loop's cap), the pull
+request was merged or closed (the run is then done for good), or a branch was pushed (when it
+is the base of an open pull request, the run branch is rebased onto it). Everything else only
+goes on the run's timeline as ``pr.updated``. The keys below are what the feedback ledger
+remembers a failure by, so each is handed to the agent once: one CI turn per (pull request,
+head SHA), one review turn per review.
 """
 
 from __future__ import annotations
@@ -33,18 +34,20 @@ FAILED_CONCLUSIONS = frozenset({"failure", "timed_out", "startup_failure"})
 #: Commit status states (the older statuses API, used by external CI services).
 FAILED_STATES = frozenset({"failure", "error"})
 
-Kind = Literal["ci_failed", "changes_requested", "human_comment", "pr_state"]
+Kind = Literal["ci_failed", "changes_requested", "human_comment", "pr_state", "base_moved"]
 
 
 @dataclass(frozen=True, slots=True)
 class Signal:
     """``sha``: the head commit a CI failure is on; ``review``: the review that requested
-    changes (``id``, ``body``, ``user``); ``state``: ``open``, ``closed`` or ``merged``."""
+    changes (``id``, ``body``, ``user``); ``state``: ``open``, ``closed`` or ``merged``;
+    ``branch``: the base branch a push moved."""
 
     kind: Kind
     sha: str | None = None
     review: Mapping[str, Any] | None = None
     state: str | None = None
+    branch: str | None = None
 
 
 def is_bot(user: Mapping[str, Any] | None) -> bool:
@@ -67,6 +70,11 @@ def classify(event: str, payload: Mapping[str, Any]) -> Signal | None:
         if item.get("conclusion") in FAILED_CONCLUSIONS and item.get("head_sha"):
             return Signal("ci_failed", sha=str(item["head_sha"]))
         return None
+    ref = str(payload.get("ref") or "")
+    if event == "push" and ref.startswith("refs/heads/") and not payload.get("deleted"):
+        return Signal(
+            "base_moved", sha=payload.get("after"), branch=ref.removeprefix("refs/heads/")
+        )
     if event == "status" and payload.get("state") in FAILED_STATES and payload.get("sha"):
         return Signal("ci_failed", sha=str(payload["sha"]))
     if event == "pull_request_review" and action == "submitted":

@@ -144,6 +144,9 @@ def describe(event: str, payload: Mapping[str, Any]) -> tuple[list[int], str | N
             else "review comment"
         )
         return [int(pr.get("number") or 0)], (pr.get("head") or {}).get("sha"), f"{what} by {who}"
+    if event == "push":  # a branch moved: matched to pull requests by their base
+        branch = str(payload.get("ref") or "").removeprefix("refs/heads/")
+        return [], payload.get("after"), f"push to {branch}"
     if event == "status":  # commit statuses name no pull request: matched by head SHA
         sha = payload.get("sha")
         return [], sha, f"status {payload.get('context')}: {payload.get('state')}"
@@ -164,7 +167,8 @@ async def _process(svc: Services, row: dict[str, Any]) -> None:
         numbers, head, summary = [], None, f"not understood: {exc}"
     targets: list[tuple[str, int]] = []
     by_sha = not numbers and row["event"] == "status" and head
-    if (numbers or by_sha) and row["repo"]:
+    base = _pushed_branch(row["event"], payload)
+    if (numbers or by_sha or base) and row["repo"]:
         async with svc.engine.connect() as conn:
             for run in await store.runs_with_pull_requests(conn):
                 if not isinstance(run["pull_request"], dict):
@@ -173,7 +177,11 @@ async def _process(svc: Services, row: dict[str, Any]) -> None:
                 for pull in pulls:
                     if _pull_repo(pull) != row["repo"]:
                         continue
-                    if int(pull["number"]) in numbers or (by_sha and pull.get("head_sha") == head):
+                    if (
+                        int(pull["number"]) in numbers
+                        or (by_sha and pull.get("head_sha") == head)
+                        or (base and pull.get("base") == base and pull.get("state") == "open")
+                    ):
                         targets.append((run["id"], int(pull["number"])))
 
     async def job(tx: Tx) -> None:
@@ -196,6 +204,14 @@ async def _process(svc: Services, row: dict[str, Any]) -> None:
     for run_id, number in targets if signal else []:
         assert signal is not None
         await pr_loop.handle(svc, run_id, row["repo"], number, signal)
+
+
+def _pushed_branch(event: str, payload: Any) -> str | None:
+    """The branch a ``push`` delivery moved (pull requests based on it may need a rebase)."""
+    if event != "push" or not isinstance(payload, dict):
+        return None
+    ref = str(payload.get("ref") or "")
+    return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
 
 
 def _signal(event: str, payload: Any) -> Signal | None:

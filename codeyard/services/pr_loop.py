@@ -12,35 +12,42 @@ the next turn here:
 * **Changes requested** by a person: the review's body and each inline comment are stored as
   ``pr.review_comment`` events and become the turn's message with their file and line.
 * **Merged or closed**: the stored pull request says so, and the run is done for good.
+* **The base branch moved** (a ``push`` delivery): an idle run branch is rebased onto it (the
+  result computed before anything moves) and force-pushed with lease; a conflict changes
+  nothing and is told on the run as an ``error`` event.
 
-After such a turn (status ``review``), :func:`follow_turns` commits what is left, pushes the run
-branch to the pull request, records the new head, and completes the run again. A push GitHub
-refuses (the branch moved under it) leaves the run in ``review`` with the reason: nothing is
-force-pushed.
+After such a turn (status ``review``), once the repository's required local checks pass (if it
+has any), :func:`follow_turns` commits what is left, rebases when the base moved on the remote,
+pushes the run branch to the pull request, records the new head,
+and completes the run again. A conflict or a push GitHub refuses (the branch moved under it)
+leaves the run in ``review`` with the reason: nothing is force-pushed over someone's commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codeyard.checks import MAX_ATTEMPTS, ci_prompt, review_prompt, trim_log
 from codeyard.checks.spec import LOG_LIMIT
 from codeyard.domain import events as ev
-from codeyard.domain.errors import CodeyardError
+from codeyard.domain.errors import CodeyardError, Conflict
 from codeyard.domain.status import RunStatus, pull_request_open
 from codeyard.events.hub import EventFilter, SubscriberDropped
 from codeyard.github.feedback import Signal, ci_key, pull_repo, review_key, scope
 from codeyard.github.pr_api import FailedCheck, PrFeedbackApi
 from codeyard.prs.base import PrConfig
+from codeyard.services import checks as check_service
 from codeyard.services import runs as run_service
 from codeyard.services.context import Services
 from codeyard.store import checks as ledger
 from codeyard.store import projects, runs
 from codeyard.store.writer import Tx
-from codeyard.workspace import branches
+from codeyard.workspace import branches, landing
 from codeyard.workspace.git import git
 from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
 
@@ -48,8 +55,12 @@ __all__ = ["follow_turns", "handle", "push_after_turn"]
 
 log = logging.getLogger(__name__)
 S = RunStatus
-#: A run takes a CI fix turn only from these (idle) statuses.
-_IDLE = frozenset({S.COMPLETED, S.REVIEW})
+#: A run takes a CI fix turn only when idle with its work pushed: ``completed``. In ``review``
+#: its last turn is not pushed yet (or the push was refused): a failure of the pushed head
+#: would be stale by the time the agent saw it.
+_IDLE = frozenset({S.COMPLETED})
+#: One sync of a run's branch at a time (after a turn, or because the base moved).
+_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
 def _pulls(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,6 +104,8 @@ async def handle(svc: Services, run_id: str, repo: str, number: int, signal: Sig
             await _ci_failed(svc, run_id, repo, number, signal.sha)
         elif signal.kind == "changes_requested" and signal.review:
             await _changes_requested(svc, run_id, repo, number, dict(signal.review))
+        elif signal.kind == "base_moved" and signal.branch:
+            await _rebase_idle(svc, run_id, repo, number, signal.branch)
     except CodeyardError as exc:
         log.warning("pull request %s#%s of run %s: %s", repo, number, run_id, exc.detail)
 
@@ -228,69 +241,177 @@ async def _changes_requested(
     await run_service.message(svc, run_id, prompt, author="codeyard", source="review")
 
 
-# --- after the turn: push to the pull request ---------------------------------------------
+# --- after the turn, or when the base moved: push to the pull request -------------------
 
 
-async def push_after_turn(svc: Services, run_id: str) -> None:
-    """A run with an open pull request finished a turn (``review``): commit what is left, push
-    the branch (never forced), record the new heads, and complete the run again."""
+@dataclass
+class _Sync:
+    """What syncing a run branch with its pull request did, per repository."""
+
+    heads: dict[str, str] = field(default_factory=dict)
+    pushed: dict[str, bool] = field(default_factory=dict)  # repo id → forced (after a rebase)
+    rebased: dict[str, str] = field(default_factory=dict)
+    onto: str | None = None
+    refused: str | None = None
+
+
+async def _sync(run: dict[str, Any], repos: dict[str, dict[str, Any]], message: str) -> _Sync:
+    """Commit what is left, rebase onto the base branch if it moved on the remote, push.
+
+    Rebased means the branch's history changed, so the push is ``--force-with-lease``: it
+    overwrites only the pull request head Codeyard pushed last, never someone else's commits.
+    A conflict rebases nothing and pushes nothing: ``refused`` says where it conflicts.
+    """
+    out = _Sync()
+    pulls = {p.get("repo_id"): p for p in _pulls(run)}
+    for repo_id, path in run["worktrees"].items():
+        worktree, repo_path = Path(path), Path(repos[repo_id]["path"])
+        head, commit = await snapshot_commit(worktree, message)
+        await adopt_snapshot(worktree, run["branch"], head, commit)
+        base = str((pulls.get(repo_id) or {}).get("base") or repos[repo_id]["default_branch"])
+        if await _base_moved(repo_path, worktree, base):
+            try:
+                out.rebased[repo_id] = await landing.rebase_branch(
+                    worktree, f"refs/remotes/origin/{base}"
+                )
+                out.onto = base
+            except Conflict as exc:
+                out.refused = (
+                    f"the pull request's base '{base}' moved and the run branch no longer "
+                    f"rebases onto it ({exc.detail}); it needs a rebase: message the agent to "
+                    f"merge origin/{base} and resolve the conflicts, or rebase by hand"
+                )
+                return out
+        out.heads[repo_id] = (await git("rev-parse", "HEAD", cwd=worktree)).stdout.strip()
+    for repo_id in run["worktrees"]:
+        forced = repo_id in out.rebased
+        try:
+            await branches.push(Path(repos[repo_id]["path"]), run["branch"], force=forced)
+        except CodeyardError as exc:
+            out.refused = f"pushing to the pull request was refused: {exc.detail}"
+            return out
+        out.pushed[repo_id] = forced
+    return out
+
+
+async def _base_moved(repo: Path, worktree: Path, base: str) -> bool:
+    """Fetch ``base`` from origin; True when the run branch does not contain it any more.
+    A fetch that fails (offline, no such branch) says no: the push then tells the truth."""
+    spec = f"+refs/heads/{base}:refs/remotes/origin/{base}"
+    fetched = await git("fetch", "--quiet", "origin", spec, cwd=repo, check=False, timeout=120)
+    if fetched.returncode != 0:
+        return False
+    contained = await git(
+        "merge-base",
+        "--is-ancestor",
+        f"refs/remotes/origin/{base}",
+        "HEAD",
+        cwd=worktree,
+        check=False,
+    )
+    return contained.returncode != 0
+
+
+async def _record(tx: Tx, run: dict[str, Any], done: _Sync) -> dict[str, Any]:
+    """The events of a sync, and the pull request value with its new heads."""
+    run_id = run["id"]
+    if done.rebased:
+        await tx.emit_one(run_id, ev.GitRebased(heads=dict(done.rebased), onto=done.onto))
+    for repo_id, forced in done.pushed.items():
+        pushed = ev.GitPushed(repo_id=repo_id, branch=run["branch"], remote="origin", force=forced)
+        await tx.emit_one(run_id, pushed)
+    if done.refused is not None:
+        await tx.emit_one(run_id, ev.ErrorEvent(message=done.refused, detail=None))
+    value = dict(run["pull_request"])
+    value["others"] = [dict(o) for o in value.get("others") or []]
+    for pull in [value, *value["others"]]:
+        if pull.get("repo_id") in done.pushed:
+            pull["head_sha"] = done.heads[pull["repo_id"]]
+    if not value["others"]:
+        del value["others"]
+    return value
+
+
+async def _load(svc: Services, run_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     async with svc.engine.connect() as conn:
         run = await runs.get(conn, run_id)
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
-    if (
-        S(run["status"]) != S.REVIEW
-        or run.get("resolution") != "pr_created"
-        or not pull_request_open(run["pull_request"])
-        or not run["worktrees"]
-    ):
-        return
-    message = f"{run['title']}\n\nCodeyard run #{run['number']} ({run['provider']})"
-    heads: dict[str, str] = {}
-    for repo_id, path in run["worktrees"].items():
-        head, commit = await snapshot_commit(Path(path), message)
-        await adopt_snapshot(Path(path), run["branch"], head, commit)
-        heads[repo_id] = (await git("rev-parse", "HEAD", cwd=Path(path))).stdout.strip()
-    pushed: list[str] = []
-    refused: str | None = None
-    for repo_id in run["worktrees"]:
+    return run, repos
+
+
+def _commit_message(run: dict[str, Any]) -> str:
+    return f"{run['title']}\n\nCodeyard run #{run['number']} ({run['provider']})"
+
+
+async def push_after_turn(svc: Services, run_id: str) -> None:
+    """A run with an open pull request finished a turn (``review``): commit what is left,
+    rebase if the base moved, push, record the new heads, and complete the run again. Refused
+    (conflict, push rejected): it stays in ``review`` with an ``error`` event saying why."""
+    async with _locks[run_id]:
+        run, repos = await _load(svc, run_id)
+        if (
+            S(run["status"]) != S.REVIEW
+            or run.get("resolution") != "pr_created"
+            or not pull_request_open(run["pull_request"])
+            or not run["worktrees"]
+        ):
+            return
         try:
-            await branches.push(Path(repos[repo_id]["path"]), run["branch"])
-            pushed.append(repo_id)
-        except CodeyardError as exc:
-            refused = exc.detail
-            break
+            # The repository's required local checks gate a pull request's update as they gate
+            # opening it; not passed yet: the suite's end calls again (see follow_turns).
+            await check_service.require_passing(svc, run)
+        except Conflict as exc:
+            log.info("run %s not pushed to its pull request yet: %s", run_id, exc.detail)
+            return
+        done = await _sync(run, repos, _commit_message(run))
 
-    async def job(tx: Tx) -> None:
-        current = await runs.lock(tx, run_id)
-        for repo_id in pushed:
-            event = ev.GitPushed(
-                repo_id=repo_id, branch=run["branch"], remote="origin", force=False
-            )
-            await tx.emit_one(run_id, event)
-        if refused is not None:
-            note = f"pushing to the pull request was refused: {refused}"
-            await tx.emit_one(run_id, ev.ErrorEvent(message=note, detail=None))
-            return  # stays in review: a person decides (rebase, agent_merge, force)
-        value = dict(current["pull_request"])
-        for pull in [value, *(value.get("others") or [])]:
-            if pull.get("repo_id") in heads:
-                pull["head_sha"] = heads[pull["repo_id"]]
-        if S(current["status"]) == S.REVIEW:
-            await runs.set_status(
-                tx,
-                run_id,
-                S.COMPLETED,
-                f"pushed to pull request {value.get('url')}",
-                resolution="pr_created",
-                pull_request=value,
-            )
+        async def job(tx: Tx) -> None:
+            current = await runs.lock(tx, run_id)
+            value = await _record(tx, current, done)
+            if done.refused is not None:
+                await runs.update_fields(tx, run_id, pull_request=value)
+            elif S(current["status"]) == S.REVIEW:
+                await runs.set_status(
+                    tx,
+                    run_id,
+                    S.COMPLETED,
+                    f"pushed to pull request {value.get('url')}",
+                    resolution="pr_created",
+                    pull_request=value,
+                )
 
-    await svc.writer.run(job)
+        await svc.writer.run(job)
+
+
+async def _rebase_idle(svc: Services, run_id: str, repo: str, number: int, branch: str) -> None:
+    """The base branch of the run's open pull request moved: rebase the idle run branch onto
+    it and force-push with lease; a conflict is told on the run (``error``), nothing pushed."""
+    async with _locks[run_id]:
+        run, repos = await _load(svc, run_id)
+        pull = _find(run, repo, number)
+        if (
+            pull is None
+            or pull.get("state") != "open"
+            or pull.get("base") != branch
+            or S(run["status"]) != S.COMPLETED
+            or not run["worktrees"]
+        ):
+            return  # a turn under way rebases when it pushes
+        done = await _sync(run, repos, _commit_message(run))
+        if not done.rebased and done.refused is None:
+            return  # already on top of the base: nothing was pushed
+
+        async def job(tx: Tx) -> None:
+            current = await runs.lock(tx, run_id)
+            await runs.update_fields(tx, run_id, pull_request=await _record(tx, current, done))
+
+        await svc.writer.run(job)
 
 
 async def follow_turns(svc: Services) -> None:
-    """Whenever a run with an open pull request ends a turn, push it to the pull request."""
-    types = frozenset({"run.status"})
+    """Whenever a run with an open pull request ends a turn (or its after-turn checks pass),
+    push it to the pull request."""
+    types = frozenset({"run.status", "check.suite_completed"})
     sub = svc.hub.subscribe(EventFilter(types=types))
     pending: set[asyncio.Task[None]] = set()
     try:
@@ -301,7 +422,8 @@ async def follow_turns(svc: Services) -> None:
                 sub = svc.hub.subscribe(EventFilter(types=types))
                 continue
             for event in batch:
-                if event.data.get("to") == S.REVIEW:
+                ended = event.type == "run.status" and event.data.get("to") == S.REVIEW
+                if ended or (event.type == "check.suite_completed" and event.data.get("passed")):
                     task = asyncio.create_task(_push_logged(svc, event.run_id))
                     pending.add(task)
                     task.add_done_callback(pending.discard)

@@ -88,7 +88,7 @@ async def _run_with_pr(
         },
     }
     run = (await api.post("/api/runs", json=body)).json()
-    await api.wait_status(run["id"], "review")
+    await api.wait_status(run["id"], "review", timeout=60)
     resp = await api.post(f"/api/runs/{run['id']}/resolve", json={"action": "create_pr"})
     assert resp.status_code == 200, resp.text
     done: dict[str, Any] = resp.json()
@@ -122,7 +122,7 @@ async def _settled_after_pushes(api: Api, run_id: str, pushes: int) -> dict[str,
         pushed = await _events(api, run_id, "git.pushed")
         return len(pushed) == pushes and run["status"] == "completed"
 
-    assert await eventually(settled, timeout=30), await _events(api, run_id, "run.status")
+    assert await eventually(settled, timeout=60), await _events(api, run_id, "run.status")
     run: dict[str, Any] = (await api.get(f"/api/runs/{run_id}")).json()
     return run
 
@@ -138,6 +138,7 @@ def _check_run(sha: str, number: int, event: str = "check_run") -> dict[str, Any
     return {"action": "completed", event: item}
 
 
+@pytest.mark.slow  # five agent turns (three fixes, the cap, a reset): 10-50 s by load
 async def test_ci_failures_get_a_fix_turn_each_up_to_three_then_a_person_is_asked(
     fake: FakeGitHub, tmp_path: Path
 ) -> None:
@@ -328,3 +329,56 @@ async def test_the_poller_hands_a_failing_head_back_without_webhooks(
         texts = [e["data"]["text"] for e in await _events(api, run["id"], "user.message")]
         assert texts[-1].startswith('The required CI check "build" failed')
         assert "error: E42 broken" in texts[-1]
+
+
+async def test_a_base_branch_push_rebases_an_idle_run_branch_and_a_conflict_pushes_nothing(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    async with running_api(_settings(tmp_path)) as api:
+        run, bare = await _run_with_pr(api, fake, tmp_path, [])
+        branch, first_head = run["branch"], run["pull_request"]["head_sha"]
+        # Fetches go to the bare "GitHub" too from now on (opening the pull request needed the
+        # github.com URL unrewritten: `git remote get-url` applies insteadOf).
+        url = f"https://github.com/{REPO}.git"
+        git(tmp_path / "loop", "config", f"url.{bare}.insteadOf", url)
+        other = tmp_path / "colleague"
+        git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(other))
+
+        async def push_main(path: str, content: str) -> str:
+            (other / path).write_text(content)
+            git(other, "add", path)
+            git(other, "commit", "-qm", f"colleague: {path}")
+            git(other, "push", "-q", "origin", "main")
+            after = git(other, "rev-parse", "HEAD")
+            await _deliver(api, "push", {"ref": "refs/heads/main", "after": after})
+            return after
+
+        main = await push_main("NOTES.md", "unrelated\n")
+
+        async def rebased() -> bool:
+            return len(await _events(api, run["id"], "git.rebased")) == 1
+
+        assert await eventually(rebased, timeout=20)
+        remote_head = git(bare, "rev-parse", f"refs/heads/{branch}")
+        assert remote_head != first_head
+        assert git(bare, "merge-base", main, remote_head) == main  # on top of the new base
+        got = (await api.get(f"/api/runs/{run['id']}")).json()
+        assert got["status"] == "completed" and got["pull_request"]["head_sha"] == remote_head
+        (pushed,) = [
+            e["data"] for e in await _events(api, run["id"], "git.pushed") if e["data"]["force"]
+        ]
+        assert pushed["branch"] == branch  # with lease: only over what Codeyard pushed
+
+        # The base now changes the run's own file: told on the run, nothing rebased or pushed.
+        await push_main("calc.py", "x = 2\n")
+
+        async def told() -> bool:
+            errors = await _events(api, run["id"], "error")
+            return any("needs a rebase" in e["data"]["message"] for e in errors)
+
+        assert await eventually(told, timeout=20)
+        assert git(bare, "rev-parse", f"refs/heads/{branch}") == remote_head
+        assert len(await _events(api, run["id"], "git.rebased")) == 1
+        worktree = Path(next(iter(got["worktrees"].values())))
+        assert git(worktree, "rev-parse", "HEAD") == remote_head
+        assert git(worktree, "status", "--porcelain") == ""  # nothing half-done in the worktree

@@ -102,13 +102,18 @@ function Composer({ run }: { run: Run }) {
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
   }, []);
-  const disabled = run.status === "completed" || run.status === "draft";
+  // A completed run whose pull request is open still takes turns (issue 21): pushed to the PR.
+  const pr = run.pull_request as { state?: string; others?: ({ state?: string } | null)[] } | null;
+  const prOpen = !!pr && [pr, ...(pr.others ?? [])].some((p) => p?.state === "open");
+  const disabled = (run.status === "completed" && !prOpen) || run.status === "draft";
   const hint =
     run.status === "running" || run.status === "waiting"
       ? "Steer the agent…"
       : run.status === "review"
         ? "Ask for changes (starts a new turn)…"
-        : "Message the agent…";
+        : run.status === "completed"
+          ? "Ask for changes on the pull request (a new turn, then pushed)…"
+          : "Message the agent…";
   return (
     <form
       className="composer"
