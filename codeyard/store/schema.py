@@ -764,6 +764,26 @@ plans = Table(
     Index("ix_plans_project", "project_id", "created_at"),
 )
 
+#: Discovery conversations (issue 19): a read-only agent run and the actions it proposed, each
+#: ``{id, type, …its fields, state: proposed|accepted|rejected, ticket_number, run_id}``.
+discoveries = Table(
+    "discoveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(40), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("actions", JSON, nullable=False),
+    #: The run's turn whose answer the proposed actions were read from (0: none yet).
+    Column("read_turn", Integer, nullable=False),
+    #: Why the last answer proposed nothing readable (no JSON block, a field that did not fit).
+    Column("actions_error", Text),
+    Column("created_by", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Index("ix_discoveries_project", "project_id", "created_at"),
+)
+
 #: Each repository's local checks (issue 21): named commands and what they gate.
 repo_checks = Table(
     "repo_checks",

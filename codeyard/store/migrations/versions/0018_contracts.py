@@ -2,7 +2,8 @@
 
 ``plans`` hold a goal, the utility model's proposal (a title, a summary and ``tickets``: a JSON
 list of proposed tickets whose ``blocked_by`` name other proposals by ``ref``), what the
-proposal cost, and once accepted the ticket number each ``ref`` became. ``users`` gain
+proposal cost, and once accepted the ticket number each ``ref`` became. ``discoveries`` are
+read-only agent runs with the actions they proposed. ``users`` gain
 ``git_name``/``git_email``: the identity commits of that user's runs carry.
 
 (The slot was first reserved for the contracts issue, which did not need a table.)
@@ -40,6 +41,20 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.String(32), nullable=False),
     )
     op.create_index("ix_plans_project", "plans", ["project_id", "created_at"])
+    op.create_table(
+        "discoveries",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("project_id", sa.String(40), nullable=False),
+        sa.Column("run_id", sa.String(40), nullable=False),
+        sa.Column("question", sa.Text(), nullable=False),
+        sa.Column("actions", sa.JSON(), nullable=False),
+        sa.Column("read_turn", sa.Integer(), nullable=False),
+        sa.Column("actions_error", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.String(40), nullable=True),
+        sa.Column("created_at", sa.String(32), nullable=False),
+        sa.Column("updated_at", sa.String(32), nullable=False),
+    )
+    op.create_index("ix_discoveries_project", "discoveries", ["project_id", "created_at"])
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("git_name", sa.String(200), nullable=True))
         batch.add_column(sa.Column("git_email", sa.String(320), nullable=True))
@@ -49,5 +64,7 @@ def downgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.drop_column("git_email")
         batch.drop_column("git_name")
+    op.drop_index("ix_discoveries_project", table_name="discoveries")
+    op.drop_table("discoveries")
     op.drop_index("ix_plans_project", table_name="plans")
     op.drop_table("plans")
