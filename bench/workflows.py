@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -54,12 +55,34 @@ async def api(data: Path, concurrency: int) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+#: Seconds between status polls; the CPU pass polls coarsely so polling costs little CPU.
+POLL = {"every": 0.005}
+
+
 async def until(client: httpx.AsyncClient, url: str, statuses: set[str]) -> dict[str, Any]:
     while True:
         body: dict[str, Any] = (await client.get(url)).json()
         if body["status"] in statuses:
             return body
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(POLL["every"])
+
+
+async def cpu_per_step(client: httpx.AsyncClient, repo: Path, n: int, trial: int) -> float:
+    """Server-process CPU seconds (this process: app, engine, run supervisor; not the agents'
+    subprocesses) of a workflow of ``n`` run steps minus ``n`` plain runs, per step, in ms.
+    CPU time barely depends on what else the machine runs, unlike wall time."""
+    POLL["every"] = 0.25
+    try:
+        cpu = time.process_time()
+        await plain_runs(client, repo, n)
+        runs_cpu = time.process_time() - cpu
+        cpu = time.process_time()
+        _, body = await workflow(client, repo, f"cpu{trial}", chain(n))
+        wf_cpu = time.process_time() - cpu
+    finally:
+        POLL["every"] = 0.005
+    assert body["status"] == "completed", body["status_reason"]
+    return (wf_cpu - runs_cpu) / n * 1000
 
 
 POSTS: list[float] = []  # seconds per POST /api/runs (the run service's own creation cost)
@@ -149,7 +172,8 @@ def ifs(n: int) -> list[dict[str, Any]]:
 
 
 async def measure(steps: int, fan: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"steps": steps, "fan": fan}
+    out: dict[str, Any] = {"steps": steps, "fan": fan, "load_before": os.getloadavg()[0]}
+    out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     base = fresh_dir("workflows")
     repo = make_repo(base / "repo")
     guard = Interference()
@@ -163,6 +187,7 @@ async def measure(steps: int, fan: int) -> dict[str, Any]:
             assert body["status"] == "completed", body["status_reason"]
             foreign = guard.stop()
             split = await step_latencies(client, body)
+            cpu_ms = await cpu_per_step(client, repo, steps, trial)
             latencies = sorted(a + b for a, b in split)
             pairs.append(
                 {
@@ -175,15 +200,18 @@ async def measure(steps: int, fan: int) -> dict[str, Any]:
                     "to_run_ms": statistics.median(a for a, _ in split) * 1000,
                     "after_run_ms": statistics.median(b for _, b in split) * 1000,
                     "post_ms": statistics.median(POSTS[-steps:]) * 1000,
+                    "cpu_ms": cpu_ms,
                 }
             )
         out["chain"] = pairs
         if_s, body = await workflow(client, repo, "ifs", ifs(100))
         assert body["status"] == "completed", body["status_reason"]
         out["if_ms_per_step"] = if_s / 100 * 1000
+    out["load_after"] = os.getloadavg()[0]
     if fan == 0:  # keep the last fan-out figures (it takes many minutes on a busy machine)
         last = json.loads((BENCH / "out" / "workflows.json").read_text())
-        return out | {k: v for k, v in last.items() if k.startswith("fan")}
+        kept = {k: v for k, v in last.items() if k.startswith("fan") and k != "fan"}
+        return out | kept | {"fan": last["fan"], "fan_from": last.get("fan_from") or "earlier"}
     async with api(base / "fan-data", concurrency=8) as client:
         steps_ = [
             {
@@ -219,12 +247,13 @@ def render(r: dict[str, Any], facts: dict[str, Any], commit: str) -> str:
         f"| {i + 1} | {p['step_ms_median']:.1f} ms | {p['step_ms_max']:.1f} ms "
         f"| {p['to_run_ms']:.1f} ms | {p['post_ms']:.1f} ms | {p['after_run_ms']:.1f} ms "
         f"| {p['runs_s']:.2f} s | {p['workflow_s']:.2f} s | {p['overhead_ms']:.1f} ms "
-        f"| {p['foreign']:.0%} |"
+        f"| {p['foreign']:.0%} | {p.get('cpu_ms', float('nan')):.1f} ms |"
         for i, p in enumerate(r["chain"])
     )
     n = r["steps"]
     head = "| trial | engine / step, median | max | to the run | POST /api/runs | after the run "
-    head += f"| {n} plain runs | workflow of {n} | difference / step | foreign CPU |"
+    head += f"| {n} plain runs | workflow of {n} | difference / step | foreign CPU "
+    head += "| server CPU / step |"
     busy = max(p["foreign"] for p in r["chain"]) > 0.10
     target = "**met**" if med < 50 else "**not met**"
     if busy:
@@ -239,7 +268,8 @@ def render(r: dict[str, Any], facts: dict[str, Any], commit: str) -> str:
   SQLite {facts["sqlite"]}; commit {commit}
 - `bench/workflows.py`: the app in-process over httpx's ASGI transport on SQLite; script
   provider runs (one `say`), real git worktrees, sandbox as configured. The machine was shared
-  with other engineers' work ('foreign CPU').
+  with other engineers' work ('foreign CPU'); 1-minute load average {r.get("load_before", 0):.1f}
+  before the per-step trials, {r.get("load_after", 0):.1f} after (2 CPUs).
 
 ### Engine overhead per run step (target: < 50 ms beyond the run itself)
 
@@ -254,15 +284,25 @@ workflow against the same {r["steps"]} runs created and awaited one after anothe
 a shared machine (negative when the workflow's runs happened to be faster).
 
 {head}
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
+
+'server CPU / step': the server process's CPU time (``time.process_time``; the agents'
+subprocesses excluded) for a workflow of {n} run steps minus that of {n} plain runs, per step,
+both awaited with a 250 ms poll. Unlike wall time it hardly depends on the foreign load: the
+engine's own cost per run step (its events, the run watcher's 20 ms status reads). Median:
+**{statistics.median(p.get("cpu_ms", float("nan")) for p in r["chain"]):.1f} ms**.
 
 Engine-only cost (100 sequential `if` steps, no run): {r["if_ms_per_step"]:.1f} ms per step
 (one event written per pure step, through the one writer).
 
 ### 200 parallel script run steps (target: completes with 0 errors)
 
-One execution, one `parallel` step with {r["fan"]} run steps (`max_concurrent_runs` 8):
+One execution, one `parallel` step with {r["fan"]} run steps (`max_concurrent_runs` 8){
+        f" (not re-measured this time: the figures of the run of {r['fan_from']})"
+        if r.get("fan_from")
+        else ""
+    }:
 {r["fan_s"]:.1f} s wall, {r["fan_completed"]}/{r["fan"]} completed, {r["fan_errors"]} errors,
 execution `{r["fan_status"]}` {fan_target} (foreign CPU {r["fan_foreign"]:.0%}).
 {END}

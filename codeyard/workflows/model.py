@@ -118,12 +118,14 @@ class WaitStep(_Step):
         default_factory=dict, description="Members the event's data must equal."
     )
     check: str | None = Field(
-        None, description="A check's name: its next result; the step fails if the check failed."
+        None,
+        description="A check's name: its latest result (or the next one); the step fails if "
+        "the check failed.",
     )
     since: Literal["any", "now"] = Field(
         "any",
-        description="any: an event already in the run's log counts; now: only one written "
-        "after the step began waiting.",
+        description="any: the latest matching event already in the run's log counts (else the "
+        "next one); now: only one written after the step began waiting.",
     )
     timeout_seconds: float | None = Field(None, gt=0)
 

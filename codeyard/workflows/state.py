@@ -82,6 +82,8 @@ class Folded:
     not_before: dict[str, float] = field(default_factory=dict)
     #: key → the wait step's cursor (``run_id``, ``after``, ``deadline``).
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: step key → the run of its latest attempt (what the execution view links to).
+    latest_run: dict[str, str] = field(default_factory=dict)
 
     def pending_approvals(self) -> list[tuple[str, int]]:
         return sorted(k for k in self.requested if k not in self.decisions)
@@ -95,6 +97,7 @@ def fold(events: Iterable[tuple[str, dict[str, Any]]]) -> Folded:
             out.status[key] = "running"
         elif type_ == "workflow.step.run":
             out.runs[key] = data
+            out.latest_run[base_key(key)] = str(data.get("run_id"))
         elif type_ == "workflow.step.completed":
             out.done[key] = data.get("output") or {}
             out.status[key] = "completed"
@@ -120,7 +123,7 @@ def fold(events: Iterable[tuple[str, dict[str, Any]]]) -> Folded:
             out.status[key] = "retrying"
         elif type_ == "workflow.step.waiting":
             out.waiting[key] = data
-            out.status[key] = "waiting"
+            out.status[base_key(key)] = "waiting"
     return out
 
 
@@ -131,8 +134,7 @@ def step_view(folded: Folded) -> list[dict[str, Any]]:
         {
             "key": key,
             "status": folded.status.get(key, "completed"),
-            "run_id": (folded.runs.get(key) or {}).get("run_id")
-            or (folded.done.get(key) or {}).get("run_id"),
+            "run_id": (folded.done.get(key) or {}).get("run_id") or folded.latest_run.get(key),
             "output": folded.done.get(key),
             "error": folded.errors.get(key),
             "attempts": folded.attempts.get(key, 0) + 1,

@@ -306,8 +306,11 @@ async def _last_event_id(x: Execution, run_id: str) -> int:
 async def _next_event(
     x: Execution, run_id: str, type_: str, where: dict[str, Any], after: int
 ) -> dict[str, Any]:
-    """The first event of ``type_`` in the run's log after id ``after`` whose data holds
-    ``where``; read from the database (as any client would), so it works on every executor."""
+    """The latest event of ``type_`` after id ``after`` whose data holds ``where`` that is
+    already in the run's log, else the first one written later. Read from the database (as any
+    client would), so it works on every executor."""
+    caught_up = False
+    matched: dict[str, Any] | None = None
     while True:
         async with x.svc.engine.connect() as conn:
             found = await event_store.read(
@@ -317,8 +320,13 @@ async def _next_event(
             after = event.id
             data = event.data or {}
             if all(data.get(k) == v for k, v in where.items()):
-                return {"id": event.id, "type": event.type, "ts": event.ts, "data": data}
+                matched = {"id": event.id, "type": event.type, "ts": event.ts, "data": data}
+                if caught_up:
+                    return matched
         if len(found) < 200:
+            if matched is not None:
+                return matched
+            caught_up = True
             await asyncio.sleep(EVENT_POLL_SECONDS)
 
 
@@ -338,9 +346,14 @@ async def _wait_event(
     cursor = x.state.waiting.get(key)
     if cursor is None:  # recorded, so a restart keeps the same starting point and deadline
         try:
-            await x.eng.watcher.read(run_id)
-        except LookupError as exc:
+            run = await run_service.get(x.svc, run_id)
+        except CodeyardError as exc:
             raise StepFailed(f"there is no run {run_id!r} to watch") from exc
+        if not (x.principal.is_admin or x.principal.owns(run["created_by"])):
+            raise StepFailed(
+                f"run #{run['number']} belongs to another user: a workflow watches only runs "
+                "its starter may read"
+            )
         after = await _last_event_id(x, run_id) if step.since == "now" else 0
         deadline = time.time() + step.timeout_seconds if step.timeout_seconds else None
         cursor = {"key": key, "run_id": run_id, "after": after, "deadline": deadline}

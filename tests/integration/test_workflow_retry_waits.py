@@ -98,6 +98,7 @@ async def test_retry_runs_a_flaky_command_again_and_a_failed_run_with_a_new_run(
     )
     assert [r["status"] for r in doomed] == ["failed", "failed"]
     assert [r["labels"][0].split(":")[-1] for r in doomed] == ["doomed", "doomed~1"]
+    assert steps["doomed"]["run_id"] == doomed[1]["id"]  # the view links the latest attempt
 
     # A failure the step does not retry on ends it at once.
     wf2 = await save(
