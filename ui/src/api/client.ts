@@ -168,8 +168,4 @@ export const api = {
   delete<P extends PathFor<"delete">>(path: P, opts?: Options<P, "delete">) {
     return send<void>("delete", path, opts as object | undefined);
   },
-  /** For contract routes not in the server's schema yet (auth, browse): untyped. */
-  raw<T>(method: Method, path: string, body?: unknown, query?: object): Promise<T> {
-    return send<T>(method, path, { query }, body);
-  },
 };

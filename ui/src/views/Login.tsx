@@ -128,7 +128,7 @@ export function Login() {
               setBusy(true);
               setError(null);
               api
-                .raw("post", "/api/auth/setup", {
+                .post("/api/auth/setup", {
                   setup_code: String(data.get("setup_code") ?? "").trim(),
                   username: String(data.get("username") ?? "").trim(),
                   password: String(data.get("password") ?? ""),

@@ -176,11 +176,11 @@ function EnvSets() {
   const q = useQuery({ queryKey: ["env-sets"], queryFn: () => api.get("/api/env-sets"), retry: false });
   const [vars, setVars] = useState("");
   const create = useMutation({
-    mutationFn: (body: { name: string; variables: Record<string, string> }) => api.raw("post", "/api/env-sets", body),
+    mutationFn: (body: { name: string; variables: Record<string, string> }) => api.post("/api/env-sets", body),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["env-sets"] }),
   });
   const remove = useMutation({
-    mutationFn: (id: string) => api.raw("delete", `/api/env-sets/${encodeURIComponent(id)}`),
+    mutationFn: (id: string) => api.delete("/api/env-sets/{env_set_id}", { path: { env_set_id: id } }),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["env-sets"] }),
   });
   if (q.error) return <NotAvailable error={q.error} />;
@@ -241,7 +241,7 @@ function Tokens() {
     },
   });
   const remove = useMutation({
-    mutationFn: (id: string) => api.raw("delete", `/api/tokens/${encodeURIComponent(id)}`),
+    mutationFn: (id: string) => api.delete("/api/tokens/{token_id}", { path: { token_id: id } }),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["tokens"] }),
   });
   if (q.error) return <NotAvailable error={q.error} />;
@@ -370,7 +370,7 @@ export default function SettingsView({ section }: { section: string }) {
         <button
           className="small"
           onClick={() => {
-            void api.raw("post", "/api/auth/logout").finally(() => navigate("/login"));
+            void api.post("/api/auth/logout").finally(() => navigate("/login"));
           }}
         >
           Sign out

@@ -6,34 +6,22 @@ import { SearchAddon } from "@xterm/addon-search";
 import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import { useEffect, useRef, useState } from "react";
-import { api, ApiError } from "../api/client";
+import { api, ApiError, type Resp } from "../api/client";
 import { MicButton } from "../components/MicButton";
 import { Link } from "../components/ui";
 
-interface TerminalInfo {
-  id: string;
-  status: string;
-  close_reason: string | null;
-  cwd: string;
-}
-interface Lease {
-  ports: number[];
-}
-interface Asked {
-  command: string;
-  explanation: string;
-  verdict: { action: string; reason: string };
-  inserted: boolean;
-}
+type TerminalInfo = Resp<"/api/terminals", "post">;
+type Lease = Resp<"/api/runs/{run_ref}/preview", "get">;
+type Asked = Resp<"/api/terminals/ask", "post">;
 
 const KEY = (run: string) => `codeyard.terminal.${run}`;
 
 async function terminalFor(runRef: string, fresh: boolean): Promise<TerminalInfo> {
   const known = fresh ? null : sessionStorage.getItem(KEY(runRef));
-  const listed = await api.raw<{ data: TerminalInfo[] }>("get", `/api/runs/${encodeURIComponent(runRef)}/terminals`);
+  const listed = await api.get("/api/runs/{run_ref}/terminals", { path: { run_ref: runRef } });
   const pick = listed.data.find((t) => t.id === known) ?? (fresh ? undefined : listed.data.find((t) => t.status === "live"));
   if (pick) return pick;
-  const made = await api.raw<TerminalInfo>("post", "/api/terminals", { run_id: runRef, cols: 100, rows: 30 });
+  const made = await api.post("/api/terminals", { run_id: runRef, cols: 100, rows: 30 });
   return made;
 }
 
@@ -173,7 +161,7 @@ function AskBox({ terminalId }: { terminalId: string }) {
     setBusy(true);
     setError(null);
     try {
-      setAnswer(await api.raw<Asked>("post", "/api/terminals/ask", { terminal_id: terminalId, text }));
+      setAnswer(await api.post("/api/terminals/ask", { terminal_id: terminalId, text }));
     } catch (e) {
       setError(e instanceof ApiError ? e.message : String(e));
     } finally {
@@ -214,13 +202,13 @@ function PreviewLinks({ runRef }: { runRef: string }) {
   const [lease, setLease] = useState<Lease | null>(null);
   useEffect(() => {
     api
-      .raw<Lease>("get", `/api/runs/${encodeURIComponent(runRef)}/preview`)
+      .get("/api/runs/{run_ref}/preview", { path: { run_ref: runRef } })
       .then(setLease)
       .catch(() => setLease(null));
   }, [runRef]);
   if (!lease) return null;
   const open = async (index: number) => {
-    const link = await api.raw<{ url: string }>("post", `/api/runs/${encodeURIComponent(runRef)}/preview/${index}/link`);
+    const link = await api.post("/api/runs/{run_ref}/preview/{index}/link", undefined, { path: { run_ref: runRef, index } });
     window.open(link.url, "_blank", "noopener");
   };
   return (

@@ -39,11 +39,11 @@ export default function Users() {
     onSuccess: (u, vars) => done(vars.body.password ? `New password set for ${u.username}; their sessions ended.` : `${u.username} is now ${u.role}.`),
   });
   const signOut = useMutation({
-    mutationFn: (u: UserRow) => api.raw("delete", `/api/users/${encodeURIComponent(u.id)}/sessions`),
+    mutationFn: (u: UserRow) => api.delete("/api/users/{user_id}/sessions", { path: { user_id: u.id } }),
     onSuccess: (_r, u) => done(`${u.username} is signed out everywhere.`),
   });
   const remove = useMutation({
-    mutationFn: (u: UserRow) => api.raw("delete", `/api/users/${encodeURIComponent(u.id)}`),
+    mutationFn: (u: UserRow) => api.delete("/api/users/{user_id}", { path: { user_id: u.id } }),
     onSuccess: (_r, u) => done(`Removed ${u.username}.`),
   });
   if (users.isPending) return <Spinner />;
