@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from codeyard.testing.fake_llm import FakeLLM
 from codeyard.testing.fake_llm.script import parse_replies
+from codeyard.workflows.engine import WorkflowEngine
 from tests.conftest import Api, make_repo
 from tests.integration.test_utility_model import configure
 from tests.integration.test_workflows import execute, outputs, save, script, wait_execution
@@ -359,3 +361,49 @@ async def test_extraction_without_a_configured_model_fails_and_says_how_to_confi
     assert body["status"] == "failed"
     assert "PUT /api/settings/utility-model" in body["status_reason"]
     assert not of_type(await events_of(api, execution), "workflow.step.retry")
+
+
+async def test_a_restart_during_a_retry_backoff_goes_on_with_the_next_attempt(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    """The server stops (shutdown, as in a deploy) while a step waits to be retried: resumed by
+    id, the execution continues with the recorded attempt; no attempt runs twice."""
+    api = sqlite_api
+    once = "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; test $n -ge 2"
+    wf = await save(
+        api,
+        {
+            "name": "restarted",
+            "steps": [
+                {**SAY, "agent_options": script({"say": "ok"})},
+                {
+                    "id": "flaky",
+                    "type": "shell",
+                    "in": "impl",
+                    "command": once,
+                    "retry": {"max": 2, "backoff": 4, "factor": 1},
+                },
+            ],
+        },
+    )
+    execution = await execute(api, wf, git_repo)
+    with anyio.fail_after(30):
+        while not of_type(await events_of(api, execution), "workflow.step.retry"):
+            await anyio.sleep(0.05)
+    old: WorkflowEngine = api.app.state.workflows
+    await old.stop()  # what a shutdown does: the execution is interrupted
+    body = (await api.get(f"/api/workflows/executions/{execution}")).json()
+    assert body["status"] == "interrupted", body
+    new = WorkflowEngine(api.services)
+    await new.start()
+    api.app.state.workflows = new  # the app's shutdown stops this one
+    resumed = await api.post(f"/api/workflows/executions/{execution}/resume")
+    assert resumed.status_code == 200, resumed.text
+    body = await wait_execution(api, execution, "completed", "failed")
+    assert body["status"] == "completed", (body["status_reason"], body["steps"])
+    out = outputs(body)
+    assert Path(out["impl"]["worktree"], "n").read_text().strip() == "2"  # two attempts in all
+    events = await events_of(api, execution)
+    assert [r["attempt"] for r in of_type(events, "workflow.step.retry")] == [1]
+    (done,) = [d for d in of_type(events, "workflow.step.completed") if d["key"] == "flaky"]
+    assert done["attempts"] == 2
