@@ -20,14 +20,15 @@ from typing import Any
 
 import pytest
 
-from codeyard.agents.acp import CopilotProvider, GeminiProvider, OpenCodeProvider
+from codeyard.agents.acp import CopilotProvider, GeminiProvider, KiloProvider, OpenCodeProvider
+from codeyard.agents.aider import AiderProvider
 from codeyard.agents.base import Provider
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
 from codeyard.sandbox import probe
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
-from tests.clis import acp_cases
+from tests.clis import acp_cases, test_aider
 from tests.clis.support import WAIT, events
 from tests.conftest import Api
 
@@ -114,6 +115,15 @@ def _opencode(fake: FakeLLM, home: Path) -> dict[str, Any]:
     return {"env": env, "config": config}
 
 
+def _kilo(fake: FakeLLM, home: Path) -> dict[str, Any]:
+    """OpenCode's set-up (Kilo CLI is its fork) with Kilo's own switches."""
+    options = _opencode(fake, home)
+    env = {k: v for k, v in options["env"].items() if not k.startswith("OPENCODE_")}
+    for flag in ("MODELS_FETCH", "DEFAULT_PLUGINS", "LSP_DOWNLOAD", "AUTOUPDATE", "SHARE"):
+        env[f"KILO_DISABLE_{flag}"] = "1"
+    return {**options, "env": env}
+
+
 @dataclass(frozen=True)
 class Case:
     provider: Provider
@@ -121,6 +131,8 @@ class Case:
     options: Callable[[FakeLLM, Path], dict[str, Any]] | None
     #: The model's shell tool call for a command.
     shell: Callable[[str], ToolCall] | None
+    #: Or, for an agent without tool calls (aider), the reply text asking to run it.
+    shell_text: Callable[[str], str] | None = None
 
 
 CASES = {
@@ -157,6 +169,13 @@ CASES = {
         c.name: Case(c.provider(), c.model, c.options, c.call)
         for c in (acp_cases.QWEN, acp_cases.CODEX_ACP, acp_cases.CLAUDE_ACP)
     },
+    "kilo": Case(
+        KiloProvider(),
+        "fake/fake-model",
+        _kilo,
+        lambda c: ToolCall("bash", {"command": c, "description": "Look"}),
+    ),
+    "aider": Case(AiderProvider(), test_aider.MODEL, test_aider.options, None, test_aider.shell),
 }
 
 
@@ -182,7 +201,14 @@ def _needs(provider: Provider) -> None:
     pytest.skip(f"{provider.name} cannot run sandboxed here: {problem}")
 
 
-@pytest.mark.parametrize("name", list(CASES))
+#: Kilo CLI's first start in a fresh HOME is the slowest of all (135 s on a machine at load 25,
+#: where aider took 27 s): it runs with the slow tests.
+_SLOW = {"kilo"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in CASES]
+)
 async def test_the_agent_cannot_read_the_data_dir_nor_print_server_secrets(
     name: str, sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
 ) -> None:
@@ -201,8 +227,11 @@ async def test_the_agent_cannot_read_the_data_dir_nor_print_server_secrets(
     if case.options is None:
         options["scenario"] = {"steps": [{"bash": command}, {"say": "Done."}]}
     else:
-        assert case.shell is not None
-        fake.script([Reply(tool_calls=(case.shell(command),)), Reply(text="Done.")])
+        if case.shell_text is not None:
+            fake.script([Reply(text=case.shell_text(command)), Reply(text="Done.")])
+        else:
+            assert case.shell is not None
+            fake.script([Reply(tool_calls=(case.shell(command),)), Reply(text="Done.")])
         options.update(case.options(fake, tmp_path / "home"))
     body = {
         "prompt": "Print the server's secrets.",
