@@ -349,12 +349,10 @@ async def push_after_turn(svc: Services, run_id: str) -> None:
     (conflict, push rejected): it stays in ``review`` with an ``error`` event saying why."""
     async with _locks[run_id]:
         run, repos = await _load(svc, run_id)
-        if (
-            S(run["status"]) != S.REVIEW
-            or run.get("resolution") != "pr_created"
-            or not pull_request_open(run["pull_request"])
-            or not run["worktrees"]
-        ):
+        if S(run["status"]) != S.REVIEW or run.get("resolution") != "pr_created":
+            return
+        if not pull_request_open(run["pull_request"]) or not run["worktrees"]:
+            await svc.writer.run(lambda tx: _close(tx, run_id))
             return
         try:
             # The repository's required local checks gate a pull request's update as they gate
@@ -381,6 +379,15 @@ async def push_after_turn(svc: Services, run_id: str) -> None:
                 )
 
         await svc.writer.run(job)
+
+
+async def _close(tx: Tx, run_id: str) -> None:
+    """The pull request was merged or closed during the turn: nothing to push it to, the run is
+    done (completed, as it was before the turn)."""
+    run = await runs.lock(tx, run_id)
+    if S(run["status"]) == S.REVIEW:
+        state = (run["pull_request"] or {}).get("state") or "gone"
+        await runs.set_status(tx, run_id, S.COMPLETED, f"pull request {state}; nothing pushed")
 
 
 async def _rebase_idle(svc: Services, run_id: str, repo: str, number: int, branch: str) -> None:

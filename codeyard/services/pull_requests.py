@@ -15,6 +15,7 @@ from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import MergeMethod, PrConfig, PullRequestHost
 from codeyard.services.context import Services
 from codeyard.store import projects, runs
+from codeyard.store.writer import Tx
 from codeyard.workspace.git import git
 
 __all__ = ["merge", "project_pull_requests"]
@@ -48,7 +49,17 @@ async def merge(svc: Services, ref: str, method: MergeMethod, sha: str | None) -
     head = sha or current.head_sha
     await host.merge(remote_url, number, method, head)
     merged = ev.PrMerged(repo_id=stored["repo_id"], number=number, method=method, head_sha=head)
-    await svc.writer.append(run["id"], [merged])
+
+    async def job(tx: Tx) -> None:
+        # Merged: the run's pull-request loop ends (a completed run takes no more turns).
+        row = await runs.lock(tx, run["id"])
+        value = dict(row["pull_request"] or stored)
+        if int(value.get("number") or 0) == number and value.get("repo_id") == stored["repo_id"]:
+            value["state"] = "merged"
+            await runs.update_fields(tx, run["id"], pull_request=value)
+        await tx.emit_one(run["id"], merged)
+
+    await svc.writer.run(job)
     return (await host.get(remote_url, number)).to_dict()
 
 

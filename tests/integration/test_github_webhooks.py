@@ -209,6 +209,15 @@ async def test_merge_on_github_and_the_projects_pull_requests(
         ).json()["data"]
         assert [e["data"]["event"] for e in polled] == ["poll"]
         assert "failing: build" in polled[0]["data"]["summary"]
+        # The failing head is handed to the agent (the PR loop); its turn ends pushed, completed.
+
+        async def fixed() -> bool:
+            sent = await api.get(f"/api/runs/{run['id']}/events", params={"types": "git.pushed"})
+            now = (await api.get(f"/api/runs/{run['id']}")).json()
+            return len(sent.json()["data"]) == 2 and now["status"] == "completed"
+
+        assert await eventually(fixed, timeout=60)
+        status = (await api.get(f"/api/runs/{run['id']}/pull-request")).json()
 
         fake.update_pull(REPO, number, mergeable=False)
         refused = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={})
@@ -226,6 +235,10 @@ async def test_merge_on_github_and_the_projects_pull_requests(
         assert fake.pull(REPO, number)["merge_method"] == "squash"
         again = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={})
         assert again.status_code == 409 and "is merged" in again.json()["detail"]
+        stored = (await api.get(f"/api/runs/{run['id']}")).json()["pull_request"]
+        assert stored["state"] == "merged"  # the run takes no more turns
+        refused = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "more"})
+        assert refused.status_code == 409
         events = (
             await api.get(f"/api/runs/{run['id']}/events", params={"types": "pr.merged"})
         ).json()["data"]
