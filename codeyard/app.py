@@ -23,6 +23,7 @@ from codeyard.agents.acp import (
     OpenCodeProvider,
     QwenProvider,
 )
+from codeyard.agents.aider import AiderProvider
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
@@ -72,6 +73,7 @@ registry.register(CopilotProvider())
 registry.register(OpenCodeProvider())
 registry.register(QwenProvider())
 registry.register(KiloProvider())
+registry.register(AiderProvider())
 registry.register(CodexAcpProvider())
 registry.register(ClaudeAcpProvider())
 registry.register(GenericAcpProvider())
@@ -319,6 +321,7 @@ AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ticket_work:router", ("projects", "runs")),
     ("queues:router", ("projects",)),
     ("plans:router", ("projects",)),
+    ("discovery:router", ("projects",)),
     ("ticket_events:router", ("events",)),
     ("workers:router", ("workers",)),  # issue 16
 )
