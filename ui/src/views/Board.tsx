@@ -6,6 +6,7 @@ import { useState } from "react";
 import { api } from "../api/client";
 import type { Ticket, TicketStatus } from "../api/models";
 import { Empty, ErrorNote, Link, Spinner } from "../components/ui";
+import { Plans } from "./Plans";
 import { useProjects } from "./RunsList";
 
 export const COLUMNS: { status: TicketStatus; label: string }[] = [
@@ -99,6 +100,7 @@ export function Board({ slug }: { slug: string }) {
         </form>
         <ErrorNote error={create.error ?? move.error} />
       </div>
+      <Plans slug={slug} />
       <div className="board" data-testid="board">
         {COLUMNS.map((col) => {
           const cards = all.filter((t) => t.status === col.status).sort((a, b) => a.number - b.number);
