@@ -1,7 +1,8 @@
 """Disk usage and retention: what worktrees cost, and reclaiming those of long-finished runs.
 
 A run is reclaimable when it is finished (review, completed, failed, cancelled), its
-``finished_at`` is older than ``retention_days`` and it still has worktrees. Reclaiming removes
+``finished_at`` is older than ``retention_days``, it still has worktrees, and no pull request
+of it is open (that run may still take turns). Reclaiming removes
 the worktrees (cleanup scripts first) but keeps the run, its events and any branch that is not
 merged into the repository's default branch, so no unlanded work is lost. The server does this
 once a day (:class:`DailyGc`); ``POST /api/gc`` and ``codeyard gc`` do it now.
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.domain.events import WorkspaceRemoved
-from codeyard.domain.status import RunStatus
+from codeyard.domain.status import RunStatus, pull_request_open
 from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
@@ -47,6 +48,8 @@ def reclaimable(run: dict[str, Any], cutoff: str | None) -> bool:
         and run["status"] in FINISHED
         and run["finished_at"] is not None
         and run["finished_at"] < cutoff
+        # A completed run whose pull request is open still takes turns (CI fixes, reviews).
+        and not pull_request_open(run.get("pull_request"))
     )
 
 

@@ -16,6 +16,7 @@ from codeyard.domain.status import (
     pull_request_open,
 )
 from codeyard.github.feedback import Signal, ci_key, classify, is_bot, pull_repo, scope
+from codeyard.services.retention import reclaimable
 
 S = RunStatus
 OPEN = {"url": "https://github.com/o/r/pull/3", "number": 3, "state": "open"}
@@ -90,3 +91,15 @@ def test_bots_keys_and_repositories() -> None:
     assert pull_repo({"url": "https://github.com/o/r"}) is None
     assert ci_key("o/r", 3, "a") != ci_key("o/r", 3, "b") != ci_key("o/r", 4, "b")
     assert scope("o/r", 3) == "pr:o/r#3"
+
+
+def test_retention_keeps_the_worktree_of_a_run_whose_pull_request_is_open() -> None:
+    run = {
+        "worktrees": {"r": "/w"},
+        "status": "completed",
+        "finished_at": "2020-01-01T00:00:00.000Z",
+        "pull_request": OPEN,
+    }
+    assert not reclaimable(run, "2026-01-01T00:00:00.000Z")
+    assert reclaimable({**run, "pull_request": {**OPEN, "state": "merged"}}, "2026-01-01")
+    assert reclaimable({**run, "pull_request": None}, "2026-01-01")
