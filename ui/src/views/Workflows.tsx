@@ -199,7 +199,8 @@ function ExecutionPage({ executionId }: { executionId: string }) {
     const source = new EventSource(`/api/workflows/executions/${encodeURIComponent(executionId)}/events/stream`);
     const refresh = () => void qc.invalidateQueries({ queryKey: ["workflow-execution", executionId] });
     source.onmessage = refresh;
-    const types = ["started", "run", "completed", "failed", "skipped"].map((t) => `workflow.step.${t}`);
+    const types = ["started", "run", "completed", "failed", "skipped", "retry", "waiting"].map((t) => `workflow.step.${t}`);
+    types.push("workflow.loop.capped");
     types.push("workflow.approval.requested", "workflow.approval.decided", "workflow.step.reworked");
     types.push(...["completed", "failed", "cancelled", "interrupted", "resumed"].map((t) => `workflow.execution.${t}`));
     types.forEach((t) => source.addEventListener(t, refresh));
@@ -256,6 +257,7 @@ function ExecutionPage({ executionId }: { executionId: string }) {
               <td>{s.key}</td>
               <td>
                 <span className={`badge status-${s.status}`}>{s.status}</span>
+                {(s.attempts ?? 1) > 1 ? <span className="muted"> attempt {s.attempts}</span> : null}
               </td>
               <td>{s.run_id ? <Link to={`/runs/${s.run_id}`}>{String((s.output as { number?: number } | null)?.number ?? s.run_id)}</Link> : null}</td>
               <td className="muted">{s.error ?? summary(s.output)}</td>
