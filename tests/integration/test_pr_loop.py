@@ -219,6 +219,8 @@ async def test_a_head_is_handed_back_once_and_stale_or_passing_heads_never(
         run, _bare = await _run_with_pr(api, fake, tmp_path, [{"say": "I looked."}])
         number, head = run["pull_request"]["number"], run["pull_request"]["head_sha"]
         fake.add_check_run(head, "lint", "completed", "failure", output={"summary": "E501"})
+        fake.add_check_run(head, "docs", "completed", "success", log="all good\n")
+        fake.add_status(head, "ci/jenkins", "error", "Build #7 broke", "https://ci.example/7")
         await _deliver(api, "check_run", _check_run(head, number))
         await _settled_after_pushes(api, run["id"], 2)
         (prompt,) = [
@@ -227,6 +229,8 @@ async def test_a_head_is_handed_back_once_and_stale_or_passing_heads_never(
             if e["data"]["author"] == "codeyard"
         ]
         assert "E501" in prompt  # no Actions log: the check's own output stands in
+        assert "== ci/jenkins ==\nBuild #7 broke" in prompt  # a failing commit status too
+        assert "https://ci.example/7" in prompt and "all good" not in prompt  # only failures
 
         await _deliver(api, "check_suite", _check_run(head, number, "check_suite"))
         await _deliver(api, "check_run", _check_run("0" * 40, number))  # an old head
@@ -237,11 +241,12 @@ async def test_a_head_is_handed_back_once_and_stale_or_passing_heads_never(
         assert len(await _events(api, run["id"], "feedback.sent")) == 1
         assert len(await _events(api, run["id"], "pr.updated")) == 4  # all on the timeline
 
-        # A failing commit status (external CI, no pull request named) is matched by its SHA.
-        fake.add_status(head, "ci/jenkins", "error", "Build #7 broke", "https://ci.example/7")
+        # A failing commit status (external CI, no pull request named) is matched by its SHA;
+        # same head, already handed back: the ledger keeps it at one turn.
         await _deliver(api, "status", {"sha": head, "state": "error", "context": "ci/jenkins"})
         assert await eventually(lambda: _all_processed(api), timeout=10)
-        # Same head, already handed back: the ledger keeps it at one turn.
+        updates = [e["data"]["summary"] for e in await _events(api, run["id"], "pr.updated")]
+        assert updates[-1] == "status ci/jenkins: error"
         assert len(await _events(api, run["id"], "feedback.sent")) == 1
 
 
