@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import Interference, fresh_dir, machine, make_repo, write_json
 from codeyard.agents.acp.provider import AcpProvider
-from codeyard.agents.base import TurnContext
+from codeyard.agents.aider import AiderProvider
+from codeyard.agents.base import Provider, TurnContext
 from codeyard.domain.tools import Decision
 from codeyard.testing.fake_llm import FakeLLM, Reply
 from tests.clis.acp_cases import CASES, AgentCase
+from tests.clis.test_aider import MODEL as AIDER_MODEL
+from tests.clis.test_aider import options as aider_options
 from tests.support.server import ServerProcess, open_sse
 
 PROMPT = "Say hello."
+
+
+@dataclass(frozen=True)
+class Extra:
+    """An ACP-driven agent measured here that is no case of the ACP contract suite (aider: its
+    model writes no tool calls); only what this bench reads of a case."""
+
+    name: str
+    provider: Callable[[], Provider]
+    cli_version: str
+    model: str
+    options: Callable[..., dict[str, Any]]
+
+
+AIDER = Extra("aider", AiderProvider, "0.86.2", AIDER_MODEL, aider_options)
 SAMPLE_S = 0.02
 
 
@@ -73,8 +92,9 @@ class PeakRss:
                 if "--version" in proc.cmdline():
                     continue  # the server probing its providers (/api/providers), not the run
                 name = proc.name()
-                if not self.include_root and name.startswith("python"):
-                    continue  # the server's own Python helpers, not the agent
+                bridge = any(part.endswith("bridge.py") for part in proc.cmdline())
+                if not self.include_root and name.startswith("python") and not bridge:
+                    continue  # the server's own Python helpers, not the agent (aider's bridge is)
                 by_name[name] = by_name.get(name, 0) + proc.memory_info().rss
         return sum(by_name.values()), by_name
 
@@ -104,7 +124,7 @@ async def _no_answer(_question: str) -> str:
 
 
 def _launch(
-    case: AgentCase, fake: FakeLLM, home: Path, tree: Path
+    case: AgentCase | Extra, fake: FakeLLM, home: Path, tree: Path
 ) -> tuple[list[str], dict[str, str], list[Path]]:
     provider = case.provider()
     assert isinstance(provider, AcpProvider)
@@ -159,7 +179,9 @@ class _Client:
         raise RuntimeError(f"the agent exited before it answered {method}")
 
 
-async def run_bare(case: AgentCase, fake: FakeLLM, home: Path, tree: Path) -> dict[str, float]:
+async def run_bare(
+    case: AgentCase | Extra, fake: FakeLLM, home: Path, tree: Path
+) -> dict[str, float]:
     fake.script([Reply(text="Hello.")])
     argv, env, scratch = _launch(case, fake, home, tree)
     started = time.perf_counter()
@@ -209,7 +231,7 @@ def _ts(event: dict[str, Any]) -> float:
 
 
 async def run_codeyard(
-    case: AgentCase, fake: FakeLLM, server: ServerProcess, repo: Path, home: Path
+    case: AgentCase | Extra, fake: FakeLLM, server: ServerProcess, repo: Path, home: Path
 ) -> dict[str, float]:
     fake.script([Reply(text="Hello.")])
     body = {
@@ -244,7 +266,7 @@ async def run_codeyard(
     }
 
 
-async def measure(case: AgentCase, runs: int, root: Path) -> dict[str, Any]:
+async def measure(case: AgentCase | Extra, runs: int, root: Path) -> dict[str, Any]:
     repo = make_repo(root / f"{case.name}-repo")
     tree = make_repo(root / f"{case.name}-tree")
     homes = {side: root / f"{case.name}-home-{side}" for side in ("bare", "codeyard")}
@@ -312,7 +334,7 @@ async def main() -> None:
     wanted = {n for n in args.only.split(",") if n}
     root = fresh_dir("agent_costs")
     results = []
-    for case in CASES:
+    for case in [*CASES, AIDER]:
         if wanted and case.name not in wanted:
             continue
         problem = case.provider().problem()
