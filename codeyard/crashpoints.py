@@ -2,10 +2,10 @@
 
 With ``CODEYARD_TEST_CRASH_AT`` set to a comma-separated list of point names, :func:`reached`
 kills this process with SIGKILL when the first of them is reached, exactly where a crash hurts
-most: after a step's effect (a worktree set up, a checkpoint ref written, a target branch moved,
-a worktree removed) and before its result is stored. Tests start a real server with it, then
-restart the server without it and check that the step is not done twice. Unset (always, outside
-those tests), :func:`reached` does nothing.
+most: after a step's effect (a shell step done, a worktree set up, a checkpoint ref written, a
+target branch moved, a worktree removed) and before its result is stored. Tests start a real
+server with it, then restart the server without it and check that the step is not done twice.
+Unset (always, outside those tests), :func:`reached` does nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ CRASH_AT_ENV = "CODEYARD_TEST_CRASH_AT"
 #: does not silently test nothing).
 POINTS = frozenset(
     {
+        # the script agent's bash step ended (its mark written); its result is not stored
+        "script:step-done",
         # every worktree made and set up, recorded as ready, the run row not yet told
         "prepare:set-up",
         # the turn-end checkpoint's commit is on its ref, its row and the turn's end are not
