@@ -3,6 +3,11 @@
 It goes through exactly the pipeline real agents use: its ``write``/``edit``/``bash`` steps are
 tool calls decided by the same function, ``bash`` runs for real in the worktree, and its progress
 is resumable (``state.step``), so a run interrupted by a crash continues from its next step.
+
+A ``bash`` step runs once even when the server dies after it finished and before its result
+was stored: the step's shell, outside the sandbox, writes its exit status to a mark in the
+worktree's private git directory (``codeyard-steps/<turn>_<step>``) as it ends; the resumed
+turn finds the mark and reports that result instead of running the command again.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from codeyard import crashpoints
 from codeyard.agents.base import (
     AdapterItem,
     AgentFailure,
@@ -39,6 +45,8 @@ from codeyard.sandbox import Sandbox, SandboxUnavailable, contain
 
 #: The provider's registered name.
 NAME = "script"
+#: A ``bash`` step's output when it had run to its end before a restart (it is not run again).
+PROMPTS_RAN_BEFORE = "(this step ran to its end before the server restarted; not run again)"
 
 STEP_KINDS = ("say", "think", "write", "edit", "bash", "sleep", "usage", "tasks", "ask", "fail")
 
@@ -87,26 +95,62 @@ def _resolve_inside(worktree: Path, rel: str) -> Path:
     return target
 
 
+#: Runs the contained command, then writes its exit status to the mark (``$1``) atomically.
+_MARKED = 'm=$1; shift; "$@"; c=$?; echo "$c" > "$m.tmp" && /bin/mv -f "$m.tmp" "$m"; exit "$c"'
+
+
+def step_marks(worktree: Path) -> Path | None:
+    """Where a worktree's finished ``bash`` steps are marked: its private git directory (never
+    part of a diff, removed with the worktree, outside the sandbox's reach for the agent)."""
+    dotgit = worktree / ".git"
+    if dotgit.is_dir():
+        return dotgit / "codeyard-steps"
+    try:
+        text = dotgit.read_text()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    gitdir = Path(text.split(":", 1)[1].strip())
+    return (gitdir if gitdir.is_absolute() else worktree / gitdir) / "codeyard-steps"
+
+
+def _finished(mark: Path | None) -> int | None:
+    """The exit status a mark holds (the step ran to its end before), else None."""
+    if mark is None:
+        return None
+    try:
+        return int(mark.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 async def _run_bash(
     command: str,
     cwd: Path,
     timeout: float,
     extra_env: dict[str, Any] | None = None,
     sandbox: Sandbox | None = None,
+    mark: Path | None = None,
 ) -> tuple[int | None, str, bool]:
     """Run ``command`` in its own process group; returns (exit code, output, timed_out).
 
     ``extra_env`` (the run's ``env`` option, env sets included) is added to the allowlisted
-    environment; the shell runs in the run's ``sandbox`` (on when none is given).
+    environment; the shell runs in the run's ``sandbox`` (on when none is given). ``mark``:
+    the file the exit status is written to as the command ends (see the module).
     """
     env = {str(k): str(v) for k, v in (extra_env or {}).items()}
     try:
         jail = contain(sandbox or Sandbox(), "script", ["/bin/bash", "-c", command], env, cwd=cwd)
     except SandboxUnavailable as exc:
         raise AgentFailure(exc.detail) from exc
+    argv = jail.argv
+    if mark is not None:
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["/bin/sh", "-c", _MARKED, "codeyard-step", str(mark), *argv]
     # A supervised group: tied to the server's life and recorded on the run (issue 12).
     proc, group = await spawn(
-        jail.argv,
+        argv,
         kind="script-bash",
         cwd=cwd,
         env=jail.env,
@@ -187,7 +231,11 @@ class ScriptProvider:
 
     async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
         phase, steps = self._steps_for(ctx)
+        resumed = ctx.source == "resume" and bool(ctx.resume_state.get("phase"))
         start = int(ctx.resume_state.get("step", 0)) if ctx.source == "resume" else 0
+        # The turn whose steps these are (a resumed turn has a number of its own): the key of
+        # its steps' marks, kept in the state from the turn's start.
+        origin = int(ctx.resume_state.get("turn") or ctx.turn) if resumed else ctx.turn
         session_id = ctx.session_id or f"script-{ctx.run_id}"
         if ctx.session_id is None:
             yield AgentSession(
@@ -198,23 +246,28 @@ class ScriptProvider:
                 tools=["write", "edit", "bash"],
             )
         last = ""
+        state = {"phase": phase, "steps": steps, "turn": origin}
+        if not (resumed and ctx.resume_state.get("turn")):
+            # Before any step: the marks' key is known to a resume from now on. (Not for a
+            # resume that knows it: that would count as progress, see ``auto_resume``.)
+            yield SessionUpdate(session_id, {**state, "step": start})
         for index in range(start, len(steps)):
             step = steps[index]
             if "fail" in step:
                 # A failed run resumed later continues after the failing step, not into it again.
-                yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": index + 1})
-            async for item in self._step(ctx, index, step):
+                yield SessionUpdate(session_id, {**state, "step": index + 1})
+            async for item in self._step(ctx, index, step, f"{origin}_{index}"):
                 if isinstance(item, AgentMessage):
                     last = item.text
                 yield item
-            yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": index + 1})
+            yield SessionUpdate(session_id, {**state, "step": index + 1})
         # Every step done, and kept so until the turn is recorded as ended (the executor drops
         # ``phase`` then): a crash before that resumes into no steps, never into all of them.
-        yield SessionUpdate(session_id, {"phase": phase, "steps": steps, "step": len(steps)})
+        yield SessionUpdate(session_id, {**state, "step": len(steps)})
         yield TurnEnd("end_turn", last or None)
 
     async def _step(
-        self, ctx: TurnContext, index: int, step: dict[str, Any]
+        self, ctx: TurnContext, index: int, step: dict[str, Any], key: str
     ) -> AsyncIterator[AdapterItem]:
         kind = next(k for k in STEP_KINDS if k in step)
         value = step[kind]
@@ -251,11 +304,17 @@ class ScriptProvider:
         elif kind == "fail":
             raise AgentFailure(value)
         else:
-            async for item in self._tool(ctx, f"call_{ident}", kind, value, step):
+            async for item in self._tool(ctx, f"call_{ident}", kind, value, step, key):
                 yield item
 
     async def _tool(
-        self, ctx: TurnContext, call_id: str, kind: str, value: Any, step: dict[str, Any]
+        self,
+        ctx: TurnContext,
+        call_id: str,
+        kind: str,
+        value: Any,
+        step: dict[str, Any],
+        key: str,
     ) -> AsyncIterator[AdapterItem]:
         tool_input = {"command": value} if kind == "bash" else dict(value)
         title = f"$ {value}" if kind == "bash" else f"{kind} {value['path']}"
@@ -263,6 +322,18 @@ class ScriptProvider:
         hints = {"deny": True} if step.get("deny") else {}
         request = ToolRequest(call_id, tool, "bash" if kind == "bash" else kind, tool_input, hints)  # type: ignore[arg-type]
         yield ToolCall(call_id=call_id, tool=tool, kind=request.kind, title=title, input=tool_input)
+        marks = step_marks(ctx.worktree) if kind == "bash" else None
+        mark = marks / key if marks is not None else None
+        done = await asyncio.to_thread(_finished, mark)
+        if done is not None:  # it ran to its end before the server died: not again
+            yield tool_result(
+                call_id,
+                ok=done == 0,
+                output=PROMPTS_RAN_BEFORE,
+                error=None if done == 0 else f"exit code {done}",
+                exit_code=done,
+            )
+            return
         decision = await ctx.decide(request)
         started = time.monotonic()
         if not decision.allow:
@@ -273,8 +344,9 @@ class ScriptProvider:
         if kind == "bash":
             timeout = float(step.get("timeout", ctx.bash_timeout))
             code, output, timed_out = await _run_bash(
-                value, ctx.worktree, timeout, ctx.options.get("env"), ctx.sandbox
+                value, ctx.worktree, timeout, ctx.options.get("env"), ctx.sandbox, mark
             )
+            crashpoints.reached("script:step-done")
             yield RawOutput(f"$ {value}\n{output}")
             error = (
                 f"timed out after {timeout:g}s"
