@@ -179,6 +179,9 @@ class QueueCreate(Body):
     )
     max_parallel: int = Field(default=1, ge=1, le=16, description="1: one after another.")
     land: Literal["merge", "squash", "rebase"] = "merge"
+    budget_usd: float | None = Field(
+        default=None, gt=0, description="What the queue's runs may spend together."
+    )
 
 
 class QueueUpdate(Body):
@@ -186,6 +189,7 @@ class QueueUpdate(Body):
     tickets: list[int] | None = Field(default=None, min_length=1, max_length=500)
     max_parallel: int | None = Field(default=None, ge=1, le=16)
     land: Literal["merge", "squash", "rebase"] | None = None
+    budget_usd: float | None = Field(default=None, gt=0, description="null: no budget.")
 
 
 class QueueItemView(View):
@@ -193,6 +197,16 @@ class QueueItemView(View):
     state: Literal["pending", "running", "done", "failed", "skipped"]
     run_id: str | None
     reason: str | None
+
+
+class QueueEta(View):
+    #: Tickets not yet done or skipped.
+    remaining: int
+    #: Expected seconds until they are landed, from the project's landed tickets of the same
+    #: kind (median), over ``max_parallel`` lanes; ``null`` without any history.
+    seconds: float | None
+    #: How many landed tickets the estimate is based on.
+    samples: int
 
 
 class QueueView(View):
@@ -206,6 +220,12 @@ class QueueView(View):
     #: ``idle``, ``running``, ``paused`` (see ``paused_reason``), ``done`` or ``cancelled``.
     status: Literal["idle", "running", "paused", "done", "cancelled"]
     paused_reason: str | None
+    #: What the queue's runs may spend together (``null``: no limit); each run it starts gets
+    #: its share of what is left as its own budget, and a spent budget pauses the queue.
+    budget_usd: float | None
+    #: Spent by its runs so far (settled items' runs, retries included, and the working ones).
+    spent_usd: float
+    eta: QueueEta
     #: Who started it last: its runs are this user's.
     created_by: str | None
     created_at: str

@@ -735,6 +735,8 @@ work_queues = Table(
     Column("created_by", String(40)),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    #: What the queue's runs may spend together (None: no limit; migration 0018).
+    Column("budget_usd", Float),
     Index("ix_work_queues_project", "project_id", "created_at"),
 )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -153,3 +155,31 @@ def next_step(
         elif max_parallel == 1:
             break  # sequential: keep the order even if a later item could go
     return QueueStep(start, False)
+
+
+def eta_seconds(
+    remaining_kinds: Sequence[str], samples: Mapping[str, Sequence[float]], max_parallel: int
+) -> tuple[float | None, int]:
+    """How long the remaining tickets should take, from how long landed tickets took.
+
+    Each remaining ticket counts the median of landed tickets of its kind (else of all landed
+    tickets); ``max_parallel`` run side by side, so the total is split over that many lanes
+    (at least one ticket's time while any remain). Returns ``(seconds, samples used)``;
+    ``None`` seconds when there is no history yet.
+    """
+    if not remaining_kinds:
+        return 0.0, 0
+    everything = [d for ds in samples.values() for d in ds]
+    if not everything:
+        return None, 0
+    overall = statistics.median(everything)
+    typical = [
+        statistics.median(samples[k]) if samples.get(k) else overall for k in remaining_kinds
+    ]
+    lanes = min(max_parallel, len(typical))
+    return max(max(typical), math.fsum(typical) / lanes), len(everything)
+
+
+def budget_left(budget_usd: float | None, spent_usd: float) -> float | None:
+    """What the queue may still spend (``None``: no budget; never below zero)."""
+    return None if budget_usd is None else max(0.0, budget_usd - spent_usd)

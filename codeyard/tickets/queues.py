@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from codeyard.auth.principal import Principal
@@ -79,12 +80,61 @@ async def create(
         "land": body.get("land") or "merge",
         "status": "idle",
         "paused_reason": None,
+        "budget_usd": body.get("budget_usd"),
         "created_by": principal.user_id,
         "created_at": now,
         "updated_at": now,
     }
     await svc.writer.run(lambda tx: ts.insert_queue(tx, values))
-    return public(values)
+    return await describe(svc, values)
+
+
+def _cost(run: dict[str, Any] | None) -> float:
+    return float(((run or {}).get("usage") or {}).get("cost_usd") or 0.0)
+
+
+async def spent(svc: Services, queue: dict[str, Any]) -> float:
+    """What the queue's runs spent: settled items' runs (recorded when they settled, retries
+    included) and the runs working now."""
+    total = sum(float(item.get("spent_usd") or 0.0) for item in queue["items"].values())
+    working = [
+        item["run_id"]
+        for item in queue["items"].values()
+        if item.get("state") == RUNNING and item.get("run_id")
+    ]
+    async with svc.engine.connect() as conn:
+        for run_id in working:
+            total += _cost(await runs.find(conn, run_id))
+    return round(total, 8)
+
+
+async def _eta(svc: Services, queue: dict[str, Any]) -> dict[str, Any]:
+    """The remaining tickets' expected time from how long the project's landed tickets took
+    (by kind): see ``domain.eta_seconds``."""
+    async with svc.engine.connect() as conn:
+        project = await projects.get_project(conn, queue["project_id"])
+        done, _ = await ts.list_tickets(conn, project["id"], [str(domain.T.DONE)], 200, None)
+        samples: dict[str, list[float]] = defaultdict(list)
+        for ticket in done:
+            run = await runs.find(conn, ticket["current_run_id"] or "")
+            if run and run["started_at"] and run["finished_at"]:
+                took = datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(
+                    run["started_at"]
+                )
+                samples[ticket["kind"]].append(max(0.0, took.total_seconds()))
+        left = [
+            n
+            for n in queue["tickets"]
+            if queue["items"].get(str(n), {}).get("state", PENDING) not in domain.SETTLED
+        ]
+        kinds = [t["kind"] for t in await _tickets_of(conn, project, left)]
+    seconds, used = domain.eta_seconds(kinds, samples, queue["max_parallel"])
+    return {"remaining": len(left), "seconds": seconds, "samples": used}
+
+
+async def describe(svc: Services, queue: dict[str, Any]) -> dict[str, Any]:
+    """``public`` plus what the queue spent and its ETA."""
+    return {**public(queue), "spent_usd": await spent(svc, queue), "eta": await _eta(svc, queue)}
 
 
 async def _load(
@@ -98,11 +148,12 @@ async def _load(
 async def list_all(svc: Services, project_ref: str) -> list[dict[str, Any]]:
     project = await tickets.project_of(svc, project_ref)
     async with svc.engine.connect() as conn:
-        return [public(q) for q in await ts.queues_of(conn, project["id"])]
+        queues = await ts.queues_of(conn, project["id"])
+    return [await describe(svc, q) for q in queues]
 
 
 async def get(svc: Services, project_ref: str, queue_id: str) -> dict[str, Any]:
-    return public((await _load(svc, project_ref, queue_id))[1])
+    return await describe(svc, (await _load(svc, project_ref, queue_id))[1])
 
 
 async def _managed(
@@ -130,7 +181,7 @@ async def update(
         changes["tickets"] = list(dict.fromkeys(changes["tickets"] or []))
         await _check_tickets(svc, project, changes["tickets"])
     updated = await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, changes))
-    return public(updated)
+    return await describe(svc, updated)
 
 
 async def delete(svc: Services, principal: Principal, project_ref: str, queue_id: str) -> None:
@@ -273,13 +324,24 @@ async def advance(svc: Services, queue_id: str) -> None:
         if step.finished:
             await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, {"status": "done"}))
             return
+        options: dict[str, Any] = {"source_ref": await _source_ref(svc, project["id"])}
+        left = domain.budget_left(queue["budget_usd"], await spent(svc, queue))
+        if left is not None and step.start:
+            if left <= 0:
+                why = (
+                    f"the queue's budget of ${queue['budget_usd']:g} is spent; raise it with "
+                    'PATCH …/queues/{id} {"budget_usd": …} and start it again'
+                )
+                first = int(step.start[0])
+                await _pause(svc, queue_id, first, rows[first]["current_run_id"], why)
+                return
+            options["budget_usd"] = round(left / len(step.start), 6)  # each run's share
         principal = await _runner(svc, queue)
-        source_ref = await _source_ref(svc, project["id"])
         for key in step.start:
             ticket = rows[int(key)]
             try:
                 run = await agent.start_run(
-                    svc, principal, project, ticket, {"source_ref": source_ref}, queue_id=queue_id
+                    svc, principal, project, ticket, options, queue_id=queue_id
                 )
             except CodeyardError as exc:
                 await _set_item(svc, queue_id, int(key), state=FAILED, reason=exc.detail)
@@ -311,32 +373,36 @@ async def on_run_changed(svc: Services, run: dict[str, Any]) -> None:
             continue
         number, status = hit[0], run["status"]
         label = f"ticket #{number} (run {run['number']})"
+        # Settling the item records what its run spent (a retry's run adds to it).
+        paid = float(queue["items"][str(number)].get("spent_usd") or 0.0) + _cost(run)
         if status == "review":
             try:
                 landed = await resolution.resolve(
                     svc, run["id"], {"action": queue["land"]}, await _runner(svc, queue)
                 )
             except CodeyardError as exc:
-                await _set_item(svc, queue["id"], number, state=FAILED, reason=exc.detail)
+                await _set_item(
+                    svc, queue["id"], number, state=FAILED, reason=exc.detail, spent_usd=paid
+                )
                 await _pause(
                     svc, queue["id"], number, run["id"], f"landing {label} failed: {exc.detail}"
                 )
                 continue
             await agent.sync_ticket(svc, landed)
-            await _set_item(svc, queue["id"], number, state=DONE)
+            await _set_item(svc, queue["id"], number, state=DONE, spent_usd=paid)
             await advance(svc, queue["id"])
         elif status == "completed":
             if run.get("resolution") == "merged":
-                await _set_item(svc, queue["id"], number, state=DONE)
+                await _set_item(svc, queue["id"], number, state=DONE, spent_usd=paid)
                 await advance(svc, queue["id"])
             else:
                 why = f"{label} was {run.get('resolution') or 'closed'} instead of landed"
-                await _set_item(svc, queue["id"], number, state=FAILED, reason=why)
+                await _set_item(svc, queue["id"], number, state=FAILED, reason=why, spent_usd=paid)
                 await _pause(svc, queue["id"], number, run["id"], why)
         elif status in STOPPED:
             detail = run.get("status_reason") or "no reason given"
             why = f"{label} is '{status}': {detail}. Retry or skip the ticket to go on."
-            await _set_item(svc, queue["id"], number, state=FAILED, reason=why)
+            await _set_item(svc, queue["id"], number, state=FAILED, reason=why, spent_usd=paid)
             await _pause(svc, queue["id"], number, run["id"], why)
 
 

@@ -3,7 +3,8 @@
 ``plans`` hold a goal, the utility model's proposal (a title, a summary and ``tickets``: a JSON
 list of proposed tickets whose ``blocked_by`` name other proposals by ``ref``), what the
 proposal cost, and once accepted the ticket number each ``ref`` became. ``discoveries`` are
-read-only agent runs with the actions they proposed. ``users`` gain
+read-only agent runs with the actions they proposed. ``work_queues`` gain a ``budget_usd``.
+``users`` gain
 ``git_name``/``git_email``: the identity commits of that user's runs carry.
 
 (The slot was first reserved for the contracts issue, which did not need a table.)
@@ -55,12 +56,16 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.String(32), nullable=False),
     )
     op.create_index("ix_discoveries_project", "discoveries", ["project_id", "created_at"])
+    with op.batch_alter_table("work_queues") as batch:
+        batch.add_column(sa.Column("budget_usd", sa.Float(), nullable=True))
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("git_name", sa.String(200), nullable=True))
         batch.add_column(sa.Column("git_email", sa.String(320), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("work_queues") as batch:
+        batch.drop_column("budget_usd")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("git_email")
         batch.drop_column("git_name")
