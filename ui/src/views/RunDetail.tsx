@@ -106,14 +106,16 @@ function Composer({ run }: { run: Run }) {
   const pr = run.pull_request as { state?: string; others?: ({ state?: string } | null)[] } | null;
   const prOpen = !!pr && [pr, ...(pr.others ?? [])].some((p) => p?.state === "open");
   const disabled = (run.status === "completed" && !prOpen) || run.status === "draft";
-  const hint =
+  // Short enough for one line of the composer at 390 px (a wrapped placeholder is cut off);
+  // the longer explanation is the field's title.
+  const [hint, explained] =
     run.status === "running" || run.status === "waiting"
-      ? "Steer the agent…"
+      ? ["Steer the agent…", "Sent to the agent while it works"]
       : run.status === "review"
-        ? "Ask for changes (starts a new turn)…"
+        ? ["Ask for changes (new turn)…", "Starts a new turn in the same session and worktree"]
         : run.status === "completed"
-          ? "Ask for changes on the pull request (a new turn, then pushed)…"
-          : "Message the agent…";
+          ? ["Changes for the PR…", "Starts a new turn; its commit is pushed to the pull request"]
+          : ["Message the agent…", "Starts a new turn in the same session and worktree"];
   return (
     <form
       className="composer"
@@ -139,6 +141,7 @@ function Composer({ run }: { run: Run }) {
           value={text}
           disabled={disabled}
           placeholder={disabled ? "This run is finished." : hint}
+          title={disabled ? undefined : explained}
           aria-label="Message"
           onChange={(e) => setText(e.target.value)}
           onPaste={(e) => addFiles(Array.from(e.clipboardData.files))}
