@@ -299,6 +299,7 @@ class AiderAgent:
         self.model = model
         self.bridge: Bridge | None = None
         self.conn: Any = None
+        self.cancelled = asyncio.Event()
 
     def on_connect(self, conn: Any) -> None:
         self.conn = conn
@@ -348,8 +349,18 @@ class AiderAgent:
             raise acp.RequestError.invalid_params({"sessionId": "no such session here"})
         text = "\n".join(getattr(block, "text", "") for block in prompt).strip()
         bridge.cancelled.clear()
+        self.cancelled = asyncio.Event()
         bridge.usage = {"inputTokens": 0, "outputTokens": 0}
-        stop = await asyncio.to_thread(bridge.run, text)
+        work = asyncio.ensure_future(asyncio.to_thread(bridge.run, text))
+        cancel = asyncio.ensure_future(self.cancelled.wait())
+        await asyncio.wait({work, cancel}, return_when=asyncio.FIRST_COMPLETED)
+        cancel.cancel()
+        if not work.done():
+            # A model call cannot be cut short from here: the turn answers at once and the
+            # thread stops at the reply's next chunk or with the process (its input ends).
+            # The message was saved before the call, so a resumed session has it.
+            return schema.PromptResponse(stop_reason="cancelled")
+        stop = work.result()
         usage = schema.Usage(
             input_tokens=bridge.usage["inputTokens"],
             output_tokens=bridge.usage["outputTokens"],
@@ -360,6 +371,7 @@ class AiderAgent:
     async def cancel(self, session_id: str, **kwargs: Any) -> None:
         if self.bridge is not None:
             self.bridge.cancelled.set()
+            self.cancelled.set()
 
 
 async def _serve(model: str, out: Any) -> None:
@@ -382,9 +394,14 @@ def main() -> None:
     sys.stdout = sys.stderr
     # LiteLLM reads its model map from its wheel, not from the network.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    asyncio.run(_serve(args.model, out))
-    # A reply still streaming in the worker thread must not keep the process alive.
-    os._exit(0)
+    code = 0
+    try:
+        asyncio.run(_serve(args.model, out))
+    except KeyboardInterrupt:  # Codeyard's SIGINT when a turn is stopped
+        code = 130
+    finally:
+        # A reply still streaming in the worker thread must not keep the process alive.
+        os._exit(code)
 
 
 if __name__ == "__main__":
