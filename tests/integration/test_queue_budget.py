@@ -12,7 +12,8 @@ from tests.conftest import Api
 from tests.integration.test_ticket_work import assign, profile, show, wait_for
 from tests.integration.test_tickets import make_project, ticket
 
-pytestmark = pytest.mark.anyio
+#: Two queues of scripted runs landing in git: > 20 s on a loaded machine.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 async def test_a_spent_budget_pauses_the_queue_and_a_raised_one_resumes_it(

@@ -17,6 +17,8 @@ from codeyard.testing.fake_llm.script import parse_replies
 from tests.conftest import make_repo
 from tests.support.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # a real server process
+
 ANSWER = {
     "title": "Release notes",
     "summary": "Collect changes, then write the notes.",
