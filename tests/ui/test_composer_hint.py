@@ -16,6 +16,8 @@ from playwright.sync_api import Browser, Locator, expect
 from tests.conftest import make_repo
 from tests.support.server import ServerProcess
 
+pytestmark = pytest.mark.slow  # a real server process and a browser
+
 VIEWPORTS = {"phone": (390, 844), "desktop": (1440, 900)}
 #: The text's width in the field's own font, and the width the field has for it.
 MEASURE = """(el) => {
