@@ -23,10 +23,12 @@ def recipe_lines(url: str, home: Path) -> list[str]:
     lines: list[str] = []
     for recipe in RECIPES:
         options = json.dumps(options_for(recipe.provider, url, home), separators=(",", ":"))
-        lines.append(
-            f"# {recipe.provider}: {recipe.api}; its shell tool is "
-            f'{recipe.shell_tool} {{"{recipe.shell_arg}": …}}'
+        shell = (
+            f'its shell tool is {recipe.shell_tool} {{"{recipe.shell_arg}": …}}'
+            if recipe.shell_tool
+            else "no tool calls: replies ask for commands in fenced bash blocks"
         )
+        lines.append(f"# {recipe.provider}: {recipe.api}; {shell}")
         lines.append(
             f'codeyard run "Say hello" --provider {recipe.provider} --model {recipe.model} '
             f"--options-json {shlex.quote(options)}"
@@ -57,7 +59,7 @@ def fake_llm(
     """Serve a scripted fake model API (Anthropic, OpenAI, Gemini) for testing agents offline.
 
     Prints, for each agent CLI (claude-code, codex, gemini, copilot, opencode, qwen, codex-acp,
-    claude-acp, kilo), the exact
+    claude-acp, kilo, aider), the exact
     `codeyard run … --options-json '…'` that runs it against this server.
     """
     # Imported here: the server stack is only needed by this command, not by every CLI call.

@@ -32,6 +32,7 @@ from codeyard.agents.acp import (
     OpenCodeProvider,
     QwenProvider,
 )
+from codeyard.agents.aider import AiderProvider
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.cli.fake_llm import recipe_lines
@@ -52,6 +53,7 @@ PROVIDERS = {
     "codex-acp": CodexAcpProvider(),
     "claude-acp": ClaudeAcpProvider(),
     "kilo": KiloProvider(),
+    "aider": AiderProvider(),
 }
 
 

@@ -37,6 +37,8 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("codex-acp", "gpt-5.4", "exec_command", "cmd", "OpenAI Responses"),
     Recipe("claude-acp", "claude-sonnet-4-5", "Bash", "command", "Anthropic Messages"),
     Recipe("kilo", "fake/fake-model", "bash", "command", "OpenAI Chat Completions"),
+    # Aider has no tool calls: its model writes edit blocks and fenced ```bash blocks.
+    Recipe("aider", "openai/gpt-4.1", "", "", "OpenAI Chat Completions"),
 )
 
 _OPENCODE_OFF = (
@@ -53,7 +55,10 @@ _OPENCODE_OFF = (
 def prepare(home: Path) -> Path:
     """Create the per-CLI state directories under ``home``; returns ``home`` resolved."""
     home = home.expanduser().resolve()
-    for sub in ("claude", "codex", "gemini", "copilot", "opencode", "qwen", "codex-acp", "kilo"):
+    for sub in (
+        *("claude", "codex", "gemini", "copilot", "opencode", "qwen", "codex-acp"),
+        *("kilo", "aider"),
+    ):
         (home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     return home
 
@@ -110,6 +115,15 @@ def options_for(provider: str, url: str, home: Path) -> dict[str, Any]:
                 "OPENAI_BASE_URL": f"{url}/v1",
                 "OPENAI_API_KEY": "fake",
                 "HOME": str(home / "qwen"),
+            }
+        }
+    if provider == "aider":
+        # LiteLLM's OpenAI provider, pointed at the fake server (its names: ``openai/<model>``).
+        return {
+            "env": {
+                "OPENAI_API_BASE": f"{url}/v1",
+                "OPENAI_API_KEY": "fake",
+                "HOME": str(home / "aider"),
             }
         }
     if provider == "gemini":
