@@ -119,6 +119,10 @@ class TurnContext:
     #: Images the operator attached to the turn's messages (files Codeyard stored), for
     #: providers with the ``images`` capability.
     images: tuple[Path, ...] = ()
+    #: Seconds an agent may stay silent inside a model call (no tool running, no approval
+    #: pending) before the turn fails as "model unreachable" (``model_unreachable_seconds``):
+    #: for agents that retry a dead model API without saying so on their protocol (ACP).
+    model_unreachable_seconds: float = 120.0
 
 
 class Provider(Protocol):

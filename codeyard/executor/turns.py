@@ -304,6 +304,7 @@ class TurnDriver:
             ask_operator=lambda q: self._ask(handle, q),
             bash_timeout=self._bash_timeout,
             sandbox=await self._sandbox(run),
+            model_unreachable_seconds=self.model_unreachable_seconds,
         )
         if provider.capabilities.mid_turn_input:
             inbox = _LiveInbox(self._engine, self._writer, handle)

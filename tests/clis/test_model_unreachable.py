@@ -2,26 +2,32 @@
 CLI's own message, instead of leaving the run ``running`` for ever (issue 14: Codex pointed at
 a base URL that answers nothing kept saying "Reconnecting... waiting for network").
 
-The real Codex and Claude Code binaries; their model address is a closed loopback port, so
-nothing is mocked.
+The real Codex and Claude Code binaries, and every ACP agent; their model address is a closed
+loopback port, so nothing is mocked.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.config import Settings
+from codeyard.testing.fake_llm import FakeLLM
+from tests.clis import acp_cases
+from tests.clis import acp_support as acp
+from tests.clis.agent_cases import AgentCase
 from tests.clis.support import events
-from tests.conftest import TOKEN, Api, open_api
+from tests.conftest import TOKEN, Api, open_api, running_api
 
 pytestmark = pytest.mark.anyio
 _PROBLEM = CodexProvider().problem()
@@ -126,3 +132,59 @@ async def test_claude_code_that_cannot_reach_its_model_fails_the_turn(
     assert elapsed >= 4
     retries = [e["data"] for e in await events(api, run["id"]) if e["type"] == "error"]
     assert retries and all("attempt" in e["message"] for e in retries)
+
+
+def _as_a_user_would(case: AgentCase, home: Path) -> dict[str, Any]:
+    """The offline recipe of ``case`` pointed at a closed port, less the retry limits the
+    contract suite sets (a user would not have them): each CLI retries as it does by default."""
+    dead = cast(FakeLLM, types.SimpleNamespace(url=f"http://127.0.0.1:{closed_port()}"))
+    options = case.options(dead, home)
+    if case.name == "gemini":
+        settings = home / ".gemini" / "settings.json"
+        saved = json.loads(settings.read_text())
+        saved.pop("general")
+        settings.write_text(json.dumps(saved))
+    elif case.name == "codex-acp":
+        provider = dict(options["config"]["model_providers.fake"])
+        del provider["request_max_retries"], provider["stream_max_retries"]
+        options["config"] = {**options["config"], "model_providers.fake": provider}
+    elif case.name == "claude-acp":
+        del options["env"]["CLAUDE_CODE_MAX_RETRIES"]
+    return options
+
+
+#: ACP agents that give up on a dead model by themselves before the limit, with their words.
+FAILS_BY_ITSELF = {"qwen": "Qwen Code failed the turn: Internal error: Connection error."}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", acp_cases.CASES, ids=[c.name for c in acp_cases.CASES])
+async def test_an_acp_agent_that_cannot_reach_its_model_fails_the_turn(
+    case: AgentCase, tmp_path: Path, git_repo: Path
+) -> None:
+    """Pointed at a closed port, Gemini CLI, OpenCode, Kilo and Claude Code's adapter retried
+    silently for more than 75 s (the run stayed ``running``); Copilot CLI went quiet, then ended
+    the turn as if it had worked (``review``); Codex's adapter gave up by itself after five
+    reconnects (~25 s); Qwen Code fails at once (``FAILS_BY_ITSELF``). None says it retries on
+    the protocol, so the ACP turn fails after ``model_unreachable_seconds`` of nothing from the
+    agent while it is in a model call."""
+    acp.require(case.provider())
+    limit = 5
+    settings = Settings(
+        data_dir=tmp_path / "data", admin_token=TOKEN, model_unreachable_seconds=limit
+    )
+    options = _as_a_user_would(case, tmp_path / "home")
+    async with running_api(settings) as api:
+        run = await acp.create(api, git_repo, case.name, case.model, options, "Say hi")
+        started = time.monotonic()
+        done = await api.wait_status(run["id"], "failed", "review", timeout=60)
+        elapsed = time.monotonic() - started
+        assert done["status"] == "failed", done
+        reason = done["status_reason"]
+        if case.name in FAILS_BY_ITSELF:
+            assert reason.startswith(FAILS_BY_ITSELF[case.name]), reason
+        else:
+            assert reason.startswith(f"The model could not be reached for {limit} s: {case.label}")
+            assert elapsed >= limit
+        failures = [e["data"] for e in await events(api, run["id"]) if e["type"] == "error"]
+        assert failures[-1]["message"] == reason

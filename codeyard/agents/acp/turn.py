@@ -346,9 +346,15 @@ class _Turn:
         while True:
             getter = asyncio.ensure_future(self.queue.get())
             try:
-                await asyncio.wait({getter, self.prompt_task}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {getter, self.prompt_task},
+                    timeout=self._silence_limit(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
             finally:
                 getter.cancel()
+            if not done:
+                raise AgentFailure(self._explain(self._unreachable()))
             if getter.done() and not getter.cancelled():
                 async with contextlib.aclosing(self._consume(getter.result())) as items:
                     async for item in items:
@@ -368,6 +374,23 @@ class _Turn:
                     self._explain(f"{self.launch.label} failed the turn: {end.reason}")
                 )
             yield end
+
+    def _silence_limit(self) -> float | None:
+        """How long the agent may send nothing: ``model_unreachable_seconds`` while it is in a
+        model call, no limit while one of its tools runs (a build may be quiet for minutes).
+        Agents retry a dead model API on their own and silently on the protocol (Gemini CLI,
+        OpenCode, Claude Code's adapter keep at it for minutes), so silence is the one sign
+        every ACP agent gives; approvals are awaited outside this wait."""
+        running = any(not c.ended and c.denied is None for c in self.state.calls.values())
+        return None if running else self.ctx.model_unreachable_seconds
+
+    def _unreachable(self) -> str:
+        seconds = self.ctx.model_unreachable_seconds
+        return (
+            f"The model could not be reached for {seconds:g} s: {self.launch.label} sent "
+            "nothing while calling it. Check the provider's address and key in the run's agent "
+            "options (see `codeyard fake-llm` for working examples), then resume."
+        )
 
     async def _consume(self, item: _Queued) -> AsyncGenerator[AdapterItem, None]:
         if isinstance(item, _Permission):
