@@ -503,6 +503,10 @@ OWNED = {
     ("GET", "/api/env-sets/{env_set_id}"): "env set",
     ("PUT", "/api/env-sets/{env_set_id}"): "env set",
     ("DELETE", "/api/env-sets/{env_set_id}"): "env set",
+    # A project's plans and discoveries are managed by its owner, members and admins.
+    ("DELETE", "/api/projects/{project_ref}/discover/conversations/{conversation_id}"): "project",
+    ("DELETE", "/api/projects/{project_ref}/plans/{plan_id}"): "project",
+    ("POST", "/api/projects/{project_ref}/plans/{plan_id}/accept"): "project",
 }
 #: Shared objects every member may use: reading a project, its files and branches, indexing,
 #: and agent profiles (which have no owner; changing them needs settings:write).
