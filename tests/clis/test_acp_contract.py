@@ -308,13 +308,14 @@ async def test_a_message_mid_tool_is_taken_into_the_running_turn(
     api = sqlite_api
     fake.script(
         [
-            Reply(tool_calls=(case.call("sleep 3 && echo slept"),)),
+            # Long enough that a loaded machine still delivers the message while it runs.
+            Reply(tool_calls=(case.call("sleep 6 && echo slept"),)),
             Reply(text="Noted the extra request."),
         ]
     )
     run = await acp.create(api, git_repo, case.name, case.model, case.options(fake, home), "Nap")
     await support.wait_model_calls(fake, 1)
-    await support.wait_for_process(support.worktree(api, run), "sleep 3")
+    await support.wait_for_process(support.worktree(api, run), "sleep 6")
     resp = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "Also: MIDTURN-42"})
     assert resp.status_code == 202, resp.text
     done = await api.wait_status(run["id"], "review", "failed", timeout=acp.WAIT)
