@@ -27,8 +27,10 @@ S = RunStatus
 WORKING = frozenset({S.PREPARING, S.RUNNING, S.WAITING})
 #: Crash-resumes in a row (without progress) after which ``auto_resume`` leaves a run alone.
 MAX_CRASH_RESUMES = 3
-#: Seconds before the n-th crash-resume in a row (the first is immediate): bounded back-off.
-BACKOFF = (0.0, 1.0, 2.0)
+#: Seconds before the n-th crash-resume in a row: bounded back-off. Even the first waits a
+#: moment, so that start-up answers its first request before a hundred runs prepare at once
+#: (with no wait, restart to healthy took 3.5 s with 100 runs resuming, against ~1.9 s).
+BACKOFF = (0.5, 1.0, 2.0)
 RESTART_REASON = "server restarted"
 GAVE_UP = (
     "server restarted; not resumed automatically: it was interrupted by "
