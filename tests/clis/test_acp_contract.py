@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +61,6 @@ def shared_home(case: AgentCase, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture
 def home(case: AgentCase, shared_home: Path, tmp_path: Path) -> Path:
     return shared_home if case.shared_home else tmp_path / "home"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
 
 
 def _sum_usage(usages: list[dict[str, Any]]) -> tuple[int, int]:

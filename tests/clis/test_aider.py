@@ -9,7 +9,6 @@ messages, not tool results. Everything else is asserted as the suite does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,6 @@ MODEL = "openai/gpt-4.1"
 @pytest.fixture(scope="module", autouse=True)
 def _installed() -> None:
     acp.require(AiderProvider())
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
 
 
 def options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,6 @@ def _needs_claude() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"Claude Code must run in CI: {_PROBLEM}")
     pytest.skip(f"Claude Code cannot run here: {_PROBLEM}")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
 
 
 @pytest.fixture

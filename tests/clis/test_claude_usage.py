@@ -8,67 +8,17 @@ while the turn runs and end at the CLI's own total with no model call counted tw
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
-from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall, Usage
+from tests.clis.claude_support import WAIT, create, options
 from tests.clis.support import approvals, events
 from tests.conftest import Api
 
-pytestmark = pytest.mark.anyio
-
-MODEL = "claude-sonnet-4-5"
-WAIT = 90.0
-_PROBLEM = ClaudeCodeProvider().problem()
-
-
-@pytest.fixture(autouse=True)
-def _needs_claude() -> None:
-    if _PROBLEM is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"Claude Code must run in CI: {_PROBLEM}")
-    pytest.skip(f"Claude Code cannot run here: {_PROBLEM}")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-
-
-def options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
-    env = {
-        "ANTHROPIC_BASE_URL": fake.url,
-        "ANTHROPIC_API_KEY": "test",
-        "HOME": str(home),  # sessions and settings stay in the test's directory
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    }
-    return {"env": env, **extra}
-
-
-async def create(
-    api: Api, repo: Path, opts: dict[str, Any], prompt: str, **extra: Any
-) -> dict[str, Any]:
-    body = {
-        "prompt": prompt,
-        "repo_path": str(repo),
-        "provider": "claude-code",
-        "model": MODEL,
-        "agent_options": opts,
-        **extra,
-    }
-    resp = await api.post("/api/runs", json=body)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("needs_claude")]
 
 
 async def test_usage_grows_during_the_turn_and_ends_at_the_clis_own_total(

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,6 @@ def _needs_codex() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"Codex must run in CI: {_PROBLEM}")
     pytest.skip(f"Codex cannot run here: {_PROBLEM}")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
 
 
 def options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
