@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
-from codeyard.store.pages import decode_cursor, page
+from codeyard.store.pages import newest_first, page
 from codeyard.store.writer import Tx
 
 P = schema.plans
@@ -36,13 +36,7 @@ async def list_plans(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; ``cursor`` is the last ``[created_at, id]`` seen."""
     stmt = select(P).where(P.c.project_id == project_id)
-    after = decode_cursor(cursor)
-    if after is not None:
-        created, last_id = str(after[0]), str(after[1])
-        stmt = stmt.where(
-            (P.c.created_at < created) | ((P.c.created_at == created) & (P.c.id < last_id))
-        )
-    stmt = stmt.order_by(P.c.created_at.desc(), P.c.id.desc()).limit(limit + 1)
+    stmt = newest_first(stmt, P, cursor, limit)
     rows = [_d(r) for r in (await conn.execute(stmt)).all()]
     return page(rows, limit, key=lambda r: [r["created_at"], r["id"]])
 

@@ -6,6 +6,8 @@ import base64
 import json
 from typing import Any
 
+from sqlalchemy import Select, Table
+
 from codeyard.domain.errors import BadRequest
 
 
@@ -31,3 +33,16 @@ def page(rows: list[Any], limit: int, key: Any) -> tuple[list[Any], str | None]:
         rows = rows[:limit]
         return rows, encode_cursor(key(rows[-1]))
     return rows, None
+
+
+def newest_first(stmt: Select[Any], table: Table, cursor: str | None, limit: int) -> Select[Any]:
+    """``stmt`` ordered newest first by ``(created_at, id)``, after the ``cursor`` of the last
+    page, fetching ``limit + 1`` rows for :func:`page` (key ``[created_at, id]``)."""
+    after = decode_cursor(cursor)
+    if after is not None:
+        created, last_id = str(after[0]), str(after[1])
+        stmt = stmt.where(
+            (table.c.created_at < created)
+            | ((table.c.created_at == created) & (table.c.id < last_id))
+        )
+    return stmt.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
