@@ -18,6 +18,7 @@ from codeyard.api.deps import Cursor, Limit, Svc
 from codeyard.api.schemas import Body
 from codeyard.domain.errors import BadRequest
 from codeyard.services import github as github_service
+from codeyard.services import github_platforms
 
 router = APIRouter(tags=["github"])
 public = APIRouter(tags=["github"])
@@ -125,7 +126,7 @@ class DetectedRemote(BaseModel):
 )
 async def platform_status(svc: Svc) -> list[dict[str, Any]]:
     """How Codeyard reaches each hosting platform: token or ``gh``, webhooks, polling."""
-    return await github_service.platforms(svc)
+    return await github_platforms.platforms(svc)
 
 
 @router.post(
@@ -136,4 +137,4 @@ async def platform_status(svc: Svc) -> list[dict[str, Any]]:
 async def detect_remote(body: DetectRemoteBody) -> dict[str, Any]:
     """A local repository's ``origin``: which platform, and whether pull requests can be opened
     there now (or what to fix)."""
-    return await github_service.detect_remote(body.path)
+    return await github_platforms.detect_remote(body.path)
