@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from codeyard.api.schemas import Body
 from codeyard.api.views import RunView, View
@@ -30,14 +31,24 @@ class TicketCreate(Body):
 
 
 class TicketUpdate(Body):
-    title: str | None = Field(default=None, min_length=1, max_length=300)
-    body: str | None = Field(default=None, max_length=100_000)
-    kind: Kind | None = None
-    priority: Priority | None = None
-    status: Status | None = None
+    """Fields left out keep their value; ``parent: null`` detaches, the others cannot be null."""
+
+    title: Annotated[str, Field(min_length=1, max_length=300)] | SkipJsonSchema[None] = None
+    body: Annotated[str, Field(max_length=100_000)] | SkipJsonSchema[None] = None
+    kind: Kind | SkipJsonSchema[None] = None
+    priority: Priority | SkipJsonSchema[None] = None
+    status: Status | SkipJsonSchema[None] = None
     labels: list[str] | None = Field(default=None, max_length=50)
     parent: int | None = Field(default=None, ge=1)
     blocked_by: list[int] | None = Field(default=None, max_length=100)
+
+    @field_validator("title", "body", "kind", "priority", "status")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields the client sent: an explicit null would reach a NOT NULL column.
+        if value is None:
+            raise ValueError("cannot be null: leave the field out to keep its current value")
+        return value
 
 
 class TicketStatusBody(Body):

@@ -45,6 +45,15 @@ async def test_tickets_are_numbered_moved_linked_and_listed(
     assert cycle.status_code == 422 and "wait for itself" in cycle.json()["detail"]
     assert (await api.get("/api/projects/shop/tickets/1")).json()["blocked_by"] == []
 
+    # An explicit null for a field that always has a value is refused (it was a 500 for status),
+    # while `parent: null` still detaches.
+    for field in ("status", "kind", "priority", "title", "body"):
+        null = await api.request("PATCH", "/api/projects/shop/tickets/2", json={field: None})
+        assert null.status_code == 422, (field, null.text)
+        assert "leave the field out" in null.text, null.text
+    kept = await api.request("PATCH", "/api/projects/shop/tickets/2", json={"parent": None})
+    assert kept.status_code == 200 and kept.json()["status"] == "inbox"
+
     moved = await api.request(
         "PATCH", "/api/projects/shop/tickets/1/status", json={"status": "done"}
     )
