@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+T = TypeVar("T")
 
 
 class Body(BaseModel):
@@ -12,6 +15,18 @@ class Body(BaseModel):
 
     def data(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
+
+
+def _refuse_null(value: T | None) -> T:
+    # Validators run only on values the client sent, so a left-out field never gets here.
+    if value is None:
+        raise ValueError("cannot be null: leave the field out to keep its current value")
+    return value
+
+
+#: A change-body field that may be left out but never sent as ``null`` (its column always has a
+#: value); the OpenAPI schema does not advertise null, and a null gets a 422 naming the fix.
+NonNull = Annotated[T | SkipJsonSchema[None], AfterValidator(_refuse_null)]
 
 
 class RepoSpec(Body):
@@ -28,8 +43,8 @@ class ProjectCreate(Body):
 
 
 class ProjectUpdate(Body):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    policy_set_ids: list[str] | None = None
+    name: NonNull[Annotated[str, Field(min_length=1, max_length=200)]] = None
+    policy_set_ids: NonNull[list[str]] = None
     member_ids: list[str] | None = Field(
         default=None,
         max_length=200,
@@ -42,7 +57,7 @@ class RepoUpdate(Body):
     default_branch: str | None = None
     setup_script: str | None = None
     cleanup_script: str | None = None
-    copy_files: list[str] | None = None
+    copy_files: NonNull[list[str]] = None
 
 
 PermissionMode = Literal["default", "plan", "auto"]
@@ -63,17 +78,17 @@ class AgentCreate(Body):
 
 
 class AgentUpdate(Body):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    provider: str | None = None
+    name: NonNull[Annotated[str, Field(min_length=1, max_length=200)]] = None
+    provider: NonNull[str] = None
     model: str | None = None
     instructions: str | None = None
-    allowed_tools: list[str] | None = None
-    disallowed_tools: list[str] | None = None
+    allowed_tools: NonNull[list[str]] = None
+    disallowed_tools: NonNull[list[str]] = None
     max_turns: int | None = Field(default=None, ge=1)
-    permission_mode: PermissionMode | None = None
-    policy_set_ids: list[str] | None = None
-    env_set_ids: list[str] | None = None
-    provider_config: dict[str, Any] | None = None
+    permission_mode: NonNull[PermissionMode] = None
+    policy_set_ids: NonNull[list[str]] = None
+    env_set_ids: NonNull[list[str]] = None
+    provider_config: NonNull[dict[str, Any]] = None
 
 
 class RunCreate(Body):

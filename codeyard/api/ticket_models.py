@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import Field
 
-from codeyard.api.schemas import Body
+from codeyard.api.schemas import Body, NonNull
 from codeyard.api.views import RunView, View
 
 Status = Literal["inbox", "backlog", "in_progress", "in_review", "done", "cancelled"]
@@ -33,22 +32,14 @@ class TicketCreate(Body):
 class TicketUpdate(Body):
     """Fields left out keep their value; ``parent: null`` detaches, the others cannot be null."""
 
-    title: Annotated[str, Field(min_length=1, max_length=300)] | SkipJsonSchema[None] = None
-    body: Annotated[str, Field(max_length=100_000)] | SkipJsonSchema[None] = None
-    kind: Kind | SkipJsonSchema[None] = None
-    priority: Priority | SkipJsonSchema[None] = None
-    status: Status | SkipJsonSchema[None] = None
+    title: NonNull[Annotated[str, Field(min_length=1, max_length=300)]] = None
+    body: NonNull[Annotated[str, Field(max_length=100_000)]] = None
+    kind: NonNull[Kind] = None
+    priority: NonNull[Priority] = None
+    status: NonNull[Status] = None
     labels: list[str] | None = Field(default=None, max_length=50)
     parent: int | None = Field(default=None, ge=1)
     blocked_by: list[int] | None = Field(default=None, max_length=100)
-
-    @field_validator("title", "body", "kind", "priority", "status")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        # Runs only for fields the client sent: an explicit null would reach a NOT NULL column.
-        if value is None:
-            raise ValueError("cannot be null: leave the field out to keep its current value")
-        return value
 
 
 class TicketStatusBody(Body):
@@ -196,10 +187,10 @@ class QueueCreate(Body):
 
 
 class QueueUpdate(Body):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    tickets: list[int] | None = Field(default=None, min_length=1, max_length=500)
-    max_parallel: int | None = Field(default=None, ge=1, le=16)
-    land: Literal["merge", "squash", "rebase"] | None = None
+    name: NonNull[Annotated[str, Field(min_length=1, max_length=200)]] = None
+    tickets: NonNull[Annotated[list[int], Field(min_length=1, max_length=500)]] = None
+    max_parallel: NonNull[Annotated[int, Field(ge=1, le=16)]] = None
+    land: NonNull[Literal["merge", "squash", "rebase"]] = None
     budget_usd: float | None = Field(default=None, gt=0, description="null: no budget.")
 
 
