@@ -8,9 +8,9 @@ own (several GraphQL calls per PR every 30 s). Here one :class:`Poller` serves t
   a ``304 Not Modified`` costs nothing against the rate limit, and says no pull request of the
   repository moved, so only those still settling (checks running, mergeability unknown) are
   read further (all of them every :data:`FULL_EVERY` cycles);
-* the state of the pull requests themselves (state, mergeability, review decision, head SHA and
-  the check rollup of the head commit) in **batched GraphQL**: up to 25 pull requests per query,
-  as aliases;
+* the state of the pull requests themselves (state, mergeability, review decision, head SHA,
+  the check rollup of the head commit, and the base branch's tip, so a base move is seen without
+  a ``push`` webhook) in **batched GraphQL**: up to 25 pull requests per query, as aliases;
 * a :class:`Budget`: requests per hour Codeyard may spend (default 1,000 of GitHub's 5,000, the
   rest kept for the user's own ``gh`` and tools); the interval between cycles stretches so a
   cycle's cost fits the budget, and when GitHub's remaining quota falls under the reserve the
@@ -37,7 +37,8 @@ BATCH = 25
 #: re-run check on the same head changes nothing a conditional list request would see).
 FULL_EVERY = 10
 _FIELDS = (
-    "number state isDraft mergeable reviewDecision headRefOid "
+    "number state isDraft mergeable reviewDecision headRefOid baseRefName "
+    "baseRef { target { oid } } "
     "commits(last: 1) { nodes { commit { statusCheckRollup { state contexts(first: 50) "
     "{ nodes { __typename ... on CheckRun { name status conclusion detailsUrl } "
     "... on StatusContext { context state targetUrl } } } } } } }"
@@ -59,6 +60,10 @@ class PrSnapshot:
     head_sha: str | None
     rollup: str | None
     checks: tuple[tuple[str, str, str | None], ...]
+    #: The base branch and its tip now (``baseRef.target``, not the base the pull request was
+    #: opened on): a new tip is a base move, seen without a ``push`` webhook.
+    base_ref: str | None = None
+    base_sha: str | None = None
 
     def summary(self) -> str:
         failing = [n for n, _s, c in self.checks if c in ("FAILURE", "ERROR", "TIMED_OUT")]
@@ -230,4 +235,6 @@ def _snapshot(pull: dict[str, Any] | None) -> PrSnapshot | None:
         head_sha=pull.get("headRefOid"),
         rollup=rollup.get("state"),
         checks=tuple(checks),
+        base_ref=pull.get("baseRefName"),
+        base_sha=((pull.get("baseRef") or {}).get("target") or {}).get("oid"),
     )

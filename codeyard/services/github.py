@@ -354,6 +354,9 @@ class PollLoop(_Background):
         self.svc = svc
         self.budget = Budget(per_hour=svc.settings.github_poll_budget_per_hour)
         self._done: set[tuple[str, int]] = set()  # merged or closed: not polled again
+        #: The base tip each pull request was last seen on; a new one (or the first sight,
+        #: which covers a move while the server was down) is a base move.
+        self._bases: dict[tuple[str, int], str] = {}
 
     async def refs(self) -> list[PrRef]:
         async with self.svc.engine.connect() as conn:
@@ -397,6 +400,13 @@ class PollLoop(_Background):
             review = await PrFeedbackApi(config).latest_change_request(ref.repo, ref.number)
             if review is not None and not is_bot(review.get("user")):
                 out.append(Signal("changes_requested", review=review))
+        key = (ref.repo, ref.number)
+        if snap.base_ref and snap.base_sha and self._bases.get(key) != snap.base_sha:
+            self._bases[key] = snap.base_sha
+            # Last: a fix turn started above rebases when it pushes. An idle run branch is
+            # rebased only when it no longer contains the base (a fetch decides), so the first
+            # sight after a restart costs a fetch and moves nothing.
+            out.append(Signal("base_moved", sha=snap.base_sha, branch=snap.base_ref))
         return out
 
     async def _loop(self) -> None:

@@ -12,9 +12,9 @@ the next turn here:
 * **Changes requested** by a person: the review's body and each inline comment are stored as
   ``pr.review_comment`` events and become the turn's message with their file and line.
 * **Merged or closed**: the stored pull request says so, and the run is done for good.
-* **The base branch moved** (a ``push`` delivery): an idle run branch is rebased onto it (the
-  result computed before anything moves) and force-pushed with lease; a conflict changes
-  nothing and is told on the run as an ``error`` event.
+* **The base branch moved** (a ``push`` delivery, or the poller saw a new base tip): an idle
+  run branch is rebased onto it (the result computed before anything moves) and force-pushed
+  with lease; a conflict changes nothing and is told on the run as an ``error`` event.
 
 After such a turn (status ``review``), once the repository's required local checks pass (if it
 has any), :func:`follow_turns` commits what is left, rebases when the base moved on the remote,

@@ -387,3 +387,39 @@ async def test_a_base_branch_push_rebases_an_idle_run_branch_and_a_conflict_push
         worktree = Path(next(iter(got["worktrees"].values())))
         assert git(worktree, "rev-parse", "HEAD") == remote_head
         assert git(worktree, "status", "--porcelain") == ""  # nothing half-done in the worktree
+
+
+async def test_the_poller_sees_a_base_move_without_webhooks_and_rebases_the_idle_branch(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    async with running_api(_settings(tmp_path, webhooks=False)) as api:
+        run, bare = await _run_with_pr(api, fake, tmp_path, [])
+        branch, first_head = run["branch"], run["pull_request"]["head_sha"]
+        url = f"https://github.com/{REPO}.git"
+        git(tmp_path / "loop", "config", f"url.{bare}.insteadOf", url)
+        loop = PollLoop(api.services)
+        async with httpx.AsyncClient(
+            base_url=fake.api_url, headers={"Authorization": "Bearer ghp_loop"}
+        ) as client:
+            poller = Poller(client, Budget(per_hour=100), loop.report)
+            # First sight: the base tip is new to the poller, but the branch contains it.
+            assert await poller.cycle(await loop.refs()) == 1
+            assert await _events(api, run["id"], "git.rebased") == []
+            assert git(bare, "rev-parse", f"refs/heads/{branch}") == first_head
+
+            other = tmp_path / "colleague"  # no push webhook: only the poller can see this
+            git(tmp_path, "clone", "-q", "-b", "main", str(bare), str(other))
+            (other / "NOTES.md").write_text("unrelated\n")
+            git(other, "add", "NOTES.md")
+            git(other, "commit", "-qm", "colleague: notes")
+            git(other, "push", "-q", "origin", "main")
+            main = git(other, "rev-parse", "HEAD")
+            poller.cycles = 0  # the next cycle reads every pull request (as every tenth does)
+            assert await poller.cycle(await loop.refs()) == 1
+            (rebased,) = await _events(api, run["id"], "git.rebased")
+        assert rebased["data"]["onto"] == "main"
+        remote_head = git(bare, "rev-parse", f"refs/heads/{branch}")
+        assert remote_head != first_head
+        assert git(bare, "merge-base", main, remote_head) == main
+        got = (await api.get(f"/api/runs/{run['id']}")).json()
+        assert got["status"] == "completed" and got["pull_request"]["head_sha"] == remote_head

@@ -8,7 +8,8 @@ instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implement
 * ``GET /repos/{owner}/{repo}/pulls/{number}``,
 * ``GET /repos/{owner}/{repo}/pulls?state=open`` with an ``ETag`` (``If-None-Match`` → 304),
 * ``POST /graphql`` for the one query shape ``codeyard.github.poller`` sends (aliased
-  ``repository``/``pullRequest`` blocks with the head commit's check rollup),
+  ``repository``/``pullRequest`` blocks with the head commit's check rollup and the base
+  branch's current tip),
 * rate-limit headers from :attr:`FakeGitHub.rate` on every answer,
 * ``GET /repos/{owner}/{repo}/commits/{ref}/check-runs``,
 * ``GET /repos/{owner}/{repo}/pulls/{number}/reviews``,
@@ -596,8 +597,17 @@ class FakeGitHub:
             "mergeable": "MERGEABLE" if pull.get("mergeable", True) else "CONFLICTING",
             "reviewDecision": None,
             "headRefOid": pull["head"]["sha"],
+            "baseRefName": pull["base"]["ref"],
+            "baseRef": {"target": {"oid": self._tip(pull["base"]["ref"], pull)}},
             "commits": {"nodes": [{"commit": {"statusCheckRollup": rollup}}]},
         }
+
+    def _tip(self, branch: str, pull: dict[str, Any]) -> str:
+        """The branch's tip now (in the backing bare repository when there is one)."""
+        repo = next(r for r in self._repos.values() if any(p is pull for p in r.pulls.values()))
+        if repo.bare is None:
+            return str(pull["base"]["sha"])
+        return self._sha(repo, branch, "base")
 
     def _hook_deliveries(self, query: Any, _b: Any, owner: str, name: str, hook_id: str) -> _Reply:
         self._repo(owner, name)
