@@ -100,6 +100,10 @@ class PullRequestView(View):
     review_state: Literal["approved", "changes_requested", "commented", "pending"] | None
     head_sha: str | None = None
     mergeable: bool | None = None
+    #: Check names the base branch's protection requires (``null``: the host cannot tell).
+    required_checks: list[str] | None = None
+    #: Required checks not passed on the head, each ``name: why``; merging waits for them.
+    waiting_on: list[str] = Field(default_factory=list)
 
 
 class BranchView(View):

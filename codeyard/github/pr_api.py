@@ -65,6 +65,11 @@ class PrFeedbackApi(GitHubRest):
                     out.append(FailedCheck(str(status.get("context")), url, text))
         return out
 
+    async def required_for(self, repo: str, branch: str) -> list[str] | None:
+        """The checks ``branch``'s protection requires (see :meth:`GitHubRest.required_checks`)."""
+        async with self._client() as client:
+            return await self.required_checks(client, _path(repo), branch)
+
     async def _check(
         self, client: httpx.AsyncClient, repo: str, run: dict[str, Any], doing: str
     ) -> FailedCheck:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 __all__ = [
+    "PASSING",
     "TOKEN_VARIABLES",
     "Check",
     "MergeMethod",
@@ -38,6 +39,10 @@ ReviewState = Literal["approved", "changes_requested", "commented", "pending"]
 TOKEN_VARIABLES = ("CODEYARD_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 API_URL_VARIABLE = "CODEYARD_GITHUB_API_URL"
 DEFAULT_API_URL = "https://api.github.com"
+
+
+#: Conclusions that satisfy a required check (GitHub counts neutral and skipped as passing).
+PASSING = frozenset({"success", "neutral", "skipped"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,23 @@ class PullRequest:
     #: The head commit the checks ran on; whether GitHub can merge it (None: not computed yet).
     head_sha: str | None = None
     mergeable: bool | None = None
+    #: Check names the base branch's protection requires; None when the host cannot tell
+    #: (the ``gh`` CLI, a token that may not read the branch).
+    required_checks: list[str] | None = None
+
+    def waiting_on(self) -> list[str]:
+        """Required checks the head has not passed, each with why: ``tests: failure``,
+        ``lint: in_progress``, ``build: not reported``. Merging waits until this is empty."""
+        out = []
+        for name in self.required_checks or []:
+            runs = [c for c in self.checks if c.name == name]
+            if not runs:
+                out.append(f"{name}: not reported")
+            elif any(c.status != "completed" for c in runs):
+                out.append(f"{name}: {next(c.status for c in runs if c.status != 'completed')}")
+            elif failed := [c for c in runs if c.conclusion not in PASSING]:
+                out.append(f"{name}: {failed[0].conclusion}")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +106,8 @@ class PullRequest:
             "review_state": self.review_state,
             "head_sha": self.head_sha,
             "mergeable": self.mergeable,
+            "required_checks": self.required_checks,
+            "waiting_on": self.waiting_on(),
         }
 
 

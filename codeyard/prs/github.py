@@ -1,8 +1,9 @@
 """Pull requests through GitHub's REST API (github.com or an Enterprise server), with a token.
 
-Four endpoints are used: create a pull, read a pull, the head commit's check runs and the pull's
-reviews. GitHub's answers are turned into ``BadRequest`` (what to fix: token, access, network)
-or ``Conflict`` (the pull request already exists); nothing from here reaches the API as a 500.
+The endpoints used: create, read and merge a pull; the head commit's check runs and commit
+statuses; the pull's reviews; and the base branch, whose protection names the required checks.
+GitHub's answers are turned into ``BadRequest`` (what to fix: token, access, network) or
+``Conflict`` (the pull request already exists); nothing from here reaches the API as a 500.
 """
 
 from __future__ import annotations
@@ -85,12 +86,45 @@ class GitHubRest:
                 client, f"/repos/{repo}/commits/{sha}/check-runs", doing, key="check_runs"
             )
             reviews = await self._paged(client, f"/repos/{repo}/pulls/{number}/reviews", doing)
+            combined = await self._request(
+                client, "GET", f"/repos/{repo}/commits/{sha}/status", doing=doing, missing=sha
+            )
+            base = str(_field(pull, doing, "base", "ref"))
+            required = await self.required_checks(client, repo, base)
         try:
             checks = [Check(r["name"], r["status"], r.get("conclusion")) for r in runs]
+            checks += [_status_check(s) for s in (combined.json() or {}).get("statuses") or []]
             pairs = [((r.get("user") or {}).get("login", ""), r["state"]) for r in reviews]
         except (KeyError, TypeError, AttributeError) as exc:
             raise _not_understood(doing, exc) from exc
-        return self._pull(pull, checks, doing=doing, reviews=pairs)
+        return self._pull(pull, checks, doing=doing, reviews=pairs, required=required)
+
+    async def required_checks(
+        self, client: httpx.AsyncClient, repo: str, branch: str
+    ) -> list[str] | None:
+        """The check names ``branch``'s protection requires (``[]``: none, or unprotected);
+        None when GitHub would not say (no such branch, no access, unreachable): merging then
+        leaves the decision to GitHub, which refuses with 405 if a required check is missing.
+
+        Read from ``GET /repos/{o}/{r}/branches/{branch}``, which any token that may read the
+        repository sees, rather than ``…/protection`` (administration permission).
+        """
+        try:
+            response = await client.get(f"/repos/{repo}/branches/{quote(branch, safe='')}")
+        except httpx.HTTPError:
+            return None
+        if not response.is_success:
+            return None
+        try:
+            body = response.json()
+            if not body.get("protected"):
+                return []
+            rules = (body.get("protection") or {}).get("required_status_checks") or {}
+            names = [str(c) for c in rules.get("contexts") or []]
+            names += [str(c["context"]) for c in rules.get("checks") or [] if c.get("context")]
+        except (ValueError, AttributeError, TypeError, KeyError):
+            return None
+        return list(dict.fromkeys(names))
 
     async def merge(
         self, remote_url: str, number: int, method: MergeMethod, sha: str | None
@@ -255,6 +289,7 @@ class GitHubRest:
         *,
         doing: str,
         reviews: list[tuple[str, str]] | None = None,
+        required: list[str] | None = None,
     ) -> PullRequest:
         try:
             merged = bool(data.get("merged") or data.get("merged_at"))
@@ -271,9 +306,20 @@ class GitHubRest:
                 review_state=fold_reviews(reviews or [], reviewers_requested=requested),
                 head_sha=(data.get("head") or {}).get("sha"),
                 mergeable=data.get("mergeable"),
+                required_checks=required,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _not_understood(doing, exc) from exc
+
+
+def _status_check(status: dict[str, Any]) -> Check:
+    """A commit status (external CI services) as a check: ``pending`` is still running,
+    ``error`` a failure, as GitHub's branch protection reads them."""
+    state = str(status["state"])
+    if state == "pending":
+        return Check(str(status["context"]), "in_progress", None)
+    conclusion = "success" if state == "success" else "failure"
+    return Check(str(status["context"]), "completed", conclusion)
 
 
 def _field(data: Any, doing: str, *keys: str) -> Any:

@@ -5,7 +5,8 @@ request is open the state machine lets it be queued again (``domain.status.WHILE
 What GitHub says about it (a webhook delivery, or the poller without webhooks) is turned into
 the next turn here:
 
-* **CI failed** on the pull request's current head: the failing checks' logs (fetched first),
+* **CI failed** on the pull request's current head: the failing checks' logs (fetched first;
+  only the checks the base branch's protection requires, when it names any),
   annotations and URLs become the turn's message — once per (pull request, head SHA), only
   while the run is idle, at most :data:`~codeyard.checks.MAX_ATTEMPTS` times per pull request
   (a person's comment resets the count), then ``feedback.exhausted`` and a notification.
@@ -45,7 +46,7 @@ from codeyard.services import checks as check_service
 from codeyard.services import runs as run_service
 from codeyard.services.context import Services
 from codeyard.store import checks as ledger
-from codeyard.store import projects, runs
+from codeyard.store import fencing, projects, runs
 from codeyard.store.writer import Tx
 from codeyard.workspace import branches, landing
 from codeyard.workspace.git import git
@@ -146,9 +147,13 @@ async def _ci_failed(svc: Services, run_id: str, repo: str, number: int, sha: st
     if used >= MAX_ATTEMPTS:
         await _exhausted(svc, run_id, key, cap_scope)
         return
-    failed = await PrFeedbackApi(PrConfig.from_env()).failed_checks(repo, sha)
+    api = PrFeedbackApi(PrConfig.from_env())
+    failed = await api.failed_checks(repo, sha)
+    required = await api.required_for(repo, str(pull.get("base") or ""))
+    if required:  # the base's protection names what must pass: only those are the agent's
+        failed = [f for f in failed if f.name in required]
     if not failed:
-        return  # re-run and passed meanwhile
+        return  # re-run and passed meanwhile, or only checks nobody requires failed
     attempt = used + 1
 
     async def record(tx: Tx) -> bool:
@@ -361,24 +366,26 @@ async def push_after_turn(svc: Services, run_id: str) -> None:
         except Conflict as exc:
             log.info("run %s not pushed to its pull request yet: %s", run_id, exc.detail)
             return
-        done = await _sync(run, repos, _commit_message(run))
+        with fencing.acting_for(run):  # a run a new turn took meanwhile is not pushed
+            await fencing.verify(svc.engine)
+            done = await _sync(run, repos, _commit_message(run))
+            await svc.writer.run(lambda tx: _record_turn_push(tx, run_id, done))
 
-        async def job(tx: Tx) -> None:
-            current = await runs.lock(tx, run_id)
-            value = await _record(tx, current, done)
-            if done.refused is not None:
-                await runs.update_fields(tx, run_id, pull_request=value)
-            elif S(current["status"]) == S.REVIEW:
-                await runs.set_status(
-                    tx,
-                    run_id,
-                    S.COMPLETED,
-                    f"pushed to pull request {value.get('url')}",
-                    resolution="pr_created",
-                    pull_request=value,
-                )
 
-        await svc.writer.run(job)
+async def _record_turn_push(tx: Tx, run_id: str, done: _Sync) -> None:
+    current = await runs.lock(tx, run_id)
+    value = await _record(tx, current, done)
+    if done.refused is not None:
+        await runs.update_fields(tx, run_id, pull_request=value)
+    elif S(current["status"]) == S.REVIEW:
+        await runs.set_status(
+            tx,
+            run_id,
+            S.COMPLETED,
+            f"pushed to pull request {value.get('url')}",
+            resolution="pr_created",
+            pull_request=value,
+        )
 
 
 async def _close(tx: Tx, run_id: str) -> None:

@@ -46,6 +46,14 @@ async def merge(svc: Services, ref: str, method: MergeMethod, sha: str | None) -
         raise Conflict(
             f"Pull request #{number} is {current.state}; only an open pull request can be merged."
         )
+    if waiting := current.waiting_on():
+        # GitHub would refuse too (405), but without saying which check; with no protection
+        # readable (``required_checks`` None) the forge decides alone.
+        raise Conflict(
+            f"Pull request #{number} waits for its required checks ({'; '.join(waiting)}): "
+            f"merge once they pass (GET /api/runs/{run['id']}/pull-request shows them).",
+            waiting_on=waiting,
+        )
     head = sha or current.head_sha
     await host.merge(remote_url, number, method, head)
     merged = ev.PrMerged(repo_id=stored["repo_id"], number=number, method=method, head_sha=head)

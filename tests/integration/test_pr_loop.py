@@ -423,3 +423,54 @@ async def test_the_poller_sees_a_base_move_without_webhooks_and_rebases_the_idle
         assert git(bare, "merge-base", main, remote_head) == main
         got = (await api.get(f"/api/runs/{run['id']}")).json()
         assert got["status"] == "completed" and got["pull_request"]["head_sha"] == remote_head
+
+
+async def test_required_checks_gate_the_merge_and_only_their_failures_are_handed_back(
+    fake: FakeGitHub, tmp_path: Path
+) -> None:
+    async with running_api(_settings(tmp_path)) as api:
+        fix = [{"bash": "echo fixed >> calc.py && git add -A && git commit -qm fix"}]
+        run, _bare = await _run_with_pr(api, fake, tmp_path, fix)
+        number, head = run["pull_request"]["number"], run["pull_request"]["head_sha"]
+        fake.protect(REPO, "main", ["tests", "ci/jenkins"])
+        # A check nobody requires fails: on the timeline, but no turn for the agent.
+        fake.add_check_run(head, "lint", "completed", "failure", log="E501 line too long\n")
+        await _deliver(api, "check_run", _check_run(head, number))
+        assert await eventually(lambda: _all_processed(api), timeout=10)
+        assert await _events(api, run["id"], "feedback.sent") == []
+
+        fake.add_check_run(head, "tests", "in_progress")
+        fake.add_status(head, "ci/jenkins", "success")
+        status = (await api.get(f"/api/runs/{run['id']}/pull-request")).json()
+        assert status["required_checks"] == ["tests", "ci/jenkins"]
+        assert status["waiting_on"] == ["tests: in_progress"]
+        assert {"name": "ci/jenkins", "status": "completed", "conclusion": "success"} in (
+            status["checks"]
+        )
+        refused = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["waiting_on"] == ["tests: in_progress"]
+        assert "waits for its required checks (tests: in_progress)" in refused.json()["detail"]
+        assert fake.pull(REPO, number)["state"] == "open"
+
+        # The required check fails: one turn, with its log and not the optional one's.
+        fake._runs_by_sha[head][-1].update(status="completed", conclusion="failure")
+        fake.add_check_run(head, "tests", "completed", "failure", log=FAILING_LOG)
+        await _deliver(api, "check_run", _check_run(head, number))
+        run = await _settled_after_pushes(api, run["id"], 2)
+        (prompt,) = [
+            e["data"]["text"]
+            for e in await _events(api, run["id"], "user.message")
+            if e["data"]["author"] == "codeyard"
+        ]
+        assert "FAILED tests/test_calc.py::test_add" in prompt and "E501" not in prompt
+
+        new_head = run["pull_request"]["head_sha"]
+        assert new_head != head
+        fake.add_check_run(new_head, "tests", "completed", "success")
+        fake.add_status(new_head, "ci/jenkins", "success")
+        status = (await api.get(f"/api/runs/{run['id']}/pull-request")).json()
+        assert status["waiting_on"] == []
+        merged = await api.post(f"/api/runs/{run['id']}/pull-request/merge", json={})
+        assert merged.status_code == 200, merged.text
+        assert fake.pull(REPO, number)["merged"] is True

@@ -140,6 +140,8 @@ async def test_create_sends_the_fields_and_the_token(fake: FakeGitHub, config: P
         "review_state": None,
         "head_sha": fake.pull("octo/widgets", 1)["head"]["sha"],
         "mergeable": True,
+        "required_checks": None,  # a created pull is not read again: protection unread
+        "waiting_on": [],
     }
 
 
@@ -374,6 +376,8 @@ async def test_gh_is_used_without_a_token(fake_gh: Path) -> None:
         "review_state": "approved",
         "head_sha": "0123456789abcdef0123456789abcdef01234567",
         "mergeable": False,
+        "required_checks": None,  # gh's JSON has no branch protection: the forge decides
+        "waiting_on": [],
     }
 
 

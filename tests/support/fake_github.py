@@ -19,6 +19,8 @@ instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implement
   the token as GitHub's log storage does), ``GET …/check-runs/{id}/annotations``,
   ``GET …/commits/{ref}/status`` (combined commit statuses),
   ``GET …/pulls/{number}/reviews/{id}/comments`` (a review's inline comments),
+* ``GET /repos/{owner}/{repo}/branches/{branch}`` (its protection's required checks, set with
+  :meth:`FakeGitHub.protect`),
 * ``GET /repos/{owner}/{repo}/hooks/{id}/deliveries`` (cursor-paged, newest first) and
   ``POST …/deliveries/{delivery_id}/attempts`` (redeliver: same ``guid``, a new attempt),
 
@@ -51,7 +53,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 DOCS = "https://docs.github.com/rest"
 _GQL_REPO = re.compile(r'(r\d+): repository\(owner: "([^"]+)", name: "([^"]+)"\)')
@@ -77,6 +79,7 @@ _ROUTES = [
     ),
     ("PUT", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/merge"), "merge_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries"), "hook_deliveries"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/branches/([^/]+)"), "branch"),
     (
         "POST",
         re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries/(\d+)/attempts"),
@@ -110,6 +113,7 @@ class _Repo:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     review_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    required: dict[str, list[str]] = field(default_factory=dict)  # protected branch → checks
 
 
 class _Reply(Exception):
@@ -224,6 +228,11 @@ class FakeGitHub:
                 self._logs[run_id] = log.encode()
             self._annotations[run_id] = list(annotations or [])
             return dict(run)
+
+    def protect(self, full_name: str, branch: str, required: list[str]) -> None:
+        """Branch protection on ``branch`` requiring the named checks to pass."""
+        with self._lock:
+            self._repos[full_name].required[branch] = list(required)
 
     def add_status(
         self, sha: str, context: str, state: str, description: str = "", target_url: str = ""
@@ -608,6 +617,26 @@ class FakeGitHub:
         if repo.bare is None:
             return str(pull["base"]["sha"])
         return self._sha(repo, branch, "base")
+
+    def _branch(self, _q: Any, _b: Any, owner: str, name: str, branch: str) -> _Reply:
+        repo = self._repo(owner, name)
+        branch = unquote(branch)
+        try:
+            sha = self._sha(repo, branch, "branch")
+        except _Reply:
+            raise _Reply(404, {"message": "Branch not found", "documentation_url": DOCS}) from None
+        required = repo.required.get(branch)
+        body: dict[str, Any] = {"name": branch, "commit": {"sha": sha}, "protected": False}
+        if required is not None:
+            # Both spellings GitHub uses: ``contexts`` (names) and ``checks`` (name and app).
+            rules = {
+                "enforcement_level": "non_admins",
+                "contexts": required,
+                "checks": [{"context": c, "app_id": None} for c in required],
+            }
+            protection = {"enabled": True, "required_status_checks": rules}
+            body.update(protected=True, protection=protection)
+        return _Reply(200, body)
 
     def _hook_deliveries(self, query: Any, _b: Any, owner: str, name: str, hook_id: str) -> _Reply:
         self._repo(owner, name)

@@ -8158,6 +8158,8 @@ export interface components {
             mergeable?: boolean | null;
             /** Number */
             number: number;
+            /** Required Checks */
+            required_checks?: string[] | null;
             /** Review State */
             review_state: ("approved" | "changes_requested" | "commented" | "pending") | null;
             /**
@@ -8169,6 +8171,8 @@ export interface components {
             title: string;
             /** Url */
             url: string;
+            /** Waiting On */
+            waiting_on?: string[];
         };
         /** PullResult */
         PullResult: {
