@@ -27,7 +27,7 @@ from codeyard.agents.aider import AiderProvider
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
 from codeyard.agents.script import ScriptProvider
-from codeyard.api import lazy, preview, problems, webui
+from codeyard.api import lazy, preview_host, problems, webui
 from codeyard.api.auth import require_principal
 from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
 from codeyard.api.limits import SlidingWindow, limit_run_creation
@@ -215,7 +215,7 @@ async def _start_terminals(app: FastAPI, services: Services) -> list[asyncio.Tas
     )
     await manager.start()
     app.state.terminals = manager
-    app.state.preview = preview.PreviewState(domain=settings.preview_domain)
+    app.state.preview = preview_host.PreviewState(domain=settings.preview_domain)
 
     async def report(run_id: str, type: str, data: dict[str, object]) -> None:
         await services.writer.append(run_id, [parse_event(type, data)])
@@ -232,7 +232,7 @@ async def _stop_terminals(app: FastAPI, tasks: list[asyncio.Task[None]]) -> None
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await app.state.terminals.stop()
-    await app.state.preview.client.aclose()
+    await app.state.preview.aclose()
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
@@ -257,7 +257,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(HostAllowlistMiddleware, allowed=allowed_hosts(settings))
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: preview origins get the previewed app's headers, not Codeyard's.
-    app.add_middleware(preview.PreviewHostMiddleware, domain=settings.preview_domain)
+    app.add_middleware(preview_host.PreviewHostMiddleware, domain=settings.preview_domain)
 
 
 #: Every router, in the order their routes are tried, with the first path segments under /api
@@ -266,6 +266,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
 PUBLIC_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("meta:public", ("health",)),
     ("auth_routes:public", ("auth",)),
+    ("email_login:public", ("auth",)),  # issue 19: sign-in by emailed code
     ("share:public", ("share",)),
     ("terminals:shared", ("share",)),
     ("notifications:public", ("notifications",)),
@@ -315,6 +316,7 @@ AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("policy_members:router", ("policy-sets", "settings")),
     ("auth_sessions:router", ("auth",)),
     ("git_identity:router", ("me",)),  # issue 19
+    ("profile:router", ("me",)),  # issue 19
     ("workflows:router", ("workflows",)),  # issue 20
     # Tickets, reviews and work queues (issue 19):
     ("tickets:router", ("projects",)),

@@ -103,6 +103,17 @@ class Settings(BaseSettings):
     #: Without a webhook secret, one poller follows every run's pull request within this many
     #: GitHub API requests per hour (0: no polling); the rest of the quota stays the user's.
     github_poll_budget_per_hour: int = Field(default=1000, ge=0, le=5000)
+    #: The SMTP server that sends one-time sign-in codes and invitations (issue 19); empty:
+    #: email sign-in is off. ``smtp_security``: ``starttls``, ``tls`` (implicit) or ``none``.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    #: The sender of Codeyard's mail.
+    smtp_from: str = "Codeyard <codeyard@localhost>"
+    #: Minutes an emailed sign-in code stays valid.
+    email_code_minutes: float = Field(default=10.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _temporal_needs_postgresql(self) -> Settings:

@@ -15,6 +15,10 @@ class UserView(View):
     #: ``admin``, ``member`` or ``viewer``.
     role: str
     mfa_enabled: bool
+    #: Where sign-in codes go (``null``: this user signs in with a password only).
+    email: str | None = None
+    #: The name people see (``null``: the username).
+    display_name: str | None = None
     created_at: str
     updated_at: str
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, BackgroundTasks, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from codeyard.api.account_views import UserView
-from codeyard.api.auth import require_scope
+from codeyard.api.auth import Caller, require_scope
 from codeyard.api.auth_routes import Password, Username
 from codeyard.api.deps import Cursor, Limit, Svc, listing
+from codeyard.api.email_login import Email
 from codeyard.api.views import Page
-from codeyard.services import auth
+from codeyard.services import auth, email_login
 from codeyard.services import users as service
 from codeyard.store.users import public
 
@@ -33,6 +34,22 @@ class UserUpdate(BaseModel):
 
     role: Role | None = None
     password: Password | None = None
+    #: Where this user's sign-in codes go; ``null`` removes it (password sign-in only).
+    email: Email | None = None
+
+
+class RoleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+class InviteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    role: Role = "member"
+    username: Username | None = Field(default=None, description="Default: the email's local part.")
 
 
 @router.get("", response_model=Page[UserView])
@@ -53,10 +70,32 @@ async def get_user(user_id: str, svc: Svc) -> dict[str, Any]:
     return public(await service.find_user(svc, user_id))
 
 
+@router.post("/invite", status_code=201, response_model=UserView)
+async def invite_user(body: InviteBody, background: BackgroundTasks, svc: Svc) -> dict[str, Any]:
+    """Invite someone by email: a user who signs in with emailed codes (POST
+    /api/auth/request-otp), and a message telling them how. 400 without SMTP settings; 409
+    when the email or username is taken."""
+    user, message = await email_login.invite(svc, body.email, body.role, body.username)
+    background.add_task(email_login.deliver, svc, message)
+    return user
+
+
 @router.patch("/{user_id}", response_model=UserView)
-async def update_user(user_id: str, body: UserUpdate, svc: Svc) -> dict[str, Any]:
-    """Change the role, or set a new password (which ends the user's sessions)."""
-    return await service.update_user(svc, user_id, body.model_dump(exclude_unset=True))
+async def update_user(
+    user_id: str, body: UserUpdate, principal: Caller, svc: Svc
+) -> dict[str, Any]:
+    """Change the role or email, or set a new password (which ends the user's sessions)."""
+    actor = principal.user_id or "admin"
+    return await service.update_user(svc, user_id, body.model_dump(exclude_unset=True), actor)
+
+
+@router.patch("/{user_id}/role", response_model=UserView)
+async def change_role(user_id: str, body: RoleBody, principal: Caller, svc: Svc) -> dict[str, Any]:
+    """Change a member's role; recorded in GET /api/audit-log (``user.role``). 409 when it
+    would leave no admin: make another user admin first."""
+    return await service.update_user(
+        svc, user_id, {"role": body.role}, principal.user_id or "admin"
+    )
 
 
 @router.delete("/{user_id}", status_code=204)

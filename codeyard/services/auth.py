@@ -217,6 +217,15 @@ def _failed(state: AuthState, client: str, username: str | None = None) -> None:
         state.limiter.failed(username_key(username))
 
 
+def guard_sign_in(state: AuthState, client: str, account: str | None = None) -> None:
+    """The sign-in limiter for other ways in (emailed codes): the same counts as passwords."""
+    _guard(state, client, account)
+
+
+def sign_in_failed(state: AuthState, client: str, account: str | None = None) -> None:
+    _failed(state, client, account)
+
+
 def guard_password_check(state: AuthState, username: str) -> None:
     """For account routes that re-check the password: limited per username like sign-in."""
     wait = state.limiter.retry_after(username_key(username))
@@ -298,6 +307,9 @@ async def _check_second_factor(
         code_digest = digest(totp.normalize_recovery_code(code))
         return await svc.writer.run(lambda tx: users.use_recovery_code(tx, user["id"], code_digest))
     return False
+
+
+check_second_factor = _check_second_factor
 
 
 async def login(

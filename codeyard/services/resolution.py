@@ -24,11 +24,11 @@ from codeyard.run_workspace.checkpointing import delete_run_refs
 from codeyard.run_workspace.landing_once import land_once
 from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import checks as check_service
-from codeyard.services import ownership
+from codeyard.services import ownership, profile
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
-from codeyard.store import events, projects, runs, users
+from codeyard.store import events, fencing, projects, runs, users
 from codeyard.store.writer import Tx
 from codeyard.tickets import gate as review_gate
 from codeyard.workspace import branches, landing
@@ -90,11 +90,14 @@ async def resolve(
     if action in LAND or action == "create_pr":
         await review_gate.check_approved(svc, run)  # the require_review_to_merge setting
     if action in LAND:
-        return await _land(svc, run, repos, action, body)
+        # Fenced on the attempt read above: a run a new attempt took meanwhile is not landed.
+        with fencing.acting_for(run):
+            return await _land(svc, run, repos, action, body)
     if action == "discard":
         return await _discard(svc, run)
     if action == "create_pr":
-        return await _create_pr(svc, run, repos, body)
+        with fencing.acting_for(run):
+            return await _create_pr(svc, run, repos, body)
     return await _agent_merge(svc, run, repos, body)
 
 
@@ -154,7 +157,9 @@ async def _land(
                 author,
             )
         )
-    # Exactly once across a crash: the intent is on the run before any target moves.
+    # Exactly once across a crash: the intent is on the run before any target moves (and that
+    # write is fenced: a stale landing moves nothing).
+    await fencing.verify(svc.engine)
     plans = await land_once(svc.writer, run, list(run["worktrees"]), requests, strategy)
     for repo_id, path in run["worktrees"].items():
         head, commit = snapshots[repo_id]
@@ -231,7 +236,9 @@ async def _create_pr(
         await adopt_snapshot(Path(path), run["branch"], head, commit_sha)
     created = []
     for repo_id, repo, remote_url, host in hosts:
-        await branches.push(repo, run["branch"])
+        await fencing.verify(svc.engine)  # nothing pushed or opened for a stale attempt
+        async with profile.push_env(svc, run["created_by"]) as env:
+            await branches.push(repo, run["branch"], env=env)
         target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
         summary = await _final_message(svc, run["id"])
         pr = await host.create(
@@ -354,8 +361,6 @@ async def push(svc: Services, ref: str, force: bool) -> dict[str, Any]:
     run, repos = await _load(svc, ref)
     if not run["branch"]:
         raise InvalidTransition("The run has no branch yet.", current_status=run["status"])
-    for repo_id in run["repo_ids"]:
-        await branches.push(Path(repos[repo_id]["path"]), run["branch"], force=force)
 
     async def job(tx: Tx) -> None:
         for repo_id in run["repo_ids"]:
@@ -364,7 +369,13 @@ async def push(svc: Services, ref: str, force: bool) -> dict[str, Any]:
             )
             await tx.emit_one(run["id"], pushed)
 
-    await svc.writer.run(job)
+    with fencing.acting_for(run):
+        for repo_id in run["repo_ids"]:
+            await fencing.verify(svc.engine)  # a run another attempt took is not pushed
+            async with profile.push_env(svc, run["created_by"]) as env:
+                path = Path(repos[repo_id]["path"])
+                await branches.push(path, run["branch"], force=force, env=env)
+        await svc.writer.run(job)
     return {"branch": run["branch"], "remote": "origin", "pushed": True}
 
 

@@ -16,7 +16,7 @@ from codeyard.domain.ids import new_id
 from codeyard.services import auth
 from codeyard.services.account import clear_mfa
 from codeyard.services.context import Services
-from codeyard.store import sessions, users
+from codeyard.store import audit, sessions, users
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Tx, Writer
 
@@ -57,23 +57,38 @@ async def _keep_an_admin(tx: Tx, user: dict[str, Any]) -> None:
         )
 
 
-async def update_user(svc: Services, ref: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Change ``role`` and/or set a new ``password`` (which ends the user's sessions)."""
+async def update_user(
+    svc: Services, ref: str, changes: dict[str, Any], actor: str = "admin"
+) -> dict[str, Any]:
+    """Change ``role``, ``email`` and/or set a new ``password`` (which ends the user's
+    sessions). A role change leaves an audit row (``user.role``) in the same transaction, and
+    the last admin cannot be demoted (409)."""
     user = await find_user(svc, ref)
     values: dict[str, Any] = {}
     if changes.get("role") is not None:
         values["role"] = changes["role"]
     if changes.get("password") is not None:
         values["password_hash"] = passwords.hash_password(changes["password"])
+    if "email" in changes:
+        values["email"] = changes["email"].strip().lower() if changes["email"] else None
 
     async def job(tx: Tx) -> dict[str, Any]:
         current = await users.get(tx.conn, user["id"])
         if values.get("role", current["role"]) != "admin":
             await _keep_an_admin(tx, current)
+        if values.get("email"):
+            holder = await users.find_by_email(tx.conn, values["email"])
+            if holder is not None and holder["id"] != user["id"]:
+                raise Conflict(f"Another user has the email '{values['email']}'.")
         if values:
             await users.update_user(tx, user["id"], **values)
         if "password_hash" in values:
             await sessions.delete_sessions_of(tx, user["id"])
+        if values.get("role", current["role"]) != current["role"]:
+            change = {"username": current["username"], "old": current["role"]}
+            await audit.record(
+                tx, actor, "user.role", user["id"], {**change, "new": values["role"]}
+            )
         return await users.get(tx.conn, user["id"])
 
     return users.public(await svc.writer.run(job))

@@ -297,6 +297,30 @@ users = Table(
     #: default made from the username (migration 0018).
     Column("git_name", String(200)),
     Column("git_email", String(320)),
+    #: Where one-time sign-in codes and invitations go (lower case, unique; migration 0019).
+    Column("email", String(320)),
+    #: The profile: a name people see and an IANA time zone (``Europe/Lisbon``).
+    Column("display_name", String(200)),
+    Column("time_zone", String(64)),
+    #: An ed25519 key pair for pushing over SSH: the OpenSSH public key, its ``SHA256:``
+    #: fingerprint, and the private key sealed with the data dir's key (never stored plain).
+    Column("ssh_public_key", Text),
+    Column("ssh_private_key", Text),
+    Column("ssh_fingerprint", String(100)),
+    Column("ssh_key_created_at", String(32)),
+    Index("ux_users_email", "email", unique=True),
+)
+
+#: One-time sign-in codes sent by email: digests only, single use, a few wrong guesses each.
+email_codes = Table(
+    "email_codes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("expires_at", String(32), nullable=False),
+    Column("created_at", String(32), nullable=False),
 )
 
 sessions = Table(

@@ -29,6 +29,8 @@ def public(user: dict[str, Any]) -> dict[str, Any]:
         "username": user["username"],
         "role": user["role"],
         "mfa_enabled": user["totp_secret"] is not None,
+        "email": user.get("email"),
+        "display_name": user.get("display_name"),
         "created_at": user["created_at"],
         "updated_at": user["updated_at"],
     }
@@ -66,6 +68,11 @@ async def find_by_name(conn: AsyncConnection, username: str) -> dict[str, Any] |
     return _d(row) if row else None
 
 
+async def find_by_email(conn: AsyncConnection, email: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(U).where(U.c.email == email))).first()
+    return _d(row) if row else None
+
+
 async def list_page(
     conn: AsyncConnection, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -87,6 +94,7 @@ async def update_user(tx: Tx, user_id: str, **values: Any) -> None:
 
 async def remove(tx: Tx, user_id: str) -> None:
     await tx.conn.execute(delete(RC).where(RC.c.user_id == user_id))
+    await tx.conn.execute(delete(schema.email_codes).where(schema.email_codes.c.user_id == user_id))
     await tx.conn.execute(delete(U).where(U.c.id == user_id))
 
 

@@ -152,8 +152,15 @@ async def commit_all(worktree: Path, message: str, author: Author | None = None)
     return (await git("rev-parse", "HEAD", cwd=worktree)).stdout
 
 
-async def push(repo: Path, branch: str, remote: str = "origin", force: bool = False) -> None:
-    """Push ``branch`` to the same name on ``remote`` and make that its upstream.
+async def push(
+    repo: Path,
+    branch: str,
+    remote: str = "origin",
+    force: bool = False,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Push ``branch`` to the same name on ``remote`` and make that its upstream (``env``: e.g.
+    ``GIT_SSH_COMMAND`` with the run owner's SSH key).
 
     ``force`` uses ``--force-with-lease``: the remote is overwritten only if it is still where we
     last saw it, so someone else's commits are never lost. Rejections are ``Conflict``.
@@ -170,7 +177,7 @@ async def push(repo: Path, branch: str, remote: str = "origin", force: bool = Fa
     ref = f"refs/heads/{branch}"
     lease = ("--force-with-lease",) if force else ()
     args = ("push", "--porcelain", "--set-upstream", *lease, remote, f"{ref}:{ref}")
-    result = await git(*args, cwd=repo, check=False, timeout=300)
+    result = await git(*args, cwd=repo, env=env, check=False, timeout=300)
     if result.returncode == 0:
         return
     rejected = [line for line in result.stdout.splitlines() if line.startswith("!")]

@@ -144,6 +144,9 @@ PUBLIC_ROUTES = {
     ("POST", "/api/auth/setup"),
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/token-login"),
+    # Sign-in by emailed one-time code (issue 19): the code is the credential.
+    ("POST", "/api/auth/request-otp"),
+    ("POST", "/api/auth/verify-otp"),
     ("GET", "/api/share/{token}/run"),
     ("GET", "/api/share/{token}/events"),
     ("GET", "/api/share/{token}/events/stream"),
@@ -151,6 +154,8 @@ PUBLIC_ROUTES = {
     # A notification's one-tap link: the signed single-use token is the permission.
     ("GET", "/api/notifications/actions/{token}"),
     ("POST", "/api/notifications/actions/{token}"),
+    # A Slack button click: Slack's v0 signature with the channel's signing secret is the permission.
+    ("POST", "/api/notifications/slack/{channel_id}/interactions"),
     # A command's output download link: the sealed, expiring token is the permission.
     ("GET", "/api/command-output/{token}"),
     # The API reference page and its bundled assets (the schema it reads is public too).
