@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import psutil
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.preview import leases
@@ -24,6 +23,8 @@ Report = Callable[[str, str, dict[str, object]], Awaitable[None]]
 
 def listening_ports() -> set[int]:
     """TCP ports something listens on (IPv4 or IPv6, any address)."""
+    import psutil  # first used once a lease exists, not at the server's start-up (issue 15)
+
     found: set[int] = set()
     for conn in psutil.net_connections(kind="tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr:

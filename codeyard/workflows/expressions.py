@@ -11,8 +11,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jsonpath_ng.exceptions import JsonPathParserError
-from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from codeyard.domain.errors import ValidationFailed
@@ -118,7 +116,17 @@ def render_condition(expression: str) -> str:
     return TEMPLATE.sub(lambda m: m.group(1), expression)
 
 
+def jsonpath_parse(path: str) -> Any:
+    """The JSONPath parser, imported on first use: the server's start-up imports this module
+    (the workflow engine) but rarely a JSONPath (issue 15)."""
+    from jsonpath_ng.ext.parser import parse
+
+    return parse(path)
+
+
 def check_jsonpath(path: str) -> str | None:
+    from jsonpath_ng.exceptions import JsonPathParserError
+
     try:
         jsonpath_parse(path)
     except (JsonPathParserError, Exception) as exc:  # the parser raises plain Exceptions too

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator, SchemaError
-
 from codeyard.domain.errors import ValidationFailed
 from codeyard.workflows import expressions as ex
 from codeyard.workflows.model import (
@@ -190,6 +188,9 @@ def _check_step(
 def check_schema(schema: dict[str, Any]) -> str | None:
     """A problem with an extraction's JSON Schema, or None. The top level must be an object:
     every backend's structured output (a response format, a forced tool) takes only objects."""
+    # Imported here: jsonschema costs ~35 ms of the server's start-up CPU (issue 15).
+    from jsonschema import Draft202012Validator, SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 from pydantic import BaseModel, RootModel, model_validator
 
 from codeyard.auth.principal import Principal
@@ -34,6 +32,10 @@ def schema_model(schema: dict[str, Any]) -> type[BaseModel]:
     """A pydantic model whose JSON Schema is ``schema`` and whose validation is the JSON Schema
     validator's, so the utility model's seam (typed answers, one retry with the error) serves
     a schema that only exists at run time."""
+    # Imported here: jsonschema costs ~35 ms of the server's start-up CPU (issue 15).
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
     validator = Draft202012Validator(schema)
 
     class Answer(RootModel[dict[str, Any]]):

@@ -7,7 +7,6 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codeyard.domain.errors import ValidationFailed
@@ -273,6 +272,8 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def parse_text(source: str) -> dict[str, Any]:
     """YAML (a superset of JSON) to a mapping; 422 with the line for a syntax error."""
+    import yaml  # on first use, not at the server's start-up (issue 15)
+
     try:
         data = yaml.safe_load(source)
     except yaml.YAMLError as exc:
@@ -310,6 +311,8 @@ def dump(defn: WorkflowDefinition) -> dict[str, Any]:
 
 def to_yaml(data: dict[str, Any]) -> str:
     """The source text of a definition posted as an object (shown in the editor)."""
+    import yaml
+
     return str(yaml.safe_dump(data, sort_keys=False))
 
 

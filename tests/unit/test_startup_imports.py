@@ -39,7 +39,7 @@ API_AT_START = {
     "codeyard.api.lazy",
     "codeyard.api.limits",
     "codeyard.api.middleware",
-    "codeyard.api.preview",
+    "codeyard.api.preview_host",
     "codeyard.api.problems",
     "codeyard.api.webui",
 }
