@@ -13,14 +13,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from codeyard.api.auth import SIGNED_IN, Caller, require_scope
 from codeyard.api.deps import Svc
 from codeyard.domain.errors import BadRequest, CodeyardError
-from codeyard.notifications import service, store
+from codeyard.notifications import service, slack, store
 from codeyard.notifications.messages import KINDS
 from codeyard.notifications.service import Notifications
 from codeyard.store import runs, schema
@@ -159,10 +159,13 @@ async def put_preferences(body: Preferences, svc: Svc, caller: Caller) -> Any:
 
 
 class ChannelBody(BaseModel):
-    kind: str = Field(description="webhook | slack | discord (or a registered channel).")
+    kind: str = Field(description="webhook | slack | discord | apprise (or a registered channel).")
     name: str = Field(min_length=1, max_length=200)
     config: dict[str, Any] = Field(
-        description="webhook: {url, secret?}; slack/discord: {url} (an incoming webhook)."
+        description="webhook: {url, secret?}; slack: {url, signing_secret?, approvers?} "
+        "(an incoming webhook; the Slack app's signing secret and the Slack user ids allowed "
+        "to answer add Approve/Reject buttons); discord: {url}; apprise: {url} (an Apprise "
+        "URL such as ntfy://ntfy.sh/topic or tgram://bot-token/chat-id, stored sealed)."
     )
 
 
@@ -190,7 +193,8 @@ async def list_channels(svc: Svc, caller: Caller) -> Any:
     "/notifications/channels", dependencies=SELF, response_model=ChannelOut, status_code=201
 )
 async def add_channel(body: ChannelBody, svc: Svc, caller: Caller, request: Request) -> Any:
-    """Add a webhook (signed, Standard Webhooks), Slack or Discord incoming-webhook channel."""
+    """Add a webhook (signed, Standard Webhooks), Slack or Discord incoming-webhook channel, or
+    any Apprise URL (ntfy, Telegram, email…)."""
     return await service.add_channel(
         svc, runtime(request), owner(caller), body.kind, body.name, body.config
     )
@@ -436,3 +440,32 @@ async def action_answer(token: str, svc: Svc, request: Request) -> Any:
     return ActionResult(
         approval_id=row["id"], status=row["status"], decided_by=row.get("decided_by")
     )
+
+
+class SlackAnswer(BaseModel):
+    ok: bool = Field(description="Whether the click answered the approval.")
+    text: str = Field(description="What was also posted back to the click's response_url.")
+
+
+@public.post(
+    "/notifications/slack/{channel_id}/interactions",
+    response_model=SlackAnswer,
+    responses={401: {"description": "Not Slack: the v0 signature or timestamp is wrong."}},
+)
+async def slack_interaction(
+    channel_id: str, svc: Svc, request: Request, background: BackgroundTasks
+) -> Any:
+    """Slack's Request URL for a channel with buttons: an Approve/Reject click, signed with the
+    Slack app's signing secret (the signature is the permission; the clicker must be one of the
+    channel's approvers, and each message's buttons work once)."""
+    rt = runtime(request)
+    answer = await slack.handle(
+        svc,
+        rt,
+        channel_id,
+        await request.body(),
+        request.headers.get("x-slack-request-timestamp"),
+        request.headers.get("x-slack-signature"),
+    )
+    background.add_task(slack.follow_up, rt.worker.client, answer)
+    return SlackAnswer(ok=answer.ok, text=answer.text)

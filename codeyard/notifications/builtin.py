@@ -5,6 +5,7 @@ from __future__ import annotations
 from py_vapid import Vapid02
 
 from codeyard.notifications import channels
+from codeyard.notifications.channels.apprise_channel import AppriseChannel
 from codeyard.notifications.channels.chat import DiscordChannel, SlackChannel
 from codeyard.notifications.channels.devices import DeviceChannel, RelaySender
 from codeyard.notifications.channels.webhook import WebhookChannel
@@ -16,4 +17,5 @@ def register_builtins(vapid: Vapid02, subject: str, relay_url: str, relay_token:
     channels.register(WebhookChannel())
     channels.register(SlackChannel())
     channels.register(DiscordChannel())
+    channels.register(AppriseChannel())
     channels.register(DeviceChannel(RelaySender(relay_url, relay_token)))

@@ -212,9 +212,14 @@ async def send_test(
 # --- answering from a notification --------------------------------------------------------
 
 
-async def describe_token(svc: Services, rt: Notifications, token: str) -> dict[str, Any]:
-    """The approval a token answers (403 if the token is bad, expired or used)."""
+async def describe_token(
+    svc: Services, rt: Notifications, token: str, channel: str = ""
+) -> dict[str, Any]:
+    """The approval a token answers (403 if the token is bad, expired or used, or belongs to
+    another door: a chat button's token works only through that channel's interaction)."""
     claims = tokens.verify(rt.token_key, token)
+    if claims.channel != channel:
+        raise Forbidden("This approval link is not valid here. Open the approval in Codeyard.")
     async with svc.engine.connect() as conn:
         if not await store.token_unused(conn, claims.nonce):
             raise Forbidden("This approval link was already used.")
@@ -224,12 +229,18 @@ async def describe_token(svc: Services, rt: Notifications, token: str) -> dict[s
 
 
 async def answer_with_token(
-    svc: Services, rt: Notifications, token: str, decision: str
+    svc: Services,
+    rt: Notifications,
+    token: str,
+    decision: str,
+    *,
+    channel: str = "",
+    via: str = "notification",
 ) -> dict[str, Any]:
     """Approve or reject through the same audited door as the app, as the token's user."""
     if decision not in ("approved", "rejected"):
         raise BadRequest("'decision' must be 'approved' or 'rejected'.")
-    info = await describe_token(svc, rt, token)
+    info = await describe_token(svc, rt, token, channel)
     approval, run, claims = info["approval"], info["run"], info["claims"]
     if (approval.get("rule") or "").startswith("gate:"):
         raise Forbidden("This call is behind a hard gate: answer it in the Codeyard app.")
@@ -253,7 +264,7 @@ async def answer_with_token(
         svc,
         approval["id"],
         decision,
-        "answered from a notification",
+        f"answered from {'a notification' if via == 'notification' else via}",
         None,
-        decided_by=f"{name} via notification",
+        decided_by=f"{name} via {via}",
     )

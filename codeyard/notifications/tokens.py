@@ -49,24 +49,25 @@ class Claims:
     user_id: str
     nonce: str
     expires_at: float
+    #: Set for a token carried by a chat message's buttons (``nch_…``): only that channel's
+    #: signed interaction may use it, never the public one-tap link.
+    channel: str = ""
 
 
 def issue(
-    key: bytes, approval_id: str, user_id: str, ttl: float = TTL_SECONDS
+    key: bytes, approval_id: str, user_id: str, ttl: float = TTL_SECONDS, channel: str = ""
 ) -> tuple[str, Claims]:
     expires = float(int(time.time() + ttl))  # whole seconds, as the token carries them
-    claims = Claims(approval_id, user_id, secrets.token_urlsafe(16), expires)
-    body = _b64(
-        json.dumps(
-            {
-                "a": claims.approval_id,
-                "u": claims.user_id,
-                "n": claims.nonce,
-                "e": int(claims.expires_at),
-            },
-            separators=(",", ":"),
-        ).encode()
-    )
+    claims = Claims(approval_id, user_id, secrets.token_urlsafe(16), expires, channel)
+    payload: dict[str, str | int] = {
+        "a": claims.approval_id,
+        "u": claims.user_id,
+        "n": claims.nonce,
+        "e": int(claims.expires_at),
+    }
+    if channel:
+        payload["c"] = channel
+    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     mac = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
     return f"{body}.{mac}", claims
 
@@ -79,7 +80,9 @@ def verify(key: bytes, token: str, now: float | None = None) -> Claims:
         raise Forbidden("This approval link is not valid. Open the approval in Codeyard instead.")
     try:
         data = json.loads(_unb64(body))
-        claims = Claims(str(data["a"]), str(data["u"]), str(data["n"]), float(data["e"]))
+        claims = Claims(
+            str(data["a"]), str(data["u"]), str(data["n"]), float(data["e"]), str(data.get("c", ""))
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise Forbidden("This approval link is not valid.") from exc
     if (now or time.time()) > claims.expires_at:

@@ -39,6 +39,9 @@ PRUNE_EVERY_S = 3600.0
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 600.0
 ANSWERABLE = ("approval", "budget")
+#: A chat message's buttons stay usable for a day (the click itself is signed by Slack and
+#: checked against the channel's approvers; the token makes it single-use).
+CHAT_TOKEN_TTL = 24 * 3600.0
 
 
 def later(seconds: float) -> str:
@@ -221,21 +224,31 @@ class DeliveryWorker:
         if channel is None:
             return Outcome(False, None, error=f"no channel registered for {kind!r}"), 0
         action_token = action_url = None
+        # The user's own devices get a one-tap token; an interactive chat channel (Slack with
+        # a signing secret) gets one bound to that channel, usable only by its signed buttons.
+        on_device = kind in ("webpush", "device")
         if (
             msg.kind in ANSWERABLE
             and msg.approval_id
             and not msg.gate
-            and kind in ("webpush", "device")
+            and (on_device or config.get("interactive"))
         ):
             user_id = str(target.get("user_id") or "")
-            action_token, claims = tokens.issue(self.token_key, msg.approval_id, user_id)
+            action_token, claims = tokens.issue(
+                self.token_key,
+                msg.approval_id,
+                user_id,
+                ttl=tokens.TTL_SECONDS if on_device else CHAT_TOKEN_TTL,
+                channel="" if on_device else str(target["id"]),
+            )
             expires = datetime.fromtimestamp(claims.expires_at, UTC).isoformat()
             await self.writer.run(
                 lambda tx: store.record_token(
                     tx, claims.nonce, msg.approval_id or "", user_id, expires
                 )
             )
-            action_url = f"{self.public_url}/api/notifications/actions/{action_token}"
+            if on_device:
+                action_url = f"{self.public_url}/api/notifications/actions/{action_token}"
         delivery = Delivery(
             message=msg,
             config=config,

@@ -154,7 +154,7 @@ PUBLIC_ROUTES = {
     # A notification's one-tap link: the signed single-use token is the permission.
     ("GET", "/api/notifications/actions/{token}"),
     ("POST", "/api/notifications/actions/{token}"),
-    # A Slack button click: Slack's v0 signature with the channel's signing secret is the permission.
+    # A Slack button click: Slack's v0 signature (the channel's signing secret) is the permission.
     ("POST", "/api/notifications/slack/{channel_id}/interactions"),
     # A command's output download link: the sealed, expiring token is the permission.
     ("GET", "/api/command-output/{token}"),
