@@ -1,11 +1,13 @@
 // A project's tickets as a board: one column per status. A card moves by dragging it to another
-// column (mouse), or with its "Move to" menu (touch, keyboard, screen readers): both send
-// PATCH …/tickets/{n}/status, and the board shows the server's answer (a refused move says why).
+// column (the mouse drags the card, a finger its ⠿ handle: lib/touchDrag.ts), or with its
+// "Move to" menu (keyboard, screen readers): all send PATCH …/tickets/{n}/status, and the board
+// shows the server's answer (a refused move says why).
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useState } from "react";
+import { useRef, useState } from "react";
 import { api } from "../api/client";
 import type { Ticket, TicketStatus } from "../api/models";
 import { Empty, ErrorNote, Link, Spinner } from "../components/ui";
+import { useTouchDrag } from "../lib/touchDrag";
 import { Plans } from "./Plans";
 import { useProjects } from "./RunsList";
 
@@ -71,6 +73,13 @@ export function Board({ slug }: { slug: string }) {
     },
   });
 
+  const boardRef = useRef<HTMLDivElement>(null);
+  const touch = useTouchDrag(boardRef, (number, target) => {
+    const card = (tickets.data?.data ?? []).find((t) => t.number === number);
+    const status = COLUMNS.find((c) => c.status === target)?.status;
+    if (card && status && card.status !== status) move.mutate({ number, status });
+  });
+
   if (tickets.isPending) return <Spinner />;
   if (tickets.error) return <ErrorNote error={tickets.error} />;
   const all = tickets.data?.data ?? [];
@@ -101,15 +110,18 @@ export function Board({ slug }: { slug: string }) {
         <ErrorNote error={create.error ?? move.error} />
       </div>
       <Plans slug={slug} />
-      <div className="board" data-testid="board">
+      <div className="board" data-testid="board" ref={boardRef}>
         {COLUMNS.map((col) => {
           const cards = all.filter((t) => t.status === col.status).sort((a, b) => a.number - b.number);
           return (
             <section
               key={col.status}
-              className={`board-col${dragging !== null ? " droppable" : ""}`}
+              className={`board-col${dragging !== null || touch.drag ? " droppable" : ""}${
+                touch.drag?.over === col.status ? " drop-target" : ""
+              }`}
               aria-label={col.label}
               data-testid={`column-${col.status}`}
+              data-drop={col.status}
               onDragOver={(e) => e.preventDefault()}
               onDrop={(e) => {
                 e.preventDefault();
@@ -129,12 +141,19 @@ export function Board({ slug }: { slug: string }) {
                   ticket={t}
                   onMove={(status) => move.mutate({ number: t.number, status })}
                   onDrag={setDragging}
+                  handle={touch.handleProps(t.number, `#${t.number} ${t.title}`)}
+                  lifted={touch.drag?.id === t.number}
                 />
               ))}
             </section>
           );
         })}
       </div>
+      {touch.drag && (
+        <div className="drag-ghost" style={{ left: touch.drag.x, top: touch.drag.y }} aria-hidden="true" data-testid="drag-ghost">
+          {touch.drag.label}
+        </div>
+      )}
     </div>
   );
 }
@@ -144,15 +163,19 @@ function Card({
   ticket,
   onMove,
   onDrag,
+  handle,
+  lifted,
 }: {
   slug: string;
   ticket: Ticket;
   onMove: (s: TicketStatus) => void;
   onDrag: (n: number | null) => void;
+  handle: ReturnType<ReturnType<typeof useTouchDrag>["handleProps"]>;
+  lifted: boolean;
 }) {
   return (
     <article
-      className="ticket-card"
+      className={`ticket-card${lifted ? " lifted" : ""}`}
       draggable
       data-testid={`ticket-${ticket.number}`}
       onDragStart={(e) => {
@@ -161,9 +184,14 @@ function Card({
       }}
       onDragEnd={() => onDrag(null)}
     >
-      <Link to={`/projects/${encodeURIComponent(slug)}/tickets/${ticket.number}`} className="ticket-title">
-        <span className="muted">#{ticket.number}</span> {ticket.title}
-      </Link>
+      <div className="ticket-top">
+        <Link to={`/projects/${encodeURIComponent(slug)}/tickets/${ticket.number}`} className="ticket-title">
+          <span className="muted">#{ticket.number}</span> {ticket.title}
+        </Link>
+        <span className="drag-handle" aria-hidden="true" title="Drag to another column" data-testid={`drag-${ticket.number}`} {...handle}>
+          ⠿
+        </span>
+      </div>
       <div className="ticket-meta">
         <span className={`badge kind-${ticket.kind}`}>{ticket.kind}</span>
         {ticket.priority !== "none" && <span className={`badge prio-${ticket.priority}`}>{ticket.priority}</span>}
