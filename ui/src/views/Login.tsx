@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from "react";
 import { api, ApiError } from "../api/client";
 import { ErrorNote } from "../components/ui";
 import { navigate, useLocation } from "../lib/router";
+import { EmailCodeLogin } from "./EmailCodeLogin";
 
 function nextPath(search: URLSearchParams): string {
   const next = search.get("next");
@@ -203,6 +204,7 @@ export function Login() {
           Tip: open the login link <code>codeyard serve</code> prints to sign in with one tap.
         </p>
       </form>
+      {!setup && <EmailCodeLogin onSignedIn={done} />}
     </div>
   );
 }
