@@ -3,8 +3,9 @@
 A profile (or a run) with ``"codeyard_mcp": true`` in its provider options gets, at each turn,
 an MCP server entry named ``codeyard`` pointing at this server's ``/mcp`` with a run token, so
 the agent can start governed sub-runs (``services.delegation``). The token is minted per turn
-and never stored; it stops working when the run rests. Claude Code reads ``mcp_servers``;
-other providers ignore the option for now.
+and never stored; it stops working when the run rests. Claude Code reads ``mcp_servers`` as
+it is; Codex (its ``mcp_servers`` configuration, the token in the environment) and the ACP
+agents (``session/new``'s ``mcpServers``) get it translated by ``agents.mcp_servers``.
 """
 
 from __future__ import annotations

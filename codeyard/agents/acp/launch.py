@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Launch"]
 
@@ -30,3 +31,6 @@ class Launch:
     set_model: str | None = None
     #: The agent exits when its input ends; if not, it is sent SIGINT at once at a turn's end.
     exits_on_eof: bool = True
+    #: HTTP MCP servers to give the session (``agents.mcp_servers.http_servers``): a profile's
+    #: own and Codeyard's, when the profile opts in (``codeyard_mcp``).
+    mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -11,7 +11,10 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
 * ``auth_method`` (``gemini``, ``acp``) — the ACP ``authenticate`` method to call; Gemini CLI
   uses ``gemini-api-key`` by itself when ``GEMINI_API_KEY`` is set;
 * ``config`` (``opencode``, ``kilo``) — OpenCode configuration (providers, models…), written
-  to a private file for the turn, never into the worktree.
+  to a private file for the turn, never into the worktree;
+* ``mcp_servers`` — HTTP MCP servers (``{name: {"type": "http", "url": …, "headers": {…}}}``),
+  given to the session in ``session/new`` (``agents.mcp_servers``); with ``codeyard_mcp: true``
+  Codeyard adds its own server with a run token (``mcp_server.offer``).
 
 Tool calls an agent asks about reach Codeyard's decision function; what it runs without asking
 (Gemini CLI and OpenCode read-only tools, for example) does not. OpenCode asks for nothing by
@@ -38,6 +41,8 @@ from codeyard.agents.acp.binaries import (
 from codeyard.agents.acp.gemini_sessions import gemini_home, protect_saved_session
 from codeyard.agents.acp.launch import Launch
 from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
+from codeyard.agents.mcp_servers import errors as mcp_errors
+from codeyard.agents.mcp_servers import http_servers
 from codeyard.domain.errors import ValidationFailed
 
 __all__ = [
@@ -138,7 +143,7 @@ class AcpProvider:
         method = options.get("auth_method")
         if method is not None and not isinstance(method, str):
             bad("auth_method", "must be the id of one of the agent's authentication methods")
-        return errors
+        return errors + mcp_errors(options)
 
     def validate_options(self, options: dict[str, Any]) -> None:
         errors = self._errors(options)
@@ -167,6 +172,7 @@ class AcpProvider:
             env=self._env(ctx.options),
             cli_version=self.probe(command[0])[0],
             auth_method=method if isinstance(method, str) else None,
+            mcp_servers=http_servers(ctx.options),
         )
 
     def prepare(self, ctx: TurnContext, launch: Launch) -> None:

@@ -44,6 +44,7 @@ from codeyard.agents.acp.wire import (
     parse_update,
 )
 from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, SessionUpdate, TurnContext
+from codeyard.agents.mcp_servers import acp_servers
 from codeyard.agents.process import ProcessGroup, StderrRing, spawn
 from codeyard.agents.stopping import STOP_GRACE, TurnStop, stop_turn
 from codeyard.domain.events import AgentSession, ErrorEvent
@@ -249,7 +250,10 @@ class _Turn:
         ctx, label = self.ctx, self.launch.label
         caps = init.get("agentCapabilities") if isinstance(init, dict) else None
         can_load = isinstance(caps, dict) and caps.get("loadSession") is True
-        where = {"cwd": str(ctx.worktree), "mcpServers": []}
+        servers = acp_servers(self.launch.mcp_servers, caps)
+        if len(servers) < len(self.launch.mcp_servers):
+            log.warning("%s does not speak MCP over HTTP: its MCP servers are left out", label)
+        where = {"cwd": str(ctx.worktree), "mcpServers": servers}
         result: Any = None
         if ctx.session_id and can_load:
             self.loading = True

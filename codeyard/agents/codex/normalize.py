@@ -30,6 +30,7 @@ from codeyard.agents.codex.protocol import (
     Item,
     ItemCompleted,
     ItemStarted,
+    McpApproval,
     MessageItem,
     ReasoningItem,
     ServerMessage,
@@ -57,6 +58,7 @@ __all__ = [
     "Failed",
     "NormalizeState",
     "NormalizedItem",
+    "mcp_tool_request",
     "normalize",
     "session_items",
     "tool_request",
@@ -303,3 +305,17 @@ def tool_request(request: ApprovalRequest, state: NormalizeState) -> ToolRequest
         tool, kind, tool_input = PATCH_TOOL, "edit", {"changes": []}
     hints = {"reason": request.reason} if request.reason else {}
     return ToolRequest(request.item_id, tool, kind, tool_input, hints)
+
+
+def mcp_tool_request(request: McpApproval, state: NormalizeState) -> ToolRequest:
+    """What Codeyard's decision function sees when Codex asks to call an MCP tool: the call
+    Codex announced just before (its ``mcpToolCall`` item; the request names no item)."""
+    prefix = f"mcp__{request.server}__"
+    wanted = prefix + request.tool if request.tool else None
+    for ident, item in reversed(state.calls.items()):
+        if not (isinstance(item, ToolItem) and item.kind == "mcp"):
+            continue
+        if item.tool == wanted or (wanted is None and item.tool.startswith(prefix)):
+            return ToolRequest(ident, item.tool, "mcp", item.input, {})
+    tool = wanted or f"mcp__{request.server}"
+    return ToolRequest(f"mcp-approval-{request.id}", tool, "mcp", request.arguments, {})

@@ -8,6 +8,7 @@ ones ``codex app-server generate-json-schema`` (0.163) describes and the recorde
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "Item",
     "ItemCompleted",
     "ItemStarted",
+    "McpApproval",
     "MessageItem",
     "OtherItem",
     "ReasoningItem",
@@ -36,6 +38,10 @@ __all__ = [
 
 COMMAND_APPROVAL = "item/commandExecution/requestApproval"
 FILE_APPROVAL = "item/fileChange/requestApproval"
+#: Codex asks whether to call an MCP server's tool as an MCP elicitation (``_meta``
+#: ``codex_approval_kind: mcp_tool_call``, observed with 0.163), not as an approval request.
+MCP_ELICITATION = "mcpServer/elicitation/request"
+_MCP_TOOL_IN_MESSAGE = re.compile(r'run tool "([^"]+)"')
 
 
 def _str(value: Any) -> str | None:
@@ -223,6 +229,18 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class McpApproval:
+    """``mcpServer/elicitation/request`` asking to call an MCP tool: answered with an MCP
+    elicitation result (``action: accept | decline``)."""
+
+    id: int | str
+    server: str
+    #: The tool's name on its server, when Codex's message names it.
+    tool: str | None
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ItemStarted:
     item: Item
     turn_id: str | None
@@ -278,6 +296,7 @@ class Unknown:
 ServerMessage = (
     Response
     | ApprovalRequest
+    | McpApproval
     | ServerRequest
     | ItemStarted
     | ItemCompleted
@@ -363,6 +382,15 @@ def parse(raw: Any) -> ServerMessage:
                 _str(params.get("command")),
                 _str(params.get("cwd")),
                 _str(params.get("reason")),
+            )
+        meta = _dict(params.get("_meta"))
+        if method == MCP_ELICITATION and meta.get("codex_approval_kind") == "mcp_tool_call":
+            named = _MCP_TOOL_IN_MESSAGE.search(str(params.get("message") or ""))
+            return McpApproval(
+                ident,
+                str(params.get("serverName") or ""),
+                named.group(1) if named else None,
+                _dict(meta.get("tool_params")),
             )
         return ServerRequest(ident, method, params)
     return _notification(method, params)

@@ -13,7 +13,10 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
 * ``config`` — Codex configuration overrides, ``{"dotted.key": value}`` (``-c key=value``),
   e.g. a ``model_providers.<name>`` table with ``base_url`` for a local model server;
 * ``env`` — extra environment, e.g. ``CODEX_HOME`` or the API key a model provider reads;
-* ``cli_path`` — another ``codex`` binary than the one the ``openai-codex`` SDK pins.
+* ``cli_path`` — another ``codex`` binary than the one the ``openai-codex`` SDK pins;
+* ``mcp_servers`` — HTTP MCP servers (``{name: {"type": "http", "url": …, "headers": {…}}}``),
+  written as Codex's ``mcp_servers`` configuration (``agents.mcp_servers``); with
+  ``codeyard_mcp: true`` Codeyard adds its own server with a run token (``mcp_server.offer``).
 
 Why not the SDK's client: it answers approval requests from a synchronous callback on its
 reader thread (a decision that waits for a person would stall every notification), its async
@@ -33,6 +36,8 @@ from codeyard.agents.codex.normalize import PROVIDER
 from codeyard.agents.codex.process import CODEX, find_cli
 from codeyard.agents.codex.settings import TurnSettings
 from codeyard.agents.codex.turn import run_codex_turn, toml_value
+from codeyard.agents.mcp_servers import codex_config
+from codeyard.agents.mcp_servers import errors as mcp_errors
 from codeyard.domain.errors import ValidationFailed
 
 __all__ = ["CodexProvider", "settings_for"]
@@ -74,15 +79,17 @@ def _errors(options: dict[str, Any]) -> list[dict[str, Any]]:
                     toml_value(value)
                 except ValueError:
                     bad("config", f"'{key}' has a value Codex configuration cannot hold")
-    return errors
+    return errors + mcp_errors(options)
 
 
 def settings_for(options: dict[str, Any], cli: Path) -> TurnSettings:
-    """The turn settings from validated options."""
+    """The turn settings from validated options (the profile's own ``config`` wins over the
+    MCP servers' entries)."""
+    mcp_config, mcp_env = codex_config(options)
     return TurnSettings(
         cli=cli,
-        env={str(k): str(v) for k, v in (options.get("env") or {}).items()},
-        config=dict(options.get("config") or {}),
+        env={**{str(k): str(v) for k, v in (options.get("env") or {}).items()}, **mcp_env},
+        config={**mcp_config, **dict(options.get("config") or {})},
         instructions=options.get("instructions") or None,
         base_instructions=options.get("base_instructions") or None,
         sandbox=options.get("sandbox") or "workspace-write",

@@ -27,6 +27,7 @@ from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, TurnConte
 from codeyard.agents.codex.normalize import (
     Failed,
     NormalizeState,
+    mcp_tool_request,
     normalize,
     session_items,
     tool_request,
@@ -35,6 +36,7 @@ from codeyard.agents.codex.process import ProcessGroup, bundled_path_dir, cli_ve
 from codeyard.agents.codex.protocol import (
     ApprovalRequest,
     ItemStarted,
+    McpApproval,
     ServerRequest,
     TurnCompleted,
     UserMessageItem,
@@ -45,6 +47,7 @@ from codeyard.agents.process import explain, spawn
 from codeyard.agents.stopping import STOP_GRACE, TurnStop, stop_turn
 from codeyard.attachments.images import load_paths
 from codeyard.domain.events import ErrorEvent, ToolCall
+from codeyard.domain.tools import ToolRequest
 from codeyard.sandbox import SandboxUnavailable, contain
 
 __all__ = ["PROMPTS", "run_codex_turn", "toml_value"]
@@ -267,6 +270,10 @@ class _Turn:
                 async for item in self._decide(conn, message):
                     yield item
                 continue
+            if isinstance(message, McpApproval):
+                async for item in self._decide_mcp(conn, message):
+                    yield item
+                continue
             if isinstance(message, ServerRequest):
                 # Codex asks questions only in Plan mode, which Codeyard does not start.
                 await conn.refuse(message.id, f"Codeyard does not support {message.method}.")
@@ -283,21 +290,34 @@ class _Turn:
     ) -> AsyncIterator[AdapterItem]:
         request = tool_request(message, self.state)
         if message.item_id not in self.state.calls:  # announce a call before its decision
-            yield ToolCall(
-                call_id=request.call_id,
-                tool=request.tool,
-                kind=request.kind,
-                title=request.tool,
-                input=request.input,
-            )
+            yield _announce(request)
         decision = await self.ctx.decide(request)
         if decision.allow:
             await conn.answer(message.id, {"decision": "accept"})
             return
-        reason = (decision.reason or "not allowed").rstrip(".")
+        await self._tell_denied(conn, message.item_id, decision.reason)
+        await conn.answer(message.id, {"decision": "decline"})
+
+    async def _decide_mcp(
+        self, conn: Connection, message: McpApproval
+    ) -> AsyncIterator[AdapterItem]:
+        """An MCP tool call passes Codeyard's decision like any tool call; Codex takes the
+        answer as an MCP elicitation result."""
+        request = mcp_tool_request(message, self.state)
+        if request.call_id not in self.state.calls:
+            yield _announce(request)
+        decision = await self.ctx.decide(request)
+        if decision.allow:
+            await conn.answer(message.id, {"action": "accept", "content": {}})
+            return
+        await self._tell_denied(conn, request.call_id, decision.reason)
+        await conn.answer(message.id, {"action": "decline"})
+
+    async def _tell_denied(self, conn: Connection, item_id: str, why: str | None) -> None:
+        reason = (why or "not allowed").rstrip(".")
         told = PROMPTS["deny"].format(reason=reason)
-        self.state.denied[message.item_id] = told
-        # "decline" carries no reason: the model reads it in a message steered into the same
+        self.state.denied[item_id] = told
+        # A decline carries no reason: the model reads it in a message steered into the same
         # turn, sent first so that it is pending before Codex asks the model again.
         steer = {
             "threadId": self.state.thread_id,
@@ -308,7 +328,6 @@ class _Turn:
             await conn.request("turn/steer", steer)
         except RpcError as exc:  # the turn ended meanwhile: nothing left to steer
             log.info("run %s: could not tell Codex why: %s", self.ctx.run_id, exc)
-        await conn.answer(message.id, {"decision": "decline"})
 
     def _explain(self, reason: str) -> str:
         return explain(reason, self.conn.stderr if self.conn is not None else ())
@@ -355,6 +374,17 @@ class _Turn:
             reap=reap,
         )
         await stop_turn(stop, interrupted=interrupt)
+
+
+def _announce(request: ToolRequest) -> ToolCall:
+    """A call Codex asks about before announcing it as an item."""
+    return ToolCall(
+        call_id=request.call_id,
+        tool=request.tool,
+        kind=request.kind,
+        title=request.tool,
+        input=request.input,
+    )
 
 
 async def run_codex_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:

@@ -28,6 +28,8 @@ def _declared(body: Any) -> list[str]:
         name = tool.get("name") or (tool.get("function") or {}).get("name") or tool.get("type")
         if isinstance(name, str):
             names.append(name)
+        if tool.get("type") == "namespace":  # Responses: a group of tools (Codex: MCP servers)
+            names += [t["name"] for t in tool.get("tools") or [] if isinstance(t.get("name"), str)]
     return names
 
 
@@ -79,6 +81,7 @@ def _response_items(reply: Reply) -> list[dict[str, Any]]:
                 "arguments": json.dumps(call.input),
                 "call_id": call.id or new_id("call_"),
                 "name": call.name,
+                **({"namespace": call.namespace} if call.namespace else {}),
             }
         )
     return items

@@ -63,6 +63,9 @@ class ToolCall:
     input: dict[str, Any]
     #: Call id; one is generated per API convention (``toolu_…``, ``call_…``) when absent.
     id: str | None = None
+    #: OpenAI Responses: the namespace tool ``name`` belongs to (Codex declares each MCP
+    #: server's tools as a ``namespace`` tool, e.g. ``mcp__codeyard``).
+    namespace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,125 @@
+"""MCP servers for the agents Codeyard runs, written the way each CLI takes them.
+
+Options carry MCP servers in one shape, Claude Code's (``{name: {"type": "http", "url": …,
+"headers": {…}}}``): a profile's ``provider_config.mcp_servers``, and the entry ``codeyard``
+that ``mcp_server.offer`` adds with a run token when a profile opts in (``codeyard_mcp``).
+Claude Code takes that shape as it is; this module translates it for the others:
+
+* Codex: configuration overrides (``mcp_servers.<name>.url`` …). A bearer token goes into the
+  process environment and Codex is told its variable (``bearer_token_env_var``), so the token
+  is never on a command line another user could read with ``ps``;
+* ACP agents: the ``mcpServers`` list of ``session/new`` / ``session/load`` (``{type: "http",
+  name, url, headers: [{name, value}]}``), for agents whose ``initialize`` answer says they
+  speak MCP over HTTP (Gemini CLI, Copilot CLI, OpenCode do); others get none (the turn logs
+  a warning rather than failing).
+
+Only HTTP servers are translated: a stdio server would run a command on the agent's side that
+Codeyard did not sandbox, and Codeyard's own server is HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["acp_servers", "codex_config", "errors", "http_servers"]
+
+#: The ``type`` values accepted for an HTTP (streamable HTTP) server.
+_HTTP = ("http", "streamable_http", "streamable-http")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_BEARER = "bearer "
+
+
+def errors(options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Problems with ``mcp_servers`` / ``codeyard_mcp`` in a provider's options (Codex, ACP)."""
+    found: list[dict[str, Any]] = []
+
+    def bad(key: str, msg: str) -> None:
+        found.append({"loc": ["agent_options", key], "msg": msg})
+
+    if options.get("codeyard_mcp") not in (None, True, False):
+        bad("codeyard_mcp", "must be true or false")
+    servers = options.get("mcp_servers")
+    if servers is None:
+        return found
+    if not isinstance(servers, dict):
+        bad("mcp_servers", 'must be an object: {"name": {"type": "http", "url": "https://…"}}')
+        return found
+    for name, server in servers.items():
+        if not _NAME.match(str(name)):
+            bad("mcp_servers", f"'{name}' is not a server name (letters, digits, - and _)")
+        elif not isinstance(server, dict) or server.get("type", "http") not in _HTTP:
+            bad("mcp_servers", f'\'{name}\' must be an HTTP server: {{"type": "http", ...}}')
+        elif not isinstance(server.get("url"), str) or not server["url"].startswith(
+            ("http://", "https://")
+        ):
+            bad("mcp_servers", f"'{name}' needs a url starting with http:// or https://")
+        elif not _string_map(server.get("headers", {})):
+            bad("mcp_servers", f"'{name}' headers must be an object of strings")
+    return found
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def http_servers(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The valid HTTP servers of validated options: ``{name: {"url", "headers"}}``."""
+    servers = options.get("mcp_servers")
+    if not isinstance(servers, dict):
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for name, server in servers.items():
+        if not isinstance(server, dict) or server.get("type", "http") not in _HTTP:
+            continue
+        url, headers = server.get("url"), server.get("headers") or {}
+        if isinstance(url, str) and _string_map(headers) and _NAME.match(str(name)):
+            found[str(name)] = {"url": url, "headers": dict(headers)}
+    return found
+
+
+def _env_name(name: str) -> str:
+    # Not CODEYARD_*: the sandbox drops Codeyard's own variables from an agent's environment.
+    return "MCP_BEARER_TOKEN_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def codex_config(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Codex configuration overrides and environment for the options' MCP servers."""
+    config: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    for name, server in http_servers(options).items():
+        key = f"mcp_servers.{name}"
+        config[f"{key}.url"] = server["url"]
+        # Required: the thread waits for the server before the first model call (else its
+        # tools may be missing from it) and fails in clear words if it cannot start.
+        config[f"{key}.required"] = True
+        headers = dict(server["headers"])
+        auth = headers.pop("Authorization", None)
+        if auth is not None and auth.lower().startswith(_BEARER):
+            variable = _env_name(name)
+            env[variable] = auth[len(_BEARER) :]
+            config[f"{key}.bearer_token_env_var"] = variable
+        elif auth is not None:
+            headers["Authorization"] = auth
+        if headers:
+            config[f"{key}.http_headers"] = headers
+    return config, env
+
+
+def acp_servers(servers: dict[str, dict[str, Any]], capabilities: Any) -> list[dict[str, Any]]:
+    """The ``mcpServers`` of ``session/new`` for an agent with these ``agentCapabilities``:
+    the HTTP servers (from :func:`http_servers`) if the agent speaks MCP over HTTP, else none."""
+    mcp = capabilities.get("mcpCapabilities") if isinstance(capabilities, dict) else None
+    if not (isinstance(mcp, dict) and mcp.get("http") is True):
+        return []
+    return [
+        {
+            "type": "http",
+            "name": name,
+            "url": server["url"],
+            "headers": [{"name": k, "value": v} for k, v in server["headers"].items()],
+        }
+        for name, server in servers.items()
+    ]

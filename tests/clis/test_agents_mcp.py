@@ -1,0 +1,178 @@
+"""Codex and ACP agents (the real CLIs), offered Codeyard's MCP server by their profile, start a
+governed sub-run: the fake model scripts the call of ``start_run`` under the name the CLI gives
+MCP tools, the CLI calls the server's ``/mcp`` with its run token (Codex: from the environment
+variable its ``mcp_servers`` configuration names; ACP: from ``session/new``'s ``mcpServers``),
+and the sub-run appears with its lineage and budget slice. Claude Code's case is
+``test_claude_mcp.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from codeyard.agents.acp import GeminiProvider, OpenCodeProvider
+from codeyard.agents.base import Provider
+from codeyard.agents.codex import CodexProvider
+from codeyard.config import Settings
+from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
+from tests.clis.acp_cases import gemini_options, opencode_options
+from tests.clis.acp_support import require
+from tests.clis.agent_cases import codex_options
+from tests.conftest import TOKEN
+from tests.support.live_app import Live, serve
+from tests.support.server import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass(frozen=True)
+class Case:
+    provider: Callable[[], Provider]
+    model: str
+    #: The name the CLI gives the model for Codeyard's ``start_run`` tool.
+    tool: str
+    #: Codex groups each MCP server's tools in a Responses ``namespace`` tool.
+    namespace: str | None
+    api: str
+    #: The tool's name in the run's events (``tool.call``): ACP agents name no tool, only a
+    #: kind (``other``) and a title.
+    recorded: str
+    options: Callable[..., dict[str, Any]]
+    #: The CLI asks before an MCP tool call, so Codeyard's policy decides it (OpenCode asks
+    #: only for what its permission configuration lists: shell, edits, fetches).
+    asks: bool = True
+
+
+CASES = {
+    "codex": Case(
+        provider=CodexProvider,
+        model="gpt-5-codex",
+        tool="start_run",
+        namespace="mcp__codeyard",
+        api="openai-responses",
+        recorded="mcp__codeyard__start_run",
+        options=codex_options,
+    ),
+    "gemini": Case(
+        provider=GeminiProvider,
+        model="gemini-2.5-pro",
+        tool="mcp_codeyard_start_run",
+        namespace=None,
+        api="gemini",
+        recorded="other",
+        options=gemini_options,
+    ),
+    "opencode": Case(
+        provider=OpenCodeProvider,
+        model="fake/fake-model",
+        tool="codeyard_start_run",
+        namespace=None,
+        api="openai-chat",
+        recorded="other",
+        options=opencode_options,
+        asks=False,
+    ),
+}
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    settings = Settings(
+        data_dir=tmp_path / "data", admin_token=TOKEN, port=free_port(), bash_timeout_seconds=30
+    )
+    async with serve(settings) as server:
+        yield server
+
+
+async def _wait_status(live: Live, run_id: str, *statuses: str) -> dict[str, Any]:
+    async with live.rest() as rest:
+        body: dict[str, Any] = {}
+        with anyio.move_on_after(120):
+            while True:
+                body = (await rest.get(f"/api/runs/{run_id}")).json()
+                if body["status"] in statuses:
+                    return body
+                await anyio.sleep(0.1)
+    raise AssertionError(f"run {run_id} never reached {statuses}: {body}")
+
+
+@pytest.mark.parametrize(
+    "name",
+    # Gemini CLI and OpenCode take 20-40 s each here: the slow phase.
+    [pytest.param(n, marks=[pytest.mark.slow] if n != "codex" else []) for n in sorted(CASES)],
+)
+async def test_agent_starts_a_sub_run_through_codeyard_mcp(
+    name: str, live: Live, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    case = CASES[name]
+    require(case.provider())
+    start = {
+        "prompt": f"Sub task from {name}",
+        "provider": "script",
+        "budget_usd": 0.2,
+        "wait": True,
+        "wait_timeout": 60,
+    }
+    fake.script(
+        [
+            Reply(
+                text="I will delegate this.",
+                tool_calls=(ToolCall(case.tool, start, namespace=case.namespace),),
+            ),
+            Reply(text="Delegated."),
+        ]
+    )
+    async with live.rest() as rest:
+        profile = await rest.post(
+            "/api/agents",
+            json={
+                "name": f"delegating {name}",
+                "provider": name,
+                "model": case.model,
+                "permission_mode": "auto",
+                "provider_config": case.options(fake, tmp_path / "home", codeyard_mcp=True),
+            },
+        )
+        assert profile.status_code == 201, profile.text
+        created = await rest.post(
+            "/api/runs",
+            json={
+                "prompt": "Split the work",
+                "repo_path": str(git_repo),
+                "agent_id": profile.json()["id"],
+                "budget_usd": 1.0,
+            },
+        )
+        assert created.status_code == 201, created.text
+    parent_id = created.json()["id"]
+    parent = await _wait_status(live, parent_id, "review", "failed")
+    assert parent["status"] == "review", parent
+
+    async with live.rest() as rest:
+        runs = (await rest.get("/api/runs")).json()["data"]
+        children = [r for r in runs if r["parent_run_id"] == parent_id]
+        Path("/tmp/h8_last.json").write_text(json.dumps([c.body for c in fake.model_calls()]))
+        assert len(children) == 1, (runs, [c.body for c in fake.model_calls()][-1:])
+        child = children[0]
+        assert child["provider"] == "script" and child["prompt"] == f"Sub task from {name}"
+        assert child["delegation"]["via"] == "mcp" and child["delegation"]["depth"] == 1
+        assert child["budget_usd"] == pytest.approx(0.2)
+        assert child["status"] == "review"  # start_run waited for it
+        evs = (await rest.get(f"/api/runs/{parent_id}/events?limit=500")).json()["data"]
+    # The sub-run's id came back to the model in the tool's result.
+    assert child["id"] in json.dumps(fake.model_calls(case.api)[-1].body)
+    calls = [e["data"] for e in evs if e["type"] == "tool.call"]
+    assert [c["tool"] for c in calls] == [case.recorded], calls
+    assert "start_run" in calls[0]["title"], calls
+    decisions = [e["data"]["decision"] for e in evs if e["type"] == "policy.decision"]
+    assert decisions == (["allow"] if case.asks else []), decisions
+    assert [e["data"]["text"] for e in evs if e["type"] == "agent.message"][-1] == "Delegated."
+    # The run token is never stored: not in the run row, the profile, nor in any event.
+    assert "cy_run_" not in json.dumps(evs) and "cy_run_" not in json.dumps(parent)
