@@ -98,7 +98,9 @@ class PlatformStatus(BaseModel):
     platform: str
     web_host: str
     api_url: str
-    connected_via: str | None = Field(description="`github` (token) or `gh`; null: not usable.")
+    connected_via: str | None = Field(
+        description="`github` (token), `gh`, `gitlab` or `gitea`; null: not usable."
+    )
     problems: list[str] = Field(description="What to do to connect, per way of connecting.")
     webhook_secret_configured: bool
     last_delivery_at: str | None

@@ -123,17 +123,37 @@ class PrConfig:
     github_token: str | None = None
     github_api_url: str = DEFAULT_API_URL
     github_web_url: str | None = None
+    #: GitLab (gitlab.com or self-managed): the web URL remotes live on; the API is ``/api/v4``.
+    gitlab_url: str = "https://gitlab.com"
+    gitlab_token: str | None = None
+    #: Gitea or Forgejo: no public default (Codeberg is one: ``https://codeberg.org``).
+    gitea_url: str | None = None
+    gitea_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PrConfig:
         """``CODEYARD_GITHUB_TOKEN`` / ``GITHUB_TOKEN`` / ``GH_TOKEN`` (first non-empty),
         ``CODEYARD_GITHUB_API_URL`` and ``CODEYARD_GITHUB_WEB_URL`` (the host remotes use, when
-        it cannot be derived from the API URL)."""
+        it cannot be derived from the API URL); ``CODEYARD_GITLAB_URL``/``_TOKEN`` and
+        ``CODEYARD_GITEA_URL``/``_TOKEN`` for the other forges. Tokens stay in the environment,
+        never in the database."""
         env = os.environ if environ is None else environ
         token = next((env[v].strip() for v in TOKEN_VARIABLES if env.get(v, "").strip()), None)
         api_url = env.get(API_URL_VARIABLE, "").strip() or DEFAULT_API_URL
         web_url = env.get("CODEYARD_GITHUB_WEB_URL", "").strip() or None
-        return cls(github_token=token, github_api_url=api_url.rstrip("/"), github_web_url=web_url)
+
+        def read(name: str) -> str | None:
+            return env.get(name, "").strip() or None
+
+        return cls(
+            github_token=token,
+            github_api_url=api_url.rstrip("/"),
+            github_web_url=web_url,
+            gitlab_url=(read("CODEYARD_GITLAB_URL") or "https://gitlab.com").rstrip("/"),
+            gitlab_token=read("CODEYARD_GITLAB_TOKEN"),
+            gitea_url=(read("CODEYARD_GITEA_URL") or "").rstrip("/") or None,
+            gitea_token=read("CODEYARD_GITEA_TOKEN"),
+        )
 
     @property
     def github_web_host(self) -> str:

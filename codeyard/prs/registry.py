@@ -5,10 +5,10 @@ A host kind registers a factory, ``PrConfig -> PullRequestHost``, under its name
 the remote, and returns the first whose :meth:`~PullRequestHost.problem` is None. Registration
 order is preference order: the built-ins register GitHub's REST API (token) before ``gh``.
 
-To add a host (GitLab, say)::
+To add a host (Bitbucket, say)::
 
     from codeyard.prs import registry
-    registry.register("gitlab", lambda config: GitLabHost(config))
+    registry.register("bitbucket", lambda config: BitbucketHost(config))
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ async def host_for(remote_url: str, config: PrConfig) -> PullRequestHost:
         remote = parse_remote(remote_url)
         where = f"on {remote.host}" if remote else "not a network remote"
         raise BadRequest(
-            f"Cannot open pull requests for the remote '{shown}' ({where}): only GitHub is "
-            f"supported yet (github.com, or an Enterprise server set with "
-            f"CODEYARD_GITHUB_API_URL, currently '{config.github_api_url}').",
+            f"Cannot open pull requests for the remote '{shown}' ({where}): no configured forge "
+            f"serves it. GitHub: github.com, or an Enterprise server set with "
+            f"CODEYARD_GITHUB_API_URL (now '{config.github_api_url}'); GitLab: "
+            f"CODEYARD_GITLAB_URL (now '{config.gitlab_url}'); Gitea or Forgejo: "
+            f"CODEYARD_GITEA_URL (now '{config.gitea_url or 'unset'}').",
             remote=shown,
             hosts=names(),
         )

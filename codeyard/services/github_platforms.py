@@ -1,11 +1,13 @@
-"""How Codeyard reaches GitHub (issue 21): the platform's status and what a local repository's
-``origin`` is. Webhooks and polling are in ``services.github``."""
+"""How Codeyard reaches the hosting platforms (issue 21): GitHub, GitLab, Gitea/Forgejo — each
+platform's status and what a local repository's ``origin`` is. GitHub's webhooks and polling are
+in ``services.github``."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from codeyard.domain.errors import BadRequest
 from codeyard.prs import registry as pr_registry
@@ -16,35 +18,61 @@ from codeyard.store import github as store
 from codeyard.workspace.git import git
 
 
-async def platforms(svc: Services) -> list[dict[str, Any]]:
-    """How Codeyard reaches each hosting platform (CodePlane's platform status): GitHub only."""
-    config = PrConfig.from_env()
-    hosts = [factory(config) for factory in pr_registry.HOSTS.entries()]
-    usable = None
+async def _reach(config: PrConfig, web_host: str) -> tuple[str | None, list[str]]:
+    """The registered host that would serve a remote on ``web_host``, or what each lacks."""
     problems = []
-    for host in hosts:
-        if not host.matches(f"https://{config.github_web_host}/o/r"):
+    for factory in pr_registry.HOSTS.entries():
+        host = factory(config)
+        if not host.matches(f"https://{web_host}/o/r"):
             continue
         problem = await host.problem()
-        if problem is None and usable is None:
-            usable = host.name
-        elif problem is not None:
-            problems.append(f"{host.name}: {problem}")
+        if problem is None:
+            return host.name, []
+        problems.append(f"{host.name}: {problem}")
+    return None, problems
+
+
+async def platforms(svc: Services) -> list[dict[str, Any]]:
+    """How Codeyard reaches each hosting platform (CodePlane's platform status): GitHub always,
+    GitLab always (gitlab.com unless ``CODEYARD_GITLAB_URL`` says otherwise), Gitea/Forgejo when
+    ``CODEYARD_GITEA_URL`` is set. Webhooks and polling are GitHub's only."""
+    config = PrConfig.from_env()
+    usable, problems = await _reach(config, config.github_web_host)
     async with svc.engine.connect() as conn:
         recent = await store.list_deliveries(conn, limit=1, before=None, event=None)
-    return [
+    out = [
         {
             "platform": "github",
             "web_host": config.github_web_host,
             "api_url": config.github_api_url,
             "connected_via": usable,
-            "problems": [] if usable else problems,
+            "problems": problems,
             "webhook_secret_configured": bool(svc.settings.github_webhook_secret),
             "last_delivery_at": recent[0]["received_at"] if recent else None,
             "polling": should_poll(svc.settings),
             "poll_budget_per_hour": svc.settings.github_poll_budget_per_hour,
         }
     ]
+    others = [("gitlab", config.gitlab_url, "/api/v4"), ("gitea", config.gitea_url, "/api/v1")]
+    for platform, web_url, api_path in others:
+        if not web_url:
+            continue
+        host_name = (urlsplit(web_url).hostname or "").lower()
+        usable, problems = await _reach(config, host_name)
+        out.append(
+            {
+                "platform": platform,
+                "web_host": host_name,
+                "api_url": web_url + api_path,
+                "connected_via": usable,
+                "problems": problems,
+                "webhook_secret_configured": False,
+                "last_delivery_at": None,
+                "polling": False,
+                "poll_budget_per_hour": 0,
+            }
+        )
+    return out
 
 
 async def detect_remote(path: str) -> dict[str, Any]:
@@ -66,23 +94,28 @@ async def detect_remote(path: str) -> dict[str, Any]:
     url = found.stdout.strip()
     remote = parse_remote(url)
     config = PrConfig.from_env()
-    github = remote is not None and remote.host == config.github_web_host
+    platform = _platform(config, remote.host) if remote else None
     problem: str | None = None
     host_name: str | None = None
-    if github:
-        try:
-            host = await pr_registry.host_for(url, config)
-            host_name = host.name
-        except BadRequest as exc:
-            problem = exc.detail
+    try:
+        host_name = (await pr_registry.host_for(url, config)).name
+    except BadRequest as exc:
+        problem = exc.detail
     return {
         "remote": redact_remote(url),
         "host": remote.host if remote else None,
         "repository": remote.path if remote else None,
-        "platform": "github" if github else None,
+        "platform": platform,
         "pull_requests_via": host_name,
-        "problem": problem
-        if github
-        else "Only GitHub remotes can get pull requests (github.com or the configured "
-        "Enterprise host).",
+        "problem": problem,
     }
+
+
+def _platform(config: PrConfig, host: str) -> str | None:
+    """Which configured forge a remote's host is (``github``, ``gitlab``, ``gitea``)."""
+    forges = [
+        ("github", config.github_web_host),
+        ("gitlab", urlsplit(config.gitlab_url).hostname),
+        ("gitea", urlsplit(config.gitea_url or "").hostname),
+    ]
+    return next((name for name, web in forges if web and web.lower() == host), None)

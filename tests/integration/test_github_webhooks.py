@@ -250,10 +250,17 @@ def test_graphql_lives_next_to_the_rest_api() -> None:
     assert graphql_url("https://ghe.example.com/api/v3/") == "https://ghe.example.com/api/graphql"
 
 
-async def test_platform_status_and_detect_remote(fake: FakeGitHub, tmp_path: Path) -> None:
+async def test_platform_status_and_detect_remote(
+    fake: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CODEYARD_GITLAB_URL", "CODEYARD_GITLAB_TOKEN", "CODEYARD_GITEA_URL"):
+        monkeypatch.delenv(name, raising=False)
     settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, github_webhook_secret=SECRET)
     async with running_api(settings) as api:
-        (status,) = (await api.get("/api/platforms/status")).json()
+        status, gitlab = (await api.get("/api/platforms/status")).json()  # no Gitea URL set
+        assert gitlab["platform"] == "gitlab" and gitlab["web_host"] == "gitlab.com"
+        assert gitlab["connected_via"] is None
+        assert gitlab["problems"][0].startswith("gitlab: No GitLab token configured")
         assert status["platform"] == "github" and status["connected_via"] == "github"
         assert status["webhook_secret_configured"] is True and status["polling"] is False
         assert status["api_url"] == fake.api_url
@@ -270,9 +277,13 @@ async def test_platform_status_and_detect_remote(fake: FakeGitHub, tmp_path: Pat
             "problem": None,
         }
         other = make_repo(tmp_path / "other")
-        git(other, "remote", "add", "origin", "git@gitlab.example.com:team/tool.git")
+        git(other, "remote", "add", "origin", "git@git.example.org:team/tool.git")
         elsewhere = (await api.post("/api/github/detect-remote", json={"path": str(other)})).json()
-        assert elsewhere["platform"] is None and "Only GitHub" in elsewhere["problem"]
+        assert elsewhere["platform"] is None and "no configured forge" in elsewhere["problem"]
+        git(other, "remote", "set-url", "origin", "git@gitlab.com:team/tool.git")
+        gitlab = (await api.post("/api/github/detect-remote", json={"path": str(other)})).json()
+        assert gitlab["platform"] == "gitlab" and gitlab["pull_requests_via"] is None
+        assert "set CODEYARD_GITLAB_TOKEN" in gitlab["problem"]
         missing = await api.post("/api/github/detect-remote", json={"path": str(tmp_path / "no")})
         assert missing.status_code == 400 and "not a directory" in missing.json()["detail"]
         no_origin = await api.post(

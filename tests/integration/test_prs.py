@@ -220,7 +220,7 @@ async def test_enterprise_base_url_uses_the_api_v3_prefix() -> None:
         pr = await host.create(remote, "feature", "main", "T", "", False)
         assert (await host.get(remote, pr.number)).url == "https://ghe.local/octo/widgets/pull/1"
         assert {r.path.split("/repos/")[0] for r in fake.requests} == {"/api/v3"}
-        with pytest.raises(BadRequest, match="only GitHub is supported yet"):
+        with pytest.raises(BadRequest, match="no configured forge serves it"):
             await registry.host_for(REMOTE, config)  # github.com is not this server
 
 
@@ -233,8 +233,8 @@ async def test_no_token_and_no_gh_names_the_setting(no_gh: None) -> None:
 
 
 async def test_a_remote_elsewhere_is_refused_by_name(config: PrConfig) -> None:
-    for remote in ("git@gitlab.com:octo/widgets.git", "/srv/git/widgets.git"):
-        with pytest.raises(BadRequest, match="only GitHub is supported yet") as caught:
+    for remote in ("git@git.example.org:octo/widgets.git", "/srv/git/widgets.git"):
+        with pytest.raises(BadRequest, match="no configured forge serves it") as caught:
             await registry.host_for(remote, config)
         assert remote in caught.value.detail
     with pytest.raises(BadRequest, match="does not name a GitHub repository"):

@@ -7826,7 +7826,7 @@ export interface components {
             api_url: string;
             /**
              * Connected Via
-             * @description `github` (token) or `gh`; null: not usable.
+             * @description `github` (token), `gh`, `gitlab` or `gitea`; null: not usable.
              */
             connected_via: string | null;
             /** Last Delivery At */
