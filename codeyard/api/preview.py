@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Path, Request, WebSocket
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -52,7 +52,7 @@ class LeaseOut(BaseModel):
 class _Forward(Response):
     """A response that is the upstream's, streamed."""
 
-    def __init__(self, client: httpx.AsyncClient, target: Target) -> None:
+    def __init__(self, client: aiohttp.ClientSession, target: Target) -> None:
         self.client = client
         self.target = target
         self.background = None

@@ -4,7 +4,7 @@ Host mode serves ``<run>-<n>.preview.localhost:<port>`` as its own origin, so ab
 Vite's HMR socket work; it is entered through a one-time link and then uses a cookie of that
 host only. This is the part of previews the app needs before any request (the middleware sees
 every request), so it is kept apart from the preview routes (``codeyard.api.preview``, loaded on
-their first request) and imports the proxy, httpx and websockets only when a preview origin is
+their first request) and imports the proxy, aiohttp and websockets only when a preview origin is
 asked for (together about 60 ms of start-up CPU, issue 15).
 """
 
@@ -21,7 +21,7 @@ from codeyard.preview.access import COOKIE, COOKIE_SECONDS, PreviewGrants, Recen
 from codeyard.services import previews as service
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
     from codeyard.services.context import Services
 
@@ -36,25 +36,20 @@ class PreviewState:
     domain: str
     grants: PreviewGrants = field(default_factory=PreviewGrants)
     recent: Recent = field(default_factory=Recent)
-    _client: httpx.AsyncClient | None = None
+    _client: aiohttp.ClientSession | None = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> aiohttp.ClientSession:
         if self._client is None:
-            import httpx
+            from codeyard.preview.proxy import upstream_session
 
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,
-                trust_env=False,
-                timeout=httpx.Timeout(30.0, read=None),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-            )
+            self._client = upstream_session()
         return self._client
 
     async def aclose(self) -> None:
         """Close the upstream client if a preview ever used it."""
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
 
 def state_of(app: Any) -> PreviewState:

@@ -1,7 +1,10 @@
 """Forwarding HTTP and WebSocket traffic to a run's dev server on a loopback port.
 
 Pure ASGI on both sides, so bodies stream in both directions (no buffering of a large upload or
-an event stream). Hop-by-hop headers are dropped; Codeyard's own credentials (bearer token,
+an event stream). The upstream HTTP client is aiohttp: its C parser and socket-level read-ahead
+(it keeps reading while a chunk waits for the browser) cost a third of httpx's CPU per byte,
+which is what a relay spends all its time on (bench/RESULTS.md, issue 18).
+Hop-by-hop headers are dropped; Codeyard's own credentials (bearer token,
 session and preview cookies) never reach the previewed program, which is code an agent wrote.
 WebSockets keep their path, query and subprotocols (Vite HMR uses ``vite-hmr``).
 """
@@ -10,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -36,6 +39,7 @@ HOP_BY_HOP = frozenset(
 )
 #: Cookies that belong to Codeyard, not to the previewed app.
 OWN_COOKIES = ("codeyard_",)
+_OWN_COOKIE_BYTES = tuple(c.encode() for c in OWN_COOKIES)
 FRAME_HEADERS = frozenset({"x-frame-options", "content-security-policy"})
 #: Path mode serves the preview on Codeyard's own origin: its documents get an opaque origin
 #: (CSP sandbox without ``allow-same-origin``), so its scripts cannot use the user's session.
@@ -82,17 +86,20 @@ def request_headers(scope: Scope, target: Target) -> list[tuple[str, str]]:
     return out
 
 
-def response_headers(headers: httpx.Headers, target: Target) -> list[tuple[bytes, bytes]]:
+def response_headers(
+    headers: Iterable[tuple[bytes, bytes]], target: Target
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's raw headers as the browser may see them."""
     out = []
-    for name, value in headers.multi_items():
-        lower = name.lower()
+    for raw_name, value in headers:
+        lower = raw_name.decode("latin-1").lower()
         if lower in HOP_BY_HOP:
             continue
         if lower in FRAME_HEADERS and target.own_origin:
             continue
-        if lower == "set-cookie" and value.lstrip().startswith(OWN_COOKIES):
+        if lower == "set-cookie" and value.lstrip().startswith(_OWN_COOKIE_BYTES):
             continue  # the app may not set (or clear) Codeyard's cookies
-        out.append((lower.encode("latin-1"), value.encode("latin-1")))
+        out.append((lower.encode("latin-1"), value))
     if not target.own_origin:
         out = [(n, v) for n, v in out if n != b"content-security-policy"]
         out.append((b"content-security-policy", PATH_MODE_CSP))
@@ -133,41 +140,68 @@ async def _error(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+#: Headers aiohttp would add on its own; the previewed app sees only what the browser sent.
+_NO_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding"})
+
+
+def upstream_session() -> aiohttp.ClientSession:
+    """One pooled client for every preview (keep-alive to each dev server).
+
+    No redirects followed, no environment proxies, bodies passed through still encoded, and no
+    cookie jar: cookies belong to the browser, never shared between the users of a preview.
+    Reads up to 256 KiB at a time, so a large download moves in few, large chunks.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=200, limit_per_host=50, keepalive_timeout=30),
+        timeout=aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=None),
+        auto_decompress=False,
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=_NO_AUTO_HEADERS,
+        read_bufsize=256 * 1024,
+    )
+
+
 async def forward_http(
-    client: httpx.AsyncClient, scope: Scope, receive: Receive, send: Send, target: Target
+    client: aiohttp.ClientSession, scope: Scope, receive: Receive, send: Send, target: Target
 ) -> None:
     has_body = scope["method"] not in ("GET", "HEAD", "OPTIONS") or any(
         n in (b"content-length", b"transfer-encoding") for n, _ in scope["headers"]
     )
-    request = client.build_request(
-        scope["method"],
-        _url(target, "http"),
-        headers=request_headers(scope, target),
-        content=_body(receive) if has_body else None,
-    )
     try:
-        response = await client.send(request, stream=True)
-    except httpx.ConnectError:
+        response = await client.request(
+            scope["method"],
+            _url(target, "http"),
+            headers=request_headers(scope, target),
+            data=_body(receive) if has_body else None,
+            allow_redirects=False,
+        )
+    except aiohttp.ClientConnectorError:
         await _error(
             send, 502, f"Nothing answers on port {target.port} yet: start the dev server on it."
         )
         return
-    except httpx.TimeoutException:
+    except TimeoutError:
         await _error(send, 504, f"The program on port {target.port} did not answer in time.")
+        return
+    except aiohttp.ClientError as exc:
+        await _error(send, 502, f"The program on port {target.port} broke the request: {exc}.")
         return
     try:
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response_headers(response.headers, target),
+                "status": response.status,
+                "headers": response_headers(response.raw_headers, target),
             }
         )
-        async for chunk in response.aiter_raw():
+        # aiohttp keeps reading the socket while a chunk waits for the browser (bounded by
+        # ``read_bufsize``), so upstream and downstream stay busy at once.
+        async for chunk in response.content.iter_any():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
-        await response.aclose()
+        response.release()
 
 
 async def forward_websocket(scope: Scope, receive: Receive, send: Send, target: Target) -> None:
