@@ -229,5 +229,29 @@ def test_analytics_page_and_notification_settings(
         form.get_by_role("button", name="Send test").click()
         expect(form.get_by_test_id("test-result")).to_have_text("Delivered")
         assert "Codeyard test notification" in receivers.at("/slack")[0].json()["text"]
+
+        # Slack with buttons: the page says which Request URL to give the Slack app.
+        form.get_by_label("Name").fill("buttons")
+        form.get_by_label("URL").fill(f"{receivers.base}/slack2")
+        form.get_by_label("Slack signing secret").fill("0123456789abcdef" * 2)
+        form.get_by_label("Slack approvers").fill("U0APPROVER1, U0APPROVER2")
+        form.get_by_role("button", name="Add").click()
+        note = form.get_by_label("Slack buttons set-up")
+        expect(note).to_contain_text(f"{notify_server.url}/api/notifications/slack/nch_")
+        # Apprise: one URL (here ntfy on the loopback receiver), tested from its row.
+        form.get_by_label("Kind").select_option("apprise")
+        expect(form.get_by_label("Slack signing secret")).to_have_count(0)
+        form.get_by_label("Name").fill("phone-ntfy")
+        host = receivers.base.removeprefix("http://")
+        form.get_by_label("URL").fill(f"ntfy://{host}/alerts")
+        form.get_by_role("button", name="Add").click()
+        row = form.locator("div.row", has=page.get_by_text("phone-ntfy", exact=True))
+        expect(row).to_contain_text("apprise", timeout=15_000)  # Apprise loads its plug-ins
+        row.get_by_role("button", name="Send test").click()
+        expect(row.get_by_test_id("test-result")).to_have_text("Delivered")
+        assert receivers.at("/")[0].json()["topic"] == "alerts"
+        with api(notify_server) as client:
+            kinds = [c["kind"] for c in client.get("/api/notifications/channels").json()["data"]]
+        assert sorted(kinds) == ["apprise", "slack", "slack"]
     finally:
         context.close()

@@ -150,15 +150,30 @@ function PrefsSection() {
   );
 }
 
+const URL_HINTS: Record<string, string> = {
+  slack: "Incoming webhook URL",
+  discord: "Incoming webhook URL",
+  webhook: "Your endpoint's URL",
+  apprise: "Apprise URL, e.g. ntfy://ntfy.sh/topic or tgram://token/chat-id",
+};
+
+// Slack's Request URL for a channel with buttons: where the Slack app posts Approve/Reject clicks.
+function slackRequestUrl(id: string): string {
+  return `${window.location.origin}/api/notifications/slack/${id}/interactions`;
+}
+
 function ChannelsSection() {
   const qc = useQueryClient();
   const [secret, setSecret] = useState<string | null>(null);
+  const [kind, setKind] = useState("slack");
+  const [requestUrl, setRequestUrl] = useState<string | null>(null);
   const list = useQuery({ queryKey: ["channels"], queryFn: () => api.get("/api/notifications/channels") });
   const refresh = () => qc.invalidateQueries({ queryKey: ["channels"] });
   const add = useMutation({
-    mutationFn: (b: { kind: string; name: string; config: { url: string } }) => api.post("/api/notifications/channels", b),
-    onSuccess: (c) => {
+    mutationFn: (b: { kind: string; name: string; config: Record<string, unknown> }) => api.post("/api/notifications/channels", b),
+    onSuccess: (c, b) => {
       setSecret(c.secret ?? null);
+      setRequestUrl(b.config.signing_secret ? slackRequestUrl(c.id) : null);
       void refresh();
     },
   });
@@ -168,7 +183,7 @@ function ChannelsSection() {
   });
   return (
     <div className="card stack" aria-label="Channels">
-      <h3>Slack, Discord and webhooks</h3>
+      <h3>Slack, Discord, webhooks and Apprise</h3>
       {list.data?.data.map((c) => (
         <div key={c.id} className="row">
           <strong>{c.name}</strong>
@@ -184,25 +199,48 @@ function ChannelsSection() {
         onSubmit={(e) => {
           e.preventDefault();
           const f = new FormData(e.currentTarget);
-          add.mutate({
-            kind: String(f.get("kind")),
-            name: String(f.get("name") || f.get("kind")),
-            config: { url: String(f.get("url") ?? "") },
-          });
+          const config: Record<string, unknown> = { url: String(f.get("url") ?? "") };
+          const signing = String(f.get("signing_secret") ?? "").trim();
+          if (kind === "slack" && signing) {
+            config.signing_secret = signing;
+            config.approvers = String(f.get("approvers") ?? "")
+              .split(/[\s,]+/)
+              .filter(Boolean);
+          }
+          add.mutate({ kind, name: String(f.get("name") || kind), config });
         }}
       >
-        <select name="kind" aria-label="Kind">
+        <select name="kind" aria-label="Kind" value={kind} onChange={(e) => setKind(e.target.value)}>
           <option value="slack">Slack</option>
           <option value="discord">Discord</option>
           <option value="webhook">Webhook (signed)</option>
+          <option value="apprise">Apprise (ntfy, Telegram, email…)</option>
         </select>
         <input name="name" placeholder="Name" aria-label="Name" />
-        <input name="url" placeholder="Incoming webhook URL" aria-label="URL" required />
+        <input name="url" placeholder={URL_HINTS[kind]} aria-label="URL" required />
+        {kind === "slack" && (
+          <>
+            <input
+              name="signing_secret"
+              type="password"
+              autoComplete="off"
+              placeholder="Slack app signing secret (for Approve/Reject buttons)"
+              aria-label="Slack signing secret"
+            />
+            <input name="approvers" placeholder="Approver Slack user ids, e.g. U012AB3CD" aria-label="Slack approvers" />
+          </>
+        )}
         <button className="primary">Add</button>
       </form>
       {secret && (
         <div className="note">
           Signing secret (shown once; verify with any Standard Webhooks library): <code>{secret}</code>
+        </div>
+      )}
+      {requestUrl && (
+        <div className="note" aria-label="Slack buttons set-up">
+          In your Slack app, turn on Interactivity and set the Request URL to <code>{requestUrl}</code> (Slack must be able to
+          reach it).
         </div>
       )}
       {add.error && <ErrorNote error={add.error} />}
