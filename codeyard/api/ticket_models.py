@@ -180,7 +180,9 @@ class QueueCreate(Body):
         min_length=1, max_length=500, description="Ticket numbers, in the order to run them."
     )
     max_parallel: int = Field(default=1, ge=1, le=16, description="1: one after another.")
-    land: Literal["merge", "squash", "rebase"] = "merge"
+    #: ``stack``: no landing; each ticket's run starts from the previous ticket's branch and
+    #: opens a pull request based on it (the first on the default branch): stacked PRs.
+    land: Literal["merge", "squash", "rebase", "stack"] = "merge"
     budget_usd: float | None = Field(
         default=None, gt=0, description="What the queue's runs may spend together."
     )
@@ -190,7 +192,7 @@ class QueueUpdate(Body):
     name: NonNull[Annotated[str, Field(min_length=1, max_length=200)]] = None
     tickets: NonNull[Annotated[list[int], Field(min_length=1, max_length=500)]] = None
     max_parallel: NonNull[Annotated[int, Field(ge=1, le=16)]] = None
-    land: NonNull[Literal["merge", "squash", "rebase"]] = None
+    land: NonNull[Literal["merge", "squash", "rebase", "stack"]] = None
     budget_usd: float | None = Field(default=None, gt=0, description="null: no budget.")
 
 
@@ -218,7 +220,7 @@ class QueueView(View):
     tickets: list[int]
     items: list[QueueItemView]
     max_parallel: int
-    land: Literal["merge", "squash", "rebase"]
+    land: Literal["merge", "squash", "rebase", "stack"]
     #: ``idle``, ``running``, ``paused`` (see ``paused_reason``), ``done`` or ``cancelled``.
     status: Literal["idle", "running", "paused", "done", "cancelled"]
     paused_reason: str | None

@@ -1,5 +1,7 @@
 """Work queues: tickets run one after another (or ``max_parallel`` at a time), each landed
 before the next starts, so the next ticket's run starts from the previous one's merged result.
+With ``land = stack`` nothing is merged: each ticket's run starts from the previous ticket's
+branch and opens a pull request based on that branch (stacked PRs), one ticket at a time.
 
 A failed, cancelled, interrupted or budget-stopped run, or a landing that conflicts, pauses the
 queue with the reason (``queue.paused`` on that run). ``start`` resumes; ``retry`` and ``skip``
@@ -63,10 +65,20 @@ async def _check_tickets(svc: Services, project: dict[str, Any], numbers: list[i
         )
 
 
+def _check_stack(land: str, max_parallel: int) -> None:
+    if land == "stack" and max_parallel != 1:
+        reason = (
+            "A stacked queue runs one ticket at a time (each starts from the previous one's "
+            "branch): set max_parallel to 1, or land by merge."
+        )
+        raise ValidationFailed(reason, errors=[{"loc": ["body", "max_parallel"], "msg": reason}])
+
+
 async def create(
     svc: Services, principal: Principal, project_ref: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     project = await tickets.managed_project(svc, principal, project_ref, "add work queues")
+    _check_stack(body.get("land") or "merge", body.get("max_parallel") or 1)
     numbers = list(dict.fromkeys(body.get("tickets") or []))
     await _check_tickets(svc, project, numbers)
     now = utc_now()
@@ -171,6 +183,9 @@ async def update(
     """Rename, reorder or change ``max_parallel``/``land``; the ticket list only while the
     queue is not running."""
     project, queue = await _managed(svc, principal, project_ref, queue_id, "change its queues")
+    _check_stack(
+        changes.get("land") or queue["land"], changes.get("max_parallel") or queue["max_parallel"]
+    )
     if "tickets" in changes:
         if queue["status"] == "running":
             raise Conflict(
@@ -284,6 +299,18 @@ async def _source_ref(svc: Services, project_id: str) -> str:
     return branches.pop() if len(branches) == 1 and None not in branches else "HEAD"
 
 
+def stack_base(queue: dict[str, Any], before: int) -> str | None:
+    """The branch a stacked ticket builds on: that of the last done ticket ahead of ``before``
+    in the queue's order; None: the default branch (the first ticket of the stack)."""
+    order = queue["tickets"]
+    ahead = order[: order.index(before)] if before in order else []
+    for number in reversed(ahead):
+        item = queue["items"].get(str(number), {})
+        if item.get("state") == DONE and item.get("branch"):
+            return str(item["branch"])
+    return None
+
+
 async def _set_item(svc: Services, queue_id: str, number: int, **item: Any) -> dict[str, Any]:
     async def job(tx: Tx) -> dict[str, Any]:
         queue = await ts.find_queue(tx.conn, queue_id)
@@ -339,9 +366,11 @@ async def advance(svc: Services, queue_id: str) -> None:
         principal = await _runner(svc, queue)
         for key in step.start:
             ticket = rows[int(key)]
+            base = stack_base(queue, int(key)) if queue["land"] == "stack" else None
+            ticket_options = {**options, "source_ref": base} if base else options
             try:
                 run = await agent.start_run(
-                    svc, principal, project, ticket, options, queue_id=queue_id
+                    svc, principal, project, ticket, ticket_options, queue_id=queue_id
                 )
             except CodeyardError as exc:
                 await _set_item(svc, queue_id, int(key), state=FAILED, reason=exc.detail)
@@ -376,10 +405,11 @@ async def on_run_changed(svc: Services, run: dict[str, Any]) -> None:
         # Settling the item records what its run spent (a retry's run adds to it).
         paid = float(queue["items"][str(number)].get("spent_usd") or 0.0) + _cost(run)
         if status == "review":
+            action: dict[str, Any] = {"action": queue["land"]}
+            if queue["land"] == "stack":
+                action = {"action": "create_pr", "target_branch": stack_base(queue, number)}
             try:
-                landed = await resolution.resolve(
-                    svc, run["id"], {"action": queue["land"]}, await _runner(svc, queue)
-                )
+                landed = await resolution.resolve(svc, run["id"], action, await _runner(svc, queue))
             except CodeyardError as exc:
                 await _set_item(
                     svc, queue["id"], number, state=FAILED, reason=exc.detail, spent_usd=paid
@@ -389,11 +419,16 @@ async def on_run_changed(svc: Services, run: dict[str, Any]) -> None:
                 )
                 continue
             await agent.sync_ticket(svc, landed)
-            await _set_item(svc, queue["id"], number, state=DONE, spent_usd=paid)
+            await _set_item(
+                svc, queue["id"], number, state=DONE, spent_usd=paid, branch=run["branch"]
+            )
             await advance(svc, queue["id"])
         elif status == "completed":
-            if run.get("resolution") == "merged":
-                await _set_item(svc, queue["id"], number, state=DONE, spent_usd=paid)
+            settled = "pr_created" if queue["land"] == "stack" else "merged"
+            if run.get("resolution") == settled:
+                await _set_item(
+                    svc, queue["id"], number, state=DONE, spent_usd=paid, branch=run["branch"]
+                )
                 await advance(svc, queue["id"])
             else:
                 why = f"{label} was {run.get('resolution') or 'closed'} instead of landed"
