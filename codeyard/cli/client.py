@@ -25,21 +25,13 @@ import httpx
 
 from codeyard import __version__, locator
 from codeyard.cli.credentials import stored_token
+from codeyard.cli.errors import CliError as CliError  # re-exported: commands import it here
 from codeyard.config import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8420"
 #: Plain requests; streams use a longer read timeout (the server pings every 15 s).
 REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)
-
-
-class CliError(Exception):
-    """An error the CLI reports as ``Error: <message>`` and exit code 1, never as a traceback."""
-
-    def __init__(self, message: str, *, notes: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.notes = notes or []
 
 
 class Unreachable(CliError):

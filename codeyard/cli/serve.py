@@ -1,4 +1,10 @@
-"""``codeyard serve``: the one command that runs the server in this process."""
+"""``codeyard serve``: the one command that runs the server in this process.
+
+The console script runs it through :func:`main`, a Typer app of this one command, without the
+rest of the CLI: the client commands import httpx, Rich and their views, CPU that a server start
+would spend for nothing (issue 15). ``codeyard --data-dir D serve`` (global options first) still
+goes through the whole CLI, with the same result.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 import typer
 
-from codeyard.cli.state import load_settings
+from codeyard.cli.errors import CliError, load_settings
 
 
 def serve(
@@ -102,3 +108,20 @@ def serve(
     from codeyard.server import run_server
 
     run_server(settings)
+
+
+def main(args: list[str]) -> None:
+    """``codeyard serve ARGS`` as the console script runs it (see the module's docstring)."""
+    app = typer.Typer(
+        add_completion=False, rich_markup_mode="markdown", pretty_exceptions_show_locals=False
+    )
+    app.command()(serve)
+    try:
+        typer.main.get_command(app).main(args=args, prog_name="codeyard serve")
+    except CliError as exc:  # printed as the whole CLI prints it (CodeyardGroup)
+        from rich.console import Console
+
+        from codeyard.cli.views import error_lines
+
+        Console(stderr=True, highlight=False, soft_wrap=True).print(error_lines(exc))
+        raise SystemExit(1) from None

@@ -16,26 +16,15 @@ from typing import Any
 
 import httpx
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from typer.core import TyperGroup
 
-from codeyard.cli.client import ApiClient, CliError, Target, discover
+from codeyard.cli.client import ApiClient, Target, discover
+from codeyard.cli.errors import CliError
+from codeyard.cli.errors import load_settings as load_settings  # re-exported (worker)
 from codeyard.cli.sse import DEFAULT_RETRIES
 from codeyard.cli.views import error_lines
 from codeyard.config import Settings
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """``Settings`` from ``CODEYARD_*`` and ``overrides``; a bad value is a :class:`CliError`."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        notes = [
-            f"- CODEYARD_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise CliError("Invalid Codeyard settings.", notes=notes) from None
 
 
 @dataclass

@@ -24,9 +24,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
+
 
 __all__ = ["BATCH", "FULL_EVERY", "Budget", "Poller", "PrRef", "PrSnapshot"]
 

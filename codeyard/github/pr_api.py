@@ -11,13 +11,16 @@ Peers' fix loops fired "without the failing log": the log is fetched before the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from codeyard.github.feedback import FAILED_CONCLUSIONS, FAILED_STATES
 from codeyard.prs.github import GitHubRest
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 __all__ = ["FailedCheck", "PrFeedbackApi"]
 
@@ -92,6 +95,8 @@ class PrFeedbackApi(GitHubRest):
         """The Actions job log's end; empty when the check is not an Actions job or its log
         expired (404/410), so the caller falls back to the check's output."""
         url = f"/repos/{_path(repo)}/actions/jobs/{job_id}/logs"
+        import httpx
+
         try:
             async with client.stream("GET", url) as response:
                 if not response.is_success:

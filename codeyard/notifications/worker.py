@@ -16,10 +16,9 @@ import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.crypto import SecretBox
@@ -30,6 +29,11 @@ from codeyard.notifications.channels import Delivery, Outcome
 from codeyard.notifications.messages import Notification, in_quiet_hours
 from codeyard.store import policies
 from codeyard.store.writer import Tx, Writer
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
@@ -85,6 +89,8 @@ class DeliveryWorker:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         return self._client
 

@@ -8,10 +8,8 @@ GitHub's answers are turned into ``BadRequest`` (what to fix: token, access, net
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.prs.base import (
@@ -23,6 +21,11 @@ from codeyard.prs.base import (
     parse_remote,
     redact_remote,
 )
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 __all__ = ["NO_TOKEN", "GitHubRest"]
 
@@ -109,6 +112,8 @@ class GitHubRest:
         Read from ``GET /repos/{o}/{r}/branches/{branch}``, which any token that may read the
         repository sees, rather than ``…/protection`` (administration permission).
         """
+        import httpx
+
         try:
             response = await client.get(f"/repos/{repo}/branches/{quote(branch, safe='')}")
         except httpx.HTTPError:
@@ -132,6 +137,8 @@ class GitHubRest:
         repo = self._repo(remote_url)
         doing = f"merging pull request #{number} of {repo}"
         payload: dict[str, Any] = {"merge_method": method, **({"sha": sha} if sha else {})}
+        import httpx
+
         async with self._client() as client:
             try:
                 response = await client.put(f"/repos/{repo}/pulls/{number}/merge", json=payload)
@@ -175,6 +182,8 @@ class GitHubRest:
             "Authorization": f"Bearer {self.config.github_token}",
             "User-Agent": "codeyard",
         }
+        import httpx
+
         return httpx.AsyncClient(
             base_url=self.api_url,
             headers=headers,
@@ -193,6 +202,8 @@ class GitHubRest:
         json: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
+        import httpx
+
         try:
             response = await client.request(method, url, json=json, params=params)
         except httpx.TimeoutException as exc:

@@ -1,5 +1,10 @@
 """GitHub webhooks (issue 21): receive, store once, process asynchronously, sweep for misses.
 
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
+
 ``receive`` is the whole synchronous part: verify ``X-Hub-Signature-256`` on the raw body
 (403 and nothing stored otherwise), insert the delivery into the inbox keyed on
 ``X-GitHub-Delivery`` (a duplicate is acknowledged and ignored), remember the hook it came from,
@@ -19,8 +24,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-
-import httpx
 
 from codeyard.config import Settings
 from codeyard.domain import events as ev
@@ -416,6 +419,8 @@ class PollLoop(_Background):
             "Accept": "application/vnd.github+json",
             "User-Agent": "codeyard",
         }
+        import httpx
+
         async with httpx.AsyncClient(
             base_url=config.github_api_url.rstrip("/"), headers=headers, timeout=30
         ) as client:

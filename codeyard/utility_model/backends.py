@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from codeyard.sandbox import environment
 from codeyard.utility_model.config import UtilityModelConfig
 
@@ -36,6 +34,8 @@ class Raw:
 
 
 async def _post(url: str, headers: dict[str, str], body: dict[str, Any], timeout: float) -> Any:
+    import httpx  # on first use, not at the server's start-up (issue 15)
+
     async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
         try:
             resp = await client.post(url, headers=headers, json=body)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import httpx
-
 from codeyard.voice.config import VoiceConfig
 
 
@@ -50,6 +48,8 @@ class OpenAICompatible:
             data["language"] = self._cfg.language
         headers = {"authorization": f"Bearer {self._key}"} if self._key else {}
         url = f"{self._cfg.base_url}/audio/transcriptions"
+        import httpx  # on first use, not at the server's start-up (issue 15)
+
         async with httpx.AsyncClient(timeout=self._cfg.timeout_seconds, trust_env=False) as client:
             try:
                 resp = await client.post(

@@ -8,8 +8,10 @@ added at module level anywhere on the serve path brings it back, and this test n
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +87,49 @@ def test_creating_the_app_imports_no_lazy_library(at_start: dict[str, list[str]]
         f"{loaded} imported while the app is created: import it inside the function that "
         "uses it (see codeyard/mcp_server/mount.py for a feature loaded after start-up)"
     )
+
+
+#: What ``codeyard serve`` must not import (issue 15): the client commands, their HTTP client
+#: and Rich views; they are for every other command.
+CLIENT_SIDE = ("codeyard.cli.app", "codeyard.cli.client", "codeyard.cli.state", "rich")
+
+SERVE_PROBE = """
+import json, sys
+import codeyard.server
+
+def record(settings):  # stands in for Uvicorn: what the console script imported by now
+    loaded = [m for m in {names!r} if m in sys.modules]
+    print(json.dumps({{"port": settings.port, "loaded": loaded}}))
+
+codeyard.server.run_server = record
+sys.argv = ["codeyard", "serve", "--port", "8999", "--data-dir", {data_dir!r}]
+from codeyard.cli import main
+main()
+"""
+
+
+def test_the_serve_command_imports_no_client_module(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE.format(names=CLIENT_SIDE, data_dir=str(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["port"] == 8999  # the options were parsed by the serve command itself
+    assert found["loaded"] == [], f"{found['loaded']} imported by `codeyard serve`"
+
+
+def test_the_serve_command_prints_bad_settings_as_an_error(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "from codeyard.cli import main; main()", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CODEYARD_PORT": "not-a-port", "CODEYARD_DATA_DIR": str(tmp_path)},
+    )
+    assert out.returncode == 1
+    assert "Error: Invalid Codeyard settings." in out.stderr
+    assert "CODEYARD_PORT" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -14,12 +14,13 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from codeyard.notifications.channels.base import Delivery, Outcome
 
 if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
     import apprise
+    import httpx
 
 
 def _apprise_for(url: str) -> apprise.Apprise:

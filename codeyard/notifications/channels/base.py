@@ -5,11 +5,14 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from codeyard.notifications.messages import Notification
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ def http_outcome(resp: httpx.Response) -> Outcome:
 
 
 async def post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> Outcome:
+    import httpx
+
     try:
         return http_outcome(await client.post(url, **kwargs))
     except httpx.HTTPError as exc:

@@ -10,11 +10,14 @@ Reject buttons; Slack posts the click, signed, to
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from codeyard.notifications.channels.base import Delivery, Outcome, check_url, post
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 APPROVE, REJECT = "codeyard_approve", "codeyard_reject"

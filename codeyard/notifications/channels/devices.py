@@ -9,11 +9,14 @@ registering a :class:`DeviceChannel` built with it.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from codeyard.notifications.channels.base import Delivery, Outcome, post
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 PLATFORMS = ("apns", "fcm")
 

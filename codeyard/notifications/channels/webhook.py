@@ -10,12 +10,16 @@ import base64
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from standardwebhooks.webhooks import Webhook
 
 from codeyard.notifications.channels.base import Delivery, Outcome, check_url, post
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 
 def new_secret() -> str:

@@ -12,13 +12,17 @@ import base64
 import hashlib
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from py_vapid import Vapid02
 
 from codeyard.notifications.channels.base import Delivery, Outcome, post
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 #: Keep payloads under the ~4 KB every push service accepts.
 MAX_PAYLOAD = 3800
