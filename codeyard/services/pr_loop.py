@@ -43,6 +43,7 @@ from codeyard.github.feedback import Signal, ci_key, pull_repo, review_key, scop
 from codeyard.github.pr_api import FailedCheck, PrFeedbackApi
 from codeyard.prs.base import PrConfig
 from codeyard.services import checks as check_service
+from codeyard.services import profile
 from codeyard.services import runs as run_service
 from codeyard.services.context import Services
 from codeyard.store import checks as ledger
@@ -260,7 +261,12 @@ class _Sync:
     refused: str | None = None
 
 
-async def _sync(run: dict[str, Any], repos: dict[str, dict[str, Any]], message: str) -> _Sync:
+async def _sync(
+    run: dict[str, Any],
+    repos: dict[str, dict[str, Any]],
+    message: str,
+    push_env: dict[str, str] | None = None,
+) -> _Sync:
     """Commit what is left, rebase onto the base branch if it moved on the remote, push.
 
     Rebased means the branch's history changed, so the push is ``--force-with-lease``: it
@@ -291,7 +297,8 @@ async def _sync(run: dict[str, Any], repos: dict[str, dict[str, Any]], message: 
     for repo_id in run["worktrees"]:
         forced = repo_id in out.rebased
         try:
-            await branches.push(Path(repos[repo_id]["path"]), run["branch"], force=forced)
+            path = Path(repos[repo_id]["path"])
+            await branches.push(path, run["branch"], force=forced, env=push_env)
         except CodeyardError as exc:
             out.refused = f"pushing to the pull request was refused: {exc.detail}"
             return out
@@ -368,7 +375,8 @@ async def push_after_turn(svc: Services, run_id: str) -> None:
             return
         with fencing.acting_for(run):  # a run a new turn took meanwhile is not pushed
             await fencing.verify(svc.engine)
-            done = await _sync(run, repos, _commit_message(run))
+            async with profile.push_env(svc, run["created_by"]) as env:  # the owner's SSH key
+                done = await _sync(run, repos, _commit_message(run), env)
             await svc.writer.run(lambda tx: _record_turn_push(tx, run_id, done))
 
 
@@ -411,7 +419,8 @@ async def _rebase_idle(svc: Services, run_id: str, repo: str, number: int, branc
             or not run["worktrees"]
         ):
             return  # a turn under way rebases when it pushes
-        done = await _sync(run, repos, _commit_message(run))
+        async with profile.push_env(svc, run["created_by"]) as env:
+            done = await _sync(run, repos, _commit_message(run), env)
         if not done.rebased and done.refused is None:
             return  # already on top of the base: nothing was pushed
 
