@@ -14,6 +14,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.store import fencing
 from codeyard.workspace.git import GitError, git
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,30 @@ async def push_checkpoint(
         f"+{commit}:{shared_ref(repo_id, run_id, number)}",
         cwd=worktree,
     )  # fmt: skip
+
+
+async def push_fenced(
+    engine: AsyncEngine,
+    remote: Path,
+    worktrees: dict[str, str],
+    run_id: str,
+    fence: fencing.Fence | None,
+    number: int,
+    commits: dict[str, str],
+) -> None:
+    """Push a committed checkpoint's commits, unless the attempt that took it lost the run.
+
+    The row was fenced when it committed, but the push comes after: a host that lost its run
+    in between (its heartbeat timed out, another host took the run and pushes its own
+    checkpoints) must not write into the run's shared refs. Raises ``StaleAttempt``, pushing
+    nothing, when the run's attempt moved past ``fence`` (None: written outside an attempt,
+    not fenced)."""
+    for repo_id, sha in commits.items():
+        path = worktrees.get(repo_id)
+        if path is None:
+            continue
+        await fencing.verify(engine, fence)
+        await push_checkpoint(remote, Path(path), repo_id, run_id, number, sha)
 
 
 async def fetch_checkpoint(

@@ -110,6 +110,8 @@ class HostRuntime:
         self._heartbeat: Heartbeat | None = None
         #: Pushes of checkpoints to the shared remote not finished yet, per run.
         self._pushes: dict[str, set[asyncio.Task[None]]] = {}
+        #: The attempt this host drives each run on (checkpoint pushes are fenced on it).
+        self._attempts: dict[str, int] = {}
 
     # -- life cycle (called from the worker's main loop) --------------------------------------
 
@@ -267,6 +269,7 @@ class HostRuntime:
         assert self._driver is not None
         handle = RunHandle(run_id)
         self.handles[run_id] = handle
+        self._attempts[run_id] = attempt
         # Every process group the run starts is recorded on it, and every write it makes
         # carries its attempt (the task copies the context).
         token = process.recorder.set(RunProcessRecorder(self.writer, run_id))
@@ -371,6 +374,9 @@ class HostRuntime:
         if item.kind == "offer":  # queued mid-turn: a live agent may take it now
             handle.inbox.set()
             return True
+        if item.kind == "model":  # the run's model was switched: a live agent may switch now
+            handle.model_nudge.set()
+            return True
         raise ValueError(f"unknown delivery kind {item.kind!r}")
 
     # -- checkpoints to the shared remote ---------------------------------------------------------
@@ -381,29 +387,31 @@ class HostRuntime:
             if event.type != "checkpoint.created":
                 continue
             chk = event.data["checkpoint"]
+            attempt = self._attempts.get(event.run_id)
+            fence = None if attempt is None else fencing.Fence(event.run_id, attempt)
             task = asyncio.get_running_loop().create_task(
-                self._push(event.run_id, int(chk["number"]), dict(chk["commits"]))
+                self._push(event.run_id, fence, int(chk["number"]), dict(chk["commits"]))
             )
             pending = self._pushes.setdefault(event.run_id, set())
             pending.add(task)
             task.add_done_callback(pending.discard)
 
-    async def _push(self, run_id: str, number: int, commits: dict[str, str]) -> None:
+    async def _push(
+        self, run_id: str, fence: fencing.Fence | None, number: int, commits: dict[str, str]
+    ) -> None:
         handle = self.handles.get(run_id)
         worktrees = dict(handle.run.worktrees) if handle and handle.run else {}
         if not worktrees:
             async with self.engine.connect() as conn:
                 worktrees = dict((await runs.get(conn, run_id))["worktrees"] or {})
-        for repo_id, sha in commits.items():
-            path = worktrees.get(repo_id)
-            if path is None:
-                continue
-            try:
-                await failover.push_checkpoint(
-                    self.config.shared_remote, Path(path), repo_id, run_id, number, sha
-                )
-            except Exception:  # the next turn end pushes again; a failover restores older
-                log.exception("run %s: pushing checkpoint %d failed", run_id, number)
+        try:
+            await failover.push_fenced(
+                self.engine, self.config.shared_remote, worktrees, run_id, fence, number, commits
+            )
+        except fencing.StaleAttempt as exc:  # this host lost the run: its refs are not ours
+            log.warning("run %s: checkpoint %d not pushed: %s", run_id, number, exc)
+        except Exception:  # the next turn end pushes again; a failover restores older
+            log.exception("run %s: pushing checkpoint %d failed", run_id, number)
 
     async def pushed(self, run_id: str) -> None:
         """Wait for the run's checkpoint pushes in flight."""
