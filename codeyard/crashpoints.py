@@ -34,6 +34,8 @@ POINTS = frozenset(
         "land:moved",
         # discard removed the worktrees and branch; the run is not yet completed
         "discard:removed",
+        # a workflow's run step created its run; the execution's log does not name it yet
+        "workflow:run-created",
     }
 )
 

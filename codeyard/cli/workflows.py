@@ -161,8 +161,8 @@ def describe(event: dict[str, Any], execution: str) -> Text | None:
     key = str(data.get("key") or "")
     if kind == "workflow.step.started":
         return Text(f"▶ {key} ({data.get('type')})")
-    if kind == "workflow.step.run":
-        return Text(f"  {key}: run {data.get('run_id')}", "dim")
+    if kind == "workflow.step.run":  # a run step's first record (no step.started before it)
+        return Text(f"▶ {key} (run): run {data.get('run_id')}")
     if kind == "workflow.step.completed":
         output = data.get("output") or {}
         extra = f" after {data['attempts']} attempts" if int(data.get("attempts") or 1) > 1 else ""

@@ -39,7 +39,7 @@ class WorkflowEngine:
 
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.watcher = RunWatcher(svc.engine)
+        self.watcher = RunWatcher(svc.engine, svc.hub)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._live: dict[str, Execution] = {}
         self._stopping = False
@@ -256,8 +256,9 @@ class Execution:
             self.state.done[key] = output
             self._publish(step, output, scope)
             return output
-        # Pure steps (no effect outside the log) are recorded once, when they complete.
-        if self.state.status.get(key) is None and not steps.is_pure(step):
+        # Pure steps (no effect outside the log) are recorded once, when they complete; a run
+        # step's first record is its run (one write fewer between two runs).
+        if self.state.status.get(key) is None and steps.records_start(step):
             await self.emit(
                 "workflow.step.started", {"key": key, "step": step.id, "type": step.type}
             )

@@ -4,8 +4,10 @@ Event types (``data`` members):
 
 - ``workflow.execution.started`` / ``.resumed`` {definition_hash} · ``.completed`` {outputs} ·
   ``.failed`` {error} · ``.cancelled`` {reason} · ``.interrupted`` {reason}
-- ``workflow.step.started`` {key, step, type} · ``workflow.step.run`` {key, run_id,
-  turns_before} (the run a run step created or continued) · ``workflow.step.completed`` {key,
+- ``workflow.step.started`` {key, step, type} (every step with an effect but a run step) ·
+  ``workflow.step.run`` {key, run_id, turns_before, step, type} (the run a run step created or
+  continued; a run step's first record: a resumed execution finds a run created just before a
+  crash by its label) · ``workflow.step.completed`` {key,
   output, attempts} · ``workflow.step.failed`` {key, error, kind, attempts} ·
   ``workflow.step.skipped`` {key, reason}
 - ``workflow.step.retry`` {key, attempt, error, kind, delay_seconds, not_before}: attempt
@@ -84,6 +86,8 @@ class Folded:
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: step key → the run of its latest attempt (what the execution view links to).
     latest_run: dict[str, str] = field(default_factory=dict)
+    #: The execution was resumed after an interruption (a step may have left an unrecorded run).
+    resumed: bool = False
 
     def pending_approvals(self) -> list[tuple[str, int]]:
         return sorted(k for k in self.requested if k not in self.decisions)
@@ -98,6 +102,8 @@ def fold(events: Iterable[tuple[str, dict[str, Any]]]) -> Folded:
         elif type_ == "workflow.step.run":
             out.runs[key] = data
             out.latest_run[base_key(key)] = str(data.get("run_id"))
+            if out.status.get(base_key(key)) != "completed":
+                out.status[base_key(key)] = "running"
         elif type_ == "workflow.step.completed":
             out.done[key] = data.get("output") or {}
             out.status[key] = "completed"
@@ -121,6 +127,8 @@ def fold(events: Iterable[tuple[str, dict[str, Any]]]) -> Folded:
             out.attempts[key] = int(data["attempt"])
             out.not_before[key] = float(data.get("not_before") or 0)
             out.status[key] = "retrying"
+        elif type_ == "workflow.execution.resumed":
+            out.resumed = True
         elif type_ == "workflow.step.waiting":
             out.waiting[key] = data
             out.status[base_key(key)] = "waiting"

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from codeyard import crashpoints
 from codeyard.domain.errors import CodeyardError
 from codeyard.domain.status import ACTIVE, RunStatus
+from codeyard.events.hub import EventFilter, SubscriberDropped, Subscription
 from codeyard.services import resolution, review
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
@@ -49,6 +51,13 @@ def is_pure(step: m.Step) -> bool:
     if isinstance(step, m.ExtractStep):
         return step.output_schema is None
     return isinstance(step, m.IfStep)
+
+
+def records_start(step: m.Step) -> bool:
+    """Whether the engine writes ``workflow.step.started`` before the step's effect. Not for
+    pure steps, nor for run steps: their ``workflow.step.run`` comes right after the run is
+    created, and a resumed execution finds a run created just before a crash by its label."""
+    return not is_pure(step) and not isinstance(step, m.RunStep)
 
 
 def label(execution_id: str, key: str) -> str:
@@ -211,11 +220,13 @@ async def run_step(
     if step.worktree == "shared":
         source = _step_output(scope, step.from_ or "", "run_id")
         known = x.state.runs.get(key)
-        return await _continue_run(x, key, source["run_id"], prompt, "workflow.step.run", {}, known)
+        first = {"step": step.id, "type": step.type}
+        record = "workflow.step.run"
+        return await _continue_run(x, key, source["run_id"], prompt, record, first, known)
     recorded = x.state.runs.get(key)
     run_id = recorded["run_id"] if recorded else None
-    if run_id is None and x.state.status.get(base_key(key)) is not None:  # before a restart
-        run_id = await _find_labelled(x, key)
+    if run_id is None and (x.state.resumed or x.state.status.get(base_key(key)) is not None):
+        run_id = await _find_labelled(x, key)  # created just before a crash, not yet recorded
     if run_id is None:
         body: dict[str, Any] = {
             "prompt": prompt,
@@ -242,9 +253,13 @@ async def run_step(
         except CodeyardError as exc:
             raise StepFailed(exc.detail) from exc
         run_id = run["id"]
+        crashpoints.reached("workflow:run-created")
     x.run_ids.add(run_id)
     if recorded is None:
-        await x.emit("workflow.step.run", {"key": key, "run_id": run_id, "turns_before": 0})
+        first = {"step": step.id, "type": step.type}
+        await x.emit(
+            "workflow.step.run", {"key": key, "run_id": run_id, "turns_before": 0, **first}
+        )
     row = await _settle(x, run_id)
     _check_good(row)
     output = await _run_output(x, row)
@@ -293,7 +308,9 @@ async def shell_step(
 #: Derived event names a wait may use: a check suite's overall result.
 SUITE = "check.suite_completed"
 DERIVED = {"check.passed": (SUITE, {"passed": True}), "check.failed": (SUITE, {"passed": False})}
-EVENT_POLL_SECONDS = 0.1
+#: Seconds between re-reads of the run's log when no event arrived (a safety net: the hub
+#: wakes the wait as soon as a matching event is committed).
+EVENT_SWEEP_SECONDS = 1.0
 
 
 async def _last_event_id(x: Execution, run_id: str) -> int:
@@ -308,26 +325,43 @@ async def _next_event(
 ) -> dict[str, Any]:
     """The latest event of ``type_`` after id ``after`` whose data holds ``where`` that is
     already in the run's log, else the first one written later. Read from the database (as any
-    client would), so it works on every executor."""
+    client would), so it works on every executor; the hub only says when to read again."""
     caught_up = False
     matched: dict[str, Any] | None = None
-    while True:
-        async with x.svc.engine.connect() as conn:
-            found = await event_store.read(
-                conn, run_id=run_id, types=frozenset({type_}), after=after, limit=200
-            )
-        for event in found:
-            after = event.id
-            data = event.data or {}
-            if all(data.get(k) == v for k, v in where.items()):
-                matched = {"id": event.id, "type": event.type, "ts": event.ts, "data": data}
-                if caught_up:
+    # Subscribed before the first read: an event committed during it still wakes the wait.
+    sub = x.svc.hub.subscribe(EventFilter(run_id=run_id, types=frozenset({type_})))
+    try:
+        while True:
+            async with x.svc.engine.connect() as conn:
+                found = await event_store.read(
+                    conn, run_id=run_id, types=frozenset({type_}), after=after, limit=200
+                )
+            for event in found:
+                after = event.id
+                data = event.data or {}
+                if all(data.get(k) == v for k, v in where.items()):
+                    matched = {"id": event.id, "type": event.type, "ts": event.ts, "data": data}
+                    if caught_up:
+                        return matched
+            if len(found) < 200:
+                if matched is not None:
                     return matched
-        if len(found) < 200:
-            if matched is not None:
-                return matched
-            caught_up = True
-            await asyncio.sleep(EVENT_POLL_SECONDS)
+                caught_up = True
+                sub = await _woken(x, sub, run_id, type_)
+    finally:
+        sub.close()
+
+
+async def _woken(x: Execution, sub: Subscription, run_id: str, type_: str) -> Subscription:
+    """Until the run's next event of ``type_`` (or the sweep); a dropped subscriber is
+    replaced (the caller re-reads the log, so nothing is lost)."""
+    try:
+        await asyncio.wait_for(sub.next_batch(), EVENT_SWEEP_SECONDS)
+    except TimeoutError:
+        pass
+    except SubscriberDropped:
+        return x.svc.hub.subscribe(EventFilter(run_id=run_id, types=frozenset({type_})))
+    return sub
 
 
 async def _wait_event(

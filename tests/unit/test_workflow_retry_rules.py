@@ -127,3 +127,25 @@ def test_a_schema_answer_is_validated_by_the_json_schema_itself() -> None:
         answer.model_validate({"version": "1", "fixes": "two"})
     with pytest.raises(ValidationError, match="'fixes' is a required property"):
         answer.model_validate({"version": "1"})
+
+
+def test_a_run_steps_first_record_is_its_run_and_a_resume_is_known() -> None:
+    """Run steps write no ``step.started``: their ``step.run`` shows them running, and a
+    resumed execution is flagged so a run created just before a crash is looked up."""
+    folded = fold(
+        [
+            ("workflow.execution.started", {}),
+            ("workflow.step.run", {"key": "r", "run_id": "run_1", "step": "r", "type": "run"}),
+            ("workflow.step.run", {"key": "s~1", "run_id": "run_2", "step": "s", "type": "run"}),
+        ]
+    )
+    assert folded.status == {"r": "running", "s": "running"} and not folded.resumed
+    assert {v["key"]: v["status"] for v in step_view(folded)} == {"r": "running", "s": "running"}
+    assert fold([("workflow.execution.resumed", {})]).resumed
+    done = fold(
+        [
+            ("workflow.step.run", {"key": "r", "run_id": "run_1"}),
+            ("workflow.step.completed", {"key": "r", "output": {"run_id": "run_1"}}),
+        ]
+    )
+    assert done.status["r"] == "completed"
