@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import pyotp
 import pytest
 from sqlalchemy import select
 
@@ -157,8 +159,8 @@ async def test_profile(sqlite_api: Api) -> None:
         assert [u["display_name"] for u in users] == ["Bea Souza"]
 
 
-async def test_role_route_is_admin_only_audited_and_keeps_an_admin(sqlite_api: Api) -> None:
-    api = sqlite_api
+async def test_role_route_is_admin_only_audited_and_keeps_an_admin(api: Api) -> None:
+    """On SQLite and PostgreSQL (migration 0019's columns and unique email index)."""
     root = await add_user(api, "root", "admin")
     cai = await add_user(api, "cai", "member")
     async with bearer(api, await token_of(api, "cai", ["runs:read", "runs:write"])) as member:
@@ -173,6 +175,11 @@ async def test_role_route_is_admin_only_audited_and_keeps_an_admin(sqlite_api: A
         assert up.status_code == 200 and up.json()["role"] == "admin"
         down = await admin.patch("/api/users/root/role", json={"role": "member"})
         assert down.status_code == 200 and down.json()["role"] == "member"
+    # The email sign-in codes go to: unique, compared in lower case.
+    taken = await api.request("PATCH", f"/api/users/{cai['id']}", json={"email": "x@example.com"})
+    assert taken.status_code == 200 and taken.json()["email"] == "x@example.com"
+    dup = await api.request("PATCH", "/api/users/root", json={"email": "X@example.com"})
+    assert dup.status_code == 409 and "Another user" in dup.json()["detail"]
     log = (await api.get("/api/audit-log")).json()["data"]
     changes = [(e["action"], e["actor"], e["details"]) for e in log if e["action"] == "user.role"]
     assert changes == [
@@ -283,3 +290,28 @@ async def test_ssh_key_is_sealed_and_pushes_its_users_runs(
     ).stdout
     assert run["branch"] in heads
     assert not Path(used[2]).exists()  # the key file lived for the push only
+
+
+async def test_an_emailed_code_is_not_enough_with_two_factor_on(
+    mail_api: Api, mailbox: Mailbox
+) -> None:
+    api = mail_api
+    eli = await add_user(api, "eli", "member")
+    assert (
+        await api.request("PATCH", f"/api/users/{eli['id']}", json={"email": "eli@example.com"})
+    ).status_code == 200
+    async with sign_in(api, "eli") as session:
+        secret = (await session.post("/api/auth/mfa/setup")).json()["secret"]
+        on = await session.post("/api/auth/mfa/verify", json={"code": pyotp.TOTP(secret).now()})
+        assert on.status_code == 200, on.text
+    async with anonymous(api) as client:
+        await client.post("/api/auth/request-otp", json={"email": "eli@example.com"})
+        code = code_in(await wait_mail(mailbox, "eli@example.com"))
+        body = {"email": "eli@example.com", "code": code}
+        alone = await client.post("/api/auth/verify-otp", json=body)
+        assert alone.status_code == 401 and alone.json()["mfa_required"] is True
+        # With the authenticator's code (the next step's: enrolment used this one) it works.
+        totp = pyotp.TOTP(secret).at(time.time() + 30)
+        both = await client.post("/api/auth/verify-otp", json={**body, "totp_code": totp})
+        assert both.status_code == 200, both.text
+        assert both.json()["user"]["username"] == "eli"
