@@ -12,6 +12,15 @@ from the ``events_id_seq`` sequence, a run's numbering is read under a row lock 
 (never from this process's memory), and each commit announces its event ids with ``NOTIFY``
 (``events.pg_fanout`` turns them into hub events in the other processes). Writes made for a run
 attempt are fenced (``store.fencing``).
+
+Every writer batch on PostgreSQL first takes one transaction-level advisory lock
+(:data:`COMMIT_ORDER_LOCK`), held until it commits. Ids drawn from a sequence are otherwise
+only ordered when drawn: a batch that drew id 100 could commit after another process's batch
+with id 101, and a stream over all runs, which sends ids in ascending order and skips those it
+has passed (``events.stream``; a client's ``Last-Event-ID`` too), would never show event 100.
+Under the lock, batches of every process draw and commit one after the other, so commit order
+is id order cluster-wide. Taken first, before any row lock, it cannot deadlock with them; the
+cost is that writers of several processes commit one batch at a time, as one writer does.
 """
 
 from __future__ import annotations
@@ -50,6 +59,10 @@ def _insert_events_sql(paramstyle: str) -> str:
 #: The run-row UPDATE of a batch that only appended events (SQLite fast path, see ``_flush``).
 _SQLITE_TOUCH_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?"
 
+
+#: ``pg_advisory_xact_lock`` key every PostgreSQL writer batch holds until it commits, so
+#: event ids commit in id order across processes (see the module's docstring).
+COMMIT_ORDER_LOCK = 0x636F_6465_7964  # "codeyd"
 
 #: The PostgreSQL channel that carries committed event ids between processes.
 NOTIFY_CHANNEL = "codeyard_events"
@@ -385,6 +398,9 @@ class Writer:
                 # PostgreSQL: the appends' rows locked and their ids drawn, once per batch.
                 pool = _IdPool(conn, self._next_id)
                 if _shared(conn):
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": COMMIT_ORDER_LOCK}
+                    )
                     await _lock_runs(conn, batch, cursors)
                     appends = [p.fn for p in batch if isinstance(p.fn, _Append)]
                     await pool.fill(sum(len(a.events) for a in appends))
