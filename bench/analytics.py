@@ -91,6 +91,7 @@ async def fill(app: Any, events: int, per_run: int) -> dict[str, float]:
                 "created_at": stamp,
                 "started_at": stamp,
                 "finished_at": iso(start + timedelta(minutes=20)),
+                "run_seconds": 1200.0,  # written with finished_at by store.runs.set_status
                 "updated_at": stamp,
             }
         )

@@ -207,8 +207,14 @@ def _count_if(cond: Any) -> Any:
 
 
 def _minutes_or_zero(conn: AsyncConnection) -> Any:
+    """Run minutes: ``run_seconds`` (kept with ``finished_at``); the dates are parsed only for a
+    row written without it (parsing them for every run cost PostgreSQL ~10 ms per 10,000)."""
     started = and_(R.c.started_at.is_not(None), R.c.finished_at.is_not(None))
-    return case((started, _minutes_sql(conn)), else_=0.0)
+    return case(
+        (R.c.run_seconds.is_not(None), R.c.run_seconds / 60.0),
+        (started, _minutes_sql(conn)),
+        else_=0.0,
+    )
 
 
 def _minutes_sql(conn: AsyncConnection) -> Any:

@@ -117,6 +117,9 @@ runs = Table(
     Column("created_at", String(32), nullable=False),
     Column("started_at", String(32)),
     Column("finished_at", String(32)),
+    #: finished_at - started_at in seconds, written with finished_at (migration 0022): analytics
+    #: sums run minutes without parsing dates.
+    Column("run_seconds", Float),
     Column("updated_at", String(32), nullable=False),
     #: The branch and worktree paths a prepare is about to create (set before creating them,
     #: cleared once they exist): what cleanup must remove if the server dies while preparing.
@@ -134,8 +137,12 @@ runs = Table(
     #: The worker host holding the run's worktrees (Temporal executor, issue 16); None for the
     #: local executor. Placement counts active runs per host; a takeover replaces it.
     Column("worker_host", String(200)),
+    #: The workspace the run was started in (issue 22, migration 0020); None: none.
+    Column("workspace_id", String(40)),
     Index("ix_runs_parent_run_id", "parent_run_id"),
     Index("ix_runs_worker_host", "worker_host", "status"),
+    Index("ix_runs_created_at", "created_at"),
+    Index("ix_runs_workspace_id", "workspace_id"),
 )
 
 events = Table(
@@ -263,6 +270,22 @@ policy_decisions = Table(
     Column("reason", Text),
     Column("created_at", String(32), nullable=False),
     Index("ix_policy_decisions_run_id", "run_id", "id"),
+)
+
+#: Workspaces (issue 22, CodePiper's; migration 0020): a scope grouping projects, with the
+#: defaults runs started in it take (provider, model, agent, env sets, policy sets, budget).
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text),
+    Column("project_ids", JSON, nullable=False),
+    Column("defaults", JSON, nullable=False),
+    #: Only the owner (or an admin) may see, change, delete or run in it; None: admins only.
+    Column("owner_id", String(40)),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
 )
 
 env_sets = Table(

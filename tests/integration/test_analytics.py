@@ -165,3 +165,35 @@ async def test_policy_decisions_by_repo(api: Api, git_repo: Path, tmp_path: Path
     one_repo = await api.get(f"/api/analytics/policy-decisions?range=all&repo={repo_id}")
     assert one_repo.status_code == 200, one_repo.text
     assert writes(one_repo.json()["data"]) == 1
+
+
+async def test_run_minutes_are_read_from_run_seconds_kept_with_finished_at(
+    api: Api, git_repo: Path
+) -> None:
+    """The status door writes ``run_seconds`` with ``finished_at``; analytics sums it, and
+    parses the dates only for a row without it (both give the same minutes)."""
+    from datetime import datetime
+
+    from sqlalchemy import select, update
+
+    from codeyard.store import schema
+
+    run_id = await run_script(api, git_repo, {"usage": {"input_tokens": 10, "model": SONNET}})
+    await settle(api)
+    engine = api.app.state.services.engine
+    runs = schema.runs
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(runs).where(runs.c.id == run_id))).one()
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    elapsed = datetime.strptime(row.finished_at, fmt) - datetime.strptime(row.started_at, fmt)
+    assert row.run_seconds == pytest.approx(elapsed.total_seconds(), abs=1e-3)
+
+    async def minutes() -> float:
+        models = (await api.get("/api/analytics/models?range=today")).json()["data"]
+        return float(next(m for m in models if m["model"] == SONNET)["minutes"])
+
+    kept = await minutes()
+    for value, expected in ((None, kept), (600.0, 10.0)):
+        async with engine.begin() as conn:
+            await conn.execute(update(runs).where(runs.c.id == run_id).values(run_seconds=value))
+        assert await minutes() == pytest.approx(expected, abs=1e-3)
