@@ -1,6 +1,7 @@
 """Workflows in Chromium (issue 20): the YAML editor shows the server's problems inline as you
 type, saves, executes against a real repository; the execution view goes live through the
-SSE stream, shows the approval gate and each step's state, and links the run step's run."""
+SSE stream, draws the step graph (waves, pending steps included), shows the approval gate and
+each step's state, and links the run step's run."""
 
 from __future__ import annotations
 
@@ -66,8 +67,16 @@ def test_write_validate_save_execute_and_approve(
     page.get_by_test_id("workflow-execute").click()
     approval = page.get_by_test_id("workflow-approval")
     expect(approval).to_contain_text("ok waits for a decision", timeout=30_000)
+    # The graph: every step in its wave, the one not reached yet shown pending.
+    graph = page.get_by_test_id("execution-graph")
+    expect(graph.locator("[data-node='impl']")).to_have_attribute("data-status", "completed")
+    expect(graph.locator("[data-node='ok']")).to_have_attribute("data-status", "waiting")
+    expect(graph.locator("[data-node='ok']")).to_contain_text("after impl")
+    expect(graph.locator("[data-node='after']")).to_have_attribute("data-status", "pending")
     approval.get_by_role("button", name="Approve").click()
     expect(page.get_by_test_id("execution-status")).to_have_text("completed", timeout=30_000)
+    expect(graph.locator("[data-node='after']")).to_have_attribute("data-status", "completed")
+    expect(graph.locator("[data-node='impl'] a")).to_have_attribute("href", re.compile("/runs/"))
     steps = page.get_by_test_id("execution-steps")
     expect(steps.locator("tr[data-step='after']")).to_contain_text("exit 0")
     steps.locator("tr[data-step='impl'] a").click()

@@ -1,5 +1,6 @@
 // Workflows (issue 20): the list, a YAML editor whose problems are shown inline as you type
-// (the server's dry run), and an execution view (each step's state, live, run steps linked).
+// (the server's dry run), and an execution view (the step graph in waves, each step's state,
+// live, run steps linked).
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { api, ApiError, type Resp } from "../api/client";
@@ -242,6 +243,7 @@ function ExecutionPage({ executionId }: { executionId: string }) {
       {(x.pending_approvals ?? []).map((p) => (
         <ApprovalBox key={`${p.key}#${p.attempt}`} stepKey={p.key} attempt={p.attempt} onDecide={(approve, reason) => act.mutate({ kind: "decide", key: p.key, approve, reason })} />
       ))}
+      <ExecutionGraph graph={x.graph} steps={steps} />
       <table className="table" data-testid="execution-steps">
         <thead>
           <tr>
@@ -265,6 +267,62 @@ function ExecutionPage({ executionId }: { executionId: string }) {
           ))}
         </tbody>
       </table>
+    </div>
+  );
+}
+
+type StepState = NonNullable<Execution["steps"]>[number];
+type GraphNode = { id: string; type: string; parent: string | null };
+type Graph = { nodes: GraphNode[]; edges: { from: string; to: string }[]; waves: string[][] };
+
+/** The execution's resolved graph (GET …/executions/{id} `graph`): top-level steps in waves
+ * that may run together, each with what it waits for, its state (pending until its first
+ * event) and the states of the steps inside it (parallel, foreach and loop instances). */
+function ExecutionGraph({ graph, steps }: { graph: Execution["graph"]; steps: StepState[] }) {
+  const g = graph as Graph | null | undefined;
+  if (!g?.waves?.length) return null;
+  const byKey = new Map(steps.map((s) => [s.key, s]));
+  const types = new Map(g.nodes.map((n) => [n.id, n.type]));
+  const after = (id: string) => g.edges.filter((e) => e.to === id).map((e) => e.from);
+  const inner = (id: string) => steps.filter((s) => s.key.startsWith(`${id}/`) || s.key.startsWith(`${id}#`));
+  const children = (id: string) => g.nodes.filter((n) => n.parent === id).map((n) => n.id);
+  return (
+    <div className="wf-graph" data-testid="execution-graph" aria-label="Step graph">
+      {g.waves.map((wave, i) => (
+        <div className="wf-wave" key={i}>
+          {wave.map((id) => {
+            const s = byKey.get(id);
+            const status = s?.status ?? "pending";
+            const deps = after(id);
+            const nested = inner(id);
+            return (
+              <div className="card wf-node" key={id} data-node={id} data-status={status}>
+                <div className="row gap">
+                  <strong>{id}</strong>
+                  <span className="muted">{types.get(id)}</span>
+                </div>
+                <span className={`badge status-${status}`}>{status}</span>
+                {s?.run_id ? (
+                  <Link to={`/runs/${s.run_id}`}>run {String((s.output as { number?: number } | null)?.number ?? s.run_id)}</Link>
+                ) : null}
+                {deps.length ? <span className="muted">after {deps.join(", ")}</span> : null}
+                {nested.length ? (
+                  <ul className="wf-inner">
+                    {nested.map((c) => (
+                      <li key={c.key} data-node={c.key} data-status={c.status}>
+                        {c.key.slice(id.length + 1)} <span className={`badge status-${c.status}`}>{c.status}</span>{" "}
+                        {c.run_id ? <Link to={`/runs/${c.run_id}`}>run</Link> : null}
+                      </li>
+                    ))}
+                  </ul>
+                ) : children(id).length ? (
+                  <span className="muted">inside: {children(id).join(", ")}</span>
+                ) : null}
+              </div>
+            );
+          })}
+        </div>
+      ))}
     </div>
   );
 }
