@@ -120,7 +120,10 @@ async def open_terminal(
             raise Forbidden(
                 "Terminals outside a run ('cwd') are for admins; open one on a run with 'run_id'."
             )
-        where = Path(str(cwd)).expanduser()
+        try:
+            where = Path(str(cwd)).expanduser()
+        except RuntimeError:  # "~someone" for a user this host does not have
+            where = Path(str(cwd))
         if not where.is_absolute() or not await asyncio.to_thread(where.is_dir):
             raise BadRequest(
                 f"'cwd' must be an existing absolute directory; '{cwd}' is not.", cwd=cwd

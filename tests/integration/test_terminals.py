@@ -111,6 +111,8 @@ async def test_bad_input_is_refused_before_anything_is_started(
     assert both.status_code == 400 and "not both" in both.json()["detail"]
     missing = await api.post("/api/terminals", json={"cwd": str(tmp_path / "nope")})
     assert missing.status_code == 400 and "existing absolute directory" in missing.json()["detail"]
+    nobody = await api.post("/api/terminals", json={"cwd": "~no-such-user-here/x"})  # was a 500
+    assert nobody.status_code == 400 and "existing absolute directory" in nobody.json()["detail"]
     huge = await api.post("/api/terminals", json={"cwd": str(tmp_path), "cols": 5000})
     assert huge.status_code == 422
     assert (await api.get("/api/terminals")).json()["data"] == []
