@@ -36,6 +36,7 @@ from codeyard.api.middleware import (
     SecurityHeadersMiddleware,
     WebSocketOriginMiddleware,
 )
+from codeyard.cluster.leadership import Leadership
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
 from codeyard.domain.events import parse_event
@@ -49,6 +50,7 @@ from codeyard.preview.detect import PortWatcher
 from codeyard.services import auth as auth_service
 from codeyard.services import checks as checks_service
 from codeyard.services import github as github_service
+from codeyard.services import github_app as github_app_service
 from codeyard.services import managed_docs as managed_docs_service
 from codeyard.services import pr_loop as pr_loop_service
 from codeyard.services import retention
@@ -144,11 +146,11 @@ async def _running(
         )
         await heartbeat.start()
     app.state.heartbeat = heartbeat
-    daily_gc = retention.DailyGc(services)
-    daily_gc.start()
     subscribers = Subscribers(services)
     app.state.subscribers = subscribers
-    await subscribers.start()
+    # Once per cluster, not per API server (issue 16): the elected server runs these.
+    app.state.leadership = leadership = _singletons(services, subscribers)
+    await leadership.start()
     hands = await _start_terminals(app, services)
     # Changelog entries and code indexes follow landed runs (issue 22).
     indexer = asyncio.create_task(managed_docs_service.follow_landings(services))
@@ -161,13 +163,11 @@ async def _running(
     checker = asyncio.create_task(checks_service.follow_turns(services))
     # A run whose pull request is open: pushed to it after each turn (issue 21).
     pr_pusher = asyncio.create_task(pr_loop_service.follow_turns(services))
-    inbox, sweeper = github_service.Inbox(services), github_service.Sweeper(services)
+    inbox = github_service.Inbox(services)
     app.state.github_inbox = inbox
     inbox.start()
-    sweeper.start()
-    poll = github_service.PollLoop(services)
-    if github_service.should_poll(settings):  # no webhooks: one poller for every PR
-        poll.start()
+    # A connected GitHub App's installation token, renewed before it expires (issue 21).
+    app_token = asyncio.create_task(github_app_service.keep_token(services))
     try:
         yield services
     finally:
@@ -177,13 +177,12 @@ async def _running(
         await asyncio.gather(ticket_runs, return_exceptions=True)
         checker.cancel()
         pr_pusher.cancel()
-        await poll.stop()
-        await sweeper.stop()
+        app_token.cancel()
+        await asyncio.gather(app_token, return_exceptions=True)
+        await leadership.stop()
         await inbox.stop()
         await asyncio.gather(indexer, checker, pr_pusher, return_exceptions=True)
         await _stop_terminals(app, hands)
-        await subscribers.stop()
-        await daily_gc.stop()
         await chosen.shutdown()
         if heartbeat is not None:
             await heartbeat.stop()
@@ -191,6 +190,30 @@ async def _running(
             await fanout.stop()
         await writer.stop()
         await engine.dispose()
+
+
+def _singletons(services: Services, subscribers: Subscribers) -> Leadership:
+    """Retention, notification delivery and analytics rollups, the GitHub sweeper and poller:
+    background work that must run once per cluster (``codeyard.cluster.leadership``)."""
+    leadership = Leadership(services.engine)
+    daily_gc = retention.DailyGc(services)
+    sweeper, poll = github_service.Sweeper(services), github_service.PollLoop(services)
+
+    async def start_gc() -> None:
+        daily_gc.start()
+
+    async def start_sweeper() -> None:
+        sweeper.start()
+
+    async def start_poll() -> None:
+        if github_service.should_poll(services.settings):  # no webhooks: one poller for all
+            poll.start()
+
+    leadership.add("retention", start_gc, daily_gc.stop)
+    leadership.add("subscribers", subscribers.start, subscribers.stop)
+    leadership.add("github-sweeper", start_sweeper, sweeper.stop)
+    leadership.add("github-poller", start_poll, poll.stop)
+    return leadership
 
 
 def _chosen_executor(settings: Settings, local: LocalExecutor) -> Executor:
@@ -272,6 +295,7 @@ PUBLIC_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("notifications:public", ("notifications",)),
     ("run_files:public", ("command-output",)),
     ("github:public", ("github",)),  # GitHub's deliveries: the HMAC signature is the permission
+    ("github_app:public", ("github",)),  # the App manifest flow's redirects from GitHub
 )
 AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("meta:router", ("models", "providers")),
@@ -311,6 +335,7 @@ AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("managed_docs:router", ("projects",)),
     ("checks:router", ("repos", "runs")),
     ("github:router", ("github", "platforms")),
+    ("github_app:router", ("github",)),  # issue 21: a GitHub App from a manifest
     ("pull_requests:router", ("projects", "runs")),
     ("hooks:router", ("hooks", "runs")),
     ("policy_members:router", ("policy-sets", "settings")),
@@ -326,6 +351,7 @@ AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("discovery:router", ("projects",)),
     ("ticket_events:router", ("events",)),
     ("workers:router", ("workers",)),  # issue 16
+    ("workspaces:router", ("workspaces",)),  # issue 22
 )
 #: WebSockets authenticate in their handlers (a browser cannot send headers on them).
 WS_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -32,6 +32,9 @@ async def list_runs(
     provider: str | None = None,
     archived: bool = False,
     q: Annotated[str | None, Query(description="Search in titles and prompts.")] = None,
+    workspace_id: Annotated[
+        str | None, Query(max_length=40, description="Only runs started in this workspace.")
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
@@ -46,6 +49,7 @@ async def list_runs(
             q=q,
             limit=limit,
             cursor=cursor,
+            workspace_id=workspace_id,
         )
     return listing([r.model_dump() for r in rows], next_cursor)
 

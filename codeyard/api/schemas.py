@@ -121,6 +121,12 @@ class RunCreate(Body):
         default_factory=list,
         description="Env sets for the agent's environment (after the agent profile's).",
     )
+    workspace_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Start the run in this workspace: one of its projects, and its defaults "
+        "(profile or provider and model, env sets, policy sets, budget) for what is left out.",
+    )
 
 
 class ResumeBody(Body):

@@ -95,6 +95,8 @@ class RunView(View):
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    #: The workspace the run was started in (``POST /api/runs`` ``workspace_id``); None: none.
+    workspace_id: str | None = None
 
 
 class EventView(View):

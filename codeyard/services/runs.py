@@ -20,6 +20,7 @@ from codeyard.services import env_sets as env_set_service
 from codeyard.services import projects as project_service
 from codeyard.services import providers as provider_service
 from codeyard.services import sandbox as sandbox_service
+from codeyard.services import workspaces as workspace_service
 from codeyard.services.context import Services
 from codeyard.store import policies, projects, runs
 from codeyard.store.records import RunRecord
@@ -177,6 +178,8 @@ async def create(
     ``POST /api/projects``.
     """
     created_by = principal.user_id
+    if body.get("workspace_id"):  # the workspace's project and defaults (issue 22)
+        body = await workspace_service.scope_run(svc, principal, body)
     prompt = (body.get("prompt") or "").strip()
     if not prompt:
         raise ValidationFailed(
@@ -279,6 +282,7 @@ async def create(
         "archived": False,
         "labels": list(body.get("labels") or []),
         "policy_set_ids": set_ids,
+        "workspace_id": body.get("workspace_id"),
         "last_seq": 0,
         "queued_at": None if draft else now,
         "created_at": now,

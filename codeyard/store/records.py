@@ -62,6 +62,8 @@ class RunRecord(Record):
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    #: The workspace the run was started in (issue 22); None: none.
+    workspace_id: str | None = None
 
 
 class ApprovalRecord(Record):

@@ -127,6 +127,7 @@ async def _world(api: Api, repo: Path) -> dict[str, str]:
     pset = await made("/api/policy-sets", {"name": "s", "policy_ids": [policy["id"]]})
     env = await made("/api/env-sets", {"name": "e", "variables": {"A": "1"}})
     user = await made("/api/users", {"username": "parity", "password": "correct horse 9"})
+    workspace = await made("/api/workspaces", {"name": "w", "project_ids": [project["id"]]})
     return {
         "run_ref": run["id"],
         "project_ref": project["id"],
@@ -141,6 +142,7 @@ async def _world(api: Api, repo: Path) -> dict[str, str]:
         "set_id": pset["id"],
         "env_set_id": env["id"],
         "user_id": user["id"],
+        "workspace_id": workspace["id"],
         "key": "script",
         "slug": "project-map",
         "path": "notes.txt",

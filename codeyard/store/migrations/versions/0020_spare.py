@@ -1,8 +1,13 @@
-"""Reserved for any later issue (unused).
+"""Workspaces (issue 22, CodePiper's): a named scope that groups projects and carries defaults
+for the runs started in it; ``runs`` gain ``workspace_id`` (the workspace a run was started in,
+None for runs outside one).
 
 Revision ID: 0020
 Revises: 0019
 """
+
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0020"
 down_revision = "0019"
@@ -11,8 +16,24 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "workspaces",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False, unique=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("project_ids", sa.JSON(), nullable=False),
+        sa.Column("defaults", sa.JSON(), nullable=False),
+        sa.Column("owner_id", sa.String(40), nullable=True),
+        sa.Column("created_at", sa.String(32), nullable=False),
+        sa.Column("updated_at", sa.String(32), nullable=False),
+    )
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("workspace_id", sa.String(40), nullable=True))
+        batch.create_index("ix_runs_workspace_id", ["workspace_id"])
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_index("ix_runs_workspace_id")
+        batch.drop_column("workspace_id")
+    op.drop_table("workspaces")
