@@ -30,6 +30,9 @@ class Capabilities:
     cost: bool
     #: Operator messages may carry images (``POST /api/runs/{id}/messages`` ``images``).
     images: bool = False
+    #: ``PUT /api/runs/{id}/model`` reaches the running turn (its next model call), not only
+    #: the next turn.
+    mid_turn_model: bool = False
 
     def as_dict(self) -> dict[str, bool]:
         return {
@@ -40,6 +43,7 @@ class Capabilities:
             "mid_turn_input": self.mid_turn_input,
             "usage": self.usage,
             "cost": self.cost,
+            "mid_turn_model": self.mid_turn_model,
         }
 
 
@@ -123,6 +127,11 @@ class TurnContext:
     #: pending) before the turn fails as "model unreachable" (``model_unreachable_seconds``):
     #: for agents that retry a dead model API without saying so on their protocol (ACP).
     model_unreachable_seconds: float = 120.0
+    #: For providers with ``mid_turn_model``: waits until the run's model is switched during
+    #: the turn and returns the new one (None: the provider's default).
+    next_model: Callable[[], Awaitable[str | None]] | None = None
+    #: The agent now uses ``model`` (records ``run.model_applied``; later usage is priced so).
+    model_applied: Callable[[str | None], Awaitable[None]] | None = None
 
 
 class Provider(Protocol):

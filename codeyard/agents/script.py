@@ -13,6 +13,7 @@ turn finds the mark and reports that result instead of running the command again
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -189,10 +190,24 @@ def require_scenario(options: dict[str, Any]) -> None:
     )
 
 
+async def _switch_models(ctx: TurnContext) -> None:
+    """A scripted agent has no model of its own: it takes a mid-turn switch at once, so the
+    ``usage`` steps after it are priced with the new model (how a real agent's would be)."""
+    assert ctx.next_model is not None and ctx.model_applied is not None
+    while True:
+        await ctx.model_applied(await ctx.next_model())
+
+
 class ScriptProvider:
     name = NAME
     capabilities = Capabilities(
-        approvals=True, resume=True, interrupt=True, mid_turn_input=False, usage=True, cost=True
+        approvals=True,
+        resume=True,
+        interrupt=True,
+        mid_turn_input=False,
+        usage=True,
+        cost=True,
+        mid_turn_model=True,
     )
 
     def version(self) -> str | None:
@@ -230,6 +245,17 @@ class ScriptProvider:
         return "message", [{"say": f"You said: {ctx.prompt}"}]
 
     async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+        switcher = asyncio.ensure_future(_switch_models(ctx)) if ctx.next_model else None
+        try:
+            async for item in self._run_steps(ctx):
+                yield item
+        finally:
+            if switcher is not None:
+                switcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await switcher
+
+    async def _run_steps(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
         phase, steps = self._steps_for(ctx)
         resumed = ctx.source == "resume" and bool(ctx.resume_state.get("phase"))
         start = int(ctx.resume_state.get("step", 0)) if ctx.source == "resume" else 0

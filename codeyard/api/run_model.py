@@ -18,8 +18,12 @@ class ModelView(BaseModel):
     run_id: str
     provider: str
     model: str | None = Field(description="null: the provider's default model.")
-    applies: Literal["now", "next_turn"] = Field(
-        description="next_turn while a turn is running (it keeps its model)."
+    applies: Literal["now", "next_model_call", "next_turn"] = Field(
+        description=(
+            "When the model takes effect: now (no turn running); next_model_call (the running "
+            "agent switches before its next model call, run.model_applied follows); next_turn "
+            "(the running turn keeps its model)."
+        )
     )
 
 
@@ -45,5 +49,6 @@ async def get_model(run_ref: str, svc: Svc) -> dict[str, Any]:
     "/runs/{run_ref}/model", response_model=ModelView, dependencies=[require_scope("runs:control")]
 )
 async def put_model(run_ref: str, body: ModelUpdate, svc: Svc) -> dict[str, Any]:
-    """Switch the model for the run's next turn (``run.model_changed`` is recorded)."""
+    """Switch the run's model: mid-turn where the agent can (Claude Code), else from the next
+    turn (``run.model_changed`` says which; ``run.model_applied`` when the agent took it)."""
     return await service.switch(svc, run_ref, body.model)

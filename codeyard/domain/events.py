@@ -64,6 +64,7 @@ __all__ = [
     "QueuePaused",
     "ReviewSubmitted",
     "RunCreated",
+    "RunModelApplied",
     "RunModelChanged",
     "RunStatusChanged",
     "RunTrusted",
@@ -386,11 +387,23 @@ class RunTrusted(NewEvent):
 
 
 class RunModelChanged(NewEvent):
-    """The run's model was switched (``PUT /api/runs/{id}/model``); the next turn uses it."""
+    """The run's model was switched (``PUT /api/runs/{id}/model``); ``applies`` says when it
+    takes effect: ``now`` (no turn running), ``next_model_call`` (the running agent switches
+    mid-turn; ``run.model_applied`` follows once it has), ``next_turn``."""
 
     type: Literal["run.model_changed"] = Field(default="run.model_changed", exclude=True)
     from_: str | None = Field(alias="from")
     to: str | None
+    applies: Literal["now", "next_model_call", "next_turn"] = "next_turn"
+
+
+class RunModelApplied(NewEvent):
+    """The running agent switched to ``model`` mid-turn (Claude Code's ``set_model`` control
+    request): its next model call, and the usage priced after this event, use it."""
+
+    type: Literal["run.model_applied"] = Field(default="run.model_applied", exclude=True)
+    model: str | None
+    turn: int
 
 
 class PreviewPortOpened(NewEvent):
@@ -577,6 +590,7 @@ KnownEvent = Annotated[
     | ContextAdded
     | WorkspaceRemoved
     | RunModelChanged
+    | RunModelApplied
     | PreviewPortOpened
     | PreviewPortClosed
     | CheckStarted

@@ -65,6 +65,8 @@ class RunHandle:
     last_activity: float = field(default_factory=time.monotonic)
     #: Set when an operator message is queued mid-turn, for providers that take them live.
     inbox: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when the run's model is switched mid-turn, for providers that switch live.
+    model_nudge: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

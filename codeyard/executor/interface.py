@@ -13,6 +13,8 @@ Control reaches a run as a typed :data:`Signal`:
   (``answer=True``, the run row showed ``waiting``/``question``) or as a message queued mid-turn
   (``answer=False``: the text is already in the run's ``pending_messages``; a live agent that
   takes input mid-turn may take it now).
+- :class:`ModelSwitch` tells a live run its model was switched (the new model is already on the
+  run row); an agent that can switch mid-turn does so before its next model call.
 - :class:`ApprovalAnswer` wakes the agent waiting on an approval that was just answered (the
   answer itself is already stored; this only delivers it).
 """
@@ -50,6 +52,10 @@ class Message(_Signal):
     answer: bool = False
 
 
+class ModelSwitch(_Signal):
+    kind: Literal["model"] = "model"
+
+
 class ApprovalAnswer(_Signal):
     kind: Literal["approval_answer"] = "approval_answer"
     approval_id: str
@@ -59,7 +65,8 @@ class ApprovalAnswer(_Signal):
 
 #: Every control a service sends to a run; ``kind`` tells them apart on a wire (JSON).
 Signal = Annotated[
-    Cancel | Pause | Interrupt | Message | ApprovalAnswer, Field(discriminator="kind")
+    Cancel | Pause | Interrupt | Message | ApprovalAnswer | ModelSwitch,
+    Field(discriminator="kind"),
 ]
 #: The signals that stop a live run, and where each lands.
 STOPS: dict[str, str] = {"cancel": "cancelled", "pause": "paused", "interrupt": "interrupted"}

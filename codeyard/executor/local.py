@@ -19,7 +19,7 @@ from codeyard.crypto import SecretBox
 from codeyard.domain.status import RunStatus
 from codeyard.executor.approvals import ApprovalGate
 from codeyard.executor.handle import RunHandle
-from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, Signal
+from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, ModelSwitch, Signal
 from codeyard.executor.recovery import (
     Recovered,
     RunProcessRecorder,
@@ -120,6 +120,8 @@ class LocalExecutor:
             return self._answer(run_id, signal.text) if signal.answer else self._offer(run_id)
         if isinstance(signal, ApprovalAnswer):
             return self._approval_answered(run_id, signal.approval_id, signal.answer)
+        if isinstance(signal, ModelSwitch):
+            return self._nudge_model(run_id)
         if not self._stop_run(run_id, RunStatus(STOPS[signal.kind]), signal.reason):
             return False
         await self.wait_stopped(run_id)
@@ -204,6 +206,14 @@ class LocalExecutor:
         if handle is None:
             return False
         handle.inbox.set()
+        return True
+
+    def _nudge_model(self, run_id: str) -> bool:
+        """The run's model was switched: a live agent that switches mid-turn may do so now."""
+        handle = self.handles.get(run_id)
+        if handle is None or handle.task is None or handle.task.done():
+            return False
+        handle.model_nudge.set()
         return True
 
     def _approval_answered(self, run_id: str, approval_id: str, answer: dict[str, object]) -> bool:

@@ -10,7 +10,14 @@ from typing import Any
 
 from codeyard.agents.base import AdapterItem, RawOutput, SessionUpdate, UsageTotal
 from codeyard.domain.coalesce import DeltaCoalescer
-from codeyard.domain.events import AgentSession, NewEvent, ToolCall, ToolResult, Usage
+from codeyard.domain.events import (
+    AgentSession,
+    NewEvent,
+    RunModelApplied,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 from codeyard.executor.changes import WRITING_KINDS, ChangeTracker
 from codeyard.pricing import price_usage
 from codeyard.store.writer import Writer
@@ -107,6 +114,8 @@ class TurnSink:
             values: dict[str, Any] = {}
             if isinstance(item, AgentSession) and item.model:
                 self._model = item.model
+            elif isinstance(item, RunModelApplied):
+                self._model = item.model  # a mid-turn switch: later usage is the new model's
             elif isinstance(item, Usage):
                 item = Usage.model_validate(price_usage(item.data, self._model))
                 self.run_usage = add_usage(self.run_usage, item.data)

@@ -26,6 +26,7 @@ from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.approvals import ApprovalGate, TurnStopped, expire_pending_of_run
 from codeyard.executor.changes import ChangeTracker
 from codeyard.executor.handle import RunHandle
+from codeyard.executor.model_switch import LiveModel, SerialPut
 from codeyard.executor.sink import TurnSink
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
@@ -311,6 +312,10 @@ class TurnDriver:
             ctx.next_messages, ctx.messages_taken = inbox.next, inbox.taken
             if run["pending_messages"]:
                 handle.inbox.set()
+        put = SerialPut(sink.put)
+        if provider.capabilities.mid_turn_model:
+            live_model = LiveModel(self._engine, handle, turn.number, run["model"], put)
+            ctx.next_model, ctx.model_applied = live_model.next, live_model.applied
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
         try:
@@ -321,7 +326,7 @@ class TurnDriver:
                     if isinstance(item, TurnEnd):
                         end = item
                     else:
-                        await sink.put(item)
+                        await put(item)
         except (AgentFailure, ModelUnreachable) as exc:
             failure = str(exc)
             await self._settle(run, lambda tx: self._fail(tx, run_id, failure))

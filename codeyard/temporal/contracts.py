@@ -75,7 +75,8 @@ class Delivery:
 
     run_id: str
     #: "answer" (the operator's answer to the agent's question), "offer" (a message was queued
-    #: mid-turn), "approval" (an approval's answer), "stop" (cancel, pause, interrupt).
+    #: mid-turn), "approval" (an approval's answer), "stop" (cancel, pause, interrupt), "model"
+    #: (the run's model was switched: the live agent may switch mid-turn).
     kind: str
     approval_id: str = ""
     text: str = ""

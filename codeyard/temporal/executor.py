@@ -12,7 +12,7 @@ import logging
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, Signal
+from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, ModelSwitch, Signal
 from codeyard.temporal.contracts import SHARED_QUEUE, WORKFLOW_NAME, Delivery, workflow_id
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ def delivery_of(run_id: str, signal: Signal) -> Delivery:
     if isinstance(signal, ApprovalAnswer):
         answer = {k: None if v is None else str(v) for k, v in signal.answer.items()}
         return Delivery(run_id, "approval", approval_id=signal.approval_id, answer=answer)
+    if isinstance(signal, ModelSwitch):
+        return Delivery(run_id, "model")
     return Delivery(run_id, "stop", status=STOPS[signal.kind], reason=signal.reason)
 
 

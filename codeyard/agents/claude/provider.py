@@ -103,6 +103,7 @@ class ClaudeCodeProvider:
         mid_turn_input=True,
         usage=True,
         cost=True,
+        mid_turn_model=True,
         images=True,
     )
 

@@ -210,16 +210,23 @@ class _Turn:
             if self.group is not None:
                 await self.group.track("claude-code")
             await client.query(self._query())
-            feeder = asyncio.ensure_future(self._feed(client)) if self.ctx.next_messages else None
+            sides = [
+                asyncio.ensure_future(side(client))
+                for side, wanted in (
+                    (self._feed, self.ctx.next_messages),
+                    (self._switch, self.ctx.next_model),
+                )
+                if wanted is not None
+            ]
             try:
                 async with contextlib.aclosing(self._items(client)) as items:
                     async for item in items:
                         yield item
             finally:
-                if feeder is not None:
-                    feeder.cancel()
+                for side_task in sides:
+                    side_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await feeder
+                        await side_task
         except (asyncio.CancelledError, GeneratorExit):
             self.state.interrupting = True
             await self._stop(client, interrupt=True)
@@ -242,6 +249,24 @@ class _Turn:
             for text in texts:
                 self.sent += 1
                 await client.query(text)
+
+    async def _switch(self, client: ClaudeSDKClient) -> None:
+        """Switch the running CLI's model (``set_model`` control request) when the run's model
+        changes mid-turn: its next model call uses it. A refused switch is logged; the run's
+        next turn starts with the new model anyway."""
+        assert self.ctx.next_model is not None and self.ctx.model_applied is not None
+        while True:
+            model = await self.ctx.next_model()
+            if self.closing:
+                return
+            try:
+                await client.set_model(model)
+            except Exception as exc:  # the SDK raises bare Exception for control errors
+                log.warning(
+                    "run %s: mid-turn switch to %s refused: %s", self.ctx.run_id, model, exc
+                )
+                continue
+            await self.ctx.model_applied(model)
 
     async def _on_replay(self) -> None:
         self.replayed += 1
