@@ -29,6 +29,7 @@ __all__ = [
     "fold_reviews",
     "parse_remote",
     "redact_remote",
+    "use_app_token",
 ]
 
 PrState = Literal["open", "closed", "merged"]
@@ -111,6 +112,16 @@ class PullRequest:
         }
 
 
+#: A GitHub App installation's token, kept fresh by ``services.github_app`` (installation
+#: tokens last an hour, so it cannot be configured once): used when no token variable is set.
+_app_token: list[str | None] = [None]
+
+
+def use_app_token(token: str | None) -> None:
+    """Set (or clear) the App installation token :meth:`PrConfig.from_env` falls back to."""
+    _app_token[0] = token
+
+
 @dataclass(frozen=True, slots=True)
 class PrConfig:
     """How to reach the forge. A plain value so that settings, tests and the CLI can all build it.
@@ -139,6 +150,8 @@ class PrConfig:
         never in the database."""
         env = os.environ if environ is None else environ
         token = next((env[v].strip() for v in TOKEN_VARIABLES if env.get(v, "").strip()), None)
+        if token is None and environ is None:
+            token = _app_token[0]
         api_url = env.get(API_URL_VARIABLE, "").strip() or DEFAULT_API_URL
         web_url = env.get("CODEYARD_GITHUB_WEB_URL", "").strip() or None
 

@@ -33,7 +33,7 @@ from codeyard.github.poller import Budget, Poller, PrRef, PrSnapshot
 from codeyard.github.pr_api import PrFeedbackApi
 from codeyard.github.signature import valid
 from codeyard.prs.base import PrConfig
-from codeyard.services import pr_loop
+from codeyard.services import github_app, pr_loop
 from codeyard.services.context import Services
 from codeyard.store import github as store
 from codeyard.store.writer import Tx
@@ -58,7 +58,11 @@ async def receive(
 ) -> dict[str, Any]:
     """Store a delivery if its signature is right; ``duplicate`` when it was stored before."""
     secret = svc.settings.github_webhook_secret
-    if not valid(secret, raw, headers.get("x-hub-signature-256")):
+    signature = headers.get("x-hub-signature-256")
+    if not valid(secret, raw, signature):
+        # A connected GitHub App signs its deliveries with its own secret.
+        secret = await github_app.webhook_secret(svc) or secret
+    if not valid(secret, raw, signature):
         why = (
             "no webhook secret is configured (set CODEYARD_GITHUB_WEBHOOK_SECRET to the hook's "
             "secret)"

@@ -164,6 +164,10 @@ PUBLIC_ROUTES = {
     ("GET", "/api/docs/assets/{name}"),
     # GitHub's webhook deliveries: the HMAC signature over the raw body is the permission.
     ("POST", "/api/github/webhooks"),
+    # The GitHub App manifest flow's redirects: the single-use state, and GitHub's word (asked
+    # with the App's key) that the installation is this App's, are the permissions.
+    ("GET", "/api/github/app/callback"),
+    ("GET", "/api/github/app/setup"),
 }
 
 

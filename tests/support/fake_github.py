@@ -132,6 +132,12 @@ def _validation(*errors: dict[str, Any]) -> _Reply:
 class FakeGitHub:
     """Use as ``with FakeGitHub(token) as fake:``; point ``github_api_url`` at ``fake.api_url``."""
 
+    routes = _ROUTES
+
+    def authorized(self, path: str, authorization: str) -> bool:
+        """Whether a request to ``path`` may be answered (subclasses know more credentials)."""
+        return authorization in (f"Bearer {self.token}", f"token {self.token}")
+
     def __init__(
         self, token: str = "ghp_fake", *, api_prefix: str = "", web_url: str = "https://github.com"
     ) -> None:
@@ -154,6 +160,7 @@ class FakeGitHub:
         self.rate = {"limit": 5000, "remaining": 4999, "reset": int(time.time()) + 3600}
         self.deliveries: list[dict[str, Any]] = []  # every attempt, oldest first
         self._lock = threading.Lock()
+        self.current = threading.local()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -385,9 +392,10 @@ class FakeGitHub:
         if not parts.path.startswith(self.api_prefix + "/"):
             return _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
         path = parts.path.removeprefix(self.api_prefix)
-        if headers.get("authorization") not in (f"Bearer {self.token}", f"token {self.token}"):
+        self.current.headers = headers  # this thread's request, for handlers that need them
+        if not self.authorized(path, headers.get("authorization") or ""):
             return _Reply(401, {"message": "Bad credentials", "documentation_url": DOCS})
-        for route_method, pattern, name in _ROUTES:
+        for route_method, pattern, name in self.routes:
             match = pattern.fullmatch(path)
             if match and route_method == method:
                 answer = getattr(self, "_" + name)

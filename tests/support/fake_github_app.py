@@ -1,0 +1,126 @@
+"""The fake GitHub (tests/support/fake_github.py) with what a GitHub App needs, over real HTTP:
+
+* ``POST /app-manifests/{code}/conversions`` (no credentials; each code works once): the new
+  App's id, slug, a real RSA private key (``pem``), webhook and client secrets;
+* ``GET /app/installations/{id}`` and ``POST /app/installations/{id}/access_tokens``: only with
+  the App's JWT, checked as GitHub does (RS256 with the App's public key, ``iss`` the App id,
+  not expired);
+* ``GET /installation/repositories``: with an installation token the fake minted; minted tokens
+  also work for every other endpoint of the fake, as a token variable's would.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.fake_github import _ROUTES, DOCS, FakeGitHub, _Reply
+
+_APP_ROUTES = [
+    ("POST", re.compile(r"/app-manifests/([^/]+)/conversions"), "convert_manifest"),
+    ("GET", re.compile(r"/app/installations/(\d+)"), "get_installation"),
+    ("POST", re.compile(r"/app/installations/(\d+)/access_tokens"), "access_token"),
+    ("GET", re.compile(r"/installation/repositories"), "installation_repos"),
+]
+
+
+class FakeGitHubApp(FakeGitHub):
+    routes = [*_APP_ROUTES, *_ROUTES]
+
+    def __init__(self, token: str = "ghp_fake", **kwargs: Any) -> None:
+        super().__init__(token, **kwargs)
+        self.app_id = 424242
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.pem = self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
+        self.webhook_secret = "whsec-app-" + secrets.token_hex(8)
+        self.codes: set[str] = set()
+        self.installations: dict[int, dict[str, Any]] = {}  # id → {account, repos}
+        self.minted: dict[str, int] = {}  # token → installation id
+
+    def manifest_code(self) -> str:
+        """The code GitHub appends to the redirect once the App was created from a manifest."""
+        code = secrets.token_hex(10)
+        with self._lock:
+            self.codes.add(code)
+        return code
+
+    def install(self, installation_id: int, account: str, repos: list[str]) -> None:
+        with self._lock:
+            self.installations[installation_id] = {"account": account, "repos": list(repos)}
+
+    def authorized(self, path: str, authorization: str) -> bool:
+        if path.startswith("/app-manifests/"):
+            return True
+        scheme, _, credential = authorization.partition(" ")
+        if path.startswith("/app/"):
+            try:
+                claims = jwt.decode(credential, self._key.public_key(), algorithms=["RS256"])
+            except jwt.PyJWTError:
+                return False
+            return scheme == "Bearer" and str(claims.get("iss")) == str(self.app_id)
+        if path.startswith("/installation/"):
+            return credential in self.minted
+        return credential in self.minted or super().authorized(path, authorization)
+
+    def _convert_manifest(self, _q: Any, _b: Any, code: str) -> _Reply:
+        if code not in self.codes:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        self.codes.discard(code)
+        return _Reply(
+            201,
+            {
+                "id": self.app_id,
+                "slug": "codeyard-test",
+                "name": "Codeyard test",
+                "html_url": f"{self.web_url}/apps/codeyard-test",
+                "owner": {"login": "acme"},
+                "client_id": "Iv1.fake",
+                "client_secret": "client-secret-" + secrets.token_hex(6),
+                "webhook_secret": self.webhook_secret,
+                "pem": self.pem,
+            },
+        )
+
+    def _installation(self, installation_id: str) -> dict[str, Any]:
+        found = self.installations.get(int(installation_id))
+        if found is None:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        return found
+
+    def _get_installation(self, _q: Any, _b: Any, installation_id: str) -> _Reply:
+        found = self._installation(installation_id)
+        body = {"id": int(installation_id), "app_id": self.app_id}
+        return _Reply(200, {**body, "account": {"login": found["account"]}})
+
+    def _access_token(self, _q: Any, _b: Any, installation_id: str) -> _Reply:
+        self._installation(installation_id)
+        token = "ghs_" + secrets.token_hex(12)
+        self.minted[token] = int(installation_id)
+        expires = datetime.fromtimestamp(time.time(), UTC) + timedelta(hours=1)
+        stamp = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _Reply(201, {"token": token, "expires_at": stamp})
+
+    def _installation_repos(self, query: Any, _b: Any) -> _Reply:
+        token = self.current.headers.get("authorization", "").partition(" ")[2]
+        found = self.installations[self.minted[token]]
+        repos = [
+            {
+                "full_name": name,
+                "private": True,
+                "html_url": f"{self.web_url}/{name}",
+                "clone_url": f"{self.web_url}/{name}.git",
+            }
+            for name in found["repos"]
+        ]
+        return _Reply(200, {"total_count": len(repos), "repositories": repos})
