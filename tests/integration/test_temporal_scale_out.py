@@ -235,6 +235,85 @@ async def test_cancel_on_the_other_server_kills_the_agent_on_its_host_at_once(
     assert_gapless(events)
 
 
+async def test_a_workflow_on_one_server_has_its_run_steps_driven_by_the_workers(
+    cluster: Cluster,
+) -> None:
+    """Workflows on the distributed executor (issue 20): server 1's engine creates each run
+    step's run through the run service, workers drive them on their hosts, and each step ends
+    on its run's ``run.status`` event, which reaches server 1 from PostgreSQL through LISTEN
+    (the engine reads rows and events, never the executor). A wait step on server 1 sees an
+    event a worker wrote; server 2 reads the same execution from the shared database."""
+    one, two = cluster.api
+    say = {"permission_mode": "auto"}
+    definition = {
+        "name": "spread",
+        "steps": [
+            {
+                "id": "first",
+                "type": "run",
+                "provider": "script",
+                "prompt": "first",
+                "agent_options": {"scenario": {"steps": [{"say": "first done"}]}, **say},
+            },
+            {
+                "id": "heard",
+                "type": "wait",
+                "step": "first",
+                "event": "agent.message",
+                "where": {"text": "first done"},
+                "timeout_seconds": 30,
+            },
+            {
+                "id": "fan",
+                "type": "parallel",
+                "depends_on": ["first"],
+                "steps": [
+                    {
+                        "id": f"leg{i}",
+                        "type": "run",
+                        "provider": "script",
+                        "prompt": f"leg {i}",
+                        "agent_options": {
+                            "scenario": {"steps": [{"say": f"leg {i}"}, {"sleep": 0.5}]},
+                            **say,
+                        },
+                    }
+                    for i in range(3)
+                ],
+            },
+        ],
+    }
+    async with one.client() as c1, two.client() as c2:
+        with anyio.fail_after(120):
+            resp = await c1.post("/api/workflows", json={"definition": definition})
+            assert resp.status_code == 201, resp.text
+            resp = await c1.post(
+                f"/api/workflows/{resp.json()['id']}/execute",
+                json={"repo_path": str(cluster.repo)},
+            )
+            assert resp.status_code == 202, resp.text
+            url = f"/api/workflows/executions/{resp.json()['execution_id']}"
+            body = (await c2.get(url)).json()
+            while body["status"] not in ("completed", "failed", "cancelled"):
+                await anyio.sleep(0.2)
+                body = (await c2.get(url)).json()
+            log = (await c2.get(f"{url}/events")).json()["data"]
+            runs = {
+                s["key"]: (await c2.get(f"/api/runs/{s['run_id']}")).json()
+                for s in body["steps"]
+                if s["run_id"] and s["key"] != "heard"  # a wait step names the run it watched
+            }
+    assert body["status"] == "completed", (body["status_reason"], body["steps"])
+    recorded = sorted(e["data"]["key"] for e in log if e["type"] == "workflow.step.run")
+    assert recorded == ["fan/leg0", "fan/leg1", "fan/leg2", "first"]  # one run each
+    assert sorted(runs) == recorded and {r["status"] for r in runs.values()} == {"review"}
+    for run in runs.values():
+        cluster.host_of(run)  # its worktree is on a worker host, not the API server's
+    heard = next(s for s in body["steps"] if s["key"] == "heard")["output"]
+    assert heard["run_id"] == runs["first"]["id"]
+    assert heard["event"]["data"]["text"] == "first done"
+
+
 async def test_a_run_whose_worker_is_killed_mid_turn_continues_on_another_worker(
     cluster: Cluster,
 ) -> None:
