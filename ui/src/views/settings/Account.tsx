@@ -4,6 +4,7 @@ import { api } from "../../api/client";
 import type { MfaSetup } from "../../api/models";
 import { ErrorNote, Spinner } from "../../components/ui";
 import { NotAvailable } from "./NotAvailable";
+import Profile from "./Profile";
 
 export default function Account() {
   const qc = useQueryClient();
@@ -38,6 +39,7 @@ export default function Account() {
         Signed in as <strong>{user?.username ?? me.data.name}</strong> ({me.data.role}, {me.data.kind})
         <div className="muted small">{me.data.scopes.join(" ")}</div>
       </div>
+      {user && <Profile />}
       {user && (
         <>
           <form

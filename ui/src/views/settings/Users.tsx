@@ -1,5 +1,6 @@
-// Admins manage people here: invite (a user with a first password), change roles, set a new
-// password (which ends that user's sessions), sign them out everywhere, remove them.
+// Admins manage people here: invite by email (they sign in with emailed codes) or add a user
+// with a first password, change roles (audited), set a new password (which ends that user's
+// sessions), sign them out everywhere, remove them.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { api, type BodyOf } from "../../api/client";
@@ -33,6 +34,15 @@ export default function Users() {
     mutationFn: (body: { username: string; password: string; role: Role }) => api.post("/api/users", body),
     onSuccess: (u) => done(`Added ${u.username}. Give them the password; they can change it in Settings → Account.`),
   });
+  const inviteByEmail = useMutation({
+    mutationFn: (body: { email: string; role: Role }) => api.post("/api/users/invite", body),
+    onSuccess: (u) => done(`Invited ${u.email} as ${u.username}: they sign in with a code sent by email.`),
+  });
+  const setRole = useMutation({
+    mutationFn: ({ id, role }: { id: string; role: Role }) =>
+      api.patch("/api/users/{user_id}/role", { role }, { path: { user_id: id } }),
+    onSuccess: (u) => done(`${u.username} is now ${u.role}.`),
+  });
   const update = useMutation({
     mutationFn: ({ id, body }: { id: string; body: { role?: Role; password?: string } }) =>
       api.patch("/api/users/{user_id}", body, { path: { user_id: id } }),
@@ -49,7 +59,11 @@ export default function Users() {
   if (users.isPending) return <Spinner />;
   return (
     <div className="stack" data-testid="users">
-      <ErrorNote error={users.error ?? invite.error ?? update.error ?? signOut.error ?? remove.error} />
+      <ErrorNote
+        error={
+          users.error ?? invite.error ?? inviteByEmail.error ?? setRole.error ?? update.error ?? signOut.error ?? remove.error
+        }
+      />
       {note && (
         <div className="ok-note" role="status">
           {note}
@@ -58,16 +72,22 @@ export default function Users() {
       {(users.data?.data ?? []).map((u) => (
         <div key={u.id} className="card stack" data-testid="user">
           <div className="row gap">
-            <strong className="grow">{u.username}</strong>
+            <strong className="grow">
+              {u.display_name ?? u.username}
+              {u.display_name && <span className="muted"> {u.username}</span>}
+            </strong>
             <span className={`badge ${u.mfa_enabled ? "ok" : ""}`}>{u.mfa_enabled ? "two-factor on" : "password only"}</span>
           </div>
-          <div className="muted small">added {ago(u.created_at)}</div>
+          <div className="muted small">
+            added {ago(u.created_at)}
+            {u.email && <> · {u.email}</>}
+          </div>
           <label>
             Role
             <select
               value={u.role}
               aria-label={`Role of ${u.username}`}
-              onChange={(e) => update.mutate({ id: u.id, body: { role: e.target.value as Role } })}
+              onChange={(e) => setRole.mutate({ id: u.id, role: e.target.value as Role })}
             >
               {ROLES.map(([role, label]) => (
                 <option key={role} value={role}>
@@ -100,6 +120,38 @@ export default function Users() {
           )}
         </div>
       ))}
+      <form
+        className="card stack"
+        aria-label="Invite by email"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const f = new FormData(e.currentTarget);
+          inviteByEmail.mutate({
+            email: String(f.get("email") ?? "").trim(),
+            role: String(f.get("role") ?? "member") as Role,
+          });
+          e.currentTarget.reset();
+        }}
+      >
+        <h3>Invite by email</h3>
+        <label>
+          Email
+          <input name="email" type="email" required autoComplete="off" />
+        </label>
+        <label>
+          Role
+          <select name="role" defaultValue="member">
+            {ROLES.map(([role, label]) => (
+              <option key={role} value={role}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button className="primary" disabled={inviteByEmail.isPending}>
+          Send invitation
+        </button>
+      </form>
       <form
         className="card stack"
         aria-label="Add a user"
