@@ -74,6 +74,17 @@ class Settings(BaseSettings):
     #: Where native-app pushes (APNs/FCM) are relayed; unset: devices are stored, not pushed.
     push_relay_url: str = ""
     push_relay_token: str = ""
+    #: Direct APNs (token-based): the team's .p8 key file, its key id, the team id and the app's
+    #: bundle id; when all four are set, iOS pushes go to Apple instead of the relay.
+    apns_key_path: Path | None = None
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = ""
+    apns_url: str = "https://api.push.apple.com"
+    #: Direct FCM HTTP v1: a Firebase service-account JSON key file; when set, Android pushes
+    #: go to Google instead of the relay.
+    fcm_service_account_path: Path | None = None
+    fcm_url: str = "https://fcm.googleapis.com"
     #: Terminals without viewers or output close after this many minutes (issue 18).
     terminal_idle_minutes: float = Field(default=30.0, gt=0)
     #: Output each terminal keeps in memory for replay; the last 512 KiB also on disk.

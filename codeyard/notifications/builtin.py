@@ -7,15 +7,15 @@ from py_vapid import Vapid02
 from codeyard.notifications import channels
 from codeyard.notifications.channels.apprise_channel import AppriseChannel
 from codeyard.notifications.channels.chat import DiscordChannel, SlackChannel
-from codeyard.notifications.channels.devices import DeviceChannel, RelaySender
+from codeyard.notifications.channels.devices import DeviceChannel, DeviceSender
 from codeyard.notifications.channels.webhook import WebhookChannel
 from codeyard.notifications.channels.webpush import WebPushChannel
 
 
-def register_builtins(vapid: Vapid02, subject: str, relay_url: str, relay_token: str) -> None:
+def register_builtins(vapid: Vapid02, subject: str, device_sender: DeviceSender) -> None:
     channels.register(WebPushChannel(vapid, subject))
     channels.register(WebhookChannel())
     channels.register(SlackChannel())
     channels.register(DiscordChannel())
     channels.register(AppriseChannel())
-    channels.register(DeviceChannel(RelaySender(relay_url, relay_token)))
+    channels.register(DeviceChannel(device_sender))

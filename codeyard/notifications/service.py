@@ -13,7 +13,7 @@ from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
 from codeyard.notifications import channels, store, tokens, vapid
 from codeyard.notifications.builtin import register_builtins
-from codeyard.notifications.channels import Outcome
+from codeyard.notifications.channels import Outcome, native
 from codeyard.notifications.derive import Notifier
 from codeyard.notifications.messages import Notification
 from codeyard.notifications.worker import DeliveryWorker
@@ -34,7 +34,8 @@ class Notifications:
         self.public_key = vapid.application_server_key(self.vapid)
         self.token_key = tokens.load_key(s.data_dir)
         self.box = secret_box(s.secret_key_path)
-        register_builtins(self.vapid, s.vapid_subject, s.push_relay_url, s.push_relay_token)
+        self.device_sender = native.device_sender(s)
+        register_builtins(self.vapid, s.vapid_subject, self.device_sender)
         self.worker = DeliveryWorker(
             services.engine, services.writer, self.box, self.token_key, s.external_url
         )
@@ -54,6 +55,8 @@ class Notifications:
     async def stop(self) -> None:
         await self.notifier.stop()
         await self.worker.stop()
+        if isinstance(self.device_sender, native.DirectSender):
+            await self.device_sender.aclose()
 
 
 # --- targets -----------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Native apps (APNs for iOS, FCM for Android) through a pluggable sender.
 
-Talking to Apple and Google needs their credentials (an APNs .p8 key, an FCM service account),
-which this machine does not have; the built-in :class:`RelaySender` posts each platform's own
-payload shape to a relay URL you configure (``CODEYARD_PUSH_RELAY_URL``), which is also what the
-tests point at a local fake. Another sender (direct HTTP/2 APNs, FCM v1 with OAuth) plugs in by
-registering a :class:`DeviceChannel` built with it.
+The built-in :class:`RelaySender` posts each platform's own payload shape to a relay URL you
+configure (``CODEYARD_PUSH_RELAY_URL``); with the app's own credentials (an APNs .p8 key, an FCM
+service account) :class:`~codeyard.notifications.channels.native.DirectSender` talks to Apple
+and Google directly. Another sender plugs in by registering a :class:`DeviceChannel` built
+with it.
 """
 
 from __future__ import annotations
