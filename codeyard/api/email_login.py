@@ -22,7 +22,8 @@ Email = Annotated[
     Field(
         min_length=3,
         max_length=320,
-        pattern=r"^[^@\s<>]+@[^@\s<>]+$",
+        # No spaces, control characters (headers, NUL in PostgreSQL) or angle brackets.
+        pattern=r"^[^@\s<>\x00-\x1f\x7f]+@[^@\s<>\x00-\x1f\x7f]+$",
         examples=["ana@example.com"],
     ),
 ]

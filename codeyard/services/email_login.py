@@ -11,6 +11,7 @@ against the account (the email) only.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import smtplib
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeyard.auth.secrets import digest, new_secret, same
-from codeyard.domain.errors import BadRequest, Conflict, Unauthorized
+from codeyard.domain.errors import BadRequest, Conflict, Unauthorized, ValidationFailed
 from codeyard.domain.ids import new_id
 from codeyard.mail import MailNotConfigured, send
 from codeyard.services import auth
@@ -29,6 +30,8 @@ from codeyard.store.writer import Tx
 
 log = logging.getLogger(__name__)
 
+#: What a username may be (as ``POST /api/users`` accepts it).
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,99}")
 #: Wrong guesses one code survives.
 MAX_ATTEMPTS = 5
 CODE_DIGITS = 6
@@ -160,6 +163,12 @@ async def invite(
     require_mail(svc)
     address = normalize_email(email)
     name = (username or address.split("@", 1)[0]).strip().lower()
+    if not USERNAME.fullmatch(name):
+        reason = (
+            f"'{name}' (from the email) cannot be a username: send a 'username' of letters, "
+            "digits and . _ @ - (at most 100 characters)."
+        )
+        raise ValidationFailed(reason, errors=[{"loc": ["body", "username"], "msg": reason}])
     values = auth.new_user_values(name, new_secret(), role)
     values["email"] = address
 

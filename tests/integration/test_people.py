@@ -66,6 +66,10 @@ async def test_invite_then_sign_in_with_an_emailed_code(mail_api: Api, mailbox: 
     assert "Email me a code" in await wait_mail(mailbox, "ana@example.com")
     again = await api.post("/api/users/invite", json={"email": "ana@example.com"})
     assert again.status_code == 409 and "exists already" in again.json()["detail"]
+    plus = await api.post("/api/users/invite", json={"email": "ana+dev@example.com"})
+    assert plus.status_code == 422 and "send a 'username'" in plus.json()["detail"]
+    named = {"email": "ana+dev@example.com", "username": "ana-dev", "role": "viewer"}
+    assert (await api.post("/api/users/invite", json=named)).json()["role"] == "viewer"
 
     async with anonymous(api) as client:
         # An unknown address gets the same answer, and no mail.
