@@ -341,7 +341,7 @@ AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("policy_members:router", ("policy-sets", "settings")),
     ("auth_sessions:router", ("auth",)),
     ("git_identity:router", ("me",)),  # issue 19
-    ("profile:router", ("me",)),  # issue 19
+    ("profile:router", ("me", "users")),  # issue 19
     ("workflows:router", ("workflows",)),  # issue 20
     # Tickets, reviews and work queues (issue 19):
     ("tickets:router", ("projects",)),
