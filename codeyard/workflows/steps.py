@@ -288,6 +288,14 @@ async def _shell_in(
 ) -> dict[str, Any]:
     if not worktree:
         raise StepFailed(f"the run of step '{owner}' has no worktree (landed or discarded)")
+    if not Path(worktree).is_dir():
+        # Shell commands run where the engine runs; a worktree is gone once its run is landed
+        # or discarded, and with the Temporal executor it lives on its worker's host.
+        raise StepFailed(
+            f"the worktree of step '{owner}' ({worktree}) is not on this server: its run was "
+            "landed or discarded, or a worker on another host holds it; run shell, loop and "
+            "compare checks before landing, on a server that shares the worker's worktree root"
+        )
     sandbox = await sandbox_service.current(x.svc)
     result = await shell.run(command, Path(worktree), sandbox, timeout)
     return result.as_output()

@@ -407,3 +407,33 @@ async def test_a_restart_during_a_retry_backoff_goes_on_with_the_next_attempt(
     assert [r["attempt"] for r in of_type(events, "workflow.step.retry")] == [1]
     (done,) = [d for d in of_type(events, "workflow.step.completed") if d["key"] == "flaky"]
     assert done["attempts"] == 2
+
+
+async def test_a_shell_step_in_a_discarded_runs_worktree_fails_with_a_reason(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    """The run step's output still names its worktree after a ``land`` discarded it: the shell
+    step fails saying why (was an internal error from spawning in a missing directory)."""
+    api = sqlite_api
+    wf = await save(
+        api,
+        {
+            "name": "late-shell",
+            "steps": [
+                {**SAY, "agent_options": script({"say": "ok"})},
+                {"id": "drop", "type": "land", "step": "impl", "action": "discard"},
+                {
+                    "id": "late",
+                    "type": "shell",
+                    "in": "impl",
+                    "command": "true",
+                    "depends_on": ["drop"],
+                },
+            ],
+        },
+    )
+    execution = await execute(api, wf, git_repo)
+    body = await wait_execution(api, execution, "completed", "failed")
+    assert body["status"] == "failed"
+    assert "is not on this server: its run was landed or discarded" in body["status_reason"]
+    assert "internal error" not in body["status_reason"]
