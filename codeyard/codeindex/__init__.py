@@ -1,8 +1,10 @@
-"""A lexical code index per repository (SQLite FTS5, symbol-aware) and the project map.
+"""A lexical code index per repository (symbol-aware) and the project map.
 
-The index is a derived cache kept beside the database (``<data dir>/index/<repo id>.sqlite``),
-whatever database Codeyard itself runs on: it is rebuilt from git at any time, updated
-incrementally by blob id, and never the source of truth.
+The index is a derived cache: rebuilt from git at any time, updated incrementally by blob id,
+never the source of truth. On SQLite it is a file beside the database
+(``<data dir>/index/<repo id>.sqlite``, FTS5); on PostgreSQL it lives in the database
+(``codeindex.pg``: ``tsvector`` + GIN), so every server and worker of a cluster shares it.
+``codeindex.backends`` picks one.
 """
 
 from codeyard.codeindex.index import CodeIndex, IndexStats, SearchHit

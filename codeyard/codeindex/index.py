@@ -64,7 +64,7 @@ def _git_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
 
 
-def _tree(repo: Path, commit: str) -> dict[str, tuple[str, int]]:
+def tree_files(repo: Path, commit: str) -> dict[str, tuple[str, int]]:
     """path → (blob id, size) of every regular file in ``commit``."""
     out = subprocess.run(
         ["git", "ls-tree", "-r", "-l", "-z", commit],
@@ -85,7 +85,7 @@ def _tree(repo: Path, commit: str) -> dict[str, tuple[str, int]]:
     return files
 
 
-def _blobs(repo: Path, ids: list[str]) -> Iterator[bytes]:
+def blob_contents(repo: Path, ids: list[str]) -> Iterator[bytes]:
     """The contents of ``ids``, in order, from one ``git cat-file --batch`` process."""
     if not ids:
         return
@@ -143,7 +143,7 @@ class CodeIndex:
     def update(self, repo: Path, commit: str) -> IndexStats:
         """Bring the index to ``commit`` (a full build the first time)."""
         started = time.perf_counter()
-        tree = _tree(repo, commit)
+        tree = tree_files(repo, commit)
         with closing(self._connect()) as conn, conn:
             known = {p: (b, d) for p, b, d in conn.execute("SELECT path, blob, docid FROM files")}
             removed = [p for p in known if p not in tree]
@@ -154,7 +154,7 @@ class CodeIndex:
             conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in removed])
             readable = [p for p in todo if tree[p][1] <= MAX_FILE_BYTES]
             contents = dict(
-                zip(readable, _blobs(repo, [tree[p][0] for p in readable]), strict=True)
+                zip(readable, blob_contents(repo, [tree[p][0] for p in readable]), strict=True)
             )
             rows = []
             for path in todo:
@@ -171,7 +171,7 @@ class CodeIndex:
                         (path, text, terms),
                     )
                     docid = cur.lastrowid
-                rows.append((path, blob, size, _lines(text), docid))
+                rows.append((path, blob, size, line_count(text), docid))
             conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (commit,))
             indexed = conn.execute("SELECT count(*) FROM files WHERE docid IS NOT NULL").fetchone()[
@@ -200,7 +200,7 @@ class CodeIndex:
                 "WHERE docs MATCH ? ORDER BY score LIMIT ?",
                 (expr, limit),
             ).fetchall()
-        return [_hit(path, score, body, terms) for path, score, body in rows]
+        return [best_hit(path, score, body, terms) for path, score, body in rows]
 
     def texts(self, suffix: str) -> list[tuple[str, str]]:
         """(path, text) of the indexed files whose name ends with ``suffix``."""
@@ -218,13 +218,13 @@ class CodeIndex:
             return list(conn.execute("SELECT path, size, lines FROM files ORDER BY path"))
 
 
-def _lines(text: str | None) -> int:
+def line_count(text: str | None) -> int:
     if not text:
         return 0
     return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
-def _hit(path: str, score: float, body: str, terms: list[str]) -> SearchHit:
+def best_hit(path: str, score: float, body: str, terms: list[str]) -> SearchHit:
     """The first line holding a term, with two lines of context on each side."""
     lines = body.splitlines()
     lowered = [ln.lower() for ln in lines]

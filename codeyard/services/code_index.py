@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from codeyard.codeindex import CodeIndex, dbschema
+from codeyard.codeindex import dbschema
 from codeyard.codeindex import projectmap as pm
+from codeyard.codeindex.backends import AsyncIndex, open_index
 from codeyard.domain.errors import Conflict
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
@@ -25,8 +24,9 @@ log = logging.getLogger(__name__)
 _MANIFESTS = ("pyproject.toml", "requirements.txt", "package.json", "go.mod")
 
 
-def index_of(svc: Services, repo_id: str) -> CodeIndex:
-    return CodeIndex(svc.settings.data_dir / "index" / f"{repo_id}.sqlite")
+def index_of(svc: Services, repo_id: str) -> AsyncIndex:
+    """PostgreSQL full-text on PostgreSQL, else an FTS5 file (``codeindex.backends``)."""
+    return open_index(svc.engine, svc.settings.data_dir, repo_id)
 
 
 async def _head(repo: dict[str, Any]) -> str:
@@ -41,7 +41,7 @@ async def _head(repo: dict[str, Any]) -> str:
 async def update_repo(svc: Services, repo: dict[str, Any]) -> dict[str, Any]:
     commit = await _head(repo)
     index = index_of(svc, repo["id"])
-    stats = await anyio.to_thread.run_sync(index.update, Path(repo["path"]), commit)
+    stats = await index.update(Path(repo["path"]), commit)
     return {
         "repo_id": repo["id"],
         "name": repo["name"],
@@ -69,7 +69,7 @@ async def search(svc: Services, project_ref: str, query: str, limit: int) -> dic
     hits: list[dict[str, Any]] = []
     for repo in project["repos"]:
         index = index_of(svc, repo["id"])
-        found = await anyio.to_thread.run_sync(index.search, query, limit)
+        found = await index.search(query, limit)
         hits += [
             {
                 "repo_id": repo["id"],
@@ -86,15 +86,15 @@ async def search(svc: Services, project_ref: str, query: str, limit: int) -> dic
 
 async def _repo_map(svc: Services, repo: dict[str, Any]) -> dict[str, Any]:
     index = await _indexed(svc, repo)
-    commit = await anyio.to_thread.run_sync(index.commit)
-    files = await anyio.to_thread.run_sync(index.files)
+    commit = await index.commit()
+    files = await index.files()
     manifests: dict[str, str | None] = {}
     for name in _MANIFESTS:
         shown = await git.git("show", f"{commit}:{name}", cwd=Path(repo["path"]), check=False)
         manifests[name] = shown.stdout if shown.returncode == 0 else None
     deps, scripts = pm.dependencies(manifests.get)
     mods = pm.modules(files)
-    edges = pm.import_edges(await anyio.to_thread.run_sync(index.texts, ".py"))
+    edges = pm.import_edges(await index.texts(".py"))
     return {
         "repo_id": repo["id"],
         "name": repo["name"],
@@ -124,7 +124,7 @@ async def after_landing(svc: Services, run_id: str) -> None:
         run = await runs.get(conn, run_id)
     project = await project_service.get_project(svc, run["project_id"])
     for repo in project["repos"]:
-        if repo["id"] in run["repo_ids"] and index_of(svc, repo["id"]).exists():
+        if repo["id"] in run["repo_ids"] and await index_of(svc, repo["id"]).exists():
             stats = await update_repo(svc, repo)
             log.info("code index of %s updated after run %s: %s", repo["name"], run_id, stats)
 
@@ -146,8 +146,8 @@ async def context_for(
     found: list[tuple[dict[str, Any], Any]] = []
     for repo in repos:
         index = index_of(svc, repo["id"])
-        if index.exists():
-            hits = await anyio.to_thread.run_sync(index.search, prompt, RAG_HITS)
+        if await index.exists():
+            hits = await index.search(prompt, RAG_HITS)
             found += [(repo, h) for h in hits]
     found.sort(key=lambda pair: -pair[1].score)
     blocks: list[str] = []
@@ -175,9 +175,9 @@ async def context_for(
     return text, data
 
 
-async def _indexed(svc: Services, repo: dict[str, Any]) -> CodeIndex:
+async def _indexed(svc: Services, repo: dict[str, Any]) -> AsyncIndex:
     index = index_of(svc, repo["id"])
-    if not index.exists():
+    if not await index.exists():
         await update_repo(svc, repo)
     return index
 
@@ -190,7 +190,7 @@ async def schema(svc: Services, project_ref: str) -> dict[str, Any]:
         index = await _indexed(svc, repo)
         texts: list[tuple[str, str]] = []
         for suffix in (".sql", ".py", ".php"):
-            texts += await anyio.to_thread.run_sync(index.texts, suffix)
+            texts += await index.texts(suffix)
         found = dbschema.tables(texts)
         out.append(
             {

@@ -1,0 +1,56 @@
+"""Which code index a repository gets: PostgreSQL full-text when Codeyard runs on PostgreSQL
+(``codeindex.pg``: shared by every server and worker), else a SQLite FTS5 file beside the data
+(``codeindex.index``, run in a thread). Both answer the same awaited calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.codeindex.index import CodeIndex, IndexStats, SearchHit
+from codeyard.codeindex.pg import PgCodeIndex
+
+__all__ = ["AsyncIndex", "ThreadedIndex", "open_index"]
+
+
+class AsyncIndex(Protocol):
+    async def exists(self) -> bool: ...
+    async def commit(self) -> str | None: ...
+    async def update(self, repo: Path, commit: str) -> IndexStats: ...
+    async def search(self, query: str, limit: int = 10) -> list[SearchHit]: ...
+    async def texts(self, suffix: str) -> list[tuple[str, str]]: ...
+    async def files(self) -> list[tuple[str, int, int]]: ...
+
+
+class ThreadedIndex:
+    """A SQLite FTS5 index file, its blocking calls run in a worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.local = CodeIndex(path)
+
+    async def exists(self) -> bool:
+        return self.local.exists()
+
+    async def commit(self) -> str | None:
+        return await anyio.to_thread.run_sync(self.local.commit)
+
+    async def update(self, repo: Path, commit: str) -> IndexStats:
+        return await anyio.to_thread.run_sync(self.local.update, repo, commit)
+
+    async def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+        return await anyio.to_thread.run_sync(self.local.search, query, limit)
+
+    async def texts(self, suffix: str) -> list[tuple[str, str]]:
+        return await anyio.to_thread.run_sync(self.local.texts, suffix)
+
+    async def files(self) -> list[tuple[str, int, int]]:
+        return await anyio.to_thread.run_sync(self.local.files)
+
+
+def open_index(engine: AsyncEngine, data_dir: Path, repo_id: str) -> AsyncIndex:
+    if engine.dialect.name == "postgresql":
+        return PgCodeIndex(engine, repo_id)
+    return ThreadedIndex(data_dir / "index" / f"{repo_id}.sqlite")
