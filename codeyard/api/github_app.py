@@ -59,6 +59,15 @@ class AppStatus(BaseModel):
     token_expires_at: str | None = None
 
 
+class NewRepoBody(Body):
+    #: GitHub's repository names: letters, digits, ``-``, ``_`` and ``.``, at most 100.
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    private: bool = True
+    installation_id: int | SkipJsonSchema[None] = Field(
+        default=None, ge=1, le=2**53, description="Needed when the App has several."
+    )
+
+
 class AppRepo(BaseModel):
     full_name: str
     private: bool
@@ -114,3 +123,14 @@ async def app_status(svc: Svc) -> dict[str, Any]:
 async def app_repos(svc: Svc) -> list[dict[str, Any]]:
     """The repositories the App's installations may reach (404 without an App)."""
     return await github_app.repositories(svc)
+
+
+@router.post(
+    "/github/app/repos",
+    status_code=201,
+    dependencies=[require_scope("admin")],
+    response_model=AppRepo,
+)
+async def create_app_repo(body: NewRepoBody, svc: Svc) -> dict[str, Any]:
+    """A new repository (with a first commit) in the organization the App is installed on."""
+    return await github_app.create_repository(svc, body.name, body.private, body.installation_id)

@@ -31,7 +31,7 @@ PERMISSIONS = {
     "statuses": "read",
     "actions": "read",  # failing job logs
     "metadata": "read",
-    "administration": "read",  # branch protection's required checks
+    "administration": "write",  # required checks (branch protection), new repositories
 }
 EVENTS = [
     "pull_request",
@@ -162,6 +162,49 @@ async def mint(api_url: str, app_id: int, pem: str, installation_id: int) -> Ins
         raise BadRequest(f"GitHub's answer was not understood while {doing} ({exc}).") from exc
 
 
+def _repo(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "full_name": str(r["full_name"]),
+        "private": bool(r.get("private")),
+        "html_url": str(r.get("html_url") or ""),
+        "clone_url": str(r.get("clone_url") or ""),
+    }
+
+
+async def create_repository(
+    api_url: str, token: str, organization: str, name: str, private: bool
+) -> dict[str, Any]:
+    """A new repository in the installation's organization (with a first commit, so branches
+    can be pushed and pull requests opened at once). GitHub lets an App create repositories in
+    organizations only, with *Administration: write*."""
+    doing = f"creating the repository {organization}/{name}"
+    body: dict[str, Any] = {"name": name, "private": private, "auto_init": True}
+    async with _github(api_url, TokenAuthStrategy(token)) as gh:
+        try:
+            response = await gh.rest.repos.async_create_in_org(organization, data=body)
+        except RequestFailed as exc:
+            if exc.response.status_code == 422:
+                raise BadRequest(
+                    f"GitHub did not create {organization}/{name}: the name is taken or not "
+                    "allowed; choose another name.",
+                    upstream_status=422,
+                ) from exc
+            if exc.response.status_code in (403, 404):
+                raise BadRequest(
+                    f"GitHub refused {doing} ({exc.response.status_code}): the App needs "
+                    "'Administration: write' and must be installed on an organization (Apps "
+                    "cannot create repositories on personal accounts).",
+                    upstream_status=exc.response.status_code,
+                ) from exc
+            raise _problem(exc, doing) from exc
+        except RequestError as exc:
+            raise _problem(exc, doing) from exc
+    try:
+        return _repo(response.json())
+    except (KeyError, TypeError) as exc:
+        raise BadRequest(f"GitHub's answer was not understood while {doing} ({exc}).") from exc
+
+
 async def repositories(api_url: str, token: str) -> list[dict[str, Any]]:
     """The repositories an installation token may reach (``full_name``, ``private``, URLs)."""
     doing = "listing the repositories of the App's installation"
@@ -175,15 +218,7 @@ async def repositories(api_url: str, token: str) -> list[dict[str, Any]]:
             except (RequestFailed, RequestError) as exc:
                 raise _problem(exc, doing) from exc
             repos = (response.json() or {}).get("repositories") or []
-            out += [
-                {
-                    "full_name": str(r["full_name"]),
-                    "private": bool(r.get("private")),
-                    "html_url": str(r.get("html_url") or ""),
-                    "clone_url": str(r.get("clone_url") or ""),
-                }
-                for r in repos
-            ]
+            out += [_repo(r) for r in repos]
             if len(repos) < 100:
                 break
     return out

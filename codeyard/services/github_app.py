@@ -34,7 +34,16 @@ from codeyard.store import settings as settings_store
 if TYPE_CHECKING:
     from codeyard.github.app import InstallationToken
 
-__all__ = ["callback", "keep_token", "repositories", "setup", "start", "status", "webhook_secret"]
+__all__ = [
+    "callback",
+    "create_repository",
+    "keep_token",
+    "repositories",
+    "setup",
+    "start",
+    "status",
+    "webhook_secret",
+]
 
 log = logging.getLogger(__name__)
 KEY, STATE_KEY = "github_app", "github_app_state"
@@ -192,6 +201,29 @@ async def repositories(svc: Services) -> list[dict[str, Any]]:
         token = await _token(svc, app, int(item["id"]))
         out += [{**r, "installation_id": int(item["id"])} for r in await listed(api, token)]
     return out
+
+
+async def create_repository(
+    svc: Services, name: str, private: bool, installation_id: int | None
+) -> dict[str, Any]:
+    """A new repository in the organization the App is installed on (the one named, or the
+    only one); what ``GET /api/github/app/repos`` lists for it."""
+    from codeyard.github.app import create_repository as create
+
+    app = await _app(svc)
+    installs = app.get("installations") or []
+    chosen = [i for i in installs if installation_id in (None, int(i["id"]))]
+    if len(chosen) != 1:
+        known = ", ".join(f"{i['id']} ({i['account']})" for i in installs) or "none"
+        raise BadRequest(
+            f"Name the installation to create the repository in: installation_id, one of "
+            f"{known} (install the App on an organization first if there is none)."
+        )
+    install = chosen[0]
+    token = await _token(svc, app, int(install["id"]))
+    api = PrConfig.from_env().github_api_url
+    created = await create(api, token, str(install["account"]), name, private)
+    return {**created, "installation_id": int(install["id"])}
 
 
 async def refresh(svc: Services) -> bool:

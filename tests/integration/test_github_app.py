@@ -112,6 +112,16 @@ async def test_an_app_from_its_manifest_stores_secrets_encrypted_and_mints_token
             ("acme/site", 77),
         ]
 
+        made = await api.post("/api/github/app/repos", json={"name": "newone", "private": True})
+        assert made.status_code == 201, made.text
+        assert made.json()["full_name"] == "acme/newone" and made.json()["installation_id"] == 77
+        taken = await api.post("/api/github/app/repos", json={"name": "newone"})
+        assert taken.status_code == 400 and "name is taken" in taken.json()["detail"]
+        other = await api.post("/api/github/app/repos", json={"name": "x", "installation_id": 5})
+        assert other.status_code == 400 and "77 (acme)" in other.json()["detail"]
+        listed = [r["full_name"] for r in (await api.get("/api/github/app/repos")).json()]
+        assert "acme/newone" in listed
+
         # Pull requests now go with the installation token (no token variable is set).
         config = PrConfig.from_env()
         assert config.github_token is not None and fake.minted.get(config.github_token) == 77

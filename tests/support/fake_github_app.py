@@ -6,7 +6,9 @@
   the App's JWT, checked as GitHub does (RS256 with the App's public key, ``iss`` the App id,
   not expired);
 * ``GET /installation/repositories``: with an installation token the fake minted; minted tokens
-  also work for every other endpoint of the fake, as a token variable's would.
+  also work for every other endpoint of the fake, as a token variable's would;
+* ``POST /orgs/{org}/repos``: with an installation token of an installation on ``org`` (403
+  otherwise), 422 when the name is taken; the new repository joins the installation's.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.fake_github import _ROUTES, DOCS, FakeGitHub, _Reply
+from tests.support.fake_github import _Repo as _FakeRepo
 
 _APP_ROUTES = [
     ("POST", re.compile(r"/app-manifests/([^/]+)/conversions"), "convert_manifest"),
     ("GET", re.compile(r"/app/installations/(\d+)"), "get_installation"),
     ("POST", re.compile(r"/app/installations/(\d+)/access_tokens"), "access_token"),
     ("GET", re.compile(r"/installation/repositories"), "installation_repos"),
+    ("POST", re.compile(r"/orgs/([^/]+)/repos"), "create_org_repo"),
 ]
 
 
@@ -124,3 +128,17 @@ class FakeGitHubApp(FakeGitHub):
             for name in found["repos"]
         ]
         return _Reply(200, {"total_count": len(repos), "repositories": repos})
+
+    def _create_org_repo(self, _q: Any, body: Any, org: str) -> _Reply:
+        token = self.current.headers.get("authorization", "").partition(" ")[2]
+        found = self.installations.get(self.minted.get(token, -1))
+        if found is None or found["account"] != org:
+            raise _Reply(403, {"message": "Resource not accessible by integration"})
+        name = f"{org}/{body.get('name')}"
+        if name in found["repos"]:
+            raise _Reply(422, {"message": "Repository creation failed.", "errors": []})
+        found["repos"].append(name)
+        self._repos[name] = _FakeRepo(None)
+        repo = {"full_name": name, "private": bool(body.get("private"))}
+        urls = {"html_url": f"{self.web_url}/{name}", "clone_url": f"{self.web_url}/{name}.git"}
+        return _Reply(201, {**repo, **urls, "auto_init": body.get("auto_init")})
