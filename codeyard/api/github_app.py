@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
-from pydantic.json_schema import SkipJsonSchema
 
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Svc
@@ -29,12 +28,13 @@ public = APIRouter(tags=["github"])
 class ManifestBody(Body):
     #: GitHub App names are at most 34 characters and unique on GitHub.
     name: str = Field(default="Codeyard", min_length=1, max_length=34)
-    organization: str | SkipJsonSchema[None] = Field(
+    organization: str | None = Field(
         default=None,
         min_length=1,
         max_length=39,
         pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$",
-        description="Create the App owned by this organization (else by the person's account).",
+        description="Create the App owned by this organization (null or left out: by the "
+        "person's account).",
     )
 
 
@@ -63,7 +63,7 @@ class NewRepoBody(Body):
     #: GitHub's repository names: letters, digits, ``-``, ``_`` and ``.``, at most 100.
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     private: bool = True
-    installation_id: int | SkipJsonSchema[None] = Field(
+    installation_id: int | None = Field(
         default=None, ge=1, le=2**53, description="Needed when the App has several."
     )
 
