@@ -3,7 +3,9 @@
 * keystroke echo: a terminal running ``cat`` (the TTY echoes each byte); one byte sent over the
   terminal WebSocket, the time until its echo frame arrives; 1,000 keystrokes;
 * ``cat`` of a 100 MB text file through the terminal to one WebSocket client: MB/s of
-  terminal output received, and the server's RSS before, at its peak and after;
+  terminal output received, and the server's RSS before, at its peak and after; against the
+  same ``cat`` on a bare PTY drained by a plain non-blocking reader (the kernel's own PTY rate
+  on this machine at that moment), alternated three times, medians compared;
 * preview proxy: a Starlette app on the run's leased port serving 100 MB and a tiny answer;
   throughput and sequential small-GET latency, direct vs through ``/api/preview/{port}/``.
 
@@ -152,14 +154,80 @@ async def echo(port: int, http: httpx.AsyncClient, cwd: Path, n: int = 1000) -> 
     }
 
 
+async def pty_direct(big: Path) -> dict[str, float]:
+    """``cat`` on a bare PTY drained by a plain non-blocking reader on this event loop (stdlib
+    only, nothing of Codeyard): the rate the kernel's PTY gives a single-threaded reader here
+    and now. Each read returns at most one 4 KiB line-discipline buffer, so draining until
+    EAGAIN per wake-up matters: a blocking reader gets about half of this."""
+    master, slave = os.openpty()
+    proc = await asyncio.create_subprocess_exec(
+        "cat", str(big), stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    os.set_blocking(master, False)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    got = 0
+
+    def readable() -> None:
+        nonlocal got
+        while True:
+            try:
+                data = os.read(master, 1 << 18)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO: cat is done and the slave side closed
+                data = b""
+            if not data:
+                loop.remove_reader(master)
+                if not done.done():
+                    done.set_result(None)
+                return
+            got += len(data)
+
+    t0 = time.perf_counter()
+    loop.add_reader(master, readable)
+    try:
+        await asyncio.wait_for(done, 120)
+    finally:
+        loop.remove_reader(master)
+        os.close(master)
+        await asyncio.wait_for(proc.wait(), 10)
+    seconds = time.perf_counter() - t0
+    return {"mb_per_s": round(got / MB / seconds, 1), "seconds": round(seconds, 3)}
+
+
 async def throughput(
-    port: int, http: httpx.AsyncClient, cwd: Path, pid: int, size_mb: int = 100
+    port: int, http: httpx.AsyncClient, cwd: Path, pid: int, size_mb: int = 100, rounds: int = 3
 ) -> dict[str, Any]:
+    """Alternate the bare PTY and the server path ``rounds`` times; medians and their ratio."""
     big = cwd / "big.txt"
     line = ("0123456789abcdef" * 6)[:95] + "\n"
     with big.open("w") as fh:
         for _ in range(size_mb * MB // len(line)):
             fh.write(line)
+    direct: list[dict[str, float]] = []
+    served: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        direct.append(await pty_direct(big))
+        served.append(await _through_server(port, http, big, pid))
+    big.unlink()
+    d = statistics.median(r["mb_per_s"] for r in direct)
+    best = sorted(served, key=lambda r: r["mb_per_s"])[len(served) // 2]
+    return {
+        **best,
+        "runs_mb_per_s": [r["mb_per_s"] for r in served],
+        "direct_runs_mb_per_s": [r["mb_per_s"] for r in direct],
+        "direct_mb_per_s": d,
+        "ratio": round(best["mb_per_s"] / d, 2),
+        "rss_peak_mb": max(r["rss_peak_mb"] for r in served),
+    }
+
+
+async def _through_server(
+    port: int, http: httpx.AsyncClient, big: Path, pid: int
+) -> dict[str, Any]:
+    cwd = big.parent
     expected = big.stat().st_size
     command = ["sh", "-c", f"sleep 1; cat {big}"]
     body = {"cwd": str(cwd), "command": command, "cols": 200, "rows": 50}
@@ -200,7 +268,6 @@ async def throughput(
     cpu = _cpu(pid) - cpu0
     await asyncio.sleep(1.0)
     after = sampler.rss()
-    big.unlink()
     seconds = last - first
     return {
         "file_bytes": expected,
@@ -359,10 +426,15 @@ def render(result: dict[str, Any]) -> str:
             f"| keystroke echo through the server (1,000 keys, `cat` on a PTY) | p50 "
             f"{e['p50_ms']} ms, p99 {e['p99_ms']} ms, max {e['max_ms']} ms | p99 < 20 ms | "
             f"{_verdict(e['p99_ms'] < 20, busy['echo'])} |",
-            f"| `cat` of a {round(c['file_bytes'] / MB)} MiB file to one WebSocket client | "
-            f"{c['mb_per_s']} MB/s wall ({c['seconds']} s); {c['mb_per_server_cpu_s']} MB per "
-            f"server CPU second; {c['reconnects']} resyncs, {c['gaps']} gaps | ≥ 50 MB/s | "
-            f"{_verdict(c['mb_per_s'] >= 50, busy['cat'])} |",
+            f"| `cat` of a {round(c['file_bytes'] / MB)} MiB file to one WebSocket client "
+            "(median of 3) | "
+            f"{c['mb_per_s']} MB/s wall ({c['seconds']} s; runs {c['runs_mb_per_s']}); "
+            f"{c['mb_per_server_cpu_s']} MB per server CPU second; {c['reconnects']} resyncs, "
+            f"{c['gaps']} gaps | ≥ 50 MB/s | {_verdict(c['mb_per_s'] >= 50, busy['cat'])} |",
+            f"| the same `cat` on a bare PTY, plain non-blocking reader (stdlib), alternated "
+            "with the above "
+            f"| {c['direct_mb_per_s']} MB/s (runs {c['direct_runs_mb_per_s']}); the server "
+            f"path delivers **{c['ratio']}x** of it | the kernel's ceiling | - |",
             f"| server memory during that `cat` | RSS {c['rss_before_mb']} MB before, peak "
             f"{c['rss_peak_mb']} MB, {c['rss_after_mb']} MB after | no growth with output size "
             f"| {_verdict(c['rss_peak_mb'] - c['rss_before_mb'] < 32)} |",
@@ -380,6 +452,23 @@ def render(result: dict[str, Any]) -> str:
             "the tail persisted (512 KiB) is rewritten, never appended; a viewer more than "
             "8 MiB behind is dropped with a `resync` message and resumes with `since=`, so a "
             "slow client cannot make the server buffer a whole `cat`.",
+            "",
+            "Terminal profile (cProfile of the server during the `cat`, issue 18): per 100 MiB "
+            "the Python path (ring buffer, mode tracking, viewer queue, frame coalescing) costs "
+            "about 0.3 s; the rest of the server's time is the PTY read syscalls (the line "
+            "discipline hands out at most 4 KiB per read: ~25,000 reads) and permessage-deflate "
+            "(~0.25 s, negotiated by browsers and this client alike). Reads are drained until "
+            "EAGAIN per wake-up and frames carry ~150 KiB on average; nothing is written to the "
+            "database or JSON-encoded per chunk (the scrollback file is rewritten 4 times a "
+            "second). The wall rate follows the machine: on a quiet moment the server path "
+            "delivered 83-89 MB/s, on a machine loaded 15-20x its cores 12-22 MB/s, with the "
+            "bare PTY reader falling the same way.",
+            "",
+            "Proxy: the upstream client is aiohttp (C parser, socket read-ahead while a chunk "
+            "waits for the browser, 256 KiB reads). Against httpx on the same run of this "
+            "bench the proxy's cost fell from 224-252 to 570-1,430 MB per server CPU second; "
+            "what is left of the gap to direct is a third Python process (client, proxy, "
+            "upstream) sharing two cores that direct leaves to two.",
             END,
         ]
     )
