@@ -460,15 +460,13 @@ def render(result: dict[str, Any]) -> str:
             "(~0.25 s, negotiated by browsers and this client alike). Reads are drained until "
             "EAGAIN per wake-up and frames carry ~150 KiB on average; nothing is written to the "
             "database or JSON-encoded per chunk (the scrollback file is rewritten 4 times a "
-            "second). The wall rate follows the machine: on a quiet moment the server path "
-            "delivered 83-89 MB/s, on a machine loaded 15-20x its cores 12-22 MB/s, with the "
-            "bare PTY reader falling the same way.",
+            "second). The wall rate follows the machine's load (compare the three runs and the "
+            "bare PTY reader's, which falls the same way).",
             "",
             "Proxy: the upstream client is aiohttp (C parser, socket read-ahead while a chunk "
-            "waits for the browser, 256 KiB reads). Against httpx on the same run of this "
-            "bench the proxy's cost fell from 224-252 to 570-1,430 MB per server CPU second; "
-            "what is left of the gap to direct is a third Python process (client, proxy, "
-            "upstream) sharing two cores that direct leaves to two.",
+            "waits for the browser, 256 KiB reads). What is left of the gap to direct is a "
+            "third Python process (client, proxy, upstream) sharing two cores that direct "
+            "leaves to two.",
             END,
         ]
     )
