@@ -30,6 +30,7 @@ from tests.support.server import (
     Frame,
     ServerProcess,
     event_log,
+    open_sse,
     read_frames,
     wait_for_event,
     wait_status,
@@ -361,3 +362,50 @@ def _said(text: str) -> Any:
 
 def _moved(event: dict[str, Any]) -> bool:
     return event["type"] == "run.status" and "was lost" in (event["data"].get("reason") or "")
+
+
+async def test_kill_9_of_an_api_server_loses_no_run_and_its_client_resumes_on_the_other(
+    cluster: Cluster,
+) -> None:
+    """The API server a run was created on, and whose SSE stream a client follows, is killed
+    with ``kill -9`` mid-run. The run goes on on its worker (API servers hold no run state);
+    the client reconnects to the other server with ``Last-Event-ID`` and gets every event
+    once, in order, to the end of the turn. The server is started again afterwards (the
+    module's other tests share it)."""
+    one, two = cluster.api
+    steps: list[dict[str, Any]] = []
+    for i in range(6):
+        steps += [{"say": f"part {i}"}, {"sleep": 0.7}]
+    got: list[Frame] = []
+    reconnected: list[Frame] = []
+    try:
+        async with one.client() as c1:
+            with anyio.fail_after(90):
+                run = await create_run(c1, cluster.repo, *steps)
+                path = f"/api/runs/{run['id']}/events/stream"
+                try:
+                    async with open_sse(c1, path, params={"after": 0}) as stream:
+                        async for frame in stream.frames():
+                            got.append(frame)
+                            if frame.event == "agent.message" and "part 1" in frame.data:
+                                one.crash()  # mid-run, with this stream open
+                except (httpx.TransportError, httpx.StreamError):
+                    pass  # the server is gone: as a browser's EventSource, reconnect
+        assert one.proc is None and any("part 1" in f.data for f in got)
+        async with two.client() as c2:
+            reconnected = await read_frames(
+                c2,
+                path,
+                last_event_id=got[-1].event_id,
+                until=lambda f: f.event == "run.status" and f.json()["data"]["to"] == "review",
+                timeout=60,
+            )
+            stored = await event_log(c2, run["id"])
+    finally:
+        if one.proc is None:
+            one.start(timeout=240)
+    assert_gapless(stored)
+    ids = [f.event_id for f in got + reconnected]
+    assert ids == [e["id"] for e in stored][: len(ids)], "a gap or a repeat across servers"
+    said = [e["data"]["text"] for e in stored if e["type"] == "agent.message"]
+    assert said == [f"part {i}" for i in range(6)]  # the run went on without its server
