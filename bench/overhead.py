@@ -1,5 +1,5 @@
-"""Orchestration overhead: a Codeyard run against the same agent CLI invoked directly (target:
-ratio at most 1.15).
+"""Orchestration overhead: a Codeyard run against the same agent CLI invoked directly (issue 15's
+target: at most 1.10x or at most 60 ms per turn, whichever is larger).
 
 Both sides run the same binary against the same scripted fake model server
 (``codeyard.testing.fake_llm``, in this process) with the same replies: the model asks for one
@@ -46,7 +46,9 @@ from codeyard.agents.claude.provider import ClaudeCodeProvider
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.server import ServerProcess, open_sse
 
-TARGET_RATIO = 1.15
+TARGET_RATIO = 1.10
+#: ... or this much per turn, whichever allows more (issue 15).
+TARGET_MS = 60.0
 PROMPT = "Run echo hi and tell me what it printed."
 
 
@@ -332,7 +334,12 @@ async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
         },
         "foreign_cpu": round(foreign, 3),
         "quiet": quiet,
-        "met": ratio <= TARGET_RATIO,
+        "allowed_ms": round(
+            max(TARGET_MS, (TARGET_RATIO - 1) * statistics.median(direct) * 1000), 1
+        ),
+        "met": ratio <= TARGET_RATIO
+        or statistics.median(overhead_ms)
+        <= max(TARGET_MS, (TARGET_RATIO - 1) * statistics.median(direct) * 1000),
     }
 
 
@@ -367,6 +374,7 @@ def main() -> None:
             {
                 "machine": machine(),
                 "target_ratio": TARGET_RATIO,
+                "target_ms": TARGET_MS,
                 "results": results,
                 "skipped": skipped,
             },
