@@ -20,6 +20,7 @@ from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy, UnauthAuthStra
 from githubkit.exception import RequestError, RequestFailed
 
 from codeyard.domain.errors import BadRequest
+from codeyard.github.client import Delivery, next_cursor
 
 __all__ = ["AppCredentials", "InstallationToken", "convert", "manifest"]
 
@@ -222,3 +223,38 @@ async def repositories(api_url: str, token: str) -> list[dict[str, Any]]:
             if len(repos) < 100:
                 break
     return out
+
+
+async def hook_deliveries(api_url: str, app_id: int, pem: str, pages: int = 3) -> list[Delivery]:
+    """The App webhook's recent deliveries, newest first (its hook is the App's own, listed with
+    the App's JWT, not a repository's)."""
+    doing = "listing the GitHub App's webhook deliveries"
+    out: list[Delivery] = []
+    cursor: str | None = None
+    async with _github(api_url, AppAuthStrategy(app_id, pem)) as gh:
+        for _ in range(pages):
+            try:
+                if cursor is None:
+                    response = await gh.rest.apps.async_list_webhook_deliveries(per_page=100)
+                else:
+                    response = await gh.rest.apps.async_list_webhook_deliveries(
+                        per_page=100, cursor=cursor
+                    )
+            except (RequestFailed, RequestError) as exc:
+                raise _problem(exc, doing) from exc
+            out += [
+                Delivery(d.id, d.guid, d.event, d.status_code, d.redelivery)
+                for d in response.parsed_data
+            ]
+            cursor = next_cursor(response.headers.get("link", ""))
+            if cursor is None:
+                break
+    return out
+
+
+async def redeliver(api_url: str, app_id: int, pem: str, delivery_id: int) -> None:
+    async with _github(api_url, AppAuthStrategy(app_id, pem)) as gh:
+        try:
+            await gh.rest.apps.async_redeliver_webhook_delivery(delivery_id)
+        except (RequestFailed, RequestError) as exc:
+            raise _problem(exc, f"redelivering the App's delivery {delivery_id}") from exc

@@ -16,7 +16,7 @@ from githubkit.exception import RequestError, RequestFailed
 from codeyard.domain.errors import BadRequest
 from codeyard.prs.base import PrConfig
 
-__all__ = ["Delivery", "GitHubClient"]
+__all__ = ["Delivery", "GitHubClient", "next_cursor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class GitHubClient:
                     Delivery(d.id, d.guid, d.event, d.status_code, d.redelivery)
                     for d in resp.parsed_data
                 ]
-                cursor = _next_cursor(resp.headers.get("link", ""))
+                cursor = next_cursor(resp.headers.get("link", ""))
                 if cursor is None:
                     break
         return out
@@ -95,7 +95,7 @@ class GitHubClient:
                 raise _problem(exc, f"redelivering delivery {delivery_id} of {repo}") from exc
 
 
-def _next_cursor(link: str) -> str | None:
+def next_cursor(link: str) -> str | None:
     """The ``cursor`` of the ``rel="next"`` link (deliveries page by cursor, not by number)."""
     for part in link.split(","):
         if 'rel="next"' in part and "cursor=" in part:

@@ -280,20 +280,33 @@ class Inbox(_Background):
 
 
 async def sweep(svc: Services) -> dict[str, Any]:
-    """Ask GitHub to redeliver every recent delivery of a known repository hook that failed
-    and never reached the inbox (GitHub keeps deliveries for 3 days, never retries itself)."""
+    """Ask GitHub to redeliver every recent delivery of a known hook that failed and never
+    reached the inbox (GitHub keeps deliveries for 3 days, never retries itself): repository
+    hooks with the token, a connected GitHub App's own hook with the App's key."""
     async with svc.engine.connect() as conn:
-        hooks = [h for h in await store.hooks(conn) if h["target"] == "repository" and h["repo"]]
+        known_hooks = await store.hooks(conn)
+    repo_hooks = [h for h in known_hooks if h["target"] == "repository" and h["repo"]]
+    app_hooks = [h for h in known_hooks if h["target"] == "integration"]
+    key = await github_app.app_key(svc) if app_hooks else None
+    hooks = repo_hooks + (app_hooks if key else [])
     if not hooks:
         return {"hooks": 0, "listed": 0, "redelivered": 0, "problems": []}
-    from codeyard.github.client import GitHubClient  # githubkit loads with the first sweep
+    # githubkit loads with the first sweep (it costs start-up).
+    from codeyard.github import app as app_api
+    from codeyard.github.client import GitHubClient
 
-    client = GitHubClient(PrConfig.from_env())
+    config = PrConfig.from_env()
     listed = redelivered = 0
     problems: list[str] = []
     for hook in hooks:
+        where = f"hook {hook['hook_id']} of {hook['repo'] or 'the GitHub App'}"
         try:
-            found = await client.hook_deliveries(hook["repo"], int(hook["hook_id"]))
+            if hook["target"] == "integration" and key is not None:
+                app_id, pem = key
+                found = await app_api.hook_deliveries(config.github_api_url, app_id, pem)
+            else:
+                client = GitHubClient(config)
+                found = await client.hook_deliveries(hook["repo"], int(hook["hook_id"]))
             listed += len(found)
             by_guid: dict[str, list[Any]] = {}
             for delivery in found:
@@ -306,11 +319,14 @@ async def sweep(svc: Services) -> dict[str, Any]:
                 if guid not in known and not any(a.ok for a in attempts)
             ]
             for delivery in lost[: MAX_REDELIVER - redelivered]:
-                await client.redeliver(hook["repo"], int(hook["hook_id"]), delivery.id)
+                if hook["target"] == "integration" and key is not None:
+                    await app_api.redeliver(config.github_api_url, key[0], key[1], delivery.id)
+                else:
+                    await client.redeliver(hook["repo"], int(hook["hook_id"]), delivery.id)
                 redelivered += 1
             await svc.writer.run(_swept(hook["hook_id"]))
         except CodeyardError as exc:
-            problems.append(f"hook {hook['hook_id']} of {hook['repo']}: {exc.detail}")
+            problems.append(f"{where}: {exc.detail}")
     return {"hooks": len(hooks), "listed": listed, "redelivered": redelivered, "problems": problems}
 
 

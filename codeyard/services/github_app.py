@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from codeyard.github.app import InstallationToken
 
 __all__ = [
+    "app_key",
     "callback",
     "create_repository",
     "keep_token",
@@ -235,6 +236,12 @@ async def refresh(svc: Services) -> bool:
         return False
     use_app_token(await _token(svc, app, int(installs[0]["id"])))
     return True
+
+
+async def app_key(svc: Services) -> tuple[int, str] | None:
+    """The App's id and private key (for the sweeper's App-hook calls); None without an App."""
+    app = await _load(svc, KEY)
+    return (int(app["app_id"]), _secret(svc, app, "pem")) if isinstance(app, dict) else None
 
 
 async def webhook_secret(svc: Services) -> str:

@@ -8,12 +8,14 @@ githubkit signing and calling over httpx, the webhook route checking the App's s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from codeyard.config import Settings
@@ -23,6 +25,9 @@ from codeyard.prs.base import TOKEN_VARIABLES, PrConfig
 from codeyard.store import settings as settings_store
 from tests.conftest import TOKEN, running_api
 from tests.support.fake_github_app import FakeGitHubApp
+from tests.support.live_app import serve
+from tests.support.server import free_port
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -154,6 +159,9 @@ async def test_the_manifest_needs_a_public_url_and_an_admin(
     async with running_api(settings) as api:
         refused = await api.post("/api/github/app/manifest", json={"name": "x" * 35})
         assert refused.status_code == 422
+        no_org = await api.post("/api/github/app/manifest", json={"organization": None})
+        # null = the person's account (was a 500): it passes the body and meets the next check
+        assert no_org.status_code == 400 and "CODEYARD_PUBLIC_URL" in no_org.text, no_org.text
         bad_org = await api.post("/api/github/app/manifest", json={"organization": "a/b"})
         assert bad_org.status_code == 422
         unreachable = await api.post("/api/github/app/manifest", json={})
@@ -161,3 +169,43 @@ async def test_the_manifest_needs_a_public_url_and_an_admin(
         assert "Set CODEYARD_PUBLIC_URL" in unreachable.json()["detail"]
         none = await api.get("/api/github/app/repos")
         assert none.status_code == 404 and "POST /api/github/app/manifest" in none.json()["detail"]
+
+
+async def _connect(client: httpx.AsyncClient, fake: FakeGitHubApp) -> None:
+    """The manifest flow as a browser goes through it, then installation 77 on ``acme``."""
+    start = (await client.post("/api/github/app/manifest", json={})).json()
+    params = {"code": fake.manifest_code(), "state": start["state"]}
+    assert (await client.get("/api/github/app/callback", params=params)).status_code == 303
+    fake.install(77, "acme", ["acme/demo"])
+    setup = await client.get("/api/github/app/setup", params={"installation_id": 77})
+    assert setup.status_code == 303, setup.text
+
+
+async def test_the_sweeper_recovers_an_app_delivery_lost_while_the_server_was_down(
+    fake: FakeGitHubApp, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = _settings(tmp_path)
+    settings.port, settings.public_url = port, f"http://127.0.0.1:{port}"
+    async with serve(settings) as live, live.rest() as client:
+        await _connect(client, fake)
+        fake.app_hook(f"{live.url}/api/github/webhooks")  # the manifest's hook URL
+        assert await asyncio.to_thread(fake.deliver_app, "acme/demo", "ping", {}) == 202
+
+        fake.hooks[9001].url = f"http://127.0.0.1:{free_port()}/api/github/webhooks"  # down
+        lost = {"action": "completed", "check_run": {"name": "build", "conclusion": "failure"}}
+        assert await asyncio.to_thread(fake.deliver_app, "acme/demo", "check_run", lost) == 0
+        fake.hooks[9001].url = f"{live.url}/api/github/webhooks"
+
+        swept = await client.post("/api/github/webhooks/sweep")
+        assert swept.json() == {"hooks": 1, "listed": 2, "redelivered": 1, "problems": []}
+
+        async def recovered() -> bool:
+            rows = (await client.get("/api/github/webhooks/events")).json()["data"]
+            return [r["event"] for r in rows] == ["check_run", "ping"]
+
+        assert await eventually(recovered, timeout=10)
+        rows = (await client.get("/api/github/webhooks/events")).json()["data"]
+        assert {r["hook_id"] for r in rows} == {"9001"}
+        again = (await client.post("/api/github/webhooks/sweep")).json()
+        assert again["redelivered"] == 0  # the recovered delivery is in the inbox now

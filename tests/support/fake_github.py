@@ -105,6 +105,7 @@ class _Hook:
     repo: str
     url: str
     secret: str
+    target: str = "repository"  # "integration": a GitHub App's own hook
 
 
 @dataclass
@@ -333,7 +334,7 @@ class FakeGitHub:
             "X-GitHub-Event": event,
             "X-GitHub-Delivery": guid,
             "X-GitHub-Hook-ID": str(hook.id),
-            "X-GitHub-Hook-Installation-Target-Type": "repository",
+            "X-GitHub-Hook-Installation-Target-Type": hook.target,
             "X-GitHub-Hook-Installation-Target-ID": "1",
             "X-Hub-Signature-256": "sha256="
             + hmac.new(hook.secret.encode(), raw, hashlib.sha256).hexdigest(),

@@ -7,15 +7,22 @@
   not expired);
 * ``GET /installation/repositories``: with an installation token the fake minted; minted tokens
   also work for every other endpoint of the fake, as a token variable's would;
+* ``GET /app/hook/deliveries`` and ``POST /app/hook/deliveries/{id}/attempts`` (the App's JWT):
+  the App webhook's attempts, newest first, and redelivery; :meth:`FakeGitHubApp.app_hook` sets
+  where the App's hook posts and :meth:`FakeGitHubApp.deliver_app` sends, signed with the App's
+  webhook secret;
 * ``POST /orgs/{org}/repos``: with an installation token of an installation on ``org`` (403
   otherwise), 422 when the name is taken; the new repository joins the installation's.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +30,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support.fake_github import _ROUTES, DOCS, FakeGitHub, _Reply
+from tests.support.fake_github import _ROUTES, DOCS, FakeGitHub, _Hook, _Reply
 from tests.support.fake_github import _Repo as _FakeRepo
 
 _APP_ROUTES = [
@@ -32,7 +39,10 @@ _APP_ROUTES = [
     ("POST", re.compile(r"/app/installations/(\d+)/access_tokens"), "access_token"),
     ("GET", re.compile(r"/installation/repositories"), "installation_repos"),
     ("POST", re.compile(r"/orgs/([^/]+)/repos"), "create_org_repo"),
+    ("GET", re.compile(r"/app/hook/deliveries"), "app_hook_deliveries"),
+    ("POST", re.compile(r"/app/hook/deliveries/(\d+)/attempts"), "app_redeliver"),
 ]
+APP_HOOK_ID = 9001
 
 
 class FakeGitHubApp(FakeGitHub):
@@ -40,7 +50,8 @@ class FakeGitHubApp(FakeGitHub):
 
     def __init__(self, token: str = "ghp_fake", **kwargs: Any) -> None:
         super().__init__(token, **kwargs)
-        self.app_id = 424242
+        # A new id per fake, as each App has: githubkit caches JWTs by App id.
+        self.app_id = 400_000 + secrets.randbelow(100_000)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.pem = self._key.private_bytes(
             serialization.Encoding.PEM,
@@ -142,3 +153,30 @@ class FakeGitHubApp(FakeGitHub):
         repo = {"full_name": name, "private": bool(body.get("private"))}
         urls = {"html_url": f"{self.web_url}/{name}", "clone_url": f"{self.web_url}/{name}.git"}
         return _Reply(201, {**repo, **urls, "auto_init": body.get("auto_init")})
+
+    def app_hook(self, url: str) -> None:
+        """Where the App's webhook posts (the manifest's ``hook_attributes.url``)."""
+        with self._lock:
+            self.hooks[APP_HOOK_ID] = _Hook(
+                APP_HOOK_ID, "", url, self.webhook_secret, "integration"
+            )
+
+    def deliver_app(self, full_name: str, event: str, payload: dict[str, Any]) -> int:
+        """Send ``event`` about ``full_name`` through the App's hook; the attempt's status."""
+        body = {**payload, "repository": {"full_name": full_name, "id": 1}}
+        raw = json.dumps(body).encode()
+        return self._attempt(self.hooks[APP_HOOK_ID], str(uuid.uuid4()), event, raw, False)
+
+    def _app_hook_deliveries(self, query: Any, _b: Any) -> _Reply:
+        mine = [d for d in reversed(self.deliveries) if d["hook_id"] == APP_HOOK_ID]
+        shown = [{k: v for k, v in d.items() if k not in ("hook_id", "payload")} for d in mine]
+        return _Reply(200, shown[: int(query.get("per_page", ["30"])[0])])
+
+    def _app_redeliver(self, _q: Any, _b: Any, delivery_id: str) -> _Reply:
+        found = [d for d in self.deliveries if d["id"] == int(delivery_id)]
+        if not found or found[0]["hook_id"] != APP_HOOK_ID:
+            raise _Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+        original = found[0]
+        args = (self.hooks[APP_HOOK_ID], original["guid"], original["event"], original["payload"])
+        threading.Thread(target=self._attempt, args=(*args, True), daemon=True).start()
+        return _Reply(202, {})
