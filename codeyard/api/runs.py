@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Cursor, Limit, Svc, listing
 from codeyard.api.schemas import FollowUpBody, MessageBody, ResumeBody, RunCreate
 from codeyard.api.views import Page, RunView
+from codeyard.attachments import images as image_files
 from codeyard.services import runs as run_service
 from codeyard.store import runs
 
@@ -106,6 +107,32 @@ async def resume_run(run_ref: str, svc: Svc, body: ResumeBody | None = None) -> 
 async def send_message(run_ref: str, body: MessageBody, svc: Svc) -> dict[str, Any]:
     """An operator message: answers a waiting agent, is queued mid-turn, or starts a new turn."""
     return await run_service.message(svc, run_ref, body.text, images=body.images)
+
+
+@router.post(
+    "/{run_ref}/messages/upload",
+    dependencies=[require_scope("runs:write")],
+    status_code=202,
+    response_model=RunView,
+)
+async def send_message_upload(
+    run_ref: str,
+    text: Annotated[str, Form(min_length=1, max_length=200_000)],
+    svc: Svc,
+    images: Annotated[
+        list[UploadFile] | None,
+        File(description="PNG, JPEG, GIF or WebP files, 5 MB each, at most 5 (typed by bytes)."),
+    ] = None,
+) -> dict[str, Any]:
+    """The same message as ``POST …/messages``, with images as multipart files (a pasted or
+    dropped file, a script's ``curl -F``) instead of data URLs."""
+    files = images or []
+    image_files.check_count(len(files))
+    urls = [
+        image_files.from_upload(i, await f.read(image_files.MAX_IMAGE_BYTES + 1))
+        for i, f in enumerate(files)
+    ]
+    return await run_service.message(svc, run_ref, text, images=urls)
 
 
 @router.post(

@@ -48,13 +48,17 @@ def _bad(index: int, why: str) -> ValidationFailed:
     )
 
 
-def parse(urls: list[str]) -> list[Image]:
-    """Every image valid, or a 422/413 naming the first bad one (nothing is stored)."""
-    if len(urls) > MAX_IMAGES:
+def check_count(count: int) -> None:
+    if count > MAX_IMAGES:
         raise ValidationFailed(
-            f"At most {MAX_IMAGES} images per message; this one has {len(urls)}.",
+            f"At most {MAX_IMAGES} images per message; this one has {count}.",
             errors=[{"loc": ["body", "images"], "msg": f"at most {MAX_IMAGES}"}],
         )
+
+
+def parse(urls: list[str]) -> list[Image]:
+    """Every image valid, or a 422/413 naming the first bad one (nothing is stored)."""
+    check_count(len(urls))
     out = []
     for i, url in enumerate(urls):
         match = _DATA_URL.match(url)
@@ -75,6 +79,25 @@ def parse(urls: list[str]) -> list[Image]:
             raise _bad(i, "the data is not a image/webp file")
         out.append(Image(media_type, data))
     return out
+
+
+def sniff(data: bytes) -> str | None:
+    """The media type the bytes are (by their first bytes), if one the agents take."""
+    for media_type, starts in MAGIC.items():
+        if data.startswith(starts) and (media_type != "image/webp" or data[8:12] == b"WEBP"):
+            return media_type
+    return None
+
+
+def from_upload(index: int, data: bytes) -> str:
+    """An uploaded file (multipart) as the data URL :func:`parse` checks, typed by its bytes:
+    browsers label pasted or dropped files inconsistently, the bytes do not lie."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise PayloadTooLarge(f"Image {index + 1} is larger than {MAX_IMAGE_BYTES} bytes.")
+    media_type = sniff(data)
+    if media_type is None:
+        raise _bad(index, "the file is not a PNG, JPEG, GIF or WebP image")
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
 def store(root: Path, run_id: str, images: list[Image]) -> list[str]:

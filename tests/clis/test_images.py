@@ -68,6 +68,68 @@ async def test_claude_code_receives_the_image(
     assert any("What is in this picture?" in json.dumps(b) for b in blocks)
 
 
+async def test_claude_code_receives_an_uploaded_image(
+    sqlite_api: Api, git_repo: Path, tmp_path: Path
+) -> None:
+    """The multipart route: a file labelled octet-stream (as some browsers label a paste) is
+    typed by its bytes and reaches the model like a data URL does."""
+    api = sqlite_api
+    with FakeLLM() as fake:
+        fake.script([Reply(text="First."), Reply(text="A red square.")])
+        run = await claude.create(api, git_repo, claude.options(fake, tmp_path / "home"), "Hi")
+        await api.wait_status(run["id"], "review", timeout=WAIT)
+        image = png(5, 5)
+        resp = await api.client.post(
+            f"/api/runs/{run['id']}/messages/upload",
+            data={"text": "And this upload?"},
+            files=[("images", ("paste", image, "application/octet-stream"))],
+        )
+        assert resp.status_code == 202, resp.text
+        await wait_model_calls(fake, 2)
+        done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+        assert done["status"] == "review", done
+        sent = fake.model_calls("anthropic")[-1].body
+    blocks = [m for m in sent["messages"] if m["role"] == "user"][-1]["content"]
+    images = [b for b in blocks if b.get("type") == "image"]
+    assert images and images[0]["source"]["data"] == base64.b64encode(image).decode()
+    assert images[0]["source"]["media_type"] == "image/png"
+
+
+async def test_uploads_are_checked_before_anything_is_stored(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    api = sqlite_api
+    body = {
+        "prompt": "go",
+        "repo_path": str(git_repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": []}},
+    }
+    run = (await api.post("/api/runs", json=body)).json()
+    await api.wait_status(run["id"], "review")
+    url = f"/api/runs/{run['id']}/messages/upload"
+
+    async def upload(files: list[tuple[str, bytes]], text: str = "x") -> Any:
+        parts = [("images", (name, data, "image/png")) for name, data in files]
+        return await api.client.post(url, data={"text": text}, files=parts or None)
+
+    six = await upload([(f"{i}.png", png()) for i in range(6)])
+    assert six.status_code == 422 and "At most 5" in six.json()["detail"]
+    text_file = await upload([("a.png", b"not an image at all")])
+    assert text_file.status_code == 422 and "not a PNG" in text_file.json()["detail"]
+    huge = await upload([("big.png", png() + b"\0" * (5 * 1024 * 1024))])
+    assert huge.status_code == 413
+    refused = await upload([("a.png", png())])
+    assert refused.status_code == 422 and "claude-code, codex" in refused.json()["detail"]
+    assert not (api.services.settings.data_dir / "attachments" / run["id"]).exists()
+    # Text alone works through the same route (a new turn of the script agent).
+    plain = await api.client.post(url, data={"text": "hello there"})
+    assert plain.status_code == 202, plain.text
+    await api.wait_status(run["id"], "review")
+    said = (await api.get(f"/api/runs/{run['id']}/events?types=user.message")).json()["data"]
+    assert said[-1]["data"]["text"] == "hello there"
+
+
 async def test_codex_receives_the_image(sqlite_api: Api, git_repo: Path, tmp_path: Path) -> None:
     api = sqlite_api
     with FakeLLM() as fake:
