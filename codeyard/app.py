@@ -36,6 +36,7 @@ from codeyard.api.middleware import (
     SecurityHeadersMiddleware,
     WebSocketOriginMiddleware,
 )
+from codeyard.cli_socket import CliSocket
 from codeyard.cluster.leadership import Leadership
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
@@ -168,9 +169,14 @@ async def _running(
     inbox.start()
     # A connected GitHub App's installation token, renewed before it expires (issue 21).
     app_token = asyncio.create_task(github_app_service.keep_token(services))
+    # The CLI's Unix socket: password and two-factor resets, OS permissions as the auth (22).
+    cli_socket = CliSocket(services)
+    if settings.cli_socket:
+        await cli_socket.start()
     try:
         yield services
     finally:
+        await cli_socket.stop()
         await app.state.workflows.stop()  # before the executor: shutdown is not cancel
         indexer.cancel()
         ticket_runs.cancel()

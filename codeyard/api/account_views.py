@@ -19,6 +19,8 @@ class UserView(View):
     email: str | None = None
     #: The name people see (``null``: the username).
     display_name: str | None = None
+    #: The user's picture (``GET``, any signed-in caller); ``null``: none.
+    avatar_url: str | None = None
     created_at: str
     updated_at: str
 

@@ -1,4 +1,5 @@
-"""The caller's profile and SSH key (issue 19): ``/api/me/profile``, ``/api/me/ssh-key``."""
+"""The caller's profile, picture and SSH key (issue 19): ``/api/me/profile``, ``/api/me/avatar``,
+``/api/me/ssh-key``; and anyone's picture, ``/api/users/{id}/avatar``, for signed-in callers."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ class ProfileView(View):
     time_zone: str | None
     #: Set by an admin (invitation, PATCH /api/users/{id}); where sign-in codes go.
     email: str | None
+    #: Your picture (``null``: none).
+    avatar_url: str | None
+
+
+class AvatarBody(Body):
+    image: str = Field(
+        max_length=400_000,
+        description="A data URL of a PNG, JPEG, GIF or WebP picture of at most 256 KiB.",
+        examples=["data:image/png;base64,iVBORw0KGgo…"],
+    )
 
 
 class SshKeyView(View):
@@ -56,6 +67,40 @@ async def get_profile(principal: Caller, svc: Svc) -> dict[str, Any]:
 async def put_profile(body: ProfileBody, principal: Caller, svc: Svc) -> dict[str, Any]:
     """Set your display name and time zone (``null``: unset); 422 for an unknown time zone."""
     return await service.put_profile(svc, principal, body.display_name, body.time_zone)
+
+
+@router.put("/me/avatar", dependencies=[require_scope(SIGNED_IN)], response_model=ProfileView)
+async def put_avatar(body: AvatarBody, principal: Caller, svc: Svc) -> dict[str, Any]:
+    """Set your picture (its type is checked by its bytes; 413 over 256 KiB)."""
+    return await service.set_avatar(svc, principal, body.image)
+
+
+@router.delete("/me/avatar", status_code=204, dependencies=[require_scope(SIGNED_IN)])
+async def delete_avatar(principal: Caller, svc: Svc) -> Response:
+    await service.delete_avatar(svc, principal)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/users/{user_id}/avatar",
+    dependencies=[require_scope(SIGNED_IN)],
+    response_class=Response,
+    responses={
+        200: {"content": {t: {} for t in ("image/png", "image/jpeg", "image/gif", "image/webp")}}
+    },
+)
+async def get_avatar(user_id: str, svc: Svc) -> Response:
+    """A user's picture, for any signed-in caller (teammates see each other's); 404: none."""
+    media_type, data = await service.avatar_of(svc, user_id)
+    return Response(
+        content=data,
+        media_type=media_type,
+        headers={
+            "Cache-Control": "private, max-age=86400",  # the URL changes with the picture
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
 
 
 @router.get("/me/ssh-key", dependencies=[require_scope(SIGNED_IN)], response_model=SshKeyView)

@@ -1,4 +1,4 @@
-"""The caller's own profile (display name, time zone) and SSH key (issue 19).
+"""The caller's own profile (display name, time zone, picture) and SSH key (issue 19).
 
 The SSH key pair is made here, never uploaded: the private key is sealed with the data dir's
 key (AES-GCM, bound to the user's id) and leaves the database only as a 0600 file for the
@@ -8,7 +8,10 @@ fingerprint, never the private key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -17,13 +20,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import available_timezones
 
+from codeyard.attachments import images
 from codeyard.auth import ssh_keys
 from codeyard.auth.principal import Principal
 from codeyard.crypto import secret_box
-from codeyard.domain.errors import BadRequest, NotFound, ValidationFailed
+from codeyard.domain.errors import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
 from codeyard.services import auth
 from codeyard.services.context import Services
-from codeyard.store import users
+from codeyard.store import avatars, users
 from codeyard.store.writer import Tx
 
 
@@ -34,6 +38,7 @@ def _profile(user: dict[str, Any]) -> dict[str, Any]:
         "effective_name": user.get("display_name") or user["username"],
         "time_zone": user.get("time_zone"),
         "email": user.get("email"),
+        "avatar_url": users.avatar_url(user),
     }
 
 
@@ -76,6 +81,70 @@ async def put_profile(
         return await users.get(tx.conn, user["id"])
 
     return _profile(await svc.writer.run(job))
+
+
+# --- picture ---------------------------------------------------------------------------------
+
+MAX_AVATAR_BYTES = 256 * 1024
+_AVATAR_URL = re.compile(r"^data:(image/[a-z0-9.+-]+);base64,(.*)$", re.DOTALL)
+
+
+def _bad_picture(why: str) -> ValidationFailed:
+    return ValidationFailed(why, errors=[{"loc": ["body", "image"], "msg": why}])
+
+
+def parse_avatar(data_url: str) -> tuple[str, bytes]:
+    """A ``data:image/…;base64,`` URL → media type and bytes, the type checked by the bytes
+    (a picture is served back to other users' browsers: it must be what it says)."""
+    match = _AVATAR_URL.match(data_url)
+    if match is None:
+        raise _bad_picture("Send the picture as a data URL: data:image/png;base64,…")
+    media_type, encoded = match.groups()
+    if media_type not in images.MAGIC:
+        raise _bad_picture(f"{media_type} is not accepted; use {', '.join(images.MAGIC)}.")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad_picture("The picture's base64 does not decode.") from None
+    if len(data) > MAX_AVATAR_BYTES:
+        raise PayloadTooLarge(
+            f"The picture is {len(data) // 1024} KiB; at most {MAX_AVATAR_BYTES // 1024} KiB."
+        )
+    if not data.startswith(images.MAGIC[media_type]):
+        raise _bad_picture(f"The bytes are not a {media_type} file.")
+    if media_type == "image/webp" and data[8:12] != b"WEBP":
+        raise _bad_picture("The bytes are not an image/webp file.")
+    return media_type, data
+
+
+async def set_avatar(svc: Services, principal: Principal, data_url: str) -> dict[str, Any]:
+    user = await _user(svc, principal)
+    media_type, data = parse_avatar(data_url)
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        await avatars.put(tx, user["id"], media_type, data)
+        await users.update_user(tx, user["id"], avatar_at=auth.stamp(time.time()))
+        return await users.get(tx.conn, user["id"])
+
+    return _profile(await svc.writer.run(job))
+
+
+async def delete_avatar(svc: Services, principal: Principal) -> None:
+    user = await _user(svc, principal)
+
+    async def job(tx: Tx) -> None:
+        await avatars.drop(tx, user["id"])
+        await users.update_user(tx, user["id"], avatar_at=None)
+
+    await svc.writer.run(job)
+
+
+async def avatar_of(svc: Services, user_id: str) -> tuple[str, bytes]:
+    async with svc.engine.connect() as conn:
+        found = await avatars.get(conn, user_id)
+    if found is None:
+        raise NotFound(f"User '{user_id}' has no picture.")
+    return found
 
 
 # --- SSH key -----------------------------------------------------------------------------------

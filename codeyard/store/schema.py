@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -331,7 +332,19 @@ users = Table(
     Column("ssh_private_key", Text),
     Column("ssh_fingerprint", String(100)),
     Column("ssh_key_created_at", String(32)),
+    #: When the picture in ``avatars`` was set (None: no picture); it versions the picture's URL.
+    Column("avatar_at", String(32)),
     Index("ux_users_email", "email", unique=True),
+)
+
+#: Profile pictures (PNG, JPEG, GIF or WebP, checked by their bytes), apart from ``users``,
+#: whose row every authenticated request reads.
+avatars = Table(
+    "avatars",
+    metadata,
+    Column("user_id", String(40), primary_key=True),
+    Column("media_type", String(40), nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 #: One-time sign-in codes sent by email: digests only, single use, a few wrong guesses each.

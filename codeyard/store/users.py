@@ -31,9 +31,18 @@ def public(user: dict[str, Any]) -> dict[str, Any]:
         "mfa_enabled": user["totp_secret"] is not None,
         "email": user.get("email"),
         "display_name": user.get("display_name"),
+        "avatar_url": avatar_url(user),
         "created_at": user["created_at"],
         "updated_at": user["updated_at"],
     }
+
+
+def avatar_url(user: dict[str, Any]) -> str | None:
+    """Where the user's picture is served, versioned by when it was set (None: no picture)."""
+    at = user.get("avatar_at")
+    if not at:
+        return None
+    return f"/api/users/{user['id']}/avatar?v={''.join(c for c in at if c.isdigit())}"
 
 
 async def count(conn: AsyncConnection) -> int:
@@ -95,6 +104,7 @@ async def update_user(tx: Tx, user_id: str, **values: Any) -> None:
 async def remove(tx: Tx, user_id: str) -> None:
     await tx.conn.execute(delete(RC).where(RC.c.user_id == user_id))
     await tx.conn.execute(delete(schema.email_codes).where(schema.email_codes.c.user_id == user_id))
+    await tx.conn.execute(delete(schema.avatars).where(schema.avatars.c.user_id == user_id))
     await tx.conn.execute(delete(U).where(U.c.id == user_id))
 
 

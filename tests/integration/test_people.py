@@ -3,6 +3,7 @@ a real SMTP server on loopback), profiles, SSH keys that push a user's runs, and
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -148,6 +149,7 @@ async def test_profile(sqlite_api: Api) -> None:
             "effective_name": "bea",
             "time_zone": None,
             "email": None,
+            "avatar_url": None,
         }
         zone = await bea.put("/api/me/profile", json={"time_zone": "Mars/Olympus"})
         assert zone.status_code == 422 and "IANA" in zone.json()["detail"]
@@ -161,6 +163,34 @@ async def test_profile(sqlite_api: Api) -> None:
         assert ok.json()["time_zone"] == "Europe/Lisbon"
         users = (await api.get("/api/users")).json()["data"]
         assert [u["display_name"] for u in users] == ["Bea Souza"]
+
+        # A picture: its type is checked by its bytes, its size bounded.
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+        as_url = "data:image/png;base64," + base64.b64encode(png).decode()
+        lying = "data:image/png;base64," + base64.b64encode(b"\xff\xd8\xff" + png).decode()
+        svg = "data:image/svg+xml;base64," + base64.b64encode(b"<svg/>").decode()
+        huge = "data:image/png;base64," + base64.b64encode(png * 260).decode()
+        assert (await bea.put("/api/me/avatar", json={"image": lying})).status_code == 422
+        assert (await bea.put("/api/me/avatar", json={"image": svg})).status_code == 422
+        assert (await bea.put("/api/me/avatar", json={"image": huge})).status_code == 413
+        set_ = await bea.put("/api/me/avatar", json={"image": as_url})
+        assert set_.status_code == 200, set_.text
+        url = set_.json()["avatar_url"]
+        assert url.startswith("/api/users/") and "?v=" in url
+    await add_user(api, "cid", "viewer")
+    async with bearer(api, await token_of(api, "cid", ["runs:read"])) as teammate:
+        got = await teammate.get(url)
+        assert got.status_code == 200 and got.content == png
+        assert got.headers["content-type"] == "image/png"
+        assert got.headers["x-content-type-options"] == "nosniff"
+    async with anonymous(api) as nobody:
+        assert (await nobody.get(url)).status_code == 401
+    listed = (await api.get("/api/users")).json()["data"]
+    assert [u["avatar_url"] for u in listed if u["username"] == "bea"] == [url]
+    async with bearer(api, await token_of(api, "bea", ["runs:read"])) as bea:
+        assert (await bea.delete("/api/me/avatar")).status_code == 204
+        assert (await bea.get("/api/me/profile")).json()["avatar_url"] is None
+    assert (await api.get(url)).status_code == 404
 
 
 async def test_role_route_is_admin_only_audited_and_keeps_an_admin(api: Api) -> None:

@@ -4,6 +4,8 @@ zone and makes an SSH key; the page shows the public key and the fingerprint the
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,23 @@ from tests.support.server import ServerProcess
 pytestmark = pytest.mark.slow  # a server process of its own
 
 PASSWORD = "correct horse battery staple 42"
+
+
+def tiny_png() -> bytes:
+    """A valid 2x2 red PNG (so the browser really decodes and shows it)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -51,6 +70,16 @@ def test_profile_and_ssh_key(browser: Browser, server: ServerProcess, screenshot
         form.get_by_label("Time zone").fill("Europe/Stockholm")
         form.get_by_role("button", name="Save profile").click()
         expect(form.get_by_role("status")).to_have_text("Saved.")
+
+        page.get_by_test_id("avatar-file").set_input_files(
+            files=[{"name": "me.png", "mimeType": "image/png", "buffer": tiny_png()}]
+        )
+        avatar = page.get_by_test_id("avatar")
+        expect(avatar).to_be_visible()
+        # Decoded by the browser (a broken image has naturalWidth 0).
+        page.wait_for_function(
+            "document.querySelector('[data-testid=avatar]')?.naturalWidth === 2", timeout=10_000
+        )
 
         page.get_by_test_id("ssh-make").click()
         shown = page.get_by_test_id("ssh-public-key")

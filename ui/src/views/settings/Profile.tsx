@@ -1,4 +1,4 @@
-// The signed-in user's profile (display name, time zone) and SSH key (issue 19). The key pair is
+// The signed-in user's profile (display name, time zone, picture) and SSH key (issue 19). The key pair is
 // made by the server; only the public key and its fingerprint ever reach the page.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, ApiError } from "../../api/client";
@@ -19,6 +19,10 @@ export default function Profile() {
   const save = useMutation({
     mutationFn: (b: { display_name: string | null; time_zone: string | null }) => api.put("/api/me/profile", b),
     onSuccess: (p) => qc.setQueryData(["profile"], p),
+  });
+  const picture = useMutation({
+    mutationFn: (image: string | null) => (image ? api.put("/api/me/avatar", { image }) : api.delete("/api/me/avatar").then(() => null)),
+    onSuccess: () => qc.invalidateQueries({ queryKey: ["profile"] }),
   });
   const makeKey = useMutation({
     mutationFn: () => api.post("/api/me/ssh-key"),
@@ -56,6 +60,36 @@ export default function Profile() {
           </span>
           <input name="time_zone" defaultValue={p.time_zone ?? ""} placeholder={browserZone} maxLength={64} />
         </label>
+        <div className="row gap">
+          {p.avatar_url ? (
+            <img src={p.avatar_url} alt="Your picture" width={48} height={48} className="avatar" data-testid="avatar" />
+          ) : (
+            <span className="muted small">No picture</span>
+          )}
+          <label className="grow">
+            <span>
+              Picture <span className="muted">(PNG, JPEG, GIF or WebP, at most 256 KiB)</span>
+            </span>
+            <input
+              type="file"
+              accept="image/png,image/jpeg,image/gif,image/webp"
+              data-testid="avatar-file"
+              onChange={(e) => {
+                const file = e.target.files?.[0];
+                if (!file) return;
+                const reader = new FileReader();
+                reader.onload = () => picture.mutate(String(reader.result));
+                reader.readAsDataURL(file);
+              }}
+            />
+          </label>
+          {p.avatar_url && (
+            <button type="button" onClick={() => picture.mutate(null)}>
+              Remove picture
+            </button>
+          )}
+        </div>
+        <ErrorNote error={picture.error} />
         <div className="muted small">Email: {p.email ?? "none (an admin sets it; it lets you sign in with emailed codes)"}</div>
         <button className="primary" disabled={save.isPending}>
           Save profile
