@@ -90,8 +90,8 @@ async def start_manifest(body: ManifestBody, svc: Svc) -> dict[str, Any]:
 @public.get("/github/app/callback", response_class=RedirectResponse, status_code=303)
 async def manifest_callback(
     svc: Svc,
-    code: Annotated[str, Query(min_length=1, max_length=200)],
-    state: Annotated[str, Query(min_length=1, max_length=200)],
+    code: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")],
+    state: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")],
 ) -> RedirectResponse:
     """GitHub created the App: store it (secrets encrypted), then go on to install it."""
     return RedirectResponse(await github_app.callback(svc, code, state), status_code=303)
