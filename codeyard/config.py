@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     mcp_budget_share: float = Field(default=0.5, gt=0, le=1)
     #: Where agents reach this server's MCP endpoint; default ``http://<host>:<port>/mcp``.
     mcp_url: str | None = None
+    #: Serve the CLI's Unix socket ``<data dir>/run/cli.sock`` (issue 22): password and
+    #: two-factor resets with OS permissions as the authentication (``codeyard.cli_socket``).
+    cli_socket: bool = True
     #: Who executes runs: ``local`` (this process) or ``temporal`` (worker hosts started with
     #: ``codeyard worker``; this server then keeps no run state: docs/scale-out.md).
     executor: Literal["local", "temporal"] = "local"

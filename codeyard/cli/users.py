@@ -1,13 +1,15 @@
-"""``codeyard users add|list|remove|reset-mfa``: user administration."""
+"""``codeyard users add|list|remove|reset-password|reset-mfa``: user administration."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from codeyard.cli import socket_client
 from codeyard.cli.client import CliError
 from codeyard.cli.format import as_dict
 from codeyard.cli.state import get_state
@@ -74,19 +76,66 @@ def remove(ctx: typer.Context, username: str = NameArg) -> None:
     state.out.print(f"Removed {username}.")
 
 
+def _socket(ctx: typer.Context) -> Path:
+    from codeyard.cli_socket.server import socket_path  # no server stack: a path only
+
+    return socket_path(get_state(ctx).settings)
+
+
+@users_app.command("reset-password")
+def reset_password(
+    ctx: typer.Context,
+    username: str = NameArg,
+    password: str | None = typer.Option(
+        None,
+        "--password",
+        help="The new password. Default: prompt (visible in shell history if given here).",
+        show_default=False,
+    ),
+) -> None:
+    """Give a user a new password when nobody can sign in (their sessions end).
+
+    Sent to the running server over its Unix socket (DATA_DIR/run/cli.sock): run it as the
+    user the server runs as, on the server's machine. The socket's file permissions are the
+    authentication; there is no HTTP route for this.
+    """
+    state = get_state(ctx)
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = socket_client.post(
+            _socket(ctx), "/auth/cli/reset-password", {"username": username, "password": password}
+        )
+    except socket_client.NoSocket as exc:
+        raise CliError(
+            f"No Codeyard server listens on {exc}: start it (codeyard serve) with this data "
+            "directory (--data-dir / CODEYARD_DATA_DIR), then run this again."
+        ) from None
+    state.out.print(
+        Text(f"New password set for {user['username']}; their sessions ended.", "green")
+    )
+
+
 @users_app.command("reset-mfa")
 def reset_mfa(ctx: typer.Context, username: str = NameArg) -> None:
-    """Turn off a user's two-factor sign-in (a lost phone). Works on the server's data
-    directly (CODEYARD_DATA_DIR / CODEYARD_DATABASE_URL): there is no HTTP route for it."""
-    state = get_state(ctx)
-    # Imported here, like `serve`: the database stack is slow to import and no other users
-    # command needs it.
-    from codeyard.services.users import reset_mfa_offline
+    """Turn off a user's two-factor sign-in (a lost phone); their sessions end.
 
+    Through the running server's Unix socket (DATA_DIR/run/cli.sock, its file permissions
+    as the authentication) when it listens, else on the server's data directly
+    (CODEYARD_DATA_DIR / CODEYARD_DATABASE_URL). There is no HTTP route for it.
+    """
+    state = get_state(ctx)
     try:
-        user = asyncio.run(reset_mfa_offline(state.settings, username))
-    except CodeyardError as exc:
-        raise CliError(exc.detail) from None
+        user = socket_client.post(_socket(ctx), "/auth/cli/reset-mfa", {"username": username})
+    except socket_client.NoSocket:
+        # Imported here, like `serve`: the database stack is slow to import and no other
+        # users command needs it.
+        from codeyard.services.users import reset_mfa_offline
+
+        try:
+            user = asyncio.run(reset_mfa_offline(state.settings, username))
+        except CodeyardError as exc:
+            raise CliError(exc.detail) from None
     state.out.print(
         Text(f"Two-factor sign-in is off for {user['username']}; their sessions ended.", "green")
     )

@@ -107,6 +107,20 @@ async def delete_user(svc: Services, ref: str) -> None:
     await svc.writer.run(job)
 
 
+async def reset_mfa(svc: Services, ref: str) -> dict[str, Any]:
+    """Turn a user's two-factor authentication off and end their sessions, in the running
+    server (the CLI's Unix socket, ``codeyard.cli_socket``: never an HTTP route)."""
+    user = await find_user(svc, ref)
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        await clear_mfa(tx, user["id"])
+        await sessions.delete_sessions_of(tx, user["id"])
+        await audit.record(tx, "cli-socket", "user.mfa_reset", user["id"], {})
+        return await users.get(tx.conn, user["id"])
+
+    return users.public(await svc.writer.run(job))
+
+
 async def reset_mfa_offline(settings: Settings, ref: str) -> dict[str, Any]:
     """Turn a user's two-factor authentication off and end their sessions.
 
