@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from codeyard.crypto import SecretsUnavailable, secret_box
-from codeyard.domain.errors import BadRequest, Conflict, NotFound
+from codeyard.domain.errors import BadRequest, CodeyardError, Conflict, NotFound
 from codeyard.prs.base import PrConfig, use_app_token
 from codeyard.services.context import Services
 from codeyard.store import settings as settings_store
@@ -256,9 +255,9 @@ async def keep_token(svc: Services, every: float = 300.0) -> None:
         while True:
             try:
                 await refresh(svc)
-            except (BadRequest, Conflict) as exc:
+            except CodeyardError as exc:  # GitHub refused or is unreachable: next round
                 log.warning("GitHub App token not renewed: %s", exc.detail)
-            except (OSError, ValueError, json.JSONDecodeError):
+            except Exception:  # the loop must outlive one bad round, or tokens go stale
                 log.exception("GitHub App token not renewed")
             await asyncio.sleep(every)
     finally:
