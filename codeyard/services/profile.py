@@ -224,5 +224,10 @@ async def push_env(svc: Services, user_id: str | None) -> AsyncIterator[dict[str
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(private)
-        command = f"ssh -i '{key}' -o IdentitiesOnly=yes -o BatchMode=yes"
+        # accept-new: a host seen for the first time is remembered (the server account's
+        # known_hosts), a host whose key changed is refused.
+        command = (
+            f"ssh -i '{key}' -o IdentitiesOnly=yes -o BatchMode=yes "
+            "-o StrictHostKeyChecking=accept-new"
+        )
         yield {"GIT_SSH_COMMAND": command}
