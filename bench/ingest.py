@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sqlite3
 import statistics
 import sys
@@ -35,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import OUT, fresh_dir, guarded, machine, write_json
-from codeyard.domain.events import NewEvent, dumps, utc_now
+from codeyard.domain.events import parse_event, utc_now
 from codeyard.events.hub import Hub
 from codeyard.store import projects, runs
 from codeyard.store.db import create_engine, migrate
@@ -49,7 +50,11 @@ TYPE = "agent.delta"
 def payloads(n: int) -> list[str]:
     """Realistic coalesced-delta payloads (~120 bytes of JSON each)."""
     return [
-        dumps({"message_id": "msg_0001", "text": f"token {i} of a streamed reply, some words. "})
+        json.dumps(
+            {"message_id": "msg_0001", "text": f"token {i} of a streamed reply, some words. "},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
         for i in range(n)
     ]
 
@@ -167,8 +172,10 @@ async def ours(path: Path, datas: list[str], per_call: int, in_flight: int) -> d
     hub = Hub()
     writer = Writer(engine, hub.publish)
     await writer.start()
-    # Payloads are pre-serialized, as NewEvent does once when an event is made.
-    evs = [NewEvent(TYPE, {}, d) for d in datas]
+    # Events are made (validated, their JSON cached) before the clock, as an emitter does.
+    evs = [parse_event(TYPE, json.loads(d)) for d in datas]
+    for e in evs:
+        assert e.data_json  # cached once, as the writer would ask for it
     calls = [evs[i : i + per_call] for i in range(0, len(evs), per_call)]
     batches0 = writer.batches
     start = time.perf_counter()
