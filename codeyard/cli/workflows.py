@@ -101,6 +101,8 @@ def _show_execution(state: CliState, body: dict[str, Any]) -> None:
         state.out.print(
             Text(f"Waiting for a decision on '{pending['key']}' (attempt {pending['attempt']}).")
         )
+    if body.get("inputs"):
+        state.out.print(Text(f"inputs: {json.dumps(body['inputs'])}"))
     if body.get("outputs"):
         state.out.print(Text(f"outputs: {json.dumps(body['outputs'])}"))
 
@@ -130,7 +132,47 @@ def show(
     versions = ", ".join(f"v{v['version']}" for v in row.get("versions") or [])
     if versions:
         state.out.print(Text(f"versions: {versions}", "dim"))
+    _show_signature(state, row.get("definition") or {})
     state.out.print(row.get("source") or json.dumps(row["definition"], indent=2), markup=False)
+
+
+def _constraints(spec: dict[str, Any]) -> str:
+    """A spec's JSON Schema constraints, compactly (what the input or output must satisfy)."""
+    skip = {"type", "description", "required", "default", "value"}
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in spec.items() if k not in skip)
+
+
+def _show_signature(state: CliState, definition: dict[str, Any]) -> None:
+    """The declared inputs (what ``execute --var`` must give) and outputs with their types."""
+    inputs = definition.get("inputs") or {}
+    if inputs:
+        table = Table(box=None, header_style="bold", title="inputs", title_justify="left")
+        for column in ("input", "type", "required", "default", "constraints", "description"):
+            table.add_column(column)
+        for name, spec in inputs.items():
+            table.add_row(
+                name,
+                spec.get("type", "string"),
+                "yes" if spec.get("required") else "",
+                "" if spec.get("default") is None else json.dumps(spec["default"]),
+                _constraints(spec),
+                spec.get("description") or "",
+            )
+        state.out.print(table)
+    outputs = definition.get("outputs") or {}
+    if outputs:
+        table = Table(box=None, header_style="bold", title="outputs", title_justify="left")
+        for column in ("output", "type", "value", "constraints"):
+            table.add_column(column)
+        for name, spec in outputs.items():
+            typed = spec if isinstance(spec, dict) else {"value": spec}
+            table.add_row(
+                name,
+                typed.get("type") or "any",
+                Text(str(typed.get("value", ""))),
+                _constraints(typed),
+            )
+        state.out.print(table)
 
 
 def parse_vars(pairs: list[str], raw_json: str | None) -> dict[str, Any]:

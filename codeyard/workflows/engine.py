@@ -22,7 +22,7 @@ from codeyard.services.context import Services
 from codeyard.store.writer import Tx
 from codeyard.workflows import expressions as ex
 from codeyard.workflows import graph as graphs
-from codeyard.workflows import model, steps, store
+from codeyard.workflows import model, params, steps, store
 from codeyard.workflows.state import Folded, attempt_key, fold
 from codeyard.workflows.steps import StepFailed
 from codeyard.workflows.watch import RunWatcher
@@ -181,13 +181,11 @@ class Execution:
             await self._run_dag()
             if self.background:
                 await asyncio.gather(*self.background)
-            outputs = {
-                name: ex.render_value(tmpl, self.scope) for name, tmpl in self.defn.outputs.items()
-            }
+            outputs = params.render_outputs(self.defn, self.scope)
         except asyncio.CancelledError:
             await self._cancelled()
             raise
-        except (StepFailed, ex.TemplateError, Conflict) as exc:
+        except (StepFailed, ex.TemplateError, Conflict, params.OutputMismatch) as exc:
             await self._finish("failed", str(exc), "failed", {"error": str(exc)})
             return
         except Exception as exc:  # a bug or an infrastructure error: recorded, not swallowed

@@ -11,6 +11,7 @@ from typing import Any
 
 from codeyard.domain.errors import ValidationFailed
 from codeyard.workflows import expressions as ex
+from codeyard.workflows import params
 from codeyard.workflows.model import (
     ApprovalStep,
     CompareStep,
@@ -229,6 +230,7 @@ def resolve(defn: WorkflowDefinition) -> Graph:
         _check_step(step, known, parent, errors)
         for name in sorted(var_reads(step) - set(producers)):
             _problem(errors, step.id, f"reads vars.{name}, which no extract step makes")
+    errors += params.check_definition(defn)
     graph = Graph(known, parent, {}, [])
 
     def lift(ids: set[str], own: str) -> set[str]:
@@ -269,35 +271,5 @@ def resolve(defn: WorkflowDefinition) -> Graph:
 
 
 def check_inputs(defn: WorkflowDefinition, given: dict[str, Any]) -> dict[str, Any]:
-    """The execution's inputs: defaults filled in; 422 for missing, unknown or mistyped ones."""
-    errors: list[dict[str, Any]] = []
-    kinds: dict[str, type | tuple[type, ...]] = {
-        "string": str,
-        "number": (int, float),
-        "integer": int,
-        "boolean": bool,
-        "object": dict,
-        "array": list,
-    }
-    out: dict[str, Any] = {}
-    for name in given:
-        if name not in defn.inputs:
-            errors.append({"loc": ["body", "variables", name], "msg": "not an input"})
-    for name, spec in defn.inputs.items():
-        if name in given:
-            value = given[name]
-            wrong = isinstance(value, bool) and spec.type in ("number", "integer")
-            if wrong or not isinstance(value, kinds[spec.type]):
-                errors.append({"loc": ["body", "variables", name], "msg": f"must be {spec.type}"})
-            out[name] = value
-        elif spec.required:
-            errors.append({"loc": ["body", "variables", name], "msg": "required"})
-        else:
-            out[name] = spec.default
-    if errors:
-        raise ValidationFailed(
-            "The variables do not match the workflow's inputs: "
-            + "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in errors),
-            errors=errors,
-        )
-    return out
+    """The execution's inputs (see :func:`.params.check_inputs`)."""
+    return params.check_inputs(defn, given)

@@ -236,11 +236,53 @@ for _m in (ParallelStep, ForeachStep, LoopStep):
     _m.model_rebuild()
 
 
-class InputSpec(_Model):
-    type: Literal["string", "number", "integer", "boolean", "object", "array"] = "string"
+ValueType = Literal["string", "number", "integer", "boolean", "object", "array"]
+
+
+class _Typed(_Model):
+    """A value's type plus a subset of JSON Schema's constraints (same names as JSON Schema),
+    checked with the ``jsonschema`` library (:mod:`.params`)."""
+
     description: str | None = None
+    enum: list[Any] | None = Field(None, min_length=1, description="The allowed values.")
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    min_length: int | None = Field(None, ge=0, alias="minLength")
+    max_length: int | None = Field(None, ge=0, alias="maxLength")
+    pattern: str | None = Field(None, description="A regular expression a string must match.")
+    min_items: int | None = Field(None, ge=0, alias="minItems")
+    max_items: int | None = Field(None, ge=0, alias="maxItems")
+    items: dict[str, Any] | None = Field(None, description="A JSON Schema for an array's items.")
+    properties: dict[str, dict[str, Any]] | None = Field(
+        None, description="JSON Schemas of an object's members."
+    )
+    required_properties: list[str] | None = Field(
+        None, alias="requiredProperties", description="Members an object must have."
+    )
+
+    def constraints(self) -> dict[str, Any]:
+        """The JSON Schema keywords given (besides ``type``)."""
+        data = self.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            exclude={"description", "required_properties", "type", "required", "default", "value"},
+        )
+        if self.required_properties is not None:
+            data["required"] = self.required_properties
+        return data
+
+
+class InputSpec(_Typed):
+    type: ValueType = "string"
     required: bool = False
-    default: Any = None
+    default: Any = Field(None, description="Used when the input is not given; has the type.")
+
+
+class OutputSpec(_Typed):
+    """An output computed from a template when the execution ends, checked against its type."""
+
+    value: str = Field(min_length=1, description="Template: ${steps.s.field}, ${vars.x}.")
+    type: ValueType | None = Field(None, description="Leave out to accept any value.")
 
 
 class WorkflowDefinition(_Model):
@@ -251,7 +293,9 @@ class WorkflowDefinition(_Model):
     description: str | None = None
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     budget_usd: float | None = Field(None, gt=0, description="What all run steps may spend.")
-    outputs: dict[str, str] = Field(default_factory=dict, description="Name → template.")
+    outputs: dict[str, str | OutputSpec] = Field(
+        default_factory=dict, description="Name → template, or a typed output {value, type}."
+    )
     steps: list[Step] = Field(min_length=1)
 
 

@@ -82,7 +82,10 @@ def test_list_show_run_follow_and_executions(server: ServerProcess, tmp_path: Pa
                     "retry": {"max": 2, "backoff": 0.05},
                 },
             ],
-            "outputs": {"who": "${inputs.who}"},
+            "outputs": {
+                "who": "${inputs.who}",
+                "greeted": {"value": "${inputs.who}", "type": "string", "minLength": 1},
+            },
         },
     )
     listed = cli(server, "workflow", "list")
@@ -92,6 +95,9 @@ def test_list_show_run_follow_and_executions(server: ServerProcess, tmp_path: Pa
     shown = cli(server, "workflow", "show", "cli-flow")
     assert shown.returncode == 0, shown.stderr
     assert "v1" in shown.stdout and "Greet ${inputs.who}" in shown.stdout
+    lines = [line.split() for line in shown.stdout.splitlines()]
+    assert ["who", "string", "yes"] in lines  # the typed inputs table
+    assert ["greeted", "string", "${inputs.who}", "minLength=1"] in lines
 
     missing = cli(server, "workflow", "run", "cli-flow", "--repo", str(repo))
     assert missing.returncode == 1

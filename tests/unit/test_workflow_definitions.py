@@ -105,9 +105,9 @@ def test_inputs_defaults_required_and_types() -> None:
     with pytest.raises(ValidationFailed) as err:
         graph.check_inputs(d, {"n": True, "extra": 1})
     assert {e["loc"][-1]: e["msg"] for e in err.value.extra["errors"]} == {
-        "extra": "not an input",
-        "n": "must be integer",
-        "who": "required",
+        "extra": "not an input (inputs: n, who)",
+        "n": "True is not of type 'integer' (send an integer)",
+        "who": "required (send a string)",
     }
 
 
