@@ -1,4 +1,4 @@
-"""``codeyard users add|list|remove|reset-password|reset-mfa``: user administration."""
+"""``codeyard users add|invite|role|list|remove|reset-password|reset-mfa``: user administration."""
 
 from __future__ import annotations
 
@@ -41,6 +41,49 @@ def add(
     with state.client() as api:
         user = as_dict(api.post("/api/users", body))
     state.out.print(Text(f"Added {user['username']} ({user['role']}), id {user['id']}.", "green"))
+
+
+@users_app.command("invite")
+def invite(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="Where the invitation goes.", show_default=False),
+    role: str = typer.Option("member", "--role", "-r", help="admin, member or viewer."),
+    username: str | None = typer.Option(
+        None, "--username", help="Default: the part of the email before '@'.", show_default=False
+    ),
+) -> None:
+    """Invite someone by email: they sign in with a one-time code sent there ("Email me a
+    code" on the login page). Needs the server's SMTP settings (CODEYARD_SMTP_HOST …).
+
+    Example: codeyard users invite ana@example.com --role viewer
+    """
+    state = get_state(ctx)
+    body: dict[str, str] = {"email": email, "role": role}
+    if username:
+        body["username"] = username
+    with state.client() as api:
+        user = as_dict(api.post("/api/users/invite", body))
+    state.out.print(
+        Text(f"Invited {user['email']} as {user['username']} ({user['role']}).", "green")
+    )
+
+
+@users_app.command("role")
+def set_role(
+    ctx: typer.Context,
+    username: str = NameArg,
+    role: str = typer.Argument(..., help="admin, member or viewer.", show_default=False),
+) -> None:
+    """Change a user's role (recorded in the audit log; the last admin cannot be demoted).
+
+    Example: codeyard users role ana admin
+    """
+    state = get_state(ctx)
+    with state.client() as api:
+        user = as_dict(
+            api.request("PATCH", f"/api/users/{username}/role", json_body={"role": role})
+        )
+    state.out.print(f"{user['username']} is now {user['role']}.")
 
 
 @users_app.command("list")

@@ -14,12 +14,16 @@ from pathlib import Path
 import anyio
 import pyotp
 import pytest
+from click.testing import Result
 from sqlalchemy import select
 
+from codeyard.cli.testing import invoke
 from codeyard.config import Settings
 from codeyard.store import schema
 from tests.conftest import TOKEN, Api, make_repo, running_api
 from tests.support.auth import add_user, anonymous, bearer, sign_in, token_of
+from tests.support.live_app import serve
+from tests.support.server import free_port
 from tests.support.smtp import Mailbox, smtp_server
 
 pytestmark = pytest.mark.anyio
@@ -349,3 +353,37 @@ async def test_an_emailed_code_is_not_enough_with_two_factor_on(
         both = await client.post("/api/auth/verify-otp", json={**body, "totp_code": totp})
         assert both.status_code == 200, both.text
         assert both.json()["user"]["username"] == "eli"
+
+
+async def test_cli_invites_by_email_and_changes_roles(tmp_path: Path, mailbox: Mailbox) -> None:
+    """``codeyard users invite|role`` against the real app over loopback HTTP."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        admin_token=TOKEN,
+        port=free_port(),
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        smtp_security="none",
+        smtp_from="Codeyard <cy@example.com>",
+    )
+    env: dict[str, str | None] = {
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "CODEYARD_DATA_DIR": str(settings.data_dir),
+        "CODEYARD_ADMIN_TOKEN": None,
+        "CODEYARD_TOKEN": None,
+    }
+    async with serve(settings) as live:
+
+        def cy(*args: str) -> Result:
+            return invoke(list(args), server=live.url, token=TOKEN, env=env)
+
+        invited = await anyio.to_thread.run_sync(
+            lambda: cy("users", "invite", "hal@example.com", "--role", "viewer")
+        )
+        assert invited.exit_code == 0, invited.stderr
+        assert "Invited hal@example.com as hal (viewer)." in invited.stdout
+        assert "Email me a code" in await wait_mail(mailbox, "hal@example.com")
+        up = await anyio.to_thread.run_sync(lambda: cy("users", "role", "hal", "admin"))
+        assert up.exit_code == 0 and "hal is now admin." in up.stdout
+        last = await anyio.to_thread.run_sync(lambda: cy("users", "role", "hal", "member"))
+        assert last.exit_code != 0 and "last admin" in last.stderr
