@@ -39,6 +39,10 @@ steps:
     agent_options: {scenario: {steps: [{say: hello}]}}
   - {id: ok, type: approval, message: "Look at run ${steps.impl.number}"}
   - {id: after, type: shell, in: impl, command: "echo done", depends_on: [ok]}
+inputs:
+  greeting: {type: string, default: hello}
+outputs:
+  run: {value: "${steps.impl.number}", type: integer}
 """
 
 
@@ -77,6 +81,11 @@ def test_write_validate_save_execute_and_approve(
     expect(page.get_by_test_id("execution-status")).to_have_text("completed", timeout=30_000)
     expect(graph.locator("[data-node='after']")).to_have_attribute("data-status", "completed")
     expect(graph.locator("[data-node='impl'] a")).to_have_attribute("href", re.compile("/runs/"))
+    # Typed inputs and outputs with their declared types (the output checked at the end).
+    inputs = page.get_by_test_id("execution-inputs").locator("tr[data-name='greeting']")
+    expect(inputs).to_contain_text('string"hello"')
+    outputs = page.get_by_test_id("execution-outputs").locator("tr[data-name='run']")
+    expect(outputs).to_contain_text("integer1")
     steps = page.get_by_test_id("execution-steps")
     expect(steps.locator("tr[data-step='after']")).to_contain_text("exit 0")
     steps.locator("tr[data-step='impl'] a").click()

@@ -244,6 +244,8 @@ function ExecutionPage({ executionId }: { executionId: string }) {
         <ApprovalBox key={`${p.key}#${p.attempt}`} stepKey={p.key} attempt={p.attempt} onDecide={(approve, reason) => act.mutate({ kind: "decide", key: p.key, approve, reason })} />
       ))}
       <ExecutionGraph graph={x.graph} steps={steps} />
+      <TypedValues title="Inputs" testId="execution-inputs" values={x.inputs} specs={(x.definition as Definition).inputs} />
+      <TypedValues title="Outputs" testId="execution-outputs" values={x.outputs} specs={(x.definition as Definition).outputs} />
       <table className="table" data-testid="execution-steps">
         <thead>
           <tr>
@@ -268,6 +270,42 @@ function ExecutionPage({ executionId }: { executionId: string }) {
         </tbody>
       </table>
     </div>
+  );
+}
+
+type Spec = string | { type?: string; value?: string; description?: string };
+type Definition = { inputs?: Record<string, Spec>; outputs?: Record<string, Spec> };
+
+/** An execution's inputs or outputs with their declared types (a string spec is an untyped
+ * output template). Outputs are empty until the execution completes and they check out. */
+function TypedValues({ title, testId, values, specs }: { title: string; testId: string; values: Record<string, unknown>; specs?: Record<string, Spec> }) {
+  const names = Object.keys(values ?? {});
+  if (!names.length) return null;
+  const typeOf = (n: string) => {
+    const spec = specs?.[n];
+    return typeof spec === "object" && spec ? (spec.type ?? (title === "Inputs" ? "string" : "any")) : "any";
+  };
+  return (
+    <table className="table" data-testid={testId}>
+      <thead>
+        <tr>
+          <th>{title.toLowerCase().slice(0, -1)}</th>
+          <th>type</th>
+          <th>value</th>
+        </tr>
+      </thead>
+      <tbody>
+        {names.map((n) => (
+          <tr key={n} data-name={n}>
+            <td>{n}</td>
+            <td className="muted">{typeOf(n)}</td>
+            <td>
+              <code>{JSON.stringify(values[n])}</code>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
 
