@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     #: Serve the CLI's Unix socket ``<data dir>/run/cli.sock`` (issue 22): password and
     #: two-factor resets with OS permissions as the authentication (``codeyard.cli_socket``).
     cli_socket: bool = True
+    #: Hybrid code search (issue 22): each indexed file also gets a vector from a local model
+    #: shipped in the ``wordllama`` wheel (``pip install 'codeyard[embeddings]'``; no network),
+    #: fused with the lexical ranking. SQLite's FTS5 index only, so far.
+    code_index_embeddings: bool = False
     #: Who executes runs: ``local`` (this process) or ``temporal`` (worker hosts started with
     #: ``codeyard worker``; this server then keeps no run state: docs/scale-out.md).
     executor: Literal["local", "temporal"] = "local"

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,7 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from codeyard.codeindex.index import CodeIndex, IndexStats, SearchHit
 from codeyard.codeindex.pg import PgCodeIndex
 
-__all__ = ["AsyncIndex", "ThreadedIndex", "open_index"]
+if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
+    from codeyard.codeindex.embeddings import LocalEmbedder
+
+__all__ = ["AsyncIndex", "ThreadedIndex", "open_index", "shared_embedder"]
 
 
 class AsyncIndex(Protocol):
@@ -28,8 +32,8 @@ class AsyncIndex(Protocol):
 class ThreadedIndex:
     """A SQLite FTS5 index file, its blocking calls run in a worker thread."""
 
-    def __init__(self, path: Path) -> None:
-        self.local = CodeIndex(path)
+    def __init__(self, path: Path, embedder: LocalEmbedder | None = None) -> None:
+        self.local = CodeIndex(path, embedder)
 
     async def exists(self) -> bool:
         return self.local.exists()
@@ -50,7 +54,25 @@ class ThreadedIndex:
         return await anyio.to_thread.run_sync(self.local.files)
 
 
-def open_index(engine: AsyncEngine, data_dir: Path, repo_id: str) -> AsyncIndex:
+_shared: list[LocalEmbedder] = []
+_shared_lock = threading.Lock()
+
+
+def shared_embedder() -> LocalEmbedder:
+    """One model per process (it takes ~0.7 s to load), made on first use."""
+    from codeyard.codeindex.embeddings import LocalEmbedder  # numpy: only when turned on
+
+    with _shared_lock:
+        if not _shared:
+            _shared.append(LocalEmbedder())
+        return _shared[0]
+
+
+def open_index(
+    engine: AsyncEngine, data_dir: Path, repo_id: str, embeddings: bool = False
+) -> AsyncIndex:
+    """``embeddings``: hybrid search with local vectors (SQLite FTS5 index only, so far)."""
     if engine.dialect.name == "postgresql":
         return PgCodeIndex(engine, repo_id)
-    return ThreadedIndex(data_dir / "index" / f"{repo_id}.sqlite")
+    embedder = shared_embedder() if embeddings else None
+    return ThreadedIndex(data_dir / "index" / f"{repo_id}.sqlite", embedder)

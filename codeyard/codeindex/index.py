@@ -19,10 +19,16 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codeyard.codeindex.tokens import match_expression, query_terms, symbol_terms
 
+if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
+    from codeyard.codeindex.embeddings import LocalEmbedder
+
 MAX_FILE_BYTES = 1_000_000
+#: How much of a file's text is embedded (after its path and split symbol names).
+EMBED_CHARS = 4000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -32,6 +38,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5(
     path UNINDEXED, body, symbols, tokenize = "unicode61 remove_diacritics 2 tokenchars '_'"
 );
+CREATE TABLE IF NOT EXISTS vectors (path TEXT PRIMARY KEY, vec BLOB NOT NULL);
 """
 
 
@@ -121,8 +128,10 @@ def blob_contents(repo: Path, ids: list[str]) -> Iterator[bytes]:
 class CodeIndex:
     """The index file of one repository."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, embedder: LocalEmbedder | None = None) -> None:
         self.path = path
+        #: With one, each indexed file also gets a vector and ``search`` is hybrid.
+        self.embedder = embedder
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +182,10 @@ class CodeIndex:
                     docid = cur.lastrowid
                 rows.append((path, blob, size, line_count(text), docid))
             conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+            gone = [(p,) for p in [*removed, *todo]]
+            conn.executemany("DELETE FROM vectors WHERE path = ?", gone)
+            if self.embedder is not None:
+                self._embed_missing(conn)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (commit,))
             indexed = conn.execute("SELECT count(*) FROM files WHERE docid IS NOT NULL").fetchone()[
                 0
@@ -188,8 +201,26 @@ class CodeIndex:
             seconds=time.perf_counter() - started,
         )
 
+    def _embed_missing(self, conn: sqlite3.Connection) -> None:
+        """Vectors for the indexed files that have none (changed ones, or all of them when
+        embeddings were turned on after the index was built)."""
+        assert self.embedder is not None
+        rows = conn.execute(
+            "SELECT f.path, d.symbols, d.body FROM files f JOIN docs d ON d.rowid = f.docid "
+            "WHERE f.docid IS NOT NULL AND f.path NOT IN (SELECT path FROM vectors)"
+        ).fetchall()
+        for start in range(0, len(rows), 256):
+            chunk = rows[start : start + 256]
+            texts = [f"{s}\n{b[:EMBED_CHARS]}" for _, s, b in chunk]
+            vectors = self.embedder.embed(texts)
+            conn.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                [(p, v.tobytes()) for (p, _, _), v in zip(chunk, vectors, strict=True)],
+            )
+
     def search(self, query: str, limit: int = 10) -> list[SearchHit]:
-        """Files ranked by BM25 (symbol parts and path weigh more than body text)."""
+        """Files ranked by BM25 (symbol parts and path weigh more than body text); with an
+        embedder, fused with the files nearest in meaning (reciprocal rank fusion)."""
         expr = match_expression(query)
         if expr is None or not self.exists():
             return []
@@ -200,7 +231,26 @@ class CodeIndex:
                 "WHERE docs MATCH ? ORDER BY score LIMIT ?",
                 (expr, limit),
             ).fetchall()
-        return [best_hit(path, score, body, terms) for path, score, body in rows]
+            if self.embedder is None:
+                return [best_hit(path, score, body, terms) for path, score, body in rows]
+            near = self._nearest(conn, query, limit)
+            fused = _fuse([str(r[0]) for r in rows], near)[:limit]
+            bodies = dict(
+                conn.execute(
+                    "SELECT f.path, d.body FROM files f JOIN docs d ON d.rowid = f.docid "
+                    f"WHERE f.path IN ({','.join('?' * len(fused))})",
+                    [p for p, _ in fused],
+                ).fetchall()
+            )
+        # ``best_hit`` takes FTS5's scores, where lower is better.
+        return [best_hit(p, -score, str(bodies[p]), terms) for p, score in fused if p in bodies]
+
+    def _nearest(self, conn: sqlite3.Connection, query: str, limit: int) -> list[str]:
+        assert self.embedder is not None
+        from_db = conn.execute("SELECT path, vec FROM vectors").fetchall()
+        if not from_db:
+            return []
+        return _nearest_paths(self.embedder, query, from_db, limit)
 
     def texts(self, suffix: str) -> list[tuple[str, str]]:
         """(path, text) of the indexed files whose name ends with ``suffix``."""
@@ -232,3 +282,21 @@ def best_hit(path: str, score: float, body: str, terms: list[str]) -> SearchHit:
     lo, hi = max(0, first - 2), min(len(lines), first + 3)
     snippet = "\n".join(lines[lo:hi])[:1200]
     return SearchHit(path=path, score=-float(score), line=first + 1, snippet=snippet)
+
+
+def _fuse(lexical: list[str], near: list[str]) -> list[tuple[str, float]]:
+    from codeyard.codeindex.embeddings import fuse  # numpy: only with embeddings on
+
+    return fuse(lexical, near)
+
+
+def _nearest_paths(
+    embedder: LocalEmbedder, query: str, rows: list[tuple[str, bytes]], limit: int
+) -> list[str]:
+    """The ``limit`` paths whose vectors are nearest the query's (cosine: unit vectors)."""
+    import numpy as np  # only with embeddings on (the optional extra brings numpy)
+
+    matrix = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32).reshape(len(rows), -1)
+    scores = matrix @ embedder.embed([query])[0]
+    order = np.argsort(-scores, kind="stable")[:limit]
+    return [str(rows[int(i)][0]) for i in order]

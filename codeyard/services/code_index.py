@@ -26,7 +26,8 @@ _MANIFESTS = ("pyproject.toml", "requirements.txt", "package.json", "go.mod")
 
 def index_of(svc: Services, repo_id: str) -> AsyncIndex:
     """PostgreSQL full-text on PostgreSQL, else an FTS5 file (``codeindex.backends``)."""
-    return open_index(svc.engine, svc.settings.data_dir, repo_id)
+    settings = svc.settings
+    return open_index(svc.engine, settings.data_dir, repo_id, settings.code_index_embeddings)
 
 
 async def _head(repo: dict[str, Any]) -> str:
