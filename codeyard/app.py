@@ -342,6 +342,7 @@ AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("checks:router", ("repos", "runs")),
     ("github:router", ("github", "platforms")),
     ("github_app:router", ("github",)),  # issue 21: a GitHub App from a manifest
+    ("github_link:router", ("projects",)),  # issue 21: a project's GitHub origin
     ("pull_requests:router", ("projects", "runs")),
     ("hooks:router", ("hooks", "runs")),
     ("policy_members:router", ("policy-sets", "settings")),

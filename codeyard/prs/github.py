@@ -163,6 +163,20 @@ class GitHubRest:
             )
         raise self._error(response, doing, f"pull request #{number} in {repo}", {})
 
+    async def repository(self, full_name: str) -> dict[str, Any]:
+        """``GET /repos/{owner}/{name}``: the repository as the token sees it (``BadRequest``
+        naming the fix when it does not)."""
+        path = "/".join(quote(s, safe="") for s in full_name.split("/", 1))
+        doing = f"reading the repository {full_name}"
+        async with self._client() as client:
+            response = await self._request(
+                client, "GET", f"/repos/{path}", doing=doing, missing=f"repository {full_name}"
+            )
+        body = response.json()
+        if not isinstance(body, dict):
+            raise _not_understood(doing, "expected an object")
+        return body
+
     # --- plumbing ------------------------------------------------------------------------
 
     def _repo(self, remote_url: str) -> str:

@@ -19,6 +19,7 @@ instead, over real HTTP on 127.0.0.1 (``http.server`` in a thread). It implement
   the token as GitHub's log storage does), ``GET …/check-runs/{id}/annotations``,
   ``GET …/commits/{ref}/status`` (combined commit statuses),
   ``GET …/pulls/{number}/reviews/{id}/comments`` (a review's inline comments),
+* ``GET /repos/{owner}/{repo}`` (the repository),
 * ``GET /repos/{owner}/{repo}/branches/{branch}`` (its protection's required checks, set with
   :meth:`FakeGitHub.protect`),
 * ``GET /repos/{owner}/{repo}/hooks/{id}/deliveries`` (cursor-paged, newest first) and
@@ -80,6 +81,7 @@ _ROUTES = [
     ("PUT", re.compile(r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/merge"), "merge_pull"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries"), "hook_deliveries"),
     ("GET", re.compile(r"/repos/([^/]+)/([^/]+)/branches/([^/]+)"), "branch"),
+    ("GET", re.compile(r"/repos/([^/]+)/([^/]+)"), "get_repo"),
     (
         "POST",
         re.compile(r"/repos/([^/]+)/([^/]+)/hooks/(\d+)/deliveries/(\d+)/attempts"),
@@ -626,6 +628,11 @@ class FakeGitHub:
         if repo.bare is None:
             return str(pull["base"]["sha"])
         return self._sha(repo, branch, "base")
+
+    def _get_repo(self, _q: Any, _b: Any, owner: str, name: str) -> _Reply:
+        self._repo(owner, name)
+        full = {"full_name": f"{owner}/{name}", "private": True, "default_branch": "main"}
+        return _Reply(200, {**full, "html_url": f"{self.web_url}/{owner}/{name}"})
 
     def _branch(self, _q: Any, _b: Any, owner: str, name: str, branch: str) -> _Reply:
         repo = self._repo(owner, name)
