@@ -10,13 +10,16 @@ status says "cannot merge", how a duplicate is reported) stay in their modules.
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.prs.base import parse_remote, redact_remote
+
+if TYPE_CHECKING:
+    # httpx (with the Rich and Click it imports) loads on first use, not at the server's
+    # start-up (issue 15).
+    import httpx
 
 __all__ = ["ForgeRest", "said"]
 
@@ -87,6 +90,8 @@ class ForgeRest(abc.ABC):
         return remote.path
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx  # on first use, not at the server's start-up (issue 15)
+
         return httpx.AsyncClient(
             base_url=self.api_url,
             headers={"Accept": "application/json", "User-Agent": "codeyard", **self._auth()},
@@ -104,6 +109,8 @@ class ForgeRest(abc.ABC):
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
         """The response whatever its status; unreachable or silent forges are ``BadRequest``."""
+        import httpx
+
         try:
             return await client.request(method, url, json=json, params=params)
         except httpx.TimeoutException as exc:

@@ -19,13 +19,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from codeyard.notifications.channels.base import Delivery, Outcome, http_outcome
 from codeyard.notifications.channels.devices import DeviceSender, apns_payload, fcm_payload
+
+if TYPE_CHECKING:
+    # httpx and PyJWT (with cryptography) load on first use, not at the server's start-up
+    # (issue 15).
+    import httpx
 
 APNS_JWT_SECONDS = 50 * 60
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -64,6 +66,8 @@ class FcmCredentials:
 
 
 async def _post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response | Outcome:
+    import httpx
+
     try:
         return await client.post(url, **kwargs)
     except httpx.HTTPError as exc:
@@ -90,6 +94,8 @@ class DirectSender:
         assert self.apns is not None
         now = time.time() if now is None else now
         if self._apns_jwt is None or now - self._apns_jwt[1] > APNS_JWT_SECONDS:
+            import jwt
+
             token = jwt.encode(
                 {"iss": self.apns.team_id, "iat": int(now)},
                 self.apns.key_pem,
@@ -104,6 +110,8 @@ class DirectSender:
         now = time.time()
         if self._fcm_token is not None and now < self._fcm_token[1]:
             return self._fcm_token[0]
+        import jwt
+
         assertion = jwt.encode(
             {
                 "iss": self.fcm.client_email,
@@ -140,6 +148,8 @@ class DirectSender:
     def _client_http2(self) -> httpx.AsyncClient:
         # APNs speaks HTTP/2 only (negotiated by TLS ALPN; plain http stays HTTP/1.1).
         if self._http2 is None:
+            import httpx
+
             self._http2 = httpx.AsyncClient(http2=True, timeout=10.0)
         return self._http2
 
