@@ -17,6 +17,7 @@ from codeyard.notifications.channels import Outcome, native
 from codeyard.notifications.derive import Notifier
 from codeyard.notifications.messages import Notification
 from codeyard.notifications.worker import DeliveryWorker
+from codeyard.notifications.workflows import WorkflowApprovalNotifier
 from codeyard.services import approvals
 from codeyard.services.context import Services
 from codeyard.store import policies, runs, schema
@@ -46,13 +47,20 @@ class Notifications:
             grace_seconds=s.notify_grace_seconds,
             on_new=self.worker.wake,
         )
+        #: Workflow approval steps: their own log, the same outbox and worker.
+        self.workflow_notifier = WorkflowApprovalNotifier(
+            services.engine, services.writer, on_new=self.worker.wake
+        )
 
     async def start(self) -> None:
         await self.notifier.catch_up()  # places a new database's cursor before any run starts
+        await self.workflow_notifier.catch_up()
         await self.worker.start()
         self.notifier.start()
+        self.workflow_notifier.start()
 
     async def stop(self) -> None:
+        await self.workflow_notifier.stop()
         await self.notifier.stop()
         await self.worker.stop()
         if isinstance(self.device_sender, native.DirectSender):

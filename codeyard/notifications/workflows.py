@@ -1,0 +1,174 @@
+"""A second outbox source: workflow approval steps (``workflow.approval.requested``).
+
+Workflow events live in their own log (``workflow_events``, numbered per execution, with a
+global id), not in the run event log the :class:`~.derive.Notifier` follows, so this source
+follows that log the same way: a cursor in ``consumer_cursors`` moved in the same writer
+transaction as the outbox rows it derives, starting at the end on a database that never ran it.
+The rows then go through the ordinary delivery worker (channels, retries, quiet hours).
+
+The outbox is keyed by (event id, target, user); to keep the two logs' id spaces apart a
+workflow event's row carries the *negated* event id, and the execution id in ``run_id`` (the
+column names the object the alert is about; nothing joins it to ``runs``). Who hears: the
+execution's creator and every admin, if their preferences want ``approval`` alerts. The kind
+is ``workflow.approval``: not answerable from the notification (a decision is a step decision,
+``POST …/executions/{id}/steps/{key}/decide``, made in the app), so no one-tap token is minted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from codeyard.domain.errors import Conflict
+from codeyard.notifications import store
+from codeyard.notifications.messages import Notification
+from codeyard.store import schema
+from codeyard.store.consumers import move_cursor, read_cursor
+from codeyard.store.writer import Tx, Writer
+
+log = logging.getLogger(__name__)
+WE, WX, USERS = schema.workflow_events, schema.workflow_executions, schema.users
+TYPE = "workflow.approval.requested"
+KIND = "workflow.approval"
+#: The per-user preference that opts in (the same as for a run's approvals).
+PREFERENCE = "approval"
+
+
+def message(execution: dict[str, Any], data: dict[str, Any]) -> Notification:
+    """The alert for one approval request of an execution. Pure."""
+    name = str((execution.get("definition") or {}).get("name") or execution["id"])
+    key, attempt = str(data.get("key") or ""), int(data.get("attempt") or 0)
+    again = f" (again, attempt {attempt + 1})" if attempt else ""
+    body = " ".join(str(data.get("message") or "").split())
+    return Notification(
+        kind=KIND,
+        title=f"Workflow {name[:60]}: step '{key}' needs approval{again}",
+        body=body if len(body) <= 180 else body[:179] + "…",
+        tag=f"wfapproval-{execution['id']}-{key}-{attempt}",
+        run_id=execution["id"],
+        path=f"/workflows/executions/{execution['id']}",
+        urgent=True,
+        extra={"execution_id": execution["id"], "step": key, "attempt": attempt},
+    )
+
+
+class WorkflowApprovalNotifier:
+    """Follows ``workflow_events`` for approval requests; rows into the outbox, exactly once."""
+
+    name = "notifier.workflows"
+    chunk = 500
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writer: Writer,
+        on_new: Callable[[], None],
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.on_new = on_new
+        self.poll_seconds = poll_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._reading = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="codeyard-notifier-workflows")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        """A workflow event was written: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.catch_up()
+            except (Conflict, OSError) as exc:
+                log.warning("%s: %s; retrying", self.name, exc)
+            except Exception:  # keep following the log; the cursor makes retrying safe
+                log.exception("%s failed to apply events; retrying", self.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+
+    async def catch_up(self) -> int:
+        """Derive rows for every approval request after the cursor; returns how many."""
+        async with self._reading:
+            total = 0
+            while True:
+                async with self.engine.connect() as conn:
+                    cursor = await read_cursor(conn, self.name)
+                    high = int((await conn.execute(select(func.max(WE.c.id)))).scalar() or 0)
+                    if cursor is None:  # first run: the past is not announced
+                        await self.writer.run(self._move(high, high, []))
+                        return total
+                    if high <= cursor:
+                        return total
+                    events = (
+                        await conn.execute(
+                            select(WE.c.id, WE.c.execution_id, WE.c.ts, WE.c.data)
+                            .where(WE.c.id > cursor, WE.c.id <= high, WE.c.type == TYPE)
+                            .order_by(WE.c.id)
+                            .limit(self.chunk)
+                        )
+                    ).all()
+                    upto = events[-1].id if len(events) == self.chunk else high
+                    rows = await self._rows(conn, events)
+                await self.writer.run(self._move(cursor, upto, rows))
+                if rows:
+                    self.on_new()
+                total += len(events)
+
+    @staticmethod
+    def _move(cursor: int, upto: int, rows: list[dict[str, Any]]) -> Any:
+        async def job(tx: Tx) -> None:
+            await move_cursor(tx, WorkflowApprovalNotifier.name, cursor, upto)
+            if rows:
+                await store.add_outbox(tx, rows)
+
+        return job
+
+    async def _rows(self, conn: AsyncConnection, events: Sequence[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        admins = [
+            r[0] for r in (await conn.execute(select(USERS.c.id).where(USERS.c.role == "admin")))
+        ]
+        for ev in events:
+            found = (await conn.execute(select(WX).where(WX.c.id == ev.execution_id))).first()
+            if found is None:
+                continue
+            execution = dict(found._mapping)
+            msg = message(execution, dict(ev.data or {}))
+            users = sorted({execution.get("created_by") or "", *admins})
+            wanted = [u for u in users if PREFERENCE in (await store.prefs(conn, u))["events"]]
+            for user_id, target in await store.targets_of(conn, wanted) if wanted else []:
+                out.append(
+                    {
+                        "event_id": -int(ev.id),
+                        "run_id": execution["id"],
+                        "user_id": user_id,
+                        "target": target,
+                        "kind": msg.kind,
+                        "tag": msg.tag[:80],
+                        "payload": msg.as_dict(),
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": ev.ts,
+                        "created_at": ev.ts,
+                    }
+                )
+        return out
