@@ -61,6 +61,24 @@ def _fix(spec: InputSpec) -> str:
     return hint
 
 
+def _references(schema: Any) -> str | None:
+    """The first ``$``-keyword (``$ref``, ``$dynamicRef``, ``$id`` …) in a schema, or None: a
+    reference could name a remote document or nothing, and would fail only at execute time."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if isinstance(key, str) and key.startswith("$") and key != "$comment":
+                return key
+            found = _references(value)
+            if found is not None:
+                return found
+    elif isinstance(schema, list):
+        for value in schema:
+            found = _references(value)
+            if found is not None:
+                return found
+    return None
+
+
 def check_definition(defn: WorkflowDefinition) -> list[dict[str, Any]]:
     """Static problems of the declared inputs and outputs: a constraint that is not valid JSON
     Schema, a default that does not have its input's type, an output naming no step."""
@@ -73,6 +91,11 @@ def check_definition(defn: WorkflowDefinition) -> list[dict[str, Any]]:
     specs += [("outputs", n, s) for n, s in defn.outputs.items() if isinstance(s, OutputSpec)]
     for section, name, spec in specs:
         loc = ["definition", section, name]
+        ref = _references(schema_of(spec))
+        if ref is not None:
+            msg = f"'{ref}' is not supported: write the schema out in place (no references)"
+            errors.append({"loc": loc, "msg": msg})
+            continue
         try:
             Draft202012Validator.check_schema(schema_of(spec))
         except SchemaError as exc:

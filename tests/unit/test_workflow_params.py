@@ -78,6 +78,9 @@ def test_a_default_of_the_wrong_type_or_a_bad_constraint_is_a_static_error() -> 
     with pytest.raises(ValidationFailed) as err:
         graph.resolve(defn(outputs={"o": {"value": "x", "type": "array", "items": {"type": 3}}}))
     assert err.value.extra["errors"][0]["loc"] == ["definition", "outputs", "o"]
+    for items in ({"$ref": "http://127.0.0.1:9/x"}, {"anyOf": [{"$dynamicRef": "#x"}]}):
+        with pytest.raises(ValidationFailed, match="is not supported: write the schema out"):
+            graph.resolve(defn(inputs={"a": {"type": "array", "items": items}}))
 
 
 def test_outputs_are_rendered_coerced_from_text_and_checked() -> None:
