@@ -25,7 +25,7 @@ async def test_a_switch_during_a_tool_reaches_the_next_model_call(
     sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
 ) -> None:
     api = sqlite_api
-    slow = ToolCall("Bash", {"command": "sleep 4 && echo ok", "description": "Wait"})
+    slow = ToolCall("Bash", {"command": "sleep 6 && echo ok", "description": "Wait"})
     fake.script([Reply(text="Waiting first.", tool_calls=(slow,)), Reply(text="Done.")])
     run = await create(api, git_repo, options(fake, tmp_path / "home"), "Wait, then finish")
     await wait_model_calls(fake, 1)

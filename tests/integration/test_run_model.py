@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from codeyard.pricing.prices import cost_usd
@@ -88,10 +89,11 @@ async def test_a_switch_mid_turn_reaches_the_next_model_call(
     sqlite_api: Api, tmp_path: Path
 ) -> None:
     """The script agent switches mid-turn (``mid_turn_model``) the way Claude Code does through
-    ``set_model``: the usage after the switch, in the same turn, is the new model's."""
+    ``set_model``: the usage after the switch, in the same turn, is the new model's. The turn
+    holds between its two model calls on a question, so the switch lands in between."""
     api = sqlite_api
     repo = make_repo(tmp_path / "r")
-    steps: list[dict[str, Any]] = [{"usage": MILLION_IN}, {"sleep": 1.5}, {"usage": MILLION_IN}]
+    steps: list[dict[str, Any]] = [{"usage": MILLION_IN}, {"ask": "Go on?"}, {"usage": MILLION_IN}]
     body = {
         "prompt": "go",
         "repo_path": str(repo),
@@ -100,10 +102,7 @@ async def test_a_switch_mid_turn_reaches_the_next_model_call(
         "agent_options": {"scenario": {"steps": steps}},
     }
     run = (await api.post("/api/runs", json=body)).json()
-    for _ in range(200):  # the first model call has been made
-        if [e for e in await usage_events(api, run["id"]) if e["type"] == "usage"]:
-            break
-        await asyncio.sleep(0.02)
+    await api.wait_status(run["id"], "waiting")
     live = await api.get(f"/api/runs/{run['id']}/model")
     assert live.json()["applies"] == "next_model_call"
     switched = await api.client.put(
@@ -111,6 +110,11 @@ async def test_a_switch_mid_turn_reaches_the_next_model_call(
     )
     assert switched.status_code == 200, switched.text
     assert switched.json()["applies"] == "next_model_call"
+    with anyio.fail_after(20):  # the agent confirms the switch while it waits
+        while "run.model_applied" not in [e["type"] for e in await usage_events(api, run["id"])]:
+            await anyio.sleep(0.05)
+    answered = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "yes"})
+    assert answered.status_code == 202, answered.text
     await api.wait_status(run["id"], "review")
     first, changed, applied, second = await usage_events(api, run["id"])
     assert changed["data"]["applies"] == "next_model_call"
