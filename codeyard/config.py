@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     cli_socket: bool = True
     #: Hybrid code search (issue 22): each indexed file also gets a vector from a local model
     #: shipped in the ``wordllama`` wheel (``pip install 'codeyard[embeddings]'``; no network),
-    #: fused with the lexical ranking. SQLite's FTS5 index only, so far.
+    #: fused with the lexical ranking (SQLite and PostgreSQL indexes alike).
     code_index_embeddings: bool = False
     #: Who executes runs: ``local`` (this process) or ``temporal`` (worker hosts started with
     #: ``codeyard worker``; this server then keeps no run state: docs/scale-out.md).

@@ -71,8 +71,8 @@ def shared_embedder() -> LocalEmbedder:
 def open_index(
     engine: AsyncEngine, data_dir: Path, repo_id: str, embeddings: bool = False
 ) -> AsyncIndex:
-    """``embeddings``: hybrid search with local vectors (SQLite FTS5 index only, so far)."""
-    if engine.dialect.name == "postgresql":
-        return PgCodeIndex(engine, repo_id)
+    """``embeddings``: hybrid search with local vectors (``codeindex.embeddings``)."""
     embedder = shared_embedder() if embeddings else None
+    if engine.dialect.name == "postgresql":
+        return PgCodeIndex(engine, repo_id, embedder)
     return ThreadedIndex(data_dir / "index" / f"{repo_id}.sqlite", embedder)

@@ -234,7 +234,7 @@ class CodeIndex:
             if self.embedder is None:
                 return [best_hit(path, score, body, terms) for path, score, body in rows]
             near = self._nearest(conn, query, limit)
-            fused = _fuse([str(r[0]) for r in rows], near)[:limit]
+            fused = fuse_rankings([str(r[0]) for r in rows], near)[:limit]
             bodies = dict(
                 conn.execute(
                     "SELECT f.path, d.body FROM files f JOIN docs d ON d.rowid = f.docid "
@@ -250,7 +250,7 @@ class CodeIndex:
         from_db = conn.execute("SELECT path, vec FROM vectors").fetchall()
         if not from_db:
             return []
-        return _nearest_paths(self.embedder, query, from_db, limit)
+        return nearest_paths(self.embedder, query, from_db, limit)
 
     def texts(self, suffix: str) -> list[tuple[str, str]]:
         """(path, text) of the indexed files whose name ends with ``suffix``."""
@@ -284,13 +284,13 @@ def best_hit(path: str, score: float, body: str, terms: list[str]) -> SearchHit:
     return SearchHit(path=path, score=-float(score), line=first + 1, snippet=snippet)
 
 
-def _fuse(lexical: list[str], near: list[str]) -> list[tuple[str, float]]:
+def fuse_rankings(lexical: list[str], near: list[str]) -> list[tuple[str, float]]:
     from codeyard.codeindex.embeddings import fuse  # numpy: only with embeddings on
 
     return fuse(lexical, near)
 
 
-def _nearest_paths(
+def nearest_paths(
     embedder: LocalEmbedder, query: str, rows: list[tuple[str, bytes]], limit: int
 ) -> list[str]:
     """The ``limit`` paths whose vectors are nearest the query's (cosine: unit vectors)."""

@@ -16,22 +16,28 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.codeindex.index import (
+    EMBED_CHARS,
     MAX_FILE_BYTES,
     IndexStats,
     SearchHit,
     best_hit,
     blob_contents,
+    fuse_rankings,
     line_count,
+    nearest_paths,
     tree_files,
 )
 from codeyard.codeindex.tokens import query_terms, symbol_terms
+
+if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
+    from codeyard.codeindex.embeddings import LocalEmbedder
 
 __all__ = ["TSV_BODY_CHARS", "PgCodeIndex"]
 
@@ -54,7 +60,7 @@ _UPSERT = text(
             || setweight(to_tsvector('simple', CAST(:words AS text)), 'C') END)
     ON CONFLICT (repo_id, path) DO UPDATE SET
         blob = excluded.blob, size = excluded.size, lines = excluded.lines,
-        body = excluded.body, tsv = excluded.tsv
+        body = excluded.body, tsv = excluded.tsv, vec = NULL
     """
 )
 _SEARCH = text(
@@ -90,9 +96,13 @@ def tsquery(query: str) -> str | None:
 class PgCodeIndex:
     """One repository's index in PostgreSQL (the async twin of ``index.CodeIndex``)."""
 
-    def __init__(self, engine: AsyncEngine, repo_id: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, repo_id: str, embedder: LocalEmbedder | None = None
+    ) -> None:
         self.engine = engine
         self.repo_id = repo_id
+        #: With one, each indexed file also gets a vector (``vec``) and ``search`` is hybrid.
+        self.embedder = embedder
 
     async def commit(self) -> str | None:
         async with self.engine.connect() as conn:
@@ -162,6 +172,8 @@ class PgCodeIndex:
                 {"r": self.repo_id},
             )
             indexed = int(counted.scalar_one())
+        if self.embedder is not None:
+            await self._embed_missing()
         added = sum(1 for p in todo if p not in known)
         return IndexStats(
             commit=commit,
@@ -173,8 +185,40 @@ class PgCodeIndex:
             seconds=time.perf_counter() - started,
         )
 
+    async def _embed_missing(self) -> None:
+        """Vectors for the indexed files that have none (changed ones, or all of them when
+        embeddings were turned on after the index was built)."""
+        embedder = self.embedder
+        assert embedder is not None
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT path, body FROM code_index_files "
+                    "WHERE repo_id = :r AND body IS NOT NULL AND vec IS NULL"
+                ),
+                {"r": self.repo_id},
+            )
+            todo = [(str(p), str(b)) for p, b in rows]
+        for start in range(0, len(todo), 256):
+            chunk = todo[start : start + 256]
+            texts = [
+                _NOT_WORD.sub(" ", f"{p} {symbol_terms(b)}") + "\n" + b[:EMBED_CHARS]
+                for p, b in chunk
+            ]
+            vectors = await anyio.to_thread.run_sync(embedder.embed, texts)
+            params = [
+                {"r": self.repo_id, "p": p, "v": v.tobytes()}
+                for (p, _), v in zip(chunk, vectors, strict=True)
+            ]
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE code_index_files SET vec = :v WHERE repo_id = :r AND path = :p"),
+                    params,
+                )
+
     async def search(self, query: str, limit: int = 10) -> list[SearchHit]:
-        """Files ranked by ``ts_rank`` (path and symbol parts weigh more than body text)."""
+        """Files ranked by ``ts_rank`` (path and symbol parts weigh more than body text); with
+        an embedder, fused with the files nearest in meaning (reciprocal rank fusion)."""
         expr = tsquery(query)
         if expr is None:
             return []
@@ -184,8 +228,28 @@ class PgCodeIndex:
                 _SEARCH, {"query": expr, "repo_id": self.repo_id, "limit": limit}
             )
             found = [(str(p), float(s), str(b)) for p, s, b in rows]
-        # ``best_hit`` takes FTS5's scores, where lower is better.
-        return [best_hit(path, -score, body, terms) for path, score, body in found]
+            if self.embedder is None:
+                # ``best_hit`` takes FTS5's scores, where lower is better.
+                return [best_hit(path, -score, body, terms) for path, score, body in found]
+            stored = await conn.execute(
+                text(
+                    "SELECT path, vec FROM code_index_files WHERE repo_id = :r AND vec IS NOT NULL"
+                ),
+                {"r": self.repo_id},
+            )
+            vectors = [(str(p), bytes(v)) for p, v in stored]
+            near = nearest_paths(self.embedder, query, vectors, limit) if vectors else []
+            fused = fuse_rankings([p for p, _, _ in found], near)[:limit]
+            wanted = [p for p, _ in fused]
+            bodies_rows = await conn.execute(
+                text(
+                    "SELECT path, body FROM code_index_files "
+                    "WHERE repo_id = :r AND path = ANY(:paths)"
+                ),
+                {"r": self.repo_id, "paths": wanted},
+            )
+            bodies = {str(p): str(b) for p, b in bodies_rows}
+        return [best_hit(p, -score, bodies[p], terms) for p, score in fused if p in bodies]
 
     async def texts(self, suffix: str) -> list[tuple[str, str]]:
         async with self.engine.connect() as conn:

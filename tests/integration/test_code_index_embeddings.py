@@ -97,12 +97,33 @@ def test_embeddings_are_deterministic(tmp_path: Path) -> None:
     assert first.shape == (2, 256) and (first == second).all()
 
 
-async def test_the_api_searches_by_meaning_when_turned_on(tmp_path: Path) -> None:
+@pytest.mark.postgres
+async def test_the_api_searches_by_meaning_when_turned_on(
+    tmp_path: Path, database_url: str
+) -> None:
+    """On SQLite (vectors beside the FTS5 rows) and PostgreSQL (a ``bytea`` column)."""
     repo = make_repo(tmp_path / "repo", FILES)
-    settings = Settings(data_dir=tmp_path / "d", admin_token=TOKEN, code_index_embeddings=True)
+    settings = Settings(
+        data_dir=tmp_path / "d",
+        database_url=database_url,
+        admin_token=TOKEN,
+        code_index_embeddings=True,
+    )
     async with running_api(settings) as api:
         made = await api.post("/api/projects", json={"name": "p", "repos": [{"path": str(repo)}]})
         project = made.json()["id"]
         assert (await api.post(f"/api/projects/{project}/index-rag")).status_code == 200
-        hits = (await api.get(f"/api/projects/{project}/search", params={"q": "car"})).json()
-    assert hits["data"][0]["path"] == "garage/models.py", hits
+
+        async def top(q: str) -> str:
+            resp = await api.get(f"/api/projects/{project}/search", params={"q": q})
+            assert resp.status_code == 200, resp.text
+            return str(resp.json()["data"][0]["path"])
+
+        assert await top("car") == "garage/models.py"
+        assert await top("postal letter") == "notify/smtp.py"
+        assert await top("VAT_RATE") == "billing/tax.py"
+        # A changed file is embedded again on the next update.
+        (repo / "garage/models.py").write_text("def add(a, b):\n    return a + b\n")
+        _commit(repo)
+        again = (await api.post(f"/api/projects/{project}/index-rag")).json()["repos"][0]
+        assert again["changed"] == 1

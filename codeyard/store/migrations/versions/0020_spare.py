@@ -45,6 +45,8 @@ def upgrade() -> None:
             sa.Column("lines", sa.Integer(), nullable=False),
             sa.Column("body", sa.Text(), nullable=True),
             sa.Column("tsv", postgresql.TSVECTOR(), nullable=True),
+            # The file's embedding (float32, ``codeindex.embeddings``) when they are on.
+            sa.Column("vec", sa.LargeBinary(), nullable=True),
         )
         op.create_index(
             "ix_code_index_files_tsv", "code_index_files", ["tsv"], postgresql_using="gin"
