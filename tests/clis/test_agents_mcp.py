@@ -45,9 +45,6 @@ class Case:
     #: kind (``other``) and a title.
     recorded: str
     options: Callable[..., dict[str, Any]]
-    #: The CLI asks before an MCP tool call, so Codeyard's policy decides it (OpenCode asks
-    #: only for what its permission configuration lists: shell, edits, fetches).
-    asks: bool = True
 
 
 CASES = {
@@ -77,7 +74,6 @@ CASES = {
         api="openai-chat",
         recorded="other",
         options=opencode_options,
-        asks=False,
     ),
 }
 
@@ -172,7 +168,9 @@ async def test_agent_starts_a_sub_run_through_codeyard_mcp(
     assert [c["tool"] for c in calls] == [case.recorded], calls
     assert "start_run" in calls[0]["title"], calls
     decisions = [e["data"]["decision"] for e in evs if e["type"] == "policy.decision"]
-    assert decisions == (["allow"] if case.asks else []), decisions
+    # Every CLI asks before the MCP call, so Codeyard's policy decides it (OpenCode because
+    # Codeyard's configuration lists the server's tools among those to ask about).
+    assert decisions == ["allow"], decisions
     assert [e["data"]["text"] for e in evs if e["type"] == "agent.message"][-1] == "Delegated."
     # The run token is never stored: not in the run row, the profile, nor in any event.
     assert "cy_run_" not in json.dumps(evs) and "cy_run_" not in json.dumps(parent)

@@ -18,7 +18,8 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
 
 Tool calls an agent asks about reach Codeyard's decision function; what it runs without asking
 (Gemini CLI and OpenCode read-only tools, for example) does not. OpenCode asks for nothing by
-default, so Codeyard configures it to ask for shell commands, edits and fetches.
+default, so Codeyard configures it to ask for shell commands, edits, fetches and the tools of
+the MCP servers it is given.
 """
 
 from __future__ import annotations
@@ -277,7 +278,9 @@ class OpenCodeProvider(AcpProvider):
     def launch(self, ctx: TurnContext) -> Launch:
         base = super().launch(ctx)
         config: dict[str, Any] = dict(ctx.options.get("config") or {})
-        config.setdefault("permission", _OPENCODE_ASK)
+        # MCP servers' tools (``<server>_<tool>``) ask too, so they reach Codeyard's policy.
+        mcp_ask = {f"{name}_*": "ask" for name in base.mcp_servers}
+        config.setdefault("permission", {**_OPENCODE_ASK, **mcp_ask})
         if ctx.model:
             config["model"] = ctx.model
         folder = Path(tempfile.mkdtemp(prefix=f"codeyard-{self.name}-"))
