@@ -38,6 +38,7 @@ from codeyard.api.middleware import (
 )
 from codeyard.cli_socket import CliSocket
 from codeyard.cluster.leadership import Leadership
+from codeyard.cluster.ratelimit import SharedWindow
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
 from codeyard.domain.events import parse_event
@@ -110,6 +111,8 @@ async def _running(
         token=fanout.token if fanout is not None else None,
     )
     await writer.start()
+    if engine.dialect.name == "postgresql":  # every API server counts one window (issue 16)
+        app.state.run_rate = SharedWindow(writer, settings.run_create_per_minute)
     executor = LocalExecutor(
         engine,
         writer,

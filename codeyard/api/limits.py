@@ -1,7 +1,9 @@
 """Run creation rate per principal: ``CODEYARD_RUN_CREATE_PER_MINUTE`` → 429 with Retry-After.
 
 A dependency of the runs router: it counts the requests that create runs (``POST /runs``, a
-follow-up, a retry) per authenticated caller in a sliding one-minute window, in memory, per process.
+follow-up, a retry) per authenticated caller in a sliding one-minute window: in memory on SQLite
+(one server), in the database on PostgreSQL (``cluster.ratelimit``: every API server counts the
+same window).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from fastapi import Request
 
 from codeyard.api.auth import authenticate
+from codeyard.cluster.ratelimit import SharedWindow
 from codeyard.domain.errors import TooManyRequests
 
 __all__ = ["CREATING_ROUTES", "SlidingWindow", "limit_run_creation"]
@@ -57,9 +60,9 @@ async def limit_run_creation(request: Request) -> None:
     if request.method != "POST" or getattr(endpoint, "__name__", None) not in CREATING_ROUTES:
         return
     principal = await authenticate(request)
-    limiter: SlidingWindow = request.app.state.run_rate
+    limiter: SlidingWindow | SharedWindow = request.app.state.run_rate
     key = principal.user_id or f"{principal.kind}:{principal.name}"
-    wait = limiter.hit(key)
+    wait = await limiter.hit(key) if isinstance(limiter, SharedWindow) else limiter.hit(key)
     if wait is not None:
         raise TooManyRequests(
             f"Too many runs created: at most {limiter.limit} per minute per caller. Try again "
