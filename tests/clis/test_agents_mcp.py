@@ -174,3 +174,48 @@ async def test_agent_starts_a_sub_run_through_codeyard_mcp(
     assert [e["data"]["text"] for e in evs if e["type"] == "agent.message"][-1] == "Delegated."
     # The run token is never stored: not in the run row, the profile, nor in any event.
     assert "cy_run_" not in json.dumps(evs) and "cy_run_" not in json.dumps(parent)
+
+
+async def test_a_policy_denying_the_mcp_tool_stops_codexs_sub_run(
+    live: Live, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """Codex's MCP tool approval (an elicitation) declined by Codeyard's policy: no sub-run,
+    and the model is told why."""
+    case = CASES["codex"]
+    require(case.provider())
+    start = {"prompt": "Sneaky", "provider": "script", "wait": False}
+    fake.script(
+        [
+            Reply(tool_calls=(ToolCall(case.tool, start, namespace=case.namespace),)),
+            Reply(text="Understood."),
+        ]
+    )
+    rule = {"tool": "mcp__codeyard__start_run", "action": "deny", "reason": "no delegation"}
+    async with live.rest() as rest:
+        policy = await rest.post("/api/policies", json={"name": "no mcp", "rules": [rule]})
+        assert policy.status_code == 201, policy.text
+        pset = await rest.post(
+            "/api/policy-sets", json={"name": "no mcp", "policy_ids": [policy.json()["id"]]}
+        )
+        created = await rest.post(
+            "/api/runs",
+            json={
+                "prompt": "Split the work",
+                "repo_path": str(git_repo),
+                "provider": "codex",
+                "model": case.model,
+                "agent_options": case.options(fake, tmp_path / "home", codeyard_mcp=True),
+                "policy_set_ids": [pset.json()["id"]],
+            },
+        )
+        assert created.status_code == 201, created.text
+    parent_id = created.json()["id"]
+    parent = await _wait_status(live, parent_id, "review", "failed")
+    assert parent["status"] == "review", parent
+    async with live.rest() as rest:
+        runs = (await rest.get("/api/runs")).json()["data"]
+        evs = (await rest.get(f"/api/runs/{parent_id}/events?limit=500")).json()["data"]
+    assert [r["id"] for r in runs] == [parent_id]  # no sub-run
+    decisions = [e["data"] for e in evs if e["type"] == "policy.decision"]
+    assert [d["decision"] for d in decisions] == ["deny"], decisions
+    assert "no delegation" in json.dumps(fake.model_calls(case.api)[-1].body)
