@@ -34,7 +34,8 @@ class LiveModel:
         self._engine, self._handle, self._turn = engine, handle, turn
         self.current = model
         self._put = put
-        handle.model_nudge.clear()  # a switch before this turn started is its model already
+        # A nudge left from before this turn is kept: if the row was read before that switch,
+        # ``next`` finds the difference; if after, it finds none and waits on.
 
     async def next(self) -> str | None:
         """Wait for a switch to a model other than the one the agent uses now."""
