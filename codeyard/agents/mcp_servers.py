@@ -10,8 +10,8 @@ Claude Code takes that shape as it is; this module translates it for the others:
   is never on a command line another user could read with ``ps``;
 * ACP agents: the ``mcpServers`` list of ``session/new`` / ``session/load`` (``{type: "http",
   name, url, headers: [{name, value}]}``), for agents whose ``initialize`` answer says they
-  speak MCP over HTTP (Gemini CLI, Copilot CLI, OpenCode do); others get none (the turn logs
-  a warning rather than failing).
+  speak MCP over HTTP (every pinned one does: Gemini CLI, Copilot CLI, OpenCode, Qwen Code,
+  Kilo, claude-acp, codex-acp); others get none (the turn logs a warning rather than failing).
 
 Only HTTP servers are translated: a stdio server would run a command on the agent's side that
 Codeyard did not sandbox, and Codeyard's own server is HTTP.
