@@ -46,6 +46,8 @@ __all__ = ["TSV_BODY_CHARS", "PgCodeIndex"]
 TSV_BODY_CHARS = 200_000
 #: Rows written per statement.
 _BATCH = 500
+#: Rows changed by one update beyond which the table's planner statistics are refreshed.
+_ANALYZE_AFTER = 200
 
 #: What is not a word character: PostgreSQL's parser would read ``invoice.py`` or ``a.b`` as
 #: one file or host token, where FTS5 (and a person searching) sees two words.
@@ -172,6 +174,9 @@ class PgCodeIndex:
                 {"r": self.repo_id},
             )
             indexed = int(counted.scalar_one())
+            if len(params) + len(removed) > _ANALYZE_AFTER:
+                # Fresh statistics, or the planner may scan instead of using the GIN index.
+                await conn.execute(text("ANALYZE code_index_files"))
         if self.embedder is not None:
             await self._embed_missing()
         added = sum(1 for p in todo if p not in known)
