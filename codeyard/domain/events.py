@@ -399,7 +399,8 @@ class RunModelChanged(NewEvent):
 
 class RunModelApplied(NewEvent):
     """The running agent switched to ``model`` mid-turn (Claude Code's ``set_model`` control
-    request): its next model call, and the usage priced after this event, use it."""
+    request, ACP ``session/set_model`` for Gemini CLI): its next model call, and the usage
+    priced after this event, use it."""
 
     type: Literal["run.model_applied"] = Field(default="run.model_applied", exclude=True)
     model: str | None

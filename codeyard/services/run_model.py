@@ -2,7 +2,8 @@
 
 Every adapter reads ``run["model"]`` when a turn starts, so a switch between turns needs no
 provider support. During a turn, providers with ``mid_turn_model`` (Claude Code, through its
-``set_model`` control request) switch before their next model call: the executor is nudged
+``set_model`` control request; Gemini CLI through ACP ``session/set_model``) switch before
+their next model call: the executor is nudged
 after the switch is stored, and ``run.model_applied`` records when the agent took it. The rest
 keep the running turn's model and use the new one from the next turn.
 """

@@ -228,7 +228,8 @@ class GeminiProvider(AcpProvider):
     binary = "gemini"
     acp_args = ("--acp",)
     package = "@google/gemini-cli"
-    capabilities = _PRICED
+    #: ``session/set_model`` during a prompt reaches its next model call (tested for real).
+    capabilities = replace(_PRICED, mid_turn_model=True)
 
     def launch(self, ctx: TurnContext) -> Launch:
         base = super().launch(ctx)
@@ -322,6 +323,8 @@ class QwenProvider(AcpProvider):
     binary = "qwen"
     acp_args = ("--acp",)
     package = "@qwen-code/qwen-code"
+    #: No ``mid_turn_model``: Qwen Code 0.15 accepts ``session/set_model`` during a prompt but
+    #: its next model call keeps the old model; a switch applies from the next turn.
     capabilities = _PRICED
 
     def launch(self, ctx: TurnContext) -> Launch:

@@ -113,6 +113,16 @@ def _model_of(result: Any) -> str | None:
     return None
 
 
+def _switch_method(result: Any) -> str | None:
+    """How this session's model can be changed during a prompt: ``session/set_model`` where
+    ``session/new`` listed ``models`` (Gemini CLI; providers opt in with ``mid_turn_model``
+    once a real test shows the switch reaches the next model call). OpenCode's ``model``
+    config option is not used: untested."""
+    if isinstance(result, dict) and isinstance(result.get("models"), dict):
+        return "session/set_model"
+    return None
+
+
 class _Turn:
     def __init__(self, ctx: TurnContext, launch: Launch) -> None:
         self.ctx = ctx
@@ -127,6 +137,8 @@ class _Turn:
         self.conn: Connection | None = None
         self.session_id: str | None = None
         self.prompt_task: asyncio.Future[Any] | None = None
+        #: The ACP method that changes this session's model, if the agent offered one.
+        self.switch_method: str | None = None
         self.exited: asyncio.Task[int] | None = None
         self.stderr_task: asyncio.Task[None] | None = None
         #: While ``session/load`` replays the history, its updates are not news.
@@ -280,6 +292,7 @@ class _Turn:
                 raise AgentFailure(f"{label} answered session/new without a session id.")
             self.session_id = session_id
         model = _model_of(result) or ctx.model
+        self.switch_method = _switch_method(result)
         if self.launch.set_model:
             params = {"sessionId": self.session_id, "modelId": self.launch.set_model}
             await self._call("session/set_model", params, START_TIMEOUT)
@@ -347,6 +360,42 @@ class _Turn:
             "prompt": [{"type": "text", "text": self._prompt_text()}],
         }
         self.prompt_task = asyncio.ensure_future(self._call("session/prompt", params, None))
+        switcher = (
+            asyncio.ensure_future(self._switch())
+            if self.ctx.next_model is not None and self.switch_method is not None
+            else None
+        )
+        try:
+            async with contextlib.aclosing(self._prompting()) as items:
+                async for item in items:
+                    yield item
+        finally:
+            if switcher is not None:
+                switcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await switcher
+
+    async def _switch(self) -> None:
+        """Change the session's model while the prompt runs, when the run's model is switched:
+        the agent uses it from its next model call. A refusal is logged; the next turn starts
+        with the new model anyway. The provider's default (None) cannot be named over ACP."""
+        assert self.ctx.next_model is not None and self.ctx.model_applied is not None
+        while True:
+            model = await self.ctx.next_model()
+            if model is None or self.switch_method is None:
+                continue
+            params = {"sessionId": self.session_id, "modelId": model}
+            try:
+                await self._call(self.switch_method, params, START_TIMEOUT)
+            except AgentFailure as exc:
+                log.warning(
+                    "run %s: mid-turn switch to %s refused: %s", self.ctx.run_id, model, exc
+                )
+                continue
+            await self.ctx.model_applied(model)
+
+    async def _prompting(self) -> AsyncGenerator[AdapterItem, None]:
+        assert self.prompt_task is not None
         while True:
             getter = asyncio.ensure_future(self.queue.get())
             try:
