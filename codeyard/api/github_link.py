@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from pydantic.json_schema import SkipJsonSchema
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Svc
@@ -25,13 +24,13 @@ class LinkBody(Body):
         pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9_.-]+$",
         description="owner/name on the configured GitHub (or Enterprise) host.",
     )
-    repo_id: str | SkipJsonSchema[None] = Field(
+    repo_id: str | None = Field(
         default=None, min_length=1, max_length=80, description="Needed with several repos."
     )
 
 
 class UnlinkBody(Body):
-    repo_id: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=80)
+    repo_id: str | None = Field(default=None, min_length=1, max_length=80)
 
 
 class LinkResult(BaseModel):
