@@ -8,6 +8,7 @@ models nested in them), so the wrong one is caught without a server or luck."""
 
 from __future__ import annotations
 
+import contextlib
 import typing
 from typing import Any
 
@@ -68,7 +69,6 @@ def test_the_walk_finds_every_kind_of_body() -> None:
 @pytest.mark.parametrize("body", BODIES, ids=lambda c: f"{c.__module__}.{c.__qualname__}")
 def test_null_in_each_field_is_accepted_or_a_validation_error(body: type[BaseModel]) -> None:
     for field in body.model_fields:
-        try:
+        # A ValidationError is answered as a 422 problem naming the field; anything else is a 500.
+        with contextlib.suppress(ValidationError):
             body.model_validate({field: None})
-        except ValidationError:
-            pass  # answered as a 422 problem naming the field
