@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     notify_grace_seconds: float = Field(default=3.0, ge=0, le=600)
     #: VAPID ``sub`` claim for web push (a mailto: or https: contact for push services).
     vapid_subject: str = "mailto:codeyard@localhost"
+    #: Slack's Web API (chat.postMessage, chat.update, apps.connections.open for Socket Mode).
+    slack_api_url: str = "https://slack.com/api/"
     #: Where native-app pushes (APNs/FCM) are relayed; unset: devices are stored, not pushed.
     push_relay_url: str = ""
     push_relay_token: str = ""

@@ -6,16 +6,18 @@ from py_vapid import Vapid02
 
 from codeyard.notifications import channels
 from codeyard.notifications.channels.apprise_channel import AppriseChannel
-from codeyard.notifications.channels.chat import DiscordChannel, SlackChannel
+from codeyard.notifications.channels.chat import SLACK_API, DiscordChannel, SlackChannel
 from codeyard.notifications.channels.devices import DeviceChannel, DeviceSender
 from codeyard.notifications.channels.webhook import WebhookChannel
 from codeyard.notifications.channels.webpush import WebPushChannel
 
 
-def register_builtins(vapid: Vapid02, subject: str, device_sender: DeviceSender) -> None:
+def register_builtins(
+    vapid: Vapid02, subject: str, device_sender: DeviceSender, slack_api_url: str = SLACK_API
+) -> None:
     channels.register(WebPushChannel(vapid, subject))
     channels.register(WebhookChannel())
-    channels.register(SlackChannel())
+    channels.register(SlackChannel(slack_api_url))
     channels.register(DiscordChannel())
     channels.register(AppriseChannel())
     channels.register(DeviceChannel(device_sender))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from codeyard.auth.scopes import for_role
@@ -24,6 +24,9 @@ from codeyard.store import policies, runs, schema
 from codeyard.store import users as users_store
 from codeyard.store.writer import Tx
 
+if TYPE_CHECKING:
+    from codeyard.notifications.slack_socket import SlackSockets
+
 
 class Notifications:
     """Keys, the notifier (log → outbox) and the delivery worker of one server."""
@@ -36,7 +39,7 @@ class Notifications:
         self.token_key = tokens.load_key(s.data_dir)
         self.box = secret_box(s.secret_key_path)
         self.device_sender = native.device_sender(s)
-        register_builtins(self.vapid, s.vapid_subject, self.device_sender)
+        register_builtins(self.vapid, s.vapid_subject, self.device_sender, s.slack_api_url)
         self.worker = DeliveryWorker(
             services.engine, services.writer, self.box, self.token_key, s.external_url
         )
@@ -51,6 +54,8 @@ class Notifications:
         self.workflow_notifier = WorkflowApprovalNotifier(
             services.engine, services.writer, on_new=self.worker.wake
         )
+        #: Slack Socket Mode connections (started with the worker, in the elected singleton).
+        self.sockets: SlackSockets | None = None
 
     async def start(self) -> None:
         await self.notifier.catch_up()  # places a new database's cursor before any run starts
@@ -58,8 +63,17 @@ class Notifications:
         await self.worker.start()
         self.notifier.start()
         self.workflow_notifier.start()
+        # Imported here: slack_socket answers clicks through this module (and slack_sdk's
+        # Socket Mode client loads only on the server that holds the singleton).
+        from codeyard.notifications.slack_socket import SlackSockets
+
+        self.sockets = SlackSockets(self.services, self, self.services.settings.slack_api_url)
+        await self.sockets.start()
 
     async def stop(self) -> None:
+        if self.sockets is not None:
+            await self.sockets.stop()
+            self.sockets = None
         await self.workflow_notifier.stop()
         await self.notifier.stop()
         await self.worker.stop()
@@ -149,6 +163,8 @@ async def add_channel(
     await svc.writer.run(
         lambda tx: tx.conn.execute(schema.notification_channels.insert().values(**row))
     )
+    if rt.sockets is not None and clean.get("app_token"):  # connect now, not at the next scan
+        rt.sockets.rescan()
     out = public_channel(row)
     if "secret" in clean:  # shown once, so the receiver can verify signatures
         out["secret"] = clean["secret"]

@@ -16,7 +16,9 @@ posted back to the click's ``response_url``: the message is replaced by the outc
 clicker alone sees why nothing happened.
 
 Slack only reaches a Request URL it can see: Codeyard must be reachable from Slack (a public
-URL or a tunnel). Socket Mode (no public URL) is not built.
+URL or a tunnel). Without one, Socket Mode (:mod:`codeyard.notifications.slack_socket`) receives
+the same clicks over a connection Codeyard opens; they are answered by :func:`answer`, the same
+checks (approvers, channel-bound single-use token) and the same door.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Answer:
     response_url: str | None = None
 
 
-async def _config(svc: Services, rt: Notifications, channel_id: str) -> dict[str, Any]:
+async def config_of(svc: Services, rt: Notifications, channel_id: str) -> dict[str, Any]:
     refused = Unauthorized(
         "This is not a Slack channel with interactive buttons: set the channel's signing_secret "
         "and approvers, and point the Slack app's Request URL here."
@@ -80,6 +82,17 @@ def verify(secret: str, body: bytes, timestamp: str | None, signature: str | Non
         )
 
 
+def pick(payload: Any) -> tuple[str, str]:
+    """The clicked Codeyard button's decision and action token in a block_actions payload."""
+    try:
+        for action in payload.get("actions") or []:
+            if action.get("action_id") in DECISIONS:
+                return DECISIONS[action["action_id"]], str(action["value"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BadRequest("The interaction's actions are not Slack's block_actions.") from exc
+    raise BadRequest("The interaction carries no Codeyard Approve/Reject button.")
+
+
 def parse(body: bytes) -> tuple[dict[str, Any], str, str]:
     """The payload, the clicked button's decision and its action token."""
     try:
@@ -87,14 +100,11 @@ def parse(body: bytes) -> tuple[dict[str, Any], str, str]:
         payload = json.loads(fields["payload"][0])
         if not isinstance(payload, dict):
             raise TypeError("payload is not an object")
-        for action in payload.get("actions") or []:
-            if action.get("action_id") in DECISIONS:
-                return payload, DECISIONS[action["action_id"]], str(action["value"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadRequest(
             "Expected Slack's block_actions interaction: a form field 'payload' holding JSON."
         ) from exc
-    raise BadRequest("The interaction carries no Codeyard Approve/Reject button.")
+    return payload, *pick(payload)
 
 
 async def handle(
@@ -105,11 +115,28 @@ async def handle(
     timestamp: str | None,
     signature: str | None,
 ) -> Answer:
+    """A click posted to the Request URL: signed with the channel's signing secret."""
     if len(body) > MAX_BODY:
         raise BadRequest(f"A Slack interaction is at most {MAX_BODY} bytes.")
-    config = await _config(svc, rt, channel_id)
+    config = await config_of(svc, rt, channel_id)
+    if not config.get("signing_secret"):  # a Socket Mode channel takes clicks only there
+        raise Unauthorized("This Slack channel takes its clicks over Socket Mode, not here.")
     verify(config["signing_secret"], body, timestamp, signature)
     payload, decision, token = parse(body)
+    return await answer(svc, rt, channel_id, config, payload, decision, token)
+
+
+async def answer(
+    svc: Services,
+    rt: Notifications,
+    channel_id: str,
+    config: dict[str, Any],
+    payload: dict[str, Any],
+    decision: str,
+    token: str,
+) -> Answer:
+    """Answer an authenticated click (signed request or Socket Mode envelope) as the channel's
+    owner, if the clicker is one of its approvers and the token is this channel's, unused."""
     user = str((payload.get("user") or {}).get("id") or "")
     response_url = payload.get("response_url")
     response_url = str(response_url) if isinstance(response_url, str) else None

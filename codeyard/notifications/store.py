@@ -76,6 +76,35 @@ async def sent_alerts(conn: AsyncConnection, tag: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows.all()]
 
 
+async def alert_receipt(conn: AsyncConnection, tag: str, target: str) -> dict[str, Any] | None:
+    """What the receiver said it made for the alert sent under ``tag`` to ``target`` (a Slack
+    message's channel and ts), so its replacement can edit that message in place."""
+    rows = await conn.execute(
+        select(OUT.c.payload)
+        .where(
+            OUT.c.tag == tag,
+            OUT.c.target == target,
+            OUT.c.kind.in_(("approval", "budget")),
+            OUT.c.status == "sent",
+        )
+        .order_by(OUT.c.id.desc())
+    )
+    for (payload,) in rows.all():
+        receipt = (payload or {}).get("receipt")
+        if isinstance(receipt, dict):
+            return receipt
+    return None
+
+
+async def keep_receipt(
+    tx: Tx, outbox_id: int, payload: dict[str, Any], receipt: dict[str, Any]
+) -> None:
+    """Keep the receipt in the row's JSON payload (no schema change; Notification ignores it)."""
+    await tx.conn.execute(
+        update(OUT).where(OUT.c.id == outbox_id).values(payload={**payload, "receipt": receipt})
+    )
+
+
 async def due(conn: AsyncConnection, now: str, limit: int) -> list[dict[str, Any]]:
     rows = await conn.execute(
         select(OUT)

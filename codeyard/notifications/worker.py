@@ -255,6 +255,12 @@ class DeliveryWorker:
             )
             if on_device:
                 action_url = f"{self.public_url}/api/notifications/actions/{action_token}"
+        extra: dict[str, Any] = {}
+        if msg.kind == "approval.resolved":  # the alert's message, if its channel can edit it
+            async with self.engine.connect() as conn:
+                replaces = await store.alert_receipt(conn, msg.tag[:80], target_key)
+            if replaces is not None:
+                extra["replaces"] = replaces
         delivery = Delivery(
             message=msg,
             config=config,
@@ -262,6 +268,7 @@ class DeliveryWorker:
             url=f"{self.public_url}{msg.path}",
             action_url=action_url,
             action_token=action_token,
+            extra=extra,
         )
         started = time.monotonic()
         try:
@@ -304,6 +311,8 @@ class DeliveryWorker:
             },
         )
         if outcome.ok:
+            if outcome.receipt:
+                await store.keep_receipt(tx, outbox_id, row["payload"], outcome.receipt)
             await store.finish(tx, outbox_id, status="sent", sent_at=utc_now(), last_error=None)
             await store.touch_target(tx, row["target"])
         elif outcome.prune:

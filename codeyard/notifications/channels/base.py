@@ -26,6 +26,9 @@ class Outcome:
     error: str | None = None
     #: Seconds the receiver asked us to wait (``Retry-After``).
     retry_after: float | None = None
+    #: What the receiver said it made (a Slack message's channel and ``ts``), kept with the
+    #: outbox row so a later message can replace it.
+    receipt: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
