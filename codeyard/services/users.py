@@ -61,8 +61,8 @@ async def update_user(
     svc: Services, ref: str, changes: dict[str, Any], actor: str = "admin"
 ) -> dict[str, Any]:
     """Change ``role``, ``email`` and/or set a new ``password`` (which ends the user's
-    sessions). A role change leaves an audit row (``user.role``) in the same transaction, and
-    the last admin cannot be demoted (409)."""
+    sessions). A role change (``user.role``) and a new password (``user.password_reset``)
+    leave an audit row in the same transaction, and the last admin cannot be demoted (409)."""
     user = await find_user(svc, ref)
     values: dict[str, Any] = {}
     if changes.get("role") is not None:
@@ -84,6 +84,9 @@ async def update_user(
             await users.update_user(tx, user["id"], **values)
         if "password_hash" in values:
             await sessions.delete_sessions_of(tx, user["id"])
+            # Who reset whose password (never the password), like an MFA reset.
+            details = {"username": current["username"]}
+            await audit.record(tx, actor, "user.password_reset", user["id"], details)
         if values.get("role", current["role"]) != current["role"]:
             change = {"username": current["username"], "old": current["role"]}
             await audit.record(

@@ -59,6 +59,11 @@ async def test_the_socket_resets_a_password_and_two_factor_sign_in(tmp_path: Pat
         assert done.json()["username"] == "ann" and done.json()["sessions_ended"] is True
         assert await _login(api, "ann", PASSWORD) == 401
         assert await _login(api, "ann", NEW) == 200
+        log = (await api.get("/api/audit-log")).json()["data"]
+        resets = [row for row in log if row["action"] == "user.password_reset"]
+        assert len(resets) == 1, log
+        assert resets[0]["actor"] == "cli-socket" and resets[0]["details"] == {"username": "ann"}
+        assert NEW not in str(log)  # the password itself is never audited
 
         mfa = await _socket_post(path, "/auth/cli/reset-mfa", {"username": "ann"})
         assert mfa.status_code == 200 and mfa.json()["mfa_enabled"] is False
