@@ -164,7 +164,9 @@ class ChannelBody(BaseModel):
     config: dict[str, Any] = Field(
         description="webhook: {url, secret?}; slack: {url, signing_secret?, approvers?} "
         "(an incoming webhook; the Slack app's signing secret and the Slack user ids allowed "
-        "to answer add Approve/Reject buttons); discord: {url}; apprise: {url} (an Apprise "
+        "to answer add Approve/Reject buttons) or {bot_token, channel, app_token?, "
+        "approvers?} (posted by the bot and updated once answered; the app-level token adds "
+        "buttons over Socket Mode, no public URL); discord: {url}; apprise: {url} (an Apprise "
         "URL such as ntfy://ntfy.sh/topic or tgram://bot-token/chat-id, stored sealed)."
     )
 
@@ -201,8 +203,11 @@ async def add_channel(body: ChannelBody, svc: Svc, caller: Caller, request: Requ
 
 
 @router.delete("/notifications/channels/{channel_id}", dependencies=SELF, status_code=204)
-async def delete_channel(channel_id: str, svc: Svc, caller: Caller) -> Response:
+async def delete_channel(channel_id: str, svc: Svc, caller: Caller, request: Request) -> Response:
     await service.remove(svc, owner(caller), f"channel:{channel_id}")
+    sockets = runtime(request).sockets
+    if sockets is not None:  # a Slack Socket Mode channel: its connection closes now
+        sockets.rescan()
     return Response(status_code=204)
 
 

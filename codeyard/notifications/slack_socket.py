@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESCAN_SECONDS = 15.0
+#: A close that Slack does not answer does not hold up the server's shutdown.
+CLOSE_SECONDS = 5.0
 
 
 class SlackSockets:
@@ -128,7 +130,7 @@ class SlackSockets:
     async def _close(self, channel_id: str) -> None:
         _, client = self.clients.pop(channel_id)
         with contextlib.suppress(Exception):
-            await client.close()  # type: ignore[no-untyped-call]
+            await asyncio.wait_for(client.close(), CLOSE_SECONDS)  # type: ignore[no-untyped-call]
 
     async def _on_request(
         self, channel_id: str, sm: AsyncBaseSocketModeClient, req: SocketModeRequest

@@ -41,6 +41,7 @@ class FakeSlack:
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -68,6 +69,7 @@ class FakeSlack:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 await self.acks.put(json.loads(msg.data))
+        self.closed.set()
         return ws
 
     async def wait_call(self, method: str, n: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
@@ -191,6 +193,11 @@ async def test_a_click_over_socket_mode_answers_the_approval_once(
     assert told_again["text"].startswith("Not answered")
     row = (await api.get(f"/api/approvals?run_id={run_id}")).json()["data"][0]
     assert row["status"] == "approved"
+
+    # Removing the channel closes its connection (on this server: at once).
+    assert (await api.delete(f"/api/notifications/channels/{channel}")).status_code == 204
+    with anyio.fail_after(10):
+        await slack.closed.wait()
 
 
 async def test_an_approval_answered_in_the_app_updates_the_slack_message(
