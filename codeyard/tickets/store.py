@@ -139,6 +139,9 @@ async def search(
     else:
         query = " & ".join(f"{t}:*" for t in terms)
         args = {"q": query, "p": project_id, "n": limit, "cap": RANKED_CAP}
+        # asyncpg prepares statements; after five runs PostgreSQL may switch to a generic plan
+        # that cannot tell a common word (walk the newest tickets) from a rare one (GIN index).
+        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
         found = [(r.id, float(r.rank)) for r in await conn.execute(_PG_RANKED, args)]
     by_id = {t["id"]: t for t in await tickets_by_ids(conn, [i for i, _ in found])}
     return [(by_id[i], score) for i, score in found if i in by_id]
