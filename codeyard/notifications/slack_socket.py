@@ -23,7 +23,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from codeyard.notifications import slack
+from codeyard.notifications import slack, tokens
 from codeyard.notifications.channels.chat import slack_api
 from codeyard.notifications.worker import target_config
 from codeyard.store import schema
@@ -153,8 +153,9 @@ class SlackSockets:
         from codeyard.domain.errors import CodeyardError
 
         try:
-            config = await slack.config_of(self.svc, self.rt, channel_id)
             decision, token = slack.pick(payload)
+            channel_id = self._owner_channel(channel_id, token)
+            config = await slack.config_of(self.svc, self.rt, channel_id)
         except CodeyardError as exc:
             log.info("Slack click on channel %s ignored: %s", channel_id, exc.detail)
             return None
@@ -163,6 +164,22 @@ class SlackSockets:
         answer = await slack.answer(self.svc, self.rt, channel_id, config, payload, decision, token)
         await self._follow_up(config, payload, answer)
         return answer
+
+    def _owner_channel(self, channel_id: str, token: str) -> str:
+        """The Codeyard channel a click belongs to. Slack hands each envelope to any one open
+        connection of the app, so when two Codeyard channels use the same Slack app (same app
+        token), a click on one's message may arrive on the other's connection: it is answered
+        for the channel its token names, never for a channel of another app."""
+        from codeyard.domain.errors import CodeyardError
+
+        try:
+            named = tokens.verify(self.rt.token_key, token).channel
+        except CodeyardError:
+            return channel_id  # refused by the usual checks, with the usual message
+        mine, theirs = self.clients.get(channel_id), self.clients.get(named)
+        if named != channel_id and mine and theirs and mine[0] == theirs[0]:
+            return named
+        return channel_id
 
     async def _follow_up(
         self, config: dict[str, Any], payload: dict[str, Any], answer: slack.Answer

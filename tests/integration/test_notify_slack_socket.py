@@ -72,6 +72,9 @@ class FakeSlack:
         self.closed.set()
         return ws
 
+    def posted(self) -> list[dict[str, Any]]:
+        return [b for m, b in self.calls if m == "chat.postMessage"]
+
     async def wait_call(self, method: str, n: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
         with anyio.fail_after(timeout):
             while True:
@@ -89,7 +92,7 @@ class FakeSlack:
             "accepts_response_payload": False,
             "payload": payload,
         }
-        await self.sockets[-1].send_json(envelope)
+        await next(ws for ws in self.sockets if not ws.closed).send_json(envelope)  # the first open
         with anyio.fail_after(10):
             return await self.acks.get()
 
@@ -123,6 +126,10 @@ async def sapi(tmp_path: Path, slack: FakeSlack) -> AsyncIterator[Api]:
         yield api
 
 
+def has_buttons(message: dict[str, Any]) -> bool:
+    return any(b["type"] == "actions" for b in message["blocks"])
+
+
 def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
     (actions,) = [b for b in message["blocks"] if b["type"] == "actions"]
     return {e["action_id"]: e for e in actions["elements"]}
@@ -152,6 +159,12 @@ async def test_a_click_over_socket_mode_answers_the_approval_once(
     channel = made.json()["id"]
     with anyio.fail_after(10):  # Codeyard opened the socket with the app token
         await slack.connected.wait()
+    # Slack drops Socket Mode connections now and then: the client opens a new one.
+    slack.connected.clear()
+    await slack.sockets[0].close()
+    with anyio.fail_after(15):
+        await slack.connected.wait()
+    assert len(slack.sockets) == 2
 
     run_id = await ask_run(api, git_repo)
     approval = await pending_approval(api, run_id)
@@ -195,6 +208,7 @@ async def test_a_click_over_socket_mode_answers_the_approval_once(
     assert row["status"] == "approved"
 
     # Removing the channel closes its connection (on this server: at once).
+    slack.closed.clear()  # (set when the first connection was dropped)
     assert (await api.delete(f"/api/notifications/channels/{channel}")).status_code == 204
     with anyio.fail_after(10):
         await slack.closed.wait()
@@ -235,3 +249,36 @@ async def test_an_approval_answered_in_the_app_updates_the_slack_message(
     assert updated["channel"] == SLACK_CHANNEL and updated["ts"] == ts
     assert "rejected" in updated["text"]
     assert len([m for m, _ in slack.calls if m == "chat.postMessage"]) == 1  # edited, not reposted
+
+
+async def test_two_channels_of_one_slack_app_each_answer_clicks_from_either_connection(
+    sapi: Api, slack: FakeSlack, git_repo: Path
+) -> None:
+    """Slack hands an envelope to any one open connection of the app: a click on channel A's
+    message may arrive on channel B's connection, and must still be answered (for A)."""
+    api = sapi
+    for name, where in (("a", "C0ALPHA"), ("b", "C0BRAVO")):
+        config = {"bot_token": BOT, "app_token": APP, "channel": where, "approvers": [APPROVER]}
+        made = await api.post(
+            "/api/notifications/channels", json={"kind": "slack", "name": name, "config": config}
+        )
+        assert made.status_code == 201, made.text
+    with anyio.fail_after(10):
+        while len(slack.sockets) < 2:
+            await anyio.sleep(0.02)
+    # Both clicks go down the first connection: one of them belongs to the other channel.
+    for n, where in ((2, "C0ALPHA"), (4, "C0BRAVO")):
+        run_id = await ask_run(api, git_repo)
+        await pending_approval(api, run_id)
+        with anyio.fail_after(10):  # the alert, on both channels (other messages follow)
+            while len(alerts := [m for m in slack.posted() if has_buttons(m)]) < n:
+                await anyio.sleep(0.02)
+        (mine,) = [m for m in alerts[-2:] if m["channel"] == where]
+        click = block_actions(buttons(mine)["codeyard_approve"], APPROVER, "1.0")
+        assert await slack.click(f"env-{where}", click) == {"envelope_id": f"env-{where}"}
+        with anyio.fail_after(10):
+            while (await api.get(f"/api/approvals?run_id={run_id}")).json()["data"][0][
+                "status"
+            ] != "approved":
+                await anyio.sleep(0.02)
+    assert not [b for m, b in slack.calls if m == "chat.postEphemeral"]
