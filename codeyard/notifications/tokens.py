@@ -74,6 +74,8 @@ def issue(
 
 def verify(key: bytes, token: str, now: float | None = None) -> Claims:
     """The token's claims if its MAC is right and it has not expired; 403 otherwise."""
+    if not token.isascii():  # base64url only; compare_digest refuses other text (a 500)
+        raise Forbidden("This approval link is not valid. Open the approval in Codeyard instead.")
     body, _, mac = token.partition(".")
     expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
     if not mac or not hmac.compare_digest(mac, expected):
