@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 RESCAN_SECONDS = 15.0
 #: A close that Slack does not answer does not hold up the server's shutdown.
 CLOSE_SECONDS = 5.0
+#: An unreachable Slack does not hold up the other channels' connections.
+CONNECT_SECONDS = 30.0
 
 
 class SlackSockets:
@@ -53,8 +55,6 @@ class SlackSockets:
         self.clients: dict[str, tuple[str, SocketModeClient]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        #: Envelope ids acknowledged (tests and diagnostics read it).
-        self.acked: list[str] = []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="codeyard-slack-sockets")
@@ -121,9 +121,10 @@ class SlackSockets:
 
         client.socket_mode_request_listeners.append(listener)
         try:
-            await client.connect()  # type: ignore[no-untyped-call]
+            await asyncio.wait_for(client.connect(), CONNECT_SECONDS)  # type: ignore[no-untyped-call]
         except BaseException:
-            await client.close()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), CLOSE_SECONDS)  # type: ignore[no-untyped-call]
             raise
         self.clients[channel_id] = (app_token, client)
 
@@ -139,7 +140,6 @@ class SlackSockets:
 
         # Acknowledge every envelope first: Slack resends an unacknowledged one.
         await sm.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
-        self.acked.append(req.envelope_id)
         payload = req.payload
         if req.type != "interactive" or payload.get("type") != "block_actions":
             return
