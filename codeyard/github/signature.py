@@ -18,7 +18,8 @@ def valid(secret: str, raw: bytes, header: str | None) -> bool:
     """True only for a non-empty secret and a matching ``sha256=<hex>`` signature."""
     if not secret or not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(sign_body(secret, raw), header)
+    # As bytes: a header with non-ASCII text (latin-1 decoded) would make compare_digest raise.
+    return hmac.compare_digest(sign_body(secret, raw).encode(), header.encode(errors="replace"))
 
 
 def sign_body(secret: str, raw: bytes) -> str:

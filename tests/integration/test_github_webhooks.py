@@ -76,7 +76,9 @@ async def test_a_bad_signature_is_403_and_nothing_is_stored(tmp_path: Path) -> N
         raw, headers = signed({"zen": "hi"}, "d-1")
         forged = {**headers, "X-Hub-Signature-256": sign_body("not-the-secret", raw)}
         sha1 = {**headers, "X-Hub-Signature-256": "", "X-Hub-Signature": "sha1=00"}
-        for bad in (forged, sha1, {k: v for k, v in headers.items() if "Signature" not in k}):
+        latin1: dict[str, str | bytes] = {**headers, "X-Hub-Signature-256": b"sha256=\xe9"}
+        unsigned = {k: v for k, v in headers.items() if "Signature" not in k}
+        for bad in (forged, sha1, latin1, unsigned):  # latin1 was a 500 (compare_digest on str)
             resp = await api.post("/api/github/webhooks", content=raw, headers=bad)
             assert resp.status_code == 403, resp.text
             assert "Nothing was stored" in resp.json()["detail"]
