@@ -73,7 +73,7 @@ def verify(secret: str, body: bytes, timestamp: str | None, signature: str | Non
 
     try:
         ok = SignatureVerifier(secret).is_valid(body, timestamp, signature)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, TypeError):  # TypeError: compare_digest on non-ASCII header text
         ok = False
     if not ok:
         raise Unauthorized(
