@@ -167,6 +167,7 @@ function ChannelsSection() {
   const [secret, setSecret] = useState<string | null>(null);
   const [kind, setKind] = useState("slack");
   const [requestUrl, setRequestUrl] = useState<string | null>(null);
+  const [socketMode, setSocketMode] = useState(false);
   const list = useQuery({ queryKey: ["channels"], queryFn: () => api.get("/api/notifications/channels") });
   const refresh = () => qc.invalidateQueries({ queryKey: ["channels"] });
   const add = useMutation({
@@ -174,6 +175,7 @@ function ChannelsSection() {
     onSuccess: (c, b) => {
       setSecret(c.secret ?? null);
       setRequestUrl(b.config.signing_secret ? slackRequestUrl(c.id) : null);
+      setSocketMode(Boolean(b.config.app_token));
       void refresh();
     },
   });
@@ -199,10 +201,19 @@ function ChannelsSection() {
         onSubmit={(e) => {
           e.preventDefault();
           const f = new FormData(e.currentTarget);
-          const config: Record<string, unknown> = { url: String(f.get("url") ?? "") };
+          const url = String(f.get("url") ?? "").trim();
+          const config: Record<string, unknown> = kind === "slack" && !url ? {} : { url };
           const signing = String(f.get("signing_secret") ?? "").trim();
-          if (kind === "slack" && signing) {
-            config.signing_secret = signing;
+          // A bot token posts (and later updates) the message; an app-level token adds Socket Mode.
+          const bot = String(f.get("bot_token") ?? "").trim();
+          const appToken = String(f.get("app_token") ?? "").trim();
+          if (kind === "slack" && bot) {
+            config.bot_token = bot;
+            config.channel = String(f.get("slack_channel") ?? "").trim();
+          }
+          if (kind === "slack" && appToken) config.app_token = appToken;
+          if (kind === "slack" && signing) config.signing_secret = signing;
+          if (kind === "slack" && (signing || appToken)) {
             config.approvers = String(f.get("approvers") ?? "")
               .split(/[\s,]+/)
               .filter(Boolean);
@@ -217,7 +228,12 @@ function ChannelsSection() {
           <option value="apprise">Apprise (ntfy, Telegram, email…)</option>
         </select>
         <input name="name" placeholder="Name" aria-label="Name" />
-        <input name="url" placeholder={URL_HINTS[kind]} aria-label="URL" required />
+        <input
+          name="url"
+          placeholder={kind === "slack" ? "Incoming webhook URL (or use a bot token)" : URL_HINTS[kind]}
+          aria-label="URL"
+          required={kind !== "slack"}
+        />
         {kind === "slack" && (
           <>
             <input
@@ -228,6 +244,9 @@ function ChannelsSection() {
               aria-label="Slack signing secret"
             />
             <input name="approvers" placeholder="Approver Slack user ids, e.g. U012AB3CD" aria-label="Slack approvers" />
+            <input name="bot_token" type="password" autoComplete="off" placeholder="Bot token xoxb-… (updates answered messages)" aria-label="Slack bot token" />
+            <input name="slack_channel" placeholder="Slack channel id, e.g. C012AB3CD" aria-label="Slack channel id" />
+            <input name="app_token" type="password" autoComplete="off" placeholder="App-level token xapp-… (Socket Mode: no public URL)" aria-label="Slack app-level token" />
           </>
         )}
         <button className="primary">Add</button>
@@ -241,6 +260,12 @@ function ChannelsSection() {
         <div className="note" aria-label="Slack buttons set-up">
           In your Slack app, turn on Interactivity and set the Request URL to <code>{requestUrl}</code> (Slack must be able to
           reach it).
+        </div>
+      )}
+      {socketMode && (
+        <div className="note" aria-label="Slack Socket Mode set-up">
+          Socket Mode: in your Slack app, turn on Socket Mode and Interactivity; Codeyard connects to Slack itself, no public
+          URL needed. Invite the bot to the channel.
         </div>
       )}
       {add.error && <ErrorNote error={add.error} />}
