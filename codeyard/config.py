@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     #: shipped in the ``wordllama`` wheel (``pip install 'codeyard[embeddings]'``; no network),
     #: fused with the lexical ranking (SQLite and PostgreSQL indexes alike).
     code_index_embeddings: bool = False
+    #: Which model makes those vectors: ``local`` (the WordLlama wheel) or ``openai``: any
+    #: OpenAI-compatible ``POST {url}/embeddings`` (``codeindex.remote``); if that endpoint
+    #: fails, indexing and search go on lexically with a logged warning.
+    code_index_embedder: Literal["local", "openai"] = "local"
+    code_index_embeddings_url: str = Field(
+        default="https://api.openai.com/v1", pattern=r"^https?://", max_length=500
+    )
+    code_index_embeddings_model: str = Field(default="text-embedding-3-small", min_length=1)
+    #: Sent as ``Authorization: Bearer``; never logged.
+    code_index_embeddings_key: str = Field(default="", repr=False)
     #: Who executes runs: ``local`` (this process) or ``temporal`` (worker hosts started with
     #: ``codeyard worker``; this server then keeps no run state: docs/scale-out.md).
     executor: Literal["local", "temporal"] = "local"

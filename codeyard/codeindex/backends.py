@@ -15,7 +15,7 @@ from codeyard.codeindex.index import CodeIndex, IndexStats, SearchHit
 from codeyard.codeindex.pg import PgCodeIndex
 
 if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
-    from codeyard.codeindex.embeddings import LocalEmbedder
+    from codeyard.codeindex.embeddings import Embedder, LocalEmbedder
 
 __all__ = ["AsyncIndex", "ThreadedIndex", "open_index", "shared_embedder"]
 
@@ -32,7 +32,7 @@ class AsyncIndex(Protocol):
 class ThreadedIndex:
     """A SQLite FTS5 index file, its blocking calls run in a worker thread."""
 
-    def __init__(self, path: Path, embedder: LocalEmbedder | None = None) -> None:
+    def __init__(self, path: Path, embedder: Embedder | None = None) -> None:
         self.local = CodeIndex(path, embedder)
 
     async def exists(self) -> bool:
@@ -69,10 +69,16 @@ def shared_embedder() -> LocalEmbedder:
 
 
 def open_index(
-    engine: AsyncEngine, data_dir: Path, repo_id: str, embeddings: bool = False
+    engine: AsyncEngine,
+    data_dir: Path,
+    repo_id: str,
+    embeddings: bool = False,
+    embedder: Embedder | None = None,
 ) -> AsyncIndex:
-    """``embeddings``: hybrid search with local vectors (``codeindex.embeddings``)."""
-    embedder = shared_embedder() if embeddings else None
+    """``embeddings``: hybrid search with local vectors (``codeindex.embeddings``);
+    ``embedder``: hybrid search with that one (``services.code_index.embedder_for``)."""
+    if embedder is None and embeddings:
+        embedder = shared_embedder()
     if engine.dialect.name == "postgresql":
         return PgCodeIndex(engine, repo_id, embedder)
     return ThreadedIndex(data_dir / "index" / f"{repo_id}.sqlite", embedder)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import importlib
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from codeyard.domain.errors import Conflict
 
-__all__ = ["DIM", "EmbeddingsUnavailable", "LocalEmbedder", "fuse"]
+__all__ = ["DIM", "Embedder", "EmbeddingsUnavailable", "LocalEmbedder", "fuse"]
 
 DIM = 256
 #: How much of a file is embedded (its path and split symbol names come first).
@@ -30,6 +30,12 @@ _RRF_K = 60
 
 class EmbeddingsUnavailable(Conflict):
     """The ``embeddings`` extra is not installed."""
+
+
+class Embedder(Protocol):
+    """What the index needs: this ``LocalEmbedder`` or ``remote.RemoteEmbedder``."""
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
 
 
 class LocalEmbedder:

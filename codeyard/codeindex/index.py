@@ -10,6 +10,7 @@ run it with ``anyio.to_thread``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import subprocess
@@ -21,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from codeyard.codeindex.remote import EmbeddingsFailed
 from codeyard.codeindex.tokens import match_expression, query_terms, symbol_terms
 
 if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
-    from codeyard.codeindex.embeddings import LocalEmbedder
+    from codeyard.codeindex.embeddings import Embedder
+
+log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1_000_000
 #: How much of a file's text is embedded (after its path and split symbol names).
@@ -128,7 +132,7 @@ def blob_contents(repo: Path, ids: list[str]) -> Iterator[bytes]:
 class CodeIndex:
     """The index file of one repository."""
 
-    def __init__(self, path: Path, embedder: LocalEmbedder | None = None) -> None:
+    def __init__(self, path: Path, embedder: Embedder | None = None) -> None:
         self.path = path
         #: With one, each indexed file also gets a vector and ``search`` is hybrid.
         self.embedder = embedder
@@ -185,7 +189,10 @@ class CodeIndex:
             gone = [(p,) for p in [*removed, *todo]]
             conn.executemany("DELETE FROM vectors WHERE path = ?", gone)
             if self.embedder is not None:
-                self._embed_missing(conn)
+                try:
+                    self._embed_missing(conn)
+                except EmbeddingsFailed as exc:  # the next update embeds what is missing
+                    log.warning("code index: embeddings failed, lexical only for now: %s", exc)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (commit,))
             indexed = conn.execute("SELECT count(*) FROM files WHERE docid IS NOT NULL").fetchone()[
                 0
@@ -233,7 +240,11 @@ class CodeIndex:
             ).fetchall()
             if self.embedder is None:
                 return [best_hit(path, score, body, terms) for path, score, body in rows]
-            near = self._nearest(conn, query, limit)
+            try:
+                near = self._nearest(conn, query, limit)
+            except EmbeddingsFailed as exc:
+                log.warning("code index: embeddings failed, searching words only: %s", exc)
+                near = []
             fused = fuse_rankings([str(r[0]) for r in rows], near)[:limit]
             bodies = dict(
                 conn.execute(
@@ -291,12 +302,18 @@ def fuse_rankings(lexical: list[str], near: list[str]) -> list[tuple[str, float]
 
 
 def nearest_paths(
-    embedder: LocalEmbedder, query: str, rows: list[tuple[str, bytes]], limit: int
+    embedder: Embedder, query: str, rows: list[tuple[str, bytes]], limit: int
 ) -> list[str]:
     """The ``limit`` paths whose vectors are nearest the query's (cosine: unit vectors)."""
     import numpy as np  # only with embeddings on (the optional extra brings numpy)
 
-    matrix = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32).reshape(len(rows), -1)
-    scores = matrix @ embedder.embed([query])[0]
+    wanted = embedder.embed([query])[0]
+    # Vectors of another embedder (the setting changed) are not comparable: skipped.
+    same = [(p, v) for p, v in rows if len(v) == wanted.nbytes]
+    if not same:
+        return []
+    matrix = np.frombuffer(b"".join(v for _, v in same), dtype=np.float32).reshape(len(same), -1)
+    scores = matrix @ wanted
+    rows = same
     order = np.argsort(-scores, kind="stable")[:limit]
     return [str(rows[int(i)][0]) for i in order]

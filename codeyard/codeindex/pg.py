@@ -13,6 +13,7 @@ more than body text, as in FTS5's BM25 weights.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -34,10 +35,13 @@ from codeyard.codeindex.index import (
     nearest_paths,
     tree_files,
 )
+from codeyard.codeindex.remote import EmbeddingsFailed
 from codeyard.codeindex.tokens import query_terms, symbol_terms
 
 if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
-    from codeyard.codeindex.embeddings import LocalEmbedder
+    from codeyard.codeindex.embeddings import Embedder
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TSV_BODY_CHARS", "PgCodeIndex"]
 
@@ -98,9 +102,7 @@ def tsquery(query: str) -> str | None:
 class PgCodeIndex:
     """One repository's index in PostgreSQL (the async twin of ``index.CodeIndex``)."""
 
-    def __init__(
-        self, engine: AsyncEngine, repo_id: str, embedder: LocalEmbedder | None = None
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, repo_id: str, embedder: Embedder | None = None) -> None:
         self.engine = engine
         self.repo_id = repo_id
         #: With one, each indexed file also gets a vector (``vec``) and ``search`` is hybrid.
@@ -178,7 +180,10 @@ class PgCodeIndex:
                 # Fresh statistics, or the planner may scan instead of using the GIN index.
                 await conn.execute(text("ANALYZE code_index_files"))
         if self.embedder is not None:
-            await self._embed_missing()
+            try:
+                await self._embed_missing()
+            except EmbeddingsFailed as exc:  # the next update embeds what is missing
+                log.warning("code index: embeddings failed, lexical only for now: %s", exc)
         added = sum(1 for p in todo if p not in known)
         return IndexStats(
             commit=commit,
@@ -243,7 +248,14 @@ class PgCodeIndex:
                 {"r": self.repo_id},
             )
             vectors = [(str(p), bytes(v)) for p, v in stored]
-            near = nearest_paths(self.embedder, query, vectors, limit) if vectors else []
+            near: list[str] = []
+            if vectors:
+                try:  # in a thread: a remote embedder blocks on the network
+                    near = await anyio.to_thread.run_sync(
+                        nearest_paths, self.embedder, query, vectors, limit
+                    )
+                except EmbeddingsFailed as exc:
+                    log.warning("code index: embeddings failed, searching words only: %s", exc)
             fused = fuse_rankings([p for p, _, _ in found], near)[:limit]
             wanted = [p for p, _ in fused]
             bodies_rows = await conn.execute(

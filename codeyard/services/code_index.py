@@ -9,25 +9,43 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codeyard.codeindex import dbschema
 from codeyard.codeindex import projectmap as pm
-from codeyard.codeindex.backends import AsyncIndex, open_index
+from codeyard.codeindex.backends import AsyncIndex, open_index, shared_embedder
+from codeyard.codeindex.remote import RemoteEmbedder
+from codeyard.config import Settings
 from codeyard.domain.errors import Conflict
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
 from codeyard.store import runs
 from codeyard.workspace import git
 
+if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
+    from codeyard.codeindex.embeddings import Embedder
+
 log = logging.getLogger(__name__)
 _MANIFESTS = ("pyproject.toml", "requirements.txt", "package.json", "go.mod")
+
+
+def embedder_for(settings: Settings) -> Embedder | None:
+    """The embedder the settings choose: none, the local model or the configured endpoint."""
+    if not settings.code_index_embeddings:
+        return None
+    if settings.code_index_embedder == "openai":
+        return RemoteEmbedder(
+            settings.code_index_embeddings_url,
+            settings.code_index_embeddings_model,
+            settings.code_index_embeddings_key,
+        )
+    return shared_embedder()
 
 
 def index_of(svc: Services, repo_id: str) -> AsyncIndex:
     """PostgreSQL full-text on PostgreSQL, else an FTS5 file (``codeindex.backends``)."""
     settings = svc.settings
-    return open_index(svc.engine, settings.data_dir, repo_id, settings.code_index_embeddings)
+    return open_index(svc.engine, settings.data_dir, repo_id, embedder=embedder_for(settings))
 
 
 async def _head(repo: dict[str, Any]) -> str:

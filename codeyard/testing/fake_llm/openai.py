@@ -5,7 +5,10 @@ OpenCode, Aider). Event sequences are the ones those CLIs accepted (research §1
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
+import re
 import time
 from typing import Any
 
@@ -17,7 +20,43 @@ from codeyard.testing.fake_llm.core import FakeState, new_id
 from codeyard.testing.fake_llm.http import error_response, record, sse, sse_response
 from codeyard.testing.fake_llm.script import Reply
 
-__all__ = ["chat_chunks", "chat_json", "response_events", "response_json", "routes"]
+__all__ = [
+    "EMBEDDING_DIM",
+    "chat_chunks",
+    "chat_json",
+    "embedding",
+    "response_events",
+    "response_json",
+    "routes",
+]
+
+#: Length of the fake embeddings (small: tests compare a handful of files).
+EMBEDDING_DIM = 256
+#: A few words the fake model "knows" mean the same thing, so a test can tell a search by
+#: meaning from one by words: each maps to the concept it is counted as.
+_SYNONYMS = {
+    "automobile": "car",
+    "vehicle": "car",
+    "motor": "car",
+    "email": "mail",
+    "smtp": "mail",
+    "letter": "mail",
+    "postal": "mail",
+    "invoice": "bill",
+    "vat": "bill",
+}
+_WORD = re.compile(r"[a-z]+")
+
+
+def embedding(text: str) -> list[float]:
+    """A deterministic unit vector: a hashed bag of words (synonyms folded together)."""
+    vec = [0.0] * EMBEDDING_DIM
+    for word in _WORD.findall(text.lower()):
+        word = _SYNONYMS.get(word, word)
+        digest = hashlib.sha256(word.encode()).digest()
+        vec[digest[0] % EMBEDDING_DIM] += 1.0 if digest[1] % 2 else -1.0
+    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+    return [x / norm for x in vec]
 
 
 def _declared(body: Any) -> list[str]:
@@ -282,7 +321,27 @@ def routes(state: FakeState) -> list[Route]:
             await asyncio.sleep(reply.delay)
         return JSONResponse(chat_json(reply, model))
 
+    async def embeddings(request: Request) -> Response:
+        entry = await record(state, request, "openai-embeddings")
+        body = entry.body if isinstance(entry.body, dict) else {}
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+            detail = "input must be a string or a list of strings"
+            error = {"type": "invalid_request_error", "message": detail}
+            return JSONResponse({"error": error}, 400)
+        data = [
+            {"object": "embedding", "index": i, "embedding": embedding(t)}
+            for i, t in enumerate(inputs)
+        ]
+        model = str(body.get("model") or "text-embedding-3-small")
+        usage = {"prompt_tokens": sum(len(t.split()) for t in inputs)}
+        return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
+
     return [
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/embeddings", embeddings, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/responses", responses, methods=["POST"]),
