@@ -65,6 +65,7 @@ _NOT_NULL = (
     "approval_timeout_hours",
     "auto_resume",
     "budgets",
+    "gates",
     "sandbox",
     "require_review_to_merge",
 )

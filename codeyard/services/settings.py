@@ -50,6 +50,8 @@ async def effective(engine: AsyncEngine, config: Settings) -> dict[str, Any]:
     for key, value in stored.items():
         if key == "budgets" and isinstance(value, dict):
             values["budgets"] = {**values["budgets"], **value}
+        elif key == "gates" and not isinstance(value, dict):
+            continue  # a null stored before PUT refused it: the defaults, not a broken GET
         elif key in values:
             values[key] = value
     values["worktree_root"] = str(config.worktree_root)

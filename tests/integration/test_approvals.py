@@ -13,6 +13,7 @@ import pytest
 
 from codeyard.config import Settings
 from codeyard.store import runs
+from codeyard.store import settings as settings_store
 from tests.conftest import TOKEN, Api, open_api
 
 pytestmark = pytest.mark.anyio
@@ -376,6 +377,12 @@ async def test_a_gate_set_to_deny_denies_without_asking(sqlite_api: Api, git_rep
     api = sqlite_api
     bad = await api.request("PUT", "/api/settings", json={"gates": {"no-such-gate": "deny"}})
     assert bad.status_code == 422 and "no-such-gate" in str(bad.json()["errors"])
+    null = await api.request("PUT", "/api/settings", json={"gates": None})  # was stored: 500s
+    assert null.status_code == 422 and "may not be null" in null.text, null.text
+    assert (await api.get("/api/settings")).json()["gates"] == {}
+    # A null stored by an older server reads as the defaults instead of breaking every GET.
+    await api.services.writer.run(lambda tx: settings_store.save(tx, {"gates": None}))
+    assert (await api.get("/api/settings")).json()["gates"] == {}
     ok = await api.request("PUT", "/api/settings", json={"gates": {"git-reset-hard": "deny"}})
     assert ok.status_code == 200 and ok.json()["gates"] == {"git-reset-hard": "deny"}
     run = await start(api, git_repo, {"bash": "git reset --hard HEAD"}, mode="auto")

@@ -72,3 +72,18 @@ def test_null_in_each_field_is_accepted_or_a_validation_error(body: type[BaseMod
         # A ValidationError is answered as a 422 problem naming the field; anything else is a 500.
         with contextlib.suppress(ValidationError):
             body.model_validate({field: None})
+
+
+def test_settings_refuse_null_wherever_get_never_answers_null() -> None:
+    """``PUT /api/settings {"gates": null}`` was stored, and every later GET was a 500."""
+    from codeyard.api.settings import SettingsUpdate, SettingsView
+
+    for name, field in SettingsView.model_fields.items():
+        if name not in SettingsUpdate.model_fields or name in ("worktree_root", "sandbox_status"):
+            continue  # read-only: sent back as GET answered them, then ignored
+        nullable = type(None) in typing.get_args(field.annotation)
+        if nullable:
+            SettingsUpdate.model_validate({name: None})
+        else:
+            with pytest.raises(ValidationError, match="may not be null"):
+                SettingsUpdate.model_validate({name: None})
