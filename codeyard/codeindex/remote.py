@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
+if TYPE_CHECKING:  # numpy comes with the optional embeddings extra; httpx loads on first use
+    import httpx
     import numpy as np
 
 __all__ = ["BATCH", "EmbeddingsFailed", "RemoteEmbedder"]
@@ -42,6 +41,7 @@ class RemoteEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors, one row per text (float32), fetched ``BATCH`` texts at a time."""
+        import httpx  # not at import: `codeyard serve` starts without it (test_startup_imports)
         import numpy as np  # only with embeddings on
 
         if not texts:
@@ -60,6 +60,8 @@ class RemoteEmbedder:
         return matrix / np.where(norms == 0, 1.0, norms)
 
     def _batch(self, client: httpx.Client, texts: list[str]) -> list[list[float]]:
+        import httpx
+
         try:
             resp = client.post(self.url, json={"model": self.model, "input": texts})
         except httpx.HTTPError as exc:
