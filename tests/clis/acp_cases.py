@@ -1,4 +1,4 @@
-"""The ACP providers as the contract suite (``test_acp_contract.py``) drives them: one
+"""The ACP providers as the contract suite (``test_agent_contract.py``) drives them: one
 :class:`~tests.clis.agent_cases.AgentCase` per CLI — its wire names, how it is pointed at the fake
 model server, how it tells the model about a rejection, and its quirks. Adding an ACP provider is
 adding a case here (Claude Code's and Codex's are in ``agent_cases.py``).

@@ -1,4 +1,4 @@
-"""Every real agent CLI as the contract suite (``test_acp_contract.py``) drives it: one
+"""Every real agent CLI as the contract suite (``test_agent_contract.py``) drives it: one
 :class:`AgentCase` per provider — its wire names, how it is pointed at the fake model server, how
 it tells the model about a rejection, and its quirks. Adding a provider is adding a case.
 

@@ -1,6 +1,6 @@
 """Aider (``aider-chat`` from ``clis/py/aider``, ``make aider``) end to end: the real aider, run
 by Codeyard's ACP bridge, against the fake model server (OpenAI Chat Completions), through the
-Codeyard API — the behaviours of the ACP contract suite (``test_acp_contract.py``).
+Codeyard API — the behaviours of the ACP contract suite (``test_agent_contract.py``).
 
 Aider is not a case of that suite because it has no tool calls: its model writes edit blocks and
 fenced shell blocks in plain text (the replies below), and is told what happened in user

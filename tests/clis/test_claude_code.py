@@ -4,7 +4,7 @@ instructions in its system prompt, tools denied or allowed by its own options, t
 
 The scenarios every agent shares (tool calls, a message resuming the session, asks, pause and
 resume, a restart, a lost session, messages mid-turn, a model error, cancel) are in the contract
-suite, ``test_acp_contract.py``, with Claude Code's case in ``agent_cases.py``.
+suite, ``test_agent_contract.py``, with Claude Code's case in ``agent_cases.py``.
 """
 
 from __future__ import annotations

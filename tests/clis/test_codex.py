@@ -4,7 +4,7 @@ its own words, steered messages it refuses or drops at a turn's end or a pause.
 
 The scenarios every agent shares (tool calls, a message resuming the thread, asks, pause and
 resume, a restart, a lost thread, messages mid-turn, a model error, cancel) are in the contract
-suite, ``test_acp_contract.py``, with Codex's case in ``agent_cases.py``.
+suite, ``test_agent_contract.py``, with Codex's case in ``agent_cases.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The real Copilot CLI (``copilot --acp``, pinned in clis/): what only Copilot shows — any ACP
 command runs as the ``acp`` provider. The scenarios every ACP agent shares (tool calls, asks,
-pause and resume, a model error, cancel) are in ``test_acp_contract.py``, with Copilot CLI's
+pause and resume, a model error, cancel) are in ``test_agent_contract.py``, with Copilot CLI's
 case in ``acp_cases.py``.
 """
 

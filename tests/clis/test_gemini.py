@@ -1,6 +1,6 @@
 """The real Gemini CLI (``gemini --acp``, pinned in clis/): what only Gemini has. The scenarios
 every ACP agent shares (tool calls, asks, pause and resume, a model error, cancel) are in
-``test_acp_contract.py``, with Gemini CLI's case in ``acp_cases.py``.
+``test_agent_contract.py``, with Gemini CLI's case in ``acp_cases.py``.
 """
 
 from __future__ import annotations
