@@ -507,6 +507,9 @@ OWNED = {
     ("DELETE", "/api/projects/{project_ref}/discover/conversations/{conversation_id}"): "project",
     ("DELETE", "/api/projects/{project_ref}/plans/{plan_id}"): "project",
     ("POST", "/api/projects/{project_ref}/plans/{plan_id}/accept"): "project",
+    # Linking changes the repositories' remotes.
+    ("POST", "/api/projects/{project_ref}/github/link"): "project",
+    ("POST", "/api/projects/{project_ref}/github/unlink"): "project",
 }
 #: Shared objects every member may use: reading a project, its files and branches, indexing,
 #: and agent profiles (which have no owner; changing them needs settings:write).
@@ -557,6 +560,7 @@ async def test_walk_routes_on_shared_objects_check_their_owner(
             ("POST", "/api/projects/{project_ref}/repos"): {"path": str(git_repo)},
             ("PATCH", "/api/repos/{repo_id}"): {"default_branch": "main"},
             ("PATCH", "/api/projects/{project_ref}"): {"name": "renamed"},
+            ("POST", "/api/projects/{project_ref}/github/link"): {"repository": "acme/shop"},
         }
         for method, path in sorted(walked):
             ids = await fresh_objects()
