@@ -114,8 +114,19 @@ def qwen_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
     return {"env": env, **extra}
 
 
-#: Zed's adapters start the same CLIs, pointed at the fake server the same way.
-codex_acp_options = codex_options
+def codex_acp_options(fake: FakeLLM, home: Path, **extra: Any) -> dict[str, Any]:
+    """Codex under Zed's adapter, pointed at the fake server like bare Codex, with Codex's own
+    command sandbox off: Codeyard's bwrap contains the adapter and everything it runs (what
+    these cases and the sandbox-escape test check). The adapter's Codex nests a second bwrap
+    that fails now and then on a loaded machine ("bwrap: setting up uid map: Operation not
+    permitted" as the first command's result; twice in two full-suite runs) — a Codex issue
+    named in the session note, not Codeyard behaviour under test here."""
+    options = codex_options(fake, home, **extra)
+    options["config"] = {**options["config"], "sandbox_mode": "danger-full-access"}
+    return options
+
+
+#: Zed's Claude adapter starts the same CLI, pointed at the fake server the same way.
 claude_acp_options = claude_options
 
 
