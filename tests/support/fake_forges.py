@@ -22,6 +22,7 @@ import json
 import re
 import subprocess
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +53,7 @@ class _Repo:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-class _Fake:
+class _Fake(ABC):
     """The HTTP server, the request log, repositories; subclasses add routes and shapes."""
 
     api_prefix = ""
@@ -104,8 +105,9 @@ class _Fake:
         with self.lock:
             self.repos[path].pulls[number].update(changes)
 
+    @abstractmethod
     def authorized(self, headers: dict[str, str]) -> bool:
-        raise NotImplementedError
+        """Whether the request carries this forge's token in this forge's header."""
 
     def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
         parts = urlsplit(target)
