@@ -28,7 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench._common import HOST, OUT, PY, ROOT, TOKEN, free_port, machine
+from bench._common import (
+    HOST,
+    OUT,
+    PY,
+    ROOT,
+    TOKEN,
+    free_port,
+    machine,
+    make_repo,
+    stop,
+    wait_healthy,
+)
 
 WEB = ROOT / "codeyard" / "web"
 CHROMIUM = "/usr/bin/chromium"
@@ -135,37 +146,18 @@ def main() -> None:
     port = free_port()
     url = f"http://{HOST}:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp) / "repo"
-        repo.mkdir()
-
-        def git(*a: str) -> None:
-            subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)
-
-        git("init", "-q", "-b", "main")
-        (repo / "README.md").write_text("# bench\n")
-        git("add", "-A")
-        git("-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "init")
+        repo = make_repo(Path(tmp) / "repo")
         cmd = [PY, __file__, "--serve", "--port", str(port), "--data-dir", str(Path(tmp) / "d")]
         server = subprocess.Popen(cmd, cwd=ROOT)
         try:
+            wait_healthy(port, server, 30)
             headers = {"Authorization": f"Bearer {TOKEN}"}
             with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
-                for _ in range(300):
-                    try:
-                        if c.get("/api/health").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.1)
                 load_s = fill(c, repo, args.tickets)
                 api_ms = [list_all(c) for _ in range(5)]
             samples = asyncio.run(measure(url, args.repeat))
         finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     keys = ("first_card_ms", "interactive_ms")
     result = {
         "machine": machine(),
