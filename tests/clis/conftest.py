@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from codeyard.agents.claude import ClaudeCodeProvider
+from codeyard.config import Settings
 from codeyard.testing.fake_llm import FakeLLM
+from tests.conftest import TOKEN
+from tests.support.live_app import Live, serve
+from tests.support.server import free_port
 
 
 @pytest.fixture
@@ -40,3 +45,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if str(item.path).startswith(here) and item.get_closest_marker("flaky") is None:
             item.add_marker(pytest.mark.flaky(reruns=CLI_RERUNS))
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    """The app under Uvicorn on a free port: for agents that reach Codeyard over HTTP (MCP)."""
+    settings = Settings(
+        data_dir=tmp_path / "data", admin_token=TOKEN, port=free_port(), bash_timeout_seconds=30
+    )
+    async with serve(settings) as server:
+        yield server

@@ -9,25 +9,21 @@ and the sub-run appears with its lineage and budget slice. Claude Code's case is
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from codeyard.agents.acp import GeminiProvider, OpenCodeProvider
 from codeyard.agents.base import Provider
 from codeyard.agents.codex import CodexProvider
-from codeyard.config import Settings
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
 from tests.clis.acp_cases import gemini_options, opencode_options
 from tests.clis.acp_support import require
 from tests.clis.agent_cases import codex_options
-from tests.conftest import TOKEN
-from tests.support.live_app import Live, serve
-from tests.support.server import free_port
+from tests.support.live_app import Live
 
 pytestmark = pytest.mark.anyio
 
@@ -76,27 +72,6 @@ CASES = {
         options=opencode_options,
     ),
 }
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    settings = Settings(
-        data_dir=tmp_path / "data", admin_token=TOKEN, port=free_port(), bash_timeout_seconds=30
-    )
-    async with serve(settings) as server:
-        yield server
-
-
-async def _wait_status(live: Live, run_id: str, *statuses: str) -> dict[str, Any]:
-    async with live.rest() as rest:
-        body: dict[str, Any] = {}
-        with anyio.move_on_after(120):
-            while True:
-                body = (await rest.get(f"/api/runs/{run_id}")).json()
-                if body["status"] in statuses:
-                    return body
-                await anyio.sleep(0.1)
-    raise AssertionError(f"run {run_id} never reached {statuses}: {body}")
 
 
 @pytest.mark.parametrize(
@@ -148,7 +123,7 @@ async def test_agent_starts_a_sub_run_through_codeyard_mcp(
         )
         assert created.status_code == 201, created.text
     parent_id = created.json()["id"]
-    parent = await _wait_status(live, parent_id, "review", "failed")
+    parent = await live.wait_status(parent_id, "review", "failed")
     assert parent["status"] == "review", parent
 
     async with live.rest() as rest:
@@ -210,7 +185,7 @@ async def test_a_policy_denying_the_mcp_tool_stops_codexs_sub_run(
         )
         assert created.status_code == 201, created.text
     parent_id = created.json()["id"]
-    parent = await _wait_status(live, parent_id, "review", "failed")
+    parent = await live.wait_status(parent_id, "review", "failed")
     assert parent["status"] == "review", parent
     async with live.rest() as rest:
         runs = (await rest.get("/api/runs")).json()["data"]

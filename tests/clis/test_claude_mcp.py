@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from codeyard.agents.claude import ClaudeCodeProvider
-from codeyard.config import Settings
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
-from tests.conftest import TOKEN
-from tests.support.live_app import Live, serve
-from tests.support.server import free_port
+from tests.support.live_app import Live
 
 pytestmark = pytest.mark.anyio
 
@@ -33,29 +28,6 @@ def _needs_claude() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"Claude Code must run in CI: {_PROBLEM}")
     pytest.skip(f"Claude Code cannot run here: {_PROBLEM}")
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    settings = Settings(
-        data_dir=tmp_path / "data", admin_token=TOKEN, port=free_port(), bash_timeout_seconds=30
-    )
-    async with serve(settings) as server:
-        yield server
-
-
-async def _wait_status(live: Live, run_id: str, *statuses: str) -> dict[str, Any]:
-    import anyio
-
-    async with live.rest() as rest:
-        body: dict[str, Any] = {}
-        with anyio.move_on_after(120):
-            while True:
-                body = (await rest.get(f"/api/runs/{run_id}")).json()
-                if body["status"] in statuses:
-                    return body
-                await anyio.sleep(0.1)
-    raise AssertionError(f"run {run_id} never reached {statuses}: {body}")
 
 
 async def test_claude_code_starts_a_sub_run_through_codeyard_mcp(
@@ -115,7 +87,7 @@ async def test_claude_code_starts_a_sub_run_through_codeyard_mcp(
         )
         assert created.status_code == 201, created.text
     parent_id = created.json()["id"]
-    parent = await _wait_status(live, parent_id, "review", "failed")
+    parent = await live.wait_status(parent_id, "review", "failed")
     assert parent["status"] == "review", parent
 
     # Claude Code was offered the tool (its MCP client listed Codeyard's tools to the model).
@@ -180,7 +152,7 @@ async def test_rag_enabled_snippets_reach_claude_codes_system_prompt(
             },
         )
         assert created.status_code == 201, created.text
-    done = await _wait_status(live, created.json()["id"], "review", "failed")
+    done = await live.wait_status(created.json()["id"], "review", "failed")
     assert done["status"] == "review", done
     system = json.dumps(fake.model_calls("anthropic")[0].body["system"])
     assert "Relevant code found by Codeyard" in system and "PLANTED-7731" in system

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import uvicorn
 
@@ -35,6 +36,18 @@ class Live:
 
     def run_token(self, run_id: str) -> str:
         return mint_run_token(secret_box(self.settings.secret_key_path), run_id)
+
+    async def wait_status(self, run_id: str, *statuses: str, timeout: float = 120) -> Any:
+        """The run once its status is one of ``statuses`` (polled over HTTP, bounded)."""
+        body: Any = {}
+        async with self.rest() as rest:
+            with anyio.move_on_after(timeout):
+                while True:
+                    body = (await rest.get(f"/api/runs/{run_id}")).json()
+                    if body["status"] in statuses:
+                        return body
+                    await anyio.sleep(0.1)
+        raise AssertionError(f"run {run_id} never reached {statuses}: {body}")
 
 
 @contextlib.asynccontextmanager
