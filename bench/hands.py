@@ -412,10 +412,14 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"- Measured: {m['date']}; {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}.",
             f"- Machine before each part (after waiting up to 45 s for it to calm down): {quiet}.",
-            "  The machine was shared with other engineers' test runs; wall-clock figures below "
-            "are what one client saw on a saturated machine. The 'per server CPU second' "
-            "figures (the server process's own user+system time) say what the code costs "
-            "independently of that contention.",
+            (
+                "  The machine was shared with other engineers' test runs; wall-clock figures "
+                "below are what one client saw on a saturated machine."
+                if max(busy.values()) > 0.5
+                else "  The machine was otherwise idle while measuring."
+            )
+            + " The 'per server CPU second' figures (the server process's own user+system "
+            "time) say what the code costs independently of other work on the machine.",
             "- Real `codeyard serve` (Uvicorn), terminals and the proxy as clients use them: "
             "the terminal WebSocket (binary frames) and `/api/preview/{port}/…` with a bearer "
             "token. Reproduce: `.venv/bin/python bench/hands.py && .venv/bin/python "
