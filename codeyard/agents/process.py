@@ -261,6 +261,11 @@ class ProcessGroup:
         self.pid = pid
         #: Every member seen, with its start time (so a recycled pid is never signalled).
         self._known: dict[int, int] = {}
+        #: The leader's start time when this object was made (None: already gone). Pids wrap
+        #: quickly (``pid_max`` is 32,768 on many hosts): once another process holds ``pid``,
+        #: the group is gone, and neither that process nor its children are ours.
+        leader = _stat(pid)
+        self._leader_start = leader[3] if leader is not None else None
         self.record: GroupRecord | None = None
         self._recorder: GroupRecorder | None = None
 
@@ -291,9 +296,12 @@ class ProcessGroup:
         if not stats:
             return {self.pid} if _alive(self.pid) else set()
         live = {p: s for p, s in stats.items() if s[0] not in ("Z", "X")}
-        found = {p for p, s in live.items() if s[2] == self.pid}
-        found |= {p for p, start in self._known.items() if p in live and live[p][3] == start}
-        frontier = [self.pid, *found]
+        found = {p for p, start in self._known.items() if p in live and live[p][3] == start}
+        if self._id_reused(live.get(self.pid)):
+            frontier = list(found)
+        else:
+            found |= {p for p, s in live.items() if s[2] == self.pid}
+            frontier = [self.pid, *found]
         while frontier:
             parent = frontier.pop()
             for pid, stat in live.items():
@@ -308,9 +316,15 @@ class ProcessGroup:
         input ends (Codex's ACP adapter), so a turn's end need not wait out ``stop``'s grace."""
         self._signal(signal.SIGINT)
 
+    def _id_reused(self, leader: Stat | None) -> bool:
+        """Whether ``pid`` now belongs to a newer process (Linux frees a group's id only once
+        the group is empty, so the group is then gone)."""
+        return leader is not None and self._leader_start not in (None, leader[3])
+
     def _signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+        if not self._id_reused(_stat(self.pid)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
         for pid in self.members() - {self.pid}:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)

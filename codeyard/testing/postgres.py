@@ -225,6 +225,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _serves(pid: int, data_dir: Path) -> bool:
+    """Whether ``pid`` is the postmaster of ``data_dir`` (it runs there), not a stranger holding
+    a recycled pid: a stale ``postmaster.pid`` (a cluster whose server died with its test
+    process) names a number that may now belong to anything, a pytest worker included, and
+    ``pg_ctl stop`` would send it SIGQUIT."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")) == data_dir.resolve()
+    except PermissionError:
+        return True  # not ours to look at: trust the file, as pg_ctl does
+    except OSError:
+        return False  # no such process
+
+
 def _teardown(pg_ctl: Path, base_dir: Path, run_as: _RunAs | None) -> None:
     """Stop the server immediately and delete everything; safe to call on a half-built cluster.
 
@@ -232,12 +245,12 @@ def _teardown(pg_ctl: Path, base_dir: Path, run_as: _RunAs | None) -> None:
     exit without keeping the cluster object alive.
     """
     data_dir = base_dir / "data"
-    if (data_dir / "postmaster.pid").exists():
+    pid = _read_pid(data_dir)
+    if pid is not None and _serves(pid, data_dir):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             cmd = [str(pg_ctl), "stop", "-D", str(data_dir), "-m", "immediate", "-w", "-t", "30"]
             _run(cmd, run_as=run_as, cwd=base_dir, timeout=60)
-        pid = _read_pid(data_dir)
-        if pid is not None and _alive(pid):
+        if _alive(pid) and _serves(pid, data_dir):
             # pg_ctl failed; SIGQUIT is what "immediate" sends, SIGKILL if that is ignored.
             for sig, wait in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):
                 with contextlib.suppress(OSError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import socket
+import subprocess
+import sys
 import unittest
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from codeyard.testing.postgres import (
     PostgresCluster,
     PostgresClusterError,
     PostgresUnavailable,
+    _teardown,
     require_postgres,
     why_unavailable,
 )
@@ -123,3 +126,29 @@ def test_missing_binaries_skip_locally_but_fail_in_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(PostgresUnavailable, match="CI is set"):
         require_postgres()
+
+
+def test_a_stale_pid_file_naming_a_stranger_signals_no_one(tmp_path: Path) -> None:
+    """A cluster whose server died with its test process leaves ``postmaster.pid`` behind; pids
+    wrap (``pid_max`` 32,768 here), so the number may now be anyone's — a pytest worker's. The
+    teardown removes the directory and leaves that process alone (neither SIGQUIT from us nor
+    from ``pg_ctl stop``). A real process stands in for the stranger; no PostgreSQL is needed."""
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        base_dir = tmp_path / "codeyard-pg-stale"
+        data_dir = base_dir / "data"
+        data_dir.mkdir(parents=True)
+        (data_dir / "postmaster.pid").write_text(f"{stranger.pid}\n{data_dir}\n")
+        pg_ctl = tmp_path / "pg_ctl"  # would SIGQUIT the pid it reads; must not be called
+        marker = tmp_path / "pg_ctl-called"
+        pg_ctl.write_text(f"#!/bin/sh\ntouch {marker}\nkill -QUIT {stranger.pid}\n")
+        pg_ctl.chmod(0o755)
+
+        _teardown(pg_ctl, base_dir, None)
+
+        assert not base_dir.exists()
+        assert not marker.exists()
+        assert stranger.poll() is None, "the stranger holding the recycled pid was signalled"
+    finally:
+        stranger.kill()
+        stranger.wait(timeout=10)
