@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from codeyard.agents import piped
+
 __all__ = [
     "GATE_PARENT_ENV",
     "SPAWN_WINDOW_ENV",
@@ -214,9 +216,10 @@ async def spawn(
     """Start ``argv`` as the leader of a new process group tied to the server's life, and
     record the group on the current run before the command starts: it waits at a gate until
     the record is committed, so a crash at any moment leaves no unrecorded group behind.
-    ``kwargs`` go to ``create_subprocess_exec``."""
+    ``kwargs`` go to ``create_subprocess_exec``: :mod:`codeyard.agents.piped`'s, which starts
+    the child with vfork rather than by forking the whole server as uvloop's would."""
     if recorder.get() is None:  # nothing to record: no gate needed
-        proc = await asyncio.create_subprocess_exec(
+        proc = await piped.create_subprocess_exec(
             *pdeathsig_prefix(), *argv, start_new_session=True, **kwargs
         )
         return proc, ProcessGroup(proc.pid)
@@ -228,7 +231,7 @@ async def spawn(
         env[GATE_PARENT_ENV] = str(os.getpid())
         late = _late_start(window) if window is not None else []
         gated = [*late, *pdeathsig_prefix(), "/bin/bash", "-c", _GATE, "codeyard-gate", *argv]
-        proc = await asyncio.create_subprocess_exec(
+        proc = await piped.create_subprocess_exec(
             *gated, start_new_session=True, pass_fds=(gate_r,), env=env, **kwargs
         )
     except BaseException:

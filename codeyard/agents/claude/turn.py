@@ -33,7 +33,15 @@ from claude_agent_sdk import (
     ToolPermissionContext,
 )
 
-from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, TurnContext, TurnEnd
+from codeyard.agents import piped
+from codeyard.agents.base import (
+    SESSION_BEHIND,
+    AdapterItem,
+    AgentFailure,
+    RawOutput,
+    TurnContext,
+    TurnEnd,
+)
 from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, tool_kind
 from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
 from codeyard.agents.claude.settings import TurnSettings
@@ -134,6 +142,8 @@ class _Turn:
 
     def prompt(self) -> str:
         if self.ctx.source == "resume" and self.resume:
+            if self.ctx.resume_state.get(SESSION_BEHIND):
+                return PROMPTS["resume_moved"].format(prompt=self.ctx.prompt)
             return PROMPTS["resume"]
         return self.ctx.prompt
 
@@ -182,6 +192,9 @@ class _Turn:
     async def _connect(self) -> ClaudeSDKClient | None:
         """A started client; None when the session to resume is gone (Claude Code says so)."""
         client = ClaudeSDKClient(self.options())
+        # The SDK spawns the CLI with anyio.open_process, i.e. the loop's subprocess_exec:
+        # under uvloop that forks the whole server; this makes it vfork (agents/piped.py).
+        piped.install(asyncio.get_running_loop())
         try:
             with warnings.catch_warnings():
                 # Allowed tools (or a bypass mode) skipping Codeyard's decision function

@@ -1,0 +1,146 @@
+"""Agent processes started without forking the server (``codeyard.agents.piped``).
+
+Each test runs its own uvloop loop (the server's loop, whose own spawn forks), with real child
+processes; every wait is bounded and every child is killed in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+import uvloop
+
+from codeyard.agents import piped
+from codeyard.agents.process import spawn
+
+LIMIT = 10.0
+
+
+def run_uvloop(main: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        async with asyncio.timeout(LIMIT):
+            await main()
+
+    uvloop.run(bounded())
+
+
+def _started_by_popen(proc: asyncio.subprocess.Process) -> bool:
+    """asyncio's subprocess transports expose the ``Popen`` they started; uvloop's do not."""
+    transport = proc._transport  # type: ignore[attr-defined]  # what started the child
+    return isinstance(transport.get_extra_info("subprocess"), subprocess.Popen)
+
+
+def test_pipes_exit_status_and_the_standard_process_api_under_uvloop(tmp_path: Path) -> None:
+    async def main() -> None:
+        proc = await piped.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            'read -r line; echo "got $line in $PWD $COLOR"; echo oops >&2; exit 3',
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+            env={"COLOR": "green", "PATH": os.environ["PATH"]},
+        )
+        try:
+            assert _started_by_popen(proc)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(b"hello\n")
+            await proc.stdin.drain()
+            assert await proc.stdout.readline() == f"got hello in {tmp_path} green\n".encode()
+            _, err = await proc.communicate()
+            assert err == b"oops\n"
+            assert proc.returncode == 3
+            assert await proc.wait() == 3
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+
+    run_uvloop(main)
+
+
+def test_a_killed_child_reports_the_signal_and_a_long_line_hits_the_limit() -> None:
+    async def main() -> None:
+        proc = await piped.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            "head -c 300 /dev/zero | tr '\\0' x; echo; exec sleep 30",
+            stdout=asyncio.subprocess.PIPE,
+            limit=100,
+        )
+        try:
+            assert proc.stdout is not None
+            try:
+                await proc.stdout.readline()
+                raise AssertionError("a 300-byte line passed a 100-byte limit")
+            except ValueError:
+                pass
+            proc.send_signal(signal.SIGKILL)
+            await proc.communicate()  # the rest of the output, then the exit
+            assert proc.returncode == -signal.SIGKILL
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+
+    run_uvloop(main)
+
+
+def test_spawn_starts_a_group_leader_without_forking_the_server() -> None:
+    """What every provider's spawn site gets: a new session led by the child, the
+    die-with-the-server prefix, and a Popen-started child."""
+
+    async def main() -> None:
+        proc, group = await spawn(
+            ["/bin/sh", "-c", "cat /proc/self/stat"],
+            kind="test",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert _started_by_popen(proc)
+            out, _ = await proc.communicate()
+            fields = out[out.rfind(b")") + 2 :].split()
+            # The shell exec'd cat, so cat holds the spawned pid: it leads its group and session.
+            assert int(fields[2]) == int(fields[3]) == proc.pid == group.pid
+        finally:
+            group.kill()
+
+    run_uvloop(main)
+
+
+def test_install_routes_the_loops_own_spawns_like_the_claude_sdks() -> None:
+    """The Claude SDK starts its CLI with ``anyio.open_process`` (the loop's
+    ``subprocess_exec``): once installed, that goes through Popen too."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        before = await asyncio.create_subprocess_exec("/bin/true")
+        await before.wait()
+        assert not _started_by_popen(before)  # uvloop's own spawn: a fork
+        piped.install(loop)
+        piped.install(loop)  # idempotent
+        async with await anyio.open_process(["/bin/cat"]) as proc:
+            assert proc.stdin is not None and proc.stdout is not None
+            await proc.stdin.send(b"ping\n")
+            assert await proc.stdout.receive() == b"ping\n"
+            await proc.stdin.aclose()
+            assert await proc.wait() == 0
+        after = await asyncio.create_subprocess_exec("/bin/true")
+        assert _started_by_popen(after)
+        assert await after.wait() == 0
+
+    run_uvloop(main)
+
+
+@pytest.mark.anyio
+async def test_install_leaves_asyncios_own_loop_alone() -> None:
+    loop = asyncio.get_running_loop()
+    method = loop.subprocess_exec
+    piped.install(loop)
+    assert loop.subprocess_exec == method
