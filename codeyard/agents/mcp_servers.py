@@ -11,10 +11,16 @@ Claude Code takes that shape as it is; this module translates it for the others:
 * ACP agents: the ``mcpServers`` list of ``session/new`` / ``session/load`` (``{type: "http",
   name, url, headers: [{name, value}]}``), for agents whose ``initialize`` answer says they
   speak MCP over HTTP (every pinned one does: Gemini CLI, Copilot CLI, OpenCode, Qwen Code,
-  Kilo, claude-acp, codex-acp); others get none (the turn logs a warning rather than failing).
+  Kilo, claude-acp, codex-acp). Every ACP agent speaks MCP over stdio, so one that does not
+  speak HTTP still gets Codeyard's own server as a command (``{name, command, args, env}``):
+  ``codeyard mcp``, a relay to ``/mcp``, with the run token in its environment
+  (``STDIO_KEY``, added per turn by ``mcp_server.offer``); ``codeyard_mcp: "stdio"`` asks for
+  that path whatever the agent says. A profile's other HTTP servers are left out for such an
+  agent (the turn logs a warning rather than failing).
 
-Only HTTP servers are translated: a stdio server would run a command on the agent's side that
-Codeyard did not sandbox, and Codeyard's own server is HTTP.
+Profiles name HTTP servers only: a stdio server they named would be a command of their
+choosing. The one stdio server is Codeyard's own, started by the agent inside the run's
+sandbox like every tool it runs, and reaching the server the way the agent itself would.
 """
 
 from __future__ import annotations
@@ -22,7 +28,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["acp_servers", "codex_config", "errors", "http_servers"]
+__all__ = ["STDIO_KEY", "acp_servers", "codex_config", "errors", "http_servers", "stdio_servers"]
+
+#: The option that carries Codeyard's own server as a command (``mcp_server.offer``): set per
+#: turn, never by a profile or a run (``errors`` refuses it).
+STDIO_KEY = "codeyard_mcp_stdio"
+#: ``codeyard_mcp`` values: off, on (HTTP where the agent speaks it), or stdio (ACP agents).
+_OPT_IN = (None, True, False)
 
 #: The ``type`` values accepted for an HTTP (streamable HTTP) server.
 _HTTP = ("http", "streamable_http", "streamable-http")
@@ -30,15 +42,20 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _BEARER = "bearer "
 
 
-def errors(options: dict[str, Any]) -> list[dict[str, Any]]:
-    """Problems with ``mcp_servers`` / ``codeyard_mcp`` in a provider's options (Codex, ACP)."""
+def errors(options: dict[str, Any], *, stdio: bool = False) -> list[dict[str, Any]]:
+    """Problems with ``mcp_servers`` / ``codeyard_mcp`` in a provider's options (Codex, ACP;
+    ``stdio``: the provider can take Codeyard's server as a command, ``"stdio"`` allowed)."""
     found: list[dict[str, Any]] = []
 
     def bad(key: str, msg: str) -> None:
         found.append({"loc": ["agent_options", key], "msg": msg})
 
-    if options.get("codeyard_mcp") not in (None, True, False):
-        bad("codeyard_mcp", "must be true or false")
+    if stdio and options.get("codeyard_mcp") not in (*_OPT_IN, "stdio"):
+        bad("codeyard_mcp", 'must be true, false or "stdio"')
+    elif not stdio and options.get("codeyard_mcp") not in _OPT_IN:
+        bad("codeyard_mcp", 'must be true or false ("stdio" is for ACP agents)')
+    if STDIO_KEY in options:
+        bad(STDIO_KEY, 'is set by Codeyard at each turn: use "codeyard_mcp" instead')
     servers = options.get("mcp_servers")
     if servers is None:
         return found
@@ -108,18 +125,51 @@ def codex_config(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
     return config, env
 
 
-def acp_servers(servers: dict[str, dict[str, Any]], capabilities: Any) -> list[dict[str, Any]]:
+def stdio_servers(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The commands of options (:data:`STDIO_KEY`): ``{name: {"command", "args", "env"}}``."""
+    servers = options.get(STDIO_KEY)
+    if not isinstance(servers, dict):
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for name, server in servers.items():
+        if not isinstance(server, dict) or not isinstance(server.get("command"), str):
+            continue
+        args, env = server.get("args") or [], server.get("env") or {}
+        if isinstance(args, list) and all(isinstance(a, str) for a in args) and _string_map(env):
+            found[str(name)] = {"command": server["command"], "args": list(args), "env": dict(env)}
+    return found
+
+
+def acp_servers(
+    servers: dict[str, dict[str, Any]],
+    capabilities: Any,
+    commands: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The ``mcpServers`` of ``session/new`` for an agent with these ``agentCapabilities``:
-    the HTTP servers (from :func:`http_servers`) if the agent speaks MCP over HTTP, else none."""
+    the HTTP servers (from :func:`http_servers`) if the agent speaks MCP over HTTP; then the
+    commands (from :func:`stdio_servers`) of every server not given over HTTP."""
     mcp = capabilities.get("mcpCapabilities") if isinstance(capabilities, dict) else None
-    if not (isinstance(mcp, dict) and mcp.get("http") is True):
-        return []
-    return [
+    http = isinstance(mcp, dict) and mcp.get("http") is True
+    listed: list[dict[str, Any]] = []
+    if http:
+        listed = [
+            {
+                "type": "http",
+                "name": name,
+                "url": server["url"],
+                "headers": [{"name": k, "value": v} for k, v in server["headers"].items()],
+            }
+            for name, server in servers.items()
+        ]
+    given = {s["name"] for s in listed}
+    listed += [
         {
-            "type": "http",
             "name": name,
-            "url": server["url"],
-            "headers": [{"name": k, "value": v} for k, v in server["headers"].items()],
+            "command": command["command"],
+            "args": list(command["args"]),
+            "env": [{"name": k, "value": v} for k, v in command["env"].items()],
         }
-        for name, server in servers.items()
+        for name, command in (commands or {}).items()
+        if name not in given
     ]
+    return listed

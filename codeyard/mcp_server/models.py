@@ -36,6 +36,9 @@ class RunBrief(BaseModel):
     delegation: dict[str, Any] | None = Field(
         default=None, description="Depth and budget slice of a sub-run an agent started."
     )
+    workspace_id: str | None = Field(
+        default=None, description="The workspace the run was started in, if any."
+    )
     budget_usd: float | None = None
     cost_usd: float = 0.0
     diff_stats: DiffStats = Field(default_factory=DiffStats)

@@ -68,6 +68,13 @@ def build() -> MCPServer:
             str | None, Field(description="Local git work tree (people only).")
         ] = None,
         project_id: Annotated[str | None, Field(description="Project id (people only).")] = None,
+        workspace: Annotated[
+            str | None,
+            Field(
+                description="Workspace id or name (people only): the run uses its project and "
+                "defaults. A sub-run stays in its parent's workspace."
+            ),
+        ] = None,
         model: str | None = None,
         title: str | None = None,
         budget_usd: Annotated[
@@ -90,7 +97,7 @@ def build() -> MCPServer:
             "budget_usd": budget_usd,
         }
         if a.agent_run_id is None:
-            args |= {"repo_path": repo_path, "project_id": project_id}
+            args |= {"repo_path": repo_path, "project_id": project_id, "workspace": workspace}
         with _errors():
             started = await tools.start_run(a, args)
             if wait:
@@ -141,10 +148,13 @@ def build() -> MCPServer:
         status: Annotated[str | None, Field(description="Comma-separated statuses.")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
         cursor: str | None = None,
+        workspace: Annotated[
+            str | None, Field(description="Only runs started in this workspace (id or name).")
+        ] = None,
     ) -> m.RunList:
         """Runs, newest first (an agent sees its own run and its sub-runs)."""
         with _errors():
-            return await tools.list_runs(_access(ctx), status, limit, cursor)
+            return await tools.list_runs(_access(ctx), status, limit, cursor, workspace)
 
     @server.tool()
     async def get_diff(

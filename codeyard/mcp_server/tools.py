@@ -25,6 +25,7 @@ from codeyard.services import approvals as approval_service
 from codeyard.services import delegation, resolution
 from codeyard.services import review as review_service
 from codeyard.services import runs as run_service
+from codeyard.services import workspaces as workspace_service
 from codeyard.services.context import Services
 from codeyard.store import events, policies, runs
 
@@ -79,6 +80,7 @@ async def brief(svc: Services, run: dict[str, Any]) -> m.RunBrief:
         branch=run["branch"],
         parent_run_id=run["parent_run_id"],
         delegation=run.get("delegation"),
+        workspace_id=run.get("workspace_id"),
         budget_usd=run["budget_usd"],
         cost_usd=float((run["usage"] or {}).get("cost_usd") or 0.0),
         diff_stats=m.DiffStats(**(run["diff_stats"] or {})),
@@ -93,11 +95,22 @@ async def _last_event_id(svc: Services, run_id: str) -> int:
     return tail[-1].id if tail else 0
 
 
+async def workspace_id(a: Access, ref: str | None) -> str | None:
+    """The id of the workspace ``ref`` names (an id or a name, as a person would say it)."""
+    return None if ref is None else str((await workspace_service.find(a.svc, ref))["id"])
+
+
 async def start_run(a: Access, args: dict[str, Any]) -> m.StartResult:
+    """People may name a workspace (``args["workspace"]``: its project and defaults apply as
+    for ``POST /api/runs``, and only its owner or an admin may run in it); an agent's sub-run
+    stays in its parent's workspace (``services.delegation``)."""
     a.need("runs:write")
+    args = dict(args)
+    named = args.pop("workspace", None)
     if a.agent_run_id is not None:
         run = await delegation.start_sub_run(a.svc, a.principal, a.agent_run_id, args)
     else:
+        args["workspace_id"] = await workspace_id(a, named)
         run = await run_service.create(a.svc, args, a.principal)
     return m.StartResult(run=await brief(a.svc, run), cursor=await _last_event_id(a.svc, run["id"]))
 
@@ -176,20 +189,31 @@ async def get_run(a: Access, run_ref: str) -> m.RunBrief:
     return await brief(a.svc, run)
 
 
-async def list_runs(a: Access, status: str | None, limit: int, cursor: str | None) -> m.RunList:
-    """Newest first; an agent sees itself and its sub-runs only."""
+async def list_runs(
+    a: Access, status: str | None, limit: int, cursor: str | None, workspace: str | None = None
+) -> m.RunList:
+    """Newest first, of one workspace if named (by id or name); an agent sees itself and its
+    sub-runs only."""
     a.need("runs:read")
     statuses = [s for s in (status or "").split(",") if s] or None
+    in_workspace = await workspace_id(a, workspace)
     if a.agent_run_id is not None:
         mine = await delegation.agent_runs(a.svc, a.agent_run_id)
         async with a.svc.engine.connect() as conn:
             rows = [await runs.get(conn, rid) for rid in mine]
         rows = [r for r in rows if statuses is None or r["status"] in statuses]
+        if in_workspace is not None:
+            rows = [r for r in rows if r.get("workspace_id") == in_workspace]
         rows.sort(key=lambda r: -int(r["number"]))
         return m.RunList(runs=[await brief(a.svc, r) for r in rows[:limit]])
     async with a.svc.engine.connect() as conn:
         rows, next_cursor = await runs.list_page(
-            conn, status=statuses, archived=None, limit=limit, cursor=cursor
+            conn,
+            status=statuses,
+            archived=None,
+            limit=limit,
+            cursor=cursor,
+            workspace_id=in_workspace,
         )
     return m.RunList(runs=[await brief(a.svc, r) for r in rows], next_cursor=next_cursor)
 

@@ -25,6 +25,7 @@ from codeyard.domain.errors import Forbidden, Unauthorized
 from codeyard.domain.status import ACTIVE, RunStatus
 from codeyard.policy import context as policy_context
 from codeyard.services import runs as run_service
+from codeyard.services import workspaces as workspace_service
 from codeyard.services.context import Services
 from codeyard.store import lineage, policies, runs, users
 
@@ -152,6 +153,9 @@ async def start_sub_run(
         if same_agent
         else {k: parent_options[k] for k in INHERITED_OPTIONS if k in parent_options}
     )
+    if not same_agent and options.get(OPT_IN) == "stdio":
+        # "stdio" is an ACP agent's way in; another agent takes the offer as it can.
+        options[OPT_IN] = True
     body: dict[str, Any] = {
         "prompt": args.get("prompt"),
         "title": args.get("title"),
@@ -167,6 +171,8 @@ async def start_sub_run(
             dict.fromkeys([*inherited_sets, *(args.get("policy_set_ids") or [])])
         ),
         "labels": list(parent.get("labels") or []),
+        # Its parent's workspace: listed with it, and under its defaults and owner check.
+        "workspace_id": await workspace_service.kept(svc, parent.get("workspace_id")),
     }
     if body["agent_id"] is not None and body["provider"] == parent["provider"] and not provider:
         body["provider"] = None  # the profile names its provider

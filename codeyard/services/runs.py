@@ -468,7 +468,8 @@ async def set_archived(svc: Services, ref: str, archived: bool) -> dict[str, Any
 async def follow_up(
     svc: Services, ref: str, body: dict[str, Any], principal: Principal
 ) -> dict[str, Any]:
-    """A new run that starts from this run's branch."""
+    """A new run that starts from this run's branch, in the same workspace and under the same
+    policy sets (a follow-up continues the work; it is not a way out of its governance)."""
     parent = await get(svc, ref)
     if not parent["branch"]:
         raise InvalidTransition(
@@ -484,12 +485,14 @@ async def follow_up(
         "provider": body.get("provider") or (None if body.get("agent_id") else parent["provider"]),
         "model": body.get("model") or parent["model"],
         "agent_options": body.get("agent_options", parent["agent_options"]),
+        "policy_set_ids": list(parent["policy_set_ids"] or []),
+        "workspace_id": await workspace_service.kept(svc, parent["workspace_id"]),
     }
     return await create(svc, new_body, principal, parent_run_id=parent["id"])
 
 
 async def retry(svc: Services, ref: str, principal: Principal) -> dict[str, Any]:
-    """A new run with the same prompt, agent and original source commits."""
+    """A new run with the same prompt, agent, policy sets, workspace and source commits."""
     run = await get(svc, ref)
     body = {
         "prompt": run["prompt"],
@@ -505,5 +508,7 @@ async def retry(svc: Services, ref: str, principal: Principal) -> dict[str, Any]
         else run["source_ref"],
         "budget_usd": run["budget_usd"],
         "labels": run["labels"],
+        "policy_set_ids": list(run["policy_set_ids"] or []),
+        "workspace_id": await workspace_service.kept(svc, run["workspace_id"]),
     }
     return await create(svc, body, principal, parent_run_id=run["id"])

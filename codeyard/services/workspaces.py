@@ -28,7 +28,17 @@ from codeyard.store import policies, projects
 from codeyard.store import workspaces as store
 from codeyard.store.writer import Tx
 
-__all__ = ["create", "delete", "get", "list_page", "public", "replace", "scope_run"]
+__all__ = [
+    "create",
+    "delete",
+    "find",
+    "get",
+    "kept",
+    "list_page",
+    "public",
+    "replace",
+    "scope_run",
+]
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +55,9 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _require_owner(principal: Principal, row: dict[str, Any]) -> None:
-    if principal.is_admin or (principal.user_id and principal.user_id == row.get("owner_id")):
+    # ``owns``: None is the admin token's, so an agent acting for a run the admin token
+    # started (its run token has no admin scope) may keep working in the admin's workspace.
+    if principal.is_admin or principal.owns(row.get("owner_id")):
         return
     raise Forbidden(
         f"Workspace '{row['id']}' belongs to another user: only its owner or an admin may see, "
@@ -145,6 +157,35 @@ async def _row(svc: Services, principal: Principal, workspace_id: str) -> dict[s
 
 async def get(svc: Services, principal: Principal, workspace_id: str) -> dict[str, Any]:
     return public(await _row(svc, principal, workspace_id))
+
+
+async def find(svc: Services, ref: str) -> dict[str, Any]:
+    """The workspace with this id, else this name (MCP tools name workspaces as people do);
+    404 naming where to look. Whether the caller may use it is ``scope_run``'s check."""
+    async with svc.engine.connect() as conn:
+        try:
+            return await store.get(conn, ref)
+        except NotFound:
+            row = await store.find_by_name(conn, ref)
+    if row is None:
+        raise NotFound(
+            f"No workspace with the id or name '{ref}': list them with GET /api/workspaces."
+        )
+    return row
+
+
+async def kept(svc: Services, workspace_id: str | None) -> str | None:
+    """The workspace a follow-up, retry or sub-run of a run in ``workspace_id`` starts in: the
+    same one, so its project, defaults and listing hold for the whole line of work; none when
+    it was deleted since (its runs keep the id as history only)."""
+    if workspace_id is None:
+        return None
+    async with svc.engine.connect() as conn:
+        try:
+            await store.get(conn, workspace_id)
+        except NotFound:
+            return None
+    return workspace_id
 
 
 async def list_page(

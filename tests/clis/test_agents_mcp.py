@@ -4,6 +4,11 @@ MCP tools, the CLI calls the server's ``/mcp`` with its run token (Codex: from t
 variable its ``mcp_servers`` configuration names; ACP: from ``session/new``'s ``mcpServers``),
 and the sub-run appears with its lineage and budget slice. Claude Code's case is
 ``test_claude_mcp.py``.
+
+Every ACP agent here speaks MCP over HTTP (``mcpCapabilities.http``: Gemini CLI, Qwen Code,
+OpenCode, codex-acp, …), so the path for one that does not — Codeyard's server as the command
+``codeyard mcp``, started by the agent inside the run's sandbox with the run token in its
+environment — is taken by Gemini CLI with ``codeyard_mcp: "stdio"`` (``gemini-stdio``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ class Case:
     #: kind (``other``) and a title.
     recorded: str
     options: Callable[..., dict[str, Any]]
+    #: The profile's provider (default: the case's name) and its ``codeyard_mcp``.
+    provider_name: str | None = None
+    opt_in: Any = True
 
 
 CASES = {
@@ -61,6 +69,17 @@ CASES = {
         api="gemini",
         recorded="other",
         options=gemini_options,
+    ),
+    "gemini-stdio": Case(
+        provider=GeminiProvider,
+        model="gemini-2.5-pro",
+        tool="mcp_codeyard_start_run",
+        namespace=None,
+        api="gemini",
+        recorded="other",
+        options=gemini_options,
+        provider_name="gemini",
+        opt_in="stdio",
     ),
     "opencode": Case(
         provider=OpenCodeProvider,
@@ -105,10 +124,10 @@ async def test_agent_starts_a_sub_run_through_codeyard_mcp(
             "/api/agents",
             json={
                 "name": f"delegating {name}",
-                "provider": name,
+                "provider": case.provider_name or name,
                 "model": case.model,
                 "permission_mode": "auto",
-                "provider_config": case.options(fake, tmp_path / "home", codeyard_mcp=True),
+                "provider_config": case.options(fake, tmp_path / "home", codeyard_mcp=case.opt_in),
             },
         )
         assert profile.status_code == 201, profile.text
@@ -129,7 +148,6 @@ async def test_agent_starts_a_sub_run_through_codeyard_mcp(
     async with live.rest() as rest:
         runs = (await rest.get("/api/runs")).json()["data"]
         children = [r for r in runs if r["parent_run_id"] == parent_id]
-        Path("/tmp/h8_last.json").write_text(json.dumps([c.body for c in fake.model_calls()]))
         assert len(children) == 1, (runs, [c.body for c in fake.model_calls()][-1:])
         child = children[0]
         assert child["provider"] == "script" and child["prompt"] == f"Sub task from {name}"
@@ -147,8 +165,12 @@ async def test_agent_starts_a_sub_run_through_codeyard_mcp(
     # Codeyard's configuration lists the server's tools among those to ask about).
     assert decisions == ["allow"], decisions
     assert [e["data"]["text"] for e in evs if e["type"] == "agent.message"][-1] == "Delegated."
-    # The run token is never stored: not in the run row, the profile, nor in any event.
+    # The run token is never stored: not in the run row, the profile, nor in any event; nor
+    # written into the worktree.
     assert "cy_run_" not in json.dumps(evs) and "cy_run_" not in json.dumps(parent)
+    for worktree in parent["worktrees"].values():
+        written = [f.read_text(errors="ignore") for f in Path(worktree).rglob("*") if f.is_file()]
+        assert not any("cy_run_" in text for text in written), worktree
 
 
 async def test_a_policy_denying_the_mcp_tool_stops_codexs_sub_run(

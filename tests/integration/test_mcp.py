@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -76,12 +77,14 @@ def error_text(result: CallToolResult) -> str:
     return first.text
 
 
-async def script_profile(live: Live, steps: list[dict[str, Any]], mode: str = "auto") -> str:
+async def script_profile(
+    live: Live, steps: list[dict[str, Any]], mode: str = "auto", name: str = "scripted"
+) -> str:
     async with live.rest() as rest:
         resp = await rest.post(
             "/api/agents",
             json={
-                "name": "scripted",
+                "name": name,
                 "provider": "script",
                 "permission_mode": mode,
                 "provider_config": {"scenario": {"steps": steps}},
@@ -320,6 +323,136 @@ async def test_agent_token_delegation_lineage_budget_limits_and_approvals(
             "/mcp", json={}, headers={"Authorization": f"Bearer {live.run_token(parent_id)}"}
         )
         assert resp.status_code == 401 and "only works while it runs" in resp.json()["detail"]
+
+
+async def test_start_run_in_a_workspace_by_name_and_list_runs_by_it(
+    live: Live, git_repo: Path
+) -> None:
+    """``start_run`` with a workspace takes its project and defaults as ``POST /api/runs``
+    does, only for its owner or an admin; ``list_runs`` filters by it; an agent's sub-run
+    stays in its parent's workspace."""
+    asks = await script_profile(live, [{"bash": "echo hi > hi.txt"}], "default", "asks")
+    says = await script_profile(live, [{"say": "done"}], name="says")
+    async with live.rest() as rest:
+        project = await rest.post(
+            "/api/projects", json={"name": "web", "repos": [{"path": str(git_repo)}]}
+        )
+        assert project.status_code == 201, project.text
+        body = {
+            "name": "Team Web",
+            "project_ids": [project.json()["id"]],
+            "defaults": {"agent_id": says, "budget_usd": 0.75},
+        }
+        made = await rest.post("/api/workspaces", json=body)
+        assert made.status_code == 201, made.text
+        ws = made.json()
+        outside = await rest.post(
+            "/api/runs",
+            json={"prompt": "Elsewhere", "project_id": project.json()["id"], "agent_id": says},
+        )
+        assert outside.status_code == 201, outside.text
+        await rest.post("/api/users", json={"username": "mia", "password": "correct horse 9"})
+
+    async with mcp_client(live) as client:
+        # By name: the workspace's one project, its default profile and budget.
+        started = out(
+            await client.call_tool("start_run", {"prompt": "Hi", "workspace": "Team Web"})
+        )
+        run = started["run"]
+        assert run["workspace_id"] == ws["id"] and run["budget_usd"] == 0.75
+        done = out(
+            await client.call_tool("wait_run", {"run": run["id"], "cursor": started["cursor"]})
+        )
+        assert done["run"]["status"] == "review"
+        # By id, with the run's own profile winning over the default.
+        asking = out(
+            await client.call_tool(
+                "start_run", {"prompt": "Ask", "workspace": ws["id"], "agent_id": asks}
+            )
+        )["run"]
+        listed = out(await client.call_tool("list_runs", {"workspace": "Team Web"}))["runs"]
+        assert [r["id"] for r in listed] == [asking["id"], run["id"]]
+        everything = out(await client.call_tool("list_runs", {}))["runs"]
+        assert outside.json()["id"] in {r["id"] for r in everything}
+        unknown = await client.call_tool("start_run", {"prompt": "Hi", "workspace": "Nope"})
+        assert "No workspace with the id or name 'Nope'" in error_text(unknown)
+        unknown = await client.call_tool("list_runs", {"workspace": "Nope"})
+        assert "No workspace" in error_text(unknown)
+
+    waiting = await live.wait_status(asking["id"], "waiting")
+    assert waiting["workspace_id"] == ws["id"]
+    async with mcp_client(live, live.run_token(asking["id"])) as agent:
+        sub = out(await agent.call_tool("start_run", {"prompt": "Sub", "agent_id": says}))["run"]
+        assert sub["workspace_id"] == ws["id"] and sub["parent_run_id"] == asking["id"]
+        mine = out(await agent.call_tool("list_runs", {"workspace": ws["id"]}))["runs"]
+        assert {r["id"] for r in mine} == {asking["id"], sub["id"]}
+
+    # Another user may not run in the admin's workspace.
+    async with httpx.AsyncClient(base_url=live.url) as mia:
+        login = await mia.post(
+            "/api/auth/login", json={"username": "mia", "password": "correct horse 9"}
+        )
+        assert login.status_code == 200, login.text
+        mia.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        made = await mia.post(
+            "/api/tokens", json={"name": "mcp", "scopes": ["runs:read", "runs:write"]}
+        )
+        assert made.status_code == 201, made.text
+    async with mcp_client(live, made.json()["token"]) as other:
+        refused = await other.call_tool("start_run", {"prompt": "Hi", "workspace": "Team Web"})
+        assert "belongs to another user" in error_text(refused)
+    async with live.rest() as rest:
+        await rest.post(f"/api/runs/{asking['id']}/cancel")
+
+
+async def test_the_stdio_offer_relays_from_inside_the_runs_sandbox(
+    live: Live, git_repo: Path
+) -> None:
+    """What an ACP agent without MCP over HTTP is given (``codeyard_mcp: "stdio"``): the
+    ``codeyard mcp`` command, started here as the agent would start it — inside the run's
+    bubblewrap sandbox, with the agent's allowlisted environment plus the entry's own — reaches
+    the server and speaks for the run (a sub-run with its lineage). The token is in that
+    environment only: not on the command line, not in the worktree."""
+    from codeyard.agents.mcp_servers import STDIO_KEY
+    from codeyard.mcp_server import offer
+    from codeyard.sandbox import contain
+    from codeyard.services import sandbox as sandbox_service
+
+    agent = await script_profile(live, [{"bash": "echo step > step.txt"}], mode="default")
+    async with live.rest() as rest:
+        created = await rest.post(
+            "/api/runs", json={"prompt": "Parent", "repo_path": str(git_repo), "agent_id": agent}
+        )
+        assert created.status_code == 201, created.text
+    parent = await live.wait_status(created.json()["id"], "waiting")
+    row = await _run_row(live, parent["id"])
+    options = offer.hook(live.settings)(row, {"codeyard_mcp": "stdio"})
+    assert "mcp_servers" not in options  # no HTTP entry: the command only
+    entry = options[STDIO_KEY][offer.SERVER_NAME]
+    token = entry["env"]["CODEYARD_TOKEN"]
+    assert token.startswith("cy_run_") and token not in json.dumps(entry["args"])
+
+    worktree = Path(next(iter(row["worktrees"].values())))
+    sandbox = sandbox_service.base(live.settings).for_run([worktree], None)
+    contained = contain(sandbox, "gemini", [entry["command"], *entry["args"]], cwd=worktree)
+    assert contained.contained  # bubblewrap: the data dir and other runs are out of sight
+    assert str(live.settings.data_dir.resolve()) in contained.options
+    env = {**contained.env, **entry["env"]}
+    params = StdioServerParameters(command=contained.argv[0], args=contained.argv[1:], env=env)
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            child = out(await client.call_tool("start_run", {"prompt": "Sub task"}))["run"]
+            assert child["parent_run_id"] == parent["id"]
+            assert child["delegation"]["via"] == "mcp"
+            mine = out(await client.call_tool("list_runs", {}))["runs"]
+            assert {r["id"] for r in mine} == {parent["id"], child["id"]}
+    assert token not in "\n".join(
+        f.read_text(errors="ignore") for f in worktree.rglob("*") if f.is_file()
+    )
+    async with live.rest() as rest:
+        for run_id in (child["id"], parent["id"]):
+            await rest.post(f"/api/runs/{run_id}/cancel")
 
 
 async def _run_row(live: Live, run_id: str) -> dict[str, Any]:

@@ -25,10 +25,10 @@ async def _project(api: Api, tmp_path: Path, name: str) -> dict[str, Any]:
     return body
 
 
-async def _policy_set(api: Api) -> str:
-    policy = await api.post("/api/policies", json={"name": "ws", "rules": []})
+async def _policy_set(api: Api, name: str = "ws") -> str:
+    policy = await api.post("/api/policies", json={"name": name, "rules": []})
     assert policy.status_code == 201, policy.text
-    body = {"name": "ws set", "policy_ids": [policy.json()["id"]]}
+    body = {"name": f"{name} set", "policy_ids": [policy.json()["id"]]}
     pset = await api.post("/api/policy-sets", json=body)
     assert pset.status_code == 201, pset.text
     return str(pset.json()["id"])
@@ -164,3 +164,53 @@ async def test_another_users_workspace_is_refused(sqlite_api: Api, tmp_path: Pat
         mine = await mia.post("/api/workspaces", json={"name": "Mine"})
         assert mine.status_code == 201 and mine.json()["owner_id"] is not None
     assert (await api.get(f"/api/workspaces/{mine.json()['id']}")).status_code == 200  # admin
+
+
+async def test_follow_ups_and_retries_stay_in_the_workspace_under_its_policy_sets(
+    sqlite_api: Api, tmp_path: Path
+) -> None:
+    """A follow-up or retry continues the work of a run in a workspace: it is listed in the
+    same workspace and keeps the run's policy sets (not a way out of either); once the
+    workspace is deleted, they start outside any workspace instead of failing."""
+    api = sqlite_api
+    web = await _project(api, tmp_path, "web")
+    ws_set, own_set = await _policy_set(api), await _policy_set(api, "own")
+    ws = (
+        await api.post(
+            "/api/workspaces",
+            json={
+                "name": "Frontend",
+                "project_ids": [web["id"]],
+                "defaults": {"provider": "script", "policy_set_ids": [ws_set]},
+            },
+        )
+    ).json()
+    body = {
+        "prompt": "Hi",
+        "workspace_id": ws["id"],
+        "agent_options": SCENARIO,
+        "policy_set_ids": [own_set],
+    }
+    run = (await api.post("/api/runs", json=body)).json()
+    await api.wait_status(run["id"], "review")
+
+    follow = await api.post(
+        f"/api/runs/{run['id']}/follow-up", json={"prompt": "More", "agent_options": SCENARIO}
+    )
+    assert follow.status_code == 201, follow.text
+    retry = await api.post(f"/api/runs/{run['id']}/retry")
+    assert retry.status_code == 201, retry.text
+    for child in (follow.json(), retry.json()):
+        assert child["workspace_id"] == ws["id"] and child["parent_run_id"] == run["id"]
+        policy = (await api.get(f"/api/runs/{child['id']}/policy")).json()
+        assert sorted(policy["policy_set_ids"]) == sorted([ws_set, own_set]), policy
+        await api.wait_status(child["id"], "review")
+    listed = (await api.get(f"/api/runs?workspace_id={ws['id']}")).json()["data"]
+    assert len(listed) == 3
+
+    assert (await api.delete(f"/api/workspaces/{ws['id']}")).status_code == 204
+    orphan = await api.post(f"/api/runs/{run['id']}/retry")
+    assert orphan.status_code == 201, orphan.text
+    assert orphan.json()["workspace_id"] is None and orphan.json()["project_id"] == web["id"]
+    policy = (await api.get(f"/api/runs/{orphan.json()['id']}/policy")).json()
+    assert sorted(policy["policy_set_ids"]) == sorted([ws_set, own_set])

@@ -3,12 +3,22 @@ approval (an elicitation) parsed and matched to the call it asks about."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from codeyard.agents.codex.normalize import NormalizeState, mcp_tool_request, normalize
 from codeyard.agents.codex.protocol import McpApproval, ServerRequest, parse
 from codeyard.agents.codex.provider import settings_for
-from codeyard.agents.mcp_servers import acp_servers, codex_config, errors, http_servers
+from codeyard.agents.mcp_servers import (
+    STDIO_KEY,
+    acp_servers,
+    codex_config,
+    errors,
+    http_servers,
+    stdio_servers,
+)
+from codeyard.config import Settings
+from codeyard.mcp_server import offer
 
 OFFER = {
     "codeyard": {
@@ -74,6 +84,70 @@ def test_bad_server_options_name_the_fix() -> None:
         found = errors({"mcp_servers": servers})
         assert len(found) == 1 and fix in found[0]["msg"], (servers, found)
     assert errors({"codeyard_mcp": "yes"})[0]["loc"] == ["agent_options", "codeyard_mcp"]
+
+
+COMMAND = {
+    "codeyard": {
+        "command": "/venv/bin/codeyard",
+        "args": ["--server", "http://127.0.0.1:8787", "mcp"],
+        "env": {"CODEYARD_TOKEN": "cy_run_secret"},
+    }
+}
+STDIO_ENTRY = {
+    "name": "codeyard",
+    "command": "/venv/bin/codeyard",
+    "args": ["--server", "http://127.0.0.1:8787", "mcp"],
+    "env": [{"name": "CODEYARD_TOKEN", "value": "cy_run_secret"}],
+}
+
+
+def test_an_acp_agent_without_mcp_over_http_gets_codeyards_server_as_a_command() -> None:
+    servers = http_servers({"mcp_servers": OFFER})
+    commands = stdio_servers({STDIO_KEY: COMMAND})
+    assert commands == COMMAND
+    # Speaks HTTP: the server over HTTP, not twice.
+    listed = acp_servers(servers, {"mcpCapabilities": {"http": True}}, commands)
+    assert [s.get("type") for s in listed] == ["http"]
+    # Does not (or says nothing): the command, with the token in its environment only.
+    for caps in ({"mcpCapabilities": {"http": False}}, None):
+        assert acp_servers(servers, caps, commands) == [STDIO_ENTRY]
+    # ``codeyard_mcp: "stdio"`` offers no HTTP entry: the command whatever the agent says.
+    assert acp_servers({}, {"mcpCapabilities": {"http": True}}, commands) == [STDIO_ENTRY]
+    assert "cy_run_secret" not in repr(STDIO_ENTRY["args"])
+    # Malformed entries are skipped rather than sent.
+    assert (
+        stdio_servers({STDIO_KEY: {"x": {"command": 1}, "y": {"command": "c", "args": [2]}}}) == {}
+    )
+
+
+def test_stdio_is_an_acp_choice_and_the_command_is_codeyards_to_set() -> None:
+    assert errors({"codeyard_mcp": "stdio"}, stdio=True) == []
+    assert "for ACP agents" in errors({"codeyard_mcp": "stdio"})[0]["msg"]  # Codex
+    assert 'must be true, false or "stdio"' in errors({"codeyard_mcp": "yes"}, stdio=True)[0]["msg"]
+    own = errors({STDIO_KEY: COMMAND}, stdio=True)
+    assert own[0]["loc"] == ["agent_options", STDIO_KEY] and "set by Codeyard" in own[0]["msg"]
+
+
+def test_the_offer_gives_http_and_a_command_or_only_the_command(tmp_path: Any) -> None:
+    (tmp_path / "data").mkdir()
+    settings = Settings(data_dir=tmp_path / "data", host="127.0.0.1", port=8787)
+    give = offer.hook(settings)
+    run = {"id": "run_1"}
+    assert give(run, {"scenario": 1}) == {"scenario": 1}  # not opted in: untouched
+    assert give(run, {"codeyard_mcp": False}) == {"codeyard_mcp": False}
+
+    both = give(run, {"codeyard_mcp": True, "mcp_servers": {"x": {"url": "http://x"}}})
+    http = both["mcp_servers"]["codeyard"]
+    token = http["headers"]["Authorization"].removeprefix("Bearer ")
+    assert token.startswith("cy_run_") and set(both["mcp_servers"]) == {"x", "codeyard"}
+    assert http["url"] == "http://127.0.0.1:8787/mcp"
+    command = both[STDIO_KEY]["codeyard"]
+    assert command["args"] == ["--server", "http://127.0.0.1:8787", "mcp"]
+    assert command["env"] == {"CODEYARD_TOKEN": token}  # never on the command line
+    assert Path(command["command"]).name == "codeyard" and Path(command["command"]).is_file()
+
+    only = give(run, {"codeyard_mcp": "stdio"})
+    assert "mcp_servers" not in only and set(only[STDIO_KEY]) == {"codeyard"}
 
 
 def _elicitation(message: str) -> dict[str, Any]:

@@ -34,3 +34,11 @@ class Launch:
     #: HTTP MCP servers to give the session (``agents.mcp_servers.http_servers``): a profile's
     #: own and Codeyard's, when the profile opts in (``codeyard_mcp``).
     mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: MCP servers as commands (``agents.mcp_servers.stdio_servers``): Codeyard's own, for an
+    #: agent that does not speak MCP over HTTP or a profile that asks for stdio.
+    mcp_commands: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def mcp_names(self) -> list[str]:
+        """Every MCP server the session may get, over HTTP or as a command."""
+        return list(dict.fromkeys([*self.mcp_servers, *self.mcp_commands]))

@@ -14,7 +14,8 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
   to a private file for the turn, never into the worktree;
 * ``mcp_servers`` — HTTP MCP servers (``{name: {"type": "http", "url": …, "headers": {…}}}``),
   given to the session in ``session/new`` (``agents.mcp_servers``); with ``codeyard_mcp: true``
-  Codeyard adds its own server with a run token (``mcp_server.offer``).
+  Codeyard adds its own server with a run token (``mcp_server.offer``), over HTTP where the
+  agent speaks it, else as the command ``codeyard mcp``; ``"stdio"``: always as the command.
 
 Tool calls an agent asks about reach Codeyard's decision function; what it runs without asking
 (Gemini CLI and OpenCode read-only tools, for example) does not. OpenCode asks for nothing by
@@ -43,7 +44,7 @@ from codeyard.agents.acp.gemini_sessions import gemini_home, protect_saved_sessi
 from codeyard.agents.acp.launch import Launch
 from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext
 from codeyard.agents.mcp_servers import errors as mcp_errors
-from codeyard.agents.mcp_servers import http_servers
+from codeyard.agents.mcp_servers import http_servers, stdio_servers
 from codeyard.domain.errors import ValidationFailed
 
 __all__ = [
@@ -144,7 +145,7 @@ class AcpProvider:
         method = options.get("auth_method")
         if method is not None and not isinstance(method, str):
             bad("auth_method", "must be the id of one of the agent's authentication methods")
-        return errors + mcp_errors(options)
+        return errors + mcp_errors(options, stdio=True)
 
     def validate_options(self, options: dict[str, Any]) -> None:
         errors = self._errors(options)
@@ -174,6 +175,7 @@ class AcpProvider:
             cli_version=self.probe(command[0])[0],
             auth_method=method if isinstance(method, str) else None,
             mcp_servers=http_servers(ctx.options),
+            mcp_commands=stdio_servers(ctx.options),
         )
 
     def prepare(self, ctx: TurnContext, launch: Launch) -> None:
@@ -280,7 +282,7 @@ class OpenCodeProvider(AcpProvider):
         base = super().launch(ctx)
         config: dict[str, Any] = dict(ctx.options.get("config") or {})
         # MCP servers' tools (``<server>_<tool>``) ask too, so they reach Codeyard's policy.
-        mcp_ask = {f"{name}_*": "ask" for name in base.mcp_servers}
+        mcp_ask = {f"{name}_*": "ask" for name in base.mcp_names}
         config.setdefault("permission", {**_OPENCODE_ASK, **mcp_ask})
         if ctx.model:
             config["model"] = ctx.model

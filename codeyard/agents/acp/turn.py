@@ -262,9 +262,11 @@ class _Turn:
         ctx, label = self.ctx, self.launch.label
         caps = init.get("agentCapabilities") if isinstance(init, dict) else None
         can_load = isinstance(caps, dict) and caps.get("loadSession") is True
-        servers = acp_servers(self.launch.mcp_servers, caps)
-        if len(servers) < len(self.launch.mcp_servers):
-            log.warning("%s does not speak MCP over HTTP: its MCP servers are left out", label)
+        servers = acp_servers(self.launch.mcp_servers, caps, self.launch.mcp_commands)
+        if len(servers) < len(self.launch.mcp_names):
+            given = {s["name"] for s in servers}
+            left = [n for n in self.launch.mcp_names if n not in given]
+            log.warning("%s does not speak MCP over HTTP: MCP servers %s left out", label, left)
         where = {"cwd": str(ctx.worktree), "mcpServers": servers}
         result: Any = None
         if ctx.session_id and can_load:

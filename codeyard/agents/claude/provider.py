@@ -66,7 +66,7 @@ def _errors(options: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         bad("mcp_servers", "must be an object of MCP server configurations")
     if options.get("codeyard_mcp") not in (None, True, False):
-        bad("codeyard_mcp", "must be true or false")
+        bad("codeyard_mcp", 'must be true or false ("stdio" is for ACP agents)')
     env = options.get("env")
     if env is not None and not (
         isinstance(env, dict) and all(isinstance(v, str | int | float) for v in env.values())
