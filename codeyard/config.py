@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: Host names that always reach this machine: allowed by the Host check without configuring.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
+#: The ceiling of ``max_concurrent_runs`` (configured or stored through the API).
+MAX_CONCURRENT_RUNS = 4096
+
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("CODEYARD_HOME", "~/.codeyard")).expanduser()
@@ -27,7 +30,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
     admin_token: str | None = None
-    max_concurrent_runs: int = Field(default=4, ge=1, le=256)
+    #: Runs worked on at once; the rest wait in ``queued``. The ceiling is what one host was
+    #: measured to hold (bench/runs_scale.py: 1,000 live script runs); real agents are bounded
+    #: by memory first (bench/agents_scale.py), and every live run holds a few descriptors.
+    max_concurrent_runs: int = Field(default=4, ge=1, le=MAX_CONCURRENT_RUNS)
     bash_timeout_seconds: float = Field(default=600.0, gt=0)
     #: An agent that keeps retrying an unreachable model this long fails its turn with the
     #: CLI's own message (Codex would otherwise wait for the network for ever).
@@ -117,8 +123,17 @@ class Settings(BaseSettings):
         default="https://api.openai.com/v1", pattern=r"^https?://", max_length=500
     )
     code_index_embeddings_model: str = Field(default="text-embedding-3-small", min_length=1)
-    #: Sent as ``Authorization: Bearer``; never logged.
+    #: Sent as ``Authorization: Bearer``; never logged. Better kept out of the configuration:
+    #: an env set (encrypted at rest, ``POST /api/env-sets``) named by
+    #: ``code_index_embeddings_env_set`` holds it in ``code_index_embeddings_key_variable``;
+    #: with no env set, that variable is read from the server's own environment (only when
+    #: named: a key is never sent to an endpoint nobody chose it for). First found wins: the
+    #: env set, the variable, this plain key.
     code_index_embeddings_key: str = Field(default="", repr=False)
+    code_index_embeddings_env_set: str | None = Field(default=None, max_length=100)
+    code_index_embeddings_key_variable: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100
+    )
     #: Who executes runs: ``local`` (this process) or ``temporal`` (worker hosts started with
     #: ``codeyard worker``; this server then keeps no run state: docs/scale-out.md).
     executor: Literal["local", "temporal"] = "local"

@@ -8,8 +8,9 @@ stays a dot product whatever the provider returns. Any failure (network, HTTP st
 that is not a list of vectors) raises ``EmbeddingsFailed``: the index catches it, logs a warning
 and stays lexical, so a provider outage never breaks indexing or search.
 
-The key comes from a setting (``CODEYARD_CODE_INDEX_EMBEDDINGS_KEY``) and is only ever sent in
-the ``Authorization`` header: never logged, never part of an error message.
+The key is given by ``services.code_index.endpoint_key``: from an env set (encrypted at rest),
+a named variable of the server's environment, or the plain setting, in that order. It is only
+ever sent in the ``Authorization`` header: never logged, never part of an error message.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ indexes that exist when a run is merged (called by ``managed_docs.follow_landing
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,11 @@ from codeyard.codeindex import projectmap as pm
 from codeyard.codeindex.backends import AsyncIndex, open_index, shared_embedder
 from codeyard.codeindex.remote import RemoteEmbedder
 from codeyard.config import Settings
-from codeyard.domain.errors import Conflict
+from codeyard.crypto import SecretsUnavailable, secret_box
+from codeyard.domain.errors import Conflict, ValidationFailed
 from codeyard.services import projects as project_service
 from codeyard.services.context import Services
-from codeyard.store import runs
+from codeyard.store import env_sets, runs
 from codeyard.workspace import git
 
 if TYPE_CHECKING:  # numpy comes with the optional embeddings extra
@@ -29,23 +31,60 @@ log = logging.getLogger(__name__)
 _MANIFESTS = ("pyproject.toml", "requirements.txt", "package.json", "go.mod")
 
 
-def embedder_for(settings: Settings) -> Embedder | None:
-    """The embedder the settings choose: none, the local model or the configured endpoint."""
+#: The variable read from an env set named without one (the usual name of such keys).
+DEFAULT_KEY_VARIABLE = "OPENAI_API_KEY"
+
+
+def embedder_for(settings: Settings, key: str = "") -> Embedder | None:
+    """The embedder the settings choose: none, the local model or the configured endpoint
+    (with ``key``, from :func:`endpoint_key`)."""
     if not settings.code_index_embeddings:
         return None
     if settings.code_index_embedder == "openai":
         return RemoteEmbedder(
-            settings.code_index_embeddings_url,
-            settings.code_index_embeddings_model,
-            settings.code_index_embeddings_key,
+            settings.code_index_embeddings_url, settings.code_index_embeddings_model, key
         )
     return shared_embedder()
 
 
-def index_of(svc: Services, repo_id: str) -> AsyncIndex:
+async def endpoint_key(svc: Services) -> str:
+    """The embeddings endpoint's key: from the configured env set (decrypted here, for this
+    use only), else the named variable of the server's environment, else the plain setting.
+    A configured source that cannot be read is a warning (the endpoint then refuses, and the
+    index stays lexical), never a failed request; the key itself is never logged."""
+    s = svc.settings
+    variable = s.code_index_embeddings_key_variable
+    if s.code_index_embeddings_env_set:
+        variable = variable or DEFAULT_KEY_VARIABLE
+        try:
+            async with svc.engine.connect() as conn:
+                env = await env_sets.environment_for(
+                    conn, secret_box(s.secret_key_path), [s.code_index_embeddings_env_set]
+                )
+        except (ValidationFailed, SecretsUnavailable) as exc:
+            log.warning("code index: the embeddings key's env set cannot be read: %s", exc)
+            return ""
+        if not env.get(variable):
+            log.warning(
+                "code index: env set %s has no %s for the embeddings key; add it with "
+                "PUT /api/env-sets/%s",
+                s.code_index_embeddings_env_set,
+                variable,
+                s.code_index_embeddings_env_set,
+            )
+        return env.get(variable) or ""
+    if variable:
+        return os.environ.get(variable) or s.code_index_embeddings_key
+    return s.code_index_embeddings_key
+
+
+async def index_of(svc: Services, repo_id: str) -> AsyncIndex:
     """PostgreSQL full-text on PostgreSQL, else an FTS5 file (``codeindex.backends``)."""
     settings = svc.settings
-    return open_index(svc.engine, settings.data_dir, repo_id, embedder=embedder_for(settings))
+    remote = settings.code_index_embeddings and settings.code_index_embedder == "openai"
+    key = await endpoint_key(svc) if remote else ""
+    embedder = embedder_for(settings, key)
+    return open_index(svc.engine, settings.data_dir, repo_id, embedder=embedder)
 
 
 async def _head(repo: dict[str, Any]) -> str:
@@ -59,7 +98,7 @@ async def _head(repo: dict[str, Any]) -> str:
 
 async def update_repo(svc: Services, repo: dict[str, Any]) -> dict[str, Any]:
     commit = await _head(repo)
-    index = index_of(svc, repo["id"])
+    index = await index_of(svc, repo["id"])
     stats = await index.update(Path(repo["path"]), commit)
     return {
         "repo_id": repo["id"],
@@ -87,7 +126,7 @@ async def search(svc: Services, project_ref: str, query: str, limit: int) -> dic
     project = await project_service.get_project(svc, project_ref)
     hits: list[dict[str, Any]] = []
     for repo in project["repos"]:
-        index = index_of(svc, repo["id"])
+        index = await index_of(svc, repo["id"])
         found = await index.search(query, limit)
         hits += [
             {
@@ -143,7 +182,9 @@ async def after_landing(svc: Services, run_id: str) -> None:
         run = await runs.get(conn, run_id)
     project = await project_service.get_project(svc, run["project_id"])
     for repo in project["repos"]:
-        if repo["id"] in run["repo_ids"] and await index_of(svc, repo["id"]).exists():
+        if repo["id"] not in run["repo_ids"]:
+            continue
+        if await (await index_of(svc, repo["id"])).exists():
             stats = await update_repo(svc, repo)
             log.info("code index of %s updated after run %s: %s", repo["name"], run_id, stats)
 
@@ -164,7 +205,7 @@ async def context_for(
     None when none is indexed or nothing matches."""
     found: list[tuple[dict[str, Any], Any]] = []
     for repo in repos:
-        index = index_of(svc, repo["id"])
+        index = await index_of(svc, repo["id"])
         if await index.exists():
             hits = await index.search(prompt, RAG_HITS)
             found += [(repo, h) for h in hits]
@@ -195,7 +236,7 @@ async def context_for(
 
 
 async def _indexed(svc: Services, repo: dict[str, Any]) -> AsyncIndex:
-    index = index_of(svc, repo["id"])
+    index = await index_of(svc, repo["id"])
     if not await index.exists():
         await update_repo(svc, repo)
     return index

@@ -130,3 +130,74 @@ async def test_the_api_searches_through_the_configured_endpoint(tmp_path: Path) 
             assert resp.json()["data"][0]["path"] == "garage/fleet.py"
         bodies = [r.body for r in fake.requests if r.api == "openai-embeddings"]
         assert bodies and all(isinstance(b, dict) and b["model"] == "fake-embed" for b in bodies)
+
+
+@pytest.mark.anyio
+async def test_the_key_comes_from_an_env_set_or_a_named_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The endpoint's key kept out of the configuration: in an env set (encrypted at rest; the
+    server restarted with the setting naming it) or a named variable of the server's own
+    environment. An env set without the variable is a warning naming the fix, and search
+    still answers by words."""
+    repo = make_repo(tmp_path / "repo", {k: FILES[k] for k in list(FILES)[:3]})
+    data = tmp_path / "d"
+    with FakeLLM() as fake:
+        base = {
+            "data_dir": data,
+            "admin_token": TOKEN,
+            "code_index_embeddings": True,
+            "code_index_embedder": "openai",
+            "code_index_embeddings_url": f"{fake.url}/v1",
+        }
+
+        def keys_sent(since: int) -> set[str | None]:
+            calls = [r for r in fake.requests[since:] if r.api == "openai-embeddings"]
+            assert calls, "no embeddings request"
+            return {r.headers.get("authorization") for r in calls}
+
+        async with running_api(Settings(**base)) as api:
+            env = await api.post(
+                "/api/env-sets", json={"name": "embeddings", "variables": {"EMBED_KEY": KEY}}
+            )
+            assert env.status_code == 201, env.text
+            made = await api.post(
+                "/api/projects", json={"name": "p", "repos": [{"path": str(repo)}]}
+            )
+            project = made.json()["id"]
+        env_set = env.json()["id"]
+        stored = b"".join(f.read_bytes() for f in data.glob("codeyard.db*"))
+        assert stored and KEY.encode() not in stored  # encrypted at rest
+
+        seen = len(fake.requests)
+        named = Settings(
+            **base,
+            code_index_embeddings_env_set=env_set,
+            code_index_embeddings_key_variable="EMBED_KEY",
+        )
+        async with running_api(named) as api:
+            assert (await api.post(f"/api/projects/{project}/index-rag")).status_code == 200
+            found = await api.get(f"/api/projects/{project}/search", params={"q": "automobile"})
+            assert found.json()["data"][0]["path"] == "garage/fleet.py"
+        assert keys_sent(seen) == {f"Bearer {KEY}"}
+
+        seen = len(fake.requests)
+        monkeypatch.setenv("CY_TEST_EMBEDDINGS_KEY", "sk-from-the-environment")
+        from_env = Settings(**base, code_index_embeddings_key_variable="CY_TEST_EMBEDDINGS_KEY")
+        async with running_api(from_env) as api:
+            found = await api.get(f"/api/projects/{project}/search", params={"q": "automobile"})
+            assert found.json()["data"][0]["path"] == "garage/fleet.py"
+        assert keys_sent(seen) == {"Bearer sk-from-the-environment"}
+
+        seen = len(fake.requests)
+        missing = Settings(
+            **base, code_index_embeddings_env_set=env_set, code_index_embeddings_key_variable="NOPE"
+        )
+        with caplog.at_level(logging.WARNING, logger="codeyard.services.code_index"):
+            async with running_api(missing) as api:
+                found = await api.get(f"/api/projects/{project}/search", params={"q": "VAT_RATE"})
+                assert found.json()["data"][0]["path"] == "billing/tax.py"
+        assert keys_sent(seen) == {None}  # no key at all, rather than another one
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("has no NOPE" in w and f"PUT /api/env-sets/{env_set}" in w for w in warnings)
+        assert not any(KEY in w for w in warnings)
