@@ -18,7 +18,12 @@ Every interpreter here runs with its bytecode cached (``PYTHONPYCACHEPREFIX`` un
 framework's ``.pyc`` files come with its wheels, and without a cache Codeyard's own ~260 modules
 were compiled from source on every start, ~0.15 s of CPU charged to the serve path only.
 
-    .venv/bin/python bench/startup.py [--repeat 5] [--import-pairs 7]
+With ``--profile N`` (default 3) the serve path and the floor also run N times each under
+``python -X importtime``; each module's self time is the minimum of its N runs, and what the
+serve path imports beyond the floor is ranked (Codeyard's modules, then third-party ones): the
+profile of what remains above the target.
+
+    .venv/bin/python bench/startup.py [--repeat 5] [--import-pairs 7] [--profile 3]
 """
 
 from __future__ import annotations
@@ -112,6 +117,57 @@ def import_pairs(pairs: int) -> dict[str, Any]:
     }
 
 
+def _importtime(code: str) -> dict[str, int]:
+    """Self microseconds of each module a fresh interpreter imports running ``code``."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=_env(PYTHONWARNINGS="ignore"),
+    )
+    found: dict[str, int] = {}
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        own, _cumulative, name = line.removeprefix("import time:").split("|", 2)
+        found[name.strip()] = int(own)
+    return found
+
+
+def import_profile(runs: int, top: int = 25) -> dict[str, Any]:
+    """What the serve path imports beyond the floor, ranked by self time (min of ``runs``)."""
+    floor: dict[str, int] = {}
+    ours: dict[str, int] = {}
+    for _ in range(runs):
+        for into, code in ((floor, FLOOR), (ours, SERVE_PATH)):
+            for name, us in _importtime(code).items():
+                into[name] = min(us, into.get(name, us))
+    beyond = {name: us for name, us in ours.items() if name not in floor}
+    codeyard = {n: us for n, us in beyond.items() if n == "codeyard" or n.startswith("codeyard.")}
+    third = {n: us for n, us in beyond.items() if n not in codeyard}
+    by_top: dict[str, int] = {}
+    for name, us in third.items():
+        by_top[name.split(".")[0]] = by_top.get(name.split(".")[0], 0) + us
+
+    def ranked(values: dict[str, int], n: int) -> list[tuple[str, float]]:
+        best = sorted(values.items(), key=lambda kv: -kv[1])[:n]
+        return [(name, round(us / 1000, 1)) for name, us in best]
+
+    return {
+        "profile_runs": runs,
+        "floor_self_ms": round(sum(floor.values()) / 1000, 1),
+        "serve_path_self_ms": round(sum(ours.values()) / 1000, 1),
+        "codeyard_modules": len(codeyard),
+        "codeyard_self_ms": round(sum(codeyard.values()) / 1000, 1),
+        "third_party_beyond_floor_modules": len(third),
+        "third_party_beyond_floor_self_ms": round(sum(third.values()) / 1000, 1),
+        "top_codeyard_ms": ranked(codeyard, top),
+        "top_third_party_packages_ms": ranked(by_top, top),
+    }
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU the process has used so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -145,12 +201,16 @@ def main() -> None:
     ap.add_argument(
         "--attempts", type=int, default=3, help="tries per spawn while other work disturbs it"
     )
+    ap.add_argument(
+        "--profile", type=int, default=3, help="-X importtime runs of each side (0: none)"
+    )
     ap.add_argument("--json", type=Path, default=OUT / "startup.json")
     args = ap.parse_args()
     interference = Interference()
     interference.start()
     imports = import_pairs(args.import_pairs)
     imports["import_foreign_cpu"] = round(interference.stop(), 3)
+    profile = import_profile(args.profile) if args.profile > 0 else {}
     base = fresh_dir("startup")
     log = base / "server.log"
     once(base / "warmup", log)  # warm the OS page cache for the interpreter and libraries
@@ -177,6 +237,7 @@ def main() -> None:
         result[f"{name}_cpu_median_s"] = round(statistics.median(c for _, c in tries), 3)
     result["foreign_cpu"] = foreign
     result.update(imports)
+    result["profile"] = profile
     floor = imports["floor_cpu_median_s"]
     for name in ("fresh", "existing"):
         result[f"{name}_cpu_ratio"] = round(result[f"{name}_cpu_median_s"] / floor, 2)
@@ -195,6 +256,19 @@ def main() -> None:
         f"first 200 {result['fresh_cpu_ratio']}x (fresh) / {result['existing_cpu_ratio']}x "
         f"(existing) the floor"
     )
+    if profile:
+        print(
+            f"import profile (-X importtime, min of {profile['profile_runs']}): self time floor "
+            f"{profile['floor_self_ms']} ms, serve path {profile['serve_path_self_ms']} ms; beyond "
+            f"the floor: {profile['codeyard_modules']} Codeyard modules "
+            f"{profile['codeyard_self_ms']} ms, {profile['third_party_beyond_floor_modules']} "
+            f"third-party {profile['third_party_beyond_floor_self_ms']} ms"
+        )
+        for title, key in (
+            ("Codeyard", "top_codeyard_ms"),
+            ("third-party", "top_third_party_packages_ms"),
+        ):
+            print(f"  {title}: " + ", ".join(f"{n} {ms}" for n, ms in profile[key][:15]))
     write_json(args.json, {"machine": machine(), **result})
 
 

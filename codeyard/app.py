@@ -12,21 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from codeyard import __version__
-from codeyard.agents import registry
-from codeyard.agents.acp import (
-    ClaudeAcpProvider,
-    CodexAcpProvider,
-    CopilotProvider,
-    GeminiProvider,
-    GenericAcpProvider,
-    KiloProvider,
-    OpenCodeProvider,
-    QwenProvider,
-)
-from codeyard.agents.aider import AiderProvider
-from codeyard.agents.claude import ClaudeCodeProvider
-from codeyard.agents.codex import CodexProvider
-from codeyard.agents.script import ScriptProvider
+from codeyard.agents import builtin as builtin_providers
 from codeyard.api import lazy, preview_host, problems, webui
 from codeyard.api.auth import require_principal
 from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
@@ -36,8 +22,7 @@ from codeyard.api.middleware import (
     SecurityHeadersMiddleware,
     WebSocketOriginMiddleware,
 )
-from codeyard.cli_socket import CliSocket
-from codeyard.cluster.leadership import Leadership
+from codeyard.background import AnsweredMiddleware, Background
 from codeyard.cluster.ratelimit import SharedWindow
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
@@ -46,48 +31,33 @@ from codeyard.events.hub import Hub
 from codeyard.events.pg_fanout import PgFanout
 from codeyard.executor.interface import Executor
 from codeyard.executor.local import LocalExecutor
+from codeyard.executor.turns import OptionHook
 from codeyard.mcp_server import mount as mcp_mount
-from codeyard.mcp_server import offer as mcp_offer
 from codeyard.preview.detect import PortWatcher
 from codeyard.services import auth as auth_service
-from codeyard.services import checks as checks_service
-from codeyard.services import github as github_service
-from codeyard.services import github_app as github_app_service
-from codeyard.services import managed_docs as managed_docs_service
-from codeyard.services import pr_loop as pr_loop_service
-from codeyard.services import retention
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 from codeyard.services import terminals as terminal_service
 from codeyard.services.context import Services
-from codeyard.services.subscribers import Subscribers
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
-from codeyard.tickets import follower as ticket_follower
 from codeyard.voice.config import MAX_AUDIO_BYTES
 from codeyard.workers.registry import Heartbeat
-from codeyard.workflows.engine import WorkflowEngine
 
-registry.register(ScriptProvider())
-registry.register(ClaudeCodeProvider())
-registry.register(CodexProvider())
-registry.register(GeminiProvider())
-registry.register(CopilotProvider())
-registry.register(OpenCodeProvider())
-registry.register(QwenProvider())
-registry.register(KiloProvider())
-registry.register(AiderProvider())
-registry.register(CodexAcpProvider())
-registry.register(ClaudeAcpProvider())
-registry.register(GenericAcpProvider())
+# By name; each provider's module loads when a run or a listing first needs it (issue 15).
+builtin_providers.register_all()
 
 
 @asynccontextmanager
 async def _running(
-    app: FastAPI, settings: Settings, announce: Callable[[str], None] | None
+    app: FastAPI,
+    settings: Settings,
+    announce: Callable[[str], None] | None,
+    background: Background,
 ) -> AsyncIterator[Services]:
-    """Start storage, the writer and the executor; stop them in reverse order."""
+    """Start storage, the writer and the executor, then (now or after the first answer) the
+    background features; stop them in reverse order."""
     settings.prepare_data_dir()
     app.state.admin_token = settings.ensure_admin_token()
     app.state.auth = auth_service.AuthState(
@@ -139,7 +109,7 @@ async def _running(
             "No user exists yet: open the login URL and create the first admin with setup code "
             f"{app.state.auth.setup_code}"
         )
-    executor.add_option_hook(mcp_offer.hook(settings))  # profiles opting in get /mcp
+    executor.add_option_hook(_mcp_offer(settings))  # profiles opting in get /mcp
     await chosen.start()
     # The local executor is one worker in the registry (issue 16); a distributed executor's
     # hosts register themselves.
@@ -150,47 +120,13 @@ async def _running(
         )
         await heartbeat.start()
     app.state.heartbeat = heartbeat
-    subscribers = Subscribers(services)
-    app.state.subscribers = subscribers
-    # Once per cluster, not per API server (issue 16): the elected server runs these.
-    app.state.leadership = leadership = _singletons(services, subscribers)
-    await leadership.start()
     hands = await _start_terminals(app, services)
-    # Changelog entries and code indexes follow landed runs (issue 22).
-    indexer = asyncio.create_task(managed_docs_service.follow_landings(services))
-    # Tickets follow their runs, and work queues advance on them (issue 19).
-    ticket_runs = asyncio.create_task(ticket_follower.follow_runs(services))
-    # Workflow executions (issue 20): interrupted ones wait for an explicit resume.
-    app.state.workflows = WorkflowEngine(services)
-    await app.state.workflows.start()
-    # Local checks after each turn, and their fix loop (issue 21).
-    checker = asyncio.create_task(checks_service.follow_turns(services))
-    # A run whose pull request is open: pushed to it after each turn (issue 21).
-    pr_pusher = asyncio.create_task(pr_loop_service.follow_turns(services))
-    inbox = github_service.Inbox(services)
-    app.state.github_inbox = inbox
-    inbox.start()
-    # A connected GitHub App's installation token, renewed before it expires (issue 21).
-    app_token = asyncio.create_task(github_app_service.keep_token(services))
-    # The CLI's Unix socket: password and two-factor resets, OS permissions as the auth (22).
-    cli_socket = CliSocket(services)
-    if settings.cli_socket:
-        await cli_socket.start()
     try:
+        # Workflows, followers, GitHub loops, notifications... (codeyard.background).
+        await background.begin(app, services)
         yield services
     finally:
-        await cli_socket.stop()
-        await app.state.workflows.stop()  # before the executor: shutdown is not cancel
-        indexer.cancel()
-        ticket_runs.cancel()
-        await asyncio.gather(ticket_runs, return_exceptions=True)
-        checker.cancel()
-        pr_pusher.cancel()
-        app_token.cancel()
-        await asyncio.gather(app_token, return_exceptions=True)
-        await leadership.stop()
-        await inbox.stop()
-        await asyncio.gather(indexer, checker, pr_pusher, return_exceptions=True)
+        await background.stop()  # before the executor: shutdown is not cancel
         await _stop_terminals(app, hands)
         await chosen.shutdown()
         if heartbeat is not None:
@@ -201,28 +137,19 @@ async def _running(
         await engine.dispose()
 
 
-def _singletons(services: Services, subscribers: Subscribers) -> Leadership:
-    """Retention, notification delivery and analytics rollups, the GitHub sweeper and poller:
-    background work that must run once per cluster (``codeyard.cluster.leadership``)."""
-    leadership = Leadership(services.engine)
-    daily_gc = retention.DailyGc(services)
-    sweeper, poll = github_service.Sweeper(services), github_service.PollLoop(services)
+def _mcp_offer(settings: Settings) -> OptionHook:
+    """``codeyard.mcp_server.offer``'s hook, built on the first turn: its module imports the
+    delegation and run services, which a server starting up does not need (issue 15)."""
+    built: list[OptionHook] = []
 
-    async def start_gc() -> None:
-        daily_gc.start()
+    def offer(run: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        if not built:
+            from codeyard.mcp_server import offer as mcp_offer  # the first turn's, not start-up's
 
-    async def start_sweeper() -> None:
-        sweeper.start()
+            built.append(mcp_offer.hook(settings))
+        return built[0](run, options)
 
-    async def start_poll() -> None:
-        if github_service.should_poll(services.settings):  # no webhooks: one poller for all
-            poll.start()
-
-    leadership.add("retention", start_gc, daily_gc.stop)
-    leadership.add("subscribers", subscribers.start, subscribers.stop)
-    leadership.add("github-sweeper", start_sweeper, sweeper.stop)
-    leadership.add("github-poller", start_poll, poll.stop)
-    return leadership
+    return offer
 
 
 def _chosen_executor(settings: Settings, local: LocalExecutor) -> Executor:
@@ -389,16 +316,24 @@ def _routers() -> list[lazy.LazyRouter]:
 
 
 def create_app(
-    settings: Settings | None = None, announce: Callable[[str], None] | None = None
+    settings: Settings | None = None,
+    announce: Callable[[str], None] | None = None,
+    background_after: float | None = None,
 ) -> FastAPI:
-    """The app; ``announce`` prints start-up notices meant for the operator (the setup code)."""
+    """The app; ``announce`` prints start-up notices meant for the operator (the setup code).
+
+    ``background_after``: the background features (``codeyard.background``) start after the
+    first answer, or that many seconds after start-up (``codeyard serve``); by default they
+    start in the lifespan, before any request.
+    """
     settings = settings or Settings()
+    background = Background(background_after)
 
     mcp = mcp_mount.McpMount()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _running(app, settings, announce), mcp.running():
+        async with _running(app, settings, announce, background), mcp.running():
             # Routers not asked for yet load in the background once the server is up.
             warm = asyncio.create_task(lazy.warm_up(app, after=lazy.WARM_AFTER_SECONDS))
             try:
@@ -415,8 +350,10 @@ def create_app(
         docs_url=None,  # served by codeyard.api.docs with local assets
         redoc_url=None,
     )
+    app.state.background = background
     problems.install(app)
     _install_middleware(app, settings)
+    app.add_middleware(AnsweredMiddleware, background=background)  # outermost
     app.state.run_rate = SlidingWindow(settings.run_create_per_minute)
     lazy.include(app, _routers())
     lazy.install(app)  # the OpenAPI schema loads every router first

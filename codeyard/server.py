@@ -6,12 +6,13 @@ import errno
 import ipaddress
 import logging
 import os
+import resource
 import socket
 from typing import Any
 
 import uvicorn
 
-from codeyard import locator
+from codeyard import background, locator
 from codeyard.app import create_app
 from codeyard.config import Settings
 
@@ -112,6 +113,38 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
     return {"proxy_headers": False}
 
 
+#: The soft limit of open files a server asks for: each live run holds a few descriptors (its
+#: agent's pipes, git children while it prepares or checkpoints), each open stream a socket.
+WANT_OPEN_FILES = 65536
+#: Descriptors budgeted per concurrent run, plus a base for the database, streams and sockets.
+FILES_PER_RUN, FILES_BASE = 16, 1024
+
+
+def raise_open_files_limit(max_concurrent_runs: int, want: int = WANT_OPEN_FILES) -> str | None:
+    """Lift the soft ``RLIMIT_NOFILE`` towards the hard limit (at most ``want``).
+
+    Distributions default the soft limit to 1,024 for ``select()``-era programs; a server with
+    hundreds of live runs needs more, and the hard limit (often 524,288) allows it without
+    privileges. Returns a warning when even the hard limit is short for ``max_concurrent_runs``.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(hard, want)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:  # a container may forbid it: keep going, say so
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft, target, exc)
+    need = FILES_BASE + FILES_PER_RUN * max_concurrent_runs
+    if soft != resource.RLIM_INFINITY and soft < need:
+        return (
+            f"The open-files limit is {soft}; {max_concurrent_runs} concurrent runs may need "
+            f"~{need}. Raise it (`ulimit -n {need}` or LimitNOFILE= in the service unit) or "
+            "lower max_concurrent_runs."
+        )
+    return None
+
+
 def run_server(settings: Settings) -> None:
     """Serve until interrupted. Writes ``server.json`` so the CLI finds this server."""
     logging.basicConfig(
@@ -123,7 +156,14 @@ def run_server(settings: Settings) -> None:
         raise SystemExit(problem)
     settings.prepare_data_dir()
     settings.ensure_admin_token()
-    app = create_app(settings, announce=lambda notice: print(notice, flush=True))
+    if files_warning := raise_open_files_limit(settings.max_concurrent_runs):
+        log.warning(files_warning)
+    app = create_app(
+        settings,
+        announce=lambda notice: print(notice, flush=True),
+        # Workflows, followers, notifications... start after the first answer (issue 15).
+        background_after=background.SERVE_AFTER_SECONDS,
+    )
     if warning := exposure_warning(settings, tls is not None):
         log.warning(warning)
     if notice := host_allowlist_notice(settings):

@@ -1,7 +1,14 @@
-"""The provider registry: built-in providers register here exactly as a plug-in would."""
+"""The provider registry: built-in providers register here exactly as a plug-in would.
+
+A plug-in registers an instance (:func:`register`), or a ``"module:Class"`` to be imported and
+built on first use (:func:`register_lazy`), which is how the built-ins register
+(``codeyard.agents.builtin``): each provider's module imports its protocol stack, and a server
+starting up needs none of them until a run or a listing asks (issue 15).
+"""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +24,20 @@ _PROBING = threading.Lock()
 def register(provider: Provider) -> None:
     """Add a provider under its own ``name`` (a plug-in does exactly this)."""
     PROVIDERS.register(provider.name, provider)
+
+
+def register_lazy(name: str, target: str) -> None:
+    """Add the provider ``name``, built from ``target`` (``"package.module:Class"``, called
+    without arguments) the first time it is needed; its ``name`` must be ``name``."""
+    PROVIDERS.register_lazy(name, lambda: _build(name, target))
+
+
+def _build(name: str, target: str) -> Provider:
+    module, _, attribute = target.partition(":")
+    provider: Provider = getattr(importlib.import_module(module), attribute)()
+    if provider.name != name:
+        raise TypeError(f"{target} builds the provider {provider.name!r}, registered as {name!r}")
+    return provider
 
 
 def names() -> list[str]:

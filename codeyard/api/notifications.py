@@ -30,7 +30,9 @@ public = APIRouter(tags=["notifications"])
 SELF = [require_scope(SIGNED_IN)]
 
 
-def runtime(request: Request) -> Notifications:
+async def runtime(request: Request) -> Notifications:
+    """The notification service; on a just started server, once it runs (codeyard.background)."""
+    await request.app.state.background.ready()
     rt: Notifications = request.app.state.subscribers.notifications
     return rt
 
@@ -46,7 +48,7 @@ class VapidKey(BaseModel):
 @router.get("/notifications/vapid-key", dependencies=SELF, response_model=VapidKey)
 async def vapid_key(request: Request) -> VapidKey:
     """The server's VAPID public key (generated at first start)."""
-    return VapidKey(public_key=runtime(request).public_key)
+    return VapidKey(public_key=(await runtime(request)).public_key)
 
 
 class PushKeys(BaseModel):
@@ -114,7 +116,7 @@ class TestResult(BaseModel):
 
 
 async def _test(svc: Any, request: Request, caller: Any, target: str) -> TestResult:
-    outcome, elapsed = await service.send_test(svc, runtime(request), owner(caller), target)
+    outcome, elapsed = await service.send_test(svc, await runtime(request), owner(caller), target)
     return TestResult(
         ok=outcome.ok, status_code=outcome.status_code, error=outcome.error, duration_ms=elapsed
     )
@@ -198,14 +200,14 @@ async def add_channel(body: ChannelBody, svc: Svc, caller: Caller, request: Requ
     """Add a webhook (signed, Standard Webhooks), Slack or Discord incoming-webhook channel, or
     any Apprise URL (ntfy, Telegram, email…)."""
     return await service.add_channel(
-        svc, runtime(request), owner(caller), body.kind, body.name, body.config
+        svc, await runtime(request), owner(caller), body.kind, body.name, body.config
     )
 
 
 @router.delete("/notifications/channels/{channel_id}", dependencies=SELF, status_code=204)
 async def delete_channel(channel_id: str, svc: Svc, caller: Caller, request: Request) -> Response:
     await service.remove(svc, owner(caller), f"channel:{channel_id}")
-    sockets = runtime(request).sockets
+    sockets = (await runtime(request)).sockets
     if sockets is not None:  # a Slack Socket Mode channel: its connection closes now
         sockets.rescan()
     return Response(status_code=204)
@@ -277,7 +279,7 @@ async def list_devices(svc: Svc, caller: Caller) -> Any:
 async def add_device(body: DeviceBody, svc: Svc, caller: Caller, request: Request) -> Any:
     """Register a native app's push token (APNs or FCM); stored sealed, never shown again."""
     return await service.add_device(
-        svc, runtime(request), owner(caller), body.platform, body.token, body.name
+        svc, await runtime(request), owner(caller), body.platform, body.token, body.name
     )
 
 
@@ -386,7 +388,7 @@ async def action_info(token: str, svc: Svc, request: Request) -> Any:
     """What a one-tap link answers; a browser (``Accept: text/html``) gets the one-tap page."""
     wants_html = "text/html" in request.headers.get("accept", "")
     try:
-        info = await service.describe_token(svc, runtime(request), token)
+        info = await service.describe_token(svc, await runtime(request), token)
     except CodeyardError as exc:
         if wants_html:
             return _page("Codeyard", f"<h2>Cannot answer here</h2><p>{html.escape(str(exc))}</p>")
@@ -435,7 +437,7 @@ async def action_answer(token: str, svc: Svc, request: Request) -> Any:
         except ValueError as exc:
             raise BadRequest('Send {"decision": "approved"} or {"decision": "rejected"}.') from exc
     try:
-        row = await service.answer_with_token(svc, runtime(request), token, decision)
+        row = await service.answer_with_token(svc, await runtime(request), token, decision)
     except CodeyardError as exc:
         if is_form:
             return _page("Codeyard", f"<h2>Not answered</h2><p>{html.escape(str(exc))}</p>")
@@ -463,7 +465,7 @@ async def slack_interaction(
     """Slack's Request URL for a channel with buttons: an Approve/Reject click, signed with the
     Slack app's signing secret (the signature is the permission; the clicker must be one of the
     channel's approvers, and each message's buttons work once)."""
-    rt = runtime(request)
+    rt = await runtime(request)
     answer = await slack.handle(
         svc,
         rt,

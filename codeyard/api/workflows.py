@@ -21,7 +21,10 @@ from codeyard.workflows.engine import WorkflowEngine
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
 
-def _engine(request: Request) -> WorkflowEngine:
+async def _engine(request: Request) -> WorkflowEngine:
+    # On a server just started the engine may start a moment after the first request
+    # (codeyard.background).
+    await request.app.state.background.ready()
     eng: WorkflowEngine = request.app.state.workflows
     return eng
 

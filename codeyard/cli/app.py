@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 
 from codeyard import __version__
-from codeyard.cli import account, approvals, doctor, fake_llm, gc, review, runs, serve, users
+from codeyard.cli import (
+    account,
+    approvals,
+    doctor,
+    fake_llm,
+    gc,
+    review,
+    runs,
+    serve_command,
+    users,
+)
 from codeyard.cli import mcp as mcp_cli
 from codeyard.cli import worker as worker_cli
 from codeyard.cli import workflows as workflows_cli
@@ -73,7 +83,7 @@ def _options(
         state.data_dir = data_dir
 
 
-app.command()(serve.serve)
+app.command()(serve_command.serve)
 app.command()(worker_cli.worker)
 app.command()(runs.run)
 app.command("ls")(runs.ls)

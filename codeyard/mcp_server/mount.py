@@ -29,7 +29,6 @@ from starlette.types import Receive, Scope, Send
 from codeyard.api.auth import authenticate
 from codeyard.api.problems import problem
 from codeyard.domain.errors import CodeyardError, Unauthorized
-from codeyard.services import delegation
 
 if TYPE_CHECKING:
     from codeyard.mcp_server.http import McpEndpoint
@@ -62,6 +61,10 @@ async def _authenticate(scope: Scope) -> None:
             "access token (codeyard token create), the admin token, or, for agents, the run "
             "token Codeyard gives them."
         )
+    # The delegation service (with the run service it starts sub-runs through) loads with the
+    # first /mcp request or the SDK's warm-up, not with the app (issue 15).
+    from codeyard.services import delegation
+
     state: dict[str, Any] = scope.setdefault("state", {})
     if token.startswith(delegation.RUN_TOKEN_PREFIX):
         svc = conn.app.state.services

@@ -7,6 +7,8 @@ added at module level anywhere on the serve path brings it back, and this test n
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -46,6 +48,28 @@ API_AT_START = {
     "codeyard.api.webui",
 }
 
+#: Codeyard's own modules that load after start-up (issue 15): the agent providers' protocol
+#: stacks (registered by name, ``codeyard.agents.builtin``, built on first use) and the
+#: background features (``codeyard.background``, started after the first answer).
+DEFERRED = (
+    "codeyard.agents.acp",
+    "codeyard.agents.aider",
+    "codeyard.agents.claude",
+    "codeyard.agents.codex",
+    "codeyard.analytics",
+    "codeyard.background.features",
+    "codeyard.cli_socket",
+    "codeyard.notifications",
+    "codeyard.services.checks",
+    "codeyard.services.github",
+    "codeyard.services.github_app",
+    "codeyard.services.managed_docs",
+    "codeyard.services.pr_loop",
+    "codeyard.services.retention",
+    "codeyard.tickets",
+    "codeyard.workflows",
+)
+
 PROBE = """
 import json, sys
 import codeyard.server
@@ -54,6 +78,9 @@ create_app()
 print(json.dumps({{
     "lazy": sorted(m for m in {lazy!r} if m in sys.modules),
     "api": sorted(m for m in sys.modules if m == "codeyard.api" or m.startswith("codeyard.api.")),
+    "deferred": sorted(
+        m for m in sys.modules if any(m == d or m.startswith(d + ".") for d in {deferred!r})
+    ),
 }}))
 """
 
@@ -62,7 +89,7 @@ print(json.dumps({{
 def at_start() -> dict[str, list[str]]:
     """What a fresh interpreter holds once the serve path is imported and the app created."""
     out = subprocess.run(
-        [sys.executable, "-c", PROBE.format(lazy=LAZY)],
+        [sys.executable, "-c", PROBE.format(lazy=LAZY, deferred=DEFERRED)],
         capture_output=True,
         text=True,
         check=True,
@@ -89,9 +116,21 @@ def test_creating_the_app_imports_no_lazy_library(at_start: dict[str, list[str]]
     )
 
 
+def test_creating_the_app_imports_no_provider_or_background_feature(
+    at_start: dict[str, list[str]],
+) -> None:
+    loaded = at_start["deferred"]
+    assert loaded == [], (
+        f"{loaded} imported while the app is created: providers register by name "
+        "(codeyard/agents/builtin.py) and background features start from "
+        "codeyard/background/features.py after the first answer; import them from there"
+    )
+
+
 #: What ``codeyard serve`` must not import (issue 15): the client commands, their HTTP client
-#: and Rich views; they are for every other command.
-CLIENT_SIDE = ("codeyard.cli.app", "codeyard.cli.client", "codeyard.cli.state", "rich")
+#: and Rich views; they are for every other command. Nor Typer: the serve command parses its
+#: options with argparse (click is Uvicorn's, in the framework floor).
+CLIENT_SIDE = ("codeyard.cli.app", "codeyard.cli.client", "codeyard.cli.state", "rich", "typer")
 
 SERVE_PROBE = """
 import json, sys
@@ -133,3 +172,43 @@ def test_the_serve_command_prints_bad_settings_as_an_error(tmp_path: Path) -> No
     assert "Error: Invalid Codeyard settings." in out.stderr
     assert "CODEYARD_PORT" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from codeyard.cli import main; main()", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_serve_commands_help_and_option_errors() -> None:
+    shown = _serve("--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert text.startswith("usage: codeyard serve")
+    assert "Run the Codeyard server (API, web UI and agent executor) until Ctrl-C." in text
+    for flag in ("--host", "--port", "--data-dir", "--tls-cert", "--tls-key"):
+        assert flag in text
+    assert "Where the database, worktrees and logs live. Default: ~/.codeyard" in text
+    bad = _serve("--port", "70000")
+    assert bad.returncode == 2
+    assert "argument --port: 70000 is not in the range 1<=x<=65535." in bad.stderr
+    unknown = _serve("--prot", "1")
+    assert unknown.returncode == 2 and "unrecognized arguments: --prot 1" in unknown.stderr
+
+
+def test_the_background_warm_up_lists_what_the_features_import() -> None:
+    """``codeyard.background.MODULES`` loads the features' modules one per loop turn."""
+    from codeyard import background
+
+    source = Path(background.__file__).with_name("features.py").read_text()
+    modules = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("codeyard."):
+            for alias in node.names:  # `from package import module`, or a name of the module
+                name, package = f"{node.module}.{alias.name}", importlib.import_module(node.module)
+                is_module = hasattr(package, "__path__") and importlib.util.find_spec(name)
+                modules.add(name if is_module else node.module)
+    assert modules - {"codeyard.services.context"} == set(background.MODULES)
