@@ -7,13 +7,20 @@ can do this for the same run; the workflow orders what they send.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
+from codeyard.executor.durable_executions import ExecutionSteps
 from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, ModelSwitch, Signal
+from codeyard.executor.remote_shell import ShellJob, ShellOutcome
+from codeyard.temporal import executions
 from codeyard.temporal.contracts import SHARED_QUEUE, WORKFLOW_NAME, Delivery, workflow_id
+from codeyard.temporal.shell_flow import run_on_host
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,8 @@ class TemporalExecutor:
         self._address = address
         self._namespace = namespace
         self._client: Client | None = None
+        self._executions: asyncio.Task[None] | None = None
+        self._executions_worker: Worker | None = None
 
     @property
     def client(self) -> Client:
@@ -82,6 +91,32 @@ class TemporalExecutor:
 
     async def wait_stopped(self, run_id: str) -> None:
         """A delivered stop returns after the run landed; nothing else to wait for."""
+
+    # -- executions.DurableExecutions: workflow executions as Temporal workflows ---------------
+
+    async def serve_executions(self, steps: ExecutionSteps) -> None:
+        """Poll the executions queue: this API server runs execution workflows and steps."""
+        worker = executions.executions_worker(self.client, steps, f"api-{socket.gethostname()}")
+        self._executions = asyncio.create_task(worker.run())
+        self._executions_worker = worker
+
+    async def stop_executions(self) -> None:
+        """Steps in progress here are taken by another API server (their heartbeat stops)."""
+        if self._executions_worker is not None:
+            await self._executions_worker.shutdown()
+        if self._executions is not None:
+            await asyncio.gather(self._executions, return_exceptions=True)
+        self._executions = self._executions_worker = None
+
+    async def start_execution(self, execution_id: str, deps: dict[str, list[str]]) -> None:
+        await executions.start_execution(self.client, execution_id, deps)
+
+    async def cancel_execution(self, execution_id: str, reason: str) -> bool:
+        return await executions.cancel_execution(self.client, execution_id, reason, 60.0)
+
+    async def run_shell(self, job: ShellJob) -> ShellOutcome:
+        """``executor.remote_shell.RemoteShell``: a workflow's command on the worktree's host."""
+        return await run_on_host(self.client, job)
 
     async def finish(self, run_id: str) -> None:
         """End the run's workflow early (deleted or resolved)."""

@@ -14,6 +14,8 @@ from temporalio.worker import Worker
 from codeyard.temporal.activities import HostActivities
 from codeyard.temporal.contracts import SHARED_QUEUE, STICKY_TIMEOUT, host_queue
 from codeyard.temporal.host import HostConfig, HostRuntime
+from codeyard.temporal.shell_flow import ShellWorkflow
+from codeyard.temporal.shell_host import ShellActivities
 from codeyard.temporal.workflow import RunWorkflow
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ async def serve_host(
         shared = Worker(
             client,
             task_queue=SHARED_QUEUE,
-            workflows=[RunWorkflow],
+            workflows=[RunWorkflow, ShellWorkflow],
             activities=[acts.place],
             identity=config.host,
             # A workflow's next task goes to the worker that ran its last one first; when that
@@ -44,7 +46,7 @@ async def serve_host(
         own = Worker(
             client,
             task_queue=host_queue(config.host),
-            activities=[acts.drive, acts.deliver],
+            activities=[acts.drive, acts.deliver, ShellActivities(runtime).shell],
             identity=config.host,
             max_concurrent_activities=200,
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 from codeyard.auth.principal import Principal
 from codeyard.domain.errors import Conflict
+from codeyard.executor.durable_executions import DurableExecutions, StepError
 from codeyard.services.context import Services
 from codeyard.store.writer import Tx
 from codeyard.workflows import expressions as ex
@@ -44,6 +45,15 @@ class WorkflowEngine:
         self._live: dict[str, Execution] = {}
         self._stopping = False
         self._changed = asyncio.Event()
+        #: Steps this server runs for a durable executor, per execution (decisions wake them).
+        self._steps: dict[str, set[Execution]] = {}
+        self._starting: set[asyncio.Task[None]] = set()
+
+    @property
+    def durable(self) -> DurableExecutions | None:
+        """The executor that schedules executions itself (Temporal), else None (this engine)."""
+        executor = self.svc.executor
+        return executor if isinstance(executor, DurableExecutions) else None
 
     def notify(self) -> None:
         """Something was appended to an execution's log: streams read it now."""
@@ -59,6 +69,10 @@ class WorkflowEngine:
         """After a crash, executions that were running are marked ``interrupted``: they are
         resumed only by an explicit ``POST …/executions/{id}/resume`` (never guessed)."""
         self.watcher.start()
+        if self.durable is not None:
+            # Executions are the executor's (Temporal replays them): none is stranded here.
+            await self.durable.serve_executions(self)
+            return
         async with self.svc.engine.connect() as conn:
             stranded = await store.ids_in(conn, store.ACTIVE)
         for execution_id in stranded:
@@ -67,8 +81,10 @@ class WorkflowEngine:
     async def stop(self) -> None:
         """Shutdown is not cancel: runs are left to the executor (interrupted, resumable)."""
         self._stopping = True
-        for ex_ in self._live.values():
+        for ex_ in [*self._live.values(), *(x for xs in self._steps.values() for x in xs)]:
             ex_.shutting_down = True
+        if self.durable is not None:  # its steps go on on another server
+            await self.durable.stop_executions()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -89,11 +105,77 @@ class WorkflowEngine:
     def launch(self, row: dict[str, Any]) -> None:
         if self._stopping:
             return
+        if self.durable is not None:
+            deps = graphs.resolve(model.load(row["definition"])).deps
+            start = asyncio.create_task(self._start_durable(self.durable, row["id"], deps))
+            self._starting.add(start)
+            start.add_done_callback(self._starting.discard)
+            return
         execution = Execution(self, row)
         self._live[row["id"]] = execution
         task = asyncio.create_task(execution.run())
         self._tasks[row["id"]] = task
         task.add_done_callback(lambda _t: self._forget(row["id"]))
+
+    async def _start_durable(
+        self, durable: DurableExecutions, execution_id: str, deps: dict[str, list[str]]
+    ) -> None:
+        try:
+            await durable.start_execution(execution_id, {k: list(v) for k, v in deps.items()})
+        except Exception as exc:  # the executor is unreachable: say so on the execution
+            log.exception("workflow execution %s could not start", execution_id)
+            reason = f"the executor did not take the execution: {exc}"
+            await self._mark(execution_id, "failed", reason, "failed")
+
+    async def run_top_step(self, execution_id: str, step_id: str) -> None:
+        """``ExecutionSteps``: one top-level step for a durable executor, on this server. The
+        log is folded first, so a step another server began is re-attached, not run again."""
+        async with self.svc.engine.connect() as conn:
+            row = await store.get_execution(conn, execution_id)
+        x = Execution(self, row)
+        self._steps.setdefault(execution_id, set()).add(x)
+        try:
+            await x.prepare()
+            if x.state.status.get(step_id) == "failed":  # recorded before this server died
+                raise StepError(f"step '{step_id}' failed: {x.state.errors.get(step_id)}")
+            try:
+                await x.run_step(x.graph.steps[step_id], step_id, x.scope)
+                if x.background:
+                    await asyncio.gather(*x.background)
+            except (StepFailed, ex.TemplateError, Conflict) as exc:
+                raise StepError(str(exc)) from exc
+            except asyncio.CancelledError:
+                for task in x.background:
+                    task.cancel()
+                await asyncio.gather(*x.background, return_exceptions=True)
+                raise
+        finally:
+            mine = self._steps.get(execution_id, set())
+            mine.discard(x)
+            if not mine:
+                self._steps.pop(execution_id, None)
+
+    async def finish_execution(self, execution_id: str, status: str, reason: str | None) -> None:
+        """``ExecutionSteps``: the end a durable executor decided, recorded once."""
+        async with self.svc.engine.connect() as conn:
+            row = await store.get_execution(conn, execution_id)
+        if row["status"] in store.FINISHED:
+            return  # recorded before a retry of this call
+        x = Execution(self, row)
+        await x.prepare()
+        if status == "completed":
+            try:
+                outputs = params.render_outputs(x.defn, x.scope)
+            except (ex.TemplateError, params.OutputMismatch) as exc:
+                await x._finish("failed", str(exc), "failed", {"error": str(exc)})
+                return
+            await x._finish("completed", None, "completed", {"outputs": outputs}, outputs=outputs)
+        elif status == "cancelled":
+            why = reason or "cancelled"
+            await x._finish("cancelled", why, "cancelled", {"reason": why})
+        else:
+            why = reason or "failed"
+            await x._finish("failed", why, "failed", {"error": why})
 
     def _forget(self, execution_id: str) -> None:
         self._tasks.pop(execution_id, None)
@@ -102,6 +184,13 @@ class WorkflowEngine:
     async def cancel(self, execution_id: str, reason: str) -> None:
         """Stop every running step (their runs are cancelled), then mark the execution."""
         task = self._tasks.get(execution_id)
+        durable = self.durable
+        if (
+            task is None
+            and durable is not None
+            and await durable.cancel_execution(execution_id, reason)
+        ):
+            return
         if task is not None:
             self._live[execution_id].cancel_reason = reason
             task.cancel()
@@ -121,6 +210,8 @@ class WorkflowEngine:
         live = self._live.get(execution_id)
         if live is not None:
             live.decided.set()
+        for x in self._steps.get(execution_id, ()):
+            x.decided.set()
 
     async def follow(self, execution_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
         """An execution's events after ``after``, then each new one as it is written; ends
@@ -166,6 +257,18 @@ class Execution:
 
         await self.svc.writer.run(job)
         self.eng.notify()
+
+    async def prepare(self) -> None:
+        """Fold the log and publish what ended into the scope (a step run on its own, for a
+        durable executor, reads its predecessors' outputs from here)."""
+        await self.refold()
+        self.run_ids = {d["run_id"] for d in self.state.runs.values() if d.get("run_id")}
+        for key, output in self.state.done.items():
+            # ``fan/leg0`` is step ``leg0`` of ``fan``; keys of loop turns, foreach items and
+            # retries (``#``, ``[``, ``~``) stay their group's business.
+            sid = key.rsplit("/", 1)[-1]
+            if sid in self.graph.steps and not any(c in key for c in "#[~"):
+                self._publish(self.graph.steps[sid], output, self.scope)
 
     async def refold(self) -> Folded:
         async with self.svc.engine.connect() as conn:

@@ -5,6 +5,7 @@ it waited for) instead of doing it twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from codeyard import crashpoints
 from codeyard.domain.errors import CodeyardError
 from codeyard.domain.status import ACTIVE, RunStatus
 from codeyard.events.hub import EventFilter, SubscriberDropped, Subscription
+from codeyard.executor.remote_shell import RemoteShell, ShellJob, ShellNotRun
 from codeyard.services import resolution, review
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
@@ -277,35 +279,57 @@ def _step_output(scope: dict[str, Any], step_id: str, need: str) -> dict[str, An
 
 
 async def _shell(
-    x: Execution, command: str, run_step_id: str, scope: dict[str, Any], timeout: float
+    x: Execution, command: str, run_step_id: str, scope: dict[str, Any], timeout: float, key: str
 ) -> dict[str, Any]:
     source = _step_output(scope, run_step_id, "worktree")
-    return await _shell_in(x, command, source["worktree"], run_step_id, timeout)
+    return await _shell_in(x, command, source, run_step_id, timeout, key)
 
 
 async def _shell_in(
-    x: Execution, command: str, worktree: str | None, owner: str, timeout: float
+    x: Execution, command: str, source: dict[str, Any], owner: str, timeout: float, key: str
 ) -> dict[str, Any]:
+    """``command`` in the worktree of the run step ``owner`` made (``source``: its output):
+    here with the local executor; on the host that holds the worktree when the executor keeps
+    worktrees on worker hosts (``executor.remote_shell``)."""
+    worktree = source.get("worktree")
     if not worktree:
         raise StepFailed(f"the run of step '{owner}' has no worktree (landed or discarded)")
+    executor = x.svc.executor
+    if isinstance(executor, RemoteShell):
+        host = await _host_of(x, str(source.get("run_id") or ""))
+        if not host:
+            raise StepFailed(f"the run of step '{owner}' was never placed on a worker host")
+        job = ShellJob(host, str(worktree), command, timeout, x.id, key)
+        try:
+            done = await executor.run_shell(job)
+        except ShellNotRun as exc:
+            raise StepFailed(f"step '{owner}': {exc}") from exc
+        result = shell.ShellResult(done.exit_code, done.output, done.timed_out)
+        return {**result.as_output(), "host": done.host}
     if not Path(worktree).is_dir():
-        # Shell commands run where the engine runs; a worktree is gone once its run is landed
-        # or discarded, and with the Temporal executor it lives on its worker's host.
+        # A worktree is gone once its run is landed or discarded.
         raise StepFailed(
             f"the worktree of step '{owner}' ({worktree}) is not on this server: its run was "
-            "landed or discarded, or a worker on another host holds it; run shell, loop and "
-            "compare checks before landing, on a server that shares the worker's worktree root"
+            "landed or discarded; run shell, loop and compare checks before landing"
         )
     sandbox = await sandbox_service.current(x.svc)
     result = await shell.run(command, Path(worktree), sandbox, timeout)
     return result.as_output()
 
 
+async def _host_of(x: Execution, run_id: str) -> str | None:
+    """The worker host that holds the run's worktree (written by the host that placed it)."""
+    R = schema.runs
+    async with x.svc.engine.connect() as conn:
+        host = await conn.scalar(select(R.c.worker_host).where(R.c.id == run_id))
+    return str(host) if host else None
+
+
 async def shell_step(
     x: Execution, step: m.ShellStep, key: str, scope: dict[str, Any]
 ) -> dict[str, Any]:
     command = ex.render(step.command, scope)
-    output = await _shell(x, command, step.in_, scope, step.timeout_seconds)
+    output = await _shell(x, command, step.in_, scope, step.timeout_seconds, key)
     if output["exit_code"] != 0 and not step.allow_failure:
         why = "timed out" if output["timed_out"] else f"exited {output['exit_code']}"
         kind = "timeout" if output["timed_out"] else "exit_code"
@@ -471,6 +495,9 @@ async def if_step(x: Execution, step: m.IfStep, key: str, scope: dict[str, Any])
 
 # -- approval -------------------------------------------------------------------------------
 
+#: Seconds between re-reads of the log while an approval waits for its decision.
+DECISION_SWEEP_SECONDS = 2.0
+
 
 async def _decision(x: Execution, key: str, attempt: int, message: str) -> dict[str, Any]:
     if (key, attempt) not in x.state.requested:
@@ -483,7 +510,10 @@ async def _decision(x: Execution, key: str, attempt: int, message: str) -> dict[
         await x.refold()
         if (key, attempt) in x.state.decisions:
             break
-        await x.decided.wait()
+        # Woken by a decision sent to this server; one sent to another API server (a durable
+        # executor's step may run on any) is found by the next re-read.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(x.decided.wait(), DECISION_SWEEP_SECONDS)
     return x.state.decisions[(key, attempt)]
 
 
@@ -618,7 +648,7 @@ async def loop_step(
         check_key = f"{key}#{i}/until"
         check = x.state.done.get(check_key)
         if check is None:
-            check = await _shell(x, until, step.in_, scope, 3600)
+            check = await _shell(x, until, step.in_, scope, 3600, check_key)
             await x.emit("workflow.step.completed", {"key": check_key, "output": check})
             x.state.done[check_key] = check
         if check["exit_code"] == 0:
@@ -682,7 +712,7 @@ async def compare_step(
             result = x.state.done.get(check_key)
             if result is None:
                 command = ex.render(step.check, scope)
-                result = await _shell_in(x, command, output.get("worktree"), name, 3600)
+                result = await _shell_in(x, command, output, name, 3600, check_key)
                 await x.emit("workflow.step.completed", {"key": check_key, "output": result})
                 x.state.done[check_key] = result
             passed = result["exit_code"] == 0

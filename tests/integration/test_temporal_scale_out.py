@@ -11,6 +11,7 @@ generous start-up bounds are for that; every wait is still bounded).
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import subprocess
@@ -315,6 +316,254 @@ async def test_a_workflow_on_one_server_has_its_run_steps_driven_by_the_workers(
     assert heard["event"]["data"]["text"] == "first done"
 
 
+async def test_shell_steps_run_on_the_worker_host_that_holds_the_worktree_or_fail_clearly(
+    cluster: Cluster,
+) -> None:
+    """Shell steps on the distributed executor (issue 20): the command runs as an activity on
+    the queue of the host whose worktree it names, so it sees the file the agent wrote there
+    (``output.host`` is that host; the engine on server 1 runs nothing itself). With that host
+    killed while an approval gate holds the execution, the next shell step fails naming the
+    host and the fix after the pickup timeout, instead of running somewhere else."""
+    one, two = cluster.api
+    definition = {
+        "name": "shell-on-host",
+        "steps": [
+            {
+                "id": "make",
+                "type": "run",
+                "provider": "script",
+                "prompt": "make a file",
+                "agent_options": {
+                    "scenario": {
+                        "steps": [
+                            {"write": {"path": "made.txt", "content": "made here\n"}},
+                            {"say": "made"},
+                        ]
+                    },
+                    "permission_mode": "auto",
+                },
+            },
+            {
+                "id": "check",
+                "type": "shell",
+                "in": "make",
+                "depends_on": ["make"],
+                "command": "test -f made.txt && cat made.txt && echo ran-in-$PWD",
+            },
+            {"id": "gate", "type": "approval", "depends_on": ["check"], "message": "go on?"},
+            {
+                "id": "again",
+                "type": "shell",
+                "in": "make",
+                "depends_on": ["gate"],
+                "command": "test -f made.txt",
+            },
+        ],
+    }
+    victim = ""
+    try:
+        async with one.client() as c1, two.client() as c2:
+            with anyio.fail_after(150):
+                resp = await c1.post("/api/workflows", json={"definition": definition})
+                assert resp.status_code == 201, resp.text
+                resp = await c1.post(
+                    f"/api/workflows/{resp.json()['id']}/execute",
+                    json={"repo_path": str(cluster.repo)},
+                )
+                assert resp.status_code == 202, resp.text
+                url = f"/api/workflows/executions/{resp.json()['execution_id']}"
+                body = (await c1.get(url)).json()
+                while not body["pending_approvals"]:
+                    assert body["status"] == "running", (body["status_reason"], body["steps"])
+                    await anyio.sleep(0.2)
+                    body = (await c1.get(url)).json()
+                steps = {s["key"]: s for s in body["steps"]}
+                run = (await c2.get(f"/api/runs/{steps['make']['run_id']}")).json()
+                victim = cluster.host_of(run)
+                worktree = next(iter(run["worktrees"].values()))
+                check = steps["check"]["output"]
+                assert check["exit_code"] == 0, check
+                assert check["host"] == victim
+                assert check["stdout"] == f"made here\nran-in-{worktree}\n"
+                cluster.workers[victim].kill()
+                resp = await c2.post(f"{url}/steps/gate/decide", json={"decision": "approve"})
+                assert resp.status_code == 200, resp.text
+                body = (await c2.get(url)).json()
+                while body["status"] == "running":
+                    await anyio.sleep(0.5)
+                    body = (await c2.get(url)).json()
+        assert body["status"] == "failed", body
+        reason = body["status_reason"]
+        assert f"worker host '{victim}'" in reason and "did not take the command" in reason
+        assert f"codeyard worker --name {victim}" in reason
+        again = next(s for s in body["steps"] if s["key"] == "again")
+        assert again["status"] == "failed"
+    finally:
+        if victim and cluster.workers[victim].proc is None:  # later tests expect three hosts
+            cluster.workers[victim].spawn()
+            cluster.workers[victim].wait_ready(timeout=240)
+
+
+def _script(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {"scenario": {"steps": list(steps)}, "permission_mode": "auto"}
+
+
+async def _execute(client: httpx.AsyncClient, repo: Path, definition: dict[str, Any]) -> str:
+    resp = await client.post("/api/workflows", json={"definition": definition})
+    assert resp.status_code == 201, resp.text
+    resp = await client.post(
+        f"/api/workflows/{resp.json()['id']}/execute", json={"repo_path": str(repo)}
+    )
+    assert resp.status_code == 202, resp.text
+    return f"/api/workflows/executions/{resp.json()['execution_id']}"
+
+
+async def _until(client: httpx.AsyncClient, url: str, done: Any) -> dict[str, Any]:
+    """Poll the execution (bounded by the caller's ``fail_after``) until ``done(body)``."""
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            resp = await client.get(url)
+            if resp.status_code == 200 and done(body := resp.json()):
+                return dict(body)
+        await anyio.sleep(0.2)
+
+
+async def test_an_execution_is_a_temporal_workflow_that_survives_kill_9_of_every_api_server(
+    cluster: Cluster,
+) -> None:
+    """An execution on the Temporal executor is workflow ``CodeyardExecution``: its steps are
+    activities on the API servers' queue. A three-step DAG (a run, a parallel fan-out of two
+    runs, a shell step) is started; while the fan-out's agents work, both API servers are
+    killed with ``kill -9``; one is started again (no resume request, no engine recovery):
+    Temporal gives the lost steps to it, its engine re-attaches to the runs the log recorded,
+    and the execution completes with each step's run created once and each step completed
+    once."""
+    one, two = cluster.api
+    definition = {
+        "name": "durable",
+        "steps": [
+            {
+                "id": "first",
+                "type": "run",
+                "provider": "script",
+                "prompt": "first",
+                "agent_options": _script(
+                    {"write": {"path": "one.txt", "content": "1\n"}}, {"say": "first"}
+                ),
+            },
+            {
+                "id": "fan",
+                "type": "parallel",
+                "depends_on": ["first"],
+                "steps": [
+                    {
+                        "id": f"leg{i}",
+                        "type": "run",
+                        "provider": "script",
+                        "prompt": f"leg {i}",
+                        "agent_options": _script(
+                            {"say": f"leg {i}"}, {"sleep": 6}, {"say": f"leg {i} done"}
+                        ),
+                    }
+                    for i in range(2)
+                ],
+            },
+            {
+                "id": "last",
+                "type": "shell",
+                "in": "first",
+                "depends_on": ["fan"],
+                "command": "test -f one.txt",
+            },
+        ],
+    }
+    try:
+        async with one.client() as c1:
+            with anyio.fail_after(120):
+                url = await _execute(c1, cluster.repo, definition)
+                mid = await _until(
+                    c1,
+                    f"{url}/events",
+                    lambda b: sum(e["type"] == "workflow.step.run" for e in b["data"]) == 3,
+                )
+        assert all(e["type"] != "workflow.execution.completed" for e in mid["data"])
+        one.crash()
+        two.crash()
+        await one.start_async(timeout=240)
+        async with one.client() as c1:
+            with anyio.fail_after(150):
+                body = await _until(c1, url, lambda b: b["status"] != "running")
+                log = (await c1.get(f"{url}/events")).json()["data"]
+                legs = sorted(
+                    (s for s in body["steps"] if s["key"].startswith("fan/")),
+                    key=lambda s: str(s["key"]),
+                )
+                runs = [(await c1.get(f"/api/runs/{s['run_id']}")).json() for s in legs]
+                said = [
+                    [e["data"]["text"] for e in await event_log(c1, r["id"])
+                     if e["type"] == "agent.message"]
+                    for r in runs
+                ]  # fmt: skip
+    finally:
+        for srv in (one, two):
+            if srv.proc is None:
+                srv.start(timeout=240)
+    assert body["status"] == "completed", (body["status_reason"], body["steps"])
+    started = sorted(e["data"]["key"] for e in log if e["type"] == "workflow.step.run")
+    assert started == ["fan/leg0", "fan/leg1", "first"]  # one run each, none made again
+    completed = [e["data"]["key"] for e in log if e["type"] == "workflow.step.completed"]
+    assert sorted(completed) == sorted(set(completed))  # no step completed twice
+    assert {"first", "fan", "fan/leg0", "fan/leg1", "last"} <= set(completed)
+    assert [e["type"] for e in log].count("workflow.execution.completed") == 1
+    assert all(e["type"] != "workflow.execution.interrupted" for e in log)
+    assert said == [["leg 0", "leg 0 done"], ["leg 1", "leg 1 done"]]
+    assert {r["status"] for r in runs} == {"review"}
+
+
+async def test_cancelling_an_execution_on_the_temporal_executor_cancels_its_running_runs(
+    cluster: Cluster,
+) -> None:
+    """Cancel sent to the other API server: the execution workflow cancels its step
+    activities, each cancels its run on its worker host, and then the end is recorded."""
+    one, two = cluster.api
+    definition = {
+        "name": "cancel-me",
+        "steps": [
+            {
+                "id": "fan",
+                "type": "parallel",
+                "steps": [
+                    {
+                        "id": f"leg{i}",
+                        "type": "run",
+                        "provider": "script",
+                        "prompt": f"leg {i}",
+                        "agent_options": _script({"say": f"leg {i}"}, {"sleep": 60}),
+                    }
+                    for i in range(2)
+                ],
+            },
+        ],
+    }
+    async with one.client() as c1, two.client() as c2:
+        with anyio.fail_after(120):
+            url = await _execute(c1, cluster.repo, definition)
+            body = await _until(
+                c1,
+                url,
+                lambda b: sum(bool(s["run_id"]) for s in b["steps"] if "/" in s["key"]) == 2,
+            )
+            run_ids = [s["run_id"] for s in body["steps"] if "/" in s["key"]]
+            for run_id in run_ids:
+                await wait_for_event(c1, run_id, lambda e: e["type"] == "agent.message", timeout=60)
+            resp = await c2.post(f"{url}/cancel")
+            assert resp.status_code in (200, 202), resp.text
+            body = await _until(c2, url, lambda b: b["status"] != "running")
+            runs = [(await c2.get(f"/api/runs/{r}")).json() for r in run_ids]
+    assert body["status"] == "cancelled", body
+    assert {r["status"] for r in runs} == {"cancelled"}, [r["status_reason"] for r in runs]
+
+
 async def test_a_run_whose_worker_is_killed_mid_turn_continues_on_another_worker(
     cluster: Cluster,
 ) -> None:
@@ -409,3 +658,100 @@ async def test_kill_9_of_an_api_server_loses_no_run_and_its_client_resumes_on_th
     assert ids == [e["id"] for e in stored][: len(ids)], "a gap or a repeat across servers"
     said = [e["data"]["text"] for e in stored if e["type"] == "agent.message"]
     assert said == [f"part {i}" for i in range(6)]  # the run went on without its server
+
+
+def _respawn_dead_workers(cluster: Cluster) -> None:
+    """Start again the workers an earlier test killed (a killed host stays listed as a poller
+    for a while, and placement must have two live hosts to move a run between)."""
+    marks = {}
+    for name, worker in cluster.workers.items():
+        if worker.proc is None:
+            marks[name] = len(worker.log())
+            worker.spawn()
+    deadline = time.monotonic() + 240
+    for name, mark in marks.items():
+        worker = cluster.workers[name]
+        while f"codeyard worker {name} ready" not in worker.log()[mark:]:
+            assert worker.proc is not None and worker.proc.poll() is None, worker.log()[-3000:]
+            assert time.monotonic() < deadline, f"worker {name} did not start again"
+            time.sleep(0.05)
+
+
+async def test_a_claude_code_run_moved_off_a_killed_worker_resumes_its_own_session(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Real Claude Code (the bundled CLI) against the fake model. Turn 1 ends on some worker
+    (its session file is saved with the checkpoint); turn 2's worker is killed while the model
+    is answering. The worker that takes the run over unpacks the session file where Claude Code
+    looks for the new worktree, so the resumed turn continues the same session: its model
+    request carries turn 1's conversation and turn 2's request, and no "lost session" error.
+    The lost host's copy of the session is deleted first (its disk is gone with it)."""
+    from codeyard.agents.claude import ClaudeCodeProvider
+    from codeyard.agents.claude.turn import PROMPTS
+    from codeyard.temporal.sessions import claude_slug
+    from codeyard.testing.fake_llm import FakeLLM, Reply
+
+    problem = ClaudeCodeProvider().problem()
+    if problem is not None:
+        pytest.skip(f"Claude Code cannot run here: {problem}")
+    _respawn_dead_workers(cluster)
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    one, two = cluster.api
+    with FakeLLM() as fake:
+        fake.script([Reply(text="Noted: the codeword is TURN-ONE-AMBER.")])
+        env = {
+            "ANTHROPIC_BASE_URL": fake.url,
+            "ANTHROPIC_API_KEY": "test",
+            "HOME": str(home),
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+        async with one.client() as c1, two.client() as c2:
+            with anyio.fail_after(240):
+                resp = await c1.post(
+                    "/api/runs",
+                    json={
+                        "prompt": "Remember the codeword.",
+                        "repo_path": str(cluster.repo),
+                        "provider": "claude-code",
+                        "model": "claude-sonnet-4-5",
+                        "agent_options": {"env": env, "permission_mode": "auto"},
+                    },
+                )
+                assert resp.status_code == 201, resp.text
+                run_id = resp.json()["id"]
+                first = await wait_status(c1, run_id, "review", "failed", timeout=90)
+                assert first["status"] == "review", first
+                session = first["session_id"]
+                victim = cluster.host_of(first)
+                # Turn 2: the model takes its time, and its worker dies meanwhile.
+                fake.script(
+                    [Reply(delay=20, text="never seen"), Reply(text="Resumed: TURN-ONE-AMBER.")]
+                )
+                calls = len(fake.model_calls("anthropic"))
+                resp = await c2.post(
+                    f"/api/runs/{run_id}/messages", json={"text": "Say it back: REQUEST-TWO."}
+                )
+                assert resp.status_code in (200, 201, 202), resp.text
+                await anyio.to_thread.run_sync(fake.wait_for_model_calls, calls + 1, 60)
+                cluster.workers[victim].kill()
+                old_cwd = next(iter(first["worktrees"].values()))
+                shutil.rmtree(home / ".claude" / "projects" / claude_slug(old_cwd))
+                await wait_for_event(c1, run_id, _moved, timeout=60)
+                done = await wait_status(c1, run_id, "review", "failed", timeout=120)
+                events = await event_log(c2, run_id)
+        resumed = fake.model_calls("anthropic")[calls + 1 :]
+    assert done["status"] == "review", done
+    assert cluster.host_of(done) != victim
+    assert done["session_id"] == session  # the same session, not a new one
+    errors = [e["data"]["message"] for e in events if e["type"] == "error"]
+    assert PROMPTS["lost_session"] not in errors, errors
+    assert resumed, "the resumed turn never called the model"
+    sent = resumed[0].text()
+    assert "TURN-ONE-AMBER" in sent  # turn 1's conversation, from the restored session file
+    assert "REQUEST-TWO" in sent  # the interrupted turn's request, sent again
+    new_cwd = next(iter(done["worktrees"].values()))
+    assert (home / ".claude" / "projects" / claude_slug(new_cwd) / f"{session}.jsonl").is_file()
+    assert_gapless(events)
