@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Debian's espeak-ng for the voice tests (tests/integration/test_voice.py): they synthesize
-# speech to send to a fake transcription server. Installed when missing.
+# Debian's speech synthesizers for the voice tests, installed when missing: espeak-ng
+# (tests/integration/test_voice.py, speech for a fake transcription server) and flite
+# (tests/integration/test_voice_local.py, speech for the local engine: PocketSphinx recognizes
+# flite's CMU voices, while espeak-ng's formant voice comes back as other words).
 set -euo pipefail
-if command -v espeak-ng >/dev/null 2>&1; then
+if command -v espeak-ng >/dev/null 2>&1 && command -v flite >/dev/null 2>&1; then
   exit 0
 fi
 SUDO=""
@@ -11,5 +13,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends espeak-ng
+$SUDO apt-get install -y -qq --no-install-recommends espeak-ng flite
 espeak-ng --version
+flite --version

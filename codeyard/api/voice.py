@@ -63,5 +63,6 @@ async def get_voice(svc: Svc) -> VoiceView:
     "/settings/voice", response_model=VoiceView, dependencies=[require_scope("settings:write")]
 )
 async def put_voice(body: VoiceUpdate, svc: Svc) -> VoiceView:
-    """Set (or clear) the transcription endpoint; its key stays in an env set."""
+    """Set (or clear) the transcription backend: an endpoint whose key stays in an env set, or
+    the local engine (checked before saving: 422 when it cannot start here)."""
     return VoiceView(config=await service.set_config(svc, body.config))

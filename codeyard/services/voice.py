@@ -16,12 +16,15 @@ from codeyard.domain.errors import (
     Conflict,
     Forbidden,
     PayloadTooLarge,
+    ValidationFailed,
 )
 from codeyard.services import endpoint_settings
 from codeyard.services.context import Services
 from codeyard.store import env_sets, runs
-from codeyard.voice import OpenAICompatible, TranscriptionError, VoiceConfig
+from codeyard.voice import AudioError, TranscriptionError, VoiceConfig, transcriber
 from codeyard.voice.config import MAX_AUDIO_BYTES
+from codeyard.voice.local import ModelDirError
+from codeyard.voice.local import check as check_local
 from codeyard.workspace.git import GitError, git
 
 KEY = "voice"
@@ -39,6 +42,14 @@ async def get_config(svc: Services) -> VoiceConfig | None:
 
 
 async def set_config(svc: Services, cfg: VoiceConfig | None) -> VoiceConfig | None:
+    if cfg is not None and cfg.backend == "local":
+        try:
+            await asyncio.to_thread(check_local, cfg)
+        except ModelDirError as exc:
+            raise ValidationFailed(
+                f"The local voice engine cannot start: {exc}.",
+                errors=[{"loc": ["body", "config", "model_dir"], "msg": str(exc)}],
+            ) from exc
     env_set_id = cfg.env_set_id if cfg is not None else None
     return await endpoint_settings.save(svc, KEY, cfg, env_set_id)
 
@@ -111,14 +122,16 @@ async def transcribe(
             raise Forbidden("This run belongs to another user.")
         words = await vocabulary(run)
     key = None
-    if cfg.env_set_id:
+    if cfg.backend == "openai" and cfg.env_set_id:
         async with svc.engine.connect() as conn:
             env = await env_sets.environment_for(
                 conn, secret_box(svc.settings.secret_key_path), [cfg.env_set_id]
             )
         key = env.get(cfg.key_variable)
     try:
-        text = await OpenAICompatible(cfg, key).transcribe(audio, filename, content_type, words)
+        text = await transcriber(cfg, key).transcribe(audio, filename, content_type, words)
+    except AudioError as exc:
+        raise BadRequest(f"The audio cannot be read: {exc}.") from exc
     except TranscriptionError as exc:
         raise Conflict(f"Transcription failed: {exc}") from exc
     return {"text": text, "vocabulary": words[:100]}

@@ -1,5 +1,7 @@
 """The ``voice`` setting: an OpenAI-compatible ``/audio/transcriptions`` endpoint (a local
-whisper.cpp or faster-whisper server, or a cloud one) and where its key comes from."""
+whisper.cpp or faster-whisper server, or a cloud one) and where its key comes from, or the
+local engine (PocketSphinx from the ``voice-local`` extra, run in a child process) with an
+optional model directory."""
 
 from __future__ import annotations
 
@@ -14,7 +16,11 @@ MAX_AUDIO_BYTES = 25 * 1024 * 1024
 class VoiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["openai"] = "openai"
+    backend: Literal["openai", "local"] = Field(
+        default="openai",
+        description="'openai': the endpoint below; 'local': PocketSphinx on this server "
+        "(pip install 'codeyard[voice-local]'), no network.",
+    )
     base_url: str = Field(
         default="https://api.openai.com/v1",
         max_length=500,
@@ -24,6 +30,12 @@ class VoiceConfig(BaseModel):
     env_set_id: str | None = Field(default=None, description="Env set holding the API key.")
     key_variable: str = Field(default="OPENAI_API_KEY", max_length=100)
     language: str | None = Field(default=None, max_length=10, description="e.g. 'en'.")
+    model_dir: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="local only: a PocketSphinx model directory (acoustic model folder, *.dict, "
+        "*.lm.bin); unset = the US English model that ships with the extra.",
+    )
     timeout_seconds: float = Field(default=120.0, gt=0, le=600)
 
     @field_validator("base_url")
@@ -32,3 +44,10 @@ class VoiceConfig(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("model_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("model_dir must be an absolute path on the server")
+        return value

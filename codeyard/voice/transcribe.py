@@ -1,6 +1,7 @@
-"""Transcription backends. Only the OpenAI-compatible one ships: it covers the cloud API and
-local servers (whisper.cpp ``--inference-path /v1/audio/transcriptions``, faster-whisper
+"""Transcription backends behind one interface. The OpenAI-compatible one covers the cloud API
+and local servers (whisper.cpp ``--inference-path /v1/audio/transcriptions``, faster-whisper
 servers, LocalAI, speaches); a vocabulary prompt biases recognition towards the repo's words.
+The local engine (PocketSphinx, no server at all) lives in :mod:`codeyard.voice.local`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from codeyard.voice.config import VoiceConfig
 
 class TranscriptionError(Exception):
     """The backend could not transcribe; the message says why (never the key)."""
+
+
+class AudioError(TranscriptionError):
+    """The upload is not audio the backend can decode (the client's fault, not the backend's)."""
 
 
 class Transcriber(Protocol):

@@ -1,0 +1,105 @@
+"""The local voice engine end to end, with nothing faked: speech synthesized by flite
+(scripts/ensure-espeak.sh installs it; PocketSphinx does not understand espeak-ng's formant
+voice) goes through ``POST /api/voice/transcribe`` to PocketSphinx (the ``voice-local`` extra,
+its bundled US English model) in a worker process, as WebM/Opus like a browser records it, and
+the words come back. A run's symbol, spoken as words, comes back as the symbol itself only when
+the run's vocabulary is given."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.conftest import Api, make_repo
+
+pytestmark = pytest.mark.anyio
+
+
+def speak(tmp_path: Path, text: str) -> bytes:
+    if shutil.which("flite") is None:
+        pytest.fail("flite is missing: run scripts/ensure-espeak.sh")
+    out = tmp_path / "speech.wav"
+    subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(out)], check=True, timeout=30)
+    return out.read_bytes()
+
+
+def as_webm(wav: bytes) -> bytes:
+    """Opus at 48 kHz in WebM, what Chrome's and Firefox's MediaRecorder produce."""
+    buf = io.BytesIO()
+    with av.open(io.BytesIO(wav)) as src, av.open(buf, mode="w", format="webm") as dst:
+        stream = dst.add_stream("libopus", rate=48_000)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
+        for frame in src.decode(src.streams.audio[0]):
+            for piece in resampler.resample(frame):
+                dst.mux(stream.encode(piece))
+        for piece in resampler.resample(None):
+            dst.mux(stream.encode(piece))
+        dst.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+async def test_local_engine_transcribes_and_knows_the_runs_symbols(
+    sqlite_api: Api, tmp_path: Path
+) -> None:
+    api = sqlite_api
+    bad = await api.client.put(
+        "/api/settings/voice",
+        json={"config": {"backend": "local", "model_dir": str(tmp_path / "no-model")}},
+    )
+    assert bad.status_code == 422 and "not a directory" in bad.json()["detail"], bad.text
+    assert (await api.client.get("/api/settings/voice")).json()["config"] is None
+
+    put = await api.client.put("/api/settings/voice", json={"config": {"backend": "local"}})
+    assert put.status_code == 200, put.text
+
+    webm = as_webm(speak(tmp_path, "run the tests again"))
+    plain = await api.post(
+        "/api/voice/transcribe", files={"audio": ("dictation.webm", webm, "audio/webm")}
+    )
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["text"] == "run the tests again", plain.json()
+
+    repo = make_repo(tmp_path / "shop", {"README.md": "# shop\n"})
+    body = {
+        "prompt": "billing",
+        "repo_path": str(repo),
+        "provider": "script",
+        "agent_options": {
+            "scenario": {
+                "steps": [
+                    {
+                        "write": {
+                            "path": "billing/invoice.py",
+                            "content": "def compute_invoice_total(x):\n    return x\n",
+                        }
+                    }
+                ]
+            }
+        },
+    }
+    run = (await api.post("/api/runs", json=body)).json()
+    await api.wait_status(run["id"], "review")
+    clip = speak(tmp_path, "fix compute invoice total")
+    symbol = await api.post(
+        "/api/voice/transcribe",
+        files={"audio": ("dictation.wav", clip, "audio/wav")},
+        data={"run_id": str(run["number"])},
+    )
+    assert symbol.status_code == 200, symbol.text
+    assert symbol.json()["text"] == "fix compute_invoice_total", symbol.json()
+    assert "compute_invoice_total" in symbol.json()["vocabulary"]
+    unbiased = await api.post(
+        "/api/voice/transcribe", files={"audio": ("dictation.wav", clip, "audio/wav")}
+    )
+    assert unbiased.status_code == 200, unbiased.text
+    assert "compute_invoice_total" not in unbiased.json()["text"], unbiased.json()
+
+    garbage = await api.post(
+        "/api/voice/transcribe", files={"audio": ("a.webm", b"\x1aE\xdf\xa3 not", "audio/webm")}
+    )
+    assert garbage.status_code == 400 and "cannot be read" in garbage.json()["detail"]
