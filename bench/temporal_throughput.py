@@ -12,7 +12,14 @@ API server. Measured per executor:
 - errors: requests not answered 201, runs that ended other than ``review``;
 - event latency: an event's ``ts`` (stamped by the writer that numbered it, before its
   commit) to its arrival at the SSE client, for every ``agent.message`` (p50/p99);
-- spread: runs per worker host (Temporal).
+- spread: runs per worker host (Temporal);
+- the latency's two hops, apart: the bench LISTENs on the database itself, so each event's
+  ``NOTIFY`` arrival splits it into *writer* (stamp → commit announced: the writer's queue, the
+  commit-order lock, the transaction, PostgreSQL's delivery) and *server* (announcement → SSE
+  client: the API server's read of the rows, its hub, the stream); the commit-order lock's
+  waiters, sampled from ``pg_locks`` every 20 ms; and the CPU seconds each kind of process
+  used during the executor's run (API server, workers, PostgreSQL, Temporal) against the
+  machine's CPU seconds available.
 
     .venv/bin/python bench/temporal_throughput.py [--runs 300] [--concurrency 50]
 """
@@ -37,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import fresh_dir, machine, make_repo, write_json
 from codeyard.testing.postgres import PostgresCluster
-from tests.support.server import ServerProcess, open_sse
+from tests.support.server import ServerProcess, _descendants, open_sse
 from tests.support.temporal import TemporalDevServer, WorkerProcess, api_server
 
 OUT = Path(__file__).resolve().parent / "out" / "temporal_throughput.json"
@@ -53,12 +60,88 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
 
-async def _follow(c: httpx.AsyncClient, latencies: list[float], ready: asyncio.Event) -> None:
+async def _follow(
+    c: httpx.AsyncClient,
+    latencies: list[float],
+    ready: asyncio.Event,
+    seen: dict[int, tuple[float, float]],
+) -> None:
     params = {"types": "agent.message", "after": 2**62}  # live only
     async with open_sse(c, "/api/events/stream", params=params) as stream:
         ready.set()
         async for frame in stream.frames():
-            latencies.append(time.time() - _ts(frame.json()["ts"]))
+            now, stamped = time.time(), _ts(frame.json()["ts"])
+            latencies.append(now - stamped)
+            if frame.event_id is not None:
+                seen[int(frame.event_id)] = (stamped, now)
+
+
+class _Probe:
+    """The database side of the latency: when each event's NOTIFY arrives, and how many
+    writers wait on the commit-order lock (sampled)."""
+
+    def __init__(self, url: str) -> None:
+        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+        self.announced: dict[int, float] = {}
+        self.lock_waiters: list[int] = []
+        self._conns: list[Any] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        now = time.time()
+        for part in payload.partition(":")[2].split(","):
+            if part.isdigit():
+                self.announced.setdefault(int(part), now)
+
+    async def start(self) -> None:
+        import asyncpg
+
+        listen, sample = await asyncpg.connect(self.dsn), await asyncpg.connect(self.dsn)
+        self._conns = [listen, sample]
+        await listen.add_listener("codeyard_events", self._heard)
+
+        async def sampling() -> None:
+            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            while True:
+                self.lock_waiters.append(int(await sample.fetchval(query)))
+                await asyncio.sleep(0.02)
+
+        self._task = asyncio.create_task(sampling())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for conn in self._conns:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+
+def _cpu_by_kind(kinds: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind's processes and their children,
+    and by every ``postgres`` and ``temporal`` process of the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    out = {
+        kind: sum(cpu(p) for pid in pids for p in [pid, *_descendants(pid)])
+        for kind, pids in kinds.items()
+    }
+    by_name: dict[str, float] = {"postgres": 0.0, "temporal": 0.0}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                name = (entry / "comm").read_text().strip()
+                if name in by_name:
+                    by_name[name] += cpu(int(entry.name))
+    return {**out, **by_name}
 
 
 async def _create(
@@ -113,11 +196,17 @@ async def one_executor(
     concurrency: int,
     timeout: float,
     roots: dict[str, Path],
+    database_url: str,
+    processes: dict[str, list[int]],
 ) -> dict[str, Any]:
     latencies: list[float] = []
+    seen: dict[int, tuple[float, float]] = {}
     ready = asyncio.Event()
-    follower = asyncio.create_task(_follow(c, latencies, ready))
+    probe = _Probe(database_url)
+    await probe.start()
+    follower = asyncio.create_task(_follow(c, latencies, ready, seen))
     await asyncio.wait_for(ready.wait(), 30)
+    cpu_before, wall_before = _cpu_by_kind(processes), time.monotonic()
     gate = asyncio.Semaphore(concurrency)
     t0 = time.perf_counter()
     errors: list[str] = []
@@ -132,10 +221,18 @@ async def one_executor(
             break
         await asyncio.sleep(0.25)
     t_done = time.perf_counter() - t0
+    cpu_after, wall = _cpu_by_kind(processes), time.monotonic() - wall_before
     await asyncio.sleep(1)  # the last events reach the stream
     follower.cancel()
     with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
         await follower
+    await probe.stop()
+    hops = [
+        (probe.announced[i] - s, r - probe.announced[i])
+        for i, (s, r) in seen.items()
+        if i in probe.announced
+    ]
+    waiters = probe.lock_waiters or [0]
     reviewed = [r for r in rows.values() if r["status"] == "review"]
     hosts: dict[str, int] = {}
     for r in reviewed:
@@ -158,6 +255,14 @@ async def one_executor(
         "sse_latency_p50_ms": _pct(latencies, 0.5) if latencies else None,
         "sse_latency_p99_ms": _pct(latencies, 0.99) if latencies else None,
         "sse_latency_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "writer_hop_p50_ms": _pct([w for w, _ in hops], 0.5) if hops else None,
+        "writer_hop_p99_ms": _pct([w for w, _ in hops], 0.99) if hops else None,
+        "server_hop_p50_ms": _pct([s for _, s in hops], 0.5) if hops else None,
+        "server_hop_p99_ms": _pct([s for _, s in hops], 0.99) if hops else None,
+        "commit_lock_waiters_mean": round(sum(waiters) / len(waiters), 2),
+        "commit_lock_waiters_max": max(waiters),
+        "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
+        "cpu_s_available": round(wall * (os.cpu_count() or 1), 1),
         "per_host": hosts,
     }
 
@@ -196,11 +301,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 for c, repo in ((cl, repo_l), (ct, repo_t)):
                     body = {"name": "bench", "repos": [{"path": str(repo)}]}
                     (await c.post("/api/projects", json=body)).raise_for_status()
+                pids = {
+                    "local": {"api": [local.pid]},
+                    "temporal": {
+                        "api": [api.pid],
+                        "workers": [w.proc.pid for w in workers.values() if w.proc is not None],
+                    },
+                }
+                urls = {"local": db_l, "temporal": db_t}
                 for name, c, repo in (("local", cl, repo_l), ("temporal", ct, repo_t)):
                     if name in args.executors:
                         result[name] = await one_executor(
-                            c, repo, args.runs, args.concurrency, args.timeout, roots
-                        )
+                            c, repo, args.runs, args.concurrency, args.timeout, roots,
+                            urls[name], pids[name],
+                        )  # fmt: skip
                         print(name, result[name], flush=True)
         finally:
             for w in workers.values():

@@ -23,6 +23,7 @@ from codeyard.api.middleware import (
     WebSocketOriginMiddleware,
 )
 from codeyard.background import AnsweredMiddleware, Background
+from codeyard.cluster.failures import SharedFailures
 from codeyard.cluster.ratelimit import SharedWindow
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
@@ -83,6 +84,7 @@ async def _running(
     await writer.start()
     if engine.dialect.name == "postgresql":  # every API server counts one window (issue 16)
         app.state.run_rate = SharedWindow(writer, settings.run_create_per_minute)
+        app.state.auth.shared = SharedFailures(engine, writer)
     executor = LocalExecutor(
         engine,
         writer,

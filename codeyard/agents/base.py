@@ -17,6 +17,11 @@ from codeyard.domain.events import ErrorEvent, NewEvent, Usage
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.sandbox import Sandbox
 
+#: Set in a run's ``agent_state`` when its session files were restored on another host from a
+#: checkpoint older than the interrupted turn (issue 16): the resumed session does not hold that
+#: turn's request, so an adapter resuming it sends the request again (``resume_moved`` prompt).
+SESSION_BEHIND = "session_behind"
+
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:

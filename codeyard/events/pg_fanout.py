@@ -33,6 +33,9 @@ from codeyard.store.writer import NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 #: Own events kept waiting for their announcement at most (a bound if announcements stop).
 _MINE_MAX = 100_000
+#: Announced ids read with one query at most: more announcements wait for the next read (one
+#: announcement holds under 1,000 ids; asyncpg takes at most 32,767 parameters).
+_IDS_PER_READ = 4000
 
 
 def parse_payload(payload: str) -> tuple[str, list[int]]:
@@ -139,19 +142,39 @@ class PgFanout:
             self._queue.put_nowait((token == self.token, ids))
 
     async def _publish(self) -> None:
-        """Read each announced batch and publish it, one batch at a time (commit order)."""
+        """Publish announced batches in the order they were announced (commit order).
+
+        Every announcement waiting when the task wakes is handled together, with one read of
+        the rows of all of them: under load (many writers committing small batches) a read per
+        announcement queued them behind each other, and each waited for all the reads before
+        it."""
         while True:
-            own, ids = await self._queue.get()
-            kept = [self._mine.pop(i) for i in ids if i in self._mine] if own else []
-            if len(kept) == len(ids):
-                self._hub.publish(kept)
-                continue
-            try:
-                async with self._engine.connect() as conn:
-                    stored = await events.read_ids(conn, ids)
-            except Exception:  # a lost read: streams catch up on their next replay
-                log.exception("could not read %d announced events", len(ids))
-                continue
-            if not own:
-                self.received += len(stored)
-            self._hub.publish(stored)
+            waiting = [await self._queue.get()]
+            count = len(waiting[0][1])
+            while not self._queue.empty() and count < _IDS_PER_READ:
+                waiting.append(self._queue.get_nowait())
+                count += len(waiting[-1][1])
+            batches: list[tuple[bool, list[int], list[StoredEvent] | None]] = []
+            missing: list[int] = []
+            for own, ids in waiting:
+                kept = [self._mine.pop(i) for i in ids if i in self._mine] if own else []
+                if len(kept) == len(ids):
+                    batches.append((own, ids, kept))
+                else:
+                    batches.append((own, ids, None))
+                    missing.extend(ids)
+            read: dict[int, StoredEvent] = {}
+            if missing:
+                try:
+                    async with self._engine.connect() as conn:
+                        read = {e.id: e for e in await events.read_ids(conn, missing)}
+                except Exception:  # a lost read: streams catch up on their next replay
+                    log.exception("could not read %d announced events", len(missing))
+            for own, ids, known in batches:
+                out = known
+                if out is None:
+                    out = [read[i] for i in sorted(ids) if i in read]
+                    if not own:
+                        self.received += len(out)
+                if out:
+                    self._hub.publish(out)

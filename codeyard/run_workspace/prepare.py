@@ -3,18 +3,17 @@
 Preparing makes one worktree per repository on the run's branch, copies the repository's
 ``copy_files`` in from its main checkout and runs its ``setup_script``; it is all or nothing.
 Removing runs each ``cleanup_script`` first and never lets a failing one block the removal.
-Git worktree operations on one repository are serialized (``git worktree add`` and ``prune``
-race on the repository's metadata) and retried while git reports somebody else's lock file.
+Git worktree operations on one repository are serialized, across processes too (``git worktree
+add`` and ``prune`` race on the repository's metadata; see ``workspace.repo_lock``), and retried
+while git reports somebody else's lock file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import shutil
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from codeyard.store import projects
 from codeyard.store.writer import Writer
 from codeyard.workspace.branches import is_ancestor
 from codeyard.workspace.git import GitError, default_branch, git, resolve_commit
+from codeyard.workspace.repo_lock import repo_lock
 from codeyard.workspace.repo_setup import (
     ScriptResult,
     copy_matching,
@@ -56,19 +56,10 @@ REASON_TAIL = 1500
 _LOCK_RETRIES = 5
 _LOCK_BACKOFF = 0.1
 _LOCK_FILE = re.compile(r"Unable to create '[^']*\.lock'|index\.lock|\.lock': File exists")
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 class SetupFailed(Exception):
     """A repository's setup script failed; the message is the run's ``status_reason``."""
-
-
-def repo_lock(repo: Path) -> asyncio.Lock:
-    """The lock that serializes worktree operations on one repository (per event loop)."""
-    per_loop = _locks.setdefault(asyncio.get_running_loop(), {})
-    return per_loop.setdefault(os.path.realpath(repo), asyncio.Lock())
 
 
 async def _retrying(op: Callable[[], Awaitable[T]]) -> T:

@@ -24,11 +24,11 @@ async def _user(svc: Services, principal: Principal) -> dict[str, Any]:
     return user
 
 
-def _check_password(state: auth.AuthState, user: dict[str, Any], password: str) -> None:
+async def _check_password(state: auth.AuthState, user: dict[str, Any], password: str) -> None:
     """Limited per username like sign-in: a stolen session cannot guess the password."""
-    auth.guard_password_check(state, user["username"])
+    await auth.guard_password_check(state, user["username"])
     if not passwords.verify_password(user["password_hash"], password):
-        auth.password_check_failed(state, user["username"])
+        await auth.password_check_failed(state, user["username"])
         raise Forbidden("The current password is not right.")
 
 
@@ -37,7 +37,7 @@ async def change_password(
 ) -> dict[str, Any]:
     """Change the caller's password; their other sessions end."""
     user = await _user(svc, principal)
-    _check_password(state, user, current)
+    await _check_password(state, user, current)
     new_hash = passwords.hash_password(new)
 
     async def job(tx: Tx) -> None:
@@ -95,7 +95,7 @@ async def mfa_disable(
     svc: Services, state: auth.AuthState, principal: Principal, password: str
 ) -> dict[str, Any]:
     user = await _user(svc, principal)
-    _check_password(state, user, password)
+    await _check_password(state, user, password)
     await svc.writer.run(lambda tx: clear_mfa(tx, user["id"]))
     return {"mfa_enabled": False}
 

@@ -18,6 +18,7 @@ from typing import Any
 from codeyard.auth.principal import Principal
 from codeyard.checks import MAX_ATTEMPTS, CheckSpec, local_failure_key, local_prompt
 from codeyard.checks.runner import SuiteResult, run_suite, worktree_trees
+from codeyard.cluster import claims
 from codeyard.domain import events as ev
 from codeyard.domain.errors import Conflict, Forbidden, InvalidTransition
 from codeyard.domain.status import RunStatus
@@ -269,7 +270,7 @@ async def follow_turns(svc: Services) -> None:
                 continue
             for event in batch:
                 if event.data.get("to") == S.REVIEW:
-                    task = asyncio.create_task(_after_turn_logged(svc, event.run_id))
+                    task = asyncio.create_task(_after_turn_logged(svc, event.run_id, event.id))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
     finally:
@@ -279,8 +280,10 @@ async def follow_turns(svc: Services) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _after_turn_logged(svc: Services, run_id: str) -> None:
+async def _after_turn_logged(svc: Services, run_id: str, event_id: int) -> None:
     try:
-        await _after_turn(svc, run_id)
+        # Every API server sees the event; one runs the suite (issue 16).
+        if await claims.claim(svc.engine, svc.writer, f"after-turn-checks:{event_id}"):
+            await _after_turn(svc, run_id)
     except Exception:  # one run's checks must not stop the others
         log.warning("checks after run %s's turn failed", run_id, exc_info=True)

@@ -35,6 +35,7 @@ from typing import Any
 
 from codeyard.checks import MAX_ATTEMPTS, ci_prompt, review_prompt, trim_log
 from codeyard.checks.spec import LOG_LIMIT
+from codeyard.cluster import claims
 from codeyard.domain import events as ev
 from codeyard.domain.errors import CodeyardError, Conflict
 from codeyard.domain.status import RunStatus, pull_request_open
@@ -447,7 +448,7 @@ async def follow_turns(svc: Services) -> None:
             for event in batch:
                 ended = event.type == "run.status" and event.data.get("to") == S.REVIEW
                 if ended or (event.type == "check.suite_completed" and event.data.get("passed")):
-                    task = asyncio.create_task(_push_logged(svc, event.run_id))
+                    task = asyncio.create_task(_push_logged(svc, event.run_id, event.id))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
     finally:
@@ -457,8 +458,10 @@ async def follow_turns(svc: Services) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _push_logged(svc: Services, run_id: str) -> None:
+async def _push_logged(svc: Services, run_id: str, event_id: int) -> None:
     try:
-        await push_after_turn(svc, run_id)
+        # Every API server sees the event; one pushes (issue 16).
+        if await claims.claim(svc.engine, svc.writer, f"pr-push:{event_id}"):
+            await push_after_turn(svc, run_id)
     except Exception:  # one run's push must not stop the follower
         log.warning("pushing run %s to its pull request failed", run_id, exc_info=True)

@@ -265,6 +265,7 @@ async def begin_attempt(tx: Tx, run_id: str, *, only_in: RunStatus | None = None
 async def remove(tx: Tx, run_id: str) -> None:
     await tx.conn.execute(delete(schema.events).where(schema.events.c.run_id == run_id))
     await tx.conn.execute(delete(schema.checkpoints).where(schema.checkpoints.c.run_id == run_id))
+    await tx.conn.execute(delete(schema.run_sessions).where(schema.run_sessions.c.run_id == run_id))
     await tx.conn.execute(delete(schema.share_links).where(schema.share_links.c.run_id == run_id))
     await tx.conn.execute(delete(R).where(R.c.id == run_id))
     tx.forget_run(run_id)

@@ -200,6 +200,21 @@ checkpoints = Table(
     UniqueConstraint("run_id", "number", name="uq_checkpoints_run_number"),
 )
 
+#: A run's agent session files as of its last checkpoint (issue 16): the worker that takes the
+#: run over after its host was lost restores them, so the agent resumes its own session.
+run_sessions = Table(
+    "run_sessions",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("provider", String(40), nullable=False),
+    Column("session_id", String(200), nullable=False),
+    #: The turns the files hold (the run's ``turns`` when they were taken).
+    Column("turn", Integer, nullable=False),
+    #: A gzip'd tar of the files, named relative to where the provider keeps them.
+    Column("archive", LargeBinary, nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
 settings = Table(
     "settings",
     metadata,

@@ -47,3 +47,14 @@ async def upsert_add(
         index_elements=list(key), set_={c: table.c[c] + stmt.excluded[c] for c in add}
     )
     await conn.execute(stmt, list(rows))
+
+
+async def upsert_replace(
+    conn: AsyncConnection, table: Table, row: dict[str, Any], key: Sequence[str]
+) -> None:
+    """Insert ``row``; where ``key`` exists, set the stored row's other columns to its values."""
+    stmt = _insert(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: stmt.excluded[c] for c in row if c not in key}
+    )
+    await conn.execute(stmt, row)

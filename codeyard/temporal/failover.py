@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.store import fencing
 from codeyard.workspace.git import GitError, git
+from codeyard.workspace.repo_lock import repo_lock
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,9 @@ async def restore_worktree(
     same branch (shared storage): it is stale, and git is told to ignore it.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    await git("worktree", "prune", cwd=repo, check=False)
-    await git("worktree", "add", "--quiet", "--force", "--detach", str(dest), start, cwd=repo)
+    async with repo_lock(repo):  # other workers on this host may be adding worktrees to it
+        await git("worktree", "prune", cwd=repo, check=False)
+        await git("worktree", "add", "--quiet", "--force", "--detach", str(dest), start, cwd=repo)
     await git("checkout", "--quiet", "--ignore-other-worktrees", "-B", branch, start, cwd=dest)
     if tree is not None and tree != start:
         await git("read-tree", "-m", "-u", "HEAD", tree, cwd=dest)

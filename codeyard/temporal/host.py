@@ -12,6 +12,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import tarfile
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -24,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import process
+from codeyard.agents.base import SESSION_BEHIND
 from codeyard.domain.events import StoredEvent
 from codeyard.domain.status import ACTIVE, RunStatus
 from codeyard.executor.approvals import ApprovalGate
@@ -36,7 +38,7 @@ from codeyard.store import checkpoints, fencing, projects, runs, schema
 from codeyard.store import workers as worker_rows
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
-from codeyard.temporal import failover
+from codeyard.temporal import failover, sessions
 from codeyard.temporal.contracts import Delivery, DriveInput, DriveResult
 from codeyard.workers.registry import STALE_AFTER, Heartbeat, age
 
@@ -112,6 +114,11 @@ class HostRuntime:
         self._pushes: dict[str, set[asyncio.Task[None]]] = {}
         #: The attempt this host drives each run on (checkpoint pushes are fenced on it).
         self._attempts: dict[str, int] = {}
+        #: Each run's agent environment and working directory at its latest turn start here:
+        #: where its CLI keeps the session files saved with each checkpoint.
+        self._agent_env: dict[str, tuple[dict[str, str], Path]] = {}
+        #: Session archives of runs taken over here, unpacked when their next turn starts.
+        self._restores: dict[str, sessions.Saved] = {}
 
     # -- life cycle (called from the worker's main loop) --------------------------------------
 
@@ -153,6 +160,7 @@ class HostRuntime:
         )
         if cfg.sandbox is not None:
             self._driver.contain_with(cfg.sandbox)
+        self._driver.option_hooks.append(self._at_turn_start)
         # The host's row in ``workers`` (capabilities, free slots, heartbeat): placement only
         # picks hosts that can serve the run, and ``GET /api/workers`` lists them with health.
         self._heartbeat = Heartbeat(
@@ -242,6 +250,7 @@ class HostRuntime:
             except Exception as exc:  # the run must not stay "running" with nobody driving it
                 log.exception("run %s: taking it over failed", run_id)
                 await self._fail_take_over(run_id, job.lost_host, exc)
+                self._restores.pop(run_id, None)
                 return await self._result(run_id)
         # A new attempt: from now on every write of an older one (the lost host, should it come
         # back) is refused. None: the run was stopped or taken before this drive began.
@@ -250,6 +259,8 @@ class HostRuntime:
         if attempt is not None:
             await self._drive_attempt(run_id, attempt)
         await self.pushed(run_id)
+        self._agent_env.pop(run_id, None)
+        self._restores.pop(run_id, None)
         try:
             await forget_finished(self.engine, self.writer, run_id)
         except Exception:  # bookkeeping only
@@ -325,13 +336,18 @@ class HostRuntime:
             await failover.restore_worktree(repo, dest, run["branch"], start, tree)
             worktrees[repo_id] = str(dest)
         reason = f"worker {lost_host} was lost; continued on {self.config.host}"
+        saved = await self._session_of(run)
 
         async def job(tx: Tx) -> None:
             current = await runs.lock(tx, run_id)
+            state = {k: v for k, v in (current["agent_state"] or {}).items() if k != SESSION_BEHIND}
+            if saved is not None:  # the restored session lacks the interrupted turn's request
+                state[SESSION_BEHIND] = saved.turn < int(current["turns"])
             await runs.update_fields(
                 tx,
                 run_id,
                 worker_host=self.config.host,
+                agent_state=state,
                 **({"worktrees": worktrees} if worktrees else {}),
             )
             status = S(current["status"])
@@ -345,6 +361,69 @@ class HostRuntime:
 
         await self.writer.run(job)
         log.warning("run %s: %s", run_id, reason)
+
+    # -- agent sessions that travel with the checkpoints ------------------------------------------
+
+    async def _session_of(self, run: dict[str, Any]) -> sessions.Saved | None:
+        """The run's saved session, kept to unpack at its next turn start here; None when
+        there is none for the run's current provider and session (then the agent starts a new
+        session, told what happened)."""
+        async with self.engine.connect() as conn:
+            saved = await sessions.load(conn, str(run["id"]))
+        if saved is None or (saved.provider, saved.session_id) != (
+            run["provider"],
+            run["session_id"],
+        ):
+            return None
+        self._restores[str(run["id"])] = saved
+        return saved
+
+    def _at_turn_start(self, run: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Option hook: note where this turn's CLI keeps its session, and unpack a session
+        brought from a lost host there first (the CLI's directory depends on the turn's
+        environment, known only now)."""
+        run_id = str(run["id"])
+        env = {str(k): str(v) for k, v in (options.get("env") or {}).items()}
+        cwd = Path(next(iter((run["worktrees"] or {}).values()), "."))
+        self._agent_env[run_id] = (env, cwd)
+        saved = self._restores.pop(run_id, None)
+        if saved is not None:
+            try:  # a few small files, on the host loop (never the heartbeat's)
+                written = sessions.restore(saved.provider, saved.archive, env, cwd)
+                log.info(
+                    "run %s: session %s restored (%d files)", run_id, saved.session_id, len(written)
+                )
+            except (OSError, ValueError, tarfile.TarError) as exc:  # the CLI then says so
+                log.warning(
+                    "run %s: could not restore session %s: %s", run_id, saved.session_id, exc
+                )
+        return options
+
+    async def _save_session(self, run_id: str, fence: fencing.Fence | None, turn: int) -> None:
+        """Save the run's session files with the checkpoint of ``turn`` just pushed (fenced
+        like it). Taken after the turn's CLI exited, so the files hold that whole turn."""
+        noted = self._agent_env.get(run_id)
+        if noted is None:
+            return
+        async with self.engine.connect() as conn:
+            run = await runs.get(conn, run_id)
+        provider, session_id = str(run["provider"]), run["session_id"]
+        if provider not in sessions.PROVIDERS or not session_id:
+            return
+        env, cwd = noted
+        files = await asyncio.to_thread(sessions.collect, provider, session_id, env, cwd)
+        if not files:
+            return
+        archive = await asyncio.to_thread(sessions.pack, files)
+        if len(archive) > sessions.MAX_ARCHIVE:
+            log.warning("run %s: session archive of %d bytes not saved", run_id, len(archive))
+            return
+        saved = sessions.Saved(provider, str(session_id), turn, archive)
+        token = fencing.current.set(fence)
+        try:
+            await self.writer.run(lambda tx: sessions.save(tx, run_id, saved))
+        finally:
+            fencing.current.reset(token)
 
     # -- deliveries -------------------------------------------------------------------------------
 
@@ -390,14 +469,25 @@ class HostRuntime:
             attempt = self._attempts.get(event.run_id)
             fence = None if attempt is None else fencing.Fence(event.run_id, attempt)
             task = asyncio.get_running_loop().create_task(
-                self._push(event.run_id, fence, int(chk["number"]), dict(chk["commits"]))
+                self._push(
+                    event.run_id,
+                    fence,
+                    int(chk["number"]),
+                    dict(chk["commits"]),
+                    int(chk.get("turn") or 0),
+                )
             )
             pending = self._pushes.setdefault(event.run_id, set())
             pending.add(task)
             task.add_done_callback(pending.discard)
 
     async def _push(
-        self, run_id: str, fence: fencing.Fence | None, number: int, commits: dict[str, str]
+        self,
+        run_id: str,
+        fence: fencing.Fence | None,
+        number: int,
+        commits: dict[str, str],
+        turn: int,
     ) -> None:
         handle = self.handles.get(run_id)
         worktrees = dict(handle.run.worktrees) if handle and handle.run else {}
@@ -408,6 +498,7 @@ class HostRuntime:
             await failover.push_fenced(
                 self.engine, self.config.shared_remote, worktrees, run_id, fence, number, commits
             )
+            await self._save_session(run_id, fence, turn)
         except fencing.StaleAttempt as exc:  # this host lost the run: its refs are not ours
             log.warning("run %s: checkpoint %d not pushed: %s", run_id, number, exc)
         except Exception:  # the next turn end pushes again; a failover restores older

@@ -149,11 +149,20 @@ async def test_sixth_failure_in_a_minute_is_429_with_retry_after(api: Api) -> No
         right = {"username": "eve", "password": PASSWORD}
         resp = await client.post("/api/auth/login", json=right)
         body = assert_problem(resp, 429, "try again")
-        assert int(resp.headers["retry-after"]) == 60 == body["retry_after"]
+        wait = int(resp.headers["retry-after"])
+        assert wait == body["retry_after"]
+        if auth_state(api).shared is None:
+            assert wait == 60  # the test's clock stands still
+        else:  # the database's clock does not: the first failure was a moment ago
+            assert 45 <= wait <= 60
         # Token sign-in from the same address is limited too.
         resp = await client.post("/api/auth/token-login", json={"token": TOKEN})
         assert resp.status_code == 429
-        auth_state(api).limiter.clock = lambda: start + 61
+        if auth_state(api).shared is None:
+            auth_state(api).limiter.clock = lambda: start + 61
+        else:  # PostgreSQL counts on the database's clock (every API server reads the same)
+            async with api.services.engine.begin() as conn:
+                await conn.execute(sa.text("UPDATE auth_failures SET at = at - 61"))
         assert (await client.post("/api/auth/login", json=right)).status_code == 200
 
 

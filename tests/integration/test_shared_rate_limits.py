@@ -13,6 +13,7 @@ import pytest
 from codeyard.config import Settings
 from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import TOKEN, running_api
+from tests.support.auth import PASSWORD, add_user, anonymous
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -43,3 +44,53 @@ async def test_the_run_creation_limit_is_one_window_for_the_cluster(
             assert refused.status_code == 429, refused.text
             assert 1 <= int(refused.headers["Retry-After"]) <= 60
             assert "CODEYARD_RUN_CREATE_PER_MINUTE" in refused.json()["detail"]
+
+
+async def test_sign_in_failures_on_one_server_count_on_the_other(
+    pg_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    url = pg_cluster.create_database()
+    async with (
+        running_api(_settings(tmp_path, "a", url)) as a,
+        running_api(_settings(tmp_path, "b", url)) as b,
+    ):
+        await add_user(a, "gil", "member")
+        await add_user(a, "hal", "member")
+        wrong = {"username": "gil", "password": "guess-guess"}
+        async with anonymous(a) as on_a, anonymous(b) as on_b:
+            for client in (on_a, on_b, on_a, on_b, on_a):  # five between them, not five each
+                assert (await client.post("/api/auth/login", json=wrong)).status_code == 401
+            right = {"username": "gil", "password": PASSWORD}
+            refused = await on_b.post("/api/auth/login", json=right)
+            assert refused.status_code == 429, refused.text
+            assert 55 <= int(refused.headers["Retry-After"]) <= 60
+            assert "from this address" in refused.json()["detail"]
+            # The address is spent too (both servers see the same client): another account
+            # from it is refused on either server, before its password is even checked.
+            other = {"username": "hal", "password": PASSWORD}
+            assert (await on_a.post("/api/auth/login", json=other)).status_code == 429
+            token = await on_b.post("/api/auth/token-login", json={"token": TOKEN})
+            assert token.status_code == 429
+        for api in (a, b):
+            state = api.app.state.auth
+            assert state.shared is not None  # counted in the database, not in the process
+            assert state.limiter.retry_after("addr:127.0.0.1") is None
+
+
+async def test_a_successful_sign_in_clears_its_username_on_every_server(
+    pg_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    url = pg_cluster.create_database()
+    async with (
+        running_api(_settings(tmp_path, "a", url)) as a,
+        running_api(_settings(tmp_path, "b", url)) as b,
+    ):
+        await add_user(a, "ivy", "member")
+        state_a, state_b = a.app.state.auth, b.app.state.auth
+        for _ in range(4):
+            await state_a.shared.failed("user:ivy")
+        assert await state_b.shared.retry_after("user:ivy") is None
+        await state_b.shared.failed("user:ivy")
+        assert 55 <= (await state_a.shared.retry_after("user:ivy") or 0) <= 60
+        await state_b.shared.reset("user:ivy")
+        assert await state_a.shared.retry_after("user:ivy") is None

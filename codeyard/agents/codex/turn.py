@@ -23,7 +23,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from importlib import resources
 from typing import Any
 
-from codeyard.agents.base import AdapterItem, AgentFailure, RawOutput, TurnContext, TurnEnd
+from codeyard.agents.base import (
+    SESSION_BEHIND,
+    AdapterItem,
+    AgentFailure,
+    RawOutput,
+    TurnContext,
+    TurnEnd,
+)
 from codeyard.agents.codex.normalize import (
     Failed,
     NormalizeState,
@@ -170,6 +177,8 @@ class _Turn:
 
     def _prompt(self) -> str:
         if self.ctx.source == "resume" and self.resumed:
+            if self.ctx.resume_state.get(SESSION_BEHIND):
+                return PROMPTS["resume_moved"].format(prompt=self.ctx.prompt)
             return PROMPTS["resume"]
         return self.ctx.prompt
 
