@@ -332,6 +332,34 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def table(result: dict[str, Any]) -> str:
+    """The bench/RESULTS.md rows of a result (markdown)."""
+    lines = [
+        f"{result['machine']['date']}, load {result['load_before'][0]:.2f} before, "
+        f"{result['load_after'][0]:.2f} after",
+        "",
+        "| executor | all in `review` | errors | append → SSE p50 / p99 | writer hop p50 / p99 "
+        "| server hop p50 / p99 | commit-lock waiters (mean / max) | CPU-s used / available "
+        "| spread |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in ("local", "temporal"):
+        r = result.get(name)
+        if r is None:
+            continue
+        errors = r["create_errors"] + r["not_review"]
+        cpu = ", ".join(f"{k} {v}" for k, v in r["cpu_s"].items())
+        spread = " / ".join(str(v) for v in r["per_host"].values())
+        lines.append(
+            f"| {name} | {r['all_review_in_s']} s | {errors} | {r['sse_latency_p50_ms']} / "
+            f"{r['sse_latency_p99_ms']} ms | {r['writer_hop_p50_ms']} / "
+            f"{r['writer_hop_p99_ms']} ms | {r['server_hop_p50_ms']} / "
+            f"{r['server_hop_p99_ms']} ms | {r['commit_lock_waiters_mean']} / "
+            f"{r['commit_lock_waiters_max']} | {cpu} / {r['cpu_s_available']} | {spread} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
@@ -340,4 +368,6 @@ if __name__ == "__main__":
     parser.add_argument("--executors", nargs="+", default=["local", "temporal"])
     out = asyncio.run(main(parser.parse_args()))
     write_json(OUT, out)
+    OUT.with_suffix(".md").write_text(table(out))
     print(out)
+    print(table(out))
