@@ -143,6 +143,39 @@ def _codex_argv(model: str, url: str) -> list[str]:
     return [*args, PROMPT]
 
 
+def _gemini_problem() -> str | None:
+    from codeyard.agents.acp.provider import GeminiProvider
+
+    return GeminiProvider().problem()
+
+
+def _gemini_env(url: str, home: Path) -> dict[str, str]:
+    """Gemini CLI against the fake model's Gemini API, an API key, no telemetry or retries."""
+    settings = {
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"maxAttempts": 1},
+    }
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
+    return {
+        "GEMINI_API_KEY": "bench",
+        "GOOGLE_GEMINI_BASE_URL": url,
+        "HOME": str(home),
+        "GEMINI_CLI_TRUST_WORKSPACE": "true",
+    }
+
+
+def _gemini_argv(model: str) -> list[str]:
+    from codeyard.agents.acp.binaries import find_binary
+
+    cli = find_binary("gemini")
+    assert cli is not None
+    # --yolo: the tool runs without asking, as Codeyard's decision (mode auto) allows it.
+    return [str(cli), "-p", PROMPT, "-m", model, "--output-format", "stream-json", "--yolo"]
+
+
 VARIANTS: dict[str, Variant] = {
     "claude-code": Variant(
         provider="claude-code",
@@ -165,6 +198,17 @@ VARIANTS: dict[str, Variant] = {
         options=lambda url, _home: {"config": _codex_config(url)},
         argv=functools.partial(_codex_argv, "gpt-5-codex"),
         final=lambda line: line.get("type") == "turn.completed",
+    ),
+    # An ACP provider: Gemini CLI's ``-p`` directly; through Codeyard its ``--acp`` server.
+    "gemini": Variant(
+        provider="gemini",
+        model="gemini-2.5-pro",
+        tool=ToolCall("run_shell_command", {"command": "echo hi", "description": "Say hi"}),
+        problem=_gemini_problem,
+        env=_gemini_env,
+        options=lambda _url, _home: {"permission_mode": "auto"},
+        argv=lambda _url: _gemini_argv("gemini-2.5-pro"),
+        final=lambda line: line.get("type") == "result",
     ),
 }
 
@@ -343,6 +387,37 @@ async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
     }
 
 
+def table(results: list[dict[str, Any]], skipped: dict[str, str]) -> str:
+    """The markdown tables for bench/RESULTS.md: the figures, then the phases."""
+    m = machine()
+    host = f"{m['nproc']} CPUs ({m['cpu']}), {m['mem_gb']} GB, Python {m['python']}"
+    load = os.getloadavg()
+    lines = [
+        f"`bench/overhead.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {host}; "
+        f"load average at the end {load[0]:.2f} / {load[1]:.2f} (1 / 5 min)",
+        "",
+        "| provider | pairs | direct | through Codeyard | ratio of medians | median of pair "
+        "ratios | overhead | allowed | foreign CPU | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['provider']} | {r['pairs']} | {r['direct_median_s']:.3f} s "
+            f"| {r['codeyard_median_s']:.3f} s | {r['ratio_of_medians']:.2f} "
+            f"| {r['median_pair_ratio']:.2f} | {r['overhead_median_ms']:+.0f} ms "
+            f"| {r['allowed_ms']:.0f} ms | {r['foreign_cpu']:.0%} "
+            f"| {'**met**' if r['met'] else '**not met**'} |"
+        )
+    for name, why in skipped.items():
+        lines.append(f"| {name} | skipped: {why} | | | | | | | | |")
+    lines += ["", "Phases (medians, ms):", ""]
+    for r in results:
+        for side in ("direct", "codeyard"):
+            parts = ", ".join(f"{k} {v:g}" for k, v in r["phases_median_ms"][side].items())
+            lines.append(f"- {r['provider']}, {side}: {parts}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=12)
@@ -368,6 +443,7 @@ def main() -> None:
         result = asyncio.run(measure(variant, args.pairs, root))
         print(json.dumps({k: v for k, v in result.items() if not k.endswith("each")}), flush=True)
         results.append(result)
+    print(table(results, skipped))
     if args.json:
         write_json(
             args.json,
