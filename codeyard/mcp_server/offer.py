@@ -76,6 +76,10 @@ def hook(settings: Settings) -> OptionHook:
         choice = options.get(OPT_IN)
         if choice is not True and choice != STDIO:
             return options
+        if options.get("network") == "none":  # its own loopback: this server is not on it
+            log.warning(
+                "run %s: network 'none' keeps its agent from Codeyard's MCP server", run["id"]
+            )
         token = mint_run_token(box, run["id"])
         offered = dict(options)
         if choice is True:

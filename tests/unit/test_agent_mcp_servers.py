@@ -3,8 +3,11 @@ approval (an elicitation) parsed and matched to the call it asks about."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from codeyard.agents.codex.normalize import NormalizeState, mcp_tool_request, normalize
 from codeyard.agents.codex.protocol import McpApproval, ServerRequest, parse
@@ -128,7 +131,9 @@ def test_stdio_is_an_acp_choice_and_the_command_is_codeyards_to_set() -> None:
     assert own[0]["loc"] == ["agent_options", STDIO_KEY] and "set by Codeyard" in own[0]["msg"]
 
 
-def test_the_offer_gives_http_and_a_command_or_only_the_command(tmp_path: Any) -> None:
+def test_the_offer_gives_http_and_a_command_or_only_the_command(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "data").mkdir()
     settings = Settings(data_dir=tmp_path / "data", host="127.0.0.1", port=8787)
     give = offer.hook(settings)
@@ -148,6 +153,11 @@ def test_the_offer_gives_http_and_a_command_or_only_the_command(tmp_path: Any) -
 
     only = give(run, {"codeyard_mcp": "stdio"})
     assert "mcp_servers" not in only and set(only[STDIO_KEY]) == {"codeyard"}
+
+    # Without a network the agent has its own loopback: offered, but said in the log.
+    with caplog.at_level(logging.WARNING, logger="codeyard.mcp_server.offer"):
+        give(run, {"codeyard_mcp": True, "network": "none"})
+    assert "network 'none'" in caplog.text and "cy_run_" not in caplog.text
 
 
 def _elicitation(message: str) -> dict[str, Any]:
