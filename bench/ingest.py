@@ -5,8 +5,9 @@ WAL-mode SQLite file whose schema (and so indexes) comes from the project's own 
 the project's pragmas (``journal_mode=WAL``, ``synchronous=NORMAL``).
 
 * baseline: stdlib ``sqlite3``, one ``executemany`` in one transaction;
-* ours: ``Writer.append(run_id, events)`` on a fresh database (the real app path: aiosqlite,
-  SQLAlchemy, group commit, run-row update, hand-off to a real ``Hub``), in three shapes:
+* ours: ``Writer.append(run_id, events)`` on a fresh database (the real app path: group
+  commit, numbering, the run-row update, the commit in the writer's SQLite thread, hand-off
+  to a real ``Hub``), in four shapes:
 
   - ``100/call x1``: one producer awaiting appends of 100 events each (a commit per call);
   - ``100/call x10``: ten such producers at once (group commit merges their calls);
@@ -18,14 +19,23 @@ plain synchronous ``sqlite3`` committing once per call the same way.
 
 Event payloads (``data`` JSON text) are built before the clock starts on both sides.
 
-    .venv/bin/python bench/ingest.py [--events 100000] [--json out.json]
+It writes ``bench/out/ingest.json`` and a Markdown table with issue 15's targets
+(``bench/out/ingest.md``, printed too). ``--profile`` adds, for the two awaited shapes, where
+the time of one commit goes: the writer thread's own time in ``sqlite3`` (BEGIN to COMMIT)
+against the whole call, and the event loop's busiest functions (cProfile).
+
+    .venv/bin/python bench/ingest.py [--events 100000] [--json out.json] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
+import os
+import pstats
 import sqlite3
 import statistics
 import sys
@@ -38,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import OUT, fresh_dir, guarded, machine, write_json
 from codeyard.domain.events import parse_event, utc_now
 from codeyard.events.hub import Hub
-from codeyard.store import projects, runs
+from codeyard.store import projects, runs, sqlite_commit
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Tx, Writer
 
@@ -166,7 +176,13 @@ def baseline(path: Path, datas: list[str], per_commit: int | None = None) -> flo
     return elapsed
 
 
-async def ours(path: Path, datas: list[str], per_call: int, in_flight: int) -> dict[str, Any]:
+async def ours(
+    path: Path,
+    datas: list[str],
+    per_call: int,
+    in_flight: int,
+    prof: cProfile.Profile | None = None,
+) -> dict[str, Any]:
     await _fresh_db(path, with_run=True)
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     hub = Hub()
@@ -178,6 +194,8 @@ async def ours(path: Path, datas: list[str], per_call: int, in_flight: int) -> d
         assert e.data_json  # cached once, as the writer would ask for it
     calls = [evs[i : i + per_call] for i in range(0, len(evs), per_call)]
     batches0 = writer.batches
+    if prof is not None:
+        prof.enable()
     start = time.perf_counter()
     if in_flight <= 1:
         for chunk in calls:
@@ -192,6 +210,8 @@ async def ours(path: Path, datas: list[str], per_call: int, in_flight: int) -> d
 
         await asyncio.gather(*(producer() for _ in range(in_flight)))
     elapsed = time.perf_counter() - start
+    if prof is not None:
+        prof.disable()
     batches = writer.batches - batches0
     await writer.stop()
     async with engine.connect() as conn:
@@ -248,6 +268,89 @@ def measure(n: int, per_call: int, in_flight: int, label: str, repeat: int) -> d
     }
 
 
+#: Issue 15's ingest targets: (case label prefix, what is compared, threshold).
+TARGETS = {
+    "100/call x1 (": ("ratio", 0.6, "≥ 0.6x raw"),
+    "1/call x1 (": ("ours_events_per_s", 2000, "≥ 2,000/s"),
+}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The table for ``bench/RESULTS.md`` (issue 15's targets)."""
+    m = data["machine"]
+    lines = [
+        f"`bench/ingest.py` ({data['args']}), {m['date']}; {m['nproc']} CPUs ({m['cpu']}), "
+        f"Python {m['python']}, SQLite {m['sqlite']}; load average (1/5/15 min) at the start "
+        f"{data['loadavg_start']}, at the end {data['loadavg_end']}.",
+        "",
+        "| case | events | raw `sqlite3` events/s | Codeyard events/s | ratio (pairs) | commits "
+        "| commit per call, `sqlite3` | foreign CPU | target |",
+        "|---|---:|---:|---:|---|---:|---:|---|---|",
+    ]
+    for c in data["cases"]:
+        ref = c["raw_commit_per_call_events_per_s"]
+        ref_s = f"{ref:,}/s ({ref / c['raw_events_per_s']:.2f})" if ref else "-"
+        target = "-"
+        for prefix, (key, need, text) in TARGETS.items():
+            if c["label"].startswith(prefix):
+                target = f"{text}: **{'met' if c[key] >= need else 'not met'}**"
+        foreign = ", ".join(f"{x:.0%}" for x in c["foreign_cpu"])
+        lines.append(
+            f"| {c['label']} | {c['events']:,} | {c['raw_events_per_s']:,} | "
+            f"{c['ours_events_per_s']:,} | {c['ratio']:.2f} ({', '.join(map(str, c['ratios']))})"
+            f" | {c['commits']:,} | {ref_s} | {foreign} | {target} |"
+        )
+    for p in data.get("profiles", []):
+        lines += [
+            "",
+            f"Profile, {p['label']} ({p['calls']:,} calls): {p['us_per_call']:.0f} us per call, "
+            f"of which {p['thread_us_per_commit']:.0f} us in the writer thread's `sqlite3` work "
+            f"(BEGIN to COMMIT); the rest is numbering, the hop, asyncio and the hub. Event loop, "
+            "by own time:",
+            "",
+            "```",
+            p["top"].rstrip(),
+            "```",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def profile(n: int, per_call: int, label: str) -> dict[str, Any]:
+    """One extra run of an awaited shape, instrumented: the commit thread's own time per
+    commit (wrapping ``CommitThread._write``) and a cProfile of the event loop's thread."""
+    spent: list[float] = []
+    write = sqlite_commit.CommitThread._write
+
+    def timed(self: Any, conn: Any, rows: Any, updates: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            write(self, conn, rows, updates)
+        finally:
+            spent.append(time.perf_counter() - t0)
+
+    sqlite_commit.CommitThread._write = timed  # type: ignore[method-assign]
+    prof = cProfile.Profile()
+    try:
+        path = fresh_dir(f"ingest-profile-{per_call}") / "ours.db"
+        datas = payloads(n)
+        res = asyncio.run(ours(path, datas, per_call, 1, prof))
+    finally:
+        sqlite_commit.CommitThread._write = write  # type: ignore[method-assign]
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(14)
+    top = out.getvalue()
+    top = top[top.find("ncalls") :] if "ncalls" in top else top
+    calls = n // per_call
+    timed_commits = spent[-calls:]  # the set-up job before the clock commits elsewhere
+    return {
+        "label": label,
+        "calls": calls,
+        "us_per_call": res["seconds"] / calls * 1e6,
+        "thread_us_per_commit": statistics.mean(timed_commits) * 1e6 if timed_commits else 0.0,
+        "top": top,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
@@ -259,21 +362,43 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=OUT / "ingest.json")
+    ap.add_argument("--md", type=Path, default=OUT / "ingest.md", help="Markdown table")
+    ap.add_argument("--profile", action="store_true", help="also profile the awaited shapes")
     args = ap.parse_args()
     r = args.repeat
-    cases = [
-        measure(args.events, 100, 1, "100/call x1 (awaited)", r),
-        measure(args.events, 100, 10, "100/call x10 in flight", r),
-        measure(args.events, 1, 1000, "1/call x1000 in flight", r),
-        measure(args.single_events, 1, 1, "1/call x1 (awaited)", r),
+    load0 = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    shapes = [
+        (args.events, 100, 1, "100/call x1 (awaited)"),
+        (args.events, 100, 10, "100/call x10 in flight"),
+        (args.events, 1, 1000, "1/call x1000 in flight"),
+        (args.single_events, 1, 1, "1/call x1 (awaited)"),
     ]
-    for c in cases:
+    cases = []
+    for n, per_call, in_flight, label in shapes:
+        cases.append(c := measure(n, per_call, in_flight, label, r))
         print(
             f"{c['label']:>24}: {c['events']:>7} events  raw {c['raw_events_per_s']:>9,}/s  "
             f"ours {c['ours_events_per_s']:>9,}/s  ratio {c['ratio']:.2f}  "
-            f"(pairs {c['ratios']}; {c['commits']} commits; foreign CPU {c['foreign_cpu']})"
+            f"(pairs {c['ratios']}; {c['commits']} commits; foreign CPU {c['foreign_cpu']})",
+            flush=True,
         )
-    write_json(args.json, {"machine": machine(), "cases": cases})
+    data: dict[str, Any] = {
+        "machine": machine(),
+        "args": f"--events {args.events} --single-events {args.single_events} --repeat {r}",
+        "loadavg_start": load0,
+        "cases": cases,
+    }
+    if args.profile:
+        data["profiles"] = [
+            profile(min(args.events, 20_000), 100, "100/call x1 (awaited)"),
+            profile(args.single_events, 1, "1/call x1 (awaited)"),
+        ]
+    data["loadavg_end"] = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    write_json(args.json, data)
+    table = markdown(data)
+    args.md.parent.mkdir(parents=True, exist_ok=True)
+    args.md.write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

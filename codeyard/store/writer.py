@@ -7,6 +7,12 @@ global ``id`` and a per-run ``seq`` — inserted with one ``executemany`` per ba
 ``on_commit`` (the hub) only after the commit. This is why token deltas cost microseconds, and why
 a client can never see an event that a crash could take back.
 
+On SQLite a batch of plain appends (the common case: agent events) skips SQLAlchemy: numbered
+here, it is committed in one hop by a thread with its own ``sqlite3`` connection
+(``store.sqlite_commit``); batches with jobs, and the first append to a run this writer has not
+numbered yet, take the SQLAlchemy connection. Batches still run one at a time, so numbering,
+commit order and the hand-off after commit are the same on both paths.
+
 On PostgreSQL several processes may write (API servers, workers; issue 16): event ids then come
 from the ``events_id_seq`` sequence, a run's numbering is read under a row lock in every batch
 (never from this process's memory), and each commit announces its event ids with ``NOTIFY``
@@ -38,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import NewEvent, StoredEvent, utc_now, validate_new
-from codeyard.store import fencing, schema
+from codeyard.store import fencing, schema, sqlite_commit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -256,6 +262,27 @@ class Tx:
         self.run_values.setdefault(run_id, {}).update(values)
 
 
+def _stamp(a: _Append, cur: _RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
+    """An append's events numbered: the given ids, seqs after the run's last (the cursor moves
+    on)."""
+    ts = utc_now()
+    seq, project_id, run_id = cur.last_seq, cur.project_id, a.run_id
+    stored = [
+        StoredEvent(ids[k], run_id, project_id, seq + k + 1, e.type, ts, e.data_json)
+        for k, e in enumerate(a.events)
+    ]
+    cur.last_seq += len(stored)
+    return stored
+
+
+def _failed(batch: list[_Pending], exc: Exception) -> None:
+    """A batch whose commit failed: nothing of it happened; every caller gets the error."""
+    log.error("write batch of %d jobs failed", len(batch), exc_info=exc)
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
+
+
 def _refuse_status(values: dict[str, Any] | None) -> None:
     if values and "status" in values:
         raise ValueError("Run status changes go through store.runs.set_status(), not run values.")
@@ -308,6 +335,9 @@ class Writer:
         # every batch (and resetting it on return) costs more than a small batch's inserts.
         self._conn: AsyncConnection | None = None
         self.batches = 0
+        #: SQLite only: the thread that commits batches of plain appends in one hop.
+        self._direct: sqlite_commit.CommitThread | None = None
+        self._run_rows = sqlite_commit.RunRowUpdates(schema.runs, engine.dialect)
         #: Names this process in its NOTIFY payloads (PostgreSQL), so it skips its own events.
         self.token = token or uuid.uuid4().hex[:12]
 
@@ -321,6 +351,11 @@ class Writer:
         async with self._engine.connect() as conn:
             max_id = (await conn.execute(text("SELECT MAX(id) FROM events"))).scalar()
         self._next_id = int(max_id or 0) + 1
+        path = sqlite_commit.file_path(self._engine)
+        if path is not None:
+            direct = sqlite_commit.CommitThread(path, _insert_events_sql("qmark"))
+            await direct.start()
+            self._direct = direct
         self._task = asyncio.create_task(self._loop(), name="codeyard-writer")
 
     async def stop(self) -> None:
@@ -328,6 +363,9 @@ class Writer:
             self._queue.put_nowait(None)
             await self._task
             self._task = None
+        if self._direct is not None:
+            await self._direct.stop()
+            self._direct = None
         await self._drop_connection()
 
     async def _connection(self) -> AsyncConnection:
@@ -388,6 +426,9 @@ class Writer:
             await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
+        if self._direct is not None and self._direct_ok(batch):
+            await self._run_direct(self._direct, batch)
+            return
         outcomes: list[tuple[_Pending, bool, Any]] = []
         staged: list[StoredEvent] = []
         cursors: dict[str, _RunCursor] = {}
@@ -445,13 +486,20 @@ class Writer:
                     outcomes.append((pending, True, result))
                 await self._flush(conn, staged, cursors, run_values)
         except Exception as exc:  # the commit failed: nothing of this batch happened
-            log.exception("write batch of %d jobs failed", len(batch))
             await self._drop_connection()
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+            _failed(batch, exc)
             return
-        self._next_id = pool.next_id
+        self._committed(pool.next_id, cursors, staged, outcomes)
+
+    def _committed(
+        self,
+        next_id: int,
+        cursors: dict[str, _RunCursor],
+        staged: list[StoredEvent],
+        outcomes: list[tuple[_Pending, bool, Any]],
+    ) -> None:
+        """After a commit: keep the numbering, hand the events to the hub, wake the callers."""
+        self._next_id = next_id
         self._cursors.update(cursors)
         self.batches += 1
         if staged:
@@ -466,6 +514,60 @@ class Writer:
                 pending.future.set_result(value)
             else:
                 pending.future.set_exception(value)
+
+    def _direct_ok(self, batch: list[_Pending]) -> bool:
+        """Whether the commit thread can take this batch: plain appends only, to runs this
+        writer has numbered, setting columns it knows (anything else takes SQLAlchemy, which
+        reads what it lacks and reports what is wrong as before)."""
+        for pending in batch:
+            fn = pending.fn
+            if not isinstance(fn, _Append) or fn.run_id not in self._cursors:
+                return False
+            if fn.run_values and not self._run_rows.covers(fn.run_values):
+                return False
+        return True
+
+    async def _run_direct(self, thread: sqlite_commit.CommitThread, batch: list[_Pending]) -> None:
+        """A batch of plain appends through the SQLite commit thread: numbered here, as
+        ``_number`` does, then the rows and run-row updates committed there in one hop."""
+        outcomes: list[tuple[_Pending, bool, Any]] = []
+        staged: list[StoredEvent] = []
+        cursors: dict[str, _RunCursor] = {}
+        run_values: dict[str, dict[str, Any]] = {}
+        next_id = self._next_id
+        for pending in batch:
+            a = pending.fn
+            assert isinstance(a, _Append)  # checked by _direct_ok
+            cur = cursors.get(a.run_id)
+            if cur is None:  # a copy, kept only if the batch commits
+                known = self._cursors[a.run_id]
+                cur = cursors[a.run_id] = _RunCursor(
+                    known.last_seq, known.project_id, known.attempt
+                )
+            try:
+                fencing.check(pending.fence, a.run_id, cur.attempt)
+            except Exception as exc:  # a stale attempt: refused alone
+                outcomes.append((pending, False, exc))
+                continue
+            stored = _stamp(a, cur, range(next_id, next_id + len(a.events)))
+            next_id += len(stored)
+            staged.extend(stored)
+            values = run_values.setdefault(a.run_id, {})
+            if a.run_values:
+                values.update(a.run_values)
+            outcomes.append((pending, True, stored))
+        rows = [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
+        now = utc_now()
+        updates = [
+            self._run_rows.statement(run_id, cursors[run_id].last_seq, now, values)
+            for run_id, values in run_values.items()
+        ]
+        try:
+            await thread.commit(rows, updates)
+        except Exception as exc:  # the commit failed: nothing of this batch happened
+            _failed(batch, exc)
+            return
+        self._committed(next_id, cursors, staged, outcomes)
 
     async def _number(
         self,
@@ -485,15 +587,8 @@ class Writer:
                 cur = _RunCursor(known.last_seq, known.project_id, known.attempt)
             cursors[a.run_id] = cur
         fencing.check(fence, a.run_id, cur.attempt)
-        ts = utc_now()
-        seq, project_id, run_id = cur.last_seq, cur.project_id, a.run_id
         ids = await pool.take(len(a.events))
-        stored = [
-            StoredEvent(ids[k], run_id, project_id, seq + k + 1, e.type, ts, e.data_json)
-            for k, e in enumerate(a.events)
-        ]
-        cur.last_seq += len(stored)
-        return stored
+        return _stamp(a, cur, ids)
 
     async def _flush(
         self,
