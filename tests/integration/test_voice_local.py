@@ -7,14 +7,19 @@ the run's vocabulary is given."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import subprocess
 from pathlib import Path
 
+import anyio
 import av
+import psutil
 import pytest
 
+from codeyard.voice import LocalSphinx, TranscriptionError, VoiceConfig
+from codeyard.voice.local import MAX_JOBS
 from tests.conftest import Api, make_repo
 
 pytestmark = pytest.mark.anyio
@@ -103,3 +108,43 @@ async def test_local_engine_transcribes_and_knows_the_runs_symbols(
         "/api/voice/transcribe", files={"audio": ("a.webm", b"\x1aE\xdf\xa3 not", "audio/webm")}
     )
     assert garbage.status_code == 400 and "cannot be read" in garbage.json()["detail"]
+
+
+async def test_workers_are_bounded_and_killed_on_time_out(tmp_path: Path) -> None:
+    """Three dictations at once run at most MAX_JOBS worker processes; one past its time limit
+    loses its worker (killed and reaped), and the caller gets the reason."""
+    clip = speak(tmp_path, "run the tests again")
+    engine = LocalSphinx(VoiceConfig(backend="local"))
+    me = psutil.Process()
+    most = 0
+
+    def workers() -> list[psutil.Process]:
+        found = []
+        for child in me.children(recursive=True):
+            try:
+                if "codeyard.voice.sphinx_worker" in child.cmdline():
+                    found.append(child)
+            except psutil.Error:
+                continue  # exited between listing and reading
+        return found
+
+    async def watch() -> None:
+        nonlocal most
+        while True:
+            most = max(most, len(workers()))
+            await anyio.sleep(0.02)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        with anyio.fail_after(120):
+            texts = await asyncio.gather(
+                *(engine.transcribe(clip, "a.wav", "audio/wav", []) for _ in range(3))
+            )
+        tg.cancel_scope.cancel()
+    assert texts == ["run the tests again"] * 3
+    assert 1 <= most <= MAX_JOBS
+
+    hurried = LocalSphinx(VoiceConfig(backend="local", timeout_seconds=0.05))
+    with anyio.fail_after(30), pytest.raises(TranscriptionError, match=r"longer than 0\.05 s"):
+        await hurried.transcribe(clip, "a.wav", "audio/wav", [])
+    assert workers() == []
