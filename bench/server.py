@@ -7,7 +7,9 @@ event with ``time.time()`` at the moment of the append:
 * ``POST /bench/emit {run_id, count, rate}``: append ``count`` single-event batches at a steady
   ``rate`` per second in the background; each event's data carries ``t`` (send time) and ``i``;
 * ``POST /bench/fill {run_id, count, chunk}``: append ``count`` events in calls of ``chunk``;
-* ``GET /bench/stats``: subscribers, ``hub.dropped_total``, the newest event id, emitter state.
+* ``GET /bench/stats``: subscribers, ``hub.dropped_total``, the newest event id, emitter state;
+* ``GET /bench/memory?top=N[&start=FRAMES]``: the biggest live Python allocations by
+  traceback once ``start`` began tracing (``bench/stream_memory.py --trace``).
 
     .venv/bin/python bench/server.py --port P --data-dir D
 """
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,7 @@ from fastapi import FastAPI, Request
 from bench._common import HOST, TOKEN
 from codeyard.app import create_app
 from codeyard.config import Settings
-from codeyard.domain.events import NewEvent
+from codeyard.domain.events import AgentDelta, Unknown
 
 TEXT = "a streamed reply, coalesced over ~50 ms: some words of text. " * 2
 
@@ -51,7 +55,10 @@ def install(app: FastAPI) -> None:
                 else:
                     state["late_max"] = max(state["late_max"], -delay)
                 t = time.time()
-                ev = NewEvent("agent.delta", {"t": t, "i": i, "message_id": "msg_b", "text": TEXT})
+                # An agent.delta carrying the send time and index besides its text (the typed
+                # model refuses extra fields; the writer stores any event's data as it is).
+                data = {"t": t, "i": i, "message_id": "msg_b", "text": TEXT}
+                ev = Unknown(type="agent.delta", payload=data)
                 # Not awaited here: a slow commit must not shift the schedule (group commit
                 # merges whatever piles up).
                 pending.append(asyncio.ensure_future(writer.append(run_id, [ev])))
@@ -78,13 +85,37 @@ def install(app: FastAPI) -> None:
         done = 0
         while done < count:
             n = min(chunk, count - done)
-            evs = [
-                NewEvent("agent.delta", {"i": done + k, "message_id": "msg_f", "text": TEXT})
-                for k in range(n)
-            ]
+            evs = [AgentDelta(message_id="msg_f", text=f"{done + k} {TEXT}") for k in range(n)]
             await writer.append(body["run_id"], evs)
             done += n
         return {"appended": done, "seconds": time.perf_counter() - start}
+
+    @app.get("/bench/memory")
+    async def bench_memory(top: int = 15, start: int = 0) -> dict[str, Any]:
+        """After a full collection: where Python's live allocations were made, biggest first,
+        once tracing runs (``start=<frames>`` starts it; tracing slows the server)."""
+        gc.collect()
+        if start and not tracemalloc.is_tracing():
+            tracemalloc.start(start)
+            return {"tracing": True, "started": True}
+        if not tracemalloc.is_tracing():
+            return {"tracing": False}
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        stats = snap.statistics("traceback")[:top]
+        return {
+            "tracing": True,
+            "traced_mb": round(tracemalloc.get_traced_memory()[0] / 2**20, 2),
+            "top": [
+                {
+                    "kb": round(st.size / 1024, 1),
+                    "count": st.count,
+                    "where": [f"{f.filename}:{f.lineno}" for f in st.traceback][-6:],
+                }
+                for st in stats
+            ],
+        }
 
     @app.get("/bench/stats")
     async def bench_stats() -> dict[str, Any]:

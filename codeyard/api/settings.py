@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Svc
+from codeyard.config import MAX_CONCURRENT_RUNS
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 
@@ -76,7 +77,7 @@ class SettingsUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_concurrent_runs: int | None = Field(default=None, ge=1, le=256)
+    max_concurrent_runs: int | None = Field(default=None, ge=1, le=MAX_CONCURRENT_RUNS)
     worktree_root: str | None = None
     retention_days: int | None = Field(default=None, ge=1, le=36500)
     default_agent_id: str | None = None

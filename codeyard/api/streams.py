@@ -55,13 +55,24 @@ def stream_slot(svc: Services, key: str) -> Callable[[], None]:
     )
 
 
+#: Events per write to a client. A client that fell behind gets everything pending at once
+#: (up to the hub's 10,000): joined whole, that was megabytes per client, and ten slow clients
+#: of a busy run grew the server by ~30 MB (bench/stream_memory.py). Each write waits for the
+#: socket, so a client holds at most this many events' frames.
+WRITE_EVENTS = 256
+
+
 async def _frames(
     svc: Services, flt: EventFilter, after: int, until_idle: bool, release: Callable[[], None]
 ) -> AsyncIterator[bytes]:
     try:
         async for batch in follow(svc.engine, svc.hub, flt, after, until_idle=until_idle):
             # Frames are encoded once per event and shared by every client of a fan-out.
-            yield batch[0].sse_bytes if len(batch) == 1 else b"".join(e.sse_bytes for e in batch)
+            if len(batch) == 1:
+                yield batch[0].sse_bytes
+                continue
+            for start in range(0, len(batch), WRITE_EVENTS):
+                yield b"".join(e.sse_bytes for e in batch[start : start + WRITE_EVENTS])
     finally:
         release()
 

@@ -18,7 +18,7 @@ from codeyard.domain.status import IDLE, RunStatus
 from codeyard.events.hub import EventFilter, Hub, SubscriberDropped
 from codeyard.store import events, runs, schema
 
-REPLAY_PAGE = 5000
+REPLAY_PAGE = 500
 E = schema.events
 
 
@@ -77,11 +77,25 @@ async def _replay_page(
                 after=after,
                 limit=REPLAY_PAGE,
             )
+            await _shrink_after_long_read(conn, page)
             return page, None
         if after_seq is None:
             after_seq = await _seq_after(conn, flt.run_id, after)
         page = await _run_page(conn, flt, after, after_seq)
+        await _shrink_after_long_read(conn, page)
         return page, page[-1].seq if page else after_seq
+
+
+async def _shrink_after_long_read(conn: AsyncConnection, page: list[StoredEvent]) -> None:
+    """A full page means a long replay: let SQLite free this connection's page cache.
+
+    Each pooled connection keeps a page cache of up to 2 MiB for its life, filled by whatever
+    it read. Ten clients replaying a 100,000-event run at once filled one on every connection
+    they used and grew the server by ~30 MB for good (bench/stream_memory.py); freed after each
+    page, a replay costs a page's worth of cache per connection. Short reads keep theirs.
+    """
+    if len(page) == REPLAY_PAGE and conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("PRAGMA shrink_memory")
 
 
 def _ends_stream(event: StoredEvent) -> bool:

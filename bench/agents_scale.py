@@ -1,0 +1,617 @@
+"""N concurrent real Claude Code runs on one host (issue 15, target 3): Codeyard's own share of
+CPU and memory while they run, errors, and the approval round trip.
+
+A real server process (``tests/support/server.py``: ``codeyard serve`` on a loopback port,
+SQLite, the bubblewrap sandbox as configured, ``max_concurrent_runs`` = the largest N) runs the
+Claude Code binary bundled in claude-agent-sdk against a fake model server in its own process
+(``codeyard.testing.fake_llm`` with a reply chosen by the conversation's progress, so any number
+of agents can talk to it at once). Each agent's model asks for four tool calls, one at a time:
+``Read`` README.md, ``Grep``, ``Glob``, then ``Write`` notes.txt, which permission mode
+``default`` sends to an approval; then it answers with text. Every reply comes after
+``--think`` seconds (a model's latency; it also keeps the agents alive together).
+
+For each N in ``--agents`` (e.g. 5,10,20,40,60), N runs are created at once; the bench follows
+each run's SSE stream and answers its approval through ``POST /api/approvals/{id}/resolve`` as
+soon as ``approval.requested`` arrives. Measured per step:
+
+- **errors**: runs not ending in ``review``, runs without exactly one approval or four tool
+  results, failed requests.
+- **approval round trip**: ``approval.requested``'s ``ts`` → the agent's next event (the
+  approved call's ``tool.result``) ``ts``, both the server's clock (ms resolution); split into
+  SSE delivery to the bench, the resolve request, and resolved → agent's next event.
+- **CPU share**: the server process's own CPU seconds (utime + stime: the event loop and its
+  threads) over the whole tree's (its own plus its reaped children's: sandbox launchers, the
+  agents, git), read from ``/proc/PID/stat`` after every process of the step has exited. The
+  agents' part is also sampled by process name every 0.5 s, so git and bwrap can be told apart.
+- **memory share**: the server's RSS over the summed RSS of the server and every descendant at
+  the sample where that sum peaked (RSS counts the 400 MB CLI binary's shared pages in every
+  process); the same with PSS (``smaps_rollup``, shared pages divided), sampled every 2 s; and
+  the drop of the machine's ``MemAvailable`` during the step.
+- **memory model**: a least-squares line through (N, tree PSS) and (N, MemAvailable drop) that
+  predicts the largest N not run. A step whose predicted need would leave less than
+  ``--reserve-gb`` available is not started (the machine is shared).
+
+The fake model and this client stand in for the remote model and the operator: their CPU is not
+counted on either side of the share.
+
+    .venv/bin/python bench/agents_scale.py [--agents 5,10,20,40,60] [--think 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from bench._common import (
+    OUT,
+    PY,
+    Interference,
+    free_port,
+    fresh_dir,
+    machine,
+    make_repo,
+    percentile,
+    write_json,
+)
+from codeyard.testing.fake_llm import FakeLLM
+from codeyard.testing.fake_llm.core import FakeState, RecordedRequest
+from codeyard.testing.fake_llm.script import Reply, ToolCall
+from tests.support.server import ServerProcess, open_sse
+
+MODEL = "claude-sonnet-4-5"
+PROMPT = "Look around the repository, then write notes.txt."
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+DONE = {"review", "completed", "failed", "cancelled", "interrupted"}
+CPU_TARGET = MEM_TARGET = 0.05
+APPROVAL_TARGET_MS = 200.0
+
+#: The agent's turn, one reply per model call: which reply answers is the number of tool
+#: results the conversation already holds.
+STEPS = (
+    Reply(tool_calls=(ToolCall("Read", {"file_path": "{cwd}/README.md"}),)),
+    Reply(tool_calls=(ToolCall("Grep", {"pattern": "bench", "path": "{cwd}"}),)),
+    Reply(tool_calls=(ToolCall("Glob", {"pattern": "*.md", "path": "{cwd}"}),)),
+    Reply(tool_calls=(ToolCall("Write", {"file_path": "{cwd}/notes.txt", "content": "seen\n"}),)),
+    Reply(text="I read the README and wrote notes.txt."),
+)
+TOOL_CALLS = len(STEPS) - 1
+#: Events Codeyard writes about an approval itself: not the agent's next step.
+BOOKKEEPING = frozenset(
+    {"approval.requested", "approval.resolved", "run.status", "policy.decision"}
+)
+
+
+class ConversationFake(FakeState):
+    """Answers by the conversation's progress instead of one shared queue: with dozens of
+    agents talking at once, a queue would hand one agent's next step to another."""
+
+    def __init__(self, think: float) -> None:
+        super().__init__()
+        self.think = think
+
+    def take(self, request: RecordedRequest) -> Reply:
+        messages = request.body.get("messages") if isinstance(request.body, dict) else None
+        done = 0
+        for message in messages or []:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list):
+                done += sum(
+                    1 for b in content if isinstance(b, dict) and b.get("type") == "tool_result"
+                )
+        with self._lock:
+            request.model_call = True
+            self._requests.clear()  # bodies are large; nothing here reads the log
+        return replace(STEPS[min(done, len(STEPS) - 1)], delay=self.think)
+
+
+def serve_fake(port: int, think: float) -> None:
+    """The fake model in this (child) process until it is terminated."""
+    fake = FakeLLM(port=port)
+    fake.state = ConversationFake(think)
+    fake.start()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        fake.stop()
+
+
+# --- /proc ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    comm: str
+    ticks: int  # own utime + stime
+    child_ticks: int  # cutime + cstime: reaped descendants
+    start: int
+    rss_mb: float
+
+
+def procs() -> dict[int, Proc]:
+    out: dict[int, Proc] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        head, _, rest = raw.rpartition(")")
+        f = rest.split()
+        out[int(entry.name)] = Proc(
+            int(entry.name),
+            int(f[1]),
+            head.partition("(")[2],
+            int(f[11]) + int(f[12]),
+            int(f[13]) + int(f[14]),
+            int(f[19]),
+            int(f[21]) * PAGE_MB,
+        )
+    return out
+
+
+def tree(root: int, table: dict[int, Proc]) -> list[Proc]:
+    """``root`` and its live descendants."""
+    kids: dict[int, list[int]] = {}
+    for p in table.values():
+        kids.setdefault(p.ppid, []).append(p.pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            out.append(table[pid])
+        todo.extend(kids.get(pid, ()))
+    return out
+
+
+def pss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pss_of(pids: list[int]) -> dict[int, float]:
+    return {pid: pss_mb(pid) for pid in pids}
+
+
+def mem_available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- one step ------------------------------------------------------------------------------
+
+
+def ts_seconds(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class RunLog:
+    status: str | None = None
+    approvals: int = 0
+    tool_results: int = 0
+    errors: list[str] = field(default_factory=list)
+    #: Per approval: requested ts, seen by the bench, resolve returned, resolved ts, next ts.
+    trips: list[dict[str, float]] = field(default_factory=list)
+    #: What the agent's next event after an approval was, by type.
+    next_types: dict[str, int] = field(default_factory=dict)
+
+
+async def drive(
+    api: httpx.AsyncClient, streams: httpx.AsyncClient, body: dict[str, Any], log: RunLog
+) -> None:
+    """Create one run, follow it to its end, answer its approvals at once."""
+    resp = await api.post("/api/runs", json=body)
+    if resp.status_code != 201:
+        log.errors.append(f"create {resp.status_code}: {resp.text[:200]}")
+        return
+    run = resp.json()["id"]
+    open_trip: dict[str, float] | None = None
+    path = f"/api/runs/{run}/events/stream"
+    async with open_sse(streams, path, params={"after": 0}) as stream:
+        async for frame in stream.frames():
+            seen = time.time()
+            event = frame.json()
+            kind, data, ts = event["type"], event["data"], ts_seconds(event["ts"])
+            if kind == "approval.requested":
+                log.approvals += 1
+                approval = data["approval"]
+                answer = await api.post(
+                    f"/api/approvals/{approval['id']}/resolve", json={"decision": "approved"}
+                )
+                if answer.status_code != 200:
+                    log.errors.append(f"resolve {answer.status_code}: {answer.text[:200]}")
+                open_trip = {"requested": ts, "seen": seen, "answered": time.time()}
+            elif kind == "approval.resolved" and open_trip is not None:
+                open_trip["resolved"] = ts
+            elif open_trip is not None and "resolved" in open_trip and kind not in BOOKKEEPING:
+                # The agent's next event: what its answer to the approved call caused.
+                open_trip["next"] = ts
+                log.trips.append(open_trip)
+                log.next_types[kind] = log.next_types.get(kind, 0) + 1
+                open_trip = None
+            if kind == "tool.result":
+                log.tool_results += 1
+            elif kind == "error":
+                log.errors.append(f"error event: {str(data)[:200]}")
+            elif kind == "run.status" and data.get("to") in DONE:
+                log.status = data["to"]
+                return
+
+
+class Sampler:
+    """Memory and CPU of the server's process tree while a step runs."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = server_pid
+        self.peak_rss: dict[str, float] = {"tree": 0.0}
+        self.peak_pss: dict[str, float] = {"tree": 0.0}
+        self.most_agents = 0
+        self.min_available = mem_available_mb()
+        #: (pid, start) -> (comm, last ticks seen), for every descendant.
+        self.ticks: dict[tuple[int, int], tuple[str, int]] = {}
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            members = await asyncio.to_thread(lambda: tree(self.server, procs()))
+            server = next((p for p in members if p.pid == self.server), None)
+            if server is None:
+                return
+            for p in members:
+                if p.pid != self.server:
+                    self.ticks[(p.pid, p.start)] = (p.comm, p.ticks)
+            total = sum(p.rss_mb for p in members)
+            agents = sum(1 for p in members if p.comm == "claude")
+            self.most_agents = max(self.most_agents, agents)
+            if total > self.peak_rss["tree"]:
+                self.peak_rss = {"tree": total, "server": server.rss_mb, "agents": agents}
+            if n % 4 == 0:
+                pss = await asyncio.to_thread(pss_of, [p.pid for p in members])
+                total_pss = sum(pss.values())
+                if total_pss > self.peak_pss["tree"]:
+                    self.peak_pss = {
+                        "tree": total_pss,
+                        "server": pss.get(self.server, 0.0),
+                        "agents": agents,
+                    }
+            self.min_available = min(self.min_available, mem_available_mb())
+            n += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 0.5)
+
+    def sampled_ticks(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for comm, ticks in self.ticks.values():
+            out[comm] = out.get(comm, 0) + ticks
+        return out
+
+
+async def wait_tree_empty(server_pid: int, timeout: float = 60) -> int:
+    """Wait (bounded) until the server has no descendant left; how many remain."""
+    end = time.monotonic() + timeout
+    while True:
+        left = len(tree(server_pid, procs())) - 1
+        if left <= 0 or time.monotonic() > end:
+            return left
+        await asyncio.sleep(0.2)
+
+
+def run_body(repo: Path, home: Path, fake_url: str) -> dict[str, Any]:
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "ANTHROPIC_BASE_URL": fake_url,
+        "ANTHROPIC_API_KEY": "bench",
+        "HOME": str(home),
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    return {
+        "prompt": PROMPT,
+        "repo_path": str(repo),
+        "provider": "claude-code",
+        "model": MODEL,
+        "agent_options": {"env": env, "permission_mode": "default"},
+    }
+
+
+def incomplete(log: RunLog) -> str:
+    return f"status {log.status}, {log.approvals} approvals, {log.tool_results} tool results"
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    s = sorted(values)
+    if not s:
+        return {"n": 0}
+    return {
+        "n": len(s),
+        "p50_ms": round(percentile(s, 50), 1),
+        "p99_ms": round(percentile(s, 99), 1),
+        "max_ms": round(s[-1], 1),
+    }
+
+
+async def step(
+    n: int, server: ServerProcess, repo: Path, homes: Path, fake_url: str, deadline: float
+) -> dict[str, Any]:
+    left = await wait_tree_empty(server.pid)
+    available0 = mem_available_mb()
+    table = procs()
+    me0 = table[server.pid]
+    sampler = Sampler(server.pid)
+    logs = [RunLog() for _ in range(n)]
+    mon = Interference()
+    mon.start()
+    started = time.monotonic()
+    limits = httpx.Limits(max_connections=n + 10)
+    timeout = httpx.Timeout(120, read=None)
+    headers = {"Authorization": f"Bearer {server.token}"}
+    async with (
+        httpx.AsyncClient(base_url=server.url, headers=headers, timeout=120, limits=limits) as api,
+        httpx.AsyncClient(
+            base_url=server.url, headers=headers, timeout=timeout, limits=limits
+        ) as streams,
+    ):
+        sampling = asyncio.create_task(sampler.run())
+        bodies = [run_body(repo, homes / f"{n}-{k}", fake_url) for k in range(n)]
+        runs = [
+            asyncio.create_task(drive(api, streams, b, lg))
+            for b, lg in zip(bodies, logs, strict=True)
+        ]
+        _, late = await asyncio.wait(runs, timeout=deadline)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        for task, lg in zip(runs, logs, strict=True):
+            if task in late:
+                lg.errors.append(f"not finished within {deadline} s")
+            elif task.exception() is not None:
+                lg.errors.append(f"{type(task.exception()).__name__}: {task.exception()}")
+        wall = time.monotonic() - started
+        leftover = await wait_tree_empty(server.pid)
+        sampler.stop.set()
+        await sampling
+    foreign = mon.stop()
+    me1 = procs()[server.pid]
+    own = (me1.ticks - me0.ticks) / TICK
+    children = (me1.child_ticks - me0.child_ticks) / TICK
+    sampled = {k: round(v / TICK, 2) for k, v in sampler.sampled_ticks().items()}
+    trips = [t for lg in logs for t in lg.trips]
+    errors = [e for lg in logs for e in lg.errors]
+    bad = [
+        lg
+        for lg in logs
+        if lg.status != "review" or lg.approvals != 1 or lg.tool_results != TOOL_CALLS
+    ]
+    rss, pss = sampler.peak_rss, sampler.peak_pss
+    return {
+        "agents": n,
+        "leftover_before": left,
+        "leftover_after": leftover,
+        "wall_s": round(wall, 1),
+        "errors": len(errors) + len(bad),
+        "error_examples": errors[:5] + [incomplete(b) for b in bad][:5],
+        "approval_round_trip": summary([(t["next"] - t["requested"]) * 1000 for t in trips]),
+        "approval_next_event_types": dict(sum((Counter(lg.next_types) for lg in logs), Counter())),
+        "approval_parts": {
+            "requested_to_bench": summary([(t["seen"] - t["requested"]) * 1000 for t in trips]),
+            "resolve_request": summary([(t["answered"] - t["seen"]) * 1000 for t in trips]),
+            "resolved_to_agent_event": summary([(t["next"] - t["resolved"]) * 1000 for t in trips]),
+        },
+        "cpu": {
+            "server_s": round(own, 2),
+            "children_s": round(children, 2),
+            "share": round(own / max(1e-9, own + children), 4),
+            "sampled_by_name_s": sampled,
+            "server_per_run_ms": round(own * 1000 / n, 1),
+        },
+        "rss": {
+            "server_mb": round(rss.get("server", 0.0), 1),
+            "tree_mb": round(rss["tree"], 1),
+            "share": round(rss.get("server", 0.0) / max(1e-9, rss["tree"]), 4),
+            "agents_alive": rss.get("agents", 0),
+        },
+        "pss": {
+            "server_mb": round(pss.get("server", 0.0), 1),
+            "tree_mb": round(pss["tree"], 1),
+            "share": round(pss.get("server", 0.0) / max(1e-9, pss["tree"]), 4),
+            "agents_alive": pss.get("agents", 0),
+        },
+        "per_agent_mb": {
+            "rss": round((rss["tree"] - rss.get("server", 0.0)) / max(1, rss.get("agents", 0)), 1),
+            "pss": round((pss["tree"] - pss.get("server", 0.0)) / max(1, pss.get("agents", 0)), 1),
+            "mem_available": round((available0 - sampler.min_available) / n, 1),
+        },
+        "most_agents_alive": sampler.most_agents,
+        "mem_available_drop_mb": round(available0 - sampler.min_available, 1),
+        "foreign_cpu": round(foreign, 3),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares (intercept, slope); None with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return my - slope * mx, slope
+
+
+def start_fake(root: Path, think: float) -> tuple[subprocess.Popen[bytes], str]:
+    """The fake model in its own process (its CPU must not share this client's GIL)."""
+    port = free_port()
+    with (root / "fake.log").open("w") as log:
+        fake = subprocess.Popen(
+            [PY, str(Path(__file__)), "--serve-fake", str(port), "--think", str(think)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    end = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return fake, url
+        if fake.poll() is not None or time.monotonic() > end:
+            fake.kill()
+            fake.wait(5)
+            raise RuntimeError(f"the fake model did not start; see {root / 'fake.log'}")
+        time.sleep(0.1)
+
+
+async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str, Any]:
+    sizes = sorted({int(x) for x in args.agents.split(",")})
+    repo = make_repo(root / "repo")
+    env = {
+        "CODEYARD_MAX_CONCURRENT_RUNS": str(max(sizes)),
+        "CODEYARD_RUN_CREATE_PER_MINUTE": "1000000",
+        "CODEYARD_MAX_STREAMS_PER_USER": "10000",
+        "CODEYARD_DEFAULT_PERMISSION_MODE": "default",
+    }
+    server = ServerProcess(root / "data", env=env)
+    steps: list[dict[str, Any]] = []
+    skipped: dict[int, str] = {}
+    try:
+        await server.start_async(timeout=60)
+        async with server.client() as api:
+            sandbox = (await api.get("/api/settings")).json()["sandbox_status"]
+        warm = await step(1, server, repo, root / "homes-warm", fake_url, args.deadline)
+        if warm["errors"]:
+            raise RuntimeError(f"the warm-up run failed: {warm['error_examples']}")
+        per_agent = args.guess_mb
+        for n in sizes:
+            need = per_agent * n
+            room = mem_available_mb() - args.reserve_gb * 1024
+            if need > room:
+                skipped[n] = (
+                    f"predicted {need:.0f} MB (at {per_agent:.0f} MB per agent) > "
+                    f"{room:.0f} MB available above the {args.reserve_gb} GB reserve"
+                )
+                print(f"== N={n}: skipped: {skipped[n]}", flush=True)
+                continue
+            print(f"== N={n}", flush=True)
+            result = await step(n, server, repo, root / "homes", fake_url, args.deadline)
+            print({k: v for k, v in result.items() if k != "error_examples"}, flush=True)
+            steps.append(result)
+            # The next step's guard: the larger of what the tree and the machine gave up.
+            per_agent = max(result["pss"]["tree_mb"], result["mem_available_drop_mb"]) / n
+    finally:
+        server.stop()
+    model: dict[str, Any] = {}
+    for key, pick in (
+        ("tree_pss_mb", lambda s: s["pss"]["tree_mb"]),
+        ("mem_available_drop_mb", lambda s: s["mem_available_drop_mb"]),
+        ("server_rss_mb", lambda s: s["rss"]["server_mb"]),
+    ):
+        line = fit([(s["agents"], pick(s)) for s in steps])
+        if line is not None:
+            a, b = line
+            model[key] = {
+                "intercept_mb": round(a, 1),
+                "mb_per_agent": round(b, 1),
+                "at_60_mb": round(a + b * 60, 1),
+            }
+    return {
+        "machine": machine(),
+        "think_s": args.think,
+        "tool_calls_per_run": TOOL_CALLS,
+        "sandbox": {k: sandbox.get(k) for k in ("mode", "available", "version")},
+        "warm_up": {k: warm[k] for k in ("wall_s", "approval_round_trip", "cpu")},
+        "steps": steps,
+        "skipped": skipped,
+        "model": model,
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    head = (
+        "| N | errors | wall | approval round trip p50 / p99 | server CPU share | "
+        "server RSS / tree RSS | PSS share | MemAvailable drop | foreign CPU |"
+    )
+    rows = [head, "|---:|---:|---:|---|---:|---|---:|---:|---:|"]
+    for s in r["steps"]:
+        trip = s["approval_round_trip"]
+        rows.append(
+            f"| {s['agents']} | {s['errors']} | {s['wall_s']} s | "
+            f"{trip.get('p50_ms')} / {trip.get('p99_ms')} ms | "
+            f"{s['cpu']['share'] * 100:.1f} % ({s['cpu']['server_s']} / "
+            f"{s['cpu']['server_s'] + s['cpu']['children_s']:.1f} s) | "
+            f"{s['rss']['server_mb']} / {s['rss']['tree_mb']:.0f} MB "
+            f"({s['rss']['share'] * 100:.1f} %) | {s['pss']['share'] * 100:.1f} % | "
+            f"{s['mem_available_drop_mb']:.0f} MB | {s['foreign_cpu']} |"
+        )
+    for n, why in r["skipped"].items():
+        rows.append(f"| {n} | skipped: {why} | | | | | | | |")
+    lines = ["\n".join(rows), ""]
+    for key, m in r["model"].items():
+        lines.append(
+            f"- {key}: {m['intercept_mb']} MB + {m['mb_per_agent']} MB x N "
+            f"→ {m['at_60_mb']} MB at N = 60"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--agents", default="5,10,20,40,60", help="comma-separated N to run")
+    ap.add_argument("--think", type=float, default=1.0, help="seconds before each model reply")
+    ap.add_argument("--deadline", type=float, default=240, help="seconds per step")
+    ap.add_argument("--reserve-gb", type=float, default=4.0, help="memory left to the others")
+    ap.add_argument("--guess-mb", type=float, default=400, help="MB per agent before measured")
+    ap.add_argument("--json", type=Path, default=OUT / "agents_scale.json")
+    ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_fake:
+        serve_fake(args.serve_fake, args.think)
+        return
+    os.environ.update(
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@codeyard.invalid",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@codeyard.invalid",
+    )
+    root = fresh_dir("agents_scale")
+    fake, fake_url = start_fake(root, args.think)
+    try:
+        result = asyncio.run(bench(args, root, fake_url))
+    finally:
+        fake.terminate()
+        try:
+            fake.wait(10)
+        except subprocess.TimeoutExpired:
+            fake.kill()
+            fake.wait(5)
+    write_json(args.json, result)
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
