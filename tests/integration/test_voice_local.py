@@ -148,3 +148,12 @@ async def test_workers_are_bounded_and_killed_on_time_out(tmp_path: Path) -> Non
     with anyio.fail_after(30), pytest.raises(TranscriptionError, match=r"longer than 0\.05 s"):
         await hurried.transcribe(clip, "a.wav", "audio/wav", [])
     assert workers() == []
+
+    # A model directory that looks right but is not a model: the engine's own reason comes back.
+    (tmp_path / "junk" / "acoustic").mkdir(parents=True)
+    (tmp_path / "junk" / "acoustic" / "mdef").write_text("junk\n")
+    (tmp_path / "junk" / "x.dict").write_text("hello HH AH L OW\n")
+    (tmp_path / "junk" / "x.lm").write_text("junk\n")
+    broken = LocalSphinx(VoiceConfig(backend="local", model_dir=str(tmp_path / "junk")))
+    with anyio.fail_after(30), pytest.raises(TranscriptionError, match="mdef"):
+        await broken.transcribe(clip, "a.wav", "audio/wav", [])
