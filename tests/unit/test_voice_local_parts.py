@@ -13,7 +13,7 @@ import av
 import pocketsphinx
 import pytest
 
-from codeyard.voice import AudioError, VoiceConfig
+from codeyard.voice import AudioError, VoiceConfig, local
 from codeyard.voice.audio import RATE, pcm16k
 from codeyard.voice.local import ModelDirError, bundled_model_dir, check, find_model
 from codeyard.voice.sphinx_worker import bias_entries, split_identifier
@@ -128,3 +128,12 @@ def test_what_is_not_audio_or_too_long_is_refused() -> None:
         pcm16k(b"hello, this is text")
     with pytest.raises(AudioError, match="longer than 1 s"):
         pcm16k(_tone_wav(2.0), max_seconds=1)
+
+
+def test_without_the_extra_the_fix_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install without ``voice-local`` cannot exist in this venv (the dev extra has it), so
+    the lookup of PyAV is what is faked here."""
+    real = local.find_spec
+    monkeypatch.setattr(local, "find_spec", lambda name: None if name == "av" else real(name))
+    with pytest.raises(ModelDirError, match=r"av not installed: .*codeyard\[voice-local\]"):
+        check(VoiceConfig(backend="local"))
