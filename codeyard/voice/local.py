@@ -79,13 +79,17 @@ def find_model(model_dir: str | None) -> SphinxModel:
     dictionary and a ``*.lm.bin``/``*.lm``/``*.arpa`` language model."""
     root = Path(model_dir) if model_dir else bundled_model_dir()
     try:
-        if not root.is_dir():
-            raise ModelDirError(f"{root} is not a directory on the server")
-        entries = sorted(root.iterdir())
-    except (OSError, ValueError) as exc:
+        return _layout(root)
+    except (OSError, ValueError) as exc:  # unreadable, name too long, NUL byte, ...
         if isinstance(exc, ModelDirError):
             raise
         raise ModelDirError(f"cannot read {root}: {type(exc).__name__}") from exc
+
+
+def _layout(root: Path) -> SphinxModel:
+    if not root.is_dir():
+        raise ModelDirError(f"{root} is not a directory on the server")
+    entries = sorted(root.iterdir())
     if (root / "mdef").is_file():
         hmm = root
     else:

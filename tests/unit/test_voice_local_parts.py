@@ -81,6 +81,8 @@ def test_a_user_model_dir_is_resolved_or_refused_with_what_is_missing(tmp_path: 
     )
     with pytest.raises(ModelDirError, match="not a directory"):
         find_model(str(tmp_path / "nowhere"))
+    with pytest.raises(ModelDirError, match="cannot read"):
+        find_model("/" + "a" * 300)  # ENAMETOOLONG: a 422 on PUT, not a 500
     with pytest.raises(ValueError, match="absolute path"):
         VoiceConfig(backend="local", model_dir="models/fr")
 
