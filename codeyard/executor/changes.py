@@ -6,6 +6,8 @@ index) and compared with the previous snapshot. Agents need not report their own
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from codeyard.domain.events import FileChange, FileChanged, NewEvent
@@ -37,10 +39,34 @@ class ChangeTracker:
         self._worktrees = {k: Path(v) for k, v in worktrees.items()}
         self._base = base_commits
         self._trees: dict[str, str] = {}
+        self._baseline: asyncio.Future[None] | None = None
 
-    async def start(self) -> None:
+    def begin(self) -> None:
+        """Start the baseline snapshot now, while the turn's options are still being loaded
+        (its git processes then overlap that work instead of following it). Only before the
+        agent starts: the baseline must not contain the agent's own changes."""
+        if self._baseline is None:
+            self._baseline = asyncio.ensure_future(self._snapshot_all())
+            # Seen here too, for a turn abandoned before it awaited the baseline: no
+            # "exception was never retrieved" from a git failure nobody is waiting for.
+            self._baseline.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _snapshot_all(self) -> None:
         for repo_id, path in self._worktrees.items():
             self._trees[repo_id] = await snapshot_tree(path)
+
+    async def start(self) -> None:
+        """The baseline, taken (or finished, after :meth:`begin`) before the agent starts."""
+        self.begin()
+        assert self._baseline is not None
+        await self._baseline
+
+    async def abandon(self) -> None:
+        """The turn ends before its agent started: let a begun baseline finish quietly (git
+        runs are not cancelled half-way; their processes are reaped)."""
+        if self._baseline is not None:
+            with contextlib.suppress(Exception):
+                await self._baseline
 
     async def after_tool(self) -> tuple[list[NewEvent], dict[str, int] | None]:
         """Events for files changed since the last look, and fresh diff stats (None: no change)."""

@@ -277,6 +277,7 @@ class TurnDriver:
                 run = dict(handle.observe(await runs.get(conn, run_id)).row)
         provider = registry.get(run["provider"])
         tracker = ChangeTracker(run["worktrees"], run["base_commits"])
+        tracker.begin()  # the baseline's git work overlaps the option loading below
         log_path = self._logs_root / f"{run_id}.log"
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
         try:
@@ -286,6 +287,7 @@ class TurnDriver:
             for hook in self.option_hooks:
                 options = hook(run, options)
         except (CodeyardError, SecretsUnavailable) as exc:
+            await tracker.abandon()
             reason = f"Could not load the run's env sets: {exc}"
             await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
             return None
