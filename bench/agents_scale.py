@@ -20,9 +20,10 @@ soon as ``approval.requested`` arrives. Measured per step:
   approved call's ``tool.result``) ``ts``, both the server's clock (ms resolution); split into
   SSE delivery to the bench, the resolve request, and resolved → agent's next event.
 - **CPU share**: the server process's own CPU seconds (utime + stime: the event loop and its
-  threads) over the whole tree's (its own plus its reaped children's: sandbox launchers, the
-  agents, git), read from ``/proc/PID/stat`` after every process of the step has exited. The
-  agents' part is also sampled by process name every 0.5 s, so git and bwrap can be told apart.
+  threads) over the whole tree's: its own, its reaped children's (``cutime``: git, the sandbox
+  launcher, read after every process of the step has exited), and the processes below the
+  launcher (the agents: the launcher reaps them, so their CPU never reaches the server's
+  ``cutime``), sampled every 0.25 s by process (the last < 0.25 s of each is missed).
 - **memory share**: the server's RSS over the summed RSS of the server and every descendant at
   the sample where that sum peaked (RSS counts the 400 MB CLI binary's shared pages in every
   process); the same with PSS (``smaps_rollup``, shared pages divided), sampled every 2 s; and
@@ -71,6 +72,7 @@ from bench._common import (
 from codeyard.testing.fake_llm import FakeLLM
 from codeyard.testing.fake_llm.core import FakeState, RecordedRequest
 from codeyard.testing.fake_llm.script import Reply, ToolCall
+from tests.support import server as server_support
 from tests.support.server import ServerProcess, open_sse
 
 MODEL = "claude-sonnet-4-5"
@@ -217,7 +219,7 @@ class RunLog:
     errors: list[str] = field(default_factory=list)
     #: Per approval: requested ts, seen by the bench, resolve returned, resolved ts, next ts.
     trips: list[dict[str, float]] = field(default_factory=list)
-    #: What the agent's next event after an approval was, by type.
+    #: Agent events that arrived between the approval and the approved call's result.
     next_types: dict[str, int] = field(default_factory=dict)
 
 
@@ -231,6 +233,7 @@ async def drive(
         return
     run = resp.json()["id"]
     open_trip: dict[str, float] | None = None
+    call_id: str | None = None
     path = f"/api/runs/{run}/events/stream"
     async with open_sse(streams, path, params={"after": 0}) as stream:
         async for frame in stream.frames():
@@ -246,14 +249,19 @@ async def drive(
                 if answer.status_code != 200:
                     log.errors.append(f"resolve {answer.status_code}: {answer.text[:200]}")
                 open_trip = {"requested": ts, "seen": seen, "answered": time.time()}
+                call_id = approval.get("call_id")
             elif kind == "approval.resolved" and open_trip is not None:
                 open_trip["resolved"] = ts
             elif open_trip is not None and "resolved" in open_trip and kind not in BOOKKEEPING:
-                # The agent's next event: what its answer to the approved call caused.
-                open_trip["next"] = ts
-                log.trips.append(open_trip)
-                log.next_types[kind] = log.next_types.get(kind, 0) + 1
-                open_trip = None
+                # The agent's answer to the approved call is that call's result. Events the
+                # agent wrote before it (its usage, the call itself) can still be on their way
+                # when the approval is asked under load: counted by type, not as the answer.
+                if kind == "tool.result" and data.get("call_id") == call_id:
+                    open_trip["next"] = ts
+                    log.trips.append(open_trip)
+                    open_trip = None
+                else:
+                    log.next_types[kind] = log.next_types.get(kind, 0) + 1
             if kind == "tool.result":
                 log.tool_results += 1
             elif kind == "error":
@@ -272,8 +280,8 @@ class Sampler:
         self.peak_pss: dict[str, float] = {"tree": 0.0}
         self.most_agents = 0
         self.min_available = mem_available_mb()
-        #: (pid, start) -> (comm, last ticks seen), for every descendant.
-        self.ticks: dict[tuple[int, int], tuple[str, int]] = {}
+        #: (pid, start) -> (comm, last ticks seen, a child of the server), every descendant.
+        self.ticks: dict[tuple[int, int], tuple[str, int, bool]] = {}
         self.stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -285,13 +293,13 @@ class Sampler:
                 return
             for p in members:
                 if p.pid != self.server:
-                    self.ticks[(p.pid, p.start)] = (p.comm, p.ticks)
+                    self.ticks[(p.pid, p.start)] = (p.comm, p.ticks, p.ppid == self.server)
             total = sum(p.rss_mb for p in members)
             agents = sum(1 for p in members if p.comm == "claude")
             self.most_agents = max(self.most_agents, agents)
             if total > self.peak_rss["tree"]:
                 self.peak_rss = {"tree": total, "server": server.rss_mb, "agents": agents}
-            if n % 4 == 0:
+            if n % 8 == 0:
                 pss = await asyncio.to_thread(pss_of, [p.pid for p in members])
                 total_pss = sum(pss.values())
                 if total_pss > self.peak_pss["tree"]:
@@ -303,13 +311,18 @@ class Sampler:
             self.min_available = min(self.min_available, mem_available_mb())
             n += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), 0.5)
+                await asyncio.wait_for(self.stop.wait(), 0.25)
 
     def sampled_ticks(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for comm, ticks in self.ticks.values():
+        for comm, ticks, _ in self.ticks.values():
             out[comm] = out.get(comm, 0) + ticks
         return out
+
+    def deeper_ticks(self) -> int:
+        """Ticks of descendants below the server's children: the sandbox's inner processes and
+        the agents, which the server never reaps (their CPU never reaches its ``cutime``)."""
+        return sum(ticks for _, ticks, child in self.ticks.values() if not child)
 
 
 async def wait_tree_empty(server_pid: int, timeout: float = 60) -> int:
@@ -400,7 +413,10 @@ async def step(
     foreign = mon.stop()
     me1 = procs()[server.pid]
     own = (me1.ticks - me0.ticks) / TICK
-    children = (me1.child_ticks - me0.child_ticks) / TICK
+    # Reaped children (git, the sandbox launcher) through cutime; the agents below the launcher
+    # are reaped by it, not by the server, and are counted from the samples.
+    reaped = (me1.child_ticks - me0.child_ticks) / TICK
+    children = reaped + sampler.deeper_ticks() / TICK
     sampled = {k: round(v / TICK, 2) for k, v in sampler.sampled_ticks().items()}
     trips = [t for lg in logs for t in lg.trips]
     errors = [e for lg in logs for e in lg.errors]
@@ -418,7 +434,9 @@ async def step(
         "errors": len(errors) + len(bad),
         "error_examples": errors[:5] + [incomplete(b) for b in bad][:5],
         "approval_round_trip": summary([(t["next"] - t["requested"]) * 1000 for t in trips]),
-        "approval_next_event_types": dict(sum((Counter(lg.next_types) for lg in logs), Counter())),
+        "events_between_approval_and_result": dict(
+            sum((Counter(lg.next_types) for lg in logs), Counter())
+        ),
         "approval_parts": {
             "requested_to_bench": summary([(t["seen"] - t["requested"]) * 1000 for t in trips]),
             "resolve_request": summary([(t["answered"] - t["seen"]) * 1000 for t in trips]),
@@ -427,6 +445,7 @@ async def step(
         "cpu": {
             "server_s": round(own, 2),
             "children_s": round(children, 2),
+            "reaped_children_s": round(reaped, 2),
             "share": round(own / max(1e-9, own + children), 4),
             "sampled_by_name_s": sampled,
             "server_per_run_ms": round(own * 1000 / n, 1),
@@ -587,11 +606,23 @@ def main() -> None:
     ap.add_argument("--reserve-gb", type=float, default=4.0, help="memory left to the others")
     ap.add_argument("--guess-mb", type=float, default=400, help="MB per agent before measured")
     ap.add_argument("--json", type=Path, default=OUT / "agents_scale.json")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="cProfile the server's event-loop thread into this file (slows it; for finding "
+        "where its CPU goes, not for the shares)",
+    )
     ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_fake:
         serve_fake(args.serve_fake, args.think)
         return
+    if args.profile:
+        server_support.SERVER_CODE = (
+            "import atexit, cProfile; profile = cProfile.Profile(); "
+            f"atexit.register(lambda: profile.dump_stats({str(args.profile.resolve())!r})); "
+            f"profile.enable(); {server_support.SERVER_CODE}"
+        )
     os.environ.update(
         GIT_AUTHOR_NAME="bench",
         GIT_AUTHOR_EMAIL="bench@codeyard.invalid",
