@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 import uvloop
 
 from codeyard.agents import piped
-from codeyard.agents.process import spawn
+from codeyard.agents.process import _exit_of, spawn
 
 LIMIT = 10.0
 
@@ -144,3 +145,28 @@ async def test_install_leaves_asyncios_own_loop_alone() -> None:
     method = loop.subprocess_exec
     piped.install(loop)
     assert loop.subprocess_exec == method
+
+
+@pytest.mark.anyio
+async def test_a_stop_is_woken_by_the_leaders_exit_not_by_a_poll() -> None:
+    """``ProcessGroup.stop`` waits on a pidfd for the leader: an exit wakes it long before the
+    wait's bound, a live leader holds it until the bound, a gone pid is said at once."""
+    proc, group = await spawn(["sleep", "0.3"], kind="test")
+    try:
+        with anyio.fail_after(LIMIT):
+            started = time.monotonic()
+            assert await _exit_of(proc.pid, 8.0)
+            assert time.monotonic() - started < 5.0  # the exit woke it, not the 8 s bound
+            await proc.wait()
+            assert not await _exit_of(proc.pid, 8.0)  # reaped: no pidfd, nothing to wait for
+        long, long_group = await spawn(["sleep", "30"], kind="test")
+        try:
+            started = time.monotonic()
+            assert await _exit_of(long.pid, 0.1)
+            assert time.monotonic() - started >= 0.09 and long.returncode is None
+        finally:
+            long_group.kill()
+            with anyio.fail_after(LIMIT):
+                await long.wait()
+    finally:
+        group.kill()
