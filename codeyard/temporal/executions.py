@@ -165,7 +165,15 @@ class ExecutionActivities:
         try:
             await self.steps.run_top_step(job.execution_id, job.step_id)
         except StepError as exc:
-            raise ApplicationError(str(exc), type=STEP_FAILED, non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=STEP_FAILED, non_retryable=True) from None
+        except asyncio.CancelledError:
+            if not activity.is_worker_shutdown():
+                raise  # the execution was cancelled (or the step lost to a failure)
+            # This server stops: a failure, not a cancel, so another API server takes the step
+            # (the SDK would report a shutdown as a cancel, and the execution would end).
+            raise ApplicationError(
+                "the API server running this step stopped; another one takes it over"
+            ) from None
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,7 @@ the whole path with the real engine, runs on worker hosts and ``kill -9`` of API
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +132,29 @@ async def test_a_step_lost_to_an_infrastructure_error_is_given_again_and_the_dag
     assert await _run(temporal, steps) == ("completed", None)
     assert steps.calls.count("b") == 2 and steps.done.count("b") == 1
     assert steps.done[-1] == "d"
+
+
+async def test_the_steps_of_a_server_that_stops_are_taken_by_the_next_one(
+    temporal: TemporalDevServer,
+) -> None:
+    """A graceful stop is not a cancel: the stopping server's steps end as failures, which
+    Temporal gives to the next server polling; the execution goes on and nothing ended twice."""
+    client = await Client.connect(temporal.address)
+    execution_id = f"wfx_test{next(_ids)}"
+    first = Steps(block=frozenset({"b", "c"}))
+    with anyio.fail_after(60):
+        async with executions.executions_worker(client, first, "one"):
+            await executions.start_execution(client, execution_id, DEPS)
+            await first.started.wait()
+        assert first.cancelled == {"b", "c"} and not first.finished.done()
+        second = Steps()
+        async with executions.executions_worker(client, second, "two"):
+            assert await second.finished == ("completed", None)
+    assert first.done == ["a"]
+    assert sorted(second.calls) == ["b", "c", "d"]  # "a" ended on the first server
+
+
+@pytest.fixture(autouse=True)
+def _collect() -> Iterator[None]:
+    yield
+    gc.collect()
