@@ -142,8 +142,9 @@ INSERT = (
 )
 
 
-def baseline(path: Path, datas: list[str], per_commit: int | None = None) -> float:
-    """Raw sqlite3: the same rows in one ``executemany``, one transaction. Returns seconds.
+def baseline(path: Path, datas: list[str], per_commit: int | None = None) -> tuple[float, float]:
+    """Raw sqlite3: the same rows in one ``executemany``, one transaction. Returns seconds
+    (wall, and the process's CPU).
 
     With ``per_commit``, a reference instead: synchronous sqlite3 doing what the writer does
     for each awaited call (BEGIN, ``executemany`` of ``per_commit`` rows, the run-row UPDATE,
@@ -153,7 +154,7 @@ def baseline(path: Path, datas: list[str], per_commit: int | None = None) -> flo
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     ts = utc_now()
     rows = [(i + 1, RUN_ID, PROJECT_ID, i + 1, TYPE, ts, d) for i, d in enumerate(datas)]
     if per_commit is None:
@@ -169,11 +170,11 @@ def baseline(path: Path, datas: list[str], per_commit: int | None = None) -> flo
                 (i + per_commit, utc_now(), RUN_ID),
             )
             conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     (count,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
     conn.close()
     assert count == len(datas), count
-    return elapsed
+    return elapsed, cpu
 
 
 async def ours(
@@ -196,7 +197,7 @@ async def ours(
     batches0 = writer.batches
     if prof is not None:
         prof.enable()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if in_flight <= 1:
         for chunk in calls:
             await writer.append(RUN_ID, chunk)
@@ -209,7 +210,7 @@ async def ours(
                 await writer.append(RUN_ID, chunk)
 
         await asyncio.gather(*(producer() for _ in range(in_flight)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if prof is not None:
         prof.disable()
     batches = writer.batches - batches0
@@ -221,7 +222,7 @@ async def ours(
         last = (await conn.execute(text(f"SELECT last_seq FROM runs WHERE id='{RUN_ID}'"))).scalar()
     await engine.dispose()
     assert count == len(datas) and last == len(datas), (count, last)
-    return {"seconds": elapsed, "batches": batches}
+    return {"seconds": elapsed, "cpu_seconds": cpu, "batches": batches}
 
 
 def measure(n: int, per_call: int, in_flight: int, label: str, repeat: int) -> dict[str, Any]:
@@ -231,20 +232,24 @@ def measure(n: int, per_call: int, in_flight: int, label: str, repeat: int) -> d
     ours_s: list[float] = []
     seen: list[dict[str, Any]] = []
     ref_s: list[float] = []
+    raw_cpu: list[float] = []
+    ours_cpu: list[float] = []
     batches = 0
     for k in range(repeat):
         name = f"ingest-{label.split()[0].replace('/', '_')}-{in_flight}-{k}"
 
-        def pair(name: str = name) -> tuple[float, dict[str, Any]]:
+        def pair(name: str = name) -> tuple[tuple[float, float], dict[str, Any]]:
             d = fresh_dir(name)  # fresh files for every attempt
             raw = baseline(d / "raw.db", datas)
             return raw, asyncio.run(ours(d / "ours.db", datas, per_call, in_flight))
 
-        (raw, res), info = guarded(pair)
+        ((raw, cpu), res), info = guarded(pair)
         if in_flight == 1:  # every call is a commit: what plain sqlite3 does with that
-            ref_s.append(baseline(fresh_dir(name) / "ref.db", datas, per_call))
+            ref_s.append(baseline(fresh_dir(name) / "ref.db", datas, per_call)[0])
         raw_s.append(raw)
+        raw_cpu.append(cpu)
         ours_s.append(res["seconds"])
+        ours_cpu.append(res["cpu_seconds"])
         seen.append(info)
         batches = res["batches"]
     raw_rate = n / statistics.median(raw_s)
@@ -262,6 +267,10 @@ def measure(n: int, per_call: int, in_flight: int, label: str, repeat: int) -> d
         "commits": batches,
         "ratio": round(our_rate / raw_rate, 3),
         "ratios": [round(r / o, 3) for r, o in zip(raw_s, ours_s, strict=True)],
+        # CPU seconds of the process (every thread), less disturbed by other work than wall
+        # time; on an idle machine the wall-time ratio is the target's figure.
+        "cpu_ratio": round(statistics.median(raw_cpu) / statistics.median(ours_cpu), 3),
+        "ours_cpu_us_per_event": round(statistics.median(ours_cpu) / n * 1e6, 2),
         "foreign_cpu": [x["foreign_cpu"] for x in seen],
         "raw_commit_per_call_events_per_s": round(n / statistics.median(ref_s)) if ref_s else None,
         "attempts": [x["attempt"] for x in seen],
@@ -284,8 +293,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"{data['loadavg_start']}, at the end {data['loadavg_end']}.",
         "",
         "| case | events | raw `sqlite3` events/s | Codeyard events/s | ratio (pairs) | commits "
-        "| commit per call, `sqlite3` | foreign CPU | target |",
-        "|---|---:|---:|---:|---|---:|---:|---|---|",
+        "| commit per call, `sqlite3` | CPU ratio | Codeyard CPU/event | foreign CPU | target |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for c in data["cases"]:
         ref = c["raw_commit_per_call_events_per_s"]
@@ -298,7 +307,8 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| {c['label']} | {c['events']:,} | {c['raw_events_per_s']:,} | "
             f"{c['ours_events_per_s']:,} | {c['ratio']:.2f} ({', '.join(map(str, c['ratios']))})"
-            f" | {c['commits']:,} | {ref_s} | {foreign} | {target} |"
+            f" | {c['commits']:,} | {ref_s} | {c['cpu_ratio']:.2f} | "
+            f"{c['ours_cpu_us_per_event']:.1f} us | {foreign} | {target} |"
         )
     for p in data.get("profiles", []):
         lines += [
