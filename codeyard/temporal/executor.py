@@ -101,10 +101,14 @@ class TemporalExecutor:
         self._executions_worker = worker
 
     async def stop_executions(self) -> None:
-        """Steps in progress here are taken by another API server (their heartbeat stops)."""
+        """Steps in progress here end as failures that Temporal gives to another API server."""
         if self._executions_worker is not None:
-            await self._executions_worker.shutdown()
+            try:  # bounded: an unreachable Temporal must not hold the server's shutdown
+                await asyncio.wait_for(self._executions_worker.shutdown(), 30)
+            except TimeoutError:
+                log.warning("the executions worker did not stop within 30 s")
         if self._executions is not None:
+            self._executions.cancel()
             await asyncio.gather(self._executions, return_exceptions=True)
         self._executions = self._executions_worker = None
 
