@@ -609,8 +609,8 @@ def main() -> None:
     ap.add_argument(
         "--profile",
         type=Path,
-        help="cProfile the server's event-loop thread into this file (slows it; for finding "
-        "where its CPU goes, not for the shares)",
+        help="cProfile the server's event-loop thread (its CPU time, not wall time) into this "
+        "file (slows it; for finding where its CPU goes, not for the shares)",
     )
     ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -618,9 +618,12 @@ def main() -> None:
         serve_fake(args.serve_fake, args.think)
         return
     if args.profile:
+        # Uvicorn re-raises SIGTERM after its graceful shutdown: the handler it restores is
+        # this one, which writes the profile before the process ends.
         server_support.SERVER_CODE = (
-            "import atexit, cProfile; profile = cProfile.Profile(); "
-            f"atexit.register(lambda: profile.dump_stats({str(args.profile.resolve())!r})); "
+            "import cProfile, signal, sys, time; profile = cProfile.Profile(time.thread_time); "
+            "signal.signal(signal.SIGTERM, lambda *_: (profile.disable(), "
+            f"profile.dump_stats({str(args.profile.resolve())!r}), sys.exit(0))); "
             f"profile.enable(); {server_support.SERVER_CODE}"
         )
     os.environ.update(
