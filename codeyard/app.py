@@ -112,6 +112,7 @@ async def _running(
             f"{app.state.auth.setup_code}"
         )
     executor.add_option_hook(_mcp_offer(settings))  # profiles opting in get /mcp
+    executor.hold_work_until(background.started.wait)  # the followers listen first
     await chosen.start()
     # The local executor is one worker in the registry (issue 16); a distributed executor's
     # hosts register themselves.

@@ -18,13 +18,18 @@ from codeyard.services import workflows as service
 from codeyard.workflows import model
 from codeyard.workflows.engine import WorkflowEngine
 
-router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+async def _ready(request: Request) -> None:
+    """On a server just started the engine may start a moment after the first request
+    (``codeyard.background``); its start marks executions a crash stranded ``interrupted``, so
+    every route here waits for it, readers too: none shows a dead execution as running."""
+    await request.app.state.background.ready()
+
+
+router = APIRouter(prefix="/workflows", tags=["workflows"], dependencies=[Depends(_ready)])
 
 
 async def _engine(request: Request) -> WorkflowEngine:
-    # On a server just started the engine may start a moment after the first request
-    # (codeyard.background).
-    await request.app.state.background.ready()
     eng: WorkflowEngine = request.app.state.workflows
     return eng
 

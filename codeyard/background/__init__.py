@@ -64,6 +64,9 @@ class Background:
         self.after = after
         #: Set when the server has answered its first HTTP request (:class:`AnsweredMiddleware`).
         self.answered = asyncio.Event()
+        #: Set once the features have started (or failed to): the executor takes no run before
+        #: (``LocalExecutor.hold_work_until``), so no turn ends unseen by the followers.
+        self.started = asyncio.Event()
         self._task: asyncio.Task[Stop] | None = None
 
     async def begin(self, app: FastAPI, services: Services) -> None:
@@ -86,6 +89,8 @@ class Background:
         except Exception:
             log.exception("Background features failed to start")
             raise
+        finally:
+            self.started.set()
         return stop
 
     async def ready(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,6 +57,8 @@ class LocalExecutor:
             engine, writer, gate, worktree_root, logs_root, bash_timeout, secrets
         )
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+        #: What the workers wait for before taking their first run (see :meth:`hold_work_until`).
+        self._hold: Callable[[], Awaitable[object]] | None = None
         self._max = max_concurrent_runs
         self._workers: list[asyncio.Task[None]] = []
         self.handles: dict[str, RunHandle] = {}
@@ -74,6 +77,12 @@ class LocalExecutor:
     def add_option_hook(self, hook: OptionHook) -> None:
         """Let a capability add per-turn agent options (see ``turns.OptionHook``)."""
         self._driver.option_hooks.append(hook)
+
+    def hold_work_until(self, ready: Callable[[], Awaitable[object]]) -> None:
+        """Take no run before ``ready()`` returns: what follows runs' events (after-turn checks,
+        tickets, pull-request pushes) may start after the server does (``codeyard.background``),
+        and a turn that ended before they listen would go unseen."""
+        self._hold = ready
 
     async def start(self) -> None:
         """Recover from the last stop (see ``executor.recovery``), then start the workers."""
@@ -145,6 +154,8 @@ class LocalExecutor:
         return max(0, self._max - sum(1 for run_id in self.handles if self.is_live(run_id)))
 
     async def _work(self) -> None:
+        if self._hold is not None:
+            await self._hold()
         while True:
             run_id = await self._queue.get()
             # A new attempt: writes of any earlier one are refused from now on. None: the run

@@ -18,7 +18,10 @@ import httpx
 import pytest
 
 from codeyard.app import create_app
+from codeyard.auth.principal import ADMIN
 from codeyard.config import Settings
+from codeyard.services import runs as run_service
+from codeyard.store import runs as run_store
 from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.anyio
@@ -67,3 +70,33 @@ async def test_a_route_that_needs_them_starts_them_and_waits(tmp_path: Path) -> 
         key = await asyncio.wait_for(client.get("/api/notifications/vapid-key"), 30)
         assert key.status_code == 200 and key.json()["public_key"]
         assert app.state.subscribers.notifications.public_key == key.json()["public_key"]
+
+
+async def test_no_run_is_taken_before_the_followers_listen(tmp_path: Path, git_repo: Path) -> None:
+    """A turn that ended before the after-turn checks, tickets and pull-request pushes listen
+    would go unseen, so the executor holds its work until the features have started. The run
+    is made through the run service (no HTTP request, which would start them itself)."""
+    async with serving(tmp_path, after=600) as (app, _client):
+        svc = app.state.services
+        scenario = {"steps": [{"say": "done"}]}
+        body = {
+            "prompt": "Hi",
+            "repo_path": str(git_repo),
+            "provider": "script",
+            "agent_options": {"scenario": scenario},
+        }
+        run = await run_service.create(svc, body, ADMIN)
+        await asyncio.sleep(1.0)
+        async with svc.engine.connect() as conn:
+            row = await run_store.get(conn, run["id"])
+        assert row is not None and row["status"] == "queued"
+        assert not app.state.background.started.is_set()
+
+        await asyncio.wait_for(app.state.background.ready(), 30)
+        for _ in range(1500):
+            async with svc.engine.connect() as conn:
+                row = await run_store.get(conn, run["id"])
+            if row is not None and row["status"] == "review":
+                break
+            await asyncio.sleep(0.02)
+        assert row is not None and row["status"] == "review"
