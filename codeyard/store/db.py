@@ -18,6 +18,14 @@ def dialect_name(url: str) -> str:
     return "postgresql" if url.startswith("postgresql") else "sqlite"
 
 
+#: Set on every SQLite connection: the engine's and the writer's own (``store.sqlite_commit``).
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=30000",
+)
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, NORMAL sync and a busy timeout on every connection."""
     if dialect_name(url) == "sqlite":
@@ -28,9 +36,8 @@ def create_engine(url: str) -> AsyncEngine:
             # Let SQLAlchemy, not the driver, issue BEGIN, so savepoints work (SQLAlchemy docs).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            for pragma in SQLITE_PRAGMAS:
+                cur.execute(pragma)
             cur.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -31,10 +31,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
+from codeyard.store.db import SQLITE_PRAGMAS
+
 log = logging.getLogger(__name__)
 
-#: What ``store.db.create_engine`` sets on every SQLite connection (kept the same here).
-_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000")
 
 Row = tuple[Any, ...]
 Statement = tuple[str, Row]
@@ -148,7 +148,7 @@ class CommitThread:
             conn = sqlite3.connect(
                 self._path, timeout=30, isolation_level=None, check_same_thread=True
             )
-            for pragma in _PRAGMAS:
+            for pragma in SQLITE_PRAGMAS:
                 conn.execute(pragma)
         except BaseException as exc:  # reported to start(); the thread ends here
             ready(exc)
