@@ -243,3 +243,15 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
 def write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=2))
+
+
+def write_section(path: Path, begin: str, end: str, section: str) -> None:
+    """Replace the generated section between ``begin`` and ``end`` markers of ``path``
+    (``section`` includes both), or append it when the file has none yet."""
+    text = path.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)

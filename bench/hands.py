@@ -51,6 +51,7 @@ from bench._common import (
     wait_healthy,
     wait_quiet,
     write_json,
+    write_section,
 )
 
 SERVER = (
@@ -477,15 +478,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def write_results(result: dict[str, Any]) -> None:
-    path = BENCH_DIR / "RESULTS.md"
-    text = path.read_text()
-    section = render(result)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(BENCH_DIR / "RESULTS.md", BEGIN, END, render(result))
 
 
 if __name__ == "__main__":

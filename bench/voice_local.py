@@ -26,13 +26,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import av
 import pocketsphinx
 
-from bench._common import BENCH, OUT, machine, write_json
+from bench._common import BENCH, OUT, machine, write_json, write_section
 from codeyard.voice import LocalSphinx, VoiceConfig
 from codeyard.voice.audio import pcm16k
 from codeyard.voice.local import find_model
+from tests.support.speech import as_webm
 
 SENTENCE = (
     "please run the unit tests for the billing module and then open a new pull request for it"
@@ -52,20 +52,6 @@ def speak(text: str) -> bytes:
 def seconds_of(wav: bytes) -> float:
     with wave.open(io.BytesIO(wav)) as w:
         return w.getnframes() / w.getframerate()
-
-
-def to_webm(wav: bytes) -> bytes:
-    buf = io.BytesIO()
-    with av.open(io.BytesIO(wav)) as src, av.open(buf, mode="w", format="webm") as dst:
-        stream = dst.add_stream("libopus", rate=48_000)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
-        for frame in src.decode(src.streams.audio[0]):
-            for piece in resampler.resample(frame):
-                dst.mux(stream.encode(piece))
-        for piece in resampler.resample(None):
-            dst.mux(stream.encode(piece))
-        dst.mux(stream.encode(None))
-    return buf.getvalue()
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -121,7 +107,7 @@ async def end_to_end(audio: bytes, content_type: str) -> dict[str, Any]:
 
 async def main() -> dict[str, Any]:
     wav = speak(SENTENCE)
-    webm = to_webm(wav)
+    webm = as_webm(wav)
     clip = seconds_of(wav)
     assert 4.5 < clip < 6, f"the clip should last about 5 s, not {clip:.2f} s"
     runs: dict[str, list[dict[str, Any]]] = {"wav": [], "webm": []}
@@ -188,15 +174,7 @@ def render(r: dict[str, Any]) -> str:
 
 
 def write_results(result: dict[str, Any]) -> None:
-    path = BENCH / "RESULTS.md"
-    text = path.read_text()
-    section = render(result)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(BENCH / "RESULTS.md", BEGIN, END, render(result))
 
 
 if __name__ == "__main__":

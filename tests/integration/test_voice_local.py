@@ -8,19 +8,18 @@ the run's vocabulary is given."""
 from __future__ import annotations
 
 import asyncio
-import io
 import shutil
 import subprocess
 from pathlib import Path
 
 import anyio
-import av
 import psutil
 import pytest
 
 from codeyard.voice import LocalSphinx, TranscriptionError, VoiceConfig
 from codeyard.voice.local import MAX_JOBS
 from tests.conftest import Api, make_repo
+from tests.support.speech import as_webm
 
 pytestmark = pytest.mark.anyio
 
@@ -31,21 +30,6 @@ def speak(tmp_path: Path, text: str) -> bytes:
     out = tmp_path / "speech.wav"
     subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(out)], check=True, timeout=30)
     return out.read_bytes()
-
-
-def as_webm(wav: bytes) -> bytes:
-    """Opus at 48 kHz in WebM, what Chrome's and Firefox's MediaRecorder produce."""
-    buf = io.BytesIO()
-    with av.open(io.BytesIO(wav)) as src, av.open(buf, mode="w", format="webm") as dst:
-        stream = dst.add_stream("libopus", rate=48_000)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
-        for frame in src.decode(src.streams.audio[0]):
-            for piece in resampler.resample(frame):
-                dst.mux(stream.encode(piece))
-        for piece in resampler.resample(None):
-            dst.mux(stream.encode(piece))
-        dst.mux(stream.encode(None))
-    return buf.getvalue()
 
 
 async def test_local_engine_transcribes_and_knows_the_runs_symbols(
