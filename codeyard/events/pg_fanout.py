@@ -33,6 +33,11 @@ from codeyard.store.writer import NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 #: Own events kept waiting for their announcement at most (a bound if announcements stop).
 _MINE_MAX = 100_000
+#: Reads the announced events, on the listening connection itself (outside any transaction).
+_READ_SQL = (
+    "SELECT id, run_id, project_id, seq, type, ts, data FROM events "
+    "WHERE id = ANY($1::bigint[]) ORDER BY id"
+)
 #: Announced ids read with one query at most: more announcements wait for the next read (one
 #: announcement holds under 1,000 ids; asyncpg takes at most 32,767 parameters).
 _IDS_PER_READ = 4000
@@ -68,6 +73,10 @@ class PgFanout:
         self._mine: dict[int, StoredEvent] = {}
         #: Kept out of the pool for the process's life: its asyncpg connection listens.
         self._conn: AsyncConnection | None = None
+        #: Its asyncpg connection, which also reads the announced rows: one round trip, where a
+        #: pooled connection costs a check-out ping, ``BEGIN`` and ``ROLLBACK`` besides, and
+        #: waits behind the API's requests when the pool is busy.
+        self._raw: Any = None
         self._task: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
@@ -95,6 +104,7 @@ class PgFanout:
         raw = await _driver(self._conn)
         await raw.add_listener(NOTIFY_CHANNEL, self._heard)
         raw.add_termination_listener(self._terminated)
+        self._raw = raw
 
     def _terminated(self, _conn: Any) -> None:
         self._lost.set()
@@ -105,7 +115,7 @@ class PgFanout:
         while True:
             await self._lost.wait()
             log.warning("the LISTEN connection was lost; listening again")
-            lost, self._conn = self._conn, None
+            lost, self._conn, self._raw = self._conn, None, None
             if lost is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(lost.invalidate(), 5)
@@ -128,7 +138,7 @@ class PgFanout:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._keeper = self._task = None
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 listening = await _driver(conn)
@@ -163,13 +173,7 @@ class PgFanout:
                 else:
                     batches.append((own, ids, None))
                     missing.extend(ids)
-            read: dict[int, StoredEvent] = {}
-            if missing:
-                try:
-                    async with self._engine.connect() as conn:
-                        read = {e.id: e for e in await events.read_ids(conn, missing)}
-                except Exception:  # a lost read: streams catch up on their next replay
-                    log.exception("could not read %d announced events", len(missing))
+            read = await self._read(missing) if missing else {}
             for own, ids, known in batches:
                 out = known
                 if out is None:
@@ -178,3 +182,19 @@ class PgFanout:
                         self.received += len(out)
                 if out:
                     self._hub.publish(out)
+
+    async def _read(self, ids: list[int]) -> dict[int, StoredEvent]:
+        """The announced events, by id: on the listening connection, else (it is being made
+        again) on a pooled one."""
+        try:
+            if self._raw is not None:
+                rows = await self._raw.fetch(_READ_SQL, ids)
+                return {r[0]: StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows}
+        except Exception:  # the connection was lost meanwhile: the pool's read below
+            log.warning("reading %d announced events on the LISTEN connection failed", len(ids))
+        try:
+            async with self._engine.connect() as conn:
+                return {e.id: e for e in await events.read_ids(conn, ids)}
+        except Exception:  # a lost read: streams catch up on their next replay
+            log.exception("could not read %d announced events", len(ids))
+            return {}

@@ -19,14 +19,20 @@ from the ``events_id_seq`` sequence, a run's numbering is read under a row lock 
 (``events.pg_fanout`` turns them into hub events in the other processes). Writes made for a run
 attempt are fenced (``store.fencing``).
 
-Every writer batch on PostgreSQL first takes one transaction-level advisory lock
-(:data:`COMMIT_ORDER_LOCK`), held until it commits. Ids drawn from a sequence are otherwise
-only ordered when drawn: a batch that drew id 100 could commit after another process's batch
-with id 101, and a stream over all runs, which sends ids in ascending order and skips those it
-has passed (``events.stream``; a client's ``Last-Event-ID`` too), would never show event 100.
-Under the lock, batches of every process draw and commit one after the other, so commit order
-is id order cluster-wide. Taken first, before any row lock, it cannot deadlock with them; the
-cost is that writers of several processes commit one batch at a time, as one writer does.
+Ids drawn from a sequence are only ordered when drawn: a batch that drew id 100 could commit
+after another process's batch with id 101, and a stream over all runs, which sends ids in
+ascending order and skips those it has passed (``events.stream``; a client's ``Last-Event-ID``
+too), would never show event 100. So a PostgreSQL batch draws its ids last: the jobs run, the
+run rows are locked and updated and the events numbered per run (``seq``, under the run row's
+lock) with no id; then one statement takes a transaction-level advisory lock
+(:data:`COMMIT_ORDER_LOCK`) and draws the batch's ids, the events are inserted and announced,
+and the commit releases the lock. Batches of every process draw and commit one after the other,
+so commit order is id order cluster-wide, but each holds the lock for two statements and the
+commit, not for its jobs (a writer process that loses the CPU mid-batch no longer stalls the
+others). Taken last, after every row lock of the batch, the lock is never held by a batch that
+waits for a row. Batches of several processes otherwise run at once, so two jobs locking the
+same rows in opposite orders can deadlock; PostgreSQL then fails one of them, and its batch is
+run again (:data:`_DEADLOCK_RETRIES`).
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ def _insert_events_sql(paramstyle: str) -> str:
 
 #: The run-row UPDATE of a batch that only appended events (SQLite fast path, see ``_flush``).
 _SQLITE_TOUCH_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?"
+#: The same on PostgreSQL, for every such run of a batch in one ``executemany``.
+_PG_TOUCH_RUN = "UPDATE runs SET last_seq = $1, updated_at = $2 WHERE id = $3"
 
 
 #: ``pg_advisory_xact_lock`` key every PostgreSQL writer batch holds until it commits, so
@@ -102,15 +110,30 @@ async def _read_cursor(conn: AsyncConnection, run_id: str) -> _RunCursor:
     return _RunCursor(row.last_seq, row.project_id, row.attempt)
 
 
-async def _event_ids(conn: AsyncConnection, count: int, next_id: int) -> list[int]:
-    """Ids for ``count`` new events: from the database sequence on PostgreSQL (several writer
-    processes), else from this writer's counter (SQLite has one writer)."""
-    if not _shared(conn):
-        return list(range(next_id, next_id + count))
-    result = await conn.execute(
-        text("SELECT nextval('events_id_seq') FROM generate_series(1, :n)"), {"n": count}
-    )
-    return sorted(int(v) for v in result.scalars())
+#: Takes the commit-order lock and draws ``$2`` ids, in one statement (the lock is taken
+#: before any id is drawn: a CTE with a volatile function is never folded into its parent).
+_DRAW_IDS_SQL = (
+    "WITH commit_order AS (SELECT pg_advisory_xact_lock($1)) "
+    "SELECT nextval('events_id_seq') FROM commit_order, generate_series(1, $2)"
+)
+
+#: Inserts a batch's events (one array per column) and announces them (``$8``: the channel,
+#: ``$9``: the payloads), in one statement; PostgreSQL delivers the announcements at commit.
+_INSERT_AND_NOTIFY_SQL = (
+    "WITH inserted AS (INSERT INTO events (id, run_id, project_id, seq, type, ts, data) "
+    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], "
+    "$6::text[], $7::text[])) "
+    "SELECT pg_notify($8, payload) FROM unnest($9::text[]) AS payload"
+)
+
+#: Times a PostgreSQL batch is run again after PostgreSQL broke a deadlock by failing it.
+_DEADLOCK_RETRIES = 3
+
+
+def _deadlocked(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's ``deadlock_detected`` (this transaction was failed)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) == "40P01"
 
 
 async def _lock_runs(
@@ -136,26 +159,20 @@ async def _lock_runs(
 class _IdPool:
     """Event ids of one batch, handed out in ascending order in the order events are
     numbered, so a run's ids grow with its ``seq`` (streams rely on it). SQLite: the writer's
-    counter. PostgreSQL: drawn from ``events_id_seq`` (one query for the batch's appends);
-    when the pool runs short, what is left is dropped (a gap) and larger ids are drawn."""
+    counter. PostgreSQL: 0 until the end of the batch, when the batch's ids are drawn under the
+    commit-order lock and given to its events in the order they were numbered (``_flush_shared``).
+    """
 
     def __init__(self, conn: AsyncConnection, next_id: int) -> None:
         self._conn = conn
         self.next_id = next_id
-        self._drawn: list[int] = []  # reversed: ``pop`` gives the smallest
-
-    async def fill(self, count: int) -> None:
-        if _shared(self._conn) and count:
-            self._drawn = (await _event_ids(self._conn, count, 0))[::-1]
 
     async def take(self, count: int) -> list[int]:
-        if not _shared(self._conn):
-            ids = list(range(self.next_id, self.next_id + count))
-            self.next_id += count
-            return ids
-        if len(self._drawn) < count:
-            await self.fill(count)
-        return [self._drawn.pop() for _ in range(count)]
+        if _shared(self._conn):
+            return [0] * count
+        ids = list(range(self.next_id, self.next_id + count))
+        self.next_id += count
+        return ids
 
 
 def notify_payloads(token: str, ids: Sequence[int]) -> list[str]:
@@ -429,67 +446,78 @@ class Writer:
         if self._direct is not None and self._direct_ok(batch):
             await self._run_direct(self._direct, batch)
             return
+        for tries_left in range(_DEADLOCK_RETRIES, -1, -1):
+            try:
+                done = await self._transact(batch)
+            except Exception as exc:  # the commit failed: nothing of this batch happened
+                if tries_left and _deadlocked(exc):  # PostgreSQL failed it to break a deadlock
+                    log.info("write batch of %d jobs deadlocked; running it again", len(batch))
+                    continue
+                await self._drop_connection()
+                _failed(batch, exc)
+                return
+            self._committed(*done)
+            return
+
+    async def _transact(
+        self, batch: list[_Pending]
+    ) -> tuple[int, dict[str, _RunCursor], list[StoredEvent], list[tuple[_Pending, bool, Any]]]:
+        """Run ``batch`` in one transaction; what ``_committed`` takes, once it committed."""
         outcomes: list[tuple[_Pending, bool, Any]] = []
         staged: list[StoredEvent] = []
         cursors: dict[str, _RunCursor] = {}
         run_values: dict[str, dict[str, Any]] = {}
-        try:
-            conn = await self._connection()
-            async with conn.begin():
-                # PostgreSQL: the appends' rows locked and their ids drawn, once per batch.
-                pool = _IdPool(conn, self._next_id)
-                if _shared(conn):
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": COMMIT_ORDER_LOCK}
-                    )
-                    await _lock_runs(conn, batch, cursors)
-                    appends = [p.fn for p in batch if isinstance(p.fn, _Append)]
-                    await pool.fill(sum(len(a.events) for a in appends))
-                for pending in batch:
-                    if isinstance(pending.fn, _Append):
-                        try:
-                            stored = await self._number(
-                                conn, pending.fn, cursors, pool, pending.fence
-                            )
-                        except Exception as exc:  # no such run, or a stale attempt
-                            outcomes.append((pending, False, exc))
-                            continue
-                        staged.extend(stored)
-                        values = run_values.setdefault(pending.fn.run_id, {})
-                        if pending.fn.run_values:
-                            values.update(pending.fn.run_values)
-                        outcomes.append((pending, True, stored))
-                        continue
-                    copies = {
-                        k: _RunCursor(v.last_seq, v.project_id, v.attempt)
-                        for k, v in cursors.items()
-                    }
-                    tx = Tx(conn, self, pool.next_id, copies, pending.fence, pool)
+        conn = await self._connection()
+        shared = _shared(conn)
+        async with conn.begin():
+            pool = _IdPool(conn, self._next_id)
+            if shared:  # the appends' rows locked and read, once per batch
+                await _lock_runs(conn, batch, cursors)
+            for pending in batch:
+                if isinstance(pending.fn, _Append):
                     try:
-                        if pending.savepoint:
-                            async with conn.begin_nested():
-                                result = await pending.fn(tx)
-                        else:
-                            result = await pending.fn(tx)
-                    except Exception as exc:  # the job's own failure: reported to its caller
+                        stored = await self._number(conn, pending.fn, cursors, pool, pending.fence)
+                    except Exception as exc:  # no such run, or a stale attempt
+                        if _deadlocked(exc):
+                            raise
                         outcomes.append((pending, False, exc))
                         continue
-                    for run_id in tx.forgotten:
-                        staged = [e for e in staged if e.run_id != run_id]
-                        run_values.pop(run_id, None)
-                        cursors.pop(run_id, None)
-                        self._cursors.pop(run_id, None)
-                    cursors.update(tx.cursors)
-                    staged.extend(tx.events)
-                    for run_id, values in tx.run_values.items():
-                        run_values.setdefault(run_id, {}).update(values)
-                    outcomes.append((pending, True, result))
+                    staged.extend(stored)
+                    values = run_values.setdefault(pending.fn.run_id, {})
+                    if pending.fn.run_values:
+                        values.update(pending.fn.run_values)
+                    outcomes.append((pending, True, stored))
+                    continue
+                copies = {
+                    k: _RunCursor(v.last_seq, v.project_id, v.attempt) for k, v in cursors.items()
+                }
+                tx = Tx(conn, self, pool.next_id, copies, pending.fence, pool)
+                try:
+                    if pending.savepoint:
+                        async with conn.begin_nested():
+                            result = await pending.fn(tx)
+                    else:
+                        result = await pending.fn(tx)
+                except Exception as exc:  # the job's own failure: reported to its caller
+                    if shared and _deadlocked(exc):  # the whole batch runs again
+                        raise
+                    outcomes.append((pending, False, exc))
+                    continue
+                for run_id in tx.forgotten:
+                    staged = [e for e in staged if e.run_id != run_id]
+                    run_values.pop(run_id, None)
+                    cursors.pop(run_id, None)
+                    self._cursors.pop(run_id, None)
+                cursors.update(tx.cursors)
+                staged.extend(tx.events)
+                for run_id, values in tx.run_values.items():
+                    run_values.setdefault(run_id, {}).update(values)
+                outcomes.append((pending, True, result))
+            if shared:
+                await self._flush_shared(conn, staged, cursors, run_values)
+            else:
                 await self._flush(conn, staged, cursors, run_values)
-        except Exception as exc:  # the commit failed: nothing of this batch happened
-            await self._drop_connection()
-            _failed(batch, exc)
-            return
-        self._committed(pool.next_id, cursors, staged, outcomes)
+        return pool.next_id, cursors, staged, outcomes
 
     def _committed(
         self,
@@ -609,12 +637,6 @@ class Writer:
                 await driver.executemany(_insert_events_sql("qmark"), rows)
             else:
                 await conn.exec_driver_sql(_insert_events_sql(conn.dialect.paramstyle), rows)
-            if _shared(conn):  # delivered by PostgreSQL at commit, in commit order
-                for payload in notify_payloads(self.token, [e.id for e in staged]):
-                    await conn.execute(
-                        text("SELECT pg_notify(:channel, :payload)"),
-                        {"channel": NOTIFY_CHANNEL, "payload": payload},
-                    )
         now = utc_now()
         for run_id, values in run_values.items():
             cur = cursors.get(run_id)
@@ -628,3 +650,54 @@ class Writer:
                 .where(schema.runs.c.id == run_id)
                 .values(last_seq=cur.last_seq, updated_at=now, **values)
             )
+
+    async def _flush_shared(
+        self,
+        conn: AsyncConnection,
+        staged: list[StoredEvent],
+        cursors: dict[str, _RunCursor],
+        run_values: dict[str, dict[str, Any]],
+    ) -> None:
+        """PostgreSQL: the run rows updated, then, under the commit-order lock (held from here
+        to the commit), the batch's ids drawn and given to its events in the order they were
+        numbered, and the events inserted and announced (see the module's docstring)."""
+        now = utc_now()
+        touched: list[tuple[int, str, str]] = []
+        for run_id, values in run_values.items():
+            cur = cursors.get(run_id)
+            if cur is None:
+                continue
+            if not values:
+                touched.append((cur.last_seq, now, run_id))
+                continue
+            await conn.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id == run_id)
+                .values(last_seq=cur.last_seq, updated_at=now, **values)
+            )
+        if touched:
+            await conn.exec_driver_sql(_PG_TOUCH_RUN, touched)
+        if not staged:
+            return
+        await self._draw_ids(conn, staged)
+        await self._insert_and_announce(conn, staged)
+
+    async def _draw_ids(self, conn: AsyncConnection, staged: list[StoredEvent]) -> None:
+        """Take the commit-order lock and give ``staged`` their ids, ascending in order."""
+        drawn = await conn.exec_driver_sql(_DRAW_IDS_SQL, (COMMIT_ORDER_LOCK, len(staged)))
+        for event, event_id in zip(staged, sorted(drawn.scalars()), strict=True):
+            event.id = event_id
+            event._json = event._frame = None  # nothing was rendered with the placeholder
+
+    async def _insert_and_announce(self, conn: AsyncConnection, staged: list[StoredEvent]) -> None:
+        columns = (
+            [e.id for e in staged],
+            [e.run_id for e in staged],
+            [e.project_id for e in staged],
+            [e.seq for e in staged],
+            [e.type for e in staged],
+            [e.ts for e in staged],
+            [e.data_json for e in staged],
+        )
+        payloads = notify_payloads(self.token, columns[0])
+        await conn.exec_driver_sql(_INSERT_AND_NOTIFY_SQL, (*columns, NOTIFY_CHANNEL, payloads))

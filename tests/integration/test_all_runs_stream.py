@@ -3,9 +3,11 @@
 A stream over every run sends ids in ascending order and skips ids it has passed. Ids come
 from a sequence, so a batch of server B that drew a smaller id but commits after server A's
 batch would be skipped for ever (live, and on a reconnect with ``Last-Event-ID``). Writers
-commit in id order cluster-wide (``store.writer.COMMIT_ORDER_LOCK``): this test holds B's
-batch open after it drew its id, has A append meanwhile, and expects A's commit to wait and
-the stream to show both events. Both apps run in this process, sharing only the database.
+draw their ids last, under a lock held until they commit (``store.writer.COMMIT_ORDER_LOCK``):
+one test holds B's batch between drawing its id and committing, has A append meanwhile, and
+expects A's commit to wait and the stream to show both events; the other holds B's batch in a
+job (before it draws) and expects A to commit at once, with the larger id going to B. Both apps
+run in this process, sharing only the database.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.config import Settings
 from codeyard.domain import events as ev
@@ -53,8 +56,56 @@ async def _collect(api: Api, after: int, want: int, ready: asyncio.Event) -> lis
 
 
 async def test_a_late_commit_of_a_smaller_id_is_not_skipped(
+    pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = pg_cluster.create_database()
+    async with (
+        running_api(_settings(tmp_path, "a", url)) as a,
+        running_api(_settings(tmp_path, "b", url)) as b,
+    ):
+        run_b, run_a = await _draft(a, git_repo), await _draft(a, git_repo)
+        ready, inside, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        reader = asyncio.create_task(_collect(a, 0, 2, ready))
+        writer_b = b.services.writer
+        insert = writer_b._insert_and_announce
+
+        async def held(conn: AsyncConnection, staged: list[StoredEvent]) -> None:
+            inside.set()  # B's id is drawn: its commit is held back
+            await asyncio.wait_for(release.wait(), 20)
+            await insert(conn, staged)
+
+        monkeypatch.setattr(writer_b, "_insert_and_announce", held)
+        tasks: list[asyncio.Task[list[StoredEvent]]] = []
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            first = [ev.ErrorEvent(message="b, drawn first")]
+            tasks.append(asyncio.create_task(writer_b.append(run_b, first)))
+            await asyncio.wait_for(inside.wait(), 10)
+            late = [ev.ErrorEvent(message="a, drawn second")]
+            tasks.append(asyncio.create_task(a.services.writer.append(run_a, late)))
+            await asyncio.sleep(0.5)
+            assert not tasks[1].done()  # A's batch waits for B's to commit
+            release.set()
+            (b_event,), (a_event,) = await asyncio.wait_for(asyncio.gather(*tasks), 20)
+            got = await asyncio.wait_for(reader, 20)
+        finally:
+            release.set()
+            reader.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(reader, *tasks, return_exceptions=True)
+        assert b_event.id < a_event.id
+        assert [e.data["message"] for e in got] == ["b, drawn first", "a, drawn second"]
+        # A client reconnecting after the first event still gets the second, once.
+        again = await asyncio.wait_for(_collect(a, got[0].id, 1, asyncio.Event()), 10)
+        assert [e.id for e in again] == [got[1].id]
+
+
+async def test_a_long_job_does_not_hold_other_writers(
     pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
 ) -> None:
+    """B's job emitted an event and is still running: its batch has drawn no id yet and holds
+    no lock A needs, so A commits at once; B's event, committed later, gets the larger id."""
     url = pg_cluster.create_database()
     async with (
         running_api(_settings(tmp_path, "a", url)) as a,
@@ -67,20 +118,19 @@ async def test_a_late_commit_of_a_smaller_id_is_not_skipped(
         try:
             await asyncio.wait_for(ready.wait(), 10)
 
-            async def slow(tx: Tx) -> StoredEvent:  # B: id drawn, commit held back
-                (stored,) = await tx.emit(run_b, [ev.ErrorEvent(message="b, drawn first")])
+            async def slow(tx: Tx) -> StoredEvent:  # B: emitted, its job not done
+                (stored,) = await tx.emit(run_b, [ev.ErrorEvent(message="b, emitted first")])
                 inside.set()
                 await asyncio.wait_for(release.wait(), 20)
                 return stored
 
             tasks.append(asyncio.create_task(b.services.writer.run(slow)))
             await asyncio.wait_for(inside.wait(), 10)
-            late = [ev.ErrorEvent(message="a, drawn second")]
-            tasks.append(asyncio.create_task(a.services.writer.append(run_a, late)))
-            await asyncio.sleep(0.5)
-            assert not tasks[1].done()  # A's batch waits for B's to commit
+            late = [ev.ErrorEvent(message="a, emitted second")]
+            (a_event,) = await asyncio.wait_for(a.services.writer.append(run_a, late), 5)
+            assert not tasks[0].done()
             release.set()
-            first, second = await asyncio.wait_for(asyncio.gather(*tasks), 20)
+            b_event = await asyncio.wait_for(tasks[0], 20)
             got = await asyncio.wait_for(reader, 20)
         finally:
             release.set()
@@ -88,9 +138,7 @@ async def test_a_late_commit_of_a_smaller_id_is_not_skipped(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(reader, *tasks, return_exceptions=True)
-        assert isinstance(first, StoredEvent) and isinstance(second, list)
-        assert first.id < second[0].id
-        assert [e.data["message"] for e in got] == ["b, drawn first", "a, drawn second"]
-        # A client reconnecting after the first event still gets the second, once.
-        again = await asyncio.wait_for(_collect(a, got[0].id, 1, asyncio.Event()), 10)
-        assert [e.id for e in again] == [got[1].id]
+        assert isinstance(b_event, StoredEvent)
+        assert a_event.id < b_event.id  # the id is drawn when the batch commits
+        assert [e.data["message"] for e in got] == ["a, emitted second", "b, emitted first"]
+        assert [e.id for e in got] == [a_event.id, b_event.id]
