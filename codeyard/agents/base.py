@@ -19,8 +19,13 @@ from codeyard.sandbox import Sandbox
 
 #: Set in a run's ``agent_state`` when its session files were restored on another host from a
 #: checkpoint older than the interrupted turn (issue 16): the resumed session does not hold that
-#: turn's request, so an adapter resuming it sends the request again (``resume_moved`` prompt).
+#: turn's request, so an adapter resuming it sends the turn's prompt (which the executor made
+#: the failover notice followed by that request) instead of "continue".
 SESSION_BEHIND = "session_behind"
+#: Set in a run's ``agent_state`` by the host that takes a run over after its host was lost
+#: mid-turn: what happened and what the cut-off attempt had done (``temporal.failover``). The
+#: executor puts it before the resumed turn's request; both keys go at that turn's end.
+RESUME_NOTICE = "resume_notice"
 
 
 @dataclass(frozen=True, slots=True)

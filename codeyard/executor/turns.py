@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import registry
-from codeyard.agents.base import AgentFailure, TurnContext, TurnEnd
+from codeyard.agents.base import (
+    RESUME_NOTICE,
+    SESSION_BEHIND,
+    AgentFailure,
+    TurnContext,
+    TurnEnd,
+)
 from codeyard.crypto import SecretBox, SecretsUnavailable
 from codeyard.domain import git_identity
 from codeyard.domain.errors import CodeyardError
@@ -213,7 +219,15 @@ class TurnDriver:
         elif run["agent_state"].get("phase") or not run["pending_messages"]:
             # Resume the unfinished turn with the prompt it started with.
             last = await events.last_of_type(tx.conn, run_id, "turn.started")
+            if (last or {}).get("source") == "resume":  # resumed before: the request is older
+                starts = await events.read_all(tx.conn, run_id, frozenset({"turn.started"}))
+                last = next(
+                    (e.data for e in reversed(starts) if e.data["source"] != "resume"), last
+                )
             source, prompt = "resume", (last or {}).get("prompt") or run["prompt"]
+            notice = run["agent_state"].get(RESUME_NOTICE) or {}
+            if notice.get("turn") == run["turns"]:  # its host was lost: say what happened first
+                prompt = f"{notice['text']}\n\n{prompt}"
             resumed = (last or {}).get("source") or "create"
             if resumed == "resume":  # resumed more than once: keep the original source
                 resumed = (last or {}).get("resumed_source") or "create"
@@ -243,8 +257,9 @@ class TurnDriver:
         transaction: a crash just before this resumes the finished turn (as nothing), one just
         after starts the next turn as what it is."""
         run = await runs.lock(tx, run_id)
-        if "phase" in run["agent_state"]:
-            state = {k: v for k, v in run["agent_state"].items() if k != "phase"}
+        done = ("phase", RESUME_NOTICE, SESSION_BEHIND)  # a failover's marks: told, held now
+        if any(k in run["agent_state"] for k in done):
+            state = {k: v for k, v in run["agent_state"].items() if k not in done}
             await runs.update_fields(tx, run_id, agent_state=state)
         completed = TurnCompleted(
             turn=run["turns"],

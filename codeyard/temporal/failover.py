@@ -1,5 +1,6 @@
 """Checkpoints that outlive their host: pushed to a shared bare repository at every turn end,
-restored into a new worktree on the host that takes a run over after its host was lost.
+restored into a new worktree on the host that takes a run over after its host was lost; and the
+notice that tells the resumed turn what happened (``cut_off_notice``).
 
 One shared bare repository holds the checkpoints of every project's repositories; refs are
 namespaced by repository id and run id (``refs/codeyard-shared/<repo-id>/<run-id>/<n>``), so
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from codeyard.store import fencing
+from codeyard.domain.events import StoredEvent
+from codeyard.store import events, fencing
 from codeyard.workspace.git import GitError, git
 from codeyard.workspace.repo_lock import repo_lock
 
@@ -107,3 +110,121 @@ async def restore_worktree(
 
 async def parent_of(repo: Path, commit: str) -> str:
     return (await git("rev-parse", "--verify", f"{commit}^", cwd=repo)).stdout.strip()
+
+
+# -- telling the resumed turn what the cut-off attempt did ----------------------------------------
+
+#: Tool calls listed in the notice (the first few and the latest; the rest are counted), the
+#: characters kept of each call's title and output, and the changed files named.
+NOTICE_CALLS = 20
+NOTICE_FIRST = 5
+NOTICE_TITLE = 160
+NOTICE_OUTPUT = 240
+NOTICE_FILES = 20
+#: Events of the cut-off attempt read at most (a turn with more tool calls is summarized
+#: from its first ones and says so).
+NOTICE_EVENTS = 4000
+_NOTICE_TYPES = frozenset({"tool.call", "tool.result", "file.changed"})
+
+
+def _clip(text: str, limit: int) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def _when(ts: str) -> str:
+    """``2026-12-04T15:40:02.123456Z`` → ``2026-12-04 15:40:02 UTC`` (as given otherwise)."""
+    return f"{ts[:10]} {ts[11:19]} UTC" if len(ts) >= 19 and ts[10] == "T" else ts
+
+
+def _call_line(call: dict[str, Any], result: dict[str, Any] | None) -> str:
+    title = _clip(str(call.get("title") or call.get("tool") or "a tool call"), NOTICE_TITLE)
+    line = f"- {call.get('tool') or 'tool'}: {title}"
+    if result is None:
+        return f"{line} → no result (it was running when the host was lost)"
+    said = str(result.get("output") or result.get("error") or "").strip()
+    outcome = "ok" if result.get("ok") else "failed"
+    return f"{line} → {outcome}" + (f": {_clip(said, NOTICE_OUTPUT)}" if said else "")
+
+
+def cut_off_summary(events: list[StoredEvent], truncated: bool = False) -> str:
+    """What a cut-off attempt did, from its ``tool.call``/``tool.result``/``file.changed``
+    events in order: the tool calls (bounded, each with its outcome) and the files it changed.
+    Pure; "" when it did neither."""
+    calls: list[dict[str, Any]] = []
+    results: dict[str, dict[str, Any]] = {}
+    files: list[str] = []
+    for event in events:
+        data = event.data
+        if event.type == "tool.call":
+            calls.append(data)
+        elif event.type == "tool.result":
+            results[str(data.get("call_id"))] = data
+        elif event.type == "file.changed":
+            path = str(data.get("path") or "")
+            if path and path not in files:
+                files.append(path)
+    parts: list[str] = []
+    if calls:
+        lines = [_call_line(c, results.get(str(c.get("call_id")))) for c in calls]
+        if len(lines) > NOTICE_CALLS:
+            last = NOTICE_CALLS - NOTICE_FIRST
+            hidden = len(lines) - NOTICE_CALLS
+            lines = [*lines[:NOTICE_FIRST], f"- … {hidden} more tool calls …", *lines[-last:]]
+        more = " (and more, not listed)" if truncated else ""
+        parts.append(f"These tool calls had run in it{more}:\n" + "\n".join(lines))
+    if files:
+        named = ", ".join(files[:NOTICE_FILES])
+        if len(files) > NOTICE_FILES:
+            named += f" and {len(files) - NOTICE_FILES} more"
+        parts.append(f"Files it had changed (now back as they were at the checkpoint): {named}.")
+    return "\n\n".join(parts)
+
+
+async def cut_off_notice(
+    conn: AsyncConnection,
+    run_id: str,
+    lost_host: str,
+    new_host: str,
+    restored: dict[str, Any] | None,
+) -> str:
+    """The notice a run's resumed turn starts with after its host was lost mid-turn: where and
+    when the attempt was cut off, what the workspace is now (``restored``: the checkpoint row
+    the worktrees were restored from; None: the run's base commits), and what the cut-off
+    attempt had done since (its tool calls and changed files, from the event log: everything
+    after that checkpoint). The resumed turn's request follows it (``executor.turns``)."""
+    after = 0
+    if restored is not None:
+        made = await events.read_all(conn, run_id, frozenset({"checkpoint.created"}))
+        after = next(
+            (
+                e.id
+                for e in reversed(made)
+                if (e.data.get("checkpoint") or {}).get("number") == restored["number"]
+            ),
+            0,
+        )
+    done = await events.read(
+        conn, run_id=run_id, types=_NOTICE_TYPES, after=after, limit=NOTICE_EVENTS
+    )
+    tail = await events.read_tail(conn, run_id, 1)
+    at = f" (the last thing it recorded was at {_when(tail[0].ts)})" if tail else ""
+    if restored is None:
+        files = "The files are back at the run's base commit (no checkpoint of the run was saved)"
+    else:
+        files = (
+            f"The files are as of checkpoint {restored['number']} (turn {restored['turn']}, "
+            f"{_when(str(restored['created_at']))})"
+        )
+    summary = cut_off_summary(done, truncated=len(done) >= NOTICE_EVENTS)
+    return "\n\n".join(
+        (
+            f"[Codeyard] Your previous turn was cut off: worker host {lost_host}, which ran it, "
+            f"was lost{at}, and the run now continues on worker host {new_host}. {files}: every "
+            "change the cut-off attempt made to files after that was lost, while what its "
+            "commands did outside the workspace may remain.",
+            summary or "It had run no tool calls.",
+            "Check the files for what is already done, then redo what is needed to finish that "
+            "turn's request, which was:",
+        )
+    )

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import process
-from codeyard.agents.base import SESSION_BEHIND
+from codeyard.agents.base import RESUME_NOTICE, SESSION_BEHIND
 from codeyard.domain.events import StoredEvent
 from codeyard.domain.status import ACTIVE, RunStatus
 from codeyard.executor.approvals import ApprovalGate
@@ -320,6 +320,7 @@ class HostRuntime:
             repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
             done = await checkpoints.of_run(conn, run_id)
         worktrees: dict[str, str] = {}
+        restored: dict[str, Any] | None = None  # the newest checkpoint restored (notice)
         for repo_id, old in (run["worktrees"] or {}).items():
             repo = Path(repos[repo_id]["path"])
             dest = self.config.worktree_root.joinpath(*Path(old).parts[-3:])
@@ -332,17 +333,27 @@ class HostRuntime:
                 )
                 if got is not None:
                     tree, start = got, await failover.parent_of(repo, got)
+                    if restored is None or int(row["number"]) > int(restored["number"]):
+                        restored = row
                     break
             await failover.restore_worktree(repo, dest, run["branch"], start, tree)
             worktrees[repo_id] = str(dest)
         reason = f"worker {lost_host} was lost; continued on {self.config.host}"
         saved = await self._session_of(run)
+        async with self.engine.connect() as conn:
+            notice = await failover.cut_off_notice(
+                conn, run_id, lost_host, self.config.host, restored
+            )
 
         async def job(tx: Tx) -> None:
             current = await runs.lock(tx, run_id)
-            state = {k: v for k, v in (current["agent_state"] or {}).items() if k != SESSION_BEHIND}
+            dropped = (SESSION_BEHIND, RESUME_NOTICE)
+            state = {k: v for k, v in (current["agent_state"] or {}).items() if k not in dropped}
             if saved is not None:  # the restored session lacks the interrupted turn's request
                 state[SESSION_BEHIND] = saved.turn < int(current["turns"])
+            if S(current["status"]) in _WORKING | {S.INTERRUPTED} and int(current["turns"]):
+                # Told before the resumed turn's request (that turn only).
+                state[RESUME_NOTICE] = {"turn": int(current["turns"]), "text": notice}
             await runs.update_fields(
                 tx,
                 run_id,

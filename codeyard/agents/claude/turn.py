@@ -143,7 +143,7 @@ class _Turn:
     def prompt(self) -> str:
         if self.ctx.source == "resume" and self.resume:
             if self.ctx.resume_state.get(SESSION_BEHIND):
-                return PROMPTS["resume_moved"].format(prompt=self.ctx.prompt)
+                return self.ctx.prompt  # the failover notice, then the turn's request
             return PROMPTS["resume"]
         return self.ctx.prompt
 

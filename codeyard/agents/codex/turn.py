@@ -178,7 +178,7 @@ class _Turn:
     def _prompt(self) -> str:
         if self.ctx.source == "resume" and self.resumed:
             if self.ctx.resume_state.get(SESSION_BEHIND):
-                return PROMPTS["resume_moved"].format(prompt=self.ctx.prompt)
+                return self.ctx.prompt  # the failover notice, then the turn's request
             return PROMPTS["resume"]
         return self.ctx.prompt
 

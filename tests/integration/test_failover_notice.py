@@ -1,0 +1,115 @@
+"""What a run's resumed turn is told after its worker host was lost mid-turn (issue 16).
+
+The notice is built from the run's real event log (SQLite and PostgreSQL): the cut-off
+attempt's tool calls, their outcomes and the files it changed after the checkpoint the new host
+restored, bounded. The end-to-end cases (a real Claude Code and a real Codex run moved off a
+killed worker, whose resumed model request carries this notice) are in
+``test_temporal_scale_out.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codeyard.domain.events import (
+    CheckpointCreated,
+    FileChanged,
+    NewEvent,
+    StoredEvent,
+    ToolCall,
+    ToolResult,
+    TurnStarted,
+)
+from codeyard.temporal import failover
+from tests.conftest import Api
+
+pytestmark = pytest.mark.anyio
+
+
+def _call(n: int, command: str) -> ToolCall:
+    return ToolCall(
+        call_id=f"c{n}", tool="Bash", kind="bash", title=command, input={"command": command}
+    )
+
+
+def _result(n: int, output: str, ok: bool = True) -> ToolResult:
+    return ToolResult(call_id=f"c{n}", ok=ok, output=output, error=None, duration_ms=5)
+
+
+def _checkpoint(number: int, turn: int) -> CheckpointCreated:
+    return CheckpointCreated(
+        checkpoint={"number": number, "turn": turn, "created_at": "2026-12-04T10:00:00.123Z"}
+    )
+
+
+async def _run_with(api: Api, git_repo: Path, log: list[NewEvent]) -> str:
+    body = {"prompt": "p", "repo_path": str(git_repo), "provider": "script", "draft": True}
+    resp = await api.post("/api/runs", json=body)
+    assert resp.status_code == 201, resp.text
+    run_id = str(resp.json()["id"])
+    await api.services.writer.append(run_id, log)
+    return run_id
+
+
+async def test_the_notice_names_the_hosts_and_what_the_cut_off_attempt_did_since_the_checkpoint(
+    api: Api, git_repo: Path
+) -> None:
+    run_id = await _run_with(
+        api,
+        git_repo,
+        [
+            TurnStarted(turn=1, prompt="p", source="create"),
+            _call(1, "echo BEFORE-THE-CHECKPOINT"),  # its effect is in the checkpoint: not told
+            _result(1, "before"),
+            _checkpoint(1, 1),
+            TurnStarted(turn=2, prompt="REQUEST-TWO", source="message"),
+            _call(2, "echo CUT > cut.txt && echo wrote-it"),
+            _result(2, "wrote-it"),
+            FileChanged(path="cut.txt", change="added"),
+            _call(3, "false"),
+            _result(3, "exit 1", ok=False),
+            _call(4, "sleep 600"),  # running when the host died: no result
+        ],
+    )
+    restored = {"number": 1, "turn": 1, "created_at": "2026-12-04T10:00:00.123Z"}
+    async with api.services.engine.connect() as conn:
+        notice = await failover.cut_off_notice(conn, run_id, "h1", "h2", restored)
+    assert notice.startswith("[Codeyard] Your previous turn was cut off: worker host h1")
+    assert "continues on worker host h2" in notice
+    assert "checkpoint 1 (turn 1, 2026-12-04 10:00:00 UTC)" in notice
+    assert "BEFORE-THE-CHECKPOINT" not in notice
+    assert "- Bash: echo CUT > cut.txt && echo wrote-it → ok: wrote-it" in notice
+    assert "- Bash: false → failed: exit 1" in notice
+    assert "- Bash: sleep 600 → no result (it was running when the host was lost)" in notice
+    assert "Files it had changed (now back as they were at the checkpoint): cut.txt." in notice
+    assert notice.endswith("redo what is needed to finish that turn's request, which was:")
+
+    # No checkpoint restored: everything since the run began was lost, and is told.
+    async with api.services.engine.connect() as conn:
+        notice = await failover.cut_off_notice(conn, run_id, "h1", "h2", None)
+    assert "back at the run's base commit" in notice and "BEFORE-THE-CHECKPOINT" in notice
+
+
+def _stored(events: list[NewEvent]) -> list[StoredEvent]:
+    return [
+        StoredEvent(i, "r", "p", i, e.type, "2026-12-04T10:00:00.000Z", e.model_dump_json())
+        for i, e in enumerate(events, 1)
+    ]
+
+
+def test_the_summary_is_bounded_however_much_the_attempt_did() -> None:
+    log: list[NewEvent] = []
+    for n in range(1, 31):
+        log += [_call(n, f"step-{n:02d} " + "x" * 500), _result(n, "out " * 400)]
+        log.append(FileChanged(path=f"f{n:02d}.txt", change="modified"))
+    text = failover.cut_off_summary(_stored(log))
+    lines = [line for line in text.splitlines() if line.startswith("- ")]
+    shown = [line.split()[2] for line in lines if "step-" in line]
+    assert shown == [f"step-{n:02d}" for n in (*range(1, 6), *range(16, 31))]
+    assert "- … 10 more tool calls …" in lines
+    assert all(len(line) < failover.NOTICE_TITLE + failover.NOTICE_OUTPUT + 40 for line in lines)
+    assert "f20.txt and 10 more." in text and "f21.txt" not in text
+    assert len(text) < 10_000
+    assert failover.cut_off_summary(_stored([TurnStarted(turn=1, prompt="p", source="x")])) == ""
