@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from codeyard.agents.base import RESUME_NOTICE, SESSION_BEHIND
 from codeyard.domain.events import (
     CheckpointCreated,
     FileChanged,
@@ -22,10 +23,14 @@ from codeyard.domain.events import (
     ToolResult,
     TurnStarted,
 )
+from codeyard.domain.status import RunStatus
+from codeyard.store import events, runs
+from codeyard.store.writer import Tx
 from codeyard.temporal import failover
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
+MESSAGES = frozenset({"agent.message"})
 
 
 def _call(n: int, command: str) -> ToolCall:
@@ -113,3 +118,42 @@ def test_the_summary_is_bounded_however_much_the_attempt_did() -> None:
     assert "f20.txt and 10 more." in text and "f21.txt" not in text
     assert len(text) < 10_000
     assert failover.cut_off_summary(_stored([TurnStarted(turn=1, prompt="p", source="x")])) == ""
+
+
+async def test_the_resumed_turn_is_sent_the_notice_then_its_original_request_once(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    """The executor's side, on the local executor with the script agent (which says the prompt
+    of a message turn back): a run whose turn 2 (a message) was cut off and resumed once
+    already (turn 3, a resume) is queued with a notice for that turn, as a host taking it over
+    leaves it. The agent gets the notice, then turn 2's request (not the run's first prompt);
+    the turn's end drops the notice and the session mark, so no later turn repeats them."""
+    api = sqlite_api
+    body = {
+        "prompt": "FIRST-PROMPT",
+        "repo_path": str(git_repo),
+        "provider": "script",
+        "agent_options": {"scenario": {"steps": [{"say": "one"}]}},
+    }
+    resp = await api.post("/api/runs", json=body)
+    assert resp.status_code == 201, resp.text
+    run_id = str(resp.json()["id"])
+    await api.wait_status(run_id, "review")
+    state = {RESUME_NOTICE: {"turn": 3, "text": "NOTICE-X"}, SESSION_BEHIND: True}
+
+    async def cut_off(tx: Tx) -> None:
+        await runs.update_fields(tx, run_id, turns=3, agent_state=state)
+        await tx.emit_one(run_id, TurnStarted(turn=2, prompt="REQUEST-TWO", source="message"))
+        resumed = TurnStarted(turn=3, prompt="", source="resume", resumed_source="message")
+        await tx.emit_one(run_id, resumed)
+        await runs.set_status(tx, run_id, RunStatus.QUEUED, "worker h1 was lost")
+
+    await api.services.writer.run(cut_off)
+    await api.services.executor.submit(run_id)
+    done = await api.wait_status(run_id, "review", "failed")
+    assert done["status"] == "review", done
+    async with api.services.engine.connect() as conn:
+        said = [e.data["text"] for e in await events.read_all(conn, run_id, MESSAGES)]
+        left = (await runs.get(conn, run_id))["agent_state"]
+    assert said == ["one", "You said: NOTICE-X\n\nREQUEST-TWO"], said
+    assert RESUME_NOTICE not in left and SESSION_BEHIND not in left, left
