@@ -30,9 +30,15 @@ and the commit releases the lock. Batches of every process draw and commit one a
 so commit order is id order cluster-wide, but each holds the lock for two statements and the
 commit, not for its jobs (a writer process that loses the CPU mid-batch no longer stalls the
 others). Taken last, after every row lock of the batch, the lock is never held by a batch that
-waits for a row. Batches of several processes otherwise run at once, so two jobs locking the
-same rows in opposite orders can deadlock; PostgreSQL then fails one of them, and its batch is
-run again (:data:`_DEADLOCK_RETRIES`).
+waits for a row.
+
+Jobs read rows and write what they decided (``store.runs.lock`` reads without a row lock: "the
+writer is serialized"), so batches with jobs stay serialized cluster-wide: such a batch first
+takes a second advisory lock (:data:`JOB_ORDER_LOCK`), before any row lock, held to its commit.
+Batches of plain appends (agent output: most events) do not take it; they lock their runs' rows
+in id order and write only events and the columns given with them. A job that locks rows in
+another order than a concurrent batch of appends can still deadlock with it; PostgreSQL then
+fails one transaction, and that batch is run again (:data:`_DEADLOCK_RETRIES`).
 """
 
 from __future__ import annotations
@@ -77,6 +83,10 @@ _PG_TOUCH_RUN = "UPDATE runs SET last_seq = $1, updated_at = $2 WHERE id = $3"
 #: ``pg_advisory_xact_lock`` key every PostgreSQL writer batch holds until it commits, so
 #: event ids commit in id order across processes (see the module's docstring).
 COMMIT_ORDER_LOCK = 0x636F_6465_7964  # "codeyd"
+
+#: ``pg_advisory_xact_lock`` key a PostgreSQL writer batch with jobs holds from its start to its
+#: commit, so jobs of all processes run one batch at a time (see the module's docstring).
+JOB_ORDER_LOCK = 0x636F_6465_796A  # "codeyj"
 
 #: The PostgreSQL channel that carries committed event ids between processes.
 NOTIFY_CHANNEL = "codeyard_events"
@@ -471,8 +481,12 @@ class Writer:
         shared = _shared(conn)
         async with conn.begin():
             pool = _IdPool(conn, self._next_id)
-            if shared:  # the appends' rows locked and read, once per batch
-                await _lock_runs(conn, batch, cursors)
+            if shared:
+                if any(not isinstance(p.fn, _Append) for p in batch):  # before any row lock
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": JOB_ORDER_LOCK}
+                    )
+                await _lock_runs(conn, batch, cursors)  # the appends' rows, once per batch
             for pending in batch:
                 if isinstance(pending.fn, _Append):
                     try:

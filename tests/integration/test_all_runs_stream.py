@@ -142,3 +142,42 @@ async def test_a_long_job_does_not_hold_other_writers(
         assert a_event.id < b_event.id  # the id is drawn when the batch commits
         assert [e.data["message"] for e in got] == ["a, emitted second", "b, emitted first"]
         assert [e.id for e in got] == [a_event.id, b_event.id]
+
+
+async def test_jobs_of_two_processes_run_one_batch_at_a_time(
+    pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
+) -> None:
+    """Jobs read rows and write what they decided: a job on A waits for B's batch with a job
+    to commit (``store.writer.JOB_ORDER_LOCK``), as if one writer ran both."""
+    url = pg_cluster.create_database()
+    async with (
+        running_api(_settings(tmp_path, "a", url)) as a,
+        running_api(_settings(tmp_path, "b", url)) as b,
+    ):
+        run_b, run_a = await _draft(a, git_repo), await _draft(a, git_repo)
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def slow(tx: Tx) -> StoredEvent:
+            (stored,) = await tx.emit(run_b, [ev.ErrorEvent(message="b")])
+            inside.set()
+            await asyncio.wait_for(release.wait(), 20)
+            return stored
+
+        async def quick(tx: Tx) -> StoredEvent:
+            return (await tx.emit(run_a, [ev.ErrorEvent(message="a")]))[0]
+
+        tasks: list[asyncio.Task[StoredEvent]] = []
+        try:
+            tasks.append(asyncio.create_task(b.services.writer.run(slow)))
+            await asyncio.wait_for(inside.wait(), 10)
+            tasks.append(asyncio.create_task(a.services.writer.run(quick)))
+            await asyncio.sleep(0.5)
+            assert not tasks[1].done()  # A's job waits for B's batch
+            release.set()
+            b_event, a_event = await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        finally:
+            release.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert b_event.id < a_event.id
