@@ -16,8 +16,10 @@ API server. Measured per executor:
 - the latency's two hops, apart: the bench LISTENs on the database itself, so each event's
   ``NOTIFY`` arrival splits it into *writer* (stamp → commit announced: the writer's queue, the
   commit-order lock, the transaction, PostgreSQL's delivery) and *server* (announcement → SSE
-  client: the API server's read of the rows, its hub, the stream); the commit-order lock's
-  waiters, sampled from ``pg_locks`` every 20 ms; and the CPU seconds each kind of process
+  client: the API server's read of the rows, its hub, the stream); the waiters of the writers'
+  two locks (``store.writer``: the commit-order lock every batch with events takes to draw its
+  ids and commit, the job-order lock a batch with jobs holds throughout), sampled from
+  ``pg_locks`` every 20 ms; and the CPU seconds each kind of process
   used during the executor's run (API server, workers, PostgreSQL, Temporal) against the
   machine's CPU seconds available.
 
@@ -43,6 +45,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import fresh_dir, machine, make_repo, write_json
+from codeyard.store.writer import COMMIT_ORDER_LOCK, JOB_ORDER_LOCK
 from codeyard.testing.postgres import PostgresCluster
 from tests.support.server import ServerProcess, _descendants, open_sse
 from tests.support.temporal import TemporalDevServer, WorkerProcess, api_server
@@ -78,12 +81,13 @@ async def _follow(
 
 class _Probe:
     """The database side of the latency: when each event's NOTIFY arrives, and how many
-    writers wait on the commit-order lock (sampled)."""
+    writers wait on the commit-order and the job-order lock (sampled)."""
 
     def __init__(self, url: str) -> None:
         self.dsn = url.replace("postgresql+asyncpg://", "postgresql://")
         self.announced: dict[int, float] = {}
         self.lock_waiters: list[int] = []
+        self.job_lock_waiters: list[int] = []
         self._conns: list[Any] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -101,9 +105,15 @@ class _Probe:
         await listen.add_listener("codeyard_events", self._heard)
 
         async def sampling() -> None:
-            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            # A bigint advisory key shows as classid (high 32 bits) and objid (low 32 bits).
+            query = (
+                "SELECT classid::bigint * 4294967296 + objid::bigint AS key, count(*) "
+                "FROM pg_locks WHERE locktype = 'advisory' AND NOT granted GROUP BY 1"
+            )
             while True:
-                self.lock_waiters.append(int(await sample.fetchval(query)))
+                waiting = {int(r[0]): int(r[1]) for r in await sample.fetch(query)}
+                self.lock_waiters.append(waiting.get(COMMIT_ORDER_LOCK, 0))
+                self.job_lock_waiters.append(waiting.get(JOB_ORDER_LOCK, 0))
                 await asyncio.sleep(0.02)
 
         self._task = asyncio.create_task(sampling())
@@ -233,6 +243,7 @@ async def one_executor(
         if i in probe.announced
     ]
     waiters = probe.lock_waiters or [0]
+    job_waiters = probe.job_lock_waiters or [0]
     reviewed = [r for r in rows.values() if r["status"] == "review"]
     hosts: dict[str, int] = {}
     for r in reviewed:
@@ -261,6 +272,8 @@ async def one_executor(
         "server_hop_p99_ms": _pct([s for _, s in hops], 0.99) if hops else None,
         "commit_lock_waiters_mean": round(sum(waiters) / len(waiters), 2),
         "commit_lock_waiters_max": max(waiters),
+        "job_lock_waiters_mean": round(sum(job_waiters) / len(job_waiters), 2),
+        "job_lock_waiters_max": max(job_waiters),
         "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
         "cpu_s_available": round(wall * (os.cpu_count() or 1), 1),
         "per_host": hosts,
@@ -339,9 +352,9 @@ def table(result: dict[str, Any]) -> str:
         f"{result['load_after'][0]:.2f} after",
         "",
         "| executor | all in `review` | errors | append → SSE p50 / p99 | writer hop p50 / p99 "
-        "| server hop p50 / p99 | commit-lock waiters (mean / max) | CPU-s used / available "
-        "| spread |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server hop p50 / p99 | commit-lock waiters (mean / max) "
+        "| job-lock waiters (mean / max) | CPU-s used / available | spread |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in ("local", "temporal"):
         r = result.get(name)
@@ -355,7 +368,8 @@ def table(result: dict[str, Any]) -> str:
             f"{r['sse_latency_p99_ms']} ms | {r['writer_hop_p50_ms']} / "
             f"{r['writer_hop_p99_ms']} ms | {r['server_hop_p50_ms']} / "
             f"{r['server_hop_p99_ms']} ms | {r['commit_lock_waiters_mean']} / "
-            f"{r['commit_lock_waiters_max']} | {cpu} / {r['cpu_s_available']} | {spread} |"
+            f"{r['commit_lock_waiters_max']} | {r['job_lock_waiters_mean']} / "
+            f"{r['job_lock_waiters_max']} | {cpu} / {r['cpu_s_available']} | {spread} |"
         )
     return "\n".join(lines) + "\n"
 
