@@ -47,6 +47,9 @@ def run_dims(row: Any) -> RunDims:
 class Rollup(LogConsumer):
     name = "analytics"
     types = TYPES
+    #: Nobody waits on the rollups: one transaction per second at most while agents talk,
+    #: not one per message batch.
+    gather_seconds = 1.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -78,6 +78,10 @@ class WorkflowApprovalNotifier:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._reading = asyncio.Lock()
+        #: The stored cursor as last written or read (None: not read yet), and the id up to
+        #: which nothing more is to be done (>= the cursor).
+        self._cursor: int | None = None
+        self._covered = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="codeyard-notifier-workflows")
@@ -106,29 +110,42 @@ class WorkflowApprovalNotifier:
             self._wake.clear()
 
     async def catch_up(self) -> int:
-        """Derive rows for every approval request after the cursor; returns how many."""
+        """Derive rows for every approval request after the cursor; returns how many.
+
+        A poll that finds the log where it last looked costs one query (its highest id); the
+        cursor moves only with approval requests (or past a long run of other events)."""
         async with self._reading:
             total = 0
             while True:
                 async with self.engine.connect() as conn:
-                    cursor = await read_cursor(conn, self.name)
                     high = int((await conn.execute(select(func.max(WE.c.id)))).scalar() or 0)
+                    if self._cursor is not None and high <= self._covered:
+                        return total
+                    cursor = await read_cursor(conn, self.name)
                     if cursor is None:  # first run: the past is not announced
                         await self.writer.run(self._move(high, high, []))
+                        self._cursor = self._covered = high
                         return total
-                    if high <= cursor:
+                    if cursor != self._cursor:  # first read, or another process moved it
+                        self._cursor, self._covered = cursor, cursor
+                    start = max(cursor, self._covered)
+                    if high <= start:
                         return total
                     events = (
                         await conn.execute(
                             select(WE.c.id, WE.c.execution_id, WE.c.ts, WE.c.data)
-                            .where(WE.c.id > cursor, WE.c.id <= high, WE.c.type == TYPE)
+                            .where(WE.c.id > start, WE.c.id <= high, WE.c.type == TYPE)
                             .order_by(WE.c.id)
                             .limit(self.chunk)
                         )
                     ).all()
                     upto = events[-1].id if len(events) == self.chunk else high
+                    if not events and upto - cursor < self.chunk:
+                        self._covered = upto
+                        return total
                     rows = await self._rows(conn, events)
                 await self.writer.run(self._move(cursor, upto, rows))
+                self._cursor = self._covered = upto
                 if rows:
                     self.on_new()
                 total += len(events)

@@ -3,8 +3,16 @@
 A consumer keeps a cursor (the last event id it has applied) in ``consumer_cursors`` and moves
 it in the *same* writer transaction as the rows it derives, so a crash either keeps both or
 neither: after a restart it resumes from the cursor, and replaying an event it already applied
-is impossible. The hub only wakes it up; the rows themselves are always read back from the
-database, so a dropped subscription or a restart loses nothing.
+is impossible.
+
+Live, a consumer is fed by the hub, filtered to its ``types``: committed events arrive in commit
+order (= id order, on PostgreSQL too: ``store.writer``'s commit-order lock), so the events after
+the cursor are exactly those the hub hands over, and an ``agent.message`` batch wakes no one
+that does not count messages. The log itself is read only to catch up: at start, after the
+subscription was dropped (it fell behind, or PostgreSQL's ``LISTEN`` reconnected), after a
+failed apply or a cursor someone else moved, and at a slow poll (a safety net). So a dropped
+subscription or a restart loses nothing. The cursor moves only with applied events (and, while
+catching up, past long runs of events of other types, so a restart's scan stays short).
 
 Analytics rollups and the notification outbox are built this way; neither touches the
 executor or the writer's code (they are subscribers, as STYLE.md §3 asks).
@@ -20,11 +28,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import Conflict
+from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import EventFilter, Hub, SubscriberDropped, Subscription
+from codeyard.store import events as event_log
 from codeyard.store import schema
 from codeyard.store.upsert import insert_ignore
 from codeyard.store.writer import Tx, Writer
@@ -73,7 +83,13 @@ class LogConsumer(abc.ABC):
     #: them all (a notifier added to an old database must not announce the past).
     start_at_end = False
     chunk = 2000
-    poll_seconds = 2.0
+    #: The safety net: read the log this often even when the hub brought nothing.
+    poll_seconds = 30.0
+    #: Gather the hub's events this long before applying them (one transaction for many
+    #: events, for consumers nobody waits on).
+    gather_seconds = 0.0
+    #: Hub events held for it at most; beyond, it is dropped and reads the log instead.
+    max_pending = 10_000
 
     def __init__(self, engine: AsyncEngine, writer: Writer, hub: Hub) -> None:
         self.engine = engine
@@ -83,6 +99,14 @@ class LogConsumer(abc.ABC):
         #: One reader at a time (the loop, and callers such as tests and benchmarks).
         self._reading = asyncio.Lock()
         self.applied = 0
+        #: The stored cursor as this consumer last wrote or read it (None: not read yet), and
+        #: the id up to which it knows there is nothing more to apply (>= the cursor).
+        self._cursor: int | None = None
+        self._covered = 0
+        #: Reads of the log (catch-ups) and hub batches applied: what the tests and the
+        #: benchmark's profile count.
+        self.catch_ups = 0
+        self.live_batches = 0
 
     @abc.abstractmethod
     async def prepare(self, conn: AsyncConnection, events: Sequence[LoggedEvent]) -> Any:
@@ -119,20 +143,25 @@ class LogConsumer(abc.ABC):
 
     async def _catch_up(self) -> int:
         total = 0
+        self.catch_ups += 1
         while True:
             async with self.engine.connect() as conn:
                 stored = await read_cursor(conn, self.name)
-                high = int((await conn.execute(select(func.max(E.c.id)))).scalar() or 0)
+                high = await event_log.last_id(conn)
                 if stored is None and self.start_at_end:
                     await self.writer.run(self._start_job(high))
+                    self._cursor = self._covered = high
                     return total
                 cursor = stored or 0
-                if high <= cursor:
+                if cursor != self._cursor:  # first read, or another process moved it
+                    self._cursor, self._covered = cursor, cursor
+                start = max(cursor, self._covered)
+                if high <= start:
                     return total
                 rows = (
                     await conn.execute(
                         select(E.c.id, E.c.run_id, E.c.project_id, E.c.type, E.c.ts, E.c.data)
-                        .where(E.c.id > cursor, E.c.id <= high, E.c.type.in_(self.types))
+                        .where(E.c.id > start, E.c.id <= high, E.c.type.in_(self.types))
                         .order_by(E.c.id)
                         .limit(self.chunk)
                     )
@@ -141,42 +170,88 @@ class LogConsumer(abc.ABC):
                 # A full chunk may stop short of ``high``; otherwise every matching event up
                 # to ``high`` was read (ids are committed in order by the one writer).
                 upto = events[-1].id if len(events) == self.chunk else high
+                if not events and upto - cursor < self.chunk:
+                    # Nothing to apply: no transaction, the cursor stays where it is.
+                    self._covered = upto
+                    return total
                 prepared = await self.prepare(conn, events) if events else None
-
-            async def job(
-                tx: Tx, cursor: int = cursor, upto: int = upto, p: Any = prepared
-            ) -> None:
-                await move_cursor(tx, self.name, cursor, upto)
-                if p is not None:
-                    await self.apply(tx, p)
-
-            await self.writer.run(job)
-            if events:
-                self.applied_hook()
+            await self._commit(cursor, upto, events, prepared)
             total += len(events)
-            self.applied += len(events)
+
+    async def _commit(
+        self, cursor: int, upto: int, events: Sequence[LoggedEvent], prepared: Any
+    ) -> None:
+        async def job(tx: Tx) -> None:
+            await move_cursor(tx, self.name, cursor, upto)
+            if prepared is not None:
+                await self.apply(tx, prepared)
+
+        await self.writer.run(job)
+        self._cursor = self._covered = upto
+        if events:
+            self.applied_hook()
+        self.applied += len(events)
+
+    async def take(self, batch: Sequence[StoredEvent]) -> int:
+        """Apply events the hub delivered (committed, in id order, of ``types``) after a
+        catch-up; returns how many were new. Only valid while the subscription made before
+        that catch-up was never dropped (``_loop`` sees to it)."""
+        async with self._reading:
+            if self._cursor is None:
+                return await self._catch_up()
+            fresh = [
+                LoggedEvent(e.id, e.run_id, e.project_id, e.type, e.ts, e.data_json)
+                for e in batch
+                if e.id > self._covered and e.type in self.types
+            ]
+            if not fresh:
+                return 0
+            self.live_batches += 1
+            for at in range(0, len(fresh), self.chunk):
+                events = fresh[at : at + self.chunk]
+                async with self.engine.connect() as conn:
+                    prepared = await self.prepare(conn, events)
+                await self._commit(self._cursor, events[-1].id, events, prepared)
+            return len(fresh)
 
     async def _loop(self) -> None:
-        sub = self.hub.subscribe(EventFilter(types=self.types), max_pending=10_000)
+        sub = self.hub.subscribe(EventFilter(types=self.types), self.max_pending)
+        replay = True
         try:
             while True:
                 try:
-                    await self.catch_up()
+                    if replay:
+                        replay = False
+                        await self.catch_up()
+                    batch = await self._next(sub)
+                    if batch is None:  # the poll: nothing came, look anyway
+                        replay = True
+                        continue
+                    await self.take(batch)
+                except SubscriberDropped:  # subscribe again, then read from the cursor
+                    sub = self.hub.subscribe(EventFilter(types=self.types), self.max_pending)
+                    replay = True
                 except (Conflict, OSError) as exc:
-                    log.warning("%s: %s; retrying", self.name, exc)
+                    log.warning("%s: %s; reading from its cursor", self.name, exc)
+                    replay = True
                 except Exception:  # keep following the log; the cursor makes retrying safe
                     log.exception("%s failed to apply events; retrying", self.name)
+                    replay = True
                     await asyncio.sleep(1.0)
-                await self._idle(sub)
-                if sub.dropped:
-                    sub = self.hub.subscribe(EventFilter(types=self.types), max_pending=10_000)
         finally:
             sub.close()
 
-    async def _idle(self, sub: Subscription) -> None:
-        """Wait for matching events or the poll interval.
+    async def _next(self, sub: Subscription) -> list[StoredEvent] | None:
+        """The hub's next events (gathered for ``gather_seconds``), or None after the poll
+        interval; raises ``SubscriberDropped``.
 
         ``wait_for`` owns the inner wait, so a ``stop()`` arriving at any moment cancels this
         task (an inner future awaited under ``suppress(CancelledError)`` could swallow it)."""
-        with contextlib.suppress(TimeoutError, SubscriberDropped):
-            await asyncio.wait_for(sub.next_batch(), timeout=self.poll_seconds)
+        try:
+            batch = await asyncio.wait_for(sub.next_batch(), timeout=self.poll_seconds)
+        except TimeoutError:
+            return None
+        if self.gather_seconds > 0:
+            await asyncio.sleep(self.gather_seconds)
+            batch.extend(sub.drain())
+        return batch

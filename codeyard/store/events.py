@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.events import StoredEvent
@@ -98,3 +98,8 @@ async def read_ids(conn: AsyncConnection, ids: list[int]) -> list[StoredEvent]:
     )
     rows = (await conn.execute(stmt)).all()
     return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+
+async def last_id(conn: AsyncConnection) -> int:
+    """The highest event id committed (0 for an empty log)."""
+    return int((await conn.execute(select(func.max(E.c.id)))).scalar() or 0)
