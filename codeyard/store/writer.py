@@ -25,9 +25,9 @@ ascending order and skips those it has passed (``events.stream``; a client's ``L
 too), would never show event 100. So a PostgreSQL batch draws its ids last: the jobs run, the
 run rows are locked and updated and the events numbered per run (``seq``, under the run row's
 lock) with no id; then one statement takes a transaction-level advisory lock
-(:data:`COMMIT_ORDER_LOCK`) and draws the batch's ids, the events are inserted and announced,
-and the commit releases the lock. Batches of every process draw and commit one after the other,
-so commit order is id order cluster-wide, but each holds the lock for two statements and the
+(:data:`COMMIT_ORDER_LOCK`), draws the batch's ids, inserts the events and announces them, and
+the commit releases the lock. Batches of every process draw and commit one after the other, so
+commit order is id order cluster-wide, but each holds the lock for one statement and the
 commit, not for its jobs (a writer process that loses the CPU mid-batch no longer stalls the
 others). Taken last, after every row lock of the batch, the lock is never held by a batch that
 waits for a row.
@@ -126,6 +126,27 @@ _DRAW_IDS_SQL = (
     "WITH commit_order AS (SELECT pg_advisory_xact_lock($1)) "
     "SELECT nextval('events_id_seq') FROM commit_order, generate_series(1, $2)"
 )
+
+#: Takes the commit-order lock, draws the ids, inserts the events (one array per column, ``$2``
+#: to ``$7``: each event gets the id of its rank) and announces them as ``$9:<ids>`` on channel
+#: ``$8``, in one statement; returns the ids, ascending. For batches whose announcement fits in
+#: one ``NOTIFY`` (:data:`_ONE_STATEMENT_MAX`); a CTE with a volatile function or a data-modifying
+#: statement is evaluated once, so the insert and the announcement see the same ids.
+_NUMBER_INSERT_AND_NOTIFY_SQL = (
+    "WITH commit_order AS (SELECT pg_advisory_xact_lock($1)), "
+    "drawn AS (SELECT nextval('events_id_seq') AS id FROM commit_order, "
+    "generate_series(1, cardinality($2::text[]))), "
+    "numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM drawn), "
+    "inserted AS (INSERT INTO events (id, run_id, project_id, seq, type, ts, data) "
+    "SELECT numbered.id, r.run_id, r.project_id, r.seq, r.type, r.ts, r.data "
+    "FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[]) "
+    "WITH ORDINALITY AS r(run_id, project_id, seq, type, ts, data, n) JOIN numbered USING (n)) "
+    "SELECT pg_notify($8, $9 || ':' || string_agg(id::text, ',' ORDER BY id)), "
+    "array_agg(id ORDER BY id) FROM numbered"
+)
+#: Events of a batch that takes the one statement above at most (ids of up to 19 digits and a
+#: comma each stay under ``_NOTIFY_CHUNK``); a larger batch draws, then inserts and announces.
+_ONE_STATEMENT_MAX = 300
 
 #: Inserts a batch's events (one array per column) and announces them (``$8``: the channel,
 #: ``$9``: the payloads), in one statement; PostgreSQL delivers the announcements at commit.
@@ -693,25 +714,39 @@ class Writer:
             await conn.exec_driver_sql(_PG_TOUCH_RUN, touched)
         if not staged:
             return
-        await self._draw_ids(conn, staged)
-        await self._insert_and_announce(conn, staged)
+        await self._insert_numbered(conn, staged)
 
-    async def _draw_ids(self, conn: AsyncConnection, staged: list[StoredEvent]) -> None:
-        """Take the commit-order lock and give ``staged`` their ids, ascending in order."""
+    async def _insert_numbered(self, conn: AsyncConnection, staged: list[StoredEvent]) -> None:
+        """Under the commit-order lock (taken here, released by the commit): give ``staged``
+        their ids, ascending in order, insert and announce them."""
+        if len(staged) <= _ONE_STATEMENT_MAX:  # one round trip under the lock, not two
+            params = (COMMIT_ORDER_LOCK, *_columns(staged)[1:], NOTIFY_CHANNEL, self.token)
+            result = await conn.exec_driver_sql(_NUMBER_INSERT_AND_NOTIFY_SQL, params)
+            _notified, ids = tuple(result.one())
+            _give_ids(staged, ids)
+            return
         drawn = await conn.exec_driver_sql(_DRAW_IDS_SQL, (COMMIT_ORDER_LOCK, len(staged)))
-        for event, event_id in zip(staged, sorted(drawn.scalars()), strict=True):
-            event.id = event_id
-            event._json = event._frame = None  # nothing was rendered with the placeholder
-
-    async def _insert_and_announce(self, conn: AsyncConnection, staged: list[StoredEvent]) -> None:
-        columns = (
-            [e.id for e in staged],
-            [e.run_id for e in staged],
-            [e.project_id for e in staged],
-            [e.seq for e in staged],
-            [e.type for e in staged],
-            [e.ts for e in staged],
-            [e.data_json for e in staged],
-        )
+        _give_ids(staged, sorted(drawn.scalars()))
+        columns = _columns(staged)
         payloads = notify_payloads(self.token, columns[0])
         await conn.exec_driver_sql(_INSERT_AND_NOTIFY_SQL, (*columns, NOTIFY_CHANNEL, payloads))
+
+
+def _give_ids(staged: list[StoredEvent], ids: Sequence[int]) -> None:
+    """The k-th smallest of the drawn ids to the k-th event numbered."""
+    for event, event_id in zip(staged, ids, strict=True):
+        event.id = event_id
+        event._json = event._frame = None  # nothing was rendered with the placeholder
+
+
+def _columns(staged: list[StoredEvent]) -> tuple[list[Any], ...]:
+    """The events' rows as one list per column (``unnest`` takes arrays)."""
+    return (
+        [e.id for e in staged],
+        [e.run_id for e in staged],
+        [e.project_id for e in staged],
+        [e.seq for e in staged],
+        [e.type for e in staged],
+        [e.ts for e in staged],
+        [e.data_json for e in staged],
+    )

@@ -67,14 +67,14 @@ async def test_a_late_commit_of_a_smaller_id_is_not_skipped(
         ready, inside, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
         reader = asyncio.create_task(_collect(a, 0, 2, ready))
         writer_b = b.services.writer
-        insert = writer_b._insert_and_announce
+        insert = writer_b._insert_numbered
 
         async def held(conn: AsyncConnection, staged: list[StoredEvent]) -> None:
-            inside.set()  # B's id is drawn: its commit is held back
-            await asyncio.wait_for(release.wait(), 20)
             await insert(conn, staged)
+            inside.set()  # B's id is drawn and its event inserted: its commit is held back
+            await asyncio.wait_for(release.wait(), 20)
 
-        monkeypatch.setattr(writer_b, "_insert_and_announce", held)
+        monkeypatch.setattr(writer_b, "_insert_numbered", held)
         tasks: list[asyncio.Task[list[StoredEvent]]] = []
         try:
             await asyncio.wait_for(ready.wait(), 10)
