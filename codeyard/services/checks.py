@@ -6,23 +6,27 @@ one worktree). The results are events (``check.started``, ``check.completed``,
 suite recorded for exactly the worktree state being landed. The fix loop hands a failing suite
 back to the agent as its next turn once per failure (same state, same failing checks: once) and
 at most :data:`~codeyard.checks.MAX_ATTEMPTS` times per run, then says ``feedback.exhausted``.
+With an executor that keeps worktrees on worker hosts (``run_workspace.on_host``), the host that
+holds the run's worktrees runs the suite and stores each check's events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from typing import Any
 
 from codeyard.auth.principal import Principal
-from codeyard.checks import MAX_ATTEMPTS, CheckSpec, local_failure_key, local_prompt
+from codeyard.checks import MAX_ATTEMPTS, CheckResult, CheckSpec, local_failure_key, local_prompt
 from codeyard.checks.runner import SuiteResult, run_suite, worktree_trees
 from codeyard.cluster import claims
 from codeyard.domain import events as ev
 from codeyard.domain.errors import Conflict, Forbidden, InvalidTransition
 from codeyard.domain.status import RunStatus
 from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.run_workspace.on_host import ChecksJob, NotRunOnHost, OnWorktreeHost
 from codeyard.services import ownership
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
@@ -93,8 +97,13 @@ def _specs(configs: dict[str, dict[str, Any]]) -> dict[str, list[CheckSpec]]:
     return {rid: [CheckSpec(**c) for c in cfg["checks"]] for rid, cfg in configs.items()}
 
 
-async def run_checks(svc: Services, ref: str, trigger: str = "manual") -> dict[str, Any]:
-    """Run every check of the run's repositories now; the suite result (also as events)."""
+async def run_checks(
+    svc: Services, ref: str, trigger: str = "manual", key: str | None = None
+) -> dict[str, Any]:
+    """Run every check of the run's repositories now; the suite result (also as events).
+
+    ``key`` names the suite (an after-turn suite: its turn end), so an executor that runs it on
+    the worktrees' host re-attaches to it when asked again instead of running it twice."""
     run = await run_service.get(svc, ref)
     if not run["worktrees"]:
         raise InvalidTransition(
@@ -116,7 +125,7 @@ async def run_checks(svc: Services, ref: str, trigger: str = "manual") -> dict[s
             '"command": "pytest -q"}]}).',
         )
     async with _locks[run["id"]]:
-        suite = await _run(svc, run, specs, trigger)
+        suite = await _run(svc, run, specs, trigger, key or uuid.uuid4().hex)
     fix_loop = any(configs[rid]["fix_loop"] for rid in run["worktrees"])
     if trigger == "turn" and fix_loop and not suite.passed:
         await _hand_back(svc, run, suite)
@@ -124,19 +133,33 @@ async def run_checks(svc: Services, ref: str, trigger: str = "manual") -> dict[s
 
 
 async def _run(
-    svc: Services, run: dict[str, Any], specs: dict[str, list[CheckSpec]], trigger: str
+    svc: Services, run: dict[str, Any], specs: dict[str, list[CheckSpec]], trigger: str, key: str
 ) -> SuiteResult:
     async def report(event: ev.NewEvent) -> None:
         await svc.writer.append(run["id"], [event])
 
-    suite = await run_suite(
-        run["worktrees"],
-        specs,
-        trigger=trigger,
-        sandbox=await sandbox_service.current(svc),
-        env={"CODEYARD_RUN_ID": run["id"], "CODEYARD_BRANCH": run["branch"] or ""},
-        report=report,
-    )
+    env = {"CODEYARD_RUN_ID": run["id"], "CODEYARD_BRANCH": run["branch"] or ""}
+    executor = svc.executor
+    if isinstance(executor, OnWorktreeHost):
+        # The worktrees are on a worker host's disk: that host runs the suite and stores each
+        # check's events; a host that is gone fails the suite, naming the host and the fix.
+        if not run["worker_host"]:
+            raise Conflict(f"Run {run['number']} was never placed on a worker host.")
+        job = ChecksJob(run["worker_host"], run["id"], run["worktrees"], specs, trigger, env, key)
+        try:
+            suite = await executor.run_checks(job)
+        except NotRunOnHost as exc:
+            await _not_run(svc, run, specs, trigger, str(exc))
+            raise Conflict(f"Run {run['number']}'s checks did not run: {exc}.") from exc
+    else:
+        suite = await run_suite(
+            run["worktrees"],
+            specs,
+            trigger=trigger,
+            sandbox=await sandbox_service.current(svc),
+            env=env,
+            report=report,
+        )
     done = ev.CheckSuiteCompleted(
         trigger=trigger,
         passed=suite.passed,
@@ -145,6 +168,29 @@ async def _run(
     )
     await svc.writer.append(run["id"], [done])
     return suite
+
+
+async def _not_run(
+    svc: Services, run: dict[str, Any], specs: dict[str, list[CheckSpec]], trigger: str, why: str
+) -> None:
+    """Record a suite that could not run as failed, each check saying why (the run's timeline
+    shows it; landing with required checks stays refused). No fix turn: not the agent's doing."""
+    failed = [
+        CheckResult(rid, spec.name, spec.command, False, None, False, 0, why)
+        for rid in run["worktrees"]
+        for spec in specs.get(rid, ())
+    ]
+    events: list[ev.NewEvent] = [
+        ev.CheckCompleted(
+            repo_id=r.repo_id, name=r.name, command=r.command, ok=False, exit_code=None,
+            timed_out=False, duration_ms=0, log_tail=why,
+        )
+        for r in failed
+    ]  # fmt: skip
+    done = ev.CheckSuiteCompleted(
+        trigger=trigger, passed=False, failed=[r.label for r in failed], trees={}
+    )
+    await svc.writer.append(run["id"], [*events, done])
 
 
 def _suite_view(suite: SuiteResult) -> dict[str, Any]:
@@ -246,14 +292,14 @@ async def require_passing(svc: Services, run: dict[str, Any]) -> None:
         )
 
 
-async def _after_turn(svc: Services, run_id: str) -> None:
+async def _after_turn(svc: Services, run_id: str, event_id: int) -> None:
     async with svc.engine.connect() as conn:
         run = await runs.get(conn, run_id)
     if not run["worktrees"] or S(run["status"]) != S.REVIEW:
         return
     configs = await _configs(svc, run)
     if any(configs[r]["after_turn"] and configs[r]["checks"] for r in run["worktrees"]):
-        await run_checks(svc, run_id, trigger="turn")
+        await run_checks(svc, run_id, trigger="turn", key=f"turn-{event_id}")
 
 
 async def follow_turns(svc: Services) -> None:
@@ -284,6 +330,6 @@ async def _after_turn_logged(svc: Services, run_id: str, event_id: int) -> None:
     try:
         # Every API server sees the event; one runs the suite (issue 16).
         if await claims.claim(svc.engine, svc.writer, f"after-turn-checks:{event_id}"):
-            await _after_turn(svc, run_id)
+            await _after_turn(svc, run_id, event_id)
     except Exception:  # one run's checks must not stop the others
         log.warning("checks after run %s's turn failed", run_id, exc_info=True)

@@ -1,6 +1,7 @@
 """The activities a worker host serves: ``place`` (shared queue), ``drive`` and ``deliver``
 (its own queue). Each hands the work to the host runtime's loop and waits; ``drive`` heartbeats
-from this loop meanwhile, so a turn busy with git or disk never starves the heartbeat.
+from this loop meanwhile (:func:`beating`, as the work in worktrees of ``on_host_work`` does),
+so a turn busy with git or disk never starves the heartbeat.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
@@ -25,6 +28,8 @@ from codeyard.temporal.contracts import (
     PlaceInput,
 )
 from codeyard.temporal.host import HostRuntime
+
+T = TypeVar("T")
 
 
 class HostActivities:
@@ -46,23 +51,28 @@ class HostActivities:
 
     @activity.defn(name="drive")
     async def drive(self, job: DriveInput) -> DriveResult:
-        work = self.runtime.call(self.runtime.drive(job))
-        beat = asyncio.create_task(_heartbeat(job.attempt))
-        try:
-            return await work
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+        return await beating(self.runtime.call(self.runtime.drive(job)), job.attempt)
 
     @activity.defn(name="deliver")
     async def deliver(self, item: Delivery) -> bool:
         return await self.runtime.call(self.runtime.deliver(item))
 
 
-async def _heartbeat(attempt: int) -> None:
+async def beating(work: Awaitable[T], *details: Any) -> T:
+    """Await ``work`` (on the host runtime's loop) while this activity heartbeats ``details``
+    from the worker's loop every :data:`HEARTBEAT_EVERY` seconds."""
+    beat = asyncio.create_task(_heartbeat(details))
+    try:
+        return await work
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+
+
+async def _heartbeat(details: tuple[Any, ...]) -> None:
     while True:
-        activity.heartbeat(attempt)
+        activity.heartbeat(*details)
         await asyncio.sleep(HEARTBEAT_EVERY)
 
 

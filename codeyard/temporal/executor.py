@@ -15,12 +15,12 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from codeyard.checks.runner import SuiteResult
 from codeyard.executor.durable_executions import ExecutionSteps
 from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, ModelSwitch, Signal
-from codeyard.executor.remote_shell import ShellJob, ShellOutcome
-from codeyard.temporal import executions
+from codeyard.run_workspace.on_host import ChecksJob, ShellJob, ShellOutcome
+from codeyard.temporal import executions, on_host
 from codeyard.temporal.contracts import SHARED_QUEUE, WORKFLOW_NAME, Delivery, workflow_id
-from codeyard.temporal.shell_flow import run_on_host
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,15 @@ class TemporalExecutor:
     async def cancel_execution(self, execution_id: str, reason: str) -> bool:
         return await executions.cancel_execution(self.client, execution_id, reason, 60.0)
 
+    # -- run_workspace.on_host.OnWorktreeHost: work in a worktree, on the host that holds it ----
+
     async def run_shell(self, job: ShellJob) -> ShellOutcome:
-        """``executor.remote_shell.RemoteShell``: a workflow's command on the worktree's host."""
-        return await run_on_host(self.client, job)
+        """A workflow step's command."""
+        return await on_host.run_shell(self.client, job)
+
+    async def run_checks(self, job: ChecksJob) -> SuiteResult:
+        """A run's check suite (its events are stored by the host)."""
+        return await on_host.run_checks(self.client, job)
 
     async def finish(self, run_id: str) -> None:
         """End the run's workflow early (deleted or resolved)."""

@@ -1,5 +1,6 @@
 """``codeyard worker``: one host. Polls the shared queue (workflows, placement) and its own
-queue (drives and deliveries of the runs whose worktrees it holds)."""
+queue (drives and deliveries of the runs whose worktrees it holds, and work in those worktrees:
+workflow shell commands, the runs' checks)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from temporalio.worker import Worker
 from codeyard.temporal.activities import HostActivities
 from codeyard.temporal.contracts import SHARED_QUEUE, STICKY_TIMEOUT, host_queue
 from codeyard.temporal.host import HostConfig, HostRuntime
-from codeyard.temporal.shell_flow import ShellWorkflow
-from codeyard.temporal.shell_host import ShellActivities
+from codeyard.temporal.on_host import OnHostWorkflow
+from codeyard.temporal.on_host_work import OnHostActivities
 from codeyard.temporal.workflow import RunWorkflow
 
 log = logging.getLogger(__name__)
@@ -36,17 +37,18 @@ async def serve_host(
         shared = Worker(
             client,
             task_queue=SHARED_QUEUE,
-            workflows=[RunWorkflow, ShellWorkflow],
+            workflows=[RunWorkflow, OnHostWorkflow],
             activities=[acts.place],
             identity=config.host,
             # A workflow's next task goes to the worker that ran its last one first; when that
             # worker died, this is how long it waits there before any worker may take it.
             sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         )
+        work = OnHostActivities(runtime)
         own = Worker(
             client,
             task_queue=host_queue(config.host),
-            activities=[acts.drive, acts.deliver, ShellActivities(runtime).shell],
+            activities=[acts.drive, acts.deliver, work.shell, work.checks],
             identity=config.host,
             max_concurrent_activities=200,
         )

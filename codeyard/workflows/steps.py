@@ -17,7 +17,7 @@ from codeyard import crashpoints
 from codeyard.domain.errors import CodeyardError
 from codeyard.domain.status import ACTIVE, RunStatus
 from codeyard.events.hub import EventFilter, SubscriberDropped, Subscription
-from codeyard.executor.remote_shell import RemoteShell, ShellJob, ShellNotRun
+from codeyard.run_workspace.on_host import NotRunOnHost, OnWorktreeHost, ShellJob
 from codeyard.services import resolution, review
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
@@ -25,10 +25,11 @@ from codeyard.services.context import Services
 from codeyard.store import events as event_store
 from codeyard.store import schema
 from codeyard.workflows import expressions as ex
-from codeyard.workflows import judging, shell
+from codeyard.workflows import judging
 from codeyard.workflows import model as m
 from codeyard.workflows.state import base_key
 from codeyard.workflows.watch import RunWatcher
+from codeyard.workspace import shell
 
 if TYPE_CHECKING:
     from codeyard.workflows.engine import Execution
@@ -290,19 +291,19 @@ async def _shell_in(
 ) -> dict[str, Any]:
     """``command`` in the worktree of the run step ``owner`` made (``source``: its output):
     here with the local executor; on the host that holds the worktree when the executor keeps
-    worktrees on worker hosts (``executor.remote_shell``)."""
+    worktrees on worker hosts (``run_workspace.on_host``)."""
     worktree = source.get("worktree")
     if not worktree:
         raise StepFailed(f"the run of step '{owner}' has no worktree (landed or discarded)")
     executor = x.svc.executor
-    if isinstance(executor, RemoteShell):
+    if isinstance(executor, OnWorktreeHost):
         host = await _host_of(x, str(source.get("run_id") or ""))
         if not host:
             raise StepFailed(f"the run of step '{owner}' was never placed on a worker host")
         job = ShellJob(host, str(worktree), command, timeout, x.id, key)
         try:
             done = await executor.run_shell(job)
-        except ShellNotRun as exc:
+        except NotRunOnHost as exc:
             raise StepFailed(f"step '{owner}': {exc}") from exc
         result = shell.ShellResult(done.exit_code, done.output, done.timed_out)
         return {**result.as_output(), "host": done.host}

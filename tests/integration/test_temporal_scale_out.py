@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import pytest
 from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import make_repo
 from tests.support.server import (
+    _descendants,
     Frame,
     ServerProcess,
     event_log,
@@ -398,6 +400,86 @@ async def test_shell_steps_run_on_the_worker_host_that_holds_the_worktree_or_fai
         assert f"codeyard worker --name {victim}" in reason
         again = next(s for s in body["steps"] if s["key"] == "again")
         assert again["status"] == "failed"
+    finally:
+        if victim and cluster.workers[victim].proc is None:  # later tests expect three hosts
+            cluster.workers[victim].spawn()
+            cluster.workers[victim].wait_ready(timeout=240)
+
+
+def _running_marker(pid: int, marker: str) -> bool:
+    """Whether a process under ``pid`` (its children, the sandbox's, theirs) runs ``marker``."""
+    for child in _descendants(pid):
+        with contextlib.suppress(OSError):
+            if marker in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"):
+                return True
+    return False
+
+
+async def test_after_turn_checks_run_on_the_worker_host_that_holds_the_worktree_or_fail_clearly(
+    cluster: Cluster,
+) -> None:
+    """A run's checks on the Temporal executor (issue 16): after the turn on host X, the check
+    command runs under X's worker process (found in its process tree while it sleeps, under no
+    other worker's nor either API server's), in the worktree only X made, once for the two API
+    servers; its events show on the API. With X killed, running the checks again fails naming
+    X and the fix, and the run's timeline says so, instead of the API server running them in a
+    path it happens to see (this machine) or another host running them."""
+    one, two = cluster.api
+    repo = make_repo(cluster.repo.parent / "checked")
+    marker = f"check-marker-{uuid.uuid4().hex}"
+    command = f": {marker}; sleep 3; test -f made.txt && echo ran-in-$PWD"
+    victim = ""
+    try:
+        async with one.client() as c1, two.client(timeout=90) as c2:
+            with anyio.fail_after(150):
+                resp = await c1.post(
+                    "/api/projects", json={"name": "checked", "repos": [{"path": str(repo)}]}
+                )
+                assert resp.status_code == 201, resp.text
+                repo_id = resp.json()["repos"][0]["id"]
+                check = {"name": "made", "command": command}
+                resp = await c1.put(
+                    f"/api/repos/{repo_id}/checks", json={"checks": [check], "after_turn": True}
+                )
+                assert resp.status_code == 200, resp.text
+                run = await create_run(
+                    c2, repo, {"write": {"path": "made.txt", "content": "x\n"}}, {"say": "made"}
+                )
+                seen_under: set[str] = set()
+                log: list[dict[str, Any]] = []
+                while not any(e["type"] == "check.suite_completed" for e in log):
+                    for name, worker in cluster.workers.items():
+                        if worker.proc and _running_marker(worker.proc.pid, marker):
+                            seen_under.add(name)
+                    for i, srv in enumerate(cluster.api):
+                        if srv.proc and _running_marker(srv.proc.pid, marker):
+                            seen_under.add(f"api{i + 1}")
+                    await anyio.sleep(0.1)
+                    log = await event_log(c1, run["id"])
+                run = (await c1.get(f"/api/runs/{run['id']}")).json()
+                victim = cluster.host_of(run)
+                worktree = next(iter(run["worktrees"].values()))
+                cluster.workers[victim].kill()
+                gone = await c2.post(f"/api/runs/{run['id']}/checks")
+                after = await event_log(c1, run["id"])
+        assert seen_under == {victim}, seen_under
+        assert run["status"] == "review"
+        completed = [e["data"] for e in log if e["type"] == "check.completed"]
+        assert len(completed) == 1, completed  # two API servers heard the turn end: run once
+        assert completed[0]["ok"], completed
+        assert completed[0]["log_tail"] == f"ran-in-{worktree}\n"
+        suites = [e["data"] for e in log if e["type"] == "check.suite_completed"]
+        assert [(s["trigger"], s["passed"]) for s in suites] == [("turn", True)]
+        assert gone.status_code == 409, gone.text
+        reason = gone.json()["detail"]
+        assert f"worker host '{victim}'" in reason and "did not take the run's checks" in reason
+        assert f"codeyard worker --name {victim}" in reason
+        failed = [e["data"] for e in after if e["type"] == "check.completed"][-1]
+        assert not failed["ok"] and f"worker host '{victim}'" in failed["log_tail"]
+        last = [e["data"] for e in after if e["type"] == "check.suite_completed"][-1]
+        assert (last["trigger"], last["passed"]) == ("manual", False)
+        assert last["failed"] == [f"{repo_id}:made"]
+        assert not [e for e in after if e["type"] == "feedback.sent"]
     finally:
         if victim and cluster.workers[victim].proc is None:  # later tests expect three hosts
             cluster.workers[victim].spawn()

@@ -59,13 +59,21 @@ def test_services_see_only_the_executor_interface() -> None:
     assert bad == [], "services must use codeyard.executor.interface only:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("package", ["run_workspace", "policy", "executor"])
+@pytest.mark.parametrize("package", ["run_workspace", "policy", "executor", "temporal", "checks"])
 def test_lower_layers_do_not_import_services_or_api(package: str) -> None:
     bad = _violations(package, ("codeyard.services", "codeyard.api", "codeyard.app"))
     assert bad == [], "imports must point down the layers:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("package", ["run_workspace", "policy"])
+@pytest.mark.parametrize("package", ["temporal", "executor", "run_workspace", "checks"])
+def test_executors_and_what_they_run_do_not_import_the_workflow_engine(package: str) -> None:
+    """The workflow engine sits above the executors (it drives runs through the services); what
+    both need (a sandboxed command in a worktree) lives below them, in ``codeyard.workspace``."""
+    bad = _violations(package, ("codeyard.workflows",))
+    assert bad == [], f"{package} sits below the workflow engine:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("package", ["run_workspace", "policy", "checks"])
 def test_shared_run_parts_do_not_import_an_executor(package: str) -> None:
     bad = _violations(package, ("codeyard.executor",))
     assert bad == [], f"{package} sits below every executor:\n" + "\n".join(bad)

@@ -1,5 +1,8 @@
 """Shell commands of ``shell`` / ``loop`` / ``compare`` steps: in a run's worktree, contained by
-the same sandbox as the run's own processes, in a process group killed on cancel or timeout."""
+the same sandbox as the run's own processes, in a process group killed on cancel or timeout.
+
+Below both callers: the workflow engine (the local executor's worktrees) and a Temporal worker
+host (``temporal.on_host_work``, the worktrees it holds)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,80 @@
+"""The work a worker host does in worktrees it holds, as activities on its own queue (started by
+``on_host``): ``shell`` (a workflow step's command) and ``checks`` (a run's check suite, whose
+``check.*`` events this host stores as they happen). Both are contained by the sandbox this host
+gives its runs (the stored ``sandbox`` setting applied to the worker's base sandbox) and run on
+the host runtime's loop while this loop heartbeats (a cancel arrives with a heartbeat's answer
+and kills the work).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio import activity
+
+from codeyard.checks.runner import run_suite
+from codeyard.checks.spec import CheckSpec
+from codeyard.domain.events import NewEvent
+from codeyard.sandbox import Sandbox
+from codeyard.sandbox import setting as sandbox_setting
+from codeyard.temporal.activities import beating
+from codeyard.temporal.host import HostRuntime
+from codeyard.temporal.on_host import ChecksInput, ChecksOutput, ShellInput, ShellOutput
+from codeyard.workspace import shell
+
+
+def _not_here(worktree: str, host: str) -> str:
+    return (
+        f"the worktree {worktree} is not on worker host '{host}': its run was landed or "
+        "discarded, or moved to another host"
+    )
+
+
+async def _sandbox(runtime: HostRuntime) -> Sandbox:
+    async with runtime.engine.connect() as conn:
+        return await sandbox_setting.effective(conn, runtime.config.sandbox or Sandbox())
+
+
+async def shell_here(runtime: HostRuntime, job: ShellInput) -> ShellOutput:
+    """On the host runtime's loop: the command in ``job.worktree``, or why it cannot run."""
+    host = runtime.config.host
+    worktree = Path(job.worktree)
+    if not worktree.is_dir():
+        why = f"{_not_here(job.worktree, host)}; run shell, loop and compare checks before landing"
+        return ShellOutput(None, "", False, host, why)
+    result = await shell.run(job.command, worktree, await _sandbox(runtime), job.timeout)
+    return ShellOutput(result.exit_code, result.output, result.timed_out, host)
+
+
+async def checks_here(runtime: HostRuntime, job: ChecksInput) -> ChecksOutput:
+    """On the host runtime's loop: the run's checks in its worktrees, events stored here."""
+    host = runtime.config.host
+    for path in job.worktrees.values():
+        if not Path(path).is_dir():
+            return ChecksOutput(host, error=_not_here(path, host))
+
+    async def report(event: NewEvent) -> None:
+        await runtime.writer.append(job.run_id, [event])
+
+    suite = await run_suite(
+        job.worktrees,
+        {repo_id: [CheckSpec(**s) for s in specs] for repo_id, specs in job.checks.items()},
+        trigger=job.trigger,
+        sandbox=await _sandbox(runtime),
+        env=job.env,
+        report=report,
+    )
+    return ChecksOutput(host, suite.results, suite.trees)
+
+
+class OnHostActivities:
+    def __init__(self, runtime: HostRuntime) -> None:
+        self.runtime = runtime
+
+    @activity.defn(name="shell")
+    async def shell(self, job: ShellInput) -> ShellOutput:
+        return await beating(self.runtime.call(shell_here(self.runtime, job)))
+
+    @activity.defn(name="checks")
+    async def checks(self, job: ChecksInput) -> ChecksOutput:
+        return await beating(self.runtime.call(checks_here(self.runtime, job)))
