@@ -29,9 +29,9 @@ import pytest
 from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import make_repo
 from tests.support.server import (
-    _descendants,
     Frame,
     ServerProcess,
+    _descendants,
     event_log,
     open_sse,
     read_frames,
