@@ -141,7 +141,7 @@ def _call_line(call: dict[str, Any], result: dict[str, Any] | None) -> str:
     title = _clip(str(call.get("title") or call.get("tool") or "a tool call"), NOTICE_TITLE)
     line = f"- {call.get('tool') or 'tool'}: {title}"
     if result is None:
-        return f"{line} → no result (it was running when the host was lost)"
+        return f"{line} → no result recorded (it ran when the host was lost, or had just ended)"
     said = str(result.get("output") or result.get("error") or "").strip()
     outcome = "ok" if result.get("ok") else "failed"
     return f"{line} → {outcome}" + (f": {_clip(said, NOTICE_OUTPUT)}" if said else "")

@@ -87,7 +87,7 @@ async def test_the_notice_names_the_hosts_and_what_the_cut_off_attempt_did_since
     assert "BEFORE-THE-CHECKPOINT" not in notice
     assert "- Bash: echo CUT > cut.txt && echo wrote-it → ok: wrote-it" in notice
     assert "- Bash: false → failed: exit 1" in notice
-    assert "- Bash: sleep 600 → no result (it was running when the host was lost)" in notice
+    assert "- Bash: sleep 600 → no result recorded (it ran when the host was lost" in notice
     assert "Files it had changed (now back as they were at the checkpoint): cut.txt." in notice
     assert notice.endswith("redo what is needed to finish that turn's request, which was:")
 

@@ -763,15 +763,18 @@ async def test_a_claude_code_run_moved_off_a_killed_worker_resumes_its_own_sessi
     cluster: Cluster, tmp_path: Path
 ) -> None:
     """Real Claude Code (the bundled CLI) against the fake model. Turn 1 ends on some worker
-    (its session file is saved with the checkpoint); turn 2's worker is killed while the model
-    is answering. The worker that takes the run over unpacks the session file where Claude Code
-    looks for the new worktree, so the resumed turn continues the same session: its model
-    request carries turn 1's conversation and turn 2's request, and no "lost session" error.
-    The lost host's copy of the session is deleted first (its disk is gone with it)."""
+    (its session file is saved with the checkpoint); turn 2 runs a command that writes a file,
+    and its worker is killed while the model answers the command's result. The worker that
+    takes the run over unpacks the session file where Claude Code looks for the new worktree,
+    so the resumed turn continues the same session: its model request carries turn 1's
+    conversation, then the notice of what happened (the lost host, the cut-off attempt's
+    command with its output, the file it changed, now gone) and turn 2's request; no "lost
+    session" error. The lost host's copy of the session is deleted first (its disk is gone
+    with it)."""
     from codeyard.agents.claude import ClaudeCodeProvider
     from codeyard.agents.claude.turn import PROMPTS
     from codeyard.temporal.sessions import claude_slug
-    from codeyard.testing.fake_llm import FakeLLM, Reply
+    from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
 
     problem = ClaudeCodeProvider().problem()
     if problem is not None:
@@ -808,16 +811,23 @@ async def test_a_claude_code_run_moved_off_a_killed_worker_resumes_its_own_sessi
                 assert first["status"] == "review", first
                 session = first["session_id"]
                 victim = cluster.host_of(first)
-                # Turn 2: the model takes its time, and its worker dies meanwhile.
+                # Turn 2: a command writes a file; the model takes its time answering its
+                # result, and the worker dies meanwhile.
                 fake.script(
-                    [Reply(delay=20, text="never seen"), Reply(text="Resumed: TURN-ONE-AMBER.")]
+                    [
+                        Reply(tool_calls=(ToolCall("Bash", {"command": CUT_OFF_COMMAND}),)),
+                        Reply(delay=20, text="never seen"),
+                        Reply(text="Resumed: TURN-ONE-AMBER."),
+                    ]
                 )
                 calls = len(fake.model_calls("anthropic"))
                 resp = await c2.post(
                     f"/api/runs/{run_id}/messages", json={"text": "Say it back: REQUEST-TWO."}
                 )
                 assert resp.status_code in (200, 201, 202), resp.text
-                await anyio.to_thread.run_sync(fake.wait_for_model_calls, calls + 1, 60)
+                await anyio.to_thread.run_sync(fake.wait_for_model_calls, calls + 2, 60)
+                calls += 1  # the call that asked for the command
+                await wait_for_event(c1, run_id, _result_of_cut_off_command, timeout=30)
                 cluster.workers[victim].kill()
                 old_cwd = next(iter(first["worktrees"].values()))
                 shutil.rmtree(home / ".claude" / "projects" / claude_slug(old_cwd))
@@ -833,7 +843,124 @@ async def test_a_claude_code_run_moved_off_a_killed_worker_resumes_its_own_sessi
     assert resumed, "the resumed turn never called the model"
     sent = resumed[0].text()
     assert "TURN-ONE-AMBER" in sent  # turn 1's conversation, from the restored session file
-    assert "REQUEST-TWO" in sent  # the interrupted turn's request, sent again
+    assert_told_of_the_cut_off_turn(sent, victim, cluster.host_of(done))
     new_cwd = next(iter(done["worktrees"].values()))
+    assert not (Path(new_cwd) / "cut.txt").exists()  # written after the last checkpoint: lost
     assert (home / ".claude" / "projects" / claude_slug(new_cwd) / f"{session}.jsonl").is_file()
+    assert_gapless(events)
+
+
+#: What turn 2 of the real-agent failover tests runs before its worker is killed.
+CUT_OFF_COMMAND = "echo CUT-OFF-WORK > cut.txt && echo wrote-cut-off-work"
+
+
+def _result_of_cut_off_command(event: dict[str, Any]) -> bool:
+    """Its result is in the log (the agent has it before Codeyard has noted the files it
+    changed and committed the result with them: the kill waits for that, or the cut-off
+    attempt would have recorded the call only)."""
+    return event["type"] == "tool.result" and "wrote-cut-off-work" in event["data"]["output"]
+
+
+def assert_told_of_the_cut_off_turn(sent: str, victim: str, survivor: str) -> None:
+    """The resumed turn's model request tells what happened, then repeats turn 2's request."""
+    start = sent.index("[Codeyard] Your previous turn was cut off")
+    notice = sent[start : sent.index("REQUEST-TWO", start) + len("REQUEST-TWO")]
+    assert f"worker host {victim}, which ran it, was lost" in notice, notice
+    assert f"continues on worker host {survivor}" in notice, notice
+    assert f"{CUT_OFF_COMMAND} → ok: wrote-cut-off-work" in notice, notice
+    assert "Files it had changed (now back as they were at the checkpoint): cut.txt." in notice
+    assert notice.index("which was:") < notice.index("REQUEST-TWO"), notice
+
+
+async def test_a_codex_run_moved_off_a_killed_worker_resumes_its_own_thread(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Real Codex (the pinned CLI, ``codex app-server``) against the fake model, as the Claude
+    Code case above. Turn 1 ends on some worker (its rollout file is saved with the
+    checkpoint); turn 2 runs a command, and its worker is killed while the model answers the
+    command's result. The lost host's ``CODEX_HOME`` is emptied (its disk is gone with it);
+    the worker that takes the run over unpacks the rollout into ``CODEX_HOME`` and Codex
+    resumes the same thread (``thread/resume``) in the new worktree: the resumed model request
+    carries turn 1's conversation, the notice of the cut-off attempt and turn 2's request."""
+    from codeyard.agents.codex import CodexProvider
+    from codeyard.agents.codex.turn import PROMPTS
+    from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall
+
+    problem = CodexProvider().problem()
+    if problem is not None:
+        pytest.skip(f"Codex cannot run here: {problem}")
+    _respawn_dead_workers(cluster)
+    home = tmp_path / "codex-home"
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True)
+    one, two = cluster.api
+    with FakeLLM() as fake:
+        fake.script([Reply(text="Noted: the codeword is TURN-ONE-AMBER.")])
+        provider = {
+            "name": "Fake",
+            "base_url": f"{fake.url}/v1",
+            "env_key": "FAKE_API_KEY",
+            "wire_api": "responses",
+            "request_max_retries": 0,
+            "stream_max_retries": 0,
+        }
+        options = {
+            "env": {"CODEX_HOME": str(codex_home), "HOME": str(home), "FAKE_API_KEY": "test"},
+            "config": {"model_provider": "fake", "model_providers.fake": provider},
+            "permission_mode": "auto",
+        }
+        async with one.client() as c1, two.client() as c2:
+            with anyio.fail_after(240):
+                resp = await c1.post(
+                    "/api/runs",
+                    json={
+                        "prompt": "Remember the codeword.",
+                        "repo_path": str(cluster.repo),
+                        "provider": "codex",
+                        "model": "gpt-5-codex",
+                        "agent_options": options,
+                    },
+                )
+                assert resp.status_code == 201, resp.text
+                run_id = resp.json()["id"]
+                first = await wait_status(c1, run_id, "review", "failed", timeout=90)
+                assert first["status"] == "review", first
+                thread = first["session_id"]
+                assert thread, first
+                victim = cluster.host_of(first)
+                command = ToolCall("exec_command", {"cmd": CUT_OFF_COMMAND})
+                fake.script(
+                    [
+                        Reply(tool_calls=(command,)),
+                        Reply(delay=20, text="never seen"),
+                        Reply(text="Resumed: TURN-ONE-AMBER."),
+                    ]
+                )
+                calls = len(fake.model_calls("openai-responses"))
+                resp = await c2.post(
+                    f"/api/runs/{run_id}/messages", json={"text": "Say it back: REQUEST-TWO."}
+                )
+                assert resp.status_code in (200, 201, 202), resp.text
+                await anyio.to_thread.run_sync(fake.wait_for_model_calls, calls + 2, 60)
+                calls += 1  # the call that asked for the command
+                await wait_for_event(c1, run_id, _result_of_cut_off_command, timeout=30)
+                cluster.workers[victim].kill()
+                shutil.rmtree(codex_home)  # the lost host's Codex state: rollouts, databases
+                codex_home.mkdir()
+                await wait_for_event(c1, run_id, _moved, timeout=60)
+                done = await wait_status(c1, run_id, "review", "failed", timeout=120)
+                events = await event_log(c2, run_id)
+        resumed = fake.model_calls("openai-responses")[calls + 1 :]
+    assert done["status"] == "review", done
+    survivor = cluster.host_of(done)
+    assert survivor != victim
+    assert done["session_id"] == thread  # the same thread, not a new one
+    errors = [e["data"]["message"] for e in events if e["type"] == "error"]
+    assert PROMPTS["lost_session"] not in errors, errors
+    assert resumed, "the resumed turn never called the model"
+    sent = resumed[0].text()
+    assert "TURN-ONE-AMBER" in sent  # turn 1's conversation, from the restored rollout
+    assert_told_of_the_cut_off_turn(sent, victim, survivor)
+    assert not (Path(next(iter(done["worktrees"].values()))) / "cut.txt").exists()
+    assert list(codex_home.glob(f"sessions/*/*/*/rollout-*-{thread}.jsonl"))
     assert_gapless(events)
