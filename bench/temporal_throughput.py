@@ -21,9 +21,14 @@ API server. Measured per executor:
   ids and commit, the job-order lock a batch with jobs holds throughout), sampled from
   ``pg_locks`` every 20 ms; and the CPU seconds each kind of process
   used during the executor's run (API server, workers, PostgreSQL, Temporal) against the
-  machine's CPU seconds available.
+  machine's CPU seconds available;
+- with ``--source-probe``, the part before the writer's stamp too: each run's script also runs
+  ``date +%s.%N`` (a sandboxed command), and its ``tool.result`` is timed from the time the
+  command printed (the agent's side: the command's exit, the event sink, which holds a
+  command's result until it has scanned the worktree for changed files (``git``), the writer's
+  queue and any wait of its batch for the job-order lock) to the stamp, and to the SSE client.
 
-    .venv/bin/python bench/temporal_throughput.py [--runs 300] [--concurrency 50]
+    .venv/bin/python bench/temporal_throughput.py [--runs 300] [--concurrency 50] [--source-probe]
 """
 
 from __future__ import annotations
@@ -68,12 +73,18 @@ async def _follow(
     latencies: list[float],
     ready: asyncio.Event,
     seen: dict[int, tuple[float, float]],
+    sourced: list[tuple[float, float, float]],
 ) -> None:
-    params = {"types": "agent.message", "after": 2**62}  # live only
+    params = {"types": "agent.message,tool.result", "after": 2**62}  # live only
     async with open_sse(c, "/api/events/stream", params=params) as stream:
         ready.set()
         async for frame in stream.frames():
-            now, stamped = time.time(), _ts(frame.json()["ts"])
+            now, event = time.time(), frame.json()
+            stamped = _ts(event["ts"])
+            if event["type"] == "tool.result":  # the source probe: ``date +%s.%N``'s output
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    sourced.append((float(event["data"]["output"].strip()), stamped, now))
+                continue
             latencies.append(now - stamped)
             if frame.event_id is not None:
                 seen[int(frame.event_id)] = (stamped, now)
@@ -155,8 +166,14 @@ def _cpu_by_kind(kinds: dict[str, list[int]]) -> dict[str, float]:
 
 
 async def _create(
-    c: httpx.AsyncClient, repo: Path, i: int, gate: asyncio.Semaphore, errors: list[str]
+    c: httpx.AsyncClient,
+    repo: Path,
+    i: int,
+    gate: asyncio.Semaphore,
+    errors: list[str],
+    source_probe: bool = False,
 ) -> str | None:
+    probe: list[dict[str, Any]] = [{"bash": "date +%s.%N"}] if source_probe else []
     body = {
         "prompt": f"bench {i}",
         "repo_path": str(repo),
@@ -165,6 +182,7 @@ async def _create(
             "scenario": {
                 "steps": [
                     {"say": f"run {i}"},
+                    *probe,
                     {"write": {"path": f"f{i}.txt", "content": "x\n"}},
                     {"say": "done"},
                 ]
@@ -208,19 +226,23 @@ async def one_executor(
     roots: dict[str, Path],
     database_url: str,
     processes: dict[str, list[int]],
+    source_probe: bool = False,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     seen: dict[int, tuple[float, float]] = {}
+    sourced: list[tuple[float, float, float]] = []
     ready = asyncio.Event()
     probe = _Probe(database_url)
     await probe.start()
-    follower = asyncio.create_task(_follow(c, latencies, ready, seen))
+    follower = asyncio.create_task(_follow(c, latencies, ready, seen, sourced))
     await asyncio.wait_for(ready.wait(), 30)
     cpu_before, wall_before = _cpu_by_kind(processes), time.monotonic()
     gate = asyncio.Semaphore(concurrency)
     t0 = time.perf_counter()
     errors: list[str] = []
-    created = await asyncio.gather(*(_create(c, repo, i, gate, errors) for i in range(runs)))
+    created = await asyncio.gather(
+        *(_create(c, repo, i, gate, errors, source_probe) for i in range(runs))
+    )
     t_created = time.perf_counter() - t0
     ids = [i for i in created if i is not None]
     deadline = time.monotonic() + timeout
@@ -277,6 +299,20 @@ async def one_executor(
         "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after},
         "cpu_s_available": round(wall * (os.cpu_count() or 1), 1),
         "per_host": hosts,
+        **(_sourced(sourced) if source_probe else {}),
+    }
+
+
+def _sourced(sourced: list[tuple[float, float, float]]) -> dict[str, Any]:
+    """The source probe's figures: command printed → writer's stamp, and → SSE client."""
+    if not sourced:
+        return {"source_events": 0}
+    return {
+        "source_events": len(sourced),
+        "source_to_stamp_p50_ms": _pct([s - o for o, s, _ in sourced], 0.5),
+        "source_to_stamp_p99_ms": _pct([s - o for o, s, _ in sourced], 0.99),
+        "source_to_sse_p50_ms": _pct([r - o for o, _, r in sourced], 0.5),
+        "source_to_sse_p99_ms": _pct([r - o for o, _, r in sourced], 0.99),
     }
 
 
@@ -326,7 +362,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     if name in args.executors:
                         result[name] = await one_executor(
                             c, repo, args.runs, args.concurrency, args.timeout, roots,
-                            urls[name], pids[name],
+                            urls[name], pids[name], args.source_probe,
                         )  # fmt: skip
                         print(name, result[name], flush=True)
         finally:
@@ -371,6 +407,15 @@ def table(result: dict[str, Any]) -> str:
             f"{r['commit_lock_waiters_max']} | {r['job_lock_waiters_mean']} / "
             f"{r['job_lock_waiters_max']} | {cpu} / {r['cpu_s_available']} | {spread} |"
         )
+    for name in ("local", "temporal"):
+        r = result.get(name)
+        if r is not None and r.get("source_events"):
+            lines.append(
+                f"\n{name}, source probe ({r['source_events']} `tool.result` events): command "
+                f"printed → writer's stamp p50 {r['source_to_stamp_p50_ms']} / p99 "
+                f"{r['source_to_stamp_p99_ms']} ms; → SSE client p50 "
+                f"{r['source_to_sse_p50_ms']} / p99 {r['source_to_sse_p99_ms']} ms"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -380,6 +425,11 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--executors", nargs="+", default=["local", "temporal"])
+    parser.add_argument(
+        "--source-probe",
+        action="store_true",
+        help="each run also runs `date +%%s.%%N`; time its tool.result from the command's output",
+    )
     out = asyncio.run(main(parser.parse_args()))
     write_json(OUT, out)
     OUT.with_suffix(".md").write_text(table(out))
