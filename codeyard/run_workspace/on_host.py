@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 from codeyard.checks.runner import SuiteResult
 from codeyard.checks.spec import CheckSpec
 
-__all__ = ["ChecksJob", "NotRunOnHost", "OnWorktreeHost", "ShellJob", "ShellOutcome"]
+__all__ = ["ChecksJob", "NotRunOnHost", "OnWorktreeHost", "ShellJob", "ShellOutcome", "TreesJob"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,16 @@ class ChecksJob:
     key: str
 
 
+@dataclass(frozen=True, slots=True)
+class TreesJob:
+    """The current state (``checks.runner.worktree_trees``) of a run's worktrees on one host:
+    whether a check suite's result still matches them."""
+
+    host: str
+    run_id: str
+    worktrees: Mapping[str, str]
+
+
 class NotRunOnHost(Exception):
     """The work did not run to an end: the host holding the worktree is gone (down, or lost
     mid-way), or the worktree is not on it; the message names the host and what to do."""
@@ -78,4 +88,8 @@ class OnWorktreeHost(Protocol):
     async def run_checks(self, job: ChecksJob) -> SuiteResult:
         """Run the suite on its host, sandboxed like the run's setup scripts there; the
         per-check events are stored as they happen. Raises :class:`NotRunOnHost`."""
+        ...
+
+    async def worktree_trees(self, job: TreesJob) -> dict[str, str]:
+        """The tree id of each worktree, read on its host. Raises :class:`NotRunOnHost`."""
         ...

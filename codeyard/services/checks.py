@@ -26,7 +26,7 @@ from codeyard.domain import events as ev
 from codeyard.domain.errors import Conflict, Forbidden, InvalidTransition
 from codeyard.domain.status import RunStatus
 from codeyard.events.hub import EventFilter, SubscriberDropped
-from codeyard.run_workspace.on_host import ChecksJob, NotRunOnHost, OnWorktreeHost
+from codeyard.run_workspace.on_host import ChecksJob, NotRunOnHost, OnWorktreeHost, TreesJob
 from codeyard.services import ownership
 from codeyard.services import runs as run_service
 from codeyard.services import sandbox as sandbox_service
@@ -255,8 +255,23 @@ async def latest(svc: Services, ref: str) -> dict[str, Any] | None:
     if last is None:
         return None
     checked = {r: p for r, p in run["worktrees"].items() if r in last["trees"]}
-    current = await worktree_trees(checked)
+    try:
+        current: dict[str, str] | None = await _trees(svc, run, checked)
+    except Conflict:  # the worktrees' host is gone: not known to match
+        current = None
     return {**last, "current": bool(run["worktrees"]) and current == last["trees"]}
+
+
+async def _trees(svc: Services, run: dict[str, Any], worktrees: dict[str, str]) -> dict[str, str]:
+    """The current state of ``worktrees``: read on their host when an executor keeps them on
+    worker hosts; 409 naming the host and the fix when it is gone."""
+    executor = svc.executor
+    if not worktrees or not isinstance(executor, OnWorktreeHost) or not run["worker_host"]:
+        return await worktree_trees(worktrees)
+    try:
+        return await executor.worktree_trees(TreesJob(run["worker_host"], run["id"], worktrees))
+    except NotRunOnHost as exc:
+        raise Conflict(f"Run {run['number']}'s worktrees could not be read: {exc}.") from exc
 
 
 async def require_passing(svc: Services, run: dict[str, Any]) -> None:
@@ -284,7 +299,7 @@ async def require_passing(svc: Services, run: dict[str, Any]) -> None:
             checks_required=True,
             failed=last["failed"],
         )
-    trees = await worktree_trees({rid: run["worktrees"][rid] for rid in required})
+    trees = await _trees(svc, run, {rid: run["worktrees"][rid] for rid in required})
     if any(last["trees"].get(rid) != tree for rid, tree in trees.items()):
         raise Conflict(
             f"Run {run['number']}'s worktree changed since its checks passed: {fix}.",

@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 from codeyard.checks.runner import SuiteResult
 from codeyard.executor.durable_executions import ExecutionSteps
 from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, ModelSwitch, Signal
-from codeyard.run_workspace.on_host import ChecksJob, ShellJob, ShellOutcome
+from codeyard.run_workspace.on_host import ChecksJob, ShellJob, ShellOutcome, TreesJob
 from codeyard.temporal import executions, on_host
 from codeyard.temporal.contracts import SHARED_QUEUE, WORKFLOW_NAME, Delivery, workflow_id
 
@@ -127,6 +127,10 @@ class TemporalExecutor:
     async def run_checks(self, job: ChecksJob) -> SuiteResult:
         """A run's check suite (its events are stored by the host)."""
         return await on_host.run_checks(self.client, job)
+
+    async def worktree_trees(self, job: TreesJob) -> dict[str, str]:
+        """The state of a run's worktrees (does a check suite's result still match them?)."""
+        return await on_host.run_trees(self.client, job)
 
     async def finish(self, run_id: str) -> None:
         """End the run's workflow early (deleted or resolved)."""

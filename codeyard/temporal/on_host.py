@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -32,7 +33,13 @@ with workflow.unsafe.imports_passed_through():
 
     from codeyard.checks.runner import SuiteResult
     from codeyard.checks.spec import CheckResult
-    from codeyard.run_workspace.on_host import ChecksJob, NotRunOnHost, ShellJob, ShellOutcome
+    from codeyard.run_workspace.on_host import (
+        ChecksJob,
+        NotRunOnHost,
+        ShellJob,
+        ShellOutcome,
+        TreesJob,
+    )
     from codeyard.temporal.contracts import HEARTBEAT_TIMEOUT, SHARED_QUEUE, host_queue
 
 ON_HOST_WORKFLOW = "CodeyardOnHost"
@@ -51,9 +58,10 @@ class OnHostInput:
     """What ``CodeyardOnHost`` runs: activity ``activity`` with ``payload`` on ``host``."""
 
     host: str
-    #: ``shell`` or ``checks``.
+    #: ``shell``, ``checks`` or ``trees``.
     activity: str
-    #: The activity's argument (``ShellInput`` or ``ChecksInput``, as the wire carries it).
+    #: The activity's argument (``ShellInput``, ``ChecksInput``, ``TreesInput``, as the wire
+    #: carries it).
     payload: dict[str, Any]
     timeout: float
     #: For the message when the host is gone: what the work is, whose worktree, what to do
@@ -95,6 +103,18 @@ class ChecksInput:
 class ChecksOutput:
     host: str
     results: list[CheckResult] = field(default_factory=list)
+    trees: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(slots=True)
+class TreesInput:
+    worktrees: dict[str, str]
+
+
+@dataclass(slots=True)
+class TreesOutput:
+    host: str
     trees: dict[str, str] = field(default_factory=dict)
     error: str = ""
 
@@ -208,6 +228,26 @@ async def run_checks(client: Client, job: ChecksJob) -> SuiteResult:
     )
     out = await run_on_host(client, checks_workflow_id(job.run_id, job.key), work, ChecksOutput)
     return SuiteResult(list(out.results), dict(out.trees))
+
+
+#: Reading the worktrees' state is quick (``snapshot_tree``: a scratch index, ``write-tree``).
+TREES_TIMEOUT = 120.0
+
+
+async def run_trees(client: Client, job: TreesJob) -> dict[str, str]:
+    """The current tree id of a run's worktrees, read on their host (a read: a new id each)."""
+    work = OnHostInput(
+        job.host,
+        "trees",
+        asdict(TreesInput(dict(job.worktrees))),
+        TREES_TIMEOUT,
+        what="the read of the run's worktrees",
+        holder="the run's",
+        then="ask again",
+    )
+    wid = f"codeyard-trees-{job.run_id}-{uuid.uuid4().hex}"
+    out = await run_on_host(client, wid, work, TreesOutput)
+    return dict(out.trees)
 
 
 async def _cancel(client: Client, wid: str) -> None:

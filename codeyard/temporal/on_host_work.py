@@ -1,9 +1,10 @@
 """The work a worker host does in worktrees it holds, as activities on its own queue (started by
 ``on_host``): ``shell`` (a workflow step's command) and ``checks`` (a run's check suite, whose
-``check.*`` events this host stores as they happen). Both are contained by the sandbox this host
-gives its runs (the stored ``sandbox`` setting applied to the worker's base sandbox) and run on
-the host runtime's loop while this loop heartbeats (a cancel arrives with a heartbeat's answer
-and kills the work).
+``check.*`` events this host stores as they happen), ``trees`` (the worktrees' state, to tell
+whether a suite's result still matches them). The commands are contained by the sandbox this
+host gives its runs (the stored ``sandbox`` setting applied to the worker's base sandbox); all
+three run on the host runtime's loop while this loop heartbeats (a cancel arrives with a
+heartbeat's answer and kills the work).
 """
 
 from __future__ import annotations
@@ -12,14 +13,21 @@ from pathlib import Path
 
 from temporalio import activity
 
-from codeyard.checks.runner import run_suite
+from codeyard.checks.runner import run_suite, worktree_trees
 from codeyard.checks.spec import CheckSpec
 from codeyard.domain.events import NewEvent
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.temporal.activities import beating
 from codeyard.temporal.host import HostRuntime
-from codeyard.temporal.on_host import ChecksInput, ChecksOutput, ShellInput, ShellOutput
+from codeyard.temporal.on_host import (
+    ChecksInput,
+    ChecksOutput,
+    ShellInput,
+    ShellOutput,
+    TreesInput,
+    TreesOutput,
+)
 from codeyard.workspace import shell
 
 
@@ -67,6 +75,15 @@ async def checks_here(runtime: HostRuntime, job: ChecksInput) -> ChecksOutput:
     return ChecksOutput(host, suite.results, suite.trees)
 
 
+async def trees_here(runtime: HostRuntime, job: TreesInput) -> TreesOutput:
+    """On the host runtime's loop: the tree id of each worktree, or why it cannot be read."""
+    host = runtime.config.host
+    for path in job.worktrees.values():
+        if not Path(path).is_dir():
+            return TreesOutput(host, error=_not_here(path, host))
+    return TreesOutput(host, await worktree_trees(job.worktrees))
+
+
 class OnHostActivities:
     def __init__(self, runtime: HostRuntime) -> None:
         self.runtime = runtime
@@ -78,3 +95,7 @@ class OnHostActivities:
     @activity.defn(name="checks")
     async def checks(self, job: ChecksInput) -> ChecksOutput:
         return await beating(self.runtime.call(checks_here(self.runtime, job)))
+
+    @activity.defn(name="trees")
+    async def trees(self, job: TreesInput) -> TreesOutput:
+        return await beating(self.runtime.call(trees_here(self.runtime, job)))

@@ -48,7 +48,7 @@ async def serve_host(
         own = Worker(
             client,
             task_queue=host_queue(config.host),
-            activities=[acts.drive, acts.deliver, work.shell, work.checks],
+            activities=[acts.drive, acts.deliver, work.shell, work.checks, work.trees],
             identity=config.host,
             max_concurrent_activities=200,
         )

@@ -459,7 +459,10 @@ async def test_after_turn_checks_run_on_the_worker_host_that_holds_the_worktree_
                 run = (await c1.get(f"/api/runs/{run['id']}")).json()
                 victim = cluster.host_of(run)
                 worktree = next(iter(run["worktrees"].values()))
+                fresh = (await c1.get(f"/api/runs/{run['id']}/checks")).json()["last"]
                 cluster.workers[victim].kill()
+                # Read on the (gone) host, not in the path this API server happens to see.
+                stale = (await c2.get(f"/api/runs/{run['id']}/checks")).json()["last"]
                 gone = await c2.post(f"/api/runs/{run['id']}/checks")
                 after = await event_log(c1, run["id"])
         assert seen_under == {victim}, seen_under
@@ -470,6 +473,7 @@ async def test_after_turn_checks_run_on_the_worker_host_that_holds_the_worktree_
         assert completed[0]["log_tail"] == f"ran-in-{worktree}\n"
         suites = [e["data"] for e in log if e["type"] == "check.suite_completed"]
         assert [(s["trigger"], s["passed"]) for s in suites] == [("turn", True)]
+        assert fresh["current"] and not stale["current"], (fresh, stale)
         assert gone.status_code == 409, gone.text
         reason = gone.json()["detail"]
         assert f"worker host '{victim}'" in reason and "did not take the run's checks" in reason
