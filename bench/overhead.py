@@ -294,11 +294,18 @@ async def run_codeyard(
 def phases(events: list[dict[str, Any]], start: float, end: float) -> dict[str, float]:
     """Where a Codeyard run's time went, from its events' server timestamps (ms resolution)."""
     marks: dict[str, float] = {}
+
+    def at(ts: str) -> float:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
     for e in events:
         kind = "running" if e["type"] == "run.status" and e["data"]["to"] == "running" else None
         key = kind or e["type"]
         if key not in marks:
-            marks[key] = datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
+            marks[key] = at(e["ts"])
+        if e["type"] == "checkpoint.created" and "checkpoint commit" not in marks:
+            # The row's time: when its git work was done (the event waits for the CLI's exit).
+            marks["checkpoint commit"] = at(e["data"]["checkpoint"]["created_at"])
     order = [
         ("request to run.created", start, marks.get("run.created")),
         ("worktree prepared (to running)", marks.get("run.created"), marks.get("running")),
@@ -308,6 +315,11 @@ def phases(events: list[dict[str, Any]], start: float, end: float) -> dict[str, 
             "CLI exit, checkpoint (to turn.completed)",
             marks.get("usage"),
             marks.get("turn.completed"),
+        ),
+        (
+            "to the checkpoint's commit (its created_at)",
+            marks.get("usage"),
+            marks.get("checkpoint commit"),
         ),
         ("SSE delivery of turn.completed", marks.get("turn.completed"), end),
     ]

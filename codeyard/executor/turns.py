@@ -26,7 +26,7 @@ from codeyard.agents.base import (
 from codeyard.crypto import SecretBox, SecretsUnavailable
 from codeyard.domain import git_identity
 from codeyard.domain.errors import CodeyardError
-from codeyard.domain.events import ErrorEvent, TurnCompleted, TurnStarted
+from codeyard.domain.events import ErrorEvent, ToolCall, ToolResult, TurnCompleted, TurnStarted
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.approvals import ApprovalGate, TurnStopped, expire_pending_of_run
@@ -36,7 +36,7 @@ from codeyard.executor.model_switch import LiveModel, SerialPut
 from codeyard.executor.sink import TurnSink
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
-from codeyard.run_workspace.checkpointing import checkpoint_then
+from codeyard.run_workspace.checkpointing import checkpoint_then, checkpoint_when
 from codeyard.run_workspace.prepare import prepare_worktrees
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
@@ -107,6 +107,39 @@ class _LiveInbox:
 
         await self._writer.run(job)
         self._offered = max(0, self._offered - count)
+
+
+class _EarlyCheckpoint:
+    """A turn-end checkpoint begun when the agent reports its turn's end, before its process
+    has exited (bench/overhead.py: the exit and the checkpoint's git work took ~150 ms in
+    series). Its row, ``checkpoint.created`` and the turn's end are recorded together once
+    the adapter has finished, so ``turn.completed`` still follows both the checkpoint and the
+    agent's exit; the lock of ``checkpoint_when`` keeps other checkpoints out meanwhile."""
+
+    def __init__(self, engine: AsyncEngine, writer: Writer, run: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        self._then: asyncio.Future[Callable[[Tx], Awaitable[Any]]] = loop.create_future()
+        self._task = asyncio.ensure_future(
+            checkpoint_when(engine, writer, run, "turn", None, self._then, run_stats=True)
+        )
+        # A dropped checkpoint's git failure is nobody's news ("exception never retrieved").
+        self._task.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def record(self, end: Callable[[Tx], Awaitable[T]]) -> tuple[dict[str, Any], T]:
+        self._then.set_result(end)
+        row, ended = await self._task
+        return row, ended
+
+    async def drop(self) -> None:
+        """Give it up (the turn failed, was cancelled, or went on): its git processes are
+        stopped and reaped; a ref it wrote is moved by the next checkpoint of that number."""
+        self._task.cancel()
+        await asyncio.wait([self._task])  # its outcome is not ours to raise
+
+
+async def _drop(early: _EarlyCheckpoint | None) -> None:
+    if early is not None:
+        await early.drop()
 
 
 class TurnDriver:
@@ -335,6 +368,7 @@ class TurnDriver:
             ctx.next_model, ctx.model_applied = live_model.next, live_model.applied
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
+        early: _EarlyCheckpoint | None = None
         try:
             async with sink, ModelWatchdog(self.model_unreachable_seconds) as watchdog:
                 async for item in provider.run_turn(ctx):
@@ -342,20 +376,32 @@ class TurnDriver:
                     watchdog.observe(item)
                     if isinstance(item, TurnEnd):
                         end = item
+                        # The agent's last tool call has ended: commit the worktree while
+                        # its process exits (the adapter's stop sequence, still to come).
+                        early = early or _EarlyCheckpoint(self._engine, self._writer, run)
+                    elif early is not None and isinstance(item, ToolCall | ToolResult):
+                        await early.drop()  # the agent went on after all: take it later
+                        early = None
+                        await put(item)
                     else:
                         await put(item)
         except (AgentFailure, ModelUnreachable) as exc:
             failure = str(exc)
+            await _drop(early)
             await self._settle(run, lambda tx: self._fail(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
+            await _drop(early)
             await self._settle(run, lambda tx: self._fail(tx, run_id, reason))
             return None
+        except BaseException:  # cancelled: the run lands where _land_stopped puts it
+            await _drop(early)
+            raise
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
         return await self._settle(
-            run, lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage)
+            run, lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage), early
         )
 
     async def _with_ports(self, run_id: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -385,16 +431,25 @@ class TurnDriver:
             env.update(await env_sets.environment_for(conn, self._secrets, list(ids)))
         return {**options, "env": {**env, **(options.get("env") or {})}}
 
-    async def _settle(self, run: dict[str, Any], end: Callable[[Tx], Awaitable[T]]) -> T:
+    async def _settle(
+        self,
+        run: dict[str, Any],
+        end: Callable[[Tx], Awaitable[T]],
+        early: _EarlyCheckpoint | None = None,
+    ) -> T:
         """At a turn's end: an automatic checkpoint, whose diff stats become the run's (one
         snapshot of the worktree for both: a separate one cost four more git processes), and
         ``end`` (the turn's end or failure) in the same transaction as its row: a crash
         between the two can neither leave a turn ended without its checkpoint nor make a
-        resumed turn take a second one (``checkpoint_then``)."""
+        resumed turn take a second one (``checkpoint_then``). ``early``: the checkpoint whose
+        git work began at the agent's ``TurnEnd``; only its row and ``end`` remain."""
         try:
-            _, ended = await checkpoint_then(
-                self._engine, self._writer, run, "turn", None, end, run_stats=True
-            )
+            if early is not None:
+                _, ended = await early.record(end)
+            else:
+                _, ended = await checkpoint_then(
+                    self._engine, self._writer, run, "turn", None, end, run_stats=True
+                )
             return ended
         except GitError as exc:  # informative only: a git hiccup must not fail the turn
             log.warning("turn-end checkpoint of run %s failed: %s", run["id"], exc)

@@ -83,6 +83,26 @@ async def checkpoint_then(
     that ref to its own commit, so there is never a second checkpoint for one step, and never
     a step recorded as done without its checkpoint.
     """
+    known: asyncio.Future[Callable[[Tx], Awaitable[T]]] = asyncio.Future()
+    known.set_result(then)
+    return await checkpoint_when(engine, writer, run, kind, description, known, run_stats=run_stats)
+
+
+async def checkpoint_when(
+    engine: AsyncEngine,
+    writer: Writer,
+    run: dict[str, Any],
+    kind: str,
+    description: str | None,
+    then: Awaitable[Callable[[Tx], Awaitable[T]]],
+    *,
+    run_stats: bool = False,
+) -> tuple[dict[str, Any], T]:
+    """:func:`checkpoint_then` whose git work starts now and whose transaction waits for
+    ``then`` (what to record with the row, known later): a turn end commits the worktree
+    while the agent's process exits, and records both once it is gone. Until then the run's
+    checkpoint lock is held, so no other checkpoint takes the number; cancelled while it
+    waits, it leaves at most the ref a crash would leave (the next checkpoint moves it)."""
     run_id = run["id"]
     fence = fencing.current.get()
     async with _locks.setdefault(run_id, asyncio.Lock()):
@@ -114,12 +134,14 @@ async def checkpoint_then(
             "created_at": utc_now(),
         }
 
+        record = await then
+
         async def job(tx: Tx) -> T:
             if run_stats:
                 tx.set_run_values(run_id, {"diff_stats": total})
             await checkpoints.insert(tx, row)
             await tx.emit_one(run_id, CheckpointCreated(checkpoint=public(row)))
-            return await then(tx)
+            return await record(tx)
 
         crashpoints.reached("checkpoint:ref-written")
         try:

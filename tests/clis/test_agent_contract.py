@@ -23,6 +23,7 @@ from codeyard.config import Settings
 from codeyard.pricing import prices
 from codeyard.store import runs as run_store
 from codeyard.testing.fake_llm import FakeLLM, HttpError, Reply, Usage
+from codeyard.workspace.git import git
 from tests.clis import acp_cases, support
 from tests.clis import acp_support as acp
 from tests.clis.agent_cases import CLAUDE_CODE, CODEX, NATIVE_CASES, AgentCase
@@ -90,6 +91,12 @@ async def test_tool_call_events_and_a_message_resuming_the_session(
     assert done["status"] == "review", done
     assert (support.worktree(api, run) / "ran.txt").read_text() == "ran\n"
     assert done["diff_stats"]["files"] == 1
+    # The run rests only once the CLI is gone, and its turn-end checkpoint (taken while the
+    # CLI exits) holds what the last tool call wrote.
+    assert support.processes_in(support.worktree(api, run)) == []
+    (point,) = (await api.get(f"/api/runs/{run['id']}/checkpoints")).json()["data"]
+    (commit,) = point["commits"].values()
+    assert (await git("show", f"{commit}:ran.txt", cwd=git_repo)).stdout == "ran"
 
     seen = await support.by_type(api, run["id"])
     (session,) = seen["agent.session"]

@@ -1,0 +1,147 @@
+"""A turn's end: the checkpoint is taken while the agent's process exits, and recorded with
+``turn.completed`` only once it has exited (``executor.turns._EarlyCheckpoint``).
+
+The agent here is a provider of the test's own, registered like a plug-in: its "process exit"
+(what its adapter does after yielding ``TurnEnd``) is a wait the test controls, so the order is
+checked exactly rather than by timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeyard.agents import registry
+from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext, TurnEnd
+from codeyard.domain.events import ToolCall, tool_result
+from codeyard.workspace.git import git
+from tests.conftest import Api
+
+pytestmark = pytest.mark.anyio
+
+NAME = "test-turn-end"
+
+
+class _Agent:
+    """Writes files in tool calls, ends its turn, then "exits": it waits (at most 10 s) for the
+    turn-end checkpoint's ref, and what follows the end is up to ``after``."""
+
+    name = NAME
+    capabilities = Capabilities(False, False, False, False, False, False)
+
+    def __init__(self) -> None:
+        self.after = "exit"
+        self.saw_ref = False
+        self.exited = False
+
+    def version(self) -> str | None:
+        return "1"
+
+    def problem(self) -> str | None:
+        return None
+
+    def validate_options(self, options: dict[str, Any]) -> None:
+        return None
+
+    async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+        try:
+            for item in _write(ctx.worktree, "last.txt", "1"):
+                yield item
+            yield TurnEnd("end_turn", "done")
+            if self.after == "more":  # went on after its end (no agent should; still safe)
+                for item in _write(ctx.worktree, "later.txt", "2"):
+                    yield item
+                return
+            ref = f"refs/codeyard/{ctx.run_id}/1"
+            for _ in range(200):
+                found = await git("show-ref", "--verify", "-q", ref, cwd=ctx.worktree, check=False)
+                if found.returncode == 0:
+                    self.saw_ref = True
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # the rest of the exit
+            if self.after == "fail":
+                raise AgentFailure("the agent crashed on its way out")
+        finally:
+            self.exited = True
+
+
+def _write(worktree: Path, name: str, call: str) -> Iterator[AdapterItem]:
+    yield ToolCall(call_id=call, tool="Write", kind="write", title=name, input={"path": name})
+    (worktree / name).write_text(f"{name}\n")
+    yield tool_result(call_id=call, ok=True, output="", error=None, duration_ms=1)
+
+
+@pytest.fixture
+def agent() -> Iterator[_Agent]:
+    found = _Agent()
+    registry.register(found)
+    yield found
+    registry.PROVIDERS.unregister(NAME)
+
+
+async def _run(api: Api, repo: Path) -> dict[str, Any]:
+    body = {"prompt": "write", "repo_path": str(repo), "provider": NAME}
+    resp = await api.post("/api/runs", json=body)
+    assert resp.status_code == 201, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+async def _checkpoint_files(api: Api, run_id: str, repo: Path) -> tuple[int, set[str]]:
+    (point,) = (await api.get(f"/api/runs/{run_id}/checkpoints")).json()["data"]
+    (commit,) = point["commits"].values()
+    listed = await git("ls-tree", "-r", "--name-only", commit, cwd=repo)
+    return point["turn"], set(listed.stdout.splitlines())
+
+
+async def _types(api: Api, run_id: str) -> list[str]:
+    resp = await api.get(f"/api/runs/{run_id}/events")
+    return [e["type"] for e in resp.json()["data"]]
+
+
+async def test_checkpoint_is_taken_while_the_agent_exits_and_recorded_after(
+    sqlite_api: Api, git_repo: Path, agent: _Agent
+) -> None:
+    run = await _run(sqlite_api, git_repo)
+    done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=60)
+    assert done["status"] == "review", done
+    # The checkpoint's git work overlapped the exit (its ref existed before the agent was
+    # gone), and the run rests only after the agent has exited.
+    assert agent.saw_ref and agent.exited
+    turn, files = await _checkpoint_files(sqlite_api, run["id"], git_repo)
+    assert turn == 1 and "last.txt" in files  # what the last tool call wrote
+    assert done["diff_stats"]["files"] == 1
+    types = await _types(sqlite_api, run["id"])
+    assert types.index("checkpoint.created") < types.index("turn.completed")
+    assert types.count("checkpoint.created") == 1
+
+
+async def test_an_agent_going_on_after_its_end_is_checkpointed_at_its_exit(
+    sqlite_api: Api, git_repo: Path, agent: _Agent
+) -> None:
+    agent.after = "more"
+    run = await _run(sqlite_api, git_repo)
+    done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=60)
+    assert done["status"] == "review", done
+    _, files = await _checkpoint_files(sqlite_api, run["id"], git_repo)
+    assert {"last.txt", "later.txt"} <= files
+    assert done["diff_stats"]["files"] == 2
+
+
+async def test_a_failure_after_the_end_fails_the_turn_with_one_checkpoint(
+    sqlite_api: Api, git_repo: Path, agent: _Agent
+) -> None:
+    agent.after = "fail"
+    run = await _run(sqlite_api, git_repo)
+    done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=60)
+    assert done["status"] == "failed" and "crashed on its way out" in done["status_reason"]
+    assert agent.exited
+    _, files = await _checkpoint_files(sqlite_api, run["id"], git_repo)
+    assert "last.txt" in files
+    types = await _types(sqlite_api, run["id"])
+    assert "turn.completed" not in types and types.count("checkpoint.created") == 1
