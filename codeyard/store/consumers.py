@@ -12,7 +12,10 @@ that does not count messages. The log itself is read only to catch up: at start,
 subscription was dropped (it fell behind, or PostgreSQL's ``LISTEN`` reconnected), after a
 failed apply or a cursor someone else moved, and at a slow poll (a safety net). So a dropped
 subscription or a restart loses nothing. The cursor moves only with applied events (and, while
-catching up, past long runs of events of other types, so a restart's scan stays short).
+catching up, past long runs of events of other types, so a restart's scan stays short). A live
+chunk that writes nothing (``nothing_to_write``: a status change no one is told about) costs no
+transaction: the next one, the poll or a graceful stop moves the cursor past it, and a crash
+before that derives it once more (for consumers whose ``prepare`` can run again).
 
 Analytics rollups and the notification outbox are built this way; neither touches the
 executor or the writer's code (they are subscribers, as STYLE.md §3 asks).
@@ -131,6 +134,10 @@ class LogConsumer(abc.ABC):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        try:
+            await self.settle()
+        except Exception:  # the next start derives those events again, which is harmless
+            log.warning("%s: could not store its cursor at stop", self.name, exc_info=True)
 
     def applied_hook(self) -> None:
         """Called after each applied chunk (outside the transaction); default: nothing."""
@@ -211,8 +218,27 @@ class LogConsumer(abc.ABC):
                 events = fresh[at : at + self.chunk]
                 async with self.engine.connect() as conn:
                     prepared = await self.prepare(conn, events)
+                if self.nothing_to_write(prepared):
+                    # No transaction: the next one (or the poll's ``settle``) moves the cursor
+                    # past these too; a restart before that derives them again.
+                    self._covered = events[-1].id
+                    self.applied += len(events)
+                    continue
                 await self._commit(self._cursor, events[-1].id, events, prepared)
             return len(fresh)
+
+    def nothing_to_write(self, prepared: Any) -> bool:
+        """Whether ``prepared`` writes nothing, so that live events deriving it need no
+        transaction (only for a consumer whose ``prepare`` gives the same result when run
+        again: a restart re-derives them). Default: every chunk is committed."""
+        return False
+
+    async def settle(self) -> None:
+        """Move the stored cursor up to what is known to be done (after live chunks that
+        wrote nothing), so a restart does not derive them again."""
+        async with self._reading:
+            if self._cursor is not None and self._covered > self._cursor:
+                await self._commit(self._cursor, self._covered, [], None)
 
     async def _loop(self) -> None:
         sub = self.hub.subscribe(EventFilter(types=self.types), self.max_pending)
@@ -225,6 +251,7 @@ class LogConsumer(abc.ABC):
                         await self.catch_up()
                     batch = await self._next(sub)
                     if batch is None:  # the poll: nothing came, look anyway
+                        await self.settle()
                         replay = True
                         continue
                     await self.take(batch)

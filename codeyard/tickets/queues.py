@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 #: Run statuses that stop a queue's ticket short of landing.
 STOPPED = frozenset({"failed", "cancelled", "interrupted", "paused"})
+#: The run statuses ``on_run_changed`` acts on (a turn ended, landed or stopped short).
+SETTLING = STOPPED | {"review", "completed"}
 
 
 def public(queue: dict[str, Any]) -> dict[str, Any]:
@@ -388,6 +390,8 @@ async def _tickets_of(
 
 async def on_run_changed(svc: Services, run: dict[str, Any]) -> None:
     """A run of a queue item changed status: land it, or pause the queue with the reason."""
+    if run["status"] not in SETTLING:  # queued, preparing, running…: no query needed
+        return
     async with svc.engine.connect() as conn:
         candidates = [
             q for q in await ts.running_queues(conn) if q["project_id"] == run["project_id"]

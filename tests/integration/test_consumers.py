@@ -117,6 +117,43 @@ async def test_events_of_other_types_cost_a_consumer_nothing(api: Api, git_repo:
         await engine.dispose()
 
 
+class Quiet(Errors):
+    """Derives nothing (a notifier whose events nobody is told about)."""
+
+    name = "test.quiet"
+
+    def nothing_to_write(self, prepared: list[str]) -> bool:
+        return True
+
+
+async def test_live_events_that_derive_nothing_cost_no_transaction(
+    api: Api, git_repo: Path
+) -> None:
+    run_id = await draft(api, git_repo)
+    writer = api.services.writer
+    engine = create_engine(api.services.settings.resolved_database_url)
+    consumer = Quiet(engine, writer, api.services.hub)
+    consumer.start()
+    try:
+        await until(lambda: consumer.catch_ups == 1 and not consumer._reading.locked())
+        first = await writer.append(run_id, [ev.ErrorEvent(message="nobody hears")])
+        await until(lambda: consumer.applied == 1)
+        async with engine.connect() as conn:
+            assert await read_cursor(conn, consumer.name) is None  # no transaction
+        await consumer.settle()  # what the poll does
+        async with engine.connect() as conn:
+            assert await read_cursor(conn, consumer.name) == first[0].id
+        second = await writer.append(run_id, [ev.ErrorEvent(message="nor this")])
+        await until(lambda: consumer.applied == 2)
+        await consumer.stop()  # a graceful stop stores how far it got
+        async with engine.connect() as conn:
+            assert await read_cursor(conn, consumer.name) == second[0].id
+        assert consumer.seen == []
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+
+
 async def test_a_dropped_subscription_is_read_back_from_the_cursor(
     api: Api, git_repo: Path
 ) -> None:
