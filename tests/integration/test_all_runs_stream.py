@@ -13,9 +13,11 @@ run in this process, sharing only the database.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.config import Settings
@@ -23,6 +25,7 @@ from codeyard.domain import events as ev
 from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import EventFilter
 from codeyard.events.stream import follow
+from codeyard.store import schema
 from codeyard.store.writer import Tx
 from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import TOKEN, Api, running_api
@@ -181,3 +184,47 @@ async def test_jobs_of_two_processes_run_one_batch_at_a_time(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         assert b_event.id < a_event.id
+
+
+async def test_a_batch_that_deadlocks_with_another_process_runs_again(
+    pg_cluster: PostgresCluster,
+    tmp_path: Path,
+    git_repo: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job on A holds run X's row and then wants run Y's; B's batch of appends locked Y (its
+    rows are locked in id order) and waits for X. PostgreSQL fails one of the two; that batch is
+    run again and both writes land."""
+    url = pg_cluster.create_database()
+    async with (
+        running_api(_settings(tmp_path, "a", url)) as a,
+        running_api(_settings(tmp_path, "b", url)) as b,
+    ):
+        y, x = sorted([await _draft(a, git_repo), await _draft(a, git_repo)])
+        holding = asyncio.Event()
+
+        async def job(tx: Tx) -> None:
+            runs = schema.runs
+            await tx.conn.execute(update(runs).where(runs.c.id == x).values(title="x"))
+            holding.set()
+            await asyncio.sleep(0.5)  # B's batch locks Y, then waits for X
+            await tx.conn.execute(update(runs).where(runs.c.id == y).values(title="y"))
+
+        caplog.set_level(logging.INFO, logger="codeyard.store.writer")
+        on_a = asyncio.create_task(a.services.writer.run(job))
+        await asyncio.wait_for(holding.wait(), 10)
+        appends = [
+            b.services.writer.append(run_id, [ev.ErrorEvent(message=run_id)]) for run_id in (y, x)
+        ]
+        await asyncio.wait_for(asyncio.gather(on_a, *appends), 30)
+        assert "deadlocked; running it again" in caplog.text
+        async with a.services.engine.connect() as conn:
+            rows = (await conn.execute(select(schema.runs.c.id, schema.runs.c.title))).all()
+            titles = {r.id: r.title for r in rows}
+            messages = (
+                await conn.execute(
+                    select(schema.events.c.run_id).where(schema.events.c.type == "error")
+                )
+            ).scalars()
+            assert sorted(messages) == [y, x]
+        assert titles[x] == "x" and titles[y] == "y"
