@@ -174,7 +174,7 @@ def cut_off_summary(events: list[StoredEvent], truncated: bool = False) -> str:
         more = " (and more, not listed)" if truncated else ""
         parts.append(f"These tool calls had run in it{more}:\n" + "\n".join(lines))
     if files:
-        named = ", ".join(files[:NOTICE_FILES])
+        named = ", ".join(_clip(path, NOTICE_TITLE) for path in files[:NOTICE_FILES])
         if len(files) > NOTICE_FILES:
             named += f" and {len(files) - NOTICE_FILES} more"
         parts.append(f"Files it had changed (now back as they were at the checkpoint): {named}.")

@@ -117,6 +117,8 @@ def test_the_summary_is_bounded_however_much_the_attempt_did() -> None:
     assert all(len(line) < failover.NOTICE_TITLE + failover.NOTICE_OUTPUT + 40 for line in lines)
     assert "f20.txt and 10 more." in text and "f21.txt" not in text
     assert len(text) < 10_000
+    long_paths = [FileChanged(path=f"{n}/" + "d" * 1000, change="added") for n in range(30)]
+    assert len(failover.cut_off_summary(_stored(long_paths))) < 4_000
     assert failover.cut_off_summary(_stored([TurnStarted(turn=1, prompt="p", source="x")])) == ""
 
 
@@ -138,7 +140,7 @@ async def test_the_resumed_turn_is_sent_the_notice_then_its_original_request_onc
     resp = await api.post("/api/runs", json=body)
     assert resp.status_code == 201, resp.text
     run_id = str(resp.json()["id"])
-    await api.wait_status(run_id, "review")
+    await api.wait_status(run_id, "review", timeout=60)
     state = {RESUME_NOTICE: {"turn": 3, "text": "NOTICE-X"}, SESSION_BEHIND: True}
 
     async def cut_off(tx: Tx) -> None:
@@ -150,7 +152,7 @@ async def test_the_resumed_turn_is_sent_the_notice_then_its_original_request_onc
 
     await api.services.writer.run(cut_off)
     await api.services.executor.submit(run_id)
-    done = await api.wait_status(run_id, "review", "failed")
+    done = await api.wait_status(run_id, "review", "failed", timeout=60)
     assert done["status"] == "review", done
     async with api.services.engine.connect() as conn:
         said = [e.data["text"] for e in await events.read_all(conn, run_id, MESSAGES)]
