@@ -35,6 +35,7 @@ from codeyard.executor.local import LocalExecutor
 from codeyard.executor.turns import OptionHook
 from codeyard.mcp_server import mount as mcp_mount
 from codeyard.preview.detect import PortWatcher
+from codeyard.run_workspace.prepare import limit_preparations
 from codeyard.services import auth as auth_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
@@ -98,6 +99,7 @@ async def _running(
         secrets=secret_box(settings.secret_key_path),
     )
     executor.contain_with(sandbox_service.base(settings))
+    limit_preparations(settings.preparation_concurrency)
     executor.fail_unreachable_models_after(settings.model_unreachable_seconds)
     chosen = _chosen_executor(settings, executor)
     services = Services(settings, engine, writer, hub, chosen)

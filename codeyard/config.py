@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     #: by memory first (bench/agents_scale.py), and every live run holds a few descriptors.
     max_concurrent_runs: int = Field(default=4, ge=1, le=MAX_CONCURRENT_RUNS)
     bash_timeout_seconds: float = Field(default=600.0, gt=0)
+    #: What every process a run starts (agent CLIs and their tools, scripts, preparation's
+    #: git) is niced by, so the server's own event loop gets the CPU first; 0: as the server.
+    agent_niceness: int = Field(default=10, ge=0, le=19)
+    #: Runs that prepare their worktrees at once on this host (the rest wait in
+    #: ``preparing``, first come first served); 0: twice the CPUs.
+    preparation_concurrency: int = Field(default=0, ge=0, le=MAX_CONCURRENT_RUNS)
     #: An agent that keeps retrying an unreachable model this long fails its turn with the
     #: CLI's own message (Codex would otherwise wait for the network for ever).
     model_unreachable_seconds: float = Field(default=120.0, gt=0)

@@ -59,6 +59,7 @@ def worker(
     # The providers the API servers offer are registered where the app is built: the same ones
     # run here (a worker that lacked one would fail the runs placed on it).
     import codeyard.app  # noqa: F401
+    from codeyard.run_workspace.prepare import limit_preparations
     from codeyard.services import sandbox as sandbox_service
     from codeyard.temporal.host import HostConfig
     from codeyard.temporal.worker import serve_host
@@ -68,6 +69,7 @@ def worker(
         overrides["data_dir"] = data_dir.expanduser()
     settings = load_settings(**overrides)
     settings.prepare_data_dir()
+    limit_preparations(settings.preparation_concurrency)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     config = HostConfig(
         host=name or socket.gethostname(),

@@ -6,15 +6,25 @@ Removing runs each ``cleanup_script`` first and never lets a failing one block t
 Git worktree operations on one repository are serialized, across processes too (``git worktree
 add`` and ``prune`` race on the repository's metadata; see ``workspace.repo_lock``), and retried
 while git reports somebody else's lock file.
+
+Preparations are bounded per host (``preparation_concurrency``, default twice the CPUs): the
+rest wait in ``preparing``, first come first served, instead of 450 runs starting their git at
+once and taking the cores from the server's event loop (bench/runs_scale.py); the git they run
+is niced like the run's other processes (``agent_niceness``). The bound covers the git work
+(planning, ``worktree add``, copies), not the setup scripts, which run as the run's own
+processes do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
 import shutil
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +39,7 @@ from codeyard.preview import leases
 from codeyard.sandbox import Sandbox, SandboxUnavailable
 from codeyard.store import projects
 from codeyard.store.writer import Writer
+from codeyard.workspace import git as git_cli
 from codeyard.workspace.branches import is_ancestor
 from codeyard.workspace.git import GitError, default_branch, git, resolve_commit
 from codeyard.workspace.repo_lock import repo_lock
@@ -42,7 +53,10 @@ from codeyard.workspace.worktrees import branch_name, create_worktree, remove_wo
 
 __all__ = [
     "DEFAULT_SCRIPT_TIMEOUT",
+    "PREPARATIONS",
+    "Preparations",
     "SetupFailed",
+    "limit_preparations",
     "prepare_worktrees",
     "remove_run_worktrees",
     "repo_lock",
@@ -56,6 +70,71 @@ REASON_TAIL = 1500
 _LOCK_RETRIES = 5
 _LOCK_BACKOFF = 0.1
 _LOCK_FILE = re.compile(r"Unable to create '[^']*\.lock'|index\.lock|\.lock': File exists")
+
+
+class Preparations:
+    """At most ``limit`` preparations at once in this process, the others waiting first come
+    first served (``asyncio.Semaphore`` lets a newcomer take a slot freed while its waiters
+    have not yet woken; here a freed slot goes straight to the oldest waiter)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for f in self._waiting if not f.done())
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Callable[[], None]]:
+        """Hold a slot (waiting in line for one); yields ``release``, to give it up early."""
+        if self.active < self.limit and not self.waiting:
+            self.active += 1
+        else:
+            turn = asyncio.get_running_loop().create_future()
+            self._waiting.append(turn)
+            try:
+                await turn
+            except BaseException:
+                if turn.done() and not turn.cancelled():  # handed the slot as it was cancelled
+                    self._release()
+                else:
+                    self._waiting.remove(turn)
+                raise
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._release()
+
+        try:
+            yield release
+        finally:
+            release()
+
+    def _release(self) -> None:
+        while self._waiting:  # the slot passes to the oldest waiter still waiting
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.active -= 1
+
+
+def _default_limit() -> int:
+    return 2 * (os.cpu_count() or 1)
+
+
+#: This host's bound (one executor per host: the API server's, or a Temporal worker's).
+PREPARATIONS = Preparations(_default_limit())
+
+
+def limit_preparations(limit: int) -> None:
+    """Configure the bound (``preparation_concurrency``; 0: twice the CPUs) at start-up."""
+    PREPARATIONS.limit = limit if limit > 0 else _default_limit()
 
 
 class SetupFailed(Exception):
@@ -156,7 +235,31 @@ async def prepare_worktrees(
     cancellation (the server stopping) keeps the ones set up, for the resume. A run whose
     worktrees were reclaimed by retention while its branch was kept gets a worktree on that
     branch again.
+
+    It first waits for one of this host's preparation slots (:data:`PREPARATIONS`), in line,
+    and runs its git niced by ``sandbox.niceness``; the slot is given up before setup scripts.
     """
+    lowered = git_cli.niceness.set((sandbox or Sandbox()).niceness)
+    try:
+        async with PREPARATIONS.slot() as release:
+            return await _prepare(
+                engine, run, worktree_root, writer, script_timeout, record_intent, sandbox, release
+            )
+    finally:
+        git_cli.niceness.reset(lowered)
+
+
+async def _prepare(
+    engine: AsyncEngine,
+    run: dict[str, Any],
+    worktree_root: Path,
+    writer: Writer | None,
+    script_timeout: float,
+    record_intent: IntentRecorder | None,
+    sandbox: Sandbox | None,
+    release: Callable[[], None],
+) -> tuple[str, dict[str, str]]:
+    """:func:`prepare_worktrees` in its slot; ``release`` gives the slot up."""
     async with engine.connect() as conn:
         project = await projects.get_project(conn, run["project_id"])
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
@@ -209,6 +312,7 @@ async def prepare_worktrees(
             made.append(item)
         for item in plan:
             await _copy_files(item)
+        release()  # the git work is done: setup scripts run as the run's processes do
         for item in plan:
             if item.repo["setup_script"]:
                 set_up.append(item)

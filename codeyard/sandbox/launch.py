@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codeyard.sandbox import environment, homes
+from codeyard.sandbox import environment, homes, priority
 from codeyard.sandbox.bwrap import SandboxSpec, bwrap_options
 from codeyard.sandbox.gitdirs import git_dirs
 from codeyard.sandbox.policy import Sandbox
@@ -120,18 +120,23 @@ def contain(
     cwd: Path | None = None,
 ) -> Contained:
     """``argv`` to run for ``provider`` with the allowlisted environment, inside bubblewrap
-    when the sandbox is on (``SandboxUnavailable`` when it is on and cannot run).
+    when the sandbox is on (``SandboxUnavailable`` when it is on and cannot run), niced by
+    ``sandbox.niceness``.
 
     ``explicit_env``: what Codeyard and the run set (provider needs, env sets,
     ``agent_options.env``); ``writable``: more places the process must write (a turn's
     generated config).
     """
     env = environment.build(provider, explicit_env, os.environ)
+    # Below the server's CPU priority, sandbox on or off (priority.py: why a nice alone is
+    # not enough): the nice first in the chain, so bwrap and all under it inherit it; the
+    # session's group where the command's session is, inside bwrap (``--new-session``).
+    nice, group = priority.task_prefix(sandbox.niceness), priority.group_prefix(sandbox.niceness)
     if not sandbox.enabled:
-        return Contained(list(argv), env)
+        return Contained([*group, *nice, *argv], env)
     bwrap = sandbox.check()
     if not sandbox.worktrees and cwd is not None:  # no run named: the directory it works in
         sandbox = sandbox.for_run([cwd], sandbox.network)
     spec = build_spec(sandbox, provider, env, writable=writable, cwd=cwd)
     options = bwrap_options(spec)
-    return Contained([bwrap, *options, "--", *argv], env, options, bwrap)
+    return Contained([*nice, bwrap, *options, "--", *group, *argv], env, options, bwrap)

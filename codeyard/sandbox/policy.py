@@ -13,6 +13,7 @@ from typing import Literal
 
 from codeyard.domain.errors import Conflict
 from codeyard.sandbox.bwrap import Network
+from codeyard.sandbox.priority import DEFAULT_NICENESS
 from codeyard.sandbox.probe import Probe, probe
 
 __all__ = ["MODES", "NETWORKS", "Mode", "Sandbox", "SandboxUnavailable"]
@@ -31,13 +32,16 @@ class SandboxUnavailable(Conflict):
 @dataclass(frozen=True, slots=True)
 class Sandbox:
     """``private``: the data directory and worktree root (hidden, and denied to reads);
-    ``worktrees``: the run's own (writable); ``bwrap_path``: configured, else PATH."""
+    ``worktrees``: the run's own (writable); ``bwrap_path``: configured, else PATH;
+    ``niceness``: what every process started through it is niced by (``agent_niceness``),
+    sandbox on or off."""
 
     enabled: bool = True
     bwrap_path: str | None = None
     private: tuple[Path, ...] = ()
     worktrees: tuple[Path, ...] = ()
     network: Network = "full"
+    niceness: int = DEFAULT_NICENESS
 
     def for_run(self, worktrees: list[Path] | tuple[Path, ...], network: str | None) -> Sandbox:
         """This sandbox for one run's worktrees and its profile's ``network``."""

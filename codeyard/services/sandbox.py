@@ -41,7 +41,9 @@ def base(settings: Settings) -> Sandbox:
     """The sandbox this configuration describes (on; the stored setting may turn it off)."""
     data = settings.data_dir.expanduser().resolve()
     private = tuple(dict.fromkeys([data, settings.worktree_root.expanduser().resolve()]))
-    return Sandbox(bwrap_path=settings.bwrap_path, private=private)
+    return Sandbox(
+        bwrap_path=settings.bwrap_path, private=private, niceness=settings.agent_niceness
+    )
 
 
 async def current(svc: Services) -> Sandbox:

@@ -16,11 +16,13 @@ import signal
 import subprocess
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from codeyard.domain.errors import CodeyardError
+from codeyard.sandbox import priority
 
 __all__ = [
     "GitError",
@@ -32,6 +34,7 @@ __all__ = [
     "default_branch",
     "git",
     "is_work_tree",
+    "niceness",
     "resolve_commit",
     "toplevel",
     "work_tree_top",
@@ -61,6 +64,9 @@ _REF_ERROR = re.compile(
 #: Threads that wait for git processes: not the default executor, which slow network
 #: operations (clone, push) would otherwise fill for everything else.
 _WAITERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="codeyard-git")
+#: What the git processes started in this task are niced by (``codeyard.sandbox.priority``):
+#: a run's preparation sets it, so its git work yields the CPU to the server's event loop.
+niceness: ContextVar[int] = ContextVar("codeyard_git_niceness", default=0)
 A = TypeVar("A")
 B = TypeVar("B")
 
@@ -135,7 +141,7 @@ def _spawn(args: tuple[str, ...], cwd: Path, env: dict[str, str] | None) -> subp
     subprocesses with Popen and waits for them from a watcher thread).
     """
     return subprocess.Popen(
-        ["git", *args],
+        [*priority.prefix(niceness.get()), "git", *args],
         cwd=cwd,
         env=_child_env(env),
         stdin=subprocess.DEVNULL,

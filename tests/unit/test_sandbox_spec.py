@@ -20,6 +20,7 @@ from codeyard.sandbox import (
     build_spec,
     bwrap_options,
     contain,
+    priority,
     probe,
 )
 from codeyard.sandbox import environment as sandbox_env
@@ -168,7 +169,10 @@ def test_missing_bwrap_is_a_problem_naming_the_fix(tmp_path: Path) -> None:
     with pytest.raises(SandboxUnavailable, match="Runs do not start unsandboxed"):
         contain(Sandbox(bwrap_path=missing), "script", ["/bin/true"])
     off = contain(Sandbox(enabled=False, bwrap_path=missing), "script", ["/bin/true"], {"A": "1"})
-    assert off.argv == ["/bin/true"] and not off.contained and off.env["A"] == "1"
+    assert off.argv[-1] == "/bin/true" and not off.contained and off.env["A"] == "1"
+    assert off.argv[:-1] == priority.prefix(priority.DEFAULT_NICENESS) != []  # niced all the same
+    plain = Sandbox(enabled=False, niceness=0)
+    assert contain(plain, "script", ["/bin/true"]).argv == ["/bin/true"]
 
 
 # --- real bubblewrap -------------------------------------------------------------------------
