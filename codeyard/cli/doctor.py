@@ -26,7 +26,7 @@ from codeyard.cli.client import (
 from codeyard.cli.format import as_dict
 from codeyard.cli.state import CliState, get_state
 from codeyard.config import Settings
-from codeyard.sandbox import probe
+from codeyard.sandbox import priority, probe
 
 Level = Literal["ok", "warn", "fail"]
 MARKS: dict[Level, tuple[str, str]] = {
@@ -75,6 +75,7 @@ def doctor(ctx: typer.Context) -> None:
         check_data_dir(settings.data_dir),
         check_database(settings),
         check_sandbox(settings),
+        check_priority(settings),
     ]
     server_checks, providers = check_server(state, settings)
     checks += server_checks
@@ -142,6 +143,22 @@ def check_data_dir(path: Path) -> Check:
         "warn",
         f"{path} does not exist yet",
         "`codeyard serve` creates it at first start.",
+    )
+
+
+def check_priority(settings: Settings) -> Check:
+    """Do the run's processes run below the server's CPU priority (``agent_niceness``)?"""
+    state = priority.state(settings.agent_niceness)
+    fix = "Set CODEYARD_AGENT_NICENESS (1-19; default 10) so agents yield the CPU to the server."
+    if not state["applied"]:
+        why = "agent_niceness is 0" if settings.agent_niceness <= 0 else "`nice` is not on PATH"
+        return Check("priority", "warn", f"run processes run at the server's priority ({why})", fix)
+    groups = ", and their session's autogroup" if state["autogroups"] else ""
+    return Check(
+        "priority",
+        "ok",
+        f"run processes niced by {settings.agent_niceness}{groups}; this process at "
+        f"niceness {state['server_niceness']}",
     )
 
 

@@ -65,3 +65,8 @@ def test_on_but_broken_on_the_server_fails(tmp_path: Path) -> None:
     broken = {**ON, "available": False, "problem": "bubblewrap was not found at /x."}
     result = doctor(tmp_path, broken)
     assert result.exit_code == 1 and "every run fails" in result.output
+
+
+def test_the_run_processes_priority_is_reported(tmp_path: Path) -> None:
+    result = doctor(tmp_path, ON)
+    assert "run processes niced by 10" in result.output, result.output
