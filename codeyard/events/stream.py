@@ -2,12 +2,14 @@
 
 Subscribe first, replay from the database after the client's last id, then follow the hub,
 skipping ids already sent: no gap and no duplicate. If the hub drops this subscriber for being
-slow, the stream quietly resubscribes and replays from the database again.
+slow, the stream quietly resubscribes and replays from the database again. The server's own
+followers (ticket follower, after-turn checks and pushes, landings) read through
+:func:`follow_types`, the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 
 from sqlalchemy import select
@@ -164,3 +166,20 @@ async def _is_idle(engine: AsyncEngine, run_id: str) -> bool:
     async with engine.connect() as conn:
         run = await runs.find(conn, run_id)
     return run is None or RunStatus(run["status"]) in IDLE
+
+
+async def follow_types(
+    engine: AsyncEngine, hub: Hub, types: frozenset[str], after: int | None = None
+) -> AsyncGenerator[list[StoredEvent], None]:
+    """A server-side follower's feed: batches of the events of ``types`` logged after ``after``
+    (default: the log's end when first iterated), from the hub and, after its subscription was
+    dropped (it fell behind, or PostgreSQL's ``LISTEN`` reconnected), from the log after the
+    last id yielded. It is :func:`follow` (subscribe first, read back, skip ids already
+    yielded), so each event comes once, in id order, with no gap.
+
+    Iterate it under ``contextlib.aclosing`` so a cancelled follower closes its subscription."""
+    if after is None:
+        async with engine.connect() as conn:
+            after = await events.last_id(conn)
+    async for batch in follow(engine, hub, EventFilter(types=types), after):
+        yield batch

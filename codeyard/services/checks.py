@@ -13,9 +13,11 @@ holds the run's worktrees runs the suite and stores each check's events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from codeyard.auth.principal import Principal
@@ -25,7 +27,7 @@ from codeyard.cluster import claims
 from codeyard.domain import events as ev
 from codeyard.domain.errors import Conflict, Forbidden, InvalidTransition
 from codeyard.domain.status import RunStatus
-from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.events.stream import follow_types
 from codeyard.run_workspace.on_host import ChecksJob, NotRunOnHost, OnWorktreeHost, TreesJob
 from codeyard.services import ownership
 from codeyard.services import runs as run_service
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 S = RunStatus
 _BUSY = (S.QUEUED, S.PREPARING, S.RUNNING, S.WAITING)
 _locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+#: What follows a turn's end: (services, run id, the ``run.status`` event's id).
+AfterTurn = Callable[[Services, str, int], Coroutine[Any, Any, None]]
 
 
 async def get_config(svc: Services, repo_id: str) -> dict[str, Any]:
@@ -317,25 +321,23 @@ async def _after_turn(svc: Services, run_id: str, event_id: int) -> None:
         await run_checks(svc, run_id, trigger="turn", key=f"turn-{event_id}")
 
 
-async def follow_turns(svc: Services) -> None:
-    """Whenever a run becomes idle after a turn (status ``review``), run its after-turn checks."""
-    types = frozenset({"run.status"})
-    sub = svc.hub.subscribe(EventFilter(types=types))
+async def follow_turns(svc: Services, act: AfterTurn | None = None) -> None:
+    """Whenever a run becomes idle after a turn (status ``review``), run its after-turn checks
+    (``act``: the real ones unless a test passes its own). Through ``follow_types``: a dropped
+    subscription is made good from the log, so no turn's end goes unchecked."""
+    act = act or _after_turn_logged
     pending: set[asyncio.Task[None]] = set()
     try:
-        while True:
-            try:
-                batch = await sub.next_batch()
-            except SubscriberDropped:
-                sub = svc.hub.subscribe(EventFilter(types=types))
-                continue
-            for event in batch:
-                if event.data.get("to") == S.REVIEW:
-                    task = asyncio.create_task(_after_turn_logged(svc, event.run_id, event.id))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
+        async with contextlib.aclosing(
+            follow_types(svc.engine, svc.hub, frozenset({"run.status"}))
+        ) as feed:
+            async for batch in feed:
+                for event in batch:
+                    if event.data.get("to") == S.REVIEW:
+                        task = asyncio.create_task(act(svc, event.run_id, event.id))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
     finally:
-        sub.close()
         for task in list(pending):
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -9,15 +9,16 @@ seen, by ``follow_landings``, which also keeps the code indexes current).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from codeyard.domain.errors import ValidationFailed
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
-from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.events.stream import follow_types
 from codeyard.managed_docs import markers, render
 from codeyard.services import code_index
 from codeyard.services import projects as project_service
@@ -153,25 +154,25 @@ async def record_landing(svc: Services, run_id: str) -> None:
     await svc.writer.run(lambda tx: project_docs.add_entry(tx, values))
 
 
-async def follow_landings(svc: Services) -> None:
-    """On each ``git.merged``: the changelog entry, then the code indexes that exist."""
-    types = frozenset({"git.merged"})
-    sub = svc.hub.subscribe(EventFilter(types=types))
-    try:
-        while True:
-            try:
-                batch = await sub.next_batch()
-            except SubscriberDropped:
-                sub = svc.hub.subscribe(EventFilter(types=types))
-                continue
+async def _after_landing(svc: Services, run_id: str) -> None:
+    """The changelog entry, then the code indexes that exist."""
+    for step in (record_landing, code_index.after_landing):
+        try:
+            await step(svc, run_id)
+        except Exception:  # derived data: a failure must not stop the follower
+            log.warning("%s after run %s failed", step.__name__, run_id, exc_info=True)
+
+
+async def follow_landings(
+    svc: Services, on_landing: Callable[[Services, str], Awaitable[None]] | None = None
+) -> None:
+    """On each ``git.merged``: ``on_landing`` (the changelog entry, then the code indexes,
+    unless a test passes its own). Through ``follow_types``: a dropped subscription is made
+    good from the log, so no landing goes unrecorded."""
+    on_landing = on_landing or _after_landing
+    async with contextlib.aclosing(
+        follow_types(svc.engine, svc.hub, frozenset({"git.merged"}))
+    ) as feed:
+        async for batch in feed:
             for event in batch:
-                for step in (record_landing, code_index.after_landing):
-                    try:
-                        await step(svc, event.run_id)
-                    except Exception:  # derived data: a failure must not stop the follower
-                        log.warning(
-                            "%s after run %s failed", step.__name__, event.run_id, exc_info=True
-                        )
-    except asyncio.CancelledError:
-        sub.close()
-        raise
+                await on_landing(svc, event.run_id)

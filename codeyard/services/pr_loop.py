@@ -27,6 +27,7 @@ leaves the run in ``review`` with the reason: nothing is force-pushed over someo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from codeyard.cluster import claims
 from codeyard.domain import events as ev
 from codeyard.domain.errors import CodeyardError, Conflict
 from codeyard.domain.status import RunStatus, pull_request_open
-from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.events.stream import follow_types
 from codeyard.github.feedback import Signal, ci_key, pull_repo, review_key, scope
 from codeyard.github.pr_api import FailedCheck, PrFeedbackApi
 from codeyard.prs.base import PrConfig
@@ -432,27 +433,25 @@ async def _rebase_idle(svc: Services, run_id: str, repo: str, number: int, branc
         await svc.writer.run(job)
 
 
-async def follow_turns(svc: Services) -> None:
+async def follow_turns(svc: Services, act: check_service.AfterTurn | None = None) -> None:
     """Whenever a run with an open pull request ends a turn (or its after-turn checks pass),
-    push it to the pull request."""
+    push it to the pull request (``act``: the real push unless a test passes its own). Through
+    ``follow_types``: a dropped subscription is made good from the log, so no turn goes
+    unpushed."""
+    act = act or _push_logged
     types = frozenset({"run.status", "check.suite_completed"})
-    sub = svc.hub.subscribe(EventFilter(types=types))
     pending: set[asyncio.Task[None]] = set()
     try:
-        while True:
-            try:
-                batch = await sub.next_batch()
-            except SubscriberDropped:
-                sub = svc.hub.subscribe(EventFilter(types=types))
-                continue
-            for event in batch:
-                ended = event.type == "run.status" and event.data.get("to") == S.REVIEW
-                if ended or (event.type == "check.suite_completed" and event.data.get("passed")):
-                    task = asyncio.create_task(_push_logged(svc, event.run_id, event.id))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
+        async with contextlib.aclosing(follow_types(svc.engine, svc.hub, types)) as feed:
+            async for batch in feed:
+                for event in batch:
+                    ended = event.type == "run.status" and event.data.get("to") == S.REVIEW
+                    passed = event.type == "check.suite_completed" and event.data.get("passed")
+                    if ended or passed:
+                        task = asyncio.create_task(act(svc, event.run_id, event.id))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
     finally:
-        sub.close()
         for task in list(pending):
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

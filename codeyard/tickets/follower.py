@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from codeyard.domain.events import StoredEvent
-from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.events.stream import follow_types
 from codeyard.services.context import Services
 from codeyard.store import events, runs
 from codeyard.tickets import agent, queues
@@ -28,25 +29,13 @@ OnStatus = Callable[[Services, str], Awaitable[None]]
 
 
 async def _handle(svc: Services, batch: list[StoredEvent], on_status: OnStatus) -> None:
-    """Each run once per batch: ``on_status`` reads the run's current state anyway."""
-    for run_id in dict.fromkeys(e.run_id for e in reversed(batch)):
+    """Each run once per batch, in the order of its last change: ``on_status`` reads the run's
+    current state anyway."""
+    for run_id in reversed(dict.fromkeys(e.run_id for e in reversed(batch))):
         try:
             await on_status(svc, run_id)
         except Exception:
             log.warning("following run %s failed", run_id, exc_info=True)
-
-
-async def _replay(svc: Services, after: int, on_status: OnStatus) -> int:
-    """Handle the status changes logged after ``after`` (what a dropped subscription missed);
-    returns the last id handled."""
-    while True:
-        async with svc.engine.connect() as conn:
-            batch = await events.read(conn, types=TYPES, after=after, limit=500)
-        if batch:
-            await _handle(svc, batch, on_status)
-            after = batch[-1].id
-        if len(batch) < 500:
-            return after
 
 
 async def follow_runs(svc: Services, on_status: OnStatus = _on_status) -> None:
@@ -54,29 +43,15 @@ async def follow_runs(svc: Services, on_status: OnStatus = _on_status) -> None:
     logged and the follower goes on: a ticket or queue left behind is fixed by hand (or by
     ``reconcile`` at the next start), never by stopping every other queue.
 
-    It remembers the last event id it handled: when its subscription is dropped (it fell
-    behind, or PostgreSQL's ``LISTEN`` reconnected), it subscribes again and first reads the
-    log after that id, so no status change goes unseen."""
+    It reads through ``follow_types``: what changed after the log's end it saw before
+    reconciling, and, after a dropped subscription, what the log holds after the last id it
+    handled, so no status change goes unseen."""
     async with svc.engine.connect() as conn:
         seen = await events.last_id(conn)
-    sub = svc.hub.subscribe(EventFilter(types=TYPES))
     try:
-        try:
-            await queues.reconcile(svc)
-        except Exception:
-            log.warning("reconciling work queues failed", exc_info=True)
-        # What changed between reading the last id and subscribing.
-        seen = await _replay(svc, seen, on_status)
-        while True:
-            try:
-                batch = await sub.next_batch()
-            except SubscriberDropped:
-                sub = svc.hub.subscribe(EventFilter(types=TYPES))
-                seen = await _replay(svc, seen, on_status)
-                continue
-            batch = [e for e in batch if e.id > seen]
-            if batch:
-                seen = batch[-1].id
-                await _handle(svc, batch, on_status)
-    finally:
-        sub.close()
+        await queues.reconcile(svc)
+    except Exception:
+        log.warning("reconciling work queues failed", exc_info=True)
+    async with contextlib.aclosing(follow_types(svc.engine, svc.hub, TYPES, after=seen)) as feed:
+        async for batch in feed:
+            await _handle(svc, batch, on_status)
