@@ -25,16 +25,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from codeyard.agents import piped
+from codeyard.sandbox import lifeline
 
 __all__ = [
     "GATE_PARENT_ENV",
     "SPAWN_WINDOW_ENV",
+    "TIE_PARENT_ENV",
     "GroupRecord",
     "GroupRecorder",
     "ProcessGroup",
     "StderrRing",
     "boot_id",
     "explain",
+    "fork_tie_prefix",
     "pdeathsig_prefix",
     "recorder",
     "spawn",
@@ -135,7 +138,8 @@ def pdeathsig_prefix() -> list[str]:
 GATE_PARENT_ENV = "CODEYARD_GATE_PARENT"
 
 _TIED = (
-    f'[ -z "${GATE_PARENT_ENV}" ] || [ "$PPID" = "${GATE_PARENT_ENV}" ] || exit 125; '
+    f'if [ -n "${GATE_PARENT_ENV}" ]; then [ "$PPID" = "${GATE_PARENT_ENV}" ] || exit 125; '
+    f"{lifeline.OPEN}else unset {lifeline.ENV}; fi; "
     f'unset {GATE_PARENT_ENV}; exec "$@"'
 )
 
@@ -144,9 +148,27 @@ def tied_prefix() -> list[str]:
     """:func:`pdeathsig_prefix` and then a check that the parent is still the server named by
     ``CODEYARD_GATE_PARENT``: a server that died before ``setpriv`` set the death signal never
     signals, so the command must not start (for launchers that do not go through
-    :func:`spawn`'s gate, such as Claude Code's). Empty without ``setpriv``."""
+    :func:`spawn`'s gate, such as Claude Code's). It then opens the sandbox's lifeline on the
+    server (:mod:`codeyard.sandbox.lifeline`). Empty without ``setpriv``."""
     prefix = pdeathsig_prefix()
     return [*prefix, "/bin/sh", "-c", _TIED, "codeyard-tied"] if prefix else []
+
+
+#: The environment variable by which a shell that forks a link of the chain names itself
+#: (``$$``) to the child: :func:`fork_tie_prefix` checks it.
+TIE_PARENT_ENV = "CODEYARD_TIE_PARENT"
+
+_FORK_TIE = f'[ "$PPID" = "${TIE_PARENT_ENV}" ] || exit 125; unset {TIE_PARENT_ENV}; exec "$@"'
+
+
+def fork_tie_prefix() -> list[str]:
+    """For a command that a link of the chain starts by forking (a shell that runs it as a
+    child, not through ``exec``): a fork clears the death signal, so the child sets its own
+    (``setpriv``) and then checks that its parent is still the shell that forked it, named by
+    ``CODEYARD_TIE_PARENT=$$`` (a parent that died first never signals: exit 125, the
+    command never starts). Empty without ``setpriv``."""
+    prefix = pdeathsig_prefix()
+    return [*prefix, "/bin/sh", "-c", _FORK_TIE, "codeyard-fork-tie"] if prefix else []
 
 
 class StderrRing:
@@ -184,9 +206,11 @@ def explain(reason: str, lines: Iterable[str], last: int = 5) -> str:
 #: server (the server died before ``setpriv`` set ``PR_SET_PDEATHSIG``, so the kernel would
 #: never kill it; ``$PPID`` is read when this shell starts, after ``setpriv``), or the pipe
 #: ends without the go byte (the server died, or gave up, before the record was committed).
+#: Released, it opens the sandbox's lifeline on the server (:mod:`codeyard.sandbox.lifeline`).
 _GATE = (
     '[ "$PPID" = "$CODEYARD_GATE_PARENT" ] || exit 125; '
     'read -r -u "$CODEYARD_GATE_FD" _ || exit 125; exec {CODEYARD_GATE_FD}<&-; '
+    f"{lifeline.OPEN}"
     'unset CODEYARD_GATE_FD CODEYARD_GATE_PARENT; exec "$@"'
 )
 

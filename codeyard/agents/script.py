@@ -29,7 +29,7 @@ from codeyard.agents.base import (
     TurnContext,
     TurnEnd,
 )
-from codeyard.agents.process import spawn
+from codeyard.agents.process import TIE_PARENT_ENV, fork_tie_prefix, spawn
 from codeyard.domain.errors import ValidationFailed
 from codeyard.domain.events import (
     AgentMessage,
@@ -96,8 +96,12 @@ def _resolve_inside(worktree: Path, rel: str) -> Path:
     return target
 
 
-#: Runs the contained command, then writes its exit status to the mark (``$1``) atomically.
-_MARKED = 'm=$1; shift; "$@"; c=$?; echo "$c" > "$m.tmp" && /bin/mv -f "$m.tmp" "$m"; exit "$c"'
+#: Runs the contained command (a child, tied to this shell: ``fork_tie_prefix``), then writes
+#: its exit status to the mark (``$1``) atomically.
+_MARKED = (
+    f'm=$1; shift; {TIE_PARENT_ENV}=$$ "$@"; c=$?; '
+    'echo "$c" > "$m.tmp" && /bin/mv -f "$m.tmp" "$m"; exit "$c"'
+)
 
 
 def step_marks(worktree: Path) -> Path | None:
@@ -148,7 +152,8 @@ async def _run_bash(
     argv = jail.argv
     if mark is not None:
         mark.parent.mkdir(parents=True, exist_ok=True)
-        argv = ["/bin/sh", "-c", _MARKED, "codeyard-step", str(mark), *argv]
+        # The shell forks the command (it writes the mark after): the child ties itself anew.
+        argv = ["/bin/sh", "-c", _MARKED, "codeyard-step", str(mark), *fork_tie_prefix(), *argv]
     # A supervised group: tied to the server's life and recorded on the run (issue 12).
     proc, group = await spawn(
         argv,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codeyard.sandbox import environment, homes, priority
+from codeyard.sandbox import environment, homes, lifeline, priority
 from codeyard.sandbox.bwrap import SandboxSpec, bwrap_options
 from codeyard.sandbox.gitdirs import git_dirs
 from codeyard.sandbox.policy import Sandbox
@@ -139,4 +139,7 @@ def contain(
         sandbox = sandbox.for_run([cwd], sandbox.network)
     spec = build_spec(sandbox, provider, env, writable=writable, cwd=cwd)
     options = bwrap_options(spec)
-    return Contained([*nice, bwrap, *options, "--", *group, *argv], env, options, bwrap)
+    # Inside, the command first checks that the server still lives (bwrap's own death signal
+    # comes only after the sandbox is built: lifeline.py).
+    inside = [*lifeline.prefix(), *group, *argv]
+    return Contained([*nice, bwrap, *options, "--", *inside], env, options, bwrap)

@@ -1,6 +1,7 @@
 """The parts crash-proof runs stand on (issue 12): the approval transition table, a tool call's
-identity across a restart, the spawn gate that records a group before it runs, and the
-start-up sweep that stops recorded groups (real processes, real ``/proc``)."""
+identity across a restart, the spawn gate that records a group before it runs, the ties that
+make every link of a run's process chain die with its server, and the start-up sweep that stops
+recorded groups (real processes, real ``/proc``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from codeyard.agents import process
 from codeyard.agents.process import GroupRecord, boot_id, spawn, stop_leftovers
 from codeyard.domain.approvals import check_transition, fingerprint
 from codeyard.domain.errors import Conflict
+from codeyard.sandbox import Sandbox, contain, lifeline
 
 pytestmark = pytest.mark.anyio
 # (plain ``subprocess.Popen`` below on purpose: the processes stand for what a dead server left)
@@ -237,3 +239,66 @@ def test_claude_launcher_starts_the_cli_only_under_its_server(tmp_path: Path) ->
         check=False,
     )
     assert alive.returncode == 0 and (tmp_path / "ran").read_text().strip() == "--print"
+
+
+def test_a_forked_link_starts_only_under_the_shell_that_forked_it(tmp_path: Path) -> None:
+    """A fork clears the death signal: the child sets its own, then checks that its parent is
+    still the shell named by ``CODEYARD_TIE_PARENT`` (else that shell died first and the
+    signal would never come). A parent id that is not ours stands for that shell being gone."""
+    if not process.fork_tie_prefix():
+        pytest.skip("util-linux setpriv is missing")
+    argv = [*process.fork_tie_prefix(), "/bin/sh", "-c", 'touch "$0"']
+    gone = subprocess.run(
+        [*argv, str(tmp_path / "orphan")],
+        env={**os.environ, process.TIE_PARENT_ENV: "1"},
+        check=False,
+    )
+    assert gone.returncode == 125 and not (tmp_path / "orphan").exists()
+    tied = subprocess.run(
+        [*argv, str(tmp_path / "tied")],
+        env={**os.environ, process.TIE_PARENT_ENV: str(os.getpid())},
+        check=False,
+    )
+    assert tied.returncode == 0 and (tmp_path / "tied").exists()
+
+
+def _run_on_lifeline(argv: list[str], entry: int) -> int:
+    """Run ``argv`` with the lifeline open on ``entry`` (a ``/proc/<pid>`` descriptor) as
+    :data:`codeyard.sandbox.lifeline.FD`, the way the spawn gate opens it."""
+    opened = ["/bin/bash", "-c", f'exec {lifeline.FD}<&"$0"; exec "$@"', str(entry), *argv]
+    env = {**os.environ, lifeline.ENV: str(lifeline.FD)}
+    done = subprocess.run(opened, env=env, pass_fds=(entry,), check=False, timeout=30)
+    return done.returncode
+
+
+def test_a_sandboxed_command_starts_only_while_its_server_lives(tmp_path: Path) -> None:
+    """bubblewrap sets its sandboxed process's death signal only once the sandbox is built, so
+    a server killed meanwhile would not take it: inside, the command first checks the lifeline
+    (the server's ``/proc`` entry) and does not start once the server is a zombie or gone. It
+    never sees the server's entry itself (the descriptor is closed first)."""
+    sandbox = Sandbox(worktrees=(tmp_path,))
+    if not sandbox.probe().ok:
+        pytest.skip("bubblewrap cannot run here")
+    script = 'touch "$0"; ls /proc/self/fd > "$0"'
+    jail = contain(sandbox, "script", ["/bin/sh", "-c", script], cwd=tmp_path)
+    server = subprocess.Popen(["sleep", "30"])  # stands for the server
+    entry = os.open(f"/proc/{server.pid}", os.O_RDONLY | os.O_DIRECTORY)
+
+    def run(name: str) -> int:
+        return _run_on_lifeline([*jail.argv, str(tmp_path / name)], entry)
+
+    try:
+        assert run("alive") == 0
+        assert str(lifeline.FD) not in (tmp_path / "alive").read_text().split()
+        server.kill()
+        for _ in range(100):  # killed, not yet reaped: a zombie
+            if not _alive(server.pid):
+                break
+            time.sleep(0.01)
+        assert run("zombie") == 125 and not (tmp_path / "zombie").exists()
+        server.wait()
+        assert run("gone") == 125 and not (tmp_path / "gone").exists()
+    finally:
+        server.kill()
+        server.wait()
+        os.close(entry)
