@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_NICENESS",
     "autogroups",
     "group_prefix",
+    "lower_group",
     "niceness_of",
     "prefix",
     "state",
@@ -72,6 +73,20 @@ def group_prefix(niceness: int) -> list[str]:
 def prefix(niceness: int) -> list[str]:
     """Both, for a command already in its own session (a run's process group, git)."""
     return [*group_prefix(niceness), *task_prefix(niceness)]
+
+
+def lower_group(pid: int, niceness: int) -> None:
+    """Lower the autogroup of ``pid``'s session by ``niceness`` from here, without a shell in
+    the chain (~4 ms less per process than :func:`group_prefix`): for a short process that has
+    just been started in its own session (git), best effort (it may be gone already, or the
+    kernel's rate limit may refuse it)."""
+    if niceness <= 0 or not autogroups():
+        return
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as group:
+            group.write(str(niceness))
+    except OSError:
+        pass
 
 
 def niceness_of(pid: int) -> int | None:

@@ -140,8 +140,9 @@ def _spawn(args: tuple[str, ...], cwd: Path, env: dict[str, str] | None) -> subp
     about ten (bench/overhead.py). A thread then waits for it (asyncio's own loop also starts
     subprocesses with Popen and waits for them from a watcher thread).
     """
-    return subprocess.Popen(
-        [*priority.prefix(niceness.get()), "git", *args],
+    lowered = niceness.get()
+    proc = subprocess.Popen(
+        [*priority.task_prefix(lowered), "git", *args],
         cwd=cwd,
         env=_child_env(env),
         stdin=subprocess.DEVNULL,
@@ -149,6 +150,8 @@ def _spawn(args: tuple[str, ...], cwd: Path, env: dict[str, str] | None) -> subp
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    priority.lower_group(proc.pid, lowered)  # its session's autogroup: no shell to start
+    return proc
 
 
 async def git(

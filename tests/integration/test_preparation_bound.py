@@ -3,7 +3,8 @@ N runs never have more than K ``git worktree add`` running at once, they start f
 served, all of them complete, and preparation's git runs niced like the run's processes.
 
 Real parts: the app over httpx, SQLite, real git with a real ``post-checkout`` hook (which
-``git worktree add`` runs) that notes when each add starts and ends, and its own niceness.
+``git worktree add`` runs) that notes when each add starts and ends, its own niceness and its
+session's autogroup's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from codeyard.config import Settings
 from codeyard.run_workspace.prepare import Preparations
+from codeyard.sandbox import priority
 from tests.conftest import TOKEN, make_repo, open_api
 from tests.integration.test_sandbox_api import script_run
 
@@ -27,7 +29,8 @@ HOOK = """#!/bin/sh
 start=$(cut -d' ' -f1 /proc/uptime)
 sleep 1.5
 nice=$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f17)
-echo "{name} $start $(cut -d' ' -f1 /proc/uptime) $nice" >> {log}
+group=$(sed 's/.* nice //' /proc/self/autogroup)
+echo "{name} $start $(cut -d' ' -f1 /proc/uptime) $nice $group" >> {log}
 """
 
 
@@ -62,13 +65,15 @@ async def test_preparations_wait_in_line_within_the_bound(tmp_path: Path) -> Non
             await api.wait_status(run_id, "review", timeout=60)
     adds = [line.split() for line in log.read_text().splitlines()]
     assert len(adds) == RUNS  # every preparation completed
-    spans = [(float(start), float(end)) for _, start, end, _ in adds]
+    spans = [(float(start), float(end)) for _, start, end, *_ in adds]
     most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert most == BOUND  # the bound was reached, and never passed
     start = {name: float(s) for name, s, *_ in adds}
     # First come, first served (within git's own jitter: a wave's two adds start together).
     assert all(start[f"repo{i}"] < start[f"repo{i + 1}"] + 0.1 for i in range(RUNS - 1)), adds
-    assert {nice for *_, nice in adds} == {"5"}  # the git of preparation, niced
+    assert {nice for *_, nice, _ in adds} == {"5"}  # the git of preparation, niced
+    if priority.autogroups():  # and its session's group (here as root: no rate limit)
+        assert {group for *_, group in adds} == {"5"}
 
 
 async def test_a_freed_slot_goes_to_the_oldest_waiter_and_a_cancelled_one_leaves_the_line() -> None:
