@@ -17,7 +17,7 @@ from typing import Any
 from codeyard.auth.principal import Principal
 from codeyard.crypto import secret_box
 from codeyard.domain.errors import BadRequest, Conflict, Forbidden
-from codeyard.events.hub import EventFilter, SubscriberDropped
+from codeyard.events.stream import follow_types
 from codeyard.preview import leases
 from codeyard.sandbox import contain
 from codeyard.services import sandbox as sandbox_service
@@ -187,28 +187,25 @@ async def _finished(svc: Services, manager: TerminalManager, run_id: str, reason
 
 
 async def follow_runs(svc: Services, manager: TerminalManager) -> None:
-    """Close a run's terminals and end its port lease when its worktree goes away."""
-    while True:
-        sub = svc.hub.subscribe(EventFilter(types=frozenset({"run.status", "workspace.removed"})))
-        try:
-            while True:
-                for event in await sub.next_batch():
-                    data = event.data if isinstance(event.data, dict) else {}
-                    if event.type == "run.status" and data.get("to") != "completed":
-                        continue
-                    reason = (
-                        "the run was discarded"
-                        if data.get("reason") == "discarded"
-                        else "the run's worktree is gone"
-                        if event.type == "workspace.removed"
-                        else "the run was completed"
-                    )
-                    try:
-                        await _finished(svc, manager, event.run_id, reason)
-                    except Exception:  # the next run's cleanup must still happen
-                        log.exception("cleanup of run %s's terminals failed", event.run_id)
-        except SubscriberDropped:
-            continue
-        finally:
-            with contextlib.suppress(Exception):
-                svc.hub.unsubscribe(sub)
+    """Close a run's terminals and end its port lease when its worktree goes away.
+
+    Fed by ``follow_types``: a dropped subscription is made good from the log, so no finished
+    run keeps its shells and its port lease."""
+    types = frozenset({"run.status", "workspace.removed"})
+    async with contextlib.aclosing(follow_types(svc.engine, svc.hub, types)) as feed:
+        async for batch in feed:
+            for event in batch:
+                data = event.data if isinstance(event.data, dict) else {}
+                if event.type == "run.status" and data.get("to") != "completed":
+                    continue
+                reason = (
+                    "the run was discarded"
+                    if data.get("reason") == "discarded"
+                    else "the run's worktree is gone"
+                    if event.type == "workspace.removed"
+                    else "the run was completed"
+                )
+                try:
+                    await _finished(svc, manager, event.run_id, reason)
+                except Exception:  # the next run's cleanup must still happen
+                    log.exception("cleanup of run %s's terminals failed", event.run_id)

@@ -1,6 +1,6 @@
 """The server's own hub followers (ticket follower, after-turn checks, pushes to a pull request,
-landings) read through ``events.stream.follow_types``: what went by while a subscription was
-dropped is read back from the log, each event handled once, in order.
+landings, terminal clean-up) read through ``events.stream.follow_types``: what went by while a
+subscription was dropped is read back from the log, each event handled once, in order.
 
 Real servers (SQLite and PostgreSQL), the real writer and hub. The gap is made the way
 PostgreSQL makes one: events are committed, the hub never hands them over (a lost ``NOTIFY``),
@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from codeyard.domain import events as ev
 from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import Subscription
-from codeyard.services import checks, managed_docs, pr_loop
+from codeyard.services import checks, managed_docs, pr_loop, terminals
 from codeyard.services.context import Services
+from codeyard.terminals.manager import TerminalManager
 from codeyard.tickets.follower import follow_runs
 from tests.conftest import Api
 from tests.integration.test_consumers import draft, until
@@ -58,8 +59,21 @@ async def _landings(svc: Services, handled: list[str]) -> None:
     await managed_docs.follow_landings(svc, on_landing)
 
 
+async def _terminals(svc: Services, handled: list[str]) -> None:
+    class Closer:  # stands in for the terminal manager: records whose shells it closes
+        async def close_for_run(self, run_id: str, reason: str) -> int:
+            handled.append(run_id)
+            return 0
+
+    await terminals.follow_runs(svc, cast(TerminalManager, Closer()))
+
+
 def _turn_ended() -> ev.NewEvent:
     return ev.RunStatusChanged.model_validate({"from": "running", "to": "review"})
+
+
+def _completed() -> ev.NewEvent:
+    return ev.RunStatusChanged.model_validate({"from": "review", "to": "completed"})
 
 
 def _merged() -> ev.NewEvent:
@@ -73,6 +87,7 @@ CASES: dict[str, tuple[Follower, Callable[[], ev.NewEvent]]] = {
     "checks": (_checks, _turn_ended),
     "pr_push": (_pushes, _turn_ended),
     "landings": (_landings, _merged),
+    "terminals": (_terminals, _completed),
 }
 
 
