@@ -10,9 +10,10 @@ and many server kernels, and here): each session (``setsid``, which every run's 
 does) is then its own scheduling group, weighed against the server's as an equal whatever the
 niceness of the tasks inside. So the launcher also lowers the priority of the new session's
 group (``/proc/self/autogroup``). Without ``CAP_SYS_ADMIN`` the kernel takes that write at most
-ten times a second across the host; a refused write is ignored (the task niceness still
-applies; :func:`state` reports whether autogroups are on). Inside a cgroup with its own CPU
-controller (a systemd service, a container) autogroups play no part and ``nice`` is all.
+ten times a second across the host; a refused write is tried again for about half a second,
+then given up (the task niceness still applies; :func:`state` reports whether autogroups are
+on). Inside a cgroup with its own CPU controller (a systemd service, a container) autogroups
+play no part and ``nice`` is all.
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ def group_prefix(niceness: int) -> list[str]:
     ``--new-session`` makes another)."""
     if niceness <= 0 or _nice() is None or not autogroups():
         return []
-    line = f'echo {niceness} > /proc/self/autogroup 2>/dev/null; exec "$@"'
+    # Inside bubblewrap the write lacks CAP_SYS_ADMIN, so the kernel takes one such write per
+    # 100 ms host-wide and refuses the rest (EAGAIN): a burst of starts tries again, every
+    # 50 ms for at most ~0.5 s, then goes on with the task niceness alone.
+    line = (
+        f"i=0; until echo {niceness} > /proc/self/autogroup 2>/dev/null; do "
+        '[ $i -ge 10 ] && break; i=$((i+1)); sleep 0.05; done; exec "$@"'
+    )
     return ["/bin/sh", "-c", line, "codeyard-nice"]
 
 
