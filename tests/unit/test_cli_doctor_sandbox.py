@@ -67,6 +67,9 @@ def test_on_but_broken_on_the_server_fails(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "every run fails" in result.output
 
 
-def test_the_run_processes_priority_is_reported(tmp_path: Path) -> None:
+def test_the_run_processes_priority_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CODEYARD_AGENT_NICENESS", raising=False)  # the default (tests set 0)
     result = doctor(tmp_path, ON)
     assert "run processes niced by 10" in result.output, result.output
