@@ -22,11 +22,11 @@ TOKEN = "cy_test_token"
 # Runs without an agent profile allow tool calls in tests unless a test asks for another mode;
 # the approval tests set `permission_mode` (or this setting) explicitly.
 os.environ.setdefault("CODEYARD_DEFAULT_PERMISSION_MODE", "auto")
-# Run processes start at the servers' CPU priority in tests (agent_niceness 0): with three test
-# workers on two cores, agents niced below every test process, browser and server of the other
-# workers wait for the CPU behind them (suspected cause of the ordinary phase taking 19 min
-# instead of 13 once the default became 10). test_run_priority and test_preparation_bound set
-# the niceness they check; the default's own path is tested there and in test_sandbox_spec.
+# Run processes start at the servers' CPU priority in tests (agent_niceness 0), so tests that wait
+# on agents do not depend on how the kernel weighs niced sessions against the other workers'
+# browsers and servers (it did not change the ordinary phase's time: 19:11 before, 18:55 after).
+# test_run_priority and test_preparation_bound set the niceness they check; the default's own
+# path is tested there, in test_sandbox_spec and in test_cli_doctor_sandbox.
 os.environ.setdefault("CODEYARD_AGENT_NICENESS", "0")
 # Servers started by tests record themselves (codeyard.locator) and `codeyard login` stores
 # tokens under XDG_CONFIG_HOME: keep both out of the developer's own config.
