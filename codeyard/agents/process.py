@@ -281,27 +281,66 @@ async def spawn(
     return proc, group
 
 
-async def _exit_of(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` for ``pid`` to exit, woken by a pidfd (Linux >= 5.3): True when
-    that wait was made (it exited or the time is up), False where there is no pidfd."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # no pidfd here, or it is already gone
-        return False
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
+#: Seconds between scans of ``/proc`` while a group is awaited: descendants that start their
+#: own session are found only while their parent lives.
+SCAN_EVERY = 0.05
+#: Seconds between scans where there is no pidfd to wake on a member's exit.
+POLL_EVERY = 0.01
 
-    def readable() -> None:
-        if not exited.done():
-            exited.set_result(None)
 
-    try:
-        loop.add_reader(fd, readable)
-        await asyncio.wait([exited], timeout=max(timeout, 0))
-    finally:
-        loop.remove_reader(fd)
+class _Exits:
+    """Waits for processes to exit, each woken by its pidfd on the loop (Linux >= 5.3).
+
+    A pidfd turns readable once its process has exited (a zombie included), so the last
+    member's exit is noticed at once instead of at the next scan of ``/proc``.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._fds: dict[int, int] = {}
+        self._all_gone = asyncio.Event()
+
+    def watch(self, members: dict[int, int | None]) -> bool:
+        """Watch ``members`` (pid → start time, None: not known) not watched yet; False where
+        there is no pidfd (the caller polls instead)."""
+        for pid, start in members.items():
+            if pid in self._fds:
+                continue
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # gone already
+            except (AttributeError, OSError):
+                return False
+            stat = _stat(pid)  # the fd names the process seen by the scan, not a newer one
+            if start is not None and (stat is None or stat[3] != start or stat[0] in "ZX"):
+                os.close(fd)
+                continue
+            self._fds[pid] = fd
+            self._loop.add_reader(fd, self._exited, pid)
+        if self._fds:
+            self._all_gone.clear()
+        else:
+            self._all_gone.set()
+        return True
+
+    def _exited(self, pid: int) -> None:
+        fd = self._fds.pop(pid)
+        self._loop.remove_reader(fd)
         os.close(fd)
-    return True
+        if not self._fds:
+            self._all_gone.set()
+
+    async def all_gone(self, timeout: float) -> None:
+        """Until every watched process has exited, or ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_gone.wait(), max(timeout, 0))
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            self._loop.remove_reader(fd)
+            os.close(fd)
+        self._fds.clear()
 
 
 class ProcessGroup:
@@ -380,30 +419,33 @@ class ProcessGroup:
                 os.kill(pid, sig)
 
     async def _wait_gone(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for every member to be gone: woken by the exit of the last
+        one seen (pidfds), then a scan looks for members started meanwhile. A scan every
+        :data:`SCAN_EVERY` meanwhile; every :data:`POLL_EVERY` where there are no pidfds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            if not self.members():
-                return True
-            if loop.time() >= deadline:
-                return False
-            # Scan every 50 ms; meanwhile wait for the leader's exit (a pidfd; where there is
-            # none, look at it every 10 ms): its exit usually ends the group, and is then
-            # noticed at once (a turn is complete only once its agent is gone).
-            scan_at = min(loop.time() + 0.05, deadline)
-            leader = _alive(self.pid)
-            if leader and await _exit_of(self.pid, scan_at - loop.time()):
-                continue  # woken by the leader's exit itself (pidfd), at once
-            while (now := loop.time()) < scan_at:
-                await asyncio.sleep(min(0.01 if leader else 0.05, scan_at - now))
-                if leader and not _alive(self.pid):
-                    break
+        exits = _Exits()
+        try:
+            while True:
+                live = self.members()
+                if not live:
+                    return True
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                if exits.watch({p: self._known.get(p) for p in live}):
+                    await exits.all_gone(min(SCAN_EVERY, left))
+                else:
+                    await asyncio.sleep(min(POLL_EVERY, left))
+        finally:
+            exits.close()
 
-    async def stop(self, grace: float = 2.0, why: str = "stopping") -> None:
+    async def stop(self, grace: float = 2.0, why: str = "stopping") -> bool:
         """Wait ``grace`` for a clean exit, then SIGINT, SIGTERM, SIGKILL (``grace`` each);
-        every escalation is logged with ``why`` and what was still alive."""
+        every escalation is logged with ``why`` and what was still alive. True when the group
+        was seen gone (no SIGKILL was needed)."""
         if await self._wait_gone(grace):
-            return
+            return True
         for sig in (signal.SIGINT, signal.SIGTERM):
             log.info(
                 "process group %d (%s): %s; still alive after %gs, sending %s to %s",
@@ -416,7 +458,7 @@ class ProcessGroup:
             )
             self._signal(sig)
             if await self._wait_gone(grace):
-                return
+                return True
         log.warning(
             "process group %d (%s): %s; SIGTERM was ignored for %gs, killing %s",
             self.pid,
@@ -426,6 +468,7 @@ class ProcessGroup:
             sorted(self.members()),
         )
         self.kill()
+        return False
 
     @property
     def _kind(self) -> str:

@@ -98,6 +98,7 @@ async def _stop_gently(stop: TurnStop, interrupted: bool) -> None:
     grace = STOP_GRACE if interrupted else EXIT_GRACE
     why = "the turn was interrupted" if interrupted else "the turn ended"
     stopper = asyncio.ensure_future(group.stop(grace, why)) if group is not None else None
+    gone = False
     try:
         if stop.release is not None:
             try:
@@ -106,9 +107,9 @@ async def _stop_gently(stop: TurnStop, interrupted: bool) -> None:
                 log.info("run %s: releasing %s: %r", stop.run_id, stop.agent, exc)
     finally:
         if stopper is not None:
-            await stopper
-    if group is not None:
-        group.kill()  # anything that outlived the escalation
+            gone = await stopper
+    if group is not None and not gone:
+        group.kill()  # anything that outlived the escalation (seen gone: nothing can have)
     if stop.reap is not None:
         try:
             await asyncio.wait_for(stop.reap(), REAP_TIMEOUT)

@@ -19,7 +19,7 @@ import pytest
 import uvloop
 
 from codeyard.agents import piped
-from codeyard.agents.process import _exit_of, spawn
+from codeyard.agents.process import _Exits, spawn
 
 LIMIT = 10.0
 
@@ -147,26 +147,35 @@ async def test_install_leaves_asyncios_own_loop_alone() -> None:
     assert loop.subprocess_exec == method
 
 
-@pytest.mark.anyio
-async def test_a_stop_is_woken_by_the_leaders_exit_not_by_a_poll() -> None:
-    """``ProcessGroup.stop`` waits on a pidfd for the leader: an exit wakes it long before the
-    wait's bound, a live leader holds it until the bound, a gone pid is said at once."""
-    proc, group = await spawn(["sleep", "0.3"], kind="test")
-    try:
-        with anyio.fail_after(LIMIT):
-            started = time.monotonic()
-            assert await _exit_of(proc.pid, 8.0)
-            assert time.monotonic() - started < 5.0  # the exit woke it, not the 8 s bound
-            await proc.wait()
-            assert not await _exit_of(proc.pid, 8.0)  # reaped: no pidfd, nothing to wait for
-        long, long_group = await spawn(["sleep", "30"], kind="test")
+def test_a_stop_is_woken_by_the_members_exits_not_by_a_poll() -> None:
+    """``ProcessGroup.stop`` waits on the members' pidfds (under uvloop, the server's loop): an
+    exit wakes it long before the wait's bound, a live member holds it until the bound, a gone
+    pid is said at once."""
+
+    async def main() -> None:
+        proc, group = await spawn(["sleep", "0.3"], kind="test")
+        exits = _Exits()
         try:
             started = time.monotonic()
-            assert await _exit_of(long.pid, 0.1)
-            assert time.monotonic() - started >= 0.09 and long.returncode is None
-        finally:
-            long_group.kill()
-            with anyio.fail_after(LIMIT):
+            assert exits.watch({proc.pid: None})
+            await exits.all_gone(8.0)
+            assert time.monotonic() - started < 5.0  # the exit woke it, not the 8 s bound
+            await proc.wait()
+            assert exits.watch({proc.pid: None})  # reaped: nothing to wait for
+            started = time.monotonic()
+            await exits.all_gone(8.0)
+            assert time.monotonic() - started < 1.0
+            long, long_group = await spawn(["sleep", "30"], kind="test")
+            try:
+                started = time.monotonic()
+                assert exits.watch({long.pid: None})
+                await exits.all_gone(0.1)
+                assert time.monotonic() - started >= 0.09 and long.returncode is None
+            finally:
+                long_group.kill()
                 await long.wait()
-    finally:
-        group.kill()
+        finally:
+            exits.close()
+            group.kill()
+
+    run_uvloop(main)
