@@ -107,18 +107,25 @@ async def checkpoint_when(
     fence = fencing.current.get()
     async with _locks.setdefault(run_id, asyncio.Lock()):
         async with engine.connect() as conn:
-            number = await checkpoints.next_number(conn, run_id)
+            before = await checkpoints.of_run(conn, run_id)
             if fence is not None and fence.run_id == run_id:  # no git work for a lost attempt
                 fencing.check(fence, run_id, (await runs.get(conn, run_id))["attempt"])
+        number = before[-1]["number"] + 1 if before else 1
+        previous: dict[str, str] = before[-1]["commits"] if before else {}
         message = f"Codeyard checkpoint {number} of run {run['number']} ({kind})"
         if description:
             message += f"\n\n{description}"
         commits: dict[str, str] = {}
         total = {"files": 0, "insertions": 0, "deletions": 0}
         for repo_id, path in run["worktrees"].items():
-            # The stats of the state just committed: the same snapshot, no other.
+            # The stats of the state just committed: the same snapshot, no other. A state the
+            # previous checkpoint already holds (same files, same HEAD) keeps its commit.
             sha, stats = await create_checkpoint_with_stats(
-                Path(path), checkpoint_ref(run_id, number), message, run["base_commits"][repo_id]
+                Path(path),
+                checkpoint_ref(run_id, number),
+                message,
+                run["base_commits"][repo_id],
+                previous.get(repo_id),
             )
             commits[repo_id] = sha
             total = {k: total[k] + stats[k] for k in total}

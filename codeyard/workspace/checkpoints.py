@@ -10,6 +10,7 @@ Files ignored by ``.gitignore`` are not part of a checkpoint: restoring one leav
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from codeyard.workspace.diff import diff_between, snapshot_index, snapshot_tree
@@ -33,6 +34,9 @@ _IDENTITY = {
 }
 
 
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
 def _check_ref(ref: str, what: str = "ref") -> None:
     # Refs are passed where git would also take options: insist on a full refs/ name, no globs.
     if not ref.startswith("refs/") or any(c in ref for c in "*?[\\"):
@@ -44,29 +48,50 @@ async def create_checkpoint(worktree: Path, ref: str, message: str) -> str:
 
     An existing ``ref`` is overwritten, so a retried checkpoint cannot get stuck on its own ref.
     """
-    head, tree = await _head_and_tree(worktree, ref)
+    head, tree, _ = await _head_and_tree(worktree, ref)
     return await _commit(worktree, ref, message, head, tree)
 
 
 async def create_checkpoint_with_stats(
-    worktree: Path, ref: str, message: str, base: str
+    worktree: Path, ref: str, message: str, base: str, previous: str | None = None
 ) -> tuple[str, dict[str, int]]:
     """``create_checkpoint``, and the diff stats of its state against ``base`` taken from the
-    same snapshot while the commit is written (a turn end waits on both; bench/overhead.py)."""
-    head, tree = await _head_and_tree(worktree, ref)
+    same snapshot while the commit is written (a turn end waits on both; bench/overhead.py).
+
+    ``previous``: the commit of the checkpoint before. When the worktree holds exactly its
+    files on the same HEAD (a turn that changed nothing), that commit is this checkpoint too:
+    ``ref`` is pointed at it and no commit is made (same tree, same parent: a new commit would
+    differ only in its message and time)."""
+    head, tree, same = await _head_and_tree(worktree, ref, previous)
+    if same and previous is not None:
+        point = git("update-ref", "-m", "codeyard: checkpoint", ref, previous, cwd=worktree)
+        _, stats = await both(point, diff_between(worktree, base, tree, "stats"))
+        return previous, stats
     return await both(
         _commit(worktree, ref, message, head, tree),
         diff_between(worktree, base, tree, "stats"),
     )
 
 
-async def _head_and_tree(worktree: Path, ref: str) -> tuple[str, str]:
+async def _head_and_tree(
+    worktree: Path, ref: str, previous: str | None = None
+) -> tuple[str, str, bool]:
+    """HEAD, the tree of the worktree's state, and whether checkpoint commit ``previous`` is
+    that tree on that HEAD (one ``rev-parse`` for all, beside the snapshot)."""
     _check_ref(ref)
+    revs = ["HEAD^{commit}"]
+    if previous is not None and _SHA.fullmatch(previous):
+        revs += [f"{previous}^{{tree}}", f"{previous}^"]
     # HEAD and the worktree's state at once: independent git processes.
     found, tree = await both(
-        git("rev-parse", "--verify", "HEAD^{commit}", cwd=worktree), snapshot_tree(worktree)
+        git("rev-parse", *revs, "--", cwd=worktree, check=False), snapshot_tree(worktree)
     )
-    return found.stdout, tree
+    lines = found.stdout.split()
+    if found.returncode != 0 or len(lines) < len(revs):  # ``previous`` is gone, or HEAD is
+        head = (await git("rev-parse", "--verify", "HEAD^{commit}", cwd=worktree)).stdout
+        return head, tree, False
+    head = lines[0]
+    return head, tree, lines[1:3] == [tree, head]
 
 
 async def _commit(worktree: Path, ref: str, message: str, head: str, tree: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from codeyard.workspace.checkpoints import (
     create_checkpoint,
+    create_checkpoint_with_stats,
     delete_checkpoint_refs,
     list_checkpoint_refs,
     restore_checkpoint,
@@ -161,6 +162,35 @@ async def test_restore_any_older_checkpoint_after_several(wt: Path) -> None:
         sha, saved = states[index]
         await restore_checkpoint(wt, sha)
         assert files_of(wt) == saved, f"checkpoint {index + 1}"
+
+
+async def test_a_state_the_previous_checkpoint_holds_keeps_its_commit(wt: Path) -> None:
+    """A turn that changed nothing: the same files on the same HEAD are the previous
+    checkpoint's commit (no new commit; the new number's ref points at it). A change, a moved
+    HEAD with the same files, or a previous commit that is gone make a new commit."""
+    base = sh(wt, "rev-parse", "HEAD").strip()
+    (wt / "a.txt").write_text("changed\n")
+    first, stats = await create_checkpoint_with_stats(wt, f"{REF}/1", "turn 1", base)
+    commits = sh(wt, "rev-list", "--all").split()
+
+    same, same_stats = await create_checkpoint_with_stats(wt, f"{REF}/2", "turn 2", base, first)
+    assert same == first and same_stats == stats == {"files": 1, "insertions": 1, "deletions": 1}
+    assert sh(wt, "rev-parse", f"{REF}/2").strip() == first
+    assert sh(wt, "rev-list", "--all").split() == commits  # no commit was made
+
+    (wt / "a.txt").write_text("changed again\n")
+    changed, _ = await create_checkpoint_with_stats(wt, f"{REF}/3", "turn 3", base, first)
+    assert changed != first and sh(wt, "show", f"{changed}:a.txt") == "changed again\n"
+
+    # The agent committed its work: the files are the checkpoint's, HEAD is not its parent.
+    sh(wt, "commit", "-q", "-am", "agent work")
+    head = sh(wt, "rev-parse", "HEAD").strip()
+    moved, _ = await create_checkpoint_with_stats(wt, f"{REF}/4", "turn 4", base, changed)
+    assert moved != changed and sh(wt, "rev-parse", f"{moved}^").strip() == head
+
+    gone = "0" * 40
+    fresh, _ = await create_checkpoint_with_stats(wt, f"{REF}/5", "turn 5", base, gone)
+    assert fresh not in (gone, moved) and sh(wt, "rev-parse", f"{fresh}^").strip() == head
 
 
 async def test_restore_after_the_agent_committed_keeps_the_branch(wt: Path) -> None:

@@ -37,6 +37,8 @@ class _Agent:
         self.after = "exit"
         self.saw_ref = False
         self.exited = False
+        #: What the tool call writes into ``last.txt`` (the same each turn: no change).
+        self.text = "last.txt"
 
     def version(self) -> str | None:
         return "1"
@@ -49,7 +51,7 @@ class _Agent:
 
     async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
         try:
-            for item in _write(ctx.worktree, "last.txt", "1"):
+            for item in _write(ctx.worktree, "last.txt", "1", self.text):
                 yield item
             yield TurnEnd("end_turn", "done")
             if self.after == "more":  # went on after its end (no agent should; still safe)
@@ -70,9 +72,9 @@ class _Agent:
             self.exited = True
 
 
-def _write(worktree: Path, name: str, call: str) -> Iterator[AdapterItem]:
+def _write(worktree: Path, name: str, call: str, text: str | None = None) -> Iterator[AdapterItem]:
     yield ToolCall(call_id=call, tool="Write", kind="write", title=name, input={"path": name})
-    (worktree / name).write_text(f"{name}\n")
+    (worktree / name).write_text(f"{text or name}\n")
     yield tool_result(call_id=call, ok=True, output="", error=None, duration_ms=1)
 
 
@@ -145,3 +147,37 @@ async def test_a_failure_after_the_end_fails_the_turn_with_one_checkpoint(
     assert "last.txt" in files
     types = await _types(sqlite_api, run["id"])
     assert "turn.completed" not in types and types.count("checkpoint.created") == 1
+
+
+async def test_a_turn_that_changed_nothing_keeps_the_previous_checkpoints_commit(
+    sqlite_api: Api, git_repo: Path, agent: _Agent
+) -> None:
+    """Every turn still has its checkpoint (row, ``checkpoint.created``, ref), but one whose
+    files and HEAD are the previous checkpoint's shares its commit: no commit is made."""
+    run = await _run(sqlite_api, git_repo)
+    await sqlite_api.wait_status(run["id"], "review", "failed", timeout=60)
+    for text in ("last.txt", "changed"):  # the same file again, then new content
+        agent.text = text
+        sent = await sqlite_api.post(f"/api/runs/{run['id']}/messages", json={"text": "again"})
+        assert sent.status_code < 300, sent.text
+        done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=60)
+        assert done["status"] == "review", done
+    points = (await sqlite_api.get(f"/api/runs/{run['id']}/checkpoints")).json()["data"]
+    assert [(p["number"], p["turn"]) for p in points] == [(1, 1), (2, 2), (3, 3)]
+    first, second, third = (next(iter(p["commits"].values())) for p in points)
+    assert second == first and third != first
+    assert (
+        points[1]["diff_stats"]
+        == points[0]["diff_stats"]
+        == {
+            "files": 1,
+            "insertions": 1,
+            "deletions": 0,
+        }
+    )
+    for number, commit in ((2, first), (3, third)):
+        ref = await git("rev-parse", f"refs/codeyard/{run['id']}/{number}", cwd=git_repo)
+        assert ref.stdout == commit
+    assert (await git("show", f"{third}:last.txt", cwd=git_repo)).stdout == "changed"
+    types = await _types(sqlite_api, run["id"])
+    assert types.count("checkpoint.created") == types.count("turn.completed") == 3
