@@ -124,13 +124,20 @@ class TurnSink:
                 values["usage"] = self.run_usage
             ready = self._deltas.push(item, asyncio.get_running_loop().time())
             await self._release()
-            self._held, self._held_values = ready, values
             if isinstance(item, ToolCall):
                 self._call_kinds[item.call_id] = item.kind
             elif isinstance(item, ToolResult):
                 kind = self._call_kinds.pop(item.call_id, "other")
                 if kind in WRITING_KINDS:
-                    await self._note_changes()
+                    # Looked at before the result is held: the flush tick could otherwise
+                    # commit the result alone while git runs, and a host lost right then
+                    # would leave a result whose changed files nobody recorded (failover's
+                    # notice names them).
+                    changed, stats = await self._changes.after_tool()
+                    ready = [*ready, *changed]
+                    if stats is not None:
+                        values["diff_stats"] = stats
+            self._held, self._held_values = ready, values
         elif isinstance(item, SessionUpdate):
             # The step's last events and the progress that follows them commit together, so a
             # crash can never record a finished step as unfinished (and run it twice).
@@ -143,13 +150,6 @@ class TurnSink:
             await self._writer.append(self._run_id, events, values)
         elif isinstance(item, RawOutput):
             self._write_log(item.text)
-
-    async def _note_changes(self) -> None:
-        """Hold ``file.changed`` events and fresh diff stats with the tool result."""
-        events, stats = await self._changes.after_tool()
-        self._held.extend(events)
-        if stats is not None:
-            self._held_values["diff_stats"] = stats
 
     async def _release(self) -> None:
         """Append what is held back (taken and enqueued without yielding, so order holds)."""

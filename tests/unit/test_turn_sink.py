@@ -1,0 +1,79 @@
+"""A turn's sink commits a tool's result together with the files it changed (real git).
+
+Failover's notice names the files a cut-off attempt changed, from the ``file.changed`` events
+after its last ``tool.result``: a host lost between the two would leave a result whose changes
+nobody recorded. The writer here is a recording stand-in (this test is about what the sink
+hands it, in which batches), the worktree and its snapshots are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from codeyard.domain.events import NewEvent, ToolCall, tool_result
+from codeyard.executor.changes import ChangeTracker
+from codeyard.executor.sink import TurnSink
+from codeyard.store.writer import Writer
+
+pytestmark = pytest.mark.anyio
+
+
+class _Batches:
+    """What a writer was handed, one list per append (each append commits in one batch)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[str], dict[str, Any]]] = []
+
+    async def append(
+        self, run_id: str, events: Sequence[NewEvent], run_values: dict[str, Any] | None = None
+    ) -> list[Any]:
+        self.batches.append(([e.type for e in events], dict(run_values or {})))
+        return []
+
+
+class _SlowTracker(ChangeTracker):
+    """Looks at the worktree as slowly as a loaded host does: longer than the flush tick."""
+
+    async def after_tool(self) -> tuple[list[NewEvent], dict[str, int] | None]:
+        await asyncio.sleep(0.3)
+        return await super().after_tool()
+
+
+def _repo(path: Path) -> str:
+    path.mkdir()
+    (path / "a.txt").write_text("a\n")
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
+    ):
+        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+async def test_a_tool_result_commits_with_the_files_it_changed_even_when_the_look_is_slow(
+    tmp_path: Path,
+) -> None:
+    worktree = tmp_path / "wt"
+    base = _repo(worktree)
+    writer = _Batches()
+    tracker = _SlowTracker({"main": str(worktree)}, {"main": base})
+    sink = TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker)
+    async with sink:
+        await sink.put(ToolCall(call_id="c1", tool="Bash", kind="bash", title="t", input={}))
+        (worktree / "cut.txt").write_text("cut\n")
+        await sink.put(tool_result("c1", ok=True, output="done"))
+        await asyncio.sleep(0.2)  # several flush ticks: what is held is on its way
+    with_result = [b for b in writer.batches if "tool.result" in b[0]]
+    assert len(with_result) == 1, writer.batches
+    types, values = with_result[0]
+    assert types[types.index("tool.result") + 1 :] == ["file.changed"], writer.batches
+    assert values["diff_stats"] == {"files": 1, "insertions": 1, "deletions": 0}
