@@ -39,6 +39,29 @@ Batches of plain appends (agent output: most events) do not take it; they lock t
 in id order and write only events and the columns given with them. A job that locks rows in
 another order than a concurrent batch of appends can still deadlock with it; PostgreSQL then
 fails one transaction, and that batch is run again (:data:`_DEADLOCK_RETRIES`).
+
+A writer runs its batches one after another, so a batch waiting for the job-order lock would
+hold up every append queued behind it: the agent output of all the process's runs. So a batch
+with jobs only *tries* the lock (``pg_try_advisory_xact_lock``, its first statement). If another
+process holds it, the batch rolls back having done nothing and is split in queue order
+(``Writer._split``): its jobs, and what may not pass them, go to the *held lane* (a second
+connection and task: it commits them in queue order, each batch waiting for the lock as
+before); the appends that may pass them are committed at once. While the held lane has work,
+every new job joins it, and each new append passes it or joins it. An append passes when no
+held item is an append to its run or a job without a fence (that could write to any run), and
+every held job is fenced (``store.fencing``) on another run than the append's and on another
+attempt than the append's own fence. Why a run's events keep their queue order: appends queued
+before a job never wait for it; an append to the run a held job writes for waits; and a job
+fenced on run X's attempt was submitted by a task of that attempt (the fence is a context
+variable, copied into the tasks an attempt starts), so an append under another fence or none
+came from another task (no task switches fences with a write of its own in flight), and its
+place in the queue relative to the job is only the order in which two tasks got there. The one
+case left is a job fenced on X writing to another run Y while appends to Y pass it: no job
+does that (an attempt's jobs write to its run), and ``Tx`` counts (``Writer.reordered``) and
+logs it if one ever does. The two lanes are two
+transactions of one process, as two processes would be: row locks, the commit-order lock, the
+fencing checks and the order of the ``NOTIFY`` announcements keep numbering, commit order and
+the hand-off right between them. SQLite has one writer and no such lock: nothing changes there.
 """
 
 from __future__ import annotations
@@ -157,6 +180,16 @@ _INSERT_AND_NOTIFY_SQL = (
     "SELECT pg_notify($8, payload) FROM unnest($9::text[]) AS payload"
 )
 
+#: Takes the job-order lock, waiting for it (the held lane, and SQL for tests to hold it).
+_JOB_LOCK_SQL = "SELECT pg_advisory_xact_lock(:key)"
+#: Takes the job-order lock if it is free: true if taken (a batch's first try).
+_TRY_JOB_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(:key)"
+
+
+class _JobLockBusy(Exception):
+    """A batch's first try found the job-order lock taken: it rolled back having done nothing."""
+
+
 #: Times a PostgreSQL batch is run again after PostgreSQL broke a deadlock by failing it.
 _DEADLOCK_RETRIES = 3
 
@@ -234,6 +267,7 @@ class Tx:
         cursors: dict[str, _RunCursor] | None = None,
         fence: fencing.Fence | None = None,
         pool: _IdPool | None = None,
+        passed: set[str] | None = None,
     ) -> None:
         self.conn = conn
         self._writer = writer
@@ -245,6 +279,19 @@ class Tx:
         self.events: list[StoredEvent] = []
         self.run_values: dict[str, dict[str, Any]] = {}
         self.forgotten: set[str] = set()
+        #: Runs whose appends, queued after this job, committed before it (``Writer._split``).
+        self._passed = passed
+
+    def _touch(self, run_id: str) -> None:
+        """This job writes to ``run_id``: if a later append to it passed the job, say so."""
+        if self._passed is not None and run_id in self._passed:
+            self._passed.discard(run_id)  # once per run
+            self._writer.reordered += 1
+            log.warning(
+                "a job fenced on %s wrote to run %s after a later append to it had committed",
+                self.fence,
+                run_id,
+            )
 
     async def _cursor(self, run_id: str) -> _RunCursor:
         cur = self.cursors.get(run_id) or self._writer._cursor_for(run_id)
@@ -276,6 +323,7 @@ class Tx:
         self.forgotten.add(run_id)
 
     async def emit(self, run_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        self._touch(run_id)
         cur = await self._cursor(run_id)
         fencing.check(self.fence, run_id, cur.attempt)
         ts = utc_now()
@@ -307,6 +355,7 @@ class Tx:
         """Columns written to the run row with this batch's events (one UPDATE per run).
         ``status`` is refused: it changes only through ``store.runs.set_status``."""
         _refuse_status(values)
+        self._touch(run_id)
         self.run_values.setdefault(run_id, {}).update(values)
 
 
@@ -361,6 +410,8 @@ class _Pending:
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    #: A job's: the runs of appends queued after it that committed before it (``_split``).
+    passed: set[str] | None = None
 
 
 class Writer:
@@ -388,10 +439,21 @@ class Writer:
         self._run_rows = sqlite_commit.RunRowUpdates(schema.runs, engine.dialect)
         #: Names this process in its NOTIFY payloads (PostgreSQL), so it skips its own events.
         self.token = token or uuid.uuid4().hex[:12]
+        # PostgreSQL: the held lane (see the module's docstring). Jobs found waiting for the
+        # job-order lock, and what may not pass them, committed in queue order on a second
+        # connection while this writer's task goes on committing the appends that may.
+        self._held: list[_Pending] = []
+        self._held_batch: list[_Pending] = []
+        self._held_task: asyncio.Task[None] | None = None
+        self._held_conn: AsyncConnection | None = None
+        #: Appends committed before a job queued ahead of them (tests, diagnostics).
+        self.passed = 0
+        #: Jobs that wrote to a run whose later append had passed them (expected: never).
+        self.reordered = 0
 
     def _cursor_for(self, run_id: str) -> _RunCursor | None:
         """This writer's numbering of a run; never on PostgreSQL, where others write too."""
-        if self._conn is not None and _shared(self._conn):
+        if self._engine.dialect.name == "postgresql":  # as ``_shared``, whatever the lane
             return None
         return self._cursors.get(run_id)
 
@@ -415,15 +477,23 @@ class Writer:
             await self._direct.stop()
             self._direct = None
         await self._drop_connection()
+        await self._drop_connection(held=True)
 
-    async def _connection(self) -> AsyncConnection:
+    async def _connection(self, held: bool = False) -> AsyncConnection:
+        if held:
+            if self._held_conn is None:
+                self._held_conn = await self._engine.connect()
+            return self._held_conn
         if self._conn is None:
             self._conn = await self._engine.connect()
         return self._conn
 
-    async def _drop_connection(self) -> None:
-        """Close the writer's connection (after a failed batch it may be unusable)."""
-        conn, self._conn = self._conn, None
+    async def _drop_connection(self, held: bool = False) -> None:
+        """Close a lane's connection (after a failed batch it may be unusable)."""
+        if held:
+            conn, self._held_conn = self._held_conn, None
+        else:
+            conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
@@ -471,42 +541,122 @@ class Writer:
                     stopping = True
                     break
                 batch.append(item)
-            await self._run_batch(batch)
+            await self._dispatch(batch)
+        held = self._held_task
+        if held is not None:  # what waits for the job-order lock is committed before stopping
+            await held
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    async def _dispatch(self, batch: list[_Pending]) -> None:
+        """Commit ``batch``; on PostgreSQL, what waits for the job-order lock goes to the held
+        lane and the appends that may pass it are committed here meanwhile."""
+        if self._held_task is None and await self._run_batch(batch, try_job_lock=True):
+            return
+        # The held lane is busy, or the job-order lock is and nothing of the batch ran.
+        passing, holding = self._split(batch)
+        if passing:
+            await self._run_batch(passing)
+        if holding:  # after ``passing`` committed: some were queued before these
+            self._held.extend(holding)
+            if self._held_task is None:
+                self._held_task = asyncio.create_task(self._drain_held(), name="codeyard-held")
+
+    def _split(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """``batch`` in queue order, against what the held lane has not committed yet: the
+        appends that may commit before it, and the rest (jobs always), for the held lane.
+
+        An append may pass the held items when none is an append to its run, none is a job
+        without a fence (it could write to any run), and every held job is fenced on another
+        run's attempt than the append's run and than the append's own fence: such a job was
+        submitted from another task (an attempt's context is copied into the tasks it starts),
+        so the queue order between the two is only the order in which two tasks got there."""
+        held = [*self._held_batch, *self._held]
+        jobs = [p for p in held if not isinstance(p.fn, _Append)]
+        runs = {p.fn.run_id for p in held if isinstance(p.fn, _Append)}
+        fences = {p.fence for p in jobs}
+        barrier = None in fences
+        runs |= {f.run_id for f in fences if f is not None}
+        passing: list[_Pending] = []
+        holding: list[_Pending] = []
+        for pending in batch:
+            fn = pending.fn
+            if isinstance(fn, _Append):
+                if not barrier and fn.run_id not in runs and pending.fence not in fences:
+                    passing.append(pending)
+                    self.passed += 1 if jobs else 0
+                    for job in jobs:
+                        assert job.passed is not None  # given below, when it was held
+                        job.passed.add(fn.run_id)
+                    continue
+                runs.add(fn.run_id)
+            else:
+                pending.passed = set()  # the same set reaches the job's ``Tx``
+                jobs.append(pending)
+                fences.add(pending.fence)
+                if pending.fence is None:
+                    barrier = True
+                else:
+                    runs.add(pending.fence.run_id)
+            holding.append(pending)
+        return passing, holding
+
+    async def _drain_held(self) -> None:
+        """The held lane: its batches, in queue order, each waiting for the job-order lock."""
+        try:
+            while self._held:
+                batch = self._held[: self._batch_max]
+                del self._held[: len(batch)]
+                self._held_batch = batch
+                try:
+                    await self._run_batch(batch, held=True)
+                finally:
+                    self._held_batch = []
+        finally:
+            self._held_task = None
+
+    async def _run_batch(
+        self, batch: list[_Pending], *, held: bool = False, try_job_lock: bool = False
+    ) -> bool:
+        """Commit ``batch`` (on the held lane's connection if ``held``). False: the job-order
+        lock was busy (``try_job_lock``) and nothing of the batch ran."""
         if self._direct is not None and self._direct_ok(batch):
             await self._run_direct(self._direct, batch)
-            return
+            return True
         for tries_left in range(_DEADLOCK_RETRIES, -1, -1):
             try:
-                done = await self._transact(batch)
+                done = await self._transact(batch, held=held, try_job_lock=try_job_lock)
+            except _JobLockBusy:
+                return False
             except Exception as exc:  # the commit failed: nothing of this batch happened
                 if tries_left and _deadlocked(exc):  # PostgreSQL failed it to break a deadlock
                     log.info("write batch of %d jobs deadlocked; running it again", len(batch))
                     continue
-                await self._drop_connection()
+                await self._drop_connection(held)
                 _failed(batch, exc)
-                return
+                return True
             self._committed(*done)
-            return
+            return True
+        return True  # not reached: the last try returns
 
     async def _transact(
-        self, batch: list[_Pending]
+        self, batch: list[_Pending], *, held: bool = False, try_job_lock: bool = False
     ) -> tuple[int, dict[str, _RunCursor], list[StoredEvent], list[tuple[_Pending, bool, Any]]]:
         """Run ``batch`` in one transaction; what ``_committed`` takes, once it committed."""
         outcomes: list[tuple[_Pending, bool, Any]] = []
         staged: list[StoredEvent] = []
         cursors: dict[str, _RunCursor] = {}
         run_values: dict[str, dict[str, Any]] = {}
-        conn = await self._connection()
+        conn = await self._connection(held)
         shared = _shared(conn)
         async with conn.begin():
             pool = _IdPool(conn, self._next_id)
             if shared:
                 if any(not isinstance(p.fn, _Append) for p in batch):  # before any row lock
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": JOB_ORDER_LOCK}
-                    )
+                    if not try_job_lock:
+                        await conn.execute(text(_JOB_LOCK_SQL), {"key": JOB_ORDER_LOCK})
+                    elif not (
+                        await conn.execute(text(_TRY_JOB_LOCK_SQL), {"key": JOB_ORDER_LOCK})
+                    ).scalar():
+                        raise _JobLockBusy  # rolls back: nothing was done
                 await _lock_runs(conn, batch, cursors)  # the appends' rows, once per batch
             for pending in batch:
                 if isinstance(pending.fn, _Append):
@@ -526,7 +676,7 @@ class Writer:
                 copies = {
                     k: _RunCursor(v.last_seq, v.project_id, v.attempt) for k, v in cursors.items()
                 }
-                tx = Tx(conn, self, pool.next_id, copies, pending.fence, pool)
+                tx = Tx(conn, self, pool.next_id, copies, pending.fence, pool, pending.passed)
                 try:
                     if pending.savepoint:
                         async with conn.begin_nested():
