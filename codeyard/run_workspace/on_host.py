@@ -1,24 +1,35 @@
 """An optional executor capability: work in a run's worktree on the host that holds it.
 
 A workflow's ``shell``, ``loop`` or ``compare`` step runs a command in a run step's worktree; a
-run's checks (after each turn, or on demand) run their commands in its worktrees. With the local
-executor those worktrees are on the API server's disk and the caller does the work itself
-(``workspace.shell``, ``checks.runner``). A distributed executor keeps worktrees on worker hosts:
-it implements :class:`OnWorktreeHost` and the caller hands it the work, naming the host that
-holds the worktrees (the run row's ``worker_host``). Pure declarations, no I/O: callers see this
-seam, never the executor's internals.
+run's checks (after each turn, or on demand) run their commands in its worktrees; the review's
+diff, landing, a pull request's push and discard do git work in them (``worktree_ops``). With
+the local executor those worktrees are on the API server's disk and the caller does the work
+itself (``workspace.shell``, ``checks.runner``, ``worktree_ops``). A distributed executor keeps
+worktrees on worker hosts: it implements :class:`OnWorktreeHost` and the caller hands it the
+work, naming the host that holds the worktrees (the run row's ``worker_host``). Pure
+declarations, no I/O: callers see this seam, never the executor's internals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from codeyard.checks.runner import SuiteResult
 from codeyard.checks.spec import CheckSpec
 
-__all__ = ["ChecksJob", "NotRunOnHost", "OnWorktreeHost", "ShellJob", "ShellOutcome", "TreesJob"]
+__all__ = [
+    "ChecksJob",
+    "NotRunOnHost",
+    "OnWorktreeHost",
+    "ShellJob",
+    "ShellOutcome",
+    "TreesJob",
+    "WorktreeJob",
+]
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,21 @@ class TreesJob:
     worktrees: Mapping[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class WorktreeJob:
+    """One git operation of ``worktree_ops.OPS`` in a run's worktrees on one host."""
+
+    host: str
+    run_id: str
+    #: The operation's name (``worktree_ops.OPS``) and its job (that operation's dataclass).
+    op: str
+    job: Any
+    timeout: float
+    #: For the message when the host is gone: what the work is, what to do once it is back.
+    what: str
+    then: str
+
+
 class NotRunOnHost(Exception):
     """The work did not run to an end: the host holding the worktree is gone (down, or lost
     mid-way), or the worktree is not on it; the message names the host and what to do."""
@@ -92,4 +118,9 @@ class OnWorktreeHost(Protocol):
 
     async def worktree_trees(self, job: TreesJob) -> dict[str, str]:
         """The tree id of each worktree, read on its host. Raises :class:`NotRunOnHost`."""
+        ...
+
+    async def in_worktrees(self, job: WorktreeJob, result: type[R]) -> R:
+        """Run the operation on its host; its result as ``result``. A domain error raised
+        there is raised here as the same problem. Raises :class:`NotRunOnHost`."""
         ...

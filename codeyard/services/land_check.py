@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.domain.errors import InvalidTransition
+from codeyard.run_workspace.worktree_ops import SNAPSHOT, Here, SnapshotJob, in_worktrees
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import projects, runs
 from codeyard.workspace import branches, landing
-from codeyard.workspace.snapshot import snapshot_commit
 
 _MESSAGE = "codeyard: land check"
 
@@ -53,11 +54,15 @@ async def check(svc: Services, ref: str, target_branch: str | None) -> dict[str,
         )
     out = []
     checked_out: dict[str, list[str]] = {}
+    # The worktrees' state as commits, made where they are (this server or their worker host).
+    here = Here(svc.engine, svc.writer, lambda: sandbox_service.current(svc))
+    job = SnapshotJob(dict(run["worktrees"]), _MESSAGE)
+    snapshots = (await in_worktrees(svc.executor, run, SNAPSHOT, job, here)).made
     for repo_id, path in run["worktrees"].items():
         repo = repos[repo_id]
         repo_path = Path(repo["path"])
         target = target_branch or repo["default_branch"] or "main"
-        _head, commit = await snapshot_commit(Path(path), _MESSAGE)
+        commit = snapshots[repo_id][1]
         conflicts = await landing.check_conflicts(repo_path, target, commit)
         target_head = await branches.branch_head(repo_path, target, "target branch")
         nothing = await branches.is_ancestor(repo_path, commit, target_head)

@@ -44,16 +44,16 @@ from codeyard.events.stream import follow_types
 from codeyard.github.feedback import Signal, ci_key, pull_repo, review_key, scope
 from codeyard.github.pr_api import FailedCheck, PrFeedbackApi
 from codeyard.prs.base import PrConfig
+from codeyard.run_workspace.worktree_ops import PR_SYNC, Here, PrSyncJob, in_worktrees
 from codeyard.services import checks as check_service
 from codeyard.services import profile
 from codeyard.services import runs as run_service
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import checks as ledger
 from codeyard.store import fencing, projects, runs
 from codeyard.store.writer import Tx
-from codeyard.workspace import branches, landing
-from codeyard.workspace.git import git
-from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
+from codeyard.workspace import branches
 
 __all__ = ["follow_turns", "handle", "push_after_turn"]
 
@@ -264,6 +264,7 @@ class _Sync:
 
 
 async def _sync(
+    svc: Services,
     run: dict[str, Any],
     repos: dict[str, dict[str, Any]],
     message: str,
@@ -271,31 +272,34 @@ async def _sync(
 ) -> _Sync:
     """Commit what is left, rebase onto the base branch if it moved on the remote, push.
 
+    The commit and rebase are made where the worktrees are (this server, or their worker host:
+    ``worktree_ops``); the push from the project's repository, with the owner's credentials.
     Rebased means the branch's history changed, so the push is ``--force-with-lease``: it
     overwrites only the pull request head Codeyard pushed last, never someone else's commits.
     A conflict rebases nothing and pushes nothing: ``refused`` says where it conflicts.
     """
     out = _Sync()
     pulls = {p.get("repo_id"): p for p in _pulls(run)}
-    for repo_id, path in run["worktrees"].items():
-        worktree, repo_path = Path(path), Path(repos[repo_id]["path"])
-        head, commit = await snapshot_commit(worktree, message)
-        await adopt_snapshot(worktree, run["branch"], head, commit)
-        base = str((pulls.get(repo_id) or {}).get("base") or repos[repo_id]["default_branch"])
-        if await _base_moved(repo_path, worktree, base):
-            try:
-                out.rebased[repo_id] = await landing.rebase_branch(
-                    worktree, f"refs/remotes/origin/{base}"
-                )
-                out.onto = base
-            except Conflict as exc:
-                out.refused = (
-                    f"the pull request's base '{base}' moved and the run branch no longer "
-                    f"rebases onto it ({exc.detail}); it needs a rebase: message the agent to "
-                    f"merge origin/{base} and resolve the conflicts, or rebase by hand"
-                )
-                return out
-        out.heads[repo_id] = (await git("rev-parse", "HEAD", cwd=worktree)).stdout.strip()
+    job = PrSyncJob(
+        dict(run["worktrees"]),
+        {rid: str(repos[rid]["path"]) for rid in run["worktrees"]},
+        run["branch"],
+        message,
+        {
+            rid: str((pulls.get(rid) or {}).get("base") or repos[rid]["default_branch"])
+            for rid in run["worktrees"]
+        },
+    )
+    here = Here(svc.engine, svc.writer, lambda: sandbox_service.current(svc))
+    try:
+        synced = await in_worktrees(svc.executor, run, PR_SYNC, job, here)
+    except Conflict as exc:  # the worktrees' host is gone
+        out.refused = f"the run's work could not be committed for its pull request: {exc.detail}"
+        return out
+    out.heads, out.rebased, out.onto = synced.heads, synced.rebased, synced.onto
+    if synced.refused is not None:
+        out.refused = synced.refused
+        return out
     for repo_id in run["worktrees"]:
         forced = repo_id in out.rebased
         try:
@@ -306,24 +310,6 @@ async def _sync(
             return out
         out.pushed[repo_id] = forced
     return out
-
-
-async def _base_moved(repo: Path, worktree: Path, base: str) -> bool:
-    """Fetch ``base`` from origin; True when the run branch does not contain it any more.
-    A fetch that fails (offline, no such branch) says no: the push then tells the truth."""
-    spec = f"+refs/heads/{base}:refs/remotes/origin/{base}"
-    fetched = await git("fetch", "--quiet", "origin", spec, cwd=repo, check=False, timeout=120)
-    if fetched.returncode != 0:
-        return False
-    contained = await git(
-        "merge-base",
-        "--is-ancestor",
-        f"refs/remotes/origin/{base}",
-        "HEAD",
-        cwd=worktree,
-        check=False,
-    )
-    return contained.returncode != 0
 
 
 async def _record(tx: Tx, run: dict[str, Any], done: _Sync) -> dict[str, Any]:
@@ -378,7 +364,7 @@ async def push_after_turn(svc: Services, run_id: str) -> None:
         with fencing.acting_for(run):  # a run a new turn took meanwhile is not pushed
             await fencing.verify(svc.engine)
             async with profile.push_env(svc, run["created_by"]) as env:  # the owner's SSH key
-                done = await _sync(run, repos, _commit_message(run), env)
+                done = await _sync(svc, run, repos, _commit_message(run), env)
             await svc.writer.run(lambda tx: _record_turn_push(tx, run_id, done))
 
 
@@ -422,7 +408,7 @@ async def _rebase_idle(svc: Services, run_id: str, repo: str, number: int, branc
         ):
             return  # a turn under way rebases when it pushes
         async with profile.push_env(svc, run["created_by"]) as env:
-            done = await _sync(run, repos, _commit_message(run), env)
+            done = await _sync(svc, run, repos, _commit_message(run), env)
         if not done.rebased and done.refused is None:
             return  # already on top of the base: nothing was pushed
 

@@ -8,6 +8,7 @@ branch.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,24 @@ from codeyard import crashpoints
 from codeyard.auth.principal import Principal
 from codeyard.domain import events as ev
 from codeyard.domain import fold
-from codeyard.domain.errors import BadRequest, InvalidTransition, NotFound
+from codeyard.domain.errors import BadRequest, Conflict, InvalidTransition, NotFound
 from codeyard.domain.status import RunStatus, check_action
 from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig
 from codeyard.run_workspace.checkpointing import delete_run_refs
 from codeyard.run_workspace.landing_once import land_once
-from codeyard.run_workspace.prepare import remove_run_worktrees
+from codeyard.run_workspace.on_host import OnWorktreeHost
+from codeyard.run_workspace.worktree_ops import (
+    ADOPT,
+    REMOVE,
+    SNAPSHOT,
+    AdoptJob,
+    Here,
+    RemoveJob,
+    SnapshotJob,
+    in_worktrees,
+    unfinished_merge,
+)
 from codeyard.services import checks as check_service
 from codeyard.services import ownership, profile
 from codeyard.services import runs as run_service
@@ -35,6 +47,7 @@ from codeyard.workspace import branches, landing
 from codeyard.workspace.git import git
 from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
 
+log = logging.getLogger(__name__)
 S = RunStatus
 LAND: dict[str, landing.Strategy] = {"merge": "merge", "squash": "squash", "rebase": "rebase"}
 
@@ -101,31 +114,71 @@ async def resolve(
     return await _agent_merge(svc, run, repos, body)
 
 
-async def _unfinished_merge(path: Path) -> list[str] | None:
-    """Paths still in conflict when the worktree is in the middle of a merge, else None."""
-    head = await git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=path, check=False)
-    if head.returncode != 0:
-        return None
-    unmerged = await git("diff", "--name-only", "--diff-filter=U", cwd=path, check=False)
-    return unmerged.stdout.split()
-
-
-async def _refuse_unfinished_merge(run: dict[str, Any]) -> None:
+def _mid_merge(run: dict[str, Any], path: str, unmerged: list[str]) -> InvalidTransition:
     """A worktree left mid-merge (an agent_merge turn that did not finish) is not landed: its
     conflict markers would be committed. Said as it is, not as a conflict check that changed
     nothing."""
+    files = f" with conflicts in {', '.join(unmerged)}" if unmerged else ""
+    return InvalidTransition(
+        f"Run {run['number']}'s worktree {path} is in the middle of a merge{files}. "
+        f'Ask the agent to finish it (`codeyard msg {run["number"]} "Finish the merge"`) '
+        "or resolve and commit it there, then land again.",
+        current_status=run["status"],
+        conflicts=unmerged,
+        unfinished_merge=True,
+    )
+
+
+async def _refuse_unfinished_merge(run: dict[str, Any]) -> None:
     for path in run["worktrees"].values():
-        unmerged = await _unfinished_merge(Path(path))
-        if unmerged is None:
-            continue
-        files = f" with conflicts in {', '.join(unmerged)}" if unmerged else ""
-        raise InvalidTransition(
-            f"Run {run['number']}'s worktree {path} is in the middle of a merge{files}. "
-            f'Ask the agent to finish it (`codeyard msg {run["number"]} "Finish the merge"`) '
-            "or resolve and commit it there, then land again.",
-            current_status=run["status"],
-            conflicts=unmerged,
-            unfinished_merge=True,
+        unmerged = await unfinished_merge(Path(path))
+        if unmerged is not None:
+            raise _mid_merge(run, path, unmerged)
+
+
+def _here(svc: Services) -> Here:
+    return Here(svc.engine, svc.writer, lambda: sandbox_service.current(svc))
+
+
+async def _snapshot(
+    svc: Services,
+    run: dict[str, Any],
+    message: str,
+    author: branches.Author,
+    *,
+    for_landing: bool = False,
+) -> dict[str, list[str]]:
+    """``[head, commit]`` per repository: each worktree's state as a commit, made where the
+    worktrees are. For a landing (``for_landing``) a worktree mid-merge refuses and no ref moves
+    (the run branch adopts it once landed); else the run branch adopts it at once."""
+    job = SnapshotJob(
+        dict(run["worktrees"]),
+        message,
+        author.name,
+        author.email,
+        refuse_mid_merge=for_landing,
+        adopt_branch=None if for_landing else run["branch"],
+    )
+    made = await in_worktrees(svc.executor, run, SNAPSHOT, job, _here(svc))
+    for path, unmerged in made.unfinished.items():
+        raise _mid_merge(run, path, unmerged)
+    return made.made
+
+
+async def _reachable(svc: Services, run: dict[str, Any], repo: Path, commit: str) -> None:
+    """A commit made on the run's worker host is in the project's repository as this server
+    sees it only when both see one repository (shared storage); else 409 saying so, not git's
+    "names no commit"."""
+    if not (isinstance(svc.executor, OnWorktreeHost) and run.get("worker_host")):
+        return
+    found = await git("cat-file", "-e", f"{commit}^{{commit}}", cwd=repo, check=False)
+    if found.returncode != 0:
+        raise Conflict(
+            f"Run {run['number']}'s work was committed on worker host '{run['worker_host']}' "
+            f"({commit[:12]}), but the repository {repo} this server lands into does not have "
+            "it: landing needs each project repository on storage every API server and worker "
+            "mounts, at the same path (docs/scale-out.md).",
+            worker_host=run["worker_host"],
         )
 
 
@@ -137,15 +190,15 @@ async def _land(
     body: dict[str, Any],
 ) -> dict[str, Any]:
     _need_worktrees(run)
-    await _refuse_unfinished_merge(run)
-    await check_service.require_passing(svc, run)
     message = await _commit_message(svc, run, body.get("message"))
     author = await _author(svc, run)
-    snapshots: dict[str, tuple[str, str]] = {}
+    # Where the worktrees are (this server, or their worker host); a worktree mid-merge refuses.
+    snapshots = await _snapshot(svc, run, message, author, for_landing=True)
+    await check_service.require_passing(svc, run)
     requests = []
-    for repo_id, path in run["worktrees"].items():
-        head, commit = await snapshot_commit(Path(path), message, author)
-        snapshots[repo_id] = (head, commit)
+    for repo_id in run["worktrees"]:
+        commit = snapshots[repo_id][1]
+        await _reachable(svc, run, Path(repos[repo_id]["path"]), commit)
         target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
         requests.append(
             landing.LandingRequest(
@@ -161,9 +214,11 @@ async def _land(
     # write is fenced: a stale landing moves nothing).
     await fencing.verify(svc.engine)
     plans = await land_once(svc.writer, run, list(run["worktrees"]), requests, strategy)
-    for repo_id, path in run["worktrees"].items():
-        head, commit = snapshots[repo_id]
-        await adopt_snapshot(Path(path), run["branch"], head, commit)
+    adopt = AdoptJob(dict(run["worktrees"]), run["branch"], snapshots)
+    try:
+        await in_worktrees(svc.executor, run, ADOPT, adopt, _here(svc))
+    except Conflict:  # landed: the run branch (on a host gone since) only lags behind
+        log.warning("run %s landed; its branch did not adopt the landed commit", run["id"])
     merged = [(rid, p) for rid, p in zip(run["worktrees"], plans, strict=True) if p is not None]
 
     async def job(tx: Tx) -> dict[str, Any]:
@@ -190,13 +245,9 @@ async def _land(
 
 
 async def _discard(svc: Services, run: dict[str, Any]) -> dict[str, Any]:
-    await remove_run_worktrees(
-        svc.engine,
-        run,
-        svc.writer,
-        svc.settings.bash_timeout_seconds,
-        sandbox=await sandbox_service.current(svc),
-    )
+    # Where the worktrees are: cleanup scripts run there, sandboxed as that host runs them.
+    remove = RemoveJob(run["id"], svc.settings.bash_timeout_seconds)
+    await in_worktrees(svc.executor, run, REMOVE, remove, _here(svc))
     await delete_run_refs(svc.engine, run)
     crashpoints.reached("discard:removed")
 
@@ -231,9 +282,7 @@ async def _create_pr(
         )
     message = await _commit_message(svc, run, body.get("message"))
     author = await _author(svc, run)
-    for path in run["worktrees"].values():
-        head, commit_sha = await snapshot_commit(Path(path), message, author)
-        await adopt_snapshot(Path(path), run["branch"], head, commit_sha)
+    await _snapshot(svc, run, message, author)  # the run branch holds all the work
     created = []
     for repo_id, repo, remote_url, host in hosts:
         await fencing.verify(svc.engine)  # nothing pushed or opened for a stale attempt

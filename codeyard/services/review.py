@@ -9,17 +9,14 @@ from codeyard.domain import events as ev
 from codeyard.domain.errors import InvalidTransition, NotFound
 from codeyard.domain.status import RunStatus
 from codeyard.run_workspace.checkpointing import public, take_checkpoint
+from codeyard.run_workspace.on_host import OnWorktreeHost
+from codeyard.run_workspace.worktree_ops import DIFF, DiffJob, Diffs, Here, in_worktrees
+from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import checkpoints, projects, runs
 from codeyard.store.writer import Tx
 from codeyard.workspace.checkpoints import restore_checkpoint
-from codeyard.workspace.diff import (
-    diff_between,
-    diff_files,
-    diff_stats,
-    snapshot_tree,
-    unified_diff,
-)
+from codeyard.workspace.diff import diff_between
 
 S = RunStatus
 #: While the agent works, restoring would fight it; everything else may restore.
@@ -48,6 +45,35 @@ def _repos(run: dict[str, Any], repo_id: str | None) -> list[tuple[str, Path]]:
     return chosen
 
 
+def _here(svc: Services) -> Here:
+    return Here(svc.engine, svc.writer, lambda: sandbox_service.current(svc))
+
+
+def _on_host(svc: Services, run: dict[str, Any]) -> bool:
+    """Whether the run's worktrees are on a worker host's disk, not this server's."""
+    return isinstance(svc.executor, OnWorktreeHost) and bool(run.get("worker_host"))
+
+
+async def _live(
+    svc: Services,
+    run: dict[str, Any],
+    chosen: list[tuple[str, Path]],
+    against: dict[str, str],
+    fmt: Literal["text", "json", "stats"],
+    paths: list[str] | None = None,
+    reverse: bool = False,
+) -> Diffs:
+    """Diffs of the live worktrees (``chosen``), read where they are (``worktree_ops``)."""
+    job = DiffJob(
+        {rid: str(p) for rid, p in chosen},
+        {rid: against[rid] for rid, _ in chosen},
+        fmt,
+        paths,
+        reverse,
+    )
+    return await in_worktrees(svc.executor, run, DIFF, job, _here(svc))
+
+
 async def diff(
     svc: Services,
     ref: str,
@@ -58,24 +84,24 @@ async def diff(
     """The worktree (committed + uncommitted + untracked) against the run's base commit."""
     run = await _run_with_worktrees(svc, ref)
     multi = len(run["worktrees"]) > 1
+    chosen = _repos(run, repo_id)
+    diffs = await _live(svc, run, chosen, run["base_commits"], fmt, paths)
     if fmt == "text":
-        parts = [
-            await unified_diff(p, run["base_commits"][rid], paths)
-            for rid, p in _repos(run, repo_id)
-        ]
-        return "".join(parts)
+        return "".join(diffs.texts[rid] for rid, _ in chosen)
     files: list[dict[str, Any]] = []
-    for rid, p in _repos(run, repo_id):
-        for item in await diff_files(p, run["base_commits"][rid], paths):
-            files.append({**item, "repo_id": rid} if multi else dict(item))
+    for rid, _ in chosen:
+        for item in diffs.files[rid]:
+            files.append({**item, "repo_id": rid} if multi else item)
     return files
 
 
 async def stats(svc: Services, ref: str) -> dict[str, int]:
     run = await _run_with_worktrees(svc, ref)
     total = {"files": 0, "insertions": 0, "deletions": 0}
-    for rid, p in _repos(run, None):
-        part = await diff_stats(p, run["base_commits"][rid])
+    chosen = _repos(run, None)
+    diffs = await _live(svc, run, chosen, run["base_commits"], "stats")
+    for rid, _ in chosen:
+        part = diffs.stats[rid]
         total = {k: total[k] + part[k] for k in total}
     return total
 
@@ -153,19 +179,28 @@ async def compare(
                 "The run's worktree is gone; compare against 'base' or a checkpoint.",
                 current_status=run["status"],
             )
-        other = {rid: await snapshot_tree(p) for rid, p in _repos(run, None)}
+        # From the worktree now to the checkpoint (what a restore would do), read where the
+        # worktrees are.
+        wt = run["worktrees"]
+        chosen = [(rid, Path(wt[rid])) for rid in checkpoint["commits"] if rid in wt]
+        diffs = await _live(svc, run, chosen, checkpoint["commits"], fmt, reverse=True)
+        if fmt == "text":
+            return "".join(diffs.texts[rid] for rid, _ in chosen)
+        return [f for rid, _ in chosen for f in diffs.files[rid]]
     else:
         async with svc.engine.connect() as conn:
             second = await checkpoints.get(conn, against)
         if second["run_id"] != run["id"]:
             raise NotFound(f"Checkpoint '{against}' belongs to another run.")
         other = dict(second["commits"])
-    repos_root = {rid: p for rid, p in _repos(run, None)} if run["worktrees"] else {}
+    # Commits only: read in the worktree (this server's disk) or the project's repository.
+    local = run["worktrees"] and not _on_host(svc, run)
+    repos_root = {rid: p for rid, p in _repos(run, None)} if local else {}
     out_text: list[str] = []
     out_json: list[dict[str, Any]] = []
     for rid, commit in checkpoint["commits"].items():
         repo = repos_root.get(rid) or await _repo_path(svc, rid)
-        # From the other state to the checkpoint: against "current", what a restore would do.
+        # From the other state to the checkpoint.
         if fmt == "text":
             out_text.append(await diff_between(repo, other[rid], commit, "text"))
         else:

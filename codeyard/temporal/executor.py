@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import TypeVar
 
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -18,11 +19,18 @@ from temporalio.worker import Worker
 from codeyard.checks.runner import SuiteResult
 from codeyard.executor.durable_executions import ExecutionSteps
 from codeyard.executor.interface import STOPS, ApprovalAnswer, Message, ModelSwitch, Signal
-from codeyard.run_workspace.on_host import ChecksJob, ShellJob, ShellOutcome, TreesJob
+from codeyard.run_workspace.on_host import (
+    ChecksJob,
+    ShellJob,
+    ShellOutcome,
+    TreesJob,
+    WorktreeJob,
+)
 from codeyard.temporal import executions, on_host
 from codeyard.temporal.contracts import SHARED_QUEUE, WORKFLOW_NAME, Delivery, workflow_id
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def delivery_of(run_id: str, signal: Signal) -> Delivery:
@@ -131,6 +139,10 @@ class TemporalExecutor:
     async def worktree_trees(self, job: TreesJob) -> dict[str, str]:
         """The state of a run's worktrees (does a check suite's result still match them?)."""
         return await on_host.run_trees(self.client, job)
+
+    async def in_worktrees(self, job: WorktreeJob, result: type[R]) -> R:
+        """A git operation in a run's worktrees (diff, landing's commit, discard…)."""
+        return await on_host.run_worktree(self.client, job, result)
 
     async def finish(self, run_id: str) -> None:
         """End the run's workflow early (deleted or resolved)."""

@@ -1,5 +1,6 @@
 """Work in a run's worktree on the Temporal executor: an activity on the queue of the host that
-holds the worktree (issue 20: workflow shell steps; issue 16: a run's checks).
+holds the worktree (issue 20: workflow shell steps; issue 16: a run's checks, and the git work
+of the review's diff, landing, pull requests and discard: ``worktree``).
 
 A Temporal client cannot run an activity by itself, so each piece of work is a small workflow
 (``CodeyardOnHost``, on the shared queue) that runs the named activity (``shell``, ``checks``,
@@ -15,8 +16,11 @@ worktree is on that host's disk).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import uuid
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -33,12 +37,14 @@ with workflow.unsafe.imports_passed_through():
 
     from codeyard.checks.runner import SuiteResult
     from codeyard.checks.spec import CheckResult
+    from codeyard.domain import errors
     from codeyard.run_workspace.on_host import (
         ChecksJob,
         NotRunOnHost,
         ShellJob,
         ShellOutcome,
         TreesJob,
+        WorktreeJob,
     )
     from codeyard.temporal.contracts import HEARTBEAT_TIMEOUT, SHARED_QUEUE, host_queue
 
@@ -58,7 +64,7 @@ class OnHostInput:
     """What ``CodeyardOnHost`` runs: activity ``activity`` with ``payload`` on ``host``."""
 
     host: str
-    #: ``shell``, ``checks`` or ``trees``.
+    #: ``shell``, ``checks``, ``trees`` or ``worktree``.
     activity: str
     #: The activity's argument (``ShellInput``, ``ChecksInput``, ``TreesInput``, as the wire
     #: carries it).
@@ -117,6 +123,64 @@ class TreesOutput:
     host: str
     trees: dict[str, str] = field(default_factory=dict)
     error: str = ""
+
+
+@dataclass(slots=True)
+class WorktreeInput:
+    #: ``worktree_ops.OPS``'s name and its job (``asdict``).
+    op: str
+    job: dict[str, Any]
+
+
+@dataclass(slots=True)
+class WorktreeOutput:
+    host: str
+    #: The result (``asdict``) as zlib-compressed JSON in base64: a diff can be large, and an
+    #: activity's result is one Temporal payload (the server refuses those over 2 MB).
+    data: str = ""
+    #: A domain error raised there: ``{kind, title, detail, extra}`` (:func:`problem_of`).
+    problem: dict[str, Any] | None = None
+    error: str = ""
+
+
+#: The compressed result's size a host sends back at most (base64 characters).
+MAX_RESULT = 1_500_000
+#: The problem classes a domain error is carried as (its nearest one in its class's MRO).
+_PROBLEMS: dict[str, type[errors.CodeyardError]] = {
+    c.__name__: c
+    for c in (
+        errors.BadRequest,
+        errors.NotFound,
+        errors.Conflict,
+        errors.InvalidTransition,
+        errors.PayloadTooLarge,
+        errors.ValidationFailed,
+        errors.Forbidden,
+    )
+}
+
+
+def problem_of(exc: errors.CodeyardError) -> dict[str, Any]:
+    """A domain error as JSON: the same problem (status, title, detail, members) on the API."""
+    kind = next((c.__name__ for c in type(exc).__mro__ if c.__name__ in _PROBLEMS), "")
+    extra = json.loads(json.dumps(exc.extra, default=str))
+    return {"kind": kind, "title": exc.title, "detail": exc.detail, "extra": extra}
+
+
+def raise_problem(problem: dict[str, Any]) -> None:
+    cls = _PROBLEMS.get(str(problem.get("kind")), errors.CodeyardError)
+    exc = cls(str(problem["detail"]), **dict(problem.get("extra") or {}))
+    exc.title = str(problem.get("title") or cls.title)
+    raise exc
+
+
+def pack(value: Any) -> str:
+    raw = json.dumps(asdict(value), separators=(",", ":")).encode()
+    return base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+
+
+def unpack(data: str, result: type[T]) -> T:
+    return result(**json.loads(zlib.decompress(base64.b64decode(data))))
 
 
 def shell_workflow_id(execution_id: str, key: str) -> str:
@@ -248,6 +312,25 @@ async def run_trees(client: Client, job: TreesJob) -> dict[str, str]:
     wid = f"codeyard-trees-{job.run_id}-{uuid.uuid4().hex}"
     out = await run_on_host(client, wid, work, TreesOutput)
     return dict(out.trees)
+
+
+async def run_worktree(client: Client, job: WorktreeJob, result: type[T]) -> T:
+    """A git operation (``worktree_ops``) in a run's worktrees, on their host; its result, or
+    the domain error it raised there."""
+    work = OnHostInput(
+        job.host,
+        "worktree",
+        asdict(WorktreeInput(job.op, asdict(job.job))),
+        job.timeout,
+        what=job.what,
+        holder="the run's",
+        then=job.then,
+    )
+    wid = f"codeyard-worktree-{job.op}-{job.run_id}-{uuid.uuid4().hex}"
+    out = await run_on_host(client, wid, work, WorktreeOutput)
+    if out.problem is not None:
+        raise_problem(out.problem)
+    return unpack(out.data, result)
 
 
 async def _cancel(client: Client, wid: str) -> None:

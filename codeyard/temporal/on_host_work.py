@@ -1,10 +1,11 @@
 """The work a worker host does in worktrees it holds, as activities on its own queue (started by
 ``on_host``): ``shell`` (a workflow step's command) and ``checks`` (a run's check suite, whose
 ``check.*`` events this host stores as they happen), ``trees`` (the worktrees' state, to tell
-whether a suite's result still matches them). The commands are contained by the sandbox this
-host gives its runs (the stored ``sandbox`` setting applied to the worker's base sandbox); all
-three run on the host runtime's loop while this loop heartbeats (a cancel arrives with a
-heartbeat's answer and kills the work).
+whether a suite's result still matches them), ``worktree`` (a git operation of
+``run_workspace.worktree_ops``: the review's diff, the commits of landing and pull requests,
+discard). The commands are contained by the sandbox this host gives its runs (the stored
+``sandbox`` setting applied to the worker's base sandbox); all run on the host runtime's loop
+while this loop heartbeats (a cancel arrives with a heartbeat's answer and kills the work).
 """
 
 from __future__ import annotations
@@ -15,18 +16,25 @@ from temporalio import activity
 
 from codeyard.checks.runner import run_suite, worktree_trees
 from codeyard.checks.spec import CheckSpec
+from codeyard.domain.errors import CodeyardError, PayloadTooLarge
 from codeyard.domain.events import NewEvent
+from codeyard.run_workspace.worktree_ops import OPS, Here
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.temporal.activities import beating
 from codeyard.temporal.host import HostRuntime
 from codeyard.temporal.on_host import (
+    MAX_RESULT,
     ChecksInput,
     ChecksOutput,
     ShellInput,
     ShellOutput,
     TreesInput,
     TreesOutput,
+    WorktreeInput,
+    WorktreeOutput,
+    pack,
+    problem_of,
 )
 from codeyard.workspace import shell
 
@@ -84,6 +92,32 @@ async def trees_here(runtime: HostRuntime, job: TreesInput) -> TreesOutput:
     return TreesOutput(host, await worktree_trees(job.worktrees))
 
 
+async def worktree_here(runtime: HostRuntime, job: WorktreeInput) -> WorktreeOutput:
+    """On the host runtime's loop: the git operation, its result packed, or the domain error it
+    raised (the same problem on the API), or why it cannot run here."""
+    host = runtime.config.host
+    op = OPS[job.op]
+    for path in (job.job.get("worktrees") or {}).values():
+        if not Path(path).is_dir():
+            return WorktreeOutput(host, error=_not_here(path, host))
+
+    async def sandbox() -> Sandbox | None:
+        return await _sandbox(runtime)
+
+    try:
+        value = await op.run(Here(runtime.engine, runtime.writer, sandbox), op.job(**job.job))
+        data = pack(value)
+    except CodeyardError as exc:
+        return WorktreeOutput(host, problem=problem_of(exc))
+    if len(data) > MAX_RESULT:
+        too_big = PayloadTooLarge(
+            f"{op.what} is {len(data) // 1000} kB compressed on worker host '{host}', more than "
+            f"the {MAX_RESULT // 1000} kB it may send back; ask for fewer files (path=)",
+        )
+        return WorktreeOutput(host, problem=problem_of(too_big))
+    return WorktreeOutput(host, data)
+
+
 class OnHostActivities:
     def __init__(self, runtime: HostRuntime) -> None:
         self.runtime = runtime
@@ -99,3 +133,7 @@ class OnHostActivities:
     @activity.defn(name="trees")
     async def trees(self, job: TreesInput) -> TreesOutput:
         return await beating(self.runtime.call(trees_here(self.runtime, job)))
+
+    @activity.defn(name="worktree")
+    async def worktree(self, job: WorktreeInput) -> WorktreeOutput:
+        return await beating(self.runtime.call(worktree_here(self.runtime, job)))

@@ -48,7 +48,14 @@ async def serve_host(
         own = Worker(
             client,
             task_queue=host_queue(config.host),
-            activities=[acts.drive, acts.deliver, work.shell, work.checks, work.trees],
+            activities=[
+                acts.drive,
+                acts.deliver,
+                work.shell,
+                work.checks,
+                work.trees,
+                work.worktree,
+            ],
             identity=config.host,
             max_concurrent_activities=200,
         )

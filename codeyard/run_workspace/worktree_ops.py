@@ -1,0 +1,336 @@
+"""Git work in a run's worktrees that the API's services need: where the worktrees are.
+
+The review's diff of the live worktree, the snapshot commit a landing or pull request starts
+from (and the run branch adopting it), the worktree side of pushing to an open pull request
+(commit what is left, rebase when the base moved), and removing the worktrees when a run is
+discarded. With the local executor the worktrees are on the API server's disk and
+:func:`in_worktrees` calls the operation in process (exactly the git work the services did
+before). An executor that keeps worktrees on worker hosts (``on_host.OnWorktreeHost``) runs it
+on the host that holds them and returns the same typed value; a domain error raised there is
+raised here as the same problem; a host that is gone answers 409 naming the host and the fix.
+
+Every job and result is a flat dataclass of JSON values, so it crosses the wire as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.domain.errors import Conflict
+from codeyard.run_workspace.on_host import NotRunOnHost, OnWorktreeHost, WorktreeJob
+from codeyard.run_workspace.prepare import remove_run_worktrees
+from codeyard.sandbox import Sandbox
+from codeyard.store import runs
+from codeyard.store.writer import Writer
+from codeyard.workspace import landing
+from codeyard.workspace.branches import Author
+from codeyard.workspace.diff import diff_between, snapshot_tree
+from codeyard.workspace.git import git
+from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
+
+__all__ = [
+    "ADOPT",
+    "DIFF",
+    "OPS",
+    "PR_SYNC",
+    "REMOVE",
+    "SNAPSHOT",
+    "AdoptJob",
+    "Adopted",
+    "DiffJob",
+    "Diffs",
+    "Here",
+    "Op",
+    "PrSyncJob",
+    "PrSynced",
+    "RemoveJob",
+    "Removed",
+    "SnapshotJob",
+    "Snapshots",
+    "in_worktrees",
+]
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Here:
+    """What an operation may use besides git, on the process that runs it."""
+
+    engine: AsyncEngine
+    writer: Writer
+    #: The sandbox run processes get here (read only by what runs scripts: :data:`REMOVE`).
+    sandbox: Callable[[], Awaitable[Sandbox | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Op(Generic[J, R]):
+    """A named operation: its job and result types, what it does, and the sentence's end for
+    a gone host (``then``: what to do once it is back)."""
+
+    name: str
+    job: type[J]
+    result: type[R]
+    run: Callable[[Here, J], Awaitable[R]]
+    what: str
+    then: str
+    #: Seconds the host may take (it is killed after).
+    timeout: float = 300.0
+
+
+# --- the review's diff ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DiffJob:
+    #: Worktree path by repository id.
+    worktrees: dict[str, str]
+    #: The commit each worktree is compared with (its base, or a checkpoint's commit).
+    against: dict[str, str]
+    fmt: Literal["text", "json", "stats"]
+    paths: list[str] | None = None
+    #: From the worktree to ``against`` (what restoring it would do) instead of the other way.
+    reverse: bool = False
+
+
+@dataclass(slots=True)
+class Diffs:
+    """Per repository id: patch text, files (``diff.DiffFile``) or stats, as ``fmt`` asked."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+async def _diff(_: Here, job: DiffJob) -> Diffs:
+    out = Diffs()
+    for repo_id, path in job.worktrees.items():
+        worktree = Path(path)
+        a, b = job.against[repo_id], await snapshot_tree(worktree)
+        if job.reverse:
+            a, b = b, a
+        if job.fmt == "text":
+            out.texts[repo_id] = await diff_between(worktree, a, b, "text", job.paths)
+        elif job.fmt == "json":
+            files = await diff_between(worktree, a, b, "json", job.paths)
+            out.files[repo_id] = [dict(f) for f in files]
+        else:
+            out.stats[repo_id] = await diff_between(worktree, a, b, "stats", job.paths)
+    return out
+
+
+# --- landing and pull requests: the worktree as a commit -----------------------------------
+
+
+@dataclass(slots=True)
+class SnapshotJob:
+    worktrees: dict[str, str]
+    message: str
+    author_name: str | None = None
+    author_email: str | None = None
+    #: Refuse (nothing made) when a worktree is in the middle of a merge: ``unfinished``.
+    refuse_mid_merge: bool = False
+    #: Move this run branch to the snapshot right away (opening a pull request); None leaves
+    #: every ref where it is (landing adopts only once it landed: :data:`ADOPT`).
+    adopt_branch: str | None = None
+
+
+@dataclass(slots=True)
+class Snapshots:
+    #: ``[head, commit]`` by repository id: the worktree's state as a child of HEAD (or HEAD).
+    made: dict[str, list[str]] = field(default_factory=dict)
+    #: Worktree path → paths still in conflict, for worktrees in the middle of a merge.
+    unfinished: dict[str, list[str]] = field(default_factory=dict)
+
+
+async def unfinished_merge(path: Path) -> list[str] | None:
+    """Paths still in conflict when the worktree is in the middle of a merge, else None."""
+    head = await git("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=path, check=False)
+    if head.returncode != 0:
+        return None
+    unmerged = await git("diff", "--name-only", "--diff-filter=U", cwd=path, check=False)
+    return unmerged.stdout.split()
+
+
+async def _snapshot(_: Here, job: SnapshotJob) -> Snapshots:
+    out = Snapshots()
+    if job.refuse_mid_merge:
+        for path in job.worktrees.values():
+            unmerged = await unfinished_merge(Path(path))
+            if unmerged is not None:
+                out.unfinished[path] = unmerged
+                return out
+    author = None
+    if job.author_name is not None and job.author_email is not None:
+        author = Author(job.author_name, job.author_email)
+    for repo_id, path in job.worktrees.items():
+        head, commit = await snapshot_commit(Path(path), job.message, author)
+        if job.adopt_branch is not None:
+            await adopt_snapshot(Path(path), job.adopt_branch, head, commit)
+        out.made[repo_id] = [head, commit]
+    return out
+
+
+@dataclass(slots=True)
+class AdoptJob:
+    worktrees: dict[str, str]
+    branch: str
+    #: ``Snapshots.made``.
+    made: dict[str, list[str]]
+
+
+@dataclass(slots=True)
+class Adopted:
+    pass
+
+
+async def _adopt(_: Here, job: AdoptJob) -> Adopted:
+    for repo_id, path in job.worktrees.items():
+        head, commit = job.made[repo_id]
+        await adopt_snapshot(Path(path), job.branch, head, commit)
+    return Adopted()
+
+
+@dataclass(slots=True)
+class PrSyncJob:
+    """The worktree side of syncing a run branch with its open pull request (the push itself
+    is the API server's, with the run owner's credentials)."""
+
+    worktrees: dict[str, str]
+    #: The repository (``projects`` path) by id: where the base is fetched.
+    repos: dict[str, str]
+    branch: str
+    message: str
+    #: The pull request's base branch by repository id.
+    bases: dict[str, str]
+
+
+@dataclass(slots=True)
+class PrSynced:
+    #: The run branch's head by repository id (every repository, when nothing was refused).
+    heads: dict[str, str] = field(default_factory=dict)
+    #: New heads of the repositories rebased onto their moved base.
+    rebased: dict[str, str] = field(default_factory=dict)
+    onto: str | None = None
+    refused: str | None = None
+
+
+async def _pr_sync(_: Here, job: PrSyncJob) -> PrSynced:
+    """Commit what is left, rebase onto the base if it moved on the remote. A conflict rebases
+    nothing: ``refused`` says where it conflicts."""
+    out = PrSynced()
+    for repo_id, path in job.worktrees.items():
+        worktree, repo_path = Path(path), Path(job.repos[repo_id])
+        head, commit = await snapshot_commit(worktree, job.message)
+        await adopt_snapshot(worktree, job.branch, head, commit)
+        base = job.bases[repo_id]
+        if await _base_moved(repo_path, worktree, base):
+            try:
+                out.rebased[repo_id] = await landing.rebase_branch(
+                    worktree, f"refs/remotes/origin/{base}"
+                )
+                out.onto = base
+            except Conflict as exc:
+                out.refused = (
+                    f"the pull request's base '{base}' moved and the run branch no longer "
+                    f"rebases onto it ({exc.detail}); it needs a rebase: message the agent to "
+                    f"merge origin/{base} and resolve the conflicts, or rebase by hand"
+                )
+                return out
+        out.heads[repo_id] = (await git("rev-parse", "HEAD", cwd=worktree)).stdout.strip()
+    return out
+
+
+async def _base_moved(repo: Path, worktree: Path, base: str) -> bool:
+    """Fetch ``base`` from origin; True when the run branch does not contain it any more.
+    A fetch that fails (offline, no such branch) says no: the push then tells the truth."""
+    spec = f"+refs/heads/{base}:refs/remotes/origin/{base}"
+    fetched = await git("fetch", "--quiet", "origin", spec, cwd=repo, check=False, timeout=120)
+    if fetched.returncode != 0:
+        return False
+    contained = await git(
+        "merge-base",
+        "--is-ancestor",
+        f"refs/remotes/origin/{base}",
+        "HEAD",
+        cwd=worktree,
+        check=False,
+    )
+    return contained.returncode != 0
+
+
+# --- discard: the worktrees go ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RemoveJob:
+    run_id: str
+    script_timeout: float
+
+
+@dataclass(slots=True)
+class Removed:
+    #: ``remove_run_worktrees``'s records: ``{repo_id, path, branch, branch_deleted}``.
+    removed: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _remove(here: Here, job: RemoveJob) -> Removed:
+    """Every worktree of the run (cleanup scripts first, sandboxed as this host runs them)."""
+    async with here.engine.connect() as conn:
+        run = await runs.get(conn, job.run_id)
+    records = await remove_run_worktrees(
+        here.engine, run, here.writer, job.script_timeout, sandbox=await here.sandbox()
+    )
+    return Removed(records)
+
+
+DIFF = Op("diff", DiffJob, Diffs, _diff, "the diff of the run's worktrees", "ask again")
+SNAPSHOT = Op(
+    "snapshot",
+    SnapshotJob,
+    Snapshots,
+    _snapshot,
+    "the commit of the run's worktrees",
+    "land it (or open its pull request) again",
+)
+ADOPT = Op("adopt", AdoptJob, Adopted, _adopt, "the move of the run's branch", "land it again")
+PR_SYNC = Op(
+    "pr_sync",
+    PrSyncJob,
+    PrSynced,
+    _pr_sync,
+    "the commit (and rebase) of the run's worktrees for its pull request",
+    "message the run (its next turn end pushes to the pull request)",
+    timeout=600.0,
+)
+REMOVE = Op(
+    "remove",
+    RemoveJob,
+    Removed,
+    _remove,
+    "the removal of the run's worktrees",
+    "discard it again",
+    timeout=1800.0,
+)
+OPS: dict[str, Op[Any, Any]] = {op.name: op for op in (DIFF, SNAPSHOT, ADOPT, PR_SYNC, REMOVE)}
+
+
+async def in_worktrees(
+    executor: object, run: dict[str, Any], op: Op[J, R], job: J, here: Here
+) -> R:
+    """``op(job)`` where the run's worktrees are: on the run's worker host when the executor
+    keeps worktrees there (409 naming the host and the fix when it is gone), else in process."""
+    if isinstance(executor, OnWorktreeHost) and run.get("worker_host"):
+        host = str(run["worker_host"])
+        call = WorktreeJob(host, run["id"], op.name, job, op.timeout, op.what, op.then)
+        try:
+            return await executor.in_worktrees(call, op.result)
+        except NotRunOnHost as exc:
+            raise Conflict(f"Run {run['number']}: {exc}.", worker_host=host) from exc
+    return await op.run(here, job)
