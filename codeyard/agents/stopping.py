@@ -5,7 +5,8 @@ way, with the same timings and the same log lines, so a stuck agent of one provi
 as surely and as fast as one of another (issue 12):
 
 1. note every process of the turn's group now (descendants that start their own session are
-   found only through their parent while it lives);
+   found only through their parent while it lives): before the interrupt, or, after a clean
+   end, by the first scan of the wait in step 3;
 2. interrupted: ask the agent through its own protocol (control ``interrupt``,
    ``turn/interrupt``, ``session/cancel``), waiting at most :data:`INTERRUPT_TIMEOUT`;
 3. release its input (close stdin / disconnect) while the group gets :data:`STOP_GRACE` (after
@@ -88,7 +89,9 @@ async def stop_turn(stop: TurnStop, *, interrupted: bool) -> None:
 
 async def _stop_gently(stop: TurnStop, interrupted: bool) -> None:
     group = stop.group
-    if group is not None:
+    if group is not None and interrupted:
+        # Before the interrupt (up to INTERRUPT_TIMEOUT); after a clean end the stopper below
+        # scans at once, and a scan of /proc costs ms (more with many agents running).
         group.members()
     if interrupted and stop.interrupt is not None:
         try:

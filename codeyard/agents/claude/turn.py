@@ -220,9 +220,16 @@ class _Turn:
                 if client is None:  # unreachable: without a session to resume there is no None
                     raise AgentFailure("Claude Code could not start a new session.")
             self.group = self._find_group()
+            # The group's record is written while the prompt goes out (the CLI already runs,
+            # tied to the server's life; the record is for a restart after a crash).
+            tracking = None
             if self.group is not None:
-                await self.group.track("claude-code")
-            await client.query(self._query())
+                tracking = asyncio.ensure_future(self.group.track("claude-code"))
+            try:
+                await client.query(self._query())
+            finally:
+                if tracking is not None:
+                    await tracking
             sides = [
                 asyncio.ensure_future(side(client))
                 for side, wanted in (
