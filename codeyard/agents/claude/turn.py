@@ -42,7 +42,13 @@ from codeyard.agents.base import (
     TurnContext,
     TurnEnd,
 )
-from codeyard.agents.claude.normalize import Failed, NormalizeState, normalize, tool_kind
+from codeyard.agents.claude.normalize import (
+    Failed,
+    NormalizedItem,
+    NormalizeState,
+    normalize,
+    tool_kind,
+)
 from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
@@ -86,6 +92,8 @@ class _Turn:
         self.sent = 0
         self.replayed = 0
         self.closing = False
+        #: The stop begun as soon as the turn's end arrived (before its last items are stored).
+        self.stopping: asyncio.Future[None] | None = None
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -317,7 +325,13 @@ class _Turn:
                     if raw.get("type") == "user" and raw.get("isReplay"):
                         await self._on_replay()
                         continue
-                    for item in normalize(parse(raw), self.state):
+                    items = normalize(parse(raw), self.state)
+                    if self._ends(items):
+                        # The CLI has nothing left to do: it exits while the turn's last items
+                        # (usage, session, end) are stored, not after.
+                        self.closing = True
+                        self.stopping = asyncio.ensure_future(self._stop_sequence(client, False))
+                    for item in items:
                         if isinstance(item, Failed):
                             raise AgentFailure(self._explain(item.reason))
                         if isinstance(item, TurnEnd):
@@ -333,13 +347,27 @@ class _Turn:
             raise AgentFailure(self._explain(f"Claude Code failed: {exc}")) from exc
         raise AgentFailure(self._explain("Claude Code exited before it finished the turn."))
 
+    def _ends(self, items: list[NormalizedItem]) -> bool:
+        """Whether ``items`` end the turn (``_items`` stops after them): a turn end that no
+        message sent meanwhile follows, and no failure."""
+        ends = any(isinstance(i, TurnEnd) for i in items) and self.sent <= self.replayed - 1
+        return ends and not any(isinstance(i, Failed) for i in items)
+
     def _explain(self, reason: str) -> str:
         return self.stderr.explain(reason)
 
     # --- stopping ----------------------------------------------------------------------------
 
     async def _stop(self, client: ClaudeSDKClient | None, interrupt: bool) -> None:
-        """Stop the CLI and everything it started: the one stop sequence (``stopping``)."""
+        """Stop the CLI and everything it started, or wait for the stop begun at the turn's
+        end (cancelled meanwhile, that stop kills the group at once)."""
+        if self.stopping is not None:
+            await self.stopping
+        else:
+            await self._stop_sequence(client, interrupt)
+
+    async def _stop_sequence(self, client: ClaudeSDKClient | None, interrupt: bool) -> None:
+        """The one stop sequence (``stopping``)."""
         if client is None:  # it never started, or its failed start cleaned up after itself
             return
 
