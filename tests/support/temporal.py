@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -151,12 +152,43 @@ class WorkerProcess:
         _kill(children)
 
 
+#: Mounts an empty tmpfs on each directory before ``--``, then execs what follows (same pid).
+_HIDE = (
+    'while [ "$1" != -- ]; do mount -t tmpfs hidden "$1" || exit 97; shift; done; shift; exec "$@"'
+)
+
+
+def hiding(dirs: Sequence[Path]) -> list[str]:
+    """A command prefix that runs its command in its own mount namespace where ``dirs`` are
+    empty: the command cannot see what other processes keep there (a worker host's disk, as
+    an API server on another machine would not). The pid stays the command's (``exec``)."""
+    if not dirs:
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    probe = subprocess.run(
+        [unshare, "--user", "--map-current-user", "--mount", "true"], capture_output=True
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"no user and mount namespaces here: {probe.stderr.decode().strip()}")
+    return [
+        unshare, "--user", "--map-current-user", "--mount",
+        "sh", "-c", _HIDE, "hide", *map(str, dirs), "--",
+    ]  # fmt: skip
+
+
 def api_server(
-    data_dir: Path, database_url: str, temporal: str, secret_key: Path | None = None
+    data_dir: Path,
+    database_url: str,
+    temporal: str,
+    secret_key: Path | None = None,
+    hide: Sequence[Path] = (),
 ) -> ServerProcess:
-    """An API server with ``--executor temporal`` (the same admin token on every one)."""
+    """An API server with ``--executor temporal`` (the same admin token on every one), blind
+    to the directories in ``hide`` (:func:`hiding`)."""
     if secret_key is not None:  # API servers and workers share the key that seals env sets
         data_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(secret_key, data_dir / "secret.key")
     env = {"CODEYARD_EXECUTOR": "temporal", "CODEYARD_TEMPORAL_ADDRESS": temporal}
-    return ServerProcess(data_dir, database_url=database_url, env=env)
+    return ServerProcess(data_dir, database_url=database_url, env=env, wrap=hiding(hide))
