@@ -284,7 +284,7 @@ async def spawn(
 #: Seconds between scans of ``/proc`` while a group is awaited: descendants that start their
 #: own session are found only while their parent lives.
 SCAN_EVERY = 0.05
-#: Seconds between scans where there is no pidfd to wake on a member's exit.
+#: Seconds between looks at the members seen where there is no pidfd to wake on their exit.
 POLL_EVERY = 0.01
 
 
@@ -420,8 +420,9 @@ class ProcessGroup:
 
     async def _wait_gone(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for every member to be gone: woken by the exit of the last
-        one seen (pidfds), then a scan looks for members started meanwhile. A scan every
-        :data:`SCAN_EVERY` meanwhile; every :data:`POLL_EVERY` where there are no pidfds."""
+        one seen (pidfds; where there are none, each is looked at every :data:`POLL_EVERY`),
+        then a scan looks for members started meanwhile. A scan every :data:`SCAN_EVERY`
+        meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         exits = _Exits()
@@ -435,8 +436,13 @@ class ProcessGroup:
                     return False
                 if exits.watch({p: self._known.get(p) for p in live}):
                     await exits.all_gone(min(SCAN_EVERY, left))
-                else:
-                    await asyncio.sleep(min(POLL_EVERY, left))
+                    continue
+                # No pidfds: look at the members seen (cheap) until they are gone or it is
+                # time to scan again.
+                scan_at = loop.time() + min(SCAN_EVERY, left)
+                while live and (now := loop.time()) < scan_at:
+                    await asyncio.sleep(min(POLL_EVERY, scan_at - now))
+                    live = {p for p in live if _alive(p)}
         finally:
             exits.close()
 

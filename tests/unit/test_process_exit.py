@@ -65,7 +65,7 @@ async def _ended_member_noticed_after() -> float:
 
 async def test_the_last_member_exit_is_noticed_within_a_few_ms() -> None:
     late = [await _ended_member_noticed_after() for _ in range(5)]
-    assert statistics.median(late) < 0.015, late
+    assert statistics.median(late) < 0.02, late  # the old 50 ms scan: ~39 ms
 
 
 async def test_without_pidfds_the_group_is_polled_finely(monkeypatch: pytest.MonkeyPatch) -> None:
