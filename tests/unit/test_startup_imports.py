@@ -212,3 +212,18 @@ def test_the_background_warm_up_lists_what_the_features_import() -> None:
                 is_module = hasattr(package, "__path__") and importlib.util.find_spec(name)
                 modules.add(name if is_module else node.module)
     assert modules - {"codeyard.services.context"} == set(background.MODULES)
+
+
+def test_describing_the_providers_imports_no_sdk_nor_mcp() -> None:
+    """Providers are described in a worker thread while the loop thread may load the MCP
+    endpoint: importing ``mcp`` in both at once met a partially initialized ``mcp.server``
+    (seen in the suite). Finding Claude Code's bundled binary must not import its SDK."""
+    code = (
+        "import sys; from codeyard.agents import builtin, registry; builtin.register_all(); "
+        "registry.describe_all(); "
+        "print(sorted(m for m in ('mcp', 'claude_agent_sdk') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

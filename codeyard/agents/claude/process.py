@@ -10,6 +10,7 @@ too, so no process of a cancelled turn survives it.
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import shutil
 import sys
@@ -28,14 +29,25 @@ PID_FILE_ENV = "CODEYARD_PID_FILE"
 CLI_ENV = "CODEYARD_CLAUDE_CLI"
 
 
+def sdk_dir() -> Path | None:
+    """Where the ``claude-agent-sdk`` package is installed, found without importing it.
+
+    Importing it imports ``mcp``, which takes ~0.3 s, and providers are described in a worker
+    thread: an import of ``mcp`` there racing one in the server's loop thread (its MCP
+    endpoint) could meet a partially initialized ``mcp.server`` and fail."""
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def bundled_cli() -> Path | None:
     """The Claude Code binary inside the ``claude-agent-sdk`` wheel, if installed."""
-    try:
-        import claude_agent_sdk
-    except ImportError:
+    package = sdk_dir()
+    if package is None:
         return None
     name = "claude.exe" if sys.platform == "win32" else "claude"
-    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / name
+    path = package / "_bundled" / name
     return path if path.is_file() else None
 
 
