@@ -57,10 +57,13 @@ lint: setup
 COVERAGE_FLOOR := 89
 # Test processes: most of the suite waits on agent CLIs, git and servers rather than the CPU,
 # so three workers on two cores finish in about half the time of one (24.5 min sequentially).
-# Files stay whole on one worker (their module fixtures and servers are not shared). Tests
-# marked slow (real server processes killed and restarted, timing of crash recovery) run
-# afterwards on their own: under three workers' load their restarts outran their time limits.
+# Files stay whole on one worker (their module fixtures and servers are not shared), except
+# the real-agent files, one unit per agent (tests/support/xdist_recovery.py). Tests marked slow
+# (real server processes killed and restarted, timing of crash recovery) run afterwards, two
+# at a time: under three workers' load their restarts outran their time limits, and one at a
+# time left the CPU idle while they wait for heartbeats and restarts (13 min).
 TEST_WORKERS ?= 3
+SLOW_WORKERS ?= 2
 # Each phase has a ceiling well inside CI's 90 minutes (the ordinary tests take ~13 min here):
 # past it pytest gets Ctrl-C and prints what failed so far and the slowest tests, and the target
 # fails with a reason instead of being killed silently from outside.
@@ -75,7 +78,8 @@ test: setup lint clis aider
 	$(PHASE_LIMIT) 45m $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" \
 		--cov --cov-report= --durations=15
 	@date -u +"%T slow tests start"
-	$(PHASE_LIMIT) 25m $(BIN)/pytest -m slow --durations=10 --cov --cov-append \
+	$(PHASE_LIMIT) 25m $(BIN)/pytest -n $(SLOW_WORKERS) --dist loadfile -m slow --durations=10 \
+		--cov --cov-append \
 		--cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 	@date -u +"%T done"
 
