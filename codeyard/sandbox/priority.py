@@ -68,11 +68,17 @@ def group_prefix(niceness: int) -> list[str]:
     if niceness <= 0 or _nice() is None or not autogroups():
         return []
     # Inside bubblewrap the write lacks CAP_SYS_ADMIN, so the kernel takes one such write per
-    # 100 ms host-wide and refuses the rest (EAGAIN): a burst of starts tries again, every
-    # 50 ms for at most ~0.5 s, then goes on with the task niceness alone.
+    # 100 ms host-wide and refuses the rest (EAGAIN; any write moves that window, the server's
+    # own for preparation's git too): a refused write is tried again every 50 ms for at most
+    # ~0.5 s, then the command keeps the task niceness alone. The tries run beside the command,
+    # not before it (they cost a start ~100 ms when they waited): a process of the same session
+    # (so of the same group), orphaned at once, so the command never has it as a child, and
+    # holding none of its pipes (a reader waiting for end of file would wait for it).
     line = (
-        f"i=0; until echo {niceness} > /proc/self/autogroup 2>/dev/null; do "
-        '[ $i -ge 10 ] && break; i=$((i+1)); sleep 0.05; done; exec "$@"'
+        f"( ( i=0; until echo {niceness} > /proc/self/autogroup; do "
+        "[ $i -ge 10 ] && break; i=$((i+1)); sleep 0.05; done ) "
+        "</dev/null >/dev/null 2>&1 & ); "
+        'exec "$@"'
     )
     return ["/bin/sh", "-c", line, "codeyard-nice"]
 
