@@ -22,7 +22,7 @@ from xdist.scheduler import LoadFileScheduling
 from xdist.workermanage import WorkerController
 
 #: Files whose tests are parametrized by agent first (``test_x[kilo]``): one unit per agent
-#: family (the id's first word: ``codex`` and ``codex-acp`` share one, as do their binaries).
+#: family (the id's first word: ``codex`` and ``codex-acp`` share one).
 SPLIT_BY_CASE = frozenset(
     {
         "tests/clis/test_agent_contract.py",
