@@ -80,7 +80,9 @@ async def test_bash_timeout_kills_the_command_and_reports_it(
         if e["type"] == "tool.result"
     )
     assert result["ok"] is False and "timed out" in result["error"]
-    assert result["duration_ms"] < 5000 and done["status"] == "review"
+    # Killed long before its 20 s sleep ended (0.5 s here; 6.4 s seen once in a full suite
+    # run on 2 loaded cores, the kill reaching through bubblewrap's namespace).
+    assert result["duration_ms"] < 12_000 and done["status"] == "review"
 
 
 async def test_paths_outside_the_worktree_are_refused(
