@@ -89,6 +89,8 @@ class TurnSink:
         #: Events held back until the next item, to commit with a following SessionUpdate.
         self._held: list[NewEvent] = []
         self._held_values: dict[str, Any] = {}
+        #: A tool's changes are being looked at: the flush tick leaves what is held alone.
+        self._noting = False
         self._flusher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> TurnSink:
@@ -124,20 +126,13 @@ class TurnSink:
                 values["usage"] = self.run_usage
             ready = self._deltas.push(item, asyncio.get_running_loop().time())
             await self._release()
+            self._held, self._held_values = ready, values
             if isinstance(item, ToolCall):
                 self._call_kinds[item.call_id] = item.kind
             elif isinstance(item, ToolResult):
                 kind = self._call_kinds.pop(item.call_id, "other")
                 if kind in WRITING_KINDS:
-                    # Looked at before the result is held: the flush tick could otherwise
-                    # commit the result alone while git runs, and a host lost right then
-                    # would leave a result whose changed files nobody recorded (failover's
-                    # notice names them).
-                    changed, stats = await self._changes.after_tool()
-                    ready = [*ready, *changed]
-                    if stats is not None:
-                        values["diff_stats"] = stats
-            self._held, self._held_values = ready, values
+                    await self._note_changes()
         elif isinstance(item, SessionUpdate):
             # The step's last events and the progress that follows them commit together, so a
             # crash can never record a finished step as unfinished (and run it twice).
@@ -150,6 +145,22 @@ class TurnSink:
             await self._writer.append(self._run_id, events, values)
         elif isinstance(item, RawOutput):
             self._write_log(item.text)
+
+    async def _note_changes(self) -> None:
+        """Hold ``file.changed`` events and fresh diff stats with the tool result.
+
+        The flush tick waits meanwhile: it could commit the result alone while git runs, and a
+        host lost right then would leave a result whose changed files nobody recorded
+        (failover's notice names them). The result is held all along, so a turn cancelled
+        meanwhile still flushes it on its way out."""
+        self._noting = True
+        try:
+            events, stats = await self._changes.after_tool()
+        finally:
+            self._noting = False
+        self._held.extend(events)
+        if stats is not None:
+            self._held_values["diff_stats"] = stats
 
     async def _release(self) -> None:
         """Append what is held back (taken and enqueued without yielding, so order holds)."""
@@ -167,7 +178,8 @@ class TurnSink:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._deltas.window)
-            await self.flush()
+            if not self._noting:
+                await self.flush()
 
     def _write_log(self, text: str) -> None:
         path = self._log_path

@@ -77,3 +77,21 @@ async def test_a_tool_result_commits_with_the_files_it_changed_even_when_the_loo
     types, values = with_result[0]
     assert types[types.index("tool.result") + 1 :] == ["file.changed"], writer.batches
     assert values["diff_stats"] == {"files": 1, "insertions": 1, "deletions": 0}
+
+
+async def test_a_turn_cancelled_while_its_changes_are_looked_at_keeps_the_tool_result(
+    tmp_path: Path,
+) -> None:
+    worktree = tmp_path / "wt"
+    base = _repo(worktree)
+    writer = _Batches()
+    tracker = _SlowTracker({"main": str(worktree)}, {"main": base})
+    sink = TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker)
+    async with sink:
+        await sink.put(ToolCall(call_id="c1", tool="Bash", kind="bash", title="t", input={}))
+        putting = asyncio.ensure_future(sink.put(tool_result("c1", ok=True, output="done")))
+        await asyncio.sleep(0.1)  # inside the slow look
+        putting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await putting
+    assert any("tool.result" in types for types, _ in writer.batches), writer.batches
