@@ -59,14 +59,23 @@ def _repo(path: Path) -> str:
     ).stdout.strip()
 
 
-async def test_a_tool_result_commits_with_the_files_it_changed_even_when_the_look_is_slow(
-    tmp_path: Path,
-) -> None:
+def _slow_sink(tmp_path: Path) -> tuple[Path, _Batches, TurnSink]:
+    """A worktree, the writer stand-in, and a sink on both that looks at changes slowly."""
     worktree = tmp_path / "wt"
     base = _repo(worktree)
     writer = _Batches()
     tracker = _SlowTracker({"main": str(worktree)}, {"main": base})
-    sink = TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker)
+    return (
+        worktree,
+        writer,
+        TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker),
+    )
+
+
+async def test_a_tool_result_commits_with_the_files_it_changed_even_when_the_look_is_slow(
+    tmp_path: Path,
+) -> None:
+    worktree, writer, sink = _slow_sink(tmp_path)
     async with sink:
         await sink.put(ToolCall(call_id="c1", tool="Bash", kind="bash", title="t", input={}))
         (worktree / "cut.txt").write_text("cut\n")
@@ -82,11 +91,7 @@ async def test_a_tool_result_commits_with_the_files_it_changed_even_when_the_loo
 async def test_a_turn_cancelled_while_its_changes_are_looked_at_keeps_the_tool_result(
     tmp_path: Path,
 ) -> None:
-    worktree = tmp_path / "wt"
-    base = _repo(worktree)
-    writer = _Batches()
-    tracker = _SlowTracker({"main": str(worktree)}, {"main": base})
-    sink = TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker)
+    _, writer, sink = _slow_sink(tmp_path)
     async with sink:
         await sink.put(ToolCall(call_id="c1", tool="Bash", kind="bash", title="t", input={}))
         putting = asyncio.ensure_future(sink.put(tool_result("c1", ok=True, output="done")))
