@@ -96,16 +96,25 @@ async def _seqs(engine: AsyncEngine, run_id: str) -> list[tuple[int, int, str]]:
     return [(r.seq, r.id, str(json.loads(r.data).get("message", ""))) for r in rows]
 
 
+@contextlib.asynccontextmanager
+async def _drafts(
+    pg_cluster: PostgresCluster, tmp_path: Path, repo: Path, count: int
+) -> AsyncIterator[tuple[AsyncEngine, list[str]]]:
+    """An API on a fresh PostgreSQL database with ``count`` draft runs: its engine, their ids."""
+    settings = Settings(
+        data_dir=tmp_path / "a",
+        database_url=pg_cluster.create_database(),
+        admin_token=TOKEN,
+        bash_timeout_seconds=30,
+    )
+    async with running_api(settings) as api:
+        yield api.services.engine, [await _draft(api, repo) for _ in range(count)]
+
+
 async def test_an_append_to_another_run_passes_a_job_waiting_for_the_lock(
     pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
 ) -> None:
-    url = pg_cluster.create_database()
-    settings = Settings(
-        data_dir=tmp_path / "a", database_url=url, admin_token=TOKEN, bash_timeout_seconds=30
-    )
-    async with running_api(settings) as api:
-        x, y, z = [await _draft(api, git_repo) for _ in range(3)]
-        engine = api.services.engine
+    async with _drafts(pg_cluster, tmp_path, git_repo, 3) as (engine, (x, y, z)):
         fx, fy = fencing.Fence(x, 0), fencing.Fence(y, 0)
 
         async def job(tx: Tx) -> StoredEvent:
@@ -149,13 +158,7 @@ async def test_a_job_without_a_fence_holds_every_later_append(
 ) -> None:
     """A job written outside any attempt (the API, recovery) may write to any run: nothing
     queued after it passes it; what was queued before it commits at once."""
-    url = pg_cluster.create_database()
-    settings = Settings(
-        data_dir=tmp_path / "a", database_url=url, admin_token=TOKEN, bash_timeout_seconds=30
-    )
-    async with running_api(settings) as api:
-        x, y = await _draft(api, git_repo), await _draft(api, git_repo)
-        engine = api.services.engine
+    async with _drafts(pg_cluster, tmp_path, git_repo, 2) as (engine, (x, y)):
 
         async def job(tx: Tx) -> StoredEvent:
             return await tx.emit_one(y, ev.ErrorEvent(message="job"))
@@ -185,13 +188,7 @@ async def test_a_fenced_job_writing_to_a_run_whose_append_passed_it_is_reported(
     """The limit of the rule: a job fenced on one run's attempt that writes to another run,
     whose own attempt appended meanwhile, lands after that append (the two were submitted by
     different tasks). No job does this today; the writer counts and logs it if one does."""
-    url = pg_cluster.create_database()
-    settings = Settings(
-        data_dir=tmp_path / "a", database_url=url, admin_token=TOKEN, bash_timeout_seconds=30
-    )
-    async with running_api(settings) as api:
-        x, y = await _draft(api, git_repo), await _draft(api, git_repo)
-        engine = api.services.engine
+    async with _drafts(pg_cluster, tmp_path, git_repo, 2) as (engine, (x, y)):
 
         async def job(tx: Tx) -> StoredEvent:
             return await tx.emit_one(y, ev.ErrorEvent(message="job"))
