@@ -54,6 +54,13 @@ def _host_lost(exc: ActivityError) -> bool:
     )
 
 
+def _never_began(exc: ActivityError) -> bool:
+    """The lost drive never beat once: its host never began it (it did not pick it up, or a
+    poll left by the host's dead predecessor took it), so it ran nothing of the run."""
+    cause = exc.cause
+    return isinstance(cause, ActivityTimeout) and not cause.last_heartbeat_details
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class RunWorkflow:
     def __init__(self) -> None:
@@ -120,12 +127,13 @@ class RunWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return "finished" if self._finished else "idle"
 
-    async def _place(self, run_id: str, lost: str) -> str:
-        """The host for a run without one: the least-loaded live host (``HostRuntime.place``),
-        decided by whichever worker takes the placement from the shared queue."""
+    async def _place(self, run_id: str, gone: list[str]) -> str:
+        """The host for a run without one: the least-loaded live host (``HostRuntime.place``)
+        but the ``gone`` ones, decided by whichever worker takes the placement from the shared
+        queue."""
         host: str = await workflow.execute_activity(
             "place",
-            PlaceInput(run_id, [lost] if lost else []),
+            PlaceInput(run_id, list(gone)),
             task_queue=SHARED_QUEUE,
             start_to_close_timeout=CONTROL_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=5),
@@ -133,10 +141,11 @@ class RunWorkflow:
         return host
 
     async def _drive(self, run_id: str) -> None:
-        lost = ""
+        lost = ""  # the host that last ran the run, when it was lost (the take-over names it)
+        gone: list[str] = []  # hosts lost during this drive: none is chosen again
         for _ in range(MAX_FAILOVERS + 1):
             if not self._host:
-                self._host = await self._place(run_id, lost)
+                self._host = await self._place(run_id, gone)
                 if not self._host:  # no live host can serve it: the run was failed, saying why
                     return
             self._attempt += 1
@@ -158,6 +167,9 @@ class RunWorkflow:
                     workflow.logger.warning("drive of run %s failed: %s", run_id, exc)
                     return
                 workflow.logger.warning("host %s lost run %s; moving it", self._host, run_id)
-                lost, self._host = self._host, ""
+                gone.append(self._host)
+                if not (lost and _never_began(exc)):  # else the run is still where ``lost`` left it
+                    lost = self._host
+                self._host = ""
             finally:
                 self._driving = False

@@ -146,12 +146,22 @@ async def _cancel_run(x: Execution, run_id: str) -> None:
     await cancel_run(x.svc, x.eng.watcher, run_id)
 
 
+#: How long cancelling a step waits for its run to stop before the execution's end is recorded.
+RUN_STOP_WAIT = 30.0
+
+
 async def cancel_run(svc: Services, watcher: RunWatcher, run_id: str) -> None:
-    """Cancel a step's run if it is still working or waiting to be resumed."""
+    """Cancel a step's run if it is still working or waiting to be resumed, and wait until it
+    stopped: a run on another host (distributed executor) stops after the cancel is sent, and
+    the execution's end is recorded only once its runs are seen stopped."""
     try:
         row = await watcher.read(run_id)
-        if S(row["status"]) in ACTIVE | {S.PAUSED, S.INTERRUPTED}:
-            await run_service.cancel(svc, run_id)
+        if S(row["status"]) not in ACTIVE | {S.PAUSED, S.INTERRUPTED}:
+            return
+        await run_service.cancel(svc, run_id)
+        with contextlib.suppress(TimeoutError):  # a host that never answers: the end goes on
+            async with asyncio.timeout(RUN_STOP_WAIT):
+                await watcher.until(run_id, lambda r: S(r["status"]) not in ACTIVE)
     except (CodeyardError, LookupError):
         pass  # it ended meanwhile: nothing to stop
 
