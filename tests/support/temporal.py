@@ -36,11 +36,14 @@ def temporal_binary() -> str:
 
 
 class TemporalDevServer:
-    """``temporal server start-dev`` on a free loopback port, with its own SQLite file."""
+    """``temporal server start-dev`` on a free loopback port, with its own SQLite file; the
+    ``namespaces`` are created at launch besides ``default`` (one per test keeps tests that use
+    the same queue names apart)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, namespaces: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.namespaces = list(namespaces)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,7 +57,8 @@ class TemporalDevServer:
             self.proc = subprocess.Popen(
                 [binary, "server", "start-dev", "--headless", "--log-level", "warn",
                  "--db-filename", str(self.workdir / "temporal.db"),
-                 "--ip", "127.0.0.1", "--port", str(self.port)],
+                 "--ip", "127.0.0.1", "--port", str(self.port),
+                 *(arg for name in self.namespaces for arg in ("--namespace", name))],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
