@@ -213,12 +213,17 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+def _model_requests(fake: FakeLLM, before: int) -> list[float]:
+    """Arrival times (unix) of the model calls made since ``before`` calls had been made."""
+    return [r.at for r in fake.model_calls()[before:]]
+
+
 async def run_direct(v: Variant, fake: FakeLLM, checkout: Path, home: Path) -> dict[str, Any]:
     fake.script(replies(v.tool))
     calls = len(fake.model_calls())
     env = {**os.environ, **v.env(fake.url, home)}
+    wall = time.time()
     started = time.perf_counter()
-    init_at = None
     proc = await asyncio.create_subprocess_exec(
         *v.argv(fake.url),
         cwd=checkout,
@@ -234,28 +239,30 @@ async def run_direct(v: Variant, fake: FakeLLM, checkout: Path, home: Path) -> d
             line = json.loads(raw)
         except ValueError:
             continue
-        if init_at is None:
-            init_at = time.perf_counter()
         if final_at is None and isinstance(line, dict) and v.final(line):
             final_at = time.perf_counter()
     code = await proc.wait()
     ended = time.perf_counter()
-    if code != 0 or final_at is None or init_at is None:
+    requests = _model_requests(fake, calls)
+    if code != 0 or final_at is None or not requests:
         raise RuntimeError(f"direct {v.provider} run failed (exit {code})")
+    marks = {
+        "spawn": wall,
+        "first request": requests[0],
+        "last request": requests[-1],
+        "turn end": wall + (final_at - started),
+        "agent done": wall + (ended - started),
+    }
     return {
         "seconds": ended - started,
         "final_line_s": final_at - started,
-        "phases_ms": {
-            "CLI start (to first line)": round((init_at - started) * 1000, 1),
-            "the turn (to final line)": round((final_at - init_at) * 1000, 1),
-            "CLI exit": round((ended - final_at) * 1000, 1),
-        },
-        "model_calls": len(fake.model_calls()) - calls,
+        "phases_ms": phases(marks),
+        "model_calls": len(requests),
     }
 
 
 async def run_codeyard(
-    v: Variant, fake: FakeLLM, server: ServerProcess, repo: Path, home: Path
+    v: Variant, fake: FakeLLM, server: ServerProcess, repo: Path, home: Path, timing: Path
 ) -> dict[str, Any]:
     fake.script(replies(v.tool))
     calls = len(fake.model_calls())
@@ -283,47 +290,85 @@ async def run_codeyard(
         ended = time.perf_counter()
         events = (await api.get(f"/api/runs/{run}/events", params={"limit": 500})).json()["data"]
         await api.post(f"/api/runs/{run}/resolve", json={"action": "discard"})
+    requests = _model_requests(fake, calls)
+    marks = {
+        **server_marks(events, timing_marks(timing, run)),
+        "request": wall,
+        "first request": requests[0],
+        "last request": requests[-1],
+        "delivered": wall + (ended - started),
+    }
     return {
         "seconds": ended - started,
         "post_s": created - started,
-        "phases_ms": phases(events, wall, wall + (ended - started)),
-        "model_calls": len(fake.model_calls()) - calls,
+        "phases_ms": phases(marks),
+        "model_calls": len(requests),
     }
 
 
-def phases(events: list[dict[str, Any]], start: float, end: float) -> dict[str, float]:
-    """Where a Codeyard run's time went, from its events' server timestamps (ms resolution)."""
+def timing_marks(path: Path, run: str) -> dict[str, float]:
+    """The first of each of ``run``'s milestones in the server's timing file
+    (``codeyard.agents.timing``): ``turn``, ``spawn`` (the turn's first process: the agent's
+    launcher), ``turn end`` (the agent reported it), ``agent done`` (its process exited)."""
     marks: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        run_id, _, rest = line.partition(" ")
+        what, _, at = rest.rpartition(" ")
+        if run_id != run:
+            continue
+        key = "spawn" if what.startswith("spawn ") else what
+        if key == "spawn" and "turn" not in marks:
+            continue  # preparation's processes, before the turn began
+        marks.setdefault(key, float(at))
+    return marks
+
+
+def server_marks(events: list[dict[str, Any]], marks: dict[str, float]) -> dict[str, float]:
+    """``marks`` with the events' server timestamps (ms resolution) added."""
 
     def at(ts: str) -> float:
         return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
+    out = dict(marks)
     for e in events:
-        kind = "running" if e["type"] == "run.status" and e["data"]["to"] == "running" else None
-        key = kind or e["type"]
-        if key not in marks:
-            marks[key] = at(e["ts"])
-        if e["type"] == "checkpoint.created" and "checkpoint commit" not in marks:
+        running = e["type"] == "run.status" and e["data"]["to"] == "running"
+        key = "running" if running else e["type"]
+        if key in ("run.created", "running", "turn.completed"):
+            out.setdefault(key, at(e["ts"]))
+        if e["type"] == "checkpoint.created":
             # The row's time: when its git work was done (the event waits for the CLI's exit).
-            marks["checkpoint commit"] = at(e["data"]["checkpoint"]["created_at"])
-    order = [
-        ("request to run.created", start, marks.get("run.created")),
-        ("worktree prepared (to running)", marks.get("run.created"), marks.get("running")),
-        ("CLI start (to agent.session)", marks.get("running"), marks.get("agent.session")),
-        ("the turn (to usage)", marks.get("agent.session"), marks.get("usage")),
-        (
-            "CLI exit, checkpoint (to turn.completed)",
-            marks.get("usage"),
-            marks.get("turn.completed"),
-        ),
-        (
-            "to the checkpoint's commit (its created_at)",
-            marks.get("usage"),
-            marks.get("checkpoint commit"),
-        ),
-        ("SSE delivery of turn.completed", marks.get("turn.completed"), end),
-    ]
-    return {name: round((b - a) * 1000, 1) for name, a, b in order if a and b}
+            out.setdefault("checkpoint commit", at(e["data"]["checkpoint"]["created_at"]))
+    return out
+
+
+#: The phases of one run, in order: (name, from mark, to mark). Direct runs have the marks
+#: ``spawn`` (the bench starts the CLI), ``first request`` / ``last request`` (the fake model
+#: received the turn's first / last model call), ``turn end`` (the CLI's final line) and
+#: ``agent done`` (its exit); Codeyard runs have the same from the server's timing file, plus
+#: the run's own steps before the spawn and after the exit.
+PHASES: list[tuple[str, str, str]] = [
+    ("request to run.created", "request", "run.created"),
+    ("worktree (run.created to running)", "run.created", "running"),
+    ("turn set-up (running to spawn)", "running", "spawn"),
+    ("CLI start (spawn to 1st model request)", "spawn", "first request"),
+    ("model calls and tool (1st to last model request)", "first request", "last request"),
+    ("turn end (last model request to the turn's end)", "last request", "turn end"),
+    ("CLI exit (turn end to process gone)", "turn end", "agent done"),
+    ("settle (exit to turn.completed)", "agent done", "turn.completed"),
+    ("SSE delivery of turn.completed", "turn.completed", "delivered"),
+]
+#: Not a step of the sum: when the turn-end checkpoint's git work was done (it runs while
+#: the CLI exits, from the turn's end).
+CHECKPOINT = ("checkpoint git (turn end to its commit)", "turn end", "checkpoint commit")
+
+
+def phases(marks: dict[str, float]) -> dict[str, float]:
+    """Where a run's time went, in ms, for the phases whose two marks it has."""
+    out = {}
+    for name, a, b in [*PHASES, CHECKPOINT]:
+        if a in marks and b in marks:
+            out[name] = round((marks[b] - marks[a]) * 1000, 1)
+    return out
 
 
 async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
@@ -332,13 +377,19 @@ async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
     homes = {side: root / f"{v.provider}-home-{side}" for side in ("direct", "codeyard")}
     for home in homes.values():
         home.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(root / f"{v.provider}-data")
+    timing = root / f"{v.provider}-timing.log"
+    timing.touch()
+    server = ServerProcess(
+        root / f"{v.provider}-data",
+        env={"CODEYARD_TIMING_FILE": str(timing)},
+        wrap=[sys.executable, str(Path(__file__).resolve().parent / "_timed_server.py")],
+    )
     server.start()
     rows: list[dict[str, Any]] = []
     try:
         with FakeLLM() as fake:
             await run_direct(v, fake, checkout, homes["direct"])  # warm-up, not counted
-            await run_codeyard(v, fake, server, repo, homes["codeyard"])
+            await run_codeyard(v, fake, server, repo, homes["codeyard"], timing)
             quiet = wait_quiet(max_wait=20)
             mon = Interference()
             mon.start()
@@ -350,7 +401,7 @@ async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
                         row["direct"] = await run_direct(v, fake, checkout, homes["direct"])
                     else:
                         row["codeyard"] = await run_codeyard(
-                            v, fake, server, repo, homes["codeyard"]
+                            v, fake, server, repo, homes["codeyard"], timing
                         )
                 rows.append(row)
                 d, c = row["direct"]["seconds"], row["codeyard"]["seconds"]
@@ -388,6 +439,7 @@ async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
             }
             for side in ("direct", "codeyard")
         },
+        "phase_deltas_ms": phase_deltas(rows),
         "foreign_cpu": round(foreign, 3),
         "quiet": quiet,
         "allowed_ms": round(
@@ -397,6 +449,25 @@ async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
         or statistics.median(overhead_ms)
         <= max(TARGET_MS, (TARGET_RATIO - 1) * statistics.median(direct) * 1000),
     }
+
+
+def phase_deltas(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per phase: the direct median, Codeyard's median and the median of the per-pair
+    differences (Codeyard minus direct; a phase direct runs do not have counts whole)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name, _, _ in PHASES:
+        ours = [r["codeyard"]["phases_ms"].get(name) for r in rows]
+        theirs = [r["direct"]["phases_ms"].get(name) for r in rows]
+        if any(x is None for x in ours):
+            continue
+        both = all(x is not None for x in theirs)
+        diffs = [c - (d if both else 0.0) for c, d in zip(ours, theirs, strict=True)]
+        out[name] = {
+            "direct": round(statistics.median(theirs), 1) if both else None,
+            "codeyard": round(statistics.median(ours), 1),
+            "delta": round(statistics.median(diffs), 1),
+        }
+    return out
 
 
 def table(results: list[dict[str, Any]], skipped: dict[str, str]) -> str:
@@ -422,11 +493,27 @@ def table(results: list[dict[str, Any]], skipped: dict[str, str]) -> str:
         )
     for name, why in skipped.items():
         lines.append(f"| {name} | skipped: {why} | | | | | | | | |")
-    lines += ["", "Phases (medians, ms):", ""]
     for r in results:
-        for side in ("direct", "codeyard"):
-            parts = ", ".join(f"{k} {v:g}" for k, v in r["phases_median_ms"][side].items())
-            lines.append(f"- {r['provider']}, {side}: {parts}")
+        lines += [
+            "",
+            f"{r['provider']}, phases (ms; Codeyard - direct is the median of the pairs' "
+            "differences):",
+            "",
+            "| phase | direct | through Codeyard | Codeyard - direct |",
+            "|---|---:|---:|---:|",
+        ]
+        total = 0.0
+        for name, p in r["phase_deltas_ms"].items():
+            direct = "-" if p["direct"] is None else f"{p['direct']:g}"
+            lines.append(f"| {name} | {direct} | {p['codeyard']:g} | {p['delta']:+g} |")
+            total += p["delta"]
+        lines.append(
+            f"| sum of the differences (whole run: {r['overhead_median_ms']:+.0f}) "
+            f"| | | {total:+.0f} |"
+        )
+        checkpoint = r["phases_median_ms"]["codeyard"].get(CHECKPOINT[0])
+        if checkpoint is not None:
+            lines.append(f"| ({CHECKPOINT[0]}, beside the exit) | | {checkpoint:g} | |")
     return "\n".join(lines)
 
 

@@ -28,6 +28,8 @@ from asyncio.base_subprocess import BaseSubprocessTransport
 from collections.abc import Callable
 from typing import Any
 
+from codeyard.agents import timing
+
 __all__ = ["create_subprocess_exec", "install", "subprocess_exec"]
 
 _LIMIT = 2**16  # asyncio's default StreamReader limit
@@ -114,6 +116,7 @@ async def subprocess_exec(
     protocol = protocol_factory()
     waiter = loop.create_future()
     argv = [program, *args]
+    timing.mark(f"spawn {os.path.basename(os.fsdecode(program))}")
     transport = _PopenTransport(
         loop, protocol, argv, False, stdin, stdout, stderr, 0, waiter=waiter, **kwargs
     )

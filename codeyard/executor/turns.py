@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from codeyard.agents import registry
+from codeyard.agents import registry, timing
 from codeyard.agents.base import (
     RESUME_NOTICE,
     SESSION_BEHIND,
@@ -369,12 +369,15 @@ class TurnDriver:
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
         early: _EarlyCheckpoint | None = None
+        timing.for_run(run_id)
+        timing.mark("turn")
         try:
             async with sink, ModelWatchdog(self.model_unreachable_seconds) as watchdog:
                 async for item in provider.run_turn(ctx):
                     handle.touch()
                     watchdog.observe(item)
                     if isinstance(item, TurnEnd):
+                        timing.mark("turn end")
                         end = item
                         # The agent's last tool call has ended: commit the worktree while
                         # its process exits (the adapter's stop sequence, still to come).
@@ -385,6 +388,7 @@ class TurnDriver:
                         await put(item)
                     else:
                         await put(item)
+                timing.mark("agent done")  # its process has exited (the adapter's stop)
         except (AgentFailure, ModelUnreachable) as exc:
             failure = str(exc)
             await _drop(early)

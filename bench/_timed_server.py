@@ -1,0 +1,36 @@
+"""Run a Codeyard server with its turn milestones (``codeyard.agents.timing``) written to a file.
+
+``bench/overhead.py`` starts its server through this script (``ServerProcess(wrap=...)``):
+the remaining arguments are the server's own command line (``python -c <code>``), whose code
+is run in this process (the pid stays the server's). Each line of ``CODEYARD_TIMING_FILE`` is
+``<run id> <milestone> <unix time>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codeyard.agents.timing import LOGGER
+
+
+def main() -> None:
+    handler = logging.FileHandler(os.environ["CODEYARD_TIMING_FILE"])
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    timing = logging.getLogger(LOGGER)
+    timing.setLevel(logging.DEBUG)
+    timing.addHandler(handler)
+    timing.propagate = False
+    args = sys.argv[1:]
+    if len(args) < 3 or args[1] != "-c":
+        raise SystemExit("usage: _timed_server.py <python> -c <code>")
+    sys.argv = ["-c"]
+    exec(compile(args[2], "<server>", "exec"), {"__name__": "__main__"})
+
+
+if __name__ == "__main__":
+    main()
