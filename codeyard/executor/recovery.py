@@ -80,14 +80,21 @@ def _record(row: dict[str, object]) -> GroupRecord:
 
 async def forget_finished(engine: AsyncEngine, writer: Writer, run_id: str) -> None:
     """After a run's task ends: drop records of its groups that are gone (a group stopped on a
-    path that could not await its own ``untrack``), so stale rows never outlive their ids."""
+    path that could not await its own ``untrack``), so stale rows never outlive their ids.
+    Called under a fence (a worker host, for the attempt it drove), nothing is dropped once
+    the run moved to another attempt (``StaleAttempt``): its records are the new taker's."""
     async with engine.connect() as conn:
         rows = await processes.of_run(conn, run_id)
     if not rows:
         return
     alive = set(still_running([_record(r) for r in rows]))
     gone = [int(str(r["id"])) for r in rows if _record(r) not in alive]
-    await writer.run(lambda tx: processes.forget(tx, gone))
+
+    async def forget(tx: Tx) -> None:
+        await tx.check_fence(run_id)
+        await processes.forget(tx, gone)
+
+    await writer.run(forget)
 
 
 async def recover(engine: AsyncEngine, writer: Writer) -> Recovered:

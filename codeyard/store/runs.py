@@ -250,10 +250,17 @@ async def update_fields(tx: Tx, run_id: str, **values: Any) -> None:
 async def begin_attempt(tx: Tx, run_id: str, *, only_in: RunStatus | None = None) -> int | None:
     """An executor takes the run: its attempt number goes up, and every write of an older
     attempt is refused from now on (``store.fencing``). Returns the new attempt, or None when
-    the run is gone or (``only_in``) not in that status, so two takers cannot both win."""
+    the run is gone or (``only_in``) not in that status, so two takers cannot both win.
+
+    A take fenced on the run (a worker host takes it for the attempt it found it on)
+    succeeds only while the run is still on that attempt: None when another taker moved it
+    past. The fence names the run the job writes to, which lets the
+    PostgreSQL writer commit other runs' appends while the take waits (``store.writer``)."""
     stmt = update(R).where(R.c.id == run_id)
     if only_in is not None:
         stmt = stmt.where(R.c.status == str(only_in))
+    if tx.fence is not None and tx.fence.run_id == run_id:
+        stmt = stmt.where(R.c.attempt == tx.fence.attempt)
     result = await tx.conn.execute(stmt.values(attempt=R.c.attempt + 1).returning(R.c.attempt))
     attempt = result.scalar()
     if attempt is None:

@@ -132,6 +132,8 @@ class HostRuntime:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(self._thread.join, 10)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
         """Run ``coro`` on the host loop; awaiting the result from another loop, cancellable."""
@@ -218,53 +220,78 @@ class HostRuntime:
             )
             load = {str(host): int(n) for host, n in counted}
         candidates = able_hosts(rows, live, str(run["provider"]), datetime.now(UTC))
-        if not candidates:
-            reason = (
-                f"No live worker can run provider '{run['provider']}' "
-                f"(live workers: {', '.join(live) or 'none'}); install it on a worker host."
-            )
+        # Written for the run as read (its attempt): a job fenced on one run, which the writer
+        # lets other runs' appends pass while it waits for the job-order lock (see ``drive``).
+        with fencing.acting_for(run):
+            if not candidates:
+                reason = (
+                    f"No live worker can run provider '{run['provider']}' "
+                    f"(live workers: {', '.join(live) or 'none'}); install it on a worker host."
+                )
 
-            async def fail(tx: Tx) -> None:
-                current = await runs.lock(tx, run_id)
-                if S(current["status"]) == S.QUEUED:
-                    await runs.set_status(tx, run_id, S.FAILED, reason)
+                async def fail(tx: Tx) -> None:
+                    current = await runs.lock(tx, run_id)
+                    if S(current["status"]) == S.QUEUED:
+                        await runs.set_status(tx, run_id, S.FAILED, reason)
 
-            await self.writer.run(fail)
-            return ""
+                await self.writer.run(fail)
+                return ""
 
-        def rank(host: str) -> tuple[int, str]:
-            return load.get(host, 0), hashlib.sha256(f"{run_id}/{host}".encode()).hexdigest()
+            def rank(host: str) -> tuple[int, str]:
+                return load.get(host, 0), hashlib.sha256(f"{run_id}/{host}".encode()).hexdigest()
 
-        host = min(candidates, key=rank)
-        await self.writer.run(lambda tx: runs.update_fields(tx, run_id, worker_host=host))
+            host = min(candidates, key=rank)
+            await self.writer.run(lambda tx: runs.update_fields(tx, run_id, worker_host=host))
         return host
 
     # -- drives ---------------------------------------------------------------------------------
 
     async def drive(self, job: DriveInput) -> DriveResult:
-        """Drive a run from ``queued`` until it rests; take it over first if its host was lost."""
+        """Drive a run from ``queued`` until it rests; take it over first if its host was lost.
+
+        Every write of the drive is fenced on one attempt of the run: the take-over and the
+        take on the attempt the run was found on, the attempt's own on the attempt taken, the
+        dropping of finished process records on the last of these. Each such job writes to
+        that run only, so while it waits for the job-order lock (PostgreSQL) the writer commits
+        other runs' appends (``store.writer``) instead of holding every run's agent output
+        behind it; and a run another taker moved meanwhile is left alone."""
         run_id = job.run_id
-        if job.lost_host:
-            try:
-                await self._take_over(run_id, job.lost_host)
-            except Exception as exc:  # the run must not stay "running" with nobody driving it
-                log.exception("run %s: taking it over failed", run_id)
-                await self._fail_take_over(run_id, job.lost_host, exc)
-                self._restores.pop(run_id, None)
-                return await self._result(run_id)
-        # A new attempt: from now on every write of an older one (the lost host, should it come
-        # back) is refused. None: the run was stopped or taken before this drive began.
-        take = functools.partial(runs.begin_attempt, run_id=run_id, only_in=S.QUEUED)
-        attempt = await self.writer.run(take)
+        async with self.engine.connect() as conn:
+            found = fencing.Fence(run_id, int((await runs.get(conn, run_id))["attempt"]))
+        token = fencing.current.set(found)
+        try:
+            if job.lost_host:
+                try:
+                    await self._take_over(run_id, job.lost_host)
+                except fencing.StaleAttempt as exc:  # another taker moved the run meanwhile
+                    log.warning("run %s: not taken over: %s", run_id, exc)
+                    self._restores.pop(run_id, None)
+                    return await self._result(run_id)
+                except Exception as exc:  # the run must not stay "running" with nobody on it
+                    log.exception("run %s: taking it over failed", run_id)
+                    await self._fail_take_over(run_id, job.lost_host, exc)
+                    self._restores.pop(run_id, None)
+                    return await self._result(run_id)
+            # A new attempt: from now on every write of an older one (the lost host, should it
+            # come back) is refused. None: the run was stopped or taken before this drive began.
+            take = functools.partial(runs.begin_attempt, run_id=run_id, only_in=S.QUEUED)
+            attempt = await self.writer.run(take)
+        finally:
+            fencing.current.reset(token)
         if attempt is not None:
             await self._drive_attempt(run_id, attempt)
         await self.pushed(run_id)
         self._agent_env.pop(run_id, None)
         self._restores.pop(run_id, None)
+        token = fencing.current.set(found if attempt is None else fencing.Fence(run_id, attempt))
         try:
             await forget_finished(self.engine, self.writer, run_id)
+        except fencing.StaleAttempt:  # the run moved on: its process records are not ours
+            log.info("run %s: moved on; its process records are left to its new attempt", run_id)
         except Exception:  # bookkeeping only
             log.exception("run %s: could not drop its finished process records", run_id)
+        finally:
+            fencing.current.reset(token)
         return await self._result(run_id)
 
     async def _result(self, run_id: str) -> DriveResult:

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from codeyard.agents.process import boot_id
 from codeyard.domain import events as ev
 from codeyard.domain.status import RunStatus
+from codeyard.executor.recovery import forget_finished
 from codeyard.run_workspace.checkpointing import take_checkpoint
-from codeyard.store import fencing, runs, schema
+from codeyard.store import fencing, processes, runs, schema
 from codeyard.store.writer import Tx
 from tests.conftest import Api
 
@@ -111,6 +113,34 @@ async def test_begin_attempt_only_in_a_status_takes_the_run_once(api: Api, git_r
     assert taken is None  # a draft is not queued: nobody takes it
     assert (await _row(api, run_id))["attempt"] == 0
     assert await writer.run(lambda tx: runs.begin_attempt(tx, "run_missing")) is None
+
+
+async def test_a_take_or_a_forget_fenced_on_an_attempt_the_run_moved_past_does_nothing(
+    api: Api, git_repo: Path
+) -> None:
+    """A worker host takes a run, and drops its finished process records, for the attempt it
+    found the run on: once another taker moved the run past that attempt, its take takes
+    nothing and the records stay (they are the new taker's to drop)."""
+    writer, engine = api.services.writer, api.services.engine
+    run_id = (await _draft(api, git_repo))["id"]
+    found = fencing.Fence(run_id, 0)
+    await writer.run(lambda tx: runs.begin_attempt(tx, run_id))  # another taker: attempt 1
+    assert await _as(found, writer.run(lambda tx: runs.begin_attempt(tx, run_id))) is None
+    assert (await _row(api, run_id))["attempt"] == 1
+    taken = await _as(
+        fencing.Fence(run_id, 1), writer.run(lambda tx: runs.begin_attempt(tx, run_id))
+    )
+    assert taken == 2
+
+    gone_group = 2**22 + 7  # above any pid: a recorded group that is gone
+    await writer.run(lambda tx: processes.add(tx, run_id, gone_group, 1, boot_id(), "agent"))
+    with pytest.raises(fencing.StaleAttempt):
+        await _as(fencing.Fence(run_id, 1), forget_finished(engine, writer, run_id))
+    async with engine.connect() as conn:
+        assert len(await processes.of_run(conn, run_id)) == 1
+    await _as(fencing.Fence(run_id, 2), forget_finished(engine, writer, run_id))
+    async with engine.connect() as conn:
+        assert await processes.of_run(conn, run_id) == []
 
 
 async def test_the_local_executor_runs_each_take_as_a_new_attempt(
