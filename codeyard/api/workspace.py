@@ -5,7 +5,6 @@ Every path is resolved inside the worktree (or the commit's tree) or refused wit
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,9 +18,8 @@ from codeyard.api.meta_views import (
     WorkspaceFileView,
     WorkspaceListingView,
 )
-from codeyard.domain.errors import BadRequest, Conflict
 from codeyard.services import projects as project_service
-from codeyard.services import runs as run_service
+from codeyard.services import review
 from codeyard.workspace import browse
 
 router = APIRouter(tags=["workspace"])
@@ -32,28 +30,6 @@ TruncateQ = Annotated[
     bool, Query(description=f"Send the first {browse.MAX_FILE_BYTES} bytes of a bigger file.")
 ]
 RefQ = Annotated[str | None, Query(max_length=250, description="Default: the default branch.")]
-
-
-async def _worktree(
-    svc: Svc, run_ref: str, repo_id: str | None
-) -> tuple[dict[str, Any], str, Path]:
-    """(run, repo id, worktree path); 409 when the run has no worktree (yet, or any more)."""
-    run = await run_service.get(svc, run_ref)
-    if repo_id is not None and repo_id not in run["repo_ids"]:
-        raise BadRequest(
-            f"Repository '{repo_id}' is not part of run {run['number']}; its repositories: "
-            f"{', '.join(run['repo_ids'])}.",
-            repo_id=repo_id,
-        )
-    chosen = repo_id or next((r for r in run["repo_ids"] if r in run["worktrees"]), None)
-    path = run["worktrees"].get(chosen) if chosen else None
-    if path is None or not await asyncio.to_thread(Path(path).is_dir):
-        raise Conflict(
-            f"Run {run['number']} has no worktree to browse: it has not been prepared yet, or "
-            "its worktree was removed (discard, delete or retention).",
-            current_status=run["status"],
-        )
-    return run, str(chosen), Path(path)
 
 
 @router.get(
@@ -69,9 +45,7 @@ async def list_workspace(
     repo_id: RepoQ = None,
 ) -> dict[str, Any]:
     """Files and directories of the run's worktree, ``depth`` levels below ``path``."""
-    run, chosen, root = await _worktree(svc, run_ref, repo_id)
-    listing = await asyncio.to_thread(browse.list_tree, root, path, depth)
-    return {"run_id": run["id"], "repo_id": chosen, **listing}
+    return await review.browse(svc, run_ref, repo_id, path, depth=depth)
 
 
 @router.get(
@@ -83,9 +57,7 @@ async def read_workspace_file(
     run_ref: str, svc: Svc, path: PathQ, repo_id: RepoQ = None, truncate: TruncateQ = False
 ) -> dict[str, Any]:
     """One file of the run's worktree; text as UTF-8, binary as base64; 413 beyond 1 MiB."""
-    run, chosen, root = await _worktree(svc, run_ref, repo_id)
-    content = await asyncio.to_thread(browse.read_file, root, path, truncate=truncate)
-    return {"run_id": run["id"], "repo_id": chosen, **content}
+    return await review.browse(svc, run_ref, repo_id, path, truncate=truncate)
 
 
 async def _repo(svc: Svc, repo_id: str, ref: str | None) -> tuple[dict[str, Any], Path, str]:

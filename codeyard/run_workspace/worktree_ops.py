@@ -1,19 +1,22 @@
-"""Git work in a run's worktrees that the API's services need: where the worktrees are.
+"""Work in a run's worktrees that the API's services need, done where the worktrees are.
 
 The review's diff of the live worktree, the snapshot commit a landing or pull request starts
 from (and the run branch adopting it), the worktree side of pushing to an open pull request
-(commit what is left, rebase when the base moved), and removing the worktrees when a run is
-discarded. With the local executor the worktrees are on the API server's disk and
-:func:`in_worktrees` calls the operation in process (exactly the git work the services did
-before). An executor that keeps worktrees on worker hosts (``on_host.OnWorktreeHost``) runs it
-on the host that holds them and returns the same typed value; a domain error raised there is
-raised here as the same problem; a host that is gone answers 409 naming the host and the fix.
+(commit what is left, rebase when the base moved), removing the worktrees when a run is
+discarded; committing and rebasing the run branch on request, taking and restoring
+checkpoints, an agent merge's merge of the target, and the file browser's listing and reads.
+With the local executor the worktrees are on the API server's disk and :func:`in_worktrees`
+calls the operation in process (exactly the work the services did before). An executor that
+keeps worktrees on worker hosts (``on_host.OnWorktreeHost``) runs it on the host that holds
+them and returns the same typed value; a domain error raised there is raised here as the same
+problem; a host that is gone answers 409 naming the host and the fix.
 
 Every job and result is a flat dataclass of JSON values, so it crosses the wire as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,34 +25,55 @@ from typing import Any, Generic, Literal, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.domain.errors import Conflict
+from codeyard.run_workspace.checkpointing import take_checkpoint
 from codeyard.run_workspace.on_host import NotRunOnHost, OnWorktreeHost, WorktreeJob
 from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.sandbox import Sandbox
 from codeyard.store import runs
 from codeyard.store.writer import Writer
-from codeyard.workspace import landing
+from codeyard.workspace import branches, browse, landing
 from codeyard.workspace.branches import Author
+from codeyard.workspace.checkpoints import restore_checkpoint
 from codeyard.workspace.diff import diff_between, snapshot_tree
 from codeyard.workspace.git import git
 from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
 
 __all__ = [
     "ADOPT",
+    "CHECKPOINT",
+    "COMMIT",
     "DIFF",
+    "LIST",
+    "MERGE_IN",
     "OPS",
     "PR_SYNC",
+    "READ",
+    "REBASE",
     "REMOVE",
+    "RESTORE",
     "SNAPSHOT",
     "AdoptJob",
     "Adopted",
+    "BrowseJob",
+    "Browsed",
+    "CheckpointJob",
+    "Checkpointed",
+    "CommitJob",
+    "Committed",
     "DiffJob",
     "Diffs",
     "Here",
+    "MergeInJob",
+    "MergedIn",
     "Op",
     "PrSyncJob",
     "PrSynced",
+    "RebaseJob",
+    "Rebased",
     "RemoveJob",
     "Removed",
+    "RestoreJob",
+    "Restored",
     "SnapshotJob",
     "Snapshots",
     "in_worktrees",
@@ -290,6 +314,212 @@ async def _remove(here: Here, job: RemoveJob) -> Removed:
     return Removed(records)
 
 
+def _author(name: str | None, email: str | None) -> Author | None:
+    return Author(name, email) if name is not None and email is not None else None
+
+
+# --- the run branch on request: commit, rebase, an agent merge's merge ---------------------
+
+
+@dataclass(slots=True)
+class CommitJob:
+    worktrees: dict[str, str]
+    message: str
+    author_name: str | None = None
+    author_email: str | None = None
+
+
+@dataclass(slots=True)
+class Committed:
+    #: The new commit by repository id (repositories with nothing to commit are left out).
+    made: dict[str, str] = field(default_factory=dict)
+
+
+async def _commit(_: Here, job: CommitJob) -> Committed:
+    out = Committed()
+    author = _author(job.author_name, job.author_email)
+    for repo_id, path in job.worktrees.items():
+        sha = await branches.commit_all(Path(path), job.message, author)
+        if sha is not None:
+            out.made[repo_id] = sha
+    return out
+
+
+@dataclass(slots=True)
+class RebaseJob:
+    worktrees: dict[str, str]
+    #: What each repository's run branch is rebased onto (a branch or commit there).
+    onto: dict[str, str]
+    author_name: str | None = None
+    author_email: str | None = None
+
+
+@dataclass(slots=True)
+class Rebased:
+    heads: dict[str, str] = field(default_factory=dict)
+
+
+async def _rebase(_: Here, job: RebaseJob) -> Rebased:
+    """A conflict raises (``conflicts``) with that repository's branch as it was."""
+    out = Rebased()
+    author = _author(job.author_name, job.author_email)
+    for repo_id, path in job.worktrees.items():
+        out.heads[repo_id] = await landing.rebase_branch(Path(path), job.onto[repo_id], author)
+    return out
+
+
+@dataclass(slots=True)
+class MergeInJob:
+    """An agent merge: the worktree's state committed on the run branch, then the target
+    merged into it, conflict markers left for the agent."""
+
+    worktrees: dict[str, str]
+    targets: dict[str, str]
+    branch: str
+    message: str
+    author_name: str | None = None
+    author_email: str | None = None
+
+
+@dataclass(slots=True)
+class MergedIn:
+    #: Paths with conflict markers, every repository's.
+    conflicted: list[str] = field(default_factory=list)
+    #: Worktree path → paths in conflict, for a worktree already mid-merge (nothing was done).
+    unfinished: dict[str, list[str]] = field(default_factory=dict)
+
+
+async def _merge_in(_: Here, job: MergeInJob) -> MergedIn:
+    out = MergedIn()
+    for path in job.worktrees.values():
+        unmerged = await unfinished_merge(Path(path))
+        if unmerged is not None:
+            out.unfinished[path] = unmerged
+            return out
+    author = _author(job.author_name, job.author_email)
+    for repo_id, path in job.worktrees.items():
+        worktree = Path(path)
+        head, commit = await snapshot_commit(worktree, job.message, author)
+        await adopt_snapshot(worktree, job.branch, head, commit)
+        identity = await branches.identity_env(worktree, author)
+        target = job.targets[repo_id]
+        merged = await git(
+            "merge", "--no-ff", "--no-edit", target, cwd=worktree, check=False, env=identity
+        )
+        if merged.returncode != 0:
+            status = await git("diff", "--name-only", "--diff-filter=U", cwd=worktree)
+            out.conflicted += status.stdout.splitlines()
+    return out
+
+
+# --- checkpoints: take one, restore one ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class CheckpointJob:
+    run_id: str
+    worktrees: dict[str, str]
+    kind: str
+    description: str | None = None
+
+
+@dataclass(slots=True)
+class Checkpointed:
+    #: The checkpoint as ``checkpointing.public`` gives it (its row and event are stored).
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+
+
+async def _checkpoint_here(
+    here: Here, run_id: str, worktrees: dict[str, str], kind: str, description: str | None
+) -> dict[str, Any]:
+    async with here.engine.connect() as conn:
+        run = await runs.get(conn, run_id)
+    return await take_checkpoint(
+        here.engine, here.writer, {**run, "worktrees": worktrees}, kind, description
+    )
+
+
+async def _checkpoint(here: Here, job: CheckpointJob) -> Checkpointed:
+    """Checkpointed by this process: the one that takes the run's turn-end checkpoints too (its
+    per-run lock keeps the numbers apart)."""
+    made = await _checkpoint_here(here, job.run_id, job.worktrees, job.kind, job.description)
+    return Checkpointed(made)
+
+
+@dataclass(slots=True)
+class RestoreJob:
+    run_id: str
+    worktrees: dict[str, str]
+    #: The checkpoint's commit by repository id.
+    commits: dict[str, str]
+    #: The undo checkpoint's description.
+    description: str
+
+
+@dataclass(slots=True)
+class Restored:
+    #: The checkpoint of the state before (the undo).
+    undo: dict[str, Any] = field(default_factory=dict)
+    #: The worktrees' diff stats against their base afterwards.
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+async def _restore(here: Here, job: RestoreJob) -> Restored:
+    """The present checkpointed first (the undo), then the files put back as the checkpoint
+    has them (HEAD and the branch stay)."""
+    undo = await _checkpoint_here(here, job.run_id, job.worktrees, "pre_restore", job.description)
+    for repo_id, path in job.worktrees.items():
+        if commit := job.commits.get(repo_id):
+            await restore_checkpoint(Path(path), commit)
+    async with here.engine.connect() as conn:
+        bases = (await runs.get(conn, job.run_id))["base_commits"]
+    diffs = await _diff(here, DiffJob(job.worktrees, bases, "stats"))
+    total = {"files": 0, "insertions": 0, "deletions": 0}
+    for part in diffs.stats.values():
+        total = {k: total[k] + part[k] for k in total}
+    return Restored(undo, total)
+
+
+# --- the file browser: list a directory, read a file ---------------------------------------
+
+
+@dataclass(slots=True)
+class BrowseJob:
+    #: The one worktree browsed, by its repository id. Paths are resolved inside it.
+    worktrees: dict[str, str]
+    path: str
+    depth: int = 1
+    truncate: bool = False
+
+
+@dataclass(slots=True)
+class Browsed:
+    #: ``browse.list_tree``'s listing or ``browse.read_file``'s file.
+    found: dict[str, Any] = field(default_factory=dict)
+
+
+async def _root(job: BrowseJob) -> Path:
+    [path] = job.worktrees.values()
+    root = Path(path)
+    if not await asyncio.to_thread(root.is_dir):
+        raise Conflict(
+            f"The worktree {path} is gone (discard, delete or retention removed it): there is "
+            "no worktree to browse."
+        )
+    return root
+
+
+async def _list(_: Here, job: BrowseJob) -> Browsed:
+    root = await _root(job)
+    return Browsed(await asyncio.to_thread(browse.list_tree, root, job.path, job.depth))
+
+
+async def _read(_: Here, job: BrowseJob) -> Browsed:
+    root = await _root(job)
+    read = await asyncio.to_thread(browse.read_file, root, job.path, truncate=job.truncate)
+    return Browsed(read)
+
+
 DIFF = Op("diff", DiffJob, Diffs, _diff, "the diff of the run's worktrees", "ask again")
 SNAPSHOT = Op(
     "snapshot",
@@ -318,7 +548,61 @@ REMOVE = Op(
     "discard it again",
     timeout=1800.0,
 )
-OPS: dict[str, Op[Any, Any]] = {op.name: op for op in (DIFF, SNAPSHOT, ADOPT, PR_SYNC, REMOVE)}
+COMMIT = Op(
+    "commit", CommitJob, Committed, _commit, "the commit of the run's worktrees", "commit again"
+)
+REBASE = Op("rebase", RebaseJob, Rebased, _rebase, "the rebase of the run's branch", "rebase again")
+MERGE_IN = Op(
+    "merge_in",
+    MergeInJob,
+    MergedIn,
+    _merge_in,
+    "the merge of the target into the run's branch",
+    "ask for the agent merge again",
+    timeout=600.0,
+)
+CHECKPOINT = Op(
+    "checkpoint",
+    CheckpointJob,
+    Checkpointed,
+    _checkpoint,
+    "the checkpoint of the run's worktrees",
+    "take it again",
+)
+RESTORE = Op(
+    "restore",
+    RestoreJob,
+    Restored,
+    _restore,
+    "the restore of the run's worktrees to a checkpoint",
+    "restore it again",
+    timeout=600.0,
+)
+LIST = Op(
+    "list",
+    BrowseJob,
+    Browsed,
+    _list,
+    "the listing of the run's worktree",
+    "ask again",
+    timeout=120.0,
+)
+READ = Op(
+    "read",
+    BrowseJob,
+    Browsed,
+    _read,
+    "the read of a file in the run's worktree",
+    "ask again",
+    timeout=120.0,
+)
+OPS: dict[str, Op[Any, Any]] = {
+    op.name: op
+    for op in (
+        DIFF, SNAPSHOT, ADOPT, PR_SYNC, REMOVE, COMMIT, REBASE, MERGE_IN, CHECKPOINT, RESTORE,
+        LIST, READ,
+    )
+}  # fmt: skip
 
 
 async def in_worktrees(

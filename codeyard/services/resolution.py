@@ -26,14 +26,19 @@ from codeyard.run_workspace.landing_once import land_once
 from codeyard.run_workspace.on_host import OnWorktreeHost
 from codeyard.run_workspace.worktree_ops import (
     ADOPT,
+    COMMIT,
+    MERGE_IN,
+    REBASE,
     REMOVE,
     SNAPSHOT,
     AdoptJob,
+    CommitJob,
     Here,
+    MergeInJob,
+    RebaseJob,
     RemoveJob,
     SnapshotJob,
     in_worktrees,
-    unfinished_merge,
 )
 from codeyard.services import checks as check_service
 from codeyard.services import ownership, profile
@@ -45,7 +50,6 @@ from codeyard.store.writer import Tx
 from codeyard.tickets import gate as review_gate
 from codeyard.workspace import branches, landing
 from codeyard.workspace.git import git
-from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
 
 log = logging.getLogger(__name__)
 S = RunStatus
@@ -127,13 +131,6 @@ def _mid_merge(run: dict[str, Any], path: str, unmerged: list[str]) -> InvalidTr
         conflicts=unmerged,
         unfinished_merge=True,
     )
-
-
-async def _refuse_unfinished_merge(run: dict[str, Any]) -> None:
-    for path in run["worktrees"].values():
-        unmerged = await unfinished_merge(Path(path))
-        if unmerged is not None:
-            raise _mid_merge(run, path, unmerged)
 
 
 def _here(svc: Services) -> Here:
@@ -338,26 +335,27 @@ async def pull_request(svc: Services, ref: str) -> dict[str, Any]:
 async def _agent_merge(
     svc: Services, run: dict[str, Any], repos: dict[str, dict[str, Any]], body: dict[str, Any]
 ) -> dict[str, Any]:
-    """Merge the latest target into the run branch (markers stay) and let the agent finish."""
+    """Merge the latest target into the run branch (markers stay) and let the agent finish;
+    the git work where the worktrees are (``worktree_ops``)."""
     _need_worktrees(run)
-    await _refuse_unfinished_merge(run)
-    conflicted: list[str] = []
-    targets = []
     author = await _author(svc, run)
-    identity = await branches.identity_env(Path(next(iter(run["worktrees"].values()))), author)
-    for repo_id, path in run["worktrees"].items():
-        target = body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
-        targets.append(target)
-        message = await _commit_message(svc, run, None)
-        head, commit = await snapshot_commit(Path(path), message, author)
-        await adopt_snapshot(Path(path), run["branch"], head, commit)
-        result = await git(
-            "merge", "--no-ff", "--no-edit", target, cwd=Path(path), check=False, env=identity
-        )
-        if result.returncode != 0:
-            status = await git("diff", "--name-only", "--diff-filter=U", cwd=Path(path))
-            conflicted += status.stdout.splitlines()
-    where = ", ".join(sorted(set(targets)))
+    targets = {
+        repo_id: body.get("target_branch") or repos[repo_id]["default_branch"] or "main"
+        for repo_id in run["worktrees"]
+    }
+    job = MergeInJob(
+        dict(run["worktrees"]),
+        targets,
+        run["branch"],
+        await _commit_message(svc, run, None),
+        author.name,
+        author.email,
+    )
+    merged = await in_worktrees(svc.executor, run, MERGE_IN, job, _here(svc))
+    for path, unmerged in merged.unfinished.items():
+        raise _mid_merge(run, path, unmerged)
+    conflicted = merged.conflicted
+    where = ", ".join(sorted(set(targets.values())))
     if conflicted:
         prompt = (
             f"The latest {where} was merged into this branch and these files have conflict "
@@ -380,11 +378,8 @@ async def commit(svc: Services, ref: str, message: str | None) -> dict[str, Any]
     _not_while_working(run, "commit")
     text = await _commit_message(svc, run, message)
     author = await _author(svc, run)
-    made: dict[str, str] = {}
-    for repo_id, path in run["worktrees"].items():
-        sha = await branches.commit_all(Path(path), text, author)
-        if sha is not None:
-            made[repo_id] = sha
+    work = CommitJob(dict(run["worktrees"]), text, author.name, author.email)
+    made = (await in_worktrees(svc.executor, run, COMMIT, work, _here(svc))).made
     if not made:
         raise InvalidTransition(
             "There are no outstanding changes to commit.", current_status=run["status"]
@@ -432,11 +427,10 @@ async def rebase(svc: Services, ref: str, onto: str | None) -> dict[str, Any]:
     run, repos = await _load(svc, ref)
     _need_worktrees(run)
     _not_while_working(run, "rebase")
-    heads: dict[str, str] = {}
     author = await _author(svc, run)
-    for repo_id, path in run["worktrees"].items():
-        target = onto or repos[repo_id]["default_branch"] or "main"
-        heads[repo_id] = await landing.rebase_branch(Path(path), target, author)
+    targets = {rid: onto or repos[rid]["default_branch"] or "main" for rid in run["worktrees"]}
+    job = RebaseJob(dict(run["worktrees"]), targets, author.name, author.email)
+    heads = (await in_worktrees(svc.executor, run, REBASE, job, _here(svc))).heads
     await svc.writer.run(lambda tx: tx.emit_one(run["id"], ev.GitRebased(heads=heads, onto=onto)))
     return {"heads": heads}
 

@@ -1,4 +1,6 @@
-"""Reviewing a run's work: diffs, checkpoints (list, take, restore, compare)."""
+"""Reviewing a run's work: diffs, checkpoints (list, take, restore, compare), and browsing its
+worktree (list a directory, read a file). What reads or changes a worktree is done where it is
+(``worktree_ops``)."""
 
 from __future__ import annotations
 
@@ -6,16 +8,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 from codeyard.domain import events as ev
-from codeyard.domain.errors import InvalidTransition, NotFound
+from codeyard.domain.errors import BadRequest, Conflict, InvalidTransition, NotFound
 from codeyard.domain.status import RunStatus
-from codeyard.run_workspace.checkpointing import public, take_checkpoint
+from codeyard.run_workspace.checkpointing import public
 from codeyard.run_workspace.on_host import OnWorktreeHost
-from codeyard.run_workspace.worktree_ops import DIFF, DiffJob, Diffs, Here, in_worktrees
+from codeyard.run_workspace.worktree_ops import (
+    CHECKPOINT,
+    DIFF,
+    LIST,
+    READ,
+    RESTORE,
+    BrowseJob,
+    CheckpointJob,
+    DiffJob,
+    Diffs,
+    Here,
+    RestoreJob,
+    in_worktrees,
+)
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import checkpoints, projects, runs
 from codeyard.store.writer import Tx
-from codeyard.workspace.checkpoints import restore_checkpoint
 from codeyard.workspace.diff import diff_between
 
 S = RunStatus
@@ -113,8 +127,10 @@ async def list_checkpoints(svc: Services, ref: str) -> list[dict[str, Any]]:
 
 
 async def create_checkpoint(svc: Services, ref: str, description: str | None) -> dict[str, Any]:
+    """Taken where the worktrees are (their host's process numbers it with its turn ends)."""
     run = await _run_with_worktrees(svc, ref)
-    return await take_checkpoint(svc.engine, svc.writer, run, "manual", description)
+    job = CheckpointJob(run["id"], dict(run["worktrees"]), "manual", description)
+    return (await in_worktrees(svc.executor, run, CHECKPOINT, job, _here(svc))).checkpoint
 
 
 async def _checkpoint_and_run(
@@ -139,20 +155,17 @@ async def restore(svc: Services, checkpoint_id: str) -> dict[str, Any]:
         raise InvalidTransition(
             "The run's worktree is gone; nothing to restore into.", current_status=run["status"]
         )
-    before = await take_checkpoint(
-        svc.engine,
-        svc.writer,
-        run,
-        "pre_restore",
+    # Where the worktrees are: the undo checkpoint, the files put back, the stats after.
+    job = RestoreJob(
+        run["id"],
+        dict(run["worktrees"]),
+        dict(checkpoint["commits"]),
         f"Before restoring checkpoint {checkpoint['number']}",
     )
-    for rid, path in _repos(run, None):
-        commit = checkpoint["commits"].get(rid)
-        if commit:
-            await restore_checkpoint(path, commit)
-    fresh = await stats(svc, run["id"])
+    done = await in_worktrees(svc.executor, run, RESTORE, job, _here(svc))
+    before, fresh = done.undo, done.stats
 
-    async def job(tx: Tx) -> None:
+    async def record(tx: Tx) -> None:
         await runs.update_fields(tx, run["id"], diff_stats=fresh)
         restored = ev.CheckpointRestored(
             checkpoint_id=checkpoint["id"],
@@ -161,7 +174,7 @@ async def restore(svc: Services, checkpoint_id: str) -> dict[str, Any]:
         )
         await tx.emit_one(run["id"], restored)
 
-    await svc.writer.run(job)
+    await svc.writer.run(record)
     return {"restored": public(checkpoint), "undo_checkpoint": before, "diff_stats": fresh}
 
 
@@ -206,6 +219,39 @@ async def compare(
         else:
             out_json.extend(dict(f) for f in await diff_between(repo, other[rid], commit, "json"))
     return "".join(out_text) if fmt == "text" else out_json
+
+
+async def browse(
+    svc: Services,
+    ref: str,
+    repo_id: str | None,
+    path: str,
+    *,
+    depth: int | None = None,
+    truncate: bool = False,
+) -> dict[str, Any]:
+    """A directory of the run's worktree, ``depth`` levels down (``depth`` given), or one file
+    of it; paths are resolved inside the worktree (400 when they leave it)."""
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, ref)
+    if repo_id is not None and repo_id not in run["repo_ids"]:
+        raise BadRequest(
+            f"Repository '{repo_id}' is not part of run {run['number']}; its repositories: "
+            f"{', '.join(run['repo_ids'])}.",
+            repo_id=repo_id,
+        )
+    chosen = repo_id or next((r for r in run["repo_ids"] if r in run["worktrees"]), None)
+    where = run["worktrees"].get(chosen) if chosen else None
+    if chosen is None or where is None:
+        raise Conflict(
+            f"Run {run['number']} has no worktree to browse: it has not been prepared yet, or "
+            "its worktree was removed (discard, delete or retention).",
+            current_status=run["status"],
+        )
+    job = BrowseJob({chosen: where}, path, depth or 1, truncate)
+    op = LIST if depth is not None else READ
+    found = (await in_worktrees(svc.executor, run, op, job, _here(svc))).found
+    return {"run_id": run["id"], "repo_id": chosen, **found}
 
 
 async def _repo_path(svc: Services, repo_id: str) -> Path:

@@ -7,6 +7,7 @@ that binary is missing or cannot run here, and says so.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -14,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +199,66 @@ def api_server(
         shutil.copy(secret_key, data_dir / "secret.key")
     env = {"CODEYARD_EXECUTOR": "temporal", "CODEYARD_TEMPORAL_ADDRESS": temporal}
     return ServerProcess(data_dir, database_url=database_url, env=env, wrap=hiding(hide))
+
+
+@dataclass
+class Cluster:
+    temporal: TemporalDevServer
+    api: list[ServerProcess]
+    workers: dict[str, WorkerProcess]
+    shared: Path
+    repo: Path
+
+    def host_of(self, run: dict[str, Any]) -> str:
+        """The worker whose worktree root holds the run's worktree."""
+        path = Path(next(iter(run["worktrees"].values())))
+        hosts = [n for n, w in self.workers.items() if path.is_relative_to(w.worktree_root)]
+        assert len(hosts) == 1, (path, hosts)
+        return hosts[0]
+
+
+@contextlib.contextmanager
+def blind_cluster(
+    root: Path, database_url: str, hosts: Sequence[str] = ("h1", "h2", "h3"), api_servers: int = 2
+) -> Iterator[Cluster]:
+    """The Temporal dev server, ``api_servers`` API servers and a ``codeyard worker`` per host
+    name, each worker with its own data dir under ``root``, which no API server can see (their
+    own mount namespace has an empty directory there: :func:`hiding`), as on separate machines.
+    ``repo`` is a fresh repository every process sees (the project's, on shared storage)."""
+    from tests.conftest import make_repo
+
+    temporal = TemporalDevServer(root / "temporal")
+    api: list[ServerProcess] = []
+    workers: dict[str, WorkerProcess] = {}
+    try:
+        temporal.start()
+        # One key seals env sets for every API server and worker (docs/scale-out.md).
+        key = root / "secret.key"
+        key.write_text(base64.b64encode(os.urandom(32)).decode())
+        for name in hosts:
+            (root / name).mkdir()
+        blind = [root / h for h in hosts]
+        api = [
+            api_server(root / f"api{i}", database_url, temporal.address, key, blind)
+            for i in range(1, api_servers + 1)
+        ]
+        api[0].start(timeout=240)  # migrates the database: workers and other servers find it
+        for name in hosts:
+            shutil.copy(key, root / name / "secret.key")
+            workers[name] = WorkerProcess(
+                name, root / name, temporal.address, database_url, root / "shared.git"
+            )
+            workers[name].spawn()
+        for srv in api[1:]:
+            srv.start(timeout=240)
+        for w in workers.values():
+            w.wait_ready(timeout=240)
+        yield Cluster(temporal, api, workers, root / "shared.git", make_repo(root / "repo"))
+    finally:
+        for w in workers.values():
+            w.terminate()
+        for w in workers.values():
+            w.stop()
+        for srv in api:
+            srv.stop()
+        temporal.stop()
