@@ -2,7 +2,8 @@
 
 A workflow's ``shell``, ``loop`` or ``compare`` step runs a command in a run step's worktree; a
 run's checks (after each turn, or on demand) run their commands in its worktrees; the review's
-diff, landing, a pull request's push and discard do git work in them (``worktree_ops``). With
+diff, landing, a pull request's push, discard, commit, rebase, agent merge, checkpoints and the
+file browser work in them (``worktree_ops``). With
 the local executor those worktrees are on the API server's disk and the caller does the work
 itself (``workspace.shell``, ``checks.runner``, ``worktree_ops``). A distributed executor keeps
 worktrees on worker hosts: it implements :class:`OnWorktreeHost` and the caller hands it the

@@ -1,6 +1,7 @@
 """Work in a run's worktree on the Temporal executor: an activity on the queue of the host that
-holds the worktree (issue 20: workflow shell steps; issue 16: a run's checks, and the git work
-of the review's diff, landing, pull requests and discard: ``worktree``).
+holds the worktree (issue 20: workflow shell steps; issue 16: a run's checks, and the work of
+``run_workspace.worktree_ops``: the review's diff, landing, pull requests, discard, commit,
+rebase, agent merge, checkpoints and the file browser: ``worktree``).
 
 A Temporal client cannot run an activity by itself, so each piece of work is a small workflow
 (``CodeyardOnHost``, on the shared queue) that runs the named activity (``shell``, ``checks``,

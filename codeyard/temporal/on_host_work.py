@@ -1,10 +1,11 @@
 """The work a worker host does in worktrees it holds, as activities on its own queue (started by
 ``on_host``): ``shell`` (a workflow step's command) and ``checks`` (a run's check suite, whose
 ``check.*`` events this host stores as they happen), ``trees`` (the worktrees' state, to tell
-whether a suite's result still matches them), ``worktree`` (a git operation of
+whether a suite's result still matches them), ``worktree`` (an operation of
 ``run_workspace.worktree_ops``: the review's diff, the commits of landing and pull requests,
-discard). The commands are contained by the sandbox this host gives its runs (the stored
-``sandbox`` setting applied to the worker's base sandbox); all run on the host runtime's loop
+discard, commit, rebase, agent merge, checkpoints, the file browser). The commands are
+contained by the sandbox this host gives its runs (the stored ``sandbox`` setting applied to
+the worker's base sandbox); all run on the host runtime's loop
 while this loop heartbeats (a cancel arrives with a heartbeat's answer and kills the work).
 """
 
