@@ -37,6 +37,11 @@ class Fence:
     attempt: int
 
 
+#: The fence of a job that writes to no run at all (the ``workers`` row's heartbeat): no run's
+#: write is checked against it, and the PostgreSQL writer lets appends pass it while it waits
+#: for the job-order lock, as it lets them pass a job fenced on another run (``store.writer``).
+NO_RUN = Fence("", 0)
+
 #: The attempt the current task writes for (copied into tasks it starts, like any context var).
 current: ContextVar[Fence | None] = ContextVar("codeyard_fence", default=None)
 

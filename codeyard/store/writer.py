@@ -58,7 +58,8 @@ came from another task (no task switches fences with a write of its own in fligh
 place in the queue relative to the job is only the order in which two tasks got there. The one
 case left is a job fenced on X writing to another run Y while appends to Y pass it: no job
 does that (an attempt's jobs write to its run), and ``Tx`` counts (``Writer.reordered``) and
-logs it if one ever does. The two lanes are two
+logs it if one ever does. A job that writes to no run (a worker's heartbeat) is fenced on
+``fencing.NO_RUN``, a run no append is for: appends pass it. The two lanes are two
 transactions of one process, as two processes would be: row locks, the commit-order lock, the
 fencing checks and the order of the ``NOTIFY`` announcements keep numbering, commit order and
 the hand-off right between them. SQLite has one writer and no such lock: nothing changes there.

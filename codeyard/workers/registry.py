@@ -7,10 +7,10 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import select
@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.agents import registry as agents
 from codeyard.domain.events import utc_now
-from codeyard.store import schema
+from codeyard.store import fencing, schema
 from codeyard.store import workers as store
-from codeyard.store.writer import Writer
+from codeyard.store.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Seconds between heartbeats.
 HEARTBEAT_EVERY = 10.0
@@ -121,7 +122,7 @@ class Heartbeat:
             "started_at": now,
             "heartbeat_at": now,
         }
-        await self._writer.run(lambda tx: store.upsert(tx, row))
+        await self._write(lambda tx: store.upsert(tx, row))
         self.row = row
         self.registered.set()
 
@@ -136,9 +137,9 @@ class Heartbeat:
     async def beat_once(self, row: dict[str, Any]) -> None:
         """One heartbeat: the time and the free slots; registers again if the row is gone."""
         free, now = self._free(), utc_now()
-        if not await self._writer.run(lambda tx: store.beat(tx, self.worker_id, free, now)):
+        if not await self._write(lambda tx: store.beat(tx, self.worker_id, free, now)):
             fresh = {**row, "free_slots": free, "heartbeat_at": now}
-            await self._writer.run(lambda tx: store.upsert(tx, fresh))
+            await self._write(lambda tx: store.upsert(tx, fresh))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -146,4 +147,13 @@ class Heartbeat:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         with contextlib.suppress(Exception):  # the writer may already be failing: stale is fine
-            await self._writer.run(lambda tx: store.remove(tx, self.worker_id))
+            await self._write(lambda tx: store.remove(tx, self.worker_id))
+
+    async def _write(self, job: Callable[[Tx], Awaitable[T]]) -> T:
+        """Write this worker's row: a job that writes to no run (``fencing.NO_RUN``), so the
+        PostgreSQL writer's appends pass it while it waits for the job-order lock."""
+        token = fencing.current.set(fencing.NO_RUN)
+        try:
+            return await self._writer.run(job)
+        finally:
+            fencing.current.reset(token)

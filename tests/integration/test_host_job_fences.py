@@ -6,7 +6,8 @@ job is fenced on one run's attempt: an unfenced job could write to any run, so e
 behind it waits. A worker host writes for a run outside the run's attempts too: the placement,
 the take-over of a run whose host was lost, the take of the new attempt, the dropping of the
 run's finished process records. Each is fenced on the attempt the host found the run on
-(``HostRuntime.place`` and ``drive``), so a host's other runs keep streaming meanwhile.
+(``HostRuntime.place`` and ``drive``), so a host's other runs keep streaming meanwhile; and the
+host's ``workers`` heartbeat, which writes to no run, is fenced on none (``fencing.NO_RUN``).
 
 A real ``HostRuntime`` (its own thread, engine and writer, as in ``codeyard worker``) on a
 fresh PostgreSQL database; the lock is held from connections of the test. The run is a draft,
@@ -31,12 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from codeyard.agents.process import boot_id
 from codeyard.config import Settings
 from codeyard.domain import events as ev
+from codeyard.domain.events import utc_now
 from codeyard.store import processes, runs
+from codeyard.store import workers as worker_rows
 from codeyard.store.writer import JOB_ORDER_LOCK, Tx
 from codeyard.temporal.contracts import DriveInput
 from codeyard.temporal.host import HostConfig, HostRuntime
 from codeyard.testing.postgres import PostgresCluster
-from tests.conftest import TOKEN, running_api
+from codeyard.workers.registry import Heartbeat
+from tests.conftest import TOKEN, Api, running_api
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -137,19 +141,28 @@ async def _passes(runtime: HostRuntime, run_id: str, passed: int) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_a_hosts_placement_take_over_take_and_forget_let_other_runs_appends_pass(
-    pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def _cluster(
+    pg_cluster: PostgresCluster, tmp_path: Path, repo: Path, count: int
+) -> AsyncIterator[tuple[Api, list[str], HostRuntime]]:
+    """An API on a fresh PostgreSQL database with ``count`` draft runs, and a host on it."""
     database_url = pg_cluster.create_database()
     settings = Settings(data_dir=tmp_path / "api", database_url=database_url, admin_token=TOKEN)
     async with running_api(settings) as api:
         ids = []
-        for _ in range(2):
-            body = {"prompt": "p", "repo_path": str(git_repo), "provider": "script", "draft": True}
+        for _ in range(count):
+            body = {"prompt": "p", "repo_path": str(repo), "provider": "script", "draft": True}
             resp = await api.post("/api/runs", json=body)
             assert resp.status_code == 201, resp.text
             ids.append(str(resp.json()["id"]))
-        x, y = ids
+        async with _host(tmp_path, database_url) as runtime:
+            yield api, ids, runtime
+
+
+async def test_a_hosts_placement_take_over_take_and_forget_let_other_runs_appends_pass(
+    pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
+) -> None:
+    async with _cluster(pg_cluster, tmp_path, git_repo, 2) as (api, (x, y), runtime):
         gone_group = 2**22 + 7  # above any pid: a group the run started that is gone
 
         async def record(tx: Tx) -> None:
@@ -158,26 +171,66 @@ async def test_a_hosts_placement_take_over_take_and_forget_let_other_runs_append
         await api.services.writer.run(record)
         engine = api.services.engine
         lock = JobLock(engine)
-        async with _host(tmp_path, database_url) as runtime:
-            await lock.hold()
-            try:
-                placing = runtime.call(runtime.place(x, ["h1"]))
-                await _passes(runtime, y, 1)  # y's output passes x's placement
-                await lock.pass_on()
-                assert await asyncio.wait_for(placing, 10) == "h1"
-                driving = runtime.call(runtime.drive(DriveInput(x, 1, lost_host="h0")))
-                await _passes(runtime, y, 2)  # ... the take-over of x from the lost host h0
-                await lock.pass_on()
-                await _passes(runtime, y, 3)  # ... the take of x's new attempt
-                await lock.pass_on()
-                await _passes(runtime, y, 4)  # ... the dropping of x's process records
-                assert not driving.done()
-            finally:
-                await lock.let_go()
-            result = await asyncio.wait_for(driving, 10)
-            assert runtime.writer.reordered == 0
+        await lock.hold()
+        try:
+            placing = runtime.call(runtime.place(x, ["h1"]))
+            await _passes(runtime, y, 1)  # y's output passes x's placement
+            await lock.pass_on()
+            assert await asyncio.wait_for(placing, 10) == "h1"
+            driving = runtime.call(runtime.drive(DriveInput(x, 1, lost_host="h0")))
+            await _passes(runtime, y, 2)  # ... the take-over of x from the lost host h0
+            await lock.pass_on()
+            await _passes(runtime, y, 3)  # ... the take of x's new attempt
+            await lock.pass_on()
+            await _passes(runtime, y, 4)  # ... the dropping of x's process records
+            assert not driving.done()
+        finally:
+            await lock.let_go()
+        result = await asyncio.wait_for(driving, 10)
+        assert runtime.writer.reordered == 0
         assert (result.host, result.status) == ("h1", "draft")
         async with engine.connect() as conn:
             row: dict[str, Any] = await runs.get(conn, x)
             assert await processes.of_run(conn, x) == []
         assert row["worker_host"] == "h1" and row["attempt"] == 0
+
+
+async def test_a_workers_heartbeat_lets_the_runs_appends_pass(
+    pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
+) -> None:
+    """The ``workers`` row's heartbeat (every 10 s on every worker) writes to no run: its jobs
+    are fenced on none (``fencing.NO_RUN``), and the runs' output passes them."""
+    async with _cluster(pg_cluster, tmp_path, git_repo, 1) as (api, (y,), runtime):
+        beat = Heartbeat(
+            runtime.engine,
+            runtime.writer,
+            kind="temporal",
+            slots=2,
+            free_slots=lambda: 1,
+            host="hb",
+        )
+        now = utc_now()
+        row: dict[str, Any] = {
+            "id": beat.worker_id,
+            "host": "hb",
+            "kind": "temporal",
+            "capabilities": {},
+            "slots": 2,
+            "free_slots": 2,
+            "started_at": now,
+            "heartbeat_at": now,
+        }
+        lock = JobLock(api.services.engine)
+        await lock.hold()
+        try:
+            beating = runtime.call(beat.beat_once(row))
+            await _passes(runtime, y, 1)  # y's output passes the beat
+            await lock.pass_on()
+            await _passes(runtime, y, 2)  # ... and the row written again (it was not there)
+            assert not beating.done()
+        finally:
+            await lock.let_go()
+        await asyncio.wait_for(beating, 10)
+        async with api.services.engine.connect() as conn:
+            rows = {r["id"]: r for r in await worker_rows.list_all(conn)}
+        assert rows[beat.worker_id]["free_slots"] == 1
