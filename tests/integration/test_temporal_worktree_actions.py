@@ -121,7 +121,8 @@ async def test_commit_and_rebase_on_the_worker_host(cluster: Cluster) -> None:
 async def test_checkpoints_are_taken_and_restored_on_the_worker_host(cluster: Cluster) -> None:
     """A manual checkpoint holds a file written after the turn; restoring the turn's checkpoint
     puts the worktree back (the later file gone, the agent's content back) after an undo
-    checkpoint, and restoring the undo brings the later state back."""
+    checkpoint, and restoring the undo brings the later state back. Every one of them reaches
+    the shared remote (the host's process took them)."""
     async with cluster.api[0].client(timeout=90) as client:
         with anyio.fail_after(240):
             run, worktree = await reviewed_run(
@@ -138,6 +139,10 @@ async def test_checkpoints_are_taken_and_restored_on_the_worker_host(cluster: Cl
             undo = restored.json()["undo_checkpoint"]
             redone = await client.post(f"/api/checkpoints/{undo['id']}/restore")
             listed = (await client.get(url)).json()["data"]
+            # Taken by the host's process, they reach the shared remote as turn-end ones do.
+            wanted = {f"/{run['id']}/{n}" for n in (1, 2, 3, 4)}
+            while not all(any(r.endswith(w) for r in pushed(cluster)) for w in wanted):
+                await anyio.sleep(0.2)
     assert manual.status_code == 201, manual.text
     assert manual.json()["number"] == 2 and manual.json()["kind"] == "manual"
     [commit] = manual.json()["commits"].values()
@@ -149,6 +154,10 @@ async def test_checkpoints_are_taken_and_restored_on_the_worker_host(cluster: Cl
     assert (worktree / "a.txt").read_text() == "2\n"
     assert (worktree / "b.txt").read_text() == "later\n"
     assert [c["kind"] for c in listed] == ["turn", "manual", "pre_restore", "pre_restore"]
+
+
+def pushed(cluster: Cluster) -> list[str]:
+    return git(cluster.shared, "for-each-ref", "--format=%(refname)").split()
 
 
 async def test_the_file_browser_reads_the_worktree_on_the_worker_host(cluster: Cluster) -> None:

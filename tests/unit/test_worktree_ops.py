@@ -16,7 +16,15 @@ import pytest
 
 from codeyard.domain.errors import CodeyardError, Conflict, InvalidTransition
 from codeyard.run_workspace.on_host import NotRunOnHost, WorktreeJob
-from codeyard.run_workspace.worktree_ops import DIFF, SNAPSHOT, DiffJob, Diffs, Here, SnapshotJob
+from codeyard.run_workspace.worktree_ops import (
+    DIFF,
+    OPS,
+    SNAPSHOT,
+    DiffJob,
+    Diffs,
+    Here,
+    SnapshotJob,
+)
 from codeyard.run_workspace.worktree_ops import in_worktrees as in_worktrees_of
 from codeyard.temporal.on_host import pack, problem_of, raise_problem, unpack
 from codeyard.workspace.git import GitError
@@ -113,3 +121,10 @@ def test_results_cross_the_wire_whole() -> None:
     data = pack(value)
     assert len(data) < 2_000  # compressed: a large diff fits in one Temporal payload
     assert unpack(data, Diffs) == value
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_operation_is_named_once_and_its_empty_result_crosses_the_wire(name: str) -> None:
+    op = OPS[name]
+    assert op.name == name and op.timeout > 0 and op.what and op.then
+    assert unpack(pack(op.result()), op.result) == op.result()
