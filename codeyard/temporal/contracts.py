@@ -11,6 +11,10 @@ from datetime import timedelta
 #: Every worker polls this queue: workflows, and the placement of runs that hold no worktree yet.
 SHARED_QUEUE = "codeyard-runs"
 WORKFLOW_NAME = "CodeyardRun"
+#: Every API server polls this queue: workflow executions (``executions``), and the
+#: ``CodeyardOnHost`` workflows that the API servers start for work on a worker host (``on_host``),
+#: so such a workflow runs, and answers that the host is gone, even when no worker is up.
+EXECUTIONS_QUEUE = "codeyard-executions"
 #: How long a worker may stay silent before Temporal declares its drive lost (then failover).
 #: The host's heartbeat task beats every ``HEARTBEAT_EVERY`` seconds; the SDK throttles the
 #: beats it sends to 0.8 x this timeout, so the failover delay is between 0.2 and 1 x of it.

@@ -31,14 +31,14 @@ with workflow.unsafe.imports_passed_through():
     from codeyard.executor.durable_executions import ExecutionSteps, StepError
     from codeyard.temporal.contracts import (
         CONTROL_TIMEOUT,
+        EXECUTIONS_QUEUE,
         HEARTBEAT_EVERY,
         HEARTBEAT_TIMEOUT,
         STICKY_TIMEOUT,
     )
+    from codeyard.temporal.on_host import OnHostWorkflow
 
 EXECUTION_WORKFLOW = "CodeyardExecution"
-#: Polled by every API server of the Temporal executor (they hold the engine the steps need).
-EXECUTIONS_QUEUE = "codeyard-executions"
 #: A step that failed for good (recorded in the execution's log): not tried again.
 STEP_FAILED = "WorkflowStepFailed"
 #: How long one top-level step may take (a run step waits for its agent; approvals for people).
@@ -195,7 +195,8 @@ def executions_worker(client: Client, steps: ExecutionSteps, identity: str) -> W
     return Worker(
         client,
         task_queue=EXECUTIONS_QUEUE,
-        workflows=[ExecutionWorkflow],
+        # The steps' shell commands and the API's work on worker hosts (``on_host``) too.
+        workflows=[ExecutionWorkflow, OnHostWorkflow],
         activities=[acts.step, acts.finish],
         identity=identity,
         max_concurrent_activities=500,

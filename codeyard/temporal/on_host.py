@@ -4,8 +4,9 @@ holds the worktree (issue 20: workflow shell steps; issue 16: a run's checks, an
 rebase, agent merge, checkpoints and the file browser: ``worktree``).
 
 A Temporal client cannot run an activity by itself, so each piece of work is a small workflow
-(``CodeyardOnHost``, on the shared queue) that runs the named activity (``shell``, ``checks``,
-served by ``on_host_work``) on ``host_queue(host)``. Its id names the work (a shell step's
+(``CodeyardOnHost``, on the queue every API server polls: it runs, and can say a host is gone,
+while no worker is up) that runs the named activity (``shell``, ``checks``, served by
+``on_host_work``) on ``host_queue(host)``. Its id names the work (a shell step's
 execution and key; a check suite's run and key), and a completed one is never started again: a
 caller that asks again after a restart gets the recorded result instead of running the work
 twice (one that failed to run, or was cancelled, may be started again). A host that does not
@@ -47,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TreesJob,
         WorktreeJob,
     )
-    from codeyard.temporal.contracts import HEARTBEAT_TIMEOUT, SHARED_QUEUE, host_queue
+    from codeyard.temporal.contracts import EXECUTIONS_QUEUE, HEARTBEAT_TIMEOUT, host_queue
 
 ON_HOST_WORKFLOW = "CodeyardOnHost"
 #: The failure type of work that did not run (host gone, worktree not there).
@@ -244,7 +245,7 @@ async def run_on_host(client: Client, wid: str, job: OnHostInput, result_type: t
             ON_HOST_WORKFLOW,
             job,
             id=wid,
-            task_queue=SHARED_QUEUE,
+            task_queue=EXECUTIONS_QUEUE,
             result_type=result_type,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         )

@@ -37,6 +37,7 @@ async def serve_host(
         shared = Worker(
             client,
             task_queue=SHARED_QUEUE,
+            # CodeyardOnHost runs on the API servers' queue; here for those started on this one.
             workflows=[RunWorkflow, OnHostWorkflow],
             activities=[acts.place],
             identity=config.host,

@@ -3,8 +3,8 @@ worker host that holds the run's worktree: commit, rebase (a conflict answered a
 taking and restoring checkpoints, the file browser, and an agent merge.
 
 Real processes: one PostgreSQL (the suite's cluster), the Temporal dev server, one API server
-with ``--executor temporal`` and two ``codeyard worker`` hosts, whose data directories the API
-server cannot see (its own mount namespace has an empty directory there, checked through
+with ``--executor temporal`` and one ``codeyard worker``, whose data directory the API server
+cannot see (its own mount namespace has an empty directory there, checked through
 ``/proc/<pid>/root``). This test process sees the worktree and checks it with git. Each test
 fails when the API server does the work in the path it cannot see (dispatch forced local).
 """
@@ -33,9 +33,7 @@ def cluster(
     pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("actions")
-    with blind_cluster(
-        root, pg_cluster.create_database(), hosts=("h1", "h2"), api_servers=1
-    ) as made:
+    with blind_cluster(root, pg_cluster.create_database(), hosts=("h1",), api_servers=1) as made:
         yield made
 
 
@@ -220,10 +218,10 @@ async def test_an_agent_merge_merges_on_the_worker_host_and_a_second_is_refused(
 async def test_with_the_worker_host_gone_the_actions_answer_409_naming_it(
     cluster: Cluster,
 ) -> None:
-    """Last in the module: it kills the run's worker (the other one stays: workers run the
-    on-host workflow that waits for it). The commit and the file browser answer 409 naming
-    the host and how to bring it back, after the pickup timeout; nothing runs in the API
-    server's own (empty) view of the worktree path."""
+    """Last in the module: it kills the only worker. The commit and the file browser answer
+    409 naming the host and how to bring it back, after the pickup timeout (the on-host
+    workflow runs on the API server's queue: no worker is needed to say the host is gone);
+    nothing runs in the API server's own (empty) view of the worktree path."""
     async with cluster.api[0].client(timeout=90) as client:
         with anyio.fail_after(240):
             run, _ = await reviewed_run(client, cluster, cluster.repo, _write("c.txt", "c\n"))
