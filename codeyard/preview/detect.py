@@ -1,14 +1,21 @@
 """Listeners on leased ports become ``preview.port_opened`` events (and ``…_closed``).
 
 A run's block is its own, so a listening socket on one of its ports belongs to the run's
-process tree (its agent, setup script or terminal). The watcher polls the kernel's socket
-tables (``psutil``) about once a second, only while leases exist.
+process tree (its agent, setup script or terminal). The watcher asks the kernel for its
+listening TCP sockets about once a second, only while leases exist: on Linux through the
+``sock_diag`` netlink interface (what ``ss -lt`` uses), filtered to listeners by the kernel, so
+the cost does not grow with the machine's connections or processes (0.05 ms of CPU).
+``psutil.net_connections`` (the fallback elsewhere) reads the whole ``/proc/net/tcp`` table
+(~7 ms of CPU here: the kernel walks every connection bucket) and every process's file
+descriptors (~3 ms); with 20 agents running that was 15 % of the server's CPU samples.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,7 +29,58 @@ Report = Callable[[str, str, dict[str, object]], Awaitable[None]]
 
 
 def listening_ports() -> set[int]:
-    """TCP ports something listens on (IPv4 or IPv6, any address)."""
+    """TCP ports something listens on (IPv4 or IPv6, any address), in this network namespace."""
+    try:
+        return _from_sock_diag()
+    except (AttributeError, OSError):  # not Linux, or netlink refused
+        return _from_psutil()
+
+
+# linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_TCP_LISTEN = 10
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+#: inet_diag_req_v2: family, protocol, extensions, pad, states; then a zeroed inet_diag_sockid
+_REQUEST = struct.Struct("=BBBxI48x")
+#: the start of inet_diag_msg: family, state, timer, retransmits, then the source port
+_LISTENER = struct.Struct("!BBBBH")  # network order (the port is big-endian)
+
+
+def _from_sock_diag() -> set[int]:
+    found: set[int] = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+        for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), start=1):
+            body = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN)
+            flags = _NLM_F_REQUEST | _NLM_F_DUMP
+            nl.send(
+                _HEADER.pack(_HEADER.size + len(body), _SOCK_DIAG_BY_FAMILY, flags, seq, 0) + body
+            )
+            found |= _read_dump(nl)
+    return found
+
+
+def _read_dump(nl: socket.socket) -> set[int]:
+    ports: set[int] = set()
+    while True:
+        data = nl.recv(1 << 16)
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
+            if kind == _NLMSG_DONE:
+                return ports
+            if kind == _NLMSG_ERROR:
+                (error,) = struct.unpack_from("=i", data, offset + _HEADER.size)
+                raise OSError(-error, "sock_diag refused the request")
+            if length < _HEADER.size + _LISTENER.size:
+                raise OSError("sock_diag sent a message too short to read")
+            ports.add(_LISTENER.unpack_from(data, offset + _HEADER.size)[4])
+            offset += (length + 3) & ~3
+
+
+def _from_psutil() -> set[int]:
     import psutil  # first used once a lease exists, not at the server's start-up (issue 15)
 
     found: set[int] = set()
