@@ -181,26 +181,47 @@ def cut_off_summary(events: list[StoredEvent], truncated: bool = False) -> str:
     return "\n\n".join(parts)
 
 
+async def take_over_order(
+    conn: AsyncConnection, run_id: str, rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The run's checkpoint rows in the order a take-over tries them (newest first), and the
+    checkpoint after which the cut-off attempt's work is told (None: the one restored). When
+    the newest is a restore's undo checkpoint (none taken since), the files were put back to
+    the restored checkpoint: it comes first, and the work is told from the undo on."""
+    order = sorted(rows, key=lambda r: int(r["number"]), reverse=True)
+    if not order or order[0]["kind"] != "pre_restore":
+        return order, None
+    restores = await events.read_all(conn, run_id, frozenset({"checkpoint.restored"}))
+    last = restores[-1].data if restores else {}
+    back = next((r for r in order if r["id"] == last.get("checkpoint_id")), None)
+    if back is None or last.get("undo_checkpoint_id") != order[0]["id"]:
+        return order, None
+    return [back, *(r for r in order if r is not back)], order[0]
+
+
 async def cut_off_notice(
     conn: AsyncConnection,
     run_id: str,
     lost_host: str,
     new_host: str,
     restored: dict[str, Any] | None,
+    since: dict[str, Any] | None = None,
 ) -> str:
     """The notice a run's resumed turn starts with after its host was lost mid-turn: where and
     when the attempt was cut off, what the workspace is now (``restored``: the checkpoint row
     the worktrees were restored from; None: the run's base commits), and what the cut-off
     attempt had done since (its tool calls and changed files, from the event log: everything
-    after that checkpoint). The resumed turn's request follows it (``executor.turns``)."""
+    after that checkpoint, or after ``since``: a restore's undo checkpoint, see
+    :func:`take_over_order`). The resumed turn's request follows it (``executor.turns``)."""
     after = 0
-    if restored is not None:
+    anchor = since or restored
+    if anchor is not None:
         made = await events.read_all(conn, run_id, frozenset({"checkpoint.created"}))
         after = next(
             (
                 e.id
                 for e in reversed(made)
-                if (e.data.get("checkpoint") or {}).get("number") == restored["number"]
+                if (e.data.get("checkpoint") or {}).get("number") == anchor["number"]
             ),
             0,
         )

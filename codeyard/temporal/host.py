@@ -346,13 +346,15 @@ class HostRuntime:
             run = await runs.get(conn, run_id)
             repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
             done = await checkpoints.of_run(conn, run_id)
+            # Newest first; a restored checkpoint before the undo taken when it was restored.
+            order, since = await failover.take_over_order(conn, run_id, done)
         worktrees: dict[str, str] = {}
-        restored: dict[str, Any] | None = None  # the newest checkpoint restored (notice)
+        restored: dict[str, Any] | None = None  # the checkpoint restored, first in order (notice)
         for repo_id, old in (run["worktrees"] or {}).items():
             repo = Path(repos[repo_id]["path"])
             dest = self.config.worktree_root.joinpath(*Path(old).parts[-3:])
             start, tree = run["base_commits"][repo_id], None
-            for row in sorted(done, key=lambda r: int(r["number"]), reverse=True):
+            for row in order:
                 if repo_id not in row["commits"]:
                     continue
                 got = await failover.fetch_checkpoint(
@@ -360,7 +362,7 @@ class HostRuntime:
                 )
                 if got is not None:
                     tree, start = got, await failover.parent_of(repo, got)
-                    if restored is None or int(row["number"]) > int(restored["number"]):
+                    if restored is None or order.index(row) < order.index(restored):
                         restored = row
                     break
             await failover.restore_worktree(repo, dest, run["branch"], start, tree)
@@ -369,7 +371,7 @@ class HostRuntime:
         saved = await self._session_of(run)
         async with self.engine.connect() as conn:
             notice = await failover.cut_off_notice(
-                conn, run_id, lost_host, self.config.host, restored
+                conn, run_id, lost_host, self.config.host, restored, since
             )
 
         async def job(tx: Tx) -> None:

@@ -16,6 +16,7 @@ import pytest
 from codeyard.agents.base import RESUME_NOTICE, SESSION_BEHIND
 from codeyard.domain.events import (
     CheckpointCreated,
+    CheckpointRestored,
     FileChanged,
     NewEvent,
     StoredEvent,
@@ -95,6 +96,40 @@ async def test_the_notice_names_the_hosts_and_what_the_cut_off_attempt_did_since
     async with api.services.engine.connect() as conn:
         notice = await failover.cut_off_notice(conn, run_id, "h1", "h2", None)
     assert "back at the run's base commit" in notice and "BEFORE-THE-CHECKPOINT" in notice
+
+
+async def test_after_a_restore_the_take_over_starts_from_the_restored_checkpoint(
+    api: Api, git_repo: Path
+) -> None:
+    """Checkpoint 1 restored (undo: 2), then the turn cut off: the take-over tries 1 first and
+    tells only what came after the undo; a checkpoint taken since puts the order back."""
+    run_id = await _run_with(
+        api,
+        git_repo,
+        [
+            TurnStarted(turn=1, prompt="p", source="create"),
+            _checkpoint(1, 1),
+            _call(1, "echo BEFORE-THE-RESTORE"),  # undone by the restore: not told
+            _result(1, "before"),
+            _checkpoint(2, 1),
+            CheckpointRestored(checkpoint_id="chk_1", number=1, undo_checkpoint_id="chk_2"),
+            TurnStarted(turn=2, prompt="REQUEST-TWO", source="message"),
+            _call(2, "echo AFTER-THE-RESTORE"),
+            _result(2, "after"),
+        ],
+    )
+    at = "2026-12-04T10:00:00.123Z"
+    one = {"id": "chk_1", "number": 1, "turn": 1, "kind": "turn", "created_at": at}
+    two = {"id": "chk_2", "number": 2, "turn": 1, "kind": "pre_restore", "created_at": at}
+    three = {"id": "chk_3", "number": 3, "turn": 2, "kind": "turn", "created_at": at}
+    async with api.services.engine.connect() as conn:
+        order, since = await failover.take_over_order(conn, run_id, [one, two])
+        notice = await failover.cut_off_notice(conn, run_id, "h1", "h2", one, since)
+        later, none = await failover.take_over_order(conn, run_id, [one, two, three])
+    assert ([r["number"] for r in order], since) == ([1, 2], two)
+    assert "The files are as of checkpoint 1 (turn 1" in notice
+    assert "AFTER-THE-RESTORE" in notice and "BEFORE-THE-RESTORE" not in notice
+    assert ([r["number"] for r in later], none) == ([3, 2, 1], None)
 
 
 def _stored(events: list[NewEvent]) -> list[StoredEvent]:

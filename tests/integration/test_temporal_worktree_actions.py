@@ -3,8 +3,8 @@ worker host that holds the run's worktree: commit, rebase (a conflict answered a
 taking and restoring checkpoints, the file browser, and an agent merge.
 
 Real processes: one PostgreSQL (the suite's cluster), the Temporal dev server, one API server
-with ``--executor temporal`` and one ``codeyard worker``, whose data directory the API server
-cannot see (its own mount namespace has an empty directory there, checked through
+with ``--executor temporal`` and two ``codeyard worker`` hosts, whose data directories the API
+server cannot see (its own mount namespace has an empty directory there, checked through
 ``/proc/<pid>/root``). This test process sees the worktree and checks it with git. Each test
 fails when the API server does the work in the path it cannot see (dispatch forced local).
 """
@@ -22,7 +22,7 @@ import pytest
 
 from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import make_repo
-from tests.support.server import event_log, wait_status
+from tests.support.server import event_log, wait_for_event, wait_status
 from tests.support.temporal import Cluster, blind_cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
@@ -33,7 +33,9 @@ def cluster(
     pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("actions")
-    with blind_cluster(root, pg_cluster.create_database(), hosts=("h1",), api_servers=1) as made:
+    with blind_cluster(
+        root, pg_cluster.create_database(), hosts=("h1", "h2"), api_servers=1
+    ) as made:
         yield made
 
 
@@ -44,17 +46,24 @@ def git(where: Path, *args: str) -> str:
 
 
 async def reviewed_run(
-    client: httpx.AsyncClient, cluster: Cluster, repo: Path, *steps: dict[str, Any]
+    client: httpx.AsyncClient,
+    cluster: Cluster,
+    repo: Path,
+    *steps: dict[str, Any],
+    on_message: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """A script run that went through its turn on the worker; its worktree, which the API
     server cannot see."""
+    options: dict[str, Any] = {"scenario": {"steps": list(steps)}, "permission_mode": "auto"}
+    if on_message is not None:
+        options["on_message"] = on_message
     resp = await client.post(
         "/api/runs",
         json={
             "prompt": "Work on the worker",
             "repo_path": str(repo),
             "provider": "script",
-            "agent_options": {"scenario": {"steps": list(steps)}, "permission_mode": "auto"},
+            "agent_options": options,
         },
     )
     assert resp.status_code == 201, resp.text
@@ -215,10 +224,50 @@ async def test_an_agent_merge_merges_on_the_worker_host_and_a_second_is_refused(
     assert again.json()["conflicts"] == ["README.md"]
 
 
+async def test_a_run_moved_off_a_killed_worker_after_a_restore_has_the_restored_files(
+    cluster: Cluster,
+) -> None:
+    """A file written after turn 1, then checkpoint 1 restored (the undo checkpoint, pushed,
+    holds the file); the worker is killed in the next turn. The host that takes the run over
+    starts from the restored checkpoint, not from the undo: the file stays gone."""
+    turn2 = [{"say": "step a"}, {"sleep": 8}, {"say": "step b"}]
+    async with cluster.api[0].client(timeout=90) as client:
+        with anyio.fail_after(240):
+            run, worktree = await reviewed_run(
+                client, cluster, cluster.repo, _write("kept.txt", "1\n"), on_message=turn2
+            )
+            victim = cluster.host_of(run)
+            (worktree / "undone.txt").write_text("undone by the restore\n")
+            [turn] = (await client.get(f"/api/runs/{run['id']}/checkpoints")).json()["data"]
+            restored = await client.post(f"/api/checkpoints/{turn['id']}/restore")
+            assert restored.status_code == 200, restored.text
+            while not any(r.endswith(f"/{run['id']}/2") for r in pushed(cluster)):
+                await anyio.sleep(0.2)
+            resp = await client.post(f"/api/runs/{run['id']}/messages", json={"text": "go on"})
+            assert resp.status_code in (200, 201, 202), resp.text
+            await wait_for_event(client, run["id"], _said("step a"), timeout=60)
+            cluster.workers[victim].kill()
+            await wait_for_event(client, run["id"], _moved, timeout=60)
+            done = await wait_status(client, run["id"], "review", "failed", timeout=90)
+    assert done["status"] == "review", done
+    assert cluster.host_of(done) != victim
+    moved = Path(next(iter(done["worktrees"].values())))
+    assert (moved / "kept.txt").read_text() == "1\n"
+    assert not (moved / "undone.txt").exists()
+
+
+def _said(text: str) -> Any:
+    return lambda e: e["type"] == "agent.message" and e["data"].get("text") == text
+
+
+def _moved(event: dict[str, Any]) -> bool:
+    return event["type"] == "run.status" and "was lost" in (event["data"].get("reason") or "")
+
+
 async def test_with_the_worker_host_gone_the_actions_answer_409_naming_it(
     cluster: Cluster,
 ) -> None:
-    """Last in the module: it kills the only worker. The commit and the file browser answer
+    """Last in the module: it kills the last worker left. The commit and the file browser answer
     409 naming the host and how to bring it back, after the pickup timeout (the on-host
     workflow runs on the API server's queue: no worker is needed to say the host is gone);
     nothing runs in the API server's own (empty) view of the worktree path."""
