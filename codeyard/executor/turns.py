@@ -137,6 +137,16 @@ class _EarlyCheckpoint:
         await asyncio.wait([self._task])  # its outcome is not ours to raise
 
 
+async def _all(*parts: Awaitable[Any]) -> list[Any]:
+    """Every part's result; the first failure is raised once all of them have ended (none is
+    left running behind the turn's failure)."""
+    done = await asyncio.gather(*parts, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return done
+
+
 async def _drop(early: _EarlyCheckpoint | None) -> None:
     if early is not None:
         await early.drop()
@@ -189,20 +199,29 @@ class TurnDriver:
                 run = await runs.get(conn, run_id)
             if run["status"] != RunStatus.QUEUED:
                 return  # cancelled or paused while it waited for a slot
-            if not run["worktrees"] and not await self._prepare(run):
-                return
+            leasing: asyncio.Future[leases.Lease] | None = None
+            if not run["worktrees"]:
+                # The run's port lease (a writer job) is taken beside preparation's git work,
+                # not at the turn's start, where the agent's spawn waited for it (the longest
+                # of the turn's option reads: ~12 ms of the ~13 under load, bench/overhead.py).
+                leasing = asyncio.ensure_future(leases.ensure(self._writer, run_id))
+                leasing.add_done_callback(lambda f: f.cancelled() or f.exception())
+                if not await self._prepare(run, leasing):
+                    return
             turn: _Turn | None = await self._writer.run(lambda tx: self._begin_turn(tx, handle))
             while turn is not None:
-                turn = await self._run_turn(handle, run_id, turn)
+                turn = await self._run_turn(handle, run_id, turn, leasing)
+                leasing = None
         except asyncio.CancelledError:
             await self._land_stopped(handle)
             raise
 
-    async def _prepare(self, run: dict[str, Any]) -> bool:
+    async def _prepare(self, run: dict[str, Any], leasing: asyncio.Future[leases.Lease]) -> bool:
         """Create the worktrees (``preparing``); a failure fails the run and returns False.
 
         The branch and worktree paths are on the run row before anything is made (so a crash
-        while preparing leaves nothing delete, discard or the next prepare cannot find)."""
+        while preparing leaves nothing delete, discard or the next prepare cannot find).
+        ``leasing``: the run's port lease being taken meanwhile; a failed run gives it up."""
         run_id = run["id"]
         await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
 
@@ -227,8 +246,10 @@ class TurnDriver:
 
             async def fail(tx: Tx) -> None:  # everything made was taken down again
                 await runs.update_fields(tx, run_id, branch=run["branch"], workspace_intent=None)
+                await leases.release(tx, run_id)
                 await self._fail(tx, run_id, reason)
 
+            await asyncio.wait([leasing])  # taken (or failed) before it is given up
             await self._writer.run(fail)
             return False
         await self._writer.run(
@@ -316,7 +337,13 @@ class TurnDriver:
         await tx.emit_one(run_id, ErrorEvent(message=reason, detail=None))
         await runs.set_status(tx, run_id, RunStatus.FAILED, reason)
 
-    async def _run_turn(self, handle: RunHandle, run_id: str, turn: _Turn) -> _Turn | None:
+    async def _run_turn(
+        self,
+        handle: RunHandle,
+        run_id: str,
+        turn: _Turn,
+        leasing: asyncio.Future[leases.Lease] | None = None,
+    ) -> _Turn | None:
         snapshot = handle.run
         if snapshot is not None and snapshot.turns == turn.number:
             run = dict(snapshot.row)  # as the turn's start wrote it
@@ -329,11 +356,7 @@ class TurnDriver:
         log_path = self._logs_root / f"{run_id}.log"
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
         try:
-            options = await self._with_env_sets(run["agent_options"])
-            options = await self._with_git_identity(run, options)
-            options = await self._with_ports(run_id, options)
-            for hook in self.option_hooks:
-                options = hook(run, options)
+            options, sandbox = await self._turn_options(run, leasing)
         except (CodeyardError, SecretsUnavailable) as exc:
             await tracker.abandon()
             reason = f"Could not load the run's env sets: {exc}"
@@ -354,7 +377,7 @@ class TurnDriver:
             decide=lambda req: self._decide_call(handle, sink, req),
             ask_operator=lambda q: self._ask(handle, q),
             bash_timeout=self._bash_timeout,
-            sandbox=await self._sandbox(run),
+            sandbox=sandbox,
             model_unreachable_seconds=self.model_unreachable_seconds,
         )
         if provider.capabilities.mid_turn_input:
@@ -408,32 +431,51 @@ class TurnDriver:
             run, lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage), early
         )
 
-    async def _with_ports(self, run_id: str, options: dict[str, Any]) -> dict[str, Any]:
-        """The run's leased ports as ``PORT``/``CODEYARD_PORT_<i>`` (under the run's own
-        ``env``, which may pick another ``PORT``)."""
-        lease = await leases.ensure(self._writer, run_id)
-        return {**options, "env": {**lease.env(), **(options.get("env") or {})}}
+    async def _turn_options(
+        self, run: dict[str, Any], leasing: asyncio.Future[leases.Lease] | None
+    ) -> tuple[dict[str, Any], Sandbox]:
+        """The options the adapter gets and the turn's sandbox, their parts read at once rather
+        than one after another (the agent's spawn waits for them); the ``env`` layers, highest
+        first: the run's own, its env sets, the owner's git identity, the leased ports."""
+        options = run["agent_options"]
+        sets, who, ports, sandbox = await _all(
+            self._env_sets_env(options),
+            self._git_identity_env(run),
+            self._ports_env(run["id"], leasing),
+            self._sandbox(run),
+        )
+        env = {**ports, **who, **sets, **(options.get("env") or {})}
+        options = {**options, "env": env}
+        for hook in self.option_hooks:
+            options = hook(run, options)
+        return options, sandbox
 
-    async def _with_git_identity(
-        self, run: dict[str, Any], options: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def _ports_env(
+        self, run_id: str, leasing: asyncio.Future[leases.Lease] | None
+    ) -> dict[str, str]:
+        """The run's leased ports as ``PORT``/``CODEYARD_PORT_<i>`` (under the run's own
+        ``env``, which may pick another ``PORT``); ``leasing``: the lease already being taken."""
+        lease = await (leasing if leasing is not None else leases.ensure(self._writer, run_id))
+        return lease.env()
+
+    async def _git_identity_env(self, run: dict[str, Any]) -> dict[str, str]:
         """The run's owner's git identity as ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``, under the
         run's own ``env``: the agent's commits are the user's, whatever ``~/.gitconfig`` says."""
         async with self._engine.connect() as conn:
             who = await users.git_identity(conn, run["created_by"])
-        return {**options, "env": {**git_identity.env(who), **(options.get("env") or {})}}
+        return git_identity.env(who)
 
-    async def _with_env_sets(self, options: dict[str, Any]) -> dict[str, Any]:
-        """The options the adapter gets: env set variables decrypted into ``env`` (under the
-        run's own ``env``). Only this copy holds the values; nothing stores or logs it."""
+    async def _env_sets_env(self, options: dict[str, Any]) -> dict[str, str]:
+        """The run's env set variables, decrypted (under the run's own ``env``). Only the
+        adapter's copy of the options holds the values; nothing stores or logs them."""
         ids = options.get("env_set_ids") or []
         profile = options.get(projects.AGENT_ENV)
         if not ids and not profile:
-            return options
+            return {}
         async with self._engine.connect() as conn:
             env = await projects.profile_env_of(conn, self._secrets, profile) if profile else {}
             env.update(await env_sets.environment_for(conn, self._secrets, list(ids)))
-        return {**options, "env": {**env, **(options.get("env") or {})}}
+        return env
 
     async def _settle(
         self,

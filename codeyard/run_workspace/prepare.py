@@ -281,8 +281,12 @@ async def _prepare(
         if before is not None:  # an earlier prepare died here: take down what it made
             await _remove_one(Path(repo["path"]), Path(before["path"]), branch, before["new"])
         kept = run["branch"] is not None and not (before or {}).get("new", False)
-        exists = await resolve_commit(Path(repo["path"]), f"refs/heads/{branch}") is not None
-        plan.append(_Made(repo, dest, not (kept and exists)))
+        # Only a kept branch is looked up (a git process less for every new run): a new one is
+        # created by ``create_worktree``, which refuses one that exists and leaves it alone.
+        exists = kept and (
+            await resolve_commit(Path(repo["path"]), f"refs/heads/{branch}") is not None
+        )
+        plan.append(_Made(repo, dest, not exists))
 
     async def record(done: list[_Made]) -> None:
         """The intent: every path and whether its branch is new, and which are set up."""
