@@ -12,15 +12,12 @@ bounded).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import os
 import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,6 @@ from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import make_repo
 from tests.support.server import (
     Frame,
-    ServerProcess,
     _descendants,
     event_log,
     open_sse,
@@ -40,70 +36,20 @@ from tests.support.server import (
     wait_for_event,
     wait_status,
 )
-from tests.support.temporal import TemporalDevServer, WorkerProcess, api_server
+from tests.support.temporal import Cluster, blind_cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
-
-
-@dataclass
-class Cluster:
-    temporal: TemporalDevServer
-    api: list[ServerProcess]
-    workers: dict[str, WorkerProcess]
-    shared: Path
-    repo: Path
-
-    def host_of(self, run: dict[str, Any]) -> str:
-        """The worker whose worktree root holds the run's worktree."""
-        path = Path(next(iter(run["worktrees"].values())))
-        hosts = [n for n, w in self.workers.items() if path.is_relative_to(w.worktree_root)]
-        assert len(hosts) == 1, (path, hosts)
-        return hosts[0]
 
 
 @pytest.fixture(scope="module")
 def cluster(
     pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
+    # The API servers cannot see the workers' disks (their data dirs are empty for them), as
+    # on separate machines: what they need of a worktree, its host does.
     root = tmp_path_factory.mktemp("scale")
-    db = pg_cluster.create_database()
-    temporal = TemporalDevServer(root / "temporal")
-    api: list[ServerProcess] = []
-    workers: dict[str, WorkerProcess] = {}
-    try:
-        temporal.start()
-        # One key seals env sets for every API server and worker (docs/scale-out.md).
-        key = root / "secret.key"
-        key.write_text(base64.b64encode(os.urandom(32)).decode())
-        hosts = ("h1", "h2", "h3")
-        for name in hosts:
-            (root / name).mkdir()
-        # The API servers cannot see the workers' disks (their data dirs are empty for them),
-        # as on separate machines: what they need of a worktree, its host does.
-        api = [
-            api_server(root / f"api{i}", db, temporal.address, key, [root / h for h in hosts])
-            for i in (1, 2)
-        ]
-        api[0].start(timeout=240)  # migrates the database: workers and server 2 find it done
-        for name in hosts:
-            shutil.copy(key, root / name / "secret.key")
-            workers[name] = WorkerProcess(
-                name, root / name, temporal.address, db, root / "shared.git"
-            )
-            workers[name].spawn()
-        api[1].start(timeout=240)
-        for w in workers.values():
-            w.wait_ready(timeout=240)
-        repo = make_repo(root / "repo")
-        yield Cluster(temporal, api, workers, root / "shared.git", repo)
-    finally:
-        for w in workers.values():
-            w.terminate()
-        for w in workers.values():
-            w.stop()
-        for srv in api:
-            srv.stop()
-        temporal.stop()
+    with blind_cluster(root, pg_cluster.create_database()) as cluster:
+        yield cluster
 
 
 async def create_run(
