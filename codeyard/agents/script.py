@@ -146,7 +146,14 @@ async def _run_bash(
     """
     env = {str(k): str(v) for k, v in (extra_env or {}).items()}
     try:
-        jail = contain(sandbox or Sandbox(), "script", ["/bin/bash", "-c", command], env, cwd=cwd)
+        jail = contain(
+            sandbox or Sandbox(),
+            "script",
+            ["/bin/bash", "-c", command],
+            env,
+            cwd=cwd,
+            own_session=True,  # spawn() starts it as a session's leader
+        )
     except SandboxUnavailable as exc:
         raise AgentFailure(exc.detail) from exc
     argv = jail.argv

@@ -154,6 +154,8 @@ def check_priority(settings: Settings) -> Check:
         why = "agent_niceness is 0" if settings.agent_niceness <= 0 else "`nice` is not on PATH"
         return Check("priority", "warn", f"run processes run at the server's priority ({why})", fix)
     groups = ", and their session's autogroup" if state["autogroups"] else ""
+    if state["autogroups"] and not state["privileged"]:
+        groups += " (without CAP_SYS_ADMIN: at most ten groups a second host-wide)"
     return Check(
         "priority",
         "ok",

@@ -33,6 +33,10 @@ class SandboxSpec:
     state: tuple[Path, ...] = ()
     network: Network = "full"
     chdir: Path | None = None
+    #: Start a new session inside (``--new-session``): for a caller whose own session may
+    #: have a controlling terminal (a process in it could push input into that terminal).
+    #: False keeps the caller's session, which must be one it started without a terminal.
+    new_session: bool = True
     extra: tuple[str, ...] = field(default=())
 
 
@@ -45,9 +49,10 @@ def bwrap_options(spec: SandboxSpec) -> list[str]:
         "--tmpfs", "/tmp",
         "--unshare-pid",  # (no ipc/uts namespaces: the server uses neither, each costs ms)
         "--die-with-parent",
-        "--new-session",
         "--cap-drop", "ALL",
     ]  # fmt: skip
+    if spec.new_session:
+        args.append("--new-session")
     if spec.network == "none":
         args.append("--unshare-net")
     for path in spec.state:

@@ -75,6 +75,7 @@ def build_spec(
     writable: Sequence[Path] = (),
     cwd: Path | None = None,
     real_home: Path | None = None,
+    new_session: bool = True,
 ) -> SandboxSpec:
     """The spec for one process of ``provider`` in ``sandbox`` (reads the worktrees' ``.git``
     files and creates missing state directories, so the mounts have sources)."""
@@ -107,6 +108,7 @@ def build_spec(
         state=tuple(p for p in state if p.exists()),
         network=sandbox.network,
         chdir=cwd,
+        new_session=new_session,
     )
 
 
@@ -118,6 +120,7 @@ def contain(
     *,
     writable: Sequence[Path] = (),
     cwd: Path | None = None,
+    own_session: bool = False,
 ) -> Contained:
     """``argv`` to run for ``provider`` with the allowlisted environment, inside bubblewrap
     when the sandbox is on (``SandboxUnavailable`` when it is on and cannot run), niced by
@@ -125,21 +128,33 @@ def contain(
 
     ``explicit_env``: what Codeyard and the run set (provider needs, env sets,
     ``agent_options.env``); ``writable``: more places the process must write (a turn's
-    generated config).
+    generated config); ``own_session``: the caller starts the result as the leader of a new
+    session with no controlling terminal (``agents.process.spawn``, Claude Code's launcher),
+    so bubblewrap keeps that session instead of making another inside.
     """
     env = environment.build(provider, explicit_env, os.environ)
     # Below the server's CPU priority, sandbox on or off (priority.py: why a nice alone is
     # not enough): the nice first in the chain, so bwrap and all under it inherit it; the
-    # session's group where the command's session is, inside bwrap (``--new-session``).
-    nice, group = priority.task_prefix(sandbox.niceness), priority.group_prefix(sandbox.niceness)
+    # session's group lowered where the command's session is made. In the caller's own
+    # session: before bwrap, with the server's privileges (as root the kernel never refuses
+    # it, so the command starts lowered). In bwrap's ``--new-session``: inside, unprivileged.
+    nice = priority.task_prefix(sandbox.niceness)
     if not sandbox.enabled:
-        return Contained([*group, *nice, *argv], env)
+        return Contained([*priority.group_prefix(sandbox.niceness), *nice, *argv], env)
     bwrap = sandbox.check()
     if not sandbox.worktrees and cwd is not None:  # no run named: the directory it works in
         sandbox = sandbox.for_run([cwd], sandbox.network)
-    spec = build_spec(sandbox, provider, env, writable=writable, cwd=cwd)
+    spec = build_spec(
+        sandbox, provider, env, writable=writable, cwd=cwd, new_session=not own_session
+    )
     options = bwrap_options(spec)
     # Inside, the command first checks that the server still lives (bwrap's own death signal
     # comes only after the sandbox is built: lifeline.py).
-    inside = [*lifeline.prefix(), *group, *argv]
-    return Contained([*nice, bwrap, *options, "--", *inside], env, options, bwrap)
+    if own_session:
+        outside = [*priority.group_prefix(sandbox.niceness), *nice, bwrap]
+        inside = [*lifeline.prefix(), *argv]
+    else:
+        outside = [*nice, bwrap]
+        group = priority.group_prefix(sandbox.niceness, privileged_write=False)
+        inside = [*lifeline.prefix(), *group, *argv]
+    return Contained([*outside, *options, "--", *inside], env, options, bwrap)

@@ -9,11 +9,17 @@ operator requests stay prompt under 60 agents.
 and many server kernels, and here): each session (``setsid``, which every run's process group
 does) is then its own scheduling group, weighed against the server's as an equal whatever the
 niceness of the tasks inside. So the launcher also lowers the priority of the new session's
-group (``/proc/self/autogroup``). Without ``CAP_SYS_ADMIN`` the kernel takes that write at most
-ten times a second across the host; a refused write is tried again for about half a second,
-then given up (the task niceness still applies; :func:`state` reports whether autogroups are
-on). Inside a cgroup with its own CPU controller (a systemd service, a container) autogroups
-play no part and ``nice`` is all.
+group (``/proc/<pid>/autogroup``). A process with ``CAP_SYS_ADMIN`` (a server running as root)
+may make that write as often as it likes; without it the kernel takes it at most ten times a
+second across the host, and any write moves that window. So the write is made where the
+server's privileges still hold: outside bubblewrap (which drops every capability), in the
+session the server started the command in, which the sandbox then keeps (no ``--new-session``:
+``launch.contain``'s ``own_session``). Without the privilege (a server not run as root), or
+where the command's session is made inside the sandbox (a terminal), a refused write is tried
+again for about half a second, then given up (the task niceness still applies; :func:`state`
+reports whether autogroups are on and whether the writes are privileged). Inside a cgroup with
+its own CPU controller (a systemd service, a container) autogroups play no part and ``nice`` is
+all.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ __all__ = [
     "lower_group",
     "niceness_of",
     "prefix",
+    "privileged",
     "state",
     "task_prefix",
 ]
@@ -39,6 +46,8 @@ __all__ = [
 DEFAULT_NICENESS = 10
 
 _AUTOGROUP_SWITCH = Path("/proc/sys/kernel/sched_autogroup_enabled")
+#: The capability that lifts the kernel's rate limit on autogroup writes (linux/capability.h).
+_CAP_SYS_ADMIN = 21
 
 
 @cache
@@ -48,6 +57,20 @@ def autogroups() -> bool:
         return _AUTOGROUP_SWITCH.read_text().strip() == "1"
     except OSError:
         return False
+
+
+@cache
+def privileged() -> bool:
+    """Whether this process (and so what it starts outside the sandbox) holds
+    ``CAP_SYS_ADMIN``: its autogroup writes are then never refused by the rate limit."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    return False
 
 
 @cache
@@ -61,19 +84,26 @@ def task_prefix(niceness: int) -> list[str]:
     return [nice, "-n", str(niceness)] if niceness > 0 and nice is not None else []
 
 
-def group_prefix(niceness: int) -> list[str]:
+def group_prefix(niceness: int, *, privileged_write: bool | None = None) -> list[str]:
     """With autogroups on, a ``/bin/sh`` that lowers its session's group by ``niceness`` and
-    becomes the command: it must run in the command's final session (inside bubblewrap, whose
-    ``--new-session`` makes another)."""
+    becomes the command: it must run in the command's final session (outside bubblewrap when
+    the sandbox keeps the caller's session, inside when ``--new-session`` makes another).
+
+    ``privileged_write``: whether the write is made with ``CAP_SYS_ADMIN`` (default: whether
+    this process holds it; False inside bubblewrap, which drops it)."""
     if niceness <= 0 or _nice() is None or not autogroups():
         return []
-    # Inside bubblewrap the write lacks CAP_SYS_ADMIN, so the kernel takes one such write per
-    # 100 ms host-wide and refuses the rest (EAGAIN; any write moves that window, the server's
-    # own for preparation's git too): a refused write is tried again every 50 ms for at most
-    # ~0.5 s, then the command keeps the task niceness alone. The tries run beside the command,
-    # not before it (they cost a start ~100 ms when they waited): a process of the same session
-    # (so of the same group), orphaned at once, so the command never has it as a child, and
-    # holding none of its pipes (a reader waiting for end of file would wait for it).
+    if privileged() if privileged_write is None else privileged_write:
+        # Never refused: written once, before the command starts, so it starts lowered.
+        line = f'{{ echo {niceness} > /proc/self/autogroup; }} 2>/dev/null; exec "$@"'
+        return ["/bin/sh", "-c", line, "codeyard-nice"]
+    # Without CAP_SYS_ADMIN the kernel takes one such write per 100 ms host-wide and refuses
+    # the rest (EAGAIN; any write moves that window, the server's own for preparation's git
+    # too): a refused write is tried again every 50 ms for at most ~0.5 s, then the command
+    # keeps the task niceness alone. The tries run beside the command, not before it (they
+    # cost a start ~100 ms when they waited): a process of the same session (so of the same
+    # group), orphaned at once, so the command never has it as a child, and holding none of
+    # its pipes (a reader waiting for end of file would wait for it).
     line = (
         f"( ( i=0; until echo {niceness} > /proc/self/autogroup; do "
         "[ $i -ge 10 ] && break; i=$((i+1)); sleep 0.05; done ) "
@@ -118,5 +148,6 @@ def state(niceness: int) -> dict[str, Any]:
         "niceness": niceness,
         "applied": niceness > 0 and _nice() is not None,
         "autogroups": autogroups(),
+        "privileged": privileged(),
         "server_niceness": os.getpriority(os.PRIO_PROCESS, 0),
     }

@@ -81,7 +81,9 @@ async def run_script(
     sandbox = sandbox or Sandbox()
     if not sandbox.worktrees:
         sandbox = sandbox.for_run([cwd], sandbox.network)
-    jail = contain(sandbox, "repo-script", ["/bin/bash", "-c", command], env, cwd=cwd)
+    jail = contain(
+        sandbox, "repo-script", ["/bin/bash", "-c", command], env, cwd=cwd, own_session=True
+    )
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
         # A supervised group: tied to the server's life and recorded on the run (issue 12).

@@ -35,6 +35,7 @@ async def run(command: str, worktree: Path, sandbox: Sandbox, timeout: float) ->
             ["/bin/bash", "-c", command],
             {},
             cwd=worktree,
+            own_session=True,  # spawn() starts it as a session's leader
         )
     except SandboxUnavailable as exc:
         return ShellResult(None, f"sandbox unavailable: {exc.detail}", False)

@@ -9,14 +9,16 @@ Real parts: the app over httpx, SQLite, real git, the script agent's real bash (
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from codeyard.agents.process import spawn
 from codeyard.config import Settings
-from codeyard.sandbox import priority, probe
+from codeyard.sandbox import Sandbox, contain, priority, probe
 from tests.conftest import TOKEN, Api, make_repo, open_api
 from tests.integration.test_sandbox_api import results, script_run
 
@@ -82,3 +84,42 @@ async def test_niceness_zero_starts_the_agent_as_the_server(tmp_path: Path, git_
         seen = _values(result["output"])
         mine = str(os.getpriority(os.PRIO_PROCESS, 0))
         assert seen["agent"] == mine and seen["child"] == mine, result["output"]
+
+
+async def test_a_burst_of_sandboxed_starts_each_starts_in_its_lowered_group(tmp_path: Path) -> None:
+    """20 sandboxed run processes started at once, as a wave of agents is: as root each one's
+    session group is lowered before the command starts (the kernel's ten-a-second limit on
+    unprivileged writes would leave most at nice 0, and the rest lowered only later)."""
+    if not probe(None).ok:
+        pytest.skip(f"no sandbox here: {probe(None).problem}")
+    if not (priority.autogroups() and priority.privileged()):
+        pytest.skip("needs sched_autogroup and CAP_SYS_ADMIN")
+    sandbox = Sandbox(niceness=7).for_run([tmp_path], "full")
+
+    async def one() -> tuple[str, str]:
+        jail = contain(
+            sandbox, "script", ["/bin/sh", "-c", "cat /proc/self/autogroup; read -r _"], {},
+            cwd=tmp_path, own_session=True,
+        )  # fmt: skip
+        proc, group = await spawn(
+            jail.argv,
+            kind="test",
+            env=jail.env,
+            cwd=tmp_path,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        inside = (await proc.stdout.readline()).decode().strip()
+        leader = (await asyncio.to_thread(Path(f"/proc/{proc.pid}/autogroup").read_text)).strip()
+        proc.stdin.close()
+        await proc.wait()
+        await group.untrack()
+        return inside, leader
+
+    seen = await asyncio.gather(*(one() for _ in range(20)))
+    lowered = [inside for inside, _ in seen if inside.endswith(" nice 7")]
+    assert len(lowered) == len(seen), seen
+    # The command is in the session the server started (bwrap made none): the same group.
+    shared = [inside for inside, leader in seen if inside == leader]
+    assert len(shared) == len(seen), seen

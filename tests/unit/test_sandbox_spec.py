@@ -131,6 +131,24 @@ def test_mount_order_lets_hiding_win_over_state_and_worktrees_win_over_hiding() 
     assert joined.index("--ro-bind /repo/.git") < joined.index("--bind /d/wt/1")
     assert "--ro-bind /dev/null /root/.netrc" in joined
     assert "--unshare-net" not in bwrap_options(SandboxSpec(network="full"))
+    assert "--new-session" not in bwrap_options(SandboxSpec(new_session=False))
+
+
+def test_the_session_group_is_lowered_where_the_command_s_session_is_made() -> None:
+    """In the caller's own session: before bwrap (the server's privileges) and no new session
+    inside; otherwise (a terminal, started in the server's session) inside bwrap's new one."""
+    if not (_PROBE.ok and priority.autogroups()):
+        pytest.skip("needs bubblewrap and sched_autogroup")
+    sandbox = Sandbox(niceness=5)
+    own = contain(sandbox, "script", ["/bin/true"], own_session=True).argv
+    bwrap = own.index(str(_PROBE.path))
+    assert "--new-session" not in own and "/proc/self/autogroup" in " ".join(own[:bwrap])
+    assert "autogroup" not in " ".join(own[bwrap:])
+    new = contain(sandbox, "script", ["/bin/true"]).argv
+    bwrap = new.index(str(_PROBE.path))
+    assert "--new-session" in new and "autogroup" not in " ".join(new[:bwrap])
+    inside = " ".join(new[new.index("--") :])
+    assert "until echo 5 > /proc/self/autogroup" in inside  # unprivileged in there: retried
 
 
 def test_spec_of_a_run_writes_its_worktree_and_git_metadata_only(

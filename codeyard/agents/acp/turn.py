@@ -181,6 +181,7 @@ class _Turn:
                 self.launch.env,
                 writable=self.launch.scratch,
                 cwd=self.ctx.worktree,
+                own_session=True,  # spawn() starts it as a session's leader
             )
         except SandboxUnavailable as exc:
             raise AgentFailure(exc.detail) from exc

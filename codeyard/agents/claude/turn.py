@@ -140,6 +140,7 @@ class _Turn:
                 [str(self.settings.cli)],
                 env,
                 cwd=self.ctx.worktree,
+                own_session=True,  # the launcher makes the CLI a session's leader
             )
         except SandboxUnavailable as exc:
             raise AgentFailure(exc.detail) from exc

@@ -118,7 +118,12 @@ class _Turn:
     async def _spawn(self) -> Connection:
         try:
             jail = contain(
-                self.ctx.sandbox, "codex", self._args(), self._env(), cwd=self.ctx.worktree
+                self.ctx.sandbox,
+                "codex",
+                self._args(),
+                self._env(),
+                cwd=self.ctx.worktree,
+                own_session=True,  # spawn() starts it as a session's leader
             )
         except SandboxUnavailable as exc:
             raise AgentFailure(exc.detail) from exc
