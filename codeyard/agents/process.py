@@ -18,7 +18,7 @@ import os
 import shutil
 import signal
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,36 @@ def _all_stats() -> dict[int, Stat]:
             if stat is not None:
                 stats[int(name)] = stat
     return stats
+
+
+def _children(pids: Iterable[int]) -> set[int] | None:
+    """The direct children of ``pids`` (every thread's, from ``/proc/<pid>/task/<tid>/children``;
+    a look at a few processes, not at all of them); None where the kernel has no such lists."""
+    found: set[int] = set()
+    for pid in pids:
+        try:
+            tids = os.listdir(f"{_PROC}/{pid}/task")
+        except OSError:
+            continue  # gone
+        for tid in tids:
+            try:
+                fd = os.open(f"{_PROC}/{pid}/task/{tid}/children", os.O_RDONLY)
+            except FileNotFoundError:
+                if not os.path.exists(f"{_PROC}/{pid}/task/{tid}"):
+                    continue  # the thread ended meanwhile
+                return None  # no CONFIG_PROC_CHILDREN
+            except OSError:
+                continue
+            try:
+                raw = b""
+                while chunk := os.read(fd, 65536):
+                    raw += chunk
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            found.update(int(child) for child in raw.split())
+    return found
 
 
 def boot_id() -> str:
@@ -300,7 +330,7 @@ class _Exits:
         self._fds: dict[int, int] = {}
         self._all_gone = asyncio.Event()
 
-    def watch(self, members: dict[int, int | None]) -> bool:
+    def watch(self, members: Mapping[int, int | None]) -> bool:
         """Watch ``members`` (pid → start time, None: not known) not watched yet; False where
         there is no pidfd (the caller polls instead)."""
         for pid, start in members.items():
@@ -323,6 +353,11 @@ class _Exits:
         else:
             self._all_gone.set()
         return True
+
+    @property
+    def watched(self) -> set[int]:
+        """The processes watched and not seen exit yet."""
+        return set(self._fds)
 
     def _exited(self, pid: int) -> None:
         fd = self._fds.pop(pid)
@@ -400,6 +435,27 @@ class ProcessGroup:
         self._known.update({p: live[p][3] for p in found})
         return found
 
+    def _born(self, parents: set[int]) -> dict[int, int] | None:
+        """Live descendants of ``parents`` not known yet (pid → start time), recorded as
+        members; None where ``/proc`` has no children lists (the caller scans everything)."""
+        born: dict[int, int] = {}
+        frontier = parents
+        while frontier:
+            children = _children(frontier)
+            if children is None:
+                return None
+            frontier = set()
+            for pid in children - parents - born.keys():
+                stat = _stat(pid)
+                if stat is None or stat[0] in ("Z", "X"):
+                    continue
+                if self._known.get(pid) != stat[3]:
+                    born[pid] = stat[3]
+                frontier.add(pid)
+            parents = parents | frontier
+        self._known.update(born)
+        return born
+
     def interrupt(self) -> None:
         """SIGINT to the group and every member now: for agents that do not exit when their
         input ends (Codex's ACP adapter), so a turn's end need not wait out ``stop``'s grace."""
@@ -421,8 +477,8 @@ class ProcessGroup:
     async def _wait_gone(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for every member to be gone: woken by the exit of the last
         one seen (pidfds; where there are none, each is looked at every :data:`POLL_EVERY`),
-        then a scan looks for members started meanwhile. A scan every :data:`SCAN_EVERY`
-        meanwhile."""
+        then a scan looks for members started meanwhile. Every :data:`SCAN_EVERY` meanwhile,
+        the children of the members still alive are looked at (with pidfds; else a scan)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         exits = _Exits()
@@ -435,7 +491,7 @@ class ProcessGroup:
                 if left <= 0:
                     return False
                 if exits.watch({p: self._known.get(p) for p in live}):
-                    await exits.all_gone(min(SCAN_EVERY, left))
+                    await self._follow(exits, deadline)
                     continue
                 # No pidfds: look at the members seen (cheap) until they are gone or it is
                 # time to scan again.
@@ -445,6 +501,25 @@ class ProcessGroup:
                     live = {p for p in live if _alive(p)}
         finally:
             exits.close()
+
+    async def _follow(self, exits: _Exits, deadline: float) -> None:
+        """Until every watched member has exited, or ``deadline``: every :data:`SCAN_EVERY`,
+        the children of those still alive are looked at and new ones watched too (descendants
+        that start their own session are found only while their parent lives). That look
+        reads the children lists of a few processes; a scan of every process in ``/proc``
+        (``members``, the caller's, after this) costs ms with many agents running. Returns
+        early where there are no children lists: the caller scans instead."""
+        loop = asyncio.get_running_loop()
+        while (left := deadline - loop.time()) > 0:
+            await exits.all_gone(min(SCAN_EVERY, left))
+            watched = exits.watched
+            if not watched:
+                return
+            born = self._born(watched)
+            if born is None:
+                return
+            if born and not exits.watch(born):
+                return
 
     async def stop(self, grace: float = 2.0, why: str = "stopping") -> bool:
         """Wait ``grace`` for a clean exit, then SIGINT, SIGTERM, SIGKILL (``grace`` each);

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,46 @@ async def test_without_pidfds_the_group_is_polled_finely(monkeypatch: pytest.Mon
     monkeypatch.setattr(process.os, "pidfd_open", no_pidfd)
     late = [await _ended_member_noticed_after() for _ in range(3)]
     assert min(late) < process.POLL_EVERY + 0.015, late  # the fastest: as above
+
+
+async def test_a_member_that_starts_its_own_session_is_followed_without_scanning_proc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a stop waits, a descendant that leaves the group (``setsid``) is found through its
+    parent's children list and stopped with the rest after the parent is gone; ``/proc`` is
+    scanned as a whole only when the wait begins and when the members seen have exited, not
+    every ``SCAN_EVERY`` (a scan of every process costs ms with many agents running)."""
+    pid_file = tmp_path / "escaped"
+    script = (
+        f"sleep 0.2; setsid /bin/sh -c 'echo $$ > {pid_file}; exec sleep 30' & sleep 0.5; exit 0"
+    )
+    leader = await asyncio.create_subprocess_exec("/bin/sh", "-c", script, start_new_session=True)
+    scans = 0
+    scan = process._all_stats
+
+    def counted() -> dict[int, process.Stat]:
+        nonlocal scans
+        scans += 1
+        return scan()
+
+    monkeypatch.setattr(process, "_all_stats", counted)
+    group = ProcessGroup(leader.pid)
+    escaped = 0
+    try:
+        gone = await asyncio.wait_for(group.stop(grace=1.5, why="test"), 20)
+        await leader.wait()
+        escaped = int(pid_file.read_text())
+        # Still there after its parent exited (outside the group): the stop's signals reach it.
+        assert not process._alive(escaped), "the escaped descendant outlived the stop"
+        assert gone  # SIGTERM ended it (a background job of sh ignores SIGINT): no SIGKILL
+        assert escaped in group._known
+        # Three waits of 1.5 s (the grace, after SIGINT, after SIGTERM), each scanning when
+        # it begins and ends, and two escalations scanning twice (logged, signalled): 10.
+        # A scan every SCAN_EVERY while waiting would be ~90.
+        assert scans <= 10, scans
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+        if escaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(escaped, signal.SIGKILL)
