@@ -31,6 +31,11 @@ class DeltaCoalescer:
             out.extend(self.take())
         return out
 
+    @property
+    def pending(self) -> bool:
+        """Whether text is buffered (``take`` would return an event)."""
+        return bool(self._parts)
+
     def take(self) -> list[NewEvent]:
         """Whatever is buffered, as one delta event (or nothing)."""
         if not self._parts:

@@ -59,6 +59,8 @@ class TurnSink:
 
     Each event is held back until the next item (or the 50 ms flush tick), so that an event
     followed at once by a :class:`SessionUpdate` is committed in the same transaction as it.
+    The tick runs only while something is held or buffered: an agent that thinks for minutes
+    costs no wake-ups meanwhile.
 
     Every ``usage`` event gets its dollars here, the one place for all providers: a cost the
     agent reported is kept, a missing one is priced from the model map (the event's model, else
@@ -92,6 +94,8 @@ class TurnSink:
         #: A tool's changes are being looked at: the flush tick leaves what is held alone.
         self._noting = False
         self._flusher: asyncio.Task[None] | None = None
+        #: Set while something waits for the flush tick (held events or values, buffered text).
+        self._armed = asyncio.Event()
 
     async def __aenter__(self) -> TurnSink:
         await self._changes.start()
@@ -127,6 +131,7 @@ class TurnSink:
             ready = self._deltas.push(item, asyncio.get_running_loop().time())
             await self._release()
             self._held, self._held_values = ready, values
+            self._arm()
             if isinstance(item, ToolCall):
                 self._call_kinds[item.call_id] = item.kind
             elif isinstance(item, ToolResult):
@@ -161,6 +166,7 @@ class TurnSink:
         self._held.extend(events)
         if stats is not None:
             self._held_values["diff_stats"] = stats
+        self._arm()
 
     async def _release(self) -> None:
         """Append what is held back (taken and enqueued without yielding, so order holds)."""
@@ -175,11 +181,22 @@ class TurnSink:
         if pending:
             await self._writer.append(self._run_id, pending)
 
+    def _arm(self) -> None:
+        if self._held or self._held_values or self._deltas.pending:
+            self._armed.set()
+
     async def _flush_periodically(self) -> None:
+        """Flush every ``window`` seconds of the loop's clock (ticks on the same grid whenever
+        they run) while something waits; idle, it waits to be armed."""
+        loop = asyncio.get_running_loop()
+        window = self._deltas.window
         while True:
-            await asyncio.sleep(self._deltas.window)
+            await self._armed.wait()
+            await asyncio.sleep(window - loop.time() % window)
             if not self._noting:
                 await self.flush()
+            if not (self._held or self._held_values or self._deltas.pending):
+                self._armed.clear()
 
     def _write_log(self, text: str) -> None:
         path = self._log_path

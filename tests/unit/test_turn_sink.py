@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from codeyard.domain.events import NewEvent, ToolCall, tool_result
+from codeyard.domain.events import AgentDelta, NewEvent, ToolCall, tool_result
 from codeyard.executor.changes import ChangeTracker
 from codeyard.executor.sink import TurnSink
 from codeyard.store.writer import Writer
@@ -100,3 +100,38 @@ async def test_a_turn_cancelled_while_its_changes_are_looked_at_keeps_the_tool_r
         with pytest.raises(asyncio.CancelledError):
             await putting
     assert any("tool.result" in types for types, _ in writer.batches), writer.batches
+
+
+async def test_the_flush_tick_stores_what_waits_and_sleeps_while_nothing_does(
+    tmp_path: Path,
+) -> None:
+    """An event held for a following item, and streamed text, reach the writer within a tick
+    or two without another item; with nothing held the tick does not run at all (an agent that
+    thinks for minutes costs no wake-ups every 50 ms)."""
+    worktree = tmp_path / "wt"
+    base = _repo(worktree)
+    writer = _Batches()
+    tracker = ChangeTracker({"main": str(worktree)}, {"main": base})
+    sink = TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker)
+    flushes = 0
+    flush = sink.flush
+
+    async def counted() -> None:
+        nonlocal flushes
+        flushes += 1
+        await flush()
+
+    sink.flush = counted  # type: ignore[method-assign]
+    async with sink:
+        await asyncio.sleep(0.3)
+        assert flushes == 0  # nothing waits: no tick
+        await sink.put(ToolCall(call_id="c1", tool="Read", kind="read", title="t", input={}))
+        await asyncio.sleep(0.15)
+        assert [types for types, _ in writer.batches] == [["tool.call"]]
+        await sink.put(AgentDelta(message_id="m1", text="Hel"))
+        await sink.put(AgentDelta(message_id="m1", text="lo"))
+        await asyncio.sleep(0.15)
+        assert [types for types, _ in writer.batches][1:] == [["agent.delta"]]
+        ticks = flushes
+        await asyncio.sleep(0.3)
+        assert flushes == ticks  # idle again: no more ticks
