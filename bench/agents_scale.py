@@ -16,9 +16,14 @@ soon as ``approval.requested`` arrives. Measured per step:
 
 - **errors**: runs not ending in ``review``, runs without exactly one approval or four tool
   results, failed requests.
-- **approval round trip**: ``approval.requested``'s ``ts`` → the agent's next event (the
-  approved call's ``tool.result``) ``ts``, both the server's clock (ms resolution); split into
-  SSE delivery to the bench, the resolve request, and resolved → agent's next event.
+- **approval round trip**, two ends, both reported: ``approval.requested``'s ``ts`` → the
+  decision delivered to the agent (the server's ``decision delivered`` milestone: the answer
+  handed to the SDK, which writes it to Claude Code's stdin in the same task step), and →
+  the agent's next event (the approved call's ``tool.result`` ``ts``: the niced agent has
+  read the answer, run the tool and reported it). The server's clock throughout (events: ms
+  resolution; milestones from ``bench/_timed_server.py``'s timing file). Split into SSE
+  delivery to the bench, the resolve request, resolved → the waiting decision woken
+  (``approval answered``), woken → delivered, and delivered → the agent's next event.
 - **CPU share**: the server process's own CPU seconds (utime + stime: the event loop and its
   threads) over the whole tree's: its own, its reaped children's (``cutime``: git, the sandbox
   launcher, read after every process of the step has exited), and the processes below the
@@ -221,6 +226,9 @@ class RunLog:
     trips: list[dict[str, float]] = field(default_factory=list)
     #: Agent events that arrived between the approval and the approved call's result.
     next_types: dict[str, int] = field(default_factory=dict)
+    run: str | None = None
+    #: The approved call of each trip (the server's milestones name it).
+    calls: list[str] = field(default_factory=list)
 
 
 async def drive(
@@ -232,6 +240,7 @@ async def drive(
         log.errors.append(f"create {resp.status_code}: {resp.text[:200]}")
         return
     run = resp.json()["id"]
+    log.run = run
     open_trip: dict[str, float] | None = None
     call_id: str | None = None
     path = f"/api/runs/{run}/events/stream"
@@ -259,6 +268,7 @@ async def drive(
                 if kind == "tool.result" and data.get("call_id") == call_id:
                     open_trip["next"] = ts
                     log.trips.append(open_trip)
+                    log.calls.append(str(call_id))
                     open_trip = None
                 else:
                     log.next_types[kind] = log.next_types.get(kind, 0) + 1
@@ -370,8 +380,40 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def milestones(path: Path) -> dict[tuple[str, str], float]:
+    """(run id, milestone) → the first time the server logged it (``codeyard.agents.timing``:
+    ``<run id> <milestone> <unix time>`` a line)."""
+    out: dict[tuple[str, str], float] = {}
+    for line in path.read_text().splitlines():
+        run_id, _, rest = line.partition(" ")
+        what, _, at = rest.rpartition(" ")
+        out.setdefault((run_id, what), float(at))
+    return out
+
+
+def add_milestones(logs: list[RunLog], marks: dict[tuple[str, str], float]) -> None:
+    """Each trip's ``woken`` (the decision's wait ended) and ``delivered`` (handed to the
+    agent), where the server logged them."""
+    for lg in logs:
+        for trip, call in zip(lg.trips, lg.calls, strict=True):
+            for key, what in (("woken", "approval answered"), ("delivered", "decision delivered")):
+                at = marks.get((str(lg.run), f"{what} {call}"))
+                if at is not None:
+                    trip[key] = at
+
+
+def gaps(trips: list[dict[str, float]], a: str, b: str) -> dict[str, float]:
+    return summary([(t[b] - t[a]) * 1000 for t in trips if a in t and b in t])
+
+
 async def step(
-    n: int, server: ServerProcess, repo: Path, homes: Path, fake_url: str, deadline: float
+    n: int,
+    server: ServerProcess,
+    repo: Path,
+    homes: Path,
+    fake_url: str,
+    deadline: float,
+    timing: Path,
 ) -> dict[str, Any]:
     left = await wait_tree_empty(server.pid)
     available0 = mem_available_mb()
@@ -418,6 +460,7 @@ async def step(
     reaped = (me1.child_ticks - me0.child_ticks) / TICK
     children = reaped + sampler.deeper_ticks() / TICK
     sampled = {k: round(v / TICK, 2) for k, v in sampler.sampled_ticks().items()}
+    add_milestones(logs, milestones(timing))
     trips = [t for lg in logs for t in lg.trips]
     errors = [e for lg in logs for e in lg.errors]
     bad = [
@@ -433,14 +476,20 @@ async def step(
         "wall_s": round(wall, 1),
         "errors": len(errors) + len(bad),
         "error_examples": errors[:5] + [incomplete(b) for b in bad][:5],
-        "approval_round_trip": summary([(t["next"] - t["requested"]) * 1000 for t in trips]),
+        # The target's two ends, both reported: the decision delivered to the agent, and the
+        # agent's next event (its own read, tool and report included).
+        "approval_round_trip": gaps(trips, "requested", "next"),
+        "approval_round_trip_to_delivery": gaps(trips, "requested", "delivered"),
         "events_between_approval_and_result": dict(
             sum((Counter(lg.next_types) for lg in logs), Counter())
         ),
         "approval_parts": {
             "requested_to_bench": summary([(t["seen"] - t["requested"]) * 1000 for t in trips]),
             "resolve_request": summary([(t["answered"] - t["seen"]) * 1000 for t in trips]),
-            "resolved_to_agent_event": summary([(t["next"] - t["resolved"]) * 1000 for t in trips]),
+            "resolved_to_agent_event": gaps(trips, "resolved", "next"),
+            "resolved_to_woken": gaps(trips, "resolved", "woken"),
+            "woken_to_delivered": gaps(trips, "woken", "delivered"),
+            "delivered_to_agent_event": gaps(trips, "delivered", "next"),
         },
         "cpu": {
             "server_s": round(own, 2),
@@ -515,14 +564,18 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
         "CODEYARD_MAX_STREAMS_PER_USER": "10000",
         "CODEYARD_DEFAULT_PERMISSION_MODE": "default",
     }
-    server = ServerProcess(root / "data", env=env)
+    timing = root / "timing.log"
+    timing.touch()
+    env["CODEYARD_TIMING_FILE"] = str(timing)
+    wrap = [PY, str(Path(__file__).resolve().parent / "_timed_server.py")]
+    server = ServerProcess(root / "data", env=env, wrap=wrap)
     steps: list[dict[str, Any]] = []
     skipped: dict[int, str] = {}
     try:
         await server.start_async(timeout=60)
         async with server.client() as api:
             sandbox = (await api.get("/api/settings")).json()["sandbox_status"]
-        warm = await step(1, server, repo, root / "homes-warm", fake_url, args.deadline)
+        warm = await step(1, server, repo, root / "homes-warm", fake_url, args.deadline, timing)
         if warm["errors"]:
             raise RuntimeError(f"the warm-up run failed: {warm['error_examples']}")
         per_agent = args.guess_mb
@@ -537,7 +590,7 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
                 print(f"== N={n}: skipped: {skipped[n]}", flush=True)
                 continue
             print(f"== N={n}", flush=True)
-            result = await step(n, server, repo, root / "homes", fake_url, args.deadline)
+            result = await step(n, server, repo, root / "homes", fake_url, args.deadline, timing)
             print({k: v for k, v in result.items() if k != "error_examples"}, flush=True)
             steps.append(result)
             # The next step's guard: the larger of what the tree and the machine gave up.
@@ -572,15 +625,17 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
 
 def table(r: dict[str, Any]) -> str:
     head = (
-        "| N | errors | wall | approval round trip p50 / p99 | server CPU share | "
+        "| N | errors | wall | approval → agent's next event p50 / p99 | "
+        "approval → decision delivered p50 / p99 | server CPU share | "
         "server RSS / tree RSS | PSS share | MemAvailable drop | foreign CPU |"
     )
-    rows = [head, "|---:|---:|---:|---|---:|---|---:|---:|---:|"]
+    rows = [head, "|---:|---:|---:|---|---|---:|---|---:|---:|---:|"]
     for s in r["steps"]:
-        trip = s["approval_round_trip"]
+        trip, handed = s["approval_round_trip"], s["approval_round_trip_to_delivery"]
         rows.append(
             f"| {s['agents']} | {s['errors']} | {s['wall_s']} s | "
             f"{trip.get('p50_ms')} / {trip.get('p99_ms')} ms | "
+            f"{handed.get('p50_ms')} / {handed.get('p99_ms')} ms | "
             f"{s['cpu']['share'] * 100:.1f} % ({s['cpu']['server_s']} / "
             f"{s['cpu']['server_s'] + s['cpu']['children_s']:.1f} s) | "
             f"{s['rss']['server_mb']} / {s['rss']['tree_mb']:.0f} MB "
@@ -588,7 +643,7 @@ def table(r: dict[str, Any]) -> str:
             f"{s['mem_available_drop_mb']:.0f} MB | {s['foreign_cpu']} |"
         )
     for n, why in r["skipped"].items():
-        rows.append(f"| {n} | skipped: {why} | | | | | | | |")
+        rows.append(f"| {n} | skipped: {why} | | | | | | | | |")
     lines = ["\n".join(rows), ""]
     for key, m in r["model"].items():
         lines.append(

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from codeyard.agents import timing
 from codeyard.domain import events as ev
 from codeyard.domain.approvals import fingerprint
 from codeyard.domain.events import utc_now
@@ -223,6 +224,7 @@ class ApprovalGate:
                 )
             try:
                 answer = await asyncio.wait_for(asyncio.shield(future), timeout)
+                timing.mark(f"approval answered {call_id}")
             except TimeoutError:
                 await self._writer.run(
                     lambda tx: self.expire(tx, approval_id, run_id, "no answer in time")

@@ -10,14 +10,18 @@ suite, ``test_agent_contract.py``, with Claude Code's case in ``agent_cases.py``
 from __future__ import annotations
 
 import json
+import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from codeyard.agents import timing
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall, Usage
 from tests.clis.claude_support import MODEL, WAIT, create, options
 from tests.clis.support import (
+    approvals,
     events,
     worktree,
 )
@@ -161,3 +165,60 @@ async def test_allowed_tools_and_max_turns_reach_the_cli(
     # An allowed tool runs without asking Codeyard: no decision, no approval.
     assert await events(api, run["id"], "policy.decision") == []
     assert len(fake.model_calls("anthropic")) == 1
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _ts(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
+
+
+async def test_an_answered_approval_is_marked_when_the_decision_reaches_the_agent(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """The approval bench's end point (``bench/agents_scale.py``): the server's timing lines
+    for the wait ending (``approval answered``) and the decision handed to Claude Code
+    (``decision delivered``) name the run and the call, after the answer and before the call's
+    result."""
+    api = sqlite_api
+    call = {"file_path": "{cwd}/notes.txt", "content": "seen\n"}
+    fake.script([Reply(tool_calls=(ToolCall("Write", call),)), Reply(text="Wrote it.")])
+    lines = _Lines()
+    log = logging.getLogger(timing.LOGGER)
+    level = log.level
+    log.addHandler(lines)
+    log.setLevel(logging.DEBUG)
+    try:
+        opts = options(fake, tmp_path / "home", permission_mode="default")
+        run = await create(api, git_repo, opts, "Write notes.txt")
+        pending = (await approvals(api, run["id"]))[0]
+        resp = await api.post(
+            f"/api/approvals/{pending['id']}/resolve", json={"decision": "approved"}
+        )
+        assert resp.status_code == 200, resp.text
+        done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    finally:
+        log.removeHandler(lines)
+        log.setLevel(level)
+    assert done["status"] == "review", done
+    marks: dict[str, float] = {}
+    for line in lines.lines:
+        run_id, _, rest = line.partition(" ")
+        what, _, at = rest.rpartition(" ")
+        if run_id == run["id"]:
+            marks.setdefault(what, float(at))
+    call_id = pending["call_id"]
+    answered, delivered = f"approval answered {call_id}", f"decision delivered {call_id}"
+    assert answered in marks and delivered in marks, sorted(marks)
+    (resolved,) = await events(api, run["id"], "approval.resolved")
+    (result,) = await events(api, run["id"], "tool.result")
+    # Event times have millisecond resolution: a 1 ms allowance at each end.
+    assert _ts(resolved) - 0.001 <= marks[answered] <= marks[delivered]
+    assert marks[delivered] <= _ts(result) + 0.001

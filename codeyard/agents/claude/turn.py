@@ -33,7 +33,7 @@ from claude_agent_sdk import (
     ToolPermissionContext,
 )
 
-from codeyard.agents import piped
+from codeyard.agents import piped, timing
 from codeyard.agents.base import (
     SESSION_BEHIND,
     AdapterItem,
@@ -191,6 +191,9 @@ class _Turn:
         hints = {"deny": True} if name in self.settings.deny_tools else {}
         request = ToolRequest(call_id, name, tool_kind(name), tool_input, hints)
         decision = await self.ctx.decide(request)
+        # The SDK writes the answer to the CLI's stdin (its control channel) in this same task
+        # step, with nothing to wait for but its write lock.
+        timing.mark(f"decision delivered {call_id}")
         if decision.allow:
             return PermissionResultAllow(updated_input=tool_input)
         reason = (decision.reason or "not allowed").rstrip(".")
