@@ -62,6 +62,9 @@ class RunHandle:
     answer: asyncio.Future[str] | None = None
     #: Approvals this run's agent is waiting on, by approval id.
     approvals: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    #: The last answered approval being marked used, behind the agent's answer: the run's next
+    #: decision waits for it (``executor.approvals``).
+    closing: asyncio.Future[None] | None = None
     last_activity: float = field(default_factory=time.monotonic)
     #: Set when an operator message is queued mid-turn, for providers that take them live.
     inbox: asyncio.Event = field(default_factory=asyncio.Event)

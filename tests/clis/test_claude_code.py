@@ -9,6 +9,7 @@ suite, ``test_agent_contract.py``, with Claude Code's case in ``agent_cases.py``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 
 from codeyard.agents import timing
+from codeyard.executor.approvals import ApprovalGate
+from codeyard.store import policies
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall, Usage
 from tests.clis.claude_support import MODEL, WAIT, create, options
 from tests.clis.support import (
@@ -222,3 +225,41 @@ async def test_an_answered_approval_is_marked_when_the_decision_reaches_the_agen
     # Event times have millisecond resolution: a 1 ms allowance at each end.
     assert _ts(resolved) - 0.001 <= marks[answered] <= marks[delivered]
     assert marks[delivered] <= _ts(result) + 0.001
+
+
+async def test_the_agent_gets_its_answer_before_the_answer_is_recorded_as_used(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marking an answered approval used is a write that waits its turn in the writer: the
+    agent must not wait for it (held here until the CLI has run the approved Write), and it
+    is still recorded behind."""
+    api = sqlite_api
+    call = {"file_path": "{cwd}/notes.txt", "content": "seen\n"}
+    fake.script([Reply(tool_calls=(ToolCall("Write", call),)), Reply(text="Wrote it.")])
+    held = asyncio.Event()
+    close = ApprovalGate._close
+
+    async def held_close(self: ApprovalGate, tx: Any, *args: Any) -> None:
+        await held.wait()
+        await close(self, tx, *args)
+
+    monkeypatch.setattr(ApprovalGate, "_close", held_close)
+    opts = options(fake, tmp_path / "home", permission_mode="default")
+    run = await create(api, git_repo, opts, "Write notes.txt")
+    pending = (await approvals(api, run["id"]))[0]
+    resp = await api.post(f"/api/approvals/{pending['id']}/resolve", json={"decision": "approved"})
+    assert resp.status_code == 200, resp.text
+    notes = worktree(api, run) / "notes.txt"
+    try:
+        for _ in range(600):  # the CLI runs the Write it was allowed to
+            if notes.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert notes.exists(), "the agent did not get its answer while it was being recorded"
+    finally:
+        held.set()
+    done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+    assert done["status"] == "review", done
+    async with api.services.engine.connect() as conn:
+        row = await policies.get_approval(conn, pending["id"])
+    assert row["used_at"] is not None and row["used_by"] == pending["call_id"], row
