@@ -29,9 +29,17 @@ OnStatus = Callable[[Services, str], Awaitable[None]]
 
 
 async def _handle(svc: Services, batch: list[StoredEvent], on_status: OnStatus) -> None:
-    """Each run once per batch, in the order of its last change: ``on_status`` reads the run's
-    current state anyway."""
-    for run_id in reversed(dict.fromkeys(e.run_id for e in reversed(batch))):
+    """Each run once per batch, in the order of its last change, when that change settles it
+    (``queues.SETTLING``: a turn ended, the run landed or stopped short; nothing else moves a
+    ticket or a queue): ``on_status`` reads the run's current state anyway. A run whose last
+    change here does not settle it is not read: a later change that settles it comes too."""
+    last: dict[str, StoredEvent] = {}
+    for event in batch:
+        last.pop(event.run_id, None)
+        last[event.run_id] = event
+    for run_id, event in last.items():
+        if event.data.get("to") not in queues.SETTLING:
+            continue
         try:
             await on_status(svc, run_id)
         except Exception:
