@@ -70,10 +70,15 @@ class Notifier(LogConsumer):
         rows: list[dict[str, Any]] = []
         admins: list[str] | None = None
         for ev in events:
+            data = json.loads(ev.data)
+            # Whether the event calls for a notification does not depend on the run's row
+            # (only its text does): most status changes call for none and cost no query.
+            if from_event(ev.type, data, {"id": ev.run_id}) is None:
+                continue
             run = await self._run(conn, ev.run_id)
             if run is None:
                 continue
-            msg = from_event(ev.type, json.loads(ev.data), run)
+            msg = from_event(ev.type, data, run)
             if msg is None:
                 continue
             if msg.kind == "approval.resolved":
