@@ -15,7 +15,7 @@ import shlex
 import signal
 import subprocess
 from collections.abc import Awaitable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,15 +132,17 @@ def _failure(args: tuple[str, ...], cwd: Path, result: GitResult) -> GitError:
     )
 
 
-def _spawn(args: tuple[str, ...], cwd: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
-    """Start git, on the event loop: ``subprocess.Popen`` uses vfork, ~1.5 ms here.
+def _spawn(
+    args: tuple[str, ...], cwd: Path, env: dict[str, str] | None, lowered: int
+) -> subprocess.Popen[bytes]:
+    """Start git with ``subprocess.Popen`` (vfork, ~1.5 ms idle).
 
     Not asyncio.create_subprocess_exec: under uvloop (the server's loop) that forks the whole
     server process, 12-20 ms per git process on this project's 2-core machine, and a turn runs
-    about ten (bench/overhead.py). A thread then waits for it (asyncio's own loop also starts
-    subprocesses with Popen and waits for them from a watcher thread).
+    about ten (bench/overhead.py). Nor on the event loop: under load a spawn there held the
+    loop 4-15 ms each (hundreds a second while runs prepare), so :func:`git` starts it in the
+    thread that then waits for it.
     """
-    lowered = niceness.get()
     proc = subprocess.Popen(
         [*priority.task_prefix(lowered), "git", *args],
         cwd=cwd,
@@ -152,6 +154,28 @@ def _spawn(args: tuple[str, ...], cwd: Path, env: dict[str, str] | None) -> subp
     )
     priority.lower_group(proc.pid, lowered)  # its session's autogroup: no shell to start
     return proc
+
+
+class _NotStarted(Exception):
+    """git could not be started (its ``OSError`` is the cause)."""
+
+
+def _run(
+    args: tuple[str, ...],
+    cwd: Path,
+    env: dict[str, str] | None,
+    lowered: int,
+    started: Future[subprocess.Popen[bytes]],
+) -> tuple[bytes, bytes, int]:
+    """In a waiter thread: start git, tell ``started``, read its pipes to the end, reap it."""
+    try:
+        proc = _spawn(args, cwd, env, lowered)
+    except OSError as exc:
+        started.set_exception(exc)
+        raise _NotStarted from exc
+    started.set_result(proc)
+    out, err = proc.communicate()
+    return out, err, proc.returncode
 
 
 async def git(
@@ -166,25 +190,24 @@ async def git(
 
     Raises ``GitError`` when git exits non-zero and ``check`` is true, when it cannot be started,
     and ``GitTimeout`` (after killing its process group) when it outlives ``timeout`` seconds.
-    ``waiters`` is the thread pool that waits for the process (clones have their own).
+    ``waiters`` is the thread pool that starts and waits for the process (clones have their
+    own).
     """
+    started: Future[subprocess.Popen[bytes]] = Future()
+    # Shielded: the thread always reads the pipes to the end and reaps the process.
+    done = asyncio.wrap_future(waiters.submit(_run, args, cwd, env, niceness.get(), started))
     try:
-        proc = _spawn(args, cwd, env)
-    except OSError as exc:
+        async with asyncio.timeout(timeout):
+            out, err, returncode = await asyncio.shield(done)
+    except _NotStarted as exc:
         cwd_missing = not await asyncio.to_thread(cwd.is_dir)
-        reason = f"directory {cwd} does not exist" if cwd_missing else str(exc)
+        reason = f"directory {cwd} does not exist" if cwd_missing else str(exc.__cause__)
         raise GitError(
             f"could not run `{_command_text(args)}`: {reason}",
             command=args,
             returncode=None,
             stderr="",
-        ) from exc
-
-    # Shielded: the thread always reads the pipes to the end and reaps the process.
-    done = asyncio.wrap_future(waiters.submit(proc.communicate))
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await asyncio.shield(done)
+        ) from exc.__cause__
     except TimeoutError:
         raise GitTimeout(
             f"`{_command_text(args)}` in {cwd} did not finish within {timeout:g}s and was killed",
@@ -194,13 +217,15 @@ async def git(
         ) from None
     finally:
         if not done.done():  # timed out or cancelled: leave no process behind
-            _kill_group(proc)
-            await asyncio.shield(done)
+            with contextlib.suppress(OSError):
+                _kill_group(await asyncio.shield(asyncio.wrap_future(started)))
+            with contextlib.suppress(_NotStarted):
+                await asyncio.shield(done)
 
     result = GitResult(
         stdout=out.decode("utf-8", errors="replace").rstrip("\n"),
         stderr=err.decode("utf-8", errors="replace").rstrip("\n"),
-        returncode=proc.returncode,  # communicate() waited for the exit
+        returncode=returncode,  # communicate() waited for the exit
     )
     if check and result.returncode != 0:
         raise _failure(args, cwd, result)

@@ -6,12 +6,14 @@ import asyncio
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from codeyard.domain.errors import Conflict
+from codeyard.workspace import git as git_module
 from codeyard.workspace.git import (
     GitError,
     GitTimeout,
@@ -166,6 +168,25 @@ async def test_cancelling_git_kills_the_command(repo: Path, tmp_path: Path) -> N
             break
         await asyncio.sleep(0.05)
     assert _gone_or_zombie(child)
+
+
+async def test_git_starts_its_process_off_the_event_loop(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spawn holds the thread that makes it (vfork: until the child execs, 4-15 ms under
+    load): the hundreds a second of a preparation storm must not hold the server's loop."""
+    threads: list[int] = []
+    spawn = git_module._spawn
+
+    def recorded(
+        args: tuple[str, ...], cwd: Path, env: dict[str, str] | None, lowered: int
+    ) -> subprocess.Popen[bytes]:
+        threads.append(threading.get_ident())
+        return spawn(args, cwd, env, lowered)
+
+    monkeypatch.setattr(git_module, "_spawn", recorded)
+    assert (await git("rev-parse", "--is-inside-work-tree", cwd=repo)).stdout == "true"
+    assert threads and threading.get_ident() not in threads
 
 
 # --- queries --------------------------------------------------------------------------------
