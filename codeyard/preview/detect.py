@@ -13,6 +13,7 @@ descriptors (~3 ms); with 20 agents running that was 15 % of the server's CPU sa
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import socket
 import struct
@@ -90,6 +91,21 @@ def _from_psutil() -> set[int]:
     return found
 
 
+def _leased(held: list[Lease], listening: set[int]) -> dict[tuple[str, int], int]:
+    """(run id, port) → the port's index in its run's block, for each listening port inside a
+    lease: each listening port is looked up among the leases by their first port (blocks do
+    not overlap), not every leased port against the listening ones (a thousand runs hold
+    tens of thousands of ports; this runs every second on the event loop)."""
+    blocks = sorted(held, key=lambda lease: lease.base_port)
+    starts = [lease.base_port for lease in blocks]
+    found: dict[tuple[str, int], int] = {}
+    for port in listening:
+        k = bisect.bisect_right(starts, port) - 1
+        if k >= 0 and port in blocks[k].ports:
+            found[(blocks[k].run_id, port)] = port - blocks[k].base_port
+    return found
+
+
 class PortWatcher:
     def __init__(self, engine: AsyncEngine, report: Report, interval: float = 1.0) -> None:
         self._engine = engine
@@ -104,8 +120,8 @@ class PortWatcher:
         if not held and not self.open:
             return
         listening = await asyncio.to_thread(listening_ports) if held else set()
-        now = {(lease.run_id, p) for lease in held for p in lease.ports if p in listening}
-        index = {(lease.run_id, p): p - lease.base_port for lease in held for p in lease.ports}
+        index = _leased(held, listening)
+        now = set(index)
         for run_id, port in sorted(now - self.open):
             i = index[(run_id, port)]
             await self._report(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from codeyard.preview import detect
+from codeyard.preview.leases import Lease
 
 
 @pytest.fixture
@@ -65,3 +66,17 @@ def test_without_netlink_the_scan_answers(
 
     monkeypatch.setattr(detect, "_from_sock_diag", refused)
     assert {sockets["v4"], sockets["v6"]} <= detect.listening_ports()
+
+
+def test_listening_ports_are_matched_to_the_lease_that_holds_them() -> None:
+    """Each listening port inside a run's block, with its index in the block; ports before the
+    first block, between blocks and after the last are nobody's."""
+    held = [Lease("run-c", 4040, 10), Lease("run-a", 4000, 10), Lease("run-b", 4020, 10)]
+    listening = {3999, 4000, 4009, 4010, 4025, 4049, 4050, 80}
+    assert detect._leased(held, listening) == {
+        ("run-a", 4000): 0,
+        ("run-a", 4009): 9,
+        ("run-b", 4025): 5,
+        ("run-c", 4049): 9,
+    }
+    assert detect._leased([], listening) == {}
