@@ -110,7 +110,11 @@ async def snapshot_index(worktree: Path) -> AsyncIterator[dict[str, str]]:
     ``read-tree HEAD`` would rehash every file. Skip-worktree entries of a sparse checkout are
     kept too, so files outside the sparse cone do not count as deleted.
     """
-    with tempfile.TemporaryDirectory(prefix="codeyard-index-") as tmp:
+    # Its directory made and removed in a thread: under load those file system calls held the
+    # event loop ms each, for every snapshot of every run (2 % of the loop's samples while
+    # 300 runs prepared).
+    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="codeyard-index-")
+    try:
         index = Path(tmp) / "index"
         env = {**_TMP_INDEX_CONFIG, "GIT_INDEX_FILE": str(index)}
         own = await asyncio.to_thread(_own_index, worktree)
@@ -122,6 +126,8 @@ async def snapshot_index(worktree: Path) -> AsyncIterator[dict[str, str]]:
             await git("read-tree", "HEAD", cwd=worktree, env=env)
         await git("add", "-A", cwd=worktree, env=env)
         yield env
+    finally:
+        await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
 
 
 def _own_index(worktree: Path) -> Path | None:

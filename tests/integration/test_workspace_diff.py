@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from codeyard.workspace.diff import (
     diff_between,
     diff_files,
     diff_stats,
+    snapshot_index,
     snapshot_tree,
     unified_diff,
 )
@@ -300,3 +304,31 @@ async def test_user_diff_config_does_not_change_the_parse(repo: Path) -> None:
         {"type": "context", "text": "", "old_line": 2, "new_line": 2},
     ]
     assert (await unified_diff(wt, base)).endswith("+y\n \n")
+
+
+async def test_the_throw_away_index_is_made_and_removed_off_the_loop(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its directory's file system calls run in threads (under load they held the loop ms
+    each), and it is gone after the snapshot, also when the work inside failed."""
+    threads: dict[str, int] = {}
+    made, removed = tempfile.mkdtemp, shutil.rmtree
+
+    def mkdtemp(**kw: str) -> str:
+        threads["made"] = threading.get_ident()
+        return made(**kw)
+
+    def rmtree(path: str, ignore_errors: bool = False) -> None:
+        threads["removed"] = threading.get_ident()
+        removed(path, ignore_errors)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    with pytest.raises(RuntimeError):
+        async with snapshot_index(repo) as env:
+            index = Path(env["GIT_INDEX_FILE"])
+            assert index.is_file()
+            raise RuntimeError("the work inside failed")
+    assert not index.parent.exists()
+    assert set(threads) == {"made", "removed"}
+    assert threading.get_ident() not in threads.values()
