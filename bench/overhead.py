@@ -308,8 +308,10 @@ async def run_codeyard(
 
 def timing_marks(path: Path, run: str) -> dict[str, float]:
     """The first of each of ``run``'s milestones in the server's timing file
-    (``codeyard.agents.timing``): ``turn``, ``spawn`` (the turn's first process: the agent's
-    launcher), ``turn end`` (the agent reported it), ``agent done`` (its process exited)."""
+    (``codeyard.agents.timing``): ``prepared`` (the worktrees exist; a new run's agent starts
+    then, while its turn's start is written), ``turn``, ``spawn`` (the turn's first process:
+    the agent's launcher), ``turn end`` (the agent reported it), ``agent done`` (its process
+    exited)."""
     marks: dict[str, float] = {}
     for line in path.read_text().splitlines():
         run_id, _, rest = line.partition(" ")
@@ -348,8 +350,8 @@ def server_marks(events: list[dict[str, Any]], marks: dict[str, float]) -> dict[
 #: the run's own steps before the spawn and after the exit.
 PHASES: list[tuple[str, str, str]] = [
     ("request to run.created", "request", "run.created"),
-    ("worktree (run.created to running)", "run.created", "running"),
-    ("turn set-up (running to spawn)", "running", "spawn"),
+    ("worktree (run.created to prepared)", "run.created", "prepared"),
+    ("turn set-up (prepared to spawn)", "prepared", "spawn"),
     ("CLI start (spawn to 1st model request)", "spawn", "first request"),
     ("model calls and tool (1st to last model request)", "first request", "last request"),
     ("turn end (last model request to the turn's end)", "last request", "turn end"),

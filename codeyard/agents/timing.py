@@ -14,7 +14,7 @@ import logging
 import time
 from contextvars import ContextVar
 
-__all__ = ["LOGGER", "for_run", "mark"]
+__all__ = ["LOGGER", "for_run", "mark", "mark_of"]
 
 LOGGER = "codeyard.timing"
 log = logging.getLogger(LOGGER)
@@ -32,3 +32,9 @@ def mark(milestone: str) -> None:
         run = _run.get()
         if run is not None:
             log.debug("%s %s %.6f", run, milestone, time.time())
+
+
+def mark_of(run: str, milestone: str) -> None:
+    """Log ``milestone`` of ``run`` now, from a task that does not drive its turn (yet)."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s %.6f", run, milestone, time.time())

@@ -7,11 +7,12 @@ The adapter yields items; this module appends them to the event log, keeps the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -47,6 +48,7 @@ from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 #: Adds to the options an adapter gets for one turn, from the run row (e.g. the offer of
 #: Codeyard's own MCP server with a run token): never stored, so secrets stay out of the row.
 OptionHook = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -61,6 +63,65 @@ class _Turn:
     resumed_source: str | None = None
     #: Images attached to the turn's messages (stored files).
     images: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What a turn's options are made of, read from the store: the ``env`` layers (highest
+    first: the run's own, its env sets, the owner's git identity, the leased ports) and the
+    server's sandbox setting, not yet narrowed to the run's worktrees."""
+
+    env: dict[str, str]
+    sandbox: Sandbox
+
+
+@dataclass(frozen=True, slots=True)
+class _Early:
+    """A new run's first turn, known before it is recorded (``create``, the run's prompt):
+    its options' parts were read beside preparation's git work (``reading``), and its agent
+    starts as soon as the worktrees exist, while the preparation and the turn's start are
+    written (one transaction). ``run``: the row as preparation left it, not yet stored."""
+
+    run: dict[str, Any]
+    reading: asyncio.Future[_Parts]
+
+    @property
+    def turn(self) -> _Turn:
+        return _Turn(1, self.run["prompt"], "create")
+
+
+def _after(
+    recording: asyncio.Future[Any] | None, call: Callable[P, Awaitable[T]]
+) -> Callable[P, Awaitable[T]]:
+    """``call``, held until the turn's start is recorded: an agent started early may ask for
+    a decision (or take a message, switch its model) only in a turn that is stored."""
+    if recording is None:
+        return call
+
+    async def held(*args: P.args, **kwargs: P.kwargs) -> T:
+        await asyncio.shield(recording)
+        return await call(*args, **kwargs)
+
+    return held
+
+
+@contextlib.asynccontextmanager
+async def _closing(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """An adapter's items, closed on the way out (an async generator's ``aclose``: the
+    adapter's stop sequence runs before the turn's end or failure is recorded)."""
+    try:
+        yield items
+    finally:
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _until_recorded(recording: asyncio.Future[Any] | None) -> None:
+    """Let the turn's start be written before the turn ends or fails (a run is never
+    ``running`` after its turn's end); its own failure is the turn's."""
+    if recording is not None:
+        await asyncio.shield(recording)
 
 
 def _from_messages(pending: list[Any]) -> tuple[str, str]:
@@ -185,12 +246,16 @@ class TurnDriver:
         self.sandbox = sandbox
         self._gate.private = tuple(str(p) for p in sandbox.private)
 
+    async def _sandbox_setting(self) -> Sandbox:
+        """The server's sandbox with the stored mode (on/off) applied."""
+        async with self._engine.connect() as conn:
+            return await sandbox_setting.effective(conn, self.sandbox)
+
     async def _sandbox(self, run: dict[str, Any]) -> Sandbox:
         """The sandbox for ``run`` now: the stored mode, its worktrees, its ``network``."""
-        async with self._engine.connect() as conn:
-            current = await sandbox_setting.effective(conn, self.sandbox)
         worktrees = [Path(p) for p in (run["worktrees"] or {}).values()]
-        return current.for_run(worktrees, (run["agent_options"] or {}).get("network"))
+        network = (run["agent_options"] or {}).get("network")
+        return (await self._sandbox_setting()).for_run(worktrees, network)
 
     async def drive(self, handle: RunHandle) -> None:
         run_id = handle.run_id
@@ -200,15 +265,34 @@ class TurnDriver:
             if run["status"] != RunStatus.QUEUED:
                 return  # cancelled or paused while it waited for a slot
             leasing: asyncio.Future[leases.Lease] | None = None
+            early: _Early | None = None
             if not run["worktrees"]:
                 # The run's port lease (a writer job) is taken beside preparation's git work,
                 # not at the turn's start, where the agent's spawn waited for it (the longest
                 # of the turn's option reads: ~12 ms of the ~13 under load, bench/overhead.py).
                 leasing = asyncio.ensure_future(leases.ensure(self._writer, run_id))
                 leasing.add_done_callback(lambda f: f.cancelled() or f.exception())
-                if not await self._prepare(run, leasing):
+                reading: asyncio.Future[_Parts] | None = None
+                if run["turns"] == 0:  # the first turn: its options are read meanwhile too
+                    reading = asyncio.ensure_future(self._option_parts(run, leasing))
+                    reading.add_done_callback(lambda f: f.cancelled() or f.exception())
+                try:
+                    prepared = await self._prepare(run, leasing, reading)
+                except BaseException:  # cancelled: nobody will use the options
+                    if reading is not None:
+                        reading.cancel()
+                    raise
+                if prepared is None:
                     return
-            turn: _Turn | None = await self._writer.run(lambda tx: self._begin_turn(tx, handle))
+                if reading is not None:
+                    early = _Early(prepared, reading)
+                else:
+                    await self._writer.run(lambda tx: self._record_prepared(tx, prepared))
+            turn: _Turn | None
+            if early is not None:
+                turn = await self._run_turn(handle, run_id, early.turn, None, early)
+            else:
+                turn = await self._writer.run(lambda tx: self._begin_turn(tx, handle))
             while turn is not None:
                 turn = await self._run_turn(handle, run_id, turn, leasing)
                 leasing = None
@@ -216,12 +300,19 @@ class TurnDriver:
             await self._land_stopped(handle)
             raise
 
-    async def _prepare(self, run: dict[str, Any], leasing: asyncio.Future[leases.Lease]) -> bool:
-        """Create the worktrees (``preparing``); a failure fails the run and returns False.
+    async def _prepare(
+        self,
+        run: dict[str, Any],
+        leasing: asyncio.Future[leases.Lease],
+        reading: asyncio.Future[_Parts] | None,
+    ) -> dict[str, Any] | None:
+        """Create the worktrees (``preparing``): the run as prepared (its branch and worktrees,
+        written by :meth:`_record_prepared`); a failure fails the run and returns None.
 
         The branch and worktree paths are on the run row before anything is made (so a crash
         while preparing leaves nothing delete, discard or the next prepare cannot find).
-        ``leasing``: the run's port lease being taken meanwhile; a failed run gives it up."""
+        ``leasing``: the run's port lease being taken meanwhile, ``reading``: the first turn's
+        options; a failed run gives the lease up."""
         run_id = run["id"]
         await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
 
@@ -249,20 +340,32 @@ class TurnDriver:
                 await leases.release(tx, run_id)
                 await self._fail(tx, run_id, reason)
 
-            await asyncio.wait([leasing])  # taken (or failed) before it is given up
+            pending: list[asyncio.Future[Any]] = [leasing, *([reading] if reading else [])]
+            await asyncio.wait(pending)  # taken (or failed) before the lease is given up
             await self._writer.run(fail)
-            return False
-        await self._writer.run(
-            lambda tx: runs.update_fields(
-                tx,
-                run_id,
-                branch=branch,
-                worktrees=worktrees,
-                workspace_intent=None,
-                crash_resumes=0,  # progress: a prepared run is not stuck
-            )
+            return None
+        timing.mark_of(run_id, "prepared")
+        return {**run, "branch": branch, "worktrees": worktrees, "workspace_intent": None}
+
+    @staticmethod
+    async def _record_prepared(tx: Tx, run: dict[str, Any]) -> None:
+        await runs.update_fields(
+            tx,
+            run["id"],
+            branch=run["branch"],
+            worktrees=run["worktrees"],
+            workspace_intent=None,
+            crash_resumes=0,  # progress: a prepared run is not stuck
         )
-        return True
+
+    async def _record_start(self, handle: RunHandle, run: dict[str, Any]) -> None:
+        """An early-started turn's preparation and start, in one transaction."""
+
+        async def job(tx: Tx) -> _Turn:
+            await self._record_prepared(tx, run)
+            return await self._begin_turn(tx, handle)
+
+        await self._writer.run(job)
 
     async def _begin_turn(self, tx: Tx, handle: RunHandle) -> _Turn:
         run_id = handle.run_id
@@ -343,9 +446,12 @@ class TurnDriver:
         run_id: str,
         turn: _Turn,
         leasing: asyncio.Future[leases.Lease] | None = None,
+        early: _Early | None = None,
     ) -> _Turn | None:
         snapshot = handle.run
-        if snapshot is not None and snapshot.turns == turn.number:
+        if early is not None:  # not stored yet: written below, while the agent starts
+            run = {**early.run, "turns": turn.number}
+        elif snapshot is not None and snapshot.turns == turn.number:
             run = dict(snapshot.row)  # as the turn's start wrote it
         else:  # a turn started at the previous one's end (queued messages)
             async with self._engine.connect() as conn:
@@ -355,10 +461,16 @@ class TurnDriver:
         tracker.begin()  # the baseline's git work overlaps the option loading below
         log_path = self._logs_root / f"{run_id}.log"
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
+        recording: asyncio.Future[None] | None = None
+        if early is not None:
+            recording = asyncio.ensure_future(self._record_start(handle, run))
+            recording.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            options, sandbox = await self._turn_options(run, leasing)
+            parts = await (early.reading if early else self._option_parts(run, leasing))
+            options, sandbox = self._turn_options(run, parts)
         except (CodeyardError, SecretsUnavailable) as exc:
             await tracker.abandon()
+            await _until_recorded(recording)
             reason = f"Could not load the run's env sets: {exc}"
             await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
             return None
@@ -374,29 +486,40 @@ class TurnDriver:
             session_id=run["session_id"],
             resume_state=run["agent_state"],
             images=turn.images,
-            decide=lambda req: self._decide_call(handle, sink, req),
-            ask_operator=lambda q: self._ask(handle, q),
+            decide=_after(recording, lambda req: self._decide_call(handle, sink, req)),
+            ask_operator=_after(recording, lambda q: self._ask(handle, q)),
             bash_timeout=self._bash_timeout,
             sandbox=sandbox,
             model_unreachable_seconds=self.model_unreachable_seconds,
         )
         if provider.capabilities.mid_turn_input:
             inbox = _LiveInbox(self._engine, self._writer, handle)
-            ctx.next_messages, ctx.messages_taken = inbox.next, inbox.taken
+            ctx.next_messages = _after(recording, inbox.next)
+            ctx.messages_taken = _after(recording, inbox.taken)
             if run["pending_messages"]:
                 handle.inbox.set()
         put = SerialPut(sink.put)
         if provider.capabilities.mid_turn_model:
             live_model = LiveModel(self._engine, handle, turn.number, run["model"], put)
-            ctx.next_model, ctx.model_applied = live_model.next, live_model.applied
+            ctx.next_model = _after(recording, live_model.next)
+            ctx.model_applied = _after(recording, live_model.applied)
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
-        early: _EarlyCheckpoint | None = None
+        early_checkpoint: _EarlyCheckpoint | None = None
         timing.for_run(run_id)
         timing.mark("turn")
         try:
-            async with sink, ModelWatchdog(self.model_unreachable_seconds) as watchdog:
-                async for item in provider.run_turn(ctx):
+            async with (
+                sink,
+                ModelWatchdog(self.model_unreachable_seconds) as watchdog,
+                # Closed here, whatever ends the loop: the adapter's stop sequence runs now.
+                _closing(provider.run_turn(ctx)) as agent,
+            ):
+                async for item in agent:
+                    if recording is not None:  # nothing of the turn before its start
+                        await asyncio.shield(recording)  # (a cancel lets it finish)
+                        recording = None
+                        run = dict(handle.run.row) if handle.run else run
                     handle.touch()
                     watchdog.observe(item)
                     if isinstance(item, TurnEnd):
@@ -404,51 +527,67 @@ class TurnDriver:
                         end = item
                         # The agent's last tool call has ended: commit the worktree while
                         # its process exits (the adapter's stop sequence, still to come).
-                        early = early or _EarlyCheckpoint(self._engine, self._writer, run)
-                    elif early is not None and isinstance(item, ToolCall | ToolResult):
-                        await early.drop()  # the agent went on after all: take it later
-                        early = None
+                        early_checkpoint = early_checkpoint or _EarlyCheckpoint(
+                            self._engine, self._writer, run
+                        )
+                    elif early_checkpoint is not None and isinstance(item, ToolCall | ToolResult):
+                        await early_checkpoint.drop()  # the agent went on after all: later
+                        early_checkpoint = None
                         await put(item)
                     else:
                         await put(item)
                 timing.mark("agent done")  # its process has exited (the adapter's stop)
+            await _until_recorded(recording)  # an agent that ended with no item at all
         except (AgentFailure, ModelUnreachable) as exc:
             failure = str(exc)
-            await _drop(early)
+            await _drop(early_checkpoint)
+            await _until_recorded(recording)
             await self._settle(run, lambda tx: self._fail(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
+            if recording is not None and recording.done() and recording.exception() is exc:
+                raise  # the turn's start could not be written: the run's own failure
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
-            await _drop(early)
+            await _drop(early_checkpoint)
+            await _until_recorded(recording)
             await self._settle(run, lambda tx: self._fail(tx, run_id, reason))
             return None
         except BaseException:  # cancelled: the run lands where _land_stopped puts it
-            await _drop(early)
+            await _drop(early_checkpoint)
+            if recording is not None:  # written (or not) before the run lands
+                await asyncio.wait([recording])
             raise
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
         return await self._settle(
-            run, lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage), early
+            run,
+            lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage),
+            early_checkpoint,
         )
 
-    async def _turn_options(
+    async def _option_parts(
         self, run: dict[str, Any], leasing: asyncio.Future[leases.Lease] | None
-    ) -> tuple[dict[str, Any], Sandbox]:
-        """The options the adapter gets and the turn's sandbox, their parts read at once rather
-        than one after another (the agent's spawn waits for them); the ``env`` layers, highest
-        first: the run's own, its env sets, the owner's git identity, the leased ports."""
+    ) -> _Parts:
+        """The parts of a turn's options, read at once rather than one after another (the
+        agent's spawn waits for them; for a new run they are read beside its preparation)."""
         options = run["agent_options"]
-        sets, who, ports, sandbox = await _all(
+        sets, who, ports, setting = await _all(
             self._env_sets_env(options),
             self._git_identity_env(run),
             self._ports_env(run["id"], leasing),
-            self._sandbox(run),
+            self._sandbox_setting(),
         )
-        env = {**ports, **who, **sets, **(options.get("env") or {})}
-        options = {**options, "env": env}
+        return _Parts({**ports, **who, **sets, **(options.get("env") or {})}, setting)
+
+    def _turn_options(self, run: dict[str, Any], parts: _Parts) -> tuple[dict[str, Any], Sandbox]:
+        """The options the adapter gets (the option hooks see the prepared run) and the
+        turn's sandbox, narrowed to the run's worktrees and its ``network``."""
+        options = {**run["agent_options"], "env": parts.env}
         for hook in self.option_hooks:
             options = hook(run, options)
-        return options, sandbox
+        worktrees = [Path(p) for p in (run["worktrees"] or {}).values()]
+        network = (run["agent_options"] or {}).get("network")
+        return options, parts.sandbox.for_run(worktrees, network)
 
     async def _ports_env(
         self, run_id: str, leasing: asyncio.Future[leases.Lease] | None

@@ -80,12 +80,13 @@ async def test_a_turns_milestones_come_in_order_for_its_run(
     # The bash step's process (its chain's first program) between the turn's start and end.
     spawn = next((m for m in names if m.startswith("spawn ")), None)
     assert spawn is not None, names
-    order = [names.index(m) for m in ("turn", spawn, "turn end", "agent done")]
+    order = [names.index(m) for m in ("prepared", "turn", spawn, "turn end", "agent done")]
     assert order == sorted(order) and order[0] == 0, names
     times = [at for _, at in marks]
     assert times == sorted(times)
     # The second run started no process: its lines are its own (none of the first's).
-    assert [m for m, _ in _marks(lines.lines, second)] == ["turn", "turn end", "agent done"]
+    second_marks = [m for m, _ in _marks(lines.lines, second)]
+    assert second_marks == ["prepared", "turn", "turn end", "agent done"]
 
 
 async def test_nothing_is_written_unless_the_logger_is_at_debug(

@@ -29,6 +29,7 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -186,8 +187,10 @@ class AcpProvider:
         self.prepare(ctx, launch)
         from codeyard.agents.acp.turn import run_acp_turn  # imports the SDK: on first use
 
-        async for item in run_acp_turn(ctx, launch):
-            yield item
+        # Closed with this generator (the executor's ``aclose``): the turn's stop runs now.
+        async with aclosing(run_acp_turn(ctx, launch)) as items:
+            async for item in items:
+                yield item
 
 
 class GenericAcpProvider(AcpProvider):

@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import shutil
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -331,7 +331,7 @@ class _Turn:
             return PROMPTS["resume"].format(prompt=self.ctx.prompt)
         return self.ctx.prompt
 
-    async def run(self) -> AsyncIterator[AdapterItem]:
+    async def run(self) -> AsyncGenerator[AdapterItem, None]:
         interrupted = False
         try:
             await self._start()
@@ -550,7 +550,8 @@ class _Turn:
                 transport.close()
 
 
-async def run_acp_turn(ctx: TurnContext, launch: Launch) -> AsyncIterator[AdapterItem]:
+async def run_acp_turn(ctx: TurnContext, launch: Launch) -> AsyncGenerator[AdapterItem, None]:
     """Run one turn; the caller's cancellation cancels the prompt and stops the processes."""
-    async for item in _Turn(ctx, launch).run():
-        yield item
+    async with contextlib.aclosing(_Turn(ctx, launch).run()) as items:
+        async for item in items:
+            yield item

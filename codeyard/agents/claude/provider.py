@@ -21,6 +21,7 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -140,5 +141,7 @@ class ClaudeCodeProvider:
         # otherwise pay at every start whether or not anyone runs Claude Code.
         from codeyard.agents.claude.turn import run_claude_turn
 
-        async for item in run_claude_turn(ctx, settings_for(ctx.options, cli)):
-            yield item
+        # Closed with this generator (the executor's ``aclose``): the turn's stop runs now.
+        async with aclosing(run_claude_turn(ctx, settings_for(ctx.options, cli))) as items:
+            async for item in items:
+                yield item

@@ -219,7 +219,7 @@ class _Turn:
             raise AgentFailure(self._explain(f"Claude Code did not start: {exc}")) from exc
         return client
 
-    async def run(self) -> AsyncIterator[AdapterItem]:
+    async def run(self) -> AsyncGenerator[AdapterItem, None]:
         client: ClaudeSDKClient | None = None
         try:
             client = await self._connect()
@@ -391,7 +391,10 @@ class _Turn:
         await stop_turn(stop, interrupted=interrupt)
 
 
-async def run_claude_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:
+async def run_claude_turn(
+    ctx: TurnContext, settings: TurnSettings
+) -> AsyncGenerator[AdapterItem, None]:
     """Run one turn; the caller's cancellation interrupts Claude and stops its processes."""
-    async for item in _Turn(ctx, settings).run():
-        yield item
+    async with contextlib.aclosing(_Turn(ctx, settings).run()) as items:
+        async for item in items:
+            yield item

@@ -28,6 +28,7 @@ SDK's pinned binary.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -143,5 +144,7 @@ class CodexProvider:
         cli = self._cli(ctx.options)
         if cli is None or not cli.exists():
             raise AgentFailure(self.problem() or f"Codex was not found at {cli}.")
-        async for item in run_codex_turn(ctx, settings_for(ctx.options, cli)):
-            yield item
+        # Closed with this generator (the executor's ``aclose``): the turn's stop runs now.
+        async with aclosing(run_codex_turn(ctx, settings_for(ctx.options, cli))) as items:
+            async for item in items:
+                yield item

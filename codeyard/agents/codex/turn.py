@@ -401,7 +401,10 @@ def _announce(request: ToolRequest) -> ToolCall:
     )
 
 
-async def run_codex_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncIterator[AdapterItem]:
+async def run_codex_turn(
+    ctx: TurnContext, settings: TurnSettings
+) -> AsyncGenerator[AdapterItem, None]:
     """Run one turn; the caller's cancellation interrupts Codex and stops its processes."""
-    async for item in _Turn(ctx, settings).run():
-        yield item
+    async with contextlib.aclosing(_Turn(ctx, settings).run()) as items:
+        async for item in items:
+            yield item
