@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import faulthandler
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -16,6 +18,7 @@ import pytest
 
 from codeyard.app import create_app
 from codeyard.config import Settings
+from codeyard.store.db import create_engine, migrate
 from codeyard.testing.postgres import PostgresCluster, require_postgres
 
 TOKEN = "cy_test_token"
@@ -138,13 +141,55 @@ def pg_cluster() -> Iterator[PostgresCluster]:
         yield cluster
 
 
+def _migrated(url: str) -> None:
+    """Run the real migrations on ``url`` (what the app's start does on a new database)."""
+
+    async def migrate_and_close() -> None:
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate_and_close())
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database the migrations brought to the newest revision, once per worker: each
+    test's database starts as a copy (the 26 migrations cost ~170 ms of CPU and up to 2 s of
+    fsyncs on a loaded machine, for each of the suite's in-process app starts). Migrating a new
+    database is still tested: this fixture runs the real migrations, and so does every test that
+    starts ``codeyard serve`` on a new data directory."""
+    path = tmp_path_factory.mktemp("migrated") / "codeyard.db"
+    _migrated(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_pg_template(pg_cluster: PostgresCluster) -> str:
+    """A PostgreSQL database at the newest revision, the template each test's database is
+    copied from (``CREATE DATABASE … TEMPLATE``); see :func:`migrated_sqlite` for why."""
+    url = pg_cluster.create_database("codeyard_migrated")
+    _migrated(url)
+    return "codeyard_migrated"
+
+
+def _seed_sqlite(template: Path, db: Path) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, db)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test that uses this runs on SQLite and on a fresh PostgreSQL database."""
+    """Each test that uses this runs on SQLite and on a fresh PostgreSQL database, both already
+    migrated to the newest revision."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'codeyard.db'}"
+        db = tmp_path / "codeyard.db"
+        _seed_sqlite(request.getfixturevalue("migrated_sqlite"), db)
+        return f"sqlite+aiosqlite:///{db}"
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-    return cluster.create_database()
+    return cluster.create_database(template=request.getfixturevalue("migrated_pg_template"))
 
 
 @pytest.fixture
@@ -159,8 +204,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", admin_token=TOKEN, bash_timeout_seconds=30)
+def sqlite_settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, bash_timeout_seconds=30)
+    _seed_sqlite(migrated_sqlite, settings.data_dir / "codeyard.db")
+    return settings
 
 
 class Api:

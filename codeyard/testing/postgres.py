@@ -399,10 +399,12 @@ class PostgresCluster:
 
     # -- databases --------------------------------------------------------------------------
 
-    def create_database(self, name: str | None = None) -> str:
-        """Create an empty database (a generated name if None) and return its URL."""
+    def create_database(self, name: str | None = None, template: str = "template0") -> str:
+        """Create a database (a generated name if None) as a copy of ``template`` (an empty one
+        by default; no session may be connected to it) and return its URL."""
         name = _check_name("database", name or f"t_{uuid.uuid4().hex[:16]}")
-        self.psql(f"CREATE DATABASE {_quote_ident(name)} TEMPLATE template0")
+        template = _check_name("database", template)
+        self.psql(f"CREATE DATABASE {_quote_ident(name)} TEMPLATE {_quote_ident(template)}")
         return self.url_for(name)
 
     def drop_database(self, name: str) -> None:
