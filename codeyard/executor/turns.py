@@ -458,7 +458,7 @@ class TurnDriver:
                 run = dict(handle.observe(await runs.get(conn, run_id)).row)
         provider = registry.get(run["provider"])
         tracker = ChangeTracker(run["worktrees"], run["base_commits"])
-        tracker.begin()  # the baseline's git work overlaps the option loading below
+        tracker.begin()  # its git work overlaps the option loading (or the early start)
         log_path = self._logs_root / f"{run_id}.log"
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
         recording: asyncio.Future[None] | None = None
