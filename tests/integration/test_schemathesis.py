@@ -22,7 +22,7 @@ from tests.support.server import TOKEN, ServerProcess
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 MAX_EXAMPLES = 3
-MAX_SECONDS = 60
+MAX_SECONDS = 40
 
 
 @pytest.fixture
