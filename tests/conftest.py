@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import functools
 import os
 import shutil
 import subprocess
@@ -154,29 +155,36 @@ def _migrated(url: str) -> None:
     asyncio.run(migrate_and_close())
 
 
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite database the migrations brought to the newest revision, once per worker: each
-    test's database starts as a copy (the 26 migrations cost ~170 ms of CPU and up to 2 s of
+@functools.cache
+def migrated_sqlite_file() -> Path:
+    """A SQLite database the migrations brought to the newest revision, once per worker process:
+    each test's database starts as a copy (the 26 migrations cost ~170 ms of CPU and up to 2 s of
     fsyncs on a loaded machine, for each of the suite's in-process app starts). Migrating a new
-    database is still tested: this fixture runs the real migrations, and so does every test that
-    starts ``codeyard serve`` on a new data directory."""
-    path = tmp_path_factory.mktemp("migrated") / "codeyard.db"
+    database is still tested: this runs the real migrations, and so does every test that starts
+    ``codeyard serve`` on a new data directory."""
+    path = Path(tempfile.mkdtemp(prefix="codeyard-migrated-")) / "codeyard.db"
     _migrated(f"sqlite+aiosqlite:///{path}")
     return path
 
 
 @pytest.fixture(scope="session")
+def migrated_sqlite() -> Iterator[Path]:
+    path = migrated_sqlite_file()
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def migrated_pg_template(pg_cluster: PostgresCluster) -> str:
     """A PostgreSQL database at the newest revision, the template each test's database is
-    copied from (``CREATE DATABASE … TEMPLATE``); see :func:`migrated_sqlite` for why."""
+    copied from (``CREATE DATABASE … TEMPLATE``); see :func:`migrated_sqlite_file` for why."""
     url = pg_cluster.create_database("codeyard_migrated")
     _migrated(url)
     return "codeyard_migrated"
 
 
 def _seed_sqlite(template: Path, db: Path) -> None:
-    db.parent.mkdir(parents=True, exist_ok=True)
+    db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the app makes its data dir
     shutil.copyfile(template, db)
 
 

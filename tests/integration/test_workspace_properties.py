@@ -35,6 +35,7 @@ import asyncio
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -46,7 +47,7 @@ from hypothesis import HealthCheck, Phase, event, example, given, note, settings
 from hypothesis import strategies as st
 
 from codeyard.config import Settings
-from tests.conftest import TOKEN, Api, make_repo, running_api
+from tests.conftest import TOKEN, Api, make_repo, migrated_sqlite_file, running_api
 
 # CI runs a fixed, derandomized set. For a longer hunt with fresh random examples:
 #   CODEYARD_PROPERTY_EXAMPLES=500 .venv/bin/pytest tests/integration/test_workspace_properties.py
@@ -633,12 +634,15 @@ class World:
         assert list(self.root.iterdir()) == []
 
 
-async def exercise(program: list[Op]) -> None:
+async def exercise(program: list[Op], migrated: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="cy-prop-") as scratch:
         tmp = Path(scratch).resolve()
         repo = make_repo(tmp / "repo", {"README.md": "# demo\none\n", "a.txt": "one\n"})
         git(repo, "branch", "release")
         config = Settings(data_dir=tmp / "data", admin_token=TOKEN, bash_timeout_seconds=30)
+        # A copy of the migrated database, as the conftest's fixtures start from.
+        config.data_dir.mkdir(mode=0o700)
+        shutil.copyfile(migrated, config.data_dir / "codeyard.db")
         world: World | None = None
         async with running_api(config) as api:
             world = World(api, repo, config.worktree_root.resolve())
@@ -708,4 +712,4 @@ async def exercise(program: list[Op]) -> None:
     ]
 )
 def test_random_workspace_operations_keep_the_invariants(program: list[Op]) -> None:
-    asyncio.run(exercise(program))
+    asyncio.run(exercise(program, migrated_sqlite_file()))
