@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from codeyard.agents import timing
 from codeyard.executor.approvals import ApprovalGate
 from codeyard.store import policies
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall, Usage
@@ -29,6 +27,7 @@ from tests.clis.support import (
     worktree,
 )
 from tests.conftest import Api
+from tests.support.timing_log import timing_lines
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("needs_claude")]
 
@@ -170,15 +169,6 @@ async def test_allowed_tools_and_max_turns_reach_the_cli(
     assert len(fake.model_calls("anthropic")) == 1
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def _ts(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
 
@@ -193,12 +183,7 @@ async def test_an_answered_approval_is_marked_when_the_decision_reaches_the_agen
     api = sqlite_api
     call = {"file_path": "{cwd}/notes.txt", "content": "seen\n"}
     fake.script([Reply(tool_calls=(ToolCall("Write", call),)), Reply(text="Wrote it.")])
-    lines = _Lines()
-    log = logging.getLogger(timing.LOGGER)
-    level = log.level
-    log.addHandler(lines)
-    log.setLevel(logging.DEBUG)
-    try:
+    with timing_lines() as lines:
         opts = options(fake, tmp_path / "home", permission_mode="default")
         run = await create(api, git_repo, opts, "Write notes.txt")
         pending = (await approvals(api, run["id"]))[0]
@@ -207,9 +192,6 @@ async def test_an_answered_approval_is_marked_when_the_decision_reaches_the_agen
         )
         assert resp.status_code == 200, resp.text
         done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
-    finally:
-        log.removeHandler(lines)
-        log.setLevel(level)
     assert done["status"] == "review", done
     marks: dict[str, float] = {}
     for line in lines.lines:

@@ -17,32 +17,16 @@ import pytest
 
 from codeyard.agents import timing
 from tests.conftest import Api
+from tests.support.timing_log import TimingLines, timing_lines
 
 pytestmark = pytest.mark.anyio
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture
-def lines() -> Iterator[_Lines]:
+def lines() -> Iterator[TimingLines]:
     """The timing logger's lines, at DEBUG while the test runs."""
-    handler = _Lines()
-    log = logging.getLogger(timing.LOGGER)
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
-    try:
+    with timing_lines() as handler:
         yield handler
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
 
 
 async def _run(api: Api, repo: Path, steps: list[dict[str, Any]]) -> str:
@@ -71,7 +55,7 @@ def _marks(lines: list[str], run_id: str) -> list[tuple[str, float]]:
 
 
 async def test_a_turns_milestones_come_in_order_for_its_run(
-    sqlite_api: Api, git_repo: Path, lines: _Lines
+    sqlite_api: Api, git_repo: Path, lines: TimingLines
 ) -> None:
     first = await _run(sqlite_api, git_repo, [{"bash": "echo one"}, {"say": "done"}])
     second = await _run(sqlite_api, git_repo, [{"say": "no process"}])
@@ -92,18 +76,13 @@ async def test_a_turns_milestones_come_in_order_for_its_run(
 async def test_nothing_is_written_unless_the_logger_is_at_debug(
     sqlite_api: Api, git_repo: Path
 ) -> None:
-    handler = _Lines()
-    log = logging.getLogger(timing.LOGGER)
-    log.addHandler(handler)
-    try:
-        assert not log.isEnabledFor(logging.DEBUG)
+    with timing_lines(debug=False) as handler:
+        assert not logging.getLogger(timing.LOGGER).isEnabledFor(logging.DEBUG)
         await _run(sqlite_api, git_repo, [{"bash": "echo one"}])
-    finally:
-        log.removeHandler(handler)
     assert handler.lines == []
 
 
-async def test_each_task_marks_for_its_own_run(lines: _Lines) -> None:
+async def test_each_task_marks_for_its_own_run(lines: TimingLines) -> None:
     async def turn(run_id: str, gate: asyncio.Event) -> None:
         timing.for_run(run_id)
         timing.mark("turn")
