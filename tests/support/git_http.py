@@ -55,8 +55,20 @@ def git_http_server(root: Path) -> Iterator[GitHttpServer]:
         server.httpd.server_close()
 
 
+class HangingRemote:
+    """A remote that accepts connections, reads, never answers; ``accepted`` counts callers."""
+
+    def __init__(self, url: str, held: list[socket.socket]) -> None:
+        self.url = url
+        self._held = held
+
+    @property
+    def accepted(self) -> int:
+        return len(self._held)
+
+
 @contextmanager
-def hanging_server() -> Iterator[str]:
+def hanging_server() -> Iterator[HangingRemote]:
     """``http://127.0.0.1:<port>``: accepts connections, reads, never answers."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
@@ -78,7 +90,7 @@ def hanging_server() -> Iterator[str]:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        yield HangingRemote(f"http://127.0.0.1:{listener.getsockname()[1]}", held)
     finally:
         stop.set()
         thread.join(timeout=5)
