@@ -58,7 +58,9 @@ lint: setup
 	$(BIN)/mypy
 
 # The coverage floor: what the whole suite reached when it was set (90.5%), a little below.
-# Raise it as coverage rises; never lower it.
+# Raise it as coverage rises; never lower it. It is measured over the ordinary tests: the slow
+# ones drive real server processes, whose code coverage does not count (pyproject.toml), while
+# the tracer in their test processes cost the phase a third of its time (8:48 against 6:02).
 COVERAGE_FLOOR := 89
 # Test processes: most of the suite waits on agent CLIs, git and servers rather than the CPU,
 # so three workers on two cores finish in about half the time of one (24.5 min sequentially).
@@ -91,11 +93,9 @@ test-deps:
 test: test-deps
 	@date -u +"%T ordinary tests start"
 	$(PHASE_LIMIT) 45m $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" \
-		--cov --cov-report= --durations=15
+		--cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR) --durations=15
 	@date -u +"%T slow tests start"
-	$(PHASE_LIMIT) 25m $(BIN)/pytest -n $(SLOW_WORKERS) --dist loadfile -m slow --durations=10 \
-		--cov --cov-append \
-		--cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	$(PHASE_LIMIT) 25m $(BIN)/pytest -n $(SLOW_WORKERS) --dist loadfile -m slow --durations=10
 	@date -u +"%T done"
 
 bench: setup
