@@ -32,7 +32,7 @@ from codeyard.events.hub import Hub
 from codeyard.events.pg_fanout import PgFanout
 from codeyard.executor.interface import Executor
 from codeyard.executor.local import LocalExecutor
-from codeyard.executor.turns import OptionHook
+from codeyard.executor.turn_options import OptionHook
 from codeyard.mcp_server import mount as mcp_mount
 from codeyard.preview.detect import PortWatcher
 from codeyard.run_workspace.prepare import limit_preparations

@@ -28,7 +28,8 @@ from codeyard.executor.recovery import (
     recover,
     requeue,
 )
-from codeyard.executor.turns import OptionHook, TurnDriver
+from codeyard.executor.turn_options import OptionHook
+from codeyard.executor.turns import TurnDriver
 from codeyard.sandbox import Sandbox
 from codeyard.store import fencing, runs
 from codeyard.store.writer import Writer
@@ -71,12 +72,12 @@ class LocalExecutor:
         self._driver.model_unreachable_seconds = seconds
 
     def contain_with(self, sandbox: Sandbox) -> None:
-        """Every process of every run runs in ``sandbox`` (see ``TurnDriver.contain_with``)."""
-        self._driver.contain_with(sandbox)
+        """Every process of every run runs in ``sandbox`` (see ``TurnOptions.contain_with``)."""
+        self._driver.options.contain_with(sandbox)
 
     def add_option_hook(self, hook: OptionHook) -> None:
-        """Let a capability add per-turn agent options (see ``turns.OptionHook``)."""
-        self._driver.option_hooks.append(hook)
+        """Let a capability add per-turn agent options (see ``turn_options.OptionHook``)."""
+        self._driver.options.hooks.append(hook)
 
     def hold_work_until(self, ready: Callable[[], Awaitable[object]]) -> None:
         """Take no run before ``ready()`` returns: what follows runs' events (after-turn checks,

@@ -25,33 +25,30 @@ from codeyard.agents.base import (
     TurnEnd,
 )
 from codeyard.crypto import SecretBox, SecretsUnavailable
-from codeyard.domain import git_identity
 from codeyard.domain.errors import CodeyardError
 from codeyard.domain.events import ErrorEvent, ToolCall, ToolResult, TurnCompleted, TurnStarted
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.approvals import ApprovalGate, TurnStopped, expire_pending_of_run
 from codeyard.executor.changes import ChangeTracker
+from codeyard.executor.early_checkpoint import EarlyCheckpoint, drop_if_any
 from codeyard.executor.handle import RunHandle
+from codeyard.executor.live_inbox import LiveInbox
 from codeyard.executor.model_switch import LiveModel, SerialPut
 from codeyard.executor.sink import TurnSink
+from codeyard.executor.turn_options import OptionParts, TurnOptions
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
-from codeyard.run_workspace.checkpointing import checkpoint_then, checkpoint_when
+from codeyard.run_workspace.checkpointing import checkpoint_then
 from codeyard.run_workspace.prepare import prepare_worktrees
-from codeyard.sandbox import Sandbox
-from codeyard.sandbox import setting as sandbox_setting
 from codeyard.store import approvals as approval_door
-from codeyard.store import env_sets, events, projects, runs, users
+from codeyard.store import events, runs
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
-#: Adds to the options an adapter gets for one turn, from the run row (e.g. the offer of
-#: Codeyard's own MCP server with a run token): never stored, so secrets stay out of the row.
-OptionHook = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -66,16 +63,6 @@ class _Turn:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parts:
-    """What a turn's options are made of, read from the store: the ``env`` layers (highest
-    first: the run's own, its env sets, the owner's git identity, the leased ports) and the
-    server's sandbox setting, not yet narrowed to the run's worktrees."""
-
-    env: dict[str, str]
-    sandbox: Sandbox
-
-
-@dataclass(frozen=True, slots=True)
 class _Early:
     """A new run's first turn, known before it is recorded (``create``, the run's prompt):
     its options' parts were read beside preparation's git work (``reading``), and its agent
@@ -83,7 +70,7 @@ class _Early:
     written (one transaction). ``run``: the row as preparation left it, not yet stored."""
 
     run: dict[str, Any]
-    reading: asyncio.Future[_Parts]
+    reading: asyncio.Future[OptionParts]
 
     @property
     def turn(self) -> _Turn:
@@ -136,83 +123,6 @@ def _images(pending: list[Any]) -> tuple[Path, ...]:
     return tuple(Path(p) for m in pending if isinstance(m, dict) for p in m.get("images") or [])
 
 
-class _LiveInbox:
-    """Operator messages offered to an agent while its turn runs (``mid_turn_input``).
-
-    Messages stay in the run's durable queue until the agent confirms it took them in, so a
-    crash or an early turn end leaves them for the next turn rather than losing them.
-    """
-
-    def __init__(self, engine: AsyncEngine, writer: Writer, handle: RunHandle) -> None:
-        self._engine, self._writer, self._handle = engine, writer, handle
-        self._offered = 0
-
-    async def next(self) -> list[str]:
-        while True:
-            await self._handle.inbox.wait()
-            self._handle.inbox.clear()
-            async with self._engine.connect() as conn:
-                run = await runs.get(conn, self._handle.run_id)
-            queued = [m if isinstance(m, str) else m["text"] for m in run["pending_messages"]]
-            fresh = queued[self._offered :]
-            if fresh:
-                self._offered += len(fresh)
-                return fresh
-
-    async def taken(self, count: int) -> None:
-        run_id = self._handle.run_id
-
-        async def job(tx: Tx) -> None:
-            run = await runs.lock(tx, run_id)
-            await runs.update_fields(tx, run_id, pending_messages=run["pending_messages"][count:])
-
-        await self._writer.run(job)
-        self._offered = max(0, self._offered - count)
-
-
-class _EarlyCheckpoint:
-    """A turn-end checkpoint begun when the agent reports its turn's end, before its process
-    has exited (bench/overhead.py: the exit and the checkpoint's git work took ~150 ms in
-    series). Its row, ``checkpoint.created`` and the turn's end are recorded together once
-    the adapter has finished, so ``turn.completed`` still follows both the checkpoint and the
-    agent's exit; the lock of ``checkpoint_when`` keeps other checkpoints out meanwhile."""
-
-    def __init__(self, engine: AsyncEngine, writer: Writer, run: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
-        self._then: asyncio.Future[Callable[[Tx], Awaitable[Any]]] = loop.create_future()
-        self._task = asyncio.ensure_future(
-            checkpoint_when(engine, writer, run, "turn", None, self._then, run_stats=True)
-        )
-        # A dropped checkpoint's git failure is nobody's news ("exception never retrieved").
-        self._task.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-    async def record(self, end: Callable[[Tx], Awaitable[T]]) -> tuple[dict[str, Any], T]:
-        self._then.set_result(end)
-        row, ended = await self._task
-        return row, ended
-
-    async def drop(self) -> None:
-        """Give it up (the turn failed, was cancelled, or went on): its git processes are
-        stopped and reaped; a ref it wrote is moved by the next checkpoint of that number."""
-        self._task.cancel()
-        await asyncio.wait([self._task])  # its outcome is not ours to raise
-
-
-async def _all(*parts: Awaitable[Any]) -> list[Any]:
-    """Every part's result; the first failure is raised once all of them have ended (none is
-    left running behind the turn's failure)."""
-    done = await asyncio.gather(*parts, return_exceptions=True)
-    for result in done:
-        if isinstance(result, BaseException):
-            raise result
-    return done
-
-
-async def _drop(early: _EarlyCheckpoint | None) -> None:
-    if early is not None:
-        await early.drop()
-
-
 class TurnDriver:
     """Runs one queued run until it rests (review, failed, paused, cancelled, interrupted)."""
 
@@ -227,35 +137,15 @@ class TurnDriver:
         secrets: SecretBox,
     ) -> None:
         self._engine = engine
-        self._secrets = secrets
-        self.option_hooks: list[OptionHook] = []
+        self.options = TurnOptions(engine, writer, gate, secrets)
         self._writer = writer
         self._gate = gate
         self._worktree_root = worktree_root
         self._logs_root = logs_root
         self._bash_timeout = bash_timeout
-        #: The server's sandbox (``contain_with``); on/off is read from the settings per turn.
-        self.sandbox = Sandbox()
         #: How long an agent may keep retrying an unreachable model before its turn fails
         #: (``CODEYARD_MODEL_UNREACHABLE_SECONDS``; see ``codeyard.executor.watchdog``).
         self.model_unreachable_seconds = 120.0
-
-    def contain_with(self, sandbox: Sandbox) -> None:
-        """Run every process of every run in ``sandbox``; tool calls may not read its private
-        places either (the policy engine's read gate), whether the sandbox is on or off."""
-        self.sandbox = sandbox
-        self._gate.private = tuple(str(p) for p in sandbox.private)
-
-    async def _sandbox_setting(self) -> Sandbox:
-        """The server's sandbox with the stored mode (on/off) applied."""
-        async with self._engine.connect() as conn:
-            return await sandbox_setting.effective(conn, self.sandbox)
-
-    async def _sandbox(self, run: dict[str, Any]) -> Sandbox:
-        """The sandbox for ``run`` now: the stored mode, its worktrees, its ``network``."""
-        worktrees = [Path(p) for p in (run["worktrees"] or {}).values()]
-        network = (run["agent_options"] or {}).get("network")
-        return (await self._sandbox_setting()).for_run(worktrees, network)
 
     async def drive(self, handle: RunHandle) -> None:
         run_id = handle.run_id
@@ -272,9 +162,9 @@ class TurnDriver:
                 # of the turn's option reads: ~12 ms of the ~13 under load, bench/overhead.py).
                 leasing = asyncio.ensure_future(leases.ensure(self._writer, run_id))
                 leasing.add_done_callback(lambda f: f.cancelled() or f.exception())
-                reading: asyncio.Future[_Parts] | None = None
+                reading: asyncio.Future[OptionParts] | None = None
                 if run["turns"] == 0:  # the first turn: its options are read meanwhile too
-                    reading = asyncio.ensure_future(self._option_parts(run, leasing))
+                    reading = asyncio.ensure_future(self.options.parts(run, leasing))
                     reading.add_done_callback(lambda f: f.cancelled() or f.exception())
                 try:
                     prepared = await self._prepare(run, leasing, reading)
@@ -304,7 +194,7 @@ class TurnDriver:
         self,
         run: dict[str, Any],
         leasing: asyncio.Future[leases.Lease],
-        reading: asyncio.Future[_Parts] | None,
+        reading: asyncio.Future[OptionParts] | None,
     ) -> dict[str, Any] | None:
         """Create the worktrees (``preparing``): the run as prepared (its branch and worktrees,
         written by :meth:`_record_prepared`); a failure fails the run and returns None.
@@ -329,7 +219,7 @@ class TurnDriver:
                 self._writer,
                 self._bash_timeout,
                 record_intent,
-                sandbox=await self._sandbox(run),
+                sandbox=await self.options.sandbox_for(run),
             )
         except Exception as exc:  # reported on the run, which fails
             log.warning("preparing run %s failed: %s", run_id, exc)
@@ -466,8 +356,8 @@ class TurnDriver:
             recording = asyncio.ensure_future(self._record_start(handle, run))
             recording.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            parts = await (early.reading if early else self._option_parts(run, leasing))
-            options, sandbox = self._turn_options(run, parts)
+            parts = await (early.reading if early else self.options.parts(run, leasing))
+            options, sandbox = self.options.for_turn(run, parts)
         except (CodeyardError, SecretsUnavailable) as exc:
             await tracker.abandon()
             await _until_recorded(recording)
@@ -493,7 +383,7 @@ class TurnDriver:
             model_unreachable_seconds=self.model_unreachable_seconds,
         )
         if provider.capabilities.mid_turn_input:
-            inbox = _LiveInbox(self._engine, self._writer, handle)
+            inbox = LiveInbox(self._engine, self._writer, handle)
             ctx.next_messages = _after(recording, inbox.next)
             ctx.messages_taken = _after(recording, inbox.taken)
             if run["pending_messages"]:
@@ -505,7 +395,7 @@ class TurnDriver:
             ctx.model_applied = _after(recording, live_model.applied)
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
-        early_checkpoint: _EarlyCheckpoint | None = None
+        early_checkpoint: EarlyCheckpoint | None = None
         timing.for_run(run_id)
         timing.mark("turn")
         try:
@@ -527,7 +417,7 @@ class TurnDriver:
                         end = item
                         # The agent's last tool call has ended: commit the worktree while
                         # its process exits (the adapter's stop sequence, still to come).
-                        early_checkpoint = early_checkpoint or _EarlyCheckpoint(
+                        early_checkpoint = early_checkpoint or EarlyCheckpoint(
                             self._engine, self._writer, run
                         )
                     elif early_checkpoint is not None and isinstance(item, ToolCall | ToolResult):
@@ -540,7 +430,7 @@ class TurnDriver:
             await _until_recorded(recording)  # an agent that ended with no item at all
         except (AgentFailure, ModelUnreachable) as exc:
             failure = str(exc)
-            await _drop(early_checkpoint)
+            await drop_if_any(early_checkpoint)
             await _until_recorded(recording)
             await self._settle(run, lambda tx: self._fail(tx, run_id, failure))
             return None
@@ -549,12 +439,12 @@ class TurnDriver:
                 raise  # the turn's start could not be written: the run's own failure
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
-            await _drop(early_checkpoint)
+            await drop_if_any(early_checkpoint)
             await _until_recorded(recording)
             await self._settle(run, lambda tx: self._fail(tx, run_id, reason))
             return None
         except BaseException:  # cancelled: the run lands where _land_stopped puts it
-            await _drop(early_checkpoint)
+            await drop_if_any(early_checkpoint)
             if recording is not None:  # written (or not) before the run lands
                 await asyncio.wait([recording])
             raise
@@ -565,62 +455,11 @@ class TurnDriver:
             early_checkpoint,
         )
 
-    async def _option_parts(
-        self, run: dict[str, Any], leasing: asyncio.Future[leases.Lease] | None
-    ) -> _Parts:
-        """The parts of a turn's options, read at once rather than one after another (the
-        agent's spawn waits for them; for a new run they are read beside its preparation)."""
-        options = run["agent_options"]
-        sets, who, ports, setting = await _all(
-            self._env_sets_env(options),
-            self._git_identity_env(run),
-            self._ports_env(run["id"], leasing),
-            self._sandbox_setting(),
-        )
-        return _Parts({**ports, **who, **sets, **(options.get("env") or {})}, setting)
-
-    def _turn_options(self, run: dict[str, Any], parts: _Parts) -> tuple[dict[str, Any], Sandbox]:
-        """The options the adapter gets (the option hooks see the prepared run) and the
-        turn's sandbox, narrowed to the run's worktrees and its ``network``."""
-        options = {**run["agent_options"], "env": parts.env}
-        for hook in self.option_hooks:
-            options = hook(run, options)
-        worktrees = [Path(p) for p in (run["worktrees"] or {}).values()]
-        network = (run["agent_options"] or {}).get("network")
-        return options, parts.sandbox.for_run(worktrees, network)
-
-    async def _ports_env(
-        self, run_id: str, leasing: asyncio.Future[leases.Lease] | None
-    ) -> dict[str, str]:
-        """The run's leased ports as ``PORT``/``CODEYARD_PORT_<i>`` (under the run's own
-        ``env``, which may pick another ``PORT``); ``leasing``: the lease already being taken."""
-        lease = await (leasing if leasing is not None else leases.ensure(self._writer, run_id))
-        return lease.env()
-
-    async def _git_identity_env(self, run: dict[str, Any]) -> dict[str, str]:
-        """The run's owner's git identity as ``GIT_AUTHOR_*``/``GIT_COMMITTER_*``, under the
-        run's own ``env``: the agent's commits are the user's, whatever ``~/.gitconfig`` says."""
-        async with self._engine.connect() as conn:
-            who = await users.git_identity(conn, run["created_by"])
-        return git_identity.env(who)
-
-    async def _env_sets_env(self, options: dict[str, Any]) -> dict[str, str]:
-        """The run's env set variables, decrypted (under the run's own ``env``). Only the
-        adapter's copy of the options holds the values; nothing stores or logs them."""
-        ids = options.get("env_set_ids") or []
-        profile = options.get(projects.AGENT_ENV)
-        if not ids and not profile:
-            return {}
-        async with self._engine.connect() as conn:
-            env = await projects.profile_env_of(conn, self._secrets, profile) if profile else {}
-            env.update(await env_sets.environment_for(conn, self._secrets, list(ids)))
-        return env
-
     async def _settle(
         self,
         run: dict[str, Any],
         end: Callable[[Tx], Awaitable[T]],
-        early: _EarlyCheckpoint | None = None,
+        early: EarlyCheckpoint | None = None,
     ) -> T:
         """At a turn's end: an automatic checkpoint, whose diff stats become the run's (one
         snapshot of the worktree for both: a separate one cost four more git processes), and

@@ -25,7 +25,7 @@ from typing import Any
 from codeyard.agents.mcp_servers import STDIO_KEY
 from codeyard.config import Settings
 from codeyard.crypto import secret_box
-from codeyard.executor.turns import OptionHook
+from codeyard.executor.turn_options import OptionHook
 from codeyard.mcp_server.mount import PATH
 from codeyard.services.delegation import OPT_IN, mint_run_token
 

@@ -161,8 +161,8 @@ class HostRuntime:
             secret_box(cfg.secrets_key),
         )
         if cfg.sandbox is not None:
-            self._driver.contain_with(cfg.sandbox)
-        self._driver.option_hooks.append(self._at_turn_start)
+            self._driver.options.contain_with(cfg.sandbox)
+        self._driver.options.hooks.append(self._at_turn_start)
         # The host's row in ``workers`` (capabilities, free slots, heartbeat): placement only
         # picks hosts that can serve the run, and ``GET /api/workers`` lists them with health.
         self._heartbeat = Heartbeat(

@@ -1,5 +1,5 @@
 """A turn's end: the checkpoint is taken while the agent's process exits, and recorded with
-``turn.completed`` only once it has exited (``executor.turns._EarlyCheckpoint``).
+``turn.completed`` only once it has exited (``executor.early_checkpoint.EarlyCheckpoint``).
 
 The agent here is a provider of the test's own, registered like a plug-in: its "process exit"
 (what its adapter does after yielding ``TurnEnd``) is a wait the test controls, so the order is
