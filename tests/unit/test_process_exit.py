@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from codeyard.agents import process
-from codeyard.agents.process import ProcessGroup
+from codeyard.agents import process_group as process
+from codeyard.agents.process_group import ProcessGroup
 
 pytestmark = pytest.mark.anyio
 
