@@ -18,7 +18,7 @@ from codeyard.agents.acp.normalize import (
     normalize,
     permission,
 )
-from codeyard.agents.acp.turn import _pick
+from codeyard.agents.acp.permissions import pick as _pick
 from codeyard.agents.acp.wire import (
     Chunk,
     PermissionOption,

@@ -21,7 +21,7 @@ from codeyard.agents.acp import (
 )
 from codeyard.agents.acp.binaries import command_from_option, tool_version
 from codeyard.agents.acp.gemini_sessions import protect_saved_session
-from codeyard.agents.acp.turn import _plain_model
+from codeyard.agents.acp.models import plain_model as _plain_model
 from codeyard.agents.base import TurnContext
 from codeyard.domain.errors import ValidationFailed
 from codeyard.domain.tools import Decision, ToolRequest

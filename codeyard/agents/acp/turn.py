@@ -19,7 +19,6 @@ import json
 import logging
 import shutil
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -28,6 +27,7 @@ from acp.exceptions import RequestError
 from acp.meta import PROTOCOL_VERSION
 
 from codeyard.agents.acp.launch import Launch
+from codeyard.agents.acp.models import model_of, switch_method
 from codeyard.agents.acp.normalize import (
     Failed,
     NormalizeState,
@@ -36,8 +36,8 @@ from codeyard.agents.acp.normalize import (
     normalize,
     permission,
 )
+from codeyard.agents.acp.permissions import CANCELLED, Permission, pick
 from codeyard.agents.acp.wire import (
-    PermissionOption,
     error_text,
     parse_permission,
     parse_prompt_result,
@@ -65,62 +65,11 @@ STDERR_LINES = 40
 RAW_LIMIT = 20_000
 #: Line limit of the agent's stdout (OpenCode's ``session/new`` lists every model it knows).
 READ_LIMIT = 64 * 1024 * 1024
-_CANCELLED: dict[str, Any] = {"outcome": {"outcome": "cancelled"}}
-
-
-@dataclass(slots=True)
-class _Permission:
-    params: Any
-    answer: asyncio.Future[dict[str, Any]]
 
 
 #: What the connection's callbacks hand the turn: raw output, a permission request to decide,
 #: or ``("update", params)`` of a ``session/update``.
-_Queued = RawOutput | _Permission | tuple[str, Any]
-
-
-def _pick(options: list[PermissionOption], allow: bool) -> dict[str, Any]:
-    """The outcome selecting the option of the wanted kind (ids differ per agent)."""
-    kinds = ("allow_once", "allow_always") if allow else ("reject_once", "reject_always")
-    for kind in kinds:
-        for option in options:
-            if option.kind == kind:
-                return {"outcome": {"outcome": "selected", "optionId": option.option_id}}
-    return _CANCELLED
-
-
-def _plain_model(model_id: str) -> str:
-    """A model id without the routing Qwen Code wraps it in: ``$runtime|openai|qwen3(openai)``
-    → ``qwen3`` (the last ``|`` part, less an ``(auth type)`` suffix)."""
-    plain = model_id.rsplit("|", 1)[-1]
-    if plain.endswith(")") and "(" in plain:
-        plain = plain[: plain.rindex("(")]
-    return plain or model_id
-
-
-def _model_of(result: Any) -> str | None:
-    """The session's model as ``session/new`` reports it (Gemini, Qwen Code: ``models``,
-    OpenCode: a ``model`` config option)."""
-    if not isinstance(result, dict):
-        return None
-    models = result.get("models")
-    if isinstance(models, dict) and isinstance(models.get("currentModelId"), str):
-        return _plain_model(str(models["currentModelId"]))
-    for option in result.get("configOptions") or []:
-        if isinstance(option, dict) and option.get("id") == "model":
-            value = option.get("currentValue")
-            return value if isinstance(value, str) else None
-    return None
-
-
-def _switch_method(result: Any) -> str | None:
-    """How this session's model can be changed during a prompt: ``session/set_model`` where
-    ``session/new`` listed ``models`` (Gemini CLI; providers opt in with ``mid_turn_model``
-    once a real test shows the switch reaches the next model call). OpenCode's ``model``
-    config option is not used: untested."""
-    if isinstance(result, dict) and isinstance(result.get("models"), dict):
-        return "session/set_model"
-    return None
+_Queued = RawOutput | Permission | tuple[str, Any]
 
 
 class _Turn:
@@ -156,7 +105,7 @@ class _Turn:
             return None
         if method == "session/request_permission":
             answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self.queue.put_nowait(_Permission(params, answer))
+            self.queue.put_nowait(Permission(params, answer))
             return await answer
         if is_notification:
             return None
@@ -294,8 +243,8 @@ class _Turn:
             if not isinstance(session_id, str):
                 raise AgentFailure(f"{label} answered session/new without a session id.")
             self.session_id = session_id
-        model = _model_of(result) or ctx.model
-        self.switch_method = _switch_method(result)
+        model = model_of(result) or ctx.model
+        self.switch_method = switch_method(result)
         if self.launch.set_model:
             params = {"sessionId": self.session_id, "modelId": self.launch.set_model}
             await self._call("session/set_model", params, START_TIMEOUT)
@@ -449,7 +398,7 @@ class _Turn:
         )
 
     async def _consume(self, item: _Queued) -> AsyncGenerator[AdapterItem, None]:
-        if isinstance(item, _Permission):
+        if isinstance(item, Permission):
             async with contextlib.aclosing(self._decide(item)) as deciding:
                 async for out in deciding:
                     yield out
@@ -459,10 +408,10 @@ class _Turn:
         else:
             yield item
 
-    async def _decide(self, pending: _Permission) -> AsyncGenerator[AdapterItem, None]:
+    async def _decide(self, pending: Permission) -> AsyncGenerator[AdapterItem, None]:
         request = parse_permission(pending.params)
         if request is None or self.prompt_task is None or self.prompt_task.done():
-            pending.answer.set_result(_CANCELLED)
+            pending.answer.set_result(CANCELLED)
             return
         events, tool_request = permission(request, self.state)
         for event in events:
@@ -471,13 +420,13 @@ class _Turn:
             decision = await self.ctx.decide(tool_request)
         except BaseException:
             if not pending.answer.done():
-                pending.answer.set_result(_CANCELLED)
+                pending.answer.set_result(CANCELLED)
             raise
         if not decision.allow:
             reason = (decision.reason or "not allowed").rstrip(".")
             denied(tool_request.call_id, PROMPTS["deny"].format(reason=reason), self.state)
         if not pending.answer.done():
-            pending.answer.set_result(_pick(request.options, decision.allow))
+            pending.answer.set_result(pick(request.options, decision.allow))
 
     # --- stopping ----------------------------------------------------------------------------
 
@@ -493,8 +442,8 @@ class _Turn:
         async def release() -> None:
             while not self.queue.empty():  # permission requests nobody will answer now
                 item = self.queue.get_nowait()
-                if isinstance(item, _Permission) and not item.answer.done():
-                    item.answer.set_result(_CANCELLED)
+                if isinstance(item, Permission) and not item.answer.done():
+                    item.answer.set_result(CANCELLED)
             if prompt is not None and not prompt.done():
                 prompt.cancel()
                 await asyncio.gather(prompt, return_exceptions=True)  # its outcome is moot now
