@@ -53,21 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from bench._common import OUT, Interference, fresh_dir, machine, make_repo, percentile, write_json
+from bench._proctree import cpu_s, rss_mb
 from tests.support.server import ServerProcess, open_sse
 
 DONE = {"review", "completed", "failed", "cancelled", "interrupted"}
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stats(values: list[float]) -> dict[str, float]:
