@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from codeyard.workflows import steps
+from codeyard.workflows import wait_steps
 from codeyard.workflows.watch import RunWatcher
 from tests.conftest import Api
 from tests.integration.test_workflows import execute, outputs, save, script, wait_execution
@@ -63,7 +63,7 @@ async def test_the_run_watcher_is_woken_by_the_status_event(api: Api, git_repo: 
 async def test_a_wait_step_ends_on_the_awaited_event_not_on_a_poll(
     api: Api, git_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(steps, "EVENT_SWEEP_SECONDS", MINUTE)
+    monkeypatch.setattr(wait_steps, "EVENT_SWEEP_SECONDS", MINUTE)
     run_id = await new_run(api, git_repo, {"sleep": 1.0}, {"say": "late news"})
     wf = await save(
         api,
