@@ -41,6 +41,7 @@ from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 from codeyard.services import terminals as terminal_service
 from codeyard.services.context import Services
+from codeyard.store import settings as settings_store
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
@@ -75,7 +76,9 @@ async def _running(
     fanout = PgFanout(engine, hub) if engine.dialect.name == "postgresql" else None
     app.state.fanout = fanout
     if fanout is not None:
-        await fanout.start()
+        await fanout.start()  # it also keeps the stored settings in memory while it listens
+    else:  # SQLite: this process is the one writer, so it sees every settings write
+        settings_store.hear_writes(engine)
     writer = Writer(
         engine,
         fanout.committed if fanout is not None else hub.publish,

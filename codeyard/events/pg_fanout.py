@@ -12,6 +12,10 @@ process's events committed just before them, and a stream that skips ids it has 
 lose those. Within one run, events are numbered under the run row's lock, so their ids grow in
 commit order.
 
+The same connection hears every committed write of the stored settings (``store.settings``
+announces each on its own channel) and drops this process's copy of them; while it is not
+listening (lost, being made again, stopped) no copy is kept and they are read every time.
+
 SQLite has one writer process and needs none of this: the hub alone fans out.
 """
 
@@ -28,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import Hub
 from codeyard.store import events
+from codeyard.store import settings as settings_store
 from codeyard.store.writer import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -103,10 +108,16 @@ class PgFanout:
         self._conn = await self._engine.connect()
         raw = await _driver(self._conn)
         await raw.add_listener(NOTIFY_CHANNEL, self._heard)
+        await raw.add_listener(settings_store.NOTIFY_CHANNEL, self._settings_written)
         raw.add_termination_listener(self._terminated)
         self._raw = raw
+        settings_store.hear_writes(self._engine)  # from now on every write is heard
+
+    def _settings_written(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        settings_store.changed(self._engine)
 
     def _terminated(self, _conn: Any) -> None:
+        settings_store.hear_writes(self._engine, False)  # writes meanwhile would go unheard
         self._lost.set()
 
     async def _keep_listening(self) -> None:
@@ -133,6 +144,7 @@ class PgFanout:
             self._hub.drop_all()
 
     async def stop(self) -> None:
+        settings_store.hear_writes(self._engine, False)
         for task in (self._keeper, self._task):
             if task is not None:
                 task.cancel()
@@ -143,6 +155,12 @@ class PgFanout:
             with contextlib.suppress(Exception):
                 listening = await _driver(conn)
                 await asyncio.wait_for(listening.remove_listener(NOTIFY_CHANNEL, self._heard), 5)
+                await asyncio.wait_for(
+                    listening.remove_listener(
+                        settings_store.NOTIFY_CHANNEL, self._settings_written
+                    ),
+                    5,
+                )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)
 

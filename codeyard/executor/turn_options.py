@@ -70,8 +70,7 @@ class TurnOptions:
 
     async def sandbox_setting(self) -> Sandbox:
         """The server's sandbox with the stored mode (on/off) applied."""
-        async with self._engine.connect() as conn:
-            return await sandbox_setting.effective(conn, self.sandbox)
+        return await sandbox_setting.effective(self._engine, self.sandbox)
 
     async def sandbox_for(self, run: dict[str, Any]) -> Sandbox:
         """The sandbox for ``run`` now: the stored mode, its worktrees, its ``network``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.sandbox.policy import Sandbox
 from codeyard.store import settings as settings_store
@@ -23,7 +23,7 @@ def mode_of(stored: dict[str, object]) -> str:
     return "off" if stored.get(KEY) == "off" else "on"
 
 
-async def effective(conn: AsyncConnection, base: Sandbox) -> Sandbox:
+async def effective(engine: AsyncEngine, base: Sandbox) -> Sandbox:
     """``base`` with the stored mode."""
-    stored = await settings_store.load(conn)
+    stored = await settings_store.read(engine)
     return replace(base, enabled=mode_of(stored) == "on")

@@ -17,8 +17,7 @@ C = TypeVar("C", bound=BaseModel)
 
 
 async def load(svc: Services, key: str, model: type[C]) -> C | None:
-    async with svc.engine.connect() as conn:
-        stored = (await settings_store.load(conn)).get(key)
+    stored = (await settings_store.read(svc.engine)).get(key)
     return model.model_validate(stored) if stored else None
 
 
@@ -36,5 +35,5 @@ async def save(svc: Services, key: str, cfg: C | None, env_set_id: str | None) -
                     errors=[{"loc": ["body", "env_set_id"], "msg": "unknown env set"}],
                 ) from exc
     value = cfg.model_dump() if cfg is not None else None
-    await svc.writer.run(lambda tx: settings_store.save(tx, {key: value}))
+    await settings_store.save(svc.writer, {key: value})
     return cfg

@@ -63,12 +63,11 @@ def _digest(state: str) -> str:
 
 
 async def _load(svc: Services, key: str) -> Any:
-    async with svc.engine.connect() as conn:
-        return (await settings_store.load(conn)).get(key)
+    return (await settings_store.read(svc.engine)).get(key)
 
 
 async def _save(svc: Services, key: str, value: Any) -> None:
-    await svc.writer.run(lambda tx: settings_store.save(tx, {key: value}))
+    await settings_store.save(svc.writer, {key: value})
 
 
 async def _app(svc: Services) -> dict[str, Any]:

@@ -21,8 +21,7 @@ KEY = "disabled_providers"
 
 
 async def disabled(engine: AsyncEngine) -> set[str]:
-    async with engine.connect() as conn:
-        value = (await store.load(conn)).get(KEY) or []
+    value = (await store.read(engine)).get(KEY) or []
     return {str(v) for v in value}
 
 
@@ -39,7 +38,7 @@ async def set_enabled(svc: Services, key: str, enabled: bool) -> dict[str, Any]:
         )
     off = await disabled(svc.engine)
     off = off - {key} if enabled else off | {key}
-    await svc.writer.run(lambda tx: store.save(tx, {KEY: sorted(off)}))
+    await store.save(svc.writer, {KEY: sorted(off)})
     return next(p for p in await listing(svc) if p["name"] == key)
 
 

@@ -47,8 +47,7 @@ def base(settings: Settings) -> Sandbox:
 
 
 async def current(svc: Services) -> Sandbox:
-    async with svc.engine.connect() as conn:
-        return await sandbox_setting.effective(conn, base(svc.settings))
+    return await sandbox_setting.effective(svc.engine, base(svc.settings))
 
 
 async def status(svc: Services) -> dict[str, Any]:

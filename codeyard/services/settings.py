@@ -44,8 +44,7 @@ def defaults(config: Settings) -> dict[str, Any]:
 
 async def effective(engine: AsyncEngine, config: Settings) -> dict[str, Any]:
     """Defaults overridden by stored values, plus the read-only ``worktree_root``."""
-    async with engine.connect() as conn:
-        stored = await store.load(conn)
+    stored = await store.read(engine)
     values = defaults(config)
     for key, value in stored.items():
         if key == "budgets" and isinstance(value, dict):
@@ -103,5 +102,5 @@ async def update(svc: Services, changes: dict[str, Any]) -> dict[str, Any]:
     if "budgets" in changes:
         changes["budgets"] = {**now["budgets"], **(changes["budgets"] or {})}
     if changes:
-        await svc.writer.run(lambda tx: store.save(tx, changes))
+        await store.save(svc.writer, changes)
     return await current(svc)

@@ -452,6 +452,11 @@ class Writer:
         #: Jobs that wrote to a run whose later append had passed them (expected: never).
         self.reordered = 0
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database this writer writes to."""
+        return self._engine
+
     def _cursor_for(self, run_id: str) -> _RunCursor | None:
         """This writer's numbering of a run; never on PostgreSQL, where others write too."""
         if self._engine.dialect.name == "postgresql":  # as ``_shared``, whatever the lane

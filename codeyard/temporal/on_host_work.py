@@ -48,8 +48,7 @@ def _not_here(worktree: str, host: str) -> str:
 
 
 async def _sandbox(runtime: HostRuntime) -> Sandbox:
-    async with runtime.engine.connect() as conn:
-        return await sandbox_setting.effective(conn, runtime.config.sandbox or Sandbox())
+    return await sandbox_setting.effective(runtime.engine, runtime.config.sandbox or Sandbox())
 
 
 async def shell_here(runtime: HostRuntime, job: ShellInput) -> ShellOutput:

@@ -381,7 +381,7 @@ async def test_a_gate_set_to_deny_denies_without_asking(sqlite_api: Api, git_rep
     assert null.status_code == 422 and "may not be null" in null.text, null.text
     assert (await api.get("/api/settings")).json()["gates"] == {}
     # A null stored by an older server reads as the defaults instead of breaking every GET.
-    await api.services.writer.run(lambda tx: settings_store.save(tx, {"gates": None}))
+    await settings_store.save(api.services.writer, {"gates": None})
     assert (await api.get("/api/settings")).json()["gates"] == {}
     ok = await api.request("PUT", "/api/settings", json={"gates": {"git-reset-hard": "deny"}})
     assert ok.status_code == 200 and ok.json()["gates"] == {"git-reset-hard": "deny"}
