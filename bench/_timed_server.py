@@ -3,7 +3,9 @@
 ``bench/overhead.py`` starts its server through this script (``ServerProcess(wrap=...)``):
 the remaining arguments are the server's own command line (``python -c <code>``), whose code
 is run in this process (the pid stays the server's). Each line of ``CODEYARD_TIMING_FILE`` is
-``<run id> <milestone> <unix time>``.
+``<run id> <milestone> <unix time>``. With ``BENCH_SQL_COUNT_FILE`` set (not a ``CODEYARD_``
+variable: the test server does not pass those on), the server's SQL
+statements are counted there too (``bench/_sql_count.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ def main() -> None:
     timing.setLevel(logging.DEBUG)
     timing.addHandler(handler)
     timing.propagate = False
+    counting = os.environ.get("BENCH_SQL_COUNT_FILE")
+    if counting:  # SQL statements by caller (bench/_sql_count.py)
+        from bench._sql_count import install
+
+        install(Path(counting))
     args = sys.argv[1:]
     if len(args) < 3 or args[1] != "-c":
         raise SystemExit("usage: _timed_server.py <python> -c <code>")

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.agents import timing
 from codeyard.domain import events as ev
 from codeyard.domain.approvals import fingerprint
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id
-from codeyard.domain.policy import PolicyDecision, evaluate
+from codeyard.domain.policy import PolicyContext, PolicyDecision, evaluate
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.handle import RunHandle
@@ -69,21 +68,31 @@ class ApprovalGate:
         #: The data directory and worktree root: the read gate's roots (``contain_with``).
         self.private: tuple[str, ...] = ()
 
-    async def _verdict(self, run: dict[str, Any], request: ToolRequest) -> PolicyDecision:
-        async with self._engine.connect() as conn:
-            ctx = await policy_context.build(conn, run, self._default_mode, self.private)
+    def _verdict(self, ctx: PolicyContext, request: ToolRequest) -> PolicyDecision:
         if request.hints.get("deny"):  # a script step marked "deny": true (tests and demos)
             return PolicyDecision("deny", "scenario:deny", "the scenario marks this step as denied")
         return evaluate(request, ctx)
 
+    async def _context(self, conn: AsyncConnection, run: dict[str, Any]) -> PolicyContext:
+        return await policy_context.build(conn, run, self._default_mode, self.private)
+
     async def decide(self, handle: RunHandle, request: ToolRequest) -> Decision:
         run_id = handle.run_id
         await _settled(handle)
-        # One read of the run per decision, kept on the handle for the questions below.
+        # One read of the run per decision, kept on the handle for the questions below; the
+        # run, the budget and the policy context are read in one transaction.
+        ctx: PolicyContext | None = None
         async with self._engine.connect() as conn:
             run = dict(handle.observe(await runs.get(conn, run_id)).row)
-        await self._check_budget(handle, run, request)
-        verdict = await self._verdict(run, request)
+            over = await budget.check(conn, run)
+            if over is None:
+                ctx = await self._context(conn, run)
+        if ctx is None:  # a crossed cap: the context is read once the operator raised it
+            assert over is not None
+            await self._wait_for_budget(handle, run, request, over)
+            async with self._engine.connect() as conn:
+                ctx = await self._context(conn, run)
+        verdict = self._verdict(ctx, request)
         await self._record(run_id, request, verdict)
         if verdict.action == "allow":
             return Decision(True, verdict.reason, verdict.rule)
@@ -118,8 +127,7 @@ class ApprovalGate:
         await self._writer.run(job)
 
     async def _timeout_seconds(self) -> float:
-        async with self._engine.connect() as conn:
-            stored = await settings_store.load(conn)
+        stored = await settings_store.read(self._engine)
         hours = stored.get("approval_timeout_hours") or DEFAULT_TIMEOUT_HOURS
         return float(hours) * 3600
 
@@ -141,14 +149,10 @@ class ApprovalGate:
             return Decision(True, reason or "approved by the operator", verdict.rule)
         return Decision(False, reason or "rejected by the operator", verdict.rule)
 
-    async def _check_budget(
-        self, handle: RunHandle, run: dict[str, Any], request: ToolRequest
+    async def _wait_for_budget(
+        self, handle: RunHandle, run: dict[str, Any], request: ToolRequest, over: budget.Overrun
     ) -> None:
         """Stop at a crossed cap until the operator raises it; a refusal interrupts the turn."""
-        async with self._engine.connect() as conn:
-            over = await budget.check(conn, run)
-        if over is None:
-            return
         fields = {
             "call_id": request.call_id,
             "tool": "budget",
@@ -182,46 +186,57 @@ class ApprovalGate:
         run_id = handle.run_id
         timeout = await self._timeout_seconds()
         fp = fingerprint(str(fields["tool"]), dict(fields["input"]))
-        async with self._engine.connect() as conn:
-            bound = await approval_door.bindable(conn, run_id, fp)
         call_id = str(fields["call_id"])
-        if bound is not None and bound["status"] != "pending":
-            await self._writer.run(lambda tx: approval_door.mark_used(tx, bound["id"], call_id))
-            return {
-                "decision": bound["status"],
-                "reason": bound["reason"],
-                "decided_by": bound["decided_by"],
-            }
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if bound is not None:
-            approval = bound
-            approval_id = bound["id"]
-            timeout = _seconds_left(bound["expires_at"], timeout)
-            handle.approvals[approval_id] = future
-            job = _hold_job(run_id, approval_id, status_reason)
-        else:
-            expires = datetime.now(UTC) + timedelta(seconds=timeout)
-            approval_id = new_id("apr")
-            approval = {
-                "id": approval_id,
-                "run_id": run_id,
-                **fields,
-                "status": "pending",
-                "decided_by": None,
-                "remember": None,
-                "created_at": utc_now(),
-                "resolved_at": None,
-                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-                "fingerprint": fp,
-                "used_at": None,
-            }
-            handle.approvals[approval_id] = future
-            job = _open_job(approval, gate, status_reason)
+        expires = datetime.now(UTC) + timedelta(seconds=timeout)
+        new = {
+            "id": new_id("apr"),
+            "run_id": run_id,
+            **fields,
+            "status": "pending",
+            "decided_by": None,
+            "remember": None,
+            "created_at": utc_now(),
+            "resolved_at": None,
+            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "fingerprint": fp,
+            "used_at": None,
+        }
+
+        async def ask(tx: Tx) -> tuple[dict[str, Any], bool]:
+            """The approval bound (or opened) and whether the run is trusted, in one job: the
+            binding, the opening and the run's trust are read where they are written."""
+            bound = await approval_door.bindable(tx.conn, run_id, fp)
+            if bound is not None and bound["status"] != "pending":  # answered: used at once
+                await approval_door.mark_used(tx, bound["id"], call_id)
+                return bound, False
+            # Before the commit: an answer given right after it finds the agent waiting.
+            waits_on.append(str((bound or new)["id"]))
+            handle.approvals[waits_on[-1]] = future
+            if bound is not None:
+                return bound, bool((await approval_door.hold(tx, run_id, status_reason))["trusted"])
+            run = await approval_door.open_approval(tx, new, gate=gate, status_reason=status_reason)
+            return new, bool(run["trusted"])
+
+        waits_on: list[str] = []
         try:
-            await self._writer.run(job)
-            # Trust given while this was being written applies at once (never to gates).
-            async with self._engine.connect() as conn:
-                trusted = bool((await runs.get(conn, run_id)).get("trusted"))
+            approval, trusted = await self._writer.run(ask)
+        except BaseException:
+            for approval_id in waits_on:
+                handle.approvals.pop(approval_id, None)
+            raise
+        approval_id = str(approval["id"])
+        if approval["status"] != "pending":
+            return {
+                "decision": approval["status"],
+                "reason": approval["reason"],
+                "decided_by": approval["decided_by"],
+            }
+        if approval_id != new["id"]:  # bound: asked before a restart
+            timeout = _seconds_left(approval["expires_at"], timeout)
+        try:
+            # Trust given before this was written applies at once (never to gates); trust
+            # given after it answers the approval (``services.approvals.trust``).
             if trusted and not gate and not future.done():
                 future.set_result(
                     {"decision": "approved", "decided_by": "trust", "reason": "run is trusted"}
@@ -259,6 +274,7 @@ class ApprovalGate:
                 answer["decision"],
                 decided_by=answer.get("decided_by"),
                 reason=answer.get("reason"),
+                read=row,
             )
         await approval_door.mark_used(tx, approval_id, call_id)
 
@@ -267,7 +283,9 @@ class ApprovalGate:
         row = await policies.get_approval(tx.conn, approval_id)
         if row["status"] != "pending":
             return
-        await approval_door.resolve(tx, approval_id, "expired", decided_by=None, reason=why)
+        await approval_door.resolve(
+            tx, approval_id, "expired", decided_by=None, reason=why, read=row
+        )
 
 
 async def _settled(handle: RunHandle) -> None:
@@ -281,24 +299,6 @@ async def _settled(handle: RunHandle) -> None:
 def _report_failure(closing: asyncio.Future[None]) -> None:
     if not closing.cancelled() and (exc := closing.exception()) is not None:
         log.warning("an answered approval could not be marked used: %r", exc)
-
-
-def _open_job(
-    approval: dict[str, Any], gate: bool, status_reason: str
-) -> Callable[[Tx], Awaitable[None]]:
-    async def job(tx: Tx) -> None:
-        await approval_door.open_approval(tx, approval, gate=gate, status_reason=status_reason)
-
-    return job
-
-
-def _hold_job(run_id: str, approval_id: str, status_reason: str) -> Callable[[Tx], Awaitable[None]]:
-    async def job(tx: Tx) -> None:
-        row = await policies.get_approval(tx.conn, approval_id)
-        if row["status"] == "pending":  # (answered meanwhile: the API already woke us)
-            await approval_door.hold(tx, run_id, status_reason)
-
-    return job
 
 
 def _seconds_left(expires_at: str, default: float) -> float:

@@ -288,7 +288,9 @@ class TurnDriver:
         taken = source in ("message", "agent_merge")
         extra: dict[str, Any] = {"pending_messages": []} if taken else {}
         handle.observe(
-            await runs.set_status(tx, run_id, RunStatus.RUNNING, None, turns=turn.number, **extra)
+            await runs.set_status(
+                tx, run_id, RunStatus.RUNNING, None, locked=run, turns=turn.number, **extra
+            )
         )
         shown = "" if source == "resume" else prompt
         started = TurnStarted(turn=turn.number, prompt=shown, source=source, resumed_source=resumed)
@@ -308,6 +310,7 @@ class TurnDriver:
         if any(k in run["agent_state"] for k in done):
             state = {k: v for k, v in run["agent_state"].items() if k not in done}
             await runs.update_fields(tx, run_id, agent_state=state)
+            run["agent_state"] = state
         completed = TurnCompleted(
             turn=run["turns"],
             stop_reason=end.stop_reason,
@@ -323,7 +326,9 @@ class TurnDriver:
             await runs.update_fields(tx, run_id, pending_messages=[], turns=turn.number)
             await tx.emit_one(run_id, TurnStarted(turn=turn.number, prompt=prompt, source=source))
             return turn
-        await runs.set_status(tx, run_id, RunStatus.REVIEW, end.stop_reason, crash_resumes=0)
+        await runs.set_status(
+            tx, run_id, RunStatus.REVIEW, end.stop_reason, locked=run, crash_resumes=0
+        )
         return None
 
     async def _fail(self, tx: Tx, run_id: str, reason: str) -> None:
@@ -532,10 +537,10 @@ class TurnDriver:
                 RunStatus.COMPLETED,
             ):
                 extra = {"resume_at_start": True} if by_server else {}
-                await runs.set_status(tx, run_id, status, reason, **extra)
+                await runs.set_status(tx, run_id, status, reason, locked=run, **extra)
             if by_server:
                 await approval_door.release_unfinished(tx, run_id)
-                await approval_door.recount(tx, run_id)
+                await approval_door.recount(tx, run_id, run)
             else:
                 await expire_pending_of_run(tx, run_id, f"the turn stopped ({reason})")
 

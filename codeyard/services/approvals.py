@@ -96,6 +96,7 @@ async def resolve(
             reason=reason,
             remember=remember,
             remembered_policy_id=rule_id,
+            read=row,
         )
 
     row = await svc.writer.run(job)
@@ -108,14 +109,16 @@ async def trust(svc: Services, ref: str) -> dict[str, Any]:
     """Auto-approve this run's asks from now on, and the ones pending (hard gates still ask)."""
     async with svc.engine.connect() as conn:
         run = await runs.get(conn, ref)
-        pending = await policies.pending_of_run(conn, run["id"])
 
-    async def job(tx: Tx) -> dict[str, Any]:
+    async def job(tx: Tx) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        # The approvals pending when the run becomes trusted, read with that write: one asked
+        # before it is answered below, one asked after it sees the trust (``executor.approvals``).
+        pending = await policies.pending_of_run(tx.conn, run["id"])
         await runs.update_fields(tx, run["id"], trusted=True)
         await tx.emit_one(run["id"], ev.RunTrusted(by="operator"))
-        return await runs.lock(tx, run["id"])
+        return await runs.lock(tx, run["id"]), pending
 
-    updated = await svc.writer.run(job)
+    updated, pending = await svc.writer.run(job)
     for row in pending:
         if not (row.get("rule") or "").startswith("gate:"):
             with contextlib.suppress(Conflict):  # answered meanwhile

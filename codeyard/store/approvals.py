@@ -47,8 +47,9 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in PUBLIC_KEYS}
 
 
-async def recount(tx: Tx, run_id: str) -> dict[str, Any]:
-    """Write the run's ``pending_approvals`` from the table; ``waiting → running`` at zero."""
+async def recount(tx: Tx, run_id: str, locked: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the run's ``pending_approvals`` from the table; ``waiting → running`` at zero.
+    ``locked``: the run as this job read it (``runs.lock``), not read again."""
     pending = int(
         (
             await tx.conn.execute(
@@ -58,10 +59,12 @@ async def recount(tx: Tx, run_id: str) -> dict[str, Any]:
             )
         ).scalar_one()
     )
-    run = await runs.lock(tx, run_id)
+    run = locked if locked is not None else await runs.lock(tx, run_id)
     waiting = run["status"] == RunStatus.WAITING and run["status_reason"] != QUESTION
     if waiting and pending == 0:
-        return await runs.set_status(tx, run_id, RunStatus.RUNNING, None, pending_approvals=0)
+        return await runs.set_status(
+            tx, run_id, RunStatus.RUNNING, None, locked=run, pending_approvals=0
+        )
     if run["pending_approvals"] != pending:
         await runs.update_fields(tx, run_id, pending_approvals=pending)
         run["pending_approvals"] = pending
@@ -70,8 +73,9 @@ async def recount(tx: Tx, run_id: str) -> dict[str, Any]:
 
 async def open_approval(
     tx: Tx, approval: dict[str, Any], *, gate: bool, status_reason: str
-) -> None:
-    """Insert a pending approval, announce it, and show its run as ``waiting``."""
+) -> dict[str, Any]:
+    """Insert a pending approval, announce it, and show its run as ``waiting``; returns the
+    run as it is then."""
     run_id = approval["run_id"]
     run = await runs.lock(tx, run_id)
     await policies.insert_approval(tx, approval)
@@ -85,16 +89,21 @@ async def open_approval(
             "run_number": run["number"],
         },
     )
-    await hold(tx, run_id, status_reason)
+    return await hold(tx, run_id, status_reason, run)
 
 
-async def hold(tx: Tx, run_id: str, status_reason: str) -> None:
-    """The agent waits on a pending approval: ``running → waiting`` and the count recounted."""
-    run = await recount(tx, run_id)
+async def hold(
+    tx: Tx, run_id: str, status_reason: str, locked: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The agent waits on a pending approval: ``running → waiting`` and the count recounted;
+    returns the run as it is then (``locked``: as this job read it, not read again)."""
+    run = await recount(tx, run_id, locked)
     if run["status"] == RunStatus.RUNNING:
-        await runs.set_status(
-            tx, run_id, RunStatus.WAITING, status_reason, pending_approvals=run["pending_approvals"]
+        pending = run["pending_approvals"]
+        run = await runs.set_status(
+            tx, run_id, RunStatus.WAITING, status_reason, locked=run, pending_approvals=pending
         )
+    return run
 
 
 async def resolve(
@@ -106,9 +115,11 @@ async def resolve(
     reason: str | None,
     remember: str | None = None,
     remembered_policy_id: str | None = None,
+    read: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The one door for an approval's status (see the module doc); returns the new row."""
-    row = await policies.get_approval(tx.conn, approval_id)
+    """The one door for an approval's status (see the module doc); returns the new row.
+    ``read``: the approval's row as this same job read it, not read again."""
+    row = read if read is not None else await policies.get_approval(tx.conn, approval_id)
     check_transition(approval_id, row["status"], to)
     changes: dict[str, Any] = {
         "status": to,

@@ -209,15 +209,18 @@ async def set_status(
     run_id: str,
     to: RunStatus,
     reason: str | None = None,
+    *,
+    locked: dict[str, Any] | None = None,
     **values: Any,
 ) -> dict[str, Any]:
     """The one door for run status: check the table, write the row, append ``run.status``.
 
     Extra ``values`` are written with the status (e.g. ``turns``), in the same transaction.
-    Returns the run as it is after the change.
+    ``locked``: the row as this same job read it (:func:`lock`), with what it changed since,
+    so it is not read again; it is updated in place. Returns the run as it is after the change.
     """
     await tx.check_fence(run_id)
-    run = await lock(tx, run_id)
+    run = locked if locked is not None else await lock(tx, run_id)
     current = RunStatus(run["status"])
     check_transition(current, to, pr_open=pull_request_open(run.get("pull_request")))
     now = utc_now()
