@@ -10,15 +10,16 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from codeyard.app import create_app
 from codeyard.config import Settings
+from codeyard.events.hub import EventFilter, SubscriberDropped
 from codeyard.store.db import create_engine, migrate
 from codeyard.testing.postgres import PostgresCluster, require_postgres
 
@@ -218,6 +219,11 @@ def sqlite_settings(tmp_path: Path, migrated_sqlite: Path) -> Settings:
     return settings
 
 
+#: The longest :meth:`Api.until` goes without reading again when no event of the run came.
+STATUS_POLL = 0.25
+T = TypeVar("T")
+
+
 class Api:
     """The app over httpx's ASGI transport, with its lifespan running."""
 
@@ -241,17 +247,45 @@ class Api:
     async def delete(self, path: str, **kw: Any) -> httpx.Response:
         return await self.client.delete(path, **kw)
 
-    async def wait_status(self, run: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
-        """Poll until the run is in one of ``statuses``; fail with its last state otherwise."""
+    async def until(
+        self, run: str, read: Callable[[], Awaitable[T | None]], timeout: float
+    ) -> T | None:
+        """``read()`` until it returns something (not None), or None after ``timeout`` seconds.
+
+        Read again at each batch of the run's events (a status change or an approval is one) and
+        at least every ``STATUS_POLL`` seconds: reading every 20 ms cost the test process a CPU
+        second per ten seconds of waiting, taken from the agent CLI it waited for."""
         import anyio
 
+        hub = self.services.hub
+        sub = hub.subscribe(EventFilter(run_id=run))
+        try:
+            with anyio.move_on_after(timeout):
+                while True:
+                    found = await read()
+                    if found is not None:
+                        return found
+                    with anyio.move_on_after(STATUS_POLL):
+                        try:
+                            await sub.next_batch()
+                        except SubscriberDropped:
+                            sub = hub.subscribe(EventFilter(run_id=run))
+        finally:
+            sub.close()
+        return None
+
+    async def wait_status(self, run: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+        """Until the run is in one of ``statuses``; fail with its last state otherwise."""
         body: dict[str, Any] = {}
-        with anyio.move_on_after(timeout):
-            while True:
-                body = (await self.get(f"/api/runs/{run}")).json()
-                if body.get("status") in statuses:
-                    return body
-                await anyio.sleep(0.02)
+
+        async def read() -> dict[str, Any] | None:
+            nonlocal body
+            body = (await self.get(f"/api/runs/{run}")).json()
+            return body if body.get("status") in statuses else None
+
+        found = await self.until(run, read, timeout)
+        if found is not None:
+            return found
         raise AssertionError(f"run {run} never reached {statuses}: {body}")
 
 

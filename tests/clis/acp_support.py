@@ -71,15 +71,18 @@ async def policy_set(api: Api, *rules: dict[str, Any]) -> str:
 
 
 async def pending_approval(api: Api, run_id: str, seen: set[str]) -> dict[str, Any]:
-    """The run's next pending approval not in ``seen`` (polled: an approval is a row)."""
-    with anyio.fail_after(WAIT):
-        while True:
-            url = f"/api/approvals?status=pending&run_id={run_id}"
-            rows = [r for r in (await api.get(url)).json()["data"] if r["id"] not in seen]
-            if rows:
-                seen.add(rows[0]["id"])
-                return dict(rows[0])
-            await anyio.sleep(0.05)
+    """The run's next pending approval not in ``seen`` (read at each of the run's events)."""
+
+    async def read() -> dict[str, Any] | None:
+        url = f"/api/approvals?status=pending&run_id={run_id}"
+        rows = [r for r in (await api.get(url)).json()["data"] if r["id"] not in seen]
+        return dict(rows[0]) if rows else None
+
+    found = await api.until(run_id, read, WAIT)
+    if found is None:
+        raise TimeoutError(f"no new pending approval of run {run_id} within {WAIT} s")
+    seen.add(found["id"])
+    return found
 
 
 async def resolve(api: Api, approval: dict[str, Any], decision: str, reason: str = "") -> None:

@@ -67,10 +67,13 @@ async def wait_model_calls(fake: FakeLLM, count: int) -> None:
 
 
 async def approvals(api: Api, run_id: str) -> list[dict[str, Any]]:
-    with anyio.fail_after(WAIT):
-        while True:  # an approval is a row to poll for: nothing to wait on instead
-            url = f"/api/approvals?status=pending&run_id={run_id}"
-            rows = list((await api.get(url)).json()["data"])
-            if rows:
-                return rows
-            await anyio.sleep(0.05)
+    """The run's pending approvals, once there is one (read at each of the run's events)."""
+
+    async def read() -> list[dict[str, Any]] | None:
+        url = f"/api/approvals?status=pending&run_id={run_id}"
+        return list((await api.get(url)).json()["data"]) or None
+
+    found = await api.until(run_id, read, WAIT)
+    if found is None:
+        raise TimeoutError(f"no pending approval of run {run_id} within {WAIT} s")
+    return found
