@@ -36,6 +36,9 @@ os.environ.setdefault("CODEYARD_AGENT_NICENESS", "0")
 # Servers started by tests record themselves (codeyard.locator) and `codeyard login` stores
 # tokens under XDG_CONFIG_HOME: keep both out of the developer's own config.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="codeyard-tests-config-")
+# Agent CLI versions, remembered across server starts (codeyard.agents.version_cache): shared
+# by this test process and the servers it starts, none of them the developer's own cache.
+os.environ["CODEYARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="codeyard-tests-cache-")
 os.environ.setdefault("GIT_AUTHOR_NAME", "Codeyard Tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@codeyard.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "Codeyard Tests")

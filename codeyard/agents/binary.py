@@ -15,24 +15,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeyard.agents import version_cache
+
 __all__ = ["CliBinary", "run_version"]
 
 
 @functools.lru_cache(maxsize=16)
 def run_version(cli: Path) -> tuple[list[str], str | None]:
-    """The words ``<cli> --version`` prints, or ``([], why it cannot run)``. Cached per path."""
+    """The words ``<cli> --version`` prints, or ``([], why it cannot run)``. Cached per path,
+    and remembered across starts while the program is unchanged (``version_cache``)."""
+    printed, why = version_cache.remembered("words", cli, lambda: _ask(cli))
+    return (printed or "").split(), why
+
+
+def _ask(cli: Path) -> tuple[str | None, str | None]:
+    """What ``<cli> --version`` prints (one line of words), or ``(None, why it cannot run)``."""
     try:
         done = subprocess.run(
             [str(cli), "--version"], capture_output=True, text=True, timeout=30, check=False
         )
     except OSError as exc:
-        return [], f"{cli} cannot be run: {exc.strerror or exc}"
+        return None, f"{cli} cannot be run: {exc.strerror or exc}"
     except subprocess.TimeoutExpired:
-        return [], f"{cli} --version did not answer within 30 s"
+        return None, f"{cli} --version did not answer within 30 s"
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        return [], f"{cli} --version failed (exit {done.returncode}): {detail[0]}"
-    return done.stdout.split(), None
+        return None, f"{cli} --version failed (exit {done.returncode}): {detail[0]}"
+    return " ".join(done.stdout.split()), None
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,8 @@ class ServerProcess:
         )
         if database_url:
             self._env["CODEYARD_DATABASE_URL"] = database_url
+        if os.environ.get("CODEYARD_CACHE_DIR"):  # the tests' CLI versions (tests/conftest.py)
+            self._env["CODEYARD_CACHE_DIR"] = os.environ["CODEYARD_CACHE_DIR"]
         self._env.update(env or {})
         self._stray: set[int] = set()
 

@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from codeyard.agents import version_cache
+
 __all__ = ["CLIS_BIN", "command_from_option", "find_binary", "package_version", "tool_version"]
 
 #: ``clis/node_modules/.bin`` of this source tree (absent in a wheel install).
@@ -47,7 +49,12 @@ def find_binary(name: str, clis_bin: Path = CLIS_BIN) -> Path | None:
 
 @functools.lru_cache(maxsize=16)
 def tool_version(executable: str) -> tuple[str | None, str | None]:
-    """(version, None) from ``<executable> --version``, or (None, why it cannot run). Cached."""
+    """(version, None) from ``<executable> --version``, or (None, why it cannot run). Cached,
+    and a version found is remembered across starts (``version_cache``)."""
+    return version_cache.remembered("version", Path(executable), lambda: _ask(executable))
+
+
+def _ask(executable: str) -> tuple[str | None, str | None]:
     try:
         done = subprocess.run(
             [executable, "--version"],

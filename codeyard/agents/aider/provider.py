@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from codeyard.agents import version_cache
 from codeyard.agents.acp.launch import Launch
 from codeyard.agents.acp.provider import AcpProvider
 from codeyard.agents.base import AgentFailure, Capabilities, TurnContext
@@ -31,7 +32,15 @@ _FIX = "run `make aider` (a venv of its own in clis/py/aider, from exact pins)"
 
 @functools.lru_cache(maxsize=4)
 def _aider_version(python: str) -> tuple[str | None, str | None]:
-    """(aider's version, None) from the venv's Python, or (None, why it cannot run)."""
+    """(aider's version, None) from the venv's Python, or (None, why it cannot run); a version
+    found is remembered while the venv's packages are unchanged (its ``site-packages`` folder
+    changes when one is installed or removed)."""
+    venv = Path(python).parent.parent
+    packages = next(iter(sorted(venv.glob("lib/python3*/site-packages"))), Path(python))
+    return version_cache.remembered("aider", packages, lambda: _ask_aider(python))
+
+
+def _ask_aider(python: str) -> tuple[str | None, str | None]:
     try:
         done = subprocess.run(
             [python, "-c", "import acp, aider; print(aider.__version__)"],
