@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     #: What every process a run starts (agent CLIs and their tools, scripts, preparation's
     #: git) is niced by, so the server's own event loop gets the CPU first; 0: as the server.
     agent_niceness: int = Field(default=10, ge=0, le=19)
-    #: Runs that prepare their worktrees at once on this host (the rest wait in
-    #: ``preparing``, first come first served); 0: twice the CPUs.
+    #: Runs that start (take their attempt, lease, options, and make their worktrees) at once
+    #: on this host; the rest wait in ``queued``, first come first served; 0: twice the CPUs.
     preparation_concurrency: int = Field(default=0, ge=0, le=MAX_CONCURRENT_RUNS)
     #: An agent that keeps retrying an unreachable model this long fails its turn with the
     #: CLI's own message (Codex would otherwise wait for the network for ever).

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from codeyard.domain.status import RunStatus
+
+#: A run in these has not started yet (``RunHandle.started``).
+_STARTING = frozenset({RunStatus.QUEUED, RunStatus.PREPARING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +73,20 @@ class RunHandle:
     inbox: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when the run's model is switched mid-turn, for providers that switch live.
     model_nudge: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Gives up the start slot the run took as it left the queue (``executor.local``): called
+    #: once the run is past its start (see :meth:`observe`); preparation gives it up earlier.
+    started: Callable[[], None] | None = None
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
     def observe(self, row: Mapping[str, Any]) -> RunSnapshot:
-        """Keep ``row`` (just read, or returned by ``set_status``) as the run's snapshot."""
+        """Keep ``row`` (just read, or returned by ``set_status``) as the run's snapshot; a run
+        seen past ``queued`` and ``preparing`` (its turn started) gives up its start slot."""
         self.run = RunSnapshot.of(row)
+        if self.started is not None and self.run.status not in _STARTING:
+            self.started()
+            self.started = None
         return self.run
 
     def stop(self, status: RunStatus, reason: str | None) -> bool:

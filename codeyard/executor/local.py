@@ -3,6 +3,16 @@
 Implements :class:`executor.interface.Executor`. Control (cancel, pause, operator answers)
 reaches a live run through its :class:`RunHandle`; runs that are not live are changed directly by
 the service through the one status door.
+
+Runs are admitted to their start in line: a worker that took a run off the queue waits for one
+of the executor's start slots (:data:`STARTS_PER_PREPARATION` per preparation slot of the host,
+``preparation_concurrency``) before the run leaves ``queued``, and the run holds it through its
+start (the attempt, ``preparing``, its port lease and options, the git work of its worktrees);
+preparation gives it up with its own slot, before setup scripts, a run without one when its
+turn starts. A burst of created runs thus waits in ``queued``, in order and at no cost, instead
+of a thousand starts at once filling the writer's transactions with their jobs and the event
+loop with their steps while the runs already working, and their watchers' streams, wait behind
+them (bench/runs_scale.py).
 """
 
 from __future__ import annotations
@@ -30,12 +40,18 @@ from codeyard.executor.recovery import (
 )
 from codeyard.executor.turn_options import OptionHook
 from codeyard.executor.turns import TurnDriver
+from codeyard.run_workspace.prepare import PREPARATIONS, Preparations, start_slot
 from codeyard.sandbox import Sandbox
 from codeyard.store import fencing, runs
 from codeyard.store.writer import Writer
 
 log = logging.getLogger(__name__)
 S = RunStatus
+
+#: Runs starting at once per preparation slot: the others' attempts, status writes, leases and
+#: option reads overlap the git work of the ones preparing (with one slot each, a run's start
+#: waited for them and the host started half as many runs a second).
+STARTS_PER_PREPARATION = 4
 
 
 class LocalExecutor:
@@ -61,6 +77,10 @@ class LocalExecutor:
         #: What the workers wait for before taking their first run (see :meth:`hold_work_until`).
         self._hold: Callable[[], Awaitable[object]] | None = None
         self._max = max_concurrent_runs
+        #: Runs taken off the queue by a worker that waits in line for a start slot.
+        self._in_line = 0
+        #: Sized by :meth:`start`, once the host's preparation bound is configured.
+        self._starts = Preparations(1)
         self._workers: list[asyncio.Task[None]] = []
         self.handles: dict[str, RunHandle] = {}
         self._resumers: set[asyncio.Task[None]] = set()
@@ -93,6 +113,7 @@ class LocalExecutor:
             queued = await runs.ids_in(conn, frozenset({S.QUEUED}))
         for run_id in queued:
             self._queue.put_nowait(run_id)
+        self._starts = Preparations(STARTS_PER_PREPARATION * PREPARATIONS.limit)
         self._workers = [
             asyncio.create_task(self._work(), name=f"codeyard-executor-{i}")
             for i in range(self._max)
@@ -143,7 +164,8 @@ class LocalExecutor:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        """Runs waiting to start: queued, or taken by a worker and in line for a start slot."""
+        return self._queue.qsize() + self._in_line
 
     @property
     def slots(self) -> int:
@@ -159,40 +181,56 @@ class LocalExecutor:
             await self._hold()
         while True:
             run_id = await self._queue.get()
-            # A new attempt: writes of any earlier one are refused from now on. None: the run
-            # was cancelled, paused or deleted while it waited for a slot, or taken already.
-            take = functools.partial(runs.begin_attempt, run_id=run_id, only_in=S.QUEUED)
-            attempt = await self._writer.run(take)
-            if attempt is None:
-                continue
-            handle = RunHandle(run_id)
-            self.handles[run_id] = handle
-            # Every process group the run starts is recorded on it, and every write it makes
-            # carries its attempt (the task copies the context).
-            token = process.recorder.set(RunProcessRecorder(self._writer, run_id))
-            fence = fencing.current.set(fencing.Fence(run_id, attempt))
+            # In line for a start slot (see the module's docstring), in the queue's order.
+            self._in_line += 1
             try:
-                handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
+                release = await self._starts.take()
             finally:
-                fencing.current.reset(fence)
-                process.recorder.reset(token)
+                self._in_line -= 1
             try:
-                await asyncio.shield(handle.task)
-            except asyncio.CancelledError:
-                if not handle.task.done():  # the executor is stopping: stop the run with it
-                    handle.task.cancel()
-                    await asyncio.gather(handle.task, return_exceptions=True)
-                    raise
-            except fencing.StaleAttempt as exc:  # another attempt took the run: it owns it now
-                log.warning("run %s: attempt %s stopped: %s", run_id, attempt, exc)
-            except Exception:  # a bug in one run must not stop the worker
-                log.exception("run %s crashed", run_id)
+                await self._take(run_id, release)
             finally:
-                self.handles.pop(run_id, None)
-            try:
-                await forget_finished(self._engine, self._writer, run_id)
-            except Exception:  # bookkeeping only: the next start-up sweep covers it
-                log.exception("run %s: could not drop its finished process records", run_id)
+                release()  # given up once started; here if the run ended (or never began)
+
+    async def _take(self, run_id: str, release: Callable[[], None]) -> None:
+        """Work on ``run_id`` in the start slot ``release`` gives up, until the run rests."""
+        # A new attempt: writes of any earlier one are refused from now on. None: the run
+        # was cancelled, paused or deleted while it waited for a slot, or taken already.
+        take = functools.partial(runs.begin_attempt, run_id=run_id, only_in=S.QUEUED)
+        attempt = await self._writer.run(take)
+        if attempt is None:
+            return
+        handle = RunHandle(run_id, started=release)
+        self.handles[run_id] = handle
+        # Every process group the run starts is recorded on it, every write it makes carries
+        # its attempt, and its preparation uses its start slot (the task copies the context).
+        token = process.recorder.set(RunProcessRecorder(self._writer, run_id))
+        fence = fencing.current.set(fencing.Fence(run_id, attempt))
+        slot = start_slot.set(release)
+        try:
+            handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
+        finally:
+            start_slot.reset(slot)
+            fencing.current.reset(fence)
+            process.recorder.reset(token)
+        try:
+            await asyncio.shield(handle.task)
+        except asyncio.CancelledError:
+            if not handle.task.done():  # the executor is stopping: stop the run with it
+                handle.task.cancel()
+                await asyncio.gather(handle.task, return_exceptions=True)
+                raise
+        except fencing.StaleAttempt as exc:  # another attempt took the run: it owns it now
+            log.warning("run %s: attempt %s stopped: %s", run_id, attempt, exc)
+        except Exception:  # a bug in one run must not stop the worker
+            log.exception("run %s crashed", run_id)
+        finally:
+            self.handles.pop(run_id, None)
+            release()  # the run has ended: a slot it still holds goes to the next in line
+        try:
+            await forget_finished(self._engine, self._writer, run_id)
+        except Exception:  # bookkeeping only: the next start-up sweep covers it
+            log.exception("run %s: could not drop its finished process records", run_id)
 
     def _stop_run(self, run_id: str, status: RunStatus, reason: str | None) -> bool:
         """Stop a live run so it lands in ``status``; False when it is not live."""

@@ -7,18 +7,20 @@ Git worktree operations on one repository are serialized, across processes too (
 add`` and ``prune`` race on the repository's metadata; see ``workspace.repo_lock``), and retried
 while git reports somebody else's lock file.
 
-Preparations are bounded per host (``preparation_concurrency``, default twice the CPUs): the
-rest wait in ``preparing``, first come first served, instead of 450 runs starting their git at
-once and taking the cores from the server's event loop (bench/runs_scale.py); the git they run
-is niced like the run's other processes (``agent_niceness``). The bound covers the git work
-(planning, ``worktree add``, copies), not the setup scripts, which run as the run's own
-processes do.
+Preparations are bounded per host (``preparation_concurrency``, default twice the CPUs), first
+come first served, instead of 450 runs starting their git at once and taking the cores from the
+server's event loop (bench/runs_scale.py); the git they run is niced like the run's other
+processes (``agent_niceness``). The bound covers the git work (planning, ``worktree add``,
+copies), not the setup scripts, which run as the run's own processes do. The local executor
+bounds the runs that start at once too (``executor.local``, with the same line): a run's start
+slot, handed here through :data:`start_slot`, is given up with its preparation slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import re
@@ -60,6 +62,7 @@ __all__ = [
     "prepare_worktrees",
     "remove_run_worktrees",
     "repo_lock",
+    "start_slot",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,9 +76,10 @@ _LOCK_FILE = re.compile(r"Unable to create '[^']*\.lock'|index\.lock|\.lock': Fi
 
 
 class Preparations:
-    """At most ``limit`` preparations at once in this process, the others waiting first come
-    first served (``asyncio.Semaphore`` lets a newcomer take a slot freed while its waiters
-    have not yet woken; here a freed slot goes straight to the oldest waiter)."""
+    """At most ``limit`` preparations (or, for the local executor, run starts) at once in this
+    process, the others waiting first come first served (``asyncio.Semaphore`` lets a newcomer
+    take a slot freed while its waiters have not yet woken; here a freed slot goes straight to
+    the oldest waiter)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -86,9 +90,9 @@ class Preparations:
     def waiting(self) -> int:
         return sum(1 for f in self._waiting if not f.done())
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[Callable[[], None]]:
-        """Hold a slot (waiting in line for one); yields ``release``, to give it up early."""
+    async def take(self) -> Callable[[], None]:
+        """Wait in line for a slot; returns ``release``, which gives it up (once: calling it
+        again does nothing)."""
         if self.active < self.limit and not self.waiting:
             self.active += 1
         else:
@@ -110,6 +114,12 @@ class Preparations:
                 held = False
                 self._release()
 
+        return release
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Callable[[], None]]:
+        """Hold a slot (waiting in line for one); yields ``release``, to give it up early."""
+        release = await self.take()
         try:
             yield release
         finally:
@@ -130,6 +140,14 @@ def _default_limit() -> int:
 
 #: This host's bound (one executor per host: the API server's, or a Temporal worker's).
 PREPARATIONS = Preparations(_default_limit())
+
+
+#: Gives up the start slot the current run holds (taken by the local executor as the run left
+#: the queue; a task copies it from the context it was created in): :func:`prepare_worktrees`
+#: calls it when it gives up its preparation slot.
+start_slot: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "start_slot", default=None
+)
 
 
 def limit_preparations(limit: int) -> None:
@@ -237,16 +255,29 @@ async def prepare_worktrees(
     branch again.
 
     It first waits for one of this host's preparation slots (:data:`PREPARATIONS`), in line,
-    and runs its git niced by ``sandbox.niceness``; the slot is given up before setup scripts.
+    and runs its git niced by ``sandbox.niceness``; the slot is given up before setup scripts,
+    and with it the run's start slot (:data:`start_slot`), if it holds one.
     """
     lowered = git_cli.niceness.set((sandbox or Sandbox()).niceness)
+    started = start_slot.get() or _nothing
+    start_slot.set(None)  # given up below, whatever happens
     try:
         async with PREPARATIONS.slot() as release:
+
+            def done() -> None:
+                release()
+                started()
+
             return await _prepare(
-                engine, run, worktree_root, writer, script_timeout, record_intent, sandbox, release
+                engine, run, worktree_root, writer, script_timeout, record_intent, sandbox, done
             )
     finally:
+        started()
         git_cli.niceness.reset(lowered)
+
+
+def _nothing() -> None:
+    """No start slot to give up."""
 
 
 async def _prepare(
