@@ -82,6 +82,22 @@ def status_counts(db: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in rows}
 
 
+async def settled(pid: int, quiet: float = 0.05, at_most: float = 60) -> None:
+    """Wait (at least 3 s) until the server's start-up work is over: the routers it loads in the
+    background after start-up (~1 s on an idle machine, many seconds on a busy one, holding the
+    event loop while each imports) would otherwise fall into the creation burst. Over when the
+    server used less than ``quiet`` of a core in the last second."""
+    await asyncio.sleep(3)
+    deadline = time.monotonic() + at_most
+    before = cpu_s(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        now = cpu_s(pid)
+        if now - before < quiet:
+            return
+        before = now
+
+
 def raise_nofile(want: int) -> int:
     """This process holds ``--watchers`` + ``--in-flight`` sockets: lift its soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -142,7 +158,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     server.start(timeout=60)
     db = base / "data" / "codeyard.db"
     try:
-        await asyncio.sleep(3)  # routers load in the background ~1 s after start-up
+        await settled(server.pid)  # the routers load in the background after start-up
         idle_rss = rss_mb(server.pid)
         server_nofile = Path(f"/proc/{server.pid}/limits").read_text()
         cpu0 = cpu_s(server.pid)
