@@ -305,7 +305,9 @@ def test_agent_profiles_take_the_same_fields(
         page.goto(f"{server.url}/settings/agents")
         form = page.get_by_role("form", name="New agent profile")
         form.get_by_label("Name").fill("Reviewer")
-        form.get_by_label("Provider", exact=True).select_option("codex", timeout=30_000)
+        # By role: a label's text takes in the options of the select it wraps once they load.
+        provider = form.get_by_role("combobox", name="Provider", exact=True)
+        provider.select_option("codex", timeout=30_000)
         form.get_by_label("Model").fill("gpt-5-codex")
         form.get_by_label("Permission mode").select_option("plan")
         form.get_by_label("keys").check()

@@ -19,7 +19,8 @@ import pytest
 import uvloop
 
 from codeyard.agents import piped
-from codeyard.agents.process import _Exits, spawn
+from codeyard.agents.process import spawn
+from codeyard.agents.process_group import _Exits
 
 LIMIT = 10.0
 
