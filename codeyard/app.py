@@ -35,7 +35,7 @@ from codeyard.executor.local import LocalExecutor
 from codeyard.executor.turn_options import OptionHook
 from codeyard.mcp_server import mount as mcp_mount
 from codeyard.preview.detect import PortWatcher
-from codeyard.run_workspace.prepare import limit_preparations
+from codeyard.run_workspace.admission import limit_preparations
 from codeyard.services import auth as auth_service
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service

@@ -59,7 +59,7 @@ def worker(
     # The providers the API servers offer are registered where the app is built: the same ones
     # run here (a worker that lacked one would fail the runs placed on it).
     import codeyard.app  # noqa: F401
-    from codeyard.run_workspace.prepare import limit_preparations
+    from codeyard.run_workspace.admission import limit_preparations
     from codeyard.services import sandbox as sandbox_service
     from codeyard.temporal.host import HostConfig
     from codeyard.temporal.worker import serve_host

@@ -40,7 +40,7 @@ from codeyard.executor.recovery import (
 )
 from codeyard.executor.turn_options import OptionHook
 from codeyard.executor.turns import TurnDriver
-from codeyard.run_workspace.prepare import PREPARATIONS, Preparations, start_slot
+from codeyard.run_workspace.admission import PREPARATIONS, Preparations, start_slot
 from codeyard.sandbox import Sandbox
 from codeyard.store import fencing, runs
 from codeyard.store.writer import Writer

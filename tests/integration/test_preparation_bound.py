@@ -20,7 +20,7 @@ import pytest
 
 from codeyard.config import Settings
 from codeyard.executor.local import STARTS_PER_PREPARATION
-from codeyard.run_workspace.prepare import Preparations
+from codeyard.run_workspace.admission import Preparations
 from codeyard.sandbox import priority
 from tests.conftest import TOKEN, Api, make_repo, open_api, running_api
 from tests.integration.test_sandbox_api import script_run
