@@ -26,6 +26,7 @@ from codeyard.cli.client import (
 from codeyard.cli.format import as_dict
 from codeyard.cli.state import CliState, get_state
 from codeyard.config import Settings
+from codeyard.locator import pid_alive
 from codeyard.sandbox import priority, probe
 
 Level = Literal["ok", "warn", "fail"]
@@ -316,7 +317,7 @@ def _server_down(where: str, settings: Settings, exc: CliError) -> Check:
     detail = f"server not running at {where}"
     info = read_server_file(settings.data_dir)
     pid = info.get("pid") if info else None
-    if isinstance(pid, int) and not _alive(pid):
+    if isinstance(pid, int) and not pid_alive(pid):
         detail += f"; server.json is stale (pid {pid} is gone)"
     return Check("server", "fail", detail, "Start it with `codeyard serve`.")
 
@@ -333,14 +334,6 @@ def _auth_problem(target: Target, exc: ApiError) -> Check:
         )
     return Check("providers", "fail", exc.message)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
+from codeyard.locator import pid_alive
+
 __all__ = [
     "PostgresCluster",
     "PostgresClusterError",
@@ -214,14 +216,6 @@ def _read_pid(data_dir: Path) -> int | None:
     except (OSError, IndexError, ValueError):
         return None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -250,15 +244,15 @@ def _teardown(pg_ctl: Path, base_dir: Path, run_as: _RunAs | None) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             cmd = [str(pg_ctl), "stop", "-D", str(data_dir), "-m", "immediate", "-w", "-t", "30"]
             _run(cmd, run_as=run_as, cwd=base_dir, timeout=60)
-        if _alive(pid) and _serves(pid, data_dir):
+        if pid_alive(pid) and _serves(pid, data_dir):
             # pg_ctl failed; SIGQUIT is what "immediate" sends, SIGKILL if that is ignored.
             for sig, wait in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):
                 with contextlib.suppress(OSError):
                     os.kill(pid, sig)
                 deadline = time.monotonic() + wait
-                while _alive(pid) and time.monotonic() < deadline:
+                while pid_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                if not _alive(pid):
+                if not pid_alive(pid):
                     break
     shutil.rmtree(base_dir, ignore_errors=True)
 
@@ -274,7 +268,7 @@ def reap_stale_clusters(parent: Path, pg_ctl: Path, run_as: _RunAs | None) -> No
             owner = int((base_dir / _OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue
-        if owner != os.getpid() and not _alive(owner):
+        if owner != os.getpid() and not pid_alive(owner):
             _teardown(pg_ctl, base_dir, run_as)
 
 
