@@ -113,8 +113,9 @@ class PgFanout:
         self._raw = raw
         settings_store.hear_writes(self._engine)  # from now on every write is heard
 
-    def _settings_written(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
-        settings_store.changed(self._engine)
+    def _settings_written(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self.token:  # this process's own write dropped the copy at commit
+            settings_store.changed(self._engine)
 
     def _terminated(self, _conn: Any) -> None:
         settings_store.hear_writes(self._engine, False)  # writes meanwhile would go unheard

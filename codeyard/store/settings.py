@@ -77,7 +77,11 @@ def hear_writes(engine: AsyncEngine, hearing: bool = True) -> None:
 
 
 def changed(engine: AsyncEngine) -> None:
-    """Another process wrote the settings (its announcement was heard): read them again."""
+    """Another process wrote the settings (its announcement was heard): read them again.
+
+    The listener skips this process's own announcements (named by its writer's token): its
+    own write already dropped the copy at commit, and the late echo would drop the copy read
+    after it for nothing."""
     _copy_of(engine.sync_engine).drop()
 
 
@@ -122,8 +126,9 @@ async def save(writer: Writer, values: dict[str, Any]) -> None:
             await tx.conn.execute(delete(T).where(T.c.key == key))
             await tx.conn.execute(T.insert().values(key=key, value=value, updated_at=now))
         if tx.conn.dialect.name == "postgresql":  # delivered to the listeners at commit
-            await tx.conn.execute(
-                text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL}
+            await tx.conn.execute(  # named, so that this process ignores its own
+                text("SELECT pg_notify(:channel, :token)"),
+                {"channel": NOTIFY_CHANNEL, "token": writer.token},
             )
 
     def written(done: asyncio.Future[None]) -> None:

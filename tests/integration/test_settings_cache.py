@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.config import Settings
@@ -49,6 +49,17 @@ async def _load(engine: AsyncEngine) -> dict[str, Any]:
         return await settings_store.load(conn)
 
 
+async def _announce(engine: AsyncEngine, token: str) -> None:
+    """A settings write's ``NOTIFY`` naming ``token``, sent from another connection; the
+    half second after it lets this process's ``LISTEN`` hear it."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("SELECT pg_notify(:channel, :token)"),
+            {"channel": settings_store.NOTIFY_CHANNEL, "token": token},
+        )
+    await asyncio.sleep(0.5)
+
+
 async def test_settings_are_read_once_until_a_write_changes_them(api: Api) -> None:
     engine = api.services.engine
     assert (await api.get("/api/settings")).json()["approval_timeout_hours"] == 10.0
@@ -66,6 +77,19 @@ async def test_settings_are_read_once_until_a_write_changes_them(api: Api) -> No
         assert (await _load(engine))["approval_timeout_hours"] == 3
         assert (await settings_store.read(engine))["approval_timeout_hours"] == 3
     assert len(reads) == 1  # read again once after the write (for its answer), then kept
+
+    fanout = api.app.state.fanout
+    if fanout is not None:
+        # PostgreSQL: a write's NOTIFY also comes back to the writing process's own LISTEN,
+        # maybe after the copy was read anew; it names that process, which ignores it.
+        with settings_reads(engine) as reads:
+            await _announce(engine, fanout.token)
+            assert (await _load(engine))["approval_timeout_hours"] == 3
+        assert reads == []
+        with settings_reads(engine) as reads:  # another process's announcement is not ignored
+            await _announce(engine, "another")
+            assert (await _load(engine))["approval_timeout_hours"] == 3
+        assert len(reads) == 1
 
     # Each caller gets its own copy: changing it changes nothing kept.
     (await _load(engine))["budgets"] = {"daily_usd": 1.0}
