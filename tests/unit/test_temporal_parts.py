@@ -12,7 +12,7 @@ import pytest
 from codeyard.executor.interface import ApprovalAnswer, Cancel, Interrupt, Message, Pause
 from codeyard.temporal import failover
 from codeyard.temporal.executor import delivery_of
-from codeyard.temporal.host import able_hosts
+from codeyard.temporal.placement import able_hosts
 from codeyard.workspace.checkpoints import create_checkpoint
 from tests.conftest import make_repo
 
