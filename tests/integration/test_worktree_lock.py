@@ -9,6 +9,7 @@ worktrees each); with ten each the first test catches it more often, the second 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -40,7 +41,8 @@ CHILD = textwrap.dedent(
         int(sys.argv[4]), Path(sys.argv[5])
 
     async def main():
-        deadline = time.monotonic() + 30
+        (start.parent / f"ready-{name}").touch()
+        deadline = time.monotonic() + 60
         while not start.exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         for i in range(count):
@@ -86,6 +88,21 @@ def _hold_with_flock(path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["flock", "-o", str(path), "sleep", "30"], start_new_session=True)
 
 
+def _held(path: Path) -> bool:
+    """Whether another process holds ``path``'s ``flock`` (a non-blocking try is refused)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # drops the probe's own lock if it got it
+    return False
+
+
 def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=timeout)
@@ -103,7 +120,15 @@ async def test_processes_add_and_remove_worktrees_on_one_repository_at_once(
     children, count = 4, 10
     procs = [_spawn(CHILD, repo, root, f"p{n}", count, start) for n in range(children)]
     try:
-        time.sleep(0.5)  # let every child import and reach its wait
+        # Every child imported and waits at the start (a fixed half second let a loaded machine's
+        # children start one after another, with nothing contended).
+        ready = [tmp_path / f"ready-p{n}" for n in range(children)]
+        deadline = time.monotonic() + 60
+        while not all(r.exists() for r in ready):
+            if any(p.poll() is not None for p in procs):
+                break  # one failed: its error is reported below
+            assert time.monotonic() < deadline, "the children never reached their start"
+            time.sleep(0.02)
         start.touch()
         results = [_finish(p, 60) for p in procs]
     finally:
@@ -147,10 +172,13 @@ async def test_a_held_lock_times_out_with_a_conflict_naming_the_repository(tmp_p
     repo = make_repo(tmp_path / "source")
     holder = _hold_with_flock(repo / ".git" / LOCK_NAME)
     try:
-        deadline = time.monotonic() + 10
-        while not (repo / ".git" / LOCK_NAME).exists() and time.monotonic() < deadline:
+        # Until flock(1) holds the lock (it creates the file first: the file alone raced the
+        # lock under load, and the conflict below then did not come).
+        deadline = time.monotonic() + 30
+        while not _held(repo / ".git" / LOCK_NAME):
+            assert holder.poll() is None, "flock(1) exited"
+            assert time.monotonic() < deadline, "flock(1) never took the lock"
             time.sleep(0.01)
-        time.sleep(0.1)
         with pytest.raises(RepoLockTimeout, match=str(repo.resolve())):
             async with repo_lock(repo, wait=0.3):
                 pass
