@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,6 +62,24 @@ async def _job_lock_held(engine: AsyncEngine) -> AsyncIterator[asyncio.Event]:
     finally:
         release.set()
         await asyncio.wait_for(task, 10)
+
+
+_WAITING = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    " AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"
+)
+
+
+async def _waiting_for_the_lock(engine: AsyncEngine) -> None:
+    """Until a connection waits for the job-order lock: the held lane with the job in it (a
+    fixed 0.3 s let a loaded machine queue the later writes before the job was held)."""
+    keys = {"hi": JOB_ORDER_LOCK >> 32, "lo": JOB_ORDER_LOCK & 0xFFFF_FFFF}
+    with anyio.fail_after(30):
+        while True:
+            async with engine.connect() as conn:
+                if (await conn.execute(text(_WAITING), keys)).scalar_one():
+                    return
+            await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -127,21 +146,21 @@ async def test_an_append_to_another_run_passes_a_job_waiting_for_the_lock(
 
         async with _writer(engine) as writer, _job_lock_held(engine) as release:
             waiting = _as(fx, lambda: writer.run(job))
-            await asyncio.sleep(0.3)  # the job is in the held lane, waiting for the lock
+            await _waiting_for_the_lock(engine)  # the job is in the held lane
             same_run = _as(fy, append(x, "x, after the job"))  # to the job's run: waits
             same_fence = _as(fx, append(z, "z, under the job's fence"))  # waits
             await asyncio.sleep(0.1)
             behind = _as(fy, append(z, "z, behind a held append"))  # waits
             # Agent output of another run's attempt, queued after all of these: not delayed.
-            (passed,) = await asyncio.wait_for(_as(fy, append(y, "y, passes")), 5)
-            (unfenced,) = await asyncio.wait_for(_as(None, append(y, "y, unfenced")), 5)
+            (passed,) = await asyncio.wait_for(_as(fy, append(y, "y, passes")), 30)
+            (unfenced,) = await asyncio.wait_for(_as(None, append(y, "y, unfenced")), 30)
             await asyncio.sleep(0.3)
             assert not any(t.done() for t in (waiting, same_run, same_fence, behind))
             release.set()
-            job_event = await asyncio.wait_for(waiting, 10)
-            (after_job,) = await asyncio.wait_for(same_run, 10)
-            (fenced_z,) = await asyncio.wait_for(same_fence, 10)
-            (behind_z,) = await asyncio.wait_for(behind, 10)
+            job_event = await asyncio.wait_for(waiting, 30)
+            (after_job,) = await asyncio.wait_for(same_run, 30)
+            (fenced_z,) = await asyncio.wait_for(same_fence, 30)
+            (behind_z,) = await asyncio.wait_for(behind, 30)
         assert passed.id < unfenced.id < job_event.id < after_job.id
         assert job_event.id < fenced_z.id < behind_z.id
         assert [m for _, _, m in await _seqs(engine, x)][-2:] == ["job", "x, after the job"]
@@ -168,13 +187,13 @@ async def test_a_job_without_a_fence_holds_every_later_append(
                 fencing.Fence(y, 0), lambda: writer.append(y, [ev.ErrorEvent(message="a")])
             )
             waiting = _as(None, lambda: writer.run(job))
-            (first,) = await asyncio.wait_for(before, 5)  # queued before the job: not held
+            (first,) = await asyncio.wait_for(before, 30)  # queued before the job: not held
             later = _as(fencing.Fence(x, 0), lambda: writer.append(x, [ev.ErrorEvent(message="b")]))
             await asyncio.sleep(0.5)
             assert not waiting.done() and not later.done()
             release.set()
-            job_event = await asyncio.wait_for(waiting, 10)
-            (after,) = await asyncio.wait_for(later, 10)
+            job_event = await asyncio.wait_for(waiting, 30)
+            (after,) = await asyncio.wait_for(later, 30)
         assert first.id < job_event.id < after.id
         assert [m for _, _, m in await _seqs(engine, y)][-2:] == ["a", "job"]
 
@@ -196,13 +215,13 @@ async def test_a_fenced_job_writing_to_a_run_whose_append_passed_it_is_reported(
         caplog.set_level(logging.WARNING, logger="codeyard.store.writer")
         async with _writer(engine) as writer, _job_lock_held(engine) as release:
             waiting = _as(fencing.Fence(x, 0), lambda: writer.run(job))
-            await asyncio.sleep(0.3)
+            await _waiting_for_the_lock(engine)
             passing = _as(
                 fencing.Fence(y, 0), lambda: writer.append(y, [ev.ErrorEvent(message="a")])
             )
-            (appended,) = await asyncio.wait_for(passing, 5)
+            (appended,) = await asyncio.wait_for(passing, 30)
             release.set()
-            job_event = await asyncio.wait_for(waiting, 10)
+            job_event = await asyncio.wait_for(waiting, 30)
         assert appended.id < job_event.id
         assert [m for _, _, m in await _seqs(engine, y)][-2:] == ["a", "job"]
         assert writer.reordered == 1
