@@ -16,8 +16,9 @@ import asyncio
 import logging
 from pathlib import Path
 
+import anyio
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.config import Settings
@@ -31,6 +32,24 @@ from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import TOKEN, Api, running_api
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+
+_ROW_LOCK_WAITS = text(
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid"
+    " WHERE NOT l.granted AND l.locktype IN ('transactionid', 'tuple')"
+    " AND s.datname = current_database()"
+)
+
+
+async def _row_lock_awaited(api: Api) -> None:
+    """Until a transaction on this database waits for a row another one holds (a fixed half
+    second was not always enough for the other batch to get there on a loaded machine)."""
+    with anyio.fail_after(30):
+        while True:
+            async with api.services.engine.connect() as conn:
+                if (await conn.execute(_ROW_LOCK_WAITS)).scalar_one():
+                    return
+            await asyncio.sleep(0.02)
 
 
 def _settings(tmp_path: Path, name: str, url: str) -> Settings:
@@ -75,22 +94,22 @@ async def test_a_late_commit_of_a_smaller_id_is_not_skipped(
         async def held(conn: AsyncConnection, staged: list[StoredEvent]) -> None:
             await insert(conn, staged)
             inside.set()  # B's id is drawn and its event inserted: its commit is held back
-            await asyncio.wait_for(release.wait(), 20)
+            await asyncio.wait_for(release.wait(), 60)
 
         monkeypatch.setattr(writer_b, "_insert_numbered", held)
         tasks: list[asyncio.Task[list[StoredEvent]]] = []
         try:
-            await asyncio.wait_for(ready.wait(), 10)
+            await asyncio.wait_for(ready.wait(), 30)
             first = [ev.ErrorEvent(message="b, drawn first")]
             tasks.append(asyncio.create_task(writer_b.append(run_b, first)))
-            await asyncio.wait_for(inside.wait(), 10)
+            await asyncio.wait_for(inside.wait(), 30)
             late = [ev.ErrorEvent(message="a, drawn second")]
             tasks.append(asyncio.create_task(a.services.writer.append(run_a, late)))
             await asyncio.sleep(0.5)
             assert not tasks[1].done()  # A's batch waits for B's to commit
             release.set()
-            (b_event,), (a_event,) = await asyncio.wait_for(asyncio.gather(*tasks), 20)
-            got = await asyncio.wait_for(reader, 20)
+            (b_event,), (a_event,) = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            got = await asyncio.wait_for(reader, 30)
         finally:
             release.set()
             reader.cancel()
@@ -100,7 +119,7 @@ async def test_a_late_commit_of_a_smaller_id_is_not_skipped(
         assert b_event.id < a_event.id
         assert [e.data["message"] for e in got] == ["b, drawn first", "a, drawn second"]
         # A client reconnecting after the first event still gets the second, once.
-        again = await asyncio.wait_for(_collect(a, got[0].id, 1, asyncio.Event()), 10)
+        again = await asyncio.wait_for(_collect(a, got[0].id, 1, asyncio.Event()), 30)
         assert [e.id for e in again] == [got[1].id]
 
 
@@ -119,22 +138,22 @@ async def test_a_long_job_does_not_hold_other_writers(
         reader = asyncio.create_task(_collect(a, 0, 2, ready))
         tasks: list[asyncio.Task[object]] = []
         try:
-            await asyncio.wait_for(ready.wait(), 10)
+            await asyncio.wait_for(ready.wait(), 30)
 
             async def slow(tx: Tx) -> StoredEvent:  # B: emitted, its job not done
                 (stored,) = await tx.emit(run_b, [ev.ErrorEvent(message="b, emitted first")])
                 inside.set()
-                await asyncio.wait_for(release.wait(), 20)
+                await asyncio.wait_for(release.wait(), 60)
                 return stored
 
             tasks.append(asyncio.create_task(b.services.writer.run(slow)))
-            await asyncio.wait_for(inside.wait(), 10)
+            await asyncio.wait_for(inside.wait(), 30)
             late = [ev.ErrorEvent(message="a, emitted second")]
-            (a_event,) = await asyncio.wait_for(a.services.writer.append(run_a, late), 5)
+            (a_event,) = await asyncio.wait_for(a.services.writer.append(run_a, late), 30)
             assert not tasks[0].done()
             release.set()
-            b_event = await asyncio.wait_for(tasks[0], 20)
-            got = await asyncio.wait_for(reader, 20)
+            b_event = await asyncio.wait_for(tasks[0], 30)
+            got = await asyncio.wait_for(reader, 30)
         finally:
             release.set()
             reader.cancel()
@@ -163,7 +182,7 @@ async def test_jobs_of_two_processes_run_one_batch_at_a_time(
         async def slow(tx: Tx) -> StoredEvent:
             (stored,) = await tx.emit(run_b, [ev.ErrorEvent(message="b")])
             inside.set()
-            await asyncio.wait_for(release.wait(), 20)
+            await asyncio.wait_for(release.wait(), 60)
             return stored
 
         async def quick(tx: Tx) -> StoredEvent:
@@ -172,12 +191,12 @@ async def test_jobs_of_two_processes_run_one_batch_at_a_time(
         tasks: list[asyncio.Task[StoredEvent]] = []
         try:
             tasks.append(asyncio.create_task(b.services.writer.run(slow)))
-            await asyncio.wait_for(inside.wait(), 10)
+            await asyncio.wait_for(inside.wait(), 30)
             tasks.append(asyncio.create_task(a.services.writer.run(quick)))
             await asyncio.sleep(0.5)
             assert not tasks[1].done()  # A's job waits for B's batch
             release.set()
-            b_event, a_event = await asyncio.wait_for(asyncio.gather(*tasks), 20)
+            b_event, a_event = await asyncio.wait_for(asyncio.gather(*tasks), 30)
         finally:
             release.set()
             for task in tasks:
@@ -207,12 +226,12 @@ async def test_a_batch_that_deadlocks_with_another_process_runs_again(
             runs = schema.runs
             await tx.conn.execute(update(runs).where(runs.c.id == x).values(title="x"))
             holding.set()
-            await asyncio.sleep(0.5)  # B's batch locks Y, then waits for X
+            await _row_lock_awaited(a)  # B's batch locked Y, and waits for X
             await tx.conn.execute(update(runs).where(runs.c.id == y).values(title="y"))
 
         caplog.set_level(logging.INFO, logger="codeyard.store.writer")
         on_a = asyncio.create_task(a.services.writer.run(job))
-        await asyncio.wait_for(holding.wait(), 10)
+        await asyncio.wait_for(holding.wait(), 30)
         appends = [
             b.services.writer.append(run_id, [ev.ErrorEvent(message=run_id)]) for run_id in (y, x)
         ]
