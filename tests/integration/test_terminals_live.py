@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support.server import TOKEN, ServerProcess
+from tests.support.server import TOKEN, ServerProcess, wait_status
+from tests.support.waits import eventually, scrollback_saved
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 BASH = ["bash", "--norc", "--noprofile", "-i"]
@@ -27,7 +28,7 @@ class Viewer:
         self.offset = int(hello["start"])
         self.control: list[dict[str, Any]] = []
 
-    async def read_until(self, needle: bytes, timeout: float = 10) -> None:
+    async def read_until(self, needle: bytes, timeout: float = 30) -> None:
         async with asyncio.timeout(timeout):
             while needle not in self.data:
                 frame = await self.ws.recv()
@@ -99,7 +100,11 @@ async def test_replay_modes_viewers_and_a_restart(server: ServerProcess, tmp_pat
         await full.read_until(b"41 132")
         await full.ws.close()
 
-    await asyncio.sleep(0.6)  # at least one scrollback flush
+    # Killed once the scrollback file holds the size (a fixed 0.6 s for "one flush" was not
+    # always one under load).
+    assert await eventually(
+        lambda: scrollback_saved(server.data_dir / "terminals", b"41 132"), timeout=30
+    ), "the scrollback was never saved"
     server.kill()
     await server.start_async()
     async with server.client() as http:
@@ -143,10 +148,7 @@ async def test_a_share_link_watches_read_only(server: ServerProcess, tmp_path: P
             "agent_options": {"scenario": {"steps": []}},
         }
         run = (await http.post("/api/runs", json=body)).json()
-        for _ in range(200):
-            if (await http.get(f"/api/runs/{run['id']}")).json()["status"] == "review":
-                break
-            await asyncio.sleep(0.05)
+        await wait_status(http, run["id"], "review", timeout=60)
         term = (
             await http.post("/api/terminals", json={"run_id": run["id"], "command": BASH})
         ).json()

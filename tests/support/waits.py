@@ -3,6 +3,7 @@ a loaded machine or proves nothing on an idle one)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,3 +44,17 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
         if text in cmd and stat[stat.rfind(")") + 2] != "Z":
             found.append((int(entry.name), cmd))
     return found
+
+
+def scrollback_saved(terminals: Path, needle: bytes) -> bool:
+    """Whether a terminal's saved scrollback (``<data_dir>/terminals``) holds ``needle``, with
+    the offsets file that describes it: what a restarted server replays."""
+    for tail in terminals.glob("*.tail"):
+        try:
+            data = tail.read_bytes()
+            meta = json.loads(tail.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            continue
+        if needle in data and meta["end"] - meta["start"] == len(data):
+            return True
+    return False

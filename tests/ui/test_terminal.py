@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import make_repo
 from tests.support.server import ServerProcess
+from tests.support.waits import scrollback_saved
 
 pytestmark = pytest.mark.slow
 
@@ -54,16 +55,21 @@ def test_terminal_survives_reload_and_restart(
     page.locator(".xterm").click()
     page.keyboard.type("ls -1; echo LISTED-$((6*7))")
     page.keyboard.press("Enter")
-    expect(page.locator(".xterm-rows")).to_contain_text("LISTED-42", timeout=10_000)
+    expect(page.locator(".xterm-rows")).to_contain_text("LISTED-42", timeout=30_000)
     assert "made-by-agent.txt" in screen(page) and "README.md" in screen(page)
     page.screenshot(path=str(screenshots / "terminal.png"))
 
     page.reload()
     expect(page.get_by_test_id("terminal-state")).to_have_text("open", timeout=20_000)
-    expect(page.locator(".xterm-rows")).to_contain_text("LISTED-42", timeout=10_000)
+    expect(page.locator(".xterm-rows")).to_contain_text("LISTED-42", timeout=30_000)
     assert "made-by-agent.txt" in screen(page)
 
-    time.sleep(0.6)  # a scrollback flush
+    # Killed once the scrollback file holds the output (a fixed 0.6 s for "a flush" was not
+    # always one under load).
+    deadline = time.monotonic() + 30
+    while not scrollback_saved(server.data_dir / "terminals", b"LISTED-42"):
+        assert time.monotonic() < deadline, "the scrollback was never saved"
+        time.sleep(0.05)
     server.kill()
     server.start()
     # The open page reconnects on its own; a reload after the restart replays the scrollback.
