@@ -9,6 +9,8 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from codeyard.store import sqlite_driver
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration. A test checks it against Alembic's own view, so it cannot drift.
 HEAD_REVISION = "0026"
@@ -29,7 +31,10 @@ SQLITE_PRAGMAS = (
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, NORMAL sync and a busy timeout on every connection."""
     if dialect_name(url) == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One hand-off to the driver's thread per statement (``store.sqlite_driver``).
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, module=sqlite_driver.dbapi()
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:

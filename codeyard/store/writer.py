@@ -2,7 +2,8 @@
 
 Every write to the database is a *job* handed to :meth:`Writer.run`. One task takes the jobs
 in arrival order and runs as many as are waiting in a single transaction (each in its own
-savepoint, so one failing job rolls back alone). Events emitted by jobs are numbered here — a
+savepoint, so one failing job rolls back alone; a batch of one job takes none, and the
+transaction's rollback undoes it). Events emitted by jobs are numbered here — a
 global ``id`` and a per-run ``seq`` — inserted with one ``executemany`` per batch, and handed to
 ``on_commit`` (the hub) only after the commit. This is why token deltas cost microseconds, and why
 a client can never see an event that a crash could take back.
@@ -189,6 +190,15 @@ _TRY_JOB_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(:key)"
 
 class _JobLockBusy(Exception):
     """A batch's first try found the job-order lock taken: it rolled back having done nothing."""
+
+
+class _AloneFailed(Exception):
+    """The one job of a batch failed: the batch's transaction rolls back, which undoes that job
+    as its savepoint would have (a batch of one job takes none: two statements fewer)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 #: Times a PostgreSQL batch is run again after PostgreSQL broke a deadlock by failing it.
@@ -632,6 +642,9 @@ class Writer:
                 done = await self._transact(batch, held=held, try_job_lock=try_job_lock)
             except _JobLockBusy:
                 return False
+            except _AloneFailed as failed:  # rolled back: that job alone, reported to its caller
+                self._committed(self._next_id, {}, [], [(batch[0], False, failed.error)])
+                return True
             except Exception as exc:  # the commit failed: nothing of this batch happened
                 if tries_left and _deadlocked(exc):  # PostgreSQL failed it to break a deadlock
                     log.info("write batch of %d jobs deadlocked; running it again", len(batch))
@@ -653,6 +666,7 @@ class Writer:
         run_values: dict[str, dict[str, Any]] = {}
         conn = await self._connection(held)
         shared = _shared(conn)
+        alone = len(batch) == 1
         async with conn.begin():
             pool = _IdPool(conn, self._next_id)
             if shared:
@@ -684,7 +698,7 @@ class Writer:
                 }
                 tx = Tx(conn, self, pool.next_id, copies, pending.fence, pool, pending.passed)
                 try:
-                    if pending.savepoint:
+                    if pending.savepoint and not alone:
                         async with conn.begin_nested():
                             result = await pending.fn(tx)
                     else:
@@ -692,6 +706,8 @@ class Writer:
                 except Exception as exc:  # the job's own failure: reported to its caller
                     if shared and _deadlocked(exc):  # the whole batch runs again
                         raise
+                    if alone and pending.savepoint:
+                        raise _AloneFailed(exc) from exc
                     outcomes.append((pending, False, exc))
                     continue
                 for run_id in tx.forgotten:

@@ -1,0 +1,167 @@
+"""SQLite through aiosqlite with one hand-off to its thread per statement (issue 15).
+
+SQLAlchemy's aiosqlite adapter wraps an aiosqlite cursor, and every step of it is one trip to
+the connection's thread and back: making the cursor, executing, fetching the rows, closing it.
+A ``SELECT`` cost four trips, a ``BEGIN`` or an ``UPDATE`` three. Each trip is a queue put, a
+thread wake-up, a ``call_soon_threadsafe`` that wakes the event loop and a greenlet switch: a
+good part of the server's CPU per run was these hand-offs (``bench/RESULTS.md``, session 12).
+
+Here the adapter's cursor sends the whole statement to the thread in one call: a stdlib cursor
+is made, executed, its rows fetched and it is closed there, and what SQLAlchemy reads after
+(the rows, ``description``, ``rowcount``, ``lastrowid``) comes back in one result. Nothing
+else changes: the same thread and connection, the same order of statements, and an error
+raised there reaches SQLAlchemy through the adapter as before, which wraps it (``DBAPIError``
+and its kinds) as it wraps any driver error. Server-side cursors (``stream``) keep
+SQLAlchemy's own adapter.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util.concurrency import await_
+
+#: What one statement gives back from the thread: description, rows (None: no result set),
+#: rowcount, lastrowid.
+_Outcome = tuple[Any, list[Any] | None, int, int | None]
+
+
+def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
+    """In the connection's thread: one statement from cursor to close."""
+    cursor = conn.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else None
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class OneHopCursor:
+    """The DB-API cursor SQLAlchemy sees: each ``execute`` is one trip to the thread, and the
+    rows are kept here (a buffered cursor, as SQLAlchemy's adapter is)."""
+
+    server_side = False
+    __slots__ = (
+        "_adapt_connection",
+        "_description",
+        "_lastrowid",
+        "_rowcount",
+        "_rows",
+        "arraysize",
+    )
+
+    def __init__(self, adapt_connection: OneHopConnection) -> None:
+        self._adapt_connection = adapt_connection
+        self._rows: collections.deque[Any] = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+        self.arraysize = 1
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._lastrowid
+
+    async def _async_soft_close(self) -> None:
+        """Nothing to close: the stdlib cursor was closed in the thread."""
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def execute(self, operation: Any, parameters: Any = None) -> None:
+        self._send(operation, parameters, many=False)
+
+    def executemany(self, operation: Any, seq_of_parameters: Sequence[Any]) -> None:
+        self._send(operation, seq_of_parameters, many=True)
+
+    def _send(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        adapt = self._adapt_connection
+        try:
+            outcome = await_(self._hop(adapt, operation, parameters, many))
+        except Exception as error:
+            adapt._handle_exception(error)
+        self._description, rows, self._rowcount, self._lastrowid = outcome
+        self._rows = collections.deque(rows) if rows is not None else collections.deque()
+
+    @staticmethod
+    async def _hop(
+        adapt: OneHopConnection, operation: Any, parameters: Any, many: bool
+    ) -> _Outcome:
+        # aiosqlite's own way into its thread (``Connection._execute``: untyped); ``_conn``
+        # raises "no active connection" once closed, as every aiosqlite call does.
+        driver: Any = adapt._connection
+        async with adapt._execute_mutex:
+            outcome: _Outcome = await driver._execute(
+                _run, driver._conn, operation, parameters, many
+            )
+            return outcome
+
+    def setinputsizes(self, *inputsizes: Any) -> None:
+        """The stdlib driver ignores it."""
+
+    def __enter__(self) -> OneHopCursor:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Any:
+        while self._rows:
+            yield self._rows.popleft()
+
+    def fetchone(self) -> Any:
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        rows = self._rows
+        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+
+    def fetchall(self) -> list[Any]:
+        out = list(self._rows)
+        self._rows.clear()
+        return out
+
+
+class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    """SQLAlchemy's aiosqlite connection adapter with :class:`OneHopCursor` as its cursor."""
+
+    __slots__ = ()
+    _cursor_cls = OneHopCursor  # type: ignore[assignment]
+
+
+class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The DB-API module given to the engine (``create_async_engine(module=...)``)."""
+
+    def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
+        connection = self.aiosqlite.connect(*arg, **kw)
+        # As SQLAlchemy's: the thread never holds the interpreter's exit (before aiosqlite 0.22
+        # the connection was the thread).
+        getattr(connection, "_thread", connection).daemon = True
+        return OneHopConnection(self, await_(connection))
+
+
+def dbapi() -> OneHopDBAPI:
+    return OneHopDBAPI(aiosqlite, sqlite3)
