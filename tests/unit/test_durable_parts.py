@@ -19,6 +19,7 @@ from codeyard.agents.process import GroupRecord, boot_id, spawn, stop_leftovers
 from codeyard.domain.approvals import check_transition, fingerprint
 from codeyard.domain.errors import Conflict
 from codeyard.sandbox import Sandbox, contain, lifeline
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.anyio
 # (plain ``subprocess.Popen`` below on purpose: the processes stand for what a dead server left)
@@ -149,18 +150,10 @@ async def test_spawned_processes_die_with_the_server() -> None:
     # ``setpriv`` arms the death signal, then becomes ``sleep``: only then is the child tied
     # to the parent (killed earlier, it would never be told; the gate of ``spawn`` with a
     # recorder covers that window in the server, see test_durable_runs).
-    for _ in range(500):
-        if _comm(child) == "sleep":
-            break
-        await asyncio.sleep(0.01)
-    assert _comm(child) == "sleep"
+    assert await eventually(lambda: _comm(child) == "sleep", timeout=30), _comm(child)
     parent.kill()
     parent.wait()
-    for _ in range(100):
-        if not _alive(child):
-            break
-        await asyncio.sleep(0.02)
-    assert not _alive(child)
+    assert await eventually(lambda: not _alive(child), timeout=20)
 
 
 _IN_THE_WINDOW = (
@@ -190,20 +183,17 @@ async def test_a_server_killed_in_the_spawn_window_leaves_no_process(tmp_path: P
     )
     child = 0
     try:
-        for _ in range(500):
-            if (window / "window").exists() and (window / "window").read_text():
-                break
-            await asyncio.sleep(0.02)
+        assert await eventually(
+            lambda: (window / "window").exists() and bool((window / "window").read_text()), 60
+        ), "the spawn never reached its window"
         child = int((window / "window").read_text())
         assert _alive(child)
         parent.kill()
         parent.wait(5)
         (window / "go").touch()  # the child runs on, its server gone
-        for _ in range(150):
-            if not _alive(child):
-                break
-            await asyncio.sleep(0.02)
-        assert not _alive(child), "the spawned process outlived the server"
+        assert await eventually(lambda: not _alive(child), timeout=20), (
+            "the spawned process outlived the server"
+        )
         assert not (tmp_path / "ran").exists(), "the command ran after the server died"
     finally:
         parent.kill()
@@ -291,9 +281,9 @@ def test_a_sandboxed_command_starts_only_while_its_server_lives(tmp_path: Path) 
         assert run("alive") == 0
         assert str(lifeline.FD) not in (tmp_path / "alive").read_text().split()
         server.kill()
-        for _ in range(100):  # killed, not yet reaped: a zombie
-            if not _alive(server.pid):
-                break
+        deadline = time.monotonic() + 20
+        while _alive(server.pid):  # killed, not yet reaped: a zombie
+            assert time.monotonic() < deadline, "the killed server never died"
             time.sleep(0.01)
         assert run("zombie") == 125 and not (tmp_path / "zombie").exists()
         server.wait()
