@@ -204,7 +204,7 @@ async def test_the_sweeper_recovers_an_app_delivery_lost_while_the_server_was_do
             rows = (await client.get("/api/github/webhooks/events")).json()["data"]
             return [r["event"] for r in rows] == ["check_run", "ping"]
 
-        assert await eventually(recovered, timeout=10)
+        assert await eventually(recovered, timeout=30)
         rows = (await client.get("/api/github/webhooks/events")).json()["data"]
         assert {r["hook_id"] for r in rows} == {"9001"}
         again = (await client.post("/api/github/webhooks/sweep")).json()

@@ -146,7 +146,7 @@ async def test_deliveries_reach_the_run_once_and_the_sweeper_recovers_a_lost_one
         )
         assert codes == [202]
         first = fake.deliveries[-1]
-        assert await eventually(lambda: _count(client, run["id"], 1), timeout=10)
+        assert await eventually(lambda: _count(client, run["id"], 1), timeout=30)
         assert await asyncio.to_thread(fake.resend, first["id"]) == 202  # a duplicate
         events = (await client.get("/api/github/webhooks/events")).json()["data"]
         assert [e["event"] for e in events] == ["pull_request", "ping"]
@@ -172,7 +172,7 @@ async def test_deliveries_reach_the_run_once_and_the_sweeper_recovers_a_lost_one
         swept = await client.post("/api/github/webhooks/sweep")
         assert swept.status_code == 200, swept.text
         assert swept.json() == {"hooks": 1, "listed": 4, "redelivered": 1, "problems": []}
-        assert await eventually(lambda: _count(client, run["id"], 2), timeout=10)
+        assert await eventually(lambda: _count(client, run["id"], 2), timeout=30)
         (_, recovered) = await _pr_events(client, run["id"])
         assert recovered["data"]["summary"] == "check run build completed: failure"
         again = (await client.post("/api/github/webhooks/sweep")).json()

@@ -80,7 +80,7 @@ async def outbox(api: Api, run_id: str) -> list[dict[str, Any]]:
 
 
 async def wait_outbox(
-    api: Api, run_id: str, pred: Any, timeout: float = 10
+    api: Api, run_id: str, pred: Any, timeout: float = 30
 ) -> list[dict[str, Any]]:
     with anyio.fail_after(timeout):
         while True:

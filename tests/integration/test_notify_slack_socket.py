@@ -75,7 +75,7 @@ class FakeSlack:
     def posted(self) -> list[dict[str, Any]]:
         return [b for m, b in self.calls if m == "chat.postMessage"]
 
-    async def wait_call(self, method: str, n: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+    async def wait_call(self, method: str, n: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
         with anyio.fail_after(timeout):
             while True:
                 found = [b for m, b in self.calls if m == method]
@@ -93,7 +93,7 @@ class FakeSlack:
             "payload": payload,
         }
         await next(ws for ws in self.sockets if not ws.closed).send_json(envelope)  # the first open
-        with anyio.fail_after(10):
+        with anyio.fail_after(30):
             return await self.acks.get()
 
 
@@ -157,7 +157,7 @@ async def test_a_click_over_socket_mode_answers_the_approval_once(
     assert made.status_code == 201, made.text
     assert BOT not in made.text and APP not in made.text  # sealed, never shown
     channel = made.json()["id"]
-    with anyio.fail_after(10):  # Codeyard opened the socket with the app token
+    with anyio.fail_after(30):  # Codeyard opened the socket with the app token
         await slack.connected.wait()
     # Slack drops Socket Mode connections now and then: the client opens a new one.
     slack.connected.clear()
@@ -210,7 +210,7 @@ async def test_a_click_over_socket_mode_answers_the_approval_once(
     # Removing the channel closes its connection (on this server: at once).
     slack.closed.clear()  # (set when the first connection was dropped)
     assert (await api.delete(f"/api/notifications/channels/{channel}")).status_code == 204
-    with anyio.fail_after(10):
+    with anyio.fail_after(30):
         await slack.closed.wait()
 
 
@@ -263,20 +263,20 @@ async def test_two_channels_of_one_slack_app_each_answer_clicks_from_either_conn
             "/api/notifications/channels", json={"kind": "slack", "name": name, "config": config}
         )
         assert made.status_code == 201, made.text
-    with anyio.fail_after(10):
+    with anyio.fail_after(30):
         while len(slack.sockets) < 2:
             await anyio.sleep(0.02)
     # Both clicks go down the first connection: one of them belongs to the other channel.
     for n, where in ((2, "C0ALPHA"), (4, "C0BRAVO")):
         run_id = await ask_run(api, git_repo)
         await pending_approval(api, run_id)
-        with anyio.fail_after(10):  # the alert, on both channels (other messages follow)
+        with anyio.fail_after(30):  # the alert, on both channels (other messages follow)
             while len(alerts := [m for m in slack.posted() if has_buttons(m)]) < n:
                 await anyio.sleep(0.02)
         (mine,) = [m for m in alerts[-2:] if m["channel"] == where]
         click = block_actions(buttons(mine)["codeyard_approve"], APPROVER, "1.0")
         assert await slack.click(f"env-{where}", click) == {"envelope_id": f"env-{where}"}
-        with anyio.fail_after(10):
+        with anyio.fail_after(30):
             while (await api.get(f"/api/approvals?run_id={run_id}")).json()["data"][0][
                 "status"
             ] != "approved":

@@ -190,8 +190,8 @@ async def test_ci_failures_get_a_fix_turn_each_up_to_three_then_a_person_is_aske
         async def exhausted() -> bool:
             return len(await _events(api, run["id"], "feedback.exhausted")) == 1
 
-        assert await eventually(exhausted, timeout=10)
-        assert await eventually(lambda: _all_processed(api), timeout=10)
+        assert await eventually(exhausted, timeout=30)
+        assert await eventually(lambda: _all_processed(api), timeout=30)
         assert len(await _events(api, run["id"], "feedback.sent")) == 3
         assert (await api.get(f"/api/runs/{run['id']}")).json()["status"] == "completed"
 
@@ -237,14 +237,14 @@ async def test_a_head_is_handed_back_once_and_stale_or_passing_heads_never(
         cancelled = _check_run(head, number)
         cancelled["check_run"]["conclusion"] = "cancelled"
         await _deliver(api, "check_run", cancelled)
-        assert await eventually(lambda: _all_processed(api), timeout=10)
+        assert await eventually(lambda: _all_processed(api), timeout=30)
         assert len(await _events(api, run["id"], "feedback.sent")) == 1
         assert len(await _events(api, run["id"], "pr.updated")) == 4  # all on the timeline
 
         # A failing commit status (external CI, no pull request named) is matched by its SHA;
         # same head, already handed back: the ledger keeps it at one turn.
         await _deliver(api, "status", {"sha": head, "state": "error", "context": "ci/jenkins"})
-        assert await eventually(lambda: _all_processed(api), timeout=10)
+        assert await eventually(lambda: _all_processed(api), timeout=30)
         updates = [e["data"]["summary"] for e in await _events(api, run["id"], "pr.updated")]
         assert updates[-1] == "status ci/jenkins: error"
         assert len(await _events(api, run["id"], "feedback.sent")) == 1
@@ -303,7 +303,7 @@ async def test_changes_requested_become_the_next_turn_and_the_comments_events(
             got = (await api.get(f"/api/runs/{run['id']}")).json()
             return bool(got["pull_request"]["state"] == "merged")
 
-        assert await eventually(merged_state, timeout=10)
+        assert await eventually(merged_state, timeout=30)
         refused = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "more"})
         assert refused.status_code == 409, refused.text
         assert "while its pull request is open" in refused.json()["detail"]
@@ -436,7 +436,7 @@ async def test_required_checks_gate_the_merge_and_only_their_failures_are_handed
         # A check nobody requires fails: on the timeline, but no turn for the agent.
         fake.add_check_run(head, "lint", "completed", "failure", log="E501 line too long\n")
         await _deliver(api, "check_run", _check_run(head, number))
-        assert await eventually(lambda: _all_processed(api), timeout=10)
+        assert await eventually(lambda: _all_processed(api), timeout=30)
         assert await _events(api, run["id"], "feedback.sent") == []
 
         fake.add_check_run(head, "tests", "in_progress")

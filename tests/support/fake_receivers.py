@@ -84,7 +84,7 @@ class Receivers:
         with self.lock:
             return [r for r in self.received if r.path == path]
 
-    async def wait_for(self, path: str, count: int = 1, timeout: float = 10.0) -> list[Received]:
+    async def wait_for(self, path: str, count: int = 1, timeout: float = 30.0) -> list[Received]:
         """Wait (without blocking the event loop the server under test runs on)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -34,7 +34,7 @@ class Mailbox:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["To"] == address]
 
-    def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> EmailMessage:
+    def wait_for(self, address: str, count: int = 1, timeout: float = 30.0) -> EmailMessage:
         """The ``count``-th message to ``address`` (the server runs on its own thread)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ import anyio
 
 
 async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.05
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 30.0, interval: float = 0.05
 ) -> bool:
     """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
