@@ -14,6 +14,7 @@ from codeyard.config import Settings
 from codeyard.preview import leases
 from tests.conftest import TOKEN, Api, make_repo, open_api
 from tests.support.auth import add_user, bearer, token_of
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.anyio
 BASH = ["bash", "--norc", "--noprofile", "-i"]
@@ -33,7 +34,7 @@ async def ready_run(api: Api, repo: Path, client: Any = None) -> dict[str, Any]:
     return done
 
 
-async def screen_until(api: Api, term_id: str, needle: str, timeout: float = 10) -> list[str]:
+async def screen_until(api: Api, term_id: str, needle: str, timeout: float = 30) -> list[str]:
     lines: list[str] = []
     for _ in range(int(timeout / 0.05)):
         resp = await api.get(f"/api/terminals/{term_id}/output")
@@ -43,6 +44,19 @@ async def screen_until(api: Api, term_id: str, needle: str, timeout: float = 10)
             return lines
         await asyncio.sleep(0.05)
     raise AssertionError(f"{needle!r} never appeared on the screen: {lines}")
+
+
+async def _until_not_live(api: Api, term_id: str) -> dict[str, Any]:
+    """The terminal once it is no longer live (30 s at most)."""
+    body: dict[str, Any] = {}
+
+    async def ended() -> bool:
+        nonlocal body
+        body = (await api.get(f"/api/terminals/{term_id}")).json()
+        return bool(body["status"] != "live")
+
+    await eventually(ended, timeout=30)
+    return body
 
 
 @pytest.fixture
@@ -91,7 +105,7 @@ async def test_a_run_terminal_is_a_shell_in_its_worktree_with_its_ports(
     await asyncio.sleep(0.3)
     await api.post(f"/api/terminals/{term['id']}/keys", json={"keys": ["ctrl+c"]})
     await api.post(f"/api/terminals/{term['id']}/text", json={"text": "echo INTERRUPTED\r"})
-    lines = await screen_until(api, term["id"], "INTERRUPTED", timeout=5)
+    lines = await screen_until(api, term["id"], "INTERRUPTED", timeout=20)  # sooner than AFTER
     assert not any(line == "AFTER" for line in lines)
 
     closed = await api.delete(f"/api/terminals/{term['id']}")
@@ -161,22 +175,17 @@ async def test_discarding_the_run_closes_its_terminals(sqlite_api: Api, repo: Pa
     term = (await api.post("/api/terminals", json={"run_id": run["id"], "command": BASH})).json()
     resp = await api.post(f"/api/runs/{run['id']}/resolve", json={"action": "discard"})
     assert resp.status_code == 200, resp.text
-    for _ in range(200):
-        body = (await api.get(f"/api/terminals/{term['id']}")).json()
-        if body["status"] != "live":
-            break
-        await asyncio.sleep(0.05)
+    body = await _until_not_live(api, term["id"])
     assert body["status"] == "closed" and body["close_reason"] == "the run was discarded"
     # …and its port block is released (not leased again for a finished run)
     released = await api.get(f"/api/runs/{run['id']}/preview")
     assert released.status_code == 409 and "released" in released.json()["detail"]
-    for _ in range(100):
+
+    async def released_lease() -> bool:
         async with api.services.engine.connect() as conn:
-            lease = await leases.find(conn, run["id"])
-        if lease is None:
-            break
-        await asyncio.sleep(0.05)
-    assert lease is None
+            return await leases.find(conn, run["id"]) is None
+
+    assert await eventually(released_lease, timeout=30)
 
 
 async def test_the_agent_and_setup_script_get_the_runs_ports(
@@ -215,9 +224,9 @@ async def test_the_agent_and_setup_script_get_the_runs_ports(
 
 
 async def test_idle_terminals_close_but_watched_ones_stay(tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data", admin_token=TOKEN, terminal_idle_minutes=0.6 / 60
-    )
+    # Idle after 2 s: the busy one's output every 0.1 s keeps it open on a loaded machine too
+    # (with 0.6 s a starved sh could look idle).
+    settings = Settings(data_dir=tmp_path / "data", admin_token=TOKEN, terminal_idle_minutes=2 / 60)
     async for api in open_api(settings):
         idle = await api.post("/api/terminals", json={"cwd": str(tmp_path), "command": BASH})
         busy = await api.post(
@@ -228,11 +237,7 @@ async def test_idle_terminals_close_but_watched_ones_stay(tmp_path: Path) -> Non
             },
         )
         idle_id, busy_id = idle.json()["id"], busy.json()["id"]
-        for _ in range(100):
-            body = (await api.get(f"/api/terminals/{idle_id}")).json()
-            if body["status"] != "live":
-                break
-            await asyncio.sleep(0.05)
+        body = await _until_not_live(api, idle_id)
         assert body["status"] == "closed" and "without viewers or output" in body["close_reason"]
         assert (await api.get(f"/api/terminals/{busy_id}")).json()["status"] == "live"
         await api.delete(f"/api/terminals/{busy_id}")
