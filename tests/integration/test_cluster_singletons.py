@@ -60,8 +60,8 @@ async def _a_waits_then_takes_over(a: Api, b: Api) -> None:
     # b stops its singletons' role by going away (a closed session frees the lock).
     await b.app.state.leadership.stop()
     assert not _rollup_running(b)
-    await _until(lambda: a.app.state.leadership.is_leader, 10)
-    await _until(lambda: _rollup_running(a), 5)
+    await _until(lambda: a.app.state.leadership.is_leader, 30)
+    await _until(lambda: _rollup_running(a), 30)
     assert a.app.state.leadership.terms == 1
 
 
@@ -82,7 +82,7 @@ async def test_a_holder_that_loses_its_connection_steps_down(
         pid = raw.driver_connection.get_server_pid()
         async with b.services.engine.connect() as conn:
             await conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
-        await _until(lambda: not held.is_leader and not _rollup_running(a), 10)
-        await _until(lambda: other.is_leader and _rollup_running(b), 10)
+        await _until(lambda: not held.is_leader and not _rollup_running(a), 30)
+        await _until(lambda: other.is_leader and _rollup_running(b), 30)
         await asyncio.sleep(0.6)  # a tries again, and finds the role taken
         assert not held.is_leader and other.is_leader

@@ -67,7 +67,7 @@ def counting(engine: AsyncEngine) -> Iterator[list[str]]:
         event.remove(engine.sync_engine, "before_cursor_execute", note)
 
 
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+async def until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     async def poll() -> None:
         while not check():
             await asyncio.sleep(0.01)

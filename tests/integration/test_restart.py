@@ -110,7 +110,7 @@ async def test_kill_9_interrupts_active_runs_and_resume_continues_them(
                 server.kill()
                 await server.start_async()
 
-                interrupted = await wait_status(client, a["id"], "interrupted", timeout=5)
+                interrupted = await wait_status(client, a["id"], "interrupted", timeout=30)
                 assert "restart" in (interrupted["status_reason"] or "")
                 log_a = await event_log(client, a["id"])
                 last_status = [e for e in log_a if e["type"] == "run.status"][-1]

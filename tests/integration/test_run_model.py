@@ -53,11 +53,12 @@ async def test_the_next_turn_uses_the_switched_model(sqlite_api: Api, tmp_path: 
     assert switched.json()["model"] == "claude-sonnet-4-5"
     sent = await api.post(f"/api/runs/{run['id']}/messages", json={"text": "again"})
     assert sent.status_code == 202, sent.text
-    for _ in range(200):
-        events = await usage_events(api, run["id"])
-        if len([e for e in events if e["type"] == "usage"]) == 2:
-            break
-        await asyncio.sleep(0.05)
+    with anyio.fail_after(30):
+        while True:
+            events = await usage_events(api, run["id"])
+            if len([e for e in events if e["type"] == "usage"]) == 2:
+                break
+            await asyncio.sleep(0.05)
     first, changed, second = events
     assert changed["type"] == "run.model_changed"
     assert changed["data"] == {"from": "gpt-4.1-mini", "to": "claude-sonnet-4-5", "applies": "now"}

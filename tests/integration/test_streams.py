@@ -195,7 +195,7 @@ async def test_random_disconnects_and_reconnects_lose_and_repeat_nothing(
         async with anyio.create_task_group() as tg:
             for seed in range(5):
                 tg.start_soon(reader, seed)
-    assert (await wait_status(client, run["id"], "review", timeout=1))["status"] == "review"
+    assert (await wait_status(client, run["id"], "review"))["status"] == "review"
     log = await event_log(client, run["id"])
     assert len(log) > 150
     expected = [e["id"] for e in log]
