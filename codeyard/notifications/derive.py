@@ -24,7 +24,7 @@ from codeyard.store import schema
 from codeyard.store.consumers import LogConsumer, LoggedEvent
 from codeyard.store.writer import Tx
 
-R, USERS = schema.runs, schema.users
+R, RN, USERS = schema.runs, schema.run_notify, schema.users
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
@@ -53,9 +53,12 @@ class Notifier(LogConsumer):
         return not prepared
 
     async def _run(self, conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
+        """The run's row, with its ``notify`` flag (None: not set) in the same statement."""
         row = (
             await conn.execute(
-                select(R.c.id, R.c.number, R.c.title, R.c.created_by).where(R.c.id == run_id)
+                select(R.c.id, R.c.number, R.c.title, R.c.created_by, RN.c.notify)
+                .outerjoin(RN, RN.c.run_id == R.c.id)
+                .where(R.c.id == run_id)
             )
         ).first()
         return None if row is None else dict(row._mapping)
@@ -78,6 +81,7 @@ class Notifier(LogConsumer):
             run = await self._run(conn, ev.run_id)
             if run is None:
                 continue
+            flag = run.pop("notify")
             msg = from_event(ev.type, data, run)
             if msg is None:
                 continue
@@ -85,25 +89,26 @@ class Notifier(LogConsumer):
                 for sent in await store.sent_alerts(conn, msg.tag):
                     rows.append(self._row(ev, msg, sent["user_id"], sent["target"], ev.ts))
                 continue
-            flag = await store.run_notify(conn, ev.run_id)
             if flag is False:
                 continue
             if admins is None:
                 admins = await self._admins(conn)
             users = sorted({run["created_by"] or "", *admins})
-            wanted = []
-            for user_id in users:
+            # Who can be reached at all first: a user without a target needs no preferences
+            # read (most users of a small install have none).
+            targets = await store.targets_of(conn, users)
+            wanted = set()
+            for user_id in sorted({user for user, _target in targets}):
                 prefs = await store.prefs(conn, user_id)
                 opted_in = flag is True and msg.kind in ("run.finished", "run.failed")
                 if msg.kind in prefs["events"] or opted_in:
-                    wanted.append(user_id)
-            if not wanted:
-                continue
+                    wanted.add(user_id)
             due = ev.ts
             if msg.kind in ("approval", "budget"):
                 due = shift(ev.ts, self.grace_seconds)
-            for user_id, target in await store.targets_of(conn, wanted):
-                rows.append(self._row(ev, msg, user_id, target, due))
+            for user_id, target in targets:
+                if user_id in wanted:
+                    rows.append(self._row(ev, msg, user_id, target, due))
         return rows
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.events import utc_now
@@ -50,14 +50,17 @@ async def set_run_notify(tx: Tx, run_id: str, notify: bool) -> None:
 
 
 async def targets_of(conn: AsyncConnection, user_ids: list[str]) -> list[tuple[str, str]]:
-    """Every (user_id, target key) a notification for these users goes to."""
-    out: list[tuple[str, str]] = []
-    for table, prefix in ((SUBS, "webpush"), (DEV, "device"), (CH, "channel")):
-        rows = await conn.execute(
-            select(table.c.user_id, table.c.id).where(table.c.user_id.in_(user_ids))
+    """Every (user_id, target key) a notification for these users goes to: web push
+    subscriptions, then devices, then channels, in one statement."""
+    kinds = ((SUBS, "webpush"), (DEV, "device"), (CH, "channel"))
+    parts = [
+        select(literal(rank).label("kind"), table.c.user_id, table.c.id).where(
+            table.c.user_id.in_(user_ids)
         )
-        out.extend((u, f"{prefix}:{i}") for u, i in rows.all())
-    return out
+        for rank, (table, _prefix) in enumerate(kinds)
+    ]
+    rows = await conn.execute(union_all(*parts).order_by("kind"))
+    return [(u, f"{kinds[k][1]}:{i}") for k, u, i in rows.all()]
 
 
 async def add_outbox(tx: Tx, rows: list[dict[str, Any]]) -> None:

@@ -42,6 +42,10 @@ KEEP_DAYS = 30
 PRUNE_EVERY_S = 3600.0
 BACKOFF_BASE = 2.0
 BACKOFF_MAX = 600.0
+#: With nothing pending, the worker looks again this long after its last pass unless woken
+#: (every row added to the outbox wakes it: the notifiers' ``on_new``); a row that is pending
+#: but not due yet is looked at every second until it is.
+IDLE_POLL_S = 30.0
 ANSWERABLE = ("approval", "budget")
 #: A chat message's buttons stay usable for a day (the click itself is signed by Slack and
 #: checked against the channel's approvers; the token makes it single-use).
@@ -138,6 +142,8 @@ class DeliveryWorker:
                     await self.prune()
                 except Exception:  # retried at the next interval
                     log.exception("pruning old notifications failed")
+            nxt: str | None = None
+            wait = IDLE_POLL_S
             try:
                 while await self.run_once():
                     pass
@@ -145,9 +151,9 @@ class DeliveryWorker:
                     nxt = await store.next_due(conn)
             except Exception:  # a database hiccup: keep the worker alive and try again
                 log.exception("notification delivery pass failed")
-                nxt = None
-            wait = 1.0
+                wait = 1.0
             if nxt is not None:
+                wait = 1.0
                 delta = (
                     datetime.strptime(nxt.rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
                     - datetime.now(UTC)
