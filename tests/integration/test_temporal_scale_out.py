@@ -685,7 +685,7 @@ async def test_a_run_whose_worker_is_killed_mid_turn_continues_on_another_worker
             resp = await c2.post(f"/api/runs/{run['id']}/messages", json={"text": "go on"})
             assert resp.status_code in (200, 201, 202), resp.text
             await wait_for_event(c1, run["id"], _said("step a"), timeout=30)
-            await wait_for_event(c1, run["id"], lambda e: e["type"] == "tool.result", timeout=10)
+            await wait_for_event(c1, run["id"], lambda e: e["type"] == "tool.result", timeout=30)
             await anyio.sleep(0.3)  # the write step's progress commits with its result
             cluster.workers[victim].kill()
             moved = await wait_for_event(c1, run["id"], _moved, timeout=40)
