@@ -119,7 +119,7 @@ def run_lines(env: dict[str, str]) -> Iterator[dict[str, str]]:
     port = free_port()
     server_env = {**env, "CODEYARD_PORT": str(port)}
     with process(binary(serve), server_env):
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a server start on a saturated machine
         while True:
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).is_success:

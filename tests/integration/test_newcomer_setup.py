@@ -44,7 +44,7 @@ def serving(data_dir: Path, port: int, env: dict[str, str]) -> Iterator[subproce
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a server start on a saturated machine
         while True:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             with contextlib.suppress(httpx.TransportError):

@@ -60,9 +60,9 @@ async def serve(settings: Settings) -> AsyncIterator[Live]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
+        deadline = asyncio.get_running_loop().time() + 60  # start-up on a saturated machine
+        while not (server.started or task.done()):
+            assert asyncio.get_running_loop().time() < deadline, "the server did not start"
             await asyncio.sleep(0.02)
         assert server.started, "the server did not start"
         yield Live(f"http://127.0.0.1:{settings.port}", settings, app)

@@ -143,7 +143,7 @@ class ServerProcess:
         assert self.proc is not None, "the server is not running"
         return self.proc.pid
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 120) -> None:
         """Start the server and wait until ``/api/health`` answers 200."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         with self.log_path.open("ab") as log:
@@ -171,7 +171,7 @@ class ServerProcess:
                 raise RuntimeError(f"the server did not become healthy:\n{self.log_tail()}")
             time.sleep(0.05)
 
-    async def start_async(self, timeout: float = 30) -> None:
+    async def start_async(self, timeout: float = 120) -> None:
         await anyio.to_thread.run_sync(lambda: self.start(timeout))
 
     def kill(self) -> None:
