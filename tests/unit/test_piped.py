@@ -165,7 +165,7 @@ def test_a_stop_is_woken_by_the_members_exits_not_by_a_poll() -> None:
             assert exits.watch({proc.pid: None})  # reaped: nothing to wait for
             started = time.monotonic()
             await exits.all_gone(8.0)
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 5.0  # said at once, not at the 8 s bound
             long, long_group = await spawn(["sleep", "30"], kind="test")
             try:
                 started = time.monotonic()
