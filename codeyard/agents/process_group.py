@@ -133,6 +133,9 @@ recorder: ContextVar[GroupRecorder | None] = ContextVar("codeyard_process_record
 SCAN_EVERY = 0.05
 #: Seconds between looks at the members seen where there is no pidfd to wake on their exit.
 POLL_EVERY = 0.01
+#: Looks, this many seconds apart, at a group whose tree is gone but whose exited leader is
+#: not reaped yet, before a scan of every process settles whether anything else is left.
+REAP_LOOKS, REAP_LOOK_EVERY = 5, 0.002
 
 
 class _Exits:
@@ -252,6 +255,50 @@ class ProcessGroup:
         self._known.update({p: live[p][3] for p in found})
         return found
 
+    async def _look(self) -> set[int]:
+        """The live members, found without a scan of every process where that is enough:
+        the leader and the members seen before, with their descendants through the children
+        lists. Where that finds none, a group with no process left (one ``kill(2)``) is gone;
+        anything else, or no children lists, is settled by :meth:`members`. A member outside
+        that tree (its parent died, so it was re-parented) is found by that scan once the
+        tree is gone, and waited for then."""
+        roots = {
+            p
+            for p, start in self._known.items()
+            if (stat := _stat(p)) is not None and stat[0] not in ("Z", "X") and stat[3] == start
+        }
+        leader = _stat(self.pid)
+        if leader is not None and leader[0] not in ("Z", "X") and not self._id_reused(leader):
+            self._known[self.pid] = leader[3]
+            roots.add(self.pid)
+        born = self._born(roots)
+        if born is None:
+            return self.members()
+        if roots or born:
+            return roots | born.keys()
+        for _ in range(REAP_LOOKS):
+            if self._group_empty():
+                return set()
+            leader = _stat(self.pid)
+            if leader is None or leader[0] != "Z":
+                break
+            # Only the leader's zombie may hold the group: whoever started it reaps it now.
+            await asyncio.sleep(REAP_LOOK_EVERY)
+        return self.members()
+
+    def _group_empty(self) -> bool:
+        """Whether no process is left in the group (a zombie still counts; a member of another
+        user cannot be told: not empty)."""
+        if self._id_reused(_stat(self.pid)):
+            return False  # the id may name a newer group now: only a scan can tell
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
     def _born(self, parents: set[int]) -> dict[int, int] | None:
         """Live descendants of ``parents`` not known yet (pid → start time), recorded as
         members; None where ``/proc`` has no children lists (the caller scans everything)."""
@@ -294,14 +341,15 @@ class ProcessGroup:
     async def _wait_gone(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for every member to be gone: woken by the exit of the last
         one seen (pidfds; where there are none, each is looked at every :data:`POLL_EVERY`),
-        then a scan looks for members started meanwhile. Every :data:`SCAN_EVERY` meanwhile,
+        then a look for members started meanwhile (:meth:`_look`: a scan of every process
+        only where the group is not seen empty otherwise). Every :data:`SCAN_EVERY` meanwhile,
         the children of the members still alive are looked at (with pidfds; else a scan)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         exits = _Exits()
         try:
             while True:
-                live = self.members()
+                live = await self._look()
                 if not live:
                     return True
                 left = deadline - loop.time()

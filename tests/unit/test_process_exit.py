@@ -121,3 +121,59 @@ async def test_a_member_that_starts_its_own_session_is_followed_without_scanning
         if escaped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(escaped, signal.SIGKILL)
+
+
+def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    scans: list[int] = []
+    scan = process._all_stats
+
+    def counted() -> dict[int, process.Stat]:
+        scans.append(1)
+        return scan()
+
+    monkeypatch.setattr(process, "_all_stats", counted)
+    return scans
+
+
+async def test_a_clean_stop_of_a_tree_scans_no_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The members are found through the children lists from the leader, and the group is
+    seen empty with one kill(2): a scan of every process (ms with many agents running, twice
+    per turn before) is left for what those cannot settle."""
+    leader = await asyncio.create_subprocess_exec(
+        *("/bin/sh", "-c", "sleep 0.3 & wait"), start_new_session=True
+    )
+    scans = _count_scans(monkeypatch)
+    group = ProcessGroup(leader.pid)
+    try:
+        assert await asyncio.wait_for(group.stop(grace=5, why="test"), 10)
+        await leader.wait()
+        assert len(group._known) == 2  # the shell and its sleep, both waited for
+        assert scans == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+
+
+async def test_a_member_left_without_its_parent_is_still_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A member whose parent (the leader) died before the stop began is outside the tree the
+    children lists show; the group is not empty, so a scan finds it and the stop waits."""
+    leader = await asyncio.create_subprocess_exec(
+        *("/bin/sh", "-c", "sleep 0.6 >/dev/null & echo $!"),
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    out, _ = await asyncio.wait_for(leader.communicate(), 10)  # the leader is gone
+    member = int(out)
+    scans = _count_scans(monkeypatch)
+    group = ProcessGroup(leader.pid)
+    try:
+        started = time.monotonic()
+        assert await asyncio.wait_for(group.stop(grace=5, why="test"), 10)
+        assert not process._alive(member)
+        assert time.monotonic() - started > 0.3  # it waited for the member's own end
+        assert member in group._known and len(scans) >= 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
