@@ -41,6 +41,7 @@ from codeyard.executor.recovery import (
 from codeyard.executor.turn_options import OptionHook
 from codeyard.executor.turns import TurnDriver
 from codeyard.run_workspace.admission import PREPARATIONS, Preparations, start_slot
+from codeyard.run_workspace.pool import WorktreePool
 from codeyard.sandbox import Sandbox
 from codeyard.store import fencing, runs
 from codeyard.store.writer import Writer
@@ -71,7 +72,14 @@ class LocalExecutor:
         self._writer = writer
         gate = ApprovalGate(engine, writer, default_permission_mode)
         self._driver = TurnDriver(
-            engine, writer, gate, worktree_root, logs_root, bash_timeout, secrets
+            engine,
+            writer,
+            gate,
+            worktree_root,
+            logs_root,
+            bash_timeout,
+            secrets,
+            WorktreePool(worktree_root),
         )
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         #: What the workers wait for before taking their first run (see :meth:`hold_work_until`).
@@ -86,6 +94,11 @@ class LocalExecutor:
         self._resumers: set[asyncio.Task[None]] = set()
         #: What the last start-up recovered (leftover processes, interrupted and resumed runs).
         self.recovered = Recovered()
+
+    @property
+    def pool(self) -> WorktreePool | None:
+        """The ready worktrees this executor's new runs take (``run_workspace.pool``)."""
+        return self._driver.pool
 
     def fail_unreachable_models_after(self, seconds: float) -> None:
         """An agent that keeps retrying its model this long fails its turn (``watchdog``)."""
@@ -109,6 +122,8 @@ class LocalExecutor:
         """Recover from the last stop (see ``executor.recovery``), then start the workers."""
         recovered = await recover(self._engine, self._writer)
         self.recovered = recovered
+        if self._driver.pool is not None:  # what a dead server's pool left is removed meanwhile
+            await self._driver.pool.start()
         async with self._engine.connect() as conn:
             queued = await runs.ids_in(conn, frozenset({S.QUEUED}))
         for run_id in queued:
@@ -140,6 +155,8 @@ class LocalExecutor:
         self._workers = []
         live = [h.task for h in self.handles.values() if h.task is not None]
         await asyncio.gather(*live, return_exceptions=True)
+        if self._driver.pool is not None:
+            await self._driver.pool.close()
 
     async def submit(self, run_id: str) -> None:
         """Queue a run that is in ``queued`` (FIFO)."""

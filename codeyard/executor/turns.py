@@ -40,6 +40,7 @@ from codeyard.executor.turn_options import OptionParts, TurnOptions
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
 from codeyard.run_workspace.checkpointing import checkpoint_then
+from codeyard.run_workspace.pool import WorktreePool
 from codeyard.run_workspace.prepare import prepare_worktrees
 from codeyard.store import approvals as approval_door
 from codeyard.store import events, runs
@@ -135,9 +136,12 @@ class TurnDriver:
         logs_root: Path,
         bash_timeout: float,
         secrets: SecretBox,
+        pool: WorktreePool | None = None,
     ) -> None:
         self._engine = engine
         self.options = TurnOptions(engine, writer, gate, secrets)
+        #: Ready worktrees new runs take (``run_workspace.pool``); its owner starts and stops it.
+        self.pool = pool
         self._writer = writer
         self._gate = gate
         self._worktree_root = worktree_root
@@ -220,6 +224,7 @@ class TurnDriver:
                 self._bash_timeout,
                 record_intent,
                 sandbox=await self.options.sandbox_for(run),
+                pool=self.pool,
             )
         except Exception as exc:  # reported on the run, which fails
             log.warning("preparing run %s failed: %s", run_id, exc)

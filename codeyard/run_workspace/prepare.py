@@ -1,6 +1,7 @@
 """A run's workspace: made before its first turn, taken down on delete, discard and retention.
 
-Preparing makes one worktree per repository on the run's branch, copies the repository's
+Preparing makes one worktree per repository on the run's branch (or takes the repository's
+ready one from the executor's pool, ``run_workspace.pool``), copies the repository's
 ``copy_files`` in from its main checkout and runs its ``setup_script``; it is all or nothing.
 Removing runs each ``cleanup_script`` first and never lets a failing one block the removal.
 Git worktree operations on one repository are serialized, across processes too (``git worktree
@@ -35,6 +36,7 @@ from codeyard.domain.events import ErrorEvent, NewEvent, ToolCall
 from codeyard.domain.ids import new_id, slugify
 from codeyard.preview import leases
 from codeyard.run_workspace.admission import PREPARATIONS, start_slot
+from codeyard.run_workspace.pool import WorktreePool
 from codeyard.sandbox import Sandbox, SandboxUnavailable
 from codeyard.store import projects
 from codeyard.store.writer import Writer
@@ -153,6 +155,7 @@ async def prepare_worktrees(
     record_intent: IntentRecorder | None = None,
     *,
     sandbox: Sandbox | None = None,
+    pool: WorktreePool | None = None,
 ) -> tuple[str, dict[str, str]]:
     """Create the run's worktrees, copy files in, run setup; returns (branch, {repo_id: path}).
 
@@ -169,7 +172,9 @@ async def prepare_worktrees(
 
     It first waits for one of this host's preparation slots (:data:`PREPARATIONS`), in line,
     and runs its git niced by ``sandbox.niceness``; the slot is given up before setup scripts,
-    and with it the run's start slot (:data:`start_slot`), if it holds one.
+    and with it the run's start slot (:data:`start_slot`), if it holds one. With a ``pool``, a
+    worktree on a new branch is taken from it when it holds one at the run's base commit, and
+    the pool is asked for one for the next run (``run_workspace.pool``).
     """
     lowered = git_cli.niceness.set((sandbox or Sandbox()).niceness)
     started = start_slot.get() or _nothing
@@ -182,7 +187,15 @@ async def prepare_worktrees(
                 started()
 
             return await _prepare(
-                engine, run, worktree_root, writer, script_timeout, record_intent, sandbox, done
+                engine,
+                run,
+                worktree_root,
+                writer,
+                script_timeout,
+                record_intent,
+                sandbox,
+                done,
+                pool,
             )
     finally:
         started()
@@ -202,6 +215,7 @@ async def _prepare(
     record_intent: IntentRecorder | None,
     sandbox: Sandbox | None,
     release: Callable[[], None],
+    pool: WorktreePool | None,
 ) -> tuple[str, dict[str, str]]:
     """:func:`prepare_worktrees` in its slot; ``release`` gives the slot up."""
     async with engine.connect() as conn:
@@ -250,13 +264,8 @@ async def _prepare(
     set_up: list[_Made] = [m for m in ready if m.repo["setup_script"]]
     try:
         for item in plan:
-            await _add_worktree(
-                item.repo_path,
-                item.dest,
-                branch,
-                run["base_commits"][item.repo["id"]],
-                not item.created_branch,
-            )
+            base = run["base_commits"][item.repo["id"]]
+            await _add_worktree(item.repo_path, item.dest, branch, base, item.created_branch, pool)
             made.append(item)
         for item in plan:
             await _copy_files(item)
@@ -277,6 +286,9 @@ async def _prepare(
         unfinished = [item for item in made if item not in ready]
         await _undo({**run, "branch": branch}, unfinished, [], report, script_timeout)
         raise
+    for item in plan:  # the next run's worktrees, made while this one works
+        if pool is not None and item.created_branch:
+            pool.want(item.repo_path, run["base_commits"][item.repo["id"]], item.dest.name)
     by_repo = {item.repo["id"]: str(item.dest) for item in made}
     return branch, {repo_id: by_repo[repo_id] for repo_id in run["repo_ids"]}
 
@@ -289,13 +301,21 @@ async def _on_branch(dest: Path, branch: str) -> bool:
     return head.returncode == 0 and head.stdout.strip() == f"refs/heads/{branch}"
 
 
-async def _add_worktree(repo: Path, dest: Path, branch: str, base: str, reuse: bool) -> None:
-    """Add one worktree: on the existing ``branch`` if ``reuse``, else on a new one."""
+async def _add_worktree(
+    repo: Path, dest: Path, branch: str, base: str, new: bool, pool: WorktreePool | None
+) -> None:
+    """Add one worktree: on a ``new`` branch (from the ``pool`` when it has one at ``base``),
+    else on the existing ``branch``."""
     async with repo_lock(repo):
-        if reuse:
+        if not new:
             await _retrying(lambda: _attach(repo, dest, branch))
             return
-        await _retrying(lambda: create_worktree(repo, dest, branch, base))
+
+        async def add() -> None:
+            if pool is None or not await pool.claim(repo, base, dest, branch):
+                await create_worktree(repo, dest, branch, base)
+
+        await _retrying(add)
 
 
 async def _attach(repo: Path, dest: Path, branch: str) -> None:

@@ -17,6 +17,7 @@ from codeyard.domain.errors import BadRequest, Conflict, Forbidden, ValidationFa
 from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify
 from codeyard.domain.status import ACTIVE
+from codeyard.run_workspace import pool as worktree_pool
 from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import ownership
 from codeyard.services import sandbox as sandbox_service
@@ -215,6 +216,9 @@ async def remove_repo(svc: Services, principal: Principal, project_ref: str, rep
     if repo_id not in {r["id"] for r in project["repos"]}:
         await get_repo(svc, repo_id)  # 404 when unknown
     await svc.writer.run(lambda tx: projects.delete_repo(tx, repo_id))
+    for repo in project["repos"]:  # its ready worktree, kept for the next run, goes too
+        if repo["id"] == repo_id:
+            await worktree_pool.forget_repository(Path(repo["path"]))
 
 
 #: Repository fields whose changes run code or copy files in every user's runs.
@@ -285,6 +289,8 @@ async def delete_project(svc: Services, principal: Principal, project_ref: str) 
         await projects.delete_project(tx, project["id"])
 
     await svc.writer.run(job)
+    for repo in project["repos"]:  # their ready worktrees, kept for the next run
+        await worktree_pool.forget_repository(Path(repo["path"]))
 
 
 async def get_repo(svc: Services, repo_id: str) -> dict[str, Any]:

@@ -5,7 +5,9 @@ A run is reclaimable when it is finished (review, completed, failed, cancelled),
 of it is open (that run may still take turns). Reclaiming removes
 the worktrees (cleanup scripts first) but keeps the run, its events and any branch that is not
 merged into the repository's default branch, so no unlanded work is lost. The server does this
-once a day (:class:`DailyGc`); ``POST /api/gc`` and ``codeyard gc`` do it now.
+once a day (:class:`DailyGc`); ``POST /api/gc`` and ``codeyard gc`` do it now. Each pass also
+removes the ready worktrees kept for new runs (``run_workspace.pool``), and what a dead
+process's pool left.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from codeyard.domain.events import WorkspaceRemoved
 from codeyard.domain.status import RunStatus, pull_request_open
+from codeyard.run_workspace import pool as worktree_pool
 from codeyard.run_workspace.prepare import remove_run_worktrees
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
@@ -140,6 +143,8 @@ async def gc(
         "runs": [],
         "errors": [],
     }
+    if not dry_run:  # ready worktrees kept for the next runs (made again when runs need them)
+        await worktree_pool.collect_all()
     if days is None:
         return result
     cutoff = result["cutoff"] = cutoff_for(days, now)

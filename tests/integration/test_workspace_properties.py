@@ -13,7 +13,9 @@ After every operation these hold:
 * every run that was deleted or discarded has no worktree directory, branch or checkpoint ref;
 * nothing under the worktree root belongs to anything but a live run's worktree;
 * every ``codeyard/*`` branch belongs to a live run, and ``git worktree list`` shows exactly the
-  user's checkout and the live runs' worktrees;
+  user's checkout and the live runs' worktrees, plus at most one ready worktree of the pool
+  (``run_workspace.pool``): detached, in the data dir's ``worktree-pool``, on the base commit of
+  a run, and gone once the app has stopped;
 * the user's checkout (files, ``git status``, ``.git/index`` bytes, HEAD) is byte-for-byte
   unchanged, except by the user's own actions and by a requested landing into ``main``, the
   branch it has checked out: after a successful one the files equal the new ``main`` tree
@@ -322,6 +324,8 @@ class World:
     root: Path  # the worktree root
     runs: list[RunModel] = field(default_factory=list)
     checkout: Checkout | None = None
+    #: Every run's base commit (where a ready worktree of the pool may stand).
+    bases: set[str] = field(default_factory=set)
 
     def pick(self, index: int) -> RunModel | None:
         """Counted from the newest run, so that small indexes (and shrinking) favour it."""
@@ -361,6 +365,7 @@ class World:
         }
         resp = await self.api.post("/api/runs", json=body)
         assert resp.status_code == 201, resp.text
+        self.bases.update(resp.json()["base_commits"].values())
         run = RunModel(resp.json()["id"], "draft" if op.draft else "review")
         self.runs.append(run)
         if not op.draft:
@@ -371,6 +376,7 @@ class World:
         body = await self.api.wait_status(run.id, "review", "failed")
         assert body["status"] == "review", body
         run.state, run.branch = "review", body["branch"]
+        await self.api.services.executor.pool.filled()  # none half-made by the pool
         worktrees = self.worktree_list()
         found = [p for p, branch in worktrees.items() if branch == f"refs/heads/{run.branch}"]
         assert len(found) == 1, (run, worktrees)
@@ -593,9 +599,16 @@ class World:
         repo, live = self.repo, [r for r in self.runs if r.live]
         dead = [r for r in self.runs if r.state in ("deleted", "discarded")]
         worktrees = {r.worktree for r in live if r.worktree is not None}
-        # git's own view: the checkout plus the live runs' worktrees, nothing else.
+        # git's own view: the checkout plus the live runs' worktrees, and at most one ready
+        # worktree of the pool (detached, at a run's base), nothing else. (One being made in
+        # the background is "locked" while git adds it: seen once it is made.)
+        await self.api.services.executor.pool.filled()
         listed = self.worktree_list()
-        assert listed.keys() == {repo.resolve()} | worktrees, listed
+        pooled = {p for p in listed if p.is_relative_to(self.root.parent / "worktree-pool")}
+        assert len(pooled) <= 1 and all(listed[p] == "" for p in pooled), listed
+        for path in pooled:
+            assert git(path, "rev-parse", "HEAD") in self.bases, path
+        assert listed.keys() - pooled == {repo.resolve()} | worktrees, listed
         for run in live:
             assert run.worktree is not None and (run.worktree / ".git").is_file()
             assert listed[run.worktree] == f"refs/heads/{run.branch}"
@@ -653,9 +666,10 @@ async def exercise(program: list[Op], migrated: Path) -> None:
                 await world.apply(op)
                 await world.check()
             await world.tear_down()
-        # Shutting the app down leaves the repository alone as well.
+        # Shutting the app down leaves the repository alone as well (the pool's worktree gone).
         assert world is not None and Checkout.of(repo) == world.checkout
         assert git(repo, "for-each-ref", "refs/heads/codeyard", "refs/codeyard") == ""
+        assert world.worktree_list().keys() == {repo.resolve()}
 
 
 @settings(
