@@ -156,7 +156,7 @@ async def test_an_idle_delivery_worker_waits_for_a_new_row(api: Api) -> None:
         created_at=utc_now(),
     )
     worker.wake()  # what the notifiers do with every row they add
-    with anyio.fail_after(10):
+    with anyio.fail_after(30):
         while True:
             async with engine.connect() as conn:
                 status = (await conn.execute(select(outbox.c.status))).scalar_one()

@@ -366,7 +366,7 @@ async def test_websocket_bad_subscription_closes_with_a_reason(
     """Bad input closes the socket (4400) with a reason naming the field, never a server error
     (``"after": "abc"`` used to raise ``ValueError`` in the handler)."""
     url = f"{server.ws_url}/api/ws?access_token={server.token}"
-    with anyio.fail_after(10):
+    with anyio.fail_after(30):
         async with ws_connect(url) as ws:
             await ws.send(message)
             with pytest.raises(ConnectionClosed) as closed:
@@ -378,7 +378,7 @@ async def test_websocket_bad_subscription_closes_with_a_reason(
 
 async def test_websocket_without_token_is_closed_with_4401(server: ServerProcess) -> None:
     for url in (f"{server.ws_url}/api/ws", f"{server.ws_url}/api/ws?access_token=wrong"):
-        with anyio.fail_after(10):
+        with anyio.fail_after(30):
             try:
                 async with ws_connect(url) as ws:
                     await ws.recv()

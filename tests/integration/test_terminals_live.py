@@ -115,7 +115,7 @@ async def test_replay_modes_viewers_and_a_restart(server: ServerProcess, tmp_pat
         # The same bytes, in order (either may hold the prompt bash printed after the size).
         both = min(len(after.data), len(full.data))
         assert after.data[:both] == full.data[:both] and b"41 132" in after.data[:both]
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while not any(c.get("type") == "exit" for c in after.control):
                 after.control.append(json.loads(await after.ws.recv()))
         await after.ws.close()

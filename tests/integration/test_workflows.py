@@ -260,7 +260,7 @@ async def test_each_small_step_type_extract_if_wait_foreach(
     types = [e["type"] for e in events]
     assert types[0] == "workflow.execution.started" and types[-1] == "workflow.execution.completed"
     assert types.count("workflow.step.skipped") == 1
-    with anyio.fail_after(10):  # the stream replays from seq 2, then ends: the execution ended
+    with anyio.fail_after(30):  # the stream replays from seq 2, then ends: the execution ended
         resp = await api.get(f"/api/workflows/executions/{execution}/events/stream?after=2")
     frames = [line[7:] for line in resp.text.splitlines() if line.startswith("event: ")]
     assert frames == types[2:]

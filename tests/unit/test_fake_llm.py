@@ -202,7 +202,7 @@ def test_fake_llm_command_serves_a_script(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                answer = httpx.post(url, json=body, timeout=5).json()
+                answer = httpx.post(url, json=body, timeout=30).json()
                 break
             except httpx.ConnectError:
                 assert time.monotonic() < deadline, "the command never started listening"

@@ -56,7 +56,7 @@ async def agent(code: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, Pr
     )
     try:
         assert proc.stdout is not None
-        assert await asyncio.wait_for(proc.stdout.readline(), 10) == b"ready\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"ready\n"
         yield proc, group
     finally:
         group.kill()
