@@ -88,12 +88,12 @@ async def test_preview_both_modes_websocket_and_refusals(
             json={"text": "exec python3 -m http.server $PORT --bind 127.0.0.1\r"},
         )
         opened: list[dict[str, Any]] = []
-        for _ in range(150):
+        deadline = asyncio.get_running_loop().time() + 60  # python starts, the watcher polls
+        while not opened and asyncio.get_running_loop().time() < deadline:
             events = await event_log(http, run["id"])
             opened = [e for e in events if e["type"] == "preview.port_opened"]
-            if opened:
-                break
-            await asyncio.sleep(0.1)
+            if not opened:
+                await asyncio.sleep(0.1)
         assert opened and opened[0]["data"]["port"] == port and opened[0]["data"]["index"] == 0
 
         # Path mode: authenticated like the API; the page gets an opaque origin (sandbox CSP).

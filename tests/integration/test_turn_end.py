@@ -27,7 +27,7 @@ NAME = "test-turn-end"
 
 
 class _Agent:
-    """Writes files in tool calls, ends its turn, then "exits": it waits (at most 10 s) for the
+    """Writes files in tool calls, ends its turn, then "exits": it waits (at most 30 s) for the
     turn-end checkpoint's ref, and what follows the end is up to ``after``."""
 
     name = NAME
@@ -59,7 +59,8 @@ class _Agent:
                     yield item
                 return
             ref = f"refs/codeyard/{ctx.run_id}/1"
-            for _ in range(200):
+            deadline = asyncio.get_running_loop().time() + 30
+            while asyncio.get_running_loop().time() < deadline:
                 found = await git("show-ref", "--verify", "-q", ref, cwd=ctx.worktree, check=False)
                 if found.returncode == 0:
                     self.saw_ref = True
