@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
 from tests.support.server import ServerProcess
 
@@ -19,6 +19,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 BUILT_UI = ROOT / "codeyard" / "web" / "index.html"
 SCREENSHOTS = ROOT / "bench" / "out" / "screenshots"
+
+# ``expect`` retries its assertion for 5 s by default: the page of a server on a saturated CI
+# machine (agent CLIs, other servers, another Chromium) can take longer to show what an action
+# or an event changed. A failing assertion only takes longer to report.
+expect.set_options(timeout=20_000)
 
 
 def _require(ok: bool, why: str) -> None:
