@@ -43,8 +43,11 @@ class ChangeTracker:
 
     def begin(self) -> None:
         """Start the baseline snapshot now, while the turn's options are still being loaded
-        (its git processes then overlap that work instead of following it). Only before the
-        agent starts: the baseline must not contain the agent's own changes."""
+        and the agent starts (its git processes then overlap that work instead of coming
+        before the spawn). Only before the agent starts: the baseline must not contain the
+        agent's own changes. An agent changes nothing before its first tool call, which comes
+        after its start-up and a model call (hundreds of ms; the snapshot takes a few), and a
+        tool call waits for the baseline before it is decided (:meth:`start`)."""
         if self._baseline is None:
             self._baseline = asyncio.ensure_future(self._snapshot_all())
             # Seen here too, for a turn abandoned before it awaited the baseline: no
@@ -56,7 +59,8 @@ class ChangeTracker:
             self._trees[repo_id] = await snapshot_tree(path)
 
     async def start(self) -> None:
-        """The baseline, taken (or finished, after :meth:`begin`) before the agent starts."""
+        """The baseline, taken (or finished, after :meth:`begin`): before a tool call is
+        decided, and before the changes after a tool are looked at."""
         self.begin()
         assert self._baseline is not None
         await self._baseline
@@ -70,6 +74,7 @@ class ChangeTracker:
 
     async def after_tool(self) -> tuple[list[NewEvent], dict[str, int] | None]:
         """Events for files changed since the last look, and fresh diff stats (None: no change)."""
+        await self.start()
         events: list[NewEvent] = []
         stats_of: dict[str, dict[str, int]] = {}
         for repo_id, path in self._worktrees.items():

@@ -98,7 +98,9 @@ class TurnSink:
         self._armed = asyncio.Event()
 
     async def __aenter__(self) -> TurnSink:
-        await self._changes.start()
+        # The baseline is not waited for here: the agent's spawn would (issue 15). A tool call
+        # waits for it before its decision (:meth:`baseline`), its changes before they are read.
+        self._changes.begin()
         self._flusher = asyncio.create_task(self._flush_periodically())
         return self
 
@@ -108,6 +110,10 @@ class TurnSink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
+
+    async def baseline(self) -> None:
+        """Until the change tracker's baseline is taken (a tool call waits for it)."""
+        await self._changes.start()
 
     async def put(self, item: AdapterItem) -> None:
         if isinstance(item, UsageTotal):

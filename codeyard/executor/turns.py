@@ -496,6 +496,7 @@ class TurnDriver:
     ) -> Decision:
         """Every tool call's one decision path (policies, approvals), and expiry's way out."""
         try:
+            await sink.baseline()  # nothing the tool does may reach the baseline
             await sink.flush()  # the tool call itself is stored before its decision
             return await self._gate.decide(handle, request)
         except TurnStopped as exc:

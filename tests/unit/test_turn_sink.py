@@ -78,6 +78,7 @@ async def test_a_tool_result_commits_with_the_files_it_changed_even_when_the_loo
     worktree, writer, sink = _slow_sink(tmp_path)
     async with sink:
         await sink.put(ToolCall(call_id="c1", tool="Bash", kind="bash", title="t", input={}))
+        await sink.baseline()  # what the tool call's decision waits for
         (worktree / "cut.txt").write_text("cut\n")
         await sink.put(tool_result("c1", ok=True, output="done"))
         await asyncio.sleep(0.2)  # several flush ticks: what is held is on its way
@@ -86,6 +87,29 @@ async def test_a_tool_result_commits_with_the_files_it_changed_even_when_the_loo
     types, values = with_result[0]
     assert types[types.index("tool.result") + 1 :] == ["file.changed"], writer.batches
     assert values["diff_stats"] == {"files": 1, "insertions": 1, "deletions": 0}
+
+
+async def test_the_agent_does_not_wait_for_the_baseline_its_first_tool_call_does(
+    tmp_path: Path,
+) -> None:
+    """Entering the sink (what the agent's spawn follows) only begins the baseline snapshot;
+    the tool call's decision waits for it, so the tool's changes are reported, not folded in."""
+    worktree = tmp_path / "wt"
+    base = _repo(worktree)
+    writer = _Batches()
+    tracker = ChangeTracker({"main": str(worktree)}, {"main": base})
+    sink = TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker)
+    async with sink:
+        begun = tracker._baseline
+        assert begun is not None and not begun.done()  # the spawn would come now
+        await sink.put(ToolCall(call_id="c1", tool="Bash", kind="bash", title="t", input={}))
+        await sink.baseline()
+        assert begun.done()
+        (worktree / "new.txt").write_text("new\n")
+        await sink.put(tool_result("c1", ok=True, output="done"))
+    changed = [b for b in writer.batches if "file.changed" in b[0]]
+    assert len(changed) == 1, writer.batches
+    assert changed[0][1]["diff_stats"] == {"files": 1, "insertions": 1, "deletions": 0}
 
 
 async def test_a_turn_cancelled_while_its_changes_are_looked_at_keeps_the_tool_result(
