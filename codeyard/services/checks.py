@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from codeyard.auth.principal import Principal
 from codeyard.checks import MAX_ATTEMPTS, CheckResult, CheckSpec, local_failure_key, local_prompt
 from codeyard.checks.runner import SuiteResult, run_suite, worktree_trees
@@ -94,7 +96,11 @@ async def put_config(
 
 async def _configs(svc: Services, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     async with svc.engine.connect() as conn:
-        return {rid: await store.get_config(conn, rid) for rid in run["repo_ids"]}
+        return await _configs_in(conn, run)
+
+
+async def _configs_in(conn: AsyncConnection, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {rid: await store.get_config(conn, rid) for rid in run["repo_ids"]}
 
 
 def _specs(configs: dict[str, dict[str, Any]]) -> dict[str, list[CheckSpec]]:
@@ -312,11 +318,11 @@ async def require_passing(svc: Services, run: dict[str, Any]) -> None:
 
 
 async def _after_turn(svc: Services, run_id: str, event_id: int) -> None:
-    async with svc.engine.connect() as conn:
+    async with svc.engine.connect() as conn:  # the run and its checks in one read
         run = await runs.get(conn, run_id)
-    if not run["worktrees"] or S(run["status"]) != S.REVIEW:
-        return
-    configs = await _configs(svc, run)
+        if not run["worktrees"] or S(run["status"]) != S.REVIEW:
+            return
+        configs = await _configs_in(conn, run)
     if any(configs[r]["after_turn"] and configs[r]["checks"] for r in run["worktrees"]):
         await run_checks(svc, run_id, trigger="turn", key=f"turn-{event_id}")
 

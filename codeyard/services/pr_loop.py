@@ -332,9 +332,20 @@ async def _record(tx: Tx, run: dict[str, Any], done: _Sync) -> dict[str, Any]:
     return value
 
 
-async def _load(svc: Services, run_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def _in_pr_review(run: dict[str, Any]) -> bool:
+    """A run idle after a turn whose pull request was opened: what a push is for."""
+    return S(run["status"]) == S.REVIEW and run.get("resolution") == "pr_created"
+
+
+async def _load(
+    svc: Services, run_id: str, *, pushing: bool = False
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The run and its project's repositories (``pushing``: these only for a run a push is for;
+    most runs that end a turn have no pull request)."""
     async with svc.engine.connect() as conn:
         run = await runs.get(conn, run_id)
+        if pushing and not _in_pr_review(run):
+            return run, {}
         repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
     return run, repos
 
@@ -348,8 +359,8 @@ async def push_after_turn(svc: Services, run_id: str) -> None:
     rebase if the base moved, push, record the new heads, and complete the run again. Refused
     (conflict, push rejected): it stays in ``review`` with an ``error`` event saying why."""
     async with _locks[run_id]:
-        run, repos = await _load(svc, run_id)
-        if S(run["status"]) != S.REVIEW or run.get("resolution") != "pr_created":
+        run, repos = await _load(svc, run_id, pushing=True)
+        if not _in_pr_review(run):
             return
         if not pull_request_open(run["pull_request"]) or not run["worktrees"]:
             await svc.writer.run(lambda tx: _close(tx, run_id))
