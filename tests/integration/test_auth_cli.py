@@ -82,7 +82,9 @@ def test_users_login_tokens_and_reset_mfa(
     secret = made.stdout.strip()
     assert secret.startswith("cy_pat_")
     assert "not shown again" in made.stderr
-    me = httpx.get(f"{server.url}/api/auth/me", headers={"Authorization": f"Bearer {secret}"})
+    me = httpx.get(
+        f"{server.url}/api/auth/me", headers={"Authorization": f"Bearer {secret}"}, timeout=30
+    )
     assert me.json()["scopes"] == ["runs:read"]
     tokens = cy(server, env, "token", "list")
     assert "ci" in tokens.stdout and "runs:read" in tokens.stdout and secret not in tokens.stdout
@@ -90,18 +92,18 @@ def test_users_login_tokens_and_reset_mfa(
     assert refused.exit_code == 1 and "admin" in refused.stderr
 
     # Alice turns on TOTP, loses her phone; an operator resets it on the server machine.
-    with httpx.Client(base_url=server.url) as web:
+    with httpx.Client(base_url=server.url, timeout=30) as web:
         session = web.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
         web.headers["X-CSRF-Token"] = session.json()["csrf_token"]
         secret_b32 = web.post("/api/auth/mfa/setup").json()["secret"]
         code = pyotp.TOTP(secret_b32).now()
         assert web.post("/api/auth/mfa/verify", json={"code": code}).status_code == 200
     login = {"username": "alice", "password": PASSWORD}
-    assert httpx.post(f"{server.url}/api/auth/login", json=login).status_code == 401
+    assert httpx.post(f"{server.url}/api/auth/login", json=login, timeout=30).status_code == 401
     reset = cy(server, env, "users", "reset-mfa", "alice")
     assert reset.exit_code == 0, reset.output
     assert "Two-factor sign-in is off for alice" in reset.stdout
-    assert httpx.post(f"{server.url}/api/auth/login", json=login).status_code == 200
+    assert httpx.post(f"{server.url}/api/auth/login", json=login, timeout=30).status_code == 200
     missing = cy(server, env, "users", "reset-mfa", "nobody")
     assert missing.exit_code == 1 and "No user 'nobody'" in missing.stderr
 

@@ -62,7 +62,7 @@ def scenario(path: Path, *steps: dict[str, Any]) -> str:
 def api(server: ServerProcess, method: str, path: str, **kw: Any) -> Any:
     token = (server.data_dir / "admin.token").read_text().strip()
     resp = httpx.request(
-        method, server.url + path, headers={"Authorization": f"Bearer {token}"}, **kw
+        method, server.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kw
     )
     assert resp.status_code < 400, resp.text
     return resp.json() if resp.content else None
@@ -186,7 +186,7 @@ def test_land_discard_asks_first_and_share_gives_a_working_link(
     link = ok(cli(server, "share", number, "--hours", "2")).splitlines()[0].strip()
     assert "/share/" in link
     token = link.rsplit("/share/", 1)[1]
-    shared = httpx.get(f"{server.url}/api/share/{token}/run")
+    shared = httpx.get(f"{server.url}/api/share/{token}/run", timeout=30)
     assert shared.status_code == 200 and shared.json()["number"] == int(number)
 
     refused = subprocess.run(

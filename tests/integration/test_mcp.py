@@ -162,7 +162,7 @@ async def test_http_tools_with_output_schemas_start_wait_diff_and_resume_by_curs
 
 
 async def test_http_needs_a_bearer_token_and_tools_check_scopes(live: Live) -> None:
-    async with httpx.AsyncClient(base_url=live.url) as raw:
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as raw:
         resp = await raw.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert resp.status_code == 401
         assert resp.headers["content-type"].startswith("application/problem+json")
@@ -318,7 +318,7 @@ async def test_agent_token_delegation_lineage_budget_limits_and_approvals(
     # Once the parent rests, its token stops working.
     async with live.rest() as rest:
         await rest.post(f"/api/runs/{parent_id}/cancel")
-    async with httpx.AsyncClient(base_url=live.url) as raw:
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as raw:
         resp = await raw.post(
             "/mcp", json={}, headers={"Authorization": f"Bearer {live.run_token(parent_id)}"}
         )
@@ -388,7 +388,7 @@ async def test_start_run_in_a_workspace_by_name_and_list_runs_by_it(
         assert {r["id"] for r in mine} == {asking["id"], sub["id"]}
 
     # Another user may not run in the admin's workspace.
-    async with httpx.AsyncClient(base_url=live.url) as mia:
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as mia:
         login = await mia.post(
             "/api/auth/login", json={"username": "mia", "password": "correct horse 9"}
         )

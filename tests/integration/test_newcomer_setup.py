@@ -146,8 +146,8 @@ def test_api_docs_render_offline_from_local_assets(tmp_path: Path) -> None:
     port = free_port()
     with serving(tmp_path / "data", port, env):
         base = f"http://127.0.0.1:{port}"
-        page = httpx.get(f"{base}/api/docs")
+        page = httpx.get(f"{base}/api/docs", timeout=30)
         assert page.status_code == 200
         assert "cdn" not in page.text and "https://" not in page.text
         for path in ("/api/docs/assets/swagger-ui-bundle.js", "/api/docs/init.js"):
-            assert httpx.get(base + path).status_code == 200
+            assert httpx.get(base + path, timeout=30).status_code == 200

@@ -100,7 +100,7 @@ async def test_preview_both_modes_websocket_and_refusals(
         page = await http.get(f"/api/preview/{port}/hello.html")
         assert page.status_code == 200 and page.text == "<p>hi</p>"
         assert page.headers["content-security-policy"].startswith("sandbox")
-        async with httpx.AsyncClient(base_url=server.url) as nobody:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as nobody:
             anonymous = await nobody.get(f"/api/preview/{port}/")
         assert anonymous.status_code == 401
 
@@ -108,7 +108,9 @@ async def test_preview_both_modes_websocket_and_refusals(
         link = (await http.post(f"/api/runs/{run['number']}/preview/0/link")).json()
         host = f"{run['number']}-0.preview.localhost:{server.port}"
         assert link["origin"].endswith(host) and link["port"] == port
-        async with httpx.AsyncClient(base_url=server.url, headers={"host": host}) as browser:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"host": host}, timeout=30
+        ) as browser:
             assert (await browser.get("/README.md")).status_code == 401
             auth_path = link["url"].split(host, 1)[1]
             entered = await browser.get(auth_path)
@@ -125,6 +127,7 @@ async def test_preview_both_modes_websocket_and_refusals(
             base_url=server.url,
             headers={"host": f"{run['number']}-1.preview.localhost:{server.port}"},
             cookies={"codeyard_preview": cookie or ""},
+            timeout=30,
         ) as elsewhere:
             other = await elsewhere.get("/")
         assert other.status_code == 401  # the cookie is for port index 0 only
@@ -157,13 +160,13 @@ async def test_preview_both_modes_websocket_and_refusals(
             "/api/users",
             json={"username": "mo", "password": "correct horse battery", "role": "member"},
         )
-        async with httpx.AsyncClient(base_url=server.url) as door:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as door:
             login = await door.post(
                 "/api/auth/login", json={"username": "mo", "password": "correct horse battery"}
             )
         assert login.status_code == 200, login.text
         member_cookies = login.cookies
-        async with httpx.AsyncClient(base_url=server.url, cookies=member_cookies) as mo:
+        async with httpx.AsyncClient(base_url=server.url, cookies=member_cookies, timeout=30) as mo:
             refused = await mo.get(f"/api/preview/{port}/hello.html")
             assert refused.status_code == 403, refused.text
             no_link = await mo.post(

@@ -199,7 +199,7 @@ def test_settings_and_inbox_render(
     browser: Browser, server: ServerProcess, screenshots: Path
 ) -> None:
     with httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}
+        base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=30
     ) as c:
         resp = c.post(
             "/api/policies",

@@ -109,7 +109,9 @@ def test_newcomer_screens(
         expect(page.get_by_role("heading", name="Runs")).to_be_visible()
         expect(page.get_by_test_id("setup-banner")).to_have_count(0)
         users = httpx.get(
-            f"{server.url}/api/users", headers={"Authorization": f"Bearer {server.token}"}
+            f"{server.url}/api/users",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=30,
         )
         assert [u["username"] for u in users.json()["data"]] == ["ada"]
 
@@ -359,6 +361,7 @@ def test_admins_manage_users(
         signed_in = httpx.post(
             f"{server.url}/api/auth/login",
             json={"username": "grace", "password": "another long password"},
+            timeout=30,
         )
         assert signed_in.status_code == 200, signed_in.text  # the reset password works
     finally:

@@ -25,7 +25,7 @@ def test_host_mode_preview_keeps_absolute_assets(
 ) -> None:
     repo = make_repo(tmp_path / "site", {"index.html": PAGE, "app.js": SCRIPT})
     headers = {"Authorization": f"Bearer {server.token}"}
-    with httpx.Client(base_url=server.url, headers=headers) as client:
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
         body = {
             "prompt": "x",
             "repo_path": str(repo),

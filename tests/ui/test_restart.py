@@ -42,7 +42,7 @@ def server_events(server: ServerProcess, run_id: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     after = 0
     headers = {"Authorization": f"Bearer {server.token}"}
-    with httpx.Client(base_url=server.url, headers=headers) as client:
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
         while True:
             page = client.get(
                 f"/api/runs/{run_id}/events", params={"after": after, "limit": 500}

@@ -28,7 +28,7 @@ def ready_run(server: ServerProcess, repo: Path) -> int:
         },
     }
     headers = {"Authorization": f"Bearer {server.token}"}
-    with httpx.Client(base_url=server.url, headers=headers) as client:
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
         run = client.post("/api/runs", json=body).json()
         for _ in range(400):
             if client.get(f"/api/runs/{run['id']}").json()["status"] == "review":
