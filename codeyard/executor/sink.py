@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class TurnSink:
         #: What the ``usage`` events since the agent's last :class:`UsageTotal` added up to.
         self._since_total = add_usage({}, {})
         self._log_path = log_path
+        #: The raw log, open while the turn writes to it, and its size.
+        self._log_fd: int | None = None
+        self._log_size = 0
         self._deltas = DeltaCoalescer()
         #: Events held back until the next item, to commit with a following SessionUpdate.
         self._held: list[NewEvent] = []
@@ -105,11 +109,14 @@ class TurnSink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.flush()
+        try:
+            if self._flusher is not None:
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flusher
+            await self.flush()
+        finally:
+            self._close_log()
 
     async def baseline(self) -> None:
         """Until the change tracker's baseline is taken (a tool call waits for it)."""
@@ -205,8 +212,22 @@ class TurnSink:
                 self._armed.clear()
 
     def _write_log(self, text: str) -> None:
-        path = self._log_path
-        if path.exists() and path.stat().st_size > LOG_LIMIT_BYTES:
+        """Append a line of the agent's raw output; past ``LOG_LIMIT_BYTES`` the rest is left
+        out. The file stays open for the turn and each line is one ``write``, so a reader sees
+        it at once (opening, sizing and closing the file for every line was most of its cost).
+        """
+        if self._log_fd is None:
+            self._log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            self._log_size = os.fstat(self._log_fd).st_size
+        if self._log_size > LOG_LIMIT_BYTES:
             return
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
+        data = (text if text.endswith("\n") else text + "\n").encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._log_fd, view) :]
+        self._log_size += len(data)
+
+    def _close_log(self) -> None:
+        fd, self._log_fd = self._log_fd, None
+        if fd is not None:
+            os.close(fd)

@@ -16,7 +16,9 @@ from typing import Any, cast
 
 import pytest
 
+from codeyard.agents.base import RawOutput
 from codeyard.domain.events import AgentDelta, NewEvent, ToolCall, tool_result
+from codeyard.executor import sink as sink_module
 from codeyard.executor.changes import ChangeTracker
 from codeyard.executor.sink import TurnSink
 from codeyard.store.writer import Writer
@@ -159,3 +161,25 @@ async def test_the_flush_tick_stores_what_waits_and_sleeps_while_nothing_does(
         ticks = flushes
         await asyncio.sleep(0.3)
         assert flushes == ticks  # idle again: no more ticks
+
+
+async def test_raw_output_is_in_the_log_at_once_and_stops_at_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each line of the agent's raw output is in the run's log as soon as it is put (a reader
+    of the log follows the turn), one line each; past the size limit the rest is left out; the
+    log is closed with the turn and the next turn appends to it."""
+    monkeypatch.setattr(sink_module, "LOG_LIMIT_BYTES", 25)
+    worktree = tmp_path / "wt"
+    base = _repo(worktree)
+    log = tmp_path / "log.txt"
+    log.write_text("turn 1\n")
+    tracker = ChangeTracker({"main": str(worktree)}, {"main": base})
+    sink = TurnSink(cast(Writer, _Batches()), "run_1", {}, log, tracker)
+    async with sink:
+        await sink.put(RawOutput('{"type": "ü"}'))
+        assert log.read_text() == 'turn 1\n{"type": "ü"}\n'
+        await sink.put(RawOutput("second\n"))  # over 25 bytes from here
+        await sink.put(RawOutput("left out"))
+    assert log.read_text() == 'turn 1\n{"type": "ü"}\nsecond\n'
+    assert sink._log_fd is None
