@@ -72,17 +72,18 @@ async def test_bash_timeout_kills_the_command_and_reports_it(
     one_slot_api: Api, git_repo: Path
 ) -> None:
     api = one_slot_api
-    run = await create(api, git_repo, [{"bash": "sleep 20; echo never"}, {"say": "after"}], "slow")
-    done = await api.wait_status(run["id"], "review", timeout=15)
+    run = await create(api, git_repo, [{"bash": "sleep 120; echo never"}, {"say": "after"}], "slow")
+    done = await api.wait_status(run["id"], "review", timeout=90)
     result = next(
         e["data"]
         for e in (await api.get(f"/api/runs/{run['id']}/events")).json()["data"]
         if e["type"] == "tool.result"
     )
     assert result["ok"] is False and "timed out" in result["error"]
-    # Killed long before its 20 s sleep ended (0.5 s here; 6.4 s seen once in a full suite
-    # run on 2 loaded cores, the kill reaching through bubblewrap's namespace).
-    assert result["duration_ms"] < 12_000 and done["status"] == "review"
+    # Killed long before its 120 s sleep ended (0.5 s here; 6.4 s seen once in a full suite
+    # run on 2 loaded cores, the kill reaching through bubblewrap's namespace: the bounds
+    # leave a saturated machine room and still tell the kill from the sleep's end).
+    assert result["duration_ms"] < 60_000 and done["status"] == "review"
 
 
 async def test_paths_outside_the_worktree_are_refused(

@@ -31,7 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 async def _guesses(url: str, count: int) -> list[int]:
     """``count`` wrong sign-ins, each claiming another client address and username."""
     codes = []
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         for n in range(count):
             resp = await client.post(
                 "/api/auth/login",
@@ -57,7 +57,7 @@ async def test_forwarded_for_is_ignored_unless_a_proxy_is_configured(
 
 async def test_unknown_host_names_are_refused(server: ServerProcess) -> None:
     auth = {"Authorization": f"Bearer {server.token}"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers=auth) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=auth) as client:
         resp = await client.get("/api/runs", headers={"Host": "rebind.attacker.example"})
         assert resp.status_code == 421
         problem = resp.json()
@@ -82,7 +82,7 @@ async def test_unknown_host_names_are_refused(server: ServerProcess) -> None:
 
 async def test_open_event_streams_are_capped_per_user(server: ServerProcess) -> None:
     auth = {"Authorization": f"Bearer {server.token}"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers=auth) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=auth) as client:
         async with (
             client.stream("GET", "/api/events/stream") as first,
             client.stream("GET", "/api/events/stream") as second,

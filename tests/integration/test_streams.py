@@ -163,7 +163,7 @@ async def test_until_idle_ends_even_when_types_exclude_run_status(
     run = await create_run(client, {"sleep": 0.3}, {"say": "one"}, repo_path=str(repo))
     path = f"/api/runs/{run['id']}/events/stream"
     frames = await read_frames(
-        client, path, params={"types": "agent.message", "until_idle": 1}, timeout=3
+        client, path, params={"types": "agent.message", "until_idle": 1}, timeout=30
     )
     assert [f.json()["data"]["text"] for f in frames] == ["one"]
 
@@ -291,7 +291,7 @@ async def test_streams_require_credentials(
 ) -> None:
     run = await create_run(client, {"say": "x"}, repo_path=str(repo))
     await wait_status(client, run["id"], "review")
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as anon:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as anon:
         for path in (f"/api/runs/{run['id']}/events/stream", "/api/events/stream"):
             for headers in ({}, {"Authorization": "Bearer wrong"}):
                 resp = await anon.get(path, headers=headers)
