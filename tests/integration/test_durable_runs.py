@@ -229,7 +229,10 @@ async def test_auto_resume_resumes_crashed_runs_and_gives_up_after_three(
                     assert said == ["one", "two"] and done["turns"] == 2
                 if attempt <= MAX_CRASH_RESUMES:
                     await wait_status(client, stuck["id"], "running", timeout=30)
-            await anyio.sleep(3)  # longer than the back-off: it is not resumed again
+            # The restart's recovery interrupts it (waited for: it may run after the first
+            # answer), and it stays so for longer than the back-off: it is not resumed again.
+            await wait_status(client, stuck["id"], "interrupted", timeout=30)
+            await anyio.sleep(3)
             final = (await client.get(f"/api/runs/{stuck['id']}")).json()
             assert final["status"] == "interrupted" and final["status_reason"] == GAVE_UP
             reasons = [
