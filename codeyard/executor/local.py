@@ -22,6 +22,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -44,7 +45,7 @@ from codeyard.run_workspace.admission import PREPARATIONS, Preparations, start_s
 from codeyard.run_workspace.pool import WorktreePool
 from codeyard.sandbox import Sandbox
 from codeyard.store import fencing, runs
-from codeyard.store.writer import Writer
+from codeyard.store.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
 S = RunStatus
@@ -53,6 +54,19 @@ S = RunStatus
 #: option reads overlap the git work of the ones preparing (with one slot each, a run's start
 #: waited for them and the host started half as many runs a second).
 STARTS_PER_PREPARATION = 4
+
+
+async def take_run(tx: Tx, run_id: str) -> tuple[int, dict[str, Any]] | None:
+    """A queued run's new attempt and its row; a run without worktrees is ``preparing`` from
+    the same transaction (its drive neither reads it again nor writes that status first: two
+    round trips less before its agent starts). None: not queued (or gone) any more."""
+    attempt = await runs.begin_attempt(tx, run_id, only_in=S.QUEUED)
+    if attempt is None:
+        return None
+    row = await runs.lock(tx, run_id)
+    if not row["worktrees"]:
+        row = await runs.set_status(tx, run_id, S.PREPARING, locked=row)
+    return attempt, row
 
 
 class LocalExecutor:
@@ -213,10 +227,10 @@ class LocalExecutor:
         """Work on ``run_id`` in the start slot ``release`` gives up, until the run rests."""
         # A new attempt: writes of any earlier one are refused from now on. None: the run
         # was cancelled, paused or deleted while it waited for a slot, or taken already.
-        take = functools.partial(runs.begin_attempt, run_id=run_id, only_in=S.QUEUED)
-        attempt = await self._writer.run(take)
-        if attempt is None:
+        taken = await self._writer.run(functools.partial(take_run, run_id=run_id))
+        if taken is None:
             return
+        attempt, row = taken
         handle = RunHandle(run_id, started=release)
         self.handles[run_id] = handle
         # Every process group the run starts is recorded on it, every write it makes carries
@@ -225,7 +239,8 @@ class LocalExecutor:
         fence = fencing.current.set(fencing.Fence(run_id, attempt))
         slot = start_slot.set(release)
         try:
-            handle.task = asyncio.create_task(self._driver.drive(handle), name=f"run-{run_id}")
+            driving = self._driver.drive(handle, row)
+            handle.task = asyncio.create_task(driving, name=f"run-{run_id}")
         finally:
             start_slot.reset(slot)
             fencing.current.reset(fence)

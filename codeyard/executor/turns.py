@@ -151,13 +151,18 @@ class TurnDriver:
         #: (``CODEYARD_MODEL_UNREACHABLE_SECONDS``; see ``codeyard.executor.watchdog``).
         self.model_unreachable_seconds = 120.0
 
-    async def drive(self, handle: RunHandle) -> None:
+    async def drive(self, handle: RunHandle, taken: dict[str, Any] | None = None) -> None:
+        """``taken``: the run as the take of its attempt left it (``preparing`` already when
+        it has no worktrees); without it the run is read, and must still be ``queued``."""
         run_id = handle.run_id
         try:
-            async with self._engine.connect() as conn:
-                run = await runs.get(conn, run_id)
-            if run["status"] != RunStatus.QUEUED:
-                return  # cancelled or paused while it waited for a slot
+            if taken is not None:
+                run = taken
+            else:
+                async with self._engine.connect() as conn:
+                    run = await runs.get(conn, run_id)
+                if run["status"] != RunStatus.QUEUED:
+                    return  # cancelled or paused while it waited for a slot
             leasing: asyncio.Future[leases.Lease] | None = None
             early: _Early | None = None
             if not run["worktrees"]:
@@ -208,7 +213,8 @@ class TurnDriver:
         ``leasing``: the run's port lease being taken meanwhile, ``reading``: the first turn's
         options; a failed run gives the lease up."""
         run_id = run["id"]
-        await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
+        if run["status"] != RunStatus.PREPARING:  # not yet written by the attempt's take
+            await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
 
         async def record_intent(branch: str, intent: dict[str, Any]) -> None:
             await self._writer.run(

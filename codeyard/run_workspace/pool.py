@@ -43,7 +43,7 @@ from typing import Any
 
 from codeyard.domain.errors import Conflict
 from codeyard.run_workspace.admission import PREPARATIONS
-from codeyard.workspace.git import GitError, git
+from codeyard.workspace.git import GitError, git, niceness
 from codeyard.workspace.repo_lock import repo_lock
 from codeyard.workspace.worktrees import remove_worktree
 
@@ -193,12 +193,17 @@ class WorktreePool:
         if not moved:
             self._spawn(self._remove(entry))
             return False
+        # On the run's start path and light (no file is written): at the server's priority,
+        # not niced like preparation's git (a ``nice`` less to start, and not starved by load).
+        full = niceness.set(0)
         try:
             await git("-c", "core.hooksPath=/dev/null", "checkout", "-q", "-b", branch, cwd=dest)
         except BaseException:
             with contextlib.suppress(GitError, OSError):
                 await asyncio.shield(remove_worktree(repo, dest, None))
             raise
+        finally:
+            niceness.reset(full)
         return True
 
     def want(self, repo: Path, base: str, name: str) -> None:
