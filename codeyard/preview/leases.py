@@ -8,6 +8,7 @@ skipped. The lease ends when the run's worktree is removed (landing, discard, re
 
 from __future__ import annotations
 
+import functools
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -71,21 +72,29 @@ _ALLOCATE_TRIES = 5
 _CANDIDATES = 8
 
 
-async def _candidates(conn: AsyncConnection) -> list[int]:
-    """Unleased blocks, lowest first: the first block, then the block right after each leased
-    one (where a gap begins), found through the unique index on ``base_port`` instead of
-    reading every lease (a thousand at scale) inside the writer for each new run."""
+@functools.cache
+def _candidate_statements() -> tuple[Any, Any]:
+    """The two constant queries of :func:`_candidates`, built once (building them cost more
+    CPU than running them, for every new run)."""
     after = L.c.base_port + BLOCK
     taken = L.alias("taken")
-    stmt = (
+    gaps = (
         select(after)
         .where(after < FIRST_PORT + BLOCKS * BLOCK)
         .where(~select(taken.c.base_port).where(taken.c.base_port == after).exists())
         .order_by(after)
         .limit(_CANDIDATES)
     )
-    found = [int(r[0]) for r in (await conn.execute(stmt)).all()]
-    first = await conn.execute(select(L.c.base_port).where(L.c.base_port == FIRST_PORT))
+    return gaps, select(L.c.base_port).where(L.c.base_port == FIRST_PORT)
+
+
+async def _candidates(conn: AsyncConnection) -> list[int]:
+    """Unleased blocks, lowest first: the first block, then the block right after each leased
+    one (where a gap begins), found through the unique index on ``base_port`` instead of
+    reading every lease (a thousand at scale) inside the writer for each new run."""
+    gaps, first_block = _candidate_statements()
+    found = [int(r[0]) for r in (await conn.execute(gaps)).all()]
+    first = await conn.execute(first_block)
     return found if first.first() is not None else [FIRST_PORT, *found]
 
 
