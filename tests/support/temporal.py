@@ -53,7 +53,7 @@ class TemporalDevServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 120) -> None:
         binary = temporal_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         with (self.workdir / "temporal.log").open("ab") as log:

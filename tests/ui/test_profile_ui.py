@@ -78,7 +78,7 @@ def test_profile_and_ssh_key(browser: Browser, server: ServerProcess, screenshot
         expect(avatar).to_be_visible()
         # Decoded by the browser (a broken image has naturalWidth 0).
         page.wait_for_function(
-            "document.querySelector('[data-testid=avatar]')?.naturalWidth === 2", timeout=10_000
+            "document.querySelector('[data-testid=avatar]')?.naturalWidth === 2", timeout=30_000
         )
 
         page.get_by_test_id("ssh-make").click()
