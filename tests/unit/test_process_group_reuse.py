@@ -26,7 +26,7 @@ def stranger() -> Iterator[subprocess.Popen[bytes]]:
     """A group leader with one child, as another run's agent would be."""
     proc = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & wait"], start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not _children(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert _children(proc.pid), "the stranger's child never started"
@@ -76,7 +76,7 @@ def test_the_same_group_seen_from_its_start_is_killed_whole(
     assert group.members() == {stranger.pid, child}
     group.kill()
     stranger.wait(timeout=10)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not _alive(child)
