@@ -14,6 +14,15 @@ here, it is committed in one hop by a thread with its own ``sqlite3`` connection
 numbered yet, take the SQLAlchemy connection. Batches still run one at a time, so numbering,
 commit order and the hand-off after commit are the same on both paths.
 
+A batch is bounded in time as well as in items: once its jobs have run ``batch_seconds``, it
+takes no further item and commits; what it did not take is the next batch's start, ahead of
+anything queued since (``Writer._carry``; the held lane's front on PostgreSQL). Under load a
+job's statements wait for the event loop between their hops, and a batch of every job waiting
+(35-100 of them while hundreds of runs start) held its events uncommitted for up to a second,
+then woke all its callers at once. Queue order, numbering and commit order are unchanged: the
+items left are the batch's last ones, and nothing passes them. A batch of appends alone is
+never cut (numbering them inline costs microseconds).
+
 On PostgreSQL several processes may write (API servers, workers; issue 16): event ids then come
 from the ``events_id_seq`` sequence, a run's numbering is read under a row lock in every batch
 (never from this process's memory), and each commit announces its event ids with ``NOTIFY``
@@ -71,6 +80,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +122,9 @@ COMMIT_ORDER_LOCK = 0x636F_6465_7964  # "codeyd"
 #: ``pg_advisory_xact_lock`` key a PostgreSQL writer batch with jobs holds from its start to its
 #: commit, so jobs of all processes run one batch at a time (see the module's docstring).
 JOB_ORDER_LOCK = 0x636F_6465_796A  # "codeyj"
+
+#: How long a batch's jobs run before it takes no more items and commits (``Writer``).
+BATCH_SECONDS = 0.025
 
 #: The PostgreSQL channel that carries committed event ids between processes.
 NOTIFY_CHANNEL = "codeyard_events"
@@ -433,11 +446,15 @@ class Writer:
         batch_max: int = 5000,
         *,
         token: str | None = None,
+        batch_seconds: float = BATCH_SECONDS,
     ) -> None:
         self._engine = engine
         self._on_commit = on_commit
         self._batch_max = batch_max
+        self._batch_seconds = batch_seconds
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        #: What the last batch's time bound left, in queue order: the next batch starts with it.
+        self._carry: list[_Pending] = []
         self._cursors: dict[str, _RunCursor] = {}
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
@@ -546,12 +563,14 @@ class Writer:
 
     async def _loop(self) -> None:
         stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._batch_max and not self._queue.empty():
+        while not stopping or self._carry:
+            batch, self._carry = self._carry, []
+            if not batch:
+                first = await self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+            while not stopping and len(batch) < self._batch_max and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is None:
                     stopping = True
@@ -653,6 +672,11 @@ class Writer:
                 _failed(batch, exc)
                 return True
             self._committed(*done)
+            rest = batch[len(done[3]) :]  # one outcome per item taken: the time bound left these
+            if held:
+                self._held[:0] = rest
+            else:
+                self._carry[:0] = rest
             return True
         return True  # not reached: the last try returns
 
@@ -664,6 +688,7 @@ class Writer:
         staged: list[StoredEvent] = []
         cursors: dict[str, _RunCursor] = {}
         run_values: dict[str, dict[str, Any]] = {}
+        until, ran_job = time.monotonic() + self._batch_seconds, False
         conn = await self._connection(held)
         shared = _shared(conn)
         alone = len(batch) == 1
@@ -679,6 +704,8 @@ class Writer:
                         raise _JobLockBusy  # rolls back: nothing was done
                 await _lock_runs(conn, batch, cursors)  # the appends' rows, once per batch
             for pending in batch:
+                if ran_job and time.monotonic() >= until:  # the rest starts the next batch
+                    break
                 if isinstance(pending.fn, _Append):
                     try:
                         stored = await self._number(conn, pending.fn, cursors, pool, pending.fence)
@@ -693,6 +720,7 @@ class Writer:
                         values.update(pending.fn.run_values)
                     outcomes.append((pending, True, stored))
                     continue
+                ran_job = True  # a job is taken: the next item waits if its time is up
                 copies = {
                     k: _RunCursor(v.last_seq, v.project_id, v.attempt) for k, v in cursors.items()
                 }
