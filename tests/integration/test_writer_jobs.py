@@ -55,7 +55,7 @@ class Fixture:
 async def db(database_url: str) -> AsyncIterator[Fixture]:
     engine = create_engine(database_url)
     published: list[StoredEvent] = []
-    writer = Writer(engine, published.extend)
+    writer = Writer(engine, published.extend, batch_seconds=60)  # batches by count, not time
     await writer.start()
     fx = Fixture(engine, writer, published)
 
