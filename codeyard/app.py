@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from codeyard import __version__
+from codeyard import __version__, gc_freeze
 from codeyard.agents import builtin as builtin_providers
 from codeyard.api import lazy, preview_host, problems, webui
 from codeyard.api.auth import require_principal
@@ -327,12 +327,15 @@ def create_app(
     settings: Settings | None = None,
     announce: Callable[[str], None] | None = None,
     background_after: float | None = None,
+    freeze_start_up: bool = False,
 ) -> FastAPI:
     """The app; ``announce`` prints start-up notices meant for the operator (the setup code).
 
     ``background_after``: the background features (``codeyard.background``) start after the
     first answer, or that many seconds after start-up (``codeyard serve``); by default they
-    start in the lifespan, before any request.
+    start in the lifespan, before any request. ``freeze_start_up``: once the routers and the
+    background features are loaded, what start-up made is frozen out of the garbage
+    collector's full collections (``codeyard.gc_freeze``; the server's own process only).
     """
     settings = settings or Settings()
     background = Background(background_after)
@@ -344,11 +347,16 @@ def create_app(
         async with _running(app, settings, announce, background), mcp.running():
             # Routers not asked for yet load in the background once the server is up.
             warm = asyncio.create_task(lazy.warm_up(app, after=lazy.WARM_AFTER_SECONDS))
+            after = [warm]
+            if freeze_start_up:
+                freeze = gc_freeze.freeze_after(warm, background.started)
+                after.append(asyncio.create_task(freeze, name="codeyard-gc-freeze"))
             try:
                 yield
             finally:
-                warm.cancel()
-                await asyncio.gather(warm, return_exceptions=True)
+                for task in after:
+                    task.cancel()
+                await asyncio.gather(*after, return_exceptions=True)
 
     app = FastAPI(
         title="Codeyard",

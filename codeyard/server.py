@@ -163,6 +163,7 @@ def run_server(settings: Settings) -> None:
         announce=lambda notice: print(notice, flush=True),
         # Workflows, followers, notifications... start after the first answer (issue 15).
         background_after=background.SERVE_AFTER_SECONDS,
+        freeze_start_up=True,  # then what start-up made leaves the full collections
     )
     if warning := exposure_warning(settings, tls is not None):
         log.warning(warning)
