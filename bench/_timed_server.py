@@ -5,7 +5,9 @@ the remaining arguments are the server's own command line (``python -c <code>``)
 is run in this process (the pid stays the server's). Each line of ``CODEYARD_TIMING_FILE`` is
 ``<run id> <milestone> <unix time>``. With ``BENCH_SQL_COUNT_FILE`` set (not a ``CODEYARD_``
 variable: the test server does not pass those on), the server's SQL
-statements are counted there too (``bench/_sql_count.py``).
+statements are counted there too (``bench/_sql_count.py``), and with ``BENCH_LOOP_FILE`` set,
+its event loop's lag and GC pauses (``bench/_loop_lag.py``). ``CODEYARD_TIMING_FILE`` may be
+left unset when only those are wanted.
 """
 
 from __future__ import annotations
@@ -21,17 +23,23 @@ from codeyard.agents.timing import LOGGER
 
 
 def main() -> None:
-    handler = logging.FileHandler(os.environ["CODEYARD_TIMING_FILE"])
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    timing = logging.getLogger(LOGGER)
-    timing.setLevel(logging.DEBUG)
-    timing.addHandler(handler)
-    timing.propagate = False
+    if os.environ.get("CODEYARD_TIMING_FILE"):
+        handler = logging.FileHandler(os.environ["CODEYARD_TIMING_FILE"])
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        timing = logging.getLogger(LOGGER)
+        timing.setLevel(logging.DEBUG)
+        timing.addHandler(handler)
+        timing.propagate = False
     counting = os.environ.get("BENCH_SQL_COUNT_FILE")
     if counting:  # SQL statements by caller (bench/_sql_count.py)
         from bench._sql_count import install
 
         install(Path(counting))
+    lag = os.environ.get("BENCH_LOOP_FILE")
+    if lag:  # the event loop's lag and GC pauses (bench/_loop_lag.py)
+        from bench import _loop_lag
+
+        _loop_lag.install(Path(lag))
     args = sys.argv[1:]
     if len(args) < 3 or args[1] != "-c":
         raise SystemExit("usage: _timed_server.py <python> -c <code>")

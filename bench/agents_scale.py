@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from bench import _loop_lag
 from bench._common import (
     OUT,
     PY,
@@ -288,7 +289,7 @@ async def step(
     logs = [RunLog() for _ in range(n)]
     mon = Interference()
     mon.start()
-    started = time.monotonic()
+    started, wall0 = time.monotonic(), time.time()
     limits = httpx.Limits(max_connections=n + 10)
     timeout = httpx.Timeout(120, read=None)
     headers = {"Authorization": f"Bearer {server.token}"}
@@ -313,7 +314,7 @@ async def step(
                 lg.errors.append(f"not finished within {deadline} s")
             elif task.exception() is not None:
                 lg.errors.append(f"{type(task.exception()).__name__}: {task.exception()}")
-        wall = time.monotonic() - started
+        wall, wall1 = time.monotonic() - started, time.time()
         leftover = await wait_tree_empty(server.pid)
         sampler.stop.set()
         await sampling
@@ -385,6 +386,8 @@ async def step(
         "mem_available_drop_mb": round(available0 - sampler.min_available, 1),
         "foreign_cpu": round(foreign, 3),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
+        # The server's event-loop lag and GC pauses while the step's runs went.
+        "loop": _loop_lag.summary(timing.parent / "loop.log", since=wall0, until=wall1),
     }
 
 
@@ -432,6 +435,7 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
     timing = root / "timing.log"
     timing.touch()
     env["CODEYARD_TIMING_FILE"] = str(timing)
+    env["BENCH_LOOP_FILE"] = str(timing.parent / "loop.log")  # step() reads it beside timing
     wrap = [PY, str(Path(__file__).resolve().parent / "_timed_server.py")]
     server = ServerProcess(root / "data", env=env, wrap=wrap)
     steps: list[dict[str, Any]] = []

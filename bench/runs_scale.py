@@ -25,6 +25,9 @@ Measured in one run of the benchmark:
   nothing). The script provider runs in the server's process: no agent process.
 - **queue**: the most runs ``preparing`` at once and when every run was first ``running``
   together: with one repository, preparation is serialized per repository.
+- **loop**: the server's event-loop lag (a 10 ms sleep's lateness, measured in the server,
+  by phase as above) and its garbage collections of ≥ 1 ms by generation
+  (``bench/_loop_lag.py``, through ``bench/_timed_server.py``).
 
     .venv/bin/python bench/runs_scale.py [--runs 1000] [--sleep 60] [--watchers 100]
         [--repos 1] [--slots RUNS]
@@ -52,7 +55,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench._common import OUT, Interference, fresh_dir, machine, make_repo, percentile, write_json
+from bench import _loop_lag
+from bench._common import (
+    OUT,
+    PY,
+    Interference,
+    fresh_dir,
+    machine,
+    make_repo,
+    percentile,
+    write_json,
+)
 from bench._proctree import cpu_s, rss_mb
 from tests.support.server import ServerProcess, open_sse
 
@@ -154,7 +167,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "CODEYARD_RUN_CREATE_PER_MINUTE": "1000000",
         "CODEYARD_MAX_STREAMS_PER_USER": "10000",
     }
-    server = ServerProcess(base / "data", env=env)
+    loop_file = base / "loop.log"
+    env["BENCH_LOOP_FILE"] = str(loop_file)
+    wrap = [PY, str(Path(__file__).resolve().parent / "_timed_server.py")]
+    server = ServerProcess(base / "data", env=env, wrap=wrap)
     server.start(timeout=60)
     db = base / "data" / "codeyard.db"
     try:
@@ -181,7 +197,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         stop = asyncio.Event()
         interference = Interference()
         interference.start()
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         async with (
             server.client(timeout=120) as api,
             httpx.AsyncClient(
@@ -269,6 +285,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     for wall, ms in sse:
         by_phase[phase_of(samples, wall)].append(ms)
     not_review = [f"{r}: {final.get(r)}" for r in run_ids if final.get(r) != "review"]
+    loop = _loop_lag.summary(loop_file, lambda wall: phase_of(samples, wall), since=wall0)
     return {
         "machine": machine(),
         "runs": args.runs,
@@ -289,6 +306,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "list": stats(list_ms),
         "sse": stats([ms for _, ms in sse]),
         "sse_by_phase": {k: stats(v) for k, v in by_phase.items()},
+        "loop": loop,
         "request_errors": request_errors[:20],
         "request_error_count": len(request_errors),
         "runs_not_in_review": len(not_review),
@@ -335,6 +353,12 @@ def table(r: dict[str, Any]) -> str:
         ("`GET /api/runs?limit=50`", ms(r["list"])),
         (f"SSE, {r['watchers']} watchers, all events", ms(r["sse"])),
         *((f"SSE while {k}", ms(v)) for k, v in r["sse_by_phase"].items()),
+        ("server loop lag (10 ms ticks)", ms(r["loop"]["lag"])),
+        *((f"loop lag while {k}", ms(v)) for k, v in r["loop"]["lag_by_phase"].items()),
+        *(
+            (f"GC pauses ≥ 1 ms, {g}", f"{ms(v)}, total {v['total_ms']} ms")
+            for g, v in r["loop"]["gc"].items()
+        ),
         (
             "server RSS idle / peak / after",
             f"{r['idle_rss_mb']} / {r['peak_rss_mb']} / {r['final_rss_mb']} MB",
