@@ -91,9 +91,11 @@ async def _attach_env_sets(
 
 
 async def _resolve_repos(
-    svc: Services, body: dict[str, Any]
+    svc: Services, body: dict[str, Any], source_ref: str, bases: dict[str, str]
 ) -> tuple[dict[str, Any] | None, str | None, list[dict[str, Any]]]:
-    """(new project row to insert or None, existing project id, repo rows) for a new run."""
+    """(new project row to insert or None, existing project id, repo rows) for a new run;
+    for a ``repo_path``, the commit ``source_ref`` names there goes into ``bases`` (by path),
+    found by the git process that finds the work tree."""
     if body.get("project_id"):
         project = await project_service.get_project(svc, body["project_id"])
         repos = project["repos"]
@@ -110,7 +112,12 @@ async def _resolve_repos(
         return None, project["id"], repos
     if body.get("repo_path"):
         # The default branch (two git processes) only for a repository seen for the first time.
-        top = await project_service.local_work_tree(body["repo_path"])
+        given = Path(body["repo_path"]).expanduser()
+        found = await git.work_tree_commit(given, source_ref) if given.is_absolute() else None
+        if found is not None:
+            top, bases[str(found[0])] = found
+        else:  # refused, with the reason
+            top = await project_service.local_work_tree(body["repo_path"])
         async with svc.engine.connect() as conn:
             repo = await projects.find_repo_by_path(conn, str(top))
         if repo is not None:
@@ -198,7 +205,9 @@ async def create(
     registry.get(provider_name).validate_options(options)
     _check_budget_measurable(provider_name, body.get("budget_usd"))
     await provider_service.check_enabled(svc, provider_name)
-    new_project, project_id, repos = await _resolve_repos(svc, body)
+    source_ref = body.get("source_ref") or "HEAD"
+    found_bases: dict[str, str] = {}  # base commits found with the repository (repo_path)
+    new_project, project_id, repos = await _resolve_repos(svc, body, source_ref, found_bases)
     if new_project is not None:
         if "settings:write" not in principal.scopes:
             raise Forbidden(
@@ -208,10 +217,10 @@ async def create(
                 required_scope="settings:write",
             )
         new_project["owner_id"] = ownership.owner_of_new(principal)
-    source_ref = body.get("source_ref") or "HEAD"
     base_commits: dict[str, str] = {}
     for repo in repos:
-        sha = await git.resolve_commit(Path(repo["path"]), source_ref)
+        path = repo["path"]
+        sha = found_bases.get(path) or await git.resolve_commit(Path(path), source_ref)
         if sha is None:
             raise BadRequest(
                 f"source_ref '{source_ref}' does not name a commit in repository '{repo['name']}'. "

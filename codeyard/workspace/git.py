@@ -37,6 +37,7 @@ __all__ = [
     "niceness",
     "resolve_commit",
     "toplevel",
+    "work_tree_commit",
     "work_tree_top",
 ]
 
@@ -273,6 +274,27 @@ async def toplevel(path: Path) -> Path:
     return Path(result.stdout)
 
 
+def _usable_ref(ref: str) -> bool:
+    return (
+        bool(ref) and not ref.startswith("-") and not any(ord(c) < 32 or c == "\x7f" for c in ref)
+    )
+
+
+async def work_tree_commit(path: Path, ref: str) -> tuple[Path, str] | None:
+    """``work_tree_top(path)`` and the commit ``ref`` names there, in one git process (a new
+    run's repository and base: two processes in ``POST /api/runs`` before). None when either
+    is missing: the caller then asks :func:`work_tree_top` and :func:`resolve_commit` one by
+    one, which say which (and refuse the same refs)."""
+    if not _usable_ref(ref) or not await asyncio.to_thread(path.is_dir):
+        return None
+    args = ("rev-parse", "--is-inside-work-tree", "--show-toplevel", "--verify", "--quiet")
+    result = await git(*args, f"{ref}^{{commit}}", cwd=path, check=False)
+    lines = result.stdout.split("\n")
+    if result.returncode != 0 or len(lines) != 3 or lines[0] != "true" or not lines[1]:
+        return None
+    return Path(lines[1]), lines[2]
+
+
 async def resolve_commit(repo: Path, ref: str) -> str | None:
     """The full commit id ``ref`` names in ``repo``, or None if it names no commit.
 
@@ -281,7 +303,7 @@ async def resolve_commit(repo: Path, ref: str) -> str | None:
     git cannot evaluate (``main@{upstream}`` without an upstream, a bad reflog date) names no
     commit either: malformed client input is a 400 for the caller, never a 500.
     """
-    if not ref or ref.startswith("-") or any(ord(c) < 32 or c == "\x7f" for c in ref):
+    if not _usable_ref(ref):
         return None
     args = ("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     result = await git(*args, cwd=repo, check=False)
