@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import itertools
 import logging
@@ -189,6 +190,8 @@ class WorktreePool:
             return False
         except OSError as exc:
             log.warning("could not take the pooled worktree %s: %s", entry.path, exc)
+            if exc.errno == errno.EXDEV:  # the worktrees are on another file system: no pool
+                self._open = False
             moved = False
         if not moved:
             self._spawn(self._remove(entry))

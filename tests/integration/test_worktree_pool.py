@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +302,23 @@ async def test_the_next_run_takes_the_ready_worktree_and_is_prepared_as_ever(
     assert resp.status_code == 204, resp.text
     assert pool.ready() == {}
     assert all("worktree-pool" not in p for p in registered(repo))
+
+
+async def test_worktrees_on_another_file_system_turn_the_pool_off(tmp_path: Path) -> None:
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system here")
+    repo = make_repo(tmp_path / "app")
+    base = git_out(repo, "rev-parse", "HEAD")
+    pool = await filled_pool(tmp_path / "worktrees", repo, base)
+    dest = Path(tempfile.mkdtemp(dir=other)) / "p" / "1-x" / "app"
+    try:
+        assert not await pool.claim(repo, base, dest, "codeyard/1-x")  # rename: EXDEV
+        assert not dest.exists() and not pool.started
+        pool.want(repo, base, "app")  # nothing is made any more
+        await pool.filled()
+        assert pool.ready() == {}
+    finally:
+        await pool.close()
+        shutil.rmtree(dest.parents[2], ignore_errors=True)
+    assert registered(repo) == []
