@@ -59,9 +59,11 @@ def codeyard_branches(repo: Path) -> list[str]:
 
 
 def registered_worktrees(repo: Path) -> list[str]:
+    """The repository's runs' worktrees: not its own, nor the ready one the server keeps for
+    its next run (``run_workspace.pool``, made in the background after a run is prepared)."""
     lines = git(repo, "worktree", "list", "--porcelain").splitlines()
     paths = [line.split(" ", 1)[1] for line in lines if line.startswith("worktree ")]
-    return [p for p in paths if Path(p).resolve() != repo.resolve()]
+    return [p for p in paths if Path(p).resolve() != repo.resolve() and "worktree-pool" not in p]
 
 
 async def project_repo(client: httpx.AsyncClient, repo: Path, **settings: Any) -> None:
