@@ -22,8 +22,10 @@ soon as ``approval.requested`` arrives. Measured per step:
   the agent's next event (the approved call's ``tool.result`` ``ts``: the niced agent has
   read the answer, run the tool and reported it). The server's clock throughout (events: ms
   resolution; milestones from ``bench/_timed_server.py``'s timing file). Split into SSE
-  delivery to the bench, the resolve request, resolved → the waiting decision woken
-  (``approval answered``), woken → delivered, and delivered → the agent's next event.
+  delivery to the bench, the resolve request (and its parts: the bench's send, HTTP and
+  authentication to the server's ``resolve received``; then the writer's queue and the job to
+  the ``approval.resolved`` ts), resolved → the waiting decision woken (``approval
+  answered``), woken → delivered, and delivered → the agent's next event.
 - **CPU share**: the server process's own CPU seconds (utime + stime: the event loop and its
   threads) over the whole tree's: its own, its reaped children's (``cutime``: git, the sandbox
   launcher, read after every process of the step has exited), and the processes below the
@@ -159,6 +161,8 @@ class RunLog:
     run: str | None = None
     #: The approved call of each trip (the server's milestones name it).
     calls: list[str] = field(default_factory=list)
+    #: Each approval asked, in order (the server's ``resolve received`` milestone names it).
+    approval_ids: list[str] = field(default_factory=list)
 
 
 async def drive(
@@ -189,6 +193,7 @@ async def drive(
                     log.errors.append(f"resolve {answer.status_code}: {answer.text[:200]}")
                 open_trip = {"requested": ts, "seen": seen, "answered": time.time()}
                 call_id = approval.get("call_id")
+                log.approval_ids.append(str(approval["id"]))
             elif kind == "approval.resolved" and open_trip is not None:
                 open_trip["resolved"] = ts
             elif open_trip is not None and "resolved" in open_trip and kind not in BOOKKEEPING:
@@ -258,14 +263,18 @@ def milestones(path: Path) -> dict[tuple[str, str], float]:
 
 
 def add_milestones(logs: list[RunLog], marks: dict[tuple[str, str], float]) -> None:
-    """Each trip's ``woken`` (the decision's wait ended) and ``delivered`` (handed to the
-    agent), where the server logged them."""
+    """Each trip's ``received`` (the resolve request reached the approvals service), ``woken``
+    (the decision's wait ended) and ``delivered`` (handed to the agent), where the server logged
+    them."""
     for lg in logs:
-        for trip, call in zip(lg.trips, lg.calls, strict=True):
+        for trip, call, approval in zip(lg.trips, lg.calls, lg.approval_ids, strict=False):
             for key, what in (("woken", "approval answered"), ("delivered", "decision delivered")):
                 at = marks.get((str(lg.run), f"{what} {call}"))
                 if at is not None:
                     trip[key] = at
+            at = marks.get((approval, "resolve received"))
+            if at is not None:
+                trip["received"] = at
 
 
 def gaps(trips: list[dict[str, float]], a: str, b: str) -> dict[str, float]:
@@ -352,6 +361,10 @@ async def step(
         "approval_parts": {
             "requested_to_bench": summary([(t["seen"] - t["requested"]) * 1000 for t in trips]),
             "resolve_request": summary([(t["answered"] - t["seen"]) * 1000 for t in trips]),
+            # The request's parts: the bench's send, HTTP and authentication; then the write
+            # waiting its turn in the writer and running (to the ``approval.resolved`` ts).
+            "seen_to_received": gaps(trips, "seen", "received"),
+            "received_to_resolved": gaps(trips, "received", "resolved"),
             "resolved_to_agent_event": gaps(trips, "resolved", "next"),
             "resolved_to_woken": gaps(trips, "resolved", "woken"),
             "woken_to_delivered": gaps(trips, "woken", "delivered"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from codeyard.agents import timing
 from codeyard.domain import events as ev
 from codeyard.domain.approvals import check_transition, remembered_rule
 from codeyard.domain.errors import Conflict
@@ -81,6 +82,8 @@ async def resolve(
     """Record the answer through the approvals door (409 if already answered) and wake the
     agent that waits for it; with no agent waiting (the run is interrupted or not resumed
     yet) the answer waits for the resumed agent's identical call."""
+    # The request authenticated, its write about to wait its turn (bench/agents_scale.py).
+    timing.mark_of(approval_id, "resolve received")
 
     async def job(tx: Tx) -> dict[str, Any]:
         row = await policies.get_approval(tx.conn, approval_id)
