@@ -26,10 +26,12 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(autouse=True)
 def unfrozen() -> Iterator[None]:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         yield
     finally:
-        gc.unfreeze()  # the test process collects everything again
+        gc.unfreeze()  # the test process collects everything again, as often as before
+        gc.set_threshold(*thresholds)
 
 
 async def test_start_up_is_frozen_only_once_routers_and_background_are_loaded() -> None:
@@ -45,12 +47,15 @@ async def test_start_up_is_frozen_only_once_routers_and_background_are_loaded() 
     started.set()
     await asyncio.wait_for(freeze, 10)
     assert gc.get_freeze_count() > 0
+    # Full collections (what the live runs hold) come ten times more rarely from then on.
+    assert gc.get_threshold()[2] == gc_freeze.FULL_EVERY == 100
 
 
 async def test_the_served_app_freezes_after_start_up_and_others_never(
     sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(lazy, "WARM_AFTER_SECONDS", 0.0)
+    full_every = gc.get_threshold()[2]
     for freeze_start_up in (False, True):
         app = create_app(sqlite_settings, background_after=0.0, freeze_start_up=freeze_start_up)
         async with app.router.lifespan_context(app):
@@ -63,3 +68,5 @@ async def test_the_served_app_freezes_after_start_up_and_others_never(
             await asyncio.sleep(0.1)  # room for a freeze that should not come
             frozen = gc.get_freeze_count()
         assert (frozen > 0) is freeze_start_up, (freeze_start_up, frozen)
+        assert (gc.get_threshold()[2] == gc_freeze.FULL_EVERY) is freeze_start_up
+        assert full_every != gc_freeze.FULL_EVERY  # the process's default before
