@@ -147,6 +147,27 @@ async def past_preparing(client: httpx.AsyncClient, ids: list[str]) -> None:
             await anyio.sleep(0.1)
 
 
+async def moved_on(
+    client: httpx.AsyncClient, ids: list[str], at_crash: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Wait until every unfinished run has finished a step since the last crash: a step's
+    result commits with its progress, which ends the run's streak of crash-resumes (without
+    it, auto_resume rightly gives up on a run after 3 crashes in a row; a loaded machine
+    could take longer than the random wait for gamma's 3 s step)."""
+    with anyio.fail_after(120):
+        while True:
+            behind = []
+            for run_id in ids:
+                if (await client.get(f"/api/runs/{run_id}")).json()["status"] == "review":
+                    continue
+                results = [e for e in await event_log(client, run_id) if e["type"] == "tool.result"]
+                if len(results) <= len([e for e in at_crash[run_id] if e["type"] == "tool.result"]):
+                    behind.append(run_id)
+            if not behind:
+                return
+            await anyio.sleep(0.1)
+
+
 async def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing(
     server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -161,6 +182,7 @@ async def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing(
     }
     began = time.monotonic()
     crash_times: list[float] = []
+    at_crash: dict[str, list[dict[str, Any]]] = {}  # each run's log when the server was killed
     with anyio.fail_after(400):
         async with server.client() as client:
             resp = await client.put("/api/settings", json={"auto_resume": True})
@@ -177,6 +199,7 @@ async def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing(
             async def crash_and_restart(label: str) -> None:
                 approver.on = False
                 seen = await logs_of(client, ids)
+                at_crash.update(seen)
                 pending = await pending_ids(client)
                 left = server.crash()
                 crash_times.append(time.time())
@@ -217,10 +240,12 @@ async def test_kill_9_again_and_again_loses_nothing_and_leaves_nothing(
                 kept = (await client.get("/api/approvals?status=approved")).json()["data"]
                 assert answered in {r["id"] for r in kept}, "an answer was lost in the crash"
                 # 3. At random moments.
-                # (each after every unfinished run is past preparing again: auto_resume gives
-                # up on a run the server dies under 3 times in a row without any progress)
+                # (each after every unfinished run is past preparing again and has finished a
+                # step: auto_resume gives up on a run the server dies under 3 times in a row
+                # without any progress)
                 for i in range(RANDOM_KILLS):
                     await past_preparing(client, ids)
+                    await moved_on(client, ids, at_crash)
                     await anyio.sleep(rng.uniform(0.3, 2.0))
                     await crash_and_restart(f"random kill {i + 1}")
                 finals = [

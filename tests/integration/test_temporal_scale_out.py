@@ -120,11 +120,17 @@ async def test_runs_spread_over_hosts_and_sse_on_one_server_follows_a_run_driven
     streamed = [f.event_id for f in frames]
     assert streamed == [e["id"] for e in stored][: len(streamed)], "SSE gap, duplicate or reorder"
     assert _types(frames)[-1] == "run.status"
-    # The turn-end checkpoints reached the shared remote.
-    refs = subprocess.run(
-        ["git", "-C", str(cluster.shared), "for-each-ref", "--format=%(refname)"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    # The turn-end checkpoints reached the shared remote (each is pushed once it is stored,
+    # beside the run's way to review, so a push may land just after the run got there).
+    refs = ""
+    for _ in range(300):
+        refs = subprocess.run(
+            ["git", "-C", str(cluster.shared), "for-each-ref", "--format=%(refname)"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        if all(r["id"] in refs for r in done):
+            break
+        await anyio.sleep(0.1)
     assert all(r["id"] in refs for r in done), refs
 
 
