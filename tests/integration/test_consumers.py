@@ -9,13 +9,11 @@ consumer's own engine counts the SQL it sends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain import events as ev
@@ -25,6 +23,7 @@ from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx
 from codeyard.tickets.follower import follow_runs
 from tests.conftest import Api
+from tests.support.sql import statements
 
 pytestmark = pytest.mark.anyio
 
@@ -50,21 +49,6 @@ class Errors(LogConsumer):
 
     async def apply(self, tx: Tx, prepared: list[str]) -> None:
         self.seen.extend(prepared)
-
-
-@contextmanager
-def counting(engine: AsyncEngine) -> Iterator[list[str]]:
-    """Every statement ``engine`` sends, while inside."""
-    sent: list[str] = []
-
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", note)
-    try:
-        yield sent
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", note)
 
 
 async def until(check: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -99,7 +83,7 @@ async def test_events_of_other_types_cost_a_consumer_nothing(api: Api, git_repo:
     writer = api.services.writer
     consumer, engine = await started(api)
     try:
-        with counting(engine) as sent:
+        with statements(engine) as sent:
             for k in range(20):
                 await writer.append(run_id, [ev.AgentMessage(message_id=None, text=f"m{k}")])
             await asyncio.sleep(0.3)

@@ -9,38 +9,21 @@ pending, waits for a new row's wake-up instead of reading the outbox every secon
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import event, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert, select
 
 from codeyard.domain.events import utc_now
 from codeyard.notifications.derive import Notifier
 from codeyard.store import schema
 from codeyard.store.consumers import LoggedEvent
 from tests.conftest import Api
+from tests.support.sql import statements
 
 pytestmark = pytest.mark.anyio
-
-
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """Every statement the engine sends meanwhile."""
-    seen: list[str] = []
-
-    def note(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", note)
 
 
 async def _add(api: Api, table: Any, **row: Any) -> None:

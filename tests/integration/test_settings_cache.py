@@ -10,13 +10,12 @@ one PostgreSQL database as two API servers would be. The SQL is counted with SQL
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.config import Settings
@@ -24,24 +23,14 @@ from codeyard.store import schema
 from codeyard.store import settings as settings_store
 from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import TOKEN, Api, running_api
+from tests.support.sql import statements
 
 pytestmark = pytest.mark.anyio
 
 
-@contextmanager
-def settings_reads(engine: AsyncEngine) -> Iterator[list[str]]:
+def settings_reads(engine: AsyncEngine) -> AbstractContextManager[list[str]]:
     """The statements that read the settings table while the block runs."""
-    seen: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if statement.startswith("SELECT") and "FROM settings" in statement:
-            seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", before)
+    return statements(engine, lambda sql: sql.startswith("SELECT") and "FROM settings" in sql)
 
 
 async def _load(engine: AsyncEngine) -> dict[str, Any]:
