@@ -158,13 +158,35 @@ def free_port() -> int:
 
 
 def fresh_dir(name: str) -> Path:
+    """An empty ``bench/out/<name>``, or ``<name>-<pid>`` while another live bench process
+    holds that one (two sittings of one bench, e.g. an A/B, must not delete each other's
+    data directory under a running server)."""
     import shutil
 
     path = OUT / name
+    if _held_by_other(path):
+        path = OUT / f"{name}-{os.getpid()}"
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
+    (path / ".owner").write_text(str(os.getpid()))
     return path
+
+
+def _held_by_other(path: Path) -> bool:
+    try:
+        pid = int((path / ".owner").read_text())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def make_repo(path: Path) -> Path:
