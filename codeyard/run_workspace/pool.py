@@ -11,7 +11,10 @@ repository from the same commit takes it (:meth:`WorktreePool.claim`): the direc
 to the run's path, the registration's ``gitdir`` file is rewritten to point there (what ``git
 worktree move`` does; the files and the index stay as they are, so the checkout stays clean),
 and the run's branch is created and checked out at that commit (``git checkout -b``: one git
-process that changes no file; hooks off, as ``worktree add`` ran them when the entry was made).
+process that changes no file). The repository's ``post-checkout`` hook, if it has one, runs
+then, at the run's path, with the arguments ``worktree add`` gives it (a null previous commit):
+the entry was made with hooks off, so a hook that installs or links files never sees the
+pool's path.
 The rest of the preparation (the intent recorded first, copied files, the setup script) is the
 same either way; a run from another commit, or one that finds the pool empty, adds its
 worktree as before.
@@ -54,6 +57,9 @@ log = logging.getLogger(__name__)
 
 #: The pools' directory, beside the worktree root (the same file system: a claim renames).
 POOL_DIR = "worktree-pool"
+#: The hook ``git worktree add`` runs, and what it gives as the previous commit.
+HOOK = "hooks/post-checkout"
+NULL_COMMIT = "0" * 40
 #: An entry nobody took for this long is removed (it holds a checkout's disk space).
 IDLE_SECONDS = 3600.0
 #: A fill waits this long after the run that asked for it, whose agent is starting meanwhile,
@@ -68,6 +74,9 @@ class _Entry:
     repo: Path
     base: str
     path: Path
+    #: The repository's ``post-checkout`` hook as git resolves it (``core.hooksPath`` too);
+    #: run at the claim when it exists.
+    hook: Path | None = None
     #: Removes the entry once it has been idle too long (cancelled when it is taken).
     expiry: asyncio.Task[None] | None = None
 
@@ -201,6 +210,9 @@ class WorktreePool:
         full = niceness.set(0)
         try:
             await git("-c", "core.hooksPath=/dev/null", "checkout", "-q", "-b", branch, cwd=dest)
+            if entry.hook is not None and await asyncio.to_thread(os.access, entry.hook, os.X_OK):
+                # As ``worktree add`` runs it: in the new worktree, from no commit to ``base``.
+                await git("hook", "run", "post-checkout", "--", NULL_COMMIT, base, "1", cwd=dest)
         except BaseException:
             with contextlib.suppress(GitError, OSError):
                 await asyncio.shield(remove_worktree(repo, dest, None))
@@ -242,7 +254,20 @@ class WorktreePool:
             async with repo_lock(repo):
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
                 added = True  # from here on a failure may leave a registration behind
-                await git("worktree", "add", "--quiet", "--detach", "--", str(path), base, cwd=repo)
+                # Hooks off: the repository's post-checkout runs at the claim, at the run's path.
+                await git(
+                    "-c",
+                    "core.hooksPath=/dev/null",
+                    "worktree",
+                    "add",
+                    "--quiet",
+                    "--detach",
+                    "--",
+                    str(path),
+                    base,
+                    cwd=repo,
+                )
+            found = await git("rev-parse", "--path-format=absolute", "--git-path", HOOK, cwd=path)
         except (GitError, OSError, Conflict) as exc:
             log.info("no pooled worktree for %s: %s", repo, exc)
             await self._remove(_Entry(repo, base, path), registered=added)
@@ -253,7 +278,7 @@ class WorktreePool:
         old = self._entries.pop(key, None)
         if old is not None:  # an older base's: the runs start from the new one now
             self._spawn(self._remove(old))
-        entry = _Entry(repo, base, path)
+        entry = _Entry(repo, base, path, hook=Path(found.stdout))
         self._keep(key, entry)
 
     def _keep(self, key: str, entry: _Entry) -> None:

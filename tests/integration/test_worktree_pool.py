@@ -108,6 +108,39 @@ async def test_another_base_or_repository_is_not_served(tmp_path: Path) -> None:
     assert registered(repo) == [str(dest.resolve())]
 
 
+@pytest.mark.parametrize("hooks_path", [False, True])
+async def test_the_post_checkout_hook_runs_at_the_run_s_path_as_worktree_add_runs_it(
+    tmp_path: Path, hooks_path: bool
+) -> None:
+    """A hook that installs or links files must see the run's worktree, never the pool's: it
+    runs once, at the claim, with the arguments ``git worktree add`` gives it (``core.hooksPath``
+    honoured)."""
+    repo = make_repo(tmp_path / "app")
+    base = git_out(repo, "rev-parse", "HEAD")
+    log = tmp_path / "hook.log"
+    hooks = tmp_path / "shared-hooks" if hooks_path else repo / ".git" / "hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    if hooks_path:
+        git_out(repo, "config", "core.hooksPath", str(hooks))
+    hook = hooks / "post-checkout"
+    hook.write_text(f'#!/bin/sh\necho "$(pwd -P) $1 $2 $3" >> {log}\n')
+    hook.chmod(0o755)
+    # What git itself does when it adds a run's worktree.
+    plain = tmp_path / "plain"
+    git_out(repo, "worktree", "add", "-q", "-b", "plain", str(plain), base)
+    [as_git] = log.read_text().splitlines()
+    assert as_git == f"{plain.resolve()} {'0' * 40} {base} 1"
+    log.unlink()
+    pool = await filled_pool(tmp_path / "worktrees", repo, base)
+    try:
+        assert not log.exists()  # not at the pool's path
+        dest = tmp_path / "worktrees" / "app" / "1-work" / "app"
+        assert await pool.claim(repo, base, dest, "codeyard/1-work")
+        assert log.read_text().splitlines() == [f"{dest.resolve()} {'0' * 40} {base} 1"]
+    finally:
+        await pool.close()
+
+
 async def test_a_claim_never_hands_one_worktree_to_two_runs(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "app")
     base = git_out(repo, "rev-parse", "HEAD")
