@@ -11,17 +11,24 @@ from codeyard.events.stream import follow_types
 from codeyard.services.context import Services
 from codeyard.store import events, runs
 from codeyard.tickets import agent, queues
+from codeyard.tickets import store as tickets_store
 
 log = logging.getLogger(__name__)
 TYPES = frozenset({"run.status"})
 
 
 async def _on_status(svc: Services, run_id: str) -> None:
+    """The run's ticket is looked up with the run (one indexed read): most runs work none,
+    and moving a ticket is a writer job, queued behind every run's appends, at each turn end
+    of every run when it was asked for blindly (issue 15). ``sync_ticket`` reads it again in
+    its job, so a ticket that moved meanwhile is judged as it is then."""
     async with svc.engine.connect() as conn:
         run = await runs.find(conn, run_id)
+        worked = run is not None and await tickets_store.ticket_of_run(conn, run_id) is not None
     if run is None:
         return
-    await agent.sync_ticket(svc, run)
+    if worked:
+        await agent.sync_ticket(svc, run)
     await queues.on_run_changed(svc, run)
 
 
