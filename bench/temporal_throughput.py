@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import fresh_dir, machine, make_repo, write_json
 from codeyard.domain.status import RunStatus
-from codeyard.store.writer import COMMIT_ORDER_LOCK, JOB_ORDER_LOCK
+from codeyard.store.event_sql import COMMIT_ORDER_LOCK, JOB_ORDER_LOCK
 from codeyard.testing.postgres import PostgresCluster
 from tests.support.server import ServerProcess, _descendants, open_sse
 from tests.support.temporal import TemporalDevServer, WorkerProcess, api_server

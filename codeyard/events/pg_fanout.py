@@ -33,7 +33,7 @@ from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import Hub
 from codeyard.store import events
 from codeyard.store import settings as settings_store
-from codeyard.store.writer import NOTIFY_CHANNEL
+from codeyard.store.event_sql import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 #: Own events kept waiting for their announcement at most (a bound if announcements stop).

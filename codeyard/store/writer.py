@@ -86,119 +86,32 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from codeyard.domain.errors import NotFound
 from codeyard.domain.events import NewEvent, StoredEvent, utc_now, validate_new
 from codeyard.store import fencing, schema, sqlite_commit
+from codeyard.store.event_sql import (
+    JOB_LOCK_SQL,
+    JOB_ORDER_LOCK,
+    TRY_JOB_LOCK_SQL,
+    IdPool,
+    RunCursor,
+    flush,
+    insert_events_sql,
+    insert_numbered,
+    is_shared,
+    lock_runs,
+    read_cursor,
+    touch_runs_shared,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _insert_events_sql(paramstyle: str) -> str:
-    """The raw INSERT for ``executemany``, in the driver's own placeholder style."""
-    marks = {
-        "qmark": ["?"] * 7,
-        "numeric_dollar": [f"${i}" for i in range(1, 8)],
-    }.get(paramstyle, ["%s"] * 7)
-    return (
-        "INSERT INTO events (id, run_id, project_id, seq, type, ts, data) "
-        f"VALUES ({', '.join(marks)})"
-    )
-
-
-#: The run-row UPDATE of a batch that only appended events (SQLite fast path, see ``_flush``).
-_SQLITE_TOUCH_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?"
-#: The same on PostgreSQL, for every such run of a batch in one ``executemany``.
-_PG_TOUCH_RUN = "UPDATE runs SET last_seq = $1, updated_at = $2 WHERE id = $3"
-
-
-#: ``pg_advisory_xact_lock`` key every PostgreSQL writer batch holds until it commits, so
-#: event ids commit in id order across processes (see the module's docstring).
-COMMIT_ORDER_LOCK = 0x636F_6465_7964  # "codeyd"
-
-#: ``pg_advisory_xact_lock`` key a PostgreSQL writer batch with jobs holds from its start to its
-#: commit, so jobs of all processes run one batch at a time (see the module's docstring).
-JOB_ORDER_LOCK = 0x636F_6465_796A  # "codeyj"
-
 #: How long a batch's jobs run before it takes no more items and commits (``Writer``).
 BATCH_SECONDS = 0.025
-
-#: The PostgreSQL channel that carries committed event ids between processes.
-NOTIFY_CHANNEL = "codeyard_events"
-#: NOTIFY payloads must stay under 8000 bytes: ids are sent in chunks below that.
-_NOTIFY_CHUNK = 7000
-
-
-@dataclass(slots=True)
-class _RunCursor:
-    last_seq: int
-    project_id: str
-    attempt: int = 0
-
-
-def _shared(conn: AsyncConnection) -> bool:
-    """PostgreSQL: other processes may write the same tables at the same time."""
-    return conn.dialect.name == "postgresql"
-
-
-async def _read_cursor(conn: AsyncConnection, run_id: str) -> _RunCursor:
-    """A run's numbering and attempt as stored; on PostgreSQL the row stays locked until the
-    batch commits, so two writer processes number one run's events one after the other."""
-    stmt = select(schema.runs.c.last_seq, schema.runs.c.project_id, schema.runs.c.attempt).where(
-        schema.runs.c.id == run_id
-    )
-    if _shared(conn):
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        raise NotFound(f"Run {run_id} does not exist.")
-    return _RunCursor(row.last_seq, row.project_id, row.attempt)
-
-
-#: Takes the commit-order lock and draws ``$2`` ids, in one statement (the lock is taken
-#: before any id is drawn: a CTE with a volatile function is never folded into its parent).
-_DRAW_IDS_SQL = (
-    "WITH commit_order AS (SELECT pg_advisory_xact_lock($1)) "
-    "SELECT nextval('events_id_seq') FROM commit_order, generate_series(1, $2)"
-)
-
-#: Takes the commit-order lock, draws the ids, inserts the events (one array per column, ``$2``
-#: to ``$7``: each event gets the id of its rank) and announces them as ``$9:<ids>`` on channel
-#: ``$8``, in one statement; returns the ids, ascending. For batches whose announcement fits in
-#: one ``NOTIFY`` (:data:`_ONE_STATEMENT_MAX`); a CTE with a volatile function or a data-modifying
-#: statement is evaluated once, so the insert and the announcement see the same ids.
-_NUMBER_INSERT_AND_NOTIFY_SQL = (
-    "WITH commit_order AS (SELECT pg_advisory_xact_lock($1)), "
-    "drawn AS (SELECT nextval('events_id_seq') AS id FROM commit_order, "
-    "generate_series(1, cardinality($2::text[]))), "
-    "numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM drawn), "
-    "inserted AS (INSERT INTO events (id, run_id, project_id, seq, type, ts, data) "
-    "SELECT numbered.id, r.run_id, r.project_id, r.seq, r.type, r.ts, r.data "
-    "FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[]) "
-    "WITH ORDINALITY AS r(run_id, project_id, seq, type, ts, data, n) JOIN numbered USING (n)) "
-    "SELECT pg_notify($8, $9 || ':' || string_agg(id::text, ',' ORDER BY id)), "
-    "array_agg(id ORDER BY id) FROM numbered"
-)
-#: Events of a batch that takes the one statement above at most (ids of up to 19 digits and a
-#: comma each stay under ``_NOTIFY_CHUNK``); a larger batch draws, then inserts and announces.
-_ONE_STATEMENT_MAX = 300
-
-#: Inserts a batch's events (one array per column) and announces them (``$8``: the channel,
-#: ``$9``: the payloads), in one statement; PostgreSQL delivers the announcements at commit.
-_INSERT_AND_NOTIFY_SQL = (
-    "WITH inserted AS (INSERT INTO events (id, run_id, project_id, seq, type, ts, data) "
-    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], "
-    "$6::text[], $7::text[])) "
-    "SELECT pg_notify($8, payload) FROM unnest($9::text[]) AS payload"
-)
-
-#: Takes the job-order lock, waiting for it (the held lane, and SQL for tests to hold it).
-_JOB_LOCK_SQL = "SELECT pg_advisory_xact_lock(:key)"
-#: Takes the job-order lock if it is free: true if taken (a batch's first try).
-_TRY_JOB_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(:key)"
 
 
 class _JobLockBusy(Exception):
@@ -224,62 +137,6 @@ def _deadlocked(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == "40P01"
 
 
-async def _lock_runs(
-    conn: AsyncConnection, batch: list[_Pending], cursors: dict[str, _RunCursor]
-) -> None:
-    """Lock the rows of the runs this batch appends to, in id order, before anything else:
-    two writer processes whose batches touch the same runs then queue instead of deadlocking.
-    (A job's own runs are locked when it first touches them.)"""
-    ids = sorted({p.fn.run_id for p in batch if isinstance(p.fn, _Append)})
-    if not ids:
-        return
-    stmt = (
-        select(schema.runs.c.id, schema.runs.c.last_seq, schema.runs.c.project_id)
-        .add_columns(schema.runs.c.attempt)
-        .where(schema.runs.c.id.in_(ids))
-        .order_by(schema.runs.c.id)
-        .with_for_update()
-    )
-    for row in (await conn.execute(stmt)).all():
-        cursors[row.id] = _RunCursor(row.last_seq, row.project_id, row.attempt)
-
-
-class _IdPool:
-    """Event ids of one batch, handed out in ascending order in the order events are
-    numbered, so a run's ids grow with its ``seq`` (streams rely on it). SQLite: the writer's
-    counter. PostgreSQL: 0 until the end of the batch, when the batch's ids are drawn under the
-    commit-order lock and given to its events in the order they were numbered (``_flush_shared``).
-    """
-
-    def __init__(self, conn: AsyncConnection, next_id: int) -> None:
-        self._conn = conn
-        self.next_id = next_id
-
-    async def take(self, count: int) -> list[int]:
-        if _shared(self._conn):
-            return [0] * count
-        ids = list(range(self.next_id, self.next_id + count))
-        self.next_id += count
-        return ids
-
-
-def notify_payloads(token: str, ids: Sequence[int]) -> list[str]:
-    """``token:id,id,…`` chunks (the token lets the writing process skip its own)."""
-    out: list[str] = []
-    chunk: list[str] = []
-    size = len(token) + 1
-    for event_id in ids:
-        part = str(event_id)
-        if chunk and size + len(part) + 1 > _NOTIFY_CHUNK:
-            out.append(f"{token}:{','.join(chunk)}")
-            chunk, size = [], len(token) + 1
-        chunk.append(part)
-        size += len(part) + 1
-    if chunk:
-        out.append(f"{token}:{','.join(chunk)}")
-    return out
-
-
 class Tx:
     """What a job sees: the open connection, and ``emit`` to add numbered events."""
 
@@ -288,18 +145,18 @@ class Tx:
         conn: AsyncConnection,
         writer: Writer,
         next_id: int,
-        cursors: dict[str, _RunCursor] | None = None,
+        cursors: dict[str, RunCursor] | None = None,
         fence: fencing.Fence | None = None,
-        pool: _IdPool | None = None,
+        pool: IdPool | None = None,
         passed: set[str] | None = None,
     ) -> None:
         self.conn = conn
         self._writer = writer
         self.next_id = next_id
-        self._pool = pool or _IdPool(conn, next_id)
+        self._pool = pool or IdPool(conn, next_id)
         #: The run attempt the job writes for (``store.fencing``); None: not fenced.
         self.fence = fence
-        self.cursors: dict[str, _RunCursor] = cursors if cursors is not None else {}
+        self.cursors: dict[str, RunCursor] = cursors if cursors is not None else {}
         self.events: list[StoredEvent] = []
         self.run_values: dict[str, dict[str, Any]] = {}
         self.forgotten: set[str] = set()
@@ -317,12 +174,12 @@ class Tx:
                 run_id,
             )
 
-    async def _cursor(self, run_id: str) -> _RunCursor:
+    async def _cursor(self, run_id: str) -> RunCursor:
         cur = self.cursors.get(run_id) or self._writer._cursor_for(run_id)
         if cur is None:
-            cur = await _read_cursor(self.conn, run_id)
+            cur = await read_cursor(self.conn, run_id)
         else:
-            cur = _RunCursor(cur.last_seq, cur.project_id, cur.attempt)
+            cur = RunCursor(cur.last_seq, cur.project_id, cur.attempt)
         self.cursors[run_id] = cur
         return cur
 
@@ -337,7 +194,7 @@ class Tx:
 
     def register_run(self, run_id: str, project_id: str) -> None:
         """A run inserted by this job: numbering starts at 1 without a look-up."""
-        self.cursors[run_id] = _RunCursor(0, project_id)
+        self.cursors[run_id] = RunCursor(0, project_id)
 
     def forget_run(self, run_id: str) -> None:
         """A run deleted by this job: drop its staged events and numbering."""
@@ -383,7 +240,7 @@ class Tx:
         self.run_values.setdefault(run_id, {}).update(values)
 
 
-def _stamp(a: _Append, cur: _RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
+def _stamp(a: _Append, cur: RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
     """An append's events numbered: the given ids, seqs after the run's last (the cursor moves
     on)."""
     ts = utc_now()
@@ -455,7 +312,7 @@ class Writer:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         #: What the last batch's time bound left, in queue order: the next batch starts with it.
         self._carry: list[_Pending] = []
-        self._cursors: dict[str, _RunCursor] = {}
+        self._cursors: dict[str, RunCursor] = {}
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
         # One connection kept for the writer's whole life: checking one out of the pool for
@@ -484,9 +341,9 @@ class Writer:
         """The database this writer writes to."""
         return self._engine
 
-    def _cursor_for(self, run_id: str) -> _RunCursor | None:
+    def _cursor_for(self, run_id: str) -> RunCursor | None:
         """This writer's numbering of a run; never on PostgreSQL, where others write too."""
-        if self._engine.dialect.name == "postgresql":  # as ``_shared``, whatever the lane
+        if self._engine.dialect.name == "postgresql":  # as ``shared``, whatever the lane
             return None
         return self._cursors.get(run_id)
 
@@ -496,7 +353,7 @@ class Writer:
         self._next_id = int(max_id or 0) + 1
         path = sqlite_commit.file_path(self._engine)
         if path is not None:
-            direct = sqlite_commit.CommitThread(path, _insert_events_sql("qmark"))
+            direct = sqlite_commit.CommitThread(path, insert_events_sql("qmark"))
             await direct.start()
             self._direct = direct
         self._task = asyncio.create_task(self._loop(), name="codeyard-writer")
@@ -682,27 +539,29 @@ class Writer:
 
     async def _transact(
         self, batch: list[_Pending], *, held: bool = False, try_job_lock: bool = False
-    ) -> tuple[int, dict[str, _RunCursor], list[StoredEvent], list[tuple[_Pending, bool, Any]]]:
+    ) -> tuple[int, dict[str, RunCursor], list[StoredEvent], list[tuple[_Pending, bool, Any]]]:
         """Run ``batch`` in one transaction; what ``_committed`` takes, once it committed."""
         outcomes: list[tuple[_Pending, bool, Any]] = []
         staged: list[StoredEvent] = []
-        cursors: dict[str, _RunCursor] = {}
+        cursors: dict[str, RunCursor] = {}
         run_values: dict[str, dict[str, Any]] = {}
         until, ran_job = time.monotonic() + self._batch_seconds, False
         conn = await self._connection(held)
-        shared = _shared(conn)
+        shared = is_shared(conn)
         alone = len(batch) == 1
         async with conn.begin():
-            pool = _IdPool(conn, self._next_id)
+            pool = IdPool(conn, self._next_id)
             if shared:
                 if any(not isinstance(p.fn, _Append) for p in batch):  # before any row lock
                     if not try_job_lock:
-                        await conn.execute(text(_JOB_LOCK_SQL), {"key": JOB_ORDER_LOCK})
+                        await conn.execute(text(JOB_LOCK_SQL), {"key": JOB_ORDER_LOCK})
                     elif not (
-                        await conn.execute(text(_TRY_JOB_LOCK_SQL), {"key": JOB_ORDER_LOCK})
+                        await conn.execute(text(TRY_JOB_LOCK_SQL), {"key": JOB_ORDER_LOCK})
                     ).scalar():
                         raise _JobLockBusy  # rolls back: nothing was done
-                await _lock_runs(conn, batch, cursors)  # the appends' rows, once per batch
+                await lock_runs(
+                    conn, (p.fn.run_id for p in batch if isinstance(p.fn, _Append)), cursors
+                )  # the appends' rows, once per batch
             for pending in batch:
                 if ran_job and time.monotonic() >= until:  # the rest starts the next batch
                     break
@@ -722,7 +581,7 @@ class Writer:
                     continue
                 ran_job = True  # a job is taken: the next item waits if its time is up
                 copies = {
-                    k: _RunCursor(v.last_seq, v.project_id, v.attempt) for k, v in cursors.items()
+                    k: RunCursor(v.last_seq, v.project_id, v.attempt) for k, v in cursors.items()
                 }
                 tx = Tx(conn, self, pool.next_id, copies, pending.fence, pool, pending.passed)
                 try:
@@ -751,13 +610,13 @@ class Writer:
             if shared:
                 await self._flush_shared(conn, staged, cursors, run_values)
             else:
-                await self._flush(conn, staged, cursors, run_values)
+                await flush(conn, staged, cursors, run_values)
         return pool.next_id, cursors, staged, outcomes
 
     def _committed(
         self,
         next_id: int,
-        cursors: dict[str, _RunCursor],
+        cursors: dict[str, RunCursor],
         staged: list[StoredEvent],
         outcomes: list[tuple[_Pending, bool, Any]],
     ) -> None:
@@ -795,7 +654,7 @@ class Writer:
         ``_number`` does, then the rows and run-row updates committed there in one hop."""
         outcomes: list[tuple[_Pending, bool, Any]] = []
         staged: list[StoredEvent] = []
-        cursors: dict[str, _RunCursor] = {}
+        cursors: dict[str, RunCursor] = {}
         run_values: dict[str, dict[str, Any]] = {}
         next_id = self._next_id
         for pending in batch:
@@ -804,9 +663,7 @@ class Writer:
             cur = cursors.get(a.run_id)
             if cur is None:  # a copy, kept only if the batch commits
                 known = self._cursors[a.run_id]
-                cur = cursors[a.run_id] = _RunCursor(
-                    known.last_seq, known.project_id, known.attempt
-                )
+                cur = cursors[a.run_id] = RunCursor(known.last_seq, known.project_id, known.attempt)
             try:
                 fencing.check(pending.fence, a.run_id, cur.attempt)
             except Exception as exc:  # a stale attempt: refused alone
@@ -836,8 +693,8 @@ class Writer:
         self,
         conn: AsyncConnection,
         a: _Append,
-        cursors: dict[str, _RunCursor],
-        pool: _IdPool,
+        cursors: dict[str, RunCursor],
+        pool: IdPool,
         fence: fencing.Fence | None,
     ) -> list[StoredEvent]:
         """Number an append's events (what ``Tx.emit`` does, without a ``Tx``)."""
@@ -845,73 +702,25 @@ class Writer:
         if cur is None:  # first use in this batch: a copy, kept only if the batch commits
             known = self._cursor_for(a.run_id)
             if known is None:
-                cur = await _read_cursor(conn, a.run_id)
+                cur = await read_cursor(conn, a.run_id)
             else:
-                cur = _RunCursor(known.last_seq, known.project_id, known.attempt)
+                cur = RunCursor(known.last_seq, known.project_id, known.attempt)
             cursors[a.run_id] = cur
         fencing.check(fence, a.run_id, cur.attempt)
         ids = await pool.take(len(a.events))
         return _stamp(a, cur, ids)
 
-    async def _flush(
-        self,
-        conn: AsyncConnection,
-        staged: list[StoredEvent],
-        cursors: dict[str, _RunCursor],
-        run_values: dict[str, dict[str, Any]],
-    ) -> None:
-        # SQLite (aiosqlite): each statement through SQLAlchemy costs three hops to the driver's
-        # thread (cursor, execute, close); the driver's own ``executemany``/``execute`` cost one.
-        # They run on the same connection, inside the transaction SQLAlchemy began.
-        driver = None
-        if conn.dialect.driver == "aiosqlite":
-            driver = (await conn.get_raw_connection()).driver_connection
-        rows = [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
-        if rows:
-            if driver is not None:
-                await driver.executemany(_insert_events_sql("qmark"), rows)
-            else:
-                await conn.exec_driver_sql(_insert_events_sql(conn.dialect.paramstyle), rows)
-        now = utc_now()
-        for run_id, values in run_values.items():
-            cur = cursors.get(run_id)
-            if cur is None:
-                continue
-            if driver is not None and not values:  # only events: no column needs conversion
-                await driver.execute(_SQLITE_TOUCH_RUN, (cur.last_seq, now, run_id))
-                continue
-            await conn.execute(
-                update(schema.runs)
-                .where(schema.runs.c.id == run_id)
-                .values(last_seq=cur.last_seq, updated_at=now, **values)
-            )
-
     async def _flush_shared(
         self,
         conn: AsyncConnection,
         staged: list[StoredEvent],
-        cursors: dict[str, _RunCursor],
+        cursors: dict[str, RunCursor],
         run_values: dict[str, dict[str, Any]],
     ) -> None:
         """PostgreSQL: the run rows updated, then, under the commit-order lock (held from here
         to the commit), the batch's ids drawn and given to its events in the order they were
         numbered, and the events inserted and announced (see the module's docstring)."""
-        now = utc_now()
-        touched: list[tuple[int, str, str]] = []
-        for run_id, values in run_values.items():
-            cur = cursors.get(run_id)
-            if cur is None:
-                continue
-            if not values:
-                touched.append((cur.last_seq, now, run_id))
-                continue
-            await conn.execute(
-                update(schema.runs)
-                .where(schema.runs.c.id == run_id)
-                .values(last_seq=cur.last_seq, updated_at=now, **values)
-            )
-        if touched:
-            await conn.exec_driver_sql(_PG_TOUCH_RUN, touched)
+        await touch_runs_shared(conn, cursors, run_values)
         if not staged:
             return
         await self._insert_numbered(conn, staged)
@@ -919,34 +728,4 @@ class Writer:
     async def _insert_numbered(self, conn: AsyncConnection, staged: list[StoredEvent]) -> None:
         """Under the commit-order lock (taken here, released by the commit): give ``staged``
         their ids, ascending in order, insert and announce them."""
-        if len(staged) <= _ONE_STATEMENT_MAX:  # one round trip under the lock, not two
-            params = (COMMIT_ORDER_LOCK, *_columns(staged)[1:], NOTIFY_CHANNEL, self.token)
-            result = await conn.exec_driver_sql(_NUMBER_INSERT_AND_NOTIFY_SQL, params)
-            _notified, ids = tuple(result.one())
-            _give_ids(staged, ids)
-            return
-        drawn = await conn.exec_driver_sql(_DRAW_IDS_SQL, (COMMIT_ORDER_LOCK, len(staged)))
-        _give_ids(staged, sorted(drawn.scalars()))
-        columns = _columns(staged)
-        payloads = notify_payloads(self.token, columns[0])
-        await conn.exec_driver_sql(_INSERT_AND_NOTIFY_SQL, (*columns, NOTIFY_CHANNEL, payloads))
-
-
-def _give_ids(staged: list[StoredEvent], ids: Sequence[int]) -> None:
-    """The k-th smallest of the drawn ids to the k-th event numbered."""
-    for event, event_id in zip(staged, ids, strict=True):
-        event.id = event_id
-        event._json = event._frame = None  # nothing was rendered with the placeholder
-
-
-def _columns(staged: list[StoredEvent]) -> tuple[list[Any], ...]:
-    """The events' rows as one list per column (``unnest`` takes arrays)."""
-    return (
-        [e.id for e in staged],
-        [e.run_id for e in staged],
-        [e.project_id for e in staged],
-        [e.seq for e in staged],
-        [e.type for e in staged],
-        [e.ts for e in staged],
-        [e.data_json for e in staged],
-    )
+        await insert_numbered(conn, staged, self.token)

@@ -3,7 +3,7 @@
 A stream over every run sends ids in ascending order and skips ids it has passed. Ids come
 from a sequence, so a batch of server B that drew a smaller id but commits after server A's
 batch would be skipped for ever (live, and on a reconnect with ``Last-Event-ID``). Writers
-draw their ids last, under a lock held until they commit (``store.writer.COMMIT_ORDER_LOCK``):
+draw their ids last, under a lock held until they commit (``store.event_sql.COMMIT_ORDER_LOCK``):
 one test holds B's batch between drawing its id and committing, has A append meanwhile, and
 expects A's commit to wait and the stream to show both events; the other holds B's batch in a
 job (before it draws) and expects A to commit at once, with the larger id going to B. Both apps
@@ -170,7 +170,7 @@ async def test_jobs_of_two_processes_run_one_batch_at_a_time(
     pg_cluster: PostgresCluster, tmp_path: Path, git_repo: Path
 ) -> None:
     """Jobs read rows and write what they decided: a job on A waits for B's batch with a job
-    to commit (``store.writer.JOB_ORDER_LOCK``), as if one writer ran both."""
+    to commit (``store.event_sql.JOB_ORDER_LOCK``), as if one writer ran both."""
     url = pg_cluster.create_database()
     async with (
         running_api(_settings(tmp_path, "a", url)) as a,

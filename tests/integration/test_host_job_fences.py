@@ -1,6 +1,6 @@
 """A worker host's own writes for a run let other runs' agent output pass (PostgreSQL, issue 16).
 
-While another process holds the job-order lock (``store.writer.JOB_ORDER_LOCK``), a job waits
+While another process holds the job-order lock (``store.event_sql.JOB_ORDER_LOCK``), a job waits
 in its writer's held lane, and only appends to other runs pass it, and only when every held
 job is fenced on one run's attempt: an unfenced job could write to any run, so everything
 behind it waits. A worker host writes for a run outside the run's attempts too: the placement,
@@ -35,7 +35,8 @@ from codeyard.domain import events as ev
 from codeyard.domain.events import utc_now
 from codeyard.store import processes, runs
 from codeyard.store import workers as worker_rows
-from codeyard.store.writer import JOB_ORDER_LOCK, Tx
+from codeyard.store.event_sql import JOB_ORDER_LOCK
+from codeyard.store.writer import Tx
 from codeyard.temporal.contracts import DriveInput
 from codeyard.temporal.host import HostConfig, HostRuntime
 from codeyard.testing.postgres import PostgresCluster

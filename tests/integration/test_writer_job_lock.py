@@ -1,7 +1,7 @@
 """Appends do not wait behind a job that waits for the job-order lock (PostgreSQL, issue 16).
 
 A writer process runs its batches one after another, and a batch with jobs holds the
-cluster-wide job-order lock (``store.writer.JOB_ORDER_LOCK``). While another process holds it,
+cluster-wide job-order lock (``store.event_sql.JOB_ORDER_LOCK``). While another process holds it,
 the job waits in the writer's held lane and the appends that may pass it commit meanwhile:
 appends to other runs, written from other attempts than the job's. What may not pass waits
 behind it in queue order: appends to the run the job is fenced on, appends written under the
@@ -29,7 +29,8 @@ from codeyard.config import Settings
 from codeyard.domain import events as ev
 from codeyard.domain.events import StoredEvent
 from codeyard.store import fencing, schema
-from codeyard.store.writer import JOB_ORDER_LOCK, Tx, Writer
+from codeyard.store.event_sql import JOB_ORDER_LOCK
+from codeyard.store.writer import Tx, Writer
 from codeyard.testing.postgres import PostgresCluster
 from tests.conftest import TOKEN, Api, running_api
 
