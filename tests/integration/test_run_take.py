@@ -15,7 +15,7 @@ from codeyard.executor.local import take_run
 from codeyard.store import events, projects, runs
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
-from tests.integration.test_writer_sqlite_commit import PROJECT, _run_row
+from tests.support.writer_runs import PROJECT, run_row
 
 pytestmark = pytest.mark.anyio
 
@@ -31,12 +31,10 @@ async def writer(database_url: str) -> AsyncIterator[Writer]:
         now = utc_now()
         project = {"id": PROJECT, "name": "p", "slug": "p", "created_at": now, "updated_at": now}
         await projects.insert_project(tx, project)
-        await runs.insert(tx, {**_run_row("run_new", 1), "status": "queued"})
+        await runs.insert(tx, {**run_row("run_new", 1), "status": "queued"})
         worktrees = {"repo_x": "/tmp/nowhere"}
-        await runs.insert(
-            tx, {**_run_row("run_old", 2), "status": "queued", "worktrees": worktrees}
-        )
-        await runs.insert(tx, {**_run_row("run_draft", 3), "status": "draft"})
+        await runs.insert(tx, {**run_row("run_old", 2), "status": "queued", "worktrees": worktrees})
+        await runs.insert(tx, {**run_row("run_draft", 3), "status": "draft"})
 
     await writer.run(add)
     try:

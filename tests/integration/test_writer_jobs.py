@@ -17,11 +17,11 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.domain import events as ev
-from codeyard.domain.events import StoredEvent, utc_now
-from codeyard.store import projects, runs, schema
+from codeyard.domain.events import StoredEvent
+from codeyard.store import schema
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
-from tests.integration.test_writer_sqlite_commit import PROJECT, _run_row
+from tests.support.writer_runs import add_runs
 
 pytestmark = pytest.mark.anyio
 
@@ -64,15 +64,7 @@ async def db(database_url: str) -> AsyncIterator[Fixture]:
 
     event.listen(engine.sync_engine, "before_cursor_execute", seen)
     try:
-
-        async def add_run(tx: Tx) -> None:
-            now = utc_now()
-            await projects.insert_project(
-                tx, {"id": PROJECT, "name": "p", "slug": "p", "created_at": now, "updated_at": now}
-            )
-            await runs.insert(tx, _run_row("run_a", 1))
-
-        await writer.run(add_run)
+        await add_runs(writer, "run_a")
         yield fx
     finally:
         await asyncio.wait_for(writer.stop(), 10)

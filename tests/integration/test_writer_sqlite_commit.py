@@ -19,42 +19,12 @@ import pytest
 
 from codeyard.domain import events as ev
 from codeyard.domain.events import StoredEvent, utc_now
-from codeyard.store import fencing, projects, runs, sqlite_commit
+from codeyard.store import fencing, sqlite_commit
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Tx, Writer
+from tests.support.writer_runs import PROJECT, add_runs
 
 pytestmark = pytest.mark.anyio
-
-PROJECT = "prj_commit0000000000000000000"
-
-
-def _run_row(run_id: str, number: int) -> dict[str, Any]:
-    now = utc_now()
-    return {
-        "id": run_id,
-        "number": number,
-        "title": "t",
-        "prompt": "p",
-        "project_id": PROJECT,
-        "repo_ids": [],
-        "provider": "script",
-        "agent_options": {},
-        "status": "draft",
-        "source_ref": "HEAD",
-        "base_commits": {},
-        "worktrees": {},
-        "agent_state": {},
-        "turns": 0,
-        "usage": dict(runs.EMPTY_USAGE),
-        "pending_approvals": 0,
-        "pending_messages": [],
-        "diff_stats": {"files": 0, "insertions": 0, "deletions": 0},
-        "archived": False,
-        "labels": [],
-        "last_seq": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 class Db:
@@ -72,15 +42,7 @@ class Db:
             conn.close()
 
     async def add_runs(self, *run_ids: str) -> None:
-        async def job(tx: Tx) -> None:
-            now = utc_now()
-            await projects.insert_project(
-                tx, {"id": PROJECT, "name": "p", "slug": "p", "created_at": now, "updated_at": now}
-            )
-            for k, run_id in enumerate(run_ids):
-                await runs.insert(tx, _run_row(run_id, k + 1))
-
-        await self.writer.run(job)
+        await add_runs(self.writer, *run_ids)
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy import select
 
 from codeyard.domain import events as ev
-from codeyard.domain.events import StoredEvent, utc_now
-from codeyard.store import projects, runs, schema
+from codeyard.domain.events import StoredEvent
+from codeyard.store import schema
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
-from tests.integration.test_writer_sqlite_commit import PROJECT, _run_row
+from tests.support.writer_runs import add_runs
 
 pytestmark = pytest.mark.anyio
 
@@ -41,15 +41,7 @@ async def writer(database_url: str) -> AsyncIterator[tuple[Writer, list[StoredEv
     w = Writer(engine, published.extend, batch_seconds=BOUND_SECONDS)
     await w.start()
     try:
-
-        async def add_run(tx: Tx) -> None:
-            now = utc_now()
-            await projects.insert_project(
-                tx, {"id": PROJECT, "name": "p", "slug": "p", "created_at": now, "updated_at": now}
-            )
-            await runs.insert(tx, _run_row("run_a", 1))
-
-        await w.run(add_run)
+        await add_runs(w, "run_a")
         yield w, published
     finally:
         await asyncio.wait_for(w.stop(), 10)
