@@ -49,14 +49,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -70,17 +69,14 @@ from bench._common import (
     OUT,
     PY,
     Interference,
-    free_port,
     fresh_dir,
     machine,
     make_repo,
     percentile,
     write_json,
 )
+from bench._fake_claude import TOOL_CALLS, start_fake, table
 from bench._proctree import TICK, Sampler, mem_available_mb, procs, wait_tree_empty
-from codeyard.testing.fake_llm import FakeLLM
-from codeyard.testing.fake_llm.core import FakeState, RecordedRequest
-from codeyard.testing.fake_llm.script import Reply, ToolCall
 from tests.support import server as server_support
 from tests.support.server import ServerProcess, open_sse
 
@@ -90,55 +86,10 @@ DONE = {"review", "completed", "failed", "cancelled", "interrupted"}
 CPU_TARGET = MEM_TARGET = 0.05
 APPROVAL_TARGET_MS = 200.0
 
-#: The agent's turn, one reply per model call: which reply answers is the number of tool
-#: results the conversation already holds.
-STEPS = (
-    Reply(tool_calls=(ToolCall("Read", {"file_path": "{cwd}/README.md"}),)),
-    Reply(tool_calls=(ToolCall("Grep", {"pattern": "bench", "path": "{cwd}"}),)),
-    Reply(tool_calls=(ToolCall("Glob", {"pattern": "*.md", "path": "{cwd}"}),)),
-    Reply(tool_calls=(ToolCall("Write", {"file_path": "{cwd}/notes.txt", "content": "seen\n"}),)),
-    Reply(text="I read the README and wrote notes.txt."),
-)
-TOOL_CALLS = len(STEPS) - 1
 #: Events Codeyard writes about an approval itself: not the agent's next step.
 BOOKKEEPING = frozenset(
     {"approval.requested", "approval.resolved", "run.status", "policy.decision"}
 )
-
-
-class ConversationFake(FakeState):
-    """Answers by the conversation's progress instead of one shared queue: with dozens of
-    agents talking at once, a queue would hand one agent's next step to another."""
-
-    def __init__(self, think: float) -> None:
-        super().__init__()
-        self.think = think
-
-    def take(self, request: RecordedRequest) -> Reply:
-        messages = request.body.get("messages") if isinstance(request.body, dict) else None
-        done = 0
-        for message in messages or []:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, list):
-                done += sum(
-                    1 for b in content if isinstance(b, dict) and b.get("type") == "tool_result"
-                )
-        with self._lock:
-            request.model_call = True
-            self._requests.clear()  # bodies are large; nothing here reads the log
-        return replace(STEPS[min(done, len(STEPS) - 1)], delay=self.think)
-
-
-def serve_fake(port: int, think: float) -> None:
-    """The fake model in this (child) process until it is terminated."""
-    fake = FakeLLM(port=port)
-    fake.state = ConversationFake(think)
-    fake.start()
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        fake.stop()
 
 
 # --- one step ------------------------------------------------------------------------------
@@ -414,28 +365,6 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
     return my - slope * mx, slope
 
 
-def start_fake(root: Path, think: float) -> tuple[subprocess.Popen[bytes], str]:
-    """The fake model in its own process (its CPU must not share this client's GIL)."""
-    port = free_port()
-    with (root / "fake.log").open("w") as log:
-        fake = subprocess.Popen(
-            [PY, str(Path(__file__)), "--serve-fake", str(port), "--think", str(think)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 30
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return fake, url
-        if fake.poll() is not None or time.monotonic() > end:
-            fake.kill()
-            fake.wait(5)
-            raise RuntimeError(f"the fake model did not start; see {root / 'fake.log'}")
-        time.sleep(0.1)
-
-
 async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str, Any]:
     sizes = sorted({int(x) for x in args.agents.split(",")})
     repo = make_repo(root / "repo")
@@ -505,36 +434,6 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
     }
 
 
-def table(r: dict[str, Any]) -> str:
-    head = (
-        "| N | errors | wall | approval → agent's next event p50 / p99 | "
-        "approval → decision delivered p50 / p99 | server CPU share | "
-        "server RSS / tree RSS | PSS share | MemAvailable drop | foreign CPU |"
-    )
-    rows = [head, "|---:|---:|---:|---|---|---:|---|---:|---:|---:|"]
-    for s in r["steps"]:
-        trip, handed = s["approval_round_trip"], s["approval_round_trip_to_delivery"]
-        rows.append(
-            f"| {s['agents']} | {s['errors']} | {s['wall_s']} s | "
-            f"{trip.get('p50_ms')} / {trip.get('p99_ms')} ms | "
-            f"{handed.get('p50_ms')} / {handed.get('p99_ms')} ms | "
-            f"{s['cpu']['share'] * 100:.1f} % ({s['cpu']['server_s']} / "
-            f"{s['cpu']['server_s'] + s['cpu']['children_s']:.1f} s) | "
-            f"{s['rss']['server_mb']} / {s['rss']['tree_mb']:.0f} MB "
-            f"({s['rss']['share'] * 100:.1f} %) | {s['pss']['share'] * 100:.1f} % | "
-            f"{s['mem_available_drop_mb']:.0f} MB | {s['foreign_cpu']} |"
-        )
-    for n, why in r["skipped"].items():
-        rows.append(f"| {n} | skipped: {why} | | | | | | | | |")
-    lines = ["\n".join(rows), ""]
-    for key, m in r["model"].items():
-        lines.append(
-            f"- {key}: {m['intercept_mb']} MB + {m['mb_per_agent']} MB x N "
-            f"→ {m['at_60_mb']} MB at N = 60"
-        )
-    return "\n".join(lines)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agents", default="5,10,20,40,60", help="comma-separated N to run")
@@ -549,11 +448,7 @@ def main() -> None:
         help="cProfile the server's event-loop thread (its CPU time, not wall time) into this "
         "file (slows it; for finding where its CPU goes, not for the shares)",
     )
-    ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve_fake:
-        serve_fake(args.serve_fake, args.think)
-        return
     if args.profile:
         # Uvicorn re-raises SIGTERM after its graceful shutdown: the handler it restores is
         # this one, which writes the profile before the process ends.
