@@ -1,7 +1,8 @@
 """Driving a run's turns: from ``queued`` through the agent's events to ``review``.
 
 The adapter yields items; this module appends them to the event log, keeps the run row in step
-(usage, session, state) and changes status only through ``store.runs.set_status``.
+(usage, session, state) and changes status only through ``store.runs.set_status``. A new run's
+preparation and its first turn's early start are ``executor.preparation``'s.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from codeyard.executor.early_checkpoint import EarlyCheckpoint, drop_if_any
 from codeyard.executor.handle import RunHandle
 from codeyard.executor.live_inbox import LiveInbox
 from codeyard.executor.model_switch import LiveModel, SerialPut
+from codeyard.executor.preparation import Early, Preparer, fail_run
 from codeyard.executor.sink import TurnSink
 from codeyard.executor.turn_options import OptionParts, TurnOptions
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
 from codeyard.run_workspace.checkpointing import checkpoint_then
 from codeyard.run_workspace.pool import WorktreePool
-from codeyard.run_workspace.prepare import prepare_worktrees
 from codeyard.store import approvals as approval_door
 from codeyard.store import events, runs
 from codeyard.store.writer import Tx, Writer
@@ -61,21 +62,6 @@ class _Turn:
     resumed_source: str | None = None
     #: Images attached to the turn's messages (stored files).
     images: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _Early:
-    """A new run's first turn, known before it is recorded (``create``, the run's prompt):
-    its options' parts were read beside preparation's git work (``reading``), and its agent
-    starts as soon as the worktrees exist, while the preparation and the turn's start are
-    written (one transaction). ``run``: the row as preparation left it, not yet stored."""
-
-    run: dict[str, Any]
-    reading: asyncio.Future[OptionParts]
-
-    @property
-    def turn(self) -> _Turn:
-        return _Turn(1, self.run["prompt"], "create")
 
 
 def _after(
@@ -144,9 +130,12 @@ class TurnDriver:
         self.pool = pool
         self._writer = writer
         self._gate = gate
-        self._worktree_root = worktree_root
         self._logs_root = logs_root
         self._bash_timeout = bash_timeout
+        #: New runs' preparation and early start (``executor.preparation``).
+        self.preparer = Preparer(
+            engine, writer, self.options, worktree_root, bash_timeout, pool, self._begin_turn
+        )
         #: How long an agent may keep retrying an unreachable model before its turn fails
         #: (``CODEYARD_MODEL_UNREACHABLE_SECONDS``; see ``codeyard.executor.watchdog``).
         self.model_unreachable_seconds = 120.0
@@ -164,7 +153,7 @@ class TurnDriver:
                 if run["status"] != RunStatus.QUEUED:
                     return  # cancelled or paused while it waited for a slot
             leasing: asyncio.Future[leases.Lease] | None = None
-            early: _Early | None = None
+            early: Early | None = None
             if not run["worktrees"]:
                 # The run's port lease (a writer job) is taken beside preparation's git work,
                 # not at the turn's start, where the agent's spawn waited for it (the longest
@@ -176,7 +165,7 @@ class TurnDriver:
                     reading = asyncio.ensure_future(self.options.parts(run, leasing))
                     reading.add_done_callback(lambda f: f.cancelled() or f.exception())
                 try:
-                    prepared = await self._prepare(run, leasing, reading)
+                    prepared = await self.preparer.prepare(run, leasing, reading)
                 except BaseException:  # cancelled: nobody will use the options
                     if reading is not None:
                         reading.cancel()
@@ -184,12 +173,13 @@ class TurnDriver:
                 if prepared is None:
                     return
                 if reading is not None:
-                    early = _Early(prepared, reading)
+                    early = Early(prepared, reading)
                 else:
-                    await self._writer.run(lambda tx: self._record_prepared(tx, prepared))
+                    await self._writer.run(lambda tx: Preparer.record_prepared(tx, prepared))
             turn: _Turn | None
             if early is not None:
-                turn = await self._run_turn(handle, run_id, early.turn, None, early)
+                first = _Turn(1, early.run["prompt"], "create")
+                turn = await self._run_turn(handle, run_id, first, None, early)
             else:
                 turn = await self._writer.run(lambda tx: self._begin_turn(tx, handle))
             while turn is not None:
@@ -198,75 +188,6 @@ class TurnDriver:
         except asyncio.CancelledError:
             await self._land_stopped(handle)
             raise
-
-    async def _prepare(
-        self,
-        run: dict[str, Any],
-        leasing: asyncio.Future[leases.Lease],
-        reading: asyncio.Future[OptionParts] | None,
-    ) -> dict[str, Any] | None:
-        """Create the worktrees (``preparing``): the run as prepared (its branch and worktrees,
-        written by :meth:`_record_prepared`); a failure fails the run and returns None.
-
-        The branch and worktree paths are on the run row before anything is made (so a crash
-        while preparing leaves nothing delete, discard or the next prepare cannot find).
-        ``leasing``: the run's port lease being taken meanwhile, ``reading``: the first turn's
-        options; a failed run gives the lease up."""
-        run_id = run["id"]
-        if run["status"] != RunStatus.PREPARING:  # not yet written by the attempt's take
-            await self._writer.run(lambda tx: runs.set_status(tx, run_id, RunStatus.PREPARING))
-
-        async def record_intent(branch: str, intent: dict[str, Any]) -> None:
-            await self._writer.run(
-                lambda tx: runs.update_fields(tx, run_id, branch=branch, workspace_intent=intent)
-            )
-
-        try:
-            branch, worktrees = await prepare_worktrees(
-                self._engine,
-                run,
-                self._worktree_root,
-                self._writer,
-                self._bash_timeout,
-                record_intent,
-                sandbox=await self.options.sandbox_for(run),
-                pool=self.pool,
-            )
-        except Exception as exc:  # reported on the run, which fails
-            log.warning("preparing run %s failed: %s", run_id, exc)
-            reason = f"Could not prepare the workspace: {exc}"
-
-            async def fail(tx: Tx) -> None:  # everything made was taken down again
-                await runs.update_fields(tx, run_id, branch=run["branch"], workspace_intent=None)
-                await leases.release(tx, run_id)
-                await self._fail(tx, run_id, reason)
-
-            pending: list[asyncio.Future[Any]] = [leasing, *([reading] if reading else [])]
-            await asyncio.wait(pending)  # taken (or failed) before the lease is given up
-            await self._writer.run(fail)
-            return None
-        timing.mark_of(run_id, "prepared")
-        return {**run, "branch": branch, "worktrees": worktrees, "workspace_intent": None}
-
-    @staticmethod
-    async def _record_prepared(tx: Tx, run: dict[str, Any]) -> None:
-        await runs.update_fields(
-            tx,
-            run["id"],
-            branch=run["branch"],
-            worktrees=run["worktrees"],
-            workspace_intent=None,
-            crash_resumes=0,  # progress: a prepared run is not stuck
-        )
-
-    async def _record_start(self, handle: RunHandle, run: dict[str, Any]) -> None:
-        """An early-started turn's preparation and start, in one transaction."""
-
-        async def job(tx: Tx) -> _Turn:
-            await self._record_prepared(tx, run)
-            return await self._begin_turn(tx, handle)
-
-        await self._writer.run(job)
 
     async def _begin_turn(self, tx: Tx, handle: RunHandle) -> _Turn:
         run_id = handle.run_id
@@ -342,17 +263,13 @@ class TurnDriver:
         )
         return None
 
-    async def _fail(self, tx: Tx, run_id: str, reason: str) -> None:
-        await tx.emit_one(run_id, ErrorEvent(message=reason, detail=None))
-        await runs.set_status(tx, run_id, RunStatus.FAILED, reason)
-
     async def _run_turn(
         self,
         handle: RunHandle,
         run_id: str,
         turn: _Turn,
         leasing: asyncio.Future[leases.Lease] | None = None,
-        early: _Early | None = None,
+        early: Early | None = None,
     ) -> _Turn | None:
         snapshot = handle.run
         if early is not None:  # not stored yet: written below, while the agent starts
@@ -369,7 +286,7 @@ class TurnDriver:
         sink = TurnSink(self._writer, run_id, run["usage"], log_path, tracker, run["model"])
         recording: asyncio.Future[None] | None = None
         if early is not None:
-            recording = asyncio.ensure_future(self._record_start(handle, run))
+            recording = asyncio.ensure_future(self.preparer.record_start(handle, run))
             recording.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             parts = await (early.reading if early else self.options.parts(run, leasing))
@@ -378,7 +295,7 @@ class TurnDriver:
             await tracker.abandon()
             await _until_recorded(recording)
             reason = f"Could not load the run's env sets: {exc}"
-            await self._writer.run(lambda tx: self._fail(tx, run_id, reason))
+            await self._writer.run(lambda tx: fail_run(tx, run_id, reason))
             return None
         ctx = TurnContext(
             run_id=run_id,
@@ -448,7 +365,7 @@ class TurnDriver:
             failure = str(exc)
             await drop_if_any(early_checkpoint)
             await _until_recorded(recording)
-            await self._settle(run, lambda tx: self._fail(tx, run_id, failure))
+            await self._settle(run, lambda tx: fail_run(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
             if recording is not None and recording.done() and recording.exception() is exc:
@@ -457,7 +374,7 @@ class TurnDriver:
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
             await drop_if_any(early_checkpoint)
             await _until_recorded(recording)
-            await self._settle(run, lambda tx: self._fail(tx, run_id, reason))
+            await self._settle(run, lambda tx: fail_run(tx, run_id, reason))
             return None
         except BaseException:  # cancelled: the run lands where _land_stopped puts it
             await drop_if_any(early_checkpoint)

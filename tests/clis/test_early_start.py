@@ -1,8 +1,8 @@
 """A new run's agent starts as soon as its worktrees exist, while its preparation and its turn's
-start are written (``executor.turns``): the real CLIs against the fake model server — Codex's
+start are written (``executor.preparation``): the real CLIs against the fake model server — Codex's
 app-server, an ACP agent (Gemini CLI) and Claude Code.
 
-The start is held here (``TurnDriver._record_start``) until the CLI runs in the worktree, which
+The start is held here (``Preparer.record_start``) until the CLI runs in the worktree, which
 shows that it was started before the turn was recorded. Nothing of the turn is stored before the
 turn's start; an agent whose turn is cancelled meanwhile, or whose start cannot be written, is
 stopped with everything it started, and nothing of the run is lost or left behind.
@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from codeyard.executor.handle import RunHandle
-from codeyard.executor.turns import TurnDriver
+from codeyard.executor.preparation import Preparer
 from codeyard.store.fencing import StaleAttempt
 from codeyard.testing.fake_llm import FakeLLM, Reply
 from tests.clis import acp_cases, support
@@ -33,7 +33,7 @@ CASES = [CODEX, acp_cases.GEMINI, CLAUDE_CODE]
 #: What each CLI's command line holds (the tree's own git processes run there too).
 NEEDLES = {"codex": "app-server", "gemini": "gemini", "claude-code": "claude"}
 
-Record = Callable[[TurnDriver, RunHandle, dict[str, Any]], Awaitable[None]]
+Record = Callable[[Preparer, RunHandle, dict[str, Any]], Awaitable[None]]
 
 
 @pytest.fixture(params=CASES, ids=[c.name for c in CASES])
@@ -48,7 +48,7 @@ class _Held:
     ``release`` (or fails it, with ``fail``)."""
 
     def __init__(self, case: AgentCase, fail: Callable[[str], BaseException] | None = None) -> None:
-        self.real: Record = TurnDriver._record_start
+        self.real: Record = Preparer.record_start
         self.needle = NEEDLES[case.name]
         self.fail = fail
         self.tree: Path | None = None
@@ -56,16 +56,16 @@ class _Held:
         self.release = asyncio.Event()
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        async def record(driver: TurnDriver, handle: RunHandle, run: dict[str, Any]) -> None:
+        async def record(preparer: Preparer, handle: RunHandle, run: dict[str, Any]) -> None:
             self.tree = Path(next(iter(run["worktrees"].values())))
             await support.wait_for_process(self.tree, self.needle)
             self.cli_runs.set()
             if self.fail is not None:
                 raise self.fail(handle.run_id)
             await self.release.wait()
-            await self.real(driver, handle, run)
+            await self.real(preparer, handle, run)
 
-        monkeypatch.setattr(TurnDriver, "_record_start", record)
+        monkeypatch.setattr(Preparer, "record_start", record)
 
 
 async def _start(
