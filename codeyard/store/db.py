@@ -47,7 +47,12 @@ def create_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # Sent with the next statement, in its hand-off to the driver's thread.
+            adapted = conn.connection.dbapi_connection
+            if isinstance(adapted, sqlite_driver.OneHopConnection):
+                adapted.begin()
+            else:
+                conn.exec_driver_sql("BEGIN")
 
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

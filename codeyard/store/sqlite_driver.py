@@ -13,6 +13,14 @@ else changes: the same thread and connection, the same order of statements, and 
 raised there reaches SQLAlchemy through the adapter as before, which wraps it (``DBAPIError``
 and its kinds) as it wraps any driver error. Server-side cursors (``stream``) keep
 SQLAlchemy's own adapter.
+
+``BEGIN`` costs no hand-off of its own: SQLAlchemy's ``begin`` event (``store.db``) marks the
+connection, and the next call into its thread, whatever it is, runs ``BEGIN`` first, in the same
+trip. Every call goes through aiosqlite's ``Connection._execute``, so this holds for the
+statements of :class:`OneHopCursor` and for the writer's own ``executemany`` on the
+``driver_connection`` alike: nothing runs outside the transaction SQLAlchemy began. A commit or
+rollback with nothing sent since the mark (a read-only check-out, an empty transaction) ends a
+transaction that never began, and costs no trip either.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import collections
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -145,18 +153,76 @@ class OneHopCursor:
         return out
 
 
+def _begun(conn: sqlite3.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """In the connection's thread: the ``BEGIN`` SQLAlchemy asked for, then the call itself."""
+    conn.execute("BEGIN")
+    return fn(*args, **kwargs)
+
+
+class LateBeginConnection(aiosqlite.Connection):
+    """aiosqlite's connection; a ``BEGIN`` asked for (:meth:`begin_later`) goes into the thread
+    with the next call, in the same trip."""
+
+    begin_pending = False
+
+    def begin_later(self) -> None:
+        self.begin_pending = True
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        execute: Any = super()._execute  # untyped in aiosqlite
+        if self.begin_pending:
+            self.begin_pending = False
+            return await execute(_begun, self._conn, fn, *args, **kwargs)
+        return await execute(fn, *args, **kwargs)
+
+    def forget_begin(self) -> bool:
+        """The transaction ends: whether it never began (nothing was sent since the mark)."""
+        pending, self.begin_pending = self.begin_pending, False
+        return pending
+
+
+def _late_begin_connect(
+    database: Any, *, iter_chunk_size: int = 64, **kwargs: Any
+) -> LateBeginConnection:
+    """``aiosqlite.connect`` (0.22: a connector for the thread, then the proxy), the proxy
+    being a :class:`LateBeginConnection`."""
+
+    def connector() -> sqlite3.Connection:
+        location = database.decode() if isinstance(database, bytes) else str(database)
+        return cast(sqlite3.Connection, sqlite3.connect(location, **kwargs))
+
+    return LateBeginConnection(connector, iter_chunk_size)
+
+
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    """SQLAlchemy's aiosqlite connection adapter with :class:`OneHopCursor` as its cursor."""
+    """SQLAlchemy's aiosqlite connection adapter with :class:`OneHopCursor` as its cursor, and
+    ``BEGIN`` sent with the next statement (:meth:`begin`)."""
 
     __slots__ = ()
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
+
+    def begin(self) -> None:
+        """SQLAlchemy begins a transaction (its ``begin`` event): ``BEGIN`` goes with the next
+        call into the driver's thread."""
+        self._late().begin_later()
+
+    def commit(self) -> None:
+        if not self._late().forget_begin():
+            super().commit()
+
+    def rollback(self) -> None:
+        if not self._late().forget_begin():
+            super().rollback()
+
+    def _late(self) -> LateBeginConnection:
+        return cast(LateBeginConnection, self._connection)
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """The DB-API module given to the engine (``create_async_engine(module=...)``)."""
 
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
-        connection = self.aiosqlite.connect(*arg, **kw)
+        connection: Any = _late_begin_connect(*arg, **kw)
         # As SQLAlchemy's: the thread never holds the interpreter's exit (before aiosqlite 0.22
         # the connection was the thread).
         getattr(connection, "_thread", connection).daemon = True

@@ -105,5 +105,69 @@ async def test_each_statement_is_one_hand_off_to_the_driver_thread(
         async with conn.begin():
             await conn.execute(select(ITEMS.c.id).where(ITEMS.c.id == 1))
             await conn.execute(insert(ITEMS).values(name="z", size=1))
-        # BEGIN, SELECT, INSERT, COMMIT: SQLAlchemy's own adapter made 3 + 4 + 3 + 1.
-        assert len(hand_offs) == 4, hand_offs
+        # BEGIN with the SELECT, the INSERT, COMMIT: SQLAlchemy's own adapter made 3 + 4 + 3 + 1
+        # (and BEGIN was a hand-off of its own before it was folded into the next statement's).
+        assert hand_offs == ["_begun", "_run", "commit"], hand_offs
+
+
+async def test_a_transaction_that_sends_nothing_costs_no_hand_off(
+    engine: AsyncEngine, hand_offs: list[str]
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(select(ITEMS.c.id))
+        await conn.rollback()
+        hand_offs.clear()
+        async with conn.begin():
+            pass
+        await conn.begin()
+        await conn.rollback()
+        assert hand_offs == []
+        await conn.execute(select(ITEMS.c.id))  # a read: BEGIN with it, the pool's ROLLBACK
+    assert hand_offs == ["_begun", "rollback"], hand_offs
+
+
+async def test_the_transaction_begins_with_the_first_statement_whichever_it_is(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as reader, engine.connect() as other:
+        # A read transaction sees one snapshot: it did begin (autocommit would see the insert).
+        await reader.begin()
+        assert (await reader.execute(select(ITEMS.c.id))).all() == []
+        await other.execute(insert(ITEMS).values(name="a", size=1))
+        await other.commit()
+        assert (await reader.execute(select(ITEMS.c.id))).all() == []
+        await reader.rollback()
+        assert len((await reader.execute(select(ITEMS.c.id))).all()) == 1
+        await reader.rollback()
+
+        # The writer's own statements on the driver's connection (``store.writer._flush``), sent
+        # first in the transaction, are inside it: a rollback takes them back.
+        await other.begin()
+        driver = (await other.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.executemany("INSERT INTO items (name, size) VALUES (?, ?)", [("b", 2)])
+        await driver.execute("UPDATE items SET size = 5 WHERE name = 'a'")
+        await other.rollback()
+        rows = (await other.execute(select(ITEMS.c.name, ITEMS.c.size))).all()
+        assert [tuple(r) for r in rows] == [("a", 1)]
+        await other.rollback()
+
+
+async def test_savepoints_roll_back_only_their_part(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.begin()
+        inner = await conn.begin_nested()  # SAVEPOINT is the transaction's first statement
+        await conn.execute(insert(ITEMS).values(name="gone", size=1))
+        await inner.rollback()
+        await conn.execute(insert(ITEMS).values(name="kept", size=2))
+        inner = await conn.begin_nested()
+        await conn.execute(insert(ITEMS).values(name="also kept", size=3))
+        await inner.commit()
+        inner = await conn.begin_nested()
+        with pytest.raises(IntegrityError):
+            await conn.execute(insert(ITEMS).values(name="kept", size=4))
+        await inner.rollback()
+        await conn.commit()
+    async with engine.connect() as conn:
+        names = (await conn.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars().all()
+    assert names == ["kept", "also kept"]
