@@ -124,7 +124,8 @@ class ApprovalGate:
             )
             await tx.emit_one(run_id, decided)
 
-        await self._writer.run(job)
+        # The agent waits on it: ahead of other runs' queued writes (``Writer.run``).
+        await self._writer.run(job, urgent_for=run_id)
 
     async def _timeout_seconds(self) -> float:
         stored = await settings_store.read(self._engine)
@@ -220,7 +221,8 @@ class ApprovalGate:
 
         waits_on: list[str] = []
         try:
-            approval, trusted = await self._writer.run(ask)
+            # The agent, then the operator, wait on it: ahead of other runs' queued writes.
+            approval, trusted = await self._writer.run(ask, urgent_for=run_id)
         except BaseException:
             for approval_id in waits_on:
                 handle.approvals.pop(approval_id, None)
@@ -242,7 +244,11 @@ class ApprovalGate:
                     {"decision": "approved", "decided_by": "trust", "reason": "run is trusted"}
                 )
             try:
-                answer = await asyncio.wait_for(asyncio.shield(future), timeout)
+                # Awaited directly, not through ``wait_for``/``shield``: each of those adds a
+                # turn of the event loop between the answer and this task (under load, each
+                # waits behind every ready callback). The future is this call's alone.
+                async with asyncio.timeout(timeout):
+                    answer = await future
                 timing.mark(f"approval answered {call_id}")
             except TimeoutError:
                 await self._writer.run(

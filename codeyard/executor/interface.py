@@ -95,6 +95,12 @@ class Executor(Protocol):
         live attempt could take it (not running here or anywhere): the caller then changes
         the run durably itself (a stop through the status door, a message stays queued)."""
 
+    def deliver_now(self, run_id: str, signal: Signal) -> bool:
+        """Deliver ``signal`` without waiting, if the run's live attempt is in this process and
+        takes it at once (an approval's answer to the agent waiting on it: a writer job's
+        ``after_commit`` wakes it as its answer commits). False otherwise: :meth:`signal`
+        delivers it then."""
+
     def is_live(self, run_id: str) -> bool:
         """True while an attempt of the run is being worked on (informative, not for writes)."""
 

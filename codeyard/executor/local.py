@@ -189,6 +189,12 @@ class LocalExecutor:
         await self.wait_stopped(run_id)
         return True
 
+    def deliver_now(self, run_id: str, signal: Signal) -> bool:
+        """See :meth:`Executor.deliver_now`: an approval's answer, to an agent waiting here."""
+        if isinstance(signal, ApprovalAnswer):
+            return self._approval_answered(run_id, signal.approval_id, signal.answer)
+        return False
+
     def is_live(self, run_id: str) -> bool:
         handle = self.handles.get(run_id)
         return handle is not None and handle.task is not None and not handle.task.done()

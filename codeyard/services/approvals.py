@@ -81,9 +81,19 @@ async def resolve(
 ) -> dict[str, Any]:
     """Record the answer through the approvals door (409 if already answered) and wake the
     agent that waits for it; with no agent waiting (the run is interrupted or not resumed
-    yet) the answer waits for the resumed agent's identical call."""
+    yet) the answer waits for the resumed agent's identical call.
+
+    Someone waits on this write (the agent, the operator): it is urgent for its run in the
+    writer (``Writer.run``), which commits it ahead of other runs' queued writes. An agent
+    waiting in this process is woken by the commit itself (``Tx.after_commit``), not after
+    this task is scheduled again; one elsewhere gets the answer through ``signal``."""
     # The request authenticated, its write about to wait its turn (bench/agents_scale.py).
     timing.mark_of(approval_id, "resolve received")
+    async with svc.engine.connect() as conn:
+        run_id = await approval_door.run_of(conn, approval_id)
+    answer = {"decision": decision, "reason": reason, "decided_by": decided_by}
+    signal = ApprovalAnswer(approval_id=approval_id, answer=answer)
+    delivered: list[bool] = []
 
     async def job(tx: Tx) -> dict[str, Any]:
         row = await policies.get_approval(tx.conn, approval_id)
@@ -91,7 +101,7 @@ async def resolve(
         rule_id = (
             await _remember(tx, row, remember) if remember and decision == "approved" else None
         )
-        return await approval_door.resolve(
+        resolved = await approval_door.resolve(
             tx,
             approval_id,
             decision,
@@ -101,10 +111,12 @@ async def resolve(
             remembered_policy_id=rule_id,
             read=row,
         )
+        tx.after_commit(lambda: delivered.append(svc.executor.deliver_now(run_id, signal)))
+        return resolved
 
-    row = await svc.writer.run(job)
-    answer = {"decision": decision, "reason": reason, "decided_by": decided_by}
-    await svc.executor.signal(row["run_id"], ApprovalAnswer(approval_id=approval_id, answer=answer))
+    row = await svc.writer.run(job, urgent_for=run_id)
+    if not any(delivered):
+        await svc.executor.signal(run_id, signal)
     return approval_door.public(row)
 
 

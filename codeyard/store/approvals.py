@@ -145,6 +145,14 @@ async def resolve(
     return {**row, **changes}
 
 
+async def run_of(conn: AsyncConnection, approval_id: str) -> str:
+    """The run an approval belongs to (it never changes); ``NotFound`` if there is none."""
+    found = (await conn.execute(select(AP.c.run_id).where(AP.c.id == approval_id))).first()
+    if found is None:
+        return str((await policies.get_approval(conn, approval_id))["run_id"])  # raises
+    return str(found.run_id)
+
+
 async def bindable(conn: AsyncConnection, run_id: str, fingerprint: str) -> dict[str, Any] | None:
     """The oldest approval of this run for the same call whose answer no agent has used yet
     (pending, or answered while no agent was there to hear it)."""

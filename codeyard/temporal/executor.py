@@ -93,6 +93,10 @@ class TemporalExecutor:
             return False
         return delivered
 
+    def deliver_now(self, run_id: str, signal: Signal) -> bool:
+        """Runs go on the workers, never in this process: :meth:`signal` delivers."""
+        return False
+
     def is_live(self, run_id: str) -> bool:
         """Not known here without a round trip; the run row's status is the truth."""
         return False

@@ -5,6 +5,7 @@ Uses the `script` provider, whose tool steps go through exactly the path real ag
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +392,36 @@ async def test_a_gate_set_to_deny_denies_without_asking(sqlite_api: Api, git_rep
     assert result["ok"] is False and "git reset --hard" in result["error"]
     decision = (await api.get(f"/api/policy-decisions?run_id={run['id']}")).json()["data"][0]
     assert decision["decision"] == "deny" and decision["rule"] == "gate:git-reset-hard"
+
+
+async def test_an_answer_wakes_the_agent_waiting_here_as_it_commits(
+    sqlite_api: Api, git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiting agent is woken from the writer's task right after the answer commits
+    (``Tx.after_commit``), not after the request's task is scheduled again to signal it."""
+    api = sqlite_api
+    executor = api.services.executor
+    woken: list[tuple[str | None, bool]] = []
+    signalled: list[str] = []
+    deliver_now, signal = executor.deliver_now, executor.signal
+
+    def deliver(run_id: str, sig: Any) -> bool:
+        done = deliver_now(run_id, sig)
+        task = asyncio.current_task()
+        woken.append((task.get_name() if task else None, done))
+        return done
+
+    async def signal_spy(run_id: str, sig: Any) -> bool:
+        signalled.append(sig.kind)
+        return await signal(run_id, sig)
+
+    monkeypatch.setattr(executor, "deliver_now", deliver)
+    monkeypatch.setattr(executor, "signal", signal_spy)
+    run = await start(api, git_repo, {"bash": "echo hi"}, {"say": "done"})
+    (approval,) = await pending(api, run["id"])
+    resp = await api.post(f"/api/approvals/{approval['id']}/resolve", json={"decision": "approved"})
+    assert resp.status_code == 200, resp.text
+    await api.wait_status(run["id"], "review")
+    assert woken == [("codeyard-writer", True)]
+    assert "approval_answer" not in signalled
+    assert (await results(api, run["id"]))[0]["ok"] is True
