@@ -42,6 +42,7 @@ from codeyard.services import settings as settings_service
 from codeyard.services import terminals as terminal_service
 from codeyard.services.context import Services
 from codeyard.store import settings as settings_store
+from codeyard.store import wakeups
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
@@ -77,8 +78,9 @@ async def _running(
     app.state.fanout = fanout
     if fanout is not None:
         await fanout.start()  # it also keeps the stored settings in memory while it listens
-    else:  # SQLite: this process is the one writer, so it sees every settings write
+    else:  # SQLite: this process is the one writer, so it sees every write
         settings_store.hear_writes(engine)
+        wakeups.hear_all(engine)
     writer = Writer(
         engine,
         fanout.committed if fanout is not None else hub.publish,

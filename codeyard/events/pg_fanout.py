@@ -14,7 +14,9 @@ commit order.
 
 The same connection hears every committed write of the stored settings (``store.settings``
 announces each on its own channel) and drops this process's copy of them; while it is not
-listening (lost, being made again, stopped) no copy is kept and they are read every time.
+listening (lost, being made again, stopped) no copy is kept and they are read every time. It
+also hears the wake-ups of followers that would otherwise poll (``store.wakeups``: workflow
+approval requests, port leases), and says while it cannot.
 
 SQLite has one writer process and needs none of this: the hub alone fans out.
 """
@@ -31,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import Hub
-from codeyard.store import events
+from codeyard.store import events, wakeups
 from codeyard.store import settings as settings_store
 from codeyard.store.event_sql import NOTIFY_CHANNEL
 
@@ -109,16 +111,22 @@ class PgFanout:
         raw = await _driver(self._conn)
         await raw.add_listener(NOTIFY_CHANNEL, self._heard)
         await raw.add_listener(settings_store.NOTIFY_CHANNEL, self._settings_written)
+        await raw.add_listener(wakeups.NOTIFY_CHANNEL, self._woken)
         raw.add_termination_listener(self._terminated)
         self._raw = raw
         settings_store.hear_writes(self._engine)  # from now on every write is heard
+        wakeups.hear_all(self._engine)
 
     def _settings_written(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload != self.token:  # this process's own write dropped the copy at commit
             settings_store.changed(self._engine)
 
+    def _woken(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        wakeups.wake(self._engine, payload)
+
     def _terminated(self, _conn: Any) -> None:
         settings_store.hear_writes(self._engine, False)  # writes meanwhile would go unheard
+        wakeups.hear_all(self._engine, False)
         self._lost.set()
 
     async def _keep_listening(self) -> None:
@@ -146,6 +154,7 @@ class PgFanout:
 
     async def stop(self) -> None:
         settings_store.hear_writes(self._engine, False)
+        wakeups.hear_all(self._engine, False)
         for task in (self._keeper, self._task):
             if task is not None:
                 task.cancel()
@@ -161,6 +170,9 @@ class PgFanout:
                         settings_store.NOTIFY_CHANNEL, self._settings_written
                     ),
                     5,
+                )
+                await asyncio.wait_for(
+                    listening.remove_listener(wakeups.NOTIFY_CHANNEL, self._woken), 5
                 )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)

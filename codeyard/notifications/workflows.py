@@ -6,6 +6,12 @@ follows that log the same way: a cursor in ``consumer_cursors`` moved in the sam
 transaction as the outbox rows it derives, starting at the end on a database that never ran it.
 The rows then go through the ordinary delivery worker (channels, retries, quiet hours).
 
+It looks when an approval request is written: the request is announced (``store.wakeups``,
+by this process after its commit, and on PostgreSQL by a ``NOTIFY`` any process's request
+sends), so it does not read the log every second (issue 15). Only while an announcement might
+go unheard (``wakeups.hearing`` false: PostgreSQL's ``LISTEN`` connection not up) does it look
+every ``poll_seconds`` again.
+
 The outbox is keyed by (event id, target, user); to keep the two logs' id spaces apart a
 workflow event's row carries the *negated* event id, and the execution id in ``run_id`` (the
 column names the object the alert is about; nothing joins it to ``runs``). Who hears: the
@@ -28,13 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from codeyard.domain.errors import Conflict
 from codeyard.notifications import store
 from codeyard.notifications.messages import Notification
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.consumers import move_cursor, read_cursor
 from codeyard.store.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
 WE, WX, USERS = schema.workflow_events, schema.workflow_executions, schema.users
-TYPE = "workflow.approval.requested"
+TYPE = "workflow.approval.requested"  # workflows.store.APPROVAL_REQUESTED
 KIND = "workflow.approval"
 #: The per-user preference that opts in (the same as for a run's approvals).
 PREFERENCE = "approval"
@@ -77,6 +83,7 @@ class WorkflowApprovalNotifier:
         self.poll_seconds = poll_seconds
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._unfollow: Callable[[], None] | None = None
         self._reading = asyncio.Lock()
         #: The stored cursor as last written or read (None: not read yet), and the id up to
         #: which nothing more is to be done (>= the cursor).
@@ -84,9 +91,13 @@ class WorkflowApprovalNotifier:
         self._covered = 0
 
     def start(self) -> None:
+        self._unfollow = wakeups.follow(self.engine, wakeups.WORKFLOW_APPROVALS, self.wake)
         self._task = asyncio.create_task(self._loop(), name="codeyard-notifier-workflows")
 
     async def stop(self) -> None:
+        unfollow, self._unfollow = self._unfollow, None
+        if unfollow is not None:
+            unfollow()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -94,20 +105,25 @@ class WorkflowApprovalNotifier:
                 await task
 
     def wake(self) -> None:
-        """A workflow event was written: look now rather than at the next poll."""
+        """An approval request was written (or announcements start or stop being heard)."""
         self._wake.set()
 
     async def _loop(self) -> None:
         while True:
+            self._wake.clear()
+            failed = True  # then retried after poll_seconds
             try:
                 await self.catch_up()
+                failed = False
             except (Conflict, OSError) as exc:
                 log.warning("%s: %s; retrying", self.name, exc)
             except Exception:  # keep following the log; the cursor makes retrying safe
                 log.exception("%s failed to apply events; retrying", self.name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            self._wake.clear()
+            if wakeups.hearing(self.engine) and not failed:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def catch_up(self) -> int:
         """Derive rows for every approval request after the cursor; returns how many.

@@ -2,7 +2,8 @@
 
 A run's block is its own, so a listening socket on one of its ports belongs to the run's
 process tree (its agent, setup script or terminal). The watcher asks the kernel for its
-listening TCP sockets about once a second, only while leases exist: on Linux through the
+listening TCP sockets about once a second, only while leases exist (kept in memory, read again
+when one is taken or ended): on Linux through the
 ``sock_diag`` netlink interface (what ``ss -lt`` uses), filtered to listeners by the kernel, so
 the cost does not grow with the machine's connections or processes (0.05 ms of CPU).
 ``psutil.net_connections`` (the fallback elsewhere) reads the whole ``/proc/net/tcp`` table
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import socket
 import struct
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.preview import leases
 from codeyard.preview.leases import Lease
+from codeyard.store import wakeups
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +110,47 @@ def _leased(held: list[Lease], listening: set[int]) -> dict[tuple[str, int], int
 
 
 class PortWatcher:
+    """Reports listeners on leased ports, looking about once a second while leases exist.
+
+    The leases are kept in memory and read again only when they change (``store.wakeups``,
+    topic ``port_leases``: a lease taken or ended here or, on PostgreSQL, anywhere), not at
+    every look (issue 15: a read of every lease each second was a good part of an idle
+    server's statements). A lease ended wakes the watcher before its transaction commits, so
+    a change is read at two looks in a row. While a change might go unheard
+    (:func:`wakeups.hearing` is false) they are read at every look, as before; with no lease
+    and no listener the watcher sleeps until a lease is taken."""
+
     def __init__(self, engine: AsyncEngine, report: Report, interval: float = 1.0) -> None:
         self._engine = engine
         self._report = report
         self.interval = interval
         #: (run id, port) pairs seen listening at the last poll.
         self.open: set[tuple[str, int]] = set()
+        #: The leases as last read (None: not read yet), and how many looks still read them.
+        self._held: list[Lease] | None = None
+        self._stale = 0
+        self._woken = asyncio.Event()
+        #: Reads of the leases (tests and diagnostics).
+        self.reads = 0
+
+    def wake(self) -> None:
+        """The leases changed (or are about to, in a transaction not yet committed)."""
+        self._stale = 2
+        self._woken.set()
+
+    async def _leases(self) -> list[Lease]:
+        held = self._held
+        if held is None or self._stale > 0 or not wakeups.hearing(self._engine):
+            stale = self._stale
+            async with self._engine.connect() as conn:
+                held = self._held = await leases.all_leases(conn)
+            self.reads += 1
+            if self._stale == stale:  # (a wake during the read counts from now)
+                self._stale = max(0, stale - 1)
+        return held
 
     async def poll_once(self) -> None:
-        async with self._engine.connect() as conn:
-            held: list[Lease] = await leases.all_leases(conn)
+        held = await self._leases()
         if not held and not self.open:
             return
         listening = await asyncio.to_thread(listening_ports) if held else set()
@@ -134,10 +168,29 @@ class PortWatcher:
                 await self._report(run_id, "preview.port_closed", {"port": port})
         self.open = now
 
+    def _idle(self) -> bool:
+        """Nothing to look for until a lease is taken (which wakes the watcher)."""
+        return (
+            not self._held
+            and not self.open
+            and not self._stale
+            and self._held is not None
+            and wakeups.hearing(self._engine)
+        )
+
     async def run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except Exception:  # a failed poll is retried; the watcher must keep going
-                log.exception("preview port poll failed")
-            await asyncio.sleep(self.interval)
+        unfollow = wakeups.follow(self._engine, wakeups.PORT_LEASES, self.wake)
+        try:
+            while True:
+                self._woken.clear()
+                try:
+                    await self.poll_once()
+                except Exception:  # a failed poll is retried; the watcher must keep going
+                    log.exception("preview port poll failed")
+                if self._idle():
+                    await self._woken.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._woken.wait(), self.interval)
+        finally:
+            unfollow()

@@ -4,6 +4,9 @@
 Leases are rows (unique base port), allocated inside the serialized writer, so two runs
 starting at once cannot take the same block. A block in which something already listens is
 skipped. The lease ends when the run's worktree is removed (landing, discard, retention).
+
+Every lease taken or ended is announced (``store.wakeups``, topic ``port_leases``): the port
+watcher keeps the leases in memory and reads them again only then.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import Conflict
 from codeyard.domain.events import utc_now
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.writer import Tx, Writer
 
 L = schema.port_leases
@@ -116,9 +119,6 @@ async def all_leases(conn: AsyncConnection) -> list[Lease]:
 
 
 async def _allocate(tx: Tx, run_id: str) -> Lease:
-    row = (await tx.conn.execute(select(L).where(L.c.run_id == run_id))).first()
-    if row is not None:
-        return _lease(row)
     for base in await _candidates(tx.conn):
         if _block_free(base, BLOCK):
             return await _insert(tx, run_id, base)
@@ -139,6 +139,7 @@ async def _insert(tx: Tx, run_id: str, base: int) -> Lease:
     await tx.conn.execute(
         L.insert().values(run_id=run_id, base_port=base, size=BLOCK, created_at=utc_now())
     )
+    await wakeups.announce(tx.conn, wakeups.PORT_LEASES)
     return Lease(run_id, base, BLOCK)
 
 
@@ -147,14 +148,32 @@ async def ensure(writer: Writer, run_id: str) -> Lease:
 
     Several processes may allocate at once (worker hosts on one database, issue 16): a block
     another one took meanwhile fails the insert (unique base port) and is skipped next time."""
+    taken: list[AsyncEngine] = []
+
+    async def allocate(tx: Tx) -> Lease:
+        row = (await tx.conn.execute(select(L).where(L.c.run_id == run_id))).first()
+        if row is not None:
+            return _lease(row)
+        taken.append(tx.conn.engine)
+        return await _allocate(tx, run_id)
+
     for attempt in range(_ALLOCATE_TRIES):
         try:
-            return await writer.run(lambda tx: _allocate(tx, run_id))
+            lease = await writer.run(allocate)
         except IntegrityError:
             if attempt == _ALLOCATE_TRIES - 1:
                 raise
+        else:
+            if taken:  # a new lease, committed
+                wakeups.wake(taken[-1], wakeups.PORT_LEASES)
+            return lease
     raise AssertionError("unreachable")
 
 
 async def release(tx: Tx, run_id: str) -> None:
-    await tx.conn.execute(delete(L).where(L.c.run_id == run_id))
+    """End the run's lease, in the caller's transaction. This process's port watcher is woken
+    now, before the commit (the caller commits; it reads the leases again a second later too)."""
+    ended = await tx.conn.execute(delete(L).where(L.c.run_id == run_id))
+    if ended.rowcount:
+        await wakeups.announce(tx.conn, wakeups.PORT_LEASES)
+        wakeups.wake(tx.conn.engine, wakeups.PORT_LEASES)

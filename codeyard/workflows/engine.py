@@ -20,6 +20,7 @@ from codeyard.auth.principal import Principal
 from codeyard.domain.errors import Conflict
 from codeyard.executor.durable_executions import DurableExecutions, StepError
 from codeyard.services.context import Services
+from codeyard.store import wakeups
 from codeyard.store.writer import Tx
 from codeyard.workflows import expressions as ex
 from codeyard.workflows import graph as graphs
@@ -257,6 +258,8 @@ class Execution:
 
         await self.svc.writer.run(job)
         self.eng.notify()
+        if type_ == store.APPROVAL_REQUESTED:  # committed: the notifications look now
+            wakeups.wake(self.svc.engine, wakeups.WORKFLOW_APPROVALS)
 
     async def prepare(self) -> None:
         """Fold the log and publish what ended into the scope (a step run on its own, for a

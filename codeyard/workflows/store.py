@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.writer import Tx
 
 W, V, X, E = (
@@ -20,6 +20,8 @@ W, V, X, E = (
     schema.workflow_events,
 )
 ACTIVE = ("running", "waiting")
+#: The event the notifications follow (``notifications.workflows``): announced when written.
+APPROVAL_REQUESTED = "workflow.approval.requested"
 FINISHED = ("completed", "failed", "cancelled")
 
 
@@ -119,7 +121,9 @@ async def count_active(conn: AsyncConnection, workflow_id: str) -> int:
 
 
 async def emit(tx: Tx, execution_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Append one event (numbered per execution) in the caller's transaction."""
+    """Append one event (numbered per execution) in the caller's transaction. An approval
+    request is announced (``store.wakeups``): on PostgreSQL to every process at commit; the
+    caller wakes this process's followers once it committed."""
     seq = (
         await tx.conn.execute(
             update(X)
@@ -132,6 +136,8 @@ async def emit(tx: Tx, execution_id: str, type_: str, data: dict[str, Any]) -> d
     await tx.conn.execute(
         insert(E).values(execution_id=execution_id, seq=seq, type=type_, ts=ts, data=data)
     )
+    if type_ == APPROVAL_REQUESTED:
+        await wakeups.announce(tx.conn, wakeups.WORKFLOW_APPROVALS)
     return {"seq": seq, "type": type_, "ts": ts, "data": data}
 
 
