@@ -95,6 +95,10 @@ class Executor(Protocol):
         live attempt could take it (not running here or anywhere): the caller then changes
         the run durably itself (a stop through the status door, a message stays queued)."""
 
+    def waiting_on(self, approval_id: str) -> str | None:
+        """The run whose live attempt in this process waits on this approval, if one does
+        (what it knows without a read); None otherwise."""
+
     def deliver_now(self, run_id: str, signal: Signal) -> bool:
         """Deliver ``signal`` without waiting, if the run's live attempt is in this process and
         takes it at once (an approval's answer to the agent waiting on it: a writer job's

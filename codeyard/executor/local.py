@@ -189,6 +189,13 @@ class LocalExecutor:
         await self.wait_stopped(run_id)
         return True
 
+    def waiting_on(self, approval_id: str) -> str | None:
+        """See :meth:`Executor.waiting_on`."""
+        for run_id, handle in self.handles.items():
+            if approval_id in handle.approvals:
+                return run_id
+        return None
+
     def deliver_now(self, run_id: str, signal: Signal) -> bool:
         """See :meth:`Executor.deliver_now`: an approval's answer, to an agent waiting here."""
         if isinstance(signal, ApprovalAnswer):

@@ -89,8 +89,10 @@ async def resolve(
     this task is scheduled again; one elsewhere gets the answer through ``signal``."""
     # The request authenticated, its write about to wait its turn (bench/agents_scale.py).
     timing.mark_of(approval_id, "resolve received")
-    async with svc.engine.connect() as conn:
-        run_id = await approval_door.run_of(conn, approval_id)
+    run_id = svc.executor.waiting_on(approval_id)
+    if run_id is None:  # no agent waits on it here: its run from its row
+        async with svc.engine.connect() as conn:
+            run_id = await approval_door.run_of(conn, approval_id)
     answer = {"decision": decision, "reason": reason, "decided_by": decided_by}
     signal = ApprovalAnswer(approval_id=approval_id, answer=answer)
     delivered: list[bool] = []

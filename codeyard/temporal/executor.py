@@ -93,6 +93,10 @@ class TemporalExecutor:
             return False
         return delivered
 
+    def waiting_on(self, approval_id: str) -> str | None:
+        """Runs go on the workers, never in this process."""
+        return None
+
     def deliver_now(self, run_id: str, signal: Signal) -> bool:
         """Runs go on the workers, never in this process: :meth:`signal` delivers."""
         return False
