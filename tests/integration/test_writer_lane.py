@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from codeyard.domain import events as ev
-from codeyard.domain.events import StoredEvent
+from codeyard.domain.events import StoredEvent, utc_now
+from codeyard.store import approvals as approval_door
 from codeyard.store import fencing
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
@@ -132,6 +133,80 @@ async def test_an_urgent_job_overtakes_other_runs_appends_but_not_its_own_runs_e
     assert got["a1"][2] < got["a urgent"][2]
     # Run C's own later append came after it, and each run's seqs follow the queue.
     assert got["c urgent"][2] < got["c2"][2]
+    assert w.lifted == 1
+    assert (w.strayed, w.reordered) == (0, 0)
+
+
+def _approval(run_id: str) -> dict[str, Any]:
+    return {
+        "id": f"apr_{run_id}",
+        "run_id": run_id,
+        "call_id": f"call_{run_id}",
+        "tool": "Write",
+        "kind": "edit",
+        "input": {"file_path": "notes.txt"},
+        "title": "Write notes.txt",
+        "rule": "mode:default",
+        "reason": "asks",
+        "status": "pending",
+        "decided_by": None,
+        "remember": None,
+        "created_at": utc_now(),
+        "resolved_at": None,
+        "expires_at": "2099-01-01T00:00:00.000Z",
+        "fingerprint": f"fp_{run_id}",
+        "used_at": None,
+    }
+
+
+def _answer(run_id: str) -> Callable[[Tx], Awaitable[dict[str, Any]]]:
+    """The job an operator's answer runs (``services.approvals.resolve``), through the door."""
+
+    async def job(tx: Tx) -> dict[str, Any]:
+        return await approval_door.resolve(
+            tx, f"apr_{run_id}", "approved", decided_by="operator", reason=None
+        )
+
+    return job
+
+
+async def test_an_approvals_answer_overtakes_other_runs_writes_never_its_own_runs_earlier_job(
+    writer: tuple[Writer, list[list[StoredEvent]]],
+) -> None:
+    """The answer's job reads and writes the approval, the run's count of pending approvals,
+    the run row and its events: it passes other runs' appends and jobs, and waits for a job
+    fenced on its own run (the agent's) queued before it."""
+    w, batches = writer
+
+    async def ask(tx: Tx) -> None:
+        for run_id in ("run_a", "run_c"):
+            await approval_door.open_approval(
+                tx, _approval(run_id), gate=False, status_reason="approval"
+            )
+
+    await w.run(ask)
+    async with Held(w) as held:
+        held.submit(w.append("run_b", _said("b1")))
+        held.submit(_fenced("run_b", _job_of(w, "run_b", "b job")))
+        held.submit(_fenced("run_a", _job_of(w, "run_a", "a job")))  # the agent's, first
+        c_answer = held.submit(w.run(_answer("run_c"), urgent_for="run_c"))
+        a_answer = held.submit(w.run(_answer("run_a"), urgent_for="run_a"))
+        held.submit(w.append("run_a", _said("a2")))
+        await held.release()
+    assert ((await c_answer)["status"], (await a_answer)["status"]) == ("approved", "approved")
+    got = _by_message(batches)
+    resolved = {
+        e.run_id: (k, e.id, e.seq)
+        for k, batch in enumerate(batches)
+        for e in batch
+        if e.type == "approval.resolved"
+    }
+    # Run C's answer: committed alone, ahead of run B's append and job queued before it.
+    assert resolved["run_c"][1] < min(got["b1"][1], got["b job"][1])
+    assert {e.run_id for e in batches[resolved["run_c"][0]]} == {"run_c"}
+    # Run A's answer waited for run A's job queued before it, and came before its later append.
+    assert got["a job"][1] < resolved["run_a"][1] < got["a2"][1]
+    assert got["a job"][2] < resolved["run_a"][2] < got["a2"][2]
     assert w.lifted == 1
     assert (w.strayed, w.reordered) == (0, 0)
 
