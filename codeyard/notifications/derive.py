@@ -72,12 +72,20 @@ class Notifier(LogConsumer):
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         admins: list[str] | None = None
+        reachable: bool | None = None
         for ev in events:
             data = json.loads(ev.data)
             # Whether the event calls for a notification does not depend on the run's row
             # (only its text does): most status changes call for none and cost no query.
             if from_event(ev.type, data, {"id": ev.run_id}) is None:
                 continue
+            # With no target anywhere (no push subscription, device or channel: known from
+            # memory, ``store.any_targets``) no one can be told: no read of the run, the
+            # admins or the targets (an answered alert's replacement goes to a target too).
+            if reachable is None:
+                reachable = await store.any_targets(self.engine)
+            if not reachable:
+                break
             run = await self._run(conn, ev.run_id)
             if run is None:
                 continue

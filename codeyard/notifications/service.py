@@ -20,9 +20,8 @@ from codeyard.notifications.worker import DeliveryWorker
 from codeyard.notifications.workflows import WorkflowApprovalNotifier
 from codeyard.services import approvals
 from codeyard.services.context import Services
-from codeyard.store import policies, runs, schema
+from codeyard.store import policies, runs
 from codeyard.store import users as users_store
-from codeyard.store.writer import Tx
 
 if TYPE_CHECKING:
     from codeyard.notifications.slack_socket import SlackSockets
@@ -102,15 +101,7 @@ async def subscribe(
         "created_at": utc_now(),
     }
 
-    async def job(tx: Tx) -> None:
-        await tx.conn.execute(
-            schema.push_subscriptions.delete().where(
-                schema.push_subscriptions.c.endpoint_hash == values["endpoint_hash"]
-            )
-        )
-        await tx.conn.execute(schema.push_subscriptions.insert().values(**values))
-
-    await svc.writer.run(job)
+    await svc.writer.run(lambda tx: store.add_subscription(tx, values))
     return public_subscription(values)
 
 
@@ -126,15 +117,8 @@ def public_subscription(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def unsubscribe(svc: Services, user_id: str, endpoint: str) -> None:
-    t = schema.push_subscriptions
-
-    async def job(tx: Tx) -> int:
-        result = await tx.conn.execute(
-            t.delete().where(t.c.endpoint_hash == store.digest(endpoint), t.c.user_id == user_id)
-        )
-        return int(result.rowcount or 0)
-
-    if not await svc.writer.run(job):
+    endpoint_hash = store.digest(endpoint)
+    if not await svc.writer.run(lambda tx: store.remove_subscription(tx, endpoint_hash, user_id)):
         raise NotFound("No push subscription with that endpoint belongs to you.")
 
 
@@ -160,9 +144,7 @@ async def add_channel(
         "config_sealed": rt.box.encrypt(json.dumps(clean).encode(), channel_id),
         "created_at": utc_now(),
     }
-    await svc.writer.run(
-        lambda tx: tx.conn.execute(schema.notification_channels.insert().values(**row))
-    )
+    await svc.writer.run(lambda tx: store.add_channel(tx, row))
     if rt.sockets is not None and clean.get("app_token"):  # connect now, not at the next scan
         rt.sockets.rescan()
     out = public_channel(row)
@@ -188,13 +170,7 @@ async def add_device(
         "name": name,
         "created_at": utc_now(),
     }
-    t = schema.devices
-
-    async def job(tx: Tx) -> None:
-        await tx.conn.execute(t.delete().where(t.c.token_hash == row["token_hash"]))
-        await tx.conn.execute(t.insert().values(**row))
-
-    await svc.writer.run(job)
+    await svc.writer.run(lambda tx: store.add_device(tx, row))
     return public_device(row)
 
 

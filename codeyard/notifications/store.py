@@ -1,15 +1,30 @@
-"""SQL for notification tables. Writes take the writer's ``Tx``; reads take a connection."""
+"""SQL for notification tables. Writes take the writer's ``Tx``; reads take a connection.
+
+Most installs have no notification target at all (no push subscription, device or channel),
+and then no event calls for the notifier's reads of the run, the admins and the targets
+(issue 15: three statements per notifiable event). :func:`any_targets` answers from memory
+while this process hears every write of a target: each one here (:func:`add_subscription`,
+:func:`add_device`, :func:`add_channel`, :func:`remove_subscription`, :func:`remove_target`,
+the one door for target writes) announces it (``store.wakeups``, topic
+``notification_targets``: this process is woken after the commit, others through PostgreSQL's
+``NOTIFY`` on their ``LISTEN`` connection), which drops the answer. While a write might go
+unheard (``wakeups.hearing`` false) the tables are read every time.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, literal, select, union_all, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import delete, literal, or_, select, union_all, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.events import utc_now
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.upsert import insert_ignore
 from codeyard.store.writer import Tx
 
@@ -26,6 +41,88 @@ DEFAULT_PREFS: dict[str, Any] = {
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class _Known:
+    """Whether an engine's database has any target, as last read (None: not known)."""
+
+    any: bool | None = None
+    #: Moves on at every write heard: a read that saw it move while it ran keeps nothing.
+    generation: int = 0
+
+    def drop(self) -> None:
+        self.generation += 1
+        self.any = None
+
+
+_known: weakref.WeakKeyDictionary[Engine, _Known] = weakref.WeakKeyDictionary()
+
+
+def _known_of(engine: AsyncEngine) -> _Known:
+    kept = _known.get(engine.sync_engine)
+    if kept is None:
+        kept = _known[engine.sync_engine] = _Known()
+        wakeups.follow(engine, wakeups.NOTIFICATION_TARGETS, kept.drop)
+    return kept
+
+
+@functools.cache
+def _any_statement() -> Any:
+    """One row if any target exists, else none (built once)."""
+    return select(literal(1)).where(or_(*(select(t.c.id).exists() for t in (SUBS, DEV, CH))))
+
+
+async def any_targets(engine: AsyncEngine) -> bool:
+    """Whether any user has a push subscription, device or channel: from memory while every
+    write is heard, else read (on a connection of its own, so that the read sees every
+    commit so far)."""
+    kept = _known_of(engine)
+    hearing = wakeups.hearing(engine)
+    if hearing and kept.any is not None:
+        return kept.any
+    generation = kept.generation
+    async with engine.connect() as conn:
+        found = (await conn.execute(_any_statement())).first() is not None
+    if hearing and wakeups.hearing(engine) and kept.generation == generation:
+        kept.any = found
+    return found
+
+
+async def _announce_targets(tx: Tx) -> None:
+    """In a job that added or removed a target: every process's answer is dropped (this one's
+    after the commit, the others' when PostgreSQL delivers the announcement)."""
+    await wakeups.announce(tx.conn, wakeups.NOTIFICATION_TARGETS)
+    engine = tx.conn.engine
+    tx.after_commit(lambda: wakeups.wake(engine, wakeups.NOTIFICATION_TARGETS))
+
+
+async def add_subscription(tx: Tx, values: dict[str, Any]) -> None:
+    """A browser's push subscription (one per endpoint: the same endpoint again replaces it)."""
+    await tx.conn.execute(delete(SUBS).where(SUBS.c.endpoint_hash == values["endpoint_hash"]))
+    await tx.conn.execute(SUBS.insert().values(**values))
+    await _announce_targets(tx)
+
+
+async def remove_subscription(tx: Tx, endpoint_hash: str, user_id: str) -> int:
+    result = await tx.conn.execute(
+        delete(SUBS).where(SUBS.c.endpoint_hash == endpoint_hash, SUBS.c.user_id == user_id)
+    )
+    if result.rowcount:
+        await _announce_targets(tx)
+    return int(result.rowcount or 0)
+
+
+async def add_device(tx: Tx, row: dict[str, Any]) -> None:
+    """A native device (one per platform token: the same token again replaces it)."""
+    await tx.conn.execute(delete(DEV).where(DEV.c.token_hash == row["token_hash"]))
+    await tx.conn.execute(DEV.insert().values(**row))
+    await _announce_targets(tx)
+
+
+async def add_channel(tx: Tx, row: dict[str, Any]) -> None:
+    await tx.conn.execute(CH.insert().values(**row))
+    await _announce_targets(tx)
 
 
 async def prefs(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
@@ -176,7 +273,9 @@ async def target_row(conn: AsyncConnection, target: str) -> dict[str, Any] | Non
 async def remove_target(tx: Tx, target: str) -> None:
     prefix, _, ident = target.partition(":")
     table = {"webpush": SUBS, "device": DEV, "channel": CH}[prefix]
-    await tx.conn.execute(delete(table).where(table.c.id == ident))
+    removed = await tx.conn.execute(delete(table).where(table.c.id == ident))
+    if removed.rowcount:
+        await _announce_targets(tx)
 
 
 async def touch_target(tx: Tx, target: str) -> None:

@@ -32,6 +32,8 @@ NOTIFY_CHANNEL = "codeyard_wakeups"
 WORKFLOW_APPROVALS = "workflow_approvals"
 #: A run's port lease was taken or ended (``port_leases``).
 PORT_LEASES = "port_leases"
+#: A notification target (push subscription, device, channel) was added or removed.
+NOTIFICATION_TARGETS = "notification_targets"
 
 Wake = Callable[[], None]
 

@@ -9,6 +9,7 @@ pending, waits for a new row's wake-up instead of reading the outbox every secon
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,14 @@ import pytest
 from sqlalchemy import insert, select
 
 from codeyard.domain.events import utc_now
+from codeyard.notifications import store
 from codeyard.notifications.derive import Notifier
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.consumers import LoggedEvent
+from codeyard.store.db import create_engine
+from codeyard.store.writer import Tx
 from tests.conftest import Api
+from tests.integration.test_idle_pollers import until
 from tests.support.sql import statements
 
 pytestmark = pytest.mark.anyio
@@ -31,6 +36,49 @@ async def _add(api: Api, table: Any, **row: Any) -> None:
         await tx.conn.execute(insert(table).values(**row))
 
     await api.services.writer.run(job)
+
+
+def _channel(ident: str, now: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "user_id": "",
+        "kind": "webhook",
+        "name": "w",
+        "config_sealed": "x",
+        "created_at": now,
+    }
+
+
+def _subscription(ident: str, now: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "user_id": "",
+        "endpoint": f"https://push.invalid/{ident}",
+        "endpoint_hash": f"h-{ident}",
+        "p256dh": "k",
+        "auth": "a",
+        "created_at": now,
+    }
+
+
+def _device(ident: str, user_id: str, now: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "user_id": user_id,
+        "platform": "ios",
+        "token_sealed": "t",
+        "token_hash": f"th-{ident}",
+        "created_at": now,
+    }
+
+
+async def _add_targets(api: Api, now: str) -> None:
+    """Through the store's doors for targets (each one announces the write)."""
+    writer = api.services.writer
+    await writer.run(lambda tx: store.add_channel(tx, _channel("ch_1", now)))
+    await writer.run(lambda tx: store.add_subscription(tx, _subscription("ps_1", now)))
+    # Another user's device: not the run's creator, not an admin.
+    await writer.run(lambda tx: store.add_device(tx, _device("dev_1", "usr_other", now)))
 
 
 async def _draft(api: Api, repo: Path) -> dict[str, Any]:
@@ -59,37 +107,7 @@ async def test_preferences_are_read_only_for_users_who_can_be_reached(
     assert rows == [] and prefs_reads == []
 
     now = utc_now()
-    await _add(
-        api,
-        schema.notification_channels,
-        id="ch_1",
-        user_id="",
-        kind="webhook",
-        name="w",
-        config_sealed="x",
-        created_at=now,
-    )
-    await _add(
-        api,
-        schema.push_subscriptions,
-        id="ps_1",
-        user_id="",
-        endpoint="https://push.invalid/1",
-        endpoint_hash="h1",
-        p256dh="k",
-        auth="a",
-        created_at=now,
-    )
-    await _add(  # another user's device: not the run's creator, not an admin
-        api,
-        schema.devices,
-        id="dev_1",
-        user_id="usr_other",
-        platform="ios",
-        token_sealed="t",
-        token_hash="th",
-        created_at=now,
-    )
+    await _add_targets(api, now)
     rows, prefs_reads = await prepare()
     assert [(r["user_id"], r["target"]) for r in rows] == [
         ("", "webpush:ps_1"),
@@ -105,6 +123,76 @@ async def test_preferences_are_read_only_for_users_who_can_be_reached(
     await _add(api, schema.run_notify, run_id=run["id"], notify=False, updated_at=now)
     rows, prefs_reads = await prepare()
     assert rows == [] and prefs_reads == []  # the run is muted: nobody is looked up
+
+
+async def test_with_no_target_anywhere_a_notifiable_event_reads_nothing(
+    api: Api, git_repo: Path, database_url: str
+) -> None:
+    """Whether any target exists is kept in memory; every door that adds or removes one drops
+    it (here after the commit; on PostgreSQL another process's announcement does too)."""
+    run = await _draft(api, git_repo)
+    notifier: Notifier = api.app.state.subscribers.notifications.notifier
+    engine, writer = api.services.engine, api.services.writer
+    await until(lambda: wakeups.hearing(engine), "the server hears every write")
+    finished = json.dumps({"from": "running", "to": "review"})
+    events = [LoggedEvent(1, run["id"], run["project_id"], "run.status", utc_now(), finished)]
+
+    async def prepare() -> tuple[list[str], list[str]]:
+        with statements(engine) as seen:
+            async with engine.connect() as conn:
+                rows = await notifier.prepare(conn, events)
+        return [r["target"] for r in rows], seen
+
+    await prepare()  # reads whether any target exists, once
+    for _ in range(3):
+        assert await prepare() == ([], [])  # it read the run, the admins and the targets
+
+    now = utc_now()
+    doors: list[tuple[str, Callable[[Tx], Awaitable[Any]], Callable[[Tx], Awaitable[Any]]]] = [
+        (
+            "channel:ch_1",
+            lambda tx: store.add_channel(tx, _channel("ch_1", now)),
+            lambda tx: store.remove_target(tx, "channel:ch_1"),
+        ),
+        (
+            "webpush:ps_1",
+            lambda tx: store.add_subscription(tx, _subscription("ps_1", now)),
+            lambda tx: store.remove_subscription(tx, "h-ps_1", ""),
+        ),
+        (
+            "device:dev_1",
+            lambda tx: store.add_device(tx, _device("dev_1", "", now)),
+            lambda tx: store.remove_target(tx, "device:dev_1"),
+        ),
+    ]
+    for target, add, remove in doors:
+        await writer.run(add)
+        assert (await prepare())[0] == [target]
+        await writer.run(remove)
+        assert (await prepare())[0] == []  # reads whether any target is left, once
+        assert await prepare() == ([], [])
+
+    if not database_url.startswith("postgresql"):
+        return
+    # Another API server adds a channel: its announcement drops this server's answer.
+    other = create_engine(database_url)
+    try:
+        async with other.begin() as conn:
+            await conn.execute(
+                schema.notification_channels.insert().values(**_channel("ch_2", now))
+            )
+            await wakeups.announce(conn, wakeups.NOTIFICATION_TARGETS)
+        found: list[str] = []
+
+        async def heard() -> bool:
+            found[:] = (await prepare())[0]
+            return found == ["channel:ch_2"]
+
+        with anyio.fail_after(30):
+            while not await heard():
+                await anyio.sleep(0.05)
+    finally:
+        await other.dispose()
 
 
 async def test_an_idle_delivery_worker_waits_for_a_new_row(api: Api) -> None:

@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from codeyard.notifications import store
 from codeyard.notifications.derive import Notifier
 from codeyard.store.consumers import LoggedEvent
 
@@ -37,7 +38,8 @@ def _event(event_id: int, type_: str, data: dict[str, Any]) -> LoggedEvent:
 
 
 def _notifier() -> Notifier:
-    notifier = Notifier.__new__(Notifier)  # prepare needs no writer, hub or engine
+    notifier = Notifier.__new__(Notifier)  # prepare needs no writer or hub
+    notifier.engine = cast(Any, None)
     notifier.grace_seconds = 0.0
     return notifier
 
@@ -62,7 +64,13 @@ async def test_status_changes_that_notify_no_one_read_nothing() -> None:
         ("approval.resolved", {"approval_id": "apr_1", "decision": "approved"}),
     ],
 )
-async def test_events_that_notify_read_the_run(type_: str, data: dict[str, Any]) -> None:
+async def test_events_that_notify_read_the_run(
+    type_: str, data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def some_targets(_engine: object) -> bool:
+        return True  # with none anywhere nothing is read (tests/integration/test_notify_reads)
+
+    monkeypatch.setattr(store, "any_targets", some_targets)
     conn = cast(AsyncConnection, NoQueries())
     with pytest.raises(Queried):
         await _notifier().prepare(conn, [_event(1, type_, data)])
