@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from codeyard.domain.events import StoredEvent
 from codeyard.events.stream import follow_types
 from codeyard.services.context import Services
-from codeyard.store import events, runs
+from codeyard.store import events
 from codeyard.tickets import agent, queues
 from codeyard.tickets import store as tickets_store
 
@@ -18,18 +18,19 @@ TYPES = frozenset({"run.status"})
 
 
 async def _on_status(svc: Services, run_id: str) -> None:
-    """The run's ticket is looked up with the run (one indexed read): most runs work none,
-    and moving a ticket is a writer job, queued behind every run's appends, at each turn end
-    of every run when it was asked for blindly (issue 15). ``sync_ticket`` reads it again in
-    its job, so a ticket that moved meanwhile is judged as it is then."""
+    """Whether the run works a ticket and whether a queue of its project runs are read with
+    the run, in one statement: most runs do neither, and moving a ticket is a writer job,
+    queued behind every run's appends, at each turn end of every run when it was asked for
+    blindly (issue 15). ``sync_ticket`` reads the ticket again in its job, and a running
+    queue is read whole, so what moved meanwhile is judged as it is then."""
     async with svc.engine.connect() as conn:
-        run = await runs.find(conn, run_id)
-        worked = run is not None and await tickets_store.ticket_of_run(conn, run_id) is not None
+        run, worked, queue_running = await tickets_store.run_and_work(conn, run_id)
     if run is None:
         return
     if worked:
         await agent.sync_ticket(svc, run)
-    await queues.on_run_changed(svc, run)
+    if queue_running:
+        await queues.on_run_changed(svc, run)
 
 
 OnStatus = Callable[[Services, str], Awaitable[None]]

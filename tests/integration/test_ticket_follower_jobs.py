@@ -1,4 +1,5 @@
-"""The ticket follower queues no writer job for a run that works no ticket (issue 15).
+"""The ticket follower queues no writer job for a run that works no ticket, and reads it in one
+statement (issue 15).
 
 At every turn end the follower moves the ticket the run works; a writer job that only looked
 for that ticket was queued behind every run's appends for each turn end of every run, though
@@ -17,6 +18,7 @@ from codeyard.tickets import follower
 from tests.conftest import Api
 from tests.integration.test_ticket_work import assign, profile, wait_for
 from tests.integration.test_tickets import make_project, ticket
+from tests.support.sql import statements
 
 pytestmark = pytest.mark.anyio
 
@@ -50,8 +52,12 @@ async def test_a_turn_end_queues_a_writer_job_only_for_a_run_that_works_a_ticket
 
     monkeypatch.setattr(Writer, "run", counted)
     svc = api.services
-    await follower._on_status(svc, plain["id"])
+    with statements(svc.engine) as sent:
+        await follower._on_status(svc, plain["id"])
     assert jobs == []  # it used to queue sync_ticket's job, which found no ticket
+    # The run, whether it works a ticket and whether a queue of its project runs: one read
+    # (it was three: the run, its ticket, every running queue).
+    assert len(sent) == 1, sent
 
     # A run that works a ticket still has it moved, by a job: send the ticket back, and the
     # run's (settled) status brings it to review again.
