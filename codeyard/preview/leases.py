@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -76,29 +76,31 @@ _CANDIDATES = 8
 
 
 @functools.cache
-def _candidate_statements() -> tuple[Any, Any]:
-    """The two constant queries of :func:`_candidates`, built once (building them cost more
-    CPU than running them, for every new run)."""
+def _candidates_statement() -> Any:
+    """The constant query of :func:`_candidates`, built once (building it cost more CPU than
+    running it, for every new run): the first block if it is not leased, and the block right
+    after each leased one, lowest first, in one statement."""
     after = L.c.base_port + BLOCK
     taken = L.alias("taken")
     gaps = (
-        select(after)
+        select(after.label("base"))
         .where(after < FIRST_PORT + BLOCKS * BLOCK)
         .where(~select(taken.c.base_port).where(taken.c.base_port == after).exists())
         .order_by(after)
         .limit(_CANDIDATES)
+    ).subquery()
+    first = select(literal(FIRST_PORT).label("base")).where(
+        ~select(L.c.base_port).where(L.c.base_port == FIRST_PORT).exists()
     )
-    return gaps, select(L.c.base_port).where(L.c.base_port == FIRST_PORT)
+    both = union_all(first, select(gaps.c.base)).subquery()
+    return select(both.c.base).order_by(both.c.base)
 
 
 async def _candidates(conn: AsyncConnection) -> list[int]:
     """Unleased blocks, lowest first: the first block, then the block right after each leased
     one (where a gap begins), found through the unique index on ``base_port`` instead of
     reading every lease (a thousand at scale) inside the writer for each new run."""
-    gaps, first_block = _candidate_statements()
-    found = [int(r[0]) for r in (await conn.execute(gaps)).all()]
-    first = await conn.execute(first_block)
-    return found if first.first() is not None else [FIRST_PORT, *found]
+    return [int(r[0]) for r in (await conn.execute(_candidates_statement())).all()]
 
 
 async def find(conn: AsyncConnection, run_id: str) -> Lease | None:

@@ -10,12 +10,14 @@ it looked at free (a busy block the database does not lease hides the gap after 
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 
 import pytest
 
 from codeyard.preview import leases
 from tests.conftest import Api
+from tests.support.sql import statements
 
 pytestmark = pytest.mark.anyio
 
@@ -65,9 +67,28 @@ async def test_blocks_are_distinct_reused_after_release_and_busy_ones_skipped(
     assert skipped.base_port != first and skipped.base_port not in leased
 
     # Every proposal busy: every block is looked at, and a free one is still found.
-    monkeypatch.setattr(leases, "_CANDIDATES", 1)
+    monkeypatch.setattr(leases, "_CANDIDATES", 1)  # the statement built anew, with it
+    fresh = functools.cache(leases._candidates_statement.__wrapped__)
+    monkeypatch.setattr(leases, "_candidates_statement", fresh)
     await writer.run(lambda tx: leases.release(tx, "run-busy"))
     first = (await writer.run(lambda tx: leases._candidates(tx.conn)))[0]
     with _listen(first):
         fallback = await leases.ensure(writer, "run-fallback")
     assert fallback.base_port != first and fallback.base_port not in leased
+
+
+async def test_a_new_lease_is_found_in_one_read(api: Api) -> None:
+    """The run's lease, then the free blocks proposed (the first block, or the one after a
+    leased block) in one statement (issue 15: it was two), then the insert."""
+    writer = api.services.writer
+    for i in range(3):
+        await leases.ensure(writer, f"run-{i}")
+
+    def allocating(sql: str) -> bool:  # (not the port watcher's read of every lease)
+        return "port_leases" in sql and not sql.rstrip().endswith("FROM port_leases")
+
+    with statements(api.services.engine, allocating) as sent:
+        await leases.ensure(writer, "run-next")
+    reads = [sql for sql in sent if sql.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 2, reads
+    assert len(sent) == 3, sent  # and the insert
