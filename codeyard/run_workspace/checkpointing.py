@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard import crashpoints
+from codeyard.domain.errors import NotFound
 from codeyard.domain.events import CheckpointCreated, utc_now
 from codeyard.domain.ids import new_id
-from codeyard.store import checkpoints, fencing, projects, runs
+from codeyard.store import checkpoints, fencing, projects
 from codeyard.store.writer import Tx, Writer
 from codeyard.workspace.checkpoints import create_checkpoint_with_stats, delete_checkpoint_refs
 from codeyard.workspace.git import git
@@ -107,11 +108,13 @@ async def checkpoint_when(
     fence = fencing.current.get()
     async with _locks.setdefault(run_id, asyncio.Lock()):
         async with engine.connect() as conn:
-            before = await checkpoints.of_run(conn, run_id)
-            if fence is not None and fence.run_id == run_id:  # no git work for a lost attempt
-                fencing.check(fence, run_id, (await runs.get(conn, run_id))["attempt"])
-        number = before[-1]["number"] + 1 if before else 1
-        previous: dict[str, str] = before[-1]["commits"] if before else {}
+            last, attempt = await checkpoints.last_and_attempt(conn, run_id)
+        if fence is not None and fence.run_id == run_id:  # no git work for a lost attempt
+            if attempt is None:
+                raise NotFound(f"No run '{run_id}'. List runs with GET /api/runs.")
+            fencing.check(fence, run_id, attempt)
+        number = last["number"] + 1 if last else 1
+        previous: dict[str, str] = last["commits"] if last else {}
         message = f"Codeyard checkpoint {number} of run {run['number']} ({kind})"
         if description:
             message += f"\n\n{description}"
