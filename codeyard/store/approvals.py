@@ -47,18 +47,16 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in PUBLIC_KEYS}
 
 
+async def _pending(tx: Tx, run_id: str) -> int:
+    """The run's pending approvals, counted in the table."""
+    stmt = select(func.count()).select_from(AP).where(AP.c.run_id == run_id, AP.c.status == PENDING)
+    return int((await tx.conn.execute(stmt)).scalar_one())
+
+
 async def recount(tx: Tx, run_id: str, locked: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the run's ``pending_approvals`` from the table; ``waiting → running`` at zero.
     ``locked``: the run as this job read it (``runs.lock``), not read again."""
-    pending = int(
-        (
-            await tx.conn.execute(
-                select(func.count())
-                .select_from(AP)
-                .where(AP.c.run_id == run_id, AP.c.status == PENDING)
-            )
-        ).scalar_one()
-    )
+    pending = await _pending(tx, run_id)
     run = locked if locked is not None else await runs.lock(tx, run_id)
     waiting = run["status"] == RunStatus.WAITING and run["status_reason"] != QUESTION
     if waiting and pending == 0:
@@ -97,7 +95,13 @@ async def hold(
 ) -> dict[str, Any]:
     """The agent waits on a pending approval: ``running → waiting`` and the count recounted;
     returns the run as it is then (``locked``: as this job read it, not read again)."""
-    run = await recount(tx, run_id, locked)
+    run = locked if locked is not None else await runs.lock(tx, run_id)
+    if run["status"] == RunStatus.RUNNING:  # the count written with the status: one write
+        pending = await _pending(tx, run_id)
+        return await runs.set_status(
+            tx, run_id, RunStatus.WAITING, status_reason, locked=run, pending_approvals=pending
+        )
+    run = await recount(tx, run_id, run)
     if run["status"] == RunStatus.RUNNING:
         pending = run["pending_approvals"]
         run = await runs.set_status(
