@@ -274,7 +274,10 @@ class ApprovalGate:
 
     async def _close(self, tx: Tx, approval_id: str, call_id: str, answer: dict[str, Any]) -> None:
         """The agent has its answer: record one given by trust (not through the API) through
-        the door, and mark the answer used so no other call takes it."""
+        the door, and mark the answer used so no other call takes it. An answer given through
+        the door is marked in one statement, with no read of the approval first."""
+        if await approval_door.mark_used_if_answered(tx, approval_id, call_id):
+            return
         row = await policies.get_approval(tx.conn, approval_id)
         if row["status"] == "pending":
             await approval_door.resolve(

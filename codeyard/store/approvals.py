@@ -182,6 +182,17 @@ async def mark_used(tx: Tx, approval_id: str, call_id: str) -> None:
     )
 
 
+async def mark_used_if_answered(tx: Tx, approval_id: str, call_id: str) -> bool:
+    """:func:`mark_used` for an approval already answered through :func:`resolve` (the usual
+    case: no read first); False, and nothing written, while it is still pending."""
+    result = await tx.conn.execute(
+        update(AP)
+        .where(AP.c.id == approval_id, AP.c.status != PENDING)
+        .values(used_at=utc_now(), used_by=call_id)
+    )
+    return result.rowcount == 1
+
+
 async def release_unfinished(tx: Tx, run_id: str) -> int:
     """After the server went away: answers handed to calls that never got a result (the call
     was cut off) are handed out again to the resumed agent's identical call, not asked twice."""

@@ -1,7 +1,9 @@
 """What an agent's ask writes to its run (issue 15): a running run that opens an approval is
 shown ``waiting`` with its count of pending approvals in one write of the run row (it was two:
-the count, then the status with the count again). A run already waiting is recounted. Through
-the writer, on SQLite and PostgreSQL.
+the count, then the status with the count again). A run already waiting is recounted. Once the
+agent has its answer, an approval answered through the door is marked used in one statement
+(it was read first); one answered by trust is still recorded through the door. Through the
+writer, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import Any
 import pytest
 
 from codeyard.domain.events import utc_now
+from codeyard.executor.approvals import ApprovalGate
 from codeyard.store import approvals as approval_door
-from codeyard.store import projects, runs
+from codeyard.store import policies, projects, runs
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
 from tests.support.sql import statements
@@ -106,4 +109,33 @@ async def test_an_ask_writes_its_run_once(writer: Writer) -> None:
         )
     async with writer.engine.connect() as conn:
         stored = await runs.get(conn, "run_a")
+    assert (stored["status"], stored["pending_approvals"]) == ("running", 0)
+
+
+async def test_an_answer_is_marked_used_without_a_read(writer: Writer) -> None:
+    gate = ApprovalGate(writer.engine, writer, "default")
+    for n in (1, 2):
+        await _open(writer, n)
+    await writer.run(
+        lambda tx: approval_door.resolve(tx, "apr_1", "approved", decided_by="op", reason=None)
+    )
+    answer = {"decision": "approved", "decided_by": "op", "reason": None}
+
+    def approvals_sql(sql: str) -> bool:
+        return "approvals" in sql and "SET last_seq" not in sql
+
+    with statements(writer.engine, approvals_sql) as sent:
+        await writer.run(lambda tx: gate._close(tx, "apr_1", "call_1", answer))
+    assert len(sent) == 1 and sent[0].lstrip().upper().startswith("UPDATE"), sent
+
+    # Trust answered apr_2 in this process (not through the API): recorded through the door.
+    trusted = {"decision": "approved", "decided_by": "trust", "reason": "run is trusted"}
+    await writer.run(lambda tx: gate._close(tx, "apr_2", "call_2", trusted))
+    async with writer.engine.connect() as conn:
+        rows = {n: await policies.get_approval(conn, f"apr_{n}") for n in (1, 2)}
+        stored = await runs.get(conn, "run_a")
+    assert [(r["status"], r["decided_by"], r["used_by"]) for r in rows.values()] == [
+        ("approved", "op", "call_1"),
+        ("approved", "trust", "call_2"),
+    ]
     assert (stored["status"], stored["pending_approvals"]) == ("running", 0)
