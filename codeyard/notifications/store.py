@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, literal, or_, select, union_all, update
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.events import utc_now
@@ -43,58 +40,29 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass(slots=True)
-class _Known:
-    """Whether an engine's database has any target, as last read (None: not known)."""
-
-    any: bool | None = None
-    #: Moves on at every write heard: a read that saw it move while it ran keeps nothing.
-    generation: int = 0
-
-    def drop(self) -> None:
-        self.generation += 1
-        self.any = None
-
-
-_known: weakref.WeakKeyDictionary[Engine, _Known] = weakref.WeakKeyDictionary()
-
-
-def _known_of(engine: AsyncEngine) -> _Known:
-    kept = _known.get(engine.sync_engine)
-    if kept is None:
-        kept = _known[engine.sync_engine] = _Known()
-        wakeups.follow(engine, wakeups.NOTIFICATION_TARGETS, kept.drop)
-    return kept
-
-
 @functools.cache
 def _any_statement() -> Any:
     """One row if any target exists, else none (built once)."""
     return select(literal(1)).where(or_(*(select(t.c.id).exists() for t in (SUBS, DEV, CH))))
 
 
+async def _read_any(conn: AsyncConnection) -> bool:
+    return (await conn.execute(_any_statement())).first() is not None
+
+
+_ANY = wakeups.Known(wakeups.NOTIFICATION_TARGETS, _read_any)
+
+
 async def any_targets(engine: AsyncEngine) -> bool:
-    """Whether any user has a push subscription, device or channel: from memory while every
-    write is heard, else read (on a connection of its own, so that the read sees every
-    commit so far)."""
-    kept = _known_of(engine)
-    hearing = wakeups.hearing(engine)
-    if hearing and kept.any is not None:
-        return kept.any
-    generation = kept.generation
-    async with engine.connect() as conn:
-        found = (await conn.execute(_any_statement())).first() is not None
-    if hearing and wakeups.hearing(engine) and kept.generation == generation:
-        kept.any = found
-    return found
+    """Whether any user has a push subscription, device or channel (``wakeups.Known``: from
+    memory while every write is heard)."""
+    return await _ANY.get(engine)
 
 
 async def _announce_targets(tx: Tx) -> None:
     """In a job that added or removed a target: every process's answer is dropped (this one's
     after the commit, the others' when PostgreSQL delivers the announcement)."""
-    await wakeups.announce(tx.conn, wakeups.NOTIFICATION_TARGETS)
-    engine = tx.conn.engine
-    tx.after_commit(lambda: wakeups.wake(engine, wakeups.NOTIFICATION_TARGETS))
+    await wakeups.written(tx, wakeups.NOTIFICATION_TARGETS)
 
 
 async def add_subscription(tx: Tx, values: dict[str, Any]) -> None:

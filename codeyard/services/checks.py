@@ -351,6 +351,9 @@ async def follow_turns(svc: Services, act: AfterTurn | None = None) -> None:
 
 async def _after_turn_logged(svc: Services, run_id: str, event_id: int) -> None:
     try:
+        # No repository checks after its turns (most installs): nothing to claim or read.
+        if not await store.any_after_turn(svc.engine):
+            return
         # Every API server sees the event; one runs the suite (issue 16).
         if await claims.claim(svc.engine, svc.writer, f"after-turn-checks:{event_id}"):
             await _after_turn(svc, run_id, event_id)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.events import utc_now
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.upsert import insert_ignore
 from codeyard.store.writer import Tx
 
-__all__ = ["attempts", "get_config", "mark", "reset", "save_config"]
+__all__ = ["any_after_turn", "attempts", "get_config", "mark", "reset", "save_config"]
 
 R = schema.repo_checks
 M = schema.feedback_marks
@@ -34,9 +34,26 @@ async def get_config(conn: AsyncConnection, repo_id: str) -> dict[str, Any]:
 
 
 async def save_config(tx: Tx, repo_id: str, config: dict[str, Any]) -> None:
-    """Replace the repository's checks configuration."""
+    """Replace the repository's checks configuration (the one door for its writes: each is
+    announced, so :func:`any_after_turn` is asked again)."""
     await tx.conn.execute(R.delete().where(R.c.repo_id == repo_id))
     await tx.conn.execute(R.insert().values(repo_id=repo_id, updated_at=utc_now(), **config))
+    await wakeups.written(tx, wakeups.REPO_CHECKS)
+
+
+async def _read_after_turn(conn: AsyncConnection) -> bool:
+    query = select(R.c.repo_id).where(R.c.after_turn.is_(True)).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
+_AFTER_TURN = wakeups.Known(wakeups.REPO_CHECKS, _read_after_turn)
+
+
+async def any_after_turn(engine: AsyncEngine) -> bool:
+    """Whether any repository runs its checks after each turn: most installs have none, and
+    then a turn's end reads nothing for them (issue 15). From memory while every write is
+    heard (``wakeups.Known``)."""
+    return await _AFTER_TURN.get(engine)
 
 
 async def mark(tx: Tx, key: str, scope: str, run_id: str, source: str) -> bool:

@@ -14,17 +14,25 @@ nothing changed. They now wait for a wake-up on a *topic* instead:
   process that never listens (a script); on SQLite the server, the one writing process, says
   at start that it hears every write. When hearing starts or stops, every follower is woken, so
   it looks at once (what was announced meanwhile was not heard) and picks its pace again.
+
+:class:`Known` builds on the same: a yes/no answer about a table (does any notification target
+exist? does any repository run checks after its turns?) kept in memory until a write of its
+topic (:func:`written`, in the writing job) is heard.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+if TYPE_CHECKING:
+    from codeyard.store.writer import Tx
 
 #: The PostgreSQL channel of every topic's announcements.
 NOTIFY_CHANNEL = "codeyard_wakeups"
@@ -34,6 +42,8 @@ WORKFLOW_APPROVALS = "workflow_approvals"
 PORT_LEASES = "port_leases"
 #: A notification target (push subscription, device, channel) was added or removed.
 NOTIFICATION_TARGETS = "notification_targets"
+#: A repository's checks configuration was written (``repo_checks``).
+REPO_CHECKS = "repo_checks"
 
 Wake = Callable[[], None]
 
@@ -94,3 +104,54 @@ def wake(engine: AsyncEngine, topic: str) -> None:
     in this process."""
     for wake_one in list(_of(engine).followers.get(topic, ())):
         wake_one()
+
+
+async def written(tx: Tx, topic: str) -> None:
+    """In a writer job that wrote what ``topic`` follows: announced to other processes (on
+    PostgreSQL, at commit) and to this one's followers right after the commit."""
+    await announce(tx.conn, topic)
+    engine = tx.conn.engine
+    tx.after_commit(lambda: wake(engine, topic))
+
+
+@dataclass(slots=True)
+class _Answer:
+    value: bool | None = None
+    #: Moves on at every wake-up: a read that saw it move while it ran keeps nothing.
+    generation: int = 0
+
+    def drop(self) -> None:
+        self.generation += 1
+        self.value = None
+
+
+class Known:
+    """A yes/no question about the database (does any notification target exist?) that is
+    asked far more often than its answer changes: the answer is kept per engine while this
+    process hears every write of ``topic`` (each one calls :func:`written`), dropped at each
+    wake-up of the topic, and read again (on a connection of its own, so that it sees every
+    commit so far) when not known or while writes might go unheard."""
+
+    def __init__(self, topic: str, read: Callable[[AsyncConnection], Awaitable[bool]]) -> None:
+        self.topic = topic
+        self._read = read
+        self._answers: weakref.WeakKeyDictionary[Engine, _Answer] = weakref.WeakKeyDictionary()
+
+    def _of(self, engine: AsyncEngine) -> _Answer:
+        kept = self._answers.get(engine.sync_engine)
+        if kept is None:
+            kept = self._answers[engine.sync_engine] = _Answer()
+            follow(engine, self.topic, kept.drop)
+        return kept
+
+    async def get(self, engine: AsyncEngine) -> bool:
+        kept = self._of(engine)
+        heard = hearing(engine)
+        if heard and kept.value is not None:
+            return kept.value
+        generation = kept.generation
+        async with engine.connect() as conn:
+            found = await self._read(conn)
+        if heard and hearing(engine) and kept.generation == generation:
+            kept.value = found
+        return found

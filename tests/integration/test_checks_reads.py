@@ -1,0 +1,46 @@
+"""A turn's end reads nothing for local checks while no repository runs them after its turns
+(issue 15: the run and each of its repositories' checks were read at every turn end). Whether
+any does is kept in memory and asked again after each write of a repository's checks (the
+one door, ``store.checks.save_config``); another server's write is heard on PostgreSQL
+(``tests/integration/test_cluster_once.py``). The app over httpx, SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codeyard.services import checks
+from tests.conftest import Api, make_repo
+from tests.integration.test_local_checks import events_of, project_repo, start_run
+from tests.support.sql import statements
+from tests.support.waits import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_turn_ends_read_nothing_for_checks_until_a_repository_runs_them(
+    api: Api, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "app")
+    repo_id = await project_repo(api, repo, checks=[{"name": "ok", "command": "echo ok"}])
+    run = await start_run(api, repo, [{"write": {"path": "a.txt", "content": "a\n"}}])
+    await api.wait_status(run["id"], "review")
+    engine = api.services.engine
+
+    await checks._after_turn_logged(api.services, run["id"], 1)  # looks once
+    with statements(engine) as sent:
+        for event_id in (2, 3, 4):
+            await checks._after_turn_logged(api.services, run["id"], event_id)
+    assert sent == []
+
+    put = {"checks": [{"name": "ok", "command": "echo ok"}], "after_turn": True}
+    resp = await api.request("PUT", f"/api/repos/{repo_id}/checks", json=put)
+    assert resp.status_code == 200, resp.text
+    await checks._after_turn_logged(api.services, run["id"], 5)
+
+    async def checked() -> bool:
+        return any(e["type"] == "check.suite_completed" for e in await events_of(api, run["id"]))
+
+    assert await eventually(checked, timeout=30)
