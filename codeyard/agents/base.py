@@ -87,8 +87,17 @@ class UsageTotal:
 
 @dataclass(frozen=True, slots=True)
 class TurnEnd:
+    """The agent's turn has ended (``stop_reason``, its final ``result`` text).
+
+    ``exiting``: nothing of the turn follows, only the agent's stop and its process's exit
+    (begun at the latest when the executor asks for the next item; everything the turn wrote
+    in the worktree is there already). The executor then records the turn's end while the
+    process exits; the run's task, and a next turn in its worktree, still wait for the exit.
+    Without it the turn ends when the adapter does."""
+
     stop_reason: str
     result: str | None = None
+    exiting: bool = False
 
 
 class AgentFailure(Exception):

@@ -69,6 +69,9 @@ class RunHandle:
     #: decision waits for it (``executor.approvals``).
     closing: asyncio.Future[None] | None = None
     last_activity: float = field(default_factory=time.monotonic)
+    #: The agent of a turn whose end was recorded while it exits (``TurnEnd.exiting``): done
+    #: once its process is gone (what it saves on its way out, its session, is then complete).
+    exiting: asyncio.Future[None] | None = None
     #: Set when an operator message is queued mid-turn, for providers that take them live.
     inbox: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when the run's model is switched mid-turn, for providers that switch live.

@@ -238,6 +238,12 @@ class LocalExecutor:
 
     async def _take(self, run_id: str, release: Callable[[], None]) -> None:
         """Work on ``run_id`` in the start slot ``release`` gives up, until the run rests."""
+        previous = self.handles.get(run_id)
+        if previous is not None and previous.task is not None:
+            # Its last turn's end was recorded while its agent exited (``TurnEnd.exiting``),
+            # and a message queued it again meanwhile: the next attempt starts in the worktree
+            # once that process is gone (not cancelled: ``wait``, not ``gather``).
+            await asyncio.wait([previous.task])
         # A new attempt: writes of any earlier one are refused from now on. None: the run
         # was cancelled, paused or deleted while it waited for a slot, or taken already.
         taken = await self._writer.run(functools.partial(take_run, run_id=run_id))
@@ -270,7 +276,8 @@ class LocalExecutor:
         except Exception:  # a bug in one run must not stop the worker
             log.exception("run %s crashed", run_id)
         finally:
-            self.handles.pop(run_id, None)
+            if self.handles.get(run_id) is handle:
+                del self.handles[run_id]
             release()  # the run has ended: a slot it still holds goes to the next in line
         try:
             await forget_finished(self._engine, self._writer, run_id)

@@ -82,13 +82,23 @@ def _after(
 @contextlib.asynccontextmanager
 async def _closing(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """An adapter's items, closed on the way out (an async generator's ``aclose``: the
-    adapter's stop sequence runs before the turn's end or failure is recorded)."""
+    adapter's stop sequence runs before the turn's end or failure is recorded, but for an
+    end that says only the exit is left, ``TurnEnd.exiting``)."""
     try:
         yield items
     finally:
         close = getattr(items, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _ended_before(
+    ending: asyncio.Future[_Turn | None], run_id: str, exc: Exception
+) -> _Turn | None:
+    """The agent failed on its way out, after it had ended its turn (``TurnEnd.exiting``):
+    the turn stays ended, and the failure is only logged."""
+    log.warning("run %s: the agent failed after its turn's end: %s", run_id, exc)
+    return await ending
 
 
 async def _until_recorded(recording: asyncio.Future[Any] | None) -> None:
@@ -329,6 +339,7 @@ class TurnDriver:
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
         early_checkpoint: EarlyCheckpoint | None = None
+        ending: asyncio.Future[_Turn | None] | None = None  # recorded while the agent exits
         timing.for_run(run_id)
         timing.mark("turn")
         try:
@@ -353,6 +364,10 @@ class TurnDriver:
                         early_checkpoint = early_checkpoint or EarlyCheckpoint(
                             self._engine, self._writer, run
                         )
+                        if item.exiting:  # only its exit is left: the end is recorded now
+                            handle.exiting = asyncio.get_running_loop().create_future()
+                            ending = self._end_meanwhile(run, end, started, sink, early_checkpoint)
+                            early_checkpoint = None  # the ending's
                     elif early_checkpoint is not None and isinstance(item, ToolCall | ToolResult):
                         await early_checkpoint.drop()  # the agent went on after all: later
                         early_checkpoint = None
@@ -362,6 +377,8 @@ class TurnDriver:
                 timing.mark("agent done")  # its process has exited (the adapter's stop)
             await _until_recorded(recording)  # an agent that ended with no item at all
         except (AgentFailure, ModelUnreachable) as exc:
+            if ending is not None:
+                return await _ended_before(ending, run_id, exc)
             failure = str(exc)
             await drop_if_any(early_checkpoint)
             await _until_recorded(recording)
@@ -370,6 +387,8 @@ class TurnDriver:
         except Exception as exc:  # an adapter bug must fail the run, not the server
             if recording is not None and recording.done() and recording.exception() is exc:
                 raise  # the turn's start could not be written: the run's own failure
+            if ending is not None:
+                return await _ended_before(ending, run_id, exc)
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
             await drop_if_any(early_checkpoint)
@@ -378,15 +397,49 @@ class TurnDriver:
             return None
         except BaseException:  # cancelled: the run lands where _land_stopped puts it
             await drop_if_any(early_checkpoint)
-            if recording is not None:  # written (or not) before the run lands
-                await asyncio.wait([recording])
+            for writing in (recording, ending):  # written (or not) before the run lands
+                if writing is not None:
+                    await asyncio.wait([writing])
             raise
+        finally:
+            if handle.exiting is not None and not handle.exiting.done():
+                handle.exiting.set_result(None)  # the agent is gone
+        if ending is not None:
+            return await ending
         duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
         return await self._settle(
             run,
             lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage),
             early_checkpoint,
         )
+
+    def _end_meanwhile(
+        self,
+        run: dict[str, Any],
+        end: TurnEnd,
+        started: float,
+        sink: TurnSink,
+        checkpoint: EarlyCheckpoint,
+    ) -> asyncio.Future[_Turn | None]:
+        """The turn's end (or the next turn's start), recorded while the agent's process exits
+        (``TurnEnd.exiting``: Claude Code takes ~40 ms to exit after its result): what the sink
+        holds first, then ``checkpoint`` with the end. The caller returns it only once the
+        process is gone, so a next turn's agent never starts beside this one; the run's task
+        lives until then (the executor's next attempt of the run waits for it)."""
+        run_id = run["id"]
+
+        async def record() -> _Turn | None:
+            duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
+            await sink.flush()
+            return await self._settle(
+                run,
+                lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage),
+                checkpoint,
+            )
+
+        ending = asyncio.ensure_future(record())
+        ending.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return ending
 
     async def _settle(
         self,

@@ -470,6 +470,10 @@ class HostRuntime:
             await failover.push_fenced(
                 self.engine, self.config.shared_remote, worktrees, run_id, fence, number, commits
             )
+            if handle is not None and handle.exiting is not None:
+                # The turn's end was recorded while its agent exits (``TurnEnd.exiting``):
+                # Claude Code writes its session file on its way out.
+                await asyncio.wait([handle.exiting])
             await self._save_session(run_id, fence, turn)
         except fencing.StaleAttempt as exc:  # this host lost the run: its refs are not ours
             log.warning("run %s: checkpoint %d not pushed: %s", run_id, number, exc)

@@ -91,8 +91,10 @@ async def test_tool_call_events_and_a_message_resuming_the_session(
     assert done["status"] == "review", done
     assert (support.worktree(api, run) / "ran.txt").read_text() == "ran\n"
     assert done["diff_stats"]["files"] == 1
-    # The run rests only once the CLI is gone, and its turn-end checkpoint (taken while the
-    # CLI exits) holds what the last tool call wrote.
+    # The run's task ends only once the CLI is gone (its turn's end may be recorded while it
+    # exits, ``TurnEnd.exiting``), and its turn-end checkpoint holds what the last tool call
+    # wrote.
+    await api.services.executor.wait_stopped(run["id"])
     assert support.processes_in(support.worktree(api, run)) == []
     (point,) = (await api.get(f"/api/runs/{run['id']}/checkpoints")).json()["data"]
     (commit,) = point["commits"].values()

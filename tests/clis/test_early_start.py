@@ -109,6 +109,7 @@ async def test_the_cli_starts_before_the_turn_is_recorded_and_its_events_follow(
     assert statuses[-2:] == ["preparing", "running"], types
     assert "agent.session" in types[started:] and "agent.session" not in types[:started]
     assert [e["data"]["text"] for e in seen if e["type"] == "agent.message"] == ["Hi there."]
+    await api.services.executor.wait_stopped(run["id"])  # the CLI may exit after the end
     assert held.tree is not None and support.processes_in(held.tree) == []
 
 

@@ -1,5 +1,7 @@
 """A turn's end: the checkpoint is taken while the agent's process exits, and recorded with
-``turn.completed`` only once it has exited (``executor.early_checkpoint.EarlyCheckpoint``).
+``turn.completed`` once it has exited (``executor.early_checkpoint.EarlyCheckpoint``), or, when
+the agent says only its exit is left (``TurnEnd.exiting``), while it exits; the run's task, and
+its next turn, still wait for the exit.
 
 The agent here is a provider of the test's own, registered like a plug-in: its "process exit"
 (what its adapter does after yielding ``TurnEnd``) is a wait the test controls, so the order is
@@ -37,6 +39,14 @@ class _Agent:
         self.after = "exit"
         self.saw_ref = False
         self.exited = False
+        #: ``after == "exiting"``: the first turn ends when this is set (0: at once), and its
+        #: exit waits for ``leave``.
+        self.end = asyncio.Event()
+        self.end.set()
+        self.leave = asyncio.Event()
+        #: Turns whose agent runs now, and the most that ever ran at once.
+        self.live = 0
+        self.most_live = 0
         #: What the tool call writes into ``last.txt`` (the same each turn: no change).
         self.text = "last.txt"
 
@@ -50,9 +60,16 @@ class _Agent:
         return None
 
     async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+        self.live += 1
+        self.most_live = max(self.most_live, self.live)
         try:
             for item in _write(ctx.worktree, "last.txt", "1", self.text):
                 yield item
+            if self.after == "exiting" and ctx.turn == 1:
+                await self.end.wait()
+                yield TurnEnd("end_turn", "done", exiting=True)  # its stop has begun
+                await asyncio.wait_for(self.leave.wait(), 30)
+                return
             yield TurnEnd("end_turn", "done")
             if self.after == "more":  # went on after its end (no agent should; still safe)
                 for item in _write(ctx.worktree, "later.txt", "2"):
@@ -70,6 +87,7 @@ class _Agent:
             if self.after == "fail":
                 raise AgentFailure("the agent crashed on its way out")
         finally:
+            self.live -= 1
             self.exited = True
 
 
@@ -182,3 +200,75 @@ async def test_a_turn_that_changed_nothing_keeps_the_previous_checkpoints_commit
     assert (await git("show", f"{third}:last.txt", cwd=git_repo)).stdout == "changed"
     types = await _types(sqlite_api, run["id"])
     assert types.count("checkpoint.created") == types.count("turn.completed") == 3
+
+
+async def test_an_end_with_only_the_exit_left_is_recorded_while_the_agent_exits(
+    sqlite_api: Api, git_repo: Path, agent: _Agent
+) -> None:
+    agent.after = "exiting"
+    run = await _run(sqlite_api, git_repo)
+    executor = sqlite_api.services.executor
+    try:
+        done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=20)
+        assert done["status"] == "review", done
+        # Recorded before the agent's exit, with its checkpoint; the run's task waits on.
+        assert not agent.exited and executor.is_live(run["id"])
+        turn, files = await _checkpoint_files(sqlite_api, run["id"], git_repo)
+        assert turn == 1 and "last.txt" in files
+        types = await _types(sqlite_api, run["id"])
+        assert types.index("tool.result") < types.index("checkpoint.created")
+        assert types.index("checkpoint.created") < types.index("turn.completed")
+    finally:
+        agent.leave.set()
+    await executor.wait_stopped(run["id"])
+    assert agent.exited and not executor.is_live(run["id"])
+
+
+async def test_a_message_to_a_run_whose_agent_still_exits_starts_after_the_exit(
+    sqlite_api: Api, git_repo: Path, agent: _Agent
+) -> None:
+    """The run rests in ``review`` while its agent exits; a message queues it again, and the
+    next attempt waits for the old one's task: never two agents in one worktree."""
+    agent.after = "exiting"
+    run = await _run(sqlite_api, git_repo)
+    try:
+        await sqlite_api.wait_status(run["id"], "review", "failed", timeout=20)
+        sent = await sqlite_api.post(f"/api/runs/{run['id']}/messages", json={"text": "again"})
+        assert sent.status_code < 300, sent.text
+        await asyncio.sleep(0.3)  # time for a worker to take it, were it not held
+        assert agent.live == 1 and not agent.exited
+    finally:
+        agent.leave.set()
+    done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=20)
+    while done["turns"] < 2 or sqlite_api.services.executor.is_live(run["id"]):
+        await asyncio.sleep(0.02)
+        done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=20)
+    assert done["status"] == "review" and done["turns"] == 2, done
+    assert agent.most_live == 1
+    types = await _types(sqlite_api, run["id"])
+    assert types.count("turn.completed") == types.count("checkpoint.created") == 2
+
+
+async def test_a_message_queued_in_the_turn_starts_the_next_turn_after_the_exit(
+    sqlite_api: Api, git_repo: Path, agent: _Agent
+) -> None:
+    """The end recorded while the agent exits starts the next turn at once (a message came
+    during the turn); the next turn's agent starts once the old one is gone."""
+    agent.after = "exiting"
+    agent.end.clear()
+    run = await _run(sqlite_api, git_repo)
+    try:
+        await sqlite_api.wait_status(run["id"], "running", timeout=20)
+        sent = await sqlite_api.post(f"/api/runs/{run['id']}/messages", json={"text": "more"})
+        assert sent.status_code < 300, sent.text
+        agent.end.set()
+        async with asyncio.timeout(20):
+            while "turn.completed" not in await _types(sqlite_api, run["id"]):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # time for the next turn's agent to start, were it not held
+        assert agent.live == 1 and not agent.exited
+    finally:
+        agent.leave.set()
+    done = await sqlite_api.wait_status(run["id"], "review", "failed", timeout=20)
+    assert done["status"] == "review" and done["turns"] == 2, done
+    assert agent.most_live == 1

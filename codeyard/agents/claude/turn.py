@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -342,6 +343,9 @@ class _Turn:
                             if self.sent > self.replayed - 1:
                                 continue  # a message arrived too late: the CLI answers it next
                             self.closing = ended = True
+                            # Its stop began above (the result is the CLI's last word; what is
+                            # left is its exit: the session file, then SessionEnd hooks).
+                            item = dataclasses.replace(item, exiting=self.stopping is not None)
                         yield item
                         if isinstance(item, ToolCall):
                             self.yielded.setdefault(item.call_id, asyncio.Event()).set()

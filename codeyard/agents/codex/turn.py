@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -295,9 +296,12 @@ class _Turn:
             for normalized in normalize(message, self.state):
                 if isinstance(normalized, Failed):  # Codex's own words: the stderr adds noise
                     raise AgentFailure(normalized.reason)
-                yield normalized
                 if isinstance(normalized, TurnEnd):
+                    # Codex saved the thread before it said so: only its stop and exit follow
+                    # (begun as the executor asks for the next item).
+                    yield dataclasses.replace(normalized, exiting=True)
                     return
+                yield normalized
 
     async def _decide(
         self, conn: Connection, message: ApprovalRequest
