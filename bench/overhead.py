@@ -290,6 +290,9 @@ async def run_codeyard(
         ended = time.perf_counter()
         events = (await api.get(f"/api/runs/{run}/events", params={"limit": 500})).json()["data"]
         await api.post(f"/api/runs/{run}/resolve", json={"action": "discard"})
+    # Its turn's end may be recorded while the CLI exits (``TurnEnd.exiting``): the next run
+    # starts once the CLI is gone, as a direct run's successor starts after its exit.
+    await _agent_gone(timing, run)
     requests = _model_requests(fake, calls)
     marks = {
         **server_marks(events, timing_marks(timing, run)),
@@ -304,6 +307,15 @@ async def run_codeyard(
         "phases_ms": phases(marks),
         "model_calls": len(requests),
     }
+
+
+async def _agent_gone(timing: Path, run: str, wait: float = 30.0) -> None:
+    """Until the server's timing file says ``run``'s agent has exited (``agent done``)."""
+    deadline = time.monotonic() + wait
+    while "agent done" not in timing_marks(timing, run):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the agent of run {run} did not exit within {wait} s")
+        await asyncio.sleep(0.005)
 
 
 def timing_marks(path: Path, run: str) -> dict[str, float]:
@@ -362,12 +374,15 @@ PHASES: list[tuple[str, str, str]] = [
 #: Not a step of the sum: when the turn-end checkpoint's git work was done (it runs while
 #: the CLI exits, from the turn's end).
 CHECKPOINT = ("checkpoint git (turn end to its commit)", "turn end", "checkpoint commit")
+#: Not a step of the sum either: the turn's end to its record (with ``TurnEnd.exiting`` it is
+#: recorded while the CLI exits, and "settle" is then negative).
+RECORDED = ("turn end recorded (turn end to turn.completed)", "turn end", "turn.completed")
 
 
 def phases(marks: dict[str, float]) -> dict[str, float]:
     """Where a run's time went, in ms, for the phases whose two marks it has."""
     out = {}
-    for name, a, b in [*PHASES, CHECKPOINT]:
+    for name, a, b in [*PHASES, CHECKPOINT, RECORDED]:
         if a in marks and b in marks:
             out[name] = round((marks[b] - marks[a]) * 1000, 1)
     return out
@@ -516,6 +531,9 @@ def table(results: list[dict[str, Any]], skipped: dict[str, str]) -> str:
         checkpoint = r["phases_median_ms"]["codeyard"].get(CHECKPOINT[0])
         if checkpoint is not None:
             lines.append(f"| ({CHECKPOINT[0]}, beside the exit) | | {checkpoint:g} | |")
+        recorded = r["phases_median_ms"]["codeyard"].get(RECORDED[0])
+        if recorded is not None:
+            lines.append(f"| ({RECORDED[0]}) | | {recorded:g} | |")
     return "\n".join(lines)
 
 
