@@ -456,6 +456,12 @@ async def follow_turns(svc: Services, act: check_service.AfterTurn | None = None
 
 async def _push_logged(svc: Services, run_id: str, event_id: int) -> None:
     try:
+        # Most runs ending a turn have no pull request: told by the run's status and
+        # resolution alone, before any claim (a write on PostgreSQL) or read of the whole row.
+        async with svc.engine.connect() as conn:
+            found = await runs.status_of(conn, run_id)
+        if found is None or not _in_pr_review({"status": found[0], "resolution": found[1]}):
+            return
         # Every API server sees the event; one pushes (issue 16).
         if await claims.claim(svc.engine, svc.writer, f"pr-push:{event_id}"):
             await push_after_turn(svc, run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
@@ -107,6 +107,16 @@ async def find(conn: AsyncConnection, ref: str | int) -> dict[str, Any] | None:
     cond = R.c.number == int(ref_s) if numeric else R.c.id == ref_s
     row = (await conn.execute(select(R).where(cond))).first()
     return _as_dict(row) if row else None
+
+
+async def status_of(conn: AsyncConnection, run_id: str) -> tuple[str, str | None] | None:
+    """The run's status and resolution (None: no such run): what a follower of every turn end
+    needs to tell whether it has anything to do, without the whole row."""
+    row = (await conn.execute(_STATUS_OF, {"run_id": run_id})).first()
+    return None if row is None else (row.status, row.resolution)
+
+
+_STATUS_OF = select(R.c.status, R.c.resolution).where(R.c.id == bindparam("run_id"))
 
 
 async def get(conn: AsyncConnection, ref: str | int) -> dict[str, Any]:

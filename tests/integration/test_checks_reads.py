@@ -2,7 +2,9 @@
 (issue 15: the run and each of its repositories' checks were read at every turn end). Whether
 any does is kept in memory and asked again after each write of a repository's checks (the
 one door, ``store.checks.save_config``); another server's write is heard on PostgreSQL
-(``tests/integration/test_cluster_once.py``). The app over httpx, SQLite and PostgreSQL.
+(``tests/integration/test_cluster_once.py``). The push of a run to its pull request, at the
+same turn ends, reads the run's status and resolution only, and claims nothing, for a run with
+no pull request. The app over httpx, SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from codeyard.services import checks
+from codeyard.services import checks, pr_loop
 from tests.conftest import Api, make_repo
 from tests.integration.test_local_checks import events_of, project_repo, start_run
 from tests.support.sql import statements
@@ -30,7 +32,8 @@ async def test_turn_ends_read_nothing_for_checks_until_a_repository_runs_them(
     engine = api.services.engine
 
     await checks._after_turn_logged(api.services, run["id"], 1)  # looks once
-    with statements(engine) as sent:
+    # (The app's other followers may read meanwhile: only what checks read is judged.)
+    with statements(engine, lambda sql: "repo_checks" in sql or "cluster_claims" in sql) as sent:
         for event_id in (2, 3, 4):
             await checks._after_turn_logged(api.services, run["id"], event_id)
     assert sent == []
@@ -44,3 +47,18 @@ async def test_turn_ends_read_nothing_for_checks_until_a_repository_runs_them(
         return any(e["type"] == "check.suite_completed" for e in await events_of(api, run["id"]))
 
     assert await eventually(checked, timeout=30)
+
+
+async def test_a_turn_end_without_a_pull_request_reads_two_columns_and_claims_nothing(
+    api: Api, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "app")
+    await project_repo(api, repo)
+    run = await start_run(api, repo, [{"write": {"path": "a.txt", "content": "a\n"}}])
+    await api.wait_status(run["id"], "review")
+    with statements(api.services.engine) as sent:
+        await pr_loop._push_logged(api.services, run["id"], 1)
+    # (The app's other followers may read meanwhile: only this call's statements are judged.)
+    assert not [sql for sql in sent if "cluster_claims" in sql], sent
+    narrow = [sql for sql in sent if sql.startswith("SELECT runs.status, runs.resolution")]
+    assert len(narrow) == 1, sent
