@@ -8,6 +8,7 @@ The end-to-end case (a real Claude Code run moved off a killed worker) is in
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from codeyard.executor.handle import RunHandle
 from codeyard.store import fencing, runs
-from codeyard.temporal import sessions
+from codeyard.temporal import failover, sessions
+from codeyard.temporal.host import HostConfig, HostRuntime
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
@@ -150,3 +153,47 @@ async def test_the_archive_is_stored_fenced_replaced_and_deleted_with_its_run(
     assert (await api.delete(f"/api/runs/{run_id}")).status_code in (200, 204)
     async with engine.connect() as conn:
         assert await sessions.load(conn, run_id) is None
+
+
+async def test_a_checkpoints_session_is_saved_once_the_turns_agent_has_exited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn's end may be recorded while its CLI exits (``TurnEnd.exiting``), and Claude Code
+    writes its session file on its way out: the push of that checkpoint saves the session only
+    once the CLI is gone (``RunHandle.exiting``)."""
+    config = HostConfig(
+        host="h1",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}",
+        worktree_root=tmp_path / "worktrees",
+        logs_root=tmp_path / "logs",
+        secrets_key=tmp_path / "secret.key",
+        shared_remote=tmp_path / "shared.git",
+    )
+    runtime = HostRuntime(config)
+    done: list[str] = []
+
+    async def push_fenced(*args: Any) -> None:
+        done.append("pushed")
+
+    async def save_session(run_id: str, fence: Any, turn: int) -> None:
+        done.append(f"session of turn {turn} saved")
+
+    monkeypatch.setattr(failover, "push_fenced", push_fenced)
+    monkeypatch.setattr(runtime, "_save_session", save_session)
+    monkeypatch.setattr(HostRuntime, "engine", property(lambda _: None))  # not started
+    try:
+        handle = RunHandle("r1")
+        handle.observe({"id": "r1", "status": "review", "worktrees": {"repo": str(tmp_path)}})
+        handle.exiting = asyncio.get_running_loop().create_future()
+        runtime.handles["r1"] = handle
+        pushing = asyncio.ensure_future(runtime._push("r1", None, 1, {"repo": "c0ffee"}, 1))
+        async with asyncio.timeout(10):
+            while not done:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert done == ["pushed"] and not pushing.done()  # the CLI still exits
+        handle.exiting.set_result(None)
+        await asyncio.wait_for(pushing, 10)
+        assert done == ["pushed", "session of turn 1 saved"]
+    finally:
+        runtime._loop.close()
