@@ -3,7 +3,9 @@ server, approvals and the process table (for the no-orphan checks)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,38 @@ async def approvals(api: Api, run_id: str) -> list[dict[str, Any]]:
     if found is None:
         raise TimeoutError(f"no pending approval of run {run_id} within {WAIT} s")
     return found
+
+
+async def end_recorded_while_exiting(
+    api: Api,
+    turn_module: Any,
+    monkeypatch: Any,
+    start: Callable[[], Awaitable[dict[str, Any]]],
+    cli: str,
+) -> None:
+    """An adapter whose turn end says only the exit is left (``TurnEnd.exiting``): with its
+    stop held, the run reaches review and ``turn.completed`` is stored while the CLI (a process
+    whose command line holds ``cli``) is still alive in the worktree; the run's task lives until
+    it is gone, and nothing is left after. ``start`` creates a run whose model says "Hi there."."""
+    exit_held = asyncio.Event()
+    real = turn_module.stop_turn
+
+    async def held_stop(stop: Any, *, interrupted: bool) -> None:
+        if not interrupted:  # the stop after the turn's end: the CLI waits on its open stdin
+            await asyncio.wait_for(exit_held.wait(), 30)
+        await real(stop, interrupted=interrupted)
+
+    monkeypatch.setattr(turn_module, "stop_turn", held_stop)
+    run = await start()
+    try:
+        done = await api.wait_status(run["id"], "review", "failed", timeout=25)
+        assert done["status"] == "review", done
+        tree = worktree(api, run)
+        assert [cmd for _, cmd in processes_in(tree) if cli in cmd]  # not exited yet
+        assert api.services.executor.is_live(run["id"])
+        completed = (await events(api, run["id"], "turn.completed"))[0]["data"]
+        assert completed["result"] == "Hi there."
+    finally:
+        exit_held.set()
+    await api.services.executor.wait_stopped(run["id"])
+    assert processes_in(tree) == []

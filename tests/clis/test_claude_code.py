@@ -18,15 +18,14 @@ from typing import Any
 import pytest
 
 from codeyard.agents.claude import turn as claude_turn
-from codeyard.agents.stopping import TurnStop
 from codeyard.executor.approvals import ApprovalGate
 from codeyard.store import policies
 from codeyard.testing.fake_llm import FakeLLM, Reply, ToolCall, Usage
 from tests.clis.claude_support import MODEL, WAIT, create, options
 from tests.clis.support import (
     approvals,
+    end_recorded_while_exiting,
     events,
-    processes_in,
     worktree,
 )
 from tests.conftest import Api
@@ -133,30 +132,15 @@ async def test_the_turns_end_is_recorded_while_the_cli_exits(
 ) -> None:
     """After its result Claude Code only exits (its session file, SessionEnd hooks): the turn's
     end is recorded meanwhile (``TurnEnd.exiting``); the run's task lives until it is gone."""
-    api = sqlite_api
-    exit_held = asyncio.Event()
-    real = claude_turn.stop_turn
-
-    async def held_stop(stop: TurnStop, *, interrupted: bool) -> None:
-        if not interrupted:  # the stop begun at the result: the CLI waits on its open stdin
-            await asyncio.wait_for(exit_held.wait(), 30)
-        await real(stop, interrupted=interrupted)
-
-    monkeypatch.setattr(claude_turn, "stop_turn", held_stop)
     fake.script([Reply(text="Hi there.")])
-    run = await create(api, git_repo, options(fake, tmp_path / "home"), "Say hi")
-    try:
-        done = await api.wait_status(run["id"], "review", "failed", timeout=25)
-        assert done["status"] == "review", done
-        tree = worktree(api, run)
-        assert [cmd for _, cmd in processes_in(tree) if "claude" in cmd]  # not exited yet
-        assert api.services.executor.is_live(run["id"])
-        completed = (await events(api, run["id"], "turn.completed"))[0]["data"]
-        assert completed["result"] == "Hi there."
-    finally:
-        exit_held.set()
-    await api.services.executor.wait_stopped(run["id"])
-    assert processes_in(tree) == []
+    home = tmp_path / "home"
+    await end_recorded_while_exiting(
+        sqlite_api,
+        claude_turn,
+        monkeypatch,
+        lambda: create(sqlite_api, git_repo, options(fake, home), "Say hi"),
+        "claude",
+    )
 
 
 async def test_denied_tool_is_explained_to_the_model(

@@ -23,14 +23,13 @@ import pytest
 from codeyard.agents.base import TurnContext, TurnEnd
 from codeyard.agents.codex import CodexProvider
 from codeyard.agents.codex import turn as codex_turn
-from codeyard.agents.stopping import TurnStop
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.store import runs as run_store
 from codeyard.testing.fake_llm import FakeLLM, HttpError, Reply, ToolCall, Usage
 from tests.clis.support import (
     approvals,
+    end_recorded_while_exiting,
     events,
-    processes_in,
     wait_for_process,
     wait_model_calls,
     worktree,
@@ -181,30 +180,15 @@ async def test_the_turns_end_is_recorded_while_the_app_server_exits(
     """Codex has saved the thread when it reports the turn completed: the turn's end is recorded
     while its app-server is stopped (``TurnEnd.exiting``); the run's task lives until it is
     gone."""
-    api = sqlite_api
-    exit_held = asyncio.Event()
-    real = codex_turn.stop_turn
-
-    async def held_stop(stop: TurnStop, *, interrupted: bool) -> None:
-        if not interrupted:  # the stop after the turn's end: the app-server waits on stdin
-            await asyncio.wait_for(exit_held.wait(), 30)
-        await real(stop, interrupted=interrupted)
-
-    monkeypatch.setattr(codex_turn, "stop_turn", held_stop)
     fake.script([Reply(text="Hi there.")])
-    run = await create(api, git_repo, options(fake, tmp_path / "home"), "Say hi")
-    try:
-        done = await api.wait_status(run["id"], "review", "failed", timeout=25)
-        assert done["status"] == "review", done
-        tree = worktree(api, run)
-        assert [cmd for _, cmd in processes_in(tree) if "app-server" in cmd]  # not exited yet
-        assert api.services.executor.is_live(run["id"])
-        completed = (await events(api, run["id"], "turn.completed"))[0]["data"]
-        assert completed["result"] == "Hi there."
-    finally:
-        exit_held.set()
-    await api.services.executor.wait_stopped(run["id"])
-    assert processes_in(tree) == []
+    home = tmp_path / "home"
+    await end_recorded_while_exiting(
+        sqlite_api,
+        codex_turn,
+        monkeypatch,
+        lambda: create(sqlite_api, git_repo, options(fake, home), "Say hi"),
+        "app-server",
+    )
 
 
 async def pending_messages(api: Api, run_id: str) -> list[Any]:
