@@ -20,7 +20,7 @@ from codeyard.store import policies, projects, runs
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
 from tests.support.sql import statements
-from tests.support.writer_runs import PROJECT, run_row
+from tests.support.writer_runs import PROJECT, approval_row, run_row
 
 pytestmark = pytest.mark.anyio
 
@@ -48,28 +48,6 @@ async def writer(database_url: str) -> AsyncIterator[Writer]:
         await engine.dispose()
 
 
-def _approval(n: int) -> dict[str, Any]:
-    return {
-        "id": f"apr_{n}",
-        "run_id": "run_a",
-        "call_id": f"call_{n}",
-        "tool": "Write",
-        "kind": "edit",
-        "input": {"file_path": f"{n}.txt"},
-        "title": f"Write {n}.txt",
-        "rule": "mode:default",
-        "reason": "asks",
-        "status": "pending",
-        "decided_by": None,
-        "remember": None,
-        "created_at": utc_now(),
-        "resolved_at": None,
-        "expires_at": "2099-01-01T00:00:00.000Z",
-        "fingerprint": f"fp_{n}",
-        "used_at": None,
-    }
-
-
 async def _open(writer: Writer, n: int) -> tuple[dict[str, Any], list[str]]:
     def run_writes(sql: str) -> bool:  # (not the writer's own touch of the events' numbering)
         return sql.lstrip().upper().startswith("UPDATE RUNS") and "SET last_seq" not in sql
@@ -77,7 +55,7 @@ async def _open(writer: Writer, n: int) -> tuple[dict[str, Any], list[str]]:
     with statements(writer.engine, run_writes) as sent:
         run = await writer.run(
             lambda tx: approval_door.open_approval(
-                tx, _approval(n), gate=False, status_reason="approval"
+                tx, approval_row("run_a", str(n)), gate=False, status_reason="approval"
             )
         )
     return run, sent

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from codeyard.domain import events as ev
-from codeyard.domain.events import StoredEvent, utc_now
+from codeyard.domain.events import StoredEvent
 from codeyard.store import approvals as approval_door
 from codeyard.store import fencing
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
-from tests.support.writer_runs import add_runs
+from tests.support.writer_runs import add_runs, approval_row
 
 pytestmark = pytest.mark.anyio
 
@@ -137,28 +137,6 @@ async def test_an_urgent_job_overtakes_other_runs_appends_but_not_its_own_runs_e
     assert (w.strayed, w.reordered) == (0, 0)
 
 
-def _approval(run_id: str) -> dict[str, Any]:
-    return {
-        "id": f"apr_{run_id}",
-        "run_id": run_id,
-        "call_id": f"call_{run_id}",
-        "tool": "Write",
-        "kind": "edit",
-        "input": {"file_path": "notes.txt"},
-        "title": "Write notes.txt",
-        "rule": "mode:default",
-        "reason": "asks",
-        "status": "pending",
-        "decided_by": None,
-        "remember": None,
-        "created_at": utc_now(),
-        "resolved_at": None,
-        "expires_at": "2099-01-01T00:00:00.000Z",
-        "fingerprint": f"fp_{run_id}",
-        "used_at": None,
-    }
-
-
 def _answer(run_id: str) -> Callable[[Tx], Awaitable[dict[str, Any]]]:
     """The job an operator's answer runs (``services.approvals.resolve``), through the door."""
 
@@ -181,7 +159,7 @@ async def test_an_approvals_answer_overtakes_other_runs_writes_never_its_own_run
     async def ask(tx: Tx) -> None:
         for run_id in ("run_a", "run_c"):
             await approval_door.open_approval(
-                tx, _approval(run_id), gate=False, status_reason="approval"
+                tx, approval_row(run_id, run_id), gate=False, status_reason="approval"
             )
 
     await w.run(ask)

@@ -53,3 +53,27 @@ async def add_runs(writer: Writer, *run_ids: str) -> None:
             await runs.insert(tx, run_row(run_id, k + 1))
 
     await writer.run(job)
+
+
+def approval_row(run_id: str, key: str) -> dict[str, Any]:
+    """A pending approval of ``run_id`` for writing ``<key>.txt`` (``apr_<key>``, ``call_<key>``),
+    as the approvals door opens it."""
+    return {
+        "id": f"apr_{key}",
+        "run_id": run_id,
+        "call_id": f"call_{key}",
+        "tool": "Write",
+        "kind": "edit",
+        "input": {"file_path": f"{key}.txt"},
+        "title": f"Write {key}.txt",
+        "rule": "mode:default",
+        "reason": "asks",
+        "status": "pending",
+        "decided_by": None,
+        "remember": None,
+        "created_at": utc_now(),
+        "resolved_at": None,
+        "expires_at": "2099-01-01T00:00:00.000Z",
+        "fingerprint": f"fp_{key}",
+        "used_at": None,
+    }
