@@ -178,15 +178,7 @@ def _held_by_other(path: Path) -> bool:
         pid = int((path / ".owner").read_text())
     except (OSError, ValueError):
         return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and Path(f"/proc/{pid}").exists()
 
 
 def make_repo(path: Path) -> Path:
