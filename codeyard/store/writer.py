@@ -11,7 +11,7 @@ a client can never see an event that a crash could take back.
 Urgent jobs go first (issue 15: with 60 agents, an approval's answer waited ~0.25 s p99 behind
 their queued appends). A job someone waits on and that writes to one run R
 (``run(urgent_for=R)``: an approval's answer, an agent's ask, a tool call's decision) is
-committed in a batch of its own ahead of the items queued before it (``Writer._lift``), unless
+committed in a batch of its own ahead of the items queued before it (``store.write_order``), unless
 one of them may write to R: an append to R, an item fenced on R (an attempt's jobs write to its
 run), an urgent job for R left behind, or a job with neither fence nor declared run (it could
 write to any run: it and everything after it keep their place). So R's own writes keep their
@@ -98,7 +98,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import text
@@ -120,6 +119,7 @@ from codeyard.store.event_sql import (
     read_cursor,
     touch_runs_shared,
 )
+from codeyard.store.write_order import Append, Pending, lift
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -177,7 +177,7 @@ class Tx:
         self.run_values: dict[str, dict[str, Any]] = {}
         self.forgotten: set[str] = set()
         #: Runs whose writes, queued after this job, committed before it (``Writer._split``,
-        #: ``Writer._lift``).
+        #: ``write_order.lift``).
         self._passed = passed
         #: An urgent job's declared run (``Writer.run``): the one run it may write to.
         self._urgent_for = urgent_for
@@ -274,7 +274,7 @@ class Tx:
         self.run_values.setdefault(run_id, {}).update(values)
 
 
-def _stamp(a: _Append, cur: RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
+def _stamp(a: Append, cur: RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
     """An append's events numbered: the given ids, seqs after the run's last (the cursor moves
     on)."""
     ts = utc_now()
@@ -287,7 +287,7 @@ def _stamp(a: _Append, cur: RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
     return stored
 
 
-def _failed(batch: list[_Pending], exc: Exception) -> None:
+def _failed(batch: list[Pending], exc: Exception) -> None:
     """A batch whose commit failed: nothing of it happened; every caller gets the error."""
     log.error("write batch of %d jobs failed", len(batch), exc_info=exc)
     for pending in batch:
@@ -298,38 +298,6 @@ def _failed(batch: list[_Pending], exc: Exception) -> None:
 def _refuse_status(values: dict[str, Any] | None) -> None:
     if values and "status" in values:
         raise ValueError("Run status changes go through store.runs.set_status(), not run values.")
-
-
-Job = Callable[[Tx], Awaitable[Any]]
-
-
-def _new_future() -> asyncio.Future[Any]:
-    return asyncio.get_running_loop().create_future()
-
-
-@dataclass(slots=True)
-class _Append:
-    """A plain ``Writer.append``: handled inline by the batch, without a job or a ``Tx``."""
-
-    run_id: str
-    events: Sequence[NewEvent]
-    run_values: dict[str, Any] | None
-
-
-@dataclass(slots=True)
-class _Pending:
-    fn: Job | _Append
-    savepoint: bool
-    #: The attempt the caller writes for, taken from its context when it submitted.
-    fence: fencing.Fence | None = field(default_factory=fencing.current.get)
-    future: asyncio.Future[Any] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    #: A job's: the runs of writes queued after it that committed before it (``_split``,
-    #: ``Writer._lift``).
-    passed: set[str] | None = None
-    #: An urgent job's one run: it may be taken ahead of queued writes of other runs (``_lift``).
-    urgent_for: str | None = None
 
 
 class Writer:
@@ -346,9 +314,9 @@ class Writer:
         self._on_commit = on_commit
         self._batch_max = batch_max
         self._batch_seconds = batch_seconds
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         #: What the last batch's time bound left, in queue order: the next batch starts with it.
-        self._carry: list[_Pending] = []
+        self._carry: list[Pending] = []
         self._cursors: dict[str, RunCursor] = {}
         self._next_id = 1
         self._task: asyncio.Task[None] | None = None
@@ -364,15 +332,15 @@ class Writer:
         # PostgreSQL: the held lane (see the module's docstring). Jobs found waiting for the
         # job-order lock, and what may not pass them, committed in queue order on a second
         # connection while this writer's task goes on committing the appends that may.
-        self._held: list[_Pending] = []
-        self._held_batch: list[_Pending] = []
+        self._held: list[Pending] = []
+        self._held_batch: list[Pending] = []
         self._held_task: asyncio.Task[None] | None = None
         self._held_conn: AsyncConnection | None = None
         #: Appends committed before a job queued ahead of them (tests, diagnostics).
         self.passed = 0
         #: Urgent jobs waiting in the queue (a running batch takes no further job meanwhile).
         self._urgent_queued = 0
-        #: The last batch was taken ahead (``_lift``): the next one is owed a full turn.
+        #: The last batch was taken ahead (``write_order.lift``): the next one is owed a full turn.
         self._owed = False
         self._full_turn = False
         #: Urgent jobs taken ahead of writes queued before them (tests, diagnostics).
@@ -449,9 +417,9 @@ class Writer:
         ``urgent_for``: a small job someone waits on (an approval's answer, a tool call's
         decision) that writes to this one run only (and to rows no other run's writes read,
         such as its approvals): it is committed ahead of what was queued before it, unless
-        something queued before it may write to that run (see ``_lift``).
+        something queued before it may write to that run (see ``write_order.lift``).
         """
-        pending = _Pending(fn, savepoint, urgent_for=urgent_for)
+        pending = Pending(fn, savepoint, urgent_for=urgent_for)
         result: T = await self._submit(pending)
         return result
 
@@ -466,11 +434,11 @@ class Writer:
         """
         _refuse_status(run_values)
         stored: list[StoredEvent] = await self._submit(
-            _Pending(_Append(run_id, events, run_values), False)
+            Pending(Append(run_id, events, run_values), False)
         )
         return stored
 
-    async def _submit(self, pending: _Pending) -> Any:
+    async def _submit(self, pending: Pending) -> Any:
         if self._task is None:
             raise RuntimeError("The writer is not running.")
         if pending.urgent_for is not None:
@@ -499,7 +467,8 @@ class Writer:
             # cut for urgent jobs, so a stream of them never starves what they passed.
             self._full_turn, owed = self._owed, False
             if not self._full_turn:
-                ahead, rest = self._lift(batch)
+                ahead, rest, lifted = lift(batch)
+                self.lifted += lifted
                 if ahead:  # committed on their own first; the rest is the next batch's start
                     self._carry, batch, owed = rest, ahead, True
             self._owed = owed
@@ -508,48 +477,7 @@ class Writer:
         if held is not None:  # what waits for the job-order lock is committed before stopping
             await held
 
-    def _lift(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
-        """``batch`` in queue order: the urgent jobs that may be committed ahead of the items
-        queued before them, and the rest, in queue order (``ahead`` is empty: as it was).
-
-        An urgent job for run R (``run(urgent_for=R)``) goes ahead unless an item before it
-        that stays may write to R: an append to R, an item fenced on R's attempt (an attempt's
-        jobs write to its run: ``_split``), an urgent job for R left behind, or a job with
-        neither fence nor declared run (it could write to any run; it and all after it keep
-        their place). What the urgent job writes is R's row and events and rows of R's own
-        (its approvals, its decisions; a remembered answer's policy): no item it passes writes
-        to R, so R's events keep their queue order and their numbering; and items it passes
-        were submitted by other tasks, whose order against it is only which got there first.
-        A fenced job it passes that writes to R after all is counted (``reordered``)."""
-        if not any(p.urgent_for is not None for p in batch):
-            return [], batch
-        ahead: list[_Pending] = []
-        rest: list[_Pending] = []
-        runs: set[str] = set()  # runs an item left behind may write to
-        barrier = False
-        for pending in batch:
-            run_id = pending.urgent_for
-            if run_id is not None and not barrier and run_id not in runs:
-                ahead.append(pending)
-                self.lifted += 1 if rest else 0
-                for passed in rest:
-                    if not isinstance(passed.fn, _Append):  # a fenced job on another run
-                        if passed.passed is None:
-                            passed.passed = set()
-                        passed.passed.add(run_id)
-                continue
-            rest.append(pending)
-            if run_id is not None:
-                runs.add(run_id)
-            if isinstance(pending.fn, _Append):
-                runs.add(pending.fn.run_id)
-            elif run_id is None and pending.fence is None:
-                barrier = True
-            if pending.fence is not None:
-                runs.add(pending.fence.run_id)
-        return ahead, rest
-
-    async def _dispatch(self, batch: list[_Pending]) -> None:
+    async def _dispatch(self, batch: list[Pending]) -> None:
         """Commit ``batch``; on PostgreSQL, what waits for the job-order lock goes to the held
         lane and the appends that may pass it are committed here meanwhile."""
         if self._held_task is None and await self._run_batch(batch, try_job_lock=True):
@@ -563,7 +491,7 @@ class Writer:
             if self._held_task is None:
                 self._held_task = asyncio.create_task(self._drain_held(), name="codeyard-held")
 
-    def _split(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+    def _split(self, batch: list[Pending]) -> tuple[list[Pending], list[Pending]]:
         """``batch`` in queue order, against what the held lane has not committed yet: the
         appends that may commit before it, and the rest (jobs always), for the held lane.
 
@@ -573,16 +501,16 @@ class Writer:
         submitted from another task (an attempt's context is copied into the tasks it starts),
         so the queue order between the two is only the order in which two tasks got there."""
         held = [*self._held_batch, *self._held]
-        jobs = [p for p in held if not isinstance(p.fn, _Append)]
-        runs = {p.fn.run_id for p in held if isinstance(p.fn, _Append)}
+        jobs = [p for p in held if not isinstance(p.fn, Append)]
+        runs = {p.fn.run_id for p in held if isinstance(p.fn, Append)}
         fences = {p.fence for p in jobs}
         barrier = None in fences
         runs |= {f.run_id for f in fences if f is not None}
-        passing: list[_Pending] = []
-        holding: list[_Pending] = []
+        passing: list[Pending] = []
+        holding: list[Pending] = []
         for pending in batch:
             fn = pending.fn
-            if isinstance(fn, _Append):
+            if isinstance(fn, Append):
                 if not barrier and fn.run_id not in runs and pending.fence not in fences:
                     passing.append(pending)
                     self.passed += 1 if jobs else 0
@@ -618,7 +546,7 @@ class Writer:
             self._held_task = None
 
     async def _run_batch(
-        self, batch: list[_Pending], *, held: bool = False, try_job_lock: bool = False
+        self, batch: list[Pending], *, held: bool = False, try_job_lock: bool = False
     ) -> bool:
         """Commit ``batch`` (on the held lane's connection if ``held``). False: the job-order
         lock was busy (``try_job_lock``) and nothing of the batch ran."""
@@ -650,16 +578,16 @@ class Writer:
         return True  # not reached: the last try returns
 
     async def _transact(
-        self, batch: list[_Pending], *, held: bool = False, try_job_lock: bool = False
+        self, batch: list[Pending], *, held: bool = False, try_job_lock: bool = False
     ) -> tuple[
         int,
         dict[str, RunCursor],
         list[StoredEvent],
-        list[tuple[_Pending, bool, Any]],
+        list[tuple[Pending, bool, Any]],
         list[Callable[[], None]],
     ]:
         """Run ``batch`` in one transaction; what ``_committed`` takes, once it committed."""
-        outcomes: list[tuple[_Pending, bool, Any]] = []
+        outcomes: list[tuple[Pending, bool, Any]] = []
         after: list[Callable[[], None]] = []
         staged: list[StoredEvent] = []
         cursors: dict[str, RunCursor] = {}
@@ -671,7 +599,7 @@ class Writer:
         async with conn.begin():
             pool = IdPool(conn, self._next_id)
             if shared:
-                if any(not isinstance(p.fn, _Append) for p in batch):  # before any row lock
+                if any(not isinstance(p.fn, Append) for p in batch):  # before any row lock
                     if not try_job_lock:
                         await conn.execute(text(JOB_LOCK_SQL), {"key": JOB_ORDER_LOCK})
                     elif not (
@@ -679,15 +607,15 @@ class Writer:
                     ).scalar():
                         raise _JobLockBusy  # rolls back: nothing was done
                 await lock_runs(
-                    conn, (p.fn.run_id for p in batch if isinstance(p.fn, _Append)), cursors
+                    conn, (p.fn.run_id for p in batch if isinstance(p.fn, Append)), cursors
                 )  # the appends' rows, once per batch
             for pending in batch:
                 if ran_job and (  # the rest starts the next batch
                     time.monotonic() >= until
                     or (self._urgent_queued and not held and not self._full_turn)
-                ):  # an urgent job queued meanwhile goes ahead of the rest (``_lift``)
+                ):  # an urgent job queued meanwhile goes ahead of the rest (``write_order.lift``)
                     break
-                if isinstance(pending.fn, _Append):
+                if isinstance(pending.fn, Append):
                     try:
                         stored = await self._number(conn, pending.fn, cursors, pool, pending.fence)
                     except Exception as exc:  # no such run, or a stale attempt
@@ -750,7 +678,7 @@ class Writer:
         next_id: int,
         cursors: dict[str, RunCursor],
         staged: list[StoredEvent],
-        outcomes: list[tuple[_Pending, bool, Any]],
+        outcomes: list[tuple[Pending, bool, Any]],
         after: Sequence[Callable[[], None]] = (),
     ) -> None:
         """After a commit: keep the numbering, hand the events to the hub, call the jobs'
@@ -776,29 +704,29 @@ class Writer:
             else:
                 pending.future.set_exception(value)
 
-    def _direct_ok(self, batch: list[_Pending]) -> bool:
+    def _direct_ok(self, batch: list[Pending]) -> bool:
         """Whether the commit thread can take this batch: plain appends only, to runs this
         writer has numbered, setting columns it knows (anything else takes SQLAlchemy, which
         reads what it lacks and reports what is wrong as before)."""
         for pending in batch:
             fn = pending.fn
-            if not isinstance(fn, _Append) or fn.run_id not in self._cursors:
+            if not isinstance(fn, Append) or fn.run_id not in self._cursors:
                 return False
             if fn.run_values and not self._run_rows.covers(fn.run_values):
                 return False
         return True
 
-    async def _run_direct(self, thread: sqlite_commit.CommitThread, batch: list[_Pending]) -> None:
+    async def _run_direct(self, thread: sqlite_commit.CommitThread, batch: list[Pending]) -> None:
         """A batch of plain appends through the SQLite commit thread: numbered here, as
         ``_number`` does, then the rows and run-row updates committed there in one hop."""
-        outcomes: list[tuple[_Pending, bool, Any]] = []
+        outcomes: list[tuple[Pending, bool, Any]] = []
         staged: list[StoredEvent] = []
         cursors: dict[str, RunCursor] = {}
         run_values: dict[str, dict[str, Any]] = {}
         next_id = self._next_id
         for pending in batch:
             a = pending.fn
-            assert isinstance(a, _Append)  # checked by _direct_ok
+            assert isinstance(a, Append)  # checked by _direct_ok
             cur = cursors.get(a.run_id)
             if cur is None:  # a copy, kept only if the batch commits
                 known = self._cursors[a.run_id]
@@ -831,7 +759,7 @@ class Writer:
     async def _number(
         self,
         conn: AsyncConnection,
-        a: _Append,
+        a: Append,
         cursors: dict[str, RunCursor],
         pool: IdPool,
         fence: fencing.Fence | None,
