@@ -29,7 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import Interference, fresh_dir, machine, make_repo, wait_quiet, write_json
-from bench.overhead import VARIANTS, Variant, run_codeyard
+from bench._overhead_variants import VARIANTS, Variant
+from bench.overhead import run_codeyard
 from codeyard.sandbox import Sandbox, contain, probe
 from codeyard.testing.fake_llm import FakeLLM
 from tests.support.server import ServerProcess
