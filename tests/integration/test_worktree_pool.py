@@ -258,6 +258,9 @@ async def test_what_a_dead_process_left_is_removed_at_the_next_start(tmp_path: P
         [mine] = registered(repo)
         assert mine != left
         assert not Path(left).exists()
+        # The start's sweep ends with the dead owner's directory and lock (after its worktree).
+        pool_dir = tmp_path / "worktree-pool"
+        assert await eventually(lambda: len(list(pool_dir.iterdir())) == 2)
         assert await live.sweep() == 0
         assert sorted(p.suffix for p in (tmp_path / "worktree-pool").iterdir()) == ["", ".lock"]
     finally:
