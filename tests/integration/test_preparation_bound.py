@@ -76,8 +76,9 @@ async def test_preparations_wait_in_line_within_the_bound(tmp_path: Path) -> Non
     most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert most == BOUND  # the bound was reached, and never passed
     start = {name: float(s) for name, s, *_ in adds}
-    # First come, first served (within git's own jitter: a wave's two adds start together).
-    assert all(start[f"repo{i}"] < start[f"repo{i + 1}"] + 0.1 for i in range(RUNS - 1)), adds
+    # First come, first served. A wave's two adds start together, in either order (0.16 s
+    # apart was seen on a loaded CI machine); waves are the hook's 1.5 s apart.
+    assert all(start[f"repo{i}"] < start[f"repo{i + 1}"] + 0.5 for i in range(RUNS - 1)), adds
     assert {nice for *_, nice, _ in adds} == {"5"}  # the git of preparation, niced
     if priority.autogroups():  # and its session's group (here as root: no rate limit)
         assert {group for *_, group in adds} == {"5"}
