@@ -77,9 +77,9 @@ def test_profile_and_ssh_key(browser: Browser, server: ServerProcess, screenshot
         avatar = page.get_by_test_id("avatar")
         expect(avatar).to_be_visible()
         # Decoded by the browser (a broken image has naturalWidth 0).
-        page.wait_for_function(
-            "document.querySelector('[data-testid=avatar]')?.naturalWidth === 2", timeout=30_000
-        )
+        # (Not wait_for_function with a string: when not true at once, Playwright polls it
+        # through eval, which the page's CSP refuses.)
+        expect(avatar).to_have_js_property("naturalWidth", 2, timeout=30_000)
 
         page.get_by_test_id("ssh-make").click()
         shown = page.get_by_test_id("ssh-public-key")
