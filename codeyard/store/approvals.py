@@ -11,16 +11,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.approvals import PENDING, check_transition
 from codeyard.domain.events import utc_now
 from codeyard.domain.status import RunStatus
 from codeyard.store import events, policies, runs, schema
+from codeyard.store.statement import RowWrites, Statement
 from codeyard.store.writer import Tx
 
 AP = schema.approvals
+#: The hot statements on approvals, sent without Core's work per execution (``store.statement``).
+_WRITES = RowWrites(AP)
+_PENDING: Statement[tuple[int]] = Statement(
+    select(func.count())
+    .select_from(AP)
+    .where(AP.c.run_id == bindparam("run_id"), AP.c.status == PENDING)
+)
+_RUN_OF: Statement[tuple[str]] = Statement(
+    select(AP.c.run_id).where(AP.c.id == bindparam("approval_id"))
+)
+_BINDABLE: Statement[tuple[Any, ...]] = Statement(
+    select(AP)
+    .where(
+        AP.c.run_id == bindparam("run_id"),
+        AP.c.fingerprint == bindparam("fingerprint"),
+        AP.c.used_at.is_(None),
+        or_(AP.c.status == PENDING, AP.c.status == "approved", AP.c.status == "rejected"),
+    )
+    .order_by(AP.c.created_at, AP.c.id)
+    .limit(1)
+)
+_MARK_USED: Statement[tuple[()]] = Statement(
+    update(AP)
+    .where(AP.c.id == bindparam("approval_id"))
+    .values(used_at=bindparam("used_at"), used_by=bindparam("used_by"))
+)
+_MARK_USED_IF_ANSWERED: Statement[tuple[()]] = Statement(
+    update(AP)
+    .where(AP.c.id == bindparam("approval_id"), AP.c.status != PENDING)
+    .values(used_at=bindparam("used_at"), used_by=bindparam("used_by"))
+)
 #: The run's ``status_reason`` while its agent waits for an operator's message, not approvals.
 QUESTION = "question"
 
@@ -49,8 +81,7 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _pending(tx: Tx, run_id: str) -> int:
     """The run's pending approvals, counted in the table."""
-    stmt = select(func.count()).select_from(AP).where(AP.c.run_id == run_id, AP.c.status == PENDING)
-    return int((await tx.conn.execute(stmt)).scalar_one())
+    return int(await _PENDING.scalar(tx.conn, run_id=run_id))
 
 
 async def recount(tx: Tx, run_id: str, locked: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -133,7 +164,7 @@ async def resolve(
     }
     if remember is not None:
         changes["remember"] = remember
-    await tx.conn.execute(update(AP).where(AP.c.id == approval_id).values(**changes))
+    await _WRITES.update(tx.conn, approval_id, changes)
     await tx.emit_one(
         row["run_id"],
         "approval.resolved",
@@ -151,46 +182,30 @@ async def resolve(
 
 async def run_of(conn: AsyncConnection, approval_id: str) -> str:
     """The run an approval belongs to (it never changes); ``NotFound`` if there is none."""
-    found = (await conn.execute(select(AP.c.run_id).where(AP.c.id == approval_id))).first()
+    found = await _RUN_OF.first(conn, approval_id=approval_id)
     if found is None:
         return str((await policies.get_approval(conn, approval_id))["run_id"])  # raises
-    return str(found.run_id)
+    return str(found[0])
 
 
 async def bindable(conn: AsyncConnection, run_id: str, fingerprint: str) -> dict[str, Any] | None:
     """The oldest approval of this run for the same call whose answer no agent has used yet
     (pending, or answered while no agent was there to hear it)."""
-    stmt = (
-        select(AP)
-        .where(
-            AP.c.run_id == run_id,
-            AP.c.fingerprint == fingerprint,
-            AP.c.used_at.is_(None),
-            AP.c.status.in_([PENDING, "approved", "rejected"]),
-        )
-        .order_by(AP.c.created_at, AP.c.id)
-        .limit(1)
-    )
-    row = (await conn.execute(stmt)).first()
-    return dict(row._mapping) if row else None
+    return await _BINDABLE.first_mapping(conn, run_id=run_id, fingerprint=fingerprint)
 
 
 async def mark_used(tx: Tx, approval_id: str, call_id: str) -> None:
     """The answer reached the agent's call ``call_id``: it is not handed to another call."""
-    await tx.conn.execute(
-        update(AP).where(AP.c.id == approval_id).values(used_at=utc_now(), used_by=call_id)
-    )
+    await _MARK_USED.run(tx.conn, approval_id=approval_id, used_at=utc_now(), used_by=call_id)
 
 
 async def mark_used_if_answered(tx: Tx, approval_id: str, call_id: str) -> bool:
     """:func:`mark_used` for an approval already answered through :func:`resolve` (the usual
     case: no read first); False, and nothing written, while it is still pending."""
-    result = await tx.conn.execute(
-        update(AP)
-        .where(AP.c.id == approval_id, AP.c.status != PENDING)
-        .values(used_at=utc_now(), used_by=call_id)
+    matched = await _MARK_USED_IF_ANSWERED.run(
+        tx.conn, approval_id=approval_id, used_at=utc_now(), used_by=call_id
     )
-    return result.rowcount == 1
+    return matched == 1
 
 
 async def release_unfinished(tx: Tx, run_id: str) -> int:

@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.store import schema
+from codeyard.store.statement import RowWrites, Statement
 from codeyard.store.writer import Tx
 
 C = schema.checkpoints
+_WRITES = RowWrites(C)
 
 
 def _d(row: Row[Any]) -> dict[str, Any]:
@@ -25,16 +27,18 @@ async def next_number(conn: AsyncConnection, run_id: str) -> int:
 
 
 @functools.cache
-def _last_and_attempt() -> Any:
+def _last_and_attempt() -> Statement[tuple[int | None, Any, int | None]]:
     """Built once: the run's last checkpoint's number and commits, and the run's attempt."""
     run_id: Any = bindparam("run_id")
     last = select(C.c.number, C.c.commits).where(C.c.run_id == run_id)
     last = last.order_by(C.c.number.desc()).limit(1)
     attempt = select(schema.runs.c.attempt).where(schema.runs.c.id == run_id)
-    return select(
-        last.with_only_columns(C.c.number).scalar_subquery().label("number"),
-        last.with_only_columns(C.c.commits).scalar_subquery().label("commits"),
-        attempt.scalar_subquery().label("attempt"),
+    return Statement(
+        select(
+            last.with_only_columns(C.c.number).scalar_subquery().label("number"),
+            last.with_only_columns(C.c.commits).scalar_subquery().label("commits"),
+            attempt.scalar_subquery().label("attempt"),
+        )
     )
 
 
@@ -44,13 +48,14 @@ async def last_and_attempt(
     """The run's last checkpoint (its ``number`` and ``commits``; None: none yet) and the run's
     attempt (None: no such run), in one statement: what a turn end's checkpoint needs first
     (issue 15: every checkpoint of the run, then the run, were two reads)."""
-    row = (await conn.execute(_last_and_attempt(), {"run_id": run_id})).one()
-    last = None if row.number is None else {"number": row.number, "commits": row.commits}
-    return last, row.attempt
+    row = await _last_and_attempt().first(conn, run_id=run_id)
+    number, commits, attempt = row if row is not None else (None, None, None)
+    last = None if number is None else {"number": number, "commits": commits}
+    return last, attempt
 
 
 async def insert(tx: Tx, values: dict[str, Any]) -> None:
-    await tx.conn.execute(C.insert().values(**values))
+    await _WRITES.insert(tx.conn, values)
 
 
 async def of_run(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:

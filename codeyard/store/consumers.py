@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import Conflict
@@ -39,12 +39,21 @@ from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import EventFilter, Hub, SubscriberDropped, Subscription
 from codeyard.store import events as event_log
 from codeyard.store import schema
+from codeyard.store.statement import Statement
 from codeyard.store.upsert import insert_ignore
 from codeyard.store.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
 E = schema.events
 C = schema.consumer_cursors
+_CURSOR: Statement[tuple[int]] = Statement(
+    select(C.c.last_event_id).where(C.c.name == bindparam("name"))
+)
+_MOVE: Statement[tuple[()]] = Statement(
+    C.update()
+    .where(C.c.name == bindparam("name"), C.c.last_event_id == bindparam("expected"))
+    .values(last_event_id=bindparam("to"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +68,15 @@ class LoggedEvent:
 
 async def read_cursor(conn: AsyncConnection, name: str) -> int | None:
     """The last event id ``name`` applied; None before its first run."""
-    value = (await conn.execute(select(C.c.last_event_id).where(C.c.name == name))).scalar()
+    value = await _CURSOR.scalar(conn, name=name)
     return None if value is None else int(value)
 
 
 async def move_cursor(tx: Tx, name: str, expected: int, to: int) -> None:
     """Advance ``name`` from ``expected`` to ``to``; Conflict if someone else moved it."""
     await insert_ignore(tx.conn, C, [{"name": name, "last_event_id": expected}], ["name"])
-    result = await tx.conn.execute(
-        C.update().where(C.c.name == name, C.c.last_event_id == expected).values(last_event_id=to)
-    )
-    if result.rowcount != 1:
+    moved = await _MOVE.run(tx.conn, name=name, expected=expected, to=to)
+    if moved != 1:
         raise Conflict(f"The {name} cursor moved under this consumer; it will re-read.")
 
 

@@ -14,12 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import StoredEvent, utc_now
 from codeyard.store import schema
+from codeyard.store.statement import RowWrites, Statement
 
 
 def insert_events_sql(paramstyle: str) -> str:
@@ -60,6 +61,15 @@ class RunCursor:
     attempt: int = 0
 
 
+_CURSOR_OF = select(schema.runs.c.last_seq, schema.runs.c.project_id, schema.runs.c.attempt).where(
+    schema.runs.c.id == bindparam("run_id")
+)
+_CURSOR: Statement[tuple[int, str, int]] = Statement(_CURSOR_OF)
+_CURSOR_LOCKED: Statement[tuple[int, str, int]] = Statement(_CURSOR_OF.with_for_update())
+#: A batch's run-row updates with columns given with its events.
+_RUN_WRITES = RowWrites(schema.runs)
+
+
 def is_shared(conn: AsyncConnection) -> bool:
     """PostgreSQL: other processes may write the same tables at the same time."""
     return conn.dialect.name == "postgresql"
@@ -68,15 +78,11 @@ def is_shared(conn: AsyncConnection) -> bool:
 async def read_cursor(conn: AsyncConnection, run_id: str) -> RunCursor:
     """A run's numbering and attempt as stored; on PostgreSQL the row stays locked until the
     batch commits, so two writer processes number one run's events one after the other."""
-    stmt = select(schema.runs.c.last_seq, schema.runs.c.project_id, schema.runs.c.attempt).where(
-        schema.runs.c.id == run_id
-    )
-    if is_shared(conn):
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
+    stmt = _CURSOR_LOCKED if is_shared(conn) else _CURSOR
+    row = await stmt.first(conn, run_id=run_id)
     if row is None:
         raise NotFound(f"Run {run_id} does not exist.")
-    return RunCursor(row.last_seq, row.project_id, row.attempt)
+    return RunCursor(*row)
 
 
 #: Takes the commit-order lock and draws ``$2`` ids, in one statement (the lock is taken
@@ -206,10 +212,8 @@ async def flush(
         if driver is not None and not values:  # only events: no column needs conversion
             await driver.execute(_SQLITE_TOUCH_RUN, (cur.last_seq, now, run_id))
             continue
-        await conn.execute(
-            update(schema.runs)
-            .where(schema.runs.c.id == run_id)
-            .values(last_seq=cur.last_seq, updated_at=now, **values)
+        await _RUN_WRITES.update(
+            conn, run_id, {"last_seq": cur.last_seq, "updated_at": now, **values}
         )
 
 
@@ -228,10 +232,8 @@ async def touch_runs_shared(
         if not values:
             touched.append((cur.last_seq, now, run_id))
             continue
-        await conn.execute(
-            update(schema.runs)
-            .where(schema.runs.c.id == run_id)
-            .values(last_seq=cur.last_seq, updated_at=now, **values)
+        await _RUN_WRITES.update(
+            conn, run_id, {"last_seq": cur.last_seq, "updated_at": now, **values}
         )
     if touched:
         await conn.exec_driver_sql(_PG_TOUCH_RUN, touched)

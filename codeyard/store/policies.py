@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
@@ -12,9 +12,15 @@ from codeyard.domain.events import utc_now
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
 from codeyard.store.records import ApprovalRecord
+from codeyard.store.statement import RowWrites, Statement
 from codeyard.store.writer import Tx
 
 PO, PS, AP, PD = schema.policies, schema.policy_sets, schema.approvals, schema.policy_decisions
+#: Written or read on every tool call that asks (``store.statement``).
+_APPROVALS, _DECISIONS = RowWrites(AP), RowWrites(PD)
+_APPROVAL: Statement[tuple[Any, ...]] = Statement(
+    select(AP).where(AP.c.id == bindparam("approval_id"))
+)
 
 
 def _d(row: Row[Any]) -> dict[str, Any]:
@@ -107,18 +113,18 @@ async def delete_set(tx: Tx, set_id: str) -> None:
 
 
 async def insert_approval(tx: Tx, values: dict[str, Any]) -> None:
-    await tx.conn.execute(AP.insert().values(**values))
+    await _APPROVALS.insert(tx.conn, values)
 
 
 async def get_approval(conn: AsyncConnection, approval_id: str) -> dict[str, Any]:
-    row = (await conn.execute(select(AP).where(AP.c.id == approval_id))).first()
+    row = await _APPROVAL.first_mapping(conn, approval_id=approval_id)
     if row is None:
         raise NotFound(f"No approval '{approval_id}'. List pending ones with GET /api/approvals.")
-    return _d(row)
+    return row
 
 
 async def update_approval(tx: Tx, approval_id: str, values: dict[str, Any]) -> None:
-    await tx.conn.execute(update(AP).where(AP.c.id == approval_id).values(**values))
+    await _APPROVALS.update(tx.conn, approval_id, values)
 
 
 async def list_approvals(
@@ -154,7 +160,7 @@ async def pending_of_run(conn: AsyncConnection, run_id: str) -> list[dict[str, A
 
 
 async def insert_decision(tx: Tx, values: dict[str, Any]) -> None:
-    await tx.conn.execute(PD.insert().values(**values))
+    await _DECISIONS.insert(tx.conn, values)
 
 
 async def list_decisions(

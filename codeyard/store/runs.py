@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -14,9 +15,22 @@ from codeyard.domain.status import ACTIVE, RunStatus, check_transition, pull_req
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
 from codeyard.store.records import RunRecord
+from codeyard.store.statement import RowWrites, Statement
 from codeyard.store.writer import Tx
 
 R = schema.runs
+#: The hot statements on runs, sent without Core's work per execution (``store.statement``).
+_WRITES = RowWrites(R)
+_BY_ID: Statement[tuple[Any, ...]] = Statement(select(R).where(R.c.id == bindparam("run_id")))
+_BY_NUMBER: Statement[tuple[Any, ...]] = Statement(
+    select(R).where(R.c.number == bindparam("number"))
+)
+_NEXT_NUMBER: Statement[tuple[int]] = Statement(
+    update(schema.counters)
+    .where(schema.counters.c.name == "run_number")
+    .values(value=schema.counters.c.value + 1)
+    .returning(schema.counters.c.value)
+)
 
 #: Columns the API shows; the rest (worktrees, agent_state, pending_messages…) are internal.
 PUBLIC_FIELDS = (
@@ -85,17 +99,14 @@ def _seconds_between(start: str | None, end: str) -> float | None:
 
 
 async def next_run_number(tx: Tx) -> int:
-    result = await tx.conn.execute(
-        update(schema.counters)
-        .where(schema.counters.c.name == "run_number")
-        .values(value=schema.counters.c.value + 1)
-        .returning(schema.counters.c.value)
-    )
-    return int(result.scalar_one())
+    row = await _NEXT_NUMBER.first(tx.conn)
+    if row is None:
+        raise NotFound("The run_number counter is missing.")
+    return int(row[0])
 
 
 async def insert(tx: Tx, values: dict[str, Any]) -> None:
-    await tx.conn.execute(R.insert().values(**values))
+    await _WRITES.insert(tx.conn, values)
     tx.register_run(values["id"], values["project_id"])
 
 
@@ -104,19 +115,20 @@ async def find(conn: AsyncConnection, ref: str | int) -> dict[str, Any] | None:
     ref_s = str(ref)
     # ASCII digits only ("¹".isdigit() is true), and few enough to fit the column.
     numeric = ref_s.isascii() and ref_s.isdigit() and len(ref_s) <= 9
-    cond = R.c.number == int(ref_s) if numeric else R.c.id == ref_s
-    row = (await conn.execute(select(R).where(cond))).first()
-    return _as_dict(row) if row else None
+    if numeric:
+        return await _BY_NUMBER.first_mapping(conn, number=int(ref_s))
+    return await _BY_ID.first_mapping(conn, run_id=ref_s)
 
 
 async def status_of(conn: AsyncConnection, run_id: str) -> tuple[str, str | None] | None:
     """The run's status and resolution (None: no such run): what a follower of every turn end
     needs to tell whether it has anything to do, without the whole row."""
-    row = (await conn.execute(_STATUS_OF, {"run_id": run_id})).first()
-    return None if row is None else (row.status, row.resolution)
+    return await _STATUS_OF.first(conn, run_id=run_id)
 
 
-_STATUS_OF = select(R.c.status, R.c.resolution).where(R.c.id == bindparam("run_id"))
+_STATUS_OF: Statement[tuple[str, str | None]] = Statement(
+    select(R.c.status, R.c.resolution).where(R.c.id == bindparam("run_id"))
+)
 
 
 async def get(conn: AsyncConnection, ref: str | int) -> dict[str, Any]:
@@ -208,10 +220,10 @@ async def ids_in(conn: AsyncConnection, statuses: frozenset[RunStatus]) -> list[
 
 async def lock(tx: Tx, run_id: str) -> dict[str, Any]:
     """Read a run inside a write job (the writer is serialized, so this is a consistent read)."""
-    row = (await tx.conn.execute(select(R).where(R.c.id == run_id))).first()
+    row = await _BY_ID.first_mapping(tx.conn, run_id=run_id)
     if row is None:
         raise NotFound(f"No run '{run_id}'.")
-    return _as_dict(row)
+    return row
 
 
 async def set_status(
@@ -245,7 +257,7 @@ async def set_status(
     elif to in ACTIVE:
         changes["finished_at"] = None
         changes["run_seconds"] = None
-    await tx.conn.execute(update(R).where(R.c.id == run_id).values(updated_at=now, **changes))
+    await _WRITES.update(tx.conn, run_id, {"updated_at": now, **changes})
     changed = RunStatusChanged(from_=str(current), to=str(to), reason=reason)
     await tx.emit_one(run_id, changed)
     run.update(changes, updated_at=now)
@@ -257,7 +269,7 @@ async def update_fields(tx: Tx, run_id: str, **values: Any) -> None:
     if "status" in values:
         raise ValueError("Run status changes go through set_status().")
     await tx.check_fence(run_id)
-    await tx.conn.execute(update(R).where(R.c.id == run_id).values(updated_at=utc_now(), **values))
+    await _WRITES.update(tx.conn, run_id, {"updated_at": utc_now(), **values})
 
 
 async def begin_attempt(tx: Tx, run_id: str, *, only_in: RunStatus | None = None) -> int | None:
@@ -269,17 +281,30 @@ async def begin_attempt(tx: Tx, run_id: str, *, only_in: RunStatus | None = None
     succeeds only while the run is still on that attempt: None when another taker moved it
     past. The fence names the run the job writes to, which lets the
     PostgreSQL writer commit other runs' appends while the take waits (``store.writer``)."""
-    stmt = update(R).where(R.c.id == run_id)
-    if only_in is not None:
-        stmt = stmt.where(R.c.status == str(only_in))
-    if tx.fence is not None and tx.fence.run_id == run_id:
-        stmt = stmt.where(R.c.attempt == tx.fence.attempt)
-    result = await tx.conn.execute(stmt.values(attempt=R.c.attempt + 1).returning(R.c.attempt))
-    attempt = result.scalar()
+    fenced = tx.fence is not None and tx.fence.run_id == run_id
+    stmt = _begin_attempt(only_in is not None, fenced)
+    attempt = await stmt.scalar(
+        tx.conn,
+        run_id=run_id,
+        status=str(only_in),
+        attempt=tx.fence.attempt if tx.fence is not None else 0,
+    )
     if attempt is None:
         return None
     await tx.note_attempt(run_id, int(attempt))
     return int(attempt)
+
+
+@functools.cache
+def _begin_attempt(in_status: bool, fenced: bool) -> Statement[tuple[int]]:
+    """The attempt's increment, only while the run is in ``:status`` and (``fenced``) still
+    on ``:attempt``; returns the new attempt."""
+    stmt = update(R).where(R.c.id == bindparam("run_id"))
+    if in_status:
+        stmt = stmt.where(R.c.status == bindparam("status"))
+    if fenced:
+        stmt = stmt.where(R.c.attempt == bindparam("attempt"))
+    return Statement(stmt.values(attempt=R.c.attempt + 1).returning(R.c.attempt))
 
 
 async def remove(tx: Tx, run_id: str) -> None:

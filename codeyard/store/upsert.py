@@ -6,8 +6,10 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from codeyard.store.statement import Statement
 
 
 def _insert(dialect: str, table: Table) -> Any:
@@ -50,6 +52,20 @@ def _replace_stmt(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _one_row(stmt: Any, columns: tuple[str, ...]) -> Statement[tuple[()]]:
+    """One of the statements above for one row of these columns, sent without Core's work
+    per execution (``store.statement``): most calls write one row (a cursor, a rollup)."""
+    return Statement(stmt.values({c: bindparam(c) for c in columns}))
+
+
+async def _execute(conn: AsyncConnection, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
+    if len(rows) == 1:
+        return await _one_row(stmt, tuple(rows[0])).run(conn, **rows[0])
+    result = await conn.execute(stmt, list(rows))
+    return int(result.rowcount or 0)
+
+
 async def insert_ignore(
     conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str]
 ) -> int:
@@ -57,8 +73,7 @@ async def insert_ignore(
     if not rows:
         return 0
     stmt = _ignore_stmt(conn.dialect.name, table, tuple(key))
-    result = await conn.execute(stmt, list(rows))
-    return int(result.rowcount or 0)
+    return max(0, await _execute(conn, stmt, rows))
 
 
 async def upsert_add(
@@ -72,7 +87,7 @@ async def upsert_add(
     if not rows:
         return
     stmt = _add_stmt(conn.dialect.name, table, tuple(key), tuple(add))
-    await conn.execute(stmt, list(rows))
+    await _execute(conn, stmt, rows)
 
 
 async def upsert_replace(
@@ -80,4 +95,4 @@ async def upsert_replace(
 ) -> None:
     """Insert ``row``; where ``key`` exists, set the stored row's other columns to its values."""
     stmt = _replace_stmt(conn.dialect.name, table, tuple(key), tuple(row))
-    await conn.execute(stmt, row)
+    await _execute(conn, stmt, [row])

@@ -1,0 +1,136 @@
+"""``store.statement``: a Core construct's SQL sent by the driver (issue 15) gives what Core
+gives (rows, conversions, rowcounts, errors, transactions, statement listeners), on SQLite and
+PostgreSQL, against the migrated schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from codeyard.store import schema
+from codeyard.store.db import create_engine
+from codeyard.store.statement import RowWrites, Statement
+from tests.support.sql import statements
+from tests.support.writer_runs import PROJECT, run_row
+
+pytestmark = pytest.mark.anyio
+R = schema.runs
+ROW: Statement[tuple[Any, ...]] = Statement(select(R).where(R.c.id == bindparam("run_id")))
+COUNT: Statement[tuple[int]] = Statement(select(func.count()).select_from(R))
+WRITES = RowWrites(R)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        now = "2026-12-05T00:00:00.000Z"
+        await conn.execute(
+            schema.projects.insert().values(
+                id=PROJECT, name="p", slug="p", created_at=now, updated_at=now
+            )
+        )
+        await conn.execute(R.insert().values(**run_row("run_a", 1)))
+    yield engine
+    await engine.dispose()
+
+
+async def _core_row(engine: AsyncEngine, run_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(R).where(R.c.id == run_id))).one()
+        return dict(row._mapping)
+
+
+async def test_rows_and_writes_are_what_core_reads_and_writes(engine: AsyncEngine) -> None:
+    values = {
+        "usage": {"input_tokens": 3, "cost_usd": 0.25},  # JSON
+        "archived": True,  # a boolean
+        "run_seconds": 1.5,  # a float
+        "pull_request": None,  # SQL NULL in a JSON column
+        "labels": ["a", "b"],
+        "turns": 4,
+    }
+    async with engine.begin() as conn:
+        assert await WRITES.update(conn, "run_a", values) == 1
+        assert await WRITES.update(conn, "run_none", values) == 0
+        second = {**run_row("run_b", 2), "labels": ["x"], "trusted": True}
+        await WRITES.insert(conn, second)
+    core = await _core_row(engine, "run_a")
+    assert {k: core[k] for k in values} == values
+    async with engine.connect() as conn:
+        assert await ROW.first_mapping(conn, run_id="run_a") == core
+        assert await ROW.first_mapping(conn, run_id="run_b") == await _core_row(engine, "run_b")
+        assert await ROW.first_mapping(conn, run_id="run_none") is None
+        assert await COUNT.scalar(conn) == 2
+        rows = await ROW.rows(conn, run_id="run_a")
+        assert [dict(zip(core, rows[0], strict=True))] == [core]
+        # A SQL expression among the values is rendered by Core.
+        assert await WRITES.update(conn, "run_a", {"turns": R.c.turns + 1}) == 1
+        assert (await ROW.first_mapping(conn, run_id="run_a") or {})["turns"] == 5
+
+
+async def test_returning_and_literals_of_the_construct(engine: AsyncEngine) -> None:
+    bump: Statement[tuple[int]] = Statement(
+        update(R)
+        .where(R.c.id == bindparam("run_id"), R.c.status == "draft")
+        .values(attempt=R.c.attempt + 1)
+        .returning(R.c.attempt)
+    )
+    async with engine.begin() as conn:
+        assert await bump.first(conn, run_id="run_a") == (1,)
+        assert await bump.scalar(conn, run_id="run_a") == 2
+        assert await bump.first(conn, run_id="run_none") is None
+        with pytest.raises(TypeError, match="run_id"):
+            await bump.first(conn)
+    with pytest.raises(ValueError, match="expanding"):
+        Statement(select(R.c.id).where(R.c.status.in_(["a", "b"]))).compiled(engine.dialect)
+
+
+async def test_the_transaction_is_cores(engine: AsyncEngine) -> None:
+    """A connection not in a transaction begins one (as Core's autobegin): a rollback undoes
+    the statement, a commit keeps it, the pool's reset ends it."""
+    async with engine.connect() as conn:
+        await WRITES.update(conn, "run_a", {"turns": 7})
+        assert conn.in_transaction()
+        await conn.rollback()
+        assert (await ROW.first_mapping(conn, run_id="run_a") or {})["turns"] == 0
+        await conn.rollback()
+        await WRITES.update(conn, "run_a", {"turns": 8})
+        await conn.commit()
+    async with engine.connect() as conn:
+        await WRITES.update(conn, "run_a", {"turns": 9})  # never committed: the reset drops it
+    assert (await _core_row(engine, "run_a"))["turns"] == 8
+    async with engine.begin() as conn, conn.begin_nested() as savepoint:
+        await WRITES.update(conn, "run_a", {"turns": 10})
+        await savepoint.rollback()
+    assert (await _core_row(engine, "run_a"))["turns"] == 8
+
+
+async def test_errors_are_raised_as_core_raises_them(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        with pytest.raises(IntegrityError):
+            await WRITES.insert(conn, run_row("run_a", 3))  # the id is taken
+        await conn.rollback()
+        assert await COUNT.scalar(conn) == 1  # the connection is usable again
+
+
+async def test_listeners_see_each_statement_and_an_invalidated_connection_reconnects(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as conn:
+        with statements(engine) as sent:
+            await ROW.first(conn, run_id="run_a")
+            await WRITES.update(conn, "run_a", {"turns": 2})
+        assert sent == [
+            ROW.compiled(engine.dialect).sql,
+            WRITES.update_statement(("turns",)).compiled(engine.dialect).sql,
+        ]
+        await conn.rollback()
+        await conn.invalidate()  # Core must reconnect first: the statement goes through Core
+        assert (await ROW.first_mapping(conn, run_id="run_a")) == await _core_row(engine, "run_a")
