@@ -153,6 +153,27 @@ async def test_commands_and_patches_change_the_worktree_and_events_are_normalize
     assert "CODEYARD-MARKER-7" in first.text() and "Create two files please" in first.text()
 
 
+async def test_codexs_plugins_are_off_unless_the_run_turns_them_on(
+    sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
+) -> None:
+    """Codeyard's default ``features.plugins = false`` reaches Codex: it does not sync its
+    plugin marketplace at start (the sync's lock file in ``CODEX_HOME``), and a run's own
+    ``config`` brings the plugins back."""
+    api = sqlite_api
+    locks = {}
+    for plugins in (None, True):
+        fake.script([Reply(text="Hi.")])
+        home = tmp_path / f"home-{plugins}"
+        opts = options(fake, home)
+        if plugins is not None:
+            opts["config"]["features.plugins"] = plugins
+        run = await create(api, git_repo, opts, "Say hi")
+        done = await api.wait_status(run["id"], "review", "failed", timeout=WAIT)
+        assert done["status"] == "review", done
+        locks[plugins] = (home / ".codex" / ".tmp" / "plugins.sync.lock").exists()
+    assert locks == {None: False, True: True}
+
+
 async def test_a_server_error_is_shown_in_codexs_own_words(
     sqlite_api: Api, git_repo: Path, fake: FakeLLM, tmp_path: Path
 ) -> None:

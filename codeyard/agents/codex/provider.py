@@ -11,7 +11,14 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
   ``on-request``, ``on-failure``, ``never``, which let Codex run more without asking;
 * ``effort`` — reasoning effort (``minimal``, ``low``, ``medium``, ``high``, ``xhigh``);
 * ``config`` — Codex configuration overrides, ``{"dotted.key": value}`` (``-c key=value``),
-  e.g. a ``model_providers.<name>`` table with ``base_url`` for a local model server;
+  e.g. a ``model_providers.<name>`` table with ``base_url`` for a local model server; over
+  Codeyard's own defaults (``DEFAULT_CONFIG``), which turn Codex's plugins off: at every start
+  the app-server syncs the curated plugin marketplace (``git ls-remote`` and HTTP requests to
+  GitHub and chatgpt.com) and warms its featured-plugins list, ~50 ms of CPU and ~40 ms before
+  the first model request on a quiet 2-core machine (Codex 0.163, bench/overhead.py), paid by
+  every turn since each turn is a new process. A run's tools come from its worktree, its MCP
+  servers (``mcp_servers``) and Codex's built-in tools; ``{"features.plugins": true}`` in
+  ``config`` brings the plugins back;
 * ``env`` — extra environment, e.g. ``CODEX_HOME`` or the API key a model provider reads;
 * ``cli_path`` — another ``codex`` binary than the one the ``openai-codex`` SDK pins;
 * ``mcp_servers`` — HTTP MCP servers (``{name: {"type": "http", "url": …, "headers": {…}}}``),
@@ -41,12 +48,15 @@ from codeyard.agents.mcp_servers import codex_config
 from codeyard.agents.mcp_servers import errors as mcp_errors
 from codeyard.domain.errors import ValidationFailed
 
-__all__ = ["CodexProvider", "settings_for"]
+__all__ = ["DEFAULT_CONFIG", "CodexProvider", "settings_for"]
 
 SANDBOXES = ("workspace-write", "read-only")
 APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _STRING_OPTIONS = ("instructions", "base_instructions", "cli_path")
+#: Codex configuration every turn gets unless the run's ``config`` says otherwise (module
+#: docstring: why plugins are off).
+DEFAULT_CONFIG: dict[str, Any] = {"features.plugins": False}
 
 
 def _errors(options: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,12 +95,12 @@ def _errors(options: dict[str, Any]) -> list[dict[str, Any]]:
 
 def settings_for(options: dict[str, Any], cli: Path) -> TurnSettings:
     """The turn settings from validated options (the profile's own ``config`` wins over the
-    MCP servers' entries)."""
+    MCP servers' entries, and both over ``DEFAULT_CONFIG``)."""
     mcp_config, mcp_env = codex_config(options)
     return TurnSettings(
         cli=cli,
         env={**{str(k): str(v) for k, v in (options.get("env") or {}).items()}, **mcp_env},
-        config={**mcp_config, **dict(options.get("config") or {})},
+        config={**DEFAULT_CONFIG, **mcp_config, **dict(options.get("config") or {})},
         instructions=options.get("instructions") or None,
         base_instructions=options.get("base_instructions") or None,
         sandbox=options.get("sandbox") or "workspace-write",
