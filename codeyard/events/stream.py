@@ -28,9 +28,7 @@ async def _seq_after(conn: AsyncConnection, run_id: str, after: int) -> int:
     """The run's last ``seq`` whose event id is at most ``after`` (0 if none)."""
     if after <= 0:
         return 0
-    seq = (
-        await conn.execute(select(E.c.seq).where(E.c.id == after, E.c.run_id == run_id))
-    ).scalar()
+    seq = await events.seq_of(conn, run_id, after)
     if seq is None:  # not an id of this run (e.g. from the global stream): look it up
         seq = (
             await conn.execute(
@@ -52,6 +50,8 @@ async def _run_page(
     the same page as ``id > after ORDER BY id``; asked that way, SQLite reads the whole run
     through the index and sorts it for every page (a 100,000-event replay took ~1.2 s of it).
     """
+    if flt.run_id is not None and flt.project_id is None and not flt.types:  # kept statement
+        return await events.run_page(conn, flt.run_id, after, after_seq, REPLAY_PAGE)
     stmt = (
         select(E.c.id, E.c.run_id, E.c.project_id, E.c.seq, E.c.type, E.c.ts, E.c.data)
         .where(E.c.run_id == flt.run_id, E.c.seq > after_seq, E.c.id > after)

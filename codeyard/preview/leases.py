@@ -16,13 +16,14 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, literal, select, union_all
+from sqlalchemy import bindparam, delete, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import Conflict
 from codeyard.domain.events import utc_now
 from codeyard.store import schema, wakeups
+from codeyard.store.statement import Statement
 from codeyard.store.writer import Tx, Writer
 
 L = schema.port_leases
@@ -75,8 +76,17 @@ _ALLOCATE_TRIES = 5
 _CANDIDATES = 8
 
 
+#: A run's lease, and a new one: once per run (``store.statement``).
+_OF_RUN: Statement[tuple[str, int, int]] = Statement(
+    select(L.c.run_id, L.c.base_port, L.c.size).where(L.c.run_id == bindparam("run_id"))
+)
+_INSERT: Statement[tuple[()]] = Statement(
+    L.insert().values({c: bindparam(c) for c in ("run_id", "base_port", "size", "created_at")})
+)
+
+
 @functools.cache
-def _candidates_statement() -> Any:
+def _candidates_statement() -> Statement[tuple[int]]:
     """The constant query of :func:`_candidates`, built once (building it cost more CPU than
     running it, for every new run): the first block if it is not leased, and the block right
     after each leased one, lowest first, in one statement."""
@@ -93,19 +103,19 @@ def _candidates_statement() -> Any:
         ~select(L.c.base_port).where(L.c.base_port == FIRST_PORT).exists()
     )
     both = union_all(first, select(gaps.c.base)).subquery()
-    return select(both.c.base).order_by(both.c.base)
+    return Statement(select(both.c.base).order_by(both.c.base))
 
 
 async def _candidates(conn: AsyncConnection) -> list[int]:
     """Unleased blocks, lowest first: the first block, then the block right after each leased
     one (where a gap begins), found through the unique index on ``base_port`` instead of
     reading every lease (a thousand at scale) inside the writer for each new run."""
-    return [int(r[0]) for r in (await conn.execute(_candidates_statement())).all()]
+    return [int(r[0]) for r in await _candidates_statement().rows(conn)]
 
 
 async def find(conn: AsyncConnection, run_id: str) -> Lease | None:
-    row = (await conn.execute(select(L).where(L.c.run_id == run_id))).first()
-    return _lease(row) if row else None
+    row = await _OF_RUN.first(conn, run_id=run_id)
+    return Lease(*row) if row else None
 
 
 async def owner_of_port(conn: AsyncConnection, port: int) -> Lease | None:
@@ -138,9 +148,7 @@ async def _allocate(tx: Tx, run_id: str) -> Lease:
 
 
 async def _insert(tx: Tx, run_id: str, base: int) -> Lease:
-    await tx.conn.execute(
-        L.insert().values(run_id=run_id, base_port=base, size=BLOCK, created_at=utc_now())
-    )
+    await _INSERT.run(tx.conn, run_id=run_id, base_port=base, size=BLOCK, created_at=utc_now())
     await wakeups.announce(tx.conn, wakeups.PORT_LEASES)
     return Lease(run_id, base, BLOCK)
 
@@ -153,9 +161,9 @@ async def ensure(writer: Writer, run_id: str) -> Lease:
     taken: list[AsyncEngine] = []
 
     async def allocate(tx: Tx) -> Lease:
-        row = (await tx.conn.execute(select(L).where(L.c.run_id == run_id))).first()
+        row = await _OF_RUN.first(tx.conn, run_id=run_id)
         if row is not None:
-            return _lease(row)
+            return Lease(*row)
         taken.append(tx.conn.engine)
         return await _allocate(tx, run_id)
 

@@ -5,13 +5,44 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.events import StoredEvent
 from codeyard.store import schema
+from codeyard.store.statement import Statement
 
 E = schema.events
+_Row = tuple[int, str, str, int, str, str, str]
+#: A replay page of one run by ``seq`` (``events.stream``: every stream of a run starts with one).
+_RUN_PAGE: Statement[_Row] = Statement(
+    select(E.c.id, E.c.run_id, E.c.project_id, E.c.seq, E.c.type, E.c.ts, E.c.data)
+    .where(
+        E.c.run_id == bindparam("run_id"),
+        E.c.seq > bindparam("after_seq"),
+        E.c.id > bindparam("after"),
+    )
+    .order_by(E.c.seq)
+    .limit(bindparam("limit"))
+)
+_SEQ_OF: Statement[tuple[int]] = Statement(
+    select(E.c.seq).where(E.c.id == bindparam("event_id"), E.c.run_id == bindparam("run_id"))
+)
+
+
+async def run_page(
+    conn: AsyncConnection, run_id: str, after: int, after_seq: int, limit: int
+) -> list[StoredEvent]:
+    """A run's events with ``seq > after_seq`` and ``id > after``, by ``seq``, at most
+    ``limit`` (the ``(run_id, seq)`` index: see ``events.stream``)."""
+    rows = await _RUN_PAGE.rows(conn, run_id=run_id, after_seq=after_seq, after=after, limit=limit)
+    return [StoredEvent(*r) for r in rows]
+
+
+async def seq_of(conn: AsyncConnection, run_id: str, event_id: int) -> int | None:
+    """The ``seq`` of event ``event_id`` if it is one of this run's (None: it is not)."""
+    row = await _SEQ_OF.first(conn, run_id=run_id, event_id=event_id)
+    return None if row is None else row[0]
 
 
 async def read(

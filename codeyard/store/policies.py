@@ -18,6 +18,9 @@ from codeyard.store.writer import Tx
 PO, PS, AP, PD = schema.policies, schema.policy_sets, schema.approvals, schema.policy_decisions
 #: Written or read on every tool call that asks (``store.statement``).
 _APPROVALS, _DECISIONS = RowWrites(AP), RowWrites(PD)
+_RUN_SCOPED: Statement[tuple[Any, ...]] = Statement(
+    select(PO).where(PO.c.scope_run_id == bindparam("run_id"))
+)
 _APPROVAL: Statement[tuple[Any, ...]] = Statement(
     select(AP).where(AP.c.id == bindparam("approval_id"))
 )
@@ -47,8 +50,7 @@ async def policies_by_ids(conn: AsyncConnection, ids: list[str]) -> list[dict[st
 
 
 async def run_scoped_policies(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
-    rows = (await conn.execute(select(PO).where(PO.c.scope_run_id == run_id))).all()
-    return [_d(r) for r in rows]
+    return await _RUN_SCOPED.mappings(conn, run_id=run_id)
 
 
 async def get_policy(conn: AsyncConnection, policy_id: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.crypto import SecretBox
@@ -13,9 +13,22 @@ from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
+from codeyard.store.statement import Statement
 from codeyard.store.writer import Tx
 
 P, RP, A = schema.projects, schema.repos, schema.agents
+#: Read for every run's creation and preparation (``store.statement``).
+_PROJECT: Statement[tuple[Any, ...]] = Statement(
+    select(P).where((P.c.id == bindparam("ref")) | (P.c.slug == bindparam("ref")))
+)
+_REPOS_OF: Statement[tuple[Any, ...]] = Statement(
+    select(RP).where(RP.c.project_id == bindparam("project_id")).order_by(RP.c.created_at, RP.c.id)
+)
+_REPO: Statement[tuple[Any, ...]] = Statement(select(RP).where(RP.c.id == bindparam("repo_id")))
+_REPO_AT: Statement[tuple[Any, ...]] = Statement(
+    select(RP).where(RP.c.path == bindparam("path")).limit(1)
+)
+_AGENT: Statement[tuple[Any, ...]] = Statement(select(A).where(A.c.id == bindparam("agent_id")))
 
 
 def _d(row: Row[Any]) -> dict[str, Any]:
@@ -23,10 +36,10 @@ def _d(row: Row[Any]) -> dict[str, Any]:
 
 
 async def get_project(conn: AsyncConnection, ref: str) -> dict[str, Any]:
-    row = (await conn.execute(select(P).where((P.c.id == ref) | (P.c.slug == ref)))).first()
+    row = await _PROJECT.first_mapping(conn, ref=ref)
     if row is None:
         raise NotFound(f"No project '{ref}'. List projects with GET /api/projects.")
-    return _d(row)
+    return row
 
 
 async def find_project_by_slug(conn: AsyncConnection, slug: str) -> dict[str, Any] | None:
@@ -48,20 +61,18 @@ async def list_projects(
 
 
 async def repos_of(conn: AsyncConnection, project_id: str) -> list[dict[str, Any]]:
-    stmt = select(RP).where(RP.c.project_id == project_id).order_by(RP.c.created_at, RP.c.id)
-    return [_d(r) for r in (await conn.execute(stmt)).all()]
+    return await _REPOS_OF.mappings(conn, project_id=project_id)
 
 
 async def get_repo(conn: AsyncConnection, repo_id: str) -> dict[str, Any]:
-    row = (await conn.execute(select(RP).where(RP.c.id == repo_id))).first()
+    row = await _REPO.first_mapping(conn, repo_id=repo_id)
     if row is None:
         raise NotFound(f"No repository '{repo_id}'.")
-    return _d(row)
+    return row
 
 
 async def find_repo_by_path(conn: AsyncConnection, path: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(RP).where(RP.c.path == path).limit(1))).first()
-    return _d(row) if row else None
+    return await _REPO_AT.first_mapping(conn, path=path)
 
 
 async def insert_project(tx: Tx, values: dict[str, Any]) -> None:
@@ -94,10 +105,10 @@ async def delete_project(tx: Tx, project_id: str) -> None:
 
 
 async def get_agent(conn: AsyncConnection, agent_id: str) -> dict[str, Any]:
-    row = (await conn.execute(select(A).where(A.c.id == agent_id))).first()
+    row = await _AGENT.first_mapping(conn, agent_id=agent_id)
     if row is None:
         raise NotFound(f"No agent profile '{agent_id}'. List them with GET /api/agents.")
-    return _d(row)
+    return row
 
 
 async def list_agents(

@@ -119,6 +119,7 @@ from codeyard.store.event_sql import (
     read_cursor,
     touch_runs_shared,
 )
+from codeyard.store.statement import Statement
 from codeyard.store.write_order import Append, Pending, lift
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,12 @@ class _AloneFailed(Exception):
         super().__init__(str(error))
         self.error = error
 
+
+#: A job's own rollback point in a batch of several, sent through the driver (``store.statement``:
+#: Core's nested transaction cost two executions through Core per job).
+_SAVEPOINT: Statement[tuple[()]] = Statement(text("SAVEPOINT codeyard_job"))
+_RELEASE_SAVEPOINT: Statement[tuple[()]] = Statement(text("RELEASE SAVEPOINT codeyard_job"))
+_ROLLBACK_TO_SAVEPOINT: Statement[tuple[()]] = Statement(text("ROLLBACK TO SAVEPOINT codeyard_job"))
 
 #: Times a PostgreSQL batch is run again after PostgreSQL broke a deadlock by failing it.
 _DEADLOCK_RETRIES = 3
@@ -645,8 +652,13 @@ class Writer:
                 )
                 try:
                     if pending.savepoint and not alone:
-                        async with conn.begin_nested():
+                        await _SAVEPOINT.run(conn)
+                        try:
                             result = await pending.fn(tx)
+                        except BaseException:
+                            await _ROLLBACK_TO_SAVEPOINT.run(conn)
+                            raise
+                        await _RELEASE_SAVEPOINT.run(conn)
                     else:
                         result = await pending.fn(tx)
                 except Exception as exc:  # the job's own failure: reported to its caller

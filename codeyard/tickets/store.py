@@ -12,6 +12,7 @@ from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
+from codeyard.store.statement import Statement
 from codeyard.store.writer import Tx
 from codeyard.tickets.domain import fts5_match
 
@@ -37,14 +38,16 @@ async def get_ticket(conn: AsyncConnection, project: dict[str, Any], number: int
 
 
 @functools.cache
-def _run_and_work() -> Any:
+def _run_and_work() -> Statement[tuple[Any, ...]]:
     """The run's row, whether a ticket names it as its current run, and whether a work queue
-    of its project is running (built once)."""
+    of its project is running (built once, sent without Core's work: ``store.statement``)."""
     run = schema.runs
     works = select(TK.c.id).where(TK.c.current_run_id == run.c.id).exists()
     queued = select(WQ.c.id).where(WQ.c.status == "running", WQ.c.project_id == run.c.project_id)
-    return select(run, works.label("_works_ticket"), queued.exists().label("_queue_running")).where(
-        run.c.id == bindparam("run_id")
+    return Statement(
+        select(run, works.label("_works_ticket"), queued.exists().label("_queue_running")).where(
+            run.c.id == bindparam("run_id")
+        )
     )
 
 
@@ -54,10 +57,9 @@ async def run_and_work(
     """A run's row (None: no such run), whether it works a ticket, and whether a work queue of
     its project runs, in one statement: what the ticket follower needs at each turn end of
     every run, though most work no ticket and belong to no queue (issue 15: three reads)."""
-    row = (await conn.execute(_run_and_work(), {"run_id": run_id})).first()
-    if row is None:
+    run = await _run_and_work().first_mapping(conn, run_id=run_id)
+    if run is None:
         return None, False, False
-    run = _d(row)
     return run, bool(run.pop("_works_ticket")), bool(run.pop("_queue_running"))
 
 
