@@ -15,6 +15,11 @@ of each side that is not counted.
   snapshot, the SDK and the launcher, the policy decision for the tool call, change tracking,
   the event log, the turn-end checkpoint and diff stats.
 
+After each Codeyard run the next run (either side) waits until the server's work for it is
+done: its agent exited, the worktree pool's fill for the next run started and every child
+process of the server (git: that fill, the discarded run's clean-up) ended. Without that wait
+that work fell into the next run's time, half the time a direct one.
+
 Variants are data (``VARIANTS``, in ``bench/_overhead_variants.py``); ``claude-code`` runs the
 Claude Code binary bundled in claude-agent-sdk (``codeyard/agents/claude/process.py``),
 ``codex`` the Codex binary when that provider is registered and can run here.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -39,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import Interference, fresh_dir, machine, make_repo, wait_quiet, write_json
 from bench._overhead_variants import PROMPT, VARIANTS, Variant, replies
+from codeyard.run_workspace.pool import FILL_DELAY
 from codeyard.testing.fake_llm import FakeLLM
 from tests.support.server import ServerProcess, open_sse
 
@@ -125,8 +132,11 @@ async def run_codeyard(
         events = (await api.get(f"/api/runs/{run}/events", params={"limit": 500})).json()["data"]
         await api.post(f"/api/runs/{run}/resolve", json={"action": "discard"})
     # Its turn's end may be recorded while the CLI exits (``TurnEnd.exiting``): the next run
-    # starts once the CLI is gone, as a direct run's successor starts after its exit.
+    # starts once the CLI is gone, as a direct run's successor starts after its exit, and
+    # once the server's own work for this run is done (the pool's next worktree, the
+    # discarded run's clean-up): otherwise it would land in the next run's time, direct or not.
     await _agent_gone(timing, run)
+    await _server_quiet(server.pid, timing_marks(timing, run))
     requests = _model_requests(fake, calls)
     marks = {
         **server_marks(events, timing_marks(timing, run)),
@@ -149,6 +159,39 @@ async def _agent_gone(timing: Path, run: str, wait: float = 30.0) -> None:
     while "agent done" not in timing_marks(timing, run):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the agent of run {run} did not exit within {wait} s")
+        await asyncio.sleep(0.005)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (its threads' children lists, recursively)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                kids = [int(k) for k in (task / "children").read_text().split()]
+                found += kids
+                todo += kids
+    return found
+
+
+async def _server_quiet(pid: int, marks: dict[str, float], wait: float = 30.0) -> None:
+    """Until the server has started the worktree pool's fill this run asked for (``FILL_DELAY``
+    after the run was prepared) and has no child process left (git: the fill, the discard)
+    for 50 ms."""
+    deadline = time.monotonic() + wait
+    fill_at = marks.get("prepared", 0.0) + FILL_DELAY + 0.05
+    await asyncio.sleep(max(0.0, fill_at - time.time()))
+    calm_since = None
+    while True:
+        if _descendants(pid):
+            calm_since = None
+        elif calm_since is None:
+            calm_since = time.monotonic()
+        elif time.monotonic() - calm_since >= 0.05:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server's child processes did not end within {wait} s")
         await asyncio.sleep(0.005)
 
 
