@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._threads import thread_ticks
+
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -105,6 +107,9 @@ class Sampler:
         #: (pid, start) -> (comm, last ticks seen, a child of the server), every descendant.
         self.ticks: dict[tuple[int, int], tuple[str, int, bool]] = {}
         self.stop = asyncio.Event()
+        #: tid -> (name, ticks) of the server's threads: at the start, and the last seen.
+        self.threads0 = thread_ticks(server_pid)
+        self.threads = dict(self.threads0)
 
     async def run(self) -> None:
         n = 0
@@ -113,6 +118,7 @@ class Sampler:
             server = next((p for p in members if p.pid == self.server), None)
             if server is None:
                 return
+            self.threads.update(await asyncio.to_thread(thread_ticks, self.server))
             for p in members:
                 if p.pid != self.server:
                     self.ticks[(p.pid, p.start)] = (p.comm, p.ticks, p.ppid == self.server)
@@ -140,6 +146,18 @@ class Sampler:
         for comm, ticks, _ in self.ticks.values():
             out[comm] = out.get(comm, 0) + ticks
         return out
+
+    def thread_split(self, own_ticks: int) -> dict[str, int]:
+        """The server's ticks during the step by thread name (``bench/_threads.py``), and
+        ``unseen``: its own ticks not in any thread's last sample (a thread's last < 0.25 s
+        before it exited)."""
+        self.threads.update(thread_ticks(self.server))
+        out: dict[str, int] = {}
+        for tid, (name, ticks) in self.threads.items():
+            before = self.threads0.get(tid, (name, 0))[1]
+            out[name] = out.get(name, 0) + ticks - before
+        out["unseen"] = own_ticks - sum(out.values())
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def deeper_ticks(self) -> int:
         """Ticks of descendants below the server's children: the sandbox's inner processes and

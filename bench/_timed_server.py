@@ -6,8 +6,9 @@ is run in this process (the pid stays the server's). Each line of ``CODEYARD_TIM
 ``<run id> <milestone> <unix time>``. With ``BENCH_SQL_COUNT_FILE`` set (not a ``CODEYARD_``
 variable: the test server does not pass those on), the server's SQL
 statements are counted there too (``bench/_sql_count.py``), and with ``BENCH_LOOP_FILE`` set,
-its event loop's lag and GC pauses (``bench/_loop_lag.py``). ``CODEYARD_TIMING_FILE`` may be
-left unset when only those are wanted.
+its event loop's lag and GC pauses (``bench/_loop_lag.py``); with ``BENCH_THREADS`` set, each
+thread names its OS thread by its kind, for the server's CPU by thread (``bench/_threads.py``).
+``CODEYARD_TIMING_FILE`` may be left unset when only those are wanted.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def main() -> None:
         from bench import _loop_lag
 
         _loop_lag.install(Path(lag))
+    if os.environ.get("BENCH_THREADS"):  # each thread names its OS thread (bench/_threads.py)
+        from bench import _threads
+
+        _threads.install()
     args = sys.argv[1:]
     if len(args) < 3 or args[1] != "-c":
         raise SystemExit("usage: _timed_server.py <python> -c <code>")

@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -240,6 +241,7 @@ async def step(
     fake_url: str,
     deadline: float,
     timing: Path,
+    profile: bool = False,
 ) -> dict[str, Any]:
     left = await wait_tree_empty(server.pid)
     available0 = mem_available_mb()
@@ -249,6 +251,8 @@ async def step(
     logs = [RunLog() for _ in range(n)]
     mon = Interference()
     mon.start()
+    if profile:  # the server's profile on (main(): --profile)
+        os.kill(server.pid, signal.SIGUSR1)
     started, wall0 = time.monotonic(), time.time()
     limits = httpx.Limits(max_connections=n + 10)
     timeout = httpx.Timeout(120, read=None)
@@ -278,6 +282,8 @@ async def step(
         leftover = await wait_tree_empty(server.pid)
         sampler.stop.set()
         await sampling
+    if profile:
+        os.kill(server.pid, signal.SIGUSR1)
     foreign = mon.stop()
     me1 = procs()[server.pid]
     own = (me1.ticks - me0.ticks) / TICK
@@ -286,6 +292,10 @@ async def step(
     reaped = (me1.child_ticks - me0.child_ticks) / TICK
     children = reaped + sampler.deeper_ticks() / TICK
     sampled = {k: round(v / TICK, 2) for k, v in sampler.sampled_ticks().items()}
+    by_thread = {
+        k: round(v * 1000 / TICK / n, 1)
+        for k, v in sampler.thread_split(me1.ticks - me0.ticks).items()
+    }
     add_milestones(logs, milestones(timing))
     trips = [t for lg in logs for t in lg.trips]
     errors = [e for lg in logs for e in lg.errors]
@@ -328,6 +338,9 @@ async def step(
             "share": round(own / max(1e-9, own + children), 4),
             "sampled_by_name_s": sampled,
             "server_per_run_ms": round(own * 1000 / n, 1),
+            # The server's CPU per run by thread (ms): the event loop, aiosqlite's thread, the
+            # git waiters, the commit thread (bench/_threads.py).
+            "server_per_run_ms_by_thread": by_thread,
         },
         "rss": {
             "server_mb": round(rss.get("server", 0.0), 1),
@@ -378,6 +391,7 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
     timing.touch()
     env["CODEYARD_TIMING_FILE"] = str(timing)
     env["BENCH_LOOP_FILE"] = str(timing.parent / "loop.log")  # step() reads it beside timing
+    env["BENCH_THREADS"] = "1"  # the server's CPU by thread (bench/_threads.py)
     wrap = [PY, str(Path(__file__).resolve().parent / "_timed_server.py")]
     server = ServerProcess(root / "data", env=env, wrap=wrap)
     steps: list[dict[str, Any]] = []
@@ -401,7 +415,16 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
                 print(f"== N={n}: skipped: {skipped[n]}", flush=True)
                 continue
             print(f"== N={n}", flush=True)
-            result = await step(n, server, repo, root / "homes", fake_url, args.deadline, timing)
+            result = await step(
+                n,
+                server,
+                repo,
+                root / "homes",
+                fake_url,
+                args.deadline,
+                timing,
+                profile=args.profile is not None,
+            )
             print({k: v for k, v in result.items() if k != "error_examples"}, flush=True)
             steps.append(result)
             # The next step's guard: the larger of what the tree and the machine gave up.
@@ -445,18 +468,23 @@ def main() -> None:
     ap.add_argument(
         "--profile",
         type=Path,
-        help="cProfile the server's event-loop thread (its CPU time, not wall time) into this "
-        "file (slows it; for finding where its CPU goes, not for the shares)",
+        help="cProfile the server's event-loop thread (its CPU time, not wall time) during the "
+        "steps' runs (not its start-up nor the warm-up) into this file (slows it; for finding "
+        "where its CPU goes, not for the shares)",
     )
     args = ap.parse_args()
     if args.profile:
         # Uvicorn re-raises SIGTERM after its graceful shutdown: the handler it restores is
         # this one, which writes the profile before the process ends.
+        # SIGUSR1 turns it on and off: on for each step's runs only (step()), not for the
+        # start-up and the warm-up run.
         server_support.SERVER_CODE = (
             "import cProfile, signal, sys, time; profile = cProfile.Profile(time.thread_time); "
+            "on = [False]; signal.signal(signal.SIGUSR1, lambda *_: (profile.disable() if on[0] "
+            "else profile.enable(), on.__setitem__(0, not on[0]))); "
             "signal.signal(signal.SIGTERM, lambda *_: (profile.disable(), "
             f"profile.dump_stats({str(args.profile.resolve())!r}), sys.exit(0))); "
-            f"profile.enable(); {server_support.SERVER_CODE}"
+            f"{server_support.SERVER_CODE}"
         )
     os.environ.update(
         GIT_AUTHOR_NAME="bench",
