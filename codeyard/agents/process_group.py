@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import signal
@@ -94,6 +96,42 @@ def _children(pids: Iterable[int]) -> set[int] | None:
             finally:
                 os.close(fd)
             found.update(int(child) for child in raw.split())
+    return found
+
+
+_PR_GET_CHILD_SUBREAPER = 37
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _subreaper() -> bool:
+    """Whether this process adopts its descendants' orphans (``PR_SET_CHILD_SUBREAPER``; if
+    that cannot be asked: assumed so)."""
+    try:
+        libc = _libc()
+        flag = ctypes.c_int()
+        if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0:
+            return True
+    except (OSError, AttributeError):
+        return True
+    return bool(flag.value)
+
+
+def _adopters() -> list[int]:
+    """Where an orphan of a process this one started goes: this process when it is a child
+    subreaper, and each of its ancestors up to init (the nearest subreaper above the dead
+    parent, else init). Empty without ``/proc``."""
+    found = [os.getpid()] if _subreaper() else []
+    pid = os.getppid()
+    while pid > 0 and pid not in found:
+        stat = _stat(pid)
+        if stat is None:
+            return []
+        found.append(pid)
+        pid = stat[1]
     return found
 
 
@@ -284,7 +322,33 @@ class ProcessGroup:
                 break
             # Only the leader's zombie may hold the group: whoever started it reaps it now.
             await asyncio.sleep(REAP_LOOK_EVERY)
-        return self.members()
+        adopted = self._adopted()
+        return self.members() if adopted is None else adopted
+
+    def _adopted(self) -> set[int] | None:
+        """Live members outside the tree seen so far, found without a scan of every process
+        (None: only a scan can tell). A member whose parent died was re-parented to the
+        nearest child subreaper above it, else to init: for a group this process started,
+        that is this process (when it is a subreaper) or one of its ancestors. So the members
+        left are the children of those in the group, and their descendants. Where the group
+        is held only by zombies (a container's init that reaps nothing keeps the sandbox's
+        exited init), this reads a few children lists instead of every process's stat."""
+        if self._id_reused(_stat(self.pid)):
+            return None  # the id may name a newer group now: only the members seen count
+        adopters = _adopters()
+        children = _children(adopters) if adopters else None
+        if children is None:
+            return None
+        adopted: dict[int, int] = {}
+        for pid in children:
+            stat = _stat(pid)
+            if stat is not None and stat[0] not in ("Z", "X") and stat[2] == self.pid:
+                adopted[pid] = stat[3]
+        self._known.update(adopted)
+        born = self._born(set(adopted))
+        if born is None:
+            return None
+        return adopted.keys() | born.keys()
 
     def _group_empty(self) -> bool:
         """Whether no process is left in the group (a zombie still counts; a member of another
