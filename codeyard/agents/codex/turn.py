@@ -194,8 +194,7 @@ class _Turn:
             async with asyncio.timeout(START_TIMEOUT):
                 await conn.request("initialize", {"clientInfo": CLIENT})
                 await conn.notify("initialized")
-                for item in await self._open_thread(conn):
-                    yield item
+                opened = await self._open_thread(conn)
                 params: dict[str, Any] = {
                     "threadId": self.state.thread_id,
                     "input": [
@@ -208,7 +207,19 @@ class _Turn:
                 }
                 if self.settings.effort:
                     params["effort"] = self.settings.effort
-                turn = await conn.request("turn/start", params)
+                # Asked before the thread's items are handed on: the executor records them (a
+                # commit) while Codex starts the turn, not before it is asked to. The turn's
+                # own notifications are read only after them (``_items``).
+                starting = asyncio.ensure_future(conn.request("turn/start", params))
+                try:
+                    for item in opened:
+                        yield item
+                    turn = await starting
+                finally:
+                    if not starting.done():  # closed while the items were handed on
+                        starting.cancel()
+                    elif not starting.cancelled():
+                        starting.exception()  # seen: raised above, or never to be
         except (RpcError, ConnectionError, TimeoutError) as exc:
             raise AgentFailure(self._explain(f"Codex did not start the turn: {exc}")) from exc
         self.state.turn_id = str((turn.get("turn") or {}).get("id") or "") or None
