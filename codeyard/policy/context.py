@@ -3,16 +3,25 @@
 Rules come from the policy sets assigned to the run, its agent profile and its project (in that
 order, so ties in priority go to the most specific), plus rules an operator remembered for the
 run. The engine then orders them by priority.
+
+What :func:`build` reads besides the run (its agent profile and policy rows: two statements or
+more per tool call that reaches a decision) is kept in memory per run, keyed by the run's own
+sets, agent and project, while this process hears every write of them (``store.wakeups``: each
+write of a policy, policy set, project or agent profile announces ``POLICIES``, here and to
+other servers through PostgreSQL); every announcement drops all of it (issue 15).
 """
 
 from __future__ import annotations
 
 import json
+import weakref
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.policy import (
@@ -24,7 +33,7 @@ from codeyard.domain.policy import (
     compile_policies,
     parse_rules,
 )
-from codeyard.store import policies, projects
+from codeyard.store import policies, projects, wakeups
 from codeyard.store import settings as settings_store
 
 MODES = ("default", "plan", "auto")
@@ -67,7 +76,10 @@ _CACHE_SIZE = 64
 async def compiled_for(conn: AsyncConnection, run: dict[str, Any]) -> CompiledPolicies:
     """Compiled rules, cached by their content (compiling 1,000 rules takes ~0.1 s; deciding
     with them well under 1 ms)."""
-    rows = await policy_rows(conn, run)
+    return _compiled_rows(await policy_rows(conn, run))
+
+
+def _compiled_rows(rows: list[dict[str, Any]]) -> CompiledPolicies:
     key = json.dumps([[r["id"], r["enabled"], r["priority"], r["rules"]] for r in rows])
     if key in _compiled:
         _compiled.move_to_end(key)
@@ -87,21 +99,89 @@ def permission_mode(
     return cast(PermissionMode, mode if mode in MODES else "default")
 
 
-async def build(
-    conn: AsyncConnection, run: dict[str, Any], default_mode: str, private: tuple[str, ...] = ()
-) -> PolicyContext:
-    """The run's policy context; ``private``: the data directory (the read gate's roots)."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What a run's context reads besides the run: its agent profile and policy rows."""
+
+    agent: dict[str, Any] | None
+    rows: list[dict[str, Any]]
+
+
+async def _read(conn: AsyncConnection, run: dict[str, Any]) -> _Read:
     agent = None
     if run.get("agent_id"):
         try:
             agent = await projects.get_agent(conn, run["agent_id"])
         except NotFound:  # a deleted profile: fall back to the defaults
             agent = None
+    return _Read(agent, await policy_rows(conn, run))
+
+
+@dataclass(slots=True)
+class _Kept:
+    """One engine's kept reads, by run (and what of the run they were read for)."""
+
+    reads: OrderedDict[tuple[Any, ...], _Read] = field(default_factory=OrderedDict)
+    #: Moves on at every announcement: a read that saw it move while it ran keeps nothing.
+    generation: int = 0
+
+    def drop(self) -> None:
+        self.generation += 1
+        self.reads.clear()
+
+
+_kept: weakref.WeakKeyDictionary[Engine, _Kept] = weakref.WeakKeyDictionary()
+#: Runs whose reads are kept (the least recently decided for go first).
+_RUNS_KEPT = 4096
+
+
+def _kept_of(engine: AsyncEngine) -> _Kept:
+    kept = _kept.get(engine.sync_engine)
+    if kept is None:
+        kept = _kept[engine.sync_engine] = _Kept()
+        wakeups.follow(engine, wakeups.POLICIES, kept.drop)
+    return kept
+
+
+async def _reads(conn: AsyncConnection, run: dict[str, Any]) -> _Read:
+    """The run's agent profile and policy rows: kept while every write of them is heard (see
+    the module), else read. A read to keep is made on a connection of its own, so that it sees
+    every commit so far (``conn``'s snapshot may be older than the last announcement)."""
+    engine = conn.engine
+    if not wakeups.hearing(engine):
+        return await _read(conn, run)
+    kept = _kept_of(engine)
+    key = (
+        run["id"],
+        tuple(run.get("policy_set_ids") or ()),
+        run.get("agent_id"),
+        run["project_id"],
+    )
+    found = kept.reads.get(key)
+    if found is not None:
+        kept.reads.move_to_end(key)
+        return found
+    generation = kept.generation
+    async with engine.connect() as own:
+        found = await _read(own, run)
+    if wakeups.hearing(engine) and kept.generation == generation:
+        kept.reads[key] = found
+        if len(kept.reads) > _RUNS_KEPT:
+            kept.reads.popitem(last=False)
+    return found
+
+
+async def build(
+    conn: AsyncConnection, run: dict[str, Any], default_mode: str, private: tuple[str, ...] = ()
+) -> PolicyContext:
+    """The run's policy context; ``private``: the data directory (the read gate's roots)."""
+    read = await _reads(conn, run)
+    agent = read.agent
     stored = await settings_store.load(conn)
     worktree = next(iter(run["worktrees"].values()), None) or str(Path.cwd())
     return PolicyContext(
         worktree=worktree,
-        policies=await compiled_for(conn, run),
+        policies=_compiled_rows(read.rows),
         trusted=bool(run.get("trusted")),
         permission_mode=permission_mode(run, agent, default_mode),
         gates=GateSettings.from_mapping(stored.get("gates")),

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.pages import decode_cursor, page
 from codeyard.store.records import ApprovalRecord
 from codeyard.store.statement import RowWrites, Statement
@@ -62,16 +62,19 @@ async def get_policy(conn: AsyncConnection, policy_id: str) -> dict[str, Any]:
 
 async def insert_policy(tx: Tx, values: dict[str, Any]) -> None:
     await tx.conn.execute(PO.insert().values(**values))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def update_policy(tx: Tx, policy_id: str, values: dict[str, Any]) -> None:
     await tx.conn.execute(
         update(PO).where(PO.c.id == policy_id).values(updated_at=utc_now(), **values)
     )
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def delete_policy(tx: Tx, policy_id: str) -> None:
     await tx.conn.execute(delete(PO).where(PO.c.id == policy_id))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 # --- policy sets ----------------------------------------------------------------------------
@@ -99,16 +102,19 @@ async def get_set(conn: AsyncConnection, set_id: str) -> dict[str, Any]:
 
 async def insert_set(tx: Tx, values: dict[str, Any]) -> None:
     await tx.conn.execute(PS.insert().values(**values))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def update_set(tx: Tx, set_id: str, values: dict[str, Any]) -> None:
     await tx.conn.execute(
         update(PS).where(PS.c.id == set_id).values(updated_at=utc_now(), **values)
     )
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def delete_set(tx: Tx, set_id: str) -> None:
     await tx.conn.execute(delete(PS).where(PS.c.id == set_id))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 # --- approvals ------------------------------------------------------------------------------

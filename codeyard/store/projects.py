@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from codeyard.crypto import SecretBox
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
-from codeyard.store import schema
+from codeyard.store import schema, wakeups
 from codeyard.store.pages import decode_cursor, page
 from codeyard.store.statement import Statement
 from codeyard.store.writer import Tx
@@ -77,6 +77,7 @@ async def find_repo_by_path(conn: AsyncConnection, path: str) -> dict[str, Any] 
 
 async def insert_project(tx: Tx, values: dict[str, Any]) -> None:
     await tx.conn.execute(P.insert().values(**values))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def insert_repo(tx: Tx, values: dict[str, Any]) -> None:
@@ -87,6 +88,7 @@ async def update_project(tx: Tx, project_id: str, values: dict[str, Any]) -> Non
     await tx.conn.execute(
         update(P).where(P.c.id == project_id).values(updated_at=utc_now(), **values)
     )
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def update_repo(tx: Tx, repo_id: str, values: dict[str, Any]) -> None:
@@ -102,6 +104,7 @@ async def delete_repo(tx: Tx, repo_id: str) -> None:
 async def delete_project(tx: Tx, project_id: str) -> None:
     await tx.conn.execute(delete(RP).where(RP.c.project_id == project_id))
     await tx.conn.execute(delete(P).where(P.c.id == project_id))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def get_agent(conn: AsyncConnection, agent_id: str) -> dict[str, Any]:
@@ -126,16 +129,19 @@ async def list_agents(
 
 async def insert_agent(tx: Tx, values: dict[str, Any]) -> None:
     await tx.conn.execute(A.insert().values(**values))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def update_agent(tx: Tx, agent_id: str, values: dict[str, Any]) -> None:
     await tx.conn.execute(
         update(A).where(A.c.id == agent_id).values(updated_at=utc_now(), **values)
     )
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 async def delete_agent(tx: Tx, agent_id: str) -> None:
     await tx.conn.execute(delete(A).where(A.c.id == agent_id))
+    await wakeups.written(tx, wakeups.POLICIES)
 
 
 #: The run option naming the agent profile whose sealed ``env`` the executor adds at each turn.

@@ -44,6 +44,9 @@ PORT_LEASES = "port_leases"
 NOTIFICATION_TARGETS = "notification_targets"
 #: A repository's checks configuration was written (``repo_checks``).
 REPO_CHECKS = "repo_checks"
+#: A policy, policy set, project or agent profile was written: what a run's policy context is
+#: read from (``policy.context``).
+POLICIES = "policies"
 
 Wake = Callable[[], None]
 
