@@ -14,11 +14,11 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
   e.g. a ``model_providers.<name>`` table with ``base_url`` for a local model server; over
   Codeyard's own defaults (``DEFAULT_CONFIG``), which turn Codex's plugins off: at every start
   the app-server syncs the curated plugin marketplace (``git ls-remote`` and HTTP requests to
-  GitHub and chatgpt.com) and warms its featured-plugins list, ~50 ms of CPU and ~40 ms before
-  the first model request on a quiet 2-core machine (Codex 0.163, bench/overhead.py), paid by
-  every turn since each turn is a new process. A run's tools come from its worktree, its MCP
-  servers (``mcp_servers``) and Codex's built-in tools; ``{"features.plugins": true}`` in
-  ``config`` brings the plugins back;
+  GitHub and chatgpt.com) and warms its featured-plugins list: ~50 ms of CPU and up to ~40 ms
+  before the first model request (Codex 0.163, paired runs of the bare app-server on a shared
+  2-core machine), paid by every turn since each turn is a new process. A run's tools come from
+  its worktree, its MCP servers (``mcp_servers``) and Codex's built-in tools;
+  ``{"features.plugins": true}`` in ``config`` brings the plugins back;
 * ``env`` — extra environment, e.g. ``CODEX_HOME`` or the API key a model provider reads;
 * ``cli_path`` — another ``codex`` binary than the one the ``openai-codex`` SDK pins;
 * ``mcp_servers`` — HTTP MCP servers (``{name: {"type": "http", "url": …, "headers": {…}}}``),
