@@ -22,7 +22,8 @@ result processors Core would use (JSON parsed, booleans, …). What Core still g
 - errors: a driver error is raised by Core's own handler, as Core raises it (``IntegrityError``
   and the rest of ``DBAPIError``; a lost connection is invalidated);
 - ``before_cursor_execute`` listeners see each statement (the tests' and the bench's statement
-  counts use them), with no cursor and no execution context.
+  counts use them), with no cursor and no execution context (the engine's ``echo`` log does
+  not show them).
 
 A connection Core must first revalidate, or a driver this module does not know, takes
 ``exec_driver_sql`` with the same string and parameters: the same results at Core's cost.
@@ -115,9 +116,11 @@ class Compiled:
         converts = self._converts
         if converts is None:
             dialect = self._dialect
+            if len(coltypes) != len(self.types):  # not reported: as SQLite reports them
+                coltypes = [None] * len(self.types)
             converts = self._converts = tuple(
                 type_.dialect_impl(dialect).result_processor(dialect, coltype)
-                for type_, coltype in zip(self.types, coltypes, strict=False)
+                for type_, coltype in zip(self.types, coltypes, strict=True)
             )
         if not any(converts):
             return [tuple(row) for row in raw]
