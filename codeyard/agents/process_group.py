@@ -122,9 +122,9 @@ def _subreaper() -> bool:
 
 def _adopters() -> list[int]:
     """Where an orphan of a process this one started goes: this process when it is a child
-    subreaper, and each of its ancestors up to init (the nearest subreaper above the dead
-    parent, else init). Empty without ``/proc``."""
-    found = [os.getpid()] if _subreaper() else []
+    subreaper or init itself (a container's first process), and each of its ancestors up to
+    init (the nearest subreaper above the dead parent, else init). Empty without ``/proc``."""
+    found = [os.getpid()] if os.getpid() == 1 or _subreaper() else []
     pid = os.getppid()
     while pid > 0 and pid not in found:
         stat = _stat(pid)

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -193,3 +195,47 @@ async def test_without_children_lists_a_scan_finds_the_member_left_alone(
 ) -> None:
     monkeypatch.setattr(process, "_children", lambda pids: None)  # no CONFIG_PROC_CHILDREN
     assert len(await _member_left_alone_waited_for(monkeypatch)) >= 1
+
+
+SUBREAPER_SCRIPT = """
+import asyncio, ctypes, sys
+from codeyard.agents import process_group as process
+
+scans = []
+scan = process._all_stats
+process._all_stats = lambda: scans.append(1) or scan()
+
+
+async def main():
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER: orphans come here
+    leader = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", "sleep 0.6 >/dev/null & echo $!",
+        stdout=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    out, _ = await leader.communicate()
+    member = int(out)
+    assert process._stat(member)[1] == process.os.getpid()  # adopted by this process
+    group = process.ProcessGroup(leader.pid)
+    assert await group.stop(grace=5, why="test")
+    print(member in group._known, not process._alive(member), len(scans))
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_subreaper_server_finds_the_member_it_adopted_without_a_scan() -> None:
+    """Where the server is a child subreaper, a member left without its parent is re-parented
+    to the server, not to init: its own children lists find it (no scan of every process)."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", SUBREAPER_SCRIPT],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "0"], done.stdout
