@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, update
-from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
@@ -192,8 +191,11 @@ class Statement(Generic[RowT]):
         sync = conn.sync_connection
         if sync is None or sync.closed or sync.invalidated:
             return await _through_core(conn, compiled, params)
-        adapt = sync.connection.dbapi_connection
-        if not isinstance(adapt, OneHopConnection | AsyncAdapt_asyncpg_connection):
+        adapt: Any = sync.connection.dbapi_connection
+        # By the dialect's driver, not the adapter's class: importing SQLAlchemy's PostgreSQL
+        # dialect costs ~90 ms of a SQLite server's start-up (``store.upsert``).
+        one_hop = isinstance(adapt, OneHopConnection)
+        if not one_hop and conn.dialect.driver != "asyncpg":
             return await _through_core(conn, compiled, params)
         if not sync.in_transaction():
             sync.begin()  # as Core's autobegin: no I/O here (SQLite's BEGIN goes with the hop)
@@ -202,7 +204,7 @@ class Statement(Generic[RowT]):
             for listener in core.dispatch.before_cursor_execute:
                 sql, params = listener(sync, None, sql, params, None, False)
         try:
-            if isinstance(adapt, OneHopConnection):
+            if one_hop:
                 description, raw, count, _last = await OneHopCursor._hop(adapt, sql, params, False)
                 coltypes: list[Any] = [None] * len(description or ())
             else:
@@ -214,16 +216,15 @@ class Statement(Generic[RowT]):
 
 
 async def _asyncpg(
-    adapt: AsyncAdapt_asyncpg_connection, sync: Connection, sql: str, params: tuple[Any, ...]
+    adapt: Any, sync: Connection, sql: str, params: tuple[Any, ...]
 ) -> tuple[list[Any], int, list[Any]]:
     """What SQLAlchemy's asyncpg cursor does for one statement (its lock, the transaction
     started with the first statement, the prepared statement cache), without the cursor."""
-    driver: Any = adapt
-    async with driver._execute_mutex:
-        if driver._transaction is None:
-            await driver._start_transaction()
+    async with adapt._execute_mutex:
+        if adapt._transaction is None:
+            await adapt._start_transaction()
         stale_before = cast(Any, sync.dialect)._invalidate_schema_cache_asof
-        prepared, attributes = await driver._prepare(sql, stale_before)
+        prepared, attributes = await adapt._prepare(sql, stale_before)
         rows = await prepared.fetch(*params)
         found = _STATUS_ROWS.match(prepared.get_statusmsg() or "")
         count = int(found.group(1)) if found else -1

@@ -19,7 +19,8 @@ import pytest
 
 #: Loaded on first use: the MCP SDK (first /mcp request, or a warm-up thread after start-up),
 #: the Claude Agent SDK (a turn, a utility-model call), web push (a push), the GitHub client
-#: (a GitHub request), Temporal (the temporal executor), the terminal emulator (a terminal).
+#: (a GitHub request), Temporal (the temporal executor), the terminal emulator (a terminal),
+#: SQLAlchemy's PostgreSQL dialect (a PostgreSQL database: ~90 ms that a SQLite server never needs).
 LAZY = (
     "mcp",
     "claude_agent_sdk",
@@ -29,6 +30,7 @@ LAZY = (
     "githubkit",
     "temporalio",
     "pyte",
+    "sqlalchemy.dialects.postgresql",
 )
 
 #: The API modules the app itself needs before any request: authentication, middleware, the
