@@ -4,6 +4,7 @@ options), against the same scripted replies of the fake model (one tool call, th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -107,6 +108,19 @@ def _codex_argv(model: str, url: str) -> list[str]:
     for key, value in _codex_config(url).items():
         args += ["-c", f"{key}={toml_value(value)}"]
     return [*args, PROMPT]
+
+
+def with_codex_config(v: Variant, overrides: list[str]) -> Variant:
+    """The codex variant whose direct ``codex exec`` also gets ``-c key=value`` for each of
+    ``overrides``: e.g. ``features.plugins=false``, Codeyard's default for its app-server
+    (``agents/codex/provider.py``), to compare like with like beside a user's defaults."""
+    extra = [arg for kv in overrides for arg in ("-c", kv)]
+
+    def argv(url: str) -> list[str]:
+        args = v.argv(url)
+        return [*args[:-1], *extra, args[-1]]  # the prompt stays last
+
+    return dataclasses.replace(v, argv=argv)
 
 
 def _gemini_problem() -> str | None:

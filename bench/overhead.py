@@ -25,6 +25,7 @@ Claude Code binary bundled in claude-agent-sdk (``codeyard/agents/claude/process
 ``codex`` the Codex binary when that provider is registered and can run here.
 
     .venv/bin/python bench/overhead.py [--pairs 12] [--only claude-code] [--json out.json]
+        [--codex-direct-config features.plugins=false]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import Interference, fresh_dir, machine, make_repo, wait_quiet, write_json
-from bench._overhead_variants import PROMPT, VARIANTS, Variant, replies
+from bench._overhead_variants import PROMPT, VARIANTS, Variant, replies, with_codex_config
 from codeyard.run_workspace.pool import FILL_DELAY
 from codeyard.testing.fake_llm import FakeLLM
 from tests.support.server import ServerProcess, open_sse
@@ -419,6 +420,13 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=12)
     ap.add_argument("--only", action="append", choices=sorted(VARIANTS))
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--codex-direct-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also give the direct codex exec this -c override (e.g. features.plugins=false)",
+    )
     args = ap.parse_args()
     os.environ.update(
         GIT_AUTHOR_NAME="bench",
@@ -430,6 +438,8 @@ def main() -> None:
     results, skipped = [], {}
     for name in args.only or list(VARIANTS):
         variant = VARIANTS[name]
+        if name == "codex" and args.codex_direct_config:
+            variant = with_codex_config(variant, args.codex_direct_config)
         why = variant.problem()
         if why is not None:
             skipped[name] = why
