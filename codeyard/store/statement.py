@@ -198,6 +198,8 @@ class Statement(Generic[RowT]):
         if not one_hop and conn.dialect.driver != "asyncpg":
             return await _through_core(conn, compiled, params)
         if not sync.in_transaction():
+            if sync.get_transaction() is not None:  # inactive: Core raises what it must
+                return await _through_core(conn, compiled, params)
             sync.begin()  # as Core's autobegin: no I/O here (SQLite's BEGIN goes with the hop)
         core = cast(Any, sync)
         if core._has_events or core.engine._has_events:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.store import schema
@@ -134,3 +134,17 @@ async def test_listeners_see_each_statement_and_an_invalidated_connection_reconn
         await conn.rollback()
         await conn.invalidate()  # Core must reconnect first: the statement goes through Core
         assert (await ROW.first_mapping(conn, run_id="run_a")) == await _core_row(engine, "run_a")
+
+
+async def test_a_transaction_core_would_refuse_is_refused(engine: AsyncEngine) -> None:
+    """Invalidated inside a transaction: Core refuses every statement until a rollback, and
+    so does a Statement (Core's own error), then reconnects."""
+    async with engine.connect() as conn:
+        await ROW.first(conn, run_id="run_a")
+        await conn.invalidate()
+        with pytest.raises(PendingRollbackError):
+            await conn.execute(select(R.c.id))
+        with pytest.raises(PendingRollbackError):
+            await ROW.first(conn, run_id="run_a")
+        await conn.rollback()
+        assert await COUNT.scalar(conn) == 1
