@@ -53,6 +53,12 @@ async def run_scoped_policies(conn: AsyncConnection, run_id: str) -> list[dict[s
     return await _RUN_SCOPED.mappings(conn, run_id=run_id)
 
 
+async def any_run_scoped(conn: AsyncConnection) -> bool:
+    """Whether any policy is scoped to a run."""
+    stmt = select(PO.c.id).where(PO.c.scope_run_id.is_not(None)).limit(1)
+    return (await conn.execute(stmt)).first() is not None
+
+
 async def get_policy(conn: AsyncConnection, policy_id: str) -> dict[str, Any]:
     row = (await conn.execute(select(PO).where(PO.c.id == policy_id))).first()
     if row is None:

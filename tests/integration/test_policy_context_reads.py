@@ -51,9 +51,12 @@ async def test_the_context_is_kept_until_a_policy_is_written(api: Api, git_repo:
         run = await runs.get(conn, started["id"])
 
     assert _action(await _context(api, run)) == "allow"  # read (and kept)
+    alike = {**run, "id": "run_alike"}  # another run with the same sets, agent and project
     with statements(api.services.engine, _reads_rules) as sent:
         for _ in range(3):
             assert _action(await _context(api, run)) == "allow"
+        # No policy is scoped to any run: a run's first decision reads nothing either.
+        assert _action(await _context(api, alike)) == "allow"
     assert sent == []
 
     resp = await api.request(
@@ -90,3 +93,28 @@ async def test_a_project_write_drops_what_is_kept(api: Api, git_repo: Path) -> N
         return _action(await _context(api, run)) == "deny"
 
     assert await eventually(denied, timeout=10)
+
+
+async def test_a_policy_remembered_for_a_run_applies_to_that_run_only(
+    api: Api, git_repo: Path
+) -> None:
+    started = await start(api, git_repo, {"say": "hi"})
+    await api.wait_status(started["id"], "review")
+    async with api.services.engine.connect() as conn:
+        run = await runs.get(conn, started["id"])
+    other = {**run, "id": "run_other"}
+    assert _action(await _context(api, run)) == "ask"
+    assert _action(await _context(api, other)) == "ask"
+    body = {"rules": [{"tool": "Bash", "command": "^echo ", "action": "deny"}]}
+    resp = await api.request("PUT", f"/api/runs/{run['id']}/policy", json=body)
+    assert resp.status_code == 200, resp.text
+
+    async def denied() -> bool:
+        return _action(await _context(api, run)) == "deny"
+
+    assert await eventually(denied, timeout=10)
+    assert _action(await _context(api, other)) == "ask"
+    with statements(api.services.engine, _reads_rules) as sent:
+        assert _action(await _context(api, run)) == "deny"
+        assert _action(await _context(api, other)) == "ask"
+    assert sent == []  # both kept
