@@ -30,7 +30,13 @@ soon as ``approval.requested`` arrives. Measured per step:
   threads) over the whole tree's: its own, its reaped children's (``cutime``: git, the sandbox
   launcher, read after every process of the step has exited), and the processes below the
   launcher (the agents: the launcher reaps them, so their CPU never reaches the server's
-  ``cutime``), sampled every 0.25 s by process (the last < 0.25 s of each is missed).
+  ``cutime``), sampled every 0.25 s by process (the last < 0.25 s of each is missed). The
+  server's own CPU per run is also split by thread (``server_per_run_ms_by_thread``: each
+  thread names its OS thread, ``bench/_threads.py``): ``loop`` (the event loop),
+  ``_connection_wor`` (aiosqlite's connection threads), ``codeyard-git`` (the git waiters),
+  ``codeyard-sqlite`` (the writer's commit thread), ``uvloop`` (the loop's default executor),
+  ``AnyIO worker th``; ``unseen`` is what no thread's samples account for (threads that ended
+  between two samples, and the kernel's per-thread rounding).
 - **memory share**: the server's RSS over the summed RSS of the server and every descendant at
   the sample where that sum peaked (RSS counts the 400 MB CLI binary's shared pages in every
   process); the same with PSS (``smaps_rollup``, shared pages divided), sampled every 2 s; and
