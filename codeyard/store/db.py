@@ -28,12 +28,23 @@ SQLITE_PRAGMAS = (
 )
 
 
+#: The SQLite engine's pool. Each connection is an aiosqlite thread and the database opened
+#: with its pragmas (~ms of CPU); SQLAlchemy's default (5, overflow 10) closed every connection
+#: past five as it came back, so a server with tens of runs opened and closed them all along.
+#: Idle connections cost little (a parked thread, a page cache filled as read).
+SQLITE_POOL_SIZE, SQLITE_POOL_OVERFLOW = 20, 40
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, NORMAL sync and a busy timeout on every connection."""
     if dialect_name(url) == "sqlite":
         # One hand-off to the driver's thread per statement (``store.sqlite_driver``).
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, module=sqlite_driver.dbapi()
+            url,
+            connect_args={"timeout": 30},
+            module=sqlite_driver.dbapi(),
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_POOL_OVERFLOW,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
