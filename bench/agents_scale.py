@@ -46,7 +46,10 @@ soon as ``approval.requested`` arrives. Measured per step:
   ``--reserve-gb`` available is not started (the machine is shared).
 
 The fake model and this client stand in for the remote model and the operator: their CPU is not
-counted on either side of the share.
+counted on either side of the share. Nor is the bench's own instrument in the server: the
+event-loop lag ticker (``bench/_loop_lag.py``, 100 wake-ups a second, 5-9 ms of the server's
+CPU per run at N = 20 in session 15's A/B) runs only with ``--loop-lag``, and a step measured
+with it says so (``loop_lag_ticker`` in the JSON); sessions up to 14 always ran it.
 
     .venv/bin/python bench/agents_scale.py [--agents 5,10,20,40,60] [--think 1.0]
 """
@@ -369,7 +372,7 @@ async def step(
         "mem_available_drop_mb": round(available0 - sampler.min_available, 1),
         "foreign_cpu": round(foreign, 3),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
-        # The server's event-loop lag and GC pauses while the step's runs went.
+        # The server's event-loop lag and GC pauses while the step's runs went (--loop-lag).
         "loop": _loop_lag.summary(timing.parent / "loop.log", since=wall0, until=wall1),
     }
 
@@ -396,7 +399,10 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
     timing = root / "timing.log"
     timing.touch()
     env["CODEYARD_TIMING_FILE"] = str(timing)
-    env["BENCH_LOOP_FILE"] = str(timing.parent / "loop.log")  # step() reads it beside timing
+    loop_log = timing.parent / "loop.log"  # step() reads it beside timing
+    loop_log.touch()
+    if args.loop_lag:
+        env["BENCH_LOOP_FILE"] = str(loop_log)
     env["BENCH_THREADS"] = "1"  # the server's CPU by thread (bench/_threads.py)
     wrap = [PY, str(Path(__file__).resolve().parent / "_timed_server.py")]
     server = ServerProcess(root / "data", env=env, wrap=wrap)
@@ -454,6 +460,7 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
     return {
         "machine": machine(),
         "think_s": args.think,
+        "loop_lag_ticker": args.loop_lag,
         "tool_calls_per_run": TOOL_CALLS,
         "sandbox": {k: sandbox.get(k) for k in ("mode", "available", "version")},
         "warm_up": {k: warm[k] for k in ("wall_s", "approval_round_trip", "cpu")},
@@ -471,6 +478,11 @@ def main() -> None:
     ap.add_argument("--reserve-gb", type=float, default=4.0, help="memory left to the others")
     ap.add_argument("--guess-mb", type=float, default=400, help="MB per agent before measured")
     ap.add_argument("--json", type=Path, default=OUT / "agents_scale.json")
+    ap.add_argument(
+        "--loop-lag",
+        action="store_true",
+        help="run the event-loop lag ticker in the server (its CPU then counts as the server's)",
+    )
     ap.add_argument(
         "--profile",
         type=Path,
