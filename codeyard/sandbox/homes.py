@@ -8,6 +8,7 @@ read-only inside the sandbox.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -72,6 +73,12 @@ def state_paths(provider: str, home: Path, env: Mapping[str, str]) -> list[Path]
 
 def secret_paths(provider: str, home: Path) -> list[Path]:
     """Entries of ``home`` hidden from ``provider``: credentials and every other CLI's state."""
+    return list(_secret_paths(provider, home))
+
+
+@functools.lru_cache(maxsize=64)
+def _secret_paths(provider: str, home: Path) -> tuple[Path, ...]:
+    """Fixed per server (the list and its home): built once, not at every spawn."""
     own = {home / rel for var, rel in STATE_ENTRIES.get(provider, ())}
     others = [
         home / rel
@@ -80,4 +87,4 @@ def secret_paths(provider: str, home: Path) -> list[Path]:
         for _, rel in entries
     ]
     paths = [home / rel for rel in SECRET_ENTRIES] + others
-    return list(dict.fromkeys(p for p in paths if p not in own))
+    return tuple(dict.fromkeys(p for p in paths if p not in own))

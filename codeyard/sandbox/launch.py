@@ -7,9 +7,11 @@ if bubblewrap cannot run, :class:`SandboxUnavailable` is raised and nothing star
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +58,25 @@ class Contained:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+    """``path`` is ``root`` or under it (by their parts: ``root in path.parents`` built
+    every ancestor of ``path``, a third of a spawn's set-up)."""
+    parts, under = path.parts, root.parts
+    return len(under) <= len(parts) and parts[: len(under)] == under
+
+
+@functools.lru_cache(maxsize=32)
+def _resolved(paths: tuple[Path, ...]) -> list[Path]:
+    """The server's private places, resolved once (they are fixed per server)."""
+    return [p.resolve() for p in paths]
+
+
+def _kind(path: Path) -> bool | None:
+    """A directory (True), something else (False, a dangling symlink too), or nothing (None):
+    one ``stat`` where ``exists``, ``is_symlink`` and ``is_dir`` took up to three."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False if os.path.islink(path) else None
 
 
 def _safe_state(path: Path, real_home: Path, private: Sequence[Path]) -> bool:
@@ -81,7 +101,7 @@ def build_spec(
     files and creates missing state directories, so the mounts have sources)."""
     real_home = real_home or Path.home()
     home = Path(env.get("HOME") or real_home)
-    private = [p.resolve() for p in sandbox.private]
+    private = _resolved(sandbox.private)
     state = homes.state_paths(provider, home, env)
     if home != real_home:
         state.insert(0, home)  # the profile's own home for the CLI
@@ -99,12 +119,12 @@ def build_spec(
         readable += dirs.readable
         rw += [worktree, *dirs.writable]
     rw += list(writable)
-    hidden = [p for p in dict.fromkeys(hidden) if p.exists() or p.is_symlink()]
+    kinds = {p: _kind(p) for p in hidden}  # in order, once each
     return SandboxSpec(
         writable=tuple(p for p in dict.fromkeys(rw) if p.exists()),
         readable=tuple(p for p in dict.fromkeys(readable) if p.exists()),
-        hidden_dirs=tuple(p for p in hidden if p.is_dir()),
-        hidden_files=tuple(p for p in hidden if not p.is_dir()),
+        hidden_dirs=tuple(p for p, kind in kinds.items() if kind),
+        hidden_files=tuple(p for p, kind in kinds.items() if kind is False),
         state=tuple(p for p in state if p.exists()),
         network=sandbox.network,
         chdir=cwd,

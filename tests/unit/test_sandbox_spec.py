@@ -172,6 +172,27 @@ def test_spec_of_a_run_writes_its_worktree_and_git_metadata_only(
     assert home / ".codex" in spec.state and home / ".codex" not in spec.hidden_dirs
 
 
+def test_secrets_are_looked_for_at_every_spawn_symlinks_too(
+    layout: dict[str, Path], tmp_path: Path
+) -> None:
+    """The list of secret entries is built once per server; whether each exists (and is a
+    directory, a file or a dangling symlink) is looked at every spawn."""
+    home = tmp_path / "home"
+    home.mkdir()
+    sandbox = Sandbox(private=(layout["data"],)).for_run([layout["mine"]], "full")
+    first = build_spec(sandbox, "claude-code", {"HOME": str(home)}, real_home=home)
+    assert home / ".ssh" not in first.hidden_dirs  # nothing to hide yet
+    (home / ".ssh").mkdir()
+    (tmp_path / "kube").mkdir()
+    (home / ".kube").symlink_to(tmp_path / "kube")
+    (home / ".aws").symlink_to(tmp_path / "nowhere")
+    (home / ".netrc").write_text("machine x password y\n")
+    spec = build_spec(sandbox, "claude-code", {"HOME": str(home)}, real_home=home)
+    assert {home / ".ssh", home / ".kube"} <= set(spec.hidden_dirs)
+    assert {home / ".aws", home / ".netrc"} <= set(spec.hidden_files)
+    assert not set(spec.hidden_dirs) & set(spec.hidden_files)
+
+
 def test_a_profile_home_inside_the_data_dir_is_never_mounted(layout: dict[str, Path]) -> None:
     sandbox = Sandbox(private=(layout["data"],)).for_run([layout["mine"]], "full")
     env = {"HOME": str(layout["data"]), "CODEX_HOME": str(layout["data"] / "x")}
