@@ -137,9 +137,10 @@ class TurnSink:
                 self._model = item.model  # a mid-turn switch: later usage is the new model's
             elif isinstance(item, Usage):
                 item = Usage.model_validate(price_usage(item.data, self._model))
-                self.run_usage = add_usage(self.run_usage, item.data)
-                self.turn_usage = add_usage(self.turn_usage, item.data)
-                self._since_total = add_usage(self._since_total, item.data, digits=None)
+                data = item.data  # dumped once (a dump per use was four per event)
+                self.run_usage = add_usage(self.run_usage, data)
+                self.turn_usage = add_usage(self.turn_usage, data)
+                self._since_total = add_usage(self._since_total, data, digits=None)
                 values["usage"] = self.run_usage
             ready = self._deltas.push(item, asyncio.get_running_loop().time())
             await self._release()

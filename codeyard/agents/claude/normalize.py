@@ -212,7 +212,15 @@ def _live_usage(message_id: str | None, usage: Any, state: NormalizeState) -> li
     for key, value in grown.items():
         seen[key] += value
     # Priced from the map by the executor until the result settles it.
-    return [Usage.of(grown).model_copy(update={"cost_source": "estimate"})]
+    return [
+        Usage(
+            input_tokens=grown["input_tokens"],
+            output_tokens=grown["output_tokens"],
+            cache_read_tokens=grown["cache_read_tokens"],
+            cache_write_tokens=grown["cache_write_tokens"],
+            cost_source="estimate",  # made once (a copy to set it validated nothing more)
+        )
+    ]
 
 
 def _assistant(message: AssistantMessage, state: NormalizeState) -> list[NormalizedItem]:

@@ -21,7 +21,6 @@ Options (``agent_options``, merged over the agent profile's ``provider_config``)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +132,10 @@ class ClaudeCodeProvider:
                 errors=errors,
             )
 
-    async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+    def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
+        """The turn's own generator, not one wrapping it: each of the CLI's messages resumes
+        every generator between the SDK and the executor (issue 15). A missing CLI raises
+        here, at the call (the executor's ``AgentFailure`` either way)."""
         cli = self._cli(ctx.options)
         if cli is None or not cli.exists():
             raise AgentFailure(self.problem() or f"Claude Code was not found at {cli}.")
@@ -141,7 +143,5 @@ class ClaudeCodeProvider:
         # otherwise pay at every start whether or not anyone runs Claude Code.
         from codeyard.agents.claude.turn import run_claude_turn
 
-        # Closed with this generator (the executor's ``aclose``): the turn's stop runs now.
-        async with aclosing(run_claude_turn(ctx, settings_for(ctx.options, cli))) as items:
-            async for item in items:
-                yield item
+        # Closed by the executor (its ``aclose``): the turn's stop runs then.
+        return run_claude_turn(ctx, settings_for(ctx.options, cli))

@@ -306,28 +306,31 @@ class _Turn:
         if self.replayed > 1 and self.ctx.messages_taken is not None:
             await self.ctx.messages_taken(1)
 
-    async def _raw(self, client: ClaudeSDKClient) -> AsyncGenerator[dict[str, Any], None]:
+    @staticmethod
+    def _raw(client: ClaudeSDKClient) -> AsyncGenerator[Any, None]:
         """The CLI's messages as JSON objects (raw first: normalized here, logged as they came).
 
         The SDK's public iterator returns its own parsed classes; the raw objects come from its
-        query object, the one private attribute this adapter relies on.
+        query object, the one private attribute this adapter relies on. Its generator itself,
+        not one re-yielding it (each message resumes every generator on the way).
         """
         query = getattr(client, "_query", None)
         if query is None or not hasattr(query, "receive_messages"):
             raise AgentFailure("This claude-agent-sdk version is not supported by Codeyard.")
-        async with contextlib.aclosing(query.receive_messages()) as messages:
-            async for raw in messages:
-                if isinstance(raw, dict):
-                    yield raw
+        messages: AsyncGenerator[Any, None] = query.receive_messages()
+        return messages
 
     async def _items(self, client: ClaudeSDKClient) -> AsyncGenerator[AdapterItem, None]:
         ended = False
         try:
             async with contextlib.aclosing(self._raw(client)) as stream:
                 async for raw in stream:
-                    if raw.get("type") != "stream_event":  # deltas would only repeat the text
+                    if not isinstance(raw, dict):
+                        continue
+                    kind = raw.get("type")
+                    if kind != "stream_event":  # deltas would only repeat the text
                         yield RawOutput(json.dumps(raw, ensure_ascii=False))
-                    if raw.get("type") == "user" and raw.get("isReplay"):
+                    if kind == "user" and raw.get("isReplay"):
                         await self._on_replay()
                         continue
                     items = normalize(parse(raw), self.state)
@@ -395,10 +398,7 @@ class _Turn:
         await stop_turn(stop, interrupted=interrupt)
 
 
-async def run_claude_turn(
-    ctx: TurnContext, settings: TurnSettings
-) -> AsyncGenerator[AdapterItem, None]:
-    """Run one turn; the caller's cancellation interrupts Claude and stops its processes."""
-    async with contextlib.aclosing(_Turn(ctx, settings).run()) as items:
-        async for item in items:
-            yield item
+def run_claude_turn(ctx: TurnContext, settings: TurnSettings) -> AsyncGenerator[AdapterItem, None]:
+    """One turn's items; the caller's cancellation (or ``aclose``) interrupts Claude and stops
+    its processes. The turn's own generator: no layer re-yields each item."""
+    return _Turn(ctx, settings).run()
