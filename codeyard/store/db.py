@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 from codeyard.store import sqlite_driver
 
@@ -39,12 +41,18 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, NORMAL sync and a busy timeout on every connection."""
     if dialect_name(url) == "sqlite":
         # One hand-off to the driver's thread per statement (``store.sqlite_driver``).
+        parsed = make_url(url)
+        sized = issubclass(parsed.get_dialect().get_pool_class(parsed), QueuePool)
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
             module=sqlite_driver.dbapi(),
-            pool_size=SQLITE_POOL_SIZE,
-            max_overflow=SQLITE_POOL_OVERFLOW,
+            # A database in memory has one connection (SQLAlchemy's StaticPool): no size.
+            **(
+                {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_OVERFLOW}
+                if sized
+                else {}
+            ),
         )
 
         @event.listens_for(engine.sync_engine, "connect")
