@@ -42,7 +42,8 @@ def create_engine(url: str) -> AsyncEngine:
     if dialect_name(url) == "sqlite":
         # One hand-off to the driver's thread per statement (``store.sqlite_driver``).
         parsed = make_url(url)
-        sized = issubclass(parsed.get_dialect().get_pool_class(parsed), QueuePool)
+        dialect: Any = parsed.get_dialect()  # get_pool_class: the dialects', not Dialect's
+        sized = issubclass(dialect.get_pool_class(parsed), QueuePool)
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
