@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.store import schema
-from codeyard.store.statement import RowWrites, Statement
+from codeyard.store.statement import Reader, RowWrites, Statement
 from codeyard.store.writer import Tx
 
 C = schema.checkpoints
@@ -42,9 +42,7 @@ def _last_and_attempt() -> Statement[tuple[int | None, Any, int | None]]:
     )
 
 
-async def last_and_attempt(
-    conn: AsyncConnection, run_id: str
-) -> tuple[dict[str, Any] | None, int | None]:
+async def last_and_attempt(conn: Reader, run_id: str) -> tuple[dict[str, Any] | None, int | None]:
     """The run's last checkpoint (its ``number`` and ``commits``; None: none yet) and the run's
     attempt (None: no such run), in one statement: what a turn end's checkpoint needs first
     (issue 15: every checkpoint of the run, then the run, were two reads)."""

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
-from codeyard.store.statement import Statement
+from codeyard.store.statement import Reader, Statement
 from codeyard.store.writer import Tx
 
 P = schema.run_processes
@@ -53,7 +53,7 @@ async def every(conn: AsyncConnection) -> list[dict[str, object]]:
     return [dict(r._mapping) for r in (await conn.execute(select(P).order_by(P.c.id))).all()]
 
 
-async def of_run(conn: AsyncConnection, run_id: str) -> list[dict[str, object]]:
+async def of_run(conn: Reader, run_id: str) -> list[dict[str, object]]:
     return await _OF_RUN.mappings(conn, run_id=run_id)
 
 

@@ -13,7 +13,7 @@ from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.store import schema, wakeups
 from codeyard.store.pages import decode_cursor, page
-from codeyard.store.statement import Statement
+from codeyard.store.statement import Reader, Statement
 from codeyard.store.writer import Tx
 
 P, RP, A = schema.projects, schema.repos, schema.agents
@@ -35,7 +35,7 @@ def _d(row: Row[Any]) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-async def get_project(conn: AsyncConnection, ref: str) -> dict[str, Any]:
+async def get_project(conn: Reader, ref: str) -> dict[str, Any]:
     row = await _PROJECT.first_mapping(conn, ref=ref)
     if row is None:
         raise NotFound(f"No project '{ref}'. List projects with GET /api/projects.")
@@ -60,7 +60,7 @@ async def list_projects(
     return page(rows, limit, key=lambda r: [r["created_at"], r["id"]])
 
 
-async def repos_of(conn: AsyncConnection, project_id: str) -> list[dict[str, Any]]:
+async def repos_of(conn: Reader, project_id: str) -> list[dict[str, Any]]:
     return await _REPOS_OF.mappings(conn, project_id=project_id)
 
 
@@ -71,7 +71,7 @@ async def get_repo(conn: AsyncConnection, repo_id: str) -> dict[str, Any]:
     return row
 
 
-async def find_repo_by_path(conn: AsyncConnection, path: str) -> dict[str, Any] | None:
+async def find_repo_by_path(conn: Reader, path: str) -> dict[str, Any] | None:
     return await _REPO_AT.first_mapping(conn, path=path)
 
 

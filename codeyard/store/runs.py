@@ -15,7 +15,7 @@ from codeyard.domain.status import ACTIVE, RunStatus, check_transition, pull_req
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
 from codeyard.store.records import RunRecord
-from codeyard.store.statement import RowWrites, Statement
+from codeyard.store.statement import Reader, RowWrites, Statement
 from codeyard.store.writer import Tx
 
 R = schema.runs
@@ -110,7 +110,7 @@ async def insert(tx: Tx, values: dict[str, Any]) -> None:
     tx.register_run(values["id"], values["project_id"])
 
 
-async def find(conn: AsyncConnection, ref: str | int) -> dict[str, Any] | None:
+async def find(conn: Reader, ref: str | int) -> dict[str, Any] | None:
     """A run by id (``run_…``) or by number."""
     ref_s = str(ref)
     # ASCII digits only ("¹".isdigit() is true), and few enough to fit the column.
@@ -120,7 +120,7 @@ async def find(conn: AsyncConnection, ref: str | int) -> dict[str, Any] | None:
     return await _BY_ID.first_mapping(conn, run_id=ref_s)
 
 
-async def status_of(conn: AsyncConnection, run_id: str) -> tuple[str, str | None] | None:
+async def status_of(conn: Reader, run_id: str) -> tuple[str, str | None] | None:
     """The run's status and resolution (None: no such run): what a follower of every turn end
     needs to tell whether it has anything to do, without the whole row."""
     return await _STATUS_OF.first(conn, run_id=run_id)
@@ -131,7 +131,7 @@ _STATUS_OF: Statement[tuple[str, str | None]] = Statement(
 )
 
 
-async def get(conn: AsyncConnection, ref: str | int) -> dict[str, Any]:
+async def get(conn: Reader, ref: str | int) -> dict[str, Any]:
     run = await find(conn, ref)
     if run is None:
         raise NotFound(f"No run '{ref}'. List runs with GET /api/runs.")

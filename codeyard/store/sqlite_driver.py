@@ -153,32 +153,50 @@ class OneHopCursor:
         return out
 
 
-def _begun(conn: sqlite3.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """In the connection's thread: the ``BEGIN`` SQLAlchemy asked for, then the call itself."""
-    conn.execute("BEGIN")
-    return fn(*args, **kwargs)
+def _call(late: LateBeginConnection, begin: bool, fn: Any, args: Any, kwargs: Any) -> Any:
+    """In the connection's thread: the ``BEGIN`` SQLAlchemy asked for (if it did), then the call
+    itself; counted done either way."""
+    try:
+        if begin:
+            late._conn.execute("BEGIN")
+        return fn(*args, **kwargs)
+    finally:
+        late.calls_done += 1
 
 
 class LateBeginConnection(aiosqlite.Connection):
     """aiosqlite's connection; a ``BEGIN`` asked for (:meth:`begin_later`) goes into the thread
-    with the next call, in the same trip."""
+    with the next call, in the same trip. Calls are counted as sent (here) and done (in the
+    thread): while they differ one is in flight (sent by a task since cancelled, say)."""
 
     begin_pending = False
+    calls_sent = 0
+    calls_done = 0
 
     def begin_later(self) -> None:
         self.begin_pending = True
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         execute: Any = super()._execute  # untyped in aiosqlite
-        if self.begin_pending:
-            self.begin_pending = False
-            return await execute(_begun, self._conn, fn, *args, **kwargs)
-        return await execute(fn, *args, **kwargs)
+        begin, self.begin_pending = self.begin_pending, False
+        self.calls_sent += 1
+        return await execute(_call, self, begin, fn, args, kwargs)
 
     def forget_begin(self) -> bool:
         """The transaction ends: whether it never began (nothing was sent since the mark)."""
         pending, self.begin_pending = self.begin_pending, False
         return pending
+
+    def idle_outside_transaction(self) -> bool:
+        """No call is in flight and the database is in autocommit: a commit or rollback would
+        send nothing (SQLite's own check), after a trip to the thread."""
+        raw = self._connection
+        if raw is None or self.calls_sent != self.calls_done:
+            return False
+        try:
+            return not raw.in_transaction
+        except sqlite3.ProgrammingError:  # closed: the driver's own call raises what it must
+            return False
 
 
 def _late_begin_connect(
@@ -207,12 +225,20 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self._late().begin_later()
 
     def commit(self) -> None:
-        if not self._late().forget_begin():
+        if self._open():
             super().commit()
 
     def rollback(self) -> None:
-        if not self._late().forget_begin():
+        if self._open():
             super().rollback()
+
+    def _open(self) -> bool:
+        """Whether a transaction may be open to be ended: not when its ``BEGIN`` was never
+        sent, nor when the database is idle in autocommit (a check-out whose statements were
+        sent outside a transaction, as :class:`~codeyard.store.statement.Statement`'s reads
+        on an engine are)."""
+        late = self._late()
+        return not late.forget_begin() and not late.idle_outside_transaction()
 
     def _late(self) -> LateBeginConnection:
         return cast(LateBeginConnection, self._connection)

@@ -25,6 +25,15 @@ result processors Core would use (JSON parsed, booleans, …). What Core still g
   counts use them), with no cursor and no execution context (the engine's ``echo`` log does
   not show them).
 
+Reads also take an engine instead of a connection (:data:`Reader`): the statement goes alone
+on a connection of its own, outside any transaction, and the connection goes back to the pool.
+One statement is its own consistent snapshot on both databases, so nothing is lost, and nothing
+is spent on a transaction: no ``BEGIN`` (SQLite: none in the hop; asyncpg: no round trip), and
+the pool's reset on return has nothing to roll back (SQLite: no trip to the driver's thread,
+``OneHopConnection.rollback``; asyncpg: none begun). ~265 against ~165 µs of CPU per read on
+SQLite (``bench/read_cost.py``). A caller that reads twice and needs both reads to agree keeps
+one connection (its transaction) for both.
+
 A connection Core must first revalidate, or a driver this module does not know, takes
 ``exec_driver_sql`` with the same string and parameters: the same results at Core's cost.
 Constructs with expanding (``IN``) parameters, parameters rendered at execution or column
@@ -40,7 +49,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -50,6 +59,9 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from codeyard.store.sqlite_driver import OneHopConnection, OneHopCursor
 
 RowT = TypeVar("RowT", bound=tuple[Any, ...])
+#: Where a read is sent: a connection (in its transaction, begun if none), or an engine (the
+#: statement alone on a connection of its own, outside any transaction; see ``Statement``).
+Reader = AsyncConnection | AsyncEngine
 _Convert = Callable[[Any], Any]
 
 #: asyncpg's status line of a statement: the rows it touched (what Core reads as rowcount).
@@ -153,26 +165,26 @@ class Statement(Generic[RowT]):
             found = self._by_dialect[key] = Compiled(self.construct, dialect)
         return found
 
-    async def rows(self, conn: AsyncConnection, **params: Any) -> list[RowT]:
+    async def rows(self, conn: Reader, **params: Any) -> list[RowT]:
         rows, _count = await self._execute(conn, params)
         return rows
 
-    async def first(self, conn: AsyncConnection, **params: Any) -> RowT | None:
+    async def first(self, conn: Reader, **params: Any) -> RowT | None:
         rows, _count = await self._execute(conn, params)
         return rows[0] if rows else None
 
-    async def scalar(self, conn: AsyncConnection, **params: Any) -> Any:
+    async def scalar(self, conn: Reader, **params: Any) -> Any:
         """The first column of the first row (None: no row)."""
         rows, _count = await self._execute(conn, params)
         return rows[0][0] if rows else None
 
-    async def mappings(self, conn: AsyncConnection, **params: Any) -> list[dict[str, Any]]:
+    async def mappings(self, conn: Reader, **params: Any) -> list[dict[str, Any]]:
         """The rows as dicts by column key (what ``dict(row._mapping)`` gives)."""
         rows, _count = await self._execute(conn, params)
         keys = self.compiled(conn.dialect).keys
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    async def first_mapping(self, conn: AsyncConnection, **params: Any) -> dict[str, Any] | None:
+    async def first_mapping(self, conn: Reader, **params: Any) -> dict[str, Any] | None:
         rows, _count = await self._execute(conn, params)
         if not rows:
             return None
@@ -184,7 +196,15 @@ class Statement(Generic[RowT]):
         return count
 
     async def _execute(
-        self, conn: AsyncConnection, given: Mapping[str, Any]
+        self, conn: AsyncConnection | AsyncEngine, given: Mapping[str, Any]
+    ) -> tuple[list[Any], int]:
+        if isinstance(conn, AsyncEngine):
+            async with conn.connect() as alone:
+                return await self._send(alone, given, begin=False)
+        return await self._send(conn, given, begin=True)
+
+    async def _send(
+        self, conn: AsyncConnection, given: Mapping[str, Any], *, begin: bool
     ) -> tuple[list[Any], int]:
         compiled = self.compiled(conn.dialect)
         sql, params = compiled.sql, compiled.params(given)
@@ -200,7 +220,8 @@ class Statement(Generic[RowT]):
         if not sync.in_transaction():
             if sync.get_transaction() is not None:  # inactive: Core raises what it must
                 return await _through_core(conn, compiled, params)
-            sync.begin()  # as Core's autobegin: no I/O here (SQLite's BEGIN goes with the hop)
+            if begin:
+                sync.begin()  # as Core's autobegin: no I/O here (SQLite's BEGIN goes with the hop)
         core = cast(Any, sync)
         if core._has_events or core.engine._has_events:
             for listener in core.dispatch.before_cursor_execute:
@@ -210,7 +231,7 @@ class Statement(Generic[RowT]):
                 description, raw, count, _last = await OneHopCursor._hop(adapt, sql, params, False)
                 coltypes: list[Any] = [None] * len(description or ())
             else:
-                raw, count, coltypes = await _asyncpg(adapt, sync, sql, params)
+                raw, count, coltypes = await _asyncpg(adapt, sync, sql, params, begin)
         except BaseException as error:
             await greenlet_spawn(_raise_as_core, sync, adapt, error, sql, params)
             raise  # not reached: the line above raises
@@ -218,12 +239,12 @@ class Statement(Generic[RowT]):
 
 
 async def _asyncpg(
-    adapt: Any, sync: Connection, sql: str, params: tuple[Any, ...]
+    adapt: Any, sync: Connection, sql: str, params: tuple[Any, ...], begin: bool
 ) -> tuple[list[Any], int, list[Any]]:
     """What SQLAlchemy's asyncpg cursor does for one statement (its lock, the transaction
     started with the first statement, the prepared statement cache), without the cursor."""
     async with adapt._execute_mutex:
-        if adapt._transaction is None:
+        if adapt._transaction is None and begin:
             await adapt._start_transaction()
         stale_before = cast(Any, sync.dialect)._invalidate_schema_cache_asof
         prepared, attributes = await adapt._prepare(sql, stale_before)

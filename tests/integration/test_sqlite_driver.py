@@ -51,7 +51,10 @@ def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     execute = aiosqlite.Connection._execute
 
     async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *a: Any, **k: Any) -> Any:
-        calls.append(getattr(fn, "__name__", repr(fn)))
+        name = getattr(fn, "__name__", repr(fn))
+        if name == "_call":  # store.sqlite_driver's: (connection, begin first?, the call, …)
+            name = "_begun" if a[1] else getattr(a[2], "__name__", repr(a[2]))
+        calls.append(name)
         return await execute(self, fn, *a, **k)
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)

@@ -5,16 +5,20 @@ PostgreSQL, against the migrated schema.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.exc import IntegrityError, PendingRollbackError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from codeyard.store import schema
+from codeyard.domain.errors import NotFound
+from codeyard.store import runs, schema
 from codeyard.store.db import create_engine
+from codeyard.store.sqlite_driver import OneHopConnection
 from codeyard.store.statement import RowWrites, Statement
 from tests.support.sql import statements
 from tests.support.writer_runs import PROJECT, run_row
@@ -148,3 +152,65 @@ async def test_a_transaction_core_would_refuse_is_refused(engine: AsyncEngine) -
             await ROW.first(conn, run_id="run_a")
         await conn.rollback()
         assert await COUNT.scalar(conn) == 1
+
+
+async def test_a_read_on_the_engine_is_alone_outside_any_transaction(engine: AsyncEngine) -> None:
+    """A read given the engine: the row a connection reads, with no transaction begun, so the
+    pool's reset on return has nothing to end (SQLite: no trip to the driver's thread); a read
+    on a connection still begins one, which its return ends."""
+    begun: list[int] = []
+    trips: list[int] = []  # SQLite: calls into the driver's thread from check-out to check-in
+
+    def _begin(_conn: Any) -> None:
+        begun.append(len(trips))
+
+    def _checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if isinstance(dbapi_connection, OneHopConnection):
+            trips.append(dbapi_connection._late().calls_sent)
+
+    def _checkin(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, OneHopConnection):
+            trips.append(dbapi_connection._late().calls_sent - trips.pop())
+
+    expected = await _core_row(engine, "run_a")
+    listeners = [("begin", _begin), ("checkout", _checkout), ("checkin", _checkin)]
+    for name, fn in listeners:
+        event.listen(engine.sync_engine if name == "begin" else engine.pool, name, fn)
+    try:
+        async with engine.connect() as conn:
+            assert await ROW.first_mapping(conn, run_id="run_a") == expected
+        connection_trips = list(trips)
+        assert await ROW.first_mapping(engine, run_id="run_a") == expected
+        assert await runs.get(engine, "run_a") == expected
+        assert await COUNT.scalar(engine) == 1
+        with pytest.raises(NotFound):
+            await runs.get(engine, "run_none")
+    finally:
+        for name, fn in listeners:
+            event.remove(engine.sync_engine if name == "begin" else engine.pool, name, fn)
+    assert len(begun) == 1  # the connection's read only
+    if engine.dialect.name == "sqlite":
+        assert connection_trips == [2]  # BEGIN with the statement, then the ROLLBACK
+        assert trips == [2, 1, 1, 1, 1]  # the statement alone
+
+
+async def test_a_rollback_waits_for_a_call_still_in_the_thread(engine: AsyncEngine) -> None:
+    """A call into SQLite's thread may still wait there when its connection goes back to the
+    pool (its awaiting task gone), with the ``BEGIN`` it carries not yet run: the reset's
+    rollback is sent after it all the same (the database not being in a transaction yet is no
+    proof that none will be open), so the next check-out finds none left open."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's driver thread")
+    conn = await engine.connect()
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    busy = asyncio.ensure_future(driver._execute(time.sleep, 0.3))  # the thread's queue waits
+    await asyncio.sleep(0.01)
+    driver.begin_later()
+    begun = asyncio.ensure_future(driver._execute(time.sleep, 0))  # BEGIN, then the call
+    await asyncio.sleep(0.05)
+    assert not driver._connection.in_transaction
+    await conn.close()
+    await asyncio.gather(busy, begun)
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    async with engine.begin() as again:  # the same connection: the pool holds only it
+        assert await COUNT.scalar(again) == 1
