@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import pytest
 
-from codeyard.agents.base import RawOutput
-from codeyard.domain.events import AgentDelta, NewEvent, ToolCall, tool_result
+from codeyard.agents.base import RawOutput, SessionUpdate
+from codeyard.domain.events import AgentDelta, AgentMessage, NewEvent, ToolCall, Usage, tool_result
 from codeyard.executor import sink as sink_module
 from codeyard.executor.changes import ChangeTracker
 from codeyard.executor.sink import TurnSink
@@ -161,6 +161,37 @@ async def test_the_flush_tick_stores_what_waits_and_sleeps_while_nothing_does(
         ticks = flushes
         await asyncio.sleep(0.3)
         assert flushes == ticks  # idle again: no more ticks
+
+
+async def test_a_burst_of_events_is_one_append_and_a_session_update_takes_it(
+    tmp_path: Path,
+) -> None:
+    """The events an agent reports at once (a message's usage, its text, a tool call) reach
+    the writer as one append at the tick, not one each; a SessionUpdate commits what is held
+    with its state, in order."""
+    worktree = tmp_path / "wt"
+    base = _repo(worktree)
+    writer = _Batches()
+    tracker = ChangeTracker({"main": str(worktree)}, {"main": base})
+    sink = TurnSink(cast(Writer, writer), "run_1", {}, tmp_path / "log.txt", tracker, "m")
+    async with sink:
+        await sink.put(Usage(input_tokens=10, cost_source="estimate"))
+        await sink.put(AgentDelta(message_id="m1", text="Hi"))
+        await sink.put(AgentMessage(message_id="m1", text="Hi"))
+        await sink.put(ToolCall(call_id="c1", tool="Read", kind="read", title="t", input={}))
+        assert writer.batches == []  # held until the tick
+        await asyncio.sleep(0.15)
+        assert [types for types, _ in writer.batches] == [
+            ["usage", "agent.delta", "agent.message", "tool.call"]
+        ]
+        assert writer.batches[0][1]["usage"]["input_tokens"] == 10
+        await sink.put(Usage(output_tokens=5, cost_source="estimate"))
+        await sink.put(AgentMessage(message_id="m2", text="Done"))
+        await sink.put(SessionUpdate("s1", {}))
+        types, values = writer.batches[1]
+        assert types == ["usage", "agent.message"]
+        assert values["session_id"] == "s1" and values["usage"]["output_tokens"] == 5
+    assert len(writer.batches) == 2
 
 
 async def test_raw_output_is_in_the_log_at_once_and_stops_at_the_limit(
