@@ -131,8 +131,7 @@ async def run_stream(
 ) -> EventSourceResponse:
     """SSE: replay after ``Last-Event-ID`` (or ``?after=``), then live. At most
     ``max_streams_per_user`` open streams per user (429)."""
-    async with svc.engine.connect() as conn:
-        run = await runs.get(conn, run_ref)
+    run = await runs.get(svc.engine, run_ref)
     flt = EventFilter(run_id=run["id"], types=_types(types))
     key = caller_key(principal.user_id, principal.name)
     return _sse(svc, flt, _after(last_event_id, after), until_idle, key)

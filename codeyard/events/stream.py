@@ -163,8 +163,7 @@ async def follow(
 
 
 async def _is_idle(engine: AsyncEngine, run_id: str) -> bool:
-    async with engine.connect() as conn:
-        run = await runs.find(conn, run_id)
+    run = await runs.find(engine, run_id)
     return run is None or RunStatus(run["status"]) in IDLE
 
 

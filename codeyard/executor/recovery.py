@@ -83,8 +83,7 @@ async def forget_finished(engine: AsyncEngine, writer: Writer, run_id: str) -> N
     path that could not await its own ``untrack``), so stale rows never outlive their ids.
     Called under a fence (a worker host, for the attempt it drove), nothing is dropped once
     the run moved to another attempt (``StaleAttempt``): its records are the new taker's."""
-    async with engine.connect() as conn:
-        rows = await processes.of_run(conn, run_id)
+    rows = await processes.of_run(engine, run_id)
     if not rows:
         return
     alive = set(still_running([_record(r) for r in rows]))

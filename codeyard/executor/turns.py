@@ -158,8 +158,7 @@ class TurnDriver:
             if taken is not None:
                 run = taken
             else:
-                async with self._engine.connect() as conn:
-                    run = await runs.get(conn, run_id)
+                run = await runs.get(self._engine, run_id)
                 if run["status"] != RunStatus.QUEUED:
                     return  # cancelled or paused while it waited for a slot
             leasing: asyncio.Future[leases.Lease] | None = None
@@ -287,8 +286,7 @@ class TurnDriver:
         elif snapshot is not None and snapshot.turns == turn.number:
             run = dict(snapshot.row)  # as the turn's start wrote it
         else:  # a turn started at the previous one's end (queued messages)
-            async with self._engine.connect() as conn:
-                run = dict(handle.observe(await runs.get(conn, run_id)).row)
+            run = dict(handle.observe(await runs.get(self._engine, run_id)).row)
         provider = registry.get(run["provider"])
         tracker = ChangeTracker(run["worktrees"], run["base_commits"])
         tracker.begin()  # its git work overlaps the option loading (or the early start)

@@ -107,8 +107,7 @@ async def checkpoint_when(
     run_id = run["id"]
     fence = fencing.current.get()
     async with _locks.setdefault(run_id, asyncio.Lock()):
-        async with engine.connect() as conn:
-            last, attempt = await checkpoints.last_and_attempt(conn, run_id)
+        last, attempt = await checkpoints.last_and_attempt(engine, run_id)
         if fence is not None and fence.run_id == run_id:  # no git work for a lost attempt
             if attempt is None:
                 raise NotFound(f"No run '{run_id}'. List runs with GET /api/runs.")

@@ -196,8 +196,7 @@ def _tail(text: str, limit: int) -> str:
 async def _changes_requested(
     svc: Services, run_id: str, repo: str, number: int, review: dict[str, Any]
 ) -> None:
-    async with svc.engine.connect() as conn:
-        run = await runs.get(conn, run_id)
+    run = await runs.get(svc.engine, run_id)
     pull = _find(run, repo, number)
     if pull is None or pull.get("state") != "open" or "id" not in review:
         return
@@ -458,8 +457,7 @@ async def _push_logged(svc: Services, run_id: str, event_id: int) -> None:
     try:
         # Most runs ending a turn have no pull request: told by the run's status and
         # resolution alone, before any claim (a write on PostgreSQL) or read of the whole row.
-        async with svc.engine.connect() as conn:
-            found = await runs.status_of(conn, run_id)
+        found = await runs.status_of(svc.engine, run_id)
         if found is None or not _in_pr_review({"status": found[0], "resolution": found[1]}):
             return
         # Every API server sees the event; one pushes (issue 16).

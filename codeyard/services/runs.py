@@ -118,8 +118,7 @@ async def _resolve_repos(
             top, bases[str(found[0])] = found
         else:  # refused, with the reason
             top = await project_service.local_work_tree(body["repo_path"])
-        async with svc.engine.connect() as conn:
-            repo = await projects.find_repo_by_path(conn, str(top))
+        repo = await projects.find_repo_by_path(svc.engine, str(top))
         if repo is not None:
             return None, repo["project_id"], [repo]
         branch = await git.default_branch(top)
