@@ -7,7 +7,9 @@ awaited it (the frames of the coroutine waiting on SQLAlchemy's greenlet; the st
 helpers are skipped, so the caller is the code that asked). Each second the totals are
 appended to the file as one JSON line with the time, so a bench step's share is the
 difference of two lines. The SQLite commit thread's batches (``store.sqlite_commit``) bypass
-SQLAlchemy and are not counted.
+SQLAlchemy and are not counted. Each line also holds the pools' connections (every engine's):
+opened, closed, in use and the most in use at once, so a step's churn is the difference of the
+opened counts and ``peak_in_use`` says how many a moment needed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import greenlet
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 _SKIP = ("/codeyard/store/", "/sqlalchemy/", "/asyncio/", "contextlib.py")
 
@@ -73,11 +76,30 @@ def install(path: Path) -> None:
     event.listen(Engine, "before_cursor_execute", before)
     event.listen(Engine, "commit", lambda _c: count(f"COMMIT | {_caller()}"))
     event.listen(Engine, "rollback", lambda _c: count(f"ROLLBACK | {_caller()}"))
+    pool = {"opened": 0, "closed": 0, "in_use": 0, "peak_in_use": 0}
+
+    def _pool(key: str, step: int = 1) -> Any:
+        def listener(*_args: Any) -> None:
+            with lock:
+                pool[key] += step
+                pool["peak_in_use"] = max(pool["peak_in_use"], pool["in_use"])
+
+        return listener
+
+    event.listen(Pool, "connect", _pool("opened"))
+    event.listen(Pool, "close", _pool("closed"))
+    event.listen(Pool, "checkout", _pool("in_use"))
+    event.listen(Pool, "checkin", _pool("in_use", -1))
 
     def dump() -> None:
         with lock:
-            snapshot = dict(counts)
-        line = {"t": time.time(), "total": sum(snapshot.values()), "counts": snapshot}
+            snapshot, pooled = dict(counts), dict(pool)
+        line = {
+            "t": time.time(),
+            "total": sum(snapshot.values()),
+            "counts": snapshot,
+            "pool": pooled,  # connections opened, closed, in use now and at most (every engine)
+        }
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(line) + "\n")
 
