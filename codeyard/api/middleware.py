@@ -61,6 +61,9 @@ _BASE_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
+#: HTTP versions whose requests carry a body only with ``Content-Length`` or
+#: ``Transfer-Encoding`` (RFC 9112, 6.3); an HTTP/2 or /3 body needs neither.
+_FRAMED_BY_HEADERS = frozenset({"1.0", "1.1"})
 
 
 class SecurityHeadersMiddleware:
@@ -69,20 +72,21 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, docs_path: str = "/api/docs") -> None:
         self.app = app
         self.docs_path = docs_path
+        # Encoded once: each response only appends the ones its app did not set.
+        self._docs = (*_BASE_HEADERS, (b"content-security-policy", DOCS_CSP.encode()))
+        self._spa = (*_BASE_HEADERS, (b"content-security-policy", SPA_CSP.encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"].startswith(self.docs_path) else SPA_CSP
+        wanted = self._docs if scope["path"].startswith(self.docs_path) else self._spa
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                for name, value in (*_BASE_HEADERS, (b"content-security-policy", csp.encode())):
-                    if name not in present:
-                        headers.append((name, value))
+                headers.extend(pair for pair in wanted if pair[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -122,7 +126,23 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = max(self.max_bytes, self.larger.get(scope["path"], 0))
-        length = Headers(scope=scope).get("content-length")
+        length: str | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length" and length is None:
+                length = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = True
+        if (
+            not chunked
+            and length in (None, "0")
+            and scope.get("http_version") in _FRAMED_BY_HEADERS
+        ):
+            # No body (HTTP/1.x frames one only by these headers): nothing to count, so the
+            # app gets receive and send as they are, and a streamed response (SSE) passes
+            # each frame on without this layer in between.
+            await self.app(scope, receive, send)
+            return
         valid = length is None or (length.isascii() and length.isdigit())
         if length is not None and (not valid or int(length) > limit):
             if not valid:
