@@ -37,8 +37,15 @@ class Subscription:
         self._hub = hub
         self._max = max_pending
         self._pending: list[StoredEvent] = []
-        self._ready = asyncio.Event()
+        #: The reader's wait in :meth:`next_batch`, if it is waiting (a bare future: an
+        #: ``asyncio.Event`` cost a waiter list and its bookkeeping on every delivered batch).
+        self._waiter: asyncio.Future[None] | None = None
         self.dropped = False
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _offer(self, events: list[StoredEvent]) -> None:
         if self.dropped or not events:
@@ -46,7 +53,7 @@ class Subscription:
         self._pending.extend(events)
         if len(self._pending) > self._max:
             self._drop()
-        self._ready.set()
+        self._wake()
 
     def _drop(self) -> None:
         """Stop feeding this subscriber; its reader gets ``SubscriberDropped`` and replays."""
@@ -54,15 +61,21 @@ class Subscription:
         self._pending = []
         self._hub.dropped_total += 1
         self._hub.unsubscribe(self)
-        self._ready.set()
+        self._wake()
 
     async def next_batch(self) -> list[StoredEvent]:
-        """Wait for events; returns every event that arrived since the last call."""
+        """Wait for events; returns every event that arrived since the last call. One reader
+        at a time (each call takes everything pending)."""
         while not self._pending:
             if self.dropped:
                 raise SubscriberDropped
-            self._ready.clear()
-            await self._ready.wait()
+            if self._waiter is not None:
+                raise RuntimeError("Another task is already waiting on this subscription")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         batch, self._pending = self._pending, []
         return batch
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from codeyard.domain.events import StoredEvent
@@ -48,3 +50,22 @@ async def test_unsubscribe_stops_delivery() -> None:
     sub.close()
     hub.publish([ev(1)])
     assert hub.subscriber_count == 0 and sub.drain() == []
+
+
+async def test_a_waiting_reader_wakes_on_events_and_on_a_drop_and_survives_a_timeout() -> None:
+    hub = Hub(max_pending=2)
+    sub = hub.subscribe(EventFilter(run_id="run_a"))
+    reader = asyncio.create_task(sub.next_batch())
+    await asyncio.sleep(0)
+    hub.publish([ev(1)])
+    assert [e.id for e in await reader] == [1]
+    # A reader that gave up (wait_for's timeout) leaves the subscription usable.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sub.next_batch(), 0.01)
+    reader = asyncio.create_task(sub.next_batch())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="already waiting"):
+        await sub.next_batch()  # one reader at a time
+    hub.publish([ev(2), ev(3), ev(4)])  # over max_pending: dropped, and the reader wakes
+    with pytest.raises(SubscriberDropped):
+        await reader
