@@ -86,7 +86,9 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(pair for pair in wanted if pair[0] not in present)
+                for pair in wanted:
+                    if pair[0] not in present:
+                        headers.append(pair)
                 message = {**message, "headers": headers}
             await send(message)
 
