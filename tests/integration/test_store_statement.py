@@ -6,8 +6,10 @@ PostgreSQL, against the migrated schema.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,9 +32,8 @@ COUNT: Statement[tuple[int]] = Statement(select(func.count()).select_from(R))
 WRITES = RowWrites(R)
 
 
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
+async def _seeded(url: str) -> AsyncEngine:
+    engine = create_engine(url)
     async with engine.begin() as conn:
         now = "2026-12-05T00:00:00.000Z"
         await conn.execute(
@@ -41,6 +42,22 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
             )
         )
         await conn.execute(R.insert().values(**run_row("run_a", 1)))
+    return engine
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = await _seeded(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[AsyncEngine]:
+    """For what only SQLite's driver thread has."""
+    db = tmp_path / "codeyard.db"
+    shutil.copyfile(migrated_sqlite, db)
+    engine = await _seeded(f"sqlite+aiosqlite:///{db}")
     yield engine
     await engine.dispose()
 
@@ -194,13 +211,12 @@ async def test_a_read_on_the_engine_is_alone_outside_any_transaction(engine: Asy
         assert trips == [2, 1, 1, 1, 1]  # the statement alone
 
 
-async def test_a_rollback_waits_for_a_call_still_in_the_thread(engine: AsyncEngine) -> None:
+async def test_a_rollback_waits_for_a_call_still_in_the_thread(sqlite_engine: AsyncEngine) -> None:
     """A call into SQLite's thread may still wait there when its connection goes back to the
     pool (its awaiting task gone), with the ``BEGIN`` it carries not yet run: the reset's
     rollback is sent after it all the same (the database not being in a transaction yet is no
     proof that none will be open), so the next check-out finds none left open."""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's driver thread")
+    engine = sqlite_engine
     conn = await engine.connect()
     driver: Any = (await conn.get_raw_connection()).driver_connection
     busy = asyncio.ensure_future(driver._execute(time.sleep, 0.3))  # the thread's queue waits
