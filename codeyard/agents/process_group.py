@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import logging
 import os
@@ -19,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,10 @@ _PR_GET_CHILD_SUBREAPER = 37
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
+def _libc() -> Any:
+    """libc through ctypes (imported here: ctypes costs the serve path's start ~1.5 ms)."""
+    import ctypes
+
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -111,6 +113,8 @@ def _subreaper() -> bool:
     """Whether this process adopts its descendants' orphans (``PR_SET_CHILD_SUBREAPER``; if
     that cannot be asked: assumed so)."""
     try:
+        import ctypes
+
         libc = _libc()
         flag = ctypes.c_int()
         if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0:
