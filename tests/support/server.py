@@ -41,6 +41,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _PortTaken(RuntimeError):
+    """The server exited because another process held its port."""
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on 127.0.0.1:``port`` (Linux: the
+    listening sockets' inodes in its network namespace's ``tcp`` table, then its descriptors)."""
+    local = f"0100007F:{port:04X}"
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(fields[9])
+    if not inodes:
+        return False
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return True
+    return False
+
+
 def _descendants(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (Linux ``/proc``), children before grandchildren."""
     out: list[int] = []
@@ -110,6 +135,8 @@ class ServerProcess:
         self.wrap = list(wrap)
         self.token = token
         self.port = port or free_port()
+        #: The port was picked here: a start that finds it taken picks another.
+        self._own_port = port is None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("CODEYARD_")}
@@ -144,7 +171,24 @@ class ServerProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 120) -> None:
-        """Start the server and wait until ``/api/health`` answers 200."""
+        """Start the server and wait until ``/api/health`` answers 200 from this server.
+
+        A free port picked by :func:`free_port` can be taken by another test's server before
+        this one binds it (pytest-xdist workers pick at once): that server's health check would
+        answer, and this one exits with "is in use". So the answer counts only once this
+        server's own process listens on the port; a port picked here and found taken is
+        replaced by another one, at most three times."""
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                return
+            except _PortTaken:
+                if not self._own_port or attempt == 2:
+                    raise
+                self.port = free_port()
+                self._env["CODEYARD_PORT"] = str(self.port)
+
+    def _start_once(self, timeout: float) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         with self.log_path.open("ab") as log:
             log.write(f"--- start {time.strftime('%H:%M:%S')} ---\n".encode())
@@ -162,9 +206,13 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 self.proc = None
-                raise RuntimeError(f"the server exited with {code}:\n{self.log_tail()}")
+                tail = self.log_tail()
+                if f"Port {self.port} on 127.0.0.1 is in use" in tail:
+                    raise _PortTaken(tail)
+                raise RuntimeError(f"the server exited with {code}:\n{tail}")
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                healthy = httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200
+                if healthy and _listens(self.proc.pid, self.port):
                     return
             if time.monotonic() > deadline:
                 self.kill()
