@@ -46,15 +46,17 @@ class _PortTaken(RuntimeError):
 
 
 def _listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds the socket listening on 127.0.0.1:``port`` (Linux: the
-    listening sockets' inodes in its network namespace's ``tcp`` table, then its descriptors)."""
-    local = f"0100007F:{port:04X}"
+    """Whether process ``pid`` holds a socket listening on ``port`` (any address: tests bind
+    0.0.0.0 too; Linux: the listening sockets' inodes in its network namespace's ``tcp`` and
+    ``tcp6`` tables, then its descriptors)."""
+    suffix = f":{port:04X}"
     inodes: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
-                inodes.add(fields[9])
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(suffix) and fields[3] == "0A":  # 0A: LISTEN
+                    inodes.add(fields[9])
     if not inodes:
         return False
     with contextlib.suppress(OSError):
@@ -207,7 +209,7 @@ class ServerProcess:
                 code = self.proc.returncode
                 self.proc = None
                 tail = self.log_tail()
-                if f"Port {self.port} on 127.0.0.1 is in use" in tail:
+                if f"Port {self.port} on " in tail and "is in use" in tail:
                     raise _PortTaken(tail)
                 raise RuntimeError(f"the server exited with {code}:\n{tail}")
             with contextlib.suppress(httpx.TransportError):
