@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -269,3 +269,20 @@ def write_section(path: Path, begin: str, end: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def on_databases(
+    measure: Callable[[str, int], Coroutine[Any, Any, None]], count: int, pg: bool, prefix: str
+) -> None:
+    """``measure(url, count)`` on a throw-away SQLite database, then on a throw-away
+    PostgreSQL cluster's database when ``pg``."""
+    import asyncio
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        asyncio.run(measure(f"sqlite+aiosqlite:///{tmp}/codeyard.db", count))
+    if pg:
+        from codeyard.testing.postgres import PostgresCluster
+
+        with PostgresCluster() as cluster:
+            asyncio.run(measure(cluster.create_database(), count))

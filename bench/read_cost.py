@@ -20,9 +20,7 @@ counted, its round trips are).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench._common import on_databases
 from bench.statement_cost import _seeded
 from codeyard.store import schema
 from codeyard.store.statement import Statement
@@ -83,13 +82,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=3000, help="reads per way")
     ap.add_argument("--pg", action="store_true", help="PostgreSQL too (a throw-away cluster)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="read-cost-") as tmp:
-        asyncio.run(_measure(f"sqlite+aiosqlite:///{tmp}/codeyard.db", args.count))
-    if args.pg:
-        from codeyard.testing.postgres import PostgresCluster
-
-        with PostgresCluster() as cluster:
-            asyncio.run(_measure(cluster.create_database(), args.count))
+    on_databases(_measure, args.count, args.pg, "read-cost-")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ throw-away cluster, ``codeyard.testing.postgres``; the server's CPU is not count
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bench._common import on_databases
 from codeyard.store import schema
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.statement import Statement
@@ -138,13 +137,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=3000, help="executions per shape and way")
     ap.add_argument("--pg", action="store_true", help="PostgreSQL too (a throw-away cluster)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="statement-cost-") as tmp:
-        asyncio.run(_measure(f"sqlite+aiosqlite:///{tmp}/codeyard.db", args.count))
-    if args.pg:
-        from codeyard.testing.postgres import PostgresCluster
-
-        with PostgresCluster() as cluster:
-            asyncio.run(_measure(cluster.create_database(), args.count))
+    on_databases(_measure, args.count, args.pg, "statement-cost-")
 
 
 if __name__ == "__main__":
