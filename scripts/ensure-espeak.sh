@@ -15,4 +15,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends espeak-ng flite
 espeak-ng --version
-flite --version
+# flite prints its version and exits 1 even so: check that it runs, not its exit code.
+flite --version || command -v flite >/dev/null

@@ -195,7 +195,7 @@ async def test_queue_runs_dependent_tickets_from_each_merge_and_pauses_on_failur
     skipped = await api.post(f"{base3}/items/4/skip")
     assert skipped.status_code == 200, skipped.text
     settled = await wait_for(api, base3, "status", "done", "paused", timeout=30)
-    assert [i["state"] for i in settled["items"]] == ["skipped", "done"], settled
+    assert [i["state"] for i in settled["items"]] == ["skipped", "done"], settled["items"]
     assert show(git_repo, "main:e.txt") == "five\n"
 
 
