@@ -263,17 +263,23 @@ async def settle_item(
 ) -> dict[str, Any]:
     """``retry`` (the ticket runs again) or ``skip`` (its dependents go on) a failed ticket;
     then the queue resumes."""
-    _, queue = await _managed(svc, principal, project_ref, queue_id, f"{how} its queue items")
-    item = queue["items"].get(str(number))
-    if number not in queue["tickets"] or item is None or item.get("state") != FAILED:
-        raise Conflict(
-            f"Ticket #{number} has not failed in this queue; only a failed ticket can be "
-            f"{'retried' if how == 'retry' else 'skipped'}.",
-        )
-    items = dict(queue["items"])
-    items[str(number)] = {**item, "state": PENDING if how == "retry" else SKIPPED}
-    values = {"items": items, "status": "running", "paused_reason": None}
-    await svc.writer.run(lambda tx: ts.update_queue(tx, queue_id, values))
+    await _managed(svc, principal, project_ref, queue_id, f"{how} its queue items")
+
+    async def job(tx: Tx) -> None:  # judged on the row as it is when written
+        queue = await ts.find_queue(tx.conn, queue_id)
+        item = (queue or {"items": {}})["items"].get(str(number))
+        if queue is None or number not in queue["tickets"] or (item or {}).get("state") != FAILED:
+            raise Conflict(
+                f"Ticket #{number} has not failed in this queue; only a failed ticket can be "
+                f"{'retried' if how == 'retry' else 'skipped'}.",
+            )
+        items = dict(queue["items"])
+        items[str(number)] = {**item, "state": PENDING if how == "retry" else SKIPPED}
+        values = {"items": items, "status": "running", "paused_reason": None}
+        await ts.update_queue(tx, queue_id, values)
+
+    async with _locks[queue_id]:
+        await svc.writer.run(job)
     await advance(svc, queue_id)
     return await get(svc, project_ref, queue_id)
 
@@ -396,53 +402,59 @@ async def on_run_changed(svc: Services, run: dict[str, Any]) -> None:
         candidates = [
             q for q in await ts.running_queues(conn) if q["project_id"] == run["project_id"]
         ]
-    for queue in candidates:
-        hit = [
-            int(k)
-            for k, item in queue["items"].items()
-            if item.get("run_id") == run["id"] and item.get("state") == RUNNING
-        ]
-        if not hit:
-            continue
-        number, status = hit[0], run["status"]
-        label = f"ticket #{number} (run {run['number']})"
-        # Settling the item records what its run spent (a retry's run adds to it).
-        paid = float(queue["items"][str(number)].get("spent_usd") or 0.0) + _cost(run)
-        if status == "review":
-            action: dict[str, Any] = {"action": queue["land"]}
-            if queue["land"] == "stack":
-                action = {"action": "create_pr", "target_branch": stack_base(queue, number)}
-            try:
-                landed = await resolution.resolve(svc, run["id"], action, await _runner(svc, queue))
-            except CodeyardError as exc:
-                await _set_item(
-                    svc, queue["id"], number, state=FAILED, reason=exc.detail, spent_usd=paid
-                )
-                await _pause(
-                    svc, queue["id"], number, run["id"], f"landing {label} failed: {exc.detail}"
-                )
+    for candidate in candidates:
+        # Under the queue's lock, read again: ``advance`` records a started item's run after
+        # creating it, and a quick run can settle before that; waiting for the lock sees it.
+        async with _locks[candidate["id"]]:
+            async with svc.engine.connect() as conn:
+                queue = await ts.find_queue(conn, candidate["id"])
+            if queue is None or queue["status"] != "running":
                 continue
-            await agent.sync_ticket(svc, landed)
-            await _set_item(
-                svc, queue["id"], number, state=DONE, spent_usd=paid, branch=run["branch"]
-            )
+            moved = await _settle_run(svc, queue, run)
+        if moved:
             await advance(svc, queue["id"])
-        elif status == "completed":
-            settled = "pr_created" if queue["land"] == "stack" else "merged"
-            if run.get("resolution") == settled:
-                await _set_item(
-                    svc, queue["id"], number, state=DONE, spent_usd=paid, branch=run["branch"]
-                )
-                await advance(svc, queue["id"])
-            else:
-                why = f"{label} was {run.get('resolution') or 'closed'} instead of landed"
-                await _set_item(svc, queue["id"], number, state=FAILED, reason=why, spent_usd=paid)
-                await _pause(svc, queue["id"], number, run["id"], why)
-        elif status in STOPPED:
-            detail = run.get("status_reason") or "no reason given"
-            why = f"{label} is '{status}': {detail}. Retry or skip the ticket to go on."
-            await _set_item(svc, queue["id"], number, state=FAILED, reason=why, spent_usd=paid)
-            await _pause(svc, queue["id"], number, run["id"], why)
+
+
+async def _settle_run(svc: Services, queue: dict[str, Any], run: dict[str, Any]) -> bool:
+    """Settle the queue item ``run`` works (the caller holds the queue's lock): land it, or
+    pause the queue with the reason. True when the item is done and the queue may advance."""
+    hit = [
+        int(k)
+        for k, item in queue["items"].items()
+        if item.get("run_id") == run["id"] and item.get("state") == RUNNING
+    ]
+    if not hit:
+        return False
+    number, status = hit[0], run["status"]
+    label = f"ticket #{number} (run {run['number']})"
+    # Settling the item records what its run spent (a retry's run adds to it).
+    paid = float(queue["items"][str(number)].get("spent_usd") or 0.0) + _cost(run)
+    why: str | None = None  # the queue's pause reason; None: the item is done
+    reason: str | None = None  # the item's, when it differs from ``why``
+    if status == "review":
+        action: dict[str, Any] = {"action": queue["land"]}
+        if queue["land"] == "stack":
+            action = {"action": "create_pr", "target_branch": stack_base(queue, number)}
+        try:
+            landed = await resolution.resolve(svc, run["id"], action, await _runner(svc, queue))
+        except CodeyardError as exc:
+            why, reason = f"landing {label} failed: {exc.detail}", exc.detail
+        else:
+            await agent.sync_ticket(svc, landed)
+    elif status == "completed":
+        if run.get("resolution") != ("pr_created" if queue["land"] == "stack" else "merged"):
+            why = f"{label} was {run.get('resolution') or 'closed'} instead of landed"
+    elif status in STOPPED:
+        detail = run.get("status_reason") or "no reason given"
+        why = f"{label} is '{status}': {detail}. Retry or skip the ticket to go on."
+    else:
+        return False
+    if why is None:
+        await _set_item(svc, queue["id"], number, state=DONE, spent_usd=paid, branch=run["branch"])
+        return True
+    await _set_item(svc, queue["id"], number, state=FAILED, reason=reason or why, spent_usd=paid)
+    await _pause(svc, queue["id"], number, run["id"], why)
+    return False
 
 
 async def reconcile(svc: Services) -> None:
