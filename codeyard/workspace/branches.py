@@ -282,9 +282,16 @@ async def _checkouts(repo: Path, branch: str) -> list[Path]:
 
 
 async def _rebasing(worktree: Path, ref: str) -> bool:
+    """Whether ``worktree`` is rebasing ``ref``. A worktree git cannot open is not: one being
+    added (by a run's preparation, or the worktree pool's fill) is listed, detached and locked
+    "initializing", before its directory is a checkout, and a pooled one may be renamed away
+    by the run that takes it; landing meanwhile must not fail on either."""
     names = ("rebase-merge/head-name", "rebase-apply/head-name")
     args = [arg for name in names for arg in ("--git-path", name)]
-    paths = await git("rev-parse", *args, cwd=worktree)
+    try:
+        paths = await git("rev-parse", *args, cwd=worktree)
+    except GitError:
+        return False
     for line in paths.stdout.splitlines():
         head_name = worktree / line
         if head_name.is_file() and head_name.read_text().strip() == ref:

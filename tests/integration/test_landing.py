@@ -263,6 +263,28 @@ async def test_target_not_checked_out_moves_only_the_ref(repo: Path, run_wt: Pat
     assert (repo / "README.md").read_text() == "dirty, but not on main\n"
 
 
+async def test_a_worktree_being_added_meanwhile_does_not_fail_the_landing(
+    repo: Path, run_wt: Path, tmp_path: Path
+) -> None:
+    """git lists a worktree it is still adding (detached, locked "initializing") before its
+    directory is a checkout: a run preparing, or the worktree pool filling, beside a landing
+    (CI saw a queue's landing fail on it). Arranged as git leaves it at that moment."""
+    adding = tmp_path / "pool" / "repo"
+    adding.mkdir(parents=True)
+    admin = repo / ".git" / "worktrees" / "repo1"
+    admin.mkdir(parents=True)
+    (admin / "gitdir").write_text(f"{adding}/.git\n")
+    (admin / "commondir").write_text("../..\n")
+    (admin / "HEAD").write_text(head(repo) + "\n")
+    (admin / "locked").write_text("initializing")
+    listed = run_git(repo, "worktree", "list", "--porcelain")
+    assert f"worktree {adding}" in listed and "locked initializing" in listed
+    run_head = commit(run_wt, {"new.txt": "agent\n"}, "agent")
+    await apply_landing(repo, await plan_landing(repo, "main", RUN, "merge"))
+    assert head(repo) == run_head
+    assert (repo / "new.txt").read_text() == "agent\n"  # the user's checkout still followed
+
+
 # --- several repositories ----------------------------------------------------------------------
 
 
