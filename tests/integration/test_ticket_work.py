@@ -163,7 +163,7 @@ async def test_queue_runs_dependent_tickets_from_each_merge_and_pauses_on_failur
     started = await api.post(f"{base}/start")
     assert started.status_code == 200 and started.json()["status"] in ("running", "done")
     finished = await wait_for(api, base, "status", "done", "paused", timeout=60)
-    assert finished["status"] == "done", finished
+    assert finished["status"] == "done", (finished["paused_reason"], finished["items"])
     assert [i["state"] for i in finished["items"]] == ["done"] * 3
     assert show(git_repo, "main:b.txt") == "from one\n"
     assert show(git_repo, "main:c.txt") == "from one\n"
@@ -176,7 +176,7 @@ async def test_queue_runs_dependent_tickets_from_each_merge_and_pauses_on_failur
     base2 = f"/api/projects/shop/discover/queues/{second.json()['id']}"
     await api.post(f"{base2}/start")
     paused = await wait_for(api, base2, "status", "paused", "done", timeout=30)
-    assert paused["status"] == "paused", paused
+    assert paused["status"] == "paused", (paused["paused_reason"], paused["items"])
     assert "ticket #4" in paused["paused_reason"] and "red" in paused["paused_reason"]
     assert [i["state"] for i in paused["items"]] == ["failed", "pending"]  # #5 waits for #4
     failed_run = paused["items"][0]["run_id"]
