@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from codeyard import __version__, gc_freeze
 from codeyard.agents import builtin as builtin_providers
-from codeyard.api import lazy, preview_host, problems, route_index, webui
+from codeyard.api import lazy, preview_host, problems, webui
 from codeyard.api.auth import require_principal
 from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
 from codeyard.api.limits import SlidingWindow, limit_run_creation
@@ -369,7 +369,6 @@ def create_app(
         redoc_url=None,
     )
     app.state.background = background
-    route_index.install(app)  # requests try only the routes their path could be for
     problems.install(app)
     _install_middleware(app, settings)
     app.add_middleware(AnsweredMiddleware, background=background)  # outermost

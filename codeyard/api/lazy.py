@@ -73,12 +73,6 @@ class Placeholder(BaseRoute):
         """Whether ``path`` is under one of the router's segments (whole segments only)."""
         return any(path == head or path.startswith(head + "/") for head in self._heads)
 
-    @property
-    def loaded(self) -> BaseRoute | None:
-        """The included entry once the router is loaded (it then answers every path it
-        matches, under the segments or not); None before."""
-        return self._loaded
-
     def load(self) -> BaseRoute:
         """Include the router where this placeholder stands; the included entry."""
         if self._loaded is not None:
