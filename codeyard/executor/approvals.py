@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,6 +61,39 @@ def summarize(request: ToolRequest, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _record(
+    run_id: str, request: ToolRequest, verdict: PolicyDecision
+) -> Callable[[Tx], Awaitable[None]]:
+    """The job recording a decision (its audit row and ``policy.decision``): alone for an
+    allow or a deny, first in the job that opens the approval for an ask (one transaction
+    fewer per asked call; the event still comes before ``approval.requested``)."""
+
+    async def job(tx: Tx) -> None:
+        await policies.insert_decision(
+            tx,
+            {
+                "run_id": run_id,
+                "call_id": request.call_id,
+                "tool": request.tool,
+                "decision": verdict.action,
+                "rule": verdict.rule,
+                "reason": verdict.reason,
+                "created_at": utc_now(),
+            },
+        )
+        decided = ev.PolicyDecision(
+            call_id=request.call_id,
+            tool=request.tool,
+            decision=verdict.action,
+            rule=verdict.rule,
+            reason=verdict.reason,
+            gate=verdict.gate,
+        )
+        await tx.emit_one(run_id, decided)
+
+    return job
+
+
 class ApprovalGate:
     def __init__(self, engine: AsyncEngine, writer: Writer, default_mode: str) -> None:
         self._engine = engine
@@ -93,39 +127,14 @@ class ApprovalGate:
             async with self._engine.connect() as conn:
                 ctx = await self._context(conn, run)
         verdict = self._verdict(ctx, request)
-        await self._record(run_id, request, verdict)
+        record = _record(run_id, request, verdict)
+        if verdict.action == "ask":  # recorded by the job that opens the approval
+            return await self._ask(handle, request, verdict, record)
+        # The agent waits on it: ahead of other runs' queued writes (``Writer.run``).
+        await self._writer.run(record, urgent_for=run_id)
         if verdict.action == "allow":
             return Decision(True, verdict.reason, verdict.rule)
-        if verdict.action == "deny":
-            return Decision(False, verdict.reason, verdict.rule)
-        return await self._ask(handle, request, verdict)
-
-    async def _record(self, run_id: str, request: ToolRequest, verdict: PolicyDecision) -> None:
-        async def job(tx: Tx) -> None:
-            await policies.insert_decision(
-                tx,
-                {
-                    "run_id": run_id,
-                    "call_id": request.call_id,
-                    "tool": request.tool,
-                    "decision": verdict.action,
-                    "rule": verdict.rule,
-                    "reason": verdict.reason,
-                    "created_at": utc_now(),
-                },
-            )
-            decided = ev.PolicyDecision(
-                call_id=request.call_id,
-                tool=request.tool,
-                decision=verdict.action,
-                rule=verdict.rule,
-                reason=verdict.reason,
-                gate=verdict.gate,
-            )
-            await tx.emit_one(run_id, decided)
-
-        # The agent waits on it: ahead of other runs' queued writes (``Writer.run``).
-        await self._writer.run(job, urgent_for=run_id)
+        return Decision(False, verdict.reason, verdict.rule)
 
     async def _timeout_seconds(self) -> float:
         stored = await settings_store.read(self._engine)
@@ -133,7 +142,11 @@ class ApprovalGate:
         return float(hours) * 3600
 
     async def _ask(
-        self, handle: RunHandle, request: ToolRequest, verdict: PolicyDecision
+        self,
+        handle: RunHandle,
+        request: ToolRequest,
+        verdict: PolicyDecision,
+        record: Callable[[Tx], Awaitable[None]],
     ) -> Decision:
         fields = {
             "call_id": request.call_id,
@@ -144,7 +157,9 @@ class ApprovalGate:
             "rule": verdict.rule,
             "reason": verdict.reason,
         }
-        answer = await self._wait_for_answer(handle, fields, "approval", gate=verdict.gate)
+        answer = await self._wait_for_answer(
+            handle, fields, "approval", gate=verdict.gate, first=record
+        )
         reason = answer.get("reason")
         if answer["decision"] == "approved":
             return Decision(True, reason or "approved by the operator", verdict.rule)
@@ -179,11 +194,19 @@ class ApprovalGate:
         await self._writer.run(raise_cap)
 
     async def _wait_for_answer(
-        self, handle: RunHandle, fields: dict[str, Any], status_reason: str, *, gate: bool
+        self,
+        handle: RunHandle,
+        fields: dict[str, Any],
+        status_reason: str,
+        *,
+        gate: bool,
+        first: Callable[[Tx], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """Wait for the operator's answer to this call: bound to the approval the run already
         has for the same call (asked before a restart: answered → at once, pending → wait on
-        it), or a new durable approval. The run shows ``waiting`` meanwhile."""
+        it), or a new durable approval. The run shows ``waiting`` meanwhile. ``first``: a job
+        run at the start of the one that binds or opens the approval (the decision's record),
+        in its transaction."""
         run_id = handle.run_id
         timeout = await self._timeout_seconds()
         fp = fingerprint(str(fields["tool"]), dict(fields["input"]))
@@ -207,6 +230,8 @@ class ApprovalGate:
         async def ask(tx: Tx) -> tuple[dict[str, Any], bool]:
             """The approval bound (or opened) and whether the run is trusted, in one job: the
             binding, the opening and the run's trust are read where they are written."""
+            if first is not None:
+                await first(tx)
             bound = await approval_door.bindable(tx.conn, run_id, fp)
             if bound is not None and bound["status"] != "pending":  # answered: used at once
                 await approval_door.mark_used(tx, bound["id"], call_id)

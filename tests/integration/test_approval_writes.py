@@ -8,15 +8,18 @@ writer, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from codeyard.domain.events import utc_now
+from codeyard.domain.tools import ToolRequest
 from codeyard.executor.approvals import ApprovalGate
+from codeyard.executor.handle import RunHandle
 from codeyard.store import approvals as approval_door
-from codeyard.store import policies, projects, runs
+from codeyard.store import events, policies, projects, runs
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
 from tests.support.sql import statements
@@ -117,3 +120,27 @@ async def test_an_answer_is_marked_used_without_a_read(writer: Writer) -> None:
         ("approved", "trust", "call_2"),
     ]
     assert (stored["status"], stored["pending_approvals"]) == ("running", 0)
+
+
+async def test_an_asked_call_records_its_decision_with_its_approval(writer: Writer) -> None:
+    """The decision's record (audit row, ``policy.decision``) and the approval it opens are
+    one writer job: one transaction per asked call, not two (issue 15: ~12 writer
+    transactions per Claude Code run, this one of them); the decision's event comes first."""
+    gate = ApprovalGate(writer.engine, writer, "default")
+    handle = RunHandle("run_a")
+    request = ToolRequest("call_w", "Write", "write", {"file_path": "notes.txt", "content": "x"})
+    batches = writer.batches
+    deciding = asyncio.ensure_future(gate.decide(handle, request))
+    while not handle.approvals and not deciding.done():
+        await asyncio.sleep(0.01)
+    async with writer.engine.connect() as conn:  # the job that registered the wait committed
+        while writer.batches == batches:
+            await asyncio.sleep(0.01)
+        pending = await policies.get_approval(conn, next(iter(handle.approvals)))
+        types = [e.type for e in await events.read_all(conn, "run_a")]
+    assert writer.batches - batches == 1
+    assert pending["status"] == "pending"
+    assert types == ["policy.decision", "approval.requested", "run.status"], types
+    answer = {"decision": "approved", "decided_by": "op", "reason": None}
+    next(iter(handle.approvals.values())).set_result(answer)
+    assert (await deciding).allow
