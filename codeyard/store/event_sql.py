@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.errors import NotFound
 from codeyard.domain.events import StoredEvent, utc_now
-from codeyard.store import schema
+from codeyard.store import schema, sqlite_driver
+from codeyard.store.sqlite_commit import RunRowUpdates
 from codeyard.store.statement import RowWrites, Statement
 
 
@@ -215,6 +216,44 @@ async def flush(
         await _RUN_WRITES.update(
             conn, run_id, {"last_seq": cur.last_seq, "updated_at": now, **values}
         )
+
+
+async def flush_and_commit(
+    conn: AsyncConnection,
+    staged: list[StoredEvent],
+    cursors: dict[str, RunCursor],
+    run_values: dict[str, dict[str, Any]],
+    run_rows: RunRowUpdates,
+) -> None:
+    """SQLite: :func:`flush`, and the transaction's ``COMMIT`` in the same trip to the driver's
+    thread (``sqlite_driver.commit_with``): one trip where the events' INSERT, each run row's
+    UPDATE and the COMMIT took one each. The caller's ``begin`` block must end right after (its
+    commit then sends nothing). Run values that plain SQL cannot carry (``run_rows.covers``)
+    take SQLAlchemy first, as in ``flush``; a transaction with nothing to flush commits as before.
+    """
+    driver = None
+    if conn.dialect.driver == "aiosqlite":
+        driver = (await conn.get_raw_connection()).driver_connection
+    if not isinstance(driver, sqlite_driver.LateBeginConnection):
+        await flush(conn, staged, cursors, run_values)
+        return
+    last: list[sqlite_driver.LastStatement] = []
+    if staged:
+        rows = [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
+        last.append((insert_events_sql("qmark"), rows, True))
+    now = utc_now()
+    for run_id, values in run_values.items():
+        cur = cursors.get(run_id)
+        if cur is None:
+            continue
+        if run_rows.covers(values):
+            last.append((*run_rows.statement(run_id, cur.last_seq, now, values), False))
+            continue
+        await _RUN_WRITES.update(
+            conn, run_id, {"last_seq": cur.last_seq, "updated_at": now, **values}
+        )
+    if last:
+        await sqlite_driver.commit_with(driver, last)
 
 
 async def touch_runs_shared(

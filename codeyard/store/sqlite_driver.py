@@ -20,7 +20,8 @@ trip. Every call goes through aiosqlite's ``Connection._execute``, so this holds
 statements of :class:`OneHopCursor` and for the writer's own ``executemany`` on the
 ``driver_connection`` alike: nothing runs outside the transaction SQLAlchemy began. A commit or
 rollback with nothing sent since the mark (a read-only check-out, an empty transaction) ends a
-transaction that never began, and costs no trip either.
+transaction that never began, and costs no trip either. The writer's transactions end with one
+trip for their last statements and the ``COMMIT`` (:func:`commit_with`).
 """
 
 from __future__ import annotations
@@ -162,6 +163,34 @@ def _call(late: LateBeginConnection, begin: bool, fn: Any, args: Any, kwargs: An
         return fn(*args, **kwargs)
     finally:
         late.calls_done += 1
+
+
+#: A statement a transaction ends with (:func:`commit_with`): SQL, parameters, and whether they
+#: are a sequence of parameter sets (``executemany``).
+LastStatement = tuple[str, Any, bool]
+
+
+def _last_and_commit(conn: sqlite3.Connection, statements: Sequence[LastStatement]) -> None:
+    """In the connection's thread: a transaction's last statements, then its ``COMMIT``."""
+    for operation, parameters, many in statements:
+        if many:
+            conn.executemany(operation, parameters)
+        else:
+            conn.execute(operation, parameters)
+    conn.commit()
+
+
+async def commit_with(driver: Any, statements: Sequence[LastStatement]) -> bool:
+    """Send a transaction's last ``statements`` and its ``COMMIT`` to the thread in one trip (the
+    writer's events, run rows and commit were three trips or more). SQLAlchemy's own commit when
+    its ``begin`` block ends right after finds the database in autocommit and sends nothing
+    (:meth:`OneHopConnection.commit`); if a statement or the commit fails, the transaction is
+    still open and SQLAlchemy's rollback ends it. False: ``driver`` is not a connection of this
+    module (a plain aiosqlite one): nothing was sent."""
+    if not isinstance(driver, LateBeginConnection):
+        return False
+    await driver._execute(_last_and_commit, driver._conn, statements)
+    return True
 
 
 class LateBeginConnection(aiosqlite.Connection):

@@ -111,7 +111,7 @@ from codeyard.store.event_sql import (
     TRY_JOB_LOCK_SQL,
     IdPool,
     RunCursor,
-    flush,
+    flush_and_commit,
     insert_events_sql,
     insert_numbered,
     is_shared,
@@ -681,8 +681,8 @@ class Writer:
                 outcomes.append((pending, True, result))
             if shared:
                 await self._flush_shared(conn, staged, cursors, run_values)
-            else:
-                await flush(conn, staged, cursors, run_values)
+            else:  # SQLite: with its COMMIT, in one trip; the ``begin`` block's commit is free
+                await flush_and_commit(conn, staged, cursors, run_values, self._run_rows)
         return pool.next_id, cursors, staged, outcomes, after
 
     def _committed(

@@ -11,15 +11,16 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from codeyard.domain import events as ev
 from codeyard.domain.events import StoredEvent, utc_now
-from codeyard.store import fencing, sqlite_commit
+from codeyard.store import fencing, runs, sqlite_commit, sqlite_driver
 from codeyard.store.db import create_engine, migrate
 from codeyard.store.writer import Tx, Writer
 from tests.support.writer_runs import PROJECT, add_runs
@@ -123,9 +124,10 @@ async def test_awaited_appends_are_committed_numbered_and_published_after_commit
 
 
 async def test_run_values_are_stored_as_the_sqlalchemy_path_stores_them(db: Db) -> None:
-    """Values converted for the thread (JSON, NULLs, booleans) read back byte for byte as
-    SQLAlchemy's ``update(runs).values(...)`` writes them."""
-    await db.add_runs("run_direct", "run_sqla")
+    """Values converted for the thread (JSON, NULLs, booleans), and a job's run values (sent
+    with its commit), read back byte for byte as SQLAlchemy's ``update(runs).values(...)``
+    writes them."""
+    await db.add_runs("run_direct", "run_sqla", "run_core")
     values: dict[str, Any] = {
         "usage": {"input_tokens": 7, "cost_usd": 0.25, "note": "ü"},
         "agent_state": {"k": [1, None]},
@@ -143,10 +145,16 @@ async def test_run_values_are_stored_as_the_sqlalchemy_path_stores_them(db: Db) 
         tx.set_run_values("run_sqla", dict(values))
 
     await db.writer.run(job)
+
+    async def core(tx: Tx) -> None:  # the same values through SQLAlchemy's own UPDATE
+        await tx.emit("run_core", [event])
+        await runs.update_fields(tx, "run_core", **values)
+
+    await db.writer.run(core)
     cols = ", ".join(f"{c}, typeof({c})" for c in [*values, "last_seq"])
     direct = db.rows(f"SELECT {cols} FROM runs WHERE id = 'run_direct'")
     sqla = db.rows(f"SELECT {cols} FROM runs WHERE id = 'run_sqla'")
-    assert direct == sqla
+    assert direct == sqla == db.rows(f"SELECT {cols} FROM runs WHERE id = 'run_core'")
     row = direct[0]
     assert json.loads(row[0]) == values["usage"] and row[1] == "text"
     assert row[4:8] == ("null", "text", None, "null")
@@ -179,6 +187,65 @@ async def test_a_failed_commit_writes_nothing_and_the_writer_goes_on(db: Db) -> 
     stored = await db.writer.append("run_a", [ev.ErrorEvent(message="two")])
     assert [(e.id, e.seq) for e in stored] == [(next_id, 2)]
     assert db.rows("SELECT last_seq FROM runs WHERE id = 'run_a'") == [(2,)]
+
+
+@pytest.fixture
+def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call sent to an aiosqlite connection's thread (the writer's SQLAlchemy one)."""
+    calls: list[str] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *a: Any, **k: Any) -> Any:
+        inner = a[2] if getattr(fn, "__name__", "") == "_call" else fn  # store.sqlite_driver's
+        calls.append(getattr(inner, "__name__", repr(inner)))
+        return await execute(self, fn, *a, **k)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return calls
+
+
+async def _a_job_with_events(tx: Tx) -> None:
+    """A job's own statement, an event and a run value: a status change's shape."""
+    await runs.update_fields(tx, "run_a", title="moved")
+    await tx.emit("run_a", [ev.ErrorEvent(message="m")])
+    tx.set_run_values("run_a", {"turns": 3})
+
+
+async def test_a_jobs_events_run_row_and_commit_are_one_hand_off(
+    db: Db, hand_offs: list[str]
+) -> None:
+    """A batch with jobs ends with one trip to the driver's thread for its events, its run rows
+    and its COMMIT (they were three: issue 15, ~12 such transactions per Claude Code run)."""
+    await db.add_runs("run_a")
+    hand_offs.clear()
+    await db.writer.run(_a_job_with_events)
+    assert hand_offs == ["_run", "_last_and_commit"], hand_offs
+    assert db.rows("SELECT title, last_seq, turns FROM runs") == [("moved", 1, 3)]
+    assert db.rows("SELECT seq, type FROM events") == [(1, "error")]
+
+
+async def test_a_failed_last_hand_off_rolls_the_batch_back(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its statements sent, the COMMIT failing: nothing of the batch is kept (the transaction
+    SQLAlchemy still holds open is rolled back), and the writer goes on."""
+    await db.add_runs("run_a")
+    last_and_commit = sqlite_driver._last_and_commit
+
+    def failing(conn: sqlite3.Connection, statements: Any) -> None:
+        for sql, params, many in statements:
+            (conn.executemany if many else conn.execute)(sql, params)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(sqlite_driver, "_last_and_commit", failing)
+    with pytest.raises(sqlite3.OperationalError):
+        await db.writer.run(_a_job_with_events)
+    assert db.rows("SELECT title, last_seq, turns FROM runs") == [("t", 0, 0)]
+    assert db.rows("SELECT COUNT(*) FROM events") == [(0,)]
+    monkeypatch.setattr(sqlite_driver, "_last_and_commit", last_and_commit)
+    await db.writer.run(_a_job_with_events)
+    assert db.rows("SELECT title, last_seq, turns FROM runs") == [("moved", 1, 3)]
+    assert db.rows("SELECT seq FROM events") == [(1,)]
 
 
 async def test_a_stale_attempt_is_refused_alone_in_its_batch(db: Db) -> None:
