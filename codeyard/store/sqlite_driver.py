@@ -154,12 +154,15 @@ class OneHopCursor:
         return out
 
 
-def _call(late: LateBeginConnection, begin: bool, fn: Any, args: Any, kwargs: Any) -> Any:
-    """In the connection's thread: the ``BEGIN`` SQLAlchemy asked for (if it did), then the call
-    itself; counted done either way."""
+def _call(
+    late: LateBeginConnection, first: tuple[str, ...], fn: Any, args: Any, kwargs: Any
+) -> Any:
+    """In the connection's thread: what was asked to go first (the ``BEGIN`` SQLAlchemy asked
+    for, the writer's savepoints: :meth:`LateBeginConnection.later`), then the call itself;
+    counted done either way."""
     try:
-        if begin:
-            late._conn.execute("BEGIN")
+        for sql in first:
+            late._conn.execute(sql)
         return fn(*args, **kwargs)
     finally:
         late.calls_done += 1
@@ -199,21 +202,38 @@ class LateBeginConnection(aiosqlite.Connection):
     thread): while they differ one is in flight (sent by a task since cancelled, say)."""
 
     begin_pending = False
+    #: Statements without a result sent with the next call, after its ``BEGIN`` (:meth:`later`).
+    pending: tuple[str, ...] = ()
     calls_sent = 0
     calls_done = 0
 
     def begin_later(self) -> None:
         self.begin_pending = True
 
+    def later(self, sql: str) -> None:
+        """Send ``sql`` (a savepoint's, which returns nothing and can only fail if the
+        transaction is broken) with the next call, in the same trip."""
+        self.pending = (*self.pending, sql)
+
+    def take_back(self, sql: str) -> bool:
+        """Whether ``sql`` was the last statement asked for and not sent yet: then it is not."""
+        if self.pending and self.pending[-1] == sql:
+            self.pending = self.pending[:-1]
+            return True
+        return False
+
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         execute: Any = super()._execute  # untyped in aiosqlite
-        begin, self.begin_pending = self.begin_pending, False
+        first = ("BEGIN", *self.pending) if self.begin_pending else self.pending
+        self.begin_pending, self.pending = False, ()
         self.calls_sent += 1
-        return await execute(_call, self, begin, fn, args, kwargs)
+        return await execute(_call, self, first, fn, args, kwargs)
 
     def forget_begin(self) -> bool:
-        """The transaction ends: whether it never began (nothing was sent since the mark)."""
+        """The transaction ends: whether it never began (nothing was sent since the mark). The
+        savepoint statements not sent yet go with it (its end ends every savepoint)."""
         pending, self.begin_pending = self.begin_pending, False
+        self.pending = ()
         return pending
 
     def idle_outside_transaction(self) -> bool:

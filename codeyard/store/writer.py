@@ -119,7 +119,7 @@ from codeyard.store.event_sql import (
     read_cursor,
     touch_runs_shared,
 )
-from codeyard.store.statement import Statement
+from codeyard.store.job_savepoints import JobSavepoints
 from codeyard.store.write_order import Append, Pending, lift
 
 log = logging.getLogger(__name__)
@@ -142,12 +142,6 @@ class _AloneFailed(Exception):
         super().__init__(str(error))
         self.error = error
 
-
-#: A job's own rollback point in a batch of several, sent through the driver (``store.statement``:
-#: Core's nested transaction cost two executions through Core per job).
-_SAVEPOINT: Statement[tuple[()]] = Statement(text("SAVEPOINT codeyard_job"))
-_RELEASE_SAVEPOINT: Statement[tuple[()]] = Statement(text("RELEASE SAVEPOINT codeyard_job"))
-_ROLLBACK_TO_SAVEPOINT: Statement[tuple[()]] = Statement(text("ROLLBACK TO SAVEPOINT codeyard_job"))
 
 #: Times a PostgreSQL batch is run again after PostgreSQL broke a deadlock by failing it.
 _DEADLOCK_RETRIES = 3
@@ -605,6 +599,7 @@ class Writer:
         alone = len(batch) == 1
         async with conn.begin():
             pool = IdPool(conn, self._next_id)
+            points = JobSavepoints(conn)  # a job's rollback point in a batch of several
             if shared:
                 if any(not isinstance(p.fn, Append) for p in batch):  # before any row lock
                     if not try_job_lock:
@@ -652,13 +647,13 @@ class Writer:
                 )
                 try:
                     if pending.savepoint and not alone:
-                        await _SAVEPOINT.run(conn)
+                        await points.open()
                         try:
                             result = await pending.fn(tx)
                         except BaseException:
-                            await _ROLLBACK_TO_SAVEPOINT.run(conn)
+                            await points.roll_back()
                             raise
-                        await _RELEASE_SAVEPOINT.run(conn)
+                        await points.release()
                     else:
                         result = await pending.fn(tx)
                 except Exception as exc:  # the job's own failure: reported to its caller

@@ -52,7 +52,7 @@ def hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *a: Any, **k: Any) -> Any:
         name = getattr(fn, "__name__", repr(fn))
-        if name == "_call":  # store.sqlite_driver's: (connection, begin first?, the call, …)
+        if name == "_call":  # store.sqlite_driver's: (connection, sent first, the call, …)
             name = "_begun" if a[1] else getattr(a[2], "__name__", repr(a[2]))
         calls.append(name)
         return await execute(self, fn, *a, **k)

@@ -114,7 +114,8 @@ async def test_a_failing_job_among_others_rolls_back_alone(db: Fixture) -> None:
         10,
     )
     assert db.writer.batches - batches == 1  # one batch (batched by count here, not time)
-    assert db.statements.count("SAVEPOINT") == 3  # each job in its own
+    if db.engine.dialect.name == "postgresql":  # SQLite's go with the jobs' statements, past
+        assert db.statements.count("SAVEPOINT") == 3  # SQLAlchemy (test_writer_sqlite_commit)
     assert results[0] == "one" and results[2] == "three"
     assert isinstance(results[1], Failed)
     assert await db.cursors() == {"one": 7, "three": 7}

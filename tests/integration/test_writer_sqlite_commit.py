@@ -248,6 +248,40 @@ async def test_a_failed_last_hand_off_rolls_the_batch_back(
     assert db.rows("SELECT seq FROM events") == [(1,)]
 
 
+async def test_savepoints_go_with_the_jobs_statements(db: Db, hand_offs: list[str]) -> None:
+    """In a batch of several jobs each has its savepoint, but no trip of its own for it: the
+    SAVEPOINT goes with the job's first statement, the RELEASE with the next trip, and a job
+    that sends nothing takes neither (``store.job_savepoints``: were two trips per job). A
+    failing job still rolls back alone."""
+    await db.add_runs("run_a")
+
+    async def a(tx: Tx) -> None:
+        await runs.update_fields(tx, "run_a", title="a")
+        await tx.emit("run_a", [ev.ErrorEvent(message="a")])
+
+    async def b(tx: Tx) -> None:
+        await runs.update_fields(tx, "run_a", turns=9)
+        await tx.emit("run_a", [ev.ErrorEvent(message="b")])
+        raise ValueError("b fails")
+
+    async def c(tx: Tx) -> None:  # no statement of its own
+        await tx.emit("run_a", [ev.ErrorEvent(message="c")])
+
+    batches = db.writer.batches
+    hand_offs.clear()
+    results = await asyncio.gather(
+        db.writer.run(a), db.writer.run(b), db.writer.run(c), return_exceptions=True
+    )
+    assert db.writer.batches - batches == 1
+    assert isinstance(results[1], ValueError) and results[0] is None and results[2] is None
+    # a: BEGIN, SAVEPOINT, UPDATE; b: RELEASE, SAVEPOINT, UPDATE; b's ROLLBACK TO; the events,
+    # the run row, a RELEASE and the COMMIT.
+    assert hand_offs == ["_run", "_run", "_run", "_last_and_commit"], hand_offs
+    assert db.rows("SELECT title, turns, last_seq FROM runs") == [("a", 0, 2)]
+    rows = db.rows("SELECT seq, data FROM events ORDER BY id")
+    assert [(seq, json.loads(data)["message"]) for seq, data in rows] == [(1, "a"), (2, "c")]
+
+
 async def test_a_stale_attempt_is_refused_alone_in_its_batch(db: Db) -> None:
     await db.add_runs("run_a", "run_b")
 
