@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from claude_agent_sdk._cli_version import __cli_version__ as BUNDLED_CLAUDE_CODE
+
 from codeyard.agents.base import Provider
 from codeyard.agents.claude import ClaudeCodeProvider
 from codeyard.agents.codex import CodexProvider
@@ -223,7 +225,9 @@ class AgentCase:
 CLAUDE_CODE = AgentCase(
     name="claude-code",
     provider=ClaudeCodeProvider,
-    cli_version="2.1.332",  # bundled in claude-agent-sdk
+    # The version claude-agent-sdk says it bundles (its own constant, not what Codeyard read):
+    # pyproject takes a range of SDK releases, and a new one bundles a newer Claude Code.
+    cli_version=BUNDLED_CLAUDE_CODE,
     model="claude-sonnet-4-5",
     shell="Bash",
     tool="Bash",
