@@ -36,9 +36,8 @@ def insert_events_sql(paramstyle: str) -> str:
     )
 
 
-#: The run-row UPDATE of a batch that only appended events (SQLite fast path, see ``flush``).
-_SQLITE_TOUCH_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE id = ?"
-#: The same on PostgreSQL, for every such run of a batch in one ``executemany``.
+#: The run-row UPDATE of a batch that only appended events, on PostgreSQL: every such run of a
+#: batch in one ``executemany``.
 _PG_TOUCH_RUN = "UPDATE runs SET last_seq = $1, updated_at = $2 WHERE id = $3"
 
 #: ``pg_advisory_xact_lock`` key every PostgreSQL writer batch holds until it commits, so
@@ -185,37 +184,9 @@ def notify_payloads(token: str, ids: Sequence[int]) -> list[str]:
     return out
 
 
-async def flush(
-    conn: AsyncConnection,
-    staged: list[StoredEvent],
-    cursors: dict[str, RunCursor],
-    run_values: dict[str, dict[str, Any]],
-) -> None:
-    """A batch's events inserted and its runs' rows updated, through SQLAlchemy's connection
-    (SQLite; PostgreSQL takes ``touch_runs_shared`` and ``insert_numbered``)."""
-    # SQLite (aiosqlite): each statement through SQLAlchemy costs three hops to the driver's
-    # thread (cursor, execute, close); the driver's own ``executemany``/``execute`` cost one.
-    # They run on the same connection, inside the transaction SQLAlchemy began.
-    driver = None
-    if conn.dialect.driver == "aiosqlite":
-        driver = (await conn.get_raw_connection()).driver_connection
-    rows = [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
-    if rows:
-        if driver is not None:
-            await driver.executemany(insert_events_sql("qmark"), rows)
-        else:
-            await conn.exec_driver_sql(insert_events_sql(conn.dialect.paramstyle), rows)
-    now = utc_now()
-    for run_id, values in run_values.items():
-        cur = cursors.get(run_id)
-        if cur is None:
-            continue
-        if driver is not None and not values:  # only events: no column needs conversion
-            await driver.execute(_SQLITE_TOUCH_RUN, (cur.last_seq, now, run_id))
-            continue
-        await _RUN_WRITES.update(
-            conn, run_id, {"last_seq": cur.last_seq, "updated_at": now, **values}
-        )
+def event_rows(staged: list[StoredEvent]) -> list[tuple[Any, ...]]:
+    """The events' rows in the column order of :func:`insert_events_sql`."""
+    return [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
 
 
 async def flush_and_commit(
@@ -225,22 +196,18 @@ async def flush_and_commit(
     run_values: dict[str, dict[str, Any]],
     run_rows: RunRowUpdates,
 ) -> None:
-    """SQLite: :func:`flush`, and the transaction's ``COMMIT`` in the same trip to the driver's
-    thread (``sqlite_driver.commit_with``): one trip where the events' INSERT, each run row's
-    UPDATE and the COMMIT took one each. The caller's ``begin`` block must end right after (its
-    commit then sends nothing). Run values that plain SQL cannot carry (``run_rows.covers``)
-    take SQLAlchemy first, as in ``flush``; a transaction with nothing to flush commits as before.
-    """
-    driver = None
-    if conn.dialect.driver == "aiosqlite":
-        driver = (await conn.get_raw_connection()).driver_connection
-    if not isinstance(driver, sqlite_driver.LateBeginConnection):
-        await flush(conn, staged, cursors, run_values)
-        return
+    """SQLite: a batch's events inserted, its runs' rows updated and the transaction's
+    ``COMMIT``, in one trip to the driver's thread (``sqlite_driver.commit_with``; each was a
+    trip of its own). The caller's ``begin`` block must end right after (its commit then sends
+    nothing). Run values that plain SQL cannot carry (``run_rows.covers``) go through
+    SQLAlchemy first; a transaction with nothing to flush commits as before. PostgreSQL takes
+    ``touch_runs_shared`` and ``insert_numbered``."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if not isinstance(driver, sqlite_driver.LateBeginConnection):  # ``store.db``'s engines
+        raise TypeError(f"the SQLite writer needs store.sqlite_driver's driver, not {driver!r}")
     last: list[sqlite_driver.LastStatement] = []
     if staged:
-        rows = [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
-        last.append((insert_events_sql("qmark"), rows, True))
+        last.append((insert_events_sql("qmark"), event_rows(staged), True))
     now = utc_now()
     for run_id, values in run_values.items():
         cur = cursors.get(run_id)

@@ -183,17 +183,13 @@ def _last_and_commit(conn: sqlite3.Connection, statements: Sequence[LastStatemen
     conn.commit()
 
 
-async def commit_with(driver: Any, statements: Sequence[LastStatement]) -> bool:
+async def commit_with(driver: LateBeginConnection, statements: Sequence[LastStatement]) -> None:
     """Send a transaction's last ``statements`` and its ``COMMIT`` to the thread in one trip (the
     writer's events, run rows and commit were three trips or more). SQLAlchemy's own commit when
     its ``begin`` block ends right after finds the database in autocommit and sends nothing
     (:meth:`OneHopConnection.commit`); if a statement or the commit fails, the transaction is
-    still open and SQLAlchemy's rollback ends it. False: ``driver`` is not a connection of this
-    module (a plain aiosqlite one): nothing was sent."""
-    if not isinstance(driver, LateBeginConnection):
-        return False
+    still open and SQLAlchemy's rollback ends it."""
     await driver._execute(_last_and_commit, driver._conn, statements)
-    return True
 
 
 class LateBeginConnection(aiosqlite.Connection):

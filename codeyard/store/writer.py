@@ -111,6 +111,7 @@ from codeyard.store.event_sql import (
     TRY_JOB_LOCK_SQL,
     IdPool,
     RunCursor,
+    event_rows,
     flush_and_commit,
     insert_events_sql,
     insert_numbered,
@@ -750,7 +751,7 @@ class Writer:
             if a.run_values:
                 values.update(a.run_values)
             outcomes.append((pending, True, stored))
-        rows = [(e.id, e.run_id, e.project_id, e.seq, e.type, e.ts, e.data_json) for e in staged]
+        rows = event_rows(staged)
         now = utc_now()
         updates = [
             self._run_rows.statement(run_id, cursors[run_id].last_seq, now, values)
