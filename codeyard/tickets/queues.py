@@ -267,10 +267,12 @@ async def settle_item(
 
     async def job(tx: Tx) -> None:  # judged on the row as it is when written
         queue = await ts.find_queue(tx.conn, queue_id)
-        item = (queue or {"items": {}})["items"].get(str(number))
-        if queue is None or number not in queue["tickets"] or (item or {}).get("state") != FAILED:
+        if queue is None or number not in queue["tickets"]:
+            raise Conflict(f"Ticket #{number} is not in this queue.")
+        item = queue["items"].get(str(number), {})
+        if (state := item.get("state", PENDING)) != FAILED:
             raise Conflict(
-                f"Ticket #{number} has not failed in this queue; only a failed ticket can be "
+                f"Ticket #{number} is '{state}' in this queue; only a failed ticket can be "
                 f"{'retried' if how == 'retry' else 'skipped'}.",
             )
         items = dict(queue["items"])
