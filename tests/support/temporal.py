@@ -7,6 +7,7 @@ that binary is missing or cannot run here, and says so.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -20,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from temporalio.client import Client
 
+from codeyard.temporal.activities import live_hosts
 from tests.support.server import ROOT, ServerProcess, _descendants, _kill, free_port
 
 
@@ -225,6 +229,31 @@ class Cluster:
         return hosts[0]
 
 
+def wait_placeable(api: ServerProcess, address: str, hosts: Sequence[str], timeout: float) -> None:
+    """Block until placement can choose any of ``hosts``: each has its ``workers`` row (a host
+    registers in the background after it says "ready", probing its CLIs first, and placement
+    skips a host without a row once another has one) and polls the shared queue."""
+
+    async def missing() -> set[str]:
+        async with httpx.AsyncClient(
+            base_url=api.url, headers={"Authorization": f"Bearer {api.token}"}, timeout=30
+        ) as http:
+            resp = await http.get("/api/workers")
+            resp.raise_for_status()
+        rows = {
+            w["host"] for w in resp.json()["items"]
+            if w["kind"] == "temporal" and w["health"] == "healthy"
+        }  # fmt: skip
+        client = await Client.connect(address)
+        return set(hosts) - (rows & set(await live_hosts(client)))
+
+    deadline = time.monotonic() + timeout
+    while left := asyncio.run(missing()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker hosts {sorted(left)} never became placeable")
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def blind_cluster(
     root: Path, database_url: str, hosts: Sequence[str] = ("h1", "h2", "h3"), api_servers: int = 2
@@ -261,6 +290,7 @@ def blind_cluster(
             srv.start(timeout=240)
         for w in workers.values():
             w.wait_ready(timeout=240)
+        wait_placeable(api[0], temporal.address, hosts, timeout=240)
         yield Cluster(temporal, api, workers, root / "shared.git", make_repo(root / "repo"))
     finally:
         for w in workers.values():
