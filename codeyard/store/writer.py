@@ -24,8 +24,8 @@ after its batch commits (``Tx.after_commit``): an approval's answer wakes an age
 this process from the writer's own task, not after the request's task is scheduled again.
 
 On SQLite a batch of plain appends (the common case: agent events) skips SQLAlchemy: numbered
-here, it is committed in one hop by a thread with its own ``sqlite3`` connection
-(``store.sqlite_commit``); batches with jobs, and the first append to a run this writer has not
+in this task, it is committed in one hop by a thread with its own ``sqlite3`` connection
+(``store.direct_appends``); batches with jobs, and the first append to a run this writer has not
 numbered yet, take the SQLAlchemy connection. Batches still run one at a time, so numbering,
 commit order and the hand-off after commit are the same on both paths.
 
@@ -105,15 +105,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from codeyard.domain.events import NewEvent, StoredEvent, utc_now, validate_new
 from codeyard.store import fencing, schema, sqlite_commit
+from codeyard.store.direct_appends import DirectAppends, stamp
 from codeyard.store.event_sql import (
     JOB_LOCK_SQL,
     JOB_ORDER_LOCK,
     TRY_JOB_LOCK_SQL,
     IdPool,
     RunCursor,
-    event_rows,
     flush_and_commit,
-    insert_events_sql,
     insert_numbered,
     is_shared,
     lock_runs,
@@ -276,19 +275,6 @@ class Tx:
         self.run_values.setdefault(run_id, {}).update(values)
 
 
-def _stamp(a: Append, cur: RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
-    """An append's events numbered: the given ids, seqs after the run's last (the cursor moves
-    on)."""
-    ts = utc_now()
-    seq, project_id, run_id = cur.last_seq, cur.project_id, a.run_id
-    stored = [
-        StoredEvent(ids[k], run_id, project_id, seq + k + 1, e.type, ts, e.data_json)
-        for k, e in enumerate(a.events)
-    ]
-    cur.last_seq += len(stored)
-    return stored
-
-
 def _failed(batch: list[Pending], exc: Exception) -> None:
     """A batch whose commit failed: nothing of it happened; every caller gets the error."""
     log.error("write batch of %d jobs failed", len(batch), exc_info=exc)
@@ -327,7 +313,7 @@ class Writer:
         self._conn: AsyncConnection | None = None
         self.batches = 0
         #: SQLite only: the thread that commits batches of plain appends in one hop.
-        self._direct: sqlite_commit.CommitThread | None = None
+        self._direct: DirectAppends | None = None
         self._run_rows = sqlite_commit.RunRowUpdates(schema.runs, engine.dialect)
         #: Names this process in its NOTIFY payloads (PostgreSQL), so it skips its own events.
         self.token = token or uuid.uuid4().hex[:12]
@@ -367,11 +353,7 @@ class Writer:
         async with self._engine.connect() as conn:
             max_id = (await conn.execute(text("SELECT MAX(id) FROM events"))).scalar()
         self._next_id = int(max_id or 0) + 1
-        path = sqlite_commit.file_path(self._engine)
-        if path is not None:
-            direct = sqlite_commit.CommitThread(path, insert_events_sql("qmark"))
-            await direct.start()
-            self._direct = direct
+        self._direct = await DirectAppends.open(self._engine, self._run_rows)
         self._task = asyncio.create_task(self._loop(), name="codeyard-writer")
 
     async def stop(self) -> None:
@@ -380,7 +362,7 @@ class Writer:
             await self._task
             self._task = None
         if self._direct is not None:
-            await self._direct.stop()
+            await self._direct.close()
             self._direct = None
         await self._drop_connection()
         await self._drop_connection(held=True)
@@ -552,8 +534,12 @@ class Writer:
     ) -> bool:
         """Commit ``batch`` (on the held lane's connection if ``held``). False: the job-order
         lock was busy (``try_job_lock``) and nothing of the batch ran."""
-        if self._direct is not None and self._direct_ok(batch):
-            await self._run_direct(self._direct, batch)
+        if self._direct is not None and self._direct.takes(batch, self._cursors):
+            direct = await self._direct.commit(batch, self._cursors, self._next_id)
+            if isinstance(direct, Exception):
+                _failed(batch, direct)
+            else:
+                self._committed(*direct)
             return True
         for tries_left in range(_DEADLOCK_RETRIES, -1, -1):
             try:
@@ -712,58 +698,6 @@ class Writer:
             else:
                 pending.future.set_exception(value)
 
-    def _direct_ok(self, batch: list[Pending]) -> bool:
-        """Whether the commit thread can take this batch: plain appends only, to runs this
-        writer has numbered, setting columns it knows (anything else takes SQLAlchemy, which
-        reads what it lacks and reports what is wrong as before)."""
-        for pending in batch:
-            fn = pending.fn
-            if not isinstance(fn, Append) or fn.run_id not in self._cursors:
-                return False
-            if fn.run_values and not self._run_rows.covers(fn.run_values):
-                return False
-        return True
-
-    async def _run_direct(self, thread: sqlite_commit.CommitThread, batch: list[Pending]) -> None:
-        """A batch of plain appends through the SQLite commit thread: numbered here, as
-        ``_number`` does, then the rows and run-row updates committed there in one hop."""
-        outcomes: list[tuple[Pending, bool, Any]] = []
-        staged: list[StoredEvent] = []
-        cursors: dict[str, RunCursor] = {}
-        run_values: dict[str, dict[str, Any]] = {}
-        next_id = self._next_id
-        for pending in batch:
-            a = pending.fn
-            assert isinstance(a, Append)  # checked by _direct_ok
-            cur = cursors.get(a.run_id)
-            if cur is None:  # a copy, kept only if the batch commits
-                known = self._cursors[a.run_id]
-                cur = cursors[a.run_id] = RunCursor(known.last_seq, known.project_id, known.attempt)
-            try:
-                fencing.check(pending.fence, a.run_id, cur.attempt)
-            except Exception as exc:  # a stale attempt: refused alone
-                outcomes.append((pending, False, exc))
-                continue
-            stored = _stamp(a, cur, range(next_id, next_id + len(a.events)))
-            next_id += len(stored)
-            staged.extend(stored)
-            values = run_values.setdefault(a.run_id, {})
-            if a.run_values:
-                values.update(a.run_values)
-            outcomes.append((pending, True, stored))
-        rows = event_rows(staged)
-        now = utc_now()
-        updates = [
-            self._run_rows.statement(run_id, cursors[run_id].last_seq, now, values)
-            for run_id, values in run_values.items()
-        ]
-        try:
-            await thread.commit(rows, updates)
-        except Exception as exc:  # the commit failed: nothing of this batch happened
-            _failed(batch, exc)
-            return
-        self._committed(next_id, cursors, staged, outcomes)
-
     async def _number(
         self,
         conn: AsyncConnection,
@@ -783,7 +717,7 @@ class Writer:
             cursors[a.run_id] = cur
         fencing.check(fence, a.run_id, cur.attempt)
         ids = await pool.take(len(a.events))
-        return _stamp(a, cur, ids)
+        return stamp(a, cur, ids)
 
     async def _flush_shared(
         self,

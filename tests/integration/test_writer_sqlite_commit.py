@@ -1,5 +1,6 @@
-"""The writer's SQLite commit thread (``store.sqlite_commit``): plain appends committed in one
-hop by a thread with its own ``sqlite3`` connection, everything else through SQLAlchemy.
+"""The writer's SQLite commit thread (``store.sqlite_commit``, fed by ``store.direct_appends``):
+plain appends committed in one hop by a thread with its own ``sqlite3`` connection, everything
+else through SQLAlchemy.
 
 Real SQLite files from the project's migrations; the rows are read back with a separate stdlib
 connection, so "committed" means visible to another connection, as after a crash.
@@ -63,8 +64,9 @@ async def db(tmp_path: Path) -> AsyncIterator[Db]:
 
 def _count_thread_commits(writer: Writer) -> list[int]:
     """Spy on the commit thread (it still commits): the rows of each batch handed to it."""
-    thread = writer._direct
-    assert thread is not None
+    direct = writer._direct
+    assert direct is not None
+    thread = direct.thread
     seen: list[int] = []
     commit = thread.commit
 
