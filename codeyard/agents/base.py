@@ -100,6 +100,17 @@ class TurnEnd:
     exiting: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Concluding:
+    """The agent has begun what may be its turn's last words: a message, with no tool call in
+    flight, that it does not mark as mere commentary. Unless a tool call follows after all,
+    the worktree is as the turn will leave it, so the executor begins the turn-end
+    checkpoint's git work now instead of at :class:`TurnEnd`, and a tool call after it drops
+    that work (``executor.early_checkpoint``). A hint: an adapter that never yields it only
+    ends its turns later (Codex: the checkpoint's ~25 ms came after ``turn/completed``, which
+    follows the final message's start by ~20 ms; bench/overhead.py)."""
+
+
 class AgentFailure(Exception):
     """The agent failed the turn; ``str(exc)`` becomes the run's ``status_reason``."""
 
@@ -110,7 +121,7 @@ class ModelRetrying(ErrorEvent):
     ``model_unreachable_seconds`` (``codeyard.executor.watchdog``)."""
 
 
-AdapterItem = NewEvent | SessionUpdate | RawOutput | TurnEnd | UsageTotal
+AdapterItem = NewEvent | SessionUpdate | RawOutput | TurnEnd | UsageTotal | Concluding
 
 
 @dataclass(slots=True)

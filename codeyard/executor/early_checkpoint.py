@@ -17,9 +17,10 @@ T = TypeVar("T")
 class EarlyCheckpoint:
     """A turn-end checkpoint begun when the agent reports its turn's end, before its process
     has exited (bench/overhead.py: the exit and the checkpoint's git work took ~150 ms in
-    series). Its row, ``checkpoint.created`` and the turn's end are recorded together once
-    the adapter has finished, so ``turn.completed`` still follows both the checkpoint and the
-    agent's exit; the lock of ``checkpoint_when`` keeps other checkpoints out meanwhile."""
+    series), or earlier, when it begins what may be its last words (``Concluding``). Its
+    row, ``checkpoint.created`` and the turn's end are recorded together once the adapter has
+    finished, so ``turn.completed`` still follows both the checkpoint and the agent's exit;
+    the lock of ``checkpoint_when`` keeps other checkpoints out meanwhile."""
 
     def __init__(self, engine: AsyncEngine, writer: Writer, run: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()

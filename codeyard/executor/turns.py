@@ -22,6 +22,7 @@ from codeyard.agents.base import (
     RESUME_NOTICE,
     SESSION_BEHIND,
     AgentFailure,
+    Concluding,
     TurnContext,
     TurnEnd,
 )
@@ -366,6 +367,12 @@ class TurnDriver:
                             handle.exiting = asyncio.get_running_loop().create_future()
                             ending = self._end_meanwhile(run, end, started, sink, early_checkpoint)
                             early_checkpoint = None  # the ending's
+                    elif isinstance(item, Concluding):
+                        # Maybe the agent's last words: the worktree is as the turn will leave
+                        # it unless a tool call follows (which drops this checkpoint, below).
+                        early_checkpoint = early_checkpoint or EarlyCheckpoint(
+                            self._engine, self._writer, run
+                        )
                     elif early_checkpoint is not None and isinstance(item, ToolCall | ToolResult):
                         await early_checkpoint.drop()  # the agent went on after all: later
                         early_checkpoint = None

@@ -58,6 +58,7 @@ __all__ = [
     "Failed",
     "NormalizeState",
     "NormalizedItem",
+    "concluding",
     "mcp_tool_request",
     "normalize",
     "session_items",
@@ -267,6 +268,19 @@ def normalize(message: ServerMessage, state: NormalizeState) -> list[NormalizedI
     if isinstance(message, TurnCompleted):
         return _turn_completed(message, state)
     return []
+
+
+def concluding(message: ServerMessage, state: NormalizeState) -> bool:
+    """Whether ``message`` begins what may be the turn's last words (``Concluding``): an agent
+    message started with no tool call in flight and not marked ``commentary`` or
+    ``partial_answer``. Models that give no ``phase`` count too: a preamble of theirs before a
+    tool call costs a checkpoint begun and dropped."""
+    return (
+        isinstance(message, ItemStarted)
+        and isinstance(message.item, MessageItem)
+        and message.item.phase in (None, "final_answer")
+        and not state.calls
+    )
 
 
 def session_items(

@@ -95,6 +95,9 @@ class ToolItem:
 class MessageItem:
     id: str
     text: str
+    #: ``commentary`` (more tool calls or text may follow), ``partial_answer``,
+    #: ``final_answer``, or None: not every model says (Codex's ``MessagePhase``).
+    phase: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +184,7 @@ def parse_item(raw: dict[str, Any]) -> Item:
         query = str(raw.get("query") or "")
         return ToolItem(ident, "web_search", "fetch", {"query": query}, status, None, None)
     if kind == "agentMessage":
-        return MessageItem(ident, str(raw.get("text") or ""))
+        return MessageItem(ident, str(raw.get("text") or ""), _str(raw.get("phase")))
     if kind == "reasoning":
         return ReasoningItem(ident, _texts(raw.get("summary")) or _texts(raw.get("content")))
     if kind == "userMessage":

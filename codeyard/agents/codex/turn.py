@@ -28,6 +28,7 @@ from codeyard.agents.base import (
     SESSION_BEHIND,
     AdapterItem,
     AgentFailure,
+    Concluding,
     RawOutput,
     TurnContext,
     TurnEnd,
@@ -35,6 +36,7 @@ from codeyard.agents.base import (
 from codeyard.agents.codex.normalize import (
     Failed,
     NormalizeState,
+    concluding,
     mcp_tool_request,
     normalize,
     session_items,
@@ -292,6 +294,8 @@ class _Turn:
                 # Taken in now, not when Codex accepted the steer: input still pending when the
                 # turn is interrupted, or ends at that moment, never reaches the model.
                 await self.ctx.messages_taken(1)
+            if concluding(message, self.state):
+                yield Concluding()
             if isinstance(message, ApprovalRequest):
                 async for item in self._decide(conn, message):
                     yield item
