@@ -25,7 +25,7 @@ Claude Code binary bundled in claude-agent-sdk (``codeyard/agents/claude/process
 ``codex`` the Codex binary when that provider is registered and can run here.
 
     .venv/bin/python bench/overhead.py [--pairs 12] [--only claude-code] [--json out.json]
-        [--codex-direct-config features.plugins=false]
+        [--codex-direct-config features.plugins=false] [--agent-niceness 0]
 """
 
 from __future__ import annotations
@@ -266,7 +266,9 @@ def phases(marks: dict[str, float]) -> dict[str, float]:
     return out
 
 
-async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
+async def measure(
+    v: Variant, pairs: int, root: Path, niceness: int | None = None
+) -> dict[str, Any]:
     repo = make_repo(root / f"{v.provider}-repo")
     checkout = make_repo(root / f"{v.provider}-checkout")
     homes = {side: root / f"{v.provider}-home-{side}" for side in ("direct", "codeyard")}
@@ -274,9 +276,12 @@ async def measure(v: Variant, pairs: int, root: Path) -> dict[str, Any]:
         home.mkdir(parents=True, exist_ok=True)
     timing = root / f"{v.provider}-timing.log"
     timing.touch()
+    env = {"CODEYARD_TIMING_FILE": str(timing)}
+    if niceness is not None:  # a diagnosis: how much of the overhead is the agent's nice
+        env["CODEYARD_AGENT_NICENESS"] = str(niceness)
     server = ServerProcess(
         root / f"{v.provider}-data",
-        env={"CODEYARD_TIMING_FILE": str(timing)},
+        env=env,
         wrap=[sys.executable, str(Path(__file__).resolve().parent / "_timed_server.py")],
     )
     server.start()
@@ -427,6 +432,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="also give the direct codex exec this -c override (e.g. features.plugins=false)",
     )
+    ap.add_argument(
+        "--agent-niceness",
+        type=int,
+        metavar="N",
+        help="the server's agent_niceness (default: Codeyard's, 10); the direct CLI is not "
+        "niced, so under other load this shows how much of the overhead the nice is",
+    )
     args = ap.parse_args()
     os.environ.update(
         GIT_AUTHOR_NAME="bench",
@@ -446,7 +458,7 @@ def main() -> None:
             print(f"== {name}: skipped: {why}", flush=True)
             continue
         print(f"== {name}", flush=True)
-        result = asyncio.run(measure(variant, args.pairs, root))
+        result = asyncio.run(measure(variant, args.pairs, root, args.agent_niceness))
         print(json.dumps({k: v for k, v in result.items() if not k.endswith("each")}), flush=True)
         results.append(result)
     print(table(results, skipped))
