@@ -10,7 +10,7 @@ from codeyard.domain.events import StoredEvent
 from codeyard.events.stream import follow_types
 from codeyard.services.context import Services
 from codeyard.store import events
-from codeyard.tickets import agent, queues
+from codeyard.tickets import agent, queue_driver
 from codeyard.tickets import store as tickets_store
 
 log = logging.getLogger(__name__)
@@ -23,14 +23,13 @@ async def _on_status(svc: Services, run_id: str) -> None:
     queued behind every run's appends, at each turn end of every run when it was asked for
     blindly (issue 15). ``sync_ticket`` reads the ticket again in its job, and a running
     queue is read whole, so what moved meanwhile is judged as it is then."""
-    async with svc.engine.connect() as conn:
-        run, worked, queue_running = await tickets_store.run_and_work(conn, run_id)
+    run, worked, queue_running = await tickets_store.run_and_work(svc.engine, run_id)
     if run is None:
         return
     if worked:
         await agent.sync_ticket(svc, run)
     if queue_running:
-        await queues.on_run_changed(svc, run)
+        await queue_driver.on_run_changed(svc, run)
 
 
 OnStatus = Callable[[Services, str], Awaitable[None]]
@@ -38,7 +37,7 @@ OnStatus = Callable[[Services, str], Awaitable[None]]
 
 async def _handle(svc: Services, batch: list[StoredEvent], on_status: OnStatus) -> None:
     """Each run once per batch, in the order of its last change, when that change settles it
-    (``queues.SETTLING``: a turn ended, the run landed or stopped short; nothing else moves a
+    (``queue_driver.SETTLING``: a turn ended, the run landed or stopped short; nothing else moves a
     ticket or a queue): ``on_status`` reads the run's current state anyway. A run whose last
     change here does not settle it is not read: a later change that settles it comes too."""
     last: dict[str, StoredEvent] = {}
@@ -46,7 +45,7 @@ async def _handle(svc: Services, batch: list[StoredEvent], on_status: OnStatus) 
         last.pop(event.run_id, None)
         last[event.run_id] = event
     for run_id, event in last.items():
-        if event.data.get("to") not in queues.SETTLING:
+        if event.data.get("to") not in queue_driver.SETTLING:
             continue
         try:
             await on_status(svc, run_id)
@@ -65,7 +64,7 @@ async def follow_runs(svc: Services, on_status: OnStatus = _on_status) -> None:
     async with svc.engine.connect() as conn:
         seen = await events.last_id(conn)
     try:
-        await queues.reconcile(svc)
+        await queue_driver.reconcile(svc)
     except Exception:
         log.warning("reconciling work queues failed", exc_info=True)
     async with contextlib.aclosing(follow_types(svc.engine, svc.hub, TYPES, after=seen)) as feed:
