@@ -8,8 +8,10 @@ and the driver's threads) is divided by the count:
 - ``check-out and return only``: ``async with engine.connect(): pass``;
 - ``connect, Statement, close``: how callers read (the statement begins a transaction, the
   pool's reset on return ends it: SQLite's ROLLBACK is a trip to the driver's thread);
-- ``Statement on the engine``: ``store.statement``'s read on an engine: a connection of its
-  own, the statement outside any transaction, nothing to end on return.
+- ``Statement on the engine``: ``store.statement``'s read on an engine: on a SQLite file, on
+  the event loop thread's own connection (``store.inline_reads``: no check-out, no trip to a
+  driver thread); otherwise a connection of its own, the statement outside any transaction,
+  nothing to end on return.
 
 SQLite always; PostgreSQL too with ``--pg`` (a throw-away cluster; its server's CPU is not
 counted, its round trips are).

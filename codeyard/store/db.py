@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
-from codeyard.store import sqlite_driver
+from codeyard.store import inline_reads, sqlite_driver
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest migration. A test checks it against Alembic's own view, so it cannot drift.
@@ -76,6 +76,10 @@ def create_engine(url: str) -> AsyncEngine:
             else:
                 conn.exec_driver_sql("BEGIN")
 
+        filename, options = dialect().create_connect_args(parsed)
+        database, uri = str(filename[0]), bool(options.get("uri", False))
+        if inline_reads.is_file(database, uri=uri):  # reads by the engine: no thread trip
+            inline_reads.attach(engine, database, uri=uri)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 

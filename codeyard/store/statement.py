@@ -31,8 +31,10 @@ One statement is its own consistent snapshot on both databases, so nothing is lo
 is spent on a transaction: no ``BEGIN`` (SQLite: none in the hop; asyncpg: no round trip), and
 the pool's reset on return has nothing to roll back (SQLite: no trip to the driver's thread,
 ``OneHopConnection.rollback``; asyncpg: none begun). ~265 against ~165 µs of CPU per read on
-SQLite (``bench/read_cost.py``). A caller that reads twice and needs both reads to agree keeps
-one connection (its transaction) for both.
+SQLite (``bench/read_cost.py``). On a SQLite database file such a read does not even take a
+pooled connection: it runs on the calling thread's own (``store.inline_reads``: ~7 µs, no trip
+to a driver thread), and through the pool only when it cannot be read there at once. A caller
+that reads twice and needs both reads to agree keeps one connection (its transaction) for both.
 
 A connection Core must first revalidate, or a driver this module does not know, takes
 ``exec_driver_sql`` with the same string and parameters: the same results at Core's cost.
@@ -56,6 +58,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from codeyard.store.inline_reads import InlineReader, reader_of
 from codeyard.store.sqlite_driver import OneHopConnection, OneHopCursor
 
 RowT = TypeVar("RowT", bound=tuple[Any, ...])
@@ -199,9 +202,31 @@ class Statement(Generic[RowT]):
         self, conn: AsyncConnection | AsyncEngine, given: Mapping[str, Any]
     ) -> tuple[list[Any], int]:
         if isinstance(conn, AsyncEngine):
+            inline = reader_of(conn)
+            if inline is not None:
+                done = self._inline(conn, inline, given)
+                if done is not None:
+                    return done
             async with conn.connect() as alone:
                 return await self._send(alone, given, begin=False)
         return await self._send(conn, given, begin=True)
+
+    def _inline(
+        self, engine: AsyncEngine, inline: InlineReader, given: Mapping[str, Any]
+    ) -> tuple[list[Any], int] | None:
+        """The read on the calling thread's own SQLite connection (``store.inline_reads``);
+        None: it could not be read there, send it through the pool."""
+        compiled = self.compiled(engine.dialect)
+        sql, params = compiled.sql, compiled.params(given)
+        sync = engine.sync_engine
+        if sync._has_events:
+            for listener in sync.dispatch.before_cursor_execute:
+                sql, params = listener(None, None, sql, params, None, False)
+        outcome = inline.read(sql, params)
+        if outcome is None:
+            return None
+        raw, count = outcome
+        return compiled.rows(raw, ()), count
 
     async def _send(
         self, conn: AsyncConnection, given: Mapping[str, Any], *, begin: bool
