@@ -41,6 +41,11 @@ async def _seq_after(conn: AsyncConnection, run_id: str, after: int) -> int:
     return int(seq or 0)
 
 
+def _unfiltered(flt: EventFilter) -> bool:
+    """No filter but the run: a run's page is the kept statement (``events.run_page``)."""
+    return flt.project_id is None and not flt.types
+
+
 async def _run_page(
     conn: AsyncConnection, flt: EventFilter, after: int, after_seq: int
 ) -> list[StoredEvent]:
@@ -50,7 +55,7 @@ async def _run_page(
     the same page as ``id > after ORDER BY id``; asked that way, SQLite reads the whole run
     through the index and sorts it for every page (a 100,000-event replay took ~1.2 s of it).
     """
-    if flt.run_id is not None and flt.project_id is None and not flt.types:  # kept statement
+    if flt.run_id is not None and _unfiltered(flt):  # kept statement
         return await events.run_page(conn, flt.run_id, after, after_seq, REPLAY_PAGE)
     stmt = (
         select(E.c.id, E.c.run_id, E.c.project_id, E.c.seq, E.c.type, E.c.ts, E.c.data)
@@ -70,6 +75,13 @@ async def _replay_page(
     engine: AsyncEngine, flt: EventFilter, after: int, after_seq: int | None
 ) -> tuple[list[StoredEvent], int | None]:
     """The next page after ``after`` and, for a run, the ``seq`` to continue from."""
+    run_id = flt.run_id
+    if run_id is not None and _unfiltered(flt) and (after_seq is not None or after <= 0):
+        # One statement, so the engine: no transaction to end (on SQLite it is read on the
+        # event loop's own connection, whose one page cache stays bounded: no shrinking).
+        start = 0 if after_seq is None else after_seq
+        page = await events.run_page(engine, run_id, after, start, REPLAY_PAGE)
+        return page, page[-1].seq if page else start
     async with engine.connect() as conn:
         if flt.run_id is None:
             page = await events.read(

@@ -113,11 +113,12 @@ class ApprovalGate:
     async def decide(self, handle: RunHandle, request: ToolRequest) -> Decision:
         run_id = handle.run_id
         await _settled(handle)
-        # One read of the run per decision, kept on the handle for the questions below; the
-        # run, the budget and the policy context are read in one transaction.
+        # One read of the run per decision, kept on the handle for the questions below: one
+        # statement, so the engine (no transaction to end; on SQLite, no trip to a driver
+        # thread). The budget and the policy context, mostly kept copies, read after it.
         ctx: PolicyContext | None = None
+        run = dict(handle.observe(await runs.get(self._engine, run_id)).row)
         async with self._engine.connect() as conn:
-            run = dict(handle.observe(await runs.get(conn, run_id)).row)
             over = await budget.check(conn, run)
             if over is None:
                 ctx = await self._context(conn, run)

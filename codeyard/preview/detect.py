@@ -142,8 +142,7 @@ class PortWatcher:
         held = self._held
         if held is None or self._stale > 0 or not wakeups.hearing(self._engine):
             stale = self._stale
-            async with self._engine.connect() as conn:
-                held = self._held = await leases.all_leases(conn)
+            held = self._held = await leases.all_leases(self._engine)
             self.reads += 1
             if self._stale == stale:  # (a wake during the read counts from now)
                 self._stale = max(0, stale - 1)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from codeyard.domain.errors import Conflict
 from codeyard.domain.events import utc_now
 from codeyard.store import schema, wakeups
-from codeyard.store.statement import Statement
+from codeyard.store.statement import Reader, Statement
 from codeyard.store.writer import Tx, Writer
 
 L = schema.port_leases
@@ -80,6 +80,7 @@ _CANDIDATES = 8
 _OF_RUN: Statement[tuple[str, int, int]] = Statement(
     select(L.c.run_id, L.c.base_port, L.c.size).where(L.c.run_id == bindparam("run_id"))
 )
+_ALL: Statement[tuple[str, int, int]] = Statement(select(L.c.run_id, L.c.base_port, L.c.size))
 _INSERT: Statement[tuple[()]] = Statement(
     L.insert().values({c: bindparam(c) for c in ("run_id", "base_port", "size", "created_at")})
 )
@@ -126,8 +127,9 @@ async def owner_of_port(conn: AsyncConnection, port: int) -> Lease | None:
     return lease if lease is not None and port in lease.ports else None
 
 
-async def all_leases(conn: AsyncConnection) -> list[Lease]:
-    return [_lease(r) for r in (await conn.execute(select(L))).all()]
+async def all_leases(conn: Reader) -> list[Lease]:
+    """Every lease (the port watcher's read: one statement, so the engine will do)."""
+    return [Lease(*row) for row in await _ALL.rows(conn)]
 
 
 async def _allocate(tx: Tx, run_id: str) -> Lease:

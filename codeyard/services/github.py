@@ -260,8 +260,7 @@ class Inbox(_Background):
         """Process every stored, unprocessed delivery; how many."""
         done = 0
         while True:
-            async with self.svc.engine.connect() as conn:
-                rows = await store.unprocessed(conn)
+            rows = await store.unprocessed(self.svc.engine)
             if not rows:
                 return done
             for row in rows:

@@ -228,8 +228,10 @@ async def create(
             )
         base_commits[repo["id"]] = sha
     set_ids = list(body.get("policy_set_ids") or [])
-    async with svc.engine.connect() as conn:
-        known = {s["id"] for s in await policies.sets_by_ids(conn, set_ids)}
+    known: set[str] = set()
+    if set_ids:  # most runs name none: no connection taken for nothing
+        async with svc.engine.connect() as conn:
+            known = {s["id"] for s in await policies.sets_by_ids(conn, set_ids)}
     if missing := [i for i in set_ids if i not in known]:
         raise ValidationFailed(
             f"Unknown policy sets: {', '.join(missing)}. List them with GET /api/policy-sets.",

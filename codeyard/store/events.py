@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.events import StoredEvent
 from codeyard.store import schema
-from codeyard.store.statement import Statement
+from codeyard.store.statement import Reader, Statement
 
 E = schema.events
 _Row = tuple[int, str, str, int, str, str, str]
@@ -31,7 +31,7 @@ _SEQ_OF: Statement[tuple[int]] = Statement(
 
 
 async def run_page(
-    conn: AsyncConnection, run_id: str, after: int, after_seq: int, limit: int
+    conn: Reader, run_id: str, after: int, after_seq: int, limit: int
 ) -> list[StoredEvent]:
     """A run's events with ``seq > after_seq`` and ``id > after``, by ``seq``, at most
     ``limit`` (the ``(run_id, seq)`` index: see ``events.stream``)."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
+from codeyard.store.statement import Reader, Statement
 from codeyard.store.upsert import insert_ignore
 from codeyard.store.writer import Tx
 
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 D = schema.github_deliveries
+_UNPROCESSED: Statement[tuple[Any, ...]] = Statement(
+    select(D).where(D.c.processed_at.is_(None)).order_by(D.c.id).limit(bindparam("limit"))
+)
 H = schema.github_hooks
 _LISTED = (D.c.id, D.c.delivery_id, D.c.event, D.c.action, D.c.repo, D.c.hook_id)
 
@@ -40,9 +44,9 @@ async def add_delivery(tx: Tx, row: dict[str, Any]) -> bool:
     return await insert_ignore(tx.conn, D, [values], ["delivery_id"]) == 1
 
 
-async def unprocessed(conn: AsyncConnection, limit: int = 100) -> list[dict[str, Any]]:
-    query = select(D).where(D.c.processed_at.is_(None)).order_by(D.c.id).limit(limit)
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
+async def unprocessed(conn: Reader, limit: int = 100) -> list[dict[str, Any]]:
+    """The oldest deliveries not processed yet (one statement: the engine will do)."""
+    return await _UNPROCESSED.mappings(conn, limit=limit)
 
 
 async def mark_processed(tx: Tx, row_id: int, outcome: str) -> None:

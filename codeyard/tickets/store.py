@@ -12,7 +12,7 @@ from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.store import schema
 from codeyard.store.pages import decode_cursor, page
-from codeyard.store.statement import Statement
+from codeyard.store.statement import Reader, Statement
 from codeyard.store.writer import Tx
 from codeyard.tickets.domain import fts5_match
 
@@ -51,9 +51,7 @@ def _run_and_work() -> Statement[tuple[Any, ...]]:
     )
 
 
-async def run_and_work(
-    conn: AsyncConnection, run_id: str
-) -> tuple[dict[str, Any] | None, bool, bool]:
+async def run_and_work(conn: Reader, run_id: str) -> tuple[dict[str, Any] | None, bool, bool]:
     """A run's row (None: no such run), whether it works a ticket, and whether a work queue of
     its project runs, in one statement: what the ticket follower needs at each turn end of
     every run, though most work no ticket and belong to no queue (issue 15: three reads)."""

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 
 #: The watcher's read of every lease, and the notifier's look at the log.
-LEASES = "SELECT port_leases.run_id, port_leases.base_port, port_leases.size, port_leases.crea"
+LEASES = "SELECT port_leases.run_id, port_leases.base_port, port_leases.size"
 LOG = "SELECT max(workflow_events.id)"
 
 
