@@ -9,7 +9,9 @@ from fastapi import Depends, Query, Request
 from codeyard.services.context import Services
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async, though it awaits nothing: FastAPI runs a plain function dependency in its
+    thread pool, a trip to a worker thread and back for every request that takes it."""
     svc: Services = request.app.state.services
     return svc
 

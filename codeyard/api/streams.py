@@ -55,6 +55,17 @@ def stream_slot(svc: Services, key: str) -> Callable[[], None]:
     )
 
 
+def released(release: Callable[[], None]) -> BackgroundTask:
+    """A stream response's background task giving its slot back, on the event loop: Starlette
+    runs a plain function's task in its thread pool (a trip to a worker thread per stream, and
+    the slot count changed from that thread)."""
+
+    async def give_back() -> None:
+        release()
+
+    return BackgroundTask(give_back)
+
+
 #: Events per write to a client. A client that fell behind gets everything pending at once
 #: (up to the hub's 10,000): joined whole, that was megabytes per client, and ten slow clients
 #: of a busy run grew the server by ~30 MB (bench/stream_memory.py). Each write waits for the
@@ -102,7 +113,7 @@ def _sse(
         _frames(svc, flt, after, until_idle, release),
         ping=PING_SECONDS,
         headers={"X-Accel-Buffering": "no"},
-        background=BackgroundTask(release),  # also when the body never started
+        background=released(release),  # also when the body never started
     )
 
 

@@ -8,11 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from sqlalchemy import func, select
 from sse_starlette import EventSourceResponse
-from starlette.background import BackgroundTask
 
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Svc
-from codeyard.api.streams import PING_SECONDS, stream_slot
+from codeyard.api.streams import PING_SECONDS, released, stream_slot
 from codeyard.domain.caps import caller_key
 from codeyard.domain.errors import BadRequest, NotFound
 from codeyard.events.hub import EventFilter
@@ -92,5 +91,5 @@ async def channel_stream(
         _messages(svc, chosen, start, release),
         ping=PING_SECONDS,
         headers={"X-Accel-Buffering": "no"},
-        background=BackgroundTask(release),
+        background=released(release),
     )
