@@ -73,9 +73,13 @@ async def read_cursor(conn: AsyncConnection, name: str) -> int | None:
 
 
 async def move_cursor(tx: Tx, name: str, expected: int, to: int) -> None:
-    """Advance ``name`` from ``expected`` to ``to``; Conflict if someone else moved it."""
-    await insert_ignore(tx.conn, C, [{"name": name, "last_event_id": expected}], ["name"])
+    """Advance ``name`` from ``expected`` to ``to``; Conflict if someone else moved it. One
+    ``UPDATE`` once the cursor's row exists; its first move inserts it (each statement in a
+    writer job is a trip to SQLite's thread: the insert was sent at every move)."""
     moved = await _MOVE.run(tx.conn, name=name, expected=expected, to=to)
+    if moved != 1:  # no row yet (or moved by someone else: the insert does nothing then)
+        await insert_ignore(tx.conn, C, [{"name": name, "last_event_id": expected}], ["name"])
+        moved = await _MOVE.run(tx.conn, name=name, expected=expected, to=to)
     if moved != 1:
         raise Conflict(f"The {name} cursor moved under this consumer; it will re-read.")
 

@@ -219,3 +219,23 @@ async def test_the_ticket_follower_replays_what_a_dropped_subscription_missed(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_cursor_that_exists_moves_in_one_statement(api: Api, git_repo: Path) -> None:
+    """The first move inserts the cursor's row; the next ones only update it."""
+    run_id = await draft(api, git_repo)
+    writer = api.services.writer
+    consumer, engine = await started(api)
+    try:
+        with statements(api.services.engine, lambda sql: "consumer_cursors" in sql) as sent:
+            await writer.append(run_id, [ev.ErrorEvent(message="first")])
+            await until(lambda: consumer.applied == 1)
+            first = len(sent)
+            await writer.append(run_id, [ev.ErrorEvent(message="second")])
+            await until(lambda: consumer.applied == 2)
+        assert [s.split()[0] for s in sent[first:]] == ["UPDATE"]
+        async with engine.connect() as conn:
+            assert await read_cursor(conn, consumer.name) is not None
+    finally:
+        await consumer.stop()
+        await engine.dispose()
