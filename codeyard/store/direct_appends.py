@@ -9,7 +9,7 @@ a run after a restart, an unknown column) stays on the SQLAlchemy path, which re
 lacks and reports what is wrong. The writer still runs one batch at a time, so numbering,
 commit order and the hand-off after commit are the same on both paths: this module only
 numbers and commits, the writer keeps the numbering (``Writer._committed``) and reports a
-failed commit.
+failed batch.
 
 Apart from ``store.writer`` because it shares nothing of the batching loop (no jobs, no
 savepoints, no PostgreSQL locks), only the numbering of one append (:func:`stamp`).
@@ -34,7 +34,9 @@ Committed = tuple[int, dict[str, RunCursor], list[StoredEvent], list[tuple[Pendi
 
 def stamp(a: Append, cur: RunCursor, ids: Sequence[int]) -> list[StoredEvent]:
     """An append's events numbered: the given ids, seqs after the run's last (the cursor moves
-    on). Both paths number appends this way (``Writer._number`` on SQLAlchemy's)."""
+    on). Both paths number appends this way (``Writer._number`` on SQLAlchemy's). Raises
+    before the cursor moves if an event's data cannot be serialized (its ``data_json`` is
+    first made here)."""
     ts = utc_now()
     seq, project_id, run_id = cur.last_seq, cur.project_id, a.run_id
     stored = [
@@ -88,10 +90,13 @@ class DirectAppends:
     ) -> Committed | Exception:
         """Number ``batch`` (taken: :meth:`takes`) from ``next_id`` and the writer's numbering
         ``known`` (copied, kept only if the batch commits), as ``Writer._number`` does, then
-        commit its rows and run-row updates in one hop. An append for a stale attempt is
-        refused alone; a failed commit returns its error (nothing of the batch happened), for
-        the writer to report to every caller. Only the commit's failure: one in numbering or
-        converting the rows is a bug, and raises."""
+        commit its rows and run-row updates in one hop. An append for a stale attempt, or with
+        events that cannot be serialized (``NewEvent.data_json`` raising), is refused alone, its
+        ids and seqs left to the next; run values that cannot be converted
+        (``RunRowUpdates.statement``) or a failed commit return the error (nothing of the batch
+        happened, the numbering is the writer's as before), for the writer to report to every
+        caller, as a failed flush on SQLAlchemy's path is. Raising here would end the writer's
+        task, and every write with it."""
         outcomes: list[tuple[Pending, bool, Any]] = []
         staged: list[StoredEvent] = []
         cursors: dict[str, RunCursor] = {}
@@ -105,10 +110,10 @@ class DirectAppends:
                 cur = cursors[a.run_id] = RunCursor(was.last_seq, was.project_id, was.attempt)
             try:
                 fencing.check(pending.fence, a.run_id, cur.attempt)
-            except Exception as exc:  # a stale attempt: refused alone
-                outcomes.append((pending, False, exc))
+                stored = stamp(a, cur, range(next_id, next_id + len(a.events)))
+            except Exception as exc:  # a stale attempt, or data that cannot be serialized
+                outcomes.append((pending, False, exc))  # refused alone; ``cur`` did not move
                 continue
-            stored = stamp(a, cur, range(next_id, next_id + len(a.events)))
             next_id += len(stored)
             staged.extend(stored)
             values = run_values.setdefault(a.run_id, {})
@@ -117,12 +122,12 @@ class DirectAppends:
             outcomes.append((pending, True, stored))
         rows = event_rows(staged)
         now = utc_now()
-        updates = [
-            self._run_rows.statement(run_id, cursors[run_id].last_seq, now, values)
-            for run_id, values in run_values.items()
-        ]
-        try:
+        try:  # a value the run row's column cannot take fails the batch, as on SQLAlchemy's path
+            updates = [
+                self._run_rows.statement(run_id, cursors[run_id].last_seq, now, values)
+                for run_id, values in run_values.items()
+            ]
             await self.thread.commit(rows, updates)
-        except Exception as exc:  # the commit failed: nothing of this batch happened
+        except Exception as exc:  # nothing of this batch happened
             return exc
         return next_id, cursors, staged, outcomes

@@ -716,8 +716,13 @@ class Writer:
                 cur = RunCursor(known.last_seq, known.project_id, known.attempt)
             cursors[a.run_id] = cur
         fencing.check(fence, a.run_id, cur.attempt)
+        before = pool.next_id
         ids = await pool.take(len(a.events))
-        return stamp(a, cur, ids)
+        try:
+            return stamp(a, cur, ids)
+        except Exception:  # data that cannot be serialized: its ids go back, ids stay gapless
+            pool.next_id = before
+            raise
 
     async def _flush_shared(
         self,

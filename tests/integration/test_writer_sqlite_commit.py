@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 import pytest
+from pydantic_core import PydanticSerializationError
 
 from codeyard.domain import events as ev
 from codeyard.domain.events import StoredEvent, utc_now
@@ -189,6 +190,88 @@ async def test_a_failed_commit_writes_nothing_and_the_writer_goes_on(db: Db) -> 
     stored = await db.writer.append("run_a", [ev.ErrorEvent(message="two")])
     assert [(e.id, e.seq) for e in stored] == [(next_id, 2)]
     assert db.rows("SELECT last_seq FROM runs WHERE id = 'run_a'") == [(2,)]
+
+
+#: Event data pydantic cannot serialize: a lone surrogate, as ``json.loads`` makes of an agent's
+#: ``"\\ud800"``. ``data_json`` is first made in the writer's task, while numbering the append.
+UNSERIALIZABLE = "half an emoji: \ud83d"
+
+
+def _gapless(db: Db) -> list[tuple[str, int, int]]:
+    """Every stored event as (run, seq, id), asserting ids 1..n and each run's seqs 1..k."""
+    rows = db.rows("SELECT run_id, seq, id FROM events ORDER BY id")
+    assert [r[2] for r in rows] == list(range(1, len(rows) + 1))
+    for run in {r[0] for r in rows}:
+        assert [r[1] for r in rows if r[0] == run] == list(
+            range(1, sum(r[0] == run for r in rows) + 1)
+        )
+    return rows
+
+
+async def test_an_append_that_cannot_be_serialized_is_refused_alone(db: Db) -> None:
+    """The commit thread's path: the append fails for its caller, the others of its batch
+    commit, and no id or seq is skipped (it ended the writer's task: nothing more was written)."""
+    await db.add_runs("run_a", "run_b")
+    through_thread = _count_thread_commits(db.writer)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            db.writer.append("run_b", [ev.ErrorEvent(message="b")]),
+            db.writer.append(
+                "run_a", [ev.ErrorEvent(message="ok"), ev.ErrorEvent(message=UNSERIALIZABLE)]
+            ),
+            db.writer.append("run_a", [ev.ErrorEvent(message="a")], {"turns": 4}),
+            return_exceptions=True,
+        ),
+        10,
+    )
+    assert isinstance(results[1], PydanticSerializationError)
+    assert through_thread and sum(through_thread) == 2
+    later = await asyncio.wait_for(db.writer.append("run_a", [ev.ErrorEvent(message="c")]), 10)
+    assert _gapless(db) == [("run_b", 1, 1), ("run_a", 1, 2), ("run_a", 2, 3)]
+    assert [(e.id, e.seq) for e in later] == [(3, 2)]
+    assert db.rows("SELECT id, last_seq, turns FROM runs ORDER BY id") == [
+        ("run_a", 2, 4),
+        ("run_b", 1, 0),
+    ]
+
+
+async def test_run_values_that_cannot_be_converted_fail_their_batch_and_the_writer_goes_on(
+    db: Db,
+) -> None:
+    """The commit thread's path: the batch fails for its callers with nothing written, as a
+    failed flush on SQLAlchemy's path does, and the next append takes the numbers it left."""
+    await db.add_runs("run_a")
+    await db.writer.append("run_a", [ev.ErrorEvent(message="one")])
+    through_thread = _count_thread_commits(db.writer)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        await asyncio.wait_for(
+            db.writer.append("run_a", [ev.ErrorEvent(message="two")], {"usage": {"x": object()}}),
+            10,
+        )
+    assert through_thread == []  # refused before the thread
+    stored = await asyncio.wait_for(db.writer.append("run_a", [ev.ErrorEvent(message="two")]), 10)
+    assert [(e.id, e.seq) for e in stored] == [(2, 2)]
+    assert _gapless(db) == [("run_a", 1, 1), ("run_a", 2, 2)]
+    assert db.rows("SELECT last_seq FROM runs") == [(2,)]
+
+
+async def test_an_append_that_cannot_be_serialized_leaves_no_id_gap_on_sqlalchemys_path(
+    db: Db,
+) -> None:
+    """SQLAlchemy's path refused it alone already, but kept the ids it had taken: the next
+    event's id skipped them."""
+    await db.add_runs("run_a")
+    await db.writer.append("run_a", [ev.ErrorEvent(message="one")])
+    db.writer._cursors.clear()  # as after a restart: the first append takes SQLAlchemy
+    through_thread = _count_thread_commits(db.writer)
+    with pytest.raises(PydanticSerializationError):
+        await asyncio.wait_for(
+            db.writer.append("run_a", [ev.ErrorEvent(message=UNSERIALIZABLE)]), 10
+        )
+    assert through_thread == []
+    stored = await asyncio.wait_for(db.writer.append("run_a", [ev.ErrorEvent(message="two")]), 10)
+    assert [(e.id, e.seq) for e in stored] == [(2, 2)]
+    assert _gapless(db) == [("run_a", 1, 1), ("run_a", 2, 2)]
 
 
 @pytest.fixture
