@@ -94,7 +94,12 @@ class Hub:
     def __init__(self, max_pending: int = 10_000) -> None:
         self._max_pending = max_pending
         self._by_run: dict[str, set[Subscription]] = {}
+        #: Every subscription not to one run; those following some types of every project's
+        #: events (the server's followers and consumers) are also listed by type, so that a
+        #: published event is offered to those that follow its type, not matched by all.
         self._global: set[Subscription] = set()
+        self._by_type: dict[str, set[Subscription]] = {}
+        self._unlisted: set[Subscription] = set()
         self.dropped_total = 0
 
     @property
@@ -105,14 +110,26 @@ class Hub:
         sub = Subscription(self, flt, max_pending or self._max_pending)
         if flt.run_id is not None:
             self._by_run.setdefault(flt.run_id, set()).add(sub)
+            return sub
+        self._global.add(sub)
+        if flt.types is not None and flt.project_id is None:
+            for type_ in flt.types:
+                self._by_type.setdefault(type_, set()).add(sub)
         else:
-            self._global.add(sub)
+            self._unlisted.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         run_id = sub.filter.run_id
         if run_id is None:
             self._global.discard(sub)
+            self._unlisted.discard(sub)
+            for type_ in sub.filter.types or ():
+                listed = self._by_type.get(type_)
+                if listed is not None:
+                    listed.discard(sub)
+                    if not listed:
+                        del self._by_type[type_]
             return
         subs = self._by_run.get(run_id)
         if subs is not None:
@@ -137,5 +154,12 @@ class Hub:
                 sub._offer(
                     run_events if types is None else [e for e in run_events if e.type in types]
                 )
-        for sub in list(self._global):
+        for sub in list(self._unlisted):
             sub._offer([e for e in events if sub.filter.matches(e)])
+        if self._by_type:
+            followed: dict[Subscription, list[StoredEvent]] = {}
+            for event in events:
+                for sub in self._by_type.get(event.type, ()):
+                    followed.setdefault(sub, []).append(event)
+            for sub, its_events in followed.items():
+                sub._offer(its_events)

@@ -69,3 +69,41 @@ async def test_a_waiting_reader_wakes_on_events_and_on_a_drop_and_survives_a_tim
     hub.publish([ev(2), ev(3), ev(4)])  # over max_pending: dropped, and the reader wakes
     with pytest.raises(SubscriberDropped):
         await reader
+
+
+async def test_followers_of_types_get_their_events_in_order_without_a_match_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Subscriptions to some types of every run are offered the events of those types, in
+    order, without every event being matched against every such filter; a project filter
+    still is; a closed or dropped one is offered nothing more."""
+    hub = Hub(max_pending=3)
+    both = hub.subscribe(EventFilter(types=frozenset({"run.status", "error"})))
+    status = hub.subscribe(EventFilter(types=frozenset({"run.status"})))
+    in_project = hub.subscribe(EventFilter(project_id="prj_b", types=frozenset({"error"})))
+    closed = hub.subscribe(EventFilter(types=frozenset({"error"})))
+    closed.close()
+    matched: list[int] = []
+    matches = EventFilter.matches
+
+    def counted(self: EventFilter, event: StoredEvent) -> bool:
+        matched.append(event.id)
+        return matches(self, event)
+
+    monkeypatch.setattr(EventFilter, "matches", counted)
+    events = [
+        ev(1, type_="error"),
+        ev(2),
+        ev(3, type_="run.status"),
+        ev(4, "run_b", "error", "prj_b"),
+    ]
+    hub.publish(events)
+    assert [e.id for e in await both.next_batch()] == [1, 3, 4]
+    assert [e.id for e in await status.next_batch()] == [3]
+    assert [e.id for e in await in_project.next_batch()] == [4]
+    assert closed.drain() == []
+    assert matched == [1, 2, 3, 4]  # the project filter's only
+    hub.publish([ev(i, type_="run.status") for i in range(5, 9)])  # 4 > 3: both dropped
+    assert both.dropped and status.dropped
+    hub.publish([ev(9, type_="run.status")])
+    assert hub.subscriber_count == 1 and hub._by_type == {}
