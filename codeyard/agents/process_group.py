@@ -68,33 +68,73 @@ def _all_stats() -> dict[int, Stat]:
     return stats
 
 
+class _NoChildrenLists(Exception):
+    """The kernel has no ``/proc/<pid>/task/<tid>/children`` (no ``CONFIG_PROC_CHILDREN``)."""
+
+
+def _thread_children(pid: int, tid: int) -> list[int]:
+    """The children of one thread of ``pid`` (none when it is gone)."""
+    try:
+        fd = os.open(f"{_PROC}/{pid}/task/{tid}/children", os.O_RDONLY)
+    except FileNotFoundError:
+        if not os.path.exists(f"{_PROC}/{pid}/task/{tid}"):
+            return []  # the thread ended meanwhile
+        raise _NoChildrenLists from None
+    except OSError:
+        return []
+    try:
+        raw = b""
+        while chunk := os.read(fd, 65536):
+            raw += chunk
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    return [int(child) for child in raw.split()]
+
+
 def _children(pids: Iterable[int]) -> set[int] | None:
     """The direct children of ``pids`` (every thread's, from ``/proc/<pid>/task/<tid>/children``;
     a look at a few processes, not at all of them); None where the kernel has no such lists."""
     found: set[int] = set()
-    for pid in pids:
-        try:
-            tids = os.listdir(f"{_PROC}/{pid}/task")
-        except OSError:
-            continue  # gone
-        for tid in tids:
+    try:
+        for pid in pids:
             try:
-                fd = os.open(f"{_PROC}/{pid}/task/{tid}/children", os.O_RDONLY)
-            except FileNotFoundError:
-                if not os.path.exists(f"{_PROC}/{pid}/task/{tid}"):
-                    continue  # the thread ended meanwhile
-                return None  # no CONFIG_PROC_CHILDREN
+                tids = os.listdir(f"{_PROC}/{pid}/task")
             except OSError:
+                continue  # gone
+            for tid in tids:
+                found.update(_thread_children(pid, int(tid)))
+    except _NoChildrenLists:
+        return None
+    return found
+
+
+def _orphans_parents_children(adopters: Iterable[int]) -> set[int] | None:
+    """The children of ``adopters`` among which an orphan re-parented to them is: each one's
+    main thread's list. Linux hands an orphan to the first thread of its new parent that is
+    not exiting (``find_alive_thread``), the main thread while it lives; every thread's list
+    is read only where the main thread has exited (a zombie leader). Reading every thread's
+    list of every adopter (the server's ancestors up to init: here init alone has 40
+    threads) cost each turn's stop ~50 reads on the event loop. None: no children lists."""
+    found: set[int] = set()
+    exited: list[int] = []
+    try:
+        for pid in adopters:
+            stat = _stat(pid)
+            if stat is None:
+                continue  # gone
+            if stat[0] in ("Z", "X"):
+                exited.append(pid)
                 continue
-            try:
-                raw = b""
-                while chunk := os.read(fd, 65536):
-                    raw += chunk
-            except OSError:
-                continue
-            finally:
-                os.close(fd)
-            found.update(int(child) for child in raw.split())
+            found.update(_thread_children(pid, pid))
+    except _NoChildrenLists:
+        return None
+    if exited:
+        rest = _children(exited)
+        if rest is None:
+            return None
+        found |= rest
     return found
 
 
@@ -340,7 +380,7 @@ class ProcessGroup:
         if self._id_reused(_stat(self.pid)):
             return None  # the id may name a newer group now: only the members seen count
         adopters = _adopters()
-        children = _children(adopters) if adopters else None
+        children = _orphans_parents_children(adopters) if adopters else None
         if children is None:
             return None
         adopted: dict[int, int] = {}
