@@ -110,24 +110,45 @@ async def snapshot_index(worktree: Path) -> AsyncIterator[dict[str, str]]:
     ``read-tree HEAD`` would rehash every file. Skip-worktree entries of a sparse checkout are
     kept too, so files outside the sparse cone do not count as deleted.
     """
-    # Its directory made and removed in a thread: under load those file system calls held the
-    # event loop ms each, for every snapshot of every run (2 % of the loop's samples while
-    # 300 runs prepared).
-    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="codeyard-index-")
+    # Its directory made, filled and removed in a thread: under load those file system calls
+    # held the event loop ms each, for every snapshot of every run (2 % of the loop's samples
+    # while 300 runs prepared). One trip there to make and fill it, not three (each trip is a
+    # wake-up of the loop and of a worker thread; a turn takes three snapshots).
+    tmp, copied = await asyncio.to_thread(_index_copy, worktree)
     try:
         index = Path(tmp) / "index"
         env = {**_TMP_INDEX_CONFIG, "GIT_INDEX_FILE": str(index)}
-        own = await asyncio.to_thread(_own_index, worktree)
-        if own is None:
+        if copied is None:  # its ``.git`` did not say where the index is: git does
             own = worktree / (await git("rev-parse", "--git-path", "index", cwd=worktree)).stdout
-        try:
-            await asyncio.to_thread(shutil.copy2, own, index)
-        except FileNotFoundError:  # a worktree checked out with --no-checkout has no index yet
+            copied = await asyncio.to_thread(_copy_index, own, index)
+        if not copied:  # a worktree checked out with --no-checkout has no index yet
             await git("read-tree", "HEAD", cwd=worktree, env=env)
         await git("add", "-A", cwd=worktree, env=env)
         yield env
     finally:
         await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
+
+
+def _index_copy(worktree: Path) -> tuple[str, bool | None]:
+    """In a thread: a private directory, and the worktree's own index copied into it as
+    ``index``; ``(directory, copied)``, copied None when the index's place is for git to say
+    (:func:`_own_index`), False when there is no index there yet."""
+    tmp = tempfile.mkdtemp(prefix="codeyard-index-")
+    try:
+        own = _own_index(worktree)
+        return tmp, None if own is None else _copy_index(own, Path(tmp) / "index")
+    except BaseException:
+        shutil.rmtree(tmp, True)
+        raise
+
+
+def _copy_index(own: Path, index: Path) -> bool:
+    """Copy ``own`` to ``index`` (mtime kept); False when there is no ``own``."""
+    try:
+        shutil.copy2(own, index)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _own_index(worktree: Path) -> Path | None:
