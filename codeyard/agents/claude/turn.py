@@ -187,8 +187,9 @@ class _Turn:
     ) -> PermissionResult:
         call_id = context.tool_use_id or f"claude_{len(self.yielded)}"
         seen = self.yielded.setdefault(call_id, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(seen.wait(), 2.0)
+        if not seen.is_set():  # ``wait_for`` costs a task and a timer even when it is set
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(seen.wait(), 2.0)
         hints = {"deny": True} if name in self.settings.deny_tools else {}
         request = ToolRequest(call_id, name, tool_kind(name), tool_input, hints)
         decision = await self.ctx.decide(request)
