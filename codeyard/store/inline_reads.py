@@ -27,7 +27,8 @@ connection nor cursor; a read refused here is seen again when the pool sends it)
 
 Only file databases get one (an in-memory database is private to its one pooled connection).
 Each thread that reads gets its own connection (``sqlite3`` connections are not shared across
-threads); the engine's ``dispose`` closes them all.
+threads), closed when a new one is opened after its thread ended, or by the engine's
+``dispose``.
 """
 
 from __future__ import annotations
@@ -78,7 +79,14 @@ class InlineReader:
             if self.closed:
                 conn.close()
                 raise sqlite3.ProgrammingError("the engine was disposed")
+            # A thread that ended left its connection here: closed now, so that threads
+            # coming and going (a loop per thread) do not pile them up until ``dispose``.
+            alive = {thread.ident for thread in threading.enumerate()}
+            gone = [i for i in self._by_thread if i not in alive]
+            left = [self._by_thread.pop(i) for i in gone]
             self._by_thread[ident] = conn
+        for old in left:
+            old.close()
         return conn
 
     def read(self, sql: str, params: Sequence[Any]) -> Outcome | None:

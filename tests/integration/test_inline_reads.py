@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,29 @@ async def test_only_database_files_get_a_reader() -> None:
     engine = create_engine("sqlite+aiosqlite://")
     assert inline_reads.reader_of(engine) is None
     await engine.dispose()
+
+
+async def test_a_thread_that_ended_leaves_no_connection_behind(
+    tmp_path: Path, migrated_sqlite: Path
+) -> None:
+    """Each thread reads on its own connection; one whose thread ended is closed when the
+    next thread opens one."""
+    db = tmp_path / "codeyard.db"
+    shutil.copyfile(migrated_sqlite, db)
+    engine = create_engine(f"sqlite+aiosqlite:///{db}")
+    await _seed(engine)
+    reader = inline_reads.reader_of(engine)
+    assert reader is not None
+    try:
+        assert await STATUS.first(engine, run_id="run_a") == ("draft",)
+        found: list[Any] = []
+        for _ in range(3):  # each a thread of its own, which ends
+            thread = threading.Thread(
+                target=lambda: found.append(reader.read("SELECT status FROM runs", ()))
+            )
+            thread.start()
+            thread.join()
+        assert found == [([("draft",)], -1)] * 3
+        assert len(reader._by_thread) == 2  # this thread's and the last one's
+    finally:
+        await engine.dispose()
