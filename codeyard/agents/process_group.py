@@ -3,14 +3,15 @@
 A group is identified by its leader's pid and start time in one boot (a pid alone may be
 reused). Stopping one (:meth:`ProcessGroup.stop`) escalates from a grace period through SIGINT
 and SIGTERM to SIGKILL, logs each step and why, and reaches every descendant found through
-``/proc``, also those that left the group with a session of their own.
+``/proc``, also those that left the group with a session of their own. What it reads of the
+process tree (a process's stat, children lists, where an orphan goes) is
+:mod:`codeyard.agents.process_tree`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -18,165 +19,19 @@ from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+# The process tree's reads under the names ``ProcessGroup`` calls them by, in this module's
+# globals: tests patch them here (``_all_stats``, ``_children``).
+from codeyard.agents.process_tree import Stat
+from codeyard.agents.process_tree import alive as _alive
+from codeyard.agents.process_tree import all_stats as _all_stats
+from codeyard.agents.process_tree import children as _children
+from codeyard.agents.process_tree import orphan_adopters as _adopters
+from codeyard.agents.process_tree import orphans_parents_children as _orphans_parents_children
+from codeyard.agents.process_tree import read_stat as _stat
 
 log = logging.getLogger(__name__)
-
-_PROC = Path("/proc")
-
-Stat = tuple[str, int, int, int]
-
-
-def _stat(pid: int) -> Stat | None:
-    """(state, ppid, pgid, start time) of a process from ``/proc``, or None."""
-    # os.open/os.read, not Path.read_text: a scan of every process (``members``) is several
-    # times faster, and it runs on the event loop while a turn's agent is being stopped.
-    try:
-        fd = os.open(f"{_PROC}/{pid}/stat", os.O_RDONLY)
-        try:
-            raw = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def _alive(pid: int) -> bool:
-    if _PROC.is_dir():
-        stat = _stat(pid)
-        return stat is not None and stat[0] not in ("Z", "X")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _all_stats() -> dict[int, Stat]:
-    stats: dict[int, Stat] = {}
-    if not _PROC.is_dir():
-        return stats
-    for name in os.listdir(_PROC):
-        if name.isdigit():
-            stat = _stat(int(name))
-            if stat is not None:
-                stats[int(name)] = stat
-    return stats
-
-
-class _NoChildrenLists(Exception):
-    """The kernel has no ``/proc/<pid>/task/<tid>/children`` (no ``CONFIG_PROC_CHILDREN``)."""
-
-
-def _thread_children(pid: int, tid: int) -> list[int]:
-    """The children of one thread of ``pid`` (none when it is gone)."""
-    try:
-        fd = os.open(f"{_PROC}/{pid}/task/{tid}/children", os.O_RDONLY)
-    except FileNotFoundError:
-        if not os.path.exists(f"{_PROC}/{pid}/task/{tid}"):
-            return []  # the thread ended meanwhile
-        raise _NoChildrenLists from None
-    except OSError:
-        return []
-    try:
-        raw = b""
-        while chunk := os.read(fd, 65536):
-            raw += chunk
-    except OSError:
-        return []
-    finally:
-        os.close(fd)
-    return [int(child) for child in raw.split()]
-
-
-def _children(pids: Iterable[int]) -> set[int] | None:
-    """The direct children of ``pids`` (every thread's, from ``/proc/<pid>/task/<tid>/children``;
-    a look at a few processes, not at all of them); None where the kernel has no such lists."""
-    found: set[int] = set()
-    try:
-        for pid in pids:
-            try:
-                tids = os.listdir(f"{_PROC}/{pid}/task")
-            except OSError:
-                continue  # gone
-            for tid in tids:
-                found.update(_thread_children(pid, int(tid)))
-    except _NoChildrenLists:
-        return None
-    return found
-
-
-def _orphans_parents_children(adopters: Iterable[int]) -> set[int] | None:
-    """The children of ``adopters`` among which an orphan re-parented to them is: each one's
-    main thread's list. Linux hands an orphan to the first thread of its new parent that is
-    not exiting (``find_alive_thread``), the main thread while it lives; every thread's list
-    is read only where the main thread has exited (a zombie leader). Reading every thread's
-    list of every adopter (the server's ancestors up to init: here init alone has 40
-    threads) cost each turn's stop ~50 reads on the event loop. None: no children lists."""
-    found: set[int] = set()
-    exited: list[int] = []
-    try:
-        for pid in adopters:
-            stat = _stat(pid)
-            if stat is None:
-                continue  # gone
-            if stat[0] in ("Z", "X"):
-                exited.append(pid)
-                continue
-            found.update(_thread_children(pid, pid))
-    except _NoChildrenLists:
-        return None
-    if exited:
-        rest = _children(exited)
-        if rest is None:
-            return None
-        found |= rest
-    return found
-
-
-_PR_GET_CHILD_SUBREAPER = 37
-
-
-@functools.cache
-def _libc() -> Any:
-    """libc through ctypes (imported here: ctypes costs the serve path's start ~1.5 ms)."""
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _subreaper() -> bool:
-    """Whether this process adopts its descendants' orphans (``PR_SET_CHILD_SUBREAPER``; if
-    that cannot be asked: assumed so)."""
-    try:
-        import ctypes
-
-        libc = _libc()
-        flag = ctypes.c_int()
-        if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) != 0:
-            return True
-    except (OSError, AttributeError):
-        return True
-    return bool(flag.value)
-
-
-def _adopters() -> list[int]:
-    """Where an orphan of a process this one started goes: this process when it is a child
-    subreaper or init itself (a container's first process), and each of its ancestors up to
-    init (the nearest subreaper above the dead parent, else init). Empty without ``/proc``."""
-    found = [os.getpid()] if os.getpid() == 1 or _subreaper() else []
-    pid = os.getppid()
-    while pid > 0 and pid not in found:
-        stat = _stat(pid)
-        if stat is None:
-            return []
-        found.append(pid)
-        pid = stat[1]
-    return found
 
 
 def boot_id() -> str:
