@@ -40,6 +40,16 @@ def listening_ports() -> set[int]:
         return _from_psutil()
 
 
+async def listening_ports_now() -> set[int]:
+    """:func:`listening_ports` for the event loop: netlink's answer (~0.05 ms, the kernel
+    answers at once) where it is asked, psutil's scan (~10 ms) in a worker thread: a trip to
+    one and back cost the loop more than the netlink query, every second."""
+    try:
+        return _from_sock_diag()
+    except (AttributeError, OSError):
+        return await asyncio.to_thread(_from_psutil)
+
+
 # linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
@@ -152,7 +162,7 @@ class PortWatcher:
         held = await self._leases()
         if not held and not self.open:
             return
-        listening = await asyncio.to_thread(listening_ports) if held else set()
+        listening = await listening_ports_now() if held else set()
         index = _leased(held, listening)
         now = set(index)
         for run_id, port in sorted(now - self.open):

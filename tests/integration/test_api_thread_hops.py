@@ -1,13 +1,16 @@
-"""A request's dependencies and a stream's end run on the event loop, not in the thread pool
-(issue 15): FastAPI runs a plain-function dependency, and Starlette a plain-function
-background task, in a worker thread, a trip there and back for every API request (the services
-dependency) and for every event stream that ends (its slot given back). Real parts: the app
-over ASGI, the script agent, real git; the pool's use seen at ``anyio.to_thread.run_sync``,
-where Starlette sends both.
+"""A request's dependencies, a stream's end and the port watcher's look run on the event loop,
+not in a worker thread (issue 15): FastAPI runs a plain-function dependency, and Starlette a
+plain-function background task, in a worker thread, a trip there and back for every API
+request (the services dependency) and for every event stream that ends (its slot given back);
+the watcher sent its netlink query to one every second. Real parts: the app over ASGI, the
+script agent, real git, a real listening socket; the pool's use seen at
+``anyio.to_thread.run_sync`` (where Starlette sends both) and ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ from typing import Any
 import anyio.to_thread
 import pytest
 
+from codeyard.preview import leases
+from codeyard.preview.detect import PortWatcher
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
@@ -46,4 +51,32 @@ async def test_requests_and_stream_ends_send_nothing_to_the_thread_pool(
     assert (await api.get("/api/approvals")).status_code == 200
     stream = await api.get(f"/api/runs/{run['id']}/events/stream?until_idle=true")
     assert stream.status_code == 200 and "run.created" in stream.text
+    assert sent == []
+
+
+async def test_the_port_watcher_looks_without_a_worker_thread(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its look at the listening ports, every second while leases exist, is netlink's answer
+    on the event loop (a trip to a worker thread and back cost more than the query)."""
+    lease = await leases.ensure(api.services.writer, "run_watched")
+    reported: list[tuple[str, str, dict[str, object]]] = []
+
+    async def report(run_id: str, kind: str, data: dict[str, object]) -> None:
+        reported.append((run_id, kind, data))
+
+    watcher = PortWatcher(api.services.engine, report)
+    sent: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def noted(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        sent.append(getattr(func, "__qualname__", repr(func)))
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", noted)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", lease.base_port))
+        listener.listen()
+        await watcher.poll_once()
+    assert [(r, k) for r, k, _ in reported] == [("run_watched", "preview.port_opened")]
     assert sent == []
