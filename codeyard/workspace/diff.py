@@ -114,7 +114,12 @@ async def snapshot_index(worktree: Path) -> AsyncIterator[dict[str, str]]:
     # held the event loop ms each, for every snapshot of every run (2 % of the loop's samples
     # while 300 runs prepared). One trip there to make and fill it, not three (each trip is a
     # wake-up of the loop and of a worker thread; a turn takes three snapshots).
-    tmp, copied = await asyncio.to_thread(_index_copy, worktree)
+    making = asyncio.get_running_loop().run_in_executor(None, _index_copy, worktree)
+    try:
+        tmp, copied = await asyncio.shield(making)
+    except asyncio.CancelledError:  # the thread still makes it: removed once it has
+        making.add_done_callback(_remove_made)
+        raise
     try:
         index = Path(tmp) / "index"
         env = {**_TMP_INDEX_CONFIG, "GIT_INDEX_FILE": str(index)}
@@ -140,6 +145,13 @@ def _index_copy(worktree: Path) -> tuple[str, bool | None]:
     except BaseException:
         shutil.rmtree(tmp, True)
         raise
+
+
+def _remove_made(making: asyncio.Future[tuple[str, bool | None]]) -> None:
+    """A snapshot cancelled while its directory was being made: remove it in a thread."""
+    if not making.cancelled() and making.exception() is None:
+        tmp = making.result()[0]
+        asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, tmp, True)
 
 
 def _copy_index(own: Path, index: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -332,3 +333,34 @@ async def test_the_throw_away_index_is_made_and_removed_off_the_loop(
     assert not index.parent.exists()
     assert set(threads) == {"made", "removed"}
     assert threading.get_ident() not in threads.values()
+
+
+async def test_a_snapshot_cancelled_while_its_index_is_made_leaves_no_directory(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Cancelled while a worker thread makes its directory and copies the index into it (a
+    turn-end checkpoint dropped because the agent went on), the snapshot removes that
+    directory once the thread has made it; none is left in the temporary directory."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    making, release = threading.Event(), threading.Event()
+    copy = shutil.copy2
+
+    def slow_copy(src: object, dst: object) -> object:
+        making.set()
+        release.wait(10)
+        return copy(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shutil, "copy2", slow_copy)
+    task = asyncio.ensure_future(snapshot_tree(repo))
+    assert await asyncio.to_thread(making.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    for _ in range(500):  # removed in a thread once it is made
+        if not any(temp.iterdir()):
+            break
+        await asyncio.sleep(0.01)
+    assert list(temp.iterdir()) == []
