@@ -11,6 +11,13 @@ uvloop that path, with asyncio's own transport and ``asyncio.subprocess.Process`
 see exactly the standard API. The exit is noticed through a pidfd on the loop (Linux ≥ 5.3),
 else by a daemon thread per child (what asyncio's ``ThreadedChildWatcher`` does).
 
+uvloop's pipe transports close a pipe twice: libuv closes the descriptor, then uvloop closes
+the file object it was given (expecting, and ignoring, ``EBADF``). Between the two, another
+thread (git's waiters, ``codeyard.workspace.git``) may have been given that number by its own
+``pipe()``: the second close then closed git's pipe, and git "could not start" with ``[Errno 9]
+Bad file descriptor`` (a turn-end checkpoint, as an agent's pipes close). So under uvloop the
+loop is given :class:`_LoopPipe` objects, whose descriptor only the loop closes.
+
 - :func:`create_subprocess_exec`: ``asyncio.create_subprocess_exec``, but never a fork.
 - :func:`install`: route a loop's ``subprocess_exec`` here, for code that spawns through the
   loop itself (the Claude SDK's ``anyio.open_process``).
@@ -26,13 +33,45 @@ import subprocess
 import threading
 from asyncio.base_subprocess import BaseSubprocessTransport
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from codeyard.agents import timing
 
 __all__ = ["create_subprocess_exec", "install", "subprocess_exec"]
 
 _LIMIT = 2**16  # asyncio's default StreamReader limit
+
+
+class _LoopPipe:
+    """A child's pipe for a loop that closes the descriptor itself (uvloop), then closes this.
+
+    Until the loop asks for :meth:`fileno` the ``Popen`` file object owns the pipe (and closes
+    it once, as usual, if the loop never takes it). :meth:`fileno` hands the loop a duplicate
+    and closes the file object while its number is still its own; :meth:`close` afterwards
+    does nothing: the number the loop closed may already be another thread's.
+    """
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file: IO[bytes] | None = file
+        self._fd = -1
+
+    def fileno(self) -> int:
+        if self._file is not None:
+            self._fd = os.dup(self._file.fileno())  # not inheritable, as Popen's pipes
+            self._file.close()
+            self._file = None
+        return self._fd
+
+    def close(self) -> None:
+        if self._file is not None:  # never handed over: close it the usual way
+            self._file.close()
+            self._file = None
+
+
+def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``'s pipe transports close the descriptor before the pipe object (uvloop,
+    any loop but asyncio's own, whose transports only close the pipe object)."""
+    return not isinstance(loop, asyncio.BaseEventLoop)
 
 
 class _PopenTransport(BaseSubprocessTransport):
@@ -58,6 +97,14 @@ class _PopenTransport(BaseSubprocessTransport):
             bufsize=bufsize,
             **kwargs,
         )
+        if _loop_closes_pipes(self._loop):
+            proc = self._proc
+            if proc.stdin is not None:
+                proc.stdin = _LoopPipe(proc.stdin)  # type: ignore[assignment]  # fileno, close
+            if proc.stdout is not None:
+                proc.stdout = _LoopPipe(proc.stdout)  # type: ignore[assignment]
+            if proc.stderr is not None:
+                proc.stderr = _LoopPipe(proc.stderr)  # type: ignore[assignment]
         self._watch_exit(self._proc)
 
     def _watch_exit(self, proc: subprocess.Popen[bytes]) -> None:

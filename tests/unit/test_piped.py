@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO, Any
 
 import anyio
 import pytest
@@ -92,6 +93,64 @@ def test_a_killed_child_reports_the_signal_and_a_long_line_hits_the_limit() -> N
                 proc.kill()
 
     run_uvloop(main)
+
+
+class _Witness:
+    """A ``Popen`` pipe that notes whether its descriptor was still its own when closed."""
+
+    def __init__(self, file: IO[bytes], found_closed: list[int]) -> None:
+        self._file = file
+        self._found_closed = found_closed
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        fd = self._file.fileno()
+        try:
+            os.fstat(fd)
+        except OSError:  # someone closed it first: by now the number may be another thread's
+            self._found_closed.append(fd)
+        self._file.close()
+
+
+def test_each_pipe_is_closed_once_by_its_owner_under_uvloop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop's pipe transports close the descriptor, then the file object they were given:
+    with ``Popen``'s file objects that second close could close a git waiter thread's new pipe
+    of the same number (git "could not start": ``[Errno 9] Bad file descriptor``)."""
+    found_closed: list[int] = []
+
+    class WitnessedPopen(subprocess.Popen[bytes]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            for name in ("stdin", "stdout", "stderr"):
+                file = getattr(self, name)
+                if file is not None:
+                    setattr(self, name, _Witness(file, found_closed))
+
+    monkeypatch.setattr(piped.subprocess, "Popen", WitnessedPopen)
+
+    async def main() -> None:
+        for _ in range(3):
+            proc = await piped.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                "cat; echo oops >&2",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                assert await proc.communicate(b"hi\n") == (b"hi\n", b"oops\n")
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+            await asyncio.sleep(0.01)  # the transports' close callbacks
+
+    run_uvloop(main)
+    assert found_closed == []
 
 
 def test_spawn_starts_a_group_leader_without_forking_the_server() -> None:
