@@ -193,7 +193,9 @@ async def test_a_member_left_without_its_parent_is_still_waited_for(
 async def test_without_children_lists_a_scan_finds_the_member_left_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(process, "_children", lambda pids: None)  # no CONFIG_PROC_CHILDREN
+    # No CONFIG_PROC_CHILDREN: neither the members' lists nor the adopters' exist.
+    monkeypatch.setattr(process, "_children", lambda pids: None)
+    monkeypatch.setattr(process, "_orphans_parents_children", lambda adopters: None)
     assert len(await _member_left_alone_waited_for(monkeypatch)) >= 1
 
 
