@@ -2,7 +2,8 @@
 
 The adapter yields items; this module appends them to the event log, keeps the run row in step
 (usage, session, state) and changes status only through ``store.runs.set_status``. A new run's
-preparation and its first turn's early start are ``executor.preparation``'s.
+preparation and its first turn's early start are ``executor.preparation``'s; recording a turn's
+end (with its checkpoint, at the agent's exit or while it exits) is ``executor.turn_end``'s.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from codeyard.agents import registry, timing
 from codeyard.agents.base import (
     RESUME_NOTICE,
-    SESSION_BEHIND,
     AgentFailure,
     Concluding,
     TurnContext,
@@ -28,7 +27,7 @@ from codeyard.agents.base import (
 )
 from codeyard.crypto import SecretBox, SecretsUnavailable
 from codeyard.domain.errors import CodeyardError
-from codeyard.domain.events import ErrorEvent, ToolCall, ToolResult, TurnCompleted, TurnStarted
+from codeyard.domain.events import ToolCall, ToolResult, TurnStarted
 from codeyard.domain.status import RunStatus
 from codeyard.domain.tools import Decision, ToolRequest
 from codeyard.executor.approvals import ApprovalGate, TurnStopped, expire_pending_of_run
@@ -39,30 +38,18 @@ from codeyard.executor.live_inbox import LiveInbox
 from codeyard.executor.model_switch import LiveModel, SerialPut
 from codeyard.executor.preparation import Early, Preparer, fail_run
 from codeyard.executor.sink import TurnSink
+from codeyard.executor.turn_end import EndRecorder, Turn, ended_before, from_messages, images
 from codeyard.executor.turn_options import OptionParts, TurnOptions
 from codeyard.executor.watchdog import ModelUnreachable, ModelWatchdog
 from codeyard.preview import leases
-from codeyard.run_workspace.checkpointing import checkpoint_then
 from codeyard.run_workspace.pool import WorktreePool
 from codeyard.store import approvals as approval_door
 from codeyard.store import events, runs
 from codeyard.store.writer import Tx, Writer
-from codeyard.workspace.git import GitError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
-
-
-@dataclass(slots=True)
-class _Turn:
-    number: int
-    prompt: str
-    source: str
-    #: For a resumed turn: how the interrupted turn had started ("create" or "message").
-    resumed_source: str | None = None
-    #: Images attached to the turn's messages (stored files).
-    images: tuple[Path, ...] = ()
 
 
 def _after(
@@ -93,32 +80,11 @@ async def _closing(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
             await close()
 
 
-async def _ended_before(
-    ending: asyncio.Future[_Turn | None], run_id: str, exc: Exception
-) -> _Turn | None:
-    """The agent failed on its way out, after it had ended its turn (``TurnEnd.exiting``):
-    the turn stays ended, and the failure is only logged."""
-    log.warning("run %s: the agent failed after its turn's end: %s", run_id, exc)
-    return await ending
-
-
 async def _until_recorded(recording: asyncio.Future[Any] | None) -> None:
     """Let the turn's start be written before the turn ends or fails (a run is never
     ``running`` after its turn's end); its own failure is the turn's."""
     if recording is not None:
         await asyncio.shield(recording)
-
-
-def _from_messages(pending: list[Any]) -> tuple[str, str]:
-    """(source, prompt) of a turn made of queued messages (text, or {text, source})."""
-    texts = [m["text"] if isinstance(m, dict) else str(m) for m in pending]
-    sources = {m.get("source") for m in pending if isinstance(m, dict)}
-    return ("agent_merge" if "agent_merge" in sources else "message"), "\n\n".join(texts)
-
-
-def _images(pending: list[Any]) -> tuple[Path, ...]:
-    """The images attached to queued messages ({text, source, images: [path…]})."""
-    return tuple(Path(p) for m in pending if isinstance(m, dict) for p in m.get("images") or [])
 
 
 class TurnDriver:
@@ -140,6 +106,8 @@ class TurnDriver:
         #: Ready worktrees new runs take (``run_workspace.pool``); its owner starts and stops it.
         self.pool = pool
         self._writer = writer
+        #: Turns' ends and failures, with their checkpoints (``executor.turn_end``).
+        self._ends = EndRecorder(engine, writer)
         self._gate = gate
         self._logs_root = logs_root
         self._bash_timeout = bash_timeout
@@ -186,9 +154,9 @@ class TurnDriver:
                     early = Early(prepared, reading)
                 else:
                     await self._writer.run(lambda tx: Preparer.record_prepared(tx, prepared))
-            turn: _Turn | None
+            turn: Turn | None
             if early is not None:
-                first = _Turn(1, early.run["prompt"], "create")
+                first = Turn(1, early.run["prompt"], "create")
                 turn = await self._run_turn(handle, run_id, first, None, early)
             else:
                 turn = await self._writer.run(lambda tx: self._begin_turn(tx, handle))
@@ -199,7 +167,7 @@ class TurnDriver:
             await self._land_stopped(handle)
             raise
 
-    async def _begin_turn(self, tx: Tx, handle: RunHandle) -> _Turn:
+    async def _begin_turn(self, tx: Tx, handle: RunHandle) -> Turn:
         run_id = handle.run_id
         run = await runs.lock(tx, run_id)
         resumed: str | None = None
@@ -221,10 +189,10 @@ class TurnDriver:
             if resumed == "resume":  # resumed more than once: keep the original source
                 resumed = (last or {}).get("resumed_source") or "create"
         else:
-            source, prompt = _from_messages(run["pending_messages"])
-        turn = _Turn(run["turns"] + 1, prompt, source, resumed)
+            source, prompt = from_messages(run["pending_messages"])
+        turn = Turn(run["turns"] + 1, prompt, source, resumed)
         if source == "message":
-            turn.images = _images(run["pending_messages"])
+            turn.images = images(run["pending_messages"])
         # The messages become this turn's prompt: taken off the queue, or the turn's end would
         # start them again (an agent_merge ran twice from one click).
         taken = source in ("message", "agent_merge")
@@ -239,48 +207,14 @@ class TurnDriver:
         await tx.emit_one(run_id, started)
         return turn
 
-    async def _end_turn(
-        self, tx: Tx, run_id: str, end: TurnEnd, duration_ms: int, turn_usage: dict[str, Any]
-    ) -> _Turn | None:
-        """Record the turn's end; start the next one at once if messages arrived meanwhile.
-
-        The agent's ``phase`` (its marker of an unfinished turn) is dropped in the same
-        transaction: a crash just before this resumes the finished turn (as nothing), one just
-        after starts the next turn as what it is."""
-        run = await runs.lock(tx, run_id)
-        done = ("phase", RESUME_NOTICE, SESSION_BEHIND)  # a failover's marks: told, held now
-        if any(k in run["agent_state"] for k in done):
-            state = {k: v for k, v in run["agent_state"].items() if k not in done}
-            await runs.update_fields(tx, run_id, agent_state=state)
-            run["agent_state"] = state
-        completed = TurnCompleted(
-            turn=run["turns"],
-            stop_reason=end.stop_reason,
-            result=end.result,
-            usage=turn_usage,
-            cost_usd=turn_usage["cost_usd"],
-            duration_ms=duration_ms,
-        )
-        await tx.emit_one(run_id, completed)
-        if run["pending_messages"]:
-            source, prompt = _from_messages(run["pending_messages"])
-            turn = _Turn(run["turns"] + 1, prompt, source, images=_images(run["pending_messages"]))
-            await runs.update_fields(tx, run_id, pending_messages=[], turns=turn.number)
-            await tx.emit_one(run_id, TurnStarted(turn=turn.number, prompt=prompt, source=source))
-            return turn
-        await runs.set_status(
-            tx, run_id, RunStatus.REVIEW, end.stop_reason, locked=run, crash_resumes=0
-        )
-        return None
-
     async def _run_turn(
         self,
         handle: RunHandle,
         run_id: str,
-        turn: _Turn,
+        turn: Turn,
         leasing: asyncio.Future[leases.Lease] | None = None,
         early: Early | None = None,
-    ) -> _Turn | None:
+    ) -> Turn | None:
         snapshot = handle.run
         if early is not None:  # not stored yet: written below, while the agent starts
             run = {**early.run, "turns": turn.number}
@@ -338,7 +272,7 @@ class TurnDriver:
         started = asyncio.get_running_loop().time()
         end = TurnEnd("end_turn")
         early_checkpoint: EarlyCheckpoint | None = None
-        ending: asyncio.Future[_Turn | None] | None = None  # recorded while the agent exits
+        ending: asyncio.Future[Turn | None] | None = None  # recorded while the agent exits
         timing.for_run(run_id)
         timing.mark("turn")
         try:
@@ -365,7 +299,7 @@ class TurnDriver:
                         )
                         if item.exiting:  # only its exit is left: the end is recorded now
                             handle.exiting = asyncio.get_running_loop().create_future()
-                            ending = self._end_meanwhile(run, end, started, sink, early_checkpoint)
+                            ending = self._ends.meanwhile(run, end, started, sink, early_checkpoint)
                             early_checkpoint = None  # the ending's
                     elif isinstance(item, Concluding):
                         # Maybe the agent's last words: the worktree is as the turn will leave
@@ -383,22 +317,22 @@ class TurnDriver:
             await _until_recorded(recording)  # an agent that ended with no item at all
         except (AgentFailure, ModelUnreachable) as exc:
             if ending is not None:
-                return await _ended_before(ending, run_id, exc)
+                return await ended_before(ending, run_id, exc)
             failure = str(exc)
             await drop_if_any(early_checkpoint)
             await _until_recorded(recording)
-            await self._settle(run, lambda tx: fail_run(tx, run_id, failure))
+            await self._ends.settle(run, lambda tx: fail_run(tx, run_id, failure))
             return None
         except Exception as exc:  # an adapter bug must fail the run, not the server
             if recording is not None and recording.done() and recording.exception() is exc:
                 raise  # the turn's start could not be written: the run's own failure
             if ending is not None:
-                return await _ended_before(ending, run_id, exc)
+                return await ended_before(ending, run_id, exc)
             log.exception("run %s: the agent adapter failed", run_id)
             reason = f"The agent adapter failed: {type(exc).__name__}: {exc}"
             await drop_if_any(early_checkpoint)
             await _until_recorded(recording)
-            await self._settle(run, lambda tx: fail_run(tx, run_id, reason))
+            await self._ends.settle(run, lambda tx: fail_run(tx, run_id, reason))
             return None
         except BaseException:  # cancelled: the run lands where _land_stopped puts it
             await drop_if_any(early_checkpoint)
@@ -411,66 +345,7 @@ class TurnDriver:
                 handle.exiting.set_result(None)  # the agent is gone
         if ending is not None:
             return await ending
-        duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-        return await self._settle(
-            run,
-            lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage),
-            early_checkpoint,
-        )
-
-    def _end_meanwhile(
-        self,
-        run: dict[str, Any],
-        end: TurnEnd,
-        started: float,
-        sink: TurnSink,
-        checkpoint: EarlyCheckpoint,
-    ) -> asyncio.Future[_Turn | None]:
-        """The turn's end (or the next turn's start), recorded while the agent's process exits
-        (``TurnEnd.exiting``: Claude Code takes ~40 ms to exit after its result): what the sink
-        holds first, then ``checkpoint`` with the end. The caller returns it only once the
-        process is gone, so a next turn's agent never starts beside this one; the run's task
-        lives until then (the executor's next attempt of the run waits for it)."""
-        run_id = run["id"]
-
-        async def record() -> _Turn | None:
-            duration_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-            await sink.flush()
-            return await self._settle(
-                run,
-                lambda tx: self._end_turn(tx, run_id, end, duration_ms, sink.turn_usage),
-                checkpoint,
-            )
-
-        ending = asyncio.ensure_future(record())
-        ending.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return ending
-
-    async def _settle(
-        self,
-        run: dict[str, Any],
-        end: Callable[[Tx], Awaitable[T]],
-        early: EarlyCheckpoint | None = None,
-    ) -> T:
-        """At a turn's end: an automatic checkpoint, whose diff stats become the run's (one
-        snapshot of the worktree for both: a separate one cost four more git processes), and
-        ``end`` (the turn's end or failure) in the same transaction as its row: a crash
-        between the two can neither leave a turn ended without its checkpoint nor make a
-        resumed turn take a second one (``checkpoint_then``). ``early``: the checkpoint whose
-        git work began at the agent's ``TurnEnd``; only its row and ``end`` remain."""
-        try:
-            if early is not None:
-                _, ended = await early.record(end)
-            else:
-                _, ended = await checkpoint_then(
-                    self._engine, self._writer, run, "turn", None, end, run_stats=True
-                )
-            return ended
-        except GitError as exc:  # informative only: a git hiccup must not fail the turn
-            log.warning("turn-end checkpoint of run %s failed: %s", run["id"], exc)
-            error = ErrorEvent(message="Could not take the turn-end checkpoint.", detail=str(exc))
-            await self._writer.append(run["id"], [error])
-        return await self._writer.run(end)
+        return await self._ends.record(run, end, started, sink, early_checkpoint)
 
     async def _decide_call(
         self, handle: RunHandle, sink: TurnSink, request: ToolRequest
