@@ -15,9 +15,9 @@ from codeyard.cluster.leadership import Leadership
 from codeyard.services import checks as checks_service
 from codeyard.services import github as github_service
 from codeyard.services import github_app as github_app_service
+from codeyard.services import github_poll, retention
 from codeyard.services import managed_docs as managed_docs_service
 from codeyard.services import pr_loop as pr_loop_service
-from codeyard.services import retention
 from codeyard.services.context import Services
 from codeyard.services.subscribers import Subscribers
 from codeyard.tickets import follower as ticket_follower
@@ -83,7 +83,7 @@ def _singletons(services: Services, subscribers: Subscribers) -> Leadership:
     background work that must run once per cluster (``codeyard.cluster.leadership``)."""
     leadership = Leadership(services.engine)
     daily_gc = retention.DailyGc(services)
-    sweeper, poll = github_service.Sweeper(services), github_service.PollLoop(services)
+    sweeper, poll = github_service.Sweeper(services), github_poll.PollLoop(services)
 
     async def start_gc() -> None:
         daily_gc.start()
@@ -92,7 +92,7 @@ def _singletons(services: Services, subscribers: Subscribers) -> Leadership:
         sweeper.start()
 
     async def start_poll() -> None:
-        if github_service.should_poll(services.settings):  # no webhooks: one poller for all
+        if github_poll.should_poll(services.settings):  # no webhooks: one poller for all
             poll.start()
 
     leadership.add("retention", start_gc, daily_gc.stop)

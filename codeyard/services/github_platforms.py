@@ -1,6 +1,6 @@
 """How Codeyard reaches the hosting platforms (issue 21): GitHub, GitLab, Gitea/Forgejo — each
-platform's status and what a local repository's ``origin`` is. GitHub's webhooks and polling are
-in ``services.github``."""
+platform's status and what a local repository's ``origin`` is. GitHub's webhooks are in
+``services.github``, its polling in ``services.github_poll``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from codeyard.domain.errors import BadRequest
 from codeyard.prs import registry as pr_registry
 from codeyard.prs.base import PrConfig, parse_remote, redact_remote
 from codeyard.services.context import Services
-from codeyard.services.github import should_poll
+from codeyard.services.github_poll import should_poll
 from codeyard.store import github as store
 from codeyard.workspace.git import git
 

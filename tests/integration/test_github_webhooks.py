@@ -18,7 +18,7 @@ import pytest
 from codeyard.config import Settings
 from codeyard.github.poller import Poller, PrRef
 from codeyard.github.signature import sign_body
-from codeyard.services.github import PollLoop, graphql_url
+from codeyard.services.github_poll import PollLoop, graphql_url
 from tests.conftest import TOKEN, make_repo, running_api
 from tests.support.fake_github import FakeGitHub
 from tests.support.live_app import Live, serve

@@ -24,7 +24,7 @@ import pytest
 from codeyard.config import Settings
 from codeyard.github.poller import Budget, Poller
 from codeyard.github.signature import sign_body
-from codeyard.services.github import PollLoop
+from codeyard.services.github_poll import PollLoop
 from tests.conftest import TOKEN, Api, make_repo, running_api
 from tests.support.fake_github import FakeGitHub
 from tests.support.waits import eventually

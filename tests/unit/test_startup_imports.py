@@ -65,6 +65,7 @@ DEFERRED = (
     "codeyard.services.checks",
     "codeyard.services.github",
     "codeyard.services.github_app",
+    "codeyard.services.github_poll",
     "codeyard.services.managed_docs",
     "codeyard.services.pr_loop",
     "codeyard.services.retention",
