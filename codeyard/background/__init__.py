@@ -44,7 +44,7 @@ MODULES = (
     "codeyard.services.github_app",
     "codeyard.services.github_poll",
     "codeyard.services.managed_docs",
-    "codeyard.services.pr_loop",
+    "codeyard.services.pr_sync",
     "codeyard.services.retention",
     "codeyard.services.subscribers",
     "codeyard.tickets.follower",

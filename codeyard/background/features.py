@@ -15,9 +15,8 @@ from codeyard.cluster.leadership import Leadership
 from codeyard.services import checks as checks_service
 from codeyard.services import github as github_service
 from codeyard.services import github_app as github_app_service
-from codeyard.services import github_poll, retention
+from codeyard.services import github_poll, pr_sync, retention
 from codeyard.services import managed_docs as managed_docs_service
-from codeyard.services import pr_loop as pr_loop_service
 from codeyard.services.context import Services
 from codeyard.services.subscribers import Subscribers
 from codeyard.tickets import follower as ticket_follower
@@ -54,7 +53,7 @@ async def _start(app: FastAPI, services: Services, stack: contextlib.AsyncExitSt
     # Local checks after each turn, and their fix loop (issue 21).
     _task(stack, checks_service.follow_turns(services))
     # A run whose pull request is open: pushed to it after each turn (issue 21).
-    _task(stack, pr_loop_service.follow_turns(services))
+    _task(stack, pr_sync.follow_turns(services))
     app.state.github_inbox = inbox = github_service.Inbox(services)
     inbox.start()
     stack.push_async_callback(inbox.stop)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from codeyard.services import checks, pr_loop
+from codeyard.services import checks, pr_sync
 from tests.conftest import Api, make_repo
 from tests.integration.test_local_checks import events_of, project_repo, start_run
 from tests.support.sql import statements
@@ -57,7 +57,7 @@ async def test_a_turn_end_without_a_pull_request_reads_two_columns_and_claims_no
     run = await start_run(api, repo, [{"write": {"path": "a.txt", "content": "a\n"}}])
     await api.wait_status(run["id"], "review")
     with statements(api.services.engine) as sent:
-        await pr_loop._push_logged(api.services, run["id"], 1)
+        await pr_sync._push_logged(api.services, run["id"], 1)
     # (The app's other followers may read meanwhile: only this call's statements are judged.)
     assert not [sql for sql in sent if "cluster_claims" in sql], sent
     narrow = [sql for sql in sent if sql.startswith("SELECT runs.status, runs.resolution")]

@@ -19,7 +19,7 @@ import pytest
 from codeyard.domain import events as ev
 from codeyard.domain.events import StoredEvent
 from codeyard.events.hub import Subscription
-from codeyard.services import checks, managed_docs, pr_loop, terminals
+from codeyard.services import checks, managed_docs, pr_sync, terminals
 from codeyard.services.context import Services
 from codeyard.terminals.manager import TerminalManager
 from codeyard.tickets.follower import follow_runs
@@ -49,7 +49,7 @@ async def _pushes(svc: Services, handled: list[str]) -> None:
     async def act(svc: Services, run_id: str, event_id: int) -> None:
         handled.append(run_id)
 
-    await pr_loop.follow_turns(svc, act)
+    await pr_sync.follow_turns(svc, act)
 
 
 async def _landings(svc: Services, handled: list[str]) -> None:

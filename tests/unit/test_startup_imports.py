@@ -68,6 +68,7 @@ DEFERRED = (
     "codeyard.services.github_poll",
     "codeyard.services.managed_docs",
     "codeyard.services.pr_loop",
+    "codeyard.services.pr_sync",
     "codeyard.services.retention",
     "codeyard.tickets",
     "codeyard.workflows",
