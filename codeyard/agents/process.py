@@ -7,7 +7,8 @@ kernel kills it when the server dies, and is recorded (pgid, start time, boot id
 group before the run is resumed. Stopping a group (:meth:`ProcessGroup.stop`) escalates from a
 grace period through SIGINT and SIGTERM to SIGKILL, logs each step and why, and reaches every
 descendant found through ``/proc`` — whichever provider started it (the groups themselves:
-:mod:`codeyard.agents.process_group`, re-exported here).
+:mod:`codeyard.agents.process_group`; a dead server's groups, stopped at start-up:
+:mod:`codeyard.agents.leftover_groups`; both re-exported here).
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.agents import piped
+from codeyard.agents.leftover_groups import still_running, stop_leftovers
 from codeyard.agents.process_group import (
     GroupRecord,
     GroupRecorder,
     ProcessGroup,
     boot_id,
     recorder,
-    still_running,
-    stop_leftovers,
 )
 from codeyard.sandbox import lifeline
 

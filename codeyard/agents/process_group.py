@@ -5,7 +5,8 @@ reused). Stopping one (:meth:`ProcessGroup.stop`) escalates from a grace period 
 and SIGTERM to SIGKILL, logs each step and why, and reaches every descendant found through
 ``/proc``, also those that left the group with a session of their own. What it reads of the
 process tree (a process's stat, children lists, where an orphan goes) is
-:mod:`codeyard.agents.process_tree`.
+:mod:`codeyard.agents.process_tree`; stopping the groups a dead server recorded is
+:mod:`codeyard.agents.leftover_groups`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -386,58 +387,3 @@ class ProcessGroup:
     def kill(self) -> None:
         """SIGKILL the group and every live member (synchronous: safe while being cancelled)."""
         self._signal(signal.SIGKILL)
-
-
-def _leftovers(record: GroupRecord, stats: dict[int, Stat]) -> set[int]:
-    """Live processes of a recorded group: in the group and started no earlier than its
-    leader (a group id cannot be reused while any member lives); nothing when the group's id
-    now belongs to a newer process."""
-    if record.boot_id != boot_id():
-        return set()
-    leader = stats.get(record.pgid)
-    if leader is not None and leader[3] != record.start_ticks:
-        return set()  # the id now leads another process: the recorded group is long gone
-    found = set()
-    for pid, (state, _ppid, pgid, start) in stats.items():
-        if state in ("Z", "X"):
-            continue
-        if pgid == record.pgid and start >= record.start_ticks:
-            found.add(pid)
-    return found
-
-
-def still_running(records: Iterable[GroupRecord]) -> list[GroupRecord]:
-    """The recorded groups that still have a live member."""
-    stats = _all_stats()
-    return [r for r in records if _leftovers(r, stats)]
-
-
-async def stop_leftovers(records: Iterable[GroupRecord], timeout: float = 2.0) -> list[int]:
-    """SIGKILL every live process of groups a dead server recorded, wait until they are gone
-    (up to ``timeout``), and return their pids. A process that left its group (``setsid``) and
-    outlived its parent cannot be told from a stranger and is not touched; the sandbox's
-    ``--die-with-parent`` and the pid namespace cover those."""
-    stats = _all_stats()
-    victims: set[int] = set()
-    for record in records:
-        found = _leftovers(record, stats)
-        if found:
-            log.warning(
-                "run process group %d (%s) outlived the last server: killing %s",
-                record.pgid,
-                record.kind,
-                sorted(found),
-            )
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(record.pgid, signal.SIGKILL)
-            for pid in found:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            victims |= found
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / 0.02) + 1):
-        if not any(_alive(p) for p in victims) or loop.time() >= deadline:
-            break
-        await asyncio.sleep(0.02)
-    return sorted(victims)
