@@ -1,4 +1,4 @@
-"""The fake Claude model ``bench/agents_scale.py``'s agents talk to, and that bench's table.
+"""The fake Claude model ``bench/agents_scale.py``'s agents talk to.
 
 The fake answers by each conversation's progress (four tool calls, then text; see ``STEPS``),
 after ``think`` seconds, in a process of its own (its CPU must share neither the server's nor
@@ -15,7 +15,6 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -92,36 +91,6 @@ def start_fake(root: Path, think: float) -> tuple[subprocess.Popen[bytes], str]:
             fake.wait(5)
             raise RuntimeError(f"the fake model did not start; see {root / 'fake.log'}")
         time.sleep(0.1)
-
-
-def table(r: dict[str, Any]) -> str:
-    head = (
-        "| N | errors | wall | approval → agent's next event p50 / p99 | "
-        "approval → decision delivered p50 / p99 | server CPU share | "
-        "server RSS / tree RSS | PSS share | MemAvailable drop | foreign CPU |"
-    )
-    rows = [head, "|---:|---:|---:|---|---|---:|---|---:|---:|---:|"]
-    for s in r["steps"]:
-        trip, handed = s["approval_round_trip"], s["approval_round_trip_to_delivery"]
-        rows.append(
-            f"| {s['agents']} | {s['errors']} | {s['wall_s']} s | "
-            f"{trip.get('p50_ms')} / {trip.get('p99_ms')} ms | "
-            f"{handed.get('p50_ms')} / {handed.get('p99_ms')} ms | "
-            f"{s['cpu']['share'] * 100:.1f} % ({s['cpu']['server_s']} / "
-            f"{s['cpu']['server_s'] + s['cpu']['children_s']:.1f} s) | "
-            f"{s['rss']['server_mb']} / {s['rss']['tree_mb']:.0f} MB "
-            f"({s['rss']['share'] * 100:.1f} %) | {s['pss']['share'] * 100:.1f} % | "
-            f"{s['mem_available_drop_mb']:.0f} MB | {s['foreign_cpu']} |"
-        )
-    for n, why in r["skipped"].items():
-        rows.append(f"| {n} | skipped: {why} | | | | | | | | |")
-    lines = ["\n".join(rows), ""]
-    for key, m in r["model"].items():
-        lines.append(
-            f"- {key}: {m['intercept_mb']} MB + {m['mb_per_agent']} MB x N "
-            f"→ {m['at_60_mb']} MB at N = 60"
-        )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -60,12 +60,9 @@ import argparse
 import asyncio
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench import _loop_lag
+from bench._agents_scale_report import Measured, RunLog, memory_model, step_result, table
 from bench._common import (
     OUT,
     PY,
@@ -82,11 +79,10 @@ from bench._common import (
     fresh_dir,
     machine,
     make_repo,
-    percentile,
     write_json,
 )
-from bench._fake_claude import TOOL_CALLS, start_fake, table
-from bench._proctree import TICK, Sampler, mem_available_mb, procs, wait_tree_empty
+from bench._fake_claude import TOOL_CALLS, start_fake
+from bench._proctree import Sampler, mem_available_mb, procs, wait_tree_empty
 from tests.support import server as server_support
 from tests.support.server import ServerProcess, open_sse
 
@@ -107,23 +103,6 @@ BOOKKEEPING = frozenset(
 
 def ts_seconds(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
-@dataclass
-class RunLog:
-    status: str | None = None
-    approvals: int = 0
-    tool_results: int = 0
-    errors: list[str] = field(default_factory=list)
-    #: Per approval: requested ts, seen by the bench, resolve returned, resolved ts, next ts.
-    trips: list[dict[str, float]] = field(default_factory=list)
-    #: Agent events that arrived between the approval and the approved call's result.
-    next_types: dict[str, int] = field(default_factory=dict)
-    run: str | None = None
-    #: The approved call of each trip (the server's milestones name it).
-    calls: list[str] = field(default_factory=list)
-    #: Each approval asked, in order (the server's ``resolve received`` milestone names it).
-    approval_ids: list[str] = field(default_factory=list)
 
 
 async def drive(
@@ -196,52 +175,6 @@ def run_body(repo: Path, home: Path, fake_url: str) -> dict[str, Any]:
     }
 
 
-def incomplete(log: RunLog) -> str:
-    return f"status {log.status}, {log.approvals} approvals, {log.tool_results} tool results"
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    s = sorted(values)
-    if not s:
-        return {"n": 0}
-    return {
-        "n": len(s),
-        "p50_ms": round(percentile(s, 50), 1),
-        "p99_ms": round(percentile(s, 99), 1),
-        "max_ms": round(s[-1], 1),
-    }
-
-
-def milestones(path: Path) -> dict[tuple[str, str], float]:
-    """(run id, milestone) → the first time the server logged it (``codeyard.agents.timing``:
-    ``<run id> <milestone> <unix time>`` a line)."""
-    out: dict[tuple[str, str], float] = {}
-    for line in path.read_text().splitlines():
-        run_id, _, rest = line.partition(" ")
-        what, _, at = rest.rpartition(" ")
-        out.setdefault((run_id, what), float(at))
-    return out
-
-
-def add_milestones(logs: list[RunLog], marks: dict[tuple[str, str], float]) -> None:
-    """Each trip's ``received`` (the resolve request reached the approvals service), ``woken``
-    (the decision's wait ended) and ``delivered`` (handed to the agent), where the server logged
-    them."""
-    for lg in logs:
-        for trip, call, approval in zip(lg.trips, lg.calls, lg.approval_ids, strict=False):
-            for key, what in (("woken", "approval answered"), ("delivered", "decision delivered")):
-                at = marks.get((str(lg.run), f"{what} {call}"))
-                if at is not None:
-                    trip[key] = at
-            at = marks.get((approval, "resolve received"))
-            if at is not None:
-                trip["received"] = at
-
-
-def gaps(trips: list[dict[str, float]], a: str, b: str) -> dict[str, float]:
-    return summary([(t[b] - t[a]) * 1000 for t in trips if a in t and b in t])
-
-
 async def step(
     n: int,
     server: ServerProcess,
@@ -254,8 +187,7 @@ async def step(
 ) -> dict[str, Any]:
     left = await wait_tree_empty(server.pid)
     available0 = mem_available_mb()
-    table = procs()
-    me0 = table[server.pid]
+    me0 = procs()[server.pid]
     sampler = Sampler(server.pid)
     logs = [RunLog() for _ in range(n)]
     mon = Interference()
@@ -295,96 +227,23 @@ async def step(
         os.kill(server.pid, signal.SIGUSR1)
     foreign = mon.stop()
     me1 = procs()[server.pid]
-    own = (me1.ticks - me0.ticks) / TICK
-    # Reaped children (git, the sandbox launcher) through cutime; the agents below the launcher
-    # are reaped by it, not by the server, and are counted from the samples.
-    reaped = (me1.child_ticks - me0.child_ticks) / TICK
-    children = reaped + sampler.deeper_ticks() / TICK
-    sampled = {k: round(v / TICK, 2) for k, v in sampler.sampled_ticks().items()}
-    by_thread = {
-        k: round(v * 1000 / TICK / n, 1)
-        for k, v in sampler.thread_split(me1.ticks - me0.ticks).items()
-    }
-    add_milestones(logs, milestones(timing))
-    trips = [t for lg in logs for t in lg.trips]
-    errors = [e for lg in logs for e in lg.errors]
-    bad = [
-        lg
-        for lg in logs
-        if lg.status != "review" or lg.approvals != 1 or lg.tool_results != TOOL_CALLS
-    ]
-    rss, pss = sampler.peak_rss, sampler.peak_pss
-    return {
-        "agents": n,
-        "leftover_before": left,
-        "leftover_after": leftover,
-        "wall_s": round(wall, 1),
-        "errors": len(errors) + len(bad),
-        "error_examples": errors[:5] + [incomplete(b) for b in bad][:5],
-        # The target's two ends, both reported: the decision delivered to the agent, and the
-        # agent's next event (its own read, tool and report included).
-        "approval_round_trip": gaps(trips, "requested", "next"),
-        "approval_round_trip_to_delivery": gaps(trips, "requested", "delivered"),
-        "events_between_approval_and_result": dict(
-            sum((Counter(lg.next_types) for lg in logs), Counter())
-        ),
-        "approval_parts": {
-            "requested_to_bench": summary([(t["seen"] - t["requested"]) * 1000 for t in trips]),
-            "resolve_request": summary([(t["answered"] - t["seen"]) * 1000 for t in trips]),
-            # The request's parts: the bench's send, HTTP and authentication; then the write
-            # waiting its turn in the writer and running (to the ``approval.resolved`` ts).
-            "seen_to_received": gaps(trips, "seen", "received"),
-            "received_to_resolved": gaps(trips, "received", "resolved"),
-            "resolved_to_agent_event": gaps(trips, "resolved", "next"),
-            "resolved_to_woken": gaps(trips, "resolved", "woken"),
-            "woken_to_delivered": gaps(trips, "woken", "delivered"),
-            "delivered_to_agent_event": gaps(trips, "delivered", "next"),
-        },
-        "cpu": {
-            "server_s": round(own, 2),
-            "children_s": round(children, 2),
-            "reaped_children_s": round(reaped, 2),
-            "share": round(own / max(1e-9, own + children), 4),
-            "sampled_by_name_s": sampled,
-            "server_per_run_ms": round(own * 1000 / n, 1),
-            # The server's CPU per run by thread (ms): the event loop, aiosqlite's thread, the
-            # git waiters, the commit thread (bench/_threads.py).
-            "server_per_run_ms_by_thread": by_thread,
-        },
-        "rss": {
-            "server_mb": round(rss.get("server", 0.0), 1),
-            "tree_mb": round(rss["tree"], 1),
-            "share": round(rss.get("server", 0.0) / max(1e-9, rss["tree"]), 4),
-            "agents_alive": rss.get("agents", 0),
-        },
-        "pss": {
-            "server_mb": round(pss.get("server", 0.0), 1),
-            "tree_mb": round(pss["tree"], 1),
-            "share": round(pss.get("server", 0.0) / max(1e-9, pss["tree"]), 4),
-            "agents_alive": pss.get("agents", 0),
-        },
-        "per_agent_mb": {
-            "rss": round((rss["tree"] - rss.get("server", 0.0)) / max(1, rss.get("agents", 0)), 1),
-            "pss": round((pss["tree"] - pss.get("server", 0.0)) / max(1, pss.get("agents", 0)), 1),
-            "mem_available": round((available0 - sampler.min_available) / n, 1),
-        },
-        "most_agents_alive": sampler.most_agents,
-        "mem_available_drop_mb": round(available0 - sampler.min_available, 1),
-        "foreign_cpu": round(foreign, 3),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-        # The server's event-loop lag and GC pauses while the step's runs went (--loop-lag).
-        "loop": _loop_lag.summary(timing.parent / "loop.log", since=wall0, until=wall1),
-    }
-
-
-def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """Least-squares (intercept, slope); None with fewer than two distinct x."""
-    if len({x for x, _ in points}) < 2:
-        return None
-    mx = statistics.fmean(x for x, _ in points)
-    my = statistics.fmean(y for _, y in points)
-    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
-    return my - slope * mx, slope
+    return step_result(
+        Measured(
+            n=n,
+            logs=logs,
+            leftover_before=left,
+            leftover_after=leftover,
+            wall=wall,
+            wall0=wall0,
+            wall1=wall1,
+            own_ticks=me1.ticks - me0.ticks,
+            reaped_ticks=me1.child_ticks - me0.child_ticks,
+            sampler=sampler,
+            available0=available0,
+            foreign=foreign,
+            timing=timing,
+        )
+    )
 
 
 async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str, Any]:
@@ -443,20 +302,7 @@ async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str
             per_agent = max(result["pss"]["tree_mb"], result["mem_available_drop_mb"]) / n
     finally:
         server.stop()
-    model: dict[str, Any] = {}
-    for key, pick in (
-        ("tree_pss_mb", lambda s: s["pss"]["tree_mb"]),
-        ("mem_available_drop_mb", lambda s: s["mem_available_drop_mb"]),
-        ("server_rss_mb", lambda s: s["rss"]["server_mb"]),
-    ):
-        line = fit([(s["agents"], pick(s)) for s in steps])
-        if line is not None:
-            a, b = line
-            model[key] = {
-                "intercept_mb": round(a, 1),
-                "mb_per_agent": round(b, 1),
-                "at_60_mb": round(a + b * 60, 1),
-            }
+    model = memory_model(steps)
     return {
         "machine": machine(),
         "think_s": args.think,
