@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from codeyard.agents import registry
-from codeyard.agents.base import AdapterItem, Capabilities, Concluding, TurnContext, TurnEnd
-from codeyard.domain.events import AgentMessage, ToolCall, tool_result
+from codeyard.agents.base import AdapterItem, Concluding, TurnContext, TurnEnd
+from codeyard.domain.events import AgentMessage
 from codeyard.workspace.git import git
 from tests.conftest import Api
+from tests.support.plugin_agent import PluginAgent, registered, write
 
 pytestmark = pytest.mark.anyio
 
@@ -29,33 +29,23 @@ NAME = "test-concluding"
 REF_WAIT = 15.0
 
 
-class _Agent:
+class _Agent(PluginAgent):
     """Writes ``first.txt``, says it is concluding, waits for checkpoint 1's ref; then, with
     ``more``, writes ``later.txt`` in another tool call; then ends its turn."""
 
     name = NAME
-    capabilities = Capabilities(False, False, False, False, False, False)
 
     def __init__(self) -> None:
         self.more = False
         self.saw_ref: bool | None = None
 
-    def version(self) -> str | None:
-        return "1"
-
-    def problem(self) -> str | None:
-        return None
-
-    def validate_options(self, options: dict[str, Any]) -> None:
-        return None
-
     async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
-        for item in _write(ctx.worktree, "first.txt", "1"):
+        for item in write(ctx.worktree, "first.txt", "1"):
             yield item
         yield Concluding()
         self.saw_ref = await _ref_appears(ctx.worktree, f"refs/codeyard/{ctx.run_id}/1")
         if self.more:  # it went on with a tool after all
-            for item in _write(ctx.worktree, "later.txt", "2"):
+            for item in write(ctx.worktree, "later.txt", "2"):
                 yield item
         yield AgentMessage(message_id="m1", text="done")
         yield TurnEnd("end_turn", "done")
@@ -71,18 +61,10 @@ async def _ref_appears(worktree: Path, ref: str) -> bool:
     return False
 
 
-def _write(worktree: Path, name: str, call: str) -> Iterator[AdapterItem]:
-    yield ToolCall(call_id=call, tool="Write", kind="write", title=name, input={"path": name})
-    (worktree / name).write_text(f"{name}\n")
-    yield tool_result(call_id=call, ok=True, output="", error=None, duration_ms=1)
-
-
 @pytest.fixture
 def agent() -> Iterator[_Agent]:
-    found = _Agent()
-    registry.register(found)
-    yield found
-    registry.PROVIDERS.unregister(NAME)
+    with registered(_Agent()) as found:
+        yield found
 
 
 async def _finished(api: Api, repo: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -17,23 +17,21 @@ from typing import Any
 
 import pytest
 
-from codeyard.agents import registry
-from codeyard.agents.base import AdapterItem, AgentFailure, Capabilities, TurnContext, TurnEnd
-from codeyard.domain.events import ToolCall, tool_result
+from codeyard.agents.base import AdapterItem, AgentFailure, TurnContext, TurnEnd
 from codeyard.workspace.git import git
 from tests.conftest import Api
+from tests.support.plugin_agent import PluginAgent, registered, write
 
 pytestmark = pytest.mark.anyio
 
 NAME = "test-turn-end"
 
 
-class _Agent:
+class _Agent(PluginAgent):
     """Writes files in tool calls, ends its turn, then "exits": it waits (at most 30 s) for the
     turn-end checkpoint's ref, and what follows the end is up to ``after``."""
 
     name = NAME
-    capabilities = Capabilities(False, False, False, False, False, False)
 
     def __init__(self) -> None:
         self.after = "exit"
@@ -50,20 +48,11 @@ class _Agent:
         #: What the tool call writes into ``last.txt`` (the same each turn: no change).
         self.text = "last.txt"
 
-    def version(self) -> str | None:
-        return "1"
-
-    def problem(self) -> str | None:
-        return None
-
-    def validate_options(self, options: dict[str, Any]) -> None:
-        return None
-
     async def run_turn(self, ctx: TurnContext) -> AsyncIterator[AdapterItem]:
         self.live += 1
         self.most_live = max(self.most_live, self.live)
         try:
-            for item in _write(ctx.worktree, "last.txt", "1", self.text):
+            for item in write(ctx.worktree, "last.txt", "1", self.text):
                 yield item
             if self.after == "exiting" and ctx.turn == 1:
                 await self.end.wait()
@@ -72,7 +61,7 @@ class _Agent:
                 return
             yield TurnEnd("end_turn", "done")
             if self.after == "more":  # went on after its end (no agent should; still safe)
-                for item in _write(ctx.worktree, "later.txt", "2"):
+                for item in write(ctx.worktree, "later.txt", "2"):
                     yield item
                 return
             ref = f"refs/codeyard/{ctx.run_id}/1"
@@ -91,18 +80,10 @@ class _Agent:
             self.exited = True
 
 
-def _write(worktree: Path, name: str, call: str, text: str | None = None) -> Iterator[AdapterItem]:
-    yield ToolCall(call_id=call, tool="Write", kind="write", title=name, input={"path": name})
-    (worktree / name).write_text(f"{text or name}\n")
-    yield tool_result(call_id=call, ok=True, output="", error=None, duration_ms=1)
-
-
 @pytest.fixture
 def agent() -> Iterator[_Agent]:
-    found = _Agent()
-    registry.register(found)
-    yield found
-    registry.PROVIDERS.unregister(NAME)
+    with registered(_Agent()) as found:
+        yield found
 
 
 async def _run(api: Api, repo: Path) -> dict[str, Any]:
