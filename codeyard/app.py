@@ -238,7 +238,7 @@ PUBLIC_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("email_login:public", ("auth",)),  # issue 19: sign-in by emailed code
     ("share:public", ("share",)),
     ("terminals:shared", ("share",)),
-    ("notifications:public", ("notifications",)),
+    ("notification_actions:public", ("notifications",)),
     ("run_files:public", ("command-output",)),
     ("github:public", ("github",)),  # GitHub's deliveries: the HMAC signature is the permission
     ("github_app:public", ("github",)),  # the App manifest flow's redirects from GitHub

@@ -1,32 +1,24 @@
 """``/api/notifications/*``, ``/api/devices``, ``/api/runs/{id}/notify``.
 
 Self-service routes (``signed_in``): each caller manages their own push subscriptions, devices,
-channels and preferences (the admin token's are stored under ''). The action routes are public
-by design: the signed, single-use token in the path is the permission, as a phone's tap carries
-no session.
+channels and preferences (the admin token's are stored under ''). The public action routes (a
+one-tap token, a Slack click) are in ``notification_actions``.
 """
 
 from __future__ import annotations
 
-import html
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from codeyard.api.auth import SIGNED_IN, Caller, require_scope
 from codeyard.api.deps import Svc
-from codeyard.domain.errors import BadRequest, CodeyardError
-from codeyard.notifications import service, slack, store
+from codeyard.notifications import service
 from codeyard.notifications.messages import KINDS
 from codeyard.notifications.service import Notifications
-from codeyard.store import runs, schema
 
 router = APIRouter(tags=["notifications"])
-public = APIRouter(tags=["notifications"])
 SELF = [require_scope(SIGNED_IN)]
 
 
@@ -103,9 +95,7 @@ class SubscriptionList(BaseModel):
 
 @router.get("/notifications/subscriptions", dependencies=SELF, response_model=SubscriptionList)
 async def list_subscriptions(svc: Svc, caller: Caller) -> Any:
-    async with svc.engine.connect() as conn:
-        rows = await store.list_rows(conn, schema.push_subscriptions, owner(caller))
-    return {"data": [service.public_subscription(r) for r in rows]}
+    return {"data": await service.subscriptions(svc, owner(caller))}
 
 
 class TestResult(BaseModel):
@@ -143,20 +133,13 @@ class Preferences(BaseModel):
 @router.get("/notifications/preferences", dependencies=SELF, response_model=Preferences)
 async def get_preferences(svc: Svc, caller: Caller) -> Any:
     """Which kinds of notification you get, and your quiet hours (local time)."""
-    async with svc.engine.connect() as conn:
-        return await store.prefs(conn, owner(caller))
+    return await service.preferences(svc, owner(caller))
 
 
 @router.put("/notifications/preferences", dependencies=SELF, response_model=Preferences)
 async def put_preferences(body: Preferences, svc: Svc, caller: Caller) -> Any:
-    try:
-        ZoneInfo(body.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BadRequest(f"Unknown time zone {body.timezone!r}: use an IANA name.") from exc
-    if (body.quiet_start is None) != (body.quiet_end is None):
-        raise BadRequest("Set both quiet_start and quiet_end (HH:MM), or neither.")
     values = body.model_dump()
-    await svc.writer.run(lambda tx: store.save_prefs(tx, owner(caller), values))
+    await service.save_preferences(svc, owner(caller), values)
     return values
 
 
@@ -188,9 +171,7 @@ class ChannelList(BaseModel):
 
 @router.get("/notifications/channels", dependencies=SELF, response_model=ChannelList)
 async def list_channels(svc: Svc, caller: Caller) -> Any:
-    async with svc.engine.connect() as conn:
-        rows = await store.list_rows(conn, schema.notification_channels, owner(caller))
-    return {"data": [service.public_channel(r) for r in rows]}
+    return {"data": await service.channels_of(svc, owner(caller))}
 
 
 @router.post(
@@ -207,9 +188,7 @@ async def add_channel(body: ChannelBody, svc: Svc, caller: Caller, request: Requ
 @router.delete("/notifications/channels/{channel_id}", dependencies=SELF, status_code=204)
 async def delete_channel(channel_id: str, svc: Svc, caller: Caller, request: Request) -> Response:
     await service.remove(svc, owner(caller), f"channel:{channel_id}")
-    sockets = (await runtime(request)).sockets
-    if sockets is not None:  # a Slack Socket Mode channel: its connection closes now
-        sockets.rescan()
+    (await runtime(request)).channels_changed()
     return Response(status_code=204)
 
 
@@ -245,9 +224,7 @@ async def deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     """Your delivery log, newest first: each attempt with the receiver's answer."""
-    async with svc.engine.connect() as conn:
-        rows = await store.deliveries(conn, owner(caller), target, limit)
-    return {"data": rows}
+    return {"data": await service.deliveries(svc, owner(caller), target, limit)}
 
 
 class DeviceBody(BaseModel):
@@ -270,9 +247,7 @@ class DeviceList(BaseModel):
 
 @router.get("/devices", dependencies=SELF, response_model=DeviceList)
 async def list_devices(svc: Svc, caller: Caller) -> Any:
-    async with svc.engine.connect() as conn:
-        rows = await store.list_rows(conn, schema.devices, owner(caller))
-    return {"data": [service.public_device(r) for r in rows]}
+    return {"data": await service.devices(svc, owner(caller))}
 
 
 @router.post("/devices", dependencies=SELF, response_model=DeviceOut, status_code=201)
@@ -310,10 +285,8 @@ class NotifyOut(BaseModel):
 async def run_notify(run_ref: str, body: NotifyBody, svc: Svc) -> Any:
     """``true``: tell me when this run finishes or fails, whatever my preferences;
     ``false``: nothing about this run, not even approvals."""
-    async with svc.engine.connect() as conn:
-        run = await runs.get(conn, run_ref)
-    await svc.writer.run(lambda tx: store.set_run_notify(tx, run["id"], body.notify))
-    return NotifyOut(run_id=run["id"], notify=body.notify)
+    run_id = await service.set_run_notify(svc, run_ref, body.notify)
+    return NotifyOut(run_id=run_id, notify=body.notify)
 
 
 class OutboxRow(BaseModel):
@@ -341,138 +314,4 @@ class OutboxList(BaseModel):
 )
 async def run_notifications(run_ref: str, svc: Svc) -> Any:
     """The outbox rows of a run: what was (or will be) sent to whom, and how it went."""
-    async with svc.engine.connect() as conn:
-        run = await runs.get(conn, run_ref)
-        return {"data": await store.outbox_of(conn, run["id"])}
-
-
-# --- public: the action token is the permission -------------------------------------------
-
-
-class ActionInfo(BaseModel):
-    approval_id: str
-    run_id: str
-    run_number: int
-    run_title: str
-    tool: str
-    title: str
-    status: str
-    gate: bool
-
-
-class ActionBody(BaseModel):
-    decision: Literal["approved", "rejected"]
-
-
-class ActionResult(BaseModel):
-    approval_id: str
-    status: str
-    decided_by: str | None
-
-
-def _page(title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(
-        "<!doctype html><html><head><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font:16px system-ui;margin:0;padding:24px;max-width:560px}"
-        "button{font-size:20px;padding:16px;width:100%;margin:8px 0;border-radius:12px;"
-        "border:0;color:#fff}.ok{background:#15803d}.no{background:#b91c1c}"
-        "code{word-break:break-all}</style></head>"
-        f"<body>{body}</body></html>"
-    )
-
-
-@public.get("/notifications/actions/{token}", response_model=ActionInfo)
-async def action_info(token: str, svc: Svc, request: Request) -> Any:
-    """What a one-tap link answers; a browser (``Accept: text/html``) gets the one-tap page."""
-    wants_html = "text/html" in request.headers.get("accept", "")
-    try:
-        info = await service.describe_token(svc, await runtime(request), token)
-    except CodeyardError as exc:
-        if wants_html:
-            return _page("Codeyard", f"<h2>Cannot answer here</h2><p>{html.escape(str(exc))}</p>")
-        raise
-    a, run = info["approval"], info["run"]
-    out = ActionInfo(
-        approval_id=a["id"],
-        run_id=run["id"],
-        run_number=run["number"],
-        run_title=run["title"],
-        tool=a["tool"],
-        title=a["title"],
-        status=a["status"],
-        gate=(a.get("rule") or "").startswith("gate:"),
-    )
-    if not wants_html:
-        return out
-    head = (
-        f"<h2>Run #{out.run_number}: {html.escape(out.run_title)}</h2>"
-        f"<p><b>{html.escape(out.tool)}</b></p><p><code>{html.escape(out.title)}</code></p>"
-    )
-    if out.gate:
-        return _page("Codeyard", head + "<p>This call is behind a hard gate: open Codeyard.</p>")
-    if out.status != "pending":
-        return _page("Codeyard", head + f"<p>Already {html.escape(out.status)}.</p>")
-    form = (
-        "<form method=post><button class=ok name=decision value=approved>Approve</button>"
-        "<button class=no name=decision value=rejected>Reject</button></form>"
-    )
-    return _page("Approve?", head + form)
-
-
-@public.post("/notifications/actions/{token}", response_model=ActionResult)
-async def action_answer(token: str, svc: Svc, request: Request) -> Any:
-    """Approve or reject with a one-tap token: JSON ``{"decision": …}`` (a service worker's
-    action button) or the one-tap page's form. Works once; hard gates need the full app."""
-    is_form = request.headers.get("content-type", "").startswith(
-        "application/x-www-form-urlencoded"
-    )
-    if is_form:
-        fields = parse_qs((await request.body()).decode(errors="replace"))
-        decision = (fields.get("decision") or [""])[0]
-    else:
-        try:
-            decision = ActionBody.model_validate_json(await request.body()).decision
-        except ValueError as exc:
-            raise BadRequest('Send {"decision": "approved"} or {"decision": "rejected"}.') from exc
-    try:
-        row = await service.answer_with_token(svc, await runtime(request), token, decision)
-    except CodeyardError as exc:
-        if is_form:
-            return _page("Codeyard", f"<h2>Not answered</h2><p>{html.escape(str(exc))}</p>")
-        raise
-    if is_form:
-        return _page("Codeyard", f"<h2>{html.escape(row['status'].capitalize())}</h2>")
-    return ActionResult(
-        approval_id=row["id"], status=row["status"], decided_by=row.get("decided_by")
-    )
-
-
-class SlackAnswer(BaseModel):
-    ok: bool = Field(description="Whether the click answered the approval.")
-    text: str = Field(description="What was also posted back to the click's response_url.")
-
-
-@public.post(
-    "/notifications/slack/{channel_id}/interactions",
-    response_model=SlackAnswer,
-    responses={401: {"description": "Not Slack: the v0 signature or timestamp is wrong."}},
-)
-async def slack_interaction(
-    channel_id: str, svc: Svc, request: Request, background: BackgroundTasks
-) -> Any:
-    """Slack's Request URL for a channel with buttons: an Approve/Reject click, signed with the
-    Slack app's signing secret (the signature is the permission; the clicker must be one of the
-    channel's approvers, and each message's buttons work once)."""
-    rt = await runtime(request)
-    answer = await slack.handle(
-        svc,
-        rt,
-        channel_id,
-        await request.body(),
-        request.headers.get("x-slack-request-timestamp"),
-        request.headers.get("x-slack-signature"),
-    )
-    background.add_task(slack.follow_up, rt.worker.client, answer)
-    return SlackAnswer(ok=answer.ok, text=answer.text)
+    return {"data": await service.run_outbox(svc, run_ref)}

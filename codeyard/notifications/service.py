@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from codeyard.auth.scopes import for_role
 from codeyard.crypto import secret_box
@@ -69,6 +70,12 @@ class Notifications:
         self.sockets = SlackSockets(self.services, self, self.services.settings.slack_api_url)
         await self.sockets.start()
 
+    def channels_changed(self) -> None:
+        """A channel went away: a Slack Socket Mode connection of it closes now, not at the
+        next scan."""
+        if self.sockets is not None:
+            self.sockets.rescan()
+
     async def stop(self) -> None:
         if self.sockets is not None:
             await self.sockets.stop()
@@ -103,6 +110,13 @@ async def subscribe(
 
     await svc.writer.run(lambda tx: store.add_subscription(tx, values))
     return public_subscription(values)
+
+
+async def subscriptions(svc: Services, user_id: str) -> list[dict[str, Any]]:
+    """The user's push subscriptions, as shown (the endpoint's origin, never its secret path)."""
+    async with svc.engine.connect() as conn:
+        rows = await store.list_rows(conn, store.SUBS, user_id)
+    return [public_subscription(r) for r in rows]
 
 
 def public_subscription(row: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +167,13 @@ async def add_channel(
     return out
 
 
+async def channels_of(svc: Services, user_id: str) -> list[dict[str, Any]]:
+    """The user's channels, without their (sealed) configuration."""
+    async with svc.engine.connect() as conn:
+        rows = await store.list_rows(conn, store.CH, user_id)
+    return [public_channel(r) for r in rows]
+
+
 def public_channel(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("id", "kind", "name", "created_at")}
 
@@ -172,6 +193,13 @@ async def add_device(
     }
     await svc.writer.run(lambda tx: store.add_device(tx, row))
     return public_device(row)
+
+
+async def devices(svc: Services, user_id: str) -> list[dict[str, Any]]:
+    """The user's native-app devices, without their (sealed) push tokens."""
+    async with svc.engine.connect() as conn:
+        rows = await store.list_rows(conn, store.DEV, user_id)
+    return [public_device(r) for r in rows]
 
 
 def public_device(row: dict[str, Any]) -> dict[str, Any]:
@@ -210,6 +238,49 @@ async def send_test(
         path="/settings",
     )
     return await rt.worker.send(target, row, msg, new_id("ntest"))
+
+
+# --- preferences, per-run choices and what was sent ----------------------------------------
+
+
+async def preferences(svc: Services, user_id: str) -> dict[str, Any]:
+    async with svc.engine.connect() as conn:
+        return await store.prefs(conn, user_id)
+
+
+async def save_preferences(svc: Services, user_id: str, values: dict[str, Any]) -> None:
+    """Store the user's kinds and quiet hours: a known IANA time zone, and both ends of the
+    quiet hours or neither."""
+    try:
+        ZoneInfo(values["timezone"])
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BadRequest(f"Unknown time zone {values['timezone']!r}: use an IANA name.") from exc
+    if (values["quiet_start"] is None) != (values["quiet_end"] is None):
+        raise BadRequest("Set both quiet_start and quiet_end (HH:MM), or neither.")
+    await svc.writer.run(lambda tx: store.save_prefs(tx, user_id, values))
+
+
+async def deliveries(
+    svc: Services, user_id: str, target: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The user's delivery log, newest first (of one target, or all)."""
+    async with svc.engine.connect() as conn:
+        return await store.deliveries(conn, user_id, target, limit)
+
+
+async def set_run_notify(svc: Services, run_ref: str, notify: bool) -> str:
+    """Always (``True``) or never (``False``) notify about this run; the run's id."""
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, run_ref)
+    await svc.writer.run(lambda tx: store.set_run_notify(tx, run["id"], notify))
+    return str(run["id"])
+
+
+async def run_outbox(svc: Services, run_ref: str) -> list[dict[str, Any]]:
+    """The outbox rows of a run: what was (or will be) sent to whom, and how it went."""
+    async with svc.engine.connect() as conn:
+        run = await runs.get(conn, run_ref)
+        return await store.outbox_of(conn, run["id"])
 
 
 # --- answering from a notification --------------------------------------------------------
