@@ -7,7 +7,7 @@ their queued appends). A job someone waits on and that writes to one run R
 (``Writer.run(urgent_for=R)``: an approval's answer, an agent's ask, a tool call's decision)
 is committed in a batch of its own ahead of the items queued before it, unless one of them may
 write to R. So R's own writes keep their queue order, and with it R's ``seq`` numbering. (The
-other exception, PostgreSQL's held lane, is ``Writer._split``: it depends on the writer's
+other exception, PostgreSQL's held lane, is ``store.held_lane``: it depends on the writer's
 state.)
 """
 
@@ -47,7 +47,7 @@ class Pending:
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    #: A job's: the runs of writes queued after it that committed before it (``Writer._split``,
+    #: A job's: the runs of writes queued after it that committed before it (``HeldLane.split``,
     #: :func:`lift`).
     passed: set[str] | None = None
     #: An urgent job's one run: it may be taken ahead of queued writes of other runs (:func:`lift`).

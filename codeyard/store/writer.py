@@ -67,27 +67,11 @@ fails one transaction, and that batch is run again (:data:`_DEADLOCK_RETRIES`).
 
 A writer runs its batches one after another, so a batch waiting for the job-order lock would
 hold up every append queued behind it: the agent output of all the process's runs. So a batch
-with jobs only *tries* the lock (``pg_try_advisory_xact_lock``, its first statement). If another
-process holds it, the batch rolls back having done nothing and is split in queue order
-(``Writer._split``): its jobs, and what may not pass them, go to the *held lane* (a second
-connection and task: it commits them in queue order, each batch waiting for the lock as
-before); the appends that may pass them are committed at once. While the held lane has work,
-every new job joins it, and each new append passes it or joins it. An append passes when no
-held item is an append to its run or a job without a fence (that could write to any run), and
-every held job is fenced (``store.fencing``) on another run than the append's and on another
-attempt than the append's own fence. Why a run's events keep their queue order: appends queued
-before a job never wait for it; an append to the run a held job writes for waits; and a job
-fenced on run X's attempt was submitted by a task of that attempt (the fence is a context
-variable, copied into the tasks an attempt starts), so an append under another fence or none
-came from another task (no task switches fences with a write of its own in flight), and its
-place in the queue relative to the job is only the order in which two tasks got there. The one
-case left is a job fenced on X writing to another run Y while appends to Y pass it: no job
-does that (an attempt's jobs write to its run), and ``Tx`` counts (``Writer.reordered``) and
-logs it if one ever does. A job that writes to no run (a worker's heartbeat) is fenced on
-``fencing.NO_RUN``, a run no append is for: appends pass it. The two lanes are two
-transactions of one process, as two processes would be: row locks, the commit-order lock, the
-fencing checks and the order of the ``NOTIFY`` announcements keep numbering, commit order and
-the hand-off right between them. SQLite has one writer and no such lock: nothing changes there.
+with jobs only *tries* the lock (``pg_try_advisory_xact_lock``, its first statement); if another
+process holds it, the batch rolls back having done nothing, and its jobs and what may not pass
+them go to the *held lane* (``store.held_lane``: a second connection and task, committing them in
+queue order, each batch waiting for the lock) while the appends that may pass them are committed
+at once. SQLite has one writer and no such lock: nothing changes there.
 """
 
 from __future__ import annotations
@@ -119,6 +103,7 @@ from codeyard.store.event_sql import (
     read_cursor,
     touch_runs_shared,
 )
+from codeyard.store.held_lane import HeldLane
 from codeyard.store.job_savepoints import JobSavepoints
 from codeyard.store.write_order import Append, Pending, lift
 
@@ -177,7 +162,7 @@ class Tx:
         self.events: list[StoredEvent] = []
         self.run_values: dict[str, dict[str, Any]] = {}
         self.forgotten: set[str] = set()
-        #: Runs whose writes, queued after this job, committed before it (``Writer._split``,
+        #: Runs whose writes, queued after this job, committed before it (``HeldLane.split``,
         #: ``write_order.lift``).
         self._passed = passed
         #: An urgent job's declared run (``Writer.run``): the one run it may write to.
@@ -317,15 +302,11 @@ class Writer:
         self._run_rows = sqlite_commit.RunRowUpdates(schema.runs, engine.dialect)
         #: Names this process in its NOTIFY payloads (PostgreSQL), so it skips its own events.
         self.token = token or uuid.uuid4().hex[:12]
-        # PostgreSQL: the held lane (see the module's docstring). Jobs found waiting for the
-        # job-order lock, and what may not pass them, committed in queue order on a second
-        # connection while this writer's task goes on committing the appends that may.
-        self._held: list[Pending] = []
-        self._held_batch: list[Pending] = []
-        self._held_task: asyncio.Task[None] | None = None
+        # PostgreSQL: the held lane (``store.held_lane``). Jobs found waiting for the job-order
+        # lock, and what may not pass them, committed in queue order on a second connection
+        # while this writer's task goes on committing the appends that may.
+        self._held = HeldLane(self._run_held, batch_max)
         self._held_conn: AsyncConnection | None = None
-        #: Appends committed before a job queued ahead of them (tests, diagnostics).
-        self.passed = 0
         #: Urgent jobs waiting in the queue (a running batch takes no further job meanwhile).
         self._urgent_queued = 0
         #: The last batch was taken ahead (``write_order.lift``): the next one is owed a full turn.
@@ -337,6 +318,11 @@ class Writer:
         self.strayed = 0
         #: Jobs that wrote to a run whose later append had passed them (expected: never).
         self.reordered = 0
+
+    @property
+    def passed(self) -> int:
+        """Appends committed before a job queued ahead of them (tests, diagnostics)."""
+        return self._held.passed
 
     @property
     def engine(self) -> AsyncEngine:
@@ -457,77 +443,23 @@ class Writer:
                     self._carry, batch, owed = rest, ahead, True
             self._owed = owed
             await self._dispatch(batch)
-        held = self._held_task
-        if held is not None:  # what waits for the job-order lock is committed before stopping
-            await held
+        await self._held.wait()  # what waits for the job-order lock commits before stopping
 
     async def _dispatch(self, batch: list[Pending]) -> None:
         """Commit ``batch``; on PostgreSQL, what waits for the job-order lock goes to the held
         lane and the appends that may pass it are committed here meanwhile."""
-        if self._held_task is None and await self._run_batch(batch, try_job_lock=True):
+        if not self._held.busy and await self._run_batch(batch, try_job_lock=True):
             return
         # The held lane is busy, or the job-order lock is and nothing of the batch ran.
-        passing, holding = self._split(batch)
+        passing, holding = self._held.split(batch)
         if passing:
             await self._run_batch(passing)
         if holding:  # after ``passing`` committed: some were queued before these
-            self._held.extend(holding)
-            if self._held_task is None:
-                self._held_task = asyncio.create_task(self._drain_held(), name="codeyard-held")
+            self._held.hold(holding)
 
-    def _split(self, batch: list[Pending]) -> tuple[list[Pending], list[Pending]]:
-        """``batch`` in queue order, against what the held lane has not committed yet: the
-        appends that may commit before it, and the rest (jobs always), for the held lane.
-
-        An append may pass the held items when none is an append to its run, none is a job
-        without a fence (it could write to any run), and every held job is fenced on another
-        run's attempt than the append's run and than the append's own fence: such a job was
-        submitted from another task (an attempt's context is copied into the tasks it starts),
-        so the queue order between the two is only the order in which two tasks got there."""
-        held = [*self._held_batch, *self._held]
-        jobs = [p for p in held if not isinstance(p.fn, Append)]
-        runs = {p.fn.run_id for p in held if isinstance(p.fn, Append)}
-        fences = {p.fence for p in jobs}
-        barrier = None in fences
-        runs |= {f.run_id for f in fences if f is not None}
-        passing: list[Pending] = []
-        holding: list[Pending] = []
-        for pending in batch:
-            fn = pending.fn
-            if isinstance(fn, Append):
-                if not barrier and fn.run_id not in runs and pending.fence not in fences:
-                    passing.append(pending)
-                    self.passed += 1 if jobs else 0
-                    for job in jobs:
-                        assert job.passed is not None  # given below, when it was held
-                        job.passed.add(fn.run_id)
-                    continue
-                runs.add(fn.run_id)
-            else:
-                if pending.passed is None:  # the same set reaches the job's ``Tx``
-                    pending.passed = set()
-                jobs.append(pending)
-                fences.add(pending.fence)
-                if pending.fence is None:
-                    barrier = True
-                else:
-                    runs.add(pending.fence.run_id)
-            holding.append(pending)
-        return passing, holding
-
-    async def _drain_held(self) -> None:
-        """The held lane: its batches, in queue order, each waiting for the job-order lock."""
-        try:
-            while self._held:
-                batch = self._held[: self._batch_max]
-                del self._held[: len(batch)]
-                self._held_batch = batch
-                try:
-                    await self._run_batch(batch, held=True)
-                finally:
-                    self._held_batch = []
-        finally:
-            self._held_task = None
+    async def _run_held(self, batch: list[Pending]) -> bool:
+        """One batch of the held lane, on its connection, waiting for the job-order lock."""
+        return await self._run_batch(batch, held=True)
 
     async def _run_batch(
         self, batch: list[Pending], *, held: bool = False, try_job_lock: bool = False
@@ -559,7 +491,7 @@ class Writer:
             self._committed(*done)
             rest = batch[len(done[3]) :]  # one outcome per item taken: the time bound left these
             if held:
-                self._held[:0] = rest
+                self._held.put_back(rest)
             else:
                 self._carry[:0] = rest
             return True
