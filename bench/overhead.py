@@ -255,12 +255,22 @@ CHECKPOINT = ("checkpoint git (turn end to its commit)", "turn end", "checkpoint
 #: Not a step of the sum either: the turn's end to its record (with ``TurnEnd.exiting`` it is
 #: recorded while the CLI exits, and "settle" is then negative).
 RECORDED = ("turn end recorded (turn end to turn.completed)", "turn end", "turn.completed")
+#: Not steps of the sum: the Codex adapter's own milestones (``agents/codex/turn.py``) within
+#: the CLI's start and its model calls, Codeyard's side only.
+DETAIL: list[tuple[str, str, str]] = [
+    ("codex: spawn to thread/start answered (the handshake)", "spawn", "codex thread"),
+    ("codex: thread to turn/start answered", "codex thread", "codex turn started"),
+    ("codex: turn/start answered to 1st model request", "codex turn started", "first request"),
+    ("codex: 1st model request to approval asked", "first request", "codex asked"),
+    ("codex: approval asked to answered (the decision)", "codex asked", "codex answered"),
+    ("codex: approval answered to last model request", "codex answered", "last request"),
+]
 
 
 def phases(marks: dict[str, float]) -> dict[str, float]:
     """Where a run's time went, in ms, for the phases whose two marks it has."""
     out = {}
-    for name, a, b in [*PHASES, CHECKPOINT, RECORDED]:
+    for name, a, b in [*PHASES, CHECKPOINT, RECORDED, *DETAIL]:
         if a in marks and b in marks:
             out[name] = round((marks[b] - marks[a]) * 1000, 1)
     return out
@@ -414,9 +424,10 @@ def table(results: list[dict[str, Any]], skipped: dict[str, str]) -> str:
         checkpoint = r["phases_median_ms"]["codeyard"].get(CHECKPOINT[0])
         if checkpoint is not None:
             lines.append(f"| ({CHECKPOINT[0]}, beside the exit) | | {checkpoint:g} | |")
-        recorded = r["phases_median_ms"]["codeyard"].get(RECORDED[0])
-        if recorded is not None:
-            lines.append(f"| ({RECORDED[0]}) | | {recorded:g} | |")
+        for name in [RECORDED[0], *(d[0] for d in DETAIL)]:
+            value = r["phases_median_ms"]["codeyard"].get(name)
+            if value is not None:
+                lines.append(f"| ({name}) | | {value:g} | |")
     return "\n".join(lines)
 
 

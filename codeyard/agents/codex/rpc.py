@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from codeyard.agents.codex.protocol import Response, ServerMessage, parse
@@ -35,6 +36,18 @@ class RpcError(Exception):
         self.method = method
         self.error = error
         super().__init__(f"{method}: {error.get('message') or error}")
+
+
+#: What the app-server answers a request sent before ``initialize`` is done (lower case).
+NOT_INITIALIZED = "not initialized"
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A request written, waiting for its answer."""
+
+    ident: int
+    future: asyncio.Future[Response]
 
 
 class Closed:
@@ -90,16 +103,24 @@ class Connection:
             if text:
                 self.stderr.append(text)
 
-    async def _write(self, payload: dict[str, Any]) -> None:
+    def _send(self, payload: dict[str, Any]) -> None:
+        """Write one message now, in call order (the pipe's buffer takes it; drained later)."""
         stdin = self.proc.stdin
         assert stdin is not None
         if stdin.is_closing():
             raise ConnectionError("the Codex app-server's stdin is closed")
         stdin.write((json.dumps(payload, ensure_ascii=False) + "\n").encode())
-        await stdin.drain()
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Send a request and wait for its result; :class:`RpcError` for an error answer."""
+    async def _flush(self) -> None:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.drain()
+
+    async def _write(self, payload: dict[str, Any]) -> None:
+        self._send(payload)
+        await self._flush()
+
+    def _begin(self, method: str, params: dict[str, Any] | None) -> _Sent:
+        """Send a request now; its answer comes to the returned future."""
         ident = self._next_id
         self._next_id += 1
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
@@ -108,13 +129,64 @@ class Connection:
         if params is not None:
             payload["params"] = params
         try:
-            await self._write(payload)
-            response = await future
-        finally:
+            self._send(payload)
+        except BaseException:
             self._waiting.pop(ident, None)
+            raise
+        return _Sent(ident, future)
+
+    def _forget(self, sent: _Sent) -> None:
+        """No longer wait for ``sent``'s answer (an exception it got is seen, not logged)."""
+        self._waiting.pop(sent.ident, None)
+        if not sent.future.done():
+            sent.future.cancel()
+        elif not sent.future.cancelled():
+            sent.future.exception()
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a request and wait for its result; :class:`RpcError` for an error answer."""
+        sent = self._begin(method, params)
+        try:
+            await self._flush()
+            response = await sent.future
+        finally:
+            self._forget(sent)
         if response.error is not None:
             raise RpcError(method, response.error)
         return response.result or {}
+
+    async def handshake(
+        self, client: dict[str, Any], method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``initialize``, ``initialized`` and the first request (``thread/start`` or
+        ``thread/resume``) written at once: the result of that request.
+
+        The app-server takes one connection's messages in order, so the first request is
+        handled once ``initialize`` is done. Waiting for ``initialize``'s answer before sending
+        it cost a trip through this event loop (under load, a wait for the loop) while Codex sat
+        idle. A server that answers it "Not initialized" (one that took it before
+        ``initialize`` was done) gets it again once ``initialize`` is answered.
+        """
+        initializing = self._begin("initialize", {"clientInfo": client})
+        first: _Sent | None = None
+        try:
+            self._send({"method": "initialized"})
+            first = self._begin(method, params)
+            await self._flush()
+            answered = await initializing.future
+            if answered.error is not None:
+                raise RpcError("initialize", answered.error)
+            response = await first.future
+        finally:
+            self._forget(initializing)
+            if first is not None:
+                self._forget(first)
+        if response.error is None:
+            return response.result or {}
+        if NOT_INITIALIZED in str(response.error.get("message", "")).lower():
+            log.info("the Codex app-server took %s before initialize was done: sent again", method)
+            return await self.request(method, params)
+        raise RpcError(method, response.error)
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         payload: dict[str, Any] = {"method": method}

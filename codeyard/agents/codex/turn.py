@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from importlib import resources
 from typing import Any
 
+from codeyard.agents import timing
 from codeyard.agents.base import (
     SESSION_BEHIND,
     AdapterItem,
@@ -162,13 +163,14 @@ class _Turn:
         return params
 
     async def _open_thread(self, conn: Connection) -> list[AdapterItem]:
-        """Resume the run's thread (or start one); the items announcing it."""
+        """The handshake, which resumes the run's thread (or starts one); the items announcing
+        it. The thread's request goes with ``initialize`` (``Connection.handshake``)."""
         items: list[AdapterItem] = []
         result: dict[str, Any] | None = None
         if self.state.thread_id:
             params = {**self._thread_params(), "threadId": self.state.thread_id}
             try:
-                result = await conn.request("thread/resume", params)
+                result = await conn.handshake(CLIENT, "thread/resume", params)
                 self.resumed = True
             except RpcError as exc:
                 if LOST_THREAD not in str(exc):
@@ -177,8 +179,11 @@ class _Turn:
                 lost = self.state.thread_id
                 items.append(ErrorEvent(message=PROMPTS["lost_session"], detail=lost))
                 self.state.thread_id = None
-        if result is None:
-            result = await conn.request("thread/start", self._thread_params())
+            if result is None:
+                result = await conn.request("thread/start", self._thread_params())
+        else:
+            result = await conn.handshake(CLIENT, "thread/start", self._thread_params())
+        timing.mark("codex thread")
         version = cli_version(self.settings.cli)[0]
         items += session_items(result, self.state, version)
         return items
@@ -194,8 +199,6 @@ class _Turn:
         conn = await self._spawn()
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                await conn.request("initialize", {"clientInfo": CLIENT})
-                await conn.notify("initialized")
                 opened = await self._open_thread(conn)
                 params: dict[str, Any] = {
                     "threadId": self.state.thread_id,
@@ -217,6 +220,7 @@ class _Turn:
                     for item in opened:
                         yield item
                     turn = await starting
+                    timing.mark("codex turn started")
                 finally:
                     if not starting.done():  # closed while the items were handed on
                         starting.cancel()
@@ -321,12 +325,14 @@ class _Turn:
     async def _decide(
         self, conn: Connection, message: ApprovalRequest
     ) -> AsyncIterator[AdapterItem]:
+        timing.mark("codex asked")
         request = tool_request(message, self.state)
         if message.item_id not in self.state.calls:  # announce a call before its decision
             yield _announce(request)
         decision = await self.ctx.decide(request)
         if decision.allow:
             await conn.answer(message.id, {"decision": "accept"})
+            timing.mark("codex answered")
             return
         await self._tell_denied(conn, message.item_id, decision.reason)
         await conn.answer(message.id, {"decision": "decline"})
