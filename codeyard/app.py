@@ -303,7 +303,7 @@ AUTHED_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: WebSockets authenticate in their handlers (a browser cannot send headers on them).
 WS_ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("streams:ws_router", ("ws",)),
-    ("terminals:ws_router", ("share", "terminal", "terminals")),
+    ("terminal_ws:ws_router", ("share", "terminal", "terminals")),
     ("preview:ws_router", ("preview",)),
 )
 

@@ -172,6 +172,65 @@ async def open_terminal(
     )
 
 
+async def live(
+    svc: Services, manager: TerminalManager, principal: Principal, term_id: str
+) -> Terminal:
+    """The terminal if ``principal`` may use it and its program still runs (409 if not)."""
+    term = await owned(svc, manager, principal, term_id)
+    if not term.live:
+        raise Conflict(
+            f"Terminal {term_id} is {term.info.status}: "
+            f"{term.info.close_reason or 'no program'}. Open a new terminal.",
+            current_status=term.info.status,
+        )
+    return term
+
+
+async def close(
+    svc: Services, manager: TerminalManager, principal: Principal, term_id: str
+) -> Terminal:
+    """Stop the program (its process tree); the scrollback stays readable."""
+    await owned(svc, manager, principal, term_id)
+    return await manager.close(term_id, "closed by the user")
+
+
+async def listing(
+    svc: Services, manager: TerminalManager, principal: Principal, run_ref: str | None
+) -> list[dict[str, Any]]:
+    """Terminals (of one run, or all), newest first: an admin sees all, others the ones they
+    opened."""
+    run_id = None
+    if run_ref is not None:
+        run_id = (await runs_get(svc, run_ref))["id"]
+    return await manager.listing(
+        run_id=run_id, created_by=principal.user_id, only_mine=not principal.is_admin
+    )
+
+
+async def of_run(
+    svc: Services, manager: TerminalManager, principal: Principal, run_ref: str
+) -> list[dict[str, Any]]:
+    """The run's terminals (live and closed), newest first; none unless the run is
+    ``principal``'s or ``principal`` is an admin."""
+    run = await runs_get(svc, run_ref)
+    if not principal.is_admin and not principal.owns(run["created_by"]):
+        return []
+    return await manager.listing(run_id=run["id"])
+
+
+async def run_shell(
+    svc: Services, manager: TerminalManager, principal: Principal, run_ref: str
+) -> Terminal:
+    """The run's newest live terminal, opened (80x24, the user's shell) if it has none."""
+    found = await manager.listing(run_id=(await runs_get(svc, run_ref))["id"])
+    live_ones = [t for t in found if t["status"] == "live"]
+    if live_ones:
+        return await owned(svc, manager, principal, live_ones[0]["id"])
+    return await open_terminal(
+        svc, manager, principal, run_ref=run_ref, cwd=None, cols=80, rows=24, command=None
+    )
+
+
 async def runs_get(svc: Services, run_ref: str) -> dict[str, Any]:
     async with svc.engine.connect() as conn:
         return await runs.get(conn, run_ref)
