@@ -25,6 +25,17 @@ __all__ = ["Contained", "build_spec", "contain"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+#: Programs a provider's CLI runs at every start only to describe the host, where the file it
+#: falls back to says the same: hidden from that provider (an empty file that cannot be run).
+#: Codex (0.163) runs ``lsb_release -a`` twice while it answers ``initialize``, to build its
+#: user agent (the ``os_info`` crate, which then reads ``/etc/os-release``): a shell script
+#: starting ~8 processes each time (9-17 ms each here), before the thread can start. Hidden,
+#: the contained app-server's start to its first model request is ~38 ms shorter (median of
+#: 16 pairs under load) and ~20 ms of CPU less. The agent's own commands see it hidden too
+#: (``lsb_release`` fails: permission denied; ``/etc/os-release`` is there); with the sandbox
+#: off nothing is hidden.
+HOST_PROBES: dict[str, tuple[str, ...]] = {"codex": ("lsb_release",)}
+
 
 @dataclass(frozen=True, slots=True)
 class Contained:
@@ -70,6 +81,19 @@ def _resolved(paths: tuple[Path, ...]) -> list[Path]:
     return [p.resolve() for p in paths]
 
 
+@functools.lru_cache(maxsize=32)
+def _host_probes(provider: str, search: str) -> tuple[Path, ...]:
+    """Each copy of ``provider``'s host probes on ``search`` (a ``PATH``), resolved: a lookup
+    that finds one it cannot run goes on to the next directory."""
+    found = [
+        Path(os.path.realpath(path))
+        for name in HOST_PROBES.get(provider, ())
+        for folder in search.split(os.pathsep)
+        if folder and os.path.isfile(path := os.path.join(folder, name))
+    ]
+    return tuple(dict.fromkeys(found))
+
+
 def _kind(path: Path) -> bool | None:
     """A directory (True), something else (False, a dangling symlink too), or nothing (None):
     one ``stat`` where ``exists``, ``is_symlink`` and ``is_dir`` took up to three."""
@@ -110,7 +134,8 @@ def build_spec(
         if not path.exists() and path.suffix != ".json":
             path.mkdir(parents=True, exist_ok=True)
     secrets = homes.secret_paths(provider, real_home)
-    hidden = [*private, *secrets]
+    probes = _host_probes(provider, env.get("PATH") or os.defpath)
+    hidden = [*private, *secrets, *probes]
     readable: list[Path] = []
     rw: list[Path] = []
     for worktree in sandbox.worktrees:

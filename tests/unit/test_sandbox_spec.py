@@ -8,6 +8,7 @@ where bubblewrap cannot create a sandbox, and fail in CI where it must).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -281,3 +282,38 @@ def test_a_launcher_script_drops_what_an_sdk_merged_in(
     assert "KEY=it's $value" in out.splitlines()
     assert "SDK_ADDED=1" in out.splitlines()  # what the SDK adds itself passes
     assert "server-secret-value" not in out
+
+
+def test_codexs_host_probe_is_hidden_from_codex_only(
+    layout: dict[str, Path], tmp_path: Path
+) -> None:
+    """Every copy on the process's PATH (the lookup goes on past one it cannot run), resolved;
+    no other provider loses it."""
+    first, second = tmp_path / "bin", tmp_path / "more"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "lsb_release").write_text("#!/bin/sh\necho Debian\n")
+    (tmp_path / "linked").symlink_to(first)
+    env = {"HOME": str(tmp_path), "PATH": f"{tmp_path / 'linked'}:{second}:/nonexistent"}
+    sandbox = Sandbox(private=(layout["data"],)).for_run([layout["mine"]], "full")
+    spec = build_spec(sandbox, "codex", env, real_home=tmp_path)
+    assert {first / "lsb_release", second / "lsb_release"} <= set(spec.hidden_files)
+    other = build_spec(sandbox, "claude-code", env, real_home=tmp_path)
+    assert not any(p.name == "lsb_release" for p in other.hidden_files)
+
+
+@needs_bwrap
+@pytest.mark.skipif(shutil.which("lsb_release") is None, reason="no lsb_release here")
+def test_a_contained_codex_cannot_run_lsb_release_and_reads_os_release(
+    layout: dict[str, Path],
+) -> None:
+    mine = layout["mine"]
+    sandbox = Sandbox(private=(layout["data"],)).for_run([mine], "full")
+    script = "lsb_release -a >/dev/null 2>&1; echo rc=$?; test -r /etc/os-release && echo READ"
+    ran = {}
+    for provider in ("codex", "script"):
+        jail = contain(sandbox, provider, ["/bin/sh", "-c", script], {}, cwd=mine)
+        done = _run(jail.argv, jail.env, mine)
+        ran[provider] = done.stdout.split()
+    assert ran["script"] == ["rc=0", "READ"]
+    assert ran["codex"] in (["rc=126", "READ"], ["rc=127", "READ"])  # cannot run, or not found
