@@ -1,5 +1,6 @@
 """Workflows (issue 20): definitions, executions, approvals of workflow steps. Thin: each route
-is one call into :mod:`codeyard.services.workflows`."""
+is one call into :mod:`codeyard.services.workflows` (definitions),
+:mod:`~codeyard.services.workflow_executions` or :mod:`~codeyard.services.workflow_dry_run`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from sse_starlette import EventSourceResponse
 from codeyard.api.auth import Caller, require_scope
 from codeyard.api.deps import Svc
 from codeyard.api.schemas import Body
+from codeyard.services import workflow_dry_run as dry_run
+from codeyard.services import workflow_executions as executions
 from codeyard.services import workflows as service
 from codeyard.workflows import model
 from codeyard.workflows.engine import WorkflowEngine
@@ -201,13 +204,13 @@ async def load_workflows(body: WorkflowLoad, svc: Svc, principal: Caller) -> dic
 @router.post("/validate", dependencies=[READ], response_model=ValidationView)
 async def validate_draft(body: ValidateBody, svc: Svc) -> dict[str, Any]:
     """The dry run of an unsaved definition (the editor's inline check)."""
-    return await service.validate(svc, body.data(), None)
+    return await dry_run.validate(svc, body.data(), None)
 
 
 @router.get("/executions/{execution_id}", dependencies=[READ], response_model=ExecutionView)
 async def get_execution(execution_id: str, svc: Svc) -> dict[str, Any]:
     """An execution with each step's state, pending approvals and the resolved graph."""
-    return await service.get_execution(svc, execution_id)
+    return await executions.get_execution(svc, execution_id)
 
 
 @router.get(
@@ -217,7 +220,7 @@ async def execution_events(
     execution_id: str, svc: Svc, after: Annotated[int, Query(ge=0)] = 0, limit: Limit = 500
 ) -> dict[str, Any]:
     """The execution's ``workflow.*`` events after ``after`` (poll with the last ``seq``)."""
-    data = await service.events(svc, execution_id, after, limit)
+    data = await executions.events(svc, execution_id, after, limit)
     return {"data": data, "last_seq": data[-1]["seq"] if data else after}
 
 
@@ -242,7 +245,7 @@ async def execution_stream(
 ) -> EventSourceResponse:
     """SSE of the execution's ``workflow.*`` events: replay after ``Last-Event-ID`` (or
     ``?after=``, a ``seq``), then live; the stream ends after the execution has ended."""
-    await service.events(svc, execution_id, 0, 1)  # 404 for an unknown execution
+    await executions.events(svc, execution_id, 0, 1)  # 404 for an unknown execution
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     return EventSourceResponse(_frames(eng, execution_id, start), ping=15)
 
@@ -254,7 +257,7 @@ async def cancel_execution(
     execution_id: str, svc: Svc, eng: Engine, principal: Caller
 ) -> dict[str, Any]:
     """Stop every running step (their runs are cancelled) and end the execution."""
-    return await service.cancel(svc, eng, execution_id, principal)
+    return await executions.cancel(svc, eng, execution_id, principal)
 
 
 @router.post(
@@ -264,7 +267,7 @@ async def resume_execution(
     execution_id: str, svc: Svc, eng: Engine, principal: Caller
 ) -> dict[str, Any]:
     """Continue an interrupted execution from its log; completed steps are not run again."""
-    return await service.resume(svc, eng, execution_id, principal)
+    return await executions.resume(svc, eng, execution_id, principal)
 
 
 @router.post(
@@ -276,7 +279,7 @@ async def decide_step(
     execution_id: str, key: str, body: DecideBody, svc: Svc, eng: Engine, principal: Caller
 ) -> dict[str, Any]:
     """Approve or reject an approval step; a rejection's reason goes back to the run step."""
-    return await service.decide(svc, eng, execution_id, key, body.data(), principal)
+    return await executions.decide(svc, eng, execution_id, key, body.data(), principal)
 
 
 @router.get("/{workflow_id}", dependencies=[READ], response_model=WorkflowView)
@@ -308,14 +311,14 @@ async def execute_workflow(
     workflow_id: str, body: ExecuteBody, svc: Svc, eng: Engine, principal: Caller
 ) -> dict[str, Any]:
     """Start an execution; it runs in the background (poll or read its events)."""
-    started = await service.execute(svc, eng, workflow_id, body.data(), principal)
+    started = await executions.execute(svc, eng, workflow_id, body.data(), principal)
     return {**started, "execution_id": started["id"]}
 
 
 @router.post("/{workflow_id}/validate", dependencies=[READ], response_model=ValidationView)
 async def validate_workflow(workflow_id: str, body: ValidateBody, svc: Svc) -> dict[str, Any]:
     """Static check, resolved graph, profiles and repos, cost estimate from history."""
-    return await service.validate(svc, body.data(), workflow_id)
+    return await dry_run.validate(svc, body.data(), workflow_id)
 
 
 @router.get("/{workflow_id}/executions", dependencies=[READ], response_model=ExecutionList)
@@ -323,14 +326,14 @@ async def list_executions(
     workflow_id: str, svc: Svc, status: Status = None, limit: Limit = 50
 ) -> dict[str, Any]:
     statuses = status.split(",") if status else None
-    return {"data": await service.list_executions(svc, workflow_id, statuses, limit)}
+    return {"data": await executions.list_executions(svc, workflow_id, statuses, limit)}
 
 
 @router.get(
     "/{workflow_id}/executions/{execution_id}", dependencies=[READ], response_model=ExecutionView
 )
 async def get_nested_execution(workflow_id: str, execution_id: str, svc: Svc) -> dict[str, Any]:
-    return await service.get_execution(svc, execution_id, workflow_id)
+    return await executions.get_execution(svc, execution_id, workflow_id)
 
 
 @router.post(
@@ -341,5 +344,5 @@ async def get_nested_execution(workflow_id: str, execution_id: str, svc: Svc) ->
 async def cancel_nested_execution(
     workflow_id: str, execution_id: str, svc: Svc, eng: Engine, principal: Caller
 ) -> dict[str, Any]:
-    await service.get_execution(svc, execution_id, workflow_id)
-    return await service.cancel(svc, eng, execution_id, principal)
+    await executions.get_execution(svc, execution_id, workflow_id)
+    return await executions.cancel(svc, eng, execution_id, principal)

@@ -9,7 +9,7 @@ import pytest
 
 from codeyard.auth.principal import Principal
 from codeyard.domain.errors import Forbidden, ValidationFailed
-from codeyard.services import workflows as workflow_service
+from codeyard.services import workflow_executions as workflow_service
 from codeyard.workflows import expressions as ex
 from codeyard.workflows import graph, model
 from codeyard.workflows.state import fold, step_view
