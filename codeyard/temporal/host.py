@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import tarfile
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -34,15 +33,15 @@ from codeyard.store import approvals as approval_door
 from codeyard.store import checkpoints, fencing, projects, runs
 from codeyard.store.db import create_engine
 from codeyard.store.writer import Tx, Writer
-from codeyard.temporal import failover, placement, sessions
+from codeyard.temporal import deliveries, failover, placement
 from codeyard.temporal.contracts import Delivery, DriveInput, DriveResult
+from codeyard.temporal.host_sessions import TravellingSessions
 from codeyard.workers.registry import Heartbeat
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 S = RunStatus
 _WORKING = frozenset({S.PREPARING, S.RUNNING, S.WAITING})
-_STOPS = {"cancelled": S.CANCELLED, "paused": S.PAUSED, "interrupted": S.INTERRUPTED}
 
 
 async def _fail_if_working(tx: Tx, run_id: str, reason: str) -> None:
@@ -87,11 +86,8 @@ class HostRuntime:
         self._pushes: dict[str, set[asyncio.Task[None]]] = {}
         #: The attempt this host drives each run on (checkpoint pushes are fenced on it).
         self._attempts: dict[str, int] = {}
-        #: Each run's agent environment and working directory at its latest turn start here:
-        #: where its CLI keeps the session files saved with each checkpoint.
-        self._agent_env: dict[str, tuple[dict[str, str], Path]] = {}
-        #: Session archives of runs taken over here, unpacked when their next turn starts.
-        self._restores: dict[str, sessions.Saved] = {}
+        #: Agent sessions that travel with the checkpoints (noted, saved, restored here).
+        self.sessions = TravellingSessions()
 
     # -- life cycle (called from the worker's main loop) --------------------------------------
 
@@ -135,7 +131,7 @@ class HostRuntime:
         )
         if cfg.sandbox is not None:
             self._driver.options.contain_with(cfg.sandbox)
-        self._driver.options.hooks.append(self._at_turn_start)
+        self._driver.options.hooks.append(self.sessions.at_turn_start)
         # The host's row in ``workers`` (capabilities, free slots, heartbeat): placement only
         # picks hosts that can serve the run, and ``GET /api/workers`` lists them with health.
         self._heartbeat = Heartbeat(
@@ -197,12 +193,12 @@ class HostRuntime:
                     await self._take_over(run_id, job.lost_host)
                 except fencing.StaleAttempt as exc:  # another taker moved the run meanwhile
                     log.warning("run %s: not taken over: %s", run_id, exc)
-                    self._restores.pop(run_id, None)
+                    self.sessions.drop_restore(run_id)
                     return await self._result(run_id)
                 except Exception as exc:  # the run must not stay "running" with nobody on it
                     log.exception("run %s: taking it over failed", run_id)
                     await self._fail_take_over(run_id, job.lost_host, exc)
-                    self._restores.pop(run_id, None)
+                    self.sessions.drop_restore(run_id)
                     return await self._result(run_id)
             # A new attempt: from now on every write of an older one (the lost host, should it
             # come back) is refused. None: the run was stopped or taken before this drive began.
@@ -213,8 +209,7 @@ class HostRuntime:
         if attempt is not None:
             await self._drive_attempt(run_id, attempt)
         await self.pushed(run_id)
-        self._agent_env.pop(run_id, None)
-        self._restores.pop(run_id, None)
+        self.sessions.forget(run_id)
         token = fencing.current.set(found if attempt is None else fencing.Fence(run_id, attempt))
         try:
             await forget_finished(self.engine, self.writer, run_id)
@@ -300,7 +295,7 @@ class HostRuntime:
             await failover.restore_worktree(repo, dest, run["branch"], start, tree)
             worktrees[repo_id] = str(dest)
         reason = f"worker {lost_host} was lost; continued on {self.config.host}"
-        saved = await self._session_of(run)
+        saved = await self.sessions.keep_for_restore(self.engine, run)
         async with self.engine.connect() as conn:
             notice = await failover.cut_off_notice(
                 conn, run_id, lost_host, self.config.host, restored, since
@@ -334,101 +329,11 @@ class HostRuntime:
         await self.writer.run(job)
         log.warning("run %s: %s", run_id, reason)
 
-    # -- agent sessions that travel with the checkpoints ------------------------------------------
-
-    async def _session_of(self, run: dict[str, Any]) -> sessions.Saved | None:
-        """The run's saved session, kept to unpack at its next turn start here; None when
-        there is none for the run's current provider and session (then the agent starts a new
-        session, told what happened)."""
-        async with self.engine.connect() as conn:
-            saved = await sessions.load(conn, str(run["id"]))
-        if saved is None or (saved.provider, saved.session_id) != (
-            run["provider"],
-            run["session_id"],
-        ):
-            return None
-        self._restores[str(run["id"])] = saved
-        return saved
-
-    def _at_turn_start(self, run: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-        """Option hook: note where this turn's CLI keeps its session, and unpack a session
-        brought from a lost host there first (the CLI's directory depends on the turn's
-        environment, known only now)."""
-        run_id = str(run["id"])
-        env = {str(k): str(v) for k, v in (options.get("env") or {}).items()}
-        cwd = Path(next(iter((run["worktrees"] or {}).values()), "."))
-        self._agent_env[run_id] = (env, cwd)
-        saved = self._restores.pop(run_id, None)
-        if saved is not None:
-            try:  # a few small files, on the host loop (never the heartbeat's)
-                written = sessions.restore(saved.provider, saved.archive, env, cwd)
-                log.info(
-                    "run %s: session %s restored (%d files)", run_id, saved.session_id, len(written)
-                )
-            except (OSError, ValueError, tarfile.TarError) as exc:  # the CLI then says so
-                log.warning(
-                    "run %s: could not restore session %s: %s", run_id, saved.session_id, exc
-                )
-        return options
-
-    async def _save_session(self, run_id: str, fence: fencing.Fence | None, turn: int) -> None:
-        """Save the run's session files with the checkpoint of ``turn`` just pushed (fenced
-        like it). Taken after the turn's CLI exited, so the files hold that whole turn."""
-        noted = self._agent_env.get(run_id)
-        if noted is None:
-            return
-        async with self.engine.connect() as conn:
-            run = await runs.get(conn, run_id)
-        provider, session_id = str(run["provider"]), run["session_id"]
-        if provider not in sessions.PROVIDERS or not session_id:
-            return
-        env, cwd = noted
-        files = await asyncio.to_thread(sessions.collect, provider, session_id, env, cwd)
-        if not files:
-            return
-        archive = await asyncio.to_thread(sessions.pack, files)
-        if len(archive) > sessions.MAX_ARCHIVE:
-            log.warning("run %s: session archive of %d bytes not saved", run_id, len(archive))
-            return
-        saved = sessions.Saved(provider, str(session_id), turn, archive)
-        token = fencing.current.set(fence)
-        try:
-            await self.writer.run(lambda tx: sessions.save(tx, run_id, saved))
-        finally:
-            fencing.current.reset(token)
-
     # -- deliveries -------------------------------------------------------------------------------
 
     async def deliver(self, item: Delivery) -> bool:
         """Hand an operator's answer, an approval's answer or a stop to the live run here."""
-        handle = self.handles.get(item.run_id)
-        if handle is None or handle.task is None or handle.task.done():
-            # Not live here (the drive ended, or has not taken its attempt yet): everything a
-            # delivery carries is durable already, so the caller changes the run itself.
-            return False
-        if item.kind == "stop":
-            if not handle.stop(_STOPS[item.status], item.reason or None):
-                return False
-            await asyncio.gather(handle.task, return_exceptions=True)
-            return True
-        if item.kind == "approval":
-            future = handle.approvals.get(item.approval_id)
-            if future is None or future.done():
-                return False
-            future.set_result(dict(item.answer))
-            return True
-        if item.kind == "answer":
-            if handle.answer is None or handle.answer.done():
-                return False
-            handle.answer.set_result(item.text)
-            return True
-        if item.kind == "offer":  # queued mid-turn: a live agent may take it now
-            handle.inbox.set()
-            return True
-        if item.kind == "model":  # the run's model was switched: a live agent may switch now
-            handle.model_nudge.set()
-            return True
-        raise ValueError(f"unknown delivery kind {item.kind!r}")
+        return await deliveries.deliver(self.handles.get(item.run_id), item)
 
     # -- checkpoints to the shared remote ---------------------------------------------------------
 
@@ -474,7 +379,7 @@ class HostRuntime:
                 # The turn's end was recorded while its agent exits (``TurnEnd.exiting``):
                 # Claude Code writes its session file on its way out.
                 await asyncio.wait([handle.exiting])
-            await self._save_session(run_id, fence, turn)
+            await self.sessions.save(self.engine, self.writer, run_id, fence, turn)
         except fencing.StaleAttempt as exc:  # this host lost the run: its refs are not ours
             log.warning("run %s: checkpoint %d not pushed: %s", run_id, number, exc)
         except Exception:  # the next turn end pushes again; a failover restores older

@@ -175,12 +175,13 @@ async def test_a_checkpoints_session_is_saved_once_the_turns_agent_has_exited(
     async def push_fenced(*args: Any) -> None:
         done.append("pushed")
 
-    async def save_session(run_id: str, fence: Any, turn: int) -> None:
+    async def save_session(engine: Any, writer: Any, run_id: str, fence: Any, turn: int) -> None:
         done.append(f"session of turn {turn} saved")
 
     monkeypatch.setattr(failover, "push_fenced", push_fenced)
-    monkeypatch.setattr(runtime, "_save_session", save_session)
+    monkeypatch.setattr(runtime.sessions, "save", save_session)
     monkeypatch.setattr(HostRuntime, "engine", property(lambda _: None))  # not started
+    monkeypatch.setattr(HostRuntime, "writer", property(lambda _: None))
     try:
         handle = RunHandle("r1")
         handle.observe({"id": "r1", "status": "review", "worktrees": {"repo": str(tmp_path)}})
