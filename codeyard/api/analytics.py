@@ -15,6 +15,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from codeyard.analytics import queries as q
+from codeyard.analytics import run_queries as rq
+from codeyard.analytics.filters import Filters, make_filters
 from codeyard.api.auth import require_scope
 from codeyard.api.deps import Cursor, Limit, Svc
 from codeyard.domain.errors import BadRequest
@@ -37,8 +39,8 @@ def filters(
     model: str | None = None,
     agent: Annotated[str | None, Query(description="Agent profile id.")] = None,
     user: Annotated[str | None, Query(description="User id ('' for the admin token).")] = None,
-) -> q.Filters:
-    return q.make_filters(
+) -> Filters:
+    return make_filters(
         range or ("7d" if period is None else None),
         period,
         tz,
@@ -51,7 +53,7 @@ def filters(
     )
 
 
-Flt = Annotated[q.Filters, Depends(filters)]
+Flt = Annotated[Filters, Depends(filters)]
 
 
 def wants_csv(request: Request) -> bool:
@@ -115,7 +117,7 @@ async def overview(svc: Svc, flt: Flt, request: Request) -> Any:
     """Runs, active runs, tokens, messages, cache hit rate, cost, success and resolution."""
     async with svc.engine.connect() as conn:
         u = await q.usage_totals(conn, flt)
-        runs = (await q.run_stats(conn, flt)).get("", {})
+        runs = (await rq.run_stats(conn, flt)).get("", {})
     read = u["cache_read_tokens"]
     prompt = u["input_tokens"] + read + u["cache_write_tokens"]
     out = Overview(
@@ -159,7 +161,7 @@ async def by_model(svc: Svc, flt: Flt, request: Request) -> Any:
     """Cost, tokens and runs per model, with cost per run, per turn and per minute."""
     async with svc.engine.connect() as conn:
         usage = await q.usage_by(conn, flt, "model")
-        runs = await q.model_run_stats(conn, flt)
+        runs = await rq.model_run_stats(conn, flt)
     rows = []
     for model in sorted(set(usage) | set(runs)):
         u = usage.get(model) or dict.fromkeys(Usage.model_fields, 0)
@@ -219,10 +221,10 @@ class GroupList(BaseModel):
     data: list[GroupRow]
 
 
-async def _grouped(svc: Any, flt: q.Filters, dim: str, run_col: Any) -> list[GroupRow]:
+async def _grouped(svc: Any, flt: Filters, dim: str, run_col: Any) -> list[GroupRow]:
     async with svc.engine.connect() as conn:
         usage = await q.usage_by(conn, flt, dim)
-        runs = await q.run_stats(conn, flt, group=run_col) if run_col is not None else {}
+        runs = await rq.run_stats(conn, flt, group=run_col) if run_col is not None else {}
     rows = [
         GroupRow(
             key=key,
@@ -247,7 +249,7 @@ async def by_repo(svc: Svc, flt: Flt, request: Request) -> Any:
 @router.get("/providers", dependencies=READ, response_model=GroupList)
 async def by_provider(svc: Svc, flt: Flt, request: Request) -> Any:
     """Runs, tokens and cost per agent provider (claude-code, codex, gemini, …)."""
-    rows = await _grouped(svc, flt, "provider", q.R.c.provider)
+    rows = await _grouped(svc, flt, "provider", rq.R.c.provider)
     if wants_csv(request):
         return csv_response([r.model_dump() for r in rows], "providers")
     return GroupList(data=rows)
@@ -289,7 +291,7 @@ async def run_telemetry(
 ) -> Any:
     """Per-run telemetry: tokens, computed vs reported cost (``cost_mismatch``), tools."""
     async with svc.engine.connect() as conn:
-        rows, next_cursor = await q.run_telemetry(conn, flt, status, sort, limit, cursor)
+        rows, next_cursor = await rq.run_telemetry(conn, flt, status, sort, limit, cursor)
     if wants_csv(request):
         return csv_response(rows, "runs")
     return RunPage(data=[RunRow(**r) for r in rows], next_cursor=next_cursor)
@@ -399,7 +401,7 @@ class DecisionList(BaseModel):
 async def policy_decisions(svc: Svc, flt: Flt, request: Request) -> Any:
     """Allow / ask / deny counts per rule and tool."""
     async with svc.engine.connect() as conn:
-        rows = await q.policy_decisions(conn, flt)
+        rows = await rq.policy_decisions(conn, flt)
     if wants_csv(request):
         return csv_response(rows, "policy-decisions")
     return DecisionList(data=[DecisionRow(**r) for r in rows])

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from codeyard.analytics.filters import make_filters
 from codeyard.analytics.fold import bucket_of, percentile
-from codeyard.analytics.queries import make_filters
 from codeyard.domain.errors import BadRequest, Forbidden
 from codeyard.notifications import tokens
 from codeyard.notifications.channels.base import http_outcome

@@ -17,7 +17,7 @@ import pytest
 
 from codeyard.agents.base import UsageTotal
 from codeyard.analytics.fold import FoldInput, RunDims, fold
-from codeyard.analytics.queries import flag_cost
+from codeyard.analytics.run_queries import flag_cost
 from codeyard.domain.events import NewEvent
 from codeyard.executor.sink import add_usage, usage_remainder
 from codeyard.pricing import cost_usd, price_usage
