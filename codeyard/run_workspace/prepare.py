@@ -218,9 +218,12 @@ async def _prepare(
     pool: WorktreePool | None,
 ) -> tuple[str, dict[str, str]]:
     """:func:`prepare_worktrees` in its slot; ``release`` gives the slot up."""
-    async with engine.connect() as conn:
-        project = await projects.get_project(conn, run["project_id"])
-        repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
+    # Each read given the engine, not a pooled connection: on SQLite each runs on this thread
+    # (``store.inline_reads``), where the connection's check-out and its two reads were trips
+    # to a driver thread before the run's worktree is made (3-8 ms under load). Only the
+    # project's slug is used with its repositories: the two reads need not be one snapshot.
+    project = await projects.get_project(engine, run["project_id"])
+    repos = {r["id"]: r for r in await projects.repos_of(engine, run["project_id"])}
     branch = run["branch"] or branch_name(run["number"], run["title"])
     report = _Reporter(writer, run["id"], sandbox)
     prior: dict[str, Any] = (run.get("workspace_intent") or {}).get("repos") or {}

@@ -80,6 +80,33 @@ async def test_a_claimed_worktree_is_the_run_s_on_its_new_branch(tmp_path: Path)
     assert not (tmp_path / "worktree-pool").exists()
 
 
+async def test_a_claim_leaves_the_pool_s_index_and_files_as_they_are(tmp_path: Path) -> None:
+    """The branch is made without comparing every file with the index nor writing the index
+    again (``git checkout -b`` did both, on the run's start path); the checkout stays clean."""
+    files = {f"src/m{i}.py": f"n = {i}\n" for i in range(40)}
+    repo = make_repo(tmp_path / "app", {"README.md": "# app\n", **files})
+    base = git_out(repo, "rev-parse", "HEAD")
+    pool = await filled_pool(tmp_path / "worktrees", repo, base)
+    try:
+        [ready] = registered(repo)
+        index = Path(
+            git_out(Path(ready), "rev-parse", "--path-format=absolute", "--git-path", "index")
+        )
+        before = os.stat(index)
+        dest = tmp_path / "worktrees" / "app" / "1-work" / "app"
+
+        assert await pool.claim(repo, base, dest, "codeyard/1-work")
+
+        after = os.stat(index)
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+        assert git_out(dest, "symbolic-ref", "HEAD") == "refs/heads/codeyard/1-work"
+        assert git_out(dest, "status", "--porcelain") == ""
+        # The entry's emptied directory is removed after the claim, off the run's path.
+        assert await eventually(lambda: not Path(ready).parent.exists(), timeout=5)
+    finally:
+        await pool.close()
+
+
 async def test_another_base_or_repository_is_not_served(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "app")
     other = make_repo(tmp_path / "other")
