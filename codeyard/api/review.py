@@ -28,7 +28,7 @@ from codeyard.api.schemas import (
     ResolveBody,
 )
 from codeyard.api.views import CheckpointView, DiffStatsView, Page, RunView
-from codeyard.services import resolution, review
+from codeyard.services import resolution, review, run_git
 
 router = APIRouter(tags=["review"])
 Format = Annotated[Literal["text", "json"], Query(description="Unified text, or per-file JSON.")]
@@ -147,7 +147,7 @@ async def pull_request(run_ref: str, svc: Svc) -> dict[str, Any]:
     "/runs/{run_ref}/commit", dependencies=[require_scope("git:merge")], response_model=CommitsView
 )
 async def commit(run_ref: str, svc: Svc, body: CommitBody | None = None) -> dict[str, Any]:
-    return await resolution.commit(svc, run_ref, body.message if body else None)
+    return await run_git.commit(svc, run_ref, body.message if body else None)
 
 
 @router.post(
@@ -155,7 +155,7 @@ async def commit(run_ref: str, svc: Svc, body: CommitBody | None = None) -> dict
 )
 async def push(run_ref: str, svc: Svc, body: PushBody | None = None) -> dict[str, Any]:
     """Push the run branch to the repository's remote (``--force-with-lease`` when forced)."""
-    return await resolution.push(svc, run_ref, body.force if body else False)
+    return await run_git.push(svc, run_ref, body.force if body else False)
 
 
 @router.post(
@@ -163,7 +163,7 @@ async def push(run_ref: str, svc: Svc, body: PushBody | None = None) -> dict[str
 )
 async def rebase(run_ref: str, svc: Svc, body: RebaseBody | None = None) -> dict[str, Any]:
     """Rebase the run branch onto the latest target; conflicts → 409, branch restored."""
-    return await resolution.rebase(svc, run_ref, body.onto if body else None)
+    return await run_git.rebase(svc, run_ref, body.onto if body else None)
 
 
 @router.post(
@@ -172,7 +172,7 @@ async def rebase(run_ref: str, svc: Svc, body: RebaseBody | None = None) -> dict
     response_model=RunView,
 )
 async def rename_branch(run_ref: str, body: RenameBranchBody, svc: Svc) -> dict[str, Any]:
-    return await resolution.rename_branch(svc, run_ref, body.name)
+    return await run_git.rename_branch(svc, run_ref, body.name)
 
 
 @router.get(
@@ -182,4 +182,4 @@ async def rename_branch(run_ref: str, body: RenameBranchBody, svc: Svc) -> dict[
 )
 async def project_branches(project_ref: str, svc: Svc) -> dict[str, Any]:
     """Every branch of every repository, with ahead/behind and the run it belongs to."""
-    return {"data": await resolution.project_branches(svc, project_ref), "next_cursor": None}
+    return {"data": await run_git.project_branches(svc, project_ref), "next_cursor": None}
