@@ -8,7 +8,7 @@ from codeyard.auth import passwords, totp
 from codeyard.auth.principal import Principal
 from codeyard.auth.secrets import digest
 from codeyard.domain.errors import BadRequest, Conflict, Forbidden
-from codeyard.services import auth
+from codeyard.services import auth, sign_in_limits
 from codeyard.services.context import Services
 from codeyard.store import sessions, users
 from codeyard.store.writer import Tx
@@ -26,9 +26,9 @@ async def _user(svc: Services, principal: Principal) -> dict[str, Any]:
 
 async def _check_password(state: auth.AuthState, user: dict[str, Any], password: str) -> None:
     """Limited per username like sign-in: a stolen session cannot guess the password."""
-    await auth.guard_password_check(state, user["username"])
+    await sign_in_limits.guard_password_check(state, user["username"])
     if not passwords.verify_password(user["password_hash"], password):
-        await auth.password_check_failed(state, user["username"])
+        await sign_in_limits.password_check_failed(state, user["username"])
         raise Forbidden("The current password is not right.")
 
 

@@ -1,11 +1,8 @@
 """Authentication use cases: resolve a caller, sign in and out, first-run setup, sessions.
 
 Credentials: the admin token, personal access tokens (``cy_pat_…``) and session cookies. Every
-secret is stored as a digest and compared in constant time. Password failures are counted per
-client address *and* per username (``FailureLimiter`` in memory; ``SharedFailures`` in the
-database when several API servers share PostgreSQL): the sixth within a minute on either
-answers 429. A success clears only its own username's count, never the address's, so signing
-in to one's own account between guesses does not reset the count for other accounts.
+secret is stored as a digest and compared in constant time. Failed sign-ins are counted per
+client address and per username (``sign_in_limits``).
 """
 
 from __future__ import annotations
@@ -24,8 +21,9 @@ from codeyard.auth.scopes import ALL, effective, expand, for_role
 from codeyard.auth.secrets import PAT_PREFIX, digest, matches, new_secret, same
 from codeyard.cluster.failures import SharedFailures
 from codeyard.crypto import secret_box
-from codeyard.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from codeyard.domain.errors import Conflict, Forbidden, NotFound, Unauthorized
 from codeyard.domain.ids import new_id
+from codeyard.services import sign_in_limits as limits
 from codeyard.services.context import Services
 from codeyard.store import checkpoints, policies, runs, sessions, users
 from codeyard.store.writer import Tx
@@ -193,80 +191,6 @@ async def run_owner(svc: Services, params: Mapping[str, Any]) -> Any:
 # --- signing in -------------------------------------------------------------------------------
 
 
-def address_key(client: str) -> str:
-    return f"addr:{client}"
-
-
-def username_key(username: str) -> str:
-    return f"user:{username.strip().lower()}"
-
-
-async def _retry_after(state: AuthState, key: str) -> int | None:
-    if state.shared is not None:
-        return await state.shared.retry_after(key)
-    return state.limiter.retry_after(key)
-
-
-async def _count(state: AuthState, *keys: str) -> None:
-    if state.shared is not None:
-        await state.shared.failed(*keys)
-        return
-    for key in keys:
-        state.limiter.failed(key)
-
-
-async def reset_failures(state: AuthState, key: str) -> None:
-    """Forget ``key``'s failures (a username after its successful sign-in)."""
-    if state.shared is not None:
-        await state.shared.reset(key)
-    else:
-        state.limiter.reset(key)
-
-
-async def _guard(state: AuthState, client: str, username: str | None = None) -> None:
-    """429 while the address, or the username, has used up its failures."""
-    keys = [(address_key(client), "from this address")]
-    if username is not None:
-        keys.append((username_key(username), "for this username"))
-    for key, where in keys:
-        wait = await _retry_after(state, key)
-        if wait is not None:
-            raise TooManyRequests(
-                f"Too many failed sign-in attempts {where}; try again in {wait} s.",
-                retry_after=wait,
-            )
-
-
-async def _failed(state: AuthState, client: str, username: str | None = None) -> None:
-    keys = [address_key(client)]
-    if username is not None:
-        keys.append(username_key(username))
-    await _count(state, *keys)
-
-
-async def guard_sign_in(state: AuthState, client: str, account: str | None = None) -> None:
-    """The sign-in limiter for other ways in (emailed codes): the same counts as passwords."""
-    await _guard(state, client, account)
-
-
-async def sign_in_failed(state: AuthState, client: str, account: str | None = None) -> None:
-    await _failed(state, client, account)
-
-
-async def guard_password_check(state: AuthState, username: str) -> None:
-    """For account routes that re-check the password: limited per username like sign-in."""
-    wait = await _retry_after(state, username_key(username))
-    if wait is not None:
-        raise TooManyRequests(
-            f"Too many wrong passwords for this account; try again in {wait} s.",
-            retry_after=wait,
-        )
-
-
-async def password_check_failed(state: AuthState, username: str) -> None:
-    await _count(state, username_key(username))
-
-
 async def open_session(
     svc: Services,
     state: AuthState,
@@ -348,11 +272,11 @@ async def login(
     totp_code: str | None,
     user_agent: str | None,
 ) -> NewSession:
-    await _guard(state, client, username)
+    await limits.guard(state, client, username)
     async with svc.engine.connect() as conn:
         user = await users.find_by_name(conn, username.strip().lower())
     if not passwords.verify_password(user["password_hash"] if user else None, password):
-        await _failed(state, client, username)
+        await limits.failed(state, client, username)
         raise Unauthorized("The username or password is not right.")
     assert user is not None
     if user["totp_secret"] is not None:
@@ -363,12 +287,12 @@ async def login(
                 mfa_required=True,
             )
         if not await _check_second_factor(svc, state, user, totp_code):
-            await _failed(state, client, username)
+            await limits.failed(state, client, username)
             raise Unauthorized(
                 "The two-factor code is not valid, or was already used; wait for the next code.",
                 mfa_required=True,
             )
-    await reset_failures(state, username_key(username))
+    await limits.reset_failures(state, limits.username_key(username))
     return await open_session(svc, state, user, None, user_agent)
 
 
@@ -376,11 +300,11 @@ async def token_login(
     svc: Services, state: AuthState, client: str, token: str, user_agent: str | None
 ) -> NewSession:
     """A session for the holder of the admin token or a personal access token."""
-    await _guard(state, client)
+    await limits.guard(state, client)
     try:
         principal = await principal_for_token(svc, state, token)
     except Unauthorized:
-        await _failed(state, client)
+        await limits.failed(state, client)
         raise
     user = await _user_or_401(svc, principal.user_id) if principal.user_id else None
     scopes = None if principal.kind == "admin_token" else sorted(principal.scopes)
@@ -408,10 +332,10 @@ async def setup(
     """Create the first admin with the setup code printed at start (first run only)."""
     if not await setup_required(svc):
         raise Conflict("Set-up is done: a user exists already. Sign in with POST /api/auth/login.")
-    await _guard(state, client)
+    await limits.guard(state, client)
     given = code.strip().upper().replace("-", "").replace(" ", "")
     if not same(given, state.setup_code.replace("-", "")):
-        await _failed(state, client)
+        await limits.failed(state, client)
         raise Forbidden(
             "The setup code is not right: use the one `codeyard serve` printed at start."
         )

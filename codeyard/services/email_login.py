@@ -22,7 +22,7 @@ from codeyard.auth.secrets import digest, new_secret, same
 from codeyard.domain.errors import BadRequest, Conflict, Unauthorized, ValidationFailed
 from codeyard.domain.ids import new_id
 from codeyard.mail import MailNotConfigured, send
-from codeyard.services import auth
+from codeyard.services import auth, sign_in_limits
 from codeyard.services.auth import AuthState, NewSession
 from codeyard.services.context import Services
 from codeyard.store import email_codes, users
@@ -67,10 +67,10 @@ async def request_code(svc: Services, state: AuthState, client: str, email: str)
     """Make a code for the user with this address (if any) and the message that carries it."""
     require_mail(svc)
     address = normalize_email(email)
-    await auth.guard_sign_in(state, client, address)
+    await sign_in_limits.guard_sign_in(state, client, address)
     # Every request counts against the email (not the client address, which a whole office
     # may share): one mailbox gets at most five codes a minute.
-    await auth.password_check_failed(state, address)
+    await sign_in_limits.password_check_failed(state, address)
     async with svc.engine.connect() as conn:
         user = await users.find_by_email(conn, address)
     if user is None:
@@ -119,7 +119,7 @@ async def verify_code(
     """A session for the holder of a valid, unused code (and the TOTP code when two-factor
     is on: the mailbox alone is then not enough)."""
     address = normalize_email(email)
-    await auth.guard_sign_in(state, client, address)
+    await sign_in_limits.guard_sign_in(state, client, address)
     wrong = Unauthorized(
         "The code is not right, has expired or was used: ask for a new one with "
         "POST /api/auth/request-otp."
@@ -129,15 +129,15 @@ async def verify_code(
         row = await email_codes.current(conn, user["id"]) if user else None
     given = "".join(code.split())
     if user is None or row is None:
-        await auth.sign_in_failed(state, client, address)
+        await sign_in_limits.sign_in_failed(state, client, address)
         raise wrong
     if row["attempts"] >= MAX_ATTEMPTS or auth.parse_stamp(row["expires_at"]) <= time.time():
         await svc.writer.run(lambda tx: email_codes.drop_of(tx, user["id"]))
-        await auth.sign_in_failed(state, client, address)
+        await sign_in_limits.sign_in_failed(state, client, address)
         raise wrong
     if not same(_code_digest(row["id"], given), row["code_hash"]):
         await svc.writer.run(lambda tx: email_codes.count_attempt(tx, row["id"]))
-        await auth.sign_in_failed(state, client, address)
+        await sign_in_limits.sign_in_failed(state, client, address)
         raise wrong
     if user["totp_secret"] is not None:
         if not totp_code:
@@ -147,13 +147,13 @@ async def verify_code(
                 mfa_required=True,
             )
         if not await auth.check_second_factor(svc, state, user, totp_code):
-            await auth.sign_in_failed(state, client, address)
+            await sign_in_limits.sign_in_failed(state, client, address)
             raise Unauthorized(
                 "The two-factor code is not valid, or was already used.", mfa_required=True
             )
     if not await svc.writer.run(lambda tx: email_codes.take(tx, row["id"])):
         raise wrong
-    await auth.reset_failures(state, auth.username_key(address))
+    await sign_in_limits.reset_failures(state, sign_in_limits.username_key(address))
     return await auth.open_session(svc, state, user, None, user_agent)
 
 
