@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from codeyard import __version__, gc_freeze
 from codeyard.agents import builtin as builtin_providers
-from codeyard.api import lazy, preview_host, problems, webui
+from codeyard.api import lazy, preview_host, problems, route_index, webui
 from codeyard.api.auth import require_principal
 from codeyard.api.hosts import HostAllowlistMiddleware, allowed_hosts
 from codeyard.api.limits import SlidingWindow, limit_run_creation
@@ -378,4 +378,5 @@ def create_app(
     # MCP over streamable HTTP (issue 22): authenticated by the endpoint itself, per tool scopes.
     app.router.routes.append(Route(mcp_mount.PATH, mcp, include_in_schema=False))
     webui.install(app)  # the UI answers what no route matches
+    route_index.install(app)  # a request tries only the routes its path can reach
     return app

@@ -47,6 +47,7 @@ API_AT_START = {
     "codeyard.api.middleware",
     "codeyard.api.preview_host",
     "codeyard.api.problems",
+    "codeyard.api.route_index",
     "codeyard.api.webui",
 }
 
