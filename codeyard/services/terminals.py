@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -219,18 +218,12 @@ async def of_run(
     return await manager.listing(run_id=run["id"])
 
 
-#: One look-or-open at a time per run: two first attaches at once (two tabs) share one shell
-#: instead of each opening its own. An entry lives while someone holds or awaits its lock.
-_opening: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-
 async def run_shell(
     svc: Services, manager: TerminalManager, principal: Principal, run_ref: str
 ) -> Terminal:
     """The run's newest live terminal, opened (80x24, the user's shell) if it has none."""
     run_id = (await runs_get(svc, run_ref))["id"]
-    lock = _opening.setdefault(run_id, asyncio.Lock())  # this reference keeps the entry
-    async with lock:
+    async with manager.opening(run_id):
         found = await manager.listing(run_id=run_id)
         live_ones = [t for t in found if t["status"] == "live"]
         if live_ones:

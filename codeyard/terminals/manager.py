@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,18 @@ class TerminalManager:
         self._wake = asyncio.Event()
         self._saving = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._opening: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def opening(self, run_id: str) -> asyncio.Lock:
+        """The lock a run's look-or-open of its shell holds: two first attaches at once (two
+        tabs) share one shell instead of each opening its own. An entry lives while someone
+        holds or awaits its lock."""
+        lock = self._opening.get(run_id)
+        if lock is None:
+            lock = self._opening[run_id] = asyncio.Lock()
+        return lock
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
