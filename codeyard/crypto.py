@@ -14,9 +14,10 @@ import os
 import threading
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["SecretBox", "SecretsUnavailable", "secret_box"]
 
@@ -37,6 +38,9 @@ class SecretBox:
         self._lock = threading.Lock()
 
     def _cipher(self) -> AESGCM:
+        # cryptography (~7 ms of CPU) loads with the first secret, not at start-up (issue 15).
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         with self._lock:
             if self._aead is None:
                 self._aead = AESGCM(_load_or_create_key(self._key_path))
@@ -50,6 +54,8 @@ class SecretBox:
     def decrypt(self, token: str, aad: str) -> bytes:
         if not token.startswith(_VERSION):
             raise SecretsUnavailable("the stored secret has an unknown format")
+        from cryptography.exceptions import InvalidTag  # the library _cipher() loads
+
         try:
             raw = base64.b64decode(token[len(_VERSION) :], validate=True)
             return self._cipher().decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad.encode())
@@ -79,7 +85,7 @@ def _load_or_create_key(path: Path) -> bytes:
         if len(key) != 32:
             raise SecretsUnavailable(f"the key file {path} does not hold a 256-bit key") from None
         return key
-    key = AESGCM.generate_key(bit_length=256)
+    key = os.urandom(32)  # what AESGCM.generate_key(bit_length=256) returns
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.b64encode(key).decode() + "\n")
     return key

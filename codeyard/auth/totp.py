@@ -2,13 +2,12 @@
 
 A code is accepted for the current 30-second step and one step either side (clock drift), and
 only for a step later than the last one accepted: the same code twice is a replay and is refused.
+pyotp loads with the first code made or checked, not at start-up (issue 15).
 """
 
 from __future__ import annotations
 
 import secrets
-
-import pyotp
 
 from codeyard.auth.secrets import same
 
@@ -20,11 +19,15 @@ _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
 
 def new_secret() -> str:
+    import pyotp
+
     return pyotp.random_base32()
 
 
 def provisioning_uri(secret: str, username: str) -> str:
     """The ``otpauth://`` URI an authenticator app reads (usually as a QR code)."""
+    import pyotp
+
     return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=ISSUER)
 
 
@@ -33,6 +36,8 @@ def accepted_step(secret: str, code: str, now: float, last_step: int | None) -> 
     code = code.strip().replace(" ", "")
     if not code.isdigit():
         return None
+    import pyotp
+
     totp = pyotp.TOTP(secret)
     current = int(now // STEP_SECONDS)
     found = None

@@ -20,7 +20,9 @@ import pytest
 #: Loaded on first use: the MCP SDK (first /mcp request, or a warm-up thread after start-up),
 #: the Claude Agent SDK (a turn, a utility-model call), web push (a push), the GitHub client
 #: (a GitHub request), Temporal (the temporal executor), the terminal emulator (a terminal),
-#: SQLAlchemy's PostgreSQL dialect (a PostgreSQL database: ~90 ms that a SQLite server never needs).
+#: SQLAlchemy's PostgreSQL dialect (a PostgreSQL database: ~90 ms that a SQLite server never needs),
+#: and the sign-in and secrets libraries (~10 ms together): cryptography (the first secret
+#: encrypted or decrypted), argon2-cffi (the first password), pyotp (the first TOTP code).
 LAZY = (
     "mcp",
     "claude_agent_sdk",
@@ -31,6 +33,9 @@ LAZY = (
     "temporalio",
     "pyte",
     "sqlalchemy.dialects.postgresql",
+    "cryptography",
+    "argon2",
+    "pyotp",
 )
 
 #: The API modules the app itself needs before any request: authentication, middleware, the
