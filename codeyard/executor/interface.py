@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Signal(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Validators are built with the first signal sent, not at start-up (issue 15).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Cancel(_Signal):

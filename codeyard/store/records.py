@@ -18,7 +18,8 @@ from codeyard.domain.status import RunStatus
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Validators are built with the first record read, not at start-up (issue 15).
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> Self:

@@ -14,7 +14,9 @@ MAX_AUDIO_BYTES = 25 * 1024 * 1024
 
 
 class VoiceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Built with the first voice request, not at start-up: the app imports this module for
+    # MAX_AUDIO_BYTES only (issue 15).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     backend: Literal["openai", "local"] = Field(
         default="openai",

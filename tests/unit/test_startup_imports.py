@@ -84,12 +84,23 @@ PROBE = """
 import json, sys
 import codeyard.server
 from codeyard.app import create_app
+from pydantic import BaseModel
 create_app()
+
+def _models(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _models(sub)
+
 print(json.dumps({{
     "lazy": sorted(m for m in {lazy!r} if m in sys.modules),
     "api": sorted(m for m in sys.modules if m == "codeyard.api" or m.startswith("codeyard.api.")),
     "deferred": sorted(
         m for m in sys.modules if any(m == d or m.startswith(d + ".") for d in {deferred!r})
+    ),
+    "built": sorted(
+        f"{{k.__module__}}.{{k.__qualname__}}" for k in _models(BaseModel)
+        if k.__module__.startswith("codeyard.") and k.__dict__.get("__pydantic_complete__")
     ),
 }}))
 """
@@ -134,6 +145,22 @@ def test_creating_the_app_imports_no_provider_or_background_feature(
         f"{loaded} imported while the app is created: providers register by name "
         "(codeyard/agents/builtin.py) and background features start from "
         "codeyard/background/features.py after the first answer; import them from there"
+    )
+
+
+#: The pydantic models whose validators are built while the app is created: the settings it
+#: reads. Every other model of Codeyard's is built on first use (``defer_build=True``): the
+#: events, the executor's signals, the store's records (issue 15: ~0.2 ms each, ~60 of them).
+BUILT_AT_START = ["codeyard.config.Settings"]
+
+
+def test_creating_the_app_builds_no_model_but_the_settings(
+    at_start: dict[str, list[str]],
+) -> None:
+    built = at_start["built"]
+    assert built == BUILT_AT_START, (
+        f"{sorted(set(built) - set(BUILT_AT_START))} built while the app is created: give the "
+        "model (or its base) ConfigDict(defer_build=True) so it is built on first use"
     )
 
 
