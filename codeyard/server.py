@@ -113,6 +113,13 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
     return {"proxy_headers": False}
 
 
+#: How long an idle keep-alive connection stays open. Uvicorn's 5 s equals httpx's (and many
+#: clients') own expiry, so a request sent on a connection idle for just under 5 s met the
+#: server closing it: "Server disconnected without sending a response". Longer than a client
+#: or a proxy keeps idle connections (nginx 60 s, common load balancers 60 s), so they close
+#: first and a reused connection is never one the server is dropping.
+KEEP_ALIVE_SECONDS = 75
+
 #: The soft limit of open files a server asks for: each live run holds a few descriptors (its
 #: agent's pipes, git children while it prepares or checkpoints), each open stream a socket.
 WANT_OPEN_FILES = 65536
@@ -199,6 +206,7 @@ def run_server(settings: Settings) -> None:
             port=settings.port,
             log_level="warning",
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
             **proxy_options(settings),

@@ -1,6 +1,7 @@
 """Against ``codeyard serve`` in a subprocess (issue 11 §2): proxy headers trusted only when
-configured, the Host allowlist against DNS rebinding, and the per-user cap on open event
-streams (httpx's ASGI transport cannot hold a stream open, so these need a real server)."""
+configured, the Host allowlist against DNS rebinding, the per-user cap on open event streams
+(httpx's ASGI transport cannot hold a stream open, so these need a real server), and how long
+an idle keep-alive connection is kept."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from codeyard.server import KEEP_ALIVE_SECONDS
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -108,3 +110,37 @@ async def test_open_event_streams_are_capped_per_user(server: ServerProcess) -> 
                 assert again.headers["retry-after"] == "1"
             await anyio.sleep(0.1)
         assert statuses[-1] == 200, statuses
+
+
+async def _health_on(stream: anyio.abc.SocketStream) -> bytes:
+    """One ``GET /api/health`` on an open connection; the status line, or b"" when closed."""
+    await stream.send(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    received = b""
+    with anyio.fail_after(10):
+        while b"\r\n\r\n" not in received:
+            try:
+                received += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return b""
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += await stream.receive()
+    return head.split(b"\r\n")[0]
+
+
+async def test_an_idle_keep_alive_connection_outlives_a_clients_own_expiry(
+    server: ServerProcess,
+) -> None:
+    """Uvicorn's default closes an idle connection after 5 s, httpx's own expiry: a request on
+    a connection idle just under 5 s then met a closing server ("Server disconnected without
+    sending a response", seen in CI). Past that, the same connection still answers."""
+    assert KEEP_ALIVE_SECONDS > 60
+    async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
+        assert await _health_on(stream) == b"HTTP/1.1 200 OK"
+        await anyio.sleep(6)  # > uvicorn's default 5 s
+        assert await _health_on(stream) == b"HTTP/1.1 200 OK"
