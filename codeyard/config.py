@@ -17,6 +17,13 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 #: The ceiling of ``max_concurrent_runs`` (configured or stored through the API).
 MAX_CONCURRENT_RUNS = 4096
 
+#: How long an idle keep-alive connection stays open. Uvicorn's 5 s equals httpx's (and many
+#: clients') own expiry, so a request sent on a connection idle for just under 5 s met the
+#: server closing it: "Server disconnected without sending a response". Longer than a client
+#: or a proxy keeps idle connections (nginx 60 s, common load balancers 60 s), so they close
+#: first and a reused connection is never one the server is dropping.
+KEEP_ALIVE_SECONDS = 75
+
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("CODEYARD_HOME", "~/.codeyard")).expanduser()

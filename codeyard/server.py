@@ -14,7 +14,7 @@ import uvicorn
 
 from codeyard import background, locator
 from codeyard.app import create_app
-from codeyard.config import Settings
+from codeyard.config import KEEP_ALIVE_SECONDS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,6 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
         return {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1,::1"}
     return {"proxy_headers": False}
 
-
-#: How long an idle keep-alive connection stays open. Uvicorn's 5 s equals httpx's (and many
-#: clients') own expiry, so a request sent on a connection idle for just under 5 s met the
-#: server closing it: "Server disconnected without sending a response". Longer than a client
-#: or a proxy keeps idle connections (nginx 60 s, common load balancers 60 s), so they close
-#: first and a reused connection is never one the server is dropping.
-KEEP_ALIVE_SECONDS = 75
 
 #: The soft limit of open files a server asks for: each live run holds a few descriptors (its
 #: agent's pipes, git children while it prepares or checkpoints), each open stream a socket.

@@ -21,7 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from codeyard.cli_socket.app import build
-from codeyard.config import Settings
+from codeyard.config import KEEP_ALIVE_SECONDS, Settings
 from codeyard.services.context import Services
 
 __all__ = ["CliSocket", "socket_path"]
@@ -81,7 +81,11 @@ class CliSocket:
             log.warning("CLI socket not started at %s: %s", self.path, exc)
             return False
         config = uvicorn.Config(  # log_config=None: the process's logging stays as it is
-            build(self.services), lifespan="off", log_config=None, access_log=False
+            build(self.services),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,  # a waiting CLI reuses its connection
         )
         self._server = _Quiet(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from codeyard.server import KEEP_ALIVE_SECONDS
+from codeyard.config import KEEP_ALIVE_SECONDS
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -17,7 +17,7 @@ import httpx
 import uvicorn
 
 from codeyard.app import create_app
-from codeyard.config import Settings
+from codeyard.config import KEEP_ALIVE_SECONDS, Settings
 from codeyard.crypto import secret_box
 from codeyard.services.delegation import mint_run_token
 from tests.conftest import TOKEN
@@ -55,7 +55,12 @@ async def serve(settings: Settings) -> AsyncIterator[Live]:
     """``settings.port`` must be free (``tests.support.server.free_port``)."""
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,  # as `codeyard serve`
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from codeyard.config import KEEP_ALIVE_SECONDS
 from codeyard.testing.fake_llm import anthropic, gemini, openai
 from codeyard.testing.fake_llm.core import FakeState, RecordedRequest
 from codeyard.testing.fake_llm.http import record
@@ -122,6 +123,9 @@ class FakeLLM:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            # An agent idle ~5 s (awaiting an approval) then calling the model must not meet a
+            # connection the server is closing: uvicorn's 5 s is a client's own expiry.
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         server = uvicorn.Server(config)
         self._server = server
