@@ -14,7 +14,7 @@ from typing import Literal
 from codeyard.domain.errors import Conflict
 from codeyard.sandbox.bwrap import Network
 from codeyard.sandbox.priority import DEFAULT_NICENESS
-from codeyard.sandbox.probe import Probe, probe
+from codeyard.sandbox.probe import Probe, known, probe
 
 __all__ = ["MODES", "NETWORKS", "Mode", "Sandbox", "SandboxUnavailable"]
 
@@ -51,9 +51,14 @@ class Sandbox:
     def probe(self) -> Probe:
         return probe(self.bwrap_path)
 
-    def check(self) -> str:
-        """The bwrap binary to use; ``SandboxUnavailable`` (409) with the fix when it cannot."""
-        found = self.probe()
+    def probed(self) -> Probe | None:
+        """:meth:`probe`'s answer if it is known already (no bwrap run), else None."""
+        return known(self.bwrap_path)
+
+    def check(self, found: Probe | None = None) -> str:
+        """The bwrap binary to use; ``SandboxUnavailable`` (409) with the fix when it cannot.
+        ``found``: the probe's answer, when the caller has it (else probed here)."""
+        found = found or self.probe()
         if not found.ok or found.path is None:
             raise SandboxUnavailable(
                 f"The sandbox is on but cannot run: {found.problem} Runs do not start unsandboxed.",

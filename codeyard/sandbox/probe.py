@@ -6,13 +6,12 @@ are disabled (some containers, hardened kernels); then only running it tells.
 
 from __future__ import annotations
 
-import functools
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["INSTALL_HINT", "Probe", "find_bwrap", "probe"]
+__all__ = ["INSTALL_HINT", "Probe", "find_bwrap", "known", "probe"]
 
 INSTALL_HINT = (
     "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
@@ -58,9 +57,26 @@ def find_bwrap(configured: str | None) -> str | None:
     return shutil.which("bwrap")
 
 
-@functools.lru_cache(maxsize=8)
+#: Each configured path's answer, once probed: it does not change while we run.
+_found: dict[str | None, Probe] = {}
+
+
+def known(configured: str | None = None) -> Probe | None:
+    """The answer for ``configured`` if it was probed already, without probing: a caller on
+    the event loop answers from it and sends only the first probe (bwrap runs) to a thread
+    (``POST /api/runs`` took a thread trip for a cached answer before)."""
+    return _found.get(configured)
+
+
 def probe(configured: str | None = None) -> Probe:
     """Probe once per configured path (cached: the answer does not change while we run)."""
+    found = _found.get(configured)
+    if found is None:
+        found = _found[configured] = _probe(configured)
+    return found
+
+
+def _probe(configured: str | None) -> Probe:
     path = find_bwrap(configured)
     if path is None:
         return Probe(False, None, None, f"bubblewrap (bwrap) is not installed. {INSTALL_HINT}.")
