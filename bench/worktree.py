@@ -46,7 +46,7 @@ from bench._common import OUT, TOKEN, fresh_dir, machine, wait_quiet, write_json
 from codeyard.app import create_app
 from codeyard.config import Settings
 from codeyard.executor.changes import ChangeTracker
-from codeyard.run_workspace import prepare
+from codeyard.run_workspace import prepare, removal
 from codeyard.workspace.worktrees import create_worktree
 
 ENV = {
@@ -177,7 +177,7 @@ class Codeyard:
         return self.create_s[-1], prep, track, {**run, "branch": branch, "worktrees": worktrees}
 
     async def remove(self, run: dict[str, Any]) -> None:
-        await prepare.remove_run_worktrees(self.app.state.services.engine, run)
+        await removal.remove_run_worktrees(self.app.state.services.engine, run)
         os.sync()
 
 

@@ -1,9 +1,9 @@
-"""A run's workspace: made before its first turn, taken down on delete, discard and retention.
+"""Preparing a run's workspace: made before its first turn (taken down by ``removal``).
 
 Preparing makes one worktree per repository on the run's branch (or takes the repository's
 ready one from the executor's pool, ``run_workspace.pool``), copies the repository's
-``copy_files`` in from its main checkout and runs its ``setup_script``; it is all or nothing.
-Removing runs each ``cleanup_script`` first and never lets a failing one block the removal.
+``copy_files`` in from its main checkout and runs its ``setup_script``; it is all or nothing
+(a failure takes down what it made with the steps a removal takes, ``run_workspace.steps``).
 Git worktree operations on one repository are serialized, across processes too (``git worktree
 add`` and ``prune`` race on the repository's metadata; see ``workspace.repo_lock``), and retried
 while git reports somebody else's lock file.
@@ -21,103 +21,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard import crashpoints
-from codeyard.domain.errors import Conflict, NotFound
-from codeyard.domain.events import ErrorEvent, NewEvent, ToolCall
-from codeyard.domain.ids import new_id, slugify
+from codeyard.domain.errors import Conflict
+from codeyard.domain.ids import slugify
 from codeyard.preview import leases
 from codeyard.run_workspace.admission import PREPARATIONS, start_slot
 from codeyard.run_workspace.pool import WorktreePool
-from codeyard.sandbox import Sandbox, SandboxUnavailable
+from codeyard.run_workspace.steps import (
+    DEFAULT_SCRIPT_TIMEOUT,
+    REASON_TAIL,
+    Reporter,
+    remove_empty_parents,
+    remove_one_worktree,
+    retrying,
+    run_cleanup,
+    script_env,
+)
+from codeyard.sandbox import Sandbox
 from codeyard.store import projects
 from codeyard.store.writer import Writer
 from codeyard.workspace import git as git_cli
-from codeyard.workspace.branches import is_ancestor
-from codeyard.workspace.git import GitError, default_branch, git, resolve_commit
+from codeyard.workspace.git import GitError, git, resolve_commit
 from codeyard.workspace.repo_lock import repo_lock
-from codeyard.workspace.repo_setup import (
-    ScriptResult,
-    copy_matching,
-    exclude_from_git,
-    run_script,
-)
+from codeyard.workspace.repo_setup import copy_matching, exclude_from_git
 from codeyard.workspace.worktrees import branch_name, create_worktree, remove_worktree, worktree_dir
 
-__all__ = [
-    "DEFAULT_SCRIPT_TIMEOUT",
-    "SetupFailed",
-    "prepare_worktrees",
-    "remove_run_worktrees",
-    "repo_lock",
-]
+__all__ = ["SetupFailed", "prepare_worktrees"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-DEFAULT_SCRIPT_TIMEOUT = 600.0
-REASON_TAIL = 1500
-_LOCK_RETRIES = 5
-_LOCK_BACKOFF = 0.1
-_LOCK_FILE = re.compile(r"Unable to create '[^']*\.lock'|index\.lock|\.lock': File exists")
 
 
 class SetupFailed(Exception):
     """A repository's setup script failed; the message is the run's ``status_reason``."""
-
-
-async def _retrying(op: Callable[[], Awaitable[T]]) -> T:
-    """Run a git operation again, with a short backoff, while another git holds a lock file."""
-    for attempt in range(_LOCK_RETRIES):
-        try:
-            return await op()
-        except GitError as exc:
-            if attempt == _LOCK_RETRIES - 1 or not _LOCK_FILE.search(exc.stderr or exc.detail):
-                raise
-            log.info("git lock busy, retrying (%d): %s", attempt + 1, exc.detail)
-            await asyncio.sleep(_LOCK_BACKOFF * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-class _Reporter:
-    """Appends a run's events; quiet without a writer, or once the run has been deleted."""
-
-    def __init__(self, writer: Writer | None, run_id: str, sandbox: Sandbox | None) -> None:
-        self._writer = writer
-        self.writer = writer
-        self._run_id = run_id
-        #: Where the repository's scripts run (on, and hiding nothing more, when not given).
-        self._sandbox = sandbox or Sandbox()
-
-    async def emit(self, *events: NewEvent) -> None:
-        if self._writer is None:
-            return
-        try:
-            await self._writer.append(self._run_id, list(events))
-        except NotFound:
-            log.debug("run %s is gone; not recording %d events", self._run_id, len(events))
-
-    async def script(
-        self, tool: str, label: str, command: str, cwd: Path, env: dict[str, str], timeout: float
-    ) -> ScriptResult:
-        """Run a repository script, reported as a ``tool.call`` and its ``tool.result``."""
-        call_id = new_id("call")
-        title = f"{label}: {command}"
-        call = ToolCall(
-            call_id=call_id, tool=tool, kind="bash", title=title, input={"command": command}
-        )
-        await self.emit(call)
-        result = await run_script(command, cwd, env, timeout, self._sandbox)
-        await self.emit(result.as_event(call_id))
-        return result
 
 
 @dataclass(slots=True)
@@ -129,18 +71,6 @@ class _Made:
     @property
     def repo_path(self) -> Path:
         return Path(self.repo["path"])
-
-
-def _script_env(run: dict[str, Any], repo: dict[str, Any], dest: Path) -> dict[str, str]:
-    """Where the script runs (over the sandbox's allowlisted environment, never the server's:
-    ``codeyard.sandbox.contain``)."""
-    env: dict[str, str] = {}
-    env["CODEYARD_RUN_ID"] = run["id"]
-    env["CODEYARD_WORKTREE"] = str(dest)
-    env["CODEYARD_REPO_PATH"] = str(repo["path"])
-    if run.get("branch"):
-        env["CODEYARD_BRANCH"] = run["branch"]
-    return env
 
 
 IntentRecorder = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -225,7 +155,7 @@ async def _prepare(
     project = await projects.get_project(engine, run["project_id"])
     repos = {r["id"]: r for r in await projects.repos_of(engine, run["project_id"])}
     branch = run["branch"] or branch_name(run["number"], run["title"])
-    report = _Reporter(writer, run["id"], sandbox)
+    report = Reporter(writer, run["id"], sandbox)
     prior: dict[str, Any] = (run.get("workspace_intent") or {}).get("repos") or {}
     plan: list[_Made] = []
     ready: list[_Made] = []  # set up completely by an earlier prepare: kept, not made again
@@ -240,7 +170,9 @@ async def _prepare(
             ready.append(_Made(repo, dest, bool((before or {})["new"])))
             continue
         if before is not None:  # an earlier prepare died here: take down what it made
-            await _remove_one(Path(repo["path"]), Path(before["path"]), branch, before["new"])
+            await remove_one_worktree(
+                Path(repo["path"]), Path(before["path"]), branch, before["new"]
+            )
         kept = run["branch"] is not None and not (before or {}).get("new", False)
         # Only a kept branch is looked up (a git process less for every new run): a new one is
         # created by ``create_worktree``, which refuses one that exists and leaves it alone.
@@ -311,14 +243,14 @@ async def _add_worktree(
     else on the existing ``branch``."""
     async with repo_lock(repo):
         if not new:
-            await _retrying(lambda: _attach(repo, dest, branch))
+            await retrying(lambda: _attach(repo, dest, branch))
             return
 
         async def add() -> None:
             if pool is None or not await pool.claim(repo, base, dest, branch):
                 await create_worktree(repo, dest, branch, base)
 
-        await _retrying(add)
+        await retrying(add)
 
 
 async def _attach(repo: Path, dest: Path, branch: str) -> None:
@@ -344,9 +276,9 @@ async def _copy_files(item: _Made) -> None:
             await exclude_from_git(item.dest, copied)
 
 
-async def _setup(report: _Reporter, run: dict[str, Any], item: _Made, timeout: float) -> None:
+async def _setup(report: Reporter, run: dict[str, Any], item: _Made, timeout: float) -> None:
     script = item.repo["setup_script"]
-    env = _script_env(run, item.repo, item.dest)
+    env = script_env(run, item.repo, item.dest)
     if report.writer is not None and script:  # the run's ports, for a dev server it starts
         env.update((await leases.ensure(report.writer, run["id"])).env())
     result = await report.script("setup_script", "setup", script, item.dest, env, timeout)
@@ -359,126 +291,14 @@ async def _setup(report: _Reporter, run: dict[str, Any], item: _Made, timeout: f
 
 
 async def _undo(
-    run: dict[str, Any], made: list[_Made], set_up: list[_Made], report: _Reporter, timeout: float
+    run: dict[str, Any], made: list[_Made], set_up: list[_Made], report: Reporter, timeout: float
 ) -> None:
     """Remove what a failed prepare made; repositories whose setup started get their cleanup."""
     for item in made:
         if item in set_up and item.repo["cleanup_script"]:
-            await _cleanup(report, run, item.repo, item.dest, timeout)
+            await run_cleanup(report, run, item.repo, item.dest, timeout)
         try:
-            await _remove_one(item.repo_path, item.dest, run["branch"], item.created_branch)
+            await remove_one_worktree(item.repo_path, item.dest, run["branch"], item.created_branch)
         except (GitError, OSError) as exc:  # keep the original error, which says why
             log.warning("could not remove worktree %s after a failed prepare: %s", item.dest, exc)
-        _remove_empty_parents(item.dest, levels=2)
-
-
-async def _cleanup(
-    report: _Reporter, run: dict[str, Any], repo: dict[str, Any], dest: Path, timeout: float
-) -> None:
-    """Run the cleanup script; a failure is reported (``error`` event) and otherwise ignored."""
-    script = repo["cleanup_script"]
-    try:
-        env = _script_env(run, repo, dest)
-        result = await report.script("cleanup_script", "cleanup", script, dest, env, timeout)
-    except (OSError, SandboxUnavailable) as exc:
-        log.warning("cleanup script in %s could not start: %s", dest, exc)
-        await report.emit(ErrorEvent(message="Cleanup script could not start.", detail=str(exc)))
-        return
-    if not result.ok:
-        what = "timed out" if result.timed_out else f"failed (exit {result.exit_code})"
-        log.warning("cleanup script in %s %s", dest, what)
-        detail = result.output[-REASON_TAIL:]
-        await report.emit(ErrorEvent(message=f"Cleanup script {what}.", detail=detail))
-
-
-async def _remove_one(repo: Path, dest: Path, branch: str | None, delete_branch: bool) -> None:
-    async with repo_lock(repo):
-        await _retrying(lambda: remove_worktree(repo, dest, branch, delete_branch=delete_branch))
-
-
-async def _is_merged(repo: dict[str, Any], branch: str) -> bool:
-    """True when ``branch`` is gone or contained in the repository's default branch."""
-    path = Path(repo["path"])
-    if not await asyncio.to_thread(path.is_dir):
-        return False
-    head = await resolve_commit(path, f"refs/heads/{branch}")
-    if head is None:
-        return True
-    target_name = repo["default_branch"] or await default_branch(path)
-    target = await resolve_commit(path, f"refs/heads/{target_name}")
-    return target is not None and await is_ancestor(path, head, target)
-
-
-async def remove_run_worktrees(
-    engine: AsyncEngine,
-    run: dict[str, Any],
-    writer: Writer | None = None,
-    script_timeout: float = DEFAULT_SCRIPT_TIMEOUT,
-    *,
-    keep_unmerged_branch: bool = False,
-    sandbox: Sandbox | None = None,
-) -> list[dict[str, Any]]:
-    """Remove every worktree of a run (cleanup scripts first) and its branch; idempotent.
-
-    With ``keep_unmerged_branch`` the branch is deleted only where it is merged into the
-    repository's default branch (retention keeps unfinished work). Cleanup output is recorded
-    on the run when a ``writer`` is given and the run still exists. Returns one record per
-    worktree: ``{repo_id, path, branch, branch_deleted}``. A branch whose worktree retention
-    already removed is deleted too, unless ``keep_unmerged_branch``.
-    """
-    async with engine.connect() as conn:
-        repos = {r["id"]: r for r in await projects.repos_of(conn, run["project_id"])}
-    report = _Reporter(writer, run["id"], sandbox)
-    branch: str | None = run["branch"]
-    removed: list[dict[str, Any]] = []
-    intent = run.get("workspace_intent") or {}
-    branch = branch or intent.get("branch")
-    # Worktrees a prepare meant to make but the server died before it finished: removed too.
-    worktrees = dict(run["worktrees"] or {})
-    for repo_id, planned in (intent.get("repos") or {}).items():
-        worktrees.setdefault(repo_id, planned["path"])
-    for repo_id, path in worktrees.items():
-        dest, repo = Path(path), repos.get(repo_id)
-        deleted = False
-        if repo is None:  # the repository was taken out of the project: drop the files only
-            await asyncio.to_thread(_delete_orphan, dest)
-        else:
-            if repo["cleanup_script"] and await asyncio.to_thread(dest.is_dir):
-                await _cleanup(report, run, repo, dest, script_timeout)
-            deleted = branch is not None and (
-                not keep_unmerged_branch or await _is_merged(repo, branch)
-            )
-            await _remove_one(Path(repo["path"]), dest, branch, deleted)
-        _remove_empty_parents(dest, levels=2)
-        removed.append(
-            {"repo_id": repo_id, "path": path, "branch": branch, "branch_deleted": deleted}
-        )
-    if branch is not None and not keep_unmerged_branch:  # branches kept when retention ran
-        for repo_id in run.get("repo_ids") or []:
-            if repo_id not in worktrees and repo_id in repos:
-                await _delete_branch(Path(repos[repo_id]["path"]), branch)
-    return removed
-
-
-async def _delete_branch(repo: Path, branch: str) -> None:
-    """Delete ``branch`` of a repository that has no worktree of the run any more."""
-    if not await asyncio.to_thread(repo.is_dir):
-        return
-    async with repo_lock(repo):
-        if await resolve_commit(repo, f"refs/heads/{branch}") is not None:
-            await _retrying(lambda: git("branch", "-D", "--", branch, cwd=repo))
-
-
-def _delete_orphan(dest: Path) -> None:
-    """Delete a worktree directory whose repository is unknown (only if it is a worktree)."""
-    if (dest / ".git").is_file() and not dest.is_symlink():
-        shutil.rmtree(dest)
-
-
-def _remove_empty_parents(path: Path, levels: int) -> None:
-    """Drop the run's and the project's directories once nothing is left in them."""
-    for parent in list(path.parents)[:levels]:
-        try:
-            parent.rmdir()
-        except OSError:
-            return
+        remove_empty_parents(item.dest, levels=2)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from codeyard.domain.errors import Conflict
 from codeyard.run_workspace.checkpointing import take_checkpoint
 from codeyard.run_workspace.on_host import NotRunOnHost, OnWorktreeHost, WorktreeJob
-from codeyard.run_workspace.prepare import remove_run_worktrees
+from codeyard.run_workspace.removal import remove_run_worktrees
 from codeyard.sandbox import Sandbox
 from codeyard.store import runs
 from codeyard.store.writer import Writer

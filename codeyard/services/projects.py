@@ -18,7 +18,7 @@ from codeyard.domain.events import utc_now
 from codeyard.domain.ids import new_id, slugify
 from codeyard.domain.status import ACTIVE
 from codeyard.run_workspace import pool as worktree_pool
-from codeyard.run_workspace.prepare import remove_run_worktrees
+from codeyard.run_workspace.removal import remove_run_worktrees
 from codeyard.services import ownership
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services

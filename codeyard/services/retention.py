@@ -21,7 +21,7 @@ from typing import Any
 from codeyard.domain.events import WorkspaceRemoved
 from codeyard.domain.status import RunStatus, pull_request_open
 from codeyard.run_workspace import pool as worktree_pool
-from codeyard.run_workspace.prepare import remove_run_worktrees
+from codeyard.run_workspace.removal import remove_run_worktrees
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import settings as settings_service
 from codeyard.services.context import Services

@@ -14,7 +14,7 @@ from codeyard.domain.errors import InvalidTransition, ValidationFailed
 from codeyard.domain.status import RunStatus, check_action, pull_request_open
 from codeyard.executor.interface import Cancel, Message, Pause
 from codeyard.run_workspace.checkpointing import delete_run_refs
-from codeyard.run_workspace.prepare import remove_run_worktrees
+from codeyard.run_workspace.removal import remove_run_worktrees
 from codeyard.services import message_images
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services import workspaces as workspace_service
