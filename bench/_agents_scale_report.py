@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import _loop_lag
-from bench._common import percentile
 from bench._fake_claude import TOOL_CALLS
 from bench._proctree import TICK, Sampler
+from bench._stats import summary
 
 
 @dataclass
@@ -68,18 +68,6 @@ class Measured:
 
 def incomplete(log: RunLog) -> str:
     return f"status {log.status}, {log.approvals} approvals, {log.tool_results} tool results"
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    s = sorted(values)
-    if not s:
-        return {"n": 0}
-    return {
-        "n": len(s),
-        "p50_ms": round(percentile(s, 50), 1),
-        "p99_ms": round(percentile(s, 99), 1),
-        "max_ms": round(s[-1], 1),
-    }
 
 
 def milestones(path: Path) -> dict[tuple[str, str], float]:

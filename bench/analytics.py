@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from bench._common import OUT as BENCH_OUT
 from bench._common import Interference, fresh_dir, machine, percentile
 from bench._common import write_json as save_json
+from bench._stats import percentiles
 from codeyard.app import create_app
 from codeyard.config import Settings
 from codeyard.store import schema
@@ -154,9 +155,7 @@ async def time_route(client: httpx.AsyncClient, path: str, n: int) -> dict[str, 
         "n": n,
         "foreign_cpu": round(foreign, 2),
         "loadavg_1m": round(os.getloadavg()[0], 1),
-        "p50_ms": round(percentile(s, 50), 2),
-        "p99_ms": round(percentile(s, 99), 2),
-        "max_ms": round(s[-1], 2),
+        **percentiles(s, (50, 99), 2),
         "met": percentile(s, 99) < TARGET_MS,
     }
 

@@ -38,7 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import Interference, fresh_dir, machine, make_repo, percentile, wait_quiet
+from bench import _stats
+from bench._common import Interference, fresh_dir, machine, make_repo, wait_quiet
 from bench._common import write_json as save_json
 from tests.support.server import ServerProcess, open_sse
 
@@ -51,15 +52,8 @@ def ts_seconds(ts: str) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    s = sorted(values)
-    return {
-        "n": len(s),
-        "p50_ms": round(percentile(s, 50), 2),
-        "p90_ms": round(percentile(s, 90), 2),
-        "p99_ms": round(percentile(s, 99), 2),
-        "max_ms": round(s[-1], 2),
-        "min_ms": round(s[0], 2),
-    }
+    """This bench's shape: p50, p90, p99, max and min, in ms to 2 digits."""
+    return _stats.summary(values, (50, 90, 99), 2, low=True)
 
 
 async def measure(server: ServerProcess, repo: Path, approvals: int) -> dict[str, Any]:

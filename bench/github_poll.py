@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from bench._common import OUT, free_port, machine, percentile, write_json
+from bench._common import OUT, free_port, machine, write_json
+from bench._stats import percentiles
 from codeyard.config import Settings
 from codeyard.events.hub import EventFilter
 from codeyard.github.poller import FULL_EVERY, Budget, Poller, PrRef, PrSnapshot
@@ -213,10 +214,7 @@ async def _webhook_latency(fake: FakeGitHub, count: int) -> dict[str, Any]:
     ordered = sorted(latencies)
     return {
         "deliveries": count,
-        "p50_ms": round(percentile(ordered, 50), 2),
-        "p90_ms": round(percentile(ordered, 90), 2),
-        "p99_ms": round(percentile(ordered, 99), 2),
-        "max_ms": round(ordered[-1], 2),
+        **percentiles(ordered, (50, 90, 99), 2),
     }
 
 

@@ -53,6 +53,7 @@ from bench._common import (
     write_json,
     write_section,
 )
+from bench._stats import summary
 
 SERVER = (
     "from codeyard.config import Settings; from codeyard.server import run_server; "
@@ -146,13 +147,7 @@ async def echo(port: int, http: httpx.AsyncClient, cwd: Path, n: int = 1000) -> 
                 await ws.send(b"\r")  # keep cat's line short
                 await asyncio.sleep(0.01)
     await http.delete(f"/api/terminals/{term['id']}")
-    times.sort()
-    return {
-        "n": n,
-        "p50_ms": round(percentile(times, 50), 3),
-        "p99_ms": round(percentile(times, 99), 3),
-        "max_ms": round(times[-1], 3),
-    }
+    return summary(times, (50, 99), 3)
 
 
 async def pty_direct(big: Path) -> dict[str, float]:

@@ -36,7 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import OUT, machine, percentile, wait_quiet, write_json
+from bench._common import OUT, machine, wait_quiet, write_json
+from bench._stats import percentiles
 from codeyard.domain.policy import (
     ACTIONS,
     Policy,
@@ -123,9 +124,7 @@ def measure(decisions: int) -> dict[str, Any]:
                 "decision": decision.action,
                 "rule": decision.rule,
                 "first_us": round(first_us, 1),
-                "p50_us": round(percentile(samples, 50), 1),
-                "p99_us": round(percentile(samples, 99), 1),
-                "max_us": round(samples[-1], 1),
+                **percentiles(samples, (50, 99), 1, unit="us"),
                 "mean_us": round(statistics.fmean(samples), 1),
             }
     return results

@@ -63,25 +63,13 @@ from bench._common import (
     fresh_dir,
     machine,
     make_repo,
-    percentile,
     write_json,
 )
 from bench._proctree import cpu_s, rss_mb
+from bench._stats import summary
 from tests.support.server import ServerProcess, open_sse
 
 DONE = {"review", "completed", "failed", "cancelled", "interrupted"}
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    s = sorted(values)
-    if not s:
-        return {"n": 0}
-    return {
-        "n": len(s),
-        "p50_ms": round(percentile(s, 50), 1),
-        "p99_ms": round(percentile(s, 99), 1),
-        "max_ms": round(s[-1], 1),
-    }
 
 
 def ts_seconds(ts: str) -> float:
@@ -302,10 +290,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "all_live_at_s": all_live,
         "all_done_in_s": round(done_s, 1),
         "runs_per_s": round(args.runs / done_s, 2),
-        "create": stats(create_ms),
-        "list": stats(list_ms),
-        "sse": stats([ms for _, ms in sse]),
-        "sse_by_phase": {k: stats(v) for k, v in by_phase.items()},
+        "create": summary(create_ms),
+        "list": summary(list_ms),
+        "sse": summary([ms for _, ms in sse]),
+        "sse_by_phase": {k: summary(v) for k, v in by_phase.items()},
         "loop": loop,
         "request_errors": request_errors[:20],
         "request_error_count": len(request_errors),
