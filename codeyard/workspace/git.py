@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from codeyard.domain.errors import CodeyardError
 from codeyard.sandbox import priority
+from codeyard.workspace import head_files
 
 __all__ = [
     "GitError",
@@ -284,7 +285,10 @@ async def work_tree_commit(path: Path, ref: str) -> tuple[Path, str] | None:
     """``work_tree_top(path)`` and the commit ``ref`` names there, in one git process (a new
     run's repository and base: two processes in ``POST /api/runs`` before). None when either
     is missing: the caller then asks :func:`work_tree_top` and :func:`resolve_commit` one by
-    one, which say which (and refuse the same refs)."""
+    one, which say which (and refuse the same refs). ``HEAD`` at the top of a work tree found
+    before is read from the repository's files, without a process (``head_files``)."""
+    if ref == "HEAD" and (known := head_files.head_commit(path)) is not None:
+        return known  # a work tree git found before: HEAD read from its files, no process
     if not _usable_ref(ref) or not await asyncio.to_thread(path.is_dir):
         return None
     args = ("rev-parse", "--is-inside-work-tree", "--show-toplevel", "--verify", "--quiet")
@@ -292,6 +296,7 @@ async def work_tree_commit(path: Path, ref: str) -> tuple[Path, str] | None:
     lines = result.stdout.split("\n")
     if result.returncode != 0 or len(lines) != 3 or lines[0] != "true" or not lines[1]:
         return None
+    head_files.remember(path, Path(lines[1]))
     return Path(lines[1]), lines[2]
 
 

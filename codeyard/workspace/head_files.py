@@ -1,0 +1,136 @@
+"""The commit HEAD names in a work tree git has already found, read from the repository's files.
+
+Why: ``POST /api/runs`` with a ``repo_path`` asked git (``git.work_tree_commit``, one process)
+for the work tree's top and HEAD's commit at every run, before the run exists and its agent can
+start. What git found about the place — this path is the top of a work tree whose repository is
+a plain ``.git`` directory git accepts (owner, configuration) — stays true while that directory
+and its configuration stay the same, so it is remembered (:func:`remember`); the commit is read
+again at each request (:func:`head_commit`), as git reads it: HEAD names a branch (``ref:
+refs/heads/main``) whose file holds the commit, or, once the branch is packed, its line in
+``packed-refs`` (loose first, as git does), or HEAD holds a commit id itself (detached). A
+commit made up to the request is seen: git writes a ref by renaming a complete file over it, so
+a read finds the old commit or the new one, never a partial one, and never one from before the
+last rename.
+
+Anything else is git's to answer (None here): a path git has not found yet, or not at its top;
+a ``.git`` file (a linked worktree, a submodule); a ``.git`` directory or configuration file
+replaced or rewritten since (its inode, owner, size or time changed: a repository re-made or
+reconfigured at the path, ``core.worktree`` or ``core.bare`` set, an owner ``safe.directory``
+would refuse); HEAD or the branch holding anything but a full commit id or a branch name (a
+symbolic branch, a reftable repository's ``refs/heads/.invalid``, an unborn branch); a
+``packed-refs`` file over :data:`PACKED_LIMIT`. Reading takes a few system calls on the event
+loop (files the page cache holds), not a process and a thread trip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["PACKED_LIMIT", "forget", "head_commit", "remember"]
+
+#: A ``packed-refs`` file larger than this is not scanned here (git looks lines up in it).
+PACKED_LIMIT = 256 * 1024
+_COMMIT_ID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+_SYMREF = b"ref: refs/heads/"
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A work tree's top as git found it, and what must stay the same for it to hold."""
+
+    top: Path
+    stamp: tuple[int, ...]
+
+
+_found: dict[str, _Found] = {}
+
+
+def _stamp(top: str) -> tuple[int, ...] | None:
+    """The ``.git`` directory's identity and owner, the work tree's owner and the
+    configuration file's identity, size and time; None when ``.git`` is no directory."""
+    try:
+        tree = os.stat(top)
+        gitdir = os.stat(os.path.join(top, ".git"), follow_symlinks=False)
+        config = os.stat(os.path.join(top, ".git", "config"))
+    except OSError:
+        return None
+    if not stat.S_ISDIR(gitdir.st_mode):  # a file (worktree, submodule) or a link
+        return None
+    return (
+        tree.st_dev,
+        tree.st_ino,
+        tree.st_uid,
+        gitdir.st_dev,
+        gitdir.st_ino,
+        gitdir.st_uid,
+        config.st_ino,
+        config.st_size,
+        config.st_mtime_ns,
+    )
+
+
+def remember(path: Path, top: Path) -> None:
+    """Git found ``top`` as the work tree of ``path``: kept when ``path`` is that top and its
+    repository a ``.git`` directory (see the module docstring)."""
+    where = os.path.realpath(path)
+    if where != os.path.realpath(top):
+        return
+    stamp = _stamp(where)
+    if stamp is not None:
+        _found[where] = _Found(top, stamp)
+
+
+def forget(path: Path) -> None:
+    """Ask git again next time (tests; a repository removed from Codeyard need not call it)."""
+    _found.pop(os.path.realpath(path), None)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(PACKED_LIMIT + 1)
+    except OSError:
+        return None
+
+
+def _packed(gitdir: str, ref: bytes) -> bytes | None:
+    """``ref``'s commit id in ``packed-refs``, or None (absent, too large, not there)."""
+    data = _read(os.path.join(gitdir, "packed-refs"))
+    if data is None or len(data) > PACKED_LIMIT:
+        return None
+    for line in data.splitlines():
+        sha, _, name = line.partition(b" ")
+        if name == ref:
+            return sha if _COMMIT_ID.fullmatch(sha) else None
+    return None
+
+
+def head_commit(path: Path) -> tuple[Path, str] | None:
+    """The work tree's top and HEAD's commit for a ``path`` git found before (:func:`remember`),
+    read from the files; None: ask git (see the module docstring)."""
+    where = os.path.realpath(path)
+    found = _found.get(where)
+    if found is None or _stamp(where) != found.stamp:
+        return None
+    gitdir = os.path.join(where, ".git")
+    head = _read(os.path.join(gitdir, "HEAD"))
+    if head is None:
+        return None
+    head = head.rstrip(b"\n")
+    if _COMMIT_ID.fullmatch(head):  # detached
+        return found.top, head.decode()
+    if not head.startswith(_SYMREF):
+        return None
+    ref = head[len(b"ref: ") :]
+    name = ref.decode(errors="replace")
+    if ".." in name or name.endswith((".lock", "/")) or "\\" in name:
+        return None  # not a name git would store: git says what it means
+    loose = _read(os.path.join(gitdir, name))
+    sha = loose.rstrip(b"\n") if loose is not None else _packed(gitdir, ref)
+    if sha is None or not _COMMIT_ID.fullmatch(sha):
+        return None
+    return found.top, sha.decode()
