@@ -147,6 +147,16 @@ async def _resolve_repos(
     )
 
 
+async def _base_commit(repo: Path, ref: str) -> str | None:
+    """The commit ``ref`` names in a project's repository. ``HEAD`` (most runs) through
+    ``work_tree_commit``, which reads it from the repository's files once git has found the
+    work tree (``workspace.head_files``): one git process at the repository's first run,
+    none after; ``resolve_commit`` for other refs, and to say what is wrong."""
+    if ref == "HEAD" and (found := await git.work_tree_commit(repo, ref)) is not None:
+        return found[1]
+    return await git.resolve_commit(repo, ref)
+
+
 def _check_may_skip_approvals(principal: Principal, options: dict[str, Any]) -> None:
     """``permission_mode: auto`` answers approvals without asking: it needs the scope that
     answers them, so a token that cannot resolve approvals cannot skip them either."""
@@ -222,7 +232,7 @@ async def create(
     base_commits: dict[str, str] = {}
     for repo in repos:
         path = repo["path"]
-        sha = found_bases.get(path) or await git.resolve_commit(Path(path), source_ref)
+        sha = found_bases.get(path) or await _base_commit(Path(path), source_ref)
         if sha is None:
             raise BadRequest(
                 f"source_ref '{source_ref}' does not name a commit in repository '{repo['name']}'. "
