@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from codeyard.api.route_index import allowed_methods
 from codeyard.domain.errors import (
     BadRequest,
     CodeyardError,
@@ -113,9 +114,29 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No such endpoint: {request.method} {request.url.path}. See /api/docs."
-    return problem(exc.status_code, detail, request, headers=getattr(exc, "headers", None))
+    if exc.status_code == 405 and detail == "Method Not Allowed":
+        detail, headers = _method_not_allowed(request, headers)
+    return problem(exc.status_code, detail, request, headers=headers)
+
+
+def _method_not_allowed(
+    request: Request, headers: dict[str, str] | None
+) -> tuple[str, dict[str, str] | None]:
+    """Name the methods the path accepts, in the detail and in ``Allow`` (Starlette's names
+    only the first route it matched at the path, not every route there)."""
+    router = request.scope.get("router")
+    methods = allowed_methods(router, request.scope) if isinstance(router, APIRouter) else []
+    if not methods:
+        return f"{request.method} {request.url.path} is not allowed. See /api/docs.", headers
+    accepted = ", ".join(methods)
+    detail = (
+        f"{request.method} {request.url.path} is not allowed; this path accepts {accepted}. "
+        "Send one of those (see /api/docs)."
+    )
+    return detail, {**(headers or {}), "Allow": accepted}
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

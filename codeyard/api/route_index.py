@@ -70,6 +70,8 @@ _SINGLE_SEGMENT: tuple[type[Convertor[Any]], ...] = (
 _version = attrgetter("_routes_version")
 
 Pattern = tuple[str | int, ...]
+#: The methods a 405 may name, in the order it names them.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def pattern(path_format: str, convertors: dict[str, Convertor[Any]]) -> Pattern | None:
@@ -242,6 +244,22 @@ class IndexedDispatch:
             mount=isinstance(route, Mount),
         )
         await route.handle(scope, receive, send)
+
+
+def allowed_methods(router: APIRouter, scope: Scope) -> list[str]:
+    """The methods some route of ``router`` answers at the scope's path, for a 405's ``Allow``
+    and detail. Starlette's 405 names only the methods of the first route the path matched, not
+    those of the routes after it at the same path (``GET`` and ``POST /api/runs`` are two)."""
+    dispatch = router.middleware_stack
+    if isinstance(dispatch, IndexedDispatch) and dispatch.router is router:
+        routes = dispatch.index.candidates(get_route_path(scope))
+    else:
+        routes = list(router.routes)
+    return [
+        method
+        for method in METHODS
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
 
 
 def install(app: FastAPI) -> None:
