@@ -98,11 +98,14 @@ async def resolve(
     delivered: list[bool] = []
 
     async def job(tx: Tx) -> dict[str, Any]:
-        row = await policies.get_approval(tx.conn, approval_id)
-        check_transition(approval_id, row["status"], decision)
-        rule_id = (
-            await _remember(tx, row, remember) if remember and decision == "approved" else None
-        )
+        # Only a remembered answer reads the approval first (its rule is made from the call);
+        # otherwise the door answers it in one statement, or says why not (409, 404).
+        row: dict[str, Any] | None = None
+        rule_id: str | None = None
+        if remember and decision == "approved":
+            row = await policies.get_approval(tx.conn, approval_id)
+            check_transition(approval_id, row["status"], decision)
+            rule_id = await _remember(tx, row, remember)
         resolved = await approval_door.resolve(
             tx,
             approval_id,

@@ -5,6 +5,13 @@ Every status change of an approval goes through :func:`resolve`: it checks the t
 ``approval.resolved`` shape, recounts the run's ``pending_approvals`` from the table and moves a
 run that waited on approvals back to ``running`` when none is left. The executor only wakes the
 agent's future; nothing else writes an approval's status or the counter.
+
+Each statement of a writer job is a trip to the driver's thread and back (on SQLite: the
+thread's wake-up, then the event loop's), and under load each waits for a core. An answer is
+on the path of a waiting agent, so its door takes as few as it can (issue 15): the answer is
+one conditional ``UPDATE … RETURNING`` (the pending row answered, or nothing: then the row is
+read to say why), and the run is read with its count of pending approvals in one statement
+(:func:`recount`, :func:`open_approval`). An answer costs four trips with its commit (six before).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from codeyard.domain.approvals import PENDING, check_transition
+from codeyard.domain.approvals import PENDING, TRANSITIONS, check_transition
+from codeyard.domain.errors import NotFound
 from codeyard.domain.events import utc_now
 from codeyard.domain.status import RunStatus
 from codeyard.store import events, policies, runs, schema
@@ -28,6 +36,31 @@ _PENDING: Statement[tuple[int]] = Statement(
     select(func.count())
     .select_from(AP)
     .where(AP.c.run_id == bindparam("run_id"), AP.c.status == PENDING)
+)
+#: An answer in one statement: the row, if it was still pending, as it is after the answer.
+_ANSWER: Statement[tuple[Any, ...]] = Statement(
+    update(AP)
+    .where(AP.c.id == bindparam("approval_id"), AP.c.status == PENDING)
+    .values(
+        status=bindparam("to"),
+        decided_by=bindparam("decided_by"),
+        reason=bindparam("reason"),
+        resolved_at=bindparam("resolved_at"),
+        remember=func.coalesce(bindparam("remember"), AP.c.remember),
+    )
+    .returning(*AP.c)
+)
+#: A run's row (``runs.lock``) with its pending approvals counted, in one trip.
+_PENDING_NOW = "pending_now"
+_RUN_AND_PENDING: Statement[tuple[Any, ...]] = Statement(
+    select(
+        schema.runs,
+        select(func.count())
+        .select_from(AP)
+        .where(AP.c.run_id == schema.runs.c.id, AP.c.status == PENDING)
+        .scalar_subquery()
+        .label(_PENDING_NOW),
+    ).where(schema.runs.c.id == bindparam("run_id"))
 )
 _RUN_OF: Statement[tuple[str]] = Statement(
     select(AP.c.run_id).where(AP.c.id == bindparam("approval_id"))
@@ -84,11 +117,23 @@ async def _pending(tx: Tx, run_id: str) -> int:
     return int(await _PENDING.scalar(tx.conn, run_id=run_id))
 
 
+async def _run_and_pending(tx: Tx, run_id: str) -> tuple[dict[str, Any], int]:
+    """The run as ``runs.lock`` reads it, and its pending approvals counted in the table: one
+    statement."""
+    row = await _RUN_AND_PENDING.first_mapping(tx.conn, run_id=run_id)
+    if row is None:
+        raise NotFound(f"No run '{run_id}'.")
+    pending = int(row.pop(_PENDING_NOW))
+    return row, pending
+
+
 async def recount(tx: Tx, run_id: str, locked: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the run's ``pending_approvals`` from the table; ``waiting → running`` at zero.
     ``locked``: the run as this job read it (``runs.lock``), not read again."""
-    pending = await _pending(tx, run_id)
-    run = locked if locked is not None else await runs.lock(tx, run_id)
+    if locked is None:
+        run, pending = await _run_and_pending(tx, run_id)
+    else:
+        run, pending = locked, await _pending(tx, run_id)
     waiting = run["status"] == RunStatus.WAITING and run["status_reason"] != QUESTION
     if waiting and pending == 0:
         return await runs.set_status(
@@ -106,7 +151,7 @@ async def open_approval(
     """Insert a pending approval, announce it, and show its run as ``waiting``; returns the
     run as it is then."""
     run_id = approval["run_id"]
-    run = await runs.lock(tx, run_id)
+    run, pending = await _run_and_pending(tx, run_id)  # counted before this one is inserted
     await policies.insert_approval(tx, approval)
     await tx.emit_one(
         run_id,
@@ -118,17 +163,27 @@ async def open_approval(
             "run_number": run["number"],
         },
     )
-    return await hold(tx, run_id, status_reason, run)
+    return await hold(tx, run_id, status_reason, run, pending=pending + 1)
 
 
 async def hold(
-    tx: Tx, run_id: str, status_reason: str, locked: dict[str, Any] | None = None
+    tx: Tx,
+    run_id: str,
+    status_reason: str,
+    locked: dict[str, Any] | None = None,
+    *,
+    pending: int | None = None,
 ) -> dict[str, Any]:
     """The agent waits on a pending approval: ``running → waiting`` and the count recounted;
-    returns the run as it is then (``locked``: as this job read it, not read again)."""
-    run = locked if locked is not None else await runs.lock(tx, run_id)
+    returns the run as it is then (``locked``: as this job read it, not read again;
+    ``pending``: its pending approvals as this job counted them, not counted again)."""
+    if locked is None:
+        run, pending = await _run_and_pending(tx, run_id)
+    else:
+        run = locked
     if run["status"] == RunStatus.RUNNING:  # the count written with the status: one write
-        pending = await _pending(tx, run_id)
+        if pending is None:
+            pending = await _pending(tx, run_id)
         return await runs.set_status(
             tx, run_id, RunStatus.WAITING, status_reason, locked=run, pending_approvals=pending
         )
@@ -153,9 +208,10 @@ async def resolve(
     read: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one door for an approval's status (see the module doc); returns the new row.
-    ``read``: the approval's row as this same job read it, not read again."""
-    row = read if read is not None else await policies.get_approval(tx.conn, approval_id)
-    check_transition(approval_id, row["status"], to)
+    ``read``: the approval's row as this same job read it, not read again. Without it, a
+    pending approval is answered in one statement, which reads nothing first (the writer is
+    serialized: no other write comes between); only one that is not pending is read, to
+    refuse the move naming its status (409), or to say there is none (404)."""
     changes: dict[str, Any] = {
         "status": to,
         "decided_by": decided_by,
@@ -164,7 +220,21 @@ async def resolve(
     }
     if remember is not None:
         changes["remember"] = remember
-    await _WRITES.update(tx.conn, approval_id, changes)
+    row: dict[str, Any] | None = None
+    if read is None and to in TRANSITIONS[PENDING]:
+        row = await _ANSWER.first_mapping(
+            tx.conn,
+            approval_id=approval_id,
+            to=to,
+            decided_by=decided_by,
+            reason=reason,
+            resolved_at=changes["resolved_at"],
+            remember=remember,
+        )
+    if row is None:
+        row = read if read is not None else await policies.get_approval(tx.conn, approval_id)
+        check_transition(approval_id, row["status"], to)
+        await _WRITES.update(tx.conn, approval_id, changes)
     await tx.emit_one(
         row["run_id"],
         "approval.resolved",

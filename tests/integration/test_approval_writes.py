@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from codeyard.domain.errors import Conflict, NotFound
 from codeyard.domain.events import utc_now
 from codeyard.domain.tools import ToolRequest
 from codeyard.executor.approvals import ApprovalGate
@@ -144,3 +145,50 @@ async def test_an_asked_call_records_its_decision_with_its_approval(writer: Writ
     answer = {"decision": "approved", "decided_by": "op", "reason": None}
     next(iter(handle.approvals.values())).set_result(answer)
     assert (await deciding).allow
+
+
+def _reads_and_approvals(sql: str) -> bool:
+    """The job's own statements: reads, and writes to approvals (not the events' numbering)."""
+    words = sql.upper().split()
+    if words[:2] == ["UPDATE", "APPROVALS"]:
+        return True
+    return words[0] == "SELECT" and "FOR" not in words and ("RUNS" in words or "APPROVALS" in words)
+
+
+async def test_an_answer_is_one_statement_and_its_run_one_read(writer: Writer) -> None:
+    """An answer is on the path of a waiting agent, and each statement of its job is a trip to
+    the driver's thread and back (issue 15): the pending approval is answered in one
+    ``UPDATE … RETURNING`` (no read first), and its run is read with its pending approvals
+    counted in one statement (two before: the count, then the run). The same when it opens:
+    one read of the run and its count. A second answer is still refused (409), an unknown
+    approval is still 404."""
+    with statements(writer.engine, _reads_and_approvals) as opened:
+        await writer.run(
+            lambda tx: approval_door.open_approval(
+                tx, approval_row("run_a", "1"), gate=False, status_reason="approval"
+            )
+        )
+    assert len(opened) == 1 and "count" in opened[0].lower(), opened
+
+    with statements(writer.engine, _reads_and_approvals) as sent:
+        row = await writer.run(
+            lambda tx: approval_door.resolve(tx, "apr_1", "approved", decided_by="op", reason=None)
+        )
+    assert (row["status"], row["decided_by"], row["call_id"]) == ("approved", "op", "call_1")
+    assert [s.lstrip().split()[0].upper() for s in sent] == ["UPDATE", "SELECT"], sent
+    assert "RETURNING" in sent[0].upper() and "count" in sent[1].lower(), sent
+    async with writer.engine.connect() as conn:
+        stored = await runs.get(conn, "run_a")
+    assert (stored["status"], stored["pending_approvals"]) == ("running", 0)
+
+    with pytest.raises(Conflict):
+        await writer.run(
+            lambda tx: approval_door.resolve(tx, "apr_1", "rejected", decided_by="op", reason=None)
+        )
+    with pytest.raises(NotFound):
+        await writer.run(
+            lambda tx: approval_door.resolve(tx, "apr_9", "approved", decided_by="op", reason=None)
+        )
+    async with writer.engine.connect() as conn:
+        kept = await policies.get_approval(conn, "apr_1")
+    assert (kept["status"], kept["decided_by"]) == ("approved", "op")
