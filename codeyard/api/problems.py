@@ -73,7 +73,8 @@ def problem(
     )
 
 
-def _status_for(exc: CodeyardError) -> int:
+def status_for(exc: CodeyardError) -> int:
+    """The HTTP status of a domain error (its class or the nearest base in :data:`STATUS`)."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -82,7 +83,7 @@ def _status_for(exc: CodeyardError) -> int:
 
 async def _codeyard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CodeyardError)
-    status = _status_for(exc)
+    status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 429 and exc.extra.get("retry_after") is not None:
         headers = {"Retry-After": str(exc.extra["retry_after"])}

@@ -16,8 +16,9 @@ import json
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from codeyard.api.auth import authenticate
+from codeyard.api.problems import status_for
 from codeyard.api.terminals import manager, terminal_out
-from codeyard.domain.errors import CodeyardError, Forbidden, NotFound
+from codeyard.domain.errors import CodeyardError
 from codeyard.services import shares as share_service
 from codeyard.services import terminals as service
 from codeyard.services.context import Services
@@ -27,12 +28,12 @@ ws_router = APIRouter()
 
 
 def _close_code(exc: Exception) -> int:
-    """WebSocket close codes mirroring HTTP: 4404 unknown, 4403 not yours, 4401 credentials."""
-    if isinstance(exc, NotFound):
-        return 4404
-    if isinstance(exc, Forbidden):
-        return 4403
-    return 4401
+    """WebSocket close codes mirroring HTTP (4000 + the status a route would answer): 4401 no
+    or bad credentials, 4403 a missing scope or another user's run or terminal, 4404 an unknown
+    terminal or run, 4409 a run without a worktree to open a shell in."""
+    if isinstance(exc, CodeyardError):
+        return 4000 + status_for(exc)
+    return 4403  # PermissionError: the token lacks the route's scope
 
 
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
@@ -49,7 +50,7 @@ async def attach(
     try:
         caller = await authenticate(ws)
         if "runs:read" not in caller.scopes:
-            raise PermissionError
+            raise PermissionError("this token lacks the runs:read scope")
         term = await service.owned(svc, manager(ws), caller, terminal_id)
     except (CodeyardError, PermissionError) as exc:
         await _refuse(ws, _close_code(exc), str(exc) or "not allowed")
@@ -69,10 +70,10 @@ async def attach_run(
     try:
         caller = await authenticate(ws)
         if "runs:control" not in caller.scopes:
-            raise PermissionError
+            raise PermissionError("this token lacks the runs:control scope")
         term = await service.run_shell(svc, manager(ws), caller, run_id)
     except (CodeyardError, PermissionError) as exc:
-        await _refuse(ws, 4403, str(exc) or "not allowed")
+        await _refuse(ws, _close_code(exc), str(exc) or "not allowed")
         return
     await ws.accept()
     await _serve(ws, term, since, owner=True, read_only=False)

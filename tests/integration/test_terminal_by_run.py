@@ -1,7 +1,8 @@
 """``WS /api/terminal?run_id=…`` on a real server: the run's shell, opened in its worktree on
 first use (once, even for two attaches at once) and the newest live terminal on every later
-attach; refused (4403) for an unknown run, a token without ``runs:control``, and another
-user's run."""
+attach; refused with the by-terminal route's close codes for the same reasons: 4401 for a bad
+token, 4404 for an unknown run, 4403 for a token without ``runs:control`` and another user's
+run, 4409 for a run without a worktree."""
 
 from __future__ import annotations
 
@@ -61,8 +62,13 @@ async def attached(server: ServerProcess, run_ref: str, token: str = TOKEN) -> A
 
 async def close_code(server: ServerProcess, run_ref: str, token: str = TOKEN) -> int:
     """The code the route closes with; fails if it sends anything first (a hello)."""
+    return await refused_with(url(server, run_ref, token))
+
+
+async def refused_with(ws_url: str) -> int:
+    """The code a terminal socket at ``ws_url`` closes with; fails if it sends a hello first."""
     with anyio.fail_after(30), pytest.raises(ConnectionClosed) as caught:
-        async with ws_connect(url(server, run_ref, token)) as ws:
+        async with ws_connect(ws_url) as ws:
             frame = await ws.recv()
             raise AssertionError(f"attached where it should be refused: {frame!r}")
     assert caught.value.rcvd is not None, caught.value
@@ -192,9 +198,29 @@ async def test_two_first_attaches_at_once_share_one_shell(
     assert (await admin.delete(f"/api/terminals/{seen[0]}")).status_code == 200
 
 
-async def test_an_unknown_run_is_refused(server: ServerProcess) -> None:
-    assert await close_code(server, "run_doesnotexist") == 4403
-    assert await close_code(server, "999999") == 4403
+async def test_an_unknown_run_is_refused_as_not_found(server: ServerProcess) -> None:
+    assert await close_code(server, "run_doesnotexist") == 4404
+    assert await close_code(server, "999999") == 4404
+
+
+async def test_a_bad_token_is_refused_as_not_authenticated(
+    server: ServerProcess, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    run = await ready_run(admin, make_repo(tmp_path / "site"))
+    assert await close_code(server, run["id"], "cy_pat_not-a-real-token") == 4401
+    assert await close_code(server, "run_doesnotexist", "cy_pat_not-a-real-token") == 4401
+    assert await terminals_of(admin, run["id"]) == []
+
+
+async def test_a_run_without_a_worktree_is_refused_as_a_conflict(
+    server: ServerProcess, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "site")
+    body = {"prompt": "Not yet", "repo_path": str(repo), "provider": "script", "draft": True}
+    made = await admin.post("/api/runs", json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["worktrees"] in (None, {})
+    assert await close_code(server, made.json()["id"]) == 4409
 
 
 async def test_a_token_without_runs_control_is_refused(
@@ -210,6 +236,27 @@ async def test_a_token_without_runs_control_is_refused(
         assert (await client.get(f"/api/runs/{run['id']}")).status_code == 200
     assert await close_code(server, run["id"], narrow) == 4403
     assert await terminals_of(admin, run["id"]) == []  # and nothing was started for it
+
+
+async def test_both_routes_refuse_a_token_without_their_scope_as_forbidden(
+    server: ServerProcess, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A missing scope is 4403 by terminal too (it was 4401, "not authenticated")."""
+    run = await ready_run(admin, make_repo(tmp_path / "site"))
+    made = await admin.post("/api/tokens", json={"name": "settings", "scopes": ["settings:read"]})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    opened = await admin.post("/api/terminals", json={"run_id": run["id"]})
+    assert opened.status_code == 201, opened.text
+    term_id = opened.json()["id"]
+    by_terminal = f"{server.ws_url}/api/terminals/{term_id}/ws?access_token={token}"
+    try:
+        assert await close_code(server, run["id"], token) == 4403
+        assert await refused_with(by_terminal) == 4403
+        gone = f"{server.ws_url}/api/terminals/term_doesnotexist/ws?access_token={TOKEN}"
+        assert await refused_with(gone) == 4404
+    finally:
+        await admin.delete(f"/api/terminals/{term_id}")
 
 
 async def test_another_users_run_is_refused(
