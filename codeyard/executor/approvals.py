@@ -226,6 +226,7 @@ class ApprovalGate:
             "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "fingerprint": fp,
             "used_at": None,
+            "used_by": call_id,  # the call waiting on it (``store.approvals``)
         }
 
         async def ask(tx: Tx) -> tuple[dict[str, Any], bool]:
@@ -241,6 +242,7 @@ class ApprovalGate:
             waits_on.append(str((bound or new)["id"]))
             handle.approvals[waits_on[-1]] = future
             if bound is not None:
+                await approval_door.waits(tx, str(bound["id"]), call_id)
                 return bound, bool((await approval_door.hold(tx, run_id, status_reason))["trusted"])
             run = await approval_door.open_approval(tx, new, gate=gate, status_reason=status_reason)
             return new, bool(run["trusted"])
@@ -285,6 +287,8 @@ class ApprovalGate:
                 ) from None
         finally:
             handle.approvals.pop(approval_id, None)
+        if answer.get("used"):  # marked used by this call with the answer's own commit
+            return answer
         # The agent has its answer at once; marking it used (a write that waits its turn in
         # the writer, ~0.2 s p99 under 20 agents) follows behind, and the run's next decision
         # waits for it (``_settled``), so no later identical call of this run takes it. That

@@ -90,11 +90,15 @@ async def resolve(
     # The request authenticated, its write about to wait its turn (bench/agents_scale.py).
     timing.mark_of(approval_id, "resolve received")
     run_id = svc.executor.waiting_on(approval_id)
+    waits_here = run_id is not None
     if run_id is None:  # no agent waits on it here: its run from its row
         async with svc.engine.connect() as conn:
             run_id = await approval_door.run_of(conn, approval_id)
     answer = {"decision": decision, "reason": reason, "decided_by": decided_by}
-    signal = ApprovalAnswer(approval_id=approval_id, answer=answer)
+    # An agent waiting here takes the answer as it commits: marked used in the same statement
+    # (``used``), so the agent's gate writes nothing more (one commit per answer, not two).
+    given = {**answer, "used": True} if waits_here else answer
+    signal = ApprovalAnswer(approval_id=approval_id, answer=given)
     delivered: list[bool] = []
 
     async def job(tx: Tx) -> dict[str, Any]:
@@ -115,12 +119,16 @@ async def resolve(
             remember=remember,
             remembered_policy_id=rule_id,
             read=row,
+            used=waits_here,
         )
         tx.after_commit(lambda: delivered.append(svc.executor.deliver_now(run_id, signal)))
         return resolved
 
     row = await svc.writer.run(job, urgent_for=run_id)
     if not any(delivered):
+        if waits_here:  # it stopped waiting meanwhile: the answer is not used yet
+            await svc.writer.run(lambda tx: approval_door.unuse(tx, approval_id), urgent_for=run_id)
+            signal = ApprovalAnswer(approval_id=approval_id, answer=answer)
         await svc.executor.signal(run_id, signal)
     return approval_door.public(row)
 

@@ -12,6 +12,12 @@ on the path of a waiting agent, so its door takes as few as it can (issue 15): t
 one conditional ``UPDATE … RETURNING`` (the pending row answered, or nothing: then the row is
 read to say why), and the run is read with its count of pending approvals in one statement
 (:func:`recount`, :func:`open_approval`). An answer costs four trips with its commit (six before).
+
+``used_by`` names the call waiting on an approval from the moment it waits (written when the
+approval opens, or when a resumed agent's call binds to it), and ``used_at`` is set once the
+answer reached that call. An answer given while its call waits in this process marks it used in
+the same statement (``resolve(used=True)``): the agent is woken by that commit, and no second
+commit follows to mark it (:func:`unuse` undoes it if the call stopped waiting meanwhile).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ _ANSWER: Statement[tuple[Any, ...]] = Statement(
         reason=bindparam("reason"),
         resolved_at=bindparam("resolved_at"),
         remember=func.coalesce(bindparam("remember"), AP.c.remember),
+        used_at=bindparam("used_at"),
     )
     .returning(*AP.c)
 )
@@ -206,12 +213,14 @@ async def resolve(
     remember: str | None = None,
     remembered_policy_id: str | None = None,
     read: dict[str, Any] | None = None,
+    used: bool = False,
 ) -> dict[str, Any]:
     """The one door for an approval's status (see the module doc); returns the new row.
     ``read``: the approval's row as this same job read it, not read again. Without it, a
     pending approval is answered in one statement, which reads nothing first (the writer is
     serialized: no other write comes between); only one that is not pending is read, to
-    refuse the move naming its status (409), or to say there is none (404)."""
+    refuse the move naming its status (409), or to say there is none (404). ``used``: the
+    call waiting on it (``used_by``) takes the answer as this commits (see the module doc)."""
     changes: dict[str, Any] = {
         "status": to,
         "decided_by": decided_by,
@@ -220,6 +229,8 @@ async def resolve(
     }
     if remember is not None:
         changes["remember"] = remember
+    if used:
+        changes["used_at"] = changes["resolved_at"]
     row: dict[str, Any] | None = None
     if read is None and to in TRANSITIONS[PENDING]:
         row = await _ANSWER.first_mapping(
@@ -230,6 +241,7 @@ async def resolve(
             reason=reason,
             resolved_at=changes["resolved_at"],
             remember=remember,
+            used_at=changes.get("used_at"),
         )
     if row is None:
         row = read if read is not None else await policies.get_approval(tx.conn, approval_id)
@@ -262,6 +274,19 @@ async def bindable(conn: AsyncConnection, run_id: str, fingerprint: str) -> dict
     """The oldest approval of this run for the same call whose answer no agent has used yet
     (pending, or answered while no agent was there to hear it)."""
     return await _BINDABLE.first_mapping(conn, run_id=run_id, fingerprint=fingerprint)
+
+
+async def waits(tx: Tx, approval_id: str, call_id: str) -> None:
+    """The call ``call_id`` waits on this pending approval (a resumed agent's call bound to
+    it): the one an answer given meanwhile is marked used by (``resolve(used=True)``)."""
+    await _WRITES.update(tx.conn, approval_id, {"used_by": call_id})
+
+
+async def unuse(tx: Tx, approval_id: str) -> None:
+    """An answer marked used as it committed did not reach its call (the call stopped waiting
+    meanwhile): the identical call of the resumed agent takes it, as after a crash
+    (:func:`release_unfinished`)."""
+    await _WRITES.update(tx.conn, approval_id, {"used_at": None})
 
 
 async def mark_used(tx: Tx, approval_id: str, call_id: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from codeyard.domain.events import utc_now
 from codeyard.domain.tools import ToolRequest
 from codeyard.executor.approvals import ApprovalGate
 from codeyard.executor.handle import RunHandle
+from codeyard.executor.interface import ApprovalAnswer, Signal
+from codeyard.services import approvals as approval_service
 from codeyard.store import approvals as approval_door
 from codeyard.store import events, policies, projects, runs
 from codeyard.store.db import create_engine
@@ -192,3 +195,79 @@ async def test_an_answer_is_one_statement_and_its_run_one_read(writer: Writer) -
     async with writer.engine.connect() as conn:
         kept = await policies.get_approval(conn, "apr_1")
     assert (kept["status"], kept["decided_by"]) == ("approved", "op")
+
+
+class _Waiting:
+    """The executor's surface the approvals service uses, as the local executor does it
+    (``deliver_now`` wakes the future a call waits on); ``gone``: the call stopped waiting
+    between the service's look and the answer's commit."""
+
+    def __init__(self, handle: RunHandle, gone: bool = False) -> None:
+        self.handle, self.gone = handle, gone
+
+    def waiting_on(self, approval_id: str) -> str | None:
+        return self.handle.run_id if self.gone or approval_id in self.handle.approvals else None
+
+    def deliver_now(self, run_id: str, signal: Signal) -> bool:
+        assert isinstance(signal, ApprovalAnswer)
+        future = self.handle.approvals.get(signal.approval_id)
+        if self.gone or future is None or future.done():
+            return False
+        future.set_result(dict(signal.answer))
+        return True
+
+    async def signal(self, run_id: str, signal: Signal) -> bool:
+        return self.deliver_now(run_id, signal)
+
+
+def _services(writer: Writer, executor: _Waiting) -> Any:
+    return SimpleNamespace(engine=writer.engine, writer=writer, executor=executor)
+
+
+async def test_an_answer_its_call_waits_for_is_marked_used_by_its_own_commit(
+    writer: Writer,
+) -> None:
+    """The call waiting on an approval is named on it (``used_by``) when it opens, and an
+    answer given while it waits here marks it used in the answer's own statement: one commit
+    per answer (two before: the gate marked it in a job of its own after waking), and the
+    run's next decision has nothing to wait for (``handle.closing``)."""
+    gate = ApprovalGate(writer.engine, writer, "default")
+    handle = RunHandle("run_a")
+    request = ToolRequest("call_w", "Write", "write", {"file_path": "notes.txt", "content": "x"})
+    batches = writer.batches
+    deciding = asyncio.ensure_future(gate.decide(handle, request))
+    while writer.batches == batches and not deciding.done():  # the ask committed
+        await asyncio.sleep(0.01)
+    (approval_id,) = handle.approvals
+    async with writer.engine.connect() as conn:
+        asked = await policies.get_approval(conn, approval_id)
+    assert (asked["status"], asked["used_by"], asked["used_at"]) == ("pending", "call_w", None)
+
+    batches = writer.batches
+    svc = _services(writer, _Waiting(handle))
+    await approval_service.resolve(svc, approval_id, "approved", None, None)
+    assert (await deciding).allow
+    assert handle.closing is None
+    assert writer.batches - batches == 1
+    async with writer.engine.connect() as conn:
+        answered = await policies.get_approval(conn, approval_id)
+        stored = await runs.get(conn, "run_a")
+    assert (answered["status"], answered["used_by"]) == ("approved", "call_w")
+    assert answered["used_at"] == answered["resolved_at"]
+    assert (stored["status"], stored["pending_approvals"]) == ("running", 0)
+
+
+async def test_an_answer_its_call_stopped_waiting_for_stays_unused(writer: Writer) -> None:
+    """The call stopped waiting between the service's look and the answer's commit (its turn
+    was cut off): the answer is recorded, not used, and the resumed agent's identical call
+    takes it (bound) instead of asking again."""
+    await _open(writer, 1)
+    await writer.run(lambda tx: approval_door.waits(tx, "apr_1", "call_1"))
+    svc = _services(writer, _Waiting(RunHandle("run_a"), gone=True))
+    row = await approval_service.resolve(svc, "apr_1", "approved", None, None)
+    assert row["status"] == "approved"
+    async with writer.engine.connect() as conn:
+        stored = await policies.get_approval(conn, "apr_1")
+        bound = await approval_door.bindable(conn, "run_a", "fp_1")
+    assert (stored["status"], stored["used_at"]) == ("approved", None)
+    assert bound is not None and bound["id"] == "apr_1"
