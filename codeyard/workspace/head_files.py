@@ -13,13 +13,14 @@ a read finds the old commit or the new one, never a partial one, and never one f
 last rename.
 
 Anything else is git's to answer (None here): a path git has not found yet, or not at its top;
-a ``.git`` file (a linked worktree, a submodule); a ``.git`` directory or configuration file
-replaced or rewritten since (its inode, owner, size or time changed: a repository re-made or
-reconfigured at the path, ``core.worktree`` or ``core.bare`` set, an owner ``safe.directory``
-would refuse); HEAD or the branch holding anything but a full commit id or a branch name (a
-symbolic branch, a reftable repository's ``refs/heads/.invalid``, an unborn branch); a
-``packed-refs`` file over :data:`PACKED_LIMIT`. Reading takes a few system calls on the event
-loop (files the page cache holds), not a process and a thread trip.
+a ``.git`` file (a linked worktree, a submodule); a work tree or ``.git`` directory replaced
+since or given another owner (inode, owner: a repository re-made at the path, an owner
+``safe.directory`` would refuse); a configuration whose content changed (``core.worktree`` or
+``core.bare`` set, a branch's upstream) or over :data:`CONFIG_LIMIT`; HEAD or the branch
+holding anything but a full commit id or a branch name (a symbolic branch, a reftable
+repository's ``refs/heads/.invalid``, an unborn branch); a ``packed-refs`` file over
+:data:`PACKED_LIMIT`. Reading takes a few system calls on the event loop (files the page cache
+holds), not a process and a thread trip.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PACKED_LIMIT", "forget", "head_commit", "remember"]
+__all__ = ["CONFIG_LIMIT", "PACKED_LIMIT", "forget", "head_commit", "remember"]
 
 #: A ``packed-refs`` file larger than this is not scanned here (git looks lines up in it).
 PACKED_LIMIT = 256 * 1024
+#: A configuration larger than this is not compared here (git is asked every time).
+CONFIG_LIMIT = 64 * 1024
 _COMMIT_ID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _SYMREF = b"ref: refs/heads/"
 
@@ -43,34 +46,27 @@ class _Found:
     """A work tree's top as git found it, and what must stay the same for it to hold."""
 
     top: Path
-    stamp: tuple[int, ...]
+    stamp: tuple[tuple[int, ...], bytes]
 
 
 _found: dict[str, _Found] = {}
 
 
-def _stamp(top: str) -> tuple[int, ...] | None:
-    """The ``.git`` directory's identity and owner, the work tree's owner and the
-    configuration file's identity, size and time; None when ``.git`` is no directory."""
+def _stamp(top: str) -> tuple[tuple[int, ...], bytes] | None:
+    """The work tree's and the ``.git`` directory's identity and owner, and the configuration
+    file's content; None when ``.git`` is no directory. The content, not the file's inode or
+    time: ``git branch -d`` writes the file anew at each branch it deletes (a discarded run),
+    most often with the same content."""
     try:
         tree = os.stat(top)
         gitdir = os.stat(os.path.join(top, ".git"), follow_symlinks=False)
-        config = os.stat(os.path.join(top, ".git", "config"))
     except OSError:
         return None
-    if not stat.S_ISDIR(gitdir.st_mode):  # a file (worktree, submodule) or a link
-        return None
-    return (
-        tree.st_dev,
-        tree.st_ino,
-        tree.st_uid,
-        gitdir.st_dev,
-        gitdir.st_ino,
-        gitdir.st_uid,
-        config.st_ino,
-        config.st_size,
-        config.st_mtime_ns,
-    )
+    config = _read(os.path.join(top, ".git", "config"))
+    if not stat.S_ISDIR(gitdir.st_mode) or config is None or len(config) > CONFIG_LIMIT:
+        return None  # .git is a file (worktree, submodule) or a link; no or a large config
+    ids = (tree.st_dev, tree.st_ino, tree.st_uid, gitdir.st_dev, gitdir.st_ino, gitdir.st_uid)
+    return ids, config
 
 
 def remember(path: Path, top: Path) -> None:

@@ -67,6 +67,7 @@ async def test_head_is_read_from_files_after_git_found_the_work_tree(
         lambda: _commit(repo, "d.txt"),  # loose again, and newer than the packed line
         lambda: _switch(repo, "--detach", "HEAD~2"),  # HEAD holds the commit itself
         lambda: _switch(repo, "main"),
+        lambda: _delete_branch(repo, "feature"),  # git writes .git/config anew, same content
     ]
     for step in steps:
         await step()
@@ -79,6 +80,13 @@ async def test_head_is_read_from_files_after_git_found_the_work_tree(
 
 async def _switch(repo: Path, *args: str) -> None:
     _git(repo, "switch", "-q", *args)
+
+
+async def _delete_branch(repo: Path, branch: str) -> None:
+    config = repo / ".git" / "config"
+    before = config.stat().st_ino
+    _git(repo, "branch", "-q", "-D", branch)
+    assert config.stat().st_ino != before  # what a discarded run's clean-up does
 
 
 async def _pack(repo: Path) -> None:
@@ -109,7 +117,7 @@ async def test_what_is_not_the_plain_case_goes_to_git(
     assert len(processes) == before + 1
 
 
-async def test_a_reconfigured_or_replaced_repository_is_asked_again(
+async def test_a_reconfigured_repository_is_asked_again_and_a_replaced_one_read_anew(
     tmp_path: Path, processes: list[tuple[str, ...]]
 ) -> None:
     repo = make_repo(tmp_path / "app")
@@ -121,10 +129,9 @@ async def test_a_reconfigured_or_replaced_repository_is_asked_again(
     _git(repo, "--work-tree=.", "config", "core.bare", "false")
     subprocess.run(["rm", "-rf", str(repo)], check=True)
     again = make_repo(repo, {"other.txt": "other\n"})
-    before = len(processes)
-    found = await work_tree_commit(again, "HEAD")
-    assert len(processes) == before + 1
-    assert found == await _truth(again)
+    # Its directories may get the freed inodes back, with the same configuration: asked
+    # again or read from its files, the answer is the new repository's HEAD.
+    assert await work_tree_commit(again, "HEAD") == await _truth(again)
 
 
 async def _head(repo: Path) -> str | None:
