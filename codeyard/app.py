@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -32,7 +32,6 @@ from codeyard.events.hub import Hub
 from codeyard.events.pg_fanout import PgFanout
 from codeyard.executor.interface import Executor
 from codeyard.executor.local import LocalExecutor
-from codeyard.executor.turn_options import OptionHook
 from codeyard.mcp_server import mount as mcp_mount
 from codeyard.preview.detect import PortWatcher
 from codeyard.run_workspace.admission import limit_preparations
@@ -48,6 +47,9 @@ from codeyard.store.writer import Writer
 from codeyard.terminals.manager import TerminalManager
 from codeyard.voice.config import MAX_AUDIO_BYTES
 from codeyard.workers.registry import Heartbeat
+
+if TYPE_CHECKING:  # the turn code loads when the executor starts taking runs (issue 15)
+    from codeyard.executor.turn_options import OptionHook
 
 # By name; each provider's module loads when a run or a listing first needs it (issue 15).
 builtin_providers.register_all()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from codeyard.agents.base import Provider
 from codeyard.domain.registry import Registry
+
+if TYPE_CHECKING:  # the adapters' contract loads with the first provider or run (issue 15)
+    from codeyard.agents.base import Provider
 
 #: Providers by name (sorted in lists); the same registry shape as PR hosts'.
 PROVIDERS: Registry[Provider] = Registry("provider", sort=True)

@@ -10,18 +10,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.crypto import SecretBox
 from codeyard.domain import git_identity
-from codeyard.executor.approvals import ApprovalGate
 from codeyard.preview import leases
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.store import env_sets, projects, users
 from codeyard.store.writer import Writer
+
+if TYPE_CHECKING:  # the policy engine loads with the executor's turn driver (issue 15)
+    from codeyard.executor.approvals import ApprovalGate
 
 #: Adds to the options an adapter gets for one turn, from the run row (e.g. the offer of
 #: Codeyard's own MCP server with a run token): never stored, so secrets stay out of the row.

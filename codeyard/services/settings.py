@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeyard.config import Settings
 from codeyard.domain.errors import NotFound, ValidationFailed
-from codeyard.domain.policy import GateSettings
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
@@ -95,6 +94,9 @@ async def update(svc: Services, changes: dict[str, Any]) -> dict[str, Any]:
                 {"loc": ["body", "default_agent_id"], "msg": f"no agent profile '{agent_id}'"}
             )
     if changes.get("gates") is not None:
+        # The policy engine loads with the first run or the first write here (issue 15).
+        from codeyard.domain.policy import GateSettings
+
         GateSettings.from_mapping(changes["gates"], loc=("body", "gates"))  # 422 when unknown
     if errors:
         summary = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in errors)

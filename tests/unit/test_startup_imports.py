@@ -57,17 +57,29 @@ API_AT_START = {
 }
 
 #: Codeyard's own modules that load after start-up (issue 15): the agent providers' protocol
-#: stacks (registered by name, ``codeyard.agents.builtin``, built on first use) and the
-#: background features (``codeyard.background``, started after the first answer).
+#: stacks (registered by name, ``codeyard.agents.builtin``, built on first use) and their
+#: contract (``codeyard.agents.base``), the background features (``codeyard.background``,
+#: started after the first answer), and the executor's turn code with the policy engine and
+#: the approval gate (``LocalExecutor._turns``, built when the workers start taking runs).
 DEFERRED = (
     "codeyard.agents.acp",
     "codeyard.agents.aider",
+    "codeyard.agents.base",
     "codeyard.agents.claude",
     "codeyard.agents.codex",
     "codeyard.analytics",
     "codeyard.background.features",
     "codeyard.cli_socket",
+    "codeyard.domain.policy",
+    "codeyard.executor.approvals",
+    "codeyard.executor.handle",
+    "codeyard.executor.preparation",
+    "codeyard.executor.sink",
+    "codeyard.executor.turn_end",
+    "codeyard.executor.turn_options",
+    "codeyard.executor.turns",
     "codeyard.notifications",
+    "codeyard.policy",
     "codeyard.services.checks",
     "codeyard.services.github",
     "codeyard.services.github_app",
@@ -143,8 +155,9 @@ def test_creating_the_app_imports_no_provider_or_background_feature(
     loaded = at_start["deferred"]
     assert loaded == [], (
         f"{loaded} imported while the app is created: providers register by name "
-        "(codeyard/agents/builtin.py) and background features start from "
-        "codeyard/background/features.py after the first answer; import them from there"
+        "(codeyard/agents/builtin.py), background features start from "
+        "codeyard/background/features.py after the first answer, and the executor's turn code "
+        "loads in LocalExecutor._turns; import them from there (TYPE_CHECKING for annotations)"
     )
 
 
