@@ -320,3 +320,19 @@ async def sqlite_api(sqlite_settings: Settings) -> AsyncIterator[Api]:
     """The API on SQLite only, for tests about behaviour that does not depend on the database."""
     async for a in open_api(sqlite_settings):
         yield a
+
+
+@pytest.fixture
+def git_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, ...]]]:
+    """The arguments of each git process ``codeyard.workspace.git`` starts, as they start."""
+    from codeyard.workspace import git as git_module
+
+    started: list[tuple[str, ...]] = []
+    real = git_module.git
+
+    async def counting(*args: str, **kwargs: Any) -> git_module.GitResult:
+        started.append(args)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(git_module, "git", counting)
+    yield started

@@ -6,30 +6,13 @@ commit HEAD names at the request, a commit made just before included."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from codeyard.workspace import git as git_module
 from tests.conftest import Api
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, ...]]]:
-    """The git processes the run's look-ups (``workspace.git``) start."""
-    started: list[tuple[str, ...]] = []
-    real = git_module.git
-
-    async def counting(*args: str, **kwargs: Any) -> git_module.GitResult:
-        started.append(args)
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(git_module, "git", counting)
-    yield started
 
 
 def _head(repo: Path) -> str:
@@ -38,7 +21,7 @@ def _head(repo: Path) -> str:
 
 
 async def test_a_project_runs_base_is_head_read_without_git_after_the_first(
-    sqlite_api: Api, git_repo: Path, processes: list[tuple[str, ...]]
+    sqlite_api: Api, git_repo: Path, git_processes: list[tuple[str, ...]]
 ) -> None:
     api = sqlite_api
     made = await api.post("/api/projects", json={"name": "app", "repos": [{"path": str(git_repo)}]})
@@ -53,13 +36,13 @@ async def test_a_project_runs_base_is_head_read_without_git_after_the_first(
         return found
 
     assert await base() == _head(git_repo)
-    before = len(processes)
+    before = len(git_processes)
     for i in range(2):
         (git_repo / f"f{i}.txt").write_text(f"{i}\n")
         subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
         subprocess.run(["git", "commit", "-qm", f"c{i}"], cwd=git_repo, check=True)
         assert await base() == _head(git_repo)  # the commit just made
-    assert processes[before:] == []
+    assert git_processes[before:] == []
     other = await api.post("/api/runs/validate", json={**body, "source_ref": "HEAD~1"})
     assert other.json()["base_commits"][repo_id] != _head(git_repo)
-    assert len(processes) == before + 1  # another ref: git, as before
+    assert len(git_processes) == before + 1  # another ref: git, as before

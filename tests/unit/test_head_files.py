@@ -7,32 +7,15 @@ case goes to git again."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from codeyard.workspace import git as git_module
 from codeyard.workspace import head_files
 from codeyard.workspace.git import resolve_commit, work_tree_commit, work_tree_top
 from tests.conftest import make_repo
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, ...]]]:
-    """The git processes ``work_tree_commit`` starts."""
-    started: list[tuple[str, ...]] = []
-    real = git_module.git
-
-    async def counting(*args: str, **kwargs: Any) -> git_module.GitResult:
-        started.append(args)
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(git_module, "git", counting)
-    yield started
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -53,11 +36,11 @@ async def _commit(repo: Path, name: str) -> None:
 
 
 async def test_head_is_read_from_files_after_git_found_the_work_tree(
-    tmp_path: Path, processes: list[tuple[str, ...]]
+    tmp_path: Path, git_processes: list[tuple[str, ...]]
 ) -> None:
     repo = make_repo(tmp_path / "app", {"a.txt": "a\n"})
     found = await work_tree_commit(repo, "HEAD")
-    assert len(processes) == 1  # git found it
+    assert len(git_processes) == 1  # git found it
     assert found == await _truth(repo)
     steps = [
         lambda: _commit(repo, "b.txt"),  # a commit made since is seen
@@ -71,9 +54,9 @@ async def test_head_is_read_from_files_after_git_found_the_work_tree(
     ]
     for step in steps:
         await step()
-        before = len(processes)
+        before = len(git_processes)
         found = await work_tree_commit(repo, "HEAD")
-        assert len(processes) == before  # no process
+        assert len(git_processes) == before  # no process
         assert found == await _truth(repo)
         assert found is not None and found[0] == repo.resolve()
 
@@ -95,37 +78,37 @@ async def _pack(repo: Path) -> None:
 
 
 async def test_what_is_not_the_plain_case_goes_to_git(
-    tmp_path: Path, processes: list[tuple[str, ...]]
+    tmp_path: Path, git_processes: list[tuple[str, ...]]
 ) -> None:
     repo = make_repo(tmp_path / "app", {"src/a.py": "x = 1\n"})
     linked = tmp_path / "linked"
     _git(repo, "worktree", "add", "-q", "--detach", str(linked))
     for path in (repo / "src", linked):  # not the top; a .git file
         for _ in range(2):
-            before = len(processes)
+            before = len(git_processes)
             found = await work_tree_commit(path, "HEAD")
-            assert len(processes) == before + 1
+            assert len(git_processes) == before + 1
             assert found == await _truth(path)
     assert await work_tree_commit(repo, "HEAD") is not None
-    before = len(processes)
+    before = len(git_processes)
     found = await work_tree_commit(repo, "main")
-    assert len(processes) == before + 1  # only HEAD is read from files
+    assert len(git_processes) == before + 1  # only HEAD is read from files
     assert found == (repo.resolve(), await _head(repo))
     _git(repo, "symbolic-ref", "HEAD", "refs/heads/unborn")
-    before = len(processes)
+    before = len(git_processes)
     assert await work_tree_commit(repo, "HEAD") is None  # git's answer: no commit
-    assert len(processes) == before + 1
+    assert len(git_processes) == before + 1
 
 
 async def test_a_reconfigured_repository_is_asked_again_and_a_replaced_one_read_anew(
-    tmp_path: Path, processes: list[tuple[str, ...]]
+    tmp_path: Path, git_processes: list[tuple[str, ...]]
 ) -> None:
     repo = make_repo(tmp_path / "app")
     assert await work_tree_commit(repo, "HEAD") is not None
     _git(repo, "config", "core.bare", "true")
-    before = len(processes)
+    before = len(git_processes)
     assert await work_tree_commit(repo, "HEAD") is None  # no work tree, as git says
-    assert len(processes) == before + 1
+    assert len(git_processes) == before + 1
     _git(repo, "--work-tree=.", "config", "core.bare", "false")
     subprocess.run(["rm", "-rf", str(repo)], check=True)
     again = make_repo(repo, {"other.txt": "other\n"})
@@ -138,11 +121,11 @@ async def _head(repo: Path) -> str | None:
     return await resolve_commit(repo, "HEAD")
 
 
-async def test_forget_asks_git_again(tmp_path: Path, processes: list[tuple[str, ...]]) -> None:
+async def test_forget_asks_git_again(tmp_path: Path, git_processes: list[tuple[str, ...]]) -> None:
     repo = make_repo(tmp_path / "app")
     await work_tree_commit(repo, "HEAD")
     head_files.forget(repo)
-    before = len(processes)
+    before = len(git_processes)
     found = await work_tree_commit(repo, "HEAD")
-    assert len(processes) == before + 1
+    assert len(git_processes) == before + 1
     assert found == await _truth(repo)
