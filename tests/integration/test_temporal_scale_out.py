@@ -893,6 +893,11 @@ def assert_told_of_the_cut_off_turn(sent: str, victim: str, survivor: str) -> No
     assert notice.index("which was:") < notice.index("REQUEST-TWO"), notice
 
 
+#: Codex's own command sandbox nests a second bwrap in Codeyard's, which fails now and then on
+#: a loaded machine ("bwrap: setting up uid map: Operation not permitted" as the command's
+#: result, seen once in session 19's CI before any worker was killed): a third-party race, as
+#: for the real-CLI tests (``tests/clis/conftest.py``). One more try; a rerun shows as ``R``.
+@pytest.mark.flaky(reruns=1)
 async def test_a_codex_run_moved_off_a_killed_worker_resumes_its_own_thread(
     cluster: Cluster, tmp_path: Path
 ) -> None:
