@@ -19,12 +19,16 @@ since or given another owner (inode, owner: a repository re-made at the path, an
 ``core.bare`` set, a branch's upstream) or over :data:`CONFIG_LIMIT`; HEAD or the branch
 holding anything but a full commit id or a branch name (a symbolic branch, a reftable
 repository's ``refs/heads/.invalid``, an unborn branch); a ``packed-refs`` file over
-:data:`PACKED_LIMIT`. Reading takes a few system calls on the event loop (files the page cache
-holds), not a process and a thread trip.
+:data:`PACKED_LIMIT`; a commit id whose object is not found here (:func:`_has_object`: its
+loose file, or its name in a pack's index). The last keeps a corrupt repository (a branch
+naming a commit that is not there) git's: ``POST /api/runs`` answers its 400 rather than
+making a run that fails in preparation. Reading takes a few system calls on the event loop
+(files the page cache holds), not a process and a thread trip.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import stat
@@ -105,6 +109,61 @@ def _packed(gitdir: str, ref: bytes) -> bytes | None:
     return None
 
 
+#: A version 2 pack index starts so; then 256 counts (names up to each first byte), then names.
+_IDX_V2 = b"\377tOc\0\0\0\2"
+_IDX_NAMES = len(_IDX_V2) + 256 * 4
+
+
+def _has_object(gitdir: str, sha: str) -> bool:
+    """Whether the object ``sha`` is in the repository's own object store: its loose file
+    (one ``stat``), or else its name in a pack's index next to its pack. False only says "not
+    found here": git is asked, which also looks in alternates and says what is wrong."""
+    objects = os.path.join(gitdir, "objects")
+    if os.path.isfile(os.path.join(objects, sha[:2], sha[2:])):
+        return True
+    packs = os.path.join(objects, "pack")
+    try:
+        names = os.listdir(packs)
+    except OSError:
+        return False
+    name = bytes.fromhex(sha)
+    return any(
+        n.startswith("pack-")
+        and n.endswith(".idx")
+        and _in_index(os.path.join(packs, n), name)
+        and os.path.isfile(os.path.join(packs, n[: -len(".idx")] + ".pack"))
+        for n in names
+    )
+
+
+def _in_index(path: str, name: bytes) -> bool:
+    """Whether a version 2 pack index lists ``name`` (a binary search over its sorted names,
+    within the range its first byte's counts give); False for another version or a short file."""
+    size = len(name)
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as idx:
+            if idx[: len(_IDX_V2)] != _IDX_V2:
+                return False
+
+            def count(byte: int) -> int:  # names whose first byte is at most ``byte``
+                at = len(_IDX_V2) + 4 * byte
+                return int.from_bytes(idx[at : at + 4], "big")
+
+            lo, hi = count(name[0] - 1) if name[0] else 0, count(name[0])
+            if len(idx) < _IDX_NAMES + count(255) * size or not lo <= hi <= count(255):
+                return False
+            while lo < hi:
+                mid = (lo + hi) // 2
+                at = _IDX_NAMES + mid * size
+                here = idx[at : at + size]
+                if here == name:
+                    return True
+                lo, hi = (mid + 1, hi) if here < name else (lo, mid)
+            return False
+    except (OSError, ValueError):  # gone since listed; empty (mmap refuses it)
+        return False
+
+
 def head_commit(path: Path) -> tuple[Path, str] | None:
     """The work tree's top and HEAD's commit for a ``path`` git found before (:func:`remember`),
     read from the files; None: ask git (see the module docstring)."""
@@ -118,7 +177,7 @@ def head_commit(path: Path) -> tuple[Path, str] | None:
         return None
     head = head.rstrip(b"\n")
     if _COMMIT_ID.fullmatch(head):  # detached
-        return found.top, head.decode()
+        return (found.top, head.decode()) if _has_object(gitdir, head.decode()) else None
     if not head.startswith(_SYMREF):
         return None
     ref = head[len(b"ref: ") :]
@@ -127,6 +186,6 @@ def head_commit(path: Path) -> tuple[Path, str] | None:
         return None  # not a name git would store: git says what it means
     loose = _read(os.path.join(gitdir, name))
     sha = loose.rstrip(b"\n") if loose is not None else _packed(gitdir, ref)
-    if sha is None or not _COMMIT_ID.fullmatch(sha):
+    if sha is None or not _COMMIT_ID.fullmatch(sha) or not _has_object(gitdir, sha.decode()):
         return None
     return found.top, sha.decode()

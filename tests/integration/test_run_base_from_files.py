@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import Api
 
@@ -46,3 +47,28 @@ async def test_a_project_runs_base_is_head_read_without_git_after_the_first(
     other = await api.post("/api/runs/validate", json={**body, "source_ref": "HEAD~1"})
     assert other.json()["base_commits"][repo_id] != _head(git_repo)
     assert len(git_processes) == before + 1  # another ref: git, as before
+
+
+async def test_a_head_naming_a_missing_commit_is_refused_at_post(
+    sqlite_api: Api, git_repo: Path
+) -> None:
+    """A corrupt repository (its branch names a commit that is not there) gets git's 400 at
+    ``POST``, as before HEAD was read from the files, not a run that fails in preparation."""
+    api = sqlite_api
+    scenario = {"scenario": {"steps": [{"say": "ok"}]}}
+    body = {
+        "prompt": "x",
+        "repo_path": str(git_repo),
+        "provider": "script",
+        "agent_options": scenario,
+    }
+    checked = await api.post("/api/runs/validate", json=body)  # git finds the work tree
+    assert checked.status_code == 200, checked.text
+    (git_repo / ".git/refs/heads/main").write_text("0123456789abcdef" * 2 + "01234567\n")
+    resp = await api.post("/api/runs", json=body)
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert "'HEAD' does not name a commit" in resp.json()["detail"]
+    async with api.services.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT COUNT(*) FROM runs"))).scalar() == 0
+    assert not any(Path(api.services.settings.worktree_root).iterdir())

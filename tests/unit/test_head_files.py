@@ -129,3 +129,28 @@ async def test_forget_asks_git_again(tmp_path: Path, git_processes: list[tuple[s
     found = await work_tree_commit(repo, "HEAD")
     assert len(git_processes) == before + 1
     assert found == await _truth(repo)
+
+
+async def test_a_commit_is_found_loose_or_packed_and_a_missing_one_goes_to_git(
+    tmp_path: Path, git_processes: list[tuple[str, ...]]
+) -> None:
+    repo = make_repo(tmp_path / "app")
+    for i in range(3):
+        await _commit(repo, f"f{i}.txt")  # several packed names to search
+    assert await work_tree_commit(repo, "HEAD") is not None
+    _git(repo, "gc", "-q", "--prune=now")  # every object packed, none loose
+    assert not list((repo / ".git/objects").glob("??/*"))
+    before = len(git_processes)
+    assert await work_tree_commit(repo, "HEAD") == await _truth(repo)
+    assert len(git_processes) == before + 2  # the truth's two, none for the read
+    head = (await _head(repo)) or ""
+    missing = {"0" * 40, head[:-1] + ("0" if head[-1] != "0" else "1")}  # before, beside HEAD
+    for sha in missing:
+        for where in (".git/refs/heads/main", ".git/HEAD"):  # a branch, detached
+            (repo / where).write_text(sha + "\n")
+            before = len(git_processes)
+            assert await work_tree_commit(repo, "HEAD") is None  # git's answer: no commit
+            assert len(git_processes) == before + 1
+            (repo / ".git/HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".git/refs/heads/main").write_text(head + "\n")
+    assert await work_tree_commit(repo, "HEAD") == (repo.resolve(), head)
