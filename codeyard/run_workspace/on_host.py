@@ -3,9 +3,9 @@
 A workflow's ``shell``, ``loop`` or ``compare`` step runs a command in a run step's worktree; a
 run's checks (after each turn, or on demand) run their commands in its worktrees; the review's
 diff, landing, a pull request's push, discard, commit, rebase, agent merge, checkpoints and the
-file browser work in them (``worktree_ops``). With
-the local executor those worktrees are on the API server's disk and the caller does the work
-itself (``workspace.shell``, ``checks.runner``, ``worktree_ops``). A distributed executor keeps
+file browser work in them (``worktree_reads``, ``worktree_writes``). With the local executor
+those worktrees are on the API server's disk and the caller does the work itself
+(``workspace.shell``, ``checks.runner``, ``worktree_dispatch``). A distributed executor keeps
 worktrees on worker hosts: it implements :class:`OnWorktreeHost` and the caller hands it the
 work, naming the host that holds the worktrees (the run row's ``worker_host``). Pure
 declarations, no I/O: callers see this seam, never the executor's internals.
@@ -87,11 +87,11 @@ class TreesJob:
 
 @dataclass(frozen=True, slots=True)
 class WorktreeJob:
-    """One git operation of ``worktree_ops.OPS`` in a run's worktrees on one host."""
+    """One git operation (a ``worktree_dispatch.Op``) in a run's worktrees on one host."""
 
     host: str
     run_id: str
-    #: The operation's name (``worktree_ops.OPS``) and its job (that operation's dataclass).
+    #: The operation's name (``Op.name``) and its job (that operation's dataclass).
     op: str
     job: Any
     timeout: float

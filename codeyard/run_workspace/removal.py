@@ -2,7 +2,7 @@
 
 Its own module because its callers are not preparation's: the services (delete, a project's
 repository removal, retention) and the worktree operations a worker host runs
-(``worktree_ops``), none of which prepare. Each ``cleanup_script`` runs first and a failing
+(``worktree_writes``), none of which prepare. Each ``cleanup_script`` runs first and a failing
 one never blocks the removal; worktrees an interrupted prepare recorded but did not finish are
 removed too, and retention keeps a branch that is not merged (no unlanded work is lost).
 """

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from codeyard.domain.errors import InvalidTransition
-from codeyard.run_workspace.worktree_ops import SNAPSHOT, Here, SnapshotJob, in_worktrees
+from codeyard.run_workspace.worktree_dispatch import Here, in_worktrees
+from codeyard.run_workspace.worktree_writes import SNAPSHOT, SnapshotJob
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import projects, runs

@@ -28,7 +28,8 @@ from codeyard.domain.errors import CodeyardError, Conflict
 from codeyard.domain.status import RunStatus, pull_request_open
 from codeyard.events.stream import follow_types
 from codeyard.github.feedback import pull_repo
-from codeyard.run_workspace.worktree_ops import PR_SYNC, Here, PrSyncJob, in_worktrees
+from codeyard.run_workspace.worktree_dispatch import Here, in_worktrees
+from codeyard.run_workspace.worktree_writes import PR_SYNC, PrSyncJob
 from codeyard.services import checks as check_service
 from codeyard.services import profile
 from codeyard.services import sandbox as sandbox_service
@@ -82,7 +83,7 @@ async def _sync(
     """Commit what is left, rebase onto the base branch if it moved on the remote, push.
 
     The commit and rebase are made where the worktrees are (this server, or their worker host:
-    ``worktree_ops``); the push from the project's repository, with the owner's credentials.
+    ``worktree_writes``); the push from the project's repository, with the owner's credentials.
     Rebased means the branch's history changed, so the push is ``--force-with-lease``: it
     overwrites only the pull request head Codeyard pushed last, never someone else's commits.
     A conflict rebases nothing and pushes nothing: ``refused`` says where it conflicts.

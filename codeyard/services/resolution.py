@@ -23,7 +23,8 @@ from codeyard.prs.base import PrConfig
 from codeyard.run_workspace.checkpointing import delete_run_refs
 from codeyard.run_workspace.landing_once import land_once
 from codeyard.run_workspace.on_host import OnWorktreeHost
-from codeyard.run_workspace.worktree_ops import (
+from codeyard.run_workspace.worktree_dispatch import in_worktrees
+from codeyard.run_workspace.worktree_writes import (
     ADOPT,
     MERGE_IN,
     REMOVE,
@@ -32,7 +33,6 @@ from codeyard.run_workspace.worktree_ops import (
     MergeInJob,
     RemoveJob,
     SnapshotJob,
-    in_worktrees,
 )
 from codeyard.services import checks as check_service
 from codeyard.services import ownership, profile, run_git
@@ -287,7 +287,7 @@ async def _agent_merge(
     svc: Services, run: dict[str, Any], repos: dict[str, dict[str, Any]], body: dict[str, Any]
 ) -> dict[str, Any]:
     """Merge the latest target into the run branch (markers stay) and let the agent finish;
-    the git work where the worktrees are (``worktree_ops``)."""
+    the git work where the worktrees are (``worktree_writes``)."""
     run_git.need_worktrees(run)
     author = await run_git.run_author(svc, run)
     targets = {

@@ -1,6 +1,6 @@
 """Reviewing a run's work: diffs, checkpoints (list, take, restore, compare), and browsing its
 worktree (list a directory, read a file). What reads or changes a worktree is done where it is
-(``worktree_ops``)."""
+(``worktree_reads``, ``worktree_writes``)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,9 @@ from codeyard.domain.errors import BadRequest, Conflict, InvalidTransition, NotF
 from codeyard.domain.status import RunStatus
 from codeyard.run_workspace.checkpointing import public
 from codeyard.run_workspace.on_host import OnWorktreeHost
-from codeyard.run_workspace.worktree_ops import (
-    CHECKPOINT,
-    DIFF,
-    LIST,
-    READ,
-    RESTORE,
-    BrowseJob,
-    CheckpointJob,
-    DiffJob,
-    Diffs,
-    Here,
-    RestoreJob,
-    in_worktrees,
-)
+from codeyard.run_workspace.worktree_dispatch import Here, in_worktrees
+from codeyard.run_workspace.worktree_reads import DIFF, LIST, READ, BrowseJob, DiffJob, Diffs
+from codeyard.run_workspace.worktree_writes import CHECKPOINT, RESTORE, CheckpointJob, RestoreJob
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services
 from codeyard.store import checkpoints, projects, runs
@@ -77,7 +66,7 @@ async def _live(
     paths: list[str] | None = None,
     reverse: bool = False,
 ) -> Diffs:
-    """Diffs of the live worktrees (``chosen``), read where they are (``worktree_ops``)."""
+    """Diffs of the live worktrees (``chosen``), read where they are (``worktree_reads``)."""
     job = DiffJob(
         {rid: str(p) for rid, p in chosen},
         {rid: against[rid] for rid, _ in chosen},

@@ -4,7 +4,7 @@ shares with them (the run and its repositories, its author, its commit message, 
 worktrees are).
 
 Each action works where the worktrees are (this server or the run's worker host,
-``worktree_ops``) and records what it did as the run's events.
+``worktree_dispatch``) and records what it did as the run's events.
 """
 
 from __future__ import annotations
@@ -17,14 +17,8 @@ from codeyard.domain import events as ev
 from codeyard.domain import fold
 from codeyard.domain.errors import InvalidTransition
 from codeyard.domain.status import RunStatus
-from codeyard.run_workspace.worktree_ops import (
-    COMMIT,
-    REBASE,
-    CommitJob,
-    Here,
-    RebaseJob,
-    in_worktrees,
-)
+from codeyard.run_workspace.worktree_dispatch import Here, in_worktrees
+from codeyard.run_workspace.worktree_writes import COMMIT, REBASE, CommitJob, RebaseJob
 from codeyard.services import profile
 from codeyard.services import sandbox as sandbox_service
 from codeyard.services.context import Services

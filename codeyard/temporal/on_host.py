@@ -1,7 +1,7 @@
 """Work in a run's worktree on the Temporal executor: an activity on the queue of the host that
 holds the worktree (issue 20: workflow shell steps; issue 16: a run's checks, and the work of
-``run_workspace.worktree_ops``: the review's diff, landing, pull requests, discard, commit,
-rebase, agent merge, checkpoints and the file browser: ``worktree``).
+``run_workspace.worktree_reads`` and ``worktree_writes``: the review's diff, landing, pull
+requests, discard, commit, rebase, agent merge, checkpoints and the file browser: ``worktree``).
 
 A Temporal client cannot run an activity by itself, so each piece of work is a small workflow
 (``CodeyardOnHost``, on the queue every API server polls: it runs, and can say a host is gone,
@@ -129,7 +129,7 @@ class TreesOutput:
 
 @dataclass(slots=True)
 class WorktreeInput:
-    #: ``worktree_ops.OPS``'s name and its job (``asdict``).
+    #: The operation's name (``on_host_work.OPS``) and its job (``asdict``).
     op: str
     job: dict[str, Any]
 
@@ -317,8 +317,8 @@ async def run_trees(client: Client, job: TreesJob) -> dict[str, str]:
 
 
 async def run_worktree(client: Client, job: WorktreeJob, result: type[T]) -> T:
-    """A git operation (``worktree_ops``) in a run's worktrees, on their host; its result, or
-    the domain error it raised there."""
+    """A git operation (``worktree_dispatch.Op``) in a run's worktrees, on their host; its
+    result, or the domain error it raised there."""
     work = OnHostInput(
         job.host,
         "worktree",

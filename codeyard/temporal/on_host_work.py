@@ -2,8 +2,9 @@
 ``on_host``): ``shell`` (a workflow step's command) and ``checks`` (a run's check suite, whose
 ``check.*`` events this host stores as they happen), ``trees`` (the worktrees' state, to tell
 whether a suite's result still matches them), ``worktree`` (an operation of
-``run_workspace.worktree_ops``: the review's diff, the commits of landing and pull requests,
-discard, commit, rebase, agent merge, checkpoints, the file browser). The commands are
+``run_workspace.worktree_reads`` or ``worktree_writes``, found by name in :data:`OPS`: the
+review's diff, the commits of landing and pull requests, discard, commit, rebase, agent merge,
+checkpoints, the file browser). The commands are
 contained by the sandbox this host gives its runs (the stored ``sandbox`` setting applied to
 the worker's base sandbox); all run on the host runtime's loop
 while this loop heartbeats (a cancel arrives with a heartbeat's answer and kills the work).
@@ -12,6 +13,7 @@ while this loop heartbeats (a cancel arrives with a heartbeat's answer and kills
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 
@@ -19,7 +21,9 @@ from codeyard.checks.runner import run_suite, worktree_trees
 from codeyard.checks.spec import CheckSpec
 from codeyard.domain.errors import CodeyardError, PayloadTooLarge
 from codeyard.domain.events import NewEvent
-from codeyard.run_workspace.worktree_ops import OPS, Here
+from codeyard.run_workspace.worktree_dispatch import Here, Op
+from codeyard.run_workspace.worktree_reads import READS
+from codeyard.run_workspace.worktree_writes import WRITES
 from codeyard.sandbox import Sandbox
 from codeyard.sandbox import setting as sandbox_setting
 from codeyard.temporal.activities import beating
@@ -38,6 +42,9 @@ from codeyard.temporal.on_host import (
     problem_of,
 )
 from codeyard.workspace import shell
+
+#: Every operation in a run's worktrees by its name: what ``WorktreeInput.op`` names.
+OPS: dict[str, Op[Any, Any]] = {op.name: op for op in (*READS, *WRITES)}
 
 
 def _not_here(worktree: str, host: str) -> str:

@@ -1,32 +1,29 @@
-"""Git work in a run's worktrees goes where the worktrees are (``run_workspace.worktree_ops``).
+"""Git work in a run's worktrees goes where the worktrees are (``worktree_dispatch``).
 
 With an executor that keeps worktrees on worker hosts, the operation is handed to it, named,
 with the run's host; a host that is gone is a 409 naming the host and the fix; a domain error
 raised on the host is the same problem here; results cross the wire whole. Without one, the
-operation runs in process, on real git.
+operation runs in process, on real git. A worker host finds every operation by its name.
 """
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
 
 from codeyard.domain.errors import CodeyardError, Conflict, InvalidTransition
+from codeyard.run_workspace import worktree_reads, worktree_writes
 from codeyard.run_workspace.on_host import NotRunOnHost, WorktreeJob
-from codeyard.run_workspace.worktree_ops import (
-    DIFF,
-    OPS,
-    SNAPSHOT,
-    DiffJob,
-    Diffs,
-    Here,
-    SnapshotJob,
-)
-from codeyard.run_workspace.worktree_ops import in_worktrees as in_worktrees_of
+from codeyard.run_workspace.worktree_dispatch import Here, Op
+from codeyard.run_workspace.worktree_dispatch import in_worktrees as in_worktrees_of
+from codeyard.run_workspace.worktree_reads import DIFF, DiffJob, Diffs
+from codeyard.run_workspace.worktree_writes import SNAPSHOT, SnapshotJob
 from codeyard.temporal.on_host import pack, problem_of, raise_problem, unpack
+from codeyard.temporal.on_host_work import OPS
 from codeyard.workspace.git import GitError
 from tests.conftest import make_repo
 
@@ -128,3 +125,18 @@ def test_every_operation_is_named_once_and_its_empty_result_crosses_the_wire(nam
     op = OPS[name]
     assert op.name == name and op.timeout > 0 and op.what and op.then
     assert unpack(pack(op.result()), op.result) == op.result()
+
+
+@pytest.mark.parametrize(
+    ("module", "listed"),
+    [(worktree_reads, worktree_reads.READS), (worktree_writes, worktree_writes.WRITES)],
+)
+def test_a_host_can_run_every_operation_a_module_defines(
+    module: ModuleType, listed: tuple[Op[Any, Any], ...]
+) -> None:
+    """An operation left out of its module's list would reach a host that has no such name."""
+    ops = [v for v in vars(module).values() if isinstance(v, Op)]
+    defined = [op for op in ops if op.run.__module__ == module.__name__]  # not imported ones
+    assert defined == list(listed)
+    assert all(OPS[op.name] is op for op in defined)
+    assert len(OPS) == len(worktree_reads.READS) + len(worktree_writes.WRITES)  # names unique

@@ -1,40 +1,29 @@
-"""Work in a run's worktrees that the API's services need, done where the worktrees are.
+"""Acting on a run's worktrees where they are: commits, rebases, landing, discard, checkpoints.
 
-The review's diff of the live worktree, the snapshot commit a landing or pull request starts
-from (and the run branch adopting it), the worktree side of pushing to an open pull request
-(commit what is left, rebase when the base moved), removing the worktrees when a run is
-discarded; committing and rebasing the run branch on request, taking and restoring
-checkpoints, an agent merge's merge of the target, and the file browser's listing and reads.
-With the local executor the worktrees are on the API server's disk and :func:`in_worktrees`
-calls the operation in process (exactly the work the services did before). An executor that
-keeps worktrees on worker hosts (``on_host.OnWorktreeHost``) runs it on the host that holds
-them and returns the same typed value; a domain error raised there is raised here as the same
-problem; a host that is gone answers 409 naming the host and the fix.
-
-Every job and result is a flat dataclass of JSON values, so it crosses the wire as it is.
+Its own module because everything here changes something: the snapshot commit a landing or pull
+request starts from (and the run branch adopting it), the worktree side of pushing to an open
+pull request (commit what is left, rebase when the base moved), removing the worktrees when a
+run is discarded, committing and rebasing the run branch on request, an agent merge's merge of
+the target, and taking and restoring checkpoints (a row and an event stored by the process that
+holds the worktrees). Each operation is an ``Op`` that ``worktree_dispatch.in_worktrees`` runs
+in process or on the run's worker host; what only reads worktrees is ``worktree_reads``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
-
-from sqlalchemy.ext.asyncio import AsyncEngine
+from typing import Any
 
 from codeyard.domain.errors import Conflict
 from codeyard.run_workspace.checkpointing import take_checkpoint
-from codeyard.run_workspace.on_host import NotRunOnHost, OnWorktreeHost, WorktreeJob
 from codeyard.run_workspace.removal import remove_run_worktrees
-from codeyard.sandbox import Sandbox
+from codeyard.run_workspace.worktree_dispatch import Here, Op
+from codeyard.run_workspace.worktree_reads import DIFF, DiffJob
 from codeyard.store import runs
-from codeyard.store.writer import Writer
-from codeyard.workspace import branches, browse, landing
+from codeyard.workspace import branches, landing
 from codeyard.workspace.branches import Author
 from codeyard.workspace.checkpoints import restore_checkpoint
-from codeyard.workspace.diff import diff_between, snapshot_tree
 from codeyard.workspace.git import git
 from codeyard.workspace.snapshot import adopt_snapshot, snapshot_commit
 
@@ -42,30 +31,21 @@ __all__ = [
     "ADOPT",
     "CHECKPOINT",
     "COMMIT",
-    "DIFF",
-    "LIST",
     "MERGE_IN",
-    "OPS",
     "PR_SYNC",
-    "READ",
     "REBASE",
     "REMOVE",
     "RESTORE",
     "SNAPSHOT",
+    "WRITES",
     "AdoptJob",
     "Adopted",
-    "BrowseJob",
-    "Browsed",
     "CheckpointJob",
     "Checkpointed",
     "CommitJob",
     "Committed",
-    "DiffJob",
-    "Diffs",
-    "Here",
     "MergeInJob",
     "MergedIn",
-    "Op",
     "PrSyncJob",
     "PrSynced",
     "RebaseJob",
@@ -76,77 +56,8 @@ __all__ = [
     "Restored",
     "SnapshotJob",
     "Snapshots",
-    "in_worktrees",
+    "unfinished_merge",
 ]
-
-J = TypeVar("J")
-R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class Here:
-    """What an operation may use besides git, on the process that runs it."""
-
-    engine: AsyncEngine
-    writer: Writer
-    #: The sandbox run processes get here (read only by what runs scripts: :data:`REMOVE`).
-    sandbox: Callable[[], Awaitable[Sandbox | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Op(Generic[J, R]):
-    """A named operation: its job and result types, what it does, and the sentence's end for
-    a gone host (``then``: what to do once it is back)."""
-
-    name: str
-    job: type[J]
-    result: type[R]
-    run: Callable[[Here, J], Awaitable[R]]
-    what: str
-    then: str
-    #: Seconds the host may take (it is killed after).
-    timeout: float = 300.0
-
-
-# --- the review's diff ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class DiffJob:
-    #: Worktree path by repository id.
-    worktrees: dict[str, str]
-    #: The commit each worktree is compared with (its base, or a checkpoint's commit).
-    against: dict[str, str]
-    fmt: Literal["text", "json", "stats"]
-    paths: list[str] | None = None
-    #: From the worktree to ``against`` (what restoring it would do) instead of the other way.
-    reverse: bool = False
-
-
-@dataclass(slots=True)
-class Diffs:
-    """Per repository id: patch text, files (``diff.DiffFile``) or stats, as ``fmt`` asked."""
-
-    texts: dict[str, str] = field(default_factory=dict)
-    files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    stats: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-async def _diff(_: Here, job: DiffJob) -> Diffs:
-    out = Diffs()
-    for repo_id, path in job.worktrees.items():
-        worktree = Path(path)
-        a, b = job.against[repo_id], await snapshot_tree(worktree)
-        if job.reverse:
-            a, b = b, a
-        if job.fmt == "text":
-            out.texts[repo_id] = await diff_between(worktree, a, b, "text", job.paths)
-        elif job.fmt == "json":
-            files = await diff_between(worktree, a, b, "json", job.paths)
-            out.files[repo_id] = [dict(f) for f in files]
-        else:
-            out.stats[repo_id] = await diff_between(worktree, a, b, "stats", job.paths)
-    return out
 
 
 # --- landing and pull requests: the worktree as a commit -----------------------------------
@@ -473,54 +384,13 @@ async def _restore(here: Here, job: RestoreJob) -> Restored:
             await restore_checkpoint(Path(path), commit)
     async with here.engine.connect() as conn:
         bases = (await runs.get(conn, job.run_id))["base_commits"]
-    diffs = await _diff(here, DiffJob(job.worktrees, bases, "stats"))
+    diffs = await DIFF.run(here, DiffJob(job.worktrees, bases, "stats"))
     total = {"files": 0, "insertions": 0, "deletions": 0}
     for part in diffs.stats.values():
         total = {k: total[k] + part[k] for k in total}
     return Restored(undo, total)
 
 
-# --- the file browser: list a directory, read a file ---------------------------------------
-
-
-@dataclass(slots=True)
-class BrowseJob:
-    #: The one worktree browsed, by its repository id. Paths are resolved inside it.
-    worktrees: dict[str, str]
-    path: str
-    depth: int = 1
-    truncate: bool = False
-
-
-@dataclass(slots=True)
-class Browsed:
-    #: ``browse.list_tree``'s listing or ``browse.read_file``'s file.
-    found: dict[str, Any] = field(default_factory=dict)
-
-
-async def _root(job: BrowseJob) -> Path:
-    [path] = job.worktrees.values()
-    root = Path(path)
-    if not await asyncio.to_thread(root.is_dir):
-        raise Conflict(
-            f"The worktree {path} is gone (discard, delete or retention removed it): there is "
-            "no worktree to browse."
-        )
-    return root
-
-
-async def _list(_: Here, job: BrowseJob) -> Browsed:
-    root = await _root(job)
-    return Browsed(await asyncio.to_thread(browse.list_tree, root, job.path, job.depth))
-
-
-async def _read(_: Here, job: BrowseJob) -> Browsed:
-    root = await _root(job)
-    read = await asyncio.to_thread(browse.read_file, root, job.path, truncate=job.truncate)
-    return Browsed(read)
-
-
-DIFF = Op("diff", DiffJob, Diffs, _diff, "the diff of the run's worktrees", "ask again")
 SNAPSHOT = Op(
     "snapshot",
     SnapshotJob,
@@ -578,43 +448,8 @@ RESTORE = Op(
     "restore it again",
     timeout=600.0,
 )
-LIST = Op(
-    "list",
-    BrowseJob,
-    Browsed,
-    _list,
-    "the listing of the run's worktree",
-    "ask again",
-    timeout=120.0,
-)
-READ = Op(
-    "read",
-    BrowseJob,
-    Browsed,
-    _read,
-    "the read of a file in the run's worktree",
-    "ask again",
-    timeout=120.0,
-)
-OPS: dict[str, Op[Any, Any]] = {
-    op.name: op
-    for op in (
-        DIFF, SNAPSHOT, ADOPT, PR_SYNC, REMOVE, COMMIT, REBASE, MERGE_IN, CHECKPOINT, RESTORE,
-        LIST, READ,
-    )
-}  # fmt: skip
 
-
-async def in_worktrees(
-    executor: object, run: dict[str, Any], op: Op[J, R], job: J, here: Here
-) -> R:
-    """``op(job)`` where the run's worktrees are: on the run's worker host when the executor
-    keeps worktrees there (409 naming the host and the fix when it is gone), else in process."""
-    if isinstance(executor, OnWorktreeHost) and run.get("worker_host"):
-        host = str(run["worker_host"])
-        call = WorktreeJob(host, run["id"], op.name, job, op.timeout, op.what, op.then)
-        try:
-            return await executor.in_worktrees(call, op.result)
-        except NotRunOnHost as exc:
-            raise Conflict(f"Run {run['number']}: {exc}.", worker_host=host) from exc
-    return await op.run(here, job)
+#: Every acting operation, for the table a worker host runs them from by name.
+WRITES: tuple[Op[Any, Any], ...] = (
+    SNAPSHOT, ADOPT, PR_SYNC, REMOVE, COMMIT, REBASE, MERGE_IN, CHECKPOINT, RESTORE,
+)  # fmt: skip
