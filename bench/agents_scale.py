@@ -51,6 +51,9 @@ event-loop lag ticker (``bench/_loop_lag.py``, 100 wake-ups a second, 5-9 ms of 
 CPU per run at N = 20 in session 15's A/B) runs only with ``--loop-lag``, and a step measured
 with it says so (``loop_lag_ticker`` in the JSON); sessions up to 14 always ran it.
 
+SIGTERM and SIGINT stop it cleanly (:func:`stop_on_signals`): the step's runs are let go, the
+server stops (it stops its runs' agents first) and the fake model ends; nothing is written.
+
     .venv/bin/python bench/agents_scale.py [--agents 5,10,20,40,60] [--think 1.0]
 """
 
@@ -91,6 +94,9 @@ PROMPT = "Look around the repository, then write notes.txt."
 DONE = {"review", "completed", "failed", "cancelled", "interrupted"}
 CPU_TARGET = MEM_TARGET = 0.05
 APPROVAL_TARGET_MS = 200.0
+
+#: Signals that stop the bench cleanly (:func:`stop_on_signals`).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 #: Events Codeyard writes about an approval itself: not the agent's next step.
 BOOKKEEPING = frozenset(
@@ -210,7 +216,13 @@ async def step(
             asyncio.create_task(drive(api, streams, b, lg))
             for b, lg in zip(bodies, logs, strict=True)
         ]
-        _, late = await asyncio.wait(runs, timeout=deadline)
+        try:
+            _, late = await asyncio.wait(runs, timeout=deadline)
+        except asyncio.CancelledError:  # stopped (stop_on_signals): the runs end with the clients
+            for task in [*runs, sampling]:
+                task.cancel()
+            await asyncio.gather(*runs, sampling, return_exceptions=True)
+            raise
         for task in late:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
@@ -246,7 +258,27 @@ async def step(
     )
 
 
-async def bench(args: argparse.Namespace, root: Path, fake_url: str) -> dict[str, Any]:
+def stop_on_signals(stopped: list[int]) -> None:
+    """SIGTERM and SIGINT cancel the bench's task (the signal goes into ``stopped``), so its
+    ``finally`` stops the server, which stops its runs' agents, and ``main()``'s ends the fake
+    model. Why: SIGTERM's default ends this process alone, and the server, the fake model and
+    the agents went on running, orphaned, taking the machine's CPU and memory."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def stop(sig: int) -> None:
+        stopped.append(sig)
+        task.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+
+
+async def bench(
+    args: argparse.Namespace, root: Path, fake_url: str, stopped: list[int]
+) -> dict[str, Any]:
+    stop_on_signals(stopped)
     sizes = sorted({int(x) for x in args.agents.split(",")})
     repo = make_repo(root / "repo")
     env = {
@@ -358,8 +390,12 @@ def main() -> None:
     )
     root = fresh_dir("agents_scale")
     fake, fake_url = start_fake(root, args.think)
+    stopped: list[int] = []
     try:
-        result = asyncio.run(bench(args, root, fake_url))
+        result = asyncio.run(bench(args, root, fake_url, stopped))
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
     finally:
         fake.terminate()
         try:
@@ -367,6 +403,9 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             fake.kill()
             fake.wait(5)
+    if stopped:
+        print(f"stopped by {signal.Signals(stopped[0]).name}: nothing written", flush=True)
+        sys.exit(128 + stopped[0])
     write_json(args.json, result)
     print(table(result))
 
