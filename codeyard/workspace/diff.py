@@ -14,6 +14,7 @@ import posixpath
 import re
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -96,6 +97,11 @@ _HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _SHORTSTAT = re.compile(
     r"(\d+) files? changed(?:, (\d+) insertions?\(\+\))?(?:, (\d+) deletions?\(-\))?"
 )
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+#: How many whole-diff stats :func:`_whole_stats` keeps: a turn asks again within seconds, and
+#: 60 runs at once each hold one or two pairs that matter.
+_STATS_KEPT = 512
+_stats_kept: OrderedDict[tuple[str, str, str], dict[str, int]] = OrderedDict()
 
 
 # --- snapshots -----------------------------------------------------------------------------
@@ -232,7 +238,7 @@ async def diff_between(
             raise ValueError(f"{rev!r} is not a usable commit or tree")
     wanted = _normalize(paths)
     if fmt == "stats" and wanted is None:
-        return _shortstat((await git(*_DIFF, "--shortstat", a, b, cwd=repo)).stdout)
+        return await _whole_stats(repo, a, b)
     spec: list[str] = []
     if wanted is not None:
         spec = await _pathspec(repo, a, b, wanted)
@@ -249,6 +255,40 @@ async def diff_between(
     if wanted is not None:
         files = [f for f in files if _kept(f["path"], f["old_path"], wanted)]
     return files if fmt == "json" else _stats(files)
+
+
+async def _whole_stats(repo: Path, a: str, b: str) -> dict[str, int]:
+    """The stats of everything from ``a`` to ``b``, kept by ``(repo, a, b)`` when both are full
+    object ids.
+
+    Why: a turn asks twice for the same pair. A tool call that writes gets the stats of the
+    base commit against its snapshot (``ChangeTracker.after_tool``), and the turn-end checkpoint
+    asks again against its own snapshot, which is the same tree when nothing changed after the
+    last tool call (bench/agents_scale.py: 2 ``diff-tree --shortstat`` per run with identical
+    arguments). Objects named by full ids (what ``write-tree`` and ``rev-parse`` print) never
+    change, being content addressed, so neither does their diff: the answer given once is
+    git's answer again, without a process. Names (``HEAD``, a branch, a short id) can move and
+    are always asked; git takes a full id as the object even where a ref has that name.
+
+    What git reads besides the two objects is not part of the key: the repository's
+    configuration (``diff.renameLimit``) and the attributes of the work tree at ``repo``
+    (``.gitattributes``: ``binary``/``-diff`` files count no lines). The work tree's own
+    attributes are in ``b`` when ``b`` is a snapshot of it, so a change to them is a new
+    ``b``; the configuration changed between two asks for one pair (seconds apart in a turn;
+    at most :data:`_STATS_KEPT` pairs are kept) is not seen, as it would not have been by an
+    ask a moment earlier.
+    """
+    key = (str(repo), a, b)
+    exact = _OBJECT_ID.fullmatch(a) is not None and _OBJECT_ID.fullmatch(b) is not None
+    if exact and (kept := _stats_kept.get(key)) is not None:
+        _stats_kept.move_to_end(key)
+        return dict(kept)
+    stats = _shortstat((await git(*_DIFF, "--shortstat", a, b, cwd=repo)).stdout)
+    if exact:
+        _stats_kept[key] = dict(stats)
+        while len(_stats_kept) > _STATS_KEPT:
+            _stats_kept.popitem(last=False)
+    return stats
 
 
 # --- paths ---------------------------------------------------------------------------------------
