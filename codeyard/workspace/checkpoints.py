@@ -48,8 +48,8 @@ async def create_checkpoint(worktree: Path, ref: str, message: str) -> str:
 
     An existing ``ref`` is overwritten, so a retried checkpoint cannot get stuck on its own ref.
     """
-    head, tree, _ = await _head_and_tree(worktree, ref)
-    return await _commit(worktree, ref, message, head, tree)
+    parent, tree, _ = await _head_and_tree(worktree, ref)
+    return await _commit(worktree, ref, message, parent, tree)
 
 
 async def create_checkpoint_with_stats(
@@ -62,13 +62,13 @@ async def create_checkpoint_with_stats(
     files on the same HEAD (a turn that changed nothing), that commit is this checkpoint too:
     ``ref`` is pointed at it and no commit is made (same tree, same parent: a new commit would
     differ only in its message and time)."""
-    head, tree, same = await _head_and_tree(worktree, ref, previous)
+    parent, tree, same = await _head_and_tree(worktree, ref, previous)
     if same and previous is not None:
         point = git("update-ref", "-m", "codeyard: checkpoint", ref, previous, cwd=worktree)
         _, stats = await both(point, diff_between(worktree, base, tree, "stats"))
         return previous, stats
     return await both(
-        _commit(worktree, ref, message, head, tree),
+        _commit(worktree, ref, message, parent, tree),
         diff_between(worktree, base, tree, "stats"),
     )
 
@@ -76,12 +76,21 @@ async def create_checkpoint_with_stats(
 async def _head_and_tree(
     worktree: Path, ref: str, previous: str | None = None
 ) -> tuple[str, str, bool]:
-    """HEAD, the tree of the worktree's state, and whether checkpoint commit ``previous`` is
-    that tree on that HEAD (one ``rev-parse`` for all, beside the snapshot)."""
+    """The parent for a commit of the worktree's state (HEAD), the tree of that state, and
+    whether checkpoint commit ``previous`` is that tree on that HEAD (one ``rev-parse`` for all,
+    beside the snapshot).
+
+    With no ``previous`` to compare (a run's first checkpoint, a manual one) HEAD is not read
+    here: the parent is ``HEAD``, which ``commit-tree -p`` resolves to its commit as
+    ``rev-parse HEAD^{commit}`` did, one git process fewer (bench/agents_scale.py: one per
+    run). HEAD is then read just after the snapshot rather than beside it: a commit made
+    during the snapshot (at a turn's end only a terminal or a leftover background job could)
+    becomes the parent, as one made just before it would have; the files are the snapshot's
+    either way."""
     _check_ref(ref)
-    revs = ["HEAD^{commit}"]
-    if previous is not None and _SHA.fullmatch(previous):
-        revs += [f"{previous}^{{tree}}", f"{previous}^"]
+    if previous is None or not _SHA.fullmatch(previous):
+        return "HEAD", await snapshot_tree(worktree), False
+    revs = ["HEAD^{commit}", f"{previous}^{{tree}}", f"{previous}^"]
     # HEAD and the worktree's state at once: independent git processes.
     found, tree = await both(
         git("rev-parse", *revs, "--", cwd=worktree, check=False), snapshot_tree(worktree)
@@ -94,8 +103,9 @@ async def _head_and_tree(
     return head, tree, lines[1:3] == [tree, head]
 
 
-async def _commit(worktree: Path, ref: str, message: str, head: str, tree: str) -> str:
-    args = ("commit-tree", "--no-gpg-sign", "-p", head, "-m", message, tree)
+async def _commit(worktree: Path, ref: str, message: str, parent: str, tree: str) -> str:
+    """Commit ``tree`` on ``parent`` (a commit id, or ``HEAD``) and point ``ref`` at it."""
+    args = ("commit-tree", "--no-gpg-sign", "-p", parent, "-m", message, tree)
     commit = (await git(*args, cwd=worktree, env=_IDENTITY)).stdout
     await git("update-ref", "-m", "codeyard: checkpoint", ref, commit, cwd=worktree)
     return commit

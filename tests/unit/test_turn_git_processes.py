@@ -1,7 +1,8 @@
 """The git processes of one scripted turn on a real repository: the baseline snapshot, a tool
-call that writes (snapshot, what changed, stats), and the turn-end checkpoint (snapshot, HEAD,
-commit, ref, stats). The checkpoint's stats are the tool call's when its snapshot is the same
-tree, without a second ``diff-tree --shortstat`` (bench/agents_scale.py: two per run)."""
+call that writes (snapshot, what changed, stats), and the turn-end checkpoint (snapshot, commit,
+ref, stats). The checkpoint's stats are the tool call's when its snapshot is the same tree,
+without a second ``diff-tree --shortstat`` (bench/agents_scale.py: two per run), and a first
+checkpoint's parent is HEAD as ``commit-tree`` resolves it, without a ``rev-parse``."""
 
 from __future__ import annotations
 
@@ -70,11 +71,33 @@ async def test_a_turn_asks_for_the_stats_of_one_pair_of_trees_once(
         "write-tree": 3,
         "diff-tree --name-status": 1,
         "diff-tree --shortstat": 1,  # was 2: the checkpoint asked again for the same trees
-        "rev-parse": 1,
-        "commit-tree": 1,
+        "commit-tree": 1,  # no rev-parse: its -p HEAD is the parent (was one rev-parse)
         "update-ref": 1,
     }
     assert sha != base  # a commit was made (its content: test_checkpoints)
+    assert _head(git_repo) == base == _rev(git_repo, f"{sha}^")  # on HEAD, which did not move
+
+
+def _rev(repo: Path, rev: str) -> str:
+    out = subprocess.run(["git", "rev-parse", rev], cwd=repo, check=True, capture_output=True)
+    return out.stdout.decode().strip()
+
+
+async def test_a_later_checkpoint_reads_head_to_compare_with_the_one_before(
+    git_repo: Path, started: list[str]
+) -> None:
+    """Turn 2 on: whether the state is the previous checkpoint's (same tree, same HEAD) needs
+    HEAD, so one ``rev-parse`` still reads it with the previous commit's tree and parent."""
+    base = _head(git_repo)
+    ref = "refs/codeyard/run_x"
+    with anyio.fail_after(30):
+        first, _ = await create_checkpoint_with_stats(git_repo, f"{ref}/1", "1", base)
+        (git_repo / "README.md").write_text("changed in turn 2\n")
+        second, _ = await create_checkpoint_with_stats(git_repo, f"{ref}/2", "2", base, first)
+        same, _ = await create_checkpoint_with_stats(git_repo, f"{ref}/3", "3", base, second)
+    assert started.count("rev-parse") == 2  # the second and third, not the first
+    assert second != first and same == second
+    assert _rev(git_repo, f"{first}^") == _rev(git_repo, f"{second}^") == base
 
 
 async def test_a_changed_tree_is_asked_again_and_names_always_are(
