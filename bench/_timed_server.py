@@ -8,7 +8,10 @@ variable: the test server does not pass those on), the server's SQL
 statements are counted there too (``bench/_sql_count.py``), and with ``BENCH_LOOP_FILE`` set,
 its event loop's lag and GC pauses (``bench/_loop_lag.py``); with ``BENCH_THREADS`` set, each
 thread names its OS thread by its kind, for the server's CPU by thread (``bench/_threads.py``).
-``CODEYARD_TIMING_FILE`` may be left unset when only those are wanted.
+``CODEYARD_TIMING_FILE`` may be left unset when only those are wanted. With
+``BENCH_OWN_SESSION`` set, the server starts a session of its own (``setsid``): with the
+kernel's autogroups, its own scheduling group, apart from the bench's client and fake model
+(``bench/agents_scale.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from codeyard.agents.timing import LOGGER
 
 
 def main() -> None:
+    if os.environ.get("BENCH_OWN_SESSION"):
+        os.setsid()  # before any thread or loop: the whole server in the new session
     if os.environ.get("CODEYARD_TIMING_FILE"):
         handler = logging.FileHandler(os.environ["CODEYARD_TIMING_FILE"])
         handler.setFormatter(logging.Formatter("%(message)s"))
