@@ -59,6 +59,9 @@ def find_bwrap(configured: str | None) -> str | None:
 
 #: Each configured path's answer, once probed: it does not change while we run.
 _found: dict[str | None, Probe] = {}
+#: How long bwrap may take to answer. A trial sandbox takes ~5 ms idle, but on a host busy with
+#: agents the probe waits for a core like everyone else (a loaded test suite once took > 10 s).
+PROBE_SECONDS = 30.0
 
 
 def known(configured: str | None = None) -> Probe | None:
@@ -69,10 +72,22 @@ def known(configured: str | None = None) -> Probe | None:
 
 
 def probe(configured: str | None = None) -> Probe:
-    """Probe once per configured path (cached: the answer does not change while we run)."""
+    """Probe once per configured path (cached: the answer does not change while we run).
+
+    A probe that timed out is not an answer: it is not kept, so the next run asks again
+    instead of every run being refused until a restart because the host was busy once."""
     found = _found.get(configured)
     if found is None:
-        found = _found[configured] = _probe(configured)
+        try:
+            found = _found[configured] = _probe(configured)
+        except subprocess.TimeoutExpired:
+            return Probe(
+                False,
+                find_bwrap(configured),
+                None,
+                f"bubblewrap did not answer within {PROBE_SECONDS:g} s (the host is very busy): "
+                "try again in a moment; the next run checks again.",
+            )
     return found
 
 
@@ -82,15 +97,15 @@ def _probe(configured: str | None) -> Probe:
         return Probe(False, None, None, f"bubblewrap (bwrap) is not installed. {INSTALL_HINT}.")
     if not Path(path).is_file():
         return Probe(False, path, None, f"bubblewrap was not found at {path}. {INSTALL_HINT}.")
-    try:
+    try:  # a timeout is raised: not an answer to keep (probe())
         done = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+            [path, "--version"], capture_output=True, text=True, timeout=PROBE_SECONDS, check=False
         )
         version = done.stdout.split()[-1] if done.returncode == 0 and done.stdout.split() else None
         trial = subprocess.run(
-            [path, *_TRIAL], capture_output=True, text=True, timeout=10, check=False
+            [path, *_TRIAL], capture_output=True, text=True, timeout=PROBE_SECONDS, check=False
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         return Probe(False, path, None, f"{path} cannot be run ({exc}). {INSTALL_HINT}.")
     if trial.returncode != 0:
         why = (trial.stderr or trial.stdout).strip().splitlines()[-1:] or ["no output"]

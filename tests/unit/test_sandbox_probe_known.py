@@ -4,6 +4,7 @@ first probe (bwrap runs) goes to a thread (``services.sandbox.ensure_runnable``,
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,9 @@ from codeyard.services.context import Services
 from codeyard.store.db import create_engine
 
 pytestmark = pytest.mark.anyio
+
+#: The module (``codeyard.sandbox.probe`` is the function on the package).
+probe_module = importlib.import_module("codeyard.sandbox.probe")
 
 
 @pytest.fixture
@@ -65,3 +69,21 @@ async def test_a_known_answer_takes_no_thread_trip(
             await sandbox_service.ensure_runnable(svc)
     assert (await sandbox_service.status(svc))["available"] is False
     assert trips.count == 1
+
+
+def test_a_probe_that_timed_out_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy host once made the probe time out: that is no answer to keep for the server's
+    life (every run would be refused until a restart), the next run asks again."""
+    bwrap = tmp_path / "bwrap"
+    bwrap.write_text("#!/bin/sh\nsleep 5\n")
+    bwrap.chmod(0o755)
+    monkeypatch.setattr(probe_module, "PROBE_SECONDS", 0.3)
+    busy = probe(str(bwrap))
+    assert not busy.ok and busy.problem is not None and "did not answer" in busy.problem
+    assert known(str(bwrap)) is None  # not kept
+    bwrap.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "bubblewrap 0.8.0"\nexit 0\n')
+    found = probe(str(bwrap))
+    assert found.ok and found.version == "0.8.0"
+    assert known(str(bwrap)) is found  # a real answer is kept
