@@ -11,6 +11,7 @@ Files ignored by ``.gitignore`` are not part of a checkpoint: restoring one leav
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 from codeyard.workspace.diff import diff_between, snapshot_index, snapshot_tree
@@ -35,6 +36,18 @@ _IDENTITY = {
 
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+#: The tree of each checkpoint commit this process made or reused, by commit id (a commit's
+#: tree never changes), for the next checkpoint's question "is the state the previous one's?"
+#: (:func:`_head_and_tree`). Bounded: a run needs only its last one, 60 runs at once 60.
+_TREES_KEPT = 1024
+_tree_of: OrderedDict[str, str] = OrderedDict()
+
+
+def _keep_tree(commit: str, tree: str) -> None:
+    _tree_of[commit] = tree
+    _tree_of.move_to_end(commit)
+    while len(_tree_of) > _TREES_KEPT:
+        _tree_of.popitem(last=False)
 
 
 def _check_ref(ref: str, what: str = "ref") -> None:
@@ -64,6 +77,7 @@ async def create_checkpoint_with_stats(
     differ only in its message and time)."""
     parent, tree, same = await _head_and_tree(worktree, ref, previous)
     if same and previous is not None:
+        _keep_tree(previous, tree)
         point = git("update-ref", "-m", "codeyard: checkpoint", ref, previous, cwd=worktree)
         _, stats = await both(point, diff_between(worktree, base, tree, "stats"))
         return previous, stats
@@ -86,15 +100,27 @@ async def _head_and_tree(
     run). HEAD is then read just after the snapshot rather than beside it: a commit made
     during the snapshot (at a turn's end only a terminal or a leftover background job could)
     becomes the parent, as one made just before it would have; the files are the snapshot's
-    either way."""
+    either way.
+
+    Likewise when ``previous`` was made (or reused) by this process and its tree, kept by
+    :func:`_keep_tree`, is not the state's: the state is not the previous one, so HEAD need not
+    be compared (a turn that changed files; one process fewer). When the trees are the same
+    (a turn that changed nothing), HEAD is read after the snapshot rather than beside it (one
+    git call's wait longer at that turn's end); after a restart, beside it as before."""
     _check_ref(ref)
     if previous is None or not _SHA.fullmatch(previous):
         return "HEAD", await snapshot_tree(worktree), False
     revs = ["HEAD^{commit}", f"{previous}^{{tree}}", f"{previous}^"]
-    # HEAD and the worktree's state at once: independent git processes.
-    found, tree = await both(
-        git("rev-parse", *revs, "--", cwd=worktree, check=False), snapshot_tree(worktree)
-    )
+    known = _tree_of.get(previous)
+    if known is None:  # HEAD and the worktree's state at once: independent git processes
+        found, tree = await both(
+            git("rev-parse", *revs, "--", cwd=worktree, check=False), snapshot_tree(worktree)
+        )
+    else:
+        tree = await snapshot_tree(worktree)
+        if tree != known:  # not the previous state, whatever HEAD is: a commit on HEAD
+            return "HEAD", tree, False
+        found = await git("rev-parse", *revs, "--", cwd=worktree, check=False)
     lines = found.stdout.split()
     if found.returncode != 0 or len(lines) < len(revs):  # ``previous`` is gone, or HEAD is
         head = (await git("rev-parse", "--verify", "HEAD^{commit}", cwd=worktree)).stdout
@@ -107,6 +133,7 @@ async def _commit(worktree: Path, ref: str, message: str, parent: str, tree: str
     """Commit ``tree`` on ``parent`` (a commit id, or ``HEAD``) and point ``ref`` at it."""
     args = ("commit-tree", "--no-gpg-sign", "-p", parent, "-m", message, tree)
     commit = (await git(*args, cwd=worktree, env=_IDENTITY)).stdout
+    _keep_tree(commit, tree)
     await git("update-ref", "-m", "codeyard: checkpoint", ref, commit, cwd=worktree)
     return commit
 

@@ -2,7 +2,8 @@
 call that writes (snapshot, what changed, stats), and the turn-end checkpoint (snapshot, commit,
 ref, stats). The checkpoint's stats are the tool call's when its snapshot is the same tree,
 without a second ``diff-tree --shortstat`` (bench/agents_scale.py: two per run), and a first
-checkpoint's parent is HEAD as ``commit-tree`` resolves it, without a ``rev-parse``."""
+checkpoint's parent is HEAD as ``commit-tree`` resolves it, without a ``rev-parse`` (a later one
+reads HEAD only when its state may be the previous checkpoint's)."""
 
 from __future__ import annotations
 
@@ -83,21 +84,30 @@ def _rev(repo: Path, rev: str) -> str:
     return out.stdout.decode().strip()
 
 
-async def test_a_later_checkpoint_reads_head_to_compare_with_the_one_before(
-    git_repo: Path, started: list[str]
+async def test_a_later_checkpoint_reads_head_only_for_the_previous_state(
+    git_repo: Path, started: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Turn 2 on: whether the state is the previous checkpoint's (same tree, same HEAD) needs
-    HEAD, so one ``rev-parse`` still reads it with the previous commit's tree and parent."""
+    """Turn 2 on: a state whose tree is not the previous checkpoint's is a new commit on HEAD,
+    whatever HEAD is (the previous tree is known here: this process made it); the same tree
+    needs HEAD to tell whether the previous commit is this state (one ``rev-parse``), and so
+    does a previous commit this process does not know (a restart)."""
     base = _head(git_repo)
     ref = "refs/codeyard/run_x"
     with anyio.fail_after(30):
         first, _ = await create_checkpoint_with_stats(git_repo, f"{ref}/1", "1", base)
         (git_repo / "README.md").write_text("changed in turn 2\n")
         second, _ = await create_checkpoint_with_stats(git_repo, f"{ref}/2", "2", base, first)
+        assert started.count("rev-parse") == 0  # was 1 (and 1 for the first)
         same, _ = await create_checkpoint_with_stats(git_repo, f"{ref}/3", "3", base, second)
-    assert started.count("rev-parse") == 2  # the second and third, not the first
-    assert second != first and same == second
-    assert _rev(git_repo, f"{first}^") == _rev(git_repo, f"{second}^") == base
+        assert started.count("rev-parse") == 1
+        monkeypatch.setattr(checkpoints, "_tree_of", type(checkpoints._tree_of)())  # a restart
+        (git_repo / "README.md").write_text("changed in turn 4\n")
+        fourth, _ = await create_checkpoint_with_stats(git_repo, f"{ref}/4", "4", base, same)
+        assert started.count("rev-parse") == 2
+    assert second != first and same == second and fourth not in (first, second)
+    for commit in (first, second, fourth):
+        assert _rev(git_repo, f"{commit}^") == base
+    assert _rev(git_repo, f"{second}^{{tree}}") != _rev(git_repo, f"{fourth}^{{tree}}")
 
 
 async def test_a_changed_tree_is_asked_again_and_names_always_are(
