@@ -21,25 +21,44 @@ loop is given :class:`_LoopPipe` objects, whose descriptor only the loop closes.
 - :func:`create_subprocess_exec`: ``asyncio.create_subprocess_exec``, but never a fork.
 - :func:`install`: route a loop's ``subprocess_exec`` here, for code that spawns through the
   loop itself (the Claude SDK's ``anyio.open_process``).
+- :func:`new_session`: what such code spawns meanwhile (in this context) starts as the leader
+  of a new session, as ``start_new_session`` would (the SDK has no such option).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import os
 import subprocess
 import threading
 from asyncio.base_subprocess import BaseSubprocessTransport
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from codeyard.agents import timing
 
-__all__ = ["create_subprocess_exec", "install", "subprocess_exec"]
+__all__ = ["create_subprocess_exec", "install", "new_session", "subprocess_exec"]
 
 _LIMIT = 2**16  # asyncio's default StreamReader limit
+
+_NEW_SESSION: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "codeyard_piped_new_session", default=False
+)
+
+
+@contextlib.contextmanager
+def new_session() -> Iterator[None]:
+    """Start what :func:`subprocess_exec` spawns in this context (tasks started from it too)
+    as a new session's leader: ``setsid`` in the child before its ``exec``, as
+    ``start_new_session`` does, for a caller that cannot ask for it (the Claude SDK)."""
+    token = _NEW_SESSION.set(True)
+    try:
+        yield
+    finally:
+        _NEW_SESSION.reset(token)
 
 
 class _LoopPipe:
@@ -160,6 +179,8 @@ async def subprocess_exec(
             raise ValueError(f"subprocess_exec does not take {name}")
     if kwargs.get("preexec_fn") is not None:
         raise ValueError("preexec_fn would make Popen fork; use start_new_session and the like")
+    if _NEW_SESSION.get():
+        kwargs["start_new_session"] = True
     protocol = protocol_factory()
     waiter = loop.create_future()
     argv = [program, *args]

@@ -31,11 +31,13 @@ from codeyard.agents.process_group import (
     boot_id,
     recorder,
 )
-from codeyard.sandbox import lifeline
+from codeyard.sandbox import lifeline, priority
 
 __all__ = [
     "GATE_PARENT_ENV",
     "SPAWN_WINDOW_ENV",
+    "TIE_CHECK",
+    "TIE_KEEPS",
     "TIE_PARENT_ENV",
     "GroupRecord",
     "GroupRecorder",
@@ -49,7 +51,6 @@ __all__ = [
     "spawn",
     "still_running",
     "stop_leftovers",
-    "tied_prefix",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,21 +68,19 @@ def pdeathsig_prefix() -> list[str]:
 #: The environment variable that names the server to a child being tied to it.
 GATE_PARENT_ENV = "CODEYARD_GATE_PARENT"
 
-_TIED = (
+#: Shell for the first shell after ``setpriv`` of a launcher that does not go through
+#: :func:`spawn`'s gate (Claude Code's: the SDK spawns it; its contained script runs this first,
+#: ``launch.Contained.script``'s ``prelude``): a server that died before ``setpriv`` set the
+#: death signal never signals, so the command must not start unless the parent is still the
+#: server named by ``CODEYARD_GATE_PARENT``. It then opens the sandbox's lifeline on the server
+#: (:mod:`codeyard.sandbox.lifeline`), whose variable the script must keep (:data:`TIE_KEEPS`).
+TIE_CHECK = (
     f'if [ -n "${GATE_PARENT_ENV}" ]; then [ "$PPID" = "${GATE_PARENT_ENV}" ] || exit 125; '
     f"{lifeline.OPEN}else unset {lifeline.ENV}; fi; "
-    f'unset {GATE_PARENT_ENV}; exec "$@"'
+    f"unset {GATE_PARENT_ENV}"
 )
-
-
-def tied_prefix() -> list[str]:
-    """:func:`pdeathsig_prefix` and then a check that the parent is still the server named by
-    ``CODEYARD_GATE_PARENT``: a server that died before ``setpriv`` set the death signal never
-    signals, so the command must not start (for launchers that do not go through
-    :func:`spawn`'s gate, such as Claude Code's). It then opens the sandbox's lifeline on the
-    server (:mod:`codeyard.sandbox.lifeline`). Empty without ``setpriv``."""
-    prefix = pdeathsig_prefix()
-    return [*prefix, "/bin/sh", "-c", _TIED, "codeyard-tied"] if prefix else []
+#: What :data:`TIE_CHECK` sets for the command.
+TIE_KEEPS = (lifeline.ENV,)
 
 
 #: The environment variable by which a shell that forks a link of the chain names itself
@@ -141,7 +140,7 @@ _GATE = (
     '[ "$PPID" = "$CODEYARD_GATE_PARENT" ] || exit 125; '
     'read -r -u "$CODEYARD_GATE_FD" _ || exit 125; exec {CODEYARD_GATE_FD}<&-; '
     f"{lifeline.OPEN}"
-    'unset CODEYARD_GATE_FD CODEYARD_GATE_PARENT; exec "$@"'
+    "unset CODEYARD_GATE_FD CODEYARD_GATE_PARENT; "
 )
 
 #: Test hook (issue 12's spawn window): a directory. With it set, :func:`spawn` writes the
@@ -165,16 +164,18 @@ async def _pause_in_window(window: Path, pid: int) -> None:
 
 
 async def spawn(
-    argv: Iterable[str], *, kind: str, **kwargs: Any
+    argv: Iterable[str], *, kind: str, lead: str = "", **kwargs: Any
 ) -> tuple[asyncio.subprocess.Process, ProcessGroup]:
     """Start ``argv`` as the leader of a new process group tied to the server's life, and
     record the group on the current run before the command starts: it waits at a gate until
     the record is committed, so a crash at any moment leaves no unrecorded group behind.
-    ``kwargs`` go to ``create_subprocess_exec``: :mod:`codeyard.agents.piped`'s, which starts
-    the child with vfork rather than by forking the whole server as uvloop's would."""
+    ``lead``: shell to run in the new session before ``argv`` (a ``Contained``'s: the gate's
+    shell runs it, one program start fewer than a shell of its own). ``kwargs`` go to
+    ``create_subprocess_exec``: :mod:`codeyard.agents.piped`'s, which starts the child with
+    vfork rather than by forking the whole server as uvloop's would."""
     if recorder.get() is None:  # nothing to record: no gate needed
         proc = await piped.create_subprocess_exec(
-            *pdeathsig_prefix(), *argv, start_new_session=True, **kwargs
+            *pdeathsig_prefix(), *priority.shell(lead), *argv, start_new_session=True, **kwargs
         )
         return proc, ProcessGroup(proc.pid)
     window = Path(os.environ[SPAWN_WINDOW_ENV]) if os.environ.get(SPAWN_WINDOW_ENV) else None
@@ -184,7 +185,8 @@ async def spawn(
         env["CODEYARD_GATE_FD"] = str(gate_r)
         env[GATE_PARENT_ENV] = str(os.getpid())
         late = _late_start(window) if window is not None else []
-        gated = [*late, *pdeathsig_prefix(), "/bin/bash", "-c", _GATE, "codeyard-gate", *argv]
+        gate = _GATE + lead + 'exec "$@"'
+        gated = [*late, *pdeathsig_prefix(), "/bin/bash", "-c", gate, "codeyard-gate", *argv]
         proc = await piped.create_subprocess_exec(
             *gated, start_new_session=True, pass_fds=(gate_r,), env=env, **kwargs
         )

@@ -156,7 +156,7 @@ async def _run_bash(
         )
     except SandboxUnavailable as exc:
         raise AgentFailure(exc.detail) from exc
-    argv = jail.argv
+    argv = jail.command  # spawn's gate runs jail.lead
     if mark is not None:
         mark.parent.mkdir(parents=True, exist_ok=True)
         # The shell forks the command (it writes the mark after): the child ties itself anew.
@@ -165,6 +165,7 @@ async def _run_bash(
     proc, group = await spawn(
         argv,
         kind="script-bash",
+        lead=jail.lead,
         cwd=cwd,
         env=jail.env,
         stdin=asyncio.subprocess.DEVNULL,

@@ -46,26 +46,57 @@ class Contained:
     #: The bubblewrap options (empty with the sandbox off), for an ``--args`` file.
     options: list[str] = field(default_factory=list)
     bwrap: str | None = None
+    #: The shell ``argv`` first runs in its own ``/bin/sh`` (``priority.group_line``; empty
+    #: when none): a starter that already runs a shell in the command's session (the spawn
+    #: gate, :meth:`script`) runs it there and ``exec``s :attr:`command`, one start fewer.
+    lead: str = ""
 
     @property
     def contained(self) -> bool:
         return self.bwrap is not None
 
-    def script(self, inherited: Iterable[str]) -> str:
+    @property
+    def command(self) -> list[str]:
+        """``argv`` without the shell that runs :attr:`lead`: for a starter that runs it."""
+        return self.argv[len(priority.shell(self.lead)) :]
+
+    def script(
+        self, inherited: Iterable[str], *, prelude: str = "", keep: Iterable[str] = ()
+    ) -> str:
         """A ``/bin/sh`` script that runs ``argv`` (with the script's own arguments appended),
         for a caller that cannot choose the environment (an SDK that spawns the CLI with
         ``os.environ`` merged in): it exports the allowed values and unsets every other name
-        in ``inherited``. Values stay in the script file (keep it private), never on a
-        command line."""
+        in ``inherited`` (but ``keep``). Values stay in the script file (keep it private),
+        never on a command line. ``prelude``: the caller's shell, run first (a check that the
+        server still lives); ``keep``: names it sets for the command.
+
+        One shell does it all and ``exec``s :attr:`command`: ``unset`` where ``env -u`` was a
+        program start of its own, :attr:`lead` here rather than in a shell of its own. Only
+        names a shell cannot unset (not an identifier, or the shell's own) still go through
+        ``env -u`` (dash drops the first kind anyway, bash does not)."""
         lines = ["#!/bin/sh", "# Written by Codeyard: the agent's environment and sandbox."]
+        if prelude:
+            lines.append(prelude)
         for name, value in self.env.items():
             if _NAME.fullmatch(name):
                 lines.append(f"export {name}={shlex.quote(value)}")
-        unset = sorted(set(inherited) - set(self.env))
-        drop = " ".join(f"-u {shlex.quote(n)}" for n in unset)
-        command = " ".join(shlex.quote(a) for a in self.argv)
-        lines.append(f'exec /usr/bin/env {drop} {command} "$@"')
+        unset = sorted(set(inherited) - set(self.env) - set(keep))
+        plain = [n for n in unset if _NAME.fullmatch(n) and n not in _SHELL_OWN]
+        if plain:
+            lines.append("unset " + " ".join(plain))
+        if self.lead:
+            lines.append(self.lead.rstrip().rstrip(";"))
+        odd = [n for n in unset if n not in plain]
+        drop = ["/usr/bin/env", *(a for n in odd for a in ("-u", n))] if odd else []
+        command = " ".join(shlex.quote(a) for a in [*drop, *self.command])
+        lines.append(f'exec {command} "$@"')
         return "\n".join(lines) + "\n"
+
+
+#: Names a shell keeps for itself (read-only in bash, set by dash): ``env -u`` drops them.
+_SHELL_OWN = frozenset(
+    {"PPID", "UID", "EUID", "BASHOPTS", "SHELLOPTS", "BASH_VERSINFO", "BASH_ARGV0", "IFS"}
+)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -185,7 +216,8 @@ def contain(
     # it, so the command starts lowered). In bwrap's ``--new-session``: inside, unprivileged.
     nice = priority.task_prefix(sandbox.niceness)
     if not sandbox.enabled:
-        return Contained([*priority.group_prefix(sandbox.niceness), *nice, *argv], env)
+        lead = priority.group_line(sandbox.niceness)
+        return Contained([*priority.shell(lead), *nice, *argv], env, lead=lead)
     bwrap = sandbox.check()
     if not sandbox.worktrees and cwd is not None:  # no run named: the directory it works in
         sandbox = sandbox.for_run([cwd], sandbox.network)
@@ -194,12 +226,13 @@ def contain(
     )
     options = bwrap_options(spec)
     # Inside, the command first checks that the server still lives (bwrap's own death signal
-    # comes only after the sandbox is built: lifeline.py).
+    # comes only after the sandbox is built: lifeline.py); the same shell lowers the group
+    # of a session made inside.
     if own_session:
-        outside = [*priority.group_prefix(sandbox.niceness), *nice, bwrap]
-        inside = [*lifeline.prefix(), *argv]
+        lead = priority.group_line(sandbox.niceness)
+        inside = lifeline.prefix()
     else:
-        outside = [*nice, bwrap]
-        group = priority.group_prefix(sandbox.niceness, privileged_write=False)
-        inside = [*lifeline.prefix(), *group, *argv]
-    return Contained([*outside, *options, "--", *inside], env, options, bwrap)
+        lead = ""
+        inside = lifeline.prefix(priority.group_line(sandbox.niceness, privileged_write=False))
+    argv = [*priority.shell(lead), *nice, bwrap, *options, "--", *inside, *argv]
+    return Contained(argv, env, options, bwrap, lead)

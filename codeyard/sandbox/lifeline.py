@@ -4,7 +4,7 @@ Every link of a run's process chain must die with the server, even on ``kill -9`
 A link started by ``exec`` keeps its death signal (``PR_SET_PDEATHSIG``); one started by a
 fork does not, and has none until it sets its own — if its parent died before, the kernel
 never tells it. So each forked link sets the signal and then checks that its parent is still
-the one that forked it (``agents.process``: the spawn gate, ``tied_prefix``,
+the one that forked it (``agents.process``: the spawn gate, ``TIE_CHECK``,
 ``fork_tie_prefix``). bubblewrap forks twice where no prefix can go: its sandboxed child sets
 ``--die-with-parent`` only once the whole sandbox is mounted (milliseconds, more under load),
 and a child whose bwrap died meanwhile builds the sandbox and runs the command anyway.
@@ -44,10 +44,12 @@ _CHECK = (
     'case "$s" in Z*|X*) exit 125;; esac; '
     f"exec {FD}<&-; "
     "fi; "
-    f'unset {ENV}; exec "$@"'
+    f"unset {ENV}; "
 )
 
 
-def prefix() -> list[str]:
-    """The argv prefix a contained command runs under, inside bubblewrap (see the module)."""
-    return ["/bin/sh", "-c", _CHECK, "codeyard-alive"]
+def prefix(then: str = "") -> list[str]:
+    """The argv prefix a contained command runs under, inside bubblewrap (see the module).
+    ``then``: more shell this same shell runs before it becomes the command (the lowering of
+    a session made inside: ``priority.group_line``), one program start fewer than its own."""
+    return ["/bin/sh", "-c", _CHECK + then + 'exec "$@"', "codeyard-alive"]

@@ -33,11 +33,13 @@ from typing import Any
 __all__ = [
     "DEFAULT_NICENESS",
     "autogroups",
+    "group_line",
     "group_prefix",
     "lower_group",
     "niceness_of",
     "prefix",
     "privileged",
+    "shell",
     "state",
     "task_prefix",
 ]
@@ -84,19 +86,20 @@ def task_prefix(niceness: int) -> list[str]:
     return [nice, "-n", str(niceness)] if niceness > 0 and nice is not None else []
 
 
-def group_prefix(niceness: int, *, privileged_write: bool | None = None) -> list[str]:
-    """With autogroups on, a ``/bin/sh`` that lowers its session's group by ``niceness`` and
-    becomes the command: it must run in the command's final session (outside bubblewrap when
-    the sandbox keeps the caller's session, inside when ``--new-session`` makes another).
+def group_line(niceness: int, *, privileged_write: bool | None = None) -> str:
+    """With autogroups on, the shell (ending in ``; ``) that lowers its session's group by
+    ``niceness``: it must run in the command's final session (outside bubblewrap when the
+    sandbox keeps the caller's session, inside when ``--new-session`` makes another), in a
+    shell of the chain that then ``exec``s the command (:func:`group_prefix`'s own, or one the
+    starter already runs: the spawn gate, Claude Code's contained script). Empty otherwise.
 
     ``privileged_write``: whether the write is made with ``CAP_SYS_ADMIN`` (default: whether
     this process holds it; False inside bubblewrap, which drops it)."""
     if niceness <= 0 or _nice() is None or not autogroups():
-        return []
+        return ""
     if privileged() if privileged_write is None else privileged_write:
         # Never refused: written once, before the command starts, so it starts lowered.
-        line = f'{{ echo {niceness} > /proc/self/autogroup; }} 2>/dev/null; exec "$@"'
-        return ["/bin/sh", "-c", line, "codeyard-nice"]
+        return f"{{ echo {niceness} > /proc/self/autogroup; }} 2>/dev/null; "
     # Without CAP_SYS_ADMIN the kernel takes one such write per 100 ms host-wide and refuses
     # the rest (EAGAIN; any write moves that window, the server's own for preparation's git
     # too): a refused write is tried again every 50 ms for at most ~0.5 s, then the command
@@ -104,13 +107,22 @@ def group_prefix(niceness: int, *, privileged_write: bool | None = None) -> list
     # cost a start ~100 ms when they waited): a process of the same session (so of the same
     # group), orphaned at once, so the command never has it as a child, and holding none of
     # its pipes (a reader waiting for end of file would wait for it).
-    line = (
+    return (
         f"( ( i=0; until echo {niceness} > /proc/self/autogroup; do "
         "[ $i -ge 10 ] && break; i=$((i+1)); sleep 0.05; done ) "
         "</dev/null >/dev/null 2>&1 & ); "
-        'exec "$@"'
     )
-    return ["/bin/sh", "-c", line, "codeyard-nice"]
+
+
+def shell(line: str) -> list[str]:
+    """A ``/bin/sh`` that runs ``line`` (a :func:`group_line`) and becomes the command that
+    follows it; nothing for an empty line."""
+    return ["/bin/sh", "-c", line + 'exec "$@"', "codeyard-nice"] if line else []
+
+
+def group_prefix(niceness: int, *, privileged_write: bool | None = None) -> list[str]:
+    """:func:`group_line` in a ``/bin/sh`` of its own that then becomes the command."""
+    return shell(group_line(niceness, privileged_write=privileged_write))
 
 
 def prefix(niceness: int) -> list[str]:

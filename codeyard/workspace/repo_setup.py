@@ -88,7 +88,8 @@ async def run_script(
     with tempfile.TemporaryFile() as out:
         # A supervised group: tied to the server's life and recorded on the run (issue 12).
         proc, group = await spawn(
-            jail.argv,
+            jail.command,
+            lead=jail.lead,
             kind="repo-script",
             cwd=cwd,
             env=jail.env,

@@ -40,7 +40,8 @@ async def run(command: str, worktree: Path, sandbox: Sandbox, timeout: float) ->
     except SandboxUnavailable as exc:
         return ShellResult(None, f"sandbox unavailable: {exc.detail}", False)
     proc, group = await spawn(
-        jail.argv,
+        jail.command,
+        lead=jail.lead,
         kind="workflow-shell",
         cwd=worktree,
         env=jail.env,

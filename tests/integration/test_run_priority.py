@@ -102,7 +102,8 @@ async def test_a_burst_of_sandboxed_starts_each_starts_in_its_lowered_group(tmp_
             cwd=tmp_path, own_session=True,
         )  # fmt: skip
         proc, group = await spawn(
-            jail.argv,
+            jail.command,  # as the agents start: the gate lowers the group
+            lead=jail.lead,
             kind="test",
             env=jail.env,
             cwd=tmp_path,

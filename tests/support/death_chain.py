@@ -26,7 +26,7 @@ STAND_IN = """
 import asyncio, os, sys
 from pathlib import Path
 from codeyard.agents import piped, process
-from codeyard.agents.claude.process import CLI_ENV, launcher
+from codeyard.agents.claude.process import CLI_ENV, cli_script, launcher
 from codeyard.agents.script import _run_bash
 from codeyard.sandbox import Sandbox, contain
 
@@ -48,7 +48,7 @@ async def main():
     if HOW == "claude":  # no recorder and no gate: the SDK spawns the launcher itself
         jail = contain(sandbox, "script", ["/bin/bash", "-c", STEP], {}, cwd=here)
         cli = here / "claude-cli"
-        cli.write_text(jail.script(os.environ))
+        cli.write_text(cli_script(jail, os.environ))
         cli.chmod(0o700)
         env = {**os.environ, CLI_ENV: str(cli), process.GATE_PARENT_ENV: str(os.getpid())}
         proc = await piped.create_subprocess_exec(str(launcher()), env=env, cwd=here)

@@ -203,18 +203,23 @@ async def test_a_server_killed_in_the_spawn_window_leaves_no_process(tmp_path: P
 
 
 def test_claude_launcher_starts_the_cli_only_under_its_server(tmp_path: Path) -> None:
-    """Claude Code's launcher (no spawn gate: the SDK spawns it) checks after ``setpriv`` that
-    its parent is still the server named in ``CODEYARD_GATE_PARENT``; one that died before the
-    death signal was set never sends it, so the CLI must not start. A parent id that is not
-    ours stands for the server being gone (the launcher re-parented)."""
-    from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, launcher
+    """Claude Code's launcher (no spawn gate: the SDK spawns it) runs the turn's contained
+    script through ``setpriv``, and that script first checks that its parent is still the
+    server named in ``CODEYARD_GATE_PARENT``; one that died before the death signal was set
+    never sends it, so the CLI must not start. A parent id that is not ours stands for the
+    server being gone (the launcher re-parented)."""
+    from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, cli_script, launcher
 
     if not process.pdeathsig_prefix():
         pytest.skip("util-linux setpriv is missing")
     cli = tmp_path / "fake-claude"
     cli.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/ran"\n')
     cli.chmod(0o700)
-    base = {**os.environ, CLI_ENV: str(cli), PID_FILE_ENV: str(tmp_path / "pid")}
+    jail = contain(Sandbox(enabled=False), "claude-code", [str(cli)], cwd=tmp_path)
+    contained = tmp_path / "contained-claude"
+    contained.write_text(cli_script(jail, os.environ))
+    contained.chmod(0o700)
+    base = {**os.environ, CLI_ENV: str(contained), PID_FILE_ENV: str(tmp_path / "pid")}
     gone = subprocess.run(
         [str(launcher()), "--print"],
         env={**base, process.GATE_PARENT_ENV: "1"},

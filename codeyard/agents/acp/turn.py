@@ -136,7 +136,8 @@ class _Turn:
             raise AgentFailure(exc.detail) from exc
         try:
             proc, group = await spawn(
-                jail.argv,
+                jail.command,
+                lead=jail.lead,
                 kind=self.launch.provider,
                 cwd=self.ctx.worktree,
                 env=jail.env,

@@ -1,9 +1,11 @@
 """Finding the Claude Code binary, and starting and stopping it as its own process group.
 
 The SDK spawns the CLI itself and has no option for a new process group, so Codeyard hands it a
-tiny launcher as ``cli_path``: it records its pid and ``exec``s the real CLI as the leader of a
-new session (``os.setsid``). The pid, process group and session stay the same through both
-``exec``s, so one ``killpg`` reaches the CLI and every tool process it started. Descendants that
+tiny launcher as ``cli_path``, and has the SDK's spawn start it as a new session's leader
+(``piped.new_session``; the launcher makes one itself when started otherwise): it records its
+pid and ``exec``s the turn's contained script, which becomes the CLI. The pid, process group
+and session stay the same through every ``exec``, so one ``killpg`` reaches the CLI and every
+tool process it started. Descendants that
 left the group (daemons that call ``setsid`` themselves) are found through ``/proc`` and killed
 too, so no process of a cancelled turn survives it.
 """
@@ -15,15 +17,30 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codeyard.agents.binary import CliBinary
 from codeyard.agents.process import (  # shared by every provider; re-exported
+    TIE_CHECK,
+    TIE_KEEPS,
     ProcessGroup,
-    tied_prefix,
+    pdeathsig_prefix,
 )
 
-__all__ = ["CLAUDE", "ProcessGroup", "bundled_cli", "cli_version", "find_cli", "launcher"]
+if TYPE_CHECKING:
+    from codeyard.sandbox import Contained
+
+__all__ = [
+    "CLAUDE",
+    "ProcessGroup",
+    "bundled_cli",
+    "cli_script",
+    "cli_version",
+    "find_cli",
+    "launcher",
+]
 
 PID_FILE_ENV = "CODEYARD_PID_FILE"
 CLI_ENV = "CODEYARD_CLAUDE_CLI"
@@ -70,36 +87,45 @@ cli_version = CLAUDE.version
 _launcher: Path | None = None
 
 
+def cli_script(jail: Contained, inherited: Iterable[str]) -> str:
+    """The script :func:`launcher` runs as ``CODEYARD_CLAUDE_CLI``: the check that the server
+    still lives (``TIE_CHECK``, right after ``setpriv``), then ``jail`` with exactly its
+    environment (whatever of ``inherited`` the SDK merged in is dropped), all in one shell."""
+    return jail.script(inherited, prelude=TIE_CHECK, keep=TIE_KEEPS)
+
+
 def launcher() -> Path:
     """The launcher script, written once per process into a private temporary directory
-    (and again should a temp-file cleaner have removed it)."""
+    (and again should a temp-file cleaner have removed it).
+
+    It records its pid (``CODEYARD_PID_FILE``) and ``exec``s, through ``setpriv --pdeathsig
+    KILL`` (same pid, kept through the exec: the CLI dies with the server even on ``kill -9``,
+    issue 12), the script named by ``CODEYARD_CLAUDE_CLI``: the turn's contained script
+    (``launch.Contained.script``), which first runs ``agents.process.TIE_CHECK`` (the CLI
+    starts only if its parent is still the server: one that died before the signal was set
+    never sends it) and then becomes the sandboxed CLI. The CLI leads its own session: the
+    turn has the SDK's spawn start it so (``piped.new_session``); a launcher started any other
+    way makes one first, with util-linux/BusyBox ``setsid`` (it forks instead of exec'ing when
+    its caller leads a process group, so only when /proc says it does not: the recorded pid
+    would be wrong), else with Python (~15 ms more)."""
     global _launcher
     if _launcher is not None and _launcher.exists():
         return _launcher
     folder = Path(tempfile.mkdtemp(prefix="codeyard-claude-"))
     script = folder / "claude-launcher"
     setsid = "import os,sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
-    # util-linux/BusyBox ``setsid`` where there is one: a Python start-up costs ~15 ms per
-    # turn (more under load). It forks instead of exec'ing when its caller leads a process
-    # group (the pid recorded above would then be wrong), so only when /proc says it does not.
-    # ``setpriv --pdeathsig KILL`` (same pid, kept through the exec): the CLI dies with the
-    # server even on ``kill -9`` (issue 12); then the CLI starts only if its parent is still
-    # the server (``CODEYARD_GATE_PARENT``): one that died before the signal was set never
-    # sends it.
-    tied = " ".join(shlex.quote(a) for a in tied_prefix())
-    fast = ""
+    tied = " ".join([*map(shlex.quote, pdeathsig_prefix()), f'"${CLI_ENV}"'])
+    slow = ""
     if (found := shutil.which("setsid")) is not None:
-        fast = (
-            'read -r _ _ _ _ pgrp _ 2>/dev/null < /proc/$$/stat && [ "$pgrp" != $$ ] && '
-            f'exec {shlex.quote(found)} -- {tied} "${CLI_ENV}" "$@"\n'
-        )
+        slow = f'[ "$pgrp" != $$ ] && exec {shlex.quote(found)} -- {tied} "$@"\n'
     script.write_text(
         "#!/bin/sh\n"
-        "# Written by Codeyard: run Claude Code as the leader of its own process group.\n"
+        "# Written by Codeyard: run Claude Code as the leader of its own session.\n"
         f'[ -n "${PID_FILE_ENV}" ] && echo $$ > "${PID_FILE_ENV}"\n'
-        f"{fast}"
-        f"exec {shlex.quote(sys.executable)} -I -S -c {shlex.quote(setsid)} "
-        f'{tied} "${CLI_ENV}" "$@"\n'
+        "read -r _ _ _ _ pgrp sid _ 2>/dev/null < /proc/$$/stat\n"
+        f'[ "$sid" = $$ ] && exec {tied} "$@"\n'
+        f"{slow}"
+        f'exec {shlex.quote(sys.executable)} -I -S -c {shlex.quote(setsid)} {tied} "$@"\n'
     )
     script.chmod(0o700)
     _launcher = script

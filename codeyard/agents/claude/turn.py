@@ -50,7 +50,13 @@ from codeyard.agents.claude.normalize import (
     normalize,
     tool_kind,
 )
-from codeyard.agents.claude.process import CLI_ENV, PID_FILE_ENV, ProcessGroup, launcher
+from codeyard.agents.claude.process import (
+    CLI_ENV,
+    PID_FILE_ENV,
+    ProcessGroup,
+    cli_script,
+    launcher,
+)
 from codeyard.agents.claude.settings import TurnSettings
 from codeyard.agents.claude.stream_json import parse
 from codeyard.agents.process import GATE_PARENT_ENV, StderrRing
@@ -146,7 +152,7 @@ class _Turn:
         except SandboxUnavailable as exc:
             raise AgentFailure(exc.detail) from exc
         script = self.tmp / "contained-claude"
-        script.write_text(jail.script([*os.environ, *env, PID_FILE_ENV, CLI_ENV]))
+        script.write_text(cli_script(jail, [*os.environ, *env, PID_FILE_ENV, CLI_ENV]))
         script.chmod(0o700)
         return str(script)
 
@@ -208,9 +214,11 @@ class _Turn:
         client = ClaudeSDKClient(self.options())
         # The SDK spawns the CLI with anyio.open_process, i.e. the loop's subprocess_exec:
         # under uvloop that forks the whole server; this makes it vfork (agents/piped.py).
+        # It starts the launcher as a new session's leader too (the launcher's setsid then
+        # needs no program start of its own).
         piped.install(asyncio.get_running_loop())
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), piped.new_session():
                 # Allowed tools (or a bypass mode) skipping Codeyard's decision function
                 # are the operator's explicit choice, not a mistake to warn about.
                 warnings.simplefilter("ignore", CanUseToolShadowedWarning)

@@ -133,7 +133,8 @@ class _Turn:
             raise AgentFailure(exc.detail) from exc
         try:
             proc, self.group = await spawn(
-                jail.argv,
+                jail.command,
+                lead=jail.lead,
                 kind="codex",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
