@@ -174,7 +174,7 @@ async def test_git_starts_its_process_off_the_event_loop(
 
     def recorded(
         args: tuple[str, ...], cwd: Path, env: dict[str, str] | None, lowered: int
-    ) -> subprocess.Popen[bytes]:
+    ) -> git_module._Child:
         threads.append(threading.get_ident())
         return spawn(args, cwd, env, lowered)
 
