@@ -14,6 +14,7 @@ descendant found through ``/proc`` — whichever provider started it (the groups
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -163,19 +164,32 @@ async def _pause_in_window(window: Path, pid: int) -> None:
     await asyncio.sleep(60)
 
 
+def _renice(pid: int, niceness: int) -> None:
+    """Add ``niceness`` to ``pid``'s (a child held at the gate: what it becomes and starts
+    inherits it), as ``nice -n`` would from the server's own; a child already gone is left."""
+    if niceness <= 0:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, own + niceness))
+
+
 async def spawn(
-    argv: Iterable[str], *, kind: str, lead: str = "", **kwargs: Any
+    argv: Iterable[str], *, kind: str, lead: str = "", niceness: int = 0, **kwargs: Any
 ) -> tuple[asyncio.subprocess.Process, ProcessGroup]:
     """Start ``argv`` as the leader of a new process group tied to the server's life, and
     record the group on the current run before the command starts: it waits at a gate until
     the record is committed, so a crash at any moment leaves no unrecorded group behind.
-    ``lead``: shell to run in the new session before ``argv`` (a ``Contained``'s: the gate's
-    shell runs it, one program start fewer than a shell of its own). ``kwargs`` go to
-    ``create_subprocess_exec``: :mod:`codeyard.agents.piped`'s, which starts the child with
-    vfork rather than by forking the whole server as uvloop's would."""
-    if recorder.get() is None:  # nothing to record: no gate needed
+
+    A ``Contained``'s ``lead`` and ``niceness`` (pass its ``bare`` argv): the gate's shell runs
+    the lead in the new session, and the niceness is set on the child while it waits at the
+    gate, so neither costs a program start of its own (``nice``, a ``/bin/sh``). ``kwargs``
+    go to ``create_subprocess_exec``: :mod:`codeyard.agents.piped`'s, which starts the child
+    with vfork rather than by forking the whole server as uvloop's would."""
+    if recorder.get() is None:  # nothing to record: no gate, so both go in the chain
+        niced = [*priority.shell(lead), *priority.task_prefix(niceness), *argv]
         proc = await piped.create_subprocess_exec(
-            *pdeathsig_prefix(), *priority.shell(lead), *argv, start_new_session=True, **kwargs
+            *pdeathsig_prefix(), *niced, start_new_session=True, **kwargs
         )
         return proc, ProcessGroup(proc.pid)
     window = Path(os.environ[SPAWN_WINDOW_ENV]) if os.environ.get(SPAWN_WINDOW_ENV) else None
@@ -197,6 +211,7 @@ async def spawn(
         os.close(gate_r)
     group = ProcessGroup(proc.pid)
     try:
+        _renice(proc.pid, niceness)  # before the go: the command never runs un-niced
         if window is not None:
             await _pause_in_window(window, proc.pid)
         await group.track(kind)

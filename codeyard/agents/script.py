@@ -156,7 +156,7 @@ async def _run_bash(
         )
     except SandboxUnavailable as exc:
         raise AgentFailure(exc.detail) from exc
-    argv = jail.command  # spawn's gate runs jail.lead
+    argv = jail.bare  # spawn's gate runs jail.lead and sets jail.niceness
     if mark is not None:
         mark.parent.mkdir(parents=True, exist_ok=True)
         # The shell forks the command (it writes the mark after): the child ties itself anew.
@@ -166,6 +166,7 @@ async def _run_bash(
         argv,
         kind="script-bash",
         lead=jail.lead,
+        niceness=jail.niceness,
         cwd=cwd,
         env=jail.env,
         stdin=asyncio.subprocess.DEVNULL,

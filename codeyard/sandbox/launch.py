@@ -50,6 +50,8 @@ class Contained:
     #: when none): a starter that already runs a shell in the command's session (the spawn
     #: gate, :meth:`script`) runs it there and ``exec``s :attr:`command`, one start fewer.
     lead: str = ""
+    #: What ``argv``'s ``nice`` adds to the niceness (0: ``argv`` has none).
+    niceness: int = 0
 
     @property
     def contained(self) -> bool:
@@ -59,6 +61,12 @@ class Contained:
     def command(self) -> list[str]:
         """``argv`` without the shell that runs :attr:`lead`: for a starter that runs it."""
         return self.argv[len(priority.shell(self.lead)) :]
+
+    @property
+    def bare(self) -> list[str]:
+        """:attr:`command` without its ``nice`` too: for a starter that also sets the
+        niceness itself before the command runs (``agents.process.spawn``'s gate)."""
+        return self.command[len(priority.task_prefix(self.niceness)) :]
 
     def script(
         self, inherited: Iterable[str], *, prelude: str = "", keep: Iterable[str] = ()
@@ -215,9 +223,10 @@ def contain(
     # session: before bwrap, with the server's privileges (as root the kernel never refuses
     # it, so the command starts lowered). In bwrap's ``--new-session``: inside, unprivileged.
     nice = priority.task_prefix(sandbox.niceness)
+    niceness = sandbox.niceness if nice else 0
     if not sandbox.enabled:
         lead = priority.group_line(sandbox.niceness)
-        return Contained([*priority.shell(lead), *nice, *argv], env, lead=lead)
+        return Contained([*priority.shell(lead), *nice, *argv], env, lead=lead, niceness=niceness)
     bwrap = sandbox.check()
     if not sandbox.worktrees and cwd is not None:  # no run named: the directory it works in
         sandbox = sandbox.for_run([cwd], sandbox.network)
@@ -235,4 +244,4 @@ def contain(
         lead = ""
         inside = lifeline.prefix(priority.group_line(sandbox.niceness, privileged_write=False))
     argv = [*priority.shell(lead), *nice, bwrap, *options, "--", *inside, *argv]
-    return Contained(argv, env, options, bwrap, lead)
+    return Contained(argv, env, options, bwrap, lead, niceness)

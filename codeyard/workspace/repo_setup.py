@@ -88,8 +88,9 @@ async def run_script(
     with tempfile.TemporaryFile() as out:
         # A supervised group: tied to the server's life and recorded on the run (issue 12).
         proc, group = await spawn(
-            jail.command,
+            jail.bare,
             lead=jail.lead,
+            niceness=jail.niceness,
             kind="repo-script",
             cwd=cwd,
             env=jail.env,

@@ -40,8 +40,9 @@ async def run(command: str, worktree: Path, sandbox: Sandbox, timeout: float) ->
     except SandboxUnavailable as exc:
         return ShellResult(None, f"sandbox unavailable: {exc.detail}", False)
     proc, group = await spawn(
-        jail.command,
+        jail.bare,
         lead=jail.lead,
+        niceness=jail.niceness,
         kind="workflow-shell",
         cwd=worktree,
         env=jail.env,

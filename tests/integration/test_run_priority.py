@@ -102,8 +102,9 @@ async def test_a_burst_of_sandboxed_starts_each_starts_in_its_lowered_group(tmp_
             cwd=tmp_path, own_session=True,
         )  # fmt: skip
         proc, group = await spawn(
-            jail.command,  # as the agents start: the gate lowers the group
+            jail.bare,  # as the agents start: the gate lowers the group
             lead=jail.lead,
+            niceness=jail.niceness,
             kind="test",
             env=jail.env,
             cwd=tmp_path,

@@ -4,7 +4,8 @@ Each link is a program start (~0.5-2.5 ms of CPU, more when the machine is busy)
 keeps only those a guarantee needs. ``setpriv`` sets the death signal; the first shell after it
 checks the parent (the spawn gate, or Claude Code's contained script) and also lowers the
 session's group and, in the script, sets the environment (no ``/usr/bin/env``, no shell of its
-own for the group); ``nice``, then ``bwrap``, then the lifeline's shell inside. Claude Code's
+own for the group); ``nice`` (where the server cannot set the niceness at a gate itself), then
+``bwrap``, then the lifeline's shell inside. Claude Code's
 launcher is started by the SDK's spawn as a session's leader, so no ``setsid`` either. Watched
 with ``strace`` in a stand-in server (the Codex/ACP path through ``spawn``, the Claude path
 through the launcher).
@@ -57,7 +58,7 @@ async def main():
     else:
         process.recorder.set(Recorder())
         proc, _ = await process.spawn(
-            jail.command, lead=jail.lead, kind="agent", cwd=here, env=jail.env,
+            jail.bare, lead=jail.lead, niceness=jail.niceness, kind="agent", cwd=here, env=jail.env,
             stdout=asyncio.subprocess.PIPE,
         )
     print((await proc.stdout.read()).decode().strip(), await proc.wait(), flush=True)
@@ -101,12 +102,12 @@ def _programs(how: str, where: Path) -> list[str]:
 
 
 @needs
-def test_an_agent_spawned_through_the_gate_starts_in_six_programs(tmp_path: Path) -> None:
+def test_an_agent_spawned_through_the_gate_starts_in_five_programs(tmp_path: Path) -> None:
     """Codex and ACP agents: setpriv, the gate (bash: it reads the go byte and lowers the
-    session's group), nice, bwrap, the lifeline's sh, the CLI. It was seven: the group's own
-    ``sh`` between the gate and nice."""
+    session's group; the server sets its niceness while it waits), bwrap, the lifeline's sh,
+    the CLI. It was seven: the group's own ``sh`` and ``nice`` between the gate and bwrap."""
     ran = _programs("agent", tmp_path)
-    assert ran == ["setpriv", "bash", "nice", "bwrap", "sh", "echo"], ran
+    assert ran == ["setpriv", "bash", "bwrap", "sh", "echo"], ran
 
 
 @needs

@@ -136,8 +136,9 @@ class _Turn:
             raise AgentFailure(exc.detail) from exc
         try:
             proc, group = await spawn(
-                jail.command,
+                jail.bare,
                 lead=jail.lead,
+                niceness=jail.niceness,
                 kind=self.launch.provider,
                 cwd=self.ctx.worktree,
                 env=jail.env,

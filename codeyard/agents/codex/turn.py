@@ -133,8 +133,9 @@ class _Turn:
             raise AgentFailure(exc.detail) from exc
         try:
             proc, self.group = await spawn(
-                jail.command,
+                jail.bare,
                 lead=jail.lead,
+                niceness=jail.niceness,
                 kind="codex",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
