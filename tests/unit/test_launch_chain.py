@@ -76,6 +76,27 @@ needs = pytest.mark.skipif(
 )
 
 
+def _succeeded(lines: list[str]) -> list[str]:
+    """The programs of the ``execve`` calls that succeeded, in the order they returned: a call
+    another process interrupted is logged in two lines (``<unfinished ...>``, then
+    ``<... execve resumed>`` under the same pid)."""
+    ran: list[str] = []
+    pending: dict[str, str] = {}
+    for line in lines:
+        pid = line.split(" ", 1)[0]
+        if 'execve("' in line:
+            path = line.split('execve("', 1)[1].split('"', 1)[0]
+            if line.endswith("<unfinished ...>"):
+                pending[pid] = path
+            elif line.endswith("= 0"):
+                ran.append(path)
+        elif "<... execve resumed>" in line and pid in pending:
+            path = pending.pop(pid)
+            if line.endswith("= 0"):
+                ran.append(path)
+    return ran
+
+
 def _programs(how: str, where: Path) -> list[str]:
     """The programs the stand-in's child ran, in order (each ``execve`` that succeeded)."""
     log = where / "execs.log"
@@ -93,9 +114,7 @@ def _programs(how: str, where: Path) -> list[str]:
     if "ptrace" in done.stderr and "Operation not permitted" in done.stderr:
         pytest.skip("ptrace is not allowed here")
     assert done.stdout.split() == ["started", "0"], done.stdout + done.stderr
-    lines = log.read_text().splitlines()
-    ran = [line.split('execve("', 1)[1].split('"', 1)[0] for line in lines if "= 0" in line]
-    names = [os.path.basename(path) for path in ran]
+    names = [os.path.basename(path) for path in _succeeded(log.read_text().splitlines())]
     # Before the chain: the stand-in itself and the sandbox's probe (bwrap running sh).
     first = min(names.index(n) for n in ("setpriv", "claude-launcher") if n in names)
     return names[first:]
