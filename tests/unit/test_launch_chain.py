@@ -115,6 +115,10 @@ def _programs(how: str, where: Path) -> list[str]:
         pytest.skip("ptrace is not allowed here")
     assert done.stdout.split() == ["started", "0"], done.stdout + done.stderr
     names = [os.path.basename(path) for path in _succeeded(log.read_text().splitlines())]
+    # A refused autogroup write is tried again beside the command, with ``sleep`` between tries
+    # (``priority.group_line``: the kernel takes ten unprivileged writes a second host-wide, and
+    # a loaded host's other sessions take them): not a link of the chain.
+    names = [name for name in names if name != "sleep"]
     # Before the chain: the stand-in itself and the sandbox's probe (bwrap running sh).
     first = min(names.index(n) for n in ("setpriv", "claude-launcher") if n in names)
     return names[first:]
